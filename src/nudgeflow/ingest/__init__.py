@@ -1,0 +1,1 @@
+"""The Segment-spec HTTP Tracking API."""

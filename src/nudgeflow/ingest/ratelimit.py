@@ -1,0 +1,44 @@
+"""Per-workspace token buckets, counted in events, on the injected clock."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nudgeflow.core.clock import Clock
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    def __init__(self, clock: Clock, rate_per_second: float, burst: int) -> None:
+        self._clock = clock
+        self._rate = rate_per_second
+        self._burst = float(max(burst, 1))
+        self._buckets: dict[str, _Bucket] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._rate > 0
+
+    def take(self, key: str, cost: int) -> float:
+        """Spend `cost` tokens; returns 0 if allowed, else the seconds to wait before retrying."""
+        if not self.enabled:
+            return 0.0
+        now = self._clock.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(self._burst, now)
+        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.at) * self._rate)
+        bucket.at = now
+        if cost > self._burst:
+            # Could never pass: say how long a full bucket takes, the client should split it.
+            return math.ceil(self._burst / self._rate)
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
+            return 0.0
+        return max((cost - bucket.tokens) / self._rate, 0.001)

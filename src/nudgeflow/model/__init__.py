@@ -1,0 +1,1 @@
+"""The shapes shared by all parts: events, profiles, traits."""

@@ -1,0 +1,310 @@
+"""Segment-spec messages: their validated shapes and the normalized record we store.
+
+Validation is done by pydantic-core straight from the JSON bytes (one pass, in Rust), into
+TypedDicts rather than models: the result is plain dicts that keep every field the sender
+set (Segment payloads carry arbitrary extras) and that serialize back with orjson at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
+from typing_extensions import NotRequired, TypedDict
+
+from nudgeflow.core.clock import to_ms
+from nudgeflow.core.timestamps import corrected_timestamp
+from nudgeflow.model.traits import clean_traits
+
+EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+Id = Annotated[str, StringConstraints(max_length=512)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+Dict = dict[str, Any]
+
+_MESSAGE_CONFIG = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+
+@with_config(_MESSAGE_CONFIG)
+class _Common(TypedDict):
+    userId: NotRequired[Id | None]
+    anonymousId: NotRequired[Id | None]
+    messageId: NotRequired[Id | None]
+    timestamp: NotRequired[datetime | None]
+    originalTimestamp: NotRequired[datetime | None]
+    sentAt: NotRequired[datetime | None]
+    context: NotRequired[Dict | None]
+    integrations: NotRequired[Dict | None]
+    writeKey: NotRequired[str | None]
+
+
+@with_config(_MESSAGE_CONFIG)
+class Track(_Common):
+    type: Literal["track"]
+    event: Name
+    properties: NotRequired[Dict | None]
+
+
+@with_config(_MESSAGE_CONFIG)
+class Identify(_Common):
+    type: Literal["identify"]
+    traits: NotRequired[Dict | None]
+
+
+@with_config(_MESSAGE_CONFIG)
+class Page(_Common):
+    type: Literal["page"]
+    name: NotRequired[Id | None]
+    category: NotRequired[Id | None]
+    properties: NotRequired[Dict | None]
+
+
+@with_config(_MESSAGE_CONFIG)
+class Screen(_Common):
+    type: Literal["screen"]
+    name: NotRequired[Id | None]
+    category: NotRequired[Id | None]
+    properties: NotRequired[Dict | None]
+
+
+@with_config(_MESSAGE_CONFIG)
+class Group(_Common):
+    type: Literal["group"]
+    groupId: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    traits: NotRequired[Dict | None]
+
+
+@with_config(_MESSAGE_CONFIG)
+class Alias(_Common):
+    type: Literal["alias"]
+    previousId: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    userId: Annotated[str, StringConstraints(min_length=1, max_length=512)]  # type: ignore[misc]
+
+
+Message = Annotated[Union[Track, Identify, Page, Screen, Group, Alias], Field(discriminator="type")]
+
+_BY_TYPE: dict[str, type] = {
+    "track": Track,
+    "identify": Identify,
+    "page": Page,
+    "screen": Screen,
+    "group": Group,
+    "alias": Alias,
+}
+
+
+@with_config(ConfigDict(extra="allow"))
+class BatchBody(TypedDict):
+    batch: Annotated[list[Message], Field(min_length=1)]
+    sentAt: NotRequired[datetime | None]
+    context: NotRequired[Dict | None]
+    integrations: NotRequired[Dict | None]
+    writeKey: NotRequired[str | None]
+
+
+class InvalidEvent(ValueError):
+    """A message that breaks the spec. `field` is a path such as `batch[3].userId`."""
+
+    def __init__(self, field: str, message: str, index: int | None = None) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.index = index
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "message": self.message}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """One accepted message, normalized, as it is written to the event log."""
+
+    message_id: str
+    type: str
+    event: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    previous_id: str | None
+    timestamp_ms: int
+    received_at_ms: int
+    payload: bytes  # the message as JSON, with the corrected timestamp and receivedAt
+    traits: Dict | None  # identify traits that passed validation, applied to the profile
+    trait_errors: dict[str, Dict] | None  # reserved traits that failed, with reasons
+
+
+class _Adapters:
+    """TypeAdapters are built on first use, not at import (building them costs milliseconds)."""
+
+    _batch: TypeAdapter[Any] | None = None
+    _single: dict[str, TypeAdapter[Any]] = {}
+
+    @classmethod
+    def batch(cls) -> TypeAdapter[Any]:
+        if cls._batch is None:
+            cls._batch = TypeAdapter(BatchBody)
+        return cls._batch
+
+    @classmethod
+    def single(cls, type_: str) -> TypeAdapter[Any]:
+        adapter = cls._single.get(type_)
+        if adapter is None:
+            adapter = cls._single[type_] = TypeAdapter(_BY_TYPE[type_])
+        return adapter
+
+
+def _field_path(loc: tuple[Any, ...], in_batch: bool) -> tuple[str, int | None]:
+    parts: list[str] = []
+    index: int | None = None
+    items = list(loc)
+    if in_batch and len(items) >= 2 and items[0] == "batch" and isinstance(items[1], int):
+        index = items[1]
+        parts.append(f"batch[{index}]")
+        items = items[2:]
+        # pydantic names the union member it tried (the event type); it is not a field.
+        if items and items[0] in _BY_TYPE:
+            items = items[1:]
+    for item in items:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "body", index
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] == "union_tag_invalid":
+        return f"unknown type; expected one of {', '.join(EVENT_TYPES)}"
+    if error["type"] == "union_tag_not_found":
+        return f"missing type; expected one of {', '.join(EVENT_TYPES)}"
+    return str(error["msg"])
+
+
+def invalid_from(exc: ValidationError, in_batch: bool) -> list[InvalidEvent]:
+    out = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "json_invalid":
+            out.append(InvalidEvent("body", f"invalid JSON: {error.get('ctx', {}).get('error', error['msg'])}"))
+            continue
+        field, index = _field_path(tuple(error["loc"]), in_batch)
+        out.append(InvalidEvent(field, _describe(error), index))
+    return out
+
+
+class BadRequest(Exception):
+    def __init__(self, errors: list[InvalidEvent]) -> None:
+        super().__init__("; ".join(str(e) for e in errors[:5]))
+        self.errors = errors
+
+
+def parse_batch(body: bytes) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Validate a /v1/batch body; returns its messages and the whole body."""
+    try:
+        parsed = _Adapters.batch().validate_json(body)
+    except ValidationError as exc:
+        raise BadRequest(invalid_from(exc, in_batch=True)) from exc
+    return parsed["batch"], parsed
+
+
+def parse_single(type_: str, body: bytes) -> dict[str, Any]:
+    """Validate the body of /v1/{type}: one message whose type the path gives."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest([InvalidEvent("body", f"invalid JSON: {exc}")]) from exc
+    if not isinstance(raw, dict):
+        raise BadRequest([InvalidEvent("body", "expected a JSON object")])
+    raw["type"] = type_
+    try:
+        return _Adapters.single(type_).validate_python(raw)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise BadRequest(invalid_from(exc, in_batch=False)) from exc
+
+
+def parse_message(raw: Any) -> dict[str, Any]:
+    """Validate one decoded message of any type (used by bulk import)."""
+    if not isinstance(raw, dict):
+        raise BadRequest([InvalidEvent("body", "expected a JSON object")])
+    type_ = raw.get("type")
+    if type_ not in _BY_TYPE:
+        raise BadRequest([InvalidEvent("type", f"unknown or missing type; expected one of {', '.join(EVENT_TYPES)}")])
+    try:
+        return _Adapters.single(type_).validate_python(raw)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise BadRequest(invalid_from(exc, in_batch=False)) from exc
+
+
+def content_message_id(message: dict[str, Any]) -> str:
+    """A messageId derived from the content, so a message sent without one is still stored once."""
+    digest = hashlib.sha256(orjson.dumps(message, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"content-{digest[:32]}"
+
+
+def normalize(
+    message: dict[str, Any],
+    received_at: datetime,
+    *,
+    batch_sent_at: datetime | None = None,
+    batch_context: dict[str, Any] | None = None,
+    max_event_bytes: int,
+    field: str = "body",
+    index: int | None = None,
+    derive_message_id: bool = False,
+) -> EventRecord:
+    """Check what the schema cannot express and build the stored record."""
+    user_id = message.get("userId") or None
+    anonymous_id = message.get("anonymousId") or None
+    if user_id is None and anonymous_id is None:
+        raise InvalidEvent(f"{field}.userId" if field != "body" else "userId",
+                           "either userId or anonymousId is required", index)
+    message.pop("writeKey", None)
+    message_id = message.get("messageId")
+    if not message_id:
+        # Derived from the message as sent, before we add receive-time fields, so that
+        # importing the same file twice derives the same id.
+        message_id = content_message_id(message) if derive_message_id else str(uuid.uuid4())
+        message["messageId"] = message_id
+    if batch_context and not message.get("context"):
+        message["context"] = batch_context
+    original = message.get("originalTimestamp") or message.get("timestamp")
+    sent_at = message.get("sentAt") or batch_sent_at
+    timestamp = corrected_timestamp(received_at, original, sent_at)
+    if original is not None:
+        message["originalTimestamp"] = original
+    message["timestamp"] = timestamp
+    message["receivedAt"] = received_at
+    if sent_at is not None:
+        message["sentAt"] = sent_at
+    payload = orjson.dumps(message)
+    if len(payload) > max_event_bytes:
+        raise InvalidEvent(field, f"event is {len(payload)} bytes; the limit is {max_event_bytes}", index)
+    type_ = message["type"]
+    traits = trait_errors = None
+    if type_ == "identify" and message.get("traits"):
+        traits, trait_errors = clean_traits(message["traits"])
+    if type_ == "track":
+        name = message["event"]
+    elif type_ in ("page", "screen"):
+        name = message.get("name")
+    else:
+        name = None
+    return EventRecord(
+        message_id=message_id,
+        type=type_,
+        event=name,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        previous_id=message.get("previousId"),
+        timestamp_ms=to_ms(timestamp),
+        received_at_ms=to_ms(received_at),
+        payload=payload,
+        traits=traits,
+        trait_errors=trait_errors or None,
+    )

@@ -1,0 +1,328 @@
+"""Writing accepted events: dedupe, resolve each to a profile, merge identities, append.
+
+Everything here runs inside one transaction per group commit, for many requests at once,
+and talks to the database in bulk: one lookup of known message ids, one of identities,
+one insert of events, one read and one write of the profiles whose traits changed.
+Merges are rare and done row by row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import orjson
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from nudgeflow.model.events import EventRecord
+from nudgeflow.store.schema import events, identities, profile_merges, profiles
+
+# Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
+CHUNK = 900
+
+
+@dataclass
+class WriteResult:
+    accepted: int = 0
+    duplicates: int = 0
+    profiles_created: int = 0
+    merges: int = 0
+
+
+@dataclass
+class _Resolution:
+    """Identity state for one workspace during one transaction."""
+
+    idmap: dict[str, str]  # identity key -> profile id
+    user_of: dict[str, str | None]  # profile id -> its userId, if known
+    merged_into: dict[str, str] = field(default_factory=dict)
+    new_profiles: dict[str, str | None] = field(default_factory=dict)
+    new_identities: dict[str, str] = field(default_factory=dict)
+    merges: list[tuple[str, str]] = field(default_factory=list)
+    adopted: dict[str, str] = field(default_factory=dict)  # existing anonymous profile -> new userId
+
+    def final(self, profile_id: str) -> str:
+        while profile_id in self.merged_into:
+            profile_id = self.merged_into[profile_id]
+        return profile_id
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    return insert(table)
+
+
+def new_profile_id() -> str:
+    return "prf_" + uuid.uuid4().hex[:24]
+
+
+def _identity_keys(record: EventRecord) -> Iterable[str]:
+    if record.user_id:
+        yield "u:" + record.user_id
+    if record.anonymous_id:
+        yield "a:" + record.anonymous_id
+    if record.previous_id:
+        yield "u:" + record.previous_id
+        yield "a:" + record.previous_id
+
+
+def _known_message_ids(conn: Connection, workspace_id: str, message_ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    stmt = select(events.c.message_id).where(
+        events.c.workspace_id == workspace_id, events.c.message_id.in_(bindparam("ids", expanding=True))
+    )
+    for chunk in _chunks(message_ids):
+        known.update(conn.execute(stmt, {"ids": list(chunk)}).scalars())
+    return known
+
+
+def _load_identities(conn: Connection, workspace_id: str, keys: list[str]) -> _Resolution:
+    res = _Resolution(idmap={}, user_of={})
+    stmt = (
+        select(identities.c.key, identities.c.profile_id, profiles.c.user_id)
+        .join(profiles, profiles.c.id == identities.c.profile_id)
+        .where(identities.c.workspace_id == workspace_id, identities.c.key.in_(bindparam("keys", expanding=True)))
+    )
+    for chunk in _chunks(keys):
+        for key, profile_id, user_id in conn.execute(stmt, {"keys": list(chunk)}):
+            res.idmap[key] = profile_id
+            res.user_of[profile_id] = user_id
+    return res
+
+
+def _resolve(res: _Resolution, record: EventRecord, now_ms: int) -> str:
+    """Decide which profile an event belongs to, creating or merging profiles as needed.
+
+    An anonymous profile is merged into a known one when an event links the two ids
+    (identify with both, or alias). A profile that already has a different userId is never
+    merged: a shared device must not fuse two customers into one.
+    """
+    ukey = "u:" + record.user_id if record.user_id else None
+    akeys = ["a:" + record.anonymous_id] if record.anonymous_id else []
+    if record.previous_id:
+        akeys += ["u:" + record.previous_id, "a:" + record.previous_id]
+
+    pu = res.final(res.idmap[ukey]) if ukey and ukey in res.idmap else None
+    linked = [(k, res.final(res.idmap[k]) if k in res.idmap else None) for k in akeys]
+
+    if pu is None and ukey is not None:
+        # The first known profile among the linked ids that is still anonymous adopts the userId.
+        adopt = next((p for _, p in linked if p is not None and not res.user_of.get(p)), None)
+        if adopt is not None:
+            pu = adopt
+            res.user_of[pu] = record.user_id
+            if pu not in res.new_profiles:
+                res.adopted[pu] = record.user_id
+            else:
+                res.new_profiles[pu] = record.user_id
+        else:
+            pu = _create(res, record.user_id)
+        res.idmap[ukey] = pu
+        res.new_identities[ukey] = pu
+
+    if pu is None:  # anonymous-only event
+        key = akeys[0]
+        existing = linked[0][1]
+        if existing is not None:
+            return existing
+        pid = _create(res, None)
+        res.idmap[key] = pid
+        res.new_identities[key] = pid
+        return pid
+
+    for key, other in linked:
+        if other is None:
+            # Only the event's own anonymousId becomes a new identity; an unknown alias
+            # previousId is not invented into one.
+            if key == (akeys[0] if record.anonymous_id else None):
+                res.idmap[key] = pu
+                res.new_identities[key] = pu
+        elif other != pu and not res.user_of.get(other):
+            res.merged_into[other] = pu
+            res.merges.append((other, pu))
+            for k, p in list(res.idmap.items()):
+                if p == other:
+                    res.idmap[k] = pu
+            for k, p in list(res.new_identities.items()):
+                if p == other:
+                    res.new_identities[k] = pu
+    return pu
+
+
+def _create(res: _Resolution, user_id: str | None) -> str:
+    pid = new_profile_id()
+    res.new_profiles[pid] = user_id
+    res.user_of[pid] = user_id
+    return pid
+
+
+def _merge_traits(into: dict[str, Any], older: dict[str, Any]) -> dict[str, Any]:
+    # The known profile's own traits win; the anonymous one only fills gaps.
+    return {**older, **into}
+
+
+def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms: int) -> None:
+    for source, _ in res.merges:
+        target = res.final(source)
+        rows = {
+            r.id: r
+            for r in conn.execute(
+                select(profiles.c.id, profiles.c.traits, profiles.c.trait_errors).where(
+                    profiles.c.id.in_([source, target])
+                )
+            )
+        }
+        if source in rows and target in rows:
+            traits = _merge_traits(orjson.loads(rows[target].traits), orjson.loads(rows[source].traits))
+            conn.execute(
+                update(profiles)
+                .where(profiles.c.id == target)
+                .values(traits=orjson.dumps(traits).decode(), updated_at_ms=now_ms)
+            )
+        conn.execute(update(identities).where(identities.c.profile_id == source).values(profile_id=target))
+        conn.execute(update(events).where(events.c.profile_id == source).values(profile_id=target))
+        conn.execute(
+            update(profile_merges).where(profile_merges.c.into_profile_id == source).values(into_profile_id=target)
+        )
+        conn.execute(
+            insert(profile_merges).values(
+                workspace_id=workspace_id, from_profile_id=source, into_profile_id=target, merged_at_ms=now_ms
+            )
+        )
+        conn.execute(delete(profiles).where(profiles.c.id == source))
+
+
+def _apply_traits(conn: Connection, updates: dict[str, list[EventRecord]], now_ms: int) -> None:
+    ids = list(updates)
+    current: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    stmt = select(profiles.c.id, profiles.c.traits, profiles.c.trait_errors).where(
+        profiles.c.id.in_(bindparam("ids", expanding=True))
+    )
+    for chunk in _chunks(ids):
+        for pid, traits, errors in conn.execute(stmt, {"ids": list(chunk)}):
+            current[pid] = (orjson.loads(traits), orjson.loads(errors) if errors else {})
+    rows = []
+    for pid, records in updates.items():
+        traits, errors = current.get(pid, ({}, {}))
+        for record in records:
+            if record.traits:
+                traits.update(record.traits)
+                for name in record.traits:
+                    errors.pop(name, None)
+            if record.trait_errors:
+                errors.update(record.trait_errors)
+        rows.append(
+            {
+                "pid": pid,
+                "traits": orjson.dumps(traits).decode(),
+                "trait_errors": orjson.dumps(errors).decode() if errors else None,
+                "now": now_ms,
+            }
+        )
+    conn.execute(
+        update(profiles)
+        .where(profiles.c.id == bindparam("pid"))
+        .values(traits=bindparam("traits"), trait_errors=bindparam("trait_errors"), updated_at_ms=bindparam("now")),
+        rows,
+    )
+
+
+def write_events(conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int) -> WriteResult:
+    """Append one workspace's events; called inside a transaction the caller commits."""
+    result = WriteResult()
+    seen: set[str] = set()
+    unique: list[EventRecord] = []
+    for record in records:
+        if record.message_id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(record.message_id)
+        unique.append(record)
+    known = _known_message_ids(conn, workspace_id, [r.message_id for r in unique])
+    if known:
+        result.duplicates += sum(1 for r in unique if r.message_id in known)
+        unique = [r for r in unique if r.message_id not in known]
+    if not unique:
+        return result
+
+    keys = sorted({k for r in unique for k in _identity_keys(r)})
+    res = _load_identities(conn, workspace_id, keys)
+    assigned = [_resolve(res, r, now_ms) for r in unique]
+    assigned = [res.final(p) for p in assigned]
+
+    if res.new_profiles:
+        conn.execute(
+            insert(profiles),
+            [
+                {
+                    "id": pid,
+                    "workspace_id": workspace_id,
+                    "user_id": user_id,
+                    "traits": "{}",
+                    "trait_errors": None,
+                    "created_at_ms": now_ms,
+                    "updated_at_ms": now_ms,
+                }
+                for pid, user_id in res.new_profiles.items()
+            ],
+        )
+        result.profiles_created = len(res.new_profiles)
+    # A profile that was anonymous and has now been given a userId records it.
+    adopted = [{"pid": pid, "uid": uid} for pid, uid in res.adopted.items() if pid not in res.merged_into]
+    if adopted:
+        conn.execute(
+            update(profiles).where(profiles.c.id == bindparam("pid"), profiles.c.user_id.is_(None)).values(
+                user_id=bindparam("uid")
+            ),
+            adopted,
+        )
+    if res.merges:
+        _apply_merges(conn, workspace_id, res, now_ms)
+        result.merges = len(res.merges)
+    if res.new_identities:
+        conn.execute(
+            insert(identities),
+            [
+                {"workspace_id": workspace_id, "key": key, "profile_id": res.final(pid), "created_at_ms": now_ms}
+                for key, pid in res.new_identities.items()
+            ],
+        )
+
+    conn.execute(
+        _insert(conn, events).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"]),
+        [
+            {
+                "workspace_id": workspace_id,
+                "message_id": r.message_id,
+                "profile_id": pid,
+                "type": r.type,
+                "event": r.event,
+                "user_id": r.user_id,
+                "anonymous_id": r.anonymous_id,
+                "timestamp_ms": r.timestamp_ms,
+                "received_at_ms": r.received_at_ms,
+                "payload": r.payload.decode(),
+            }
+            for r, pid in zip(unique, assigned)
+        ],
+    )
+    result.accepted = len(unique)
+
+    trait_updates: dict[str, list[EventRecord]] = {}
+    for record, pid in zip(unique, assigned):
+        if record.traits or record.trait_errors:
+            trait_updates.setdefault(pid, []).append(record)
+    if trait_updates:
+        _apply_traits(conn, trait_updates, now_ms)
+    return result

@@ -1,0 +1,1 @@
+"""The HTTP application: ingest, admin API, health and metrics."""

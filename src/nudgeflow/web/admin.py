@@ -1,0 +1,102 @@
+"""The admin API: read, export and erase profiles, with a workspace's bearer admin token."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from nudgeflow.ingest.auth import bearer_token
+from nudgeflow.store import profiles as profile_store
+from nudgeflow.store.workspaces import ADMIN
+
+if TYPE_CHECKING:
+    from nudgeflow.web.app import AppState
+
+
+def _state(request: Request) -> "AppState":
+    return request.app.state.nudgeflow  # type: ignore[no-any-return]
+
+
+def admin_workspace(request: Request) -> str:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise HTTPException(401, "missing admin token: send Authorization: Bearer <admin token>")
+    workspace_id = _state(request).keys.workspace_sync(ADMIN, token)
+    if workspace_id is None:
+        raise HTTPException(401, "unknown admin token")
+    return workspace_id
+
+
+Workspace = Annotated[str, Depends(admin_workspace)]
+
+
+class EventsPage(BaseModel):
+    events: list[dict[str, Any]]
+    next_before: int | None
+
+
+class Erased(BaseModel):
+    erased: str
+    deleted: dict[str, int]
+
+
+def _resolve(request: Request, workspace_id: str, ref: str) -> str:
+    with _state(request).engine.connect() as conn:
+        profile_id = profile_store.resolve_profile_id(conn, workspace_id, ref)
+    if profile_id is None:
+        raise HTTPException(404, f"no profile with id, userId or anonymousId {ref!r}")
+    return profile_id
+
+
+def admin_router() -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["admin"])
+
+    @router.get("/profiles/{ref}", summary="A profile: traits, identities, event count, recent events")
+    def get_profile(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+        """`ref` is a profile id, a userId or an anonymousId; a merged-away profile id finds the survivor."""
+        profile_id = _resolve(request, workspace_id, ref)
+        with _state(request).engine.connect() as conn:
+            profile = profile_store.get_profile(conn, workspace_id, profile_id)
+        if profile is None:
+            raise HTTPException(404, f"no profile {ref!r}")
+        return profile
+
+    @router.get("/profiles/{ref}/events", response_model=EventsPage, summary="A profile's events, newest first")
+    def get_events(
+        request: Request,
+        ref: str,
+        workspace_id: Workspace,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[int | None, Query(description="the next_before of the previous page")] = None,
+    ) -> EventsPage:
+        profile_id = _resolve(request, workspace_id, ref)
+        with _state(request).engine.connect() as conn:
+            page, cursor = profile_store.list_events(conn, profile_id, limit=limit, before=before)
+        return EventsPage(events=page, next_before=cursor)
+
+    @router.get("/profiles/{ref}/export", summary="Everything held about the person")
+    def export(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+        profile_id = _resolve(request, workspace_id, ref)
+        with _state(request).engine.connect() as conn:
+            data = profile_store.export_profile(conn, workspace_id, profile_id)
+        if data is None:
+            raise HTTPException(404, f"no profile {ref!r}")
+        return data
+
+    @router.delete("/profiles/{ref}", response_model=Erased, summary="Erase the person and all derived data")
+    def erase(request: Request, ref: str, workspace_id: Workspace) -> Erased:
+        profile_id = _resolve(request, workspace_id, ref)
+        state = _state(request)
+        deleted = state.committer.submit_job(
+            lambda conn: profile_store.erase_profile(conn, workspace_id, profile_id)
+        ).result()
+        return Erased(erased=profile_id, deleted=deleted)
+
+    @router.get("/stats", summary="What the workspace holds")
+    def stats(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+        with _state(request).engine.connect() as conn:
+            return profile_store.count_summary(conn, workspace_id)
+
+    return router

@@ -1,0 +1,157 @@
+"""The application factory. Everything the app needs is built here from the settings passed in."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine, text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import nudgeflow
+from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.ingest.api import ingest_routes
+from nudgeflow.ingest.auth import KeyCache
+from nudgeflow.ingest.ratelimit import RateLimiter
+from nudgeflow.settings import Settings
+from nudgeflow.store import database
+from nudgeflow.store.group_commit import GroupCommitter
+from nudgeflow.web.admin import admin_router
+from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
+from nudgeflow.web.openapi import build_openapi
+
+log = logging.getLogger("nudgeflow.web")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    committer: GroupCommitter
+    metrics: Metrics
+    limiter: RateLimiter
+    keys: KeyCache
+    ready: bool = False
+
+
+def prepare_database(settings: Settings, engine: Engine) -> None:
+    """Migrate SQLite by itself (it is ours alone); ask for an explicit upgrade of PostgreSQL."""
+    if database.is_current(engine):
+        return
+    if settings.is_sqlite and settings.auto_migrate:
+        database.upgrade(engine)
+        return
+    raise database.DatabaseError(
+        f"the database schema is at {database.current_revision(engine) or 'nothing'}, "
+        f"not {database.head_revision()}: run `nudgeflow db upgrade` first"
+    )
+
+
+class _Timing:
+    """Records latency per route (the path for /v1 and fixed routes, a group for the rest)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, log_requests: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path: str = scope["path"]
+            route = path if path.startswith("/v1/") or path in ("/healthz", "/metrics", "/openapi.json") else (
+                "/api" if path.startswith("/api/") else "other"
+            )
+            elapsed = time.perf_counter() - start
+            self.metrics.request_latency.labels(route).observe(elapsed)
+            if self.log_requests:
+                # The path only: never headers, which carry keys and tokens.
+                log.info("request", extra={"method": scope["method"], "route": route, "status": status, "ms": round(elapsed * 1000, 2)})
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
+    metrics = Metrics()
+    engine = database.create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    state = AppState(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        committer=GroupCommitter(engine, clock, max_events=settings.commit_max_events, on_commit=metrics.on_commit),
+        metrics=metrics,
+        limiter=RateLimiter(clock, settings.ingest_rate_per_second, settings.ingest_burst),
+        keys=KeyCache(engine),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare_database(settings, engine)
+        state.committer.start()
+        state.ready = True
+        log.info("ready", extra={"database": engine.url.render_as_string(hide_password=True)})
+        try:
+            yield
+        finally:
+            state.ready = False
+            state.committer.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Nudgeflow",
+        version=nudgeflow.__version__,
+        description="Segment-compatible event ingestion and the Nudgeflow admin API.",
+        lifespan=lifespan,
+    )
+    app.state.nudgeflow = state
+    for route in ingest_routes(state):
+        app.router.routes.append(route)
+    app.include_router(admin_router())
+
+    @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
+    def healthz() -> Response:
+        if not state.ready or not state.committer.running:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            log.exception("health check failed")
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors[0]["message"] if errors else "invalid request", "errors": errors}, 422)
+
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(_Timing, metrics=metrics, log_requests=settings.log_requests)
+    return app

@@ -1,0 +1,56 @@
+"""Prometheus metrics, on a registry owned by one app (never the global default)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from nudgeflow.store.ingest_writer import WriteResult
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_accepted = Counter(
+            "nudgeflow_events_accepted", "Events committed to the event log", registry=self.registry
+        )
+        self.events_duplicate = Counter(
+            "nudgeflow_events_duplicate", "Events whose messageId was already stored", registry=self.registry
+        )
+        self.events_rejected = Counter(
+            "nudgeflow_events_rejected", "Events refused at ingest, by reason", ["reason"], registry=self.registry
+        )
+        self.request_latency = Histogram(
+            "nudgeflow_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.commit_events = Histogram(
+            "nudgeflow_commit_batch_events",
+            "Events written per group commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+            registry=self.registry,
+        )
+        self.commit_requests = Histogram(
+            "nudgeflow_commit_batch_requests",
+            "Requests answered per group commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+            registry=self.registry,
+        )
+
+    def on_commit(self, result: WriteResult, requests: int) -> None:
+        self.events_accepted.inc(result.accepted)
+        if result.duplicates:
+            self.events_duplicate.inc(result.duplicates)
+        self.commit_events.observe(result.accepted + result.duplicates)
+        self.commit_requests.observe(requests)
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        self.events_rejected.labels(reason).inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
