@@ -182,7 +182,10 @@ class GroupCommitter:
         for item in batch:
             item.future.set_result(total)
         if self._on_commit is not None:
-            self._on_commit(total, len(batch))
+            try:
+                self._on_commit(total, len(batch))
+            except Exception:  # metrics must never stop the writer
+                log.exception("on_commit callback failed")
 
 
 class WriterFailed(RuntimeError):
