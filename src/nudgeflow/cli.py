@@ -147,9 +147,13 @@ def demo(
     database: DatabaseOpt = None,
 ) -> None:
     """Generate shop and app traffic, ingest it over HTTP, and show what was stored."""
-    from nudgeflow.demo import run_demo
+    from nudgeflow.demo import DemoError, run_demo
+    from nudgeflow.store.database import DatabaseError
 
-    run_demo(users=users, seed=seed, database_url=database)
+    try:
+        run_demo(users=users, seed=seed, database_url=database)
+    except (DemoError, DatabaseError) as exc:
+        raise _fail(str(exc)) from exc
 
 
 def main() -> None:

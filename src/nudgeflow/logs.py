@@ -15,7 +15,8 @@ _SECRET = re.compile(
     r"(wk_[A-Za-z0-9_\-]{8,}|nfa_[A-Za-z0-9_\-]{8,}|(?i:basic|bearer)\s+[A-Za-z0-9+/=_\-.]{6,}"
     r"|(?i:writeKey|write_key|admin_token|password)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]+)"
 )
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# color_message: uvicorn's copy of the message with terminal colour codes, noise in JSON.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 
 
 def redact(text: str) -> str:

@@ -142,6 +142,9 @@ def _resolve(res: _Resolution, record: EventRecord, now_ms: int) -> str:
         return pid
 
     for key, other in linked:
+        # Two linked ids may lead to one profile (an alias whose previousId is its own
+        # anonymousId, as analytics.js sends it): once merged, it is not merged again.
+        other = res.final(other) if other is not None else None
         if other is None:
             # Only the event's own anonymousId becomes a new identity; an unknown alias
             # previousId is not invented into one.

@@ -1,0 +1,244 @@
+"""The `nudgeflow` console script, run as a user runs it: a real process per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
+    out["NUDGEFLOW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    out["COLUMNS"] = "200"  # rich wraps at the terminal width; keep lines whole for the asserts
+    return out
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, *, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [NUDGEFLOW, *args], env=env, cwd=cwd, input=stdin.decode() if stdin else None,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def create_workspace(env: dict[str, str], cwd: Path, name: str = "shop") -> dict[str, str]:
+    done = run(["workspace", "create", name, "--json"], env, cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_workspace_create_json_prints_one_object(env: dict[str, str], tmp_path: Path) -> None:
+    done = run(["workspace", "create", "My Shop", "--json"], env, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1
+    created = json.loads(lines[0])
+    assert set(created) == {"workspace_id", "write_key", "admin_token"}
+    assert all(isinstance(v, str) and v for v in created.values())
+    assert created["write_key"] != created["admin_token"]
+
+
+def test_workspace_create_refuses_a_bad_name(env: dict[str, str], tmp_path: Path) -> None:
+    done = run(["workspace", "create", "   ", "--json"], env, tmp_path)
+    assert done.returncode != 0
+    assert "name" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_db_upgrade_on_a_new_sqlite_file_and_again(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "fresh.db"
+    url = f"sqlite:///{path}"
+
+    first = run(["db", "upgrade", "--database", url], env, tmp_path)
+    second = run(["db", "upgrade", "--database", url], env, tmp_path)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert path.exists()
+    with sqlite3.connect(path) as conn:
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"events", "profiles", "identities", "workspaces", "api_keys"} <= tables
+    assert "empty" in first.stderr and revision in first.stderr
+    assert f"{revision} -> {revision}" in second.stderr
+
+
+def _write_jsonl(path: Path) -> Path:
+    lines = [
+        json.dumps({"type": "track", "event": "Product Viewed", "anonymousId": "a-1", "properties": {"sku": "S1"}}),
+        "{broken",
+        json.dumps({"type": "identify", "userId": "u-1", "anonymousId": "a-1", "traits": {"email": "u1@example.com"}}),
+        "",
+        json.dumps({"type": "track", "event": "Order Completed"}),
+        json.dumps({"type": "track", "event": "Order Completed", "userId": "u-1", "properties": {"revenue": 12.5}}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_import_reports_bad_lines_by_number_and_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    ws = create_workspace(env, tmp_path)
+    path = _write_jsonl(tmp_path / "history.jsonl")
+
+    first = run(["import", str(path), "--write-key", ws["write_key"]], env, tmp_path)
+    again = run(["import", str(path), "--write-key", ws["write_key"]], env, tmp_path)
+
+    assert first.returncode == 2, first.stderr
+    output = first.stdout + first.stderr
+    assert "line 2:" in output and "invalid JSON" in output
+    assert "line 5:" in output and "userId or anonymousId" in output
+    assert "line 4:" not in output  # blank: skipped, not bad
+    assert "imported" in output and "duplicates skipped" in output
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (3,)
+    # Again: nothing imported twice, the same lines reported.
+    assert again.returncode == 2
+    assert "line 2:" in again.stderr
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (3,)
+
+
+def test_import_from_stdin_with_the_key_in_the_environment(env: dict[str, str], tmp_path: Path) -> None:
+    ws = create_workspace(env, tmp_path)
+    data = "\n".join(
+        json.dumps({"type": "track", "event": "Application Opened", "userId": f"u-{i}", "messageId": f"m-{i}"})
+        for i in range(25)
+    )
+
+    done = run(["import", "-"], {**env, "NUDGEFLOW_WRITE_KEY": ws["write_key"]}, tmp_path, stdin=data.encode())
+
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (25,)
+
+
+def test_import_with_an_unknown_write_key_fails_clearly(env: dict[str, str], tmp_path: Path) -> None:
+    create_workspace(env, tmp_path)
+    path = _write_jsonl(tmp_path / "history.jsonl")
+    wrong = "wk_definitely_not_a_real_key_123"
+
+    done = run(["import", str(path), "--write-key", wrong], env, tmp_path)
+
+    assert done.returncode == 1
+    assert "unknown write key" in done.stderr
+    assert wrong not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_import_of_a_missing_file_fails_clearly(env: dict[str, str], tmp_path: Path) -> None:
+    ws = create_workspace(env, tmp_path)
+    done = run(["import", str(tmp_path / "nope.jsonl"), "--write-key", ws["write_key"]], env, tmp_path)
+    assert done.returncode == 1
+    assert "nope.jsonl" in done.stderr and "Traceback" not in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def serve(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    port = _free_port()
+    url = f"sqlite:///{tmp_path / 'served' / 'nudgeflow.db'}"  # a new file: serve migrates it
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [NUDGEFLOW, "serve", "--port", str(port), "--database", url, "--log-requests"],
+            env={**env, "NUDGEFLOW_DATABASE_URL": url}, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT, text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        try:
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not become ready: " + log.read_text()
+                time.sleep(0.05)  # polling a subprocess for readiness, with a deadline
+            yield base, proc, log
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def test_serve_answers_healthz_and_stops_on_sigterm(serve: tuple[str, subprocess.Popen[str], Path]) -> None:
+    base, proc, log = serve
+
+    assert httpx.get(base + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(base + "/openapi.json").status_code == 200
+
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught, as a process should.
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()
+    assert "Application shutdown complete" in log.read_text()
+
+
+def test_serve_logs_never_contain_keys_or_tokens(
+    serve: tuple[str, subprocess.Popen[str], Path], env: dict[str, str], tmp_path: Path
+) -> None:
+    base, proc, log = serve
+    url = f"sqlite:///{tmp_path / 'served' / 'nudgeflow.db'}"
+    ws = create_workspace({**env, "NUDGEFLOW_DATABASE_URL": url}, tmp_path)
+    key, token = ws["write_key"], ws["admin_token"]
+    event = {"event": "Signed Up", "userId": "u-log"}
+
+    with httpx.Client(base_url=base, timeout=10) as client:
+        assert client.post("/v1/track", json=event, auth=(key, "")).status_code == 200
+        assert client.post("/v1/track", json={**event, "writeKey": key}).status_code == 200
+        assert client.post("/v1/batch", json={"batch": [{**event, "type": "track"}], "writeKey": key}).status_code == 200
+        assert client.post("/v1/track", json={"userId": "u"}, auth=(key, "")).status_code == 400
+        assert client.post("/v1/track", json=event, auth=(key + "x", "")).status_code == 401
+        assert client.post("/v1/track", content=b"{bad", auth=(key, ""), headers={"content-type": "application/json"}).status_code == 400
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/profiles/u-log", headers=headers).status_code == 200
+        assert client.get("/api/profiles/u-log", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
+
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    output = log.read_text()
+    assert '"route"' in output, "requests were logged: " + output  # the check below means something
+    assert key not in output and key[3:] not in output
+    assert token not in output and token[4:] not in output
+
+
+def test_demo_runs_from_any_directory_and_prints_its_summary(env: dict[str, str], tmp_path: Path) -> None:
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    demo_env = {k: v for k, v in env.items() if k != "NUDGEFLOW_DATABASE_URL"}
+
+    started = time.monotonic()
+    done = run(["demo", "--users", "40"], demo_env, elsewhere, timeout=120)
+    elapsed = time.monotonic() - started
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for text in ("Events by type", "Track events by name", "Product Viewed", "Order Completed",
+                 "profiles", "known", "anonymous", "merged", "duplicates", "events/s", "/api/profiles/"):
+        assert text in out, text
+    assert "0 stored again" in out
+    # The default is a temporary database: nothing is left in the working directory.
+    assert list(elsewhere.iterdir()) == []
+    assert elapsed < 60
