@@ -1,0 +1,267 @@
+"""Engines, migrations and what the app does with a database that is new or not migrated."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+import uvicorn
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from nudgeflow.settings import Settings
+from nudgeflow.store import database
+from nudgeflow.store.schema import events, metadata, workspaces
+from nudgeflow.store.workspaces import create_workspace
+from nudgeflow.web.app import create_app, prepare_database
+
+TABLES = {"workspaces", "api_keys", "profiles", "identities", "profile_merges", "events"}
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A brand-new PostgreSQL database with nothing in it, dropped afterwards."""
+    name = f"nudgeflow_empty_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database.normalize_url(postgres_admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'new' / 'nudgeflow.db'}"
+    return str(request.getfixturevalue("empty_postgres_url"))
+
+
+@pytest.fixture
+def new_engine(empty_url: str) -> Iterator[Any]:
+    engine = database.create_db_engine(empty_url, sqlite_synchronous="NORMAL")
+    yield engine
+    engine.dispose()
+
+
+def table_names(engine: Any) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def run_lifespan(app: Any) -> None:
+    """Start the app and shut it down, as a server would (startup errors propagate)."""
+
+    async def go() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    asyncio.run(go())
+
+
+# -- upgrade -----------------------------------------------------------------------------
+
+
+def test_upgrade_creates_the_schema_on_a_new_database(new_engine: Any) -> None:
+    assert database.current_revision(new_engine) is None
+    assert not database.is_current(new_engine)
+    assert table_names(new_engine) == set()
+
+    database.upgrade(new_engine)
+
+    assert database.current_revision(new_engine) == database.head_revision()
+    assert database.is_current(new_engine)
+    assert table_names(new_engine) == TABLES
+
+
+def test_migrations_build_exactly_the_declared_schema(new_engine: Any) -> None:
+    """One schema: what the migrations create is what schema.py declares, on both databases."""
+    database.upgrade(new_engine)
+    with new_engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_upgrade_is_idempotent_and_keeps_data(new_engine: Any) -> None:
+    database.upgrade(new_engine)
+    with new_engine.begin() as conn:
+        ws = create_workspace(conn, "keep me", 1)
+    database.upgrade(new_engine)
+    database.upgrade(new_engine)
+    assert database.is_current(new_engine)
+    with new_engine.connect() as conn:
+        assert conn.execute(select(workspaces.c.name).where(workspaces.c.id == ws.workspace_id)).scalar_one() == "keep me"
+        versions = conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one()
+    assert versions == 1
+
+
+def test_event_sequence_is_generated_on_both_databases(new_engine: Any) -> None:
+    database.upgrade(new_engine)
+    row = {
+        "workspace_id": "ws_x",
+        "profile_id": "prf_x",
+        "type": "track",
+        "timestamp_ms": 1,
+        "received_at_ms": 1,
+        "payload": "{}",
+    }
+    with new_engine.begin() as conn:
+        conn.execute(events.insert(), [{**row, "message_id": f"m{i}"} for i in range(3)])
+    with new_engine.connect() as conn:
+        seqs = list(conn.execute(select(events.c.seq).order_by(events.c.seq)).scalars())
+        assert len(seqs) == len(set(seqs)) == 3 and all(isinstance(s, int) for s in seqs)
+        # (workspace_id, message_id) is unique: the idempotency key is enforced by the database too.
+        with pytest.raises(Exception):
+            with new_engine.begin() as tx:
+                tx.execute(events.insert().values(**row, message_id="m0"))
+        assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 3
+
+
+def test_upgrade_of_an_unreachable_database_names_the_problem() -> None:
+    engine = database.create_db_engine("postgresql://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(database.DatabaseError, match="migration failed"):
+            database.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+# -- engines -----------------------------------------------------------------------------
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    engine = database.create_db_engine(f"sqlite:///{path}")
+    try:
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+            assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL, the default
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+        with engine.begin() as conn:
+            create_workspace(conn, "wal", 1)
+    finally:
+        engine.dispose()
+    # WAL is a property of the file: any other program opening it sees it.
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_synchronous_is_configurable_and_checked(tmp_path: Path) -> None:
+    engine = database.create_db_engine(f"sqlite:///{tmp_path / 'n.db'}", sqlite_synchronous="normal")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 1
+    finally:
+        engine.dispose()
+    with pytest.raises(database.DatabaseError, match="sqlite_synchronous"):
+        database.create_db_engine(f"sqlite:///{tmp_path / 'n.db'}", sqlite_synchronous="SOMETIMES")
+
+
+def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "nudgeflow.db"
+    engine = database.create_db_engine(f"sqlite:///{path}")
+    try:
+        database.upgrade(engine)
+    finally:
+        engine.dispose()
+    assert path.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@localhost/nudgeflow", "unsupported database 'mysql'"),
+        ("not a url", "invalid database URL"),
+    ],
+)
+def test_bad_database_urls_are_refused_clearly(url: str, message: str) -> None:
+    with pytest.raises(database.DatabaseError, match=message):
+        database.create_db_engine(url)
+
+
+def test_postgres_urls_use_psycopg3() -> None:
+    assert database.normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert database.normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert database.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert database.is_sqlite("sqlite:///x.db") and not database.is_sqlite("postgresql://u@h/db")
+
+
+# -- the app and a new or unmigrated database --------------------------------------------
+
+
+def test_app_refuses_an_unmigrated_postgres_database(empty_postgres_url: str) -> None:
+    settings = Settings(database_url=empty_postgres_url, ingest_rate_per_second=0)
+    app = create_app(settings)
+    with pytest.raises(database.DatabaseError, match="nudgeflow db upgrade") as info:
+        run_lifespan(app)
+    assert "nothing" in str(info.value)
+    # It refused without touching the database.
+    engine = database.create_db_engine(empty_postgres_url)
+    try:
+        assert table_names(engine) == set()
+        assert database.current_revision(engine) is None
+        with pytest.raises(database.DatabaseError, match="nudgeflow db upgrade"):
+            prepare_database(settings, engine)
+        # Once upgraded, the same app starts.
+        database.upgrade(engine)
+    finally:
+        engine.dispose()
+    run_lifespan(create_app(settings))
+
+
+def test_app_migrates_a_new_sqlite_file_by_itself(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "nudgeflow.db"
+    settings = Settings(database_url=f"sqlite:///{path}", sqlite_synchronous="NORMAL", ingest_rate_per_second=0)
+    app = create_app(settings)
+    # Nothing is created by building the app: only starting it touches the database.
+    assert not path.exists()
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        started = threading.Event()
+        for _ in range(3000):
+            if server.started or not thread.is_alive():
+                break
+            started.wait(0.01)
+        assert server.started, "the server did not start on a new SQLite file"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(url + "/healthz").status_code == 200
+        engine = app.state.nudgeflow.engine
+        assert database.is_current(engine)
+        with engine.begin() as conn:
+            ws = create_workspace(conn, "fresh", 1)
+        answer = httpx.post(
+            url + "/v1/track", json={"userId": "u1", "event": "Signed Up"}, auth=(ws.write_key, ""), timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_sqlite_auto_migration_can_be_turned_off(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'manual.db'}", auto_migrate=False)
+    with pytest.raises(database.DatabaseError, match="nudgeflow db upgrade"):
+        run_lifespan(create_app(settings))
+
+
+def test_app_starts_on_a_migrated_database(settings: Settings, engine: Any) -> None:
+    """Both backends: an up-to-date database is used as it is, without migrating again."""
+    before = database.current_revision(engine)
+    run_lifespan(create_app(settings))
+    assert database.current_revision(engine) == before == database.head_revision()

@@ -1,0 +1,360 @@
+"""The admin API over HTTP on a live server: profiles, events, export, erasure, auth, isolation."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from sqlalchemy import func, or_, select
+
+from nudgeflow.store.schema import events, identities, profile_merges, profiles
+
+_ids = itertools.count(1)
+
+
+def msg(type_: str, **fields: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type_, "messageId": f"adm-{next(_ids)}", **fields}
+    if type_ == "track":
+        out.setdefault("event", "Product Viewed")
+    return out
+
+
+def send(live: Any, write_key: str, *messages: dict[str, Any]) -> None:
+    with live.client(auth=(write_key, "")) as client:
+        answer = client.post("/v1/batch", json={"batch": list(messages)})
+    assert answer.status_code == 200, answer.text
+
+
+def admin(live: Any, token: str) -> httpx.Client:
+    return live.client(headers={"Authorization": f"Bearer {token}"})
+
+
+def count(live: Any, table: Any, *where: Any) -> int:
+    with live.state.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+@pytest.fixture
+def person(live: Any, ws: Any) -> dict[str, Any]:
+    """A customer who browsed anonymously on two devices, then signed up and bought."""
+    send(
+        live,
+        ws.write_key,
+        msg("track", anonymousId="phone-1", event="Product Viewed", properties={"sku": "A"}),
+        msg("page", anonymousId="phone-1", name="Pricing"),
+        msg("track", anonymousId="laptop-1", event="Product Viewed", properties={"sku": "B"}),
+    )
+    with admin(live, ws.admin_token) as client:
+        phone_pid = client.get("/api/profiles/phone-1").json()["id"]
+        laptop_pid = client.get("/api/profiles/laptop-1").json()["id"]
+    send(
+        live,
+        ws.write_key,
+        msg("identify", userId="user-42", anonymousId="phone-1",
+            traits={"email": "jo@example.com", "first_name": "Jo", "plan": "free", "timezone": "Europe/Berlin"}),
+        msg("track", userId="user-42", event="Signed Up"),
+    )
+    send(
+        live,
+        ws.write_key,
+        msg("alias", previousId="laptop-1", userId="user-42"),
+        msg("track", userId="user-42", event="Order Completed", properties={"revenue": 42.5}),
+        msg("identify", userId="user-42", traits={"plan": "pro"}),
+    )
+    return {"phone_pid": phone_pid, "laptop_pid": laptop_pid, "events": 8}
+
+
+# -- reading a profile -------------------------------------------------------------------
+
+
+def test_profile_by_every_id_it_is_known_by(live: Any, ws: Any, person: dict[str, Any]) -> None:
+    with admin(live, ws.admin_token) as client:
+        by_user = client.get("/api/profiles/user-42")
+        assert by_user.status_code == 200, by_user.text
+        profile = by_user.json()
+        pid = profile["id"]
+        for ref in (pid, "phone-1", "laptop-1", person["phone_pid"], person["laptop_pid"]):
+            answer = client.get(f"/api/profiles/{ref}")
+            assert answer.status_code == 200, (ref, answer.text)
+            assert answer.json()["id"] == pid, ref
+    # The phone profile adopted the userId; the laptop profile was merged into it.
+    assert pid == person["phone_pid"]
+    assert profile["merged_from"] == [person["laptop_pid"]]
+    assert profile["user_id"] == "user-42"
+    assert profile["traits"] == {"email": "jo@example.com", "first_name": "Jo", "plan": "pro", "timezone": "Europe/Berlin"}
+    assert profile["trait_errors"] == {}
+    assert profile["identities"] == {"user_ids": ["user-42"], "anonymous_ids": ["laptop-1", "phone-1"]}
+    assert profile["event_count"] == person["events"]
+    recent = profile["recent_events"]
+    assert [e["type"] for e in recent[:3]] == ["identify", "track", "alias"]  # newest first
+    assert recent[1]["event"] == "Order Completed"
+    assert recent[1]["message"]["properties"] == {"revenue": 42.5}
+    assert {"seq", "message_id", "type", "event", "timestamp", "received_at", "message"} <= set(recent[0])
+    assert recent[0]["timestamp"].endswith("Z")
+
+
+def test_unknown_profile_is_404_with_a_message(live: Any, ws: Any) -> None:
+    with admin(live, ws.admin_token) as client:
+        for path in ("/api/profiles/nobody", "/api/profiles/nobody/events", "/api/profiles/nobody/export"):
+            answer = client.get(path)
+            assert answer.status_code == 404, path
+            assert "nobody" in answer.json()["detail"]
+        assert client.delete("/api/profiles/nobody").status_code == 404
+
+
+def test_bad_reserved_trait_is_shown_on_the_profile(live: Any, ws: Any) -> None:
+    with live.client(auth=(ws.write_key, "")) as client:
+        answer = client.post("/v1/identify", json={"userId": "tz-user", "traits": {"timezone": "Moon/Base", "plan": "x"}})
+    assert answer.status_code == 200
+    assert answer.json()["warnings"][0]["field"] == "traits.timezone"
+    with admin(live, ws.admin_token) as client:
+        profile = client.get("/api/profiles/tz-user").json()
+    assert profile["traits"] == {"plan": "x"}
+    assert profile["trait_errors"]["timezone"]["value"] == "Moon/Base"
+
+
+def test_recent_events_are_capped(live: Any, ws: Any) -> None:
+    send(live, ws.write_key, *[msg("track", userId="busy", event=f"E{i}") for i in range(25)])
+    with admin(live, ws.admin_token) as client:
+        profile = client.get("/api/profiles/busy").json()
+    assert profile["event_count"] == 25
+    assert [e["event"] for e in profile["recent_events"]] == [f"E{i}" for i in range(24, 14, -1)]
+
+
+# -- events, paged -----------------------------------------------------------------------
+
+
+def test_events_are_paged_newest_first(live: Any, ws: Any) -> None:
+    sent = [msg("track", userId="pager", event=f"Step {i}") for i in range(23)]
+    send(live, ws.write_key, *sent[:10])
+    send(live, ws.write_key, *sent[10:])
+    seen: list[str] = []
+    pages = 0
+    before: int | None = None
+    with admin(live, ws.admin_token) as client:
+        while True:
+            params: dict[str, Any] = {"limit": 5}
+            if before is not None:
+                params["before"] = before
+            answer = client.get("/api/profiles/pager/events", params=params)
+            assert answer.status_code == 200, answer.text
+            page = answer.json()
+            pages += 1
+            assert len(page["events"]) <= 5
+            seen += [e["message_id"] for e in page["events"]]
+            before = page["next_before"]
+            if before is None:
+                break
+            assert pages < 10
+        assert pages == 5
+        assert seen == [m["messageId"] for m in reversed(sent)]
+
+        # An exact multiple of the page size ends without an empty extra page.
+        full = client.get("/api/profiles/pager/events", params={"limit": 23}).json()
+        assert len(full["events"]) == 23 and full["next_before"] is None
+        default = client.get("/api/profiles/pager/events").json()
+        assert len(default["events"]) == 23
+
+        for bad in ({"limit": 0}, {"limit": 1001}, {"limit": "many"}, {"before": "x"}):
+            answer = client.get("/api/profiles/pager/events", params=bad)
+            assert answer.status_code == 422, bad
+            assert answer.json()["errors"][0]["field"] in ("limit", "before")
+
+
+def test_events_page_follows_a_merged_profile(live: Any, ws: Any, person: dict[str, Any]) -> None:
+    with admin(live, ws.admin_token) as client:
+        page = client.get(f"/api/profiles/{person['laptop_pid']}/events", params={"limit": 100}).json()
+    assert len(page["events"]) == person["events"]
+    assert page["next_before"] is None
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def test_export_has_everything_held_about_the_person(live: Any, ws: Any, person: dict[str, Any]) -> None:
+    with admin(live, ws.admin_token) as client:
+        answer = client.get("/api/profiles/laptop-1/export")
+    assert answer.status_code == 200
+    data = answer.json()
+    assert data["id"] == person["phone_pid"]
+    assert data["traits"]["email"] == "jo@example.com"
+    assert data["identities"] == {"user_ids": ["user-42"], "anonymous_ids": ["laptop-1", "phone-1"]}
+    assert data["merged_from"] == [person["laptop_pid"]]
+    assert data["event_count"] == len(data["events"]) == person["events"]
+    # Oldest first, each with the full message as stored.
+    assert [e["type"] for e in data["events"]] == ["track", "page", "track", "identify", "track", "alias", "track", "identify"]
+    assert data["events"][0]["message"]["properties"] == {"sku": "A"}
+    assert data["events"][2]["message"]["anonymousId"] == "laptop-1"
+    assert all(e["message"]["messageId"] == e["message_id"] for e in data["events"])
+    assert "recent_events" not in data
+
+
+# -- erasure -----------------------------------------------------------------------------
+
+
+def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, person: dict[str, Any]) -> None:
+    pid = person["phone_pid"]
+    # Someone else in the workspace, who must be untouched.
+    send(live, ws.write_key, msg("identify", userId="bystander", anonymousId="other-device", traits={"plan": "x"}))
+
+    with admin(live, ws.admin_token) as client:
+        answer = client.delete(f"/api/profiles/{person['laptop_pid']}")  # any id of the person will do
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["erased"] == pid
+        assert body["deleted"]["events"] == person["events"]
+        assert body["deleted"]["profiles"] == 1
+        assert body["deleted"]["identities"] == 3
+        assert body["deleted"]["profile_merges"] == 1
+
+        for ref in (pid, person["laptop_pid"], "user-42", "phone-1", "laptop-1"):
+            assert client.get(f"/api/profiles/{ref}").status_code == 404, ref
+            assert client.get(f"/api/profiles/{ref}/export").status_code == 404, ref
+        assert client.get("/api/profiles/bystander").json()["event_count"] == 1
+
+    wsid = ws.workspace_id
+    assert count(live, events, events.c.profile_id.in_([pid, person["laptop_pid"]])) == 0
+    assert count(live, events, events.c.workspace_id == wsid, events.c.user_id == "user-42") == 0
+    assert count(live, events, events.c.workspace_id == wsid, events.c.anonymous_id.in_(["phone-1", "laptop-1"])) == 0
+    assert count(live, identities, identities.c.profile_id == pid) == 0
+    assert count(live, identities, identities.c.workspace_id == wsid, identities.c.key.in_(["u:user-42", "a:phone-1", "a:laptop-1"])) == 0
+    assert count(
+        live,
+        profile_merges,
+        or_(profile_merges.c.into_profile_id == pid, profile_merges.c.from_profile_id == person["laptop_pid"]),
+    ) == 0
+    assert count(live, profiles, profiles.c.id == pid) == 0
+    assert count(live, events, events.c.workspace_id == wsid) == 1  # the bystander's
+
+    # The same ids later start a new person, with nothing of the old one.
+    send(live, ws.write_key, msg("track", userId="user-42", anonymousId="phone-1", event="Application Opened"))
+    with admin(live, ws.admin_token) as client:
+        fresh = client.get("/api/profiles/user-42").json()
+        assert client.get("/api/profiles/phone-1").json()["id"] == fresh["id"]
+        assert client.get("/api/profiles/laptop-1").status_code == 404
+    assert fresh["id"] != pid
+    assert fresh["traits"] == {}
+    assert fresh["event_count"] == 1
+    assert fresh["merged_from"] == []
+    assert fresh["identities"] == {"user_ids": ["user-42"], "anonymous_ids": ["phone-1"]}
+
+
+def test_erased_message_ids_are_not_replayed_as_duplicates_of_nothing(live: Any, ws: Any) -> None:
+    """After erasure the event rows are gone, so a retry of an old message is stored anew."""
+    old = msg("track", userId="gone", event="Signed Up")
+    send(live, ws.write_key, old)
+    with admin(live, ws.admin_token) as client:
+        assert client.delete("/api/profiles/gone").status_code == 200
+    send(live, ws.write_key, old)
+    with admin(live, ws.admin_token) as client:
+        assert client.get("/api/profiles/gone").json()["event_count"] == 1
+
+
+# -- auth --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/profiles/user-42", "/api/profiles/user-42/events", "/api/profiles/user-42/export", "/api/stats"])
+def test_admin_api_needs_the_bearer_admin_token(live: Any, ws: Any, path: str) -> None:
+    send(live, ws.write_key, msg("identify", userId="user-42", traits={"plan": "pro"}))
+    with live.client() as client:
+        missing = client.get(path)
+        assert missing.status_code == 401
+        assert "admin token" in missing.json()["detail"]
+        for headers in (
+            {"Authorization": f"Bearer {ws.write_key}"},  # a write key is not an admin token
+            {"Authorization": "Bearer nfa_not-a-real-token"},
+            {"Authorization": "Bearer"},
+            {"Authorization": ws.admin_token},  # no scheme
+        ):
+            assert client.get(path, headers=headers).status_code == 401, headers
+        # Basic auth is how write keys travel; it does not carry admin rights.
+        assert client.get(path, auth=(ws.admin_token, "")).status_code == 401
+        assert client.get(path, headers={"Authorization": f"bearer {ws.admin_token}"}).status_code == 200
+    with live.client() as client:
+        assert client.delete("/api/profiles/user-42").status_code == 401
+        assert client.delete("/api/profiles/user-42", headers={"Authorization": f"Bearer {ws.write_key}"}).status_code == 401
+    with admin(live, ws.admin_token) as client:
+        assert client.get("/api/profiles/user-42").status_code == 200
+
+
+def test_an_admin_token_cannot_ingest(live: Any, ws: Any) -> None:
+    with live.client(auth=(ws.admin_token, "")) as client:
+        answer = client.post("/v1/track", json={"userId": "u", "event": "Signed Up"})
+    assert answer.status_code == 401
+    assert count(live, events, events.c.workspace_id == ws.workspace_id) == 0
+
+
+def test_tokens_never_appear_in_answers(live: Any, ws: Any, person: dict[str, Any]) -> None:
+    with admin(live, ws.admin_token) as client:
+        for path in ("/api/profiles/user-42", "/api/profiles/user-42/export", "/api/profiles/user-42/events", "/api/stats"):
+            text = client.get(path).text
+            assert ws.write_key not in text and ws.admin_token not in text, path
+
+
+# -- isolation ---------------------------------------------------------------------------
+
+
+def test_workspaces_are_isolated(live: Any) -> None:
+    a, b = live.workspace("shop-a"), live.workspace("shop-b")
+    # The same ids, and even the same messageIds, in both workspaces.
+    same_id = "shared-message-1"
+    send(live, b.write_key,
+         msg("identify", userId="same-user", anonymousId="same-device", traits={"shop": "b"}, messageId=same_id),
+         msg("track", userId="same-user", event="Order Completed"))
+    with admin(live, b.admin_token) as client:
+        b_profile = client.get("/api/profiles/same-user").json()
+
+    # A's admin token finds nothing of B's, by any id, and cannot erase it.
+    with admin(live, a.admin_token) as client:
+        for ref in ("same-user", "same-device", b_profile["id"]):
+            assert client.get(f"/api/profiles/{ref}").status_code == 404, ref
+            assert client.get(f"/api/profiles/{ref}/events").status_code == 404, ref
+            assert client.get(f"/api/profiles/{ref}/export").status_code == 404, ref
+            assert client.delete(f"/api/profiles/{ref}").status_code == 404, ref
+        assert client.get("/api/stats").json()["events"] == 0
+
+    # A's write key writes into A only, whatever the body claims.
+    send(live, a.write_key,
+         msg("identify", userId="same-user", anonymousId="same-device", traits={"shop": "a"}, messageId=same_id))
+    with live.client(auth=(a.write_key, "")) as client:
+        answer = client.post("/v1/batch", json={"writeKey": b.write_key, "batch": [msg("track", userId="same-user")]})
+        assert answer.status_code == 200
+    with admin(live, a.admin_token) as client:
+        a_profile = client.get("/api/profiles/same-user").json()
+    with admin(live, b.admin_token) as client:
+        b_after = client.get("/api/profiles/same-user").json()
+        assert client.get(f"/api/profiles/{a_profile['id']}").status_code == 404
+
+    assert a_profile["id"] != b_profile["id"]
+    assert a_profile["traits"] == {"shop": "a"} and a_profile["event_count"] == 2
+    assert b_after["traits"] == {"shop": "b"} and b_after["event_count"] == 2
+    assert b_after == b_profile
+
+    # Erasing in A leaves B's person alone.
+    with admin(live, a.admin_token) as client:
+        assert client.delete("/api/profiles/same-user").status_code == 200
+    with admin(live, b.admin_token) as client:
+        assert client.get("/api/profiles/same-user").json() == b_profile
+
+
+def test_stats_count_one_workspace(live: Any, ws: Any, person: dict[str, Any]) -> None:
+    other = live.workspace("other")
+    send(live, other.write_key, msg("track", userId="x"))
+    with admin(live, ws.admin_token) as client:
+        stats = client.get("/api/stats").json()
+    assert stats["events"] == person["events"]
+    assert stats["profiles"] == 1 and stats["known_profiles"] == 1 and stats["merges"] == 1
+    assert stats["track_events"]["Product Viewed"] == 2
+
+
+@pytest.mark.parametrize("user_id", ["jo+tag@example.com", "Zoë Ünïcode", "auth0|5f1c", "id with spaces?&#"])
+def test_profiles_by_ids_that_need_escaping(live: Any, ws: Any, user_id: str) -> None:
+    send(live, ws.write_key, msg("identify", userId=user_id, traits={"plan": "pro"}))
+    with admin(live, ws.admin_token) as client:
+        answer = client.get("/api/profiles/" + quote(user_id, safe=""))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["user_id"] == user_id
+        assert client.get("/api/profiles/" + quote(user_id, safe="") + "/events").json()["events"][0]["type"] == "identify"
