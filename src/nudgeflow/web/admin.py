@@ -53,17 +53,7 @@ def _resolve(request: Request, workspace_id: str, ref: str) -> str:
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["admin"])
 
-    @router.get("/profiles/{ref}", summary="A profile: traits, identities, event count, recent events")
-    def get_profile(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
-        """`ref` is a profile id, a userId or an anonymousId; a merged-away profile id finds the survivor."""
-        profile_id = _resolve(request, workspace_id, ref)
-        with _state(request).engine.connect() as conn:
-            profile = profile_store.get_profile(conn, workspace_id, profile_id)
-        if profile is None:
-            raise HTTPException(404, f"no profile {ref!r}")
-        return profile
-
-    @router.get("/profiles/{ref}/events", response_model=EventsPage, summary="A profile's events, newest first")
+    @router.get("/profiles/{ref:path}/events", response_model=EventsPage, summary="A profile's events, newest first")
     def get_events(
         request: Request,
         ref: str,
@@ -76,7 +66,7 @@ def admin_router() -> APIRouter:
             page, cursor = profile_store.list_events(conn, profile_id, limit=limit, before=before)
         return EventsPage(events=page, next_before=cursor)
 
-    @router.get("/profiles/{ref}/export", summary="Everything held about the person")
+    @router.get("/profiles/{ref:path}/export", summary="Everything held about the person")
     def export(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
         profile_id = _resolve(request, workspace_id, ref)
         with _state(request).engine.connect() as conn:
@@ -85,7 +75,19 @@ def admin_router() -> APIRouter:
             raise HTTPException(404, f"no profile {ref!r}")
         return data
 
-    @router.delete("/profiles/{ref}", response_model=Erased, summary="Erase the person and all derived data")
+    # `{ref:path}` lets ids contain '/'; the /events and /export routes are declared first
+    # because a path parameter would also match them.
+    @router.get("/profiles/{ref:path}", summary="A profile: traits, identities, event count, recent events")
+    def get_profile(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+        """`ref` is a profile id, a userId or an anonymousId; a merged-away profile id finds the survivor."""
+        profile_id = _resolve(request, workspace_id, ref)
+        with _state(request).engine.connect() as conn:
+            profile = profile_store.get_profile(conn, workspace_id, profile_id)
+        if profile is None:
+            raise HTTPException(404, f"no profile {ref!r}")
+        return profile
+
+    @router.delete("/profiles/{ref:path}", response_model=Erased, summary="Erase the person and all derived data")
     def erase(request: Request, ref: str, workspace_id: Workspace) -> Erased:
         profile_id = _resolve(request, workspace_id, ref)
         state = _state(request)
