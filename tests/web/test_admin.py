@@ -350,7 +350,7 @@ def test_stats_count_one_workspace(live: Any, ws: Any, person: dict[str, Any]) -
     assert stats["track_events"]["Product Viewed"] == 2
 
 
-@pytest.mark.parametrize("user_id", ["jo+tag@example.com", "Zoë Ünïcode", "auth0|5f1c", "id with spaces?&#"])
+@pytest.mark.parametrize("user_id", ["jo+tag@example.com", "Zoë Ünïcode", "auth0|5f1c", "id with spaces?&#", "org/42/user/7"])
 def test_profiles_by_ids_that_need_escaping(live: Any, ws: Any, user_id: str) -> None:
     send(live, ws.write_key, msg("identify", userId=user_id, traits={"plan": "pro"}))
     with admin(live, ws.admin_token) as client:
