@@ -1,0 +1,65 @@
+"""The per-workspace token bucket, on a virtual clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from nudgeflow.core.clock import VirtualClock
+from nudgeflow.ingest.ratelimit import RateLimiter
+
+
+def test_a_zero_rate_disables_the_limit() -> None:
+    limiter = RateLimiter(VirtualClock(), 0, 10)
+    assert not limiter.enabled
+    assert all(limiter.take("ws", 1_000_000) == 0 for _ in range(100))
+
+
+def test_the_burst_passes_at_once_then_the_wait_is_what_the_missing_tokens_take() -> None:
+    limiter = RateLimiter(VirtualClock(), rate_per_second=100, burst=500)
+    assert limiter.take("ws", 300) == 0
+    assert limiter.take("ws", 200) == 0
+    assert limiter.take("ws", 1) == pytest.approx(0.01)
+    assert limiter.take("ws", 250) == pytest.approx(2.5)
+
+
+def test_a_refused_request_spends_nothing() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter(clock, rate_per_second=10, burst=10)
+    assert limiter.take("ws", 10) == 0
+    for _ in range(5):
+        assert limiter.take("ws", 5) > 0
+    clock.advance(0.5)
+    assert limiter.take("ws", 5) == 0  # the refusals above did not dig a hole
+
+
+def test_time_refills_the_bucket_up_to_the_burst() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter(clock, rate_per_second=10, burst=20)
+    assert limiter.take("ws", 20) == 0
+    clock.advance(1.0)
+    assert limiter.take("ws", 10) == 0
+    assert limiter.take("ws", 1) > 0
+    clock.advance(3600)
+    assert limiter.take("ws", 20) == 0  # a long rest buys the burst, not an hour of tokens
+    assert limiter.take("ws", 1) == pytest.approx(0.1)
+
+
+def test_workspaces_have_their_own_buckets() -> None:
+    limiter = RateLimiter(VirtualClock(), rate_per_second=1, burst=5)
+    assert limiter.take("a", 5) == 0
+    assert limiter.take("a", 1) > 0
+    assert limiter.take("b", 5) == 0
+
+
+def test_a_request_larger_than_the_burst_is_told_how_long_a_full_bucket_takes() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter(clock, rate_per_second=4, burst=10)
+    assert limiter.take("ws", 11) == 3  # ceil(10 / 4)
+    assert limiter.take("ws", 10) == 0  # and it took nothing
+
+
+def test_the_wait_is_never_zero_when_refused() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter(clock, rate_per_second=1_000_000, burst=1)
+    assert limiter.take("ws", 1) == 0
+    assert limiter.take("ws", 1) > 0

@@ -1,0 +1,146 @@
+"""Health, the OpenAPI document and Prometheus metrics of a running server."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any, Iterator
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import LiveServer
+from nudgeflow.store.workspaces import NewWorkspace
+
+INGEST_PATHS = [f"/v1/{p}" for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")]
+PROFILE_PATHS = ["/api/profiles/{ref}", "/api/profiles/{ref}/events", "/api/profiles/{ref}/export"]
+
+
+def scrape(live: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with live.client() as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, item in node.items():
+            if key == "$ref" and isinstance(item, str):
+                yield item
+            else:
+                yield from references(item)
+    elif isinstance(node, list):
+        for item in node:
+            yield from references(item)
+
+
+def test_healthz_answers_200_when_ready(live: LiveServer) -> None:
+    with live.client() as client:
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_openapi_describes_ingest_and_the_admin_api(live: LiveServer) -> None:
+    with live.client() as client:
+        response = client.get("/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    assert spec["openapi"].startswith("3.")
+    paths = spec["paths"]
+    for path in INGEST_PATHS:
+        operation = paths[path]["post"]
+        assert "ingest" in operation["tags"]
+        assert {"200", "400", "401", "413", "415", "429"} <= set(operation["responses"])
+        assert {"writeKeyBasic": []} in operation["security"]
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.rsplit("/", 1)[1] in spec["components"]["schemas"]
+    for path in PROFILE_PATHS:
+        assert path in paths
+    assert "delete" in paths["/api/profiles/{ref}"]
+    for path, item in paths.items():
+        if path.startswith("/api/"):
+            for operation in item.values():
+                assert operation["security"] == [{"adminToken": []}]
+    assert "/healthz" in paths and "/metrics" in paths
+    # Every reference in the document resolves.
+    schemas = spec["components"]["schemas"]
+    refs = list(references(spec))
+    assert len(refs) >= len(INGEST_PATHS)
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+    error = schemas["IngestError"]["properties"]
+    assert {"code", "message", "errors"} <= set(error)
+
+
+def test_metrics_count_accepted_and_rejected_events_by_reason(live: LiveServer, ws: NewWorkspace) -> None:
+    json = {"content-type": "application/json"}
+    with live.client(auth=(ws.write_key, "")) as client:
+        for i in range(3):
+            assert client.post("/v1/track", json={"userId": "u", "event": "E", "messageId": f"m{i}"}).status_code == 200
+        batch = {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": f"b{i}"} for i in range(10)]}
+        assert client.post("/v1/batch", json=batch).status_code == 200
+        assert client.post("/v1/track", json={"userId": "u", "event": "E", "messageId": "m0"}).status_code == 200  # repeat
+        assert client.post("/v1/track", content=b"{", headers=json).status_code == 400
+        bad_batch = {"batch": [*batch["batch"][:4], {"type": "track", "event": "no id"}]}
+        assert client.post("/v1/batch", json=bad_batch).status_code == 400
+        assert client.post("/v1/track", content=b"{}", headers={"content-type": "text/xml"}).status_code == 415
+        big = {"userId": "u", "event": "E", "properties": {"x": "y" * 40_000}}
+        assert client.post("/v1/track", json=big).status_code == 413
+        assert client.post("/v1/batch", content=gzip.compress(b"{}")[:-3], headers={**json, "content-encoding": "gzip"}).status_code == 400
+        assert client.post("/v1/identify", json={"userId": "u", "traits": {"timezone": "Atlantis/Capital"}}).status_code == 200
+    with live.client(auth=("wk_unknown_key_1234", "")) as client:
+        assert client.post("/v1/track", json={"userId": "u", "event": "E"}).status_code == 401
+
+    samples = scrape(live)
+    assert value(samples, "nudgeflow_events_accepted_total") == 3 + 10 + 1
+    assert value(samples, "nudgeflow_events_duplicate_total") == 1
+    rejected = {
+        dict(labels)["reason"]: v for (name, labels), v in samples.items() if name == "nudgeflow_events_rejected_total"
+    }
+    # A refused batch counts all of its events: none of them was stored.
+    assert rejected == {"invalid": 1 + 5 + 1, "content_type": 1, "too_large": 1, "auth": 1, "invalid_trait": 1}
+
+
+def test_metrics_record_request_latency_and_commit_batch_sizes(live: LiveServer, ws: NewWorkspace) -> None:
+    with live.client(auth=(ws.write_key, "")) as client:
+        for i in range(5):
+            assert client.post("/v1/track", json={"userId": "u", "event": "E", "messageId": f"t{i}"}).status_code == 200
+        batch = {"batch": [{"type": "page", "anonymousId": "a", "messageId": f"p{i}"} for i in range(40)]}
+        assert client.post("/v1/batch", json=batch).status_code == 200
+        assert client.get("/healthz").status_code == 200
+
+    samples = scrape(live)
+    assert value(samples, "nudgeflow_request_seconds_count", route="/v1/track") == 5
+    assert value(samples, "nudgeflow_request_seconds_count", route="/v1/batch") == 1
+    assert value(samples, "nudgeflow_request_seconds_sum", route="/v1/track") > 0
+    assert value(samples, "nudgeflow_request_seconds_bucket", route="/v1/track", le="+Inf") == 5
+    assert value(samples, "nudgeflow_request_seconds_count", route="/healthz") >= 2  # the fixture polls it too
+    # Six commits (five single events, one batch of 40), each the events it wrote.
+    assert value(samples, "nudgeflow_commit_batch_events_count") == 6
+    assert value(samples, "nudgeflow_commit_batch_events_sum") == 45
+    assert value(samples, "nudgeflow_commit_batch_events_bucket", le="1.0") == 5
+    assert value(samples, "nudgeflow_commit_batch_events_bucket", le="50.0") == 6
+    assert value(samples, "nudgeflow_commit_batch_requests_count") == 6
+    assert value(samples, "nudgeflow_commit_batch_requests_sum") == 6
+
+
+def test_the_admin_routes_are_timed_as_one_group(live: LiveServer, ws: NewWorkspace) -> None:
+    # Profile ids in paths would make one time series per person; they are grouped.
+    headers = {"authorization": f"Bearer {ws.admin_token}"}
+    with live.client() as client:
+        for ref in ("a", "b", "c"):
+            client.get(f"/api/profiles/{ref}", headers=headers)
+    samples = scrape(live)
+    routes: set[Any] = {dict(labels).get("route") for (name, labels) in samples if name.startswith("nudgeflow_request_seconds")}
+    assert "/api" in routes
+    assert not any(str(r).startswith("/api/") for r in routes)
+    assert value(samples, "nudgeflow_request_seconds_count", route="/api") == 3
