@@ -34,11 +34,23 @@ def is_sqlite(url: str) -> bool:
     return normalize_url(url).startswith("sqlite")
 
 
+# Pages the write-ahead log may hold before the committing connection checkpoints it
+# (SQLite's default is 1,000). The server checkpoints in the background and leaves only a
+# short remainder to this; see store/checkpoint.py.
+WAL_AUTOCHECKPOINT_PAGES = 4000
+# The most page cache one connection may hold, in KiB; it only grows as pages are used.
+SQLITE_CACHE_KIB = 32 * 1024
+
+
 def _sqlite_pragmas(synchronous: str) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        # A page cache that holds the event indexes (SQLite's default is 2 MiB): each
+        # event lands on random leaf pages of its message-id and profile indexes.
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -61,6 +73,10 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: i
             connect_args={"check_same_thread": False, "timeout": 10},
             pool_size=pool_size,
             max_overflow=pool_size,
+            # The writer checks a connection out per commit: LIFO hands it back the one it
+            # just used, whose page cache is still valid, instead of rotating through the
+            # pool (each SQLite connection drops its cache when another one has written).
+            pool_use_lifo=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
         return engine

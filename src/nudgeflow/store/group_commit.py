@@ -23,6 +23,7 @@ from typing import Any, Callable, TypeVar
 from sqlalchemy import Connection, Engine
 
 from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.store.checkpoint import WalCheckpointer
 from nudgeflow.model.events import EventRecord
 from nudgeflow.store.ingest_writer import WriteResult, write_events
 
@@ -39,7 +40,9 @@ class WriterStopped(RuntimeError):
 class _EventsItem:
     workspace_id: str
     records: list[EventRecord]
-    future: "Future[WriteResult]"
+    # A concurrent Future for threads, or an asyncio one owned by `loop` for the API.
+    future: "Future[WriteResult] | asyncio.Future[WriteResult]"
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 @dataclass
@@ -67,20 +70,33 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._held: Any = None
+        # SQLite only: checkpoints the WAL beside the writer rather than inside its commits.
+        self._checkpointer = WalCheckpointer(engine) if WalCheckpointer.applies_to(engine) else None
+        # Submitting and stopping agree under this lock, so nothing can be queued behind
+        # the stop marker, where no one would ever answer it.
+        self._accepting = False
+        self._accept_lock = threading.Lock()
 
     def start(self) -> None:
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="nudgeflow-writer", daemon=True)
         self._thread.start()
+        if self._checkpointer is not None:
+            self._checkpointer.start()
+        self._accepting = True
 
     def stop(self) -> None:
         """Finish everything queued, then stop."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        with self._accept_lock:
+            self._accepting = False
+            self._queue.put(_STOP)
         self._thread.join()
         self._thread = None
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     @property
     def running(self) -> bool:
@@ -89,21 +105,28 @@ class GroupCommitter:
     # -- submitting -------------------------------------------------------------------
 
     def submit_events(self, workspace_id: str, records: list[EventRecord]) -> "Future[WriteResult]":
-        if not self.running:
-            raise WriterStopped("the writer is not running")
         future: Future[WriteResult] = Future()
-        self._queue.put(_EventsItem(workspace_id, records, future))
+        self._put(_EventsItem(workspace_id, records, future))
         return future
 
     def submit_job(self, fn: Callable[[Connection], T]) -> "Future[T]":
-        if not self.running:
-            raise WriterStopped("the writer is not running")
         future: Future[T] = Future()
-        self._queue.put(_JobItem(fn, future))
+        self._put(_JobItem(fn, future))
         return future
 
+    def _put(self, item: Any) -> None:
+        with self._accept_lock:
+            if not self._accepting or not self.running:
+                raise WriterStopped("the writer is not running")
+            self._queue.put(item)
+
     async def write_events(self, workspace_id: str, records: list[EventRecord]) -> WriteResult:
-        return await asyncio.wrap_future(self.submit_events(workspace_id, records))
+        # An asyncio future, settled from the writer with one loop wake-up per commit for all
+        # the requests in it (wrap_future would cost a Future, a lock and a wake-up each).
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[WriteResult] = loop.create_future()
+        self._put(_EventsItem(workspace_id, records, future, loop))
+        return await future
 
     async def run_job(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.wrap_future(self.submit_job(fn))
@@ -137,7 +160,12 @@ class GroupCommitter:
                     break
                 batch.append(more)
                 size += len(more.records)
-            self._commit(batch, size)
+            # A thread's request whose future was cancelled was never acknowledged: skip it.
+            # The others are marked running, so they can no longer be cancelled and
+            # answering them cannot fail (asyncio futures are checked when settled).
+            batch = [i for i in batch if i.loop is not None or i.future.set_running_or_notify_cancel()]  # type: ignore[union-attr]
+            if batch:
+                self._commit(batch, sum(len(i.records) for i in batch))
 
     def _run_job(self, item: _JobItem) -> None:
         if not item.future.set_running_or_notify_cancel():
@@ -171,7 +199,7 @@ class GroupCommitter:
         except Exception:
             if len(batch) == 1:
                 log.exception("commit failed", extra={"events": size})
-                batch[0].future.set_exception(WriterFailed("the database did not accept the write"))
+                _settle(batch, error=WriterFailed("the database did not accept the write"))
                 return
             # One request's bad luck must not fail its neighbours: retry each on its own.
             for item in batch:
@@ -179,13 +207,44 @@ class GroupCommitter:
             return
         # Every request in the commit is told the commit's totals: what matters to each is
         # that its events are durable, and the totals feed the metrics once.
-        for item in batch:
-            item.future.set_result(total)
+        # Metrics first, so that a client that has its answer already sees them counted.
         if self._on_commit is not None:
             try:
                 self._on_commit(total, len(batch))
             except Exception:  # metrics must never stop the writer
                 log.exception("on_commit callback failed")
+        _settle(batch, result=total)
+
+
+def _settle(batch: list[_EventsItem], result: WriteResult | None = None, error: BaseException | None = None) -> None:
+    """Answer every request of a commit; asyncio waiters with one call per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[WriteResult]]] = {}
+    for item in batch:
+        if item.loop is None:
+            future: Any = item.future
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        else:
+            by_loop.setdefault(item.loop, []).append(item.future)  # type: ignore[arg-type]
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_in_loop, futures, result, error)
+        except RuntimeError:  # the loop has closed: no one is waiting for these any more
+            pass
+
+
+def _settle_in_loop(
+    futures: list["asyncio.Future[WriteResult]"], result: WriteResult | None, error: BaseException | None
+) -> None:
+    for future in futures:
+        if future.done():  # the request was cancelled meanwhile
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
 
 
 class WriterFailed(RuntimeError):

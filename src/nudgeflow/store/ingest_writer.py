@@ -8,19 +8,23 @@ Merges are rare and done row by row.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgeflow.model.events import EventRecord
 from nudgeflow.store.schema import events, identities, profile_merges, profiles
 
 # Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
 CHUNK = 900
+# Rows per multi-row INSERT: one statement, one round trip into the database for hundreds
+# of rows. SQLite before 3.32 allows only 999 bound parameters per statement.
+ROWS_PER_INSERT = 500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 90
 
 
 @dataclass
@@ -54,13 +58,37 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _insert(conn: Connection, table: Any) -> Any:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    return insert(table)
+def _mark(conn: Connection) -> str:
+    """The driver's own placeholder: qmark for sqlite3, format for psycopg."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+@lru_cache(maxsize=256)
+def _values_sql(head: str, width: int, rows: int, mark: str, tail: str) -> str:
+    row = "(" + ", ".join([mark] * width) + ")"
+    return f"{head} VALUES {', '.join([row] * rows)}{tail}"
+
+
+def _insert_rows(
+    conn: Connection, table: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], conflict: str = ""
+) -> None:
+    """Insert rows with multi-row INSERT statements, at the driver level.
+
+    These are ingest's bulk writes. Going to the driver skips SQLAlchemy's per-row parameter
+    processing, and on SQLite a few hundred rows take one statement step instead of one step
+    each: every step releases and re-takes the GIL, which the event-loop thread holds most of
+    the time under load, so per-row steps made the writer queue behind the API.
+    """
+    head = f'INSERT INTO "{table.name}" (' + ", ".join(f'"{c}"' for c in columns) + ")"
+    tail = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
+    mark = _mark(conn)
+    for chunk in _chunks(rows, ROWS_PER_INSERT):
+        sql = _values_sql(head, len(columns), len(chunk), mark, tail)
+        conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+
+
+def _in_list(mark: str, count: int) -> str:
+    return "(" + ", ".join([mark] * count) + ")"
 
 
 def new_profile_id() -> str:
@@ -79,23 +107,22 @@ def _identity_keys(record: EventRecord) -> Iterable[str]:
 
 def _known_message_ids(conn: Connection, workspace_id: str, message_ids: list[str]) -> set[str]:
     known: set[str] = set()
-    stmt = select(events.c.message_id).where(
-        events.c.workspace_id == workspace_id, events.c.message_id.in_(bindparam("ids", expanding=True))
-    )
+    mark = _mark(conn)
     for chunk in _chunks(message_ids):
-        known.update(conn.execute(stmt, {"ids": list(chunk)}).scalars())
+        sql = f"SELECT message_id FROM events WHERE workspace_id = {mark} AND message_id IN {_in_list(mark, len(chunk))}"
+        known.update(conn.exec_driver_sql(sql, (workspace_id, *chunk)).scalars())
     return known
 
 
 def _load_identities(conn: Connection, workspace_id: str, keys: list[str]) -> _Resolution:
     res = _Resolution(idmap={}, user_of={})
-    stmt = (
-        select(identities.c.key, identities.c.profile_id, profiles.c.user_id)
-        .join(profiles, profiles.c.id == identities.c.profile_id)
-        .where(identities.c.workspace_id == workspace_id, identities.c.key.in_(bindparam("keys", expanding=True)))
-    )
+    mark = _mark(conn)
     for chunk in _chunks(keys):
-        for key, profile_id, user_id in conn.execute(stmt, {"keys": list(chunk)}):
+        sql = (
+            "SELECT i.key, i.profile_id, p.user_id FROM identities i JOIN profiles p ON p.id = i.profile_id"
+            f" WHERE i.workspace_id = {mark} AND i.key IN {_in_list(mark, len(chunk))}"
+        )
+        for key, profile_id, user_id in conn.exec_driver_sql(sql, (workspace_id, *chunk)).all():
             res.idmap[key] = profile_id
             res.user_of[profile_id] = user_id
     return res
@@ -241,6 +268,20 @@ def _apply_traits(conn: Connection, updates: dict[str, list[EventRecord]], now_m
     )
 
 
+_EVENT_COLUMNS = (
+    "workspace_id",
+    "message_id",
+    "profile_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "timestamp_ms",
+    "received_at_ms",
+    "payload",
+)
+
+
 def write_events(conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int) -> WriteResult:
     """Append one workspace's events; called inside a transaction the caller commits."""
     result = WriteResult()
@@ -265,20 +306,11 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
     assigned = [res.final(p) for p in assigned]
 
     if res.new_profiles:
-        conn.execute(
-            insert(profiles),
-            [
-                {
-                    "id": pid,
-                    "workspace_id": workspace_id,
-                    "user_id": user_id,
-                    "traits": "{}",
-                    "trait_errors": None,
-                    "created_at_ms": now_ms,
-                    "updated_at_ms": now_ms,
-                }
-                for pid, user_id in res.new_profiles.items()
-            ],
+        _insert_rows(
+            conn,
+            profiles,
+            ("id", "workspace_id", "user_id", "traits", "trait_errors", "created_at_ms", "updated_at_ms"),
+            [(pid, workspace_id, user_id, "{}", None, now_ms, now_ms) for pid, user_id in res.new_profiles.items()],
         )
         result.profiles_created = len(res.new_profiles)
     # A profile that was anonymous and has now been given a userId records it.
@@ -294,31 +326,33 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
         _apply_merges(conn, workspace_id, res, now_ms)
         result.merges = len(res.merges)
     if res.new_identities:
-        conn.execute(
-            insert(identities),
-            [
-                {"workspace_id": workspace_id, "key": key, "profile_id": res.final(pid), "created_at_ms": now_ms}
-                for key, pid in res.new_identities.items()
-            ],
+        _insert_rows(
+            conn,
+            identities,
+            ("workspace_id", "key", "profile_id", "created_at_ms"),
+            [(workspace_id, key, res.final(pid), now_ms) for key, pid in res.new_identities.items()],
         )
 
-    conn.execute(
-        _insert(conn, events).on_conflict_do_nothing(index_elements=["workspace_id", "message_id"]),
+    _insert_rows(
+        conn,
+        events,
+        _EVENT_COLUMNS,
         [
-            {
-                "workspace_id": workspace_id,
-                "message_id": r.message_id,
-                "profile_id": pid,
-                "type": r.type,
-                "event": r.event,
-                "user_id": r.user_id,
-                "anonymous_id": r.anonymous_id,
-                "timestamp_ms": r.timestamp_ms,
-                "received_at_ms": r.received_at_ms,
-                "payload": r.payload.decode(),
-            }
+            (
+                workspace_id,
+                r.message_id,
+                pid,
+                r.type,
+                r.event,
+                r.user_id,
+                r.anonymous_id,
+                r.timestamp_ms,
+                r.received_at_ms,
+                r.payload.decode(),
+            )
             for r, pid in zip(unique, assigned)
         ],
+        conflict="workspace_id, message_id",
     )
     result.accepted = len(unique)
 
