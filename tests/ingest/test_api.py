@@ -561,14 +561,17 @@ def test_ingest_is_rate_limited_per_workspace(settings: Settings, clock: Virtual
             clock.advance(3600)
             assert post(client, "/v1/batch", batch(20, "rested")).status_code == 200
             assert post(client, "/v1/track", {**TRACK, "messageId": "after-rest"}).status_code == 429
-            # A batch larger than the burst can never pass; the answer says how long a full bucket takes.
+            # A batch larger than the burst passes on a full bucket and is paid back over time,
+            # so a client that honours Retry-After is never refused forever.
             clock.advance(3600)
-            refused = post(client, "/v1/batch", batch(21, "huge"))
+            assert post(client, "/v1/batch", batch(21, "huge")).status_code == 200
+            refused = post(client, "/v1/track", {**TRACK, "messageId": "in-debt"})
             assert refused.status_code == 429
-            assert refused.headers["retry-after"] == "2"
-            assert post(client, "/v1/batch", batch(20, "after-huge")).status_code == 200  # it took nothing
-            # Refusals are counted in events: 1 + 15 + 1 + 1 + 21.
-            assert 'nudgeflow_events_rejected_total{reason="rate_limited"} 39.0' in client.get("/metrics").text
+            assert refused.headers["retry-after"] == "1"
+            clock.advance(0.5)
+            assert post(client, "/v1/track", {**TRACK, "messageId": "paid-back"}).status_code == 200
+            # Refusals are counted in events: 1 + 15 + 1 + 1 + 1.
+            assert 'nudgeflow_events_rejected_total{reason="rate_limited"} 19.0' in client.get("/metrics").text
 
         with server.state.engine.connect() as conn:
             def n(workspace_id: str) -> int:
@@ -578,7 +581,7 @@ def test_ingest_is_rate_limited_per_workspace(settings: Settings, clock: Virtual
                     ).scalar_one()
                 )
 
-            assert n(busy.workspace_id) == 20 + 10 + 20 + 20  # nothing refused was stored
+            assert n(busy.workspace_id) == 20 + 10 + 20 + 21 + 1  # nothing refused was stored
             assert n(quiet.workspace_id) == 20
     finally:
         server.stop()

@@ -42,10 +42,10 @@ async def _workspace(state: "AppState", request: Request, body_key: Any) -> str:
     if key is None and isinstance(body_key, str):
         key = body_key
     if key is None:
-        raise IngestError(401, "unauthorized", "missing write key: send it as the Basic auth user or as writeKey", reason="auth")
+        raise IngestError(401, "unauthorized", "missing write key: send it as the Basic auth user or as writeKey", reason="auth", field="writeKey")
     workspace_id = await state.keys.workspace(WRITE, key)
     if workspace_id is None:
-        raise IngestError(401, "unauthorized", "unknown write key", reason="auth")
+        raise IngestError(401, "unauthorized", "unknown write key", reason="auth", field="writeKey")
     return workspace_id
 
 

@@ -12,7 +12,7 @@ ACCEPTED_TYPES = ("application/json", "text/plain")  # text/plain: browser beaco
 
 
 def _too_large(limit: int) -> IngestError:
-    return IngestError(413, "request_too_large", f"request body exceeds {limit} bytes", reason="too_large")
+    return IngestError(413, "request_too_large", f"request body exceeds {limit} bytes", reason="too_large", field="body")
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -24,10 +24,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             "unsupported_media_type",
             f"Content-Type must be application/json, not {media or 'missing'}",
             reason="content_type",
+            field="Content-Type",
         )
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", ""):
-        raise IngestError(415, "unsupported_encoding", f"Content-Encoding {encoding} is not supported; use gzip", reason="content_type")
+        raise IngestError(415, "unsupported_encoding", f"Content-Encoding {encoding} is not supported; use gzip", reason="content_type", field="Content-Encoding")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -42,7 +43,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if encoding == "gzip":
         body = gunzip_limited(body, max_bytes)
     if not body:
-        raise IngestError(400, "invalid_request", "body: the request body is empty", reason="invalid")
+        raise IngestError(400, "invalid_request", "body: the request body is empty", reason="invalid", field="body")
     return body
 
 
@@ -52,9 +53,9 @@ def gunzip_limited(data: bytes, max_bytes: int) -> bytes:
     try:
         out = inflater.decompress(data, max_bytes + 1)
     except zlib.error as exc:
-        raise IngestError(400, "invalid_request", f"body: not valid gzip ({exc})", reason="invalid") from exc
+        raise IngestError(400, "invalid_request", f"body: not valid gzip ({exc})", reason="invalid", field="body") from exc
     if len(out) > max_bytes or inflater.unconsumed_tail:
         raise _too_large(max_bytes)
     if not inflater.eof:
-        raise IngestError(400, "invalid_request", "body: truncated gzip stream", reason="invalid")
+        raise IngestError(400, "invalid_request", "body: truncated gzip stream", reason="invalid", field="body")
     return out

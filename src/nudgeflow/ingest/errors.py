@@ -20,12 +20,14 @@ class IngestError(Exception):
         headers: dict[str, str] | None = None,
         reason: str | None = None,
         events: int = 1,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
-        self.errors = errors or []
+        # A refusal about one thing (the body, the write key, a header) names it like a field.
+        self.errors = errors or ([InvalidEvent(field, message)] if field else [])
         self.headers = headers or {}
         self.reason = reason or code  # the metrics label
         self.events = events  # how many events the refusal dropped, for the metrics

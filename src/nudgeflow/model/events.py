@@ -29,6 +29,12 @@ Dict = dict[str, Any]
 
 _MESSAGE_CONFIG = ConfigDict(extra="allow", coerce_numbers_to_str=True)
 
+# The 32 KB limit is Segment's, on the event as its client sends it (the official client
+# lets through anything up to 32 KB as it measures it). What normalize adds (receivedAt,
+# sentAt, originalTimestamp, the corrected timestamp, a messageId) is about 250 bytes:
+# it must not push such an event over the limit and have the client's whole batch refused.
+ADDED_BY_SERVER_BYTES = 512
+
 
 @with_config(_MESSAGE_CONFIG)
 class _Common(TypedDict):
@@ -194,6 +200,8 @@ def invalid_from(exc: ValidationError, in_batch: bool) -> list[InvalidEvent]:
             out.append(InvalidEvent("body", f"invalid JSON: {error.get('ctx', {}).get('error', error['msg'])}"))
             continue
         field, index = _field_path(tuple(error["loc"]), in_batch)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            field = "type" if field == "body" else f"{field}.type"
         out.append(InvalidEvent(field, _describe(error), index))
     return out
 
@@ -259,36 +267,58 @@ def normalize(
     derive_message_id: bool = False,
 ) -> EventRecord:
     """Check what the schema cannot express and build the stored record."""
+    def at(name: str) -> str:
+        return f"{field}.{name}" if field != "body" else name
+
     user_id = message.get("userId") or None
     anonymous_id = message.get("anonymousId") or None
     if user_id is None and anonymous_id is None:
-        raise InvalidEvent(f"{field}.userId" if field != "body" else "userId",
-                           "either userId or anonymousId is required", index)
+        raise InvalidEvent(at("userId"), "either userId or anonymousId is required", index)
+    # These become indexed text columns, and PostgreSQL text cannot hold a NUL character.
+    for name in ("userId", "anonymousId", "messageId", "previousId", "event", "name"):
+        value = message.get(name)
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidEvent(at(name), "must not contain a NUL (\\u0000) character", index)
     message.pop("writeKey", None)
     message_id = message.get("messageId")
     if not message_id:
         # Derived from the message as sent, before we add receive-time fields, so that
         # importing the same file twice derives the same id.
-        message_id = content_message_id(message) if derive_message_id else str(uuid.uuid4())
+        try:
+            message_id = content_message_id(message) if derive_message_id else str(uuid.uuid4())
+        except orjson.JSONEncodeError as exc:
+            raise InvalidEvent(field, f"cannot be stored as JSON: {exc}", index) from exc
         message["messageId"] = message_id
     if batch_context and not message.get("context"):
         message["context"] = batch_context
     original = message.get("originalTimestamp") or message.get("timestamp")
     sent_at = message.get("sentAt") or batch_sent_at
-    timestamp = corrected_timestamp(received_at, original, sent_at)
+    try:
+        timestamp = corrected_timestamp(received_at, original, sent_at)
+    except OverflowError as exc:  # e.g. year 1 sent in year 9999: the correction leaves the calendar
+        raise InvalidEvent(at("timestamp"), "out of range once converted to UTC and corrected with sentAt", index) from exc
     if original is not None:
         message["originalTimestamp"] = original
     message["timestamp"] = timestamp
     message["receivedAt"] = received_at
     if sent_at is not None:
         message["sentAt"] = sent_at
-    payload = orjson.dumps(message)
-    if len(payload) > max_event_bytes:
+    try:
+        payload = orjson.dumps(message)
+    except orjson.JSONEncodeError as exc:  # nesting deeper than 254 levels, integers beyond 64 bits
+        raise InvalidEvent(field, f"cannot be stored as JSON: {exc}", index) from exc
+    if len(payload) > max_event_bytes + ADDED_BY_SERVER_BYTES:
         raise InvalidEvent(field, f"event is {len(payload)} bytes; the limit is {max_event_bytes}", index)
     type_ = message["type"]
     traits = trait_errors = None
-    if type_ == "identify" and message.get("traits"):
-        traits, trait_errors = clean_traits(message["traits"])
+    if type_ == "identify":
+        raw_traits = message.get("traits")
+        if not raw_traits:
+            # RudderStack's SDKs send identify traits only as context.traits.
+            context = message.get("context")
+            raw_traits = context.get("traits") if isinstance(context, dict) else None
+        if raw_traits and isinstance(raw_traits, dict):
+            traits, trait_errors = clean_traits(raw_traits)
     if type_ == "track":
         name = message["event"]
     elif type_ in ("page", "screen"):
@@ -301,7 +331,8 @@ def normalize(
         event=name,
         user_id=user_id,
         anonymous_id=anonymous_id,
-        previous_id=message.get("previousId"),
+        # Only alias declares previousId; on other types it is an unchecked extra field.
+        previous_id=message.get("previousId") if type_ == "alias" else None,
         timestamp_ms=to_ms(timestamp),
         received_at_ms=to_ms(received_at),
         payload=payload,
