@@ -51,11 +51,13 @@ def test_workspaces_have_their_own_buckets() -> None:
     assert limiter.take("b", 5) == 0
 
 
-def test_a_request_larger_than_the_burst_is_told_how_long_a_full_bucket_takes() -> None:
+def test_a_request_larger_than_the_burst_passes_on_a_full_bucket_and_is_paid_back() -> None:
     clock = VirtualClock()
     limiter = RateLimiter(clock, rate_per_second=4, burst=10)
-    assert limiter.take("ws", 11) == 3  # ceil(10 / 4)
-    assert limiter.take("ws", 10) == 0  # and it took nothing
+    assert limiter.take("ws", 11) == 0  # a full bucket lets it through, 1 token in debt
+    assert limiter.take("ws", 1) == 0.5  # the debt and the next token: 2 tokens at 4/s
+    clock.advance(0.5)
+    assert limiter.take("ws", 1) == 0
 
 
 def test_the_wait_is_never_zero_when_refused() -> None:

@@ -35,10 +35,11 @@ class RateLimiter:
             bucket = self._buckets[key] = _Bucket(self._burst, now)
         bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.at) * self._rate)
         bucket.at = now
-        if cost > self._burst:
-            # Could never pass: say how long a full bucket takes, the client should split it.
-            return math.ceil(self._burst / self._rate)
-        if bucket.tokens >= cost:
+        # A request larger than the burst passes on a full bucket and leaves it in debt, paid
+        # back over time: the average rate still holds, and a client that honours Retry-After
+        # is never refused forever.
+        need = min(float(cost), self._burst)
+        if bucket.tokens >= need:
             bucket.tokens -= cost
             return 0.0
-        return max((cost - bucket.tokens) / self._rate, 0.001)
+        return max((need - bucket.tokens) / self._rate, 0.001)
