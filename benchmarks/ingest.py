@@ -8,11 +8,13 @@ thousand users, a few hundred bytes each), measures:
 
   L      raw SQLite batched inserts, rows/s: Python sqlite3, WAL, synchronous=FULL,
          1,000-row transactions, into a table with the columns and indexes of the
-         nudgeflow events table, rows prepared in advance;
+         nudgeflow events table, rows prepared in advance, with the page cache size and
+         checkpoint threshold nudgeflow sets on its own connections;
   batch  durable /v1/batch ingest, events/s, ~500 KB bodies over a few keep-alive
          connections, against a `nudgeflow serve` subprocess with default settings
          (SQLite, synchronous=FULL) and the rate limit disabled; target >= 0.35 x L;
-  C      one-row durable commits/s: one INSERT + COMMIT each, WAL, synchronous=FULL;
+  C      one-row durable commits/s: one INSERT + COMMIT each, WAL, synchronous=FULL,
+         same table and settings as L;
   track  single-event /v1/track requests/s from concurrent closed-loop clients at
          saturation, with p50/p99 latency; target >= 3 x C; then an open-loop, paced
          run at half that rate, where latency counts from each request's scheduled
@@ -100,7 +102,7 @@ class User:
     email: str
     first_name: str
     ip: str
-    agent: str
+    agent: str | None  # a browser's user agent; None for a server-side source
     identified: bool = False
 
 
@@ -129,7 +131,8 @@ def generate(events: int, users: int, seed: int) -> Workload:
             email=f"customer{i}@example.com",
             first_name=rng.choice(["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus"]),
             ip=f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-            agent=rng.choice(USER_AGENTS),
+            # Two in five people come from a browser (analytics.js); the rest from a backend.
+            agent=rng.choice(USER_AGENTS) if rng.random() < 0.4 else None,
         )
         for i in range(users)
     ]
@@ -143,12 +146,16 @@ def generate(events: int, users: int, seed: int) -> Workload:
             "anonymousId": person.anonymous_id,
             "timestamp": _iso(when),
             "sentAt": _iso(when + timedelta(milliseconds=rng.randrange(20, 400))),
-            "context": {
-                "library": {"name": "analytics.js", "version": "next-1.70.0"},
-                "ip": person.ip,
-                "userAgent": person.agent,
-                "locale": "en-US",
-            },
+            "context": (
+                {
+                    "library": {"name": "analytics.js", "version": "next-1.70.0"},
+                    "ip": person.ip,
+                    "userAgent": person.agent,
+                    "locale": "en-US",
+                }
+                if person.agent
+                else {"library": {"name": "analytics-python", "version": "2.3.3"}}
+            ),
         }
         if person.identified:
             base["userId"] = person.user_id
@@ -197,7 +204,6 @@ def generate(events: int, users: int, seed: int) -> Workload:
                     "brand": brand,
                     "price": price,
                     "quantity": quantity,
-                    "value": round(price * quantity, 2),
                     "currency": "USD",
                 },
             }
@@ -255,6 +261,17 @@ def prepared_rows(work: Workload) -> list[tuple[Any, ...]]:
     return rows
 
 
+def sqlite_tuning() -> list[str]:
+    from nudgeflow.store import database
+
+    out = []
+    if hasattr(database, "SQLITE_CACHE_KIB"):
+        out.append(f"PRAGMA cache_size=-{database.SQLITE_CACHE_KIB}")
+    if hasattr(database, "WAL_AUTOCHECKPOINT_PAGES"):
+        out.append(f"PRAGMA wal_autocheckpoint={database.WAL_AUTOCHECKPOINT_PAGES}")
+    return out
+
+
 def _fresh_sqlite(directory: Path, name: str) -> sqlite3.Connection:
     path = directory / name
     for suffix in ("", "-wal", "-shm"):
@@ -262,6 +279,10 @@ def _fresh_sqlite(directory: Path, name: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    # The page cache and checkpoint threshold nudgeflow gives its own connections, so that
+    # a ratio measures what nudgeflow adds on top of SQLite, not how it tunes SQLite.
+    for pragma in sqlite_tuning():
+        conn.execute(pragma)
     for statement in events_table_ddl():
         conn.execute(statement)
     return conn
@@ -402,6 +423,53 @@ class Server:
         self.stop()
 
 
+BARE_APP = """
+import sys
+
+import uvicorn
+
+
+async def app(scope, receive, send):
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", b"16")]})
+    await send({"type": "http.response.body", "body": b'{"success":true}'})
+
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False, lifespan="off")
+"""
+
+
+class BareServer:
+    """An ASGI app that reads the body and answers 200, on uvicorn as `nudgeflow serve` runs it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "BareServer":
+        self.proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if http_get(self.port, "/")[0] == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the bare uvicorn app did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def http_get(port: int, path: str) -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
@@ -534,7 +602,9 @@ async def closed_loop(
 
     await asyncio.gather(*(worker(c) for c in conns))
     end = time.perf_counter()
-    result.elapsed = end - max(measure_from, start)
+    result.elapsed = max(0.0, end - max(measure_from, start))
+    if result.elapsed == 0.0:
+        raise SystemExit("the requests ran out during the warm-up: generate more events (--events)")
     for conn in conns:
         assert conn.transport is not None
         conn.transport.close()
@@ -644,6 +714,7 @@ class Figures:
     track: LoadResult | None = None
     track_server_cpu: float = 0.0
     track_requests_per_commit: float = 0.0
+    bare: LoadResult | None = None
     half: LoadResult | None = None
     half_rate: float = 0.0
     half_server_cpu: float = 0.0
@@ -777,6 +848,18 @@ def run(args: argparse.Namespace) -> Figures:
             figures.track_server_cpu = cpu / wall
             progress.update(task, info=f"{result.rate:,.0f} req/s")
 
+            # The same load against an ASGI app that does nothing: the HTTP stack's own ceiling
+            task = progress.add_task("bare uvicorn app, same load", total=None, info="starting server")
+            with BareServer() as bare:
+                # It stores nothing, so the same requests can go round several times.
+                requests = [request_bytes(bare.port, "/v1/track", "none", body) for body in tracks] * 20
+                progress.update(task, info="")
+                figures.bare = run_async(
+                    closed_loop(bare.port, requests, args.connections, args.seconds / 2, args.warmup, lambda n: progress.advance(task, n))
+                )
+            _check(figures.bare, "bare uvicorn app")
+            progress.update(task, info=f"{figures.bare.rate:,.0f} req/s")
+
             # /v1/track paced at half the saturation rate
             figures.half_rate = result.rate / 2
             total = min(len(tracks), int(figures.half_rate * args.seconds))
@@ -832,6 +915,12 @@ def report(figures: Figures, args: argparse.Namespace, info: dict[str, str]) -> 
             "met" if track_ratio >= 3 else "missed",
         ),
         ("  latency at saturation", f"p50 {track.pct(0.5):.1f} ms, p99 {track.pct(0.99):.1f} ms", "", ""),
+        (
+            "  for scale: an empty ASGI app on uvicorn, same load",
+            f"{figures.bare.rate:,.0f} req/s" if figures.bare else "",
+            f"/v1/track reaches {track.rate / figures.bare.rate:.2f} of it" if figures.bare else "",
+            "",
+        ),
         (
             f"/v1/track paced at half ({figures.half_rate:,.0f} req/s, open loop)",
             f"p50 {half.pct(0.5):.1f} ms, p99 {half.pct(0.99):.1f} ms",

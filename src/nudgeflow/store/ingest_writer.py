@@ -8,7 +8,6 @@ Merges are rare and done row by row.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,9 +21,6 @@ from nudgeflow.store.schema import events, identities, profile_merges, profiles
 
 # Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
 CHUNK = 900
-# Rows per multi-row INSERT: one statement, one round trip into the database for hundreds
-# of rows. SQLite before 3.32 allows only 999 bound parameters per statement.
-ROWS_PER_INSERT = 500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 90
 
 
 @dataclass
@@ -63,32 +59,41 @@ def _mark(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-@lru_cache(maxsize=256)
-def _values_sql(head: str, width: int, rows: int, mark: str, tail: str) -> str:
-    row = "(" + ", ".join([mark] * width) + ")"
-    return f"{head} VALUES {', '.join([row] * rows)}{tail}"
+@lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...], mark: str, conflict: str) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    tail = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
+    return f'INSERT INTO "{table}" ({names}) VALUES ({", ".join([mark] * len(columns))}){tail}'
 
 
 def _insert_rows(
-    conn: Connection, table: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], conflict: str = ""
+    conn: Connection, table: Any, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str = ""
 ) -> None:
-    """Insert rows with multi-row INSERT statements, at the driver level.
+    """Insert rows as the driver's executemany of plain tuples.
 
-    These are ingest's bulk writes. Going to the driver skips SQLAlchemy's per-row parameter
-    processing, and on SQLite a few hundred rows take one statement step instead of one step
-    each: every step releases and re-takes the GIL, which the event-loop thread holds most of
-    the time under load, so per-row steps made the writer queue behind the API.
+    These are ingest's bulk writes: handing tuples to the driver skips SQLAlchemy's per-row
+    parameter processing, which cost more than SQLite's own work on a row, and one
+    statement text per table keeps it prepared in the driver's statement cache.
     """
-    head = f'INSERT INTO "{table.name}" (' + ", ".join(f'"{c}"' for c in columns) + ")"
-    tail = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
-    mark = _mark(conn)
-    for chunk in _chunks(rows, ROWS_PER_INSERT):
-        sql = _values_sql(head, len(columns), len(chunk), mark, tail)
-        conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+    if rows:
+        conn.exec_driver_sql(_insert_sql(table.name, columns, _mark(conn), conflict), list(rows))
 
 
+@lru_cache(maxsize=64)
 def _in_list(mark: str, count: int) -> str:
     return "(" + ", ".join([mark] * count) + ")"
+
+
+def _padded(values: Sequence[str]) -> list[str]:
+    """An IN-list padded with its last value to one of a few lengths (16, 32, ... CHUNK).
+
+    A statement's text is its key in the driver's cache of prepared statements: lists of
+    every length from 1 to CHUNK would each be parsed anew, and push the rest out.
+    """
+    size = 16
+    while size < len(values):
+        size *= 2
+    return [*values, *[values[-1]] * (min(size, CHUNK) - len(values))]
 
 
 def new_profile_id() -> str:
@@ -109,8 +114,9 @@ def _known_message_ids(conn: Connection, workspace_id: str, message_ids: list[st
     known: set[str] = set()
     mark = _mark(conn)
     for chunk in _chunks(message_ids):
-        sql = f"SELECT message_id FROM events WHERE workspace_id = {mark} AND message_id IN {_in_list(mark, len(chunk))}"
-        known.update(conn.exec_driver_sql(sql, (workspace_id, *chunk)).scalars())
+        ids = _padded(chunk)
+        sql = f"SELECT message_id FROM events WHERE workspace_id = {mark} AND message_id IN {_in_list(mark, len(ids))}"
+        known.update(conn.exec_driver_sql(sql, (workspace_id, *ids)).scalars())
     return known
 
 
@@ -118,11 +124,12 @@ def _load_identities(conn: Connection, workspace_id: str, keys: list[str]) -> _R
     res = _Resolution(idmap={}, user_of={})
     mark = _mark(conn)
     for chunk in _chunks(keys):
+        padded = _padded(chunk)
         sql = (
             "SELECT i.key, i.profile_id, p.user_id FROM identities i JOIN profiles p ON p.id = i.profile_id"
-            f" WHERE i.workspace_id = {mark} AND i.key IN {_in_list(mark, len(chunk))}"
+            f" WHERE i.workspace_id = {mark} AND i.key IN {_in_list(mark, len(padded))}"
         )
-        for key, profile_id, user_id in conn.exec_driver_sql(sql, (workspace_id, *chunk)).all():
+        for key, profile_id, user_id in conn.exec_driver_sql(sql, (workspace_id, *padded)).all():
             res.idmap[key] = profile_id
             res.user_of[profile_id] = user_id
     return res
