@@ -401,3 +401,10 @@ def test_many_events_in_one_write(engine: Any, wsid: str) -> None:
     assert (result.accepted, result.duplicates) == (1, 1500)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == wsid)).scalar_one() == 2501
+
+
+def test_a_profile_created_and_merged_away_in_one_commit_is_not_counted(engine: Any, wsid: str) -> None:
+    write(engine, wsid, identify(userId="known-1"))
+    result = write(engine, wsid, track(anonymousId="new-device"), identify(userId="known-1", anonymousId="new-device"))
+    assert (result.accepted, result.merges, result.profiles_created) == (2, 1, 0)
+    assert len(profile_rows(engine, wsid)) == 1

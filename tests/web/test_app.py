@@ -8,7 +8,9 @@ from typing import Any, Iterator
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import LiveServer
+from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import NewWorkspace
+from nudgeflow.web.app import create_app
 
 INGEST_PATHS = [f"/v1/{p}" for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")]
 PROFILE_PATHS = ["/api/profiles/{ref}", "/api/profiles/{ref}/events", "/api/profiles/{ref}/export"]
@@ -47,6 +49,30 @@ def test_healthz_answers_200_when_ready(live: LiveServer) -> None:
         response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_healthz_answers_503_until_started_and_after_stopping(settings: Settings) -> None:
+    import anyio
+    import httpx
+
+    app = create_app(settings)
+    state = app.state.nudgeflow
+
+    async def health() -> int:
+        # ASGITransport runs no lifespan: this is the app before startup has finished.
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return (await client.get("/healthz")).status_code
+
+    assert anyio.run(health) == 503
+    state.committer.start()
+    state.ready = True
+    try:
+        assert anyio.run(health) == 200
+    finally:
+        state.ready = False
+        state.committer.stop()
+    assert anyio.run(health) == 503
+    state.engine.dispose()
 
 
 def test_openapi_describes_ingest_and_the_admin_api(live: LiveServer) -> None:

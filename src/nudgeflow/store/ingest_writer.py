@@ -319,7 +319,8 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
             ("id", "workspace_id", "user_id", "traits", "trait_errors", "created_at_ms", "updated_at_ms"),
             [(pid, workspace_id, user_id, "{}", None, now_ms, now_ms) for pid, user_id in res.new_profiles.items()],
         )
-        result.profiles_created = len(res.new_profiles)
+        # A profile created and merged away within this very commit is not one more person.
+        result.profiles_created = sum(1 for pid in res.new_profiles if pid not in res.merged_into)
     # A profile that was anonymous and has now been given a userId records it.
     adopted = [{"pid": pid, "uid": uid} for pid, uid in res.adopted.items() if pid not in res.merged_into]
     if adopted:
