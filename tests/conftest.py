@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,6 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -28,6 +25,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.workspaces import NewWorkspace, create_workspace
 from nudgeflow.web.app import AppState, create_app
+from nudgeflow.web.embedded import ThreadedServer, serve_in_thread
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ["sqlite", "postgres"]
@@ -111,20 +109,13 @@ def make_workspace(engine: Any, name: str = "test", clock: Clock | None = None) 
         return create_workspace(conn, name, to_ms((clock or SystemClock()).now()))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LiveServer:
     """A real uvicorn server on loopback, running the app in a thread."""
 
     url: str
     state: AppState
-    server: uvicorn.Server
-    thread: threading.Thread
+    running: ThreadedServer
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
@@ -133,28 +124,13 @@ class LiveServer:
         return make_workspace(self.state.engine, name, self.state.clock)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.running.stop()
 
 
 def start_server(settings: Settings, clock: Clock | None = None) -> LiveServer:
     app = create_app(settings, clock=clock)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    url = f"http://127.0.0.1:{port}"
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return LiveServer(url, app.state.nudgeflow, server, thread)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    server.should_exit = True
-    raise RuntimeError("the test server did not become ready")
+    running = serve_in_thread(app, name="nudgeflow-test-server")
+    return LiveServer(running.url, app.state.nudgeflow, running)
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
-import socket
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from rich.table import Table
 
 from nudgeflow.demo_traffic import ORDERED, generate_traffic
 from nudgeflow.settings import Settings
+from nudgeflow.web.embedded import ServerStartError, ThreadedServer, serve_in_thread
 
 DAYS = 3.0
 BATCH_EVENTS = 250
@@ -62,48 +61,13 @@ class DemoSummary:
         return self.messages / self.send_seconds if self.send_seconds > 0 else 0.0
 
 
-@dataclass
-class _Server:
-    url: str
-    app: Any
-    server: Any
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def _start_server(settings: Settings) -> _Server:
-    import uvicorn
-
+def _start_server(settings: Settings) -> ThreadedServer:
     from nudgeflow.web.app import create_app
 
-    app = create_app(settings)
-    # Bind first and hand the socket over: no window in which another process takes the port.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="nudgeflow-demo-server", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not thread.is_alive():
-            sock.close()
-            raise DemoError("the server stopped while starting; see the log above")
-        if server.started:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    return _Server(url, app, server, thread)
-            except httpx.TransportError:
-                pass
-        time.sleep(0.02)
-    server.should_exit = True
-    thread.join(timeout=10)
-    raise DemoError("the server did not become ready within 30 s")
+    try:
+        return serve_in_thread(create_app(settings), name="nudgeflow-demo-server")
+    except ServerStartError as exc:
+        raise DemoError(str(exc)) from exc
 
 
 def _prepare(database_url: str) -> None:
@@ -187,7 +151,7 @@ def _display_url(url: str) -> str:
         return "the database given"
 
 
-def _create_workspace(server: _Server) -> Any:
+def _create_workspace(server: ThreadedServer) -> Any:
     from nudgeflow.core.clock import SystemClock, to_ms
     from nudgeflow.store.workspaces import create_workspace
 
@@ -209,7 +173,7 @@ def run_demo(users: int = 300, seed: int = 7, database_url: str | None = None, *
     # The demo is a local tour: no per-workspace rate limit to pace it.
     settings = Settings(database_url=database_url, ingest_rate_per_second=0, log_level="WARNING")
     summary = DemoSummary(database_url=database_url)
-    server: _Server | None = None
+    server: ThreadedServer | None = None
     try:
         with console.status("starting the server and preparing the database…"):
             _prepare(database_url)
