@@ -23,7 +23,11 @@ from nudgeflow.store.schema import events, metadata, workspaces
 from nudgeflow.store.workspaces import create_workspace
 from nudgeflow.web.app import create_app, prepare_database
 
-TABLES = {"workspaces", "api_keys", "profiles", "identities", "profile_merges", "events"}
+TABLES = {
+    "workspaces", "api_keys", "profiles", "identities", "profile_merges", "events",
+    "journeys", "journey_versions", "profile_state", "journey_runs", "timers", "outbox",
+    "log_channel_messages", "engine_cursors",
+}
 
 
 @pytest.fixture

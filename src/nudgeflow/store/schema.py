@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -102,5 +103,137 @@ events = Table(
     Index("ix_events_profile_time", "profile_id", "timestamp_ms"),
 )
 
+# --- journeys -------------------------------------------------------------------------------
+
+# A journey's editable draft and its lifecycle; `live_version` points into journey_versions.
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("id", String(80), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(10), nullable=False),  # draft | live | paused | archived
+    Column("draft", Text, nullable=False),  # the definition as JSON
+    Column("live_version", Integer),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id", name="pk_journeys"),
+)
+
+# Each publish freezes the definition: a run stays on the version it entered with.
+journey_versions = Table(
+    "journey_versions",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("journey_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("published_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "journey_id", "version", name="pk_journey_versions"),
+)
+
+# --- engine state ---------------------------------------------------------------------------
+
+# What the pure core keeps per person (runs, counters, pending triggers), one JSON document,
+# loaded and written in bulk per batch.
+profile_state = Table(
+    "profile_state",
+    metadata,
+    Column("profile_id", String(40), primary_key=True),
+    Column("workspace_id", String(40), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
+# One row per run, for the admin API and measurement; the engine's truth is profile_state.
+journey_runs = Table(
+    "journey_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace_id", String(40), nullable=False),
+    Column("journey_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("status", String(10), nullable=False),  # active | held | done | exited
+    Column("step", String(100)),
+    Column("holdout", Integer, nullable=False),
+    Column("entered_at_ms", BigInteger, nullable=False),
+    Column("ended_at_ms", BigInteger),
+    Column("exit_reason", String(40)),
+    Column("converted_at_ms", BigInteger),
+    Column("revenue", Float),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index("ix_journey_runs_journey", "workspace_id", "journey_id", "status"),
+    Index("ix_journey_runs_profile", "profile_id"),
+)
+
+# Timers live here, not in memory: a million people waiting three days cost rows, not RAM.
+# (profile_id, key) makes scheduling idempotent: re-arming a timer replaces it.
+timers = Table(
+    "timers",
+    metadata,
+    Column("profile_id", String(40), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("workspace_id", String(40), nullable=False),
+    Column("due_at_ms", BigInteger, nullable=False),
+    Column("payload", Text, nullable=False),
+    PrimaryKeyConstraint("profile_id", "key", name="pk_timers"),
+    Index("ix_timers_due", "due_at_ms"),
+)
+
+# Messages to send, written in the same transaction as the state that decided them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("workspace_id", String(40), nullable=False),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("journey_id", String(80), nullable=False),
+    Column("journey_version", Integer, nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("channel", String(40), nullable=False),
+    Column("template", String(200), nullable=False),
+    Column("variant", String(100)),
+    Column("marketing", Integer, nullable=False),
+    Column("payload", Text, nullable=False),  # what rendering needs: trigger event, run facts
+    Column("status", String(12), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at_ms", BigInteger, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("sent_at_ms", BigInteger),
+    Column("error", Text),
+    UniqueConstraint("workspace_id", "idempotency_key", name="uq_outbox_key"),
+    Index("ix_outbox_due", "status", "next_attempt_at_ms"),
+    Index("ix_outbox_profile", "profile_id"),
+)
+
+# The `log` channel's sink: what would have been sent. No unique key on purpose, so a
+# duplicate send would show here instead of being hidden by a constraint.
+log_channel_messages = Table(
+    "log_channel_messages",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("workspace_id", String(40), nullable=False),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("channel", String(40), nullable=False),
+    Column("template", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("sent_at_ms", BigInteger, nullable=False),
+    Index("ix_log_channel_messages_profile", "profile_id"),
+)
+
+# How far each engine partition has read the event log.
+engine_cursors = Table(
+    "engine_cursors",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
-PROFILE_OWNED = (events, identities)
+PROFILE_OWNED = (events, identities, profile_state, journey_runs, timers, outbox, log_channel_messages)

@@ -1,0 +1,69 @@
+"""What the pure core asks the outside world to do.
+
+The core never does I/O: it returns these, and the runtime (or the simulator) carries them
+out, in the same transaction as the state that caused them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(slots=True)
+class SendMessage:
+    """Queue one message in the outbox. `key` is its idempotency key: run, step and visit."""
+
+    key: str
+    run_id: str
+    journey_id: str
+    version: int
+    step: str
+    channel: str
+    template: str
+    variant: str | None
+    marketing: bool
+    at_ms: int
+    # What rendering needs that the profile does not hold: the trigger event, run facts.
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ScheduleTimer:
+    """Arm (or re-arm: same key replaces) a timer of this profile."""
+
+    key: str
+    due_ms: int
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class CancelTimer:
+    key: str
+
+
+@dataclass(slots=True)
+class UpdateProfile:
+    set: dict[str, Any]
+    unset: list[str]
+
+
+@dataclass(slots=True)
+class RunChanged:
+    """A run entered, moved, held, converted or ended: the runs table follows."""
+
+    run: dict[str, Any]  # Run.as_row()
+
+
+@dataclass(slots=True)
+class MessageFailed:
+    """A step could not produce its message (no template, an unknown channel)."""
+
+    key: str
+    run_id: str
+    journey_id: str
+    step: str
+    reason: str
+
+
+Effect = Union[SendMessage, ScheduleTimer, CancelTimer, UpdateProfile, RunChanged, MessageFailed]

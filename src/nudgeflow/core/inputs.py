@@ -1,0 +1,56 @@
+"""What the pure core reacts to: an event from the log, or a timer that fell due."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class EventInput:
+    message_id: str
+    type: str  # track | identify | page | screen | group | alias
+    event: str | None  # the track event's name; "Page Viewed"-style names are not invented
+    timestamp_ms: int  # corrected event time: windows are measured on it
+    properties: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] | None = None  # identify (and group) traits
+    context: dict[str, Any] = field(default_factory=dict)
+    user_id: str | None = None
+    anonymous_id: str | None = None
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any], timestamp_ms: int) -> "EventInput":
+        """From a stored Segment message (the events table's payload)."""
+        type_ = message.get("type", "track")
+        traits = message.get("traits") if type_ in ("identify", "group") else None
+        if traits is None and type_ == "identify":
+            traits = (message.get("context") or {}).get("traits")
+        return cls(
+            message_id=str(message.get("messageId", "")),
+            type=type_,
+            event=message.get("event") if type_ == "track" else None,
+            timestamp_ms=timestamp_ms,
+            properties=message.get("properties") or {},
+            traits=traits if isinstance(traits, dict) else None,
+            context=message.get("context") or {},
+            user_id=message.get("userId"),
+            anonymous_id=message.get("anonymousId"),
+        )
+
+    @classmethod
+    def from_payload(cls, payload: str | bytes, timestamp_ms: int) -> "EventInput":
+        return cls.from_message(orjson.loads(payload), timestamp_ms)
+
+    @property
+    def name(self) -> str:
+        """The name triggers match on: the track event's, or the call type for the others."""
+        return self.event if self.event is not None else self.type
+
+
+@dataclass(slots=True)
+class TimerInput:
+    key: str
+    due_ms: int
+    payload: dict[str, Any]

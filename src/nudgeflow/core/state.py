@@ -1,0 +1,108 @@
+"""What the pure core remembers about one person, kept as one JSON document per profile.
+
+The runtime loads these in bulk for a batch of events and writes them back in the same
+transaction as the effects; the simulator keeps them in a dict. Everything here is plain
+data so that the document round-trips through orjson unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+# Run statuses. `active` runs sit on a step (waiting on a timer or an event); `held` runs
+# belong to a paused journey; `done` runs finished their steps but may still convert
+# within the goal window; `exited` runs are over.
+ACTIVE, HELD, DONE, EXITED = "active", "held", "done", "exited"
+
+
+@dataclass(slots=True)
+class Run:
+    id: str
+    journey_id: str
+    version: int
+    entered_at: int
+    trigger: dict[str, Any]  # {"event": name, "message_id": …, "at": ms, "properties": {…}, "place": …}
+    holdout: bool = False
+    status: str = ACTIVE
+    step: str | None = None
+    waiting: dict[str, Any] | None = None  # a wait_for_event step's pending wait
+    visits: dict[str, int] = field(default_factory=dict)  # step -> times entered (idempotency)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # send step -> {key, statuses}
+    paths: dict[str, str] = field(default_factory=dict)  # split/variant step -> chosen name
+    goal_until: int | None = None
+    converted_at: int | None = None
+    revenue: float | None = None
+    ended_at: int | None = None
+    exit_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Run":
+        return cls(**data)
+
+    def as_row(self, profile_id: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "journey_id": self.journey_id,
+            "version": self.version,
+            "profile_id": profile_id,
+            "status": self.status,
+            "step": self.step,
+            "holdout": int(self.holdout),
+            "entered_at_ms": self.entered_at,
+            "ended_at_ms": self.ended_at,
+            "exit_reason": self.exit_reason,
+            "converted_at_ms": self.converted_at,
+            "revenue": self.revenue,
+        }
+
+
+@dataclass(slots=True)
+class ProfileState:
+    profile_id: str
+    traits: dict[str, Any] = field(default_factory=dict)  # as the engine saw them, in event order
+    runs: dict[str, Run] = field(default_factory=dict)  # open runs (active, held, done in goal window)
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # journey -> {"count", "last_at"}
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "not followed by" watches
+    counters: dict[str, Any] = field(default_factory=dict)  # milestones: counts, sums, streaks
+    activity: dict[str, dict[str, Any]] = field(default_factory=dict)  # inactivity: last active, armed
+    history: dict[str, list[list[Any]]] = field(default_factory=dict)  # event -> [[ts, {props}], …]
+    last_location: dict[str, Any] | None = None
+    run_seq: int = 0  # makes run ids unique per profile without randomness
+
+    def to_json(self) -> bytes:
+        doc = {
+            "traits": self.traits,
+            "runs": {rid: run.as_dict() for rid, run in self.runs.items()},
+            "entries": self.entries,
+            "pending": self.pending,
+            "counters": self.counters,
+            "activity": self.activity,
+            "history": self.history,
+            "last_location": self.last_location,
+            "run_seq": self.run_seq,
+        }
+        return orjson.dumps(doc)
+
+    @classmethod
+    def from_json(cls, profile_id: str, data: str | bytes | None) -> "ProfileState":
+        if not data:
+            return cls(profile_id)
+        doc = orjson.loads(data)
+        return cls(
+            profile_id=profile_id,
+            traits=doc.get("traits", {}),
+            runs={rid: Run.from_dict(r) for rid, r in doc.get("runs", {}).items()},
+            entries=doc.get("entries", {}),
+            pending=doc.get("pending", {}),
+            counters=doc.get("counters", {}),
+            activity=doc.get("activity", {}),
+            history=doc.get("history", {}),
+            last_location=doc.get("last_location"),
+            run_seq=doc.get("run_seq", 0),
+        )

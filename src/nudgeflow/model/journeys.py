@@ -1,0 +1,455 @@
+"""Journey definitions: the one format used by YAML files, the admin API and the console.
+
+A journey is a trigger (how a person enters), rules (who may enter, when a run ends, what
+counts as a conversion) and a graph of steps keyed by id. These pydantic models are the
+source of the published JSON Schema (`journey_json_schema`) and of the structural checks;
+`model.journey_checks` adds the checks a schema cannot express (dangling step references,
+cycles without a wait).
+
+Durations are strings such as "90s", "15m", "1h", "3d", "2w" (negative ones, "-3d", only
+where an offset is meant). Event names and properties follow Segment's specs; a filter's
+`property` is a dotted path inside the event's `properties` ("cart_id", "products").
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+_DURATION = re.compile(r"^(-)?(\d+)(ms|s|m|h|d|w)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+Duration = Annotated[
+    str,
+    Field(
+        pattern=r"^\d+(ms|s|m|h|d|w)$",
+        description='A positive duration: a number and a unit, one of ms, s, m, h, d, w ("1h", "3d").',
+        examples=["1h", "24h", "7d"],
+    ),
+]
+Offset = Annotated[
+    str,
+    Field(
+        pattern=r"^-?\d+(ms|s|m|h|d|w)$",
+        description='A signed duration: "-3d" is three days before, "2h" two hours after.',
+        examples=["-3d", "0d", "1d"],
+    ),
+]
+LocalTime = Annotated[
+    str,
+    Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="A local time of day, HH:MM (24 h).", examples=["09:00"]),
+]
+StepId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@lru_cache(maxsize=4096)
+def duration_ms(text: str) -> int:
+    """Milliseconds of a duration or offset string; ValueError names the bad text."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use a number and one of ms, s, m, h, d, w)")
+    sign, amount, unit = match.groups()
+    value = int(amount) * _UNIT_MS[unit]
+    return -value if sign else value
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo ("wihtin") must not silently mean "no window".
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- values and filters -------------------------------------------------------------------
+
+class Ref(_Strict):
+    """A value taken from the run: `trigger.<property path>` or `profile.<trait>`."""
+
+    ref: str = Field(pattern=r"^(trigger|profile)\.[^.\s][^\s]*$", examples=["trigger.cart_id", "profile.plan"])
+
+
+Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "not_exists", "contains", "not_contains"]
+OPERATORS: tuple[str, ...] = Operator.__args__  # type: ignore[attr-defined]
+
+
+class Filter(_Strict):
+    """A test on one property of an event."""
+
+    property: str = Field(min_length=1, description="Dotted path inside the event's properties.")
+    op: Operator = "eq"
+    value: Union[Ref, Any] = None
+
+    @model_validator(mode="after")
+    def _value_fits(self) -> "Filter":
+        _check_operand(self.op, self.value)
+        return self
+
+
+def _check_operand(op: str, value: Any) -> None:
+    if op in ("in", "not_in") and not isinstance(value, (list, Ref)):
+        raise ValueError(f"operator {op!r} needs a list as value")
+    if op in ("gt", "gte", "lt", "lte") and (value is None or isinstance(value, (bool, list, dict))):
+        raise ValueError(f"operator {op!r} needs a number, a string or a date as value")
+
+
+class EventMatch(_Strict):
+    """An event by name, with optional property filters."""
+
+    event: str = Field(min_length=1, examples=["Order Completed"])
+    where: list[Filter] = Field(default_factory=list)
+    # The property that must equal the trigger event's: the same cart, the same product.
+    match: str | None = Field(default=None, description="Property that must equal the triggering event's.")
+
+
+# --- conditions (entry filters and branches) -----------------------------------------------
+
+class TraitCondition(_Strict):
+    trait: str = Field(min_length=1)
+    op: Operator = "eq"
+    value: Union[Ref, Any] = None
+
+    @model_validator(mode="after")
+    def _value_fits(self) -> "TraitCondition":
+        _check_operand(self.op, self.value)
+        return self
+
+
+class EventCountCondition(_Strict):
+    """How many matching events the person did within a window (default: at least one)."""
+
+    event: str = Field(min_length=1)
+    where: list[Filter] = Field(default_factory=list)
+    within: Duration | None = Field(default=None, description="Look-back window; none means the kept history.")
+    op: Literal["eq", "ne", "gt", "gte", "lt", "lte"] = "gte"
+    value: int = Field(default=1, ge=0)
+
+
+class MessageCondition(_Strict):
+    """Engagement with a message an earlier send step of the same run sent."""
+
+    message: StepId = Field(description="The id of a send step of this journey.")
+    status: Literal["sent", "delivered", "opened", "clicked"] = "opened"
+    negate: bool = Field(default=False, description="True: the message did not reach that status.")
+
+
+class AllCondition(_Strict):
+    all: list["Condition"]
+
+
+class AnyCondition(_Strict):
+    any: list["Condition"]
+
+
+class NotCondition(_Strict):
+    not_: "Condition" = Field(alias="not")
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in ("trait", "event", "message", "all", "any", "not"):
+            if key in value:
+                return key
+        return None
+    return {
+        TraitCondition: "trait",
+        EventCountCondition: "event",
+        MessageCondition: "message",
+        AllCondition: "all",
+        AnyCondition: "any",
+        NotCondition: "not",
+    }.get(type(value))
+
+
+Condition = Annotated[
+    Union[
+        Annotated[TraitCondition, Tag("trait")],
+        Annotated[EventCountCondition, Tag("event")],
+        Annotated[MessageCondition, Tag("message")],
+        Annotated[AllCondition, Tag("all")],
+        Annotated[AnyCondition, Tag("any")],
+        Annotated[NotCondition, Tag("not")],
+    ],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition needs one of the keys trait, event, message, all, any, not",
+    ),
+]
+
+# --- triggers ------------------------------------------------------------------------------
+
+class _TriggerBase(_Strict):
+    max_lateness: Duration | None = Field(
+        default="24h",
+        description="An event older than this when processed (an offline queue flushed late) does not start a run.",
+    )
+
+
+class Occurrences(_Strict):
+    """Require the event to have happened `count` times within a window (same `match` value)."""
+
+    count: int = Field(ge=2)
+    within: Duration
+    match: str | None = None
+
+
+class EventTrigger(_TriggerBase):
+    type: Literal["event"]
+    event: str = Field(min_length=1)
+    where: list[Filter] = Field(default_factory=list)
+    occurrences: Occurrences | None = None
+
+
+class NotFollowedBy(_Strict):
+    event: str = Field(min_length=1)
+    where: list[Filter] = Field(default_factory=list)
+    within: Duration
+    match: str | None = Field(default=None, description="Property equal on both events (cart_id).")
+
+
+class EventNotFollowedTrigger(_TriggerBase):
+    type: Literal["event_not_followed"]
+    event: str = Field(min_length=1)
+    where: list[Filter] = Field(default_factory=list)
+    occurrences: Occurrences | None = None
+    not_followed_by: NotFollowedBy
+
+
+class InactivityTrigger(_TriggerBase):
+    type: Literal["inactivity"]
+    events: list[str] | None = Field(default=None, description="Events that count as activity; none means any event.")
+    window: Duration
+
+
+class AttributeChangeTrigger(_TriggerBase):
+    type: Literal["attribute_change"]
+    trait: str = Field(min_length=1)
+    from_: Any = Field(default=None, alias="from", description="Previous value (or list of values); omit for any.")
+    to: Any = Field(default=None, description="New value (or list of values); omit for any change.")
+
+
+class DateRelativeTrigger(_TriggerBase):
+    type: Literal["date_relative"]
+    trait: str = Field(min_length=1, examples=["trial_ends_at", "birthday"])
+    offset: Offset = "0d"
+    at: LocalTime = Field(default="09:00", description="Local time of day in the profile's timezone.")
+    yearly: bool = Field(default=False, description="Repeat every year on the date's anniversary (birthdays).")
+
+
+class SumThreshold(_Strict):
+    property: str = Field(min_length=1)
+    reaches: float
+
+
+class Streak(_Strict):
+    days: int = Field(ge=2)
+
+
+class MilestoneTrigger(_TriggerBase):
+    type: Literal["milestone"]
+    event: str = Field(min_length=1)
+    where: list[Filter] = Field(default_factory=list)
+    count: int | None = Field(default=None, ge=1, description="Fire on the Nth occurrence.")
+    sum: SumThreshold | None = Field(default=None, description="Fire when the running sum reaches a threshold.")
+    streak: Streak | None = Field(default=None, description="Fire on N consecutive local days with the event.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "MilestoneTrigger":
+        given = [name for name in ("count", "sum", "streak") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a milestone needs exactly one of count, sum, streak")
+        return self
+
+
+class Place(_Strict):
+    name: str = Field(min_length=1)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class LocationTrigger(_TriggerBase):
+    type: Literal["location"]
+    event: str | None = Field(default=None, description="Only this event's coordinates; none means any event.")
+    places: list[Place] = Field(min_length=1)
+    radius_m: float = Field(gt=0, le=100_000)
+
+
+Trigger = Annotated[
+    Union[
+        EventTrigger,
+        EventNotFollowedTrigger,
+        InactivityTrigger,
+        AttributeChangeTrigger,
+        DateRelativeTrigger,
+        MilestoneTrigger,
+        LocationTrigger,
+    ],
+    Field(discriminator="type"),
+]
+
+# --- rules ---------------------------------------------------------------------------------
+
+class Entry(_Strict):
+    filter: list[Condition] = Field(default_factory=list, description="All must hold for the person to enter.")
+    reentry: Literal["once", "once_per_period", "one_active", "always"] = "one_active"
+    period: Duration | None = None
+
+    @model_validator(mode="after")
+    def _period(self) -> "Entry":
+        if (self.reentry == "once_per_period") != (self.period is not None):
+            raise ValueError("`period` goes with, and only with, reentry: once_per_period")
+        return self
+
+
+class Exit(_Strict):
+    events: list[EventMatch] = Field(default_factory=list, description="Any of these ends the run at once.")
+
+
+class Goal(_Strict):
+    event: str = Field(min_length=1)
+    where: list[Filter] = Field(default_factory=list)
+    within: Duration = "7d"
+    revenue: str | None = Field(default=None, description="Property holding the revenue, e.g. `revenue`.")
+    exit: bool = Field(default=False, description="End the run when it converts.")
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+class Variant(_Strict):
+    name: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    weight: float = Field(gt=0)
+
+
+class SendStep(_Strict):
+    type: Literal["send"]
+    channel: str = Field(min_length=1, examples=["email", "push", "log"])
+    template: str | None = None
+    variants: list[Variant] | None = None
+    marketing: bool = Field(default=True, description="False for transactional messages (receipts).")
+    on_failure: Literal["continue", "exit"] = Field(
+        default="continue", description="What the run does when this message fails (no template, channel error)."
+    )
+    next: StepId | None = None
+
+    @model_validator(mode="after")
+    def _content(self) -> "SendStep":
+        if (self.template is None) == (not self.variants):
+            raise ValueError("a send step needs either `template` or `variants`")
+        return self
+
+
+class UntilTime(_Strict):
+    at: LocalTime
+    weekdays: list[Weekday] | None = Field(default=None, description="Allowed days; none means every day.")
+
+
+class UntilDate(_Strict):
+    trait: str = Field(min_length=1)
+    offset: Offset = "0d"
+    at: LocalTime | None = Field(default=None, description="Local time of day; none keeps the trait's time.")
+
+
+class WaitStep(_Strict):
+    type: Literal["wait"]
+    duration: Duration | None = None
+    until_time: UntilTime | None = None
+    until_date: UntilDate | None = None
+    next: StepId | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "WaitStep":
+        given = [n for n in ("duration", "until_time", "until_date") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("a wait needs exactly one of duration, until_time, until_date")
+        return self
+
+
+class WaitForEventStep(_Strict):
+    type: Literal["wait_for_event"]
+    event: str = Field(min_length=1)
+    where: list[Filter] = Field(default_factory=list)
+    match: str | None = Field(default=None, description="Property that must equal the triggering event's.")
+    timeout: Duration
+    on_event: StepId | None = None
+    on_timeout: StepId | None = None
+
+
+class Case(_Strict):
+    when: list[Condition] = Field(min_length=1)
+    next: StepId | None = None
+
+
+class BranchStep(_Strict):
+    type: Literal["branch"]
+    cases: list[Case] = Field(min_length=1)
+    default: StepId | None = None
+
+
+class SplitPath(_Strict):
+    name: str = Field(min_length=1)
+    weight: float = Field(gt=0)
+    next: StepId | None = None
+
+
+class SplitStep(_Strict):
+    type: Literal["split"]
+    paths: list[SplitPath] = Field(min_length=2)
+
+
+class UpdateProfileStep(_Strict):
+    type: Literal["update_profile"]
+    set: dict[str, Union[Ref, Any]] = Field(default_factory=dict)
+    unset: list[str] = Field(default_factory=list)
+    next: StepId | None = None
+
+
+class ExitStep(_Strict):
+    type: Literal["exit"]
+
+
+Step = Annotated[
+    Union[SendStep, WaitStep, WaitForEventStep, BranchStep, SplitStep, UpdateProfileStep, ExitStep],
+    Field(discriminator="type"),
+]
+
+
+class Journey(_Strict):
+    """One journey definition, as written in a YAML file."""
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$", description="Stable id (a slug), unique in a workspace.")
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    trigger: Trigger
+    entry: Entry = Field(default_factory=Entry)
+    exit: Exit = Field(default_factory=Exit)
+    goal: Goal | None = None
+    priority: int = Field(default=0, description="Higher wins when journeys compete for the same person.")
+    holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of entrants who are sent nothing.")
+    start: StepId | None = Field(default=None, description="The first step; default the first one listed.")
+    steps: dict[StepId, Step] = Field(min_length=1)
+
+    @property
+    def first_step(self) -> str:
+        return self.start or next(iter(self.steps))
+
+
+def journey_json_schema() -> dict[str, Any]:
+    schema = Journey.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://nudgeflow.dev/schema/journey.schema.json"
+    schema["title"] = "Nudgeflow journey"
+    return schema
+
+
+AllCondition.model_rebuild()
+AnyCondition.model_rebuild()
+NotCondition.model_rebuild()
+Case.model_rebuild()
+Entry.model_rebuild()
+BranchStep.model_rebuild()
+Journey.model_rebuild()
