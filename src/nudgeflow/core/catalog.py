@@ -74,7 +74,6 @@ class Catalog:
             (jv.journey_id, jv.version): jv.definition for jv in self.live.values()
         }
         self.triggers: dict[str, list[JourneyVersion]] = defaultdict(list)
-        self.history_events: set[str] = set()
         # Higher priority first, so that when one event starts several journeys the
         # order of entries (and of their first messages) follows priority.
         for jv in sorted(self.live.values(), key=lambda jv: (-jv.definition.priority, jv.journey_id)):
@@ -82,8 +81,18 @@ class Catalog:
                 continue
             for signal in trigger_signals(jv.definition):
                 self.triggers[signal].append(jv)
+        # Events whose recent occurrences the core keeps per person (for `occurrences` and
+        # event-count conditions): which top-level properties, and for how long.
+        self.history_keys: dict[str, set[str]] = {}
+        self.history_window: dict[str, int | None] = {}
         for jv in self.live.values():
-            self.history_events.update(_history_events(jv.definition))
+            for name, keys, window in _history_needs(jv.definition):
+                self.history_keys.setdefault(name, set()).update(keys)
+                if name in self.history_window:
+                    old = self.history_window[name]
+                    self.history_window[name] = None if old is None or window is None else max(old, window)
+                else:
+                    self.history_window[name] = window
         self.triggers.default_factory = None  # type: ignore[assignment]
 
     def status(self, journey_id: str) -> str:
@@ -108,16 +117,23 @@ class Catalog:
         return found + [jv for jv in extra if jv not in found]
 
 
-def _history_events(journey: Journey) -> set[str]:
-    """Events whose recent occurrences the core must keep for counts and occurrences."""
-    names: set[str] = set()
+def _filter_keys(filters: Iterable[object], *extra: str | None) -> set[str]:
+    keys = {f.property.split(".")[0] for f in filters}  # type: ignore[attr-defined]
+    keys.update(e.split(".")[0] for e in extra if e)
+    return keys
+
+
+def _history_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+    from nudgeflow.model.journeys import EventCountCondition, duration_ms
+
     trigger = journey.trigger
     if isinstance(trigger, (EventTrigger, EventNotFollowedTrigger)) and trigger.occurrences:
-        names.add(trigger.event)
+        occ = trigger.occurrences
+        yield trigger.event, _filter_keys(trigger.where, occ.match), duration_ms(occ.within)
     for condition in _all_conditions(journey):
-        if hasattr(condition, "within") and hasattr(condition, "event") and hasattr(condition, "op"):
-            names.add(condition.event)
-    return names
+        if isinstance(condition, EventCountCondition):
+            window = duration_ms(condition.within) if condition.within else None
+            yield condition.event, _filter_keys(condition.where), window
 
 
 def _all_conditions(journey: Journey) -> Iterable[object]:

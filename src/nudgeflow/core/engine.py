@@ -1,11 +1,46 @@
-"""The pure core: (profile state, event or timer, now) -> effects. No I/O, no wall clock."""
+"""The pure core: (profile state, event or timer, now) -> effects. No I/O, no wall clock.
+
+For each event, in this order:
+1. traits from identify are applied to the engine's view of the person, and what changed
+   is noted (attribute-change and date-relative triggers look at it);
+2. the event is kept in the short history that counts and `occurrences` need;
+3. engagement with a message (delivered, opened, clicked, failed) is recorded on its run;
+4. the person's open runs react: goal (conversion), exit events, a wait for this event;
+5. the journeys whose trigger may react are looked up in the catalog's index (never a scan
+   of every journey) and may start runs.
+Goals and exits come before triggers so that an `Order Completed` ends the cart run it
+completes before it could start anything new.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from nudgeflow.core import steps, triggers
 from nudgeflow.core.catalog import Catalog
+from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
 from nudgeflow.core.inputs import EventInput, TimerInput
-from nudgeflow.core.state import ProfileState
+from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, ProfileState, Run
+from nudgeflow.core.turn import Turn
+from nudgeflow.model.journeys import SendStep, WaitForEventStep
+
+# Engagement events (Segment's email and push spec names, and the dispatcher's own) and
+# the message status each one means. They carry the message's idempotency key.
+ENGAGEMENT: dict[str, str] = {
+    "Message Delivered": "delivered",
+    "Email Delivered": "delivered",
+    "Push Delivered": "delivered",
+    "Push Notification Received": "delivered",
+    "Email Opened": "opened",
+    "Push Opened": "opened",
+    "Push Notification Tapped": "clicked",
+    "Email Link Clicked": "clicked",
+    "Push Clicked": "clicked",
+    "Message Failed": "failed",
+}
+MESSAGE_KEY = "message_key"
+HISTORY_CAP = 200  # occurrences kept per event name and person, newest last
 
 
 class Engine:
@@ -15,7 +50,130 @@ class Engine:
         self.catalog = catalog
 
     def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]:
-        raise NotImplementedError("being written")
+        turn = Turn(state, self.catalog, now_ms)
+        _prune(turn)
+        changes = _apply_traits(state, event)
+        _remember(self.catalog, state, event)
+        if event.event in ENGAGEMENT:
+            _engagement(turn, event)
+        for run in list(state.runs.values()):
+            _run_reacts(turn, run, event)
+        for jv in self.catalog.candidates(event.name, event.type == "identify"):
+            triggers.on_event(turn, jv, event, changes)
+        return turn.close()
 
     def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]:
-        raise NotImplementedError("being written")
+        turn = Turn(state, self.catalog, now_ms)
+        _prune(turn)
+        kind = timer.payload.get("kind")
+        if kind in ("step", "timeout"):
+            steps.on_run_timer(turn, timer.payload)
+        elif kind == "not_followed":
+            triggers.on_not_followed_timer(turn, timer.key, timer.payload)
+        elif kind == "inactivity":
+            triggers.on_inactivity_timer(turn, timer.payload)
+        elif kind == "date":
+            triggers.on_date_timer(turn, timer.payload)
+        elif kind == "resume":
+            steps.on_resume(turn, timer.payload)
+        return turn.close()
+
+
+def _prune(turn: Turn) -> None:
+    """Forget runs that are over and can no longer convert."""
+    runs = turn.state.runs
+    for run_id in [
+        rid
+        for rid, run in runs.items()
+        if run.status in (DONE, EXITED)
+        and (run.converted_at is not None or run.goal_until is None or run.goal_until < turn.now_ms)
+    ]:
+        del runs[run_id]
+
+
+def _apply_traits(state: ProfileState, event: EventInput) -> dict[str, tuple[Any, Any]]:
+    if event.type != "identify" or not event.traits:
+        return {}
+    changes: dict[str, tuple[Any, Any]] = {}
+    for name, value in event.traits.items():
+        before = state.traits.get(name)
+        if before != value or name not in state.traits:
+            changes[name] = (before, value)
+            state.traits[name] = value
+    return changes
+
+
+def _remember(catalog: Catalog, state: ProfileState, event: EventInput) -> None:
+    keys = catalog.history_keys.get(event.name)
+    if keys is None:
+        return
+    props = {k: event.properties[k] for k in keys if k in event.properties}
+    entries = state.history.setdefault(event.name, [])
+    entries.append([event.timestamp_ms, props])
+    if len(entries) > 1 and entries[-2][0] > event.timestamp_ms:
+        entries.sort(key=lambda e: e[0])  # a late event goes where it happened
+    window = catalog.history_window.get(event.name)
+    if window is not None:
+        horizon = entries[-1][0] - window
+        while entries and entries[0][0] <= horizon:
+            entries.pop(0)
+    if len(entries) > HISTORY_CAP:
+        del entries[: len(entries) - HISTORY_CAP]
+
+
+def _engagement(turn: Turn, event: EventInput) -> None:
+    key = event.properties.get(MESSAGE_KEY)
+    if not isinstance(key, str):
+        return
+    run = turn.state.runs.get(key.split(":", 1)[0])
+    if run is None:
+        return
+    status = ENGAGEMENT[event.event or ""]
+    for step_id, message in run.messages.items():
+        if message.get("key") != key:
+            continue
+        if status not in message["statuses"]:
+            message["statuses"].append(status)
+        if status == "failed" and run.status in (ACTIVE, HELD):
+            journey = turn.catalog.version(run.journey_id, run.version)
+            step = journey.steps.get(step_id) if journey else None
+            if isinstance(step, SendStep) and step.on_failure == "exit":
+                steps.end(turn, run, EXITED, "message_failed")
+        return
+
+
+def _run_reacts(turn: Turn, run: Run, event: EventInput) -> None:
+    journey = turn.catalog.version(run.journey_id, run.version)
+    if journey is None or event.timestamp_ms < run.trigger.get("at", 0):
+        return
+    scope = Scope(turn.state.traits, event.timestamp_ms, turn.state.history, run.trigger.get("properties"), run)
+    goal = journey.goal
+    if (
+        goal is not None
+        and run.converted_at is None
+        and run.goal_until is not None
+        and event.timestamp_ms <= run.goal_until
+        and event.timestamp_ms >= run.entered_at
+        and event_matches(goal, event, scope)
+    ):
+        run.converted_at = event.timestamp_ms
+        if goal.revenue:
+            found, value = get_path(event.properties, goal.revenue)
+            run.revenue = triggers._number(value) if found else None
+        turn.touch(run)
+        if goal.exit and run.status in (ACTIVE, HELD):
+            steps.end(turn, run, EXITED, "converted")
+            return
+    if run.status not in (ACTIVE, HELD):
+        return
+    for spec in journey.exit.events:
+        if event_matches(spec, event, scope):
+            steps.end(turn, run, EXITED, f"exit_event:{spec.event}")
+            return
+    waiting = run.waiting
+    if run.status == ACTIVE and waiting is not None and event.timestamp_ms >= waiting["since"]:
+        step = journey.steps.get(waiting["step"])
+        if isinstance(step, WaitForEventStep) and event_matches(step, event, scope):
+            turn.cancel(steps.run_timer_key(run))
+            run.waiting = None
+            steps.advance(turn, run, journey, step.on_event)

@@ -32,6 +32,7 @@ class Run:
     visits: dict[str, int] = field(default_factory=dict)  # step -> times entered (idempotency)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # send step -> {key, statuses}
     paths: dict[str, str] = field(default_factory=dict)  # split/variant step -> chosen name
+    held: str | None = None  # what fell due while the journey was paused: "step" or "timeout"
     goal_until: int | None = None
     converted_at: int | None = None
     revenue: float | None = None

@@ -1,0 +1,266 @@
+"""Runs: entering a journey and walking its steps until the next wait.
+
+A run moves through steps at once until it reaches something that takes time (a wait, a
+wait for an event) or the end. Each send produces a SendMessage whose idempotency key is
+(run, step, visit): replaying the same decision gives the same key, so the outbox and the
+channel can drop a repeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from nudgeflow.core import timecalc
+from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
+from nudgeflow.core.conditions import Scope, evaluate, resolve
+from nudgeflow.core.effects import SendMessage, UpdateProfile
+from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, Run
+from nudgeflow.core.turn import Turn, timer_key, unit_hash
+from nudgeflow.model.journeys import (
+    BranchStep,
+    ExitStep,
+    Journey,
+    SendStep,
+    SplitStep,
+    UpdateProfileStep,
+    WaitForEventStep,
+    WaitStep,
+    duration_ms,
+)
+
+# A journey that validated has no cycle without a wait; this bounds one that slipped by.
+MAX_STEPS_PER_TURN = 200
+
+
+def run_id_for(profile_id: str, seq: int) -> str:
+    return "run_" + hashlib.blake2b(f"{profile_id}:{seq}".encode(), digest_size=12).hexdigest()
+
+
+def run_timer_key(run: Run) -> str:
+    return timer_key("run", run.id)
+
+
+def may_enter(turn: Turn, jv: JourneyVersion) -> bool:
+    """Re-entry rules: once ever, once per period, at most one active run, or always."""
+    journey = jv.definition
+    if turn.catalog.status(jv.journey_id) != LIVE:
+        return False
+    mode = journey.entry.reentry
+    if mode == "always":
+        return True
+    entries = turn.state.entries.get(jv.journey_id)
+    if mode == "once":
+        return not entries
+    if mode == "once_per_period":
+        return not entries or entries["last_at"] + duration_ms(journey.entry.period or "0s") <= turn.now_ms
+    return not any(
+        r.journey_id == jv.journey_id and r.status in (ACTIVE, HELD) for r in turn.state.runs.values()
+    )
+
+
+def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -> Run | None:
+    """Start a run if the rules allow; `trigger` describes what started it."""
+    journey = jv.definition
+    state = turn.state
+    if not may_enter(turn, jv):
+        return None
+    scope = Scope(traits=state.traits, now_ms=at_ms, history=state.history, trigger=trigger.get("properties"))
+    if journey.entry.filter and not evaluate(journey.entry.filter, scope):
+        return None
+    state.run_seq += 1
+    holdout = journey.holdout > 0 and unit_hash("holdout", jv.journey_id, state.profile_id) < journey.holdout
+    run = Run(
+        id=run_id_for(state.profile_id, state.run_seq),
+        journey_id=jv.journey_id,
+        version=jv.version,
+        entered_at=turn.now_ms,
+        trigger=trigger,
+        holdout=holdout,
+        goal_until=turn.now_ms + duration_ms(journey.goal.within) if journey.goal else None,
+    )
+    state.runs[run.id] = run
+    entries = state.entries.setdefault(jv.journey_id, {"count": 0, "last_at": 0})
+    entries["count"] += 1
+    entries["last_at"] = turn.now_ms
+    turn.touch(run)
+    if holdout:
+        # Recorded, measured for the goal, sent nothing: the baseline for uplift.
+        end(turn, run, DONE, "holdout")
+    else:
+        advance(turn, run, journey, journey.first_step)
+    return run
+
+
+def end(turn: Turn, run: Run, status: str, reason: str) -> None:
+    if run.status == ACTIVE and (run.waiting is not None or run.step is not None):
+        turn.cancel(run_timer_key(run))
+    run.status = status
+    run.exit_reason = reason
+    run.ended_at = turn.now_ms
+    run.waiting = None
+    run.held = None
+    turn.touch(run)
+
+
+def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None:
+    """Walk from `step_id` until the run waits or ends."""
+    state = turn.state
+    for _ in range(MAX_STEPS_PER_TURN):
+        if step_id is None:
+            run.step = None
+            end(turn, run, DONE, "completed")
+            return
+        step = journey.steps.get(step_id)
+        if step is None:  # only a definition that skipped validation gets here
+            end(turn, run, EXITED, f"no step {step_id}")
+            return
+        run.step = step_id
+        visit = run.visits.get(step_id, 0) + 1
+        run.visits[step_id] = visit
+        turn.touch(run)
+        if isinstance(step, SendStep):
+            _send(turn, run, journey, step_id, step, visit)
+            step_id = step.next
+        elif isinstance(step, WaitStep):
+            due = _wait_due(turn, step)
+            if due is None:
+                assert step.until_date is not None
+                end(turn, run, EXITED, f"no date in trait {step.until_date.trait}")
+                return
+            if due <= turn.now_ms:
+                step_id = step.next
+                continue
+            turn.schedule(run_timer_key(run), due, {"kind": "step", "run_id": run.id, "step": step_id, "visit": visit})
+            return
+        elif isinstance(step, WaitForEventStep):
+            until = turn.now_ms + duration_ms(step.timeout)
+            run.waiting = {"step": step_id, "since": turn.now_ms, "until": until}
+            turn.schedule(run_timer_key(run), until, {"kind": "timeout", "run_id": run.id, "step": step_id, "visit": visit})
+            return
+        elif isinstance(step, BranchStep):
+            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run)
+            step_id = next((case.next for case in step.cases if evaluate(case.when, scope)), step.default)
+        elif isinstance(step, SplitStep):
+            path = _weighted(step.paths, unit_hash("split", run.journey_id, step_id, state.profile_id))
+            run.paths[step_id] = path.name
+            step_id = path.next
+        elif isinstance(step, UpdateProfileStep):
+            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run)
+            values = {name: resolve(value, scope) for name, value in step.set.items()}
+            state.traits.update(values)
+            for name in step.unset:
+                state.traits.pop(name, None)
+            turn.emit(UpdateProfile(values, list(step.unset)))
+            step_id = step.next
+        elif isinstance(step, ExitStep):
+            end(turn, run, EXITED, "exit_step")
+            return
+        else:  # pragma: no cover - the Step union is closed
+            raise TypeError(type(step).__name__)
+    end(turn, run, EXITED, "step_limit")
+
+
+def _weighted(options: list[Any], u: float) -> Any:
+    total = sum(o.weight for o in options)
+    point = u * total
+    for option in options:
+        point -= option.weight
+        if point < 0:
+            return option
+    return options[-1]
+
+
+def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, visit: int) -> None:
+    variant = None
+    template = step.template
+    if step.variants:
+        chosen = _weighted(step.variants, unit_hash("variant", run.journey_id, step_id, turn.state.profile_id))
+        variant, template = chosen.name, chosen.template
+        run.paths[step_id] = chosen.name
+    key = f"{run.id}:{step_id}:{visit}"
+    run.messages[step_id] = {"key": key, "statuses": ["sent"]}
+    assert template is not None
+    turn.emit(
+        SendMessage(
+            key=key,
+            run_id=run.id,
+            journey_id=run.journey_id,
+            version=run.version,
+            step=step_id,
+            channel=step.channel,
+            template=template,
+            variant=variant,
+            marketing=step.marketing,
+            at_ms=turn.now_ms,
+            context={
+                "trigger": run.trigger,
+                "journey": {"id": run.journey_id, "version": run.version, "name": journey.name},
+                "run": {"id": run.id, "entered_at": run.entered_at},
+            },
+        )
+    )
+
+
+def _wait_due(turn: Turn, step: WaitStep) -> int | None:
+    traits = turn.state.traits
+    if step.duration is not None:
+        return turn.now_ms + duration_ms(step.duration)
+    tz = timecalc.zone_of(traits)
+    if step.until_time is not None:
+        return timecalc.next_time_of_day(turn.now_ms, step.until_time.at, step.until_time.weekdays, tz)
+    assert step.until_date is not None
+    spec = step.until_date
+    return timecalc.date_relative_due(traits.get(spec.trait), duration_ms(spec.offset), spec.at, tz, False, turn.now_ms)
+
+
+def on_run_timer(turn: Turn, payload: dict[str, Any]) -> None:
+    """A step's wait ended, or a wait for an event timed out."""
+    run = turn.state.runs.get(payload.get("run_id", ""))
+    if run is None or run.status != ACTIVE or run.step != payload.get("step"):
+        return  # a timer from before the run moved on, or of a run that ended
+    if run.visits.get(run.step, 0) != payload.get("visit"):
+        return
+    journey = turn.catalog.version(run.journey_id, run.version)
+    if journey is None:
+        end(turn, run, EXITED, "journey_missing")
+        return
+    status = turn.catalog.status(run.journey_id)
+    if status == ARCHIVED:
+        end(turn, run, EXITED, "archived")
+        return
+    kind = payload.get("kind")
+    if status == PAUSED:
+        run.status = HELD
+        run.held = kind
+        turn.touch(run)
+        return
+    _continue(turn, run, journey, kind)
+
+
+def _continue(turn: Turn, run: Run, journey: Journey, kind: str | None) -> None:
+    step = journey.steps.get(run.step or "")
+    if kind == "timeout" and isinstance(step, WaitForEventStep):
+        run.waiting = None
+        advance(turn, run, journey, step.on_timeout)
+    elif isinstance(step, WaitStep):
+        advance(turn, run, journey, step.next)
+    else:
+        end(turn, run, EXITED, "step_changed")
+
+
+def on_resume(turn: Turn, payload: dict[str, Any]) -> None:
+    """The journey was resumed: a held run goes on from where its timer fell due."""
+    run = turn.state.runs.get(payload.get("run_id", ""))
+    if run is None or run.status != HELD:
+        return
+    journey = turn.catalog.version(run.journey_id, run.version)
+    if journey is None or turn.catalog.status(run.journey_id) == ARCHIVED:
+        end(turn, run, EXITED, "archived")
+        return
+    if turn.catalog.status(run.journey_id) == PAUSED:
+        return
+    kind, run.held = run.held, None
+    run.status = ACTIVE
+    turn.touch(run)
+    _continue(turn, run, journey, kind)

@@ -1,0 +1,271 @@
+"""How each kind of trigger reacts to an event or to its own timer (DESIGN §5).
+
+Event time (the corrected timestamp) decides windows; timers fire on processing time.
+An event older than its trigger's `max_lateness` when processed still updates counters,
+watches and activity, but does not start a run: a three-day-old "added to cart" from an
+offline queue must not send "you left this in your cart" now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nudgeflow.core import timecalc
+from nudgeflow.core.catalog import JourneyVersion
+from nudgeflow.core.conditions import Scope, compare, count_events, filters_match, get_path
+from nudgeflow.core.inputs import EventInput
+from nudgeflow.core.steps import enter
+from nudgeflow.core.turn import Turn, timer_key
+from nudgeflow.model.journeys import (
+    AttributeChangeTrigger,
+    DateRelativeTrigger,
+    EventNotFollowedTrigger,
+    EventTrigger,
+    InactivityTrigger,
+    LocationTrigger,
+    MilestoneTrigger,
+    Occurrences,
+    duration_ms,
+)
+
+_MISSING = object()
+
+
+def trigger_of(event: EventInput, **extra: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "event": event.name,
+        "message_id": event.message_id,
+        "at": event.timestamp_ms,
+        "properties": event.properties,
+    }
+    info.update(extra)
+    return info
+
+
+def _late(turn: Turn, event: EventInput, max_lateness: str | None) -> bool:
+    return max_lateness is not None and turn.now_ms - event.timestamp_ms > duration_ms(max_lateness)
+
+
+def _matches(turn: Turn, event: EventInput, name: str, where: list[Any]) -> bool:
+    if event.name != name:
+        return False
+    if not where:
+        return True
+    return filters_match(where, event.properties, Scope(turn.state.traits, event.timestamp_ms, turn.state.history))
+
+
+def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None) -> bool:
+    if occ is None:
+        return True
+    history = turn.state.history.get(event.name, [])
+    since = event.timestamp_ms - duration_ms(occ.within)
+    if occ.match is None:
+        n = sum(1 for ts, _ in history if since < ts <= event.timestamp_ms)
+    else:
+        found, key = get_path(event.properties, occ.match)
+        if not found:
+            return False
+        n = sum(
+            1
+            for ts, props in history
+            if since < ts <= event.timestamp_ms and compare("eq", *get_path(props, occ.match), key)
+        )
+    return n >= occ.count
+
+
+def on_event(turn: Turn, jv: JourneyVersion, event: EventInput, changes: dict[str, tuple[Any, Any]]) -> None:
+    trigger = jv.definition.trigger
+    if isinstance(trigger, EventTrigger):
+        if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences):
+            if not _late(turn, event, trigger.max_lateness):
+                enter(turn, jv, trigger_of(event), event.timestamp_ms)
+    elif isinstance(trigger, EventNotFollowedTrigger):
+        _not_followed(turn, jv, trigger, event)
+    elif isinstance(trigger, InactivityTrigger):
+        _activity(turn, jv, trigger, event)
+    elif isinstance(trigger, AttributeChangeTrigger):
+        if trigger.trait in changes and not _late(turn, event, trigger.max_lateness):
+            before, after = changes[trigger.trait]
+            given = trigger.model_fields_set
+            if ("from_" not in given or _is(before, trigger.from_)) and ("to" not in given or _is(after, trigger.to)):
+                props = {"trait": trigger.trait, "from": before, "to": after}
+                enter(turn, jv, trigger_of(event, event="attribute_change", properties=props), event.timestamp_ms)
+    elif isinstance(trigger, DateRelativeTrigger):
+        if trigger.trait in changes or "timezone" in changes:
+            arm_date(turn, jv, trigger)
+    elif isinstance(trigger, MilestoneTrigger):
+        _milestone(turn, jv, trigger, event)
+    elif isinstance(trigger, LocationTrigger):
+        _location(turn, jv, trigger, event)
+
+
+def _is(value: Any, expected: Any) -> bool:
+    if isinstance(expected, list):
+        return any(compare("eq", value is not None, value, e) for e in expected)
+    if expected is None:
+        return value is None
+    return compare("eq", value is not None, value, expected)
+
+
+# --- event not followed by another ---------------------------------------------------------
+
+def _watch_key(jv: JourneyVersion, props: dict[str, Any], match: str | None) -> str | None:
+    if match is None:
+        return timer_key("nf", jv.journey_id)
+    found, value = get_path(props, match)
+    if not found or value is None:
+        return None
+    return timer_key("nf", jv.journey_id, value)
+
+
+def _not_followed(turn: Turn, jv: JourneyVersion, trigger: EventNotFollowedTrigger, event: EventInput) -> None:
+    follow = trigger.not_followed_by
+    if _matches(turn, event, follow.event, follow.where):
+        key = _watch_key(jv, event.properties, follow.match)
+        watch = turn.state.pending.get(key) if key else None
+        if watch is not None and event.timestamp_ms >= watch["at"]:
+            del turn.state.pending[key]  # type: ignore[arg-type]
+            turn.cancel(key)  # type: ignore[arg-type]
+    if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences):
+        if _late(turn, event, trigger.max_lateness):
+            return
+        key = _watch_key(jv, event.properties, follow.match)
+        if key is None:
+            return
+        # The latest occurrence restarts the window: an hour after the last item added.
+        turn.state.pending[key] = {"journey": jv.journey_id, **trigger_of(event)}
+        due = max(event.timestamp_ms + duration_ms(follow.within), turn.now_ms)
+        turn.schedule(key, due, {"kind": "not_followed", "journey": jv.journey_id})
+
+
+def on_not_followed_timer(turn: Turn, key: str, payload: dict[str, Any]) -> None:
+    watch = turn.state.pending.pop(key, None)
+    jv = turn.catalog.live.get(payload.get("journey", ""))
+    if watch is None or jv is None or not isinstance(jv.definition.trigger, EventNotFollowedTrigger):
+        return
+    watch.pop("journey", None)
+    enter(turn, jv, watch, turn.now_ms)
+
+
+# --- inactivity (lazy: one timer per profile and journey, re-armed when it fires) ----------
+
+def _activity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, event: EventInput) -> None:
+    if trigger.events is not None and event.name not in trigger.events:
+        return
+    record = turn.state.activity.setdefault(jv.journey_id, {"last": event.timestamp_ms, "armed": False})
+    record["last"] = max(record["last"], event.timestamp_ms)
+    if not record["armed"]:
+        record["armed"] = True
+        due = max(record["last"] + duration_ms(trigger.window), turn.now_ms)
+        turn.schedule(timer_key("idle", jv.journey_id), due, {"kind": "inactivity", "journey": jv.journey_id})
+
+
+def on_inactivity_timer(turn: Turn, payload: dict[str, Any]) -> None:
+    journey_id = payload.get("journey", "")
+    record = turn.state.activity.get(journey_id)
+    jv = turn.catalog.live.get(journey_id)
+    if record is None:
+        return
+    if jv is None or not isinstance(jv.definition.trigger, InactivityTrigger):
+        record["armed"] = False
+        return
+    due = record["last"] + duration_ms(jv.definition.trigger.window)
+    if due > turn.now_ms:
+        # Active since the timer was armed: look again when the window from then ends.
+        turn.schedule(timer_key("idle", journey_id), due, {"kind": "inactivity", "journey": journey_id})
+        return
+    record["armed"] = False  # re-armed by the next activity, so one entry per silence
+    props = {"last_active_at": record["last"], "inactive_ms": turn.now_ms - record["last"]}
+    enter(turn, jv, {"event": "inactivity", "message_id": None, "at": turn.now_ms, "properties": props}, turn.now_ms)
+
+
+# --- date-relative ---------------------------------------------------------------------------
+
+def arm_date(turn: Turn, jv: JourneyVersion, trigger: DateRelativeTrigger, after_ms: int | None = None) -> None:
+    """Arm the journey's one date timer for this person (or drop it when the date is gone)."""
+    key = timer_key("date", jv.journey_id)
+    traits = turn.state.traits
+    not_before = turn.now_ms if after_ms is None else after_ms
+    due = timecalc.date_relative_due(
+        traits.get(trigger.trait), duration_ms(trigger.offset), trigger.at, timecalc.zone_of(traits), trigger.yearly, not_before
+    )
+    if due is None or (not trigger.yearly and due < turn.now_ms):
+        turn.cancel(key)
+        return
+    turn.schedule(key, due, {"kind": "date", "journey": jv.journey_id, "due": due})
+
+
+def on_date_timer(turn: Turn, payload: dict[str, Any]) -> None:
+    jv = turn.catalog.live.get(payload.get("journey", ""))
+    if jv is None or not isinstance(jv.definition.trigger, DateRelativeTrigger):
+        return
+    trigger = jv.definition.trigger
+    value = turn.state.traits.get(trigger.trait)
+    props = {"trait": trigger.trait, "value": value, "due": payload.get("due")}
+    enter(turn, jv, {"event": "date_relative", "message_id": None, "at": turn.now_ms, "properties": props}, turn.now_ms)
+    if trigger.yearly:
+        # Next year's: looked for after this one's due time, so it cannot fire twice.
+        arm_date(turn, jv, trigger, after_ms=max(turn.now_ms, payload.get("due") or 0) + 1)
+
+
+# --- milestones --------------------------------------------------------------------------------
+
+def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event: EventInput) -> None:
+    if not _matches(turn, event, trigger.event, trigger.where):
+        return
+    counters = turn.state.counters
+    reached = False
+    if trigger.count is not None:
+        count = counters.get(jv.journey_id, 0) + 1
+        counters[jv.journey_id] = count
+        reached = count == trigger.count
+    elif trigger.sum is not None:
+        found, value = get_path(event.properties, trigger.sum.property)
+        amount = _number(value) if found else None
+        if amount is None:
+            return
+        before = counters.get(jv.journey_id, 0.0)
+        after = before + amount
+        counters[jv.journey_id] = after
+        reached = before < trigger.sum.reaches <= after
+    elif trigger.streak is not None:
+        day = timecalc.local_day(event.timestamp_ms, timecalc.zone_of(turn.state.traits))
+        streak = counters.get(jv.journey_id) or {"day": None, "len": 0}
+        if streak["day"] is not None and day <= streak["day"]:
+            return  # same day, or a late event from an earlier day
+        streak = {"day": day, "len": streak["len"] + 1 if streak["day"] == day - 1 else 1}
+        counters[jv.journey_id] = streak
+        reached = streak["len"] == trigger.streak.days
+    if reached and not _late(turn, event, trigger.max_lateness):
+        enter(turn, jv, trigger_of(event), event.timestamp_ms)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+# --- location ----------------------------------------------------------------------------------
+
+def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: EventInput) -> None:
+    if trigger.event is not None and event.name != trigger.event:
+        return
+    coords = timecalc.event_coordinates(event)
+    if coords is None or _late(turn, event, trigger.max_lateness):
+        return
+    lat, lon = coords
+    nearest = min(
+        ((timecalc.haversine_m(lat, lon, p.latitude, p.longitude), p) for p in trigger.places), key=lambda dp: dp[0]
+    )
+    distance, place = nearest
+    if distance <= trigger.radius_m:
+        where = {"name": place.name, "latitude": place.latitude, "longitude": place.longitude, "distance_m": round(distance, 1)}
+        enter(turn, jv, trigger_of(event, place=where), event.timestamp_ms)
