@@ -1,0 +1,347 @@
+"""Journeys in the database, on SQLite and PostgreSQL: drafts, versions, lifecycle, catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import func, insert, select, update
+
+from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED
+from nudgeflow.model.journeys import Journey
+from nudgeflow.store import journeys as store
+from nudgeflow.store.schema import journey_runs, journey_versions, journeys, timers
+from conftest import make_workspace
+
+
+def definition(journey_id: str = "cart", template: str = "cart-1", **extra: Any) -> Journey:
+    doc: dict[str, Any] = {
+        "id": journey_id,
+        "name": "Cart abandonment",
+        "trigger": {
+            "type": "event_not_followed",
+            "event": "Product Added",
+            "not_followed_by": {"event": "Order Completed", "within": "1h", "match": "cart_id"},
+        },
+        "exit": {"events": [{"event": "Order Completed", "match": "cart_id"}]},
+        "steps": {
+            "remind": {"type": "send", "channel": "log", "template": template, "next": "wait"},
+            "wait": {"type": "wait", "duration": "1d", "next": "check"},
+            "check": {
+                "type": "branch",
+                "cases": [{"when": [{"message": "remind", "status": "opened"}], "next": "offer"}],
+            },
+            "offer": {
+                "type": "send",
+                "channel": "log",
+                "variants": [{"name": "a", "template": "offer-a", "weight": 1},
+                             {"name": "b", "template": "offer-b", "weight": 1}],
+                "next": "update",
+            },
+            "update": {"type": "update_profile", "set": {"last_cart": {"ref": "trigger.cart_id"}}},
+        },
+        **extra,
+    }
+    return Journey.model_validate(doc)
+
+
+@pytest.fixture
+def ws(engine: Any) -> str:
+    return make_workspace(engine).workspace_id
+
+
+def apply(engine: Any, ws: str, journey: Journey, now: int = 1_000) -> bool:
+    with engine.begin() as conn:
+        return store.apply_draft(conn, ws, journey, now)
+
+
+def call(engine: Any, fn: Any, ws: str, journey_id: str = "cart", now: int = 2_000) -> Any:
+    with engine.begin() as conn:
+        return fn(conn, ws, journey_id, now)
+
+
+def info(engine: Any, ws: str, journey_id: str = "cart") -> dict[str, Any]:
+    with engine.connect() as conn:
+        found = store.get_journey(conn, ws, journey_id)
+    assert found is not None
+    return found
+
+
+def test_apply_creates_a_draft_then_updates_it(engine: Any, ws: str) -> None:
+    assert apply(engine, ws, definition()) is True
+    first = info(engine, ws)
+    assert first["status"] == DRAFT and first["live_version"] is None and first["versions"] == []
+    assert first["draft_changed"] is True
+    assert Journey.model_validate(first["draft"]) == definition()
+
+    assert apply(engine, ws, definition(template="cart-2"), now=1_500) is False
+    second = info(engine, ws)
+    assert second["draft"]["steps"]["remind"]["template"] == "cart-2"
+    assert second["updated_at_ms"] == 1_500 and second["created_at_ms"] == 1_000
+
+
+def test_definitions_round_trip_to_an_equal_journey(engine: Any, ws: str) -> None:
+    journey = definition(holdout=0.1, priority=5, goal={"event": "Order Completed", "within": "7d", "revenue": "revenue"})
+    journey = journey.model_copy(update={"trigger": journey.trigger.model_copy(update={"max_lateness": None})})
+    apply(engine, ws, journey)
+    call(engine, store.publish, ws)
+    with engine.connect() as conn:
+        assert store.load_version(conn, ws, "cart", 1) == journey
+        assert store.load_version(conn, ws, "cart", 2) is None
+    assert Journey.model_validate(info(engine, ws)["draft"]) == journey
+
+
+def test_publish_makes_numbered_immutable_versions(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition())
+    assert call(engine, store.publish, ws, now=2_000) == 1
+    assert info(engine, ws)["status"] == LIVE
+    assert info(engine, ws)["draft_changed"] is False
+
+    # Editing the draft of a live journey leaves it live on version 1.
+    apply(engine, ws, definition(template="cart-2"), now=3_000)
+    edited = info(engine, ws)
+    assert edited["status"] == LIVE and edited["live_version"] == 1 and edited["draft_changed"] is True
+    with engine.connect() as conn:
+        v1 = store.load_version(conn, ws, "cart", 1)
+    assert v1 is not None and v1.steps["remind"].template == "cart-1"  # type: ignore[union-attr]
+
+    assert call(engine, store.publish, ws, now=4_000) == 2
+    with engine.connect() as conn:
+        v1_again = store.load_version(conn, ws, "cart", 1)
+        v2 = store.load_version(conn, ws, "cart", 2)
+    assert v1_again == v1
+    assert v2 is not None and v2.steps["remind"].template == "cart-2"  # type: ignore[union-attr]
+    assert [v["version"] for v in info(engine, ws)["versions"]] == [1, 2]
+    assert [v["published_at_ms"] for v in info(engine, ws)["versions"]] == [2_000, 4_000]
+
+
+def test_publishing_an_unchanged_draft_makes_no_new_version(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition())
+    assert call(engine, store.publish, ws) == 1
+    apply(engine, ws, definition())  # the same file applied again, as CI does
+    assert call(engine, store.publish, ws) == 1
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(journey_versions)
+                             .where(journey_versions.c.workspace_id == ws)).scalar_one()
+    assert count == 1
+
+
+def test_an_invalid_draft_never_goes_live(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition())
+    call(engine, store.publish, ws)
+    # A draft that went bad behind the store's back (an older release, a manual edit):
+    # publishing checks it again and refuses, and version 1 stays the live one.
+    broken = orjson.loads(store.definition_json(definition(template="cart-2")))
+    broken["steps"]["wait"]["next"] = "nowhere"
+    with engine.begin() as conn:
+        conn.execute(update(journeys).where(journeys.c.workspace_id == ws, journeys.c.id == "cart")
+                     .values(draft=orjson.dumps(broken).decode()))
+    with pytest.raises(store.InvalidDefinition) as refused:
+        call(engine, store.publish, ws)
+    assert "steps.wait.next: no step named 'nowhere'" in str(refused.value)
+    assert any(p.path == "steps.wait.next" for p in refused.value.problems)
+    after = info(engine, ws)
+    assert after["live_version"] == 1 and [v["version"] for v in after["versions"]] == [1]
+
+
+def test_apply_refuses_a_definition_with_errors(engine: Any, ws: str) -> None:
+    bad = definition().model_copy(update={"start": "missing"})
+    with pytest.raises(store.InvalidDefinition) as refused:
+        apply(engine, ws, bad)
+    assert refused.value.problems[0].path == "start"
+    with engine.connect() as conn:
+        assert store.list_journeys(conn, ws) == []
+
+
+def test_apply_needs_an_existing_workspace(engine: Any) -> None:
+    with pytest.raises(store.JourneyError, match="no workspace"):
+        apply(engine, "ws_nope", definition())
+
+
+def test_lifecycle_transitions(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition())
+    with pytest.raises(store.InvalidTransition, match="never published"):
+        call(engine, store.pause, ws)
+    with pytest.raises(store.InvalidTransition, match="publish it instead"):
+        call(engine, store.resume, ws)
+    call(engine, store.publish, ws)
+
+    paused = call(engine, store.pause, ws)
+    assert (paused.status, paused.changed) == (PAUSED, True)
+    assert call(engine, store.pause, ws).changed is False  # pausing twice is harmless
+
+    # Publishing a paused journey makes the new version, and it stays paused.
+    apply(engine, ws, definition(template="cart-2"))
+    assert call(engine, store.publish, ws) == 2
+    assert info(engine, ws)["status"] == PAUSED
+
+    resumed = call(engine, store.resume, ws)
+    assert (resumed.status, resumed.changed, resumed.runs_woken) == (LIVE, True, 0)
+    assert call(engine, store.resume, ws).changed is False
+
+    archived = call(engine, store.archive, ws)
+    assert (archived.status, archived.changed) == (ARCHIVED, True)
+    assert call(engine, store.archive, ws).changed is False
+    for fn, words in ((store.publish, "cannot be published"), (store.pause, "cannot be paused"),
+                      (store.resume, "cannot be resumed")):
+        with pytest.raises(store.InvalidTransition, match=words):
+            call(engine, fn, ws)
+    with pytest.raises(store.InvalidTransition, match="archived"):
+        apply(engine, ws, definition(template="cart-3"))
+
+
+def test_operations_on_an_unknown_journey(engine: Any, ws: str) -> None:
+    for fn in (store.publish, store.pause, store.resume, store.archive):
+        with pytest.raises(store.JourneyNotFound, match="no journey 'ghost'"):
+            call(engine, fn, ws, "ghost")
+    with engine.connect() as conn:
+        assert store.get_journey(conn, ws, "ghost") is None
+
+
+def add_run(engine: Any, ws: str, run_id: str, profile_id: str, status: str, journey_id: str = "cart") -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(journey_runs).values(
+            id=run_id, workspace_id=ws, journey_id=journey_id, version=1, profile_id=profile_id, status=status,
+            step="wait", holdout=0, entered_at_ms=1, updated_at_ms=1,
+        ))
+
+
+def timer_rows(engine: Any, ws: str) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(timers).where(timers.c.workspace_id == ws))
+        return {(r.profile_id, r.key): (r.due_at_ms, orjson.loads(r.payload)) for r in rows}
+
+
+def test_resume_gives_each_held_run_a_timer_in_the_same_transaction(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition())
+    apply(engine, ws, definition("other"))
+    call(engine, store.publish, ws)
+    call(engine, store.publish, ws, "other")
+    call(engine, store.pause, ws)
+    prefix = ws
+    add_run(engine, ws, f"{prefix}-r1", f"{prefix}-p1", "held")
+    add_run(engine, ws, f"{prefix}-r2", f"{prefix}-p2", "held")
+    add_run(engine, ws, f"{prefix}-r3", f"{prefix}-p3", "active")  # not held: no timer
+    add_run(engine, ws, f"{prefix}-r4", f"{prefix}-p4", "held", journey_id="other")  # another journey
+
+    resumed = call(engine, store.resume, ws, now=9_000)
+    assert resumed.runs_woken == 2
+    assert timer_rows(engine, ws) == {
+        (f"{prefix}-p1", f"resume:{prefix}-r1"): (9_000, {"kind": "resume", "run_id": f"{prefix}-r1"}),
+        (f"{prefix}-p2", f"resume:{prefix}-r2"): (9_000, {"kind": "resume", "run_id": f"{prefix}-r2"}),
+    }
+
+    # Paused and resumed again before the engine woke them: the timers are re-armed, not doubled.
+    call(engine, store.pause, ws)
+    assert call(engine, store.resume, ws, now=9_500).runs_woken == 2
+    assert {due for due, _ in timer_rows(engine, ws).values()} == {9_500}
+    assert len(timer_rows(engine, ws)) == 2
+
+
+def test_a_failed_resume_leaves_no_timers_and_the_journey_paused(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition())
+    call(engine, store.publish, ws)
+    call(engine, store.pause, ws)
+    add_run(engine, ws, f"{ws}-r1", f"{ws}-p1", "held")
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            store.resume(conn, ws, "cart", 5_000)
+            raise RuntimeError("the transaction fails after resume")
+    assert timer_rows(engine, ws) == {}
+    assert info(engine, ws)["status"] == PAUSED
+
+
+def test_archiving_a_paused_journey_wakes_held_runs_so_they_end(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition())
+    call(engine, store.publish, ws)
+    call(engine, store.pause, ws)
+    add_run(engine, ws, f"{ws}-r1", f"{ws}-p1", "held")
+    assert call(engine, store.archive, ws).runs_woken == 1
+    assert list(timer_rows(engine, ws)) == [(f"{ws}-p1", f"resume:{ws}-r1")]
+
+
+def test_list_journeys(engine: Any, ws: str) -> None:
+    apply(engine, ws, definition("b-live"))
+    apply(engine, ws, definition("a-draft"))
+    call(engine, store.publish, ws, "b-live")
+    with engine.connect() as conn:
+        listed = store.list_journeys(conn, ws)
+    assert [(j["id"], j["status"], j["live_version"], j["draft_changed"]) for j in listed] == [
+        ("a-draft", DRAFT, None, True),
+        ("b-live", LIVE, 1, False),
+    ]
+
+
+def test_workspaces_are_isolated(engine: Any, ws: str) -> None:
+    other = make_workspace(engine, "other").workspace_id
+    apply(engine, ws, definition())
+    call(engine, store.publish, ws)
+    with engine.connect() as conn:
+        assert store.list_journeys(conn, other) == []
+        assert store.get_journey(conn, other, "cart") is None
+        assert store.load_version(conn, other, "cart", 1) is None
+        assert store.load_catalog(conn, other).live == {}
+    with pytest.raises(store.JourneyNotFound):
+        call(engine, store.publish, other)
+    # The same id in another workspace is another journey.
+    assert apply(engine, other, definition(template="theirs")) is True
+    assert info(engine, ws)["draft"]["steps"]["remind"]["template"] == "cart-1"
+
+
+def test_load_catalog(engine: Any, ws: str) -> None:
+    for jid in ("live-one", "paused-one", "archived-one", "draft-one"):
+        apply(engine, ws, definition(jid))
+    for jid in ("live-one", "paused-one", "archived-one"):
+        call(engine, store.publish, ws, jid)
+    apply(engine, ws, definition("live-one", template="v2"))
+    call(engine, store.publish, ws, "live-one")
+    call(engine, store.pause, ws, "paused-one")
+    call(engine, store.archive, ws, "archived-one")
+
+    for source in (engine, None):
+        if source is None:
+            with engine.connect() as conn:
+                catalog = store.load_catalog(conn, ws)
+        else:
+            catalog = store.load_catalog(source, ws)
+        assert sorted(catalog.live) == ["live-one", "paused-one"]
+        assert catalog.live["live-one"].version == 2
+        assert catalog.live["live-one"].definition.steps["remind"].template == "v2"  # type: ignore[union-attr]
+        assert catalog.statuses == {"live-one": LIVE, "paused-one": PAUSED, "archived-one": ARCHIVED,
+                                    "draft-one": DRAFT}
+        # Only live journeys are in the trigger index.
+        assert [jv.journey_id for jv in catalog.candidates("Product Added", False)] == ["live-one"]
+        # Older versions are read on demand, after the connection that built the catalog closed.
+        old = catalog.version("live-one", 1)
+        assert old is not None and old.steps["remind"].template == "cart-1"  # type: ignore[union-attr]
+        assert catalog.version("archived-one", 1) is not None
+        assert catalog.version("live-one", 7) is None
+
+
+def test_catalog_fingerprint_moves_on_every_change_even_within_one_millisecond(engine: Any, ws: str) -> None:
+    def mark() -> Any:
+        with engine.connect() as conn:
+            return store.catalog_fingerprint(conn, ws)
+
+    seen = [mark()]
+    now = 5_000  # a clock that stands still, as a virtual clock does
+    apply(engine, ws, definition("one"), now)
+    seen.append(mark())
+    apply(engine, ws, definition("two"), now)
+    seen.append(mark())
+    for fn in (store.publish, store.pause, store.resume, store.archive):
+        call(engine, fn, ws, "one", now)
+        seen.append(mark())
+    call(engine, store.publish, ws, "two", now)
+    seen.append(mark())
+    assert len(set(seen)) == len(seen)
+    # Reading changes nothing.
+    with engine.connect() as conn:
+        store.list_journeys(conn, ws)
+        store.load_catalog(conn, ws)
+    assert mark() == seen[-1]
+    # A no-op changes nothing either: the engine need not reload.
+    call(engine, store.archive, ws, "one", now)
+    apply(engine, ws, definition("two"), now)
+    assert mark() == seen[-1]
