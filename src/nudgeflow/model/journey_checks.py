@@ -255,9 +255,11 @@ def check_journey(doc: Any) -> tuple[Journey | None, list[Problem]]:
         problems.extend(_structural(exc, doc))
     # The step graph is checked on the raw document too, so that a typo in a duration does
     # not hide a dangling `next` in the same run of the checker.
-    problems.extend(_graph_problems(doc))
+    steps_broken = any(p.path == "steps" or p.path.startswith("steps.") for p in problems)
+    graph = _graph_problems(doc, steps_broken)
+    problems.extend(graph)
     if journey is not None:
-        problems.extend(_model_problems(journey))
+        problems.extend(_model_problems(journey, links_broken=any(p.severity == ERROR for p in graph)))
     if isinstance(doc, LocatedDict):
         problems = [p if p.line is not None else _with_line(p, doc) for p in problems]
     problems = _dedupe(problems)
@@ -528,7 +530,7 @@ def _waits(step: Any) -> bool:
     return True
 
 
-def _graph_problems(doc: dict[str, Any]) -> list[Problem]:
+def _graph_problems(doc: dict[str, Any], steps_broken: bool = False) -> list[Problem]:
     steps = doc.get("steps")
     if not isinstance(steps, dict) or not steps:
         return []
@@ -566,7 +568,11 @@ def _graph_problems(doc: dict[str, Any]) -> list[Problem]:
                     + " (a run would loop without pause; put a wait or wait_for_event step in it)")
         )
 
-    if start is not None:
+    # Reachability means little while links are broken (a typo in `next` would make every
+    # later step "unreachable"): those warnings wait until the errors are fixed.
+    links_broken = steps_broken or any(p.path == "start" or p.path.endswith(("next", "on_event", "on_timeout",
+                                                                            "default")) for p in problems)
+    if start is not None and not links_broken:
         reached = {start}
         frontier = [start]
         while frontier:
@@ -662,7 +668,7 @@ def _cycle_through(first: str, graph: dict[str, list[str]], members: set[str]) -
 # --- checks on a structurally valid journey -------------------------------------------------
 
 
-def _model_problems(journey: Journey) -> list[Problem]:
+def _model_problems(journey: Journey, links_broken: bool = False) -> list[Problem]:
     problems: list[Problem] = []
     trigger_type = journey.trigger.type
 
@@ -694,7 +700,7 @@ def _model_problems(journey: Journey) -> list[Problem]:
             problems.append(Problem(where, _no_step(condition.message, list(journey.steps))))
         elif not isinstance(target, SendStep):
             problems.append(Problem(where, f"step {condition.message!r} is a {target.type} step, not a send step"))
-        elif condition.message not in ancestors.get(branch, set()):
+        elif not links_broken and condition.message not in ancestors.get(branch, set()):
             problems.append(Problem(where, f"step {condition.message!r} can never have run before step {branch!r}, "
                                            "so this condition never sees its message", WARNING))
 

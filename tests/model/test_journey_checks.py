@@ -1,0 +1,387 @@
+"""The journey checker: every kind of problem, at its path and line, in words a person can act on."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nudgeflow.model.journey_checks import (
+    DocumentError,
+    FileProblem,
+    Problem,
+    check_journey,
+    load_documents,
+    validate_files,
+)
+from nudgeflow.model.journeys import Journey
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "journeys"
+
+VALID: dict[str, Any] = {
+    "id": "cart",
+    "name": "Cart abandonment",
+    "trigger": {
+        "type": "event_not_followed",
+        "event": "Product Added",
+        "where": [{"property": "price", "op": "gt", "value": 0}],
+        "not_followed_by": {"event": "Order Completed", "within": "1h", "match": "cart_id"},
+    },
+    "exit": {"events": [{"event": "Order Completed", "match": "cart_id"}]},
+    "goal": {"event": "Order Completed", "within": "7d", "revenue": "revenue"},
+    "steps": {
+        "remind": {"type": "send", "channel": "email", "template": "cart-1", "next": "wait"},
+        "wait": {"type": "wait_for_event", "event": "Email Opened", "timeout": "1d",
+                 "on_event": "check", "on_timeout": "check"},
+        "check": {
+            "type": "branch",
+            "cases": [{"when": [{"message": "remind", "status": "clicked"}], "next": "split"}],
+            "default": "pause",
+        },
+        "pause": {"type": "wait", "duration": "2d", "next": "check"},  # a loop through a wait is fine
+        "split": {"type": "split", "paths": [{"name": "a", "weight": 1, "next": "offer"},
+                                             {"name": "b", "weight": 1}]},
+        "offer": {"type": "send", "channel": "push",
+                  "variants": [{"name": "ten", "template": "t10", "weight": 1},
+                               {"name": "free", "template": "tfree", "weight": 1}],
+                  "next": "note"},
+        "note": {"type": "update_profile", "set": {"last_cart": {"ref": "trigger.cart_id"}}, "next": "done"},
+        "done": {"type": "exit"},
+    },
+}
+
+
+def doc(**changes: Any) -> dict[str, Any]:
+    """VALID with changes; a key "a.b.c" sets a nested value (None deletes it)."""
+    out = copy.deepcopy(VALID)
+    for dotted, value in changes.items():
+        parts = dotted.split("__")
+        target: Any = out
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        last: Any = int(parts[-1]) if isinstance(target, list) else parts[-1]
+        if value is None and isinstance(target, dict):
+            target.pop(last, None)
+        else:
+            target[last] = value
+    return out
+
+
+def problems(document: Any) -> list[tuple[str, str, str]]:
+    _, found = check_journey(document)
+    return [(p.severity, p.path, p.message) for p in found]
+
+
+def errors(document: Any) -> dict[str, str]:
+    _, found = check_journey(document)
+    return {p.path: p.message for p in found if p.severity == "error"}
+
+
+def test_a_valid_journey_passes_without_problems() -> None:
+    journey, found = check_journey(VALID)
+    assert found == []
+    assert isinstance(journey, Journey) and journey.first_step == "remind"
+
+
+def test_every_example_shipped_is_valid() -> None:
+    files = sorted(EXAMPLES.glob("*.yaml"))
+    assert files, "examples/journeys should hold the shipped journeys"
+    assert [p.format() for p in validate_files(files)] == []
+
+
+# --- structural problems ----------------------------------------------------------------------
+
+
+def test_unknown_operator_names_the_choices() -> None:
+    found = errors(doc(trigger__where=[{"property": "price", "op": "equals", "value": 3}]))
+    assert found == {
+        "trigger.where.0.op": "unknown operator 'equals' (use one of eq, ne, in, not_in, gt, gte, lt, lte, "
+                              "exists, not_exists, contains, not_contains)"
+    }
+
+
+def test_paths_carry_no_union_tags() -> None:
+    document = doc(steps__remind__nxt="wait")
+    assert errors(document) == {"steps.remind.nxt": "unknown key 'nxt' (did you mean 'next'?)"}
+    # Conditions are a tagged union too; nested inside all/not the path stays the document's.
+    document = doc(steps__check__cases=[{"when": [{"all": [{"not": {"trait": "plan", "op": "in", "value": 3}}]}],
+                                        "next": "split"}])
+    assert errors(document) == {"steps.check.cases.0.when.0.all.0.not": "operator 'in' needs a list as value"}
+
+
+def test_unknown_step_and_trigger_types() -> None:
+    found = errors(doc(steps__done={"type": "stop"}, trigger={"type": "evnt", "event": "A"}))
+    assert found["steps.done"] == ("unknown step type 'stop' (use one of send, wait, wait_for_event, branch, "
+                                   "split, update_profile, exit)")
+    assert found["trigger"].startswith("unknown trigger type 'evnt' (use one of event, event_not_followed,")
+    assert errors(doc(steps__done={"tipe": "exit"}))["steps.done"].startswith("missing required key 'type'")
+
+
+def test_missing_keys_are_reported_on_their_parent() -> None:
+    found = errors(doc(steps__remind={"type": "send", "template": "t"}, name=None))
+    assert found == {"steps.remind": "missing required key 'channel'", "": "missing required key 'name'"}
+
+
+def test_bad_values_say_what_is_expected() -> None:
+    found = errors(doc(
+        steps__pause={"type": "wait", "duration": "3 days", "next": "check"},
+        id="Cart!",
+        holdout=2,
+        priority="high",
+        steps__check__cases__0__when__0__status="read",
+    ))
+    assert found["steps.pause.duration"] == ("'3 days' is not a duration (use a number and a unit: "
+                                             "500ms, 90s, 15m, 1h, 3d, 2w)")
+    assert found["id"].startswith("'Cart!' is not a valid journey id")
+    assert found["holdout"] == "2 must be less than 1"
+    assert found["priority"] == "expected a whole number, got the text 'high'"
+    assert found["steps.check.cases.0.when.0.status"] == ("unknown message status 'read' "
+                                                          "(use one of sent, delivered, opened, clicked)")
+
+
+def test_model_rules_read_as_sentences() -> None:
+    found = errors(doc(steps__remind={"type": "send", "channel": "email", "next": "wait"},
+                       entry={"filter": [{"trat": "plan"}]}))
+    assert found == {
+        "steps.remind": "a send step needs either `template` or `variants`",
+        "entry.filter.0": "a condition needs one of the keys trait, event, message, all, any, not",
+    }
+
+
+def test_not_a_mapping() -> None:
+    assert problems(["a", "list"]) == [
+        ("error", "", "a journey is a mapping with id, name, trigger and steps, not a list")
+    ]
+
+
+# --- semantic problems ------------------------------------------------------------------------
+
+
+def test_references_to_missing_steps() -> None:
+    found = errors(doc(
+        start="begin",
+        steps__remind__next="wiat",
+        steps__wait__on_timeout="nowhere",
+        steps__check__cases__0__next="vanished",
+        steps__check__default="also-gone",
+        steps__split__paths__1__next="lost",
+    ))
+    assert found == {
+        "start": "no step named 'begin'",
+        "steps.remind.next": "no step named 'wiat' (did you mean 'wait'?)",
+        "steps.wait.on_timeout": "no step named 'nowhere'",
+        "steps.check.cases.0.next": "no step named 'vanished'",
+        "steps.check.default": "no step named 'also-gone'",
+        "steps.split.paths.1.next": "no step named 'lost'",
+    }
+
+
+def test_cycle_without_a_wait() -> None:
+    found = errors(doc(steps__note__next="offer"))
+    assert found == {"steps.offer": "cycle without a wait: offer -> note -> offer (a run would loop without "
+                                    "pause; put a wait or wait_for_event step in it)"}
+    # Through a branch and a split, back to the branch.
+    found = errors(doc(steps__split__paths__1__next="check"))
+    assert list(found) == ["steps.check"]
+    assert found["steps.check"].startswith("cycle without a wait: check -> split -> check")
+    # A step that leads to itself.
+    assert "cycle without a wait: done -> done" in errors(doc(steps__done={"type": "update_profile", "next": "done"}))[
+        "steps.done"]
+
+
+def test_a_zero_wait_does_not_break_a_cycle() -> None:
+    found = errors(doc(steps__pause={"type": "wait", "duration": "0s", "next": "check"}))
+    assert found["steps.check"].startswith("cycle without a wait: check -> pause -> check")
+
+
+def test_a_cycle_through_a_wait_is_allowed() -> None:
+    assert errors(doc(steps__done={"type": "wait", "duration": "1d", "next": "remind"})) == {}
+
+
+def test_message_conditions_must_name_an_earlier_send_step() -> None:
+    assert errors(doc(steps__check__cases__0__when=[{"message": "remnd"}])) == {
+        "steps.check.cases.0.when.0.message": "no step named 'remnd' (did you mean 'remind'?)"
+    }
+    assert errors(doc(steps__check__cases__0__when=[{"any": [{"message": "wait"}]}])) == {
+        "steps.check.cases.0.when.0.any.0.message": "step 'wait' is a wait_for_event step, not a send step"
+    }
+    assert errors(doc(entry={"filter": [{"message": "remind"}]})) == {
+        "entry.filter.0.message": "a message condition needs a run, and entry filters are checked before the run "
+                                  "starts (use it in a branch step)"
+    }
+    # A send step that comes only after the branch: a warning, the journey is still valid.
+    journey, found = check_journey(doc(steps__check__cases__0__when=[{"message": "offer"}]))
+    assert journey is not None
+    assert [(p.severity, p.path) for p in found] == [("warning", "steps.check.cases.0.when.0.message")]
+
+
+@pytest.mark.parametrize("trigger", [
+    {"type": "inactivity", "window": "7d"},
+    {"type": "date_relative", "trait": "trial_ends_at", "offset": "-3d"},
+    {"type": "attribute_change", "trait": "plan", "from": "pro", "to": "free"},
+])
+def test_match_and_trigger_refs_need_a_trigger_event(trigger: dict[str, Any]) -> None:
+    document = doc(trigger=trigger, steps__wait__match="cart_id")
+    found = errors(document)
+    kind = trigger["type"]
+    assert found == {
+        "exit.events.0.match": f"`match` needs a triggering event to compare with, and {kind} triggers start "
+                               "without one",
+        "steps.wait.match": f"`match` needs a triggering event to compare with, and {kind} triggers start "
+                            "without one",
+        "steps.note.set.last_cart.ref": f"{{ref: trigger.cart_id}} needs a triggering event to compare with, "
+                                        f"and {kind} triggers start without one",
+    }
+
+
+def test_match_with_event_triggers_is_fine() -> None:
+    for trigger in ({"type": "event", "event": "Product Added"},
+                    {"type": "milestone", "event": "Order Completed", "count": 3},
+                    {"type": "location", "places": [{"name": "shop", "latitude": 48.1, "longitude": 11.5}],
+                     "radius_m": 200}):
+        assert errors(doc(trigger=trigger, steps__wait__match="cart_id")) == {}
+
+
+def test_duplicate_variant_and_path_names() -> None:
+    found = errors(doc(
+        steps__offer__variants=[{"name": "x", "template": "a", "weight": 1}, {"name": "x", "template": "b", "weight": 1}],
+        steps__split__paths=[{"name": "p", "weight": 1, "next": "offer"}, {"name": "p", "weight": 2}],
+    ))
+    assert found == {
+        "steps.offer.variants.1.name": "duplicate variant name 'x' (also item 0)",
+        "steps.split.paths.1.name": "duplicate path name 'p' (also item 0)",
+    }
+
+
+def test_unreachable_steps_are_warnings() -> None:
+    document = doc(steps__orphan={"type": "send", "channel": "email", "template": "t"})
+    journey, found = check_journey(document)
+    assert journey is not None
+    assert found == [Problem("steps.orphan", "step 'orphan' is never reached from the start step 'remind'", "warning")]
+
+
+def test_reserved_ids() -> None:
+    assert errors(doc(id="schema")) == {"id": "'schema' is reserved (the admin API uses /api/journeys/schema)"}
+
+
+def test_structural_and_graph_problems_are_reported_together() -> None:
+    found = errors(doc(steps__pause={"type": "wait", "duration": "2 days", "next": "chek"}))
+    assert set(found) == {"steps.pause.duration", "steps.pause.next"}
+
+
+# --- files and line numbers -------------------------------------------------------------------
+
+YAML_FILE = """\
+# two journeys in one file
+id: first
+name: First
+trigger:
+  type: event
+  event: Signed Up
+  where:
+    - property: plan
+      op: equals
+      value: pro
+steps:
+  hello:
+    type: send
+    channel: email
+    template: welcome
+    next: byebye
+---
+id: second
+name: Second
+trigger: {type: event, event: Signed Up}
+steps:
+  a: {type: update_profile, set: {x: 1}, next: b}
+  b: {type: update_profile, set: {x: 2}, next: a}
+  c: {type: exit}
+  c: {type: exit}
+"""
+
+
+def test_line_numbers_for_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "journeys.yaml"
+    path.write_text(YAML_FILE)
+    found = validate_files([path])
+    assert [(p.document, p.line, p.path, p.severity) for p in found] == [
+        (0, 9, "trigger.where.0.op", "error"),
+        (0, 16, "steps.hello.next", "error"),
+        (1, 22, "steps.a", "error"),  # the cycle, reported at the first step's line
+        (1, 25, "steps.c", "error"),  # the duplicate key, at the second occurrence
+    ]
+    assert found[1].format() == f"{path}:16: steps.hello.next: no step named 'byebye'"
+    assert found[2].message.startswith("cycle without a wait: a -> b -> a")
+    assert "duplicate key 'c' (line 24)" in found[3].message
+
+
+def test_missing_keys_point_at_their_parent_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.yml"
+    path.write_text("id: x\nname: X\ntrigger:\n  type: event\nsteps:\n  a:\n    type: send\n    template: t\n")
+    found = validate_files([path])
+    assert [(p.line, p.path, p.message) for p in found] == [
+        (3, "trigger", "missing required key 'event'"),
+        (6, "steps.a", "missing required key 'channel'"),
+    ]
+
+
+def test_json_files_have_lines_too(tmp_path: Path) -> None:
+    path = tmp_path / "j.json"
+    bad = doc(steps__remind__next="nowhere")
+    path.write_text(json.dumps(bad, indent=2))
+    [problem] = validate_files([path])
+    assert problem.path == "steps.remind.next"
+    assert problem.line is not None
+    assert '"next": "nowhere"' in path.read_text().splitlines()[problem.line - 1]
+
+
+def test_a_json_file_may_hold_a_list_of_journeys(tmp_path: Path) -> None:
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps([VALID, doc(id="two", steps__remind__next="x")]))
+    found = validate_files([path])
+    assert [(p.document, p.path) for p in found] == [(1, "steps.remind.next")]
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("id: x\nsteps:\n  a: [unclosed\n")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    found = validate_files([broken, tmp_path / "missing.yaml", text])
+    assert [(Path(p.file).name, p.line) for p in found] == [("broken.yaml", 4), ("missing.yaml", None),
+                                                            ("notes.txt", None)]
+    assert found[0].message.startswith("not valid YAML")
+    assert found[1].message == "no such file"
+    assert "use .yaml, .yml or .json" in found[2].message
+    with pytest.raises(DocumentError):
+        load_documents(broken)
+
+
+def test_empty_documents_are_skipped_and_scalars_reported(tmp_path: Path) -> None:
+    path = tmp_path / "j.yaml"
+    path.write_text("---\n---\njust text\n")
+    found = validate_files([path])
+    assert [(p.document, p.line, p.message) for p in found] == [
+        (1, None, "a journey is a mapping with id, name, trigger and steps, not the text 'just text'")
+    ]
+    assert [i for i, _ in load_documents(path)] == [1]
+
+
+def test_the_same_id_twice_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(json.dumps(VALID))
+    (tmp_path / "b.yaml").write_text(json.dumps(VALID))
+    found = validate_files([tmp_path])  # a directory: its journey files, sorted
+    assert len(found) == 1
+    assert found[0].file.endswith("b.yaml") and found[0].path == "id"
+    assert found[0].message.startswith("journey 'cart' is also defined at ") and "a.yaml:1" in found[0].message
+
+
+def test_file_problem_format() -> None:
+    assert FileProblem("a.yaml", "steps.x.next", 7, "no step named 'y'").format() == \
+        "a.yaml:7: steps.x.next: no step named 'y'"
+    assert FileProblem("a.yaml", "steps.x", None, "never reached", "warning").format() == \
+        "a.yaml: steps.x: warning: never reached"
+    assert FileProblem("a.yaml", "", 3, "not valid YAML").format() == "a.yaml:3: not valid YAML"
