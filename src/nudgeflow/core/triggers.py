@@ -31,7 +31,9 @@ from nudgeflow.model.journeys import (
 _MISSING = object()
 
 
-def trigger_of(event: EventInput, **extra: Any) -> dict[str, Any]:
+# `event` is positional-only: attribute-change and others pass `event=` in `extra` (the
+# trigger's own name), which otherwise raised "got multiple values for argument 'event'".
+def trigger_of(event: EventInput, /, **extra: Any) -> dict[str, Any]:
     info: dict[str, Any] = {
         "event": event.name,
         "message_id": event.message_id,
@@ -54,10 +56,17 @@ def _matches(turn: Turn, event: EventInput, name: str, where: list[Any]) -> bool
     return filters_match(where, event.properties, Scope(turn.state.traits, event.timestamp_ms, turn.state.history))
 
 
-def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None) -> bool:
+def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, where: list[Any]) -> bool:
     if occ is None:
         return True
-    history = turn.state.history.get(event.name, [])
+    # Only earlier occurrences that pass the trigger's own filters count: two views of a
+    # shoe, not one shoe and one hat (the history keeps the filters' properties for this).
+    scope = Scope(turn.state.traits, event.timestamp_ms, turn.state.history)
+    history = [
+        (ts, props)
+        for ts, props in turn.state.history.get(event.name, [])
+        if not where or filters_match(where, props, scope)
+    ]
     since = event.timestamp_ms - duration_ms(occ.within)
     if occ.match is None:
         n = sum(1 for ts, _ in history if since < ts <= event.timestamp_ms)
@@ -76,7 +85,7 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None) -> 
 def on_event(turn: Turn, jv: JourneyVersion, event: EventInput, changes: dict[str, tuple[Any, Any]]) -> None:
     trigger = jv.definition.trigger
     if isinstance(trigger, EventTrigger):
-        if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences):
+        if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences, trigger.where):
             if not _late(turn, event, trigger.max_lateness):
                 enter(turn, jv, trigger_of(event), event.timestamp_ms)
     elif isinstance(trigger, EventNotFollowedTrigger):
@@ -101,7 +110,9 @@ def on_event(turn: Turn, jv: JourneyVersion, event: EventInput, changes: dict[st
 
 def _is(value: Any, expected: Any) -> bool:
     if isinstance(expected, list):
-        return any(compare("eq", value is not None, value, e) for e in expected)
+        # Item by item with these same rules, so a null in the list means "was unset" as a
+        # bare null does (compare("eq") never matches a missing value).
+        return any(_is(value, e) for e in expected)
     if expected is None:
         return value is None
     return compare("eq", value is not None, value, expected)
@@ -126,7 +137,7 @@ def _not_followed(turn: Turn, jv: JourneyVersion, trigger: EventNotFollowedTrigg
         if watch is not None and event.timestamp_ms >= watch["at"]:
             del turn.state.pending[key]  # type: ignore[arg-type]
             turn.cancel(key)  # type: ignore[arg-type]
-    if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences):
+    if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences, trigger.where):
         if _late(turn, event, trigger.max_lateness):
             return
         key = _watch_key(jv, event.properties, follow.match)
