@@ -1,0 +1,365 @@
+"""Property filters and conditions: what a marketer's "where" and "when" mean, as pure functions.
+
+Everything here looks only at the `Scope` it is given (traits, the kept event history, the
+triggering event's properties, the run, and `now_ms`); nothing reads the wall clock or does
+I/O, so the engine, the simulator and tests all get the same answers.
+
+Paths
+    A filter's `property`, a condition's `trait` and a `Ref` are dotted paths: "cart_id",
+    "address.city", "products.0.sku" (an integer segment indexes a list). A path that leads
+    nowhere is *missing*, which is not the same as present with the value null.
+
+References
+    `{ref: "trigger.cart_id"}` is the triggering event's property; `{ref: "profile.plan"}` is
+    the person's trait. A reference to something missing resolves to null.
+
+Operators (`compare`)
+    eq / ne
+        Numbers compare as numbers (1 equals 1.0); a numeric string against a number compares
+        as numbers too ("19.99" equals 19.99), because the same property often arrives as a
+        string from one SDK and a number from another. Booleans are not numbers (true does
+        not equal 1). Two strings compare as text ("1.0" does not equal "1"). Lists and
+        objects are equal when their items are, by these same rules. A missing property is
+        not equal to anything, null included: eq is false and ne is true.
+    in / not_in
+        The value must be a list; `in` holds when the property equals (as eq) one of its
+        items. Anything that is not a list matches nothing.
+    gt / gte / lt / lte
+        Numbers, and numeric strings against numbers or each other, compare as numbers ("10"
+        is greater than "9"). Two ISO 8601 dates or date-times compare as instants: a date
+        alone is midnight UTC and a date-time without an offset is UTC. Other pairs of
+        strings compare as text (code point order). Anything else — a missing property,
+        null, a boolean, a number against a word, lists — is false, never an error.
+    exists / not_exists
+        exists: the property is present and not null.
+    contains / not_contains
+        A string contains a substring (case-sensitive). A list contains an item equal (as eq)
+        to the value or, when the value is an object, an object item whose keys include all
+        of the value's keys with equal values: `products contains {product_id: "p1"}` holds
+        for an order with that product whatever else the item says. Anything else does not
+        contain.
+
+    Every negated operator (ne, not_in, not_exists, not_contains) is exactly the opposite of
+    its positive form, so a missing property satisfies ne, not_in and not_contains. An
+    unknown operator matches nothing. No value, however malformed, raises: a bad type simply
+    does not match, so one odd event can never stop the engine.
+
+Engagement (`MessageCondition`)
+    Statuses imply the ones before them: clicked implies opened, delivered and sent; opened
+    implies delivered and sent; delivered, bounced and complained imply sent (complained also
+    implies delivered). A message the run never sent has reached no status.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from nudgeflow.core.inputs import EventInput
+from nudgeflow.core.state import Run
+from nudgeflow.model.journeys import (
+    AllCondition,
+    AnyCondition,
+    Condition,
+    EventCountCondition,
+    Filter,
+    MessageCondition,
+    NotCondition,
+    Ref,
+    TraitCondition,
+    duration_ms,
+)
+
+
+@dataclass(slots=True)
+class Scope:
+    """What conditions and filters can look at."""
+
+    traits: dict[str, Any]
+    now_ms: int
+    history: dict[str, list[list[Any]]] = field(default_factory=dict)
+    trigger: dict[str, Any] | None = None  # the trigger event's properties (run.trigger["properties"])
+    run: Run | None = None
+
+
+# --- paths and references ------------------------------------------------------------------
+
+def get_path(data: Any, path: str) -> tuple[bool, Any]:
+    """Follow a dotted path; integer segments index lists. Returns (found, value)."""
+    if isinstance(data, dict) and path in data:
+        # Also the fast path for the common undotted name, and the way to reach a key that
+        # itself contains dots ("utm.source" sent as one key).
+        return True, data[path]
+    current = data
+    for segment in path.split("."):
+        if isinstance(current, dict):
+            if segment not in current:
+                return False, None
+            current = current[segment]
+        elif isinstance(current, list) and segment.isdigit() and segment.isascii():
+            index = int(segment)
+            if index >= len(current):
+                return False, None
+            current = current[index]
+        else:
+            return False, None
+    return True, current
+
+
+def resolve(value: Any, scope: Scope) -> Any:
+    """A `Ref` becomes the value it points at (None when missing); anything else is itself."""
+    if not isinstance(value, Ref):
+        return value
+    source, _, path = value.ref.partition(".")
+    if source == "trigger":
+        found, resolved = get_path(scope.trigger or {}, path)
+    elif source == "profile":
+        found, resolved = get_path(scope.traits, path)
+    else:  # the model's pattern forbids this; a hand-built Ref still must not raise
+        return None
+    return resolved if found else None
+
+
+# --- values --------------------------------------------------------------------------------
+
+# Strict on purpose: float() would also take " 12 ", "1_000", "nan" and "inf", which are not
+# numbers anyone typed into a form field.
+_NUMERIC = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_INTEGER = re.compile(r"[-+]?\d+")
+# Only the extended calendar form: the basic forms ("20260101") are also plain numbers.
+_ISO = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_number(value: Any) -> int | float | None:
+    """A number, or a numeric string read as one; None for anything else (bools included)."""
+    if _is_number(value):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str) and len(value) <= 400 and _NUMERIC.fullmatch(value):
+        try:
+            # Integers stay exact: "12345678901234567890" must equal that int, not a float.
+            return int(value) if _INTEGER.fullmatch(value) else float(value)
+        except (ValueError, OverflowError):
+            return None
+    return None
+
+
+def _instant_key(value: str) -> timedelta | None:
+    """An ISO 8601 date or date-time as its distance from the epoch (naive and date-only as UTC).
+
+    A timedelta rather than an aware datetime: converting year-1 or year-9999 values to UTC
+    overflows, subtracting from a naive epoch does not.
+    """
+    if len(value) > 64 or not _ISO.fullmatch(value):
+        return None
+    try:
+        # RFC 3339 allows "t" and "z"; fromisoformat on 3.11 takes only capitals.
+        parsed = datetime.fromisoformat(value.upper().replace(",", "."))
+        offset = parsed.utcoffset() or timedelta(0)
+        return (parsed.replace(tzinfo=None) - _EPOCH) - offset
+    except (ValueError, OverflowError):
+        return None
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    # bool is a subclass of int in Python; for marketers true and 1 are different things.
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
+    if _is_number(actual) or _is_number(expected):
+        left, right = _as_number(actual), _as_number(expected)
+        return left is not None and right is not None and left == right
+    if isinstance(actual, list) and isinstance(expected, list):
+        return len(actual) == len(expected) and all(_equal(a, e) for a, e in zip(actual, expected))
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        return actual.keys() == expected.keys() and all(_equal(actual[k], expected[k]) for k in actual)
+    if isinstance(actual, (list, dict)) or isinstance(expected, (list, dict)):
+        return False
+    try:
+        return bool(actual == expected)
+    except Exception:  # an exotic object's __eq__; JSON values never get here
+        return False
+
+
+def _order(actual: Any, expected: Any) -> int | None:
+    """-1, 0 or 1 when the two values are comparable; None when they are not."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return None
+    left, right = _as_number(actual), _as_number(expected)
+    if left is not None and right is not None:
+        if left != left or right != right:  # NaN is unordered; (nan > x) - (nan < x) would say "equal"
+            return None
+        return (left > right) - (left < right)
+    if isinstance(actual, str) and isinstance(expected, str):
+        a_instant, e_instant = _instant_key(actual), _instant_key(expected)
+        if a_instant is not None and e_instant is not None:
+            return (a_instant > e_instant) - (a_instant < e_instant)
+        return (actual > expected) - (actual < expected)
+    return None
+
+
+def _dict_subset(item: Any, expected: dict[Any, Any]) -> bool:
+    return isinstance(item, dict) and all(k in item and _equal(item[k], v) for k, v in expected.items())
+
+
+def _contains(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, str):
+        return isinstance(expected, str) and expected in actual
+    if isinstance(actual, list):
+        if isinstance(expected, dict):
+            return any(_dict_subset(item, expected) for item in actual)
+        return any(_equal(item, expected) for item in actual)
+    return False
+
+
+def _positive(op: str, found: bool, actual: Any, expected: Any) -> bool:
+    if op == "eq":
+        return found and _equal(actual, expected)
+    if op == "in":
+        return found and isinstance(expected, (list, tuple)) and any(_equal(actual, e) for e in expected)
+    if op == "exists":
+        return found and actual is not None
+    if op == "contains":
+        return found and _contains(actual, expected)
+    if op in ("gt", "gte", "lt", "lte"):
+        if not found:
+            return False
+        order = _order(actual, expected)
+        if order is None:
+            return False
+        return {"gt": order > 0, "gte": order >= 0, "lt": order < 0, "lte": order <= 0}[op]
+    return False
+
+
+_NEGATED = {"ne": "eq", "not_in": "in", "not_exists": "exists", "not_contains": "contains"}
+
+
+def compare(op: str, found: bool, actual: Any, expected: Any) -> bool:
+    """Apply an operator to a property (found, actual) and a resolved value. Never raises."""
+    positive = _NEGATED.get(op)
+    try:
+        holds = _positive(positive or op, found, actual, expected)
+    except RecursionError:
+        # Only absurdly deep nesting gets here (ingest caps depth, stored state may not): the
+        # positive form does not hold, rather than the engine loop stopping.
+        holds = False
+    return not holds if positive is not None else holds
+
+
+# --- filters and events --------------------------------------------------------------------
+
+def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: Scope) -> bool:
+    """All filters hold on these properties; a filter's value may refer to the trigger or profile."""
+    for flt in filters:
+        found, actual = get_path(properties, flt.property)
+        if not compare(flt.op, found, actual, resolve(flt.value, scope)):
+            return False
+    return True
+
+
+def event_matches(spec: Any, event: EventInput, scope: Scope) -> bool:
+    """The event is the one `spec` (EventMatch, NotFollowedBy, WaitForEventStep, Goal…) describes.
+
+    With `spec.match` set, the event's property must equal the triggering event's (the same
+    cart): both must be present and not null, since two events without a cart_id are not
+    about the same cart.
+    """
+    if spec.event != event.name:
+        return False
+    if not filters_match(spec.where, event.properties, scope):
+        return False
+    match = getattr(spec, "match", None)
+    if match:
+        found_here, here = get_path(event.properties, match)
+        found_there, there = get_path(scope.trigger or {}, match)
+        if not (found_here and found_there and here is not None and there is not None):
+            return False
+        return _equal(here, there)
+    return True
+
+
+def count_events(
+    history: dict[str, list[list[Any]]],
+    event: str,
+    where: Sequence[Filter],
+    within_ms: int | None,
+    now_ms: int,
+    scope: Scope,
+) -> int:
+    """Events named `event` in (now - within, now] whose properties pass `where`.
+
+    The upper bound matters in replays and for late events: an entry stamped after `now`
+    has not happened yet as far as this decision is concerned.
+    """
+    since = None if within_ms is None else now_ms - within_ms
+    count = 0
+    for entry in history.get(event) or ():
+        if not isinstance(entry, (list, tuple)) or not entry or not _is_number(entry[0]):
+            continue  # a malformed history entry counts as nothing rather than failing
+        ts = entry[0]
+        if ts > now_ms or (since is not None and ts <= since):
+            continue
+        if where:
+            props = entry[1] if len(entry) > 1 and isinstance(entry[1], dict) else {}
+            if not filters_match(where, props, scope):
+                continue
+        count += 1
+    return count
+
+
+# --- conditions ----------------------------------------------------------------------------
+
+# What each recorded status proves the message also reached.
+_IMPLIED: dict[str, tuple[str, ...]] = {
+    "sent": ("sent",),
+    "delivered": ("delivered", "sent"),
+    "opened": ("opened", "delivered", "sent"),
+    "clicked": ("clicked", "opened", "delivered", "sent"),
+    "bounced": ("bounced", "sent"),
+    "complained": ("complained", "delivered", "sent"),
+}
+
+
+def _message_reached(run: Run, step: str, status: str) -> bool:
+    message = run.messages.get(step)
+    if not isinstance(message, dict):
+        return False
+    statuses = message.get("statuses") or ()
+    if not isinstance(statuses, (list, tuple)):
+        return False
+    return any(status in _IMPLIED.get(reached, (reached,)) for reached in statuses if isinstance(reached, str))
+
+
+def evaluate(conditions: Sequence[Condition], scope: Scope) -> bool:
+    """All conditions hold (an empty list holds)."""
+    return all(evaluate_one(condition, scope) for condition in conditions)
+
+
+def evaluate_one(condition: Condition, scope: Scope) -> bool:
+    if isinstance(condition, TraitCondition):
+        found, actual = get_path(scope.traits, condition.trait)
+        return compare(condition.op, found, actual, resolve(condition.value, scope))
+    if isinstance(condition, EventCountCondition):
+        within = duration_ms(condition.within) if condition.within else None
+        count = count_events(scope.history, condition.event, condition.where, within, scope.now_ms, scope)
+        return compare(condition.op, True, count, condition.value)
+    if isinstance(condition, MessageCondition):
+        if scope.run is None:
+            # Outside a run (an entry filter) no message was sent: "not opened" holds.
+            return condition.negate
+        return _message_reached(scope.run, condition.message, condition.status) != condition.negate
+    if isinstance(condition, AllCondition):
+        return all(evaluate_one(c, scope) for c in condition.all)
+    if isinstance(condition, AnyCondition):
+        return any(evaluate_one(c, scope) for c in condition.any)
+    if isinstance(condition, NotCondition):
+        return not evaluate_one(condition.not_, scope)
+    return False  # not a condition model: matches nothing rather than raising
