@@ -1,0 +1,275 @@
+"""Carrying out the core's effects for many profiles in one transaction, in bulk.
+
+The processor collects the effects of a whole batch of events (or fired timers) here, then
+writes them with a handful of executemany statements in the transaction that also moves the
+cursor and saves the profiles' state: either all of it is durable or none of it is.
+
+Effects of one profile are ordered, bulk statements are not, so effects on the same row are
+folded first: the last word on a timer (schedule or cancel), on a run, wins; trait updates
+are applied in order. Outbox rows are keyed by the message's idempotency key with ON
+CONFLICT DO NOTHING: a batch that is decided twice (a crash after the decisions but before
+the commit, a cursor moved back by hand) queues each message once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import orjson
+from sqlalchemy import Connection
+
+from nudgeflow.core.effects import (
+    CancelTimer,
+    Effect,
+    MessageFailed,
+    RunChanged,
+    ScheduleTimer,
+    SendMessage,
+    UpdateProfile,
+)
+from nudgeflow.core.state import ProfileState
+from nudgeflow.runtime import sql
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+OUTBOX_COLUMNS = (
+    "workspace_id",
+    "idempotency_key",
+    "profile_id",
+    "run_id",
+    "journey_id",
+    "journey_version",
+    "step",
+    "channel",
+    "template",
+    "variant",
+    "marketing",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at_ms",
+    "created_at_ms",
+    "updated_at_ms",
+    "sent_at_ms",
+    "error",
+)
+TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload")
+RUN_COLUMNS = (
+    "id",
+    "workspace_id",
+    "journey_id",
+    "version",
+    "profile_id",
+    "status",
+    "step",
+    "holdout",
+    "entered_at_ms",
+    "ended_at_ms",
+    "exit_reason",
+    "converted_at_ms",
+    "revenue",
+    "updated_at_ms",
+)
+STATE_COLUMNS = ("profile_id", "workspace_id", "state", "updated_at_ms")
+
+
+@dataclass
+class WriteCounts:
+    messages_queued: int = 0
+    messages_failed: int = 0
+    timers_scheduled: int = 0
+    timers_deleted: int = 0
+    runs_changed: int = 0
+    profiles_updated: int = 0
+    states_written: int = 0
+
+
+_DELETE = None  # a folded timer operation meaning "no such timer after this transaction"
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class EffectsBatch:
+    """Everything one transaction of the runtime writes, gathered, folded, then written in bulk."""
+
+    def __init__(self) -> None:
+        self._outbox: list[tuple[Any, ...]] = []
+        self._timers: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        self._runs: dict[str, tuple[Any, ...]] = {}
+        self._traits: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
+        self._states: dict[str, tuple[str, str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._outbox or self._timers or self._runs or self._traits or self._states)
+
+    @property
+    def messages(self) -> int:
+        """Outbox rows queued so far (sends and recorded failures)."""
+        return len(self._outbox)
+
+    def delete_timer(self, profile_id: str, key: str) -> None:
+        """A fired timer: gone, unless an effect that follows arms the same key again."""
+        self._timers[(profile_id, key)] = _DELETE
+
+    def add(self, workspace_id: str, profile_id: str, effects: Iterable[Effect], now_ms: int) -> None:
+        """Take one decision's effects. Raises (and takes none of them) if one cannot be stored.
+
+        Values are serialized here, not at write time, so that an effect the database could
+        not take is charged to the one event or timer that produced it.
+        """
+        outbox: list[tuple[Any, ...]] = []
+        timers: list[tuple[tuple[str, str], tuple[Any, ...] | None]] = []
+        runs: list[tuple[str, tuple[Any, ...]]] = []
+        traits: list[tuple[dict[str, Any], list[str]]] = []
+        for effect in effects:
+            if isinstance(effect, SendMessage):
+                outbox.append(
+                    (
+                        workspace_id,
+                        effect.key,
+                        profile_id,
+                        effect.run_id,
+                        effect.journey_id,
+                        effect.version,
+                        effect.step,
+                        effect.channel,
+                        effect.template,
+                        effect.variant,
+                        int(effect.marketing),
+                        _dumps(effect.context),
+                        PENDING,
+                        0,
+                        effect.at_ms,
+                        now_ms,
+                        now_ms,
+                        None,
+                        None,
+                    )
+                )
+            elif isinstance(effect, ScheduleTimer):
+                timers.append(
+                    ((profile_id, effect.key), (profile_id, effect.key, workspace_id, effect.due_ms, _dumps(effect.payload)))
+                )
+            elif isinstance(effect, CancelTimer):
+                timers.append(((profile_id, effect.key), _DELETE))
+            elif isinstance(effect, UpdateProfile):
+                orjson.dumps(effect.set)  # fails here, for this decision, if it cannot be stored
+                traits.append((effect.set, list(effect.unset)))
+            elif isinstance(effect, RunChanged):
+                row = effect.run
+                runs.append(
+                    (
+                        row["id"],
+                        (
+                            row["id"],
+                            workspace_id,
+                            row["journey_id"],
+                            row["version"],
+                            row.get("profile_id") or profile_id,
+                            row["status"],
+                            row.get("step"),
+                            int(row.get("holdout") or 0),
+                            row["entered_at_ms"],
+                            row.get("ended_at_ms"),
+                            row.get("exit_reason"),
+                            row.get("converted_at_ms"),
+                            row.get("revenue"),
+                            now_ms,
+                        ),
+                    )
+                )
+            elif isinstance(effect, MessageFailed):
+                # The send that could not even be queued is recorded, with its reason, where
+                # every other message's fate is: in the outbox.
+                outbox.append(
+                    (
+                        workspace_id,
+                        effect.key,
+                        profile_id,
+                        effect.run_id,
+                        effect.journey_id,
+                        getattr(effect, "version", 0) or 0,
+                        effect.step,
+                        getattr(effect, "channel", "") or "",
+                        getattr(effect, "template", "") or "",
+                        getattr(effect, "variant", None),
+                        int(getattr(effect, "marketing", True)),
+                        _dumps(getattr(effect, "context", None) or {}),
+                        FAILED,
+                        0,
+                        now_ms,
+                        now_ms,
+                        now_ms,
+                        None,
+                        effect.reason,
+                    )
+                )
+            else:
+                raise TypeError(f"unknown effect {type(effect).__name__}")
+        self._outbox.extend(outbox)
+        for key, op in timers:
+            self._timers[key] = op
+        for run_id, row in runs:
+            self._runs[run_id] = row
+        if traits:
+            self._traits.setdefault(profile_id, []).extend(traits)
+
+    def add_state(self, workspace_id: str, state: ProfileState, loaded: bytes | str | None, now_ms: int) -> None:
+        """Save a profile's state, unless the decisions left it exactly as it was loaded."""
+        doc = state.to_json()
+        if loaded is not None and (doc == loaded or (isinstance(loaded, str) and doc.decode() == loaded)):
+            return
+        self._states[state.profile_id] = (workspace_id, doc.decode())
+
+    def write(self, conn: Connection, now_ms: int) -> WriteCounts:
+        counts = WriteCounts()
+        if self._states:
+            sql.insert_rows(
+                conn,
+                "profile_state",
+                STATE_COLUMNS,
+                [(pid, ws, doc, now_ms) for pid, (ws, doc) in self._states.items()],
+                conflict="profile_id",
+                update=("state", "updated_at_ms"),
+            )
+            counts.states_written = len(self._states)
+        deletes = [key for key, op in self._timers.items() if op is _DELETE]
+        arms = [op for op in self._timers.values() if op is not _DELETE]
+        sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', deletes)
+        sql.insert_rows(
+            conn, "timers", TIMER_COLUMNS, arms, conflict="profile_id, key", update=("workspace_id", "due_at_ms", "payload")
+        )
+        counts.timers_deleted, counts.timers_scheduled = len(deletes), len(arms)
+        sql.insert_rows(conn, "outbox", OUTBOX_COLUMNS, self._outbox, conflict="workspace_id, idempotency_key")
+        counts.messages_queued = sum(1 for row in self._outbox if row[12] == PENDING)
+        counts.messages_failed = len(self._outbox) - counts.messages_queued
+        if self._runs:
+            sql.insert_rows(
+                conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_COLUMNS[1:]
+            )
+            counts.runs_changed = len(self._runs)
+        if self._traits:
+            counts.profiles_updated = _update_traits(conn, self._traits, now_ms)
+        return counts
+
+
+def _update_traits(conn: Connection, updates: dict[str, list[tuple[dict[str, Any], list[str]]]], now_ms: int) -> int:
+    suffix = " FOR UPDATE" if sql.is_postgres(conn) else ""
+    current = {
+        pid: traits for pid, traits in sql.select_in(conn, "SELECT id, traits FROM profiles WHERE id IN", sorted(updates), suffix=suffix)
+    }
+    rows = []
+    for pid, changes in updates.items():
+        if pid not in current:  # erased (or merged away) meanwhile: nothing to update
+            continue
+        traits = orjson.loads(current[pid])
+        for set_, unset in changes:
+            traits.update(set_)
+            for name in unset:
+                traits.pop(name, None)
+        rows.append((_dumps(traits), now_ms, pid))
+    sql.execute_many(conn, "UPDATE profiles SET traits = ?, updated_at_ms = ? WHERE id = ?", rows)
+    return len(rows)

@@ -1,0 +1,372 @@
+"""Event processing and timer firing: read a batch, decide with the pure core, write it all.
+
+Both functions run inside a transaction their caller owns (in the embedded runtime, a job
+of the one writer thread) and follow DESIGN §3: a batch of events or timers, the touched
+profiles' state loaded in one query, decisions in order, then state, effects and the
+cursor (or the fired timers' deletion) written in that same transaction. A crash before
+the commit leaves everything as it was, so the batch is decided again; after the commit
+it is never decided again. That makes timers fire exactly once, and keeps the outbox free
+of repeats even when a batch is decided twice (its keys are idempotent).
+
+One bad input must not stop the loop: an exception from the core on one event or timer is
+logged (ids and the error's type, never the payload), counted, and that item is skipped,
+with the profile's state restored to what it was before it. The rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import orjson
+from sqlalchemy import Connection
+
+from nudgeflow.core.catalog import Catalog
+from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.core.effects import Effect
+from nudgeflow.core.inputs import EventInput, TimerInput
+from nudgeflow.core.state import ProfileState
+from nudgeflow.runtime import sql
+from nudgeflow.runtime.effects_writer import EffectsBatch, WriteCounts
+
+log = logging.getLogger("nudgeflow.runtime")
+
+EVENTS_CURSOR = "events"
+
+
+class Decider(Protocol):
+    """What the runtime needs of the core: nudgeflow.core.engine.Engine, or a test's fake."""
+
+    def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]: ...
+
+    def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]: ...
+
+
+@dataclass
+class RuntimeStats:
+    """What the loops did; the embedded runtime turns these into metrics."""
+
+    events_processed: int = 0
+    timers_fired: int = 0
+    event_errors: int = 0
+    timer_errors: int = 0
+    catalog_errors: int = 0
+    messages_queued: int = 0
+    messages_failed_at_decision: int = 0
+    messages_sent: int = 0
+    messages_failed: int = 0
+    messages_retried: int = 0
+    skipped: list[str] = field(default_factory=list)  # "event:<seq>" / "timer:<profile>:<key>", newest last
+
+    def note_skip(self, what: str) -> None:
+        self.skipped.append(what)
+        if len(self.skipped) > 100:
+            del self.skipped[:-100]
+
+    def add_counts(self, counts: WriteCounts) -> None:
+        self.messages_queued += counts.messages_queued
+        self.messages_failed_at_decision += counts.messages_failed
+
+
+# --- engines per workspace ------------------------------------------------------------------
+
+CatalogLoader = Callable[[Connection, str], Catalog]
+Fingerprint = Callable[[Connection, str], Any]
+
+
+def _store_loader() -> CatalogLoader:
+    from nudgeflow.store.journeys import load_catalog
+
+    return load_catalog
+
+
+def _store_fingerprint() -> Fingerprint:
+    from nudgeflow.store.journeys import catalog_fingerprint
+
+    return catalog_fingerprint
+
+
+class EngineCache:
+    """One core Engine per workspace, rebuilt when the workspace's journeys change.
+
+    The fingerprint (cheap: statuses and live versions) is checked once per batch and
+    workspace; the catalog is loaded only when it moved. A catalog that fails to load is
+    logged and counted; the workspace keeps its previous engine (or an empty catalog) and
+    the load is tried again after `retry_ms`, so a bad definition cannot stop the loop.
+    """
+
+    def __init__(
+        self,
+        load_catalog: CatalogLoader | None = None,
+        fingerprint: Fingerprint | None = None,
+        make_engine: Callable[[Catalog], Decider] | None = None,
+        retry_ms: float = 30_000,
+    ) -> None:
+        self._load = load_catalog
+        self._fingerprint = fingerprint
+        if make_engine is None:
+            from nudgeflow.core.engine import Engine
+
+            make_engine = Engine
+        self._make = make_engine
+        self._retry_s = retry_ms / 1000
+        self._engines: dict[str, tuple[Any, Decider]] = {}
+        self._failed_at: dict[str, float] = {}
+
+    def invalidate(self, workspace_id: str | None = None) -> None:
+        if workspace_id is None:
+            self._engines.clear()
+        else:
+            self._engines.pop(workspace_id, None)
+
+    def get(self, conn: Connection, workspace_id: str, stats: RuntimeStats | None = None) -> Decider:
+        cached = self._engines.get(workspace_id)
+        fingerprint_fn = self._fingerprint or _store_fingerprint()
+        try:
+            mark = fingerprint_fn(conn, workspace_id)
+        except Exception:
+            log.exception("journey catalog fingerprint failed", extra={"workspace_id": workspace_id})
+            mark = object()  # unknown: load below (or keep the old engine if loading fails too)
+        if cached is not None and cached[0] == mark:
+            return cached[1]
+        failed_at = self._failed_at.get(workspace_id)
+        if cached is not None and failed_at is not None and time.monotonic() - failed_at < self._retry_s:
+            return cached[1]
+        try:
+            catalog = (self._load or _store_loader())(conn, workspace_id)
+        except Exception as exc:
+            self._failed_at[workspace_id] = time.monotonic()
+            if stats is not None:
+                stats.catalog_errors += 1
+            log.error(
+                "journey catalog failed to load; keeping the previous one",
+                extra={"workspace_id": workspace_id, "error": type(exc).__name__},
+                exc_info=True,
+            )
+            if cached is not None:
+                return cached[1]
+            engine = self._make(Catalog())
+            self._engines[workspace_id] = (object(), engine)
+            return engine
+        self._failed_at.pop(workspace_id, None)
+        engine = self._make(catalog)
+        self._engines[workspace_id] = (mark, engine)
+        return engine
+
+
+# --- shared pieces ----------------------------------------------------------------------------
+
+
+def read_cursor(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = True) -> int:
+    """The cursor's position (0 before the first batch). On PostgreSQL the row is locked
+    until commit, so two processors can never decide the same batch at once."""
+    m = sql.mark(conn)
+    suffix = " FOR UPDATE" if lock and sql.is_postgres(conn) else ""
+    select = f"SELECT position FROM engine_cursors WHERE name = {m}{suffix}"
+    row = conn.exec_driver_sql(select, (name,)).first()
+    if row is None:
+        # Created on first use only: an idle poll must not write (a SQLite write transaction).
+        conn.exec_driver_sql(
+            f"INSERT INTO engine_cursors (name, position, updated_at_ms) VALUES ({m}, 0, 0) ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+        row = conn.exec_driver_sql(select, (name,)).first()
+    return int(row[0]) if row else 0
+
+
+def write_cursor(conn: Connection, position: int, now_ms: int, name: str = EVENTS_CURSOR) -> None:
+    sql.execute_many(conn, "UPDATE engine_cursors SET position = ?, updated_at_ms = ? WHERE name = ?", [(position, now_ms, name)])
+
+
+def load_states(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[ProfileState, str]]:
+    """The touched profiles' state in one query (chunked); locked on PostgreSQL, in id order,
+    so a concurrent worker on the same person waits instead of losing an update."""
+    suffix = " ORDER BY profile_id FOR UPDATE" if sql.is_postgres(conn) else ""
+    out: dict[str, tuple[ProfileState, str]] = {}
+    for pid, doc in sql.select_in(
+        conn, "SELECT profile_id, state FROM profile_state WHERE profile_id IN", sorted(profile_ids), suffix=suffix
+    ):
+        out[pid] = (ProfileState.from_json(pid, doc), doc)
+    return out
+
+
+def _restore(pid: str, loaded: str | None, replay: list[Callable[[ProfileState], Any]]) -> ProfileState:
+    """A profile's state as it was before a failed decision.
+
+    The core is a pure function, so this batch's earlier (successful) decisions for the
+    person are replayed on the state as loaded; their effects are already collected and
+    are dropped here. This costs nothing on the common path, where nothing fails.
+    """
+    state = ProfileState.from_json(pid, loaded)
+    for decide in replay:
+        decide(state)
+    return state
+
+
+def _log_failure(kind: str, exc: BaseException, **ids: Any) -> None:
+    # Ids and the error's type only: event payloads carry personal data.
+    log.error(
+        f"engine failed on {kind}; skipped",
+        extra={"error": type(exc).__name__, **ids},
+        exc_info=True,
+    )
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def process_events(
+    conn: Connection,
+    engines: EngineCache,
+    clock: Clock,
+    max_events: int = 1000,
+    stats: RuntimeStats | None = None,
+) -> int:
+    """Decide the next events of the log (seq > cursor); returns how many were read."""
+    stats = stats if stats is not None else RuntimeStats()
+    cursor = read_cursor(conn)
+    m = sql.mark(conn)
+    rows = conn.exec_driver_sql(
+        f"SELECT seq, workspace_id, profile_id, timestamp_ms, payload FROM events WHERE seq > {m} ORDER BY seq LIMIT {m}",
+        (cursor, max_events),
+    ).all()
+    if not rows:
+        return 0
+    now_ms = to_ms(clock.now())
+    loaded = load_states(conn, list({r[2] for r in rows}))
+    states: dict[str, ProfileState] = {pid: st for pid, (st, _) in loaded.items()}
+    workspace_of: dict[str, str] = {}
+    engines_of: dict[str, Decider] = {}
+    done: dict[str, list[Callable[[ProfileState], Any]]] = {}  # profile -> its successful decisions
+    batch = EffectsBatch()
+    for seq, workspace_id, profile_id, timestamp_ms, payload in rows:
+        engine = engines_of.get(workspace_id)
+        if engine is None:
+            engine = engines_of[workspace_id] = engines.get(conn, workspace_id, stats)
+        state = states.get(profile_id)
+        if state is None:
+            state = states[profile_id] = ProfileState(profile_id)
+        workspace_of[profile_id] = workspace_id
+        try:
+            event = EventInput.from_payload(payload, timestamp_ms)
+            effects = engine.on_event(state, event, now_ms)
+            batch.add(workspace_id, profile_id, effects, now_ms)
+        except Exception as exc:
+            stats.event_errors += 1
+            stats.note_skip(f"event:{seq}")
+            _log_failure("an event", exc, seq=seq, workspace_id=workspace_id, profile_id=profile_id)
+            original = loaded.get(profile_id)
+            states[profile_id] = _restore(profile_id, original[1] if original else None, done.get(profile_id, []))
+            continue
+        done.setdefault(profile_id, []).append(
+            lambda st, _e=engine, _p=payload, _t=timestamp_ms: _e.on_event(st, EventInput.from_payload(_p, _t), now_ms)
+        )
+    for pid, state in states.items():
+        original = loaded.get(pid)
+        batch.add_state(workspace_of.get(pid, ""), state, original[1] if original else None, now_ms)
+    counts = batch.write(conn, now_ms)
+    write_cursor(conn, rows[-1][0], now_ms)
+    stats.events_processed += len(rows)
+    stats.add_counts(counts)
+    return len(rows)
+
+
+def skip_events(conn: Connection, through_seq: int, now_ms: int) -> None:
+    """Move the cursor past an event that cannot be processed at all (a last resort)."""
+    if read_cursor(conn) < through_seq:
+        write_cursor(conn, through_seq, now_ms)
+
+
+def newest_seq(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT COALESCE(MAX(seq), 0) FROM events").scalar_one())
+
+
+def lag(conn: Connection) -> int:
+    """Events in the log that the engine has not decided yet."""
+    position = conn.exec_driver_sql(
+        f"SELECT position FROM engine_cursors WHERE name = {sql.mark(conn)}", (EVENTS_CURSOR,)
+    ).scalar()
+    return max(0, newest_seq(conn) - int(position or 0))
+
+
+# --- timers -----------------------------------------------------------------------------------
+
+
+def fire_timers(
+    conn: Connection,
+    engines: EngineCache,
+    clock: Clock,
+    max_timers: int = 1000,
+    stats: RuntimeStats | None = None,
+) -> int:
+    """Fire the timers due now (oldest first); returns how many fired.
+
+    Each fired timer is deleted in the transaction that writes what it caused, before the
+    effects: a timer that re-arms its own key survives, and one that was committed as fired
+    can never fire again. Timers that fell due while nothing ran fire once, late.
+    """
+    stats = stats if stats is not None else RuntimeStats()
+    now_ms = to_ms(clock.now())
+    m = sql.mark(conn)
+    # SKIP LOCKED: timers another worker is firing are left to it.
+    suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
+    rows = conn.exec_driver_sql(
+        'SELECT profile_id, "key", workspace_id, due_at_ms, payload FROM timers'
+        f" WHERE due_at_ms <= {m} ORDER BY due_at_ms LIMIT {m}{suffix}",
+        (now_ms, max_timers),
+    ).all()
+    if not rows:
+        return 0
+    loaded = load_states(conn, list({r[0] for r in rows}))
+    states: dict[str, ProfileState] = {pid: st for pid, (st, _) in loaded.items()}
+    workspace_of: dict[str, str] = {}
+    engines_of: dict[str, Decider] = {}
+    done: dict[str, list[Callable[[ProfileState], Any]]] = {}
+    batch = EffectsBatch()
+    for profile_id, key, workspace_id, due_at_ms, payload in rows:
+        batch.delete_timer(profile_id, key)
+        engine = engines_of.get(workspace_id)
+        if engine is None:
+            engine = engines_of[workspace_id] = engines.get(conn, workspace_id, stats)
+        state = states.get(profile_id)
+        if state is None:
+            state = states[profile_id] = ProfileState(profile_id)
+        workspace_of[profile_id] = workspace_id
+        try:
+            timer = TimerInput(key, int(due_at_ms), _loads(payload))
+            effects = engine.on_timer(state, timer, now_ms)
+            batch.add(workspace_id, profile_id, effects, now_ms)
+        except Exception as exc:
+            stats.timer_errors += 1
+            stats.note_skip(f"timer:{profile_id}:{key}")
+            _log_failure("a timer", exc, workspace_id=workspace_id, profile_id=profile_id, timer=key)
+            original = loaded.get(profile_id)
+            states[profile_id] = _restore(profile_id, original[1] if original else None, done.get(profile_id, []))
+            continue
+        done.setdefault(profile_id, []).append(
+            lambda st, _e=engine, _k=key, _d=int(due_at_ms), _p=payload: _e.on_timer(st, TimerInput(_k, _d, _loads(_p)), now_ms)
+        )
+    for pid, state in states.items():
+        original = loaded.get(pid)
+        batch.add_state(workspace_of.get(pid, ""), state, original[1] if original else None, now_ms)
+    counts = batch.write(conn, now_ms)
+    stats.timers_fired += len(rows)
+    stats.add_counts(counts)
+    return len(rows)
+
+
+def drop_timers(conn: Connection, keys: list[tuple[str, str]]) -> None:
+    """Delete timers that cannot be fired at all (a last resort), so they stop blocking."""
+    sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', keys)
+
+
+def next_timer_due(conn: Connection) -> int | None:
+    value = conn.exec_driver_sql("SELECT MIN(due_at_ms) FROM timers").scalar()
+    return int(value) if value is not None else None
+
+
+def _loads(payload: str | bytes) -> dict[str, Any]:
+    value = orjson.loads(payload)
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,93 @@
+"""Driver-level bulk statements shared by the runtime's writers, for SQLite and PostgreSQL.
+
+The runtime's hot paths hand plain tuples to the driver's executemany (psycopg pipelines
+them; sqlite3 steps one prepared statement): SQLAlchemy's per-row parameter processing
+would cost more than the database's own work on a row. Statement texts are cached so each
+stays prepared in the driver's statement cache; IN-lists are padded to a few lengths for
+the same reason.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import Connection
+
+# Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
+CHUNK = 500
+
+
+def is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def mark(conn: Connection) -> str:
+    """The driver's own placeholder: qmark for sqlite3, format for psycopg."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@lru_cache(maxsize=64)
+def in_list(mark_: str, count: int) -> str:
+    return "(" + ", ".join([mark_] * count) + ")"
+
+
+def padded(values: Sequence[Any]) -> list[Any]:
+    """An IN-list padded with its last value to one of a few lengths (16, 32, ... CHUNK)."""
+    size = 16
+    while size < len(values):
+        size *= 2
+    return [*values, *[values[-1]] * (min(size, CHUNK) - len(values))]
+
+
+@lru_cache(maxsize=128)
+def insert_sql(
+    table: str, columns: tuple[str, ...], mark_: str, conflict: str = "", update: tuple[str, ...] = ()
+) -> str:
+    """INSERT, with ON CONFLICT DO NOTHING or an upsert of `update` (same syntax on both)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join([mark_] * len(columns))})'
+    if conflict and update:
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in update)
+        sql += f" ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
+    elif conflict:
+        sql += f" ON CONFLICT ({conflict}) DO NOTHING"
+    return sql
+
+
+def insert_rows(
+    conn: Connection,
+    table: str,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    conflict: str = "",
+    update: tuple[str, ...] = (),
+) -> None:
+    if rows:
+        conn.exec_driver_sql(insert_sql(table, columns, mark(conn), conflict, update), list(rows))
+
+
+def execute_many(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`sql` is written with `?` placeholders; they become the driver's own."""
+    if rows:
+        if mark(conn) != "?":
+            sql = sql.replace("?", mark(conn))
+        conn.exec_driver_sql(sql, list(rows))
+
+
+def select_in(
+    conn: Connection, sql: str, values: Sequence[Any], before: tuple[Any, ...] = (), suffix: str = ""
+) -> list[Any]:
+    """Run `sql` (ending in `IN`, with `?` placeholders) over chunks of `values`."""
+    m = mark(conn)
+    base = sql.replace("?", m) if m != "?" else sql
+    out: list[Any] = []
+    for chunk in chunks(list(values)):
+        ids = padded(chunk)
+        out.extend(conn.exec_driver_sql(f"{base} {in_list(m, len(ids))}{suffix}", (*before, *ids)).all())
+    return out
