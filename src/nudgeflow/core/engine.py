@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from nudgeflow.core import steps, triggers
-from nudgeflow.core.catalog import Catalog
+from nudgeflow.core.catalog import ARCHIVED, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
 from nudgeflow.core.inputs import EventInput, TimerInput
@@ -174,6 +174,16 @@ def _run_reacts(turn: Turn, run: Run, event: EventInput) -> None:
     if run.status == ACTIVE and waiting is not None and event.timestamp_ms >= waiting["since"]:
         step = journey.steps.get(waiting["step"])
         if isinstance(step, WaitForEventStep) and event_matches(step, event, scope):
+            # A paused journey sends nothing and an archived one is over, whatever ends the
+            # wait: the event is held like a due timer (resume takes the event branch).
+            status = turn.catalog.status(run.journey_id)
+            if status == ARCHIVED:
+                steps.end(turn, run, EXITED, "archived")
+                return
             turn.cancel(steps.run_timer_key(run))
             run.waiting = None
+            if status == PAUSED:
+                run.status, run.held = HELD, "event"
+                turn.touch(run)
+                return
             steps.advance(turn, run, journey, step.on_event)

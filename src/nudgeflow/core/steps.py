@@ -243,6 +243,9 @@ def _continue(turn: Turn, run: Run, journey: Journey, kind: str | None) -> None:
     if kind == "timeout" and isinstance(step, WaitForEventStep):
         run.waiting = None
         advance(turn, run, journey, step.on_timeout)
+    elif kind == "event" and isinstance(step, WaitForEventStep):
+        # The awaited event came while the journey was paused (engine._run_reacts held it).
+        advance(turn, run, journey, step.on_event)
     elif isinstance(step, WaitStep):
         advance(turn, run, journey, step.next)
     else:
