@@ -34,6 +34,16 @@ class Settings:
     log_level: str = "INFO"
     log_requests: bool = False
     auto_migrate: bool = True
+    # The embedded runtime (runtime/embedded.py): event processing, timers and dispatch in
+    # the serving process. NUDGEFLOW_ENGINE=0 serves ingest and the admin API only.
+    engine_enabled: bool = True
+    engine_batch_events: int = 1000  # events decided per transaction
+    engine_batch_timers: int = 1000  # timers fired per transaction
+    dispatch_batch: int = 500  # outbox messages claimed per transaction
+    engine_poll_ms: float = 250.0  # how often due timers and retries are looked for when idle
+    dispatch_max_attempts: int = 8  # transient failures before a message is failed
+    # Channel names the `log` channel serves until real channels are configured.
+    log_channels: tuple[str, ...] = ("email", "push")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -47,6 +57,10 @@ class Settings:
             values["ingest_burst"] = int(burst)
         if level := env.get("NUDGEFLOW_LOG_LEVEL"):
             values["log_level"] = level.upper()
+        if (engine := env.get("NUDGEFLOW_ENGINE")) is not None and engine.strip():
+            values["engine_enabled"] = engine.strip().lower() not in ("0", "false", "no", "off")
+        if (channels := env.get("NUDGEFLOW_LOG_CHANNELS")) is not None:
+            values["log_channels"] = tuple(c.strip() for c in channels.split(",") if c.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -66,7 +66,9 @@ class GroupCommitter:
         self._engine = engine
         self._clock = clock
         self._max_events = max_events
-        self._on_commit = on_commit  # (the commit's totals, requests in the commit)
+        # Called after each event commit with (the commit's totals, requests in it): the
+        # metrics, and the engine, which wakes to process what was just committed.
+        self._listeners: list[Callable[[WriteResult, int], None]] = [on_commit] if on_commit is not None else []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._held: Any = None
@@ -97,6 +99,12 @@ class GroupCommitter:
         self._thread = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
+
+    def add_commit_listener(self, listener: Callable[[WriteResult, int], None]) -> None:
+        self._listeners = [*self._listeners, listener]  # a new list: the writer may be iterating
+
+    def remove_commit_listener(self, listener: Callable[[WriteResult, int], None]) -> None:
+        self._listeners = [fn for fn in self._listeners if fn is not listener]
 
     @property
     def running(self) -> bool:
@@ -208,10 +216,10 @@ class GroupCommitter:
         # Every request in the commit is told the commit's totals: what matters to each is
         # that its events are durable, and the totals feed the metrics once.
         # Metrics first, so that a client that has its answer already sees them counted.
-        if self._on_commit is not None:
+        for listener in self._listeners:
             try:
-                self._on_commit(total, len(batch))
-            except Exception:  # metrics must never stop the writer
+                listener(total, len(batch))
+            except Exception:  # a listener must never stop the writer, nor the next listener
                 log.exception("on_commit callback failed")
         _settle(batch, result=total)
 

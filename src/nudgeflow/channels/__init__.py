@@ -1,0 +1,1 @@
+"""The ways a message leaves Nudgeflow, behind one small interface (channels/base.py)."""

@@ -1,0 +1,117 @@
+"""The one small interface every way out implements, and the registry that names them.
+
+A channel is one of two kinds:
+
+- a `RemoteChannel` sends outside the database (`async def send(message)`: SMTP, Web Push,
+  FCM, APNs, a webhook). The dispatcher claims the message, sends it, then records the
+  outcome; a crash in between sends it again later, with the same idempotency key for
+  providers that honour one (at least once, as no remote peer can share our transaction).
+- a `DatabaseSink` records the message in our own database, in the very transaction that
+  marks its outbox row sent (`sink_in_transaction`), so a crash can neither record a send
+  twice nor lose one: exactly once. The `log` channel is one.
+
+Both signal failure the same way: `TransientError` (try again later, with backoff, perhaps
+after `retry_after_s`) or `PermanentError` (record the message failed, with the reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from sqlalchemy import Connection
+
+
+@dataclass(slots=True)
+class OutboundMessage:
+    """One message to deliver, as the dispatcher hands it to a channel."""
+
+    key: str  # idempotency key: run, step, visit. Providers that take one get this.
+    workspace_id: str
+    profile_id: str
+    run_id: str
+    journey_id: str
+    step: str
+    channel: str  # the name the journey used ("email"), which may be served by another channel
+    template: str
+    variant: str | None
+    marketing: bool
+    context: dict[str, Any] = field(default_factory=dict)  # trigger event, journey, run
+    traits: dict[str, Any] = field(default_factory=dict)  # the profile's traits at send time
+    version: int = 0
+    attempt: int = 1  # 1 for the first try
+
+
+class ChannelError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(ChannelError):
+    """Worth another try later: a timeout, a 429 or 5xx, a greylisting SMTP server."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(ChannelError):
+    """No retry will help: an unknown template, a rejected address, a revoked token."""
+
+
+class Channel:
+    """What all channels share. Subclass RemoteChannel or DatabaseSink, not this."""
+
+    name: str = ""
+    # True when handing the message over is its delivery (our own sink): the engagement
+    # event is "Message Delivered". A remote provider's acceptance is only "Message Sent";
+    # its delivery report comes back later as an event of its own.
+    delivered_on_send: bool = False
+
+    def check(self, message: OutboundMessage) -> None:
+        """Refuse a message before any attempt (raise TransientError or PermanentError)."""
+
+
+class RemoteChannel(Channel):
+    async def send(self, message: OutboundMessage) -> None:
+        raise NotImplementedError
+
+
+class DatabaseSink(Channel):
+    def sink_in_transaction(self, conn: Connection, messages: Sequence[OutboundMessage], now_ms: int) -> None:
+        """Record these messages (each already passed `check`) in the caller's transaction."""
+        raise NotImplementedError
+
+
+class ChannelRegistry:
+    """Channel names, as journeys use them, to the channel that serves each.
+
+    Several names may share one channel: in development "email" and "push" are served by
+    the `log` channel until real ones are configured.
+    """
+
+    def __init__(self, channels: Mapping[str, Channel] | None = None) -> None:
+        self._channels: dict[str, Channel] = dict(channels or {})
+
+    def register(self, name: str, channel: Channel) -> None:
+        self._channels[name] = channel
+
+    def get(self, name: str) -> Channel | None:
+        return self._channels.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._channels)
+
+    @classmethod
+    def development(
+        cls, aliases: Iterable[str] = ("email", "push"), templates: Iterable[str] | None = None
+    ) -> "ChannelRegistry":
+        """`log`, and each alias, served by one log channel."""
+        from nudgeflow.channels.log import LogChannel
+
+        log_channel = LogChannel(templates=templates)
+        registry = cls({"log": log_channel})
+        for alias in aliases:
+            registry.register(alias, log_channel)
+        return registry

@@ -1,0 +1,380 @@
+"""Outbox dispatch: claim due messages, deliver them through their channel, record the outcome.
+
+A round claims the pending rows that are due (oldest first; FOR UPDATE SKIP LOCKED on
+PostgreSQL, so several dispatchers share the work) in one transaction, and in that same
+transaction:
+- hands the messages of database-sink channels (the `log` channel) to their sink and marks
+  them sent: exactly once, since sink row and outbox status commit together;
+- records as failed the messages no channel can take (no such channel, a refused template);
+- leases the messages of remote channels (attempts + 1, due again after the lease), which
+  are then sent outside any transaction and their outcomes recorded in a second one. A
+  crash between the two sends such a message again once the lease runs out, with the same
+  idempotency key.
+
+A transient failure is retried with exponential backoff (30 s doubling, capped at 1 h,
+with a jitter fixed by the message key so that runs are reproducible; a provider's
+Retry-After is honoured), up to `max_attempts`, then the message is failed. Each final
+outcome appends an engagement event to the profile's event log ("Message Delivered" or
+"Message Sent", "Message Failed"), with a message id derived from the message key so that
+recording it twice stores it once: journeys branch on it, and a send step with
+`on_failure: exit` ends its run on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import orjson
+from sqlalchemy import Connection
+
+from nudgeflow.channels.base import (
+    ChannelError,
+    ChannelRegistry,
+    DatabaseSink,
+    OutboundMessage,
+    PermanentError,
+    RemoteChannel,
+    TransientError,
+)
+from nudgeflow.core.clock import Clock, from_ms, to_ms
+from nudgeflow.runtime import sql
+from nudgeflow.runtime.effects_writer import FAILED, PENDING, SENT
+from nudgeflow.runtime.processor import RuntimeStats
+
+log = logging.getLogger("nudgeflow.dispatch")
+
+DELIVERED_EVENT = "Message Delivered"
+SENT_EVENT = "Message Sent"
+FAILED_EVENT = "Message Failed"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float = 30.0
+    cap_s: float = 3600.0
+    max_attempts: int = 8
+    jitter: float = 0.2  # each delay is within ±20 % of the nominal one
+    max_retry_after_s: float = 86_400.0  # a provider cannot park a message for longer
+    lease_s: float = 300.0  # a remote send not recorded within this is tried again
+    send_timeout_s: float = 60.0
+
+
+def backoff_ms(key: str, attempt: int, retry_after_s: float | None = None, policy: RetryPolicy = RetryPolicy()) -> int:
+    """The delay before try `attempt + 1`, after try `attempt` (1-based) failed transiently.
+
+    Nominal: base × 2^(attempt-1), capped. The jitter spreads retries of messages that
+    failed together (a provider outage) yet is a function of the key and attempt, so a
+    test can state the exact time of every retry.
+    """
+    nominal = min(policy.cap_s, policy.base_s * 2 ** max(0, attempt - 1))
+    digest = hashlib.blake2b(f"{key}:{attempt}".encode(), digest_size=8).digest()
+    unit = int.from_bytes(digest, "big") / 2**64
+    delay = min(policy.cap_s, nominal * (1 - policy.jitter + 2 * policy.jitter * unit))
+    if retry_after_s is not None and retry_after_s > 0:
+        delay = max(delay, min(float(retry_after_s), policy.max_retry_after_s))
+    return int(delay * 1000)
+
+
+@dataclass
+class Outcome:
+    row_id: int
+    message: OutboundMessage
+    attempts: int  # tries made, this one included
+    status: str  # sent | pending (retry) | failed
+    error: str | None = None
+    next_attempt_at_ms: int | None = None
+    delivered: bool = False  # "Message Delivered" rather than "Message Sent"
+
+
+@dataclass
+class DispatchRound:
+    handled: int = 0  # outcomes recorded in this round's transaction
+    remote: list[tuple[int, OutboundMessage, RemoteChannel]] = field(default_factory=list)  # leased, to send
+    events_appended: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.handled + len(self.remote)
+
+
+_CLAIM_COLUMNS = (
+    "id, workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step,"
+    " channel, template, variant, marketing, payload, attempts"
+)
+_EVENT_COLUMNS = (
+    "workspace_id",
+    "message_id",
+    "profile_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "timestamp_ms",
+    "received_at_ms",
+    "payload",
+)
+
+
+def _iso(ms: int) -> str:
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        channels: ChannelRegistry,
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        stats: RuntimeStats | None = None,
+        max_concurrency: int = 64,
+    ) -> None:
+        self.channels = channels
+        self.clock = clock
+        self.policy = policy or RetryPolicy()
+        self.stats = stats if stats is not None else RuntimeStats()
+        self.max_concurrency = max_concurrency
+
+    # -- the transaction that claims ----------------------------------------------------------
+
+    def claim_and_sink(self, conn: Connection, max_messages: int = 500) -> DispatchRound:
+        """Claim due messages; deliver to sinks and fail the undeliverable in this transaction,
+        lease the remote ones (returned, to be sent by `send_remote`)."""
+        now_ms = to_ms(self.clock.now())
+        m = sql.mark(conn)
+        suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
+        rows = conn.exec_driver_sql(
+            f"SELECT {_CLAIM_COLUMNS} FROM outbox WHERE status = {m} AND next_attempt_at_ms <= {m}"
+            f" ORDER BY next_attempt_at_ms, id LIMIT {m}{suffix}",
+            (PENDING, now_ms, max_messages),
+        ).all()
+        result = DispatchRound()
+        if not rows:
+            return result
+        profiles = _load_profiles(conn, list({r[3] for r in rows}))
+        outcomes: list[Outcome] = []
+        sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
+        leases: list[tuple[int, int, int, int]] = []
+        for (row_id, ws, key, pid, run_id, journey_id, version, step, channel_name, template, variant,
+             marketing, payload, attempts) in rows:
+            traits, _ = profiles.get(pid, ({}, None))
+            attempt = int(attempts) + 1
+            try:
+                context = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                context = {}
+            message = OutboundMessage(
+                key=key, workspace_id=ws, profile_id=pid, run_id=run_id, journey_id=journey_id, step=step,
+                channel=channel_name, template=template, variant=variant, marketing=bool(marketing),
+                context=context if isinstance(context, dict) else {}, traits=traits, version=int(version), attempt=attempt,
+            )
+            channel = self.channels.get(channel_name)
+            if channel is None:
+                outcomes.append(Outcome(row_id, message, attempt, FAILED, f"no channel named {channel_name!r}"))
+                continue
+            try:
+                channel.check(message)
+            except ChannelError as exc:
+                outcomes.append(self._failure(row_id, message, attempt, exc, now_ms))
+                continue
+            if isinstance(channel, DatabaseSink):
+                sinks.setdefault(id(channel), (channel, []))[1].append((row_id, message, attempt))
+            elif isinstance(channel, RemoteChannel):
+                if attempt > self.policy.max_attempts:  # leased that often, never an outcome recorded
+                    outcomes.append(
+                        Outcome(row_id, message, attempts, FAILED, f"gave up after {attempts} attempts: no outcome recorded")
+                    )
+                    continue
+                leases.append((attempt, now_ms + int(self.policy.lease_s * 1000), now_ms, row_id))
+                result.remote.append((row_id, message, channel))
+            else:
+                outcomes.append(Outcome(row_id, message, attempt, FAILED, f"channel {channel_name!r} cannot send"))
+        for channel, items in sinks.values():
+            try:
+                channel.sink_in_transaction(conn, [msg for _, msg, _ in items], now_ms)
+            except ChannelError as exc:  # the sink refused the lot: each is retried or failed
+                outcomes.extend(self._failure(rid, msg, att, exc, now_ms) for rid, msg, att in items)
+                continue
+            outcomes.extend(
+                Outcome(rid, msg, att, SENT, delivered=channel.delivered_on_send) for rid, msg, att in items
+            )
+        sql.execute_many(
+            conn, "UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, updated_at_ms = ? WHERE id = ?", leases
+        )
+        result.events_appended = self._record(conn, outcomes, profiles, now_ms, leased=False)
+        result.handled = len(outcomes)
+        return result
+
+    def _failure(self, row_id: int, message: OutboundMessage, attempt: int, exc: ChannelError, now_ms: int) -> Outcome:
+        if isinstance(exc, TransientError):
+            if attempt >= self.policy.max_attempts:
+                return Outcome(row_id, message, attempt, FAILED, f"gave up after {attempt} attempts: {exc.reason}")
+            due = now_ms + backoff_ms(message.key, attempt, exc.retry_after_s, self.policy)
+            return Outcome(row_id, message, attempt, PENDING, exc.reason, next_attempt_at_ms=due)
+        return Outcome(row_id, message, attempt, FAILED, exc.reason)
+
+    # -- remote sends, outside any transaction ------------------------------------------------
+
+    async def send_remote(self, leased: Sequence[tuple[int, OutboundMessage, RemoteChannel]]) -> list[Outcome]:
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(row_id: int, message: OutboundMessage, channel: RemoteChannel) -> Outcome:
+            async with semaphore:
+                try:
+                    await asyncio.wait_for(channel.send(message), self.policy.send_timeout_s)
+                except ChannelError as exc:
+                    return self._failure(row_id, message, message.attempt, exc, to_ms(self.clock.now()))
+                except asyncio.TimeoutError:
+                    exc2 = TransientError(f"no answer within {self.policy.send_timeout_s:g} s")
+                    return self._failure(row_id, message, message.attempt, exc2, to_ms(self.clock.now()))
+                except Exception as exc:  # a channel's bug: retried, named by its type only
+                    log.error(
+                        "channel raised an unexpected error",
+                        extra={"channel": message.channel, "message_key": message.key, "error": type(exc).__name__},
+                        exc_info=True,
+                    )
+                    exc3 = TransientError(f"channel error: {type(exc).__name__}")
+                    return self._failure(row_id, message, message.attempt, exc3, to_ms(self.clock.now()))
+                return Outcome(row_id, message, message.attempt, SENT, delivered=channel.delivered_on_send)
+
+        return list(await asyncio.gather(*(one(*item) for item in leased)))
+
+    def record_remote(self, conn: Connection, outcomes: Sequence[Outcome]) -> int:
+        """Record remote outcomes (a second transaction); returns engagement events appended."""
+        if not outcomes:
+            return 0
+        now_ms = to_ms(self.clock.now())
+        profiles = _load_profiles(conn, list({o.message.profile_id for o in outcomes}))
+        return self._record(conn, outcomes, profiles, now_ms, leased=True)
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _record(
+        self,
+        conn: Connection,
+        outcomes: Sequence[Outcome],
+        profiles: dict[str, tuple[dict[str, Any], str | None]],
+        now_ms: int,
+        *,
+        leased: bool,
+    ) -> int:
+        if not outcomes:
+            return 0
+        # A leased row is only updated while the lease is ours: same attempt, still pending.
+        guard = " AND status = ? AND attempts = ?" if leased else ""
+        sent, retry, failed = [], [], []
+        for o in outcomes:
+            tail = (PENDING, o.attempts) if leased else ()
+            if o.status == SENT:
+                sent.append((SENT, o.attempts, now_ms, now_ms, o.row_id, *tail))
+            elif o.status == PENDING:
+                retry.append((o.attempts, o.next_attempt_at_ms, now_ms, o.error, o.row_id, *tail))
+            else:
+                failed.append((FAILED, o.attempts, now_ms, o.error, o.row_id, *tail))
+        sql.execute_many(
+            conn,
+            f"UPDATE outbox SET status = ?, attempts = ?, sent_at_ms = ?, updated_at_ms = ?, error = NULL WHERE id = ?{guard}",
+            sent,
+        )
+        sql.execute_many(
+            conn,
+            f"UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, updated_at_ms = ?, error = ? WHERE id = ?{guard}",
+            retry,
+        )
+        sql.execute_many(
+            conn, f"UPDATE outbox SET status = ?, attempts = ?, updated_at_ms = ?, error = ? WHERE id = ?{guard}", failed
+        )
+        self.stats.messages_sent += len(sent)
+        self.stats.messages_failed += len(failed)
+        self.stats.messages_retried += len(retry)
+        for o in outcomes:
+            if o.status == FAILED:
+                log.warning(
+                    "message failed",
+                    extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.error},
+                )
+        events = [_engagement_row(o, profiles.get(o.message.profile_id, ({}, None))[1], now_ms) for o in outcomes if o.status != PENDING]
+        sql.insert_rows(conn, "events", _EVENT_COLUMNS, events, conflict="workspace_id, message_id")
+        return len(events)
+
+    # -- driving it ---------------------------------------------------------------------------
+
+    def dispatch(self, conn: Connection, max_messages: int = 500) -> int:
+        """One synchronous round in the caller's transaction, for sinks and failures only;
+        remote messages are leased and returned to the pool by their lease. Prefer
+        `EmbeddedRuntime`, which also sends remote messages."""
+        return self.claim_and_sink(conn, max_messages).handled
+
+
+def _engagement_row(o: Outcome, user_id: str | None, now_ms: int) -> tuple[Any, ...]:
+    msg = o.message
+    if o.status == SENT:
+        status, name = ("delivered", DELIVERED_EVENT) if o.delivered else ("sent", SENT_EVENT)
+    else:
+        status, name = "failed", FAILED_EVENT
+    message_id = f"nudgeflow:{msg.key}:{status}"
+    properties: dict[str, Any] = {
+        "message_key": msg.key,
+        "journey_id": msg.journey_id,
+        "run_id": msg.run_id,
+        "step": msg.step,
+        "channel": msg.channel,
+        "template": msg.template,
+        "attempts": o.attempts,
+    }
+    if msg.variant is not None:
+        properties["variant"] = msg.variant
+    if o.error is not None:
+        properties["reason"] = o.error
+    payload: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": message_id,
+        "properties": properties,
+        "timestamp": _iso(now_ms),
+        "receivedAt": _iso(now_ms),
+        "context": {"library": {"name": "nudgeflow-dispatcher"}},
+    }
+    if user_id:
+        payload["userId"] = user_id
+    return (
+        msg.workspace_id,
+        message_id,
+        msg.profile_id,
+        "track",
+        name,
+        user_id,
+        None,
+        now_ms,
+        now_ms,
+        orjson.dumps(payload).decode(),
+    )
+
+
+def _load_profiles(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None]]:
+    """Traits and userId per profile; a profile merged away is found where it went."""
+    out: dict[str, tuple[dict[str, Any], str | None]] = {}
+    for pid, traits, user_id in sql.select_in(conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", profile_ids):
+        out[pid] = (orjson.loads(traits), user_id)
+    missing = [pid for pid in profile_ids if pid not in out]
+    if missing:
+        merged = dict(
+            sql.select_in(
+                conn, "SELECT from_profile_id, into_profile_id FROM profile_merges WHERE from_profile_id IN", missing
+            )
+        )
+        if merged:
+            targets = sorted(set(merged.values()))
+            found = {
+                pid: (orjson.loads(traits), user_id)
+                for pid, traits, user_id in sql.select_in(
+                    conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", targets
+                )
+            }
+            for source, target in merged.items():
+                if target in found:
+                    out[source] = found[target]
+    return out

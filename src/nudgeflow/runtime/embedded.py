@@ -1,0 +1,455 @@
+"""The embedded runtime: event processing, timers and outbox dispatch inside the serving process.
+
+Two background threads, each a loop:
+- the engine loop decides new events (`process_events`) and fires due timers
+  (`fire_timers`). It is woken at once when the group committer commits events (a commit
+  listener), and otherwise looks for due timers every `engine_poll_ms`. Events and timers
+  of a person are decided by this one loop, one batch at a time, which is what keeps a
+  person's work in order.
+- the dispatch loop claims due outbox messages and delivers them (`Dispatcher`). It is
+  woken when the engine queues messages, and polls for retries that fall due.
+
+Every transaction is a job of the one writer thread (`GroupCommitter.submit_job`), on
+SQLite and on PostgreSQL alike. On SQLite that is the only way to write without fighting
+over the lock. On PostgreSQL it is what keeps the event log's order equal to its commit
+order: the dispatcher appends engagement events to the log, and the engine reads the log
+by `seq > cursor`, which is only safe when no transaction can commit a smaller seq after
+a larger one became visible. It also keeps the engine's profile-trait updates and
+ingest's from overwriting each other. Remote sends (SMTP, push) happen outside any job.
+
+A batch that fails is retried at half the size, down to one item; an item that fails on
+its own three times is set aside (the event skipped, the timer dropped, the message
+failed) and logged, so no event, timer or message can stop a loop. Database outages are
+waited out, never counted against an item.
+
+`run_until_idle` drives the same steps synchronously for tests and simulations on a
+VirtualClock: process all events, fire all due timers, dispatch all due messages, and
+repeat until a round changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from nudgeflow.channels.base import ChannelRegistry
+from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.runtime import sql
+from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
+from nudgeflow.runtime.effects_writer import FAILED, PENDING
+from nudgeflow.runtime.processor import (
+    EngineCache,
+    RuntimeStats,
+    drop_timers,
+    fire_timers,
+    lag,
+    process_events,
+    read_cursor,
+    skip_events,
+)
+from nudgeflow.settings import Settings
+from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
+
+log = logging.getLogger("nudgeflow.runtime")
+
+T = TypeVar("T")
+
+# Errors that say the database (or the writer) is unavailable, not that an item is bad:
+# they are waited out and never lead to an item being set aside.
+OUTAGE = (OperationalError, InterfaceError, WriterStopped, WriterFailed)
+SET_ASIDE_AFTER = 3  # failures of a one-item batch before the item is set aside
+
+
+class Runner(Protocol):
+    def call(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a transaction of its own and return its result."""
+
+
+class WriterRunner:
+    """Transactions as jobs of the group committer's one writer thread."""
+
+    def __init__(self, writer: GroupCommitter) -> None:
+        self.writer = writer
+
+    def call(self, fn: Callable[[Connection], T]) -> T:
+        future: Future[T] = self.writer.submit_job(fn)
+        return future.result()
+
+
+class DirectRunner:
+    """Transactions on connections of our own (tools, and tests without a writer)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def call(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return fn(conn)
+
+
+class _Stage:
+    """One kind of batch work, with the safety net described in the module docstring."""
+
+    RETRY = -1
+
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[Connection, int], int],
+        set_aside: Callable[[Connection], str | None],
+        batch: int,
+    ) -> None:
+        self.name = name
+        self.work = work
+        self.set_aside = set_aside
+        self.batch = max(1, batch)
+        self.size = self.batch
+        self.failures = 0
+        self.last: Any = None  # what the last batch left for the caller (dispatch: its round)
+
+    def run(self, runner: Runner) -> int:
+        """Items handled by one batch, or RETRY when the batch failed and was dealt with."""
+        size = self.size
+        try:
+            done = runner.call(lambda conn: self.work(conn, size))
+        except OUTAGE:
+            raise
+        except Exception as exc:
+            log.error(
+                f"{self.name} batch failed",
+                extra={"batch": size, "error": type(exc).__name__},
+                exc_info=True,
+            )
+            if size > 1:
+                self.size = max(1, size // 2)
+                return self.RETRY
+            self.failures += 1
+            if self.failures < SET_ASIDE_AFTER:
+                return self.RETRY
+            what = runner.call(self.set_aside)
+            self.failures = 0
+            log.error(f"{self.name}: set aside an item that cannot be handled", extra={"item": what})
+            return self.RETRY
+        self.failures = 0
+        if self.size < self.batch:
+            self.size = min(self.batch, self.size * 2)
+        return done
+
+    def drain(self, runner: Runner, max_batches: int | None = None) -> tuple[int, bool]:
+        """Run batches until one comes back short; returns (items, whether work may remain)."""
+        total = batches = 0
+        while max_batches is None or batches < max_batches:
+            batches += 1
+            size = self.size
+            done = self.run(runner)
+            if done == self.RETRY:
+                continue
+            total += done
+            if done < size:
+                return total, False
+        return total, True
+
+
+@dataclass
+class IdleReport:
+    rounds: int = 0
+    events: int = 0
+    timers: int = 0
+    messages: int = 0
+
+
+class EmbeddedRuntime:
+    def __init__(
+        self,
+        engine_db: Engine,
+        writer: GroupCommitter | None,
+        clock: Clock,
+        settings: Settings,
+        *,
+        channels: ChannelRegistry | None = None,
+        engines: EngineCache | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.engine_db = engine_db
+        self.writer = writer
+        self.clock = clock
+        self.settings = settings
+        self.runner: Runner = WriterRunner(writer) if writer is not None else DirectRunner(engine_db)
+        self.stats = RuntimeStats()
+        self.engines = engines or EngineCache()
+        self.channels = channels or ChannelRegistry.development(settings.log_channels)
+        self.dispatcher = Dispatcher(
+            self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts), self.stats
+        )
+        self._engine_wake = threading.Event()
+        self._dispatch_wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()  # start/stop
+
+    # -- the steps, as stages -------------------------------------------------------------
+
+    def _stages(self) -> tuple[_Stage, _Stage, _Stage]:
+        s = self.settings
+        events = _Stage(
+            "event processing",
+            lambda conn, n: process_events(conn, self.engines, self.clock, n, self.stats),
+            self._skip_next_event,
+            s.engine_batch_events,
+        )
+        timers = _Stage(
+            "timer firing",
+            lambda conn, n: fire_timers(conn, self.engines, self.clock, n, self.stats),
+            self._drop_next_timer,
+            s.engine_batch_timers,
+        )
+        dispatch = _Stage("dispatch", lambda conn, n: 0, self._fail_next_message, s.dispatch_batch)
+
+        def claim(conn: Connection, limit: int) -> int:
+            # The stage's unit is the claiming transaction; remote sends follow it (_dispatch).
+            dispatch.last = self.dispatcher.claim_and_sink(conn, limit)
+            return dispatch.last.claimed
+
+        dispatch.work = claim
+        return events, timers, dispatch
+
+    def _skip_next_event(self, conn: Connection) -> str | None:
+        cursor = read_cursor(conn)
+        m = sql.mark(conn)
+        seq = conn.exec_driver_sql(f"SELECT MIN(seq) FROM events WHERE seq > {m}", (cursor,)).scalar()
+        if seq is None:
+            return None
+        skip_events(conn, int(seq), to_ms(self.clock.now()))
+        self.stats.event_errors += 1
+        self.stats.note_skip(f"event:{seq}")
+        return f"event:{seq}"
+
+    def _drop_next_timer(self, conn: Connection) -> str | None:
+        m = sql.mark(conn)
+        row = conn.exec_driver_sql(
+            f'SELECT profile_id, "key" FROM timers WHERE due_at_ms <= {m} ORDER BY due_at_ms LIMIT 1',
+            (to_ms(self.clock.now()),),
+        ).first()
+        if row is None:
+            return None
+        drop_timers(conn, [(row[0], row[1])])
+        self.stats.timer_errors += 1
+        self.stats.note_skip(f"timer:{row[0]}:{row[1]}")
+        return f"timer:{row[0]}:{row[1]}"
+
+    def _fail_next_message(self, conn: Connection) -> str | None:
+        now_ms = to_ms(self.clock.now())
+        m = sql.mark(conn)
+        row = conn.exec_driver_sql(
+            f"SELECT id, idempotency_key FROM outbox WHERE status = {m} AND next_attempt_at_ms <= {m}"
+            " ORDER BY next_attempt_at_ms, id LIMIT 1",
+            (PENDING, now_ms),
+        ).first()
+        if row is None:
+            return None
+        sql.execute_many(
+            conn,
+            "UPDATE outbox SET status = ?, error = ?, updated_at_ms = ? WHERE id = ?",
+            [(FAILED, "could not be dispatched (see the log)", now_ms, row[0])],
+        )
+        self.stats.messages_failed += 1
+        return f"message:{row[1]}"
+
+    def _dispatch(self, stage: _Stage, send: Callable[[Any], list[Any]], max_batches: int | None) -> tuple[int, bool, int]:
+        """Dispatch rounds until one comes back short: (messages, more may remain, events appended)."""
+        total = appended = batches = 0
+        while max_batches is None or batches < max_batches:
+            batches += 1
+            size = stage.size
+            stage.last = DispatchRound()
+            done = stage.run(self.runner)
+            if done == stage.RETRY:
+                continue
+            round_ = stage.last
+            appended += round_.events_appended
+            if round_.remote:
+                outcomes = send(round_.remote)
+                appended += self.runner.call(lambda conn: self.dispatcher.record_remote(conn, outcomes))
+            total += done
+            if done < size:
+                return total, False, appended
+        return total, True, appended
+
+    # -- driving it by hand -----------------------------------------------------------------
+
+    def run_until_idle(self, max_rounds: int = 100) -> IdleReport:
+        """Process all events, fire all due timers, dispatch all due messages; repeat until a
+        round does nothing. For tests and simulation: with a VirtualClock, advance the
+        clock, then call this. Database errors propagate (there is no outage to wait out)."""
+        events, timers, dispatch = self._stages()
+        report = IdleReport()
+        for _ in range(max_rounds):
+            report.rounds += 1
+            n_events, _ = events.drain(self.runner)
+            n_timers, _ = timers.drain(self.runner)
+            n_messages, _, appended = self._dispatch(dispatch, _run_coroutine(self.dispatcher.send_remote), None)
+            report.events += n_events
+            report.timers += n_timers
+            report.messages += n_messages
+            if n_events == n_timers == n_messages == 0:
+                return report
+        raise RuntimeError(f"the runtime was still busy after {max_rounds} rounds")
+
+    # -- the background loops ---------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._threads:
+                return
+            self._stopping.clear()
+            if self.writer is not None:
+                self.writer.add_commit_listener(self._on_commit)
+            self._threads = [
+                threading.Thread(target=self._engine_loop, name="nudgeflow-engine", daemon=True),
+                threading.Thread(target=self._dispatch_loop, name="nudgeflow-dispatch", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
+            log.info("engine started")
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Let each loop finish its current batch, then stop. Call before the writer stops."""
+        with self._lock:
+            if not self._threads:
+                return
+            self._stopping.set()
+            self._engine_wake.set()
+            self._dispatch_wake.set()
+            for thread in self._threads:
+                thread.join(timeout)
+            self._threads = []
+            if self.writer is not None:
+                self.writer.remove_commit_listener(self._on_commit)
+            log.info("engine stopped")
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def notify(self) -> None:
+        """New events are in the log (the writer calls this after each commit)."""
+        self._engine_wake.set()
+
+    def _on_commit(self, result: Any, _requests: int) -> None:
+        if getattr(result, "accepted", 1):
+            self._engine_wake.set()
+
+    def _pause(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def _engine_loop(self) -> None:
+        events, timers, _ = self._stages()
+        poll = self.settings.engine_poll_ms / 1000
+        outage = 0
+        while not self._stopping.is_set():
+            self._engine_wake.clear()
+            queued_before = self.stats.messages_queued + self.stats.messages_failed_at_decision
+            try:
+                _, more_events = events.drain(self.runner, max_batches=10)
+                if self._stopping.is_set():
+                    break
+                _, more_timers = timers.drain(self.runner, max_batches=10)
+                outage = 0
+            except OUTAGE as exc:
+                if self._stopping.is_set():
+                    break
+                outage += 1
+                log.warning("engine waits for the database", extra={"error": type(exc).__name__})
+                self._pause(min(5.0, 0.1 * 2**outage))
+                continue
+            except Exception:  # a bug in the loop itself: log, breathe, go on
+                log.exception("engine loop error")
+                self._pause(1.0)
+                continue
+            if self.stats.messages_queued + self.stats.messages_failed_at_decision != queued_before:
+                self._dispatch_wake.set()
+            if not (more_events or more_timers):
+                self._engine_wake.wait(poll)
+
+    def _dispatch_loop(self) -> None:
+        _, _, dispatch = self._stages()
+        poll = self.settings.engine_poll_ms / 1000
+        loop = asyncio.new_event_loop()
+        outage = 0
+        try:
+            while not self._stopping.is_set():
+                self._dispatch_wake.clear()
+                try:
+                    _, more, appended = self._dispatch(
+                        dispatch, lambda leased: loop.run_until_complete(self.dispatcher.send_remote(leased)), 10
+                    )
+                    outage = 0
+                except OUTAGE as exc:
+                    if self._stopping.is_set():
+                        break
+                    outage += 1
+                    log.warning("dispatch waits for the database", extra={"error": type(exc).__name__})
+                    self._pause(min(5.0, 0.1 * 2**outage))
+                    continue
+                except Exception:
+                    log.exception("dispatch loop error")
+                    self._pause(1.0)
+                    continue
+                if appended:
+                    self._engine_wake.set()  # engagement events for the engine
+                if not more:
+                    self._dispatch_wake.wait(poll)
+        finally:
+            loop.close()
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def lag(self) -> int:
+        """Events committed to the log and not yet decided."""
+        with self.engine_db.connect() as conn:
+            return lag(conn)
+
+    def snapshot(self) -> dict[str, float]:
+        s = self.stats
+        return {
+            "events_processed": s.events_processed,
+            "timers_fired": s.timers_fired,
+            "messages_queued": s.messages_queued,
+            "messages_sent": s.messages_sent,
+            "messages_failed": s.messages_failed + s.messages_failed_at_decision,
+            "messages_retried": s.messages_retried,
+            "engine_errors": s.event_errors + s.timer_errors + s.catalog_errors,
+        }
+
+
+def _run_coroutine(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an async function to completion from synchronous code, even inside a running loop."""
+
+    def call(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(factory(*args))
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = asyncio.run(factory(*args))
+            except BaseException as exc:  # handed to the caller
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name="nudgeflow-send")
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return call
