@@ -18,6 +18,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Workspaces and their keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
+journeys_app = typer.Typer(help="Journeys as code: validate, apply, publish, pause, resume, archive, list.", no_args_is_help=True)
+app.add_typer(journeys_app, name="journeys")
 
 DatabaseOpt = Annotated[
     Optional[str],
@@ -159,6 +161,186 @@ def demo(
         run_demo(users=users, seed=seed, database_url=database)
     except (DemoError, DatabaseError) as exc:
         raise _fail(str(exc)) from exc
+
+
+# --- journeys as code -------------------------------------------------------------------------
+
+WorkspaceOpt = Annotated[
+    str, typer.Option("--workspace", "-w", envvar="NUDGEFLOW_WORKSPACE", help="The workspace id (ws_…).")
+]
+JourneyFiles = Annotated[list[str], typer.Argument(help="Journey files (.yaml, .yml, .json) or directories of them.")]
+
+
+def _print_problems(problems: list, stream) -> tuple[int, int]:  # type: ignore[type-arg, no-untyped-def]
+    for problem in problems:
+        print(problem.format(), file=stream)
+    errors = sum(1 for p in problems if p.severity == "error")
+    return errors, len(problems) - errors
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+@journeys_app.command("validate")
+def journeys_validate(files: JourneyFiles) -> None:
+    """Check journey files without a database: every problem as file:line: path: message."""
+    from nudgeflow.model.journey_checks import check_files, journey_files
+
+    paths = journey_files(files)
+    if not paths:
+        raise _fail("no journey files (.yaml, .yml, .json) found in " + " ".join(files))
+    problems, valid = check_files(paths)
+    errors, warnings = _print_problems(problems, sys.stdout)
+    print(f"{_plural(len(paths), 'file')}, {_plural(len(valid), 'valid journey')}: "
+          f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}")
+    if errors:
+        raise typer.Exit(1)
+
+
+@journeys_app.command("apply")
+def journeys_apply(
+    files: JourneyFiles,
+    workspace: WorkspaceOpt,
+    publish: Annotated[bool, typer.Option("--publish", help="Publish each journey after saving its draft.")] = False,
+    database: DatabaseOpt = None,
+) -> None:
+    """Create or update journey drafts from files, all or nothing; --publish makes them live."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.model.journey_checks import check_files, journey_files
+    from nudgeflow.store import journeys as store
+
+    paths = journey_files(files)
+    if not paths:
+        raise _fail("no journey files (.yaml, .yml, .json) found in " + " ".join(files))
+    problems, valid = check_files(paths)
+    errors, _warnings = _print_problems(problems, sys.stderr)
+    if errors:
+        raise _fail(f"nothing applied: {_plural(errors, 'error')} in the files above")
+    now = to_ms(SystemClock().now())
+    engine = _engine(_settings(database))
+    lines = []
+    try:
+        with engine.begin() as conn:
+            store.require_workspace(conn, workspace)
+            for _file, journey in valid:
+                before = store.get_journey(conn, workspace, journey.id)
+                created = store.apply_draft(conn, workspace, journey, now)
+                after = store.get_journey(conn, workspace, journey.id)
+                assert after is not None
+                what = "created (draft)" if created else ("draft updated" if before and before["draft"] != after["draft"]
+                                                          else "draft unchanged")
+                if publish:
+                    version = store.publish(conn, workspace, journey.id, now)
+                    status = store.get_journey(conn, workspace, journey.id)["status"]  # type: ignore[index]
+                    if before is not None and before["live_version"] == version:
+                        what += f", version {version} stays {status} (nothing new to publish)"
+                    else:
+                        what += f", published version {version} ({status})"
+                lines.append(f"{journey.id}: {what}")
+    except store.JourneyError as exc:
+        raise _fail(f"nothing applied: {exc}") from exc
+    finally:
+        engine.dispose()
+    for line in lines:
+        print(line)
+
+
+def _journey_transition(action: str, journey_id: str, workspace: str, database: str | None) -> None:
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.store import journeys as store
+
+    now = to_ms(SystemClock().now())
+    engine = _engine(_settings(database))
+    try:
+        with engine.begin() as conn:
+            store.require_workspace(conn, workspace)
+            if action == "publish":
+                before = store.get_journey(conn, workspace, journey_id)
+                version = store.publish(conn, workspace, journey_id, now)
+                status = store.get_journey(conn, workspace, journey_id)["status"]  # type: ignore[index]
+                same = before is not None and before["live_version"] == version
+                message = (f"{journey_id}: version {version} stays {status} (the draft has no changes)" if same
+                           else f"{journey_id}: published version {version} ({status})")
+            else:
+                done = getattr(store, action)(conn, workspace, journey_id, now)
+                message = f"{journey_id}: {done.status}" + ("" if done.changed else " (already)")
+                if done.runs_woken:
+                    message += f", {_plural(done.runs_woken, 'held run')} woken"
+    except store.JourneyError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    print(message)
+
+
+@journeys_app.command("publish")
+def journeys_publish(journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt,
+                     database: DatabaseOpt = None) -> None:
+    """Freeze the draft as a new immutable version and make it live (checked again first)."""
+    _journey_transition("publish", journey_id, workspace, database)
+
+
+@journeys_app.command("pause")
+def journeys_pause(journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt,
+                   database: DatabaseOpt = None) -> None:
+    """Stop new entries; runs in progress are held where they are."""
+    _journey_transition("pause", journey_id, workspace, database)
+
+
+@journeys_app.command("resume")
+def journeys_resume(journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt,
+                    database: DatabaseOpt = None) -> None:
+    """Go live again; held runs continue from where they were held."""
+    _journey_transition("resume", journey_id, workspace, database)
+
+
+@journeys_app.command("archive")
+def journeys_archive(journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt,
+                     database: DatabaseOpt = None) -> None:
+    """Retire the journey for good: nothing enters, runs end, it can no longer be changed."""
+    _journey_transition("archive", journey_id, workspace, database)
+
+
+@journeys_app.command("list")
+def journeys_list(
+    workspace: WorkspaceOpt,
+    database: DatabaseOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """The workspace's journeys: status, live version, and whether the draft has unpublished changes."""
+    from rich.table import Table
+
+    from nudgeflow.store import journeys as store
+
+    engine = _engine(_settings(database))
+    try:
+        with engine.connect() as conn:
+            store.require_workspace(conn, workspace)
+            found = store.list_journeys(conn, workspace)
+    except store.JourneyError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps(found))
+        return
+    table = Table("id", "name", "status", "live version", "draft")
+    for journey in found:
+        draft = "changed since publish" if journey["draft_changed"] and journey["live_version"] else (
+            "not published" if not journey["live_version"] else "same as live")
+        table.add_row(journey["id"], journey["name"], journey["status"], str(journey["live_version"] or "—"), draft)
+    Console().print(table)
+    if not found:
+        err.print("no journeys yet: `nudgeflow journeys apply FILE… --workspace ID`")
+
+
+@journeys_app.command("schema")
+def journeys_schema() -> None:
+    """Print the JSON Schema of the journey format (schema/journey.schema.json is this output)."""
+    from nudgeflow.model.journeys import journey_json_schema
+
+    print(json.dumps(journey_json_schema(), indent=2, ensure_ascii=False))
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ def _touch(row: Any, now_ms: int) -> int:
     return max(now_ms, row.updated_at_ms + 1)
 
 
-def _require_workspace(conn: Connection, workspace_id: str) -> None:
+def require_workspace(conn: Connection, workspace_id: str) -> None:
     found = conn.execute(select(workspaces.c.id).where(workspaces.c.id == workspace_id)).scalar_one_or_none()
     if found is None:
         raise JourneyError(f"no workspace {workspace_id!r}")
@@ -120,7 +120,7 @@ def apply_draft(conn: Connection, workspace_id: str, journey: Journey, now_ms: i
         select(journeys).where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey.id)
     ).one_or_none()
     if existing is None:
-        _require_workspace(conn, workspace_id)
+        require_workspace(conn, workspace_id)
         conn.execute(
             insert(journeys).values(
                 workspace_id=workspace_id, id=journey.id, name=journey.name, status=DRAFT, draft=text,

@@ -1,0 +1,233 @@
+"""`nudgeflow journeys …`, run as a user runs it: a real process per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nudgeflow.model.journeys import journey_json_schema
+
+NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "journeys"
+
+JOURNEY = """\
+id: {id}
+name: Cart reminder
+trigger:
+  type: event
+  event: Product Added
+steps:
+  remind:
+    type: send
+    channel: log
+    template: {template}
+"""
+
+BROKEN = """\
+id: broken
+name: Broken
+trigger:
+  type: event
+  event: Product Added
+  where:
+    - property: price
+      op: equals
+      value: 3
+steps:
+  remind:
+    type: send
+    channel: log
+    template: cart-1
+    next: wiat
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
+    out["NUDGEFLOW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    out["COLUMNS"] = "200"
+    return out
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([NUDGEFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def workspace(env: dict[str, str], cwd: Path) -> str:
+    done = run(["workspace", "create", "shop", "--json"], env, cwd)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["workspace_id"])
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+
+def test_validate_reports_each_problem_with_file_line_and_path(env: dict[str, str], tmp_path: Path) -> None:
+    write(tmp_path / "broken.yaml", BROKEN)
+    done = run(["journeys", "validate", "broken.yaml"], env, tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "broken.yaml:8: trigger.where.0.op: unknown operator 'equals' (use one of eq, ne, in, not_in, gt, gte, "
+        "lt, lte, exists, not_exists, contains, not_contains)",
+        "broken.yaml:15: steps.remind.next: no step named 'wiat'",
+        "1 file, 0 valid journeys: 2 errors, 0 warnings",
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_validate_needs_no_database(env: dict[str, str], tmp_path: Path) -> None:
+    env["NUDGEFLOW_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    done = run(["journeys", "validate", str(EXAMPLES)], env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    count = len(list(EXAMPLES.glob("*.yaml")))
+    assert done.stdout.strip() == f"{count} files, {count} valid journeys: 0 errors, 0 warnings"
+
+
+def test_warnings_do_not_fail(env: dict[str, str], tmp_path: Path) -> None:
+    text = JOURNEY.format(id="warned", template="t") + "  orphan:\n    type: exit\n"
+    write(tmp_path / "warned.yml", text)
+    done = run(["journeys", "validate", "warned.yml"], env, tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.splitlines() == [
+        "warned.yml:11: steps.orphan: warning: step 'orphan' is never reached from the start step 'remind'",
+        "1 file, 1 valid journey: 0 errors, 1 warning",
+    ]
+
+
+def test_validate_several_files_and_unreadable_ones(env: dict[str, str], tmp_path: Path) -> None:
+    write(tmp_path / "ok.json", json.dumps({"id": "ok", "name": "OK", "trigger": {"type": "event", "event": "A"},
+                                            "steps": {"a": {"type": "exit"}}}))
+    write(tmp_path / "bad.yaml", "id: [unclosed\n")
+    done = run(["journeys", "validate", "ok.json", "bad.yaml", "missing.yaml"], env, tmp_path)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("bad.yaml:2: not valid YAML")
+    assert lines[1] == "missing.yaml: no such file"
+    assert lines[2] == "3 files, 1 valid journey: 2 errors, 0 warnings"
+
+
+def test_validate_an_empty_directory(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = run(["journeys", "validate", "empty"], env, tmp_path)
+    assert done.returncode == 1
+    assert "no journey files" in done.stderr
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def test_schema_command_prints_the_committed_schema(env: dict[str, str], tmp_path: Path) -> None:
+    done = run(["journeys", "schema"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == journey_json_schema()
+    committed = (ROOT / "schema" / "journey.schema.json").read_text()
+    assert json.loads(committed) == journey_json_schema(), (
+        "schema/journey.schema.json is stale: run `nudgeflow journeys schema > schema/journey.schema.json`"
+    )
+    assert committed == done.stdout
+
+
+# --- the database side ------------------------------------------------------------------------
+
+
+def listed(env: dict[str, str], cwd: Path, ws: str) -> dict[str, dict[str, object]]:
+    done = run(["journeys", "list", "--workspace", ws, "--json"], env, cwd)
+    assert done.returncode == 0, done.stderr
+    return {j["id"]: j for j in json.loads(done.stdout)}
+
+
+def test_apply_publish_pause_resume_archive(env: dict[str, str], tmp_path: Path, database_url: str) -> None:
+    env["NUDGEFLOW_DATABASE_URL"] = database_url
+    ws = workspace(env, tmp_path)
+    write(tmp_path / "cart.yaml", JOURNEY.format(id="cart", template="cart-1"))
+
+    done = run(["journeys", "apply", "cart.yaml", "--workspace", ws], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["cart: created (draft)"]
+    assert listed(env, tmp_path, ws)["cart"]["status"] == "draft"
+
+    done = run(["journeys", "publish", "cart", "--workspace", ws], env, tmp_path)
+    assert (done.returncode, done.stdout.strip()) == (0, "cart: published version 1 (live)")
+
+    write(tmp_path / "cart.yaml", JOURNEY.format(id="cart", template="cart-2"))
+    done = run(["journeys", "apply", "cart.yaml", "-w", ws], env, tmp_path)
+    assert done.stdout.splitlines() == ["cart: draft updated"]
+    state = listed(env, tmp_path, ws)["cart"]
+    assert (state["status"], state["live_version"], state["draft_changed"]) == ("live", 1, True)
+
+    done = run(["journeys", "apply", "cart.yaml", "-w", ws, "--publish"], env, tmp_path)
+    assert done.stdout.splitlines() == ["cart: draft unchanged, published version 2 (live)"]
+    done = run(["journeys", "apply", "cart.yaml", "-w", ws, "--publish"], env, tmp_path)
+    assert done.stdout.splitlines() == ["cart: draft unchanged, version 2 stays live (nothing new to publish)"]
+
+    table = run(["journeys", "list", "--workspace", ws], env, tmp_path)
+    assert table.returncode == 0
+    row = next(line for line in table.stdout.splitlines() if "cart" in line)
+    assert "Cart reminder" in row and "live" in row and "2" in row and "same as live" in row
+
+    assert run(["journeys", "pause", "cart", "-w", ws], env, tmp_path).stdout.strip() == "cart: paused"
+    assert run(["journeys", "pause", "cart", "-w", ws], env, tmp_path).stdout.strip() == "cart: paused (already)"
+    assert run(["journeys", "resume", "cart", "-w", ws], env, tmp_path).stdout.strip() == "cart: live"
+    assert run(["journeys", "archive", "cart", "-w", ws], env, tmp_path).stdout.strip() == "cart: archived"
+
+    refused = run(["journeys", "publish", "cart", "-w", ws], env, tmp_path)
+    assert refused.returncode == 1
+    assert "archived and cannot be published" in refused.stderr and "Traceback" not in refused.stderr
+    refused = run(["journeys", "apply", "cart.yaml", "-w", ws], env, tmp_path)
+    assert refused.returncode == 1 and "archived" in refused.stderr
+
+
+def test_apply_is_all_or_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    ws = workspace(env, tmp_path)
+    write(tmp_path / "good.yaml", JOURNEY.format(id="good", template="t"))
+    write(tmp_path / "broken.yaml", BROKEN)
+    done = run(["journeys", "apply", "good.yaml", "broken.yaml", "-w", ws, "--publish"], env, tmp_path)
+    assert done.returncode == 1
+    assert "broken.yaml:15: steps.remind.next: no step named 'wiat'" in done.stderr
+    assert "nothing applied: 2 errors" in done.stderr
+    assert listed(env, tmp_path, ws) == {}
+
+    # The same id in two files is refused too.
+    write(tmp_path / "twin.yaml", JOURNEY.format(id="good", template="other"))
+    done = run(["journeys", "apply", "good.yaml", "twin.yaml", "-w", ws], env, tmp_path)
+    assert done.returncode == 1 and "journey 'good' is also defined at good.yaml:1" in done.stderr
+    assert listed(env, tmp_path, ws) == {}
+
+
+def test_clear_errors_for_unknown_workspaces_and_journeys(env: dict[str, str], tmp_path: Path) -> None:
+    ws = workspace(env, tmp_path)
+    write(tmp_path / "j.yaml", JOURNEY.format(id="j", template="t"))
+    for args, words in (
+        (["journeys", "apply", "j.yaml", "-w", "ws_nope"], "no workspace 'ws_nope'"),
+        (["journeys", "list", "-w", "ws_nope"], "no workspace 'ws_nope'"),
+        (["journeys", "publish", "ghost", "-w", ws], "no journey 'ghost'"),
+        (["journeys", "resume", "ghost", "-w", ws], "no journey 'ghost'"),
+    ):
+        done = run(args, env, tmp_path)
+        assert done.returncode == 1, args
+        assert words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+    run(["journeys", "apply", "j.yaml", "-w", ws], env, tmp_path)
+    done = run(["journeys", "resume", "j", "-w", ws], env, tmp_path)
+    assert done.returncode == 1 and "is a draft: publish it" in done.stderr
+    done = run(["journeys", "pause", "j", "-w", ws], env, tmp_path)
+    assert done.returncode == 1 and "never published" in done.stderr
+
+
+def test_workspace_from_the_environment(env: dict[str, str], tmp_path: Path) -> None:
+    env["NUDGEFLOW_WORKSPACE"] = workspace(env, tmp_path)
+    write(tmp_path / "j.yaml", JOURNEY.format(id="j", template="t"))
+    assert run(["journeys", "apply", "j.yaml", "--publish"], env, tmp_path).returncode == 0
+    done = run(["journeys", "list", "--json"], env, tmp_path)
+    assert [j["id"] for j in json.loads(done.stdout)] == ["j"]
