@@ -1,0 +1,264 @@
+"""The admin API for journeys: the same format and lifecycle as `nudgeflow journeys …`.
+
+Definitions are sent as JSON, or as YAML with `Content-Type: application/yaml`. A
+definition with errors is answered 422 with every problem (path, message, line) and is
+not stored; warnings come back with a successful answer. Writes go through the group
+committer, like every other write of the server; reads use their own connection.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
+
+from nudgeflow.core.clock import from_ms, to_ms
+from nudgeflow.model.journey_checks import DocumentError, Problem, check_journey, load_text
+from nudgeflow.model.journeys import journey_json_schema
+from nudgeflow.store import journeys as store
+from nudgeflow.store.group_commit import WriterStopped
+from nudgeflow.web.admin import Workspace
+
+if TYPE_CHECKING:
+    from nudgeflow.web.app import AppState
+
+T = TypeVar("T")
+
+MAX_DEFINITION_BYTES = 1024 * 1024
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+class _Refused(Exception):
+    """Answered as is: a status and a JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.body = body
+
+
+def _state(request: Request) -> "AppState":
+    return request.app.state.nudgeflow  # type: ignore[no-any-return]
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else from_ms(ms).isoformat().replace("+00:00", "Z")
+
+
+def _view(journey: dict[str, Any]) -> dict[str, Any]:
+    """Store rows to API shapes: ISO 8601 times, like the rest of the admin API."""
+    out = {k: v for k, v in journey.items() if not k.endswith("_at_ms") and k != "versions"}
+    out["created_at"] = _iso(journey["created_at_ms"])
+    out["updated_at"] = _iso(journey["updated_at_ms"])
+    if "versions" in journey:
+        out["versions"] = [{"version": v["version"], "published_at": _iso(v["published_at_ms"])}
+                           for v in journey["versions"]]
+    return out
+
+
+def _problems(problems: list[Problem], document: int | None = None) -> list[dict[str, Any]]:
+    out = []
+    for problem in problems:
+        item = problem.as_dict()
+        if document is not None:
+            item["document"] = document
+        out.append(item)
+    return out
+
+
+def _invalid(problems: list[dict[str, Any]], detail: str = "invalid journey definition") -> _Refused:
+    return _Refused(422, {"detail": detail, "problems": problems})
+
+
+async def _documents(request: Request) -> list[tuple[int, Any]]:
+    """The body as journey documents: YAML (several allowed) or JSON (an object or a list)."""
+    body = await request.body()
+    if len(body) > MAX_DEFINITION_BYTES:
+        raise _Refused(413, {"detail": f"a journey definition is at most {MAX_DEFINITION_BYTES} bytes"})
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    kind = "yaml" if content_type in YAML_TYPES else "json"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid([Problem("", "the body is not UTF-8 text").as_dict()]) from None
+    if not text.strip():
+        raise _invalid([Problem("", f"the body is empty: send a journey as {kind.upper()}").as_dict()])
+    try:
+        return load_text(text, kind)  # type: ignore[arg-type]
+    except DocumentError as exc:
+        raise _invalid([Problem("", str(exc), line=exc.line).as_dict()]) from None
+
+
+def _error_answer(exc: Exception) -> JSONResponse:
+    if isinstance(exc, _Refused):
+        return JSONResponse(exc.body, exc.status)
+    if isinstance(exc, store.InvalidDefinition):
+        return JSONResponse({"detail": str(exc), "problems": _problems(exc.problems)}, 422)
+    if isinstance(exc, store.JourneyNotFound):
+        return JSONResponse({"detail": str(exc)}, 404)
+    if isinstance(exc, store.InvalidTransition):
+        return JSONResponse({"detail": str(exc)}, 409)
+    if isinstance(exc, store.JourneyError):
+        return JSONResponse({"detail": str(exc)}, 400)
+    if isinstance(exc, WriterStopped):
+        return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
+    raise exc
+
+
+def _answering(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Turn the journey errors into their answers (FastAPI sees the handler's signature)."""
+
+    @functools.wraps(handler)
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(*args, **kwargs)
+        except (_Refused, store.JourneyError, WriterStopped) as exc:
+            return _error_answer(exc)
+
+    return wrapped
+
+
+async def _write(request: Request, fn: Callable[[Connection], T]) -> T:
+    return await _state(request).committer.run_job(fn)
+
+
+def _now(request: Request) -> int:
+    return to_ms(_state(request).clock.now())
+
+
+def _read(request: Request, fn: Callable[[Connection], T]) -> T:
+    with _state(request).engine.connect() as conn:
+        return fn(conn)
+
+
+def journeys_router() -> APIRouter:
+    router = APIRouter(prefix="/api/journeys", tags=["journeys"])
+
+    # Fixed paths first: `schema` and `validate` are reserved and cannot be journey ids.
+
+    @router.get("/schema", summary="The JSON Schema of the journey format")
+    def schema(workspace_id: Workspace) -> dict[str, Any]:
+        return journey_json_schema()
+
+    @router.post("/validate", summary="Check definitions without storing them (JSON or YAML body)")
+    @_answering
+    async def validate(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+        """Answers 200 with `valid` and every problem, errors and warnings; `document` is the
+        index of the YAML document (or JSON array item) each problem belongs to."""
+        documents = await _documents(request)
+        problems: list[dict[str, Any]] = []
+        for index, doc in documents:
+            problems.extend(_problems(check_journey(doc)[1], index))
+        if not documents:
+            problems.append({"path": "", "message": "no journey in the body", "severity": "error", "line": None,
+                             "document": 0})
+        return {"valid": not any(p["severity"] == "error" for p in problems), "problems": problems}
+
+    @router.get("", summary="The workspace's journeys")
+    def list_journeys(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+        found = _read(request, lambda conn: store.list_journeys(conn, workspace_id))
+        return {"journeys": [_view(j) for j in found]}
+
+    @router.get("/{journey_id}", summary="A journey: status, live version, draft definition, versions")
+    def get_journey(request: Request, journey_id: str, workspace_id: Workspace) -> Any:
+        found = _read(request, lambda conn: store.get_journey(conn, workspace_id, journey_id))
+        if found is None:
+            return JSONResponse({"detail": f"no journey {journey_id!r} in this workspace"}, 404)
+        return _view(found)
+
+    @router.get("/{journey_id}/versions/{version}", summary="One published version's definition")
+    def get_version(request: Request, journey_id: str, version: int, workspace_id: Workspace) -> Any:
+        def read(conn: Connection) -> tuple[Any, Any]:
+            info = store.get_journey(conn, workspace_id, journey_id)
+            return info, store.load_version(conn, workspace_id, journey_id, version)
+
+        info, journey = _read(request, read)
+        if info is None or journey is None:
+            return JSONResponse({"detail": f"no version {version} of journey {journey_id!r}"}, 404)
+        published = next(v["published_at_ms"] for v in info["versions"] if v["version"] == version)
+        return {
+            "id": journey_id,
+            "version": version,
+            "live": info["live_version"] == version,
+            "published_at": _iso(published),
+            "definition": journey.model_dump(mode="json", by_alias=True),
+        }
+
+    @router.put("/{journey_id}", summary="Create or update a journey's draft (JSON or YAML body)")
+    @_answering
+    async def put_journey(
+        request: Request,
+        journey_id: str,
+        workspace_id: Workspace,
+        publish: Annotated[bool, Query(description="Publish the draft once saved.")] = False,
+    ) -> Any:
+        """201 when created, 200 when updated; 422 with `problems` when the definition has
+        errors (nothing is stored). A definition without `id` takes the URL's."""
+        documents = await _documents(request)
+        if len(documents) != 1:
+            raise _invalid([Problem("", f"send one journey per request, not {len(documents)}").as_dict()])
+        _, doc = documents[0]
+        if isinstance(doc, dict):
+            doc.setdefault("id", journey_id)
+            if doc["id"] != journey_id:
+                line = doc.line_of(("id",)) if hasattr(doc, "line_of") else None
+                raise _invalid([Problem("id", f"the definition's id {doc['id']!r} is not the URL's {journey_id!r}",
+                                        line=line).as_dict()])
+        journey, problems = check_journey(doc)
+        if journey is None:
+            raise _invalid(_problems(problems))
+        now = _now(request)
+
+        def apply(conn: Connection) -> tuple[bool, int | None, dict[str, Any] | None]:
+            created = store.apply_draft(conn, workspace_id, journey, now)
+            version = store.publish(conn, workspace_id, journey_id, now) if publish else None
+            return created, version, store.get_journey(conn, workspace_id, journey_id)
+
+        created, version, info = await _write(request, apply)
+        assert info is not None
+        body = {
+            "created": created,
+            "published_version": version,
+            "journey": _view(info),
+            "warnings": _problems([p for p in problems if p.severity == "warning"]),
+        }
+        return JSONResponse(body, 201 if created else 200)
+
+    @router.post("/{journey_id}/publish", summary="Freeze the draft as a new version and make it live")
+    @_answering
+    async def publish_journey(request: Request, journey_id: str, workspace_id: Workspace) -> dict[str, Any]:
+        """A paused journey stays paused. An unchanged draft makes no new version
+        (`new_version` false). A draft with errors is refused with 422."""
+        now = _now(request)
+
+        def run(conn: Connection) -> tuple[int, bool, str]:
+            before = store.get_journey(conn, workspace_id, journey_id)
+            version = store.publish(conn, workspace_id, journey_id, now)
+            after = store.get_journey(conn, workspace_id, journey_id)
+            assert before is not None and after is not None
+            return version, before["live_version"] != version, after["status"]
+
+        version, new, status = await _write(request, run)
+        return {"id": journey_id, "version": version, "new_version": new, "status": status}
+
+    def _transition(action: Callable[[Connection, str, str, int], store.Transition], summary: str, doc: str) -> None:
+        @router.post(f"/{{journey_id}}/{action.__name__}", summary=summary, description=doc)
+        @_answering
+        async def transition(request: Request, journey_id: str, workspace_id: Workspace) -> dict[str, Any]:
+            now = _now(request)
+            done = await _write(request, lambda conn: action(conn, workspace_id, journey_id, now))
+            return {"id": done.journey_id, "status": done.status, "changed": done.changed,
+                    "runs_woken": done.runs_woken}
+
+        transition.__name__ = f"{action.__name__}_journey"
+
+    _transition(store.pause, "Stop new entries; runs in progress are held",
+                "Pausing a paused journey changes nothing (`changed` false). 409 for a draft or an archived journey.")
+    _transition(store.resume, "Go live again; held runs continue",
+                "Each held run gets a timer due now (`runs_woken`). 409 for a draft or an archived journey.")
+    _transition(store.archive, "Retire the journey for good",
+                "Nothing enters any more, runs end, and the journey can no longer be changed or published.")
+
+    return router

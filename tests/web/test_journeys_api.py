@@ -1,0 +1,266 @@
+"""The journeys admin API over HTTP on a live server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import insert, select
+
+from nudgeflow.model.journeys import journey_json_schema
+from nudgeflow.store.schema import journey_runs, journeys, timers
+
+JOURNEY: dict[str, Any] = {
+    "id": "cart",
+    "name": "Cart reminder",
+    "trigger": {"type": "event", "event": "Product Added"},
+    "exit": {"events": [{"event": "Order Completed", "match": "cart_id"}]},
+    "steps": {
+        "remind": {"type": "send", "channel": "log", "template": "cart-1", "next": "wait"},
+        "wait": {"type": "wait", "duration": "1d", "next": "again"},
+        "again": {"type": "send", "channel": "log", "template": "cart-2"},
+    },
+}
+
+YAML = """\
+id: cart
+name: Cart reminder (YAML)
+trigger:
+  type: event
+  event: Product Added
+steps:
+  remind:
+    type: send
+    channel: log
+    template: cart-1
+"""
+
+
+def admin(live: Any, token: str) -> httpx.Client:
+    return live.client(headers={"Authorization": f"Bearer {token}"})
+
+
+def journey(**changes: Any) -> dict[str, Any]:
+    out = json.loads(json.dumps(JOURNEY))
+    out.update(changes)
+    return out
+
+
+@pytest.fixture
+def api(live: Any, ws: Any) -> Any:
+    with admin(live, ws.admin_token) as client:
+        yield client
+
+
+def test_put_creates_then_updates_a_draft(api: httpx.Client) -> None:
+    created = api.put("/api/journeys/cart", json=JOURNEY)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["created"] is True and body["published_version"] is None and body["warnings"] == []
+    assert body["journey"]["status"] == "draft" and body["journey"]["versions"] == []
+    assert body["journey"]["created_at"].endswith("Z")
+
+    updated = api.put("/api/journeys/cart", json=journey(name="Cart reminder 2"))
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["created"] is False
+    got = api.get("/api/journeys/cart").json()
+    assert got["name"] == "Cart reminder 2"
+    assert got["draft"]["steps"]["remind"]["template"] == "cart-1"
+    assert got["draft_changed"] is True and got["live_version"] is None
+
+
+def test_put_accepts_yaml_and_takes_the_id_from_the_url(api: httpx.Client) -> None:
+    answer = api.put("/api/journeys/cart", content=YAML, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["journey"]["name"] == "Cart reminder (YAML)"
+    no_id = {k: v for k, v in JOURNEY.items() if k != "id"}
+    answer = api.put("/api/journeys/other", json=no_id)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["journey"]["id"] == "other"
+
+
+def test_invalid_definitions_are_refused_with_every_problem(api: httpx.Client) -> None:
+    bad = journey(trigger={"type": "event", "event": "Product Added",
+                           "where": [{"property": "price", "op": "equals", "value": 1}]})
+    bad["steps"]["wait"]["next"] = "nowhere"
+    answer = api.put("/api/journeys/cart", json=bad)
+    assert answer.status_code == 422
+    problems = {(p["path"], p["message"]) for p in answer.json()["problems"]}
+    assert ("steps.wait.next", "no step named 'nowhere'") in problems
+    assert any(path == "trigger.where.0.op" and message.startswith("unknown operator 'equals'")
+               for path, message in problems)
+    assert api.get("/api/journeys/cart").status_code == 404  # nothing stored
+
+    # YAML problems carry their line.
+    yaml_bad = YAML.replace("template: cart-1", "template: cart-1\n    next: gone")
+    answer = api.put("/api/journeys/cart", content=yaml_bad, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 422
+    assert answer.json()["problems"] == [
+        {"path": "steps.remind.next", "message": "no step named 'gone'", "severity": "error", "line": 11}
+    ]
+
+
+@pytest.mark.parametrize("body, content_type, words", [
+    ("{not json", "application/json", "not valid JSON"),
+    ("id: [unclosed", "application/yaml", "not valid YAML"),
+    ("", "application/json", "the body is empty"),
+    (YAML + "---\n" + YAML, "application/yaml", "one journey per request"),
+    (json.dumps(journey(id="another")), "application/json", "the definition's id 'another' is not the URL's 'cart'"),
+    ("[1, 2]", "application/json", "one journey per request"),
+    ('"text"', "application/json", "a journey is a mapping"),
+])
+def test_unusable_bodies(api: httpx.Client, body: str, content_type: str, words: str) -> None:
+    answer = api.put("/api/journeys/cart", content=body, headers={"Content-Type": content_type})
+    assert answer.status_code == 422, answer.text
+    assert words in answer.json()["problems"][0]["message"]
+
+
+def test_too_large_a_body(api: httpx.Client) -> None:
+    answer = api.put("/api/journeys/cart", content=b"x" * (1024 * 1024 + 1))
+    assert answer.status_code == 413
+
+
+def test_warnings_come_back_with_success(api: httpx.Client) -> None:
+    body = journey()
+    body["steps"]["orphan"] = {"type": "exit"}
+    answer = api.put("/api/journeys/cart", json=body)
+    assert answer.status_code == 201
+    assert [w["path"] for w in answer.json()["warnings"]] == ["steps.orphan"]
+
+
+def test_publish_versions_and_lifecycle(api: httpx.Client) -> None:
+    api.put("/api/journeys/cart", json=JOURNEY)
+    first = api.post("/api/journeys/cart/publish")
+    assert first.status_code == 200, first.text
+    assert first.json() == {"id": "cart", "version": 1, "new_version": True, "status": "live"}
+    assert api.post("/api/journeys/cart/publish").json()["new_version"] is False
+
+    changed = journey()
+    changed["steps"]["again"]["template"] = "cart-2b"
+    answer = api.put("/api/journeys/cart?publish=true", json=changed)
+    assert answer.json()["published_version"] == 2
+
+    got = api.get("/api/journeys/cart").json()
+    assert got["live_version"] == 2 and got["draft_changed"] is False
+    assert [v["version"] for v in got["versions"]] == [1, 2]
+    v1 = api.get("/api/journeys/cart/versions/1").json()
+    assert v1["live"] is False and v1["definition"]["steps"]["again"]["template"] == "cart-2"
+    assert api.get("/api/journeys/cart/versions/2").json()["live"] is True
+    assert api.get("/api/journeys/cart/versions/3").status_code == 404
+
+    assert api.post("/api/journeys/cart/pause").json() == {"id": "cart", "status": "paused", "changed": True,
+                                                          "runs_woken": 0}
+    assert api.post("/api/journeys/cart/pause").json()["changed"] is False
+    assert api.post("/api/journeys/cart/resume").json()["status"] == "live"
+    assert api.post("/api/journeys/cart/archive").json()["status"] == "archived"
+
+    refused = api.post("/api/journeys/cart/publish")
+    assert refused.status_code == 409 and "archived" in refused.json()["detail"]
+    assert api.post("/api/journeys/cart/resume").status_code == 409
+    assert api.put("/api/journeys/cart", json=JOURNEY).status_code == 409
+
+    listed = api.get("/api/journeys").json()["journeys"]
+    assert [(j["id"], j["status"], j["live_version"]) for j in listed] == [("cart", "archived", 2)]
+
+
+def test_transitions_on_drafts_and_unknown_journeys(api: httpx.Client) -> None:
+    for action in ("publish", "pause", "resume", "archive"):
+        answer = api.post(f"/api/journeys/ghost/{action}")
+        assert answer.status_code == 404, (action, answer.text)
+        assert "no journey 'ghost'" in answer.json()["detail"]
+    assert api.get("/api/journeys/ghost").status_code == 404
+    api.put("/api/journeys/cart", json=JOURNEY)
+    assert api.post("/api/journeys/cart/pause").status_code == 409
+    assert "publish it instead" in api.post("/api/journeys/cart/resume").json()["detail"]
+
+
+def test_an_invalid_draft_is_never_published(live: Any, api: httpx.Client, ws: Any) -> None:
+    api.put("/api/journeys/cart", json=JOURNEY)
+    broken = journey()
+    broken["steps"]["wait"]["next"] = "wait"  # would pass a cycle check, but dangles nowhere: make it worse
+    broken["steps"]["again"]["next"] = "remind"
+    broken["steps"]["wait"] = {"type": "update_profile", "next": "again"}  # remind -> wait -> again -> remind
+    with live.state.engine.begin() as conn:  # a draft stored before the checker knew better
+        conn.execute(journeys.update().where(journeys.c.workspace_id == ws.workspace_id, journeys.c.id == "cart")
+                     .values(draft=json.dumps(broken)))
+    answer = api.post("/api/journeys/cart/publish")
+    assert answer.status_code == 422
+    assert answer.json()["problems"][0]["message"].startswith("cycle without a wait: remind -> wait -> again -> remind")
+    assert api.get("/api/journeys/cart").json()["status"] == "draft"
+
+
+def test_resume_wakes_held_runs(live: Any, api: httpx.Client, ws: Any) -> None:
+    api.put("/api/journeys/cart?publish=true", json=JOURNEY)
+    api.post("/api/journeys/cart/pause")
+    run_id, profile_id = f"run-{ws.workspace_id}", f"p-{ws.workspace_id}"
+    with live.state.engine.begin() as conn:
+        conn.execute(insert(journey_runs).values(
+            id=run_id, workspace_id=ws.workspace_id, journey_id="cart", version=1, profile_id=profile_id,
+            status="held", step="wait", holdout=0, entered_at_ms=1, updated_at_ms=1))
+    live_clock = live.state.clock
+    live_clock.advance(timedelta(minutes=5))
+    answer = api.post("/api/journeys/cart/resume")
+    assert answer.json() == {"id": "cart", "status": "live", "changed": True, "runs_woken": 1}
+    with live.state.engine.connect() as conn:
+        rows = conn.execute(select(timers).where(timers.c.workspace_id == ws.workspace_id)).all()
+    assert [(r.profile_id, r.key, orjson.loads(r.payload)) for r in rows] == [
+        (profile_id, f"resume:{run_id}", {"kind": "resume", "run_id": run_id})
+    ]
+    assert rows[0].due_at_ms == int(live_clock.now().timestamp() * 1000)
+
+
+def test_validate_stores_nothing(api: httpx.Client) -> None:
+    ok = api.post("/api/journeys/validate", json=JOURNEY)
+    assert ok.json() == {"valid": True, "problems": []}
+    bad = api.post("/api/journeys/validate", content=YAML + "---\n" + YAML.replace("cart-1\n", "cart-1\n    next: x\n"),
+                   headers={"Content-Type": "application/yaml"})
+    assert bad.status_code == 200
+    assert bad.json() == {"valid": False, "problems": [
+        {"path": "steps.remind.next", "message": "no step named 'x'", "severity": "error", "line": 22, "document": 1}
+    ]}
+    assert api.get("/api/journeys").json() == {"journeys": []}
+
+
+def test_schema(api: httpx.Client) -> None:
+    answer = api.get("/api/journeys/schema")
+    assert answer.status_code == 200
+    assert answer.json() == journey_json_schema()
+
+
+def test_reserved_ids_cannot_be_journeys(api: httpx.Client) -> None:
+    answer = api.put("/api/journeys/schema", json=journey(id="schema"))
+    assert answer.status_code == 422
+    assert answer.json()["problems"][0]["path"] == "id"
+
+
+def test_auth_and_workspace_isolation(live: Any, ws: Any) -> None:
+    other = live.workspace("other")
+    with live.client() as anonymous:
+        for method, path in (("GET", "/api/journeys"), ("GET", "/api/journeys/schema"),
+                             ("PUT", "/api/journeys/cart"), ("POST", "/api/journeys/validate"),
+                             ("POST", "/api/journeys/cart/publish")):
+            assert anonymous.request(method, path, json=JOURNEY).status_code == 401, path
+    with admin(live, ws.write_key) as wrong_kind:
+        assert wrong_kind.get("/api/journeys").status_code == 401
+    with admin(live, ws.admin_token) as mine, admin(live, other.admin_token) as theirs:
+        assert mine.put("/api/journeys/cart?publish=true", json=JOURNEY).status_code == 201
+        assert theirs.get("/api/journeys").json() == {"journeys": []}
+        assert theirs.get("/api/journeys/cart").status_code == 404
+        assert theirs.get("/api/journeys/cart/versions/1").status_code == 404
+        assert theirs.post("/api/journeys/cart/pause").status_code == 404
+        assert theirs.put("/api/journeys/cart", json=journey(name="Theirs")).status_code == 201
+        assert mine.get("/api/journeys/cart").json()["name"] == "Cart reminder"
+
+
+def test_listed_in_the_openapi_document(live: Any) -> None:
+    with live.client() as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/journeys", "/api/journeys/{journey_id}", "/api/journeys/{journey_id}/publish",
+                 "/api/journeys/{journey_id}/pause", "/api/journeys/{journey_id}/resume",
+                 "/api/journeys/{journey_id}/archive", "/api/journeys/validate", "/api/journeys/schema"):
+        assert path in paths, path
+    assert paths["/api/journeys/{journey_id}"]["put"]["security"] == [{"adminToken": []}]
