@@ -1,0 +1,675 @@
+"""The simulator: the production core on a virtual clock, with everything kept in memory.
+
+`Simulation` carries out the effects of the very `Engine` the runtime uses (DESIGN §2),
+but instead of an outbox and a timers table it keeps a list of planned messages and a heap
+of timers, and instead of the wall clock it moves a virtual one: an event happens at its
+own timestamp, and every timer due before it fires first, in due order. Nothing is sent.
+
+It is what `nudgeflow simulate` replays files through, and the harness journey tests use:
+
+    sim = Simulation([welcome])
+    sim.identify("ada", {"email": "ada@example.com"}, at="2026-01-05T09:00:00Z")
+    sim.track("ada", "Signed Up", at="2026-01-05T09:00:01Z")
+    sim.advance("3d")
+    assert [m.step for m in sim.messages_for("ada")] == ["hello", "tips"]
+
+Identity, kept simple: a profile is keyed by its userId, else its anonymousId. An event
+carrying both ids (an identify after sign-up, and every later event of Segment's clients)
+or an alias (previousId -> userId) links the anonymous id to the user from then on, as
+ingest does; an anonymous id already linked to one user is never moved to another (a
+shared device must not fuse two people). When the anonymous id has engine state and the
+user has none, the state (runs, timers, counters) becomes the user's. When both have state,
+the two stay apart: new events go to the user's, and the anonymous one's runs carry on
+with their own timers (their messages name the user).
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Protocol, Sequence
+
+from nudgeflow.core.catalog import Catalog, JourneyVersion
+from nudgeflow.core.clock import from_ms, to_ms
+from nudgeflow.core.effects import (
+    CancelTimer,
+    Effect,
+    MessageFailed,
+    RunChanged,
+    ScheduleTimer,
+    SendMessage,
+    UpdateProfile,
+)
+from nudgeflow.core.inputs import EventInput, TimerInput
+from nudgeflow.core.state import DONE, EXITED, ProfileState
+from nudgeflow.core.timestamps import corrected_timestamp
+from nudgeflow.model.events import EVENT_TYPES, BadRequest, parse_message
+from nudgeflow.model.journeys import Journey, duration_ms
+
+__all__ = ["PlannedMessage", "FailedMessage", "Simulation", "InvalidMessage", "message_time_ms", "check_message"]
+
+
+class CoreEngine(Protocol):
+    def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]: ...
+
+    def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]: ...
+
+
+class InvalidMessage(ValueError):
+    """A message the simulator (like ingest) refuses; the text names the field."""
+
+
+def iso(ms: int) -> str:
+    """ISO 8601 in UTC with milliseconds and a Z: how planned messages give their time."""
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    """A message the core decided to send. `profile` is the key the simulator keeps state
+    under (the userId, else the anonymousId); `user_id` is the person's userId when known."""
+
+    at_ms: int
+    user_id: str | None
+    anonymous_id: str | None
+    profile: str
+    journey: str
+    version: int
+    step: str
+    channel: str
+    template: str
+    variant: str | None
+    run_id: str
+    key: str
+    marketing: bool = True
+
+    @property
+    def at(self) -> datetime:
+        return from_ms(self.at_ms)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "at": iso(self.at_ms),
+            "user_id": self.user_id,
+            "anonymous_id": self.anonymous_id,
+            "journey": self.journey,
+            "version": self.version,
+            "step": self.step,
+            "channel": self.channel,
+            "template": self.template,
+            "variant": self.variant,
+            "run_id": self.run_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FailedMessage:
+    """A send step that could not produce its message, with the core's reason."""
+
+    at_ms: int
+    user_id: str | None
+    profile: str
+    journey: str
+    step: str
+    run_id: str
+    reason: str
+
+
+# --- reading a Segment message cheaply --------------------------------------------------
+
+# What ingest's pydantic models check, for the fields the simulator reads and the common
+# ones, done by hand because validating every message with the full model costs more than
+# the rest of a replay. Anything unusual (a number where a string goes, a date-time in an
+# odd format) falls back to the same `parse_message` as import, which either coerces it
+# as ingest would or says what is wrong in the same words.
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+_ID_FIELDS = ("userId", "anonymousId", "messageId")
+_DICT_FIELDS = ("context", "integrations")
+_TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
+_TYPE_DICT = {"track": "properties", "page": "properties", "screen": "properties", "identify": "traits", "group": "traits"}
+_MAX_ID = 512
+
+
+def _fast_ok(raw: dict[str, Any]) -> bool:
+    type_ = raw.get("type")
+    if type_ not in _TYPE_SET:
+        return False
+    for name in _ID_FIELDS:
+        value = raw.get(name)
+        if value is not None and (type(value) is not str or len(value) > _MAX_ID or "\x00" in value):
+            return False
+    for name in _DICT_FIELDS:
+        value = raw.get(name)
+        if value is not None and type(value) is not dict:
+            return False
+    for name in _TIME_FIELDS:
+        value = raw.get(name)
+        if value is not None and (type(value) is not str or not _RFC3339.match(value)):
+            return False
+    writekey = raw.get("writeKey")
+    if writekey is not None and type(writekey) is not str:
+        return False
+    received = raw.get("receivedAt")
+    if received is not None and (type(received) is not str or not _RFC3339.match(received)):
+        return False
+    body = _TYPE_DICT.get(type_)
+    if body is not None:
+        value = raw.get(body)
+        if value is not None and type(value) is not dict:
+            return False
+    if type_ == "track":
+        event = raw.get("event")
+        if type(event) is not str or not event or len(event) > _MAX_ID or "\x00" in event:
+            return False
+    elif type_ in ("page", "screen"):
+        for name in ("name", "category"):
+            value = raw.get(name)
+            if value is not None and (type(value) is not str or len(value) > _MAX_ID or "\x00" in value):
+                return False
+    elif type_ == "group":
+        group = raw.get("groupId")
+        if type(group) is not str or not group or len(group) > _MAX_ID:
+            return False
+    elif type_ == "alias":
+        for name in ("previousId", "userId"):
+            value = raw.get(name)
+            if type(value) is not str or not value:
+                return False
+    return bool(raw.get("userId") or raw.get("anonymousId"))
+
+
+_TYPE_SET = frozenset(EVENT_TYPES)
+
+
+def check_message(raw: Any) -> dict[str, Any]:
+    """The message as ingest would accept it, or InvalidMessage naming what is wrong.
+
+    Most messages pass the cheap checks and are returned as they are; the others go
+    through ingest's own validation (which coerces what it can, as ingest would)."""
+    if type(raw) is dict and _fast_ok(raw):
+        return raw
+    try:
+        message = parse_message(raw)
+    except BadRequest as exc:
+        raise InvalidMessage("; ".join(str(e) for e in exc.errors[:5])) from exc
+    if not (message.get("userId") or message.get("anonymousId")):
+        raise InvalidMessage("userId: either userId or anonymousId is required")
+    for name in ("userId", "anonymousId", "messageId", "previousId", "event", "name"):
+        value = message.get(name)
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidMessage(f"{name}: must not contain a NUL (\\u0000) character")
+    received = message.get("receivedAt")
+    if received is not None and (not isinstance(received, str) or not _parse_time(received)):
+        raise InvalidMessage("receivedAt: not an ISO 8601 date-time")
+    return message
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def message_time_ms(message: dict[str, Any]) -> int | None:
+    """When a (checked) message happened, corrected for device clock skew as ingest does.
+
+    With receivedAt, sentAt and a device timestamp, the time is receivedAt - (sentAt -
+    timestamp) (an export from Segment gives back its own `timestamp` this way); otherwise
+    it is the message's `originalTimestamp` or `timestamp`. None when it has no time."""
+    original_raw = message.get("originalTimestamp") or message.get("timestamp")
+    received_raw = message.get("receivedAt")
+    sent_raw = message.get("sentAt")
+    if original_raw is None:
+        received = _parse_time(received_raw) or _parse_time(sent_raw)
+        return to_ms(received) if received else None
+    original = _parse_time(original_raw)
+    if original is None:
+        raise InvalidMessage("timestamp: not an ISO 8601 date-time")
+    if received_raw is None or sent_raw is None:
+        return to_ms(original)
+    received, sent = _parse_time(received_raw), _parse_time(sent_raw)
+    if received is None or sent is None:
+        raise InvalidMessage("receivedAt: not an ISO 8601 date-time")
+    try:
+        return to_ms(corrected_timestamp(received, original, sent))
+    except OverflowError as exc:
+        raise InvalidMessage("timestamp: out of range once corrected with sentAt") from exc
+
+
+def _as_ms(when: int | str | datetime | None) -> int | None:
+    if when is None or isinstance(when, int):
+        return when
+    parsed = _parse_time(when)
+    if parsed is None:
+        raise ValueError(f"not an ISO 8601 date-time: {when!r}")
+    return to_ms(parsed)
+
+
+def _duration(value: int | str) -> int:
+    return duration_ms(value) if isinstance(value, str) else int(value)
+
+
+# --- the simulator -----------------------------------------------------------------------
+
+class Simulation:
+    """All live journeys, every profile's state and every timer, in memory, on a virtual clock.
+
+    `journeys` all go live as version 1. `start_ms` sets the clock (default: the first
+    event's time). Pass `engine` to drive a stand-in for the core (tests of this class)."""
+
+    def __init__(
+        self,
+        journeys: Sequence[Journey],
+        start_ms: int | None = None,
+        *,
+        engine: CoreEngine | None = None,
+    ) -> None:
+        ids = [j.id for j in journeys]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"journey id used twice: {', '.join(duplicates)}")
+        self.journeys: dict[str, Journey] = {j.id: j for j in journeys}
+        self.catalog = Catalog(JourneyVersion(j.id, 1, j) for j in journeys)
+        if engine is None:
+            from nudgeflow.core.engine import Engine
+
+            engine = Engine(self.catalog)
+        self.engine: CoreEngine = engine
+        self.now_ms: int | None = start_ms
+        self.states: dict[str, ProfileState] = {}
+        self.messages: list[PlannedMessage] = []
+        self.failures: list[FailedMessage] = []
+        self.runs: dict[str, dict[str, Any]] = {}  # run id -> latest Run.as_row
+        self.profile_updates = 0
+        self.events = 0
+        self.timers_fired = 0
+        self.merges = 0
+        self.first_event_ms: int | None = None
+        self.last_event_ms: int | None = None
+        self._anon_user: dict[str, str] = {}  # anonymousId -> the userId it was linked to
+        self._anonymous: set[str] = set()  # profile keys that are anonymous ids
+        # Timers: a heap of (due, seq, profile, key) and, per profile, key -> (due, seq,
+        # payload). Replacing or cancelling a timer leaves its heap entry behind; an entry
+        # whose seq no longer matches is skipped when it comes up (lazy deletion).
+        self._heap: list[tuple[int, int, str, str]] = []
+        self._timers: dict[str, dict[str, tuple[int, int, dict[str, Any]]]] = {}
+        self._seq = 0
+        self._live = 0  # timers in _timers; the heap also holds stale entries
+        self._auto_id = 0
+
+    # -- time -----------------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime | None:
+        return from_ms(self.now_ms) if self.now_ms is not None else None
+
+    @property
+    def pending_timers(self) -> int:
+        return self._live
+
+    def timers_of(self, user_or_anonymous_id: str) -> dict[str, int]:
+        """The pending timers of a person: key -> due (ms)."""
+        owned = self._timers.get(self.profile_key(user_or_anonymous_id), {})
+        return {key: due for key, (due, _seq, _payload) in sorted(owned.items(), key=lambda kv: kv[1][0])}
+
+    def next_due_ms(self) -> int | None:
+        """When the next live timer falls due (None: no timer)."""
+        heap = self._heap
+        while heap:
+            due, seq, profile, key = heap[0]
+            entry = self._timers.get(profile, {}).get(key)
+            if entry is not None and entry[1] == seq:
+                return due
+            heapq.heappop(heap)
+        return None
+
+    def advance_to(self, when: int | str | datetime) -> list[PlannedMessage]:
+        """Fire every timer due up to `when` (inclusive), in due order; the clock ends there."""
+        target = _as_ms(when)
+        assert target is not None
+        before = len(self.messages)
+        self._fire_until(target)
+        if self.now_ms is None or target > self.now_ms:
+            self.now_ms = target
+        return self.messages[before:]
+
+    def advance(self, duration: int | str) -> list[PlannedMessage]:
+        """Move the clock forward by milliseconds or a duration ("3d"), firing what falls due."""
+        if self.now_ms is None:
+            raise ValueError("the clock has not started: feed an event or give start_ms first")
+        return self.advance_to(self.now_ms + _duration(duration))
+
+    def drain(self, horizon: int | str | datetime) -> list[PlannedMessage]:
+        """Fire timers until none is due at or before `horizon`; the clock stays at the last one."""
+        target = _as_ms(horizon)
+        assert target is not None
+        before = len(self.messages)
+        self._fire_until(target)
+        return self.messages[before:]
+
+    def _fire_until(self, limit_ms: int) -> None:
+        heap, timers = self._heap, self._timers
+        while heap and heap[0][0] <= limit_ms:
+            due, seq, profile, key = heapq.heappop(heap)
+            owned = timers.get(profile)
+            entry = owned.get(key) if owned is not None else None
+            if entry is None or entry[1] != seq:
+                continue  # replaced or cancelled since
+            del owned[key]  # type: ignore[union-attr]
+            self._live -= 1
+            # The clock never goes back: a timer armed in the past fires now.
+            now = due if self.now_ms is None or due > self.now_ms else self.now_ms
+            self.now_ms = now
+            self.timers_fired += 1
+            state = self.states.get(profile)
+            if state is None:  # pragma: no cover - timers belong to states
+                continue
+            effects = self.engine.on_timer(state, TimerInput(key, due, entry[2]), now)
+            if effects:
+                self._apply(profile, effects, now)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def feed(self, message: dict[str, Any]) -> list[PlannedMessage]:
+        """Process one Segment message at its own timestamp; returns the messages planned
+        meanwhile (by timers that fell due before it, and by the event itself).
+
+        A message without any time happens at the clock's current time. One older than the
+        clock (fed out of order) is processed now, with its own timestamp as event time:
+        what production does with a late event, so `max_lateness` applies to it."""
+        checked = check_message(message)
+        at = message_time_ms(checked)
+        if at is None:
+            if self.now_ms is None:
+                raise InvalidMessage("timestamp: required for the first message (the clock has not started)")
+            at = self.now_ms
+        return self.feed_checked(checked, at)
+
+    def feed_checked(self, message: dict[str, Any], at_ms: int) -> list[PlannedMessage]:
+        """`feed` for a message already checked, whose time is known (the file replay)."""
+        before = len(self.messages)
+        if self.now_ms is None or at_ms > self.now_ms:
+            self._fire_until(at_ms)
+            self.now_ms = at_ms
+        now = self.now_ms
+        if self.first_event_ms is None or at_ms < self.first_event_ms:
+            self.first_event_ms = at_ms
+        if self.last_event_ms is None or at_ms > self.last_event_ms:
+            self.last_event_ms = at_ms
+        self.events += 1
+        if not message.get("messageId"):
+            self._auto_id += 1
+            message = {**message, "messageId": f"sim-{self._auto_id}"}
+        profile = self._resolve(message)
+        state = self.states.get(profile)
+        if state is None:
+            state = self.states[profile] = ProfileState(profile)
+        effects = self.engine.on_event(state, EventInput.from_message(message, at_ms), now)
+        if effects:
+            self._apply(profile, effects, now)
+        return self.messages[before:]
+
+    def replay(self, messages: Iterable[dict[str, Any]], horizon: int | str | None = None) -> list[PlannedMessage]:
+        """Feed messages in timestamp order (a stable sort), then fire timers up to the last
+        event + `horizon` (a duration) when one is given."""
+        timed = []
+        for message in messages:
+            checked = check_message(message)
+            at = message_time_ms(checked)
+            if at is None:
+                raise InvalidMessage("timestamp: every replayed message needs one")
+            timed.append((at, checked))
+        timed.sort(key=lambda item: item[0])
+        before = len(self.messages)
+        for at, checked in timed:
+            self.feed_checked(checked, at)
+        if horizon is not None and self.last_event_ms is not None:
+            self.drain(self.last_event_ms + _duration(horizon))
+        return self.messages[before:]
+
+    # Conveniences for tests: Segment calls with a time.
+
+    def track(
+        self,
+        user_id: str | None,
+        event: str,
+        properties: dict[str, Any] | None = None,
+        *,
+        at: int | str | datetime | None = None,
+        anonymous_id: str | None = None,
+        **fields: Any,
+    ) -> list[PlannedMessage]:
+        return self.feed(self._call("track", user_id, anonymous_id, at, event=event, properties=properties or {}, **fields))
+
+    def identify(
+        self,
+        user_id: str | None,
+        traits: dict[str, Any] | None = None,
+        *,
+        at: int | str | datetime | None = None,
+        anonymous_id: str | None = None,
+        **fields: Any,
+    ) -> list[PlannedMessage]:
+        return self.feed(self._call("identify", user_id, anonymous_id, at, traits=traits or {}, **fields))
+
+    def alias(self, user_id: str, previous_id: str, *, at: int | str | datetime | None = None) -> list[PlannedMessage]:
+        return self.feed(self._call("alias", user_id, None, at, previousId=previous_id))
+
+    def _call(self, type_: str, user_id: str | None, anonymous_id: str | None, at: Any, **fields: Any) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": type_, **fields}
+        if user_id is not None:
+            message["userId"] = user_id
+        if anonymous_id is not None:
+            message["anonymousId"] = anonymous_id
+        at_ms = _as_ms(at)
+        if at_ms is not None:
+            message["timestamp"] = iso(at_ms)
+        return message
+
+    # -- identity -------------------------------------------------------------------------
+
+    def profile_key(self, user_or_anonymous_id: str) -> str:
+        """The key the state of this id lives under now."""
+        return self._anon_user.get(user_or_anonymous_id, user_or_anonymous_id)
+
+    def _resolve(self, message: dict[str, Any]) -> str:
+        user_id = message.get("userId") or None
+        anonymous_id = message.get("anonymousId") or None
+        if user_id is None:
+            key = self._anon_user.get(anonymous_id, anonymous_id)  # type: ignore[arg-type]
+            if key == anonymous_id:
+                self._anonymous.add(key)
+            return key  # type: ignore[return-value]
+        if anonymous_id is not None and anonymous_id != user_id:
+            self._link(anonymous_id, user_id)
+        if message.get("type") == "alias":
+            previous = message.get("previousId")
+            if previous and previous != user_id:
+                self._link(previous, user_id)
+        return user_id  # type: ignore[no-any-return]
+
+    def _link(self, anonymous_id: str, user_id: str) -> None:
+        if anonymous_id in self._anon_user:
+            return  # linked already (to this user, or to another: never moved)
+        if anonymous_id not in self._anonymous:
+            # Not seen as anonymous: a former userId (an alias from one) is not merged,
+            # as ingest does not merge two known profiles.
+            if anonymous_id in self.states:
+                return
+        self._anon_user[anonymous_id] = user_id
+        state = self.states.get(anonymous_id)
+        if state is None or user_id in self.states:
+            return
+        # The anonymous person's state becomes the user's, timers included.
+        self.merges += 1
+        del self.states[anonymous_id]
+        state.profile_id = user_id
+        self.states[user_id] = state
+        self._anonymous.discard(anonymous_id)
+        timers = self._timers.pop(anonymous_id, None)
+        if timers:
+            moved = self._timers.setdefault(user_id, {})
+            for key, (due, _seq, payload) in timers.items():
+                self._seq += 1
+                moved[key] = (due, self._seq, payload)
+                heapq.heappush(self._heap, (due, self._seq, user_id, key))
+
+    def _who(self, profile: str) -> tuple[str | None, str | None]:
+        """(user_id, anonymous_id) of a profile key."""
+        if profile in self._anonymous:
+            return self._anon_user.get(profile), profile
+        return profile, None
+
+    # -- effects --------------------------------------------------------------------------
+
+    def _apply(self, profile: str, effects: list[Effect], now: int) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is ScheduleTimer:
+                self._seq += 1
+                owned = self._timers.get(profile)
+                if owned is None:
+                    owned = self._timers[profile] = {}
+                if effect.key not in owned:
+                    self._live += 1
+                owned[effect.key] = (effect.due_ms, self._seq, effect.payload)  # type: ignore[union-attr]
+                heap = self._heap
+                heapq.heappush(heap, (effect.due_ms, self._seq, profile, effect.key))  # type: ignore[union-attr]
+                if len(heap) > 4 * self._live + 65536:
+                    self._compact()
+            elif kind is SendMessage:
+                user_id, anonymous_id = self._who(profile)
+                self.messages.append(
+                    PlannedMessage(
+                        at_ms=effect.at_ms,  # type: ignore[union-attr]
+                        user_id=user_id,
+                        anonymous_id=anonymous_id,
+                        profile=profile,
+                        journey=effect.journey_id,  # type: ignore[union-attr]
+                        version=effect.version,  # type: ignore[union-attr]
+                        step=effect.step,  # type: ignore[union-attr]
+                        channel=effect.channel,  # type: ignore[union-attr]
+                        template=effect.template,  # type: ignore[union-attr]
+                        variant=effect.variant,  # type: ignore[union-attr]
+                        run_id=effect.run_id,  # type: ignore[union-attr]
+                        key=effect.key,
+                        marketing=effect.marketing,  # type: ignore[union-attr]
+                    )
+                )
+            elif kind is CancelTimer:
+                owned = self._timers.get(profile)
+                if owned is not None and owned.pop(effect.key, None) is not None:
+                    self._live -= 1
+            elif kind is RunChanged:
+                row = effect.run  # type: ignore[union-attr]
+                self.runs[row["id"]] = row
+            elif kind is UpdateProfile:
+                self.profile_updates += 1  # the core already changed state.traits
+            elif kind is MessageFailed:
+                user_id, _ = self._who(profile)
+                self.failures.append(
+                    FailedMessage(now, user_id, profile, effect.journey_id, effect.step, effect.run_id, effect.reason)  # type: ignore[union-attr]
+                )
+            else:  # pragma: no cover - a new effect kind must be handled here
+                raise TypeError(f"the simulator does not know the effect {kind.__name__}")
+
+    def _compact(self) -> None:
+        # Re-armed timers (inactivity re-arms on every event) leave stale heap entries
+        # behind; rebuilding from the live ones keeps the heap near the number of timers.
+        # In place: a firing loop may hold the list.
+        heap = self._heap
+        heap[:] = [(due, seq, profile, key) for profile, owned in self._timers.items() for key, (due, seq, _p) in owned.items()]
+        heapq.heapify(heap)
+
+    # -- results --------------------------------------------------------------------------
+
+    def messages_for(self, user_or_anonymous_id: str) -> list[PlannedMessage]:
+        """The planned messages of one person, by userId or by an anonymousId (one linked
+        to a user gives the user's)."""
+        ids = {user_or_anonymous_id, self.profile_key(user_or_anonymous_id)}
+        return [m for m in self.messages if m.user_id in ids or m.profile in ids]
+
+    def runs_for(self, user_or_anonymous_id: str) -> list[dict[str, Any]]:
+        key = self.profile_key(user_or_anonymous_id)
+        return [r for r in self.runs.values() if r.get("profile_id") in (key, user_or_anonymous_id)]
+
+    def state_of(self, user_or_anonymous_id: str) -> ProfileState | None:
+        return self.states.get(self.profile_key(user_or_anonymous_id))
+
+    def summary(self) -> dict[str, Any]:
+        """Per journey: entered, holdout, exited by reason, completed, converted, revenue,
+        still active, messages per step (and failures per step); plus replay totals."""
+        journeys: dict[str, dict[str, Any]] = {}
+        for journey_id in self.journeys:
+            journeys[journey_id] = {
+                "entered": 0,
+                "holdout": 0,
+                "active": 0,
+                "completed": 0,
+                "exited": {},
+                "converted": 0,
+                "revenue": 0.0,
+                "messages": {},
+                "failed": {},
+            }
+        exited: dict[str, Counter[str]] = defaultdict(Counter)
+        for row in self.runs.values():
+            entry = journeys.get(row["journey_id"])
+            if entry is None:
+                continue
+            entry["entered"] += 1
+            status, reason = row.get("status"), row.get("exit_reason")
+            if row.get("holdout"):
+                entry["holdout"] += 1
+            elif status == DONE:
+                entry["completed"] += 1
+            elif status == EXITED:
+                exited[row["journey_id"]][reason or "unknown"] += 1
+            else:
+                entry["active"] += 1
+            if row.get("converted_at_ms") is not None:
+                entry["converted"] += 1
+                entry["revenue"] += float(row.get("revenue") or 0.0)
+        for journey_id, counts in exited.items():
+            journeys[journey_id]["exited"] = dict(sorted(counts.items()))
+        steps: dict[str, Counter[str]] = defaultdict(Counter)
+        for message in self.messages:
+            steps[message.journey][message.step] += 1
+        for journey_id, counts in steps.items():
+            if journey_id in journeys:
+                journeys[journey_id]["messages"] = _in_step_order(self.journeys[journey_id], counts)
+        failed: dict[str, Counter[str]] = defaultdict(Counter)
+        for failure in self.failures:
+            failed[failure.journey][failure.step] += 1
+        for journey_id, counts in failed.items():
+            if journey_id in journeys:
+                journeys[journey_id]["failed"] = _in_step_order(self.journeys[journey_id], counts)
+        for entry in journeys.values():
+            entry["revenue"] = round(entry["revenue"], 2)
+        return {
+            "events": self.events,
+            "profiles": len(self.states),
+            "merges": self.merges,
+            "messages": len(self.messages),
+            "failed": len(self.failures),
+            "timers_fired": self.timers_fired,
+            "timers_pending": self.pending_timers,
+            "first_event": iso(self.first_event_ms) if self.first_event_ms is not None else None,
+            "last_event": iso(self.last_event_ms) if self.last_event_ms is not None else None,
+            "clock": iso(self.now_ms) if self.now_ms is not None else None,
+            "journeys": journeys,
+        }
+
+
+def _in_step_order(journey: Journey, counts: Counter[str]) -> dict[str, int]:
+    order = {step: i for i, step in enumerate(journey.steps)}
+    return {step: counts[step] for step in sorted(counts, key=lambda s: (order.get(s, len(order)), s))}
