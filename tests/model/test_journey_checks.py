@@ -224,6 +224,11 @@ def test_message_conditions_must_name_an_earlier_send_step() -> None:
     {"type": "attribute_change", "trait": "plan", "from": "pro", "to": "free"},
 ])
 def test_match_and_trigger_refs_need_a_trigger_event(trigger: dict[str, Any]) -> None:
+    facts = {
+        "inactivity": "trigger.last_active_at, trigger.inactive_ms",
+        "date_relative": "trigger.trait, trigger.value, trigger.due",
+        "attribute_change": "trigger.trait, trigger.from, trigger.to",
+    }
     document = doc(trigger=trigger, steps__wait__match="cart_id")
     found = errors(document)
     kind = trigger["type"]
@@ -233,8 +238,14 @@ def test_match_and_trigger_refs_need_a_trigger_event(trigger: dict[str, Any]) ->
         "steps.wait.match": f"`match` needs a triggering event to compare with, and {kind} triggers start "
                             "without one",
         "steps.note.set.last_cart.ref": f"{{ref: trigger.cart_id}} needs a triggering event to compare with, "
-                                        f"and {kind} triggers start without one",
+                                        f"and {kind} triggers start without one (it provides {facts[kind]})",
     }
+
+
+def test_refs_to_what_a_trigger_without_event_provides() -> None:
+    document = doc(trigger={"type": "attribute_change", "trait": "plan", "to": "free"}, exit={"events": []},
+                   steps__note__set={"previous_plan": {"ref": "trigger.from"}})
+    assert errors(document) == {}
 
 
 def test_match_with_event_triggers_is_fine() -> None:

@@ -48,6 +48,12 @@ WARNING: Severity = "warning"
 # have something to compare with. Inactivity and date-relative triggers fire on a timer;
 # an attribute change fires on an identify call, which has traits but no properties.
 TRIGGERS_WITH_EVENT = frozenset({"event", "event_not_followed", "milestone", "location"})
+# What the engine records as the trigger's properties when no event started the run.
+TRIGGER_FACTS = {
+    "inactivity": ("last_active_at", "inactive_ms"),
+    "attribute_change": ("trait", "from", "to"),
+    "date_relative": ("trait", "value", "due"),
+}
 # Ids the admin API uses as fixed paths under /api/journeys/.
 RESERVED_IDS = frozenset({"schema", "validate"})
 WAIT_TYPES = frozenset({"wait", "wait_for_event"})
@@ -684,9 +690,12 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
         for sid, step in journey.steps.items():
             if isinstance(step, WaitForEventStep) and step.match is not None:
                 problems.append(Problem(f"steps.{sid}.match", f"`match` {no_event}"))
+        facts = TRIGGER_FACTS.get(trigger_type, ())
         for path, ref in _refs(journey):
-            if ref.ref.startswith("trigger."):
-                problems.append(Problem(path + ".ref", f"{{ref: {ref.ref}}} {no_event}"))
+            source, _, rest = ref.ref.partition(".")
+            if source == "trigger" and rest.split(".")[0] not in facts:
+                known = f" (it provides {', '.join('trigger.' + f for f in facts)})" if facts else ""
+                problems.append(Problem(path + ".ref", f"{{ref: {ref.ref}}} {no_event}{known}"))
 
     # Message conditions: engagement with a message of this run.
     ancestors = _ancestors(journey)
