@@ -148,6 +148,63 @@ def import_events(
 
 
 @app.command()
+def simulate(
+    journeys: Annotated[
+        list[str],
+        typer.Option("--journeys", "-j", help="Journey files, or directories of .yaml/.yml/.json files (several may follow)."),
+    ],
+    events: Annotated[str, typer.Option("--events", "-e", help="A JSON Lines file of Segment messages, or - for standard input.")],
+    more_journeys: Annotated[Optional[list[str]], typer.Argument(help="More journey files or directories.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per planned message, then a summary line.")] = False,
+    horizon: Annotated[str, typer.Option(help="After the last event, keep firing timers this long (30d; 0 for none).")] = "30d",
+    limit: Annotated[int, typer.Option(help="Planned messages shown in the table (all are counted).")] = 50,
+) -> None:
+    """Replay recorded events through journeys on a virtual clock and show what would be sent."""
+    from nudgeflow.model.journeys import duration_ms
+    from nudgeflow.runtime.replay import (
+        JourneyLoadError,
+        load_journeys,
+        messages_table,
+        replay_file,
+        steps_table,
+        summary_table,
+        totals_line,
+        write_json_lines,
+    )
+
+    try:
+        horizon_ms = 0 if horizon.strip() == "0" else duration_ms(horizon)
+    except ValueError as exc:
+        raise _fail(f"--horizon: {exc}") from exc
+    if horizon_ms < 0:
+        raise _fail("--horizon: must not be negative")
+    try:
+        loaded = load_journeys([*journeys, *(more_journeys or [])])
+    except JourneyLoadError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]invalid journey:[/] {problem}", highlight=False, soft_wrap=True, markup=True)
+        raise _fail("no simulation: fix the journeys above") from exc
+    if not loaded:
+        raise _fail("no journeys to simulate")
+    try:
+        report = replay_file(loaded, events, horizon_ms=horizon_ms, console=err)
+    except OSError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        write_json_lines(report, sys.stdout)
+        sys.stdout.flush()
+    else:
+        out = Console()
+        out.print(messages_table(report.sim.messages, limit))
+        summary = report.summary()
+        out.print(summary_table(summary))
+        out.print(steps_table(summary))
+        out.print(totals_line(report), highlight=False)
+    if report.bad_lines:
+        raise typer.Exit(2)
+
+
+@app.command()
 def demo(
     users: Annotated[int, typer.Option(help="How many people to simulate.")] = 300,
     seed: Annotated[int, typer.Option(help="Random seed for the generated traffic.")] = 7,

@@ -1,0 +1,253 @@
+"""`nudgeflow simulate`, run as a user runs it: a real process per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+
+WELCOME = """\
+id: welcome
+name: Welcome
+trigger: {type: event, event: Signed Up}
+entry: {reentry: once}
+steps:
+  hello: {type: send, channel: email, template: welcome-1, next: wait}
+  wait: {type: wait, duration: 2d, next: tips}
+  tips: {type: send, channel: email, template: welcome-2}
+"""
+
+CART = """\
+id: cart
+name: Cart abandonment
+trigger:
+  type: event_not_followed
+  event: Product Added
+  not_followed_by: {event: Order Completed, within: 1h, match: cart_id}
+exit:
+  events: [{event: Order Completed, match: cart_id}]
+goal: {event: Order Completed, within: 7d, revenue: revenue}
+steps:
+  reminder: {type: send, channel: email, template: cart-1h, next: wait}
+  wait: {type: wait, duration: 23h, next: objections}
+  objections: {type: send, channel: email, template: cart-24h}
+"""
+
+PUSH_JSON = {
+    "id": "level-up",
+    "name": "Level up",
+    "trigger": {"type": "event", "event": "Level Completed"},
+    "entry": {"reentry": "always"},
+    "steps": {"congrats": {"type": "send", "channel": "push", "template": "level-congrats"}},
+}
+
+EVENTS: list[dict[str, Any]] = [
+    {"type": "identify", "userId": "ada", "traits": {"email": "ada@example.com"}, "timestamp": "2026-03-02T09:00:00Z"},
+    {"type": "track", "userId": "ada", "event": "Signed Up", "timestamp": "2026-03-02T09:00:01Z"},
+    {"type": "track", "userId": "ada", "event": "Product Added", "properties": {"cart_id": "c1", "price": 20},
+     "timestamp": "2026-03-02T09:10:00Z"},
+    {"type": "track", "anonymousId": "anon-1", "event": "Product Added", "properties": {"cart_id": "c2"},
+     "timestamp": "2026-03-02T11:00:00Z"},
+    {"type": "track", "userId": "bob", "event": "Product Added", "properties": {"cart_id": "c3"},
+     "timestamp": "2026-03-02T12:00:00Z"},
+    {"type": "track", "userId": "bob", "event": "Order Completed", "properties": {"cart_id": "c3", "revenue": 55.5},
+     "timestamp": "2026-03-02T15:00:00Z"},
+]
+
+# What the events above must plan, in time order, with a 30-day horizon.
+EXPECTED = [
+    ("2026-03-02T09:00:01.000Z", "ada", None, "welcome", "hello", "email", "welcome-1"),
+    ("2026-03-02T10:10:00.000Z", "ada", None, "cart", "reminder", "email", "cart-1h"),
+    ("2026-03-02T12:00:00.000Z", None, "anon-1", "cart", "reminder", "email", "cart-1h"),
+    ("2026-03-02T13:00:00.000Z", "bob", None, "cart", "reminder", "email", "cart-1h"),
+    ("2026-03-03T09:10:00.000Z", "ada", None, "cart", "objections", "email", "cart-24h"),
+    ("2026-03-03T11:00:00.000Z", None, "anon-1", "cart", "objections", "email", "cart-24h"),
+    ("2026-03-04T09:00:01.000Z", "ada", None, "welcome", "tips", "email", "welcome-2"),
+]
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
+    out["COLUMNS"] = "200"  # rich wraps at the terminal width; keep lines whole for the asserts
+    return out
+
+
+@pytest.fixture
+def journeys(tmp_path: Path) -> Path:
+    folder = tmp_path / "journeys"
+    folder.mkdir()
+    (folder / "welcome.yaml").write_text(WELCOME)
+    (folder / "cart.yml").write_text(CART)
+    (folder / "README.md").write_text("not a journey")
+    return folder
+
+
+def write_events(path: Path, events: list[dict[str, Any]], extra_lines: dict[int, str] | None = None) -> Path:
+    lines = [json.dumps(e) for e in events]
+    for at, text in sorted((extra_lines or {}).items()):
+        lines.insert(at - 1, text)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([NUDGEFLOW, "simulate", *args], env=env, cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def parse(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    assert lines and set(lines[-1]) == {"summary"}, "the last line is the summary"
+    return lines[:-1], lines[-1]["summary"]
+
+
+def rows(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(m["at"], m["user_id"], m["anonymous_id"], m["journey"], m["step"], m["channel"], m["template"]) for m in messages]
+
+
+def test_json_prints_one_object_per_planned_message_then_the_summary(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", EVENTS)
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    messages, summary = parse(done.stdout)
+    assert rows(messages) == EXPECTED
+    for m in messages:
+        assert {"at", "user_id", "journey", "step", "channel", "template", "variant", "run_id"} <= set(m)
+        assert m["at"].endswith("Z") and m["run_id"]
+    assert summary["events"] == 6 and summary["bad_lines"] == 0 and summary["messages"] == 7
+    assert summary["first_event"] == "2026-03-02T09:00:00.000Z" and summary["last_event"] == "2026-03-02T15:00:00.000Z"
+    assert summary["horizon"] == "2026-04-01T15:00:00.000Z"
+    assert summary["journeys"]["welcome"] == {
+        "entered": 1, "holdout": 0, "active": 0, "completed": 1, "exited": {}, "converted": 0, "revenue": 0.0,
+        "messages": {"hello": 1, "tips": 1}, "failed": {},
+    }
+    assert summary["journeys"]["cart"] == {
+        "entered": 3, "holdout": 0, "active": 0, "completed": 2, "exited": {"exit_event:Order Completed": 1},
+        "converted": 1, "revenue": 55.5, "messages": {"reminder": 3, "objections": 2}, "failed": {},
+    }
+
+
+def test_events_are_replayed_in_time_order_whatever_the_order_of_the_lines(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    events = write_events(tmp_path / "shuffled.jsonl", list(reversed(EVENTS)))
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert rows(parse(done.stdout)[0]) == EXPECTED
+
+
+def test_events_from_standard_input(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    text = "".join(json.dumps(e) + "\n" for e in reversed(EVENTS))
+    done = run(["--journeys", str(journeys), "--events", "-", "--json"], env, tmp_path, stdin=text)
+    assert done.returncode == 0, done.stderr
+    assert rows(parse(done.stdout)[0]) == EXPECTED
+
+
+def test_bad_lines_are_reported_by_number_and_skipped_and_the_exit_code_is_2(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", EVENTS, {
+        2: "{not json",
+        4: json.dumps({"type": "track", "event": "Product Added", "timestamp": "2026-03-02T09:30:00Z"}),  # no id
+        5: "",  # blank lines are not lines of data
+        7: json.dumps({"type": "track", "userId": "cy", "event": "Signed Up", "timestamp": "last tuesday"}),
+        9: json.dumps({"type": "shout", "userId": "cy", "timestamp": "2026-03-02T09:30:00Z"}),
+        10: json.dumps({"type": "track", "userId": "cy", "event": "Signed Up"}),  # no time to place it
+    })
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    messages, summary = parse(done.stdout)
+    assert rows(messages) == EXPECTED
+    assert summary["bad_lines"] == 5 and summary["lines"] == 11 and summary["events"] == 6
+    stderr = " ".join(done.stderr.split())
+    assert "line 2: invalid JSON" in stderr
+    assert "line 4: invalid event: userId" in stderr
+    assert "line 7: invalid event: timestamp" in stderr
+    assert "line 9: invalid event: type" in stderr
+    assert "line 10: invalid event: timestamp: required" in stderr
+    assert "line 5" not in stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_directory_and_files_of_each_kind_mixed(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    other = tmp_path / "more"
+    other.mkdir()
+    (other / "level-up.json").write_text(json.dumps(PUSH_JSON))
+    single = tmp_path / "welcome-only.yaml"
+    single.write_text(WELCOME.replace("id: welcome", "id: welcome-copy"))
+    events = write_events(tmp_path / "events.jsonl", EVENTS + [
+        {"type": "track", "userId": "ada", "event": "Level Completed", "timestamp": "2026-03-05T08:00:00Z"}])
+    # Several paths may follow --journeys, as a shell glob gives them.
+    done = run(["--journeys", str(journeys), str(other), str(single), "--events", str(events), "--json"], env, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    messages, summary = parse(done.stdout)
+    assert set(summary["journeys"]) == {"welcome", "cart", "level-up", "welcome-copy"}
+    assert [(m["journey"], m["step"], m["channel"]) for m in messages if m["journey"] == "level-up"] == [
+        ("level-up", "congrats", "push")]
+    assert summary["journeys"]["welcome-copy"]["messages"] == {"hello": 1, "tips": 1}
+
+
+def test_invalid_journeys_are_refused_naming_file_line_and_path(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    broken = journeys / "broken.yaml"
+    broken.write_text(WELCOME.replace("id: welcome", "id: broken").replace("next: tips", "next: tipz")
+                      .replace("duration: 2d", "duration: two days"))
+    events = write_events(tmp_path / "events.jsonl", EVENTS)
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    stderr = " ".join(done.stderr.split())
+    assert f"{broken}:7: steps.wait.duration" in stderr
+    assert "steps.wait.next" in stderr and "tipz" in stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_journey_id_defined_twice_is_refused(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    (journeys / "again.yaml").write_text(WELCOME)
+    done = run(["--journeys", str(journeys), "--events", str(write_events(tmp_path / "e.jsonl", EVENTS))], env, tmp_path)
+    assert done.returncode == 1
+    assert "'welcome' is already defined" in " ".join(done.stderr.split())
+
+
+def test_missing_paths_fail_clearly(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    done = run(["--journeys", str(tmp_path / "nope"), "--events", "x.jsonl"], env, tmp_path)
+    assert done.returncode == 1 and "no such file or directory" in done.stderr
+    done = run(["--journeys", str(journeys), "--events", str(tmp_path / "missing.jsonl")], env, tmp_path)
+    assert done.returncode == 1 and "missing.jsonl" in done.stderr and "Traceback" not in done.stderr
+    done = run(["--journeys", str(journeys), "--events", str(tmp_path), "--horizon", "a week"], env, tmp_path)
+    assert done.returncode == 1 and "--horizon" in done.stderr
+
+
+def test_the_horizon_bounds_the_timers_fired_after_the_last_event(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", EVENTS)
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json", "--horizon", "0"], env, tmp_path)
+    messages, summary = parse(done.stdout)
+    # Only what fell due before the last event (15:00 on the first day).
+    assert rows(messages) == EXPECTED[:4]
+    assert summary["journeys"]["welcome"]["active"] == 1 and summary["timers_pending"] >= 3
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json", "--horizon", "1d"], env, tmp_path)
+    assert rows(parse(done.stdout)[0]) == EXPECTED[:6]
+
+
+def test_human_output_has_the_messages_the_summary_and_a_progress_bar(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl", EVENTS)
+    done = run(["--journeys", str(journeys), "--events", str(events), "--limit", "3"], env, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Planned messages (7)" in out
+    assert "2026-03-02T09:00:01.000Z" in out and "welcome-1" in out
+    assert "anon anon-1" in out
+    assert "2026-03-04T09:00:01.000Z" not in out  # beyond the first 3 rows
+    assert "the first 3 of 7" in out
+    assert "Per journey" in out and "exit_event:Order Completed: 1" in out
+    assert "Messages per step" in out and "objections" in out
+    assert "6 events" in out
+    assert "replaying" in done.stderr  # the progress bar, on stderr
