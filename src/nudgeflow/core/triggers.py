@@ -8,6 +8,7 @@ offline queue must not send "you left this in your cart" now.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nudgeflow.core import timecalc
@@ -237,6 +238,8 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event:
             return
         before = counters.get(jv.journey_id, 0.0)
         after = before + amount
+        if not math.isfinite(after):
+            return  # two 1e308 orders: keep the sum JSON can hold
         counters[jv.journey_id] = after
         reached = before < trigger.sum.reaches <= after
     elif trigger.streak is not None:
@@ -254,14 +257,18 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
+    try:
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            number = float(value)
+        else:
             return None
-    return None
+    except (ValueError, OverflowError):
+        return None
+    # "nan", "inf" and "1e400" parse as floats, but the state and run rows are JSON, where
+    # orjson writes them as null: a running sum would come back as None and then raise.
+    return number if math.isfinite(number) else None
 
 
 # --- location ----------------------------------------------------------------------------------
