@@ -262,6 +262,8 @@ def test_event_time_is_corrected_for_device_clock_skew_as_ingest_does() -> None:
     assert message_time_ms(exported) == to_ms_iso("2026-03-02T08:55:01Z")
     assert message_time_ms({"timestamp": "2026-03-02T09:00:00Z", "sentAt": "2026-03-02T09:00:05Z"}) == T0_MS
     assert message_time_ms({"type": "track"}) is None
+    with pytest.raises(InvalidMessage, match="sentAt"):
+        message_time_ms({"timestamp": "2026-03-02T09:00:00Z", "sentAt": "2026-02-30T09:00:00Z"})
 
 
 def to_ms_iso(text: str) -> int:

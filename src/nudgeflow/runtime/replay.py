@@ -119,10 +119,12 @@ class ReplayReport:
         return self.read_seconds + self.replay_seconds
 
     def summary(self) -> dict[str, Any]:
-        out = self.sim.summary()
-        out["lines"] = self.lines
-        out["bad_lines"] = len(self.bad_lines)
+        base = self.sim.summary()
+        out = {"events": base.pop("events"), "lines": self.lines, "bad_lines": len(self.bad_lines)}
+        journeys = base.pop("journeys")
+        out.update(base)
         out["horizon"] = iso(self.horizon_ms) if self.horizon_ms is not None else None
+        out["journeys"] = journeys
         return out
 
 

@@ -234,10 +234,13 @@ def message_time_ms(message: dict[str, Any]) -> int | None:
     original = _parse_time(original_raw)
     if original is None:
         raise InvalidMessage("timestamp: not an ISO 8601 date-time")
-    if received_raw is None or sent_raw is None:
+    sent = _parse_time(sent_raw) if sent_raw is not None else None
+    if sent_raw is not None and sent is None:
+        raise InvalidMessage("sentAt: not an ISO 8601 date-time")
+    if received_raw is None or sent is None:
         return to_ms(original)
-    received, sent = _parse_time(received_raw), _parse_time(sent_raw)
-    if received is None or sent is None:
+    received = _parse_time(received_raw)
+    if received is None:
         raise InvalidMessage("receivedAt: not an ISO 8601 date-time")
     try:
         return to_ms(corrected_timestamp(received, original, sent))
