@@ -167,6 +167,17 @@ def test_goal_conversion_recorded_with_revenue() -> None:
     assert rid not in d.state.runs  # done and converted: forgotten at the next call
 
 
+def test_goal_decided_in_the_same_batch_as_the_trigger() -> None:
+    # Entry and conversion are decided at one processing time, ten seconds after both happened.
+    d = Driver(journey("one", ON_SIGNUP, {"a": send("only")}, goal=GOAL), now=T0 + 10_000)
+    d.track("Signed Up", ts=T0)
+    d.track("Order Completed", {"revenue": 5}, ts=T0 + 2_000)
+    row = d.runs()[0]
+    assert (row["entered_at_ms"], row["converted_at_ms"], row["revenue"]) == (T0, T0 + 2_000, 5.0)
+    # The goal window is measured in event time from the trigger.
+    assert d.state.runs[d.run_id(1)].goal_until == T0 + 3 * D
+
+
 def test_goal_after_the_last_step_within_the_window() -> None:
     d = Driver(journey("one", ON_SIGNUP, {"a": send("only")}, goal=GOAL))
     d.track("Signed Up")

@@ -223,6 +223,21 @@ def test_wait_for_event_timeout_branch() -> None:
     assert d.sent() == [("nudge", iso(T0 + D))]
 
 
+def test_wait_for_event_sees_a_follow_up_decided_in_the_same_batch() -> None:
+    # The runtime decides a batch of events at one processing time, after they happened:
+    # the wait starts at the trigger's event time, so a checkout two seconds after the add
+    # counts even when both are decided ten seconds later.
+    d = Driver(checkout_journey(), now=T0 + 10_000)
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.track("Checkout Started", {"cart_id": "c1"}, ts=T0 + 2_000)
+    assert d.sent() == [("thanks", iso(T0 + 10_000))]
+    # Nothing from before the trigger counts, though.
+    d = Driver(checkout_journey(), now=T0 + 10_000)
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.track("Checkout Started", {"cart_id": "c1"}, ts=T0 - 1)
+    assert d.sends() == []
+
+
 def test_wait_for_event_does_not_react_to_the_trigger_itself() -> None:
     again = journey(
         "again",

@@ -50,7 +50,7 @@ class Engine:
         self.catalog = catalog
 
     def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]:
-        turn = Turn(state, self.catalog, now_ms)
+        turn = Turn(state, self.catalog, now_ms, event_ms=event.timestamp_ms)
         _prune(turn)
         changes = _apply_traits(state, event)
         _remember(self.catalog, state, event)

@@ -74,10 +74,12 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
         id=run_id_for(state.profile_id, state.run_seq),
         journey_id=jv.journey_id,
         version=jv.version,
-        entered_at=turn.now_ms,
+        # Event time, as the goal window and conversions are (see Turn.event_ms): an order
+        # decided in the same batch as the sign-up, seconds after it, converts.
+        entered_at=turn.since_ms,
         trigger=trigger,
         holdout=holdout,
-        goal_until=turn.now_ms + duration_ms(journey.goal.within) if journey.goal else None,
+        goal_until=turn.since_ms + duration_ms(journey.goal.within) if journey.goal else None,
     )
     state.runs[run.id] = run
     entries = state.entries.setdefault(jv.journey_id, {"count": 0, "last_at": 0})
@@ -135,7 +137,7 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
             return
         elif isinstance(step, WaitForEventStep):
             until = turn.now_ms + duration_ms(step.timeout)
-            run.waiting = {"step": step_id, "since": turn.now_ms, "until": until}
+            run.waiting = {"step": step_id, "since": turn.since_ms, "until": until}
             turn.schedule(run_timer_key(run), until, {"kind": "timeout", "run_id": run.id, "step": step_id, "visit": visit})
             return
         elif isinstance(step, BranchStep):

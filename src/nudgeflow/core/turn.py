@@ -33,6 +33,15 @@ class Turn:
     now_ms: int
     effects: list[Effect] = field(default_factory=list)
     touched: dict[str, Run] = field(default_factory=dict)
+    # The event time of the event being decided (never after now_ms); None for a timer.
+    # The runtime decides a batch at one processing time, later than the events happened:
+    # windows that start in this call (a wait for an event) start at the event's time, or a
+    # checkout two seconds after the add, decided in the same batch, would be missed.
+    event_ms: int | None = None
+
+    @property
+    def since_ms(self) -> int:
+        return self.now_ms if self.event_ms is None else min(self.event_ms, self.now_ms)
 
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
