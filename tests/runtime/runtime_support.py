@@ -8,8 +8,14 @@ exactly which decisions it expects and make one chosen event or timer fail.
 from __future__ import annotations
 
 import itertools
+import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from sqlalchemy import Engine, text
 
@@ -240,3 +246,56 @@ class Harness:
 
     def in_transaction(self, fn: Callable[[Any], Any]) -> Any:
         return self.writer.submit_job(fn).result(timeout=60)
+
+
+# --- fixtures (imported by the test modules: a conftest.py here would shadow the root one,
+# which other tests import as `conftest`) ---------------------------------------------------
+#
+# The runtime is process-wide (one cursor over the whole event log, all timers, the whole
+# outbox), so unlike most tests these cannot share the session's PostgreSQL database with
+# other tests' workspaces: each PostgreSQL test gets a fresh database cloned from a migrated
+# template (fast), each SQLite test a fresh file.
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_admin_url: str) -> Iterator[str]:
+    name = f"nudgeflow_rt_tpl_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database.normalize_url(postgres_admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    eng = database.create_db_engine(url)
+    database.upgrade(eng)
+    eng.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def rt_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database for this test alone, on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'runtime.db'}"
+        eng = database.create_db_engine(url, sqlite_synchronous="NORMAL")
+        database.upgrade(eng)
+        eng.dispose()
+        yield url
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    template = request.getfixturevalue("pg_template")
+    name = f"nudgeflow_rt_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def h(rt_url: str) -> Iterator[Harness]:
+    harness = Harness.open(rt_url, VirtualClock())
+    yield harness
+    harness.close()

@@ -20,7 +20,7 @@ from nudgeflow.channels.log import LogChannel
 from nudgeflow.core.clock import to_ms
 from nudgeflow.runtime.dispatcher import Dispatcher, RetryPolicy, backoff_ms
 
-from runtime_support import FakeEngine, Harness
+from runtime_support import FakeEngine, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
 
 
 class FlakyRemote(RemoteChannel):
