@@ -258,7 +258,7 @@ def check_journey(doc: Any) -> tuple[Journey | None, list[Problem]]:
     try:
         journey = Journey.model_validate(dict(doc))
     except ValidationError as exc:
-        problems.extend(_structural(exc, doc))
+        problems.extend(_structural(exc))
     # The step graph is checked on the raw document too, so that a typo in a duration does
     # not hide a dangling `next` in the same run of the checker.
     steps_broken = any(p.path == "steps" or p.path.startswith("steps.") for p in problems)
@@ -298,11 +298,11 @@ def is_valid(problems: Iterable[Problem]) -> bool:
 # --- structural problems (pydantic) ---------------------------------------------------------
 
 
-def _structural(exc: ValidationError, doc: dict[str, Any]) -> list[Problem]:
+def _structural(exc: ValidationError) -> list[Problem]:
     out = []
     for error in exc.errors(include_url=False):
         path, model, field_type = _clean_loc(error["loc"])
-        out.append(_humane(error, path, model, field_type, doc))
+        out.append(_humane(error, path, model, field_type))
     return out
 
 
@@ -436,8 +436,7 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _humane(error: dict[str, Any], path: list[PathPart], model: type[BaseModel] | None, tp: Any,
-            doc: dict[str, Any]) -> Problem:
+def _humane(error: Any, path: list[PathPart], model: type[BaseModel] | None, tp: Any) -> Problem:
     kind = error["type"]
     value = error.get("input")
     last = path[-1] if path else None
