@@ -362,6 +362,37 @@ def test_date_relative_yearly_birthday_re_arms_and_fires_once_a_year() -> None:
     ]
 
 
+def test_date_relative_does_not_fire_again_when_the_timezone_changes_after_it_fired() -> None:
+    d = Driver(trial())
+    d.identify({"timezone": "America/New_York", "trial_ends_at": "2026-03-10"})
+    d.advance_to(ms("2026-03-07T15:30:00Z"))  # reminded at 15:00 UTC, 10:00 in New York
+    d.identify({"timezone": "America/Los_Angeles"})  # where it is 10:00 only at 18:00 UTC
+    d.advance("2d")
+    assert d.sent() == [("remind", "2026-03-07T15:00:00Z")]
+    # A new date is another reminder.
+    d.identify({"trial_ends_at": "2026-03-20"})
+    d.advance("30d")
+    assert d.sent() == [("remind", "2026-03-07T15:00:00Z"), ("remind", "2026-03-17T17:00:00Z")]
+
+
+def test_yearly_date_does_not_fire_twice_in_a_year_when_the_timezone_changes() -> None:
+    bday = journey(
+        "bday",
+        {"type": "date_relative", "trait": "birthday", "at": "09:00", "yearly": True},
+        {"wish": {"type": "send", "channel": "email", "template": "birthday"}},
+    )
+    d = Driver(bday)
+    d.identify({"birthday": "1990-06-15", "timezone": "Pacific/Kiritimati"})  # UTC+14
+    d.advance_to(ms("2026-06-14T20:00:00Z"))  # 09:00 on the 15th in Kiritimati
+    d.identify({"timezone": "Pacific/Pago_Pago"})  # UTC-11: the 15th there is a day later
+    d.advance_to(ms("2027-06-14T00:00:00Z"))
+    assert d.sent() == [("wish", "2026-06-14T19:00:00Z")]
+    assert d.timers["date:bday"][0] == ms("2027-06-15T20:00:00Z")  # next year, in the new zone
+    d.identify({"birthday": "1990-06-16"})  # corrected: a different date
+    d.advance_to(ms("2027-06-17T00:00:00Z"))
+    assert [at for _, at in d.sent()] == ["2026-06-14T19:00:00Z", "2027-06-16T20:00:00Z"]
+
+
 # --- milestones -----------------------------------------------------------------------------------
 
 def test_milestone_tenth_occurrence_fires_once() -> None:
@@ -415,6 +446,27 @@ def test_milestone_broken_streak_resets() -> None:
         d.advance_to(T0 + day * D)
         d.track("App Opened")
         assert len(d.sends()) == (1 if day == 13 else 0), day
+
+
+def test_milestone_republished_with_another_kind_starts_afresh() -> None:
+    from nudgeflow.core.catalog import JourneyVersion
+
+    from engine_driver import catalog
+
+    v1 = send_j("m", {"type": "milestone", "event": "App Opened", "count": 5})
+    v2 = send_j("m", {"type": "milestone", "event": "App Opened", "streak": {"days": 2}})
+    v3 = send_j("m", {"type": "milestone", "event": "App Opened", "sum": {"property": "n", "reaches": 2}})
+    d = Driver(v1)
+    for _ in range(3):
+        d.track("App Opened", {"n": 1})
+    d.use(catalog(JourneyVersion("m", 2, v2)))
+    d.track("App Opened", {"n": 1})
+    d.advance("1d")
+    d.track("App Opened", {"n": 1})  # the second day of a streak
+    d.use(catalog(JourneyVersion("m", 3, v3)))
+    d.track("App Opened", {"n": 1})
+    d.track("App Opened", {"n": 1})  # a sum of 2
+    assert [(m.version, m.at_ms) for m in d.sends()] == [(2, T0 + D), (3, T0 + D)]
 
 
 # --- location -------------------------------------------------------------------------------------

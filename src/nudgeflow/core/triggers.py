@@ -193,11 +193,22 @@ def on_inactivity_timer(turn: Turn, payload: dict[str, Any]) -> None:
 
 # --- date-relative ---------------------------------------------------------------------------
 
+_SAME_DATE_MS = 27 * 3_600_000  # local times a day apart in zones UTC-12 and UTC+14, and a margin
+
 def arm_date(turn: Turn, jv: JourneyVersion, trigger: DateRelativeTrigger, after_ms: int | None = None) -> None:
     """Arm the journey's one date timer for this person (or drop it when the date is gone)."""
     key = timer_key("date", jv.journey_id)
     traits = turn.state.traits
     not_before = turn.now_ms if after_ms is None else after_ms
+    # A new timezone after the message went out moves the same date to another instant:
+    # that is not another date (sent twice). The same trait value is the same date; for a
+    # yearly one, the same anniversary is within 26 h in any zone, the next a year away.
+    fired = turn.state.counters.get(f"{jv.journey_id}:date")
+    if isinstance(fired, dict) and isinstance(fired.get("due"), int) and fired.get("value") == traits.get(trigger.trait):
+        if not trigger.yearly:
+            turn.cancel(key)
+            return
+        not_before = max(not_before, fired["due"] + _SAME_DATE_MS)
     due = timecalc.date_relative_due(
         traits.get(trigger.trait), duration_ms(trigger.offset), trigger.at, timecalc.zone_of(traits), trigger.yearly, not_before
     )
@@ -215,6 +226,8 @@ def on_date_timer(turn: Turn, payload: dict[str, Any]) -> None:
     value = turn.state.traits.get(trigger.trait)
     props = {"trait": trigger.trait, "value": value, "due": payload.get("due")}
     enter(turn, jv, {"event": "date_relative", "message_id": None, "at": turn.now_ms, "properties": props}, turn.now_ms)
+    if isinstance(payload.get("due"), int):
+        turn.state.counters[f"{jv.journey_id}:date"] = {"value": value, "due": payload["due"]}
     if trigger.yearly:
         # Next year's: looked for after this one's due time, so it cannot fire twice.
         arm_date(turn, jv, trigger, after_ms=max(turn.now_ms, payload.get("due") or 0) + 1)
@@ -227,28 +240,33 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event:
         return
     counters = turn.state.counters
     reached = False
+    # One counter per journey and kind: a journey republished from a count to a streak (or
+    # a sum) must not read the old int as a dict, which raised on every such event.
     if trigger.count is not None:
-        count = counters.get(jv.journey_id, 0) + 1
-        counters[jv.journey_id] = count
+        ckey = f"{jv.journey_id}:count"
+        count = counters.get(ckey, 0) + 1
+        counters[ckey] = count
         reached = count == trigger.count
     elif trigger.sum is not None:
         found, value = get_path(event.properties, trigger.sum.property)
         amount = _number(value) if found else None
         if amount is None:
             return
-        before = counters.get(jv.journey_id, 0.0)
+        ckey = f"{jv.journey_id}:sum"
+        before = counters.get(ckey, 0.0)
         after = before + amount
         if not math.isfinite(after):
             return  # two 1e308 orders: keep the sum JSON can hold
-        counters[jv.journey_id] = after
+        counters[ckey] = after
         reached = before < trigger.sum.reaches <= after
     elif trigger.streak is not None:
         day = timecalc.local_day(event.timestamp_ms, timecalc.zone_of(turn.state.traits))
-        streak = counters.get(jv.journey_id) or {"day": None, "len": 0}
+        ckey = f"{jv.journey_id}:streak"
+        streak = counters.get(ckey) or {"day": None, "len": 0}
         if streak["day"] is not None and day <= streak["day"]:
             return  # same day, or a late event from an earlier day
         streak = {"day": day, "len": streak["len"] + 1 if streak["day"] == day - 1 else 1}
-        counters[jv.journey_id] = streak
+        counters[ckey] = streak
         reached = streak["len"] == trigger.streak.days
     if reached and not _late(turn, event, trigger.max_lateness):
         enter(turn, jv, trigger_of(event), event.timestamp_ms)
