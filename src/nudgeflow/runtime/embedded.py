@@ -193,6 +193,11 @@ class EmbeddedRuntime:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()  # start/stop
+        # Held by each background loop for one iteration, and by run_until_idle throughout:
+        # when run_until_idle returns, no background work is half done (only committed
+        # work, which it has seen through).
+        self._engine_turn = threading.Lock()
+        self._dispatch_turn = threading.Lock()
 
     # -- the steps, as stages -------------------------------------------------------------
 
@@ -288,6 +293,10 @@ class EmbeddedRuntime:
         """Process all events, fire all due timers, dispatch all due messages; repeat until a
         round does nothing. For tests and simulation: with a VirtualClock, advance the
         clock, then call this. Database errors propagate (there is no outage to wait out)."""
+        with self._engine_turn, self._dispatch_turn:
+            return self._run_until_idle(max_rounds)
+
+    def _run_until_idle(self, max_rounds: int) -> IdleReport:
         events, timers, dispatch = self._stages()
         report = IdleReport()
         for _ in range(max_rounds):
@@ -357,10 +366,9 @@ class EmbeddedRuntime:
             self._engine_wake.clear()
             queued_before = self.stats.messages_queued + self.stats.messages_failed_at_decision
             try:
-                _, more_events = events.drain(self.runner, max_batches=10)
-                if self._stopping.is_set():
-                    break
-                _, more_timers = timers.drain(self.runner, max_batches=10)
+                with self._engine_turn:
+                    _, more_events = events.drain(self.runner, max_batches=10)
+                    _, more_timers = timers.drain(self.runner, max_batches=10)
                 outage = 0
             except OUTAGE as exc:
                 if self._stopping.is_set():
@@ -387,9 +395,10 @@ class EmbeddedRuntime:
             while not self._stopping.is_set():
                 self._dispatch_wake.clear()
                 try:
-                    _, more, appended = self._dispatch(
-                        dispatch, lambda leased: loop.run_until_complete(self.dispatcher.send_remote(leased)), 10
-                    )
+                    with self._dispatch_turn:
+                        _, more, appended = self._dispatch(
+                            dispatch, lambda leased: loop.run_until_complete(self.dispatcher.send_remote(leased)), 10
+                        )
                     outage = 0
                 except OUTAGE as exc:
                     if self._stopping.is_set():

@@ -42,6 +42,7 @@ class AppState:
     limiter: RateLimiter
     keys: KeyCache
     ready: bool = False
+    runtime: Any = None  # the EmbeddedRuntime, when settings.engine_enabled
 
 
 def prepare_database(settings: Settings, engine: Engine) -> None:
@@ -148,17 +149,26 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         limiter=RateLimiter(clock, settings.ingest_rate_per_second, settings.ingest_burst),
         keys=KeyCache(engine),
     )
+    if settings.engine_enabled:
+        from nudgeflow.runtime.embedded import EmbeddedRuntime
+
+        state.runtime = EmbeddedRuntime(engine, state.committer, clock, settings)
+        metrics.watch_runtime(state.runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_database(settings, engine)
         state.committer.start()
+        if state.runtime is not None:
+            state.runtime.start()
         state.ready = True
         log.info("ready", extra={"database": engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
             state.ready = False
+            if state.runtime is not None:
+                state.runtime.stop()  # its current batch is finished through the writer
             state.committer.stop()
             engine.dispose()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from nudgeflow.store.ingest_writer import WriteResult
@@ -49,8 +52,44 @@ class Metrics:
         self.commit_events.observe(result.accepted + result.duplicates)
         self.commit_requests.observe(requests)
 
+    def watch_runtime(self, runtime: Any) -> None:
+        """Export the embedded runtime's counters (its `snapshot()`) and lag, read when scraped."""
+        self.registry.register(_RuntimeCollector(runtime))
+
     def reject(self, reason: str, count: int = 1) -> None:
         self.events_rejected.labels(reason).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# name in the runtime's snapshot -> (metric name, help)
+_RUNTIME_COUNTERS = {
+    "events_processed": ("nudgeflow_engine_events_processed", "Events decided by the engine"),
+    "timers_fired": ("nudgeflow_engine_timers_fired", "Timers fired"),
+    "messages_queued": ("nudgeflow_messages_queued", "Messages queued in the outbox"),
+    "messages_sent": ("nudgeflow_messages_sent", "Messages delivered to their channel"),
+    "messages_failed": ("nudgeflow_messages_failed", "Messages recorded as failed"),
+    "messages_retried": ("nudgeflow_messages_retried", "Transient delivery failures scheduled for a retry"),
+    "engine_errors": ("nudgeflow_engine_errors", "Events, timers or catalogs the engine failed on (skipped)"),
+}
+
+
+class _RuntimeCollector:
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> Iterator[Metric]:
+        for name, help_ in _RUNTIME_COUNTERS.values():
+            yield CounterMetricFamily(name, help_)
+        yield GaugeMetricFamily("nudgeflow_engine_lag_events", "Events in the log not yet decided")
+
+    def collect(self) -> Iterator[Metric]:
+        values = self.runtime.snapshot()
+        for key, (name, help_) in _RUNTIME_COUNTERS.items():
+            yield CounterMetricFamily(name, help_, value=values.get(key, 0))
+        try:
+            lag = self.runtime.lag()
+        except Exception:  # the database is away: report no lag figure rather than fail the scrape
+            return
+        yield GaugeMetricFamily("nudgeflow_engine_lag_events", "Events in the log not yet decided", value=lag)
