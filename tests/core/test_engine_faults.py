@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
+from engine_driver import D, H, M, T0, Driver, catalog, iso, journey
 from nudgeflow.core.state import ProfileState
 
 ON_SIGNUP = {"type": "event", "event": "Signed Up"}

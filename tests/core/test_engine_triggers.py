@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from engine_driver import D, H, M, T0, Driver, iso, journey, ms
+from engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
+from nudgeflow.core.catalog import JourneyVersion
 
 SEND = {"hello": {"type": "send", "channel": "email", "template": "hello"}}
 
@@ -449,10 +450,6 @@ def test_milestone_broken_streak_resets() -> None:
 
 
 def test_milestone_republished_with_another_kind_starts_afresh() -> None:
-    from nudgeflow.core.catalog import JourneyVersion
-
-    from engine_driver import catalog
-
     v1 = send_j("m", {"type": "milestone", "event": "App Opened", "count": 5})
     v2 = send_j("m", {"type": "milestone", "event": "App Opened", "streak": {"days": 2}})
     v3 = send_j("m", {"type": "milestone", "event": "App Opened", "sum": {"property": "n", "reaches": 2}})
