@@ -505,6 +505,16 @@ def test_location_nearest_place_is_chosen() -> None:
     assert [m.context["trigger"]["place"]["name"] for m in d.sends()] == ["Opera", "Louvre"]
 
 
+def test_location_fires_on_the_way_in_not_on_every_ping_inside() -> None:
+    d = Driver(near_store(300))  # reentry: always, so only the geofence logic limits entries
+    for _ in range(5):
+        d.track("Location Updated", {"latitude": 48.8600, "longitude": 2.3400})  # inside, Louvre
+    assert len(d.sends()) == 1
+    d.track("Location Updated", {"latitude": 48.8500, "longitude": 2.3400})  # left
+    d.track("Location Updated", {"latitude": 48.8601, "longitude": 2.3399})  # back in
+    assert len(d.sends()) == 2
+
+
 # --- max lateness ---------------------------------------------------------------------------------
 
 def test_max_lateness_old_event_does_not_start_a_run() -> None:

@@ -302,6 +302,16 @@ def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: E
         ((timecalc.haversine_m(lat, lon, p.latitude, p.longitude), p) for p in trigger.places), key=lambda dp: dp[0]
     )
     distance, place = nearest
-    if distance <= trigger.radius_m:
+    # A geofence fires on the way in, not on every ping inside it: an app that reports its
+    # position each minute must not start a run each minute. Leaving (or a ping nearer to
+    # another place) resets it.
+    key = f"{jv.journey_id}:inside"
+    inside = place.name if distance <= trigger.radius_m else None
+    before = turn.state.counters.get(key)
+    if inside is None:
+        turn.state.counters.pop(key, None)
+        return
+    turn.state.counters[key] = inside
+    if before != inside:
         where = {"name": place.name, "latitude": place.latitude, "longitude": place.longitude, "distance_m": round(distance, 1)}
         enter(turn, jv, trigger_of(event, place=where), event.timestamp_ms)
