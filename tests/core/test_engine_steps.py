@@ -447,6 +447,30 @@ def test_update_profile_with_references() -> None:
     assert d.state.traits == {"plan": "pro", **values}
 
 
+def test_update_profile_drives_trait_triggers_of_other_journeys_once() -> None:
+    # A journey that marks people VIP starts the VIP journey, whose trigger is the trait
+    # change, exactly as an identify would; the VIP journey setting the trait back does
+    # not loop.
+    promote = journey(
+        "promote",
+        {"type": "event", "event": "Order Completed"},
+        {"u": {"type": "update_profile", "set": {"tier": "vip"}}},
+        entry={"reentry": "always"},
+    )
+    vip = journey(
+        "vip",
+        {"type": "attribute_change", "trait": "tier", "to": "vip"},
+        {"hi": send("vip_welcome", next="reset"), "reset": {"type": "update_profile", "set": {"tier": "basic"}}},
+        entry={"reentry": "always"},
+    )
+    d = Driver(promote, vip)
+    d.track("Order Completed")
+    assert [(m.journey_id, m.template) for m in d.sends()] == [("vip", "vip_welcome")]
+    assert d.state.traits["tier"] == "basic"
+    d.track("Order Completed")
+    assert len(d.sends()) == 2
+
+
 def test_exit_step() -> None:
     short = journey(
         "short",

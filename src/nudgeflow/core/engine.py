@@ -60,6 +60,7 @@ class Engine:
             _run_reacts(turn, run, event)
         for jv in self.catalog.candidates(event.name, event.type == "identify"):
             triggers.on_event(turn, jv, event, changes)
+        _journey_trait_changes(turn)
         return turn.close()
 
     def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]:
@@ -76,7 +77,29 @@ class Engine:
             triggers.on_date_timer(turn, timer.payload)
         elif kind == "resume":
             steps.on_resume(turn, timer.payload)
+        _journey_trait_changes(turn)
         return turn.close()
+
+
+def _journey_trait_changes(turn: Turn) -> None:
+    """Traits set by a journey's update_profile step drive trait triggers like an identify.
+
+    One pass only: a change made by a journey entered here is not looked at again in this
+    call, so two journeys that set each other's trait cannot loop.
+    """
+    changes, turn.trait_changes = turn.trait_changes, {}
+    if not changes:
+        return
+    event = EventInput(
+        message_id="",
+        type="identify",
+        event=None,
+        timestamp_ms=turn.now_ms,
+        traits={name: after for name, (_, after) in changes.items()},
+    )
+    for jv in turn.catalog.triggers.get("identify", []):
+        triggers.on_event(turn, jv, event, changes)
+    turn.trait_changes = {}
 
 
 def _prune(turn: Turn) -> None:

@@ -150,9 +150,13 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
         elif isinstance(step, UpdateProfileStep):
             scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run)
             values = {name: resolve(value, scope) for name, value in step.set.items()}
-            state.traits.update(values)
+            for name, value in values.items():
+                if state.traits.get(name) != value or name not in state.traits:
+                    turn.trait_changes[name] = (state.traits.get(name), value)
+                    state.traits[name] = value
             for name in step.unset:
-                state.traits.pop(name, None)
+                if name in state.traits:
+                    turn.trait_changes[name] = (state.traits.pop(name), None)
             turn.emit(UpdateProfile(values, list(step.unset)))
             step_id = step.next
         elif isinstance(step, ExitStep):

@@ -38,6 +38,8 @@ class Turn:
     # windows that start in this call (a wait for an event) start at the event's time, or a
     # checkout two seconds after the add, decided in the same batch, would be missed.
     event_ms: int | None = None
+    # Traits a journey's update_profile step changed in this call: (before, after) by name.
+    trait_changes: dict = field(default_factory=dict)
 
     @property
     def since_ms(self) -> int:
