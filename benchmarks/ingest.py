@@ -964,8 +964,14 @@ def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args:
     )
     marker = "<!-- history: one line per run, newest first; the benchmark adds them -->"
     old_history: list[str] = []
+    # benchmarks/engine.py keeps its own section at the end of the file: carried over as is.
+    engine_start, engine_end = "<!-- engine benchmark: written by benchmarks/engine.py -->", "<!-- end of engine benchmark -->"
+    engine_section = ""
     if RESULTS.exists():
         text = RESULTS.read_text()
+        if engine_start in text and engine_end in text:
+            engine_section = engine_start + text.split(engine_start, 1)[1].split(engine_end, 1)[0] + engine_end
+            text = text.replace(engine_section, "")
         if marker in text:
             after = text.split(marker, 1)[1].splitlines()
             old_history = [line for line in after if line.startswith("| 20")]
@@ -1021,6 +1027,8 @@ def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args:
         *old_history,
         "",
     ]
+    if engine_section:
+        lines += [engine_section, ""]
     RESULTS.write_text("\n".join(lines))
     console.print(f"results written to {RESULTS.relative_to(ROOT)}")
 

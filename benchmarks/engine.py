@@ -1,0 +1,1411 @@
+#!/usr/bin/env python
+"""Engine benchmark: what the journey engine decides per second, next to what SQLite can store.
+
+    .venv/bin/python benchmarks/engine.py [--quick] [--no-record] [--profiles N] [--events N] ...
+
+One run, on one set of generated events, measures:
+
+  L         raw SQLite batched inserts, rows/s, of the very events the engine then decides:
+            Python sqlite3, WAL, synchronous=FULL, 1,000-row transactions, into the events
+            table of a nudgeflow database (its indexes included), with the page cache and
+            checkpoint threshold nudgeflow sets on its own connections, as
+            benchmarks/ingest.py measures it. These inserts are also how the event log of
+            the next phase is loaded: the events are committed before the engine starts.
+  engine    events/s from "committed to the event log" to "decisions, profile state,
+            timers, runs and outbox committed": every journey of examples/journeys live,
+            100,000 profiles, 1,000,000 generated events of a shop and its app (Product
+            Viewed, Product Added with a cart_id, Order Completed with revenue and products,
+            Order Delivered, Application Opened with a location, Level Completed, wishlist,
+            identify with traits and plan changes, page, screen…), decided by
+            `process_events` as `nudgeflow serve` runs it: batches of
+            Settings.engine_batch_events, each one transaction, run as a job of the group
+            committer's writer thread (with the WAL checkpointer beside it), SQLite WAL,
+            synchronous=FULL, until the cursor reaches the last event. Target >= 0.25 x L.
+  matching  trigger matching alone, in the pure core, no database: 1,000 live journeys over
+            100 event names, with property filters of every operator; events/s through the
+            catalog's trigger index and each candidate trigger's filters (target >= 100,000
+            events/s); and, for contrast, a naive scan of all 1,000 triggers per event.
+  timers    pending timers of cart-abandonment runs waiting in their 23-hour wait (each
+            firing sends the second email, arms the next wait and updates the run), written
+            in bulk, all due; fired by `fire_timers` in batches of
+            Settings.engine_batch_timers, one transaction each, through the writer thread,
+            at 10,000, 100,000 and 1,000,000 pending timers: the firing rate (target >=
+            10,000/s) and the resident memory of the firing process (it must stay flat:
+            timers are rows, not RAM). This phase runs in a process of its own, so that
+            its memory is not the rest of the benchmark's.
+  latency   from an event accepted by a real `nudgeflow serve` (engine on, every example
+            journey live) to the log channel's send of the message it triggers at once,
+            computed in the database (log channel sent_at_ms - event received_at_ms):
+            paced open-loop /v1/track, /v1/identify, /v1/page and /v1/screen requests at
+            half the lower of the engine rate of phase 2 and the server's own saturation
+            (measured first, closed loop, engine on). Targets p50 <= 100 ms, p99 <= 1 s.
+
+Ratios are the figures that travel: the machine is shared and noisy, and both sides of a
+ratio come from the same run. Results go to the "Engine benchmark" section of
+benchmarks/RESULTS.md (the ingest benchmark's sections are kept as they are).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "src"))
+
+import ingest as ingest_bench  # noqa: E402  (the ingest benchmark: L, the machine, the HTTP client)
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+EXAMPLES = ROOT / "examples" / "journeys"
+SECTION_START = "<!-- engine benchmark: written by benchmarks/engine.py -->"
+SECTION_END = "<!-- end of engine benchmark -->"
+
+console = Console(width=None if sys.stdout.isatty() else 130)
+
+
+# -- the generated events -------------------------------------------------------------------
+
+WEB, IOS, ANDROID = "web", "ios", "android"
+STORES = ((40.7411, -73.9897), (40.7033, -73.9881))  # push-near-store.yaml's places
+PLANS = ("free", "free", "free", "pro", "pro", "business")
+
+# (what, weight): what a person does next. Mobile-only actions fall back to a page view on
+# the web; actions that need a cart or an order fall back to a product view.
+ACTIONS = (
+    ("viewed", 30.0),
+    ("added", 9.0),
+    ("cart_viewed", 3.0),
+    ("checkout", 3.0),
+    ("ordered", 3.0),
+    ("delivered", 1.5),
+    ("opened", 10.0),
+    ("look", 14.0),
+    ("identify", 6.0),
+    ("signed_up", 2.0),
+    ("level", 3.0),
+    ("wishlist", 2.0),
+    ("upgraded", 0.5),
+    ("email_opened", 2.0),
+    ("searched", 3.0),
+)
+
+
+@dataclass
+class Person:
+    index: int
+    profile_id: str
+    user_id: str
+    anonymous_id: str
+    platform: str
+    context: dict[str, Any]
+    traits: dict[str, Any]
+    signed_up: bool = False
+    cart_id: str | None = None
+    cart: dict[str, int] = field(default_factory=dict)
+    undelivered: list[str] = field(default_factory=list)
+    orders: int = 0
+    level: int = 0
+    viewed: str | None = None
+
+
+@dataclass
+class Workload:
+    """Generated Segment messages, each as the row the events table stores and as sent."""
+
+    rows: list[tuple[Any, ...]]  # (workspace, message_id, profile, type, event, user, anon, ts, received, payload)
+    sent: list[tuple[str, bytes]]  # (HTTP path, body) as a client sends each message
+    profiles: list[tuple[str, str, str]]  # (profile id, user id, traits JSON)
+    identities: list[tuple[str, str]]  # (identity key, profile id)
+    counts: dict[str, int]
+    payload_bytes: float
+
+
+def _uuid(rng: random.Random) -> str:
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
+def _iso(ms: int) -> str:
+    return f"{_iso_second(ms // 1000)}{ms % 1000:03d}Z"
+
+
+def _people(count: int, rng: random.Random, created_ms: int) -> list[Person]:
+    from nudgeflow.demo_traffic import FIRST_NAMES, LAST_NAMES, PLACES
+
+    people = []
+    for i in range(count):
+        platform = rng.choices((WEB, IOS, ANDROID), weights=(5, 3, 2))[0]
+        tz, locale, country = rng.choice(PLACES)
+        if platform == WEB:
+            context: dict[str, Any] = {
+                "library": {"name": "analytics.js", "version": "5.2.0"},
+                "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 Safari/605.1.15",
+                "locale": locale,
+                "timezone": tz,
+                "ip": f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+            }
+        else:
+            ios = platform == IOS
+            context = {
+                "library": {"name": "analytics-ios" if ios else "analytics-android", "version": "4.1.8"},
+                "app": {"name": "Nudgeshop", "version": "3.4.1", "build": "341", "namespace": "com.nudgeshop.app"},
+                "device": {"type": platform, "manufacturer": "Apple" if ios else "Google", "model": "iPhone15,2" if ios else "Pixel 8"},
+                "os": {"name": "iOS" if ios else "Android", "version": "17.4" if ios else "14"},
+                "locale": locale,
+                "timezone": tz,
+                "network": {"wifi": rng.random() < 0.6, "cellular": True},
+            }
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        traits = {
+            "email": f"customer{i}@example.com",
+            "first_name": first,
+            "last_name": last,
+            "plan": rng.choice(PLANS),
+            "timezone": tz,
+            "locale": locale,
+            "address": {"country": country},
+            "created_at": _iso(created_ms - rng.randrange(400 * 86_400_000)),
+        }
+        people.append(
+            Person(
+                index=i,
+                profile_id="prf_" + uuid.uuid5(uuid.NAMESPACE_OID, f"bench-{i}").hex[:24],
+                user_id=f"user_{i:07d}",
+                anonymous_id=_uuid(rng),
+                platform=platform,
+                context=context,
+                traits=traits,
+            )
+        )
+    return people
+
+
+def _product_props(product: Any) -> dict[str, Any]:
+    return {
+        "product_id": product.product_id,
+        "sku": product.sku,
+        "name": product.name,
+        "category": product.category,
+        "brand": product.brand,
+        "price": product.price,
+        "currency": "USD",
+        "url": f"https://shop.example.com/p/{product.product_id}",
+        "image_url": f"https://cdn.shop.example.com/{product.sku}.jpg",
+    }
+
+
+def _location(rng: random.Random) -> dict[str, float]:
+    if rng.random() < 0.15:  # near a store (within ~150 m)
+        lat, lon = rng.choice(STORES)
+        return {"latitude": lat + rng.uniform(-0.001, 0.001), "longitude": lon + rng.uniform(-0.001, 0.001)}
+    return {"latitude": rng.uniform(40.55, 40.90), "longitude": rng.uniform(-74.10, -73.75)}
+
+
+def next_message(p: Person, rng: random.Random, products: list[Any], action: str, first: bool = False) -> tuple[str, dict[str, Any]]:
+    """One Segment message `p` sends next, as (type, fields besides ids, time and context)."""
+    mobile = p.platform != WEB
+    if action in ("opened", "level") and not mobile:
+        action = "look"
+    if action in ("checkout", "ordered", "cart_viewed") and not p.cart:
+        action = "viewed"
+    if action == "delivered" and not p.undelivered:
+        action = "viewed"
+    if action == "signed_up" and p.signed_up:
+        action = "identify"
+    if action == "viewed":
+        pool = [x for x in products if p.viewed and x.category == p.viewed] if rng.random() < 0.6 else []
+        product = rng.choice(pool or products)
+        p.viewed = product.category
+        props = _product_props(product)
+        props["position"] = rng.randint(1, 24)
+        return "track", {"event": "Product Viewed", "properties": props}
+    if action == "added":
+        if p.cart_id is None:
+            p.cart_id = _uuid(rng)
+        product = rng.choice(products)
+        quantity = rng.choices((1, 2, 3), weights=(8, 2, 1))[0]
+        p.cart[product.product_id] = p.cart.get(product.product_id, 0) + quantity
+        props = _product_props(product)
+        props.update(cart_id=p.cart_id, quantity=quantity)
+        return "track", {"event": "Product Added", "properties": props}
+    if action in ("cart_viewed", "checkout", "ordered"):
+        by_id = {x.product_id: x for x in products}
+        items = [
+            {"product_id": pid, "sku": by_id[pid].sku, "name": by_id[pid].name, "price": by_id[pid].price, "quantity": q}
+            for pid, q in p.cart.items()
+        ]
+        subtotal = round(sum(by_id[pid].price * q for pid, q in p.cart.items()), 2)
+        if action == "cart_viewed":
+            return "track", {"event": "Cart Viewed", "properties": {"cart_id": p.cart_id, "products": items}}
+        p.orders += 1
+        order_id = f"ord_{p.index}_{p.orders}"
+        props = {
+            "checkout_id": f"chk_{p.index}_{p.orders}",
+            "order_id": order_id,
+            "cart_id": p.cart_id,
+            "affiliation": "Nudgeshop",
+            "revenue": subtotal,
+            "shipping": 0.0 if subtotal >= 100 else 6.95,
+            "tax": round(subtotal * 0.08, 2),
+            "currency": "USD",
+            "products": items,
+        }
+        if action == "checkout":
+            p.orders -= 1
+            return "track", {"event": "Checkout Started", "properties": props}
+        p.cart, p.cart_id = {}, None
+        p.undelivered.append(order_id)
+        return "track", {"event": "Order Completed", "properties": {**props, "subtotal": subtotal, "total": round(subtotal * 1.08, 2)}}
+    if action == "delivered":
+        return "track", {"event": "Order Delivered", "properties": {"order_id": p.undelivered.pop(0), "carrier": "UPS"}}
+    if action == "opened":
+        return "track", {"event": "Application Opened", "properties": {"from_background": rng.random() < 0.5, "version": "3.4.1", "build": "341"}}
+    if action == "look":
+        if mobile:
+            return "screen", {"name": rng.choice(("Home", "Search", "Wishlist", "Account"))}
+        title, path = rng.choice((("Home", "/"), ("New Arrivals", "/new"), ("Sale", "/sale"), ("About", "/about")))
+        return "page", {"name": title, "properties": {"path": path, "url": "https://shop.example.com" + path, "title": f"{title} | Nudgeshop", "referrer": ""}}
+    if action in ("identify", "signed_up", "upgraded"):
+        if action == "signed_up":
+            p.signed_up = True
+            return "track", {"event": "Signed Up", "properties": {"method": rng.choice(("email", "google", "apple")), "plan": p.traits["plan"]}}
+        if action == "upgraded":
+            p.traits["plan"] = "pro"
+            return "track", {"event": "Subscription Upgraded", "properties": {"plan": "pro", "revenue": 12.0, "currency": "USD"}}
+        if not first and rng.random() < 0.15:  # a plan change: paid to free or cancelled, or free to paid
+            p.traits["plan"] = rng.choice(("free", "cancelled")) if p.traits["plan"] in ("pro", "business") else "pro"
+        p.traits["logins"] = p.traits.get("logins", 0) + 1
+        return "identify", {"traits": dict(p.traits)}
+    if action == "level":
+        p.level += 1
+        return "track", {"event": "Level Completed", "properties": {"level": p.level, "score": rng.randrange(100, 5000)}}
+    if action == "wishlist":
+        product = rng.choice(products)
+        return "track", {"event": "Product Added to Wishlist", "properties": {**_product_props(product), "wishlist_id": f"wl_{p.index}"}}
+    if action == "email_opened":
+        key = f"run_{rng.getrandbits(96):024x}:welcome:1"
+        return "track", {"event": "Email Opened", "properties": {"message_key": key, "email_subject": "Welcome!"}}
+    return "track", {"event": "Products Searched", "properties": {"query": rng.choice(("shoes", "tent", "earbuds", "mug"))}}
+
+
+PATHS = {"track": "/v1/track", "identify": "/v1/identify", "page": "/v1/page", "screen": "/v1/screen"}
+
+
+def generate(profiles: int, events: int, seed: int, start_ms: int, end_ms: int, workspace_id: str) -> Workload:
+    """`events` messages from `profiles` people between start_ms and end_ms, in time order."""
+    from nudgeflow.demo_traffic import CATALOG
+
+    rng = random.Random(seed)
+    people = _people(profiles, rng, start_ms)
+    products = list(CATALOG)
+    actions = [a for a, _ in ACTIONS]
+    weights = [w for _, w in ACTIONS]
+    # The first events go to everyone once (so every profile exists), then anyone at random.
+    order = list(range(profiles))
+    rng.shuffle(order)
+    picks = order[:events] + [rng.randrange(profiles) for _ in range(max(0, events - profiles))]
+    chosen = rng.choices(actions, weights=weights, k=events)
+    span = max(1, end_ms - start_ms)
+    rows: list[tuple[Any, ...]] = []
+    sent: list[tuple[str, bytes]] = []
+    counts: dict[str, int] = {}
+    total_bytes = 0
+    dumps = orjson.dumps
+    for n in range(events):
+        p = people[picks[n]]
+        # Everyone's first message is an identify (an app launch, a login): the engine learns
+        # the traits its entry filters look at (an email to write to) from the event stream.
+        type_, fields = next_message(p, rng, products, "identify" if n < profiles else chosen[n], first=n < profiles)
+        ts = start_ms + n * span // events
+        context = p.context
+        if p.platform != WEB and rng.random() < 0.3:
+            context = {**context, "location": _location(rng)}
+        message: dict[str, Any] = {
+            "type": type_,
+            "messageId": _uuid(rng),
+            "userId": p.user_id,
+            "anonymousId": p.anonymous_id,
+            "timestamp": _iso(ts),
+            **fields,
+            "context": context,
+        }
+        sent_at = ts + 40 + rng.randrange(200)
+        message["sentAt"] = _iso(sent_at)
+        sent.append((PATHS[type_], dumps(message)))
+        received = sent_at + 5
+        # As ingest stores it: the original timestamp kept, receivedAt added (here clocks agree).
+        stored = {**message, "originalTimestamp": message["timestamp"], "receivedAt": _iso(received)}
+        payload = dumps(stored).decode()
+        total_bytes += len(payload)
+        name = fields.get("event") if type_ == "track" else fields.get("name")
+        counts[fields.get("event") or type_] = counts.get(fields.get("event") or type_, 0) + 1
+        rows.append((workspace_id, message["messageId"], p.profile_id, type_, name, p.user_id, p.anonymous_id, ts, received, payload))
+    profile_rows = [(p.profile_id, p.user_id, dumps(p.traits).decode()) for p in people]
+    identities = [(f"u:{p.user_id}", p.profile_id) for p in people] + [(f"a:{p.anonymous_id}", p.profile_id) for p in people]
+    return Workload(rows, sent, profile_rows, identities, counts, total_bytes / max(1, events))
+
+
+# -- a nudgeflow database with the example journeys live --------------------------------------
+
+def new_database(path: Path) -> tuple[Any, str, str]:
+    """A migrated nudgeflow SQLite database with one workspace and every example journey
+    published; returns (SQLAlchemy engine, workspace id, write key)."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.runtime.replay import load_journeys
+    from nudgeflow.store import database
+    from nudgeflow.store.journeys import apply_draft, publish
+    from nudgeflow.store.workspaces import create_workspace
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    db = database.create_db_engine(f"sqlite:///{path}")  # synchronous=FULL, as serve
+    database.upgrade(db)
+    now_ms = to_ms(SystemClock().now())
+    with db.begin() as conn:
+        created = create_workspace(conn, "benchmark", now_ms)
+        for journey in load_journeys([EXAMPLES]):
+            apply_draft(conn, created.workspace_id, journey, now_ms)
+            publish(conn, created.workspace_id, journey.id, now_ms)
+    return db, created.workspace_id, created.write_key
+
+
+def raw_connection(path: Path) -> sqlite3.Connection:
+    """sqlite3 on the nudgeflow file with the settings L is measured with (see ingest.py)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    for pragma in ingest_bench.sqlite_tuning():
+        conn.execute(pragma)
+    return conn
+
+
+def load_events(path: Path, work: Workload, workspace_id: str, advance: Callable[[int], None]) -> float:
+    """L: the events inserted into the events table in 1,000-row transactions; rows/s.
+
+    Profiles and identities (which the engine does not read) are written afterwards,
+    outside the measured time, so that the database looks like one ingest filled.
+    """
+    conn = raw_connection(path)
+    start = time.perf_counter()
+    for offset in range(0, len(work.rows), 1000):
+        chunk = work.rows[offset : offset + 1000]
+        conn.execute("BEGIN")
+        conn.executemany(ingest_bench.INSERT_ROW, chunk)
+        conn.execute("COMMIT")
+        advance(len(chunk))
+    elapsed = time.perf_counter() - start
+    now_ms = int(time.time() * 1000)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO profiles (id, workspace_id, user_id, traits, trait_errors, created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        [(pid, workspace_id, uid, traits, now_ms, now_ms) for pid, uid, traits in work.profiles],
+    )
+    conn.executemany(
+        "INSERT INTO identities (workspace_id, key, profile_id, created_at_ms) VALUES (?, ?, ?, ?)",
+        [(workspace_id, key, pid, now_ms) for key, pid in work.identities],
+    )
+    conn.execute("COMMIT")
+    stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    if stored != len(work.rows):
+        raise SystemExit(f"stored {stored} of {len(work.rows)} events")
+    return len(work.rows) / elapsed
+
+
+# -- phase 2: engine throughput ---------------------------------------------------------------
+
+@dataclass
+class EngineFigures:
+    events: int = 0
+    profiles: int = 0
+    seconds: float = 0.0
+    rate: float = 0.0
+    batch: int = 0
+    batches: int = 0
+    messages_queued: int = 0
+    messages_failed: int = 0
+    timers_armed: int = 0
+    runs: int = 0
+    states: int = 0
+    errors: int = 0
+    cpu: float = 0.0  # cores busy in this process during the run
+    by_journey: dict[str, int] = field(default_factory=dict)
+
+
+def run_engine(db: Any, total: int, batch: int, advance: Callable[[int], None]) -> EngineFigures:
+    from nudgeflow.core.clock import SystemClock
+    from nudgeflow.runtime.embedded import WriterRunner
+    from nudgeflow.runtime.processor import EngineCache, RuntimeStats, process_events
+    from nudgeflow.store.group_commit import GroupCommitter
+
+    clock = SystemClock()
+    writer = GroupCommitter(db, clock)
+    writer.start()
+    runner = WriterRunner(writer)
+    engines = EngineCache()
+    stats = RuntimeStats()
+    figures = EngineFigures(events=total, batch=batch)
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    try:
+        while True:
+            done = runner.call(lambda conn: process_events(conn, engines, clock, batch, stats))
+            if done == 0:
+                break
+            figures.batches += 1
+            advance(done)
+        figures.seconds = time.perf_counter() - start
+        figures.cpu = (time.process_time() - cpu0) / figures.seconds
+    finally:
+        writer.stop()
+    if stats.events_processed != total:
+        raise SystemExit(f"the engine decided {stats.events_processed} events of {total}")
+    figures.rate = total / figures.seconds
+    figures.messages_queued = stats.messages_queued
+    figures.messages_failed = stats.messages_failed_at_decision
+    figures.errors = stats.event_errors + stats.catalog_errors
+    with db.connect() as conn:
+        q = lambda sql: int(conn.exec_driver_sql(sql).scalar_one())  # noqa: E731
+        figures.timers_armed = q("SELECT count(*) FROM timers")
+        figures.runs = q("SELECT count(*) FROM journey_runs")
+        figures.states = q("SELECT count(*) FROM profile_state")
+        figures.by_journey = {jid: int(n) for jid, n in conn.exec_driver_sql("SELECT journey_id, count(*) FROM outbox GROUP BY journey_id ORDER BY 2 DESC")}
+    return figures
+
+
+# -- phase 3: trigger matching alone ------------------------------------------------------------
+
+NOUNS = ("Product", "Video", "Article", "Coupon", "Cart", "Order", "Level", "Playlist", "Course", "Ticket")
+VERBS = ("Viewed", "Added", "Removed", "Shared", "Started", "Completed", "Rated", "Searched", "Saved", "Opened")
+CATEGORIES = ("Shoes", "Apparel", "Bags", "Outdoor", "Electronics", "Home", "Fitness", "Books")
+TAGS = ("new", "sale", "gift", "eco", "premium", "bundle", "limited", "clearance")
+OPERATOR_FILTERS: tuple[Callable[[random.Random], dict[str, Any]], ...] = (
+    lambda r: {"property": "category", "op": "eq", "value": r.choice(CATEGORIES)},
+    lambda r: {"property": "category", "op": "ne", "value": r.choice(CATEGORIES)},
+    lambda r: {"property": "category", "op": "in", "value": r.sample(CATEGORIES, 3)},
+    lambda r: {"property": "plan", "op": "not_in", "value": ["free", "trial"]},
+    lambda r: {"property": "price", "op": "gt", "value": r.choice((20, 50, 100, 200))},
+    lambda r: {"property": "price", "op": "gte", "value": r.choice((10, 30, 75))},
+    lambda r: {"property": "quantity", "op": "lt", "value": r.choice((2, 3, 5))},
+    lambda r: {"property": "rating", "op": "lte", "value": r.choice((2, 3, 4))},
+    lambda r: {"property": "coupon", "op": "exists"},
+    lambda r: {"property": "referrer", "op": "not_exists"},
+    lambda r: {"property": "tags", "op": "contains", "value": r.choice(TAGS)},
+    lambda r: {"property": "title", "op": "not_contains", "value": r.choice(("Refurbished", "Used", "Sample"))},
+)
+
+
+def trigger_names(count: int = 100) -> list[str]:
+    return [f"{noun} {verb}" for noun in NOUNS for verb in VERBS][:count]
+
+
+def matching_catalog(journeys: int, names: list[str], seed: int) -> Any:
+    """`journeys` live journeys, each an event trigger on one of `names` with 1 to 3 property
+    filters; the operators go round all twelve, so each kind is as common as the others."""
+    from nudgeflow.core.catalog import Catalog, JourneyVersion
+    from nudgeflow.model.journeys import Journey
+
+    rng = random.Random(seed)
+    live = []
+    for i in range(journeys):
+        where = [OPERATOR_FILTERS[(i + k * 5) % len(OPERATOR_FILTERS)](rng) for k in range(1 + i % 3)]
+        definition = Journey.model_validate(
+            {
+                "id": f"match-{i:04d}",
+                "name": f"Matching {i}",
+                "trigger": {"type": "event", "event": names[i % len(names)], "where": where},
+                "steps": {"send": {"type": "send", "channel": "push", "template": f"t{i}"}},
+            }
+        )
+        live.append(JourneyVersion(definition.id, 1, definition))
+    return Catalog(live=live)
+
+
+def matching_events(count: int, names: list[str], seed: int) -> list[Any]:
+    """Events over the triggers' names (and one in ten over names no trigger listens to)."""
+    from nudgeflow.core.inputs import EventInput
+
+    rng = random.Random(seed)
+    others = ("Page Viewed", "Screen Viewed", "Search Performed", "Notification Received")
+    out = []
+    for n in range(count):
+        props: dict[str, Any] = {
+            "category": rng.choice(CATEGORIES),
+            "plan": rng.choice(("free", "pro", "trial", "business")),
+            "price": round(rng.uniform(5, 300), 2),
+            "quantity": rng.randint(1, 6),
+            "rating": rng.randint(1, 5),
+            "tags": rng.sample(TAGS, rng.randint(0, 3)),
+            "title": rng.choice(("Trail Shoes", "Refurbished Phone", "Gift Card", "Yoga Mat", "Used Bike")),
+            "sku": f"SKU-{rng.randrange(10_000)}",
+        }
+        if rng.random() < 0.3:
+            props["coupon"] = "SPRING15"
+        if rng.random() < 0.5:
+            props["referrer"] = "https://www.google.com/"
+        name = rng.choice(others) if rng.random() < 0.1 else rng.choice(names)
+        out.append(EventInput(f"m{n}", "track", name, 1_700_000_000_000 + n, props))
+    return out
+
+
+@dataclass
+class MatchFigures:
+    journeys: int = 0
+    names: int = 0
+    events: int = 0
+    indexed_rate: float = 0.0
+    naive_rate: float = 0.0
+    matches: int = 0
+    candidates_per_event: float = 0.0
+
+
+def run_matching(journeys: int, events: int, seed: int, advance: Callable[[int], None]) -> MatchFigures:
+    """The trigger index and filters of the core (catalog.candidates, then each candidate's
+    name and `where` test as the engine applies it), and a naive scan for contrast."""
+    from nudgeflow.core import triggers
+    from nudgeflow.core.state import ProfileState
+    from nudgeflow.core.turn import Turn
+
+    names = trigger_names()
+    catalog = matching_catalog(journeys, names, seed)
+    inputs = matching_events(events, names, seed + 1)
+    everything = list(catalog.live.values())
+    turn = Turn(ProfileState("prf_matching"), catalog, 1_800_000_000_000)
+    matches = triggers._matches
+    figures = MatchFigures(journeys=journeys, names=len(names), events=events)
+
+    def indexed(chunk: list[Any]) -> tuple[int, int]:
+        found = looked = 0
+        candidates = catalog.candidates
+        for event in chunk:
+            for jv in candidates(event.name, event.type == "identify"):
+                looked += 1
+                trigger = jv.definition.trigger
+                if matches(turn, event, trigger.event, trigger.where):
+                    found += 1
+        return found, looked
+
+    def naive(chunk: list[Any]) -> int:
+        found = 0
+        for event in chunk:
+            for jv in everything:
+                trigger = jv.definition.trigger
+                if matches(turn, event, trigger.event, trigger.where):
+                    found += 1
+        return found
+
+    step = max(1, events // 50)
+    gc.collect()
+    start = time.perf_counter()
+    total = looked = 0
+    for offset in range(0, events, step):
+        found, seen = indexed(inputs[offset : offset + step])
+        total += found
+        looked += seen
+        advance(len(inputs[offset : offset + step]))
+    figures.indexed_rate = events / (time.perf_counter() - start)
+    figures.matches = total
+    figures.candidates_per_event = looked / events
+    # The naive scan is ~100 times slower: a tenth of the events is enough to time it.
+    sample = inputs[: max(1, events // 10)]
+    start = time.perf_counter()
+    naive_total = 0
+    for offset in range(0, len(sample), step):
+        naive_total += naive(sample[offset : offset + step])
+        advance(10 * len(sample[offset : offset + step]))
+    figures.naive_rate = len(sample) / (time.perf_counter() - start)
+    expected, _ = indexed(sample)
+    if naive_total != expected:
+        raise SystemExit(f"the index found {expected} matches where a scan of every trigger found {naive_total}")
+    return figures
+
+
+# -- phase 4: a million pending timers -------------------------------------------------------
+
+@dataclass
+class TimerTemplate:
+    """One person's state, timer and run row as the core leaves them when a cart-abandonment
+    run has sent its first reminder and waits 23 hours; ids are replaced per person."""
+
+    state: str
+    timer_key: str
+    timer_payload: str
+    run_row: tuple[Any, ...]
+    run_id: str
+    message_id: str
+    cart_id: str
+
+
+def timer_template(workspace_id: str, now_ms: int) -> TimerTemplate:
+    from nudgeflow.core.catalog import Catalog, JourneyVersion
+    from nudgeflow.core.effects import RunChanged, ScheduleTimer
+    from nudgeflow.core.engine import Engine
+    from nudgeflow.core.inputs import EventInput, TimerInput
+    from nudgeflow.core.state import ProfileState
+    from nudgeflow.demo_traffic import CATALOG
+    from nudgeflow.runtime.replay import load_journeys
+
+    catalog = Catalog(live=[JourneyVersion(j.id, 1, j) for j in load_journeys([EXAMPLES])])
+    engine = Engine(catalog)
+    added_at = now_ms - 2 * 3_600_000
+    for n in range(100):  # the first sample person outside the journey's 10 % holdout
+        pid = f"prf_sample{n:015d}"
+        state = ProfileState(pid)
+        traits = {"email": "sample@example.com", "first_name": "Ada", "plan": "free", "timezone": "Europe/Paris"}
+        engine.on_event(state, EventInput("msg-identify", "identify", None, added_at - 60_000, traits=traits), added_at - 60_000)
+        props = {**_product_props(CATALOG[3]), "cart_id": "cart-sample-0000000000000000", "quantity": 1}
+        event = EventInput("msg-sample-00000000000000000000000", "track", "Product Added", added_at, props)
+        watch = next(e for e in engine.on_event(state, event, added_at) if isinstance(e, ScheduleTimer))
+        effects = engine.on_timer(state, TimerInput(watch.key, watch.due_ms, watch.payload), watch.due_ms)
+        waits = [e for e in effects if isinstance(e, ScheduleTimer) and e.payload.get("step") == "wait-23h"]
+        if waits:
+            break
+    else:
+        raise SystemExit("no sample person entered cart-abandonment")
+    run = next(e.run for e in effects if isinstance(e, RunChanged))
+    row = (run["id"], workspace_id, run["journey_id"], run["version"], "", run["status"], run["step"], int(run["holdout"]),
+           run["entered_at_ms"], run["ended_at_ms"], run["exit_reason"], run["converted_at_ms"], run["revenue"], now_ms)
+    return TimerTemplate(
+        state=state.to_json().decode(),
+        timer_key=waits[0].key,
+        timer_payload=orjson.dumps(waits[0].payload).decode(),
+        run_row=row,
+        run_id=run["id"],
+        message_id=event.message_id,
+        cart_id=props["cart_id"],
+    )
+
+
+def add_due_timers(path: Path, template: TimerTemplate, workspace_id: str, first: int, count: int, advance: Callable[[int], None]) -> int:
+    """`count` more people waiting in the template's wait, their timers all due; returns how
+    many timers the table holds. Setup, not measured: bulk, synchronous=OFF."""
+    from nudgeflow.core.steps import run_id_for
+    from nudgeflow.core.turn import unit_hash
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    now_ms = int(time.time() * 1000)
+    made = 0
+    index = first
+    chunk = 20_000
+    while made < count:
+        states, timers, runs = [], [], []
+        while len(states) < min(chunk, count - made):
+            index += 1
+            pid = "prf_" + uuid.uuid5(uuid.NAMESPACE_OID, f"timer-{index}").hex[:24]
+            if unit_hash("holdout", "cart-abandonment", pid) < 0.1:
+                continue  # the core would have held this person out: no run, no timer
+            run_id = run_id_for(pid, 1)
+            message_id = f"msg-{index:029d}"
+            cart_id = f"cart-{index:023d}"
+            state = template.state.replace(template.run_id, run_id).replace(template.message_id, message_id).replace(template.cart_id, cart_id)
+            states.append((pid, workspace_id, state, now_ms))
+            # Due over the last minute, oldest first: what an outage or a campaign leaves.
+            due = now_ms - 60_000 + (made + len(states)) * 60_000 // max(1, count)
+            timers.append((pid, template.timer_key.replace(template.run_id, run_id), workspace_id, due, template.timer_payload.replace(template.run_id, run_id)))
+            runs.append((run_id, *template.run_row[1:4], pid, *template.run_row[5:]))
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO profile_state (profile_id, workspace_id, state, updated_at_ms) VALUES (?, ?, ?, ?)", states)
+        conn.executemany('INSERT INTO timers (profile_id, "key", workspace_id, due_at_ms, payload) VALUES (?, ?, ?, ?, ?)', timers)
+        conn.executemany(
+            "INSERT INTO journey_runs (id, workspace_id, journey_id, version, profile_id, status, step, holdout, entered_at_ms,"
+            " ended_at_ms, exit_reason, converted_at_ms, revenue, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            runs,
+        )
+        conn.execute("COMMIT")
+        made += len(states)
+        advance(len(states))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return index
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def fire_timers_phase(path: str, batch: int) -> None:
+    """In a process of its own: fire every due timer, as the engine loop of `serve` does;
+    prints progress lines, then one JSON object with the figures."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.runtime.embedded import WriterRunner
+    from nudgeflow.runtime.processor import EngineCache, RuntimeStats, fire_timers
+    from nudgeflow.store import database
+    from nudgeflow.store.group_commit import GroupCommitter
+
+    db = database.create_db_engine(f"sqlite:///{path}")
+    clock = SystemClock()
+    with db.connect() as conn:
+        pending = int(conn.exec_driver_sql("SELECT count(*) FROM timers").scalar_one())
+        due = int(conn.exec_driver_sql("SELECT count(*) FROM timers WHERE due_at_ms <= ?", (to_ms(clock.now()),)).scalar_one())
+    gc.collect()
+    rss_start = _rss_mb()
+    writer = GroupCommitter(db, clock)
+    writer.start()
+    runner = WriterRunner(writer)
+    engines = EngineCache()
+    stats = RuntimeStats()
+    peak = rss_start
+    fired = 0
+    last = start = time.perf_counter()
+    cpu0 = time.process_time()
+    while True:
+        done = runner.call(lambda conn: fire_timers(conn, engines, clock, batch, stats))
+        if done == 0:
+            break
+        fired += done
+        peak = max(peak, _rss_mb())
+        if time.perf_counter() - last > 0.25:
+            last = time.perf_counter()
+            print(json.dumps({"fired": fired}), flush=True)
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    writer.stop()
+    with db.connect() as conn:
+        after = int(conn.exec_driver_sql("SELECT count(*) FROM timers").scalar_one())
+    db.dispose()
+    print(json.dumps({
+        "pending": pending, "due": due, "fired": fired, "seconds": seconds, "rate": fired / seconds if seconds else 0.0,
+        "cpu": cpu / seconds if seconds else 0.0, "rss_start_mb": rss_start, "rss_peak_mb": peak, "rss_end_mb": _rss_mb(),
+        "pending_after": after, "messages_queued": stats.messages_queued, "errors": stats.timer_errors + stats.catalog_errors,
+    }), flush=True)
+
+
+@dataclass
+class TimerRound:
+    pending: int  # timers in the table when the round started (due and not yet due)
+    due: int
+    fired: int
+    seconds: float
+    rate: float
+    cpu: float
+    rss_start_mb: float
+    rss_peak_mb: float
+    rss_end_mb: float
+    pending_after: int
+    messages_queued: int
+    errors: int
+    build_seconds: float = 0.0
+
+
+def run_timers(directory: Path, sizes: list[int], batch: int, progress: Progress) -> list[TimerRound]:
+    """Rounds of: top the table up to `size` due timers (plus what earlier rounds left
+    pending), then fire every due timer in a fresh process."""
+    path = directory / "timers.db"
+    db, workspace_id, _ = new_database(path)
+    db.dispose()
+    template = timer_template(workspace_id, int(time.time() * 1000))
+    rounds = []
+    index = 0
+    for size in sizes:
+        task = progress.add_task(f"timers: write {size:,} due", total=size, info="bulk, setup")
+        started = time.perf_counter()
+        index = add_due_timers(path, template, workspace_id, index, size, lambda n: progress.advance(task, n))
+        build = time.perf_counter() - started
+        progress.update(task, info=f"{build:.1f} s")
+        task = progress.add_task(f"timers: fire {size:,} due", total=size, info="")
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--phase", "fire-timers", "--db", str(path), "--timer-batch", str(batch)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert proc.stdout is not None
+        result: dict[str, Any] = {}
+        for line in proc.stdout:
+            data = json.loads(line)
+            if "rate" in data:
+                result = data
+            else:
+                progress.update(task, completed=data["fired"])
+        if proc.wait() != 0 or not result:
+            raise SystemExit(f"firing {size:,} timers failed (exit {proc.returncode})")
+        if result["fired"] != result["due"] or result["errors"]:
+            raise SystemExit(f"fired {result['fired']} of {result['due']} due timers, {result['errors']} errors")
+        progress.update(task, completed=size, info=f"{result['rate']:,.0f}/s, RSS peak {result['rss_peak_mb']:.0f} MB")
+        rounds.append(TimerRound(build_seconds=build, **result))
+    return rounds
+
+
+# -- phase 5: latency from accepted event to sent message --------------------------------------
+
+class EngineServer:
+    """`nudgeflow serve` (engine on, default settings) in a subprocess, on a fresh SQLite file
+    with a workspace and every example journey live."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.db_path = directory / f"{name}.db"
+        self.port = ingest_bench.free_port()
+        self.env = {**os.environ, "NUDGEFLOW_INGEST_RATE": "0", "NUDGEFLOW_LOG_LEVEL": "WARNING", "NUDGEFLOW_ENGINE": "1"}
+        self.env.pop("NUDGEFLOW_DATABASE_URL", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.write_key = ""
+
+    def start(self) -> "EngineServer":
+        db, _, self.write_key = new_database(self.db_path)
+        db.dispose()
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nudgeflow.cli", "serve", "--port", str(self.port), "--database", f"sqlite:///{self.db_path}"],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                if ingest_bench.http_get(self.port, "/healthz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit("the server did not become ready within 60 s")
+
+    def log_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-2000:]
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def idle(self) -> bool:
+        """Every event decided and no message due left in the outbox."""
+        (newest, position, due), = self.query(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events),"
+            " (SELECT COALESCE(MAX(position), 0) FROM engine_cursors WHERE name = 'events'),"
+            " (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at_ms <= ?)",
+            (int(time.time() * 1000),),
+        )
+        return position >= newest and due == 0
+
+    def wait_idle(self, timeout: float) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.idle():
+                time.sleep(0.3)  # the engagement events the last sends appended
+                if self.idle():
+                    return time.monotonic() - start
+            time.sleep(0.2)
+        raise SystemExit(f"the engine had not caught up {timeout:g} s after the load stopped")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "EngineServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class LatencyFigures:
+    saturation: float = 0.0  # requests/s, closed loop, engine on
+    saturation_conns: int = 0
+    rate: float = 0.0  # the paced rate
+    rate_basis: str = ""
+    seconds: float = 0.0
+    requests: int = 0
+    achieved: float = 0.0
+    http_p50: float = 0.0
+    http_p99: float = 0.0
+    messages: int = 0
+    p50: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+    catch_up: float = 0.0  # seconds from the last request to the engine being idle
+    server_cpu: float = 0.0
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run_latency(directory: Path, work: Workload, engine_rate: float, args: argparse.Namespace, progress: Progress) -> LatencyFigures:
+    figures = LatencyFigures(saturation_conns=args.connections, seconds=args.latency_seconds)
+    task = progress.add_task(f"serve: saturation, {args.connections} conns", total=None, info="starting server")
+    with EngineServer(directory, "saturation") as server:
+        requests = [ingest_bench.request_bytes(server.port, path, server.write_key, body) for path, body in work.sent]
+        progress.update(task, info="")
+        result = ingest_bench.run_async(
+            ingest_bench.closed_loop(server.port, requests, args.connections, args.saturation_seconds, 1.0, lambda n: progress.advance(task, n))
+        )
+        server.stop()
+        if result.errors:
+            raise SystemExit(f"saturation run: {len(result.errors)} requests failed, first: {result.errors[0]}\n{server.log_tail()}")
+    figures.saturation = result.rate
+    progress.update(task, info=f"{result.rate:,.0f} req/s")
+
+    half_engine, half_server = engine_rate / 2, figures.saturation / 2
+    figures.rate = min(half_engine, half_server)
+    figures.rate_basis = "half the engine rate of phase 2" if half_engine <= half_server else "half the server's saturation"
+    total = min(len(work.sent), int(figures.rate * args.latency_seconds))
+    task = progress.add_task(f"serve: paced at {figures.rate:,.0f}/s", total=total, info="starting server")
+    with EngineServer(directory, "latency") as server:
+        requests = [ingest_bench.request_bytes(server.port, path, server.write_key, body) for path, body in work.sent]
+        progress.update(task, info="")
+        cpu0 = server.cpu_seconds()
+        started_ms = int(time.time() * 1000)
+        paced = ingest_bench.run_async(
+            ingest_bench.open_loop(server.port, requests[:total], figures.rate, args.latency_seconds, args.connections, lambda n: progress.advance(task, n))
+        )
+        if paced.errors:
+            raise SystemExit(f"paced run: {len(paced.errors)} requests failed, first: {paced.errors[0]}\n{server.log_tail()}")
+        progress.update(task, info="waiting for the engine to catch up")
+        figures.catch_up = server.wait_idle(120)
+        figures.server_cpu = (server.cpu_seconds() - cpu0) / (paced.elapsed + figures.catch_up)
+        server.stop()
+        # Each message sent at once on an event: from the event's receipt (before its commit
+        # and the 200) to the log channel's record of the send, both on the server's clock.
+        rows = server.query(
+            "SELECT l.sent_at_ms - e.received_at_ms FROM log_channel_messages l"
+            " JOIN outbox o ON o.workspace_id = l.workspace_id AND o.idempotency_key = l.idempotency_key"
+            " JOIN events e ON e.workspace_id = o.workspace_id AND e.message_id = json_extract(o.payload, '$.trigger.message_id')"
+            " WHERE e.received_at_ms >= ?",
+            (started_ms - 1000,),
+        )
+    latencies = sorted(float(r[0]) for r in rows)
+    figures.requests = paced.done
+    figures.achieved = paced.rate
+    figures.http_p50, figures.http_p99 = paced.pct(0.5), paced.pct(0.99)
+    figures.messages = len(latencies)
+    figures.p50, figures.p90, figures.p99 = _pct(latencies, 0.5), _pct(latencies, 0.9), _pct(latencies, 0.99)
+    figures.max = latencies[-1] if latencies else float("nan")
+    progress.update(task, info=f"p50 {figures.p50:.0f} ms, p99 {figures.p99:.0f} ms over {figures.messages:,} messages")
+    if not latencies:
+        raise SystemExit("the paced run sent no message at once on an event")
+    return figures
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+@dataclass
+class Figures:
+    L: float = 0.0
+    profiles: int = 0
+    events: int = 0
+    payload_bytes: float = 0.0
+    mix: dict[str, int] = field(default_factory=dict)
+    generate_seconds: float = 0.0
+    engine: EngineFigures | None = None
+    matching: MatchFigures | None = None
+    timers: list[TimerRound] = field(default_factory=list)
+    latency: LatencyFigures | None = None
+    seconds: float = 0.0
+
+
+def run(args: argparse.Namespace) -> Figures:
+    figures = Figures(profiles=args.profiles, events=args.events)
+    tmp = Path(tempfile.mkdtemp(prefix="nudgeflow-engine-bench-"))
+    started = time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]{task.description:<36}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+        console=console,
+    )
+    try:
+        path = tmp / "engine.db"
+        db, workspace_id, _ = new_database(path)
+        with console.status(f"generating {args.events:,} events for {args.profiles:,} profiles"):
+            t0 = time.perf_counter()
+            end_ms = int(time.time() * 1000)
+            work = generate(args.profiles, args.events, args.seed, end_ms - int(args.span * 1000), end_ms, workspace_id)
+            figures.generate_seconds = time.perf_counter() - t0
+        figures.payload_bytes, figures.mix = work.payload_bytes, work.counts
+        console.print(
+            f"{args.events:,} events for {args.profiles:,} profiles over the last {args.span:g} s, {work.payload_bytes:.0f} bytes "
+            f"each as stored; generated in {figures.generate_seconds:.1f} s"
+        )
+        gc.collect()
+        gc.freeze()  # the workload is long-lived: keep the collector off it while measuring
+        with progress:
+            if "engine" in args.phases:
+                task = progress.add_task("L: raw SQLite 1,000-row txns", total=len(work.rows), info="")
+                figures.L = load_events(path, work, workspace_id, lambda n: progress.advance(task, n))
+                progress.update(task, info=f"{figures.L:,.0f} rows/s")
+                task = progress.add_task("engine: process_events", total=len(work.rows), info="")
+                figures.engine = run_engine(db, len(work.rows), args.batch, lambda n: progress.advance(task, n))
+                figures.engine.profiles = args.profiles
+                progress.update(task, info=f"{figures.engine.rate:,.0f} events/s, {figures.engine.rate / figures.L:.2f} x L")
+            db.dispose()
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+            work.rows.clear()
+
+            if "matching" in args.phases:
+                task = progress.add_task(f"matching: {args.triggers:,} triggers", total=2 * args.match_events, info="")
+                figures.matching = run_matching(args.triggers, args.match_events, args.seed, lambda n: progress.advance(task, n))
+                m = figures.matching
+                progress.update(task, completed=2 * args.match_events, info=f"{m.indexed_rate:,.0f} events/s (scan {m.naive_rate:,.0f})")
+
+            if "timers" in args.phases:
+                figures.timers = run_timers(tmp, args.timer_sizes, args.timer_batch, progress)
+
+            if "latency" in args.phases:
+                engine_rate = figures.engine.rate if figures.engine else float("inf")
+                latency_work = generate(
+                    args.latency_profiles, args.latency_events, args.seed + 2, int(time.time() * 1000) - 60_000, int(time.time() * 1000), "unused"
+                )
+                latency_work.rows.clear()
+                figures.latency = run_latency(tmp, latency_work, engine_rate, args, progress)
+        gc.unfreeze()
+        figures.seconds = time.perf_counter() - started
+        return figures
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+ENGINE_TARGET, MATCH_TARGET, TIMER_TARGET, P50_TARGET, P99_TARGET = 0.25, 100_000, 10_000, 100.0, 1000.0
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def timers_flat(rounds: list[TimerRound]) -> bool:
+    """Flat: the largest round's peak RSS is within 15 % (or 20 MB) of the smallest round's."""
+    if len(rounds) < 2:
+        return True
+    low, high = rounds[0].rss_peak_mb, rounds[-1].rss_peak_mb
+    return high <= max(low * 1.15, low + 20)
+
+
+def report(f: Figures) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    if f.engine is not None:
+        e = f.engine
+        ratio = e.rate / f.L
+        shown = f"{ratio:.2f}" if (round(ratio, 2) >= ENGINE_TARGET) == (ratio >= ENGINE_TARGET) else f"{ratio:.3f}"
+        rows += [
+            ("L: raw SQLite batched inserts of the same events (1,000-row txns, FULL)", f"{f.L:,.0f} rows/s", "", ""),
+            (
+                f"engine: event committed -> decisions + outbox committed ({e.profiles:,} profiles, {e.events:,} events, batches of {e.batch:,})",
+                f"{e.rate:,.0f} events/s",
+                f"{shown} x L (target >= {ENGINE_TARGET})",
+                _verdict(ratio >= ENGINE_TARGET),
+            ),
+            (
+                "  what it decided",
+                f"{e.messages_queued:,} messages queued",
+                f"{e.timers_armed:,} timers armed, {e.runs:,} runs, {e.states:,} profile states",
+                "",
+            ),
+        ]
+    if f.matching is not None:
+        m = f.matching
+        rows += [
+            (
+                f"trigger matching, pure core: {m.journeys:,} live triggers over {m.names} event names, index + filters",
+                f"{m.indexed_rate:,.0f} events/s",
+                f"target >= {MATCH_TARGET:,} ({m.candidates_per_event:.1f} candidates/event)",
+                _verdict(m.indexed_rate >= MATCH_TARGET),
+            ),
+            (
+                f"  for contrast: a naive scan of all {m.journeys:,} triggers per event",
+                f"{m.naive_rate:,.0f} events/s",
+                f"the index is {m.indexed_rate / m.naive_rate:.0f} x faster",
+                "",
+            ),
+        ]
+    if f.timers:
+        big = f.timers[-1]
+        rows += [
+            (
+                f"timers: firing {big.fired:,} due of {big.pending:,} pending (fire_timers, batches)",
+                f"{big.rate:,.0f} timers/s",
+                f"target >= {TIMER_TARGET:,}",
+                _verdict(big.rate >= TIMER_TARGET),
+            ),
+            (
+                "  resident memory of the firing process, " + " / ".join(f"{r.pending:,}" for r in f.timers) + " pending",
+                " / ".join(f"{r.rss_peak_mb:.0f}" for r in f.timers) + " MB peak",
+                "flat as timers grow",
+                _verdict(timers_flat(f.timers)),
+            ),
+        ]
+    if f.latency is not None:
+        lat = f.latency
+        rows += [
+            (f"serve, engine on: /v1 saturation ({lat.saturation_conns} conns, closed loop)", f"{lat.saturation:,.0f} req/s", "", ""),
+            (
+                f"event accepted -> log channel send, paced at {lat.rate:,.0f} req/s ({lat.rate_basis})",
+                f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms",
+                f"p50 <= {P50_TARGET:.0f} ms, p99 <= {P99_TARGET:.0f} ms",
+                _verdict(lat.p50 <= P50_TARGET and lat.p99 <= P99_TARGET),
+            ),
+        ]
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[str, str]) -> None:
+    table = Table(title="Nudgeflow engine benchmark", title_justify="left")
+    table.add_column("measure")
+    table.add_column("figure", justify="right")
+    table.add_column("ratio / target")
+    table.add_column("")
+    for measure, figure, ratio, ok in rows:
+        style = {"met": "green", "missed": "red"}.get(ok, "")
+        table.add_row(measure, figure, ratio, f"[{style}]{ok}[/]" if style else ok)
+    console.print(table)
+    if f.timers:
+        console.print(timers_table(f.timers))
+    if f.latency is not None:
+        lat = f.latency
+        console.print(
+            f"latency over {lat.messages:,} messages: p90 {lat.p90:.0f} ms, max {lat.max:.0f} ms; {lat.requests:,} requests "
+            f"at {lat.achieved:,.0f}/s, HTTP p50 {lat.http_p50:.1f} ms / p99 {lat.http_p99:.1f} ms; the engine was idle "
+            f"{lat.catch_up:.1f} s after the last request; server CPU {lat.server_cpu:.2f} cores"
+        )
+    if f.engine is not None:
+        console.print(f"engine process CPU {f.engine.cpu:.2f} cores busy; messages by journey: {f.engine.by_journey}")
+    console.print(
+        f"[dim]{info['cpu']}, {info['cores']} cores, {info['ram']}, {info['disk']}; Python {info['python']}, "
+        f"SQLite {info['sqlite']}; load {info['load']}; commit {info['commit']}; whole run {f.seconds:.0f} s[/]"
+    )
+
+
+def timers_table(rounds: list[TimerRound]) -> Table:
+    table = Table(title="pending timers", title_justify="left")
+    for name in ("pending", "due, fired", "firing rate", "RSS at start", "RSS peak", "RSS at end"):
+        table.add_column(name, justify="right")
+    for r in rounds:
+        table.add_row(f"{r.pending:,}", f"{r.fired:,}", f"{r.rate:,.0f}/s", f"{r.rss_start_mb:.0f} MB", f"{r.rss_peak_mb:.0f} MB", f"{r.rss_end_mb:.0f} MB")
+    return table
+
+
+def _kept(text: str, start: str, end: str) -> str | None:
+    if start in text and end in text:
+        return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    return None
+
+
+def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argparse.Namespace, info: dict[str, str]) -> None:
+    """Rewrite the engine section of RESULTS.md (after the ingest sections, which are kept
+    as they are), keeping its hand-written notes and one history line per run."""
+    results: Path = args.results
+    text = results.read_text() if results.exists() else ""
+    old = _kept(text, SECTION_START, SECTION_END) or ""
+    before = text.split(SECTION_START, 1)[0].rstrip("\n") if SECTION_START in text else text.rstrip("\n")
+    after = text.split(SECTION_END, 1)[1].strip("\n") if SECTION_END in text else ""
+    notes_start, notes_end = "<!-- engine notes: kept as written -->", "<!-- end of engine notes -->"
+    notes = _kept(old, notes_start, notes_end)
+    marker = "<!-- engine history: one line per run, newest first; the benchmark adds them -->"
+    history = [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
+    e, m, lat = f.engine, f.matching, f.latency
+    big = f.timers[-1] if f.timers else None
+    line = (
+        f"| {info['date']} | {info['commit']} | {f.events:,} | {f.profiles:,} | "
+        + (f"{f.L:,.0f} | {e.rate:,.0f} | {e.rate / f.L:.2f} | " if e else "- | - | - | ")
+        + (f"{m.indexed_rate:,.0f} | " if m else "- | ")
+        + (f"{big.pending:,} | {big.rate:,.0f} | " + " / ".join(f"{r.rss_peak_mb:.0f}" for r in f.timers) + " | " if big else "- | - | - | ")
+        + (f"{lat.rate:,.0f} | {lat.p50:,.0f} / {lat.p99:,.0f} |" if lat else "- | - |")
+    )
+    defaults = {**DEFAULTS, **(QUICK if args.quick else {})}
+    command = "python benchmarks/engine.py" + (" --quick" if args.quick else "") + "".join(
+        f" --{name.replace('_', '-')} {getattr(args, name)}" for name in ("profiles", "events") if getattr(args, name) != defaults[name]
+    )
+    mix = ", ".join(f"{name} {n / f.events:.0%}" for name, n in sorted(f.mix.items(), key=lambda kv: -kv[1]) if n / f.events >= 0.005)
+    lines = [
+        SECTION_START,
+        "",
+        "# Engine benchmark results",
+        "",
+        "Written by `benchmarks/engine.py` (its docstring says what each figure means). Ratios compare",
+        "figures measured in the same run; the machine is shared, so absolute figures move with its load.",
+        "",
+        f"## Latest engine run: {info['date']}",
+        "",
+        f"`{command}`, {f.seconds / 60:.1f} minutes. Events: {f.events:,} generated Segment messages from "
+        f"{f.profiles:,} people (web and app) over the last {args.span:g} s, {f.payload_bytes:.0f} bytes each as stored: {mix}. "
+        "Every journey of examples/journeys is live. The engine runs as `nudgeflow serve` runs it: "
+        f"process_events, {args.batch:,} events per transaction, through the writer thread, SQLite WAL synchronous=FULL.",
+        "",
+        "| measure | figure | ratio / target | |",
+        "| --- | ---: | --- | --- |",
+        *[f"| {measure.strip()} | {figure} | {ratio} | {ok} |" for measure, figure, ratio, ok in rows],
+        "",
+    ]
+    if e is not None:
+        lines += [
+            f"Phase 2 queued {e.messages_queued:,} messages ("
+            + ", ".join(f"{jid} {n:,}" for jid, n in e.by_journey.items())
+            + f") and left {e.timers_armed:,} timers armed; {e.batches:,} transactions; the engine process kept "
+            f"{e.cpu:.2f} cores busy; {e.errors} events failed.",
+            "",
+        ]
+    if f.timers:
+        lines += [
+            "Pending timers (phase 4): cart-abandonment runs waiting in their 23-hour wait, all due; each firing "
+            f"sends the 24-hour email, arms the 48-hour wait and updates the run; fire_timers in batches of {args.timer_batch:,}, "
+            "in a fresh process per round. `pending` counts every timer in the table when the round began (the "
+            "48-hour waits armed by earlier rounds included).",
+            "",
+            "| pending timers | fired | firing rate | firing process RSS at start | peak | at end |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            *[
+                f"| {r.pending:,} | {r.fired:,} | {r.rate:,.0f}/s | {r.rss_start_mb:.0f} MB | {r.rss_peak_mb:.0f} MB | {r.rss_end_mb:.0f} MB |"
+                for r in f.timers
+            ],
+            "",
+        ]
+    if lat is not None:
+        lines += [
+            f"Latency (phase 5): `nudgeflow serve` with default settings (engine on, rate limit off) reached "
+            f"{lat.saturation:,.0f} req/s from {lat.saturation_conns} closed-loop connections; the paced run sent "
+            f"{lat.requests:,} requests at {lat.achieved:,.0f}/s ({lat.rate_basis}) for {lat.seconds:g} s, open loop. Over the "
+            f"{lat.messages:,} messages sent at once on an event: p50 {lat.p50:.0f} ms, p90 {lat.p90:.0f} ms, p99 "
+            f"{lat.p99:.0f} ms, max {lat.max:.0f} ms (log channel sent_at_ms - event received_at_ms). HTTP answers: p50 "
+            f"{lat.http_p50:.1f} ms, p99 {lat.http_p99:.1f} ms. Server CPU {lat.server_cpu:.2f} cores.",
+            "",
+        ]
+    lines += [
+        "Machine:",
+        "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram']}",
+        f"- disk: {info['disk']}",
+        f"- {info['os']}; Python {info['python']}; SQLite {info['sqlite']}",
+        f"- load average when the run started (1, 5, 15 min): {info['load']}",
+        f"- commit: {info['commit']}",
+        "",
+    ]
+    if notes is not None:
+        lines += [notes_start, notes, notes_end, ""]
+    lines += [
+        "## All engine runs",
+        "",
+        marker,
+        "",
+        "| date | commit | events | profiles | L rows/s | engine events/s | engine / L | matching events/s "
+        "| pending timers | timers fired/s | firing RSS MB by round | paced req/s | p50 / p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+        line,
+        *history,
+        "",
+        SECTION_END,
+    ]
+    out = (before + "\n\n" if before else "") + "\n".join(lines) + "\n" + (("\n" + after + "\n") if after else "")
+    results.write_text(out)
+    console.print(f"results written to {results}")
+
+
+DEFAULTS = {"profiles": 100_000, "events": 1_000_000}
+QUICK = {
+    "profiles": 2_000, "events": 20_000, "match_events": 20_000, "timer_sizes": [1_000, 3_000, 10_000],
+    "latency_profiles": 2_000, "latency_events": 20_000, "saturation_seconds": 2.0, "latency_seconds": 3.0,
+}
+FULL = {
+    "match_events": 200_000, "timer_sizes": [10_000, 100_000, 1_000_000], "latency_profiles": 20_000,
+    "latency_events": 120_000, "saturation_seconds": 5.0, "latency_seconds": 20.0,
+}
+PHASES = ("engine", "matching", "timers", "latency")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check that it works (well under a minute)")
+    parser.add_argument("--no-record", action="store_true", help="do not write benchmarks/RESULTS.md")
+    parser.add_argument("--profiles", type=int, help="people the events come from (default 100,000; 2,000 with --quick)")
+    parser.add_argument("--events", type=int, help="events the engine decides (default 1,000,000; 20,000 with --quick)")
+    parser.add_argument("--span", type=float, default=300.0, help="seconds of event time the events cover, ending now")
+    parser.add_argument("--batch", type=int, help="events per transaction (default: Settings.engine_batch_events)")
+    parser.add_argument("--triggers", type=int, default=1000, help="live triggers in the matching phase")
+    parser.add_argument("--match-events", type=int, help="events through the matching phase (default 200,000)")
+    parser.add_argument("--timers", type=str, help="pending timers per round, comma-separated (default 10000,100000,1000000)")
+    parser.add_argument("--timer-batch", type=int, help="timers per transaction (default: Settings.engine_batch_timers)")
+    parser.add_argument("--latency-profiles", type=int, help="people behind the latency phase's requests")
+    parser.add_argument("--latency-events", type=int, help="requests generated for the latency phase")
+    parser.add_argument("--saturation-seconds", type=float, help="measured seconds of the closed-loop saturation run")
+    parser.add_argument("--latency-seconds", type=float, help="seconds of the paced run (default 20; 3 with --quick)")
+    parser.add_argument("--connections", type=int, default=64, help="client connections to the server")
+    parser.add_argument("--phases", type=str, default=",".join(PHASES), help=f"which phases to run (default {','.join(PHASES)})")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results file to update (default benchmarks/RESULTS.md)")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: a phase in a process of its own
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from nudgeflow.settings import Settings
+
+    if args.phase == "fire-timers":
+        fire_timers_phase(args.db, args.timer_batch or Settings().engine_batch_timers)
+        return
+    sizes = {**DEFAULTS, **FULL, **(QUICK if args.quick else {})}
+    for name, value in sizes.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    args.timer_sizes = [int(x) for x in args.timers.split(",")] if args.timers else sizes["timer_sizes"]
+    args.batch = args.batch or Settings().engine_batch_events
+    args.timer_batch = args.timer_batch or Settings().engine_batch_timers
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(args.phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))} (choose from {', '.join(PHASES)})")
+    if args.profiles < 1 or args.events < 1:
+        parser.error("--profiles and --events must be at least 1")
+    info = ingest_bench.machine()
+    console.print(f"[bold]Nudgeflow engine benchmark[/] on {info['cpu']}, {info['cores']} cores; commit {info['commit']}")
+    if os.getloadavg()[0] > 0.5:
+        console.print(
+            f"[yellow]the machine is busy (load average {info['load']}): other work shares its {info['cores']} cores, "
+            "so absolute figures will be low; the ratios suffer less[/]"
+        )
+    figures = run(args)
+    rows = report(figures)
+    print_table(rows, figures, info)
+    if not args.no_record and set(args.phases) == set(PHASES):
+        write_results(rows, figures, args, info)
+    elif not args.no_record:
+        console.print("[yellow]not recorded: RESULTS.md takes only runs of every phase[/]")
+
+
+if __name__ == "__main__":
+    main()
