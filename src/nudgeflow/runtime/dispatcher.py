@@ -160,7 +160,7 @@ class Dispatcher:
         leases: list[tuple[int, int, int, int]] = []
         for (row_id, ws, key, pid, run_id, journey_id, version, step, channel_name, template, variant,
              marketing, payload, attempts) in rows:
-            traits, _ = profiles.get(pid, ({}, None))
+            traits = profiles[pid][0] if pid in profiles else {}
             attempt = int(attempts) + 1
             try:
                 context = orjson.loads(payload)
@@ -256,7 +256,7 @@ class Dispatcher:
         self,
         conn: Connection,
         outcomes: Sequence[Outcome],
-        profiles: dict[str, tuple[dict[str, Any], str | None]],
+        profiles: dict[str, tuple[dict[str, Any], str | None, str]],
         now_ms: int,
         *,
         leased: bool,
@@ -296,7 +296,11 @@ class Dispatcher:
                     "message failed",
                     extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.error},
                 )
-        events = [_engagement_row(o, profiles.get(o.message.profile_id, ({}, None))[1], now_ms) for o in outcomes if o.status != PENDING]
+        events = [
+            _engagement_row(o, *profiles.get(o.message.profile_id, ({}, None, o.message.profile_id))[1:], now_ms)
+            for o in outcomes
+            if o.status != PENDING
+        ]
         sql.insert_rows(conn, "events", _EVENT_COLUMNS, events, conflict="workspace_id, message_id")
         return len(events)
 
@@ -309,7 +313,7 @@ class Dispatcher:
         return self.claim_and_sink(conn, max_messages).handled
 
 
-def _engagement_row(o: Outcome, user_id: str | None, now_ms: int) -> tuple[Any, ...]:
+def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -> tuple[Any, ...]:
     msg = o.message
     if o.status == SENT:
         status, name = ("delivered", DELIVERED_EVENT) if o.delivered else ("sent", SENT_EVENT)
@@ -343,7 +347,7 @@ def _engagement_row(o: Outcome, user_id: str | None, now_ms: int) -> tuple[Any, 
     return (
         msg.workspace_id,
         message_id,
-        msg.profile_id,
+        profile_id,
         "track",
         name,
         user_id,
@@ -354,11 +358,12 @@ def _engagement_row(o: Outcome, user_id: str | None, now_ms: int) -> tuple[Any, 
     )
 
 
-def _load_profiles(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None]]:
-    """Traits and userId per profile; a profile merged away is found where it went."""
-    out: dict[str, tuple[dict[str, Any], str | None]] = {}
+def _load_profiles(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None, str]]:
+    """Traits, userId and id per profile; a profile merged away is found where it went (its
+    engagement events go there too: that is where its runs will be)."""
+    out: dict[str, tuple[dict[str, Any], str | None, str]] = {}
     for pid, traits, user_id in sql.select_in(conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", profile_ids):
-        out[pid] = (orjson.loads(traits), user_id)
+        out[pid] = (orjson.loads(traits), user_id, pid)
     missing = [pid for pid in profile_ids if pid not in out]
     if missing:
         merged = dict(
@@ -369,7 +374,7 @@ def _load_profiles(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[
         if merged:
             targets = sorted(set(merged.values()))
             found = {
-                pid: (orjson.loads(traits), user_id)
+                pid: (orjson.loads(traits), user_id, pid)
                 for pid, traits, user_id in sql.select_in(
                     conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", targets
                 )

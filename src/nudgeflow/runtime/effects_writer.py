@@ -85,6 +85,7 @@ class WriteCounts:
     states_written: int = 0
 
 
+_EMPTY_STATE = ProfileState("").to_json()  # the profile id is not part of the document
 _DELETE = None  # a folded timer operation meaning "no such timer after this transaction"
 
 
@@ -218,9 +219,13 @@ class EffectsBatch:
             self._traits.setdefault(profile_id, []).extend(traits)
 
     def add_state(self, workspace_id: str, state: ProfileState, loaded: bytes | str | None, now_ms: int) -> None:
-        """Save a profile's state, unless the decisions left it exactly as it was loaded."""
+        """Save a profile's state, unless the decisions left it exactly as it was loaded
+        (or, for a person the engine had no state for, left it empty)."""
         doc = state.to_json()
-        if loaded is not None and (doc == loaded or (isinstance(loaded, str) and doc.decode() == loaded)):
+        if loaded is None:
+            if doc == _EMPTY_STATE:
+                return
+        elif doc == loaded or (isinstance(loaded, str) and doc.decode() == loaded):
             return
         self._states[state.profile_id] = (workspace_id, doc.decode())
 

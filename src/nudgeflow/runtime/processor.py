@@ -30,6 +30,7 @@ from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.runtime import sql
 from nudgeflow.runtime.effects_writer import EffectsBatch, WriteCounts
+from nudgeflow.runtime.merges import fold_merged
 
 log = logging.getLogger("nudgeflow.runtime")
 
@@ -192,6 +193,18 @@ def load_states(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[Pro
     return out
 
 
+def _load(conn: Connection, profile_ids: list[str]) -> tuple[dict[str, ProfileState], dict[str, str], dict[str, str | None]]:
+    """States to decide with; their documents as loaded (to skip unchanged writes); and what
+    a failed decision restores from (differs from the loaded one where a merged-away
+    profile's state was folded in)."""
+    found = load_states(conn, profile_ids)
+    states = {pid: st for pid, (st, _) in found.items()}
+    loaded = {pid: doc for pid, (_, doc) in found.items()}
+    base: dict[str, str | None] = dict(loaded)
+    fold_merged(conn, states, base, profile_ids)
+    return states, loaded, base
+
+
 def _restore(pid: str, loaded: str | None, replay: list[Callable[[ProfileState], Any]]) -> ProfileState:
     """A profile's state as it was before a failed decision.
 
@@ -235,8 +248,7 @@ def process_events(
     if not rows:
         return 0
     now_ms = to_ms(clock.now())
-    loaded = load_states(conn, list({r[2] for r in rows}))
-    states: dict[str, ProfileState] = {pid: st for pid, (st, _) in loaded.items()}
+    states, loaded, base = _load(conn, list({r[2] for r in rows}))
     workspace_of: dict[str, str] = {}
     engines_of: dict[str, Decider] = {}
     done: dict[str, list[Callable[[ProfileState], Any]]] = {}  # profile -> its successful decisions
@@ -257,15 +269,13 @@ def process_events(
             stats.event_errors += 1
             stats.note_skip(f"event:{seq}")
             _log_failure("an event", exc, seq=seq, workspace_id=workspace_id, profile_id=profile_id)
-            original = loaded.get(profile_id)
-            states[profile_id] = _restore(profile_id, original[1] if original else None, done.get(profile_id, []))
+            states[profile_id] = _restore(profile_id, base.get(profile_id), done.get(profile_id, []))
             continue
         done.setdefault(profile_id, []).append(
             lambda st, _e=engine, _p=payload, _t=timestamp_ms: _e.on_event(st, EventInput.from_payload(_p, _t), now_ms)
         )
     for pid, state in states.items():
-        original = loaded.get(pid)
-        batch.add_state(workspace_of.get(pid, ""), state, original[1] if original else None, now_ms)
+        batch.add_state(workspace_of.get(pid, ""), state, loaded.get(pid), now_ms)
     counts = batch.write(conn, now_ms)
     write_cursor(conn, rows[-1][0], now_ms)
     stats.events_processed += len(rows)
@@ -319,8 +329,7 @@ def fire_timers(
     ).all()
     if not rows:
         return 0
-    loaded = load_states(conn, list({r[0] for r in rows}))
-    states: dict[str, ProfileState] = {pid: st for pid, (st, _) in loaded.items()}
+    states, loaded, base = _load(conn, list({r[0] for r in rows}))
     workspace_of: dict[str, str] = {}
     engines_of: dict[str, Decider] = {}
     done: dict[str, list[Callable[[ProfileState], Any]]] = {}
@@ -342,15 +351,13 @@ def fire_timers(
             stats.timer_errors += 1
             stats.note_skip(f"timer:{profile_id}:{key}")
             _log_failure("a timer", exc, workspace_id=workspace_id, profile_id=profile_id, timer=key)
-            original = loaded.get(profile_id)
-            states[profile_id] = _restore(profile_id, original[1] if original else None, done.get(profile_id, []))
+            states[profile_id] = _restore(profile_id, base.get(profile_id), done.get(profile_id, []))
             continue
         done.setdefault(profile_id, []).append(
             lambda st, _e=engine, _k=key, _d=int(due_at_ms), _p=payload: _e.on_timer(st, TimerInput(_k, _d, _loads(_p)), now_ms)
         )
     for pid, state in states.items():
-        original = loaded.get(pid)
-        batch.add_state(workspace_of.get(pid, ""), state, original[1] if original else None, now_ms)
+        batch.add_state(workspace_of.get(pid, ""), state, loaded.get(pid), now_ms)
     counts = batch.write(conn, now_ms)
     stats.timers_fired += len(rows)
     stats.add_counts(counts)

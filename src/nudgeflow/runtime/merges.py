@@ -1,0 +1,102 @@
+"""When ingest merges an anonymous profile into a known one, its engine state comes along.
+
+Ingest merges profiles (an identify or alias linking an anonymousId to a known userId)
+in its own transaction: it re-points the events and records the merge in profile_merges,
+but the engine's state, timers and runs of the merged-away profile are the runtime's. They
+are folded into the surviving profile the next time the engine touches it, before it
+decides anything for it, in the same transaction as those decisions: a cart run started
+while anonymous then exits on the `Order Completed` of the known person, and its timers
+fire for them.
+
+This costs one indexed query per batch (profiles merged into the batch's profiles that
+still have a state of their own), which finds nothing almost always.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from nudgeflow.core.state import ProfileState
+from nudgeflow.runtime import sql
+
+HISTORY_CAP = 200  # as the core keeps it
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def merge_state(into: ProfileState, other: ProfileState) -> None:
+    """Fold `other` (the merged-away person) into `into`; `into` wins where they disagree.
+
+    Runs, watches and timers are the other person's too now; entry counts and milestone
+    counts and sums add up (the person did both); histories interleave by time; for
+    inactivity, the latest activity counts.
+    """
+    into.traits = {**other.traits, **into.traits}
+    into.runs = {**other.runs, **into.runs}
+    for journey_id, theirs in other.entries.items():
+        ours = into.entries.get(journey_id)
+        if ours is None:
+            into.entries[journey_id] = theirs
+        else:
+            ours["count"] = int(ours.get("count", 0)) + int(theirs.get("count", 0))
+            ours["last_at"] = max(ours.get("last_at") or 0, theirs.get("last_at") or 0)
+    into.pending = {**other.pending, **into.pending}
+    for key, theirs in other.counters.items():
+        ours = into.counters.get(key)
+        if key not in into.counters:
+            into.counters[key] = theirs
+        elif _number(ours) and _number(theirs):
+            into.counters[key] = ours + theirs
+    for journey_id, theirs in other.activity.items():
+        ours = into.activity.get(journey_id)
+        if ours is None:
+            into.activity[journey_id] = theirs
+        else:
+            armed = bool(ours.get("armed")) or bool(theirs.get("armed"))
+            if (theirs.get("last") or 0) > (ours.get("last") or 0):
+                into.activity[journey_id] = {**theirs}
+            into.activity[journey_id]["armed"] = armed
+    for name, theirs in other.history.items():
+        entries = sorted([*into.history.get(name, []), *theirs], key=lambda e: e[0])
+        into.history[name] = entries[-HISTORY_CAP:]
+    if into.last_location is None:
+        into.last_location = other.last_location
+
+
+def fold_merged(
+    conn: Connection, states: dict[str, ProfileState], restore_base: dict[str, str | None], profile_ids: list[str]
+) -> int:
+    """Fold into the batch's profiles the state of profiles merged into them; move their
+    timers, runs and messages over. `states` and `restore_base` are updated in place (the
+    latter is what a failed decision restores from). Returns how many were folded."""
+    found = sql.select_in(
+        conn,
+        "SELECT m.from_profile_id, m.into_profile_id, s.state FROM profile_merges m"
+        " JOIN profile_state s ON s.profile_id = m.from_profile_id WHERE m.into_profile_id IN",
+        sorted(profile_ids),
+    )
+    if not found:
+        return 0
+    found.sort(key=lambda row: (row[1], row[0]))
+    for source, target, doc in found:
+        state = states.get(target)
+        if state is None:
+            state = states[target] = ProfileState(target)
+        merge_state(state, ProfileState.from_json(source, doc))
+        restore_base[target] = state.to_json().decode()
+        # The target's own timers win a key both have (one inactivity timer per journey).
+        sql.execute_many(
+            conn,
+            'DELETE FROM timers WHERE profile_id = ? AND "key" IN (SELECT "key" FROM timers WHERE profile_id = ?)',
+            [(source, target)],
+        )
+        sql.execute_many(conn, "UPDATE timers SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+        sql.execute_many(conn, "UPDATE journey_runs SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+        # Engagement with these messages must reach the runs, which now live with the target.
+        sql.execute_many(conn, "UPDATE outbox SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+        sql.execute_many(conn, "DELETE FROM profile_state WHERE profile_id = ?", [(source,)])
+    return len(found)

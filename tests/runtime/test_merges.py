@@ -1,0 +1,113 @@
+"""An anonymous profile merged into a known one brings its engine state, timers and runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from nudgeflow.core.clock import to_ms
+from nudgeflow.core.state import ProfileState, Run
+from nudgeflow.model.journeys import Journey
+from nudgeflow.runtime.merges import merge_state
+from nudgeflow.runtime.processor import EngineCache
+from nudgeflow.store import journeys as journey_store
+
+from runtime_support import FakeEngine, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
+
+CART = {
+    "id": "cart",
+    "name": "Cart reminder",
+    "trigger": {"type": "event", "event": "Product Added"},
+    "exit": {"events": [{"event": "Order Completed"}]},
+    "steps": {
+        "wait": {"type": "wait", "duration": "1h", "next": "remind"},
+        "remind": {"type": "send", "channel": "email", "template": "cart-reminder"},
+    },
+}
+
+
+def run(run_id: str, journey: str) -> Run:
+    return Run(id=run_id, journey_id=journey, version=1, entered_at=1, trigger={"event": "x", "at": 1})
+
+
+def test_merge_state_keeps_both_peoples_runs_and_adds_up_what_they_did() -> None:
+    known = ProfileState(
+        "b",
+        traits={"email": "ada@example.com", "plan": "pro"},
+        runs={"run_b": run("run_b", "welcome")},
+        entries={"welcome": {"count": 1, "last_at": 100}},
+        counters={"streak:days": 3, "m:count": 2, "geo:inside": True},
+        activity={"winback": {"last": 500, "armed": True}},
+        history={"Product Viewed": [[10, {}], [30, {}]]},
+        run_seq=4,
+    )
+    anon = ProfileState(
+        "a",
+        traits={"plan": "free", "utm": "ads"},
+        runs={"run_a": run("run_a", "cart")},
+        entries={"welcome": {"count": 1, "last_at": 200}, "cart": {"count": 1, "last_at": 300}},
+        counters={"m:count": 5, "geo:inside": False, "other": {"x": 1}},
+        activity={"winback": {"last": 900, "armed": False}},
+        history={"Product Viewed": [[20, {}]], "Product Added": [[25, {"cart_id": "c1"}]]},
+        last_location={"lat": 1.0},
+        run_seq=9,
+    )
+    merge_state(known, anon)
+    assert known.traits == {"email": "ada@example.com", "plan": "pro", "utm": "ads"}  # the known person's win
+    assert set(known.runs) == {"run_a", "run_b"}
+    assert known.entries == {"welcome": {"count": 2, "last_at": 200}, "cart": {"count": 1, "last_at": 300}}
+    assert known.counters == {"streak:days": 3, "m:count": 7, "geo:inside": True, "other": {"x": 1}}
+    assert known.activity == {"winback": {"last": 900, "armed": True}}
+    assert known.history == {"Product Viewed": [[10, {}], [20, {}], [30, {}]], "Product Added": [[25, {"cart_id": "c1"}]]}
+    assert known.last_location == {"lat": 1.0} and known.run_seq == 4
+
+
+def test_a_merged_profiles_timers_runs_and_state_move_to_the_known_person(h: Harness) -> None:
+    engine = FakeEngine()
+    rt = h.runtime(engine)
+    h.track("ada", "Product Viewed")
+    h.send({"type": "track", "anonymousId": "anon-1", "event": "Signed Up"})
+    rt.run_until_idle()
+    anon = h.scalar("SELECT profile_id FROM identities WHERE key = 'a:anon-1'")
+    ada = h.profile_id("ada")
+    assert anon != ada and [t.profile_id for t in h.timers()] == [anon]
+
+    h.send({"type": "identify", "userId": "ada", "anonymousId": "anon-1"})  # ingest merges anon into ada
+    rt.run_until_idle()
+    assert h.scalar("SELECT profile_id FROM identities WHERE key = 'a:anon-1'") == ada
+    assert h.q("SELECT * FROM profile_state WHERE profile_id = :p", p=anon) == []
+    state = h.state("ada")
+    assert state.counters["events"] == 4  # ada's view, anon's sign-up and its delivery, the identify
+    assert [t.profile_id for t in h.timers()] == [ada]
+    assert [r.profile_id for r in h.q("SELECT profile_id FROM journey_runs")] == [ada]
+    assert {r.profile_id for r in h.outbox()} == {ada}
+
+    h.clock.advance(timedelta(days=1))
+    rt.run_until_idle()
+    assert [c[:2] for c in engine.calls if c[0] == "timer"] == [("timer", ada)]  # fired for the known person
+    reminder = [r for r in h.outbox() if r.step == "reminder"]
+    assert [r.profile_id for r in reminder] == [ada]
+
+
+def test_a_cart_started_anonymously_exits_on_the_known_persons_order(h: Harness) -> None:
+    now = to_ms(h.clock.now())
+    with h.db.begin() as conn:
+        journey_store.apply_draft(conn, h.ws, Journey.model_validate(CART), now)
+        journey_store.publish(conn, h.ws, "cart", now)
+    rt = h.runtime(engines=EngineCache())
+    h.identify("ada", email="ada@example.com")
+    h.send({"type": "track", "anonymousId": "anon-2", "event": "Product Added", "properties": {"cart_id": "c9"}})
+    rt.run_until_idle()
+    assert len(h.timers()) == 1
+    h.send({"type": "identify", "userId": "ada", "anonymousId": "anon-2"})
+    h.track("ada", "Order Completed", cart_id="c9")
+    rt.run_until_idle()
+    [run_row] = h.q("SELECT profile_id, status, exit_reason FROM journey_runs")
+    assert (run_row.profile_id, run_row.status, run_row.exit_reason) == (
+        h.profile_id("ada"),
+        "exited",
+        "exit_event:Order Completed",
+    )
+    assert h.timers() == []
+    h.clock.advance(timedelta(hours=2))
+    rt.run_until_idle()
+    assert h.log_messages() == []
