@@ -40,6 +40,9 @@ class Settings:
     engine_batch_events: int = 1000  # events decided per transaction
     engine_batch_timers: int = 1000  # timers fired per transaction
     dispatch_batch: int = 500  # outbox messages claimed per transaction
+    # About how long one engine transaction may hold the writer (and ingest commits behind
+    # it); batches shrink below the sizes above to fit. 0: no limit (batch throughput).
+    engine_batch_ms: float = 50.0
     engine_poll_ms: float = 250.0  # how often due timers and retries are looked for when idle
     dispatch_max_attempts: int = 8  # transient failures before a message is failed
     # Channel names the `log` channel serves until real channels are configured.

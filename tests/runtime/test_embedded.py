@@ -149,3 +149,34 @@ def test_the_runtime_without_a_writer_uses_its_own_transactions(h: Harness) -> N
     rt = EmbeddedRuntime(h.db, None, h.clock, h.settings(), engines=h.runtime().engines)
     h.track("ada", "Signed Up")
     assert rt.run_until_idle().messages == 1
+
+
+def test_batches_shrink_to_the_time_budget_and_grow_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nudgeflow.runtime import embedded
+
+    now = [0.0]
+    monkeypatch.setattr(embedded.time, "perf_counter", lambda: now[0])
+    per_item = [0.001]  # 1 ms an item: 1,000 take a second, far over a 50 ms budget
+
+    def work(_conn: Any, size: int) -> int:
+        now[0] += size * per_item[0]
+        return size
+
+    class Runner:
+        def call(self, fn: Callable[[Any], Any]) -> Any:
+            return fn(None)
+
+    stage = _Stage("test", work, lambda conn: None, 1000, budget_ms=50)
+    stage.run(Runner())
+    assert stage.size == 50  # 1,000 × 50 ms / 1 s
+    per_item[0] = 0.00001  # cheap items again: back up, doubling, to the configured size
+    sizes = []
+    for _ in range(6):
+        stage.run(Runner())
+        sizes.append(stage.size)
+    assert sizes == [100, 200, 400, 800, 1000, 1000]
+    # A short batch (the log is drained) says nothing about cost: the size stays.
+    per_item[0] = 0.001
+    stage.work = lambda conn, size: work(conn, 10)
+    stage.run(Runner())
+    assert stage.size == 1000

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, TypeVar
@@ -65,6 +66,7 @@ T = TypeVar("T")
 # they are waited out and never lead to an item being set aside.
 OUTAGE = (OperationalError, InterfaceError, WriterStopped, WriterFailed)
 SET_ASIDE_AFTER = 3  # failures of a one-item batch before the item is set aside
+MIN_BATCH = 50  # the smallest batch the time budget shrinks to (failures go down to 1)
 
 
 class Runner(Protocol):
@@ -105,20 +107,34 @@ class _Stage:
         work: Callable[[Connection, int], int],
         set_aside: Callable[[Connection], str | None],
         batch: int,
+        budget_ms: float | None = None,
     ) -> None:
         self.name = name
         self.work = work
         self.set_aside = set_aside
         self.batch = max(1, batch)
         self.size = self.batch
+        # The writer thread is ingest's too: a transaction of ours holds every ingest commit
+        # behind it. Batches are sized so that one takes about this long (smaller when the
+        # items are costly, back up to `batch` when they are cheap).
+        self.budget_s = budget_ms / 1000 if budget_ms else None
         self.failures = 0
         self.last: Any = None  # what the last batch left for the caller (dispatch: its round)
 
     def run(self, runner: Runner) -> int:
         """Items handled by one batch, or RETRY when the batch failed and was dealt with."""
         size = self.size
+        took = [0.0]
+
+        def job(conn: Connection) -> int:
+            start = time.perf_counter()
+            try:
+                return self.work(conn, size)
+            finally:
+                took[0] = time.perf_counter() - start
+
         try:
-            done = runner.call(lambda conn: self.work(conn, size))
+            done = runner.call(job)
         except OUTAGE:
             raise
         except Exception as exc:
@@ -138,7 +154,10 @@ class _Stage:
             log.error(f"{self.name}: set aside an item that cannot be handled", extra={"item": what})
             return self.RETRY
         self.failures = 0
-        if self.size < self.batch:
+        budget = self.budget_s
+        if budget is not None and took[0] > budget and done >= size and size > MIN_BATCH:
+            self.size = max(MIN_BATCH, int(size * budget / took[0]))
+        elif self.size < self.batch and (budget is None or took[0] < budget / 2):
             self.size = min(self.batch, self.size * 2)
         return done
 
@@ -208,14 +227,16 @@ class EmbeddedRuntime:
             lambda conn, n: process_events(conn, self.engines, self.clock, n, self.stats),
             self._skip_next_event,
             s.engine_batch_events,
+            s.engine_batch_ms,
         )
         timers = _Stage(
             "timer firing",
             lambda conn, n: fire_timers(conn, self.engines, self.clock, n, self.stats),
             self._drop_next_timer,
             s.engine_batch_timers,
+            s.engine_batch_ms,
         )
-        dispatch = _Stage("dispatch", lambda conn, n: 0, self._fail_next_message, s.dispatch_batch)
+        dispatch = _Stage("dispatch", lambda conn, n: 0, self._fail_next_message, s.dispatch_batch, s.engine_batch_ms)
 
         def claim(conn: Connection, limit: int) -> int:
             # The stage's unit is the claiming transaction; remote sends follow it (_dispatch).
