@@ -53,7 +53,7 @@ Engagement (`MessageCondition`)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -256,13 +256,213 @@ def compare(op: str, found: bool, actual: Any, expected: Any) -> bool:
 
 # --- filters and events --------------------------------------------------------------------
 
-def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: Scope) -> bool:
-    """All filters hold on these properties; a filter's value may refer to the trigger or profile."""
+def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: "Scope | Callable[[], Scope]") -> bool:
+    """All filters hold on these properties; a filter's value may refer to the trigger or profile.
+
+    `scope` may be a function that builds the Scope: it is called only for a filter whose
+    value is a reference, so the common filter (a constant) costs no Scope at all.
+    """
+    return compiled(filters)(properties, scope)
+
+
+def _filters_match(filters: Sequence[Filter], properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
+    """The reference meaning of filters_match, one operator call per filter (see compiled)."""
+    if not isinstance(scope, Scope):
+        if any(isinstance(flt.value, Ref) for flt in filters):
+            scope = scope()
     for flt in filters:
         found, actual = get_path(properties, flt.property)
         if not compare(flt.op, found, actual, resolve(flt.value, scope)):
             return False
     return True
+
+
+# --- compiled filters ------------------------------------------------------------------------
+#
+# Matching an event against the triggers of a busy workspace evaluates many filters per
+# event, and the general `compare` (which must take any operator and any pair of values)
+# costs several calls each. A filter's operator and value are fixed once its journey is
+# loaded, so each filter is turned once into a test specialised for them: "category eq
+# Shoes" becomes "the property is a str equal to 'Shoes'". Each specialised test gives the
+# answer `compare` gives for every value a JSON document can hold (str, int, float, bool,
+# None, list, dict); any other value, a dotted path, a reference or an unusual operand goes
+# to `compare` itself. tests/core/test_compiled_filters.py checks the two agree.
+
+_MISSING: Any = object()
+_NONE_TYPE = type(None)
+# Types a specialised test answers for without `compare`: every type of a JSON value.
+_OTHERS = frozenset({bool, _NONE_TYPE, list, dict})
+_JSON_TYPES = frozenset({str, int, float, bool, list, dict})
+FilterTest = Callable[[Any, Any], bool]  # (actual or _MISSING, scope or scope factory) -> holds
+Matcher = Callable[[Any, "Scope | Callable[[], Scope]"], bool]
+
+
+def _generic_test(op: str, value: Any) -> FilterTest:
+    def test(actual: Any, scope: Any) -> bool:
+        if isinstance(value, Ref) and not isinstance(scope, Scope):
+            scope = scope()
+        return compare(op, actual is not _MISSING, None if actual is _MISSING else actual, resolve(value, scope))
+
+    return test
+
+
+def _specialised(op: str, value: Any, generic: FilterTest) -> FilterTest | None:
+    """A test equal to compare(op, …) with this value for every JSON value, or None.
+
+    Negated operators hold exactly where the positive one does not (a missing property
+    included); a value of a type no JSON document holds goes to `generic`.
+    """
+    neg = op in _NEGATED
+    op = _NEGATED.get(op, op)
+    if op == "exists":
+        return lambda a, _s: (a is not _MISSING and a is not None) != neg
+    if op == "eq" and isinstance(value, bool):
+        return lambda a, _s: (a is value) != neg  # True and False are singletons
+    if op == "eq" and value is None:
+        def eq_null(a: Any, s: Any) -> bool:
+            if a is None or a is _MISSING or type(a) in _JSON_TYPES:
+                return (a is None) != neg
+            return generic(a, s)
+        return eq_null
+    if op == "eq" and isinstance(value, (int, float)):
+        def eq_number(a: Any, s: Any) -> bool:
+            t = type(a)
+            if t is int or t is float:
+                return (a == value) != neg
+            if t is str:
+                n = _as_number(a)
+                return (n is not None and n == value) != neg
+            if a is _MISSING or t in _OTHERS:
+                return neg
+            return generic(a, s)
+        return eq_number
+    if op == "eq" and isinstance(value, str):
+        number = _as_number(value)
+
+        def eq_text(a: Any, s: Any) -> bool:
+            t = type(a)
+            if t is str:
+                return (a == value) != neg
+            if t is int or t is float:
+                return (number is not None and a == number) != neg
+            if a is _MISSING or t in _OTHERS:
+                return neg
+            return generic(a, s)
+        return eq_text
+    if op == "in" and isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
+        texts = frozenset(value)
+        # Numeric strings in the list also match the number ("19.99" and 19.99); NaN never does.
+        numbers = frozenset(n for n in map(_as_number, value) if n is not None and n == n)
+
+        def in_texts(a: Any, s: Any) -> bool:
+            t = type(a)
+            if t is str:
+                return (a in texts) != neg
+            if t is int or t is float:
+                return (a in numbers) != neg
+            if a is _MISSING or t in _OTHERS:
+                return neg
+            return generic(a, s)
+        return in_texts
+    if op in ("gt", "gte", "lt", "lte") and type(value) in (int, float) and value == value:
+        want = {"gt": (1,), "gte": (0, 1), "lt": (-1,), "lte": (-1, 0)}[op]
+
+        def order(a: Any, s: Any) -> bool:
+            t = type(a)
+            if t is int or t is float:
+                n = a
+            elif t is str:
+                n = _as_number(a)
+                if n is None:  # a word against a number: not comparable
+                    return False
+            elif a is _MISSING or t in _OTHERS:
+                return False
+            else:
+                return generic(a, s)
+            if n != n:
+                return False
+            return ((n > value) - (n < value)) in want
+        return order
+    if op == "contains" and isinstance(value, str) and _as_number(value) is None:
+        # In a str, a substring; in a list, an item equal to it, which for JSON items means
+        # a str equal to it, and `in` on the list says exactly that.
+        def contains(a: Any, s: Any) -> bool:
+            t = type(a)
+            if t is str or t is list:
+                return (value in a) != neg
+            if a is _MISSING or t in _OTHERS:
+                return neg
+            return generic(a, s)
+        return contains
+    return None
+
+
+def compile_filter(flt: Filter) -> FilterTest:
+    """One filter as a test of the property's value (_MISSING when absent); see above."""
+    generic = _generic_test(flt.op, flt.value)
+    if isinstance(flt.value, Ref):
+        return generic
+    return _specialised(flt.op, flt.value, generic) or generic
+
+
+def compile_filters(filters: Sequence[Filter]) -> Matcher:
+    """filters_match for these filters, with each filter's test built once."""
+    listed = list(filters)
+    tests = [(flt.property, compile_filter(flt)) for flt in listed]
+    if not tests:
+        return lambda properties, scope: True
+    if any("." in path for path, _ in tests):
+        return lambda properties, scope: _filters_match(listed, properties, scope)
+    if len(tests) == 1:
+        (path, test), = tests
+
+        def match_one(properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
+            if type(properties) is not dict:
+                return _filters_match(listed, properties, scope)
+            return test(properties.get(path, _MISSING), scope)
+        return match_one
+    if len(tests) == 2:
+        (path1, test1), (path2, test2) = tests
+
+        def match_two(properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
+            if type(properties) is not dict:
+                return _filters_match(listed, properties, scope)
+            return test1(properties.get(path1, _MISSING), scope) and test2(properties.get(path2, _MISSING), scope)
+        return match_two
+
+    def match(properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
+        if type(properties) is not dict:
+            return _filters_match(listed, properties, scope)
+        get = properties.get
+        for path, test in tests:
+            if not test(get(path, _MISSING), scope):
+                return False
+        return True
+    return match
+
+
+# Compiled matchers by the identity of the filter list they were built from, with whether
+# any filter needs the Scope (a reference). Filter lists belong to journey definitions
+# (frozen models), which the catalog keeps as long as it runs; each entry keeps its list
+# alive, so an id cannot be reused while it is cached.
+_COMPILED: dict[int, tuple[Sequence[Filter], Matcher, bool]] = {}
+_COMPILED_MAX = 20_000
+
+
+def compiled_entry(filters: Sequence[Filter]) -> tuple[Sequence[Filter], Matcher, bool]:
+    entry = _COMPILED.get(id(filters))
+    if entry is not None and entry[0] is filters:
+        return entry
+    entry = (filters, compile_filters(filters), any(isinstance(flt.value, Ref) for flt in filters))
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()  # catalogs were reloaded many times: start again with the live ones
+    _COMPILED[id(filters)] = entry
+    return entry
+
+
+def compiled(filters: Sequence[Filter]) -> Matcher:
+    """The compiled matcher of this filter list, built on first use."""
+    return compiled_entry(filters)[1]
 
 
 def event_matches(spec: Any, event: EventInput, scope: Scope) -> bool:

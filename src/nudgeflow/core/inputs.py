@@ -19,6 +19,12 @@ class EventInput:
     context: dict[str, Any] = field(default_factory=dict)
     user_id: str | None = None
     anonymous_id: str | None = None
+    # The name triggers match on: the track event's, or the call type for the others. Set
+    # once here rather than computed on each read: it is read for every candidate trigger.
+    name: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.event if self.event is not None else self.type
 
     @classmethod
     def from_message(cls, message: dict[str, Any], timestamp_ms: int) -> "EventInput":
@@ -42,11 +48,6 @@ class EventInput:
     @classmethod
     def from_payload(cls, payload: str | bytes, timestamp_ms: int) -> "EventInput":
         return cls.from_message(orjson.loads(payload), timestamp_ms)
-
-    @property
-    def name(self) -> str:
-        """The name triggers match on: the track event's, or the call type for the others."""
-        return self.event if self.event is not None else self.type
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from nudgeflow.core import timecalc
 from nudgeflow.core.catalog import JourneyVersion
-from nudgeflow.core.conditions import Scope, compare, count_events, filters_match, get_path
+from nudgeflow.core.conditions import _COMPILED, Scope, compare, compiled_entry, count_events, filters_match, get_path
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.steps import enter
 from nudgeflow.core.turn import Turn, timer_key
@@ -54,7 +54,15 @@ def _matches(turn: Turn, event: EventInput, name: str, where: list[Any]) -> bool
         return False
     if not where:
         return True
-    return filters_match(where, event.properties, Scope(turn.state.traits, event.timestamp_ms, turn.state.history))
+    # The filters' compiled matcher (conditions.compiled, its cache looked up here: this
+    # runs for every candidate trigger of every event). The Scope is built only if a filter
+    # refers to the profile or the trigger; most filters are constants.
+    entry = _COMPILED.get(id(where))
+    if entry is None or entry[0] is not where:
+        entry = compiled_entry(where)
+    if entry[2]:
+        return entry[1](event.properties, Scope(turn.state.traits, event.timestamp_ms, turn.state.history))
+    return entry[1](event.properties, None)
 
 
 def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, where: list[Any]) -> bool:
