@@ -420,6 +420,21 @@ def test_welcome_series_from_an_anonymous_visit_to_a_sign_up() -> None:
     assert [(m.user_id, m.step) for m in sim.messages] == [("ada", "hello"), ("ada", "tips")]
 
 
+def test_a_cart_left_while_anonymous_is_followed_up_after_sign_up() -> None:
+    sim = Simulation([CART, WELCOME])
+    sim.track(None, "Product Added", {"cart_id": "c9", "price": 20}, at=T0, anonymous_id="anon-7")
+    sim.advance("90m")  # the reminder goes to the anonymous visitor
+    sim.track("ada", "Signed Up", at=at(2 * H), anonymous_id="anon-7")
+    sim.track("ada", "Order Completed", {"cart_id": "c9", "revenue": 20.0}, at=at(3 * H))
+    sim.advance("3d")
+    assert [(m.user_id, m.anonymous_id, m.journey, m.step) for m in sim.messages] == [
+        (None, "anon-7", "cart", "reminder"), ("ada", None, "welcome", "hello"), ("ada", None, "welcome", "tips")]
+    cart_run = [r for r in sim.runs_for("ada") if r["journey_id"] == "cart"]
+    assert [(r["status"], r["exit_reason"], r["revenue"]) for r in cart_run] == [
+        ("exited", "exit_event:Order Completed", 20.0)]
+    assert sim.runs_for("anon-7") == sim.runs_for("ada")
+
+
 def cart_added(sim: Simulation, user: str, cart: str, when: str) -> None:
     sim.track(user, "Product Added", {"cart_id": cart, "product_id": "p1", "price": 20}, at=when)
 

@@ -602,8 +602,10 @@ class Simulation:
         return [m for m in self.messages if m.user_id in ids or m.profile in ids]
 
     def runs_for(self, user_or_anonymous_id: str) -> list[dict[str, Any]]:
+        """The runs of one person (latest row of each), those started while anonymous included."""
         key = self.profile_key(user_or_anonymous_id)
-        return [r for r in self.runs.values() if r.get("profile_id") in (key, user_or_anonymous_id)]
+        ids = {user_or_anonymous_id, key} | {anon for anon, user in self._anon_user.items() if user == key}
+        return [r for r in self.runs.values() if r.get("profile_id") in ids]
 
     def state_of(self, user_or_anonymous_id: str) -> ProfileState | None:
         return self.states.get(self.profile_key(user_or_anonymous_id))
