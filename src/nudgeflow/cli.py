@@ -151,13 +151,13 @@ def import_events(
 def simulate(
     journeys: Annotated[
         list[str],
-        typer.Option("--journeys", "-j", help="Journey files, or directories of .yaml/.yml/.json files (several may follow)."),
+        typer.Option("--journeys", "-j", metavar="PATH", help="Journey files, or directories of .yaml/.yml/.json files (several may follow)."),
     ],
-    events: Annotated[str, typer.Option("--events", "-e", help="A JSON Lines file of Segment messages, or - for standard input.")],
-    more_journeys: Annotated[Optional[list[str]], typer.Argument(help="More journey files or directories.", show_default=False)] = None,
+    events: Annotated[str, typer.Option("--events", "-e", metavar="FILE", help="A JSON Lines file of Segment messages, or - for standard input.")],
+    more_journeys: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", help="More journey files or directories.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per planned message, then a summary line.")] = False,
-    horizon: Annotated[str, typer.Option(help="After the last event, keep firing timers this long (30d; 0 for none).")] = "30d",
-    limit: Annotated[int, typer.Option(help="Planned messages shown in the table (all are counted).")] = 50,
+    horizon: Annotated[str, typer.Option(metavar="DURATION", help="After the last event, keep firing timers this long (30d; 0 for none).")] = "30d",
+    limit: Annotated[int, typer.Option(metavar="N", help="Planned messages shown in the table (all are counted).")] = 50,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
     from nudgeflow.model.journeys import duration_ms
