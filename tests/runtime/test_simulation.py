@@ -307,15 +307,29 @@ def test_an_anonymous_id_linked_to_one_user_is_never_moved_to_another() -> None:
     assert [c[1] for c in core.calls] == ["ada", "bob", "ada"]
 
 
-def test_when_both_have_state_they_stay_apart_and_the_anonymous_runs_name_the_user() -> None:
+def test_when_both_have_state_the_anonymous_one_is_folded_in_as_the_runtime_does() -> None:
     sim, core = sim_with()
-    sim.feed(track("ada", "Ping", at(0)))
-    sim.feed(track(None, "Start", at(1000), anonymous_id="phone"))
-    sim.feed({"type": "identify", "userId": "ada", "anonymousId": "phone", "timestamp": at(2000)})
-    assert set(sim.states) == {"ada", "phone"} and sim.merges == 0
+    sim.feed(track("ada", "Start", at(0)))  # ada's own run 1, timer t:1 due +1h
+    sim.feed(track(None, "Start", at(1000), anonymous_id="phone"))  # the phone's run 1, timer t:1 due +1h+1s
+    sim.feed(track(None, "Start", at(2000), anonymous_id="phone"))  # the phone's run 2, timer t:2
+    sim.feed({"type": "identify", "userId": "ada", "anonymousId": "phone", "traits": {"plan": "pro"}, "timestamp": at(3000)})
+    assert set(sim.states) == {"ada"} and sim.merges == 1
+    assert set(sim.states["ada"].runs) == set()  # the scripted core keeps no runs; the real one is tested below
+    # ada's own t:1 wins the key both had; the phone's t:2 comes along.
+    assert sim.timers_of("ada") == {"t:1": T0_MS + H, "t:2": T0_MS + H + 2000} and sim.pending_timers == 2
+    assert {r["id"]: r["profile_id"] for r in sim.runs_for("phone")} == {
+        "ada-run1": "ada", "phone-run1": "ada", "phone-run2": "ada"}
     sim.advance("2h")
-    assert [(m.user_id, m.anonymous_id, m.profile) for m in sim.messages] == [("ada", "phone", "phone")]
-    assert sim.messages_for("ada") == sim.messages
+    assert [(c[1], c[2]) for c in core.calls if c[0] == "timer"] == [("ada", "t:1"), ("ada", "t:2")]
+    assert [(m.user_id, m.anonymous_id, m.profile) for m in sim.messages] == [("ada", None, "ada")] * 2
+
+
+def test_messages_planned_while_anonymous_are_the_persons_too() -> None:
+    sim, _ = sim_with()
+    sim.feed(track(None, "Start", at(0), anonymous_id="tablet"))
+    sim.advance("1h")
+    sim.feed(track("ada", "Ping", at(2 * H), anonymous_id="tablet"))
+    assert [(m.user_id, m.anonymous_id) for m in sim.messages_for("ada")] == [(None, "tablet")]
 
 
 def test_an_anonymous_persons_messages_have_no_user_id() -> None:
@@ -473,6 +487,21 @@ def test_cart_abandonment_ignores_an_order_of_another_cart_and_never_starts_for_
     assert [m.step for m in sim.messages_for("ada")] == ["reminder", "objections"]
     assert sim.messages_for("bob") == []
     assert sim.summary()["journeys"]["cart"]["entered"] == 1
+
+
+def test_a_cart_from_a_second_device_is_folded_into_the_known_person_and_ends_on_their_order() -> None:
+    sim = Simulation([CART, WELCOME])
+    sim.track("ada", "Signed Up", at=T0)  # ada has a state of her own (a welcome run)
+    sim.track(None, "Product Added", {"cart_id": "c5", "price": 20}, at=at(D), anonymous_id="phone-anon")  # on a phone
+    sim.identify("ada", {"email": "ada@example.com"}, at=at(D + 30 * 60_000), anonymous_id="phone-anon")
+    sim.advance("2h")  # the cart's 1 h reminder fires for ada
+    sim.track("ada", "Order Completed", {"cart_id": "c5", "revenue": 20.0}, at=at(D + 3 * H))
+    sim.advance("3d")
+    assert set(sim.states) == {"ada"}
+    assert [(m.journey, m.step, m.user_id) for m in sim.messages] == [
+        ("welcome", "hello", "ada"), ("cart", "reminder", "ada"), ("welcome", "tips", "ada")]
+    cart_run = [r for r in sim.runs_for("ada") if r["journey_id"] == "cart"]
+    assert [(r["profile_id"], r["exit_reason"]) for r in cart_run] == [("ada", "exit_event:Order Completed")]
 
 
 def test_the_simulator_and_a_hand_driven_core_agree() -> None:

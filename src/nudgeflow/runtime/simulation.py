@@ -17,10 +17,11 @@ Identity, kept simple: a profile is keyed by its userId, else its anonymousId. A
 carrying both ids (an identify after sign-up, and every later event of Segment's clients)
 or an alias (previousId -> userId) links the anonymous id to the user from then on, as
 ingest does; an anonymous id already linked to one user is never moved to another (a
-shared device must not fuse two people). When the anonymous id has engine state and the
-user has none, the state (runs, timers, counters) becomes the user's. When both have state,
-the two stay apart: new events go to the user's, and the anonymous one's runs carry on
-with their own timers (their messages name the user).
+shared device must not fuse two people). The anonymous person's engine state (runs,
+timers, counters, history) then becomes the user's: as it is when the user has none yet,
+and folded in with the runtime's own `merge_state` when the user has some (the user's
+wins where the two disagree, counts add up, the user's timer wins a key both have), as
+the production runtime does when ingest merges two profiles.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from nudgeflow.core.state import DONE, EXITED, ProfileState
 from nudgeflow.core.timestamps import corrected_timestamp
 from nudgeflow.model.events import EVENT_TYPES, BadRequest, parse_message
 from nudgeflow.model.journeys import Journey, duration_ms
+from nudgeflow.runtime.merges import merge_state
 
 __all__ = ["PlannedMessage", "FailedMessage", "Simulation", "InvalidMessage", "message_time_ms", "check_message"]
 
@@ -292,6 +294,7 @@ class Simulation:
         self.messages: list[PlannedMessage] = []
         self.failures: list[FailedMessage] = []
         self.runs: dict[str, dict[str, Any]] = {}  # run id -> latest Run.as_row
+        self._runs_of: dict[str, list[str]] = {}  # profile key -> its run ids
         self.profile_updates = 0
         self.events = 0
         self.timers_fired = 0
@@ -509,22 +512,32 @@ class Simulation:
             if anonymous_id in self.states:
                 return
         self._anon_user[anonymous_id] = user_id
-        state = self.states.get(anonymous_id)
-        if state is None or user_id in self.states:
+        state = self.states.pop(anonymous_id, None)
+        if state is None:
             return
-        # The anonymous person's state becomes the user's, timers included.
         self.merges += 1
-        del self.states[anonymous_id]
-        state.profile_id = user_id
-        self.states[user_id] = state
         self._anonymous.discard(anonymous_id)
+        target = self.states.get(user_id)
+        if target is None:
+            state.profile_id = user_id
+            self.states[user_id] = state
+        else:
+            merge_state(target, state)
         timers = self._timers.pop(anonymous_id, None)
         if timers:
             moved = self._timers.setdefault(user_id, {})
             for key, (due, _seq, payload) in timers.items():
+                if key in moved:  # the user's own timer wins a key both have
+                    self._live -= 1
+                    continue
                 self._seq += 1
                 moved[key] = (due, self._seq, payload)
                 heapq.heappush(self._heap, (due, self._seq, user_id, key))
+        runs = self._runs_of.pop(anonymous_id, None)
+        if runs:
+            for run_id in runs:
+                self.runs[run_id]["profile_id"] = user_id
+            self._runs_of.setdefault(user_id, []).extend(runs)
 
     def _who(self, profile: str) -> tuple[str | None, str | None]:
         """(user_id, anonymous_id) of a profile key."""
@@ -574,6 +587,8 @@ class Simulation:
                     self._live -= 1
             elif kind is RunChanged:
                 row = effect.run  # type: ignore[union-attr]
+                if row["id"] not in self.runs:
+                    self._runs_of.setdefault(profile, []).append(row["id"])
                 self.runs[row["id"]] = row
             elif kind is UpdateProfile:
                 self.profile_updates += 1  # the core already changed state.traits
@@ -596,16 +611,19 @@ class Simulation:
     # -- results --------------------------------------------------------------------------
 
     def messages_for(self, user_or_anonymous_id: str) -> list[PlannedMessage]:
-        """The planned messages of one person, by userId or by an anonymousId (one linked
-        to a user gives the user's)."""
-        ids = {user_or_anonymous_id, self.profile_key(user_or_anonymous_id)}
+        """The planned messages of one person, by userId or anonymousId: those planned
+        while they were anonymous included."""
+        ids = self._ids_of(user_or_anonymous_id)
         return [m for m in self.messages if m.user_id in ids or m.profile in ids]
+
+    def _ids_of(self, user_or_anonymous_id: str) -> set[str]:
+        key = self.profile_key(user_or_anonymous_id)
+        return {user_or_anonymous_id, key} | {anon for anon, user in self._anon_user.items() if user == key}
 
     def runs_for(self, user_or_anonymous_id: str) -> list[dict[str, Any]]:
         """The runs of one person (latest row of each), those started while anonymous included."""
         key = self.profile_key(user_or_anonymous_id)
-        ids = {user_or_anonymous_id, key} | {anon for anon, user in self._anon_user.items() if user == key}
-        return [r for r in self.runs.values() if r.get("profile_id") in ids]
+        return [self.runs[run_id] for run_id in self._runs_of.get(key, [])]
 
     def state_of(self, user_or_anonymous_id: str) -> ProfileState | None:
         return self.states.get(self.profile_key(user_or_anonymous_id))
