@@ -343,6 +343,30 @@ def test_cart_abandonment_holdout_people_enter_and_get_nothing() -> None:
     assert (summary["entered"], summary["holdout"], summary["converted"], summary["messages"]) == (len(held), len(held), 1, {})
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="core: a holdout run ends at entry (done/holdout), so with the default one_active re-entry a holdout "
+    "person enters again at every cart while a treated person's run blocks new entries for 72 h; holdout "
+    "entries (and their conversions, one order converting several runs) are over-counted and uplift is biased. "
+    "A holdout run should occupy the journey as long as a treated run would (walk the steps, sending nothing).",
+)
+def test_cart_abandonment_a_holdout_person_enters_as_often_as_one_who_gets_the_emails() -> None:
+    held = person_where("held", _in_holdout)
+    sent_to = person_where("treated", lambda p: not _in_holdout(p))
+    s = sim(CART)
+    for person in (held, sent_to):
+        known(s, person, T0)
+        for k in range(6):  # a new cart every 12 hours, never ordered
+            _add(s, person, f"c{k}", "p1", k * 12 * H)
+    _order(s, held, "c-other", 3 * D)
+    _order(s, sent_to, "c-other", 3 * D)
+    s.advance("10d")
+    assert len(runs(s, sent_to, CART)) == 1  # its run holds the journey for 72 hours
+    assert len(runs(s, held, CART)) == len(runs(s, sent_to, CART))
+    converted = [r for r in runs(s, held, CART) if r["converted_at_ms"] is not None]
+    assert len(converted) == 1  # one order, one conversion
+
+
 def test_cart_abandonment_only_people_with_an_email_and_an_anonymous_cart_follows_the_sign_up() -> None:
     gil = person_where("gil", lambda p: not _in_holdout(p))
     s = sim(CART)
@@ -628,11 +652,20 @@ def test_near_store_nothing_outside_the_radius_or_for_a_stale_location() -> None
 
 def test_near_store_at_most_once_a_day() -> None:
     s = sim(NEAR)
-    _located(s, "gia", _north_of(FLAGSHIP, 50), 0)
-    _located(s, "gia", _north_of(BROOKLYN, 50), 3 * H)
-    _located(s, "gia", _north_of(FLAGSHIP, 50), 23 * H)
-    _located(s, "gia", _north_of(FLAGSHIP, 50), 1 * D + 1 * M)
+    away = _north_of(FLAGSHIP, 3000)
+    _located(s, "gia", _north_of(FLAGSHIP, 50), 0)  # walks in: a push
+    _located(s, "gia", away, 3 * H)
+    _located(s, "gia", _north_of(BROOKLYN, 50), 5 * H)  # walks into the other store the same day: none
+    _located(s, "gia", away, 23 * H)
+    _located(s, "gia", _north_of(FLAGSHIP, 50), 1 * D + 1 * M)  # the next day: a push
     assert [when for when, *_ in sent(s, "gia")] == [at(0), at(1 * D + 1 * M)]
+
+
+def test_near_store_fires_on_the_way_in_not_on_every_report_inside() -> None:
+    s = sim(NEAR)
+    for minutes in range(0, 3 * 24 * 60, 90):  # stays in the store's block for three days
+        _located(s, "hal", _north_of(FLAGSHIP, 40 + minutes % 50), minutes * M)
+    assert [when for when, *_ in sent(s, "hal")] == [at(0)]
 
 
 # --- plan downgrade save flow -------------------------------------------------------------
