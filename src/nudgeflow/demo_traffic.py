@@ -1,30 +1,54 @@
 """Generated shop and app traffic for the demo: pure, seeded, Segment-shaped.
 
-People arrive anonymously on the web or in the mobile app, browse, sometimes sign up (a
-`Signed Up` track and an `identify` that carries both ids, which merges the anonymous
-profile into the known one), and come back over a few days to view products, fill carts,
-start checkouts and order, with Segment's e-commerce spec names and properties. Some carts
-are abandoned, some checkouts too: what the first journeys will react to.
+People arrive anonymously on the web or in the mobile app during the first `days`, browse,
+sometimes sign up (a `Signed Up` track and an `identify` that carries both ids, which
+merges the anonymous profile into the known one), and come back over those days to view
+products, save some to a wishlist, fill carts, start checkouts and order, with Segment's
+e-commerce spec names and properties. Then life goes on until `horizon_days`, as the
+example journeys (examples/journeys) expect to find it:
+
+- the shop's backend reports `Order Delivered` a few days after most orders (not all: a
+  parcel lost in the post is a review request after the timeout);
+- app users open the app (`Application Opened`, with `context.location` when they allow
+  it: some near one of the New York stores, most not), complete levels of the app's
+  "Style Quest" game (`Level Completed`; a few flushed late from an offline queue, with a
+  `sentAt` after their `timestamp`), and a few open it every morning for a week or more
+  (some miss a day and break the streak);
+- some people upgrade to the pro plan (an `identify` with `plan: pro` from the billing
+  backend, and `Subscription Upgraded`), some of them downgrade or cancel later, and a few
+  of those upgrade again the next day;
+- everyone else goes silent, and a few come back a month later, after a win-back email.
 
 Nothing here reads the clock or does I/O: the same seed and start give the same messages.
+Messages come in the order they reach the server: by `sentAt` when a message has one (an
+offline queue flushed late), else by `timestamp`.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from typing import Any, Iterator
+from zoneinfo import ZoneInfo
 
 VIEWED = "Product Viewed"
 ADDED = "Product Added"
+WISHLISTED = "Product Added to Wishlist"
 CHECKOUT = "Checkout Started"
 ORDERED = "Order Completed"
+DELIVERED = "Order Delivered"
 SIGNED_UP = "Signed Up"
 OPENED = "Application Opened"
+LEVEL = "Level Completed"
+UPGRADED = "Subscription Upgraded"
+DOWNGRADED = "Subscription Downgraded"
+CANCELLED = "Subscription Cancelled"
 
 CURRENCY = "USD"
+PRO_PRICE = 12.0
 
 
 @dataclass(frozen=True)
@@ -71,24 +95,43 @@ FIRST_NAMES = ("Ada", "Ben", "Chloé", "Dmitri", "Emma", "Farid", "Grace", "Hiro
 LAST_NAMES = ("Andersen", "Bakker", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Hoffmann", "Ito",
               "Jensen", "Kowalski", "Lopez", "Martin", "Nakamura", "Okafor", "Petrov", "Rossi", "Schmidt",
               "Tanaka", "Vogel", "Walsh")
-# (timezone, locale, country) people live in.
+# (timezone, locale, country, (latitude, longitude) of the city) people live in; the shop
+# is in New York, so more of its people are.
 PLACES = (
-    ("America/New_York", "en-US", "US"),
-    ("America/Los_Angeles", "en-US", "US"),
-    ("America/Chicago", "en-US", "US"),
-    ("Europe/London", "en-GB", "GB"),
-    ("Europe/Paris", "fr-FR", "FR"),
-    ("Europe/Berlin", "de-DE", "DE"),
-    ("Europe/Madrid", "es-ES", "ES"),
-    ("Asia/Tokyo", "ja-JP", "JP"),
-    ("Australia/Sydney", "en-AU", "AU"),
-    ("America/Sao_Paulo", "pt-BR", "BR"),
+    ("America/New_York", "en-US", "US", (40.7306, -73.9866)),
+    ("America/Los_Angeles", "en-US", "US", (34.0522, -118.2437)),
+    ("America/Chicago", "en-US", "US", (41.8781, -87.6298)),
+    ("Europe/London", "en-GB", "GB", (51.5072, -0.1276)),
+    ("Europe/Paris", "fr-FR", "FR", (48.8566, 2.3522)),
+    ("Europe/Berlin", "de-DE", "DE", (52.5200, 13.4050)),
+    ("Europe/Madrid", "es-ES", "ES", (40.4168, -3.7038)),
+    ("Asia/Tokyo", "ja-JP", "JP", (35.6762, 139.6503)),
+    ("Australia/Sydney", "en-AU", "AU", (-33.8688, 151.2093)),
+    ("America/Sao_Paulo", "pt-BR", "BR", (-23.5505, -46.6333)),
 )
+PLACE_WEIGHTS = (4, 2, 1, 2, 1, 1, 1, 1, 1, 1)
+# The shop's stores: the places of examples/journeys/push-near-store.yaml.
+STORES = (("Flagship Store", 40.7411, -73.9897), ("Brooklyn Store", 40.7033, -73.9881))
 PAGES = (("Home", "/"), ("New Arrivals", "/new"), ("Sale", "/sale"), ("About", "/about"))
 SCREENS = ("Home", "Search", "Wishlist", "Account")
 COUPONS = ("WELCOME10", "SPRING15")
+GAME = "Style Quest"
 
 PLATFORMS = ("web", "ios", "android")
+SERVER_CONTEXT = {"library": {"name": "analytics-python", "version": "2.3.3"}}
+
+# How much of life after the first days the generator makes (shares of people).
+DELIVERED_SHARE = 0.85  # orders whose delivery the backend reports
+HABIT_SHARE = 0.3  # app users who open the app every morning for a while
+BROKEN_HABIT_SHARE = 0.35  # of those, who miss a day
+LOCATION_SHARE = 0.6  # app users who share their location
+NEAR_STORE_SHARE = 0.35  # app opens of a New Yorker that happen near a store
+OFFLINE_SHARE = 0.15  # Level Completed events queued offline and sent late
+PRO_SHARE = 0.25  # known people who upgrade to pro
+DOWNGRADE_SHARE = 0.6  # of those, who downgrade or cancel later
+REGRET_SHARE = 0.3  # of those, who upgrade again the next day
+COMEBACK_SHARE = 0.3  # known people who come back a month after going silent
+RETURN_SHARE = 0.5  # carts known people left that they come back to and order
 
 
 def _uuid(rng: random.Random) -> str:
@@ -99,28 +142,62 @@ def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class _Person:
-    """One simulated person: their ids, device and the messages they produce, in time order."""
+def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Metres between two nearby points (an equirectangular approximation: fine within a city)."""
+    d_lat = (b[0] - a[0]) * 111_195
+    d_lon = (b[1] - a[1]) * 111_195 * math.cos(math.radians((a[0] + b[0]) / 2))
+    return math.hypot(d_lat, d_lon)
 
-    def __init__(self, rng: random.Random, index: int, start: datetime, days: float) -> None:
+
+def _offset(lat: float, lon: float, metres: float, bearing: float) -> tuple[float, float]:
+    """A point `metres` away in direction `bearing` (radians from north): fine for short hops."""
+    d_lat = metres * math.cos(bearing) / 111_195
+    d_lon = metres * math.sin(bearing) / (111_195 * math.cos(math.radians(lat)))
+    return round(lat + d_lat, 6), round(lon + d_lon, 6)
+
+
+class _Person:
+    """One simulated person: their ids, device and the messages they produce."""
+
+    def __init__(self, rng: random.Random, index: int, start: datetime, days: float, end: datetime) -> None:
         self.rng = rng
         self.index = index
         self.anonymous_id = _uuid(rng)
         self.user_id: str | None = None
         self.platform = rng.choices(PLATFORMS, weights=(5, 3, 2))[0]
-        self.place = rng.choice(PLACES)
+        self.place = rng.choices(PLACES, weights=PLACE_WEIGHTS)[0]
         self.first_name = rng.choice(FIRST_NAMES)
         self.last_name = rng.choice(LAST_NAMES)
         self.start = start
-        self.end = start + timedelta(days=days)
+        self.window_end = start + timedelta(days=days)
+        self.end = end
         self.now = start + timedelta(seconds=rng.uniform(0, days * 86400 * 0.6))
         self.messages: list[dict[str, Any]] = []
         self.viewed: list[Product] = []
-        self.orders = 0
+        self.orders: list[tuple[datetime, str]] = []
+        self.level = 0
+        self.left_carts: list[tuple[datetime, str, dict[Product, int]]] = []  # a known person's abandoned carts
+        self.shares_location = rng.random() < LOCATION_SHARE
+        self.home = self._home()
         self.context = self._context()
 
+    def _home(self) -> tuple[float, float]:
+        """Where the person is when not at a store: somewhere in their city, well away from both."""
+        while True:
+            home = _offset(*self.place[3], self.rng.uniform(1500, 9000), self.rng.uniform(0, 2 * math.pi))
+            if all(_distance_m(home, (lat, lon)) > 1500 for _name, lat, lon in STORES):
+                return home
+
+    @property
+    def in_app(self) -> bool:
+        return self.platform != "web"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.place[0])
+
     def _context(self) -> dict[str, Any]:
-        tz, locale, _country = self.place
+        tz, locale = self.place[0], self.place[1]
         ip = f"{self.rng.randint(11, 223)}.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
         ctx: dict[str, Any] = {"locale": locale, "timezone": tz, "ip": ip}
         if self.platform == "web":
@@ -150,19 +227,28 @@ class _Person:
     def _tick(self, low: float, high: float) -> None:
         self.now += timedelta(seconds=self.rng.uniform(low, high))
 
-    def _emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+    def _emit(self, type_: str, *, context: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
         message: dict[str, Any] = {"type": type_, "messageId": _uuid(self.rng), "timestamp": _iso(self.now)}
         if self.user_id is not None:
             message["userId"] = self.user_id
         # Client libraries keep sending the anonymousId after identify, as Segment's do.
         message["anonymousId"] = self.anonymous_id
         message.update(fields)
-        message["context"] = self.context
+        message["context"] = context if context is not None else self.context
         self.messages.append(message)
         return message
 
-    def _track(self, event: str, properties: dict[str, Any] | None = None) -> None:
-        self._emit("track", event=event, properties=properties or {})
+    def _from_backend(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """A message the shop's own servers send (deliveries, billing): the userId only."""
+        message: dict[str, Any] = {"type": type_, "messageId": _uuid(self.rng), "timestamp": _iso(self.now),
+                                   "userId": self.user_id}
+        message.update(fields)
+        message["context"] = SERVER_CONTEXT
+        self.messages.append(message)
+        return message
+
+    def _track(self, event: str, properties: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._emit("track", event=event, properties=properties or {})
 
     def _product_properties(self, product: Product, position: int | None = None) -> dict[str, Any]:
         props: dict[str, Any] = {
@@ -192,20 +278,57 @@ class _Person:
         else:
             self._emit("screen", name=self.rng.choice(SCREENS))
 
+    def _location(self) -> dict[str, Any] | None:
+        """Where the app says the person is (Segment's context.location), if they allow it."""
+        if not self.shares_location:
+            return None
+        if self.place[0] == "America/New_York" and self.rng.random() < NEAR_STORE_SHARE:
+            _name, lat, lon = self.rng.choice(STORES)
+            lat, lon = _offset(lat, lon, self.rng.uniform(20, 180), self.rng.uniform(0, 2 * math.pi))
+        else:
+            lat, lon = _offset(*self.home, self.rng.uniform(0, 400), self.rng.uniform(0, 2 * math.pi))
+        return {"latitude": lat, "longitude": lon, "speed": 0}
+
+    def open_app(self) -> None:
+        context = self.context
+        location = self._location()
+        if location is not None:
+            context = {**self.context, "location": location}
+        self._emit("track", event=OPENED, context=context,
+                   properties={"from_background": self.rng.random() < 0.5, "version": "3.4.1", "build": "341"})
+
+    def play(self) -> None:
+        """Levels of the app's game; a few are queued offline and reach the server late."""
+        for _ in range(self.rng.randint(1, 2)):
+            self._tick(60, 400)
+            self.level += 1
+            message = self._track(LEVEL, {"game": GAME, "level": self.level, "score": self.rng.randint(200, 990),
+                                          "duration_s": self.rng.randint(40, 380)})
+            if self.rng.random() < OFFLINE_SHARE:
+                message["sentAt"] = _iso(self.now + timedelta(minutes=self.rng.uniform(20, 180)))
+
     def session(self) -> None:
-        if self.platform != "web":
-            self._track(OPENED, {"from_background": self.rng.random() < 0.5, "version": "3.4.1", "build": "341"})
+        if self.in_app:
+            self.open_app()
+            if self.rng.random() < 0.2:
+                self.play()
         self._look_around()
         cart: dict[Product, int] = {}
         cart_id = _uuid(self.rng)
         for _ in range(self.rng.randint(1, 5)):
             self._tick(10, 120)
-            # Interest clusters around a category: people compare similar things.
-            pool = [p for p in CATALOG if self.viewed and p.category == self.viewed[-1].category] or list(CATALOG)
-            product = self.rng.choice(pool if self.rng.random() < 0.6 else CATALOG)
+            # Interest clusters around a category, and people look at a thing twice.
+            if self.viewed and self.rng.random() < 0.2:
+                product = self.viewed[-1]
+            else:
+                pool = [p for p in CATALOG if self.viewed and p.category == self.viewed[-1].category] or list(CATALOG)
+                product = self.rng.choice(pool if self.rng.random() < 0.6 else CATALOG)
             self.viewed.append(product)
             self._track(VIEWED, self._product_properties(product, position=self.rng.randint(1, 24)))
-            if self.rng.random() < 0.35:
+            if self.rng.random() < 0.08:
+                self._tick(3, 30)
+                self._track(WISHLISTED, {**self._product_properties(product), "wishlist_id": f"wl_{self.index:05d}"})
+            elif self.rng.random() < 0.35:
                 self._tick(5, 60)
                 quantity = self.rng.choices((1, 2, 3), weights=(8, 2, 1))[0]
                 cart[product] = cart.get(product, 0) + quantity
@@ -219,9 +342,14 @@ class _Person:
             return
         # Some carts are left behind: the "you left this in your cart" journey's audience.
         if self.user_id is None or self.rng.random() < 0.35:
+            if self.user_id is not None:
+                self.left_carts.append((self.now, cart_id, cart))
             return
+        self.check_out(cart_id, cart)
+
+    def check_out(self, cart_id: str, cart: dict[Product, int]) -> None:
         self._tick(20, 300)
-        order_id = f"ord_{self.index:04d}_{self.orders + 1}"
+        order_id = f"ord_{self.index:04d}_{len(self.orders) + 1}"
         products = [
             {"product_id": p.product_id, "sku": p.sku, "name": p.name, "category": p.category,
              "brand": p.brand, "price": p.price, "quantity": q, "position": i + 1}
@@ -242,14 +370,14 @@ class _Person:
         if self.rng.random() < 0.25:  # an abandoned checkout
             return
         self._tick(30, 240)
-        self.orders += 1
         completed = {k: v for k, v in checkout.items() if k != "value"}
         completed.update(subtotal=subtotal, total=round(revenue + shipping + tax, 2))
         self._track(ORDERED, completed)
+        self.orders.append((self.now, order_id))
 
     def sign_up(self) -> None:
         self._tick(15, 180)
-        tz, locale, country = self.place
+        tz, locale, country, _city = self.place
         self.user_id = f"user_{self.index:05d}"
         email = f"{self.first_name.lower()}.{self.last_name.lower()}.{self.index}@example.com"
         email = email.encode("ascii", "ignore").decode()  # é in a name, not in the demo's addresses
@@ -283,6 +411,72 @@ class _Person:
         else:
             self._emit("identify", traits={"last_login_platform": self.platform})
 
+    # -- after the first days -----------------------------------------------------------
+
+    def return_to_carts(self) -> None:
+        """Back to a cart left behind, hours or days later (after the reminder, perhaps)."""
+        for left_at, cart_id, cart in self.left_carts:
+            if self.rng.random() >= RETURN_SHARE:
+                continue
+            self.now = left_at + timedelta(hours=self.rng.uniform(2, 60))
+            if self.in_app:
+                self.open_app()
+            self._emit("screen", name="Cart") if self.in_app else self._emit(
+                "page", name="Cart", properties={"path": "/cart", "url": "https://shop.example.com/cart"})
+            self._tick(20, 200)
+            self.check_out(cart_id, cart)
+
+    def deliveries(self) -> None:
+        for ordered_at, order_id in self.orders:
+            if self.rng.random() < DELIVERED_SHARE:
+                self.now = ordered_at + timedelta(days=self.rng.uniform(1.5, 5))
+                self._from_backend("track", event=DELIVERED,
+                                   properties={"order_id": order_id, "carrier": self.rng.choice(("UPS", "USPS", "DHL"))})
+
+    def habit(self) -> None:
+        """Open the app every morning, about the same local time, for a week or more."""
+        days = self.rng.randint(7, 11)
+        skip = self.rng.randint(2, 5) if self.rng.random() < BROKEN_HABIT_SHARE else None
+        wake = time(self.rng.randint(6, 8), self.rng.randint(0, 59))
+        first = (self.now.astimezone(self.zone) + timedelta(days=1)).date()
+        for n in range(days):
+            if n == skip:
+                continue
+            local = datetime.combine(first + timedelta(days=n), wake, tzinfo=self.zone)
+            self.now = local.astimezone(timezone.utc) + timedelta(minutes=self.rng.uniform(0, 20))
+            self.open_app()
+            self._tick(20, 200)
+            if self.rng.random() < 0.3:
+                self.play()
+            self._emit("screen", name=self.rng.choice(SCREENS))
+
+    def plan_changes(self) -> None:
+        """Billing: an upgrade to pro; later perhaps a downgrade or a cancellation, and regret."""
+        self.now += timedelta(hours=self.rng.uniform(6, 48))
+        self._plan("pro", UPGRADED, {"plan": "pro", "previous_plan": "free", "revenue": PRO_PRICE, "currency": CURRENCY})
+        if self.rng.random() >= DOWNGRADE_SHARE:
+            return
+        self.now += timedelta(days=self.rng.uniform(1, 8))
+        to = self.rng.choice(("free", "cancelled"))
+        self._plan(to, DOWNGRADED if to == "free" else CANCELLED, {"plan": to, "previous_plan": "pro"})
+        if self.rng.random() < REGRET_SHARE:
+            self.now += timedelta(hours=self.rng.uniform(2, 20))
+            self._plan("pro", UPGRADED, {"plan": "pro", "previous_plan": to, "revenue": PRO_PRICE, "currency": CURRENCY})
+
+    def _plan(self, plan: str, event: str, properties: dict[str, Any]) -> None:
+        self._from_backend("identify", traits={"plan": plan})
+        self._tick(1, 5)
+        self._from_backend("track", event=event, properties=properties)
+
+    def come_back(self) -> None:
+        """Silent for a month: back some days after the win-back email (sent after 30 days)."""
+        active = [m["timestamp"] for m in self.messages if m.get("event") in (OPENED, VIEWED, ORDERED)]
+        if not active:
+            return
+        last = datetime.fromisoformat(max(active).replace("Z", "+00:00"))
+        self.now = last + timedelta(days=30, hours=self.rng.uniform(3, 6 * 24))
+        self.session()
+
     def live(self) -> list[dict[str, Any]]:
         self.session()
         if self.rng.random() < 0.6:
@@ -292,7 +486,7 @@ class _Person:
         while True:
             # Come back hours or a day or two later, a few times, until the window ends.
             self.now += timedelta(hours=self.rng.expovariate(1 / 14))
-            if self.now >= self.end or self.rng.random() < 0.3:
+            if self.now >= self.window_end or self.rng.random() < 0.3:
                 break
             if self.user_id is not None and self.rng.random() < 0.12:
                 self.new_device()
@@ -300,7 +494,22 @@ class _Person:
                 self.session()
             if self.user_id is None and self.rng.random() < 0.25:
                 self.sign_up()
-        return [m for m in self.messages if m["timestamp"] < _iso(self.end)]
+        after = self.now
+        self.return_to_carts()
+        self.deliveries()
+        self.now = after
+        if self.in_app and self.rng.random() < HABIT_SHARE:
+            self.habit()
+        if self.user_id is not None and self.rng.random() < PRO_SHARE:
+            self.plan_changes()
+        if self.user_id is not None and self.rng.random() < COMEBACK_SHARE:
+            self.come_back()
+        return [m for m in self.messages if _arrival(m) < _iso(self.end)]
+
+
+def _arrival(message: dict[str, Any]) -> str:
+    """When a message reaches the server: its sentAt (a queue flushed late), else its time."""
+    return message.get("sentAt") or message["timestamp"]  # type: ignore[no-any-return]
 
 
 def generate_traffic(
@@ -309,18 +518,25 @@ def generate_traffic(
     *,
     start: datetime = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc),
     days: float = 3.0,
+    horizon_days: float | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Segment messages for `users` people over `days` from `start`, in time order."""
+    """Segment messages for `users` people who arrive and shop during `days` from `start`,
+    and what follows until `horizon_days` (default: `days`, only the shopping), in the
+    order they reach the server (`sentAt`, else `timestamp`)."""
     if users < 0:
         raise ValueError("users must be 0 or more")
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware")
+    horizon = days if horizon_days is None else horizon_days
+    if horizon < days:
+        raise ValueError("horizon_days must be at least days")
+    end = start + timedelta(days=horizon)
     rng = random.Random(seed)
     everyone: list[dict[str, Any]] = []
     for index in range(users):
-        person = _Person(random.Random(rng.getrandbits(64)), index, start, days)
+        person = _Person(random.Random(rng.getrandbits(64)), index, start, days, end)
         everyone.extend(person.live())
     # ISO strings of one format sort as their times; the sort is stable, so a person's
     # messages at the same millisecond keep their order.
-    everyone.sort(key=lambda m: m["timestamp"])
+    everyone.sort(key=_arrival)
     yield from everyone
