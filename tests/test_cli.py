@@ -239,6 +239,46 @@ def test_demo_runs_from_any_directory_and_prints_its_summary(env: dict[str, str]
                  "profiles", "known", "anonymous", "merged", "duplicates", "events/s", "/api/profiles/"):
         assert text in out, text
     assert "0 stored again" in out
+    # The example journeys, published and fast-forwarded through 40 days, and what they sent.
+    for text in ("published 11 journeys", "Fast-forward", "(40 days)", "What each journey did",
+                 "The first message of each step", "welcome / welcome", "messages sent"):
+        assert text in out, text
+    for journey in ("welcome", "browse-abandonment", "cart-abandonment", "post-purchase", "win-back",
+                    "push-level-completed", "push-saved-item", "push-streak-7", "push-inactive-3d",
+                    "push-near-store", "plan-downgrade-save"):
+        assert journey in out, journey
     # The default is a temporary database: nothing is left in the working directory.
     assert list(elsewhere.iterdir()) == []
     assert elapsed < 60
+
+
+def test_demo_keeps_a_database_it_was_given_with_what_the_journeys_sent(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "kept.db"
+    done = run(["demo", "--users", "15", "--days", "10", "--database", f"sqlite:///{path}"], env, tmp_path, timeout=120)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "admin token" in done.stdout and "(10 days)" in done.stdout
+    with sqlite3.connect(path) as conn:
+        journeys = conn.execute("SELECT COUNT(*) FROM journeys WHERE status = 'live'").fetchone()[0]
+        logged = conn.execute("SELECT COUNT(*) FROM log_channel_messages").fetchone()[0]
+        outbox = dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+        runs = conn.execute("SELECT COUNT(*) FROM journey_runs").fetchone()[0]
+    assert journeys == 11
+    assert logged > 0 and runs > 0
+    assert outbox == {"sent": logged}
+
+
+def test_demo_with_journeys_of_ones_own_and_a_bad_one(env: dict[str, str], tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        "id: hello\nname: Hello\ntrigger: {type: event, event: Signed Up}\n"
+        "steps:\n  hi: {type: send, channel: email, template: hi}\n"
+    )
+    done = run(["demo", "--users", "10", "--days", "3", "--journeys", str(mine)], env, tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "published 1 journey from" in done.stdout and "hello / hi" in done.stdout
+
+    mine.write_text("id: broken\nname: Broken\ntrigger: {type: event, event: X}\nsteps: {a: {type: send}}\n")
+    done = run(["demo", "--users", "10", "--journeys", str(mine)], env, tmp_path, timeout=120)
+    assert done.returncode == 1
+    assert "mine.yaml:4: steps.a: missing required key 'channel'" in done.stderr and "Traceback" not in done.stderr

@@ -206,16 +206,22 @@ def simulate(
 
 @app.command()
 def demo(
-    users: Annotated[int, typer.Option(help="How many people to simulate.")] = 300,
+    users: Annotated[int, typer.Option(help="How many people to simulate.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed for the generated traffic.")] = 7,
     database: DatabaseOpt = None,
+    journeys: Annotated[
+        Optional[list[str]],
+        typer.Option("--journeys", "-j", help="Journey files or directories to publish (default: examples/journeys)."),
+    ] = None,
+    days: Annotated[float, typer.Option(help="Virtual days the traffic and the fast-forward cover.")] = 40.0,
 ) -> None:
-    """Generate shop and app traffic, ingest it over HTTP, and show what was stored."""
+    """Generate shop and app traffic, ingest it over HTTP, fast-forward the example journeys
+    through it on a virtual clock, and show what was stored and what each journey sent."""
     from nudgeflow.demo import DemoError, run_demo
     from nudgeflow.store.database import DatabaseError
 
     try:
-        run_demo(users=users, seed=seed, database_url=database)
+        run_demo(users=users, seed=seed, database_url=database, journeys=journeys, days=days)
     except (DemoError, DatabaseError) as exc:
         raise _fail(str(exc)) from exc
 

@@ -1,10 +1,34 @@
-"""`nudgeflow demo`: a real server, realistic traffic over HTTP, and what was stored.
+"""`nudgeflow demo`: a real server, realistic traffic over HTTP, the example journeys
+fast-forwarded through forty days of a shop's life, and what each of them sent.
 
 The demo runs the same app `nudgeflow serve` runs, on a free loopback port, on a
-temporary SQLite database unless one is given, and talks to it only over HTTP as an SDK
-would: batches to /v1/batch, a few single /v1/track, /v1/identify… calls, a re-send of
-some messages to show that a repeated messageId is stored once, then the admin API to
-read back the summary and one person's profile.
+temporary SQLite database unless one is given, and talks to it over HTTP as an SDK and an
+operator would: the journeys of examples/journeys are applied and published with the
+admin API, the generated traffic goes to /v1/batch (and a few single /v1/track,
+/v1/identify… calls), some messages are sent twice to show that a repeated messageId is
+stored once, and the admin API gives back the summary and one person's profile.
+
+The traffic covers the last `FAST_FORWARD_DAYS`, ending now: people arrive and shop in
+the first `SHOPPING_DAYS`; deliveries, app habits, plan changes, silence and comebacks
+follow (see demo_traffic.py). The production runtime (`EmbeddedRuntime`, on the server's
+database and its writer, as `nudgeflow serve` runs it) decides it on a virtual clock that
+moves forward in stops, so the 40 days take seconds:
+
+- the clock stops at the end of each `TIMER_STEP_MS` (an hour) in which an event arrives
+  or a timer falls due, and nowhere else. Before each stop the demo sends the traffic
+  that has reached the server by then, in the order it arrived; at the stop
+  `run_until_idle()` decides the new events, fires the timers now due and dispatches
+  the messages through the `log` channel, which records what it would send;
+- so an event is decided within the hour it happened, and a timer fires within the hour
+  it fell due ("18:00 local" waits end on the dot in whole-hour timezones; "an hour
+  after the cart" may be sent up to an hour later than that);
+- an event that may start a journey whose trigger has a shorter `max_lateness` (a level
+  completed: 10 minutes; a location inside a store's geofence: 15) gets an earlier stop,
+  a minute before that runs out, so that it counts as it would live. An event flushed
+  late from an offline queue reaches the server late, and rightly does not.
+
+Then the demo reads back what the runtime recorded: the runs per journey (entered,
+holdout, exited by reason, converted) and the messages of the log channel.
 """
 
 from __future__ import annotations
@@ -14,31 +38,54 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import httpx
 import orjson
+from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from sqlalchemy import text
 
 from nudgeflow.demo_traffic import ORDERED, generate_traffic
 from nudgeflow.settings import Settings
 from nudgeflow.web.embedded import ServerStartError, ThreadedServer, serve_in_thread
 
-DAYS = 3.0
+DEFAULT_USERS = 200
+FAST_FORWARD_DAYS = 40.0  # the virtual time the demo covers: win-back needs 30 silent days, then a week
+SHOPPING_DAYS = 3.0  # people arrive and shop during the first days
+TIMER_STEP_MS = 60 * 60_000  # the clock stops at most this far apart while anything happens
+LATENESS_MARGIN_MS = 60_000  # an event with a short max_lateness is decided this much before it runs out
 BATCH_EVENTS = 250
 BATCH_BYTES = 400 * 1024  # under the 500 KB request limit, with room for the envelope
-SINGLE_SHARE = 0.03  # of messages sent one by one to /v1/<type>, as server-side SDKs may
+SINGLE_SHARE = 0.005  # of messages sent one by one to /v1/<type>, as server-side SDKs may
 RESEND = 40  # messages sent a second time to show idempotency
+ENGAGEMENT_EVENTS = ("Message Delivered", "Message Sent", "Message Failed")
 
 
 class DemoError(RuntimeError):
     """The demo could not run: the server did not start, or it refused the traffic."""
+
+
+@dataclass
+class JourneyReport:
+    """What the runtime did, read back from the database after the fast-forward."""
+
+    summary: dict[str, Any] = field(default_factory=dict)  # the shape `nudgeflow simulate` prints
+    sample: list[dict[str, Any]] = field(default_factory=list)  # sent messages, a few per journey
+    sent: int = 0
+    failed: int = 0
+    runs: int = 0
+    timers_pending: int = 0
+    by_profile: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # user id -> their messages
 
 
 @dataclass
@@ -55,10 +102,25 @@ class DemoSummary:
     duplicates: int = 0
     sample_user: str | None = None
     workspace_id: str = ""
+    journeys_published: list[str] = field(default_factory=list)
+    virtual_start: datetime | None = None
+    virtual_end: datetime | None = None
+    clock_stops: int = 0
+    events_decided: int = 0
+    timers_fired: int = 0
+    engine_seconds: float = 0.0
+    journeys: JourneyReport = field(default_factory=JourneyReport)
 
     @property
     def rate(self) -> float:
         return self.messages / self.send_seconds if self.send_seconds > 0 else 0.0
+
+
+def examples_dir() -> Path | None:
+    """examples/journeys of the source tree this package runs from (an editable install or
+    a checkout), whatever the working directory."""
+    candidate = Path(__file__).resolve().parents[2] / "examples" / "journeys"
+    return candidate if candidate.is_dir() else None
 
 
 def _start_server(settings: Settings) -> ThreadedServer:
@@ -161,17 +223,135 @@ def _create_workspace(server: ThreadedServer) -> Any:
     return state.committer.submit_job(lambda conn: create_workspace(conn, name, to_ms(SystemClock().now()))).result()
 
 
-def run_demo(users: int = 300, seed: int = 7, database_url: str | None = None, *, console: Console | None = None) -> DemoSummary:
+def _journey_files(paths: Sequence[str | Path] | None) -> list[Path]:
+    from nudgeflow.model.journey_checks import journey_files
+
+    if paths is None:
+        found = examples_dir()
+        if found is None:
+            raise DemoError(
+                "the example journeys (examples/journeys) are not next to this installation; "
+                "run the demo from a checkout (pip install -e .) or pass --journeys PATH"
+            )
+        paths = [found]
+    try:
+        return journey_files(paths)
+    except ValueError as exc:
+        raise DemoError(str(exc)) from exc
+
+
+def _publish_journeys(client: httpx.Client, admin: dict[str, str], files: list[Path]) -> list[str]:
+    """Apply and publish each file over the admin API, as `curl -X PUT …?publish=true` would."""
+    from nudgeflow.model.journey_checks import load_documents
+
+    published: list[str] = []
+    for path in files:
+        try:
+            docs = load_documents(path)
+        except (OSError, ValueError) as exc:
+            raise DemoError(f"{path}: {exc}") from exc
+        for _index, doc in docs:
+            journey_id = doc.get("id") if isinstance(doc, dict) else None
+            if not isinstance(journey_id, str):
+                raise DemoError(f"{path}: a journey without an id")
+            answer = client.put(
+                f"/api/journeys/{journey_id}",
+                params={"publish": "true"},
+                content=orjson.dumps(doc),
+                headers={**admin, "Content-Type": "application/json"},
+                auth=None,
+            )
+            if answer.status_code not in (200, 201):
+                raise DemoError(f"{path}: the server refused journey {journey_id!r} ({answer.status_code}): {answer.text[:500]}")
+            published.append(journey_id)
+    return published
+
+
+def _arrival_ms(message: dict[str, Any]) -> int:
+    from nudgeflow.core.clock import to_ms
+
+    when = message.get("sentAt") or message["timestamp"]
+    return to_ms(datetime.fromisoformat(when.replace("Z", "+00:00")))
+
+
+def _for_the_wire(message: dict[str, Any]) -> dict[str, Any]:
+    # The traffic happens on the virtual clock and leaves now: the batch's sentAt (now)
+    # corrects each timestamp by (now - now), so event times stay as generated. A
+    # message's own virtual sentAt (a queue flushed late) would be taken as a skewed
+    # device clock instead: its lateness is in when the demo sends it, not in the field.
+    if "sentAt" in message:
+        message = {k: v for k, v in message.items() if k != "sentAt"}
+    return message
+
+
+class _FastForward:
+    """The production runtime over the demo's database, on a virtual clock (see the module)."""
+
+    def __init__(self, server: ThreadedServer, start_ms: int) -> None:
+        from nudgeflow.core.clock import VirtualClock, from_ms
+        from nudgeflow.runtime.embedded import EmbeddedRuntime
+        from nudgeflow.runtime.processor import EngineCache
+
+        # The server's database and its one writer, as `nudgeflow serve` runs the engine.
+        state = server.app.state.nudgeflow
+        self.db = state.engine
+        self.clock = VirtualClock(from_ms(start_ms))
+        # The journeys do not change during the fast-forward: no catalog check per batch.
+        engines = EngineCache(fingerprint=lambda _conn, _ws: "demo")
+        self.runtime = EmbeddedRuntime(self.db, state.committer, self.clock, state.settings, engines=engines)
+        self.stops = 0
+
+    @property
+    def now_ms(self) -> int:
+        from nudgeflow.core.clock import to_ms
+
+        return to_ms(self.clock.now())
+
+    def next_due_ms(self) -> int | None:
+        with self.db.connect() as conn:
+            value = conn.exec_driver_sql("SELECT MIN(due_at_ms) FROM timers").scalar()
+        return int(value) if value is not None else None
+
+    def run_at(self, when_ms: int) -> None:
+        from nudgeflow.core.clock import from_ms
+
+        if when_ms > self.now_ms:
+            self.clock.set(from_ms(when_ms))
+        self.runtime.run_until_idle(max_rounds=1000)
+        self.stops += 1
+
+
+def _step_up(ms: int) -> int:
+    return -(-ms // TIMER_STEP_MS) * TIMER_STEP_MS
+
+
+def run_demo(
+    users: int = DEFAULT_USERS,
+    seed: int = 7,
+    database_url: str | None = None,
+    *,
+    journeys: Sequence[str | Path] | None = None,
+    days: float = FAST_FORWARD_DAYS,
+    console: Console | None = None,
+) -> DemoSummary:
     console = console or Console()
     if users < 1:
         raise DemoError("the demo needs at least one user")
+    if days < SHOPPING_DAYS:
+        raise DemoError(f"the demo covers at least {SHOPPING_DAYS:g} days")
+    files = _journey_files(journeys)
+    definitions = _definitions(files)
     started = time.perf_counter()
     tmpdir = None
     if database_url is None:
         tmpdir = Path(tempfile.mkdtemp(prefix="nudgeflow-demo-"))
         database_url = f"sqlite:///{tmpdir / 'demo.db'}"
-    # The demo is a local tour: no per-workspace rate limit to pace it.
-    settings = Settings(database_url=database_url, ingest_rate_per_second=0, log_level="WARNING")
+    # The demo is a local tour: no per-workspace rate limit to pace it, and a SQLite
+    # database that commits without an fsync each time (WAL with synchronous=NORMAL: a
+    # commit survives the process crashing, not the machine losing power). The server's
+    # own engine stays off: the demo drives the runtime itself, on a virtual clock.
+    settings = Settings(database_url=database_url, ingest_rate_per_second=0, log_level="WARNING",
+                        engine_enabled=False, sqlite_synchronous="NORMAL")
     summary = DemoSummary(database_url=database_url)
     server: ThreadedServer | None = None
     try:
@@ -184,58 +364,38 @@ def run_demo(users: int = 300, seed: int = 7, database_url: str | None = None, *
             f"[bold]Nudgeflow demo[/]: server on {server.url}, database "
             f"{'temporary SQLite' if tmpdir else _display_url(database_url)}, workspace {workspace.workspace_id}"
         )
+        admin = {"Authorization": f"Bearer {workspace.admin_token}"}
 
-        # Traffic over the last few days, so the event times are recent.
-        start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=DAYS)
-        messages = list(generate_traffic(users, seed, start=start, days=DAYS))
+        # The last `days` of a shop's life, ending now, replayed on a virtual clock.
+        end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        start = end - timedelta(days=days)
+        messages = list(generate_traffic(users, seed, start=start, days=SHOPPING_DAYS, horizon_days=days))
         rng = random.Random(seed)
-        plan = list(_plan(messages, rng))
-        resend = rng.sample(messages, min(RESEND, len(messages)))
         summary.messages = len(messages)
         summary.sample_user = _showcase(messages)
+        summary.virtual_start, summary.virtual_end = start, end
 
         with httpx.Client(base_url=server.url, auth=(workspace.write_key, ""), timeout=30) as client, _http_errors():
-            progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("events"),
-                TimeElapsedColumn(),
-                console=console,
+            summary.journeys_published = _publish_journeys(client, admin, files)
+            console.print(
+                f"published {len(summary.journeys_published)} journey{'' if len(summary.journeys_published) == 1 else 's'}"
+                f" from {_shown_path(files)}: "
+                + ", ".join(summary.journeys_published),
+                highlight=False,
             )
-            with progress:
-                task = progress.add_task(f"ingesting {users} people's traffic", total=len(messages) + len(resend))
-                send_started = time.perf_counter()
-                for kind, chunk in plan:
-                    response = _send(client, kind, chunk)
-                    if response.status_code != 200:
-                        summary.rejected += len(chunk)
-                        progress.console.print(f"[red]{kind} refused[/] ({response.status_code}): {response.text[:300]}")
-                    if kind == "batch":
-                        summary.batches += 1
-                    else:
-                        summary.singles += 1
-                    progress.advance(task, len(chunk))
-                summary.send_seconds = time.perf_counter() - send_started
-                # The same messages again, as a retrying client would send them: stored once.
-                progress.update(task, description="re-sending some messages")
-                half = len(resend) // 2
-                for kind, chunk in [("batch", resend[:half])] + [(m["type"], [m]) for m in resend[half:]]:
-                    if chunk and _send(client, kind, chunk).status_code == 200:
-                        summary.resent += len(chunk)
-                    progress.advance(task, len(chunk))
-                progress.update(task, description=f"ingested {users} people's traffic")
+            forward = _FastForward(server, _arrival_ms(messages[0]) if messages else int(start.timestamp() * 1000))
+            _fast_forward(console, client, forward, messages, rng, summary, users, end, definitions)
             if summary.rejected:
                 raise DemoError(f"the server refused {summary.rejected} events; see above")
 
-            admin = {"Authorization": f"Bearer {workspace.admin_token}"}
             summary.stats = client.get("/api/stats", headers=admin, auth=None).json()
             summary.duplicates = int(_metric(client.get("/metrics").text, "nudgeflow_events_duplicate_total"))
             profile = None
             if summary.sample_user:
                 answer = client.get(f"/api/profiles/{summary.sample_user}", headers=admin, auth=None)
                 profile = answer.json() if answer.status_code == 200 else None
+        step_order = {j.id: list(j.steps) for j in definitions}
+        summary.journeys = _journey_report(forward, workspace.workspace_id, summary.journeys_published, step_order)
         summary.total_seconds = time.perf_counter() - started
         _print_summary(console, summary, profile, workspace, persistent=tmpdir is None)
         return summary
@@ -244,6 +404,279 @@ def run_demo(users: int = 300, seed: int = 7, database_url: str | None = None, *
             server.stop()
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _definitions(files: list[Path]) -> list[Any]:
+    """The journeys, checked as `nudgeflow journeys validate` checks them."""
+    from nudgeflow.runtime.replay import load_journeys
+
+    try:
+        return load_journeys(files)
+    except ValueError as exc:
+        raise DemoError(f"the journeys have errors:\n{exc}") from exc
+
+
+def _urgency(journeys: Sequence[Any]) -> Callable[[dict[str, Any]], int | None]:
+    """How soon after it happens a message must be decided to start the journeys it may
+    start (their triggers' max_lateness), or None when it has no such deadline."""
+    from nudgeflow.core.inputs import EventInput
+    from nudgeflow.core.timecalc import event_coordinates, haversine_m
+    from nudgeflow.model.journeys import (
+        AttributeChangeTrigger,
+        EventNotFollowedTrigger,
+        EventTrigger,
+        LocationTrigger,
+        MilestoneTrigger,
+        duration_ms,
+    )
+
+    by_name: dict[str, int] = {}
+    fences: list[tuple[int, Any]] = []  # (limit, trigger) of location triggers on any event
+    for journey in journeys:
+        trigger = journey.trigger
+        if trigger.max_lateness is None:
+            continue
+        limit = duration_ms(trigger.max_lateness)
+        if isinstance(trigger, LocationTrigger) and trigger.event is None:
+            fences.append((limit, trigger))
+            continue
+        if isinstance(trigger, (EventTrigger, EventNotFollowedTrigger, MilestoneTrigger, LocationTrigger)):
+            name = trigger.event
+        elif isinstance(trigger, AttributeChangeTrigger):
+            name = "identify"
+        else:
+            continue  # inactivity and dates are started by timers
+        if name is not None:
+            by_name[name] = min(by_name.get(name, limit), limit)
+
+    def inside(coords: tuple[float, float], trigger: Any) -> bool:
+        return any(haversine_m(*coords, p.latitude, p.longitude) <= trigger.radius_m for p in trigger.places)
+
+    def limit_of(message: dict[str, Any]) -> int | None:
+        name = message.get("event") if message.get("type") == "track" else message.get("type")
+        limit = by_name.get(str(name))
+        if fences:
+            coords = event_coordinates(EventInput.from_message(message, 0))
+            # Only a report inside a geofence can start a location journey.
+            for fence_limit, trigger in fences if coords is not None else ():
+                if inside(coords, trigger):
+                    limit = fence_limit if limit is None else min(limit, fence_limit)
+        return limit if limit is not None and limit < TIMER_STEP_MS else None
+
+    return limit_of
+
+
+def _shown_path(files: list[Path]) -> str:
+    parents = {str(p.parent) for p in files}
+    if len(parents) != 1:
+        return f"{len(files)} files"
+    parent = Path(parents.pop())
+    try:
+        return str(parent.relative_to(Path.cwd()))
+    except ValueError:
+        return str(parent)
+
+
+def _fast_forward(
+    console: Console,
+    client: httpx.Client,
+    forward: _FastForward,
+    messages: list[dict[str, Any]],
+    rng: random.Random,
+    summary: DemoSummary,
+    users: int,
+    end: datetime,
+    journeys: Sequence[Any],
+) -> None:
+    """Send the traffic a step at a time while the runtime decides it, then run the clock on."""
+    from nudgeflow.core.clock import to_ms
+
+    end_ms = to_ms(end)
+    start_ms = forward.now_ms
+    arrivals = [_arrival_ms(m) for m in messages]
+    urgency = _urgency(journeys)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[day]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    span_days = max(1, round((end_ms - start_ms) / 86_400_000))
+    engine_started = time.perf_counter()
+    with progress:
+        task = progress.add_task(f"{users} people's traffic over HTTP, fast-forwarded", total=end_ms - start_ms, day="")
+
+        def show() -> None:
+            day = min(span_days, (forward.now_ms - start_ms) // 86_400_000 + 1)
+            progress.update(task, completed=max(0, forward.now_ms - start_ms), day=f"day {day} of {span_days}")
+
+        i = 0
+        while True:
+            # The next stop: the end of the step in which the next event arrives or the
+            # next timer falls due, earlier if an event must be decided sooner to count.
+            candidates = [_step_up(arrivals[i])] if i < len(messages) else []
+            due = forward.next_due_ms()
+            if due is not None:
+                candidates.append(_step_up(max(due, forward.now_ms)))
+            if not candidates:
+                break
+            stop = min(candidates)
+            j = i
+            while j < len(messages) and arrivals[j] <= stop:
+                limit = urgency(messages[j])
+                if limit is not None:
+                    stop = min(stop, max(arrivals[j], arrivals[j] + limit - LATENESS_MARGIN_MS))
+                j += 1
+            j = i
+            while j < len(messages) and arrivals[j] <= stop:
+                j += 1
+            if stop > end_ms:
+                break
+            if j > i:
+                _send_slice(progress, client, [_for_the_wire(m) for m in messages[i:j]], rng, summary)
+                i = j
+            forward.run_at(stop)
+            show()
+        # Some messages again, as a retrying client would send them: stored once, decided once.
+        _resend(client, messages, rng, summary)
+        forward.run_at(end_ms)
+        progress.update(task, completed=end_ms - start_ms, day=f"day {span_days} of {span_days}")
+    summary.engine_seconds = time.perf_counter() - engine_started - summary.send_seconds
+    summary.clock_stops = forward.stops
+    stats = forward.runtime.stats
+    summary.events_decided = stats.events_processed
+    summary.timers_fired = stats.timers_fired
+
+
+def _send_slice(progress: Progress, client: httpx.Client, slice_: list[dict[str, Any]], rng: random.Random,
+                summary: DemoSummary) -> None:
+    sent = time.perf_counter()
+    for kind, chunk in _plan(slice_, rng):
+        response = _send(client, kind, chunk)
+        if response.status_code != 200:
+            summary.rejected += len(chunk)
+            progress.console.print(f"[red]{kind} refused[/] ({response.status_code}): {response.text[:300]}")
+        if kind == "batch":
+            summary.batches += 1
+        else:
+            summary.singles += 1
+    summary.send_seconds += time.perf_counter() - sent
+
+
+def _resend(client: httpx.Client, messages: list[dict[str, Any]], rng: random.Random, summary: DemoSummary) -> None:
+    resend = [_for_the_wire(m) for m in rng.sample(messages, min(RESEND, len(messages)))]
+    half = len(resend) // 2
+    for kind, chunk in [("batch", resend[:half])] + [(m["type"], [m]) for m in resend[half:]]:
+        if chunk and _send(client, kind, chunk).status_code == 200:
+            summary.resent += len(chunk)
+
+
+def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[str],
+                    step_order: dict[str, list[str]] | None = None) -> JourneyReport:
+    """Runs and sent messages per journey, as the runtime recorded them."""
+    report = JourneyReport()
+    journeys: dict[str, dict[str, Any]] = {
+        j: {"entered": 0, "holdout": 0, "active": 0, "completed": 0, "exited": {}, "converted": 0,
+            "revenue": 0.0, "messages": {}, "failed": {}}
+        for j in journey_ids
+    }
+    exited: dict[str, Counter[str]] = defaultdict(Counter)
+    with forward.db.connect() as conn:
+        ws = {"ws": workspace_id}
+        runs = conn.execute(
+            text("SELECT journey_id, status, exit_reason, holdout, converted_at_ms, revenue FROM journey_runs"
+                 " WHERE workspace_id = :ws"),
+            ws,
+        ).all()
+        who = _user_ids(conn, workspace_id)
+        logged = conn.execute(
+            text("SELECT profile_id, body, sent_at_ms FROM log_channel_messages WHERE workspace_id = :ws"
+                 " ORDER BY sent_at_ms, id"),
+            ws,
+        ).all()
+        failed = conn.execute(
+            text("SELECT journey_id, step FROM outbox WHERE workspace_id = :ws AND status = 'failed'"), ws
+        ).all()
+        report.timers_pending = int(
+            conn.execute(text("SELECT COUNT(*) FROM timers WHERE workspace_id = :ws"), ws).scalar() or 0
+        )
+    for journey_id, status, reason, holdout, converted_at, revenue in runs:
+        row = journeys.setdefault(journey_id, {"entered": 0, "holdout": 0, "active": 0, "completed": 0, "exited": {},
+                                               "converted": 0, "revenue": 0.0, "messages": {}, "failed": {}})
+        row["entered"] += 1
+        if holdout:
+            row["holdout"] += 1
+        elif status == "done":
+            row["completed"] += 1
+        elif status == "exited":
+            exited[journey_id][reason or "unknown"] += 1
+        else:
+            row["active"] += 1
+        if converted_at is not None:
+            row["converted"] += 1
+            row["revenue"] += float(revenue or 0.0)
+    for journey_id, counts in exited.items():
+        journeys[journey_id]["exited"] = dict(sorted(counts.items()))
+    report.runs = len(runs)
+    steps: dict[str, Counter[str]] = defaultdict(Counter)
+    first_of_step: dict[tuple[str, str], int] = {}
+    all_sent: list[dict[str, Any]] = []
+    for profile_id, body, sent_at_ms in logged:
+        doc = orjson.loads(body)
+        message = {
+            "at_ms": int(sent_at_ms),
+            "who": who.get(profile_id) or doc.get("to", {}).get("email") or "(anonymous)",
+            "journey": doc.get("journey_id"),
+            "step": doc.get("step"),
+            "channel": doc.get("channel"),
+            "template": doc.get("template"),
+            "variant": doc.get("variant"),
+            "timezone": doc.get("to", {}).get("timezone"),
+        }
+        all_sent.append(message)
+        steps[message["journey"]][message["step"]] += 1
+        first_of_step.setdefault((message["journey"], message["step"]), len(all_sent) - 1)
+        if message["who"] != "(anonymous)":
+            report.by_profile.setdefault(message["who"], []).append(message)
+    order = step_order or {}
+
+    def in_order(journey_id: str, counts: Counter[str]) -> dict[str, int]:
+        known = order.get(journey_id, [])
+        return {s: counts[s] for s in sorted(counts, key=lambda s: (known.index(s) if s in known else len(known), s))}
+
+    for journey_id, counts in steps.items():
+        if journey_id in journeys:
+            journeys[journey_id]["messages"] = in_order(journey_id, counts)
+    failed_steps: dict[str, Counter[str]] = defaultdict(Counter)
+    for journey_id, step in failed:
+        failed_steps[journey_id][step] += 1
+    for journey_id, counts in failed_steps.items():
+        if journey_id in journeys:
+            journeys[journey_id]["failed"] = in_order(journey_id, counts)
+    for row in journeys.values():
+        row["revenue"] = round(row["revenue"], 2)
+    report.summary = {"journeys": journeys}
+    report.sent = len(all_sent)
+    report.failed = sum(sum(c.values()) for c in failed_steps.values())
+    # A sample that shows every journey: the first message of each step.
+    report.sample = [all_sent[k] for k in sorted(first_of_step.values())]
+    return report
+
+
+def _user_ids(conn: Any, workspace_id: str) -> dict[str, str]:
+    """profile id -> userId, following merges (a run may belong to a profile merged away)."""
+    ws = {"ws": workspace_id}
+    ids = {pid: uid for pid, uid in conn.execute(
+        text("SELECT id, user_id FROM profiles WHERE workspace_id = :ws"), ws).all() if uid}
+    merges = conn.execute(
+        text("SELECT from_profile_id, into_profile_id FROM profile_merges WHERE workspace_id = :ws"), ws
+    ).all()
+    for source, target in merges:
+        if source not in ids and target in ids:
+            ids[source] = ids[target]
+    return ids
 
 
 def _counts(title: str, what: str, counts: dict[str, int]) -> Table:
@@ -256,6 +689,90 @@ def _counts(title: str, what: str, counts: dict[str, int]) -> Table:
     return table
 
 
+def _when(message: dict[str, Any]) -> str:
+    """The virtual time a message was sent, in UTC and in the person's own timezone."""
+    from zoneinfo import ZoneInfo
+
+    from nudgeflow.core.clock import from_ms
+
+    at = from_ms(message["at_ms"])
+    shown = at.strftime("%a %b %d %H:%M UTC")
+    zone = message.get("timezone")
+    if isinstance(zone, str):
+        try:
+            shown += at.astimezone(ZoneInfo(zone)).strftime(", %H:%M local")
+        except (ValueError, KeyError):  # not a zone name: UTC alone
+            pass
+    return shown
+
+
+def _reason(reason: str) -> str:
+    return reason.split(":", 1)[1] if reason.startswith("exit_event:") else reason
+
+
+def _print_journeys(console: Console, summary: DemoSummary) -> None:
+    report = summary.journeys
+    start, end = summary.virtual_start, summary.virtual_end
+    forward = Table(title="Fast-forward: the production runtime on a virtual clock", title_justify="left",
+                    show_header=False)
+    forward.add_column("what")
+    forward.add_column("value")
+    if start is not None and end is not None:
+        forward.add_row(
+            "virtual time",
+            f"{start:%b %d %H:%M} → {end:%b %d %H:%M} UTC ({(end - start) / timedelta(days=1):g} days), "
+            f"{summary.clock_stops:,} stops of the clock",
+        )
+    forward.add_row("journeys live", f"{len(summary.journeys_published)}, applied and published over the admin API")
+    forward.add_row("events decided", f"{summary.events_decided:,}")
+    forward.add_row("timers fired", f"{summary.timers_fired:,} ({report.timers_pending:,} pending at the end)")
+    forward.add_row("messages sent", f"{report.sent:,} to the log channel, {report.failed:,} failed")
+    forward.add_row("engine time", f"{summary.engine_seconds:.1f} s (demo: {summary.total_seconds:.1f} s)")
+    console.print(forward)
+    journeys = report.summary.get("journeys", {})
+    if not journeys:
+        return
+
+    table = Table(title="What each journey did", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("journey", no_wrap=True)
+    table.add_column("entered", justify="right")
+    table.add_column("holdout", justify="right")
+    table.add_column("exited", overflow="fold")
+    table.add_column("converted", justify="right")
+    table.add_column("step", no_wrap=True)
+    table.add_column("sent", justify="right")
+    for journey_id, row in journeys.items():
+        steps = list(row["messages"].items()) or [("", 0)]
+        exited = [f"{n:,} {escape(_reason(reason))}" for reason, n in row["exited"].items()] or ["0"]
+        converted = f"{row['converted']:,}" + (f"\n${row['revenue']:,.0f}" if row["revenue"] else "")
+        for k, (step, sent) in enumerate(steps):
+            failed = row["failed"].get(step, 0)
+            table.add_row(
+                escape(journey_id) if k == 0 else "",
+                f"{row['entered']:,}" if k == 0 else "",
+                f"{row['holdout']:,}" if k == 0 else "",
+                "\n".join(exited) if k == 0 else "",
+                converted if k == 0 else "",
+                escape(step),
+                f"{sent:,}" + (f" [red]({failed:,} failed)[/]" if failed else ""),
+                end_section=k == len(steps) - 1,
+            )
+    console.print(table)
+
+    sample = Table(title="The first message of each step (the log channel records what it would send)",
+                   title_justify="left", box=box.SIMPLE_HEAD)
+    sample.add_column("when (virtual)", no_wrap=True)
+    sample.add_column("who", no_wrap=True)
+    sample.add_column("journey / step", overflow="fold")
+    sample.add_column("channel")
+    sample.add_column("template", overflow="fold")
+    for m in report.sample:
+        template = m["template"] + (f" [{m['variant']}]" if m.get("variant") else "")
+        sample.add_row(_when(m), escape(str(m["who"])), escape(f"{m['journey']} / {m['step']}"),
+                       escape(str(m["channel"])), escape(template))
+    console.print(sample)
+
+
 def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, Any] | None, workspace: Any, *, persistent: bool) -> None:
     stats = summary.stats
     console.print()
@@ -266,20 +783,27 @@ def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, An
     overview = Table(title="What was stored", title_justify="left", show_header=False)
     overview.add_column("what")
     overview.add_column("value")
-    overview.add_row("messages sent", f"{summary.messages:,}: {summary.batches} batches + {summary.singles} single calls")
-    overview.add_row("events stored", f"{stats.get('events', 0):,}")
+    # The log channel appends an engagement event (Message Delivered) per message it records.
+    engagement = sum(int(stats.get("track_events", {}).get(name, 0)) for name in ENGAGEMENT_EVENTS)
+    overview.add_row("events sent", f"{summary.messages:,}: {summary.batches} batches + {summary.singles} single calls")
+    overview.add_row("events stored", f"{stats.get('events', 0):,}: the {summary.messages:,} sent, and {engagement:,} "
+                     "engagement events the runtime appended (one per message delivered)")
     overview.add_row("profiles", f"{stats.get('profiles', 0):,}")
     overview.add_row("  known (with a userId)", f"{known:,}")
     overview.add_row("  anonymous", f"{stats.get('profiles', 0) - known:,}")
     overview.add_row("profiles merged", f"{stats.get('merges', 0):,} (a second device, then a login)")
     overview.add_row(
         "duplicates",
-        f"{summary.resent} re-sent, {stats.get('events', 0) - summary.messages} stored again, "
+        f"{summary.resent} re-sent, {stats.get('events', 0) - summary.messages - engagement} stored again, "
         f"{summary.duplicates} counted as duplicates",
     )
-    overview.add_row("ingest rate over HTTP", f"{summary.rate:,.0f} events/s, acknowledged after commit")
-    overview.add_row("demo time", f"{summary.total_seconds:.1f} s")
+    overview.add_row(
+        "ingest over HTTP",
+        f"{summary.rate:,.0f} events/s, acknowledged after commit (sent as they happen: "
+        f"{summary.messages / max(1, summary.batches + summary.singles):,.0f} events a request)",
+    )
     console.print(overview)
+    _print_journeys(console, summary)
 
     if profile:
         traits = profile.get("traits", {})
@@ -293,11 +817,18 @@ def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, An
         person.add_row("anonymous ids", str(len(ids.get("anonymous_ids", []))))
         person.add_row("profiles merged in", str(len(profile.get("merged_from", []))))
         person.add_row("events", str(profile.get("event_count", 0)))
+        latest = profile.get("recent_events", [])
+        latest = [e for e in latest if e.get("event") not in ENGAGEMENT_EVENTS] or latest
         recent = [
             e.get("event") if e.get("type") == "track" else f"{e.get('type')} {e.get('event') or ''}".strip()
-            for e in profile.get("recent_events", [])[:5]
+            for e in latest[:5]
         ]
         person.add_row("latest events", ", ".join(str(r) for r in recent))
+        mine = summary.journeys.by_profile.get(summary.sample_user or "", [])
+        person.add_row(
+            "messages sent",
+            "\n".join(f"{_when(m)}  {m['journey']} / {m['step']} ({m['channel']})" for m in mine) or "none",
+        )
         console.print(person)
 
     user = summary.sample_user or "<userId>"

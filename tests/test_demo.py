@@ -1,0 +1,98 @@
+"""`nudgeflow demo` in process: the example journeys fast-forwarded by the production runtime."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from rich.console import Console
+
+from nudgeflow.core.clock import from_ms, to_ms
+from nudgeflow.demo import DemoError, DemoSummary, _urgency, examples_dir, run_demo
+from nudgeflow.runtime.replay import load_journeys
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[DemoSummary, str]:
+    out = io.StringIO()
+    summary = run_demo(users=120, seed=3, console=Console(file=out, width=200))
+    return summary, out.getvalue()
+
+
+def test_the_examples_are_found_whatever_the_working_directory() -> None:
+    found = examples_dir()
+    assert found is not None and (found / "cart-abandonment.yaml").is_file()
+
+
+def test_every_example_journey_enters_people_and_every_send_step_sends(demo: tuple[DemoSummary, str]) -> None:
+    summary, _ = demo
+    journeys = {j.id: j for j in load_journeys([examples_dir()])}
+    assert sorted(summary.journeys_published) == sorted(journeys)
+    rows = summary.journeys.summary["journeys"]
+    for journey_id, journey in journeys.items():
+        row = rows[journey_id]
+        assert row["entered"] > 0, journey_id
+        sends = {sid for sid, step in journey.steps.items() if step.type == "send"}
+        assert set(row["messages"]) == sends, journey_id
+        assert row["failed"] == {}
+    assert rows["cart-abandonment"]["holdout"] > 0
+    assert summary.journeys.sent == sum(sum(r["messages"].values()) for r in rows.values())
+    # The sample shows the first message of each step.
+    assert {(m["journey"], m["step"]) for m in summary.journeys.sample} == {
+        (j, s) for j, r in rows.items() for s in r["messages"]
+    }
+
+
+def test_the_fast_forward_covers_the_days_on_a_virtual_clock(demo: tuple[DemoSummary, str]) -> None:
+    summary, _ = demo
+    assert summary.virtual_start is not None and summary.virtual_end is not None
+    assert summary.virtual_end - summary.virtual_start == timedelta(days=40)
+    start, end = to_ms(summary.virtual_start), to_ms(summary.virtual_end)
+    every = [m for ms in summary.journeys.by_profile.values() for m in ms]
+    assert every and all(start <= m["at_ms"] <= end for m in every)
+    assert 0 < summary.clock_stops < 2000
+    assert summary.events_decided == summary.stats["events"]  # the traffic and the engagement events
+
+
+def test_local_time_waits_end_on_the_dot_in_the_persons_timezone(demo: tuple[DemoSummary, str]) -> None:
+    summary, _ = demo
+    every = [m for ms in summary.journeys.by_profile.values() for m in ms]
+    evening = [m for m in every if m["journey"] == "push-inactive-3d"]
+    morning = [m for m in every if (m["journey"], m["step"]) == ("welcome", "first-order")]
+    assert evening and morning
+    for m, hour in [(m, 18) for m in evening] + [(m, 10) for m in morning]:
+        local = from_ms(m["at_ms"]).astimezone(ZoneInfo(m["timezone"] or "UTC"))
+        assert (local.hour, local.minute) == (hour, 0), m
+    assert all(from_ms(m["at_ms"]).astimezone(ZoneInfo(m["timezone"])).weekday() < 5 for m in morning)
+
+
+def test_the_summary_keeps_ingest_and_adds_the_journeys(demo: tuple[DemoSummary, str]) -> None:
+    summary, out = demo
+    assert summary.rejected == 0 and summary.resent == 40
+    engagement = summary.stats["track_events"].get("Message Delivered", 0)
+    assert engagement == summary.journeys.sent
+    assert summary.stats["events"] == summary.messages + engagement  # re-sent messages stored once
+    for text in ("Events by type", "What was stored", "0 stored again", "Fast-forward", "What each journey did",
+                 "The first message of each step", "One person", "messages sent"):
+        assert text in out, text
+
+
+def test_urgency_follows_the_triggers_max_lateness() -> None:
+    limit = _urgency(load_journeys([examples_dir()]))
+    assert limit({"type": "track", "event": "Level Completed", "properties": {"level": 2}}) == 10 * 60_000
+    inside = {"type": "track", "event": "Application Opened", "properties": {},
+              "context": {"location": {"latitude": 40.7412, "longitude": -73.9897}}}
+    far = {**inside, "context": {"location": {"latitude": 40.80, "longitude": -73.95}}}
+    assert limit(inside) == 15 * 60_000
+    assert limit(far) is None  # only a report inside a geofence can start that journey
+    assert limit({"type": "track", "event": "Product Added", "properties": {}}) is None  # 24 h
+    assert limit({"type": "identify", "traits": {"plan": "free"}}) is None
+
+
+def test_the_demo_refuses_too_few_days_or_no_users() -> None:
+    with pytest.raises(DemoError):
+        run_demo(users=0, console=Console(file=io.StringIO()))
+    with pytest.raises(DemoError):
+        run_demo(users=5, days=1, console=Console(file=io.StringIO()))
