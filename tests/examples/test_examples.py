@@ -13,6 +13,7 @@ moves to summer time on Sunday 2026-03-08, which the welcome series crosses.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,6 +89,12 @@ def test_every_example_validates_with_the_cli_without_errors_or_warnings() -> No
     }
 
 
+def test_every_example_is_documented_in_the_examples_readme() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    for journey_id in ALL:
+        assert f"{journey_id}.yaml" in readme, journey_id
+
+
 def test_all_examples_live_together_each_person_gets_only_their_own_flows() -> None:
     s = Simulation(list(ALL.values()), start_ms=T0_MS)
     known(s, "ada", T0, timezone="Europe/Paris")
@@ -99,6 +106,63 @@ def test_all_examples_live_together_each_person_gets_only_their_own_flows() -> N
         ("post-purchase", "confirmation"),
     ]
     assert one_run(s, "ada", "welcome")["exit_reason"] == "exit_event:Order Completed"
+
+
+def test_the_sample_events_through_nudgeflow_simulate_plan_these_messages() -> None:
+    """examples/events/sample.jsonl, as examples/README.md runs it: one or two people per journey."""
+    result = CliRunner().invoke(
+        app,
+        ["simulate", "--journeys", str(EXAMPLES), "--events", str(EXAMPLES.parent / "events" / "sample.jsonl"),
+         "--json", "--horizon", "40d"],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    planned = [(m["at"][:16], m["user_id"], m["journey"], m["step"]) for m in lines if "summary" not in m]
+    assert planned == [
+    ("2026-03-02T09:00", "ada", "welcome", "welcome"),
+    ("2026-03-02T13:10", "diane", "cart-abandonment", "reminder-1h"),
+    ("2026-03-02T14:00", "ben", "welcome", "welcome"),
+    ("2026-03-02T14:10", "ben", "post-purchase", "confirmation"),
+    ("2026-03-02T14:20", "chloe", "browse-abandonment", "reminder"),
+    ("2026-03-03T08:04", "grace", "push-level-completed", "congrats"),
+    ("2026-03-03T12:10", "diane", "cart-abandonment", "objections-24h"),
+    ("2026-03-03T16:00", "emma", "cart-abandonment", "reminder-1h"),
+    ("2026-03-03T20:00", "emma", "post-purchase", "confirmation"),
+    ("2026-03-04T05:00", "hiro", "push-saved-item", "nudge"),
+    ("2026-03-04T09:00", "ada", "welcome", "tips"),
+    ("2026-03-04T17:30", "ines", "push-near-store", "nearby"),
+    ("2026-03-05T11:00", "jonas", "plan-downgrade-save", "ask"),
+    ("2026-03-05T12:10", "diane", "cart-abandonment", "offer-72h"),
+    ("2026-03-06T11:00", "jonas", "plan-downgrade-save", "offer"),
+    ("2026-03-07T07:00", "grace", "push-inactive-3d", "remind"),
+    ("2026-03-07T15:00", "ben", "post-purchase", "tips"),
+    ("2026-03-07T23:00", "ines", "push-inactive-3d", "remind"),
+    ("2026-03-08T23:30", "farid", "push-streak-7", "celebrate"),
+    ("2026-03-09T09:00", "ada", "welcome", "first-order"),
+    ("2026-03-12T09:00", "farid", "push-inactive-3d", "remind"),
+    ("2026-03-13T20:00", "emma", "post-purchase", "review"),
+    ("2026-03-14T15:00", "ben", "post-purchase", "review"),
+    ("2026-04-01T10:20", "chloe", "win-back", "incentive"),
+    ("2026-04-01T11:00", "kemi", "win-back", "incentive"),
+    ("2026-04-01T14:10", "ben", "win-back", "incentive"),
+    ("2026-04-02T08:00", "grace", "win-back", "incentive"),
+    ("2026-04-02T20:00", "emma", "win-back", "incentive"),
+    ("2026-04-03T17:30", "ines", "win-back", "incentive"),
+    ("2026-04-07T23:30", "farid", "win-back", "incentive"),
+    ("2026-04-08T10:20", "chloe", "win-back", "fewer-emails"),
+    ("2026-04-08T11:00", "kemi", "win-back", "fewer-emails"),
+    ("2026-04-08T14:10", "ben", "win-back", "fewer-emails"),
+    ("2026-04-09T08:00", "grace", "win-back", "fewer-emails"),
+    ("2026-04-09T20:00", "emma", "win-back", "fewer-emails"),
+    ("2026-04-10T17:30", "ines", "win-back", "fewer-emails"),
+    ("2026-04-14T23:30", "farid", "win-back", "fewer-emails"),
+    ]
+    summary = lines[-1]["summary"]["journeys"]
+    # dmitri left a cart too, but is in the holdout; emma ordered hers after the first reminder.
+    assert (summary["cart-abandonment"]["entered"], summary["cart-abandonment"]["holdout"]) == (3, 1)
+    assert summary["cart-abandonment"]["exited"] == {"exit_event:Order Completed": 1}
+    assert summary["welcome"]["exited"] == {"exit_event:Order Completed": 1}  # ben ordered at once
+    assert all(row["entered"] > 0 for row in summary.values())
 
 
 # --- welcome ------------------------------------------------------------------------------
