@@ -94,6 +94,8 @@ class Catalog:
                 else:
                     self.history_window[name] = window
         self.triggers.default_factory = None  # type: ignore[assignment]
+        # candidates() merges index lists for every event: merged once per name, kept here.
+        self._candidates: dict[tuple[str, bool], list[JourneyVersion]] = {}
 
     def status(self, journey_id: str) -> str:
         return self.statuses.get(journey_id, ARCHIVED)
@@ -106,6 +108,16 @@ class Catalog:
 
     def candidates(self, event_name: str, is_identify: bool) -> list[JourneyVersion]:
         """Journeys whose trigger may react to this event: never a scan of all journeys."""
+        key = (event_name, is_identify)
+        cached = self._candidates.get(key)
+        if cached is not None:
+            return cached
+        merged = self._merge(event_name, is_identify)
+        if len(self._candidates) < 10_000:  # event names come from senders: bound what is kept
+            self._candidates[key] = merged
+        return merged
+
+    def _merge(self, event_name: str, is_identify: bool) -> list[JourneyVersion]:
         found = self.triggers.get(f"event:{event_name}", [])
         extra = self.triggers.get("any", [])
         if is_identify:

@@ -243,6 +243,8 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def _coordinate(value: Any, limit: float) -> float | None:
+    if value is None:  # the common case: an event without a position
+        return None
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -262,8 +264,10 @@ def _pair(source: Any) -> tuple[float, float] | None:
     if not isinstance(source, dict):
         return None
     lat = _coordinate(source.get("latitude"), 90.0)
+    if lat is None:
+        return None
     lon = _coordinate(source.get("longitude"), 180.0)
-    return None if lat is None or lon is None else (lat, lon)
+    return None if lon is None else (lat, lon)
 
 
 def event_coordinates(event: EventInput) -> tuple[float, float] | None:

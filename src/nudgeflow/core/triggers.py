@@ -68,26 +68,31 @@ def _matches(turn: Turn, event: EventInput, name: str, where: list[Any]) -> bool
 def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, where: list[Any]) -> bool:
     if occ is None:
         return True
-    # Only earlier occurrences that pass the trigger's own filters count: two views of a
-    # shoe, not one shoe and one hat (the history keeps the filters' properties for this).
-    scope = Scope(turn.state.traits, event.timestamp_ms, turn.state.history)
-    history = [
-        (ts, props)
-        for ts, props in turn.state.history.get(event.name, [])
-        if not where or filters_match(where, props, scope)
-    ]
-    since = event.timestamp_ms - duration_ms(occ.within)
-    if occ.match is None:
-        n = sum(1 for ts, _ in history if since < ts <= event.timestamp_ms)
-    else:
+    key: Any = None
+    if occ.match is not None:
         found, key = get_path(event.properties, occ.match)
         if not found:
             return False
-        n = sum(
-            1
-            for ts, props in history
-            if since < ts <= event.timestamp_ms and compare("eq", *get_path(props, occ.match), key)
-        )
+    # Only earlier occurrences that pass the trigger's own filters count: two views of a
+    # shoe, not one shoe and one hat (the history keeps the filters' properties for this).
+    # One pass, the cheap window test first: this runs on every occurrence of the event.
+    matcher, needs_scope = None, False
+    if where:
+        _, matcher, needs_scope = compiled_entry(where)
+    scope = Scope(turn.state.traits, event.timestamp_ms, turn.state.history) if needs_scope else None
+    until = event.timestamp_ms
+    since = until - duration_ms(occ.within)
+    n = 0
+    for ts, props in turn.state.history.get(event.name, []):
+        if not since < ts <= until:
+            continue
+        if matcher is not None and not matcher(props, scope):
+            continue
+        if occ.match is not None and not compare("eq", *get_path(props, occ.match), key):
+            continue
+        n += 1
+        if n >= occ.count:
+            return True
     return n >= occ.count
 
 
