@@ -75,7 +75,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.append(str(ROOT / "src"))  # when nudgeflow is not installed
 
 import ingest as ingest_bench  # noqa: E402  (the ingest benchmark: L, the machine, the HTTP client)
 
@@ -92,6 +92,44 @@ console = Console(width=None if sys.stdout.isatty() else 130)
 WEB, IOS, ANDROID = "web", "ios", "android"
 STORES = ((40.7411, -73.9897), (40.7033, -73.9881))  # push-near-store.yaml's places
 PLANS = ("free", "free", "free", "pro", "pro", "business")
+
+# A shop's products and where its customers live: kept here, so that the workload stays
+# the same while the demo's own generator changes.
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    sku: str
+    name: str
+    category: str
+    brand: str
+    price: float
+
+
+PRODUCTS: tuple[Product, ...] = tuple(
+    Product(f"prod_{i:03d}", f"{cat[:3].upper()}-{1000 + i}", name, cat, brand, price)
+    for i, (name, cat, brand, price) in enumerate(
+        [
+            ("Trail Running Shoes", "Shoes", "Northpeak", 119.0), ("Everyday Sneakers", "Shoes", "Loop", 74.5),
+            ("Leather Ankle Boots", "Shoes", "Harlow", 159.0), ("Merino Crew Sweater", "Apparel", "Fjell", 89.0),
+            ("Organic Cotton Tee", "Apparel", "Loop", 24.0), ("Rain Shell Jacket", "Apparel", "Northpeak", 139.0),
+            ("Slim Chinos", "Apparel", "Harlow", 59.9), ("Canvas Backpack", "Bags", "Fjell", 79.0),
+            ("Weekender Duffel", "Bags", "Harlow", 129.0), ("Insulated Bottle", "Outdoor", "Northpeak", 29.0),
+            ("Ultralight Tent", "Outdoor", "Northpeak", 349.0), ("Camping Stove", "Outdoor", "Ember", 64.0),
+            ("Wireless Earbuds", "Electronics", "Pulse", 99.0), ("Smart Watch", "Electronics", "Pulse", 249.0),
+            ("Portable Speaker", "Electronics", "Pulse", 59.0), ("Ceramic Pour-Over Set", "Home", "Ember", 42.0),
+            ("Linen Duvet Cover", "Home", "Fjell", 119.0), ("Scented Candle Trio", "Home", "Ember", 32.0),
+            ("Yoga Mat", "Fitness", "Loop", 38.0), ("Adjustable Dumbbells", "Fitness", "Pulse", 199.0),
+        ]
+    )
+)
+PLACES = (  # (timezone, locale, country)
+    ("America/New_York", "en-US", "US"), ("America/Los_Angeles", "en-US", "US"), ("America/Chicago", "en-US", "US"),
+    ("Europe/London", "en-GB", "GB"), ("Europe/Paris", "fr-FR", "FR"), ("Europe/Berlin", "de-DE", "DE"),
+    ("Europe/Madrid", "es-ES", "ES"), ("Asia/Tokyo", "ja-JP", "JP"), ("Australia/Sydney", "en-AU", "AU"),
+    ("America/Sao_Paulo", "pt-BR", "BR"),
+)
+FIRST_NAMES = ("Ada", "Ben", "Chloé", "Dmitri", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lucas")
+LAST_NAMES = ("Andersen", "Bakker", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Hoffmann", "Ito", "Jensen")
 
 # (what, weight): what a person does next. Mobile-only actions fall back to a page view on
 # the web; actions that need a cart or an order fall back to a product view.
@@ -159,8 +197,6 @@ def _iso(ms: int) -> str:
 
 
 def _people(count: int, rng: random.Random, created_ms: int) -> list[Person]:
-    from nudgeflow.demo_traffic import FIRST_NAMES, LAST_NAMES, PLACES
-
     people = []
     for i in range(count):
         platform = rng.choices((WEB, IOS, ANDROID), weights=(5, 3, 2))[0]
@@ -322,11 +358,9 @@ PATHS = {"track": "/v1/track", "identify": "/v1/identify", "page": "/v1/page", "
 
 def generate(profiles: int, events: int, seed: int, start_ms: int, end_ms: int, workspace_id: str) -> Workload:
     """`events` messages from `profiles` people between start_ms and end_ms, in time order."""
-    from nudgeflow.demo_traffic import CATALOG
-
     rng = random.Random(seed)
     people = _people(profiles, rng, start_ms)
-    products = list(CATALOG)
+    products = list(PRODUCTS)
     actions = [a for a, _ in ACTIONS]
     weights = [w for _, w in ACTIONS]
     # The first events go to everyone once (so every profile exists), then anyone at random.
@@ -672,7 +706,6 @@ def timer_template(workspace_id: str, now_ms: int) -> TimerTemplate:
     from nudgeflow.core.engine import Engine
     from nudgeflow.core.inputs import EventInput, TimerInput
     from nudgeflow.core.state import ProfileState
-    from nudgeflow.demo_traffic import CATALOG
     from nudgeflow.runtime.replay import load_journeys
 
     catalog = Catalog(live=[JourneyVersion(j.id, 1, j) for j in load_journeys([EXAMPLES])])
@@ -683,7 +716,7 @@ def timer_template(workspace_id: str, now_ms: int) -> TimerTemplate:
         state = ProfileState(pid)
         traits = {"email": "sample@example.com", "first_name": "Ada", "plan": "free", "timezone": "Europe/Paris"}
         engine.on_event(state, EventInput("msg-identify", "identify", None, added_at - 60_000, traits=traits), added_at - 60_000)
-        props = {**_product_props(CATALOG[3]), "cart_id": "cart-sample-0000000000000000", "quantity": 1}
+        props = {**_product_props(PRODUCTS[3]), "cart_id": "cart-sample-0000000000000000", "quantity": 1}
         event = EventInput("msg-sample-00000000000000000000000", "track", "Product Added", added_at, props)
         watch = next(e for e in engine.on_event(state, event, added_at) if isinstance(e, ScheduleTimer))
         effects = engine.on_timer(state, TimerInput(watch.key, watch.due_ms, watch.payload), watch.due_ms)
