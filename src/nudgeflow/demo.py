@@ -689,7 +689,7 @@ def _counts(title: str, what: str, counts: dict[str, int]) -> Table:
     return table
 
 
-def _when(message: dict[str, Any]) -> str:
+def _when(message: dict[str, Any], sep: str = ", ") -> str:
     """The virtual time a message was sent, in UTC and in the person's own timezone."""
     from zoneinfo import ZoneInfo
 
@@ -700,7 +700,7 @@ def _when(message: dict[str, Any]) -> str:
     zone = message.get("timezone")
     if isinstance(zone, str):
         try:
-            shown += at.astimezone(ZoneInfo(zone)).strftime(", %H:%M local")
+            shown += sep + at.astimezone(ZoneInfo(zone)).strftime("%H:%M local")
         except (ValueError, KeyError):  # not a zone name: UTC alone
             pass
     return shown
@@ -736,40 +736,33 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
     table = Table(title="What each journey did", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("journey", no_wrap=True)
     table.add_column("entered", justify="right")
-    table.add_column("holdout", justify="right")
-    table.add_column("exited", overflow="fold")
+    table.add_column("held out,\nexited", overflow="fold", max_width=12)
     table.add_column("converted", justify="right")
-    table.add_column("step", no_wrap=True)
-    table.add_column("sent", justify="right")
+    table.add_column("sent, by step", no_wrap=True)
+    width = max((len(step) for row in journeys.values() for step in row["messages"]), default=0)
     for journey_id, row in journeys.items():
-        steps = list(row["messages"].items()) or [("", 0)]
-        exited = [f"{n:,} {escape(_reason(reason))}" for reason, n in row["exited"].items()] or ["0"]
+        outcomes = ([f"{row['holdout']:,} held out"] if row["holdout"] else []) + [
+            f"{n:,} {escape(_reason(reason))}" for reason, n in row["exited"].items()
+        ]
         converted = f"{row['converted']:,}" + (f"\n${row['revenue']:,.0f}" if row["revenue"] else "")
-        for k, (step, sent) in enumerate(steps):
-            failed = row["failed"].get(step, 0)
-            table.add_row(
-                escape(journey_id) if k == 0 else "",
-                f"{row['entered']:,}" if k == 0 else "",
-                f"{row['holdout']:,}" if k == 0 else "",
-                "\n".join(exited) if k == 0 else "",
-                converted if k == 0 else "",
-                escape(step),
-                f"{sent:,}" + (f" [red]({failed:,} failed)[/]" if failed else ""),
-                end_section=k == len(steps) - 1,
-            )
+        steps = [
+            f"{escape(step):<{width}} {sent:>5,}" + (f" [red]({row['failed'][step]:,} failed)[/]" if row["failed"].get(step) else "")
+            for step, sent in row["messages"].items()
+        ]
+        table.add_row(escape(journey_id), f"{row['entered']:,}", "\n".join(outcomes) or "-", converted,
+                      "\n".join(steps) or "none", end_section=True)
     console.print(table)
 
-    sample = Table(title="The first message of each step (the log channel records what it would send)",
-                   title_justify="left", box=box.SIMPLE_HEAD)
-    sample.add_column("when (virtual)", no_wrap=True)
+    sample = Table(title="The first message of each step, as the log channel recorded it", title_justify="left",
+                   box=box.SIMPLE_HEAD)
+    sep = ", " if console.width >= 120 else "\n"  # the local time beside the UTC one, or under it
+    sample.add_column("sent (virtual time)", no_wrap=True)
     sample.add_column("who", no_wrap=True)
     sample.add_column("journey / step", overflow="fold")
-    sample.add_column("channel")
-    sample.add_column("template", overflow="fold")
+    sample.add_column("channel: template", overflow="fold")
     for m in report.sample:
-        template = m["template"] + (f" [{m['variant']}]" if m.get("variant") else "")
-        sample.add_row(_when(m), escape(str(m["who"])), escape(f"{m['journey']} / {m['step']}"),
-                       escape(str(m["channel"])), escape(template))
+        template = f"{m['channel']}: {m['template']}" + (f" [{m['variant']}]" if m.get("variant") else "")
+        sample.add_row(_when(m, sep), escape(str(m["who"])), escape(f"{m['journey']} / {m['step']}"), escape(template))
     console.print(sample)
 
 
