@@ -236,14 +236,17 @@ def test_holdout_enters_is_recorded_sends_nothing_and_still_converts() -> None:
     j = two_step(holdout=0.3, goal=GOAL)
     d = Driver(j, profile=_profile(True, "j", 0.3))
     d.track("Signed Up")
-    assert d.effects() == [("run", "j", "done", None, "holdout")]
-    assert d.runs()[0]["holdout"] == 1 and d.timers == {}
+    # The holdout run walks the steps like a treated one (so it blocks re-entry for as
+    # long and converts over the same time) but sends nothing.
+    assert d.sends() == [] and d.runs()[0]["holdout"] == 1 and d.runs()[0]["status"] == "active"
+    assert len(d.timers) == 1
     d.advance("1d")
     d.track("Order Completed", {"revenue": 30})
     row = d.runs()[0]
     assert (row["holdout"], row["converted_at_ms"], row["revenue"]) == (1, T0 + D, 30.0)
     d.advance("10d")
     assert d.sends() == []
+    assert d.runs()[0]["status"] == "done" and d.timers == {}
     # Someone outside the holdout gets the messages.
     d = Driver(j, profile=_profile(False, "j", 0.3))
     d.track("Signed Up")

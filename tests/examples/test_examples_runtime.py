@@ -139,13 +139,6 @@ def test_the_runtime_sends_what_the_simulator_plans_at_the_same_instants(tmp_pat
     assert len(sent) == 40  # the 37 of examples/README.md, and the 3 cart emails Dmitri gets out of the holdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: holdout, variant and split assignment hash the engine's profile id: the userId in the "
-    "simulator, an internal id (prf_…) in production, so `nudgeflow simulate` forecasts another holdout and "
-    "other variants for the same person than the live runtime gives them (and two databases disagree). "
-    "Hashing a stable person key (the userId, else the anonymousId) would make them agree.",
-)
 def test_holdout_and_variants_are_the_same_person_by_person_in_simulation_and_production(tmp_path: Path) -> None:
     journeys = _examples()
     sent, runs = _in_production(tmp_path, journeys)

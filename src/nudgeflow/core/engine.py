@@ -52,6 +52,10 @@ class Engine:
     def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]:
         turn = Turn(state, self.catalog, now_ms, event_ms=event.timestamp_ms)
         _prune(turn)
+        if event.user_id:
+            state.identity = event.user_id
+        elif state.identity is None and event.anonymous_id:
+            state.identity = event.anonymous_id
         changes = _apply_traits(state, event)
         _remember(self.catalog, state, event)
         if event.event in ENGAGEMENT:

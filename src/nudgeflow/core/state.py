@@ -75,6 +75,14 @@ class ProfileState:
     history: dict[str, list[list[Any]]] = field(default_factory=dict)  # event -> [[ts, {props}], …]
     last_location: dict[str, Any] | None = None
     run_seq: int = 0  # makes run ids unique per profile without randomness
+    # The person's stable id (userId once known, else the first anonymousId): holdouts,
+    # splits and variants hash it rather than the store's internal profile id, so the
+    # simulator and production put the same person in the same group.
+    identity: str | None = None
+
+    @property
+    def assignment_key(self) -> str:
+        return self.identity or self.profile_id
 
     def to_json(self) -> bytes:
         doc = {
@@ -87,6 +95,7 @@ class ProfileState:
             "history": self.history,
             "last_location": self.last_location,
             "run_seq": self.run_seq,
+            "identity": self.identity,
         }
         return orjson.dumps(doc)
 
@@ -106,4 +115,5 @@ class ProfileState:
             history=doc.get("history", {}),
             last_location=doc.get("last_location"),
             run_seq=doc.get("run_seq", 0),
+            identity=doc.get("identity"),
         )

@@ -69,7 +69,7 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     if journey.entry.filter and not evaluate(journey.entry.filter, scope):
         return None
     state.run_seq += 1
-    holdout = journey.holdout > 0 and unit_hash("holdout", jv.journey_id, state.profile_id) < journey.holdout
+    holdout = journey.holdout > 0 and unit_hash("holdout", jv.journey_id, state.assignment_key) < journey.holdout
     run = Run(
         id=run_id_for(state.profile_id, state.run_seq),
         journey_id=jv.journey_id,
@@ -86,11 +86,10 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     entries["count"] += 1
     entries["last_at"] = turn.now_ms
     turn.touch(run)
-    if holdout:
-        # Recorded, measured for the goal, sent nothing: the baseline for uplift.
-        end(turn, run, DONE, "holdout")
-    else:
-        advance(turn, run, journey, journey.first_step)
+    # A holdout run walks the same steps (waits, branches, exits) and sends nothing: it
+    # blocks re-entry and converts over the same time as a treated run would, so the two
+    # groups stay comparable (the baseline for uplift).
+    advance(turn, run, journey, journey.first_step)
     return run
 
 
@@ -144,7 +143,7 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
             scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run)
             step_id = next((case.next for case in step.cases if evaluate(case.when, scope)), step.default)
         elif isinstance(step, SplitStep):
-            path = _weighted(step.paths, unit_hash("split", run.journey_id, step_id, state.profile_id))
+            path = _weighted(step.paths, unit_hash("split", run.journey_id, step_id, state.assignment_key))
             run.paths[step_id] = path.name
             step_id = path.next
         elif isinstance(step, UpdateProfileStep):
@@ -181,10 +180,13 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
     variant = None
     template = step.template
     if step.variants:
-        chosen = _weighted(step.variants, unit_hash("variant", run.journey_id, step_id, turn.state.profile_id))
+        chosen = _weighted(step.variants, unit_hash("variant", run.journey_id, step_id, turn.state.assignment_key))
         variant, template = chosen.name, chosen.template
         run.paths[step_id] = chosen.name
     key = f"{run.id}:{step_id}:{visit}"
+    if run.holdout:
+        run.messages[step_id] = {"key": key, "statuses": ["held_out"]}
+        return
     run.messages[step_id] = {"key": key, "statuses": ["sent"]}
     assert template is not None
     turn.emit(
