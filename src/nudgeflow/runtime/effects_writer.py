@@ -71,6 +71,11 @@ RUN_COLUMNS = (
     "revenue",
     "updated_at_ms",
 )
+# What can change on a run once its row exists. Its workspace, journey, version, holdout and
+# entry never do, and its profile moves only on a merge, which re-points the rows itself
+# (runtime/merges.py). Setting an indexed column rewrites its index entry even when the
+# value is the same: leaving profile_id out takes a random index page off every update.
+RUN_UPDATED = ("status", "step", "ended_at_ms", "exit_reason", "converted_at_ms", "revenue", "updated_at_ms")
 STATE_COLUMNS = ("profile_id", "workspace_id", "state", "updated_at_ms")
 
 
@@ -253,7 +258,7 @@ class EffectsBatch:
         counts.messages_failed = len(self._outbox) - counts.messages_queued
         if self._runs:
             sql.insert_rows(
-                conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_COLUMNS[1:]
+                conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_UPDATED
             )
             counts.runs_changed = len(self._runs)
         if self._traits:
