@@ -26,7 +26,9 @@ from nudgeflow.web.app import create_app, prepare_database
 TABLES = {
     "workspaces", "api_keys", "profiles", "identities", "profile_merges", "events",
     "journeys", "journey_versions", "profile_state", "journey_runs", "timers", "outbox",
-    "log_channel_messages", "engine_cursors",
+    "log_channel_messages", "engine_cursors", "templates", "template_versions",
+    "catalog_products", "catalog_places", "suppressions", "subscriptions",
+    "workspace_settings", "inbox_messages",
 }
 
 

@@ -235,5 +235,124 @@ engine_cursors = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
 )
 
+# --- content, catalog, consent (email and push channels) --------------------------------------
+
+# A template's name and which version is current; every save makes a new version.
+templates = Table(
+    "templates",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),  # email | push
+    Column("current_version", Integer, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "name", name="pk_templates"),
+)
+
+# Immutable versions. `compiled` holds the MJML layout compiled to HTML once per version
+# (still Liquid inside), so nothing is compiled per recipient.
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", Text, nullable=False),  # JSON: subject, preheader, body, text, push fields…
+    Column("compiled", Text),
+    Column("created_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "name", "version", name="pk_template_versions"),
+)
+
+catalog_products = Table(
+    "catalog_products",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("id", String(200), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("price", Float),
+    Column("currency", String(3)),
+    Column("image", Text),
+    Column("url", Text),
+    Column("category", String(200)),
+    Column("stock", Integer),
+    Column("attributes", Text, nullable=False),  # JSON of any other columns
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id", name="pk_catalog_products"),
+    Index("ix_catalog_products_category", "workspace_id", "category"),
+)
+
+catalog_places = Table(
+    "catalog_places",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("id", String(200), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("latitude", Float, nullable=False),
+    Column("longitude", Float, nullable=False),
+    Column("address", Text),
+    Column("attributes", Text, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id", name="pk_catalog_places"),
+)
+
+# Addresses nothing may be sent to (hard bounces, complaints, manual), per channel. Kept
+# after a profile's erasure on purpose: forgetting a complaint would mail the person again.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("reason", String(40), nullable=False),  # hard_bounce | complaint | manual
+    Column("detail", Text),
+    Column("created_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "channel", "address", name="pk_suppressions"),
+)
+
+# Marketing consent per person and topic ("*" is every marketing message), and frequency.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("topic", String(100), nullable=False),
+    Column("subscribed", Integer, nullable=False),
+    Column("frequency", String(20), nullable=False),  # normal | fewer
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "profile_id", "topic", name="pk_subscriptions"),
+)
+
+# Per-workspace settings as JSON (SMTP, sender, tracking domain, keys). Secrets in it are
+# never logged or returned by the API.
+workspace_settings = Table(
+    "workspace_settings",
+    metadata,
+    Column("workspace_id", String(40), primary_key=True),
+    Column("settings", Text, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
+# What the dev inbox's SMTP sink received (`serve --dev`, the demo).
+inbox_messages = Table(
+    "inbox_messages",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("mail_from", Text, nullable=False),
+    Column("rcpt_to", Text, nullable=False),
+    Column("subject", Text),
+    Column("raw", Text, nullable=False),
+    Column("received_at_ms", BigInteger, nullable=False),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
-PROFILE_OWNED = (events, identities, profile_state, journey_runs, timers, outbox, log_channel_messages)
+PROFILE_OWNED = (
+    events,
+    identities,
+    profile_state,
+    journey_runs,
+    timers,
+    outbox,
+    log_channel_messages,
+    subscriptions,
+)
