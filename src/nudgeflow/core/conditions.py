@@ -293,39 +293,56 @@ _NONE_TYPE = type(None)
 # Types a specialised test answers for without `compare`: every type of a JSON value.
 _OTHERS = frozenset({bool, _NONE_TYPE, list, dict})
 _JSON_TYPES = frozenset({str, int, float, bool, list, dict})
-FilterTest = Callable[[Any, Any], bool]  # (actual or _MISSING, scope or scope factory) -> holds
-Matcher = Callable[[Any, "Scope | Callable[[], Scope]"], bool]
+Matcher = Callable[[Any, "Scope | Callable[[], Scope]"], bool]  # (properties, scope or its factory) -> holds
 
 
-def _generic_test(op: str, value: Any) -> FilterTest:
-    def test(actual: Any, scope: Any) -> bool:
+def _generic_test(path: str, op: str, value: Any) -> Matcher:
+    """One filter as filters_match reads it: the reference the specialised tests must equal."""
+
+    def test(properties: Any, scope: Any) -> bool:
+        found, actual = get_path(properties, path)
         if isinstance(value, Ref) and not isinstance(scope, Scope):
             scope = scope()
-        return compare(op, actual is not _MISSING, None if actual is _MISSING else actual, resolve(value, scope))
+        return compare(op, found, actual, resolve(value, scope))
 
     return test
 
 
-def _specialised(op: str, value: Any, generic: FilterTest) -> FilterTest | None:
-    """A test equal to compare(op, …) with this value for every JSON value, or None.
+def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | None:
+    """A test equal to `generic` for these properties whenever they are a JSON object, or None.
 
-    Negated operators hold exactly where the positive one does not (a missing property
-    included); a value of a type no JSON document holds goes to `generic`.
+    Each looks the property up itself (one call per filter, not two); properties that are
+    not a dict, and a value of a type no JSON document holds, go to `generic`. Negated
+    operators hold exactly where the positive one does not (a missing property included).
     """
     neg = op in _NEGATED
     op = _NEGATED.get(op, op)
     if op == "exists":
-        return lambda a, _s: (a is not _MISSING and a is not None) != neg
+        def exists(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            return (p.get(path) is not None) != neg
+        return exists
     if op == "eq" and isinstance(value, bool):
-        return lambda a, _s: (a is value) != neg  # True and False are singletons
+        def eq_bool(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            return (p.get(path, _MISSING) is value) != neg  # True and False are singletons
+        return eq_bool
     if op == "eq" and value is None:
-        def eq_null(a: Any, s: Any) -> bool:
+        def eq_null(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            a = p.get(path, _MISSING)
             if a is None or a is _MISSING or type(a) in _JSON_TYPES:
                 return (a is None) != neg
-            return generic(a, s)
+            return generic(p, s)
         return eq_null
     if op == "eq" and isinstance(value, (int, float)):
-        def eq_number(a: Any, s: Any) -> bool:
+        def eq_number(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            a = p.get(path, _MISSING)
             t = type(a)
             if t is int or t is float:
                 return (a == value) != neg
@@ -334,12 +351,15 @@ def _specialised(op: str, value: Any, generic: FilterTest) -> FilterTest | None:
                 return (n is not None and n == value) != neg
             if a is _MISSING or t in _OTHERS:
                 return neg
-            return generic(a, s)
+            return generic(p, s)
         return eq_number
     if op == "eq" and isinstance(value, str):
         number = _as_number(value)
 
-        def eq_text(a: Any, s: Any) -> bool:
+        def eq_text(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            a = p.get(path, _MISSING)
             t = type(a)
             if t is str:
                 return (a == value) != neg
@@ -347,14 +367,17 @@ def _specialised(op: str, value: Any, generic: FilterTest) -> FilterTest | None:
                 return (number is not None and a == number) != neg
             if a is _MISSING or t in _OTHERS:
                 return neg
-            return generic(a, s)
+            return generic(p, s)
         return eq_text
     if op == "in" and isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
         texts = frozenset(value)
         # Numeric strings in the list also match the number ("19.99" and 19.99); NaN never does.
         numbers = frozenset(n for n in map(_as_number, value) if n is not None and n == n)
 
-        def in_texts(a: Any, s: Any) -> bool:
+        def in_texts(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            a = p.get(path, _MISSING)
             t = type(a)
             if t is str:
                 return (a in texts) != neg
@@ -362,12 +385,15 @@ def _specialised(op: str, value: Any, generic: FilterTest) -> FilterTest | None:
                 return (a in numbers) != neg
             if a is _MISSING or t in _OTHERS:
                 return neg
-            return generic(a, s)
+            return generic(p, s)
         return in_texts
     if op in ("gt", "gte", "lt", "lte") and type(value) in (int, float) and value == value:
         want = {"gt": (1,), "gte": (0, 1), "lt": (-1,), "lte": (-1, 0)}[op]
 
-        def order(a: Any, s: Any) -> bool:
+        def order(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            a = p.get(path, _MISSING)
             t = type(a)
             if t is int or t is float:
                 n = a
@@ -378,7 +404,7 @@ def _specialised(op: str, value: Any, generic: FilterTest) -> FilterTest | None:
             elif a is _MISSING or t in _OTHERS:
                 return False
             else:
-                return generic(a, s)
+                return generic(p, s)
             if n != n:
                 return False
             return ((n > value) - (n < value)) in want
@@ -386,56 +412,42 @@ def _specialised(op: str, value: Any, generic: FilterTest) -> FilterTest | None:
     if op == "contains" and isinstance(value, str) and _as_number(value) is None:
         # In a str, a substring; in a list, an item equal to it, which for JSON items means
         # a str equal to it, and `in` on the list says exactly that.
-        def contains(a: Any, s: Any) -> bool:
+        def contains(p: Any, s: Any) -> bool:
+            if type(p) is not dict:
+                return generic(p, s)
+            a = p.get(path, _MISSING)
             t = type(a)
             if t is str or t is list:
                 return (value in a) != neg
             if a is _MISSING or t in _OTHERS:
                 return neg
-            return generic(a, s)
+            return generic(p, s)
         return contains
     return None
 
 
-def compile_filter(flt: Filter) -> FilterTest:
-    """One filter as a test of the property's value (_MISSING when absent); see above."""
-    generic = _generic_test(flt.op, flt.value)
-    if isinstance(flt.value, Ref):
+def compile_filter(flt: Filter) -> Matcher:
+    """One filter as a test of the properties; see above."""
+    generic = _generic_test(flt.property, flt.op, flt.value)
+    if isinstance(flt.value, Ref) or "." in flt.property:
         return generic
-    return _specialised(flt.op, flt.value, generic) or generic
+    return _specialised(flt.property, flt.op, flt.value, generic) or generic
 
 
 def compile_filters(filters: Sequence[Filter]) -> Matcher:
     """filters_match for these filters, with each filter's test built once."""
-    listed = list(filters)
-    tests = [(flt.property, compile_filter(flt)) for flt in listed]
+    tests = [compile_filter(flt) for flt in filters]
     if not tests:
         return lambda properties, scope: True
-    if any("." in path for path, _ in tests):
-        return lambda properties, scope: _filters_match(listed, properties, scope)
     if len(tests) == 1:
-        (path, test), = tests
-
-        def match_one(properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
-            if type(properties) is not dict:
-                return _filters_match(listed, properties, scope)
-            return test(properties.get(path, _MISSING), scope)
-        return match_one
+        return tests[0]
     if len(tests) == 2:
-        (path1, test1), (path2, test2) = tests
-
-        def match_two(properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
-            if type(properties) is not dict:
-                return _filters_match(listed, properties, scope)
-            return test1(properties.get(path1, _MISSING), scope) and test2(properties.get(path2, _MISSING), scope)
-        return match_two
+        first, second = tests
+        return lambda properties, scope: first(properties, scope) and second(properties, scope)
 
     def match(properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
-        if type(properties) is not dict:
-            return _filters_match(listed, properties, scope)
-        get = properties.get
-        for path, test in tests:
-            if not test(get(path, _MISSING), scope):
+        for test in tests:
+            if not test(properties, scope):
                 return False
         return True
     return match
