@@ -1,0 +1,1 @@
+"""Message content: templates, the render context, tracked links and consent links."""

@@ -1,0 +1,274 @@
+"""Signed links in messages: the open pixel, tracked clicks, unsubscribe and the preference center.
+
+Pure: no database, no clock. Every link carries a token
+
+    <payload>.<mac>
+
+where `payload` is the urlsafe base64 (no padding) of a small JSON object binding the
+workspace (`w`), the message key (`m`, the outbox idempotency key), the profile (`p`), the
+kind of link (`k`: o open, c click, u unsubscribe, p preferences) and, for a click, the
+destination URL (`u`); an unsubscribe link may carry a topic (`t`). `mac` is HMAC-SHA256
+of the payload under the workspace's tracking secret, urlsafe base64, compared in constant
+time. Changing any byte of either part (another destination, another profile, another
+kind) makes the token invalid, so a tracked link can only ever redirect where its message
+said, and an unsubscribe link only unsubscribes the person it was sent to.
+
+The workspace is read from the payload before the MAC is checked (to know which secret to
+use): `peek_workspace` says which, `verify` then decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import secrets
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+OPEN, CLICK, UNSUBSCRIBE, PREFERENCES = "o", "c", "u", "p"
+KINDS = (OPEN, CLICK, UNSUBSCRIBE, PREFERENCES)
+MAX_TOKEN_CHARS = 8192  # a click token holds its URL; anything longer is not one of ours
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+class InvalidToken(ValueError):
+    """Malformed, tampered with, of another kind, or signed with another secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkToken:
+    kind: str
+    workspace_id: str
+    message_key: str
+    profile_id: str
+    destination: str | None = None  # clicks only
+    topic: str | None = None  # unsubscribe links for one topic
+
+
+def new_secret() -> str:
+    """A fresh per-workspace tracking secret (256 bits, urlsafe text)."""
+    return secrets.token_urlsafe(32)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidToken("not base64") from exc
+
+
+def _mac(secret: str, payload: str) -> bytes:
+    return hmac.new(secret.encode("utf-8"), b"nudgeflow-link-v1." + payload.encode("ascii"), hashlib.sha256).digest()
+
+
+def sign(secret: str, token: LinkToken) -> str:
+    if token.kind not in KINDS:
+        raise ValueError(f"unknown link kind {token.kind!r}")
+    if token.kind == CLICK and not token.destination:
+        raise ValueError("a click link needs its destination")
+    body: dict[str, Any] = {"k": token.kind, "w": token.workspace_id, "m": token.message_key, "p": token.profile_id}
+    if token.destination is not None:
+        body["u"] = token.destination
+    if token.topic is not None:
+        body["t"] = token.topic
+    payload = _b64(orjson.dumps(body))
+    return f"{payload}.{_b64(_mac(secret, payload))}"
+
+
+def _decode(token: str) -> tuple[str, str, dict[str, Any]]:
+    if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        raise InvalidToken("not a link token")
+    payload, mac = token.split(".")
+    try:
+        body = orjson.loads(_unb64(payload))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidToken("not a link token") from exc
+    if not isinstance(body, dict) or not all(isinstance(body.get(f), str) for f in ("k", "w", "m", "p")):
+        raise InvalidToken("not a link token")
+    return payload, mac, body
+
+
+def peek_workspace(token: str) -> str:
+    """The workspace a token claims, unverified: only to pick the secret that `verify` needs."""
+    return str(_decode(token)[2]["w"])
+
+
+def verify(secret: str, token: str, kind: str | None = None) -> LinkToken:
+    """The token's content if its MAC is right (and it is of `kind`, when given); else InvalidToken."""
+    payload, mac, body = _decode(token)
+    if not hmac.compare_digest(_unb64(mac), _mac(secret, payload)):
+        raise InvalidToken("bad signature")
+    if body["k"] not in KINDS or (kind is not None and body["k"] != kind):
+        raise InvalidToken("another kind of link")
+    destination, topic = body.get("u"), body.get("t")
+    if body["k"] == CLICK and not (isinstance(destination, str) and is_trackable(destination)):
+        raise InvalidToken("no destination")
+    return LinkToken(
+        kind=body["k"],
+        workspace_id=body["w"],
+        message_key=body["m"],
+        profile_id=body["p"],
+        destination=destination if isinstance(destination, str) else None,
+        topic=topic if isinstance(topic, str) else None,
+    )
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+
+def _base(base: str) -> str:
+    return base.rstrip("/")
+
+
+def click_url(base: str, secret: str, ws: str, message_key: str, profile_id: str, destination: str) -> str:
+    if not is_trackable(destination):
+        raise ValueError("only http(s) destinations are tracked")
+    token = sign(secret, LinkToken(CLICK, ws, message_key, profile_id, destination=destination))
+    return f"{_base(base)}/t/c/{token}"
+
+
+def open_pixel_url(base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+    return f"{_base(base)}/t/o/{sign(secret, LinkToken(OPEN, ws, message_key, profile_id))}.gif"
+
+
+def unsubscribe_url(
+    base: str, secret: str, ws: str, message_key: str, profile_id: str, topic: str | None = None
+) -> str:
+    """The one-click unsubscribe URL (List-Unsubscribe, and the footer link: a GET shows a
+    confirmation page). With `topic`, it unsubscribes from that topic only."""
+    token = sign(secret, LinkToken(UNSUBSCRIBE, ws, message_key, profile_id, topic=topic))
+    return f"{_base(base)}/u/{token}"
+
+
+def preferences_url(base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+    return f"{_base(base)}/p/{sign(secret, LinkToken(PREFERENCES, ws, message_key, profile_id))}"
+
+
+def list_unsubscribe_headers(
+    base: str, secret: str, ws: str, message_key: str, profile_id: str, topic: str | None = None
+) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for a marketing message. Sign both with DKIM."""
+    url = unsubscribe_url(base, secret, ws, message_key, profile_id, topic)
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
+
+
+def is_trackable(url: str) -> bool:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def _ours(url: str, base: str) -> bool:
+    """A link to our own unsubscribe, preference or tracking pages: never wrapped."""
+    root = _base(base)
+    return any(url.startswith(f"{root}{prefix}") for prefix in ("/u/", "/p/", "/t/"))
+
+
+# -- rewriting HTML ---------------------------------------------------------------------------
+
+
+NO_TRACK_ATTRIBUTE = "data-nf-notrack"
+
+
+class _Rewriter(HTMLParser):
+    """Re-emits the document as it came, except the href of trackable <a> tags."""
+
+    def __init__(self, wrap: Any) -> None:
+        super().__init__(convert_charrefs=False)
+        self.wrap = wrap
+        self.out: list[str] = []
+        self.rewritten = 0
+
+    def _tag(self, tag: str, attrs: list[tuple[str, str | None]], closing: bool) -> None:
+        raw = self.get_starttag_text() or ""
+        names = {name.lower() for name, _ in attrs}
+        href = next((value for name, value in attrs if name.lower() == "href"), None)
+        if tag != "a" or href is None or NO_TRACK_ATTRIBUTE in names:
+            self.out.append(raw)
+            return
+        new = self.wrap(href)
+        if new is None:
+            self.out.append(raw)
+            return
+        self.rewritten += 1
+        parts = [f"<{tag}"]
+        for name, value in attrs:
+            if name.lower() == "href":
+                value = new
+            parts.append(f" {name}" if value is None else f' {name}="{html.escape(value, quote=True)}"')
+        parts.append(" />" if closing else ">")
+        self.out.append("".join(parts))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs, closing=False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs, closing=True)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.out.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        self.out.append(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        self.out.append(f"&#{name};")
+
+    def handle_comment(self, data: str) -> None:
+        self.out.append(f"<!--{data}-->")
+
+    def handle_decl(self, decl: str) -> None:
+        self.out.append(f"<!{decl}>")
+
+    def handle_pi(self, data: str) -> None:
+        self.out.append(f"<?{data}>")
+
+    def unknown_decl(self, data: str) -> None:
+        self.out.append(f"<![{data}]>")
+
+
+def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+    """Every http(s) `<a href>` of the HTML through a signed click link, anchor text and
+    other attributes kept. Left alone: mailto:, tel:, anchors and other schemes, our own
+    unsubscribe / preference / tracking links, and any `<a data-nf-notrack>`."""
+
+    def wrap(href: str) -> str | None:
+        url = href.strip()
+        if not is_trackable(url) or _ours(url, base):
+            return None
+        return click_url(base, secret, ws, message_key, profile_id, url)
+
+    parser = _Rewriter(wrap)
+    parser.feed(html_text)
+    parser.close()
+    return "".join(parser.out)
+
+
+def add_open_pixel(html_text: str, pixel_url: str) -> str:
+    """The 1x1 open pixel, just before </body> (or at the end)."""
+    img = f'<img src="{html.escape(pixel_url, quote=True)}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />'
+    lower = html_text.lower()
+    at = lower.rfind("</body>")
+    return html_text + img if at < 0 else html_text[:at] + img + html_text[at:]
+
+
+def track_html(html_text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+    """Both: links rewritten, then the open pixel added."""
+    out = rewrite_links(html_text, base, secret, ws, message_key, profile_id)
+    return add_open_pixel(out, open_pixel_url(base, secret, ws, message_key, profile_id))

@@ -1,0 +1,159 @@
+"""Signed links: tokens, click URLs bound to their destination, HTML rewriting, RFC 8058 headers."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from nudgeflow.content import links
+from nudgeflow.content.links import (
+    CLICK,
+    OPEN,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    InvalidToken,
+    LinkToken,
+    click_url,
+    list_unsubscribe_headers,
+    open_pixel_url,
+    preferences_url,
+    rewrite_links,
+    unsubscribe_url,
+    verify,
+)
+
+BASE = "https://mail.example.com"
+SECRET = "s3cret-for-tests"
+
+
+def token_of(url: str, prefix: str) -> str:
+    assert url.startswith(BASE + prefix), url
+    return url[len(BASE + prefix) :].removesuffix(".gif")
+
+
+def test_every_kind_round_trips() -> None:
+    for url, prefix, kind in [
+        (open_pixel_url(BASE, SECRET, "w1", "run:step:1", "p1"), "/t/o/", OPEN),
+        (unsubscribe_url(BASE, SECRET, "w1", "run:step:1", "p1"), "/u/", UNSUBSCRIBE),
+        (preferences_url(BASE, SECRET, "w1", "run:step:1", "p1"), "/p/", PREFERENCES),
+    ]:
+        got = verify(SECRET, token_of(url, prefix), kind)
+        assert got == LinkToken(kind, "w1", "run:step:1", "p1")
+    assert open_pixel_url(BASE, SECRET, "w1", "k", "p").endswith(".gif")
+    topic = verify(SECRET, token_of(unsubscribe_url(BASE, SECRET, "w", "k", "p", topic="offers"), "/u/"))
+    assert topic.topic == "offers"
+    assert links.peek_workspace(token_of(unsubscribe_url(BASE, SECRET, "w9", "k", "p"), "/u/")) == "w9"
+
+
+def test_click_url_binds_the_destination() -> None:
+    url = click_url(BASE + "/", SECRET, "w1", "k1", "p1", "https://shop.example/item?id=3&x=é")
+    token = token_of(url, "/t/c/")
+    got = verify(SECRET, token, CLICK)
+    assert got.destination == "https://shop.example/item?id=3&x=é" and got.profile_id == "p1"
+    # Another destination signed elsewhere does not verify with this token's MAC.
+    other = token_of(click_url(BASE, SECRET, "w1", "k1", "p1", "https://evil.example/"), "/t/c/")
+    forged = other.split(".")[0] + "." + token.split(".")[1]
+    with pytest.raises(InvalidToken):
+        verify(SECRET, forged)
+    with pytest.raises(ValueError):
+        click_url(BASE, SECRET, "w1", "k1", "p1", "javascript:alert(1)")
+
+
+@pytest.mark.parametrize("mutate", ["payload", "mac", "secret", "kind", "garbage"])
+def test_tampered_tokens_are_invalid(mutate: str) -> None:
+    token = token_of(click_url(BASE, SECRET, "w1", "k1", "p1", "https://shop.example/"), "/t/c/")
+    payload, mac = token.split(".")
+    secret, kind = SECRET, None
+    if mutate == "payload":
+        token = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + mac
+    elif mutate == "mac":
+        token = payload + "." + mac[:-3] + ("x" if mac[-3] != "x" else "y") + mac[-2:]
+    elif mutate == "secret":
+        secret = "another secret"
+    elif mutate == "kind":
+        kind = UNSUBSCRIBE
+    else:
+        token = "not-a-token"
+    with pytest.raises(InvalidToken):
+        verify(secret, token, kind)
+
+
+def test_a_token_of_one_kind_is_not_another() -> None:
+    token = token_of(preferences_url(BASE, SECRET, "w", "k", "p"), "/p/")
+    with pytest.raises(InvalidToken):
+        verify(SECRET, token, UNSUBSCRIBE)
+
+
+def test_list_unsubscribe_headers_follow_rfc_8058() -> None:
+    headers = list_unsubscribe_headers(BASE, SECRET, "w1", "k1", "p1")
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    value = headers["List-Unsubscribe"]
+    assert value.startswith("<https://mail.example.com/u/") and value.endswith(">")
+    assert verify(SECRET, value[len("<https://mail.example.com/u/") : -1], UNSUBSCRIBE).profile_id == "p1"
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: list[tuple[str | None, str]] = []
+        self._href: str | None = None
+        self._text: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href, self._text = dict(attrs).get("href"), []
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._text is not None:
+            self.anchors.append((self._href, "".join(self._text)))
+            self._text = None
+
+
+def anchors(html_text: str) -> list[tuple[str | None, str]]:
+    parser = _Anchors()
+    parser.feed(html_text)
+    return parser.anchors
+
+
+def test_rewrite_links_wraps_http_links_and_leaves_the_rest() -> None:
+    unsub = unsubscribe_url(BASE, SECRET, "w1", "k1", "p1")
+    prefs = preferences_url(BASE, SECRET, "w1", "k1", "p1")
+    source = (
+        "<!DOCTYPE html><html><head><style>a > b { color: red }</style></head><body>"
+        "<!-- header --><p>Tom &amp; Jerry &#8212; "
+        '<a href="https://shop.example/p?a=1&amp;b=2" class="btn" title="Go &quot;now&quot;">Shop <b>now</b></a> '
+        '<a href="HTTP://Shop.Example/Caps">caps</a> '
+        '<a href="mailto:help@example.com">Write to us</a> <a href="tel:+123">Call</a> <a href="#top">Top</a> '
+        f'<a href="{unsub}">Unsubscribe</a> <a href="{prefs}">Preferences</a> '
+        '<a data-nf-notrack href="https://untracked.example/">raw</a><br/><img src="x.png" alt="a"></p></body></html>'
+    )
+    out = rewrite_links(source, BASE, SECRET, "w1", "k1", "p1")
+    got = anchors(out)
+    texts = [text for _, text in got]
+    assert texts == ["Shop now", "caps", "Write to us", "Call", "Top", "Unsubscribe", "Preferences", "raw"]
+    hrefs = [href for href, _ in got]
+    first = verify(SECRET, token_of(hrefs[0] or "", "/t/c/"), CLICK)
+    assert first.destination == "https://shop.example/p?a=1&b=2"
+    assert verify(SECRET, token_of(hrefs[1] or "", "/t/c/")).destination == "HTTP://Shop.Example/Caps"
+    assert hrefs[2:] == ["mailto:help@example.com", "tel:+123", "#top", unsub, prefs, "https://untracked.example/"]
+    # Everything else is as it was: the text, the entities, the comment, the other attributes.
+    assert 'class="btn"' in out and "Tom &amp; Jerry &#8212; " in out and "<!-- header -->" in out
+    assert "a > b { color: red }" in out and '<img src="x.png" alt="a">' in out and out.startswith("<!DOCTYPE html>")
+    assert re.sub(r'href="[^"]*"', "", out).count("<a ") == 8
+
+
+def test_rewrite_links_without_links_is_the_identity() -> None:
+    source = "<p>No links &lt;here&gt;, <em>only</em> text.</p>"
+    assert rewrite_links(source, BASE, SECRET, "w", "k", "p") == source
+
+
+def test_track_html_adds_the_pixel_before_body_end() -> None:
+    out = links.track_html("<html><body><p>x</p></body></html>", BASE, SECRET, "w", "k", "p")
+    assert re.search(r'<img src="https://mail\.example\.com/t/o/[^"]+\.gif" width="1" height="1" alt=""', out)
+    assert out.endswith("</body></html>")
