@@ -1,0 +1,429 @@
+"""Message templates: Liquid for every part, MJML for the email body's layout.
+
+A template source (`TemplateSource`) is compiled once per version (`compile_template`):
+every Liquid part is parsed once, and an MJML body is compiled to responsive HTML once,
+with its Liquid markup kept intact for rendering. `render(compiled, context)` then only
+runs the parsed Liquid against one person's context: nothing is parsed or compiled per
+recipient.
+
+MJML and Liquid together. Before the MJML compiler sees the body, each Liquid markup
+(`{{ … }}` and `{% … %}`) is swapped for an opaque placeholder, and put back afterwards.
+So Liquid may appear anywhere a word of text or an attribute value may appear, with any
+quotes or operators inside (`src="{{ item.image | default: "x.png" }}"`,
+`{% if cart.items.size > 0 %}` between sections), and the MJML compiler never misreads it.
+The rule that follows: Liquid may repeat or hide whole MJML elements (a `{% for %}`
+around `<mj-section>`s, an `{% if %}` around an `<mj-button>`), but it cannot build MJML
+tags or attribute names, since those are compiled before any value is known. A column
+width is computed from the columns written in the section, so loop over sections (or
+over elements inside one column), not over columns.
+
+Errors. Every failure is a `TemplateError` naming the part (subject, preheader, body,
+text, title, url, data.KEY, …) and the line and column in that part as the author wrote
+it, also for errors found while rendering the compiled HTML. Rendering is all or
+nothing: any error in any part raises, and no partial result is returned.
+
+Undefined variables. `{{ first_name }}` with no `first_name` in the context is an error;
+`{{ first_name | default: "there" }}` is not (put `default` first in a filter chain), and
+`{% if coupon %}` is simply false when there is no coupon.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+import orjson
+from liquid import Environment, FalsyStrictUndefined
+from liquid.exceptions import LiquidError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+EMAIL = "email"
+PUSH = "push"
+EMAIL_PARTS = ("subject", "preheader", "body", "text")
+PUSH_PARTS = ("title", "body", "image", "url")
+
+
+class TemplateError(ValueError):
+    """A template that cannot be compiled or rendered; says where (part, line, column)."""
+
+    def __init__(self, message: str, part: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.message = message
+        self.part = part
+        self.line = line
+        self.column = column
+        where = part or ""
+        if line is not None:
+            where += f":{line}:{column}" if column is not None else f":{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "part": self.part, "line": self.line, "column": self.column}
+
+
+# --- the source -------------------------------------------------------------------------------
+
+
+class TemplateSource(BaseModel):
+    """What an author writes. Email: subject, preheader, body (MJML or HTML), text, topic.
+    Push: title, body (the notification text), image, url (deep link), data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["email", "push"] = "email"
+    body: str = Field(description="Email: MJML (starting with <mjml>) or HTML. Push: the notification text.")
+    subject: str | None = None
+    preheader: str | None = None
+    text: str | None = Field(None, description="The plain-text part; derived from the HTML when absent.")
+    topic: str | None = Field(None, description="The subscription group (topic) a marketing email belongs to.")
+    title: str | None = None
+    image: str | None = None
+    url: str | None = Field(None, description="Deep link opened by the notification.")
+    data: dict[str, str] = Field(default_factory=dict, description="Extra key/value payload (values are Liquid).")
+
+    @model_validator(mode="after")
+    def _channel_fields(self) -> "TemplateSource":
+        if self.channel == EMAIL:
+            if not (self.subject or "").strip():
+                raise ValueError("an email template needs a subject")
+            stray = [n for n in ("title", "image", "url") if getattr(self, n) is not None] + (["data"] if self.data else [])
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: only for push templates")
+        else:
+            if not (self.title or "").strip():
+                raise ValueError("a push template needs a title")
+            stray = [n for n in ("subject", "preheader", "text", "topic") if getattr(self, n) is not None]
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: only for email templates")
+        if not self.body.strip():
+            raise ValueError("the body is empty")
+        return self
+
+    @property
+    def is_mjml(self) -> bool:
+        return self.channel == EMAIL and self.body.lstrip().lower().startswith("<mjml")
+
+    def canonical_json(self) -> str:
+        """The stored form: every field spelled out, keys sorted (equal sources, equal text)."""
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def parse_source(data: Mapping[str, Any] | str) -> TemplateSource:
+    """A source from a mapping (or its JSON text); a TemplateError says what is wrong."""
+    try:
+        if isinstance(data, str):
+            return TemplateSource.model_validate_json(data)
+        return TemplateSource.model_validate(dict(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise TemplateError(message, part=loc or None) from None
+
+
+# --- environments, limits, filters --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one render of one part (python-liquid enforces them)."""
+
+    loop_iterations: int = 10_000  # the product of nested loop lengths
+    output_bytes: int = 1_000_000  # Gmail clips messages past ~100 KB: this is a safety net
+    context_depth: int = 30
+    local_namespace_bytes: int = 1_000_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Missing(FalsyStrictUndefined):
+    """Strict: output or iteration fails; `default` works; `{% if missing %}` is false."""
+
+    force_liquid_default = True
+
+
+FilterHook = Callable[[Environment], None]
+FILTER_HOOKS: list[FilterHook] = []
+"""Functions called with every new Environment to add filters or tags. Append to it at
+import time (before the first compile); content/filters.py is also picked up by itself."""
+
+
+def _money(value: Any, currency: str | None = None) -> str:
+    """A plain fallback: 2 decimals and the currency (content/filters.py replaces it)."""
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if currency:
+        try:
+            from babel.numbers import format_currency
+
+            return str(format_currency(amount, currency, locale="en_US"))
+        except Exception:
+            return f"{amount:.2f} {currency}"
+    return f"{amount:.2f}"
+
+
+def register_filters(env: Environment) -> None:
+    """Add Nudgeflow's filters to an environment: the fallbacks here, then those of
+    nudgeflow.content.filters when that module exists (its `register_filters(env)`, which
+    may replace these), then every function in FILTER_HOOKS."""
+    env.filters["money"] = _money
+    if importlib.util.find_spec("nudgeflow.content.filters") is not None:
+        module = importlib.import_module("nudgeflow.content.filters")
+        hook = getattr(module, "register_filters", None)
+        if callable(hook):
+            hook(env)
+    for extra in FILTER_HOOKS:
+        extra(env)
+
+
+@functools.lru_cache(maxsize=16)
+def environment(limits: Limits = DEFAULT_LIMITS, html: bool = False) -> Environment:
+    """The Liquid environment for these limits; `html` escapes values (the email body)."""
+
+    class _Env(Environment):
+        loop_iteration_limit = limits.loop_iterations
+        output_stream_limit = limits.output_bytes
+        context_depth_limit = limits.context_depth
+        local_namespace_limit = limits.local_namespace_bytes
+
+    env = _Env(undefined=_Missing, autoescape=html, strict_filters=True)
+    register_filters(env)
+    return env
+
+
+# --- positions ----------------------------------------------------------------------------------
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return line, column
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part ready to render: the parsed Liquid, the source the author wrote, and how
+    offsets in the parsed text map back to it (for the compiled MJML body)."""
+
+    name: str
+    template: Any  # liquid BoundTemplate
+    source: str
+    # (offset in the parsed text, offset in the source) for each Liquid markup, in order;
+    # None when the parsed text is the source itself.
+    anchors: tuple[tuple[int, int], ...] | None = None
+
+    def position(self, index: int) -> tuple[int, int]:
+        if self.anchors is None or not self.anchors:
+            return _line_col(self.source, index)
+        starts = [a[0] for a in self.anchors]
+        i = bisect_right(starts, index) - 1
+        if i < 0:
+            return _line_col(self.source, self.anchors[0][1])
+        compiled_start, source_start = self.anchors[i]
+        return _line_col(self.source, source_start + (index - compiled_start))
+
+
+def _error(exc: Exception, part: _Part | str, source: str | None = None) -> TemplateError:
+    name = part.name if isinstance(part, _Part) else part
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    token = getattr(exc, "token", None)
+    if isinstance(exc, LiquidError) and token is not None and token.start_index >= 0:
+        if isinstance(part, _Part):
+            line, column = part.position(token.start_index)
+        else:
+            line, column = _line_col(source or "", token.start_index)
+        return TemplateError(message, name, line, column)
+    return TemplateError(message, name)
+
+
+# --- MJML ---------------------------------------------------------------------------------------
+
+_LIQUID = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+
+MJML_COMPILES = 0
+"""How many MJML bodies this process compiled (tests count them)."""
+
+
+def compile_mjml(body: str) -> str:
+    """MJML to HTML, with every Liquid markup left exactly as written."""
+    global MJML_COMPILES
+    import mrml
+
+    nonce = hashlib.sha1(body.encode()).hexdigest()[:8]
+    marks: list[str] = []
+
+    def protect(match: re.Match[str]) -> str:
+        marks.append(match.group())
+        return f"nflq{nonce}x{len(marks) - 1}x"
+
+    protected = _LIQUID.sub(protect, body)
+    MJML_COMPILES += 1
+    try:
+        html = mrml.to_html(protected).content
+    except Exception as exc:  # mrml raises OSError with the parser's message
+        raise TemplateError(f"MJML: {exc}", "body") from None
+    return re.sub(rf"nflq{nonce}x(\d+)x", lambda m: marks[int(m.group(1))], html)
+
+
+def _anchors(source: str, compiled: str) -> tuple[tuple[int, int], ...]:
+    """Where each Liquid markup of the compiled HTML came from in the source (in order of
+    appearance in the compiled text; MJML may move or repeat them, as mj-title does)."""
+    by_text: dict[str, list[int]] = {}
+    for m in _LIQUID.finditer(source):
+        by_text.setdefault(m.group(), []).append(m.start())
+    used: dict[str, int] = {}
+    out = []
+    for m in _LIQUID.finditer(compiled):
+        starts = by_text.get(m.group())
+        if not starts:
+            continue
+        k = used.get(m.group(), 0)
+        out.append((m.start(), starts[min(k, len(starts) - 1)]))
+        used[m.group()] = k + 1
+    return tuple(out)
+
+
+# --- compiling and rendering --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    source: TemplateSource
+    html: str | None  # the email body as HTML, Liquid still inside (None for push)
+    parts: dict[str, _Part] = field(repr=False)
+    limits: Limits = DEFAULT_LIMITS
+
+    @property
+    def channel(self) -> str:
+        return self.source.channel
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    preheader: str | None
+    html: str
+    text: str | None  # None: the email channel derives it from the HTML
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderedPush:
+    title: str
+    body: str
+    image: str | None
+    url: str | None
+    data: dict[str, str]
+
+
+def _parse(env: Environment, name: str, text: str) -> _Part:
+    try:
+        return _Part(name, env.from_string(text), text)
+    except LiquidError as exc:
+        raise _error(exc, name, text) from None
+
+
+def compile_template(source: TemplateSource | Mapping[str, Any], *, compiled_html: str | None = None,
+                     limits: Limits = DEFAULT_LIMITS) -> CompiledTemplate:
+    """Parse every part once and compile an MJML body once.
+
+    `compiled_html` is the body's HTML from an earlier compile of this same source (the
+    store keeps it with the version): given, MJML is not compiled again. Raises
+    TemplateError for a Liquid syntax error (with its part, line and column) or MJML that
+    does not compile.
+    """
+    if not isinstance(source, TemplateSource):
+        source = parse_source(source)
+    text_env = environment(limits, html=False)
+    html_env = environment(limits, html=True)
+    parts: dict[str, _Part] = {}
+    html: str | None = None
+    if source.channel == EMAIL:
+        for name in ("subject", "preheader", "text"):
+            value = getattr(source, name)
+            if value is not None:
+                parts[name] = _parse(text_env, name, value)
+        body = _parse(html_env, "body", source.body)  # syntax errors in the author's lines
+        if source.is_mjml:
+            html = compiled_html if compiled_html is not None else compile_mjml(source.body)
+            anchored = _Part("body", None, source.body, _anchors(source.body, html))
+            try:
+                parts["body"] = _Part("body", html_env.from_string(html), source.body, anchored.anchors)
+            except LiquidError as exc:  # MJML moved markup apart (an if split over attributes)
+                raise _error(exc, anchored) from None
+        else:
+            html = source.body
+            parts["body"] = body
+    else:
+        for name in PUSH_PARTS:
+            value = getattr(source, name)
+            if value is not None:
+                parts[name] = _parse(text_env, name, value)
+        for key, value in source.data.items():
+            parts[f"data.{key}"] = _parse(text_env, f"data.{key}", value)
+    return CompiledTemplate(source, html, parts, limits)
+
+
+def _render_part(part: _Part, context: Mapping[str, Any]) -> str:
+    try:
+        return str(part.template.render(context))
+    except LiquidError as exc:
+        raise _error(exc, part) from None
+    except RecursionError:
+        raise TemplateError("the context is nested too deeply", part.name) from None
+    except Exception as exc:  # a filter that failed on a value (a bad date, a bad amount…)
+        raise TemplateError(f"{type(exc).__name__}: {exc}", part.name) from None
+
+
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_PREHEADER = ('<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+              'max-width:0px;opacity:0;overflow:hidden;">{}</div>')
+
+
+def _with_preheader(html: str, preheader: str | None) -> str:
+    if not preheader:
+        return html
+    from markupsafe import escape
+
+    div = _PREHEADER.format(escape(preheader))
+    m = _BODY_TAG.search(html)
+    return html[: m.end()] + div + html[m.end():] if m else div + html
+
+
+def render(compiled: CompiledTemplate, context: Mapping[str, Any]) -> RenderedEmail | RenderedPush:
+    """Render every part for one person, or raise TemplateError: never a partial result."""
+    out = {name: _render_part(part, context) for name, part in compiled.parts.items()}
+    src = compiled.source
+    if src.channel == EMAIL:
+        preheader = out.get("preheader")
+        return RenderedEmail(
+            subject=" ".join(out["subject"].split()),  # a header: one line
+            preheader=" ".join(preheader.split()) if preheader is not None else None,
+            html=_with_preheader(out["body"], preheader and " ".join(preheader.split())),
+            text=out.get("text"),
+            topic=src.topic,
+        )
+    return RenderedPush(
+        title=out["title"].strip(),
+        body=out["body"].strip(),
+        image=out["image"].strip() if "image" in out else None,
+        url=out["url"].strip() if "url" in out else None,
+        data={key: out[f"data.{key}"] for key in src.data},
+    )
+
+
+def render_source(source: TemplateSource | Mapping[str, Any], context: Mapping[str, Any]) -> RenderedEmail | RenderedPush:
+    """Compile and render at once (previews, tests); senders render a cached compile."""
+    return render(compile_template(source), context)
