@@ -47,6 +47,13 @@ class Settings:
     dispatch_max_attempts: int = 8  # transient failures before a message is failed
     # Channel names the `log` channel serves until real channels are configured.
     log_channels: tuple[str, ...] = ("email", "push")
+    # The default SMTP server of every workspace (channels/smtp_config.py); a workspace may
+    # set its own. With neither, "email" stays on the log channel.
+    smtp_url: str | None = None
+    # `serve --dev`: the dev inbox (an SMTP sink in the process and /dev/inbox). Never in production.
+    dev_mode: bool = False
+    dev_smtp_host: str = "127.0.0.1"
+    dev_smtp_port: int = 1025
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -64,6 +71,8 @@ class Settings:
             values["engine_enabled"] = engine.strip().lower() not in ("0", "false", "no", "off")
         if (channels := env.get("NUDGEFLOW_LOG_CHANNELS")) is not None:
             values["log_channels"] = tuple(c.strip() for c in channels.split(",") if c.strip())
+        if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
+            values["smtp_url"] = smtp_url
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

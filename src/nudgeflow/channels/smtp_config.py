@@ -1,0 +1,210 @@
+"""Where email goes: an SMTP server, how to reach it, and how the messages are signed.
+
+One URL says most of it (`NUDGEFLOW_SMTP_URL`, the default of every workspace):
+
+    smtp://user:pass@host:587            STARTTLS when the server offers it, else plain
+    smtp+starttls://user:pass@host:587   STARTTLS required (no plain fallback)
+    smtps://user:pass@host:465           implicit TLS
+    smtp://host:25?tls=none              never TLS (a local relay, the dev inbox)
+
+Query options: pool (idle connections kept open, default 4), concurrency (sends at once,
+default = pool), rate (messages per second, 0 = no limit), from, from_name, reply_to,
+timeout (seconds), verify (0: accept any certificate; only for a local test server), ca
+(a CA bundle file to trust), dkim_selector, dkim_domain, dkim_key (a PEM file path).
+User and password are percent-decoded, so a password may hold any character.
+
+A workspace may override it all (`workspace_settings`, section "smtp": see
+store/workspace_settings.py). Secrets (the password, a DKIM private key) are never shown:
+`masked()` is what the API, the CLI and the logs see.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+AUTO = "auto"  # STARTTLS when offered
+STARTTLS = "starttls"  # STARTTLS required
+TLS = "tls"  # implicit TLS (smtps)
+NONE = "none"  # never TLS
+TLS_MODES = (AUTO, STARTTLS, TLS, NONE)
+
+MASK = "********"
+SECRET_FIELDS = ("password", "dkim_private_key")
+
+_SCHEMES = {"smtp": AUTO, "smtp+starttls": STARTTLS, "smtps": TLS, "smtp+tls": TLS}
+_DEFAULT_PORTS = {AUTO: 587, STARTTLS: 587, TLS: 465, NONE: 25}
+
+
+class SmtpConfigError(ValueError):
+    """An SMTP URL or setting that cannot be used (the message says which part)."""
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    tls: str = AUTO
+    username: str | None = field(default=None)
+    password: str | None = field(default=None, repr=False)
+    pool_size: int = 4
+    concurrency: int = 0  # 0: as many as pool_size
+    rate_per_second: float = 0.0  # 0: no limit
+    from_address: str | None = None
+    from_name: str | None = None
+    reply_to: str | None = None
+    timeout_s: float = 30.0
+    verify_tls: bool = True
+    ca_file: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_key_path: str | None = None
+    dkim_private_key: str | None = field(default=None, repr=False)  # PEM text, when stored inline
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise SmtpConfigError("the SMTP URL has no host")
+        if self.tls not in TLS_MODES:
+            raise SmtpConfigError(f"tls must be one of {', '.join(TLS_MODES)}")
+        if not (0 < self.port < 65536):
+            raise SmtpConfigError("the SMTP port must be between 1 and 65535")
+        if self.pool_size < 1 or self.concurrency < 0 or self.rate_per_second < 0 or self.timeout_s <= 0:
+            raise SmtpConfigError("pool must be at least 1; concurrency, rate and timeout cannot be negative")
+        if bool(self.password) and not self.username:
+            raise SmtpConfigError("an SMTP password needs a user name")
+        dkim = (self.dkim_selector, self.dkim_domain, self.dkim_key_path or self.dkim_private_key)
+        if any(dkim) and not all(dkim):
+            raise SmtpConfigError("DKIM needs a selector, a domain and a private key together")
+
+    # -- derived ----------------------------------------------------------------------------
+
+    @property
+    def max_connections(self) -> int:
+        return self.concurrency or self.pool_size
+
+    @property
+    def dkim_enabled(self) -> bool:
+        return bool(self.dkim_selector and self.dkim_domain and (self.dkim_key_path or self.dkim_private_key))
+
+    def dkim_key(self) -> bytes | None:
+        """The PEM private key (read from its file each time it is asked for: callers cache)."""
+        if self.dkim_private_key:
+            return self.dkim_private_key.encode()
+        if self.dkim_key_path:
+            try:
+                return Path(self.dkim_key_path).read_bytes()
+            except OSError as exc:
+                raise SmtpConfigError(f"cannot read the DKIM key file: {exc.strerror}") from exc
+        return None
+
+    def identity(self) -> tuple[Any, ...]:
+        """What a connection pool is keyed by: equal identities may share connections."""
+        return (self.host, self.port, self.tls, self.username, self.password, self.verify_tls, self.ca_file)
+
+    def masked(self) -> dict[str, Any]:
+        """Every field, secrets replaced by a mask (or None when unset): safe to show and log."""
+        out = asdict(self)
+        for name in SECRET_FIELDS:
+            out[name] = MASK if out[name] else None
+        out["url"] = self.url(masked=True)
+        return out
+
+    def url(self, masked: bool = False) -> str:
+        scheme = {AUTO: "smtp", STARTTLS: "smtp+starttls", TLS: "smtps", NONE: "smtp"}[self.tls]
+        auth = ""
+        if self.username:
+            auth = quote(self.username, safe="")
+            if self.password:
+                auth += ":" + (MASK if masked else quote(self.password, safe=""))
+            auth += "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        query = "?tls=none" if self.tls == NONE else ""
+        return f"{scheme}://{auth}{host}:{self.port}{query}"
+
+    def __str__(self) -> str:  # never the password, whoever formats it
+        return self.url(masked=True)
+
+    def with_(self, **changes: Any) -> "SmtpConfig":
+        return replace(self, **changes)
+
+    # -- stored form --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (secrets included: store/workspace_settings.py keeps it)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SmtpConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise SmtpConfigError(f"unknown SMTP settings: {', '.join(sorted(unknown))}")
+        return cls(**dict(data))
+
+
+_OPTION_FIELDS = {
+    "pool": ("pool_size", int),
+    "concurrency": ("concurrency", int),
+    "rate": ("rate_per_second", float),
+    "from": ("from_address", str),
+    "from_name": ("from_name", str),
+    "reply_to": ("reply_to", str),
+    "timeout": ("timeout_s", float),
+    "verify": ("verify_tls", _flag),
+    "ca": ("ca_file", str),
+    "dkim_selector": ("dkim_selector", str),
+    "dkim_domain": ("dkim_domain", str),
+    "dkim_key": ("dkim_key_path", str),
+}
+
+
+def parse_smtp_url(url: str, **overrides: Any) -> SmtpConfig:
+    """An SmtpConfig from a URL (see the module docstring); keyword overrides win."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise SmtpConfigError(f"not an SMTP URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise SmtpConfigError(f"unknown SMTP URL scheme {scheme!r}: use smtp, smtp+starttls or smtps")
+    tls = _SCHEMES[scheme]
+    values: dict[str, Any] = {}
+    for name, items in parse_qs(parts.query, keep_blank_values=True).items():
+        value = items[-1]
+        if name == "tls":
+            mode = value.strip().lower()
+            if mode not in TLS_MODES:
+                raise SmtpConfigError(f"tls must be one of {', '.join(TLS_MODES)}")
+            tls = mode
+            continue
+        if name not in _OPTION_FIELDS:
+            raise SmtpConfigError(f"unknown SMTP URL option {name!r}")
+        target, kind = _OPTION_FIELDS[name]
+        try:
+            values[target] = kind(value)
+        except ValueError:
+            raise SmtpConfigError(f"SMTP URL option {name} is not a valid {kind.__name__}") from None
+    values["tls"] = tls
+    values["host"] = parts.hostname or ""
+    values["port"] = port or _DEFAULT_PORTS[tls]
+    if parts.username:
+        values["username"] = unquote(parts.username)
+    if parts.password:
+        values["password"] = unquote(parts.password)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return SmtpConfig(**values)
+
+
+def smtp_config_from_env(env: Mapping[str, str] | None = None) -> SmtpConfig | None:
+    """The default configuration, from NUDGEFLOW_SMTP_URL (None when unset)."""
+    env = os.environ if env is None else env
+    url = env.get("NUDGEFLOW_SMTP_URL", "").strip()
+    return parse_smtp_url(url) if url else None
