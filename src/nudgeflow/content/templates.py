@@ -235,10 +235,61 @@ class _Part:
         return _line_col(self.source, source_start + (index - compiled_start))
 
 
+_TAG = re.compile(r"\{%-?\s*(\w+)")
+_BLOCKS = frozenset({"if", "unless", "for", "case", "capture", "tablerow", "comment", "raw", "block"})
+
+
+def _unclosed(source: str, message: str) -> int | None:
+    """Where the block that "expected tag endX" complains about was opened (python-liquid
+    gives no position when a template ends inside a block)."""
+    wanted = re.search(r"expected tag end(\w+)", message)
+    if not wanted:
+        return None
+    stack: list[tuple[str, int]] = []
+    for m in _TAG.finditer(source):
+        tag = m.group(1)
+        if tag in _BLOCKS:
+            stack.append((tag, m.start()))
+        elif tag.startswith("end") and stack and stack[-1][0] == tag[3:]:
+            stack.pop()
+    for tag, start in reversed(stack):
+        if tag == wanted.group(1):
+            return start
+    return None
+
+
+_INNER = frozenset({"else", "elsif", "when", "break", "continue"})
+
+
+def _failing_markup(source: str) -> int | None:
+    """The first output or simple tag that does not parse on its own (for errors that
+    python-liquid reports without a position, such as `{{ profile. }}`)."""
+    env = Environment()
+    for m in _LIQUID.finditer(source):
+        tag = _TAG.match(m.group())
+        if tag and (tag.group(1) in _BLOCKS or tag.group(1) in _INNER or tag.group(1).startswith("end")):
+            continue
+        try:
+            env.parse(m.group())
+        except LiquidError:
+            return m.start()
+    return None
+
+
 def _error(exc: Exception, part: _Part | str, source: str | None = None) -> TemplateError:
     name = part.name if isinstance(part, _Part) else part
     message = str(exc.args[0]) if exc.args else type(exc).__name__
     token = getattr(exc, "token", None)
+    if isinstance(exc, LiquidError) and (token is None or token.start_index < 0):
+        text = part.source if isinstance(part, _Part) else (source or "")
+        opened = _unclosed(text, message)
+        if opened is not None:
+            line, column = _line_col(text, opened)
+            return TemplateError(f"{message}: this block is never closed", name, line, column)
+        culprit = _failing_markup(text)
+        if culprit is not None:
+            line, column = _line_col(text, culprit)
+            return TemplateError(message, name, line, column)
     if isinstance(exc, LiquidError) and token is not None and token.start_index >= 0:
         if isinstance(part, _Part):
             line, column = part.position(token.start_index)
