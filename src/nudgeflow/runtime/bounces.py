@@ -1,0 +1,243 @@
+"""Applying bounces and complaints, whoever reported them (a DSN by SMTP, a provider's webhook).
+
+One shape for all sources (`Feedback`), one transaction per report:
+- a hard bounce or a spam complaint puts the address on the workspace's suppression list
+  (channel "email"; the first reason stays: a complaint after a hard bounce changes nothing);
+- every bounce and complaint appends an event to the person's event log, "Email Bounced"
+  or "Email Marked as Spam" (Segment's email spec names), so journeys can branch on them.
+  A soft bounce is only that event: retrying the send is the dispatcher's business.
+
+The person is found through the message when the report names our message key (the
+outbox row of that key says whose message it was, merges followed); otherwise by the
+`email` trait, with a scan of the workspace's profiles narrowed by a LIKE on the traits
+text. That scan is acceptable for feedback volumes today; an index of email addresses is
+the way out when it is not.
+
+Event message ids are deterministic (from the message key, else from the provider's own
+event id), so a provider delivering the same webhook twice stores one event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+import orjson
+from sqlalchemy import Connection
+
+from nudgeflow.core.clock import from_ms
+from nudgeflow.runtime import sql
+
+log = logging.getLogger("nudgeflow.bounces")
+
+BOUNCED_EVENT = "Email Bounced"
+COMPLAINED_EVENT = "Email Marked as Spam"
+EMAIL_CHANNEL = "email"
+
+# Feedback types that mean "the person does not want this": they suppress the address.
+SUPPRESSING_FEEDBACK = frozenset({"abuse", "fraud"})
+
+Kind = Literal["hard", "soft", "complaint"]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    kind: Kind
+    address: str
+    provider: str  # smtp | ses | sendgrid | postmark | mailgun
+    event_id: str  # the provider's id of this notification (idempotency when no message key)
+    status: str | None = None  # enhanced status code, bounces only
+    diagnostic: str | None = None
+    message_key: str | None = None
+    feedback_type: str | None = None  # complaints only
+    occurred_at_ms: int | None = None
+
+    @property
+    def suppresses(self) -> bool:
+        if self.kind == "hard":
+            return True
+        return self.kind == "complaint" and (self.feedback_type or "abuse") in SUPPRESSING_FEEDBACK
+
+
+@dataclass
+class Applied:
+    bounces: int = 0
+    complaints: int = 0
+    suppressed: int = 0  # addresses newly suppressed
+    events: int = 0  # events appended (a repeat appends none)
+    unknown_people: int = 0  # feedback about an address no profile has
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bounces": self.bounces,
+            "complaints": self.complaints,
+            "suppressed": self.suppressed,
+            "events": self.events,
+            "unknown_people": self.unknown_people,
+        }
+
+
+def normalize_address(address: str) -> str:
+    # Every mailbox provider treats addresses case-insensitively in practice, and a
+    # suppression that misses "Bob@x" because it saw "bob@x" would be worse than useless.
+    return address.strip().strip("<>").strip().lower()
+
+
+def _iso(ms: int) -> str:
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def suppress_address(conn: Connection, workspace_id: str, address: str, reason: str, detail: str, now_ms: int) -> bool:
+    """Insert-or-ignore into `suppressions`; True when the address was not suppressed yet.
+
+    store/consent.py (tracking and consent) owns suppression for unsubscribes and manual
+    entries; this is the same row shape, written here so that bounces stay one transaction."""
+    m = sql.mark(conn)
+    before = conn.exec_driver_sql(
+        f"SELECT 1 FROM suppressions WHERE workspace_id = {m} AND channel = {m} AND address = {m}",
+        (workspace_id, EMAIL_CHANNEL, address),
+    ).first()
+    if before is not None:
+        return False
+    sql.insert_rows(
+        conn,
+        "suppressions",
+        ("workspace_id", "channel", "address", "reason", "detail", "created_at_ms"),
+        [(workspace_id, EMAIL_CHANNEL, address, reason, detail[:2000], now_ms)],
+        conflict="workspace_id, channel, address",
+    )
+    return True
+
+
+def _follow_merge(conn: Connection, workspace_id: str, profile_id: str) -> str:
+    m = sql.mark(conn)
+    for _ in range(8):  # merges chain rarely; never loop forever on bad data
+        row = conn.exec_driver_sql(
+            f"SELECT into_profile_id FROM profile_merges WHERE workspace_id = {m} AND from_profile_id = {m}",
+            (workspace_id, profile_id),
+        ).first()
+        if row is None:
+            break
+        profile_id = row[0]
+    return profile_id
+
+
+def find_profile(conn: Connection, workspace_id: str, address: str, message_key: str | None) -> tuple[str, str | None] | None:
+    """(profile id, userId) of the person the feedback is about, or None."""
+    m = sql.mark(conn)
+    if message_key:
+        row = conn.exec_driver_sql(
+            f"SELECT profile_id FROM outbox WHERE workspace_id = {m} AND idempotency_key = {m}",
+            (workspace_id, message_key),
+        ).first()
+        if row is not None:
+            pid = _follow_merge(conn, workspace_id, row[0])
+            found = conn.exec_driver_sql(f"SELECT id, user_id FROM profiles WHERE id = {m}", (pid,)).first()
+            if found is not None:
+                return found[0], found[1]
+    # The scan: the LIKE narrows to profiles whose traits mention the address at all.
+    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.exec_driver_sql(
+        f"SELECT id, user_id, traits FROM profiles WHERE workspace_id = {m} AND lower(traits) LIKE {m} ESCAPE '\\'"
+        " ORDER BY updated_at_ms DESC",
+        (workspace_id, f"%{escaped}%"),
+    ).all()
+    for pid, user_id, traits in rows:
+        try:
+            email = orjson.loads(traits).get("email")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(email, str) and normalize_address(email) == address:
+            return pid, user_id
+    return None
+
+
+def _event_message_id(fb: Feedback) -> str:
+    if fb.message_key:
+        what = "complained" if fb.kind == "complaint" else f"bounced:{fb.kind}"
+        return f"nudgeflow:{fb.message_key}:{what}:{fb.address}"[:512]
+    digest = hashlib.sha256(f"{fb.provider}\0{fb.event_id}\0{fb.address}\0{fb.kind}".encode()).hexdigest()[:32]
+    return f"nudgeflow:feedback:{fb.provider}:{digest}"
+
+
+_EVENT_COLUMNS = (
+    "workspace_id", "message_id", "profile_id", "type", "event", "user_id", "anonymous_id",
+    "timestamp_ms", "received_at_ms", "payload",
+)
+
+
+def _event_row(workspace_id: str, fb: Feedback, profile_id: str, user_id: str | None, now_ms: int) -> tuple[Any, ...]:
+    message_id = _event_message_id(fb)
+    at = fb.occurred_at_ms if fb.occurred_at_ms and fb.occurred_at_ms <= now_ms else now_ms
+    if fb.kind == "complaint":
+        name = COMPLAINED_EVENT
+        properties: dict[str, Any] = {"feedback_type": fb.feedback_type or "abuse"}
+    else:
+        name = BOUNCED_EVENT
+        properties = {"kind": fb.kind, "status": fb.status, "diagnostic": fb.diagnostic}
+    properties.update({"message_key": fb.message_key, "provider": fb.provider, "email": fb.address, "channel": EMAIL_CHANNEL})
+    payload: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": message_id,
+        "properties": properties,
+        "timestamp": _iso(at),
+        "receivedAt": _iso(now_ms),
+        "context": {"library": {"name": "nudgeflow-bounces"}},
+    }
+    if user_id:
+        payload["userId"] = user_id
+    return (workspace_id, message_id, profile_id, "track", name, user_id, None, at, now_ms, orjson.dumps(payload).decode())
+
+
+def _event_exists(conn: Connection, workspace_id: str, message_id: str) -> bool:
+    m = sql.mark(conn)
+    return (
+        conn.exec_driver_sql(
+            f"SELECT 1 FROM events WHERE workspace_id = {m} AND message_id = {m}", (workspace_id, message_id)
+        ).first()
+        is not None
+    )
+
+
+def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback], now_ms: int) -> Applied:
+    """Suppress and record, in the caller's transaction."""
+    out = Applied()
+    for raw in items:
+        fb = raw if raw.address == normalize_address(raw.address) else _with_address(raw, normalize_address(raw.address))
+        if not fb.address:
+            continue
+        if fb.kind == "complaint":
+            out.complaints += 1
+        else:
+            out.bounces += 1
+        suppressed = False
+        if fb.suppresses:
+            reason = "complaint" if fb.kind == "complaint" else "hard_bounce"
+            detail = (
+                f"{fb.provider}: {fb.feedback_type or 'abuse'} complaint"
+                if fb.kind == "complaint"
+                else f"{fb.provider}: {fb.status or ''} {fb.diagnostic or ''}".strip()
+            )
+            suppressed = suppress_address(conn, workspace_id, fb.address, reason, detail, now_ms)
+            out.suppressed += int(suppressed)
+        person = find_profile(conn, workspace_id, fb.address, fb.message_key)
+        if person is None:
+            out.unknown_people += 1
+            log.info("feedback about an address no profile has", extra={"provider": fb.provider, "kind": fb.kind})
+        else:
+            row = _event_row(workspace_id, fb, person[0], person[1], now_ms)
+            if not _event_exists(conn, workspace_id, row[1]):
+                sql.insert_rows(conn, "events", _EVENT_COLUMNS, [row], conflict="workspace_id, message_id")
+                out.events += 1
+        out.details.append({"kind": fb.kind, "suppressed": suppressed, "profile_id": person[0] if person else None})
+    return out
+
+
+def _with_address(fb: Feedback, address: str) -> Feedback:
+    from dataclasses import replace
+
+    return replace(fb, address=address)
