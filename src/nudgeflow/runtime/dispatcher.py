@@ -18,6 +18,11 @@ outcome appends an engagement event to the profile's event log ("Message Deliver
 "Message Sent", "Message Failed"), with a message id derived from the message key so that
 recording it twice stores it once: journeys branch on it, and a send step with
 `on_failure: exit` ends its run on it.
+
+Before any of that, consent and suppression (store/consent.py): a message to a suppressed
+address (any message, transactional included) or a marketing message to a person who
+unsubscribed (from all marketing, or from the message's topic) is not sent: its row is
+marked `suppressed` with the reason in `error`, and a "Message Suppressed" event says why.
 """
 
 from __future__ import annotations
@@ -44,12 +49,15 @@ from nudgeflow.core.clock import Clock, from_ms, to_ms
 from nudgeflow.runtime import sql
 from nudgeflow.runtime.effects_writer import FAILED, PENDING, SENT
 from nudgeflow.runtime.processor import RuntimeStats
+from nudgeflow.store import consent
 
 log = logging.getLogger("nudgeflow.dispatch")
 
 DELIVERED_EVENT = "Message Delivered"
 SENT_EVENT = "Message Sent"
 FAILED_EVENT = "Message Failed"
+SUPPRESSED_EVENT = "Message Suppressed"
+SUPPRESSED = "suppressed"  # an outbox status: not sent, by consent or suppression (reason in `error`)
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class Outcome:
     row_id: int
     message: OutboundMessage
     attempts: int  # tries made, this one included
-    status: str  # sent | pending (retry) | failed
+    status: str  # sent | pending (retry) | failed | suppressed
     error: str | None = None
     next_attempt_at_ms: int | None = None
     delivered: bool = False  # "Message Delivered" rather than "Message Sent"
@@ -155,6 +163,13 @@ class Dispatcher:
         if not rows:
             return result
         profiles = _load_profiles(conn, list({r[3] for r in rows}))
+        addresses = {
+            row[0]: consent.address_of(row[8], profiles[row[3]][0] if row[3] in profiles else {}) for row in rows
+        }
+        consents = consent.ConsentBatch(
+            conn,
+            [(r[1], profiles[r[3]][2] if r[3] in profiles else r[3], r[8], addresses[r[0]]) for r in rows],
+        )
         outcomes: list[Outcome] = []
         sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
         leases: list[tuple[int, int, int, int]] = []
@@ -171,6 +186,15 @@ class Dispatcher:
                 channel=channel_name, template=template, variant=variant, marketing=bool(marketing),
                 context=context if isinstance(context, dict) else {}, traits=traits, version=int(version), attempt=attempt,
             )
+            topic = consent.topic_for(consents.settings.get(ws, {}), template, journey_id, message.context)
+            if topic is not None:
+                message.context.setdefault("topic", topic)
+            verdict = consents.state(
+                ws, profiles[pid][2] if pid in profiles else pid, channel_name, addresses[row_id], message.marketing, topic
+            )
+            if not verdict.allowed:
+                outcomes.append(Outcome(row_id, message, attempts, SUPPRESSED, verdict.reason))
+                continue
             channel = self.channels.get(channel_name)
             if channel is None:
                 outcomes.append(Outcome(row_id, message, attempt, FAILED, f"no channel named {channel_name!r}"))
@@ -272,8 +296,8 @@ class Dispatcher:
                 sent.append((SENT, o.attempts, now_ms, now_ms, o.row_id, *tail))
             elif o.status == PENDING:
                 retry.append((o.attempts, o.next_attempt_at_ms, now_ms, o.error, o.row_id, *tail))
-            else:
-                failed.append((FAILED, o.attempts, now_ms, o.error, o.row_id, *tail))
+            else:  # failed or suppressed: final, with the reason
+                failed.append((o.status, o.attempts, now_ms, o.error, o.row_id, *tail))
         sql.execute_many(
             conn,
             f"UPDATE outbox SET status = ?, attempts = ?, sent_at_ms = ?, updated_at_ms = ?, error = NULL WHERE id = ?{guard}",
@@ -294,6 +318,11 @@ class Dispatcher:
             if o.status == FAILED:
                 log.warning(
                     "message failed",
+                    extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.error},
+                )
+            elif o.status == SUPPRESSED:
+                log.info(
+                    "message suppressed",
                     extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.error},
                 )
         events = [
@@ -317,6 +346,8 @@ def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: in
     msg = o.message
     if o.status == SENT:
         status, name = ("delivered", DELIVERED_EVENT) if o.delivered else ("sent", SENT_EVENT)
+    elif o.status == SUPPRESSED:
+        status, name = SUPPRESSED, SUPPRESSED_EVENT
     else:
         status, name = "failed", FAILED_EVENT
     message_id = f"nudgeflow:{msg.key}:{status}"
@@ -333,6 +364,23 @@ def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: in
         properties["variant"] = msg.variant
     if o.error is not None:
         properties["reason"] = o.error
+    if msg.context.get("topic") is not None:
+        properties["topic"] = msg.context["topic"]
+    return event_row(msg.workspace_id, profile_id, user_id, name, message_id, properties, now_ms)
+
+
+def event_row(
+    workspace_id: str,
+    profile_id: str,
+    user_id: str | None,
+    name: str,
+    message_id: str,
+    properties: dict[str, Any],
+    now_ms: int,
+    library: str = "nudgeflow-dispatcher",
+) -> tuple[Any, ...]:
+    """A track event of the runtime's own (delivery, tracking, consent) as a row of `events`,
+    for `append_events`. A deterministic `message_id` makes recording it twice store it once."""
     payload: dict[str, Any] = {
         "type": "track",
         "event": name,
@@ -340,12 +388,12 @@ def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: in
         "properties": properties,
         "timestamp": _iso(now_ms),
         "receivedAt": _iso(now_ms),
-        "context": {"library": {"name": "nudgeflow-dispatcher"}},
+        "context": {"library": {"name": library}},
     }
     if user_id:
         payload["userId"] = user_id
     return (
-        msg.workspace_id,
+        workspace_id,
         message_id,
         profile_id,
         "track",
@@ -356,6 +404,17 @@ def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: in
         now_ms,
         orjson.dumps(payload).decode(),
     )
+
+
+def append_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append `event_row`s to the event log (the engine reads them like ingested events)."""
+    sql.insert_rows(conn, "events", _EVENT_COLUMNS, rows, conflict="workspace_id, message_id")
+
+
+def profile_identity(conn: Connection, profile_id: str) -> tuple[str, str | None] | None:
+    """(the profile's id, its userId), following a merge; None if there is no such profile."""
+    found = _load_profiles(conn, [profile_id]).get(profile_id)
+    return (found[2], found[1]) if found else None
 
 
 def _load_profiles(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None, str]]:

@@ -1,0 +1,68 @@
+"""Consent and suppression at send time, in the dispatcher, on both databases."""
+
+from __future__ import annotations
+
+import orjson
+
+from nudgeflow.channels.base import ChannelRegistry
+from nudgeflow.core.clock import to_ms
+from nudgeflow.store import consent
+
+from runtime_support import Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
+from test_dispatcher import FlakyRemote, registry
+
+
+def now(h: Harness) -> int:
+    return to_ms(h.clock.now())
+
+
+def test_a_suppressed_address_gets_nothing_and_the_row_says_why(h: Harness) -> None:
+    h.identify("ada", email="Ada@Example.com")
+    h.identify("bob", email="bob@example.com")
+    h.in_transaction(lambda conn: consent.suppress(conn, h.ws, "email", "ada@example.COM", "hard_bounce", now(h), "550 5.1.1"))
+    h.track("ada", "Signed Up")
+    h.track("bob", "Signed Up")
+    rt = h.runtime()
+    rt.run_until_idle()
+    rows = {r.profile_id: r for r in h.outbox()}
+    ada, bob = rows[h.profile_id("ada")], rows[h.profile_id("bob")]
+    assert (ada.status, ada.error, ada.attempts, ada.sent_at_ms) == ("suppressed", "suppressed: hard_bounce", 0, None)
+    assert bob.status == "sent"
+    assert [m.profile_id for m in h.log_messages()] == [h.profile_id("bob")]
+    [event] = h.events_named("Message Suppressed")
+    assert event.message_id == f"nudgeflow:{ada.idempotency_key}:suppressed" and event.profile_id == h.profile_id("ada")
+    assert orjson.loads(event.payload)["properties"]["reason"] == "suppressed: hard_bounce"
+    assert rt.run_until_idle().messages == 0  # final: never claimed again
+
+
+def test_an_unsubscribed_person_gets_no_marketing_and_a_remote_channel_is_never_called(h: Harness) -> None:
+    h.identify("ada", email="ada@example.com")
+    pid = h.profile_id("ada")
+    h.in_transaction(lambda conn: consent.set_subscription(conn, h.ws, pid, consent.ALL, False, now(h)))
+    flaky = FlakyRemote()
+    h.track("ada", "Signed Up", channel="flaky")
+    rt = h.runtime(channels=registry(flaky=flaky))
+    rt.run_until_idle()
+    [row] = h.outbox()
+    assert (row.status, row.error) == ("suppressed", "unsubscribed") and flaky.sent == []
+
+
+def test_a_topic_unsubscribe_stops_that_topic_only(h: Harness) -> None:
+    h.identify("ada", email="ada@example.com")
+    pid = h.profile_id("ada")
+
+    def setup(conn: object) -> None:
+        consent.update_settings(conn, h.ws, {consent.TOPICS: ["offers", "reminders"],
+                                             consent.TOPIC_BY_TEMPLATE: {"promo": "offers", "welcome": "reminders"}}, now(h))
+        consent.set_subscription(conn, h.ws, pid, "offers", False, now(h))
+
+    h.in_transaction(setup)
+    h.track("ada", "Signed Up", template="promo")
+    h.track("ada", "Signed Up", template="welcome")
+    rt = h.runtime(channels=ChannelRegistry.development())
+    rt.run_until_idle()
+    by_template = {r.template: r for r in h.outbox()}
+    assert (by_template["promo"].status, by_template["promo"].error) == ("suppressed", "unsubscribed from topic offers")
+    assert by_template["welcome"].status == "sent"
+    [logged] = h.log_messages()
+    assert orjson.loads(logged.body)["context"]["topic"] == "reminders"

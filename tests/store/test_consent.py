@@ -1,0 +1,80 @@
+"""store/consent.py on both databases: suppressions, subscriptions, the decision, settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import make_workspace
+from nudgeflow.store import consent
+from nudgeflow.store.consent import ALL, ConsentState, can_send, consent_state, decide
+
+NOW = 1_800_000_000_000
+
+
+def test_decide_suppression_stops_everything_consent_gates_marketing_only() -> None:
+    assert decide("hard_bounce", {}, marketing=False, topic=None) == ConsentState(False, "suppressed: hard_bounce")
+    off = {ALL: (False, "normal")}
+    assert decide(None, off, marketing=True, topic=None).reason == "unsubscribed"
+    assert decide(None, off, marketing=False, topic=None).allowed
+    topic_off = {"offers": (False, "normal"), ALL: (True, "fewer")}
+    assert decide(None, topic_off, True, "offers") == ConsentState(False, "unsubscribed from topic offers", "fewer", "offers")
+    assert decide(None, topic_off, True, "reminders") == ConsentState(True, None, "fewer", "reminders")
+    assert decide(None, {}, True, "anything").allowed  # no row: subscribed
+
+
+def test_suppress_unsuppress_and_list(engine: Any) -> None:
+    ws = make_workspace(engine).workspace_id
+    with engine.begin() as conn:
+        assert consent.suppress(conn, ws, "email", " Ada@Example.com ", "manual", NOW, "asked by phone")
+        assert not consent.suppress(conn, ws, "email", "ada@example.com", "complaint", NOW + 1)
+        consent.suppress(conn, ws, "email", "bob@example.com", "hard_bounce", NOW)
+    with engine.connect() as conn:
+        listed = consent.list_suppressions(conn, ws)
+        assert [(s["address"], s["reason"]) for s in listed] == [("ada@example.com", "complaint"), ("bob@example.com", "hard_bounce")]
+        assert can_send(conn, ws, "p1", "email", "ADA@example.com", marketing=False) == (False, "suppressed: complaint")
+        assert can_send(conn, ws, "p1", "sms", "ada@example.com", marketing=True) == (True, None)
+    with engine.begin() as conn:
+        assert consent.unsuppress(conn, ws, "email", "ada@EXAMPLE.com")
+        assert not consent.unsuppress(conn, ws, "email", "ada@example.com")
+    with engine.connect() as conn:
+        assert can_send(conn, ws, "p1", "email", "ada@example.com", marketing=True) == (True, None)
+        assert consent.suppression_of(conn, ws, "email", "bob@example.com")["reason"] == "hard_bounce"
+
+
+def test_subscriptions_and_frequency(engine: Any) -> None:
+    ws = make_workspace(engine).workspace_id
+    with engine.connect() as conn:
+        assert consent.subscriptions_of(conn, ws, "p1", ["offers"]) == {
+            "subscribed": True, "frequency": "normal", "topics": {"offers": True}, "updated_at_ms": None,
+        }
+    with engine.begin() as conn:
+        assert consent.set_subscription(conn, ws, "p1", "offers", False, NOW)
+        assert not consent.set_subscription(conn, ws, "p1", "offers", False, NOW + 1)
+        assert consent.set_subscription(conn, ws, "p1", ALL, True, NOW, frequency="fewer")
+    with engine.connect() as conn:
+        subs = consent.subscriptions_of(conn, ws, "p1", ["offers", "reminders"])
+        assert subs["topics"] == {"offers": False, "reminders": True} and subs["frequency"] == "fewer"
+        state = consent_state(conn, ws, "p1", "email", "p1@example.com", True, "offers")
+        assert state == ConsentState(False, "unsubscribed from topic offers", "fewer", "offers")
+        assert consent_state(conn, ws, "p1", "email", None, False, "offers").allowed
+    with engine.begin() as conn:
+        consent.set_subscription(conn, ws, "p1", ALL, False, NOW)
+    with engine.connect() as conn:
+        assert can_send(conn, ws, "p1", "email", None, True, "reminders") == (False, "unsubscribed")
+        assert consent.subscriptions_of(conn, ws, "p1")["frequency"] == "fewer"  # kept
+
+
+def test_tracking_secret_is_made_once_and_other_settings_are_kept(engine: Any) -> None:
+    ws = make_workspace(engine).workspace_id
+    with engine.begin() as conn:
+        consent.update_settings(conn, ws, {"smtp": {"host": "x"}, consent.TOPICS: ["offers", {"id": "news", "label": "News"}]}, NOW)
+        assert consent.existing_tracking_secret(conn, ws) is None
+        secret = consent.tracking_secret(conn, ws, NOW)
+    with engine.begin() as conn:
+        assert consent.tracking_secret(conn, ws, NOW) == secret and len(secret) >= 40
+        settings = consent.get_settings(conn, ws)
+    assert settings["smtp"] == {"host": "x"}
+    assert consent.topics_of(settings) == [("offers", "Offers"), ("news", "News")]
+    assert consent.public_base_url({consent.PUBLIC_BASE_URL: "https://m.example.com/"}) == "https://m.example.com"
+    assert consent.topic_for({consent.TOPIC_BY_JOURNEY: {"winback": "offers"}}, "t", "winback") == "offers"
+    assert consent.topic_for({consent.TOPIC_BY_JOURNEY: {"winback": "offers"}}, "t", "winback", {"topic": "news"}) == "news"
