@@ -1,0 +1,98 @@
+"""Templates in the database (SQLite and PostgreSQL): versions, the compiled cache, files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+import nudgeflow.content.templates as T
+from nudgeflow.content.sample import sample_context
+from nudgeflow.content.templates import TemplateError, render
+from nudgeflow.store import templates as store
+from nudgeflow.store.schema import template_versions
+from tests.conftest import make_workspace
+
+MJML = "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ profile.first_name }}</mj-text></mj-column></mj-section></mj-body></mjml>"
+SOURCE = {"subject": "Welcome, {{ profile.first_name | default: 'friend' }}", "body": MJML}
+
+
+def test_versions_are_immutable_and_identical_saves_add_nothing(engine: Any) -> None:
+    ws = _ws(engine)
+    with engine.begin() as conn:
+        assert store.save_template(conn, ws, "welcome", SOURCE, 1000) == (1, True)
+        assert store.save_template(conn, ws, "welcome", dict(SOURCE), 2000) == (1, False)
+        assert store.save_template(conn, ws, "welcome", {**SOURCE, "subject": "Hello"}, 3000) == (2, True)
+        # Back to the first text: a new version (history is never rewritten).
+        assert store.save_template(conn, ws, "welcome", SOURCE, 4000) == (3, True)
+    with engine.connect() as conn:
+        current = store.get_template(conn, ws, "welcome")
+        assert current is not None and current["version"] == 3 and current["current_version"] == 3
+        assert [v["version"] for v in current["versions"]] == [1, 2, 3]
+        assert store.get_template(conn, ws, "welcome", 2)["source"]["subject"] == "Hello"  # type: ignore[index]
+        assert store.get_template(conn, ws, "welcome", 9) is None
+        assert store.get_template(conn, ws, "nope") is None
+        listed = store.list_templates(conn, ws)
+        assert [(t["name"], t["channel"], t["current_version"]) for t in listed] == [("welcome", "email", 3)]
+        compiled_html = conn.execute(select(template_versions.c.compiled).where(
+            template_versions.c.workspace_id == ws, template_versions.c.version == 1)).scalar_one()
+        assert compiled_html and "{{ profile.first_name }}" in compiled_html and "<mj-" not in compiled_html
+
+
+def _ws(engine: Any) -> str:
+    return make_workspace(engine).workspace_id
+
+
+def test_an_invalid_template_is_never_stored(engine: Any) -> None:
+    ws = _ws(engine)
+    with engine.begin() as conn:
+        with pytest.raises(TemplateError) as caught:
+            store.save_template(conn, ws, "broken", {"subject": "Hi {{ x", "body": "<p>b</p>"}, 1000)
+        assert caught.value.part == "subject"
+        with pytest.raises(store.TemplateStoreError):
+            store.save_template(conn, ws, "bad name!", SOURCE, 1000)
+        with pytest.raises(store.TemplateStoreError):
+            store.save_template(conn, "ws_nope", "welcome", SOURCE, 1000)
+        store.save_template(conn, ws, "welcome", SOURCE, 1000)
+        with pytest.raises(store.TemplateStoreError, match="email template"):
+            store.save_template(conn, ws, "welcome", {"channel": "push", "title": "t", "body": "b"}, 2000)
+        assert store.list_templates(conn, ws)[0]["current_version"] == 1
+
+
+def test_load_compiled_is_cached_per_version_and_never_recompiles(engine: Any) -> None:
+    ws = _ws(engine)
+    with engine.begin() as conn:
+        store.save_template(conn, ws, "welcome", SOURCE, 1000)
+    store.clear_cache()
+    before = T.MJML_COMPILES
+    with engine.connect() as conn:
+        first = store.load_compiled(conn, ws, "welcome")
+        assert store.load_compiled(conn, ws, "welcome") is first
+        assert store.load_compiled(conn, ws, "welcome", 1) is first
+    assert T.MJML_COMPILES == before  # the stored HTML was used
+    assert "Hi Ana" in render(first, sample_context()).html  # type: ignore[union-attr]
+    with engine.begin() as conn:
+        store.save_template(conn, ws, "welcome", {**SOURCE, "subject": "v2"}, 2000)
+    with engine.connect() as conn:
+        second = store.load_compiled(conn, ws, "welcome")
+        assert second is not first and render(second, sample_context()).subject == "v2"  # type: ignore[union-attr]
+        assert store.load_compiled(conn, ws, "welcome", 1) is first
+        with pytest.raises(store.TemplateNotFound):
+            store.load_compiled(conn, ws, "nope")
+        with pytest.raises(store.TemplateNotFound):
+            store.load_compiled(conn, ws, "welcome", 7)
+
+
+def test_template_files(tmp_path: Path) -> None:
+    (tmp_path / "hello.yaml").write_text("subject: \"Hi {{ profile.first_name | default: 'there' }}\"\nbody: |\n  <p>Hello</p>\n")
+    (tmp_path / "ping.yml").write_text("channel: push\ntitle: Ping\nbody: Hello {{ profile.first_name }}\n")
+    (tmp_path / "notes.txt").write_text("not a template")
+    loaded = store.load_template_files(tmp_path)
+    assert [(name, s.channel) for name, s in loaded] == [("hello", "email"), ("ping", "push")]
+    (tmp_path / "broken.yaml").write_text("subject: ok\nbody: |\n  <p>\n  {{ profile. }}\n")
+    with pytest.raises(store.TemplateFileError) as caught:
+        store.load_template_files(tmp_path)
+    assert caught.value.path.name == "broken.yaml"
+    assert isinstance(caught.value.error, TemplateError) and caught.value.error.line == 2
