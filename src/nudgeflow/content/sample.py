@@ -1,8 +1,9 @@
 """A realistic render context for previews (`templates render --sample`) and tests.
 
-It has the shape of the personalization context (docs/templates.md lists the variables):
-a person, the triggering event, a cart with two items, an order, recently viewed items,
-recommendations, the nearest store, trial days, and the unsubscribe/preference links.
+It has the shape of nudgeflow.content.context.build_context's result (docs/templates.md
+lists the variables): a person, the triggering event, the journey and run, a cart with two
+items, recently viewed items, recommendations (bought together, similar), the nearest
+store, trial days left, and `links` (unsubscribe, preferences) as the email channel adds them.
 """
 
 from __future__ import annotations
@@ -36,20 +37,14 @@ SAMPLE: dict[str, Any] = {
         "properties": {"product_id": "sku-kettle-02", "name": "Gooseneck Kettle", "price": 64.9,
                        "currency": "EUR", "cart_id": "cart_77", "level": 12, "item_name": "Gooseneck Kettle"},
     },
-    "run": {"journey_id": "cart-abandonment", "step": "remind-1h", "entered_at": "2025-03-14T09:26:53Z"},
+    "journey": {"id": "cart-abandonment", "name": "Cart abandonment", "version": 1},
+    "run": {"id": "run_sample", "step": "remind-1h", "entered_at": "2025-03-14T09:26:53Z"},
     "cart": {
         "id": "cart_77",
         "items": [_MUG, _KETTLE],
-        "total": 100.9,
+        "count": 3,
+        "subtotal": 100.9,
         "currency": "EUR",
-        "url": "https://shop.example.com/cart?c=cart_77",
-    },
-    "order": {
-        "id": "ord_5531",
-        "items": [_MUG, _KETTLE],
-        "total": 100.9,
-        "currency": "EUR",
-        "url": "https://shop.example.com/orders/ord_5531",
     },
     "recently_viewed": [
         {"id": "sku-grinder-03", "name": "Burr Coffee Grinder", "price": 129.0, "currency": "EUR",
@@ -57,20 +52,25 @@ SAMPLE: dict[str, Any] = {
          "category": "coffee"},
         _KETTLE,
     ],
-    "recommendations": [
-        {"id": "sku-filters-04", "name": "Paper Filters (100)", "price": 6.5, "currency": "EUR",
-         "image": "https://cdn.example.com/p/filters.jpg", "url": "https://shop.example.com/p/filters",
-         "category": "coffee"},
-        {"id": "sku-scale-05", "name": "Pour-over Scale", "price": 39.0, "currency": "EUR",
-         "image": "https://cdn.example.com/p/scale.jpg", "url": "https://shop.example.com/p/scale",
-         "category": "coffee"},
-        {"id": "sku-beans-06", "name": "Single-origin Beans 250 g", "price": 14.0, "currency": "EUR",
-         "image": "https://cdn.example.com/p/beans.jpg", "url": "https://shop.example.com/p/beans",
-         "category": "coffee"},
-    ],
+    "recommendations": {
+        "bought_together": [
+            {"id": "sku-filters-04", "name": "Paper Filters (100)", "price": 6.5, "currency": "EUR",
+             "image": "https://cdn.example.com/p/filters.jpg", "url": "https://shop.example.com/p/filters",
+             "category": "coffee"},
+            {"id": "sku-scale-05", "name": "Pour-over Scale", "price": 39.0, "currency": "EUR",
+             "image": "https://cdn.example.com/p/scale.jpg", "url": "https://shop.example.com/p/scale",
+             "category": "coffee"},
+        ],
+        "similar": [
+            {"id": "sku-beans-06", "name": "Single-origin Beans 250 g", "price": 14.0, "currency": "EUR",
+             "image": "https://cdn.example.com/p/beans.jpg", "url": "https://shop.example.com/p/beans",
+             "category": "coffee"},
+        ],
+    },
     "nearest_place": {"id": "store-lx-1", "name": "Nudgeshop Chiado", "address": "Rua Garrett 42, Lisboa",
                       "distance_km": 0.4, "latitude": 38.7107, "longitude": -9.1424},
-    "trial": {"days_left": 3, "ends_at": "2025-03-17T00:00:00Z"},
+    "trial_days_left": 3,
+    "now": "2025-03-14T10:27:00Z",
     "links": {
         "unsubscribe": "https://nudge.example.com/u/sample-token",
         "preferences": "https://nudge.example.com/p/sample-token",
@@ -81,4 +81,8 @@ SAMPLE: dict[str, Any] = {
 
 def sample_context() -> dict[str, Any]:
     """A fresh copy (callers may change it)."""
-    return copy.deepcopy(SAMPLE)
+    out = copy.deepcopy(SAMPLE)
+    out["products"] = {p["id"]: p for p in [*out["cart"]["items"], *out["recently_viewed"],
+                                            *out["recommendations"]["bought_together"],
+                                            *out["recommendations"]["similar"]]}
+    return out
