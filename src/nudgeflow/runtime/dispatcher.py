@@ -56,6 +56,9 @@ log = logging.getLogger("nudgeflow.dispatch")
 DELIVERED_EVENT = "Message Delivered"
 SENT_EVENT = "Message Sent"
 FAILED_EVENT = "Message Failed"
+# A permanent failure that carries `bounce` (a dict: code, status, text...; the email
+# channel's BounceError) also appends this event, for journeys and suppression to act on.
+BOUNCED_EVENT = "Email Bounced"
 SUPPRESSED_EVENT = "Message Suppressed"
 SUPPRESSED = "suppressed"  # an outbox status: not sent, by consent or suppression (reason in `error`)
 
@@ -96,6 +99,7 @@ class Outcome:
     error: str | None = None
     next_attempt_at_ms: int | None = None
     delivered: bool = False  # "Message Delivered" rather than "Message Sent"
+    bounce: dict[str, Any] | None = None  # the channel's bounce details, when it bounced
 
 
 @dataclass
@@ -238,7 +242,8 @@ class Dispatcher:
                 return Outcome(row_id, message, attempt, FAILED, f"gave up after {attempt} attempts: {exc.reason}")
             due = now_ms + backoff_ms(message.key, attempt, exc.retry_after_s, self.policy)
             return Outcome(row_id, message, attempt, PENDING, exc.reason, next_attempt_at_ms=due)
-        return Outcome(row_id, message, attempt, FAILED, exc.reason)
+        bounce = getattr(exc, "bounce", None)
+        return Outcome(row_id, message, attempt, FAILED, exc.reason, bounce=bounce if isinstance(bounce, dict) else None)
 
     # -- remote sends, outside any transaction ------------------------------------------------
 
@@ -330,6 +335,11 @@ class Dispatcher:
             for o in outcomes
             if o.status != PENDING
         ]
+        events.extend(
+            _bounce_row(o, *profiles.get(o.message.profile_id, ({}, None, o.message.profile_id))[1:], now_ms)
+            for o in outcomes
+            if o.status == FAILED and o.bounce is not None
+        )
         sql.insert_rows(conn, "events", _EVENT_COLUMNS, events, conflict="workspace_id, message_id")
         return len(events)
 
@@ -415,6 +425,33 @@ def profile_identity(conn: Connection, profile_id: str) -> tuple[str, str | None
     """(the profile's id, its userId), following a merge; None if there is no such profile."""
     found = _load_profiles(conn, [profile_id]).get(profile_id)
     return (found[2], found[1]) if found else None
+
+
+def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -> tuple[Any, ...]:
+    msg = o.message
+    message_id = f"nudgeflow:{msg.key}:bounced"
+    properties: dict[str, Any] = {
+        "message_key": msg.key,
+        "journey_id": msg.journey_id,
+        "run_id": msg.run_id,
+        "step": msg.step,
+        "channel": msg.channel,
+        "template": msg.template,
+        **(o.bounce or {}),
+    }
+    payload: dict[str, Any] = {
+        "type": "track",
+        "event": BOUNCED_EVENT,
+        "messageId": message_id,
+        "properties": properties,
+        "timestamp": _iso(now_ms),
+        "receivedAt": _iso(now_ms),
+        "context": {"library": {"name": "nudgeflow-dispatcher"}},
+    }
+    if user_id:
+        payload["userId"] = user_id
+    return (msg.workspace_id, message_id, profile_id, "track", BOUNCED_EVENT, user_id, None, now_ms, now_ms,
+            orjson.dumps(payload).decode())
 
 
 def _load_profiles(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None, str]]:

@@ -1,0 +1,682 @@
+"""The `email` channel: messages composed, DKIM-signed and delivered over SMTP.
+
+- Content comes from a `Renderer` (`render_email(message) -> RenderedEmail`): the templates
+  and personalization of content/ plug in there. `compose` turns it into a
+  multipart/alternative message: a text part (given, or derived from the HTML by
+  `html_to_text`), the HTML part with the preheader as hidden text at its top, a
+  Message-ID that is a function of the message's idempotency key (a resend after a crash
+  carries the same one, so receivers and our own bounce handling can tell), a Date, and
+  the headers the renderer asks for (List-Unsubscribe, List-Unsubscribe-Post, ...).
+- DKIM (dkimpy) when the configuration has a key, over the headers that matter,
+  List-Unsubscribe-Post included.
+- Delivery through a pool of SMTP connections per configuration (reused across messages,
+  replaced when they fail), at most `concurrency` sends at once and at most `rate` a second
+  (a token bucket on the injected clock).
+- Outcomes: a 4xx answer, a timeout or a lost connection is a TransientError (the
+  dispatcher retries with backoff); a 5xx answer to RCPT or DATA is a `BounceError` (a
+  PermanentError carrying the code and text: the dispatcher records the message failed
+  and appends an "Email Bounced" event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import importlib
+import inspect
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+from html.parser import HTMLParser
+from typing import Any, Awaitable, Callable, Mapping, Protocol
+
+import aiosmtplib
+
+from nudgeflow.channels.base import ChannelRegistry, OutboundMessage, PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.smtp_config import NONE, STARTTLS, TLS, SmtpConfig, SmtpConfigError, parse_smtp_url
+from nudgeflow.core.clock import Clock, SystemClock
+
+log = logging.getLogger("nudgeflow.email")
+
+BOUNCED_EVENT = "Email Bounced"
+
+# The headers a DKIM signature covers, when present. dkimpy's default list
+# (dkim.DKIM.SHOULD) does not include List-Unsubscribe-Post, and RFC 8058 §4 requires both
+# List-Unsubscribe and List-Unsubscribe-Post to be covered by a valid DKIM signature for a
+# one-click unsubscribe to be honoured: we name them ourselves.
+DKIM_HEADERS = (
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "Reply-To",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "List-Id",
+    "Feedback-ID",
+)
+
+# -- content ------------------------------------------------------------------------------
+
+
+@dataclass
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str | None = None  # None: derived from the HTML
+    preheader: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, List-Unsubscribe-Post, ...
+    to: str | None = None  # None: the profile's email trait
+    marketing: bool = False
+
+
+class Renderer(Protocol):
+    async def render_email(self, message: OutboundMessage) -> RenderedEmail:
+        """The content of one message; raise PermanentError when it cannot be rendered."""
+
+
+class DefaultRenderer:
+    """The templates of content/templates.py, when that module is there.
+
+    Looked up at call time: `nudgeflow.content.templates.render_email(engine, message)`
+    (sync or async) returning a RenderedEmail (or anything with its attributes). Without
+    it, every message fails with "no template renderer".
+    """
+
+    def __init__(self, engine: Any = None) -> None:
+        self.engine = engine
+
+    async def render_email(self, message: OutboundMessage) -> RenderedEmail:
+        try:
+            templates = importlib.import_module("nudgeflow.content.templates")
+        except ImportError:
+            templates = None
+        render = getattr(templates, "render_email", None)
+        if render is None:
+            raise PermanentError("no template renderer")
+        result = render(self.engine, message)
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, RenderedEmail):
+            return result
+        return RenderedEmail(
+            subject=result.subject,
+            html=result.html,
+            text=getattr(result, "text", None),
+            preheader=getattr(result, "preheader", None),
+            headers=dict(getattr(result, "headers", None) or {}),
+            to=getattr(result, "to", None),
+            marketing=bool(getattr(result, "marketing", message.marketing)),
+        )
+
+
+_BLOCK = {
+    "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt", "fieldset", "figcaption",
+    "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav", "ol", "p",
+    "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul", "li", "body", "html",
+}
+_SKIP = {"script", "style", "head", "title", "template", "noscript", "svg"}
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+_HIDDEN = re.compile(r"display\s*:\s*none|mso-hide\s*:\s*all", re.I)
+
+
+class _TextMaker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip: list[str] = []  # open tags whose content is not text
+        self.links: list[tuple[str | None, int]] = []  # open <a>: href, where its text starts
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if self.skip:
+            if tag not in _VOID:
+                self.skip.append(tag)
+            return
+        if tag in _SKIP or _HIDDEN.search(a.get("style") or "") or "hidden" in a:
+            if tag not in _VOID:
+                self.skip.append(tag)
+            return
+        if tag == "br":
+            self.out.append("\n")
+        elif tag == "hr":
+            self.out.append("\n\n----\n\n")
+        elif tag == "li":
+            self.out.append("\n- ")
+        elif tag in ("td", "th"):
+            self.out.append(" ")
+        elif tag in _BLOCK:
+            self.out.append("\n\n" if tag in ("p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote") else "\n")
+        elif tag == "img":
+            alt = (a.get("alt") or "").strip()
+            if alt:
+                self.out.append(f" {alt} ")
+        if tag == "a":
+            self.links.append((a.get("href"), len(self.out)))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skip:
+            if tag in self.skip:  # tolerate unclosed inner tags
+                while self.skip and self.skip.pop() != tag:
+                    pass
+            return
+        if tag == "a" and self.links:
+            href, start = self.links.pop()
+            label = " ".join("".join(self.out[start:]).split())
+            href = (href or "").strip()
+            if href and not href.startswith(("#", "javascript:")):
+                shown = href[7:] if href.startswith("mailto:") else href
+                if not label:
+                    self.out.append(shown)
+                elif label != shown and label != href:
+                    self.out.append(f" ({shown})")
+        elif tag in _BLOCK and tag != "li":  # the next item starts its own line
+            self.out.append("\n\n" if tag in ("p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote") else "\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(data)
+
+
+def html_to_text(source: str) -> str:
+    """A readable text version of an HTML email: no tags, no hidden text (scripts, styles,
+    display:none), links as "text (url)", list items as "- ", whitespace collapsed within
+    lines, at most one blank line in a row."""
+    maker = _TextMaker()
+    maker.feed(source)
+    maker.close()
+    lines = []
+    for line in "".join(maker.out).replace("\xa0", " ").replace("\u200c", "").split("\n"):
+        lines.append(" ".join(line.split()))
+    text = "\n".join(lines)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    return text + "\n" if text else ""
+
+
+_PREHEADER_STYLE = (
+    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;"
+    "mso-hide:all;color:transparent"
+)
+
+
+def inject_preheader(source: str, preheader: str) -> str:
+    """The preheader as hidden text at the top of the body (what inboxes show after the
+    subject), padded so that the body's first words do not follow it into the preview."""
+    block = (
+        f'<div style="{_PREHEADER_STYLE}">{html.escape(preheader)}'
+        + "&#8199;&#65279;&#847; " * 40
+        + "</div>"
+    )
+    match = re.search(r"<body\b[^>]*>", source, re.I)
+    if match:
+        return source[: match.end()] + block + source[match.end() :]
+    return block + source
+
+
+def message_id_for(message_key: str, domain: str) -> str:
+    """`<nf.HASH@domain>`: the same key gives the same Message-ID (email.utils.make_msgid
+    is random by design, so it cannot be used for a resend)."""
+    digest = hashlib.blake2b(message_key.encode(), digest_size=16).hexdigest()
+    return f"<nf.{digest}@{domain or 'nudgeflow.invalid'}>"
+
+
+def _one_line(value: str) -> str:
+    return " ".join(str(value).split())
+
+
+def compose(
+    rendered: RenderedEmail,
+    to: str,
+    from_: str,
+    headers: Mapping[str, str] | None = None,
+    message_key: str = "",
+    *,
+    reply_to: str | None = None,
+    date: Any = None,
+) -> EmailMessage:
+    """The message to send (see the module docstring). `from_` is "Name <addr>" or an address.
+    Raises ValueError on an address or header that cannot be put in a message."""
+    _, sender = parseaddr(from_)
+    if "@" not in sender:
+        raise ValueError(f"not an email address: {from_!r}")
+    domain = sender.rsplit("@", 1)[1]
+    msg = EmailMessage(policy=email_policy.SMTP)
+    msg["From"] = from_
+    msg["To"] = to
+    msg["Subject"] = _one_line(rendered.subject)
+    msg["Date"] = format_datetime(date) if date is not None else _now_header()
+    msg["Message-ID"] = message_id_for(message_key or f"{to}:{rendered.subject}", domain)
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    extra = dict(rendered.headers or {})
+    extra.update(headers or {})
+    if message_key:
+        extra.setdefault("X-Nudgeflow-Message-Key", message_key)
+    for name, value in extra.items():
+        if name.lower() in ("from", "to", "subject", "date", "message-id", "mime-version", "content-type"):
+            raise ValueError(f"header {name} is set by compose")
+        if value is None:
+            continue
+        del msg[name]
+        msg[name] = _one_line(value)
+    text = rendered.text if rendered.text is not None else html_to_text(rendered.html)
+    body = inject_preheader(rendered.html, rendered.preheader) if rendered.preheader else rendered.html
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(body, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+def _now_header() -> str:
+    from email.utils import formatdate
+
+    return formatdate(usegmt=True)
+
+
+def dkim_sign(raw: bytes, selector: str, domain: str, private_key: bytes) -> bytes:
+    """`raw` with a DKIM-Signature header in front (relaxed/relaxed, rsa-sha256)."""
+    import dkim
+
+    present = {line.split(b":", 1)[0].strip().lower() for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if b":" in line and not line[:1].isspace()}
+    include = [h.lower().encode() for h in DKIM_HEADERS if h.lower().encode() in present]
+    signature = dkim.sign(
+        raw,
+        selector.encode(),
+        domain.encode(),
+        private_key,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=include,
+        linesep=b"\r\n",
+    )
+    return signature + raw
+
+
+# -- sending ------------------------------------------------------------------------------
+
+
+class BounceError(PermanentError):
+    """The server refused the recipient or the message for good (a 5xx answer)."""
+
+    def __init__(self, code: int, text: str, phase: str, recipient: str) -> None:
+        status = _enhanced_status(text)
+        super().__init__(f"{code} {text} ({phase})".strip())
+        self.code = code
+        self.text = text
+        self.phase = phase
+        self.bounce = {"code": code, "status": status, "text": text, "phase": phase, "recipient": recipient, "kind": "hard"}
+
+
+def _enhanced_status(text: str) -> str | None:
+    match = re.match(r"\s*([245]\.\d{1,3}\.\d{1,3})\b", text or "")
+    return match.group(1) if match else None
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TokenBucket:
+    """`rate` per second, bursts of up to `burst`; waiters are served in turn."""
+
+    def __init__(self, rate: float, burst: float | None, clock: Clock, sleep: Sleep) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+        self.clock = clock
+        self.sleep = sleep
+        self.tokens = self.burst
+        self.stamp = clock.monotonic()
+        self._lock: asyncio.Lock | None = None
+        self._loop: Any = None
+
+    async def take(self) -> None:
+        if self.rate <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+        assert self._lock is not None
+        async with self._lock:
+            while True:
+                now = self.clock.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await self.sleep((1 - self.tokens) / self.rate)
+
+
+def _tls_context(config: SmtpConfig) -> ssl.SSLContext | None:
+    if config.tls == NONE:
+        return None
+    context = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else ssl.create_default_context()
+    if not config.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmtpPool:
+    """Connections to one server: up to `max_connections` at once, `pool_size` kept idle.
+
+    Bound to the event loop that uses it; when another loop comes (run_until_idle runs each
+    round in a loop of its own), the idle connections of the old one are dropped."""
+
+    IDLE_CHECK_S = 5.0  # a connection idle for longer is checked with NOOP before reuse
+
+    def __init__(self, config: SmtpConfig, clock: Clock, sleep: Sleep) -> None:
+        self.config = config
+        self.clock = clock
+        self.bucket = TokenBucket(config.rate_per_second, None, clock, sleep)
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: Any = None
+        self._tls = _tls_context(config)
+        self.connections_opened = 0
+        self.sent = 0
+
+    def _bind(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:
+            self._loop = loop
+            self._idle = []
+            self._slots = asyncio.Semaphore(self.config.max_connections)
+        return self._slots
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        c = self.config
+        client = aiosmtplib.SMTP(
+            hostname=c.host,
+            port=c.port,
+            use_tls=c.tls == TLS,
+            start_tls=True if c.tls == STARTTLS else (False if c.tls in (NONE, TLS) else None),
+            tls_context=self._tls,
+            validate_certs=c.verify_tls,
+            timeout=c.timeout_s,
+            username=c.username,
+            password=c.password,
+        )
+        await client.connect()
+        self.connections_opened += 1
+        return client
+
+    async def _take(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client, since = self._idle.pop()
+            if not client.is_connected:
+                continue
+            if self.clock.monotonic() - since > self.IDLE_CHECK_S:
+                try:
+                    await client.noop()
+                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                    _drop(client)
+                    continue
+            return client
+        return await self._connect()
+
+    def _give_back(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected and len(self._idle) < self.config.pool_size:
+            self._idle.append((client, self.clock.monotonic()))
+        else:
+            _close_later(client)
+
+    async def send(self, mail_from: str, rcpt: str, raw: bytes) -> None:
+        slots = self._bind()
+        await self.bucket.take()
+        async with slots:
+            try:
+                client = await self._take()
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                raise TransientError(f"SMTP authentication failed: {exc.code} {exc.message}") from None
+            except aiosmtplib.SMTPNotSupported as exc:
+                raise TransientError(f"SMTP server: {exc}") from None
+            except aiosmtplib.SMTPResponseException as exc:
+                raise TransientError(f"SMTP server refused the connection: {exc.code} {exc.message}") from None
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                raise TransientError(f"cannot connect to the SMTP server: {type(exc).__name__}: {exc}") from None
+            try:
+                await client.sendmail(mail_from, [rcpt], raw)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                first = exc.recipients[0]
+                await self._after_refusal(client)
+                raise _answer(first.code, first.message, "RCPT", rcpt) from None
+            except aiosmtplib.SMTPSenderRefused as exc:
+                await self._after_refusal(client)
+                if 400 <= exc.code < 500:
+                    raise TransientError(f"{exc.code} {exc.message} (MAIL FROM)") from None
+                raise PermanentError(f"sender refused: {exc.code} {exc.message} (MAIL FROM)") from None
+            except aiosmtplib.SMTPDataError as exc:
+                await self._after_refusal(client)
+                raise _answer(exc.code, exc.message, "DATA", rcpt) from None
+            except aiosmtplib.SMTPResponseException as exc:
+                _drop(client)
+                raise _answer(exc.code, exc.message, "SMTP", rcpt, bounce=False) from None
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                _drop(client)
+                raise TransientError(f"SMTP connection failed: {type(exc).__name__}") from None
+            except BaseException:
+                _drop(client)
+                raise
+            self.sent += 1
+            self._give_back(client)
+
+    async def _after_refusal(self, client: aiosmtplib.SMTP) -> None:
+        """A refused transaction leaves the connection usable once reset."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            _drop(client)
+            return
+        self._give_back(client)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            try:
+                await client.quit()
+            except Exception:
+                _drop(client)
+
+
+def _answer(code: int, text: str, phase: str, rcpt: str, bounce: bool = True) -> Exception:
+    if 400 <= code < 500:
+        return TransientError(f"{code} {text} ({phase})")
+    if bounce and 500 <= code < 600:
+        return BounceError(code, text, phase, rcpt)
+    return PermanentError(f"{code} {text} ({phase})")
+
+
+def _drop(client: aiosmtplib.SMTP) -> None:
+    try:
+        client.close()
+    except Exception:
+        pass
+
+
+def _close_later(client: aiosmtplib.SMTP) -> None:
+    async def quit_() -> None:
+        try:
+            await client.quit()
+        except Exception:
+            _drop(client)
+
+    try:
+        asyncio.get_running_loop().create_task(quit_())
+    except RuntimeError:
+        _drop(client)
+
+
+# -- configuration per workspace ------------------------------------------------------------
+
+
+class ConfigSource(Protocol):
+    async def for_workspace(self, workspace_id: str) -> SmtpConfig | None: ...
+
+
+class StaticConfig:
+    def __init__(self, config: SmtpConfig | None) -> None:
+        self.config = config
+
+    async def for_workspace(self, workspace_id: str) -> SmtpConfig | None:
+        return self.config
+
+
+class WorkspaceConfigs:
+    """A workspace's own SMTP settings, else the default; cached for `ttl_s`."""
+
+    def __init__(self, engine: Any, default: SmtpConfig | None, clock: Clock, ttl_s: float = 30.0) -> None:
+        self.engine = engine
+        self.default = default
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, SmtpConfig | None]] = {}
+
+    def invalidate(self, workspace_id: str | None = None) -> None:
+        if workspace_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(workspace_id, None)
+
+    def _load(self, workspace_id: str) -> SmtpConfig | None:
+        from nudgeflow.store.workspace_settings import get_smtp
+
+        with self.engine.connect() as conn:
+            return get_smtp(conn, workspace_id)
+
+    async def for_workspace(self, workspace_id: str) -> SmtpConfig | None:
+        now = self.clock.monotonic()
+        hit = self._cache.get(workspace_id)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            own = hit[1]
+        else:
+            try:
+                own = await asyncio.to_thread(self._load, workspace_id)
+            except SmtpConfigError as exc:
+                raise PermanentError(f"the workspace's SMTP settings are invalid: {exc}") from None
+            except Exception as exc:
+                raise TransientError(f"cannot read the workspace's SMTP settings: {type(exc).__name__}") from None
+            self._cache[workspace_id] = (now, own)
+        return own or self.default
+
+
+# -- the channel ----------------------------------------------------------------------------
+
+
+class EmailChannel(RemoteChannel):
+    name = "email"
+    delivered_on_send = False  # the server's acceptance is "Message Sent"
+
+    def __init__(
+        self,
+        configs: ConfigSource | SmtpConfig | None,
+        renderer: Renderer | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self.configs: ConfigSource = configs if hasattr(configs, "for_workspace") else StaticConfig(configs)  # type: ignore[arg-type]
+        self.renderer: Renderer = renderer or DefaultRenderer()
+        self.clock = clock or SystemClock()
+        self.sleep: Sleep = sleep or asyncio.sleep
+        self.pools: dict[SmtpConfig, SmtpPool] = {}
+        self._dkim_keys: dict[SmtpConfig, bytes] = {}
+
+    def check(self, message: OutboundMessage) -> None:
+        email = message.traits.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise PermanentError("profile has no email")
+
+    def pool(self, config: SmtpConfig) -> SmtpPool:
+        pool = self.pools.get(config)
+        if pool is None:
+            pool = self.pools[config] = SmtpPool(config, self.clock, self.sleep)
+        return pool
+
+    async def build(self, message: OutboundMessage, config: SmtpConfig) -> tuple[str, str, bytes]:
+        """(envelope sender, recipient, signed bytes) for one message."""
+        to = message.traits.get("email")
+        try:
+            rendered = await self.renderer.render_email(message)
+        except (PermanentError, TransientError):
+            raise
+        except Exception as exc:
+            raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
+        recipient = rendered.to or to
+        if not isinstance(recipient, str) or "@" not in recipient:
+            raise PermanentError("profile has no email")
+        if not config.from_address:
+            raise PermanentError("no From address configured for email (the SMTP settings' from)")
+        sender = formataddr((config.from_name, config.from_address)) if config.from_name else config.from_address
+        try:
+            msg = compose(
+                rendered, recipient, sender, message_key=f"{message.workspace_id}:{message.key}",
+                reply_to=config.reply_to, date=self.clock.now(),
+            )
+            raw = msg.as_bytes(policy=email_policy.SMTP)
+        except (ValueError, TypeError) as exc:
+            raise PermanentError(f"cannot compose the message: {exc}") from None
+        if config.dkim_enabled:
+            key = self._dkim_keys.get(config)
+            if key is None:
+                try:
+                    key = self._dkim_keys[config] = config.dkim_key() or b""
+                except SmtpConfigError as exc:
+                    raise TransientError(str(exc)) from None
+            try:
+                raw = dkim_sign(raw, config.dkim_selector or "", config.dkim_domain or "", key)
+            except Exception as exc:  # a malformed key: the operator must fix it
+                raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
+        return config.from_address, recipient, raw
+
+    async def send(self, message: OutboundMessage) -> None:
+        config = await self.configs.for_workspace(message.workspace_id)
+        if config is None:
+            raise PermanentError("no SMTP server configured for this workspace")
+        mail_from, rcpt, raw = await self.build(message, config)
+        await self.pool(config).send(mail_from, rcpt, raw)
+
+    async def aclose(self) -> None:
+        for pool in list(self.pools.values()):
+            await pool.aclose()
+
+
+def configure_email(
+    registry: ChannelRegistry, engine: Any, settings: Any, clock: Clock | None = None, renderer: Renderer | None = None
+) -> EmailChannel | None:
+    """Serve "email" with an EmailChannel when SMTP is configured (NUDGEFLOW_SMTP_URL, or a
+    workspace's own settings); otherwise leave the registry as it is (the log channel).
+    Returns the channel when there is one."""
+    current = registry.get("email")
+    if isinstance(current, EmailChannel):
+        return current
+    default = parse_smtp_url(settings.smtp_url) if getattr(settings, "smtp_url", None) else None
+    if default is None and not _any_workspace_smtp(engine):
+        return None
+    channel = EmailChannel(WorkspaceConfigs(engine, default, clock or SystemClock()), renderer or DefaultRenderer(engine), clock)
+    registry.register("email", channel)
+    log.info("email goes out over SMTP", extra={"smtp": str(default) if default else "per workspace"})
+    return channel
+
+
+def _any_workspace_smtp(engine: Any) -> bool:
+    if engine is None:
+        return False
+    try:
+        from nudgeflow.store.schema import workspace_settings
+        from sqlalchemy import select
+
+        with engine.connect() as conn:
+            rows = conn.execute(select(workspace_settings.c.settings)).scalars().all()
+    except Exception:  # not migrated yet: nothing configured
+        return False
+    return any('"smtp"' in (row or "") for row in rows)

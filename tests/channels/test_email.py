@@ -1,0 +1,412 @@
+"""The email channel against a real SMTP server on loopback (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from email import message_from_bytes, policy
+from typing import Any, Iterator
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.channels.email import (
+    BounceError,
+    EmailChannel,
+    RenderedEmail,
+    compose,
+    html_to_text,
+    message_id_for,
+)
+from nudgeflow.channels.smtp_config import parse_smtp_url
+from nudgeflow.core.clock import VirtualClock
+from tests.channels.smtp_support import Sink, Users, server_contexts, start_sink
+
+HTML = """<html><head><style>p{color:red}</style><title>t</title></head><body>
+<h1>Hello   Ada</h1><p>You left <b>2 items</b> in your cart.</p>
+<ul><li>Red shoes</li><li>Blue hat</li></ul>
+<p><a href="https://shop.example.com/cart?u=1">Back to your cart</a></p>
+<script>alert(1)</script><div style="display:none">hidden</div>
+</body></html>"""
+
+UNSUB = {
+    "List-Unsubscribe": "<https://t.example.com/u/abc>",
+    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+}
+
+
+class FixedRenderer:
+    def __init__(self, **kw: Any) -> None:
+        self.kw = kw
+
+    async def render_email(self, message: OutboundMessage) -> RenderedEmail:
+        return RenderedEmail(subject=self.kw.get("subject", "Your cart"), html=HTML,
+                             preheader=self.kw.get("preheader", "Still thinking?"),
+                             headers=dict(self.kw.get("headers", UNSUB)), marketing=message.marketing)
+
+
+def outbound(key: str = "run1:step1:1", email: str | None = "ada@example.org", ws: str = "ws_1") -> OutboundMessage:
+    traits = {"email": email} if email else {}
+    return OutboundMessage(key=key, workspace_id=ws, profile_id="p1", run_id="run1", journey_id="j", step="s",
+                           channel="email", template="cart", variant=None, marketing=True, traits=traits)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink()
+    controller = start_sink(s)
+    s.port = controller.port  # type: ignore[attr-defined]
+    yield s
+    controller.stop()
+
+
+def channel_for(url: str, **kw: Any) -> EmailChannel:
+    return EmailChannel(parse_smtp_url(url), renderer=kw.pop("renderer", FixedRenderer()), **kw)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# -- content ------------------------------------------------------------------------------
+
+
+def test_html_to_text() -> None:
+    text = html_to_text(HTML)
+    assert text == (
+        "Hello Ada\n\nYou left 2 items in your cart.\n\n- Red shoes\n- Blue hat\n\n"
+        "Back to your cart (https://shop.example.com/cart?u=1)\n"
+    )
+    assert html_to_text('<a href="https://x.example">https://x.example</a>') == "https://x.example\n"
+    assert html_to_text('<a href="mailto:a@b.c">write</a><br>x<img src=i alt="Logo">') == "write (a@b.c)\nx Logo\n"
+    assert html_to_text("") == ""
+
+
+def test_compose_multipart_alternative_with_stable_message_id() -> None:
+    rendered = RenderedEmail(subject="Your\ncart", html=HTML, preheader="Still thinking?", headers=UNSUB)
+    one = compose(rendered, "ada@example.org", "Shop <news@shop.example.com>", message_key="k1")
+    two = compose(rendered, "ada@example.org", "Shop <news@shop.example.com>", message_key="k1")
+    other = compose(rendered, "ada@example.org", "Shop <news@shop.example.com>", message_key="k2")
+    assert one["Message-ID"] == two["Message-ID"] == message_id_for("k1", "shop.example.com")
+    assert one["Message-ID"].endswith("@shop.example.com>") and one["Message-ID"] != other["Message-ID"]
+    parsed = message_from_bytes(one.as_bytes(), policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed["Subject"] == "Your cart" and parsed["Date"] and parsed["MIME-Version"] == "1.0"
+    plain, rich = parsed.get_payload()  # type: ignore[misc]
+    assert plain.get_content_type() == "text/plain" and "Back to your cart (https://shop.example.com/cart?u=1)" in plain.get_content()
+    assert "Still thinking?" not in plain.get_content()
+    body = rich.get_content()
+    assert body.index("Still thinking?") < body.index("Hello") and "display:none" in body
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["X-Nudgeflow-Message-Key"] == "k1"
+
+
+# -- delivery -----------------------------------------------------------------------------
+
+
+def test_delivers_over_plain_smtp_and_reuses_one_connection(sink: Sink) -> None:
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com&from_name=Shop")  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        for i in range(5):
+            await ch.send(outbound(key=f"k{i}"))
+
+    run(go())
+    assert len(sink.received) == 5
+    assert len({r.peer for r in sink.received}) == 1  # one connection for all five
+    (pool,) = ch.pools.values()
+    assert pool.connections_opened == 1 and pool.sent == 5
+    got = sink.received[0]
+    assert got.mail_from == "news@shop.example.com" and got.rcpt_tos == ["ada@example.org"]
+    msg = got.message
+    assert msg["From"] == "Shop <news@shop.example.com>" and msg["To"] == "ada@example.org"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["Message-ID"] == message_id_for("ws_1:k0", "shop.example.com")
+
+
+def test_concurrent_sends_bounded_by_the_pool(sink: Sink) -> None:
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com&pool=2")  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        await asyncio.gather(*(ch.send(outbound(key=f"k{i}")) for i in range(10)))
+
+    run(go())
+    assert len(sink.received) == 10
+    (pool,) = ch.pools.values()
+    assert pool.connections_opened <= 2 and len(sink.sessions) <= 2
+
+
+def test_starttls_with_auth_and_verified_certificate(tmp_path: Any) -> None:
+    server_ctx, ca_file = server_contexts(tmp_path)
+    sink, users = Sink(), Users({"mailer": "s3cr3t:/@"})
+    controller = start_sink(sink, tls_context=server_ctx, require_starttls=True, authenticator=users, auth_required=True)
+    try:
+        url = (f"smtp+starttls://mailer:s3cr3t%3A%2F%40@127.0.0.1:{controller.port}"
+               f"?from=n@shop.example.com&ca={ca_file}")
+        run(channel_for(url).send(outbound()))
+        # "STARTTLS when offered" finds it too
+        url_auto = url.replace("smtp+starttls://", "smtp://")
+        run(channel_for(url_auto).send(outbound(key="k2")))
+        # a wrong password: worth retrying once the operator fixes it, never a bounce
+        with pytest.raises(TransientError, match="authentication"):
+            run(channel_for(url.replace("s3cr3t", "wrong")).send(outbound(key="k3")))
+    finally:
+        controller.stop()
+    assert len(sink.received) == 2 and {r.login for r in sink.received} == {"mailer"}
+    assert all(r.tls for r in sink.received)
+    assert set(users.mechanisms) <= {"PLAIN", "LOGIN"} and users.mechanisms
+
+
+def test_auth_login_mechanism(tmp_path: Any) -> None:
+    server_ctx, ca_file = server_contexts(tmp_path)
+    sink, users = Sink(), Users({"mailer": "pw"})
+    controller = start_sink(sink, tls_context=server_ctx, authenticator=users, auth_required=True,
+                            auth_exclude_mechanism=["PLAIN"])
+    try:
+        run(channel_for(f"smtp://mailer:pw@127.0.0.1:{controller.port}?from=n@shop.example.com&ca={ca_file}").send(outbound()))
+    finally:
+        controller.stop()
+    assert users.mechanisms == ["LOGIN"] and len(sink.received) == 1
+
+
+def test_implicit_tls(tmp_path: Any) -> None:
+    server_ctx, ca_file = server_contexts(tmp_path)
+    sink = Sink()
+    controller = start_sink(sink, ssl_context=server_ctx)
+    try:
+        run(channel_for(f"smtps://127.0.0.1:{controller.port}?from=n@shop.example.com&ca={ca_file}").send(outbound()))
+        # an untrusted certificate is refused (and retried later, not bounced)
+        with pytest.raises(TransientError):
+            run(channel_for(f"smtps://127.0.0.1:{controller.port}?from=n@shop.example.com").send(outbound(key="k2")))
+    finally:
+        controller.stop()
+    assert len(sink.received) == 1
+
+
+def test_4xx_is_transient(sink: Sink) -> None:
+    sink.rcpt_reply = "451 4.7.1 Greylisted, try again later"
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com")  # type: ignore[attr-defined]
+    with pytest.raises(TransientError, match="451"):
+        run(ch.send(outbound()))
+    sink.rcpt_reply, sink.data_reply = None, "452 4.3.1 Insufficient storage"
+    with pytest.raises(TransientError, match="452"):
+        run(ch.send(outbound()))
+
+
+@pytest.mark.parametrize("where", ["rcpt", "data"])
+def test_5xx_is_a_bounce_with_its_code(sink: Sink, where: str) -> None:
+    setattr(sink, f"{where}_reply", "550 5.1.1 <ada@example.org>: Recipient address rejected: User unknown")
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com")  # type: ignore[attr-defined]
+
+    async def go() -> BounceError:
+        with pytest.raises(BounceError) as info:
+            await ch.send(outbound())
+        # the connection survives a refusal (RSET) and takes the next message
+        setattr(sink, f"{where}_reply", None)
+        await ch.send(outbound(key="k2"))
+        return info.value
+
+    exc = run(go())
+    assert isinstance(exc, PermanentError)
+    assert exc.code == 550 and exc.bounce["status"] == "5.1.1" and exc.bounce["phase"] == where.upper()
+    assert "550" in exc.reason and "User unknown" in exc.reason
+    assert len(sink.received) == 1 and ch.pools[next(iter(ch.pools))].connections_opened == 1
+
+
+def test_connection_refused_is_transient() -> None:
+    from tests.channels.smtp_support import free_port
+
+    ch = channel_for(f"smtp://127.0.0.1:{free_port()}?tls=none&from=n@shop.example.com&timeout=2")
+    with pytest.raises(TransientError, match="cannot connect"):
+        run(ch.send(outbound()))
+
+
+def test_server_restart_reconnects(sink: Sink) -> None:
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com")  # type: ignore[attr-defined]
+    clock = VirtualClock()
+    ch.clock = clock
+    ch.pools.clear()
+
+    async def go() -> None:
+        await ch.send(outbound(key="a"))
+        (pool,) = ch.pools.values()
+        client, _ = pool._idle[0]
+        client.close()  # the server (or a NAT) dropped it while idle
+        await ch.send(outbound(key="b"))
+        assert pool.connections_opened == 2
+
+    run(go())
+    assert len(sink.received) == 2
+
+
+def test_check_and_missing_pieces() -> None:
+    ch = channel_for("smtp://127.0.0.1:1?tls=none")
+    with pytest.raises(PermanentError, match="profile has no email"):
+        ch.check(outbound(email=None))
+    with pytest.raises(PermanentError, match="From"):
+        run(ch.send(outbound()))
+    with pytest.raises(PermanentError, match="no SMTP server"):
+        run(EmailChannel(None, renderer=FixedRenderer()).send(outbound()))
+    with pytest.raises(PermanentError, match="no template renderer"):
+        run(EmailChannel(parse_smtp_url("smtp://h?from=a@b.example")).send(outbound()))
+
+
+def test_rate_limit_on_the_injected_clock(sink: Sink) -> None:
+    clock = VirtualClock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com&rate=2",  # type: ignore[attr-defined]
+                     clock=clock, sleep=sleep)
+    stamps: list[float] = []
+
+    async def go() -> None:
+        for i in range(6):
+            await ch.send(outbound(key=f"k{i}"))
+            stamps.append(clock.monotonic())
+
+    run(go())
+    assert len(sink.received) == 6
+    # a burst of 2, then one every half second
+    assert stamps == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
+    assert sum(slept) == pytest.approx(2.0)
+
+
+# -- DKIM -----------------------------------------------------------------------------------
+
+
+def dkim_key(tmp_path: Any) -> tuple[str, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    path = tmp_path / "dkim.pem"
+    path.write_bytes(pem)
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return str(path), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+def test_dkim_signature_verifies_and_covers_list_unsubscribe_post(sink: Sink, tmp_path: Any) -> None:
+    path, record = dkim_key(tmp_path)
+    asked: list[bytes] = []
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        asked.append(name)
+        return record if name == b"s2026._domainkey.shop.example.com." else None
+
+    url = (f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"  # type: ignore[attr-defined]
+           f"&dkim_selector=s2026&dkim_domain=shop.example.com&dkim_key={path}")
+    run(channel_for(url).send(outbound()))
+    raw = sink.received[0].raw
+    assert dkim.verify(raw, dnsfunc=dnsfunc)
+    assert asked == [b"s2026._domainkey.shop.example.com."]
+    msg = message_from_bytes(raw, policy=policy.default)
+    tags = dict(t.strip().split("=", 1) for t in str(msg["DKIM-Signature"]).replace("\r\n", "").split(";") if "=" in t)
+    signed = [h.strip().lower() for h in tags["h"].replace(" ", "").split(":")]
+    for header in ("from", "to", "subject", "date", "message-id", "mime-version", "content-type",
+                   "list-unsubscribe", "list-unsubscribe-post"):
+        assert header in signed
+    assert tags["d"] == "shop.example.com" and tags["s"] == "s2026"
+    # a changed List-Unsubscribe-Post breaks the signature
+    tampered = raw.replace(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=One-Clack")
+    assert not dkim.verify(tampered, dnsfunc=dnsfunc)
+
+
+# -- secrets ------------------------------------------------------------------------------
+
+
+def test_no_password_in_logs(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    server_ctx, ca_file = server_contexts(tmp_path)
+    sink, users = Sink(), Users({"mailer": "pa55-word-xyz"})
+    controller = start_sink(sink, tls_context=server_ctx, authenticator=users, auth_required=True)
+    caplog.set_level(logging.DEBUG)
+    try:
+        good = f"smtp://mailer:pa55-word-xyz@127.0.0.1:{controller.port}?from=n@shop.example.com&ca={ca_file}"
+        run(channel_for(good).send(outbound()))
+        with pytest.raises(TransientError) as info:
+            run(channel_for(good.replace("pa55-word-xyz", "wr0ng-pa55")).send(outbound(key="k2")))
+    finally:
+        controller.stop()
+    assert "pa55-word-xyz" not in caplog.text and "wr0ng-pa55" not in caplog.text
+    assert "wr0ng-pa55" not in info.value.reason
+
+
+# -- through the runtime ----------------------------------------------------------------------
+
+
+def _queue(engine: Any, ws: str, key: str, email: str, now_ms: int) -> None:
+    import orjson
+    from sqlalchemy import insert
+
+    from nudgeflow.store.schema import outbox, profiles
+
+    with engine.begin() as conn:
+        conn.execute(insert(profiles).values(id=f"p_{key}", workspace_id=ws, user_id=f"u_{key}",
+                                             traits=orjson.dumps({"email": email}).decode(),
+                                             created_at_ms=now_ms, updated_at_ms=now_ms))
+        conn.execute(insert(outbox).values(
+            workspace_id=ws, idempotency_key=key, profile_id=f"p_{key}", run_id="r1", journey_id="j1",
+            journey_version=1, step="s1", channel="email", template="cart", variant=None, marketing=1,
+            payload="{}", status="pending", attempts=0, next_attempt_at_ms=now_ms, created_at_ms=now_ms,
+            updated_at_ms=now_ms))
+
+
+def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> None:
+    """Through EmbeddedRuntime: a sent message, a 4xx retried with backoff then sent, a 5xx
+    failed with its code and an "Email Bounced" event on the profile."""
+    from sqlalchemy import text
+
+    from nudgeflow.channels.base import ChannelRegistry
+    from nudgeflow.core.clock import to_ms
+    from nudgeflow.runtime.embedded import EmbeddedRuntime
+    from nudgeflow.settings import Settings
+    from tests.conftest import make_workspace
+
+    clock = VirtualClock()
+    ws = make_workspace(engine, clock=clock).workspace_id
+    now = to_ms(clock.now())
+    _queue(engine, ws, "ok", "ada@example.org", now)
+    _queue(engine, ws, "grey", "grey@example.org", now)
+    _queue(engine, ws, "gone", "gone@example.org", now)
+
+    class Picky(Sink):
+        greylisted = True
+
+        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+            if address == "gone@example.org":
+                return "550 5.1.1 No such user"
+            if address == "grey@example.org" and self.greylisted:
+                self.greylisted = False
+                return "451 4.7.1 Greylisted"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    picky = Picky()
+    sink.handle_RCPT = picky.handle_RCPT  # type: ignore[method-assign]
+    registry = ChannelRegistry.development(())
+    url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com"  # type: ignore[attr-defined]
+    registry.register("email", EmailChannel(parse_smtp_url(url), renderer=FixedRenderer(), clock=clock))
+    runtime = EmbeddedRuntime(engine, None, clock, Settings(database_url=str(engine.url)), channels=registry)
+    runtime.run_until_idle()
+
+    def status() -> dict[str, tuple[str, str | None]]:
+        with engine.connect() as conn:
+            return {k: (s, e) for k, s, e in conn.execute(text("SELECT idempotency_key, status, error FROM outbox"))}
+
+    st = status()
+    assert st["ok"][0] == "sent" and st["gone"][0] == "failed" and st["grey"][0] == "pending"
+    assert "550" in (st["gone"][1] or "") and "451" in (st["grey"][1] or "")
+    clock.advance(3600)
+    runtime.run_until_idle()
+    assert status()["grey"][0] == "sent"
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == ["ada@example.org", "grey@example.org"]
+    with engine.connect() as conn:
+        events = conn.execute(text("SELECT profile_id, event, payload FROM events WHERE event = 'Email Bounced'")).all()
+    assert [(e[0], e[1]) for e in events] == [("p_gone", "Email Bounced")]
+    assert '"code":550' in events[0][2] and '"status":"5.1.1"' in events[0][2]
