@@ -31,7 +31,7 @@ import yaml
 from sqlalchemy import Connection, insert, select, update
 
 from nudgeflow.content.templates import CompiledTemplate, TemplateError, TemplateSource, compile_template, parse_source
-from nudgeflow.store.schema import template_versions, templates, workspaces
+from nudgeflow.store.schema import profiles, template_versions, templates, workspaces
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -223,3 +223,37 @@ def load_template_files(paths: str | Path | Iterable[str | Path]) -> list[tuple[
     if isinstance(paths, (str, Path)):
         paths = [paths]
     return [load_template_file(p) for p in template_files(paths)]
+
+
+# --- previews -----------------------------------------------------------------------------------
+
+
+def preview_context(conn: Connection, workspace_id: str, profile_ref: str, now_ms: int) -> dict[str, Any]:
+    """The render context for previewing a template on a stored profile (by id, userId or
+    anonymousId): nudgeflow.content.context.build_context with the profile's latest event
+    as the trigger. Raises TemplateNotFound when there is no such profile."""
+    from nudgeflow.store.profiles import resolve_profile_id
+    from nudgeflow.store.schema import events
+
+    profile_id = resolve_profile_id(conn, workspace_id, profile_ref)
+    if profile_id is None:
+        raise TemplateNotFound(f"no profile {profile_ref!r} in this workspace")
+    latest = conn.execute(
+        select(events.c.event, events.c.timestamp_ms, events.c.message_id, events.c.payload)
+        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id, events.c.type == "track")
+        .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc()).limit(1)
+    ).one_or_none()
+    trigger: dict[str, Any] = {}
+    if latest is not None:
+        payload = orjson.loads(latest.payload)
+        props = payload.get("properties") if isinstance(payload, dict) else None
+        trigger = {"event": latest.event, "at": latest.timestamp_ms, "message_id": latest.message_id,
+                   "properties": props if isinstance(props, dict) else {}}
+    try:
+        from nudgeflow.content.context import build_context
+    except ImportError:  # without the personalization context: traits and the event only
+        traits = conn.execute(select(profiles.c.traits).where(profiles.c.id == profile_id)).scalar_one()
+        profile = {**orjson.loads(traits), "id": profile_id}
+        return {"profile": profile, "event": {"name": trigger.get("event"),
+                                              "properties": trigger.get("properties", {})}}
+    return build_context(conn, workspace_id, profile_id, {"trigger": trigger}, now_ms)

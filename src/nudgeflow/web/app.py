@@ -28,6 +28,7 @@ from nudgeflow.web.admin import admin_router
 from nudgeflow.web.journeys_api import journeys_router
 from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
 from nudgeflow.web.openapi import build_openapi
+from nudgeflow.web.templates_api import templates_router
 
 log = logging.getLogger("nudgeflow.web")
 
@@ -185,6 +186,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.route_ingest(routes, metrics, settings.log_requests)
     app.include_router(admin_router())
     app.include_router(journeys_router())
+    app.include_router(templates_router())
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
     def healthz() -> Response:

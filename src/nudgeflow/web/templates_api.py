@@ -1,0 +1,168 @@
+"""The admin API for templates: the same format as `nudgeflow templates …` and NAME.yaml files.
+
+    GET  /api/templates                      the workspace's templates
+    PUT  /api/templates/{name}               save a new version (JSON, or YAML with
+                                             Content-Type: application/yaml); 422 with the
+                                             error's part, line and column
+    GET  /api/templates/{name}[?version=N]   one version's source (the current by default)
+    POST /api/templates/{name}/render        render: {"sample": true}, {"profile": "id"},
+                                             or {"context": {...}}; optional "version"
+
+Writes go through the group committer, like every other write of the server.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import yaml
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
+
+from nudgeflow.content.sample import sample_context
+from nudgeflow.content.templates import RenderedEmail, TemplateError, parse_source, render
+from nudgeflow.core.clock import from_ms, to_ms
+from nudgeflow.store import templates as store
+from nudgeflow.store.group_commit import WriterStopped
+from nudgeflow.web.admin import Workspace
+
+if TYPE_CHECKING:
+    from nudgeflow.web.app import AppState
+
+MAX_TEMPLATE_BYTES = 512 * 1024
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _state(request: Request) -> "AppState":
+    return request.app.state.nudgeflow  # type: ignore[no-any-return]
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else from_ms(ms).isoformat().replace("+00:00", "Z")
+
+
+def _view(found: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in found.items() if not k.endswith("_at_ms") and k != "versions"}
+    for key in ("created_at_ms", "updated_at_ms", "version_created_at_ms"):
+        if key in found:
+            out[key.removesuffix("_ms")] = _iso(found[key])
+    if "versions" in found:
+        out["versions"] = [{"version": v["version"], "created_at": _iso(v["created_at_ms"])} for v in found["versions"]]
+    return out
+
+
+def _template_error(exc: TemplateError, status: int = 422) -> JSONResponse:
+    return JSONResponse({"detail": str(exc), "error": exc.as_dict()}, status)
+
+
+def rendered_view(result: Any) -> dict[str, Any]:
+    if isinstance(result, RenderedEmail):
+        return {"channel": "email", "subject": result.subject, "preheader": result.preheader,
+                "html": result.html, "text": result.text, "topic": result.topic}
+    return {"channel": "push", "title": result.title, "body": result.body, "image": result.image,
+            "url": result.url, "data": result.data}
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise TemplateError(f"a template is at most {MAX_TEMPLATE_BYTES} bytes")
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8")
+        if content_type in YAML_TYPES:
+            return yaml.safe_load(text)
+        import orjson
+
+        return orjson.loads(text) if text.strip() else None
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise TemplateError(f"the body is not valid {'YAML' if content_type in YAML_TYPES else 'JSON'}: {exc}") from None
+
+
+def templates_router() -> APIRouter:
+    router = APIRouter(prefix="/api/templates", tags=["templates"])
+
+    @router.get("", summary="The workspace's templates")
+    def list_templates(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+        with _state(request).engine.connect() as conn:
+            found = store.list_templates(conn, workspace_id)
+        return {"templates": [_view(t) for t in found]}
+
+    @router.get("/{name}", summary="One version of a template (the current one by default)")
+    def get_template(request: Request, name: str, workspace_id: Workspace,
+                     version: Optional[int] = Query(None, ge=1)) -> Any:
+        with _state(request).engine.connect() as conn:
+            found = store.get_template(conn, workspace_id, name, version)
+        if found is None:
+            what = f"no template {name!r}" if version is None else f"no version {version} of template {name!r}"
+            return JSONResponse({"detail": what + " in this workspace"}, 404)
+        return _view(found)
+
+    @router.put("/{name}", summary="Save a template (JSON or YAML body): a new version when it changed")
+    async def put_template(request: Request, name: str, workspace_id: Workspace) -> Any:
+        """201 with the first version, 200 after (`new_version` false when the source is
+        identical to the current version). 422 with `error` {message, part, line, column}
+        when the template does not compile: nothing is stored."""
+        try:
+            doc = await _body(request)
+            if not isinstance(doc, dict):
+                raise TemplateError("send the template as an object of its fields (subject, body, …)")
+            store.check_name(name)
+            source = parse_source(doc)
+        except TemplateError as exc:
+            return _template_error(exc)
+        except store.TemplateStoreError as exc:
+            return JSONResponse({"detail": str(exc)}, 422)
+        now = to_ms(_state(request).clock.now())
+
+        def save(conn: Connection) -> tuple[int, bool]:
+            return store.save_template(conn, workspace_id, name, source, now)
+
+        try:
+            version, new = await _state(request).committer.run_job(save)
+        except TemplateError as exc:
+            return _template_error(exc)
+        except store.TemplateStoreError as exc:
+            return JSONResponse({"detail": str(exc)}, 409 if "needs another name" in str(exc) else 422)
+        except WriterStopped:
+            return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
+        return JSONResponse({"name": name, "version": version, "new_version": new},
+                            201 if new and version == 1 else 200)
+
+    @router.post("/{name}/render", summary="Render a template with the sample context, a profile, or a context")
+    async def render_template(request: Request, name: str, workspace_id: Workspace) -> Any:
+        """Body: {"sample": true}, {"profile": "ID, userId or anonymousId"} or
+        {"context": {...}}, with an optional "version". 422 with `error` when rendering
+        fails (a missing variable: its part, line and column)."""
+        try:
+            body = await _body(request) or {}
+        except TemplateError as exc:
+            return _template_error(exc, 400)
+        if not isinstance(body, dict):
+            return JSONResponse({"detail": "send an object: {\"sample\": true}, {\"profile\": id} or {\"context\": {…}}"}, 400)
+        version = body.get("version")
+        if version is not None and (not isinstance(version, int) or version < 1):
+            return JSONResponse({"detail": "version: a positive integer"}, 400)
+        now = to_ms(_state(request).clock.now())
+        try:
+            with _state(request).engine.connect() as conn:
+                compiled = store.load_compiled(conn, workspace_id, name, version)
+                if body.get("profile") is not None:
+                    context = store.preview_context(conn, workspace_id, str(body["profile"]), now)
+                    used = "profile"
+                elif isinstance(body.get("context"), dict):
+                    context, used = body["context"], "context"
+                elif body.get("sample") or not body:
+                    context, used = sample_context(), "sample"
+                else:
+                    return JSONResponse({"detail": "say what to render with: sample, profile or context"}, 400)
+        except store.TemplateNotFound as exc:
+            return JSONResponse({"detail": str(exc)}, 404)
+        try:
+            result = render(compiled, context)
+        except TemplateError as exc:
+            return _template_error(exc)
+        return {"name": name, "context": used, **rendered_view(result)}
+
+    return router

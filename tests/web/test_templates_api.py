@@ -1,0 +1,97 @@
+"""The templates admin API over HTTP on a live server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+CART = {
+    "subject": "{{ profile.first_name | default: 'Hey' }}, your cart is waiting",
+    "preheader": "{{ cart.count }} items",
+    "body": ("<mjml><mj-body>{% for item in cart.items %}<mj-section><mj-column>"
+             "<mj-text>{{ item.name }}</mj-text></mj-column></mj-section>{% endfor %}</mj-body></mjml>"),
+}
+
+
+@pytest.fixture
+def api(live: Any, ws: Any) -> Any:
+    with live.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as client:
+        yield client
+
+
+def test_put_get_list_and_versions(api: httpx.Client) -> None:
+    first = api.put("/api/templates/cart-1", json=CART)
+    assert first.status_code == 201, first.text
+    assert first.json() == {"name": "cart-1", "version": 1, "new_version": True}
+    same = api.put("/api/templates/cart-1", json=CART)
+    assert same.status_code == 200 and same.json()["new_version"] is False
+    yaml_body = "subject: Second\nbody: |\n  <p>{{ profile.first_name | default: 'x' }}</p>\n"
+    second = api.put("/api/templates/cart-1", content=yaml_body, headers={"Content-Type": "application/yaml"})
+    assert second.status_code == 200 and second.json()["version"] == 2
+
+    got = api.get("/api/templates/cart-1").json()
+    assert got["version"] == 2 and got["current_version"] == 2 and got["source"]["subject"] == "Second"
+    assert [v["version"] for v in got["versions"]] == [1, 2]
+    old = api.get("/api/templates/cart-1", params={"version": 1}).json()
+    assert old["source"]["subject"] == CART["subject"]
+    assert api.get("/api/templates/cart-1", params={"version": 5}).status_code == 404
+    assert api.get("/api/templates/nope").status_code == 404
+    listed = api.get("/api/templates").json()["templates"]
+    assert [(t["name"], t["channel"], t["current_version"]) for t in listed] == [("cart-1", "email", 2)]
+
+
+def test_put_invalid_answers_422_with_part_line_column(api: httpx.Client) -> None:
+    bad = api.put("/api/templates/bad", json={"subject": "ok", "body": "<p>\n{{ profile. }}</p>"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["part"] == "body" and bad.json()["error"]["line"] == 2
+    missing = api.put("/api/templates/bad", json={"body": "<p>x</p>"})
+    assert missing.status_code == 422 and "subject" in missing.json()["detail"]
+    assert api.put("/api/templates/bad", content="[1", headers={"Content-Type": "application/json"}).status_code == 422
+    assert api.get("/api/templates").json()["templates"] == []
+
+
+def test_render_sample_context_and_errors(api: httpx.Client) -> None:
+    api.put("/api/templates/cart-1", json=CART)
+    sample = api.post("/api/templates/cart-1/render", json={"sample": True})
+    assert sample.status_code == 200, sample.text
+    body = sample.json()
+    assert body["subject"] == "Ana, your cart is waiting" and body["preheader"] == "3 items"
+    assert "Stoneware Mug" in body["html"] and "Gooseneck Kettle" in body["html"]
+    given = api.post("/api/templates/cart-1/render", json={"context": {"cart": {"count": 1, "items": [{"name": "Tea"}]}}})
+    assert given.json()["subject"] == "Hey, your cart is waiting" and "Tea" in given.json()["html"]
+    failed = api.post("/api/templates/cart-1/render", json={"context": {"cart": {"items": []}}})
+    assert failed.status_code == 422 and failed.json()["error"]["part"] == "preheader"
+    assert api.post("/api/templates/nope/render", json={"sample": True}).status_code == 404
+    assert api.post("/api/templates/cart-1/render", json={"profile": "nobody"}).status_code == 404
+
+
+def test_render_a_stored_profile(live: Any, ws: Any, api: httpx.Client) -> None:
+    with live.client(auth=(ws.write_key, "")) as ingest:
+        sent = ingest.post("/v1/identify", json={"userId": "u-7", "traits": {"first_name": "Mia", "email": "mia@example.com"}})
+        assert sent.status_code == 200
+        ingest.post("/v1/track", json={"userId": "u-7", "event": "Product Added",
+                                       "properties": {"product_id": "p1", "name": "Teapot", "price": 30}})
+    live.state.committer.flush() if hasattr(live.state.committer, "flush") else None
+    api.put("/api/templates/cart-1", json=CART)
+    for _ in range(50):
+        rendered = api.post("/api/templates/cart-1/render", json={"profile": "u-7"})
+        if rendered.status_code == 200 and "Teapot" in rendered.json()["html"]:
+            break
+    assert rendered.status_code == 200, rendered.text
+    assert rendered.json()["subject"] == "Mia, your cart is waiting"
+    assert "Teapot" in rendered.json()["html"]
+
+
+def test_push_template_and_auth(live: Any, api: httpx.Client) -> None:
+    push = {"channel": "push", "title": "Level {{ event.properties.level }}!", "body": "Well done",
+            "url": "nudgeshop://levels/{{ event.properties.level }}", "data": {"level": "{{ event.properties.level }}"}}
+    assert api.put("/api/templates/push-level-up", json=push).status_code == 201
+    out = api.post("/api/templates/push-level-up/render", json={"sample": True}).json()
+    assert out == {"name": "push-level-up", "context": "sample", "channel": "push", "title": "Level 12!",
+                   "body": "Well done", "image": None, "url": "nudgeshop://levels/12", "data": {"level": "12"}}
+    assert api.put("/api/templates/push-level-up", json={**push, "channel": "email", "subject": "s", "title": None,
+                                                          "url": None, "data": {}}).status_code == 409
+    with live.client() as anonymous:
+        assert anonymous.get("/api/templates").status_code == 401
