@@ -25,6 +25,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.web.admin import admin_router
+from nudgeflow.web.catalog_api import catalog_router
 from nudgeflow.web.journeys_api import journeys_router
 from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
 from nudgeflow.web.openapi import build_openapi
@@ -186,6 +187,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.route_ingest(routes, metrics, settings.log_requests)
     app.include_router(admin_router())
     app.include_router(journeys_router())
+    app.include_router(catalog_router())
     app.include_router(templates_router())
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
