@@ -26,10 +26,13 @@ from nudgeflow.store import database
 from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.web.admin import admin_router
 from nudgeflow.web.catalog_api import catalog_router
+from nudgeflow.web.bounces import BounceWebhooks, bounces_router
+from nudgeflow.web.consent_api import consent_router
 from nudgeflow.web.journeys_api import journeys_router
 from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
 from nudgeflow.web.openapi import build_openapi
 from nudgeflow.web.templates_api import templates_router
+from nudgeflow.web.tracking import tracking_router
 
 log = logging.getLogger("nudgeflow.web")
 
@@ -45,6 +48,7 @@ class AppState:
     keys: KeyCache
     ready: bool = False
     runtime: Any = None  # the EmbeddedRuntime, when settings.engine_enabled
+    bounces: Any = None  # web.bounces.BounceWebhooks: certificate cache, Mailgun tokens
 
 
 def prepare_database(settings: Settings, engine: Engine) -> None:
@@ -151,6 +155,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         limiter=RateLimiter(clock, settings.ingest_rate_per_second, settings.ingest_burst),
         keys=KeyCache(engine),
     )
+    state.bounces = BounceWebhooks()
     if settings.engine_enabled:
         from nudgeflow.runtime.embedded import EmbeddedRuntime
 
@@ -185,9 +190,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for route in routes:
         app.router.routes.append(route)
     app.route_ingest(routes, metrics, settings.log_requests)
+    app.include_router(consent_router())  # before admin_router: its /profiles/{ref:path} would shadow ours
     app.include_router(admin_router())
+    app.include_router(tracking_router())  # public: the signed token is the authority
     app.include_router(journeys_router())
     app.include_router(catalog_router())
+    app.include_router(bounces_router())  # /webhooks/<provider>/<workspace>: each signed by its provider
     app.include_router(templates_router())
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
