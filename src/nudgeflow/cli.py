@@ -20,6 +20,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 journeys_app = typer.Typer(help="Journeys as code: validate, apply, publish, pause, resume, archive, list.", no_args_is_help=True)
 app.add_typer(journeys_app, name="journeys")
+from nudgeflow.cli_email import smtp_app  # noqa: E402
+
+workspace_app.add_typer(smtp_app, name="smtp")
 catalog_app = typer.Typer(help="The product and place catalog templates personalize with.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 templates_app = typer.Typer(help="Message templates (Liquid + MJML): apply, list, render.", no_args_is_help=True)
@@ -63,6 +66,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_requests: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
+    dev: Annotated[bool, typer.Option("--dev", help="Development: email goes to a built-in SMTP sink, shown at /dev/inbox.")] = False,
+    dev_smtp_port: Annotated[int, typer.Option(help="The dev inbox's SMTP port (with --dev).")] = 1025,
 ) -> None:
     """Run the HTTP API (ingest, admin, health, metrics)."""
     import uvicorn
@@ -71,8 +76,11 @@ def serve(
     from nudgeflow.store.database import DatabaseError
     from nudgeflow.web.app import create_app
 
-    settings = _settings(database, host=host, port=port, log_requests=log_requests)
+    settings = _settings(database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None,
+                         dev_smtp_port=dev_smtp_port)
     configure_logging(settings.log_level)
+    if dev:
+        err.print(f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port})")
     try:
         application = create_app(settings)
     except DatabaseError as exc:

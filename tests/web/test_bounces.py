@@ -165,7 +165,7 @@ def test_ses_bounce_and_complaint(live: LiveServer, ws: Any, sns: _CertServer, s
         assert r.status_code == 200, r.text
         # SNS delivers at least once: the same notification again changes nothing.
         assert client.post(f"/webhooks/ses/{wid}", content=json.dumps(body)).json()["events"] == 0
-    assert suppressions(live.state.engine, wid) == {"ann@example.com": "hard_bounce"}  # the first reason stays
+    assert suppressions(live.state.engine, wid) == {"ann@example.com": "complaint"}  # the latest reason
     events = feedback_events(live.state.engine, wid)
     assert [(e["event"], e["profile_id"]) for e in events] == [("Email Bounced", pid), ("Email Marked as Spam", pid)]
     assert events[0]["properties"] == {

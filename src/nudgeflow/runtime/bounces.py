@@ -2,7 +2,7 @@
 
 One shape for all sources (`Feedback`), one transaction per report:
 - a hard bounce or a spam complaint puts the address on the workspace's suppression list
-  (channel "email"; the first reason stays: a complaint after a hard bounce changes nothing);
+  (channel "email", through store/consent.suppress; a later reason replaces an earlier one);
 - every bounce and complaint appends an event to the person's event log, "Email Bounced"
   or "Email Marked as Spam" (Segment's email spec names), so journeys can branch on them.
   A soft bounce is only that event: retrying the send is the dispatcher's business.
@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.core.clock import from_ms
 from nudgeflow.runtime import sql
+from nudgeflow.store import consent
 
 log = logging.getLogger("nudgeflow.bounces")
 
@@ -91,25 +92,9 @@ def _iso(ms: int) -> str:
 
 
 def suppress_address(conn: Connection, workspace_id: str, address: str, reason: str, detail: str, now_ms: int) -> bool:
-    """Insert-or-ignore into `suppressions`; True when the address was not suppressed yet.
-
-    store/consent.py (tracking and consent) owns suppression for unsubscribes and manual
-    entries; this is the same row shape, written here so that bounces stay one transaction."""
-    m = sql.mark(conn)
-    before = conn.exec_driver_sql(
-        f"SELECT 1 FROM suppressions WHERE workspace_id = {m} AND channel = {m} AND address = {m}",
-        (workspace_id, EMAIL_CHANNEL, address),
-    ).first()
-    if before is not None:
-        return False
-    sql.insert_rows(
-        conn,
-        "suppressions",
-        ("workspace_id", "channel", "address", "reason", "detail", "created_at_ms"),
-        [(workspace_id, EMAIL_CHANNEL, address, reason, detail[:2000], now_ms)],
-        conflict="workspace_id, channel, address",
-    )
-    return True
+    """Put the address on the email suppression list (store/consent's one way to do it);
+    True when it was not there yet. A later reason replaces an earlier one."""
+    return consent.suppress(conn, workspace_id, EMAIL_CHANNEL, address, reason, now_ms, detail[:2000])
 
 
 def _follow_merge(conn: Connection, workspace_id: str, profile_id: str) -> str:

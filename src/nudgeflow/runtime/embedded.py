@@ -204,6 +204,10 @@ class EmbeddedRuntime:
         self.stats = RuntimeStats()
         self.engines = engines or EngineCache()
         self.channels = channels or ChannelRegistry.development(settings.log_channels)
+        if channels is None:  # "email" over SMTP when configured (env default or a workspace's own)
+            from nudgeflow.channels.email import configure_email
+
+            configure_email(self.channels, engine_db, settings, clock)
         self.dispatcher = Dispatcher(
             self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts), self.stats
         )

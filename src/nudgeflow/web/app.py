@@ -144,6 +144,11 @@ class NudgeflowAPI(FastAPI):
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
+    if settings.dev_mode and not settings.smtp_url:
+        # serve --dev: email goes to the dev inbox's SMTP sink (started in the lifespan)
+        from nudgeflow.runtime.dev_smtp import dev_smtp_url
+
+        settings = settings.with_(smtp_url=dev_smtp_url(settings.dev_smtp_host, settings.dev_smtp_port))
     metrics = Metrics()
     engine = database.create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     state = AppState(
@@ -165,6 +170,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_database(settings, engine)
+        dev_smtp = None
+        if settings.dev_mode:
+            from nudgeflow.runtime.dev_smtp import start_dev_smtp
+
+            dev_smtp = start_dev_smtp(engine, settings.dev_smtp_host, settings.dev_smtp_port, clock)
         state.committer.start()
         if state.runtime is not None:
             state.runtime.start()
@@ -177,6 +187,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             if state.runtime is not None:
                 state.runtime.stop()  # its current batch is finished through the writer
             state.committer.stop()
+            if dev_smtp is not None:
+                dev_smtp.stop()
             engine.dispose()
 
     app = NudgeflowAPI(
@@ -194,6 +206,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(admin_router())
     app.include_router(tracking_router())  # public: the signed token is the authority
     app.include_router(journeys_router())
+    from nudgeflow.web.settings_api import settings_router
+
+    app.include_router(settings_router())
+    if settings.dev_mode:  # never in production mode
+        from nudgeflow.web.dev_inbox import dev_inbox_router
+
+        app.include_router(dev_inbox_router())
     app.include_router(catalog_router())
     app.include_router(bounces_router())  # /webhooks/<provider>/<workspace>: each signed by its provider
     app.include_router(templates_router())

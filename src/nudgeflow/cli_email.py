@@ -1,0 +1,127 @@
+"""`nudgeflow workspace smtp set|show|clear`: a workspace's own SMTP server (secrets masked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+smtp_app = typer.Typer(help="A workspace's SMTP server (NUDGEFLOW_SMTP_URL is the default).", no_args_is_help=True)
+
+
+def _cli():  # type: ignore[no-untyped-def]
+    from nudgeflow import cli
+
+    return cli
+
+
+WorkspaceArg = Annotated[str, typer.Option("--workspace", "-w", help="Workspace id.")]
+DatabaseOpt = Annotated[
+    Optional[str],
+    typer.Option("--database", envvar="NUDGEFLOW_DATABASE_URL", help="sqlite:///path or postgresql://… (default: ./nudgeflow.db)"),
+]
+
+
+def _show(shown: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+    if as_json:
+        print(json.dumps(shown))
+        return
+    out = Console()
+    config = shown.get("config")
+    if shown.get("error"):
+        out.print(f"source  {shown['source']} (invalid: {shown['error']})")
+        return
+    if config is None:
+        out.print("no SMTP server: email goes to the log channel (set NUDGEFLOW_SMTP_URL or `workspace smtp set`)")
+        return
+    out.print(f"source  {shown['source']}")
+    for name in ("url", "from_address", "from_name", "reply_to", "pool_size", "concurrency", "rate_per_second",
+                 "dkim_selector", "dkim_domain", "dkim_private_key", "dkim_key_path"):
+        if config.get(name) not in (None, "", 0, 0.0):
+            out.print(f"{name:<16}{config[name]}")
+
+
+@smtp_app.command("set")
+def smtp_set(
+    url: Annotated[str, typer.Argument(metavar="URL", help="smtp://user:pass@host:port, smtp+starttls://…, smtps://…")],
+    workspace: WorkspaceArg,
+    database: DatabaseOpt = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="From address.")] = None,
+    from_name: Annotated[Optional[str], typer.Option("--from-name", help="From display name.")] = None,
+    reply_to: Annotated[Optional[str], typer.Option("--reply-to")] = None,
+    dkim_key: Annotated[Optional[Path], typer.Option("--dkim-key", help="PEM private key file (stored in the database).")] = None,
+    dkim_selector: Annotated[Optional[str], typer.Option("--dkim-selector")] = None,
+    dkim_domain: Annotated[Optional[str], typer.Option("--dkim-domain")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Set the workspace's own SMTP server (overrides NUDGEFLOW_SMTP_URL for it)."""
+    from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.store import workspace_settings as store
+    from nudgeflow.store.journeys import JourneyError, require_workspace
+
+    cli = _cli()
+    key = None
+    if dkim_key is not None:
+        try:
+            key = dkim_key.read_text()
+        except OSError as exc:
+            raise cli._fail(f"cannot read {dkim_key}: {exc.strerror}") from exc
+    try:
+        config = parse_smtp_url(url, from_address=from_, from_name=from_name, reply_to=reply_to,
+                                dkim_selector=dkim_selector, dkim_domain=dkim_domain, dkim_private_key=key)
+    except SmtpConfigError as exc:
+        raise cli._fail(str(exc)) from exc
+    engine = cli._engine(cli._settings(database))
+    try:
+        with engine.begin() as conn:
+            try:
+                require_workspace(conn, workspace)
+            except JourneyError as exc:
+                raise cli._fail(str(exc)) from exc
+            store.set_smtp(conn, workspace, config, to_ms(SystemClock().now()))
+            shown = store.smtp_settings_masked(conn, workspace)
+    finally:
+        engine.dispose()
+    _show(shown, as_json)
+
+
+@smtp_app.command("show")
+def smtp_show(workspace: WorkspaceArg, database: DatabaseOpt = None,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The SMTP server the workspace's email goes to (password and DKIM key masked)."""
+    from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+    from nudgeflow.store import workspace_settings as store
+
+    cli = _cli()
+    settings = cli._settings(database)
+    try:
+        default = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
+    except SmtpConfigError as exc:
+        raise cli._fail(f"NUDGEFLOW_SMTP_URL: {exc}") from exc
+    engine = cli._engine(settings)
+    try:
+        with engine.connect() as conn:
+            shown = store.smtp_settings_masked(conn, workspace, default)
+    finally:
+        engine.dispose()
+    _show(shown, as_json)
+
+
+@smtp_app.command("clear")
+def smtp_clear(workspace: WorkspaceArg, database: DatabaseOpt = None) -> None:
+    """Remove the workspace's own SMTP server (back to NUDGEFLOW_SMTP_URL)."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.store import workspace_settings as store
+
+    cli = _cli()
+    engine = cli._engine(cli._settings(database))
+    try:
+        with engine.begin() as conn:
+            store.set_smtp(conn, workspace, None, to_ms(SystemClock().now()))
+    finally:
+        engine.dispose()
+    Console(stderr=True).print("cleared")

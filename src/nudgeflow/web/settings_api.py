@@ -1,0 +1,99 @@
+"""Workspace settings in the admin API: GET/PUT/DELETE /api/settings/smtp.
+
+Secrets go in and never come out: answers show the password and the DKIM key masked. A
+PUT whose URL carries the mask as its password keeps the stored password (so a settings
+form can send back what it was shown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from nudgeflow.channels.smtp_config import MASK, SmtpConfigError, parse_smtp_url
+from nudgeflow.core.clock import to_ms
+from nudgeflow.store import workspace_settings as store
+from nudgeflow.web.admin import Workspace, _state
+
+
+class SmtpSettingsIn(BaseModel):
+    url: str = Field(description="smtp://user:pass@host:port, smtp+starttls://…, smtps://… (options as query)")
+    from_address: str | None = None
+    from_name: str | None = None
+    reply_to: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key: str | None = Field(default=None, description="PEM; the mask keeps the stored key")
+
+
+def _default(request: Request) -> Any:
+    url = _state(request).settings.smtp_url
+    return parse_smtp_url(url) if url else None
+
+
+def _email_channel_changed(request: Request, workspace_id: str) -> None:
+    runtime = _state(request).runtime
+    if runtime is None:
+        return
+    from nudgeflow.channels.email import EmailChannel, WorkspaceConfigs, configure_email
+
+    channel = runtime.channels.get("email")
+    if isinstance(channel, EmailChannel):
+        if isinstance(channel.configs, WorkspaceConfigs):
+            channel.configs.invalidate(workspace_id)
+    else:
+        configure_email(runtime.channels, _state(request).engine, _state(request).settings, _state(request).clock)
+
+
+def settings_router() -> APIRouter:
+    router = APIRouter(prefix="/api/settings", tags=["admin"])
+
+    @router.get("/smtp", summary="The workspace's SMTP settings (secrets masked)")
+    def get_smtp(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+        with _state(request).engine.connect() as conn:
+            return store.smtp_settings_masked(conn, workspace_id, _default(request))
+
+    @router.put("/smtp", summary="Set the workspace's own SMTP server")
+    def put_smtp(request: Request, body: SmtpSettingsIn, workspace_id: Workspace) -> dict[str, Any]:
+        state = _state(request)
+        with state.engine.begin() as conn:
+            try:
+                current = store.get_smtp(conn, workspace_id)
+            except SmtpConfigError:
+                current = None
+            try:
+                config = parse_smtp_url(body.url)
+                if config.password == MASK:
+                    if current is None or not current.password:
+                        raise SmtpConfigError("the URL's password is the mask and none is stored")
+                    config = config.with_(password=current.password)
+                if config.dkim_key_path:
+                    raise SmtpConfigError("send the DKIM key itself as dkim_private_key, not a server path")
+                key = body.dkim_private_key
+                if key == MASK:
+                    key = current.dkim_private_key if current else None
+                    if not key:
+                        raise SmtpConfigError("dkim_private_key is the mask and no key is stored")
+                config = config.with_(
+                    **{k: v for k, v in body.model_dump(exclude={"url", "dkim_private_key"}).items() if v is not None},
+                    dkim_private_key=key,
+                )
+            except (SmtpConfigError, TypeError) as exc:
+                raise HTTPException(422, str(exc)) from None
+            if key and b"PRIVATE KEY" not in key.encode():
+                raise HTTPException(422, "dkim_private_key is not a PEM private key")
+            store.set_smtp(conn, workspace_id, config, to_ms(state.clock.now()))
+        _email_channel_changed(request, workspace_id)
+        return {"source": "workspace", "config": config.masked()}
+
+    @router.delete("/smtp", summary="Back to the default SMTP server")
+    def delete_smtp(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+        state = _state(request)
+        with state.engine.begin() as conn:
+            store.set_smtp(conn, workspace_id, None, to_ms(state.clock.now()))
+        _email_channel_changed(request, workspace_id)
+        with state.engine.connect() as conn:
+            return store.smtp_settings_masked(conn, workspace_id, _default(request))
+
+    return router
