@@ -639,6 +639,11 @@ def catalog_list(
     err.print(f"{shown} {kind}" if total else f"no {kind} yet: `nudgeflow catalog import {kind} FILE --workspace ID`")
 
 
+from nudgeflow.cli_consent import suppressions_app  # noqa: E402 (it uses the helpers above, lazily)
+
+app.add_typer(suppressions_app, name="suppressions")
+
+
 def main() -> None:
     app()
 
