@@ -107,11 +107,14 @@ class DefaultRenderer:
             result = await result
         if isinstance(result, RenderedEmail):
             return result
+        preheader = getattr(result, "preheader", None)
+        if preheader and html.escape(preheader) in result.html:  # content/templates.py injects it itself
+            preheader = None
         return RenderedEmail(
             subject=result.subject,
             html=result.html,
             text=getattr(result, "text", None),
-            preheader=getattr(result, "preheader", None),
+            preheader=preheader,
             headers=dict(getattr(result, "headers", None) or {}),
             to=getattr(result, "to", None),
             marketing=bool(getattr(result, "marketing", message.marketing)),
