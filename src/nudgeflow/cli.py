@@ -23,6 +23,9 @@ app.add_typer(journeys_app, name="journeys")
 from nudgeflow.cli_email import smtp_app  # noqa: E402
 
 workspace_app.add_typer(smtp_app, name="smtp")
+from nudgeflow.cli_bounces import bounce_webhooks_app  # noqa: E402
+
+workspace_app.add_typer(bounce_webhooks_app, name="bounce-webhooks")
 catalog_app = typer.Typer(help="The product and place catalog templates personalize with.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 templates_app = typer.Typer(help="Message templates (Liquid + MJML): apply, list, render.", no_args_is_help=True)
@@ -68,6 +71,9 @@ def serve(
     log_requests: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
     dev: Annotated[bool, typer.Option("--dev", help="Development: email goes to a built-in SMTP sink, shown at /dev/inbox.")] = False,
     dev_smtp_port: Annotated[int, typer.Option(help="The dev inbox's SMTP port (with --dev).")] = 1025,
+    bounce_smtp: Annotated[Optional[str], typer.Option(metavar="HOST:PORT", help="Receive bounces (DSN) and ARF complaints by SMTP here (docs/bounces.md).")] = None,
+    bounce_domain: Annotated[Optional[list[str]], typer.Option(metavar="DOMAIN", help="Domain of the bounce address bounces+<workspace>@DOMAIN (repeatable; with --bounce-smtp).")] = None,
+    bounce_workspace: Annotated[Optional[str], typer.Option(help="Workspace of bounce mail whose address has no +<workspace> tag.")] = None,
 ) -> None:
     """Run the HTTP API (ingest, admin, health, metrics)."""
     import uvicorn
@@ -87,9 +93,26 @@ def serve(
         raise _fail(str(exc)) from exc
     # Everything loaded so far lives as long as the process: keep the cyclic collector from
     # walking it again on every full collection (the longest pauses a busy server takes).
+    bounces = None
+    if bounce_smtp:
+        from nudgeflow.runtime.inbound_smtp import committer_jobs, parse_listen, start_bounce_smtp
+
+        try:
+            smtp_host, smtp_port = parse_listen(bounce_smtp)
+            state = application.state.nudgeflow
+            bounces = start_bounce_smtp(
+                committer_jobs(state.committer), state.clock, smtp_host, smtp_port, bounce_domain or [], bounce_workspace
+            )
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise _fail(f"bounce SMTP server: {exc}") from exc
+        err.print(f"bounces: SMTP on {smtp_host}:{smtp_port} for {', '.join(bounce_domain or [])}")
     gc.collect()
     gc.freeze()
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    try:
+        uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    finally:
+        if bounces is not None:
+            bounces.stop()
 
 
 @db_app.command("upgrade")
