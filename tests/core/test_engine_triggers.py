@@ -505,6 +505,16 @@ def test_location_nearest_place_is_chosen() -> None:
     assert [m.context["trigger"]["place"]["name"] for m in d.sends()] == ["Opera", "Louvre"]
 
 
+def test_last_known_location_is_kept_for_templates() -> None:
+    d = Driver(near_store(300))
+    assert d.state.last_location is None
+    d.track("Product Viewed", {"latitude": 48.85, "longitude": 2.35})
+    d.track("Location Updated", {}, context={"location": {"latitude": 48.86, "longitude": 2.34}})
+    assert (d.state.last_location["latitude"], d.state.last_location["longitude"]) == (48.86, 2.34)
+    d.track("Location Updated", {"latitude": 1.0, "longitude": 1.0}, ts=d.now - 10 * M)  # an older report
+    assert d.state.last_location["latitude"] == 48.86
+
+
 def test_location_fires_on_the_way_in_not_on_every_ping_inside() -> None:
     d = Driver(near_store(300))  # reentry: always, so only the geofence logic limits entries
     for _ in range(5):

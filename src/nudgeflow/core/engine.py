@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nudgeflow.core import steps, triggers
+from nudgeflow.core import steps, timecalc, triggers
 from nudgeflow.core.catalog import ARCHIVED, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
@@ -58,6 +58,7 @@ class Engine:
             state.identity = event.anonymous_id
         changes = _apply_traits(state, event)
         _remember(self.catalog, state, event)
+        _locate(state, event)
         if event.event in ENGAGEMENT:
             _engagement(turn, event)
         for run in list(state.runs.values()):
@@ -146,6 +147,20 @@ def _remember(catalog: Catalog, state: ProfileState, event: EventInput) -> None:
             entries.pop(0)
     if len(entries) > HISTORY_CAP:
         del entries[: len(entries) - HISTORY_CAP]
+
+
+def _locate(state: ProfileState, event: EventInput) -> None:
+    """Keep the person's last known position (for "nearest store" in templates)."""
+    # Cheap test first: most events carry no coordinates at all.
+    location = event.context.get("location") if isinstance(event.context, dict) else None
+    if "latitude" not in event.properties and not location:
+        return
+    coords = timecalc.event_coordinates(event)
+    if coords is None:
+        return
+    last = state.last_location
+    if last is None or event.timestamp_ms >= last.get("at", 0):
+        state.last_location = {"latitude": coords[0], "longitude": coords[1], "at": event.timestamp_ms}
 
 
 def _engagement(turn: Turn, event: EventInput) -> None:
