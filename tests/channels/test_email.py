@@ -251,7 +251,7 @@ def test_check_and_missing_pieces() -> None:
         run(ch.send(outbound()))
     with pytest.raises(PermanentError, match="no SMTP server"):
         run(EmailChannel(None, renderer=FixedRenderer()).send(outbound()))
-    with pytest.raises(PermanentError, match="no template renderer"):
+    with pytest.raises(PermanentError, match="no database to render templates from"):
         run(EmailChannel(parse_smtp_url("smtp://h?from=a@b.example")).send(outbound()))
 
 

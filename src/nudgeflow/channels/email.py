@@ -86,7 +86,7 @@ class Renderer(Protocol):
 class DefaultRenderer:
     """The templates of content/templates.py, when that module is there.
 
-    Looked up at call time: `nudgeflow.content.templates.render_email(engine, message)`
+    Looked up at call time: `nudgeflow.content.email_render.render_email(engine, message)`
     (sync or async) returning a RenderedEmail (or anything with its attributes). Without
     it, every message fails with "no template renderer".
     """
@@ -96,7 +96,7 @@ class DefaultRenderer:
 
     async def render_email(self, message: OutboundMessage) -> RenderedEmail:
         try:
-            templates = importlib.import_module("nudgeflow.content.templates")
+            templates = importlib.import_module("nudgeflow.content.email_render")
         except ImportError:
             templates = None
         render = getattr(templates, "render_email", None)

@@ -204,10 +204,11 @@ class EmbeddedRuntime:
         self.stats = RuntimeStats()
         self.engines = engines or EngineCache()
         self.channels = channels or ChannelRegistry.development(settings.log_channels)
-        if channels is None:  # "email" over SMTP when configured (env default or a workspace's own)
-            from nudgeflow.channels.email import configure_email
-
-            configure_email(self.channels, engine_db, settings, clock)
+        # "email" over SMTP when configured (env default or a workspace's own), decided when
+        # the runtime first runs: building the app must not open the database, which may
+        # not be migrated yet.
+        self._email_pending = channels is None
+        self._engine_db, self._settings, self._clock_for_email = engine_db, settings, clock
         self.dispatcher = Dispatcher(
             self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts), self.stats
         )
@@ -318,6 +319,7 @@ class EmbeddedRuntime:
         """Process all events, fire all due timers, dispatch all due messages; repeat until a
         round does nothing. For tests and simulation: with a VirtualClock, advance the
         clock, then call this. Database errors propagate (there is no outage to wait out)."""
+        self._configure_email()
         with self._engine_turn, self._dispatch_turn:
             return self._run_until_idle(max_rounds)
 
@@ -338,7 +340,15 @@ class EmbeddedRuntime:
 
     # -- the background loops ---------------------------------------------------------------
 
+    def _configure_email(self) -> None:
+        if self._email_pending:
+            self._email_pending = False
+            from nudgeflow.channels.email import configure_email
+
+            configure_email(self.channels, self._engine_db, self._settings, self._clock_for_email)
+
     def start(self) -> None:
+        self._configure_email()
         with self._lock:
             if self._threads:
                 return

@@ -1,0 +1,87 @@
+"""One email, from outbox message to content: template, personalization, tracking, headers.
+
+This is what the email channel's default renderer calls for each message:
+1. the template version (compiled once per version, cached) — none: the message fails with
+   "template 'x' not found";
+2. the personalization context (content/context.py) plus `links` (signed unsubscribe and
+   preference-center URLs);
+3. the Liquid render — a missing variable or a syntax error fails the message with the
+   error's part, line and column; nothing half-rendered leaves;
+4. links rewritten through signed click URLs and an open pixel appended;
+5. List-Unsubscribe + List-Unsubscribe-Post (RFC 8058) on marketing messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from nudgeflow.channels.base import OutboundMessage, PermanentError
+from nudgeflow.core.clock import Clock, SystemClock, to_ms
+
+
+def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None = None) -> Any:
+    # Imported here: the channel module loads without the content stack (and its MJML
+    # compiler) until an email is actually rendered.
+    from nudgeflow.channels.email import RenderedEmail
+    from nudgeflow.content import links
+    from nudgeflow.content.context import build_context
+    from nudgeflow.content.templates import RenderedEmail as TemplateEmail
+    from nudgeflow.content.templates import TemplateError, render
+    from nudgeflow.store import consent
+    from nudgeflow.store.templates import TemplateNotFound, load_compiled
+
+    if engine is None:
+        raise PermanentError("no database to render templates from")
+    now_ms = to_ms((clock or SystemClock()).now())
+    to = message.traits.get("email")
+    if not isinstance(to, str) or "@" not in to:
+        raise PermanentError("profile has no email")
+    ws, key, pid = message.workspace_id, message.key, message.profile_id
+    with engine.connect() as conn:
+        try:
+            compiled = load_compiled(conn, ws, message.template)
+        except TemplateNotFound as exc:
+            raise PermanentError(f"template '{message.template}' not found") from exc
+        if compiled.channel != "email":
+            raise PermanentError(f"template '{message.template}' is a {compiled.channel} template, not email")
+        context = build_context(conn, ws, pid, message.context, now_ms)
+        secret = consent.existing_tracking_secret(conn, ws)
+        base = consent.public_base_url(consent.get_settings(conn, ws))
+    if secret is None:
+        # First message of the workspace: create its signing secret (a short write).
+        with engine.begin() as conn:
+            secret = consent.tracking_secret(conn, ws, now_ms)
+    topic = compiled.source.topic if hasattr(compiled.source, "topic") else None
+    context["links"] = {
+        **(context.get("links") or {}),
+        "unsubscribe": links.unsubscribe_url(base, secret, ws, key, pid, topic),
+        "preferences": links.preferences_url(base, secret, ws, key, pid),
+    }
+    try:
+        rendered = render(compiled, context)
+    except TemplateError as exc:
+        raise PermanentError(f"template '{message.template}': {exc}") from exc
+    assert isinstance(rendered, TemplateEmail)
+    html = links.rewrite_links(rendered.html, base, secret, ws, key, pid)
+    pixel = links.open_pixel_url(base, secret, ws, key, pid)
+    html = _append_pixel(html, pixel)
+    headers: dict[str, str] = {"X-Nudgeflow-Message-Key": key}
+    if message.marketing:
+        headers.update(links.list_unsubscribe_headers(base, secret, ws, key, pid, topic))
+    return RenderedEmail(
+        subject=rendered.subject,
+        html=html,
+        text=rendered.text,
+        preheader=None,  # content/templates.py already put it at the top of the HTML
+        headers=headers,
+        to=to,
+        marketing=message.marketing,
+    )
+
+
+def _append_pixel(html: str, url: str) -> str:
+    tag = f'<img src="{url}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+    at = html.lower().rfind("</body>")
+    return html[:at] + tag + html[at:] if at >= 0 else html + tag

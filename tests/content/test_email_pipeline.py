@@ -1,0 +1,136 @@
+"""A journey's email end to end: event over HTTP -> engine -> outbox -> template rendered
+with the person's context -> signed links and one-click unsubscribe headers -> a real SMTP
+server on loopback; then the unsubscribe flow over HTTP stops the next marketing email."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import text
+
+from nudgeflow.core.clock import VirtualClock, to_ms
+from nudgeflow.model.journeys import Journey
+from nudgeflow.settings import Settings
+from nudgeflow.store.journeys import apply_draft, publish
+from nudgeflow.store.templates import save_template
+from tests.channels.smtp_support import Sink, start_sink
+from tests.conftest import LiveServer, start_server
+
+TEMPLATE = {
+    "channel": "email",
+    "subject": "{{ profile.first_name | default: 'Hi' }}, you left something behind",
+    "preheader": "Your cart is saved",
+    "body": """<mjml><mj-body><mj-section><mj-column>
+<mj-text>Hello {{ profile.first_name | default: "there" }}, your {{ event.properties.product_name | default: "item" }} is waiting.</mj-text>
+<mj-button href="https://shop.example.com/cart">Back to your cart</mj-button>
+<mj-text><a href="{{ links.unsubscribe }}">Unsubscribe</a></mj-text>
+</mj-column></mj-section></mj-body></mjml>""",
+}
+
+JOURNEY = {
+    "id": "cart-mail",
+    "name": "Cart mail",
+    "trigger": {"type": "event", "event": "Product Added"},
+    "entry": {"reentry": "always"},
+    "steps": {"mail": {"type": "send", "channel": "email", "template": "cart-reminder"}},
+}
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink()
+    controller = start_sink(s)
+    s.port = controller.port  # type: ignore[attr-defined]
+    yield s
+    controller.stop()
+
+
+@pytest.fixture
+def mail_server(settings: Settings, sink: Sink) -> Iterator[tuple[LiveServer, VirtualClock]]:
+    clock = VirtualClock()
+    url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=shop@shop.example.com&from_name=Shop"  # type: ignore[attr-defined]
+    srv = start_server(dataclasses.replace(settings, smtp_url=url), clock)
+    yield srv, clock
+    srv.stop()
+
+
+def _local(live: LiveServer, url: str) -> str:
+    """A link as the message carries it (public base URL), aimed at the test server."""
+    parts = urlsplit(url)
+    return f"{live.url}{parts.path}{'?' + parts.query if parts.query else ''}"
+
+
+def test_journey_email_is_rendered_tracked_and_one_click_unsubscribe_stops_the_next(
+    mail_server: tuple[LiveServer, VirtualClock], sink: Sink
+) -> None:
+    live, clock = mail_server
+    ws = live.workspace()
+    engine = live.state.engine
+    now = to_ms(clock.now())
+    with engine.begin() as conn:
+        save_template(conn, ws.workspace_id, "cart-reminder", TEMPLATE, now)
+        apply_draft(conn, ws.workspace_id, Journey.model_validate(JOURNEY), now)
+        publish(conn, ws.workspace_id, "cart-mail", now)
+    with live.client(auth=(ws.write_key, "")) as http:
+        assert http.post("/v1/identify", json={"userId": "ada", "traits": {"email": "ada@example.org", "first_name": "Ada"}}).status_code == 200
+        assert http.post("/v1/track", json={"userId": "ada", "event": "Product Added", "properties": {"product_name": "Red shoes"}}).status_code == 200
+    live.state.runtime.run_until_idle()
+
+    assert len(sink.received) == 1
+    mail = sink.received[0].message
+    assert mail["Subject"] == "Ada, you left something behind"
+    assert mail["To"] == "ada@example.org" and "shop@shop.example.com" in mail["From"]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = mail["List-Unsubscribe"].strip("<>")
+    assert "/u/" in unsubscribe
+    plain, rich = mail.get_payload()  # type: ignore[misc]
+    html = rich.get_content()
+    assert "Hello Ada, your Red shoes is waiting." in html and "Your cart is saved" in html
+    assert "https://shop.example.com/cart" not in html  # every link goes through a signed click URL
+    assert "/t/c/" in html and "/t/o/" in html
+    assert "Hello Ada" in plain.get_content()
+
+    click = next(part.split('"')[0] for part in html.split('href="')[1:] if "/t/c/" in part)
+    with live.client() as http:
+        r = http.get(_local(live, click), follow_redirects=False)
+        assert r.status_code == 302 and r.headers["location"] == "https://shop.example.com/cart"
+        tampered = _local(live, click)[:-3] + ("AAA" if not click.endswith("AAA") else "BBB")
+        r = http.get(tampered, follow_redirects=False)
+        assert r.status_code == 404 and "location" not in r.headers
+        # RFC 8058: a POST without cookies or credentials unsubscribes, and does not redirect.
+        r = http.post(_local(live, unsubscribe), data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
+        assert r.status_code == 200
+
+    with live.client(auth=(ws.write_key, "")) as http:
+        assert http.post("/v1/track", json={"userId": "ada", "event": "Product Added", "properties": {}}).status_code == 200
+    live.state.runtime.run_until_idle()
+    assert len(sink.received) == 1  # the next marketing email is not sent…
+    with engine.connect() as conn:
+        where = {"ws": ws.workspace_id}
+        statuses = [r[0] for r in conn.execute(text("SELECT status FROM outbox WHERE workspace_id = :ws ORDER BY id"), where)]
+        names = {r[0] for r in conn.execute(text("SELECT event FROM events WHERE workspace_id = :ws"), where)}
+    assert statuses == ["sent", "suppressed"]  # …and says why
+    assert {"Email Link Clicked", "Unsubscribed", "Message Suppressed"} <= names
+
+
+def test_missing_template_fails_the_message_with_its_reason(mail_server: tuple[LiveServer, VirtualClock], sink: Sink) -> None:
+    live, clock = mail_server
+    ws = live.workspace()
+    engine = live.state.engine
+    now = to_ms(clock.now())
+    with engine.begin() as conn:
+        apply_draft(conn, ws.workspace_id, Journey.model_validate(JOURNEY), now)
+        publish(conn, ws.workspace_id, "cart-mail", now)
+    with live.client(auth=(ws.write_key, "")) as http:
+        http.post("/v1/identify", json={"userId": "bo", "traits": {"email": "bo@example.org"}})
+        http.post("/v1/track", json={"userId": "bo", "event": "Product Added"})
+    live.state.runtime.run_until_idle()
+    assert sink.received == []
+    with engine.connect() as conn:
+        row: Any = conn.execute(
+            text("SELECT status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws.workspace_id}
+        ).one()
+    assert row[0] == "failed" and "template 'cart-reminder' not found" in row[1]
