@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import hashlib
 import html
 import importlib
@@ -30,6 +31,7 @@ import re
 import ssl
 from dataclasses import dataclass, field
 from email import policy as email_policy
+from email.contentmanager import ContentManager
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from html.parser import HTMLParser
@@ -277,9 +279,25 @@ def compose(
         msg[name] = _one_line(value)
     text = rendered.text if rendered.text is not None else html_to_text(rendered.html)
     body = inject_preheader(rendered.html, rendered.preheader) if rendered.preheader else rendered.html
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(body, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg.set_content(text, subtype="plain", content_manager=_QP_TEXT)
+    msg.add_alternative(body, subtype="html", content_manager=_QP_TEXT)
     return msg
+
+
+def _set_qp_text(msg: Any, string: str, subtype: str = "plain") -> None:
+    """`set_content(string, subtype=…, charset="utf-8", cte="quoted-printable")` with the C
+    encoder of binascii: the standard library's quoprimime encodes character by character
+    in Python, which was a third of composing a 30 KB MJML email. Lines end in LF here (the
+    generator writes CRLF); lines are at most 76 characters (RFC 2045)."""
+    data = b"\n".join(string.encode("utf-8").splitlines()) + b"\n"
+    msg["Content-Type"] = f"text/{subtype}"
+    msg.set_payload(binascii.b2a_qp(data, istext=True).decode("ascii"))
+    msg.set_param("charset", "utf-8", replace=True)
+    msg["Content-Transfer-Encoding"] = "quoted-printable"
+
+
+_QP_TEXT = ContentManager()
+_QP_TEXT.add_set_handler(str, _set_qp_text)
 
 
 def _now_header() -> str:
