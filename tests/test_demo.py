@@ -10,14 +10,14 @@ import pytest
 from rich.console import Console
 
 from nudgeflow.core.clock import from_ms, to_ms
-from nudgeflow.demo import DemoError, DemoSummary, _urgency, examples_dir, run_demo
+from nudgeflow.demo import DemoError, DemoSummary, _urgency, examples_dir, parse_email, run_demo
 from nudgeflow.runtime.replay import load_journeys
 
 
 @pytest.fixture(scope="module")
 def demo() -> tuple[DemoSummary, str]:
     out = io.StringIO()
-    summary = run_demo(users=120, seed=3, console=Console(file=out, width=200))
+    summary = run_demo(users=60, seed=3, console=Console(file=out, width=200))
     return summary, out.getvalue()
 
 
@@ -71,11 +71,16 @@ def test_local_time_waits_end_on_the_dot_in_the_persons_timezone(demo: tuple[Dem
 def test_the_summary_keeps_ingest_and_adds_the_journeys(demo: tuple[DemoSummary, str]) -> None:
     summary, out = demo
     assert summary.rejected == 0 and summary.resent == 40
-    engagement = summary.stats["track_events"].get("Message Delivered", 0)
-    assert engagement == summary.journeys.sent
+    events = summary.stats["track_events"]
+    # The log channel appends Message Delivered per push, the email channel Message Sent per email.
+    assert events.get("Message Delivered", 0) == summary.journeys.logged
+    assert events.get("Message Sent", 0) == summary.journeys.emailed
+    engagement = sum(events.get(name, 0) for name in ("Message Delivered", "Message Sent", "Message Failed"))
+    assert summary.journeys.sent == summary.journeys.logged + summary.journeys.emailed
     assert summary.stats["events"] == summary.messages + engagement  # re-sent messages stored once
     for text in ("Events by type", "What was stored", "0 stored again", "Fast-forward", "What each journey did",
-                 "The first message of each step", "One person", "messages sent"):
+                 "The first message of each step", "One person", "messages sent", "The dev inbox",
+                 "cart-abandonment / cart-1h-your-items", "Subject: ", "/dev/inbox"):
         assert text in out, text
 
 
@@ -96,3 +101,50 @@ def test_the_demo_refuses_too_few_days_or_no_users() -> None:
         run_demo(users=0, console=Console(file=io.StringIO()))
     with pytest.raises(DemoError):
         run_demo(users=5, days=1, console=Console(file=io.StringIO()))
+
+
+EMAIL_JOURNEYS = ("welcome", "browse-abandonment", "cart-abandonment", "post-purchase", "win-back")
+
+
+def test_the_dev_inbox_receives_every_email_personalized(demo: tuple[DemoSummary, str]) -> None:
+    from nudgeflow.demo_traffic import CATALOG, FIRST_NAMES
+
+    summary, _ = demo
+    inbox = summary.inbox
+    assert len(inbox) == summary.journeys.emailed > 0
+    assert summary.journeys.failed == 0  # no outbox row failed: every template rendered
+    rows = summary.journeys.summary["journeys"]
+    received: dict[tuple[str, str], int] = {}
+    for m in inbox:
+        received[(m["journey"], m["step"])] = received.get((m["journey"], m["step"]), 0) + 1
+    for journey in EMAIL_JOURNEYS:
+        steps = {step: n for (j, step), n in received.items() if j == journey}
+        assert steps, journey
+        sent = {step: n for step, n in rows[journey]["messages"].items() if step in steps}
+        assert steps == sent, journey  # the sink got what the outbox says was sent
+    names = set(FIRST_NAMES)
+    products = {p.name for p in CATALOG}
+    for m in inbox:
+        if m["journey"] not in EMAIL_JOURNEYS:
+            continue
+        # Every example email names the person in its subject (first_name, with a default).
+        assert any(name in m["subject"] for name in names), m["subject"]
+        assert "there" not in m["subject"].split(",")[0], m["subject"]
+    carts = [parse_email(m) for m in inbox if m["template"] == "cart-1h-your-items"][:10]
+    assert carts and all(any(p in c["text"] for p in products) for c in carts)  # the person's items
+    orders = [parse_email(m) for m in inbox if m["template"] == "order-confirmation-cross-sells"][:10]
+    assert orders and all(any(p in o["text"] for p in products) for o in orders)
+
+
+def test_marketing_email_carries_one_click_unsubscribe_and_links_to_the_demo_server(
+        demo: tuple[DemoSummary, str]) -> None:
+    summary, _ = demo
+    winback = next(m for m in summary.inbox if m["template"] == "winback-we-miss-you-15-off")
+    parsed = parse_email(winback)
+    headers = parsed["headers"]
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert summary.server_url in headers["List-Unsubscribe"]
+    assert summary.server_url + "/t/c/" in parsed["text"]  # tracked links point at the demo server
+    assert "shop@nudgeshop.example" in parsed["from"]
+    confirmation = parse_email(next(m for m in summary.inbox if m["template"] == "order-confirmation-cross-sells"))
+    assert "List-Unsubscribe-Post" not in confirmation["headers"]  # transactional

@@ -241,7 +241,7 @@ def simulate(
 
 @app.command()
 def demo(
-    users: Annotated[int, typer.Option(help="How many people to simulate.")] = 200,
+    users: Annotated[int, typer.Option(help="How many people to simulate.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed for the generated traffic.")] = 7,
     database: DatabaseOpt = None,
     journeys: Annotated[
@@ -249,6 +249,7 @@ def demo(
         typer.Option("--journeys", "-j", help="Journey files or directories to publish (default: examples/journeys)."),
     ] = None,
     days: Annotated[float, typer.Option(help="Virtual days the traffic and the fast-forward cover.")] = 40.0,
+    keep_serving: Annotated[bool, typer.Option("--keep-serving", help="Keep the demo server up afterwards, to browse its dev inbox (/dev/inbox); Ctrl-C to stop.")] = False,
 ) -> None:
     """Generate shop and app traffic, ingest it over HTTP, fast-forward the example journeys
     through it on a virtual clock, and show what was stored and what each journey sent."""
@@ -256,7 +257,8 @@ def demo(
     from nudgeflow.store.database import DatabaseError
 
     try:
-        run_demo(users=users, seed=seed, database_url=database, journeys=journeys, days=days)
+        run_demo(users=users, seed=seed, database_url=database, journeys=journeys, days=days,
+                 keep_serving=keep_serving)
     except (DemoError, DatabaseError) as exc:
         raise _fail(str(exc)) from exc
 

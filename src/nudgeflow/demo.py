@@ -18,7 +18,9 @@ moves forward in stops, so the 40 days take seconds:
   or a timer falls due, and nowhere else. Before each stop the demo sends the traffic
   that has reached the server by then, in the order it arrived; at the stop
   `run_until_idle()` decides the new events, fires the timers now due and dispatches
-  the messages through the `log` channel, which records what it would send;
+  the messages: emails through the email channel (the example templates, personalized
+  from the demo's product catalog and stores, sent over SMTP to the dev inbox's sink,
+  links pointing at the demo server), push through the `log` channel;
 - so an event is decided within the hour it happened, and a timer fires within the hour
   it fell due ("18:00 local" waits end on the dot in whole-hour timezones; "an hour
   after the cart" may be sent up to an hour later than that);
@@ -28,7 +30,9 @@ moves forward in stops, so the 40 days take seconds:
   late from an offline queue reaches the server late, and rightly does not.
 
 Then the demo reads back what the runtime recorded: the runs per journey (entered,
-holdout, exited by reason, converted) and the messages of the log channel.
+holdout, exited by reason, converted), the messages sent, and what the dev inbox received:
+a count per journey and template and a few emails in full (`--keep-serving` keeps the
+server up to browse them at /dev/inbox).
 """
 
 from __future__ import annotations
@@ -55,11 +59,11 @@ from rich.table import Table
 
 from sqlalchemy import text
 
-from nudgeflow.demo_traffic import ORDERED, generate_traffic
+from nudgeflow.demo_traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
 from nudgeflow.settings import Settings
 from nudgeflow.web.embedded import ServerStartError, ThreadedServer, serve_in_thread
 
-DEFAULT_USERS = 200
+DEFAULT_USERS = 50  # each email is rendered, composed and sent over SMTP (~20 ms each): 50 people keep the demo ~10 s
 FAST_FORWARD_DAYS = 40.0  # the virtual time the demo covers: win-back needs 30 silent days, then a week
 SHOPPING_DAYS = 3.0  # people arrive and shop during the first days
 TIMER_STEP_MS = 60 * 60_000  # the clock stops at most this far apart while anything happens
@@ -69,6 +73,12 @@ BATCH_BYTES = 400 * 1024  # under the 500 KB request limit, with room for the en
 SINGLE_SHARE = 0.005  # of messages sent one by one to /v1/<type>, as server-side SDKs may
 RESEND = 40  # messages sent a second time to show idempotency
 ENGAGEMENT_EVENTS = ("Message Delivered", "Message Sent", "Message Failed")
+SHOP_FROM = "shop@nudgeshop.example"  # the From of the demo's emails (the dev inbox accepts any)
+SAMPLE_EMAILS = (  # (journey, template) of the emails shown in full, in this order
+    ("cart-abandonment", "cart-1h-your-items"),
+    ("win-back", "winback-we-miss-you-15-off"),
+    ("post-purchase", "order-confirmation-cross-sells"),
+)
 
 
 class DemoError(RuntimeError):
@@ -86,6 +96,8 @@ class JourneyReport:
     runs: int = 0
     timers_pending: int = 0
     by_profile: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # user id -> their messages
+    emailed: int = 0  # emails the email channel sent (over SMTP, to the dev inbox)
+    logged: int = 0  # messages the log channel recorded (push)
 
 
 @dataclass
@@ -110,6 +122,10 @@ class DemoSummary:
     timers_fired: int = 0
     engine_seconds: float = 0.0
     journeys: JourneyReport = field(default_factory=JourneyReport)
+    server_url: str = ""
+    templates_applied: list[str] = field(default_factory=list)
+    catalog: dict[str, int] = field(default_factory=dict)  # kind -> rows imported
+    inbox: list[dict[str, Any]] = field(default_factory=list)  # what the dev inbox received, in order
 
     @property
     def rate(self) -> float:
@@ -121,6 +137,98 @@ def examples_dir() -> Path | None:
     a checkout), whatever the working directory."""
     candidate = Path(__file__).resolve().parents[2] / "examples" / "journeys"
     return candidate if candidate.is_dir() else None
+
+
+def templates_dir() -> Path | None:
+    """examples/templates of the source tree, next to examples/journeys."""
+    candidate = Path(__file__).resolve().parents[2] / "examples" / "templates"
+    return candidate if candidate.is_dir() else None
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _demo_settings(database_url: str) -> Settings:
+    """The demo is a local tour: no per-workspace rate limit to pace it, and a SQLite
+    database that commits without an fsync each time (WAL with synchronous=NORMAL: a commit
+    survives the process crashing, not the machine losing power). The server's own engine
+    stays off: the demo drives the runtime itself, on a virtual clock. Email goes over SMTP
+    to the dev inbox's sink (dev mode: the server starts it on a free loopback port and
+    serves /dev/inbox), from the shop's address."""
+    from urllib.parse import quote
+
+    port = _free_port()
+    smtp_url = f"smtp://127.0.0.1:{port}?tls=none&from={SHOP_FROM}&from_name={quote('Nudgeshop')}"
+    return Settings(database_url=database_url, ingest_rate_per_second=0, log_level="WARNING",
+                    engine_enabled=False, sqlite_synchronous="NORMAL", dev_mode=True,
+                    dev_smtp_host="127.0.0.1", dev_smtp_port=port, smtp_url=smtp_url)
+
+
+def catalog_products() -> list[dict[str, Any]]:
+    """The products the demo traffic views, adds and orders (demo_traffic.CATALOG), as
+    catalog rows: what templates show for an id seen in an event, and what the
+    recommendations pick from."""
+    return [
+        {"id": p.product_id, "name": p.name, "price": p.price, "currency": CURRENCY, "category": p.category,
+         "url": f"https://shop.example.com/p/{p.product_id}", "image": f"https://cdn.shop.example.com/{p.sku}.jpg",
+         "stock": 5 + (i * 7) % 40, "sku": p.sku, "brand": p.brand}
+        for i, p in enumerate(CATALOG)
+    ]
+
+
+def catalog_places() -> list[dict[str, Any]]:
+    """The shop's stores (demo_traffic.STORES, the places of push-near-store.yaml)."""
+    return [
+        {"id": "store_" + name.split()[0].lower(), "name": name, "latitude": lat, "longitude": lon,
+         "address": "New York, NY"}
+        for name, lat, lon in STORES
+    ]
+
+
+def _apply_templates(client: httpx.Client, admin: dict[str, str]) -> list[str]:
+    """examples/templates/NAME.yaml, saved as template NAME over the admin API."""
+    import yaml
+
+    found = templates_dir()
+    if found is None:
+        return []
+    applied: list[str] = []
+    for path in sorted(found.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        answer = client.put(f"/api/templates/{path.stem}", content=orjson.dumps(doc),
+                            headers={**admin, "Content-Type": "application/json"}, auth=None)
+        if answer.status_code not in (200, 201):
+            raise DemoError(f"{path}: the server refused the template ({answer.status_code}): {answer.text[:500]}")
+        applied.append(path.stem)
+    return applied
+
+
+def _import_catalog(client: httpx.Client, admin: dict[str, str]) -> dict[str, int]:
+    imported: dict[str, int] = {}
+    for kind, rows in (("products", catalog_products()), ("places", catalog_places())):
+        answer = client.put(f"/api/catalog/{kind}", content=orjson.dumps(rows),
+                            headers={**admin, "Content-Type": "application/json"}, auth=None)
+        if answer.status_code != 200 or answer.json().get("rejected"):
+            raise DemoError(f"the server refused the demo's {kind} ({answer.status_code}): {answer.text[:500]}")
+        imported[kind] = int(answer.json().get("imported", 0))
+    return imported
+
+
+def _set_base_url(server: ThreadedServer, workspace_id: str) -> None:
+    """Links in the emails (clicks, unsubscribe, preferences) point at the demo server."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.store.consent import update_settings
+
+    state = server.app.state.nudgeflow
+    now = to_ms(SystemClock().now())
+    state.committer.submit_job(
+        lambda conn: update_settings(conn, workspace_id, {"public_base_url": server.url}, now)
+    ).result()
 
 
 def _start_server(settings: Settings) -> ThreadedServer:
@@ -333,6 +441,7 @@ def run_demo(
     journeys: Sequence[str | Path] | None = None,
     days: float = FAST_FORWARD_DAYS,
     console: Console | None = None,
+    keep_serving: bool = False,
 ) -> DemoSummary:
     console = console or Console()
     if users < 1:
@@ -346,12 +455,7 @@ def run_demo(
     if database_url is None:
         tmpdir = Path(tempfile.mkdtemp(prefix="nudgeflow-demo-"))
         database_url = f"sqlite:///{tmpdir / 'demo.db'}"
-    # The demo is a local tour: no per-workspace rate limit to pace it, and a SQLite
-    # database that commits without an fsync each time (WAL with synchronous=NORMAL: a
-    # commit survives the process crashing, not the machine losing power). The server's
-    # own engine stays off: the demo drives the runtime itself, on a virtual clock.
-    settings = Settings(database_url=database_url, ingest_rate_per_second=0, log_level="WARNING",
-                        engine_enabled=False, sqlite_synchronous="NORMAL")
+    settings = _demo_settings(database_url)
     summary = DemoSummary(database_url=database_url)
     server: ThreadedServer | None = None
     try:
@@ -359,7 +463,9 @@ def run_demo(
             _prepare(database_url)
             server = _start_server(settings)
             workspace = _create_workspace(server)
+            _set_base_url(server, workspace.workspace_id)
         summary.workspace_id = workspace.workspace_id
+        summary.server_url = server.url
         console.print(
             f"[bold]Nudgeflow demo[/]: server on {server.url}, database "
             f"{'temporary SQLite' if tmpdir else _display_url(database_url)}, workspace {workspace.workspace_id}"
@@ -383,6 +489,14 @@ def run_demo(
                 + ", ".join(summary.journeys_published),
                 highlight=False,
             )
+            summary.templates_applied = _apply_templates(client, admin)
+            summary.catalog = _import_catalog(client, admin)
+            console.print(
+                f"applied {len(summary.templates_applied)} templates from examples/templates, imported "
+                f"{summary.catalog.get('products', 0)} products and {summary.catalog.get('places', 0)} stores; "
+                f"email goes to the dev inbox (SMTP on 127.0.0.1:{settings.dev_smtp_port}), links point at {server.url}",
+                highlight=False,
+            )
             forward = _FastForward(server, _arrival_ms(messages[0]) if messages else int(start.timestamp() * 1000))
             _fast_forward(console, client, forward, messages, rng, summary, users, end, definitions)
             if summary.rejected:
@@ -396,8 +510,12 @@ def run_demo(
                 profile = answer.json() if answer.status_code == 200 else None
         step_order = {j.id: list(j.steps) for j in definitions}
         summary.journeys = _journey_report(forward, workspace.workspace_id, summary.journeys_published, step_order)
+        summary.inbox = _read_inbox(forward, workspace.workspace_id)
         summary.total_seconds = time.perf_counter() - started
         _print_summary(console, summary, profile, workspace, persistent=tmpdir is None)
+        _print_inbox(console, summary, keep_serving=keep_serving)
+        if keep_serving:
+            _serve_until_interrupted(console, server)
         return summary
     finally:
         if server is not None:
@@ -596,6 +714,13 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
                  " ORDER BY sent_at_ms, id"),
             ws,
         ).all()
+        # Emails go through the email channel (SMTP to the dev inbox): the outbox has them.
+        emailed = conn.execute(
+            text("SELECT profile_id, journey_id, step, template, variant, sent_at_ms FROM outbox"
+                 " WHERE workspace_id = :ws AND channel = 'email' AND status = 'sent'"),
+            ws,
+        ).all()
+        zones = _timezones(conn, workspace_id)
         failed = conn.execute(
             text("SELECT journey_id, step FROM outbox WHERE workspace_id = :ws AND status = 'failed'"), ws
         ).all()
@@ -622,10 +747,10 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
     report.runs = len(runs)
     steps: dict[str, Counter[str]] = defaultdict(Counter)
     first_of_step: dict[tuple[str, str], int] = {}
-    all_sent: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
     for profile_id, body, sent_at_ms in logged:
         doc = orjson.loads(body)
-        message = {
+        found.append({
             "at_ms": int(sent_at_ms),
             "who": who.get(profile_id) or doc.get("to", {}).get("email") or "(anonymous)",
             "journey": doc.get("journey_id"),
@@ -634,7 +759,25 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
             "template": doc.get("template"),
             "variant": doc.get("variant"),
             "timezone": doc.get("to", {}).get("timezone"),
-        }
+            "by": "log",
+        })
+    report.logged = len(found)
+    for profile_id, journey_id, step, template, variant, sent_at_ms in emailed:
+        found.append({
+            "at_ms": int(sent_at_ms or 0),
+            "who": who.get(profile_id) or "(anonymous)",
+            "journey": journey_id,
+            "step": step,
+            "channel": "email",
+            "template": template,
+            "variant": variant,
+            "timezone": zones.get(profile_id),
+            "by": "smtp",
+        })
+    report.emailed = len(emailed)
+    found.sort(key=lambda m: m["at_ms"])  # stable: the order each channel recorded within a moment
+    all_sent: list[dict[str, Any]] = []
+    for message in found:
         all_sent.append(message)
         steps[message["journey"]][message["step"]] += 1
         first_of_step.setdefault((message["journey"], message["step"]), len(all_sent) - 1)
@@ -677,6 +820,155 @@ def _user_ids(conn: Any, workspace_id: str) -> dict[str, str]:
         if source not in ids and target in ids:
             ids[source] = ids[target]
     return ids
+
+
+def _timezones(conn: Any, workspace_id: str) -> dict[str, str]:
+    """profile id -> its timezone trait, following merges like _user_ids."""
+    ws = {"ws": workspace_id}
+    zones: dict[str, str] = {}
+    for pid, traits in conn.execute(text("SELECT id, traits FROM profiles WHERE workspace_id = :ws"), ws).all():
+        try:
+            zone = orjson.loads(traits or "{}").get("timezone")
+        except (orjson.JSONDecodeError, AttributeError):
+            zone = None
+        if isinstance(zone, str):
+            zones[pid] = zone
+    merges = conn.execute(
+        text("SELECT from_profile_id, into_profile_id FROM profile_merges WHERE workspace_id = :ws"), ws
+    ).all()
+    for source, target in merges:
+        if source not in zones and target in zones:
+            zones[source] = zones[target]
+    return zones
+
+
+def _text_part(msg: Any) -> str:
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain" and part.get_content_disposition() != "attachment":
+            try:
+                return str(part.get_content())
+            except (LookupError, ValueError):
+                return ""
+    return ""
+
+
+def _read_inbox(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]]:
+    """What the dev inbox's SMTP sink received, parsed back, each matched to the outbox row
+    that sent it (by its X-Nudgeflow-Message-Key header): journey, step and template."""
+    with forward.db.connect() as conn:
+        rows = conn.execute(text("SELECT id, rcpt_to, subject, raw FROM inbox_messages ORDER BY id")).all()
+        sent = {
+            key: (journey, step, template, profile_id)
+            for key, journey, step, template, profile_id in conn.execute(
+                text("SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
+                     " WHERE workspace_id = :ws AND channel = 'email'"),
+                {"ws": workspace_id},
+            ).all()
+        }
+        who = _user_ids(conn, workspace_id)
+    inbox: list[dict[str, Any]] = []
+    for inbox_id, rcpt, subject, raw in rows:
+        # The key is all the table needs: the full parse (slow) waits until a message is shown.
+        header_end = raw.find("\n\n")
+        found = _KEY_HEADER.search(raw, 0, header_end if header_end >= 0 else len(raw))
+        key = found.group(1).strip() if found else ""
+        journey, step, template, profile_id = sent.get(key, (None, None, None, None))
+        inbox.append({
+            "id": int(inbox_id),
+            "to": rcpt,
+            "subject": subject or "",
+            "journey": journey,
+            "step": step,
+            "template": template,
+            "who": who.get(profile_id or "", ""),
+            "raw": raw,
+        })
+    return inbox
+
+
+_KEY_HEADER = re.compile(r"^X-Nudgeflow-Message-Key:[ \t]*(.+)$", re.MULTILINE | re.IGNORECASE)
+
+
+def parse_email(message: dict[str, Any]) -> dict[str, Any]:
+    """From, headers and the text part of an email `_read_inbox` found."""
+    from email import message_from_string, policy
+
+    msg = message_from_string(message["raw"], policy=policy.default)
+    return {"from": str(msg.get("From") or ""), "headers": {name: str(value) for name, value in msg.items()},
+            "text": _text_part(msg)}
+
+
+def _first_lines(body: str, count: int = 8) -> list[str]:
+    """The text part's first lines, tracked links shortened to their text."""
+    lines = [" ".join(_LINK.sub(" ↗", line).split()) for line in body.splitlines()]
+    return [line for line in lines if line][:count]
+
+
+_LINK = re.compile(r"\s*\((?:https?://)[^)\s]+\)")
+
+
+def _samples(summary: DemoSummary) -> list[dict[str, Any]]:
+    """A few emails worth reading: the showcase person's cart reminder if they got one, a
+    win-back, an order confirmation."""
+    chosen: list[dict[str, Any]] = []
+    for journey, template in SAMPLE_EMAILS:
+        these = [m for m in summary.inbox if (m["journey"], m["template"]) == (journey, template)]
+        mine = [m for m in these if m["who"] == summary.sample_user]
+        if mine or these:
+            chosen.append((mine or these)[0])
+    return chosen
+
+
+def _print_inbox(console: Console, summary: DemoSummary, *, keep_serving: bool) -> None:
+    inbox = summary.inbox
+    counts: Counter[tuple[str, str]] = Counter((m["journey"] or "?", m["template"] or "?") for m in inbox)
+    table = Table(title=f"The dev inbox: {len(inbox):,} emails received over SMTP", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("journey", no_wrap=True)
+    table.add_column("template", no_wrap=True)
+    table.add_column("emails", justify="right")
+    previous = None
+    for (journey, template), count in sorted(counts.items()):
+        table.add_row(escape(journey) if journey != previous else "", escape(template), f"{count:,}")
+        previous = journey
+    console.print(table)
+    for m in _samples(summary):
+        m = {**m, **parse_email(m)}
+        lines = _first_lines(m["text"])
+        headers = m["headers"]
+        unsubscribe = "List-Unsubscribe" in headers and "List-Unsubscribe-Post" in headers
+        console.print(
+            f"[bold]{escape(m['journey'] or '')} / {escape(m['template'] or '')}[/]\n"
+            f"  From:    {escape(m['from'])}\n"
+            f"  To:      {escape(m['to'])}\n"
+            f"  Subject: {escape(m['subject'])}\n"
+            + ("  List-Unsubscribe (one-click, RFC 8058): yes\n" if unsubscribe else "")
+            + "".join(f"  │ {escape(line)}\n" for line in lines),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if keep_serving:
+        return
+    console.print(
+        "[bold]Browse them[/]: run the demo with --keep-serving and open the dev inbox it prints, or\n"
+        "  nudgeflow serve --dev   and   http://127.0.0.1:8000/dev/inbox   (with a journey's emails sent by it)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _serve_until_interrupted(console: Console, server: ThreadedServer) -> None:
+    console.print(
+        f"\n[bold]The demo server stays up[/]: the dev inbox is at {server.url}/dev/inbox "
+        "(each email's HTML, text part and headers). Ctrl-C to stop.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")
 
 
 def _counts(title: str, what: str, counts: dict[str, int]) -> Table:
@@ -726,7 +1018,8 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
     forward.add_row("journeys live", f"{len(summary.journeys_published)}, applied and published over the admin API")
     forward.add_row("events decided", f"{summary.events_decided:,}")
     forward.add_row("timers fired", f"{summary.timers_fired:,} ({report.timers_pending:,} pending at the end)")
-    forward.add_row("messages sent", f"{report.sent:,} to the log channel, {report.failed:,} failed")
+    forward.add_row("messages sent", f"{report.sent:,}: {report.emailed:,} emails over SMTP to the dev inbox, "
+                    f"{report.logged:,} push to the log channel; {report.failed:,} failed")
     forward.add_row("engine time", f"{summary.engine_seconds:.1f} s (demo: {summary.total_seconds:.1f} s)")
     console.print(forward)
     journeys = report.summary.get("journeys", {})
@@ -753,7 +1046,7 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
                       "\n".join(steps) or "none", end_section=True)
     console.print(table)
 
-    sample = Table(title="The first message of each step, as the log channel recorded it", title_justify="left",
+    sample = Table(title="The first message of each step", title_justify="left",
                    box=box.SIMPLE_HEAD)
     sep = ", " if console.width >= 120 else "\n"  # the local time beside the UTC one, or under it
     sample.add_column("sent (virtual time)", no_wrap=True)
