@@ -964,14 +964,17 @@ def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args:
     )
     marker = "<!-- history: one line per run, newest first; the benchmark adds them -->"
     old_history: list[str] = []
-    # benchmarks/engine.py keeps its own section at the end of the file: carried over as is.
-    engine_start, engine_end = "<!-- engine benchmark: written by benchmarks/engine.py -->", "<!-- end of engine benchmark -->"
-    engine_section = ""
+    # The other benchmarks (engine.py, email.py…) keep their own sections after this one,
+    # each between its two markers: carried over as they are.
+    other_sections: list[str] = []
     if RESULTS.exists():
         text = RESULTS.read_text()
-        if engine_start in text and engine_end in text:
-            engine_section = engine_start + text.split(engine_start, 1)[1].split(engine_end, 1)[0] + engine_end
-            text = text.replace(engine_section, "")
+        other_sections = [
+            m.group(0)
+            for m in re.finditer(r"<!-- (\w+) benchmark: written by benchmarks/[\w.]+ -->.*?<!-- end of \1 benchmark -->", text, re.S)
+        ]
+        for section in other_sections:
+            text = text.replace(section, "")
         if marker in text:
             after = text.split(marker, 1)[1].splitlines()
             old_history = [line for line in after if line.startswith("| 20")]
@@ -1027,8 +1030,8 @@ def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args:
         *old_history,
         "",
     ]
-    if engine_section:
-        lines += [engine_section, ""]
+    for section in other_sections:
+        lines += [section, ""]
     RESULTS.write_text("\n".join(lines))
     console.print(f"results written to {RESULTS.relative_to(ROOT)}")
 
