@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from html.parser import HTMLParser
 
 import pytest
@@ -157,3 +158,49 @@ def test_track_html_adds_the_pixel_before_body_end() -> None:
     out = links.track_html("<html><body><p>x</p></body></html>", BASE, SECRET, "w", "k", "p")
     assert re.search(r'<img src="https://mail\.example\.com/t/o/[^"]+\.gif" width="1" height="1" alt=""', out)
     assert out.endswith("</body></html>")
+
+
+def _full_parse_rewrite(html_text: str, wrap: Any) -> str:
+    """The reference: the whole document through the HTML parser."""
+    from nudgeflow.content.links import _Rewriter
+
+    parser = _Rewriter(wrap)
+    parser.feed(html_text)
+    parser.close()
+    return "".join(parser.out)
+
+
+def test_rewriting_only_a_tags_matches_a_full_parse_of_real_mjml_output() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from nudgeflow.content.links import rewrite_links
+    from nudgeflow.content.sample import sample_context
+    from nudgeflow.content.templates import compile_template, render
+
+    base, secret = "https://t.example", "s" * 32
+    root = Path(__file__).resolve().parents[2] / "examples" / "templates"
+    tricky = (
+        '<p><a title="a > b" href="https://x.example/?q=1&amp;r=2">x</a>'
+        "<A HREF='https://y.example/'>y</a><a href=\"mailto:a@b.c\">m</a><abbr title=\"t\">t</abbr>"
+        '<a data-nf-notrack href="https://z.example">z</a><a\nhref="https://w.example">w</a></p>'
+    )
+    docs = [tricky]
+    for path in sorted(root.glob("*.yaml")):
+        source = yaml.safe_load(path.read_text())
+        if source.get("channel", "email") == "email":
+            rendered = render(compile_template(source), sample_context())
+            docs.append(rendered.html)  # type: ignore[union-attr]
+    assert len(docs) > 5
+    for doc in docs:
+
+        def wrap(href: str) -> str | None:
+            from nudgeflow.content.links import _ours, click_url, is_trackable
+
+            url = href.strip()
+            if not is_trackable(url) or _ours(url, base):
+                return None
+            return click_url(base, secret, "ws", "k", "p", url)
+
+        assert rewrite_links(doc, base, secret, "ws", "k", "p") == _full_parse_rewrite(doc, wrap)

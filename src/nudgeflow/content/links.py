@@ -24,6 +24,7 @@ import binascii
 import hashlib
 import hmac
 import html
+import re
 import secrets
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -243,6 +244,16 @@ class _Rewriter(HTMLParser):
         self.out.append(f"<![{data}]>")
 
 
+# An <a ...> start tag: attribute values may hold ">" inside quotes. Only these tags are
+# handed to the HTML parser; the rest of the document is copied as is. Parsing a whole
+# 30 KB email with html.parser cost ~5 ms per recipient, most of an email's CPU; finding
+# the few <a> tags first is what keeps tracking cheap.
+_A_TAG = re.compile(
+    r"""<a(?=[\s/>])(?:[^>"']|"[^"]*"|'[^']*')*>""",
+    re.IGNORECASE,
+)
+
+
 def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
     """Every http(s) `<a href>` of the HTML through a signed click link, anchor text and
     other attributes kept. Left alone: mailto:, tel:, anchors and other schemes, our own
@@ -254,10 +265,13 @@ def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: 
             return None
         return click_url(base, secret, ws, message_key, profile_id, url)
 
-    parser = _Rewriter(wrap)
-    parser.feed(html_text)
-    parser.close()
-    return "".join(parser.out)
+    def one(match: re.Match[str]) -> str:
+        parser = _Rewriter(wrap)
+        parser.feed(match.group(0))
+        parser.close()
+        return "".join(parser.out)
+
+    return _A_TAG.sub(one, html_text)
 
 
 def add_open_pixel(html_text: str, pixel_url: str) -> str:
