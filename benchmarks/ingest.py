@@ -31,6 +31,14 @@ ratio come from the same run. Results go to benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+# Python puts this script's directory first on sys.path, where benchmarks/email.py would
+# shadow the standard library's `email` package: drop it before anything imports that.
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
+
 import argparse
 import asyncio
 import base64

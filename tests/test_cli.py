@@ -263,16 +263,18 @@ def test_demo_keeps_a_database_it_was_given_with_what_the_journeys_sent(env: dic
         logged = conn.execute("SELECT COUNT(*) FROM log_channel_messages").fetchone()[0]
         outbox = dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
         runs = conn.execute("SELECT COUNT(*) FROM journey_runs").fetchone()[0]
+        emailed = conn.execute("SELECT COUNT(*) FROM inbox_messages").fetchone()[0]
     assert journeys == 11
-    assert logged > 0 and runs > 0
-    assert outbox == {"sent": logged}
+    assert logged > 0 and runs > 0 and emailed > 0
+    # Push goes to the log channel, email over SMTP to the demo's dev inbox: all of it sent.
+    assert outbox == {"sent": logged + emailed}
 
 
 def test_demo_with_journeys_of_ones_own_and_a_bad_one(env: dict[str, str], tmp_path: Path) -> None:
     mine = tmp_path / "mine.yaml"
     mine.write_text(
         "id: hello\nname: Hello\ntrigger: {type: event, event: Signed Up}\n"
-        "steps:\n  hi: {type: send, channel: email, template: hi}\n"
+        "steps:\n  hi: {type: send, channel: push, template: hi}\n"
     )
     done = run(["demo", "--users", "10", "--days", "3", "--journeys", str(mine)], env, tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
