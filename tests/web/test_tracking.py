@@ -96,6 +96,12 @@ class Ctx:
 
 @pytest.fixture
 def ctx(live: LiveServer) -> Ctx:
+    # These tests read what "email" recorded from the log channel. On the shared PostgreSQL
+    # database another test's workspace may have SMTP settings, which makes the runtime
+    # serve "email" over SMTP: pin it to the log channel here.
+    runtime = live.state.runtime
+    runtime.run_until_idle()  # the runtime picks its email channel on its first run
+    runtime.channels.register("email", runtime.channels.get("log"))
     return Ctx(live)
 
 
