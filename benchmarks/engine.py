@@ -685,9 +685,9 @@ def run_matching(journeys: int, events: int, seed: int, passes: int, advance: Ca
 
     def indexed(chunk: list[Any]) -> tuple[int, int]:
         found = looked = 0
-        candidates = catalog.candidates
+        candidates = catalog.for_event  # as the engine looks them up
         for event in chunk:
-            for jv in candidates(event.name, event.type == "identify"):
+            for jv in candidates(event.name, event.type == "identify", event.properties):
                 looked += 1
                 trigger = jv.definition.trigger
                 if matches(turn, event, trigger.event, trigger.where):

@@ -11,8 +11,10 @@ a person has open, so they are checked on the profile's state, not looked up her
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from nudgeflow.core.conditions import _as_number
 
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
@@ -96,6 +98,15 @@ class Catalog:
         self.triggers.default_factory = None  # type: ignore[assignment]
         # candidates() merges index lists for every event: merged once per name, kept here.
         self._candidates: dict[tuple[str, bool], list[JourneyVersion]] = {}
+        # Event and milestone triggers with a constant `eq` / `in` filter on a top-level
+        # property, by that filter's values (see value_key): for_event() leaves out those
+        # whose filter cannot hold for the event's value of the property.
+        self._keyed: dict[str, tuple[str, frozenset[Any]]] = {}
+        for jv in self.live.values():
+            keyed = _keyed_filter(jv.definition)
+            if keyed is not None:
+                self._keyed[jv.journey_id] = keyed
+        self._plans: dict[tuple[str, bool], _Plan] = {}
 
     def status(self, journey_id: str) -> str:
         return self.statuses.get(journey_id, ARCHIVED)
@@ -117,6 +128,55 @@ class Catalog:
             self._candidates[key] = merged
         return merged
 
+    def for_event(self, event_name: str, is_identify: bool, properties: Any) -> list[JourneyVersion]:
+        """candidates(), less the triggers whose constant `eq` / `in` filter on a property
+        cannot hold for this event's value of it; the order is candidates()'. A superset of
+        the triggers that match: each one left is still tested whole."""
+        plan = self._plans.get((event_name, is_identify))
+        if plan is None:
+            plan = self._plan(event_name, is_identify)
+        props = plan.props
+        if props is None or type(properties) is not dict:
+            return plan.all
+        if len(props) == 1:
+            value = properties.get(props[0], _MISSING)
+            key = (type(value) is str and _STR_KEYS.get(value)) or value_key(value)
+            if key is _UNKNOWN:
+                return plan.all
+            cache_key: tuple[Any, ...] = (key,)
+        else:
+            keys = []
+            for prop in props:
+                key = value_key(properties.get(prop, _MISSING))
+                if key is _UNKNOWN:
+                    return plan.all
+                keys.append(key)
+            cache_key = tuple(keys)
+        found = plan.cache.get(cache_key)
+        if found is None:
+            found = [jv for jv, i, accepted in plan.entries if i < 0 or cache_key[i] in accepted]
+            if len(plan.cache) < 1_000:  # values come from senders: bound what is kept
+                plan.cache[cache_key] = found
+        return found
+
+    def _plan(self, event_name: str, is_identify: bool) -> "_Plan":
+        merged = self.candidates(event_name, is_identify)
+        props: list[str] = []
+        entries: list[tuple[JourneyVersion, int, frozenset[Any]]] = []
+        for jv in merged:
+            keyed = self._keyed.get(jv.journey_id)
+            if keyed is None or not _listens(jv, event_name):
+                entries.append((jv, -1, frozenset()))
+                continue
+            prop, accepted = keyed
+            if prop not in props:
+                props.append(prop)
+            entries.append((jv, props.index(prop), accepted))
+        plan = _Plan(merged, tuple(props) if props else None, entries)
+        if len(self._plans) < 10_000:  # event names come from senders: bound what is kept
+            self._plans[(event_name, is_identify)] = plan
+        return plan
+
     def _merge(self, event_name: str, is_identify: bool) -> list[JourneyVersion]:
         found = self.triggers.get(f"event:{event_name}", [])
         extra = self.triggers.get("any", [])
@@ -127,6 +187,81 @@ class Catalog:
         if not found:
             return extra
         return found + [jv for jv in extra if jv not in found]
+
+
+_MISSING = object()
+_UNKNOWN = object()  # a value whose equality to the constants is not decided by value_key
+_NONE = ("-",)
+_STR_KEYS: dict[str, tuple[str, Any]] = {}  # value_key of strings seen, as the regex test is the dearer part  # a value no indexed constant can equal (missing, null, NaN, a list or a dict)
+
+
+def value_key(value: Any) -> Any:
+    """A key such that conditions.compare("eq", True, a, b) implies value_key(a) == value_key(b).
+
+    Booleans are their own kind (true is not 1); numbers and numeric strings are keyed by
+    their number (1, 1.0 and "1" by 1; two strings "1" and "1.0" then share a key without
+    being equal, which only keeps a trigger that its filter test then refuses). Values no
+    indexed constant can equal get _NONE; anything unforeseen _UNKNOWN (no pruning)."""
+    t = type(value)
+    if t is str:
+        key = _STR_KEYS.get(value)
+        if key is None:
+            number = _as_number(value)
+            key = ("s", value) if number is None else ("n", number)
+            if len(_STR_KEYS) >= 10_000:  # values come from senders: bound what is kept
+                _STR_KEYS.clear()
+            _STR_KEYS[value] = key
+        return key
+    if t is bool:
+        return ("b", value)
+    if t is int:
+        return ("n", value)
+    if t is float:
+        return ("n", value) if value == value else _NONE
+    if value is _MISSING or value is None or t is list or t is dict:
+        return _NONE
+    return _UNKNOWN
+
+
+def _constant_key(value: Any) -> Any:
+    """value_key for a filter's constant, or None when the constant is not indexed."""
+    if type(value) not in (str, bool, int, float):
+        return None
+    key = value_key(value)
+    return None if key is _NONE or key is _UNKNOWN else key
+
+
+def _keyed_filter(journey: Journey) -> tuple[str, frozenset[Any]] | None:
+    """The first constant `eq` / `in` filter of an event or milestone trigger on a top-level
+    property: the property and the keys of the values it accepts."""
+    trigger = journey.trigger
+    if type(trigger) not in (EventTrigger, MilestoneTrigger):
+        return None
+    for flt in trigger.where:
+        if "." in flt.property:
+            continue
+        if flt.op == "eq":
+            key = _constant_key(flt.value)
+            if key is not None:
+                return flt.property, frozenset((key,))
+        elif flt.op == "in" and type(flt.value) is list:
+            keys = [_constant_key(v) for v in flt.value]
+            if all(k is not None for k in keys):
+                return flt.property, frozenset(keys)
+    return None
+
+
+def _listens(jv: JourneyVersion, event_name: str) -> bool:
+    trigger = jv.definition.trigger
+    return isinstance(trigger, (EventTrigger, MilestoneTrigger)) and trigger.event == event_name
+
+
+@dataclass(slots=True)
+class _Plan:
+    all: list[JourneyVersion]
+    props: tuple[str, ...] | None  # the keyed properties among these triggers; None: no pruning
+    entries: list[tuple[JourneyVersion, int, frozenset[Any]]]  # each with its property's index in props (-1: kept)
+    cache: dict[tuple[Any, ...], list[JourneyVersion]] = field(default_factory=dict)
 
 
 def _filter_keys(filters: Iterable[object], *extra: str | None) -> set[str]:

@@ -63,7 +63,8 @@ class Engine:
             _engagement(turn, event)
         for run in list(state.runs.values()):
             _run_reacts(turn, run, event)
-        for jv in self.catalog.candidates(event.name, event.type == "identify"):
+        # Less the triggers whose constant eq / in filter cannot hold for this event.
+        for jv in self.catalog.for_event(event.name, event.type == "identify", event.properties):
             triggers.on_event(turn, jv, event, changes)
         _journey_trait_changes(turn)
         return turn.close()
