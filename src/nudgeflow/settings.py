@@ -71,6 +71,9 @@ class Settings:
             values["engine_enabled"] = engine.strip().lower() not in ("0", "false", "no", "off")
         if (channels := env.get("NUDGEFLOW_LOG_CHANNELS")) is not None:
             values["log_channels"] = tuple(c.strip() for c in channels.split(",") if c.strip())
+        if batch_ms := env.get("NUDGEFLOW_ENGINE_BATCH_MS", "").strip():
+            # How long one engine transaction may hold the writer (ingest waits behind it).
+            values["engine_batch_ms"] = float(batch_ms)
         if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
             values["smtp_url"] = smtp_url
         values.update({k: v for k, v in overrides.items() if v is not None})
