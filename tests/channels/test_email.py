@@ -397,7 +397,8 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
 
     def status() -> dict[str, tuple[str, str | None]]:
         with engine.connect() as conn:
-            return {k: (s, e) for k, s, e in conn.execute(text("SELECT idempotency_key, status, error FROM outbox"))}
+            rows = conn.execute(text("SELECT idempotency_key, status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws})
+            return {k: (s, e) for k, s, e in rows}
 
     st = status()
     assert st["ok"][0] == "sent" and st["gone"][0] == "failed" and st["grey"][0] == "pending"
@@ -407,6 +408,9 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
     assert status()["grey"][0] == "sent"
     assert sorted(r.rcpt_tos[0] for r in sink.received) == ["ada@example.org", "grey@example.org"]
     with engine.connect() as conn:
-        events = conn.execute(text("SELECT profile_id, event, payload FROM events WHERE event = 'Email Bounced'")).all()
+        events = conn.execute(
+            text("SELECT profile_id, event, payload FROM events WHERE event = 'Email Bounced' AND workspace_id = :ws"),
+            {"ws": ws},
+        ).all()
     assert [(e[0], e[1]) for e in events] == [("p_gone", "Email Bounced")]
     assert '"code":550' in events[0][2] and '"status":"5.1.1"' in events[0][2]
