@@ -51,14 +51,12 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import gc  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
@@ -508,36 +506,22 @@ async def _watch(progress: Any, task: Any, latencies: list[float]) -> None:
 
 
 def machine() -> dict[str, str]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kb = int(line.split()[1])
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        commit += " (with uncommitted changes in src/)" if dirty else ""
-    except OSError:
-        commit = "unknown"
+    """The machine as benchmarks/ingest.py describes it (loaded by path, as engine.py does:
+    this directory is off sys.path), plus the email libraries' versions."""
+    import importlib.util
+
     import aiosmtpd
     import aiosmtplib
     import liquid
 
-    return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
-        "python": platform.python_version(),
-        "os": f"{platform.system()} {platform.release()}",
-        "libs": f"aiosmtplib {aiosmtplib.__version__}, aiosmtpd {aiosmtpd.__version__}, python-liquid {liquid.__version__}",
-        "commit": commit or "unknown",
-        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+    spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
+    assert spec is not None and spec.loader is not None
+    ingest_bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ingest_bench  # dataclasses look their module up by name
+    spec.loader.exec_module(ingest_bench)
+    info: dict[str, str] = ingest_bench.machine()
+    info["libs"] = f"aiosmtplib {aiosmtplib.__version__}, aiosmtpd {aiosmtpd.__version__}, python-liquid {liquid.__version__}"
+    return info
 
 
 def report(f: Figures) -> list[tuple[str, str, str, str]]:

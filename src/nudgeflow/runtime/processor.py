@@ -227,6 +227,47 @@ def _log_failure(kind: str, exc: BaseException, **ids: Any) -> None:
     )
 
 
+class _Batch:
+    """What event processing and timer firing share: the touched profiles' states, one
+    decision at a time, a failed decision undone for its person only, and the writes.
+
+    A decision is a function of (engine, state) -> effects. Kept per person, it is also how a
+    failed decision restores the state: the earlier successful ones are replayed (see
+    `_restore`)."""
+
+    def __init__(self, conn: Connection, engines: EngineCache, stats: RuntimeStats, profile_ids: list[str]) -> None:
+        self.conn, self.engines, self.stats = conn, engines, stats
+        self.states, self.loaded, self.base = _load(conn, profile_ids)
+        self.workspace_of: dict[str, str] = {}
+        self.engines_of: dict[str, Decider] = {}
+        self.done: dict[str, list[Callable[[ProfileState], Any]]] = {}
+        self.effects = EffectsBatch()
+
+    def decide(self, workspace_id: str, profile_id: str, now_ms: int,
+               decision: Callable[[Decider, ProfileState], list[Effect]]) -> BaseException | None:
+        """Apply one decision; on failure restore the person's state and return the error."""
+        engine = self.engines_of.get(workspace_id)
+        if engine is None:
+            engine = self.engines_of[workspace_id] = self.engines.get(self.conn, workspace_id, self.stats)
+        state = self.states.get(profile_id)
+        if state is None:
+            state = self.states[profile_id] = ProfileState(profile_id)
+        self.workspace_of[profile_id] = workspace_id
+        try:
+            self.effects.add(workspace_id, profile_id, decision(engine, state), now_ms)
+        except Exception as exc:
+            done = self.done.get(profile_id, [])
+            self.states[profile_id] = _restore(profile_id, self.base.get(profile_id), done)
+            return exc
+        self.done.setdefault(profile_id, []).append(lambda st, _e=engine: decision(_e, st))
+        return None
+
+    def write(self, now_ms: int) -> WriteCounts:
+        for pid, state in self.states.items():
+            self.effects.add_state(self.workspace_of.get(pid, ""), state, self.loaded.get(pid), now_ms)
+        return self.effects.write(self.conn, now_ms)
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -248,35 +289,17 @@ def process_events(
     if not rows:
         return 0
     now_ms = to_ms(clock.now())
-    states, loaded, base = _load(conn, list({r[2] for r in rows}))
-    workspace_of: dict[str, str] = {}
-    engines_of: dict[str, Decider] = {}
-    done: dict[str, list[Callable[[ProfileState], Any]]] = {}  # profile -> its successful decisions
-    batch = EffectsBatch()
+    batch = _Batch(conn, engines, stats, list({r[2] for r in rows}))
     for seq, workspace_id, profile_id, timestamp_ms, payload in rows:
-        engine = engines_of.get(workspace_id)
-        if engine is None:
-            engine = engines_of[workspace_id] = engines.get(conn, workspace_id, stats)
-        state = states.get(profile_id)
-        if state is None:
-            state = states[profile_id] = ProfileState(profile_id)
-        workspace_of[profile_id] = workspace_id
-        try:
-            event = EventInput.from_payload(payload, timestamp_ms)
-            effects = engine.on_event(state, event, now_ms)
-            batch.add(workspace_id, profile_id, effects, now_ms)
-        except Exception as exc:
+        error = batch.decide(
+            workspace_id, profile_id, now_ms,
+            lambda engine, state, _p=payload, _t=timestamp_ms: engine.on_event(state, EventInput.from_payload(_p, _t), now_ms),
+        )
+        if error is not None:
             stats.event_errors += 1
             stats.note_skip(f"event:{seq}")
-            _log_failure("an event", exc, seq=seq, workspace_id=workspace_id, profile_id=profile_id)
-            states[profile_id] = _restore(profile_id, base.get(profile_id), done.get(profile_id, []))
-            continue
-        done.setdefault(profile_id, []).append(
-            lambda st, _e=engine, _p=payload, _t=timestamp_ms: _e.on_event(st, EventInput.from_payload(_p, _t), now_ms)
-        )
-    for pid, state in states.items():
-        batch.add_state(workspace_of.get(pid, ""), state, loaded.get(pid), now_ms)
-    counts = batch.write(conn, now_ms)
+            _log_failure("an event", error, seq=seq, workspace_id=workspace_id, profile_id=profile_id)
+    counts = batch.write(now_ms)
     write_cursor(conn, rows[-1][0], now_ms)
     stats.events_processed += len(rows)
     stats.add_counts(counts)
@@ -329,36 +352,20 @@ def fire_timers(
     ).all()
     if not rows:
         return 0
-    states, loaded, base = _load(conn, list({r[0] for r in rows}))
-    workspace_of: dict[str, str] = {}
-    engines_of: dict[str, Decider] = {}
-    done: dict[str, list[Callable[[ProfileState], Any]]] = {}
-    batch = EffectsBatch()
+    batch = _Batch(conn, engines, stats, list({r[0] for r in rows}))
     for profile_id, key, workspace_id, due_at_ms, payload in rows:
-        batch.delete_timer(profile_id, key)
-        engine = engines_of.get(workspace_id)
-        if engine is None:
-            engine = engines_of[workspace_id] = engines.get(conn, workspace_id, stats)
-        state = states.get(profile_id)
-        if state is None:
-            state = states[profile_id] = ProfileState(profile_id)
-        workspace_of[profile_id] = workspace_id
-        try:
-            timer = TimerInput(key, int(due_at_ms), _loads(payload))
-            effects = engine.on_timer(state, timer, now_ms)
-            batch.add(workspace_id, profile_id, effects, now_ms)
-        except Exception as exc:
+        batch.effects.delete_timer(profile_id, key)
+        error = batch.decide(
+            workspace_id, profile_id, now_ms,
+            lambda engine, state, _k=key, _d=int(due_at_ms), _p=payload: engine.on_timer(
+                state, TimerInput(_k, _d, _loads(_p)), now_ms
+            ),
+        )
+        if error is not None:
             stats.timer_errors += 1
             stats.note_skip(f"timer:{profile_id}:{key}")
-            _log_failure("a timer", exc, workspace_id=workspace_id, profile_id=profile_id, timer=key)
-            states[profile_id] = _restore(profile_id, base.get(profile_id), done.get(profile_id, []))
-            continue
-        done.setdefault(profile_id, []).append(
-            lambda st, _e=engine, _k=key, _d=int(due_at_ms), _p=payload: _e.on_timer(st, TimerInput(_k, _d, _loads(_p)), now_ms)
-        )
-    for pid, state in states.items():
-        batch.add_state(workspace_of.get(pid, ""), state, loaded.get(pid), now_ms)
-    counts = batch.write(conn, now_ms)
+            _log_failure("a timer", error, workspace_id=workspace_id, profile_id=profile_id, timer=key)
+    counts = batch.write(now_ms)
     stats.timers_fired += len(rows)
     stats.add_counts(counts)
     return len(rows)
