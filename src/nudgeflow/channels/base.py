@@ -40,6 +40,7 @@ class OutboundMessage:
     traits: dict[str, Any] = field(default_factory=dict)  # the profile's traits at send time
     version: int = 0
     attempt: int = 1  # 1 for the first try
+    created_at_ms: int = 0  # when the engine queued it: a push message expires relative to this
 
 
 class ChannelError(Exception):

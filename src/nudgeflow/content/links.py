@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-OPEN, CLICK, UNSUBSCRIBE, PREFERENCES = "o", "c", "u", "p"
-KINDS = (OPEN, CLICK, UNSUBSCRIBE, PREFERENCES)
+OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH = "o", "c", "u", "p", "n"
+KINDS = (OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH)
 MAX_TOKEN_CHARS = 8192  # a click token holds its URL; anything longer is not one of ours
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
@@ -154,6 +154,13 @@ def unsubscribe_url(
 
 def preferences_url(base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
     return f"{_base(base)}/p/{sign(secret, LinkToken(PREFERENCES, ws, message_key, profile_id))}"
+
+
+def push_report_url(base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+    """Where a notification reports itself shown or clicked (the service worker POSTs
+    {"event": "delivered" | "clicked", "action": ...}): signed like every link we hand out,
+    so no write key has to live in the service worker."""
+    return f"{_base(base)}/t/n/{sign(secret, LinkToken(PUSH, ws, message_key, profile_id))}"
 
 
 def list_unsubscribe_headers(

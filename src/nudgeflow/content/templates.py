@@ -46,7 +46,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 EMAIL = "email"
 PUSH = "push"
 EMAIL_PARTS = ("subject", "preheader", "body", "text")
-PUSH_PARTS = ("title", "body", "image", "url")
+PUSH_PARTS = ("title", "body", "image", "icon", "url", "collapse_key")
+# How long a push service may hold a notification for an offline device when the template
+# does not say: a stale "your cart is waiting" must not show up a day late.
+DEFAULT_PUSH_TTL_S = 4 * 3600
+MAX_PUSH_TTL_S = 28 * 86_400  # what Web Push services and FCM keep at most
 
 
 class TemplateError(ValueError):
@@ -70,6 +74,16 @@ class TemplateError(ValueError):
 # --- the source -------------------------------------------------------------------------------
 
 
+class PushAction(BaseModel):
+    """A button on a notification (Web Push actions; the app decides for mobile)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(min_length=1, max_length=64, description="The id the click reports.")
+    title: str = Field(min_length=1, description="The button's label (Liquid).")
+    url: str | None = Field(None, description="Where that button leads (Liquid); the notification's url otherwise.")
+
+
 class TemplateSource(BaseModel):
     """What an author writes. Email: subject, preheader, body (MJML or HTML), text, topic.
     Push: title, body (the notification text), image, url (deep link), data."""
@@ -86,13 +100,20 @@ class TemplateSource(BaseModel):
     image: str | None = None
     url: str | None = Field(None, description="Deep link opened by the notification.")
     data: dict[str, str] = Field(default_factory=dict, description="Extra key/value payload (values are Liquid).")
+    icon: str | None = Field(None, description="Push: a small icon URL (Web Push).")
+    actions: list[PushAction] = Field(default_factory=list, max_length=3, description="Push: buttons (Web Push).")
+    ttl: int | None = Field(None, ge=0, le=MAX_PUSH_TTL_S,
+                            description="Push: seconds the message may wait for an offline device, and after which it is never sent (default 4 h).")
+    urgency: Literal["very-low", "low", "normal", "high"] | None = Field(None, description="Push: delivery urgency (RFC 8030; APNs priority, FCM priority).")
+    collapse_key: str | None = Field(None, description="Push: a newer message with the same key replaces an undelivered older one (Web Push Topic, apns-collapse-id, FCM collapse key).")
 
     @model_validator(mode="after")
     def _channel_fields(self) -> "TemplateSource":
         if self.channel == EMAIL:
             if not (self.subject or "").strip():
                 raise ValueError("an email template needs a subject")
-            stray = [n for n in ("title", "image", "url") if getattr(self, n) is not None] + (["data"] if self.data else [])
+            stray = [n for n in ("title", "image", "url", "icon", "ttl", "urgency", "collapse_key") if getattr(self, n) is not None]
+            stray += (["data"] if self.data else []) + (["actions"] if self.actions else [])
             if stray:
                 raise ValueError(f"{', '.join(stray)}: only for push templates")
         else:
@@ -377,6 +398,11 @@ class RenderedPush:
     image: str | None
     url: str | None
     data: dict[str, str]
+    icon: str | None = None
+    actions: tuple[dict[str, str], ...] = ()
+    ttl_s: int = DEFAULT_PUSH_TTL_S
+    urgency: str | None = None
+    collapse_key: str | None = None
 
 
 def _parse(env: Environment, name: str, text: str) -> _Part:
@@ -424,6 +450,10 @@ def compile_template(source: TemplateSource | Mapping[str, Any], *, compiled_htm
                 parts[name] = _parse(text_env, name, value)
         for key, value in source.data.items():
             parts[f"data.{key}"] = _parse(text_env, f"data.{key}", value)
+        for i, action in enumerate(source.actions):
+            parts[f"actions.{i}.title"] = _parse(text_env, f"actions.{i}.title", action.title)
+            if action.url is not None:
+                parts[f"actions.{i}.url"] = _parse(text_env, f"actions.{i}.url", action.url)
     return CompiledTemplate(source, html, parts, limits)
 
 
@@ -466,12 +496,29 @@ def render(compiled: CompiledTemplate, context: Mapping[str, Any]) -> RenderedEm
             text=out.get("text"),
             topic=src.topic,
         )
+    def optional(name: str) -> str | None:
+        # A part that renders empty ("{% if %}" with nothing to show) is left out, not sent blank.
+        value = out[name].strip() if name in out else ""
+        return value or None
+
+    actions = []
+    for i, action in enumerate(src.actions):
+        item = {"action": action.action, "title": out[f"actions.{i}.title"].strip()}
+        url = optional(f"actions.{i}.url")
+        if url:
+            item["url"] = url
+        actions.append(item)
     return RenderedPush(
         title=out["title"].strip(),
         body=out["body"].strip(),
-        image=out["image"].strip() if "image" in out else None,
-        url=out["url"].strip() if "url" in out else None,
+        image=optional("image"),
+        url=optional("url"),
         data={key: out[f"data.{key}"] for key in src.data},
+        icon=optional("icon"),
+        actions=tuple(actions),
+        ttl_s=src.ttl if src.ttl is not None else DEFAULT_PUSH_TTL_S,
+        urgency=src.urgency,
+        collapse_key=optional("collapse_key"),
     )
 
 

@@ -115,7 +115,7 @@ class DispatchRound:
 
 _CLAIM_COLUMNS = (
     "id, workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step,"
-    " channel, template, variant, marketing, payload, attempts"
+    " channel, template, variant, marketing, payload, attempts, created_at_ms"
 )
 _EVENT_COLUMNS = (
     "workspace_id",
@@ -178,7 +178,7 @@ class Dispatcher:
         sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
         leases: list[tuple[int, int, int, int]] = []
         for (row_id, ws, key, pid, run_id, journey_id, version, step, channel_name, template, variant,
-             marketing, payload, attempts) in rows:
+             marketing, payload, attempts, created_at_ms) in rows:
             traits = profiles[pid][0] if pid in profiles else {}
             attempt = int(attempts) + 1
             try:
@@ -189,6 +189,7 @@ class Dispatcher:
                 key=key, workspace_id=ws, profile_id=pid, run_id=run_id, journey_id=journey_id, step=step,
                 channel=channel_name, template=template, variant=variant, marketing=bool(marketing),
                 context=context if isinstance(context, dict) else {}, traits=traits, version=int(version), attempt=attempt,
+                created_at_ms=int(created_at_ms or 0),
             )
             topic = consent.topic_for(consents.settings.get(ws, {}), template, journey_id, message.context)
             if topic is not None:

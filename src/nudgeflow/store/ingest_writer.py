@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from nudgeflow.model.events import EventRecord
-from nudgeflow.store.schema import events, identities, profile_merges, profiles
+from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
 
 # Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
 CHUNK = 900
@@ -229,6 +229,10 @@ def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms:
             )
         conn.execute(update(identities).where(identities.c.profile_id == source).values(profile_id=target))
         conn.execute(update(events).where(events.c.profile_id == source).values(profile_id=target))
+        # A browser subscribes to push (or an app registers its token) before the person
+        # logs in: the anonymous profile's push targets follow it into the known one.
+        for table in (push_subscriptions, device_tokens):
+            conn.execute(update(table).where(table.c.profile_id == source).values(profile_id=target))
         conn.execute(
             update(profile_merges).where(profile_merges.c.into_profile_id == source).values(into_profile_id=target)
         )

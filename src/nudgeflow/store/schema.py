@@ -345,6 +345,41 @@ inbox_messages = Table(
     Column("received_at_ms", BigInteger, nullable=False),
 )
 
+# Web Push subscriptions (a browser's PushSubscription: endpoint and its two keys), one row
+# per endpoint; a 404/410 from the push service deletes it.
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("endpoint_hash", String(64), nullable=False),  # sha256 of the endpoint: URLs are long
+    Column("profile_id", String(40), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("p256dh", String(200), nullable=False),
+    Column("auth", String(100), nullable=False),
+    Column("user_agent", Text),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "endpoint_hash", name="pk_push_subscriptions"),
+    Index("ix_push_subscriptions_profile", "profile_id"),
+)
+
+# Mobile device tokens (FCM registration tokens, APNs device tokens); UNREGISTERED, 410 and
+# BadDeviceToken delete them.
+device_tokens = Table(
+    "device_tokens",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("token", String(512), nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("provider", String(10), nullable=False),  # fcm | apns
+    Column("platform", String(20)),  # ios | android | … as the SDK reported it
+    Column("app_id", String(200)),  # the bundle id (APNs topic) or package name, when known
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "token", name="pk_device_tokens"),
+    Index("ix_device_tokens_profile", "profile_id"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,
@@ -355,4 +390,6 @@ PROFILE_OWNED = (
     outbox,
     log_channel_messages,
     subscriptions,
+    push_subscriptions,
+    device_tokens,
 )

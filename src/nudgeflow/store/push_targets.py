@@ -1,0 +1,179 @@
+"""Where a person's push messages go: Web Push subscriptions and mobile device tokens.
+
+A push message of a journey goes to every target the person has (channels/push.py); a
+target the service reports as gone (Web Push 404/410, FCM UNREGISTERED, APNs 410 or
+BadDeviceToken) is deleted here. A subscription or token belongs to one profile at a time:
+registering it again for another person moves it (a shared browser, a re-installed app).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from nudgeflow.store.schema import device_tokens, push_subscriptions
+
+WEBPUSH, FCM, APNS = "webpush", "fcm", "apns"
+Provider = Literal["webpush", "fcm", "apns"]
+MAX_ENDPOINT = 2048
+MAX_TOKEN = 512
+
+
+class PushTargetError(ValueError):
+    """A subscription or token that cannot be stored: the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushTarget:
+    """One place a push message can go. `address` is the endpoint URL or device token."""
+
+    provider: str  # webpush | fcm | apns
+    address: str
+    p256dh: str | None = None  # Web Push only: the browser's public key (base64url)
+    auth: str | None = None  # Web Push only: the shared auth secret (base64url)
+    platform: str | None = None
+    app_id: str | None = None
+
+    def redacted(self) -> str:
+        """For logs and errors: a token or endpoint is a credential of sorts."""
+        return f"{self.provider}:…{self.address[-8:]}"
+
+
+def endpoint_hash(endpoint: str) -> str:
+    return hashlib.sha256(endpoint.encode()).hexdigest()
+
+
+def _b64url(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PushTargetError(f"{field}: required (base64url)")
+    text = value.strip()
+    if len(text) > 200 or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/" for c in text):
+        raise PushTargetError(f"{field}: not base64url")
+    return text
+
+
+def parse_subscription(data: Any) -> tuple[str, str, str]:
+    """(endpoint, p256dh, auth) from a browser's PushSubscription JSON, or PushTargetError."""
+    if not isinstance(data, dict):
+        raise PushTargetError("subscription: expected an object with endpoint and keys")
+    endpoint = data.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+        if not (isinstance(endpoint, str) and endpoint.startswith("http://127.0.0.1")):
+            raise PushTargetError("subscription.endpoint: must be an https:// URL")
+    if len(endpoint) > MAX_ENDPOINT:
+        raise PushTargetError(f"subscription.endpoint: longer than {MAX_ENDPOINT} characters")
+    keys = data.get("keys")
+    if not isinstance(keys, dict):
+        raise PushTargetError("subscription.keys: expected an object with p256dh and auth")
+    return endpoint, _b64url(keys.get("p256dh"), "subscription.keys.p256dh"), _b64url(keys.get("auth"), "subscription.keys.auth")
+
+
+def save_subscription(
+    conn: Connection, workspace_id: str, profile_id: str, subscription: Any, now_ms: int, user_agent: str | None = None
+) -> str:
+    """Store (or move to this profile) a browser's subscription; returns its endpoint hash."""
+    endpoint, p256dh, auth = parse_subscription(subscription)
+    digest = endpoint_hash(endpoint)
+    t = push_subscriptions.c
+    found = conn.execute(
+        select(t.profile_id).where(t.workspace_id == workspace_id, t.endpoint_hash == digest)
+    ).first()
+    values = dict(profile_id=profile_id, endpoint=endpoint, p256dh=p256dh, auth=auth,
+                  user_agent=(user_agent or None) and user_agent[:500], updated_at_ms=now_ms)
+    if found is None:
+        conn.execute(insert(push_subscriptions).values(workspace_id=workspace_id, endpoint_hash=digest,
+                                                       created_at_ms=now_ms, **values))
+    else:
+        conn.execute(update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values))
+    return digest
+
+
+def delete_subscription(conn: Connection, workspace_id: str, endpoint: str) -> bool:
+    t = push_subscriptions.c
+    res = conn.execute(
+        delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == endpoint_hash(endpoint))
+    )
+    return bool(res.rowcount)
+
+
+def _provider_for(platform: str | None, provider: str | None) -> str:
+    if provider:
+        p = provider.strip().lower()
+        if p not in (FCM, APNS):
+            raise PushTargetError("provider: must be fcm or apns")
+        return p
+    plat = (platform or "").strip().lower()
+    if plat in ("ios", "ipados", "macos", "tvos", "watchos", "apple", "apns"):
+        return APNS
+    if plat in ("android", "fcm", "firebase"):
+        return FCM
+    raise PushTargetError(f"device.type: {platform!r} is neither ios nor android (give provider fcm or apns)")
+
+
+def save_device(
+    conn: Connection, workspace_id: str, profile_id: str, token: Any, now_ms: int, *,
+    platform: str | None = None, provider: str | None = None, app_id: str | None = None,
+) -> str:
+    """Store (or move to this profile) a mobile device token; returns the provider."""
+    if not isinstance(token, str) or not token.strip():
+        raise PushTargetError("device.token: required")
+    token = token.strip()
+    if len(token) > MAX_TOKEN:
+        raise PushTargetError(f"device.token: longer than {MAX_TOKEN} characters")
+    prov = _provider_for(platform, provider)
+    t = device_tokens.c
+    found = conn.execute(select(t.profile_id).where(t.workspace_id == workspace_id, t.token == token)).first()
+    values = dict(profile_id=profile_id, provider=prov, platform=(platform or None) and str(platform)[:20],
+                  app_id=(app_id or None) and str(app_id)[:200], updated_at_ms=now_ms)
+    if found is None:
+        conn.execute(insert(device_tokens).values(workspace_id=workspace_id, token=token, created_at_ms=now_ms, **values))
+    else:
+        conn.execute(update(device_tokens).where(t.workspace_id == workspace_id, t.token == token).values(**values))
+    return prov
+
+
+def delete_device(conn: Connection, workspace_id: str, token: str) -> bool:
+    t = device_tokens.c
+    res = conn.execute(delete(device_tokens).where(t.workspace_id == workspace_id, t.token == token))
+    return bool(res.rowcount)
+
+
+def delete_target(conn: Connection, workspace_id: str, target: PushTarget) -> bool:
+    """Drop a target its service reported gone."""
+    if target.provider == WEBPUSH:
+        return delete_subscription(conn, workspace_id, target.address)
+    return delete_device(conn, workspace_id, target.address)
+
+
+def targets_of(conn: Connection, workspace_id: str, profile_id: str) -> list[PushTarget]:
+    """Every push target of a person: subscriptions first, then devices, oldest first."""
+    s = push_subscriptions.c
+    d = device_tokens.c
+    out = [
+        PushTarget(WEBPUSH, row.endpoint, row.p256dh, row.auth)
+        for row in conn.execute(
+            select(s.endpoint, s.p256dh, s.auth)
+            .where(s.workspace_id == workspace_id, s.profile_id == profile_id)
+            .order_by(s.created_at_ms, s.endpoint_hash)
+        )
+    ]
+    out += [
+        PushTarget(row.provider, row.token, platform=row.platform, app_id=row.app_id)
+        for row in conn.execute(
+            select(d.token, d.provider, d.platform, d.app_id)
+            .where(d.workspace_id == workspace_id, d.profile_id == profile_id)
+            .order_by(d.created_at_ms, d.token)
+        )
+    ]
+    return out
+
+
+def list_targets(conn: Connection, workspace_id: str, profile_id: str) -> list[dict[str, Any]]:
+    """For the admin API: what a person's targets are, without the Web Push secrets."""
+    return [
+        {"provider": t.provider, "address": t.address, "platform": t.platform, "app_id": t.app_id}
+        for t in targets_of(conn, workspace_id, profile_id)
+    ]
