@@ -10,6 +10,11 @@ from typing import Mapping
 DEFAULT_DATABASE_FILE = "nudgeflow.db"
 
 
+# NUDGEFLOW_<name> -> the Settings field <name in lower case>, as given.
+_PUSH_ENV = ("FCM_SERVICE_ACCOUNT_FILE", "FCM_API_BASE", "APNS_KEY_FILE", "APNS_KEY_ID", "APNS_TEAM_ID",
+             "APNS_TOPIC", "APNS_BASE_URL")
+
+
 def default_database_url(cwd: Path | None = None) -> str:
     path = (cwd or Path.cwd()) / DEFAULT_DATABASE_FILE
     return f"sqlite:///{path}"
@@ -54,6 +59,16 @@ class Settings:
     dev_mode: bool = False
     dev_smtp_host: str = "127.0.0.1"
     dev_smtp_port: int = 1025
+    # Mobile push defaults of every workspace (channels/push_config.py); a workspace may set
+    # its own credentials. FCM: a service account JSON file (its project_id, its token_uri);
+    # APNs: a .p8 key file, its key id, the team id and the app's bundle id (the topic).
+    fcm_service_account_file: str | None = None
+    fcm_api_base: str | None = None
+    apns_key_file: str | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    apns_base_url: str | None = None  # e.g. https://api.sandbox.push.apple.com for development builds
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -76,6 +91,9 @@ class Settings:
             values["engine_batch_ms"] = float(batch_ms)
         if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
             values["smtp_url"] = smtp_url
+        for name in _PUSH_ENV:
+            if value := env.get(f"NUDGEFLOW_{name}", "").strip():
+                values[name.lower()] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
