@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, select
 
 from nudgeflow.store.schema import api_keys, workspaces
+from nudgeflow.store.vapid import ensure_vapid_keys
 
 WRITE = "write"
 ADMIN = "admin"
@@ -43,6 +44,7 @@ def create_workspace(conn: Connection, name: str, now_ms: int) -> NewWorkspace:
     conn.execute(insert(workspaces).values(id=workspace_id, name=name, created_at_ms=now_ms))
     add_key(conn, workspace_id, WRITE, write_key, now_ms)
     add_key(conn, workspace_id, ADMIN, admin_token, now_ms)
+    ensure_vapid_keys(conn, workspace_id, now_ms)  # Web Push: browsers subscribe with its public key
     return NewWorkspace(workspace_id, name, write_key, admin_token)
 
 
