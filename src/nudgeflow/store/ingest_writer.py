@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from nudgeflow.model.events import EventRecord
+from nudgeflow.store.device_ingest import register_from_events
 from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
 
 # Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
@@ -374,4 +375,6 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
             trait_updates.setdefault(pid, []).append(record)
     if trait_updates:
         _apply_traits(conn, trait_updates, now_ms)
+    # A mobile SDK's push token (context.device.token) joins the profile with the event.
+    register_from_events(conn, workspace_id, unique, assigned, now_ms)
     return result
