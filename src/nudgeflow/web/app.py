@@ -205,6 +205,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(consent_router())  # before admin_router: its /profiles/{ref:path} would shadow ours
     app.include_router(admin_router())
     app.include_router(tracking_router())  # public: the signed token is the authority
+    from nudgeflow.web.sdk_api import sdk_router  # the browser SDK: /sdk/*.js, /v1/push/subscriptions, /t/n
+    app.include_router(sdk_router())
     app.include_router(journeys_router())
     from nudgeflow.web.settings_api import settings_router
 
