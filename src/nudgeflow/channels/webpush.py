@@ -1,0 +1,361 @@
+"""Web Push (RFC 8030) to browser subscriptions: encrypted per RFC 8291, signed per RFC 8292.
+
+The push channel (channels/push.py) hands one rendered message to `WebPushSender.send`
+for each of the person's browser subscriptions. For each, the sender:
+
+- serializes `content.notification()` as JSON (what the service worker reads) and refuses it
+  with PayloadTooLarge when it exceeds WEBPUSH_MAX_PLAINTEXT: a push service takes one
+  4096-byte aes128gcm record, and a 413 from it would say less;
+- encrypts it for the subscription (aes128gcm, RFC 8188/8291: a fresh ephemeral P-256 key
+  and salt per message, the browser's p256dh key and auth secret) with http_ece, the
+  library pywebpush itself uses;
+- signs a VAPID JWT (ES256; aud = the endpoint's origin, exp 12 h ahead on the injected
+  clock, sub = the workspace's contact) with the workspace's VAPID key, and reuses it for
+  every message to that origin until it has less than an hour to live: signing is a third
+  of the CPU a message costs, and push services accept a JWT for up to 24 h;
+- POSTs it with `TTL` (the seconds the message has left to live), `Urgency` and `Topic`
+  when the message sets them, over one shared httpx client (HTTP/2 where the service
+  speaks it, which the big ones do; pooled connections otherwise).
+
+Answers: 201/200/202 taken. 404/410: the subscription is gone (TargetGone; the channel
+deletes it). 429 and 5xx: TransientError with the Retry-After the service gave (seconds or
+an HTTP date); the dispatcher retries with backoff. 413: PermanentError (too large). Any other 4xx
+(400 malformed, 401/403 a JWT the service refuses, e.g. after a key rotation): PermanentError
+with the status and a short excerpt of the body. A network error or timeout: TransientError.
+
+Never logged: VAPID keys, JWTs, subscription keys, full endpoints (they address a device;
+`PushTarget.redacted()` is what errors carry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import http_ece
+import httpx
+import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import jwt as vapid_jwt
+
+from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.push import TargetGone
+from nudgeflow.content.push_render import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge, PushContent
+from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.store.push_targets import PushTarget
+
+log = logging.getLogger("nudgeflow.webpush")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+URGENCIES = ("very-low", "low", "normal", "high")
+_TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+JWT_LIFETIME_S = 12 * 3600  # RFC 8292 allows up to 24 h; half leaves room for clock skew
+JWT_REFRESH_S = 3600  # sign anew when less than this is left
+KEYS_TTL_S = 30.0  # how long a workspace's VAPID key is cached (a rotation shows within this)
+TIMEOUT_S = 10.0
+
+
+def topic_for(collapse_key: str) -> str:
+    """RFC 8030 §5.4: a Topic is at most 32 characters of the URL-safe base64 alphabet. A key
+    that is one already is sent as it is (readable in the service's logs); any other is
+    hashed into one, so equal keys still replace each other."""
+    if _TOPIC.match(collapse_key):
+        return collapse_key
+    digest = hashlib.sha256(collapse_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def retry_after_s(value: str | None, now: datetime) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def _b64decode(text: str) -> bytes:
+    text = text.strip().replace("+", "-").replace("/", "_").rstrip("=")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def endpoint_origin(endpoint: str) -> str:
+    """scheme://host[:port] of an endpoint: the VAPID `aud`. Only https, or http to a
+    loopback address (the local push service of development and tests)."""
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise PermanentError("the subscription's endpoint is not a valid URL") from exc
+    if not host:
+        raise PermanentError("the subscription's endpoint has no host")
+    if parts.scheme == "https":
+        return f"https://{parts.netloc.rsplit('@', 1)[-1]}"
+    if parts.scheme == "http" and _is_loopback(host):
+        return f"http://{parts.netloc.rsplit('@', 1)[-1]}"
+    raise PermanentError("the subscription's endpoint is not https://")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _RedactRequestUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO; a push endpoint's path addresses one
+    device (an APNs or FCM URL may carry a token too). Keep the origin, drop the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(record.msg, str) and record.msg.startswith("HTTP Request:") and isinstance(args, tuple) and len(args) > 1:
+            parts = urlsplit(str(args[1]))
+            record.args = (args[0], f"{parts.scheme}://{parts.netloc}/…", *args[2:])
+        return True
+
+
+def redact_httpx_request_logs() -> None:
+    """Install the filter on httpx's logger, once (called when a sender is made, not on import)."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactRequestUrls) for f in logger.filters):
+        logger.addFilter(_RedactRequestUrls())
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """A workspace's VAPID key, loaded."""
+
+    public_key: str  # base64url, the `k=` of the Authorization header
+    private: ec.EllipticCurvePrivateKey
+    subject: str
+
+    def __repr__(self) -> str:
+        return f"_Signer(public_key={self.public_key[:12]}…, subject={self.subject!r})"
+
+
+class WebPushSender:
+    """The PushSender of provider "webpush" (see channels/push.py)."""
+
+    provider = "webpush"
+
+    def __init__(
+        self,
+        engine: Any,
+        settings: Any,
+        clock: Clock | None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep | None = None,
+        rate_per_second: float = 0.0,
+        max_connections: int = 100,
+        timeout_s: float = TIMEOUT_S,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.sleep: Sleep = sleep or asyncio.sleep
+        self._client = client
+        self._owns_client = client is None
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._timeout = httpx.Timeout(timeout_s)
+        self._rate = rate_per_second
+        self._buckets: dict[str, Any] = {}  # origin -> TokenBucket, when rate_per_second > 0
+        self._signers: dict[str, tuple[float, _Signer | None]] = {}
+        self._loading: dict[str, asyncio.Future[_Signer | None]] = {}
+        self._jwts: dict[tuple[str, str, str], tuple[str, int]] = {}  # (ws, origin, public key) -> (header, exp)
+        self.sent = 0
+        self.jwts_signed = 0
+        redact_httpx_request_logs()
+
+    # -- the client ------------------------------------------------------------------------
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # HTTP/2 to the services that speak it (FCM, Mozilla, Apple, Microsoft): one
+            # connection per service carries every concurrent message.
+            self._client = httpx.AsyncClient(http2=True, limits=self._limits, timeout=self._timeout,
+                                             follow_redirects=False, trust_env=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+
+    # -- VAPID ------------------------------------------------------------------------------
+
+    def invalidate(self, workspace_id: str | None = None) -> None:
+        """Forget cached keys and JWTs (after a rotation or a new subject)."""
+        if workspace_id is None:
+            self._signers.clear()
+            self._jwts.clear()
+            return
+        self._signers.pop(workspace_id, None)
+        for key in [k for k in self._jwts if k[0] == workspace_id]:
+            del self._jwts[key]
+
+    def _load(self, workspace_id: str) -> _Signer | None:
+        from nudgeflow.store.vapid import get_vapid_keys
+
+        with self.engine.connect() as conn:
+            keys = get_vapid_keys(conn, workspace_id)
+        if keys is None:
+            return None
+        return _Signer(keys.public_key, keys.signing_key(), keys.subject)
+
+    async def signer(self, workspace_id: str) -> _Signer:
+        now = self.clock.monotonic()
+        hit = self._signers.get(workspace_id)
+        if hit is not None and now - hit[0] < KEYS_TTL_S:
+            found = hit[1]
+        else:
+            found = await self._load_once(workspace_id, now)
+        if found is None:
+            raise PermanentError("the workspace has no VAPID keys (`nudgeflow workspace vapid show` makes them)")
+        return found
+
+    async def _load_once(self, workspace_id: str, now: float) -> _Signer | None:
+        # Many messages of one workspace arrive at once after the cache expires: one read.
+        pending = self._loading.get(workspace_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[_Signer | None] = asyncio.get_running_loop().create_future()
+        self._loading[workspace_id] = future
+        try:
+            if self.engine is None:
+                raise PermanentError("no database to read the workspace's VAPID keys from")
+            try:
+                found = await asyncio.to_thread(self._load, workspace_id)
+            except ValueError as exc:  # store.vapid.VapidError: a key that does not load
+                raise PermanentError(f"the workspace's VAPID key is unusable: {exc}") from None
+            except Exception as exc:
+                raise TransientError(f"cannot read the workspace's VAPID keys: {type(exc).__name__}") from None
+            self._signers[workspace_id] = (now, found)
+            future.set_result(found)
+            return found
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        finally:
+            del self._loading[workspace_id]
+
+    def authorization(self, workspace_id: str, origin: str, signer: _Signer) -> str:
+        """`vapid t=<jwt>, k=<public key>` for this origin, signed anew when due."""
+        now_s = int(self.clock.now().timestamp())
+        key = (workspace_id, origin, signer.public_key)
+        cached = self._jwts.get(key)
+        if cached is not None and cached[1] - now_s > JWT_REFRESH_S:
+            return cached[0]
+        exp = now_s + JWT_LIFETIME_S
+        token = vapid_jwt.sign({"aud": origin, "exp": exp, "sub": signer.subject}, signer.private)
+        header = f"vapid t={token}, k={signer.public_key}"
+        if len(self._jwts) > 10_000:  # bounded: workspaces x push services stays small in practice
+            self._jwts.clear()
+        self._jwts[key] = (header, exp)
+        self.jwts_signed += 1
+        return header
+
+    # -- one message --------------------------------------------------------------------------
+
+    def encrypt(self, target: PushTarget, payload: bytes) -> bytes:
+        if not target.p256dh or not target.auth:
+            raise PermanentError("the subscription has no p256dh or auth key")
+        try:
+            receiver = _b64decode(target.p256dh)
+            auth = _b64decode(target.auth)
+        except ValueError as exc:
+            raise PermanentError("the subscription's keys are not base64url") from exc
+        if len(receiver) != 65 or receiver[0] != 4 or len(auth) < 16:
+            raise PermanentError("the subscription's keys are malformed (p256dh must be a P-256 point, auth 16 bytes)")
+        try:
+            return http_ece.encrypt(  # type: ignore[no-any-return]
+                payload, private_key=ec.generate_private_key(ec.SECP256R1()), dh=receiver,
+                auth_secret=auth, version="aes128gcm",
+            )
+        except (ValueError, http_ece.ECEException) as exc:
+            raise PermanentError("the subscription's p256dh key is not a valid P-256 point") from exc
+
+    def headers(self, content: PushContent, authorization: str) -> dict[str, str]:
+        now_ms = int(self.clock.now().timestamp() * 1000)
+        headers = {
+            "Authorization": authorization,
+            "TTL": str(content.ttl_at(now_ms)),
+            "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+        }
+        if content.urgency in URGENCIES:
+            headers["Urgency"] = content.urgency
+        if content.collapse_key:
+            headers["Topic"] = topic_for(content.collapse_key)
+        return headers
+
+    async def send(self, workspace_id: str, target: PushTarget, content: PushContent) -> None:
+        payload = orjson.dumps(content.notification())
+        if len(payload) > WEBPUSH_MAX_PLAINTEXT:
+            raise PayloadTooLarge("Web Push", len(payload), WEBPUSH_MAX_PLAINTEXT)
+        origin = endpoint_origin(target.address)
+        signer = await self.signer(workspace_id)
+        body = self.encrypt(target, payload)
+        headers = self.headers(content, self.authorization(workspace_id, origin, signer))
+        if self._rate > 0:
+            await self._bucket(origin).take()
+        try:
+            response = await self.client().post(target.address, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise TransientError(f"{target.redacted()}: the push service did not answer in time") from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise PermanentError(f"{target.redacted()}: cannot send to this endpoint ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:  # connection refused or reset, TLS, a broken HTTP/2 stream
+            raise TransientError(f"{target.redacted()}: cannot reach the push service ({type(exc).__name__})") from None
+        self._answer(target, response, len(body))
+        self.sent += 1
+
+    def _answer(self, target: PushTarget, response: httpx.Response, size: int) -> None:
+        status = response.status_code
+        if status in (200, 201, 202):
+            return
+        what = f"{target.redacted()}: push service answered {status}"
+        if status in (404, 410):
+            raise TargetGone(f"{what} (subscription expired or unsubscribed)")
+        if status == 429 or status >= 500:
+            wait = retry_after_s(response.headers.get("retry-after"), self.clock.now())
+            raise TransientError(what + (f", retry after {wait:g} s" if wait is not None else ""), retry_after_s=wait)
+        if status == 413:  # we checked 4 KB; a service with a smaller limit says so here
+            raise PermanentError(f"{what}: it refused the {size:,}-byte payload as too large; "
+                                 "shorten the template's text or data")
+        excerpt = _excerpt(response.text) if response.content else ""
+        raise PermanentError(f"{what}" + (f": {excerpt}" if excerpt else ""))
+
+    def _bucket(self, origin: str) -> Any:
+        from nudgeflow.channels.email import TokenBucket
+
+        bucket = self._buckets.get(origin)
+        if bucket is None:
+            bucket = self._buckets[origin] = TokenBucket(self._rate, None, self.clock, self.sleep)
+        return bucket

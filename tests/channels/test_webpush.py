@@ -1,0 +1,389 @@
+"""WebPushSender against the local Web Push service (runtime/dev_push.py), no mocks.
+
+The service decrypts every message with the subscription's keys and verifies the VAPID JWT,
+so a message it records went out encrypted and signed correctly. Time is a virtual clock
+shared by the sender (TTL, JWT exp) and the service (JWT checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from datetime import timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
+
+import httpx
+import orjson
+import pytest
+import trustme
+from sqlalchemy import func, select
+
+from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.channels.push import DatabasePush, PushChannel, TargetGone
+from nudgeflow.channels.webpush import WebPushSender, topic_for
+from nudgeflow.content.push_render import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge, PushContent
+from nudgeflow.core.clock import VirtualClock, to_ms
+from nudgeflow.runtime.dev_push import (
+    BrowserSubscription,
+    DevPushService,
+    RunningDevPush,
+    new_subscription,
+    serve_dev_push,
+)
+from nudgeflow.store import vapid
+from nudgeflow.store.push_targets import PushTarget, save_subscription
+from nudgeflow.store.schema import push_subscriptions
+from nudgeflow.store.templates import save_template
+from tests.conftest import make_workspace
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def push(clock: VirtualClock) -> Iterator[RunningDevPush]:
+    srv = serve_dev_push(DevPushService(clock))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def ws(engine: Any, clock: VirtualClock) -> str:
+    return make_workspace(engine, clock=clock).workspace_id
+
+
+def target(sub: BrowserSubscription) -> PushTarget:
+    info = sub.info()
+    return PushTarget("webpush", info["endpoint"], info["keys"]["p256dh"], info["keys"]["auth"])
+
+
+def content(clock: VirtualClock, **kw: Any) -> PushContent:
+    now = to_ms(clock.now())
+    values: dict[str, Any] = dict(message_key="run1:s1:1", title="Still thinking about it?", body="2 items in your cart",
+                                  url="https://shop.example/cart", data={"cart": "c1"}, ttl_s=3600,
+                                  expires_at_ms=now + 3600_000)
+    values.update(kw)
+    return PushContent(**values)
+
+
+def with_sender(engine: Any, clock: VirtualClock, scenario: Callable[[WebPushSender], Awaitable[T]], **kw: Any) -> T:
+    async def run() -> T:
+        sender = WebPushSender(engine, None, clock, **kw)
+        try:
+            return await scenario(sender)
+        finally:
+            await sender.aclose()
+
+    return asyncio.run(run())
+
+
+def test_delivers_encrypted_and_signed(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+    message = content(clock, urgency="high", collapse_key="cart-c1")
+    clock.advance(600)  # ten minutes after it was queued: 50 minutes left to live
+
+    with_sender(engine, clock, lambda s: s.send(ws, target(sub), message))
+    [got] = push.service.received_for(sub.id)
+    assert got.notification == message.notification()
+    assert (got.ttl, got.urgency, got.topic) == (3000, "high", "cart-c1")
+    with engine.connect() as conn:
+        keys = vapid.get_vapid_keys(conn, ws)
+    assert keys is not None and got.vapid_key == keys.public_key and got.subject == keys.subject
+    assert got.jwt_exp == int(clock.now().timestamp()) + 12 * 3600
+
+
+def test_no_urgency_or_topic_unless_set(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+    with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+    [got] = push.service.received_for(sub.id)
+    assert (got.ttl, got.urgency, got.topic) == (3600, None, None)
+
+
+def test_topic_is_at_most_32_url_safe_characters() -> None:
+    assert topic_for("cart-c1") == "cart-c1"
+    hashed = topic_for("cart:c1 for jo@example.com, the long version")
+    assert len(hashed) == 32 and all(c.isalnum() or c in "-_" for c in hashed)
+    assert hashed == topic_for("cart:c1 for jo@example.com, the long version") != topic_for("cart:c2")
+    assert len(topic_for("x" * 33)) == 32
+
+
+def test_a_hashed_topic_reaches_the_service(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+    with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock, collapse_key="cart/c1: your items")))
+    assert push.service.received_for(sub.id)[0].topic == topic_for("cart/c1: your items")
+
+
+def test_payload_too_large_is_refused_before_sending(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+    big = content(clock, body="x" * WEBPUSH_MAX_PLAINTEXT)
+    with pytest.raises(PayloadTooLarge) as caught:
+        with_sender(engine, clock, lambda s: s.send(ws, target(sub), big))
+    assert caught.value.limit == WEBPUSH_MAX_PLAINTEXT and "shorten" in caught.value.reason
+    assert push.service.accepted == 0 and push.service.refused == {}
+    # right at the limit it goes through: the limit is what one 4096-byte record holds
+    empty = len(orjson.dumps(content(clock, body="").notification()))
+    fits = content(clock, body="y" * (WEBPUSH_MAX_PLAINTEXT - empty))
+    assert len(orjson.dumps(fits.notification())) == WEBPUSH_MAX_PLAINTEXT
+    with_sender(engine, clock, lambda s: s.send(ws, target(sub), fits))
+    assert push.service.received_for(sub.id)[0].notification["body"] == fits.body
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_gone_subscriptions(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock, status: int) -> None:
+    sub = push.service.subscribe()
+    if status == 410:
+        push.service.unsubscribe(sub.id)
+    else:
+        push.service.respond(sub.id, 404)
+    with pytest.raises(TargetGone, match=str(status)):
+        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+
+
+def test_429_and_5xx_are_transient_with_retry_after(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+    cases = [
+        (429, 30, 30.0),
+        (429, format_datetime(clock.now() + timedelta(seconds=120), usegmt=True), 120.0),
+        (503, 5, 5.0),
+        (500, None, None),
+    ]
+    for status, header, expected in cases:
+        push.service.respond(sub.id, status, retry_after=header, times=1)
+        with pytest.raises(TransientError) as caught:
+            with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+        assert caught.value.retry_after_s == expected, (status, header)
+        assert str(status) in caught.value.reason
+    with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+    assert len(push.service.received_for(sub.id)) == 1
+
+
+def test_other_4xx_are_permanent_with_an_excerpt(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+    push.service.respond(sub.id, 400, body="UnauthorizedRegistration: the p256dh key is wrong " + "x" * 500)
+    with pytest.raises(PermanentError) as caught:
+        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+    assert not isinstance(caught.value, (TargetGone, TransientError))
+    assert "400" in caught.value.reason and "UnauthorizedRegistration" in caught.value.reason
+    assert len(caught.value.reason) < 300
+    push.service.respond(sub.id, 413)
+    with pytest.raises(PermanentError, match="too large"):
+        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+
+
+def test_unreachable_service_is_transient(engine: Any, ws: str, clock: VirtualClock) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    sub = new_subscription(f"http://127.0.0.1:{port}")
+    with pytest.raises(TransientError, match="cannot reach"):
+        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+
+
+def test_only_https_endpoints_or_loopback(engine: Any, ws: str, clock: VirtualClock) -> None:
+    bad = PushTarget("webpush", "http://push.example.com/p/1", "BAAA", "AAAA")
+    with pytest.raises(PermanentError, match="https"):
+        with_sender(engine, clock, lambda s: s.send(ws, bad, content(clock)))
+
+
+def test_jwt_reused_then_refreshed_before_it_expires(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    subs = [push.service.subscribe() for _ in range(3)]
+    start = int(clock.now().timestamp())
+
+    async def scenario(sender: WebPushSender) -> list[int]:
+        signed = []
+        await asyncio.gather(*(sender.send(ws, target(s), content(clock)) for s in subs))
+        signed.append(sender.jwts_signed)
+        clock.advance(timedelta(hours=10))  # 2 h left: still reused
+        await sender.send(ws, target(subs[0]), content(clock))
+        signed.append(sender.jwts_signed)
+        clock.advance(timedelta(hours=1, minutes=1))  # under an hour left: a new one
+        await sender.send(ws, target(subs[0]), content(clock))
+        signed.append(sender.jwts_signed)
+        return signed
+
+    assert with_sender(engine, clock, scenario) == [1, 1, 2]
+    exps = [r.jwt_exp for r in push.service.received]
+    assert exps == [start + 12 * 3600] * 4 + [start + 11 * 3600 + 60 + 12 * 3600]
+
+
+def test_rotation_signs_with_the_new_key(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    with engine.connect() as conn:
+        old = vapid.vapid_public_key(conn, ws)
+    restricted = push.service.subscribe(application_server_key=old)  # a browser subscribed with the old key
+    fresh = push.service.subscribe()
+
+    async def scenario(sender: WebPushSender) -> str:
+        await sender.send(ws, target(restricted), content(clock))
+        with engine.begin() as conn:
+            new = vapid.rotate_vapid_keys(conn, ws, to_ms(clock.now())).public_key
+        clock.advance(31)  # the cached key expires (or the admin API invalidates it at once)
+        await sender.send(ws, target(fresh), content(clock))
+        with pytest.raises(PermanentError, match="403") as caught:
+            await sender.send(ws, target(restricted), content(clock))
+        assert not isinstance(caught.value, TargetGone)  # a wrong key is ours to fix, not the browser's
+        return new
+
+    new = with_sender(engine, clock, scenario)
+    assert [r.vapid_key for r in push.service.received] == [old, new]
+
+
+def test_invalidate_drops_the_cached_key_at_once(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+
+    async def scenario(sender: WebPushSender) -> str:
+        await sender.send(ws, target(sub), content(clock))
+        with engine.begin() as conn:
+            new = vapid.rotate_vapid_keys(conn, ws, to_ms(clock.now())).public_key
+        sender.invalidate(ws)
+        await sender.send(ws, target(sub), content(clock))
+        return new
+
+    new = with_sender(engine, clock, scenario)
+    assert push.service.received[-1].vapid_key == new
+
+
+def test_no_keys_is_permanent(engine: Any, clock: VirtualClock, push: RunningDevPush) -> None:
+    sub = push.service.subscribe()
+    with pytest.raises(PermanentError, match="VAPID"):
+        with_sender(engine, clock, lambda s: s.send("ws_missing", target(sub), content(clock)))
+
+
+def test_http2_over_tls(engine: Any, ws: str, clock: VirtualClock, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    pem = tmp_path / "push.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    srv = serve_dev_push(DevPushService(clock), certfile=str(pem))
+    try:
+        assert srv.url.startswith("https://")
+        subs = [srv.service.subscribe() for _ in range(5)]
+        trust = ssl.create_default_context()
+        ca.configure_trust(trust)
+
+        async def scenario(sender: WebPushSender) -> None:
+            await asyncio.gather(*(sender.send(ws, target(s), content(clock, urgency="low")) for s in subs))
+
+        async def run() -> None:
+            async with httpx.AsyncClient(http2=True, verify=trust) as client:
+                sender = WebPushSender(engine, None, clock, client=client)
+                await scenario(sender)
+                await sender.aclose()  # not its client: left open for its owner
+                assert not client.is_closed
+
+        asyncio.run(run())
+        got = srv.service.received
+        assert len(got) == 5 and {r.http_version for r in got} == {"2"} and {r.urgency for r in got} == {"low"}
+    finally:
+        srv.stop()
+
+
+def test_rate_per_origin_on_the_injected_clock(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = push.service.subscribe()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    async def scenario(sender: WebPushSender) -> None:
+        for _ in range(4):
+            await sender.send(ws, target(sub), content(clock))
+
+    with_sender(engine, clock, scenario, sleep=sleep, rate_per_second=2.0)
+    assert len(push.service.received_for(sub.id)) == 4 and sum(slept) == pytest.approx(1.0)
+
+
+def test_no_secrets_or_endpoints_in_logs(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    sub = push.service.subscribe()
+    gone = push.service.subscribe()
+    push.service.unsubscribe(gone.id)
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario(sender: WebPushSender) -> str:
+        await sender.send(ws, target(sub), content(clock))
+        with pytest.raises(TargetGone) as caught:
+            await sender.send(ws, target(gone), content(clock))
+        return caught.value.reason
+
+    reason = with_sender(engine, clock, scenario)
+    with engine.connect() as conn:
+        keys = vapid.get_vapid_keys(conn, ws)
+    assert keys is not None
+    logged = caplog.text + reason
+    assert "HTTP Request" in caplog.text  # httpx did log the requests, redacted
+    for secret in (keys.private_key, sub.id, gone.id, sub.info()["keys"]["auth"], "vapid t="):
+        assert secret not in logged
+
+
+# -- through the push channel, with the database --------------------------------------------------------
+
+
+def _setup_person(engine: Any, ws: str, clock: VirtualClock, subs: list[BrowserSubscription]) -> None:
+    now = to_ms(clock.now())
+    with engine.begin() as conn:
+        save_template(conn, ws, "push-cart", {"channel": "push", "title": "Hi {{ profile.first_name | default: 'there' }}",
+                                              "body": "Your cart is waiting", "ttl": 7200, "urgency": "normal",
+                                              "collapse_key": "cart"}, now)
+        for sub in subs:
+            save_subscription(conn, ws, "prf_jo", sub.info(), now)
+
+
+def _message(ws: str, clock: VirtualClock) -> OutboundMessage:
+    return OutboundMessage(key="run1:push:1", workspace_id=ws, profile_id="prf_jo", run_id="run1", journey_id="cart",
+                           step="push", channel="push", template="push-cart", variant=None, marketing=True,
+                           created_at_ms=to_ms(clock.now()))
+
+
+def _count_subs(engine: Any, ws: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(push_subscriptions)
+                                .where(push_subscriptions.c.workspace_id == ws)).scalar_one())
+
+
+def _send_through_channel(engine: Any, clock: VirtualClock, message: OutboundMessage) -> None:
+    async def run() -> None:
+        db = DatabasePush(engine, clock)
+        channel = PushChannel({"webpush": WebPushSender(engine, None, clock)}, db, db, clock)
+        try:
+            await channel.send(message)
+        finally:
+            await channel.aclose()
+
+    asyncio.run(run())
+
+
+def test_channel_delivers_and_deletes_gone_subscriptions(engine: Any, ws: str, push: RunningDevPush,
+                                                         clock: VirtualClock) -> None:
+    alive, expired, unknown = (push.service.subscribe() for _ in range(3))
+    push.service.unsubscribe(expired.id)
+    push.service.respond(unknown.id, 404)
+    _setup_person(engine, ws, clock, [alive, expired, unknown])
+    assert _count_subs(engine, ws) == 3
+
+    _send_through_channel(engine, clock, _message(ws, clock))
+    [got] = push.service.received_for(alive.id)
+    assert got.notification["title"] == "Hi there" and got.notification["key"] == "run1:push:1"
+    assert (got.ttl, got.urgency, got.topic) == (7200, "normal", "cart")
+    with engine.connect() as conn:
+        left = conn.execute(select(push_subscriptions.c.endpoint).where(push_subscriptions.c.workspace_id == ws)).scalars().all()
+    assert left == [alive.endpoint]
+
+    push.service.unsubscribe(alive.id)  # the last one goes too: nothing took the message
+    with pytest.raises(PermanentError, match="410"):
+        _send_through_channel(engine, clock, _message(ws, clock))
+    assert _count_subs(engine, ws) == 0
+
+
+def test_channel_retries_when_every_target_failed_transiently(engine: Any, ws: str, push: RunningDevPush,
+                                                              clock: VirtualClock) -> None:
+    busy, down = push.service.subscribe(), push.service.subscribe()
+    push.service.respond(busy.id, 429, retry_after=20)
+    push.service.respond(down.id, 503, retry_after=60)
+    _setup_person(engine, ws, clock, [busy, down])
+    with pytest.raises(TransientError) as caught:
+        _send_through_channel(engine, clock, _message(ws, clock))
+    assert caught.value.retry_after_s == 60.0  # the longest wait wins
+    assert _count_subs(engine, ws) == 2  # nothing deleted for a transient failure
