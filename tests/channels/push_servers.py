@@ -6,8 +6,8 @@ certificate) with HTTP/2 offered by ALPN, in a thread of its own.
 - `ApnsServer`: `POST /3/device/<token>` over HTTP/2 only; checks the headers APNs checks
   (topic, push type, priority, expiration, collapse id, apns-id), verifies the provider
   token's ES256 signature with the team's public key, refuses a token older than an hour
-  (ExpiredProviderToken) and a new token within 20 minutes of the last (TooManyProviderTokenUpdates),
-  as Apple does; answers what a test scripts for a device (410, BadDeviceToken, 429, 500…).
+  (ExpiredProviderToken) and, on one connection, a new token within 20 minutes of the last
+  (TooManyProviderTokenUpdates), as Apple does; answers what a test scripts for a device (410, BadDeviceToken, 429, 500…).
 - `FcmServer`: an OAuth2 token endpoint (`POST /token`) that verifies the JWT-bearer grant
   (RS256 assertion signed by the service account key, iss, aud, scope, iat/exp), and the
   FCM v1 endpoint (`POST /v1/projects/<id>/messages:send`) that checks the bearer token it
@@ -188,7 +188,8 @@ class ApnsServer:
     scripted: dict[str, list[tuple[int, str, dict[str, str]]]] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)  # provider tokens answered ExpiredProviderToken
     provider_tokens: list[str] = field(default_factory=list)  # distinct, in the order first seen
-    _last_new_iat: int | None = None
+    _last_new_iat: dict[Any, int] = field(default_factory=dict)  # per connection
+    _current: dict[Any, str] = field(default_factory=dict)  # the token a connection uses
 
     def script(self, device: str, *answers: tuple[int, str] | tuple[int, str, dict[str, str]]) -> None:
         """The next answers for a device, in order (then 200 again)."""
@@ -200,7 +201,7 @@ class ApnsServer:
     def sent(self) -> list[ApnsRequest]:
         return [r for r in self.requests if r.status == 200]
 
-    def _check_token(self, value: str | None) -> tuple[int, str, dict[str, Any] | None]:
+    def _check_token(self, value: str | None, connection: Any) -> tuple[int, str, dict[str, Any] | None]:
         if not value:
             return 403, "MissingProviderToken", None
         try:
@@ -216,10 +217,13 @@ class ApnsServer:
         if value in self.expired or self.now() - iat > 3600:
             return 403, "ExpiredProviderToken", claims
         if value not in self.provider_tokens:
-            if self._last_new_iat is not None and iat - self._last_new_iat < 20 * 60:
+            last = self._last_new_iat.get(connection)
+            if last is not None and iat - last < 20 * 60:
                 return 429, "TooManyProviderTokenUpdates", claims
             self.provider_tokens.append(value)
-            self._last_new_iat = iat
+        if value != self._current.get(connection):
+            self._current[connection] = value
+            self._last_new_iat[connection] = iat
         return 200, "", claims
 
     def _answer(self, scope: Scope, device: str, headers: dict[str, str], body: bytes) -> tuple[int, str, dict[str, str], ApnsRequest]:
@@ -228,7 +232,7 @@ class ApnsServer:
         req = ApnsRequest(device, scope.get("http_version", ""), headers, None, token, None)
         if req.http_version != "2":
             return 400, "HTTP2Required", {}, req  # Apple speaks HTTP/2 only
-        status, reason, claims = self._check_token(token)
+        status, reason, claims = self._check_token(token, tuple(scope.get("client") or ()))
         req.claims = claims
         if status != 200:
             return status, reason, {}, req

@@ -250,7 +250,7 @@ class ApnsConfig:
             raise PushConfigError(f"apns: unknown settings: {', '.join(sorted(unknown))}")
         return cls(team_id=data.get("team_id") or "", key_id=data.get("key_id") or "",
                    private_key=data.get("private_key") or "", topic=data.get("topic") or None,
-                   sandbox=bool(data.get("sandbox", False)), base_url=data.get("base_url") or None)
+                   sandbox=data.get("sandbox", False), base_url=data.get("base_url") or None)
 
 
 def apns_default(settings: Any) -> ApnsConfig | None:

@@ -1,0 +1,272 @@
+"""APNs over HTTP/2 against a local TLS server that checks the headers and verifies the ES256
+provider token with the team's public key (tests/channels/push_servers.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+import httpx
+import pytest
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from nudgeflow.channels.apns import ApnsSender, apns_id
+from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.push import TargetGone
+from nudgeflow.channels.push_config import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, PushConfigError, set_apns
+from nudgeflow.content.push_render import PayloadTooLarge, PushContent
+from nudgeflow.core.clock import VirtualClock, to_ms
+from nudgeflow.settings import Settings
+from nudgeflow.store.push_targets import PushTarget
+from tests.channels.push_servers import ApnsServer, Hypercorn, client_ssl_context
+from tests.conftest import make_workspace
+
+TEAM = "TEAM123456"
+KEY_ID = "KEY7654321"
+TOPIC = "com.example.shop"
+DEVICE = "a0b1c2d3e4f5a6b7" * 4
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def p8() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+@pytest.fixture
+def apns(p8: ec.EllipticCurvePrivateKey, ca: trustme.CA, clock: VirtualClock) -> Iterator[tuple[ApnsServer, str]]:
+    server = ApnsServer(TEAM, KEY_ID, p8.public_key(), now=lambda: clock.now().timestamp(),
+                        topics={TOPIC, "com.example.shop.beta"})
+    running = Hypercorn(server, ca).start()
+    yield server, running.url
+    running.stop()
+
+
+@pytest.fixture
+def server(apns: tuple[ApnsServer, str]) -> ApnsServer:
+    return apns[0]
+
+
+@pytest.fixture
+def defaults(apns: tuple[ApnsServer, str], p8: ec.EllipticCurvePrivateKey, tmp_path: Path) -> Settings:
+    """The server's default credentials, from the environment as an operator sets them."""
+    key_file = tmp_path / f"AuthKey_{KEY_ID}.p8"
+    key_file.write_text(pem(p8))
+    return Settings.from_env({"NUDGEFLOW_APNS_KEY_FILE": str(key_file), "NUDGEFLOW_APNS_KEY_ID": KEY_ID,
+                              "NUDGEFLOW_APNS_TEAM_ID": TEAM, "NUDGEFLOW_APNS_TOPIC": TOPIC,
+                              "NUDGEFLOW_APNS_BASE_URL": apns[1]}, database_url="sqlite://")
+
+
+def content(clock: VirtualClock, **kw: Any) -> PushContent:
+    values: dict[str, Any] = dict(
+        message_key="run7:send_push:1", title="Your streak", body="Day 7: keep it going",
+        url="https://app.example.com/streak", data={"streak": "7"}, ttl_s=3600, collapse_key="streak",
+        expires_at_ms=to_ms(clock.now()) + 3600_000, report_url="https://t.example.com/p/xyz",
+    )
+    values.update(kw)
+    return PushContent(**values)
+
+
+def target(token: str = DEVICE, app_id: str | None = None) -> PushTarget:
+    return PushTarget("apns", token, platform="ios", app_id=app_id)
+
+
+def run(ca: trustme.CA, settings: Settings, clock: VirtualClock, fn: Callable[[ApnsSender], Awaitable[Any]],
+        engine: Any = None) -> Any:
+    async def main() -> Any:
+        async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
+            sender = ApnsSender(engine, settings, clock, client=client)
+            try:
+                return await fn(sender)
+            finally:
+                await sender.aclose()
+
+    return asyncio.run(main())
+
+
+def test_headers_payload_and_provider_token(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    sent = content(clock, image="https://cdn.example.com/flame.png")
+    run(ca, defaults, clock, lambda s: s.send("ws_1", target(), sent))
+    [req] = server.requests
+    assert req.status == 200 and req.http_version == "2"
+    assert req.claims == {"iss": TEAM, "iat": int(clock.now().timestamp())}  # verified ES256 by the server
+    headers = {k: v for k, v in req.headers.items() if k.startswith("apns-")}
+    assert headers == {
+        "apns-topic": TOPIC,  # the workspace's, as the device gave no app id
+        "apns-push-type": "alert",
+        "apns-priority": "10",
+        "apns-expiration": str(sent.expires_at_ms // 1000),
+        "apns-collapse-id": "streak",
+        "apns-id": apns_id("run7:send_push:1", DEVICE),
+    }
+    assert req.payload == {
+        "aps": {"alert": {"title": "Your streak", "body": "Day 7: keep it going"}, "sound": "default", "mutable-content": 1},
+        "key": "run7:send_push:1", "image": "https://cdn.example.com/flame.png", "url": "https://app.example.com/streak",
+        "report_url": "https://t.example.com/p/xyz", "data": {"streak": "7"},
+    }
+
+
+def test_the_devices_app_is_the_topic_and_low_urgency_is_priority_5(
+        ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    run(ca, defaults, clock, lambda s: s.send("ws_1", target(app_id="com.example.shop.beta"),
+                                              content(clock, urgency="low", collapse_key=None)))
+    [req] = server.requests
+    assert req.headers["apns-topic"] == "com.example.shop.beta"
+    assert req.headers["apns-priority"] == "5" and "apns-collapse-id" not in req.headers
+    assert req.payload["aps"] == {"alert": {"title": "Your streak", "body": "Day 7: keep it going"}}
+
+
+def test_a_retry_reuses_the_apns_id(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    server.script(DEVICE, (503, "ServiceUnavailable"))
+    with pytest.raises(TransientError):
+        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    first, second = server.requests
+    assert first.headers["apns-id"] == second.headers["apns-id"] == apns_id("run7:send_push:1", DEVICE)
+    other = "ffee" * 16
+    assert apns_id("run7:send_push:1", other) != first.headers["apns-id"]  # one notification per device
+
+
+def test_the_provider_token_is_reused_and_refreshed_before_an_hour(
+        ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    async def scenario(sender: ApnsSender) -> None:
+        await asyncio.gather(*(sender.send("ws_1", target(), content(clock)) for _ in range(5)))
+        assert len(server.provider_tokens) == 1
+        clock.advance(timedelta(minutes=49, seconds=59))
+        await sender.send("ws_1", target(), content(clock))
+        assert len(server.provider_tokens) == 1
+        clock.advance(timedelta(seconds=1))  # 50 minutes old: replaced, well before Apple's hour
+        await sender.send("ws_1", target(), content(clock))
+        assert len(server.provider_tokens) == 2
+        clock.advance(timedelta(minutes=30))
+        await sender.send("ws_1", target(), content(clock))
+
+    run(ca, defaults, clock, scenario)
+    assert len(server.provider_tokens) == 2
+    assert [r.status for r in server.requests] == [200] * 8  # never expired, never TooManyProviderTokenUpdates
+
+
+def test_expired_provider_token_is_replaced_once_for_all_sends(
+        ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    async def scenario(sender: ApnsSender) -> None:
+        await sender.send("ws_1", target(), content(clock))
+        clock.advance(timedelta(minutes=25))
+        server.expire_current_tokens()  # as if Apple's clock were ahead of ours
+        await asyncio.gather(*(sender.send("ws_1", target(), content(clock)) for _ in range(6)))
+
+    run(ca, defaults, clock, scenario)
+    assert len(server.provider_tokens) == 2  # one new token, not six: Apple limits how often
+    statuses = [(r.status, r.reason) for r in server.requests]
+    assert statuses.count((403, "ExpiredProviderToken")) == 6 and statuses.count((200, None)) == 7
+    assert (429, "TooManyProviderTokenUpdates") not in statuses
+
+
+def test_expired_twice_in_a_row_is_permanent(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    async def scenario(sender: ApnsSender) -> None:
+        await sender.send("ws_1", target(), content(clock))
+        clock.advance(timedelta(minutes=30))
+        server.script(DEVICE, (403, "ExpiredProviderToken"), (403, "ExpiredProviderToken"))
+        await sender.send("ws_1", target(), content(clock))
+
+    with pytest.raises(PermanentError, match="check this machine's clock"):
+        run(ca, defaults, clock, scenario)
+    assert len(server.requests) == 3 and len(server.provider_tokens) == 2  # renewed once, not again
+
+
+@pytest.mark.parametrize("answer, error, fragment", [
+    ((410, "Unregistered"), TargetGone, "APNs 410 Unregistered"),
+    ((400, "BadDeviceToken"), TargetGone, "APNs 400 BadDeviceToken"),
+    ((400, "DeviceTokenNotForTopic"), TargetGone, "DeviceTokenNotForTopic"),
+    ((429, "TooManyRequests", {"Retry-After": "30"}), TransientError, "APNs 429 TooManyRequests"),
+    ((500, "InternalServerError"), TransientError, "APNs 500 InternalServerError"),
+    ((503, "ServiceUnavailable"), TransientError, "APNs 503 ServiceUnavailable"),
+    ((403, "InvalidProviderToken"), PermanentError, "APNs 403 InvalidProviderToken"),
+    ((400, "BadTopic"), PermanentError, "APNs 400 BadTopic"),
+])
+def test_outcomes(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock,
+                  answer: tuple[Any, ...], error: type, fragment: str) -> None:
+    server.script(DEVICE, answer)  # type: ignore[arg-type]
+    with pytest.raises(error, match=fragment) as info:
+        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    if error is PermanentError:
+        assert not isinstance(info.value, TargetGone)
+    if answer[0] == 429:
+        assert info.value.retry_after_s == 30.0  # type: ignore[attr-defined]
+    assert len(server.requests) == 1
+
+
+def test_a_gone_device(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    server.gone.add(DEVICE)
+    with pytest.raises(TargetGone, match="410 Unregistered"):
+        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    with pytest.raises(TargetGone, match="hexadecimal"):  # never sent: it cannot be an APNs token
+        run(ca, defaults, clock, lambda s: s.send("ws_1", target("not-a-token/../x"), content(clock)))
+    assert len(server.requests) == 1
+
+
+def test_nothing_is_sent_that_apns_would_refuse(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    with pytest.raises(PayloadTooLarge, match="the APNs payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"):
+        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, body="é" * 2100)))
+    with pytest.raises(PermanentError, match="collapse_key is 65 bytes"):
+        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, collapse_key="c" * 65)))
+    no_topic = defaults.with_(apns_topic=None)
+    with pytest.raises(PermanentError, match="no topic"):
+        run(ca, no_topic, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    assert server.requests == []
+    run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, collapse_key="c" * 64)))
+    assert len(server.sent()) == 1
+
+
+def test_an_unreachable_service_is_transient(ca: trustme.CA, defaults: Settings, clock: VirtualClock) -> None:
+    with pytest.raises(TransientError, match="APNs: ConnectError"):
+        run(ca, defaults.with_(apns_base_url="https://127.0.0.1:9"), clock, lambda s: s.send("ws_1", target(), content(clock)))
+
+
+def test_no_credentials(ca: trustme.CA, clock: VirtualClock) -> None:
+    with pytest.raises(PermanentError, match="no APNs credentials configured for this workspace"):
+        run(ca, Settings(database_url="sqlite://"), clock, lambda s: s.send("ws_1", target(), content(clock)))
+
+
+def test_a_workspace_uses_its_own_credentials(engine: Any, ca: trustme.CA, apns: tuple[ApnsServer, str],
+                                              clock: VirtualClock) -> None:
+    server, url = apns
+    key = ec.generate_private_key(ec.SECP256R1())  # the workspace's own key: the server knows only the default's
+    ws = make_workspace(engine, "apns-own", clock).workspace_id
+    with engine.begin() as conn:
+        set_apns(conn, ws, ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(key), topic=TOPIC, base_url=url),
+                 to_ms(clock.now()))
+    with pytest.raises(PermanentError, match="403 InvalidProviderToken"):
+        run(ca, Settings(database_url="sqlite://"), clock, lambda s: s.send(ws, target(), content(clock)), engine=engine)
+    server.public_key = key.public_key()
+    run(ca, Settings(database_url="sqlite://"), clock, lambda s: s.send(ws, target(), content(clock)), engine=engine)
+    assert server.requests[-1].status == 200
+
+
+def test_config(p8: ec.EllipticCurvePrivateKey) -> None:
+    config = ApnsConfig.from_dict({"team_id": TEAM, "key_id": KEY_ID, "private_key": pem(p8), "topic": TOPIC})
+    assert config.base == APNS_PRODUCTION
+    assert ApnsConfig.from_dict({**config.to_dict(), "sandbox": True}).base == APNS_SANDBOX
+    shown = config.masked()
+    assert shown["private_key"] == "********" and pem(p8) not in json.dumps(shown) and pem(p8) not in repr(config)
+    rsa_pem = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+    p384 = pem(ec.generate_private_key(ec.SECP384R1()))
+    for data, fragment in [({"team_id": ""}, "team_id"), ({"key_id": "has space"}, "key_id"),
+                           ({"private_key": rsa_pem}, "does not load"), ({"private_key": p384}, "not an EC P-256 key"),
+                           ({"private_key": ""}, "PEM text is required"), ({"base_url": "api.push.apple.com"}, "base_url"),
+                           ({"sandbox": "yes"}, "sandbox"), ({"cert": "x"}, "unknown settings: cert")]:
+        with pytest.raises(PushConfigError, match=fragment):
+            ApnsConfig.from_dict({**config.to_dict(), **data})
