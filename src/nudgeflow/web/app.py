@@ -211,6 +211,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.web.settings_api import settings_router
 
     app.include_router(settings_router())
+    from nudgeflow.web.push_settings_api import push_settings_router  # VAPID keys; /v1/push/vapid-public-key
+
+    app.include_router(push_settings_router())
     if settings.dev_mode:  # never in production mode
         from nudgeflow.web.dev_inbox import dev_inbox_router
 
