@@ -71,3 +71,33 @@ def test_private_key_forms_and_no_secret_in_repr() -> None:
     keys = vapid.VapidKeys(public, scalar, "mailto:a@b.example", 1)
     assert scalar not in repr(keys) and scalar not in str(keys)
     assert "private_key" not in keys.public_view()
+
+
+def test_cli_show_and_rotate(engine: Any, settings: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nudgeflow.cli import app
+
+    ws = make_workspace(engine).workspace_id
+    with engine.connect() as conn:
+        first = vapid.get_vapid_keys(conn, ws)
+    assert first is not None
+    runner = CliRunner()
+    db = ["--database", settings.database_url]
+    shown = runner.invoke(app, ["workspace", "vapid", "show", ws, "--json", *db])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["public_key"] == first.public_key
+    rotated = runner.invoke(app, ["workspace", "vapid", "rotate", ws, "--subject", "mailto:ops@shop.example", "--json", *db])
+    assert rotated.exit_code == 0, rotated.output
+    body = json.loads(rotated.stdout)
+    assert body["public_key"] != first.public_key and body["subject"] == "mailto:ops@shop.example"
+    assert "subscribes again" in rotated.stderr
+    with engine.connect() as conn:
+        now = vapid.get_vapid_keys(conn, ws)
+    assert now is not None and now.public_key == body["public_key"]
+    assert now.private_key not in rotated.output and first.private_key not in shown.output
+    bad = runner.invoke(app, ["workspace", "vapid", "show", ws, "--subject", "nope", *db])
+    assert bad.exit_code == 1 and "mailto:" in bad.output
+    assert runner.invoke(app, ["workspace", "vapid", "show", "ws_missing", *db]).exit_code == 1
