@@ -479,3 +479,24 @@ class FcmServer:
             return
         await read_body(receive)
         await respond(send, 404, fcm_error(404, "NOT_FOUND", "Not found"))
+
+
+# -- credentials the tests make ---------------------------------------------------------------
+
+
+def service_account_json(key: Any, token_uri: str, project_id: str, client_email: str, key_id: str) -> dict[str, Any]:
+    """A service account key file's content, as the Google Cloud console hands it out."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return {"type": "service_account", "project_id": project_id, "private_key_id": key_id, "private_key": pem.decode(),
+            "client_email": client_email, "client_id": "1234567890", "token_uri": token_uri,
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth"}
+
+
+def p8_pem(key: Any) -> str:
+    """An EC key as Apple's AuthKey_<key id>.p8 file holds it (PKCS#8 PEM)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()

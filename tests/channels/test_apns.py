@@ -12,7 +12,6 @@ from typing import Any, Awaitable, Callable, Iterator
 import httpx
 import pytest
 import trustme
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nudgeflow.channels.apns import ApnsSender, apns_id
@@ -23,7 +22,7 @@ from nudgeflow.content.push_render import PayloadTooLarge, PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
-from tests.channels.push_servers import ApnsServer, Hypercorn, client_ssl_context
+from tests.channels.push_servers import ApnsServer, Hypercorn, client_ssl_context, p8_pem
 from tests.conftest import make_workspace
 
 TEAM = "TEAM123456"
@@ -42,9 +41,7 @@ def p8() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+pem = p8_pem
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from typing import Any, Awaitable, Callable, Iterator
 import httpx
 import pytest
 import trustme
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nudgeflow.channels.base import PermanentError, TransientError
@@ -28,7 +27,7 @@ from nudgeflow.content.push_render import PayloadTooLarge, PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
-from tests.channels.push_servers import FcmServer, Hypercorn, client_ssl_context
+from tests.channels.push_servers import FcmServer, Hypercorn, client_ssl_context, service_account_json
 from tests.conftest import make_workspace
 
 PROJECT = "nudgeflow-test"
@@ -57,10 +56,7 @@ def fcm(sa_key: rsa.RSAPrivateKey, ca: trustme.CA, clock: VirtualClock) -> Itera
 
 
 def service_account(key: rsa.RSAPrivateKey, token_uri: str) -> dict[str, Any]:
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return {"type": "service_account", "project_id": PROJECT, "private_key_id": KEY_ID, "private_key": pem.decode(),
-            "client_email": EMAIL, "client_id": "1234567890", "token_uri": token_uri,
-            "auth_uri": "https://accounts.google.com/o/oauth2/auth"}
+    return service_account_json(key, token_uri, PROJECT, EMAIL, KEY_ID)
 
 
 @pytest.fixture
