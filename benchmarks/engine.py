@@ -820,13 +820,14 @@ def add_due_timers(path: Path, template: TimerTemplate, workspace_id: str, first
             pid = "prf_" + uuid.uuid5(uuid.NAMESPACE_OID, f"timer-{index}").hex[:24]
             if unit_hash("holdout", "cart-abandonment", pid) < 0.1:
                 continue  # the core would have held this person out: no run, no timer
-            run_id = run_id_for(pid, 1)
+            # Due over the last minute, oldest first: what an outage or a campaign leaves.
+            due = now_ms - 60_000 + (made + len(states) + 1) * 60_000 // max(1, count)
+            # The run entered a day before its 23-hour wait ends (its id starts with that time).
+            run_id = run_id_for(pid, 1, due - 24 * 3_600_000)
             message_id = f"msg-{index:029d}"
             cart_id = f"cart-{index:023d}"
             state = template.state.replace(template.run_id, run_id).replace(template.message_id, message_id).replace(template.cart_id, cart_id)
             states.append((pid, workspace_id, state, now_ms))
-            # Due over the last minute, oldest first: what an outage or a campaign leaves.
-            due = now_ms - 60_000 + (made + len(states)) * 60_000 // max(1, count)
             timers.append((pid, template.timer_key.replace(template.run_id, run_id), workspace_id, due, template.timer_payload.replace(template.run_id, run_id)))
             runs.append((run_id, *template.run_row[1:4], pid, *template.run_row[5:]))
         conn.execute("BEGIN")

@@ -109,7 +109,15 @@ class Driver:
         self.engine = Engine(cat)
 
     def run_id(self, n: int = 1) -> str:
-        return run_id_for(self.state.profile_id, n)
+        """The id of the person's n-th run (1-based), as the engine made it."""
+        seen: list[str] = []
+        for _, effect in self.log:
+            if isinstance(effect, RunChanged) and effect.run["id"] not in seen:
+                seen.append(effect.run["id"])
+        if len(seen) < n:
+            raise AssertionError(f"the person has {len(seen)} runs, not {n}")
+        assert seen[n - 1].endswith(run_id_for(self.state.profile_id, n, 0)[-24:])  # ids are time + hash(person, n)
+        return seen[n - 1]
 
     def _apply(self, effects: list[Effect]) -> list[Effect]:
         for effect in effects:

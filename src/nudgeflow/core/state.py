@@ -7,7 +7,7 @@ data so that the document round-trips through orjson unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -40,7 +40,15 @@ class Run:
     exit_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        # Fields still at their default are left out: a state document is read and written
+        # on every decision for the person, and its size is what the commit writes (a run
+        # waiting in a step carries a dozen nulls and empty maps otherwise).
+        out = {name: getattr(self, name) for name in _RUN_REQUIRED}
+        for name, default in _RUN_DEFAULTS:
+            value = getattr(self, name)
+            if value != default:
+                out[name] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Run":
@@ -61,6 +69,14 @@ class Run:
             "converted_at_ms": self.converted_at,
             "revenue": self.revenue,
         }
+
+
+_RUN_REQUIRED = ("id", "journey_id", "version", "entered_at", "trigger")
+_RUN_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (f.name, f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+    for f in fields(Run)
+    if f.name not in _RUN_REQUIRED
+)
 
 
 @dataclass(slots=True)
@@ -85,18 +101,14 @@ class ProfileState:
         return self.identity or self.profile_id
 
     def to_json(self) -> bytes:
-        doc = {
-            "traits": self.traits,
-            "runs": {rid: run.as_dict() for rid, run in self.runs.items()},
-            "entries": self.entries,
-            "pending": self.pending,
-            "counters": self.counters,
-            "activity": self.activity,
-            "history": self.history,
-            "last_location": self.last_location,
-            "run_seq": self.run_seq,
-            "identity": self.identity,
-        }
+        # Empty parts are left out (from_json reads them back as empty), as Run.as_dict does.
+        doc: dict[str, Any] = {"traits": self.traits}
+        if self.runs:
+            doc["runs"] = {rid: run.as_dict() for rid, run in self.runs.items()}
+        for name in ("entries", "pending", "counters", "activity", "history", "last_location", "run_seq", "identity"):
+            value = getattr(self, name)
+            if value:
+                doc[name] = value
         return orjson.dumps(doc)
 
     @classmethod

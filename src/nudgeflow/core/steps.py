@@ -33,8 +33,18 @@ from nudgeflow.model.journeys import (
 MAX_STEPS_PER_TURN = 200
 
 
-def run_id_for(profile_id: str, seq: int) -> str:
-    return "run_" + hashlib.blake2b(f"{profile_id}:{seq}".encode(), digest_size=12).hexdigest()
+def run_id_for(profile_id: str, seq: int, entered_at_ms: int) -> str:
+    """A run's id: its entry time (11 hex digits of ms, so ids sort by entry), then a hash
+    of the person and their run count (unique, and the same in the simulator and in
+    production).
+
+    Why the time first: runs, their outbox messages (keyed by run id) and the runs' index
+    entries are written again when a run moves on, and runs fall due in roughly the order
+    they entered. Time-ordered keys put the rows one batch touches on neighbouring B-tree
+    pages instead of one random page each, as UUIDv7 does for the same reason.
+    """
+    digest = hashlib.blake2b(f"{profile_id}:{seq}".encode(), digest_size=12).hexdigest()
+    return f"run_{max(0, entered_at_ms):011x}{digest}"
 
 
 def run_timer_key(run: Run) -> str:
@@ -69,14 +79,15 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     if journey.entry.filter and not evaluate(journey.entry.filter, scope):
         return None
     state.run_seq += 1
+    entered_at = turn.since_ms
     holdout = journey.holdout > 0 and unit_hash("holdout", jv.journey_id, state.assignment_key) < journey.holdout
     run = Run(
-        id=run_id_for(state.profile_id, state.run_seq),
+        id=run_id_for(state.profile_id, state.run_seq, entered_at),
         journey_id=jv.journey_id,
         version=jv.version,
         # Event time, as the goal window and conversions are (see Turn.event_ms): an order
         # decided in the same batch as the sign-up, seconds after it, converts.
-        entered_at=turn.since_ms,
+        entered_at=entered_at,
         trigger=trigger,
         holdout=holdout,
         goal_until=turn.since_ms + duration_ms(journey.goal.within) if journey.goal else None,
