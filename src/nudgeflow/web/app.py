@@ -203,6 +203,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.router.routes.append(route)
     app.route_ingest(routes, metrics, settings.log_requests)
     app.include_router(consent_router())  # before admin_router: its /profiles/{ref:path} would shadow ours
+    from nudgeflow.web.devices_api import devices_router
+
+    app.include_router(devices_router())  # before admin_router too: its DELETE /profiles/{ref:path} erases
     app.include_router(admin_router())
     app.include_router(tracking_router())  # public: the signed token is the authority
     from nudgeflow.web.sdk_api import sdk_router  # the browser SDK: /sdk/*.js, /v1/push/subscriptions, /t/n

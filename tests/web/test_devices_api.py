@@ -1,0 +1,113 @@
+"""Device tokens over HTTP on a live server: the Segment way through /v1/batch, and the
+admin API (list, register, remove), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from nudgeflow.core.clock import to_ms
+from nudgeflow.store.push_targets import save_subscription
+from nudgeflow.store.schema import device_tokens, profiles
+
+IPHONE = "0123456789abcdef" * 4
+PIXEL = "cGl4ZWw:APA91bF-" + "q" * 80
+_ids = itertools.count(1)
+
+
+def post_events(live: Any, write_key: str, *messages: dict[str, Any]) -> None:
+    batch = [{"messageId": f"dev-api-{next(_ids)}", **m} for m in messages]
+    with live.client(auth=(write_key, "")) as client:
+        answer = client.post("/v1/batch", json={"batch": batch})
+    assert answer.status_code == 200, answer.text
+
+
+def admin(live: Any, token: str) -> httpx.Client:
+    return live.client(headers={"Authorization": f"Bearer {token}"})
+
+
+def test_tokens_from_events_show_on_the_profile(live: Any, ws: Any) -> None:
+    post_events(live, ws.write_key,
+                {"type": "identify", "userId": "ada", "traits": {"first_name": "Ada"},
+                 "context": {"device": {"type": "ios", "token": IPHONE}, "app": {"namespace": "com.example.shop"}}},
+                {"type": "track", "userId": "ada", "event": "App Opened", "context": {"device": {"type": "android", "token": PIXEL}}},
+                {"type": "track", "userId": "ada", "event": "App Opened", "context": {"device": {"type": "ios", "token": "nope"}}})
+    with admin(live, ws.admin_token) as client:
+        answer = client.get("/api/profiles/ada/push-targets")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert sorted(body["targets"], key=lambda t: t["provider"]) == [
+            {"provider": "apns", "address": IPHONE, "platform": "ios", "app_id": "com.example.shop"},
+            {"provider": "fcm", "address": PIXEL, "platform": "android", "app_id": None},
+        ]
+        # The event with the bad token was kept.
+        events = client.get("/api/profiles/ada/events").json()["events"]
+        assert len(events) == 3
+
+
+def test_register_list_and_remove_devices(live: Any, ws: Any) -> None:
+    post_events(live, ws.write_key, {"type": "identify", "userId": "ben", "traits": {"plan": "pro"}},
+                {"type": "identify", "userId": "cy"})
+    with live.state.engine.begin() as conn:
+        ben = conn.execute(select(profiles.c.id).where(profiles.c.workspace_id == ws.workspace_id,
+                                                       profiles.c.user_id == "ben")).scalar_one()
+        save_subscription(conn, ws.workspace_id, ben, {"endpoint": "https://push.example.net/send/abc",
+                                                       "keys": {"p256dh": "BPubKey123", "auth": "secretAuth"}},
+                          to_ms(live.state.clock.now()))
+    with admin(live, ws.admin_token) as client:
+        answer = client.post("/api/profiles/ben/devices", json={"token": IPHONE.upper(), "type": "iOS", "app_id": "com.example.shop"})
+        assert answer.status_code == 201, answer.text
+        assert answer.json() == {"profile_id": ben, "provider": "apns", "token": IPHONE.upper(), "platform": "ios",
+                                 "app_id": "com.example.shop"}
+        assert client.post("/api/profiles/ben/devices", json={"token": PIXEL, "provider": "fcm"}).status_code == 201
+
+        listed = client.get(f"/api/profiles/{ben}/push-targets")
+        assert listed.status_code == 200
+        targets = listed.json()["targets"]
+        assert [t["provider"] for t in targets] == ["webpush", "apns", "fcm"]
+        assert "secretAuth" not in listed.text and "BPubKey123" not in listed.text  # no Web Push secrets
+
+        # The same token registered for another person moves to them.
+        assert client.post("/api/profiles/cy/devices", json={"token": PIXEL, "type": "android"}).status_code == 201
+        assert [t["provider"] for t in client.get("/api/profiles/ben/push-targets").json()["targets"]] == ["webpush", "apns"]
+
+        # Removing: only the person's own token; the profile itself stays.
+        assert client.delete(f"/api/profiles/ben/devices/{PIXEL}").status_code == 404
+        gone = client.delete(f"/api/profiles/ben/devices/{IPHONE.upper()}")
+        assert gone.status_code == 200 and gone.json() == {"removed": True, "profile_id": ben}
+        assert client.delete(f"/api/profiles/ben/devices/{IPHONE.upper()}").status_code == 404
+        assert client.get("/api/profiles/ben").status_code == 200
+        assert [t["provider"] for t in client.get("/api/profiles/ben/push-targets").json()["targets"]] == ["webpush"]
+
+
+def test_bad_requests(live: Any, ws: Any) -> None:
+    post_events(live, ws.write_key, {"type": "identify", "userId": "dee"})
+    with admin(live, ws.admin_token) as client:
+        for body, fragment in [({"token": IPHONE}, "type"),
+                               ({"token": "zz" * 32, "type": "ios"}, "hexadecimal"),
+                               ({"token": PIXEL, "type": "windows"}, "neither ios nor android"),
+                               ({"token": PIXEL, "provider": "webpush"}, "fcm or apns"),
+                               ({"token": "a b", "type": "android"}, "not a push token"),
+                               ({"token": "", "type": "android"}, "")]:
+            answer = client.post("/api/profiles/dee/devices", json=body)
+            assert answer.status_code == 422, (body, answer.text)
+            assert fragment in answer.text
+        assert client.post("/api/profiles/nobody/devices", json={"token": PIXEL, "type": "android"}).status_code == 404
+        assert client.get("/api/profiles/nobody/push-targets").status_code == 404
+    with live.state.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(device_tokens)
+                            .where(device_tokens.c.workspace_id == ws.workspace_id)).scalar_one() == 0
+
+
+def test_needs_the_workspaces_admin_token(live: Any, ws: Any) -> None:
+    other = live.workspace("other")
+    post_events(live, ws.write_key, {"type": "identify", "userId": "eve"})
+    with live.client() as client:
+        assert client.get("/api/profiles/eve/push-targets").status_code == 401
+        assert client.post("/api/profiles/eve/devices", json={"token": PIXEL, "type": "android"}).status_code == 401
+    with admin(live, other.admin_token) as client:  # another workspace does not see eve
+        assert client.get("/api/profiles/eve/push-targets").status_code == 404
+        assert client.delete(f"/api/profiles/eve/devices/{PIXEL}").status_code == 404
