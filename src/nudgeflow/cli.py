@@ -26,6 +26,10 @@ workspace_app.add_typer(smtp_app, name="smtp")
 from nudgeflow.cli_bounces import bounce_webhooks_app  # noqa: E402
 
 workspace_app.add_typer(bounce_webhooks_app, name="bounce-webhooks")
+from nudgeflow.cli_mobile_push import apns_app, fcm_app  # noqa: E402
+
+workspace_app.add_typer(fcm_app, name="fcm")
+workspace_app.add_typer(apns_app, name="apns")
 catalog_app = typer.Typer(help="The product and place catalog templates personalize with.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 templates_app = typer.Typer(help="Message templates (Liquid + MJML): apply, list, render.", no_args_is_help=True)
