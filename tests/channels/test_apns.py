@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
@@ -267,3 +268,15 @@ def test_config(p8: ec.EllipticCurvePrivateKey) -> None:
                            ({"sandbox": "yes"}, "sandbox"), ({"cert": "x"}, "unknown settings: cert")]:
         with pytest.raises(PushConfigError, match=fragment):
             ApnsConfig.from_dict({**config.to_dict(), **data})
+
+
+def test_the_device_token_stays_out_of_the_logs(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    server.gone.add(DEVICE)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(TargetGone):
+            run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    assert any(r.name == "httpx" for r in caplog.records)  # httpx did log the request…
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert DEVICE not in logged  # …without the token, as did we
+    assert "BEGIN PRIVATE KEY" not in logged

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -290,3 +291,15 @@ def test_config_validation_names_the_field_never_the_key(sa_key: rsa.RSAPrivateK
         with pytest.raises(PushConfigError, match=fragment) as info:
             FcmConfig.from_dict(data)
         assert "not a key" not in str(info.value)
+
+
+def test_tokens_and_keys_stay_out_of_the_logs(ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    fcm.gone.add(DEVICE)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(TargetGone):
+            run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    assert any(r.name == "httpx" for r in caplog.records)
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert fcm.issued and not any(token in logged for token in fcm.issued)  # the OAuth access token
+    assert DEVICE not in logged and "PRIVATE KEY" not in logged and "assertion" not in logged

@@ -38,6 +38,7 @@ from nudgeflow.channels.push_config import (
     APNS_SECTION,
     ApnsConfig,
     WorkspaceCredentials,
+    keep_tokens_out_of_http_logs,
     apns_default,
     reason_text,
     retry_after_s,
@@ -132,6 +133,7 @@ class ApnsSender:
         self._timeout_s = timeout_s
         self._tokens: dict[str, ProviderToken] = {}
         self._keys: dict[str, Any] = {}  # loaded signing keys per credentials fingerprint
+        keep_tokens_out_of_http_logs()
 
     @property
     def client(self) -> httpx.AsyncClient:

@@ -39,6 +39,7 @@ from nudgeflow.channels.push_config import (
     FCM_SECTION,
     FcmConfig,
     WorkspaceCredentials,
+    keep_tokens_out_of_http_logs,
     fcm_default,
     reason_text,
     retry_after_s,
@@ -185,6 +186,7 @@ class FcmSender:
         self._tokens: dict[str, AccessToken] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._google: dict[str, Any] = {}  # google-auth credentials (the loaded key) per fingerprint
+        keep_tokens_out_of_http_logs()
 
     @property
     def client(self) -> httpx.AsyncClient:

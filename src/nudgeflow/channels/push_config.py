@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -395,3 +396,16 @@ def retry_after_s(value: str | None, now: datetime) -> float | None:
 def reason_text(text: str, limit: int = 300) -> str:
     """A service's error text, short and on one line, for a message's failure reason."""
     return " ".join(text.split())[:limit]
+
+
+def keep_tokens_out_of_http_logs() -> None:
+    """Called when a sender is made (not on import): httpx logs every request URL at INFO, and
+    an APNs URL ends in the device token; hpack logs every header at DEBUG, the bearer
+    tokens included. URLs keep their origin only, and hpack stays quiet below INFO unless
+    an operator has set its level on purpose."""
+    from nudgeflow.channels.webpush import redact_httpx_request_logs
+
+    redact_httpx_request_logs()
+    hpack = logging.getLogger("hpack")
+    if hpack.level == logging.NOTSET:
+        hpack.setLevel(logging.INFO)
