@@ -128,7 +128,7 @@ def test_the_same_token_in_two_workspaces(engine: Any, wsid: str) -> None:
 
 
 def test_normalize_device() -> None:
-    assert normalize_device(APNS_TOKEN.upper(), "iOS").provider == "apns"
+    assert normalize_device(APNS_TOKEN.upper(), "iOS") == normalize_device(APNS_TOKEN, "ios")  # one device, one row
     assert normalize_device(FCM_TOKEN, "ios").provider == "fcm"  # a Firebase iOS app's token
     assert normalize_device(APNS_TOKEN, provider="FCM").provider == "fcm"
     assert normalize_device(" " + FCM_TOKEN + " ", "Android", app_id=" com.x ") == normalize_device(FCM_TOKEN, "android", app_id="com.x")

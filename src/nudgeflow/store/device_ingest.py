@@ -71,8 +71,11 @@ def normalize_device(token: Any, platform: Any = None, provider: Any = None, app
         prov = FCM
     else:
         raise PushTargetError(f"device.type: {platform!r} is neither ios nor android (give provider fcm or apns)")
-    if prov == APNS and not _HEX.match(token):
-        raise PushTargetError("device.token: an APNs device token is hexadecimal")
+    if prov == APNS:
+        if not _HEX.match(token):
+            raise PushTargetError("device.token: an APNs device token is hexadecimal")
+        # Hex is hex in either case: one device, one row (and one notification), however an SDK spells it.
+        token = token.lower()
     app = app_id.strip()[:200] if isinstance(app_id, str) and app_id.strip() else None
     return Device(token, prov, plat, app)
 

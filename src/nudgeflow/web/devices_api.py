@@ -62,9 +62,12 @@ def devices_router() -> APIRouter:
         profile_id = _resolve(request, workspace_id, ref)
         t = device_tokens.c
 
+        given = token.strip()
+        spellings = {given, given.lower()}  # APNs tokens are stored in lower case
+
         def remove(conn: Any) -> bool:
             res = conn.execute(delete(device_tokens).where(
-                t.workspace_id == workspace_id, t.token == token.strip(), t.profile_id == profile_id))
+                t.workspace_id == workspace_id, t.token.in_(sorted(spellings)), t.profile_id == profile_id))
             return bool(res.rowcount)
 
         if not await _state(request).committer.run_job(remove):
