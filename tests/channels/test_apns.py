@@ -280,3 +280,15 @@ def test_the_device_token_stays_out_of_the_logs(ca: trustme.CA, server: ApnsServ
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert DEVICE not in logged  # …without the token, as did we
     assert "BEGIN PRIVATE KEY" not in logged
+
+
+def test_configured(engine: Any, p8: ec.EllipticCurvePrivateKey, clock: VirtualClock) -> None:
+    from nudgeflow.channels.push_config import configured
+
+    bare = Settings(database_url="sqlite://")
+    assert not configured(None, bare, "apns")
+    assert configured(None, bare.with_(apns_key_file="/etc/nudgeflow/AuthKey.p8"), "apns")
+    ws = make_workspace(engine, "apns-configured", clock).workspace_id
+    with engine.begin() as conn:
+        set_apns(conn, ws, ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(p8), topic=TOPIC), to_ms(clock.now()))
+    assert configured(engine, bare, "apns")

@@ -409,3 +409,24 @@ def keep_tokens_out_of_http_logs() -> None:
     hpack = logging.getLogger("hpack")
     if hpack.level == logging.NOTSET:
         hpack.setLevel(logging.INFO)
+
+
+def configured(engine: Any, settings: Any, section: str) -> bool:
+    """Whether the server's default or any workspace has credentials for this service ("fcm",
+    "apns"): what whoever assembles the push channel asks before adding its sender."""
+    env_set = (getattr(settings, "fcm_service_account_file", None) if section == FCM_SECTION
+               else getattr(settings, "apns_key_file", None))
+    if env_set:
+        return True
+    if engine is None:
+        return False
+    try:
+        from sqlalchemy import select
+
+        from nudgeflow.store.schema import workspace_settings
+
+        with engine.connect() as conn:
+            rows = conn.execute(select(workspace_settings.c.settings)).scalars().all()
+    except Exception:  # not migrated yet: nothing configured
+        return False
+    return any(f'"{section}"' in (row or "") for row in rows)
