@@ -24,6 +24,6 @@ def test_email_benchmark_runs_every_phase_quickly(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     for figure in ("B: bare aiosmtplib", "A: nudgeflow render", "A with DKIM", "A before", "p50", "p99",
-                   "render (Liquid)", "text part (html_to_text)", "DKIM sign"):
+                   "render (Liquid", "text part from each rendered HTML", "DKIM sign"):
         assert figure in out, f"{figure!r} missing from the output:\n{out[-3000:]}"
     assert (results.read_text() if results.exists() else None) == before

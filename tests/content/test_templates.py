@@ -8,6 +8,7 @@ import pytest
 
 import nudgeflow.content.templates as T
 from nudgeflow.content.sample import sample_context
+from nudgeflow.channels.email import html_to_text
 from nudgeflow.content.templates import (
     Limits,
     RenderedEmail,
@@ -56,7 +57,10 @@ def test_mjml_loop_over_cart_items_renders_each_item() -> None:
     assert isinstance(result, RenderedEmail)
     assert result.subject == "Hi Ana"
     assert result.preheader == "2 items waiting"
-    assert result.text is None
+    # No text part written: one is made from the HTML once per version and rendered per
+    # person, and reads as the rendered HTML converted (what it replaced, at ~3.5 ms a message).
+    assert result.text is not None and "Stoneware Mug" in result.text and "Gooseneck Kettle" in result.text
+    assert result.text == html_to_text(result.html)
     for name, image in (("Stoneware Mug", "mug.jpg"), ("Gooseneck Kettle", "kettle.jpg")):
         assert name in result.html and f"https://cdn.example.com/p/{image}" in result.html
     assert "€18.00" in result.html and "€64.90" in result.html
@@ -232,6 +236,8 @@ def test_every_example_template_renders_with_the_sample_context() -> None:
             assert "Ana" in result.subject + result.html, name
             assert "{{" not in result.html and "{%" not in result.html, name
             assert "https://nudge.example.com/u/sample-token" in result.html, name
+            # The text part made once per version reads as the rendered HTML converted.
+            assert result.text == html_to_text(result.html), name
         else:
             assert isinstance(result, RenderedPush)
             assert result.title and result.body, name
