@@ -67,6 +67,7 @@ T = TypeVar("T")
 OUTAGE = (OperationalError, InterfaceError, WriterStopped, WriterFailed)
 SET_ASIDE_AFTER = 3  # failures of a one-item batch before the item is set aside
 MIN_BATCH = 50  # the smallest batch the time budget shrinks to (failures go down to 1)
+PUSH_CHECK_S = 30.0  # how often a server without push looks again whether push is now in use
 
 
 class Runner(Protocol):
@@ -208,6 +209,11 @@ class EmbeddedRuntime:
         # the runtime first runs: building the app must not open the database, which may
         # not be migrated yet.
         self._email_pending = channels is None
+        # "push" likewise, once push is in use (a subscription, a device token, FCM or APNs
+        # credentials); looked for again now and then, since the first browser may
+        # subscribe while the server runs.
+        self._push_pending = channels is None
+        self._push_checked_at = -1e9
         self._engine_db, self._settings, self._clock_for_email = engine_db, settings, clock
         self.dispatcher = Dispatcher(
             self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts), self.stats
@@ -320,6 +326,8 @@ class EmbeddedRuntime:
         round does nothing. For tests and simulation: with a VirtualClock, advance the
         clock, then call this. Database errors propagate (there is no outage to wait out)."""
         self._configure_email()
+        self._push_checked_at = -1e9  # every call looks (tests add subscriptions between calls)
+        self._configure_push()
         with self._engine_turn, self._dispatch_turn:
             return self._run_until_idle(max_rounds)
 
@@ -347,8 +355,24 @@ class EmbeddedRuntime:
 
             configure_email(self.channels, self._engine_db, self._settings, self._clock_for_email)
 
+    def _configure_push(self) -> None:
+        if not self._push_pending:
+            return
+        now = self.clock.monotonic()
+        if now - self._push_checked_at < PUSH_CHECK_S:
+            return
+        self._push_checked_at = now
+        from nudgeflow.channels.push import configure_push
+
+        try:
+            if configure_push(self.channels, self._engine_db, self._settings, self._clock_for_email) is not None:
+                self._push_pending = False
+        except Exception as exc:  # a broken credential must not stop the dispatcher
+            log.warning("push channel not set up", extra={"error": type(exc).__name__})
+
     def start(self) -> None:
         self._configure_email()
+        self._configure_push()
         with self._lock:
             if self._threads:
                 return
@@ -429,6 +453,7 @@ class EmbeddedRuntime:
         try:
             while not self._stopping.is_set():
                 self._dispatch_wake.clear()
+                self._configure_push()
                 try:
                     with self._dispatch_turn:
                         _, more, appended = self._dispatch(
