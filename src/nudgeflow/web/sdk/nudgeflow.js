@@ -373,15 +373,15 @@
   function flushOnExit() {
     if (!loaded || blocked) return;
     var q = readQueue();
-    if (!q.length || sending) return;
-    var batch = nextBatch(q, 500);
+    if (!q.length || sending) return; // a send in flight has keepalive already
     if (window.fetch) {
-      flush();
+      flush(); // batches fit keepalive's budget (maxBatchBytes)
       return;
     }
     if (navigator.sendBeacon) {
+      // No headers on a beacon: the write key rides in the body, as text/plain (no preflight).
       try {
-        navigator.sendBeacon(endpoint("/v1/batch"), new Blob([body(batch, true)], { type: "text/plain" }));
+        navigator.sendBeacon(endpoint("/v1/batch"), new Blob([body(nextBatch(q, 500), true)], { type: "text/plain" }));
       } catch (err) { /* the next page load sends it */ }
     }
   }
@@ -550,7 +550,9 @@
         init.headers["Content-Type"] = "application/json";
         init.body = JSON.stringify(payload);
       }
-      return window.fetch(endpoint(path), init).then(function (response) {
+      return window.fetch(endpoint(path), init).catch(function (err) {
+        throw PushError("network", "could not reach " + options.host + ": " + (err && err.message));
+      }).then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (answer) {
           if (!response.ok) {
             var err = PushError("http_" + response.status, (answer && answer.message) || "HTTP " + response.status);
