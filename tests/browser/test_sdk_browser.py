@@ -98,7 +98,7 @@ def endpoints_of(site: Site, ref: str) -> list[str]:
         return [t.address for t in targets_of(conn, site.ws.workspace_id, pid)]
 
 
-def eventually(page: Any, check: Callable[[], Any], what: str, timeout_s: float = 10.0) -> Any:
+def eventually(page: Any, check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
     """Poll `check` while the browser works (Playwright's wait lets its events run)."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -66,7 +66,7 @@ function page({ storage = new Map(), answers = [], preset } = {}) {
       sent.push(call);
       const next = answers.length ? answers.shift() : reply(200, { success: true });
       if (next instanceof Error) throw next;
-      return next;
+      return await next; // a promise: an answer the test releases when it wants
     },
   };
   vm.runInNewContext(SOURCE, {
@@ -291,4 +291,58 @@ test("load without a write key is an error; calls before load wait for it", asyn
   await settle();
   assert.equal(sent[0].url, "https://other.example.com/v1/batch");
   assert.equal(sent[0].body.batch[0].event, "Before");
+});
+
+function deferred() {
+  let release;
+  const promise = new Promise((resolve) => { release = resolve; });
+  return { promise, release };
+}
+
+test("a flush asked for while a send is in flight also sends what came after it", async () => {
+  const slow = deferred();
+  const { nf, sent, storage } = page({ answers: [slow.promise] });
+  nf.load({ writeKey: KEY, flushInterval: 60_000 });
+  nf.track("A");
+  const first = nf.flush();
+  await settle();
+  nf.track("B"); // the send in flight has read the queue already
+  const second = nf.flush();
+  slow.release(reply(200));
+  assert.equal(await first, true);
+  assert.equal(await second, true);
+  assert.deepEqual(sent.map((s) => s.body.batch.map((m) => m.event)), [["A"], ["B"]]);
+  assert.equal(queued(storage).length, 0);
+});
+
+test("events queued during a send are not stranded when their timer fires mid-send", async () => {
+  const slow = deferred();
+  const { nf, sent, storage } = page({ answers: [slow.promise] });
+  nf.load({ writeKey: KEY, flushInterval: 100 });
+  nf.track("A");
+  mock.timers.tick(100); // A's send starts, and hangs
+  await settle();
+  nf.track("B");
+  mock.timers.tick(100); // B's timer fires while A is in flight
+  await settle();
+  slow.release(reply(200));
+  await settle();
+  assert.deepEqual(sent.map((s) => s.body.batch.map((m) => m.event)), [["A"], ["B"]]);
+  assert.equal(queued(storage).length, 0);
+});
+
+test("leaving the page during a send sends the rest beside it, at once", async () => {
+  const slow = deferred();
+  const { nf, sent, windowListeners } = page({ answers: [slow.promise] });
+  nf.load({ writeKey: KEY, flushInterval: 60_000 });
+  nf.track("A");
+  nf.flush();
+  await settle();
+  nf.track("B");
+  windowListeners.pagehide();
+  await settle();
+  assert.deepEqual(sent.map((s) => s.body.batch.map((m) => m.event)), [["A"], ["B"]]);
+  assert.ok(sent.every((s) => s.init.keepalive));
+  slow.release(reply(200));
+  await settle();
 });

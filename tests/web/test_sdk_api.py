@@ -272,3 +272,13 @@ def test_the_preflight_of_a_page_on_another_origin_is_answered(live: LiveServer,
         done = client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": new_subscription()},
                            headers={"Origin": "https://shop.example.com"})
     assert done.status_code == 200 and done.headers["access-control-allow-origin"] == "*"
+
+
+def test_a_subscription_the_writer_cannot_store_is_a_503_to_retry(live: LiveServer, ws: NewWorkspace) -> None:
+    sub = new_subscription()
+    live.state.committer.stop()  # as during shutdown: nothing can be committed
+    with write(live, ws) as client:
+        answer = client.post("/v1/push/subscriptions", json={"anonymousId": "late", "subscription": sub})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert answer.json()["success"] is False
+    assert profile_of(live, ws, "late") is None

@@ -191,7 +191,11 @@ async def _guarded(state: "AppState", handler: Any) -> Response:
     except IngestError as exc:
         state.metrics.reject(exc.reason, exc.events)
         response = error_response(exc)
-    except (WriterFailed, WriterStopped):
+    except Exception as exc:  # the writer stopped, the database refused (e.g. another process's race)
+        if not isinstance(exc, (WriterFailed, WriterStopped)):
+            # The class only: a database error's text carries the statement's parameters,
+            # and those hold the subscription's keys.
+            log.error("could not store a push subscription change: %s", type(exc).__name__)
         response = json_response({"success": False, "code": "unavailable", "message": "not stored; retry"}, 503,
                                  {"Retry-After": "1"})
     response.headers.update(CORS_ALLOW)

@@ -130,6 +130,7 @@
   var timer = null; // the next flush
   var timerAt = 0;
   var sending = null; // the flush in flight
+  var inFlight = {}; // messageIds of the batch it is sending
   var attempts = 0; // failed sends in a row
   var blocked = false; // the write key was refused: stop until the next page load
 
@@ -319,7 +320,9 @@
    */
   function flush() {
     if (!loaded || !window.fetch) return Promise.resolve(false);
-    if (sending) return sending;
+    // A send in flight may have read the queue before the caller's events were added:
+    // go again after it (unless it failed: then its retry is already scheduled).
+    if (sending) return sending.then(function (ok) { return ok ? flush() : false; });
     if (timer !== null) {
       clearTimeout(timer);
       timer = null;
@@ -329,7 +332,10 @@
       if (blocked) return Promise.resolve(false);
       var batch = nextBatch(readQueue(), limit);
       if (!batch.length) return Promise.resolve(true);
+      inFlight = {};
+      batch.forEach(function (m) { inFlight[m.messageId] = true; });
       return send(batch).then(function (result) {
+        inFlight = {};
         var ids = batch.map(function (m) { return m.messageId; });
         if (result.outcome === "ok") {
           attempts = 0;
@@ -359,6 +365,7 @@
       return done;
     }, function (err) {
       sending = null;
+      inFlight = {};
       attempts += 1;
       schedule(backoff(0));
       warn("flush failed: " + (err && err.message));
@@ -373,9 +380,21 @@
   function flushOnExit() {
     if (!loaded || blocked) return;
     var q = readQueue();
-    if (!q.length || sending) return; // a send in flight has keepalive already
+    if (!q.length) return;
     if (window.fetch) {
-      flush(); // batches fit keepalive's budget (maxBatchBytes)
+      if (!sending) {
+        flush(); // batches fit keepalive's budget (maxBatchBytes)
+        return;
+      }
+      // A send is in flight (with keepalive); what it does not carry goes now, beside it:
+      // chained after it, it would start after the page is gone.
+      var rest = q.filter(function (m) { return !inFlight[m.messageId]; });
+      if (rest.length) {
+        var batch = nextBatch(rest, 500);
+        send(batch).then(function (result) {
+          if (result.outcome === "ok") removeFromQueue(batch.map(function (m) { return m.messageId; }));
+        });
+      }
       return;
     }
     if (navigator.sendBeacon) {
