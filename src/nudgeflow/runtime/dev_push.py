@@ -474,6 +474,7 @@ def _hypercorn_thread(app: Any, sock: socket.socket, certfile: str, keyfile: str
     config.alpn_protocols = ["h2", "http/1.1"]
     config.accesslog = config.errorlog = None
     config.graceful_timeout = 1.0
+    config.keep_alive_max_requests = 1_000_000  # hypercorn's default (1,000) sends GOAWAY mid-test
     loop = asyncio.new_event_loop()
     shutdown = asyncio.Event()
 
@@ -499,10 +500,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--no-token-cache", action="store_true", help="verify every JWT (the benchmark's setting)")
     parser.add_argument("--keep", type=int, default=10_000, help="messages kept for /received")
+    parser.add_argument("--certfile", help="PEM certificate (and key): HTTPS with HTTP/2, served by hypercorn")
+    parser.add_argument("--keyfile", help="PEM key, when not in --certfile")
     args = parser.parse_args(argv)
     import asyncio
-
-    import uvicorn
 
     try:
         import uvloop
@@ -514,10 +515,25 @@ def main(argv: list[str] | None = None) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
-    service.origin = f"http://{args.host}:{sock.getsockname()[1]}"
+    sock.listen(2048)
+    service.origin = f"{'https' if args.certfile else 'http'}://{args.host}:{sock.getsockname()[1]}"
+    print(f"URL {service.origin}", flush=True)
+    if args.certfile:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"fd://{sock.detach()}"]
+        config.certfile, config.keyfile = args.certfile, args.keyfile or args.certfile
+        config.alpn_protocols = ["h2", "http/1.1"]
+        config.accesslog = config.errorlog = None
+        config.keep_alive_max_requests = 1_000_000
+        asyncio.run(serve(service, config))  # type: ignore[arg-type]
+        return
+    import uvicorn
+
     server = uvicorn.Server(uvicorn.Config(service, log_config=None, access_log=False, lifespan="on",
                                            log_level="warning", backlog=2048))
-    print(f"URL {service.origin}", flush=True)
     asyncio.run(server.serve(sockets=[sock]))
 
 
