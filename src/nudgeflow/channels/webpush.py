@@ -11,8 +11,9 @@ for each of the person's browser subscriptions. For each, the sender:
   library pywebpush itself uses;
 - signs a VAPID JWT (ES256; aud = the endpoint's origin, exp 12 h ahead on the injected
   clock, sub = the workspace's contact) with the workspace's VAPID key, and reuses it for
-  every message to that origin until it has less than an hour to live: signing is a third
-  of the CPU a message costs, and push services accept a JWT for up to 24 h;
+  every message to that origin until it has less than an hour to live: signing one costs
+  about half as much CPU as encrypting a message, and push services accept a JWT for up
+  to 24 h;
 - POSTs it with `TTL` (the seconds the message has left to live), `Urgency` and `Topic`
   when the message sets them, over one shared httpx client (HTTP/2 where the service
   speaks it, which the big ones do; pooled connections otherwise).
