@@ -39,7 +39,7 @@ def _show(shown: dict, as_json: bool) -> None:  # type: ignore[type-arg]
         return
     out.print(f"source  {shown['source']}")
     for name in ("url", "from_address", "from_name", "reply_to", "pool_size", "concurrency", "rate_per_second",
-                 "dkim_selector", "dkim_domain", "dkim_private_key", "dkim_key_path"):
+                 "dkim_selector", "dkim_domain", "dkim_private_key", "dkim_key_path", "bounce_domain"):
         if config.get(name) not in (None, "", 0, 0.0):
             out.print(f"{name:<16}{config[name]}")
 
@@ -55,6 +55,7 @@ def smtp_set(
     dkim_key: Annotated[Optional[Path], typer.Option("--dkim-key", help="PEM private key file (stored in the database).")] = None,
     dkim_selector: Annotated[Optional[str], typer.Option("--dkim-selector")] = None,
     dkim_domain: Annotated[Optional[str], typer.Option("--dkim-domain")] = None,
+    bounce_domain: Annotated[Optional[str], typer.Option("--bounce-domain", help="Envelope sender bounces+<workspace>@DOMAIN, where `serve --bounce-smtp` listens.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Set the workspace's own SMTP server (overrides NUDGEFLOW_SMTP_URL for it)."""
@@ -72,7 +73,8 @@ def smtp_set(
             raise cli._fail(f"cannot read {dkim_key}: {exc.strerror}") from exc
     try:
         config = parse_smtp_url(url, from_address=from_, from_name=from_name, reply_to=reply_to,
-                                dkim_selector=dkim_selector, dkim_domain=dkim_domain, dkim_private_key=key)
+                                dkim_selector=dkim_selector, dkim_domain=dkim_domain, dkim_private_key=key,
+                                bounce_domain=bounce_domain)
     except SmtpConfigError as exc:
         raise cli._fail(str(exc)) from exc
     engine = cli._engine(cli._settings(database))

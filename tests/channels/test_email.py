@@ -22,7 +22,7 @@ from nudgeflow.channels.email import (
     html_to_text,
     message_id_for,
 )
-from nudgeflow.channels.smtp_config import parse_smtp_url
+from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
 from nudgeflow.core.clock import VirtualClock
 from tests.channels.smtp_support import Sink, Users, server_contexts, start_sink
 
@@ -106,6 +106,20 @@ def test_compose_multipart_alternative_with_stable_message_id() -> None:
 
 
 # -- delivery -----------------------------------------------------------------------------
+
+
+def test_the_bounce_address_is_the_envelope_sender(sink: Sink) -> None:
+    """With bounce_domain, MAIL FROM is bounces+<workspace>@domain (where `serve
+    --bounce-smtp` takes the DSNs back); the From header stays the brand's address."""
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"  # type: ignore[attr-defined]
+                     "&bounce_domain=bounce.shop.example")
+    run(ch.send(outbound(key="k-bounce")))
+    got = sink.received[0]
+    assert got.mail_from == "bounces+ws_1@bounce.shop.example"
+    assert got.message["From"] == "news@shop.example.com"
+    with pytest.raises(SmtpConfigError):
+        parse_smtp_url("smtp://127.0.0.1:25?bounce_domain=a@b")
+
 
 
 def test_delivers_over_plain_smtp_and_reuses_one_connection(sink: Sink) -> None:

@@ -706,7 +706,7 @@ class EmailChannel(RemoteChannel):
                 raw = dkim_sign(raw, config.dkim_selector or "", config.dkim_domain or "", key)
             except Exception as exc:  # a malformed key: the operator must fix it
                 raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
-        return config.from_address, recipient, raw
+        return config.envelope_sender(message.workspace_id) or config.from_address, recipient, raw
 
     async def send(self, message: OutboundMessage) -> None:
         config = await self.configs.for_workspace(message.workspace_id)

@@ -67,6 +67,10 @@ class SmtpConfig:
     dkim_domain: str | None = None
     dkim_key_path: str | None = None
     dkim_private_key: str | None = field(default=None, repr=False)  # PEM text, when stored inline
+    # The domain of the bounce address: the envelope sender (Return-Path) becomes
+    # bounces+<workspace_id>@bounce_domain, where `serve --bounce-smtp` receives the DSNs
+    # (docs/bounces.md). Without it, the envelope sender is the From address.
+    bounce_domain: str | None = None
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -79,6 +83,10 @@ class SmtpConfig:
             raise SmtpConfigError("pool must be at least 1; concurrency, rate and timeout cannot be negative")
         if bool(self.password) and not self.username:
             raise SmtpConfigError("an SMTP password needs a user name")
+        if self.bounce_domain is not None and (
+            not self.bounce_domain or "@" in self.bounce_domain or any(c.isspace() for c in self.bounce_domain)
+        ):
+            raise SmtpConfigError("bounce_domain must be a domain name (bounces+<workspace>@ is prepended)")
         dkim = (self.dkim_selector, self.dkim_domain, self.dkim_key_path or self.dkim_private_key)
         if any(dkim) and not all(dkim):
             raise SmtpConfigError("DKIM needs a selector, a domain and a private key together")
@@ -92,6 +100,12 @@ class SmtpConfig:
     @property
     def dkim_enabled(self) -> bool:
         return bool(self.dkim_selector and self.dkim_domain and (self.dkim_key_path or self.dkim_private_key))
+
+    def envelope_sender(self, workspace_id: str) -> str | None:
+        """MAIL FROM for a message of this workspace: its bounce address, else the From address."""
+        if self.bounce_domain:
+            return f"bounces+{workspace_id}@{self.bounce_domain}"
+        return self.from_address
 
     def dkim_key(self) -> bytes | None:
         """The PEM private key (read from its file each time it is asked for: callers cache)."""
@@ -162,6 +176,7 @@ _OPTION_FIELDS = {
     "dkim_selector": ("dkim_selector", str),
     "dkim_domain": ("dkim_domain", str),
     "dkim_key": ("dkim_key_path", str),
+    "bounce_domain": ("bounce_domain", str),
 }
 
 

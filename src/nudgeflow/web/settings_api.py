@@ -24,6 +24,7 @@ class SmtpSettingsIn(BaseModel):
     reply_to: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
+    bounce_domain: str | None = Field(default=None, description="Envelope sender bounces+<workspace>@this domain")
     dkim_private_key: str | None = Field(default=None, description="PEM; the mask keeps the stored key")
 
 
