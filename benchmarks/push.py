@@ -317,17 +317,21 @@ def run(args: argparse.Namespace) -> Figures:
         loop_name = "asyncio"
     figures = Figures(args.messages, args.rounds, args.concurrency, args.subscriptions, loop=loop_name, tls=args.tls)
     tmp = tempfile.mkdtemp(prefix="nudgeflow-push-bench-")
-    certfile = ca_file = ssl_context = None
-    if args.tls:  # HTTPS as real push services speak it: A negotiates HTTP/2, pywebpush's aiohttp HTTP/1.1
+    certfile = ca_file = None
+
+    def tls_context() -> Any:
+        """A context of its own for each phase: httpx sets ALPN (h2) on the context it is given."""
         import ssl
 
+        return ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+    if args.tls:  # HTTPS as real push services speak it: A negotiates HTTP/2, pywebpush's aiohttp HTTP/1.1
         import trustme
 
         ca = trustme.CA()
         certfile, ca_file = f"{tmp}/push.pem", f"{tmp}/ca.pem"
         ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(certfile)
         ca.cert_pem.write_to_path(ca_file)
-        ssl_context = ssl.create_default_context(cafile=ca_file)
     engine = database.create_db_engine(f"sqlite:///{tmp}/bench.db", sqlite_synchronous="NORMAL")
     database.upgrade(engine)
     now_ms = to_ms(SystemClock().now())
@@ -350,11 +354,11 @@ def run(args: argparse.Namespace) -> Figures:
                     task = progress.add_task(f"round {r + 1}/{args.rounds}: {label}", total=1)
                     if side == "B":
                         phase = measure(service, side, len(jobs),
-                                        lambda: run_bare(subs, jobs, keys.private_key, args.concurrency, ssl_context))
+                                        lambda: run_bare(subs, jobs, keys.private_key, args.concurrency, tls_context()))
                         figures.bare.append(phase)
                     else:
                         phase = measure(service, side, len(jobs),
-                                        lambda: run_nudge(engine, workspace_id, targets, jobs, args.concurrency, ssl_context))
+                                        lambda: run_nudge(engine, workspace_id, targets, jobs, args.concurrency, tls_context()))
                         figures.nudge.append(phase)
                     expected += len(jobs) + min(args.concurrency, len(jobs))  # the warm-up sends count too
                     progress.update(task, completed=1)
