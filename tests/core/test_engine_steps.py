@@ -536,3 +536,13 @@ def test_a_stale_step_timer_is_ignored() -> None:
     d.advance("1m")
     assert d.effects(mark) == []
     assert len(d.sends()) == 1
+
+
+def test_a_send_steps_topic_travels_with_its_message() -> None:
+    """The consent check at dispatch reads the message's topic (store/consent.topic_for)."""
+    j = journey("topics", ON_SIGNUP, {"offer": send("offer", "note", topic="offers"), "note": send("note")})
+    d = Driver(j)
+    d.track("Signed Up")
+    offer, note = d.sends()
+    assert offer.context["topic"] == "offers"
+    assert "topic" not in note.context

@@ -66,3 +66,24 @@ def test_a_topic_unsubscribe_stops_that_topic_only(h: Harness) -> None:
     assert by_template["welcome"].status == "sent"
     [logged] = h.log_messages()
     assert orjson.loads(logged.body)["context"]["topic"] == "reminders"
+
+
+def test_the_templates_own_topic_gates_its_messages(h: Harness) -> None:
+    """No topic in the message and none mapped in the workspace: the template's `topic:`
+    decides, so an email template declared as "offers" never reaches who left offers."""
+    from nudgeflow.store.templates import save_template
+
+    h.identify("ada", email="ada@example.com")
+    pid = h.profile_id("ada")
+
+    def setup(conn: object) -> None:
+        save_template(conn, h.ws, "promo-own-topic",
+                      {"subject": "Deal", "body": "<p>Deal</p>", "topic": "offers"}, now(h))
+        consent.set_subscription(conn, h.ws, pid, "offers", False, now(h))
+
+    h.in_transaction(setup)
+    h.track("ada", "Signed Up", template="promo-own-topic")
+    rt = h.runtime(channels=ChannelRegistry.development())
+    rt.run_until_idle()
+    [row] = h.outbox()
+    assert (row.status, row.error) == ("suppressed", "unsubscribed from topic offers")

@@ -212,13 +212,20 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
             variant=variant,
             marketing=step.marketing,
             at_ms=turn.now_ms,
-            context={
-                "trigger": run.trigger,
-                "journey": {"id": run.journey_id, "version": run.version, "name": journey.name},
-                "run": {"id": run.id, "entered_at": run.entered_at},
-            },
+            context=_message_context(run, journey, step),
         )
     )
+
+
+def _message_context(run: Run, journey: Journey, step: SendStep) -> dict:
+    context = {
+        "trigger": run.trigger,
+        "journey": {"id": run.journey_id, "version": run.version, "name": journey.name},
+        "run": {"id": run.id, "entered_at": run.entered_at},
+    }
+    if step.topic:  # the consent check at dispatch reads it (store/consent.topic_for)
+        context["topic"] = step.topic
+    return context
 
 
 def _wait_due(turn: Turn, step: WaitStep) -> int | None:

@@ -330,6 +330,11 @@ class SendStep(_Strict):
     template: str | None = None
     variants: list[Variant] | None = None
     marketing: bool = Field(default=True, description="False for transactional messages (receipts).")
+    topic: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="The subscription group (topic) of this message: a person unsubscribed from it is not sent it. "
+        "Default: the template's topic, then the workspace's map by template or journey.",
+    )
     on_failure: Literal["continue", "exit"] = Field(
         default="continue", description="What the run does when this message fails (no template, channel error)."
     )

@@ -152,6 +152,22 @@ class Dispatcher:
 
     # -- the transaction that claims ----------------------------------------------------------
 
+    @staticmethod
+    def _template_topic(conn: Connection, ws: str, template: str, seen: dict[tuple[str, str], str | None]) -> str | None:
+        """The topic the message's template declares (`topic:` of an email template), once
+        per template and round; compiled versions are cached, so this is one small query."""
+        key = (ws, template)
+        if key not in seen:
+            from nudgeflow.store.templates import TemplateNotFound, load_compiled
+
+            try:
+                seen[key] = getattr(load_compiled(conn, ws, template).source, "topic", None) or None
+            except TemplateNotFound:
+                seen[key] = None  # the channel fails the message with the reason
+            except Exception:  # a template that no longer compiles: the render reports it
+                seen[key] = None
+        return seen[key]
+
     def claim_and_sink(self, conn: Connection, max_messages: int = 500) -> DispatchRound:
         """Claim due messages; deliver to sinks and fail the undeliverable in this transaction,
         lease the remote ones (returned, to be sent by `send_remote`)."""
@@ -175,6 +191,7 @@ class Dispatcher:
             [(r[1], profiles[r[3]][2] if r[3] in profiles else r[3], r[8], addresses[r[0]]) for r in rows],
         )
         outcomes: list[Outcome] = []
+        template_topics: dict[tuple[str, str], str | None] = {}
         sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
         leases: list[tuple[int, int, int, int]] = []
         for (row_id, ws, key, pid, run_id, journey_id, version, step, channel_name, template, variant,
@@ -192,6 +209,8 @@ class Dispatcher:
                 created_at_ms=int(created_at_ms or 0),
             )
             topic = consent.topic_for(consents.settings.get(ws, {}), template, journey_id, message.context)
+            if topic is None and message.marketing:
+                topic = self._template_topic(conn, ws, template, template_topics)
             if topic is not None:
                 message.context.setdefault("topic", topic)
             verdict = consents.state(
