@@ -90,7 +90,8 @@ def serve(
                          dev_smtp_port=dev_smtp_port)
     configure_logging(settings.log_level)
     if dev:
-        err.print(f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port})")
+        err.print(f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
+                  " a local Web Push service for simulated browsers, its address on that page)")
     try:
         application = create_app(settings)
     except DatabaseError as exc:

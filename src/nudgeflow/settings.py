@@ -59,6 +59,9 @@ class Settings:
     dev_mode: bool = False
     dev_smtp_host: str = "127.0.0.1"
     dev_smtp_port: int = 1025
+    # ... and a local Web Push service (runtime/dev_push.py) whose pushes the dev inbox shows;
+    # 0 picks a free port (`serve --dev` prints it).
+    dev_push_port: int = 0
     # Mobile push defaults of every workspace (channels/push_config.py); a workspace may set
     # its own credentials. FCM: a service account JSON file (its project_id, its token_uri);
     # APNs: a .p8 key file, its key id, the team id and the app's bundle id (the topic).

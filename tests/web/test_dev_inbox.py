@@ -105,3 +105,70 @@ def test_smtp_settings_api_masks_secrets(live: Any, ws: Any) -> None:
         assert http.delete("/api/settings/smtp").json()["source"] is None
     with live.client() as anon:
         assert anon.get("/api/settings/smtp").status_code == 401
+
+
+def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> None:
+    """serve --dev runs a local Web Push service: a simulated browser subscribes there and
+    registers with the SDK endpoint; a journey's push message goes out the real Web Push way
+    (rendered, encrypted, VAPID-signed), is decrypted there and listed beside the emails."""
+    import time
+
+    import orjson
+    from sqlalchemy import insert, text
+
+    from nudgeflow.channels.push import PushChannel
+    from nudgeflow.core.clock import to_ms
+    from nudgeflow.store.schema import outbox
+    from nudgeflow.store.templates import save_template
+    from tests.conftest import make_workspace
+
+    server = start_server(settings.with_(dev_mode=True, dev_smtp_port=free_port(), engine_enabled=True))
+    try:
+        state = server.state
+        assert state.dev_push is not None and state.dev_push.url.startswith("http://127.0.0.1:")
+        assert isinstance(state.runtime.channels.get("push"), PushChannel)
+        ws = make_workspace(state.engine)
+        now = to_ms(state.clock.now())
+        with state.engine.begin() as conn:
+            save_template(conn, ws.workspace_id, "hello-push",
+                          {"channel": "push", "title": "Hi {{ profile.first_name | default: 'you' }}", "body": "Welcome back",
+                           "url": "https://app.example.com/", "urgency": "low"}, now)
+        import httpx
+
+        with httpx.Client(timeout=10) as plain:
+            browser = plain.post(f"{state.dev_push.url}/subscriptions").json()
+        with server.client() as http:
+            page = http.get("/dev/inbox")
+            assert state.dev_push.url in page.text
+            identify = http.post("/v1/identify", auth=(ws.write_key, ""), json={"userId": "ada", "traits": {"first_name": "Ada"}})
+            assert identify.status_code == 200
+            reg = http.post("/v1/push/subscriptions", auth=(ws.write_key, ""),
+                            json={"userId": "ada", "subscription": {"endpoint": browser["endpoint"], "keys": browser["keys"]}})
+            assert reg.status_code == 200, reg.text
+            with state.engine.connect() as conn:
+                pid = conn.execute(text("SELECT profile_id FROM push_subscriptions WHERE workspace_id = :ws"),
+                                   {"ws": ws.workspace_id}).scalar_one()
+            with state.engine.begin() as conn:
+                conn.execute(insert(outbox).values(
+                    workspace_id=ws.workspace_id, idempotency_key="dev-push-1", profile_id=pid, run_id="r", journey_id="j",
+                    journey_version=1, step="s", channel="push", template="hello-push", variant=None, marketing=1,
+                    payload=orjson.dumps({}).decode(), status="pending", attempts=0, next_attempt_at_ms=now,
+                    created_at_ms=now, updated_at_ms=now))
+            state.runtime.notify()
+            state.runtime._dispatch_wake.set()
+            deadline = time.monotonic() + 20
+            row = None
+            while time.monotonic() < deadline:
+                with state.engine.connect() as conn:
+                    row = conn.execute(text("SELECT id, subject, channel FROM inbox_messages WHERE channel = 'push'"
+                                            " ORDER BY id DESC")).first()
+                if row is not None:
+                    break
+                time.sleep(0.05)  # a real server's background dispatch loop
+            assert row is not None and row.subject == "Hi Ada"
+            listing = http.get("/dev/inbox").text
+            assert "push" in listing and "Hi Ada" in listing
+            shown = http.get(f"/dev/inbox/{row.id}").text
+            assert "Welcome back" in shown and "https://app.example.com/" in shown and "low" in shown
+    finally:
+        server.stop()

@@ -365,10 +365,18 @@ class EmbeddedRuntime:
         from nudgeflow.channels.push import configure_push
 
         try:
-            if configure_push(self.channels, self._engine_db, self._settings, self._clock_for_email) is not None:
+            # `serve --dev` runs a local Web Push service for simulated browsers: push is in use.
+            force = bool(getattr(self._settings, "dev_mode", False))
+            if configure_push(self.channels, self._engine_db, self._settings, self._clock_for_email, force=force) is not None:
                 self._push_pending = False
         except Exception as exc:  # a broken credential must not stop the dispatcher
             log.warning("push channel not set up", extra={"error": type(exc).__name__})
+
+    def push_targets_changed(self) -> None:
+        """A subscription or device token was just stored: look at once whether push is now
+        in use, instead of at the next 30-second check."""
+        self._push_checked_at = -1e9
+        self._dispatch_wake.set()
 
     def start(self) -> None:
         self._configure_email()

@@ -343,6 +343,9 @@ inbox_messages = Table(
     Column("subject", Text),
     Column("raw", Text, nullable=False),
     Column("received_at_ms", BigInteger, nullable=False),
+    # email: `raw` is the message as received; push: the decrypted notification and its
+    # TTL / Urgency / Topic as JSON (runtime/dev_push_inbox.py), `subject` its title.
+    Column("channel", String(10), nullable=False, server_default="email"),
 )
 
 # Web Push subscriptions (a browser's PushSubscription: endpoint and its two keys), one row

@@ -49,6 +49,7 @@ class AppState:
     ready: bool = False
     runtime: Any = None  # the EmbeddedRuntime, when settings.engine_enabled
     bounces: Any = None  # web.bounces.BounceWebhooks: certificate cache, Mailgun tokens
+    dev_push: Any = None  # runtime.dev_push.RunningDevPush under `serve --dev`: its origin, for simulated browsers
 
 
 def prepare_database(settings: Settings, engine: Engine) -> None:
@@ -175,6 +176,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             from nudgeflow.runtime.dev_smtp import start_dev_smtp
 
             dev_smtp = start_dev_smtp(engine, settings.dev_smtp_host, settings.dev_smtp_port, clock)
+            from nudgeflow.runtime.dev_push_inbox import start_dev_push
+
+            state.dev_push = start_dev_push(engine, settings.dev_smtp_host, settings.dev_push_port, clock)
         state.committer.start()
         if state.runtime is not None:
             state.runtime.start()
@@ -189,6 +193,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             state.committer.stop()
             if dev_smtp is not None:
                 dev_smtp.stop()
+            if state.dev_push is not None:
+                state.dev_push.stop()
+                state.dev_push = None
             engine.dispose()
 
     app = NudgeflowAPI(

@@ -1,14 +1,18 @@
-"""The dev inbox pages (`serve --dev` only): what the SMTP sink of runtime/dev_smtp.py received.
+"""The dev inbox pages (`serve --dev` only): what the SMTP sink of runtime/dev_smtp.py and
+the local Web Push service of runtime/dev_push_inbox.py received.
 
-GET /dev/inbox            the messages, newest first: from, to, subject, time
-GET /dev/inbox/{id}       one message: its HTML in a sandboxed iframe (srcdoc; no scripts,
-                          no same origin), its text part, all its headers
-GET /dev/inbox/{id}.eml   the raw message
+GET /dev/inbox            the messages, newest first: channel, from, to, subject or title, time
+GET /dev/inbox/{id}       an email: its HTML in a sandboxed iframe (srcdoc; no scripts, no same
+                          origin), its text part, all its headers; a push: the notification as
+                          a browser would show it, its TTL, Urgency and Topic, the JSON
+GET /dev/inbox/{id}.eml   the raw email (or the push's JSON)
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from typing import Any
 from email import message_from_string, policy
 from email.message import EmailMessage
 from html import escape
@@ -51,35 +55,70 @@ def _parts(msg: EmailMessage) -> tuple[str | None, str | None]:
     return html, text
 
 
+def _push_page(message_id: int, raw: str) -> HTMLResponse:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = {}
+    note = doc.get("notification") if isinstance(doc.get("notification"), dict) else {}
+    rows = "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(str(note[name]))}</td></tr>"
+        for name in ("title", "body", "url", "image", "icon", "key") if note.get(name)
+    )
+    actions = ", ".join(escape(str(a.get("title", ""))) for a in note.get("actions") or [] if isinstance(a, dict))
+    if actions:
+        rows += f"<tr><th>actions</th><td>{actions}</td></tr>"
+    for name in ("ttl", "urgency", "topic"):
+        if doc.get(name) is not None:
+            rows += f"<tr><th>{escape(name)}</th><td>{escape(str(doc[name]))}</td></tr>"
+    return _page(
+        str(note.get("title") or "push"),
+        f'<p><a href="/dev/inbox">&larr; inbox</a></p><h1>{escape(str(note.get("title") or "(no title)"))}</h1>'
+        f"<p>{escape(str(note.get('body') or ''))}</p><h2>Notification</h2><table>{rows}</table>"
+        f"<h2>As received (decrypted)</h2><pre>{escape(raw)}</pre>",
+    )
+
+
 def dev_inbox_router() -> APIRouter:
     router = APIRouter(prefix="/dev/inbox", tags=["dev"], include_in_schema=False)
 
     def engine(request: Request):  # type: ignore[no-untyped-def]
         return request.app.state.nudgeflow.engine
 
-    def load(request: Request, message_id: int) -> str:
+    def load_row(request: Request, message_id: int) -> Any:
+        t = inbox_messages.c
         with engine(request).connect() as conn:
-            raw = conn.execute(select(inbox_messages.c.raw).where(inbox_messages.c.id == message_id)).scalar_one_or_none()
-        if raw is None:
+            row = conn.execute(select(t.raw, t.channel).where(t.id == message_id)).one_or_none()
+        if row is None:
             raise HTTPException(404, "no such message")
-        return raw
+        return row
+
+    def load(request: Request, message_id: int) -> str:
+        return str(load_row(request, message_id).raw)
 
     @router.get("")
     def inbox(request: Request) -> HTMLResponse:
         t = inbox_messages.c
         with engine(request).connect() as conn:
             rows = conn.execute(
-                select(t.id, t.mail_from, t.rcpt_to, t.subject, t.received_at_ms).order_by(t.id.desc()).limit(500)
+                select(t.id, t.mail_from, t.rcpt_to, t.subject, t.received_at_ms, t.channel).order_by(t.id.desc()).limit(500)
             ).all()
         body = "".join(
-            f"<tr><td>{_time(r.received_at_ms)}</td><td>{escape(r.mail_from)}</td><td>{escape(r.rcpt_to)}</td>"
-            f'<td><a href="/dev/inbox/{r.id}">{escape(r.subject or "(no subject)")}</a></td></tr>'
+            f"<tr><td>{_time(r.received_at_ms)}</td><td>{escape(r.channel)}</td><td>{escape(r.mail_from)}</td>"
+            f'<td>{escape(r.rcpt_to)}</td><td><a href="/dev/inbox/{r.id}">{escape(r.subject or "(no subject)")}</a></td></tr>'
             for r in rows
         )
-        empty = "" if rows else "<p>No messages yet. Everything sent by email while serving with --dev arrives here.</p>"
+        empty = "" if rows else "<p>No messages yet. Everything sent by email or Web Push while serving with --dev arrives here.</p>"
+        dev_push = getattr(request.app.state.nudgeflow, "dev_push", None)
+        push_note = (
+            f"<p>Simulated browsers subscribe at the local Web Push service <code>{escape(dev_push.url)}</code> "
+            "(<code>POST /subscriptions</code>), then register the subscription with <code>POST /v1/push/subscriptions</code>.</p>"
+            if dev_push is not None else ""
+        )
         return _page(
             "Dev inbox",
-            f"<h1>Dev inbox</h1>{empty}<table><tr><th>received</th><th>from</th><th>to</th><th>subject</th></tr>{body}</table>",
+            f"<h1>Dev inbox</h1>{push_note}{empty}<table><tr><th>received</th><th>channel</th><th>from</th><th>to</th>"
+            f"<th>subject / title</th></tr>{body}</table>",
         )
 
     @router.get("/{message_id:int}.eml")
@@ -92,7 +131,10 @@ def dev_inbox_router() -> APIRouter:
 
     @router.get("/{message_id:int}")
     def show(request: Request, message_id: int) -> HTMLResponse:
-        msg = message_from_string(load(request, message_id), policy=policy.default)
+        row = load_row(request, message_id)
+        if row.channel == "push":
+            return _push_page(message_id, str(row.raw))
+        msg = message_from_string(str(row.raw), policy=policy.default)
         html, text = _parts(msg)  # type: ignore[arg-type]
         headers = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in msg.items())
         frame = (

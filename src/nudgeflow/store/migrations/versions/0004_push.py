@@ -1,4 +1,4 @@
-"""Push targets: Web Push subscriptions and mobile device tokens.
+"""Push targets: Web Push subscriptions and mobile device tokens; the dev inbox keeps pushes too.
 
 Revision ID: 0004
 Revises: 0003
@@ -42,9 +42,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("workspace_id", "token", name="pk_device_tokens"),
     )
     op.create_index("ix_device_tokens_profile", "device_tokens", ["profile_id"])
+    op.add_column("inbox_messages", sa.Column("channel", sa.String(10), nullable=False, server_default="email"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("inbox_messages") as batch:
+        batch.drop_column("channel")
     op.drop_index("ix_device_tokens_profile", table_name="device_tokens")
     op.drop_table("device_tokens")
     op.drop_index("ix_push_subscriptions_profile", table_name="push_subscriptions")
