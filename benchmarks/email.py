@@ -247,9 +247,10 @@ class BenchRenderer:
 
         ws, key, pid = message.workspace_id, message.key, message.profile_id
         html = links.rewrite_links(rendered.html, BASE_URL, SECRET, ws, key, pid)
+        text = links.rewrite_text_links(rendered.text, BASE_URL, SECRET, ws, key, pid) if rendered.text else rendered.text
         html = _append_pixel(html, links.open_pixel_url(BASE_URL, SECRET, ws, key, pid))
         headers = {"X-Nudgeflow-Message-Key": key, **links.list_unsubscribe_headers(BASE_URL, SECRET, ws, key, pid, self.topic)}
-        return RenderedEmail(subject=rendered.subject, html=html, text=rendered.text, preheader=None, headers=headers,
+        return RenderedEmail(subject=rendered.subject, html=html, text=text, preheader=None, headers=headers,
                              to=message.traits["email"], marketing=True)
 
     async def render_email(self, message: Any) -> Any:

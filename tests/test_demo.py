@@ -72,15 +72,18 @@ def test_the_summary_keeps_ingest_and_adds_the_journeys(demo: tuple[DemoSummary,
     summary, out = demo
     assert summary.rejected == 0 and summary.resent == 40
     events = summary.stats["track_events"]
-    # The log channel appends Message Delivered per push, the email channel Message Sent per email.
-    assert events.get("Message Delivered", 0) == summary.journeys.logged
-    assert events.get("Message Sent", 0) == summary.journeys.emailed
+    # The email and push channels append Message Sent per message the server or service took.
+    assert summary.journeys.logged == 0 and events.get("Message Delivered", 0) == 0
+    assert events.get("Message Sent", 0) == summary.journeys.emailed + summary.journeys.pushed
     engagement = sum(events.get(name, 0) for name in ("Message Delivered", "Message Sent", "Message Failed"))
-    assert summary.journeys.sent == summary.journeys.logged + summary.journeys.emailed
-    assert summary.stats["events"] == summary.messages + engagement  # re-sent messages stored once
+    assert summary.journeys.sent == summary.journeys.emailed + summary.journeys.pushed
+    assert events.get("Push Subscribed", 0) == summary.subscribed > 0
+    # re-sent messages stored once
+    assert summary.stats["events"] == summary.messages + engagement + summary.subscribed
     for text in ("Events by type", "What was stored", "0 stored again", "Fast-forward", "What each journey did",
                  "The first message of each step", "One person", "messages sent", "The dev inbox",
-                 "cart-abandonment / cart-1h-your-items", "Subject: ", "/dev/inbox"):
+                 "cart-abandonment / cart-1h-your-items", "Subject: ", "/dev/inbox", "pushes received over Web Push",
+                 "subscribed"):
         assert text in out, text
 
 
@@ -148,3 +151,24 @@ def test_marketing_email_carries_one_click_unsubscribe_and_links_to_the_demo_ser
     assert "shop@nudgeshop.example" in parsed["from"]
     confirmation = parse_email(next(m for m in summary.inbox if m["template"] == "order-confirmation-cross-sells"))
     assert "List-Unsubscribe-Post" not in confirmation["headers"]  # transactional
+
+
+PUSH_JOURNEYS = ("push-inactive-3d", "push-level-completed", "push-near-store", "push-saved-item")
+
+
+def test_the_dev_inbox_receives_the_push_journeys_pushes_decrypted(demo: tuple[DemoSummary, str]) -> None:
+    """The example push journeys deliver through the push channel: rendered with the person's
+    context, encrypted and VAPID-signed, decrypted by the local push service."""
+    summary, _ = demo
+    pushes = summary.pushes
+    assert summary.journeys.pushed > 0
+    # one push per subscribed device of the person: at least one per message sent
+    assert len(pushes) >= summary.journeys.pushed
+    journeys = {p["journey"] for p in pushes}
+    for journey in PUSH_JOURNEYS:
+        assert journey in journeys, journey
+    for p in pushes:
+        assert p["title"] and p["body"] and "{{" not in p["title"] + p["body"], p
+        assert p["ttl"] and 0 < p["ttl"] <= 4 * 3600
+    near = [p for p in pushes if p["journey"] == "push-near-store"]
+    assert any("km away" in p["body"] for p in near)

@@ -97,7 +97,8 @@ class JourneyReport:
     timers_pending: int = 0
     by_profile: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # user id -> their messages
     emailed: int = 0  # emails the email channel sent (over SMTP, to the dev inbox)
-    logged: int = 0  # messages the log channel recorded (push)
+    pushed: int = 0  # push messages the push channel sent (Web Push, to the dev inbox's push service)
+    logged: int = 0  # messages the log channel recorded
 
 
 @dataclass
@@ -126,6 +127,8 @@ class DemoSummary:
     templates_applied: list[str] = field(default_factory=list)
     catalog: dict[str, int] = field(default_factory=dict)  # kind -> rows imported
     inbox: list[dict[str, Any]] = field(default_factory=list)  # what the dev inbox received, in order
+    pushes: list[dict[str, Any]] = field(default_factory=list)  # the pushes it received (decrypted), in order
+    subscribed: int = 0  # browsers subscribed to push (one per device id of the traffic)
 
     @property
     def rate(self) -> float:
@@ -408,6 +411,15 @@ class _FastForward:
         engines = EngineCache(fingerprint=lambda _conn, _ws: "demo")
         self.runtime = EmbeddedRuntime(self.db, state.committer, self.clock, state.settings, engines=engines)
         self.stops = 0
+        # The people's browsers subscribe to a local Web Push service on the same virtual
+        # clock (it checks the VAPID token's expiry against its own time); what it decrypts
+        # lands in the dev inbox beside the emails.
+        from nudgeflow.runtime.dev_push_inbox import start_dev_push
+
+        self.dev_push = start_dev_push(self.db, clock=self.clock)
+
+    def close(self) -> None:
+        self.dev_push.stop()
 
     @property
     def now_ms(self) -> int:
@@ -458,6 +470,7 @@ def run_demo(
     settings = _demo_settings(database_url)
     summary = DemoSummary(database_url=database_url)
     server: ThreadedServer | None = None
+    forward: _FastForward | None = None
     try:
         with console.status("starting the server and preparing the database…"):
             _prepare(database_url)
@@ -498,6 +511,12 @@ def run_demo(
                 highlight=False,
             )
             forward = _FastForward(server, _arrival_ms(messages[0]) if messages else int(start.timestamp() * 1000))
+            summary.subscribed = _subscribe_browsers(client, forward, messages)
+            console.print(
+                f"subscribed {summary.subscribed} browsers to push (a local Web Push service on "
+                f"{forward.dev_push.url}; each registered through /v1/push/subscriptions, as the browser SDK does)",
+                highlight=False,
+            )
             _fast_forward(console, client, forward, messages, rng, summary, users, end, definitions)
             if summary.rejected:
                 raise DemoError(f"the server refused {summary.rejected} events; see above")
@@ -511,6 +530,7 @@ def run_demo(
         step_order = {j.id: list(j.steps) for j in definitions}
         summary.journeys = _journey_report(forward, workspace.workspace_id, summary.journeys_published, step_order)
         summary.inbox = _read_inbox(forward, workspace.workspace_id)
+        summary.pushes = _read_pushes(forward, workspace.workspace_id)
         summary.total_seconds = time.perf_counter() - started
         _print_summary(console, summary, profile, workspace, persistent=tmpdir is None)
         _print_inbox(console, summary, keep_serving=keep_serving)
@@ -518,6 +538,8 @@ def run_demo(
             _serve_until_interrupted(console, server)
         return summary
     finally:
+        if forward is not None:
+            forward.close()
         if server is not None:
             server.stop()
         if tmpdir is not None:
@@ -714,10 +736,11 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
                  " ORDER BY sent_at_ms, id"),
             ws,
         ).all()
-        # Emails go through the email channel (SMTP to the dev inbox): the outbox has them.
+        # Emails go through the email channel (SMTP to the dev inbox), pushes through the push
+        # channel (Web Push to the dev inbox's push service): the outbox has them.
         emailed = conn.execute(
-            text("SELECT profile_id, journey_id, step, template, variant, sent_at_ms FROM outbox"
-                 " WHERE workspace_id = :ws AND channel = 'email' AND status = 'sent'"),
+            text("SELECT profile_id, journey_id, step, template, variant, sent_at_ms, channel FROM outbox"
+                 " WHERE workspace_id = :ws AND channel IN ('email', 'push') AND status = 'sent'"),
             ws,
         ).all()
         zones = _timezones(conn, workspace_id)
@@ -762,19 +785,20 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
             "by": "log",
         })
     report.logged = len(found)
-    for profile_id, journey_id, step, template, variant, sent_at_ms in emailed:
+    for profile_id, journey_id, step, template, variant, sent_at_ms, channel in emailed:
         found.append({
             "at_ms": int(sent_at_ms or 0),
             "who": who.get(profile_id) or "(anonymous)",
             "journey": journey_id,
             "step": step,
-            "channel": "email",
+            "channel": channel,
             "template": template,
             "variant": variant,
             "timezone": zones.get(profile_id),
-            "by": "smtp",
+            "by": "smtp" if channel == "email" else "web push",
         })
-    report.emailed = len(emailed)
+    report.emailed = sum(1 for row in emailed if row[6] == "email")
+    report.pushed = len(emailed) - report.emailed
     found.sort(key=lambda m: m["at_ms"])  # stable: the order each channel recorded within a moment
     all_sent: list[dict[str, Any]] = []
     for message in found:
@@ -856,7 +880,7 @@ def _read_inbox(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]
     """What the dev inbox's SMTP sink received, parsed back, each matched to the outbox row
     that sent it (by its X-Nudgeflow-Message-Key header): journey, step and template."""
     with forward.db.connect() as conn:
-        rows = conn.execute(text("SELECT id, rcpt_to, subject, raw FROM inbox_messages ORDER BY id")).all()
+        rows = conn.execute(text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'email' ORDER BY id")).all()
         sent = {
             key: (journey, step, template, profile_id)
             for key, journey, step, template, profile_id in conn.execute(
@@ -884,6 +908,52 @@ def _read_inbox(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]
             "raw": raw,
         })
     return inbox
+
+
+def _subscribe_browsers(client: httpx.Client, forward: _FastForward, messages: list[dict[str, Any]]) -> int:
+    """One browser per device id of the traffic (its anonymousId, else its userId) subscribes
+    to the local Web Push service and registers the subscription as the browser SDK does,
+    dated at the start of the fast-forward (so it counts as no one's activity later on)."""
+    from nudgeflow.core.clock import from_ms
+
+    seen: dict[str, str] = {}
+    for message in messages:
+        if message.get("anonymousId"):
+            seen.setdefault(message["anonymousId"], "anonymousId")
+        elif message.get("userId"):
+            seen.setdefault(message["userId"], "userId")
+    at = from_ms(forward.now_ms).isoformat().replace("+00:00", "Z")
+    for device, kind in seen.items():
+        browser = forward.dev_push.service.subscribe()
+        answer = client.post("/v1/push/subscriptions", json={kind: device, "subscription": browser.info(), "timestamp": at,
+                                                              "userAgent": "Nudgeflow demo browser"})
+        if answer.status_code != 200:
+            raise DemoError(f"push subscription refused ({answer.status_code}): {answer.text[:300]}")
+    return len(seen)
+
+
+def _read_pushes(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]]:
+    """The pushes the dev inbox's Web Push service decrypted, each matched to its outbox row."""
+    with forward.db.connect() as conn:
+        rows = conn.execute(text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'push' ORDER BY id")).all()
+        sent = {
+            key: (journey, step, template, profile_id)
+            for key, journey, step, template, profile_id in conn.execute(
+                text("SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
+                     " WHERE workspace_id = :ws AND channel = 'push'"),
+                {"ws": workspace_id},
+            ).all()
+        }
+        who = _user_ids(conn, workspace_id)
+    pushes = []
+    for push_id, device, title, raw in rows:
+        doc = orjson.loads(raw)
+        note = doc.get("notification") if isinstance(doc.get("notification"), dict) else {}
+        journey, step, template, profile_id = sent.get(str(note.get("key", "")), (None, None, None, None))
+        pushes.append({"id": int(push_id), "device": device, "title": title or "", "body": note.get("body", ""),
+                       "url": note.get("url"), "ttl": doc.get("ttl"), "urgency": doc.get("urgency"),
+                       "journey": journey, "step": step, "template": template, "who": who.get(profile_id or "", "")})
+    return pushes
 
 
 _KEY_HEADER = re.compile(r"^X-Nudgeflow-Message-Key:[ \t]*(.+)$", re.MULTILINE | re.IGNORECASE)
@@ -947,6 +1017,7 @@ def _print_inbox(console: Console, summary: DemoSummary, *, keep_serving: bool) 
             highlight=False,
             soft_wrap=True,
         )
+    _print_pushes(console, summary)
     if keep_serving:
         return
     console.print(
@@ -955,6 +1026,32 @@ def _print_inbox(console: Console, summary: DemoSummary, *, keep_serving: bool) 
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _print_pushes(console: Console, summary: DemoSummary) -> None:
+    pushes = summary.pushes
+    counts: Counter[tuple[str, str]] = Counter((p["journey"] or "?", p["template"] or "?") for p in pushes)
+    table = Table(title=f"The dev inbox: {len(pushes):,} pushes received over Web Push (decrypted)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("journey", no_wrap=True)
+    table.add_column("template", no_wrap=True)
+    table.add_column("pushes", justify="right")
+    previous = None
+    for (journey, template), count in sorted(counts.items()):
+        table.add_row(escape(journey) if journey != previous else "", escape(template), f"{count:,}")
+        previous = journey
+    console.print(table)
+    shown: set[str] = set()
+    for p in pushes:
+        if p["journey"] in shown or len(shown) >= 3:
+            continue
+        shown.add(p["journey"])
+        console.print(
+            f"[bold]{escape(p['journey'] or '')} / {escape(p['template'] or '')}[/] to {escape(p['who'] or p['device'])}\n"
+            f"  Title: {escape(p['title'])}\n  Body:  {escape(str(p['body']))}\n"
+            f"  Opens: {escape(str(p['url'] or ''))}  (TTL {p['ttl']} s{', urgency ' + p['urgency'] if p['urgency'] else ''})",
+            highlight=False, soft_wrap=True,
+        )
 
 
 def _serve_until_interrupted(console: Console, server: ThreadedServer) -> None:
@@ -1072,15 +1169,17 @@ def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, An
     # The log channel appends an engagement event (Message Delivered) per message it records.
     engagement = sum(int(stats.get("track_events", {}).get(name, 0)) for name in ENGAGEMENT_EVENTS)
     overview.add_row("events sent", f"{summary.messages:,}: {summary.batches} batches + {summary.singles} single calls")
-    overview.add_row("events stored", f"{stats.get('events', 0):,}: the {summary.messages:,} sent, and {engagement:,} "
-                     "engagement events the runtime appended (one per message delivered)")
+    subscribed = int(stats.get("track_events", {}).get("Push Subscribed", 0))
+    overview.add_row("events stored", f"{stats.get('events', 0):,}: the {summary.messages:,} sent, {subscribed:,} "
+                     f"Push Subscribed (the browsers registering), and {engagement:,} "
+                     "engagement events the runtime appended (one per message sent)")
     overview.add_row("profiles", f"{stats.get('profiles', 0):,}")
     overview.add_row("  known (with a userId)", f"{known:,}")
     overview.add_row("  anonymous", f"{stats.get('profiles', 0) - known:,}")
     overview.add_row("profiles merged", f"{stats.get('merges', 0):,} (a second device, then a login)")
     overview.add_row(
         "duplicates",
-        f"{summary.resent} re-sent, {stats.get('events', 0) - summary.messages - engagement} stored again, "
+        f"{summary.resent} re-sent, {stats.get('events', 0) - summary.messages - engagement - subscribed} stored again, "
         f"{summary.duplicates} counted as duplicates",
     )
     overview.add_row(

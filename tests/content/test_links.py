@@ -296,3 +296,18 @@ def test_rewriting_only_a_tags_matches_a_full_parse_of_real_mjml_output() -> Non
             return click_url(base, secret, "ws", "k", "p", url)
 
         assert _events(rewrite_links(doc, base, secret, "ws", "k", "p")) == _events(_full_parse_rewrite(doc, wrap))
+
+
+def test_text_part_links_are_tracked_too() -> None:
+    from nudgeflow.content.links import rewrite_text_links, verify
+
+    base, secret = "https://t.example", "s" * 32
+    text = ("Back to your cart (https://shop.example/cart?c=1&x=2).\nShoes: https://shop.example/p/1, then\n"
+            "Unsubscribe (https://t.example/u/abc) · mailto:help@shop.example\n")
+    out = rewrite_text_links(text, base, secret, "ws", "k", "p")
+    lines = out.splitlines()
+    assert lines[0].startswith("Back to your cart (https://t.example/t/c/") and lines[0].endswith(").")
+    token = lines[0][len("Back to your cart (https://t.example/t/c/"):-2]
+    assert verify(secret, token).destination == "https://shop.example/cart?c=1&x=2"
+    assert lines[1].startswith("Shoes: https://t.example/t/c/") and lines[1].endswith(", then")
+    assert lines[2] == "Unsubscribe (https://t.example/u/abc) · mailto:help@shop.example"

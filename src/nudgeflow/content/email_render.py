@@ -65,6 +65,7 @@ def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None =
         raise PermanentError(f"template '{message.template}': {exc}") from exc
     assert isinstance(rendered, TemplateEmail)
     html = links.rewrite_links(rendered.html, base, secret, ws, key, pid)
+    text = links.rewrite_text_links(rendered.text, base, secret, ws, key, pid) if rendered.text else rendered.text
     pixel = links.open_pixel_url(base, secret, ws, key, pid)
     html = _append_pixel(html, pixel)
     headers: dict[str, str] = {"X-Nudgeflow-Message-Key": key}
@@ -73,7 +74,7 @@ def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None =
     return RenderedEmail(
         subject=rendered.subject,
         html=html,
-        text=rendered.text,
+        text=text,
         preheader=None,  # content/templates.py already put it at the top of the HTML
         headers=headers,
         to=to,

@@ -240,6 +240,23 @@ def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: 
 _ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 
 
+_TEXT_URL = re.compile(r"https?://[^\s()<>\"']+")
+
+
+def rewrite_text_links(text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+    """The plain-text part's http(s) URLs through signed click links, as the HTML's: a click
+    from a text-only mail client counts too. Our own links are left as they are."""
+
+    def one(match: re.Match[str]) -> str:
+        url = match.group(0).rstrip(".,;:!?")
+        tail = match.group(0)[len(url):]
+        if not is_trackable(url) or _ours(url, base):
+            return match.group(0)
+        return click_url(base, secret, ws, message_key, profile_id, url) + tail
+
+    return _TEXT_URL.sub(one, text)
+
+
 def add_open_pixel(html_text: str, pixel_url: str) -> str:
     """The 1x1 open pixel, just before </body> (or at the end)."""
     img = f'<img src="{html.escape(pixel_url, quote=True)}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />'
