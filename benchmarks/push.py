@@ -11,7 +11,8 @@ One run, against one local Web Push service (runtime/dev_push.py) in a process o
      POSTs; messages/s with C sends in flight;
   A  Nudgeflow's WebPushSender.send for each message: the notification JSON and its size
      check, encryption (http_ece), the VAPID JWT (cached per origin), TTL/Urgency/Topic,
-     over its shared httpx client; messages/s with C sends in flight; target A / B >= 0.7.
+     over its own aiohttp session (made in the loop that sends, pooled keep-alive
+     connections); messages/s with C sends in flight; target A / B >= 0.7.
 
 Both sides send the same messages (the same JSON bytes, built from one PushContent per
 message) to the same subscriptions with the same VAPID key, TTL, Urgency and Topic. The
@@ -226,14 +227,11 @@ async def run_bare(subs: list[dict[str, Any]], jobs: list[tuple[int, Any]], priv
 
 async def run_nudge(engine: Any, workspace_id: str, targets: list[Any], jobs: list[tuple[int, Any]], concurrency: int,
                     ssl_context: Any = None) -> float:
-    import httpx
-
     from nudgeflow.channels.webpush import WebPushSender
     from nudgeflow.core.clock import SystemClock
 
-    # The sender's own client (HTTP/2 enabled, pooled); with TLS, the same with our test CA.
-    client = httpx.AsyncClient(http2=True, verify=ssl_context, timeout=10) if ssl_context is not None else None
-    sender = WebPushSender(engine, None, SystemClock(), client=client)
+    # The sender's own session, as in production; with TLS, trusting our test CA.
+    sender = WebPushSender(engine, None, SystemClock(), ssl_context=ssl_context)
     try:
         async def send(job: tuple[int, Any]) -> None:
             index, content = job
@@ -245,8 +243,6 @@ async def run_nudge(engine: Any, workspace_id: str, targets: list[Any], jobs: li
         return time.perf_counter() - start
     finally:
         await sender.aclose()
-        if client is not None:
-            await client.aclose()
 
 
 def stages(engine: Any, workspace_id: str, targets: list[Any], subs: list[dict[str, Any]], messages: list[Any],
@@ -320,12 +316,12 @@ def run(args: argparse.Namespace) -> Figures:
     certfile = ca_file = None
 
     def tls_context() -> Any:
-        """A context of its own for each phase: httpx sets ALPN (h2) on the context it is given."""
+        """A context of its own for each phase (no state carried from one side to the other)."""
         import ssl
 
         return ssl.create_default_context(cafile=ca_file) if ca_file else None
 
-    if args.tls:  # HTTPS as real push services speak it: A negotiates HTTP/2, pywebpush's aiohttp HTTP/1.1
+    if args.tls:  # HTTPS as real push services take it: both sides HTTP/1.1 over TLS
         import trustme
 
         ca = trustme.CA()
@@ -390,7 +386,7 @@ def machine() -> dict[str, str]:
     spec.loader.exec_module(ingest_bench)
     info: dict[str, str] = ingest_bench.machine()
     info["libs"] = ", ".join(f"{name} {version(name)}" for name in
-                             ("pywebpush", "http_ece", "py-vapid", "cryptography", "httpx", "aiohttp", "uvicorn"))
+                             ("pywebpush", "http_ece", "py-vapid", "cryptography", "aiohttp", "uvicorn"))
     return info
 
 
@@ -418,7 +414,7 @@ def stage_lines(f: Figures) -> list[tuple[str, str, str]]:
         for name, us in mine.items():
             rows.append((name, f"{us:,.0f} us", f"{us / phase.cpu_us:.0%} of {side}'s CPU per message"))
         rest = phase.cpu_us - sum(mine.values())
-        client = "httpx (HTTP/2 enabled)" if side == "A" else "aiohttp via webpush_async"
+        client = "aiohttp session" if side == "A" else "aiohttp via webpush_async"
         rows.append((f"{side}: the request: {client}, event loop, tasks (the rest)", f"{rest:,.0f} us",
                      f"{rest / phase.cpu_us:.0%} of {side}'s CPU per message"))
     return rows
@@ -445,7 +441,7 @@ def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[st
     for i, (b, a) in enumerate(zip(f.bare, f.nudge), 1):
         rounds.add_row(str(i), f"{b.rate:,.0f}", f"{a.rate:,.0f}", f"{a.rate / b.rate:.2f}")
     console.print(rounds)
-    console.print(f"[dim]{'HTTPS (A: HTTP/2, B: HTTP/1.1)' if f.tls else 'HTTP/1.1'}; "
+    console.print(f"[dim]{'HTTPS (HTTP/1.1)' if f.tls else 'HTTP/1.1'}; "
                   f"{f.messages:,} messages a phase x {f.rounds} rounds to {f.subscriptions} subscriptions; "
                   f"payload {f.payload_bytes:.0f} B of JSON; {f.loop}; {info['cpu']}, {info['cores']} cores; "
                   f"commit {info['commit']}[/]")
@@ -473,7 +469,7 @@ def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argpa
             f"{f.concurrency} | {b.rate:,.0f} | "
             f"{a.rate:,.0f} | {f.ratio():.2f} | {b.cpu_us:,.0f} / {a.cpu_us:,.0f} | {info['load']} |")
     command = "python benchmarks/push.py" + (" --quick" if args.quick else "") + (" --tls" if args.tls else "")
-    wire = ("HTTPS from hypercorn (TLS, ALPN): A's httpx negotiates HTTP/2, one connection; pywebpush's aiohttp speaks "
+    wire = ("HTTPS from hypercorn (TLS; it offers HTTP/2 by ALPN): both sides' aiohttp speaks "
             "HTTP/1.1 over TLS, pooled" if f.tls else "HTTP/1.1 from uvicorn, pooled keep-alive connections on both sides")
     lines = [
         SECTION_START,
@@ -540,7 +536,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="sends in flight on each side (and connections at most)")
     parser.add_argument("--subscriptions", type=int, default=200, help="subscriptions the messages go to, in turn")
     parser.add_argument("--stage-messages", type=int, default=None, help="messages timed step by step (default 500; 50 with --quick)")
-    parser.add_argument("--tls", action="store_true", help="HTTPS endpoint (hypercorn): A over HTTP/2, B over HTTP/1.1")
+    parser.add_argument("--tls", action="store_true", help="HTTPS endpoint (hypercorn): both sides HTTP/1.1 over TLS")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="a short run, to check that it works")
     parser.add_argument("--no-record", action="store_true", help="do not write benchmarks/RESULTS.md")

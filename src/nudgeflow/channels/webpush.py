@@ -15,8 +15,13 @@ for each of the person's browser subscriptions. For each, the sender:
   about half as much CPU as encrypting a message, and push services accept a JWT for up
   to 24 h;
 - POSTs it with `TTL` (the seconds the message has left to live), `Urgency` and `Topic`
-  when the message sets them, over one shared httpx client (HTTP/2 where the service
-  speaks it, which the big ones do; pooled connections otherwise).
+  when the message sets them, over one aiohttp session per sender: HTTP/1.1 on pooled
+  keep-alive connections (every push service takes HTTP/1.1: FCM's web push endpoint,
+  Mozilla autopush, Apple's, Microsoft's). Not httpx: its request path cost ~7 x the CPU of
+  aiohttp's per message here (benchmarks/RESULTS.md, "Push benchmark"), for HTTP/2's one
+  connection that a push service does not need. The session belongs to the event loop it
+  was made in (the dispatch thread's own loop): used from another loop, the sender makes
+  a new one there and closes the old one in its own loop.
 
 Answers: 201/200/202 taken. 404/410: the subscription is gone (TargetGone; the channel
 deletes it). 429 and 5xx: TransientError with the Retry-After the service gave (seconds or
@@ -25,7 +30,7 @@ an HTTP date); the dispatcher retries with backoff. 413: PermanentError (too lar
 with the status and a short excerpt of the body. A network error or timeout: TransientError.
 
 Never logged: VAPID keys, JWTs, subscription keys, full endpoints (they address a device;
-`PushTarget.redacted()` is what errors carry).
+`PushTarget.redacted()` is what errors carry; aiohttp's client logs no request URLs).
 """
 
 from __future__ import annotations
@@ -36,14 +41,15 @@ import hashlib
 import ipaddress
 import logging
 import re
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
+import aiohttp
 import http_ece
-import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
@@ -63,7 +69,8 @@ _TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 JWT_LIFETIME_S = 12 * 3600  # RFC 8292 allows up to 24 h; half leaves room for clock skew
 JWT_REFRESH_S = 3600  # sign anew when less than this is left
 KEYS_TTL_S = 30.0  # how long a workspace's VAPID key is cached (a rotation shows within this)
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # the whole request: connect, send, the answer
+KEEPALIVE_S = 30.0  # an idle pooled connection is closed after this
 
 
 def topic_for(collapse_key: str) -> str:
@@ -129,8 +136,9 @@ def _is_loopback(host: str) -> bool:
 
 
 class _RedactRequestUrls(logging.Filter):
-    """httpx logs every request's full URL at INFO; a push endpoint's path addresses one
-    device (an APNs or FCM URL may carry a token too). Keep the origin, drop the rest."""
+    """httpx (the FCM and APNs senders' client) logs every request's full URL at INFO; an
+    APNs URL ends in a device token, an FCM one names the project. Keep the origin, drop
+    the rest."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -140,24 +148,38 @@ class _RedactRequestUrls(logging.Filter):
         return True
 
 
-def fail_fast_sniffio_import() -> None:
-    """httpcore runs `import sniffio` several times per request (to tell asyncio from trio).
-    anyio 4 no longer installs sniffio, and an import that fails is not remembered: each
-    one searches sys.path again, ~160 us, more than the rest of the request's client work
-    on a busy machine. Recording its absence makes the import fail at once, with the same
-    outcome (httpcore then takes asyncio). A no-op where sniffio is installed."""
-    import importlib.util
-    import sys
-
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
 def redact_httpx_request_logs() -> None:
-    """Install the filter on httpx's logger, once (called when a sender is made, not on import)."""
+    """Install the filter on httpx's logger, once (push_config.keep_tokens_out_of_http_logs
+    calls it when an FCM or APNs sender is made, not on import)."""
     logger = logging.getLogger("httpx")
     if not any(isinstance(f, _RedactRequestUrls) for f in logger.filters):
         logger.addFilter(_RedactRequestUrls())
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_in_its_loop(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a session of another event loop, in that loop: at once if it is running (in
+    another thread), when it next runs otherwise. A loop already closed (`asyncio.run`
+    returned, as in `run_until_idle`) cannot run that any more: the session and its pool are
+    marked closed, and their sockets close when the transports are collected."""
+    if not loop.is_closed():
+        def close() -> None:
+            task = loop.create_task(session.close())
+            _closing.add(task)  # a task nothing refers to may be collected before it is done
+            task.add_done_callback(_closing.discard)
+
+        try:
+            loop.call_soon_threadsafe(close)
+            return
+        except RuntimeError:  # closed in the meantime
+            pass
+    connector = session.connector
+    session.detach()
+    close_now = getattr(connector, "_close", None)  # sync, and a no-op for the loop's sockets once it is closed
+    if close_now is not None:
+        close_now()  # no "Unclosed connector" error logged when it is collected
 
 
 @dataclass(frozen=True)
@@ -183,20 +205,28 @@ class WebPushSender:
         settings: Any,
         clock: Clock | None,
         *,
-        client: httpx.AsyncClient | None = None,
+        session: aiohttp.ClientSession | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         sleep: Sleep | None = None,
         rate_per_second: float = 0.0,
         max_connections: int = 100,
         timeout_s: float = TIMEOUT_S,
     ) -> None:
+        """`session`: an aiohttp session of the caller's, used as it is and left open by
+        `aclose` (it must belong to the loop the sends run in). Otherwise the sender makes
+        its own, in the loop that first sends, with `ssl_context` for https:// endpoints
+        (default: the system's CAs, verified), at most `max_connections` connections and
+        `timeout_s` for a whole request."""
         self.engine = engine
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.sleep: Sleep = sleep or asyncio.sleep
-        self._client = client
-        self._owns_client = client is None
-        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._timeout = httpx.Timeout(timeout_s)
+        self._given = session
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._rate = rate_per_second
         self._buckets: dict[str, Any] = {}  # origin -> TokenBucket, when rate_per_second > 0
         self._signers: dict[str, tuple[float, _Signer | None]] = {}
@@ -204,23 +234,40 @@ class WebPushSender:
         self._jwts: dict[tuple[str, str, str], tuple[str, int]] = {}  # (ws, origin, public key) -> (header, exp)
         self.sent = 0
         self.jwts_signed = 0
-        redact_httpx_request_logs()
-        fail_fast_sniffio_import()
 
-    # -- the client ------------------------------------------------------------------------
+    # -- the HTTP session ---------------------------------------------------------------------
 
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # HTTP/2 to the services that speak it (FCM, Mozilla, Apple, Microsoft): one
-            # connection per service carries every concurrent message.
-            self._client = httpx.AsyncClient(http2=True, limits=self._limits, timeout=self._timeout,
-                                             follow_redirects=False, trust_env=False)
-        return self._client
+    def session(self) -> aiohttp.ClientSession:
+        """The session for the running event loop. An aiohttp session (its connections, its
+        timers) belongs to the loop it was made in, so it is made lazily, inside the loop,
+        and made anew when the sender is used from another loop."""
+        if self._given is not None:
+            return self._given
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is not None and self._session_loop is loop and not session.closed:
+            return session
+        if session is not None and self._session_loop is not None:
+            _close_in_its_loop(session, self._session_loop)
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
+                                         keepalive_timeout=KEEPALIVE_S, ssl=self._ssl)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # push services set none; nothing carried between subscriptions
+        )
+        self._session_loop = loop
+        return self._session
 
     async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
+        """Close the sender's own session (a `session=` given to it stays open)."""
+        session, loop = self._session, self._session_loop
+        self._session = self._session_loop = None
+        if session is None or session.closed or loop is None:
+            return
+        if loop is asyncio.get_running_loop():
+            await session.close()
+        else:
+            _close_in_its_loop(session, loop)
 
     # -- VAPID ------------------------------------------------------------------------------
 
@@ -341,30 +388,32 @@ class WebPushSender:
         if self._rate > 0:
             await self._bucket(origin).take()
         try:
-            response = await self.client().post(target.address, content=body, headers=headers)
-        except httpx.TimeoutException:
+            async with self.session().post(target.address, data=body, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                answer = await response.read()  # read to the end: the connection goes back to the pool
+        except asyncio.TimeoutError:  # TimeoutError; aiohttp's connect and read timeouts are ones too
             raise TransientError(f"{target.redacted()}: the push service did not answer in time") from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        except aiohttp.InvalidURL as exc:
             raise PermanentError(f"{target.redacted()}: cannot send to this endpoint ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:  # connection refused or reset, TLS, a broken HTTP/2 stream
+        except aiohttp.ClientError as exc:  # connection refused or reset, DNS, TLS, a broken answer
             raise TransientError(f"{target.redacted()}: cannot reach the push service ({type(exc).__name__})") from None
-        self._answer(target, response, len(body))
+        self._answer(target, status, retry_after, answer, len(body))
         self.sent += 1
 
-    def _answer(self, target: PushTarget, response: httpx.Response, size: int) -> None:
-        status = response.status_code
+    def _answer(self, target: PushTarget, status: int, retry_after: str | None, answer: bytes, size: int) -> None:
         if status in (200, 201, 202):
             return
         what = f"{target.redacted()}: push service answered {status}"
         if status in (404, 410):
             raise TargetGone(f"{what} (subscription expired or unsubscribed)")
         if status == 429 or status >= 500:
-            wait = retry_after_s(response.headers.get("retry-after"), self.clock.now())
+            wait = retry_after_s(retry_after, self.clock.now())
             raise TransientError(what + (f", retry after {wait:g} s" if wait is not None else ""), retry_after_s=wait)
         if status == 413:  # we checked 4 KB; a service with a smaller limit says so here
             raise PermanentError(f"{what}: it refused the {size:,}-byte payload as too large; "
                                  "shorten the template's text or data")
-        excerpt = _excerpt(response.text) if response.content else ""
+        excerpt = _excerpt(answer.decode("utf-8", "replace")) if answer else ""
         raise PermanentError(f"{what}" + (f": {excerpt}" if excerpt else ""))
 
     def _bucket(self, origin: str) -> Any:
