@@ -484,7 +484,23 @@ class EmbeddedRuntime:
                 if not more:
                     self._dispatch_wake.wait(poll)
         finally:
+            # The remote channels' connections (SMTP pools, HTTP sessions) belong to this
+            # loop: close them in it, or they leak with it.
+            try:
+                loop.run_until_complete(self._close_channels())
+            except Exception:
+                log.exception("closing the channels failed")
             loop.close()
+
+    async def _close_channels(self) -> None:
+        seen: set[int] = set()
+        for name in self.channels.names():
+            channel = self.channels.get(name)
+            close = getattr(channel, "aclose", None)
+            if channel is None or close is None or id(channel) in seen:
+                continue
+            seen.add(id(channel))
+            await close()
 
     # -- metrics ------------------------------------------------------------------------------
 
