@@ -606,3 +606,20 @@ def test_a_write_key_writes_only_into_its_own_workspace(live: LiveServer, ws: Ne
         ).all()
     by_workspace = {r.workspace_id: orjson.loads(r.traits) for r in rows if r.workspace_id in (ws.workspace_id, other.workspace_id)}
     assert by_workspace == {ws.workspace_id: {"plan": "pro"}, other.workspace_id: {"plan": "free"}}
+
+
+def test_ingest_answers_browsers_of_any_origin(live: LiveServer, ws: NewWorkspace) -> None:
+    """The browser SDK posts from the site's origin: preflights are answered and every
+    ingest answer, errors included, allows any origin (the write key authorizes, not a cookie)."""
+    with live.client() as http:
+        pre = http.options("/v1/batch", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+                                                 "Access-Control-Request-Headers": "authorization, content-type"})
+        assert pre.status_code == 204
+        assert pre.headers["access-control-allow-origin"] == "*"
+        assert "POST" in pre.headers["access-control-allow-methods"]
+        assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+        ok = http.post("/v1/track", auth=(ws.write_key, ""), headers={"Origin": "https://shop.example"},
+                       json={"userId": "u-cors", "event": "Viewed"})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "*"
+        bad = http.post("/v1/track", auth=("no-such-key", ""), json={"userId": "u", "event": "x"})
+        assert bad.status_code == 401 and bad.headers["access-control-allow-origin"] == "*"

@@ -104,6 +104,17 @@ class _Timing:
                 log.info("request", extra={"method": scope["method"], "route": route, "status": status, "ms": round(elapsed * 1000, 2)})
 
 
+# Ingest answers any origin, as Segment's API does: the write key (in the Authorization
+# header, never a cookie) is what authorizes, so no credentials mode is involved.
+INGEST_CORS = {"Access-Control-Allow-Origin": "*"}
+INGEST_PREFLIGHT = {
+    **INGEST_CORS,
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+
+
 class NudgeflowAPI(FastAPI):
     """FastAPI, with the Segment ingest routes answered ahead of its middleware and router.
 
@@ -124,7 +135,12 @@ class NudgeflowAPI(FastAPI):
         endpoints = self._ingest
 
         async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["method"] == "OPTIONS":
+                # A browser's preflight: the browser SDK posts from the site's own origin.
+                await Response(status_code=204, headers=INGEST_PREFLIGHT)(scope, receive, send)
+                return
             response = await endpoints[scope["path"]](Request(scope, receive, send))
+            response.headers.update(INGEST_CORS)
             await response(scope, receive, send)
 
         self._ingest_app = _Timing(dispatch, metrics, log_requests)
@@ -132,7 +148,7 @@ class NudgeflowAPI(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
-            and scope["method"] == "POST"
+            and scope["method"] in ("POST", "OPTIONS")
             and scope["path"] in self._ingest
             and not scope.get("root_path")
             and self._ingest_app is not None

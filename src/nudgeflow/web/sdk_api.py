@@ -293,6 +293,8 @@ def sdk_router() -> APIRouter:
                 return profile_id
 
             await state.committer.run_job(store)
+            if state.runtime is not None:
+                state.runtime.push_targets_changed()  # the first subscription turns push on at once
             return json_response({"success": True, "endpointHash": digest})
 
         return await _guarded(state, handle)
