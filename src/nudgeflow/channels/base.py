@@ -17,6 +17,8 @@ after `retry_after_s`) or `PermanentError` (record the message failed, with the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection
@@ -41,6 +43,27 @@ class OutboundMessage:
     version: int = 0
     attempt: int = 1  # 1 for the first try
     created_at_ms: int = 0  # when the engine queued it: a push message expires relative to this
+
+
+def retry_after_s(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def reason_text(text: str, limit: int = 300) -> str:
+    """A service's error text, short and on one line, for a message's failure reason."""
+    return " ".join(text.split())[:limit]
 
 
 class ChannelError(Exception):

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError, TransientError, reason_text, retry_after_s
 from nudgeflow.channels.push import TargetGone
 from nudgeflow.channels.push_config import (
     FCM_SCOPE,
@@ -41,8 +41,6 @@ from nudgeflow.channels.push_config import (
     WorkspaceCredentials,
     keep_tokens_out_of_http_logs,
     fcm_default,
-    reason_text,
-    retry_after_s,
 )
 from nudgeflow.content.push_render import FCM_MAX_PAYLOAD, PayloadTooLarge, PushContent
 from nudgeflow.core.clock import Clock, to_ms

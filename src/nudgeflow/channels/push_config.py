@@ -22,8 +22,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Callable, Generic, Mapping, TypeVar
 
@@ -377,25 +375,6 @@ class WorkspaceCredentials(Generic[C]):
 # -- shared by both senders ------------------------------------------------------------------
 
 
-def retry_after_s(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
-
-
-def reason_text(text: str, limit: int = 300) -> str:
-    """A service's error text, short and on one line, for a message's failure reason."""
-    return " ".join(text.split())[:limit]
 
 
 def keep_tokens_out_of_http_logs() -> None:

@@ -43,8 +43,6 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -54,7 +52,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError, TransientError, reason_text, retry_after_s
 from nudgeflow.channels.push import TargetGone
 from nudgeflow.content.push_render import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge, PushContent
 from nudgeflow.core.clock import Clock, SystemClock
@@ -83,24 +81,6 @@ def topic_for(collapse_key: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:32]
 
 
-def retry_after_s(value: str | None, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
-
-
-def _excerpt(text: str, limit: int = 200) -> str:
-    return " ".join(text.split())[:limit]
 
 
 def _b64decode(text: str) -> bytes:
@@ -413,7 +393,7 @@ class WebPushSender:
         if status == 413:  # we checked 4 KB; a service with a smaller limit says so here
             raise PermanentError(f"{what}: it refused the {size:,}-byte payload as too large; "
                                  "shorten the template's text or data")
-        excerpt = _excerpt(answer.decode("utf-8", "replace")) if answer else ""
+        excerpt = reason_text(answer.decode("utf-8", "replace"), 200) if answer else ""
         raise PermanentError(f"{what}" + (f": {excerpt}" if excerpt else ""))
 
     def _bucket(self, origin: str) -> Any:
