@@ -154,8 +154,7 @@ def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> N
                     journey_version=1, step="s", channel="push", template="hello-push", variant=None, marketing=1,
                     payload=orjson.dumps({}).decode(), status="pending", attempts=0, next_attempt_at_ms=now,
                     created_at_ms=now, updated_at_ms=now))
-            state.runtime.notify()
-            state.runtime._dispatch_wake.set()
+            state.runtime.push_targets_changed()  # also wakes the dispatcher
             deadline = time.monotonic() + 20
             row = None
             while time.monotonic() < deadline:
