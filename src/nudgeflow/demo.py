@@ -419,6 +419,7 @@ class _FastForward:
         self.dev_push = start_dev_push(self.db, clock=self.clock)
 
     def close(self) -> None:
+        self.runtime.close_channels()
         self.dev_push.stop()
 
     @property

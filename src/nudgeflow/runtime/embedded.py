@@ -492,6 +492,12 @@ class EmbeddedRuntime:
                 log.exception("closing the channels failed")
             loop.close()
 
+    def close_channels(self) -> None:
+        """Close the remote channels' connections: for a runtime driven by run_until_idle
+        (tests, the demo), whose sends ran in short-lived event loops. `stop` does this for
+        the background loops."""
+        _run_coroutine(self._close_channels)()
+
     async def _close_channels(self) -> None:
         seen: set[int] = set()
         for name in self.channels.names():
