@@ -271,15 +271,7 @@ def compose(
     msg["Message-ID"] = message_id_for(message_key or f"{to}:{rendered.subject}", domain)
     if reply_to:
         msg["Reply-To"] = reply_to
-    extra = dict(rendered.headers or {})
-    extra.update(headers or {})
-    if message_key:
-        extra.setdefault("X-Nudgeflow-Message-Key", message_key)
-    for name, value in extra.items():
-        if name.lower() in ("from", "to", "subject", "date", "message-id", "mime-version", "content-type"):
-            raise ValueError(f"header {name} is set by compose")
-        if value is None:
-            continue
+    for name, value in _extra_headers(rendered, headers, message_key).items():
         del msg[name]
         msg[name] = _one_line(value)
     text = rendered.text if rendered.text is not None else html_to_text(rendered.html)
@@ -287,6 +279,21 @@ def compose(
     msg.set_content(text, subtype="plain", content_manager=_QP_TEXT)
     msg.add_alternative(body, subtype="html", content_manager=_QP_TEXT)
     return msg
+
+
+_OWN_HEADERS = frozenset({"from", "to", "subject", "date", "message-id", "mime-version", "content-type"})
+
+
+def _extra_headers(rendered: RenderedEmail, headers: Mapping[str, str] | None, message_key: str) -> dict[str, str]:
+    """The renderer's and the caller's headers (List-Unsubscribe…), checked; None values left out."""
+    given = dict(rendered.headers or {})
+    given.update(headers or {})
+    if message_key:
+        given.setdefault("X-Nudgeflow-Message-Key", message_key)
+    for name in given:
+        if name.lower() in _OWN_HEADERS:
+            raise ValueError(f"header {name} is set by compose")
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def compose_raw(
@@ -308,18 +315,8 @@ def compose_raw(
     if "@" not in sender:
         raise ValueError(f"not an email address: {from_!r}")
     domain = sender.rsplit("@", 1)[1]
-    extra: dict[str, str] = {}
-    if reply_to:
-        extra["Reply-To"] = reply_to
-    given = dict(rendered.headers or {})
-    given.update(headers or {})
-    if message_key:
-        given.setdefault("X-Nudgeflow-Message-Key", message_key)
-    for name, value in given.items():
-        if name.lower() in ("from", "to", "subject", "date", "message-id", "mime-version", "content-type"):
-            raise ValueError(f"header {name} is set by compose")
-        if value is not None:
-            extra[name] = value
+    extra: dict[str, str] = {"Reply-To": reply_to} if reply_to else {}
+    extra.update(_extra_headers(rendered, headers, message_key))
     text = rendered.text if rendered.text is not None else html_to_text(rendered.html)
     body = inject_preheader(rendered.html, rendered.preheader) if rendered.preheader else rendered.html
     try:
@@ -739,14 +736,6 @@ def configure_email(
 
 
 def _any_workspace_smtp(engine: Any) -> bool:
-    if engine is None:
-        return False
-    try:
-        from nudgeflow.store.schema import workspace_settings
-        from sqlalchemy import select
+    from nudgeflow.store.workspace_settings import SMTP, any_workspace_has
 
-        with engine.connect() as conn:
-            rows = conn.execute(select(workspace_settings.c.settings)).scalars().all()
-    except Exception:  # not migrated yet: nothing configured
-        return False
-    return any('"smtp"' in (row or "") for row in rows)
+    return any_workspace_has(engine, SMTP)

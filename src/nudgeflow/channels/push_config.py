@@ -397,15 +397,6 @@ def configured(engine: Any, settings: Any, section: str) -> bool:
                else getattr(settings, "apns_key_file", None))
     if env_set:
         return True
-    if engine is None:
-        return False
-    try:
-        from sqlalchemy import select
+    from nudgeflow.store.workspace_settings import any_workspace_has
 
-        from nudgeflow.store.schema import workspace_settings
-
-        with engine.connect() as conn:
-            rows = conn.execute(select(workspace_settings.c.settings)).scalars().all()
-    except Exception:  # not migrated yet: nothing configured
-        return False
-    return any(f'"{section}"' in (row or "") for row in rows)
+    return any_workspace_has(engine, section)

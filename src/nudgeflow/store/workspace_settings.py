@@ -28,6 +28,20 @@ def get_all(conn: Connection, workspace_id: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def any_workspace_has(engine: Any, section: str) -> bool:
+    """Whether some workspace has this settings section ("smtp", "fcm", "apns"): how a
+    server decides at start whether a channel is set up anywhere. False before the schema
+    exists (a server starting on a new database)."""
+    if engine is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(workspace_settings.c.settings)).scalars().all()
+    except Exception:  # not migrated yet: nothing configured
+        return False
+    return any(section in (orjson.loads(row) if row else {}) for row in rows)
+
+
 def get_section(conn: Connection, workspace_id: str, section: str) -> Any:
     return get_all(conn, workspace_id).get(section)
 
