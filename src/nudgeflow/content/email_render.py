@@ -26,11 +26,9 @@ def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None =
     # compiler) until an email is actually rendered.
     from nudgeflow.channels.email import RenderedEmail
     from nudgeflow.content import links
-    from nudgeflow.content.context import build_context
+    from nudgeflow.content.prepare import prepare
     from nudgeflow.content.templates import RenderedEmail as TemplateEmail
     from nudgeflow.content.templates import TemplateError, render
-    from nudgeflow.store import consent
-    from nudgeflow.store.templates import TemplateNotFound, load_compiled
 
     if engine is None:
         raise PermanentError("no database to render templates from")
@@ -39,20 +37,8 @@ def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None =
     if not isinstance(to, str) or "@" not in to:
         raise PermanentError("profile has no email")
     ws, key, pid = message.workspace_id, message.key, message.profile_id
-    with engine.connect() as conn:
-        try:
-            compiled = load_compiled(conn, ws, message.template)
-        except TemplateNotFound as exc:
-            raise PermanentError(f"template '{message.template}' not found") from exc
-        if compiled.channel != "email":
-            raise PermanentError(f"template '{message.template}' is a {compiled.channel} template, not email")
-        context = build_context(conn, ws, pid, message.context, now_ms)
-        secret = consent.existing_tracking_secret(conn, ws)
-        base = consent.public_base_url(consent.get_settings(conn, ws))
-    if secret is None:
-        # First message of the workspace: create its signing secret (a short write).
-        with engine.begin() as conn:
-            secret = consent.tracking_secret(conn, ws, now_ms)
+    ready = prepare(engine, message, "email", now_ms)
+    compiled, context, secret, base = ready.compiled, ready.context, ready.secret, ready.base
     topic = compiled.source.topic if hasattr(compiled.source, "topic") else None
     context["links"] = {
         **(context.get("links") or {}),

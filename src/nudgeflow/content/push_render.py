@@ -74,36 +74,20 @@ def render_push(engine: Engine, message: OutboundMessage, clock: Clock | None = 
     """Render `message` with its template and the person's context, or raise PermanentError
     (template missing, of another channel, a Liquid error with its part, line and column)."""
     from nudgeflow.content import links
-    from nudgeflow.content.context import build_context
+    from nudgeflow.content.prepare import prepare
     from nudgeflow.content.templates import RenderedPush, TemplateError, render
-    from nudgeflow.store import consent
-    from nudgeflow.store.templates import TemplateNotFound, load_compiled
 
-    if engine is None:
-        raise PermanentError("no database to render templates from")
     now_ms = to_ms((clock or SystemClock()).now())
     ws, key, pid = message.workspace_id, message.key, message.profile_id
-    with engine.connect() as conn:
-        try:
-            compiled = load_compiled(conn, ws, message.template)
-        except TemplateNotFound as exc:
-            raise PermanentError(f"template '{message.template}' not found") from exc
-        if compiled.channel != "push":
-            raise PermanentError(f"template '{message.template}' is a {compiled.channel} template, not push")
-        context = build_context(conn, ws, pid, message.context, now_ms)
-        secret = consent.existing_tracking_secret(conn, ws)
-        base = consent.public_base_url(consent.get_settings(conn, ws))
-    if secret is None:
-        with engine.begin() as conn:
-            secret = consent.tracking_secret(conn, ws, now_ms)
+    ready = prepare(engine, message, "push", now_ms)
     try:
-        rendered = render(compiled, context)
+        rendered = render(ready.compiled, ready.context)
     except TemplateError as exc:
         raise PermanentError(f"template '{message.template}': {exc}") from exc
     assert isinstance(rendered, RenderedPush)
     return content_from(
         rendered, key, created_at_ms if created_at_ms is not None else (message.created_at_ms or now_ms),
-        report_url=links.push_report_url(base, secret, ws, key, pid), marketing=message.marketing,
+        report_url=links.push_report_url(ready.base, ready.secret, ws, key, pid), marketing=message.marketing,
     )
 
 

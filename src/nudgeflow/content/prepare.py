@@ -1,0 +1,48 @@
+"""What rendering any message needs first, read in one connection: its template (compiled
+once per version, cached), the person's personalization context, and the workspace's link
+signing secret and public base URL. Shared by email (content/email_render.py) and push
+(content/push_render.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from nudgeflow.channels.base import OutboundMessage, PermanentError
+
+
+@dataclass
+class Prepared:
+    compiled: Any  # content.templates.CompiledTemplate
+    context: dict[str, Any]
+    secret: str  # the workspace's link signing secret
+    base: str  # the workspace's public base URL (links, pixels, reports)
+
+
+def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int) -> Prepared:
+    """Raise PermanentError when the message cannot be rendered at all: no database, no
+    such template, a template of another channel."""
+    from nudgeflow.content.context import build_context
+    from nudgeflow.store import consent
+    from nudgeflow.store.templates import TemplateNotFound, load_compiled
+
+    if engine is None:
+        raise PermanentError("no database to render templates from")
+    ws = message.workspace_id
+    with engine.connect() as conn:
+        try:
+            compiled = load_compiled(conn, ws, message.template)
+        except TemplateNotFound as exc:
+            raise PermanentError(f"template '{message.template}' not found") from exc
+        if compiled.channel != channel:
+            raise PermanentError(f"template '{message.template}' is a {compiled.channel} template, not {channel}")
+        context = build_context(conn, ws, message.profile_id, message.context, now_ms)
+        secret = consent.existing_tracking_secret(conn, ws)
+        base = consent.public_base_url(consent.get_settings(conn, ws))
+    if secret is None:
+        # The workspace's first message: create its signing secret (a short write).
+        with engine.begin() as conn:
+            secret = consent.tracking_secret(conn, ws, now_ms)
+    return Prepared(compiled, context, secret, base)
