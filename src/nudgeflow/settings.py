@@ -47,8 +47,12 @@ class Settings:
     dispatch_batch: int = 500  # outbox messages claimed per transaction
     # About how long one engine transaction may hold the writer (and ingest commits behind
     # it); batches shrink below the sizes above to fit. 0: no limit (batch throughput).
-    engine_batch_ms: float = 50.0
+    engine_batch_ms: float = 15.0
     engine_poll_ms: float = 250.0  # how often due timers and retries are looked for when idle
+    # Woken by an ingest commit, the engine waits until this long after its previous batch
+    # ended, so that steady traffic is decided in a few larger transactions rather than one
+    # small one per ingest commit (each is an fsync, and holds ingest's writer). 0: at once.
+    engine_linger_ms: float = 20.0
     dispatch_max_attempts: int = 8  # transient failures before a message is failed
     # Channel names the `log` channel serves until real channels are configured.
     log_channels: tuple[str, ...] = ("email", "push")
@@ -92,6 +96,8 @@ class Settings:
         if batch_ms := env.get("NUDGEFLOW_ENGINE_BATCH_MS", "").strip():
             # How long one engine transaction may hold the writer (ingest waits behind it).
             values["engine_batch_ms"] = float(batch_ms)
+        if linger_ms := env.get("NUDGEFLOW_ENGINE_LINGER_MS", "").strip():
+            values["engine_linger_ms"] = float(linger_ms)
         if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
             values["smtp_url"] = smtp_url
         for name in _PUSH_ENV:

@@ -160,3 +160,5 @@ def test_the_engine_can_be_switched_off(rt_url: str) -> None:
     assert Settings.from_env({"NUDGEFLOW_DATABASE_URL": rt_url}).engine_enabled is True
     assert Settings.from_env({"NUDGEFLOW_LOG_CHANNELS": "email, sms"}).log_channels == ("email", "sms")
     assert Settings.from_env({"NUDGEFLOW_ENGINE_BATCH_MS": "10"}).engine_batch_ms == 10.0
+    assert Settings.from_env({"NUDGEFLOW_ENGINE_LINGER_MS": "0"}).engine_linger_ms == 0.0
+    assert Settings().engine_linger_ms > 0

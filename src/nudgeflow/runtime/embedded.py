@@ -428,8 +428,12 @@ class EmbeddedRuntime:
     def _engine_loop(self) -> None:
         events, timers, _ = self._stages()
         poll = self.settings.engine_poll_ms / 1000
+        linger = self.settings.engine_linger_ms / 1000
         outage = 0
+        ended = 0.0
         while not self._stopping.is_set():
+            if linger and (rest := ended + linger - time.monotonic()) > 0:
+                self._pause(rest)  # let the next commits' events join this batch
             self._engine_wake.clear()
             queued_before = self.stats.messages_queued + self.stats.messages_failed_at_decision
             try:
@@ -448,6 +452,8 @@ class EmbeddedRuntime:
                 log.exception("engine loop error")
                 self._pause(1.0)
                 continue
+            # Linger only after a round that caught up: a backlog is drained without pauses.
+            ended = 0.0 if (more_events or more_timers) else time.monotonic()
             if self.stats.messages_queued + self.stats.messages_failed_at_decision != queued_before:
                 self._dispatch_wake.set()
             if not (more_events or more_timers):
