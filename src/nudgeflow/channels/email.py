@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import hashlib
 import html
 import importlib
@@ -311,10 +312,7 @@ def compose_raw(
     composes what that module does not take (non-ASCII addresses)."""
     from nudgeflow.channels import mime
 
-    _, sender = parseaddr(from_)
-    if "@" not in sender:
-        raise ValueError(f"not an email address: {from_!r}")
-    domain = sender.rsplit("@", 1)[1]
+    domain = _sender_domain(from_)
     extra: dict[str, str] = {"Reply-To": reply_to} if reply_to else {}
     extra.update(_extra_headers(rendered, headers, message_key))
     text = rendered.text if rendered.text is not None else html_to_text(rendered.html)
@@ -329,6 +327,14 @@ def compose_raw(
     except mime.NeedsEmailPackage:
         msg = compose(rendered, to, from_, headers, message_key, reply_to=reply_to, date=date)
         return msg.as_bytes(policy=email_policy.SMTP)
+
+
+@functools.lru_cache(maxsize=256)
+def _sender_domain(from_: str) -> str:
+    _, sender = parseaddr(from_)
+    if "@" not in sender:
+        raise ValueError(f"not an email address: {from_!r}")
+    return sender.rsplit("@", 1)[1]
 
 
 def _set_qp_text(msg: Any, string: str, subtype: str = "plain") -> None:

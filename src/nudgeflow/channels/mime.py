@@ -20,6 +20,7 @@ package and compare.
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 from email.header import Header
 from email.utils import formataddr, parseaddr
@@ -64,6 +65,7 @@ def _header(name: str, value: str) -> str:
     return f"{name}: {encoded}"
 
 
+@functools.lru_cache(maxsize=1024)  # the From of a workspace recurs in every message
 def _address(name: str, value: str) -> str:
     display, address = parseaddr(value)
     if not address or "@" not in address:

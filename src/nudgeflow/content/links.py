@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import html
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import orjson
@@ -69,7 +70,9 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(secret: str, payload: str) -> bytes:
-    return hmac.new(secret.encode("utf-8"), b"nudgeflow-link-v1." + payload.encode("ascii"), hashlib.sha256).digest()
+    # hmac.digest is OpenSSL's one-shot HMAC: a few times cheaper than an hmac.new object,
+    # and an email signs a link per tracked URL.
+    return hmac.digest(secret.encode("utf-8"), b"nudgeflow-link-v1." + payload.encode("ascii"), "sha256")
 
 
 def sign(secret: str, token: LinkToken) -> str:
@@ -170,6 +173,7 @@ def list_unsubscribe_headers(
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
 
 
+@functools.lru_cache(maxsize=4096)  # the same catalog URLs recur in every email
 def is_trackable(url: str) -> bool:
     try:
         parts = urlsplit(url.strip())
@@ -200,16 +204,32 @@ _A_TAG = re.compile(
 )
 
 
-def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+def _clicks(base: str, secret: str, ws: str, message_key: str, profile_id: str,
+            memo: dict[str, str | None] | None) -> Callable[[str], str | None]:
+    """URL -> its signed click URL (None: left as it is), each URL signed once per message:
+    a product's link appears on its image, its name and in the text part."""
+    memo = {} if memo is None else memo
+
+    def wrap(url: str) -> str | None:
+        if url in memo:
+            return memo[url]
+        new = None if not is_trackable(url) or _ours(url, base) else click_url(base, secret, ws, message_key, profile_id, url)
+        memo[url] = new
+        return new
+
+    return wrap
+
+
+def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str,
+                  memo: dict[str, str | None] | None = None) -> str:
     """Every http(s) `<a href>` of the HTML through a signed click link, anchor text and
     other attributes kept. Left alone: mailto:, tel:, anchors and other schemes, our own
-    unsubscribe / preference / tracking links, and any `<a data-nf-notrack>`."""
+    unsubscribe / preference / tracking links, and any `<a data-nf-notrack>`. `memo`, shared
+    with `rewrite_text_links` for the same message, signs each URL once."""
+    signed = _clicks(base, secret, ws, message_key, profile_id, memo)
 
     def wrap(href: str) -> str | None:
-        url = href.strip()
-        if not is_trackable(url) or _ours(url, base):
-            return None
-        return click_url(base, secret, ws, message_key, profile_id, url)
+        return signed(href.strip())
 
     def one(match: re.Match[str]) -> str:
         tag = match.group(0)
@@ -243,16 +263,17 @@ _ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"
 _TEXT_URL = re.compile(r"https?://[^\s()<>\"']+")
 
 
-def rewrite_text_links(text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
+def rewrite_text_links(text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str,
+                       memo: dict[str, str | None] | None = None) -> str:
     """The plain-text part's http(s) URLs through signed click links, as the HTML's: a click
     from a text-only mail client counts too. Our own links are left as they are."""
+    signed = _clicks(base, secret, ws, message_key, profile_id, memo)
 
     def one(match: re.Match[str]) -> str:
         url = match.group(0).rstrip(".,;:!?")
         tail = match.group(0)[len(url):]
-        if not is_trackable(url) or _ours(url, base):
-            return match.group(0)
-        return click_url(base, secret, ws, message_key, profile_id, url) + tail
+        new = signed(url)
+        return match.group(0) if new is None else new + tail
 
     return _TEXT_URL.sub(one, text)
 
