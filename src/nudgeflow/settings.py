@@ -59,6 +59,9 @@ class Settings:
     # The default SMTP server of every workspace (channels/smtp_config.py); a workspace may
     # set its own. With neither, "email" stays on the log channel.
     smtp_url: str | None = None
+    # Processes that build emails (render, MIME, DKIM) beside the serving one: 0 builds in
+    # it. On a machine with a core to spare, 1 or 2 raise email throughput (channels/workers.py).
+    email_build_processes: int = 0
     # `serve --dev`: the dev inbox (an SMTP sink in the process and /dev/inbox). Never in production.
     dev_mode: bool = False
     dev_smtp_host: str = "127.0.0.1"
@@ -98,6 +101,8 @@ class Settings:
             values["engine_batch_ms"] = float(batch_ms)
         if linger_ms := env.get("NUDGEFLOW_ENGINE_LINGER_MS", "").strip():
             values["engine_linger_ms"] = float(linger_ms)
+        if processes := env.get("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "").strip():
+            values["email_build_processes"] = int(processes)
         if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
             values["smtp_url"] = smtp_url
         for name in _PUSH_ENV:

@@ -134,3 +134,29 @@ def test_missing_template_fails_the_message_with_its_reason(mail_server: tuple[L
             text("SELECT status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws.workspace_id}
         ).one()
     assert row[0] == "failed" and "template 'cart-reminder' not found" in row[1]
+
+
+def test_a_journey_email_built_in_a_worker_process_arrives_the_same(settings: Settings, sink: Sink) -> None:
+    """`serve` with NUDGEFLOW_EMAIL_BUILD_PROCESSES=1: render, MIME and signing in a worker."""
+    clock = VirtualClock()
+    url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=shop@shop.example.com&from_name=Shop"  # type: ignore[attr-defined]
+    live = start_server(dataclasses.replace(settings, smtp_url=url, email_build_processes=1), clock)
+    try:
+        ws = live.workspace()
+        now = to_ms(clock.now())
+        with live.state.engine.begin() as conn:
+            save_template(conn, ws.workspace_id, "cart-reminder", TEMPLATE, now)
+            apply_draft(conn, ws.workspace_id, Journey.model_validate(JOURNEY), now)
+            publish(conn, ws.workspace_id, "cart-mail", now)
+        with live.client(auth=(ws.write_key, "")) as http:
+            http.post("/v1/identify", json={"userId": "cy", "traits": {"email": "cy@example.org", "first_name": "Cy"}})
+            http.post("/v1/track", json={"userId": "cy", "event": "Product Added", "properties": {"product_name": "Hat"}})
+        live.state.runtime.run_until_idle()
+        assert live.state.runtime.channels.get("email").workers is not None
+    finally:
+        live.stop()
+    assert len(sink.received) == 1
+    mail = sink.received[0].message
+    assert mail["Subject"] == "Cy, you left something behind"
+    html = mail.get_payload()[1].get_content()  # type: ignore[index]
+    assert "Hello Cy, your Hat is waiting." in html and "/t/c/" in html

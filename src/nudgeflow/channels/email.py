@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import dataclasses
 import functools
 import hashlib
 import html
@@ -96,6 +97,15 @@ class DefaultRenderer:
 
     def __init__(self, engine: Any = None) -> None:
         self.engine = engine
+
+    async def prepare_email(self, message: OutboundMessage) -> Any:
+        """The message as an EmailJob (content/email_jobs.py): its reads done, its build
+        (render, MIME, DKIM) left to the channel, here or in a worker process."""
+        try:
+            templates = importlib.import_module("nudgeflow.content.email_render")
+        except ImportError:
+            raise PermanentError("no template renderer") from None
+        return templates.prepare_email(self.engine, message)
 
     async def render_email(self, message: OutboundMessage) -> RenderedEmail:
         try:
@@ -657,8 +667,12 @@ class EmailChannel(RemoteChannel):
         renderer: Renderer | None = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        workers: Any = None,
     ) -> None:
         self.configs: ConfigSource = configs if hasattr(configs, "for_workspace") else StaticConfig(configs)  # type: ignore[arg-type]
+        # channels/workers.WorkerPool: builds (render, MIME, DKIM) in other processes.
+        # None: in this one.
+        self.workers = workers
         self.renderer: Renderer = renderer or DefaultRenderer()
         self.clock = clock or SystemClock()
         self.sleep: Sleep = sleep or asyncio.sleep
@@ -676,8 +690,27 @@ class EmailChannel(RemoteChannel):
             pool = self.pools[config] = SmtpPool(config, self.clock, self.sleep)
         return pool
 
+    def _dkim(self, config: SmtpConfig) -> tuple[str, str, bytes] | None:
+        if not config.dkim_enabled:
+            return None
+        key = self._dkim_keys.get(config)
+        if key is None:
+            try:
+                key = self._dkim_keys[config] = config.dkim_key() or b""
+            except SmtpConfigError as exc:
+                raise TransientError(str(exc)) from None
+        return config.dkim_selector or "", config.dkim_domain or "", key
+
+    def _sender(self, config: SmtpConfig) -> str:
+        if not config.from_address:
+            raise PermanentError("no From address configured for email (the SMTP settings' from)")
+        return formataddr((config.from_name, config.from_address)) if config.from_name else config.from_address
+
     async def build(self, message: OutboundMessage, config: SmtpConfig) -> tuple[str, str, bytes]:
         """(envelope sender, recipient, signed bytes) for one message."""
+        prepare = getattr(self.renderer, "prepare_email", None)
+        if prepare is not None:
+            return await self._build_job(message, config, prepare)
         to = message.traits.get("email")
         try:
             rendered = await self.renderer.render_email(message)
@@ -688,9 +721,7 @@ class EmailChannel(RemoteChannel):
         recipient = rendered.to or to
         if not isinstance(recipient, str) or "@" not in recipient:
             raise PermanentError("profile has no email")
-        if not config.from_address:
-            raise PermanentError("no From address configured for email (the SMTP settings' from)")
-        sender = formataddr((config.from_name, config.from_address)) if config.from_name else config.from_address
+        sender = self._sender(config)
         try:
             raw = compose_raw(
                 rendered, recipient, sender, message_key=f"{message.workspace_id}:{message.key}",
@@ -698,18 +729,30 @@ class EmailChannel(RemoteChannel):
             )
         except (ValueError, TypeError) as exc:
             raise PermanentError(f"cannot compose the message: {exc}") from None
-        if config.dkim_enabled:
-            key = self._dkim_keys.get(config)
-            if key is None:
-                try:
-                    key = self._dkim_keys[config] = config.dkim_key() or b""
-                except SmtpConfigError as exc:
-                    raise TransientError(str(exc)) from None
+        dkim = self._dkim(config)
+        if dkim is not None:
             try:
-                raw = dkim_sign(raw, config.dkim_selector or "", config.dkim_domain or "", key)
+                raw = dkim_sign(raw, *dkim)
             except Exception as exc:  # a malformed key: the operator must fix it
                 raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
         return config.envelope_sender(message.workspace_id) or config.from_address, recipient, raw
+
+    async def _build_job(self, message: OutboundMessage, config: SmtpConfig,
+                         prepare: Callable[[OutboundMessage], Awaitable[Any]]) -> tuple[str, str, bytes]:
+        """The renderer's reads here; the build (content/email_jobs.build_raw) here or in
+        a worker process, with the same errors either way."""
+        from nudgeflow.content.email_jobs import build_raw
+
+        try:
+            job = await prepare(message)
+        except (PermanentError, TransientError):
+            raise
+        except Exception as exc:
+            raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
+        job = dataclasses.replace(job, sender=self._sender(config), reply_to=config.reply_to,
+                                  date=self.clock.now(), dkim=self._dkim(config))
+        raw = await self.workers.run(build_raw, job) if self.workers is not None else build_raw(job)
+        return config.envelope_sender(message.workspace_id) or config.from_address, job.to, raw
 
     async def send(self, message: OutboundMessage) -> None:
         config = await self.configs.for_workspace(message.workspace_id)
@@ -721,6 +764,8 @@ class EmailChannel(RemoteChannel):
     async def aclose(self) -> None:
         for pool in list(self.pools.values()):
             await pool.aclose()
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.close)
 
 
 def configure_email(
@@ -735,7 +780,14 @@ def configure_email(
     default = parse_smtp_url(settings.smtp_url) if getattr(settings, "smtp_url", None) else None
     if default is None and not _any_workspace_smtp(engine):
         return None
-    channel = EmailChannel(WorkspaceConfigs(engine, default, clock or SystemClock()), renderer or DefaultRenderer(engine), clock)
+    processes = int(getattr(settings, "email_build_processes", 0) or 0)
+    workers = None
+    if processes > 0:
+        from nudgeflow.channels.workers import WorkerPool
+
+        workers = WorkerPool(processes)
+    channel = EmailChannel(WorkspaceConfigs(engine, default, clock or SystemClock()), renderer or DefaultRenderer(engine),
+                           clock, workers=workers)
     registry.register("email", channel)
     log.info("email goes out over SMTP", extra={"smtp": str(default) if default else "per workspace"})
     return channel

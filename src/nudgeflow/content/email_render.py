@@ -22,8 +22,20 @@ from nudgeflow.core.clock import Clock, SystemClock, to_ms
 
 
 def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None = None) -> Any:
+    """Steps 1 to 5 in this thread: the RenderedEmail of one message."""
+    from nudgeflow.content.email_jobs import compiled_for
+
+    job = prepare_email(engine, message, clock)
+    return build_email(compiled_for(job), job.context, message, job.to, job.secret, job.base)
+
+
+def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None = None) -> Any:
+    """Steps 1 and 2's reads, as an EmailJob (content/email_jobs.py) that builds the
+    message's bytes here or in a worker process. Raises PermanentError when the message
+    cannot be rendered at all."""
     # Imported here: the channel module loads without the content stack (and its MJML
     # compiler) until an email is actually rendered.
+    from nudgeflow.content.email_jobs import job_for
     from nudgeflow.content.prepare import prepare
 
     if engine is None:
@@ -33,8 +45,7 @@ def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None =
     if not isinstance(to, str) or "@" not in to:
         raise PermanentError("profile has no email")
     ready = prepare(engine, message, "email", now_ms)
-    compiled, context, secret, base = ready.compiled, ready.context, ready.secret, ready.base
-    return build_email(compiled, context, message, to, secret, base)
+    return job_for(ready.compiled, message, to, ready.context, ready.secret, ready.base)
 
 
 def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage, to: str,

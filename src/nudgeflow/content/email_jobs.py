@@ -1,0 +1,135 @@
+"""An email as a self-contained job: what building its bytes needs, and the build itself.
+
+Building an email is pure CPU: the Liquid render of a ~30 KB MJML body, link tracking,
+the MIME bytes and, with a key, a DKIM signature (dkimpy's RSA in Python, several ms).
+Reading what it needs (the template version, the person's context, the workspace's link
+secret) is database work. `EmailJob` holds the result of the reads — plain, picklable
+values — so that `build_raw` can run either inline or in one of the email channel's
+worker processes (channels/workers.py), where it uses a core the serving process's GIL
+does not hold.
+
+A worker gets the template as its source and compiled HTML, with a fingerprint; it parses
+each fingerprint once and keeps it (a small LRU), so a version is parsed once per worker,
+not once per message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+
+
+@dataclass(frozen=True)
+class EmailJob:
+    """Everything `build_raw` needs; no connections, no locks (it crosses processes)."""
+
+    message: OutboundMessage
+    to: str
+    template_fingerprint: str
+    template_source: Any  # content.templates.TemplateSource
+    template_html: str | None  # the MJML body compiled once per version (None: not MJML)
+    context: dict[str, Any]
+    secret: str  # the workspace's link signing secret
+    base: str  # the workspace's public base URL
+    # Filled in by the channel from its SMTP settings:
+    sender: str = ""
+    reply_to: str | None = None
+    date: datetime | None = None
+    dkim: tuple[str, str, bytes] | None = None  # selector, domain, private key (PEM)
+
+
+# -- the template, once per version and process ------------------------------------------------
+
+_FINGERPRINTS: "OrderedDict[int, tuple[Any, str]]" = OrderedDict()  # id(compiled) -> (compiled, fingerprint)
+_COMPILED: "OrderedDict[str, Any]" = OrderedDict()  # fingerprint -> CompiledTemplate (in workers)
+_LOCK = threading.Lock()
+_KEEP = 64
+
+
+def fingerprint(compiled: Any) -> str:
+    """A name for this compiled template that another process can trust: a hash of its
+    source and compiled HTML (memoized per object; the object is kept alive with it, so
+    its id cannot be reused while it is remembered)."""
+    with _LOCK:
+        hit = _FINGERPRINTS.get(id(compiled))
+        if hit is not None and hit[0] is compiled:
+            return hit[1]
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(compiled.source.model_dump_json().encode())
+    digest.update(b"\0")
+    digest.update((compiled.html or "").encode())
+    value = digest.hexdigest()
+    with _LOCK:
+        _FINGERPRINTS[id(compiled)] = (compiled, value)
+        while len(_FINGERPRINTS) > _KEEP:
+            _FINGERPRINTS.popitem(last=False)
+    return value
+
+
+def compiled_for(job: EmailJob) -> Any:
+    from nudgeflow.content.templates import compile_template
+
+    with _LOCK:
+        hit = _COMPILED.get(job.template_fingerprint)
+        if hit is not None:
+            _COMPILED.move_to_end(job.template_fingerprint)
+            return hit
+    compiled = compile_template(job.template_source, compiled_html=job.template_html)
+    with _LOCK:
+        _COMPILED[job.template_fingerprint] = compiled
+        while len(_COMPILED) > _KEEP:
+            _COMPILED.popitem(last=False)
+    return compiled
+
+
+def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str, Any], secret: str, base: str) -> EmailJob:
+    """The job for a message whose template and context were read in this process. The
+    compiled template is remembered under its fingerprint here too, so an inline build
+    does not parse it again."""
+    fp = fingerprint(compiled)
+    with _LOCK:
+        _COMPILED.setdefault(fp, compiled)
+    return EmailJob(message=message, to=to, template_fingerprint=fp, template_source=compiled.source,
+                    template_html=compiled.html, context=context, secret=secret, base=base)
+
+
+# -- the build ------------------------------------------------------------------------------------
+
+
+def build_raw(job: EmailJob) -> bytes:
+    """The message's bytes as sent: rendered, tracked, composed, signed.
+
+    Raises PermanentError for what no retry can fix (a render error with its line and
+    column, a header that cannot be written) and TransientError for a DKIM failure (an
+    operator can fix the key; the message waits for it)."""
+    from nudgeflow.channels.email import compose_raw, dkim_sign
+    from nudgeflow.content.email_render import build_email
+
+    try:
+        rendered = build_email(compiled_for(job), job.context, job.message, job.to, job.secret, job.base)
+    except (PermanentError, TransientError):
+        raise
+    except Exception as exc:
+        raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
+    if not job.sender:
+        raise PermanentError("no From address configured for email (the SMTP settings' from)")
+    try:
+        raw = compose_raw(
+            rendered, job.to, job.sender, message_key=f"{job.message.workspace_id}:{job.message.key}",
+            reply_to=job.reply_to, date=job.date,
+        )
+    except (ValueError, TypeError) as exc:
+        raise PermanentError(f"cannot compose the message: {exc}") from None
+    if job.dkim is not None:
+        selector, domain, key = job.dkim
+        try:
+            raw = dkim_sign(raw, selector, domain, key)
+        except Exception as exc:  # a malformed key: the operator must fix it
+            raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
+    return raw

@@ -1,0 +1,145 @@
+"""Emails built in worker processes (NUDGEFLOW_EMAIL_BUILD_PROCESSES): the same bytes as a
+build in the serving process, the same errors, DKIM that verifies, and a worker that dies
+costs a retry, not the channel."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from typing import Any, Iterator
+
+import dkim
+import pytest
+
+from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.channels.email import EmailChannel
+from nudgeflow.channels.smtp_config import parse_smtp_url
+from nudgeflow.channels.workers import WorkerPool
+from nudgeflow.content.email_jobs import EmailJob, build_raw, job_for
+from nudgeflow.content.templates import compile_template
+from nudgeflow.core.clock import VirtualClock
+from nudgeflow.settings import Settings
+from tests.channels.test_email import dkim_key
+
+TEMPLATE = {
+    "channel": "email",
+    "subject": "{{ profile.first_name | default: 'Hi' }}, your cart",
+    "topic": "promotions",
+    "body": """<mjml><mj-body><mj-section><mj-column>
+<mj-text>Hello {{ profile.first_name }}, {% for item in cart.items %}{{ item.name }} {{ item.price | money: "EUR" }}; {% endfor %}</mj-text>
+<mj-button href="https://shop.example.com/cart">Back to your cart</mj-button>
+</mj-column></mj-section></mj-body></mjml>""",
+}
+BROKEN = {**TEMPLATE, "subject": "Hi", "body": "<p>\n{{ profile.nickname }}</p>"}  # no such trait, no default
+
+
+def message(key: str = "run_1:mail:0") -> OutboundMessage:
+    return OutboundMessage(key=key, workspace_id="ws_w", profile_id="p1", run_id="run_1", journey_id="cart",
+                           step="mail", channel="email", template="cart", variant=None, marketing=True,
+                           traits={"email": "ada@example.org"})
+
+
+CONTEXT = {"profile": {"id": "p1", "first_name": "Ada", "locale": "de-DE"},
+           "cart": {"items": [{"name": "Red shoes", "price": 59.9}, {"name": "Blue hat", "price": 19}]}}
+
+
+class JobRenderer:
+    """What content/email_render.prepare_email hands the channel, without a database."""
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        self.compiled = compile_template(template)
+
+    async def prepare_email(self, m: OutboundMessage) -> EmailJob:
+        return job_for(self.compiled, m, "ada@example.org", dict(CONTEXT), "secret-0123456789", "https://nf.example.com")
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool(1)
+    yield workers
+    workers.close()
+
+
+def _channel(template: dict[str, Any], workers: WorkerPool | None, url: str) -> EmailChannel:
+    return EmailChannel(parse_smtp_url(url), JobRenderer(template), VirtualClock(), workers=workers)
+
+
+URL = "smtp://127.0.0.1:2525?tls=none&from=shop@shop.example.com&from_name=Shop"
+
+
+def test_a_worker_builds_the_same_bytes_as_the_serving_process(pool: WorkerPool) -> None:
+    config = parse_smtp_url(URL)
+    inline = asyncio.run(_channel(TEMPLATE, None, URL).build(message(), config))
+    pooled = asyncio.run(_channel(TEMPLATE, pool, URL).build(message(), config))
+    assert pooled == inline
+    assert b"Ada, your cart" in pooled[2] and b"List-Unsubscribe-Post" in pooled[2]
+
+
+def test_a_new_template_version_reaches_a_worker_that_parsed_the_old_one(pool: WorkerPool) -> None:
+    # Another version is another fingerprint: the worker parses it, not its cached one.
+    other = {**TEMPLATE, "subject": "Second version for {{ profile.first_name }}"}
+    _, _, raw = asyncio.run(_channel(other, pool, URL).build(message("run_1:mail:1"), parse_smtp_url(URL)))
+    assert b"Second version for Ada" in raw
+
+
+def test_a_render_error_in_a_worker_fails_the_message_with_line_and_column(pool: WorkerPool) -> None:
+    with pytest.raises(PermanentError) as failed:
+        asyncio.run(_channel(BROKEN, pool, URL).build(message(), parse_smtp_url(URL)))
+    assert "body:2:4: profile.nickname is undefined" in str(failed.value)  # part:line:column
+
+
+def test_no_from_address_is_the_same_permanent_error_in_a_worker(pool: WorkerPool) -> None:
+    url = "smtp://127.0.0.1:2525?tls=none"
+    with pytest.raises(PermanentError, match="no From address"):
+        asyncio.run(_channel(TEMPLATE, pool, url).build(message(), parse_smtp_url(url)))
+
+
+def test_dkim_signed_in_a_worker_verifies(pool: WorkerPool, tmp_path: Any) -> None:
+    path, record = dkim_key(tmp_path)
+    url = f"{URL}&dkim_selector=s1&dkim_domain=shop.example.com&dkim_key={path}"
+    _, _, raw = asyncio.run(_channel(TEMPLATE, pool, url).build(message(), parse_smtp_url(url)))
+    assert raw.startswith(b"DKIM-Signature:")
+    assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record if name == b"s1._domainkey.shop.example.com." else None)
+
+
+def test_a_worker_that_dies_costs_a_retry_and_is_replaced() -> None:
+    workers = WorkerPool(1)
+    try:
+        pid = asyncio.run(workers.run(_pid, None))
+        with pytest.raises(TransientError, match="worker process died"):
+            asyncio.run(workers.run(_die, None))
+        assert not _alive(pid)
+        assert asyncio.run(workers.run(_pid, None)) != pid  # a new process took its place
+    finally:
+        workers.close()
+
+
+def test_the_setting_reaches_the_channel() -> None:
+    assert Settings.from_env({"NUDGEFLOW_EMAIL_BUILD_PROCESSES": "2"}).email_build_processes == 2
+    assert Settings().email_build_processes == 0
+    with pytest.raises(ValueError):
+        WorkerPool(0)
+
+
+def test_build_raw_inline_needs_no_pool() -> None:
+    job = asyncio.run(JobRenderer(TEMPLATE).prepare_email(message()))
+    raw = build_raw(dataclasses.replace(job, sender="Shop <shop@shop.example.com>"))
+    assert b"Red shoes" in raw
+
+
+def _pid(_: Any) -> int:
+    return os.getpid()
+
+
+def _die(_: Any) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
