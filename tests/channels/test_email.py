@@ -428,3 +428,12 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
         ).all()
     assert [(e[0], e[1]) for e in events] == [("p_gone", "Email Bounced")]
     assert '"code":550' in events[0][2] and '"status":"5.1.1"' in events[0][2]
+
+
+def test_the_declared_size_is_the_size_on_the_wire() -> None:
+    from aiosmtplib.protocol import normalize_message_line_endings
+
+    from nudgeflow.channels.email import _wire_size
+
+    for raw in (b"a\r\nb\r\n", b"a\nb", b"a\rb\r\n", b"a\r\n\r\r\n\nb", b"", b"x\r", b"x\n", b"\r\r"):
+        assert _wire_size(raw) == len(normalize_message_line_endings(raw)), raw

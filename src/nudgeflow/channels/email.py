@@ -530,11 +530,10 @@ class SmtpPool:
             except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
                 raise TransientError(f"cannot connect to the SMTP server: {type(exc).__name__}: {exc}") from None
             try:
-                await client.sendmail(mail_from, [rcpt], raw)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                first = exc.recipients[0]
+                await _transaction(client, mail_from, rcpt, raw)
+            except aiosmtplib.SMTPRecipientRefused as exc:
                 await self._after_refusal(client)
-                raise _answer(first.code, first.message, "RCPT", rcpt) from None
+                raise _answer(exc.code, exc.message, "RCPT", rcpt) from None
             except aiosmtplib.SMTPSenderRefused as exc:
                 await self._after_refusal(client)
                 if 400 <= exc.code < 500:
@@ -571,6 +570,23 @@ class SmtpPool:
                 await client.quit()
             except Exception:
                 _drop(client)
+
+
+async def _transaction(client: aiosmtplib.SMTP, mail_from: str, rcpt: str, raw: bytes) -> None:
+    """MAIL FROM, RCPT TO, DATA: what `client.sendmail` does for one recipient, less its
+    extra pass over the message to count the SIZE it declares (a regex substitution over
+    all of a 35 KB message, a tenth of a message's CPU). The size here is the same figure:
+    the length once line endings are CRLF, as DATA sends it."""
+    options = [f"SIZE={_wire_size(raw)}"] if client.supports_extension("size") else []
+    await client.mail(mail_from, options=options)
+    await client.rcpt(rcpt)
+    await client.data(raw)
+
+
+def _wire_size(raw: bytes) -> int:
+    crlf = raw.count(b"\r\n")
+    size = len(raw) + (raw.count(b"\n") - crlf) + (raw.count(b"\r") - crlf)  # lone LF / CR become CRLF
+    return size if raw.endswith((b"\n", b"\r")) else size + 2  # DATA ends the message with CRLF
 
 
 def _answer(code: int, text: str, phase: str, rcpt: str, bounce: bool = True) -> Exception:
