@@ -874,6 +874,11 @@ def fire_timers_phase(path: str, batch: int) -> None:
     runner = WriterRunner(writer)
     engines = EngineCache()
     stats = RuntimeStats()
+    # As `nudgeflow serve` does before it serves (cli.py): the heap loaded at start is
+    # frozen, so the collector's full passes do not walk it again and again while each
+    # batch allocates its thousands of state objects (without it: ~30 % slower here).
+    gc.collect()
+    gc.freeze()
     peak = rss_start
     blocks_start = blocks_peak = sys.getallocatedblocks()  # Python objects alive: where in-memory timers would show
     fired = 0
