@@ -347,6 +347,23 @@ def _sender_domain(from_: str) -> str:
     return sender.rsplit("@", 1)[1]
 
 
+def finish(rendered: RenderedEmail, to: str, sender: str, message_key: str, reply_to: str | None,
+           date: Any, dkim: tuple[str, str, bytes] | None) -> bytes:
+    """A rendered email's bytes as sent: composed, then DKIM-signed when there is a key.
+    A message that cannot be composed fails for good; a signing failure waits (an operator
+    can fix the key)."""
+    try:
+        raw = compose_raw(rendered, to, sender, message_key=message_key, reply_to=reply_to, date=date)
+    except (ValueError, TypeError) as exc:
+        raise PermanentError(f"cannot compose the message: {exc}") from None
+    if dkim is not None:
+        try:
+            raw = dkim_sign(raw, *dkim)
+        except Exception as exc:  # a malformed key: the operator must fix it
+            raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
+    return raw
+
+
 def _set_qp_text(msg: Any, string: str, subtype: str = "plain") -> None:
     """`set_content(string, subtype=…, charset="utf-8", cte="quoted-printable")` with the C
     encoder of binascii: the standard library's quoprimime encodes character by character
@@ -737,20 +754,8 @@ class EmailChannel(RemoteChannel):
         recipient = rendered.to or to
         if not isinstance(recipient, str) or "@" not in recipient:
             raise PermanentError("profile has no email")
-        sender = self._sender(config)
-        try:
-            raw = compose_raw(
-                rendered, recipient, sender, message_key=f"{message.workspace_id}:{message.key}",
-                reply_to=config.reply_to, date=self.clock.now(),
-            )
-        except (ValueError, TypeError) as exc:
-            raise PermanentError(f"cannot compose the message: {exc}") from None
-        dkim = self._dkim(config)
-        if dkim is not None:
-            try:
-                raw = dkim_sign(raw, *dkim)
-            except Exception as exc:  # a malformed key: the operator must fix it
-                raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
+        raw = finish(rendered, recipient, self._sender(config), f"{message.workspace_id}:{message.key}",
+                     config.reply_to, self.clock.now(), self._dkim(config))
         return config.envelope_sender(message.workspace_id) or config.from_address, recipient, raw
 
     async def _build_job(self, message: OutboundMessage, config: SmtpConfig,

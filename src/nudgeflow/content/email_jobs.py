@@ -121,7 +121,7 @@ def build_raw(job: EmailJob) -> bytes:
     Raises PermanentError for what no retry can fix (a render error with its line and
     column, a header that cannot be written) and TransientError for a DKIM failure (an
     operator can fix the key; the message waits for it)."""
-    from nudgeflow.channels.email import compose_raw, dkim_sign
+    from nudgeflow.channels.email import finish
     from nudgeflow.content.email_render import build_email
 
     compiled = compiled_for(job)  # TemplateNotLoaded goes back to the caller as it is
@@ -133,17 +133,5 @@ def build_raw(job: EmailJob) -> bytes:
         raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
     if not job.sender:
         raise PermanentError("no From address configured for email (the SMTP settings' from)")
-    try:
-        raw = compose_raw(
-            rendered, job.to, job.sender, message_key=f"{job.message.workspace_id}:{job.message.key}",
-            reply_to=job.reply_to, date=job.date,
-        )
-    except (ValueError, TypeError) as exc:
-        raise PermanentError(f"cannot compose the message: {exc}") from None
-    if job.dkim is not None:
-        selector, domain, key = job.dkim
-        try:
-            raw = dkim_sign(raw, selector, domain, key)
-        except Exception as exc:  # a malformed key: the operator must fix it
-            raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
-    return raw
+    return finish(rendered, job.to, job.sender, f"{job.message.workspace_id}:{job.message.key}",
+                  job.reply_to, job.date, job.dkim)
