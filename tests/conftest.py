@@ -93,7 +93,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     # Tests are not about fsync: NORMAL keeps them quick; the benchmark measures FULL.
-    return Settings(database_url=database_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0)
+    # push.example.net: the browsers' push service of the tests (a reserved domain; real
+    # services are allowed by default, channels/push_services.py).
+    return Settings(database_url=database_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0,
+                    webpush_hosts=("push.example.net",))
 
 
 @pytest.fixture

@@ -69,6 +69,9 @@ class Settings:
     # ... and a local Web Push service (runtime/dev_push.py) whose pushes the dev inbox shows;
     # 0 picks a free port (`serve --dev` prints it).
     dev_push_port: int = 0
+    # Web Push hosts accepted beside the browsers' own push services (channels/push_services.py):
+    # a self-hosted push server, say. "*" accepts any https host.
+    webpush_hosts: tuple[str, ...] = ()
     # Mobile push defaults of every workspace (channels/push_config.py); a workspace may set
     # its own credentials. FCM: a service account JSON file (its project_id, its token_uri);
     # APNs: a .p8 key file, its key id, the team id and the app's bundle id (the topic).
@@ -103,6 +106,8 @@ class Settings:
             values["engine_linger_ms"] = float(linger_ms)
         if processes := env.get("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "").strip():
             values["email_build_processes"] = int(processes)
+        if (hosts := env.get("NUDGEFLOW_WEBPUSH_HOSTS")) is not None:
+            values["webpush_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
         if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
             values["smtp_url"] = smtp_url
         for name in _PUSH_ENV:

@@ -114,7 +114,7 @@ def site() -> Iterator[Site]:
     # The system clock: the browser's timestamps are real ones.
     directory = tempfile.mkdtemp(prefix="nudgeflow-browser-")
     settings = Settings(database_url=f"sqlite:///{directory}/nudgeflow.db", sqlite_synchronous="NORMAL",
-                        ingest_rate_per_second=0)
+                        ingest_rate_per_second=0, webpush_hosts=("push.example.net",))
     app = create_app(settings, clock=SystemClock())
     app.add_api_route("/shop/boots", lambda: HTMLResponse(SHOP_PAGE), include_in_schema=False)
     running = serve_in_thread(app, name="nudgeflow-browser-test")

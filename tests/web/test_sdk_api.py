@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from conftest import LiveServer
+from nudgeflow.settings import Settings
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.push_targets import endpoint_hash, targets_of
 from nudgeflow.store.schema import events
@@ -206,6 +207,40 @@ def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(
     with write(live, ws) as client:
         assert_error(client.post("/v1/push/subscriptions", json=body), 400, field)
     assert named(live, ws, "Push Subscribed") == []
+
+
+@pytest.mark.parametrize("service", ["https://10.0.0.7", "https://internal.corp.example", "http://127.0.0.1:8080",
+                                     "https://fcm.googleapis.com.evil.example"])
+def test_an_endpoint_that_is_not_a_push_service_is_refused(live: LiveServer, ws: NewWorkspace, service: str) -> None:
+    # The server would POST to it from inside the operator's network (SSRF): refused, named.
+    with write(live, ws) as client:
+        answer = client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": new_subscription(service)})
+    assert_error(answer, 400, "subscription.endpoint")
+    assert "not a known Web Push service" in answer.text
+    assert named(live, ws, "Push Subscribed") == []
+
+
+@pytest.mark.parametrize("service", ["https://fcm.googleapis.com/fcm/send", "https://updates.push.services.mozilla.com/wpush/v2",
+                                     "https://web.push.apple.com", "https://wns2-par02p.notify.windows.com/w"])
+def test_the_browsers_push_services_are_accepted(live: LiveServer, ws: NewWorkspace, service: str) -> None:
+    with write(live, ws) as client:
+        answer = client.post("/v1/push/subscriptions", json={"userId": "gus", "subscription": new_subscription(service)})
+    assert answer.status_code == 200, answer.text
+
+
+def test_the_push_service_policy() -> None:
+    from nudgeflow.channels.push_services import allowed, allowed_hosts
+
+    assert allowed("https://fcm.googleapis.com/fcm/send/x")
+    assert not allowed("https://push.example.org/x")
+    assert allowed("https://push.example.org/x", ["push.example.org"])
+    assert allowed("https://a.push.example.org/x", ["*.push.example.org"]) and not allowed("https://push.example.org.evil/x", ["*.push.example.org"])
+    assert allowed("https://anything.example/x", ["*"])
+    assert not allowed("not a url") and not allowed("https:///nohost")
+    assert allowed_hosts(Settings(webpush_hosts=("a.example",))) == ("a.example",)
+    assert "127.0.0.1" in allowed_hosts(Settings(dev_mode=True))  # serve --dev: its local push service
+    assert Settings.from_env({"NUDGEFLOW_WEBPUSH_HOSTS": "push.corp.example, *.autopush.example"}).webpush_hosts == (
+        "push.corp.example", "*.autopush.example")
 
 
 def test_not_json_an_unknown_key_or_a_wrong_type_are_refused(live: LiveServer, ws: NewWorkspace) -> None:

@@ -42,6 +42,7 @@ from sqlalchemy import Connection, select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from nudgeflow.channels import push_services
 from nudgeflow.core.clock import to_ms
 from nudgeflow.ingest.api import error_response, json_response
 from nudgeflow.ingest.auth import basic_user
@@ -240,6 +241,10 @@ def sdk_router() -> APIRouter:
                 endpoint, _, _ = parse_subscription(subscription)
             except PushTargetError as exc:
                 raise _target_error(exc) from exc
+            if not push_services.allowed(endpoint, push_services.allowed_hosts(state.settings)):
+                # We would POST to it from the operator's network: only push services.
+                raise _bad("subscription.endpoint", f"{_push_service(endpoint)} is not a known Web Push service "
+                           "(an operator adds one with NUDGEFLOW_WEBPUSH_HOSTS)")
             user_agent = data.get("userAgent")
             if user_agent is not None and not isinstance(user_agent, str):
                 raise _bad("userAgent", "expected a string")
