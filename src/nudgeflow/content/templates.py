@@ -160,7 +160,7 @@ class Limits:
     """Resource limits for one render of one part (python-liquid enforces them)."""
 
     loop_iterations: int = 10_000  # the product of nested loop lengths
-    output_bytes: int = 1_000_000  # Gmail clips messages past ~100 KB: this is a safety net
+    output_bytes: int = 1_000_000  # counted in characters; Gmail clips messages past ~100 KB: a safety net
     context_depth: int = 30
     local_namespace_bytes: int = 1_000_000
 
