@@ -131,6 +131,16 @@ def test_the_setting_reaches_the_channel() -> None:
         WorkerPool(0)
 
 
+def test_a_job_never_shows_its_secrets_or_personal_data(tmp_path: Any) -> None:
+    path, _ = dkim_key(tmp_path)
+    job = asyncio.run(JobRenderer(TEMPLATE).prepare_email(message()))
+    job = dataclasses.replace(job, dkim=("s1", "shop.example.com", open(path, "rb").read()))
+    shown = repr(job)
+    assert "secret-0123456789" not in shown and "PRIVATE KEY" not in shown and "Red shoes" not in shown
+    assert "ada@example.org" not in shown
+    assert "run_1:mail:0" in shown  # what identifies it stays
+
+
 def test_build_raw_inline_needs_no_pool() -> None:
     job = asyncio.run(JobRenderer(TEMPLATE).prepare_email(message()))
     raw = build_raw(dataclasses.replace(job, sender="Shop <shop@shop.example.com>"))

@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,16 +35,22 @@ class EmailJob:
     template_fingerprint: str
     # The template itself, for a process that has not parsed this fingerprint yet; `slim`
     # leaves it out (most jobs: 2 KB instead of 25 KB through the pipe).
-    template_source: Any  # content.templates.TemplateSource; None in a slim job
-    template_html: str | None  # the MJML body compiled once per version (None: not MJML)
-    context: dict[str, Any]
-    secret: str  # the workspace's link signing secret
-    base: str  # the workspace's public base URL
+    template_source: Any = field(repr=False)  # content.templates.TemplateSource; None in a slim job
+    template_html: str | None = field(repr=False)  # the MJML body compiled once per version (None: not MJML)
+    # Never in a repr (so never in a log line that prints a job): personal data, secrets.
+    context: dict[str, Any] = field(repr=False)
+    secret: str = field(repr=False)  # the workspace's link signing secret
+    base: str = ""  # the workspace's public base URL
     # Filled in by the channel from its SMTP settings:
     sender: str = ""
     reply_to: str | None = None
     date: datetime | None = None
-    dkim: tuple[str, str, bytes] | None = None  # selector, domain, private key (PEM)
+    dkim: tuple[str, str, bytes] | None = field(default=None, repr=False)  # selector, domain, private key (PEM)
+
+    def __repr__(self) -> str:
+        # Ids only: the message carries the person's traits, the rest secrets and content.
+        m = self.message
+        return f"EmailJob(workspace={m.workspace_id!r}, key={m.key!r}, template={m.template!r}, fingerprint={self.template_fingerprint!r})"
 
 
 # -- the template, once per version and process ------------------------------------------------
