@@ -256,9 +256,6 @@ class BenchRenderer:
 
         return build_email(self._compiled(), dict(message.context), message, message.traits["email"], SECRET, BASE_URL)
 
-    async def render_email(self, message: Any) -> Any:
-        return self.build(message)
-
     async def prepare_email(self, message: Any) -> Any:
         """What content/email_render.prepare_email returns after its reads: the channel's
         own build path (inline, or in its worker processes) starts here."""

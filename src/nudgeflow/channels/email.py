@@ -1,7 +1,9 @@
 """The `email` channel: messages composed, DKIM-signed and delivered over SMTP.
 
-- Content comes from a `Renderer` (`render_email(message) -> RenderedEmail`): the templates
-  and personalization of content/ plug in there. `compose` turns it into a
+- Content comes from the default renderer (`prepare_email(message) -> EmailJob`: the
+  templates and personalization of content/, built here or in worker processes, see
+  content/email_jobs.py), or from any `Renderer` (`render_email(message) ->
+  RenderedEmail`). `compose` turns the rendered email into a
   multipart/alternative message: a text part (given, or derived from the HTML by
   `html_to_text`), the HTML part with the preheader as hidden text at its top, a
   Message-ID that is a function of the message's idempotency key (a resend after a crash
@@ -27,7 +29,6 @@ import functools
 import hashlib
 import html
 import importlib
-import inspect
 import logging
 import re
 import ssl
@@ -88,50 +89,21 @@ class Renderer(Protocol):
 
 
 class DefaultRenderer:
-    """The templates of content/templates.py, when that module is there.
-
-    Looked up at call time: `nudgeflow.content.email_render.render_email(engine, message)`
-    (sync or async) returning a RenderedEmail (or anything with its attributes). Without
-    it, every message fails with "no template renderer".
-    """
+    """The templates of content/ (looked up at call time, so this module loads without the
+    content stack): `nudgeflow.content.email_render.prepare_email(engine, message)` reads
+    what a message needs and returns an EmailJob, which the channel builds (render, MIME,
+    DKIM) here or in a worker process. Without that module, every message fails with "no
+    template renderer"."""
 
     def __init__(self, engine: Any = None) -> None:
         self.engine = engine
 
     async def prepare_email(self, message: OutboundMessage) -> Any:
-        """The message as an EmailJob (content/email_jobs.py): its reads done, its build
-        (render, MIME, DKIM) left to the channel, here or in a worker process."""
         try:
             templates = importlib.import_module("nudgeflow.content.email_render")
         except ImportError:
             raise PermanentError("no template renderer") from None
         return templates.prepare_email(self.engine, message)
-
-    async def render_email(self, message: OutboundMessage) -> RenderedEmail:
-        try:
-            templates = importlib.import_module("nudgeflow.content.email_render")
-        except ImportError:
-            templates = None
-        render = getattr(templates, "render_email", None)
-        if render is None:
-            raise PermanentError("no template renderer")
-        result = render(self.engine, message)
-        if inspect.isawaitable(result):
-            result = await result
-        if isinstance(result, RenderedEmail):
-            return result
-        preheader = getattr(result, "preheader", None)
-        if preheader and html.escape(preheader) in result.html:  # content/templates.py injects it itself
-            preheader = None
-        return RenderedEmail(
-            subject=result.subject,
-            html=result.html,
-            text=getattr(result, "text", None),
-            preheader=preheader,
-            headers=dict(getattr(result, "headers", None) or {}),
-            to=getattr(result, "to", None),
-            marketing=bool(getattr(result, "marketing", message.marketing)),
-        )
 
 
 _BLOCK = {

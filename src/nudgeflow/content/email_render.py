@@ -1,6 +1,8 @@
 """One email, from outbox message to content: template, personalization, tracking, headers.
 
-This is what the email channel's default renderer calls for each message:
+What the email channel's default renderer does for each message: `prepare_email` reads
+(steps 1-2) into an EmailJob, and `build_email` (run by content/email_jobs.build_raw, here or
+in a worker process) does the rest:
 1. the template version (compiled once per version, cached) — none: the message fails with
    "template 'x' not found";
 2. the personalization context (content/context.py) plus `links` (signed unsubscribe and
@@ -19,14 +21,6 @@ from sqlalchemy import Engine
 
 from nudgeflow.channels.base import OutboundMessage, PermanentError
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
-
-
-def render_email(engine: Engine, message: OutboundMessage, clock: Clock | None = None) -> Any:
-    """Steps 1 to 5 in this thread: the RenderedEmail of one message."""
-    from nudgeflow.content.email_jobs import compiled_for
-
-    job = prepare_email(engine, message, clock)
-    return build_email(compiled_for(job), job.context, message, job.to, job.secret, job.base)
 
 
 def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None = None) -> Any:
