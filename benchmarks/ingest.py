@@ -48,6 +48,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -672,6 +673,12 @@ async def open_loop(
     return result
 
 
+def thread_cpu_seconds() -> float:
+    """CPU time of the calling thread: the load generator's loop, without rich's refresh thread."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_async(coro: Any, limit: float = 600.0) -> Any:
     """Run a load phase on uvloop when installed; a phase that hangs fails after `limit` s."""
 
@@ -722,6 +729,10 @@ class Figures:
     track: LoadResult | None = None
     track_server_cpu: float = 0.0
     track_requests_per_commit: float = 0.0
+    # CPU seconds per /v1/track request at saturation: the server process (all threads)
+    # and the load generator's own thread, to say what 3 x C would leave the server.
+    track_server_us: float = 0.0
+    track_client_us: float = 0.0
     bare: LoadResult | None = None
     half: LoadResult | None = None
     half_rate: float = 0.0
@@ -838,12 +849,12 @@ def run(args: argparse.Namespace) -> Figures:
             with Server(tmp, "track") as server:
                 requests = [request_bytes(server.port, "/v1/track", server.write_key, body) for body in tracks]
                 progress.update(task, info="")
-                cpu0 = server.cpu_seconds()
+                cpu0, client0 = server.cpu_seconds(), thread_cpu_seconds()
                 t0 = time.perf_counter()
                 result = run_async(
                     closed_loop(server.port, requests, args.connections, args.seconds, args.warmup, lambda n: progress.advance(task, n))
                 )
-                cpu = server.cpu_seconds() - cpu0
+                cpu, client_cpu = server.cpu_seconds() - cpu0, thread_cpu_seconds() - client0
                 _, figures.track_requests_per_commit = server.commit_stats()
                 wall = time.perf_counter() - t0
                 server.stop()
@@ -854,6 +865,8 @@ def run(args: argparse.Namespace) -> Figures:
                 raise SystemExit(f"/v1/track stored {stored} events of the {sent:.0f} answered")
             figures.track = result
             figures.track_server_cpu = cpu / wall
+            figures.track_server_us = cpu / sent * 1e6
+            figures.track_client_us = client_cpu / sent * 1e6
             progress.update(task, info=f"{result.rate:,.0f} req/s")
 
             # The same load against an ASGI app that does nothing: the HTTP stack's own ceiling
@@ -907,6 +920,10 @@ def report(figures: Figures, args: argparse.Namespace, info: dict[str, str]) -> 
     assert track is not None and half is not None
     batch_ratio = figures.batch_rate / figures.L
     track_ratio = track.rate / figures.C
+    # At 3 x C requests/s, the machine's cores are shared by the load generator (at its own
+    # measured cost per request) and the server: what is left is the server's budget.
+    cores = int(info["cores"])
+    budget = cores / (3 * figures.C) * 1e6 - figures.track_client_us
     rows = [
         ("L: raw SQLite batched inserts (1,000-row txns, FULL)", f"{figures.L:,.0f} rows/s", "", ""),
         (
@@ -927,6 +944,12 @@ def report(figures: Figures, args: argparse.Namespace, info: dict[str, str]) -> 
             "  for scale: an empty ASGI app on uvicorn, same load",
             f"{figures.bare.rate:,.0f} req/s" if figures.bare else "",
             f"/v1/track reaches {track.rate / figures.bare.rate:.2f} of it" if figures.bare else "",
+            "",
+        ),
+        (
+            "  CPU per request at saturation",
+            f"server {figures.track_server_us:.0f} us, load generator {figures.track_client_us:.0f} us",
+            f"3 x C on {cores} cores leaves the server {budget:.0f} us",
             "",
         ),
         (
