@@ -28,7 +28,8 @@ from nudgeflow.model.events import normalize, parse_message
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import resolve_profile_id
-from nudgeflow.store.schema import device_tokens
+from nudgeflow.store.profiles import erase_profile
+from nudgeflow.store.schema import device_tokens, push_deliveries
 from nudgeflow.store.templates import save_template
 from tests.channels.push_servers import (
     ApnsServer,
@@ -111,12 +112,19 @@ def person(engine: Any, clock: VirtualClock) -> tuple[str, str]:
     return ws, pid
 
 
-def message(ws: str, pid: str, clock: VirtualClock, key: str = "run1:streak:1") -> OutboundMessage:
+def message(ws: str, pid: str, clock: VirtualClock, key: str = "run1:streak:1", attempt: int = 1,
+            last_attempt: bool = False, created_at_ms: int | None = None) -> OutboundMessage:
     return OutboundMessage(key=key, workspace_id=ws, profile_id=pid, run_id="run1", journey_id="streaks", step="streak",
                            channel="push", template="streak", variant=None, marketing=True,
                            context={"trigger": {"event": "Streak Extended", "properties": {"day": 7},
                                                 "timestamp_ms": to_ms(clock.now())}},
-                           created_at_ms=to_ms(clock.now()))
+                           created_at_ms=to_ms(clock.now()) if created_at_ms is None else created_at_ms,
+                           attempt=attempt, last_attempt=last_attempt)
+
+
+def deliveries(engine: Any, ws: str) -> int:
+    with engine.connect() as conn:
+        return len(conn.execute(select(push_deliveries.c.target_key).where(push_deliveries.c.workspace_id == ws)).all())
 
 
 def tokens(engine: Any, ws: str) -> set[str]:
@@ -202,3 +210,68 @@ def test_an_expired_message_is_not_sent(
     with pytest.raises(PermanentError, match="expired"):
         send(engine, push_settings, ca, clock, queued)
     assert servers[0].requests == [] and servers[1].requests == []
+
+
+def test_a_retry_goes_only_to_the_targets_that_missed_the_message(
+        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
+        ca: trustme.CA, clock: VirtualClock) -> None:
+    ws, pid = person
+    fcm, apns = servers
+    apns.script(IPHONE, (503, "ServiceUnavailable", {"Retry-After": "60"}))
+    with pytest.raises(TransientError, match="reached 2 of 3 targets, retrying the rest") as info:
+        send(engine, push_settings, ca, clock, message(ws, pid, clock))
+    assert info.value.retry_after_s == 60.0
+    assert {r.device for r in apns.sent()} == {OLD_IPAD} and len(fcm.sent()) == 1
+    assert deliveries(engine, ws) == 2  # the two that took it, remembered for the retry
+
+    clock.advance(60)
+    send(engine, push_settings, ca, clock, message(ws, pid, clock, attempt=2))
+    # The retry reached the iPhone alone: no device shows the notification twice.
+    assert sorted(r.device for r in apns.sent()) == sorted([OLD_IPAD, IPHONE]) and len(fcm.sent()) == 1
+    assert deliveries(engine, ws) == 0  # done: the record is dropped
+
+
+def test_a_last_try_that_reaches_no_one_new_still_counts_earlier_deliveries_as_sent(
+        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
+        ca: trustme.CA, clock: VirtualClock) -> None:
+    ws, pid = person
+    fcm, apns = servers
+    apns.script(IPHONE, (503, "ServiceUnavailable"), (503, "ServiceUnavailable"), (503, "ServiceUnavailable"))
+    with pytest.raises(TransientError, match="reached 2 of 3"):
+        send(engine, push_settings, ca, clock, message(ws, pid, clock))
+    clock.advance(60)
+    with pytest.raises(TransientError, match="reached 2 of 3"):  # not the last try: retried again
+        send(engine, push_settings, ca, clock, message(ws, pid, clock, attempt=2))
+    clock.advance(120)
+    send(engine, push_settings, ca, clock, message(ws, pid, clock, attempt=3, last_attempt=True))  # sent, not failed
+    assert [r.device for r in apns.requests].count(OLD_IPAD) == 1 and len(fcm.requests) == 1
+    assert [r.device for r in apns.requests].count(IPHONE) == 3
+    assert deliveries(engine, ws) == 0
+
+
+def test_a_partial_message_that_expires_is_sent_to_those_it_reached_and_no_more(
+        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
+        ca: trustme.CA, clock: VirtualClock) -> None:
+    ws, pid = person
+    fcm, apns = servers
+    queued_at = to_ms(clock.now())
+    apns.script(IPHONE, (503, "ServiceUnavailable"))
+    with pytest.raises(TransientError):
+        send(engine, push_settings, ca, clock, message(ws, pid, clock))
+    clock.advance(3 * 3600)  # past the template's 2 h ttl
+    send(engine, push_settings, ca, clock, message(ws, pid, clock, attempt=2, created_at_ms=queued_at))
+    assert [r.device for r in apns.requests].count(IPHONE) == 1  # never sent late
+    assert deliveries(engine, ws) == 0
+
+
+def test_erasing_the_person_erases_their_partial_deliveries(
+        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
+        ca: trustme.CA, clock: VirtualClock) -> None:
+    ws, pid = person
+    servers[1].script(IPHONE, (503, "ServiceUnavailable"))
+    with pytest.raises(TransientError):
+        send(engine, push_settings, ca, clock, message(ws, pid, clock))
+    assert deliveries(engine, ws) == 2
+    with engine.begin() as conn:
+        assert erase_profile(conn, ws, pid)["push_deliveries"] == 2
+    assert deliveries(engine, ws) == 0

@@ -33,9 +33,11 @@ class FlakyRemote(RemoteChannel):
         self.retry_after_s = retry_after_s
         self.permanent = permanent
         self.sent: list[tuple[str, int]] = []
+        self.last: list[bool] = []  # each try's message.last_attempt
 
     async def send(self, message: OutboundMessage) -> None:
         self.sent.append((message.key, message.attempt))
+        self.last.append(message.last_attempt)
         if self.permanent:
             raise PermanentError(self.permanent)
         if message.attempt <= self.failures:
@@ -175,6 +177,7 @@ def test_a_message_that_keeps_failing_transiently_fails_after_max_attempts(h: Ha
     assert orjson.loads(event.payload)["properties"]["reason"] == row.error
     h.clock.advance(timedelta(hours=12))
     assert rt.run_until_idle().messages == 0 and len(flaky.sent) == 3
+    assert flaky.last == [False, False, True]  # the channel is told which try is its last
 
 
 def test_a_permanent_failure_is_recorded_with_its_reason_and_reported(h: Harness) -> None:

@@ -28,7 +28,7 @@ TABLES = {
     "journeys", "journey_versions", "profile_state", "journey_runs", "timers", "outbox",
     "log_channel_messages", "engine_cursors", "templates", "template_versions",
     "catalog_products", "catalog_places", "suppressions", "subscriptions",
-    "workspace_settings", "inbox_messages", "push_subscriptions", "device_tokens",
+    "workspace_settings", "inbox_messages", "push_subscriptions", "device_tokens", "push_deliveries",
 }
 
 

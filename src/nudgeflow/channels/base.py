@@ -42,6 +42,9 @@ class OutboundMessage:
     traits: dict[str, Any] = field(default_factory=dict)  # the profile's traits at send time
     version: int = 0
     attempt: int = 1  # 1 for the first try
+    # No retry follows this try, whatever it raises (the dispatcher's max_attempts): a
+    # channel that reached part of its targets reports the message sent rather than lost.
+    last_attempt: bool = False
     created_at_ms: int = 0  # when the engine queued it: a push message expires relative to this
 
 

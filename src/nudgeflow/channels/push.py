@@ -7,11 +7,12 @@ sender (channels/webpush.py, fcm.py, apns.py), concurrently:
 
 - a target its service reports gone (Web Push 404/410, FCM UNREGISTERED, APNs 410 /
   BadDeviceToken) is deleted, and counts as not delivered;
-- the message is sent when at least one target took it. A target that failed transiently
-  while another took it is not tried again: retrying the message would show the
-  notification twice on the devices that have it (logged, with the reason);
-- when none took it and one failed transiently, the message is retried with backoff (the
-  longest Retry-After wins); when all failed for good, it fails with their reasons;
+- when a target failed transiently, the message is retried with backoff (the longest
+  Retry-After wins), and the retry goes only to the targets that have not taken it: those
+  that did are remembered in `push_deliveries`, so no device shows the notification twice;
+- the message is sent once every target took it or failed for good, with at least one
+  taker; when its retries run out or it expires with some targets reached, it is sent
+  too (the stragglers are logged). When all failed for good, it fails with their reasons;
 - a person with no target at all fails the message with "no push target";
 - a message whose expiry has passed (its template's `ttl` after it was queued: a retry
   that comes too late, an outage) is never sent: it fails as expired.
@@ -62,6 +63,15 @@ class PushTargets(Protocol):
 
     async def drop(self, workspace_id: str, target: PushTarget) -> None: ...
 
+    async def delivered(self, workspace_id: str, message_key: str) -> set[str]:
+        """Keys of the targets that took this message on an earlier try."""
+
+    async def remember(self, message: OutboundMessage, target_keys: list[str]) -> None:
+        """Record targets that took the message, before the rest are retried."""
+
+    async def forget(self, workspace_id: str, message_key: str) -> None:
+        """Drop what `remember` recorded: the message is done."""
+
 
 class DatabasePush:
     """Rendering and targets from the database (the default)."""
@@ -92,6 +102,34 @@ class DatabasePush:
 
         await asyncio.to_thread(write)
 
+    async def delivered(self, workspace_id: str, message_key: str) -> set[str]:
+        from nudgeflow.store.push_targets import delivered_targets
+
+        def read() -> set[str]:
+            with self.engine.connect() as conn:
+                return delivered_targets(conn, workspace_id, message_key)
+
+        return await asyncio.to_thread(read)
+
+    async def remember(self, message: OutboundMessage, target_keys: list[str]) -> None:
+        from nudgeflow.store.push_targets import record_deliveries
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                record_deliveries(conn, message.workspace_id, message.key, message.profile_id, target_keys,
+                                  to_ms(self.clock.now()))
+
+        await asyncio.to_thread(write)
+
+    async def forget(self, workspace_id: str, message_key: str) -> None:
+        from nudgeflow.store.push_targets import forget_deliveries
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                forget_deliveries(conn, workspace_id, message_key)
+
+        await asyncio.to_thread(write)
+
 
 class PushChannel(RemoteChannel):
     name = "push"
@@ -116,28 +154,43 @@ class PushChannel(RemoteChannel):
             raise
         except Exception as exc:
             raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
+        # Targets reached by an earlier try of this message. Only a try that left some
+        # targets to retry records any, so a first try need not look.
+        earlier: set[str] = set()
+        if message.attempt > 1:
+            try:
+                earlier = await self.targets.delivered(message.workspace_id, message.key)
+            except Exception as exc:
+                raise TransientError(f"cannot read the message's earlier deliveries: {type(exc).__name__}") from None
         if content.expired(to_ms(self.clock.now())):
+            if earlier:
+                await self._done(message, earlier, f"expired before the rest were reached ({len(earlier)} were)")
+                return
             raise PermanentError(f"expired: its ttl of {content.ttl_s} s after it was queued has passed")
         try:
             targets = await self.targets.targets(message.workspace_id, message.profile_id)
         except Exception as exc:
             raise TransientError(f"cannot read the person's push targets: {type(exc).__name__}") from None
         usable = [t for t in targets if t.provider in self.senders]
-        if not usable:
+        todo = [t for t in usable if t.key not in earlier]
+        if not todo:
+            if earlier:  # the rest were reached before, or are gone since
+                await self._done(message, earlier, None)
+                return
             have = sorted({t.provider for t in targets})
             raise PermanentError(
                 "no push target: the person has no push subscription or device token"
                 if not have else f"no push target this server can reach (has {', '.join(have)}; not configured)"
             )
         results = await asyncio.gather(
-            *(self.senders[t.provider].send(message.workspace_id, t, content) for t in usable), return_exceptions=True
+            *(self.senders[t.provider].send(message.workspace_id, t, content) for t in todo), return_exceptions=True
         )
-        delivered = 0
+        reached: list[str] = []
         transient: list[TransientError] = []
         reasons: list[str] = []
-        for target, result in zip(usable, results):
+        for target, result in zip(todo, results):
             if result is None:
-                delivered += 1
+                reached.append(target.key)
             elif isinstance(result, TargetGone):
                 reasons.append(f"{target.redacted()}: {result.reason}")
                 try:
@@ -151,14 +204,35 @@ class PushChannel(RemoteChannel):
                 reasons.append(f"{target.redacted()}: {result.reason}")
             elif isinstance(result, BaseException):
                 reasons.append(f"{target.redacted()}: {type(result).__name__}")
-        if delivered:
-            if reasons:
-                log.info("push reached some targets", extra={"delivered": delivered, "failed": "; ".join(reasons)[:500]})
-            return
-        if transient:
+        taken = len(earlier) + len(reached)
+        if transient and not (taken and message.last_attempt):
             waits = [t.retry_after_s for t in transient if t.retry_after_s is not None]
-            raise TransientError("; ".join(reasons)[:1000], retry_after_s=max(waits) if waits else None)
+            if reached:
+                try:
+                    await self.targets.remember(message, reached)
+                except Exception as exc:
+                    # Retrying without the record would show the notification twice on the
+                    # targets just reached: count the message sent and leave the rest.
+                    log.warning("could not record a partial push; the rest are not retried",
+                                extra={"error": type(exc).__name__, "failed": "; ".join(reasons)[:500]})
+                    return
+            prefix = f"reached {taken} of {taken + len(transient)} targets, retrying the rest: " if taken else ""
+            raise TransientError((prefix + "; ".join(reasons))[:1000], retry_after_s=max(waits) if waits else None)
+        if taken:
+            await self._done(message, earlier, "; ".join(reasons) if reasons else None, delivered=taken)
+            return
         raise PermanentError("; ".join(reasons)[:1000] or "no target took the message")
+
+    async def _done(self, message: OutboundMessage, earlier: set[str], failed: str | None, delivered: int = 0) -> None:
+        """The message counts as sent: log what did not take it, drop the partial record."""
+        if failed:
+            log.info("push reached some targets",
+                     extra={"message_key": message.key, "delivered": delivered or len(earlier), "failed": failed[:500]})
+        if earlier:
+            try:
+                await self.targets.forget(message.workspace_id, message.key)
+            except Exception as exc:  # a leftover row only skips a target of a message already done
+                log.warning("could not drop a finished push's delivery record", extra={"error": type(exc).__name__})
 
     async def aclose(self) -> None:
         for sender in self.senders.values():

@@ -206,7 +206,7 @@ class Dispatcher:
                 key=key, workspace_id=ws, profile_id=pid, run_id=run_id, journey_id=journey_id, step=step,
                 channel=channel_name, template=template, variant=variant, marketing=bool(marketing),
                 context=context if isinstance(context, dict) else {}, traits=traits, version=int(version), attempt=attempt,
-                created_at_ms=int(created_at_ms or 0),
+                created_at_ms=int(created_at_ms or 0), last_attempt=attempt >= self.policy.max_attempts,
             )
             topic = consent.topic_for(consents.settings.get(ws, {}), template, journey_id, message.context)
             if topic is None and message.marketing:

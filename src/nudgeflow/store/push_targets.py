@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from nudgeflow.store.schema import device_tokens, push_subscriptions
+from nudgeflow.store.schema import device_tokens, push_deliveries, push_subscriptions
 
 WEBPUSH, FCM, APNS = "webpush", "fcm", "apns"
 Provider = Literal["webpush", "fcm", "apns"]
@@ -40,6 +40,11 @@ class PushTarget:
     def redacted(self) -> str:
         """For logs and errors: a token or endpoint is a credential of sorts."""
         return f"{self.provider}:…{self.address[-8:]}"
+
+    @property
+    def key(self) -> str:
+        """Names the target in `push_deliveries` without storing its token a second time."""
+        return hashlib.sha256(f"{self.provider}:{self.address}".encode()).hexdigest()
 
 
 def endpoint_hash(endpoint: str) -> str:
@@ -169,6 +174,34 @@ def targets_of(conn: Connection, workspace_id: str, profile_id: str) -> list[Pus
         )
     ]
     return out
+
+
+def delivered_targets(conn: Connection, workspace_id: str, message_key: str) -> set[str]:
+    """The keys of the targets that took this message on an earlier, partial try."""
+    p = push_deliveries.c
+    return set(
+        conn.execute(select(p.target_key).where(p.workspace_id == workspace_id, p.message_key == message_key)).scalars()
+    )
+
+
+def record_deliveries(
+    conn: Connection, workspace_id: str, message_key: str, profile_id: str, target_keys: list[str], now_ms: int
+) -> None:
+    """Remember the targets that took a message whose other targets will be retried."""
+    known = delivered_targets(conn, workspace_id, message_key)
+    rows = [
+        {"workspace_id": workspace_id, "message_key": message_key, "target_key": key, "profile_id": profile_id,
+         "delivered_at_ms": now_ms}
+        for key in dict.fromkeys(target_keys) if key not in known
+    ]
+    if rows:
+        conn.execute(insert(push_deliveries), rows)
+
+
+def forget_deliveries(conn: Connection, workspace_id: str, message_key: str) -> None:
+    """The message's last try is over: its delivery rows have served their purpose."""
+    p = push_deliveries.c
+    conn.execute(delete(push_deliveries).where(p.workspace_id == workspace_id, p.message_key == message_key))
 
 
 def list_targets(conn: Connection, workspace_id: str, profile_id: str) -> list[dict[str, Any]]:

@@ -383,6 +383,21 @@ device_tokens = Table(
     Index("ix_device_tokens_profile", "profile_id"),
 )
 
+# The targets that took a push message while another target of the same person failed
+# transiently: the message's retry goes only to the rest (channels/push.py). Rows exist
+# only between such a partial try and the message's last try, which deletes them.
+push_deliveries = Table(
+    "push_deliveries",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("message_key", String(200), nullable=False),  # the outbox row's idempotency key
+    Column("target_key", String(64), nullable=False),  # PushTarget.key: a hash, not the token
+    Column("profile_id", String(40), nullable=False),
+    Column("delivered_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "message_key", "target_key", name="pk_push_deliveries"),
+    Index("ix_push_deliveries_profile", "profile_id"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,
@@ -395,4 +410,5 @@ PROFILE_OWNED = (
     subscriptions,
     push_subscriptions,
     device_tokens,
+    push_deliveries,
 )
