@@ -30,6 +30,9 @@ from nudgeflow.cli_mobile_push import apns_app, fcm_app  # noqa: E402
 
 workspace_app.add_typer(fcm_app, name="fcm")
 workspace_app.add_typer(apns_app, name="apns")
+from nudgeflow.cli_secrets import secrets_app  # noqa: E402
+
+app.add_typer(secrets_app, name="secrets")
 catalog_app = typer.Typer(help="The product and place catalog templates personalize with.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 templates_app = typer.Typer(help="Message templates (Liquid + MJML): apply, list, render.", no_args_is_help=True)
@@ -56,7 +59,9 @@ def _engine(settings: Settings, migrate_sqlite: bool = True):  # type: ignore[no
     from nudgeflow.store import database
     from nudgeflow.web.app import prepare_database
 
-    engine = database.create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    engine = database.create_db_engine(
+        settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, secret_key=settings.secret_key
+    )
     try:
         if migrate_sqlite:
             prepare_database(settings, engine)

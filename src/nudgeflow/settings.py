@@ -82,6 +82,9 @@ class Settings:
     apns_team_id: str | None = None
     apns_topic: str | None = None
     apns_base_url: str | None = None  # e.g. https://api.sandbox.push.apple.com for development builds
+    # Fernet key(s) sealing workspace secrets at rest (store/secret_box.py), comma-separated,
+    # the first seals. Unset: a SQLite database's key file; PostgreSQL stores them unsealed.
+    secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -108,6 +111,10 @@ class Settings:
             values["email_build_processes"] = int(processes)
         if (hosts := env.get("NUDGEFLOW_WEBPUSH_HOSTS")) is not None:
             values["webpush_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        if attempts := env.get("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "").strip():
+            values["dispatch_max_attempts"] = int(attempts)
+        if secret_key := env.get("NUDGEFLOW_SECRET_KEY", "").strip():
+            values["secret_key"] = secret_key
         if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
             values["smtp_url"] = smtp_url
         for name in _PUSH_ENV:

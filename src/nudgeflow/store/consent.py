@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-import orjson
 from sqlalchemy import Connection, delete, select, update
 
 from nudgeflow.content.links import new_secret
 from nudgeflow.runtime import sql
-from nudgeflow.store.schema import subscriptions, suppressions, workspace_settings
+from nudgeflow.store.schema import subscriptions, suppressions
+from nudgeflow.store.workspace_settings import get_all, load_document, store_document
 
 ALL = "*"
 NORMAL, FEWER = "normal", "fewer"
@@ -66,41 +66,18 @@ def address_of(channel: str, traits: Mapping[str, Any]) -> str | None:
 
 
 def get_settings(conn: Connection, workspace_id: str) -> dict[str, Any]:
-    raw = conn.execute(
-        select(workspace_settings.c.settings).where(workspace_settings.c.workspace_id == workspace_id)
-    ).scalar_one_or_none()
-    if not raw:
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return get_all(conn, workspace_id)
 
 
 def update_settings(conn: Connection, workspace_id: str, changes: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
     """Merge `changes` into the workspace's settings (a None value removes the key)."""
-    current = get_settings(conn, workspace_id)
-    exists = conn.execute(
-        select(workspace_settings.c.workspace_id).where(workspace_settings.c.workspace_id == workspace_id)
-    ).first()
+    exists, current = load_document(conn, workspace_id)
     for key, value in changes.items():
         if value is None:
             current.pop(key, None)
         else:
             current[key] = value
-    doc = orjson.dumps(current).decode()
-    if exists:
-        conn.execute(
-            update(workspace_settings)
-            .where(workspace_settings.c.workspace_id == workspace_id)
-            .values(settings=doc, updated_at_ms=now_ms)
-        )
-    else:
-        sql.insert_rows(
-            conn, "workspace_settings", ("workspace_id", "settings", "updated_at_ms"),
-            [(workspace_id, doc, now_ms)], conflict="workspace_id",
-        )
+    store_document(conn, workspace_id, current, now_ms, exists=exists)
     return current
 
 

@@ -13,6 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from nudgeflow.store import secret_box
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -58,7 +60,18 @@ def _sqlite_pragmas(synchronous: str) -> Any:
     return on_connect
 
 
-def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Engine:
+def create_db_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8, secret_key: str | None = None
+) -> Engine:
+    """An engine for `url`, carrying the box that seals workspace secrets (store/secret_box.py):
+    `secret_key` (NUDGEFLOW_SECRET_KEY) when given, else a SQLite file's key file."""
+    engine = _create_engine(url, sqlite_synchronous=sqlite_synchronous, pool_size=pool_size)
+    sqlite_file = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    engine.update_execution_options(**{secret_box.OPTION: secret_box.SecretBox.for_database(sqlite_file, secret_key)})
+    return engine
+
+
+def _create_engine(url: str, *, sqlite_synchronous: str, pool_size: int) -> Engine:
     if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise DatabaseError(f"sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA, not {sqlite_synchronous!r}")
     try:

@@ -1,8 +1,10 @@
 """Per-workspace settings: one JSON document per workspace, in sections ("smtp", ...).
 
-Secrets live here too (an SMTP password, a DKIM private key), in the database as given:
-protect the database as you protect them. They never leave through this module's public
-readers: `smtp_settings_masked` is what the admin API and the CLI show.
+Secrets live here too (an SMTP password, DKIM, FCM, APNs and VAPID keys, the link-signing
+secret), so the document is stored sealed (store/secret_box.py): `load_document` and
+`store_document` are the only way in and out, for this module and store/consent.py alike.
+Secrets never leave through the public readers: `smtp_settings_masked` is what the admin
+API and the CLI show.
 """
 
 from __future__ import annotations
@@ -10,22 +12,52 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from nudgeflow.channels.smtp_config import SmtpConfig, SmtpConfigError
+from nudgeflow.runtime import sql
 from nudgeflow.store.schema import workspace_settings
+from nudgeflow.store.secret_box import box_of
 
 SMTP = "smtp"
 
 
-def get_all(conn: Connection, workspace_id: str) -> dict[str, Any]:
-    raw = conn.execute(
+def _parse(box: Any, stored: str | None) -> dict[str, Any]:
+    if not stored:
+        return {}
+    try:
+        data = orjson.loads(box.open(stored))  # SecretKeyError when no key here opens it
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_document(conn: Connection, workspace_id: str) -> tuple[bool, dict[str, Any]]:
+    """(whether the workspace has a settings row, its settings), opened."""
+    stored = conn.execute(
         select(workspace_settings.c.settings).where(workspace_settings.c.workspace_id == workspace_id)
     ).scalar_one_or_none()
-    if not raw:
-        return {}
-    data = orjson.loads(raw)
-    return data if isinstance(data, dict) else {}
+    return stored is not None, _parse(box_of(conn), stored)
+
+
+def store_document(conn: Connection, workspace_id: str, data: dict[str, Any], now_ms: int, *, exists: bool) -> None:
+    """Write the whole document, sealed (`exists`: as `load_document` found it)."""
+    doc = box_of(conn).seal(orjson.dumps(data).decode())
+    if exists:
+        conn.execute(
+            update(workspace_settings)
+            .where(workspace_settings.c.workspace_id == workspace_id)
+            .values(settings=doc, updated_at_ms=now_ms)
+        )
+    else:
+        sql.insert_rows(
+            conn, "workspace_settings", ("workspace_id", "settings", "updated_at_ms"),
+            [(workspace_id, doc, now_ms)], conflict="workspace_id",
+        )
+
+
+def get_all(conn: Connection, workspace_id: str) -> dict[str, Any]:
+    return load_document(conn, workspace_id)[1]
 
 
 def any_workspace_has(engine: Any, section: str) -> bool:
@@ -37,9 +69,10 @@ def any_workspace_has(engine: Any, section: str) -> bool:
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(workspace_settings.c.settings)).scalars().all()
+            box = box_of(conn)
     except Exception:  # not migrated yet: nothing configured
         return False
-    return any(section in (orjson.loads(row) if row else {}) for row in rows)
+    return any(section in _parse(box, row) for row in rows)
 
 
 def get_section(conn: Connection, workspace_id: str, section: str) -> Any:
@@ -48,23 +81,27 @@ def get_section(conn: Connection, workspace_id: str, section: str) -> Any:
 
 def set_section(conn: Connection, workspace_id: str, section: str, value: Any, now_ms: int) -> None:
     """Replace one section (None removes it), leaving the others as they are."""
-    current = conn.execute(
-        select(workspace_settings.c.settings).where(workspace_settings.c.workspace_id == workspace_id)
-    ).scalar_one_or_none()
-    data = orjson.loads(current) if current else {}
+    exists, data = load_document(conn, workspace_id)
     if value is None:
         data.pop(section, None)
     else:
         data[section] = value
-    doc = orjson.dumps(data).decode()
-    if current is None:
-        conn.execute(insert(workspace_settings).values(workspace_id=workspace_id, settings=doc, updated_at_ms=now_ms))
-    else:
+    store_document(conn, workspace_id, data, now_ms, exists=exists)
+
+
+def reseal_all(conn: Connection) -> tuple[int, int]:
+    """Rewrite every workspace's settings with the box's current key: (documents rewritten,
+    of which were stored unsealed). For a key rotation, or to seal what was stored as is."""
+    box = box_of(conn)
+    rows = conn.execute(select(workspace_settings.c.workspace_id, workspace_settings.c.settings)).all()
+    unsealed = 0
+    for workspace_id, stored in rows:
+        unsealed += 0 if box.is_sealed(stored) else 1
+        doc = box.seal(box.open(stored or "{}"))
         conn.execute(
-            update(workspace_settings)
-            .where(workspace_settings.c.workspace_id == workspace_id)
-            .values(settings=doc, updated_at_ms=now_ms)
+            update(workspace_settings).where(workspace_settings.c.workspace_id == workspace_id).values(settings=doc)
         )
+    return len(rows), unsealed
 
 
 def get_smtp(conn: Connection, workspace_id: str) -> SmtpConfig | None:

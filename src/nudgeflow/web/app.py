@@ -24,6 +24,7 @@ from nudgeflow.ingest.ratelimit import RateLimiter
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.group_commit import GroupCommitter
+from nudgeflow.store.secret_box import OPTION, SecretBox, SecretKeyError
 from nudgeflow.web.admin import admin_router
 from nudgeflow.web.catalog_api import catalog_router
 from nudgeflow.web.bounces import BounceWebhooks, bounces_router
@@ -159,6 +160,28 @@ class NudgeflowAPI(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def check_secrets(engine: Any) -> None:
+    """At start: every workspace's settings open with this server's key (else SecretKeyError,
+    logged: a server with the wrong key would fail every email, push and tracked link), and
+    a warning when settings will be stored unsealed."""
+    from sqlalchemy import select
+
+    from nudgeflow.store.schema import workspace_settings
+
+    box = engine.get_execution_options().get(OPTION)
+    if not isinstance(box, SecretBox):
+        return
+    with engine.connect() as conn:
+        for stored in conn.execute(select(workspace_settings.c.settings)).scalars():
+            try:
+                box.open(stored or "")
+            except SecretKeyError as exc:
+                log.error("workspace settings cannot be opened", extra={"reason": str(exc)})
+                raise
+    if not box.seals and engine.url.database not in (None, "", ":memory:"):
+        log.warning("workspace secrets are stored unsealed: set NUDGEFLOW_SECRET_KEY (README: Secrets at rest)")
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     if settings.dev_mode and not settings.smtp_url:
@@ -167,7 +190,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
         settings = settings.with_(smtp_url=dev_smtp_url(settings.dev_smtp_host, settings.dev_smtp_port))
     metrics = Metrics()
-    engine = database.create_db_engine(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    engine = database.create_db_engine(
+        settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, secret_key=settings.secret_key
+    )
     state = AppState(
         settings=settings,
         clock=clock,
@@ -187,6 +212,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_database(settings, engine)
+        check_secrets(engine)
         dev_smtp = None
         if settings.dev_mode:
             from nudgeflow.runtime.dev_smtp import start_dev_smtp
@@ -271,6 +297,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         return JSONResponse({"detail": errors[0]["message"] if errors else "invalid request", "errors": errors}, 422)
+
+    @app.exception_handler(SecretKeyError)
+    async def secret_key_error(_request: Request, exc: SecretKeyError) -> JSONResponse:
+        # The operator's to fix (a key not set or not the one the settings were sealed
+        # with), not the caller's: 503, and the same words as the server log.
+        log.error("workspace settings cannot be opened", extra={"reason": str(exc)})
+        return JSONResponse({"detail": str(exc)}, 503)
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(_Timing, metrics=metrics, log_requests=settings.log_requests)
