@@ -64,7 +64,6 @@ import gc  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -73,11 +72,24 @@ from typing import Any, Callable  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 TEMPLATE = ROOT / "examples" / "templates" / "cart-1h-your-items.yaml"
-SECTION_START = "<!-- email benchmark: written by benchmarks/email.py -->"
-SECTION_END = "<!-- end of email benchmark -->"
-NOTES_START, NOTES_END = "<!-- email notes: kept as written -->", "<!-- end of email notes -->"
-HISTORY = "<!-- email history: one line per run, newest first; the benchmark adds them -->"
 WORKSPACE = "ws_emailbench00000"
+
+
+def _load_ingest_bench() -> Any:
+    """benchmarks/ingest.py (the machine, RESULTS.md sections), loaded by its path: this
+    directory is off sys.path, where email.py would shadow the standard library's `email`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    if spec.name not in sys.modules:
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    return module
+
+
+ingest_bench = _load_ingest_bench()
 SECRET = "bench-tracking-secret-0123456789abcdef"
 BASE_URL = "https://nf.example.com"
 FROM = "shop@nudgeshop.example"
@@ -554,19 +566,11 @@ async def _watch(progress: Any, task: Any, latencies: list[float]) -> None:
 
 
 def machine() -> dict[str, str]:
-    """The machine as benchmarks/ingest.py describes it (loaded by path, as engine.py does:
-    this directory is off sys.path), plus the email libraries' versions."""
-    import importlib.util
-
+    """The machine as benchmarks/ingest.py describes it, plus the email libraries' versions."""
     import aiosmtpd
     import aiosmtplib
     import liquid
 
-    spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
-    assert spec is not None and spec.loader is not None
-    ingest_bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = ingest_bench  # dataclasses look their module up by name
-    spec.loader.exec_module(ingest_bench)
     info: dict[str, str] = ingest_bench.machine()
     info["libs"] = f"aiosmtplib {aiosmtplib.__version__}, aiosmtpd {aiosmtpd.__version__}, python-liquid {liquid.__version__}"
     return info
@@ -629,31 +633,15 @@ def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[st
     )
 
 
-def _kept(text: str, start: str, end: str) -> str | None:
-    if start in text and end in text:
-        return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
-    return None
-
-
 def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argparse.Namespace, info: dict[str, str]) -> None:
     """Rewrite the email section of RESULTS.md (every other section kept as it is, the email
     section at the end of the file), with its hand-written notes and one history line per run."""
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    old = _kept(text, SECTION_START, SECTION_END) or ""
-    if SECTION_START in text and SECTION_END in text:
-        before = text.split(SECTION_START, 1)[0].rstrip("\n")
-        after = text.split(SECTION_END, 1)[1].strip("\n")
-        text = before + ("\n\n" + after if after else "")
-    notes = _kept(old, NOTES_START, NOTES_END)
-    history = [line for line in old.split(HISTORY, 1)[1].splitlines() if line.startswith("| 20")] if HISTORY in old else []
     b, a, d = f.median(f.bare), f.median(f.nudge), f.median(f.dkim)
     line = (f"| {info['date']} | {info['commit']} | {f.messages:,} x {f.rounds} | {b:,.0f} | {a:,.0f} | "
             f"{statistics.median(f.ratios(f.nudge)):.2f} | {d:,.0f} | {f.latency(0.5):.1f} / {f.latency(0.99):.1f} | "
             f"{statistics.median(f.ratios(f.pooled)):.2f} ({f.processes}) |")
     command = "python benchmarks/email.py" + (" --quick" if args.quick else "")
     lines = [
-        SECTION_START,
-        "",
         "# Email benchmark results",
         "",
         "Written by `benchmarks/email.py` (its docstring says what each figure means). Ratios compare",
@@ -684,29 +672,12 @@ def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argpa
         "| --- | ---: | --- |",
         *stage_lines(f),
         "",
-        "Machine:",
-        "",
-        f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram']}",
-        f"- {info['os']}; Python {info['python']}; {info['libs']}",
-        f"- load average when the run started (1, 5, 15 min): {info['load']}",
-        f"- commit: {info['commit']}",
-        "",
+        *ingest_bench.machine_lines(info, f"{info['os']}; Python {info['python']}; {info['libs']}"),
     ]
-    if notes is not None:
-        lines += [NOTES_START, notes, NOTES_END, ""]
-    lines += [
-        "## All email runs",
-        "",
-        HISTORY,
-        "",
+    ingest_bench.write_section(RESULTS, "email", lines, [
         "| date | commit | messages x rounds | B emails/s | A emails/s | A / B | A+DKIM emails/s | A p50 / p99 ms | A / B with build processes |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
-        line,
-        *history,
-        "",
-        SECTION_END,
-    ]
-    RESULTS.write_text((text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n")
+    ], line)
     console.print(f"results written to {RESULTS.relative_to(ROOT)}")
 
 
@@ -735,10 +706,7 @@ def main() -> None:
     if args.stage_messages is None:
         args.stage_messages = 50 if args.quick else 500
     info = machine()
-    console.print(f"[bold]Nudgeflow email benchmark[/] on {info['cpu']}, {info['cores']} cores; commit {info['commit']}")
-    if os.getloadavg()[0] > 0.5:
-        console.print(f"[yellow]the machine is busy (load average {info['load']}): absolute figures will be low; "
-                      "the ratios suffer less[/]")
+    ingest_bench.announce("email", info, console)
     figures = run(args)
     rows = report(figures)
     print_table(rows, figures, info)

@@ -66,22 +66,18 @@ import argparse
 import gc
 import importlib.util
 import json
-import math
-import os
 import random
-import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import orjson
 from rich.console import Console
@@ -97,9 +93,10 @@ def _load_ingest_bench() -> Any:
     benchmarks/ on sys.path, its other scripts (email.py) would shadow stdlib modules."""
     spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
+    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    if spec.name not in sys.modules:
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
     return module
 
 
@@ -107,8 +104,6 @@ ingest_bench = _load_ingest_bench()
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 EXAMPLES = ROOT / "examples" / "journeys"
-SECTION_START = "<!-- engine benchmark: written by benchmarks/engine.py -->"
-SECTION_END = "<!-- end of engine benchmark -->"
 
 console = Console(width=None if sys.stdout.isatty() else 130)
 
@@ -966,46 +961,20 @@ def run_timers(directory: Path, sizes: list[int], batch: int, progress: Progress
 
 # -- phase 5: latency from accepted event to sent message --------------------------------------
 
-class EngineServer:
+class EngineServer(ingest_bench.Server):
     """`nudgeflow serve` (engine on, default settings) in a subprocess, on a fresh SQLite file
     with a workspace and every example journey live."""
 
     def __init__(self, directory: Path, name: str) -> None:
-        self.db_path = directory / f"{name}.db"
-        self.port = ingest_bench.free_port()
-        self.env = {**os.environ, "NUDGEFLOW_INGEST_RATE": "0", "NUDGEFLOW_LOG_LEVEL": "WARNING", "NUDGEFLOW_ENGINE": "1"}
-        self.env.pop("NUDGEFLOW_DATABASE_URL", None)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.write_key = ""
+        super().__init__(directory, name)
+        self.env["NUDGEFLOW_ENGINE"] = "1"
+        self.stop_timeout = 60.0  # the engine finishes its batch first
 
     def start(self) -> "EngineServer":
         db, _, self.write_key = new_database(self.db_path)
         db.dispose()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nudgeflow.cli", "serve", "--port", str(self.port), "--database", f"sqlite:///{self.db_path}"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the server exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if ingest_bench.http_get(self.port, "/healthz")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise SystemExit("the server did not become ready within 60 s")
-
-    def log_tail(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-2000:]
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        self.launch()
+        return self
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=30)
@@ -1033,22 +1002,6 @@ class EngineServer:
                     return time.monotonic() - start
             time.sleep(0.2)
         raise SystemExit(f"the engine had not caught up {timeout:g} s after the load stopped")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def __enter__(self) -> "EngineServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @dataclass
@@ -1315,15 +1268,7 @@ def report(f: Figures) -> list[tuple[str, str, str, str]]:
 
 
 def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[str, str]) -> None:
-    table = Table(title="Nudgeflow engine benchmark", title_justify="left")
-    table.add_column("measure")
-    table.add_column("figure", justify="right")
-    table.add_column("ratio / target")
-    table.add_column("")
-    for measure, figure, ratio, ok in rows:
-        style = {"met": "green", "missed": "red"}.get(ok, "")
-        table.add_row(measure, figure, ratio, f"[{style}]{ok}[/]" if style else ok)
-    console.print(table)
+    console.print(ingest_bench.results_table("Nudgeflow engine benchmark", rows))
     if f.timers:
         console.print(timers_table(f.timers))
     if f.latency is not None:
@@ -1353,24 +1298,10 @@ def timers_table(rounds: list[TimerRound]) -> Table:
     return table
 
 
-def _kept(text: str, start: str, end: str) -> str | None:
-    if start in text and end in text:
-        return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
-    return None
-
-
 def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argparse.Namespace, info: dict[str, str]) -> None:
     """Rewrite the engine section of RESULTS.md (after the ingest sections, which are kept
     as they are), keeping its hand-written notes and one history line per run."""
     results: Path = args.results
-    text = results.read_text() if results.exists() else ""
-    old = _kept(text, SECTION_START, SECTION_END) or ""
-    before = text.split(SECTION_START, 1)[0].rstrip("\n") if SECTION_START in text else text.rstrip("\n")
-    after = text.split(SECTION_END, 1)[1].strip("\n") if SECTION_END in text else ""
-    notes_start, notes_end = "<!-- engine notes: kept as written -->", "<!-- end of engine notes -->"
-    notes = _kept(old, notes_start, notes_end)
-    marker = "<!-- engine history: one line per run, newest first; the benchmark adds them -->"
-    history = [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
     e, m, lat = f.engine, f.matching, f.latency
     big = f.timers[-1] if f.timers else None
     line = (
@@ -1386,8 +1317,6 @@ def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argpa
     )
     mix = ", ".join(f"{name} {n / f.events:.0%}" for name, n in sorted(f.mix.items(), key=lambda kv: -kv[1]) if n / f.events >= 0.005)
     lines = [
-        SECTION_START,
-        "",
         "# Engine benchmark results",
         "",
         "Written by `benchmarks/engine.py` (its docstring says what each figure means). Ratios compare",
@@ -1440,32 +1369,13 @@ def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argpa
             "",
         ]
     lines += [
-        "Machine:",
-        "",
-        f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram']}",
-        f"- disk: {info['disk']}",
-        f"- {info['os']}; Python {info['python']}; SQLite {info['sqlite']}",
-        f"- load average when the run started (1, 5, 15 min): {info['load']}",
-        f"- commit: {info['commit']}",
-        "",
+        *ingest_bench.machine_lines(info, f"{info['os']}; Python {info['python']}; SQLite {info['sqlite']}", disk=True),
     ]
-    if notes is not None:
-        lines += [notes_start, notes, notes_end, ""]
-    lines += [
-        "## All engine runs",
-        "",
-        marker,
-        "",
+    ingest_bench.write_section(results, "engine", lines, [
         "| date | commit | events | profiles | L rows/s | engine events/s | engine / L | matching events/s "
         "| pending timers | timers fired/s | firing RSS MB by round | paced req/s | p50 / p99 ms |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
-        line,
-        *history,
-        "",
-        SECTION_END,
-    ]
-    out = (before + "\n\n" if before else "") + "\n".join(lines) + "\n" + (("\n" + after + "\n") if after else "")
-    results.write_text(out)
+    ], line)
     console.print(f"results written to {results}")
 
 
@@ -1524,12 +1434,7 @@ def main() -> None:
     if args.profiles < 1 or args.events < 1:
         parser.error("--profiles and --events must be at least 1")
     info = ingest_bench.machine()
-    console.print(f"[bold]Nudgeflow engine benchmark[/] on {info['cpu']}, {info['cores']} cores; commit {info['commit']}")
-    if os.getloadavg()[0] > 0.5:
-        console.print(
-            f"[yellow]the machine is busy (load average {info['load']}): other work shares its {info['cores']} cores, "
-            "so absolute figures will be low; the ratios suffer less[/]"
-        )
+    ingest_bench.announce("engine", info, console)
     figures = run(args)
     rows = report(figures)
     print_table(rows, figures, info)

@@ -61,7 +61,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -359,6 +359,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.write_key = ""
         self.workspace_id = ""
+        self.stop_timeout = 30.0
 
     def _cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "nudgeflow.cli", *args, "--database", self.url]
@@ -369,6 +370,10 @@ class Server:
         )
         keys = json.loads(created.stdout)
         self.write_key, self.workspace_id = keys["write_key"], keys["workspace_id"]
+        return self.launch()
+
+    def launch(self) -> "Server":
+        """Start `nudgeflow serve` on the prepared database and wait until /healthz answers."""
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             self._cli("serve", "--port", str(self.port)), env=self.env, stdout=self.log, stderr=subprocess.STDOUT
@@ -376,7 +381,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}: {self._log_tail()}")
+                raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.log_tail()}")
             try:
                 status, _ = http_get(self.port, "/healthz")
                 if status == 200:
@@ -386,7 +391,7 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError("the server did not become ready within 60 s")
 
-    def _log_tail(self) -> str:
+    def log_tail(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-2000:]
 
@@ -412,7 +417,7 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -786,6 +791,71 @@ def machine() -> dict[str, str]:
     }
 
 
+def results_table(title: str, rows: list[tuple[str, str, str, str]]) -> Table:
+    """(measure, figure, ratio / target, verdict) rows as every benchmark prints them."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("measure")
+    table.add_column("figure", justify="right")
+    table.add_column("ratio / target")
+    table.add_column("")
+    for measure, figure, ratio, ok in rows:
+        style = {"met": "green", "stretch met": "bold green", "missed": "red"}.get(ok, "")
+        table.add_row(measure, figure, ratio, f"[{style}]{ok}[/]" if style else ok)
+    return table
+
+
+def machine_lines(info: dict[str, str], software: str, *, disk: bool = False) -> list[str]:
+    """The Machine block of a RESULTS.md section (`software`: the OS, Python and what matters;
+    `disk`: where the databases were, for the benchmarks that write them)."""
+    return [
+        "Machine:",
+        "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram']}",
+        *([f"- disk: {info['disk']}"] if disk else []),
+        f"- {software}",
+        f"- load average when the run started (1, 5, 15 min): {info['load']}",
+        f"- commit: {info['commit']}",
+        "",
+    ]
+
+
+def announce(name: str, info: dict[str, str], out: Console) -> None:
+    """The first lines of every benchmark: what runs where, and a warning on a busy machine."""
+    out.print(f"[bold]Nudgeflow {name} benchmark[/] on {info['cpu']}, {info['cores']} cores; commit {info['commit']}")
+    if os.getloadavg()[0] > 0.5:
+        out.print(
+            f"[yellow]the machine is busy (load average {info['load']}): other work shares its "
+            f"{info['cores']} cores, so absolute figures will be low; the ratios suffer less[/]"
+        )
+
+
+def between(text: str, start: str, end: str) -> str | None:
+    if start in text and end in text:
+        return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    return None
+
+
+def write_section(results: Path, name: str, latest: list[str], history_head: list[str], history_line: str) -> None:
+    """Rewrite benchmark `name`'s section of RESULTS.md where it stands (appended when new),
+    every other section kept as it is: `latest` (the latest run), the hand-written notes
+    found between the section's notes markers, then its history table, one line per run,
+    newest first (`history_head`: the table's header and alignment rows)."""
+    start, end = f"<!-- {name} benchmark: written by benchmarks/{name}.py -->", f"<!-- end of {name} benchmark -->"
+    notes_start, notes_end = f"<!-- {name} notes: kept as written -->", f"<!-- end of {name} notes -->"
+    marker = f"<!-- {name} history: one line per run, newest first; the benchmark adds them -->"
+    text = results.read_text() if results.exists() else ""
+    old = between(text, start, end) or ""
+    before = text.split(start, 1)[0].rstrip("\n") if start in text else text.rstrip("\n")
+    after = text.split(end, 1)[1].strip("\n") if end in text else ""
+    notes = between(old, notes_start, notes_end)
+    history = [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
+    lines = [start, "", *latest]
+    if notes is not None:
+        lines += [notes_start, notes, notes_end, ""]
+    lines += [f"## All {name} runs", "", marker, "", *history_head, history_line, *history, "", end]
+    results.write_text((before + "\n\n" if before else "") + "\n".join(lines) + "\n" + (("\n" + after + "\n") if after else ""))
+
+
 def run(args: argparse.Namespace) -> Figures:
     figures = Figures(events=args.events, users=args.users, connections=args.connections, batch_connections=args.batch_connections)
     tmp = Path(tempfile.mkdtemp(prefix="nudgeflow-bench-"))
@@ -906,7 +976,7 @@ def run(args: argparse.Namespace) -> Figures:
 
 def _check(result: LoadResult, what: str, server: "Server | None" = None) -> None:
     if result.errors:
-        log = f"\nserver output:\n{server._log_tail()}" if server is not None else ""
+        log = f"\nserver output:\n{server.log_tail()}" if server is not None else ""
         raise SystemExit(f"{what}: {len(result.errors)} requests failed, first: {result.errors[0]}{log}")
 
 
@@ -963,15 +1033,7 @@ def report(figures: Figures, args: argparse.Namespace, info: dict[str, str]) -> 
 
 
 def print_table(rows: list[tuple[str, str, str, str]], figures: Figures, info: dict[str, str]) -> None:
-    table = Table(title="Nudgeflow ingest benchmark", title_justify="left")
-    table.add_column("measure")
-    table.add_column("figure", justify="right")
-    table.add_column("ratio / target")
-    table.add_column("")
-    for measure, figure, ratio, ok in rows:
-        style = {"met": "green", "stretch met": "bold green", "missed": "red"}.get(ok, "")
-        table.add_row(measure, figure, ratio, f"[{style}]{ok}[/]" if style else ok)
-    console.print(table)
+    console.print(results_table("Nudgeflow ingest benchmark", rows))
     assert figures.track is not None and figures.half is not None
     console.print(
         f"server CPU (cores busy): batch {figures.batch_server_cpu:.2f}, track {figures.track_server_cpu:.2f}, "
@@ -1035,14 +1097,7 @@ def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args:
         f"{figures.batch_events_per_commit:.0f} events each during /v1/batch and "
         f"{figures.track_requests_per_commit:.1f} requests each at /v1/track saturation.",
         "",
-        "Machine:",
-        "",
-        f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram']}",
-        f"- disk: {info['disk']}",
-        f"- {info['os']}; Python {info['python']}; SQLite {info['sqlite']}",
-        f"- load average when the run started (1, 5, 15 min): {info['load']}",
-        f"- commit: {info['commit']}",
-        "",
+        *machine_lines(info, f"{info['os']}; Python {info['python']}; SQLite {info['sqlite']}", disk=True),
     ]
     # Notes written by hand between these markers survive a new run.
     notes_start, notes_end = "<!-- notes: kept as written -->", "<!-- end of notes -->"
@@ -1087,12 +1142,7 @@ def main() -> None:
     if args.commit_seconds is None:
         args.commit_seconds = 2.0 if args.quick else 5.0
     info = machine()
-    console.print(f"[bold]Nudgeflow ingest benchmark[/] on {info['cpu']}, {info['cores']} cores; commit {info['commit']}")
-    if os.getloadavg()[0] > 0.5:
-        console.print(
-            f"[yellow]the machine is busy (load average {info['load']}): other work shares its "
-            f"{info['cores']} cores, so absolute figures will be low; the ratios suffer less[/]"
-        )
+    announce("ingest", info, console)
     figures = run(args)
     rows = report(figures, args, info)
     print_table(rows, figures, info)

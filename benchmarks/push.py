@@ -38,7 +38,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import gc  # noqa: E402
-import importlib.util  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -50,10 +49,23 @@ from typing import Any, Awaitable, Callable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-SECTION_START = "<!-- push benchmark: written by benchmarks/push.py -->"
-SECTION_END = "<!-- end of push benchmark -->"
-NOTES_START, NOTES_END = "<!-- push notes: kept as written -->", "<!-- end of push notes -->"
-HISTORY = "<!-- push history: one line per run, newest first; the benchmark adds them -->"
+
+
+def _load_ingest_bench() -> Any:
+    """benchmarks/ingest.py (the machine, RESULTS.md sections), loaded by its path: this
+    directory is off sys.path, where email.py would shadow the standard library's `email`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    if spec.name not in sys.modules:
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    return module
+
+
+ingest_bench = _load_ingest_bench()
 SUBJECT = "mailto:ops@nudgeshop.example"
 
 
@@ -375,15 +387,9 @@ def run(args: argparse.Namespace) -> Figures:
 
 
 def machine() -> dict[str, str]:
-    """The machine as benchmarks/ingest.py describes it (loaded by path, as email.py does),
-    plus the Web Push libraries' versions."""
+    """The machine as benchmarks/ingest.py describes it, plus the Web Push libraries' versions."""
     from importlib.metadata import version
 
-    spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
-    assert spec is not None and spec.loader is not None
-    ingest_bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = ingest_bench  # dataclasses look their module up by name
-    spec.loader.exec_module(ingest_bench)
     info: dict[str, str] = ingest_bench.machine()
     info["libs"] = ", ".join(f"{name} {version(name)}" for name in
                              ("pywebpush", "http_ece", "py-vapid", "cryptography", "aiohttp", "uvicorn"))
@@ -447,23 +453,9 @@ def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[st
                   f"commit {info['commit']}[/]")
 
 
-def _kept(text: str, start: str, end: str) -> str | None:
-    if start in text and end in text:
-        return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
-    return None
-
-
 def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argparse.Namespace, info: dict[str, str]) -> None:
     """Rewrite the push section of RESULTS.md (every other section kept as it is, the push
     section at the end of the file), with its hand-written notes and one history line per run."""
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    old = _kept(text, SECTION_START, SECTION_END) or ""
-    if SECTION_START in text and SECTION_END in text:
-        before = text.split(SECTION_START, 1)[0].rstrip("\n")
-        after = text.split(SECTION_END, 1)[1].strip("\n")
-        text = before + ("\n\n" + after if after else "")
-    notes = _kept(old, NOTES_START, NOTES_END)
-    history = [line for line in old.split(HISTORY, 1)[1].splitlines() if line.startswith("| 20")] if HISTORY in old else []
     b, a = f.best(f.bare), f.best(f.nudge)
     line = (f"| {info['date']} | {info['commit']} | {'HTTPS' if f.tls else 'HTTP/1.1'} | {f.messages:,} x {f.rounds} | "
             f"{f.concurrency} | {b.rate:,.0f} | "
@@ -472,8 +464,6 @@ def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argpa
     wire = ("HTTPS from hypercorn (TLS; it offers HTTP/2 by ALPN): both sides' aiohttp speaks "
             "HTTP/1.1 over TLS, pooled" if f.tls else "HTTP/1.1 from uvicorn, pooled keep-alive connections on both sides")
     lines = [
-        SECTION_START,
-        "",
         "# Push benchmark results",
         "",
         "Written by `benchmarks/push.py` (its docstring says what each figure means). Ratios compare",
@@ -503,29 +493,12 @@ def write_results(rows: list[tuple[str, str, str, str]], f: Figures, args: argpa
         "| ---: | ---: | ---: | ---: |",
         *[f"| {i} | {b.rate:,.0f} | {a.rate:,.0f} | {a.rate / b.rate:.2f} |" for i, (b, a) in enumerate(zip(f.bare, f.nudge), 1)],
         "",
-        "Machine:",
-        "",
-        f"- CPU: {info['cpu']}, {info['cores']} cores; RAM {info['ram']}",
-        f"- {info['os']}; Python {info['python']}; {info['libs']}",
-        f"- load average when the run started (1, 5, 15 min): {info['load']}",
-        f"- commit: {info['commit']}",
-        "",
+        *ingest_bench.machine_lines(info, f"{info['os']}; Python {info['python']}; {info['libs']}"),
     ]
-    if notes is not None:
-        lines += [NOTES_START, notes, NOTES_END, ""]
-    lines += [
-        "## All push runs",
-        "",
-        HISTORY,
-        "",
+    ingest_bench.write_section(RESULTS, "push", lines, [
         "| date | commit | wire | messages x rounds | in flight | B msgs/s | A msgs/s | A / B | CPU us/msg B / A | load |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
-        line,
-        *history,
-        "",
-        SECTION_END,
-    ]
-    RESULTS.write_text((text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n")
+    ], line)
     console.print(f"results written to {RESULTS.relative_to(ROOT)}")
 
 
@@ -548,10 +521,7 @@ def main() -> None:
     if args.stage_messages is None:
         args.stage_messages = 50 if args.quick else 500
     info = machine()
-    console.print(f"[bold]Nudgeflow push benchmark[/] on {info['cpu']}, {info['cores']} cores; commit {info['commit']}")
-    if os.getloadavg()[0] > 0.5:
-        console.print(f"[yellow]the machine is busy (load average {info['load']}): absolute figures will be low; "
-                      "the ratios suffer less[/]")
+    ingest_bench.announce("push", info, console)
     figures = run(args)
     rows = report(figures)
     print_table(rows, figures, info)
