@@ -788,3 +788,22 @@ def test_downgrade_once_a_month() -> None:
         s.identify("lou", {"plan": plan}, at=at(when))
     s.advance("5d")
     assert [(when, step) for when, step, *_ in sent(s, "lou")] == [(at(1 * D), "ask"), (at(40 * D), "ask"), (at(41 * D), "offer")]
+
+
+@pytest.mark.parametrize(
+    "template, named, unnamed",
+    [
+        ("push-level-up", "Level up, Ada!", "Level up!"),
+        ("push-sorry-to-see-you-go", "Sorry to see you go, Ada", "Sorry to see you go"),
+        ("push-come-back", "We saved your spot, Ada", "We saved your spot"),
+    ],
+)
+def test_push_titles_read_well_with_and_without_a_first_name(template: str, named: str, unnamed: str) -> None:
+    import yaml
+
+    from nudgeflow.content.templates import render_source
+
+    source = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "templates" / f"{template}.yaml").read_text())
+    context = {"event": {"properties": {"level": 3}}, "trigger": {"properties": {}}}
+    assert render_source(source, {**context, "profile": {"first_name": "Ada"}}).title == named  # type: ignore[union-attr]
+    assert render_source(source, {**context, "profile": {}}).title == unnamed  # type: ignore[union-attr]
