@@ -1116,8 +1116,10 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
     forward.add_row("journeys live", f"{len(summary.journeys_published)}, applied and published over the admin API")
     forward.add_row("events decided", f"{summary.events_decided:,}")
     forward.add_row("timers fired", f"{summary.timers_fired:,} ({report.timers_pending:,} pending at the end)")
-    forward.add_row("messages sent", f"{report.sent:,}: {report.emailed:,} emails over SMTP to the dev inbox, "
-                    f"{report.logged:,} push to the log channel; {report.failed:,} failed")
+    parts = [f"{report.emailed:,} emails over SMTP to the dev inbox", f"{report.pushed:,} push messages over Web Push"]
+    if report.logged:
+        parts.append(f"{report.logged:,} to the log channel")
+    forward.add_row("messages sent", f"{report.sent:,}: {', '.join(parts)}; {report.failed:,} failed")
     forward.add_row("engine time", f"{summary.engine_seconds:.1f} s (demo: {summary.total_seconds:.1f} s)")
     console.print(forward)
     journeys = report.summary.get("journeys", {})
