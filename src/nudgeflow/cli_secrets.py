@@ -55,8 +55,7 @@ def status(database: DatabaseOpt = None) -> None:
 
 @secrets_app.command("reseal")
 def reseal(database: DatabaseOpt = None) -> None:
-    """Rewrite every workspace's settings with the current key: after putting a new key
-    first in NUDGEFLOW_SECRET_KEY (rotation), or to seal settings stored before a key existed."""
+    """Rewrite every workspace's settings with the first key (after a rotation), sealing any stored unsealed."""
     from nudgeflow.store.secret_box import SecretKeyError, box_of
     from nudgeflow.store.workspace_settings import reseal_all
 
