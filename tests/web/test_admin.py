@@ -358,3 +358,57 @@ def test_profiles_by_ids_that_need_escaping(live: Any, ws: Any, user_id: str) ->
         assert answer.status_code == 200, answer.text
         assert answer.json()["user_id"] == user_id
         assert client.get("/api/profiles/" + quote(user_id, safe="") + "/events").json()["events"][0]["type"] == "identify"
+
+
+# -- values the database cannot hold -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/api/profiles/a%00b", "ref"),
+        ("GET", "/api/profiles/a%00b/events", "ref"),
+        ("GET", "/api/profiles/a%00b/export", "ref"),
+        ("DELETE", "/api/profiles/a%00b", "ref"),
+        ("GET", "/api/profiles/a%00b/subscriptions", "ref"),
+        ("GET", "/api/profiles/a%00b/push-targets", "ref"),
+        ("DELETE", "/api/profiles/user-42/devices/t%00", "token"),
+        ("GET", "/api/journeys/a%00b", "journey_id"),
+        ("GET", "/api/journeys/a%00b/versions/1", "journey_id"),
+        ("POST", "/api/journeys/a%00b/publish", "journey_id"),
+        ("POST", "/api/journeys/a%00b/pause", "journey_id"),
+        ("GET", "/api/templates/a%00b", "name"),
+        ("POST", "/api/templates/a%00b/render", "name"),
+        ("GET", "/api/catalog/products/a%00b", "item_id"),
+        ("DELETE", "/api/catalog/products/a%00b", "item_id"),
+        ("GET", "/api/catalog/products?after=a%00b", "after"),
+        ("GET", "/api/catalog/products?category=a%00b", "category"),
+        ("GET", "/api/suppressions?address=a%00b", "address"),
+        ("GET", "/api/suppressions?after=a%00b", "after"),
+    ],
+)
+def test_a_nul_character_in_a_path_or_query_value_is_a_422_naming_it(
+    live: Any, ws: Any, method: str, path: str, field: str
+) -> None:
+    """PostgreSQL text cannot hold NUL: these were 500s (a psycopg DataError) on PostgreSQL."""
+    send(live, ws.write_key, msg("identify", userId="user-42"))
+    with admin(live, ws.admin_token) as client:
+        answer = client.request(method, path)
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["errors"][0]["field"] == field
+    assert "NUL" in body["detail"]
+    with live.client() as client:  # the token is checked first: a stranger learns nothing more
+        assert client.request(method, path).status_code == 401
+
+
+def test_an_events_cursor_beyond_64_bits_is_a_422(live: Any, ws: Any) -> None:
+    """Was a 500: OverflowError from SQLite, NumericValueOutOfRange from PostgreSQL."""
+    send(live, ws.write_key, msg("track", userId="pager"))
+    with admin(live, ws.admin_token) as client:
+        for before in (2**63, -(2**63) - 1, 10**20):
+            answer = client.get("/api/profiles/pager/events", params={"before": before})
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["errors"][0]["field"] == "before"
+        for before in (2**63 - 1, -(2**63)):  # the edges of the range still answer
+            assert client.get("/api/profiles/pager/events", params={"before": before}).status_code == 200

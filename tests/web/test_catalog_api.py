@@ -69,3 +69,20 @@ def test_unknown_kind_auth_and_isolation(live: Any, ws: Any, api: httpx.Client) 
     with admin(live, other.admin_token) as theirs:
         assert theirs.get("/api/catalog/products/mine").status_code == 404
         assert theirs.get("/api/catalog/products").json()["products"] == []
+
+
+def test_a_row_with_a_nul_character_is_a_rejected_row(api: httpx.Client) -> None:
+    """PostgreSQL text cannot hold NUL: such a row was a 500 there; now the report names it."""
+    body = [{"id": "p\x001", "name": "Shirt"}, {"id": "p2", "name": "Hat\x00"}, {"id": "p3", "name": "Cap"}]
+    answer = api.put("/api/catalog/products", json=body)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert (report["rows"], report["imported"], report["rejected"]) == (3, 1, 2)
+    assert [(p["where"], p["reason"]) for p in report["problems"]] == [
+        ("item 0", "id must not contain a NUL (\\u0000) character"),
+        ("item 1", "name must not contain a NUL (\\u0000) character"),
+    ]
+    lines = api.put("/api/catalog/places", content='{"id": "x\\u0000", "name": "Shop", "latitude": 1, "longitude": 2}\n',
+                    headers={"Content-Type": "application/x-ndjson"}).json()
+    assert (lines["rejected"], lines["problems"][0]["where"]) == (1, "line 1")
+    assert [p["id"] for p in api.get("/api/catalog/products").json()["products"]] == ["p3"]

@@ -91,7 +91,10 @@ def test_bad_requests(live: Any, ws: Any) -> None:
                                ({"token": PIXEL, "type": "windows"}, "neither ios nor android"),
                                ({"token": PIXEL, "provider": "webpush"}, "fcm or apns"),
                                ({"token": "a b", "type": "android"}, "not a push token"),
-                               ({"token": "", "type": "android"}, "")]:
+                               ({"token": "", "type": "android"}, ""),
+                               # NUL: a 500 on PostgreSQL (text cannot hold it), now a 422 naming the field
+                               ({"token": PIXEL, "type": "android", "app_id": "com.x\x00"}, '"field":"app_id"'),
+                               ({"token": IPHONE, "provider": "apns\x00"}, '"field":"provider"')]:
             answer = client.post("/api/profiles/dee/devices", json=body)
             assert answer.status_code == 422, (body, answer.text)
             assert fragment in answer.text

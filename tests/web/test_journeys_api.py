@@ -151,6 +151,11 @@ def test_publish_versions_and_lifecycle(api: httpx.Client) -> None:
     assert v1["live"] is False and v1["definition"]["steps"]["again"]["template"] == "cart-2"
     assert api.get("/api/journeys/cart/versions/2").json()["live"] is True
     assert api.get("/api/journeys/cart/versions/3").status_code == 404
+    # Beyond a 32-bit version column: was a 500 (OverflowError on SQLite, integer out of
+    # range on PostgreSQL); now a 422 that names the parameter.
+    for version in (2**31, 10**20, 0, -(10**20)):
+        bad = api.get(f"/api/journeys/cart/versions/{version}")
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "version", bad.text
 
     assert api.post("/api/journeys/cart/pause").json() == {"id": "cart", "status": "paused", "changed": True,
                                                           "runs_woken": 0}
@@ -264,3 +269,32 @@ def test_listed_in_the_openapi_document(live: Any) -> None:
                  "/api/journeys/{journey_id}/archive", "/api/journeys/validate", "/api/journeys/schema"):
         assert path in paths, path
     assert paths["/api/journeys/{journey_id}"]["put"]["security"] == [{"adminToken": []}]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "words"),
+    [
+        ("[" * 5000 + "]" * 5000, "application/json", "nested too deeply"),  # RecursionError: was a 500
+        ("name: " + "[" * 5000 + "]" * 5000, "application/yaml", "nested too deeply"),
+        ("name: Cart\x00\n", "application/yaml", "unacceptable character #x0000"),  # a ReaderError: was a 500
+        ("name: Cart\x01\n", "application/yaml", "unacceptable character #x0001"),
+    ],
+)
+def test_bodies_the_parsers_refuse_are_422(api: httpx.Client, body: str, content_type: str, words: str) -> None:
+    for answer in (api.put("/api/journeys/cart", content=body, headers={"Content-Type": content_type}),
+                   api.post("/api/journeys/validate", content=body, headers={"Content-Type": content_type})):
+        assert answer.status_code == 422, answer.text
+        assert words in answer.json()["problems"][0]["message"]
+    assert api.get("/api/journeys/cart").status_code == 404
+
+
+def test_a_nul_character_in_a_definition_is_a_problem_naming_its_path(api: httpx.Client) -> None:
+    """Its name and events become text columns, which PostgreSQL cannot give a NUL: was a 500 there."""
+    bad = journey(name="Cart\x00")
+    answer = api.put("/api/journeys/cart", json=bad)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["problems"][0]["path"] == "name" and "NUL" in answer.json()["problems"][0]["message"]
+    checked = api.post("/api/journeys/validate", json=journey(trigger={"type": "event", "event": "Added\x00"}))
+    assert checked.status_code == 200 and checked.json()["valid"] is False
+    assert "trigger.event" in [p["path"] for p in checked.json()["problems"]]
+    assert api.get("/api/journeys/cart").status_code == 404

@@ -37,6 +37,12 @@ def test_put_get_list_and_versions(api: httpx.Client) -> None:
     old = api.get("/api/templates/cart-1", params={"version": 1}).json()
     assert old["source"]["subject"] == CART["subject"]
     assert api.get("/api/templates/cart-1", params={"version": 5}).status_code == 404
+    deep = api.put("/api/templates/cart-1", content="subject: " + "[" * 5000 + "]" * 5000,
+                   headers={"Content-Type": "application/yaml"})  # was a 500: RecursionError in the YAML parser
+    assert deep.status_code == 422 and "nested too deeply" in deep.json()["detail"], deep.text
+    for version in (2**31, 10**20):  # beyond the version column: a 422, not a driver's overflow
+        bad = api.get("/api/templates/cart-1", params={"version": version})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "version", bad.text
     assert api.get("/api/templates/nope").status_code == 404
     listed = api.get("/api/templates").json()["templates"]
     assert [(t["name"], t["channel"], t["current_version"]) for t in listed] == [("cart-1", "email", 2)]

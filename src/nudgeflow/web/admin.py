@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.store.workspaces import ADMIN
+from nudgeflow.web.nul import NUL_MESSAGE
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -19,6 +21,26 @@ def _state(request: Request) -> "AppState":
     return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
+# The range of a stored 64-bit integer (event seq, times): a cursor or number beyond it
+# could not match anything, and the database driver refuses it rather than answering.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# The range of a 32-bit column (journey and template versions).
+INT32_MAX = 2**31 - 1
+
+
+def reject_nul(request: Request) -> None:
+    """Path and query values become text compared in SQL, and PostgreSQL text cannot hold
+    a NUL character: refuse one as a 422 naming the parameter (as ingest does for ids)."""
+    errors = [
+        {"loc": (where, name), "msg": NUL_MESSAGE, "type": "value_error", "input": value}
+        for where, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items()))
+        for name, value in items
+        if isinstance(value, str) and "\x00" in value
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
 def admin_workspace(request: Request) -> str:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
@@ -26,6 +48,7 @@ def admin_workspace(request: Request) -> str:
     workspace_id = _state(request).keys.workspace_sync(ADMIN, token)
     if workspace_id is None:
         raise HTTPException(401, "unknown admin token")
+    reject_nul(request)  # after the token: an unauthenticated caller learns nothing but 401
     return workspace_id
 
 
@@ -59,7 +82,7 @@ def admin_router() -> APIRouter:
         ref: str,
         workspace_id: Workspace,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before: Annotated[int | None, Query(description="the next_before of the previous page")] = None,
+        before: Annotated[int | None, Query(ge=INT64_MIN, le=INT64_MAX, description="the next_before of the previous page")] = None,
     ) -> EventsPage:
         profile_id = _resolve(request, workspace_id, ref)
         with _state(request).engine.connect() as conn:

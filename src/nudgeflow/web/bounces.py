@@ -167,6 +167,9 @@ def _json(body: bytes, what: str) -> Any:
 
 
 async def _provider_settings(state: "AppState", workspace_id: str, provider: str) -> dict[str, Any]:
+    if "\x00" in workspace_id:  # no workspace id has one, and PostgreSQL cannot compare it (was a 503)
+        raise Reject(404, f"no workspace {workspace_id!r}")
+
     def read() -> tuple[bool, Any]:
         with state.engine.connect() as conn:
             exists = conn.exec_driver_sql(

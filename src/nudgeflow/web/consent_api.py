@@ -5,19 +5,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import consent
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.web.admin import Workspace, _state
+from nudgeflow.web.nul import no_nul
+
+Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 
 
 class NewSuppression(BaseModel):
-    channel: str = Field(default="email", min_length=1, max_length=20)
-    address: str = Field(min_length=1, max_length=320)
-    reason: str = Field(default="manual", min_length=1, max_length=40)
-    detail: str | None = Field(default=None, max_length=2000)
+    channel: Text = Field(default="email", min_length=1, max_length=20)
+    address: Text = Field(min_length=1, max_length=320)
+    reason: Text = Field(default="manual", min_length=1, max_length=40)
+    detail: Text | None = Field(default=None, max_length=2000)
 
 
 class SuppressionsPage(BaseModel):

@@ -11,10 +11,10 @@ A token registered for another person moves to this one (a shared or re-installe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import delete
 
 from nudgeflow.core.clock import to_ms
@@ -22,13 +22,16 @@ from nudgeflow.store.device_ingest import normalize_device, register_device
 from nudgeflow.store.push_targets import PushTargetError, list_targets
 from nudgeflow.store.schema import device_tokens
 from nudgeflow.web.admin import Workspace, _resolve, _state
+from nudgeflow.web.nul import no_nul
+
+Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 
 
 class DeviceIn(BaseModel):
-    token: str = Field(min_length=1, max_length=512, description="The FCM registration token or APNs device token (hex)")
-    type: str | None = Field(default=None, max_length=20, description="ios or android, as Segment's context.device.type")
-    provider: str | None = Field(default=None, max_length=10, description="fcm or apns (instead of type)")
-    app_id: str | None = Field(default=None, max_length=200, description="The app's bundle id / package name (the APNs topic)")
+    token: Text = Field(min_length=1, max_length=512, description="The FCM registration token or APNs device token (hex)")
+    type: Text | None = Field(default=None, max_length=20, description="ios or android, as Segment's context.device.type")
+    provider: Text | None = Field(default=None, max_length=10, description="fcm or apns (instead of type)")
+    app_id: Text | None = Field(default=None, max_length=200, description="The app's bundle id / package name (the APNs topic)")
 
 
 def devices_router() -> APIRouter:

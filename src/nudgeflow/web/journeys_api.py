@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, TypeVar
 
-from fastapi import APIRouter, Query, Request
+import yaml
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
@@ -20,7 +21,8 @@ from nudgeflow.model.journey_checks import DocumentError, Problem, check_journey
 from nudgeflow.model.journeys import journey_json_schema
 from nudgeflow.store import journeys as store
 from nudgeflow.store.group_commit import WriterStopped
-from nudgeflow.web.admin import Workspace
+from nudgeflow.web.admin import INT32_MAX, Workspace
+from nudgeflow.web.nul import NUL_MESSAGE, nul_path
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -89,6 +91,22 @@ async def _documents(request: Request) -> list[tuple[int, Any]]:
         return load_text(text, kind)  # type: ignore[arg-type]
     except DocumentError as exc:
         raise _invalid([Problem("", str(exc), line=exc.line).as_dict()]) from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        # What load_text lets through: a character YAML refuses (a control character is
+        # refused before parsing starts), or nesting deeper than the parser's stack.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise _invalid([Problem("", f"not valid {kind.upper()}: {reason}").as_dict()]) from exc
+
+
+def _nul_problems(documents: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+    """A NUL character anywhere in a definition: its name, events and ids become text
+    columns, and PostgreSQL text cannot hold one (it was a 500 there)."""
+    out = []
+    for index, doc in documents:
+        found = nul_path(doc)
+        if found is not None:
+            out.extend(_problems([Problem(found, NUL_MESSAGE)], index))
+    return out
 
 
 def _error_answer(exc: Exception) -> JSONResponse:
@@ -148,7 +166,7 @@ def journeys_router() -> APIRouter:
         """Answers 200 with `valid` and every problem, errors and warnings; `document` is the
         index of the YAML document (or JSON array item) each problem belongs to."""
         documents = await _documents(request)
-        problems: list[dict[str, Any]] = []
+        problems: list[dict[str, Any]] = _nul_problems(documents)
         for index, doc in documents:
             problems.extend(_problems(check_journey(doc)[1], index))
         if not documents:
@@ -169,7 +187,8 @@ def journeys_router() -> APIRouter:
         return _view(found)
 
     @router.get("/{journey_id}/versions/{version}", summary="One published version's definition")
-    def get_version(request: Request, journey_id: str, version: int, workspace_id: Workspace) -> Any:
+    def get_version(request: Request, journey_id: str, version: Annotated[int, Path(ge=1, le=INT32_MAX)],
+                    workspace_id: Workspace) -> Any:
         def read(conn: Connection) -> tuple[Any, Any]:
             info = store.get_journey(conn, workspace_id, journey_id)
             return info, store.load_version(conn, workspace_id, journey_id, version)
@@ -199,6 +218,8 @@ def journeys_router() -> APIRouter:
         documents = await _documents(request)
         if len(documents) != 1:
             raise _invalid([Problem("", f"send one journey per request, not {len(documents)}").as_dict()])
+        if nul := _nul_problems(documents):
+            raise _invalid(nul)
         _, doc = documents[0]
         if isinstance(doc, dict):
             doc.setdefault("id", journey_id)

@@ -25,7 +25,7 @@ from nudgeflow.content.templates import RenderedEmail, TemplateError, parse_sour
 from nudgeflow.core.clock import from_ms, to_ms
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
-from nudgeflow.web.admin import Workspace
+from nudgeflow.web.admin import INT32_MAX, Workspace
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -78,6 +78,8 @@ async def _body(request: Request) -> Any:
         return orjson.loads(text) if text.strip() else None
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         raise TemplateError(f"the body is not valid {'YAML' if content_type in YAML_TYPES else 'JSON'}: {exc}") from None
+    except RecursionError as exc:  # YAML nested deeper than the parser's stack: was a 500
+        raise TemplateError("the body is not valid YAML: nested too deeply") from exc
 
 
 def templates_router() -> APIRouter:
@@ -91,7 +93,7 @@ def templates_router() -> APIRouter:
 
     @router.get("/{name}", summary="One version of a template (the current one by default)")
     def get_template(request: Request, name: str, workspace_id: Workspace,
-                     version: Optional[int] = Query(None, ge=1)) -> Any:
+                     version: Optional[int] = Query(None, ge=1, le=INT32_MAX)) -> Any:
         with _state(request).engine.connect() as conn:
             found = store.get_template(conn, workspace_id, name, version)
         if found is None:
