@@ -396,3 +396,20 @@ def test_file_problem_format() -> None:
     assert FileProblem("a.yaml", "steps.x", None, "never reached", "warning").format() == \
         "a.yaml: steps.x: warning: never reached"
     assert FileProblem("a.yaml", "", 3, "not valid YAML").format() == "a.yaml:3: not valid YAML"
+
+
+
+@pytest.mark.parametrize(
+    "text, kind, reason",
+    [
+        ("name: a\x01b", "yaml", "not valid YAML"),  # a control character YAML refuses before parsing
+        ("a: " + "[" * 5000 + "]" * 5000, "yaml", "not valid YAML: nested too deeply"),
+        ("[" * 5000 + "]" * 5000, "json", "not valid JSON: nested too deeply"),
+    ],
+)
+def test_documents_yaml_or_json_cannot_read_are_a_document_error(text: str, kind: str, reason: str) -> None:
+    # `nudgeflow journeys validate` and the admin API both read through load_text.
+    from nudgeflow.model.journey_checks import load_text
+
+    with pytest.raises(DocumentError, match=reason):
+        load_text(text, kind)  # type: ignore[arg-type]

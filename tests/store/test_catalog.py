@@ -114,3 +114,18 @@ def test_detect_format() -> None:
     assert catalog.detect_format('[{"id": 1}]') == "json"
     assert catalog.detect_format('{"id": 1}\n{"id": 2}') == "jsonl"
     assert catalog.detect_format("id,name\n") == "csv"
+
+
+def test_a_row_holding_a_nul_character_is_a_bad_row_on_every_backend(engine: Any) -> None:
+    # PostgreSQL text cannot hold U+0000: the row is reported (`nudgeflow catalog import`
+    # and the admin API alike), the others are imported.
+    ws = make_workspace(engine).workspace_id
+    text = '[{"id": "p1", "name": "Shirt\\u0000", "price": 10}, {"id": "p2", "name": "Sweater", "price": 20},' \
+           ' {"id": "p3", "name": "Socks", "price": 5, "attributes": {"fit": "x\\u0000"}}]'
+    with engine.begin() as conn:
+        report = catalog.import_text(conn, ws, "products", text, 1000, filename="products.json")
+    assert (report.rows, report.imported) == (3, 1)
+    assert [(p.id, p.reason) for p in report.problems] == [
+        ("p1", "name must not contain a NUL (\\u0000) character"),
+        ("p3", "attributes.fit must not contain a NUL (\\u0000) character"),
+    ]

@@ -142,13 +142,15 @@ def _load_json(text: str) -> list[tuple[int, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DocumentError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", exc.lineno) from exc
+    except RecursionError as exc:
+        raise DocumentError("not valid JSON: nested too deeply") from exc
     # JSON is (nearly) YAML, so the same composer locates paths; without it there are no lines.
     lines: LineMap = {}
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
             _index_lines(node, (), lines, [])
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         lines = {}
     docs = data if isinstance(data, list) else [data]
     out: list[tuple[int, Any]] = []
@@ -162,7 +164,10 @@ def _load_json(text: str) -> list[tuple[int, Any]]:
 
 
 def _load_yaml(text: str) -> list[tuple[int, Any]]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # reads the first characters: a control character fails here
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"not valid YAML: {exc}") from exc
     out: list[tuple[int, Any]] = []
     try:
         index = 0
@@ -189,6 +194,8 @@ def _load_yaml(text: str) -> list[tuple[int, Any]]:
         raise DocumentError(f"not valid YAML: {reason}" + (f" (line {line})" if line else ""), line) from exc
     except yaml.YAMLError as exc:
         raise DocumentError(f"not valid YAML: {exc}") from exc
+    except RecursionError as exc:  # the composer recurses once per level of nesting
+        raise DocumentError("not valid YAML: nested too deeply") from exc
     finally:
         loader.dispose()
     return out

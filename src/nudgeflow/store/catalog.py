@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from nudgeflow.model.nul import NUL_MESSAGE, nul_path
 from nudgeflow.store.schema import catalog_places, catalog_products
 
 Kind = Literal["products", "places"]
@@ -231,6 +232,9 @@ def check_row(kind: str, raw: Any) -> dict[str, Any]:
     """The row as table values (attributes as a dict), or RowError with the reason."""
     if not isinstance(raw, dict):
         raise RowError(f"a row is an object, not {type(raw).__name__}")
+    where = nul_path(raw)
+    if where is not None:  # PostgreSQL text cannot hold one
+        raise RowError(f"{where or 'the row'} {NUL_MESSAGE}")
     row = {str(k).strip(): v for k, v in raw.items()}
     out = _check_product(row) if kind == "products" else _check_place(row)
     attributes: dict[str, Any] = {}

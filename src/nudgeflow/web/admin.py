@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.store.workspaces import ADMIN
-from nudgeflow.web.nul import NUL_MESSAGE
+from nudgeflow.model.nul import NUL_MESSAGE
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState

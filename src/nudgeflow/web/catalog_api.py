@@ -19,7 +19,6 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.store import catalog as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import Workspace
-from nudgeflow.web.nul import NUL_MESSAGE, nul_path
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -48,15 +47,6 @@ def _unknown(kind: str) -> JSONResponse:
     return JSONResponse({"detail": f"unknown catalog {kind!r}: products or places"}, 404)
 
 
-def _without_nul(where: str, raw: Any) -> tuple[str, Any]:
-    """A row with a NUL character anywhere is a bad row of the report, like any other:
-    PostgreSQL text cannot hold one (it was a 500 there)."""
-    found = nul_path(raw)
-    if found is None:
-        return where, raw
-    return where, store.RowError(f"{found or 'the row'} {NUL_MESSAGE}")
-
-
 def catalog_router() -> APIRouter:
     router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 
@@ -76,7 +66,7 @@ def catalog_router() -> APIRouter:
         if not text.strip():
             return JSONResponse({"detail": "the body is empty"}, 422)
         try:
-            rows = [_without_nul(where, raw) for where, raw in store.parse_rows(text, fmt)]
+            rows = list(store.parse_rows(text, fmt))
         except store.CatalogError as exc:
             return JSONResponse({"detail": str(exc)}, 422)
         now = to_ms(_state(request).clock.now())

@@ -11,7 +11,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.store import consent
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.web.admin import Workspace, _state
-from nudgeflow.web.nul import no_nul
+from nudgeflow.model.nul import no_nul
 
 Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 

@@ -22,7 +22,7 @@ from nudgeflow.store.device_ingest import normalize_device, register_device
 from nudgeflow.store.push_targets import PushTargetError, list_targets
 from nudgeflow.store.schema import device_tokens
 from nudgeflow.web.admin import Workspace, _resolve, _state
-from nudgeflow.web.nul import no_nul
+from nudgeflow.model.nul import no_nul
 
 Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 
