@@ -458,3 +458,19 @@ def test_unknown_person_is_still_suppressed(live: LiveServer, ws: Any) -> None:
     assert r.json()["unknown_people"] == 1
     assert suppressions(live.state.engine, wid) == {"nobody@x.test": "hard_bounce"}
     assert feedback_events(live.state.engine, wid) == []
+
+
+def test_a_signed_notification_with_nul_characters_is_applied_without_them(live: LiveServer, ws: Any) -> None:
+    # Only the provider can sign one, yet it must not fail on PostgreSQL (text cannot hold
+    # U+0000): a NUL in the address makes it no address of ours; in free text it is dropped.
+    wid = ws.workspace_id
+    _configure(live, wid, "postmark", {"username": "postmark", "password": "s3cret-pw"})
+    eli = add_person(live.state.engine, wid, "eli", "eli@example.com")
+    with live.client(auth=("postmark", "s3cret-pw")) as client:
+        bad_address = client.post(f"/webhooks/postmark/{wid}", json={**POSTMARK_BOUNCE, "ID": 11, "Email": "eli@exa\x00mple.com"})
+        bad_text = client.post(f"/webhooks/postmark/{wid}",
+                               json={**POSTMARK_BOUNCE, "ID": 12, "Details": "smtp;550 5.1.1 no\x00 such user"})
+    assert bad_address.status_code == 200 and bad_text.status_code == 200
+    assert suppressions(live.state.engine, wid) == {"eli@example.com": "hard_bounce"}
+    [event] = feedback_events(live.state.engine, wid)
+    assert event["profile_id"] == eli and "\x00" not in json.dumps(event["properties"])

@@ -192,7 +192,7 @@ def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback
     """Suppress and record, in the caller's transaction."""
     out = Applied()
     for raw in items:
-        fb = raw if raw.address == normalize_address(raw.address) else _with_address(raw, normalize_address(raw.address))
+        fb = _cleaned(raw)
         if not fb.address:
             continue
         if fb.kind == "complaint":
@@ -222,7 +222,18 @@ def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback
     return out
 
 
-def _with_address(fb: Feedback, address: str) -> Feedback:
-    from dataclasses import replace
+def _cleaned(fb: Feedback) -> Feedback:
+    """The address normalized; NUL characters out of every text field (PostgreSQL text
+    cannot hold one, and a signed notification may still carry one). An address or message
+    key that held one is no address or key of ours: dropped."""
+    from dataclasses import fields, replace
 
-    return replace(fb, address=address)
+    changes: dict[str, Any] = {}
+    for f in fields(fb):
+        value = getattr(fb, f.name)
+        if isinstance(value, str) and "\x00" in value:
+            changes[f.name] = None if f.name == "message_key" else "" if f.name == "address" else value.replace("\x00", "")
+    address = changes.get("address", fb.address)
+    if address and address != normalize_address(address):
+        changes["address"] = normalize_address(address)
+    return replace(fb, **changes) if changes else fb
