@@ -43,7 +43,8 @@ def test_credentials_are_percent_decoded_and_options_parsed() -> None:
 @pytest.mark.parametrize(
     "url",
     ["http://h", "smtp://", "smtp://h?pool=0", "smtp://h?bogus=1", "smtp://h?rate=fast", "smtp://h?tls=maybe",
-     "smtp://h?dkim_selector=s", "smtp://:pw@h", "smtp://h:99999"],
+     "smtp://h?dkim_selector=s", "smtp://:pw@h", "smtp://h:99999", "smtp://mx\x00.example.com", "smtp://h?from=a@b%0D%0ABcc:x@y",
+     "smtp://h?from_name=Shop%0ABcc:x@y", "smtp://us%00er:pw@h"],
 )
 def test_bad_urls_say_why(url: str) -> None:
     with pytest.raises(SmtpConfigError):

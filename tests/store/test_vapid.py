@@ -47,7 +47,7 @@ def test_keys_stay_per_workspace(engine: Any) -> None:
         assert vapid.vapid_public_key(conn, a) != vapid.vapid_public_key(conn, b)
 
 
-@pytest.mark.parametrize("subject", ["push@shop.example", "http://shop.example", "mailto:", "https://", "mailto:a b@x"])
+@pytest.mark.parametrize("subject", ["push@shop.example", "http://shop.example", "mailto:", "https://", "mailto:a b@x", "mailto:ops@shop\x00.example"])
 def test_subject_must_be_mailto_or_https(engine: Any, subject: str) -> None:
     ws = make_workspace(engine).workspace_id
     with engine.begin() as conn, pytest.raises(vapid.VapidError, match="subject"):

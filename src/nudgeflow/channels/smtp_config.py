@@ -73,6 +73,11 @@ class SmtpConfig:
     bounce_domain: str | None = None
 
     def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            # A line break would end up in a header or an SMTP command, a NUL in the
+            # database; the PEM of a DKIM key is the one value made of lines.
+            if isinstance(value, str) and name != "dkim_private_key" and any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise SmtpConfigError(f"{name} must not contain control characters (a line break, a NUL)")
         if not self.host:
             raise SmtpConfigError("the SMTP URL has no host")
         if self.tls not in TLS_MODES:

@@ -105,6 +105,8 @@ def public_key_of(key: ec.EllipticCurvePrivateKey) -> str:
 def check_subject(subject: str) -> str:
     """RFC 8292 §2.1: a mailto: or https: URI push services can reach the sender at."""
     value = (subject or "").strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise VapidError("subject: must not contain control characters")
     if len(value) > MAX_SUBJECT:
         raise VapidError(f"subject: longer than {MAX_SUBJECT} characters")
     if value.lower().startswith("mailto:") and "@" in value[7:] and " " not in value:
