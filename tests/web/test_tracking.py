@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from sqlalchemy import text
 

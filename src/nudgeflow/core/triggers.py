@@ -13,7 +13,7 @@ from typing import Any
 
 from nudgeflow.core import timecalc
 from nudgeflow.core.catalog import JourneyVersion
-from nudgeflow.core.conditions import _COMPILED, Scope, compare, compiled_entry, count_events, filters_match, get_path
+from nudgeflow.core.conditions import _COMPILED, Scope, compare, compiled_entry, get_path
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.steps import enter
 from nudgeflow.core.turn import Turn, timer_key

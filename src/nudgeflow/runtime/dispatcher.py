@@ -41,7 +41,6 @@ from nudgeflow.channels.base import (
     ChannelRegistry,
     DatabaseSink,
     OutboundMessage,
-    PermanentError,
     RemoteChannel,
     TransientError,
 )
