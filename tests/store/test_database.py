@@ -187,6 +187,8 @@ def test_sqlite_creates_missing_directories(tmp_path: Path) -> None:
     [
         ("mysql://root@localhost/nudgeflow", "unsupported database 'mysql'"),
         ("not a url", "invalid database URL"),
+        ("sqlite://", "an in-memory SQLite database cannot be served"),
+        ("sqlite:///:memory:", "an in-memory SQLite database cannot be served"),
     ],
 )
 def test_bad_database_urls_are_refused_clearly(url: str, message: str) -> None:

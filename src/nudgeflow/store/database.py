@@ -79,8 +79,11 @@ def _create_engine(url: str, *, sqlite_synchronous: str, pool_size: int) -> Engi
     except Exception as exc:  # sqlalchemy raises ArgumentError with a message worth keeping
         raise DatabaseError(f"invalid database URL: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file::memory:"):
+            # Each pooled connection would hold a database of its own: what ingest stored,
+            # the engine would never see.
+            raise DatabaseError("an in-memory SQLite database cannot be served: give a file, sqlite:///path/to/nudgeflow.db")
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 10},
