@@ -4,8 +4,9 @@ Schemathesis generates requests for every operation of /openapi.json — valid o
 that break the schema (wrong types, missing fields, out-of-range numbers, NUL and control
 characters, deep nesting) — and sends them to a real server on loopback with a workspace's
 credentials: its write key (HTTP Basic) on the ingest routes, its admin token (Bearer) on
-/api. The promise checked is the README's: bad input gets a 4xx naming what is wrong, never
-a 5xx. Three sources of requests per operation: schemathesis' coverage phase (boundary and
+/api. The promises checked: the README's, bad input gets a 4xx naming what is wrong, never a
+5xx; and the document's, every answer has a status code, content type and body the document
+gives for that operation (schemathesis' conformance checks). Three sources of requests per operation: schemathesis' coverage phase (boundary and
 invalid values, deterministic), a hazard per path and query parameter (NUL, integers past
 32 and 64 bits), and a few fuzzed examples, derandomized: a run is the same run every time,
 about 3,000 requests per backend. A longer exploration is `schemathesis run` against
@@ -24,12 +25,18 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from conftest import BACKENDS, LiveServer, start_server
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import NewWorkspace
 
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 10  # drawn per operation, valid and invalid, after the coverage phase's cases
 
 FUZZ = settings(
@@ -90,7 +97,8 @@ def _hazards(operation: Any) -> list[dict[str, Any]]:
 
 
 def _fuzz(operation: Any, session: requests.Session, base_url: str, credentials: dict[str, Any]) -> list[str]:
-    """Every 5xx this operation answers, as a reproducible line each.
+    """Every 5xx this operation answers, and every answer the document does not describe,
+    as a reproducible line each.
 
     The hazards first, then two of schemathesis' phases, as its pytest plugin runs them
     (create_test: the plugin's builder, used directly because the schema comes from a
@@ -102,9 +110,15 @@ def _fuzz(operation: Any, session: requests.Session, base_url: str, credentials:
 
     def check(case: Any) -> None:
         response = case.call(base_url=base_url, session=session, timeout=30, **credentials)
+        # The curl lines have no credentials: they were given to call(), not to the case.
         if response.status_code >= 500:
-            # The curl line has no credentials: they were given to call(), not to the case.
             found.append(f"{response.status_code} {case.as_curl_command(base_url=base_url)}\n    {response.text[:300]}")
+            return
+        try:
+            case.validate_response(response, checks=CONFORMANCE)
+        except (Exception, BaseExceptionGroup) as exc:  # schemathesis' failure, or its FailureGroup of them
+            reason = " ".join(str(exc).split())[:300]
+            found.append(f"{response.status_code} not as documented: {case.as_curl_command(base_url=base_url)}\n    {reason}")
 
     for override in _hazards(operation):
         # One case per hazard: the rest of the request drawn from the schema, derandomized.
@@ -128,7 +142,7 @@ def _fuzz(operation: Any, session: requests.Session, base_url: str, credentials:
     return found
 
 
-def test_no_request_to_any_documented_operation_answers_5xx(fuzz_server: tuple[LiveServer, NewWorkspace]) -> None:
+def test_no_request_to_any_documented_operation_answers_5xx_or_undocumented(fuzz_server: tuple[LiveServer, NewWorkspace]) -> None:
     server, ws = fuzz_server
     with requests.Session() as session:
         document = session.get(f"{server.url}/openapi.json", timeout=30)
@@ -139,4 +153,4 @@ def test_no_request_to_any_documented_operation_answers_5xx(fuzz_server: tuple[L
         failures: list[str] = []
         for operation in operations:
             failures += _fuzz(operation, session, server.url, _credentials(operation.path, ws))
-    assert not failures, f"{len(failures)} requests answered 5xx:\n" + "\n".join(failures)
+    assert not failures, f"{len(failures)} requests answered 5xx or not as documented:\n" + "\n".join(failures)

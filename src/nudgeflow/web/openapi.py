@@ -1,4 +1,10 @@
-"""OpenAPI for the ingest routes, which are plain Starlette routes, from the same schemas."""
+"""The OpenAPI document: FastAPI's for the admin API, completed with the ingest routes (plain
+Starlette routes, described from the same schemas) and with the errors every route answers.
+
+Every error body outside ingest is {"detail": "what is wrong, naming the field", ...}
+(`errors` from request validation, `problems` from a journey definition): the `Error`
+schema, given as each admin operation's 401 and 422 and, for the rest (404, 409, 413, 503),
+as its `default` response."""
 
 from __future__ import annotations
 
@@ -50,6 +56,35 @@ _RESPONSES = {
 }
 
 
+_ADMIN_ERROR = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "What is wrong, naming the field or parameter."},
+        "errors": {
+            "type": "array",
+            "description": "Request validation: one entry per field.",
+            "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}},
+        },
+        "problems": {"type": "array", "description": "A journey definition's problems.", "items": {"type": "object"}},
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _document_errors(path: str, operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    if path.startswith("/api/"):
+        responses["401"] = _error("Missing or unknown admin token.")
+    if "422" in responses:  # FastAPI's HTTPValidationError is not what the app answers
+        responses["422"] = _error("A parameter or the body is invalid: `detail` and `errors` name it.")
+    responses.setdefault("default", _error("Any other error (404 not found, 409 conflict, 413 too large, 503 "
+                                           "unavailable…): `detail` says what is wrong."))
+
+
 def _schema(kind: type) -> tuple[dict[str, Any], dict[str, Any]]:
     schema = TypeAdapter(kind).json_schema(ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
@@ -99,9 +134,22 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 "responses": _RESPONSES,
             }
         }
+    components["Error"] = _ADMIN_ERROR
+    for name in ("HTTPValidationError", "ValidationError"):  # replaced by Error
+        components.pop(name, None)
     for path, item in paths.items():
-        if path.startswith("/api/"):
-            for operation in item.values():
+        for operation in item.values():
+            if path.startswith("/api/"):
                 operation["security"] = [{"adminToken": []}]
+            if path.startswith(("/api/", "/webhooks/")):
+                _document_errors(path, operation)
+    if "/healthz" in paths:
+        paths["/healthz"]["get"]["responses"]["503"] = {
+            "description": "Not ready: the database does not answer.",
+            "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}},
+        }
+    if "/metrics" in paths:
+        paths["/metrics"]["get"]["responses"]["200"] = {
+            "description": "Prometheus text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}}
     app.openapi_schema = spec
     return spec
