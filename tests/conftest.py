@@ -12,6 +12,7 @@ import socket
 import tempfile
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -152,3 +153,22 @@ def live(settings: Settings, clock: VirtualClock) -> Iterator[LiveServer]:
 @pytest.fixture
 def ws(live: LiveServer) -> NewWorkspace:
     return live.workspace()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, NewWorkspace]]:
+    """One live server per test module and backend, for the fuzz tests' thousands of
+    requests (a server per example would dominate their time): rate limit off, a fixed
+    virtual clock, one workspace."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'nudgeflow.db'}"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    server = start_server(
+        Settings(database_url=url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0),
+        VirtualClock(datetime(2026, 3, 1, tzinfo=timezone.utc)),
+    )
+    try:
+        yield server, server.workspace("fuzz")
+    finally:
+        server.stop()

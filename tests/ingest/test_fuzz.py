@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import timedelta, timezone
+from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from conftest import BACKENDS, LiveServer, start_server
-from nudgeflow.core.clock import VirtualClock
-from nudgeflow.settings import Settings
+from conftest import LiveServer
 from nudgeflow.store.schema import events
 from nudgeflow.store.workspaces import NewWorkspace
 
@@ -28,22 +25,6 @@ FUZZ = settings(
     # Building nested JSON examples can be slow; that is the strategy, not the server.
     suppress_health_check=[HealthCheck.too_slow],
 )
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, NewWorkspace]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'nudgeflow.db'}"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-    server = start_server(
-        Settings(database_url=url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0),
-        VirtualClock(datetime(2026, 3, 1, tzinfo=timezone.utc)),
-    )
-    try:
-        yield server, server.workspace("fuzz")
-    finally:
-        server.stop()
 
 
 # -- strategies -------------------------------------------------------------------------

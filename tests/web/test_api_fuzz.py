@@ -17,10 +17,8 @@ The server's own routes not in the document (/sdk, /t, the dev inbox) have their
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -31,9 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import BACKENDS, LiveServer, start_server
-from nudgeflow.core.clock import VirtualClock
-from nudgeflow.settings import Settings
+from conftest import LiveServer
 from nudgeflow.store.workspaces import NewWorkspace
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -47,24 +43,6 @@ FUZZ = settings(
     phases=[Phase.explicit, Phase.generate],  # a failure is reported as found, not shrunk (bounded time)
     suppress_health_check=list(HealthCheck),  # schema-driven strategies filter and build large bodies
 )
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def fuzz_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LiveServer, NewWorkspace]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('api-fuzz') / 'nudgeflow.db'}"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-    server = start_server(
-        Settings(database_url=url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0),
-        VirtualClock(datetime(2026, 3, 1, tzinfo=timezone.utc)),
-    )
-    try:
-        yield server, server.workspace("api-fuzz")
-    finally:
-        server.stop()
 
 
 def _credentials(path: str, ws: NewWorkspace) -> dict[str, Any]:
