@@ -64,7 +64,6 @@ if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/
 
 import argparse
 import gc
-import importlib.util
 import json
 import random
 import shutil
@@ -88,19 +87,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT / "src"))  # when nudgeflow is not installed
 
 
-def _load_ingest_bench() -> Any:
-    """benchmarks/ingest.py (L, the machine, the HTTP load client), loaded by its path: with
-    benchmarks/ on sys.path, its other scripts (email.py) would shadow stdlib modules."""
-    spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
-    if spec.name not in sys.modules:
-        sys.modules[spec.name] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    return module
-
-
-ingest_bench = _load_ingest_bench()
+# The repository root on the path (not benchmarks/, where email.py would shadow the
+# standard library's `email`): the scripts share benchmarks/ingest.py as a package module.
+sys.path.insert(0, str(ROOT))
+from benchmarks import ingest as ingest_bench  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 EXAMPLES = ROOT / "examples" / "journeys"

@@ -51,21 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
-def _load_ingest_bench() -> Any:
-    """benchmarks/ingest.py (the machine, RESULTS.md sections), loaded by its path: this
-    directory is off sys.path, where email.py would shadow the standard library's `email`."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("nudgeflow_bench_ingest", ROOT / "benchmarks" / "ingest.py")
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
-    if spec.name not in sys.modules:
-        sys.modules[spec.name] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    return module
-
-
-ingest_bench = _load_ingest_bench()
+# The repository root on the path (not benchmarks/, where email.py would shadow the
+# standard library's `email`): the scripts share benchmarks/ingest.py as a package module.
+sys.path.insert(0, str(ROOT))
+from benchmarks import ingest as ingest_bench  # noqa: E402
 SUBJECT = "mailto:ops@nudgeshop.example"
 
 
