@@ -92,7 +92,12 @@ def tracking_secret(conn: Connection, workspace_id: str, now_ms: int) -> str:
 
 def existing_tracking_secret(conn: Connection, workspace_id: str) -> str | None:
     """The secret if there is one (read-only: verifying a link never creates one)."""
-    secret = get_settings(conn, workspace_id).get(TRACKING_SECRET)
+    return tracking_secret_in(get_settings(conn, workspace_id))
+
+
+def tracking_secret_in(settings: Mapping[str, Any]) -> str | None:
+    """The secret in settings already read, if there is one."""
+    secret = settings.get(TRACKING_SECRET)
     return secret if isinstance(secret, str) and secret else None
 
 
