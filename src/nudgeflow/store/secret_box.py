@@ -13,7 +13,7 @@ Where the key comes from, first match wins:
 - a SQLite database file: the key file beside it, `<database file>.key`, made (mode 0600)
   on the first write of a secret. Back it up apart from the database: the database alone
   cannot open its secrets, which is the point, and without the key file nobody can.
-- otherwise (PostgreSQL with no key set, an in-memory database): documents are stored as
+- otherwise (PostgreSQL with no key set): documents are stored as
   they are, and `serve` warns.
 
 A document stored before sealing existed (or without a key) is read as it is and sealed
@@ -66,7 +66,7 @@ class SecretBox:
     @classmethod
     def for_database(cls, sqlite_file: str | None, secret_key: str | None) -> "SecretBox":
         keys = [k for k in (secret_key or "").split(",") if k.strip()]
-        key_file = Path(sqlite_file + ".key") if sqlite_file and sqlite_file != ":memory:" else None
+        key_file = Path(sqlite_file + ".key") if sqlite_file else None  # in-memory SQLite is refused earlier
         return cls(keys, key_file)
 
     @property

@@ -178,7 +178,7 @@ def check_secrets(engine: Any) -> None:
             except SecretKeyError as exc:
                 log.error("workspace settings cannot be opened", extra={"reason": str(exc)})
                 raise
-    if not box.seals and engine.url.database not in (None, "", ":memory:"):
+    if not box.seals:
         log.warning("workspace secrets are stored unsealed: set NUDGEFLOW_SECRET_KEY (README: Secrets at rest)")
 
 
