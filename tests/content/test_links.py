@@ -81,6 +81,53 @@ def test_tampered_tokens_are_invalid(mutate: str) -> None:
         verify(secret, token, kind)
 
 
+def _spellings(token: str) -> set[str]:
+    """Other spellings a loose base64 decoder reads as the same bytes: padding, the
+    standard alphabet's + and /, and unused low bits in each part's last character."""
+    out: set[str] = set()
+    payload, mac = token.split(".")
+    for p_pad in ("", "=", "==", "==="):
+        for m_pad in ("", "=", "==", "==="):
+            out.add(f"{payload}{p_pad}.{mac}{m_pad}")
+    for part in (0, 1):
+        pieces = token.split(".")
+        pieces[part] = pieces[part].replace("-", "+").replace("_", "/")
+        out.add(".".join(pieces))
+        for i, ch in enumerate(token.split(".")[part]):
+            if ch in "-_":
+                pieces = token.split(".")
+                pieces[part] = pieces[part][:i] + ("+" if ch == "-" else "/") + pieces[part][i + 1:]
+                out.add(".".join(pieces))
+        # The last character of a part whose length is not a multiple of 4 carries unused
+        # bits: the next characters of the alphabet decode to the same bytes.
+        pieces = token.split(".")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        last = alphabet.index(pieces[part][-1])
+        for other in alphabet[last + 1: last + 16]:
+            pieces2 = list(pieces)
+            pieces2[part] = pieces[part][:-1] + other
+            out.add(".".join(pieces2))
+    out.discard(token)
+    return out
+
+
+def test_every_other_spelling_and_every_changed_byte_is_invalid() -> None:
+    token = token_of(click_url(BASE, SECRET, "w1", "k-_?", "p1", "https://shop.example/a?b=c~d"), "/t/c/")
+    assert verify(SECRET, token, CLICK).destination == "https://shop.example/a?b=c~d"
+    variants = _spellings(token)
+    assert len(variants) >= 20
+    for variant in variants:
+        with pytest.raises(InvalidToken):
+            verify(SECRET, variant, CLICK)
+    for i, original in enumerate(token):
+        for code in range(32, 127):
+            if chr(code) == original:
+                continue
+            changed = token[:i] + chr(code) + token[i + 1:]
+            with pytest.raises(InvalidToken):
+                verify(SECRET, changed, CLICK)
+
+
 def test_a_token_of_one_kind_is_not_another() -> None:
     token = token_of(preferences_url(BASE, SECRET, "w", "k", "p"), "/p/")
     with pytest.raises(InvalidToken):

@@ -61,11 +61,23 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _unb64(text: str) -> bytes:
+    """Strict base64url without padding: the one spelling `_b64` writes. The standard
+    decoders also take `=` padding, `+` and `/` for `-` and `_`, and unused low bits in the
+    last character; each would give a token several spellings, and a changed byte that
+    still verifies."""
+    if len(text) % 4 == 1 or not _B64URL.fullmatch(text):
+        raise InvalidToken("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise InvalidToken("not base64") from exc
+        raise InvalidToken("not base64url") from exc
+    if _b64(data) != text:  # stray low bits in the last character
+        raise InvalidToken("not base64url")
+    return data
 
 
 def _mac(secret: str, payload: str) -> bytes:
