@@ -44,6 +44,9 @@ api_keys = Table(
     Column("kind", String(10), nullable=False),  # "write" or "admin"
     Column("hint", String(12), nullable=False),  # the first characters, to tell keys apart
     Column("created_at_ms", BigInteger, nullable=False),
+    # A write key's kind: "public" (browsers, apps) or "server" (a backend's secret, exempt
+    # from identity verification); NULL for admin tokens. Migration 0006.
+    Column("write_kind", String(10)),
     Index("ix_api_keys_workspace", "workspace_id"),
 )
 
@@ -396,6 +399,26 @@ push_deliveries = Table(
     Column("delivered_at_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("workspace_id", "message_key", "target_key", name="pk_push_deliveries"),
     Index("ix_push_deliveries_profile", "profile_id"),
+)
+
+# One row per publish that looks at the people already in the database (store/backfill.py):
+# the engine walks the workspace's profiles in id order, `position` being the last one
+# done, committed with what it decided for them, so a restart resumes where it stopped.
+journey_backfills = Table(
+    "journey_backfills",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("journey_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(10), nullable=False),  # pending | done | cancelled
+    Column("position", String(40), nullable=False),  # the last profile id done ('' before the first)
+    Column("profiles_done", BigInteger, nullable=False),
+    Column("entered", BigInteger, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("finished_at_ms", BigInteger),
+    PrimaryKeyConstraint("workspace_id", "journey_id", "version", name="pk_journey_backfills"),
+    Index("ix_journey_backfills_status", "status"),
 )
 
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
