@@ -623,3 +623,15 @@ def test_ingest_answers_browsers_of_any_origin(live: LiveServer, ws: NewWorkspac
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "*"
         bad = http.post("/v1/track", auth=("no-such-key", ""), json={"userId": "u", "event": "x"})
         assert bad.status_code == 401 and bad.headers["access-control-allow-origin"] == "*"
+
+
+def test_an_address_trait_with_a_control_character_is_not_applied(live: LiveServer, ws: NewWorkspace) -> None:
+    with live.client(auth=(ws.write_key, "")) as client:
+        response = post(client, "/v1/identify", {"userId": "u-nul", "traits": {
+            "email": "a\u0000b@example.com", "phone": "+33612345678\n", "plan": "pro"}})
+    assert response.status_code == 200, response.text
+    warnings = {w["field"]: w["message"] for w in response.json()["warnings"]}
+    assert set(warnings) == {"traits.email", "traits.phone"}
+    assert all("control character" in message for message in warnings.values())
+    (row,) = stored(live, ws.workspace_id)
+    assert orjson.loads(row.payload)["traits"]["email"] == "a\u0000b@example.com"  # the event is kept as sent

@@ -101,3 +101,24 @@ def test_each_bad_reserved_trait_is_reported_with_a_reason(name: str, value: Any
 )
 def test_accepted_variants_of_reserved_traits(name: str, value: Any) -> None:
     assert clean_traits({name: value}) == ({name: value}, {})
+
+
+@pytest.mark.parametrize("email", [
+    "a\u0000b@example.com", "ada@example.com\n", "ada@exa\u0007mple.com", "ada\u202e@example.com",
+    "ada@example.com\u200b", "a\u0085b@example.com",
+])
+def test_an_email_with_a_control_character_is_refused(email: str) -> None:
+    good, bad = clean_traits({"email": email})
+    assert good == {} and bad["email"]["value"] == email
+    assert bad["email"]["reason"].startswith("not an email address")
+
+
+@pytest.mark.parametrize("phone", ["+33612345678\n", "+336\u00001234567", "+33 6\t12 34 56 78"])
+def test_a_phone_with_a_control_character_is_refused(phone: str) -> None:
+    good, bad = clean_traits({"phone": phone})
+    assert good == {} and "control character" in bad["phone"]["reason"]
+
+
+def test_a_locale_with_a_trailing_line_break_is_refused() -> None:
+    assert "locale" in clean_traits({"locale": "fr-FR\n"})[1]
+    assert clean_traits({"email": "zoë@exämple.com"})[1] == {}  # international addresses stay valid

@@ -8,6 +8,7 @@ visible instead of silently breaking quiet hours later.
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from datetime import datetime
 from functools import lru_cache
@@ -18,9 +19,9 @@ RESERVED_TRAITS = ("email", "phone", "first_name", "last_name", "timezone", "loc
 # Segment's spec spells these in camelCase; both spellings are accepted and stored snake_case.
 ALIASES = {"firstName": "first_name", "lastName": "last_name", "createdAt": "created_at"}
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE_CHARS = re.compile(r"^\+?[0-9 ().\-]+$")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE_CHARS = re.compile(r"\+?[0-9 ().\-]+")
+_LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*")
 
 
 @lru_cache(maxsize=1)
@@ -28,14 +29,25 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+def _has_control(value: str) -> bool:
+    """Any control, format or unassigned character (NUL, a line break, a bidi override): an
+    address holding one would reach an SMTP envelope, a header or a provider's API."""
+    return not value.isprintable() and any(unicodedata.category(c)[0] == "C" for c in value)
+
+
 def _email(value: Any) -> str | None:
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value):
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
         return "not an email address"
+    if _has_control(value):
+        return "not an email address: it contains a control character"
     return None
 
 
 def _phone(value: Any) -> str | None:
-    if not isinstance(value, str) or not _PHONE_CHARS.match(value):
+    if isinstance(value, str) and _has_control(value):
+        return "not a phone number: it contains a control character"
+    # fullmatch: `$` alone also matches before a final line break.
+    if not isinstance(value, str) or not _PHONE_CHARS.fullmatch(value):
         return "not a phone number (digits, optional leading +)"
     digits = sum(c.isdigit() for c in value)
     if not 5 <= digits <= 15:
@@ -56,7 +68,7 @@ def _timezone(value: Any) -> str | None:
 
 
 def _locale(value: Any) -> str | None:
-    if not isinstance(value, str) or not _LOCALE.match(value):
+    if not isinstance(value, str) or not _LOCALE.fullmatch(value):
         return "not a locale tag (such as en-US or fr_FR)"
     return None
 
