@@ -1,0 +1,399 @@
+"""The docs show only what exists: every command they show, every journey and template
+snippet they hold, checked with the project's own tools.
+
+What is checked:
+
+- Commands. Every `nudgeflow …` command in README.md, docs/*.md and examples/README.md —
+  in code blocks (at the start of a line, or after `&&`, `|`, `;`, `$(`, environment
+  assignments or a path such as `.venv/bin/`) and in inline code that starts with
+  `nudgeflow ` — is walked down the real CLI: each word must be a command of the group
+  before it (`pause|resume|archive` stands for three commands), the command found must
+  answer `--help` through typer's CliRunner, and each `--option` shown after it must be
+  one of that command's options.
+- Journey snippets. Every ```yaml block in docs/*.md that looks like a journey (a whole
+  journey, or a part of one: a `trigger:`, `entry:`, `exit:`, `goal:`, `priority` /
+  `holdout`, property filters under `where:`, a mapping of steps, or a list of
+  conditions) is placed into a minimal journey around it and checked with
+  `nudgeflow.model.journey_checks.check_journey`: it must have no error.
+- Template snippets. Every ```yaml block that is a template (it has `channel:`,
+  `subject:` or `title:` and a `body:`) must compile with
+  `nudgeflow.content.templates.compile_template` and render with the sample context
+  (`nudgeflow.content.sample`) that `templates render --sample` uses; every ```liquid
+  block must do the same as an email body.
+- Every ```yaml block in docs/ must be one of these (or empty), so a new snippet cannot
+  slip past unchecked.
+
+The convention for a snippet that is partial or wrong on purpose (it shows two
+alternatives for one key, or an error): put an HTML comment on the line just before its
+opening fence,
+
+    <!-- not-checked: the reason -->
+
+It is invisible in the rendered page; use it sparingly. A command in a block or line so
+marked is not checked either.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from nudgeflow.cli import app
+from nudgeflow.content.sample import sample_context
+from nudgeflow.content.templates import TemplateError, compile_template, parse_source, render
+from nudgeflow.model.journey_checks import ERROR, check_journey, load_text
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
+DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
+NOT_CHECKED = re.compile(r"<!--\s*not-checked:\s*\S.*-->")
+
+
+@dataclass
+class Block:
+    path: Path
+    line: int  # of the first line inside the fence
+    lang: str
+    text: str
+    not_checked: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def code_blocks(path: Path) -> Iterator[Block]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)(```+)\s*([\w+-]*)", lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, fence, lang = len(m.group(1)), m.group(2), m.group(3).lower()
+        marked = i > 0 and bool(NOT_CHECKED.search(lines[i - 1]))
+        body: list[str] = []
+        j = i + 1
+        while j < len(lines) and not re.match(rf"^\s*{fence}\s*$", lines[j]):
+            body.append(lines[j][indent:] if lines[j][:indent].strip() == "" else lines[j])
+            j += 1
+        yield Block(path, i + 2, lang, "\n".join(body) + "\n", marked)
+        i = j + 1
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+SHELL_CMD = re.compile(
+    r"(?:^|&&|\|\||[|;]|\$\()\s*(?:\$\s+)?(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:[\w.~-]*/)*nudgeflow[ \t]+(?P<rest>[^\n]*)"
+)
+INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+
+
+@dataclass(frozen=True)
+class Shown:
+    where: str
+    words: tuple[str, ...]  # what follows `nudgeflow`
+    text: str
+
+
+def _words(rest: str) -> tuple[str, ...]:
+    rest = re.split(r"\s#\s|\s#$|\s+(?:&&|\|\||;|>|<|\|)\s", " " + rest + " ")[0]
+    rest = rest.replace("…", "x")
+    try:
+        words = shlex.split(rest)
+    except ValueError:
+        words = rest.split()
+    return tuple(w.strip("[]()") for w in words if w.strip("[]()"))
+
+
+def shown_commands() -> list[Shown]:
+    found: list[Shown] = []
+    for page in PAGES:
+        rel = page.relative_to(ROOT)
+        text = page.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        in_block = set()
+        for block in code_blocks(page):
+            n = block.text.count("\n")
+            in_block.update(range(block.line, block.line + n))
+            if block.not_checked:
+                continue
+            # a command continued with `\` is one logical line, numbered by its first line
+            line_no, pending, first = block.line, "", block.line
+            for raw in block.text.splitlines():
+                if not pending:
+                    first = line_no
+                pending += raw
+                line_no += 1
+                if raw.endswith("\\"):
+                    pending = pending[:-1] + " "
+                    continue
+                for m in SHELL_CMD.finditer(pending):
+                    found.append(Shown(f"{rel}:{first}", _words(m.group("rest")), m.group(0).strip()))
+                pending = ""
+        for number, line in enumerate(lines, start=1):
+            if number in in_block or (number > 1 and NOT_CHECKED.search(lines[number - 2])):
+                continue
+            for m in INLINE_CODE.finditer(line):
+                code = m.group(1).strip()
+                mm = re.match(r"^(?:[\w.~-]*/)*nudgeflow[ \t]+(.*)$", code)
+                if mm:
+                    found.append(Shown(f"{rel}:{number}", _words(mm.group(1)), code))
+    return found
+
+
+def _expand(words: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """`pause|resume|archive x` -> three commands."""
+    out: list[tuple[str, ...]] = [()]
+    for w in words:
+        if "|" in w and not w.startswith("-") and all(re.fullmatch(r"[a-z][a-z0-9-]*", a) for a in w.split("|")):
+            out = [o + (a,) for o in out for a in w.split("|")]
+        else:
+            out = [o + (w,) for o in out]
+    return out
+
+
+ROOT_COMMAND = get_command(app)
+
+
+def _resolve(words: tuple[str, ...]) -> tuple[list[str], Any, list[str], str | None]:
+    """(the command path, its click command, the words after it, a problem or None)."""
+    cmd: Any = ROOT_COMMAND  # typer's own click: a group is what has .commands
+    path: list[str] = []
+    rest = list(words)
+    while rest and hasattr(cmd, "commands"):
+        word = rest[0]
+        if word.startswith("-"):
+            break
+        sub = cmd.commands.get(word)
+        if sub is None:
+            names = ", ".join(sorted(cmd.commands))
+            return path, cmd, rest, f"no command {' '.join(['nudgeflow', *path, word])!r} (there are: {names})"
+        path.append(word)
+        cmd = sub
+        rest.pop(0)
+    return path, cmd, rest, None
+
+
+def _options_of(cmd: Any) -> set[str]:
+    names = {"--help"}
+    for param in cmd.params:
+        names.update(getattr(param, "opts", []))
+        names.update(getattr(param, "secondary_opts", []))
+    return names
+
+
+def test_the_docs_show_commands() -> None:
+    shown = shown_commands()
+    assert len(shown) > 40, "the command extraction found too little: it is broken"
+
+
+def test_every_command_shown_exists() -> None:
+    runner = CliRunner()
+    problems: list[str] = []
+    helped: dict[tuple[str, ...], str | None] = {}
+    for item in shown_commands():
+        for words in _expand(item.words):
+            path, cmd, rest, problem = _resolve(words)
+            if problem is None:
+                key = tuple(path)
+                if key not in helped:
+                    result = runner.invoke(app, [*path, "--help"])
+                    helped[key] = None if result.exit_code == 0 else f"`{' '.join(['nudgeflow', *path, '--help'])}` exited {result.exit_code}: {result.output[-300:]}"
+                problem = helped[key]
+            if problem is None:
+                known = _options_of(cmd)
+                unknown = [w.split("=")[0] for w in rest if w.startswith("--") and w.split("=")[0] not in known]
+                if unknown:
+                    problem = f"`nudgeflow {' '.join(path)}` has no option {', '.join(unknown)}"
+            if problem:
+                problems.append(f"{item.where}: {item.text}: {problem}")
+    assert not problems, "commands in the docs that do not exist:\n" + "\n".join(problems)
+
+
+# --- journey snippets ----------------------------------------------------------------------
+
+JOURNEY_KEYS = {"id", "name", "description", "trigger", "entry", "exit", "goal", "priority", "holdout", "steps", "start"}
+STEP_TYPES = {"send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit"}
+CONDITION_KEYS = {"trait", "event", "message", "segment", "any", "all", "not"}
+TEMPLATE_KEYS = {"channel", "subject", "title", "body"}
+
+
+def _targets(value: Any) -> Iterator[str]:
+    """Every step id a fragment points to (next, on_event, on_timeout, cases, paths…)."""
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if key in ("next", "on_event", "on_timeout", "default") and isinstance(v, str):
+                yield v
+            else:
+                yield from _targets(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _targets(v)
+
+
+def _messages(value: Any) -> Iterator[str]:
+    """The send steps that message conditions in a fragment name."""
+    if isinstance(value, dict):
+        if isinstance(value.get("message"), str) and "status" in value:
+            yield value["message"]
+        for v in value.values():
+            yield from _messages(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _messages(v)
+
+
+def _base() -> dict[str, Any]:
+    return {"id": "doc-snippet", "name": "Doc snippet", "trigger": {"type": "event", "event": "Product Viewed"}}
+
+
+def as_journey(doc: Any) -> dict[str, Any] | None:
+    """The snippet placed into a minimal journey, or None when it is no journey part."""
+    if isinstance(doc, list) and doc and all(isinstance(c, dict) and set(c) & CONDITION_KEYS for c in doc):
+        steps: dict[str, Any] = {}
+        referenced = {c.get("message") for c in doc if isinstance(c, dict) and "message" in c}
+        for name in sorted(r for r in referenced if isinstance(r, str)):
+            steps[name] = {"type": "send", "channel": "email", "template": "doc-snippet", "next": "check"}
+        steps["check"] = {"type": "branch", "cases": [{"when": doc, "next": "done"}], "default": None}
+        steps["done"] = {"type": "exit"}
+        return {**_base(), "steps": steps}
+    if not isinstance(doc, dict) or not doc:
+        return None
+    keys = set(doc)
+    if keys <= JOURNEY_KEYS:
+        journey = {**_base(), **doc}
+        journey.setdefault("steps", {"done": {"type": "exit"}})
+        return journey
+    if keys == {"where"}:
+        return {**_base(), "trigger": {"type": "event", "event": "Product Viewed", "where": doc["where"]},
+                "steps": {"done": {"type": "exit"}}}
+    if all(isinstance(s, dict) and s.get("type") in STEP_TYPES for s in doc.values()):
+        # messages the fragment's conditions ask about are sent first, then the fragment runs
+        steps = {}
+        first = next(iter(doc))
+        for name in [m for m in dict.fromkeys(_messages(doc)) if m not in doc]:
+            steps[name] = {"type": "send", "channel": "email", "template": "doc-snippet", "next": first}
+        steps.update(doc)
+        for target in _targets(doc):
+            steps.setdefault(target, {"type": "exit"})
+        return {**_base(), "steps": steps}
+    return None
+
+
+def yaml_blocks() -> list[Block]:
+    return [b for page in DOC_PAGES for b in code_blocks(page) if b.lang in ("yaml", "yml")]
+
+
+def _is_template(doc: Any) -> bool:
+    return isinstance(doc, dict) and "body" in doc and bool(set(doc) & (TEMPLATE_KEYS - {"body"}))
+
+
+def test_every_yaml_snippet_is_checked() -> None:
+    unknown = []
+    for block in yaml_blocks():
+        if block.not_checked:
+            continue
+        docs = load_text(block.text)
+        for _, doc in docs:
+            if not (_is_template(doc) or as_journey(doc) is not None):
+                unknown.append(f"{block.where}: neither a journey part nor a template; mark it <!-- not-checked: why --> if it is neither on purpose")
+    assert not unknown, "\n".join(unknown)
+
+
+def test_journey_snippets_pass_the_journey_checks() -> None:
+    problems: list[str] = []
+    checked = 0
+    for block in yaml_blocks():
+        if block.not_checked:
+            continue
+        for _, doc in load_text(block.text):
+            if _is_template(doc):
+                continue
+            journey = as_journey(doc)
+            if journey is None:
+                continue
+            checked += 1
+            _, found = check_journey(journey)
+            problems += [f"{block.where}: {p.path}: {p.message}" for p in found if p.severity == ERROR]
+    assert checked >= 20, f"only {checked} journey snippets found: the extraction is broken"
+    assert not problems, "journey snippets that fail the checks:\n" + "\n".join(problems)
+
+
+# --- template snippets ----------------------------------------------------------------------
+
+
+def _check_template(source: dict[str, Any], where: str) -> str | None:
+    try:
+        compiled = compile_template(parse_source(source))
+        context = sample_context()
+        # the sample has trial_days_left (3) but not the trait it comes from
+        context["profile"].setdefault("trial_ends_at", "2025-03-17")
+        render(compiled, context)
+    except TemplateError as exc:
+        return f"{where}: {exc}"
+    return None
+
+
+def test_template_snippets_compile_and_render() -> None:
+    problems: list[str] = []
+    checked = 0
+    for page in DOC_PAGES:
+        for block in code_blocks(page):
+            if block.not_checked:
+                continue
+            if block.lang in ("yaml", "yml"):
+                for _, doc in load_text(block.text):
+                    if _is_template(doc):
+                        checked += 1
+                        problems.append(_check_template(dict(doc), block.where) or "")
+            elif block.lang == "liquid":
+                checked += 1
+                problems.append(_check_template({"channel": "email", "subject": "doc", "body": block.text}, block.where) or "")
+    problems = [p for p in problems if p]
+    assert checked >= 3, f"only {checked} template snippets found: the extraction is broken"
+    assert not problems, "template snippets that fail:\n" + "\n".join(problems)
+
+
+# --- the checker itself catches what it must ----------------------------------------------------
+
+
+def test_a_wrong_command_is_caught(tmp_path: Path) -> None:
+    assert _resolve(("journeys", "frobnicate"))[3] is not None
+    assert _resolve(("journeys", "validate", "x.yaml"))[3] is None
+    assert _resolve(("stats",))[3] is not None
+    assert [w for w in _expand(("journeys", "pause|resume", "x"))] == [("journeys", "pause", "x"), ("journeys", "resume", "x")]
+
+
+def test_a_wrong_snippet_is_caught() -> None:
+    _, problems = check_journey(as_journey({"trigger": {"type": "event", "event": "X", "occurrences": {"count": 0}}}))
+    assert any(p.severity == ERROR for p in problems)
+    assert _check_template({"channel": "email", "subject": "s", "body": "{% if x %}"}, "here") is not None
+    assert _check_template({"channel": "email", "subject": "s", "body": "{{ profile.nickname }}"}, "here") is not None
+
+
+# --- links ------------------------------------------------------------------------------------
+
+MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_relative_links_stay_inside_the_repository() -> None:
+    """A page links only to files that are in the repository (no ../shared/…)."""
+    problems = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            for m in MD_LINK.finditer(line):
+                target = m.group(1).split("#")[0]
+                if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                    continue
+                resolved = (page.parent / target).resolve()
+                if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                    problems.append(f"{page.relative_to(ROOT)}:{number}: {target}")
+    assert not problems, "links to files that are not in the repository:\n" + "\n".join(problems)
