@@ -144,6 +144,7 @@ def test_not_followed_cancelled_by_the_same_cart_only() -> None:
     mark = d.mark()
     d.track("Order Completed", {"cart_id": "c1"})
     assert d.effects(mark) == [("cancel", "nf:cart:c1")]
+    assert set(d.state.pending) == {"nf:cart:c2"}  # the cancelled watch is gone from the state
     mark = d.mark()
     d.track("Order Completed", {"cart_id": "c3"})  # another cart
     d.track("Order Completed", {})  # no cart at all
@@ -165,6 +166,19 @@ def test_not_followed_latest_add_restarts_the_window() -> None:
     d.advance("30m")
     assert d.sent() == [("remind", iso(T0 + 100 * M))]
     assert d.sends()[0].context["trigger"]["properties"]["sku"] == "B"
+
+
+def test_not_followed_cancelled_by_a_follow_up_in_the_same_millisecond() -> None:
+    # A checkout that posts "Product Added" and "Order Completed" with one timestamp: the
+    # order counts as following the add, so nothing is sent and no watch is left behind.
+    d = Driver(cart_journey())
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    mark = d.mark()
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0)
+    assert d.effects(mark) == [("cancel", "nf:cart:c1")]
+    assert d.state.pending == {} and d.timers == {}
+    d.advance("2h")
+    assert d.sends() == []
 
 
 def test_not_followed_ignores_a_follow_up_that_happened_before_the_add() -> None:
