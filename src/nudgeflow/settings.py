@@ -2,17 +2,195 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 DEFAULT_DATABASE_FILE = "nudgeflow.db"
 
 
-# NUDGEFLOW_<name> -> the Settings field <name in lower case>, as given.
-_PUSH_ENV = ("FCM_SERVICE_ACCOUNT_FILE", "FCM_API_BASE", "APNS_KEY_FILE", "APNS_KEY_ID", "APNS_TEAM_ID",
-             "APNS_TOPIC", "APNS_BASE_URL")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message starts with the variable's or option's name."""
+
+
+# -- how each kind of value is read from its text (ValueError: what is wrong, not where) ------
+
+
+def _number(minimum: float = 0.0) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
+        if value < minimum:
+            raise ValueError(f"{text!r} is below {minimum:g}")
+        return value
+
+    return parse
+
+
+def _integer(minimum: int = 0, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not an integer") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            span = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+            raise ValueError(f"{text!r} is out of range ({span})")
+        return value
+
+    return parse
+
+
+def parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (1/0, true/false, yes/no, on/off)")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().upper()
+        if value not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def parse_public_url(text: str) -> str:
+    from nudgeflow.model.workspace_keys import check_public_url
+
+    return check_public_url(text)
+
+
+def _http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    value = text.strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(ord(c) < 33 for c in value):
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    return value
+
+
+def _smtp_url(text: str) -> str:
+    from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+
+    try:
+        parse_smtp_url(text.strip())
+    except (SmtpConfigError, ValueError, TypeError) as exc:
+        raise ValueError(f"not a usable SMTP URL: {exc}") from None
+    return text.strip()
+
+
+def _database_url(text: str) -> str:
+    value = text.strip()
+    if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+        raise ValueError(f"{_redact(value)!r} is not a database URL (sqlite:///path or postgresql://…)")
+    return value
+
+
+def _redact(url: str) -> str:
+    # a database URL may carry a password: never echo it
+    return re.sub(r"//([^/@:]*):[^/@]*@", r"//\1:***@", url)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    for name in names:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+            raise ValueError(f"{name!r} is not a channel name (lower-case letters, digits, _)")
+    return names
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip() for h in text.split(",") if h.strip())
+    for host in hosts:
+        if host != "*" and not re.fullmatch(r"(\*\.)?[A-Za-z0-9.-]{1,253}(:\d{1,5})?", host):
+            raise ValueError(f"{host!r} is not a host name")
+    return hosts
+
+
+def _text(text: str) -> str:
+    value = text.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _secret_key(text: str) -> str:
+    # checked by the secret box when the database opens, with a message that never shows the key
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    field: str
+    parse: Callable[[str], Any]
+    doc: str
+    empty_means_none: bool = False  # an empty NUDGEFLOW_LOG_CHANNELS means "none", not "unset"
+
+
+# Every variable the server reads, with how it is checked and what it does: from_env reads
+# this list and docs/settings.md lists it.
+ENV_VARS: tuple[EnvVar, ...] = (
+    EnvVar("NUDGEFLOW_DATABASE_URL", "database_url", _database_url,
+           "sqlite:///path or postgresql://user:pass@host/db (default: ./nudgeflow.db)."),
+    EnvVar("NUDGEFLOW_PUBLIC_URL", "public_url", parse_public_url,
+           "The address the outside world reaches this server at (links, pixel, unsubscribe, push report_url); "
+           "a workspace's public_base_url wins."),
+    EnvVar("NUDGEFLOW_INGEST_RATE", "ingest_rate_per_second", _number(0),
+           "Events per second per workspace (token bucket); 0 disables the limit. Default 5000."),
+    EnvVar("NUDGEFLOW_INGEST_BURST", "ingest_burst", _integer(1), "The bucket's size in events. Default 50000."),
+    EnvVar("NUDGEFLOW_LOG_LEVEL", "log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+           "DEBUG, INFO, WARNING, ERROR or CRITICAL. Default INFO."),
+    EnvVar("NUDGEFLOW_SQLITE_SYNCHRONOUS", "sqlite_synchronous", _choice("OFF", "NORMAL", "FULL", "EXTRA"),
+           "SQLite's synchronous pragma: FULL (default) fsyncs every commit."),
+    EnvVar("NUDGEFLOW_ENGINE", "engine_enabled", parse_bool,
+           "0 serves ingest and the admin API only (no event processing, timers or dispatch). Default 1."),
+    EnvVar("NUDGEFLOW_LOG_CHANNELS", "log_channels", _names,
+           "Channel names the log channel serves until a real channel is configured. Default email,push.",
+           empty_means_none=True),
+    EnvVar("NUDGEFLOW_ENGINE_BATCH_MS", "engine_batch_ms", _number(0),
+           "About how long one engine transaction may hold the writer; 0: no limit. Default 15."),
+    EnvVar("NUDGEFLOW_ENGINE_LINGER_MS", "engine_linger_ms", _number(0),
+           "How long after its previous batch the engine waits for more events. Default 20."),
+    EnvVar("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "email_build_processes", _integer(0, 64),
+           "Processes that build emails beside the serving one. Default 0."),
+    EnvVar("NUDGEFLOW_WEBPUSH_HOSTS", "webpush_hosts", _hosts,
+           "Web Push hosts accepted beside the browsers' own push services; * accepts any.",
+           empty_means_none=True),
+    EnvVar("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "dispatch_max_attempts", _integer(1, 100),
+           "Transient failures before a message is failed. Default 8."),
+    EnvVar("NUDGEFLOW_SECRET_KEY", "secret_key", _secret_key,
+           "Fernet key(s), comma-separated, sealing workspace secrets at rest (docs/settings.md)."),
+    EnvVar("NUDGEFLOW_SMTP_URL", "smtp_url", _smtp_url, "The default SMTP server of every workspace (docs/email.md)."),
+    EnvVar("NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE", "fcm_service_account_file", _text,
+           "The default FCM service account JSON file (docs/push.md)."),
+    EnvVar("NUDGEFLOW_FCM_API_BASE", "fcm_api_base", _http_url, "Another FCM endpoint (a proxy, a test server)."),
+    EnvVar("NUDGEFLOW_APNS_KEY_FILE", "apns_key_file", _text, "The default APNs .p8 key file."),
+    EnvVar("NUDGEFLOW_APNS_KEY_ID", "apns_key_id", _text, "Its key id."),
+    EnvVar("NUDGEFLOW_APNS_TEAM_ID", "apns_team_id", _text, "The Apple team id."),
+    EnvVar("NUDGEFLOW_APNS_TOPIC", "apns_topic", _text, "The app's bundle id."),
+    EnvVar("NUDGEFLOW_APNS_BASE_URL", "apns_base_url", _http_url,
+           "Another APNs endpoint, e.g. https://api.sandbox.push.apple.com for development builds."),
+)
 
 
 def default_database_url(cwd: Path | None = None) -> str:
@@ -25,6 +203,10 @@ class Settings:
     database_url: str = field(default_factory=default_database_url)
     host: str = "127.0.0.1"
     port: int = 8000
+    # The address the outside world opens links at (tracked links, the open pixel,
+    # unsubscribe and preference pages, push report_url). A workspace's own
+    # `public_base_url` wins; None: `serve` uses its own loopback address, or refuses.
+    public_url: str | None = None
     # Ingest limits follow Segment's HTTP Tracking API.
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
@@ -88,38 +270,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Settings from NUDGEFLOW_* variables (ENV_VARS), then `overrides`. A value that cannot
+        be used raises ConfigError naming the variable: `NUDGEFLOW_INGEST_RATE: 'fast' is not
+        a number`. An empty variable counts as unset."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
-        if url := env.get("NUDGEFLOW_DATABASE_URL"):
-            values["database_url"] = url
-        if rate := env.get("NUDGEFLOW_INGEST_RATE"):
-            values["ingest_rate_per_second"] = float(rate)
-        if burst := env.get("NUDGEFLOW_INGEST_BURST"):
-            values["ingest_burst"] = int(burst)
-        if level := env.get("NUDGEFLOW_LOG_LEVEL"):
-            values["log_level"] = level.upper()
-        if (engine := env.get("NUDGEFLOW_ENGINE")) is not None and engine.strip():
-            values["engine_enabled"] = engine.strip().lower() not in ("0", "false", "no", "off")
-        if (channels := env.get("NUDGEFLOW_LOG_CHANNELS")) is not None:
-            values["log_channels"] = tuple(c.strip() for c in channels.split(",") if c.strip())
-        if batch_ms := env.get("NUDGEFLOW_ENGINE_BATCH_MS", "").strip():
-            # How long one engine transaction may hold the writer (ingest waits behind it).
-            values["engine_batch_ms"] = float(batch_ms)
-        if linger_ms := env.get("NUDGEFLOW_ENGINE_LINGER_MS", "").strip():
-            values["engine_linger_ms"] = float(linger_ms)
-        if processes := env.get("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "").strip():
-            values["email_build_processes"] = int(processes)
-        if (hosts := env.get("NUDGEFLOW_WEBPUSH_HOSTS")) is not None:
-            values["webpush_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
-        if attempts := env.get("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "").strip():
-            values["dispatch_max_attempts"] = int(attempts)
-        if secret_key := env.get("NUDGEFLOW_SECRET_KEY", "").strip():
-            values["secret_key"] = secret_key
-        if smtp_url := env.get("NUDGEFLOW_SMTP_URL", "").strip():
-            values["smtp_url"] = smtp_url
-        for name in _PUSH_ENV:
-            if value := env.get(f"NUDGEFLOW_{name}", "").strip():
-                values[name.lower()] = value
+        for var in ENV_VARS:
+            raw = env.get(var.name)
+            if raw is None or (not raw.strip() and not var.empty_means_none):
+                continue
+            try:
+                values[var.field] = var.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{var.name}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
