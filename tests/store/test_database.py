@@ -15,6 +15,7 @@ import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import make_url
 
 from nudgeflow.settings import Settings
@@ -125,7 +126,7 @@ def test_event_sequence_is_generated_on_both_databases(new_engine: Any) -> None:
         seqs = list(conn.execute(select(events.c.seq).order_by(events.c.seq)).scalars())
         assert len(seqs) == len(set(seqs)) == 3 and all(isinstance(s, int) for s in seqs)
         # (workspace_id, message_id) is unique: the idempotency key is enforced by the database too.
-        with pytest.raises(Exception):
+        with pytest.raises(IntegrityError):
             with new_engine.begin() as tx:
                 tx.execute(events.insert().values(**row, message_id="m0"))
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 3
