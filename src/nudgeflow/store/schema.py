@@ -208,6 +208,10 @@ outbox = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("sent_at_ms", BigInteger),
     Column("error", Text),
+    # When a remote send was leased: the lease's end. A pending row whose next attempt is
+    # still this is in flight (or its sender died); an engine that holds the engine lock
+    # reclaims such rows at start (store/engine_lock.py).
+    Column("leased_until_ms", BigInteger),
     UniqueConstraint("workspace_id", "idempotency_key", name="uq_outbox_key"),
     Index("ix_outbox_due", "status", "next_attempt_at_ms"),
     Index("ix_outbox_profile", "profile_id"),
@@ -236,6 +240,22 @@ engine_cursors = Table(
     Column("name", String(80), primary_key=True),
     Column("position", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
+    # Seqs the cursor passed that were not yet visible (a transaction still open, or rolled
+    # back): JSON [[first, last, seen_at_ms], ...], read again until they fill or time out
+    # (runtime/processor.py).
+    Column("gaps", Text),
+)
+
+# Who holds the engine lock of a PostgreSQL database (the lock itself is an advisory lock
+# on a connection of the engine's; SQLite's is a lock file): what a second engine names
+# when it refuses to start (store/engine_lock.py).
+engine_lock = Table(
+    "engine_lock",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at_ms", BigInteger, nullable=False),
 )
 
 # --- content, catalog, consent (email and push channels) --------------------------------------
