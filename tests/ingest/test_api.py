@@ -20,7 +20,7 @@ from conftest import LiveServer, start_server
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
-from nudgeflow.store.schema import events, profiles
+from nudgeflow.store.schema import events, identities, profiles
 from nudgeflow.store.workspaces import NewWorkspace
 
 UTC = timezone.utc
@@ -42,6 +42,14 @@ def count(live: LiveServer, workspace_id: str) -> int:
         return int(
             conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)).scalar_one()
         )
+
+
+def profile_row(live: LiveServer, workspace_id: str, user_id: str) -> Any:
+    """The profile a userId resolved to (traits and trait errors as stored), or None."""
+    with live.state.engine.connect() as conn:
+        return conn.execute(
+            select(profiles).where(profiles.c.workspace_id == workspace_id, profiles.c.user_id == user_id)
+        ).first()
 
 
 def post(client: httpx.Client, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -101,6 +109,14 @@ def test_each_single_endpoint_stores_one_event_of_its_type(live: LiveServer, ws:
         assert rows[0].event == "Product Viewed"
     if type_ in ("page", "screen"):
         assert rows[0].event == SINGLE_CALLS[type_]["name"]
+    # What the call did to the person, not only to the log.
+    if type_ == "identify":
+        assert orjson.loads(profile_row(live, ws.workspace_id, "u1").traits) == SINGLE_CALLS["identify"]["traits"]
+    with live.state.engine.connect() as conn:
+        linked = dict(conn.execute(select(identities.c.key, identities.c.profile_id)
+                                   .where(identities.c.workspace_id == ws.workspace_id)).all())
+    # The caller's id now leads to the event's profile (an unknown alias previousId is not invented).
+    assert linked == {("u:u1" if "userId" in SINGLE_CALLS[type_] else "a:a1"): rows[0].profile_id}
 
 
 @pytest.mark.parametrize("path", ["/v1/batch", "/v1/import"])
@@ -112,6 +128,10 @@ def test_batch_and_import_store_every_event(live: LiveServer, ws: NewWorkspace, 
     assert response.json()["success"] is True
     rows = stored(live, ws.workspace_id)
     assert sorted((r.type, r.message_id) for r in rows) == sorted((t, f"b-{t}") for t in SINGLE_CALLS)
+    for row in rows:  # each event whole, as sent
+        payload = orjson.loads(row.payload)
+        assert {k: payload[k] for k in SINGLE_CALLS[row.type]} == SINGLE_CALLS[row.type]
+    assert orjson.loads(profile_row(live, ws.workspace_id, "u1").traits) == SINGLE_CALLS["identify"]["traits"]
 
 
 def test_the_write_key_can_arrive_in_the_body(live: LiveServer, ws: NewWorkspace) -> None:
@@ -136,7 +156,8 @@ def test_basic_auth_with_the_key_as_user_and_an_empty_password(live: LiveServer,
     with live.client() as client:
         response = post(client, "/v1/track", {"userId": "u", "event": "E"}, {"authorization": f"Basic {token}"})
     assert response.status_code == 200, response.text
-    assert count(live, ws.workspace_id) == 1
+    [row] = stored(live, ws.workspace_id)
+    assert (row.type, row.event, orjson.loads(row.payload)["userId"]) == ("track", "E", "u")
 
 
 @pytest.mark.parametrize("path", ["/v1/track", "/v1/batch"])
@@ -155,8 +176,11 @@ def test_gzip_encoded_bodies_are_accepted(live: LiveServer, ws: NewWorkspace, pa
 
 def test_text_plain_is_accepted_for_browser_beacons(live: LiveServer, ws: NewWorkspace) -> None:
     with live.client(auth=(ws.write_key, "")) as client:
-        response = post(client, "/v1/track", {"userId": "u", "event": "E"}, {"content-type": "text/plain;charset=UTF-8"})
+        response = post(client, "/v1/track", {"userId": "u", "event": "E", "properties": {"note": "café"}},
+                        {"content-type": "text/plain;charset=UTF-8"})
     assert response.status_code == 200, response.text
+    [row] = stored(live, ws.workspace_id)
+    assert row.event == "E" and orjson.loads(row.payload)["properties"] == {"note": "café"}
 
 
 # -- idempotency ------------------------------------------------------------------------
@@ -327,11 +351,12 @@ def test_the_answer_comes_only_after_the_event_is_committed(live: LiveServer, ws
 # -- limits -----------------------------------------------------------------------------
 
 
-def test_a_single_event_over_32_kb_is_refused(live: LiveServer, ws: NewWorkspace) -> None:
+def test_a_single_event_over_32_kb_is_a_400(live: LiveServer, ws: NewWorkspace) -> None:
+    """400 as in a batch, and as Segment answers (its Node library retries a 413)."""
     big = {"userId": "u", "event": "E", "properties": {"blob": "x" * (33 * 1024)}}
     with live.client(auth=(ws.write_key, "")) as client:
-        assert_error(post(client, "/v1/track", big), 413, "body")
-        assert_error(post(client, "/v1/track", gzip.compress(orjson.dumps(big)), {"content-encoding": "gzip"}), 413, "body")
+        assert_error(post(client, "/v1/track", big), 400, "body")["code"] == "event_too_large"
+        assert_error(post(client, "/v1/track", gzip.compress(orjson.dumps(big)), {"content-encoding": "gzip"}), 400, "body")
         # The limit is on the event as the client sends it: what the server adds to it
         # (receivedAt, the corrected timestamp, a messageId) does not push it over.
         edge = {"userId": "u", "event": "E", "properties": {"blob": ""}}
@@ -340,7 +365,7 @@ def test_a_single_event_over_32_kb_is_refused(live: LiveServer, ws: NewWorkspace
         response = post(client, "/v1/track", edge)
         assert response.status_code == 200, response.text
         edge["properties"]["blob"] += "x"
-        assert_error(post(client, "/v1/track", edge), 413, "body")
+        assert_error(post(client, "/v1/track", edge), 400, "body")
     assert count(live, ws.workspace_id) == 1
 
 
@@ -352,7 +377,9 @@ def test_an_event_over_32_kb_in_a_batch_is_named_by_index(live: LiveServer, ws: 
     ]
     with live.client(auth=(ws.write_key, "")) as client:
         body = assert_error(post(client, "/v1/batch", {"batch": batch}), 400, "batch[2]", 2)
+        alone = assert_error(post(client, "/v1/track", batch[2]), 400, "body")
     assert "32768" in body["errors"][0]["message"]
+    assert body["code"] == alone["code"] == "event_too_large"  # the same answer alone or in a batch
     assert count(live, ws.workspace_id) == 0  # none of the batch, not even the good ones
 
 
@@ -522,6 +549,10 @@ def test_bad_reserved_traits_are_accepted_with_warnings_naming_them(live: LiveSe
         {"field": "batch[1].traits.email", "index": 1, "message": "not an email address; the trait was not applied"}
     ]
     assert count(live, ws.workspace_id) == 3
+    # The valid trait is applied and the invalid ones are not: they are kept as errors.
+    row = profile_row(live, ws.workspace_id, "u")
+    assert orjson.loads(row.traits) == {"plan": "pro"}
+    assert {"timezone", "email"} <= set(orjson.loads(row.trait_errors))
 
 
 def test_other_methods_and_paths_are_4xx(live: LiveServer, ws: NewWorkspace) -> None:
@@ -621,6 +652,7 @@ def test_ingest_answers_browsers_of_any_origin(live: LiveServer, ws: NewWorkspac
         ok = http.post("/v1/track", auth=(ws.write_key, ""), headers={"Origin": "https://shop.example"},
                        json={"userId": "u-cors", "event": "Viewed"})
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "*"
+        assert [r.event for r in stored(live, ws.workspace_id)] == ["Viewed"]
         bad = http.post("/v1/track", auth=("no-such-key", ""), json={"userId": "u", "event": "x"})
         assert bad.status_code == 401 and bad.headers["access-control-allow-origin"] == "*"
 
@@ -635,3 +667,4 @@ def test_an_address_trait_with_a_control_character_is_not_applied(live: LiveServ
     assert all("control character" in message for message in warnings.values())
     (row,) = stored(live, ws.workspace_id)
     assert orjson.loads(row.payload)["traits"]["email"] == "a\u0000b@example.com"  # the event is kept as sent
+    assert orjson.loads(profile_row(live, ws.workspace_id, "u-nul").traits) == {"plan": "pro"}  # but not applied

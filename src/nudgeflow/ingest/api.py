@@ -18,6 +18,7 @@ from starlette.routing import Route
 from nudgeflow.ingest.auth import basic_user
 from nudgeflow.ingest.body import read_body
 from nudgeflow.ingest.errors import IngestError, invalid
+from nudgeflow.ingest.verification import Claim, reason_for, take_user_hash, verify
 from nudgeflow.model.events import BadRequest, EventRecord, InvalidEvent, normalize, parse_batch, parse_single
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.workspaces import WRITE
@@ -37,16 +38,25 @@ def error_response(exc: IngestError) -> Response:
     return json_response(exc.body(), exc.status, exc.headers)
 
 
-async def _workspace(state: "AppState", request: Request, body_key: Any) -> str:
+async def write_key_owner(state: "AppState", request: Request, body_key: Any) -> tuple[str, str]:
+    """(workspace, write kind: public or server) of the request's write key, or a 401."""
     key = basic_user(request.headers.get("authorization"))
     if key is None and isinstance(body_key, str):
         key = body_key
     if key is None:
         raise IngestError(401, "unauthorized", "missing write key: send it as the Basic auth user or as writeKey", reason="auth", field="writeKey")
-    workspace_id = await state.keys.workspace(WRITE, key)
-    if workspace_id is None:
+    found = await state.keys.owner(WRITE, key)
+    if found is None:
         raise IngestError(401, "unauthorized", "unknown write key", reason="auth", field="writeKey")
-    return workspace_id
+    return found
+
+
+def claim_of(message: dict[str, Any], index: int | None, batch_context: Any = None) -> Claim | None:
+    """Take the message's userHash out, and say whether (and why) it needs one."""
+    context = batch_context if isinstance(batch_context, dict) else None
+    given = take_user_hash(message, context)
+    reason = reason_for(message, context)
+    return None if reason is None else (index, str(message["userId"]), reason, given)
 
 
 def _warnings(records: list[EventRecord], in_batch: bool) -> list[dict[str, Any]]:
@@ -102,10 +112,12 @@ def ingest_routes(state: "AppState") -> list[Route]:
                 messages, parsed = parse_batch(body)
             except BadRequest as exc:
                 raise invalid(exc.errors) from exc
-            workspace_id = await _workspace(state, request, parsed.get("writeKey"))
+            workspace_id, write_kind = await write_key_owner(state, request, parsed.get("writeKey"))
             received_at = state.clock.now()
             records = []
             context = parsed.get("context")
+            claims = [c for i, m in enumerate(messages) if (c := claim_of(m, i, context)) is not None]
+            await verify(state, workspace_id, write_kind, claims, len(messages))
             for index, message in enumerate(messages):
                 try:
                     records.append(
@@ -130,12 +142,14 @@ def ingest_routes(state: "AppState") -> list[Route]:
     def single(type_: str) -> Any:
         async def endpoint(request: Request) -> Response:
             async def handle() -> Response:
-                body = await read_body(request, settings.max_event_bytes)
+                body = await read_body(request, settings.max_event_bytes, one_event=True)
                 try:
                     message = parse_single(type_, body)
                 except BadRequest as exc:
                     raise invalid(exc.errors) from exc
-                workspace_id = await _workspace(state, request, message.get("writeKey"))
+                workspace_id, write_kind = await write_key_owner(state, request, message.get("writeKey"))
+                claim = claim_of(message, None)
+                await verify(state, workspace_id, write_kind, [claim] if claim else [], 1)
                 try:
                     record = normalize(message, state.clock.now(), max_event_bytes=settings.max_event_bytes)
                 except InvalidEvent as exc:

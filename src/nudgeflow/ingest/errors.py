@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nudgeflow.model.events import InvalidEvent
+from nudgeflow.model.events import EventTooLarge, InvalidEvent
 
 
 class IngestError(Exception):
@@ -39,7 +39,15 @@ class IngestError(Exception):
         return out
 
 
-def invalid(errors: list[InvalidEvent]) -> IngestError:
+def invalid(errors: list[InvalidEvent], code: str = "invalid_request", reason: str = "invalid") -> IngestError:
     first = errors[0]
+    if isinstance(first, EventTooLarge) and code == "invalid_request":
+        code, reason = "event_too_large", "too_large"
     where = f"event {first.index}: " if first.index is not None else ""
-    return IngestError(400, "invalid_request", f"{where}{first.field}: {first.message}", errors=errors, reason="invalid")
+    return IngestError(400, code, f"{where}{first.field}: {first.message}", errors=errors, reason=reason)
+
+
+def event_too_large(message: str, field: str, index: int | None = None) -> IngestError:
+    """An event over the per-event limit, alone or in a batch: 400 naming it (and its index),
+    so that a client drops that event and keeps the rest of its batch."""
+    return invalid([EventTooLarge(field, message, index)], code="event_too_large", reason="too_large")

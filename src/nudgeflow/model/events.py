@@ -129,6 +129,10 @@ class InvalidEvent(ValueError):
         return out
 
 
+class EventTooLarge(InvalidEvent):
+    """An event over the per-event size limit (a 400, as Segment answers: no retry helps)."""
+
+
 @dataclass(slots=True)
 class EventRecord:
     """One accepted message, normalized, as it is written to the event log."""
@@ -308,7 +312,7 @@ def normalize(
     except orjson.JSONEncodeError as exc:  # nesting deeper than 254 levels, integers beyond 64 bits
         raise InvalidEvent(field, f"cannot be stored as JSON: {exc}", index) from exc
     if len(payload) > max_event_bytes + ADDED_BY_SERVER_BYTES:
-        raise InvalidEvent(field, f"event is {len(payload)} bytes; the limit is {max_event_bytes}", index)
+        raise EventTooLarge(field, f"event is {len(payload)} bytes; the limit is {max_event_bytes}", index)
     type_ = message["type"]
     traits = trait_errors = None
     if type_ == "identify":

@@ -45,9 +45,9 @@ _RESPONSES = {
     **{
         code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestError"}}}}
         for code, text in {
-            "400": "Invalid JSON or an invalid event; `errors` names each field (and, in a batch, the index).",
+            "400": "Invalid JSON, an invalid event, or an event over 32 KB (code event_too_large); `errors` names each field (and, in a batch, the index).",
             "401": "Missing or unknown write key.",
-            "413": "Body over 500 KB or an event over 32 KB.",
+            "413": "Body over 500 KB (a batch: split it).",
             "415": "Content-Type is not application/json, or an unsupported Content-Encoding.",
             "429": "Workspace ingest rate exceeded; see Retry-After.",
             "503": "Not stored (database unavailable); retry.",
