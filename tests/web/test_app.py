@@ -170,3 +170,32 @@ def test_the_admin_routes_are_timed_as_one_group(live: LiveServer, ws: NewWorksp
     assert "/api" in routes
     assert not any(str(r).startswith("/api/") for r in routes)
     assert value(samples, "nudgeflow_request_seconds_count", route="/api") == 3
+
+
+def test_a_repeat_messageid_with_other_content_is_dropped_and_counted_apart(live: LiveServer, ws: NewWorkspace) -> None:
+    from sqlalchemy import select
+
+    from nudgeflow.store.schema import events
+
+    first = {"userId": "u", "event": "Order Completed", "messageId": "m-1", "properties": {"total": 10},
+             "timestamp": "2026-01-05T10:00:00Z", "sentAt": "2026-01-05T10:00:01Z"}
+    with live.client(auth=(ws.write_key, "")) as client:
+        assert client.post("/v1/track", json=first).status_code == 200
+        # A retry of the same event (another sentAt, so another corrected timestamp): a plain repeat.
+        assert client.post("/v1/track", json={**first, "sentAt": "2026-01-05T10:00:09Z"}).status_code == 200
+        # The same id for another event: accepted (200, as every repeat) and not stored.
+        assert client.post("/v1/track", json={**first, "properties": {"total": 99}}).status_code == 200
+        # Inside one batch: the second m-2 differs from the first.
+        batch = {"batch": [{"type": "track", "userId": "u", "event": "A", "messageId": "m-2"},
+                           {"type": "track", "userId": "u", "event": "B", "messageId": "m-2"},
+                           {"type": "track", "userId": "u", "event": "A", "messageId": "m-2"}]}
+        assert client.post("/v1/batch", json=batch).status_code == 200
+    samples = scrape(live)
+    assert value(samples, "nudgeflow_events_accepted_total") == 2
+    assert value(samples, "nudgeflow_events_duplicate_total") == 4
+    assert value(samples, "nudgeflow_events_duplicate_conflict_total") == 2
+    with live.state.engine.connect() as conn:
+        rows = conn.execute(select(events.c.message_id, events.c.event, events.c.payload)
+                            .where(events.c.workspace_id == ws.workspace_id).order_by(events.c.seq)).all()
+    assert [(r.message_id, r.event) for r in rows] == [("m-1", "Order Completed"), ("m-2", "A")]
+    assert '"total":10' in rows[0].payload  # the first one stored wins

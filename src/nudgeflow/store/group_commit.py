@@ -196,6 +196,7 @@ class GroupCommitter:
             part = write_events(conn, workspace_id, records, now_ms)
             total.accepted += part.accepted
             total.duplicates += part.duplicates
+            total.duplicate_conflicts += part.duplicate_conflicts
             total.profiles_created += part.profiles_created
             total.merges += part.merges
         return total

@@ -28,6 +28,10 @@ CHUNK = 900
 class WriteResult:
     accepted: int = 0
     duplicates: int = 0
+    # Of the duplicates, repeats whose content differs from the event stored under that
+    # messageId: dropped like every repeat (the first one stored wins), but counted apart,
+    # since a client reusing ids for different events is losing data.
+    duplicate_conflicts: int = 0
     profiles_created: int = 0
     merges: int = 0
 
@@ -111,14 +115,36 @@ def _identity_keys(record: EventRecord) -> Iterable[str]:
         yield "a:" + record.previous_id
 
 
-def _known_message_ids(conn: Connection, workspace_id: str, message_ids: list[str]) -> set[str]:
-    known: set[str] = set()
+def _known_message_ids(conn: Connection, workspace_id: str, message_ids: list[str]) -> dict[str, str]:
+    """The stored payload of each message id already in the log (only repeats come back, so
+    reading their payloads costs nothing for fresh events)."""
+    known: dict[str, str] = {}
     mark = _mark(conn)
     for chunk in _chunks(message_ids):
         ids = _padded(chunk)
-        sql = f"SELECT message_id FROM events WHERE workspace_id = {mark} AND message_id IN {_in_list(mark, len(ids))}"
-        known.update(conn.exec_driver_sql(sql, (workspace_id, *ids)).scalars())
+        sql = f"SELECT message_id, payload FROM events WHERE workspace_id = {mark} AND message_id IN {_in_list(mark, len(ids))}"
+        known.update((row[0], row[1]) for row in conn.exec_driver_sql(sql, (workspace_id, *ids)))
     return known
+
+
+# What normalize adds or recomputes on every receipt: a retry of the same event differs here.
+_RECEIPT_FIELDS = ("receivedAt", "sentAt", "timestamp")
+
+
+def _same_content(stored: bytes | str, repeat: bytes | str) -> bool:
+    """Whether a repeat of a messageId is the event already stored, as its client sent it."""
+    if stored == repeat:
+        return True
+    try:
+        a, b = orjson.loads(stored), orjson.loads(repeat)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return a == b
+    for name in _RECEIPT_FIELDS:
+        a.pop(name, None)
+        b.pop(name, None)
+    return bool(a == b)
 
 
 def _load_identities(conn: Connection, workspace_id: str, keys: list[str]) -> _Resolution:
@@ -297,17 +323,21 @@ _EVENT_COLUMNS = (
 def write_events(conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int) -> WriteResult:
     """Append one workspace's events; called inside a transaction the caller commits."""
     result = WriteResult()
-    seen: set[str] = set()
+    seen: dict[str, bytes] = {}
     unique: list[EventRecord] = []
     for record in records:
-        if record.message_id in seen:
+        first = seen.get(record.message_id)
+        if first is not None:
             result.duplicates += 1
+            result.duplicate_conflicts += not _same_content(first, record.payload)
             continue
-        seen.add(record.message_id)
+        seen[record.message_id] = record.payload
         unique.append(record)
     known = _known_message_ids(conn, workspace_id, [r.message_id for r in unique])
     if known:
-        result.duplicates += sum(1 for r in unique if r.message_id in known)
+        repeats = [r for r in unique if r.message_id in known]
+        result.duplicates += len(repeats)
+        result.duplicate_conflicts += sum(not _same_content(known[r.message_id], r.payload) for r in repeats)
         unique = [r for r in unique if r.message_id not in known]
     if not unique:
         return result

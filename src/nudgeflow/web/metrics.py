@@ -22,6 +22,11 @@ class Metrics:
         self.events_duplicate = Counter(
             "nudgeflow_events_duplicate", "Events whose messageId was already stored", registry=self.registry
         )
+        self.events_duplicate_conflict = Counter(
+            "nudgeflow_events_duplicate_conflict",
+            "Repeats of a stored messageId with different content (dropped like every repeat: the first stored wins)",
+            registry=self.registry,
+        )
         self.events_rejected = Counter(
             "nudgeflow_events_rejected", "Events refused at ingest, by reason", ["reason"], registry=self.registry
         )
@@ -49,6 +54,8 @@ class Metrics:
         self.events_accepted.inc(result.accepted)
         if result.duplicates:
             self.events_duplicate.inc(result.duplicates)
+            if result.duplicate_conflicts:
+                self.events_duplicate_conflict.inc(result.duplicate_conflicts)
         self.commit_events.observe(result.accepted + result.duplicates)
         self.commit_requests.observe(requests)
 
