@@ -231,3 +231,121 @@ def test_workspace_from_the_environment(env: dict[str, str], tmp_path: Path) -> 
     assert run(["journeys", "apply", "j.yaml", "--publish"], env, tmp_path).returncode == 0
     done = run(["journeys", "list", "--json"], env, tmp_path)
     assert [j["id"] for j in json.loads(done.stdout)] == ["j"]
+
+
+# --- channels and templates (issue 12, item 3) -------------------------------------------------
+
+EMAIL_JOURNEY = """\
+id: welcome
+name: Welcome
+trigger:
+  type: event
+  event: Signed Up
+steps:
+  hello:
+    type: send
+    channel: {channel}
+    template: {template}
+"""
+
+EMAIL_TEMPLATE = "channel: email\nsubject: Hi\nbody: <p>Hello</p>\n"
+PUSH_TEMPLATE = "channel: push\ntitle: Hi\nbody: Hello\n"
+
+
+def test_validate_checks_templates_in_a_folder(env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    write(folder / "welcome-1.yaml", EMAIL_TEMPLATE)
+    write(folder / "ping.yaml", PUSH_TEMPLATE)
+    write(tmp_path / "a.yaml", EMAIL_JOURNEY.format(channel="email", template="welcome-1"))
+    write(tmp_path / "b.yaml", EMAIL_JOURNEY.format(channel="email", template="welcom-1").replace("welcome", "b", 1))
+    write(tmp_path / "c.yaml", EMAIL_JOURNEY.format(channel="push", template="welcome-1").replace("welcome", "c", 1))
+    done = run(["journeys", "validate", "a.yaml", "b.yaml", "c.yaml", "--templates", "templates"], env, tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "b.yaml:10: steps.hello.template: no template 'welcom-1' in templates (did you mean 'welcome-1'?)",
+        "c.yaml:10: steps.hello.template: template 'welcome-1' is an email template, and this step sends push",
+        "3 files, 1 valid journey: 2 errors, 0 warnings",
+    ]
+    assert "templates were not checked" not in done.stderr
+    ok = run(["journeys", "validate", "a.yaml", "--templates", "templates"], env, tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_validate_without_templates_says_they_were_not_checked(env: dict[str, str], tmp_path: Path) -> None:
+    write(tmp_path / "b.yaml", EMAIL_JOURNEY.format(channel="email", template="nowhere"))
+    done = run(["journeys", "validate", "b.yaml"], env, tmp_path)
+    assert done.returncode == 0, done.stdout
+    assert "note: templates were not checked (give --templates DIR to check them)" in done.stderr
+
+
+def test_validate_refuses_unknown_and_unbuilt_channels(env: dict[str, str], tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", EMAIL_JOURNEY.format(channel="emial", template="t"))
+    write(tmp_path / "b.yaml", EMAIL_JOURNEY.format(channel="webhook", template="t").replace("welcome", "b", 1))
+    done = run(["journeys", "validate", "a.yaml", "b.yaml"], env, tmp_path)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[:2] == [
+        "a.yaml:9: steps.hello.channel: unknown channel 'emial': the channels there are email, push, log "
+        "(did you mean 'email'?)",
+        "b.yaml:9: steps.hello.channel: channel 'webhook' has no implementation yet: the channels there are "
+        "email, push, log",
+    ]
+    # A name the deployment serves with the log channel is a channel.
+    env["NUDGEFLOW_LOG_CHANNELS"] = "email,push,webhook"
+    done = run(["journeys", "validate", "b.yaml"], env, tmp_path)
+    assert done.returncode == 0, done.stdout
+
+
+def test_a_bad_templates_folder_is_an_error(env: dict[str, str], tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", EMAIL_JOURNEY.format(channel="email", template="t"))
+    done = run(["journeys", "validate", "a.yaml", "--templates", "nowhere"], env, tmp_path)
+    assert done.returncode == 1 and "--templates nowhere: not a folder" in done.stderr
+
+
+def test_apply_and_publish_check_the_workspace_templates(env: dict[str, str], tmp_path: Path,
+                                                         database_url: str) -> None:
+    env["NUDGEFLOW_DATABASE_URL"] = database_url
+    ws = workspace(env, tmp_path)
+    write(tmp_path / "welcome.yaml", EMAIL_JOURNEY.format(channel="email", template="welcome-1"))
+    done = run(["journeys", "apply", "welcome.yaml", "-w", ws, "--publish"], env, tmp_path)
+    assert done.returncode == 1
+    assert "welcome.yaml:10: steps.hello.template: no template 'welcome-1' in this workspace" in done.stderr
+    assert "nothing applied: 1 error" in done.stderr
+    assert listed(env, tmp_path, ws) == {}
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    write(folder / "welcome-1.yaml", PUSH_TEMPLATE)
+    assert run(["templates", "apply", "templates", "-w", ws], env, tmp_path).returncode == 0
+    done = run(["journeys", "apply", "welcome.yaml", "-w", ws], env, tmp_path)
+    assert done.returncode == 1
+    assert "steps.hello.template: template 'welcome-1' is a push template, and this step sends email" in done.stderr
+
+    # A draft stored without the workspace's templates known (the store does not read them)
+    # is refused at publish.
+    from nudgeflow.model.journey_checks import load_text
+    from nudgeflow.model.journeys import Journey
+    from nudgeflow.store import journeys as journey_store
+    from nudgeflow.store.database import create_db_engine
+
+    engine = create_db_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            definition = Journey.model_validate(dict(load_text(EMAIL_JOURNEY.format(channel="email",
+                                                                                   template="welcome-1"))[0][1]))
+            journey_store.apply_draft(conn, ws, definition, 1)
+    finally:
+        engine.dispose()
+    done = run(["journeys", "publish", "welcome", "-w", ws], env, tmp_path)
+    assert done.returncode == 1
+    assert ("journey welcome: steps.hello.template: template 'welcome-1' is a push template, and this step sends "
+            "email") in done.stderr
+    assert "not published: 1 error" in done.stderr and "Traceback" not in done.stderr
+    assert listed(env, tmp_path, ws)["welcome"]["status"] == "draft"
+
+    write(tmp_path / "welcome.yaml", EMAIL_JOURNEY.format(channel="email", template="welcome-2"))
+    write(folder / "welcome-2.yaml", EMAIL_TEMPLATE)
+    assert run(["templates", "apply", "templates/welcome-2.yaml", "-w", ws], env, tmp_path).returncode == 0
+    done = run(["journeys", "apply", "welcome.yaml", "-w", ws, "--publish"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["welcome: draft updated, published version 1 (live)"]

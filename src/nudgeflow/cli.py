@@ -348,18 +348,44 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def _workspace_delivery(conn, workspace: str, settings: Settings):  # type: ignore[no-untyped-def]
+    """The channels this deployment serves and the workspace's templates, for the journey checks."""
+    from nudgeflow.model.journey_checks import Delivery
+    from nudgeflow.store import templates as template_store
+
+    known = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace)}
+    return Delivery.serving(settings.log_channels, known, "this workspace")
+
+
 @journeys_app.command("validate")
-def journeys_validate(files: JourneyFiles) -> None:
+def journeys_validate(
+    files: JourneyFiles,
+    templates: Annotated[Optional[str], typer.Option(
+        "--templates", metavar="DIR",
+        help="A folder of template files (as `templates apply` reads): check that each send step's template is "
+             "there, with the step's channel.")] = None,
+) -> None:
     """Check journey files without a database: every problem as file:line: path: message."""
-    from nudgeflow.model.journey_checks import check_files, journey_files
+    from nudgeflow.model.journey_checks import Delivery, check_files, journey_files
+    from nudgeflow.store import templates as template_store
 
     paths = journey_files(files)
     if not paths:
         raise _fail("no journey files (.yaml, .yml, .json) found in " + " ".join(files))
-    problems, valid = check_files(paths)
+    known = None
+    if templates is not None:
+        if not Path(templates).is_dir():
+            raise _fail(f"--templates {templates}: not a folder")
+        try:
+            known = {name: source.channel for name, source in template_store.load_template_files(templates)}
+        except template_store.TemplateFileError as exc:
+            raise _fail(f"--templates {templates}: {exc}") from exc
+    problems, valid = check_files(paths, Delivery.serving(_settings(None).log_channels, known, templates or ""))
     errors, warnings = _print_problems(problems, sys.stdout)
     print(f"{_plural(len(paths), 'file')}, {_plural(len(valid), 'valid journey')}: "
           f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}")
+    if templates is None:
+        print("note: templates were not checked (give --templates DIR to check them)", file=sys.stderr)
     if errors:
         raise typer.Exit(1)
 
@@ -384,11 +410,18 @@ def journeys_apply(
     if errors:
         raise _fail(f"nothing applied: {_plural(errors, 'error')} in the files above")
     now = to_ms(SystemClock().now())
-    engine = _engine(_settings(database))
+    settings = _settings(database)
+    engine = _engine(settings)
     lines = []
     try:
         with engine.begin() as conn:
             store.require_workspace(conn, workspace)
+            # Channels and the workspace's templates: checked again with them, file:line as above.
+            delivery = _workspace_delivery(conn, workspace, settings)
+            problems, valid = check_files(paths, delivery)
+            errors, _warnings = _print_problems([p for p in problems if p.severity == "error"], sys.stderr)
+            if errors:
+                raise _fail(f"nothing applied: {_plural(errors, 'error')} in the files above")
             for _file, journey in valid:
                 before = store.get_journey(conn, workspace, journey.id)
                 created = store.apply_draft(conn, workspace, journey, now)
@@ -412,16 +445,35 @@ def journeys_apply(
         print(line)
 
 
+def _check_draft_delivery(conn, workspace: str, journey_id: str, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Refuse to publish a draft whose channels or templates are not there (each as
+    `journey ID: path: reason`): it would otherwise fail only when its first message is due."""
+    from nudgeflow.model.journey_checks import check_journey
+    from nudgeflow.store import journeys as store
+
+    found = store.get_journey(conn, workspace, journey_id)
+    if found is None:
+        return  # store.publish says there is no such journey
+    _journey, problems = check_journey(found["draft"], _workspace_delivery(conn, workspace, settings))
+    errors = [p for p in problems if p.severity == "error"]
+    for problem in errors:
+        print(f"journey {journey_id}: {problem.path}: {problem.message}", file=sys.stderr)
+    if errors:
+        raise _fail(f"not published: {_plural(len(errors), 'error')} above")
+
+
 def _journey_transition(action: str, journey_id: str, workspace: str, database: str | None) -> None:
     from nudgeflow.core.clock import SystemClock, to_ms
     from nudgeflow.store import journeys as store
 
     now = to_ms(SystemClock().now())
-    engine = _engine(_settings(database))
+    settings = _settings(database)
+    engine = _engine(settings)
     try:
         with engine.begin() as conn:
             store.require_workspace(conn, workspace)
             if action == "publish":
+                _check_draft_delivery(conn, workspace, journey_id, settings)
                 before = store.get_journey(conn, workspace, journey_id)
                 version = store.publish(conn, workspace, journey_id, now)
                 status = store.get_journey(conn, workspace, journey_id)["status"]  # type: ignore[index]

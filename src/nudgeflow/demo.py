@@ -496,6 +496,8 @@ def run_demo(
         summary.virtual_start, summary.virtual_end = start, end
 
         with httpx.Client(base_url=server.url, auth=(workspace.write_key, ""), timeout=30) as client, _http_errors():
+            # Templates first: publishing checks that each send step's template is there.
+            summary.templates_applied = _apply_templates(client, admin)
             summary.journeys_published = _publish_journeys(client, admin, files)
             console.print(
                 f"published {len(summary.journeys_published)} journey{'' if len(summary.journeys_published) == 1 else 's'}"
@@ -503,7 +505,6 @@ def run_demo(
                 + ", ".join(summary.journeys_published),
                 highlight=False,
             )
-            summary.templates_applied = _apply_templates(client, admin)
             summary.catalog = _import_catalog(client, admin)
             console.print(
                 f"applied {len(summary.templates_applied)} templates from examples/templates, imported "

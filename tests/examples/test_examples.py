@@ -89,6 +89,24 @@ def test_every_example_validates_with_the_cli_without_errors_or_warnings() -> No
     }
 
 
+def test_every_example_validates_against_the_example_templates() -> None:
+    """Each send step's template is in examples/templates, with the step's channel."""
+    result = CliRunner().invoke(app, ["journeys", "validate", str(EXAMPLES),
+                                      "--templates", str(EXAMPLES.parent / "templates")])
+    assert result.exit_code == 0, result.output
+    assert "11 files, 11 valid journeys: 0 errors, 0 warnings" in result.output
+    assert "templates were not checked" not in result.output
+    # And the check bites: without one template, the journeys that send it are refused.
+    from nudgeflow.model.journey_checks import Delivery, validate_files
+    from nudgeflow.store.templates import load_template_files
+
+    known = {name: source.channel for name, source in load_template_files(EXAMPLES.parent / "templates")}
+    known.pop("welcome-1-hello")
+    problems = validate_files([EXAMPLES], Delivery(templates=known, templates_from="examples/templates"))
+    assert [(Path(p.file).name, p.path, p.message) for p in problems] == [
+        ("welcome.yaml", "steps.welcome.template", "no template 'welcome-1-hello' in examples/templates")]
+
+
 def test_every_example_is_documented_in_the_examples_readme() -> None:
     readme = (EXAMPLES.parent / "README.md").read_text()
     for journey_id in ALL:

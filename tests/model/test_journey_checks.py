@@ -133,8 +133,8 @@ def test_bad_values_say_what_is_expected() -> None:
         priority="high",
         steps__check__cases__0__when__0__status="read",
     ))
-    assert found["steps.pause.duration"] == ("'3 days' is not a duration (use a number and a unit: "
-                                             "500ms, 90s, 15m, 1h, 3d, 2w)")
+    assert found["steps.pause.duration"] == ("'3 days' is not a duration (use a positive number, decimals "
+                                             "allowed, and a unit: 500ms, 90s, 15m, 1h, 1.5d, 2w)")
     assert found["id"].startswith("'Cart!' is not a valid journey id")
     assert found["holdout"] == "2 must be less than 1"
     assert found["priority"] == "expected a whole number, got the text 'high'"
@@ -413,3 +413,130 @@ def test_documents_yaml_or_json_cannot_read_are_a_document_error(text: str, kind
 
     with pytest.raises(DocumentError, match=reason):
         load_text(text, kind)  # type: ignore[arg-type]
+
+
+# --- channels and templates (Delivery) ------------------------------------------------------------
+
+from nudgeflow.model.journey_checks import CHANNELS, Delivery  # noqa: E402
+
+TEMPLATES = {"cart-1": "email", "t10": "push", "tfree": "push"}
+
+
+def delivery_errors(document: dict[str, Any], delivery: Delivery) -> dict[str, str]:
+    journey, problems = check_journey(document, delivery)
+    return {p.path: p.message for p in problems if p.severity == "error"}
+
+
+def test_channels_and_templates_that_are_there_pass() -> None:
+    journey, problems = check_journey(doc(), Delivery(templates=TEMPLATES))
+    assert journey is not None and [p for p in problems if p.severity == "error"] == []
+
+
+def test_without_a_delivery_channels_and_templates_are_not_checked() -> None:
+    journey, _problems = check_journey(doc(steps__remind__channel="emial"))
+    assert journey is not None  # the store re-checking what it holds: the definition alone
+
+
+def test_an_unknown_channel_names_the_channels_there_are() -> None:
+    found = delivery_errors(doc(steps__remind__channel="emial"), Delivery())
+    assert found == {"steps.remind.channel": "unknown channel 'emial': the channels there are email, push, log "
+                                             "(did you mean 'email'?)"}
+
+
+def test_a_channel_without_an_implementation_is_refused() -> None:
+    found = delivery_errors(doc(steps__remind__channel="webhook"), Delivery(templates=TEMPLATES))
+    assert found == {"steps.remind.channel": "channel 'webhook' has no implementation yet: the channels there are "
+                                             "email, push, log"}
+
+
+def test_extra_log_channels_of_the_deployment_are_channels() -> None:
+    delivery = Delivery.serving(("email", "push", "sms"), TEMPLATES)
+    assert delivery.channels == ("email", "push", "log", "sms")
+    assert delivery_errors(doc(steps__remind__channel="sms"), delivery) == {}
+
+
+def test_missing_templates_and_templates_of_another_channel() -> None:
+    found = delivery_errors(doc(), Delivery(templates={"cart-1": "push", "t10": "push"}, templates_from="templates/"))
+    assert found == {
+        "steps.remind.template": "template 'cart-1' is a push template, and this step sends email",
+        "steps.offer.variants.1.template": "no template 'tfree' in templates/",
+    }
+    hinted = delivery_errors(doc(steps__remind__template="cart1"), Delivery(templates=TEMPLATES))
+    assert hinted == {"steps.remind.template": "no template 'cart1' in this workspace (did you mean 'cart-1'?)"}
+
+
+def test_log_steps_need_no_stored_template() -> None:
+    # The log channel records the template's name and renders nothing.
+    assert delivery_errors(doc(steps__remind__channel="log", steps__remind__template="nowhere"),
+                           Delivery(templates=TEMPLATES)) == {}
+
+
+def test_template_problems_carry_the_line_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "j.yaml"
+    path.write_text("id: j\nname: J\ntrigger: {type: event, event: A}\nsteps:\n  a:\n    type: send\n"
+                    "    channel: email\n    template: missing\n")
+    problems = validate_files([path], Delivery(templates={}))
+    assert [p.format() for p in problems] == [f"{path}:8: steps.a.template: no template 'missing' in this workspace"]
+
+
+def test_the_channels_named_are_the_channels_built() -> None:
+    """CHANNELS is data in model/ (which imports no channel); it must name exactly the
+    channels channels/ implements, and none of the unbuilt ones."""
+    import importlib
+    import pkgutil
+
+    import nudgeflow.channels as package
+    from nudgeflow.channels.base import Channel
+    from nudgeflow.model.journey_checks import UNBUILT_CHANNELS
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"nudgeflow.channels.{info.name}")
+
+    def subclasses(cls: type) -> set[type]:
+        out = set(cls.__subclasses__())
+        for sub in list(out):
+            out |= subclasses(sub)
+        return out
+
+    built = {getattr(c, "name", None) for c in subclasses(Channel)} - {None, ""}
+    assert set(CHANNELS) <= built, built
+    assert not (UNBUILT_CHANNELS & built)
+
+
+# --- decimal durations ------------------------------------------------------------------------------
+
+
+def test_durations_accept_decimals() -> None:
+    from nudgeflow.model.journeys import duration_ms
+
+    assert duration_ms("1.5d") == 129_600_000
+    assert duration_ms("0.5h") == 1_800_000
+    assert duration_ms("-1.5d") == -129_600_000
+    assert duration_ms("0.1s") == 100
+    journey, problems = check_journey(doc(steps__pause__duration="1.5d", goal__within="0.5h"))
+    assert journey is not None, problems
+    assert journey.steps["pause"].duration == "1.5d"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1.5.3d", "'1.5.3d' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, "
+               "1h, 1.5d, 2w)"),
+    ("-1d", "'-1d' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, 1h, "
+            "1.5d, 2w)"),
+    (".5h", "'.5h' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, 1h, "
+            "1.5d, 2w)"),
+    ("0.0005s", "'0.0005s' is not a whole number of milliseconds"),
+])
+def test_bad_durations_say_what_is_wrong(text: str, message: str) -> None:
+    assert errors(doc(steps__pause__duration=text)) == {"steps.pause.duration": message}
+
+
+def test_offsets_accept_decimals_and_a_sign() -> None:
+    from nudgeflow.model.journeys import duration_ms
+
+    journey, problems = check_journey({"id": "d", "name": "D", "trigger": {"type": "date_relative",
+                                       "trait": "trial_ends_at", "offset": "-1.5d"}, "steps": {"a": {"type": "exit"}}})
+    assert journey is not None, problems
+    assert duration_ms(journey.trigger.offset) == -129_600_000  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="not a duration"):
+        duration_ms("1.5.3d")

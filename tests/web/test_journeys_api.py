@@ -298,3 +298,102 @@ def test_a_nul_character_in_a_definition_is_a_problem_naming_its_path(api: httpx
     assert checked.status_code == 200 and checked.json()["valid"] is False
     assert "trigger.event" in [p["path"] for p in checked.json()["problems"]]
     assert api.get("/api/journeys/cart").status_code == 404
+
+
+# --- channels and templates are checked against the workspace (issue 12, item 3) ---------------
+
+EMAIL_JOURNEY = """\
+id: welcome
+name: Welcome
+trigger:
+  type: event
+  event: Signed Up
+steps:
+  hello:
+    type: send
+    channel: email
+    template: welcome-1
+    next: ping
+  ping:
+    type: send
+    channel: push
+    template: welcome-1
+"""
+
+
+def save_template(api: httpx.Client, name: str, channel: str) -> None:
+    source = ({"channel": "email", "subject": "Hi", "body": "<p>Hello</p>"} if channel == "email"
+              else {"channel": "push", "title": "Hi", "body": "Hello"})
+    answer = api.put(f"/api/templates/{name}", json=source)
+    assert answer.status_code in (200, 201), answer.text
+
+
+def test_put_refuses_missing_templates_and_channels_that_differ(api: httpx.Client) -> None:
+    answer = api.put("/api/journeys/welcome", content=EMAIL_JOURNEY, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 422
+    assert answer.json()["problems"] == [
+        {"path": "steps.hello.template", "message": "no template 'welcome-1' in this workspace", "severity": "error",
+         "line": 10},
+        {"path": "steps.ping.template", "message": "no template 'welcome-1' in this workspace", "severity": "error",
+         "line": 15},
+    ]
+    assert api.get("/api/journeys/welcome").status_code == 404
+
+    save_template(api, "welcome-1", "email")
+    answer = api.put("/api/journeys/welcome", content=EMAIL_JOURNEY, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 422
+    assert answer.json()["problems"] == [
+        {"path": "steps.ping.template", "message": "template 'welcome-1' is an email template, and this step sends push",
+         "severity": "error", "line": 15},
+    ]
+    save_template(api, "welcome-push", "push")
+    fixed = EMAIL_JOURNEY.replace("channel: push\n    template: welcome-1", "channel: push\n    template: welcome-push")
+    answer = api.put("/api/journeys/welcome?publish=true", content=fixed, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["published_version"] == 1
+
+
+def test_unknown_and_unbuilt_channels_are_refused(api: httpx.Client) -> None:
+    for channel, message in (
+        ("emial", "unknown channel 'emial': the channels there are email, push, log (did you mean 'email'?)"),
+        ("webhook", "channel 'webhook' has no implementation yet: the channels there are email, push, log"),
+    ):
+        bad = journey()
+        bad["steps"]["again"]["channel"] = channel
+        answer = api.put("/api/journeys/cart", json=bad)
+        assert answer.status_code == 422
+        assert [(p["path"], p["message"]) for p in answer.json()["problems"]] == [("steps.again.channel", message)]
+        checked = api.post("/api/journeys/validate", json=bad).json()
+        assert checked["valid"] is False and checked["problems"][0]["path"] == "steps.again.channel"
+    assert api.get("/api/journeys").json() == {"journeys": []}
+
+
+def test_validate_checks_the_workspace_templates(api: httpx.Client) -> None:
+    answer = api.post("/api/journeys/validate", content=EMAIL_JOURNEY, headers={"Content-Type": "application/yaml"})
+    assert answer.json()["valid"] is False
+    assert {p["path"] for p in answer.json()["problems"]} == {"steps.hello.template", "steps.ping.template"}
+
+
+def test_publish_refuses_a_draft_whose_template_is_not_there(live: Any, api: httpx.Client, ws: Any) -> None:
+    from nudgeflow.model.journey_checks import load_text
+    from nudgeflow.model.journeys import Journey
+    from nudgeflow.store import journeys as journey_store
+
+    # A draft saved without the API's checks (the store itself does not know the templates).
+    definition = Journey.model_validate(dict(load_text(EMAIL_JOURNEY)[0][1]))
+    with live.state.engine.begin() as conn:
+        journey_store.apply_draft(conn, ws.workspace_id, definition, 1)
+    answer = api.post("/api/journeys/welcome/publish")
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["detail"] == "journey 'welcome' cannot be published"
+    assert [p["path"] for p in body["problems"]] == ["steps.hello.template", "steps.ping.template"]
+    assert api.get("/api/journeys/welcome").json()["status"] == "draft"
+
+    save_template(api, "welcome-1", "email")
+    with live.state.engine.begin() as conn:
+        journey_store.apply_draft(conn, ws.workspace_id, definition.model_copy(update={"steps": {
+            "hello": definition.steps["hello"].model_copy(update={"next": None})}}), 2)
+    answer = api.post("/api/journeys/welcome/publish")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["version"] == 1

@@ -9,6 +9,11 @@ spin without ever waiting, conditions on a message no send step sends, `match` w
 a triggering event. Unreachable steps are warnings: they do no harm, but are likely a
 mistake.
 
+What a journey will be sent through is checked when it is known (`Delivery`): the channel
+each send step names must be one that exists and is built, and its templates must exist
+with that channel. The caller reads the templates (the workspace's, or a folder of files)
+and passes them in as data; nothing here reads a database.
+
 Line numbers: YAML files are composed node by node, and the start line of every mapping
 key and sequence item is kept per path, so a problem at "steps.remind.next" points at the
 line where `next:` is written (or, for a missing key, at its parent).
@@ -23,13 +28,15 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Union
+from typing import Any, Iterable, Iterator, Literal, Mapping, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from nudgeflow.model.journeys import (
+    DURATION_PATTERN,
+    OFFSET_PATTERN,
     BranchStep,
     Journey,
     MessageCondition,
@@ -58,6 +65,38 @@ TRIGGER_FACTS = {
 RESERVED_IDS = frozenset({"schema", "validate"})
 WAIT_TYPES = frozenset({"wait", "wait_for_event"})
 JOURNEY_SUFFIXES = (".yaml", ".yml", ".json")
+
+# The channels a send step may name, each built in channels/: email (SMTP), push (Web Push,
+# FCM, APNs) and log (the development sink, which records what would be sent).
+CHANNELS: tuple[str, ...] = ("email", "push", "log")
+# Named in the design but not built yet: a journey using one is refused now rather than
+# failing when its first message falls due.
+UNBUILT_CHANNELS = frozenset({"webhook"})
+# The channels that render a stored template of their own channel. The log channel
+# renders nothing (it records the template's name), so its steps need no stored template.
+TEMPLATE_CHANNELS = frozenset({"email", "push"})
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a journey's messages will go through, for the checks a definition alone cannot make.
+
+    `channels`: the names a send step may use (the built ones, and any extra name the
+    deployment serves with the log channel, NUDGEFLOW_LOG_CHANNELS). `templates`: name ->
+    channel of every template there is, or None when they were not given (then templates
+    are not checked); `templates_from` says where they came from, for the messages.
+    """
+
+    channels: tuple[str, ...] = CHANNELS
+    templates: Mapping[str, str] | None = None
+    templates_from: str = "this workspace"
+
+    @classmethod
+    def serving(cls, extra_channels: Iterable[str] = (), templates: Mapping[str, str] | None = None,
+                templates_from: str = "this workspace") -> "Delivery":
+        names = list(CHANNELS) + [c for c in extra_channels if c not in CHANNELS]
+        return cls(tuple(names), templates, templates_from)
+
 
 PathPart = Union[str, int]
 # Keys are paths with every part as text: mapping keys and sequence indices alike ("0").
@@ -254,8 +293,11 @@ def _dotted(path: Iterable[PathPart]) -> str:
 # --- checking one document ------------------------------------------------------------------
 
 
-def check_journey(doc: Any) -> tuple[Journey | None, list[Problem]]:
-    """Validate one journey document: (the Journey if it has no errors, every problem found)."""
+def check_journey(doc: Any, delivery: Delivery | None = None) -> tuple[Journey | None, list[Problem]]:
+    """Validate one journey document: (the Journey if it has no errors, every problem found).
+
+    With a `delivery`, channels and templates are checked against it too; without one
+    (the store re-checking a definition it holds), only the definition itself is."""
     if not isinstance(doc, dict):
         kind = _describe(doc)
         return None, [Problem("", f"a journey is a mapping with id, name, trigger and steps, not {kind}", ERROR,
@@ -273,6 +315,8 @@ def check_journey(doc: Any) -> tuple[Journey | None, list[Problem]]:
     problems.extend(graph)
     if journey is not None:
         problems.extend(_model_problems(journey, links_broken=any(p.severity == ERROR for p in graph)))
+        if delivery is not None:
+            problems.extend(delivery_problems(journey, delivery))
     if isinstance(doc, LocatedDict):
         problems = [p if p.line is not None else _with_line(p, doc) for p in problems]
     problems = _dedupe(problems)
@@ -391,8 +435,9 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[list[PathPart], type[BaseModel] | 
 
 
 _PATTERN_HINTS = {
-    r"^\d+(ms|s|m|h|d|w)$": "is not a duration (use a number and a unit: 500ms, 90s, 15m, 1h, 3d, 2w)",
-    r"^-?\d+(ms|s|m|h|d|w)$": 'is not an offset (a signed duration: "-3d" before, "2h" after, "0d")',
+    DURATION_PATTERN: "is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, "
+    "1h, 1.5d, 2w)",
+    OFFSET_PATTERN: 'is not an offset (a signed duration: "-3d" before, "2h" after, "0d", "-1.5d")',
     r"^([01]\d|2[0-3]):[0-5]\d$": "is not a time of day (use HH:MM on a 24 h clock, e.g. 09:00)",
     r"^[A-Za-z0-9_.-]+$": "is not a valid step id (letters, digits, '_', '.' and '-' only)",
     r"^[a-z0-9][a-z0-9_-]{0,79}$": "is not a valid journey id (a slug: lowercase letters, digits, '-' and '_', "
@@ -536,7 +581,7 @@ def _waits(step: Any) -> bool:
         return False
     if step.get("type") == "wait" and isinstance(step.get("duration"), str):
         try:
-            return duration_ms(step["duration"]) > 0
+            return duration_ms(step["duration"]) != 0  # a negative one is reported as not a duration
         except ValueError:
             return True  # reported as a bad duration; do not add a cycle error on top
     return True
@@ -727,6 +772,44 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
     return problems
 
 
+def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
+    """Send steps whose channel does not exist or is not built, and templates that are
+    missing or belong to another channel than the step's."""
+    problems: list[Problem] = []
+    there_are = ", ".join(delivery.channels)
+    for sid, step in journey.steps.items():
+        if not isinstance(step, SendStep):
+            continue
+        channel = step.channel
+        if channel not in delivery.channels:
+            if channel in UNBUILT_CHANNELS:
+                message = f"channel {channel!r} has no implementation yet: the channels there are {there_are}"
+            else:
+                hint = difflib.get_close_matches(channel, delivery.channels, n=1, cutoff=0.6)
+                message = f"unknown channel {channel!r}: the channels there are {there_are}" + (
+                    f" (did you mean {hint[0]!r}?)" if hint else "")
+            problems.append(Problem(f"steps.{sid}.channel", message))
+            continue
+        if delivery.templates is None or channel not in TEMPLATE_CHANNELS:
+            continue
+        named = [(f"steps.{sid}.template", step.template)] if step.template else []
+        named += [(f"steps.{sid}.variants.{i}.template", v.template) for i, v in enumerate(step.variants or [])]
+        for path, name in named:
+            has = delivery.templates.get(name)
+            if has is None:
+                same = sorted(n for n, c in delivery.templates.items() if c == channel)
+                hint = difflib.get_close_matches(name, same, n=1, cutoff=0.6)
+                problems.append(Problem(path, f"no template {name!r} in {delivery.templates_from}"
+                                              + (f" (did you mean {hint[0]!r}?)" if hint else "")))
+            elif has != channel:
+                problems.append(Problem(path, f"template {name!r} is {_a(has)} {has} template, and this step sends {channel}"))
+    return problems
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _duplicates(base: str, names: list[str], noun: str) -> list[Problem]:
     seen: dict[str, int] = {}
     out = []
@@ -806,13 +889,15 @@ def journey_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def validate_files(paths: Iterable[str | Path]) -> list[FileProblem]:
+def validate_files(paths: Iterable[str | Path], delivery: Delivery | None = None) -> list[FileProblem]:
     """Every problem in every journey of these files (directories are searched)."""
-    problems, _ = check_files(paths)
+    problems, _ = check_files(paths, delivery)
     return problems
 
 
-def check_files(paths: Iterable[str | Path]) -> tuple[list[FileProblem], list[tuple[str, Journey]]]:
+def check_files(
+    paths: Iterable[str | Path], delivery: Delivery | None = None
+) -> tuple[list[FileProblem], list[tuple[str, Journey]]]:
     """Problems, and the valid journeys found (file, journey). An id defined twice is an error."""
     problems: list[FileProblem] = []
     journeys: list[tuple[str, Journey]] = []
@@ -833,7 +918,7 @@ def check_files(paths: Iterable[str | Path]) -> tuple[list[FileProblem], list[tu
         if not documents:
             problems.append(FileProblem(name, "", None, "no journey in this file", WARNING))
         for index, doc in documents:
-            journey, found = check_journey(doc)
+            journey, found = check_journey(doc, delivery)
             problems.extend(FileProblem(name, p.path, p.line, p.message, p.severity, index) for p in found)
             if journey is None:
                 continue

@@ -6,37 +6,50 @@ source of the published JSON Schema (`journey_json_schema`) and of the structura
 `model.journey_checks` adds the checks a schema cannot express (dangling step references,
 cycles without a wait).
 
-Durations are strings such as "90s", "15m", "1h", "3d", "2w" (negative ones, "-3d", only
-where an offset is meant). Event names and properties follow Segment's specs; a filter's
+Durations are strings such as "90s", "15m", "1h", "3d", "2w", "1.5d" (decimals allowed, to a
+whole millisecond; negative ones, "-3d", only where an offset is meant). Event names and properties follow Segment's specs; a filter's
 `property` is a dotted path inside the event's `properties` ("cart_id", "products").
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-_DURATION = re.compile(r"^(-)?(\d+)(ms|s|m|h|d|w)$")
+_DURATION = re.compile(r"^(-)?(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h|d|w)$"
+OFFSET_PATTERN = r"^-?\d+(\.\d+)?(ms|s|m|h|d|w)$"
+
+
+def _whole_ms(text: str) -> str:
+    duration_ms(text)  # the pattern let it through; a fraction of a millisecond is refused here
+    return text
+
 
 Duration = Annotated[
     str,
     Field(
-        pattern=r"^\d+(ms|s|m|h|d|w)$",
-        description='A positive duration: a number and a unit, one of ms, s, m, h, d, w ("1h", "3d").',
-        examples=["1h", "24h", "7d"],
+        pattern=DURATION_PATTERN,
+        description='A positive duration: a number (decimals allowed) and a unit, one of ms, s, m, h, d, w '
+        '("1h", "3d", "1.5d", "0.5h").',
+        examples=["1h", "24h", "7d", "1.5d"],
     ),
+    AfterValidator(_whole_ms),
 ]
 Offset = Annotated[
     str,
     Field(
-        pattern=r"^-?\d+(ms|s|m|h|d|w)$",
-        description='A signed duration: "-3d" is three days before, "2h" two hours after.',
-        examples=["-3d", "0d", "1d"],
+        pattern=OFFSET_PATTERN,
+        description='A signed duration: "-3d" is three days before, "2h" two hours after, "-1.5d" a day and a half '
+        'before.',
+        examples=["-3d", "0d", "1d", "-0.5d"],
     ),
+    AfterValidator(_whole_ms),
 ]
 LocalTime = Annotated[
     str,
@@ -52,9 +65,13 @@ def duration_ms(text: str) -> int:
     """Milliseconds of a duration or offset string; ValueError names the bad text."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise ValueError(f"not a duration: {text!r} (use a number and one of ms, s, m, h, d, w)")
+        raise ValueError(f"not a duration: {text!r} (use a number and one of ms, s, m, h, d, w: 90s, 1h, 1.5d)")
     sign, amount, unit = match.groups()
-    value = int(amount) * _UNIT_MS[unit]
+    # Decimal, not float: "0.1s" must be exactly 100 ms, and "1.5d" exactly 129,600,000.
+    exact = Decimal(amount) * _UNIT_MS[unit]
+    if exact != exact.to_integral_value():
+        raise ValueError(f"{text!r} is not a whole number of milliseconds")
+    value = int(exact)
     return -value if sign else value
 
 

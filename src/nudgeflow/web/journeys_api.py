@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
 from nudgeflow.core.clock import from_ms, to_ms
-from nudgeflow.model.journey_checks import DocumentError, Problem, check_journey, load_text
+from nudgeflow.model.journey_checks import Delivery, DocumentError, Problem, check_journey, load_text
 from nudgeflow.model.journeys import journey_json_schema
 from nudgeflow.store import journeys as store
+from nudgeflow.store import templates as template_store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.model.nul import NUL_MESSAGE, nul_path
@@ -145,6 +146,13 @@ def _read(request: Request, fn: Callable[[Connection], T]) -> T:
         return fn(conn)
 
 
+def _delivery(request: Request, workspace_id: str) -> Delivery:
+    """The channels this server serves and the workspace's templates (name -> channel)."""
+    known = _read(request, lambda conn: {t["name"]: t["channel"]
+                                         for t in template_store.list_templates(conn, workspace_id)})
+    return Delivery.serving(_state(request).settings.log_channels, known, "this workspace")
+
+
 def journeys_router() -> APIRouter:
     router = APIRouter(prefix="/api/journeys", tags=["journeys"])
 
@@ -161,8 +169,9 @@ def journeys_router() -> APIRouter:
         index of the YAML document (or JSON array item) each problem belongs to."""
         documents = await _documents(request)
         problems: list[dict[str, Any]] = _nul_problems(documents)
+        delivery = _delivery(request, workspace_id)
         for index, doc in documents:
-            problems.extend(_problems(check_journey(doc)[1], index))
+            problems.extend(_problems(check_journey(doc, delivery)[1], index))
         if not documents:
             problems.append({"path": "", "message": "no journey in the body", "severity": "error", "line": None,
                              "document": 0})
@@ -221,7 +230,8 @@ def journeys_router() -> APIRouter:
                 line = doc.line_of(("id",)) if hasattr(doc, "line_of") else None
                 raise _invalid([Problem("id", f"the definition's id {doc['id']!r} is not the URL's {journey_id!r}",
                                         line=line).as_dict()])
-        journey, problems = check_journey(doc)
+        # Channels and templates too: a step that cannot be sent is refused now, not when it is due.
+        journey, problems = check_journey(doc, _delivery(request, workspace_id))
         if journey is None:
             raise _invalid(_problems(problems))
         now = _now(request)
@@ -245,8 +255,15 @@ def journeys_router() -> APIRouter:
     @_answering
     async def publish_journey(request: Request, journey_id: str, workspace_id: Workspace) -> dict[str, Any]:
         """A paused journey stays paused. An unchanged draft makes no new version
-        (`new_version` false). A draft with errors is refused with 422."""
+        (`new_version` false). A draft with errors, or whose channels or templates are not
+        there, is refused with 422."""
         now = _now(request)
+        found = _read(request, lambda conn: store.get_journey(conn, workspace_id, journey_id))
+        if found is not None:
+            _journey, problems = check_journey(found["draft"], _delivery(request, workspace_id))
+            if any(p.severity == "error" for p in problems):
+                raise _invalid(_problems([p for p in problems if p.severity == "error"]),
+                               f"journey {journey_id!r} cannot be published")
 
         def run(conn: Connection) -> tuple[int, bool, str]:
             before = store.get_journey(conn, workspace_id, journey_id)
