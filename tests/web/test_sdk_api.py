@@ -223,9 +223,11 @@ def test_an_endpoint_that_is_not_a_push_service_is_refused(live: LiveServer, ws:
 @pytest.mark.parametrize("service", ["https://fcm.googleapis.com/fcm/send", "https://updates.push.services.mozilla.com/wpush/v2",
                                      "https://web.push.apple.com", "https://wns2-par02p.notify.windows.com/w"])
 def test_the_browsers_push_services_are_accepted(live: LiveServer, ws: NewWorkspace, service: str) -> None:
+    sub = new_subscription(service)
     with write(live, ws) as client:
-        answer = client.post("/v1/push/subscriptions", json={"userId": "gus", "subscription": new_subscription(service)})
+        answer = client.post("/v1/push/subscriptions", json={"userId": "gus", "subscription": sub})
     assert answer.status_code == 200, answer.text
+    assert endpoints_of(live, ws, "gus") == [sub["endpoint"]]
 
 
 def test_the_push_service_policy() -> None:
@@ -286,7 +288,7 @@ def test_another_workspaces_key_cannot_remove_a_subscription(live: LiveServer, w
         assert client.post("/v1/push/subscriptions", json={"userId": "fay", "subscription": sub}).status_code == 200
     with write(live, other) as client:
         answer = client.request("DELETE", "/v1/push/subscriptions", json={"endpoint": sub["endpoint"]})
-        assert answer.json()["removed"] is False
+        assert answer.status_code == 200 and answer.json()["removed"] is False
     assert endpoints_of(live, ws, "fay") == [sub["endpoint"]]
 
 
@@ -303,10 +305,12 @@ def test_the_preflight_of_a_page_on_another_origin_is_answered(live: LiveServer,
     assert {"POST", "DELETE"} <= {m.strip() for m in answer.headers["access-control-allow-methods"].split(",")}
     assert {"authorization", "content-type"} <= {
         h.strip().lower() for h in answer.headers["access-control-allow-headers"].split(",")}
+    sub = new_subscription()
     with write(live, ws) as client:
-        done = client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": new_subscription()},
+        done = client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": sub},
                            headers={"Origin": "https://shop.example.com"})
     assert done.status_code == 200 and done.headers["access-control-allow-origin"] == "*"
+    assert endpoints_of(live, ws, "a") == [sub["endpoint"]]
 
 
 def test_a_subscription_the_writer_cannot_store_is_a_503_to_retry(live: LiveServer, ws: NewWorkspace) -> None:
