@@ -441,6 +441,21 @@ journey_backfills = Table(
     Index("ix_journey_backfills_status", "status"),
 )
 
+# A group (Segment `group` call: an account, a company) and its traits, merged from every
+# call that named it, by event time. Keyed by the groupId: it holds no person, so erasing
+# a member leaves it (the person's link to it lives in their engine state).
+groups = Table(
+    "groups",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("id", String(512), nullable=False),
+    Column("traits", Text, nullable=False),
+    Column("traits_at_ms", BigInteger, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id", name="pk_groups"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,
