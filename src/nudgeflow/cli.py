@@ -785,6 +785,9 @@ def catalog_list(
 from nudgeflow.cli_consent import suppressions_app  # noqa: E402 (it uses the helpers above, lazily)
 
 app.add_typer(suppressions_app, name="suppressions")
+from nudgeflow.cli_profiles import profiles_app  # noqa: E402
+
+app.add_typer(profiles_app, name="profiles")
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ class Catalog:
         self.history_keys: dict[str, set[str]] = {}
         self.history_window: dict[str, int | None] = {}
         for jv in self.live.values():
-            for name, keys, window in _history_needs(jv.definition):
+            for name, keys, window in history_needs(jv.definition):
                 self.history_keys.setdefault(name, set()).update(keys)
                 if name in self.history_window:
                     old = self.history_window[name]
@@ -270,7 +270,7 @@ def _filter_keys(filters: Iterable[object], *extra: str | None) -> set[str]:
     return keys
 
 
-def _history_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+def history_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
     from nudgeflow.model.journeys import EventCountCondition, duration_ms
 
     trigger = journey.trigger

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nudgeflow.core import steps, timecalc, triggers
-from nudgeflow.core.catalog import ARCHIVED, PAUSED, Catalog
+from nudgeflow.core import backfill, steps, timecalc, triggers
+from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
 from nudgeflow.core.inputs import EventInput, TimerInput
@@ -57,6 +57,8 @@ class Engine:
         elif state.identity is None and event.anonymous_id:
             state.identity = event.anonymous_id
         changes = _apply_traits(state, event)
+        if event.group_id is not None:
+            _apply_group(state, event)
         _remember(self.catalog, state, event)
         _locate(state, event)
         if event.event in ENGAGEMENT:
@@ -83,6 +85,16 @@ class Engine:
             triggers.on_date_timer(turn, timer.payload)
         elif kind == "resume":
             steps.on_resume(turn, timer.payload)
+        _journey_trait_changes(turn)
+        return turn.close()
+
+    def on_backfill(self, state: ProfileState, journey_id: str, past: backfill.Past, now_ms: int) -> list[Effect]:
+        """A journey published now looks at this person's past (core/backfill.py)."""
+        turn = Turn(state, self.catalog, now_ms)
+        _prune(turn)
+        jv = self.catalog.live.get(journey_id)
+        if jv is not None and self.catalog.status(journey_id) == LIVE:
+            backfill.plan(turn, jv, past)
         _journey_trait_changes(turn)
         return turn.close()
 
@@ -130,6 +142,21 @@ def _apply_traits(state: ProfileState, event: EventInput) -> dict[str, tuple[Any
             changes[name] = (before, value)
             state.traits[name] = value
     return changes
+
+
+def _apply_group(state: ProfileState, event: EventInput) -> None:
+    """A group call: the person's group is the one of their latest call (by event time), its
+    traits merged as identify merges a person's. A late call for another group changes
+    nothing; a late call for the same group only fills traits not known yet."""
+    current = state.group
+    traits = event.traits or {}
+    if current is not None and current.get("id") == event.group_id:
+        known = dict(current.get("traits") or {})
+        newer = event.timestamp_ms >= current.get("at", 0)
+        merged = {**known, **traits} if newer else {**traits, **known}
+        state.group = {"id": event.group_id, "at": max(event.timestamp_ms, current.get("at", 0)), "traits": merged}
+    elif current is None or event.timestamp_ms >= current.get("at", 0):
+        state.group = {"id": event.group_id, "at": event.timestamp_ms, "traits": dict(traits)}
 
 
 def _remember(catalog: Catalog, state: ProfileState, event: EventInput) -> None:

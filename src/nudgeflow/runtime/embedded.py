@@ -43,6 +43,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.runtime import sql
+from nudgeflow.runtime.backfill import BACKFILL_BATCH, backfill_batch, skip_profile
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
 from nudgeflow.runtime.effects_writer import FAILED, PENDING
 from nudgeflow.runtime.processor import (
@@ -52,11 +53,11 @@ from nudgeflow.runtime.processor import (
     fire_timers,
     lag,
     process_events,
-    read_cursor,
-    skip_events,
+    skip_next_event,
 )
 from nudgeflow.settings import Settings
 from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
+from nudgeflow.store import engine_lock
 
 log = logging.getLogger("nudgeflow.runtime")
 
@@ -68,6 +69,7 @@ OUTAGE = (OperationalError, InterfaceError, WriterStopped, WriterFailed)
 SET_ASIDE_AFTER = 3  # failures of a one-item batch before the item is set aside
 MIN_BATCH = 50  # the smallest batch the time budget shrinks to (failures go down to 1)
 PUSH_CHECK_S = 30.0  # how often a server without push looks again whether push is now in use
+LOCK_CHECK_S = 1.0  # how often the engine loop makes sure it still holds the engine lock
 
 
 class Runner(Protocol):
@@ -183,6 +185,7 @@ class IdleReport:
     events: int = 0
     timers: int = 0
     messages: int = 0
+    backfilled: int = 0  # profiles a journey's backfill looked at
 
 
 class EmbeddedRuntime:
@@ -216,13 +219,20 @@ class EmbeddedRuntime:
         self._push_checked_at = -1e9
         self._engine_db, self._settings, self._clock_for_email = engine_db, settings, clock
         self.dispatcher = Dispatcher(
-            self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts), self.stats
+            self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts, lease_s=settings.dispatch_lease_seconds),
+            self.stats,
         )
         self._engine_wake = threading.Event()
         self._dispatch_wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()  # start/stop
+        # One engine per database (store/engine_lock.py): taken by `claim_database` (or
+        # `start`), held until `stop`. run_until_idle takes none: it is for tests, the demo
+        # and simulations, on databases of their own.
+        self._engine_lock: engine_lock.EngineLock | None = None
+        self._lock_checked_at = 0.0
+        self.leases_reclaimed = 0
         # Held by each background loop for one iteration, and by run_until_idle throughout:
         # when run_until_idle returns, no background work is half done (only committed
         # work, which it has seen through).
@@ -248,6 +258,15 @@ class EmbeddedRuntime:
             s.engine_batch_ms,
         )
         dispatch = _Stage("dispatch", lambda conn, n: 0, self._fail_next_message, s.dispatch_batch, s.engine_batch_ms)
+        # Backfills of journeys just published: one batch per round of the loop, after the
+        # round's events and timers, each a writer job within the same time budget.
+        self._backfill = _Stage(
+            "backfill",
+            lambda conn, n: backfill_batch(conn, self.engines, self.clock, n, self.stats),
+            lambda conn: skip_profile(conn, self.clock),
+            BACKFILL_BATCH,
+            s.engine_batch_ms,
+        )
 
         def claim(conn: Connection, limit: int) -> int:
             # The stage's unit is the claiming transaction; remote sends follow it (_dispatch).
@@ -258,12 +277,9 @@ class EmbeddedRuntime:
         return events, timers, dispatch
 
     def _skip_next_event(self, conn: Connection) -> str | None:
-        cursor = read_cursor(conn)
-        m = sql.mark(conn)
-        seq = conn.exec_driver_sql(f"SELECT MIN(seq) FROM events WHERE seq > {m}", (cursor,)).scalar()
+        seq = skip_next_event(conn, to_ms(self.clock.now()))
         if seq is None:
             return None
-        skip_events(conn, int(seq), to_ms(self.clock.now()))
         self.stats.event_errors += 1
         self.stats.note_skip(f"event:{seq}")
         return f"event:{seq}"
@@ -338,11 +354,13 @@ class EmbeddedRuntime:
             report.rounds += 1
             n_events, _ = events.drain(self.runner)
             n_timers, _ = timers.drain(self.runner)
+            n_backfilled, _ = self._backfill.drain(self.runner)
+            report.backfilled += n_backfilled
             n_messages, _, appended = self._dispatch(dispatch, _run_coroutine(self.dispatcher.send_remote), None)
             report.events += n_events
             report.timers += n_timers
             report.messages += n_messages
-            if n_events == n_timers == n_messages == 0:
+            if n_events == n_timers == n_messages == n_backfilled == 0:
                 return report
         raise RuntimeError(f"the runtime was still busy after {max_rounds} rounds")
 
@@ -372,13 +390,70 @@ class EmbeddedRuntime:
         except Exception as exc:  # a broken credential must not stop the dispatcher
             log.warning("push channel not set up", extra={"error": type(exc).__name__})
 
+    def unconfigured_channels(self) -> list[str]:
+        """Channel names the log channel serves for want of a real one: their messages are
+        recorded as `logged`, never sent (what `serve` says at start and /healthz shows)."""
+        out = []
+        for name in self.channels.names():
+            channel = self.channels.get(name)
+            if name != "log" and channel is not None and channel.logs_only:
+                out.append(name)
+        return out
+
     def push_targets_changed(self) -> None:
         """A subscription or device token was just stored: look at once whether push is now
         in use, instead of at the next 30-second check."""
         self._push_checked_at = -1e9
         self._dispatch_wake.set()
 
+    def claim_database(self) -> None:
+        """Take the engine lock of the database, or raise engine_lock.EngineLocked naming
+        the engine that holds it. `serve` calls this before it listens, so that a second
+        engine exits at once; `start` calls it otherwise."""
+        if self._engine_lock is None:
+            self._engine_lock = engine_lock.acquire(self.engine_db, to_ms(self.clock.now()))
+            self._lock_checked_at = time.monotonic()
+
+    def _reclaim_leases(self) -> None:
+        """Remote sends leased by a dead predecessor are due now, not when their lease ends:
+        holding the lock, this engine knows no other dispatcher is alive to record them."""
+        now_ms = to_ms(self.clock.now())
+        try:
+            self.leases_reclaimed = self.runner.call(lambda conn: engine_lock.reclaim_leases(conn, PENDING, now_ms))
+        except OUTAGE as exc:  # they come back when their leases end
+            log.warning("leases of a previous engine not reclaimed", extra={"error": type(exc).__name__})
+            return
+        if self.leases_reclaimed:
+            log.info("reclaimed the sends a previous engine had leased", extra={"messages": self.leases_reclaimed})
+
+    def _holds_lock(self) -> bool:
+        """Whether this engine may go on: its lock still held (checked every LOCK_CHECK_S),
+        or taken again after its connection was lost. Another engine having taken it
+        meanwhile stops this runtime's loops."""
+        lock = self._engine_lock
+        if lock is None or time.monotonic() - self._lock_checked_at < LOCK_CHECK_S:
+            return True
+        if lock.held():
+            self._lock_checked_at = time.monotonic()
+            return True
+        lock.release()
+        self._engine_lock = None
+        try:
+            self.claim_database()
+        except engine_lock.EngineLocked as exc:
+            log.error("engine lock lost to another engine; this engine stops (ingest goes on)", extra={"reason": str(exc)})
+            self._stopping.set()
+            self._dispatch_wake.set()
+            return False
+        except Exception as exc:  # the database is away: wait, and try again
+            log.warning("engine waits to take its lock again", extra={"error": type(exc).__name__})
+            return False
+        log.warning("engine lock taken again after its connection was lost")
+        return True
+
     def start(self) -> None:
+        self.claim_database()
+        self._reclaim_leases()
         self._configure_email()
         self._configure_push()
         with self._lock:
@@ -399,6 +474,7 @@ class EmbeddedRuntime:
         """Let each loop finish its current batch, then stop. Call before the writer stops."""
         with self._lock:
             if not self._threads:
+                self.release_database()  # claimed by `serve`, never started
                 return
             self._stopping.set()
             self._engine_wake.set()
@@ -408,7 +484,14 @@ class EmbeddedRuntime:
             self._threads = []
             if self.writer is not None:
                 self.writer.remove_commit_listener(self._on_commit)
+            self.release_database()
             log.info("engine stopped")
+
+    def release_database(self) -> None:
+        """Free the engine lock (`stop` does; for a claim whose runtime never started)."""
+        if self._engine_lock is not None:
+            self._engine_lock.release()
+            self._engine_lock = None
 
     @property
     def running(self) -> bool:
@@ -435,16 +518,22 @@ class EmbeddedRuntime:
             if linger and (rest := ended + linger - time.monotonic()) > 0:
                 self._pause(rest)  # let the next commits' events join this batch
             self._engine_wake.clear()
+            if not self._holds_lock():
+                self._pause(1.0)
+                continue
             queued_before = self.stats.messages_queued + self.stats.messages_failed_at_decision
             try:
                 with self._engine_turn:
                     _, more_events = events.drain(self.runner, max_batches=10)
                     _, more_timers = timers.drain(self.runner, max_batches=10)
+                    _, more_backfill = self._backfill.drain(self.runner, max_batches=1)
+                    more_timers = more_timers or more_backfill
                 outage = 0
             except OUTAGE as exc:
                 if self._stopping.is_set():
                     break
                 outage += 1
+                self._lock_checked_at = 0.0  # the lock's connection may have gone with the rest
                 log.warning("engine waits for the database", extra={"error": type(exc).__name__})
                 self._pause(min(5.0, 0.1 * 2**outage))
                 continue
@@ -528,6 +617,7 @@ class EmbeddedRuntime:
             "timers_fired": s.timers_fired,
             "messages_queued": s.messages_queued,
             "messages_sent": s.messages_sent,
+            "messages_logged": s.messages_logged,
             "messages_failed": s.messages_failed + s.messages_failed_at_decision,
             "messages_retried": s.messages_retried,
             "engine_errors": s.event_errors + s.timer_errors + s.catalog_errors,

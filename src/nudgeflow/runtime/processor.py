@@ -31,6 +31,7 @@ from nudgeflow.core.state import ProfileState
 from nudgeflow.runtime import sql
 from nudgeflow.runtime.effects_writer import EffectsBatch, WriteCounts
 from nudgeflow.runtime.merges import fold_merged
+from nudgeflow.store.groups import refresh_group_traits
 
 log = logging.getLogger("nudgeflow.runtime")
 
@@ -57,6 +58,7 @@ class RuntimeStats:
     messages_queued: int = 0
     messages_failed_at_decision: int = 0
     messages_sent: int = 0
+    messages_logged: int = 0  # taken by the log channel (no channel configured): not sent
     messages_failed: int = 0
     messages_retried: int = 0
     skipped: list[str] = field(default_factory=list)  # "event:<seq>" / "timer:<profile>:<key>", newest last
@@ -163,9 +165,15 @@ class EngineCache:
 def read_cursor(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = True) -> int:
     """The cursor's position (0 before the first batch). On PostgreSQL the row is locked
     until commit, so two processors can never decide the same batch at once."""
+    return read_cursor_state(conn, name, lock=lock)[0]
+
+
+def read_cursor_state(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = True) -> tuple[int, list[list[int]]]:
+    """The cursor's position and its open gaps ([first, last, seen_at_ms] each; see
+    `process_events`), the row locked as in `read_cursor`."""
     m = sql.mark(conn)
     suffix = " FOR UPDATE" if lock and sql.is_postgres(conn) else ""
-    select = f"SELECT position FROM engine_cursors WHERE name = {m}{suffix}"
+    select = f"SELECT position, gaps FROM engine_cursors WHERE name = {m}{suffix}"
     row = conn.exec_driver_sql(select, (name,)).first()
     if row is None:
         # Created on first use only: an idle poll must not write (a SQLite write transaction).
@@ -174,11 +182,32 @@ def read_cursor(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = Tru
             (name,),
         )
         row = conn.exec_driver_sql(select, (name,)).first()
-    return int(row[0]) if row else 0
+    if row is None:
+        return 0, []
+    return int(row[0]), _gaps_from(row[1])
 
 
-def write_cursor(conn: Connection, position: int, now_ms: int, name: str = EVENTS_CURSOR) -> None:
-    sql.execute_many(conn, "UPDATE engine_cursors SET position = ?, updated_at_ms = ? WHERE name = ?", [(position, now_ms, name)])
+def write_cursor(
+    conn: Connection, position: int, now_ms: int, name: str = EVENTS_CURSOR, gaps: list[list[int]] | None = None
+) -> None:
+    """Move the cursor; `gaps`, when given, replaces its open gaps."""
+    if gaps is None:
+        sql.execute_many(conn, "UPDATE engine_cursors SET position = ?, updated_at_ms = ? WHERE name = ?", [(position, now_ms, name)])
+        return
+    doc = orjson.dumps(gaps).decode() if gaps else None
+    sql.execute_many(
+        conn, "UPDATE engine_cursors SET position = ?, gaps = ?, updated_at_ms = ? WHERE name = ?", [(position, doc, now_ms, name)]
+    )
+
+
+def _gaps_from(doc: str | None) -> list[list[int]]:
+    if not doc:
+        return []
+    try:
+        value = orjson.loads(doc)
+    except orjson.JSONDecodeError:
+        return []
+    return [[int(g[0]), int(g[1]), int(g[2])] for g in value if isinstance(g, list) and len(g) == 3]
 
 
 def load_states(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[ProfileState, str]]:
@@ -227,7 +256,7 @@ def _log_failure(kind: str, exc: BaseException, **ids: Any) -> None:
     )
 
 
-class _Batch:
+class DecisionBatch:
     """What event processing and timer firing share: the touched profiles' states, one
     decision at a time, a failed decision undone for its person only, and the writes.
 
@@ -271,6 +300,26 @@ class _Batch:
 # --- events -----------------------------------------------------------------------------------
 
 
+# Sequence gaps. `seq` is taken when a row is inserted, but the row becomes visible when
+# its transaction commits: on PostgreSQL a reader can see seq 11 before seq 10 commits
+# (two ingest processes; an ingest commit beside the engine's own emitted events), and a
+# cursor that simply moved to 11 would never decide 10. So every seq the cursor passes
+# without seeing it is remembered as an open gap and read again, batch after batch, until
+# it fills (decided then) or GAP_WAIT_MS passes (a rolled-back insert, or an event erased
+# before it was decided, leaves a gap that never fills).
+#
+# Why gaps and not a safe horizon (pg_snapshot_xmin and a per-row xid): the horizon needs
+# an xid column and index written on every insert, and stalls the whole engine behind any
+# long transaction on the server; gaps cost nothing while seqs come dense (one writer per
+# process, the common case) and one indexed range read per batch while some are open. The
+# same code runs on SQLite, where a gap can only come from a deletion.
+GAP_WAIT_MS = 10 * 60_000  # far longer than any transaction of ours that appends events
+MAX_GAPS = 1000  # open gap ranges kept; beyond it the oldest are given up (and logged)
+_GAP_RANGES_PER_QUERY = 200
+
+_EVENT_COLUMNS = "seq, workspace_id, profile_id, timestamp_ms, payload"
+
+
 def process_events(
     conn: Connection,
     engines: EngineCache,
@@ -278,19 +327,24 @@ def process_events(
     max_events: int = 1000,
     stats: RuntimeStats | None = None,
 ) -> int:
-    """Decide the next events of the log (seq > cursor); returns how many were read."""
+    """Decide the events of the log that filled open gaps, then the next ones (seq > cursor);
+    returns how many were read."""
     stats = stats if stats is not None else RuntimeStats()
-    cursor = read_cursor(conn)
+    cursor, gaps = read_cursor_state(conn)
     m = sql.mark(conn)
+    late = _gap_rows(conn, gaps, max_events) if gaps else []
     rows = conn.exec_driver_sql(
-        f"SELECT seq, workspace_id, profile_id, timestamp_ms, payload FROM events WHERE seq > {m} ORDER BY seq LIMIT {m}",
-        (cursor, max_events),
-    ).all()
-    if not rows:
-        return 0
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > {m} ORDER BY seq LIMIT {m}",
+        (cursor, max(0, max_events - len(late))),
+    ).all() if len(late) < max_events else []
     now_ms = to_ms(clock.now())
-    batch = _Batch(conn, engines, stats, list({r[2] for r in rows}))
-    for seq, workspace_id, profile_id, timestamp_ms, payload in rows:
+    if not rows and not late:
+        if gaps and (open_ := _expire_gaps(gaps, now_ms)) != gaps:
+            write_cursor(conn, cursor, now_ms, gaps=open_)
+        return 0
+    batch = DecisionBatch(conn, engines, stats, list({r[2] for r in (*late, *rows)}))
+    refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in (*late, *rows)})  # `group.*` as stored
+    for seq, workspace_id, profile_id, timestamp_ms, payload in (*late, *rows):
         error = batch.decide(
             workspace_id, profile_id, now_ms,
             lambda engine, state, _p=payload, _t=timestamp_ms: engine.on_event(state, EventInput.from_payload(_p, _t), now_ms),
@@ -300,10 +354,93 @@ def process_events(
             stats.note_skip(f"event:{seq}")
             _log_failure("an event", error, seq=seq, workspace_id=workspace_id, profile_id=profile_id)
     counts = batch.write(now_ms)
-    write_cursor(conn, rows[-1][0], now_ms)
-    stats.events_processed += len(rows)
+    gaps = _fill_gaps(gaps, [r[0] for r in late])
+    gaps.extend(_new_gaps(cursor, [r[0] for r in rows], now_ms))
+    write_cursor(conn, rows[-1][0] if rows else cursor, now_ms, gaps=_expire_gaps(gaps, now_ms))
+    stats.events_processed += len(late) + len(rows)
     stats.add_counts(counts)
-    return len(rows)
+    return len(late) + len(rows)
+
+
+def _gap_rows(conn: Connection, gaps: list[list[int]], limit: int) -> list[Any]:
+    """Events that have appeared in open gaps, oldest first (an indexed range read each)."""
+    m = sql.mark(conn)
+    out: list[Any] = []
+    for start in range(0, len(gaps), _GAP_RANGES_PER_QUERY):
+        part = gaps[start : start + _GAP_RANGES_PER_QUERY]
+        where = " OR ".join([f"seq BETWEEN {m} AND {m}"] * len(part))
+        params = [v for g in part for v in (g[0], g[1])]
+        out.extend(
+            conn.exec_driver_sql(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT {m}", (*params, limit - len(out))
+            ).all()
+        )
+        if len(out) >= limit:
+            break
+    out.sort(key=lambda r: r[0])
+    return out[:limit]
+
+
+def _new_gaps(after: int, seqs: list[int], now_ms: int) -> list[list[int]]:
+    """The seqs between `after` and the last of `seqs` (ascending) that were not read."""
+    gaps: list[list[int]] = []
+    expected = after + 1
+    for seq in seqs:
+        if seq > expected:
+            gaps.append([expected, seq - 1, now_ms])
+        expected = seq + 1
+    return gaps
+
+
+def _fill_gaps(gaps: list[list[int]], filled: list[int]) -> list[list[int]]:
+    """The gaps without the seqs just read (a range splits around each)."""
+    if not filled:
+        return [list(g) for g in gaps]
+    out: list[list[int]] = []
+    done = sorted(filled)
+    for first, last, seen in gaps:
+        lo = first
+        for seq in done:
+            if seq < lo or seq > last:
+                continue
+            if seq > lo:
+                out.append([lo, seq - 1, seen])
+            lo = seq + 1
+        if lo <= last:
+            out.append([lo, last, seen])
+    return out
+
+
+def _expire_gaps(gaps: list[list[int]], now_ms: int) -> list[list[int]]:
+    """Gaps still worth waiting for; the others are given up (logged: seqs only)."""
+    keep = [g for g in gaps if now_ms - g[2] < GAP_WAIT_MS]
+    if len(keep) > MAX_GAPS:
+        keep = sorted(sorted(keep, key=lambda g: g[2])[len(keep) - MAX_GAPS :])
+    if len(keep) < len(gaps):
+        given_up = [g for g in gaps if g not in keep]
+        log.info(
+            "event log: stopped waiting for seqs that never became visible (rolled back or erased)",
+            extra={"gaps": len(given_up), "first_seq": given_up[0][0], "last_seq": given_up[-1][1]},
+        )
+    return keep
+
+
+def skip_next_event(conn: Connection, now_ms: int) -> int | None:
+    """Set aside the event the next batch would decide first, without deciding it (the
+    safety net's last resort): one that filled a gap, else the next after the cursor."""
+    cursor, gaps = read_cursor_state(conn)
+    late = _gap_rows(conn, gaps, 1) if gaps else []
+    if late:
+        seq = int(late[0][0])
+        write_cursor(conn, cursor, now_ms, gaps=_fill_gaps(gaps, [seq]))
+        return seq
+    m = sql.mark(conn)
+    value = conn.exec_driver_sql(f"SELECT MIN(seq) FROM events WHERE seq > {m}", (cursor,)).scalar()
+    if value is None:
+        return None
+    seq = int(value)
+    write_cursor(conn, seq, now_ms, gaps=[*gaps, *_new_gaps(cursor, [seq], now_ms)])
+    return seq
 
 
 def skip_events(conn: Connection, through_seq: int, now_ms: int) -> None:
@@ -352,7 +489,8 @@ def fire_timers(
     ).all()
     if not rows:
         return 0
-    batch = _Batch(conn, engines, stats, list({r[0] for r in rows}))
+    batch = DecisionBatch(conn, engines, stats, list({r[0] for r in rows}))
+    refresh_group_traits(conn, batch.states, {r[0]: r[2] for r in rows})  # `group.*` as stored
     for profile_id, key, workspace_id, due_at_ms, payload in rows:
         batch.effects.delete_timer(profile_id, key)
         error = batch.decide(

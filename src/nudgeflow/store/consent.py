@@ -17,10 +17,11 @@ TOPIC_BY_JOURNEY). The secret is created on first use and never logged.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from nudgeflow.content.links import new_secret
 from nudgeflow.runtime import sql
@@ -60,6 +61,23 @@ def normalize_address(channel: str, address: str) -> str:
 def address_of(channel: str, traits: Mapping[str, Any]) -> str | None:
     value = traits.get(ADDRESS_TRAIT.get(channel, channel))
     return normalize_address(channel, value) if isinstance(value, str) and value.strip() else None
+
+
+ERASED_PREFIX = "erased:"
+
+
+def erased_address(workspace_id: str, channel: str, address: str) -> str:
+    """What a suppression keeps of an address once its person is erased: a one-way hash.
+    The list must still stop that address (forgetting a complaint would mail the person
+    again), but no longer holds it; the workspace and channel are mixed in so one hash
+    cannot be matched across workspaces."""
+    digest = hashlib.sha256(f"{workspace_id}\0{channel}\0{normalize_address(channel, address)}".encode()).hexdigest()
+    return ERASED_PREFIX + digest
+
+
+def _spellings(workspace_id: str, channel: str, address: str) -> list[str]:
+    """How a suppression of `address` may be stored: as it is, or hashed by an erasure."""
+    return [normalize_address(channel, address), erased_address(workspace_id, channel, address)]
 
 
 # -- workspace settings (our keys only) ----------------------------------------------------------
@@ -154,12 +172,12 @@ def suppress(
 
 
 def unsuppress(conn: Connection, workspace_id: str, channel: str, address: str) -> bool:
-    address = normalize_address(channel, address)
+    """Lift the address's suppression, the one an erasure left hashed included."""
     result = conn.execute(
         delete(suppressions).where(
             suppressions.c.workspace_id == workspace_id,
             suppressions.c.channel == channel,
-            suppressions.c.address == address,
+            suppressions.c.address.in_(_spellings(workspace_id, channel, address)),
         )
     )
     return bool(result.rowcount)
@@ -170,8 +188,8 @@ def suppression_of(conn: Connection, workspace_id: str, channel: str, address: s
         select(suppressions).where(
             suppressions.c.workspace_id == workspace_id,
             suppressions.c.channel == channel,
-            suppressions.c.address == normalize_address(channel, address),
-        )
+            suppressions.c.address.in_(_spellings(workspace_id, channel, address)),
+        ).order_by(suppressions.c.address).limit(1)  # the plain spelling sorts before "erased:…"
     ).one_or_none()
     return _suppression_view(row) if row is not None else None
 
@@ -253,6 +271,39 @@ def subscriptions_of(
     return out
 
 
+def merge_subscriptions(conn: Connection, workspace_id: str, source: str, target: str) -> int:
+    """The choices a merged-away profile made (an anonymous visitor who unsubscribed, or
+    picked topics) follow it into the profile it merged into: per topic ("*" included),
+    the newer choice wins where both made one. Called by the ingest writer in the
+    transaction of the merge, so no message is decided between the two. Returns how many
+    of the source's choices were kept."""
+    s = subscriptions.c
+    columns = (s.topic, s.subscribed, s.frequency, s.updated_at_ms)
+    theirs = conn.execute(select(*columns).where(s.workspace_id == workspace_id, s.profile_id == source)).all()
+    if not theirs:
+        return 0
+    ours = {
+        row.topic: row.updated_at_ms
+        for row in conn.execute(select(s.topic, s.updated_at_ms).where(s.workspace_id == workspace_id, s.profile_id == target))
+    }
+    kept = 0
+    for row in theirs:
+        values = {"subscribed": row.subscribed, "frequency": row.frequency, "updated_at_ms": row.updated_at_ms}
+        if row.topic not in ours:
+            conn.execute(insert(subscriptions).values(workspace_id=workspace_id, profile_id=target, topic=row.topic, **values))
+        elif row.updated_at_ms > ours[row.topic]:  # a tie keeps the known person's own choice
+            conn.execute(
+                update(subscriptions)
+                .where(s.workspace_id == workspace_id, s.profile_id == target, s.topic == row.topic)
+                .values(**values)
+            )
+        else:
+            continue
+        kept += 1
+    conn.execute(delete(subscriptions).where(s.workspace_id == workspace_id, s.profile_id == source))
+    return kept
+
+
 # -- the decision -------------------------------------------------------------------------------
 
 
@@ -289,8 +340,8 @@ def consent_state(
             select(suppressions.c.reason).where(
                 suppressions.c.workspace_id == workspace_id,
                 suppressions.c.channel == channel,
-                suppressions.c.address == normalize_address(channel, address),
-            )
+                suppressions.c.address.in_(_spellings(workspace_id, channel, address)),
+            ).order_by(suppressions.c.address).limit(1)
         ).scalar_one_or_none()
     rows = conn.execute(
         select(subscriptions.c.topic, subscriptions.c.subscribed, subscriptions.c.frequency).where(
@@ -322,7 +373,11 @@ class ConsentBatch:
         items = list(messages)
         self.settings: dict[str, dict[str, Any]] = {ws: get_settings(conn, ws) for ws in {m[0] for m in items}}
         self.suppressed: dict[tuple[str, str, str], str] = {}
-        addresses = sorted({m[3] for m in items if m[3]})
+        # Each address as given and as an erasure hashes it: an erased person's suppression
+        # still stops their address when it comes back on a new profile.
+        addresses = sorted(
+            {m[3] for m in items if m[3]} | {erased_address(m[0], m[2], m[3]) for m in items if m[3]}
+        )
         if addresses:
             for ws, channel, address, reason in sql.select_in(
                 conn, "SELECT workspace_id, channel, address, reason FROM suppressions WHERE address IN", addresses
@@ -341,5 +396,9 @@ class ConsentBatch:
     def state(
         self, workspace_id: str, profile_id: str, channel: str, address: str | None, marketing: bool, topic: str | None
     ) -> ConsentState:
-        reason = self.suppressed.get((workspace_id, channel, address)) if address else None
+        reason = None
+        if address:
+            reason = self.suppressed.get((workspace_id, channel, address)) or self.suppressed.get(
+                (workspace_id, channel, erased_address(workspace_id, channel, address))
+            )
         return decide(reason, self.consent.get((workspace_id, profile_id), {}), marketing, topic)

@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from nudgeflow.model.events import EventRecord
+from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.device_ingest import register_from_events
 from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
 
@@ -260,6 +261,8 @@ def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms:
         # logs in: the anonymous profile's push targets follow it into the known one.
         for table in (push_subscriptions, device_tokens):
             conn.execute(update(table).where(table.c.profile_id == source).values(profile_id=target))
+        # So do the visitor's consent and topic choices (the newer one wins per topic).
+        merge_subscriptions(conn, workspace_id, source, target)
         conn.execute(
             update(profile_merges).where(profile_merges.c.into_profile_id == source).values(into_profile_id=target)
         )

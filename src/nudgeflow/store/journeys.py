@@ -32,6 +32,7 @@ from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED, Catalog, Journ
 from nudgeflow.core.state import HELD
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
+from nudgeflow.store import backfill as backfills
 from nudgeflow.store.schema import journey_runs, journey_versions, journeys, timers, workspaces
 
 
@@ -139,12 +140,14 @@ def apply_draft(conn: Connection, workspace_id: str, journey: Journey, now_ms: i
     return False
 
 
-def publish(conn: Connection, workspace_id: str, journey_id: str, now_ms: int) -> int:
+def publish(conn: Connection, workspace_id: str, journey_id: str, now_ms: int, *, backfill: bool = True) -> int:
     """Freeze the draft as the next version and make it the live one; returns that version.
 
     The draft is checked again (the checker may have grown stricter since it was saved):
     an invalid definition never goes live. Publishing a draft identical to the live
     version makes no new version and returns the live one. A paused journey stays paused.
+    A new version queues a backfill (store/backfill.py) in the same transaction, unless
+    `backfill` is false (`--from-now`): the engine then shows it the people already known.
     """
     row = _row(conn, workspace_id, journey_id, lock=True)
     if row.status == ARCHIVED:
@@ -184,6 +187,8 @@ def publish(conn: Connection, workspace_id: str, journey_id: str, now_ms: int) -
         .values(live_version=version, status=PAUSED if row.status == PAUSED else LIVE,
                 updated_at_ms=_touch(row, now_ms))
     )
+    if backfill:
+        backfills.start(conn, workspace_id, journey_id, version, now_ms)
     return version
 
 
@@ -329,6 +334,15 @@ def get_journey(conn: Connection, workspace_id: str, journey_id: str) -> dict[st
         )
     ]
     return out
+
+
+def status_of(conn: Connection, workspace_id: str, journey_id: str) -> tuple[str, int | None] | None:
+    """(status, live version) of a journey; None when there is no such journey."""
+    row = conn.execute(
+        select(journeys.c.status, journeys.c.live_version).where(
+            journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id)
+    ).one_or_none()
+    return None if row is None else (row.status, row.live_version)
 
 
 def load_version(conn: Connection, workspace_id: str, journey_id: str, version: int) -> Journey | None:

@@ -128,7 +128,7 @@ def erase_profile(conn: Connection, workspace_id: str, profile_id: str) -> dict[
 
 
 def count_summary(conn: Connection, workspace_id: str) -> dict[str, Any]:
-    """What a workspace holds, for the demo and `nudgeflow stats`."""
+    """What a workspace holds, for the demo and `GET /api/stats`."""
     by_type = dict(
         conn.execute(
             select(events.c.type, func.count()).where(events.c.workspace_id == workspace_id).group_by(events.c.type)

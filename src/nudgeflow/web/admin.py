@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.store import profiles as profile_store
+from nudgeflow.store.privacy import erase_person, export_person
 from nudgeflow.store.workspaces import ADMIN
 from nudgeflow.model.nul import NUL_MESSAGE
 
@@ -62,7 +63,8 @@ class EventsPage(BaseModel):
 
 class Erased(BaseModel):
     erased: str
-    deleted: dict[str, int]
+    deleted: dict[str, int]  # rows deleted per table
+    hashed: dict[str, int]  # rows kept with the person's address replaced by a hash (suppressions)
 
 
 def _resolve(request: Request, workspace_id: str, ref: str) -> str:
@@ -89,11 +91,11 @@ def admin_router() -> APIRouter:
             page, cursor = profile_store.list_events(conn, profile_id, limit=limit, before=before)
         return EventsPage(events=page, next_before=cursor)
 
-    @router.get("/profiles/{ref:path}/export", summary="Everything held about the person")
+    @router.get("/profiles/{ref:path}/export", summary="Everything held about the person, in one document")
     def export(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
         profile_id = _resolve(request, workspace_id, ref)
         with _state(request).engine.connect() as conn:
-            data = profile_store.export_profile(conn, workspace_id, profile_id)
+            data = export_person(conn, workspace_id, profile_id)
         if data is None:
             raise HTTPException(404, f"no profile {ref!r}")
         return data
@@ -110,14 +112,13 @@ def admin_router() -> APIRouter:
             raise HTTPException(404, f"no profile {ref!r}")
         return profile
 
-    @router.delete("/profiles/{ref:path}", response_model=Erased, summary="Erase the person and all derived data")
+    @router.delete("/profiles/{ref:path}", response_model=Erased,
+                   summary="Erase the person and all derived data (suppressions of their addresses are kept hashed)")
     def erase(request: Request, ref: str, workspace_id: Workspace) -> Erased:
         profile_id = _resolve(request, workspace_id, ref)
         state = _state(request)
-        deleted = state.committer.submit_job(
-            lambda conn: profile_store.erase_profile(conn, workspace_id, profile_id)
-        ).result()
-        return Erased(erased=profile_id, deleted=deleted)
+        done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id)).result()
+        return Erased(erased=profile_id, deleted=done.deleted, hashed=done.hashed)
 
     @router.get("/stats", summary="What the workspace holds")
     def stats(request: Request, workspace_id: Workspace) -> dict[str, Any]:

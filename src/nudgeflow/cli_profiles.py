@@ -1,0 +1,106 @@
+"""`nudgeflow profiles export|erase`: a person's data from the command line, as the admin
+API gives it (GET /api/profiles/{id}/export, DELETE /api/profiles/{id})."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import orjson
+import typer
+
+profiles_app = typer.Typer(help="A person's data: export everything held, or erase it.", no_args_is_help=True)
+
+_Database = Annotated[
+    Optional[str],
+    typer.Option("--database", envvar="NUDGEFLOW_DATABASE_URL", help="sqlite:///path or postgresql://… (default: ./nudgeflow.db)"),
+]
+_Workspace = Annotated[str, typer.Option("--workspace", "-w", envvar="NUDGEFLOW_WORKSPACE", help="The workspace id (ws_…).")]
+_Ref = Annotated[str, typer.Argument(metavar="ID", help="A profile id, userId or anonymousId (a merged-away profile id finds the person).")]
+
+
+def _open(database: str | None, workspace: str):  # type: ignore[no-untyped-def]
+    from nudgeflow import cli
+    from nudgeflow.store import journeys as store
+
+    engine = cli._engine(cli._settings(database))
+    try:
+        with engine.connect() as conn:
+            store.require_workspace(conn, workspace)
+    except store.JourneyError as exc:
+        engine.dispose()
+        raise cli._fail(str(exc)) from exc
+    return engine
+
+
+def _resolve(engine, workspace: str, ref: str) -> str:  # type: ignore[no-untyped-def]
+    from nudgeflow import cli
+    from nudgeflow.store.profiles import resolve_profile_id
+
+    if "\x00" in ref:
+        raise cli._fail("ID: a NUL character is not allowed", 2)
+    with engine.connect() as conn:
+        profile_id = resolve_profile_id(conn, workspace, ref)
+    if profile_id is None:
+        raise cli._fail(f"no profile with id, userId or anonymousId {ref!r} in workspace {workspace}")
+    return profile_id
+
+
+@profiles_app.command("export")
+def profiles_export(
+    ref: _Ref,
+    workspace: _Workspace,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON here instead of to stdout.")] = None,
+    database: _Database = None,
+) -> None:
+    """Everything held about the person, as one JSON document (the admin API's export)."""
+    from nudgeflow import cli
+    from nudgeflow.store.privacy import export_person
+
+    engine = _open(database, workspace)
+    try:
+        profile_id = _resolve(engine, workspace, ref)
+        with engine.connect() as conn:
+            doc = export_person(conn, workspace, profile_id)
+    finally:
+        engine.dispose()
+    if doc is None:  # erased between the lookup and the read
+        raise cli._fail(f"no profile {ref!r}")
+    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    if output is None:
+        typer.echo(data.decode(), nl=False)
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise cli._fail(f"--output: cannot write {output}: {exc.strerror or exc}") from exc
+    typer.echo(f"exported {profile_id} to {output}", err=True)
+
+
+@profiles_app.command("erase")
+def profiles_erase(
+    ref: _Ref,
+    workspace: _Workspace,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Erase without asking.")] = False,
+    database: _Database = None,
+) -> None:
+    """Erase the person and everything derived from them (as DELETE /api/profiles/{id}).
+
+    Suppressions of their addresses are kept with the address replaced by a hash, so the address stays blocked without being held."""
+    from nudgeflow.store.privacy import erase_person
+
+    engine = _open(database, workspace)
+    try:
+        profile_id = _resolve(engine, workspace, ref)
+        if not yes:
+            if not typer.confirm(f"Erase profile {profile_id} ({ref}) and all its data? This cannot be undone"):
+                typer.echo("not erased", err=True)
+                raise typer.Exit(1)
+        with engine.begin() as conn:
+            done = erase_person(conn, workspace, profile_id)
+    finally:
+        engine.dispose()
+    counts = ", ".join(f"{table} {n}" for table, n in sorted(done.deleted.items()) if n)
+    hashed = done.hashed.get("suppressions", 0)
+    typer.echo(f"erased {profile_id}: deleted {counts or 'nothing else'}"
+               + (f"; {hashed} suppression(s) kept with the address hashed" if hashed else ""))

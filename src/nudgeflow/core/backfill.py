@@ -1,0 +1,154 @@
+"""The backfill planner: what a journey published today does for a person already known.
+
+A journey's triggers and conditions otherwise see only what happens after it goes live.
+At publish, the runtime walks the people already in the database and gives this module,
+for each one, what the store holds of their past (`Past`); the decision is made here, as
+a pure function of (state, journey, past, now), inside an ordinary engine turn, so its
+effects (runs, messages, timers) are written like any other:
+
+- inactivity: the person's latest activity (of the trigger's events; with none stored,
+  the time the profile was created) arms the journey's lazy timer at last + window. Whoever
+  is already quiet for the window enters now; the others when their window ends. A person
+  the engine already tracks for this journey is left to it (a republish enters no one twice).
+- date-relative: a date trait the person already has arms its timer now.
+- history: the kept history of each event name the journey's conditions count (and its
+  `occurrences`) is rebuilt from the stored events, so `entry.filter` and branches read the
+  past: at most MAX_LOOKBACK_MS back and the HISTORY_CAP newest occurrences per name.
+- milestones (count, sum): the running total starts from the stored events, so "the 10th
+  order" counts orders placed before the publish; someone already past it does not enter.
+
+Events the engine has not yet decided are not part of `Past`: they reach the journey
+through the normal path once it is live.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from nudgeflow.core import triggers
+from nudgeflow.core.catalog import Catalog, JourneyVersion, history_needs
+from nudgeflow.core.conditions import Scope, filters_match, get_path
+from nudgeflow.core.turn import Turn, timer_key
+from nudgeflow.model.journeys import DateRelativeTrigger, InactivityTrigger, MilestoneTrigger, duration_ms
+
+DAY_MS = 86_400_000
+MAX_LOOKBACK_MS = 365 * DAY_MS  # the furthest back a backfill reads stored events
+HISTORY_CAP = 200  # as core.engine keeps it: occurrences per event name and person
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What the store must read for a journey's backfill."""
+
+    activity: bool  # the latest activity per person
+    activity_names: tuple[str, ...] | None  # of these event names; None: any event
+    names: frozenset[str]  # stored events of these names (history, milestones)
+    lookback_ms: int  # how far back those are read
+
+
+@dataclass(slots=True)
+class Past:
+    """What the store holds of one person from before the backfill reached them."""
+
+    created_at_ms: int
+    last_active_ms: int | None = None
+    events: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)  # name -> oldest first
+
+
+def needs(catalog: Catalog, jv: JourneyVersion) -> Needs:
+    trigger = jv.definition.trigger
+    names: set[str] = set()
+    lookback = 0
+    for name, _keys, _window in history_needs(jv.definition):
+        names.add(name)
+        window = catalog.history_window.get(name)
+        lookback = max(lookback, MAX_LOOKBACK_MS if window is None else min(window, MAX_LOOKBACK_MS))
+    if isinstance(trigger, MilestoneTrigger) and (trigger.count is not None or trigger.sum is not None):
+        names.add(trigger.event)
+        lookback = MAX_LOOKBACK_MS
+    if isinstance(trigger, InactivityTrigger):
+        return Needs(True, tuple(trigger.events) if trigger.events is not None else None, frozenset(names), lookback)
+    return Needs(False, None, frozenset(names), lookback)
+
+
+def plan(turn: Turn, jv: JourneyVersion, past: Past) -> None:
+    """Bring one person's state up to what the journey would know had it always been live."""
+    _seed_history(turn, jv, past)
+    trigger = jv.definition.trigger
+    if isinstance(trigger, InactivityTrigger):
+        _inactivity(turn, jv, trigger, past)
+    elif isinstance(trigger, DateRelativeTrigger):
+        if turn.state.traits.get(trigger.trait) is not None:
+            triggers.arm_date(turn, jv, trigger)
+    elif isinstance(trigger, MilestoneTrigger):
+        _milestone(turn, jv, trigger, past)
+
+
+def _seed_history(turn: Turn, jv: JourneyVersion, past: Past) -> None:
+    catalog = turn.catalog
+    for name in {n for n, _keys, _window in history_needs(jv.definition)}:
+        keys = catalog.history_keys.get(name, set())
+        stored = past.events.get(name, [])
+        entries = [[ts, {k: props[k] for k in keys if k in props}] for ts, props in stored]
+        # Every occurrence the engine kept came from an event it decided, and those are all
+        # in the store: the stored list replaces the kept one rather than adding to it.
+        window = catalog.history_window.get(name)
+        if window is not None and entries:
+            horizon = entries[-1][0] - window
+            entries = [e for e in entries if e[0] > horizon]
+        if len(entries) > HISTORY_CAP:
+            entries = entries[-HISTORY_CAP:]
+        if entries:
+            turn.state.history[name] = entries
+        else:
+            turn.state.history.pop(name, None)
+
+
+def _inactivity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, past: Past) -> None:
+    last = past.last_active_ms if past.last_active_ms is not None else past.created_at_ms
+    record = turn.state.activity.get(jv.journey_id)
+    if record is not None:
+        # Tracked since the journey went live (or by an earlier version): the engine's own
+        # record stands; a stored event it has not counted can only make the person active later.
+        if record.get("armed") and last > record.get("last", 0):
+            record["last"] = last
+        return
+    turn.state.activity[jv.journey_id] = {"last": last, "armed": True}
+    due = last + duration_ms(trigger.window)
+    payload = {"kind": "inactivity", "journey": jv.journey_id}
+    if due <= turn.now_ms:
+        triggers.on_inactivity_timer(turn, payload)  # quiet for the window already: enters now
+    else:
+        turn.schedule(timer_key("idle", jv.journey_id), due, payload)
+
+
+def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, past: Past) -> None:
+    scope = Scope(turn.state.traits, turn.now_ms, turn.state.history)
+    matching = [props for _ts, props in past.events.get(trigger.event, [])
+                if filters_match(trigger.where, props, scope)]
+    counters = turn.state.counters
+    if trigger.count is not None:
+        ckey = f"{jv.journey_id}:count"
+        counters[ckey] = max(counters.get(ckey, 0), len(matching))
+    elif trigger.sum is not None:
+        total = 0.0
+        for props in matching:
+            found, value = get_path(props, trigger.sum.property)
+            amount = _amount(value) if found else None
+            if amount is not None and math.isfinite(total + amount):
+                total += amount
+        ckey = f"{jv.journey_id}:sum"
+        counters[ckey] = max(counters.get(ckey, 0.0), total)
+
+
+def _amount(value: Any) -> float | None:
+    """A number as the milestone sum reads it (numbers and numeric strings, finite, no bools)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,173 @@
+"""Backfill: the engine shows a journey just published the people already in the database.
+
+`backfill_batch` is a third kind of engine work beside events and timers (the embedded
+runtime runs one batch per round, after the new events and due timers, so those are never
+kept waiting behind it). A batch takes the next profiles of the oldest pending backfill in
+id order, reads what the store holds of their past (store/backfill.py), lets the core
+decide for each (Engine.on_backfill, core/backfill.py) exactly as for an event, and
+writes states, runs, messages and timers through the same EffectsBatch, with the
+backfill's new position, in one transaction. A process that dies mid-way resumes after
+the last committed batch; a batch decided twice changes nothing more (the planner leaves
+a person the engine already tracks as they are).
+
+`preview` is the same decision on copies, written nowhere: how many people would enter
+at once if the draft were published now (`journeys publish` asks for --yes above a count).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from nudgeflow.core import backfill as planner
+from nudgeflow.core.catalog import LIVE, PAUSED, Catalog, JourneyVersion
+from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.core.engine import Engine
+from nudgeflow.core.state import ProfileState
+from nudgeflow.model.journeys import Journey
+from nudgeflow.runtime.processor import DecisionBatch, EngineCache, RuntimeStats, read_cursor
+from nudgeflow.store import backfill as store
+from nudgeflow.store import journeys as journey_store
+
+log = logging.getLogger("nudgeflow.runtime")
+
+BACKFILL_BATCH = 500  # profiles per transaction (the stage shrinks it to the time budget)
+
+
+def _job(conn: Connection, now_ms: int) -> store.Backfill | None:
+    """The oldest backfill that can go on now; those whose version is no longer the live one
+    (republished, archived) are cancelled; a paused journey's waits for its resume."""
+    for job in store.pending(conn):
+        found = journey_store.status_of(conn, job.workspace_id, job.journey_id)
+        if found is None or found[0] not in (LIVE, PAUSED) or found[1] != job.version:
+            store.cancel(conn, job, now_ms)
+            continue
+        if found[0] == LIVE:
+            return job
+    return None
+
+
+def backfill_batch(
+    conn: Connection, engines: EngineCache, clock: Clock, max_profiles: int = BACKFILL_BATCH,
+    stats: RuntimeStats | None = None,
+) -> int:
+    """Decide the next batch of the oldest pending backfill; returns the profiles handled."""
+    stats = stats if stats is not None else RuntimeStats()
+    now_ms = to_ms(clock.now())
+    job = _job(conn, now_ms)
+    if job is None:
+        return 0
+    engine = engines.get(conn, job.workspace_id, stats)
+    catalog: Catalog | None = getattr(engine, "catalog", None)
+    jv = catalog.live.get(job.journey_id) if catalog is not None else None
+    if jv is None or jv.version != job.version or not hasattr(engine, "on_backfill"):
+        return 0  # an engine that does not run this version (yet): nothing to decide with
+    rows = store.profiles_after(conn, job.workspace_id, job.position, max_profiles)
+    if not rows:
+        store.advance(conn, job, job.position, 0, 0, now_ms, finished=True)
+        return 0
+    ids = [pid for pid, _ in rows]
+    pasts = _pasts(conn, catalog, jv, rows, now_ms)  # type: ignore[arg-type]
+    batch = DecisionBatch(conn, engines, stats, ids)
+    entered = 0
+    for pid, _created in rows:
+        before = _entries(batch.states.get(pid), job.journey_id)
+        error = batch.decide(
+            job.workspace_id, pid, now_ms,
+            lambda eng, state, _p=pasts[pid]: eng.on_backfill(state, job.journey_id, _p, now_ms),  # type: ignore[attr-defined]
+        )
+        if error is not None:
+            stats.event_errors += 1
+            stats.note_skip(f"backfill:{job.journey_id}:{pid}")
+            log.error("engine failed on a backfill; person skipped", exc_info=error,
+                      extra={"error": type(error).__name__, "workspace_id": job.workspace_id,
+                             "journey_id": job.journey_id, "profile_id": pid})
+            continue
+        entered += _entries(batch.states.get(pid), job.journey_id) - before
+    counts = batch.write(now_ms)
+    stats.add_counts(counts)
+    store.advance(conn, job, rows[-1][0], len(rows), entered, now_ms, finished=len(rows) < max_profiles)
+    return len(rows)
+
+
+def skip_profile(conn: Connection, clock: Clock) -> str | None:
+    """Move the oldest backfill past its next person (a last resort, when a batch of one fails)."""
+    now_ms = to_ms(clock.now())
+    job = _job(conn, now_ms)
+    if job is None:
+        return None
+    rows = store.profiles_after(conn, job.workspace_id, job.position, 1)
+    if not rows:
+        store.advance(conn, job, job.position, 0, 0, now_ms, finished=True)
+        return None
+    store.advance(conn, job, rows[0][0], 1, 0, now_ms, finished=False)
+    return f"backfill:{job.journey_id}:{rows[0][0]}"
+
+
+def _entries(state: ProfileState | None, journey_id: str) -> int:
+    if state is None:
+        return 0
+    return int(state.entries.get(journey_id, {}).get("count", 0))
+
+
+def _pasts(
+    conn: Connection, catalog: Catalog, jv: JourneyVersion, rows: list[tuple[str, int]], now_ms: int
+) -> dict[str, planner.Past]:
+    """What the store holds of these people's past: only events the engine has decided
+    (seq <= its cursor); the later ones reach the journey as it is live now."""
+    needs = planner.needs(catalog, jv)
+    ids = [pid for pid, _ in rows]
+    through = read_cursor(conn, lock=False)
+    last = store.last_activity(conn, ids, needs.activity_names, through) if needs.activity else {}
+    stored = store.stored_events(conn, ids, needs.names, now_ms - needs.lookback_ms, through) if needs.names else {}
+    return {pid: planner.Past(created, last.get(pid), stored.get(pid, {})) for pid, created in rows}
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    profiles: int  # people looked at
+    entering: int  # of them, how many would enter the journey at once
+
+
+def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, batch: int = 2000) -> Preview:
+    """How many people would enter `journey` at once if it went live now with a backfill.
+
+    The backfill's own decision, on copies of the states, with the journey as it would be
+    live; nothing is written. Reads every profile of the workspace in batches."""
+    live = journey_store.load_catalog(conn, workspace_id)
+    jv = JourneyVersion(journey.id, 0, journey)
+    others = [v for v in live.live.values() if v.journey_id != journey.id]
+    statuses = {**live.statuses, journey.id: LIVE}
+    catalog = Catalog(live=[*others, jv], statuses=statuses, load_version=live.version)
+    engine = Engine(catalog)
+    through = read_cursor(conn, lock=False)
+    needs = planner.needs(catalog, jv)
+    position, looked, entering = "", 0, 0
+    while True:
+        rows = store.profiles_after(conn, workspace_id, position, batch)
+        if not rows:
+            break
+        ids = [pid for pid, _ in rows]
+        docs = store.read_states(conn, ids)
+        last = store.last_activity(conn, ids, needs.activity_names, through) if needs.activity else {}
+        stored = store.stored_events(conn, ids, needs.names, now_ms - needs.lookback_ms, through) if needs.names else {}
+        for pid, created in rows:
+            state = ProfileState.from_json(pid, docs.get(pid))
+            before = _entries(state, journey.id)
+            try:
+                engine.on_backfill(state, journey.id, planner.Past(created, last.get(pid), stored.get(pid, {})), now_ms)
+            except Exception:  # the real backfill skips such a person too
+                log.exception("preview: engine failed on a person", extra={"profile_id": pid})
+                continue
+            entering += _entries(state, journey.id) - before
+        looked += len(rows)
+        position = rows[-1][0]
+    return Preview(looked, entering)
+
+
+__all__ = ["BACKFILL_BATCH", "Preview", "backfill_batch", "preview", "skip_profile"]

@@ -1,0 +1,196 @@
+"""Backfills and the stored past: the queries that let a journey published today see the
+people already in the database (docs/journeys.md, "Publishing and the past").
+
+A backfill is one row of `journey_backfills` per published version: the engine walks the
+workspace's profiles in id order, a batch at a time, and commits each batch's decisions
+with the new `position` (the last profile id done), so a process that dies mid-way goes
+on from there. The reads below are what the pure planner (core/backfill.py) is given:
+each person's latest activity and their stored events of the names the journeys need,
+only from the events the engine has already decided (seq <= its cursor), since the later
+ones reach the journey through the normal path.
+
+Every function takes a Connection and leaves committing to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import orjson
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from nudgeflow.store.schema import events, journey_backfills, profile_state, profiles
+
+PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
+_IN_CHUNK = 500  # ids per IN list: well under SQLite's bound parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    workspace_id: str
+    journey_id: str
+    version: int
+    status: str
+    position: str
+    profiles_done: int
+    entered: int
+    created_at_ms: int
+    finished_at_ms: int | None
+
+
+def _backfill(row: Any) -> Backfill:
+    return Backfill(row.workspace_id, row.journey_id, int(row.version), row.status, row.position,
+                    int(row.profiles_done), int(row.entered), int(row.created_at_ms),
+                    None if row.finished_at_ms is None else int(row.finished_at_ms))
+
+
+def start(conn: Connection, workspace_id: str, journey_id: str, version: int, now_ms: int) -> None:
+    """Queue a backfill of this version; an earlier unfinished one of the journey is cancelled
+    (the new version's backfill covers everyone again). Starting the same version twice is a no-op."""
+    conn.execute(
+        update(journey_backfills)
+        .where(journey_backfills.c.workspace_id == workspace_id, journey_backfills.c.journey_id == journey_id,
+               journey_backfills.c.status == PENDING, journey_backfills.c.version != version)
+        .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms)
+    )
+    exists = conn.execute(
+        select(journey_backfills.c.version).where(
+            journey_backfills.c.workspace_id == workspace_id, journey_backfills.c.journey_id == journey_id,
+            journey_backfills.c.version == version)
+    ).first()
+    if exists is None:
+        conn.execute(insert(journey_backfills).values(
+            workspace_id=workspace_id, journey_id=journey_id, version=version, status=PENDING, position="",
+            profiles_done=0, entered=0, created_at_ms=now_ms, updated_at_ms=now_ms, finished_at_ms=None,
+        ))
+
+
+def pending(conn: Connection) -> list[Backfill]:
+    """Unfinished backfills, oldest first."""
+    rows = conn.execute(
+        select(journey_backfills).where(journey_backfills.c.status == PENDING)
+        .order_by(journey_backfills.c.created_at_ms, journey_backfills.c.workspace_id, journey_backfills.c.journey_id)
+    )
+    return [_backfill(r) for r in rows]
+
+
+def of_journey(conn: Connection, workspace_id: str, journey_id: str) -> list[Backfill]:
+    rows = conn.execute(
+        select(journey_backfills).where(journey_backfills.c.workspace_id == workspace_id,
+                                        journey_backfills.c.journey_id == journey_id)
+        .order_by(journey_backfills.c.version)
+    )
+    return [_backfill(r) for r in rows]
+
+
+def advance(conn: Connection, job: Backfill, position: str, profiles_done: int, entered: int, now_ms: int,
+            finished: bool) -> None:
+    """Record a batch's progress, in the transaction that wrote what it decided."""
+    values: dict[str, Any] = {
+        "position": position,
+        "profiles_done": journey_backfills.c.profiles_done + profiles_done,
+        "entered": journey_backfills.c.entered + entered,
+        "updated_at_ms": now_ms,
+    }
+    if finished:
+        values.update(status=DONE, finished_at_ms=now_ms)
+    conn.execute(update(journey_backfills).where(*_key(job)).values(**values))
+
+
+def cancel(conn: Connection, job: Backfill, now_ms: int) -> None:
+    conn.execute(update(journey_backfills).where(*_key(job))
+                 .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms))
+
+
+def _key(job: Backfill) -> tuple[Any, ...]:
+    return (journey_backfills.c.workspace_id == job.workspace_id, journey_backfills.c.journey_id == job.journey_id,
+            journey_backfills.c.version == job.version)
+
+
+# --- the stored past ----------------------------------------------------------------------------
+
+
+def profiles_after(conn: Connection, workspace_id: str, position: str, limit: int) -> list[tuple[str, int]]:
+    """The next `limit` profiles of the workspace after `position` in id order: (id, created_at_ms)."""
+    rows = conn.execute(
+        select(profiles.c.id, profiles.c.created_at_ms)
+        .where(profiles.c.workspace_id == workspace_id, profiles.c.id > position)
+        .order_by(profiles.c.id).limit(limit)
+    )
+    return [(pid, int(created)) for pid, created in rows]
+
+
+def count_profiles(conn: Connection, workspace_id: str) -> int:
+    return int(conn.execute(
+        select(func.count()).select_from(profiles).where(profiles.c.workspace_id == workspace_id)
+    ).scalar_one())
+
+
+def _names_clause(names: Iterable[str]) -> Any:
+    """Events whose engine-side name (the track event's, else the call type) is one of these."""
+    names = sorted(set(names))
+    calls = [n for n in names if n in ("identify", "page", "screen", "group", "alias")]
+    clause = and_(events.c.type == "track", events.c.event.in_(names))
+    if calls:
+        clause = or_(clause, and_(events.c.type != "track", events.c.type.in_(calls)))
+    return clause
+
+
+def last_activity(
+    conn: Connection, profile_ids: Sequence[str], names: Iterable[str] | None, through_seq: int
+) -> dict[str, int]:
+    """Each person's latest event time (of these names; None: any event) among events seq <= through_seq."""
+    out: dict[str, int] = {}
+    for start in range(0, len(profile_ids), _IN_CHUNK):
+        chunk = list(profile_ids[start:start + _IN_CHUNK])
+        stmt = (
+            select(events.c.profile_id, func.max(events.c.timestamp_ms))
+            .where(events.c.profile_id.in_(chunk), events.c.seq <= through_seq)
+            .group_by(events.c.profile_id)
+        )
+        if names is not None:
+            stmt = stmt.where(_names_clause(names))
+        for pid, latest in conn.execute(stmt):
+            if latest is not None:
+                out[pid] = int(latest)
+    return out
+
+
+def stored_events(
+    conn: Connection, profile_ids: Sequence[str], names: Iterable[str], since_ms: int, through_seq: int
+) -> dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]:
+    """Each person's events of these names after since_ms (seq <= through_seq), oldest first:
+    {profile: {name: [(timestamp_ms, properties), …]}}."""
+    names = list(names)
+    out: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = {}
+    if not names:
+        return out
+    for start in range(0, len(profile_ids), _IN_CHUNK):
+        chunk = list(profile_ids[start:start + _IN_CHUNK])
+        stmt = (
+            select(events.c.profile_id, events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
+            .where(events.c.profile_id.in_(chunk), events.c.seq <= through_seq, events.c.timestamp_ms > since_ms,
+                   _names_clause(names))
+            .order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
+        )
+        for pid, type_, event, ts, payload in conn.execute(stmt):
+            try:
+                props = orjson.loads(payload).get("properties")
+            except (orjson.JSONDecodeError, AttributeError):
+                props = None
+            name = event if type_ == "track" else type_
+            out.setdefault(pid, {}).setdefault(name, []).append((int(ts), props if isinstance(props, dict) else {}))
+    return out
+
+
+def read_states(conn: Connection, profile_ids: Sequence[str]) -> dict[str, str]:
+    """The engine's state documents of these people, without locking them (a preview only reads)."""
+    out: dict[str, str] = {}
+    for start in range(0, len(profile_ids), _IN_CHUNK):
+        chunk = list(profile_ids[start:start + _IN_CHUNK])
+        for pid, doc in conn.execute(
+            select(profile_state.c.profile_id, profile_state.c.state).where(profile_state.c.profile_id.in_(chunk))
+        ):
+            out[pid] = doc
+    return out

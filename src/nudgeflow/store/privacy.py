@@ -1,0 +1,330 @@
+"""Everything held about a person: its export, and its erasure.
+
+`ERASURE` names every table that holds a person's rows or addresses and what erasure
+does to it. tests/store/test_privacy.py reads the database's tables, picks those with a
+column that names a person or an address (profile_id, user_id, anonymous_id, email,
+phone, address, endpoint, token, rcpt_to ...), and fails for one missing here: a table
+added later cannot be forgotten.
+
+A person is their profile and every profile merged into it: rows the runtime has not
+moved yet (engine state folded on the next decision, a log-channel row) may still carry
+a merged-away id, and erasure takes those too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+import orjson
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
+
+from nudgeflow.store import consent
+from nudgeflow.store.profiles import event_view, get_profile
+from nudgeflow.store.schema import (
+    PROFILE_OWNED,
+    device_tokens,
+    events,
+    inbox_messages,
+    journey_runs,
+    log_channel_messages,
+    outbox,
+    profile_merges,
+    profile_state,
+    profiles,
+    push_deliveries,
+    push_subscriptions,
+    suppressions,
+    template_versions,
+    timers,
+)
+
+DELETED_BY_PROFILE = "deleted: the rows of the person's profile ids"
+NOT_A_PERSON = "not a person's: "
+
+# Table name -> what erasure does to it. Tables whose matching column is not about a person
+# say so, with the reason, so the schema test knows they were looked at.
+ERASURE: dict[str, str] = {
+    **{table.name: DELETED_BY_PROFILE for table in PROFILE_OWNED},
+    "profiles": "deleted: the person",
+    "profile_merges": "deleted: merges into the person, and of its merged-away profiles",
+    "suppressions": "kept, the address replaced by a one-way hash (store/consent.erased_address): the "
+    "list still stops the address, and no longer holds it",
+    "inbox_messages": "deleted: what the dev inbox (serve --dev, the demo) received for the person's email addresses",
+    "catalog_places": NOT_A_PERSON + "`address` is a store's street address",
+}
+
+# Table name -> where the export shows its rows for the person (a dotted path in the document).
+EXPORTED_AS: dict[str, str] = {
+    "profiles": "traits",
+    "identities": "identities",
+    "profile_merges": "merges",
+    "events": "events",
+    "profile_state": "engine_state",
+    "journey_runs": "journey_runs",
+    "timers": "timers",
+    "outbox": "messages",
+    "log_channel_messages": "logged_messages",
+    "subscriptions": "consent.topics",
+    "suppressions": "suppressions",
+    "push_subscriptions": "push_targets",
+    "device_tokens": "push_targets",
+    "push_deliveries": "push_deliveries",
+    "inbox_messages": "dev_inbox",
+}
+
+
+def exported(doc: dict[str, Any], table: str) -> bool:
+    """Whether the export `doc` shows anything of `table` (False when it has no place in it)."""
+    path = EXPORTED_AS.get(table)
+    value: Any = doc if path else None
+    for part in (path or "").split("."):
+        value = value.get(part) if isinstance(value, dict) and part else None
+    return _holds(value)
+
+
+def _holds(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(isinstance(v, bool) or _holds(v) for v in value.values())
+    if isinstance(value, (list, str)):
+        return bool(value)
+    return value is not None
+
+
+@dataclass
+class Erasure:
+    profile_id: str
+    deleted: dict[str, int] = field(default_factory=dict)  # rows deleted per table
+    hashed: dict[str, int] = field(default_factory=dict)  # rows kept with the address hashed
+
+
+def _iso(ms: int | None) -> str | None:
+    from nudgeflow.core.clock import from_ms
+
+    return None if ms is None else from_ms(ms).isoformat().replace("+00:00", "Z")
+
+
+def person_ids(conn: Connection, workspace_id: str, profile_id: str) -> list[str]:
+    """The profile and every profile merged into it."""
+    merged = conn.execute(
+        select(profile_merges.c.from_profile_id).where(
+            profile_merges.c.workspace_id == workspace_id, profile_merges.c.into_profile_id == profile_id
+        )
+    ).scalars()
+    return [profile_id, *sorted(set(merged) - {profile_id})]
+
+
+def _address_traits(doc: Any) -> Iterable[tuple[str, str]]:
+    if isinstance(doc, dict):
+        for channel in ("email", "sms"):
+            value = doc.get(consent.ADDRESS_TRAIT[channel])
+            if isinstance(value, str) and value.strip():
+                yield channel, consent.normalize_address(channel, value)
+
+
+def person_addresses(conn: Connection, workspace_id: str, ids: list[str], traits: dict[str, Any]) -> dict[str, set[str]]:
+    """Every address the person is or was known by, per kind: "email" and "sms" from the
+    traits now and in every identify and event context they sent, "push" the endpoints and
+    device tokens they hold."""
+    found: dict[str, set[str]] = {"email": set(), "sms": set(), "push": set()}
+    for channel, address in _address_traits(traits):
+        found[channel].add(address)
+    for (payload,) in conn.execute(select(events.c.payload).where(events.c.profile_id.in_(ids))):
+        message = orjson.loads(payload)
+        context = message.get("context") if isinstance(message, dict) else None
+        for doc in (message.get("traits") if isinstance(message, dict) else None,
+                    context.get("traits") if isinstance(context, dict) else None):
+            for channel, address in _address_traits(doc):
+                found[channel].add(address)
+    found["push"].update(
+        conn.execute(select(push_subscriptions.c.endpoint).where(
+            push_subscriptions.c.workspace_id == workspace_id, push_subscriptions.c.profile_id.in_(ids))).scalars()
+    )
+    found["push"].update(
+        conn.execute(select(device_tokens.c.token).where(
+            device_tokens.c.workspace_id == workspace_id, device_tokens.c.profile_id.in_(ids))).scalars()
+    )
+    return found
+
+
+def mask(address: str) -> str:
+    """An endpoint or token as export shows it: enough to recognise it, too little to use
+    it (an endpoint URL is the capability to push to the browser)."""
+    parts = urlsplit(address)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}/…{address[-4:]}"
+    return f"{address[:4]}…{address[-4:]}" if len(address) > 12 else "…"
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def _template_versions(conn: Connection, workspace_id: str, rows: list[Any]) -> dict[int, int | None]:
+    """The version of its template each message was rendered from: the newest version saved
+    before the message was sent or last tried (rendering reads the current version then;
+    the outbox keeps the template's name only). None for a message not tried yet."""
+    names = sorted({r.template for r in rows})
+    saved: dict[str, list[tuple[int, int]]] = {}
+    if names:
+        for name, version, created in conn.execute(
+            select(template_versions.c.name, template_versions.c.version, template_versions.c.created_at_ms)
+            .where(template_versions.c.workspace_id == workspace_id, template_versions.c.name.in_(names))
+            .order_by(template_versions.c.version)
+        ):
+            saved.setdefault(name, []).append((version, created))
+    out: dict[int, int | None] = {}
+    for r in rows:
+        at = r.sent_at_ms if r.sent_at_ms is not None else (r.updated_at_ms if r.attempts else None)
+        versions = [v for v, created in saved.get(r.template, []) if at is not None and created <= at]
+        out[r.id] = versions[-1] if versions else None
+    return out
+
+
+def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
+    """One JSON-ready document of everything held about the person (README, "Privacy")."""
+    doc = get_profile(conn, workspace_id, profile_id, recent=0)
+    if doc is None:
+        return None
+    doc.pop("recent_events")
+    ids = person_ids(conn, workspace_id, profile_id)
+    doc["merges"] = [
+        {"from_profile_id": r.from_profile_id, "merged_at": _iso(r.merged_at_ms)}
+        for r in conn.execute(
+            select(profile_merges.c.from_profile_id, profile_merges.c.merged_at_ms)
+            .where(profile_merges.c.workspace_id == workspace_id, profile_merges.c.into_profile_id == profile_id)
+            .order_by(profile_merges.c.merged_at_ms, profile_merges.c.from_profile_id)
+        )
+    ]
+    doc["events"] = [event_view(r) for r in conn.execute(select(events).where(events.c.profile_id.in_(ids)).order_by(events.c.seq))]
+
+    r = journey_runs.c
+    doc["journey_runs"] = [
+        {"id": row.id, "journey_id": row.journey_id, "version": row.version, "status": row.status, "step": row.step,
+         "holdout": bool(row.holdout), "entered_at": _iso(row.entered_at_ms), "ended_at": _iso(row.ended_at_ms),
+         "exit_reason": row.exit_reason, "converted_at": _iso(row.converted_at_ms), "revenue": row.revenue,
+         "updated_at": _iso(row.updated_at_ms)}
+        for row in conn.execute(select(journey_runs).where(r.workspace_id == workspace_id, r.profile_id.in_(ids))
+                                .order_by(r.entered_at_ms, r.id))
+    ]
+    # The engine's own record of the person: runs in progress, counters, pending triggers.
+    doc["engine_state"] = {
+        row.profile_id: orjson.loads(row.state)
+        for row in conn.execute(select(profile_state.c.profile_id, profile_state.c.state).where(
+            profile_state.c.workspace_id == workspace_id, profile_state.c.profile_id.in_(ids)))
+    }
+    doc["timers"] = [
+        {"key": row.key, "due_at": _iso(row.due_at_ms), "payload": orjson.loads(row.payload)}
+        for row in conn.execute(select(timers).where(timers.c.workspace_id == workspace_id, timers.c.profile_id.in_(ids))
+                                .order_by(timers.c.due_at_ms, timers.c.key))
+    ]
+
+    o = outbox.c
+    rows = list(conn.execute(select(outbox).where(o.workspace_id == workspace_id, o.profile_id.in_(ids)).order_by(o.id)))
+    versions = _template_versions(conn, workspace_id, rows)
+    doc["messages"] = [
+        {"id": row.id, "key": row.idempotency_key, "journey_id": row.journey_id, "journey_version": row.journey_version,
+         "run_id": row.run_id, "step": row.step, "channel": row.channel, "template": row.template,
+         "template_version": versions[row.id], "variant": row.variant, "marketing": bool(row.marketing),
+         "status": row.status, "reason": row.error, "attempts": row.attempts, "created_at": _iso(row.created_at_ms),
+         "sent_at": _iso(row.sent_at_ms), "updated_at": _iso(row.updated_at_ms), "context": orjson.loads(row.payload)}
+        for row in rows
+    ]
+    lc = log_channel_messages.c
+    doc["logged_messages"] = [
+        {"key": row.idempotency_key, "channel": row.channel, "template": row.template, "body": row.body,
+         "at": _iso(row.sent_at_ms)}
+        for row in conn.execute(select(log_channel_messages).where(lc.workspace_id == workspace_id, lc.profile_id.in_(ids))
+                                .order_by(lc.id))
+    ]
+
+    settings = consent.get_settings(conn, workspace_id)
+    doc["consent"] = consent.subscriptions_of(conn, workspace_id, profile_id, [t for t, _ in consent.topics_of(settings)])
+    addresses = person_addresses(conn, workspace_id, ids, doc["traits"])
+    held = sorted(addresses["email"] | addresses["sms"] | addresses["push"])
+    erased = {consent.erased_address(workspace_id, ch, a): a for ch in ("email", "sms") for a in addresses[ch]}
+    found = conn.execute(select(suppressions).where(
+        suppressions.c.workspace_id == workspace_id, suppressions.c.address.in_([*held, *erased]))
+        .order_by(suppressions.c.channel, suppressions.c.address)).all() if held else []
+    doc["suppressions"] = [
+        {"channel": s.channel,
+         "address": mask(s.address) if s.address in addresses["push"] else erased.get(s.address, s.address),
+         "reason": s.reason, "detail": s.detail, "since": _iso(s.created_at_ms)}
+        for s in found
+    ]
+
+    ps = push_subscriptions.c
+    dt = device_tokens.c
+    doc["push_targets"] = [
+        {"provider": "webpush", "endpoint": mask(row.endpoint), "user_agent": row.user_agent,
+         "created_at": _iso(row.created_at_ms), "updated_at": _iso(row.updated_at_ms)}
+        for row in conn.execute(select(push_subscriptions).where(ps.workspace_id == workspace_id, ps.profile_id.in_(ids))
+                                .order_by(ps.created_at_ms, ps.endpoint_hash))
+    ] + [
+        {"provider": row.provider, "token": mask(row.token), "platform": row.platform, "app_id": row.app_id,
+         "created_at": _iso(row.created_at_ms), "updated_at": _iso(row.updated_at_ms)}
+        for row in conn.execute(select(device_tokens).where(dt.workspace_id == workspace_id, dt.profile_id.in_(ids))
+                                .order_by(dt.created_at_ms, dt.token))
+    ]
+    emails = sorted(addresses["email"])
+    ib = inbox_messages.c
+    doc["dev_inbox"] = [
+        {"id": row.id, "channel": row.channel, "subject": row.subject, "received_at": _iso(row.received_at_ms)}
+        for row in conn.execute(select(ib.id, ib.channel, ib.subject, ib.received_at_ms)
+                                .where(func.lower(ib.rcpt_to).in_(emails)).order_by(ib.id))
+    ] if emails else []
+    pd = push_deliveries.c
+    doc["push_deliveries"] = [
+        {"message_key": row.message_key, "target": row.target_key, "delivered_at": _iso(row.delivered_at_ms)}
+        for row in conn.execute(select(push_deliveries).where(pd.workspace_id == workspace_id, pd.profile_id.in_(ids))
+                                .order_by(pd.delivered_at_ms, pd.message_key, pd.target_key))
+    ]
+    return doc
+
+
+# -- erasure ------------------------------------------------------------------------------------
+
+
+def erase_person(conn: Connection, workspace_id: str, profile_id: str) -> Erasure:
+    """Erase the person and everything derived from them, in the caller's transaction."""
+    done = Erasure(profile_id)
+    row = conn.execute(select(profiles.c.traits).where(
+        profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)).one_or_none()
+    traits = orjson.loads(row.traits) if row is not None else {}
+    ids = person_ids(conn, workspace_id, profile_id)
+    # Addresses first: they are read from the events and push targets deleted below.
+    addresses = person_addresses(conn, workspace_id, ids, traits)
+
+    hashed = 0
+    for channel_kind, found in addresses.items():
+        for address in sorted(found):
+            where = and_(suppressions.c.workspace_id == workspace_id, suppressions.c.address == address)
+            for (channel,) in conn.execute(select(suppressions.c.channel).where(where)).all():
+                erased = consent.erased_address(workspace_id, channel, address)
+                one = and_(where, suppressions.c.channel == channel)
+                if conn.execute(select(func.count()).select_from(suppressions).where(
+                        suppressions.c.workspace_id == workspace_id, suppressions.c.channel == channel,
+                        suppressions.c.address == erased)).scalar_one():
+                    conn.execute(delete(suppressions).where(one))  # hashed already, by an earlier erasure
+                else:
+                    conn.execute(update(suppressions).where(one).values(address=erased, detail=None))
+                hashed += 1
+    done.hashed["suppressions"] = hashed
+
+    emails = sorted(addresses["email"])
+    done.deleted["inbox_messages"] = conn.execute(
+        delete(inbox_messages).where(func.lower(inbox_messages.c.rcpt_to).in_(emails))
+    ).rowcount if emails else 0
+
+    for table in PROFILE_OWNED:
+        done.deleted[table.name] = conn.execute(delete(table).where(table.c.profile_id.in_(ids))).rowcount
+    done.deleted["profile_merges"] = conn.execute(
+        delete(profile_merges).where(
+            profile_merges.c.workspace_id == workspace_id,
+            or_(profile_merges.c.into_profile_id.in_(ids), profile_merges.c.from_profile_id.in_(ids)),
+        )
+    ).rowcount
+    done.deleted["profiles"] = conn.execute(
+        delete(profiles).where(profiles.c.workspace_id == workspace_id, profiles.c.id.in_(ids))
+    ).rowcount
+    return done

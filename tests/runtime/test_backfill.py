@@ -1,0 +1,197 @@
+"""Journeys see the past: a journey published today looks at the people already known.
+
+Real core, real store, on SQLite and PostgreSQL, with the virtual clock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from nudgeflow.core.clock import to_ms
+from nudgeflow.model.journeys import Journey
+from nudgeflow.runtime.backfill import backfill_batch, preview
+from nudgeflow.runtime.processor import EngineCache
+from nudgeflow.store import backfill as backfill_store
+from nudgeflow.store import journeys as journey_store
+
+from runtime_support import DAY_MS, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
+
+MARK = {"update_profile": {"type": "update_profile", "set": {"entered": True}}}
+
+
+def winback(**entry: Any) -> dict[str, Any]:
+    definition: dict[str, Any] = {
+        "id": "winback",
+        "name": "Win back",
+        "trigger": {"type": "inactivity", "window": "7d"},
+        "steps": MARK,
+    }
+    if entry:
+        definition["entry"] = entry
+    return definition
+
+
+def publish(h: Harness, definition: dict[str, Any], **kw: Any) -> int:
+    now = to_ms(h.clock.now())
+    with h.db.begin() as conn:
+        journey_store.apply_draft(conn, h.ws, Journey.model_validate(definition), now)
+        return journey_store.publish(conn, h.ws, definition["id"], now, **kw)
+
+
+def entered(h: Harness, journey: str = "winback") -> list[str]:
+    rows = h.q("SELECT profile_id FROM journey_runs WHERE journey_id = :j ORDER BY entered_at_ms, profile_id", j=journey)
+    return [r.profile_id for r in rows]
+
+
+def jobs(h: Harness, journey: str = "winback") -> list[backfill_store.Backfill]:
+    with h.db.connect() as conn:
+        return backfill_store.of_journey(conn, h.ws, journey)
+
+
+def quiet_and_recent(h: Harness, rt: Any) -> None:
+    """ada's last event was 10 days ago, bob's 2 days ago."""
+    h.track("ada", "Session Started")
+    h.clock.advance(timedelta(days=8))
+    h.track("bob", "Session Started")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=2))
+
+
+def test_people_already_quiet_enter_at_publish_and_the_others_when_their_window_ends(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    quiet_and_recent(h, rt)
+    publish(h, winback())
+    rt.run_until_idle()
+    ada, bob = h.profile_id("ada"), h.profile_id("bob")
+    assert entered(h) == [ada]
+    [job] = jobs(h)
+    assert (job.status, job.profiles_done, job.entered) == ("done", 2, 1)
+    idle = [t for t in h.timers() if t.key == "idle:winback"]
+    assert [(t.profile_id, t.due_at_ms) for t in idle] == [(bob, to_ms(h.clock.now()) + 5 * DAY_MS)]
+
+    h.clock.advance(timedelta(days=5))
+    rt.run_until_idle()
+    assert sorted(entered(h)) == sorted([ada, bob])
+
+    # A new version backfills again and enters no one twice for the same silence.
+    publish(h, {**winback(), "name": "Win back v2"})
+    rt.run_until_idle()
+    assert sorted(entered(h)) == sorted([ada, bob])
+    assert [(j.version, j.status, j.entered) for j in jobs(h)] == [(1, "done", 1), (2, "done", 0)]
+
+
+def test_from_now_opts_out_of_the_backfill(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    quiet_and_recent(h, rt)
+    publish(h, winback(), backfill=False)
+    rt.run_until_idle()
+    assert entered(h) == [] and jobs(h) == []
+    assert [t for t in h.timers() if t.key == "idle:winback"] == []
+
+
+def test_history_conditions_read_the_stored_events(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    h.track("ada", "Order Completed", revenue=20)  # no journey keeps Order Completed yet
+    h.track("bob", "Session Started")
+    rt.run_until_idle()
+    assert "Order Completed" not in h.state("ada").history
+    h.clock.advance(timedelta(days=20))
+    publish(h, winback(filter=[{"event": "Order Completed", "within": "90d", "op": "eq", "value": 0}]))
+    rt.run_until_idle()
+    # Both are quiet for 20 days; ada ordered within 90 days, so only bob enters.
+    assert entered(h) == [h.profile_id("bob")]
+    assert [ts for ts, _ in h.state("ada").history["Order Completed"]] == [to_ms(h.clock.now()) - 20 * DAY_MS]
+
+
+def test_the_lookback_ends_at_its_maximum(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    h.track("ada", "Order Completed")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=400))
+    h.track("ada", "Session Started")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=8))
+    publish(h, winback(filter=[{"event": "Order Completed", "op": "eq", "value": 0}]))
+    rt.run_until_idle()
+    assert entered(h) == [h.profile_id("ada")]  # the order 408 days ago is past the 365-day lookback
+
+
+def test_date_traits_already_held_schedule_their_timer_at_publish(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    h.identify("ada", trial_ends_at="2026-01-10", timezone="UTC")
+    h.identify("bob", plan="free")
+    rt.run_until_idle()
+    publish(h, {"id": "trial", "name": "Trial", "steps": MARK,
+                "trigger": {"type": "date_relative", "trait": "trial_ends_at", "offset": "-1d", "at": "09:00"}})
+    rt.run_until_idle()
+    timers = [(t.profile_id, t.due_at_ms) for t in h.timers() if t.key == "date:trial"]
+    assert timers == [(h.profile_id("ada"), to_ms(h.clock.now().replace(day=9, hour=9)))]
+    h.clock.advance(timedelta(days=9))
+    rt.run_until_idle()
+    assert entered(h, "trial") == [h.profile_id("ada")]
+
+
+def test_milestones_count_what_was_done_before_the_publish(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    for _ in range(2):
+        h.track("ada", "Order Completed")
+    h.track("bob", "Order Completed")
+    rt.run_until_idle()
+    publish(h, {"id": "third", "name": "Third order", "steps": MARK,
+                "trigger": {"type": "milestone", "event": "Order Completed", "count": 3}})
+    rt.run_until_idle()
+    assert entered(h, "third") == []
+    h.track("ada", "Order Completed")
+    h.track("bob", "Order Completed")
+    rt.run_until_idle()
+    assert entered(h, "third") == [h.profile_id("ada")]
+
+
+def test_a_backfill_resumes_where_it_stopped_and_enters_each_person_once(h: Harness) -> None:
+    engines = EngineCache()
+    rt = h.runtime(engines=engines)
+    for user in ("ada", "bob", "cy", "dee"):
+        h.track(user, "Session Started")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=8))
+    publish(h, winback())
+
+    assert h.in_transaction(lambda conn: backfill_batch(conn, engines, h.clock, 1)) == 1
+    [job] = jobs(h)
+    assert (job.status, job.profiles_done, job.entered) == ("pending", 1, 1)
+
+    class Crash(Exception):
+        pass
+
+    def dies(conn: Any) -> None:
+        backfill_batch(conn, engines, h.clock, 2)
+        raise Crash  # the process dies before the commit: nothing of the batch stays
+
+    with pytest.raises(Crash):
+        h.in_transaction(dies)
+    assert jobs(h)[0].profiles_done == 1 and len(entered(h)) == 1
+
+    rt.run_until_idle()  # a new process picks it up from its position
+    [job] = jobs(h)
+    assert (job.status, job.profiles_done, job.entered) == ("done", 4, 4)
+    assert sorted(entered(h)) == sorted(h.profile_id(u) for u in ("ada", "bob", "cy", "dee"))
+
+
+def test_preview_counts_who_would_enter_at_once_and_writes_nothing(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    quiet_and_recent(h, rt)
+    h.track("cy", "Order Completed")
+    h.clock.advance(timedelta(days=8))  # ada 18 days quiet, bob 10, cy 8 (but ordered)
+    h.track("dee", "Session Started")
+    rt.run_until_idle()
+    journey = Journey.model_validate(winback(filter=[{"event": "Order Completed", "within": "90d", "op": "eq", "value": 0}]))
+    with h.db.connect() as conn:
+        seen = preview(conn, h.ws, journey, to_ms(h.clock.now()))
+    assert (seen.profiles, seen.entering) == (4, 2)
+    assert entered(h) == [] and jobs(h) == []
+    publish(h, winback(filter=[{"event": "Order Completed", "within": "90d", "op": "eq", "value": 0}]))
+    rt.run_until_idle()
+    assert sorted(entered(h)) == sorted([h.profile_id("ada"), h.profile_id("bob")])

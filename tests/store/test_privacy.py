@@ -1,0 +1,255 @@
+"""Erasure and export against the schema itself, on SQLite and PostgreSQL.
+
+The rule. A table holds a person's data when it is `profiles` (a row is the person) or
+when one of its columns is named, whole or after an underscore, one of:
+
+    profile_id  user_id  anonymous_id            (whose row it is: from_profile_id counts)
+    email  phone  phone_number  address  endpoint  token  rcpt_to  recipient  mail_to
+                                                 (an address the person is reached at)
+
+The tables are read from the migrated database (not from schema.py alone), so a table a
+migration adds is seen even if nobody told store/privacy.py. Every table the rule finds
+must be in `privacy.ERASURE` (what erasure does to it, or why it is not a person's); each
+person's table gets rows for two people, built from its columns (whatever they are); after
+one is erased, no column of the rule holds any of the erased person's ids or addresses in
+any of those tables, and every row of the other person is still there. Export must show
+the erased person's rows of each such table before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from conftest import BACKENDS, make_workspace
+from nudgeflow.store import consent, database, privacy
+from nudgeflow.store.schema import PROFILE_OWNED
+
+PERSON_COLUMN = re.compile(
+    r"(^|_)(profile_id|user_id|anonymous_id|email|phone|phone_number|address|endpoint|token|rcpt_to|recipient|mail_to)$"
+)
+NOW = 1_800_000_000_000
+
+
+def person_columns(table: sa.Table) -> list[str]:
+    names = [c.name for c in table.columns if PERSON_COLUMN.search(c.name)]
+    return ["id", *names] if table.name == "profiles" else names
+
+
+def person_tables(engine: Engine) -> dict[str, sa.Table]:
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    return {name: table for name, table in sorted(meta.tables.items()) if person_columns(table)}
+
+
+def is_a_persons(name: str) -> bool:
+    return not privacy.ERASURE[name].startswith(privacy.NOT_A_PERSON)
+
+
+@dataclass(frozen=True)
+class Person:
+    profile_id: str
+    merged_id: str  # an anonymous profile merged into this one
+    user_id: str
+    anonymous_id: str
+    email: str
+    phone: str
+    endpoint: str
+    token: str
+
+    @classmethod
+    def make(cls, tag: str) -> "Person":
+        return cls(f"p_{tag}_{uuid.uuid4().hex[:8]}", f"p_{tag}_old_{uuid.uuid4().hex[:6]}", f"user-{tag}",
+                   f"anon-{tag}", f"{tag}@example.com", f"+4930000{len(tag)}{ord(tag[0])}",
+                   f"https://push.example.net/send/{tag}-{uuid.uuid4().hex}", f"tok{tag}{uuid.uuid4().hex}")
+
+    def values(self) -> set[str]:
+        return {self.profile_id, self.merged_id, self.user_id, self.anonymous_id, self.email, self.phone,
+                self.endpoint, self.token}
+
+    def value_for(self, table: str, column: str) -> str | None:
+        if table == "profiles" and column == "id":
+            return self.profile_id
+        if not PERSON_COLUMN.search(column):
+            return None
+        if column.endswith("from_profile_id"):
+            return self.merged_id
+        for ending, value in (("profile_id", self.profile_id), ("user_id", self.user_id),
+                              ("anonymous_id", self.anonymous_id), ("endpoint", self.endpoint),
+                              ("token", self.token), ("phone", self.phone), ("phone_number", self.phone)):
+            if column.endswith(ending):
+                return value
+        return self.email  # email, address, rcpt_to, recipient, mail_to
+
+
+_counter = itertools.count(1)
+
+
+def filler(column: sa.Column[Any]) -> Any:
+    """A value any column of this type accepts, different each time (keys stay unique)."""
+    n = next(_counter)
+    kind = column.type
+    if isinstance(kind, sa.Boolean):
+        return True
+    if isinstance(kind, sa.Integer):
+        return n
+    if isinstance(kind, (sa.Float, sa.Numeric)):
+        return float(n)
+    if isinstance(kind, sa.String) and getattr(kind, "length", None):
+        return f"v{n}"[: kind.length]
+    return orjson.dumps({"v": n}).decode()  # text columns often hold JSON documents
+
+
+def is_serial(table: sa.Table, column: sa.Column[Any]) -> bool:
+    pk = list(table.primary_key.columns)
+    return len(pk) == 1 and pk[0] is column and isinstance(column.type, sa.Integer)
+
+
+def seed(conn: sa.Connection, table: sa.Table, person: Person | None, workspace_id: str) -> dict[str, Any]:
+    """One row of `table`, with the person's values in the rule's columns. A foreign key to
+    another table seeds a row there first."""
+    row: dict[str, Any] = {}
+    for column in table.columns:
+        value = person.value_for(table.name, column.name) if person is not None else None
+        if value is None and column.name == "workspace_id":
+            value = workspace_id
+        if value is None and column.foreign_keys:
+            target = next(iter(column.foreign_keys)).column
+            if target.table.name == "workspaces":
+                value = workspace_id
+            else:
+                value = seed(conn, target.table, None, workspace_id)[target.name]
+        if value is None and (is_serial(table, column) or (column.nullable and not column.primary_key)):
+            continue
+        if table.name == "profiles" and column.name == "traits" and person is not None:
+            value = orjson.dumps({"email": person.email, "phone": person.phone}).decode()
+        row[column.name] = filler(column) if value is None else value
+    conn.execute(sa.insert(table).values(**row))
+    return row
+
+
+def rows_holding(conn: sa.Connection, table: sa.Table, values: set[str]) -> int:
+    columns = [table.c[name] for name in person_columns(table)]
+    where = sa.or_(*[column.in_(sorted(values)) for column in columns])
+    return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one())
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def fresh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A database of its own, migrated: the seeding writes into every table a person touches
+    (engine cursors, the dev inbox), which must not leak into other tests' shared one."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('privacy')) / 'privacy.db'}"
+        engine = database.create_db_engine(url, sqlite_synchronous="NORMAL")
+        database.upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    name = f"nudgeflow_privacy_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = database.create_db_engine(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    database.upgrade(engine)
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_the_rule_finds_the_tables_we_know_hold_people(fresh: Engine) -> None:
+    """The rule is not vacuous: it finds the person's tables of today (and more as they come)."""
+    found = set(person_tables(fresh))
+    assert {"profiles", "profile_merges", "identities", "events", "outbox", "subscriptions", "suppressions",
+            "push_subscriptions", "device_tokens", "push_deliveries", "inbox_messages"} <= found
+    assert {t.name for t in PROFILE_OWNED} <= found
+
+
+def test_every_table_that_refers_to_a_person_is_known_to_erasure(fresh: Engine) -> None:
+    unknown = sorted(set(person_tables(fresh)) - set(privacy.ERASURE))
+    assert unknown == [], (
+        f"tables with a column naming a person or an address that store/privacy.py does not know: {unknown}. "
+        "Add each to schema.PROFILE_OWNED (deleted by profile_id) or to privacy.ERASURE with what erasure does to it."
+    )
+    for name in privacy.ERASURE:
+        assert name in person_tables(fresh) or name in {t.name for t in PROFILE_OWNED}, f"ERASURE names {name}, which has no person column"
+
+
+def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_persons(fresh: Engine) -> None:
+    ws = make_workspace(fresh, "privacy").workspace_id
+    tables = {name: table for name, table in person_tables(fresh).items() if is_a_persons(name)}
+    ada, bob = Person.make("ada"), Person.make("bob")
+    # Rows the runtime has not moved yet still carry the id of ada's merged-away profile.
+    ada_before_merge = replace(ada, profile_id=ada.merged_id, endpoint=ada.endpoint + "-old", token=ada.token + "old")
+    ada_values = ada.values() | ada_before_merge.values()
+    with fresh.begin() as conn:
+        for table in tables.values():
+            for person in (ada, bob):
+                seed(conn, table, person, ws)
+            if "profile_id" in table.c:
+                seed(conn, table, ada_before_merge, ws)
+        before = {name: (rows_holding(conn, t, ada_values), rows_holding(conn, t, bob.values())) for name, t in tables.items()}
+    assert all(a >= 1 and b >= 1 for a, b in before.values()), before
+
+    with fresh.connect() as conn:
+        exported = privacy.export_person(conn, ws, ada.profile_id)
+    assert exported is not None
+    missing = [name for name in tables if not privacy.exported(exported, name)]
+    assert missing == [], f"tables whose rows for the person the export does not show: {missing} (privacy.EXPORTED_AS)"
+
+    with fresh.begin() as conn:
+        done = privacy.erase_person(conn, ws, ada.profile_id)
+    assert done.deleted["profiles"] == 1
+
+    with fresh.connect() as conn:
+        left = {name: rows_holding(conn, t, ada_values) for name, t in tables.items()}
+        kept = {name: rows_holding(conn, t, bob.values()) for name, t in tables.items()}
+    assert {name: n for name, n in left.items() if n} == {}, "rows of the erased person left behind"
+    assert kept == {name: b for name, (_, b) in before.items()}, "the other person's rows must all survive"
+
+    # Ada's suppression is still there, hashed: her address stays blocked, and is not held.
+    with fresh.connect() as conn:
+        hashed = conn.execute(sa.select(sa.func.count()).select_from(tables["suppressions"]).where(
+            tables["suppressions"].c.address.like(consent.ERASED_PREFIX + "%"))).scalar_one()
+    assert hashed == 1 and done.hashed["suppressions"] == 1
+
+
+def test_an_erased_persons_suppression_still_stops_their_address(fresh: Engine) -> None:
+    ws = make_workspace(fresh, "privacy-suppressions").workspace_id
+    ada = Person.make("eve")
+    with fresh.begin() as conn:
+        conn.execute(sa.text("INSERT INTO profiles (id, workspace_id, user_id, traits, created_at_ms, updated_at_ms)"
+                             " VALUES (:p, :w, 'eve', :t, 1, 1)"),
+                     {"p": ada.profile_id, "w": ws, "t": orjson.dumps({"email": "Eve@Example.com"}).decode()})
+        consent.suppress(conn, ws, "email", "eve@example.com", "complaint", NOW, "feedback loop: eve@example.com")
+        consent.suppress(conn, ws, "email", "other@example.com", "hard_bounce", NOW)
+    with fresh.begin() as conn:
+        done = privacy.erase_person(conn, ws, ada.profile_id)
+    assert done.hashed == {"suppressions": 1}
+    with fresh.connect() as conn:
+        listed = consent.list_suppressions(conn, ws)
+        assert sorted(s["address"] for s in listed) == [consent.erased_address(ws, "email", "eve@example.com"), "other@example.com"]
+        assert all("eve" not in (s["detail"] or "") for s in listed)  # the detail may name the address: dropped
+        # A new profile with the same address: still suppressed, for one message or a dispatch round.
+        assert consent.can_send(conn, ws, "p-new", "email", "EVE@example.com", marketing=False) == (False, "suppressed: complaint")
+        batch = consent.ConsentBatch(conn, [(ws, "p-new", "email", "eve@example.com")])
+        assert batch.state(ws, "p-new", "email", "eve@example.com", False, None).reason == "suppressed: complaint"
+        assert consent.suppression_of(conn, ws, "email", "eve@example.com")["reason"] == "complaint"
+        # Not across workspaces: the hash is the workspace's own.
+        assert consent.can_send(conn, "ws_other", "p-new", "email", "eve@example.com", marketing=False) == (True, None)
+    with fresh.begin() as conn:
+        assert consent.unsuppress(conn, ws, "email", "eve@example.com")  # lifting it still works
+    with fresh.connect() as conn:
+        assert consent.can_send(conn, ws, "p-new", "email", "eve@example.com", marketing=False) == (True, None)
