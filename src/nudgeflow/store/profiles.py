@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, or_, select
+from sqlalchemy import Connection, func, select
 
 from nudgeflow.core.clock import from_ms
-from nudgeflow.store.schema import PROFILE_OWNED, events, identities, profile_merges, profiles
+from nudgeflow.store.schema import events, identities, profile_merges, profiles
 
 
 def resolve_profile_id(conn: Connection, workspace_id: str, ref: str) -> str | None:
@@ -101,30 +101,18 @@ def list_events(
 
 
 def export_profile(conn: Connection, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
-    profile = get_profile(conn, workspace_id, profile_id, recent=0)
-    if profile is None:
-        return None
-    profile.pop("recent_events")
-    rows = conn.execute(select(events).where(events.c.profile_id == profile_id).order_by(events.c.seq))
-    profile["events"] = [event_view(r) for r in rows]
-    return profile
+    """Everything held about the person (store/privacy.py)."""
+    from nudgeflow.store.privacy import export_person  # it reads profiles through this module
+
+    return export_person(conn, workspace_id, profile_id)
 
 
 def erase_profile(conn: Connection, workspace_id: str, profile_id: str) -> dict[str, int]:
-    """Delete the person and everything derived from them. Returns rows deleted per table."""
-    deleted: dict[str, int] = {}
-    for table in PROFILE_OWNED:
-        deleted[table.name] = conn.execute(delete(table).where(table.c.profile_id == profile_id)).rowcount
-    deleted["profile_merges"] = conn.execute(
-        delete(profile_merges).where(
-            profile_merges.c.workspace_id == workspace_id,
-            or_(profile_merges.c.into_profile_id == profile_id, profile_merges.c.from_profile_id == profile_id),
-        )
-    ).rowcount
-    deleted["profiles"] = conn.execute(
-        delete(profiles).where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
-    ).rowcount
-    return deleted
+    """Delete the person and everything derived from them. Returns rows deleted per table
+    (store/privacy.py; suppressions of their addresses are kept hashed, not deleted)."""
+    from nudgeflow.store.privacy import erase_person
+
+    return erase_person(conn, workspace_id, profile_id).deleted
 
 
 def count_summary(conn: Connection, workspace_id: str) -> dict[str, Any]:
