@@ -30,6 +30,10 @@ from nudgeflow.cli_mobile_push import apns_app, fcm_app  # noqa: E402
 
 workspace_app.add_typer(fcm_app, name="fcm")
 workspace_app.add_typer(apns_app, name="apns")
+from nudgeflow.cli_identity import identity_app, keys_app  # noqa: E402
+
+workspace_app.add_typer(keys_app, name="keys")
+workspace_app.add_typer(identity_app, name="identity")
 from nudgeflow.cli_secrets import secrets_app  # noqa: E402
 
 app.add_typer(secrets_app, name="secrets")

@@ -8,7 +8,12 @@ import binascii
 import anyio.to_thread
 from sqlalchemy import Engine
 
-from nudgeflow.store.workspaces import key_digest, workspace_for_key
+from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.store.workspaces import WRITE, key_digest, workspace_for_key, write_key_owner
+
+# A revoked key (`nudgeflow workspace keys revoke`, possibly from another process) stops
+# working within this many seconds; a key in use costs one lookup per interval.
+KEY_CACHE_TTL_S = 30.0
 
 
 def basic_user(authorization: str | None) -> str | None:
@@ -33,34 +38,57 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 class KeyCache:
-    """Maps key digests to workspaces. Keys are only added, never changed, so a hit stays true."""
+    """Maps key digests to workspaces (and a write key to its kind: public or server).
 
-    def __init__(self, engine: Engine) -> None:
+    A hit is kept for KEY_CACHE_TTL_S, so that a revocation reaches a running server; a miss
+    is never kept (a key created a moment ago works at once).
+    """
+
+    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self._engine = engine
-        self._known: dict[tuple[str, str], str] = {}
+        self._clock = clock or SystemClock()
+        self._known: dict[tuple[str, str], tuple[float, tuple[str, str]]] = {}
 
-    def _lookup(self, kind: str, key: str) -> str | None:
+    def _lookup(self, kind: str, key: str) -> tuple[str, str] | None:
         with self._engine.connect() as conn:
-            return workspace_for_key(conn, kind, key)
+            if kind == WRITE:
+                return write_key_owner(conn, key)
+            workspace_id = workspace_for_key(conn, kind, key)
+            return None if workspace_id is None else (workspace_id, kind)
 
-    async def workspace(self, kind: str, key: str | None) -> str | None:
+    def _hit(self, cache_key: tuple[str, str]) -> tuple[str, str] | None:
+        hit = self._known.get(cache_key)
+        if hit is None or self._clock.monotonic() - hit[0] >= KEY_CACHE_TTL_S:
+            return None
+        return hit[1]
+
+    def _keep(self, cache_key: tuple[str, str], found: tuple[str, str] | None) -> None:
+        if found is None:
+            self._known.pop(cache_key, None)
+        else:
+            self._known[cache_key] = (self._clock.monotonic(), found)
+
+    async def owner(self, kind: str, key: str | None) -> tuple[str, str] | None:
+        """(workspace, write kind "public" | "server") for a write key; (workspace, kind) otherwise."""
         if not key or len(key) > 200:
             return None
         cache_key = (kind, key_digest(key))
-        workspace_id = self._known.get(cache_key)
-        if workspace_id is None:
-            workspace_id = await anyio.to_thread.run_sync(self._lookup, kind, key)
-            if workspace_id is not None:
-                self._known[cache_key] = workspace_id
-        return workspace_id
+        found = self._hit(cache_key)
+        if found is None:
+            found = await anyio.to_thread.run_sync(self._lookup, kind, key)
+            self._keep(cache_key, found)
+        return found
+
+    async def workspace(self, kind: str, key: str | None) -> str | None:
+        found = await self.owner(kind, key)
+        return None if found is None else found[0]
 
     def workspace_sync(self, kind: str, key: str | None) -> str | None:
         if not key or len(key) > 200:
             return None
         cache_key = (kind, key_digest(key))
-        workspace_id = self._known.get(cache_key)
-        if workspace_id is None:
-            workspace_id = self._lookup(kind, key)
-            if workspace_id is not None:
-                self._known[cache_key] = workspace_id
-        return workspace_id
+        found = self._hit(cache_key)
+        if found is None:
+            found = self._lookup(kind, key)
+            self._keep(cache_key, found)
+        return None if found is None else found[0]

@@ -20,6 +20,7 @@ import nudgeflow
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.ingest.api import ingest_routes
 from nudgeflow.ingest.auth import KeyCache
+from nudgeflow.ingest.verification import IdentityGate
 from nudgeflow.ingest.ratelimit import RateLimiter
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
@@ -47,6 +48,7 @@ class AppState:
     metrics: Metrics
     limiter: RateLimiter
     keys: KeyCache
+    identity: IdentityGate  # identity verification settings, cached (ingest/verification.py)
     ready: bool = False
     runtime: Any = None  # the EmbeddedRuntime, when settings.engine_enabled
     bounces: Any = None  # web.bounces.BounceWebhooks: certificate cache, Mailgun tokens
@@ -200,7 +202,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         committer=GroupCommitter(engine, clock, max_events=settings.commit_max_events, on_commit=metrics.on_commit),
         metrics=metrics,
         limiter=RateLimiter(clock, settings.ingest_rate_per_second, settings.ingest_burst),
-        keys=KeyCache(engine),
+        keys=KeyCache(engine, clock),
+        identity=IdentityGate(engine, clock),
     )
     state.bounces = BounceWebhooks()
     if settings.engine_enabled:
@@ -266,6 +269,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.web.push_settings_api import push_settings_router  # VAPID keys; /v1/push/vapid-public-key
 
     app.include_router(push_settings_router())
+    from nudgeflow.web.identity_api import identity_router  # write keys, identity verification
+
+    app.include_router(identity_router())
     if settings.dev_mode:  # never in production mode
         from nudgeflow.web.dev_inbox import dev_inbox_router
 

@@ -44,10 +44,10 @@ from starlette.responses import Response
 
 from nudgeflow.channels import push_services
 from nudgeflow.core.clock import to_ms
-from nudgeflow.ingest.api import error_response, json_response
-from nudgeflow.ingest.auth import basic_user
+from nudgeflow.ingest.api import error_response, json_response, write_key_owner
 from nudgeflow.ingest.body import read_body
 from nudgeflow.ingest.errors import IngestError, invalid
+from nudgeflow.ingest.verification import take_user_hash, verify
 from nudgeflow.model.events import BadRequest, EventRecord, InvalidEvent, normalize, parse_message
 from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
@@ -60,7 +60,6 @@ from nudgeflow.store.push_targets import (
     save_subscription,
 )
 from nudgeflow.store.schema import identities, push_subscriptions
-from nudgeflow.store.workspaces import WRITE
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -139,19 +138,6 @@ def _object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _bad("body", "expected a JSON object")
     return data
-
-
-async def _workspace(state: "AppState", request: Request, body_key: Any) -> str:
-    key = basic_user(request.headers.get("authorization"))
-    if key is None and isinstance(body_key, str):
-        key = body_key
-    if key is None:
-        raise IngestError(401, "unauthorized", "missing write key: send it as the Basic auth user or as writeKey",
-                          reason="auth", field="writeKey")
-    workspace_id = await state.keys.workspace(WRITE, key)
-    if workspace_id is None:
-        raise IngestError(401, "unauthorized", "unknown write key", reason="auth", field="writeKey")
-    return workspace_id
 
 
 def _target_error(exc: PushTargetError) -> IngestError:
@@ -235,7 +221,7 @@ def sdk_router() -> APIRouter:
 
         async def handle() -> Response:
             data = _object(await read_body(request, MAX_BODY))
-            workspace_id = await _workspace(state, request, data.get("writeKey"))
+            workspace_id, write_kind = await write_key_owner(state, request, data.get("writeKey"))
             subscription = data.get("subscription")
             try:
                 endpoint, _, _ = parse_subscription(subscription)
@@ -267,6 +253,11 @@ def sdk_router() -> APIRouter:
             except BadRequest as exc:
                 raise invalid(exc.errors) from exc
             user_id, anonymous_id = parsed.get("userId") or None, parsed.get("anonymousId") or None
+            # Identity verification: a subscription for a userId is that person's push.
+            given = take_user_hash(parsed)
+            if user_id:
+                await verify(state, workspace_id, write_kind,
+                             [(None, str(user_id), "it attaches a push subscription to the userId", given)], 1)
             message_id = _subscribed_message_id(digest, user_id, anonymous_id)
             received_at = state.clock.now()
 
@@ -310,7 +301,7 @@ def sdk_router() -> APIRouter:
 
         async def handle() -> Response:
             data = _object(await read_body(request, MAX_BODY))
-            workspace_id = await _workspace(state, request, data.get("writeKey"))
+            workspace_id, _ = await write_key_owner(state, request, data.get("writeKey"))
             endpoint = data.get("endpoint")
             field = "endpoint"
             if endpoint is None and isinstance(data.get("subscription"), dict):
