@@ -160,3 +160,70 @@ def test_a_journey_email_built_in_a_worker_process_arrives_the_same(settings: Se
     assert mail["Subject"] == "Cy, you left something behind"
     html = mail.get_payload()[1].get_content()  # type: ignore[index]
     assert "Hello Cy, your Hat is waiting." in html and "/t/c/" in html
+
+
+CART_JOURNEY = {
+    "id": "cart-1h",
+    "name": "Cart",
+    "trigger": {"type": "event", "event": "Product Added"},
+    "entry": {"reentry": "always"},
+    "steps": {"mail": {"type": "send", "channel": "email", "template": "cart-1h-your-items"}},
+}
+
+
+def test_an_events_url_cannot_make_a_click_link_redirect_off_the_workspaces_hosts(
+    mail_server: tuple[LiveServer, VirtualClock], sink: Sink
+) -> None:
+    """The open redirect: with the public write key alone, a product absent from the catalog
+    brought `url: https://evil.example/phish` into the shipped cart email, whose click link
+    then answered 302 to it. Only trusted destinations get a click link now: the template's
+    literal links, catalog URLs and the workspace's allowed_domains; the rest go untracked."""
+    import re
+    from html import unescape
+    from pathlib import Path
+
+    import yaml
+
+    from nudgeflow.store import catalog
+    from nudgeflow.store.workspace_settings import set_section
+
+    live, clock = mail_server
+    ws = live.workspace()
+    now = to_ms(clock.now())
+    source = yaml.safe_load((Path(__file__).parents[2] / "examples/templates/cart-1h-your-items.yaml").read_text())
+    with live.state.engine.begin() as conn:
+        save_template(conn, ws.workspace_id, "cart-1h-your-items", source, now)
+        apply_draft(conn, ws.workspace_id, Journey.model_validate(CART_JOURNEY), now)
+        publish(conn, ws.workspace_id, "cart-1h", now)
+        catalog.import_text(conn, ws.workspace_id, "products",
+                            "id,name,price,url\nshoe,Shoe,10,https://shop.example.com/p/shoe\n", now)
+        set_section(conn, ws.workspace_id, "links", {"allowed_domains": ["*.partner.example"]}, now)
+    evil = "https://evil.example/phish"
+    tricks = [evil, "https://evil.example\\@shop.example.com/", "https://shop.example.com@evil.example/x",
+              "https://partner.example.evil.example/"]
+    with live.client(auth=(ws.write_key, "")) as http:  # the public write key, nothing else
+        assert http.post("/v1/identify", json={"userId": "vi", "traits": {"email": "vi@example.org"}}).status_code == 200
+        for i, url in enumerate(tricks):
+            http.post("/v1/track", json={"userId": "vi", "event": "Product Added", "messageId": f"t{i}",
+                                         "properties": {"product_id": f"x{i}", "name": f"Trick {i}", "price": 1, "url": url}})
+        http.post("/v1/track", json={"userId": "vi", "event": "Product Added", "messageId": "partner",
+                                     "properties": {"product_id": "pp", "name": "Partner", "price": 2,
+                                                    "url": "https://www.partner.example/pp"}})
+        # In the catalog: its own URL wins over the event's.
+        assert http.post("/v1/track", json={"userId": "vi", "event": "Product Added", "messageId": "shoe", "properties": {
+            "product_id": "shoe", "name": "Shoe", "price": 10, "url": evil + "?2"}}).status_code == 200
+    live.state.runtime.run_until_idle()
+
+    assert sink.received
+    html = sink.received[-1].message.get_payload()[1].get_content()  # type: ignore[index]
+    hrefs = [unescape(h) for h in re.findall(r'href="([^"]*)"', html)]
+    clicks = [h for h in hrefs if "/t/c/" in h]
+    assert evil in hrefs  # left in the message as it came, untracked
+    with live.client() as http:
+        places = {http.get(_local(live, c), follow_redirects=False).headers.get("location") for c in clicks}
+    assert "https://shop.example.com/p/shoe" in places  # a catalog URL
+    assert "https://www.partner.example/pp" in places  # an allowed domain
+    assert "https://shop.example.com/cart" in places  # the template's own literal link
+    assert places <= {"https://shop.example.com/p/shoe", "https://www.partner.example/pp", "https://shop.example.com/cart",
+                      "https://shop.example.com"}, places
+    assert not any("evil" in (p or "") for p in places)

@@ -367,3 +367,27 @@ def test_text_part_links_are_tracked_too() -> None:
     assert verify(secret, token).destination == "https://shop.example/cart?c=1&x=2"
     assert lines[1].startswith("Shoes: https://t.example/t/c/") and lines[1].endswith(", then")
     assert lines[2] == "Unsubscribe (https://t.example/u/abc) · mailto:help@shop.example"
+
+
+def test_only_trusted_destinations_get_a_click_link() -> None:
+    urls, prefixes = links.template_links([
+        '<a href="https://shop.example.com/cart">Cart</a> {{ item.url | default: "https://shop.example.com" }}',
+        '<a href="https://shop.example.com/p/{{ item.id }}">x</a> <a href="https://{{ host }}/x">y</a>',
+    ])
+    domains = links.allowed_domains_of({"links": {"allowed_domains": ["Partner.Example", "*.cdn.example", "not a host", 7]}})
+    assert domains == ("partner.example", "*.cdn.example")
+    policy = links.LinkPolicy(frozenset({"https://catalog.example/p/1"}), (), domains).with_urls(urls, prefixes)
+    trusted = ["https://shop.example.com/cart", "https://shop.example.com", "https://shop.example.com/p/42",
+               "https://catalog.example/p/1", "https://partner.example/a", "https://img.cdn.example/a.png"]
+    untrusted = ["https://evil.example/phish", "https://catalog.example/p/2", "https://www.partner.example/a",
+                 "https://cdn.example/a", "https://evil.example\\@partner.example/", "https://partner.example@evil.example/",
+                 "https://partner.example.evil.example/", "https://evil.example/x", "https://x.cdn.example\t.evil/"]
+    assert [u for u in trusted if not policy.trusts(u)] == []
+    assert [u for u in untrusted if policy.trusts(u)] == []
+    html = "".join(f'<a href="{u}">x</a>' for u in trusted + untrusted)
+    out = rewrite_links(html, BASE, SECRET, "w", "k", "p", policy=policy)
+    assert out.count("/t/c/") == len(trusted)
+    assert all(f'href="{u}"' in out for u in untrusted if "\t" not in u)  # left as they were, untracked
+    text = links.rewrite_text_links("see https://evil.example/phish and https://partner.example/a.", BASE, SECRET,
+                                    "w", "k", "p", policy=policy)
+    assert "https://evil.example/phish" in text and text.count("/t/c/") == 1

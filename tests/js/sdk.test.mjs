@@ -346,3 +346,78 @@ test("leaving the page during a send sends the rest beside it, at once", async (
   slow.release(reply(200));
   await settle();
 });
+
+// -- identity verification (docs/identity.md) ------------------------------------------------------
+
+test("identify's userHash rides on every later call as that user, across reloads, until reset", async () => {
+  const storage = new Map();
+  const { nf, sent } = page({ storage });
+  nf.load({ writeKey: KEY, flushInterval: 60_000 });
+  nf.track("Before");
+  nf.identify("ada", { email: "ada@example.com" }, { userHash: "h-ada" });
+  nf.track("After");
+  await nf.flush();
+  const [before, identify, after] = sent[0].body.batch;
+  assert.equal(before.context.userHash, undefined); // anonymous: nothing to prove
+  assert.equal(identify.context.userHash, "h-ada");
+  assert.equal(after.context.userHash, "h-ada");
+
+  const second = page({ storage }); // the next page load of the site
+  second.nf.load({ writeKey: KEY, flushInterval: 60_000 });
+  second.nf.track("Reloaded");
+  second.nf.identify({ plan: "pro" }); // traits only: same user, the hash stays
+  await second.nf.flush();
+  assert.deepEqual(second.sent[0].body.batch.map((m) => m.context.userHash), ["h-ada", "h-ada"]);
+
+  second.nf.identify("bob"); // another user without a hash: ada's must not be sent as his
+  second.nf.track("As Bob");
+  second.nf.identify("bob", {}, { userHash: "h-bob" });
+  second.nf.reset();
+  second.nf.track("Logged Out");
+  await second.nf.flush();
+  assert.deepEqual(second.sent[1].body.batch.map((m) => m.context.userHash),
+    [undefined, undefined, "h-bob", undefined]);
+  assert.ok(![...storage.keys()].some((k) => k.endsWith("userHash")));
+});
+
+test("a 403 naming context.userHash drops those events by index and keeps sending the rest", async () => {
+  const refusal = reply(403, {
+    success: false, code: "identity_not_verified", message: "event 1: batch[1].context.userHash: missing",
+    errors: [{ field: "batch[1].context.userHash", index: 1 }],
+  });
+  const { nf, sent, storage } = page({ answers: [refusal, reply(200)] });
+  nf.load({ writeKey: KEY, flushAt: 3 });
+  nf.track("A");
+  nf.identify("ada", { email: "ada@example.com" });
+  nf.track("C");
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[1].body.batch.map((m) => m.event), ["A", "C"]);
+  assert.equal(queued(storage).length, 0);
+  nf.track("D"); // not blocked, as a refused write key would be
+  await nf.flush();
+  assert.equal(sent.length, 3);
+});
+
+test("a push subscription registered after identify carries the userHash", async () => {
+  const { nf, sent, window } = page();
+  const subscription = {
+    endpoint: "https://push.example.net/send/abc",
+    options: null,
+    toJSON() { return { endpoint: this.endpoint, expirationTime: null, keys: { p256dh: "p", auth: "a" } }; },
+  };
+  const registration = {
+    active: { state: "activated" },
+    pushManager: { getSubscription: async () => null, subscribe: async () => subscription },
+  };
+  window.navigator.serviceWorker = { register: async () => registration, getRegistration: async () => registration };
+  window.PushManager = function PushManager() {};
+  window.Notification = { permission: "granted" };
+  nf.load({ writeKey: KEY, flushInterval: 60_000, vapidPublicKey: "BAAA" });
+  nf.identify("ada", {}, { userHash: "h-ada" });
+  await nf.push.subscribe();
+  const [registered] = sent.filter((s) => s.url.endsWith("/v1/push/subscriptions"));
+  assert.equal(registered.body.userId, "ada");
+  assert.equal(registered.body.context.userHash, "h-ada");
+});

@@ -147,8 +147,11 @@ def _seed_ids(event: Mapping[str, Any], cart: list[dict[str, Any]], viewed: list
 
 
 def build_context(conn: Connection, workspace_id: str, profile_id: str, message_context: Mapping[str, Any] | None,
-                  now_ms: int, *, cache: rec.BoughtTogetherCache | None = None) -> dict[str, Any]:
-    """The render context of one message (see the module docstring for every key)."""
+                  now_ms: int, *, cache: rec.BoughtTogetherCache | None = None,
+                  catalog_urls: set[str] | None = None) -> dict[str, Any]:
+    """The render context of one message (see the module docstring for every key).
+    `catalog_urls`, when given, receives the URLs of the catalog products read: those a
+    message may track clicks to (content/links.py), unlike a URL an event brought."""
     message_context = message_context or {}
     trigger = message_context.get("trigger")
     trigger = trigger if isinstance(trigger, Mapping) else {}
@@ -229,6 +232,8 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
     if where is not None:
         place = rec.nearest_place(where[0], where[1], catalog_store.all_items(conn, workspace_id, "places"))
 
+    if catalog_urls is not None:
+        catalog_urls.update(url for item in known.values() if isinstance(url := item.get("url"), str))
     products = {item["id"]: item for item in [*cart["items"], *viewed, *together, *similar]}
     for pid in named:
         if pid in known and pid not in products:

@@ -41,6 +41,7 @@ class EmailJob:
     context: dict[str, Any] = field(repr=False)
     secret: str = field(repr=False)  # the workspace's link signing secret
     base: str = ""  # the workspace's public base URL
+    links: Any = None  # content.links.LinkPolicy: which links get click tracking (None: all)
     # Filled in by the channel from its SMTP settings:
     sender: str = ""
     reply_to: str | None = None
@@ -107,7 +108,8 @@ def compiled_for(job: EmailJob) -> Any:
     return compiled
 
 
-def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str, Any], secret: str, base: str) -> EmailJob:
+def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str, Any], secret: str, base: str,
+            links: Any = None) -> EmailJob:
     """The job for a message whose template and context were read in this process. The
     compiled template is remembered under its fingerprint here too, so an inline build
     does not parse it again."""
@@ -115,7 +117,7 @@ def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str,
     with _LOCK:
         _COMPILED.setdefault(fp, compiled)
     return EmailJob(message=message, to=to, template_fingerprint=fp, template_source=compiled.source,
-                    template_html=compiled.html, context=context, secret=secret, base=base)
+                    template_html=compiled.html, context=context, secret=secret, base=base, links=links)
 
 
 # -- the build ------------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def build_raw(job: EmailJob) -> bytes:
 
     compiled = compiled_for(job)  # TemplateNotLoaded goes back to the caller as it is
     try:
-        rendered = build_email(compiled, job.context, job.message, job.to, job.secret, job.base)
+        rendered = build_email(compiled, job.context, job.message, job.to, job.secret, job.base, job.links)
     except (PermanentError, TransientError):
         raise
     except Exception as exc:

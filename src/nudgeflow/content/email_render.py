@@ -9,7 +9,9 @@ in a worker process) does the rest:
    preference-center URLs);
 3. the Liquid render — a missing variable or a syntax error fails the message with the
    error's part, line and column; nothing half-rendered leaves;
-4. links rewritten through signed click URLs and an open pixel appended;
+4. links the workspace trusts (content/links.LinkPolicy: the template's literal links,
+   catalog URLs, the "links" allowlist) rewritten through signed click URLs, any other
+   left untracked; an open pixel appended;
 5. List-Unsubscribe + List-Unsubscribe-Post (RFC 8058) on marketing messages.
 """
 
@@ -39,13 +41,15 @@ def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None 
     if not isinstance(to, str) or "@" not in to:
         raise PermanentError("profile has no email")
     ready = prepare(engine, message, "email", now_ms)
-    return job_for(ready.compiled, message, to, ready.context, ready.secret, ready.base)
+    return job_for(ready.compiled, message, to, ready.context, ready.secret, ready.base, ready.links)
 
 
 def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage, to: str,
-                secret: str, base: str) -> Any:
+                secret: str, base: str, policy: Any = None) -> Any:
     """Steps 2 (links) to 5 on a compiled template and a context already read: pure, no
-    database (benchmarks/email.py times exactly this)."""
+    database (benchmarks/email.py times exactly this). `policy` (a links.LinkPolicy with
+    the workspace's catalog URLs and allowlist; the template's literal links are added
+    here) says which links are tracked; None tracks every http(s) link (tests, benchmarks)."""
     from nudgeflow.channels.email import RenderedEmail
     from nudgeflow.content import links
     from nudgeflow.content.templates import RenderedEmail as TemplateEmail
@@ -63,9 +67,11 @@ def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage
     except TemplateError as exc:
         raise PermanentError(f"template '{message.template}': {exc}") from exc
     assert isinstance(rendered, TemplateEmail)
+    if policy is not None:
+        policy = policy.with_urls(*compiled.literal_links)
     signed: dict[str, str | None] = {}  # each URL signed once, in both parts
-    html = links.rewrite_links(rendered.html, base, secret, ws, key, pid, signed)
-    text = links.rewrite_text_links(rendered.text, base, secret, ws, key, pid, signed) if rendered.text else rendered.text
+    html = links.rewrite_links(rendered.html, base, secret, ws, key, pid, signed, policy)
+    text = links.rewrite_text_links(rendered.text, base, secret, ws, key, pid, signed, policy) if rendered.text else rendered.text
     html = _append_pixel(html, links.open_pixel_url(base, secret, ws, key, pid))
     headers: dict[str, str] = {"X-Nudgeflow-Message-Key": key}
     if message.marketing:

@@ -15,6 +15,13 @@ said, and an unsubscribe link only unsubscribes the person it was sent to.
 
 The workspace is read from the payload before the MAC is checked (to know which secret to
 use): `peek_workspace` says which, `verify` then decides.
+
+Which destinations get a click link (`LinkPolicy`). A signed link redirects wherever it
+was signed for, so only URLs the workspace trusts are signed: the template's own literal
+links, the catalog's product URLs, and hosts on the workspace's allowlist (settings
+section "links": {"allowed_domains": ["shop.example", "*.shop.example"]}). Anything else,
+such as a `url` property an event brought in with the public write key, is left in the
+message untracked: our server never redirects to it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH = "o", "c", "u", "p", "n"
 KINDS = (OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH)
 MAX_TOKEN_CHARS = 8192  # a click token holds its URL; anything longer is not one of ours
 ONE_CLICK = "List-Unsubscribe=One-Click"
+LINKS_SECTION = "links"  # the workspace settings section: {"allowed_domains": [...]}
 
 
 class InvalidToken(ValueError):
@@ -193,6 +201,107 @@ def is_trackable(url: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
+# -- which destinations are trusted -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPolicy:
+    """The destinations one message may wrap in click links.
+
+    `urls`: exact URLs (catalog product URLs, the template's literal links); `prefixes`: a
+    template literal that Liquid continues (`https://shop.example/p/{{ item.id }}`), kept
+    only when its host is complete; `domains`: the allowlist, "shop.example" for that host,
+    "*.shop.example" for its subdomains."""
+
+    urls: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+
+    def trusts(self, url: str) -> bool:
+        if url in self.urls:
+            return True
+        if self.prefixes and url.startswith(self.prefixes) and _host(url) is not None:
+            return True
+        if not self.domains:
+            return False
+        host = _host(url)
+        if host is None:
+            return False
+        for domain in self.domains:
+            if domain.startswith("*."):
+                if host.endswith(domain[1:]):
+                    return True
+            elif host == domain:
+                return True
+        return False
+
+    def with_urls(self, urls: frozenset[str], prefixes: tuple[str, ...] = ()) -> "LinkPolicy":
+        return LinkPolicy(self.urls | urls, self.prefixes + prefixes, self.domains)
+
+
+_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+def _host(url: str) -> str | None:
+    """The lower-case host of an http(s) URL, or None. A backslash, a space or a control
+    character anywhere refuses the URL: browsers read `https://evil\\@shop.example/` as a
+    link to evil, where urlsplit finds shop.example."""
+    if _UNSAFE_URL.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    return host.rstrip(".")
+
+
+def allowed_domains_of(settings: Any) -> tuple[str, ...]:
+    """The allowlist of a workspace's settings document (section "links"); entries that
+    are not host names are ignored."""
+    section = settings.get(LINKS_SECTION) if isinstance(settings, dict) else None
+    values = section.get("allowed_domains") if isinstance(section, dict) else None
+    out: list[str] = []
+    for value in values if isinstance(values, list) else ():
+        if not isinstance(value, str):
+            continue
+        domain = value.strip().lower().rstrip(".")
+        bare = domain[2:] if domain.startswith("*.") else domain
+        if bare and _DOMAIN.fullmatch(bare):
+            out.append(domain)
+    return tuple(out)
+
+
+_DOMAIN = re.compile(r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+_LITERAL_URL = re.compile(r"https?://[^\s\"'<>{}`\\]+", re.IGNORECASE)
+
+
+def template_links(texts: Any) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The literal http(s) links written in a template's parts (their Liquid string
+    literals too, as in `default: "https://shop.example"`): (exact URLs, prefixes). A
+    literal that Liquid markup continues is a prefix, kept only once its host is complete
+    (a `/`, `?` or `#` after it): `https://{{ host }}` trusts nothing."""
+    urls: set[str] = set()
+    prefixes: set[str] = set()
+    for text in texts:
+        if not text:
+            continue
+        for match in _LITERAL_URL.finditer(text):
+            url = match.group(0)
+            if text.startswith("{", match.end()):
+                rest = url.split("://", 1)[1]
+                if any(c in rest for c in "/?#"):
+                    prefixes.add(url)
+                    prefixes.add(html.unescape(url))
+                continue
+            for form in (url, html.unescape(url)):
+                urls.add(form)
+                urls.add(form.rstrip(".,;:!?)"))
+    return frozenset(urls), tuple(sorted(prefixes))
+
+
 def _ours(url: str, base: str) -> bool:
     """A link to our own unsubscribe, preference or tracking pages: never wrapped."""
     root = _base(base)
@@ -216,15 +325,17 @@ _A_TAG = re.compile(
 
 
 def _clicks(base: str, secret: str, ws: str, message_key: str, profile_id: str,
-            memo: dict[str, str | None] | None) -> Callable[[str], str | None]:
+            memo: dict[str, str | None] | None, policy: LinkPolicy | None) -> Callable[[str], str | None]:
     """URL -> its signed click URL (None: left as it is), each URL signed once per message:
-    a product's link appears on its image, its name and in the text part."""
+    a product's link appears on its image, its name and in the text part. With a `policy`,
+    only the URLs it trusts are signed."""
     memo = {} if memo is None else memo
 
     def wrap(url: str) -> str | None:
         if url in memo:
             return memo[url]
-        new = None if not is_trackable(url) or _ours(url, base) else click_url(base, secret, ws, message_key, profile_id, url)
+        new = None if (not is_trackable(url) or _ours(url, base) or (policy is not None and not policy.trusts(url))) \
+            else click_url(base, secret, ws, message_key, profile_id, url)
         memo[url] = new
         return new
 
@@ -232,12 +343,13 @@ def _clicks(base: str, secret: str, ws: str, message_key: str, profile_id: str,
 
 
 def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str,
-                  memo: dict[str, str | None] | None = None) -> str:
+                  memo: dict[str, str | None] | None = None, policy: LinkPolicy | None = None) -> str:
     """Every http(s) `<a href>` of the HTML through a signed click link, anchor text and
     other attributes kept. Left alone: mailto:, tel:, anchors and other schemes, our own
     unsubscribe / preference / tracking links, and any `<a data-nf-notrack>`. `memo`, shared
-    with `rewrite_text_links` for the same message, signs each URL once."""
-    signed = _clicks(base, secret, ws, message_key, profile_id, memo)
+    with `rewrite_text_links` for the same message, signs each URL once. With a `policy`
+    (every message sent does), a URL it does not trust is left as it is, untracked."""
+    signed = _clicks(base, secret, ws, message_key, profile_id, memo, policy)
 
     def wrap(href: str) -> str | None:
         return signed(href.strip())
@@ -275,10 +387,10 @@ _TEXT_URL = re.compile(r"https?://[^\s()<>\"']+")
 
 
 def rewrite_text_links(text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str,
-                       memo: dict[str, str | None] | None = None) -> str:
+                       memo: dict[str, str | None] | None = None, policy: LinkPolicy | None = None) -> str:
     """The plain-text part's http(s) URLs through signed click links, as the HTML's: a click
     from a text-only mail client counts too. Our own links are left as they are."""
-    signed = _clicks(base, secret, ws, message_key, profile_id, memo)
+    signed = _clicks(base, secret, ws, message_key, profile_id, memo, policy)
 
     def one(match: re.Match[str]) -> str:
         url = match.group(0).rstrip(".,;:!?")

@@ -1,6 +1,7 @@
 """What rendering any message needs first, read in one connection: its template (compiled
-once per version, cached), the person's personalization context, and the workspace's link
-signing secret and public base URL. Shared by email (content/email_render.py) and push
+once per version, cached), the person's personalization context, the workspace's link
+signing secret and public base URL, and which links it trusts for click tracking (the
+catalog URLs the context holds, the "links" allowlist). Shared by email (content/email_render.py) and push
 (content/push_render.py)."""
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ class Prepared:
     context: dict[str, Any]
     secret: str  # the workspace's link signing secret
     base: str  # the workspace's public base URL (links, pixels, reports)
+    links: Any = None  # content.links.LinkPolicy, without the template's literal links
 
 
 def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int) -> Prepared:
     """Raise PermanentError when the message cannot be rendered at all: no database, no
     such template, a template of another channel."""
     from nudgeflow.content.context import build_context
+    from nudgeflow.content.links import LinkPolicy, allowed_domains_of
     from nudgeflow.store import consent
     from nudgeflow.store.templates import TemplateNotFound, load_compiled
 
@@ -38,7 +41,8 @@ def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int)
             raise PermanentError(f"template '{message.template}' not found") from exc
         if compiled.channel != channel:
             raise PermanentError(f"template '{message.template}' is a {compiled.channel} template, not {channel}")
-        context = build_context(conn, ws, message.profile_id, message.context, now_ms)
+        catalog_urls: set[str] = set()
+        context = build_context(conn, ws, message.profile_id, message.context, now_ms, catalog_urls=catalog_urls)
         settings = consent.get_settings(conn, ws)  # one read: the document is sealed (~30 us to open)
         secret = consent.tracking_secret_in(settings)
         base = consent.public_base_url(settings)
@@ -46,4 +50,5 @@ def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int)
         # The workspace's first message: create its signing secret (a short write).
         with engine.begin() as conn:
             secret = consent.tracking_secret(conn, ws, now_ms)
-    return Prepared(compiled, context, secret, base)
+    policy = LinkPolicy(frozenset(catalog_urls), (), allowed_domains_of(settings))
+    return Prepared(compiled, context, secret, base, policy)

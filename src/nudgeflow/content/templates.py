@@ -407,6 +407,16 @@ class CompiledTemplate:
     def channel(self) -> str:
         return self.source.channel
 
+    @functools.cached_property
+    def literal_links(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """The http(s) links the author wrote (content/links.template_links): trusted for
+        click tracking. Found once per compiled version, from every part's source and the
+        compiled HTML."""
+        from nudgeflow.content.links import template_links
+
+        texts = [part.source for part in self.parts.values()] + [self.html or ""]
+        return template_links(texts)
+
 
 @dataclass(frozen=True)
 class RenderedEmail:

@@ -5,7 +5,7 @@
  *   <script>
  *     nudgeflow.load({ writeKey: "wk_..." });     // host: where this script came from
  *     nudgeflow.page();
- *     nudgeflow.identify("user-42", { email: "ada@example.com" });
+ *     nudgeflow.identify("user-42", { email: "ada@example.com" }, { userHash: "…" });  // hash: see below
  *     nudgeflow.track("Product Viewed", { sku: "A-1" });
  *     button.onclick = () => nudgeflow.push.subscribe();  // in a click: browsers demand it
  *   </script>
@@ -16,6 +16,11 @@
  * localStorage until the server has acknowledged it: a reload, a closed tab or a network
  * outage loses nothing, and since every message keeps its messageId, a batch sent twice
  * (a page closed before the answer came) is stored once.
+ *
+ * Identity verification (docs/identity.md): when the workspace has it on, the site's backend
+ * computes userHash = hex HMAC-SHA256(identity secret, userId) and the page passes it to
+ * identify. The SDK keeps it with the userId (until reset() or another userId) and sends it
+ * as context.userHash on every call made as that user, push registrations included.
  *
  * See docs/push.md, "Browser SDK", for the whole API.
  */
@@ -157,6 +162,13 @@
     return typeof id === "string" && id ? id : null;
   }
 
+  // The userHash the site gave with identify, for the userId it was given for only.
+  function userHash() {
+    var saved = store.get(key("userHash"));
+    var uid = userId();
+    return isObject(saved) && uid && saved.userId === uid && typeof saved.hash === "string" ? saved.hash : null;
+  }
+
   function traits() {
     var t = store.get(key("traits"));
     return isObject(t) ? t : {};
@@ -195,6 +207,8 @@
     }, fields);
     var uid = userId();
     if (uid) msg.userId = uid;
+    var proof = userHash();
+    if (proof) msg.context.userHash = proof;
     return msg;
   }
 
@@ -297,7 +311,19 @@
       if (response.ok) return { outcome: "ok" };
       var status = response.status;
       if (status === 408 || status === 429 || status >= 500) return { outcome: "retry", wait: retryAfter(response) };
-      if (status === 401 || status === 403) return { outcome: "stop" };
+      if (status === 401) return { outcome: "stop" };
+      if (status === 403) {
+        // Identity verification refused these events (no valid context.userHash): they can
+        // never be accepted, so they are dropped by index; any other 403 stops sending.
+        return response.json().then(function (answer) {
+          var indexes = ((answer && answer.errors) || []).filter(function (e) {
+            return typeof e.index === "number" && /context\.userHash$/.test(e.field || "");
+          }).map(function (e) { return e.index; });
+          if (!indexes.length) return { outcome: "stop" };
+          warn("the server refused " + indexes.length + " event(s) without a valid userHash: " + answer.message);
+          return { outcome: "drop", indexes: indexes };
+        }, function () { return { outcome: "stop" }; });
+      }
       if (status === 413) return { outcome: batch.length > 1 ? "split" : "drop", indexes: [0] };
       return response.json().then(function (answer) {
         // A 400 names the events it refused; the others in the batch are fine.
@@ -439,14 +465,28 @@
     return true;
   }
 
-  /** identify([userId], [traits]): who this visitor is, and what is known about them. */
-  function identify(id, newTraits) {
+  /**
+   * identify([userId], [traits], [options]): who this visitor is, and what is known about them.
+   * options.userHash: the identity-verification hash of userId, computed by the site's backend.
+   */
+  function identify(id, newTraits, opts) {
     if (later("identify", arguments)) return;
-    if (isObject(id) && newTraits === undefined) {
+    if (isObject(id)) { // identify(traits, [options])
+      opts = newTraits;
       newTraits = id;
       id = null;
     }
-    if (id !== null && id !== undefined && id !== "") store.set(key("userId"), String(id));
+    if (id !== null && id !== undefined && id !== "") {
+      var before = userId();
+      store.set(key("userId"), String(id));
+      if (isObject(opts) && typeof opts.userHash === "string" && opts.userHash) {
+        store.set(key("userHash"), { userId: String(id), hash: opts.userHash });
+      } else if (before !== String(id)) {
+        store.remove(key("userHash")); // it proved another userId
+      }
+    } else if (isObject(opts) && typeof opts.userHash === "string" && opts.userHash && userId()) {
+      store.set(key("userHash"), { userId: userId(), hash: opts.userHash });
+    }
     var merged = assign(traits(), isObject(newTraits) ? newTraits : {});
     store.set(key("traits"), merged);
     enqueue(message("identify", { traits: merged }));
@@ -479,6 +519,7 @@
   function reset() {
     if (later("reset", arguments)) return;
     store.remove(key("userId"));
+    store.remove(key("userHash"));
     store.remove(key("traits"));
     store.set(key("anonymousId"), uuid());
     push.sync();
@@ -649,6 +690,8 @@
       };
       var uid = userId();
       if (uid) payload.userId = uid;
+      var proof = userHash();
+      if (proof) payload.context.userHash = proof;
       var who = identity();
       var old = s.endpoint && s.endpoint !== json.endpoint ? forget(s.endpoint) : Promise.resolve();
       saveState(assign(s, { subscribed: true, endpoint: json.endpoint, key: publicKey, pending: true }));
