@@ -9,7 +9,9 @@ from nudgeflow.core.state import ProfileState, Run
 from nudgeflow.model.journeys import Journey
 from nudgeflow.runtime.merges import merge_state
 from nudgeflow.runtime.processor import EngineCache
+from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
+from nudgeflow.store.templates import save_template
 
 from runtime_support import FakeEngine, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
 
@@ -111,3 +113,76 @@ def test_a_cart_started_anonymously_exits_on_the_known_persons_order(h: Harness)
     h.clock.advance(timedelta(hours=2))
     rt.run_until_idle()
     assert h.log_messages() == []
+
+
+# -- consent follows the merge ------------------------------------------------------------------
+
+TIPS = {
+    "id": "tips",
+    "name": "Tips",
+    "trigger": {"type": "event", "event": "Tip Requested"},
+    "steps": {"mail": {"type": "send", "channel": "email", "template": "tip"}},
+}
+
+
+def subscriptions_of(h: Harness, profile_id: str) -> dict[str, tuple[bool, str, int]]:
+    rows = h.q("SELECT topic, subscribed, frequency, updated_at_ms FROM subscriptions WHERE profile_id = :p", p=profile_id)
+    return {r.topic: (bool(r.subscribed), r.frequency, r.updated_at_ms) for r in rows}
+
+
+def test_an_anonymous_visitors_consent_follows_the_merge_and_the_newer_choice_wins(h: Harness) -> None:
+    h.identify("ada", email="ada@example.com")
+    h.send({"type": "track", "anonymousId": "anon-7", "event": "Page Viewed"})
+    ada = h.profile_id("ada")
+    anon = h.scalar("SELECT profile_id FROM identities WHERE key = 'a:anon-7'")
+    t0 = to_ms(h.clock.now())
+
+    def choose(pid: str, topic: str, subscribed: bool, at: int, frequency: str | None = None) -> None:
+        h.in_transaction(lambda conn: consent.set_subscription(conn, h.ws, pid, topic, subscribed, at, frequency))
+
+    choose(ada, "offers", True, t0 + 1, "normal")  # ada's own, older than the visitor's
+    choose(ada, "offers", False, t0 + 2)
+    choose(ada, "offers", True, t0 + 3)
+    choose(anon, "offers", False, t0 + 10)  # newer: wins
+    choose(anon, "product_news", True, t0 + 5, "normal")
+    choose(anon, "product_news", False, t0 + 6)  # older than ada's: loses
+    choose(ada, "product_news", True, t0 + 20, "normal")
+    choose(ada, "product_news", False, t0 + 21)
+    choose(ada, "product_news", True, t0 + 22)
+    choose(anon, "reminders", False, t0 + 7)  # only the visitor chose: moves over
+    choose(anon, consent.ALL, True, t0 + 8, "fewer")  # all marketing, with its frequency: newer, wins
+    choose(ada, "news_tie", False, t0 + 9)
+    choose(anon, "news_tie", True, t0 + 9, "fewer")  # a tie: the known person's own choice stays
+    assert subscriptions_of(h, ada)["offers"][0] is True
+
+    h.send({"type": "identify", "userId": "ada", "anonymousId": "anon-7"})  # ingest merges anon into ada
+
+    assert subscriptions_of(h, anon) == {}
+    merged = subscriptions_of(h, ada)
+    assert merged == {
+        "offers": (False, "normal", t0 + 10),
+        "product_news": (True, "normal", t0 + 22),
+        "reminders": (False, "normal", t0 + 7),
+        consent.ALL: (True, "fewer", t0 + 8),
+        "news_tie": (False, "normal", t0 + 9),
+    }
+
+
+def test_the_known_person_gets_no_message_the_visitor_opted_out_of(h: Harness) -> None:
+    """End to end: the opt-out made before logging in holds for the journey's send after it."""
+    now = to_ms(h.clock.now())
+    with h.db.begin() as conn:
+        save_template(conn, h.ws, "tip", {"channel": "email", "subject": "A tip", "body": "<p>Hi</p>"}, now)
+        consent.update_settings(conn, h.ws, {consent.TOPICS: ["reminders"], consent.TOPIC_BY_TEMPLATE: {"tip": "reminders"}}, now)
+        journey_store.apply_draft(conn, h.ws, Journey.model_validate(TIPS), now)
+        journey_store.publish(conn, h.ws, "tips", now)
+    rt = h.runtime(engines=EngineCache())
+    h.identify("ada", email="ada@example.com")
+    h.send({"type": "track", "anonymousId": "anon-8", "event": "Page Viewed"})
+    anon = h.scalar("SELECT profile_id FROM identities WHERE key = 'a:anon-8'")
+    h.in_transaction(lambda conn: consent.set_subscription(conn, h.ws, anon, "reminders", False, now + 1))
+    h.send({"type": "identify", "userId": "ada", "anonymousId": "anon-8"})
+    h.track("ada", "Tip Requested")
+    rt.run_until_idle()
+    [row] = [r for r in h.outbox() if r.journey_id == "tips"]
+    assert (row.profile_id, row.status, row.error) == (h.profile_id("ada"), "suppressed", "unsubscribed from topic reminders")
