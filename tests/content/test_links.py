@@ -391,3 +391,13 @@ def test_only_trusted_destinations_get_a_click_link() -> None:
     text = links.rewrite_text_links("see https://evil.example/phish and https://partner.example/a.", BASE, SECRET,
                                     "w", "k", "p", policy=policy)
     assert "https://evil.example/phish" in text and text.count("/t/c/") == 1
+
+
+@pytest.mark.parametrize("url", ["https://evil.example\\@shop.example/", "https://shop.example/\r\nSet-Cookie: a=b",
+                                 "https://shop.example/\x00"])
+def test_a_token_signed_for_a_url_browsers_read_otherwise_does_not_redirect(url: str) -> None:
+    token = links.sign(SECRET, LinkToken(CLICK, "w", "k", "p", destination=url))  # as an old message may hold
+    with pytest.raises(InvalidToken):
+        verify(SECRET, token, CLICK)
+    with pytest.raises(ValueError):
+        click_url(BASE, SECRET, "w", "k", "p", url)

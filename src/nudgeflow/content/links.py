@@ -194,6 +194,10 @@ def list_unsubscribe_headers(
 
 @functools.lru_cache(maxsize=4096)  # the same catalog URLs recur in every email
 def is_trackable(url: str) -> bool:
+    """An http(s) URL with a host, and no backslash or control character: also checked when
+    a click token is verified, so no token, however old, redirects to such a URL."""
+    if _UNSAFE_URL.search(url.strip()):
+        return False
     try:
         parts = urlsplit(url.strip())
     except ValueError:
