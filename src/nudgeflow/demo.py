@@ -20,7 +20,7 @@ moves forward in stops, so the 40 days take seconds:
   `run_until_idle()` decides the new events, fires the timers now due and dispatches
   the messages: emails through the email channel (the example templates, personalized
   from the demo's product catalog and stores, sent over SMTP to the dev inbox's sink,
-  links pointing at the demo server), push through the `log` channel;
+  links pointing at the demo server), push over Web Push to the dev inbox's push service;
 - so an event is decided within the hour it happened, and a timer fires within the hour
   it fell due ("18:00 local" waits end on the dot in whole-hour timezones; "an hour
   after the cart" may be sent up to an hour later than that);

@@ -1,4 +1,4 @@
-"""How each kind of trigger reacts to an event or to its own timer (DESIGN §5).
+"""How each kind of trigger reacts to an event or to its own timer (docs/journeys.md, Triggers).
 
 Event time (the corrected timestamp) decides windows; timers fire on processing time.
 An event older than its trigger's `max_lateness` when processed still updates counters,

@@ -350,7 +350,7 @@ class SendStep(_Strict):
     topic: str | None = Field(
         default=None, min_length=1, max_length=100,
         description="The subscription group (topic) of this message: a person unsubscribed from it is not sent it. "
-        "Default: the template's topic, then the workspace's map by template or journey.",
+        "Default: the workspace's map by template, then by journey, then the template's own topic.",
     )
     on_failure: Literal["continue", "exit"] = Field(
         default="continue", description="What the run does when this message fails (no template, channel error)."
@@ -450,7 +450,7 @@ class Journey(_Strict):
     entry: Entry = Field(default_factory=Entry)
     exit: Exit = Field(default_factory=Exit)
     goal: Goal | None = None
-    priority: int = Field(default=0, description="Higher wins when journeys compete for the same person.")
+    priority: int = Field(default=0, description="When one event starts several journeys, the higher priority is entered first.")
     holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of entrants who are sent nothing.")
     start: StepId | None = Field(default=None, description="The first step; default the first one listed.")
     steps: dict[StepId, Step] = Field(min_length=1)

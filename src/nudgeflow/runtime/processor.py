@@ -1,7 +1,7 @@
 """Event processing and timer firing: read a batch, decide with the pure core, write it all.
 
 Both functions run inside a transaction their caller owns (in the embedded runtime, a job
-of the one writer thread) and follow DESIGN §3: a batch of events or timers, the touched
+of the one writer thread) and work in batches: a batch of events or timers, the touched
 profiles' state loaded in one query, decisions in order, then state, effects and the
 cursor (or the fired timers' deletion) written in that same transaction. A crash before
 the commit leaves everything as it was, so the batch is decided again; after the commit

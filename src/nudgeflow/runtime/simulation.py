@@ -1,6 +1,6 @@
 """The simulator: the production core on a virtual clock, with everything kept in memory.
 
-`Simulation` carries out the effects of the very `Engine` the runtime uses (DESIGN §2),
+`Simulation` carries out the effects of the very `Engine` the runtime uses (the pure core),
 but instead of an outbox and a timers table it keeps a list of planned messages and a heap
 of timers, and instead of the wall clock it moves a virtual one: an event happens at its
 own timestamp, and every timer due before it fires first, in due order. Nothing is sent.

@@ -1,13 +1,13 @@
 """Consent and suppression: who may be sent what.
 
-Two lists, with different reach (DESIGN §5, Policies):
+Two lists, with different reach:
 
 - the suppression list (`suppressions`: channel + address, with a reason: hard_bounce,
   complaint, manual, ...) stops every message to that address, transactional included;
 - consent (`subscriptions`: per profile, topic "*" for all marketing, or one topic such as
   "offers") gates marketing messages only. No row means subscribed (the person gave their
   address for it; an unsubscribe is what is recorded). The "*" row also holds the
-  frequency the person asked for: "normal" or "fewer" (honoured by the frequency policy).
+  frequency the person asked for: "normal" or "fewer" (recorded only: no policy reads it yet).
 
 The per-workspace tracking secret, public base URL and topics live in
 `workspace_settings.settings` (JSON), beside other components' settings: this module only
@@ -49,7 +49,7 @@ ADDRESS_TRAIT = {"email": "email", "sms": "phone", "whatsapp": "phone"}
 class ConsentState:
     allowed: bool
     reason: str | None = None  # why not: "suppressed: hard_bounce", "unsubscribed", "unsubscribed from topic offers"
-    frequency: str = NORMAL  # what the person asked for; the frequency policy reads it
+    frequency: str = NORMAL  # what the person asked for; recorded, not acted on yet
     topic: str | None = None
 
 
