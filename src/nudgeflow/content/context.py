@@ -15,6 +15,8 @@ can test `{% if nearest_place %}` under strict undefined:
 - `products`: every product above by id (a lookup table: `products["sku-1"].name`);
 - `nearest_place`: the closest catalog place to the last known location, with
   `distance_km` and `distance_m`; None without a location or without places;
+- `group`: the traits of the person's group (the group of their latest `group` call), with
+  `id` (the groupId); merged from every member's group calls; `{}` without a group;
 - `trial_days_left`: whole days until `trial_ends_at` in the person's timezone; None when
   missing, unreadable or past;
 - `now`: the send time (ISO 8601, UTC).
@@ -37,6 +39,7 @@ from nudgeflow.core.clock import from_ms
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.timecalc import _pair, event_coordinates, parse_instant, zone_of
 from nudgeflow.store import catalog as catalog_store
+from nudgeflow.store import groups as groups_store
 from nudgeflow.store.schema import catalog_products, events, profile_state, profiles
 
 RECENT_EVENTS = 200  # the latest events of the person read for viewed items, cart and location
@@ -67,6 +70,16 @@ def _event(row: Any) -> dict[str, Any]:
     message["event"] = row.event
     message["timestamp_ms"] = row.timestamp_ms
     return message
+
+
+def _group(conn: Connection, workspace_id: str, link: Any) -> dict[str, Any]:
+    """The person's group as templates see it: the stored traits (every member's calls
+    merged), else those the engine saw, and `id`; {} when the person has no group."""
+    if not isinstance(link, Mapping) or not isinstance(link.get("id"), str):
+        return {}
+    stored = groups_store.get_group(conn, workspace_id, link["id"])
+    traits = stored["traits"] if stored is not None else link.get("traits")
+    return {**(traits if isinstance(traits, Mapping) else {}), "id": link["id"]}
 
 
 def trial_days_left(traits: Mapping[str, Any], now_ms: int) -> int | None:
@@ -169,6 +182,7 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
         select(profile_state.c.state).where(profile_state.c.profile_id == profile_id)
     ).scalar_one_or_none())
     state_location = state.get("last_location") if isinstance(state, dict) else None
+    group = _group(conn, workspace_id, state.get("group") if isinstance(state, dict) else None)
 
     recent = [_event(r) for r in conn.execute(
         select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
@@ -249,6 +263,7 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
         "recommendations": {"bought_together": together, "similar": similar},
         "products": products,
         "nearest_place": place,
+        "group": group,
         "trial_days_left": trial_days_left(traits, now_ms),
         "now": _iso(now_ms),
     }

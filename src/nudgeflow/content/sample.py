@@ -69,6 +69,7 @@ SAMPLE: dict[str, Any] = {
     },
     "nearest_place": {"id": "store-lx-1", "name": "Nudgeshop Chiado", "address": "Rua Garrett 42, Lisboa",
                       "distance_km": 0.4, "latitude": 38.7107, "longitude": -9.1424},
+    "group": {"id": "acme", "name": "Acme Coffee Co.", "plan": "team", "seats": 12},
     "trial_days_left": 3,
     "now": "2025-03-14T10:27:00Z",
     "links": {

@@ -83,6 +83,17 @@ class Scope:
     history: dict[str, list[list[Any]]] = field(default_factory=dict)
     trigger: dict[str, Any] | None = None  # the trigger event's properties (run.trigger["properties"])
     run: Run | None = None
+    group: dict[str, Any] | None = None  # the person's group's traits and `id` (ProfileState.group_traits)
+
+
+GROUP_PREFIX = "group."
+
+
+def _trait(scope: Scope, name: str) -> tuple[bool, Any]:
+    """A trait of the person, or of their group for `group.<trait>` (`group.id` is the groupId)."""
+    if name.startswith(GROUP_PREFIX):
+        return get_path(scope.group or {}, name[len(GROUP_PREFIX):])
+    return get_path(scope.traits, name)
 
 
 # --- paths and references ------------------------------------------------------------------
@@ -118,6 +129,8 @@ def resolve(value: Any, scope: Scope) -> Any:
         found, resolved = get_path(scope.trigger or {}, path)
     elif source == "profile":
         found, resolved = get_path(scope.traits, path)
+    elif source == "group":
+        found, resolved = get_path(scope.group or {}, path)
     else:  # the model's pattern forbids this; a hand-built Ref still must not raise
         return None
     return resolved if found else None
@@ -557,7 +570,7 @@ def evaluate(conditions: Sequence[Condition], scope: Scope) -> bool:
 
 def evaluate_one(condition: Condition, scope: Scope) -> bool:
     if isinstance(condition, TraitCondition):
-        found, actual = get_path(scope.traits, condition.trait)
+        found, actual = _trait(scope, condition.trait)
         return compare(condition.op, found, actual, resolve(condition.value, scope))
     if isinstance(condition, EventCountCondition):
         within = duration_ms(condition.within) if condition.within else None

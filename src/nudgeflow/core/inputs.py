@@ -19,6 +19,7 @@ class EventInput:
     context: dict[str, Any] = field(default_factory=dict)
     user_id: str | None = None
     anonymous_id: str | None = None
+    group_id: str | None = None  # a group call's groupId
     # The name triggers match on: the track event's, or the call type for the others. Set
     # once here rather than computed on each read: it is read for every candidate trigger.
     name: str = field(init=False, repr=False, compare=False)
@@ -33,16 +34,26 @@ class EventInput:
         traits = message.get("traits") if type_ in ("identify", "group") else None
         if traits is None and type_ == "identify":
             traits = (message.get("context") or {}).get("traits")
+        properties = message.get("properties") or {}
+        if type_ in ("page", "screen") and isinstance(properties, dict):
+            # A page or screen call names the page at the top level (`name`, `category`);
+            # analytics.js copies both into properties too. Filters read properties, so
+            # `where: [{property: name, …}]` must see them whichever way the client sent them.
+            extra = {k: message[k] for k in ("name", "category") if message.get(k) is not None and k not in properties}
+            if extra:
+                properties = {**extra, **properties}
+        group_id = message.get("groupId") if type_ == "group" else None
         return cls(
             message_id=str(message.get("messageId", "")),
             type=type_,
             event=message.get("event") if type_ == "track" else None,
             timestamp_ms=timestamp_ms,
-            properties=message.get("properties") or {},
+            properties=properties,
             traits=traits if isinstance(traits, dict) else None,
             context=message.get("context") or {},
             user_id=message.get("userId"),
             anonymous_id=message.get("anonymousId"),
+            group_id=group_id if isinstance(group_id, str) and group_id else None,
         )
 
     @classmethod

@@ -90,6 +90,11 @@ class ProfileState:
     activity: dict[str, dict[str, Any]] = field(default_factory=dict)  # inactivity: last active, armed
     history: dict[str, list[list[Any]]] = field(default_factory=dict)  # event -> [[ts, {props}], …]
     last_location: dict[str, Any] | None = None
+    # The group (Segment `group` call) the person was most recently seen with, by event
+    # time: {"id", "at", "traits"}. The runtime refreshes `traits` from the stored group
+    # (every member's calls merged) when it loads the state; the core merges this person's
+    # own calls on top. Conditions read it as `group.<trait>`.
+    group: dict[str, Any] | None = None
     run_seq: int = 0  # makes run ids unique per profile without randomness
     # The person's stable id (userId once known, else the first anonymousId): holdouts,
     # splits and variants hash it rather than the store's internal profile id, so the
@@ -100,12 +105,20 @@ class ProfileState:
     def assignment_key(self) -> str:
         return self.identity or self.profile_id
 
+    @property
+    def group_traits(self) -> dict[str, Any] | None:
+        """The traits of the person's group, with its `id`; None when no group call was seen."""
+        if not self.group:
+            return None
+        return {**(self.group.get("traits") or {}), "id": self.group.get("id")}
+
     def to_json(self) -> bytes:
         # Empty parts are left out (from_json reads them back as empty), as Run.as_dict does.
         doc: dict[str, Any] = {"traits": self.traits}
         if self.runs:
             doc["runs"] = {rid: run.as_dict() for rid, run in self.runs.items()}
-        for name in ("entries", "pending", "counters", "activity", "history", "last_location", "run_seq", "identity"):
+        for name in ("entries", "pending", "counters", "activity", "history", "last_location", "group", "run_seq",
+                     "identity"):
             value = getattr(self, name)
             if value:
                 doc[name] = value
@@ -126,6 +139,7 @@ class ProfileState:
             activity=doc.get("activity", {}),
             history=doc.get("history", {}),
             last_location=doc.get("last_location"),
+            group=doc.get("group"),
             run_seq=doc.get("run_seq", 0),
             identity=doc.get("identity"),
         )

@@ -75,7 +75,8 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     state = turn.state
     if not may_enter(turn, jv):
         return None
-    scope = Scope(traits=state.traits, now_ms=at_ms, history=state.history, trigger=trigger.get("properties"))
+    scope = Scope(traits=state.traits, now_ms=at_ms, history=state.history, trigger=trigger.get("properties"),
+                  group=state.group_traits)
     if journey.entry.filter and not evaluate(journey.entry.filter, scope):
         return None
     state.run_seq += 1
@@ -151,14 +152,16 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
             turn.schedule(run_timer_key(run), until, {"kind": "timeout", "run_id": run.id, "step": step_id, "visit": visit})
             return
         elif isinstance(step, BranchStep):
-            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run)
+            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run,
+                          state.group_traits)
             step_id = next((case.next for case in step.cases if evaluate(case.when, scope)), step.default)
         elif isinstance(step, SplitStep):
             path = _weighted(step.paths, unit_hash("split", run.journey_id, step_id, state.assignment_key))
             run.paths[step_id] = path.name
             step_id = path.next
         elif isinstance(step, UpdateProfileStep):
-            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run)
+            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run,
+                          state.group_traits)
             values = {name: resolve(value, scope) for name, value in step.set.items()}
             for name, value in values.items():
                 if state.traits.get(name) != value or name not in state.traits:

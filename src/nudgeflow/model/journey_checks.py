@@ -37,6 +37,7 @@ from pydantic.fields import FieldInfo
 from nudgeflow.model.journeys import (
     DURATION_PATTERN,
     OFFSET_PATTERN,
+    REF_PATTERN,
     BranchStep,
     Journey,
     MessageCondition,
@@ -442,7 +443,7 @@ _PATTERN_HINTS = {
     r"^[A-Za-z0-9_.-]+$": "is not a valid step id (letters, digits, '_', '.' and '-' only)",
     r"^[a-z0-9][a-z0-9_-]{0,79}$": "is not a valid journey id (a slug: lowercase letters, digits, '-' and '_', "
     "starting with a letter or digit, at most 80 characters)",
-    r"^(trigger|profile)\.[^.\s][^\s]*$": "is not a reference (use trigger.<property> or profile.<trait>)",
+    REF_PATTERN: "is not a reference (use trigger.<property>, profile.<trait> or group.<trait>)",
 }
 
 _CHOICE_NOUNS = {

@@ -55,6 +55,7 @@ LocalTime = Annotated[
     str,
     Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="A local time of day, HH:MM (24 h).", examples=["09:00"]),
 ]
+REF_PATTERN = r"^(trigger|profile|group)\.[^.\s][^\s]*$"
 StepId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -83,9 +84,9 @@ class _Strict(BaseModel):
 # --- values and filters -------------------------------------------------------------------
 
 class Ref(_Strict):
-    """A value taken from the run: `trigger.<property path>` or `profile.<trait>`."""
+    """A value taken from the run: `trigger.<property path>`, `profile.<trait>` or `group.<trait>`."""
 
-    ref: str = Field(pattern=r"^(trigger|profile)\.[^.\s][^\s]*$", examples=["trigger.cart_id", "profile.plan"])
+    ref: str = Field(pattern=REF_PATTERN, examples=["trigger.cart_id", "profile.plan", "group.plan"])
 
 
 Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "not_exists", "contains", "not_contains"]
@@ -124,7 +125,8 @@ class EventMatch(_Strict):
 # --- conditions (entry filters and branches) -----------------------------------------------
 
 class TraitCondition(_Strict):
-    trait: str = Field(min_length=1)
+    trait: str = Field(min_length=1, description="A trait of the person; `group.<trait>` is one of their group's "
+                       "(the group of their latest group call; `group.id` is its groupId).")
     op: Operator = "eq"
     value: Union[Ref, Any] = None
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from nudgeflow.model.events import EventRecord
 from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.device_ingest import register_from_events
+from nudgeflow.store.groups import apply_group_calls
 from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
 
 # Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
@@ -410,4 +411,6 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
         _apply_traits(conn, trait_updates, now_ms)
     # A mobile SDK's push token (context.device.token) joins the profile with the event.
     register_from_events(conn, workspace_id, unique, assigned, now_ms)
+    # A group call's traits are merged into its group (store/groups.py).
+    apply_group_calls(conn, workspace_id, unique, now_ms)
     return result
