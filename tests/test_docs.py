@@ -222,7 +222,7 @@ def test_every_command_shown_exists() -> None:
 
 JOURNEY_KEYS = {"id", "name", "description", "trigger", "entry", "exit", "goal", "priority", "holdout", "steps", "start"}
 STEP_TYPES = {"send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit"}
-CONDITION_KEYS = {"trait", "event", "message", "segment", "any", "all", "not"}
+CONDITION_KEYS = {"trait", "event", "message", "any", "all", "not"}
 TEMPLATE_KEYS = {"channel", "subject", "title", "body"}
 
 
