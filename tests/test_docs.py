@@ -22,6 +22,8 @@ What is checked:
   block must do the same as an email body.
 - Every ```yaml block in docs/ must be one of these (or empty), so a new snippet cannot
   slip past unchecked.
+- Every `NUDGEFLOW_*` variable the pages name is read by the server (settings.ENV_VARS) or
+  by a command's option; every relative link points at a file in the repository.
 
 The convention for a snippet that is partial or wrong on purpose (it shows two
 alternatives for one key, or an error): put an HTML comment on the line just before its
@@ -411,3 +413,32 @@ def test_relative_links_stay_inside_the_repository() -> None:
                 if not resolved.is_relative_to(ROOT) or not resolved.exists():
                     problems.append(f"{page.relative_to(ROOT)}:{number}: {target}")
     assert not problems, "links to files that are not in the repository:\n" + "\n".join(problems)
+
+
+# --- environment variables ----------------------------------------------------------------------
+
+
+def _cli_envvars(cmd: Any) -> set[str]:
+    names: set[str] = set()
+    for param in getattr(cmd, "params", []):
+        envvar = getattr(param, "envvar", None)
+        names.update([envvar] if isinstance(envvar, str) else list(envvar or []))
+    for sub in getattr(cmd, "commands", {}).values():
+        names |= _cli_envvars(sub)
+    return names
+
+
+def test_every_environment_variable_shown_is_read() -> None:
+    """A NUDGEFLOW_* variable in the docs is one the server reads (settings.ENV_VARS) or
+    one a command's option reads."""
+    from nudgeflow.settings import ENV_VARS
+
+    known = {v.name for v in ENV_VARS} | _cli_envvars(ROOT_COMMAND)
+    assert "NUDGEFLOW_DATABASE_URL" in known and "NUDGEFLOW_WORKSPACE" in known
+    problems = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            for name in re.findall(r"NUDGEFLOW_[A-Z0-9_]*[A-Z0-9]", line):
+                if name not in known:
+                    problems.append(f"{page.relative_to(ROOT)}:{number}: {name}")
+    assert not problems, "environment variables in the docs that nothing reads:\n" + "\n".join(problems)
