@@ -178,6 +178,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
            empty_means_none=True),
     EnvVar("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "dispatch_max_attempts", _integer(1, 100),
            "Transient failures before a message is failed. Default 8."),
+    EnvVar("NUDGEFLOW_DISPATCH_LEASE_SECONDS", "dispatch_lease_seconds", _number(1),
+           "How long a claimed send may go unrecorded before it is tried again. Default 300."),
     EnvVar("NUDGEFLOW_SECRET_KEY", "secret_key", _secret_key,
            "Fernet key(s), comma-separated, sealing workspace secrets at rest (docs/settings.md)."),
     EnvVar("NUDGEFLOW_SMTP_URL", "smtp_url", _smtp_url, "The default SMTP server of every workspace (docs/email.md)."),
@@ -236,6 +238,9 @@ class Settings:
     # small one per ingest commit (each is an fsync, and holds ingest's writer). 0: at once.
     engine_linger_ms: float = 20.0
     dispatch_max_attempts: int = 8  # transient failures before a message is failed
+    # A remote send claimed and not recorded within this (its process died) is tried again;
+    # an engine starting with the engine lock tries such sends at once (runtime/dispatcher.py).
+    dispatch_lease_seconds: float = 300.0
     # Channel names the `log` channel serves until real channels are configured.
     log_channels: tuple[str, ...] = ("email", "push")
     # The default SMTP server of every workspace (channels/smtp_config.py); a workspace may

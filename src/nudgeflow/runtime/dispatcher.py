@@ -9,7 +9,8 @@ transaction:
 - leases the messages of remote channels (attempts + 1, due again after the lease), which
   are then sent outside any transaction and their outcomes recorded in a second one. A
   crash between the two sends such a message again once the lease runs out, with the same
-  idempotency key.
+  idempotency key (or at once, when the next engine takes the engine lock: it reclaims
+  the leases of its dead predecessor, store/engine_lock.py).
 
 A transient failure is retried with exponential backoff (30 s doubling, capped at 1 h,
 with a jitter fixed by the message key so that runs are reproducible; a provider's
@@ -69,7 +70,9 @@ class RetryPolicy:
     max_attempts: int = 8
     jitter: float = 0.2  # each delay is within ±20 % of the nominal one
     max_retry_after_s: float = 86_400.0  # a provider cannot park a message for longer
-    lease_s: float = 300.0  # a remote send not recorded within this is tried again
+    # A remote send not recorded within this is tried again (NUDGEFLOW_DISPATCH_LEASE_SECONDS);
+    # an engine that takes the engine lock tries its dead predecessor's at once.
+    lease_s: float = 300.0
     send_timeout_s: float = 60.0
 
 
@@ -192,7 +195,7 @@ class Dispatcher:
         outcomes: list[Outcome] = []
         template_topics: dict[tuple[str, str], str | None] = {}
         sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
-        leases: list[tuple[int, int, int, int]] = []
+        leases: list[tuple[int, int, int, int, int]] = []
         for (row_id, ws, key, pid, run_id, journey_id, version, step, channel_name, template, variant,
              marketing, payload, attempts, created_at_ms) in rows:
             traits = profiles[pid][0] if pid in profiles else {}
@@ -235,7 +238,8 @@ class Dispatcher:
                         Outcome(row_id, message, attempts, FAILED, f"gave up after {attempts} attempts: no outcome recorded")
                     )
                     continue
-                leases.append((attempt, now_ms + int(self.policy.lease_s * 1000), now_ms, row_id))
+                until = now_ms + int(self.policy.lease_s * 1000)
+                leases.append((attempt, until, until, now_ms, row_id))
                 result.remote.append((row_id, message, channel))
             else:
                 outcomes.append(Outcome(row_id, message, attempt, FAILED, f"channel {channel_name!r} cannot send"))
@@ -249,7 +253,9 @@ class Dispatcher:
                 Outcome(rid, msg, att, SENT, delivered=channel.delivered_on_send) for rid, msg, att in items
             )
         sql.execute_many(
-            conn, "UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, updated_at_ms = ? WHERE id = ?", leases
+            conn,
+            "UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, leased_until_ms = ?, updated_at_ms = ? WHERE id = ?",
+            leases,
         )
         result.events_appended = self._record(conn, outcomes, profiles, now_ms, leased=False)
         result.handled = len(outcomes)

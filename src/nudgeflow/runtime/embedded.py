@@ -11,11 +11,15 @@ Two background threads, each a loop:
 
 Every transaction is a job of the one writer thread (`GroupCommitter.submit_job`), on
 SQLite and on PostgreSQL alike. On SQLite that is the only way to write without fighting
-over the lock. On PostgreSQL it is what keeps the event log's order equal to its commit
-order: the dispatcher appends engagement events to the log, and the engine reads the log
-by `seq > cursor`, which is only safe when no transaction can commit a smaller seq after
-a larger one became visible. It also keeps the engine's profile-trait updates and
-ingest's from overwriting each other. Remote sends (SMTP, push) happen outside any job.
+over the lock. On PostgreSQL it keeps this process's appends to the event log in commit
+order; other processes (ingest-only servers, imports) can still commit a smaller seq after
+a larger one became visible, which the cursor's gaps handle (runtime/processor.py). It
+also keeps the engine's profile-trait updates and ingest's from overwriting each other.
+Remote sends (SMTP, push) happen outside any job.
+
+One engine per database: `start` (or `serve`, earlier, through `claim_database`) takes the
+engine lock (store/engine_lock.py) and `stop` frees it; a second engine is refused, naming
+the first. Holding it, the engine reclaims at start the sends its dead predecessor leased.
 
 A batch that fails is retried at half the size, down to one item; an item that fails on
 its own three times is set aside (the event skipped, the timer dropped, the message
