@@ -226,6 +226,57 @@ def _resolve(res: _Resolution, record: EventRecord, now_ms: int) -> str:
     return pu
 
 
+class IdentityConflict(RuntimeError):
+    """Concurrent writers kept claiming the same new identities; the write may be retried."""
+
+
+# Rounds of resolve-and-claim before giving up: each lost round means another writer
+# committed one of these very identities meanwhile, and the next round reads it.
+IDENTITY_ROUNDS = 5
+
+
+def _resolve_and_claim(
+    conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int
+) -> tuple[_Resolution, list[str]]:
+    """Resolve each record to a profile, and claim the new identities that took."""
+    keys = sorted({k for r in records for k in _identity_keys(r)})
+    for _ in range(IDENTITY_ROUNDS):
+        res = _load_identities(conn, workspace_id, keys)
+        assigned = [_resolve(res, r, now_ms) for r in records]
+        assigned = [res.final(p) for p in assigned]  # after the whole batch: later records merge
+        if _claim_identities(conn, workspace_id, res, now_ms):
+            return res, assigned
+    raise IdentityConflict("identities kept changing under concurrent writes")
+
+
+def _claim_identities(conn: Connection, workspace_id: str, res: _Resolution, now_ms: int) -> bool:
+    """Insert the new identities first, before anything that depends on them.
+
+    Another process (a second ingest process, an import) may have stored one of them since
+    it was read: two requests for a new person at once. The insert then waits for that
+    commit and skips the key instead of failing the transaction (a duplicate-key error
+    here was a 503). If any was skipped, this round's own rows are taken back and False
+    says: resolve again against what is stored now, so that both requests land on the
+    person the first one created. Keys go in sorted order, so that two writers claiming
+    overlapping keys wait for each other instead of deadlocking.
+    """
+    rows = sorted((workspace_id, key, res.final(pid), now_ms) for key, pid in res.new_identities.items())
+    if not rows:
+        return True
+    mark = _mark(conn)
+    inserted = conn.exec_driver_sql(
+        _insert_sql(identities.name, ("workspace_id", "key", "profile_id", "created_at_ms"), mark, "workspace_id, key"),
+        rows,
+    ).rowcount
+    if inserted == len(rows):
+        return True
+    conn.exec_driver_sql(
+        f'DELETE FROM identities WHERE workspace_id = {mark} AND "key" = {mark} AND profile_id = {mark}',
+        [(ws, key, pid) for ws, key, pid, _ in rows],
+    )
+    return False
+
+
 def _create(res: _Resolution, user_id: str | None) -> str:
     pid = new_profile_id()
     res.new_profiles[pid] = user_id
@@ -346,10 +397,7 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
     if not unique:
         return result
 
-    keys = sorted({k for r in unique for k in _identity_keys(r)})
-    res = _load_identities(conn, workspace_id, keys)
-    assigned = [_resolve(res, r, now_ms) for r in unique]
-    assigned = [res.final(p) for p in assigned]
+    res, assigned = _resolve_and_claim(conn, workspace_id, unique, now_ms)
 
     if res.new_profiles:
         _insert_rows(
@@ -372,13 +420,6 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
     if res.merges:
         _apply_merges(conn, workspace_id, res, now_ms)
         result.merges = len(res.merges)
-    if res.new_identities:
-        _insert_rows(
-            conn,
-            identities,
-            ("workspace_id", "key", "profile_id", "created_at_ms"),
-            [(workspace_id, key, res.final(pid), now_ms) for key, pid in res.new_identities.items()],
-        )
 
     _insert_rows(
         conn,
