@@ -105,6 +105,17 @@ def serve(
         application = create_app(settings)
     except DatabaseError as exc:
         raise _fail(str(exc)) from exc
+    if (runtime := application.state.nudgeflow.runtime) is not None:
+        # One engine per database (README: Running the server): a second one exits here,
+        # before it listens, naming the first.
+        from nudgeflow.store.engine_lock import EngineLocked
+
+        try:
+            runtime.claim_database()
+        except EngineLocked as exc:
+            raise _fail(str(exc)) from exc
+        except Exception as exc:  # a server that does not answer, a directory we cannot write
+            raise _fail(f"cannot take the engine lock: {exc}") from exc
     # Everything loaded so far lives as long as the process: keep the cyclic collector from
     # walking it again on every full collection (the longest pauses a busy server takes).
     bounces = None
