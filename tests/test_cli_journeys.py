@@ -159,7 +159,11 @@ def test_apply_publish_pause_resume_archive(env: dict[str, str], tmp_path: Path,
     assert listed(env, tmp_path, ws)["cart"]["status"] == "draft"
 
     done = run(["journeys", "publish", "cart", "--workspace", ws], env, tmp_path)
-    assert (done.returncode, done.stdout.strip()) == (0, "cart: published version 1 (live)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "cart: 0 people would enter at once (of 0 profiles looked at)",
+        "cart: published version 1 (live); the engine looks at the people already known in the background",
+    ]
 
     write(tmp_path / "cart.yaml", JOURNEY.format(id="cart", template="cart-2"))
     done = run(["journeys", "apply", "cart.yaml", "-w", ws], env, tmp_path)
@@ -349,3 +353,82 @@ def test_apply_and_publish_check_the_workspace_templates(env: dict[str, str], tm
     done = run(["journeys", "apply", "welcome.yaml", "-w", ws, "--publish"], env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["welcome: draft updated, published version 1 (live)"]
+
+
+# --- publishing and the past ------------------------------------------------------------------
+
+WINBACK = """\
+id: winback
+name: Win back
+trigger:
+  type: inactivity
+  window: 7d
+steps:
+  mark:
+    type: update_profile
+    set: {winback: true}
+"""
+
+
+def _quiet_people(database_url: str, ws: str, count: int) -> None:
+    """`count` people first seen, and last active, 30 days ago (ingested at that time)."""
+    from datetime import datetime, timedelta, timezone
+
+    from nudgeflow.core.clock import VirtualClock
+    from nudgeflow.model.events import normalize, parse_message
+    from nudgeflow.store import database
+    from nudgeflow.store.group_commit import GroupCommitter
+
+    clock = VirtualClock(datetime.now(timezone.utc) - timedelta(days=30))
+    db = database.create_db_engine(database_url)
+    writer = GroupCommitter(db, clock)
+    writer.start()
+    try:
+        records = [normalize(parse_message({"type": "track", "userId": f"quiet-{ws}-{i}", "event": "Session Started",
+                                            "messageId": f"m-{ws}-{i}"}), clock.now(), max_event_bytes=32 * 1024)
+                   for i in range(count)]
+        writer.submit_events(ws, records).result(timeout=60)
+    finally:
+        writer.stop()
+        db.dispose()
+
+
+def test_publish_counts_who_would_enter_and_asks_for_yes_above_the_threshold(
+        env: dict[str, str], tmp_path: Path, database_url: str) -> None:
+    env["NUDGEFLOW_DATABASE_URL"] = database_url
+    ws = workspace(env, tmp_path)
+    _quiet_people(database_url, ws, 3)
+    write(tmp_path / "winback.yaml", WINBACK)
+    assert run(["journeys", "apply", "winback.yaml", "-w", ws], env, tmp_path).returncode == 0
+
+    refused = run(["journeys", "publish", "winback", "-w", ws, "--confirm-above", "2"], env, tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stdout.splitlines() == ["winback: 3 people would enter at once (of 3 profiles looked at)"]
+    assert "--yes" in refused.stderr and "--from-now" in refused.stderr and "Traceback" not in refused.stderr
+    assert listed(env, tmp_path, ws)["winback"]["status"] == "draft"
+
+    done = run(["journeys", "publish", "winback", "-w", ws, "--confirm-above", "2", "--yes"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("winback: published version 1 (live); the engine looks at")
+    assert listed(env, tmp_path, ws)["winback"]["status"] == "live"
+
+
+def test_publish_from_now_skips_the_count_and_the_backfill(env: dict[str, str], tmp_path: Path, database_url: str) -> None:
+    env["NUDGEFLOW_DATABASE_URL"] = database_url
+    ws = workspace(env, tmp_path)
+    _quiet_people(database_url, ws, 3)
+    write(tmp_path / "winback.yaml", WINBACK)
+    assert run(["journeys", "apply", "winback.yaml", "-w", ws], env, tmp_path).returncode == 0
+    done = run(["journeys", "publish", "winback", "-w", ws, "--confirm-above", "0", "--from-now"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["winback: published version 1 (live), from now on (no backfill)"]
+    from sqlalchemy import create_engine, text
+
+    from nudgeflow.store.database import normalize_url
+
+    db = create_engine(normalize_url(database_url))
+    with db.connect() as conn:
+        jobs = conn.execute(text("SELECT COUNT(*) FROM journey_backfills WHERE journey_id = 'winback' "
+                                 "AND workspace_id = :ws"), {"ws": ws}).scalar()
+    db.dispose()
+    assert jobs == 0

@@ -477,7 +477,8 @@ def _check_draft_delivery(conn, workspace: str, journey_id: str, settings: Setti
         raise _fail(f"not published: {_plural(len(errors), 'error')} above")
 
 
-def _journey_transition(action: str, journey_id: str, workspace: str, database: str | None) -> None:
+def _journey_transition(action: str, journey_id: str, workspace: str, database: str | None,
+                        from_now: bool = False, yes: bool = False, confirm_above: int = 0) -> None:
     from nudgeflow.core.clock import SystemClock, to_ms
     from nudgeflow.store import journeys as store
 
@@ -485,16 +486,27 @@ def _journey_transition(action: str, journey_id: str, workspace: str, database: 
     settings = _settings(database)
     engine = _engine(settings)
     try:
+        if action == "publish" and not from_now:
+            from nudgeflow.cli_publish import plan_publish, refusal
+
+            plan = plan_publish(engine, workspace, journey_id, now)
+            if plan is not None:
+                print(plan.line(journey_id))
+                if plan.entering > confirm_above and not yes:
+                    raise _fail(refusal(journey_id, plan, confirm_above))
         with engine.begin() as conn:
             store.require_workspace(conn, workspace)
             if action == "publish":
                 _check_draft_delivery(conn, workspace, journey_id, settings)
                 before = store.get_journey(conn, workspace, journey_id)
-                version = store.publish(conn, workspace, journey_id, now)
+                version = store.publish(conn, workspace, journey_id, now, backfill=not from_now)
                 status = store.get_journey(conn, workspace, journey_id)["status"]  # type: ignore[index]
                 same = before is not None and before["live_version"] == version
                 message = (f"{journey_id}: version {version} stays {status} (the draft has no changes)" if same
                            else f"{journey_id}: published version {version} ({status})")
+                if not same:
+                    message += (", from now on (no backfill)" if from_now else
+                                "; the engine looks at the people already known in the background")
             else:
                 done = getattr(store, action)(conn, workspace, journey_id, now)
                 message = f"{journey_id}: {done.status}" + ("" if done.changed else " (already)")
@@ -508,10 +520,18 @@ def _journey_transition(action: str, journey_id: str, workspace: str, database: 
 
 
 @journeys_app.command("publish")
-def journeys_publish(journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt,
-                     database: DatabaseOpt = None) -> None:
-    """Freeze the draft as a new immutable version and make it live (checked again first)."""
-    _journey_transition("publish", journey_id, workspace, database)
+def journeys_publish(
+    journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt, database: DatabaseOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Publish even if more people than --confirm-above would enter at once.")] = False,
+    from_now: Annotated[bool, typer.Option("--from-now", help="Only what happens from now on counts: no backfill of the people already known.")] = False,
+    confirm_above: Annotated[int, typer.Option("--confirm-above", min=0, metavar="N", help="Ask for --yes when more than N people would enter at once.")] = 1000,
+) -> None:
+    """Freeze the draft as a new immutable version and make it live (checked again first).
+
+    Prints how many people already known would enter at once (see docs/journeys.md,
+    "Publishing and the past")."""
+    _journey_transition("publish", journey_id, workspace, database, from_now=from_now, yes=yes,
+                        confirm_above=confirm_above)
 
 
 @journeys_app.command("pause")
