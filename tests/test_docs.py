@@ -22,6 +22,10 @@ What is checked:
   block must do the same as an email body.
 - Every ```yaml block in docs/ must be one of these (or empty), so a new snippet cannot
   slip past unchecked.
+- Routes. Every `METHOD /path` the pages name (`{placeholders}` and `<placeholders>`
+  match any segment), and every `curl` to the server (localhost, 127.0.0.1 or `$URL`) in
+  their code blocks, is answered by the app's router with that method. A route of another
+  server is written with its origin (`POST {its origin}/subscriptions`) and not checked.
 - Every `NUDGEFLOW_*` variable the pages name is read by the server (settings.ENV_VARS) or
   by a command's option; every relative link points at a file in the repository.
 
@@ -90,6 +94,23 @@ def code_blocks(path: Path) -> Iterator[Block]:
         i = j + 1
 
 
+def logical_lines(block: Block) -> Iterator[tuple[int, str]]:
+    """A block's lines, those continued with `\\` joined, each numbered by its first line."""
+    line_no, pending, first = block.line, "", block.line
+    for raw in block.text.splitlines():
+        if not pending:
+            first = line_no
+        pending += raw
+        line_no += 1
+        if raw.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        yield first, pending
+        pending = ""
+    if pending:
+        yield first, pending
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 SHELL_CMD = re.compile(
@@ -127,19 +148,9 @@ def shown_commands() -> list[Shown]:
             in_block.update(range(block.line, block.line + n))
             if block.not_checked:
                 continue
-            # a command continued with `\` is one logical line, numbered by its first line
-            line_no, pending, first = block.line, "", block.line
-            for raw in block.text.splitlines():
-                if not pending:
-                    first = line_no
-                pending += raw
-                line_no += 1
-                if raw.endswith("\\"):
-                    pending = pending[:-1] + " "
-                    continue
-                for m in SHELL_CMD.finditer(pending):
+            for first, logical in logical_lines(block):
+                for m in SHELL_CMD.finditer(logical):
                     found.append(Shown(f"{rel}:{first}", _words(m.group("rest")), m.group(0).strip()))
-                pending = ""
         for number, line in enumerate(lines, start=1):
             if number in in_block or (number > 1 and NOT_CHECKED.search(lines[number - 2])):
                 continue
@@ -442,3 +453,61 @@ def test_every_environment_variable_shown_is_read() -> None:
                 if name not in known:
                     problems.append(f"{page.relative_to(ROOT)}:{number}: {name}")
     assert not problems, "environment variables in the docs that nothing reads:\n" + "\n".join(problems)
+
+
+# --- HTTP routes ------------------------------------------------------------------------------
+
+ROUTE = re.compile(r"\b((?:GET|POST|PUT|DELETE|PATCH)(?:/(?:GET|POST|PUT|DELETE|PATCH))*)\s+`?(/[^\s`?|,)]*)")
+SERVER = re.compile(r"^(?:https?://(?:localhost|127\.0\.0\.1)(?::\d+)?|\$\{?URL\}?)(/[^?#]*)")
+
+
+def shown_routes() -> list[tuple[str, str, str]]:
+    """(where, method, path) for every `METHOD /path` in the pages, and every curl to the
+    server in their code blocks (method from -X, else POST with a body, else GET)."""
+    found: list[tuple[str, str, str]] = []
+    for page in PAGES:
+        rel = page.relative_to(ROOT)
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            for m in ROUTE.finditer(line):
+                for method in m.group(1).split("/"):
+                    found.append((f"{rel}:{number}", method, m.group(2)))
+        for block in code_blocks(page):
+            if block.not_checked:
+                continue
+            for first, logical in logical_lines(block):
+                if not re.match(r"^\s*curl\s", logical):
+                    continue
+                try:
+                    words = shlex.split(logical)
+                except ValueError:
+                    words = logical.split()
+                method = words[words.index("-X") + 1] if "-X" in words else (
+                    "POST" if any(w in words for w in ("-d", "--data", "--data-binary", "--data-raw", "-F")) else "GET")
+                for word in words:
+                    m = SERVER.match(word)
+                    if m:
+                        found.append((f"{rel}:{first}", method, m.group(1)))
+    return found
+
+
+def test_every_route_shown_exists(tmp_path: Path) -> None:
+    from starlette.routing import Match
+
+    from nudgeflow.settings import Settings
+    from nudgeflow.web.app import create_app
+
+    web = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'routes.db'}"))
+
+    def served(method: str, path: str) -> bool:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "query_string": b"", "headers": []}
+        return any(route.matches(scope)[0] == Match.FULL for route in web.router.routes)
+
+    assert not served("GET", "/api/no-such-route") and served("GET", "/healthz")
+    routes = shown_routes()
+    assert len(routes) > 40, "the route extraction found too little: it is broken"
+    problems = []
+    for where, method, shown in routes:
+        path = re.sub(r"\{[^}]*\}|<[^>]*>", "x1", shown).replace("…", "x").rstrip(".:")
+        if not served(method, path):
+            problems.append(f"{where}: {method} {shown}")
+    assert not problems, "routes in the docs that the server does not answer:\n" + "\n".join(problems)
