@@ -51,7 +51,12 @@ err = Console(stderr=True)
 
 
 def _settings(database: str | None, **overrides: object) -> Settings:
-    return Settings.from_env(database_url=database, **overrides)
+    from nudgeflow.settings import ConfigError
+
+    try:
+        return Settings.from_env(database_url=database, **overrides)
+    except ConfigError as exc:  # names the variable; a usage error, not a crash
+        raise _fail(str(exc), 2) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -80,10 +85,11 @@ def _engine(settings: Settings, migrate_sqlite: bool = True):  # type: ignore[no
 def serve(
     database: DatabaseOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    public_url: Annotated[Optional[str], typer.Option("--public-url", metavar="URL", help="Where the outside world reaches this server (links in messages); env NUDGEFLOW_PUBLIC_URL. Needed off loopback.")] = None,
     log_requests: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
     dev: Annotated[bool, typer.Option("--dev", help="Development: email goes to a built-in SMTP sink, shown at /dev/inbox.")] = False,
-    dev_smtp_port: Annotated[int, typer.Option(help="The dev inbox's SMTP port (with --dev).")] = 1025,
+    dev_smtp_port: Annotated[int, typer.Option(min=1, max=65535, help="The dev inbox's SMTP port (with --dev).")] = 1025,
     bounce_smtp: Annotated[Optional[str], typer.Option(metavar="HOST:PORT", help="Receive bounces (DSN) and ARF complaints by SMTP here (docs/bounces.md).")] = None,
     bounce_domain: Annotated[Optional[list[str]], typer.Option(metavar="DOMAIN", help="Domain of the bounce address bounces+<workspace>@DOMAIN (repeatable; with --bounce-smtp).")] = None,
     bounce_workspace: Annotated[Optional[str], typer.Option(help="Workspace of bounce mail whose address has no +<workspace> tag.")] = None,
@@ -92,12 +98,17 @@ def serve(
     import uvicorn
 
     from nudgeflow.logs import configure_logging
+    from nudgeflow.cli_settings import serve_public_url
     from nudgeflow.store.database import DatabaseError
+    from nudgeflow.store.secret_box import SecretKeyError
     from nudgeflow.web.app import create_app
 
     settings = _settings(database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None,
                          dev_smtp_port=dev_smtp_port)
+    settings = settings.with_(public_url=serve_public_url(settings, public_url, dev))
     configure_logging(settings.log_level)
+    err.print(f"public URL: {settings.public_url} (links in messages; a workspace's public_base_url wins)",
+              highlight=False, markup=False, soft_wrap=True)
     if dev:
         err.print(f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
                   " a local Web Push service for simulated browsers, its address on that page)")
@@ -105,6 +116,8 @@ def serve(
         application = create_app(settings)
     except DatabaseError as exc:
         raise _fail(str(exc)) from exc
+    except SecretKeyError as exc:  # a malformed NUDGEFLOW_SECRET_KEY: named, never shown
+        raise _fail(str(exc), 2) from exc
     if (runtime := application.state.nudgeflow.runtime) is not None:
         # One engine per database (README: Running the server): a second one exits here,
         # before it listens, naming the first.
@@ -818,6 +831,10 @@ def catalog_list(
 
 
 from nudgeflow.cli_consent import suppressions_app  # noqa: E402 (it uses the helpers above, lazily)
+from nudgeflow.cli_settings import settings_app, workspace_set  # noqa: E402 (same)
+
+workspace_app.add_typer(settings_app, name="settings")
+workspace_app.command("set")(workspace_set)
 
 app.add_typer(suppressions_app, name="suppressions")
 from nudgeflow.cli_profiles import profiles_app  # noqa: E402

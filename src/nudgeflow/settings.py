@@ -72,7 +72,10 @@ def _choice(*choices: str) -> Callable[[str], str]:
 def parse_public_url(text: str) -> str:
     from nudgeflow.model.workspace_keys import check_public_url
 
-    return check_public_url(text)
+    try:
+        return check_public_url(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} {exc}") from None
 
 
 def _http_url(text: str) -> str:

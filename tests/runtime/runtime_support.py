@@ -110,7 +110,7 @@ class FakeEngine:
             return [UpdateProfile(set=props.get("set", {}), unset=props.get("unset", []))]
         if name == "Fail Step":
             return [MessageFailed(key=f"x_{state.profile_id[-8:]}:s:1", run_id="x", journey_id="welcome", step="s", reason="template 'nope' not found")]
-        if name in ("Message Delivered", "Message Failed", "Message Sent"):
+        if name in ("Message Delivered", "Message Failed", "Message Sent", "Message Logged"):
             state.counters.setdefault("engagement", []).append([name, props.get("message_key"), props.get("reason")])
         return []
 

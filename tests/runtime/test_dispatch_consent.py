@@ -27,7 +27,7 @@ def test_a_suppressed_address_gets_nothing_and_the_row_says_why(h: Harness) -> N
     rows = {r.profile_id: r for r in h.outbox()}
     ada, bob = rows[h.profile_id("ada")], rows[h.profile_id("bob")]
     assert (ada.status, ada.error, ada.attempts, ada.sent_at_ms) == ("suppressed", "suppressed: hard_bounce", 0, None)
-    assert bob.status == "sent"
+    assert bob.status == "logged"
     assert [m.profile_id for m in h.log_messages()] == [h.profile_id("bob")]
     [event] = h.events_named("Message Suppressed")
     assert event.message_id == f"nudgeflow:{ada.idempotency_key}:suppressed" and event.profile_id == h.profile_id("ada")
@@ -63,7 +63,7 @@ def test_a_topic_unsubscribe_stops_that_topic_only(h: Harness) -> None:
     rt.run_until_idle()
     by_template = {r.template: r for r in h.outbox()}
     assert (by_template["promo"].status, by_template["promo"].error) == ("suppressed", "unsubscribed from topic offers")
-    assert by_template["welcome"].status == "sent"
+    assert by_template["welcome"].status == "logged"
     [logged] = h.log_messages()
     assert orjson.loads(logged.body)["context"]["topic"] == "reminders"
 

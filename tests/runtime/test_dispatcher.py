@@ -51,7 +51,10 @@ def registry(**channels: Any) -> ChannelRegistry:
     return reg
 
 
-def test_log_channel_delivers_records_and_reports_delivery(h: Harness) -> None:
+def test_log_channel_records_the_message_as_logged_never_sent(h: Harness) -> None:
+    # The log channel stands in for a channel that is not configured: nobody got the
+    # message, so it is `logged` (not `sent`), its event is "Message Logged" (no "Message
+    # Sent" or "Message Delivered" for a report to count), and it is not counted as sent.
     h.identify("ada", email="ada@example.com", first_name="Ada", plan="pro")
     h.track("ada", "Signed Up", plan="pro")
     engine = FakeEngine()
@@ -60,7 +63,7 @@ def test_log_channel_delivers_records_and_reports_delivery(h: Harness) -> None:
     assert report.messages == 1
     [row] = h.outbox()
     now = to_ms(h.clock.now())
-    assert (row.status, row.attempts, row.sent_at_ms, row.error) == ("sent", 1, now, None)
+    assert (row.status, row.attempts, row.sent_at_ms, row.error) == ("logged", 1, now, None)
     [logged] = h.log_messages()
     assert (logged.idempotency_key, logged.channel, logged.template, logged.profile_id) == (
         row.idempotency_key,
@@ -73,8 +76,9 @@ def test_log_channel_delivers_records_and_reports_delivery(h: Harness) -> None:
     assert body["context"] == {"trigger": {"event": "Signed Up", "plan": "pro"}}
     assert (body["journey_id"], body["step"], body["channel"]) == ("welcome", "welcome", "email")
     # The engagement event went into the log and was decided by the engine like any event.
-    [event] = h.events_named("Message Delivered")
-    assert event.message_id == f"nudgeflow:{row.idempotency_key}:delivered"
+    assert h.events_named("Message Delivered") == [] and h.events_named("Message Sent") == []
+    [event] = h.events_named("Message Logged")
+    assert event.message_id == f"nudgeflow:{row.idempotency_key}:logged"
     assert (event.profile_id, event.type, event.user_id) == (h.profile_id("ada"), "track", "ada")
     props = orjson.loads(event.payload)["properties"]
     assert props == {
@@ -86,8 +90,9 @@ def test_log_channel_delivers_records_and_reports_delivery(h: Harness) -> None:
         "template": "welcome",
         "attempts": 1,
     }
-    assert h.state("ada").counters["engagement"] == [["Message Delivered", row.idempotency_key, None]]
-    assert rt.stats.messages_sent == 1 and rt.run_until_idle().messages == 0
+    assert h.state("ada").counters["engagement"] == [["Message Logged", row.idempotency_key, None]]
+    assert rt.stats.messages_sent == 0 and rt.stats.messages_logged == 1
+    assert rt.run_until_idle().messages == 0
 
 
 def test_a_crash_in_the_dispatch_transaction_neither_loses_nor_repeats_a_send(h: Harness) -> None:
@@ -210,7 +215,7 @@ def test_an_unknown_template_fails_when_the_log_channel_knows_its_templates(h: H
     rt = h.runtime(channels=ChannelRegistry.development(templates={"welcome", "reminder"}))
     rt.run_until_idle()
     by_profile = {r.profile_id: r for r in h.outbox()}
-    assert by_profile[h.profile_id("ada")].status == "sent"
+    assert by_profile[h.profile_id("ada")].status == "logged"
     bob = by_profile[h.profile_id("bob")]
     assert (bob.status, bob.error) == ("failed", "template 'promo' not found")
     assert [m.template for m in h.log_messages()] == ["welcome"]

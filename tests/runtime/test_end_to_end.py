@@ -103,12 +103,14 @@ def test_a_welcome_series_over_http_sends_now_and_a_day_later(server: tuple[Live
     sent = q(srv, "SELECT template, sent_at_ms FROM log_channel_messages ORDER BY id")
     assert [(m.template, m.sent_at_ms) for m in sent] == [("welcome-1", start), ("welcome-2", start + 86_400_000)]
 
-    # Both messages' delivery reached the run through the event log.
+    # Both messages were logged (no channel is configured: never "sent"), and their
+    # "Message Logged" events went through the event log.
     [(state_doc,)] = q(srv, "SELECT state FROM profile_state WHERE profile_id IN (SELECT profile_id FROM identities WHERE key = 'u:ada')")
     outbox = q(srv, "SELECT idempotency_key, status, attempts FROM outbox ORDER BY id")
-    assert [(o.status, o.attempts) for o in outbox] == [("sent", 1), ("sent", 1)]
-    delivered = q(srv, "SELECT message_id FROM events WHERE event = 'Message Delivered' ORDER BY seq")
-    assert [d.message_id for d in delivered] == [f"nudgeflow:{o.idempotency_key}:delivered" for o in outbox]
+    assert [(o.status, o.attempts) for o in outbox] == [("logged", 1), ("logged", 1)]
+    logged = q(srv, "SELECT message_id FROM events WHERE event = 'Message Logged' ORDER BY seq")
+    assert [d.message_id for d in logged] == [f"nudgeflow:{o.idempotency_key}:logged" for o in outbox]
+    assert q(srv, "SELECT id FROM events WHERE event IN ('Message Sent', 'Message Delivered')") == []
     runs = q(srv, "SELECT journey_id, status FROM journey_runs")
     assert [(r.journey_id, r.status) for r in runs] == [("welcome", "done")]
     assert q(srv, "SELECT * FROM timers") == []

@@ -95,6 +95,10 @@ class Channel:
     # event is "Message Delivered". A remote provider's acceptance is only "Message Sent";
     # its delivery report comes back later as an event of its own.
     delivered_on_send: bool = False
+    # True for the `log` channel: it stands in for a channel that is not configured, so what
+    # it takes was never sent to anyone. Recorded as `logged` (outbox status and a "Message
+    # Logged" event), never as sent or delivered, so no report counts it as delivered.
+    logs_only: bool = False
 
     def check(self, message: OutboundMessage) -> None:
         """Refuse a message before any attempt (raise TransientError or PermanentError)."""

@@ -1,7 +1,8 @@
 """The `log` channel: records what would be sent, for development, tests and simulations.
 
 It is a database sink: each message becomes a row of `log_channel_messages` in the same
-transaction that marks its outbox row sent. That table has no unique key on purpose, so a
+transaction that marks its outbox row `logged` (not `sent`: nobody received it; the
+engagement event is "Message Logged", never "Message Sent" or "Message Delivered"). That table has no unique key on purpose, so a
 message recorded twice would show there rather than be hidden by a constraint: it is how
 the tests (and the crash tests) check that nothing is ever sent twice.
 """
@@ -34,7 +35,7 @@ _COLUMNS = ("workspace_id", "idempotency_key", "profile_id", "channel", "templat
 
 class LogChannel(DatabaseSink):
     name = "log"
-    delivered_on_send = True
+    logs_only = True
 
     def __init__(self, templates: Iterable[str] | None = None, address_traits: Sequence[str] = ADDRESS_TRAITS) -> None:
         # With a set of known templates, an unknown one fails like a real channel would.

@@ -30,6 +30,7 @@ def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int)
     from nudgeflow.content.links import LinkPolicy, allowed_domains_of
     from nudgeflow.store import consent
     from nudgeflow.store.templates import TemplateNotFound, load_compiled
+    from nudgeflow.store.workspace_settings import server_public_url
 
     if engine is None:
         raise PermanentError("no database to render templates from")
@@ -45,7 +46,8 @@ def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int)
         context = build_context(conn, ws, message.profile_id, message.context, now_ms, catalog_urls=catalog_urls)
         settings = consent.get_settings(conn, ws)  # one read: the document is sealed (~30 us to open)
         secret = consent.tracking_secret_in(settings)
-        base = consent.public_base_url(settings)
+        # the workspace's own public_base_url, else the server's (NUDGEFLOW_PUBLIC_URL / serve)
+        base = consent.public_base_url(settings, server_public_url(conn, consent.DEFAULT_BASE_URL))
     if secret is None:
         # The workspace's first message: create its signing secret (a short write).
         with engine.begin() as conn:

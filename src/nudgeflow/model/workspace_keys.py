@@ -335,7 +335,7 @@ def apply_changes(doc: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, 
                 continue
             raise SettingError(
                 f"{name}: the workspace has no {key.needs_section} section of its own; "
-                f"set one first ({SECTIONS[key.needs_section].split(';')[0]})"
+                f"set one first (nudgeflow workspace {key.needs_section} set)"
             )
         node = out
         for part in parents:

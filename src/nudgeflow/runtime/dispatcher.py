@@ -4,7 +4,9 @@ A round claims the pending rows that are due (oldest first; FOR UPDATE SKIP LOCK
 PostgreSQL, so several dispatchers share the work) in one transaction, and in that same
 transaction:
 - hands the messages of database-sink channels (the `log` channel) to their sink and marks
-  them sent: exactly once, since sink row and outbox status commit together;
+  them `logged`: exactly once, since sink row and outbox status commit together. The log
+  channel stands in for a channel that is not configured, so nothing it takes is ever
+  recorded as sent or delivered, and its event is "Message Logged";
 - records as failed the messages no channel can take (no such channel, a refused template);
 - leases the messages of remote channels (attempts + 1, due again after the lease), which
   are then sent outside any transaction and their outcomes recorded in a second one. A
@@ -61,6 +63,8 @@ FAILED_EVENT = "Message Failed"
 BOUNCED_EVENT = "Email Bounced"
 SUPPRESSED_EVENT = "Message Suppressed"
 SUPPRESSED = "suppressed"  # an outbox status: not sent, by consent or suppression (reason in `error`)
+LOGGED = "logged"  # an outbox status: taken by the log channel in place of an unconfigured one; not sent
+LOGGED_EVENT = "Message Logged"
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ class Outcome:
     row_id: int
     message: OutboundMessage
     attempts: int  # tries made, this one included
-    status: str  # sent | pending (retry) | failed | suppressed
+    status: str  # sent | logged | pending (retry) | failed | suppressed
     error: str | None = None
     next_attempt_at_ms: int | None = None
     delivered: bool = False  # "Message Delivered" rather than "Message Sent"
@@ -250,7 +254,9 @@ class Dispatcher:
                 outcomes.extend(self._failure(rid, msg, att, exc, now_ms) for rid, msg, att in items)
                 continue
             outcomes.extend(
-                Outcome(rid, msg, att, SENT, delivered=channel.delivered_on_send) for rid, msg, att in items
+                Outcome(rid, msg, att, LOGGED) if channel.logs_only
+                else Outcome(rid, msg, att, SENT, delivered=channel.delivered_on_send)
+                for rid, msg, att in items
             )
         sql.execute_many(
             conn,
@@ -320,10 +326,14 @@ class Dispatcher:
         # A leased row is only updated while the lease is ours: same attempt, still pending.
         guard = " AND status = ? AND attempts = ?" if leased else ""
         sent, retry, failed = [], [], []
+        logged = 0
         for o in outcomes:
             tail = (PENDING, o.attempts) if leased else ()
             if o.status == SENT:
                 sent.append((SENT, o.attempts, now_ms, now_ms, o.row_id, *tail))
+            elif o.status == LOGGED:  # when it was logged, in sent_at_ms; the status says it was not sent
+                sent.append((LOGGED, o.attempts, now_ms, now_ms, o.row_id, *tail))
+                logged += 1
             elif o.status == PENDING:
                 retry.append((o.attempts, o.next_attempt_at_ms, now_ms, o.error, o.row_id, *tail))
             else:  # failed or suppressed: final, with the reason
@@ -341,7 +351,8 @@ class Dispatcher:
         sql.execute_many(
             conn, f"UPDATE outbox SET status = ?, attempts = ?, updated_at_ms = ?, error = ? WHERE id = ?{guard}", failed
         )
-        self.stats.messages_sent += len(sent)
+        self.stats.messages_sent += len(sent) - logged
+        self.stats.messages_logged += logged
         self.stats.messages_failed += len(failed)
         self.stats.messages_retried += len(retry)
         for o in outcomes:
@@ -381,6 +392,8 @@ def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: in
     msg = o.message
     if o.status == SENT:
         status, name = ("delivered", DELIVERED_EVENT) if o.delivered else ("sent", SENT_EVENT)
+    elif o.status == LOGGED:
+        status, name = LOGGED, LOGGED_EVENT
     elif o.status == SUPPRESSED:
         status, name = SUPPRESSED, SUPPRESSED_EVENT
     else:

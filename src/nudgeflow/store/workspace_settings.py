@@ -20,6 +20,9 @@ from nudgeflow.store.schema import workspace_settings
 from nudgeflow.store.secret_box import box_of
 
 SMTP = "smtp"
+# The server-wide public URL (Settings.public_url), carried by the database engine as the
+# secret box is: what links point at when a workspace sets no `public_base_url` of its own.
+PUBLIC_URL_OPTION = "nudgeflow_public_url"
 
 
 def _parse(box: Any, stored: str | None) -> dict[str, Any]:
@@ -54,6 +57,17 @@ def store_document(conn: Connection, workspace_id: str, data: dict[str, Any], no
             conn, "workspace_settings", ("workspace_id", "settings", "updated_at_ms"),
             [(workspace_id, doc, now_ms)], conflict="workspace_id",
         )
+
+
+def set_server_public_url(engine: Any, url: str | None) -> None:
+    if url:
+        engine.update_execution_options(**{PUBLIC_URL_OPTION: url.rstrip("/")})
+
+
+def server_public_url(conn: Connection, fallback: str) -> str:
+    """The server's public URL for this database, else `fallback`."""
+    url = conn.get_execution_options().get(PUBLIC_URL_OPTION)
+    return url if isinstance(url, str) and url else fallback
 
 
 def get_all(conn: Connection, workspace_id: str) -> dict[str, Any]:
@@ -128,3 +142,26 @@ def smtp_settings_masked(conn: Connection, workspace_id: str, default: SmtpConfi
     if default is not None:
         return {"source": "default", "config": default.masked()}
     return {"source": None, "config": None}
+
+
+# -- the registry of keys (model/workspace_keys.py): what `settings show|set` and the API use --
+
+
+def show_settings(conn: Connection, workspace_id: str) -> dict[str, Any]:
+    """Every registered key with its value (secrets masked), default and effect, and the
+    sections that have commands of their own, masked."""
+    from nudgeflow.model.workspace_keys import show
+
+    return show(get_all(conn, workspace_id))
+
+
+def change_settings(conn: Connection, workspace_id: str, changes: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """Apply `changes` ({key: value}, None clears) through the registry's checks, all or
+    nothing: raises SettingError naming the first key that is wrong, writing nothing."""
+    from nudgeflow.model.workspace_keys import apply_changes, show
+
+    exists, data = load_document(conn, workspace_id)
+    updated = apply_changes(data, changes)
+    if updated != data:
+        store_document(conn, workspace_id, updated, now_ms, exists=exists)
+    return show(updated)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -184,6 +185,17 @@ def check_secrets(engine: Any) -> None:
         log.warning("workspace secrets are stored unsealed: set NUDGEFLOW_SECRET_KEY (README: Secrets at rest)")
 
 
+def _say_unconfigured(names: list[str], settings: Settings) -> None:
+    """At start (not with --dev): which channels have no real implementation configured, in
+    the log and on stderr, since their messages will be logged, never sent."""
+    if not names or settings.dev_mode:
+        return
+    line = (f"not configured: {', '.join(names)}: their messages go to the log channel (status logged, "
+            "never sent); docs/settings.md says how to configure them")
+    log.warning("channels not configured", extra={"channels": ",".join(names)})
+    print(line, file=sys.stderr, flush=True)
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     if settings.dev_mode and not settings.smtp_url:
@@ -195,6 +207,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     engine = database.create_db_engine(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, secret_key=settings.secret_key
     )
+    from nudgeflow.store.workspace_settings import set_server_public_url
+
+    set_server_public_url(engine, settings.public_url)  # what links point at, unless a workspace sets its own
     state = AppState(
         settings=settings,
         clock=clock,
@@ -227,6 +242,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         state.committer.start()
         if state.runtime is not None:
             state.runtime.start()
+            _say_unconfigured(state.runtime.unconfigured_channels(), settings)
         state.ready = True
         log.info("ready", extra={"database": engine.url.render_as_string(hide_password=True)})
         try:
@@ -290,7 +306,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         except Exception:
             log.exception("health check failed")
             return JSONResponse({"status": "database unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        body: dict[str, Any] = {"status": "ok"}
+        if state.runtime is not None:
+            # Messages of these channels go to the log channel (recorded `logged`, not sent).
+            body["channels_not_configured"] = state.runtime.unconfigured_channels()
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     def metrics_endpoint() -> Response:

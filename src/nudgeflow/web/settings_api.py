@@ -1,4 +1,5 @@
-"""Workspace settings in the admin API: GET/PUT/DELETE /api/settings/smtp.
+"""Workspace settings in the admin API: GET/PATCH /api/settings (every key of the registry,
+model/workspace_keys.py; secrets masked), and GET/PUT/DELETE /api/settings/smtp.
 
 Secrets go in and never come out: answers show the password and the DKIM key masked. A
 PUT whose URL carries the mask as its password keeps the stored password (so a settings
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from nudgeflow.channels.smtp_config import MASK, SmtpConfigError, parse_smtp_url
@@ -49,6 +50,26 @@ def _email_channel_changed(request: Request, workspace_id: str) -> None:
 
 def settings_router() -> APIRouter:
     router = APIRouter(prefix="/api/settings", tags=["admin"])
+
+    @router.get("", summary="Every workspace setting: value (secrets masked), default, effect; and the sections with endpoints of their own")
+    def get_settings(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+        with _state(request).engine.connect() as conn:
+            return store.show_settings(conn, workspace_id)
+
+    @router.patch("", summary="Change settings: {key: value, …} (null clears a key); all or none, a wrong value is a 422 naming its key")
+    def patch_settings(request: Request, workspace_id: Workspace,
+                       body: dict[str, Any] = Body(description="Keys as docs/settings.md lists them")) -> dict[str, Any]:
+        from nudgeflow.model.workspace_keys import SettingError
+
+        state = _state(request)
+        try:
+            with state.engine.begin() as conn:
+                shown = store.change_settings(conn, workspace_id, body, to_ms(state.clock.now()))
+        except SettingError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if any(name.startswith("smtp.") for name in body):
+            _email_channel_changed(request, workspace_id)
+        return shown
 
     @router.get("/smtp", summary="The workspace's SMTP settings (secrets masked)")
     def get_smtp(request: Request, workspace_id: Workspace) -> dict[str, Any]:
