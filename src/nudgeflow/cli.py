@@ -378,11 +378,14 @@ def _plural(count: int, word: str) -> str:
 
 def _workspace_delivery(conn, workspace: str, settings: Settings):  # type: ignore[no-untyped-def]
     """The channels this deployment serves and the workspace's templates, for the journey checks."""
+    from nudgeflow.core.catalog import place_tags
     from nudgeflow.model.journey_checks import Delivery
+    from nudgeflow.store import catalog as catalog_store
     from nudgeflow.store import templates as template_store
 
     known = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace)}
-    return Delivery.serving(settings.log_channels, known, "this workspace")
+    places = {p["id"]: frozenset(place_tags(p["attributes"])) for p in catalog_store.all_items(conn, workspace, "places")}
+    return Delivery.serving(settings.log_channels, known, "this workspace", places)
 
 
 @journeys_app.command("validate")
@@ -434,8 +437,8 @@ def journeys_apply(
     if not paths:
         raise _fail("no journey files (.yaml, .yml, .json) found in " + " ".join(files))
     problems, valid = check_files(paths)
-    errors, _warnings = _print_problems(problems, sys.stderr)
-    if errors:
+    if any(p.severity == "error" for p in problems):  # before opening the database; warnings come below
+        errors, _warnings = _print_problems(problems, sys.stderr)
         raise _fail(f"nothing applied: {_plural(errors, 'error')} in the files above")
     now = to_ms(SystemClock().now())
     settings = _settings(database)
@@ -447,7 +450,7 @@ def journeys_apply(
             # Channels and the workspace's templates: checked again with them, file:line as above.
             delivery = _workspace_delivery(conn, workspace, settings)
             problems, valid = check_files(paths, delivery)
-            errors, _warnings = _print_problems([p for p in problems if p.severity == "error"], sys.stderr)
+            errors, _warnings = _print_problems(problems, sys.stderr)
             if errors:
                 raise _fail(f"nothing applied: {_plural(errors, 'error')} in the files above")
             for _file, journey in valid:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
-from nudgeflow.core.catalog import JourneyVersion
+from nudgeflow.core.catalog import Catalog, JourneyVersion
 
 SEND = {"hello": {"type": "send", "channel": "email", "template": "hello"}}
 
@@ -565,3 +565,40 @@ def test_max_lateness_is_configurable() -> None:
     d.track("Product Added", {}, ts=T0 - 11 * M)
     d.track("Product Added", {}, ts=T0 - 300 * D)
     assert [m.journey_id for m in d.sends()] == ["lax", "lax"]
+
+
+# --- location: places from the places catalog ------------------------------------------------------
+
+CATALOG_PLACES = [
+    {"id": "opera", "name": "Opera", "latitude": 48.8720, "longitude": 2.3316, "attributes": {"tags": ["store"]}},
+    {"id": "louvre", "name": "Louvre", "latitude": 48.8606, "longitude": 2.3376, "attributes": {"tags": "store, flagship"}},
+    {"id": "depot", "name": "Depot", "latitude": 48.8400, "longitude": 2.3700, "attributes": {}},
+]
+
+
+def catalog_store_journey(selector: dict[str, Any]) -> Journey:
+    return send_j("near", {"type": "location", "event": "Location Updated", "catalog_places": selector,
+                           "radius_m": 300}, entry={"reentry": "always"})
+
+
+def test_location_places_from_the_catalog_by_tag_and_by_id() -> None:
+    d = Driver(cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"tags": ["store"]}))],
+                           places=CATALOG_PLACES))
+    d.track("Location Updated", {"latitude": 48.8600, "longitude": 2.3400})  # ~190 m from the Louvre
+    d.track("Location Updated", {"latitude": 48.8401, "longitude": 2.3701})  # at the depot: no tag
+    d.track("Location Updated", {"latitude": 48.8720, "longitude": 2.3316})  # the Opera
+    assert [(p["id"], p["name"]) for p in (m.context["trigger"]["place"] for m in d.sends())] == [
+        ("louvre", "Louvre"), ("opera", "Opera")]
+
+    by_id = Driver(cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"ids": ["depot"], "tags": ["flagship"]}))],
+                               places=CATALOG_PLACES))
+    for lat, lon in ((48.8720, 2.3316), (48.8606, 2.3376), (48.8400, 2.3700)):
+        by_id.track("Location Updated", {"latitude": lat, "longitude": lon})
+    assert [m.context["trigger"]["place"]["id"] for m in by_id.sends()] == ["louvre", "depot"]
+
+
+def test_catalog_places_that_select_nothing_fire_nowhere() -> None:
+    d = Driver(cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"tags": ["kiosk"]}))],
+                           places=CATALOG_PLACES))
+    d.track("Location Updated", {"latitude": 48.8720, "longitude": 2.3316})
+    assert d.sends() == []

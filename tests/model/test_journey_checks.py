@@ -540,3 +540,34 @@ def test_offsets_accept_decimals_and_a_sign() -> None:
     assert duration_ms(journey.trigger.offset) == -129_600_000  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="not a duration"):
         duration_ms("1.5.3d")
+
+
+# --- location triggers with catalog places ---------------------------------------------------------
+
+LOCATION = {"id": "near", "name": "Near", "trigger": {"type": "location", "radius_m": 200,
+                                                       "catalog_places": {"ids": ["flagship", "gone"],
+                                                                          "tags": ["store", "kiosk"]}},
+            "steps": {"a": {"type": "exit"}}}
+
+
+def test_a_location_trigger_needs_places_from_somewhere() -> None:
+    bare = {**LOCATION, "trigger": {"type": "location", "radius_m": 200}}
+    assert errors(bare) == {"trigger": "a location trigger needs `places`, `catalog_places` or both"}
+    empty = {**LOCATION, "trigger": {"type": "location", "radius_m": 200, "catalog_places": {}}}
+    assert errors(empty) == {"trigger.catalog_places": "catalog_places needs `ids`, `tags` or both"}
+    typo = {**LOCATION, "trigger": {"type": "location", "radius_m": 200, "catalog_places": {"tag": ["store"]}}}
+    assert errors(typo) == {"trigger.catalog_places.tag": "unknown key 'tag' (did you mean 'tags'?)"}
+
+
+def test_catalog_places_the_catalog_lacks_are_warnings() -> None:
+    places = {"flagship": frozenset({"store"}), "depot": frozenset()}
+    journey, problems = check_journey(LOCATION, Delivery(places=places))
+    assert journey is not None  # the places may be imported later
+    assert [(p.path, p.message, p.severity) for p in problems] == [
+        ("trigger.catalog_places.ids.1", "no place 'gone' in the places catalog: the trigger fires nowhere until "
+                                         "one is imported (nudgeflow catalog import places FILE)", "warning"),
+        ("trigger.catalog_places.tags.1", "no place in the places catalog has the tag 'kiosk': the trigger fires "
+                                          "nowhere until one is imported (nudgeflow catalog import places FILE)",
+         "warning"),
+    ]
+    assert check_journey(LOCATION, Delivery())[1] == []  # places not given: not checked

@@ -397,3 +397,21 @@ def test_publish_refuses_a_draft_whose_template_is_not_there(live: Any, api: htt
     answer = api.post("/api/journeys/welcome/publish")
     assert answer.status_code == 200, answer.text
     assert answer.json()["version"] == 1
+
+
+def test_catalog_places_the_workspace_lacks_come_back_as_warnings(live: Any, api: httpx.Client, ws: Any) -> None:
+    from nudgeflow.store import catalog as catalog_store
+
+    near = {"id": "near", "name": "Near", "trigger": {"type": "location", "radius_m": 200,
+                                                       "catalog_places": {"tags": ["store"]}},
+            "steps": {"nearby": {"type": "send", "channel": "log", "template": "store-nearby"}}}
+    answer = api.put("/api/journeys/near", json=near)
+    assert answer.status_code == 201, answer.text
+    assert [(w["path"], w["severity"]) for w in answer.json()["warnings"]] == [
+        ("trigger.catalog_places.tags.0", "warning")]
+    with live.state.engine.begin() as conn:
+        catalog_store.import_text(conn, ws.workspace_id, "places",
+                                  '[{"id": "nyc", "name": "NYC", "latitude": 40.7, "longitude": -74, "tags": ["store"]}]',
+                                  1, filename="p.json")
+    answer = api.put("/api/journeys/near", json=near)
+    assert answer.status_code == 200 and answer.json()["warnings"] == []

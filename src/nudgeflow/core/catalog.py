@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from nudgeflow.core.conditions import _as_number
 
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
+    CatalogPlaces,
+    Place,
     DateRelativeTrigger,
     EventNotFollowedTrigger,
     EventTrigger,
@@ -28,6 +30,34 @@ from nudgeflow.model.journeys import (
 )
 
 LIVE, PAUSED, ARCHIVED, DRAFT = "live", "paused", "archived", "draft"
+
+
+def place_tags(attributes: Any) -> set[str]:
+    """A catalog place's tags: its `tags` attribute, a list or text with commas between tags."""
+    raw = attributes.get("tags") if isinstance(attributes, Mapping) else None
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    if not isinstance(raw, (list, tuple)):
+        return set()
+    return {t.strip() for t in raw if isinstance(t, str) and t.strip()}
+
+
+def select_places(places: Iterable[Mapping[str, Any]], wanted: CatalogPlaces | None) -> list[Place]:
+    """The catalog places with one of the wanted ids or tags, in catalog order, as Places
+    (carrying the catalog id). A row without usable coordinates is left out."""
+    if wanted is None:
+        return []
+    ids, tags = set(wanted.ids), set(wanted.tags)
+    out: list[Place] = []
+    for item in places:
+        if item.get("id") not in ids and not (tags and place_tags(item.get("attributes")) & tags):
+            continue
+        try:
+            out.append(Place(id=str(item["id"]), name=str(item.get("name") or item["id"]),
+                             latitude=item["latitude"], longitude=item["longitude"]))
+        except (KeyError, ValueError, TypeError):
+            continue  # the catalog import checks rows; one that is not a place still must not stop the engine
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +94,13 @@ class Catalog:
         live: Iterable[JourneyVersion] = (),
         statuses: dict[str, str] | None = None,
         load_version: VersionLoader | None = None,
+        places: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.live: dict[str, JourneyVersion] = {jv.journey_id: jv for jv in live}
+        # The workspace's places catalog, as data (id, name, latitude, longitude,
+        # attributes): location triggers with `catalog_places` pick theirs from it.
+        self.places: list[Mapping[str, Any]] = list(places)
+        self._location_places: dict[tuple[str, int], list[Place]] = {}
         # Every journey the workspace knows, live or not: a run of a paused or archived
         # journey must learn that when its timer fires.
         self.statuses: dict[str, str] = dict(statuses or {})
@@ -107,6 +142,16 @@ class Catalog:
             if keyed is not None:
                 self._keyed[jv.journey_id] = keyed
         self._plans: dict[tuple[str, bool], _Plan] = {}
+
+    def location_places(self, journey_id: str, version: int, trigger: LocationTrigger) -> list[Place]:
+        """The trigger's places: those written in it, and those of the places catalog it
+        selects by id or tag (resolved once per catalog)."""
+        key = (journey_id, version)
+        found = self._location_places.get(key)
+        if found is None:
+            found = list(trigger.places) + select_places(self.places, trigger.catalog_places)
+            self._location_places[key] = found
+        return found
 
     def status(self, journey_id: str) -> str:
         return self.statuses.get(journey_id, ARCHIVED)

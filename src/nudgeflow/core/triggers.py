@@ -310,16 +310,17 @@ def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: E
     coords = timecalc.event_coordinates(event)
     if coords is None or _late(turn, event, trigger.max_lateness):
         return
+    places = turn.catalog.location_places(jv.journey_id, jv.version, trigger)
+    if not places:
+        return  # catalog_places that select nothing (yet): no geofence to be in
     lat, lon = coords
-    nearest = min(
-        ((timecalc.haversine_m(lat, lon, p.latitude, p.longitude), p) for p in trigger.places), key=lambda dp: dp[0]
-    )
+    nearest = min(((timecalc.haversine_m(lat, lon, p.latitude, p.longitude), p) for p in places), key=lambda dp: dp[0])
     distance, place = nearest
     # A geofence fires on the way in, not on every ping inside it: an app that reports its
     # position each minute must not start a run each minute. Leaving (or a ping nearer to
     # another place) resets it.
     key = f"{jv.journey_id}:inside"
-    inside = place.name if distance <= trigger.radius_m else None
+    inside = (place.id or place.name) if distance <= trigger.radius_m else None
     before = turn.state.counters.get(key)
     if inside is None:
         turn.state.counters.pop(key, None)
@@ -327,4 +328,6 @@ def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: E
     turn.state.counters[key] = inside
     if before != inside:
         where = {"name": place.name, "latitude": place.latitude, "longitude": place.longitude, "distance_m": round(distance, 1)}
+        if place.id is not None:
+            where["id"] = place.id
         enter(turn, jv, trigger_of(event, place=where), event.timestamp_ms)

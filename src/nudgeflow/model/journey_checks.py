@@ -91,12 +91,15 @@ class Delivery:
     channels: tuple[str, ...] = CHANNELS
     templates: Mapping[str, str] | None = None
     templates_from: str = "this workspace"
+    # The places catalog (id -> tags), for location triggers' `catalog_places`; None: not checked.
+    places: Mapping[str, frozenset[str]] | None = None
 
     @classmethod
     def serving(cls, extra_channels: Iterable[str] = (), templates: Mapping[str, str] | None = None,
-                templates_from: str = "this workspace") -> "Delivery":
+                templates_from: str = "this workspace",
+                places: Mapping[str, frozenset[str]] | None = None) -> "Delivery":
         names = list(CHANNELS) + [c for c in extra_channels if c not in CHANNELS]
-        return cls(tuple(names), templates, templates_from)
+        return cls(tuple(names), templates, templates_from, places)
 
 
 PathPart = Union[str, int]
@@ -774,9 +777,22 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
 
 
 def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
-    """Send steps whose channel does not exist or is not built, and templates that are
-    missing or belong to another channel than the step's."""
+    """Send steps whose channel does not exist or is not built, templates that are missing
+    or belong to another channel than the step's, and (warnings) catalog places a location
+    trigger names that the places catalog does not have."""
     problems: list[Problem] = []
+    selector = getattr(journey.trigger, "catalog_places", None)
+    if selector is not None and delivery.places is not None:
+        # A warning, not an error: the places may be imported after the journey.
+        later = "the trigger fires nowhere until one is imported (nudgeflow catalog import places FILE)"
+        for i, place_id in enumerate(selector.ids):
+            if place_id not in delivery.places:
+                problems.append(Problem(f"trigger.catalog_places.ids.{i}",
+                                        f"no place {place_id!r} in the places catalog: {later}", WARNING))
+        for i, tag in enumerate(selector.tags):
+            if not any(tag in tags for tags in delivery.places.values()):
+                problems.append(Problem(f"trigger.catalog_places.tags.{i}",
+                                        f"no place in the places catalog has the tag {tag!r}: {later}", WARNING))
     there_are = ", ".join(delivery.channels)
     for sid, step in journey.steps.items():
         if not isinstance(step, SendStep):

@@ -284,16 +284,41 @@ class MilestoneTrigger(_TriggerBase):
 
 
 class Place(_Strict):
+    id: str | None = Field(default=None, description="The place's id, for a place of the places catalog.")
     name: str = Field(min_length=1)
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
 
 
+class CatalogPlaces(_Strict):
+    """Places taken from the workspace's places catalog (`nudgeflow catalog import places`):
+    those with one of these ids, and those with one of these tags (a place's `tags` column:
+    a list, or text with commas between tags). Read when the engine loads the journey, and
+    again whenever the places catalog changes."""
+
+    ids: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, examples=[["store-flagship"]])
+    tags: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, examples=[["store"]])
+
+    @model_validator(mode="after")
+    def _some(self) -> "CatalogPlaces":
+        if not self.ids and not self.tags:
+            raise ValueError("catalog_places needs `ids`, `tags` or both")
+        return self
+
+
 class LocationTrigger(_TriggerBase):
     type: Literal["location"]
     event: str | None = Field(default=None, description="Only this event's coordinates; none means any event.")
-    places: list[Place] = Field(min_length=1)
+    places: list[Place] = Field(default_factory=list, description="Places written out here.")
+    catalog_places: CatalogPlaces | None = Field(
+        default=None, description="Places from the places catalog, by id or tag (with or instead of `places`).")
     radius_m: float = Field(gt=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _some_places(self) -> "LocationTrigger":
+        if not self.places and self.catalog_places is None:
+            raise ValueError("a location trigger needs `places`, `catalog_places` or both")
+        return self
 
 
 Trigger = Annotated[

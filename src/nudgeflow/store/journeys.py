@@ -33,7 +33,7 @@ from nudgeflow.core.state import HELD
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import backfill as backfills
-from nudgeflow.store.schema import journey_runs, journey_versions, journeys, timers, workspaces
+from nudgeflow.store.schema import catalog_places, journey_runs, journey_versions, journeys, timers, workspaces
 
 
 class JourneyError(ValueError):
@@ -369,14 +369,26 @@ def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
     if isinstance(source, Engine):
         with source.connect() as conn:
             live, statuses = _catalog_rows(conn, workspace_id)
+            places = _catalog_places(conn, workspace_id, live)
     else:
         live, statuses = _catalog_rows(source, workspace_id)
+        places = _catalog_places(source, workspace_id, live)
 
     def loader(journey_id: str, version: int) -> Journey | None:
         with engine.connect() as conn:
             return load_version(conn, workspace_id, journey_id, version)
 
-    return Catalog(live=live, statuses=statuses, load_version=loader)
+    return Catalog(live=live, statuses=statuses, load_version=loader, places=places)
+
+
+def _catalog_places(conn: Connection, workspace_id: str, live: list[JourneyVersion]) -> list[dict[str, Any]]:
+    """The places catalog, as data for the core, when a live journey's location trigger
+    takes its places from it (read only then: most workspaces have none)."""
+    if not any(getattr(jv.definition.trigger, "catalog_places", None) is not None for jv in live):
+        return []
+    from nudgeflow.store.catalog import all_items
+
+    return all_items(conn, workspace_id, "places")
 
 
 def _catalog_rows(conn: Connection, workspace_id: str) -> tuple[list[JourneyVersion], dict[str, str]]:
@@ -397,16 +409,20 @@ def _catalog_rows(conn: Connection, workspace_id: str) -> tuple[list[JourneyVers
     return live, statuses
 
 
-def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, int, int]:
-    """(count, max, sum of updated_at_ms) over the workspace's journeys: one cheap query.
+def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, int, int, int, int]:
+    """(count, max, sum of updated_at_ms) over the workspace's journeys, and (count, max of
+    updated_at_ms) over its places catalog (location triggers read it): one cheap query.
 
     Every change to a journey raises its updated_at_ms by at least 1 ms, so the sum moves
     on every change, even several within one millisecond; the engine reloads the catalog
     only when the fingerprint differs from the one it loaded with.
     """
-    count, newest, total = conn.execute(
-        select(func.count(), func.max(journeys.c.updated_at_ms), func.sum(journeys.c.updated_at_ms)).where(
-            journeys.c.workspace_id == workspace_id
-        )
+    place_count = (select(func.count()).select_from(catalog_places)
+                   .where(catalog_places.c.workspace_id == workspace_id).scalar_subquery())
+    place_newest = (select(func.max(catalog_places.c.updated_at_ms))
+                    .where(catalog_places.c.workspace_id == workspace_id).scalar_subquery())
+    count, newest, total, places, places_newest = conn.execute(
+        select(func.count(), func.max(journeys.c.updated_at_ms), func.sum(journeys.c.updated_at_ms),
+               place_count, place_newest).where(journeys.c.workspace_id == workspace_id)
     ).one()
-    return int(count), int(newest or 0), int(total or 0)
+    return int(count), int(newest or 0), int(total or 0), int(places or 0), int(places_newest or 0)

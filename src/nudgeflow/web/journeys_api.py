@@ -8,6 +8,7 @@ committer, like every other write of the server; reads use their own connection.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, TypeVar
 
@@ -15,10 +16,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
+from nudgeflow.core.catalog import place_tags
 from nudgeflow.core.clock import from_ms, to_ms
 from nudgeflow.model.journey_checks import Delivery, DocumentError, Problem, check_journey, load_text
-from nudgeflow.model.journeys import journey_json_schema
+from nudgeflow.model.journeys import Journey, journey_json_schema
+from nudgeflow.runtime.backfill import Preview, preview
 from nudgeflow.store import journeys as store
+from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import templates as template_store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
@@ -148,9 +152,21 @@ def _read(request: Request, fn: Callable[[Connection], T]) -> T:
 
 def _delivery(request: Request, workspace_id: str) -> Delivery:
     """The channels this server serves and the workspace's templates (name -> channel)."""
-    known = _read(request, lambda conn: {t["name"]: t["channel"]
-                                         for t in template_store.list_templates(conn, workspace_id)})
-    return Delivery.serving(_state(request).settings.log_channels, known, "this workspace")
+    def read(conn: Connection) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+        templates = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace_id)}
+        places = {p["id"]: frozenset(place_tags(p["attributes"]))
+                  for p in catalog_store.all_items(conn, workspace_id, "places")}
+        return templates, places
+
+    known, places = _read(request, read)
+    return Delivery.serving(_state(request).settings.log_channels, known, "this workspace", places)
+
+
+def _preview(conn: Connection, workspace_id: str, found: dict[str, Any], now: int) -> Preview | None:
+    """Who would enter at once if the draft went live now; None when publishing makes no new version."""
+    if not found["draft_changed"] or found["status"] == "archived":
+        return None
+    return preview(conn, workspace_id, Journey.model_validate(found["draft"]), now)
 
 
 def journeys_router() -> APIRouter:
@@ -253,10 +269,16 @@ def journeys_router() -> APIRouter:
 
     @router.post("/{journey_id}/publish", summary="Freeze the draft as a new version and make it live")
     @_answering
-    async def publish_journey(request: Request, journey_id: str, workspace_id: Workspace) -> dict[str, Any]:
+    async def publish_journey(
+        request: Request, journey_id: str, workspace_id: Workspace,
+        dry_run: Annotated[bool, Query(description="Publish nothing: count the people already known who would "
+                                                   "enter at once (`profiles`, `would_enter`).")] = False,
+        from_now: Annotated[bool, Query(description="No backfill: only what happens from now on counts.")] = False,
+    ) -> dict[str, Any]:
         """A paused journey stays paused. An unchanged draft makes no new version
         (`new_version` false). A draft with errors, or whose channels or templates are not
-        there, is refused with 422."""
+        there, is refused with 422. A new version looks at the people already known in the
+        background (`backfill` true) unless `from_now` is set (docs/journeys.md)."""
         now = _now(request)
         found = _read(request, lambda conn: store.get_journey(conn, workspace_id, journey_id))
         if found is not None:
@@ -265,15 +287,24 @@ def journeys_router() -> APIRouter:
                 raise _invalid(_problems([p for p in problems if p.severity == "error"]),
                                f"journey {journey_id!r} cannot be published")
 
+        if dry_run:
+            if found is None:
+                raise store.JourneyNotFound(f"no journey {journey_id!r} in this workspace")
+            # Reads every profile: off the event loop, on a connection of its own.
+            seen = await asyncio.to_thread(_read, request, lambda conn: _preview(conn, workspace_id, found, now))
+            return {"id": journey_id, "dry_run": True, "new_version": seen is not None,
+                    "profiles": seen.profiles if seen else 0, "would_enter": seen.entering if seen else 0}
+
         def run(conn: Connection) -> tuple[int, bool, str]:
             before = store.get_journey(conn, workspace_id, journey_id)
-            version = store.publish(conn, workspace_id, journey_id, now)
+            version = store.publish(conn, workspace_id, journey_id, now, backfill=not from_now)
             after = store.get_journey(conn, workspace_id, journey_id)
             assert before is not None and after is not None
             return version, before["live_version"] != version, after["status"]
 
         version, new, status = await _write(request, run)
-        return {"id": journey_id, "version": version, "new_version": new, "status": status}
+        return {"id": journey_id, "version": version, "new_version": new, "status": status,
+                "backfill": new and not from_now}
 
     def _transition(action: Callable[[Connection, str, str, int], store.Transition], summary: str, doc: str) -> None:
         @router.post(f"/{{journey_id}}/{action.__name__}", summary=summary, description=doc)
