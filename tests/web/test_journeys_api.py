@@ -136,7 +136,7 @@ def test_publish_versions_and_lifecycle(api: httpx.Client) -> None:
     api.put("/api/journeys/cart", json=JOURNEY)
     first = api.post("/api/journeys/cart/publish")
     assert first.status_code == 200, first.text
-    assert first.json() == {"id": "cart", "version": 1, "new_version": True, "status": "live"}
+    assert first.json() == {"id": "cart", "version": 1, "new_version": True, "status": "live", "backfill": True}
     assert api.post("/api/journeys/cart/publish").json()["new_version"] is False
 
     changed = journey()
@@ -415,3 +415,42 @@ def test_catalog_places_the_workspace_lacks_come_back_as_warnings(live: Any, api
                                   1, filename="p.json")
     answer = api.put("/api/journeys/near", json=near)
     assert answer.status_code == 200 and answer.json()["warnings"] == []
+
+
+WINBACK: dict[str, Any] = {
+    "id": "winback",
+    "name": "Win back",
+    "trigger": {"type": "inactivity", "window": "7d"},
+    "steps": {"mark": {"type": "update_profile", "set": {"winback": True}}},
+}
+
+
+def test_publish_dry_run_counts_who_would_enter_and_from_now_skips_the_backfill(
+        live: Any, api: httpx.Client, ws: Any, clock: Any) -> None:
+    from nudgeflow.store.schema import journey_backfills
+
+    with live.client(auth=(ws.write_key, "")) as sdk:
+        for user in ("ada", "bob", "cy"):
+            assert sdk.post("/v1/track", json={"userId": user, "event": "Session Started"}).status_code == 200
+    clock.advance(timedelta(days=10))
+    assert api.put("/api/journeys/winback", json=WINBACK).status_code == 201
+
+    dry = api.post("/api/journeys/winback/publish?dry_run=true")
+    assert dry.status_code == 200, dry.text
+    assert dry.json() == {"id": "winback", "dry_run": True, "new_version": True, "profiles": 3, "would_enter": 3}
+    assert api.get("/api/journeys/winback").json()["status"] == "draft"  # nothing published
+    assert api.post("/api/journeys/ghost/publish?dry_run=true").status_code == 404
+
+    done = api.post("/api/journeys/winback/publish?from_now=true")
+    assert done.json() == {"id": "winback", "version": 1, "new_version": True, "status": "live", "backfill": False}
+    with live.state.engine.connect() as conn:
+        jobs = conn.execute(select(journey_backfills.c.version).where(
+            journey_backfills.c.workspace_id == ws.workspace_id)).all()
+    assert jobs == []
+
+    changed = {**WINBACK, "name": "Win back 2"}
+    assert api.put("/api/journeys/winback?publish=true", json=changed).json()["published_version"] == 2
+    with live.state.engine.connect() as conn:
+        jobs = conn.execute(select(journey_backfills.c.version).where(
+            journey_backfills.c.workspace_id == ws.workspace_id)).all()
+    assert [j.version for j in jobs] == [2]
