@@ -487,8 +487,9 @@ def _check_draft_delivery(conn, workspace: str, journey_id: str, settings: Setti
         return  # store.publish says there is no such journey
     _journey, problems = check_journey(found["draft"], _workspace_delivery(conn, workspace, settings))
     errors = [p for p in problems if p.severity == "error"]
-    for problem in errors:
-        print(f"journey {journey_id}: {problem.path}: {problem.message}", file=sys.stderr)
+    for problem in problems:
+        kind = "" if problem.severity == "error" else " warning:"
+        print(f"journey {journey_id}: {problem.path}:{kind} {problem.message}", file=sys.stderr)
     if errors:
         raise _fail(f"not published: {_plural(len(errors), 'error')} above")
 

@@ -79,3 +79,25 @@ def test_the_latest_group_call_decides_the_group_and_late_calls_do_not_undo_it()
     assert state.group_traits == {"id": "acme", "plan": "pro", "seats": 2}
     s.feed(call("group", "ada", groupId="globex", timestamp="2026-03-02T09:00:09Z"))
     assert s.state_of("ada").group_traits == {"id": "globex"}  # type: ignore[union-attr]
+
+
+def test_the_page_and_screen_examples_of_the_docs_run() -> None:
+    """docs/journeys.md shows a page and a screen trigger: each, as written there, starts a
+    run for the call it describes and not for another page or screen."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "journeys.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", docs, re.S)]
+    found = {b["trigger"]["event"]: b["trigger"] for b in blocks
+             if isinstance(b, dict) and isinstance(b.get("trigger"), dict)
+             and b["trigger"].get("event") in ("page", "screen")}
+    assert set(found) == {"page", "screen"}
+    page = Simulation([journey(found["page"])], start_ms=T0)
+    assert len(page.feed(call("page", "ada", name="Pricing", properties={"path": "/pricing/teams"}))) == 1
+    assert page.feed(call("page", "ben", name="Blog", properties={"path": "/pricing/teams"})) == []
+    screen = Simulation([journey(found["screen"])], start_ms=T0)
+    assert len(screen.feed(call("screen", "ada", name="Checkout", category="Shop"))) == 1
+    assert screen.feed(call("screen", "ben", name="Checkout", category="Settings")) == []
