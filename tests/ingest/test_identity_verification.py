@@ -265,3 +265,23 @@ def test_keys_create_list_revoke(live: LiveServer, ws: NewWorkspace) -> None:
     live.state.clock.advance(timedelta(seconds=31))  # the key cache forgets it
     with live.client(auth=(key, "")) as client:
         assert client.post("/v1/track", json={"userId": "k", "event": "E"}).status_code == 401
+
+
+def test_unreadable_identity_settings_are_a_503_never_a_500_and_store_nothing(live: LiveServer, ws: NewWorkspace) -> None:
+    from sqlalchemy import update
+
+    from nudgeflow.store.schema import workspace_settings
+
+    enable(live, ws)
+    with live.state.engine.begin() as conn:  # sealed with a key this server does not have
+        conn.execute(update(workspace_settings).where(workspace_settings.c.workspace_id == ws.workspace_id)
+                     .values(settings="nf1:not-a-token-any-key-opens"))
+    live.state.identity.forget(ws.workspace_id)
+    before = counts(live, ws)
+    with live.client(auth=(ws.write_key, "")) as client:
+        answer = client.post("/v1/identify", json={"userId": "u", "traits": {"email": "u@example.com"}})
+        assert answer.status_code == 503 and answer.json()["code"] == "unavailable"
+        assert "not-a-token" not in answer.text
+        # Calls that need no proof do not read the settings at all.
+        assert client.post("/v1/track", json={"userId": "u", "event": "E"}).status_code == 200
+    assert counts(live, ws)["events"] == before["events"] + 1

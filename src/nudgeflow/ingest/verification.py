@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 import anyio.to_thread
@@ -40,6 +41,8 @@ from nudgeflow.store.workspaces import SERVER
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
+
+log = logging.getLogger("nudgeflow.ingest")
 
 USER_HASH = "userHash"
 ADDRESS_TRAITS = ("email", "phone")
@@ -133,7 +136,12 @@ async def verify(state: "AppState", workspace_id: str, write_kind: str, claims: 
     workspace has verification on and the key is public; nothing is stored then."""
     if not claims or write_kind == SERVER:
         return
-    settings = await state.identity.settings(workspace_id)
+    try:
+        settings = await state.identity.settings(workspace_id)
+    except Exception as exc:  # the database is away, or no key here opens the settings: refuse, never 500
+        log.error("identity settings unreadable: %s", type(exc).__name__)
+        raise IngestError(503, "unavailable", "events were not stored; retry", headers={"Retry-After": "1"},
+                          reason="unavailable", events=events) from exc
     if not settings.verification:
         return
     errors = []
