@@ -116,7 +116,7 @@ def logical_lines(block: Block) -> Iterator[tuple[int, str]]:
 SHELL_CMD = re.compile(
     r"(?:^|&&|\|\||[|;]|\$\()\s*(?:\$\s+)?(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:[\w.~-]*/)*nudgeflow[ \t]+(?P<rest>[^\n]*)"
 )
-INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+INLINE_CODE = re.compile(r"(?<!`)`([^`]+?)`(?!`)")  # may wrap onto the next line
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Shown:
 
 def _words(rest: str) -> tuple[str, ...]:
     rest = re.split(r"\s#\s|\s#$|\s+(?:&&|\|\||;|>|<|\|)\s", " " + rest + " ")[0]
-    rest = rest.replace("…", "x")
+    rest = re.sub(r"(?<=\S)…|…(?=\S)", "x", rest)  # ws_… is a value; a lone … stands for "any subcommand"
     try:
         words = shlex.split(rest)
     except ValueError:
@@ -151,14 +151,17 @@ def shown_commands() -> list[Shown]:
             for first, logical in logical_lines(block):
                 for m in SHELL_CMD.finditer(logical):
                     found.append(Shown(f"{rel}:{first}", _words(m.group("rest")), m.group(0).strip()))
-        for number, line in enumerate(lines, start=1):
-            if number in in_block or (number > 1 and NOT_CHECKED.search(lines[number - 2])):
-                continue
-            for m in INLINE_CODE.finditer(line):
-                code = m.group(1).strip()
-                mm = re.match(r"^(?:[\w.~-]*/)*nudgeflow[ \t]+(.*)$", code)
-                if mm:
-                    found.append(Shown(f"{rel}:{number}", _words(mm.group(1)), code))
+        # Inline code outside the blocks; a span may wrap onto the next line.
+        prose = "\n".join(
+            "" if number in in_block or (number > 1 and NOT_CHECKED.search(lines[number - 2])) else line
+            for number, line in enumerate(lines, start=1)
+        )
+        for m in INLINE_CODE.finditer(prose):
+            code = " ".join(m.group(1).split())
+            mm = re.match(r"^(?:[\w.~-]*/)*nudgeflow[ \t]+(.*)$", code)
+            if mm:
+                number = prose.count("\n", 0, m.start()) + 1
+                found.append(Shown(f"{rel}:{number}", _words(mm.group(1)), code))
     return found
 
 
@@ -183,7 +186,7 @@ def _resolve(words: tuple[str, ...]) -> tuple[list[str], Any, list[str], str | N
     rest = list(words)
     while rest and hasattr(cmd, "commands"):
         word = rest[0]
-        if word.startswith("-"):
+        if word.startswith("-") or word in ("…", "..."):
             break
         sub = cmd.commands.get(word)
         if sub is None:
@@ -439,6 +442,9 @@ def _cli_envvars(cmd: Any) -> set[str]:
     return names
 
 
+OWN_CODE = {"python", "py", "js", "javascript", "ts", "typescript", "node", "html", "ruby", "go", "php"}
+
+
 def test_every_environment_variable_shown_is_read() -> None:
     """A NUDGEFLOW_* variable in the docs is one the server reads (settings.ENV_VARS) or
     one a command's option reads."""
@@ -448,7 +454,13 @@ def test_every_environment_variable_shown_is_read() -> None:
     assert "NUDGEFLOW_DATABASE_URL" in known and "NUDGEFLOW_WORKSPACE" in known
     problems = []
     for page in PAGES:
+        # Code in a programming language is the reader's own (a backend reading its secret
+        # from NUDGEFLOW_IDENTITY_SECRET): only prose, tables and shell are about ours.
+        theirs = {n for b in code_blocks(page) if b.lang in OWN_CODE
+                  for n in range(b.line, b.line + b.text.count("\n"))}
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
+            if number in theirs:
+                continue
             for name in re.findall(r"NUDGEFLOW_[A-Z0-9_]*[A-Z0-9]", line):
                 if name not in known:
                     problems.append(f"{page.relative_to(ROOT)}:{number}: {name}")
