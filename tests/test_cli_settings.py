@@ -239,6 +239,9 @@ def test_settings_set_changes_keys_and_refuses_a_bad_value_naming_its_key_all_or
     env: dict[str, str], tmp_path: Path
 ) -> None:
     ws = _workspace(env, tmp_path)
+    refused = run(["workspace", "settings", "set", ws, "identity.verification=true"], env, tmp_path)
+    assert refused.returncode == 2 and "`nudgeflow workspace identity enable` makes one" in refused.stderr
+    assert run(["workspace", "identity", "rotate", ws], env, tmp_path).returncode == 0  # a secret, verification off
     done = run(["workspace", "settings", "set", ws, "public_base_url=https://nudge.shop.example/",
                 'topics=["offers", {"id": "news", "label": "Product news"}]', 'topic_by_template={"cart-1h": "offers"}',
                 "links.allowed_domains=shop.example,*.shop.example", "identity.verification=true"], env, tmp_path)

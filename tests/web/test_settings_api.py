@@ -42,6 +42,11 @@ def test_get_lists_every_key_with_defaults_and_masks_secrets(live: Any, ws: Any,
 
 
 def test_patch_sets_clears_and_refuses_naming_the_key_all_or_nothing(live: Any, ws: Any, api: httpx.Client) -> None:
+    # Verification with no secret would refuse everyone: refused until a secret exists.
+    no_secret = api.patch("/api/settings", json={"identity.verification": True})
+    assert no_secret.status_code == 422 and "identity.verification: the workspace has no identity secret" in no_secret.text
+    with live.state.engine.begin() as conn:  # what `nudgeflow workspace identity rotate` stores
+        workspace_settings.set_section(conn, ws.workspace_id, "identity", {"verification": False, "secrets": ["s1"]}, 1)
     ok = api.patch("/api/settings", json={
         "public_base_url": "https://links.shop.example/",
         "topics": ["offers", {"id": "news", "label": "Product news"}],
@@ -75,7 +80,8 @@ def test_patch_sets_clears_and_refuses_naming_the_key_all_or_nothing(live: Any, 
     assert cleared.status_code == 200
     with live.state.engine.connect() as conn:
         doc = workspace_settings.get_all(conn, ws.workspace_id)
-    assert "links" not in doc and "identity" not in doc  # a section emptied by clearing goes away
+    assert "links" not in doc  # a section emptied by clearing goes away
+    assert doc["identity"] == {"secrets": ["s1"]}  # the secrets stay: only verification was cleared
     assert api.patch("/api/settings", json=["public_base_url"]).status_code == 422
 
 

@@ -225,7 +225,7 @@ KEYS: tuple[Key, ...] = (
         "When true, public-key requests that set an address, register push or merge need context.userHash.",
         check_bool),
     Key("identity.secrets", "list", [], "The identity-verification secrets (current, then previous).",
-        secret=True, how="rotated by its own command (docs/settings.md)"),
+        secret=True, how="made and rotated by nudgeflow workspace identity enable|rotate|finish-rotation"),
     Key("tracking_secret", "text", None, "Signs tracked links and unsubscribe tokens; created on first use.",
         secret=True, how="created on first use; changing it would break every link already sent"),
 )
@@ -355,6 +355,11 @@ def apply_changes(doc: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, 
                 raise
             except (ValueError, TypeError) as exc:
                 raise SettingError(f"{name}: {exc}") from None
+    # Verification with no secret would refuse every such request: nobody can make a hash.
+    identity = out.get("identity")
+    if isinstance(identity, dict) and identity.get("verification") is True and not identity.get("secrets"):
+        raise SettingError("identity.verification: the workspace has no identity secret yet; "
+                           "`nudgeflow workspace identity enable` makes one and turns verification on")
     # a section emptied by clearing its last key goes away
     for key in KEYS:
         if len(key.path) > 1 and key.path[0] in out and out[key.path[0]] == {} and key.path[0] not in SECTIONS:
