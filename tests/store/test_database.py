@@ -30,7 +30,7 @@ TABLES = {
     "log_channel_messages", "engine_cursors", "templates", "template_versions",
     "catalog_products", "catalog_places", "suppressions", "subscriptions",
     "workspace_settings", "inbox_messages", "push_subscriptions", "device_tokens", "push_deliveries",
-    "journey_backfills", "engine_lock",
+    "journey_backfills", "engine_lock", "groups",
 }
 
 
