@@ -104,6 +104,9 @@ events = Table(
     Column("payload", Text, nullable=False),
     UniqueConstraint("workspace_id", "message_id", name="uq_events_message"),
     Index("ix_events_profile_time", "profile_id", "timestamp_ms"),
+    # A seq is never given twice, even after the newest events are erased: the engine's
+    # cursor has passed it (SQLite would otherwise reuse the highest rowid; migration 0010).
+    sqlite_autoincrement=True,
 )
 
 # --- journeys -------------------------------------------------------------------------------
