@@ -3,6 +3,7 @@ API gives it (GET /api/profiles/{id}/export, DELETE /api/profiles/{id})."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -93,7 +94,11 @@ def profiles_erase(
     try:
         profile_id = _resolve(engine, workspace, ref)
         if not yes:
-            if not typer.confirm(f"Erase profile {profile_id} ({ref}) and all its data? This cannot be undone"):
+            # Asked on stderr and read as a line, so stdout holds only the result (and no
+            # terminal, or an empty answer, means no).
+            typer.echo(f"Erase profile {profile_id} ({ref}) and all its data? This cannot be undone [y/N] ",
+                       err=True, nl=False)
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
                 typer.echo("not erased", err=True)
                 raise typer.Exit(1)
         with engine.begin() as conn:

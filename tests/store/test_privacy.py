@@ -253,3 +253,22 @@ def test_an_erased_persons_suppression_still_stops_their_address(fresh: Engine) 
         assert consent.unsuppress(conn, ws, "email", "eve@example.com")  # lifting it still works
     with fresh.connect() as conn:
         assert consent.can_send(conn, ws, "p-new", "email", "eve@example.com", marketing=False) == (True, None)
+
+
+def test_a_seq_of_erased_events_is_never_given_again(fresh: Engine) -> None:
+    """The engine's cursor has passed the erased events' seqs: a new event reusing one (as
+    SQLite does with the highest rowid, without AUTOINCREMENT) would never be decided."""
+    ws = make_workspace(fresh, "privacy-seq").workspace_id
+    row = "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload)" \
+          " VALUES (:w, :m, :p, 'track', 1, 1, '{}')"
+    with fresh.begin() as conn:
+        conn.execute(sa.text("INSERT INTO profiles (id, workspace_id, traits, created_at_ms, updated_at_ms)"
+                             " VALUES ('p-seq', :w, '{}', 1, 1)"), {"w": ws})
+        for n in range(3):
+            conn.execute(sa.text(row), {"w": ws, "m": f"seq-{n}-{ws}", "p": "p-seq"})
+        newest = conn.execute(sa.text("SELECT max(seq) FROM events")).scalar_one()
+    with fresh.begin() as conn:
+        assert privacy.erase_person(conn, ws, "p-seq").deleted["events"] == 3
+    with fresh.begin() as conn:
+        conn.execute(sa.text(row), {"w": ws, "m": f"after-{ws}", "p": "p-other"})
+        assert conn.execute(sa.text("SELECT seq FROM events WHERE message_id = :m"), {"m": f"after-{ws}"}).scalar_one() > newest
