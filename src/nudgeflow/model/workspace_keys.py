@@ -225,7 +225,7 @@ KEYS: tuple[Key, ...] = (
         "When true, public-key requests that set an address, register push or merge need context.userHash.",
         check_bool),
     Key("identity.secrets", "list", [], "The identity-verification secrets (current, then previous).",
-        secret=True, how="made and rotated by nudgeflow workspace identity enable|rotate|finish-rotation"),
+        secret=True, how="made and rotated by `nudgeflow workspace identity enable`, `rotate` and `finish-rotation`"),
     Key("tracking_secret", "text", None, "Signs tracked links and unsubscribe tokens; created on first use.",
         secret=True, how="created on first use; changing it would break every link already sent"),
 )
