@@ -72,7 +72,7 @@ BATCH_EVENTS = 250
 BATCH_BYTES = 400 * 1024  # under the 500 KB request limit, with room for the envelope
 SINGLE_SHARE = 0.005  # of messages sent one by one to /v1/<type>, as server-side SDKs may
 RESEND = 40  # messages sent a second time to show idempotency
-ENGAGEMENT_EVENTS = ("Message Delivered", "Message Sent", "Message Failed")
+ENGAGEMENT_EVENTS = ("Message Delivered", "Message Sent", "Message Failed", "Message Logged")
 SHOP_FROM = "shop@nudgeshop.example"  # the From of the demo's emails (the dev inbox accepts any)
 SAMPLE_EMAILS = (  # (journey, template) of the emails shown in full, in this order
     ("cart-abandonment", "cart-1h-your-items"),
@@ -1170,7 +1170,8 @@ def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, An
     overview = Table(title="What was stored", title_justify="left", show_header=False)
     overview.add_column("what")
     overview.add_column("value")
-    # The log channel appends an engagement event (Message Delivered) per message it records.
+    # The runtime appends an engagement event per outcome (Message Sent from SMTP and Web Push,
+    # Message Logged for what the log channel took, Message Failed).
     engagement = sum(int(stats.get("track_events", {}).get(name, 0)) for name in ENGAGEMENT_EVENTS)
     overview.add_row("events sent", f"{summary.messages:,}: {summary.batches} batches + {summary.singles} single calls")
     subscribed = int(stats.get("track_events", {}).get("Push Subscribed", 0))
