@@ -176,6 +176,8 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "How long after its previous batch the engine waits for more events. Default 20."),
     EnvVar("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "email_build_processes", _integer(0, 64),
            "Processes that build emails beside the serving one. Default 0."),
+    EnvVar("NUDGEFLOW_RENDER_TIMEOUT_MS", "render_timeout_ms", _integer(1, 600_000),
+           "Wall-clock budget of one template render (preview or send), in ms. Default 2000."),
     EnvVar("NUDGEFLOW_WEBPUSH_HOSTS", "webpush_hosts", _hosts,
            "Web Push hosts accepted beside the browsers' own push services; * accepts any.",
            empty_means_none=True),
@@ -252,6 +254,9 @@ class Settings:
     # Processes that build emails (render, MIME, DKIM) beside the serving one: 0 builds in
     # it. On a machine with a core to spare, 1 or 2 raise email throughput (channels/workers.py).
     email_build_processes: int = 0
+    # The wall-clock budget of one template render, preview or send (content/templates.py):
+    # past it the render fails with that reason (a send is recorded as failed).
+    render_timeout_ms: int = 2000
     # `serve --dev`: the dev inbox (an SMTP sink in the process and /dev/inbox). Never in production.
     dev_mode: bool = False
     dev_smtp_host: str = "127.0.0.1"

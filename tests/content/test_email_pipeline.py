@@ -227,3 +227,29 @@ def test_an_events_url_cannot_make_a_click_link_redirect_off_the_workspaces_host
     assert places <= {"https://shop.example.com/p/shoe", "https://www.partner.example/pp", "https://shop.example.com/cart",
                       "https://shop.example.com"}, places
     assert not any("evil" in (p or "") for p in places)
+
+
+def test_a_send_whose_render_runs_past_its_budget_is_failed_with_that_reason(
+    mail_server: tuple[LiveServer, VirtualClock], sink: Sink
+) -> None:
+    from tests.content.test_templates import SLOW_SUBJECT
+
+    live, clock = mail_server
+    ws = live.workspace()
+    engine = live.state.engine
+    now = to_ms(clock.now())
+    with engine.begin() as conn:
+        save_template(conn, ws.workspace_id, "cart-reminder", {**TEMPLATE, "subject": SLOW_SUBJECT}, now)
+        apply_draft(conn, ws.workspace_id, Journey.model_validate(JOURNEY), now)
+        publish(conn, ws.workspace_id, "cart-mail", now)
+    with live.client(auth=(ws.write_key, "")) as http:
+        http.post("/v1/identify", json={"userId": "sl", "traits": {"email": "sl@example.org"}})
+        http.post("/v1/track", json={"userId": "sl", "event": "Product Added"})
+    live.state.runtime.run_until_idle()
+    assert sink.received == []
+    with engine.connect() as conn:
+        row: Any = conn.execute(
+            text("SELECT status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws.workspace_id}
+        ).one()
+    assert row[0] == "failed", row
+    assert "template 'cart-reminder': subject:1:" in row[1] and "longer than its budget of 2000 ms" in row[1]

@@ -241,3 +241,47 @@ def test_every_example_template_renders_with_the_sample_context() -> None:
         else:
             assert isinstance(result, RenderedPush)
             assert result.title and result.body, name
+
+
+# A template that runs for ~10 s of CPU with no input: 10,000 iterations of a filter chain
+# over 8,000 characters (within the loop limit and the value ceiling).
+SLOW_SUBJECT = ("{% assign s = '' %}{% for i in (1..100) %}{% for j in (1..100) %}"
+                "{% assign s = s | append: 'zyxwvutsrq' | slice: 0, 8000 | split: '' | sort | reverse | join: '' %}"
+                "{% endfor %}{% endfor %}{{ s | size }}")
+
+
+def test_a_render_past_its_wall_clock_budget_fails_saying_so() -> None:
+    import time
+
+    compiled = compile_template({"subject": SLOW_SUBJECT, "body": "<p>x</p>"})
+    started = time.monotonic()
+    with pytest.raises(TemplateError) as caught:
+        render(compiled, {}, budget_ms=200)
+    elapsed = time.monotonic() - started
+    assert caught.value.part == "subject" and caught.value.line == 1
+    assert "longer than its budget of 200 ms" in caught.value.message
+    assert elapsed < 1.0  # stopped near the budget, not after the ~10 s the template wants
+    assert T.render_budget_ms() == T.DEFAULT_RENDER_BUDGET_MS == 2000
+    fast = compile_template({"subject": "{{ 'a,b' | split: ',' | join: '-' }}", "body": "<p>x</p>"})
+    assert render(fast, {}, budget_ms=200).subject == "a-b"  # the budget is per render, not per process
+
+
+@pytest.mark.parametrize("body, message", [
+    ("{{ big | split: ',' | sort | join: ',' }}", "filter 'split' made a list of 30000 items; the limit is 20000"),
+    ("{{ (1..100000000) | join }}", "filter 'join' was given a list of 100000000 items"),
+    ("{% assign s = 'ab' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
+     "filter 'append' made a string of 1048576 characters; the limit is 1000000"),
+])
+def test_no_filter_takes_or_makes_a_value_past_the_ceiling(body: str, message: str) -> None:
+    compiled = compile_template({"subject": "s", "body": body})
+    with pytest.raises(TemplateError) as caught:
+        render(compiled, {"big": ",".join(str(i) for i in range(30_000))})
+    assert caught.value.part == "body" and message in caught.value.message
+
+
+def test_the_value_ceiling_is_one_of_the_limits() -> None:
+    compiled = compile_template({"subject": "s", "body": "{{ big | split: ',' | size }}"}, limits=Limits(value_items=100))
+    assert render(compiled, {"big": ",".join("x" * 100)}).html == "100"
+    with pytest.raises(TemplateError) as caught:
+        render(compiled, {"big": ",".join("x" * 101)})
+    assert "101 items; the limit is 100" in caught.value.message

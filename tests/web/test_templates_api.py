@@ -101,3 +101,62 @@ def test_push_template_and_auth(live: Any, api: httpx.Client) -> None:
                                                           "url": None, "data": {}}).status_code == 409
     with live.client() as anonymous:
         assert anonymous.get("/api/templates").status_code == 401
+
+
+def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(api: httpx.Client, live: Any) -> None:
+    """A preview used to render on the event loop: this template held /healthz for its whole
+    run. It renders in a worker thread now, and stops at the 2 s budget with a clear error."""
+    import threading
+    import time
+
+    from tests.content.test_templates import SLOW_SUBJECT
+
+    assert api.put("/api/templates/slow", json={"subject": SLOW_SUBJECT, "body": "<p>x</p>"}).status_code == 201
+    answer: dict[str, Any] = {}
+
+    def preview() -> None:
+        started = time.monotonic()
+        answer["response"] = api.post("/api/templates/slow/render", json={"sample": True})
+        answer["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=preview)
+    latencies: list[float] = []
+    with live.client() as probe:
+        assert probe.get("/healthz").status_code == 200  # the connection, before the clock starts
+        worker.start()
+        while worker.is_alive():
+            started = time.perf_counter()
+            assert probe.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+    worker.join()
+    response = answer["response"]
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["part"] == "subject"
+    assert "longer than its budget of 2000 ms" in response.json()["error"]["message"]
+    assert 2.0 <= answer["seconds"] < 4.0
+    assert len(latencies) >= 10
+    # Under 100 ms while it renders (the old code: no answer for the whole render). One
+    # probe may exceed it when the machine itself is overloaded (tests share 2 cores with
+    # other test runs; such a pause hits any thread), never by the render's seconds.
+    slow = [t for t in latencies if t >= 0.1]
+    assert len(slow) <= 1 and max(latencies) < 0.5, sorted(latencies)[-5:]
+    assert sorted(latencies)[len(latencies) // 2] < 0.02
+
+
+def test_the_render_budget_is_a_setting(settings: Any, clock: Any) -> None:
+    from conftest import start_server
+    from nudgeflow.content import templates
+    from nudgeflow.settings import Settings
+    from tests.content.test_templates import SLOW_SUBJECT
+
+    assert Settings.from_env({"NUDGEFLOW_RENDER_TIMEOUT_MS": "300"}).render_timeout_ms == 300
+    server = start_server(settings.with_(render_timeout_ms=300), clock)
+    try:
+        ws = server.workspace()
+        with server.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as api:
+            assert api.put("/api/templates/slow", json={"subject": SLOW_SUBJECT, "body": "<p>x</p>"}).status_code == 201
+            answer = api.post("/api/templates/slow/render", json={"sample": True})
+        assert answer.status_code == 422 and "budget of 300 ms" in answer.json()["detail"]
+    finally:
+        server.stop()
+        templates.set_render_budget(templates.DEFAULT_RENDER_BUDGET_MS)

@@ -42,6 +42,7 @@ class EmailJob:
     secret: str = field(repr=False)  # the workspace's link signing secret
     base: str = ""  # the workspace's public base URL
     links: Any = None  # content.links.LinkPolicy: which links get click tracking (None: all)
+    render_budget_ms: float | None = None  # the serving process's render budget, for a worker's render
     # Filled in by the channel from its SMTP settings:
     sender: str = ""
     reply_to: str | None = None
@@ -113,11 +114,14 @@ def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str,
     """The job for a message whose template and context were read in this process. The
     compiled template is remembered under its fingerprint here too, so an inline build
     does not parse it again."""
+    from nudgeflow.content.templates import render_budget_ms
+
     fp = fingerprint(compiled)
     with _LOCK:
         _COMPILED.setdefault(fp, compiled)
     return EmailJob(message=message, to=to, template_fingerprint=fp, template_source=compiled.source,
-                    template_html=compiled.html, context=context, secret=secret, base=base, links=links)
+                    template_html=compiled.html, context=context, secret=secret, base=base, links=links,
+                    render_budget_ms=render_budget_ms())
 
 
 # -- the build ------------------------------------------------------------------------------------
@@ -134,7 +138,8 @@ def build_raw(job: EmailJob) -> bytes:
 
     compiled = compiled_for(job)  # TemplateNotLoaded goes back to the caller as it is
     try:
-        rendered = build_email(compiled, job.context, job.message, job.to, job.secret, job.base, job.links)
+        rendered = build_email(compiled, job.context, job.message, job.to, job.secret, job.base, job.links,
+                               budget_ms=job.render_budget_ms)
     except (PermanentError, TransientError):
         raise
     except Exception as exc:

@@ -45,11 +45,13 @@ def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None 
 
 
 def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage, to: str,
-                secret: str, base: str, policy: Any = None) -> Any:
+                secret: str, base: str, policy: Any = None, *, budget_ms: float | None = None) -> Any:
     """Steps 2 (links) to 5 on a compiled template and a context already read: pure, no
     database (benchmarks/email.py times exactly this). `policy` (a links.LinkPolicy with
     the workspace's catalog URLs and allowlist; the template's literal links are added
-    here) says which links are tracked; None tracks every http(s) link (tests, benchmarks)."""
+    here) says which links are tracked; None tracks every http(s) link (tests, benchmarks).
+    `budget_ms`: the render's wall-clock budget (the process's by default); past it, or past
+    the value ceiling, the message fails with the TemplateError's reason."""
     from nudgeflow.channels.email import RenderedEmail
     from nudgeflow.content import links
     from nudgeflow.content.templates import RenderedEmail as TemplateEmail
@@ -63,7 +65,7 @@ def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage
         "preferences": links.preferences_url(base, secret, ws, key, pid),
     }
     try:
-        rendered = render(compiled, context)
+        rendered = render(compiled, context, budget_ms=budget_ms)
     except TemplateError as exc:
         raise PermanentError(f"template '{message.template}': {exc}") from exc
     assert isinstance(rendered, TemplateEmail)

@@ -34,6 +34,8 @@ import hashlib
 import importlib
 import importlib.util
 import re
+import threading
+import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from io import StringIO
@@ -41,7 +43,8 @@ from typing import Any, Callable, Literal, Mapping
 
 import orjson
 from liquid import BoundTemplate, Environment, FalsyStrictUndefined
-from liquid.exceptions import LiquidError, OutputStreamLimitError
+from liquid.context import RenderContext
+from liquid.exceptions import FilterArgumentError, LiquidError, OutputStreamLimitError, ResourceLimitError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 EMAIL = "email"
@@ -163,9 +166,124 @@ class Limits:
     output_bytes: int = 1_000_000  # counted in characters; Gmail clips messages past ~100 KB: a safety net
     context_depth: int = 30
     local_namespace_bytes: int = 1_000_000
+    # The memory ceiling of a filter chain: no filter takes or makes a string longer than
+    # this or a list longer than that. python-liquid bounds loops and output but not the
+    # values in between (`split | sort | join` 25 times over 100 KB held the CPU 5.6 s);
+    # one sort of 20,000 strings is ~15 ms of the GIL, so the serving thread stays responsive.
+    value_chars: int = 1_000_000
+    value_items: int = 20_000
 
 
 DEFAULT_LIMITS = Limits()
+
+DEFAULT_RENDER_BUDGET_MS = 2000.0
+"""The wall-clock budget of one render (every part of one message), preview or send:
+Settings.render_timeout_ms (NUDGEFLOW_RENDER_TIMEOUT_MS) sets it, `set_render_budget`."""
+_render_budget_ms = DEFAULT_RENDER_BUDGET_MS
+
+
+def set_render_budget(ms: float) -> None:
+    """The process's render budget (the server sets it from its Settings at start)."""
+    global _render_budget_ms
+    if not ms > 0:
+        raise ValueError(f"the render budget must be above 0 ms, not {ms!r}")
+    _render_budget_ms = float(ms)
+
+
+def render_budget_ms() -> float:
+    return _render_budget_ms
+
+
+class RenderLimitError(ResourceLimitError):
+    """A render past its budget (time) or a filter past the value ceiling (memory)."""
+
+
+class _ValueTooLarge(RenderLimitError, FilterArgumentError):
+    """A filter's value past the ceiling. A FilterArgumentError too: python-liquid then
+    gives it the filter's token, so the error says where."""
+
+
+class _Budget(threading.local):
+    deadline = float("inf")  # time.monotonic() past which the render in this thread stops
+    budget_ms = DEFAULT_RENDER_BUDGET_MS
+    next_pause = float("inf")  # when the render next lets other threads run (<= deadline)
+
+
+_BUDGET = _Budget()
+_monotonic = time.monotonic
+# A long render hands the GIL over this often. A CPU-bound thread otherwise keeps it for
+# the interpreter's 5 ms switch interval each time the serving thread wakes up for a
+# socket or a database answer, and one /healthz took ~100 ms beside a slow render.
+_PAUSE_EVERY_S = 0.002
+_FIRST_PAUSE_S = 0.010  # after an email's whole render (~0.5 ms): sends do not pause at all
+_CHECK_EVERY_CHARS = 4096
+
+
+def _checkpoint(token: Any) -> None:
+    """Past the next pause: stop when past the deadline, else let other threads run."""
+    if _monotonic() > _BUDGET.deadline:
+        raise RenderLimitError(f"rendering took longer than its budget of {_BUDGET.budget_ms:g} ms "
+                               "(NUDGEFLOW_RENDER_TIMEOUT_MS)", token=token)
+    time.sleep(0)
+    _BUDGET.next_pause = min(_monotonic() + _PAUSE_EVERY_S, _BUDGET.deadline)
+
+
+# Filters left unwrapped: they return a number, a date, one item, or a string at most a
+# small constant factor of their input (which the next wrapped filter, or the output limit,
+# still bounds). The hot path's filters are among them: an email's render calls the
+# wrapper only for list and string builders (split, join, append, sort, map, …).
+_UNBOUNDED_FILTERS = frozenset({
+    "default", "money", "date", "datetime", "days_until", "size", "first", "last",
+    "abs", "at_least", "at_most", "ceil", "floor", "round", "plus", "minus", "times", "divided_by", "modulo",
+    "strip", "lstrip", "rstrip", "strip_newlines", "strip_html", "truncate", "truncatewords",
+    "capitalize", "downcase", "upcase", "escape", "escape_once", "url_encode", "url_decode",
+})
+
+
+def _bounded(name: str, func: Callable[..., Any], chars: int, items: int) -> Callable[..., Any]:
+    """The filter, refusing to take or make a string over `chars` characters or a list over
+    `items` items. Wrapped once per environment, so a filter call costs two size checks."""
+
+    def check(value: Any, what: str) -> None:
+        if isinstance(value, str):
+            if len(value) > chars:
+                raise _ValueTooLarge(f"filter '{name}' {what} a string of {len(value)} characters; "
+                                     f"the limit is {chars}", token=None)
+        elif isinstance(value, (list, tuple, range)) and len(value) > items:
+            raise _ValueTooLarge(f"filter '{name}' {what} a list of {len(value)} items; the limit is {items}",
+                                 token=None)
+
+    @functools.wraps(func)  # keeps with_context / with_environment, which python-liquid reads
+    def bounded(left: Any, *args: Any, **kwargs: Any) -> Any:
+        check(left, "was given")
+        out = func(left, *args, **kwargs)
+        check(out, "made")
+        return out
+
+    return bounded
+
+
+class _BudgetContext(RenderContext):
+    """The render context with the budget's clock checkpoints: every filter call, every
+    loop started, and every 4 KB written to an output buffer (_CountingIO). Between two,
+    python-liquid runs at most one loop's iterations of tags that neither filter nor write
+    much. The fast path of each is one comparison."""
+
+    def filter(self, name: str, token: Any) -> Callable[..., object]:  # noqa: A003
+        if _monotonic() > _BUDGET.next_pause:
+            _checkpoint(token)
+        return super().filter(name, token)
+
+    def raise_for_loop_limit(self, length: int = 1) -> None:
+        if _monotonic() > _BUDGET.next_pause:
+            _checkpoint(None)
+        super().raise_for_loop_limit(length)
+
+    def get_buffer(self, buf: Any = None) -> StringIO:
+        limit = self.env.output_stream_limit
+        if limit is None:
+            return super().get_buffer(buf)
+        return _CountingIO(limit - (buf.size if isinstance(buf, _CountingIO) else 0))
 
 
 class _Missing(FalsyStrictUndefined):
@@ -219,15 +337,23 @@ class _CountingIO(StringIO):
         super().__init__()
         self.limit = limit
         self.size = 0  # what python-liquid reads to carry the count into nested buffers
+        self.check_at = min(limit, _CHECK_EVERY_CHARS)  # the next size at which to look further
 
     def write(self, text: str) -> int:
         self.size += len(text)
-        if self.size > self.limit:
-            raise OutputStreamLimitError("output stream limit reached", token=None)
+        if self.size > self.check_at:  # one comparison for both limits on the fast path
+            if self.size > self.limit:
+                raise OutputStreamLimitError("output stream limit reached", token=None)
+            # A budget checkpoint every 4 KB: loops that only write pass here.
+            self.check_at = min(self.limit, self.size + _CHECK_EVERY_CHARS)
+            if _monotonic() > _BUDGET.next_pause:
+                _checkpoint(None)
         return super().write(text)
 
 
 class _Template(BoundTemplate):
+    context_class = _BudgetContext
+
     def _get_buffer(self) -> StringIO:  # the one hook python-liquid has for the top buffer
         limit = self.env.output_stream_limit
         return StringIO() if limit is None else _CountingIO(limit)
@@ -246,6 +372,9 @@ def environment(limits: Limits = DEFAULT_LIMITS, html: bool = False) -> Environm
 
     env = _Env(undefined=_Missing, autoescape=html, strict_filters=True)
     register_filters(env)
+    for name, func in list(env.filters.items()):
+        if name not in _UNBOUNDED_FILTERS:
+            env.filters[name] = _bounded(name, func, limits.value_chars, limits.value_items)
     return env
 
 
@@ -569,9 +698,24 @@ def _with_preheader(html: str, preheader: str | None) -> str:
     return html[: m.end()] + div + html[m.end():] if m else div + html
 
 
-def render(compiled: CompiledTemplate, context: Mapping[str, Any]) -> RenderedEmail | RenderedPush:
-    """Render every part for one person, or raise TemplateError: never a partial result."""
-    out = {name: _render_part(part, context) for name, part in compiled.parts.items()}
+def render(compiled: CompiledTemplate, context: Mapping[str, Any], *,
+           budget_ms: float | None = None) -> RenderedEmail | RenderedPush:
+    """Render every part for one person, or raise TemplateError: never a partial result.
+
+    Within `budget_ms` of wall-clock time for all parts (the process's render budget by
+    default, `set_render_budget`) and the value ceiling of `compiled.limits`; past either
+    the TemplateError says which. The budget stops a render from running on, but only a
+    render in a thread of its own leaves the event loop free meanwhile: callers on a loop
+    run it in a worker thread (web/templates_api.py, the email channel)."""
+    budget = _render_budget_ms if budget_ms is None else budget_ms
+    outer = (_BUDGET.deadline, _BUDGET.budget_ms, _BUDGET.next_pause)
+    now = _monotonic()
+    _BUDGET.deadline, _BUDGET.budget_ms = now + budget / 1000.0, budget
+    _BUDGET.next_pause = min(now + _FIRST_PAUSE_S, _BUDGET.deadline)
+    try:
+        out = {name: _render_part(part, context) for name, part in compiled.parts.items()}
+    finally:
+        _BUDGET.deadline, _BUDGET.budget_ms, _BUDGET.next_pause = outer
     src = compiled.source
     if src.channel == EMAIL:
         preheader = out.get("preheader")

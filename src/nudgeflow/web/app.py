@@ -203,6 +203,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         from nudgeflow.runtime.dev_smtp import dev_smtp_url
 
         settings = settings.with_(smtp_url=dev_smtp_url(settings.dev_smtp_host, settings.dev_smtp_port))
+    from nudgeflow.content.templates import set_render_budget
+
+    set_render_budget(settings.render_timeout_ms)  # every render of this process, preview or send
     metrics = Metrics()
     engine = database.create_db_engine(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, secret_key=settings.secret_key

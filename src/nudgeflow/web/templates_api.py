@@ -6,7 +6,10 @@
                                              error's part, line and column
     GET  /api/templates/{name}[?version=N]   one version's source (the current by default)
     POST /api/templates/{name}/render        render: {"sample": true}, {"profile": "id"},
-                                             or {"context": {...}}; optional "version"
+                                             or {"context": {...}}; optional "version".
+                                             In a worker thread, within the render budget
+                                             (content/templates.py): a slow template never
+                                             holds the event loop
 
 Writes go through the group committer, like every other write of the server.
 """
@@ -19,6 +22,7 @@ import yaml
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import RenderedEmail, TemplateError, parse_source, render
@@ -147,22 +151,29 @@ def templates_router() -> APIRouter:
         if version is not None and (not isinstance(version, int) or version < 1):
             return JSONResponse({"detail": "version: a positive integer"}, 400)
         now = to_ms(_state(request).clock.now())
-        try:
-            with _state(request).engine.connect() as conn:
+        engine = _state(request).engine
+
+        def read() -> tuple[Any, Any, str] | None:
+            with engine.connect() as conn:
                 compiled = store.load_compiled(conn, workspace_id, name, version)
                 if body.get("profile") is not None:
-                    context = store.preview_context(conn, workspace_id, str(body["profile"]), now)
-                    used = "profile"
-                elif isinstance(body.get("context"), dict):
-                    context, used = body["context"], "context"
-                elif body.get("sample") or not body:
-                    context, used = sample_context(), "sample"
-                else:
-                    return JSONResponse({"detail": "say what to render with: sample, profile or context"}, 400)
+                    return compiled, store.preview_context(conn, workspace_id, str(body["profile"]), now), "profile"
+                if isinstance(body.get("context"), dict):
+                    return compiled, body["context"], "context"
+                if body.get("sample") or not body:
+                    return compiled, sample_context(), "sample"
+                return None
+
+        try:
+            found = await run_in_threadpool(read)
         except store.TemplateNotFound as exc:
             return JSONResponse({"detail": str(exc)}, 404)
+        if found is None:
+            return JSONResponse({"detail": "say what to render with: sample, profile or context"}, 400)
+        compiled, context, used = found
         try:
-            result = render(compiled, context)
+            # Off the event loop: python-liquid is CPU-bound and the budget only bounds it.
+            result = await run_in_threadpool(render, compiled, context)
         except TemplateError as exc:
             return _template_error(exc)
         return {"name": name, "context": used, **rendered_view(result)}
