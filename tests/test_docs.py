@@ -19,7 +19,7 @@ What is checked:
   `subject:` or `title:` and a `body:`) must compile with
   `nudgeflow.content.templates.compile_template` and render with the sample context
   (`nudgeflow.content.sample`) that `templates render --sample` uses; every ```liquid
-  block must do the same as an email body.
+  or ```mjml block must do the same as an email body.
 - Every ```yaml block in docs/ must be one of these (or empty), so a new snippet cannot
   slip past unchecked.
 - Routes. Every `METHOD /path` the pages name (`{placeholders}` and `<placeholders>`
@@ -381,7 +381,7 @@ def test_template_snippets_compile_and_render() -> None:
                     if _is_template(doc):
                         checked += 1
                         problems.append(_check_template(dict(doc), block.where) or "")
-            elif block.lang == "liquid":
+            elif block.lang in ("liquid", "mjml"):
                 checked += 1
                 problems.append(_check_template({"channel": "email", "subject": "doc", "body": block.text}, block.where) or "")
     problems = [p for p in problems if p]
