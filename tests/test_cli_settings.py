@@ -306,3 +306,21 @@ def test_docs_settings_lists_every_key_and_every_variable() -> None:
     missing += [name for name in SECTIONS if f"| `{name}` |" not in page]
     missing += [v.name for v in ENV_VARS if f"| `{v.name}` |" not in page]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["demo", "--users", "0"], "'--users'"),
+        (["demo", "--days", "1"], "'--days'"),
+        (["import", "events.jsonl", "--write-key", "k", "--batch-size", "0"], "'--batch-size'"),
+        (["simulate", "-j", "j.yaml", "-e", "events.jsonl", "--limit", "-1"], "'--limit'"),
+        (["serve", "--bounce-smtp", "nonsense"], "--bounce-smtp wants HOST:PORT, not 'nonsense'"),
+    ],
+)
+def test_other_options_out_of_range_exit_2_naming_the_option(
+    env: dict[str, str], tmp_path: Path, args: list[str], says: str
+) -> None:
+    done = run(args, env, tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr

@@ -109,6 +109,13 @@ def serve(
     configure_logging(settings.log_level)
     err.print(f"public URL: {settings.public_url} (links in messages; a workspace's public_base_url wins)",
               highlight=False, markup=False, soft_wrap=True)
+    if bounce_smtp:  # a usage error, before the database is opened
+        from nudgeflow.runtime.inbound_smtp import parse_listen
+
+        try:
+            parse_listen(bounce_smtp)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
     if dev:
         err.print(f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
                   " a local Web Push service for simulated browsers, its address on that page)")
@@ -260,7 +267,7 @@ def import_events(
     file: Annotated[str, typer.Argument(help="A JSON Lines file of Segment messages, or - for standard input.")],
     write_key: Annotated[str, typer.Option("--write-key", envvar="NUDGEFLOW_WRITE_KEY", help="The workspace's write key.")],
     database: DatabaseOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Events per transaction.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction.")] = 1000,
 ) -> None:
     """Load historical events (Segment-shaped JSON Lines); bad lines are reported and skipped."""
     from nudgeflow.ingest.importer import import_file
@@ -286,7 +293,7 @@ def simulate(
     more_journeys: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", help="More journey files or directories.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per planned message, then a summary line.")] = False,
     horizon: Annotated[str, typer.Option(metavar="DURATION", help="After the last event, keep firing timers this long (30d; 0 for none).")] = "30d",
-    limit: Annotated[int, typer.Option(metavar="N", help="Planned messages shown in the table (all are counted).")] = 50,
+    limit: Annotated[int, typer.Option(metavar="N", min=0, help="Planned messages shown in the table (all are counted).")] = 50,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
     from nudgeflow.model.journeys import duration_ms
@@ -335,14 +342,14 @@ def simulate(
 
 @app.command()
 def demo(
-    users: Annotated[int, typer.Option(help="How many people to simulate.")] = 50,
+    users: Annotated[int, typer.Option(min=1, help="How many people to simulate.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed for the generated traffic.")] = 7,
     database: DatabaseOpt = None,
     journeys: Annotated[
         Optional[list[str]],
         typer.Option("--journeys", "-j", help="Journey files or directories to publish (default: examples/journeys)."),
     ] = None,
-    days: Annotated[float, typer.Option(help="Virtual days the traffic and the fast-forward cover.")] = 40.0,
+    days: Annotated[float, typer.Option(min=3, help="Virtual days the traffic and the fast-forward cover.")] = 40.0,
     keep_serving: Annotated[bool, typer.Option("--keep-serving", help="Keep the demo server up afterwards, to browse its dev inbox (/dev/inbox); Ctrl-C to stop.")] = False,
 ) -> None:
     """Generate shop and app traffic, ingest it over HTTP, fast-forward the example journeys
