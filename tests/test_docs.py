@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -142,7 +141,7 @@ def shown_commands() -> list[Shown]:
         rel = page.relative_to(ROOT)
         text = page.read_text(encoding="utf-8")
         lines = text.splitlines()
-        in_block = set()
+        in_block: set[int] = set()
         for block in code_blocks(page):
             n = block.text.count("\n")
             in_block.update(range(block.line, block.line + n))
