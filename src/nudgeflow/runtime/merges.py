@@ -1,8 +1,9 @@
 """When ingest merges an anonymous profile into a known one, its engine state comes along.
 
 Ingest merges profiles (an identify or alias linking an anonymousId to a known userId)
-in its own transaction: it re-points the events and records the merge in profile_merges,
-but the engine's state, timers and runs of the merged-away profile are the runtime's. They
+in its own transaction: it re-points the events, push targets and consent choices
+(store/consent.merge_subscriptions: per topic, the newer choice wins) and records the
+merge in profile_merges, but the engine's state, timers and runs of the merged-away profile are the runtime's. They
 are folded into the surviving profile the next time the engine touches it, before it
 decides anything for it, in the same transaction as those decisions: a cart run started
 while anonymous then exits on the `Order Completed` of the known person, and its timers
