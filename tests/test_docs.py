@@ -26,6 +26,7 @@ What is checked:
   match any segment), and every `curl` to the server (localhost, 127.0.0.1 or `$URL`) in
   their code blocks, is answered by the app's router with that method. A route of another
   server is written with its origin (`POST {its origin}/subscriptions`) and not checked.
+- Commands in backticks in src/ (docstrings, comments, messages) exist too.
 - Every `NUDGEFLOW_*` variable the pages name is read by the server (settings.ENV_VARS) or
   by a command's option; every relative link points at a file in the repository.
 
@@ -522,3 +523,20 @@ def test_every_route_shown_exists(tmp_path: Path) -> None:
         if not served(method, path):
             problems.append(f"{where}: {method} {shown}")
     assert not problems, "routes in the docs that the server does not answer:\n" + "\n".join(problems)
+
+
+def test_commands_named_in_the_code_exist() -> None:
+    """Docstrings, comments and messages name commands too (one named `nudgeflow stats`,
+    which never existed): each `nudgeflow …` in backticks in src/ must exist as well."""
+    problems, seen = [], 0
+    for path in sorted((ROOT / "src" / "nudgeflow").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r"(?<!`)`(?:[\w.~-]*/)*nudgeflow[ \t]+([^`\n]+)`(?!`)", text):
+            seen += 1
+            for words in _expand(_words(m.group(1))):
+                problem = command_problem(words)
+                if problem:
+                    line = text.count("\n", 0, m.start()) + 1
+                    problems.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0)}: {problem}")
+    assert seen > 10, "the extraction found too little: it is broken"
+    assert not problems, "commands named in the code that do not exist:\n" + "\n".join(problems)
