@@ -47,6 +47,17 @@ One run, on one set of generated events, measures:
             paced open-loop /v1/track, /v1/identify, /v1/page and /v1/screen requests at
             half the lower of the engine rate of phase 2 and the server's own saturation
             (measured first, closed loop, engine on). Targets p50 <= 100 ms, p99 <= 1 s.
+  backfill  publishing a journey over the people already known (docs/journeys.md, "Publishing
+            and the past"): 100,000 profiles and 1,000,000 stored events over the last 120
+            days, decided by the engine beforehand (every example journey live), served by a
+            real `nudgeflow serve`. A new inactivity journey (30 days without opening the
+            app, browsing or buying; entry: an order within 180 days, read from the stored
+            events) is published with `nudgeflow journeys publish --yes`, which counts who
+            would enter at once first; the figure is the time from that command to the
+            backfill done (every profile decided, its entries written). Target <= 30 s.
+            Meanwhile a paced open-loop ingest load (/v1/track…, --backfill-rate req/s) keeps
+            going; its HTTP p99 over the requests sent during the backfill: target <= 100 ms.
+            Its results go to their own section of RESULTS.md.
 
 Ratios are the figures that travel: the machine is shared and noisy, and both sides of a
 ratio come from the same run. Results go to the "Engine benchmark" section of
@@ -63,6 +74,7 @@ if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/
     sys.path.pop(0)
 
 import argparse
+import asyncio
 import gc
 import json
 import random
@@ -70,6 +82,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -447,7 +460,9 @@ def new_database(path: Path) -> tuple[Any, str, str]:
         created = create_workspace(conn, "benchmark", now_ms)
         for journey in load_journeys([EXAMPLES]):
             apply_draft(conn, created.workspace_id, journey, now_ms)
-            publish(conn, created.workspace_id, journey.id, now_ms)
+            # Before any event exists: nothing to look back on (and the latency phase's server
+            # must not spend its time on a backfill).
+            publish(conn, created.workspace_id, journey.id, now_ms, backfill=False)
     return db, created.workspace_id, created.write_key
 
 
@@ -1074,6 +1089,256 @@ def run_latency(directory: Path, work: Workload, engine_rate: float, args: argpa
     return figures
 
 
+# -- phase 6: publishing over the people already known (backfill) ---------------------------------
+
+LAPSED = """\
+# Lapsed buyers: 30 days without opening the app, browsing or buying, after an order in
+# the last 180 days. Published over people already known, it reads their stored events.
+id: lapsed-buyers
+name: Lapsed buyers
+trigger:
+  type: inactivity
+  events: [Application Opened, Product Viewed, Order Completed]
+  window: 30d
+entry:
+  filter:
+    - {trait: email, op: exists}
+    - {event: Order Completed, within: 180d}
+steps:
+  mark:
+    type: update_profile
+    set: {lapsed_offer: 15-off}
+    next: wait
+  wait:
+    type: wait
+    duration: 7d
+"""
+
+
+class BackfillServer(EngineServer):
+    """`nudgeflow serve` on a database prepared beforehand (events decided, journeys live)."""
+
+    def __init__(self, directory: Path, name: str, write_key: str, workspace_id: str) -> None:
+        super().__init__(directory, name)
+        self.write_key, self.workspace_id = write_key, workspace_id
+
+    def start(self) -> "BackfillServer":
+        self.launch()
+        return self
+
+
+@dataclass
+class BackfillFigures:
+    profiles: int = 0
+    events: int = 0
+    span_days: float = 0.0
+    setup_seconds: float = 0.0
+    publish_seconds: float = 0.0  # the publish command: its count of who would enter, then the publish
+    backfill_seconds: float = 0.0  # from the command's start to the backfill done
+    counted: int = 0  # "would enter at once", as the command printed it
+    entered: int = 0  # as the backfill recorded it
+    decided: int = 0  # profiles the backfill went through
+    rate: float = 0.0  # requests/s of the ingest load
+    requests: int = 0  # sent during the backfill
+    http_p50: float = 0.0
+    http_p99: float = 0.0
+    http_max: float = 0.0
+    http_p99_before: float = 0.0  # the same load in the seconds before the publish
+    errors: int = 0
+    server_cpu: float = 0.0
+
+
+async def _paced_until(port: int, requests: list[bytes], rate: float, stop: threading.Event,
+                       out: list[tuple[float, float]], errors: list[str], connections: int) -> None:
+    """Open-loop requests at `rate` until `stop` is set: (scheduled time, latency s) each, the
+    latency from the scheduled time (a stall is charged to every request it delays)."""
+    conns = await ingest_bench.connect(port, connections)
+    idle: asyncio.Queue[Any] = asyncio.Queue()
+    for conn in conns:
+        idle.put_nowait(conn)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(index: int, scheduled: float) -> None:
+        conn = await idle.get()
+        try:
+            status, body = await conn.request(requests[index % len(requests)])
+        except ConnectionError as exc:
+            errors.append(str(exc))
+            return
+        out.append((scheduled, time.perf_counter() - scheduled))
+        idle.put_nowait(conn)
+        if status != 200:
+            errors.append(f"{status}: {body[:200]!r}")
+
+    start = time.perf_counter()
+    interval = 1.0 / rate
+    index = 0
+    while not stop.is_set() and not errors:
+        now = time.perf_counter()
+        while start + index * interval <= now:
+            task = asyncio.ensure_future(one(index, start + index * interval))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            index += 1
+        await asyncio.sleep(max(0.0, start + index * interval - time.perf_counter()))
+    if pending:
+        await asyncio.wait(pending, timeout=30)
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+
+
+def settle(db: Any, url: str) -> None:
+    """Fire the timers already due and deliver the queued messages (to the log channel), as
+    a server that had been running would have: the backfill is then measured on its own."""
+    from nudgeflow.core.clock import SystemClock
+    from nudgeflow.runtime.embedded import EmbeddedRuntime
+    from nudgeflow.settings import Settings
+    from nudgeflow.store.group_commit import GroupCommitter
+
+    clock = SystemClock()
+    writer = GroupCommitter(db, clock)
+    writer.start()
+    try:
+        runtime = EmbeddedRuntime(db, writer, clock, Settings(database_url=url))
+        runtime.run_until_idle(max_rounds=1000)
+        runtime.close_channels()
+    finally:
+        writer.stop()
+
+
+def run_backfill(directory: Path, args: argparse.Namespace, progress: Progress) -> BackfillFigures:
+    figures = BackfillFigures(profiles=args.backfill_profiles, events=args.backfill_events, span_days=args.backfill_span_days,
+                              rate=args.backfill_rate)
+    task = progress.add_task("backfill: stored events", total=args.backfill_events * 2, info="generating")
+    t0 = time.perf_counter()
+    server = BackfillServer(directory, "backfill", "", "")
+    db, workspace_id, write_key = new_database(server.db_path)
+    server.write_key, server.workspace_id = write_key, workspace_id
+    end_ms = int(time.time() * 1000)
+    work = generate(args.backfill_profiles, args.backfill_events, args.seed + 3,
+                    end_ms - int(args.backfill_span_days * 86_400_000), end_ms, workspace_id, sent=False)
+    progress.update(task, info="stored")
+    load_events(server.db_path, work, workspace_id, lambda n: progress.advance(task, n))
+    del work
+    progress.update(task, info="decided by the engine")
+    run_engine(db, args.backfill_events, args.batch, lambda n: progress.advance(task, n))
+    progress.update(task, info="due timers fired, messages sent")
+    settle(db, server.url)  # as a running server leaves it: nothing due in the background
+    db.dispose()
+    load = generate(2_000, 20_000, args.seed + 4, end_ms - 60_000, end_ms, "unused", rows=False)
+    figures.setup_seconds = time.perf_counter() - t0
+    (directory / "lapsed-buyers.yaml").write_text(LAPSED)
+
+    task = progress.add_task("backfill: publish over the past", total=None, info="starting server")
+    with server:
+        cli = lambda *a: [sys.executable, "-m", "nudgeflow.cli", *a, "--database", server.url]  # noqa: E731
+        subprocess.run(cli("journeys", "apply", str(directory / "lapsed-buyers.yaml"), "-w", workspace_id),
+                       env=server.env, check=True, capture_output=True)
+        requests = [ingest_bench.request_bytes(server.port, path, write_key, body) for path, body in load.sent]
+        stop = threading.Event()
+        timings: list[tuple[float, float]] = []
+        errors: list[str] = []
+        loader = threading.Thread(target=lambda: ingest_bench.run_async(
+            _paced_until(server.port, requests, args.backfill_rate, stop, timings, errors, 16), limit=900))
+        loader.start()
+        try:
+            time.sleep(BEFORE_S)  # the load runs alone first: the baseline
+            progress.update(task, info="publishing")
+            cpu0 = server.cpu_seconds()
+            began = time.perf_counter()
+            done = subprocess.run(cli("journeys", "publish", "lapsed-buyers", "-w", workspace_id, "--yes"),
+                                  env=server.env, capture_output=True, text=True)
+            figures.publish_seconds = time.perf_counter() - began
+            if done.returncode != 0:
+                raise SystemExit(f"publish failed: {done.stderr}")
+            counted = [line for line in done.stdout.splitlines() if "would enter at once" in line]
+            figures.counted = int(counted[0].split(": ", 1)[1].split(" ", 1)[0].replace(",", "")) if counted else -1
+            progress.update(task, info="backfill running")
+            while True:
+                rows = server.query("SELECT status, profiles_done, entered FROM journey_backfills WHERE journey_id = 'lapsed-buyers'")
+                if rows and rows[0][0] != "pending":
+                    break
+                if time.perf_counter() - began > 600:
+                    raise SystemExit("the backfill had not finished 600 s after the publish")
+                time.sleep(0.05)
+            ended = time.perf_counter()
+            figures.backfill_seconds = ended - began
+            figures.server_cpu = (server.cpu_seconds() - cpu0) / figures.backfill_seconds
+            figures.decided, figures.entered = int(rows[0][1]), int(rows[0][2])
+        finally:
+            stop.set()
+            loader.join()
+        server.stop()
+    during = sorted(latency for scheduled, latency in timings if began <= scheduled <= ended)
+    before = sorted(latency for scheduled, latency in timings if began - BEFORE_S + 0.5 <= scheduled < began)
+    figures.http_p99_before = _pct(before, 0.99) * 1000
+    figures.requests = len(during)
+    figures.errors = len(errors)
+    if errors:
+        raise SystemExit(f"the ingest load had {len(errors)} failed requests, first: {errors[0]}")
+    figures.http_p50, figures.http_p99 = _pct(during, 0.5) * 1000, _pct(during, 0.99) * 1000
+    figures.http_max = during[-1] * 1000 if during else float("nan")
+    progress.update(task, info=f"{figures.backfill_seconds:.1f} s, ingest p99 {figures.http_p99:.1f} ms")
+    return figures
+
+
+BACKFILL_TARGET_S, BACKFILL_P99_TARGET = 30.0, 100.0
+BEFORE_S = 3.0
+
+
+def backfill_rows(b: BackfillFigures) -> list[tuple[str, str, str, str]]:
+    return [
+        (f"backfill: publish over {b.profiles:,} profiles / {b.events:,} stored events (command to done)",
+         f"{b.backfill_seconds:.1f} s", f"target <= {BACKFILL_TARGET_S:g} s", _verdict(b.backfill_seconds <= BACKFILL_TARGET_S)),
+        (f"backfill: ingest HTTP p99 during it ({b.requests:,} requests at {b.rate:g}/s)",
+         f"{b.http_p99:.1f} ms", f"target <= {BACKFILL_P99_TARGET:g} ms; without the backfill {b.http_p99_before:.1f} ms",
+         _verdict(b.http_p99 <= BACKFILL_P99_TARGET)),
+    ]
+
+
+def write_backfill_results(b: BackfillFigures, args: argparse.Namespace, info: dict[str, str]) -> None:
+    """The backfill phase's own section of RESULTS.md (kept apart from the engine section,
+    which takes only runs of every phase)."""
+    results: Path = args.results
+    command = "python benchmarks/engine.py --phases backfill" + "".join(
+        f" --{name.replace('_', '-')} {getattr(args, name)}"
+        for name in ("backfill_profiles", "backfill_events") if getattr(args, name) != FULL[name])
+    lines = [
+        f"## Latest backfill run: {info['date']}",
+        "",
+        f"`{command}`. {b.profiles:,} profiles, {b.events:,} stored events over the last {b.span_days:g} days, decided by "
+        f"the engine beforehand with every example journey live (setup {b.setup_seconds:.0f} s, not measured); "
+        "`nudgeflow serve` on SQLite (WAL, synchronous=FULL), default settings. Published: an inactivity journey "
+        "(30 days) whose entry filter counts orders in the stored events (180 days).",
+        "",
+        "| measure | figure | target | |",
+        "| --- | ---: | --- | --- |",
+        *[f"| {m} | {f_} | {t} | {ok} |" for m, f_, t, ok in backfill_rows(b)],
+        "",
+        f"The publish command took {b.publish_seconds:.1f} s of it (it counts who would enter first: {b.counted:,}); "
+        f"the backfill went through {b.decided:,} profiles and {b.entered:,} entered. Ingest during the backfill: "
+        f"{b.requests:,} requests, p50 {b.http_p50:.1f} ms, max {b.http_max:.1f} ms (the same load alone, in the "
+        f"{BEFORE_S:g} s before the publish: p99 {b.http_p99_before:.1f} ms). Server CPU {b.server_cpu:.2f} cores.",
+        "",
+        *ingest_bench.machine_lines(info, f"{info['os']}; Python {info['python']}; SQLite {info['sqlite']}", disk=True),
+    ]
+    start, end = "<!-- backfill benchmark: written by benchmarks/engine.py --phases backfill -->", "<!-- end of backfill benchmark -->"
+    marker = "<!-- backfill history: one line per run, newest first; the benchmark adds them -->"
+    text = results.read_text() if results.exists() else ""
+    old = ingest_bench.between(text, start, end) or ""
+    before = text.split(start, 1)[0].rstrip("\n") if start in text else text.rstrip("\n")
+    after = text.split(end, 1)[1].strip("\n") if end in text else ""
+    history = [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
+    line = (f"| {info['date']} | {info['commit']} | {b.profiles:,} | {b.events:,} | {b.backfill_seconds:.1f} | "
+            f"{b.entered:,} | {b.rate:g} | {b.http_p99:.1f} |")
+    body = [start, "", *lines, "## All backfill runs", "", marker, "",
+            "| date | commit | profiles | stored events | publish to done s | entered | ingest req/s | ingest p99 ms |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", line, *history, "", end]
+    results.write_text((before + "\n\n" if before else "") + "\n".join(body) + "\n" + (("\n" + after + "\n") if after else ""))
+    console.print(f"backfill results written to {results}")
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 @dataclass
@@ -1090,6 +1355,7 @@ class Figures:
     matching: MatchFigures | None = None
     timers: list[TimerRound] = field(default_factory=list)
     latency: LatencyFigures | None = None
+    backfill: BackfillFigures | None = None
     seconds: float = 0.0
 
 
@@ -1104,16 +1370,19 @@ def run(args: argparse.Namespace) -> Figures:
     try:
         path = tmp / "engine.db"
         db, workspace_id, _ = new_database(path)
-        with console.status(f"generating {args.events:,} events for {args.profiles:,} profiles"):
-            t0 = time.perf_counter()
-            end_ms = int(time.time() * 1000)
-            work = generate(args.profiles, args.events, args.seed, end_ms - int(args.span * 1000), end_ms, workspace_id, sent=False)
-            figures.generate_seconds = time.perf_counter() - t0
-        figures.payload_bytes, figures.mix = work.payload_bytes, work.counts
-        console.print(
-            f"{args.events:,} events for {args.profiles:,} profiles over the last {args.span:g} s, {work.payload_bytes:.0f} bytes "
-            f"each as stored; generated in {figures.generate_seconds:.1f} s"
-        )
+        # Phase 2's events (only generated when it runs: a run of other phases needs none).
+        work = Workload([], [], [], [], {}, 0.0)
+        if "engine" in args.phases:
+            with console.status(f"generating {args.events:,} events for {args.profiles:,} profiles"):
+                t0 = time.perf_counter()
+                end_ms = int(time.time() * 1000)
+                work = generate(args.profiles, args.events, args.seed, end_ms - int(args.span * 1000), end_ms, workspace_id, sent=False)
+                figures.generate_seconds = time.perf_counter() - t0
+            figures.payload_bytes, figures.mix = work.payload_bytes, work.counts
+            console.print(
+                f"{args.events:,} events for {args.profiles:,} profiles over the last {args.span:g} s, {work.payload_bytes:.0f} bytes "
+                f"each as stored; generated in {figures.generate_seconds:.1f} s"
+            )
         gc.collect()
         gc.freeze()  # the workload is long-lived: keep the collector off it while measuring
         with progress:
@@ -1152,6 +1421,9 @@ def run(args: argparse.Namespace) -> Figures:
                     int(time.time() * 1000), "unused", rows=False,
                 )
                 figures.latency = run_latency(tmp, latency_work, engine_rate, args, progress)
+
+            if "backfill" in args.phases:
+                figures.backfill = run_backfill(tmp, args, progress)
         figures.seconds = time.perf_counter() - started
         return figures
     finally:
@@ -1254,6 +1526,8 @@ def report(f: Figures) -> list[tuple[str, str, str, str]]:
                 _verdict(lat.p50 <= P50_TARGET and lat.p99 <= P99_TARGET),
             ),
         ]
+    if f.backfill is not None:
+        rows += backfill_rows(f.backfill)
     return rows
 
 
@@ -1270,6 +1544,13 @@ def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[st
         )
     if f.engine is not None:
         console.print(f"engine process CPU {f.engine.cpu:.2f} cores busy; messages by journey: {f.engine.by_journey}")
+    if f.backfill is not None:
+        b = f.backfill
+        console.print(
+            f"backfill: the publish command took {b.publish_seconds:.1f} s (it counted {b.counted:,} who would enter at once); "
+            f"{b.decided:,} profiles decided, {b.entered:,} entered; ingest p50 {b.http_p50:.1f} ms, max {b.http_max:.1f} ms "
+            f"during it; server CPU {b.server_cpu:.2f} cores; setup {b.setup_seconds:.0f} s"
+        )
     console.print(
         f"[dim]{info['cpu']}, {info['cores']} cores, {info['ram']}, {info['disk']}; Python {info['python']}, "
         f"SQLite {info['sqlite']}; load {info['load']}; commit {info['commit']}; whole run {f.seconds:.0f} s[/]"
@@ -1373,12 +1654,14 @@ DEFAULTS = {"profiles": 100_000, "events": 1_000_000}
 QUICK = {
     "profiles": 2_000, "events": 20_000, "match_events": 20_000, "match_passes": 2, "timer_sizes": [1_000, 3_000, 10_000],
     "latency_profiles": 500, "latency_events": 20_000, "saturation_seconds": 2.0, "latency_seconds": 3.0,
+    "backfill_profiles": 5_000, "backfill_events": 50_000,
 }
 FULL = {
     "match_events": 200_000, "match_passes": 5, "timer_sizes": [10_000, 100_000, 1_000_000], "latency_profiles": 2_000,
     "latency_events": 60_000, "saturation_seconds": 5.0, "latency_seconds": 20.0,
+    "backfill_profiles": 100_000, "backfill_events": 1_000_000,
 }
-PHASES = ("engine", "matching", "timers", "latency")
+PHASES = ("engine", "matching", "timers", "latency", "backfill")
 
 
 def main() -> None:
@@ -1399,6 +1682,10 @@ def main() -> None:
     parser.add_argument("--saturation-seconds", type=float, help="measured seconds of the closed-loop saturation run")
     parser.add_argument("--latency-seconds", type=float, help="seconds of the paced run (default 20; 3 with --quick)")
     parser.add_argument("--connections", type=int, default=64, help="client connections to the server")
+    parser.add_argument("--backfill-profiles", type=int, help="profiles already known in the backfill phase (default 100,000; 5,000 with --quick)")
+    parser.add_argument("--backfill-events", type=int, help="their stored events (default 1,000,000; 50,000 with --quick)")
+    parser.add_argument("--backfill-span-days", type=float, default=120.0, help="days of event time the stored events cover")
+    parser.add_argument("--backfill-rate", type=float, default=500.0, help="ingest requests/s sent during the backfill")
     parser.add_argument("--phases", type=str, default=",".join(PHASES), help=f"which phases to run (default {','.join(PHASES)})")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results file to update (default benchmarks/RESULTS.md)")
@@ -1428,6 +1715,8 @@ def main() -> None:
     figures = run(args)
     rows = report(figures)
     print_table(rows, figures, info)
+    if figures.backfill is not None and not args.no_record:
+        write_backfill_results(figures.backfill, args, info)
     if not args.no_record and set(args.phases) == set(PHASES):
         write_results(rows, figures, args, info)
     elif not args.no_record:

@@ -22,12 +22,14 @@ def test_engine_benchmark_runs_every_phase_at_tiny_sizes(tmp_path: Path) -> None
             "--profiles", "200", "--events", "2000", "--match-events", "2000", "--triggers", "200",
             "--timers", "200,500", "--latency-profiles", "200", "--latency-events", "3000",
             "--saturation-seconds", "1", "--latency-seconds", "1", "--connections", "8",
+            "--backfill-profiles", "200", "--backfill-events", "2000", "--backfill-rate", "20",
         ],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     for figure in ("L: raw SQLite", "engine: event committed", "trigger matching", "naive scan", "timers: firing",
-                   "resident memory", "event accepted -> log channel send", "pending timers"):
+                   "resident memory", "event accepted -> log channel send", "pending timers",
+                   "backfill: publish over 200 profiles", "backfill: ingest HTTP p99"):
         assert figure in out, f"{figure!r} missing from the output:\n{out[-3000:]}"
     assert (results.read_text() if results.exists() else None) == before

@@ -86,9 +86,22 @@ def plan(turn: Turn, jv: JourneyVersion, past: Past) -> None:
         _milestone(turn, jv, trigger, past)
 
 
+_NAMES: dict[int, tuple[object, frozenset[str]]] = {}  # id(journey) -> (journey, history names)
+
+
+def _history_names(journey: object) -> frozenset[str]:
+    # Asked once per person; the journey definitions are few and never change.
+    cached = _NAMES.get(id(journey))
+    if cached is None or cached[0] is not journey:
+        if len(_NAMES) > 1000:
+            _NAMES.clear()
+        cached = _NAMES[id(journey)] = (journey, frozenset(n for n, _k, _w in history_needs(journey)))  # type: ignore[arg-type]
+    return cached[1]
+
+
 def _seed_history(turn: Turn, jv: JourneyVersion, past: Past) -> None:
     catalog = turn.catalog
-    for name in {n for n, _keys, _window in history_needs(jv.definition)}:
+    for name in _history_names(jv.definition):
         keys = catalog.history_keys.get(name, set())
         stored = past.events.get(name, [])
         entries = [[ts, {k: props[k] for k in keys if k in props}] for ts, props in stored]

@@ -26,7 +26,7 @@ from nudgeflow.core.catalog import LIVE, PAUSED, Catalog, JourneyVersion
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.core.engine import Engine
 from nudgeflow.core.state import ProfileState
-from nudgeflow.model.journeys import Journey
+from nudgeflow.model.journeys import InactivityTrigger, Journey, duration_ms
 from nudgeflow.runtime.processor import DecisionBatch, EngineCache, RuntimeStats, read_cursor
 from nudgeflow.store import backfill as store
 from nudgeflow.store import journeys as journey_store
@@ -34,6 +34,10 @@ from nudgeflow.store import journeys as journey_store
 log = logging.getLogger("nudgeflow.runtime")
 
 BACKFILL_BATCH = 500  # profiles per transaction (the stage shrinks it to the time budget)
+# A batch's time budget: longer than an event batch's (each commit is an fsync, and a
+# backfill is a long run of them) and still short beside ingest's latency target, since
+# ingest's commits wait behind it on the one writer thread.
+BACKFILL_BUDGET_MS = 40.0
 
 
 def _job(conn: Connection, now_ms: int) -> store.Backfill | None:
@@ -120,8 +124,8 @@ def _pasts(
     needs = planner.needs(catalog, jv)
     ids = [pid for pid, _ in rows]
     through = read_cursor(conn, lock=False)
-    last = store.last_activity(conn, ids, needs.activity_names, through) if needs.activity else {}
-    stored = store.stored_events(conn, ids, needs.names, now_ms - needs.lookback_ms, through) if needs.names else {}
+    last, stored = store.past_of(conn, ids, needs.activity, needs.activity_names, needs.names,
+                                 now_ms - needs.lookback_ms, through)
     return {pid: planner.Past(created, last.get(pid), stored.get(pid, {})) for pid, created in rows}
 
 
@@ -139,6 +143,11 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
 
     The backfill's own decision, on copies of the states, with the journey as it would be
     live; nothing is written. Reads every profile of the workspace in batches."""
+    if not isinstance(journey.trigger, InactivityTrigger):
+        # Only the already quiet enter at once (core/backfill.py): other triggers arm timers,
+        # seed histories and counts, and start runs later.
+        return Preview(store.count_profiles(conn, workspace_id), 0)
+    window = duration_ms(journey.trigger.window)
     live = journey_store.load_catalog(conn, workspace_id)
     jv = JourneyVersion(journey.id, 0, journey)
     others = [v for v in live.live.values() if v.journey_id != journey.id]
@@ -152,10 +161,14 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
         rows = store.profiles_after(conn, workspace_id, position, batch)
         if not rows:
             break
+        looked += len(rows)
+        position = rows[-1][0]
+        last, _ = store.past_of(conn, [pid for pid, _ in rows], True, needs.activity_names, (), 0, through)
+        # Only who has been quiet for the window can enter at once: the rest are not read further.
+        rows = [(pid, created) for pid, created in rows if last.get(pid, created) + window <= now_ms]
         ids = [pid for pid, _ in rows]
         docs = store.read_states(conn, ids)
-        last = store.last_activity(conn, ids, needs.activity_names, through) if needs.activity else {}
-        stored = store.stored_events(conn, ids, needs.names, now_ms - needs.lookback_ms, through) if needs.names else {}
+        _, stored = store.past_of(conn, ids, False, None, needs.names, now_ms - needs.lookback_ms, through)
         for pid, created in rows:
             state = ProfileState.from_json(pid, docs.get(pid))
             before = _entries(state, journey.id)
@@ -165,9 +178,7 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
                 log.exception("preview: engine failed on a person", extra={"profile_id": pid})
                 continue
             entering += _entries(state, journey.id) - before
-        looked += len(rows)
-        position = rows[-1][0]
     return Preview(looked, entering)
 
 
-__all__ = ["BACKFILL_BATCH", "Preview", "backfill_batch", "preview", "skip_profile"]
+__all__ = ["BACKFILL_BATCH", "BACKFILL_BUDGET_MS", "Preview", "backfill_batch", "preview", "skip_profile"]

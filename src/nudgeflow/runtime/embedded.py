@@ -47,7 +47,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.runtime import sql
-from nudgeflow.runtime.backfill import BACKFILL_BATCH, backfill_batch, skip_profile
+from nudgeflow.runtime.backfill import BACKFILL_BATCH, BACKFILL_BUDGET_MS, backfill_batch, skip_profile
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
 from nudgeflow.runtime.effects_writer import FAILED, PENDING
 from nudgeflow.runtime.processor import (
@@ -269,7 +269,7 @@ class EmbeddedRuntime:
             lambda conn, n: backfill_batch(conn, self.engines, self.clock, n, self.stats),
             lambda conn: skip_profile(conn, self.clock),
             BACKFILL_BATCH,
-            s.engine_batch_ms,
+            max(s.engine_batch_ms, BACKFILL_BUDGET_MS),
         )
 
         def claim(conn: Connection, limit: int) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import orjson
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, func, insert, null, or_, select, update
 
 from nudgeflow.store.schema import events, journey_backfills, profile_state, profiles
 
@@ -157,6 +157,50 @@ def last_activity(
     return out
 
 
+def past_of(
+    conn: Connection, profile_ids: Sequence[str], activity: bool, activity_names: Iterable[str] | None,
+    names: Iterable[str], since_ms: int, through_seq: int,
+) -> tuple[dict[str, int], dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]]:
+    """last_activity and stored_events in one pass over each person's events (the rows are
+    read once): ({profile: latest activity}, {profile: {name: [(ts, properties), …]}})."""
+    names = sorted(set(names))
+    if not activity:
+        return {}, stored_events(conn, profile_ids, names, since_ms, through_seq) if names else {}
+    wanted = set(names)
+    counts_as_activity = None if activity_names is None else set(activity_names)
+    last: dict[str, int] = {}
+    stored: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = {}
+    history = _names_clause(names) if names else None
+    activity_clause = None if activity_names is None else _names_clause(activity_names)
+    for start in range(0, len(profile_ids), _IN_CHUNK):
+        chunk = list(profile_ids[start:start + _IN_CHUNK])
+        payload = (events.c.payload if history is None else
+                   case((and_(history, events.c.timestamp_ms > since_ms), events.c.payload), else_=None)) if names else None
+        columns = [events.c.profile_id, events.c.type, events.c.event, events.c.timestamp_ms]
+        stmt = select(*columns, payload if payload is not None else null()).where(
+            events.c.profile_id.in_(chunk), events.c.seq <= through_seq)
+        if activity_clause is not None:
+            stmt = stmt.where(or_(activity_clause, history) if history is not None else activity_clause)
+        stmt = stmt.order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
+        for pid, type_, event, ts, body in conn.execute(stmt):
+            name = event if type_ == "track" else type_
+            ts = int(ts)
+            if counts_as_activity is None or name in counts_as_activity:
+                if ts > last.get(pid, -1):
+                    last[pid] = ts
+            if body is not None and name in wanted:
+                stored.setdefault(pid, {}).setdefault(name, []).append((ts, _properties(body)))
+    return last, stored
+
+
+def _properties(payload: str) -> dict[str, Any]:
+    try:
+        props = orjson.loads(payload).get("properties")
+    except (orjson.JSONDecodeError, AttributeError):
+        return {}
+    return props if isinstance(props, dict) else {}
+
+
 def stored_events(
     conn: Connection, profile_ids: Sequence[str], names: Iterable[str], since_ms: int, through_seq: int
 ) -> dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]:
@@ -175,12 +219,8 @@ def stored_events(
             .order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
         )
         for pid, type_, event, ts, payload in conn.execute(stmt):
-            try:
-                props = orjson.loads(payload).get("properties")
-            except (orjson.JSONDecodeError, AttributeError):
-                props = None
             name = event if type_ == "track" else type_
-            out.setdefault(pid, {}).setdefault(name, []).append((int(ts), props if isinstance(props, dict) else {}))
+            out.setdefault(pid, {}).setdefault(name, []).append((int(ts), _properties(payload)))
     return out
 
 
