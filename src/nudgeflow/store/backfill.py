@@ -137,31 +137,11 @@ def _names_clause(names: Iterable[str]) -> Any:
     return clause
 
 
-def last_activity(
-    conn: Connection, profile_ids: Sequence[str], names: Iterable[str] | None, through_seq: int
-) -> dict[str, int]:
-    """Each person's latest event time (of these names; None: any event) among events seq <= through_seq."""
-    out: dict[str, int] = {}
-    for start in range(0, len(profile_ids), _IN_CHUNK):
-        chunk = list(profile_ids[start:start + _IN_CHUNK])
-        stmt = (
-            select(events.c.profile_id, func.max(events.c.timestamp_ms))
-            .where(events.c.profile_id.in_(chunk), events.c.seq <= through_seq)
-            .group_by(events.c.profile_id)
-        )
-        if names is not None:
-            stmt = stmt.where(_names_clause(names))
-        for pid, latest in conn.execute(stmt):
-            if latest is not None:
-                out[pid] = int(latest)
-    return out
-
-
 def past_of(
     conn: Connection, profile_ids: Sequence[str], activity: bool, activity_names: Iterable[str] | None,
     names: Iterable[str], since_ms: int, through_seq: int,
 ) -> tuple[dict[str, int], dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]]:
-    """last_activity and stored_events in one pass over each person's events (the rows are
+    """Each person's latest activity and stored_events in one pass over their events (the rows are
     read once): ({profile: latest activity}, {profile: {name: [(ts, properties), …]}})."""
     names = sorted(set(names))
     if not activity:
