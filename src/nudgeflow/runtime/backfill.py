@@ -27,7 +27,7 @@ from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.core.engine import Engine
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.journeys import InactivityTrigger, Journey, duration_ms
-from nudgeflow.runtime.processor import DecisionBatch, EngineCache, RuntimeStats, read_cursor
+from nudgeflow.runtime.processor import DecisionBatch, EngineCache, RuntimeStats
 from nudgeflow.store import backfill as store
 from nudgeflow.store import journeys as journey_store
 
@@ -120,12 +120,12 @@ def _pasts(
     conn: Connection, catalog: Catalog, jv: JourneyVersion, rows: list[tuple[str, int]], now_ms: int
 ) -> dict[str, planner.Past]:
     """What the store holds of these people's past: only events the engine has decided
-    (seq <= its cursor); the later ones reach the journey as it is live now."""
+    (store.decided); the later ones reach the journey as it is live now."""
     needs = planner.needs(catalog, jv)
     ids = [pid for pid, _ in rows]
-    through = read_cursor(conn, lock=False)
+    seen = store.decided(conn)
     last, stored = store.past_of(conn, ids, needs.activity, needs.activity_names, needs.names,
-                                 now_ms - needs.lookback_ms, through)
+                                 now_ms - needs.lookback_ms, seen)
     return {pid: planner.Past(created, last.get(pid), stored.get(pid, {})) for pid, created in rows}
 
 
@@ -154,7 +154,7 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
     statuses = {**live.statuses, journey.id: LIVE}
     catalog = Catalog(live=[*others, jv], statuses=statuses, load_version=live.version)
     engine = Engine(catalog)
-    through = read_cursor(conn, lock=False)
+    seen = store.decided(conn)
     needs = planner.needs(catalog, jv)
     position, looked, entering = "", 0, 0
     while True:
@@ -163,12 +163,12 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
             break
         looked += len(rows)
         position = rows[-1][0]
-        last, _ = store.past_of(conn, [pid for pid, _ in rows], True, needs.activity_names, (), 0, through)
+        last, _ = store.past_of(conn, [pid for pid, _ in rows], True, needs.activity_names, (), 0, seen)
         # Only who has been quiet for the window can enter at once: the rest are not read further.
         rows = [(pid, created) for pid, created in rows if last.get(pid, created) + window <= now_ms]
         ids = [pid for pid, _ in rows]
         docs = store.read_states(conn, ids)
-        _, stored = store.past_of(conn, ids, False, None, needs.names, now_ms - needs.lookback_ms, through)
+        _, stored = store.past_of(conn, ids, False, None, needs.names, now_ms - needs.lookback_ms, seen)
         for pid, created in rows:
             state = ProfileState.from_json(pid, docs.get(pid))
             before = _entries(state, journey.id)

@@ -6,7 +6,7 @@ workspace's profiles in id order, a batch at a time, and commits each batch's de
 with the new `position` (the last profile id done), so a process that dies mid-way goes
 on from there. The reads below are what the pure planner (core/backfill.py) is given:
 each person's latest activity and their stored events of the names the journeys need,
-only from the events the engine has already decided (seq <= its cursor), since the later
+only from the events the engine has already decided (seq <= its cursor, less its open gaps), since the later
 ones reach the journey through the normal path.
 
 Every function takes a Connection and leaves committing to the caller.
@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import orjson
 from sqlalchemy import Connection, and_, case, func, insert, null, or_, select, update
 
-from nudgeflow.store.schema import events, journey_backfills, profile_state, profiles
+from nudgeflow.store.schema import engine_cursors, events, journey_backfills, profile_state, profiles
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
 _IN_CHUNK = 500  # ids per IN list: well under SQLite's bound parameter limit
@@ -111,6 +111,37 @@ def _key(job: Backfill) -> tuple[Any, ...]:
 # --- the stored past ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """The events the engine has decided: seq <= through, less the open gaps (seqs its cursor
+    passed before they were visible, decided when they turn up; runtime/processor.py)."""
+
+    through: int
+    gaps: tuple[tuple[int, int], ...] = ()
+
+    def clause(self) -> Any:
+        clause = events.c.seq <= self.through
+        for first, last in self.gaps:
+            clause = and_(clause, ~events.c.seq.between(first, last))
+        return clause
+
+
+def decided(conn: Connection) -> Decided:
+    """Read without locking or creating anything: a preview only reads."""
+    row = conn.execute(
+        select(engine_cursors.c.position, engine_cursors.c.gaps).where(engine_cursors.c.name == "events")
+    ).first()
+    if row is None:
+        return Decided(0)
+    gaps: list[tuple[int, int]] = []
+    try:
+        for gap in orjson.loads(row.gaps) if row.gaps else ():
+            gaps.append((int(gap[0]), int(gap[1])))
+    except (orjson.JSONDecodeError, TypeError, ValueError, IndexError):
+        pass  # unreadable: the engine's own reader decides what it means
+    return Decided(int(row.position or 0), tuple(gaps))
+
+
 def profiles_after(conn: Connection, workspace_id: str, position: str, limit: int) -> list[tuple[str, int]]:
     """The next `limit` profiles of the workspace after `position` in id order: (id, created_at_ms)."""
     rows = conn.execute(
@@ -139,13 +170,13 @@ def _names_clause(names: Iterable[str]) -> Any:
 
 def past_of(
     conn: Connection, profile_ids: Sequence[str], activity: bool, activity_names: Iterable[str] | None,
-    names: Iterable[str], since_ms: int, through_seq: int,
+    names: Iterable[str], since_ms: int, seen: Decided,
 ) -> tuple[dict[str, int], dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]]:
     """Each person's latest activity and stored_events in one pass over their events (the rows are
     read once): ({profile: latest activity}, {profile: {name: [(ts, properties), …]}})."""
     names = sorted(set(names))
     if not activity:
-        return {}, stored_events(conn, profile_ids, names, since_ms, through_seq) if names else {}
+        return {}, stored_events(conn, profile_ids, names, since_ms, seen) if names else {}
     wanted = set(names)
     counts_as_activity = None if activity_names is None else set(activity_names)
     last: dict[str, int] = {}
@@ -158,7 +189,7 @@ def past_of(
                    case((and_(history, events.c.timestamp_ms > since_ms), events.c.payload), else_=None)) if names else None
         columns = [events.c.profile_id, events.c.type, events.c.event, events.c.timestamp_ms]
         stmt = select(*columns, payload if payload is not None else null()).where(
-            events.c.profile_id.in_(chunk), events.c.seq <= through_seq)
+            events.c.profile_id.in_(chunk), seen.clause())
         if activity_clause is not None:
             stmt = stmt.where(or_(activity_clause, history) if history is not None else activity_clause)
         stmt = stmt.order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
@@ -182,9 +213,9 @@ def _properties(payload: str) -> dict[str, Any]:
 
 
 def stored_events(
-    conn: Connection, profile_ids: Sequence[str], names: Iterable[str], since_ms: int, through_seq: int
+    conn: Connection, profile_ids: Sequence[str], names: Iterable[str], since_ms: int, seen: Decided
 ) -> dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]:
-    """Each person's events of these names after since_ms (seq <= through_seq), oldest first:
+    """Each person's decided events of these names after since_ms, oldest first:
     {profile: {name: [(timestamp_ms, properties), …]}}."""
     names = list(names)
     out: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = {}
@@ -194,7 +225,7 @@ def stored_events(
         chunk = list(profile_ids[start:start + _IN_CHUNK])
         stmt = (
             select(events.c.profile_id, events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-            .where(events.c.profile_id.in_(chunk), events.c.seq <= through_seq, events.c.timestamp_ms > since_ms,
+            .where(events.c.profile_id.in_(chunk), seen.clause(), events.c.timestamp_ms > since_ms,
                    _names_clause(names))
             .order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
         )
