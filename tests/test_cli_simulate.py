@@ -251,3 +251,35 @@ def test_human_output_has_the_messages_the_summary_and_a_progress_bar(env: dict[
     assert "Messages per step" in out and "objections" in out
     assert "6 events" in out
     assert "replaying" in done.stderr  # the progress bar, on stderr
+
+
+NEAR = """\
+id: near
+name: Near a store
+trigger: {type: location, event: Location Updated, radius_m: 200, catalog_places: {tags: [store]}}
+steps:
+  nearby: {type: send, channel: push, template: store-nearby}
+"""
+
+
+def test_places_for_catalog_location_triggers_come_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "near.yaml").write_text(NEAR)
+    (tmp_path / "places.csv").write_text('id,name,latitude,longitude,tags\nflagship,Flagship,40.7411,-73.9897,"store,nyc"\n'
+                                         "depot,Depot,40.7000,-74.0100,depot\n")
+    events = write_events(tmp_path / "events.jsonl", [
+        {"type": "track", "userId": "ada", "event": "Location Updated", "timestamp": "2026-03-02T09:00:00Z",
+         "properties": {"latitude": 40.7412, "longitude": -73.9896}},
+        {"type": "track", "userId": "ben", "event": "Location Updated", "timestamp": "2026-03-02T09:01:00Z",
+         "properties": {"latitude": 40.7001, "longitude": -74.0101}},
+    ])
+    done = run(["--journeys", "near.yaml", "--events", str(events), "--json", "--places", "places.csv"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    messages, _summary = parse(done.stdout)
+    assert [(m["user_id"], m["template"]) for m in messages] == [("ada", "store-nearby")]
+    # Without the places file, catalog places select nothing: no geofence to enter.
+    done = run(["--journeys", "near.yaml", "--events", str(events), "--json"], env, tmp_path)
+    assert parse(done.stdout)[0] == []
+    (tmp_path / "bad.csv").write_text("id,name,latitude,longitude\nx,X,95,0\n")
+    done = run(["--journeys", "near.yaml", "--events", str(events), "--places", "bad.csv"], env, tmp_path)
+    assert done.returncode == 1
+    assert "--places bad.csv: line 2: latitude must be between -90 and 90, not 95.0" in done.stderr

@@ -294,6 +294,7 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per planned message, then a summary line.")] = False,
     horizon: Annotated[str, typer.Option(metavar="DURATION", help="After the last event, keep firing timers this long (30d; 0 for none).")] = "30d",
     limit: Annotated[int, typer.Option(metavar="N", min=0, help="Planned messages shown in the table (all are counted).")] = 50,
+    places: Annotated[Optional[str], typer.Option("--places", metavar="FILE", help="A places catalog file (as `catalog import places` reads) for location triggers with catalog_places.")] = None,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
     from nudgeflow.model.journeys import duration_ms
@@ -322,8 +323,9 @@ def simulate(
         raise _fail("no simulation: fix the journeys above") from exc
     if not loaded:
         raise _fail("no journeys to simulate")
+    catalog_places = _places_file(places) if places is not None else []
     try:
-        report = replay_file(loaded, events, horizon_ms=horizon_ms, console=err)
+        report = replay_file(loaded, events, horizon_ms=horizon_ms, console=err, places=catalog_places)
     except OSError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
@@ -338,6 +340,26 @@ def simulate(
         out.print(totals_line(report), highlight=False)
     if report.bad_lines:
         raise typer.Exit(2)
+
+
+def _places_file(path: str) -> list[dict[str, object]]:
+    """A places catalog file read and checked as `catalog import places` would, without a
+    database; a bad row is an error naming it (a simulation should not quietly lose a store)."""
+    from nudgeflow.store.catalog import CatalogError, RowError, check_row, detect_format, parse_rows
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        rows = []
+        for where, raw in parse_rows(text, detect_format(text, path)):
+            if isinstance(raw, RowError):
+                raise _fail(f"--places {path}: {where}: {raw}")
+            try:
+                rows.append(check_row("places", raw))
+            except RowError as exc:
+                raise _fail(f"--places {path}: {where}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, CatalogError) as exc:
+        raise _fail(f"--places {path}: {exc}") from exc
+    return rows
 
 
 @app.command()

@@ -16,7 +16,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Sequence
+from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
 import orjson
 from rich.console import Console
@@ -154,12 +154,13 @@ def replay_file(
     max_event_bytes: int = Settings.max_event_bytes,
     stdin: IO[bytes] | None = None,
     engine: Any = None,
+    places: Sequence[Mapping[str, Any]] = (),
 ) -> ReplayReport:
     """Replay a JSON Lines file (or standard input for "-") through the journeys, then fire
     timers up to the last event + `horizon_ms`. Bad lines are reported and skipped.
     `engine` replaces the core (the benchmark measures the simulator's own cost with it)."""
     console = console or Console(stderr=True)
-    sim = Simulation(journeys, engine=engine)
+    sim = Simulation(journeys, engine=engine, places=places)
     report = ReplayReport(sim)
     spool: IO[bytes] | None = None
     if path_or_dash == STDIN:

@@ -31,7 +31,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from nudgeflow.core.catalog import Catalog, JourneyVersion
 from nudgeflow.core.clock import from_ms, to_ms
@@ -277,13 +277,16 @@ class Simulation:
         start_ms: int | None = None,
         *,
         engine: CoreEngine | None = None,
+        places: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         ids = [j.id for j in journeys]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"journey id used twice: {', '.join(duplicates)}")
         self.journeys: dict[str, Journey] = {j.id: j for j in journeys}
-        self.catalog = Catalog(JourneyVersion(j.id, 1, j) for j in journeys)
+        # `places`: a places catalog (id, name, latitude, longitude, attributes) for location
+        # triggers that take theirs from it (`catalog_places`).
+        self.catalog = Catalog((JourneyVersion(j.id, 1, j) for j in journeys), places=places)
         if engine is None:
             from nudgeflow.core.engine import Engine
 
