@@ -122,3 +122,48 @@ def test_without_any_public_url_the_old_default_stays(live: Any, ws: Any, api: h
 
     assert api.put("/api/templates/hello", json={"subject": "Hi", "body": "<p>Hello</p>"}).status_code in (200, 201)
     assert prepare(live.state.engine, _message(ws.workspace_id), "email", to_ms(clock.now())).base == "http://localhost:8000"
+
+
+
+def test_a_change_waits_for_one_in_progress_and_loses_nothing(live: Any, ws: Any, database_url: str) -> None:
+    # Read, change, write of one document: a second change must not read it until the first
+    # commits, or it writes back a document without the first one's key (PostgreSQL; SQLite
+    # has a single writer).
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from nudgeflow.store.workspace_settings import change_settings
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL: concurrent writers")
+    engine = live.state.engine
+    first = engine.connect()
+    tx = first.begin()
+    change_settings(first, ws.workspace_id, {"topics": ["offers"]}, 1)  # not committed yet
+    done: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            with engine.begin() as conn:
+                change_settings(conn, ws.workspace_id, {"links.allowed_domains": ["shop.example"]}, 2)
+            done.append(None)
+        except BaseException as exc:  # reported below
+            done.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    deadline = time.monotonic() + 20
+    with engine.connect() as watcher:  # until the second change waits on a lock
+        while not watcher.execute(text("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND datname = current_database()")).scalar():
+            assert time.monotonic() < deadline and thread.is_alive(), done
+            time.sleep(0.01)  # polling another session's state, with a deadline
+    tx.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert done == [None]
+    with engine.connect() as conn:
+        doc = workspace_settings.get_all(conn, ws.workspace_id)
+    assert doc["topics"] == ["offers"] and doc["links"] == {"allowed_domains": ["shop.example"]}

@@ -159,7 +159,11 @@ def change_settings(conn: Connection, workspace_id: str, changes: dict[str, Any]
     """Apply `changes` ({key: value}, None clears) through the registry's checks, all or
     nothing: raises SettingError naming the first key that is wrong, writing nothing."""
     from nudgeflow.model.workspace_keys import apply_changes, show
+    from nudgeflow.store.schema import workspaces
 
+    # Read, change, write: two changes at once on PostgreSQL must not lose one (the
+    # workspace row is the lock, as for the VAPID keys); SQLite has one writer anyway.
+    conn.execute(select(workspaces.c.id).where(workspaces.c.id == workspace_id).with_for_update())
     exists, data = load_document(conn, workspace_id)
     updated = apply_changes(data, changes)
     if updated != data:
