@@ -118,3 +118,33 @@ def test_a_person_belongs_to_the_group_of_their_latest_call(server: tuple[LiveSe
         assert context["group"] == {"id": "globex", "plan": "free"}
         assert groups_store.get_group(conn, ws.workspace_id, "acme")["traits"] == {  # type: ignore[index]
             "plan": "enterprise", "seats": 5}
+
+
+QUIET = {
+    "id": "quiet-accounts",
+    "name": "Quiet enterprise accounts",
+    "trigger": {"type": "inactivity", "events": ["Application Opened"], "window": "1d"},
+    "entry": {"filter": [{"trait": "group.plan", "op": "eq", "value": "enterprise"}]},
+    "steps": {"nudge": {"type": "send", "channel": "log", "template": "come-back"}},
+}
+
+
+def test_a_backfill_at_publish_reads_the_stored_group_traits(server: tuple[LiveServer, VirtualClock]) -> None:
+    """People already quiet enter at publish (the backfill): the entry filter sees the
+    group's traits that another member's call set, not only the person's own call."""
+    srv, clock = server
+    ws = srv.workspace()
+    runtime = srv.state.runtime
+    with srv.client(auth=(ws.write_key, "")) as client:
+        for body in ({"userId": "ada", "groupId": "acme", "traits": {"plan": "enterprise"}},
+                     {"userId": "bob", "groupId": "acme"},
+                     {"userId": "cy", "groupId": "initech", "traits": {"plan": "free"}}):
+            assert client.post("/v1/group", json=body).status_code == 200
+    runtime.run_until_idle()
+    clock.advance(timedelta(days=2))
+    now = to_ms(clock.now())
+    with srv.state.engine.begin() as conn:
+        journey_store.apply_draft(conn, ws.workspace_id, Journey.model_validate(QUIET), now)
+        journey_store.publish(conn, ws.workspace_id, "quiet-accounts", now)
+    runtime.run_until_idle()
+    assert sorted(key for key, _template in sent(srv)) == ["u:ada", "u:bob"]

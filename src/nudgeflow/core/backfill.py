@@ -138,7 +138,7 @@ def _inactivity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, past
 
 
 def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, past: Past) -> None:
-    scope = Scope(turn.state.traits, turn.now_ms, turn.state.history)
+    scope = Scope(turn.state.traits, turn.now_ms, turn.state.history, group=turn.state.group_traits)
     matching = [props for _ts, props in past.events.get(trigger.event, [])
                 if filters_match(trigger.where, props, scope)]
     counters = turn.state.counters

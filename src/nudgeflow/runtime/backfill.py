@@ -28,6 +28,7 @@ from nudgeflow.core.engine import Engine
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.journeys import InactivityTrigger, Journey, duration_ms
 from nudgeflow.runtime.processor import DecisionBatch, EngineCache, RuntimeStats
+from nudgeflow.store.groups import refresh_group_traits
 from nudgeflow.store import backfill as store
 from nudgeflow.store import journeys as journey_store
 
@@ -75,6 +76,7 @@ def backfill_batch(
     ids = [pid for pid, _ in rows]
     pasts = _pasts(conn, catalog, jv, rows, now_ms)  # type: ignore[arg-type]
     batch = DecisionBatch(conn, engines, stats, ids)
+    refresh_group_traits(conn, batch.states, {pid: job.workspace_id for pid in ids})  # `group.*` as stored
     entered = 0
     for pid, _created in rows:
         before = _entries(batch.states.get(pid), job.journey_id)
