@@ -8,6 +8,7 @@ backfill (only what happens from now on counts).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import orjson
@@ -33,6 +34,8 @@ def plan_publish(engine: Engine, workspace_id: str, journey_id: str, now_ms: int
     from nudgeflow.runtime.backfill import preview
     from nudgeflow.store import journeys as store
 
+    _yield_cpu()
+
     with engine.connect() as conn:
         info = store.get_journey(conn, workspace_id, journey_id)
         if info is None or not info["draft_changed"] or info["status"] == "archived":
@@ -43,6 +46,15 @@ def plan_publish(engine: Engine, workspace_id: str, journey_id: str, now_ms: int
             return None
         seen = preview(conn, workspace_id, draft, now_ms)
     return PublishPlan(seen.profiles, seen.entering)
+
+
+def _yield_cpu() -> None:
+    """The count reads every profile: at a lower CPU priority, so that a server on the same
+    machine keeps answering while it runs (the publish that follows is short)."""
+    try:
+        os.nice(5)
+    except (AttributeError, OSError):  # not on this platform, or not allowed: count anyway
+        pass
 
 
 def refusal(journey_id: str, plan: PublishPlan, confirm_above: int) -> str:

@@ -39,6 +39,9 @@ BACKFILL_BATCH = 500  # profiles per transaction (the stage shrinks it to the ti
 # backfill is a long run of them) and still short beside ingest's latency target, since
 # ingest's commits wait behind it on the one writer thread.
 BACKFILL_BUDGET_MS = 40.0
+# The engine loop rests this many times a batch's duration after it (when no events or
+# timers wait): the backfill's decisions hold the interpreter, and the request threads need it.
+BACKFILL_PAUSE = 0.5
 
 
 def _job(conn: Connection, now_ms: int) -> store.Backfill | None:
@@ -183,4 +186,4 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
     return Preview(looked, entering)
 
 
-__all__ = ["BACKFILL_BATCH", "BACKFILL_BUDGET_MS", "Preview", "backfill_batch", "preview", "skip_profile"]
+__all__ = ["BACKFILL_BATCH", "BACKFILL_BUDGET_MS", "BACKFILL_PAUSE", "Preview", "backfill_batch", "preview", "skip_profile"]

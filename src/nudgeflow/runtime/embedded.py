@@ -47,7 +47,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.runtime import sql
-from nudgeflow.runtime.backfill import BACKFILL_BATCH, BACKFILL_BUDGET_MS, backfill_batch, skip_profile
+from nudgeflow.runtime.backfill import BACKFILL_BATCH, BACKFILL_BUDGET_MS, BACKFILL_PAUSE, backfill_batch, skip_profile
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
 from nudgeflow.runtime.effects_writer import FAILED, PENDING
 from nudgeflow.runtime.processor import (
@@ -530,7 +530,9 @@ class EmbeddedRuntime:
                 with self._engine_turn:
                     _, more_events = events.drain(self.runner, max_batches=10)
                     _, more_timers = timers.drain(self.runner, max_batches=10)
+                    began = time.perf_counter()
                     _, more_backfill = self._backfill.drain(self.runner, max_batches=1)
+                    backfill_took = time.perf_counter() - began
                     more_timers = more_timers or more_backfill
                 outage = 0
             except OUTAGE as exc:
@@ -545,6 +547,10 @@ class EmbeddedRuntime:
                 log.exception("engine loop error")
                 self._pause(1.0)
                 continue
+            if more_backfill and not (more_events or more_timers):
+                # A backfill is long and all Python: paused as long as its batch took, so that
+                # the request threads get the interpreter (and ingest its commits) half the time.
+                self._pause(backfill_took * BACKFILL_PAUSE)
             # Linger only after a round that caught up: a backlog is drained without pauses.
             ended = 0.0 if (more_events or more_timers) else time.monotonic()
             if self.stats.messages_queued + self.stats.messages_failed_at_decision != queued_before:
