@@ -268,7 +268,7 @@ def test_keys_create_list_revoke(live: LiveServer, ws: NewWorkspace) -> None:
 
 
 def test_unreadable_identity_settings_are_a_503_never_a_500_and_store_nothing(live: LiveServer, ws: NewWorkspace) -> None:
-    from sqlalchemy import update
+    from sqlalchemy import delete, update
 
     from nudgeflow.store.schema import workspace_settings
 
@@ -277,11 +277,17 @@ def test_unreadable_identity_settings_are_a_503_never_a_500_and_store_nothing(li
         conn.execute(update(workspace_settings).where(workspace_settings.c.workspace_id == ws.workspace_id)
                      .values(settings="nf1:not-a-token-any-key-opens"))
     live.state.identity.forget(ws.workspace_id)
-    before = counts(live, ws)
-    with live.client(auth=(ws.write_key, "")) as client:
-        answer = client.post("/v1/identify", json={"userId": "u", "traits": {"email": "u@example.com"}})
-        assert answer.status_code == 503 and answer.json()["code"] == "unavailable"
-        assert "not-a-token" not in answer.text
-        # Calls that need no proof do not read the settings at all.
-        assert client.post("/v1/track", json={"userId": "u", "event": "E"}).status_code == 200
-    assert counts(live, ws)["events"] == before["events"] + 1
+    try:
+        before = counts(live, ws)
+        with live.client(auth=(ws.write_key, "")) as client:
+            answer = client.post("/v1/identify", json={"userId": "u", "traits": {"email": "u@example.com"}})
+            assert answer.status_code == 503 and answer.json()["code"] == "unavailable"
+            assert "not-a-token" not in answer.text
+            # Calls that need no proof do not read the settings at all.
+            assert client.post("/v1/track", json={"userId": "u", "event": "E"}).status_code == 200
+        assert counts(live, ws)["events"] == before["events"] + 1
+    finally:
+        # On PostgreSQL the tests share one database, whose every workspace a starting
+        # server checks it can open: leave no unreadable settings behind.
+        with live.state.engine.begin() as conn:
+            conn.execute(delete(workspace_settings).where(workspace_settings.c.workspace_id == ws.workspace_id))

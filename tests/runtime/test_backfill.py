@@ -83,6 +83,22 @@ def test_people_already_quiet_enter_at_publish_and_the_others_when_their_window_
     assert [(j.version, j.status, j.entered) for j in jobs(h)] == [(1, "done", 1), (2, "done", 0)]
 
 
+def test_people_who_appear_after_the_publish_are_the_live_journeys_alone(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    quiet_and_recent(h, rt)
+    publish(h, winback())
+    h.identify("cleo", plan="free")  # appears before the backfill has walked anyone
+    rt.run_until_idle()
+    [job] = jobs(h)
+    assert job.profiles_done == 2  # ada and bob; cleo is not walked
+    cleo = h.profile_id("cleo")
+    # The live journey armed her one inactivity timer from her identify.
+    assert len([t for t in h.timers() if t.key == "idle:winback" and t.profile_id == cleo]) == 1
+    h.clock.advance(timedelta(days=30))
+    rt.run_until_idle()
+    assert entered(h).count(cleo) == 1
+
+
 def test_from_now_opts_out_of_the_backfill(h: Harness) -> None:
     rt = h.runtime(engines=EngineCache())
     quiet_and_recent(h, rt)
@@ -124,11 +140,12 @@ def test_date_traits_already_held_schedule_their_timer_at_publish(h: Harness) ->
     h.identify("ada", trial_ends_at="2026-01-10", timezone="UTC")
     h.identify("bob", plan="free")
     rt.run_until_idle()
+    h.clock.advance(timedelta(seconds=1))  # a publish comes after the people it looks at
     publish(h, {"id": "trial", "name": "Trial", "steps": MARK,
                 "trigger": {"type": "date_relative", "trait": "trial_ends_at", "offset": "-1d", "at": "09:00"}})
     rt.run_until_idle()
     timers = [(t.profile_id, t.due_at_ms) for t in h.timers() if t.key == "date:trial"]
-    assert timers == [(h.profile_id("ada"), to_ms(h.clock.now().replace(day=9, hour=9)))]
+    assert timers == [(h.profile_id("ada"), to_ms(h.clock.now().replace(day=9, hour=9, minute=0, second=0, microsecond=0)))]
     h.clock.advance(timedelta(days=9))
     rt.run_until_idle()
     assert entered(h, "trial") == [h.profile_id("ada")]
@@ -140,6 +157,7 @@ def test_milestones_count_what_was_done_before_the_publish(h: Harness) -> None:
         h.track("ada", "Order Completed")
     h.track("bob", "Order Completed")
     rt.run_until_idle()
+    h.clock.advance(timedelta(seconds=1))  # a publish comes after the people it looks at
     publish(h, {"id": "third", "name": "Third order", "steps": MARK,
                 "trigger": {"type": "milestone", "event": "Order Completed", "count": 3}})
     rt.run_until_idle()

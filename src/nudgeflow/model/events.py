@@ -279,7 +279,7 @@ def normalize(
     if user_id is None and anonymous_id is None:
         raise InvalidEvent(at("userId"), "either userId or anonymousId is required", index)
     # These become indexed text columns, and PostgreSQL text cannot hold a NUL character.
-    for name in ("userId", "anonymousId", "messageId", "previousId", "event", "name"):
+    for name in ("userId", "anonymousId", "messageId", "previousId", "groupId", "event", "name"):
         value = message.get(name)
         if isinstance(value, str) and "\x00" in value:
             raise InvalidEvent(at(name), "must not contain a NUL (\\u0000) character", index)

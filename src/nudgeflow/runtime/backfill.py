@@ -72,7 +72,7 @@ def backfill_batch(
     jv = catalog.live.get(job.journey_id) if catalog is not None else None
     if jv is None or jv.version != job.version or not hasattr(engine, "on_backfill"):
         return 0  # an engine that does not run this version (yet): nothing to decide with
-    rows = store.profiles_after(conn, job.workspace_id, job.position, max_profiles)
+    rows = store.profiles_after(conn, job.workspace_id, job.position, max_profiles, job.created_at_ms)
     if not rows:
         store.advance(conn, job, job.position, 0, 0, now_ms, finished=True)
         return 0
@@ -107,7 +107,7 @@ def skip_profile(conn: Connection, clock: Clock) -> str | None:
     job = _job(conn, now_ms)
     if job is None:
         return None
-    rows = store.profiles_after(conn, job.workspace_id, job.position, 1)
+    rows = store.profiles_after(conn, job.workspace_id, job.position, 1, job.created_at_ms)
     if not rows:
         store.advance(conn, job, job.position, 0, 0, now_ms, finished=True)
         return None

@@ -142,13 +142,23 @@ def decided(conn: Connection) -> Decided:
     return Decided(int(row.position or 0), tuple(gaps))
 
 
-def profiles_after(conn: Connection, workspace_id: str, position: str, limit: int) -> list[tuple[str, int]]:
-    """The next `limit` profiles of the workspace after `position` in id order: (id, created_at_ms)."""
-    rows = conn.execute(
-        select(profiles.c.id, profiles.c.created_at_ms)
-        .where(profiles.c.workspace_id == workspace_id, profiles.c.id > position)
-        .order_by(profiles.c.id).limit(limit)
+def profiles_after(
+    conn: Connection, workspace_id: str, position: str, limit: int, created_before_ms: int | None = None
+) -> list[tuple[str, int]]:
+    """The next `limit` profiles of the workspace after `position` in id order: (id, created_at_ms).
+
+    `created_before_ms`: only the people who existed before then (a backfill's publish). Ids
+    are not in creation order, so without it a backfill still walking would also take people
+    who appeared at or after the publish, whom the live journey already follows from their
+    first event: it would decide them a second way (an inactivity timer from their creation,
+    say, beside the live one). Strictly before: a person created in the publish's very
+    millisecond is the live journey's too (their first event reaches it)."""
+    query = select(profiles.c.id, profiles.c.created_at_ms).where(
+        profiles.c.workspace_id == workspace_id, profiles.c.id > position
     )
+    if created_before_ms is not None:
+        query = query.where(profiles.c.created_at_ms < created_before_ms)
+    rows = conn.execute(query.order_by(profiles.c.id).limit(limit))
     return [(pid, int(created)) for pid, created in rows]
 
 
