@@ -81,6 +81,28 @@ def _engine(settings: Settings, migrate_sqlite: bool = True):  # type: ignore[no
     return engine
 
 
+def open_workspace(database: str | None, workspace_id: str):  # type: ignore[no-untyped-def]
+    """An engine on the database once the workspace is known to exist (else exit 1 naming it):
+    what every command on one workspace starts with."""
+    from nudgeflow.store import journeys as store
+
+    engine = _engine(_settings(database))
+    try:
+        with engine.connect() as conn:
+            store.require_workspace(conn, workspace_id)
+    except store.JourneyError as exc:
+        engine.dispose()
+        raise _fail(str(exc)) from exc
+    return engine
+
+
+def now_ms() -> int:
+    """The wall clock, for commands (the server and the engine take an injected clock)."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+
+    return to_ms(SystemClock().now())
+
+
 @app.command()
 def serve(
     database: DatabaseOpt = None,

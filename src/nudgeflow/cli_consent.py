@@ -22,22 +22,14 @@ _Channel = Annotated[str, typer.Option("--channel", "-c", help="The channel the 
 
 def _open(database: str | None, workspace: str):  # type: ignore[no-untyped-def]
     from nudgeflow import cli
-    from nudgeflow.store import journeys as store
 
-    engine = cli._engine(cli._settings(database))
-    try:
-        with engine.connect() as conn:
-            store.require_workspace(conn, workspace)
-    except store.JourneyError as exc:
-        engine.dispose()
-        raise cli._fail(str(exc)) from exc
-    return engine
+    return cli.open_workspace(database, workspace)
 
 
 def _now_ms() -> int:
-    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow import cli
 
-    return to_ms(SystemClock().now())
+    return cli.now_ms()
 
 
 @suppressions_app.command("add")

@@ -22,16 +22,8 @@ _Ref = Annotated[str, typer.Argument(metavar="ID", help="A profile id, userId or
 
 def _open(database: str | None, workspace: str):  # type: ignore[no-untyped-def]
     from nudgeflow import cli
-    from nudgeflow.store import journeys as store
 
-    engine = cli._engine(cli._settings(database))
-    try:
-        with engine.connect() as conn:
-            store.require_workspace(conn, workspace)
-    except store.JourneyError as exc:
-        engine.dispose()
-        raise cli._fail(str(exc)) from exc
-    return engine
+    return cli.open_workspace(database, workspace)
 
 
 def _resolve(engine, workspace: str, ref: str) -> str:  # type: ignore[no-untyped-def]

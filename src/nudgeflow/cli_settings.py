@@ -63,22 +63,14 @@ def serve_public_url(settings: Settings, option: str | None, dev: bool) -> str |
 
 def _open(database: str | None, workspace_id: str):  # type: ignore[no-untyped-def]
     from nudgeflow import cli
-    from nudgeflow.store import journeys as store
 
-    engine = cli._engine(cli._settings(database))
-    try:
-        with engine.connect() as conn:
-            store.require_workspace(conn, workspace_id)
-    except store.JourneyError as exc:
-        engine.dispose()
-        raise cli._fail(str(exc)) from exc
-    return engine
+    return cli.open_workspace(database, workspace_id)
 
 
 def _now_ms() -> int:
-    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow import cli
 
-    return to_ms(SystemClock().now())
+    return cli.now_ms()
 
 
 def _print(shown: dict[str, Any], as_json: bool) -> None:

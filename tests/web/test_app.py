@@ -49,7 +49,13 @@ def test_healthz_answers_200_when_ready(live: LiveServer) -> None:
         response = client.get("/healthz")
     assert response.status_code == 200
     # No SMTP server and no push in use: both go to the log channel, and health says so.
-    assert response.json() == {"status": "ok", "channels_not_configured": ["email", "push"]}
+    # (On PostgreSQL the tests share one database, where other tests' workspaces set up
+    # SMTP and push: a channel some workspace set up is configured.)
+    body = response.json()
+    if live.state.settings.is_sqlite:
+        assert body == {"status": "ok", "channels_not_configured": ["email", "push"]}
+    else:
+        assert body["status"] == "ok" and set(body["channels_not_configured"]) <= {"email", "push"}
 
 
 def test_healthz_answers_503_until_started_and_after_stopping(settings: Settings) -> None:

@@ -140,7 +140,9 @@ def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(ap
     # other test runs; such a pause hits any thread), never by the render's seconds.
     slow = [t for t in latencies if t >= 0.1]
     assert len(slow) <= 1 and max(latencies) < 0.5, sorted(latencies)[-5:]
-    assert sorted(latencies)[len(latencies) // 2] < 0.02
+    # The typical probe is far below the bound (a few ms on a quiet machine; the render gives
+    # up the interpreter every 2 ms), which a frozen loop would not be.
+    assert sorted(latencies)[len(latencies) // 2] < 0.05
 
 
 def test_the_render_budget_is_a_setting(settings: Any, clock: Any) -> None:
