@@ -61,6 +61,8 @@ profiles = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Index("ix_profiles_workspace_user", "workspace_id", "user_id"),
+    # A backfill walks a workspace's people in id order, a batch at a time.
+    Index("ix_profiles_workspace_id", "workspace_id", "id"),
 )
 
 # One row per id a profile is known by: key "u:<userId>" or "a:<anonymousId>".
