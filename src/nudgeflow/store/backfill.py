@@ -168,6 +168,31 @@ def count_profiles(conn: Connection, workspace_id: str) -> int:
     ).scalar_one())
 
 
+def quiet_profiles(
+    conn: Connection, workspace_id: str, activity_names: Iterable[str] | None, cutoff_ms: int, seen: Decided
+) -> list[tuple[str, int]]:
+    """The workspace's people whose latest decided activity (of these names; None: any event)
+    is at or before cutoff_ms, or who have none and were created by then: (id, created_at_ms).
+
+    One statement, the test done by the database: for each profile a seek on
+    (profile_id, timestamp_ms) for an activity after the cutoff, so it costs one index probe
+    per person rather than reading everyone's events (a preview's count, before a publish)."""
+    def activity(*where: Any) -> Any:
+        clause = and_(events.c.profile_id == profiles.c.id, seen.clause(), *where)
+        if activity_names is not None:
+            clause = and_(clause, _names_clause(activity_names))
+        return select(events.c.seq).where(clause).exists()
+
+    query = select(profiles.c.id, profiles.c.created_at_ms).where(
+        profiles.c.workspace_id == workspace_id,
+        ~activity(events.c.timestamp_ms > cutoff_ms),
+        # Created after the cutoff: quiet only if stored events (older than the profile row,
+        # as imported history can be) say so.
+        or_(profiles.c.created_at_ms <= cutoff_ms, activity()),
+    ).order_by(profiles.c.id)
+    return [(pid, int(created)) for pid, created in conn.execute(query)]
+
+
 def _names_clause(names: Iterable[str]) -> Any:
     """Events whose engine-side name (the track event's, else the call type) is one of these."""
     names = sorted(set(names))
@@ -182,36 +207,33 @@ def past_of(
     conn: Connection, profile_ids: Sequence[str], activity: bool, activity_names: Iterable[str] | None,
     names: Iterable[str], since_ms: int, seen: Decided,
 ) -> tuple[dict[str, int], dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]]:
-    """Each person's latest activity and stored_events in one pass over their events (the rows are
-    read once): ({profile: latest activity}, {profile: {name: [(ts, properties), …]}})."""
+    """Each person's latest activity (when asked) and their stored_events of these names:
+    ({profile: latest activity}, {profile: {name: [(ts, properties), …]}})."""
     names = sorted(set(names))
-    if not activity:
-        return {}, stored_events(conn, profile_ids, names, since_ms, seen) if names else {}
-    wanted = set(names)
-    counts_as_activity = None if activity_names is None else set(activity_names)
-    last: dict[str, int] = {}
-    stored: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = {}
-    history = _names_clause(names) if names else None
-    activity_clause = None if activity_names is None else _names_clause(activity_names)
+    last = latest_activity(conn, profile_ids, activity_names, seen) if activity else {}
+    return last, stored_events(conn, profile_ids, names, since_ms, seen) if names else {}
+
+
+def latest_activity(
+    conn: Connection, profile_ids: Sequence[str], activity_names: Iterable[str] | None, seen: Decided
+) -> dict[str, int]:
+    """Each person's latest decided event of these names (None: of any name): {profile: ts}.
+
+    Per person, the (profile_id, timestamp_ms) index is walked from the newest event back
+    to the first that counts, usually the first one looked at: a person's whole history is
+    neither read by the database nor sent to Python (a backfill asks this of everyone)."""
+    clause = None if activity_names is None else _names_clause(activity_names)
+    out: dict[str, int] = {}
     for start in range(0, len(profile_ids), _IN_CHUNK):
         chunk = list(profile_ids[start:start + _IN_CHUNK])
-        payload = (events.c.payload if history is None else
-                   case((and_(history, events.c.timestamp_ms > since_ms), events.c.payload), else_=None)) if names else None
-        columns = [events.c.profile_id, events.c.type, events.c.event, events.c.timestamp_ms]
-        stmt = select(*columns, payload if payload is not None else null()).where(
-            events.c.profile_id.in_(chunk), seen.clause())
-        if activity_clause is not None:
-            stmt = stmt.where(or_(activity_clause, history) if history is not None else activity_clause)
-        stmt = stmt.order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
-        for pid, type_, event, ts, body in conn.execute(stmt):
-            name = event if type_ == "track" else type_
-            ts = int(ts)
-            if counts_as_activity is None or name in counts_as_activity:
-                if ts > last.get(pid, -1):
-                    last[pid] = ts
-            if body is not None and name in wanted:
-                stored.setdefault(pid, {}).setdefault(name, []).append((ts, _properties(body)))
-    return last, stored
+        newest = select(events.c.timestamp_ms).where(events.c.profile_id == profiles.c.id, seen.clause())
+        if clause is not None:
+            newest = newest.where(clause)
+        newest = newest.order_by(events.c.timestamp_ms.desc()).limit(1).scalar_subquery()
+        for pid, ts in conn.execute(select(profiles.c.id, newest).where(profiles.c.id.in_(chunk))):
+            if ts is not None:
+                out[pid] = int(ts)
+    return out
 
 
 def _properties(payload: str) -> dict[str, Any]:

@@ -61,8 +61,9 @@ profiles = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Index("ix_profiles_workspace_user", "workspace_id", "user_id"),
-    # A backfill walks a workspace's people in id order, a batch at a time.
-    Index("ix_profiles_workspace_id", "workspace_id", "id"),
+    # A backfill walks a workspace's people in id order, a batch at a time (created_at_ms:
+    # only those created before the publish, from the index alone; migration 0012).
+    Index("ix_profiles_workspace_id", "workspace_id", "id", "created_at_ms"),
 )
 
 # One row per id a profile is known by: key "u:<userId>" or "a:<anonymousId>".
@@ -105,7 +106,9 @@ events = Table(
     Column("received_at_ms", BigInteger, nullable=False),
     Column("payload", Text, nullable=False),
     UniqueConstraint("workspace_id", "message_id", name="uq_events_message"),
-    Index("ix_events_profile_time", "profile_id", "timestamp_ms"),
+    # A person's events in time order; with the names in it, a backfill tests events in
+    # the index and reads only the rows it wants (migration 0012).
+    Index("ix_events_profile_time", "profile_id", "timestamp_ms", "seq", "type", "event"),
     # A seq is never given twice, even after the newest events are erased: the engine's
     # cursor has passed it (SQLite would otherwise reuse the highest rowid; migration 0010).
     sqlite_autoincrement=True,
