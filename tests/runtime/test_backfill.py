@@ -13,7 +13,7 @@ import pytest
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.runtime.backfill import backfill_batch, preview
-from nudgeflow.runtime.processor import EngineCache
+from nudgeflow.runtime.processor import EngineCache, process_events
 from nudgeflow.store import backfill as backfill_store
 from nudgeflow.store import journeys as journey_store
 
@@ -198,6 +198,44 @@ def test_a_backfill_resumes_where_it_stopped_and_enters_each_person_once(h: Harn
     assert sorted(entered(h)) == sorted(h.profile_id(u) for u in ("ada", "bob", "cy", "dee"))
 
 
+def test_the_read_ahead_is_used_while_it_holds_and_read_again_when_it_does_not(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The past a ReadAhead read before the transaction stands in for the batch's own read
+    only while nothing it depends on moved: here the person's latest event is decided in
+    between (the read said quiet, the truth is active), and the batch reads again."""
+    import nudgeflow.runtime.backfill as runtime_backfill
+
+    engines = EngineCache()
+    rt = h.runtime(engines=engines)
+    for user in ("ada", "bob", "cy"):
+        h.track(user, "Session Started")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=8))
+    publish(h, winback())
+    first, second, third = sorted(("ada", "bob", "cy"), key=h.profile_id)  # the backfill's order
+    reads: list[int] = []
+    real = runtime_backfill._read_pasts
+    monkeypatch.setattr(runtime_backfill, "_read_pasts", lambda *a: reads.append(len(a[2])) or real(*a))
+    ahead = runtime_backfill.ReadAhead()
+
+    def batch(conn: Any) -> int:
+        return backfill_batch(conn, engines, h.clock, 1, ahead=ahead)
+
+    assert h.in_transaction(batch) == 1 and reads == [1]  # nothing read ahead yet: its own read
+    with h.db.connect() as conn:
+        ahead.read(conn, h.clock, 1)
+    assert reads == [1, 1]
+    assert h.in_transaction(batch) == 1 and reads == [1, 1]  # the read ahead stood in for it
+    with h.db.connect() as conn:
+        ahead.read(conn, h.clock, 1)  # the third: quiet for 8 days, as read
+    h.track(third, "Session Started")
+    h.in_transaction(lambda conn: process_events(conn, engines, h.clock, 10))
+    assert h.in_transaction(batch) == 1 and reads == [1, 1, 1, 1]  # read again: it is active
+    assert sorted(entered(h)) == sorted(h.profile_id(u) for u in (first, second))
+    assert h.q("SELECT count(*) AS n FROM timers WHERE profile_id = :p", p=h.profile_id(third))[0].n == 1
+
+
 def test_preview_counts_who_would_enter_at_once_and_writes_nothing(h: Harness) -> None:
     rt = h.runtime(engines=EngineCache())
     quiet_and_recent(h, rt)
@@ -213,6 +251,35 @@ def test_preview_counts_who_would_enter_at_once_and_writes_nothing(h: Harness) -
     publish(h, winback(filter=[{"event": "Order Completed", "within": "90d", "op": "eq", "value": 0}]))
     rt.run_until_idle()
     assert sorted(entered(h)) == sorted([h.profile_id("ada"), h.profile_id("bob")])
+
+
+def test_the_previews_quiet_people_are_the_backfills_own(h: Harness) -> None:
+    """The preview picks out the quiet in SQL, the backfill in Python from every event: the
+    same people, over the cases where the two could part (activity of the trigger's names
+    only, imported history older than the profile, a new profile with no such activity)."""
+    rt = h.runtime(engines=EngineCache())
+    twenty_days_ago = (h.clock.now() - timedelta(days=20)).isoformat()
+    h.track("ada", "Session Started")
+    h.track("bob", "Session Started")
+    h.track("eve", "Page Viewed")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=19))
+    h.track("bob", "Page Viewed")  # not one of the trigger's events
+    h.track("dee", "Session Started")
+    h.track("fay", "Page Viewed")  # new, and never active by the trigger's events
+    # New today, with history imported from 20 days ago: quiet by its events.
+    h.send({"type": "track", "userId": "cy", "event": "Session Started", "timestamp": twenty_days_ago})
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=1))
+    definition = winback()
+    definition["trigger"]["events"] = ["Session Started"]
+    with h.db.connect() as conn:
+        seen = preview(conn, h.ws, Journey.model_validate(definition), to_ms(h.clock.now()))
+    publish(h, definition)
+    rt.run_until_idle()
+    expected = sorted(h.profile_id(u) for u in ("ada", "bob", "cy", "eve"))
+    assert sorted(entered(h)) == expected
+    assert (seen.profiles, seen.entering) == (6, 4)
 
 
 def test_events_the_engine_has_not_decided_yet_are_left_to_it(h: Harness) -> None:

@@ -8,7 +8,9 @@ decide for each (Engine.on_backfill, core/backfill.py) exactly as for an event, 
 writes states, runs, messages and timers through the same EffectsBatch, with the
 backfill's new position, in one transaction. A process that dies mid-way resumes after
 the last committed batch; a batch decided twice changes nothing more (the planner leaves
-a person the engine already tracks as they are).
+a person the engine already tracks as they are). The embedded runtime reads each batch's
+past beforehand, outside the writer's transaction (ReadAhead), so that ingest's commits
+do not wait behind the reads.
 
 `preview` is the same decision on copies, written nowhere: how many people would enter
 at once if the draft were published now (`journeys publish` asks for --yes above a count).
@@ -39,9 +41,6 @@ BACKFILL_BATCH = 500  # profiles per transaction (the stage shrinks it to the ti
 # backfill is a long run of them) and still short beside ingest's latency target, since
 # ingest's commits wait behind it on the one writer thread.
 BACKFILL_BUDGET_MS = 40.0
-# The engine loop rests this many times a batch's duration after it (when no events or
-# timers wait): the backfill's decisions hold the interpreter, and the request threads need it.
-BACKFILL_PAUSE = 0.5
 
 
 def _job(conn: Connection, now_ms: int) -> store.Backfill | None:
@@ -57,12 +56,67 @@ def _job(conn: Connection, now_ms: int) -> store.Backfill | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A batch's profiles and past, read before the writer's transaction (ReadAhead)."""
+
+    key: tuple[str, str, int, str]  # workspace, journey, version, position
+    rows: list[tuple[str, int]]
+    seen: store.Decided
+    needs: planner.Needs
+    now_ms: int
+    pasts: dict[str, planner.Past]
+
+
+class ReadAhead:
+    """Reads the next batch's past on a connection of its own, before the batch's transaction.
+
+    Reading people's stored events is most of a backfill batch. Done inside the batch's
+    transaction it runs on the one writer thread, and every ingest commit waits behind it;
+    read beforehand, on the engine's thread, it holds nobody up (SQLite reads beside the
+    writer under WAL, and steps without the GIL). The transaction then checks that what was
+    read still holds (the same job position, the same people, the same decided events, the
+    same needs of the catalog) and reads it again itself when it does not: this is only
+    ever a shortcut, never a second source of truth. Nothing but the engine's own thread
+    decides events, and it is the one running the backfill, so the check nearly always passes.
+    """
+
+    def __init__(self) -> None:
+        self._needs: dict[tuple[str, str, int], planner.Needs] = {}  # as the last batch computed them
+        self._read: _Read | None = None
+
+    def read(self, conn: Connection, clock: Clock, max_profiles: int) -> None:
+        self._read = None
+        now_ms = to_ms(clock.now())
+        job = next((j for j in store.pending(conn) if (j.workspace_id, j.journey_id, j.version) in self._needs), None)
+        if job is None:
+            return  # none the last batch knew: the batch reads for itself
+        needs = self._needs[(job.workspace_id, job.journey_id, job.version)]
+        rows = store.profiles_after(conn, job.workspace_id, job.position, max_profiles, job.created_at_ms)
+        if not rows:
+            return
+        seen = store.decided(conn)
+        pasts = _read_pasts(conn, needs, rows, now_ms, seen)
+        self._read = _Read((job.workspace_id, job.journey_id, job.version, job.position), rows, seen, needs, now_ms, pasts)
+
+    def take(self) -> _Read | None:
+        read, self._read = self._read, None
+        return read
+
+    def remember(self, job: store.Backfill, needs: planner.Needs) -> None:
+        if len(self._needs) > 100:
+            self._needs.clear()
+        self._needs[(job.workspace_id, job.journey_id, job.version)] = needs
+
+
 def backfill_batch(
     conn: Connection, engines: EngineCache, clock: Clock, max_profiles: int = BACKFILL_BATCH,
-    stats: RuntimeStats | None = None,
+    stats: RuntimeStats | None = None, ahead: ReadAhead | None = None,
 ) -> int:
-    """Decide the next batch of the oldest pending backfill; returns the profiles handled."""
+    """Decide the next batch of the oldest pending backfill; returns the profiles handled.
+    `ahead`: what a ReadAhead read for this batch, used when it still holds."""
     stats = stats if stats is not None else RuntimeStats()
+    read = ahead.take() if ahead is not None else None
     now_ms = to_ms(clock.now())
     job = _job(conn, now_ms)
     if job is None:
@@ -72,12 +126,20 @@ def backfill_batch(
     jv = catalog.live.get(job.journey_id) if catalog is not None else None
     if jv is None or jv.version != job.version or not hasattr(engine, "on_backfill"):
         return 0  # an engine that does not run this version (yet): nothing to decide with
+    needs = planner.needs(catalog, jv)  # type: ignore[arg-type]
+    if ahead is not None:
+        ahead.remember(job, needs)
     rows = store.profiles_after(conn, job.workspace_id, job.position, max_profiles, job.created_at_ms)
     if not rows:
         store.advance(conn, job, job.position, 0, 0, now_ms, finished=True)
         return 0
     ids = [pid for pid, _ in rows]
-    pasts = _pasts(conn, catalog, jv, rows, now_ms)  # type: ignore[arg-type]
+    seen = store.decided(conn)
+    if (read is not None and read.key == (job.workspace_id, job.journey_id, job.version, job.position)
+            and read.rows == rows and read.seen == seen and read.needs == needs):
+        pasts, now_ms = read.pasts, read.now_ms  # decided as of the time it was read
+    else:
+        pasts = _read_pasts(conn, needs, rows, now_ms, seen)
     batch = DecisionBatch(conn, engines, stats, ids)
     refresh_group_traits(conn, batch.states, {pid: job.workspace_id for pid in ids})  # `group.*` as stored
     entered = 0
@@ -121,14 +183,12 @@ def _entries(state: ProfileState | None, journey_id: str) -> int:
     return int(state.entries.get(journey_id, {}).get("count", 0))
 
 
-def _pasts(
-    conn: Connection, catalog: Catalog, jv: JourneyVersion, rows: list[tuple[str, int]], now_ms: int
+def _read_pasts(
+    conn: Connection, needs: planner.Needs, rows: list[tuple[str, int]], now_ms: int, seen: store.Decided
 ) -> dict[str, planner.Past]:
     """What the store holds of these people's past: only events the engine has decided
-    (store.decided); the later ones reach the journey as it is live now."""
-    needs = planner.needs(catalog, jv)
+    (`seen`); the later ones reach the journey as it is live now."""
     ids = [pid for pid, _ in rows]
-    seen = store.decided(conn)
     last, stored = store.past_of(conn, ids, needs.activity, needs.activity_names, needs.names,
                                  now_ms - needs.lookback_ms, seen)
     return {pid: planner.Past(created, last.get(pid), stored.get(pid, {})) for pid, created in rows}
@@ -147,7 +207,8 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
     """How many people would enter `journey` at once if it went live now with a backfill.
 
     The backfill's own decision, on copies of the states, with the journey as it would be
-    live; nothing is written. Reads every profile of the workspace in batches."""
+    live; nothing is written. The database picks out who is already quiet for the
+    trigger's window (one index probe per person); only they are read and decided."""
     if not isinstance(journey.trigger, InactivityTrigger):
         # Only the already quiet enter at once (core/backfill.py): other triggers arm timers,
         # seed histories and counts, and start runs later.
@@ -161,19 +222,17 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
     engine = Engine(catalog)
     seen = store.decided(conn)
     needs = planner.needs(catalog, jv)
-    position, looked, entering = "", 0, 0
-    while True:
-        rows = store.profiles_after(conn, workspace_id, position, batch)
-        if not rows:
-            break
-        looked += len(rows)
-        position = rows[-1][0]
-        last, _ = store.past_of(conn, [pid for pid, _ in rows], True, needs.activity_names, (), 0, seen)
-        # Only who has been quiet for the window can enter at once: the rest are not read further.
-        rows = [(pid, created) for pid, created in rows if last.get(pid, created) + window <= now_ms]
+    looked = store.count_profiles(conn, workspace_id)
+    # Only who has been quiet for the window can enter at once: the database finds them, and
+    # only they are read further and decided.
+    quiet = store.quiet_profiles(conn, workspace_id, needs.activity_names, now_ms - window, seen)
+    entering = 0
+    for start in range(0, len(quiet), batch):
+        rows = quiet[start:start + batch]
         ids = [pid for pid, _ in rows]
         docs = store.read_states(conn, ids)
-        _, stored = store.past_of(conn, ids, False, None, needs.names, now_ms - needs.lookback_ms, seen)
+        last, stored = store.past_of(conn, ids, True, needs.activity_names, needs.names,
+                                     now_ms - needs.lookback_ms, seen)
         for pid, created in rows:
             state = ProfileState.from_json(pid, docs.get(pid))
             before = _entries(state, journey.id)
@@ -186,4 +245,6 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
     return Preview(looked, entering)
 
 
-__all__ = ["BACKFILL_BATCH", "BACKFILL_BUDGET_MS", "BACKFILL_PAUSE", "Preview", "backfill_batch", "preview", "skip_profile"]
+__all__ = [
+    "BACKFILL_BATCH", "BACKFILL_BUDGET_MS", "Preview", "ReadAhead", "backfill_batch", "preview", "skip_profile",
+]

@@ -47,7 +47,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.runtime import sql
-from nudgeflow.runtime.backfill import BACKFILL_BATCH, BACKFILL_BUDGET_MS, BACKFILL_PAUSE, backfill_batch, skip_profile
+from nudgeflow.runtime.backfill import (
+    BACKFILL_BATCH, BACKFILL_BUDGET_MS, ReadAhead, backfill_batch, skip_profile,
+)
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
 from nudgeflow.runtime.effects_writer import FAILED, PENDING
 from nudgeflow.runtime.processor import (
@@ -115,9 +117,13 @@ class _Stage:
         set_aside: Callable[[Connection], str | None],
         batch: int,
         budget_ms: float | None = None,
+        before: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
         self.work = work
+        # Run on the caller's thread before each batch's transaction, with the batch size
+        # (the backfill reads its next batch's past there: runtime/backfill.py, ReadAhead).
+        self.before = before
         self.set_aside = set_aside
         self.batch = max(1, batch)
         self.size = self.batch
@@ -132,6 +138,8 @@ class _Stage:
         """Items handled by one batch, or RETRY when the batch failed and was dealt with."""
         size = self.size
         took = [0.0]
+        if self.before is not None:
+            self.before(size)
 
         def job(conn: Connection) -> int:
             start = time.perf_counter()
@@ -226,6 +234,7 @@ class EmbeddedRuntime:
             self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts, lease_s=settings.dispatch_lease_seconds),
             self.stats,
         )
+        self._ahead = ReadAhead()
         self._engine_wake = threading.Event()
         self._dispatch_wake = threading.Event()
         self._stopping = threading.Event()
@@ -266,10 +275,11 @@ class EmbeddedRuntime:
         # round's events and timers, each a writer job within the same time budget.
         self._backfill = _Stage(
             "backfill",
-            lambda conn, n: backfill_batch(conn, self.engines, self.clock, n, self.stats),
+            lambda conn, n: backfill_batch(conn, self.engines, self.clock, n, self.stats, self._ahead),
             lambda conn: skip_profile(conn, self.clock),
             BACKFILL_BATCH,
             max(s.engine_batch_ms, BACKFILL_BUDGET_MS),
+            before=self._read_ahead,
         )
 
         def claim(conn: Connection, limit: int) -> int:
@@ -279,6 +289,15 @@ class EmbeddedRuntime:
 
         dispatch.work = claim
         return events, timers, dispatch
+
+    def _read_ahead(self, size: int) -> None:
+        """The backfill's next batch's past, read outside the writer (a shortcut only: on any
+        failure the batch reads it in its own transaction)."""
+        try:
+            with self.engine_db.connect() as conn:
+                self._ahead.read(conn, self.clock, size)
+        except Exception as exc:  # noqa: BLE001 - the batch reads for itself
+            log.debug("backfill read-ahead failed", extra={"error": type(exc).__name__})
 
     def _skip_next_event(self, conn: Connection) -> str | None:
         seq = skip_next_event(conn, to_ms(self.clock.now()))
@@ -530,9 +549,7 @@ class EmbeddedRuntime:
                 with self._engine_turn:
                     _, more_events = events.drain(self.runner, max_batches=10)
                     _, more_timers = timers.drain(self.runner, max_batches=10)
-                    began = time.perf_counter()
                     _, more_backfill = self._backfill.drain(self.runner, max_batches=1)
-                    backfill_took = time.perf_counter() - began
                     more_timers = more_timers or more_backfill
                 outage = 0
             except OUTAGE as exc:
@@ -547,10 +564,6 @@ class EmbeddedRuntime:
                 log.exception("engine loop error")
                 self._pause(1.0)
                 continue
-            if more_backfill and not (more_events or more_timers):
-                # A backfill is long and all Python: paused as long as its batch took, so that
-                # the request threads get the interpreter (and ingest its commits) half the time.
-                self._pause(backfill_took * BACKFILL_PAUSE)
             # Linger only after a round that caught up: a backlog is drained without pauses.
             ended = 0.0 if (more_events or more_timers) else time.monotonic()
             if self.stats.messages_queued + self.stats.messages_failed_at_decision != queued_before:
