@@ -74,6 +74,7 @@ if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/
     sys.path.pop(0)
 
 import argparse
+import os
 import asyncio
 import gc
 import json
@@ -1148,6 +1149,7 @@ class BackfillFigures:
     http_p99_engine: float = 0.0  # after it, while the server's engine ran the backfill
     errors: int = 0
     server_cpu: float = 0.0
+    reused: str = ""  # the prepared database copied instead of built (--backfill-prepared)
 
 
 async def _paced_until(port: int, requests: list[bytes], rate: float, stop: threading.Event,
@@ -1215,19 +1217,39 @@ def run_backfill(directory: Path, args: argparse.Namespace, progress: Progress) 
     task = progress.add_task("backfill: stored events", total=args.backfill_events * 2, info="generating")
     t0 = time.perf_counter()
     server = BackfillServer(directory, "backfill", "", "")
-    db, workspace_id, write_key = new_database(server.db_path)
-    server.write_key, server.workspace_id = write_key, workspace_id
     end_ms = int(time.time() * 1000)
-    work = generate(args.backfill_profiles, args.backfill_events, args.seed + 3,
-                    end_ms - int(args.backfill_span_days * 86_400_000), end_ms, workspace_id, sent=False)
-    progress.update(task, info="stored")
-    load_events(server.db_path, work, workspace_id, lambda n: progress.advance(task, n))
-    del work
-    progress.update(task, info="decided by the engine")
-    run_engine(db, args.backfill_events, args.batch, lambda n: progress.advance(task, n))
-    progress.update(task, info="due timers fired, messages sent")
-    settle(db, server.url)  # as a running server leaves it: nothing due in the background
-    db.dispose()
+    prepared: Path | None = args.backfill_prepared
+    if prepared is not None and prepared.exists():
+        # A database an earlier run prepared (a developer's loop: the setup is most of the
+        # run). Its events end when it was built, not now: fine for comparing code, and the
+        # results say it was reused.
+        meta = json.loads(prepared.with_suffix(".json").read_text())
+        shutil.copyfile(prepared, server.db_path)
+        shutil.copyfile(str(prepared) + ".key", str(server.db_path) + ".key")  # the secret key beside it
+        os.sync()  # the copy's dirty pages written out now, not during the measurement
+        workspace_id, write_key, end_ms = meta["workspace_id"], meta["write_key"], int(meta["end_ms"])
+        figures.reused = f"{prepared} (built {meta['built']})"
+    else:
+        db, workspace_id, write_key = new_database(server.db_path)
+        work = generate(args.backfill_profiles, args.backfill_events, args.seed + 3,
+                        end_ms - int(args.backfill_span_days * 86_400_000), end_ms, workspace_id, sent=False)
+        progress.update(task, info="stored")
+        load_events(server.db_path, work, workspace_id, lambda n: progress.advance(task, n))
+        del work
+        progress.update(task, info="decided by the engine")
+        run_engine(db, args.backfill_events, args.batch, lambda n: progress.advance(task, n))
+        progress.update(task, info="due timers fired, messages sent")
+        settle(db, server.url)  # as a running server leaves it: nothing due in the background
+        db.dispose()
+        if prepared is not None:
+            with sqlite3.connect(server.db_path) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copyfile(server.db_path, prepared)
+            shutil.copyfile(str(server.db_path) + ".key", str(prepared) + ".key")
+            prepared.with_suffix(".json").write_text(json.dumps({
+                "workspace_id": workspace_id, "write_key": write_key, "end_ms": end_ms,
+                "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
+    server.write_key, server.workspace_id = write_key, workspace_id
     load = generate(2_000, 20_000, args.seed + 4, end_ms - 60_000, end_ms, "unused", rows=False)
     figures.setup_seconds = time.perf_counter() - t0
     (directory / "lapsed-buyers.yaml").write_text(LAPSED)
@@ -1313,7 +1335,8 @@ def write_backfill_results(b: BackfillFigures, args: argparse.Namespace, info: d
         f"## Latest backfill run: {info['date']}",
         "",
         f"`{command}`. {b.profiles:,} profiles, {b.events:,} stored events over the last {b.span_days:g} days, decided by "
-        f"the engine beforehand with every example journey live (setup {b.setup_seconds:.0f} s, not measured); "
+        f"the engine beforehand with every example journey live (setup {b.setup_seconds:.0f} s, not measured"
+        f"{'; the prepared database reused from ' + b.reused if b.reused else ''}); "
         "`nudgeflow serve` on SQLite (WAL, synchronous=FULL), default settings. Published: an inactivity journey "
         "(30 days) whose entry filter counts orders in the stored events (180 days).",
         "",
@@ -1694,6 +1717,9 @@ def main() -> None:
     parser.add_argument("--backfill-events", type=int, help="their stored events (default 1,000,000; 50,000 with --quick)")
     parser.add_argument("--backfill-span-days", type=float, default=120.0, help="days of event time the stored events cover")
     parser.add_argument("--backfill-rate", type=float, default=500.0, help="ingest requests/s sent during the backfill")
+    parser.add_argument("--backfill-prepared", type=Path,
+                        help="keep the backfill phase's prepared database here and copy it on later runs instead of "
+                             "building it again (for a developer's loop; a recorded run says it was reused)")
     parser.add_argument("--phases", type=str, default=",".join(PHASES), help=f"which phases to run (default {','.join(PHASES)})")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results file to update (default benchmarks/RESULTS.md)")
