@@ -60,6 +60,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from nudgeflow.demo_traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
+from nudgeflow.model.event_names import MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_LOGGED, MESSAGE_SENT, PUSH_SUBSCRIBED
 from nudgeflow.settings import Settings
 from nudgeflow.web.embedded import ServerStartError, ThreadedServer, serve_in_thread
 
@@ -72,7 +73,7 @@ BATCH_EVENTS = 250
 BATCH_BYTES = 400 * 1024  # under the 500 KB request limit, with room for the envelope
 SINGLE_SHARE = 0.005  # of messages sent one by one to /v1/<type>, as server-side SDKs may
 RESEND = 40  # messages sent a second time to show idempotency
-ENGAGEMENT_EVENTS = ("Message Delivered", "Message Sent", "Message Failed", "Message Logged")
+ENGAGEMENT_EVENTS = (MESSAGE_DELIVERED, MESSAGE_SENT, MESSAGE_FAILED, MESSAGE_LOGGED)
 SHOP_FROM = "shop@nudgeshop.example"  # the From of the demo's emails (the dev inbox accepts any)
 SAMPLE_EMAILS = (  # (journey, template) of the emails shown in full, in this order
     ("cart-abandonment", "cart-1h-your-items"),
@@ -1174,7 +1175,7 @@ def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, An
     # Message Logged for what the log channel took, Message Failed).
     engagement = sum(int(stats.get("track_events", {}).get(name, 0)) for name in ENGAGEMENT_EVENTS)
     overview.add_row("events sent", f"{summary.messages:,}: {summary.batches} batches + {summary.singles} single calls")
-    subscribed = int(stats.get("track_events", {}).get("Push Subscribed", 0))
+    subscribed = int(stats.get("track_events", {}).get(PUSH_SUBSCRIBED, 0))
     overview.add_row("events stored", f"{stats.get('events', 0):,}: the {summary.messages:,} sent, {subscribed:,} "
                      f"Push Subscribed (the browsers registering), and {engagement:,} "
                      "engagement events the runtime appended (one per message sent)")

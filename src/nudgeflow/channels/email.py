@@ -48,8 +48,6 @@ from nudgeflow.core.clock import Clock, SystemClock
 
 log = logging.getLogger("nudgeflow.email")
 
-BOUNCED_EVENT = "Email Bounced"
-
 # The headers a DKIM signature covers, when present. dkimpy's default list
 # (dkim.DKIM.SHOULD) does not include List-Unsubscribe-Post, and RFC 8058 §4 requires both
 # List-Unsubscribe and List-Unsubscribe-Post to be covered by a valid DKIM signature for a

@@ -23,21 +23,22 @@ from nudgeflow.core.effects import Effect
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, ProfileState, Run
 from nudgeflow.core.turn import Turn
+from nudgeflow.model import event_names
 from nudgeflow.model.journeys import SendStep, WaitForEventStep
 
 # Engagement events (Segment's email and push spec names, and the dispatcher's own) and
 # the message status each one means. They carry the message's idempotency key.
 ENGAGEMENT: dict[str, str] = {
-    "Message Delivered": "delivered",
-    "Email Delivered": "delivered",
-    "Push Delivered": "delivered",
-    "Push Notification Received": "delivered",
-    "Email Opened": "opened",
-    "Push Opened": "opened",
-    "Push Notification Tapped": "clicked",
-    "Email Link Clicked": "clicked",
-    "Push Clicked": "clicked",
-    "Message Failed": "failed",
+    event_names.MESSAGE_DELIVERED: "delivered",
+    event_names.EMAIL_DELIVERED: "delivered",
+    event_names.PUSH_DELIVERED: "delivered",
+    event_names.PUSH_NOTIFICATION_RECEIVED: "delivered",
+    event_names.EMAIL_OPENED: "opened",
+    event_names.PUSH_OPENED: "opened",
+    event_names.PUSH_NOTIFICATION_TAPPED: "clicked",
+    event_names.EMAIL_LINK_CLICKED: "clicked",
+    event_names.PUSH_CLICKED: "clicked",
+    event_names.MESSAGE_FAILED: "failed",
 }
 MESSAGE_KEY = "message_key"
 HISTORY_CAP = 200  # occurrences kept per event name and person, newest last

@@ -28,13 +28,12 @@ import orjson
 from sqlalchemy import Connection
 
 from nudgeflow.core.clock import from_ms
+from nudgeflow.model.event_names import EMAIL_BOUNCED, EMAIL_MARKED_AS_SPAM
 from nudgeflow.runtime import sql
 from nudgeflow.store import consent
 
 log = logging.getLogger("nudgeflow.bounces")
 
-BOUNCED_EVENT = "Email Bounced"
-COMPLAINED_EVENT = "Email Marked as Spam"
 EMAIL_CHANNEL = "email"
 
 # Feedback types that mean "the person does not want this": they suppress the address.
@@ -158,10 +157,10 @@ def _event_row(workspace_id: str, fb: Feedback, profile_id: str, user_id: str | 
     message_id = _event_message_id(fb)
     at = fb.occurred_at_ms if fb.occurred_at_ms and fb.occurred_at_ms <= now_ms else now_ms
     if fb.kind == "complaint":
-        name = COMPLAINED_EVENT
+        name = EMAIL_MARKED_AS_SPAM
         properties: dict[str, Any] = {"feedback_type": fb.feedback_type or "abuse"}
     else:
-        name = BOUNCED_EVENT
+        name = EMAIL_BOUNCED
         properties = {"kind": fb.kind, "status": fb.status, "diagnostic": fb.diagnostic}
     properties.update({"message_key": fb.message_key, "provider": fb.provider, "email": fb.address, "channel": EMAIL_CHANNEL})
     payload: dict[str, Any] = {

@@ -48,6 +48,14 @@ from nudgeflow.channels.base import (
     TransientError,
 )
 from nudgeflow.core.clock import Clock, from_ms, to_ms
+from nudgeflow.model.event_names import (
+    EMAIL_BOUNCED,
+    MESSAGE_DELIVERED,
+    MESSAGE_FAILED,
+    MESSAGE_LOGGED,
+    MESSAGE_SENT,
+    MESSAGE_SUPPRESSED,
+)
 from nudgeflow.runtime import sql
 from nudgeflow.runtime.effects_writer import FAILED, PENDING, SENT
 from nudgeflow.runtime.processor import RuntimeStats
@@ -55,16 +63,8 @@ from nudgeflow.store import consent
 
 log = logging.getLogger("nudgeflow.dispatch")
 
-DELIVERED_EVENT = "Message Delivered"
-SENT_EVENT = "Message Sent"
-FAILED_EVENT = "Message Failed"
-# A permanent failure that carries `bounce` (a dict: code, status, text...; the email
-# channel's BounceError) also appends this event, for journeys and suppression to act on.
-BOUNCED_EVENT = "Email Bounced"
-SUPPRESSED_EVENT = "Message Suppressed"
 SUPPRESSED = "suppressed"  # an outbox status: not sent, by consent or suppression (reason in `error`)
 LOGGED = "logged"  # an outbox status: taken by the log channel in place of an unconfigured one; not sent
-LOGGED_EVENT = "Message Logged"
 
 
 @dataclass(frozen=True)
@@ -391,13 +391,13 @@ class Dispatcher:
 def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -> tuple[Any, ...]:
     msg = o.message
     if o.status == SENT:
-        status, name = ("delivered", DELIVERED_EVENT) if o.delivered else ("sent", SENT_EVENT)
+        status, name = ("delivered", MESSAGE_DELIVERED) if o.delivered else ("sent", MESSAGE_SENT)
     elif o.status == LOGGED:
-        status, name = LOGGED, LOGGED_EVENT
+        status, name = LOGGED, MESSAGE_LOGGED
     elif o.status == SUPPRESSED:
-        status, name = SUPPRESSED, SUPPRESSED_EVENT
+        status, name = SUPPRESSED, MESSAGE_SUPPRESSED
     else:
-        status, name = "failed", FAILED_EVENT
+        status, name = "failed", MESSAGE_FAILED
     message_id = f"nudgeflow:{msg.key}:{status}"
     properties: dict[str, Any] = {
         "message_key": msg.key,
@@ -465,6 +465,8 @@ def profile_identity(conn: Connection, profile_id: str) -> tuple[str, str | None
     return (found[2], found[1]) if found else None
 
 
+# A permanent failure that carries `bounce` (a dict: code, status, text...; the email
+# channel's BounceError) also appends EMAIL_BOUNCED, for journeys and suppression to act on.
 def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -> tuple[Any, ...]:
     msg = o.message
     message_id = f"nudgeflow:{msg.key}:bounced"
@@ -479,7 +481,7 @@ def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -
     }
     payload: dict[str, Any] = {
         "type": "track",
-        "event": BOUNCED_EVENT,
+        "event": EMAIL_BOUNCED,
         "messageId": message_id,
         "properties": properties,
         "timestamp": _iso(now_ms),
@@ -488,7 +490,7 @@ def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -
     }
     if user_id:
         payload["userId"] = user_id
-    return (msg.workspace_id, message_id, profile_id, "track", BOUNCED_EVENT, user_id, None, now_ms, now_ms,
+    return (msg.workspace_id, message_id, profile_id, "track", EMAIL_BOUNCED, user_id, None, now_ms, now_ms,
             orjson.dumps(payload).decode())
 
 

@@ -31,6 +31,7 @@ from starlette.responses import Response
 
 from nudgeflow.content.links import PUSH, LinkToken
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.event_names import PUSH_CLICKED, PUSH_DELIVERED
 from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
 from nudgeflow.store.schema import outbox
 from nudgeflow.web.tracking import _verify
@@ -40,9 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nudgeflow.push_reports")
 
-DELIVERED_EVENT = "Push Delivered"
-CLICKED_EVENT = "Push Clicked"
-EVENTS = {"delivered": DELIVERED_EVENT, "clicked": CLICKED_EVENT}
+EVENTS = {"delivered": PUSH_DELIVERED, "clicked": PUSH_CLICKED}
 LIBRARY = "nudgeflow-push"
 MAX_BODY = 4096
 MAX_ACTION = 128

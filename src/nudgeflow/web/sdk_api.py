@@ -48,6 +48,7 @@ from nudgeflow.ingest.api import error_response, json_response, write_key_owner
 from nudgeflow.ingest.body import read_body
 from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import take_user_hash, verify
+from nudgeflow.model.event_names import PUSH_SUBSCRIBED, PUSH_UNSUBSCRIBED
 from nudgeflow.model.events import BadRequest, EventRecord, InvalidEvent, normalize, parse_message
 from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
@@ -66,8 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nudgeflow.sdk")
 
-SUBSCRIBED_EVENT = "Push Subscribed"
-UNSUBSCRIBED_EVENT = "Push Unsubscribed"
 LIBRARY = "nudgeflow-push-subscriptions"
 MAX_BODY = 16 * 1024  # a PushSubscription is ~0.5 KB; the page context is the rest
 JS_TYPE = "text/javascript; charset=utf-8"  # RFC 9239
@@ -241,7 +240,7 @@ def sdk_router() -> APIRouter:
                 raise _bad("context", "expected an object")
             message: dict[str, Any] = {
                 "type": "track",
-                "event": SUBSCRIBED_EVENT,
+                "event": PUSH_SUBSCRIBED,
                 "properties": {"provider": "webpush", "endpoint_hash": digest, "push_service": _push_service(endpoint)},
                 "context": {**(context or {}), **({"userAgent": user_agent} if user_agent else {})},
             }
@@ -322,7 +321,7 @@ def sdk_router() -> APIRouter:
                 who = profile_identity(conn, owner)
                 if who is not None:
                     properties = {"provider": "webpush", "endpoint_hash": digest, "push_service": _push_service(endpoint)}
-                    append_events(conn, [event_row(workspace_id, who[0], who[1], UNSUBSCRIBED_EVENT,
+                    append_events(conn, [event_row(workspace_id, who[0], who[1], PUSH_UNSUBSCRIBED,
                                                    f"push-unsubscribed-{digest[:32]}-{now_ms}", properties, now_ms, LIBRARY)])
                 return True
 

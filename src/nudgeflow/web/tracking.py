@@ -33,6 +33,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from nudgeflow.content import links
 from nudgeflow.content.links import CLICK, OPEN, PREFERENCES, UNSUBSCRIBE, InvalidToken, LinkToken
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCRIPTION_PREFERENCES_UPDATED, UNSUBSCRIBED
 from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
 from nudgeflow.store import consent
 from nudgeflow.store.schema import outbox
@@ -42,10 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nudgeflow.tracking")
 
-OPENED_EVENT = "Email Opened"
-CLICKED_EVENT = "Email Link Clicked"
-UNSUBSCRIBED_EVENT = "Unsubscribed"
-PREFERENCES_EVENT = "Subscription Preferences Updated"
 LIBRARY = "nudgeflow-tracking"
 DAY_MS = 86_400_000
 MAX_FORM_BYTES = 64 * 1024
@@ -187,7 +184,7 @@ def tracking_router() -> APIRouter:
             day = now // DAY_MS
             message_id = f"nudgeflow:{verified.message_key}:opened:{day}"
             try:
-                await _job(request, lambda conn: _record(conn, verified, OPENED_EVENT, message_id, {}, now))
+                await _job(request, lambda conn: _record(conn, verified, EMAIL_OPENED, message_id, {}, now))
             except Exception:
                 log.exception("could not record an open")
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, max-age=0"})
@@ -202,7 +199,7 @@ def tracking_router() -> APIRouter:
         url_hash = hashlib.sha256(destination.encode()).hexdigest()[:16]
         message_id = f"nudgeflow:{verified.message_key}:clicked:{url_hash}:{now // DAY_MS}"
         try:
-            await _job(request, lambda conn: _record(conn, verified, CLICKED_EVENT, message_id, {"url": destination}, now))
+            await _job(request, lambda conn: _record(conn, verified, EMAIL_LINK_CLICKED, message_id, {"url": destination}, now))
         except Exception:  # the person still gets where they were going
             log.exception("could not record a click")
         return RedirectResponse(destination, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
@@ -246,7 +243,7 @@ def tracking_router() -> APIRouter:
             changed = consent.set_subscription(conn, verified.workspace_id, who[0], topic, False, now)
             if changed:
                 message_id = f"nudgeflow:{verified.message_key}:unsubscribed:{topic}:{now}"
-                _record(conn, verified, UNSUBSCRIBED_EVENT, message_id, {"topic": topic, "method": method}, now)
+                _record(conn, verified, UNSUBSCRIBED, message_id, {"topic": topic, "method": method}, now)
             return changed, consent.get_settings(conn, verified.workspace_id)
 
         result = await _job(request, apply)
@@ -284,9 +281,9 @@ def tracking_router() -> APIRouter:
                 after = consent.subscriptions_of(conn, ws, pid, [t for t, _ in topics])
                 if changed:
                     props = {"subscribed": after["subscribed"], "frequency": after["frequency"], "topics": after["topics"]}
-                    _record(conn, verified, PREFERENCES_EVENT, f"nudgeflow:{pid}:preferences:{now}", props, now)
+                    _record(conn, verified, SUBSCRIPTION_PREFERENCES_UPDATED, f"nudgeflow:{pid}:preferences:{now}", props, now)
                     if before["subscribed"] and all_off:
-                        _record(conn, verified, UNSUBSCRIBED_EVENT,
+                        _record(conn, verified, UNSUBSCRIBED,
                                 f"nudgeflow:{verified.message_key}:unsubscribed:{consent.ALL}:{now}",
                                 {"topic": consent.ALL, "method": "preferences"}, now)
                 return after, topics, True
