@@ -25,7 +25,6 @@ undefined value is passed through, so strict undefined still reports it.
 from __future__ import annotations
 
 import functools
-import math
 from datetime import date, datetime, timezone, tzinfo
 from typing import Any, Mapping
 
@@ -37,6 +36,7 @@ from liquid.filter import with_context
 from liquid.undefined import Undefined
 
 from nudgeflow.core.timecalc import parse_instant, zone_of
+from nudgeflow.model.numbers import as_number
 
 DEFAULT_LOCALE = "en_US"
 DEFAULT_CURRENCY = "USD"
@@ -89,16 +89,6 @@ def _instant(value: Any, tz: tzinfo, context: Any) -> datetime | None:
     return parse_instant(value, tz)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 @with_context
 def money(value: Any, currency: Any = None, *, context: Any = None) -> Any:
     """The amount in the person's locale: `{{ 19.99 | money: "EUR" }}` is "19,99 €" in fr_FR.
@@ -112,7 +102,7 @@ def money(value: Any, currency: Any = None, *, context: Any = None) -> Any:
     if isinstance(value, Mapping):
         own_currency = value.get("currency")
         value = value.get("price")
-    amount = _number(value)
+    amount = as_number(value, lenient=True)
     if amount is None:
         return "" if value is None else value
     code = currency if isinstance(currency, str) and currency.strip() else (

@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from nudgeflow.core.timecalc import haversine_m
+from nudgeflow.model.numbers import as_number
 from nudgeflow.store.schema import events as events_table
 
 VIEWED = "Product Viewed"
@@ -51,16 +52,6 @@ def product_id_of(props: Any) -> str | None:
     return None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def product_view(product_id: str, props: Mapping[str, Any] | None = None,
                  catalog: Catalog | None = None) -> dict[str, Any]:
     """What templates see of a product: the catalog's entry when it has one, else the event's.
@@ -74,7 +65,7 @@ def product_view(product_id: str, props: Mapping[str, Any] | None = None,
         "id": product_id,
         "product_id": product_id,
         "name": props.get("name"),
-        "price": _number(props.get("price")),
+        "price": as_number(props.get("price"), lenient=True),
         "currency": props.get("currency"),
         "image": props.get("image_url") or props.get("image"),
         "url": props.get("url"),
@@ -88,7 +79,7 @@ def product_view(product_id: str, props: Mapping[str, Any] | None = None,
             if entry.get(key) is not None:
                 out[key] = entry[key]
         out["attributes"] = dict(entry.get("attributes") or {})
-    quantity = _number(props.get("quantity"))
+    quantity = as_number(props.get("quantity"), lenient=True)
     if quantity is not None:
         out["quantity"] = int(quantity) if quantity == int(quantity) else quantity
     return out
@@ -216,7 +207,7 @@ def cart_items(trigger_properties: Mapping[str, Any] | None, events: Iterable[Ma
             continue
         if pid in removed:
             continue
-        quantity = _number(eprops.get("quantity"))
+        quantity = as_number(eprops.get("quantity"), lenient=True)
         quantity = 1 if quantity is None else quantity
         if pid in chosen:
             chosen[pid]["quantity"] += int(quantity) if quantity == int(quantity) else quantity
@@ -326,7 +317,7 @@ def similar(product: Mapping[str, Any] | None, catalog: Catalog | Iterable[Mappi
     category = product.get("category")
     attrs = product.get("attributes") or {}
     own_pairs = {(k, _hashable(v)) for k, v in attrs.items()}
-    price = _number(product.get("price"))
+    price = as_number(product.get("price"), lenient=True)
     scored = []
     for pid, other in by_id.items():
         if pid == own_id or not _allowed(pid, by_id, exclude):
@@ -337,7 +328,7 @@ def similar(product: Mapping[str, Any] | None, catalog: Catalog | Iterable[Mappi
                 continue
         elif shared == 0:
             continue
-        other_price = _number(other.get("price"))
+        other_price = as_number(other.get("price"), lenient=True)
         distance = abs(other_price - price) if price is not None and other_price is not None else math.inf
         scored.append((-shared, distance, pid))
     scored.sort()

@@ -32,6 +32,7 @@ from nudgeflow.core.catalog import Catalog, JourneyVersion, history_needs
 from nudgeflow.core.conditions import Scope, filters_match, get_path
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model.journeys import DateRelativeTrigger, InactivityTrigger, MilestoneTrigger, duration_ms
+from nudgeflow.model.numbers import as_number
 
 DAY_MS = 86_400_000
 MAX_LOOKBACK_MS = 365 * DAY_MS  # the furthest back a backfill reads stored events
@@ -149,19 +150,10 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, past: 
         total = 0.0
         for props in matching:
             found, value = get_path(props, trigger.sum.property)
-            amount = _amount(value) if found else None
+            amount = as_number(value) if found else None
             if amount is not None and math.isfinite(total + amount):
                 total += amount
         ckey = f"{jv.journey_id}:sum"
         counters[ckey] = max(counters.get(ckey, 0.0), total)
 
 
-def _amount(value: Any) -> float | None:
-    """A number as the milestone sum reads it (numbers and numeric strings, finite, no bools)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None

@@ -14,7 +14,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from nudgeflow.core.conditions import _as_number
 
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
@@ -28,6 +27,7 @@ from nudgeflow.model.journeys import (
     LocationTrigger,
     MilestoneTrigger,
 )
+from nudgeflow.model.numbers import as_number
 
 LIVE, PAUSED, ARCHIVED, DRAFT = "live", "paused", "archived", "draft"
 
@@ -251,7 +251,7 @@ def value_key(value: Any) -> Any:
     if t is str:
         key = _STR_KEYS.get(value)
         if key is None:
-            number = _as_number(value)
+            number = as_number(value, exact=True)
             key = ("s", value) if number is None else ("n", number)
             if len(_STR_KEYS) >= 10_000:  # values come from senders: bound what is kept
                 _STR_KEYS.clear()

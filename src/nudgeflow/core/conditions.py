@@ -72,6 +72,7 @@ from nudgeflow.model.journeys import (
     TraitCondition,
     duration_ms,
 )
+from nudgeflow.model.numbers import as_number, is_number
 
 
 @dataclass(slots=True)
@@ -138,32 +139,11 @@ def resolve(value: Any, scope: Scope) -> Any:
 
 # --- values --------------------------------------------------------------------------------
 
-# Strict on purpose: float() would also take " 12 ", "1_000", "nan" and "inf", which are not
-# numbers anyone typed into a form field.
-_NUMERIC = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
-_INTEGER = re.compile(r"[-+]?\d+")
 # Only the extended calendar form: the basic forms ("20260101") are also plain numbers.
 _ISO = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
 )
 _EPOCH = datetime(1970, 1, 1)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _as_number(value: Any) -> int | float | None:
-    """A number, or a numeric string read as one; None for anything else (bools included)."""
-    if _is_number(value):
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str) and len(value) <= 400 and _NUMERIC.fullmatch(value):
-        try:
-            # Integers stay exact: "12345678901234567890" must equal that int, not a float.
-            return int(value) if _INTEGER.fullmatch(value) else float(value)
-        except (ValueError, OverflowError):
-            return None
-    return None
 
 
 def _instant_key(value: str) -> timedelta | None:
@@ -187,8 +167,8 @@ def _equal(actual: Any, expected: Any) -> bool:
     # bool is a subclass of int in Python; for marketers true and 1 are different things.
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
-    if _is_number(actual) or _is_number(expected):
-        left, right = _as_number(actual), _as_number(expected)
+    if is_number(actual) or is_number(expected):
+        left, right = as_number(actual, exact=True), as_number(expected, exact=True)
         return left is not None and right is not None and left == right
     if isinstance(actual, list) and isinstance(expected, list):
         return len(actual) == len(expected) and all(_equal(a, e) for a, e in zip(actual, expected))
@@ -206,7 +186,7 @@ def _order(actual: Any, expected: Any) -> int | None:
     """-1, 0 or 1 when the two values are comparable; None when they are not."""
     if isinstance(actual, bool) or isinstance(expected, bool):
         return None
-    left, right = _as_number(actual), _as_number(expected)
+    left, right = as_number(actual, exact=True), as_number(expected, exact=True)
     if left is not None and right is not None:
         if left != left or right != right:  # NaN is unordered; (nan > x) - (nan < x) would say "equal"
             return None
@@ -360,14 +340,14 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if t is int or t is float:
                 return (a == value) != neg
             if t is str:
-                n = _as_number(a)
+                n = as_number(a, exact=True)
                 return (n is not None and n == value) != neg
             if a is _MISSING or t in _OTHERS:
                 return neg
             return generic(p, s)
         return eq_number
     if op == "eq" and isinstance(value, str):
-        number = _as_number(value)
+        number = as_number(value, exact=True)
 
         def eq_text(p: Any, s: Any) -> bool:
             if type(p) is not dict:
@@ -385,7 +365,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
     if op == "in" and isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
         texts = frozenset(value)
         # Numeric strings in the list also match the number ("19.99" and 19.99); NaN never does.
-        numbers = frozenset(n for n in map(_as_number, value) if n is not None and n == n)
+        numbers = frozenset(n for n in (as_number(v, exact=True) for v in value) if n is not None and n == n)
 
         def in_texts(p: Any, s: Any) -> bool:
             if type(p) is not dict:
@@ -411,7 +391,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if t is int or t is float:
                 n = a
             elif t is str:
-                n = _as_number(a)
+                n = as_number(a, exact=True)
                 if n is None:  # a word against a number: not comparable
                     return False
             elif a is _MISSING or t in _OTHERS:
@@ -422,7 +402,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
                 return False
             return ((n > value) - (n < value)) in want
         return order
-    if op == "contains" and isinstance(value, str) and _as_number(value) is None:
+    if op == "contains" and isinstance(value, str) and as_number(value, exact=True) is None:
         # In a str, a substring; in a list, an item equal to it, which for JSON items means
         # a str equal to it, and `in` on the list says exactly that.
         def contains(p: Any, s: Any) -> bool:
@@ -470,18 +450,18 @@ def compile_filters(filters: Sequence[Filter]) -> Matcher:
 # any filter needs the Scope (a reference). Filter lists belong to journey definitions
 # (frozen models), which the catalog keeps as long as it runs; each entry keeps its list
 # alive, so an id cannot be reused while it is cached.
-_COMPILED: dict[int, tuple[Sequence[Filter], Matcher, bool]] = {}
-_COMPILED_MAX = 20_000
+COMPILED: dict[int, tuple[Sequence[Filter], Matcher, bool]] = {}
+COMPILED_MAX = 20_000
 
 
 def compiled_entry(filters: Sequence[Filter]) -> tuple[Sequence[Filter], Matcher, bool]:
-    entry = _COMPILED.get(id(filters))
+    entry = COMPILED.get(id(filters))
     if entry is not None and entry[0] is filters:
         return entry
     entry = (filters, compile_filters(filters), any(isinstance(flt.value, Ref) for flt in filters))
-    if len(_COMPILED) >= _COMPILED_MAX:
-        _COMPILED.clear()  # catalogs were reloaded many times: start again with the live ones
-    _COMPILED[id(filters)] = entry
+    if len(COMPILED) >= COMPILED_MAX:
+        COMPILED.clear()  # catalogs were reloaded many times: start again with the live ones
+    COMPILED[id(filters)] = entry
     return entry
 
 
@@ -527,7 +507,7 @@ def count_events(
     since = None if within_ms is None else now_ms - within_ms
     count = 0
     for entry in history.get(event) or ():
-        if not isinstance(entry, (list, tuple)) or not entry or not _is_number(entry[0]):
+        if not isinstance(entry, (list, tuple)) or not entry or not is_number(entry[0]):
             continue  # a malformed history entry counts as nothing rather than failing
         ts = entry[0]
         if ts > now_ms or (since is not None and ts <= since):

@@ -25,6 +25,7 @@ from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, ProfileState, Run
 from nudgeflow.core.turn import Turn
 from nudgeflow.model import event_names
 from nudgeflow.model.journeys import SendStep, WaitForEventStep
+from nudgeflow.model.numbers import as_number
 
 # Engagement events (Segment's email and push spec names, and the dispatcher's own) and
 # the message status each one means. They carry the message's idempotency key.
@@ -230,7 +231,7 @@ def _run_reacts(turn: Turn, run: Run, event: EventInput) -> None:
         run.converted_at = event.timestamp_ms
         if goal.revenue:
             found, value = get_path(event.properties, goal.revenue)
-            run.revenue = triggers._number(value) if found else None
+            run.revenue = as_number(value) if found else None
         turn.touch(run)
         if goal.exit and run.status in (ACTIVE, HELD):
             steps.end(turn, run, EXITED, "converted")

@@ -13,7 +13,7 @@ from typing import Any
 
 from nudgeflow.core import timecalc
 from nudgeflow.core.catalog import JourneyVersion
-from nudgeflow.core.conditions import _COMPILED, Scope, compare, compiled_entry, get_path
+from nudgeflow.core.conditions import COMPILED, Scope, compare, compiled_entry, get_path
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.steps import enter
 from nudgeflow.core.turn import Turn, timer_key
@@ -28,6 +28,7 @@ from nudgeflow.model.journeys import (
     Occurrences,
     duration_ms,
 )
+from nudgeflow.model.numbers import as_number
 
 _MISSING = object()
 
@@ -57,7 +58,7 @@ def _matches(turn: Turn, event: EventInput, name: str, where: list[Any]) -> bool
     # The filters' compiled matcher (conditions.compiled, its cache looked up here: this
     # runs for every candidate trigger of every event). The Scope is built only if a filter
     # refers to the profile or the trigger; most filters are constants.
-    entry = _COMPILED.get(id(where))
+    entry = COMPILED.get(id(where))
     if entry is None or entry[0] is not where:
         entry = compiled_entry(where)
     if entry[2]:
@@ -262,7 +263,7 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event:
         reached = count == trigger.count
     elif trigger.sum is not None:
         found, value = get_path(event.properties, trigger.sum.property)
-        amount = _number(value) if found else None
+        amount = as_number(value) if found else None
         if amount is None:
             return
         ckey = f"{jv.journey_id}:sum"
@@ -283,23 +284,6 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event:
         reached = streak["len"] == trigger.streak.days
     if reached and not _late(turn, event, trigger.max_lateness):
         enter(turn, jv, trigger_of(event), event.timestamp_ms)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, (int, float)):
-            number = float(value)
-        elif isinstance(value, str):
-            number = float(value)
-        else:
-            return None
-    except (ValueError, OverflowError):
-        return None
-    # "nan", "inf" and "1e400" parse as floats, but the state and run rows are JSON, where
-    # orjson writes them as null: a running sum would come back as None and then raise.
-    return number if math.isfinite(number) else None
 
 
 # --- location ----------------------------------------------------------------------------------

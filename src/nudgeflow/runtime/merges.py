@@ -15,18 +15,13 @@ still have a state of their own), which finds nothing almost always.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection
 
 from nudgeflow.core.state import ProfileState
+from nudgeflow.model.numbers import is_number
 from nudgeflow.runtime import sql
 
 HISTORY_CAP = 200  # as the core keeps it
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def merge_state(into: ProfileState, other: ProfileState) -> None:
@@ -50,7 +45,7 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
         ours = into.counters.get(key)
         if key not in into.counters:
             into.counters[key] = theirs
-        elif _number(ours) and _number(theirs):
+        elif is_number(ours) and is_number(theirs):
             into.counters[key] = ours + theirs
     for journey_id, theirs in other.activity.items():
         ours = into.activity.get(journey_id)
