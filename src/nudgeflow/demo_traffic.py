@@ -34,6 +34,8 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
+from nudgeflow.model.iso_time import iso_utc
+
 VIEWED = "Product Viewed"
 ADDED = "Product Added"
 WISHLISTED = "Product Added to Wishlist"
@@ -138,10 +140,6 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def _iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Metres between two nearby points (an equirectangular approximation: fine within a city)."""
     d_lat = (b[0] - a[0]) * 111_195
@@ -228,7 +226,7 @@ class _Person:
         self.now += timedelta(seconds=self.rng.uniform(low, high))
 
     def _emit(self, type_: str, *, context: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-        message: dict[str, Any] = {"type": type_, "messageId": _uuid(self.rng), "timestamp": _iso(self.now)}
+        message: dict[str, Any] = {"type": type_, "messageId": _uuid(self.rng), "timestamp": iso_utc(self.now)}
         if self.user_id is not None:
             message["userId"] = self.user_id
         # Client libraries keep sending the anonymousId after identify, as Segment's do.
@@ -240,7 +238,7 @@ class _Person:
 
     def _from_backend(self, type_: str, **fields: Any) -> dict[str, Any]:
         """A message the shop's own servers send (deliveries, billing): the userId only."""
-        message: dict[str, Any] = {"type": type_, "messageId": _uuid(self.rng), "timestamp": _iso(self.now),
+        message: dict[str, Any] = {"type": type_, "messageId": _uuid(self.rng), "timestamp": iso_utc(self.now),
                                    "userId": self.user_id}
         message.update(fields)
         message["context"] = SERVER_CONTEXT
@@ -305,7 +303,7 @@ class _Person:
             message = self._track(LEVEL, {"game": GAME, "level": self.level, "score": self.rng.randint(200, 990),
                                           "duration_s": self.rng.randint(40, 380)})
             if self.rng.random() < OFFLINE_SHARE:
-                message["sentAt"] = _iso(self.now + timedelta(minutes=self.rng.uniform(20, 180)))
+                message["sentAt"] = iso_utc(self.now + timedelta(minutes=self.rng.uniform(20, 180)))
 
     def session(self) -> None:
         if self.in_app:
@@ -389,7 +387,7 @@ class _Person:
             "last_name": self.last_name,
             "timezone": tz,
             "locale": locale,
-            "created_at": _iso(self.now),
+            "created_at": iso_utc(self.now),
             "address": {"country": country},
             "plan": "free",
         }
@@ -504,7 +502,7 @@ class _Person:
             self.plan_changes()
         if self.user_id is not None and self.rng.random() < COMEBACK_SHARE:
             self.come_back()
-        return [m for m in self.messages if _arrival(m) < _iso(self.end)]
+        return [m for m in self.messages if _arrival(m) < iso_utc(self.end)]
 
 
 def _arrival(message: dict[str, Any]) -> str:

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 
 from nudgeflow.cli import app
 from nudgeflow.core.turn import unit_hash
+from nudgeflow.model.iso_time import iso
 from nudgeflow.runtime.replay import journey_files, load_journeys
-from nudgeflow.runtime.simulation import Simulation, iso
+from nudgeflow.runtime.simulation import Simulation
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "journeys"
 ALL = {j.id: j for j in load_journeys([EXAMPLES])}

@@ -11,8 +11,9 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.core.effects import CancelTimer, Effect, MessageFailed, RunChanged, ScheduleTimer, SendMessage, UpdateProfile
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ProfileState
+from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
-from nudgeflow.runtime.simulation import InvalidMessage, PlannedMessage, Simulation, iso, message_time_ms
+from nudgeflow.runtime.simulation import InvalidMessage, PlannedMessage, Simulation, message_time_ms
 
 H = 3_600_000
 D = 24 * H

@@ -37,7 +37,9 @@ from sqlalchemy import Connection, select
 from nudgeflow.content import recommend as rec
 from nudgeflow.core.clock import from_ms
 from nudgeflow.core.inputs import EventInput
-from nudgeflow.core.timecalc import _pair, event_coordinates, parse_instant, zone_of
+from nudgeflow.core.timecalc import coordinate_pair, event_coordinates, parse_instant, zone_of
+from nudgeflow.model.iso_time import iso
+from nudgeflow.model.numbers import is_number
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import groups as groups_store
 from nudgeflow.store.schema import catalog_products, events, profile_state, profiles
@@ -48,10 +50,9 @@ SIMILAR_POOL = 500  # at most this many products per category considered for `si
 LIMIT = 4
 
 
-def _iso(ms: Any) -> str | None:
-    if not isinstance(ms, (int, float)) or isinstance(ms, bool):
-        return None
-    return from_ms(int(ms)).isoformat().replace("+00:00", "Z")
+def _iso_if_number(ms: Any) -> str | None:
+    # A trigger's or run's time comes from stored JSON: anything not a number has no time.
+    return iso(int(ms), milliseconds=False) if is_number(ms) else None
 
 
 def _loads(text: str | None) -> Any:
@@ -97,11 +98,11 @@ def trial_days_left(traits: Mapping[str, Any], now_ms: int) -> int | None:
 def _location(value: Any) -> tuple[float, float] | None:
     if not isinstance(value, Mapping):
         return None
-    pair = _pair(value)
+    pair = coordinate_pair(value)
     if pair is not None:
         return pair
     lon = value.get("lon", value.get("lng"))
-    return _pair({"latitude": value.get("lat"), "longitude": lon})
+    return coordinate_pair({"latitude": value.get("lat"), "longitude": lon})
 
 
 def last_location(trigger: Mapping[str, Any], state_location: Any,
@@ -125,7 +126,7 @@ def _event_context(trigger: Mapping[str, Any]) -> dict[str, Any]:
     at = trigger.get("at")
     return {
         "name": trigger.get("event"),
-        "timestamp": _iso(at),
+        "timestamp": _iso_if_number(at),
         "timestamp_ms": at if isinstance(at, int) else None,
         "message_id": trigger.get("message_id"),
         "properties": dict(props) if isinstance(props, Mapping) else {},
@@ -138,7 +139,7 @@ def _run_context(run: Any) -> dict[str, Any]:
     out = dict(run)
     if isinstance(out.get("entered_at"), int):
         out["entered_at_ms"] = out["entered_at"]
-        out["entered_at"] = _iso(out["entered_at"])
+        out["entered_at"] = _iso_if_number(out["entered_at"])
     return out
 
 
@@ -237,7 +238,7 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
                                                catalog_products.c.category == seed["category"])
                 .limit(SIMILAR_POOL)
             )
-            pool = {r.id: catalog_store._item("products", r) for r in pool_rows}
+            pool = {r.id: catalog_store.item_view("products", r) for r in pool_rows}
             known.update(pool)
             similar = rec.similar(seed, pool, LIMIT, exclude=bought)
 
@@ -265,5 +266,5 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
         "nearest_place": place,
         "group": group,
         "trial_days_left": trial_days_left(traits, now_ms),
-        "now": _iso(now_ms),
+        "now": _iso_if_number(now_ms),
     }

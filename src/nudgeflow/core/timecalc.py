@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from nudgeflow.core.inputs import EventInput
+from nudgeflow.model.numbers import NUMERIC
 
 UTC_ZONE = ZoneInfo("UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -30,7 +31,6 @@ _DAY_MS = 86_400_000
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 _LOCAL_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_NUMERIC = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 # Epoch numbers above this are milliseconds: 1e11 seconds is the year 5138, 1e11 ms is 1973.
 _MS_THRESHOLD = 1e11
 EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius: the usual choice for haversine distances
@@ -249,7 +249,7 @@ def _coordinate(value: Any, limit: float) -> float | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if len(text) > 40 or not _NUMERIC.fullmatch(text):
+        if len(text) > 40 or not NUMERIC.fullmatch(text):
             return None
         value = float(text)
     if not isinstance(value, (int, float)):
@@ -260,7 +260,8 @@ def _coordinate(value: Any, limit: float) -> float | None:
     return number
 
 
-def _pair(source: Any) -> tuple[float, float] | None:
+def coordinate_pair(source: Any) -> tuple[float, float] | None:
+    """(latitude, longitude) of a mapping with valid `latitude` and `longitude`, else None."""
     if not isinstance(source, dict):
         return None
     lat = _coordinate(source.get("latitude"), 90.0)
@@ -272,8 +273,8 @@ def _pair(source: Any) -> tuple[float, float] | None:
 
 def event_coordinates(event: EventInput) -> tuple[float, float] | None:
     """(latitude, longitude) of an event: its properties', else Segment's context.location."""
-    from_properties = _pair(event.properties)
+    from_properties = coordinate_pair(event.properties)
     if from_properties is not None:
         return from_properties
     context = event.context if isinstance(event.context, dict) else {}
-    return _pair(context.get("location"))
+    return coordinate_pair(context.get("location"))

@@ -27,8 +27,8 @@ from typing import Any, Iterable, Literal
 import orjson
 from sqlalchemy import Connection
 
-from nudgeflow.core.clock import from_ms
 from nudgeflow.model.event_names import EMAIL_BOUNCED, EMAIL_MARKED_AS_SPAM
+from nudgeflow.model.iso_time import iso
 from nudgeflow.runtime import sql
 from nudgeflow.store import consent
 
@@ -84,10 +84,6 @@ def normalize_address(address: str) -> str:
     # Every mailbox provider treats addresses case-insensitively in practice, and a
     # suppression that misses "Bob@x" because it saw "bob@x" would be worse than useless.
     return address.strip().strip("<>").strip().lower()
-
-
-def _iso(ms: int) -> str:
-    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def suppress_address(conn: Connection, workspace_id: str, address: str, reason: str, detail: str, now_ms: int) -> bool:
@@ -168,8 +164,8 @@ def _event_row(workspace_id: str, fb: Feedback, profile_id: str, user_id: str | 
         "event": name,
         "messageId": message_id,
         "properties": properties,
-        "timestamp": _iso(at),
-        "receivedAt": _iso(now_ms),
+        "timestamp": iso(at),
+        "receivedAt": iso(now_ms),
         "context": {"library": {"name": "nudgeflow-bounces"}},
     }
     if user_id:

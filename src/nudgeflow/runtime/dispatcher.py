@@ -47,7 +47,7 @@ from nudgeflow.channels.base import (
     RemoteChannel,
     TransientError,
 )
-from nudgeflow.core.clock import Clock, from_ms, to_ms
+from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.model.event_names import (
     EMAIL_BOUNCED,
     MESSAGE_DELIVERED,
@@ -56,6 +56,7 @@ from nudgeflow.model.event_names import (
     MESSAGE_SENT,
     MESSAGE_SUPPRESSED,
 )
+from nudgeflow.model.iso_time import iso
 from nudgeflow.runtime import sql
 from nudgeflow.runtime.effects_writer import FAILED, PENDING, SENT
 from nudgeflow.runtime.processor import RuntimeStats
@@ -135,10 +136,6 @@ _EVENT_COLUMNS = (
     "received_at_ms",
     "payload",
 )
-
-
-def _iso(ms: int) -> str:
-    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Dispatcher:
@@ -434,8 +431,8 @@ def event_row(
         "event": name,
         "messageId": message_id,
         "properties": properties,
-        "timestamp": _iso(now_ms),
-        "receivedAt": _iso(now_ms),
+        "timestamp": iso(now_ms),
+        "receivedAt": iso(now_ms),
         "context": {"library": {"name": library}},
     }
     if user_id:
@@ -484,8 +481,8 @@ def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -
         "event": EMAIL_BOUNCED,
         "messageId": message_id,
         "properties": properties,
-        "timestamp": _iso(now_ms),
-        "receivedAt": _iso(now_ms),
+        "timestamp": iso(now_ms),
+        "receivedAt": iso(now_ms),
         "context": {"library": {"name": "nudgeflow-dispatcher"}},
     }
     if user_id:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import orjson
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
+from nudgeflow.model.iso_time import iso
 from nudgeflow.store import consent
 from nudgeflow.store.profiles import event_view, get_profile
 from nudgeflow.store.schema import (
@@ -97,12 +98,6 @@ class Erasure:
     profile_id: str
     deleted: dict[str, int] = field(default_factory=dict)  # rows deleted per table
     hashed: dict[str, int] = field(default_factory=dict)  # rows kept with the address hashed
-
-
-def _iso(ms: int | None) -> str | None:
-    from nudgeflow.core.clock import from_ms
-
-    return None if ms is None else from_ms(ms).isoformat().replace("+00:00", "Z")
 
 
 def person_ids(conn: Connection, workspace_id: str, profile_id: str) -> list[str]:
@@ -189,7 +184,7 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
     doc.pop("recent_events")
     ids = person_ids(conn, workspace_id, profile_id)
     doc["merges"] = [
-        {"from_profile_id": r.from_profile_id, "merged_at": _iso(r.merged_at_ms)}
+        {"from_profile_id": r.from_profile_id, "merged_at": iso(r.merged_at_ms, milliseconds=False)}
         for r in conn.execute(
             select(profile_merges.c.from_profile_id, profile_merges.c.merged_at_ms)
             .where(profile_merges.c.workspace_id == workspace_id, profile_merges.c.into_profile_id == profile_id)
@@ -201,9 +196,11 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
     r = journey_runs.c
     doc["journey_runs"] = [
         {"id": row.id, "journey_id": row.journey_id, "version": row.version, "status": row.status, "step": row.step,
-         "holdout": bool(row.holdout), "entered_at": _iso(row.entered_at_ms), "ended_at": _iso(row.ended_at_ms),
-         "exit_reason": row.exit_reason, "converted_at": _iso(row.converted_at_ms), "revenue": row.revenue,
-         "updated_at": _iso(row.updated_at_ms)}
+         "holdout": bool(row.holdout), "entered_at": iso(row.entered_at_ms, milliseconds=False),
+         "ended_at": iso(row.ended_at_ms, milliseconds=False),
+         "exit_reason": row.exit_reason, "converted_at": iso(row.converted_at_ms, milliseconds=False),
+         "revenue": row.revenue,
+         "updated_at": iso(row.updated_at_ms, milliseconds=False)}
         for row in conn.execute(select(journey_runs).where(r.workspace_id == workspace_id, r.profile_id.in_(ids))
                                 .order_by(r.entered_at_ms, r.id))
     ]
@@ -214,7 +211,7 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             profile_state.c.workspace_id == workspace_id, profile_state.c.profile_id.in_(ids)))
     }
     doc["timers"] = [
-        {"key": row.key, "due_at": _iso(row.due_at_ms), "payload": orjson.loads(row.payload)}
+        {"key": row.key, "due_at": iso(row.due_at_ms, milliseconds=False), "payload": orjson.loads(row.payload)}
         for row in conn.execute(select(timers).where(timers.c.workspace_id == workspace_id, timers.c.profile_id.in_(ids))
                                 .order_by(timers.c.due_at_ms, timers.c.key))
     ]
@@ -226,14 +223,16 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
         {"id": row.id, "key": row.idempotency_key, "journey_id": row.journey_id, "journey_version": row.journey_version,
          "run_id": row.run_id, "step": row.step, "channel": row.channel, "template": row.template,
          "template_version": versions[row.id], "variant": row.variant, "marketing": bool(row.marketing),
-         "status": row.status, "reason": row.error, "attempts": row.attempts, "created_at": _iso(row.created_at_ms),
-         "sent_at": _iso(row.sent_at_ms), "updated_at": _iso(row.updated_at_ms), "context": orjson.loads(row.payload)}
+         "status": row.status, "reason": row.error, "attempts": row.attempts,
+         "created_at": iso(row.created_at_ms, milliseconds=False),
+         "sent_at": iso(row.sent_at_ms, milliseconds=False), "updated_at": iso(row.updated_at_ms, milliseconds=False),
+         "context": orjson.loads(row.payload)}
         for row in rows
     ]
     lc = log_channel_messages.c
     doc["logged_messages"] = [
         {"key": row.idempotency_key, "channel": row.channel, "template": row.template, "body": row.body,
-         "at": _iso(row.sent_at_ms)}
+         "at": iso(row.sent_at_ms, milliseconds=False)}
         for row in conn.execute(select(log_channel_messages).where(lc.workspace_id == workspace_id, lc.profile_id.in_(ids))
                                 .order_by(lc.id))
     ]
@@ -249,7 +248,7 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
     doc["suppressions"] = [
         {"channel": s.channel,
          "address": mask(s.address) if s.address in addresses["push"] else erased.get(s.address, s.address),
-         "reason": s.reason, "detail": s.detail, "since": _iso(s.created_at_ms)}
+         "reason": s.reason, "detail": s.detail, "since": iso(s.created_at_ms, milliseconds=False)}
         for s in found
     ]
 
@@ -257,25 +256,29 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
     dt = device_tokens.c
     doc["push_targets"] = [
         {"provider": "webpush", "endpoint": mask(row.endpoint), "user_agent": row.user_agent,
-         "created_at": _iso(row.created_at_ms), "updated_at": _iso(row.updated_at_ms)}
+         "created_at": iso(row.created_at_ms, milliseconds=False),
+         "updated_at": iso(row.updated_at_ms, milliseconds=False)}
         for row in conn.execute(select(push_subscriptions).where(ps.workspace_id == workspace_id, ps.profile_id.in_(ids))
                                 .order_by(ps.created_at_ms, ps.endpoint_hash))
     ] + [
         {"provider": row.provider, "token": mask(row.token), "platform": row.platform, "app_id": row.app_id,
-         "created_at": _iso(row.created_at_ms), "updated_at": _iso(row.updated_at_ms)}
+         "created_at": iso(row.created_at_ms, milliseconds=False),
+         "updated_at": iso(row.updated_at_ms, milliseconds=False)}
         for row in conn.execute(select(device_tokens).where(dt.workspace_id == workspace_id, dt.profile_id.in_(ids))
                                 .order_by(dt.created_at_ms, dt.token))
     ]
     emails = sorted(addresses["email"])
     ib = inbox_messages.c
     doc["dev_inbox"] = [
-        {"id": row.id, "channel": row.channel, "subject": row.subject, "received_at": _iso(row.received_at_ms)}
+        {"id": row.id, "channel": row.channel, "subject": row.subject,
+         "received_at": iso(row.received_at_ms, milliseconds=False)}
         for row in conn.execute(select(ib.id, ib.channel, ib.subject, ib.received_at_ms)
                                 .where(func.lower(ib.rcpt_to).in_(emails)).order_by(ib.id))
     ] if emails else []
     pd = push_deliveries.c
     doc["push_deliveries"] = [
-        {"message_key": row.message_key, "target": row.target_key, "delivered_at": _iso(row.delivered_at_ms)}
+        {"message_key": row.message_key, "target": row.target_key,
+         "delivered_at": iso(row.delivered_at_ms, milliseconds=False)}
         for row in conn.execute(select(push_deliveries).where(pd.workspace_id == workspace_id, pd.profile_id.in_(ids))
                                 .order_by(pd.delivered_at_ms, pd.message_key, pd.target_key))
     ]

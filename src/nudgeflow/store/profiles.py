@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select
 
-from nudgeflow.core.clock import from_ms
+from nudgeflow.model.iso_time import iso
 from nudgeflow.store.schema import events, identities, profile_merges, profiles
 
 
@@ -34,18 +34,14 @@ def resolve_profile_id(conn: Connection, workspace_id: str, ref: str) -> str | N
     return None
 
 
-def _iso(ms: int) -> str:
-    return from_ms(ms).isoformat().replace("+00:00", "Z")
-
-
 def event_view(row: Any) -> dict[str, Any]:
     return {
         "seq": row.seq,
         "message_id": row.message_id,
         "type": row.type,
         "event": row.event,
-        "timestamp": _iso(row.timestamp_ms),
-        "received_at": _iso(row.received_at_ms),
+        "timestamp": iso(row.timestamp_ms, milliseconds=False),
+        "received_at": iso(row.received_at_ms, milliseconds=False),
         "message": orjson.loads(row.payload),
     }
 
@@ -82,8 +78,8 @@ def get_profile(conn: Connection, workspace_id: str, profile_id: str, recent: in
         "merged_from": merged_from,
         "event_count": count,
         "recent_events": [event_view(r) for r in recent_rows],
-        "created_at": _iso(row.created_at_ms),
-        "updated_at": _iso(row.updated_at_ms),
+        "created_at": iso(row.created_at_ms, milliseconds=False),
+        "updated_at": iso(row.updated_at_ms, milliseconds=False),
     }
 
 

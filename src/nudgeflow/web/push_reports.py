@@ -34,7 +34,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import PUSH_CLICKED, PUSH_DELIVERED
 from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
 from nudgeflow.store.schema import outbox
-from nudgeflow.web.tracking import _verify
+from nudgeflow.web.tracking import verify_token
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -150,7 +150,7 @@ def push_reports_router() -> APIRouter:
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in REPORTABLE_TYPES:
             return _error(415, "Content-Type", "must be application/json")
-        verified = await _verify(request, token, PUSH)
+        verified = await verify_token(request, token, PUSH)
         if verified is None:
             return _error(404, None, "not found")
         body = await _read(request)

@@ -26,7 +26,8 @@ from starlette.concurrency import run_in_threadpool
 
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import RenderedEmail, TemplateError, parse_source, render
-from nudgeflow.core.clock import from_ms, to_ms
+from nudgeflow.core.clock import to_ms
+from nudgeflow.model.iso_time import iso
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
@@ -42,17 +43,14 @@ def _state(request: Request) -> "AppState":
     return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else from_ms(ms).isoformat().replace("+00:00", "Z")
-
-
 def _view(found: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in found.items() if not k.endswith("_at_ms") and k != "versions"}
     for key in ("created_at_ms", "updated_at_ms", "version_created_at_ms"):
         if key in found:
-            out[key.removesuffix("_ms")] = _iso(found[key])
+            out[key.removesuffix("_ms")] = iso(found[key], milliseconds=False)
     if "versions" in found:
-        out["versions"] = [{"version": v["version"], "created_at": _iso(v["created_at_ms"])} for v in found["versions"]]
+        out["versions"] = [{"version": v["version"], "created_at": iso(v["created_at_ms"], milliseconds=False)}
+                           for v in found["versions"]]
     return out
 
 

@@ -63,7 +63,7 @@ def _state(request: Request) -> "AppState":
     return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
-async def _verify(request: Request, token: str, kind: str) -> LinkToken | None:
+async def verify_token(request: Request, token: str, kind: str) -> LinkToken | None:
     """The token's content if it is valid and of `kind`; the secret is read once per workspace."""
     try:
         workspace_id = links.peek_workspace(token)
@@ -178,7 +178,7 @@ def tracking_router() -> APIRouter:
 
     @router.get("/t/o/{token}.gif")
     async def open_pixel(request: Request, token: str) -> Response:
-        verified = await _verify(request, token, OPEN)
+        verified = await verify_token(request, token, OPEN)
         if verified is not None:
             now = _now_ms(request)
             day = now // DAY_MS
@@ -191,7 +191,7 @@ def tracking_router() -> APIRouter:
 
     @router.get("/t/c/{token}")
     async def click(request: Request, token: str) -> Response:
-        verified = await _verify(request, token, CLICK)
+        verified = await verify_token(request, token, CLICK)
         if verified is None or not verified.destination:
             return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
         destination = verified.destination
@@ -206,7 +206,7 @@ def tracking_router() -> APIRouter:
 
     @router.get("/u/{token}")
     async def unsubscribe_page(request: Request, token: str) -> Response:
-        verified = await _verify(request, token, UNSUBSCRIBE)
+        verified = await verify_token(request, token, UNSUBSCRIBE)
         if verified is None:
             return _invalid()
         engine = _state(request).engine
@@ -228,7 +228,7 @@ def tracking_router() -> APIRouter:
 
     @router.post("/u/{token}")
     async def unsubscribe(request: Request, token: str) -> Response:
-        verified = await _verify(request, token, UNSUBSCRIBE)
+        verified = await verify_token(request, token, UNSUBSCRIBE)
         if verified is None:
             return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
         form = await _form(request)
@@ -254,7 +254,7 @@ def tracking_router() -> APIRouter:
         return _page("Unsubscribed", body)
 
     async def preference_center(request: Request, token: str, save: bool) -> Response:
-        verified = await _verify(request, token, PREFERENCES)
+        verified = await verify_token(request, token, PREFERENCES)
         if verified is None:
             return _invalid()
         form = await _form(request) if save else {}

@@ -1,0 +1,35 @@
+"""The one ISO 8601 formatter: UTC, with a "Z" rather than "+00:00".
+
+Two precisions, as the callers have always written them:
+- by default three decimals, always ("2026-01-01T00:00:00.000Z"): the events Nudgeflow
+  appends itself, planned messages, the demo's Segment messages;
+- `milliseconds=False`: none for a whole second and six otherwise ("2026-01-01T00:00:00Z",
+  "2026-01-01T00:00:00.250000Z"): the admin API, the profile views, the render context.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import overload
+
+
+def iso_utc(when: datetime, *, milliseconds: bool = True) -> str:
+    """`when` in UTC (a naive one is read as local time, as astimezone does)."""
+    text = when.astimezone(timezone.utc).isoformat(timespec="milliseconds" if milliseconds else "auto")
+    return text.replace("+00:00", "Z")
+
+
+@overload
+def iso(ms: int, *, milliseconds: bool = True) -> str: ...
+@overload
+def iso(ms: None, *, milliseconds: bool = True) -> None: ...
+@overload
+def iso(ms: int | None, *, milliseconds: bool = True) -> str | None: ...
+
+
+def iso(ms: int | None, *, milliseconds: bool = True) -> str | None:
+    """Epoch milliseconds as ISO 8601 in UTC; None stays None (a time not set yet)."""
+    if ms is None:
+        return None
+    # As core.clock.from_ms reads it (model/ does not import core/).
+    return iso_utc(datetime.fromtimestamp(ms / 1000, tz=timezone.utc), milliseconds=milliseconds)
