@@ -60,7 +60,9 @@ from rich.table import Table
 from sqlalchemy import text
 
 from nudgeflow.demo_traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
+from nudgeflow.errors import NudgeflowError
 from nudgeflow.model.event_names import MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_LOGGED, MESSAGE_SENT, PUSH_SUBSCRIBED
+from nudgeflow.model.iso_time import iso_utc
 from nudgeflow.settings import Settings
 from nudgeflow.web.embedded import ServerStartError, ThreadedServer, serve_in_thread
 
@@ -82,7 +84,7 @@ SAMPLE_EMAILS = (  # (journey, template) of the emails shown in full, in this or
 )
 
 
-class DemoError(RuntimeError):
+class DemoError(NudgeflowError, RuntimeError):
     """The demo could not run: the server did not start, or it refused the traffic."""
 
 
@@ -255,10 +257,6 @@ def _prepare(database_url: str) -> None:
         engine.dispose()
 
 
-def _iso_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _plan(messages: list[dict[str, Any]], rng: random.Random) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Group messages, in time order, into batches and the occasional single call."""
     batch: list[dict[str, Any]] = []
@@ -284,9 +282,9 @@ def _send(client: httpx.Client, kind: str, messages: list[dict[str, Any]]) -> ht
     # sentAt is stamped when a message leaves, as SDKs do: the server uses it to correct
     # the device clock (here the clocks agree, so the event times stay as generated).
     if kind == "batch":
-        body: dict[str, Any] = {"batch": messages, "sentAt": _iso_now()}
+        body: dict[str, Any] = {"batch": messages, "sentAt": iso_utc(datetime.now(timezone.utc))}
     else:
-        body = {**messages[0], "sentAt": _iso_now()}
+        body = {**messages[0], "sentAt": iso_utc(datetime.now(timezone.utc))}
     return client.post(f"/v1/{kind}", content=orjson.dumps(body), headers={"Content-Type": "application/json"})
 
 

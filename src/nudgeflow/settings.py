@@ -9,12 +9,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from nudgeflow.errors import NudgeflowError
+
 DEFAULT_DATABASE_FILE = "nudgeflow.db"
 
 
 
 
-class ConfigError(ValueError):
+class ConfigError(NudgeflowError, ValueError):
     """A setting that cannot be used; the message starts with the variable's or option's name."""
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.events import (
-    BadRequest,
     InvalidEvent,
+    InvalidPayload,
     content_message_id,
     normalize,
     parse_batch,
@@ -25,7 +25,7 @@ LIMIT = 32 * 1024
 
 
 def errors_of(call: Any, *args: Any) -> list[InvalidEvent]:
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(InvalidPayload) as caught:
         call(*args)
     return caught.value.errors
 

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection
 
+from nudgeflow.errors import DeliveryError
+
 
 @dataclass(slots=True)
 class OutboundMessage:
@@ -69,7 +71,7 @@ def reason_text(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-class ChannelError(Exception):
+class ChannelError(DeliveryError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -26,10 +26,12 @@ from email.header import Header
 from email.utils import formataddr, parseaddr
 from typing import Any, Mapping
 
+from nudgeflow.errors import DeliveryError
+
 _FOLD_AT = 78
 
 
-class NeedsEmailPackage(Exception):
+class NeedsEmailPackage(DeliveryError):
     """This message is outside the fast path's shape; compose it with the email package."""
 
 

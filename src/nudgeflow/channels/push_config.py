@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.core.clock import Clock
+from nudgeflow.errors import DeliveryError
 
 FCM_SECTION = "fcm"
 APNS_SECTION = "apns"
@@ -43,7 +44,7 @@ APNS_SANDBOX = "https://api.sandbox.push.apple.com"
 _APPLE_ID = re.compile(r"^[A-Za-z0-9]{1,20}$")  # team and key ids are 10 such characters
 
 
-class PushConfigError(ValueError):
+class PushConfigError(DeliveryError, ValueError):
     """Credentials that cannot be used: the message names the field (never its value)."""
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from nudgeflow.errors import DeliveryError
+
 AUTO = "auto"  # STARTTLS when offered
 STARTTLS = "starttls"  # STARTTLS required
 TLS = "tls"  # implicit TLS (smtps)
@@ -39,7 +41,7 @@ _SCHEMES = {"smtp": AUTO, "smtp+starttls": STARTTLS, "smtps": TLS, "smtp+tls": T
 _DEFAULT_PORTS = {AUTO: 587, STARTTLS: 587, TLS: 465, NONE: 25}
 
 
-class SmtpConfigError(ValueError):
+class SmtpConfigError(DeliveryError, ValueError):
     """An SMTP URL or setting that cannot be used (the message says which part)."""
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Literal
 
+from nudgeflow.errors import ContentError
+
 MESSAGE_KEY_HEADER = "X-Nudgeflow-Message-Key"
 
 BounceKind = Literal["hard", "soft"]
@@ -47,7 +49,7 @@ class Complaint:
     message_id: str | None = None
 
 
-class ReportError(ValueError):
+class ReportError(ContentError, ValueError):
     """The message is not a report we understand; the text says what is wrong."""
 
 

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.errors import ContentError
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def fingerprint(compiled: Any) -> str:
     return value
 
 
-class TemplateNotLoaded(Exception):
+class TemplateNotLoaded(ContentError):
     """A slim job reached a process that has not parsed its template: send the full job."""
 
 

@@ -39,6 +39,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from nudgeflow.errors import ContentError
+
 OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH = "o", "c", "u", "p", "n"
 KINDS = (OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH)
 MAX_TOKEN_CHARS = 8192  # a click token holds its URL; anything longer is not one of ours
@@ -46,7 +48,7 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 LINKS_SECTION = "links"  # the workspace settings section: {"allowed_domains": [...]}
 
 
-class InvalidToken(ValueError):
+class InvalidToken(ContentError, ValueError):
     """Malformed, tampered with, of another kind, or signed with another secret."""
 
 

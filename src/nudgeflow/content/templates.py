@@ -47,6 +47,8 @@ from liquid.context import RenderContext
 from liquid.exceptions import FilterArgumentError, LiquidError, OutputStreamLimitError, ResourceLimitError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nudgeflow.errors import ContentError
+
 EMAIL = "email"
 PUSH = "push"
 EMAIL_PARTS = ("subject", "preheader", "body", "text")
@@ -57,7 +59,7 @@ DEFAULT_PUSH_TTL_S = 4 * 3600
 MAX_PUSH_TTL_S = 28 * 86_400  # what Web Push services and FCM keep at most
 
 
-class TemplateError(ValueError):
+class TemplateError(ContentError, ValueError):
     """A template that cannot be compiled or rendered; says where (part, line, column)."""
 
     def __init__(self, message: str, part: str | None = None, line: int | None = None,
@@ -194,7 +196,7 @@ def render_budget_ms() -> float:
     return _render_budget_ms
 
 
-class RenderLimitError(ResourceLimitError):
+class RenderLimitError(ResourceLimitError, ContentError):
     """A render past its budget (time) or a filter past the value ceiling (memory)."""
 
 

@@ -19,7 +19,7 @@ from nudgeflow.ingest.auth import basic_user
 from nudgeflow.ingest.body import read_body
 from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import Claim, reason_for, take_user_hash, verify
-from nudgeflow.model.events import BadRequest, EventRecord, InvalidEvent, normalize, parse_batch, parse_single
+from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_batch, parse_single
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.workspaces import WRITE
 
@@ -110,7 +110,7 @@ def ingest_routes(state: "AppState") -> list[Route]:
             body = await read_body(request, settings.max_request_bytes)
             try:
                 messages, parsed = parse_batch(body)
-            except BadRequest as exc:
+            except InvalidPayload as exc:
                 raise invalid(exc.errors) from exc
             workspace_id, write_kind = await write_key_owner(state, request, parsed.get("writeKey"))
             received_at = state.clock.now()
@@ -145,7 +145,7 @@ def ingest_routes(state: "AppState") -> list[Route]:
                 body = await read_body(request, settings.max_event_bytes, one_event=True)
                 try:
                     message = parse_single(type_, body)
-                except BadRequest as exc:
+                except InvalidPayload as exc:
                     raise invalid(exc.errors) from exc
                 workspace_id, write_kind = await write_key_owner(state, request, message.get("writeKey"))
                 claim = claim_of(message, None)

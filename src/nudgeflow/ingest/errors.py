@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from nudgeflow.errors import IntakeError
 from nudgeflow.model.events import EventTooLarge, InvalidEvent
 
 
-class IngestError(Exception):
+class IngestError(IntakeError):
     """`code` and `message` are the keys Segment's libraries read from an error body."""
 
     def __init__(

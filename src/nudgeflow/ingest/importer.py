@@ -35,7 +35,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.core.timestamps import as_utc
-from nudgeflow.model.events import BadRequest, EventRecord, InvalidEvent, normalize, parse_message
+from nudgeflow.errors import IntakeError
+from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.workspaces import WRITE, workspace_for_key
@@ -44,11 +45,11 @@ STDIN = "-"
 _BOM = b"\xef\xbb\xbf"
 
 
-class UnknownWriteKey(ValueError):
+class UnknownWriteKey(IntakeError, ValueError):
     """No workspace in this database has the write key given."""
 
 
-class ImportFailed(ValueError):
+class ImportFailed(IntakeError, ValueError):
     """The database stopped accepting writes; lines before `line` are committed."""
 
 
@@ -76,7 +77,7 @@ class ImportReport:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, BadRequest):
+    if isinstance(exc, InvalidPayload):
         return "invalid event: " + "; ".join(str(e) for e in exc.errors[:5])
     if isinstance(exc, InvalidEvent):
         return f"invalid event: {exc}"
@@ -261,7 +262,7 @@ def import_file(
                 report.lines += 1
                 try:
                     record = parse_line(line, clock.now(), max_event_bytes=max_event_bytes)
-                except (ValueError, BadRequest) as exc:
+                except (ValueError, InvalidPayload) as exc:
                     bad = BadLine(number, _reason(exc))
                     report.bad_lines.append(bad)
                     progress.console.print(f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.core.timestamps import corrected_timestamp
+from nudgeflow.errors import ModelError
 from nudgeflow.model.traits import clean_traits
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -113,7 +114,7 @@ class BatchBody(TypedDict):
     writeKey: NotRequired[str | None]
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(ModelError, ValueError):
     """A message that breaks the spec. `field` is a path such as `batch[3].userId`."""
 
     def __init__(self, field: str, message: str, index: int | None = None) -> None:
@@ -210,7 +211,9 @@ def invalid_from(exc: ValidationError, in_batch: bool) -> list[InvalidEvent]:
     return out
 
 
-class BadRequest(Exception):
+class InvalidPayload(ModelError):
+    """A body that is not a valid Segment message or batch; `errors` says where (ingest answers 400)."""
+
     def __init__(self, errors: list[InvalidEvent]) -> None:
         super().__init__("; ".join(str(e) for e in errors[:5]))
         self.errors = errors
@@ -221,7 +224,7 @@ def parse_batch(body: bytes) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     try:
         parsed = _Adapters.batch().validate_json(body)
     except ValidationError as exc:
-        raise BadRequest(invalid_from(exc, in_batch=True)) from exc
+        raise InvalidPayload(invalid_from(exc, in_batch=True)) from exc
     return parsed["batch"], parsed
 
 
@@ -230,27 +233,27 @@ def parse_single(type_: str, body: bytes) -> dict[str, Any]:
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest([InvalidEvent("body", f"invalid JSON: {exc}")]) from exc
+        raise InvalidPayload([InvalidEvent("body", f"invalid JSON: {exc}")]) from exc
     if not isinstance(raw, dict):
-        raise BadRequest([InvalidEvent("body", "expected a JSON object")])
+        raise InvalidPayload([InvalidEvent("body", "expected a JSON object")])
     raw["type"] = type_
     try:
         return _Adapters.single(type_).validate_python(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        raise BadRequest(invalid_from(exc, in_batch=False)) from exc
+        raise InvalidPayload(invalid_from(exc, in_batch=False)) from exc
 
 
 def parse_message(raw: Any) -> dict[str, Any]:
     """Validate one decoded message of any type (used by bulk import)."""
     if not isinstance(raw, dict):
-        raise BadRequest([InvalidEvent("body", "expected a JSON object")])
+        raise InvalidPayload([InvalidEvent("body", "expected a JSON object")])
     type_ = raw.get("type")
     if type_ not in _BY_TYPE:
-        raise BadRequest([InvalidEvent("type", f"unknown or missing type; expected one of {', '.join(EVENT_TYPES)}")])
+        raise InvalidPayload([InvalidEvent("type", f"unknown or missing type; expected one of {', '.join(EVENT_TYPES)}")])
     try:
         return _Adapters.single(type_).validate_python(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        raise BadRequest(invalid_from(exc, in_batch=False)) from exc
+        raise InvalidPayload(invalid_from(exc, in_batch=False)) from exc
 
 
 def content_message_id(message: dict[str, Any]) -> str:

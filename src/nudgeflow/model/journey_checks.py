@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from nudgeflow.errors import ModelError
 from nudgeflow.model.journeys import (
     DURATION_PATTERN,
     OFFSET_PATTERN,
@@ -135,7 +136,7 @@ class FileProblem:
         return f"{where}:{path}{kind} {self.message}"
 
 
-class DocumentError(ValueError):
+class DocumentError(ModelError, ValueError):
     """A file that cannot be read as YAML or JSON at all."""
 
     def __init__(self, message: str, line: int | None = None) -> None:

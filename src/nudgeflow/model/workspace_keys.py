@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from nudgeflow.errors import ModelError
+
 MASK = "********"
 
 
-class SettingError(ValueError):
+class SettingError(ModelError, ValueError):
     """A value a key does not take; the message starts with the key's name."""
 
 

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
+from nudgeflow.errors import EngineRuntimeError
 
 log = logging.getLogger("nudgeflow.dev_push")
 
@@ -137,7 +138,7 @@ class _Scripted:
     times: int | None  # None: until told otherwise
 
 
-class _Refused(Exception):
+class _Refused(EngineRuntimeError):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
@@ -374,7 +375,7 @@ class DevPushService:
         return claims
 
 
-class _ScriptedAnswer(Exception):
+class _ScriptedAnswer(EngineRuntimeError):
     def __init__(self, status: int, retry_after: str | None, body: str) -> None:
         super().__init__(status)
         self.status, self.retry_after, self.body = status, retry_after, body

@@ -24,8 +24,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from nudgeflow.errors import EngineRuntimeError
+from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
-from nudgeflow.runtime.simulation import InvalidMessage, PlannedMessage, Simulation, check_message, iso, message_time_ms
+from nudgeflow.runtime.simulation import InvalidMessage, PlannedMessage, Simulation, check_message, message_time_ms
 from nudgeflow.settings import Settings
 
 STDIN = "-"
@@ -35,7 +37,7 @@ _BOM = b"\xef\xbb\xbf"
 
 # --- journeys ------------------------------------------------------------------------------
 
-class JourneyLoadError(ValueError):
+class JourneyLoadError(EngineRuntimeError, ValueError):
     """Journey files that cannot go live; `problems` lists each as 'file: path: reason'."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -47,7 +47,9 @@ from nudgeflow.core.effects import (
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import DONE, EXITED, ProfileState
 from nudgeflow.core.timestamps import corrected_timestamp
-from nudgeflow.model.events import EVENT_TYPES, BadRequest, parse_message
+from nudgeflow.errors import EngineRuntimeError
+from nudgeflow.model.events import EVENT_TYPES, InvalidPayload, parse_message
+from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey, duration_ms
 from nudgeflow.runtime.merges import merge_state
 
@@ -60,13 +62,8 @@ class CoreEngine(Protocol):
     def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]: ...
 
 
-class InvalidMessage(ValueError):
+class InvalidMessage(EngineRuntimeError, ValueError):
     """A message the simulator (like ingest) refuses; the text names the field."""
-
-
-def iso(ms: int) -> str:
-    """ISO 8601 in UTC with milliseconds and a Z: how planned messages give their time."""
-    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +192,7 @@ def check_message(raw: Any) -> dict[str, Any]:
         return raw
     try:
         message = parse_message(raw)
-    except BadRequest as exc:
+    except InvalidPayload as exc:
         raise InvalidMessage("; ".join(str(e) for e in exc.errors[:5])) from exc
     if not (message.get("userId") or message.get("anonymousId")):
         raise InvalidMessage("userId: either userId or anonymousId is required")

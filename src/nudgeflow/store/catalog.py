@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from nudgeflow.errors import StoreError
 from nudgeflow.model.nul import NUL_MESSAGE, nul_path
 from nudgeflow.store.schema import catalog_places, catalog_products
 
@@ -43,11 +44,11 @@ FIELDS: dict[str, tuple[str, ...]] = {
 CHUNK = 500  # rows per INSERT … ON CONFLICT statement
 
 
-class CatalogError(ValueError):
+class CatalogError(StoreError, ValueError):
     """A catalog operation that cannot be done (an unknown kind, an unreadable file)."""
 
 
-class RowError(ValueError):
+class RowError(StoreError, ValueError):
     """One row that cannot be imported; the message says why."""
 
 
@@ -335,7 +336,7 @@ def import_text(conn: Connection, workspace_id: str, kind: str, text: str, now_m
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _item(kind: str, row: Any) -> dict[str, Any]:
+def item_view(kind: str, row: Any) -> dict[str, Any]:
     out = {name: getattr(row, name) for name in FIELDS[kind]}
     try:
         attributes = orjson.loads(row.attributes) if row.attributes else {}
@@ -355,7 +356,7 @@ def list_items(conn: Connection, workspace_id: str, kind: str, *, limit: int = 1
         stmt = stmt.where(table.c.id > after)
     if category is not None and kind == "products":
         stmt = stmt.where(table.c.category == category)
-    return [_item(kind, r) for r in conn.execute(stmt.order_by(table.c.id).limit(limit))]
+    return [item_view(kind, r) for r in conn.execute(stmt.order_by(table.c.id).limit(limit))]
 
 
 def count_items(conn: Connection, workspace_id: str, kind: str) -> int:
@@ -367,7 +368,7 @@ def count_items(conn: Connection, workspace_id: str, kind: str) -> int:
 def get_item(conn: Connection, workspace_id: str, kind: str, item_id: str) -> dict[str, Any] | None:
     table = TABLES[check_kind(kind)]
     row = conn.execute(select(table).where(table.c.workspace_id == workspace_id, table.c.id == item_id)).one_or_none()
-    return None if row is None else _item(kind, row)
+    return None if row is None else item_view(kind, row)
 
 
 def get_items(conn: Connection, workspace_id: str, kind: str, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -378,13 +379,13 @@ def get_items(conn: Connection, workspace_id: str, kind: str, ids: Iterable[str]
     for start in range(0, len(wanted), CHUNK):
         part = wanted[start:start + CHUNK]
         for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id, table.c.id.in_(part))):
-            found[row.id] = _item(kind, row)
+            found[row.id] = item_view(kind, row)
     return found
 
 
 def all_items(conn: Connection, workspace_id: str, kind: str) -> list[dict[str, Any]]:
     table = TABLES[check_kind(kind)]
-    return [_item(kind, r) for r in conn.execute(select(table).where(table.c.workspace_id == workspace_id))]
+    return [item_view(kind, r) for r in conn.execute(select(table).where(table.c.workspace_id == workspace_id))]
 
 
 def delete_item(conn: Connection, workspace_id: str, kind: str, item_id: str) -> bool:

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from nudgeflow.errors import StoreError
 from nudgeflow.store import secret_box
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(StoreError, RuntimeError):
     """The database cannot be used: a bad URL, no server, or a schema that is not ours."""
 
 

@@ -29,6 +29,8 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from nudgeflow.errors import StoreError
+
 log = logging.getLogger("nudgeflow.store")
 
 # pg_try_advisory_lock's key: any constant of our own (advisory locks share one key space
@@ -49,7 +51,7 @@ class Holder:
         return f"host {self.host}, pid {self.pid}, started {started.replace('+00:00', 'Z')}"
 
 
-class EngineLocked(RuntimeError):
+class EngineLocked(StoreError, RuntimeError):
     """Another engine holds this database's engine lock."""
 
     def __init__(self, holder: Holder | None) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Callable, TypeVar
 from sqlalchemy import Connection, Engine
 
 from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.errors import StoreError
 from nudgeflow.store.checkpoint import WalCheckpointer
 from nudgeflow.model.events import EventRecord
 from nudgeflow.store.ingest_writer import WriteResult, write_events
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class WriterStopped(RuntimeError):
+class WriterStopped(StoreError, RuntimeError):
     """The writer is not running, so nothing can be committed."""
 
 
@@ -256,5 +257,5 @@ def _settle_in_loop(
             future.set_result(result)  # type: ignore[arg-type]
 
 
-class WriterFailed(RuntimeError):
+class WriterFailed(StoreError, RuntimeError):
     """The database refused a commit; the request may be retried."""

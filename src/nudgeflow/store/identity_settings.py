@@ -20,13 +20,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from nudgeflow.errors import StoreError
 from nudgeflow.store.workspace_settings import get_section, set_section
 
 IDENTITY = "identity"
 SECRET_PREFIX = "nfid_"
 
 
-class IdentityProblem(ValueError):
+class IdentityProblem(StoreError, ValueError):
     """An identity settings change that cannot be made, with the reason."""
 
 

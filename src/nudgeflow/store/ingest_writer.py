@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from nudgeflow.errors import StoreError
 from nudgeflow.model.events import EventRecord
 from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.device_ingest import register_from_events
@@ -226,7 +227,7 @@ def _resolve(res: _Resolution, record: EventRecord, now_ms: int) -> str:
     return pu
 
 
-class IdentityConflict(RuntimeError):
+class IdentityConflict(StoreError, RuntimeError):
     """Concurrent writers kept claiming the same new identities; the write may be retried."""
 
 

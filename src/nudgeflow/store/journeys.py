@@ -30,13 +30,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED, Catalog, JourneyVersion
 from nudgeflow.core.state import HELD
+from nudgeflow.errors import StoreError
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import backfill as backfills
 from nudgeflow.store.schema import catalog_places, journey_runs, journey_versions, journeys, timers, workspaces
 
 
-class JourneyError(ValueError):
+class JourneyError(StoreError, ValueError):
     """A journey operation that cannot be done; the message says why."""
 
 

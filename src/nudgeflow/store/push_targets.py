@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from nudgeflow.errors import StoreError
 from nudgeflow.store.schema import device_tokens, push_deliveries, push_subscriptions
 
 WEBPUSH, FCM, APNS = "webpush", "fcm", "apns"
@@ -22,7 +23,7 @@ MAX_ENDPOINT = 2048
 MAX_TOKEN = 512
 
 
-class PushTargetError(ValueError):
+class PushTargetError(StoreError, ValueError):
     """A subscription or token that cannot be stored: the message names the field."""
 
 

@@ -33,11 +33,13 @@ from typing import Any, Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from nudgeflow.errors import StoreError
+
 PREFIX = "nf1:"
 OPTION = "nudgeflow_secrets"  # the execution option that carries the box
 
 
-class SecretKeyError(RuntimeError):
+class SecretKeyError(StoreError, RuntimeError):
     """A key that is malformed or missing, or a sealed document that no key here opens."""
 
 

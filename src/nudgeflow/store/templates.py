@@ -31,12 +31,13 @@ import yaml
 from sqlalchemy import Connection, insert, select, update
 
 from nudgeflow.content.templates import CompiledTemplate, TemplateError, TemplateSource, compile_template, parse_source
+from nudgeflow.errors import StoreError
 from nudgeflow.store.schema import profiles, template_versions, templates, workspaces
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
-class TemplateStoreError(ValueError):
+class TemplateStoreError(StoreError, ValueError):
     """A template operation that cannot be done; the message says why."""
 
 

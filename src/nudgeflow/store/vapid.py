@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, select
 
+from nudgeflow.errors import StoreError
 from nudgeflow.store import workspace_settings
 from nudgeflow.store.schema import workspaces
 
@@ -38,7 +39,7 @@ DEFAULT_SUBJECT = "mailto:webpush@nudgeflow.invalid"
 MAX_SUBJECT = 300
 
 
-class VapidError(ValueError):
+class VapidError(StoreError, ValueError):
     """Bad VAPID settings (a subject that is not mailto:/https:, a key that does not load)."""
 
 

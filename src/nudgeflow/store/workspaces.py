@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, insert, select
 
+from nudgeflow.errors import StoreError
 from nudgeflow.store.schema import api_keys, workspaces
 from nudgeflow.store.vapid import ensure_vapid_keys
 
@@ -26,7 +27,7 @@ WRITE_KINDS = (PUBLIC, SERVER)
 _PREFIX = {PUBLIC: "wk_", SERVER: "sk_"}  # tells at a glance which kind was pasted where
 
 
-class KeyProblem(ValueError):
+class KeyProblem(StoreError, ValueError):
     """A key operation that cannot be done, with the reason."""
 
 

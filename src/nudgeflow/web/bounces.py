@@ -54,6 +54,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from nudgeflow.core.clock import to_ms
+from nudgeflow.errors import WebError
 from nudgeflow.runtime.bounces import Feedback, apply_feedback
 from nudgeflow.store import workspace_settings
 
@@ -71,7 +72,7 @@ _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 Fetch = Callable[[str], Awaitable[bytes]]
 
 
-class Reject(Exception):
+class Reject(WebError):
     """An answer other than 200: status and what is wrong."""
 
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 
 import httpx
 
+from nudgeflow.errors import WebError
 
-class ServerStartError(RuntimeError):
+
+class ServerStartError(WebError, RuntimeError):
     """The server stopped while starting, or did not become ready in time."""
 
 

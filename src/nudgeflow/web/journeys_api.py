@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
 from nudgeflow.core.catalog import place_tags
-from nudgeflow.core.clock import from_ms, to_ms
+from nudgeflow.core.clock import to_ms
+from nudgeflow.errors import WebError
+from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journey_checks import Delivery, DocumentError, Problem, check_journey, load_text
 from nudgeflow.model.journeys import Journey, journey_json_schema
 from nudgeflow.runtime.backfill import Preview, preview
@@ -37,7 +39,7 @@ MAX_DEFINITION_BYTES = 1024 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
-class _Refused(Exception):
+class _Refused(WebError):
     """Answered as is: a status and a JSON body."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
@@ -49,17 +51,13 @@ def _state(request: Request) -> "AppState":
     return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
-def _iso(ms: int | None) -> str | None:
-    return None if ms is None else from_ms(ms).isoformat().replace("+00:00", "Z")
-
-
 def _view(journey: dict[str, Any]) -> dict[str, Any]:
     """Store rows to API shapes: ISO 8601 times, like the rest of the admin API."""
     out = {k: v for k, v in journey.items() if not k.endswith("_at_ms") and k != "versions"}
-    out["created_at"] = _iso(journey["created_at_ms"])
-    out["updated_at"] = _iso(journey["updated_at_ms"])
+    out["created_at"] = iso(journey["created_at_ms"], milliseconds=False)
+    out["updated_at"] = iso(journey["updated_at_ms"], milliseconds=False)
     if "versions" in journey:
-        out["versions"] = [{"version": v["version"], "published_at": _iso(v["published_at_ms"])}
+        out["versions"] = [{"version": v["version"], "published_at": iso(v["published_at_ms"], milliseconds=False)}
                            for v in journey["versions"]]
     return out
 
@@ -220,7 +218,7 @@ def journeys_router() -> APIRouter:
             "id": journey_id,
             "version": version,
             "live": info["live_version"] == version,
-            "published_at": _iso(published),
+            "published_at": iso(published, milliseconds=False),
             "definition": journey.model_dump(mode="json", by_alias=True),
         }
 

@@ -49,7 +49,7 @@ from nudgeflow.ingest.body import read_body
 from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import take_user_hash, verify
 from nudgeflow.model.event_names import PUSH_SUBSCRIBED, PUSH_UNSUBSCRIBED
-from nudgeflow.model.events import BadRequest, EventRecord, InvalidEvent, normalize, parse_message
+from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
 from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.ingest_writer import write_events
@@ -249,7 +249,7 @@ def sdk_router() -> APIRouter:
                     message[name] = data[name]
             try:
                 parsed = parse_message(message)  # ingest's validation: ids, lengths, timestamps
-            except BadRequest as exc:
+            except InvalidPayload as exc:
                 raise invalid(exc.errors) from exc
             user_id, anonymous_id = parsed.get("userId") or None, parsed.get("anonymousId") or None
             # Identity verification: a subscription for a userId is that person's push.
