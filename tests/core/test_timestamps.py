@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nudgeflow.core.timestamps import corrected_timestamp
+from nudgeflow.model.timestamps import corrected_timestamp
 
 UTC = timezone.utc
 aware = st.datetimes(

@@ -34,9 +34,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
-from nudgeflow.core.timestamps import as_utc
 from nudgeflow.errors import IntakeError
 from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
+from nudgeflow.model.timestamps import as_utc
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.workspaces import WRITE, workspace_for_key

@@ -18,8 +18,8 @@ from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, Validati
 from typing_extensions import NotRequired, TypedDict
 
 from nudgeflow.core.clock import to_ms
-from nudgeflow.core.timestamps import corrected_timestamp
 from nudgeflow.errors import ModelError
+from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.model.traits import clean_traits
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")

@@ -46,11 +46,11 @@ from nudgeflow.core.effects import (
 )
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import DONE, EXITED, ProfileState
-from nudgeflow.core.timestamps import corrected_timestamp
 from nudgeflow.errors import EngineRuntimeError
 from nudgeflow.model.events import EVENT_TYPES, InvalidPayload, parse_message
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey, duration_ms
+from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.runtime.merges import merge_state
 
 __all__ = ["PlannedMessage", "FailedMessage", "Simulation", "InvalidMessage", "message_time_ms", "check_message"]
