@@ -205,7 +205,7 @@ def contexts(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def outbound(i: int, context: dict[str, Any], round_: int, phase: str) -> Any:
-    from nudgeflow.channels.base import OutboundMessage
+    from nudgeflow.model.outbound import OutboundMessage
 
     profile = context["profile"]
     return OutboundMessage(

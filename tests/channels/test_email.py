@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.email import (
     BounceError,
     EmailChannel,
@@ -24,6 +24,7 @@ from nudgeflow.channels.email import (
 )
 from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
 from nudgeflow.core.clock import VirtualClock
+from nudgeflow.model.outbound import OutboundMessage
 from tests.channels.smtp_support import Sink, Users, server_contexts, start_sink
 
 HTML = """<html><head><style>p{color:red}</style><title>t</title></head><body>

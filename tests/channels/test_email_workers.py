@@ -13,13 +13,14 @@ from typing import Any, Iterator
 import dkim
 import pytest
 
-from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.email import EmailChannel
 from nudgeflow.channels.smtp_config import parse_smtp_url
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, build_raw, job_for, slim
 from nudgeflow.content.templates import compile_template
 from nudgeflow.core.clock import VirtualClock
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.settings import Settings
 from tests.channels.test_email import dkim_key
 

@@ -20,11 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
 from nudgeflow.channels.apns import ApnsSender
-from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel
 from nudgeflow.core.clock import VirtualClock, from_ms, to_ms
 from nudgeflow.model.events import normalize, parse_message
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import resolve_profile_id

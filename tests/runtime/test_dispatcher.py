@@ -8,16 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from nudgeflow.channels.base import (
-    ChannelRegistry,
-    DatabaseSink,
-    OutboundMessage,
-    PermanentError,
-    RemoteChannel,
-    TransientError,
-)
+from nudgeflow.channels.base import ChannelRegistry, DatabaseSink, PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.log import LogChannel
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.dispatcher import Dispatcher, RetryPolicy, backoff_ms
 
 from runtime_support import FakeEngine, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)

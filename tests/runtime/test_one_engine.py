@@ -12,9 +12,10 @@ from typing import Any, Callable
 import orjson
 import pytest
 
-from nudgeflow.channels.base import ChannelRegistry, OutboundMessage, RemoteChannel
+from nudgeflow.channels.base import ChannelRegistry, RemoteChannel
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.events import normalize, parse_message
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.processor import GAP_WAIT_MS, process_events, skip_next_event
 from nudgeflow.settings import ConfigError, Settings
 from nudgeflow.store.engine_lock import EngineLocked

@@ -8,8 +8,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from nudgeflow.channels.base import OutboundMessage
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.workspace_keys import KEYS
 from nudgeflow.store import workspace_settings
 

@@ -42,9 +42,10 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import aiosmtplib
 
-from nudgeflow.channels.base import ChannelRegistry, OutboundMessage, PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.base import ChannelRegistry, PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.smtp_config import NONE, STARTTLS, TLS, SmtpConfig, SmtpConfigError, parse_smtp_url
 from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.model.outbound import OutboundMessage
 
 log = logging.getLogger("nudgeflow.email")
 

@@ -14,7 +14,8 @@ from typing import Any, Iterable, Sequence
 import orjson
 from sqlalchemy import Connection
 
-from nudgeflow.channels.base import DatabaseSink, OutboundMessage, PermanentError
+from nudgeflow.channels.base import DatabaseSink, PermanentError
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime import sql
 
 # The traits a real channel would address or greet the person with.

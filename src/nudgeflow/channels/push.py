@@ -24,16 +24,10 @@ import asyncio
 import logging
 from typing import Any, Mapping, Protocol
 
-from nudgeflow.channels.base import (
-    ChannelError,
-    ChannelRegistry,
-    OutboundMessage,
-    PermanentError,
-    RemoteChannel,
-    TransientError,
-)
+from nudgeflow.channels.base import ChannelError, ChannelRegistry, PermanentError, RemoteChannel, TransientError
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.store.push_targets import PushTarget
 
 log = logging.getLogger("nudgeflow.push")

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nudgeflow.channels.base import OutboundMessage, PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.errors import ContentError
+from nudgeflow.model.outbound import OutboundMessage
 
 
 @dataclass(frozen=True)

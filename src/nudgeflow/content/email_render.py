@@ -21,8 +21,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from nudgeflow.channels.base import OutboundMessage, PermanentError
+from nudgeflow.channels.base import PermanentError
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
+from nudgeflow.model.outbound import OutboundMessage
 
 
 def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None = None) -> Any:

@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from nudgeflow.channels.base import OutboundMessage, PermanentError
+from nudgeflow.channels.base import PermanentError
+from nudgeflow.model.outbound import OutboundMessage
 
 
 @dataclass

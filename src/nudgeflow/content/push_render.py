@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from nudgeflow.channels.base import OutboundMessage, PermanentError
+from nudgeflow.channels.base import PermanentError
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
+from nudgeflow.model.outbound import OutboundMessage
 
 # What each service accepts at most, in bytes of the payload it carries (checked before
 # sending, so the message fails with a clear reason instead of a 413 from the service).

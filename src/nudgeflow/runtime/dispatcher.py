@@ -43,7 +43,6 @@ from nudgeflow.channels.base import (
     ChannelError,
     ChannelRegistry,
     DatabaseSink,
-    OutboundMessage,
     RemoteChannel,
     TransientError,
 )
@@ -57,6 +56,7 @@ from nudgeflow.model.event_names import (
     MESSAGE_SUPPRESSED,
 )
 from nudgeflow.model.iso_time import iso
+from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime import sql
 from nudgeflow.runtime.effects_writer import FAILED, PENDING, SENT
 from nudgeflow.runtime.processor import RuntimeStats
