@@ -26,7 +26,7 @@ One run, against one local SMTP sink, measures:
          before the clock; the sender process keeps the SMTP side; also with DKIM;
   A+DKIM the same with a 2048-bit RSA DKIM key configured (relaxed/relaxed, rsa-sha256);
   A before the same A the way it was built before the text part was made once per template
-         version and the MIME bytes written by channels/mime.py (html_to_text on each
+         version and the MIME bytes written by channels/email/mime.py (html_to_text on each
          rendered HTML, the email package's compose and serializer): what those changes
          are worth;
   latency  per message for A, from `channel.send` to the server's 250 after DATA: p50/p99;
@@ -276,7 +276,7 @@ class previous_path:
     def __enter__(self) -> None:
         from email import policy as email_policy
 
-        import nudgeflow.channels.email as channel_module
+        import nudgeflow.channels.email.mime as channel_module
 
         def old_compose_raw(rendered: Any, *args: Any, **kwargs: Any) -> bytes:
             return channel_module.compose(rendered, *args, **kwargs).as_bytes(policy=email_policy.SMTP)
@@ -386,7 +386,9 @@ def stages(renderer: BenchRenderer, messages: list[Any], pem: str) -> dict[str, 
     steps this run replaced cost, on the same messages."""
     from email import policy as email_policy
 
-    from nudgeflow.channels.email import compose, compose_raw, dkim_sign, html_to_text
+    from nudgeflow.channels.email.mime import compose, compose_raw
+    from nudgeflow.channels.email.signing import dkim_sign
+    from nudgeflow.content.email_text import html_to_text
 
     out = {"render (Liquid: subject, HTML, text part)": 0.0, "tracking (links, pixel, signed URLs)": 0.0,
            "MIME compose + serialize": 0.0, "DKIM sign": 0.0,
@@ -453,7 +455,7 @@ class Figures:
 def run(args: argparse.Namespace) -> Figures:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nudgeflow.channels.email import EmailChannel
+    from nudgeflow.channels.email.channel import EmailChannel
     from nudgeflow.channels.workers import WorkerPool
 
     try:

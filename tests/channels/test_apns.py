@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from nudgeflow.channels.apns import ApnsSender, apns_id
 from nudgeflow.channels.base import PermanentError, TransientError
-from nudgeflow.channels.push import TargetGone
+from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push_config import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, PushConfigError, set_apns
-from nudgeflow.content.push_render import PayloadTooLarge, PushContent
+from nudgeflow.channels.push_limits import PayloadTooLarge
+from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
@@ -283,7 +284,7 @@ def test_the_device_token_stays_out_of_the_logs(ca: trustme.CA, server: ApnsServ
 
 
 def test_configured(engine: Any, p8: ec.EllipticCurvePrivateKey, clock: VirtualClock) -> None:
-    from nudgeflow.channels.push_config import configured
+    from nudgeflow.channels.wiring import push_credentials_configured as configured
 
     bare = Settings(database_url="sqlite://")
     assert not configured(None, bare, "apns")

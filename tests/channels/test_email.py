@@ -14,15 +14,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nudgeflow.channels.base import PermanentError, TransientError
-from nudgeflow.channels.email import (
-    BounceError,
-    EmailChannel,
-    RenderedEmail,
-    compose,
-    html_to_text,
-    message_id_for,
-)
+from nudgeflow.channels.email.channel import EmailChannel
+from nudgeflow.channels.email.mime import compose, message_id_for
+from nudgeflow.channels.email.pool import BounceError
 from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+from nudgeflow.content.email_text import html_to_text
+from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage
 from tests.channels.smtp_support import Sink, Users, server_contexts, start_sink
@@ -434,7 +431,7 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
 def test_the_declared_size_is_the_size_on_the_wire() -> None:
     from aiosmtplib.protocol import normalize_message_line_endings
 
-    from nudgeflow.channels.email import _wire_size
+    from nudgeflow.channels.email.pool import _wire_size
 
     for raw in (b"a\r\nb\r\n", b"a\nb", b"a\rb\r\n", b"a\r\n\r\r\n\nb", b"", b"x\r", b"x\n", b"\r\r"):
         assert _wire_size(raw) == len(normalize_message_line_endings(raw)), raw

@@ -14,10 +14,11 @@ import dkim
 import pytest
 
 from nudgeflow.channels.base import PermanentError, TransientError
-from nudgeflow.channels.email import EmailChannel
+from nudgeflow.channels.email.build import build_raw
+from nudgeflow.channels.email.channel import EmailChannel
 from nudgeflow.channels.smtp_config import parse_smtp_url
 from nudgeflow.channels.workers import WorkerPool
-from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, build_raw, job_for, slim
+from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, job_for, slim
 from nudgeflow.content.templates import compile_template
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage

@@ -21,10 +21,11 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.fcm import FcmSender, fcm_message
-from nudgeflow.channels.push import TargetGone
 from nudgeflow.channels.push_config import FcmConfig, PushConfigError, set_fcm
-from nudgeflow.content.push_render import PayloadTooLarge, PushContent
+from nudgeflow.channels.push_limits import PayloadTooLarge
+from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget

@@ -9,8 +9,8 @@ from email import policy
 import pytest
 from hypothesis import given, strategies as st
 
-from nudgeflow.channels.email import RenderedEmail, compose, compose_raw
-from nudgeflow.channels.mime import fold
+from nudgeflow.channels.email.mime import compose, compose_raw, fold
+from nudgeflow.content.rendered import RenderedEmail
 
 DATE = datetime(2026, 11, 29, 8, 30, tzinfo=timezone.utc)
 HTML = "<html><body><p>Hi Zoë — your cart: <a href='https://shop.example.com/c?x=1&y=2'>open</a></p>" + "<p>" + "é" * 300 + "</p></body></html>"

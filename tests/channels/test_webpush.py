@@ -23,9 +23,11 @@ import trustme
 from sqlalchemy import func, select
 
 from nudgeflow.channels.base import PermanentError, TransientError
-from nudgeflow.channels.push import DatabasePush, PushChannel, TargetGone
+from nudgeflow.channels.common import TargetGone
+from nudgeflow.channels.push import DatabasePush, PushChannel
+from nudgeflow.channels.push_limits import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge
 from nudgeflow.channels.webpush import WebPushSender, topic_for
-from nudgeflow.content.push_render import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge, PushContent
+from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.dev_push import (

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from nudgeflow.content.email_text import html_to_text
 import nudgeflow.content.templates as T
 from nudgeflow.content.sample import sample_context
-from nudgeflow.channels.email import html_to_text
 from nudgeflow.content.templates import (
     Limits,
     RenderedEmail,

@@ -16,7 +16,8 @@ from sqlalchemy import insert, text
 
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.log import LogChannel
-from nudgeflow.channels.push import PushChannel, configure_push, push_in_use
+from nudgeflow.channels.push import PushChannel
+from nudgeflow.channels.wiring import configure_push, push_in_use
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.runtime.dev_push import DevPushService, RunningDevPush, serve_dev_push
 from nudgeflow.runtime.embedded import EmbeddedRuntime

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from nudgeflow.channels.email import EmailChannel, RenderedEmail
+from nudgeflow.channels.email.channel import EmailChannel
 from nudgeflow.channels.smtp_config import MASK, parse_smtp_url
+from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.dev_smtp import start_dev_smtp
 from nudgeflow.settings import Settings

@@ -91,7 +91,7 @@ def _message(ws: str) -> OutboundMessage:
 
 
 def test_links_use_the_servers_public_url_unless_the_workspace_sets_its_own(settings: Any, clock: Any) -> None:
-    from nudgeflow.content.email_jobs import build_raw
+    from nudgeflow.channels.email.build import build_raw
     from nudgeflow.content.email_render import prepare_email
     from nudgeflow.content.prepare import prepare
 

@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 from nudgeflow.channels.base import PermanentError, TransientError, reason_text, retry_after_s
-from nudgeflow.channels.push import TargetGone
+from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push_config import (
     APNS_SECTION,
     ApnsConfig,
@@ -41,8 +41,10 @@ from nudgeflow.channels.push_config import (
     keep_tokens_out_of_http_logs,
     apns_default,
 )
-from nudgeflow.content.push_render import APNS_MAX_PAYLOAD, PayloadTooLarge, PushContent
+from nudgeflow.channels.push_limits import APNS_MAX_PAYLOAD, PayloadTooLarge
+from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock
+from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 
 log = logging.getLogger("nudgeflow.push.apns")
@@ -121,7 +123,7 @@ class ApnsSender:
 
     provider = "apns"
 
-    def __init__(self, engine: Any, settings: Any, clock: Clock, *, client: httpx.AsyncClient | None = None,
+    def __init__(self, engine: Any, settings: Settings | None, clock: Clock, *, client: httpx.AsyncClient | None = None,
                  timeout_s: float = 10.0) -> None:
         self.clock = clock
         self.credentials: WorkspaceCredentials[ApnsConfig] = WorkspaceCredentials(

@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 from nudgeflow.channels.base import PermanentError, TransientError, reason_text, retry_after_s
-from nudgeflow.channels.push import TargetGone
+from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push_config import (
     FCM_SCOPE,
     FCM_SECTION,
@@ -42,8 +42,10 @@ from nudgeflow.channels.push_config import (
     keep_tokens_out_of_http_logs,
     fcm_default,
 )
-from nudgeflow.content.push_render import FCM_MAX_PAYLOAD, PayloadTooLarge, PushContent
+from nudgeflow.channels.push_limits import FCM_MAX_PAYLOAD, PayloadTooLarge
+from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 
 log = logging.getLogger("nudgeflow.push.fcm")
@@ -173,7 +175,7 @@ class FcmSender:
 
     provider = "fcm"
 
-    def __init__(self, engine: Any, settings: Any, clock: Clock, *, client: httpx.AsyncClient | None = None,
+    def __init__(self, engine: Any, settings: Settings | None, clock: Clock, *, client: httpx.AsyncClient | None = None,
                  timeout_s: float = 10.0) -> None:
         self.clock = clock
         self.credentials: WorkspaceCredentials[FcmConfig] = WorkspaceCredentials(

@@ -24,17 +24,15 @@ import asyncio
 import logging
 from typing import Any, Mapping, Protocol
 
-from nudgeflow.channels.base import ChannelError, ChannelRegistry, PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.base import ChannelError, PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.common import TargetGone, permanent_from_render
+from nudgeflow.content.errors import RenderError
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.store.push_targets import PushTarget
 
 log = logging.getLogger("nudgeflow.push")
-
-
-class TargetGone(PermanentError):
-    """The service says this subscription or token will never work again: delete it."""
 
 
 class PushSender(Protocol):
@@ -146,6 +144,8 @@ class PushChannel(RemoteChannel):
             content = await self.renderer.render_push(message)
         except ChannelError:
             raise
+        except RenderError as exc:
+            raise permanent_from_render(exc) from exc
         except Exception as exc:
             raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
         # Targets reached by an earlier try of this message. Only a try that left some
@@ -231,60 +231,3 @@ class PushChannel(RemoteChannel):
     async def aclose(self) -> None:
         for sender in self.senders.values():
             await sender.aclose()
-
-
-# -- assembling the channel -----------------------------------------------------------------
-
-
-def push_in_use(engine: Any, settings: Any) -> bool:
-    """Whether push is set up anywhere: a Web Push subscription or a device token stored, or
-    FCM / APNs credentials (the server's default or a workspace's). Until then the `push`
-    name stays with the development log channel, as `email` does until SMTP is configured."""
-    from nudgeflow.channels import push_config
-
-    if push_config.configured(engine, settings, push_config.FCM_SECTION) or push_config.configured(
-        engine, settings, push_config.APNS_SECTION
-    ):
-        return True
-    if engine is None:
-        return False
-    try:
-        from sqlalchemy import select
-
-        from nudgeflow.store.schema import device_tokens, push_subscriptions
-
-        with engine.connect() as conn:
-            for table in (push_subscriptions, device_tokens):
-                if conn.execute(select(table.c.profile_id).limit(1)).first() is not None:
-                    return True
-    except Exception:  # not migrated yet
-        return False
-    return False
-
-
-def configure_push(registry: ChannelRegistry, engine: Any, settings: Any, clock: Clock | None = None,
-                   *, force: bool = False) -> PushChannel | None:
-    """Serve "push" with a PushChannel (Web Push always; FCM and APNs where credentials
-    exist) once push is in use (`push_in_use`), or at once with `force`; returns the channel,
-    or None while push stays with the log channel."""
-    current = registry.get("push")
-    if isinstance(current, PushChannel):
-        return current
-    if not force and not push_in_use(engine, settings):
-        return None
-    from nudgeflow.channels import push_config
-    from nudgeflow.channels.apns import ApnsSender
-    from nudgeflow.channels.fcm import FcmSender
-    from nudgeflow.channels.webpush import WebPushSender
-
-    clock = clock or SystemClock()
-    senders: dict[str, PushSender] = {"webpush": WebPushSender(engine, settings, clock)}
-    if push_config.configured(engine, settings, push_config.FCM_SECTION):
-        senders["fcm"] = FcmSender(engine, settings, clock)
-    if push_config.configured(engine, settings, push_config.APNS_SECTION):
-        senders["apns"] = ApnsSender(engine, settings, clock)
-    database = DatabasePush(engine, clock)
-    channel = PushChannel(senders, database, database, clock)
-    registry.register("push", channel)
-    log.info("push goes out to push services", extra={"providers": ",".join(sorted(senders))})
-    return channel

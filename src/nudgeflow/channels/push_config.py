@@ -16,7 +16,6 @@ dataclasses keep them out of their repr.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -27,9 +26,11 @@ from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from sqlalchemy import Connection
 
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError
+from nudgeflow.channels.common import WorkspaceCache
 from nudgeflow.core.clock import Clock
 from nudgeflow.errors import DeliveryError
+from nudgeflow.settings import Settings
 
 FCM_SECTION = "fcm"
 APNS_SECTION = "apns"
@@ -172,12 +173,11 @@ def fcm_from_file(path: str, *, project_id: str | None = None, token_uri: str | 
                      token_uri=token_uri, api_base=api_base)
 
 
-def fcm_default(settings: Any) -> FcmConfig | None:
+def fcm_default(settings: Settings | None) -> FcmConfig | None:
     """The server's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE), or None."""
-    path = getattr(settings, "fcm_service_account_file", None)
-    if not path:
+    if settings is None or not settings.fcm_service_account_file:
         return None
-    return fcm_from_file(path, api_base=getattr(settings, "fcm_api_base", None),
+    return fcm_from_file(settings.fcm_service_account_file, api_base=settings.fcm_api_base,
                          what="NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE")
 
 
@@ -253,18 +253,17 @@ class ApnsConfig:
                    sandbox=data.get("sandbox", False), base_url=data.get("base_url") or None)
 
 
-def apns_default(settings: Any) -> ApnsConfig | None:
+def apns_default(settings: Settings | None) -> ApnsConfig | None:
     """The server's APNs credentials (NUDGEFLOW_APNS_KEY_FILE and friends), or None."""
-    path = getattr(settings, "apns_key_file", None)
-    if not path:
+    if settings is None or not settings.apns_key_file:
         return None
+    path = settings.apns_key_file
     try:
         key = Path(path).read_text()
     except OSError as exc:
         raise PushConfigError(f"cannot read NUDGEFLOW_APNS_KEY_FILE: {exc.strerror}") from None
-    return ApnsConfig(team_id=getattr(settings, "apns_team_id", None) or "",
-                      key_id=getattr(settings, "apns_key_id", None) or "", private_key=key,
-                      topic=getattr(settings, "apns_topic", None), base_url=getattr(settings, "apns_base_url", None))
+    return ApnsConfig(team_id=settings.apns_team_id or "", key_id=settings.apns_key_id or "", private_key=key,
+                      topic=settings.apns_topic, base_url=settings.apns_base_url)
 
 
 # -- stored per workspace --------------------------------------------------------------------
@@ -327,13 +326,11 @@ class WorkspaceCredentials(Generic[C]):
         self.engine, self.section, self.service, self.clock, self.ttl_s = engine, section, service, clock, ttl_s
         self._default_loader = default
         self._default: tuple[C | None, str | None] | None = None  # loaded once: (config, error)
-        self._cache: dict[str, tuple[float, C | None]] = {}
+        self._own: WorkspaceCache[C] = WorkspaceCache(
+            self._load if engine is not None else None, clock, f"{service} credentials", PushConfigError, ttl_s)
 
     def invalidate(self, workspace_id: str | None = None) -> None:
-        if workspace_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(workspace_id, None)
+        self._own.invalidate(workspace_id)
 
     def _load(self, workspace_id: str) -> C | None:
         getter = get_fcm if self.section == FCM_SECTION else get_apns
@@ -352,21 +349,7 @@ class WorkspaceCredentials(Generic[C]):
         return config
 
     async def for_workspace(self, workspace_id: str) -> C:
-        now = self.clock.monotonic()
-        hit = self._cache.get(workspace_id)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            own = hit[1]
-        else:
-            if self.engine is None:
-                own = None
-            else:
-                try:
-                    own = await asyncio.to_thread(self._load, workspace_id)
-                except PushConfigError as exc:
-                    raise PermanentError(f"the workspace's {self.service} credentials are invalid: {exc}") from None
-                except Exception as exc:
-                    raise TransientError(f"cannot read the workspace's {self.service} credentials: {type(exc).__name__}") from None
-            self._cache[workspace_id] = (now, own)
+        own = await self._own.get(workspace_id)
         config = own or self.default()
         if config is None:
             raise PermanentError(f"no {self.service} credentials configured for this workspace")
@@ -374,8 +357,6 @@ class WorkspaceCredentials(Generic[C]):
 
 
 # -- shared by both senders ------------------------------------------------------------------
-
-
 
 
 def keep_tokens_out_of_http_logs() -> None:
@@ -389,15 +370,3 @@ def keep_tokens_out_of_http_logs() -> None:
     hpack = logging.getLogger("hpack")
     if hpack.level == logging.NOTSET:
         hpack.setLevel(logging.INFO)
-
-
-def configured(engine: Any, settings: Any, section: str) -> bool:
-    """Whether the server's default or any workspace has credentials for this service ("fcm",
-    "apns"): what whoever assembles the push channel asks before adding its sender."""
-    env_set = (getattr(settings, "fcm_service_account_file", None) if section == FCM_SECTION
-               else getattr(settings, "apns_key_file", None))
-    if env_set:
-        return True
-    from nudgeflow.store.workspace_settings import any_workspace_has
-
-    return any_workspace_has(engine, section)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from nudgeflow.settings import Settings
+
 # The services of Chrome, Edge, Opera and Samsung Internet (FCM), Firefox (Mozilla's
 # autopush), Safari (Apple), and Edge / legacy Windows apps (WNS). "*." matches subdomains.
 KNOWN_SERVICES = (
@@ -47,7 +49,7 @@ def allowed(endpoint: str, extra: Iterable[str] = ()) -> bool:
     return bool(host) and any(_matches(host, p) for p in (*KNOWN_SERVICES, *extra))
 
 
-def allowed_hosts(settings: object) -> tuple[str, ...]:
+def allowed_hosts(settings: Settings) -> tuple[str, ...]:
     """The operator's extra hosts from the settings, with loopback in dev mode."""
-    extra = tuple(getattr(settings, "webpush_hosts", ()) or ())
-    return (*extra, *LOOPBACK) if getattr(settings, "dev_mode", False) else extra
+    extra = tuple(settings.webpush_hosts or ())
+    return (*extra, *LOOPBACK) if settings.dev_mode else extra

@@ -43,7 +43,7 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -53,14 +53,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
 from nudgeflow.channels.base import PermanentError, TransientError, reason_text, retry_after_s
-from nudgeflow.channels.push import TargetGone
-from nudgeflow.content.push_render import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge, PushContent
+from nudgeflow.channels.common import Sleep, TargetGone, TokenBucket
+from nudgeflow.channels.push_limits import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge
+from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 
 log = logging.getLogger("nudgeflow.webpush")
 
-Sleep = Callable[[float], Awaitable[None]]
 
 URGENCIES = ("very-low", "low", "normal", "high")
 _TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -182,7 +183,7 @@ class WebPushSender:
     def __init__(
         self,
         engine: Any,
-        settings: Any,
+        settings: Settings | None,
         clock: Clock | None,
         *,
         session: aiohttp.ClientSession | None = None,
@@ -208,7 +209,7 @@ class WebPushSender:
         self._max_connections = max_connections
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._rate = rate_per_second
-        self._buckets: dict[str, Any] = {}  # origin -> TokenBucket, when rate_per_second > 0
+        self._buckets: dict[str, TokenBucket] = {}  # origin -> TokenBucket, when rate_per_second > 0
         self._signers: dict[str, tuple[float, _Signer | None]] = {}
         self._loading: dict[str, asyncio.Future[_Signer | None]] = {}
         self._jwts: dict[tuple[str, str, str], tuple[str, int]] = {}  # (ws, origin, public key) -> (header, exp)
@@ -396,9 +397,7 @@ class WebPushSender:
         excerpt = reason_text(answer.decode("utf-8", "replace"), 200) if answer else ""
         raise PermanentError(f"{what}" + (f": {excerpt}" if excerpt else ""))
 
-    def _bucket(self, origin: str) -> Any:
-        from nudgeflow.channels.email import TokenBucket
-
+    def _bucket(self, origin: str) -> TokenBucket:
         bucket = self._buckets.get(origin)
         if bucket is None:
             bucket = self._buckets[origin] = TokenBucket(self._rate, None, self.clock, self.sleep)

@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 def _warm() -> None:
     # Import the content stack once at start, not on a message's clock.
+    import nudgeflow.channels.email.build  # noqa: F401
     import nudgeflow.content.email_jobs  # noqa: F401
     import nudgeflow.content.email_render  # noqa: F401
     import nudgeflow.content.templates  # noqa: F401

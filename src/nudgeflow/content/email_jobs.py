@@ -1,12 +1,12 @@
-"""An email as a self-contained job: what building its bytes needs, and the build itself.
+"""An email as a self-contained job: what building its bytes needs.
 
 Building an email is pure CPU: the Liquid render of a ~30 KB MJML body, link tracking,
 the MIME bytes and, with a key, a DKIM signature (dkimpy's RSA in Python, several ms).
 Reading what it needs (the template version, the person's context, the workspace's link
 secret) is database work. `EmailJob` holds the result of the reads — plain, picklable
-values — so that `build_raw` can run either inline or in one of the email channel's
-worker processes (channels/workers.py), where it uses a core the serving process's GIL
-does not hold.
+values — so that the email channel's `build_raw` (channels/email/build.py) can run either
+inline or in one of its worker processes (channels/workers.py), where it uses a core the
+serving process's GIL does not hold.
 
 A worker gets the template as its source and compiled HTML, with a fingerprint; it parses
 each fingerprint once and keeps it (a small LRU), so a version is parsed once per worker,
@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.errors import ContentError
 from nudgeflow.model.outbound import OutboundMessage
 
 
 @dataclass(frozen=True)
 class EmailJob:
-    """Everything `build_raw` needs; no connections, no locks (it crosses processes)."""
+    """Everything building the bytes needs; no connections, no locks (it crosses processes)."""
 
     message: OutboundMessage
     to: str
@@ -125,28 +124,3 @@ def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str,
                     template_html=compiled.html, context=context, secret=secret, base=base, links=links,
                     render_budget_ms=render_budget_ms())
 
-
-# -- the build ------------------------------------------------------------------------------------
-
-
-def build_raw(job: EmailJob) -> bytes:
-    """The message's bytes as sent: rendered, tracked, composed, signed.
-
-    Raises PermanentError for what no retry can fix (a render error with its line and
-    column, a header that cannot be written) and TransientError for a DKIM failure (an
-    operator can fix the key; the message waits for it)."""
-    from nudgeflow.channels.email import finish
-    from nudgeflow.content.email_render import build_email
-
-    compiled = compiled_for(job)  # TemplateNotLoaded goes back to the caller as it is
-    try:
-        rendered = build_email(compiled, job.context, job.message, job.to, job.secret, job.base, job.links,
-                               budget_ms=job.render_budget_ms)
-    except (PermanentError, TransientError):
-        raise
-    except Exception as exc:
-        raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
-    if not job.sender:
-        raise PermanentError("no From address configured for email (the SMTP settings' from)")
-    return finish(rendered, job.to, job.sender, f"{job.message.workspace_id}:{job.message.key}",
-                  job.reply_to, job.date, job.dkim)

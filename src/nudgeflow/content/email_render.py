@@ -1,7 +1,7 @@
 """One email, from outbox message to content: template, personalization, tracking, headers.
 
 What the email channel's default renderer does for each message: `prepare_email` reads
-(steps 1-2) into an EmailJob, and `build_email` (run by content/email_jobs.build_raw, here or
+(steps 1-2) into an EmailJob, and `build_email` (run by channels/email/build.build_raw, here or
 in a worker process) does the rest:
 1. the template version (compiled once per version, cached) — none: the message fails with
    "template 'x' not found";
@@ -17,18 +17,20 @@ in a worker process) does the rest:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import Engine
 
-from nudgeflow.channels.base import PermanentError
+from nudgeflow.content.errors import RenderError
+from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
 
 
 def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None = None) -> Any:
     """Steps 1 and 2's reads, as an EmailJob (content/email_jobs.py) that builds the
-    message's bytes here or in a worker process. Raises PermanentError when the message
+    message's bytes here or in a worker process. Raises RenderError when the message
     cannot be rendered at all."""
     # Imported here: the channel module loads without the content stack (and its MJML
     # compiler) until an email is actually rendered.
@@ -36,11 +38,11 @@ def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None 
     from nudgeflow.content.prepare import prepare
 
     if engine is None:
-        raise PermanentError("no database to render templates from")
+        raise RenderError("no database to render templates from")
     now_ms = to_ms((clock or SystemClock()).now())
     to = message.traits.get("email")
     if not isinstance(to, str) or "@" not in to:
-        raise PermanentError("profile has no email")
+        raise RenderError("profile has no email")
     ready = prepare(engine, message, "email", now_ms)
     return job_for(ready.compiled, message, to, ready.context, ready.secret, ready.base, ready.links)
 
@@ -53,9 +55,7 @@ def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage
     here) says which links are tracked; None tracks every http(s) link (tests, benchmarks).
     `budget_ms`: the render's wall-clock budget (the process's by default); past it, or past
     the value ceiling, the message fails with the TemplateError's reason."""
-    from nudgeflow.channels.email import RenderedEmail
     from nudgeflow.content import links
-    from nudgeflow.content.templates import RenderedEmail as TemplateEmail
     from nudgeflow.content.templates import TemplateError, render
 
     ws, key, pid = message.workspace_id, message.key, message.profile_id
@@ -68,8 +68,8 @@ def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage
     try:
         rendered = render(compiled, context, budget_ms=budget_ms)
     except TemplateError as exc:
-        raise PermanentError(f"template '{message.template}': {exc}") from exc
-    assert isinstance(rendered, TemplateEmail)
+        raise RenderError(f"template '{message.template}': {exc}") from exc
+    assert isinstance(rendered, RenderedEmail)
     if policy is not None:
         policy = policy.with_urls(*compiled.literal_links)
     signed: dict[str, str | None] = {}  # each URL signed once, in both parts
@@ -79,15 +79,9 @@ def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage
     headers: dict[str, str] = {"X-Nudgeflow-Message-Key": key}
     if message.marketing:
         headers.update(links.list_unsubscribe_headers(base, secret, ws, key, pid, topic))
-    return RenderedEmail(
-        subject=rendered.subject,
-        html=html,
-        text=text,
-        preheader=None,  # content/templates.py already put it at the top of the HTML
-        headers=headers,
-        to=to,
-        marketing=message.marketing,
-    )
+    # The preheader stays as it is: content/templates.py already put it at the top of the
+    # HTML (`preheader_in_html`), so composing does not add it again.
+    return dataclasses.replace(rendered, html=html, text=text, headers=headers, to=to, marketing=message.marketing)
 
 
 def _append_pixel(html: str, url: str) -> str:

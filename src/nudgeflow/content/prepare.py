@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from nudgeflow.channels.base import PermanentError
+from nudgeflow.content.errors import RenderError
 from nudgeflow.model.outbound import OutboundMessage
 
 
@@ -25,7 +25,7 @@ class Prepared:
 
 
 def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int) -> Prepared:
-    """Raise PermanentError when the message cannot be rendered at all: no database, no
+    """Raise RenderError when the message cannot be rendered at all: no database, no
     such template, a template of another channel."""
     from nudgeflow.content.context import build_context
     from nudgeflow.content.links import LinkPolicy, allowed_domains_of
@@ -34,15 +34,15 @@ def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int)
     from nudgeflow.store.workspace_settings import server_public_url
 
     if engine is None:
-        raise PermanentError("no database to render templates from")
+        raise RenderError("no database to render templates from")
     ws = message.workspace_id
     with engine.connect() as conn:
         try:
             compiled = load_compiled(conn, ws, message.template)
         except TemplateNotFound as exc:
-            raise PermanentError(f"template '{message.template}' not found") from exc
+            raise RenderError(f"template '{message.template}' not found") from exc
         if compiled.channel != channel:
-            raise PermanentError(f"template '{message.template}' is a {compiled.channel} template, not {channel}")
+            raise RenderError(f"template '{message.template}' is a {compiled.channel} template, not {channel}")
         catalog_urls: set[str] = set()
         context = build_context(conn, ws, message.profile_id, message.context, now_ms, catalog_urls=catalog_urls)
         settings = consent.get_settings(conn, ws)  # one read: the document is sealed (~30 us to open)

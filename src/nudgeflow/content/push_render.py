@@ -14,22 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from nudgeflow.channels.base import PermanentError
+from nudgeflow.content.errors import RenderError
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
-
-# What each service accepts at most, in bytes of the payload it carries (checked before
-# sending, so the message fails with a clear reason instead of a 413 from the service).
-WEBPUSH_MAX_PLAINTEXT = 3993  # 4096-byte record, minus the aes128gcm header (86), tag (16), delimiter (1)
-FCM_MAX_PAYLOAD = 4096
-APNS_MAX_PAYLOAD = 4096
-
-
-class PayloadTooLarge(PermanentError):
-    def __init__(self, service: str, size: int, limit: int) -> None:
-        super().__init__(f"the {service} payload is {size:,} bytes, over the service's limit of {limit:,}: shorten the template's text or data")
-        self.size, self.limit = size, limit
-
 
 @dataclass(frozen=True)
 class PushContent:
@@ -72,11 +59,12 @@ class PushContent:
 
 
 def render_push(engine: Engine, message: OutboundMessage, clock: Clock | None = None, created_at_ms: int | None = None) -> PushContent:
-    """Render `message` with its template and the person's context, or raise PermanentError
+    """Render `message` with its template and the person's context, or raise RenderError
     (template missing, of another channel, a Liquid error with its part, line and column)."""
     from nudgeflow.content import links
     from nudgeflow.content.prepare import prepare
-    from nudgeflow.content.templates import RenderedPush, TemplateError, render
+    from nudgeflow.content.rendered import RenderedPush
+    from nudgeflow.content.templates import TemplateError, render
 
     now_ms = to_ms((clock or SystemClock()).now())
     ws, key, pid = message.workspace_id, message.key, message.profile_id
@@ -84,7 +72,7 @@ def render_push(engine: Engine, message: OutboundMessage, clock: Clock | None = 
     try:
         rendered = render(ready.compiled, ready.context)
     except TemplateError as exc:
-        raise PermanentError(f"template '{message.template}': {exc}") from exc
+        raise RenderError(f"template '{message.template}': {exc}") from exc
     assert isinstance(rendered, RenderedPush)
     return content_from(
         rendered, key, created_at_ms if created_at_ms is not None else (message.created_at_ms or now_ms),

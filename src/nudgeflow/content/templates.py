@@ -47,15 +47,14 @@ from liquid.context import RenderContext
 from liquid.exceptions import FilterArgumentError, LiquidError, OutputStreamLimitError, ResourceLimitError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nudgeflow.content.email_text import html_to_text, tidy_text
+from nudgeflow.content.rendered import DEFAULT_PUSH_TTL_S, RenderedEmail, RenderedPush
 from nudgeflow.errors import ContentError
 
 EMAIL = "email"
 PUSH = "push"
 EMAIL_PARTS = ("subject", "preheader", "body", "text")
 PUSH_PARTS = ("title", "body", "image", "icon", "url", "collapse_key")
-# How long a push service may hold a notification for an offline device when the template
-# does not say: a stale "your cart is waiting" must not show up a day late.
-DEFAULT_PUSH_TTL_S = 4 * 3600
 MAX_PUSH_TTL_S = 28 * 86_400  # what Web Push services and FCM keep at most
 
 
@@ -549,29 +548,6 @@ class CompiledTemplate:
         return template_links(texts)
 
 
-@dataclass(frozen=True)
-class RenderedEmail:
-    subject: str
-    preheader: str | None
-    html: str
-    text: str | None  # None: the email channel derives it from the HTML
-    topic: str | None = None
-
-
-@dataclass(frozen=True)
-class RenderedPush:
-    title: str
-    body: str
-    image: str | None
-    url: str | None
-    data: dict[str, str]
-    icon: str | None = None
-    actions: tuple[dict[str, str], ...] = ()
-    ttl_s: int = DEFAULT_PUSH_TTL_S
-    urgency: str | None = None
-    collapse_key: str | None = None
-
-
 def _parse(env: Environment, name: str, text: str) -> _Part:
     try:
         return _Part(name, env.from_string(text), text)
@@ -636,8 +612,6 @@ def _derived_text(env: Environment, html: str) -> _Part | None:
     one. Its links are the template's own URLs (the HTML part carries the tracked ones).
     None when the conversion splits a Liquid tag (the channel then derives the text from
     each rendered HTML, as before)."""
-    from nudgeflow.channels.email import html_to_text
-
     # Liquid markup is swapped for plain tokens first: the HTML parser must not read it
     # (`href="{{ url | default: "#" }}"` ends the attribute at the inner quote).
     tokens: dict[str, str] = {}
@@ -668,8 +642,6 @@ def _text_of(compiled: CompiledTemplate, out: Mapping[str, str]) -> str | None:
     if part is None:
         return None
     if part.derived:
-        from nudgeflow.channels.email import tidy_text
-
         return tidy_text(out["text"])
     return out["text"]
 
@@ -725,6 +697,7 @@ def render(compiled: CompiledTemplate, context: Mapping[str, Any], *,
             subject=" ".join(out["subject"].split()),  # a header: one line
             preheader=" ".join(preheader.split()) if preheader is not None else None,
             html=_with_preheader(out["body"], preheader and " ".join(preheader.split())),
+            preheader_in_html=True,
             text=_text_of(compiled, out),
             topic=src.topic,
         )

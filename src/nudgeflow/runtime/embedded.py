@@ -45,6 +45,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from nudgeflow.channels.base import ChannelRegistry
+from nudgeflow.channels.wiring import ChannelSetup
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.runtime import sql
 from nudgeflow.runtime.backfill import (
@@ -74,7 +75,6 @@ T = TypeVar("T")
 OUTAGE = (OperationalError, InterfaceError, WriterStopped, WriterFailed)
 SET_ASIDE_AFTER = 3  # failures of a one-item batch before the item is set aside
 MIN_BATCH = 50  # the smallest batch the time budget shrinks to (failures go down to 1)
-PUSH_CHECK_S = 30.0  # how often a server without push looks again whether push is now in use
 LOCK_CHECK_S = 1.0  # how often the engine loop makes sure it still holds the engine lock
 
 
@@ -223,13 +223,10 @@ class EmbeddedRuntime:
         # "email" over SMTP when configured (env default or a workspace's own), decided when
         # the runtime first runs: building the app must not open the database, which may
         # not be migrated yet.
-        self._email_pending = channels is None
         # "push" likewise, once push is in use (a subscription, a device token, FCM or APNs
         # credentials); looked for again now and then, since the first browser may
         # subscribe while the server runs.
-        self._push_pending = channels is None
-        self._push_checked_at = -1e9
-        self._engine_db, self._settings, self._clock_for_email = engine_db, settings, clock
+        self._channel_setup = ChannelSetup(self.channels, engine_db, settings, clock, pending=channels is None)
         self.dispatcher = Dispatcher(
             self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts, lease_s=settings.dispatch_lease_seconds),
             self.stats,
@@ -364,9 +361,9 @@ class EmbeddedRuntime:
         """Process all events, fire all due timers, dispatch all due messages; repeat until a
         round does nothing. For tests and simulation: with a VirtualClock, advance the
         clock, then call this. Database errors propagate (there is no outage to wait out)."""
-        self._configure_email()
-        self._push_checked_at = -1e9  # every call looks (tests add subscriptions between calls)
-        self._configure_push()
+        self._channel_setup.email()
+        self._channel_setup.look_for_push_now()  # every call looks (tests add subscriptions between calls)
+        self._channel_setup.push()
         with self._engine_turn, self._dispatch_turn:
             return self._run_until_idle(max_rounds)
 
@@ -388,30 +385,6 @@ class EmbeddedRuntime:
         raise RuntimeError(f"the runtime was still busy after {max_rounds} rounds")
 
     # -- the background loops ---------------------------------------------------------------
-
-    def _configure_email(self) -> None:
-        if self._email_pending:
-            self._email_pending = False
-            from nudgeflow.channels.email import configure_email
-
-            configure_email(self.channels, self._engine_db, self._settings, self._clock_for_email)
-
-    def _configure_push(self) -> None:
-        if not self._push_pending:
-            return
-        now = self.clock.monotonic()
-        if now - self._push_checked_at < PUSH_CHECK_S:
-            return
-        self._push_checked_at = now
-        from nudgeflow.channels.push import configure_push
-
-        try:
-            # `serve --dev` runs a local Web Push service for simulated browsers: push is in use.
-            force = bool(getattr(self._settings, "dev_mode", False))
-            if configure_push(self.channels, self._engine_db, self._settings, self._clock_for_email, force=force) is not None:
-                self._push_pending = False
-        except Exception as exc:  # a broken credential must not stop the dispatcher
-            log.warning("push channel not set up", extra={"error": type(exc).__name__})
 
     def unconfigured_channels(self) -> list[str]:
         """Channel names the log channel serves for want of a real one: their messages are
@@ -477,8 +450,8 @@ class EmbeddedRuntime:
     def start(self) -> None:
         self.claim_database()
         self._reclaim_leases()
-        self._configure_email()
-        self._configure_push()
+        self._channel_setup.email()
+        self._channel_setup.push()
         with self._lock:
             if self._threads:
                 return
@@ -579,7 +552,7 @@ class EmbeddedRuntime:
         try:
             while not self._stopping.is_set():
                 self._dispatch_wake.clear()
-                self._configure_push()
+                self._channel_setup.push()
                 try:
                     with self._dispatch_turn:
                         _, more, appended = self._dispatch(

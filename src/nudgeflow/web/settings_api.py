@@ -38,7 +38,8 @@ def _email_channel_changed(request: Request, workspace_id: str) -> None:
     runtime = _state(request).runtime
     if runtime is None:
         return
-    from nudgeflow.channels.email import EmailChannel, WorkspaceConfigs, configure_email
+    from nudgeflow.channels.email.channel import EmailChannel, WorkspaceConfigs
+    from nudgeflow.channels.wiring import configure_email
 
     channel = runtime.channels.get("email")
     if isinstance(channel, EmailChannel):

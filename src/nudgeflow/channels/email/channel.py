@@ -1,0 +1,195 @@
+"""The `email` channel: its renderers, its per-workspace SMTP settings, and the channel
+that builds each message (build.py) and hands it to the SMTP pool of its settings (pool.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+from email.utils import formataddr
+from typing import Any, Awaitable, Callable, Protocol
+
+from nudgeflow.channels.base import PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.common import Sleep, WorkspaceCache, permanent_from_render
+from nudgeflow.channels.email.build import build_raw, finish
+from nudgeflow.channels.email.pool import SmtpPool
+from nudgeflow.channels.smtp_config import SmtpConfig, SmtpConfigError
+from nudgeflow.content.email_jobs import TemplateNotLoaded, slim
+from nudgeflow.content.errors import RenderError
+from nudgeflow.content.rendered import RenderedEmail
+from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.model.outbound import OutboundMessage
+
+# -- content ------------------------------------------------------------------------------
+
+
+class Renderer(Protocol):
+    async def render_email(self, message: OutboundMessage) -> RenderedEmail:
+        """The content of one message; raise RenderError (or PermanentError) when it cannot be rendered."""
+
+
+class DefaultRenderer:
+    """The templates of content/ (looked up at call time, so this module loads without the
+    content stack): `nudgeflow.content.email_render.prepare_email(engine, message)` reads
+    what a message needs and returns an EmailJob, which the channel builds (render, MIME,
+    DKIM) here or in a worker process. Without that module, every message fails with "no
+    template renderer"."""
+
+    def __init__(self, engine: Any = None) -> None:
+        self.engine = engine
+
+    async def prepare_email(self, message: OutboundMessage) -> Any:
+        try:
+            templates = importlib.import_module("nudgeflow.content.email_render")
+        except ImportError:
+            raise PermanentError("no template renderer") from None
+        return templates.prepare_email(self.engine, message)
+
+
+# -- configuration per workspace ------------------------------------------------------------
+
+
+class ConfigSource(Protocol):
+    async def for_workspace(self, workspace_id: str) -> SmtpConfig | None: ...
+
+
+class StaticConfig:
+    def __init__(self, config: SmtpConfig | None) -> None:
+        self.config = config
+
+    async def for_workspace(self, workspace_id: str) -> SmtpConfig | None:
+        return self.config
+
+
+class WorkspaceConfigs:
+    """A workspace's own SMTP settings, else the default; cached for `ttl_s`."""
+
+    def __init__(self, engine: Any, default: SmtpConfig | None, clock: Clock, ttl_s: float = 30.0) -> None:
+        self.engine = engine
+        self.default = default
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self._own: WorkspaceCache[SmtpConfig] = WorkspaceCache(self._load, clock, "SMTP settings", SmtpConfigError, ttl_s)
+
+    def invalidate(self, workspace_id: str | None = None) -> None:
+        self._own.invalidate(workspace_id)
+
+    def _load(self, workspace_id: str) -> SmtpConfig | None:
+        from nudgeflow.store.workspace_settings import get_smtp
+
+        with self.engine.connect() as conn:
+            return get_smtp(conn, workspace_id)
+
+    async def for_workspace(self, workspace_id: str) -> SmtpConfig | None:
+        return await self._own.get(workspace_id) or self.default
+
+
+# -- the channel ----------------------------------------------------------------------------
+
+
+class EmailChannel(RemoteChannel):
+    name = "email"
+    delivered_on_send = False  # the server's acceptance is "Message Sent"
+
+    def __init__(
+        self,
+        configs: ConfigSource | SmtpConfig | None,
+        renderer: Renderer | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        workers: Any = None,
+    ) -> None:
+        self.configs: ConfigSource = configs if hasattr(configs, "for_workspace") else StaticConfig(configs)  # type: ignore[arg-type]
+        # channels/workers.WorkerPool: builds (render, MIME, DKIM) in other processes.
+        # None: in this one.
+        self.workers = workers
+        self.renderer: Renderer = renderer or DefaultRenderer()
+        self.clock = clock or SystemClock()
+        self.sleep: Sleep = sleep or asyncio.sleep
+        self.pools: dict[SmtpConfig, SmtpPool] = {}
+        self._dkim_keys: dict[SmtpConfig, bytes] = {}
+
+    def check(self, message: OutboundMessage) -> None:
+        email = message.traits.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise PermanentError("profile has no email")
+
+    def pool(self, config: SmtpConfig) -> SmtpPool:
+        pool = self.pools.get(config)
+        if pool is None:
+            pool = self.pools[config] = SmtpPool(config, self.clock, self.sleep)
+        return pool
+
+    def _dkim(self, config: SmtpConfig) -> tuple[str, str, bytes] | None:
+        if not config.dkim_enabled:
+            return None
+        key = self._dkim_keys.get(config)
+        if key is None:
+            try:
+                key = self._dkim_keys[config] = config.dkim_key() or b""
+            except SmtpConfigError as exc:
+                raise TransientError(str(exc)) from None
+        return config.dkim_selector or "", config.dkim_domain or "", key
+
+    def _sender(self, config: SmtpConfig) -> str:
+        if not config.from_address:
+            raise PermanentError("no From address configured for email (the SMTP settings' from)")
+        return formataddr((config.from_name, config.from_address)) if config.from_name else config.from_address
+
+    async def build(self, message: OutboundMessage, config: SmtpConfig) -> tuple[str, str, bytes]:
+        """(envelope sender, recipient, signed bytes) for one message."""
+        prepare = getattr(self.renderer, "prepare_email", None)
+        if prepare is not None:
+            return await self._build_job(message, config, prepare)
+        to = message.traits.get("email")
+        try:
+            rendered = await self.renderer.render_email(message)
+        except RenderError as exc:
+            raise permanent_from_render(exc) from exc
+        except (PermanentError, TransientError):
+            raise
+        except Exception as exc:
+            raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
+        recipient = rendered.to or to
+        if not isinstance(recipient, str) or "@" not in recipient:
+            raise PermanentError("profile has no email")
+        raw = finish(rendered, recipient, self._sender(config), f"{message.workspace_id}:{message.key}",
+                     config.reply_to, self.clock.now(), self._dkim(config))
+        return config.envelope_sender(message.workspace_id) or config.from_address, recipient, raw
+
+    async def _build_job(self, message: OutboundMessage, config: SmtpConfig,
+                         prepare: Callable[[OutboundMessage], Awaitable[Any]]) -> tuple[str, str, bytes]:
+        """The renderer's reads here; the build (build.build_raw) here or in
+        a worker process, with the same errors either way."""
+        try:
+            job = await prepare(message)
+        except RenderError as exc:
+            raise permanent_from_render(exc) from exc
+        except (PermanentError, TransientError):
+            raise
+        except Exception as exc:
+            raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
+        job = dataclasses.replace(job, sender=self._sender(config), reply_to=config.reply_to,
+                                  date=self.clock.now(), dkim=self._dkim(config))
+        if self.workers is None:
+            raw = build_raw(job)
+        else:
+            try:  # without the template: the worker has most likely parsed it already
+                raw = await self.workers.run(build_raw, slim(job))
+            except TemplateNotLoaded:
+                raw = await self.workers.run(build_raw, job)
+        return config.envelope_sender(message.workspace_id) or config.from_address, job.to, raw
+
+    async def send(self, message: OutboundMessage) -> None:
+        config = await self.configs.for_workspace(message.workspace_id)
+        if config is None:
+            raise PermanentError("no SMTP server configured for this workspace")
+        mail_from, rcpt, raw = await self.build(message, config)
+        await self.pool(config).send(mail_from, rcpt, raw)
+
+    async def aclose(self) -> None:
+        for pool in list(self.pools.values()):
+            await pool.aclose()
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.close)

@@ -1,0 +1,214 @@
+"""Delivery over SMTP: a pool of connections to one server, and what its answers mean.
+
+Connections are reused across messages and replaced when they fail, at most
+`max_connections` sends at once and at most `rate_per_second` a second (a token bucket on
+the injected clock). A 4xx answer, a timeout or a lost connection is a TransientError; a
+5xx answer to RCPT or DATA is a `BounceError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from typing import Any
+
+import aiosmtplib
+
+from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.common import Sleep, TokenBucket
+from nudgeflow.channels.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
+from nudgeflow.core.clock import Clock
+
+
+class BounceError(PermanentError):
+    """The server refused the recipient or the message for good (a 5xx answer)."""
+
+    def __init__(self, code: int, text: str, phase: str, recipient: str) -> None:
+        status = _enhanced_status(text)
+        super().__init__(f"{code} {text} ({phase})".strip())
+        self.code = code
+        self.text = text
+        self.phase = phase
+        self.bounce = {"code": code, "status": status, "text": text, "phase": phase, "recipient": recipient, "kind": "hard"}
+
+
+def _enhanced_status(text: str) -> str | None:
+    match = re.match(r"\s*([245]\.\d{1,3}\.\d{1,3})\b", text or "")
+    return match.group(1) if match else None
+
+
+def _tls_context(config: SmtpConfig) -> ssl.SSLContext | None:
+    if config.tls == NONE:
+        return None
+    context = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else ssl.create_default_context()
+    if not config.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmtpPool:
+    """Connections to one server: up to `max_connections` at once, `pool_size` kept idle.
+
+    Bound to the event loop that uses it; when another loop comes (run_until_idle runs each
+    round in a loop of its own), the idle connections of the old one are dropped."""
+
+    IDLE_CHECK_S = 5.0  # a connection idle for longer is checked with NOOP before reuse
+
+    def __init__(self, config: SmtpConfig, clock: Clock, sleep: Sleep) -> None:
+        self.config = config
+        self.clock = clock
+        self.bucket = TokenBucket(config.rate_per_second, None, clock, sleep)
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: Any = None
+        self._tls = _tls_context(config)
+        self.connections_opened = 0
+        self.sent = 0
+
+    def _bind(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:
+            self._loop = loop
+            self._idle = []
+            self._slots = asyncio.Semaphore(self.config.max_connections)
+        return self._slots
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        c = self.config
+        client = aiosmtplib.SMTP(
+            hostname=c.host,
+            port=c.port,
+            use_tls=c.tls == TLS,
+            start_tls=True if c.tls == STARTTLS else (False if c.tls in (NONE, TLS) else None),
+            tls_context=self._tls,
+            validate_certs=c.verify_tls,
+            timeout=c.timeout_s,
+            username=c.username,
+            password=c.password,
+        )
+        await client.connect()
+        self.connections_opened += 1
+        return client
+
+    async def _take(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client, since = self._idle.pop()
+            if not client.is_connected:
+                continue
+            if self.clock.monotonic() - since > self.IDLE_CHECK_S:
+                try:
+                    await client.noop()
+                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                    _drop(client)
+                    continue
+            return client
+        return await self._connect()
+
+    def _give_back(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected and len(self._idle) < self.config.pool_size:
+            self._idle.append((client, self.clock.monotonic()))
+        else:
+            _close_later(client)
+
+    async def send(self, mail_from: str, rcpt: str, raw: bytes) -> None:
+        slots = self._bind()
+        await self.bucket.take()
+        async with slots:
+            try:
+                client = await self._take()
+            except aiosmtplib.SMTPAuthenticationError as exc:
+                raise TransientError(f"SMTP authentication failed: {exc.code} {exc.message}") from None
+            except aiosmtplib.SMTPNotSupported as exc:
+                raise TransientError(f"SMTP server: {exc}") from None
+            except aiosmtplib.SMTPResponseException as exc:
+                raise TransientError(f"SMTP server refused the connection: {exc.code} {exc.message}") from None
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                raise TransientError(f"cannot connect to the SMTP server: {type(exc).__name__}: {exc}") from None
+            try:
+                await _transaction(client, mail_from, rcpt, raw)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                await self._after_refusal(client)
+                raise _answer(exc.code, exc.message, "RCPT", rcpt) from None
+            except aiosmtplib.SMTPSenderRefused as exc:
+                await self._after_refusal(client)
+                if 400 <= exc.code < 500:
+                    raise TransientError(f"{exc.code} {exc.message} (MAIL FROM)") from None
+                raise PermanentError(f"sender refused: {exc.code} {exc.message} (MAIL FROM)") from None
+            except aiosmtplib.SMTPDataError as exc:
+                await self._after_refusal(client)
+                raise _answer(exc.code, exc.message, "DATA", rcpt) from None
+            except aiosmtplib.SMTPResponseException as exc:
+                _drop(client)
+                raise _answer(exc.code, exc.message, "SMTP", rcpt, bounce=False) from None
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+                _drop(client)
+                raise TransientError(f"SMTP connection failed: {type(exc).__name__}") from None
+            except BaseException:
+                _drop(client)
+                raise
+            self.sent += 1
+            self._give_back(client)
+
+    async def _after_refusal(self, client: aiosmtplib.SMTP) -> None:
+        """A refused transaction leaves the connection usable once reset."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            _drop(client)
+            return
+        self._give_back(client)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            try:
+                await client.quit()
+            except Exception:
+                _drop(client)
+
+
+async def _transaction(client: aiosmtplib.SMTP, mail_from: str, rcpt: str, raw: bytes) -> None:
+    """MAIL FROM, RCPT TO, DATA: what `client.sendmail` does for one recipient, less its
+    extra pass over the message to count the SIZE it declares (a regex substitution over
+    all of a 35 KB message, a tenth of a message's CPU). The size here is the same figure:
+    the length once line endings are CRLF, as DATA sends it."""
+    options = [f"SIZE={_wire_size(raw)}"] if client.supports_extension("size") else []
+    await client.mail(mail_from, options=options)
+    await client.rcpt(rcpt)
+    await client.data(raw)
+
+
+def _wire_size(raw: bytes) -> int:
+    crlf = raw.count(b"\r\n")
+    size = len(raw) + (raw.count(b"\n") - crlf) + (raw.count(b"\r") - crlf)  # lone LF / CR become CRLF
+    return size if raw.endswith((b"\n", b"\r")) else size + 2  # DATA ends the message with CRLF
+
+
+def _answer(code: int, text: str, phase: str, rcpt: str, bounce: bool = True) -> Exception:
+    if 400 <= code < 500:
+        return TransientError(f"{code} {text} ({phase})")
+    if bounce and 500 <= code < 600:
+        return BounceError(code, text, phase, rcpt)
+    return PermanentError(f"{code} {text} ({phase})")
+
+
+def _drop(client: aiosmtplib.SMTP) -> None:
+    try:
+        client.close()
+    except Exception:
+        pass
+
+
+def _close_later(client: aiosmtplib.SMTP) -> None:
+    async def quit_() -> None:
+        try:
+            await client.quit()
+        except Exception:
+            _drop(client)
+
+    try:
+        asyncio.get_running_loop().create_task(quit_())
+    except RuntimeError:
+        _drop(client)
