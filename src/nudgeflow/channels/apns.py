@@ -38,8 +38,8 @@ from nudgeflow.channels.push_config import (
     APNS_SECTION,
     ApnsConfig,
     WorkspaceCredentials,
-    keep_tokens_out_of_http_logs,
     apns_default,
+    keep_tokens_out_of_http_logs,
 )
 from nudgeflow.channels.push_limits import APNS_MAX_PAYLOAD, PayloadTooLarge
 from nudgeflow.content.push_render import PushContent

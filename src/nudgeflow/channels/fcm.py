@@ -39,8 +39,8 @@ from nudgeflow.channels.push_config import (
     FCM_SECTION,
     FcmConfig,
     WorkspaceCredentials,
-    keep_tokens_out_of_http_logs,
     fcm_default,
+    keep_tokens_out_of_http_logs,
 )
 from nudgeflow.channels.push_limits import FCM_MAX_PAYLOAD, PayloadTooLarge
 from nudgeflow.content.push_render import PushContent

@@ -27,10 +27,17 @@ from typing import Any, Mapping, Protocol
 from nudgeflow.channels.base import ChannelError, PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.common import TargetGone, permanent_from_render
 from nudgeflow.content.errors import RenderError
-from nudgeflow.content.push_render import PushContent
+from nudgeflow.content.push_render import PushContent, render_push
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
-from nudgeflow.store.push_targets import PushTarget
+from nudgeflow.store.push_targets import (
+    PushTarget,
+    delete_target,
+    delivered_targets,
+    forget_deliveries,
+    record_deliveries,
+    targets_of,
+)
 
 log = logging.getLogger("nudgeflow.push")
 
@@ -72,13 +79,9 @@ class DatabasePush:
         self.engine, self.clock = engine, clock
 
     async def render_push(self, message: OutboundMessage) -> PushContent:
-        from nudgeflow.content.push_render import render_push
-
         return await asyncio.to_thread(render_push, self.engine, message, self.clock)
 
     async def targets(self, workspace_id: str, profile_id: str) -> list[PushTarget]:
-        from nudgeflow.store.push_targets import targets_of
-
         def read() -> list[PushTarget]:
             with self.engine.connect() as conn:
                 return targets_of(conn, workspace_id, profile_id)
@@ -86,8 +89,6 @@ class DatabasePush:
         return await asyncio.to_thread(read)
 
     async def drop(self, workspace_id: str, target: PushTarget) -> None:
-        from nudgeflow.store.push_targets import delete_target
-
         def write() -> None:
             with self.engine.begin() as conn:
                 delete_target(conn, workspace_id, target)
@@ -95,8 +96,6 @@ class DatabasePush:
         await asyncio.to_thread(write)
 
     async def delivered(self, workspace_id: str, message_key: str) -> set[str]:
-        from nudgeflow.store.push_targets import delivered_targets
-
         def read() -> set[str]:
             with self.engine.connect() as conn:
                 return delivered_targets(conn, workspace_id, message_key)
@@ -104,8 +103,6 @@ class DatabasePush:
         return await asyncio.to_thread(read)
 
     async def remember(self, message: OutboundMessage, target_keys: list[str]) -> None:
-        from nudgeflow.store.push_targets import record_deliveries
-
         def write() -> None:
             with self.engine.begin() as conn:
                 record_deliveries(conn, message.workspace_id, message.key, message.profile_id, target_keys,
@@ -114,8 +111,6 @@ class DatabasePush:
         await asyncio.to_thread(write)
 
     async def forget(self, workspace_id: str, message_key: str) -> None:
-        from nudgeflow.store.push_targets import forget_deliveries
-
         def write() -> None:
             with self.engine.begin() as conn:
                 forget_deliveries(conn, workspace_id, message_key)

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
 
@@ -31,6 +32,7 @@ from nudgeflow.channels.common import WorkspaceCache
 from nudgeflow.core.clock import Clock
 from nudgeflow.errors import DeliveryError
 from nudgeflow.settings import Settings
+from nudgeflow.store.workspace_settings import get_section, set_section
 
 FCM_SECTION = "fcm"
 APNS_SECTION = "apns"
@@ -270,28 +272,20 @@ def apns_default(settings: Settings | None) -> ApnsConfig | None:
 
 
 def get_fcm(conn: Connection, workspace_id: str) -> FcmConfig | None:
-    from nudgeflow.store.workspace_settings import get_section
-
     data = get_section(conn, workspace_id, FCM_SECTION)
     return FcmConfig.from_dict(data) if data else None
 
 
 def set_fcm(conn: Connection, workspace_id: str, config: FcmConfig | None, now_ms: int) -> None:
-    from nudgeflow.store.workspace_settings import set_section
-
     set_section(conn, workspace_id, FCM_SECTION, config.to_dict() if config else None, now_ms)
 
 
 def get_apns(conn: Connection, workspace_id: str) -> ApnsConfig | None:
-    from nudgeflow.store.workspace_settings import get_section
-
     data = get_section(conn, workspace_id, APNS_SECTION)
     return ApnsConfig.from_dict(data) if data else None
 
 
 def set_apns(conn: Connection, workspace_id: str, config: ApnsConfig | None, now_ms: int) -> None:
-    from nudgeflow.store.workspace_settings import set_section
-
     set_section(conn, workspace_id, APNS_SECTION, config.to_dict() if config else None, now_ms)
 
 
@@ -359,13 +353,32 @@ class WorkspaceCredentials(Generic[C]):
 # -- shared by both senders ------------------------------------------------------------------
 
 
+class _RedactRequestUrls(logging.Filter):
+    """httpx (the FCM and APNs senders' client) logs every request's full URL at INFO; an
+    APNs URL ends in a device token, an FCM one names the project. Keep the origin, drop
+    the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(record.msg, str) and record.msg.startswith("HTTP Request:") and isinstance(args, tuple) and len(args) > 1:
+            parts = urlsplit(str(args[1]))
+            record.args = (args[0], f"{parts.scheme}://{parts.netloc}/…", *args[2:])
+        return True
+
+
+def redact_httpx_request_logs() -> None:
+    """Install the filter on httpx's logger, once (keep_tokens_out_of_http_logs calls it
+    when an FCM or APNs sender is made, not on import)."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactRequestUrls) for f in logger.filters):
+        logger.addFilter(_RedactRequestUrls())
+
+
 def keep_tokens_out_of_http_logs() -> None:
     """Called when a sender is made (not on import): httpx logs every request URL at INFO, and
     an APNs URL ends in the device token; hpack logs every header at DEBUG, the bearer
     tokens included. URLs keep their origin only, and hpack stays quiet below INFO unless
     an operator has set its level on purpose."""
-    from nudgeflow.channels.webpush import redact_httpx_request_logs
-
     redact_httpx_request_logs()
     hpack = logging.getLogger("hpack")
     if hpack.level == logging.NOTSET:

@@ -59,6 +59,7 @@ from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
+from nudgeflow.store.vapid import get_vapid_keys
 
 log = logging.getLogger("nudgeflow.webpush")
 
@@ -114,27 +115,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class _RedactRequestUrls(logging.Filter):
-    """httpx (the FCM and APNs senders' client) logs every request's full URL at INFO; an
-    APNs URL ends in a device token, an FCM one names the project. Keep the origin, drop
-    the rest."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(record.msg, str) and record.msg.startswith("HTTP Request:") and isinstance(args, tuple) and len(args) > 1:
-            parts = urlsplit(str(args[1]))
-            record.args = (args[0], f"{parts.scheme}://{parts.netloc}/…", *args[2:])
-        return True
-
-
-def redact_httpx_request_logs() -> None:
-    """Install the filter on httpx's logger, once (push_config.keep_tokens_out_of_http_logs
-    calls it when an FCM or APNs sender is made, not on import)."""
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactRequestUrls) for f in logger.filters):
-        logger.addFilter(_RedactRequestUrls())
 
 
 _closing: set[asyncio.Task[None]] = set()
@@ -263,8 +243,6 @@ class WebPushSender:
             del self._jwts[key]
 
     def _load(self, workspace_id: str) -> _Signer | None:
-        from nudgeflow.store.vapid import get_vapid_keys
-
         with self.engine.connect() as conn:
             keys = get_vapid_keys(conn, workspace_id)
         if keys is None:

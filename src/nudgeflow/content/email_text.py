@@ -12,7 +12,6 @@ import html
 import re
 from html.parser import HTMLParser
 
-
 _BLOCK = {
     "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt", "fieldset", "figcaption",
     "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav", "ol", "p",

@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from nudgeflow.content.errors import RenderError
+from nudgeflow.content.rendered import RenderedPush
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
+
 
 @dataclass(frozen=True)
 class PushContent:
@@ -63,7 +65,6 @@ def render_push(engine: Engine, message: OutboundMessage, clock: Clock | None = 
     (template missing, of another channel, a Liquid error with its part, line and column)."""
     from nudgeflow.content import links
     from nudgeflow.content.prepare import prepare
-    from nudgeflow.content.rendered import RenderedPush
     from nudgeflow.content.templates import TemplateError, render
 
     now_ms = to_ms((clock or SystemClock()).now())

@@ -20,6 +20,7 @@ from nudgeflow.content.errors import RenderError
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.model.outbound import OutboundMessage
+from nudgeflow.store.workspace_settings import get_smtp
 
 # -- content ------------------------------------------------------------------------------
 
@@ -76,8 +77,6 @@ class WorkspaceConfigs:
         self._own.invalidate(workspace_id)
 
     def _load(self, workspace_id: str) -> SmtpConfig | None:
-        from nudgeflow.store.workspace_settings import get_smtp
-
         with self.engine.connect() as conn:
             return get_smtp(conn, workspace_id)
 
