@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 from email.utils import formataddr
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -15,7 +14,8 @@ from nudgeflow.channels.common import Sleep, WorkspaceCache, permanent_from_rend
 from nudgeflow.channels.email.build import build_raw, finish
 from nudgeflow.channels.email.pool import SmtpPool
 from nudgeflow.channels.smtp_config import SmtpConfig, SmtpConfigError
-from nudgeflow.content.email_jobs import TemplateNotLoaded, slim
+from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, slim
+from nudgeflow.content.email_render import prepare_email
 from nudgeflow.content.errors import RenderError
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import Clock, SystemClock
@@ -31,21 +31,16 @@ class Renderer(Protocol):
 
 
 class DefaultRenderer:
-    """The templates of content/ (looked up at call time, so this module loads without the
-    content stack): `nudgeflow.content.email_render.prepare_email(engine, message)` reads
-    what a message needs and returns an EmailJob, which the channel builds (render, MIME,
-    DKIM) here or in a worker process. Without that module, every message fails with "no
-    template renderer"."""
+    """The templates of content/: `content.email_render.prepare_email(engine, message)`
+    reads what a message needs and returns an EmailJob, which the channel builds (render,
+    MIME, DKIM: build.build_raw) here or in a worker process. The template stack itself
+    (Liquid, MJML) loads when the first email is rendered."""
 
     def __init__(self, engine: Any = None) -> None:
         self.engine = engine
 
-    async def prepare_email(self, message: OutboundMessage) -> Any:
-        try:
-            templates = importlib.import_module("nudgeflow.content.email_render")
-        except ImportError:
-            raise PermanentError("no template renderer") from None
-        return templates.prepare_email(self.engine, message)
+    async def prepare_email(self, message: OutboundMessage) -> EmailJob:
+        return prepare_email(self.engine, message)
 
 
 # -- configuration per workspace ------------------------------------------------------------

@@ -14,8 +14,8 @@ and an HTML part in quoted-printable), so this module writes that shape:
 - the boundary is derived from the message's content, so the same message is the same bytes.
 
 Anything outside that shape (an address with non-ASCII characters, which needs SMTPUTF8)
-goes through `compose(...).as_bytes()` instead (`compose_raw` does that itself). The tests parse both back with the email
-package and compare.
+goes through `compose(...).as_bytes()` instead (`compose_raw` does that itself). The tests
+parse both back with the email package and compare.
 """
 
 from __future__ import annotations
