@@ -26,6 +26,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   └── KeyProblem (ValueError)                          store/workspaces.py
     ├── ContentError          content/     rendering
     │   ├── ReportError (ValueError)                         content/bounce_parse.py
+    │   ├── RenderError                                      content/errors.py
     │   ├── TemplateNotLoaded                                content/email_jobs.py
     │   ├── InvalidToken (ValueError)                        content/links.py
     │   ├── TemplateError (ValueError)                       content/templates.py
@@ -35,10 +36,10 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── ChannelError                                     channels/base.py
     │   │   ├── TransientError
     │   │   └── PermanentError
-    │   │       ├── BounceError                              channels/email.py
-    │   │       ├── TargetGone                               channels/push.py
-    │   │       └── PayloadTooLarge                          content/push_render.py
-    │   ├── NeedsEmailPackage                                channels/mime.py
+    │   │       ├── BounceError                              channels/email/pool.py
+    │   │       ├── TargetGone                               channels/common.py
+    │   │       └── PayloadTooLarge                          channels/push_limits.py
+    │   ├── NeedsEmailPackage                                channels/email/mime.py
     │   ├── PushConfigError (ValueError)                     channels/push_config.py
     │   └── SmtpConfigError (ValueError)                     channels/smtp_config.py
     ├── EngineRuntimeError    runtime/     the loops, replay and simulation, dev servers

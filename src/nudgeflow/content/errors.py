@@ -7,8 +7,10 @@ the same reason (channels/common.permanent_from_render).
 
 from __future__ import annotations
 
+from nudgeflow.errors import ContentError
 
-class RenderError(Exception):
+
+class RenderError(ContentError):
     """No retry will help: no database to read from, an unknown template, a template of
     another channel, a Liquid error (with its part, line and column), no address."""
 
