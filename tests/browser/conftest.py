@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,9 +20,11 @@ from starlette.responses import HTMLResponse
 
 from nudgeflow.core.clock import SystemClock, to_ms
 from nudgeflow.settings import Settings
-from nudgeflow.store.workspaces import NewWorkspace, create_workspace
+from nudgeflow.store.workspaces import create_workspace
 from nudgeflow.web.app import AppState, create_app
-from nudgeflow.web.embedded import ThreadedServer, serve_in_thread
+from nudgeflow.web.embedded import serve_in_thread
+
+from tests.browser.shop_site import Site
 
 CHROMIUM = Path(os.environ.get("NUDGEFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))
 INSTALL = "apt-get update && apt-get install -y chromium"
@@ -92,20 +93,6 @@ SHOP_PAGE = """<!DOCTYPE html>
 </script>
 </body></html>
 """
-
-
-@dataclass
-class Site:
-    """A Nudgeflow server on loopback that also serves the shop's page (one origin)."""
-
-    url: str
-    state: AppState
-    ws: NewWorkspace
-    running: ThreadedServer
-
-    def shop(self, **params: Any) -> str:
-        query = "&".join(f"{k}={v}" for k, v in {"wk": self.ws.write_key, **params}.items())
-        return f"{self.url}/shop/boots?{query}"
 
 
 @pytest.fixture

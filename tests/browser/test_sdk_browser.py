@@ -24,13 +24,15 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from browser.conftest import Site
 from nudgeflow.content import links
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import consent, workspace_settings
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.push_targets import targets_of
 from nudgeflow.store.schema import events, profiles
+
+from tests.browser.shop_site import Site
+
 
 # The stand-in for the browser's push service (see the module docstring). It keeps its one
 # subscription in localStorage, as the browser keeps its own across page loads.

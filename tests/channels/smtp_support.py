@@ -1,7 +1,9 @@
-"""A real SMTP server on loopback (aiosmtpd) for the email tests: plain, STARTTLS, implicit TLS, AUTH."""
+"""A real SMTP server on loopback (aiosmtpd) for the email tests: plain, STARTTLS, implicit TLS, AUTH;
+and a DKIM key with its DNS record."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -11,6 +13,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, Session
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 def free_port() -> int:
@@ -90,3 +94,13 @@ def server_contexts(tmp_path: Any) -> tuple[ssl.SSLContext, str]:
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     return server, str(ca_file)
+
+
+def dkim_key(tmp_path: Any) -> tuple[str, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    path = tmp_path / "dkim.pem"
+    path.write_bytes(pem)
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return str(path), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)

@@ -25,7 +25,7 @@ from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 from tests.channels.push_servers import ApnsServer, Hypercorn, client_ssl_context, p8_pem
-from tests.conftest import make_workspace
+from tests.support import make_workspace
 
 TEAM = "TEAM123456"
 KEY_ID = "KEY7654321"

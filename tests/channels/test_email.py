@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from email import message_from_bytes, policy
 from typing import Any, Iterator
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.email.channel import EmailChannel
@@ -22,7 +19,10 @@ from nudgeflow.content.email_text import html_to_text
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage
-from tests.channels.smtp_support import Sink, Users, server_contexts, start_sink
+
+from tests.channels.smtp_support import Sink, Users, dkim_key, free_port, server_contexts, start_sink
+from tests.support import make_workspace
+
 
 HTML = """<html><head><style>p{color:red}</style><title>t</title></head><body>
 <h1>Hello   Ada</h1><p>You left <b>2 items</b> in your cart.</p>
@@ -230,8 +230,6 @@ def test_5xx_is_a_bounce_with_its_code(sink: Sink, where: str) -> None:
 
 
 def test_connection_refused_is_transient() -> None:
-    from tests.channels.smtp_support import free_port
-
     ch = channel_for(f"smtp://127.0.0.1:{free_port()}?tls=none&from=n@shop.example.com&timeout=2")
     with pytest.raises(TransientError, match="cannot connect"):
         run(ch.send(outbound()))
@@ -292,16 +290,6 @@ def test_rate_limit_on_the_injected_clock(sink: Sink) -> None:
 
 
 # -- DKIM -----------------------------------------------------------------------------------
-
-
-def dkim_key(tmp_path: Any) -> tuple[str, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(pem)
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return str(path), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
 
 
 def test_dkim_signature_verifies_and_covers_list_unsubscribe_post(sink: Sink, tmp_path: Any) -> None:
@@ -378,7 +366,6 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
     from nudgeflow.core.clock import to_ms
     from nudgeflow.runtime.embedded import EmbeddedRuntime
     from nudgeflow.settings import Settings
-    from tests.conftest import make_workspace
 
     clock = VirtualClock()
     ws = make_workspace(engine, clock=clock).workspace_id

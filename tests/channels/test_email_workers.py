@@ -23,7 +23,7 @@ from nudgeflow.content.templates import compile_template
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.settings import Settings
-from tests.channels.test_email import dkim_key
+from tests.channels.smtp_support import dkim_key
 
 TEMPLATE = {
     "channel": "email",

@@ -30,7 +30,7 @@ from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 from tests.channels.push_servers import FcmServer, Hypercorn, client_ssl_context, service_account_json
-from tests.conftest import make_workspace
+from tests.support import make_workspace
 
 PROJECT = "nudgeflow-test"
 EMAIL = "push@nudgeflow-test.iam.gserviceaccount.com"

@@ -40,7 +40,7 @@ from tests.channels.push_servers import (
     p8_pem,
     service_account_json,
 )
-from tests.conftest import make_workspace
+from tests.support import make_workspace
 
 PROJECT, EMAIL, SA_KEY_ID = "nudgeflow-test", "push@nudgeflow-test.iam.gserviceaccount.com", "0a1b2c3d"
 TEAM, KEY_ID, TOPIC = "TEAM123456", "KEY7654321", "com.example.shop"

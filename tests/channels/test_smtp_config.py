@@ -18,6 +18,8 @@ from nudgeflow.channels.smtp_config import (
 from nudgeflow.settings import Settings
 from nudgeflow.store import workspace_settings as ws_settings
 
+from tests.support import make_workspace
+
 
 def test_schemes_and_default_ports() -> None:
     assert parse_smtp_url("smtp://mail.example.com").tls == AUTO
@@ -69,8 +71,6 @@ def test_env_default() -> None:
 
 
 def test_workspace_settings_round_trip(engine) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_workspace
-
     ws = make_workspace(engine).workspace_id
     default = parse_smtp_url("smtp://relay:25?from=a@example.com")
     with engine.begin() as conn:

@@ -41,7 +41,7 @@ from nudgeflow.store import vapid
 from nudgeflow.store.push_targets import PushTarget, save_subscription
 from nudgeflow.store.schema import push_subscriptions
 from nudgeflow.store.templates import save_template
-from tests.conftest import make_workspace
+from tests.support import make_workspace
 
 T = TypeVar("T")
 

@@ -9,12 +9,14 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
-from conftest import make_workspace
 from nudgeflow.content import recommend as rec
 from nudgeflow.content.context import build_context, trial_days_left
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import catalog
 from nudgeflow.store.schema import events, profile_state, profiles
+
+from tests.support import make_workspace
+
 
 NOW = 1_767_268_800_000  # 2026-01-01T12:00:00Z
 DAY = 86_400_000

@@ -16,8 +16,11 @@ from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from nudgeflow.store.journeys import apply_draft, publish
 from nudgeflow.store.templates import save_template
+
 from tests.channels.smtp_support import Sink, start_sink
-from tests.conftest import LiveServer, start_server
+from tests.content.template_samples import SLOW_SUBJECT
+from tests.support import LiveServer, start_server
+
 
 TEMPLATE = {
     "channel": "email",
@@ -232,8 +235,6 @@ def test_an_events_url_cannot_make_a_click_link_redirect_off_the_workspaces_host
 def test_a_send_whose_render_runs_past_its_budget_is_failed_with_that_reason(
     mail_server: tuple[LiveServer, VirtualClock], sink: Sink
 ) -> None:
-    from tests.content.test_templates import SLOW_SUBJECT
-
     live, clock = mail_server
     ws = live.workspace()
     engine = live.state.engine

@@ -8,6 +8,9 @@ import orjson
 
 from nudgeflow.content import recommend as rec
 
+from tests.support import make_workspace
+
+
 CATALOG: dict[str, dict[str, Any]] = {
     "shirt": {"id": "shirt", "name": "Linen shirt", "price": 50.0, "currency": "EUR", "image": "i/shirt.jpg",
               "url": "u/shirt", "category": "shirts", "stock": 4, "attributes": {"color": "blue", "fabric": "linen"}},
@@ -137,7 +140,6 @@ def test_nearest_place() -> None:
 def test_the_cache_builds_once_per_ttl(engine: Any) -> None:
     from sqlalchemy import insert
 
-    from conftest import make_workspace
     from nudgeflow.store.schema import events
 
     ws = make_workspace(engine).workspace_id

@@ -21,6 +21,8 @@ from nudgeflow.content.templates import (
 )
 from nudgeflow.store.templates import load_template_files
 
+from tests.content.template_samples import SLOW_SUBJECT
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "templates"
 
 CART_MJML = """\
@@ -241,13 +243,6 @@ def test_every_example_template_renders_with_the_sample_context() -> None:
         else:
             assert isinstance(result, RenderedPush)
             assert result.title and result.body, name
-
-
-# A template that runs for ~10 s of CPU with no input: 10,000 iterations of a filter chain
-# over 8,000 characters (within the loop limit and the value ceiling).
-SLOW_SUBJECT = ("{% assign s = '' %}{% for i in (1..100) %}{% for j in (1..100) %}"
-                "{% assign s = s | append: 'zyxwvutsrq' | slice: 0, 8000 | split: '' | sort | reverse | join: '' %}"
-                "{% endfor %}{% endfor %}{{ s | size }}")
 
 
 def test_a_render_past_its_wall_clock_budget_fails_saying_so() -> None:

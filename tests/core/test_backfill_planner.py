@@ -8,7 +8,7 @@ from nudgeflow.core.backfill import DAY_MS, HISTORY_CAP, MAX_LOOKBACK_MS, Past, 
 from nudgeflow.core.engine import Engine
 from nudgeflow.core.state import ProfileState
 
-from engine_driver import T0, catalog, journey, summarize
+from tests.core.engine_driver import T0, catalog, journey, summarize
 
 MARK = {"mark": {"type": "update_profile", "set": {"x": 1}}}
 

@@ -8,8 +8,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine_driver import D, H, M, T0, Driver, catalog, iso, journey
 from nudgeflow.core.state import ProfileState
+
+from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey
+
 
 ON_SIGNUP = {"type": "event", "event": "Signed Up"}
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from engine_driver import D, H, M, T0, Driver, catalog, iso, journey
 from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
 from nudgeflow.core.turn import unit_hash
+
+from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey
+
 
 ON_SIGNUP = {"type": "event", "event": "Signed Up"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
+from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
 
 ON_SIGNUP = {"type": "event", "event": "Signed Up"}
 CART_ADDED = {"type": "event", "event": "Product Added"}

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
 from nudgeflow.core.catalog import Catalog, JourneyVersion
+
+from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
+
 
 SEND = {"hello": {"type": "send", "channel": "email", "template": "hello"}}
 

@@ -16,12 +16,14 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from conftest import LiveServer, start_server
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.schema import events, identities, profiles
 from nudgeflow.store.workspaces import NewWorkspace
+
+from tests.support import LiveServer, start_server
+
 
 UTC = timezone.utc
 JSON = {"content-type": "application/json"}

@@ -15,9 +15,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from conftest import LiveServer
 from nudgeflow.store.schema import events
 from nudgeflow.store.workspaces import NewWorkspace
+
+from tests.support import LiveServer
+
 
 FUZZ = settings(
     max_examples=150,

@@ -18,10 +18,12 @@ import httpx
 import orjson
 from sqlalchemy import func, select
 
-from conftest import LiveServer
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.schema import device_tokens, events, identities, profiles, push_subscriptions
 from nudgeflow.store.workspaces import NewWorkspace
+
+from tests.support import LiveServer
+
 
 APNS_TOKEN = "a1" * 32
 

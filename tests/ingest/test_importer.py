@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from nudgeflow.ingest.importer import ImportReport, UnknownWriteKey, import_file
 from nudgeflow.store.profiles import count_summary, get_profile, resolve_profile_id
 from nudgeflow.store.schema import events
-from conftest import make_workspace
+from tests.support import make_workspace
 
 
 def _console() -> tuple[Console, io.StringIO]:

@@ -17,7 +17,7 @@ from nudgeflow.runtime.processor import EngineCache, process_events
 from nudgeflow.store import backfill as backfill_store
 from nudgeflow.store import journeys as journey_store
 
-from runtime_support import DAY_MS, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
+from tests.runtime.harness import DAY_MS, Harness
 
 MARK = {"update_profile": {"type": "update_profile", "set": {"entered": True}}}
 

@@ -8,8 +8,7 @@ from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import consent
 
-from runtime_support import Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
-from test_dispatcher import FlakyRemote, registry
+from tests.runtime.harness import FlakyRemote, Harness, registry
 
 
 def now(h: Harness) -> int:

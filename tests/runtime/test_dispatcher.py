@@ -8,41 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from nudgeflow.channels.base import ChannelRegistry, DatabaseSink, PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.base import ChannelRegistry, DatabaseSink, TransientError
 from nudgeflow.channels.log import LogChannel
 from nudgeflow.core.clock import to_ms
-from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.dispatcher import Dispatcher, RetryPolicy, backoff_ms
 
-from runtime_support import FakeEngine, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
-
-
-class FlakyRemote(RemoteChannel):
-    """A remote provider that fails transiently `failures` times per message, then accepts."""
-
-    name = "flaky"
-
-    def __init__(self, failures: int = 0, retry_after_s: float | None = None, permanent: str | None = None) -> None:
-        self.failures = failures
-        self.retry_after_s = retry_after_s
-        self.permanent = permanent
-        self.sent: list[tuple[str, int]] = []
-        self.last: list[bool] = []  # each try's message.last_attempt
-
-    async def send(self, message: OutboundMessage) -> None:
-        self.sent.append((message.key, message.attempt))
-        self.last.append(message.last_attempt)
-        if self.permanent:
-            raise PermanentError(self.permanent)
-        if message.attempt <= self.failures:
-            raise TransientError(f"503 from provider (try {message.attempt})", self.retry_after_s)
-
-
-def registry(**channels: Any) -> ChannelRegistry:
-    reg = ChannelRegistry.development()
-    for name, channel in channels.items():
-        reg.register(name, channel)
-    return reg
+from tests.runtime.harness import FakeEngine, FlakyRemote, Harness, registry
 
 
 def test_log_channel_records_the_message_as_logged_never_sent(h: Harness) -> None:

@@ -13,7 +13,7 @@ from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.runtime.embedded import SET_ASIDE_AFTER, EmbeddedRuntime, _Stage
 
-from runtime_support import FakeEngine, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
+from tests.runtime.harness import FakeEngine, Harness
 
 WAIT_S = 20.0
 

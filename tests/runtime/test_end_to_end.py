@@ -11,14 +11,14 @@ import httpx
 import orjson
 import pytest
 
-from conftest import LiveServer, start_server
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.web.app import create_app
 
-from runtime_support import pg_template, rt_url  # noqa: F401 (fixtures)
+from tests.support import LiveServer, start_server
+
 
 WELCOME = {
     "id": "welcome",

@@ -10,14 +10,14 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import text
 
-from conftest import LiveServer, start_server
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from nudgeflow.store import groups as groups_store
 from nudgeflow.store import journeys as journey_store
 
-from runtime_support import pg_template, rt_url  # noqa: F401 (fixtures)
+from tests.support import LiveServer, start_server
+
 
 TEAM = {
     "id": "team-upsell",

@@ -10,8 +10,8 @@ import pytest
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.runtime.inbound_smtp import BounceHandler, engine_jobs, parse_listen, start_bounce_smtp
-from tests.content.test_bounce_parse import ARF_ABUSE, POSTFIX_HARD, SENDMAIL_DELAYED
-from tests.conftest import make_workspace
+from tests.content.bounce_samples import ARF_ABUSE, POSTFIX_HARD, SENDMAIL_DELAYED
+from tests.support import make_workspace
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
 
 

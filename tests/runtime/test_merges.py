@@ -13,7 +13,7 @@ from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.store.templates import save_template
 
-from runtime_support import FakeEngine, Harness, h, pg_template, rt_url  # noqa: F401 (fixtures)
+from tests.runtime.harness import FakeEngine, Harness
 
 CART = {
     "id": "cart",

@@ -21,7 +21,7 @@ from nudgeflow.settings import ConfigError, Settings
 from nudgeflow.store.engine_lock import EngineLocked
 from nudgeflow.store.ingest_writer import write_events
 
-from runtime_support import FakeEngine, Harness, fake_cache, h, pg_template, rt_url  # noqa: F401 (fixtures)
+from tests.runtime.harness import FakeEngine, Harness, fake_cache
 
 
 def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:

@@ -12,7 +12,7 @@ from nudgeflow.core.catalog import Catalog
 from nudgeflow.core.clock import to_ms
 from nudgeflow.runtime.processor import EngineCache, RuntimeStats, fire_timers, lag, process_events
 
-from runtime_support import DAY_MS, HOUR_MS, FakeEngine, Harness, fake_cache, h, pg_template, rt_url  # noqa: F401 (fixtures)
+from tests.runtime.harness import DAY_MS, HOUR_MS, FakeEngine, Harness, fake_cache
 
 
 def test_events_become_decisions_outbox_rows_timers_runs_and_state(h: Harness) -> None:

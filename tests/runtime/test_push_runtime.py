@@ -25,7 +25,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import save_subscription
 from nudgeflow.store.schema import outbox, profiles
 from nudgeflow.store.templates import save_template
-from tests.conftest import make_workspace
+from tests.support import make_workspace
 
 TEMPLATE = {
     "channel": "push",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from nudgeflow.store import catalog
-from conftest import make_workspace
+from tests.support import make_workspace
 
 PRODUCTS_CSV = """\
 id,name,price,currency,image,url,category,stock,color,size

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import make_workspace
 from nudgeflow.store import consent
 from nudgeflow.store.consent import ALL, ConsentState, can_send, consent_state, decide
+
+from tests.support import make_workspace
+
 
 NOW = 1_800_000_000_000
 

@@ -16,13 +16,15 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import event, func, select
 
-from conftest import LiveServer, start_server
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.events import EventRecord, normalize, parse_message
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.schema import events, identities, profiles
 from nudgeflow.store.workspaces import create_workspace
+
+from tests.support import LiveServer, start_server
+
 
 RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 NOW_MS = 1_767_268_800_000

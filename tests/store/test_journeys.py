@@ -12,7 +12,7 @@ from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import journeys as store
 from nudgeflow.store.schema import journey_runs, journey_versions, journeys, timers
-from conftest import make_workspace
+from tests.support import make_workspace
 
 
 def definition(journey_id: str = "cart", template: str = "cart-1", **extra: Any) -> Journey:

@@ -31,9 +31,11 @@ import sqlalchemy as sa
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from conftest import BACKENDS, make_workspace
 from nudgeflow.store import consent, database, privacy
 from nudgeflow.store.schema import PROFILE_OWNED
+
+from tests.support import BACKENDS, make_workspace
+
 
 PERSON_COLUMN = re.compile(
     r"(^|_)(profile_id|user_id|anonymous_id|email|phone|phone_number|address|endpoint|token|rcpt_to|recipient|mail_to)$"

@@ -16,7 +16,9 @@ from nudgeflow.cli import app as cli_app
 from nudgeflow.store import consent, database, workspace_settings
 from nudgeflow.store.schema import workspace_settings as settings_table
 from nudgeflow.store.secret_box import PREFIX, SecretBox, SecretKeyError, new_key
-from tests.conftest import make_workspace
+
+from tests.support import make_workspace, start_server
+
 
 PASSWORD = "hunter2-smtp-password"
 
@@ -167,7 +169,6 @@ def test_a_server_with_the_wrong_key_refuses_to_start_and_says_why(
         tmp_path: Path, clock: Any, caplog: pytest.LogCaptureFixture) -> None:
     from nudgeflow.settings import Settings
     from nudgeflow.web.embedded import ServerStartError
-    from tests.conftest import start_server
 
     url = f"sqlite:///{tmp_path / 'nf.db'}"
     engine = engine_for(url, new_key())

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nudgeflow.store import vapid, workspace_settings
-from tests.conftest import make_workspace
+from tests.support import make_workspace
 
 
 def test_a_new_workspace_has_keys_that_match(engine: Any) -> None:

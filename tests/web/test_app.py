@@ -7,10 +7,12 @@ from typing import Any, Iterator
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import LiveServer
 from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import NewWorkspace
 from nudgeflow.web.app import create_app
+
+from tests.support import LiveServer
+
 
 INGEST_PATHS = [f"/v1/{p}" for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")]
 PROFILE_PATHS = ["/api/profiles/{ref}", "/api/profiles/{ref}/events", "/api/profiles/{ref}/export"]

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.web.bounces import set_webhook_settings
-from tests.conftest import LiveServer
+from tests.support import LiveServer
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"

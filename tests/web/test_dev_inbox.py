@@ -11,8 +11,9 @@ from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.dev_smtp import start_dev_smtp
 from nudgeflow.settings import Settings
+
 from tests.channels.smtp_support import free_port
-from tests.conftest import start_server
+from tests.support import make_workspace, start_server
 
 
 class Renderer:
@@ -121,7 +122,6 @@ def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> N
     from nudgeflow.core.clock import to_ms
     from nudgeflow.store.schema import outbox
     from nudgeflow.store.templates import save_template
-    from tests.conftest import make_workspace
 
     server = start_server(settings.with_(dev_mode=True, dev_smtp_port=free_port(), engine_enabled=True))
     try:

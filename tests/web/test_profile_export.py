@@ -16,13 +16,15 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from conftest import LiveServer
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.store.push_targets import record_deliveries
 from nudgeflow.store.templates import save_template
+
+from tests.support import LiveServer
+
 
 NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
 JOURNEYS = [

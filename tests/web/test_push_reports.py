@@ -11,13 +11,15 @@ import orjson
 import pytest
 from sqlalchemy import insert, select
 
-from conftest import LiveServer
 from nudgeflow.content import links
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import consent
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.schema import events, outbox
 from nudgeflow.store.workspaces import NewWorkspace
+
+from tests.support import LiveServer
+
 
 ORIGIN = {"Origin": "https://shop.example.com"}
 

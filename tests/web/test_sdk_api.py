@@ -17,12 +17,14 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from conftest import LiveServer
 from nudgeflow.settings import Settings
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.push_targets import endpoint_hash, targets_of
 from nudgeflow.store.schema import events
 from nudgeflow.store.workspaces import NewWorkspace
+
+from tests.support import LiveServer
+
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_DIR = ROOT / "src" / "nudgeflow" / "web" / "sdk"

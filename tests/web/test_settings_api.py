@@ -13,7 +13,7 @@ from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.workspace_keys import KEYS
 from nudgeflow.store import workspace_settings
 
-from conftest import start_server
+from tests.support import start_server
 
 
 @pytest.fixture

@@ -7,6 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.content.template_samples import SLOW_SUBJECT
+from tests.support import start_server
+
+
 CART = {
     "subject": "{{ profile.first_name | default: 'Hey' }}, your cart is waiting",
     "preheader": "{{ cart.count }} items",
@@ -109,7 +113,6 @@ def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(ap
     import threading
     import time
 
-    from tests.content.test_templates import SLOW_SUBJECT
 
     assert api.put("/api/templates/slow", json={"subject": SLOW_SUBJECT, "body": "<p>x</p>"}).status_code == 201
     answer: dict[str, Any] = {}
@@ -146,10 +149,8 @@ def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(ap
 
 
 def test_the_render_budget_is_a_setting(settings: Any, clock: Any) -> None:
-    from conftest import start_server
     from nudgeflow.content import templates
     from nudgeflow.settings import Settings
-    from tests.content.test_templates import SLOW_SUBJECT
 
     assert Settings.from_env({"NUDGEFLOW_RENDER_TIMEOUT_MS": "300"}).render_timeout_ms == 300
     server = start_server(settings.with_(render_timeout_ms=300), clock)

@@ -11,12 +11,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from conftest import LiveServer
 from nudgeflow.content import links
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
+
+from tests.support import LiveServer
+
 
 TOPICS = ["product_news", "offers", {"id": "reminders", "label": "Reminders <& tips>"}]
 JOURNEYS = [

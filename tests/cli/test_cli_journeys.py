@@ -13,7 +13,7 @@ import pytest
 from nudgeflow.model.journeys import journey_json_schema
 
 NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "journeys"
 
 JOURNEY = """\

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import start_server
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
+
+from tests.support import start_server
+
 
 NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
 

@@ -1,4 +1,5 @@
-"""A harness for runtime tests, and a small scriptable engine standing in for the core.
+"""A harness for runtime tests, a small scriptable engine standing in for the core, and a
+flaky remote channel.
 
 The fake engine has the core's two methods and its contract (state changed in place,
 effects returned, deterministic), with behaviour chosen by event name, so a test can say
@@ -8,33 +9,26 @@ exactly which decisions it expects and make one chosen event or timer fail.
 from __future__ import annotations
 
 import itertools
-import uuid
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
-
-import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
+from typing import Any, Callable
 
 from sqlalchemy import Engine, text
 
+from nudgeflow.channels.base import ChannelRegistry, PermanentError, RemoteChannel, TransientError
 from nudgeflow.core.catalog import Catalog
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.core.effects import CancelTimer, Effect, MessageFailed, RunChanged, ScheduleTimer, SendMessage, UpdateProfile
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.events import normalize, parse_message
+from nudgeflow.model.outbound import OutboundMessage
+from nudgeflow.runtime.dispatcher import RetryPolicy
+from nudgeflow.runtime.embedded import EmbeddedRuntime
 from nudgeflow.runtime.processor import EngineCache
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.store.workspaces import create_workspace
-
-if TYPE_CHECKING:
-    from nudgeflow.channels.base import ChannelRegistry
-    from nudgeflow.runtime.dispatcher import RetryPolicy
-    from nudgeflow.runtime.embedded import EmbeddedRuntime
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -142,6 +136,34 @@ class FakeEngine:
         return effects
 
 
+class FlakyRemote(RemoteChannel):
+    """A remote provider that fails transiently `failures` times per message, then accepts."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int = 0, retry_after_s: float | None = None, permanent: str | None = None) -> None:
+        self.failures = failures
+        self.retry_after_s = retry_after_s
+        self.permanent = permanent
+        self.sent: list[tuple[str, int]] = []
+        self.last: list[bool] = []  # each try's message.last_attempt
+
+    async def send(self, message: OutboundMessage) -> None:
+        self.sent.append((message.key, message.attempt))
+        self.last.append(message.last_attempt)
+        if self.permanent:
+            raise PermanentError(self.permanent)
+        if message.attempt <= self.failures:
+            raise TransientError(f"503 from provider (try {message.attempt})", self.retry_after_s)
+
+
+def registry(**channels: Any) -> ChannelRegistry:
+    reg = ChannelRegistry.development()
+    for name, channel in channels.items():
+        reg.register(name, channel)
+    return reg
+
+
 def fake_cache(engine: Any) -> EngineCache:
     return EngineCache(load_catalog=lambda conn, ws: Catalog(), fingerprint=lambda conn, ws: 0, make_engine=lambda catalog: engine)
 
@@ -153,7 +175,7 @@ class Harness:
     clock: VirtualClock
     writer: GroupCommitter
     ws: str
-    runtimes: list["EmbeddedRuntime"] = field(default_factory=list)
+    runtimes: list[EmbeddedRuntime] = field(default_factory=list)
 
     @classmethod
     def open(cls, url: str, clock: VirtualClock) -> "Harness":
@@ -177,13 +199,11 @@ class Harness:
         self,
         engine: Any = None,
         *,
-        channels: "ChannelRegistry | None" = None,
-        policy: "RetryPolicy | None" = None,
+        channels: ChannelRegistry | None = None,
+        policy: RetryPolicy | None = None,
         engines: EngineCache | None = None,
         **settings: Any,
-    ) -> "EmbeddedRuntime":
-        from nudgeflow.runtime.embedded import EmbeddedRuntime
-
+    ) -> EmbeddedRuntime:
         rt = EmbeddedRuntime(
             self.db,
             self.writer,
@@ -246,56 +266,3 @@ class Harness:
 
     def in_transaction(self, fn: Callable[[Any], Any]) -> Any:
         return self.writer.submit_job(fn).result(timeout=60)
-
-
-# --- fixtures (imported by the test modules: a conftest.py here would shadow the root one,
-# which other tests import as `conftest`) ---------------------------------------------------
-#
-# The runtime is process-wide (one cursor over the whole event log, all timers, the whole
-# outbox), so unlike most tests these cannot share the session's PostgreSQL database with
-# other tests' workspaces: each PostgreSQL test gets a fresh database cloned from a migrated
-# template (fast), each SQLite test a fresh file.
-
-@pytest.fixture(scope="session")
-def pg_template(postgres_admin_url: str) -> Iterator[str]:
-    name = f"nudgeflow_rt_tpl_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(postgres_admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    eng = database.create_db_engine(url)
-    database.upgrade(eng)
-    eng.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def rt_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database for this test alone, on each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'runtime.db'}"
-        eng = database.create_db_engine(url, sqlite_synchronous="NORMAL")
-        database.upgrade(eng)
-        eng.dispose()
-        yield url
-        return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    template = request.getfixturevalue("pg_template")
-    name = f"nudgeflow_rt_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def h(rt_url: str) -> Iterator[Harness]:
-    harness = Harness.open(rt_url, VirtualClock())
-    yield harness
-    harness.close()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,28 +14,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
-    out["NUDGEFLOW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    out["COLUMNS"] = "200"  # rich wraps at the terminal width; keep lines whole for the asserts
-    return out
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path, *, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [NUDGEFLOW, *args], env=env, cwd=cwd, input=stdin.decode() if stdin else None,
-        capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def create_workspace(env: dict[str, str], cwd: Path, name: str = "shop") -> dict[str, str]:
-    done = run(["workspace", "create", name, "--json"], env, cwd)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+from tests.cli.support import NUDGEFLOW, create_workspace, run
 
 
 def test_workspace_create_json_prints_one_object(env: dict[str, str], tmp_path: Path) -> None:

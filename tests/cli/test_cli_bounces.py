@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.content.test_bounce_parse import POSTFIX_HARD
-from tests.test_cli import NUDGEFLOW, create_workspace, env, run  # noqa: F401 (env is a fixture)
+from tests.content.bounce_samples import POSTFIX_HARD
+from tests.cli.support import NUDGEFLOW, create_workspace, run
 
 
 def _free_port() -> int:

@@ -8,10 +8,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.channels.push_servers import p8_pem, service_account_json
-from tests.test_cli import create_workspace, env, run  # noqa: F401  (env is a fixture)
+from tests.cli.support import create_workspace, run
 
 
-def test_fcm_set_show_clear(env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+def test_fcm_set_show_clear(env: dict[str, str], tmp_path: Path) -> None:
     ws = create_workspace(env, tmp_path)["workspace_id"]
     sa = service_account_json(rsa.generate_private_key(public_exponent=65537, key_size=2048),
                               "https://oauth2.googleapis.com/token", "shop-prod", "push@shop-prod.iam.gserviceaccount.com", "k1")
@@ -45,7 +45,7 @@ def test_fcm_set_show_clear(env: dict[str, str], tmp_path: Path) -> None:  # noq
     assert done.returncode != 0 and "private key does not load" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_apns_set_show(env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+def test_apns_set_show(env: dict[str, str], tmp_path: Path) -> None:
     ws = create_workspace(env, tmp_path)["workspace_id"]
     p8 = tmp_path / "AuthKey_ABCDE12345.p8"
     p8.write_text(p8_pem(ec.generate_private_key(ec.SECP256R1())))

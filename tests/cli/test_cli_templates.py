@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "templates"
 
 

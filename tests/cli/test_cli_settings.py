@@ -302,7 +302,7 @@ def test_docs_settings_lists_every_key_and_every_variable() -> None:
     # The registry and ENV_VARS are the truth; the page must not fall behind them.
     from nudgeflow.model.workspace_keys import KEYS, SECTIONS
 
-    page = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
     missing = [k.name for k in KEYS if f"| `{k.name}` |" not in page]
     missing += [name for name in SECTIONS if f"| `{name}` |" not in page]
     missing += [v.name for v in ENV_VARS if f"| `{v.name}` |" not in page]

@@ -1,0 +1,23 @@
+"""Running the `nudgeflow` console script as a user runs it: a real process per command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path, *, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [NUDGEFLOW, *args], env=env, cwd=cwd, input=stdin.decode() if stdin else None,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def create_workspace(env: dict[str, str], cwd: Path, name: str = "shop") -> dict[str, str]:
+    done = run(["workspace", "create", name, "--json"], env, cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
