@@ -36,6 +36,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.workspaces import NewWorkspace
 
+from tests.channels.smtp_support import Sink, start_sink
 from tests.support import BACKENDS, LiveServer, start_server
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -152,3 +153,13 @@ def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield server, server.workspace("fuzz")
     finally:
         server.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A real SMTP server on loopback that records what it is sent."""
+    s = Sink()
+    controller = start_sink(s)
+    s.port = controller.port  # type: ignore[attr-defined]
+    yield s
+    controller.stop()

@@ -1,8 +1,12 @@
-"""Helpers shared by tests: a workspace in a database, a real server on loopback."""
+"""Helpers shared by tests: a workspace in a database, a real server on loopback, a free port,
+the console script."""
 
 from __future__ import annotations
 
+import socket
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +18,15 @@ from nudgeflow.web.app import AppState, create_app
 from nudgeflow.web.embedded import ThreadedServer, serve_in_thread
 
 BACKENDS = ["sqlite", "postgres"]
+# The console script installed beside this Python, run as a user runs it.
+NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def make_workspace(engine: Any, name: str = "test", clock: Clock | None = None) -> NewWorkspace:
@@ -31,6 +44,10 @@ class LiveServer:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def admin(self, token: str) -> httpx.Client:
+        """A client of the admin API, authenticated with `token`."""
+        return self.client(headers={"Authorization": f"Bearer {token}"})
 
     def workspace(self, name: str = "test") -> NewWorkspace:
         return make_workspace(self.state.engine, name, self.state.clock)

@@ -16,7 +16,6 @@ from nudgeflow.settings import Settings
 
 from tests.support import start_server
 
-
 WRITE_KEY = "wk_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
 ADMIN_TOKEN = "nfa_Zy9xWv8uTs7rQp6oNm5lKj4iHg3fEd2cBa1_-Q"
 

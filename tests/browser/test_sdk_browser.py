@@ -33,7 +33,6 @@ from nudgeflow.store.schema import events, profiles
 
 from tests.browser.shop_site import Site
 
-
 # The stand-in for the browser's push service (see the module docstring). It keeps its one
 # subscription in localStorage, as the browser keeps its own across page loads.
 FAKE_PUSH_SERVICE = """

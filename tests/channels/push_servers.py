@@ -38,18 +38,14 @@ import trustme
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from tests.support import free_port
+
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def client_ssl_context(ca: trustme.CA) -> ssl.SSLContext:

@@ -4,7 +4,6 @@ and a DKIM key with its DNS record."""
 from __future__ import annotations
 
 import base64
-import socket
 import ssl
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -16,11 +15,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, Session
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import free_port
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from email import message_from_bytes, policy
-from typing import Any, Iterator
+from typing import Any
 
 import dkim
 import pytest
@@ -20,9 +20,8 @@ from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage
 
-from tests.channels.smtp_support import Sink, Users, dkim_key, free_port, server_contexts, start_sink
-from tests.support import make_workspace
-
+from tests.channels.smtp_support import Sink, Users, dkim_key, server_contexts, start_sink
+from tests.support import free_port, make_workspace
 
 HTML = """<html><head><style>p{color:red}</style><title>t</title></head><body>
 <h1>Hello   Ada</h1><p>You left <b>2 items</b> in your cart.</p>
@@ -51,15 +50,6 @@ def outbound(key: str = "run1:step1:1", email: str | None = "ada@example.org", w
     traits = {"email": email} if email else {}
     return OutboundMessage(key=key, workspace_id=ws, profile_id="p1", run_id="run1", journey_id="j", step="s",
                            channel="email", template="cart", variant=None, marketing=True, traits=traits)
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    controller = start_sink(s)
-    s.port = controller.port  # type: ignore[attr-defined]
-    yield s
-    controller.stop()
 
 
 def channel_for(url: str, **kw: Any) -> EmailChannel:

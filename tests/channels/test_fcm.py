@@ -39,11 +39,6 @@ DEVICE = "dGVzdC1pbnN0YW5jZQ:APA91bH-" + "k" * 100
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def sa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

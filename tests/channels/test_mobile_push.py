@@ -51,11 +51,6 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def keys() -> tuple[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048), ec.generate_private_key(ec.SECP256R1())
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+from tests.support import NUDGEFLOW
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path, *, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from tests.cli.support import NUDGEFLOW, create_workspace, run
+from tests.support import free_port
 
 
 def test_workspace_create_json_prints_one_object(env: dict[str, str], tmp_path: Path) -> None:
@@ -122,15 +122,9 @@ def test_import_of_a_missing_file_fails_clearly(env: dict[str, str], tmp_path: P
     assert "nope.jsonl" in done.stderr and "Traceback" not in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def serve(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
-    port = _free_port()
+    port = free_port()
     url = f"sqlite:///{tmp_path / 'served' / 'nudgeflow.db'}"  # a new file: serve migrates it
     log = tmp_path / "serve.log"
     with log.open("w") as sink:

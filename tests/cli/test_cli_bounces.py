@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import smtplib
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,14 +12,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.content.bounce_samples import POSTFIX_HARD
 from tests.cli.support import NUDGEFLOW, create_workspace, run
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.content.bounce_samples import POSTFIX_HARD
+from tests.support import free_port
 
 
 def test_bounce_webhooks_set_show_clear(env: dict[str, str], tmp_path: Path) -> None:
@@ -41,7 +35,7 @@ def test_bounce_webhooks_set_show_clear(env: dict[str, str], tmp_path: Path) -> 
 
 def test_serve_receives_a_dsn_by_smtp(env: dict[str, str], tmp_path: Path) -> None:
     ws = create_workspace(env, tmp_path)["workspace_id"]
-    port, smtp_port = _free_port(), _free_port()
+    port, smtp_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as sink:
         proc = subprocess.Popen(
@@ -79,5 +73,5 @@ def test_serve_receives_a_dsn_by_smtp(env: dict[str, str], tmp_path: Path) -> No
 def test_serve_refuses_a_bad_bounce_listen_address(env: dict[str, str], tmp_path: Path) -> None:
     done = run(["serve", "--bounce-smtp", "nowhere", "--bounce-domain", "b.test"], env, tmp_path, timeout=60)
     assert done.returncode != 0 and "HOST:PORT" in done.stderr
-    done = run(["serve", "--bounce-smtp", f"127.0.0.1:{_free_port()}"], env, tmp_path, timeout=60)
+    done = run(["serve", "--bounce-smtp", f"127.0.0.1:{free_port()}"], env, tmp_path, timeout=60)
     assert done.returncode != 0 and "--bounce-domain" in done.stderr

@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,10 +17,7 @@ from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 
-from tests.support import start_server
-
-
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+from tests.support import NUDGEFLOW, start_server
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from nudgeflow.model.journeys import journey_json_schema
 
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+from tests.support import NUDGEFLOW
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "journeys"
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +18,7 @@ import pytest
 
 from nudgeflow.settings import ENV_VARS
 
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+from tests.support import NUDGEFLOW, free_port
 
 
 @pytest.fixture
@@ -33,12 +31,6 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([NUDGEFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- environment variables and options name themselves ---------------------------------------
@@ -72,7 +64,7 @@ BAD_ENV = [
 def test_serve_refuses_a_bad_environment_variable_naming_it(
     env: dict[str, str], tmp_path: Path, name: str, value: str, says: str
 ) -> None:
-    done = run(["serve", "--port", str(_free_port())], {**env, name: value}, tmp_path)
+    done = run(["serve", "--port", str(free_port())], {**env, name: value}, tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{name}" in done.stderr and says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
@@ -124,7 +116,7 @@ def test_serve_refuses_a_bad_option_naming_it(env: dict[str, str], tmp_path: Pat
 
 
 def test_serve_off_loopback_without_a_public_url_refuses_and_says_what_to_set(env: dict[str, str], tmp_path: Path) -> None:
-    done = run(["serve", "--host", "0.0.0.0", "--port", str(_free_port())], env, tmp_path)
+    done = run(["serve", "--host", "0.0.0.0", "--port", str(free_port())], env, tmp_path)
     assert done.returncode == 2
     assert "--public-url" in done.stderr and "NUDGEFLOW_PUBLIC_URL" in done.stderr
     assert "Traceback" not in done.stderr
@@ -140,7 +132,7 @@ def start(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
     procs: list[subprocess.Popen[str]] = []
 
     def launch(args: list[str], extra_env: dict[str, str] | None = None) -> Served:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"serve-{port}.log"
         sink = log.open("w")
         proc = subprocess.Popen([NUDGEFLOW, "serve", "--port", str(port), *args], env={**env, **(extra_env or {})},
@@ -190,7 +182,7 @@ def test_serve_with_smtp_configured_reports_only_push_and_takes_the_public_url_f
 
 
 def test_serve_dev_keeps_working_on_loopback_and_reports_nothing_unconfigured(start: object, tmp_path: Path) -> None:
-    served = start(["--dev", "--dev-smtp-port", str(_free_port())])  # type: ignore[operator]
+    served = start(["--dev", "--dev-smtp-port", str(free_port())])  # type: ignore[operator]
     text = served.log.read_text()
     assert "not configured" not in text
     assert httpx.get(served.base + "/healthz").json()["channels_not_configured"] == []

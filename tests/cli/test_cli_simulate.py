@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+from tests.support import NUDGEFLOW
 
 WELCOME = """\
 id: welcome

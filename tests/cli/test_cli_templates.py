@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
+from tests.support import NUDGEFLOW
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "templates"
 

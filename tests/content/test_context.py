@@ -17,7 +17,6 @@ from nudgeflow.store.schema import events, profile_state, profiles
 
 from tests.support import make_workspace
 
-
 NOW = 1_767_268_800_000  # 2026-01-01T12:00:00Z
 DAY = 86_400_000
 _seq = itertools.count()

@@ -17,10 +17,9 @@ from nudgeflow.settings import Settings
 from nudgeflow.store.journeys import apply_draft, publish
 from nudgeflow.store.templates import save_template
 
-from tests.channels.smtp_support import Sink, start_sink
+from tests.channels.smtp_support import Sink
 from tests.content.template_samples import SLOW_SUBJECT
 from tests.support import LiveServer, start_server
-
 
 TEMPLATE = {
     "channel": "email",
@@ -40,15 +39,6 @@ JOURNEY = {
     "entry": {"reentry": "always"},
     "steps": {"mail": {"type": "send", "channel": "email", "template": "cart-reminder"}},
 }
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    controller = start_sink(s)
-    s.port = controller.port  # type: ignore[attr-defined]
-    yield s
-    controller.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from nudgeflow.content import recommend as rec
 
 from tests.support import make_workspace
 
-
 CATALOG: dict[str, dict[str, Any]] = {
     "shirt": {"id": "shirt", "name": "Linen shirt", "price": 50.0, "currency": "EUR", "image": "i/shirt.jpg",
               "url": "u/shirt", "category": "shirts", "stock": 4, "attributes": {"color": "blue", "fabric": "linen"}},

@@ -12,7 +12,6 @@ from nudgeflow.core.state import ProfileState
 
 from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey
 
-
 ON_SIGNUP = {"type": "event", "event": "Signed Up"}
 
 

@@ -10,7 +10,6 @@ from nudgeflow.core.catalog import Catalog, JourneyVersion
 
 from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
 
-
 SEND = {"hello": {"type": "send", "channel": "email", "template": "hello"}}
 
 

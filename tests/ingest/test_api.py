@@ -24,7 +24,6 @@ from nudgeflow.store.workspaces import NewWorkspace
 
 from tests.support import LiveServer, start_server
 
-
 UTC = timezone.utc
 JSON = {"content-type": "application/json"}
 

@@ -20,7 +20,6 @@ from nudgeflow.store.workspaces import NewWorkspace
 
 from tests.support import LiveServer
 
-
 FUZZ = settings(
     max_examples=150,
     deadline=None,

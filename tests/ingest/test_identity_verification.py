@@ -24,7 +24,6 @@ from nudgeflow.store.workspaces import NewWorkspace
 
 from tests.support import LiveServer
 
-
 APNS_TOKEN = "a1" * 32
 
 
@@ -33,12 +32,8 @@ def user_hash(secret: str, user_id: str) -> str:
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
-def admin(live: LiveServer, ws: NewWorkspace) -> httpx.Client:
-    return live.client(headers={"Authorization": f"Bearer {ws.admin_token}"})
-
-
 def enable(live: LiveServer, ws: NewWorkspace) -> str:
-    with admin(live, ws) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.post("/api/identity/enable")
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -47,7 +42,7 @@ def enable(live: LiveServer, ws: NewWorkspace) -> str:
 
 
 def server_key(live: LiveServer, ws: NewWorkspace) -> str:
-    with admin(live, ws) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.post("/api/keys", json={"kind": "server"})
     assert answer.status_code == 201, answer.text
     return str(answer.json()["key"])
@@ -208,7 +203,7 @@ def test_a_batch_is_refused_whole_naming_each_offending_event(live: LiveServer, 
 
 def test_rotation_keeps_both_secrets_valid_until_it_is_finished(live: LiveServer, ws: NewWorkspace) -> None:
     old = enable(live, ws)
-    with admin(live, ws) as client:
+    with live.admin(ws.admin_token) as client:
         rotated = client.post("/api/identity/rotate")
         assert rotated.status_code == 200, rotated.text
         new = rotated.json()["secret"]
@@ -220,7 +215,7 @@ def test_rotation_keeps_both_secrets_valid_until_it_is_finished(live: LiveServer
         for i, secret in enumerate((old, new)):
             body = {"userId": f"r{i}", "traits": {"email": f"r{i}@example.com"}, "context": {"userHash": user_hash(secret, f"r{i}")}}
             assert client.post("/v1/identify", json=body).status_code == 200
-    with admin(live, ws) as client:
+    with live.admin(ws.admin_token) as client:
         assert client.post("/api/identity/finish-rotation").json() == {"verification": True, "secrets": 1, "rotating": False}
         assert client.post("/api/identity/finish-rotation").status_code == 409
     with live.client(auth=(ws.write_key, "")) as client:
@@ -228,7 +223,7 @@ def test_rotation_keeps_both_secrets_valid_until_it_is_finished(live: LiveServer
         refused(client.post("/v1/identify", json=body))
         body["context"]["userHash"] = user_hash(new, "r0")
         assert client.post("/v1/identify", json=body).status_code == 200
-    with admin(live, ws) as client:  # off again: unverified calls pass, the secret is kept
+    with live.admin(ws.admin_token) as client:  # off again: unverified calls pass, the secret is kept
         assert client.post("/api/identity/disable").json() == {"verification": False, "secrets": 1, "rotating": False}
     with live.client(auth=(ws.write_key, "")) as client:
         assert client.post("/v1/identify", json={"userId": "r0", "traits": {"email": "r0c@example.com"}}).status_code == 200
@@ -249,7 +244,7 @@ def test_a_change_from_another_process_reaches_the_server_within_its_cache_time(
 
 def test_keys_create_list_revoke(live: LiveServer, ws: NewWorkspace) -> None:
     key = server_key(live, ws)
-    with admin(live, ws) as client:
+    with live.admin(ws.admin_token) as client:
         public = client.post("/api/keys", json={"kind": "public"}).json()["key"]
         assert public.startswith("wk_")
         assert client.post("/api/keys", json={"kind": "secret"}).status_code == 422
@@ -260,7 +255,7 @@ def test_keys_create_list_revoke(live: LiveServer, ws: NewWorkspace) -> None:
         assert all(set(k) == {"hint", "kind", "created_at_ms"} for k in listed)  # never a key or digest
     with live.client(auth=(key, "")) as client:
         assert client.post("/v1/track", json={"userId": "k", "event": "E"}).status_code == 200  # cached now
-    with admin(live, ws) as client:
+    with live.admin(ws.admin_token) as client:
         assert client.delete(f"/api/keys/{key[:8]}").json()["kind"] == "server"
         assert client.delete(f"/api/keys/{key[:8]}").status_code == 404
         assert client.delete(f"/api/keys/{ws.admin_token[:8]}").status_code == 404  # write keys only

@@ -1,4 +1,4 @@
-"""Fixtures of the runtime tests: a fresh database per test, and a harness on it.
+"""Fixtures of the runtime tests: a fresh database per test, a harness on it, a live server on it.
 
 The runtime is process-wide (one cursor over the whole event log, all timers, the whole
 outbox), so unlike most tests these cannot share the session's PostgreSQL database with
@@ -17,8 +17,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from nudgeflow.core.clock import VirtualClock
+from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from tests.runtime.harness import Harness
+from tests.support import LiveServer, start_server
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +66,13 @@ def h(rt_url: str) -> Iterator[Harness]:
     harness = Harness.open(rt_url, VirtualClock())
     yield harness
     harness.close()
+
+
+@pytest.fixture
+def server(rt_url: str) -> Iterator[tuple[LiveServer, VirtualClock]]:
+    """A live server with its runtime on this test's own database, on a virtual clock."""
+    clock = VirtualClock()
+    settings = Settings(database_url=rt_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0, engine_poll_ms=50)
+    srv = start_server(settings, clock)
+    yield srv, clock
+    srv.stop()

@@ -15,12 +15,10 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +27,8 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from nudgeflow.store.schema import events, journey_runs, log_channel_messages, outbox, timers
+
+from tests.support import free_port
 
 KILLS = 20
 JOURNEY = """
@@ -45,12 +45,6 @@ steps:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("nudgeflow")
     return [str(script)] if script.exists() else [sys.executable, "-c", "from nudgeflow.cli import main; main()"]
@@ -64,7 +58,7 @@ class Server:
         self.port = 0
 
     def start(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {**os.environ, "NUDGEFLOW_LOG_LEVEL": "WARNING", "NUDGEFLOW_ENGINE": "1"}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
@@ -17,8 +16,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.web.app import create_app
 
-from tests.support import LiveServer, start_server
-
+from tests.support import LiveServer
 
 WELCOME = {
     "id": "welcome",
@@ -50,15 +48,6 @@ def publish(server: LiveServer, workspace_id: str, *definitions: dict[str, Any])
         for definition in definitions:
             journey_store.apply_draft(conn, workspace_id, Journey.model_validate(definition), now)
             journey_store.publish(conn, workspace_id, definition["id"], now)
-
-
-@pytest.fixture
-def server(rt_url: str) -> Iterator[tuple[LiveServer, VirtualClock]]:
-    clock = VirtualClock()
-    settings = Settings(database_url=rt_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0, engine_poll_ms=50)
-    srv = start_server(settings, clock)
-    yield srv, clock
-    srv.stop()
 
 
 def q(server: LiveServer, sql: str, **params: Any) -> list[Any]:

@@ -5,19 +5,16 @@ both databases, with the real engine and a virtual clock."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
-from nudgeflow.settings import Settings
 from nudgeflow.store import groups as groups_store
 from nudgeflow.store import journeys as journey_store
 
-from tests.support import LiveServer, start_server
-
+from tests.support import LiveServer
 
 TEAM = {
     "id": "team-upsell",
@@ -31,15 +28,6 @@ TEAM = {
         "small": {"type": "send", "channel": "log", "template": "small-team"},
     },
 }
-
-
-@pytest.fixture
-def server(rt_url: str) -> Iterator[tuple[LiveServer, VirtualClock]]:
-    clock = VirtualClock()
-    srv = start_server(Settings(database_url=rt_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0,
-                                engine_poll_ms=50), clock)
-    yield srv, clock
-    srv.stop()
 
 
 def sent(srv: LiveServer) -> list[tuple[str, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 from typing import Any, Iterator
 
 import pytest
@@ -11,19 +10,13 @@ import pytest
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.runtime.inbound_smtp import BounceHandler, engine_jobs, parse_listen, start_bounce_smtp
 from tests.content.bounce_samples import ARF_ABUSE, POSTFIX_HARD, SENDMAIL_DELAYED
-from tests.support import make_workspace
+from tests.support import free_port, make_workspace
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def smtp(engine: Any) -> Iterator[tuple[Any, BounceHandler, int]]:
-    port = _free_port()
+    port = free_port()
     controller = start_bounce_smtp(engine_jobs(engine), VirtualClock(), "127.0.0.1", port, ["bounce.shop.test"])
     yield controller, controller.handler, port
     controller.stop()

@@ -4,20 +4,17 @@ HTTP, with the real engine, on both databases. A place imported later counts at 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import text
 
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
-from nudgeflow.settings import Settings
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import journeys as journey_store
 
-from tests.support import LiveServer, start_server
-
+from tests.support import LiveServer
 
 NEAR = {
     "id": "near-store",
@@ -32,15 +29,6 @@ PLACES = """id,name,latitude,longitude,tags
 flagship,Flagship Store,40.7411,-73.9897,"store,flagship"
 warehouse,Warehouse,40.7000,-74.0100,depot
 """
-
-
-@pytest.fixture
-def server(rt_url: str) -> Iterator[tuple[LiveServer, VirtualClock]]:
-    clock = VirtualClock()
-    srv = start_server(Settings(database_url=rt_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0,
-                                engine_poll_ms=50), clock)
-    yield srv, clock
-    srv.stop()
 
 
 def places_sent(srv: LiveServer) -> list[Any]:

@@ -38,11 +38,6 @@ TEMPLATE = {
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def service(clock: VirtualClock) -> Iterator[RunningDevPush]:
     running = serve_dev_push(DevPushService(clock=clock))
     yield running

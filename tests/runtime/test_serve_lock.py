@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,14 +15,9 @@ from typing import Iterator
 import httpx
 import pytest
 
+from tests.support import NUDGEFLOW, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ from nudgeflow.store.consent import ALL, ConsentState, can_send, consent_state, 
 
 from tests.support import make_workspace
 
-
 NOW = 1_800_000_000_000
 
 

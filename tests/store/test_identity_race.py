@@ -25,7 +25,6 @@ from nudgeflow.store.workspaces import create_workspace
 
 from tests.support import LiveServer, start_server
 
-
 RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 NOW_MS = 1_767_268_800_000
 _ids = itertools.count(1)

@@ -36,7 +36,6 @@ from nudgeflow.store.schema import PROFILE_OWNED
 
 from tests.support import BACKENDS, make_workspace
 
-
 PERSON_COLUMN = re.compile(
     r"(^|_)(profile_id|user_id|anonymous_id|email|phone|phone_number|address|endpoint|token|rcpt_to|recipient|mail_to)$"
 )

@@ -19,7 +19,6 @@ from nudgeflow.store.secret_box import PREFIX, SecretBox, SecretKeyError, new_ke
 
 from tests.support import make_workspace, start_server
 
-
 PASSWORD = "hunter2-smtp-password"
 
 
@@ -199,7 +198,7 @@ def test_settings_that_stop_opening_while_serving_answer_503_naming_the_remedy(
         workspace_settings.set_section(conn, ws.workspace_id, "smtp", {"url": "smtp://mx.example.com"}, 1)
     # ... then this server holds another key, as if another process resealed the settings.
     engine.update_execution_options(nudgeflow_secrets=SecretBox([new_key()]))
-    with live.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as http:
+    with live.admin(ws.admin_token) as http:
         answer = http.get("/api/settings/smtp")
     assert answer.status_code == 503, answer.text
     assert "NUDGEFLOW_SECRET_KEY" in answer.json()["detail"]

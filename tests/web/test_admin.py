@@ -6,7 +6,6 @@ import itertools
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from sqlalchemy import func, or_, select
 
@@ -28,10 +27,6 @@ def send(live: Any, write_key: str, *messages: dict[str, Any]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def admin(live: Any, token: str) -> httpx.Client:
-    return live.client(headers={"Authorization": f"Bearer {token}"})
-
-
 def count(live: Any, table: Any, *where: Any) -> int:
     with live.state.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
@@ -47,7 +42,7 @@ def person(live: Any, ws: Any) -> dict[str, Any]:
         msg("page", anonymousId="phone-1", name="Pricing"),
         msg("track", anonymousId="laptop-1", event="Product Viewed", properties={"sku": "B"}),
     )
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         phone_pid = client.get("/api/profiles/phone-1").json()["id"]
         laptop_pid = client.get("/api/profiles/laptop-1").json()["id"]
     send(
@@ -71,7 +66,7 @@ def person(live: Any, ws: Any) -> dict[str, Any]:
 
 
 def test_profile_by_every_id_it_is_known_by(live: Any, ws: Any, person: dict[str, Any]) -> None:
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         by_user = client.get("/api/profiles/user-42")
         assert by_user.status_code == 200, by_user.text
         profile = by_user.json()
@@ -97,7 +92,7 @@ def test_profile_by_every_id_it_is_known_by(live: Any, ws: Any, person: dict[str
 
 
 def test_unknown_profile_is_404_with_a_message(live: Any, ws: Any) -> None:
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         for path in ("/api/profiles/nobody", "/api/profiles/nobody/events", "/api/profiles/nobody/export"):
             answer = client.get(path)
             assert answer.status_code == 404, path
@@ -110,7 +105,7 @@ def test_bad_reserved_trait_is_shown_on_the_profile(live: Any, ws: Any) -> None:
         answer = client.post("/v1/identify", json={"userId": "tz-user", "traits": {"timezone": "Moon/Base", "plan": "x"}})
     assert answer.status_code == 200
     assert answer.json()["warnings"][0]["field"] == "traits.timezone"
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         profile = client.get("/api/profiles/tz-user").json()
     assert profile["traits"] == {"plan": "x"}
     assert profile["trait_errors"]["timezone"]["value"] == "Moon/Base"
@@ -118,7 +113,7 @@ def test_bad_reserved_trait_is_shown_on_the_profile(live: Any, ws: Any) -> None:
 
 def test_recent_events_are_capped(live: Any, ws: Any) -> None:
     send(live, ws.write_key, *[msg("track", userId="busy", event=f"E{i}") for i in range(25)])
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         profile = client.get("/api/profiles/busy").json()
     assert profile["event_count"] == 25
     assert [e["event"] for e in profile["recent_events"]] == [f"E{i}" for i in range(24, 14, -1)]
@@ -134,7 +129,7 @@ def test_events_are_paged_newest_first(live: Any, ws: Any) -> None:
     seen: list[str] = []
     pages = 0
     before: int | None = None
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         while True:
             params: dict[str, Any] = {"limit": 5}
             if before is not None:
@@ -165,7 +160,7 @@ def test_events_are_paged_newest_first(live: Any, ws: Any) -> None:
 
 
 def test_events_page_follows_a_merged_profile(live: Any, ws: Any, person: dict[str, Any]) -> None:
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         page = client.get(f"/api/profiles/{person['laptop_pid']}/events", params={"limit": 100}).json()
     assert len(page["events"]) == person["events"]
     assert page["next_before"] is None
@@ -175,7 +170,7 @@ def test_events_page_follows_a_merged_profile(live: Any, ws: Any, person: dict[s
 
 
 def test_export_has_everything_held_about_the_person(live: Any, ws: Any, person: dict[str, Any]) -> None:
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.get("/api/profiles/laptop-1/export")
     assert answer.status_code == 200
     data = answer.json()
@@ -200,7 +195,7 @@ def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, p
     # Someone else in the workspace, who must be untouched.
     send(live, ws.write_key, msg("identify", userId="bystander", anonymousId="other-device", traits={"plan": "x"}))
 
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.delete(f"/api/profiles/{person['laptop_pid']}")  # any id of the person will do
         assert answer.status_code == 200, answer.text
         body = answer.json()
@@ -231,7 +226,7 @@ def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, p
 
     # The same ids later start a new person, with nothing of the old one.
     send(live, ws.write_key, msg("track", userId="user-42", anonymousId="phone-1", event="Application Opened"))
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         fresh = client.get("/api/profiles/user-42").json()
         assert client.get("/api/profiles/phone-1").json()["id"] == fresh["id"]
         assert client.get("/api/profiles/laptop-1").status_code == 404
@@ -246,10 +241,10 @@ def test_erased_message_ids_are_not_replayed_as_duplicates_of_nothing(live: Any,
     """After erasure the event rows are gone, so a retry of an old message is stored anew."""
     old = msg("track", userId="gone", event="Signed Up")
     send(live, ws.write_key, old)
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         assert client.delete("/api/profiles/gone").status_code == 200
     send(live, ws.write_key, old)
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         assert client.get("/api/profiles/gone").json()["event_count"] == 1
 
 
@@ -276,7 +271,7 @@ def test_admin_api_needs_the_bearer_admin_token(live: Any, ws: Any, path: str) -
     with live.client() as client:
         assert client.delete("/api/profiles/user-42").status_code == 401
         assert client.delete("/api/profiles/user-42", headers={"Authorization": f"Bearer {ws.write_key}"}).status_code == 401
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         assert client.get("/api/profiles/user-42").status_code == 200
 
 
@@ -288,7 +283,7 @@ def test_an_admin_token_cannot_ingest(live: Any, ws: Any) -> None:
 
 
 def test_tokens_never_appear_in_answers(live: Any, ws: Any, person: dict[str, Any]) -> None:
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         for path in ("/api/profiles/user-42", "/api/profiles/user-42/export", "/api/profiles/user-42/events", "/api/stats"):
             text = client.get(path).text
             assert ws.write_key not in text and ws.admin_token not in text, path
@@ -304,11 +299,11 @@ def test_workspaces_are_isolated(live: Any) -> None:
     send(live, b.write_key,
          msg("identify", userId="same-user", anonymousId="same-device", traits={"shop": "b"}, messageId=same_id),
          msg("track", userId="same-user", event="Order Completed"))
-    with admin(live, b.admin_token) as client:
+    with live.admin(b.admin_token) as client:
         b_profile = client.get("/api/profiles/same-user").json()
 
     # A's admin token finds nothing of B's, by any id, and cannot erase it.
-    with admin(live, a.admin_token) as client:
+    with live.admin(a.admin_token) as client:
         for ref in ("same-user", "same-device", b_profile["id"]):
             assert client.get(f"/api/profiles/{ref}").status_code == 404, ref
             assert client.get(f"/api/profiles/{ref}/events").status_code == 404, ref
@@ -322,9 +317,9 @@ def test_workspaces_are_isolated(live: Any) -> None:
     with live.client(auth=(a.write_key, "")) as client:
         answer = client.post("/v1/batch", json={"writeKey": b.write_key, "batch": [msg("track", userId="same-user")]})
         assert answer.status_code == 200
-    with admin(live, a.admin_token) as client:
+    with live.admin(a.admin_token) as client:
         a_profile = client.get("/api/profiles/same-user").json()
-    with admin(live, b.admin_token) as client:
+    with live.admin(b.admin_token) as client:
         b_after = client.get("/api/profiles/same-user").json()
         assert client.get(f"/api/profiles/{a_profile['id']}").status_code == 404
 
@@ -334,16 +329,16 @@ def test_workspaces_are_isolated(live: Any) -> None:
     assert b_after == b_profile
 
     # Erasing in A leaves B's person alone.
-    with admin(live, a.admin_token) as client:
+    with live.admin(a.admin_token) as client:
         assert client.delete("/api/profiles/same-user").status_code == 200
-    with admin(live, b.admin_token) as client:
+    with live.admin(b.admin_token) as client:
         assert client.get("/api/profiles/same-user").json() == b_profile
 
 
 def test_stats_count_one_workspace(live: Any, ws: Any, person: dict[str, Any]) -> None:
     other = live.workspace("other")
     send(live, other.write_key, msg("track", userId="x"))
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         stats = client.get("/api/stats").json()
     assert stats["events"] == person["events"]
     assert stats["profiles"] == 1 and stats["known_profiles"] == 1 and stats["merges"] == 1
@@ -353,7 +348,7 @@ def test_stats_count_one_workspace(live: Any, ws: Any, person: dict[str, Any]) -
 @pytest.mark.parametrize("user_id", ["jo+tag@example.com", "Zoë Ünïcode", "auth0|5f1c", "id with spaces?&#", "org/42/user/7"])
 def test_profiles_by_ids_that_need_escaping(live: Any, ws: Any, user_id: str) -> None:
     send(live, ws.write_key, msg("identify", userId=user_id, traits={"plan": "pro"}))
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.get("/api/profiles/" + quote(user_id, safe=""))
         assert answer.status_code == 200, answer.text
         assert answer.json()["user_id"] == user_id
@@ -392,7 +387,7 @@ def test_a_nul_character_in_a_path_or_query_value_is_a_422_naming_it(
 ) -> None:
     """PostgreSQL text cannot hold NUL: these were 500s (a psycopg DataError) on PostgreSQL."""
     send(live, ws.write_key, msg("identify", userId="user-42"))
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.request(method, path)
     assert answer.status_code == 422, answer.text
     body = answer.json()
@@ -405,7 +400,7 @@ def test_a_nul_character_in_a_path_or_query_value_is_a_422_naming_it(
 def test_an_events_cursor_beyond_64_bits_is_a_422(live: Any, ws: Any) -> None:
     """Was a 500: OverflowError from SQLite, NumericValueOutOfRange from PostgreSQL."""
     send(live, ws.write_key, msg("track", userId="pager"))
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         for before in (2**63, -(2**63) - 1, 10**20):
             answer = client.get("/api/profiles/pager/events", params={"before": before})
             assert answer.status_code == 422, answer.text

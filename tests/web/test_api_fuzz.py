@@ -33,7 +33,6 @@ from nudgeflow.store.workspaces import NewWorkspace
 
 from tests.support import LiveServer
 
-
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 10  # drawn per operation, valid and invalid, after the coverage phase's cases
 

@@ -13,7 +13,6 @@ from nudgeflow.web.app import create_app
 
 from tests.support import LiveServer
 
-
 INGEST_PATHS = [f"/v1/{p}" for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")]
 PROFILE_PATHS = ["/api/profiles/{ref}", "/api/profiles/{ref}/events", "/api/profiles/{ref}/export"]
 

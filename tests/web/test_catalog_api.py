@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
-
-
-def admin(live: Any, token: str) -> httpx.Client:
-    return live.client(headers={"Authorization": f"Bearer {token}"})
-
-
-@pytest.fixture
-def api(live: Any, ws: Any) -> Iterator[httpx.Client]:
-    with admin(live, ws.admin_token) as client:
-        yield client
 
 
 def test_put_json_then_read_and_delete(api: httpx.Client) -> None:
@@ -66,7 +56,7 @@ def test_unknown_kind_auth_and_isolation(live: Any, ws: Any, api: httpx.Client) 
         assert anonymous.get("/api/catalog/products").status_code == 401
     api.put("/api/catalog/products", json=[{"id": "mine", "name": "Mine"}])
     other = live.workspace("other")
-    with admin(live, other.admin_token) as theirs:
+    with live.admin(other.admin_token) as theirs:
         assert theirs.get("/api/catalog/products/mine").status_code == 404
         assert theirs.get("/api/catalog/products").json()["products"] == []
 

@@ -12,7 +12,7 @@ def test_a_nul_character_in_a_suppression_is_a_422_naming_the_field(live: Any, w
     """PostgreSQL text cannot hold NUL: this was a 500 there."""
     body = {"address": "ann@example.com", "channel": "email", "reason": "manual", "detail": "by hand"}
     body[field] = body[field][:3] + "\x00" + body[field][3:]
-    with live.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.post("/api/suppressions", json=body)
         assert answer.status_code == 422, answer.text
         assert answer.json()["errors"][0]["field"] == field

@@ -12,8 +12,7 @@ from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.dev_smtp import start_dev_smtp
 from nudgeflow.settings import Settings
 
-from tests.channels.smtp_support import free_port
-from tests.support import make_workspace, start_server
+from tests.support import free_port, make_workspace, start_server
 
 
 class Renderer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select
 
 from nudgeflow.core.clock import to_ms
@@ -25,17 +24,13 @@ def post_events(live: Any, write_key: str, *messages: dict[str, Any]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def admin(live: Any, token: str) -> httpx.Client:
-    return live.client(headers={"Authorization": f"Bearer {token}"})
-
-
 def test_tokens_from_events_show_on_the_profile(live: Any, ws: Any) -> None:
     post_events(live, ws.write_key,
                 {"type": "identify", "userId": "ada", "traits": {"first_name": "Ada"},
                  "context": {"device": {"type": "ios", "token": IPHONE}, "app": {"namespace": "com.example.shop"}}},
                 {"type": "track", "userId": "ada", "event": "App Opened", "context": {"device": {"type": "android", "token": PIXEL}}},
                 {"type": "track", "userId": "ada", "event": "App Opened", "context": {"device": {"type": "ios", "token": "nope"}}})
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.get("/api/profiles/ada/push-targets")
         assert answer.status_code == 200, answer.text
         body = answer.json()
@@ -57,7 +52,7 @@ def test_register_list_and_remove_devices(live: Any, ws: Any) -> None:
         save_subscription(conn, ws.workspace_id, ben, {"endpoint": "https://push.example.net/send/abc",
                                                        "keys": {"p256dh": "BPubKey123", "auth": "secretAuth"}},
                           to_ms(live.state.clock.now()))
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         answer = client.post("/api/profiles/ben/devices", json={"token": IPHONE.upper(), "type": "iOS", "app_id": "com.example.shop"})
         assert answer.status_code == 201, answer.text
         assert answer.json() == {"profile_id": ben, "provider": "apns", "token": IPHONE, "platform": "ios",
@@ -85,7 +80,7 @@ def test_register_list_and_remove_devices(live: Any, ws: Any) -> None:
 
 def test_bad_requests(live: Any, ws: Any) -> None:
     post_events(live, ws.write_key, {"type": "identify", "userId": "dee"})
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         for body, fragment in [({"token": IPHONE}, "type"),
                                ({"token": "zz" * 32, "type": "ios"}, "hexadecimal"),
                                ({"token": PIXEL, "type": "windows"}, "neither ios nor android"),
@@ -111,6 +106,6 @@ def test_needs_the_workspaces_admin_token(live: Any, ws: Any) -> None:
     with live.client() as client:
         assert client.get("/api/profiles/eve/push-targets").status_code == 401
         assert client.post("/api/profiles/eve/devices", json={"token": PIXEL, "type": "android"}).status_code == 401
-    with admin(live, other.admin_token) as client:  # another workspace does not see eve
+    with live.admin(other.admin_token) as client:  # another workspace does not see eve
         assert client.get("/api/profiles/eve/push-targets").status_code == 404
         assert client.delete(f"/api/profiles/eve/devices/{PIXEL}").status_code == 404

@@ -40,20 +40,10 @@ steps:
 """
 
 
-def admin(live: Any, token: str) -> httpx.Client:
-    return live.client(headers={"Authorization": f"Bearer {token}"})
-
-
 def journey(**changes: Any) -> dict[str, Any]:
     out = json.loads(json.dumps(JOURNEY))
     out.update(changes)
     return out
-
-
-@pytest.fixture
-def api(live: Any, ws: Any) -> Any:
-    with admin(live, ws.admin_token) as client:
-        yield client
 
 
 def test_put_creates_then_updates_a_draft(api: httpx.Client) -> None:
@@ -249,9 +239,9 @@ def test_auth_and_workspace_isolation(live: Any, ws: Any) -> None:
                              ("PUT", "/api/journeys/cart"), ("POST", "/api/journeys/validate"),
                              ("POST", "/api/journeys/cart/publish")):
             assert anonymous.request(method, path, json=JOURNEY).status_code == 401, path
-    with admin(live, ws.write_key) as wrong_kind:
+    with live.admin(ws.write_key) as wrong_kind:
         assert wrong_kind.get("/api/journeys").status_code == 401
-    with admin(live, ws.admin_token) as mine, admin(live, other.admin_token) as theirs:
+    with live.admin(ws.admin_token) as mine, live.admin(other.admin_token) as theirs:
         assert mine.put("/api/journeys/cart?publish=true", json=JOURNEY).status_code == 201
         assert theirs.get("/api/journeys").json() == {"journeys": []}
         assert theirs.get("/api/journeys/cart").status_code == 404

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,8 @@ from nudgeflow.store import journeys as journey_store
 from nudgeflow.store.push_targets import record_deliveries
 from nudgeflow.store.templates import save_template
 
-from tests.support import LiveServer
+from tests.support import NUDGEFLOW, LiveServer
 
-
-NUDGEFLOW = str(Path(sys.executable).with_name("nudgeflow"))
 JOURNEYS = [
     {"id": "sale", "name": "Sale", "trigger": {"type": "event", "event": "Sale Started"},
      "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}}},
@@ -65,7 +62,7 @@ class Shop:
         return self.live.client(auth=(self.ws.write_key, ""))
 
     def admin(self) -> httpx.Client:
-        return self.live.client(headers={"Authorization": f"Bearer {self.ws.admin_token}"})
+        return self.live.admin(self.ws.admin_token)
 
     def send(self, *messages: dict[str, Any]) -> None:
         with self.write() as client:

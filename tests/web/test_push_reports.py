@@ -20,7 +20,6 @@ from nudgeflow.store.workspaces import NewWorkspace
 
 from tests.support import LiveServer
 
-
 ORIGIN = {"Origin": "https://shop.example.com"}
 
 
@@ -147,7 +146,7 @@ def test_tokens_that_are_not_valid_push_tokens_are_404_and_record_nothing(ctx: C
 
 
 def test_a_person_who_was_erased_gets_a_404(ctx: Ctx) -> None:
-    with ctx.live.client(headers={"Authorization": f"Bearer {ctx.ws.admin_token}"}) as admin:
+    with ctx.live.admin(ctx.ws.admin_token) as admin:
         assert admin.delete("/api/profiles/ada").status_code == 200
     assert ctx.report({"event": "delivered"}).status_code == 404
     assert ctx.events("Push Delivered") == []

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from nudgeflow.store import vapid, workspace_settings
 from nudgeflow.store.schema import workspace_settings as settings_table
 from nudgeflow.store.secret_box import box_of
-
-
-def admin(live: Any, token: str) -> httpx.Client:
-    return live.client(headers={"Authorization": f"Bearer {token}"})
 
 
 def stored(live: Any, ws: str) -> vapid.VapidKeys:
@@ -26,7 +21,7 @@ def stored(live: Any, ws: str) -> vapid.VapidKeys:
 
 def test_admin_reads_sets_subject_and_rotates(live: Any, ws: Any) -> None:
     keys = stored(live, ws.workspace_id)
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         shown = client.get("/api/settings/webpush")
         assert shown.status_code == 200, shown.text
         assert shown.json() == {"public_key": keys.public_key, "subject": vapid.DEFAULT_SUBJECT,
@@ -53,11 +48,11 @@ def test_admin_routes_need_the_admin_token(live: Any, ws: Any) -> None:
     with live.client() as client:
         assert client.get("/api/settings/webpush").status_code == 401
         assert client.post("/api/settings/webpush/rotate").status_code == 401
-    with admin(live, ws.write_key) as client:  # a write key is not an admin token
+    with live.admin(ws.write_key) as client:  # a write key is not an admin token
         assert client.post("/api/settings/webpush/rotate").status_code == 401
     other = live.workspace("other")
     before = stored(live, ws.workspace_id)
-    with admin(live, other.admin_token) as client:
+    with live.admin(other.admin_token) as client:
         assert client.post("/api/settings/webpush/rotate").status_code == 200
     assert stored(live, ws.workspace_id) == before  # only its own workspace
 
@@ -87,7 +82,7 @@ def test_public_key_for_browsers(live: Any, ws: Any) -> None:
 def test_public_key_follows_a_rotation(live: Any, ws: Any) -> None:
     with live.client(auth=(ws.write_key, "")) as client:
         before = client.get("/v1/push/vapid-public-key").json()["publicKey"]
-        with admin(live, ws.admin_token) as admin_client:
+        with live.admin(ws.admin_token) as admin_client:
             after = admin_client.post("/api/settings/webpush/rotate").json()["public_key"]
         assert client.get("/v1/push/vapid-public-key").json()["publicKey"] == after != before
 
@@ -98,7 +93,7 @@ def test_a_workspace_without_keys_gets_them_on_first_use(live: Any, ws: Any) -> 
     with live.client(auth=(ws.write_key, "")) as client:
         key = client.get("/v1/push/vapid-public-key").json()["publicKey"]
     assert stored(live, ws.workspace_id).public_key == key
-    with admin(live, ws.admin_token) as client:
+    with live.admin(ws.admin_token) as client:
         assert client.get("/api/settings/webpush").json()["public_key"] == key
     with live.state.engine.connect() as conn:
         raw = conn.execute(select(settings_table.c.settings)

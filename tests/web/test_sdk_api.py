@@ -25,7 +25,6 @@ from nudgeflow.store.workspaces import NewWorkspace
 
 from tests.support import LiveServer
 
-
 ROOT = Path(__file__).resolve().parents[2]
 SDK_DIR = ROOT / "src" / "nudgeflow" / "web" / "sdk"
 

@@ -3,7 +3,7 @@ secrets masked, a wrong value refused naming its key; and the public URL links a
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -14,12 +14,6 @@ from nudgeflow.model.workspace_keys import KEYS
 from nudgeflow.store import workspace_settings
 
 from tests.support import start_server
-
-
-@pytest.fixture
-def api(live: Any, ws: Any) -> Iterator[httpx.Client]:
-    with live.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as client:
-        yield client
 
 
 def test_get_lists_every_key_with_defaults_and_masks_secrets(live: Any, ws: Any, api: httpx.Client) -> None:
@@ -98,7 +92,7 @@ def test_links_use_the_servers_public_url_unless_the_workspace_sets_its_own(sett
     live = start_server(settings.with_(public_url="https://nudge.shop.example"), clock)
     try:
         ws = live.workspace()
-        with live.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as api:
+        with live.admin(ws.admin_token) as api:
             assert api.put("/api/templates/hello", json={"subject": "Hi", "body": "<p>Hello</p>"}).status_code in (200, 201)
             now = to_ms(clock.now())
             assert prepare(live.state.engine, _message(ws.workspace_id), "email", now).base == "https://nudge.shop.example"

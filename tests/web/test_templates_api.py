@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.content.template_samples import SLOW_SUBJECT
 from tests.support import start_server
-
 
 CART = {
     "subject": "{{ profile.first_name | default: 'Hey' }}, your cart is waiting",
@@ -17,12 +15,6 @@ CART = {
     "body": ("<mjml><mj-body>{% for item in cart.items %}<mj-section><mj-column>"
              "<mj-text>{{ item.name }}</mj-text></mj-column></mj-section>{% endfor %}</mj-body></mjml>"),
 }
-
-
-@pytest.fixture
-def api(live: Any, ws: Any) -> Any:
-    with live.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as client:
-        yield client
 
 
 def test_put_get_list_and_versions(api: httpx.Client) -> None:
@@ -156,7 +148,7 @@ def test_the_render_budget_is_a_setting(settings: Any, clock: Any) -> None:
     server = start_server(settings.with_(render_timeout_ms=300), clock)
     try:
         ws = server.workspace()
-        with server.client(headers={"Authorization": f"Bearer {ws.admin_token}"}) as api:
+        with server.admin(ws.admin_token) as api:
             assert api.put("/api/templates/slow", json={"subject": SLOW_SUBJECT, "body": "<p>x</p>"}).status_code == 201
             answer = api.post("/api/templates/slow/render", json={"sample": True})
         assert answer.status_code == 422 and "budget of 300 ms" in answer.json()["detail"]

@@ -19,7 +19,6 @@ from nudgeflow.store import journeys as journey_store
 
 from tests.support import LiveServer
 
-
 TOPICS = ["product_news", "offers", {"id": "reminders", "label": "Reminders <& tips>"}]
 JOURNEYS = [
     {"id": "sale", "name": "Sale", "trigger": {"type": "event", "event": "Sale Started"},
@@ -55,7 +54,7 @@ class Ctx:
         return self.live.client(auth=(self.ws.write_key, ""))
 
     def admin(self) -> httpx.Client:
-        return self.live.client(headers={"Authorization": f"Bearer {self.ws.admin_token}"})
+        return self.live.admin(self.ws.admin_token)
 
     def public(self) -> httpx.Client:
         """No cookies, no credentials, never following a redirect."""
