@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
+
 from tests.runtime.harness import Harness
 from tests.support import LiveServer, start_server
 
