@@ -105,7 +105,6 @@ def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(ap
     import threading
     import time
 
-
     assert api.put("/api/templates/slow", json={"subject": SLOW_SUBJECT, "body": "<p>x</p>"}).status_code == 201
     answer: dict[str, Any] = {}
 
