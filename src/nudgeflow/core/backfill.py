@@ -105,7 +105,7 @@ def _seed_history(turn: Turn, jv: JourneyVersion, past: Past) -> None:
     for name in _history_names(jv.definition):
         keys = catalog.history_keys.get(name, set())
         stored = past.events.get(name, [])
-        entries = [[ts, {k: props[k] for k in keys if k in props}] for ts, props in stored]
+        entries: list[list[Any]] = [[ts, {k: props[k] for k in keys if k in props}] for ts, props in stored]
         # Every occurrence the engine kept came from an event it decided, and those are all
         # in the store: the stored list replaces the kept one rather than adding to it.
         window = catalog.history_window.get(name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, cast
 
 
 from nudgeflow.model.journeys import (
@@ -130,7 +130,7 @@ class Catalog:
                     self.history_window[name] = None if old is None or window is None else max(old, window)
                 else:
                     self.history_window[name] = window
-        self.triggers.default_factory = None  # type: ignore[assignment]
+        self.triggers.default_factory = None
         # candidates() merges index lists for every event: merged once per name, kept here.
         self._candidates: dict[tuple[str, bool], list[JourneyVersion]] = {}
         # Event and milestone triggers with a constant `eq` / `in` filter on a top-level
@@ -282,7 +282,7 @@ def _keyed_filter(journey: Journey) -> tuple[str, frozenset[Any]] | None:
     trigger = journey.trigger
     if type(trigger) not in (EventTrigger, MilestoneTrigger):
         return None
-    for flt in trigger.where:
+    for flt in cast("EventTrigger | MilestoneTrigger", trigger).where:  # the test above, which mypy cannot read
         if "." in flt.property:
             continue
         if flt.op == "eq":

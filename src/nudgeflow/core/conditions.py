@@ -56,7 +56,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.state import Run
@@ -265,7 +265,8 @@ def _filters_match(filters: Sequence[Filter], properties: Any, scope: "Scope | C
             scope = scope()
     for flt in filters:
         found, actual = get_path(properties, flt.property)
-        if not compare(flt.op, found, actual, resolve(flt.value, scope)):
+        # Only a Ref reads the scope, and a Ref made it a Scope above.
+        if not compare(flt.op, found, actual, resolve(flt.value, cast(Scope, scope))):
             return False
     return True
 
@@ -286,7 +287,8 @@ _NONE_TYPE = type(None)
 # Types a specialised test answers for without `compare`: every type of a JSON value.
 _OTHERS = frozenset({bool, _NONE_TYPE, list, dict})
 _JSON_TYPES = frozenset({str, int, float, bool, list, dict})
-Matcher = Callable[[Any, "Scope | Callable[[], Scope]"], bool]  # (properties, scope or its factory) -> holds
+# (properties, scope or its factory, or None when no filter refers to it) -> holds
+Matcher = Callable[[Any, "Scope | Callable[[], Scope] | None"], bool]
 
 
 def _generic_test(path: str, op: str, value: Any) -> Matcher:
@@ -335,7 +337,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
         def eq_number(p: Any, s: Any) -> bool:
             if type(p) is not dict:
                 return generic(p, s)
-            a = p.get(path, _MISSING)
+            a: object = p.get(path, _MISSING)
             t = type(a)
             if t is int or t is float:
                 return (a == value) != neg
@@ -352,7 +354,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
         def eq_text(p: Any, s: Any) -> bool:
             if type(p) is not dict:
                 return generic(p, s)
-            a = p.get(path, _MISSING)
+            a: object = p.get(path, _MISSING)
             t = type(a)
             if t is str:
                 return (a == value) != neg
@@ -438,7 +440,7 @@ def compile_filters(filters: Sequence[Filter]) -> Matcher:
         first, second = tests
         return lambda properties, scope: first(properties, scope) and second(properties, scope)
 
-    def match(properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
+    def match(properties: Any, scope: "Scope | Callable[[], Scope] | None") -> bool:
         for test in tests:
             if not test(properties, scope):
                 return False

@@ -7,8 +7,9 @@ data so that the document round-trips through orjson unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -73,7 +74,8 @@ class Run:
 
 _RUN_REQUIRED = ("id", "journey_id", "version", "entered_at", "trigger")
 _RUN_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
-    (f.name, f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+    # A field without a default has a factory (only the required fields have neither).
+    (f.name, f.default if f.default is not MISSING else cast("Callable[[], Any]", f.default_factory)())
     for f in fields(Run)
     if f.name not in _RUN_REQUIRED
 )

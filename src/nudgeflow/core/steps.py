@@ -220,8 +220,8 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
     )
 
 
-def _message_context(run: Run, journey: Journey, step: SendStep) -> dict:
-    context = {
+def _message_context(run: Run, journey: Journey, step: SendStep) -> dict[str, Any]:
+    context: dict[str, Any] = {
         "trigger": run.trigger,
         "journey": {"id": run.journey_id, "version": run.version, "name": journey.name},
         "run": {"id": run.id, "entered_at": run.entered_at},
@@ -248,7 +248,8 @@ def on_run_timer(turn: Turn, payload: dict[str, Any]) -> None:
     run = turn.state.runs.get(payload.get("run_id", ""))
     if run is None or run.status != ACTIVE or run.step != payload.get("step"):
         return  # a timer from before the run moved on, or of a run that ended
-    if run.visits.get(run.step, 0) != payload.get("visit"):
+    # A run without a step (None) has no visits: get answers 0, as for a step never visited.
+    if run.visits.get(run.step, 0) != payload.get("visit"):  # type: ignore[arg-type]
         return
     journey = turn.catalog.version(run.journey_id, run.version)
     if journey is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from nudgeflow.core.catalog import Catalog
 from nudgeflow.core.effects import CancelTimer, Effect, RunChanged, ScheduleTimer
@@ -39,7 +40,7 @@ class Turn:
     # checkout two seconds after the add, decided in the same batch, would be missed.
     event_ms: int | None = None
     # Traits a journey's update_profile step changed in this call: (before, after) by name.
-    trait_changes: dict = field(default_factory=dict)
+    trait_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def since_ms(self) -> int:
@@ -48,7 +49,7 @@ class Turn:
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
 
-    def schedule(self, key: str, due_ms: int, payload: dict) -> None:
+    def schedule(self, key: str, due_ms: int, payload: dict[str, Any]) -> None:
         self.effects.append(ScheduleTimer(key, due_ms, payload))
 
     def cancel(self, key: str) -> None:

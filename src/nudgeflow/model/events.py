@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 import orjson
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
+from pydantic_core import ErrorDetails
 from typing_extensions import NotRequired, TypedDict
 
 from nudgeflow.core.clock import to_ms
@@ -190,7 +191,7 @@ def _field_path(loc: tuple[Any, ...], in_batch: bool) -> tuple[str, int | None]:
     return ".".join(parts) or "body", index
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     if error["type"] == "union_tag_invalid":
         return f"unknown type; expected one of {', '.join(EVENT_TYPES)}"
     if error["type"] == "union_tag_not_found":
@@ -326,16 +327,17 @@ def normalize(
             raw_traits = context.get("traits") if isinstance(context, dict) else None
         if raw_traits and isinstance(raw_traits, dict):
             traits, trait_errors = clean_traits(raw_traits)
+    event_name: str | None
     if type_ == "track":
-        name = message["event"]
+        event_name = message["event"]
     elif type_ in ("page", "screen"):
-        name = message.get("name")
+        event_name = message.get("name")
     else:
-        name = None
+        event_name = None
     return EventRecord(
         message_id=message_id,
         type=type_,
-        event=name,
+        event=event_name,
         user_id=user_id,
         anonymous_id=anonymous_id,
         # Only alias declares previousId; on other types it is an unchecked extra field.

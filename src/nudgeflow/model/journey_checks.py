@@ -28,7 +28,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping, Union
+from typing import Any, Iterable, Iterator, Literal, Mapping, Union, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -216,7 +216,7 @@ def _load_yaml(text: str) -> list[tuple[int, Any]]:
     try:
         index = 0
         while loader.check_node():
-            node = loader.get_node()
+            node = cast(yaml.Node, loader.get_node())  # check_node() said there is one
             lines: LineMap = {}
             duplicates: list[tuple[tuple[str, ...], str, int]] = []
             _index_lines(node, (), lines, duplicates)
@@ -522,9 +522,9 @@ def _humane(error: Any, path: list[PathPart], model: type[BaseModel] | None, tp:
         return Problem(where, f"unknown {noun} {value.get('type')!r} (use one of {', '.join(choices)})")
     if kind == "string_pattern_mismatch":
         pattern = (error.get("ctx") or {}).get("pattern", "")
-        hint = _PATTERN_HINTS.get(pattern)
-        if hint:
-            return Problem(where, f"{value!r} {hint}")
+        pattern_hint = _PATTERN_HINTS.get(pattern)
+        if pattern_hint:
+            return Problem(where, f"{value!r} {pattern_hint}")
         return Problem(where, f"{value!r} does not match {pattern}")
     if kind in ("value_error", "assertion_error"):
         return Problem(where, re.sub(r"^(Value|Assertion) error, ", "", message))

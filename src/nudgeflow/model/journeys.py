@@ -172,14 +172,15 @@ def _condition_kind(value: Any) -> str | None:
             if key in value:
                 return key
         return None
-    return {
+    kinds: dict[type[Any], str] = {
         TraitCondition: "trait",
         EventCountCondition: "event",
         MessageCondition: "message",
         AllCondition: "all",
         AnyCondition: "any",
         NotCondition: "not",
-    }.get(type(value))
+    }
+    return kinds.get(type(value))
 
 
 Condition = Annotated[
