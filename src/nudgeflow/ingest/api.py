@@ -8,6 +8,7 @@ added by hand in web/openapi.py from the same schemas.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -93,7 +94,7 @@ async def _commit(state: "AppState", workspace_id: str, records: list[EventRecor
     return Response(_OK, media_type="application/json")
 
 
-async def _guard(state: "AppState", request: Request, handler: Any) -> Response:
+async def _guard(state: "AppState", request: Request, handler: Callable[[], Awaitable[Response]]) -> Response:
     """Turn every failure into a 4xx/503 answer: no input may produce a 500."""
     try:
         return await handler()

@@ -172,7 +172,7 @@ class GroupCommitter:
             # A thread's request whose future was cancelled was never acknowledged: skip it.
             # The others are marked running, so they can no longer be cancelled and
             # answering them cannot fail (asyncio futures are checked when settled).
-            batch = [i for i in batch if i.loop is not None or i.future.set_running_or_notify_cancel()]  # type: ignore[union-attr]
+            batch = [i for i in batch if i.loop is not None or i.future.set_running_or_notify_cancel()]
             if batch:
                 self._commit(batch, sum(len(i.records) for i in batch))
 
