@@ -300,7 +300,7 @@ def dkim_pem() -> str:
 
 
 def smtp_config(port: int, connections: int, pem: str | None = None) -> Any:
-    from nudgeflow.channels.smtp_config import NONE, SmtpConfig
+    from nudgeflow.model.smtp_config import NONE, SmtpConfig
 
     dkim = {"dkim_selector": "bench", "dkim_domain": "nudgeshop.example", "dkim_private_key": pem} if pem else {}
     return SmtpConfig(host="127.0.0.1", port=port, tls=NONE, pool_size=connections, from_address=FROM,

@@ -448,8 +448,8 @@ def journeys_validate(
              "there, with the step's channel.")] = None,
 ) -> None:
     """Check journey files without a database: every problem as file:line: path: message."""
+    from nudgeflow.content import compiled_templates
     from nudgeflow.model.journey_checks import Delivery, check_files, journey_files
-    from nudgeflow.store import templates as template_store
 
     paths = journey_files(files)
     if not paths:
@@ -459,8 +459,8 @@ def journeys_validate(
         if not Path(templates).is_dir():
             raise _fail(f"--templates {templates}: not a folder")
         try:
-            known = {name: source.channel for name, source in template_store.load_template_files(templates)}
-        except template_store.TemplateFileError as exc:
+            known = {name: source.channel for name, source in compiled_templates.load_template_files(templates)}
+        except compiled_templates.TemplateFileError as exc:
             raise _fail(f"--templates {templates}: {exc}") from exc
     problems, valid = check_files(paths, Delivery.serving(_settings(None).log_channels, known, templates or ""))
     errors, warnings = _print_problems(problems, sys.stdout)
@@ -674,12 +674,13 @@ def templates_apply(
     database: DatabaseOpt = None,
 ) -> None:
     """Save templates from files, all or nothing: each changed template becomes a new version."""
+    from nudgeflow.content import compiled_templates
     from nudgeflow.core.clock import SystemClock, to_ms
     from nudgeflow.store import templates as store
 
     try:
-        loaded = store.load_template_files(files)
-    except store.TemplateFileError as exc:
+        loaded = compiled_templates.load_template_files(files)
+    except compiled_templates.TemplateFileError as exc:
         raise _fail(f"nothing applied: {exc}") from exc
     if not loaded:
         raise _fail("no template files (.yaml, .yml) found in " + " ".join(files))
@@ -689,7 +690,7 @@ def templates_apply(
     try:
         with engine.begin() as conn:
             for name, source in loaded:
-                version, new = store.save_template(conn, workspace, name, source, now)
+                version, new = compiled_templates.save_template(conn, workspace, name, source, now)
                 lines.append(f"{name}: version {version}" + ("" if new else " (unchanged)"))
     except (store.TemplateStoreError, ValueError) as exc:
         raise _fail(f"nothing applied: {exc}") from exc
@@ -741,6 +742,7 @@ def templates_render(
     from rich.panel import Panel
     from rich.text import Text
 
+    from nudgeflow.content import compiled_templates
     from nudgeflow.content.sample import sample_context
     from nudgeflow.content.templates import RenderedEmail, TemplateError, render
     from nudgeflow.core.clock import SystemClock, to_ms
@@ -751,8 +753,8 @@ def templates_render(
     engine = _engine(_settings(database))
     try:
         with engine.connect() as conn:
-            compiled = store.load_compiled(conn, workspace, name, version)
-            context = sample_context() if sample else store.preview_context(
+            compiled = compiled_templates.load_compiled(conn, workspace, name, version)
+            context = sample_context() if sample else compiled_templates.preview_context(
                 conn, workspace, profile or "", to_ms(SystemClock().now()))
         result = render(compiled, context)
     except store.TemplateStoreError as exc:

@@ -59,7 +59,7 @@ def smtp_set(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Set the workspace's own SMTP server (overrides NUDGEFLOW_SMTP_URL for it)."""
-    from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+    from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
     from nudgeflow.core.clock import SystemClock, to_ms
     from nudgeflow.store import workspace_settings as store
     from nudgeflow.store.journeys import JourneyError, require_workspace
@@ -95,7 +95,7 @@ def smtp_set(
 def smtp_show(workspace: WorkspaceArg, database: DatabaseOpt = None,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The SMTP server the workspace's email goes to (password and DKIM key masked)."""
-    from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+    from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
     from nudgeflow.store import workspace_settings as store
 
     cli = _cli()

@@ -41,7 +41,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   │       └── PayloadTooLarge                          channels/push_limits.py
     │   ├── NeedsEmailPackage                                channels/email/mime.py
     │   ├── PushConfigError (ValueError)                     channels/push_config.py
-    │   └── SmtpConfigError (ValueError)                     channels/smtp_config.py
+    │   └── SmtpConfigError (ValueError)                     model/smtp_config.py
     ├── EngineRuntimeError    runtime/     the loops, replay and simulation, dev servers
     │   ├── JourneyLoadError (ValueError)                    runtime/replay.py
     │   ├── InvalidMessage (ValueError)                      runtime/simulation.py

@@ -94,7 +94,7 @@ def _http_url(text: str) -> str:
 
 
 def _smtp_url(text: str) -> str:
-    from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+    from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
 
     try:
         parse_smtp_url(text.strip())
@@ -250,7 +250,7 @@ class Settings:
     dispatch_lease_seconds: float = 300.0
     # Channel names the `log` channel serves until real channels are configured.
     log_channels: tuple[str, ...] = ("email", "push")
-    # The default SMTP server of every workspace (channels/smtp_config.py); a workspace may
+    # The default SMTP server of every workspace (model/smtp_config.py); a workspace may
     # set its own. With neither, "email" stays on the log channel.
     smtp_url: str | None = None
     # Processes that build emails (render, MIME, DKIM) beside the serving one: 0 builds in

@@ -14,7 +14,7 @@ from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.email.channel import EmailChannel
 from nudgeflow.channels.email.mime import compose, message_id_for
 from nudgeflow.channels.email.pool import BounceError
-from nudgeflow.channels.smtp_config import SmtpConfigError, parse_smtp_url
+from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
 from nudgeflow.content.email_text import html_to_text
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import VirtualClock

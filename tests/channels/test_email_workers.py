@@ -16,7 +16,7 @@ import pytest
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.email.build import build_raw
 from nudgeflow.channels.email.channel import EmailChannel
-from nudgeflow.channels.smtp_config import parse_smtp_url
+from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, job_for, slim
 from nudgeflow.content.templates import compile_template

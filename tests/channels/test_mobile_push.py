@@ -31,7 +31,7 @@ from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.profiles import erase_profile
 from nudgeflow.store.schema import device_tokens, push_deliveries
-from nudgeflow.store.templates import save_template
+from nudgeflow.content.compiled_templates import save_template
 from tests.channels.push_servers import (
     ApnsServer,
     FcmServer,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nudgeflow.channels.smtp_config import (
+from nudgeflow.model.smtp_config import (
     AUTO,
     MASK,
     NONE,

@@ -40,7 +40,7 @@ from nudgeflow.runtime.dev_push import (
 from nudgeflow.store import vapid
 from nudgeflow.store.push_targets import PushTarget, save_subscription
 from nudgeflow.store.schema import push_subscriptions
-from nudgeflow.store.templates import save_template
+from nudgeflow.content.compiled_templates import save_template
 from tests.support import make_workspace
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from nudgeflow.store.journeys import apply_draft, publish
-from nudgeflow.store.templates import save_template
+from nudgeflow.content.compiled_templates import save_template
 
 from tests.channels.smtp_support import Sink
 from tests.content.template_samples import SLOW_SUBJECT

@@ -19,7 +19,7 @@ from nudgeflow.content.templates import (
     parse_source,
     render,
 )
-from nudgeflow.store.templates import load_template_files
+from nudgeflow.content.compiled_templates import load_template_files
 
 from tests.content.template_samples import SLOW_SUBJECT
 

@@ -99,7 +99,7 @@ def test_every_example_validates_against_the_example_templates() -> None:
     assert "templates were not checked" not in result.output
     # And the check bites: without one template, the journeys that send it are refused.
     from nudgeflow.model.journey_checks import Delivery, validate_files
-    from nudgeflow.store.templates import load_template_files
+    from nudgeflow.content.compiled_templates import load_template_files
 
     known = {name: source.channel for name, source in load_template_files(EXAMPLES.parent / "templates")}
     known.pop("welcome-1-hello")

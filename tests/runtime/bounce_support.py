@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from nudgeflow.runtime import sql
+from nudgeflow.store import sql
 
 
 def add_person(engine: Engine, workspace_id: str, user_id: str, email: str, now_ms: int = 1_700_000_000_000) -> str:

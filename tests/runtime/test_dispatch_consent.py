@@ -70,7 +70,7 @@ def test_a_topic_unsubscribe_stops_that_topic_only(h: Harness) -> None:
 def test_the_templates_own_topic_gates_its_messages(h: Harness) -> None:
     """No topic in the message and none mapped in the workspace: the template's `topic:`
     decides, so an email template declared as "offers" never reaches who left offers."""
-    from nudgeflow.store.templates import save_template
+    from nudgeflow.content.compiled_templates import save_template
 
     h.identify("ada", email="ada@example.com")
     pid = h.profile_id("ada")

@@ -11,7 +11,7 @@ from nudgeflow.runtime.merges import merge_state
 from nudgeflow.runtime.processor import EngineCache
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
-from nudgeflow.store.templates import save_template
+from nudgeflow.content.compiled_templates import save_template
 
 from tests.runtime.harness import FakeEngine, Harness
 

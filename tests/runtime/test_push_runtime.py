@@ -24,7 +24,7 @@ from nudgeflow.runtime.embedded import EmbeddedRuntime
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import save_subscription
 from nudgeflow.store.schema import outbox, profiles
-from nudgeflow.store.templates import save_template
+from nudgeflow.content.compiled_templates import save_template
 from tests.support import make_workspace
 
 TEMPLATE = {

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 import nudgeflow.content.templates as T
+from nudgeflow.content import compiled_templates
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import TemplateError, render
 from nudgeflow.store import templates as store
@@ -22,11 +23,11 @@ SOURCE = {"subject": "Welcome, {{ profile.first_name | default: 'friend' }}", "b
 def test_versions_are_immutable_and_identical_saves_add_nothing(engine: Any) -> None:
     ws = _ws(engine)
     with engine.begin() as conn:
-        assert store.save_template(conn, ws, "welcome", SOURCE, 1000) == (1, True)
-        assert store.save_template(conn, ws, "welcome", dict(SOURCE), 2000) == (1, False)
-        assert store.save_template(conn, ws, "welcome", {**SOURCE, "subject": "Hello"}, 3000) == (2, True)
+        assert compiled_templates.save_template(conn, ws, "welcome", SOURCE, 1000) == (1, True)
+        assert compiled_templates.save_template(conn, ws, "welcome", dict(SOURCE), 2000) == (1, False)
+        assert compiled_templates.save_template(conn, ws, "welcome", {**SOURCE, "subject": "Hello"}, 3000) == (2, True)
         # Back to the first text: a new version (history is never rewritten).
-        assert store.save_template(conn, ws, "welcome", SOURCE, 4000) == (3, True)
+        assert compiled_templates.save_template(conn, ws, "welcome", SOURCE, 4000) == (3, True)
     with engine.connect() as conn:
         current = store.get_template(conn, ws, "welcome")
         assert current is not None and current["version"] == 3 and current["current_version"] == 3
@@ -49,50 +50,50 @@ def test_an_invalid_template_is_never_stored(engine: Any) -> None:
     ws = _ws(engine)
     with engine.begin() as conn:
         with pytest.raises(TemplateError) as caught:
-            store.save_template(conn, ws, "broken", {"subject": "Hi {{ x", "body": "<p>b</p>"}, 1000)
+            compiled_templates.save_template(conn, ws, "broken", {"subject": "Hi {{ x", "body": "<p>b</p>"}, 1000)
         assert caught.value.part == "subject"
         with pytest.raises(store.TemplateStoreError):
-            store.save_template(conn, ws, "bad name!", SOURCE, 1000)
+            compiled_templates.save_template(conn, ws, "bad name!", SOURCE, 1000)
         with pytest.raises(store.TemplateStoreError):
-            store.save_template(conn, "ws_nope", "welcome", SOURCE, 1000)
-        store.save_template(conn, ws, "welcome", SOURCE, 1000)
+            compiled_templates.save_template(conn, "ws_nope", "welcome", SOURCE, 1000)
+        compiled_templates.save_template(conn, ws, "welcome", SOURCE, 1000)
         with pytest.raises(store.TemplateStoreError, match="email template"):
-            store.save_template(conn, ws, "welcome", {"channel": "push", "title": "t", "body": "b"}, 2000)
+            compiled_templates.save_template(conn, ws, "welcome", {"channel": "push", "title": "t", "body": "b"}, 2000)
         assert store.list_templates(conn, ws)[0]["current_version"] == 1
 
 
 def test_load_compiled_is_cached_per_version_and_never_recompiles(engine: Any) -> None:
     ws = _ws(engine)
     with engine.begin() as conn:
-        store.save_template(conn, ws, "welcome", SOURCE, 1000)
-    store.clear_cache()
+        compiled_templates.save_template(conn, ws, "welcome", SOURCE, 1000)
+    compiled_templates.clear_cache()
     before = T.MJML_COMPILES
     with engine.connect() as conn:
-        first = store.load_compiled(conn, ws, "welcome")
-        assert store.load_compiled(conn, ws, "welcome") is first
-        assert store.load_compiled(conn, ws, "welcome", 1) is first
+        first = compiled_templates.load_compiled(conn, ws, "welcome")
+        assert compiled_templates.load_compiled(conn, ws, "welcome") is first
+        assert compiled_templates.load_compiled(conn, ws, "welcome", 1) is first
     assert T.MJML_COMPILES == before  # the stored HTML was used
     assert "Hi Ana" in render(first, sample_context()).html  # type: ignore[union-attr]
     with engine.begin() as conn:
-        store.save_template(conn, ws, "welcome", {**SOURCE, "subject": "v2"}, 2000)
+        compiled_templates.save_template(conn, ws, "welcome", {**SOURCE, "subject": "v2"}, 2000)
     with engine.connect() as conn:
-        second = store.load_compiled(conn, ws, "welcome")
+        second = compiled_templates.load_compiled(conn, ws, "welcome")
         assert second is not first and render(second, sample_context()).subject == "v2"  # type: ignore[union-attr]
-        assert store.load_compiled(conn, ws, "welcome", 1) is first
+        assert compiled_templates.load_compiled(conn, ws, "welcome", 1) is first
         with pytest.raises(store.TemplateNotFound):
-            store.load_compiled(conn, ws, "nope")
+            compiled_templates.load_compiled(conn, ws, "nope")
         with pytest.raises(store.TemplateNotFound):
-            store.load_compiled(conn, ws, "welcome", 7)
+            compiled_templates.load_compiled(conn, ws, "welcome", 7)
 
 
 def test_template_files(tmp_path: Path) -> None:
     (tmp_path / "hello.yaml").write_text("subject: \"Hi {{ profile.first_name | default: 'there' }}\"\nbody: |\n  <p>Hello</p>\n")
     (tmp_path / "ping.yml").write_text("channel: push\ntitle: Ping\nbody: Hello {{ profile.first_name }}\n")
     (tmp_path / "notes.txt").write_text("not a template")
-    loaded = store.load_template_files(tmp_path)
+    loaded = compiled_templates.load_template_files(tmp_path)
     assert [(name, s.channel) for name, s in loaded] == [("hello", "email"), ("ping", "push")]
     (tmp_path / "broken.yaml").write_text("subject: ok\nbody: |\n  <p>\n  {{ profile. }}\n")
-    with pytest.raises(store.TemplateFileError) as caught:
-        store.load_template_files(tmp_path)
+    with pytest.raises(compiled_templates.TemplateFileError) as caught:
+        compiled_templates.load_template_files(tmp_path)
     assert caught.value.path.name == "broken.yaml"
     assert isinstance(caught.value.error, TemplateError) and caught.value.error.line == 2

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from nudgeflow.channels.email.channel import EmailChannel
-from nudgeflow.channels.smtp_config import MASK, parse_smtp_url
+from nudgeflow.model.smtp_config import MASK, parse_smtp_url
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.runtime.dev_smtp import start_dev_smtp
@@ -120,7 +120,7 @@ def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> N
     from nudgeflow.channels.push import PushChannel
     from nudgeflow.core.clock import to_ms
     from nudgeflow.store.schema import outbox
-    from nudgeflow.store.templates import save_template
+    from nudgeflow.content.compiled_templates import save_template
 
     server = start_server(settings.with_(dev_mode=True, dev_smtp_port=free_port(), engine_enabled=True))
     try:

@@ -20,7 +20,7 @@ from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.store.push_targets import record_deliveries
-from nudgeflow.store.templates import save_template
+from nudgeflow.content.compiled_templates import save_template
 
 from tests.support import NUDGEFLOW, LiveServer
 

@@ -134,7 +134,7 @@ def test_tokens_that_are_not_valid_push_tokens_are_404_and_record_nothing(ctx: C
         "/t/n/garbage",
         "/t/n/" + payload + "." + mac[:-2] + ("AA" if not mac.endswith("AA") else "BB"),  # tampered MAC
         ctx.path(kind=links.OPEN),  # another kind of link, correctly signed
-        ctx.path(secret=links.new_secret()),  # signed with another secret
+        ctx.path(secret=consent.new_secret()),  # signed with another secret
         f"/t/n/{other_ws}",  # a workspace that has no secret
         "/t/n/" + "x" * 9000,
     ]

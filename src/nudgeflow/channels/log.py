@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.channels.base import DatabaseSink, PermanentError
 from nudgeflow.model.outbound import OutboundMessage
-from nudgeflow.runtime import sql
+from nudgeflow.store import sql
 
 # The traits a real channel would address or greet the person with.
 ADDRESS_TRAITS = (

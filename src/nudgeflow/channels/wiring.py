@@ -23,7 +23,7 @@ from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.email.channel import DefaultRenderer, EmailChannel, Renderer, WorkspaceConfigs
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel, PushSender
-from nudgeflow.channels.smtp_config import parse_smtp_url
+from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.channels.webpush import WebPushSender
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.core.clock import Clock, SystemClock

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from nudgeflow.content import recommend as rec
 from nudgeflow.core.clock import from_ms
@@ -42,7 +42,8 @@ from nudgeflow.model.iso_time import iso
 from nudgeflow.model.numbers import is_number
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import groups as groups_store
-from nudgeflow.store.schema import catalog_products, events, profile_state, profiles
+from nudgeflow.store.engine_state import stored_state
+from nudgeflow.store.profiles import recent_events, recent_named_events, stored_traits
 
 RECENT_EVENTS = 200  # the latest events of the person read for viewed items, cart and location
 RECENT_ORDERS = 100  # the latest orders of the person read for "already bought"
@@ -171,33 +172,18 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
     trigger = trigger if isinstance(trigger, Mapping) else {}
     event = _event_context(trigger)
 
-    row = conn.execute(
-        select(profiles.c.traits).where(profiles.c.id == profile_id, profiles.c.workspace_id == workspace_id)
-    ).one_or_none()
-    traits = _loads(row.traits) if row is not None else None
+    stored = stored_traits(conn, workspace_id, profile_id)
+    traits = _loads(stored) if stored is not None else None
     traits = traits if isinstance(traits, dict) else {}
     profile = dict(traits)
     profile.setdefault("id", profile_id)
 
-    state = _loads(conn.execute(
-        select(profile_state.c.state).where(profile_state.c.profile_id == profile_id)
-    ).scalar_one_or_none())
+    state = _loads(stored_state(conn, profile_id))
     state_location = state.get("last_location") if isinstance(state, dict) else None
     group = _group(conn, workspace_id, state.get("group") if isinstance(state, dict) else None)
 
-    recent = [_event(r) for r in conn.execute(
-        select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id)
-        .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
-        .limit(RECENT_EVENTS)
-    )]
-    orders = [_event(r) for r in conn.execute(
-        select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id,
-               events.c.event == rec.ORDERED)
-        .order_by(events.c.timestamp_ms.desc())
-        .limit(RECENT_ORDERS)
-    )]
+    recent = [_event(r) for r in recent_events(conn, workspace_id, profile_id, RECENT_EVENTS)]
+    orders = [_event(r) for r in recent_named_events(conn, workspace_id, profile_id, rec.ORDERED, RECENT_ORDERS)]
     bought = rec.purchased_ids(orders) | rec.purchased_ids(recent)
 
     # The products named anywhere above, from the catalog in one query.
@@ -233,12 +219,7 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
         together = rec.bought_together(index, seeds, LIMIT, known, exclude=bought)
         seed = next((known[s] for s in seeds if s in known), None)
         if seed is not None and seed.get("category") is not None:
-            pool_rows = conn.execute(
-                select(catalog_products).where(catalog_products.c.workspace_id == workspace_id,
-                                               catalog_products.c.category == seed["category"])
-                .limit(SIMILAR_POOL)
-            )
-            pool = {r.id: catalog_store.item_view("products", r) for r in pool_rows}
+            pool = catalog_store.category_items(conn, workspace_id, seed["category"], SIMILAR_POOL)
             known.update(pool)
             similar = rec.similar(seed, pool, LIMIT, exclude=bought)
 

@@ -32,7 +32,6 @@ import functools
 import hmac
 import html
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -60,11 +59,6 @@ class LinkToken:
     profile_id: str
     destination: str | None = None  # clicks only
     topic: str | None = None  # unsubscribe links for one topic
-
-
-def new_secret() -> str:
-    """A fresh per-workspace tracking secret (256 bits, urlsafe text)."""
-    return secrets.token_urlsafe(32)
 
 
 def _b64(data: bytes) -> str:

@@ -30,7 +30,8 @@ def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int)
     from nudgeflow.content.context import build_context
     from nudgeflow.content.links import LinkPolicy, allowed_domains_of
     from nudgeflow.store import consent
-    from nudgeflow.store.templates import TemplateNotFound, load_compiled
+    from nudgeflow.content.compiled_templates import load_compiled
+    from nudgeflow.store.templates import TemplateNotFound
     from nudgeflow.store.workspace_settings import server_public_url
 
     if engine is None:

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from nudgeflow.core.timecalc import haversine_m
 from nudgeflow.model.numbers import as_number
-from nudgeflow.store.schema import events as events_table
+from nudgeflow.store.profiles import latest_track_payloads
 
 VIEWED = "Product Viewed"
 ADDED = "Product Added"
@@ -372,13 +372,7 @@ MAX_ORDERS = 20_000  # the latest orders a workspace's bought-together counts ar
 
 def load_orders(conn: Connection, workspace_id: str, limit: int = MAX_ORDERS) -> list[list[Mapping[str, Any]]]:
     """The `products` of the workspace's latest Order Completed events."""
-    rows = conn.execute(
-        select(events_table.c.payload)
-        .where(events_table.c.workspace_id == workspace_id, events_table.c.type == "track",
-               events_table.c.event == ORDERED)
-        .order_by(events_table.c.seq.desc())
-        .limit(limit)
-    ).scalars()
+    rows = latest_track_payloads(conn, workspace_id, ORDERED, limit)
     orders = []
     for payload in rows:
         try:

@@ -28,9 +28,8 @@ import orjson
 from sqlalchemy import Connection
 
 from nudgeflow.model.event_names import EMAIL_BOUNCED, EMAIL_MARKED_AS_SPAM
-from nudgeflow.model.iso_time import iso
-from nudgeflow.runtime import sql
-from nudgeflow.store import consent
+from nudgeflow.store import consent, outbox, profiles
+from nudgeflow.store.event_log import append_events, event_exists, event_row
 
 log = logging.getLogger("nudgeflow.bounces")
 
@@ -92,40 +91,15 @@ def suppress_address(conn: Connection, workspace_id: str, address: str, reason: 
     return consent.suppress(conn, workspace_id, EMAIL_CHANNEL, address, reason, now_ms, detail[:2000])
 
 
-def _follow_merge(conn: Connection, workspace_id: str, profile_id: str) -> str:
-    m = sql.mark(conn)
-    for _ in range(8):  # merges chain rarely; never loop forever on bad data
-        row = conn.exec_driver_sql(
-            f"SELECT into_profile_id FROM profile_merges WHERE workspace_id = {m} AND from_profile_id = {m}",
-            (workspace_id, profile_id),
-        ).first()
-        if row is None:
-            break
-        profile_id = row[0]
-    return profile_id
-
-
 def find_profile(conn: Connection, workspace_id: str, address: str, message_key: str | None) -> tuple[str, str | None] | None:
     """(profile id, userId) of the person the feedback is about, or None."""
-    m = sql.mark(conn)
     if message_key:
-        row = conn.exec_driver_sql(
-            f"SELECT profile_id FROM outbox WHERE workspace_id = {m} AND idempotency_key = {m}",
-            (workspace_id, message_key),
-        ).first()
-        if row is not None:
-            pid = _follow_merge(conn, workspace_id, row[0])
-            found = conn.exec_driver_sql(f"SELECT id, user_id FROM profiles WHERE id = {m}", (pid,)).first()
+        owner = outbox.profile_of(conn, workspace_id, message_key)
+        if owner is not None:
+            found = profiles.id_and_user(conn, profiles.follow_merge(conn, workspace_id, owner))
             if found is not None:
-                return found[0], found[1]
-    # The scan: the LIKE narrows to profiles whose traits mention the address at all.
-    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    rows = conn.exec_driver_sql(
-        f"SELECT id, user_id, traits FROM profiles WHERE workspace_id = {m} AND lower(traits) LIKE {m} ESCAPE '\\'"
-        " ORDER BY updated_at_ms DESC",
-        (workspace_id, f"%{escaped}%"),
-    ).all()
-    for pid, user_id, traits in rows:
+                return found
+    for pid, user_id, traits in profiles.mentioning(conn, workspace_id, address):
         try:
             email = orjson.loads(traits).get("email")
         except (orjson.JSONDecodeError, AttributeError):
@@ -143,12 +117,6 @@ def _event_message_id(fb: Feedback) -> str:
     return f"nudgeflow:feedback:{fb.provider}:{digest}"
 
 
-_EVENT_COLUMNS = (
-    "workspace_id", "message_id", "profile_id", "type", "event", "user_id", "anonymous_id",
-    "timestamp_ms", "received_at_ms", "payload",
-)
-
-
 def _event_row(workspace_id: str, fb: Feedback, profile_id: str, user_id: str | None, now_ms: int) -> tuple[Any, ...]:
     message_id = _event_message_id(fb)
     at = fb.occurred_at_ms if fb.occurred_at_ms and fb.occurred_at_ms <= now_ms else now_ms
@@ -159,28 +127,7 @@ def _event_row(workspace_id: str, fb: Feedback, profile_id: str, user_id: str | 
         name = EMAIL_BOUNCED
         properties = {"kind": fb.kind, "status": fb.status, "diagnostic": fb.diagnostic}
     properties.update({"message_key": fb.message_key, "provider": fb.provider, "email": fb.address, "channel": EMAIL_CHANNEL})
-    payload: dict[str, Any] = {
-        "type": "track",
-        "event": name,
-        "messageId": message_id,
-        "properties": properties,
-        "timestamp": iso(at),
-        "receivedAt": iso(now_ms),
-        "context": {"library": {"name": "nudgeflow-bounces"}},
-    }
-    if user_id:
-        payload["userId"] = user_id
-    return (workspace_id, message_id, profile_id, "track", name, user_id, None, at, now_ms, orjson.dumps(payload).decode())
-
-
-def _event_exists(conn: Connection, workspace_id: str, message_id: str) -> bool:
-    m = sql.mark(conn)
-    return (
-        conn.exec_driver_sql(
-            f"SELECT 1 FROM events WHERE workspace_id = {m} AND message_id = {m}", (workspace_id, message_id)
-        ).first()
-        is not None
-    )
+    return event_row(workspace_id, profile_id, user_id, name, message_id, properties, now_ms, "nudgeflow-bounces", at)
 
 
 def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback], now_ms: int) -> Applied:
@@ -210,8 +157,8 @@ def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback
             log.info("feedback about an address no profile has", extra={"provider": fb.provider, "kind": fb.kind})
         else:
             row = _event_row(workspace_id, fb, person[0], person[1], now_ms)
-            if not _event_exists(conn, workspace_id, row[1]):
-                sql.insert_rows(conn, "events", _EVENT_COLUMNS, [row], conflict="workspace_id, message_id")
+            if not event_exists(conn, workspace_id, row[1]):
+                append_events(conn, [row])
                 out.events += 1
         out.details.append({"kind": fb.kind, "suppressed": suppressed, "profile_id": person[0] if person else None})
     return out

@@ -15,11 +15,11 @@ import logging
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.runtime.dev_push import DevPushService, ReceivedPush, RunningDevPush, serve_dev_push
-from nudgeflow.store.schema import inbox_messages
+from nudgeflow.store import dev_inbox
 
 log = logging.getLogger("nudgeflow.dev_inbox")
 
@@ -53,7 +53,7 @@ def start_dev_push(engine: Engine, host: str = "127.0.0.1", port: int = 0, clock
 
     def keep(received: ReceivedPush) -> None:
         with engine.begin() as conn:
-            conn.execute(insert(inbox_messages).values(**_row(received)))
+            dev_inbox.keep(conn, _row(received))
 
     service.on_push.append(keep)
     running = serve_dev_push(service, host, port)

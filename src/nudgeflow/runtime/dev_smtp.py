@@ -13,10 +13,10 @@ from email import policy
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
-from nudgeflow.store.schema import inbox_messages
+from nudgeflow.store import dev_inbox
 
 log = logging.getLogger("nudgeflow.dev_inbox")
 
@@ -53,7 +53,7 @@ class InboxHandler:
         }
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(inbox_messages).values(**row))
+                dev_inbox.keep(conn, row)
         except Exception:
             log.exception("the dev inbox could not store a message")
             return "451 4.3.0 Could not store the message, try again"

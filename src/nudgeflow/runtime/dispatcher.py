@@ -55,17 +55,15 @@ from nudgeflow.model.event_names import (
     MESSAGE_SENT,
     MESSAGE_SUPPRESSED,
 )
-from nudgeflow.model.iso_time import iso
 from nudgeflow.model.outbound import OutboundMessage
-from nudgeflow.runtime import sql
-from nudgeflow.runtime.effects_writer import FAILED, PENDING, SENT
 from nudgeflow.runtime.processor import RuntimeStats
-from nudgeflow.store import consent
+from nudgeflow.store import consent, outbox
+from nudgeflow.store.event_log import append_events, event_row
+from nudgeflow.store.outbox import FAILED, LOGGED, PENDING, SENT, SUPPRESSED
+from nudgeflow.store.profiles import load_for_messages
 
 log = logging.getLogger("nudgeflow.dispatch")
 
-SUPPRESSED = "suppressed"  # an outbox status: not sent, by consent or suppression (reason in `error`)
-LOGGED = "logged"  # an outbox status: taken by the log channel in place of an unconfigured one; not sent
 
 
 @dataclass(frozen=True)
@@ -120,24 +118,6 @@ class DispatchRound:
         return self.handled + len(self.remote)
 
 
-_CLAIM_COLUMNS = (
-    "id, workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step,"
-    " channel, template, variant, marketing, payload, attempts, created_at_ms"
-)
-_EVENT_COLUMNS = (
-    "workspace_id",
-    "message_id",
-    "profile_id",
-    "type",
-    "event",
-    "user_id",
-    "anonymous_id",
-    "timestamp_ms",
-    "received_at_ms",
-    "payload",
-)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -161,7 +141,8 @@ class Dispatcher:
         per template and round; compiled versions are cached, so this is one small query."""
         key = (ws, template)
         if key not in seen:
-            from nudgeflow.store.templates import TemplateNotFound, load_compiled
+            from nudgeflow.content.compiled_templates import load_compiled
+            from nudgeflow.store.templates import TemplateNotFound
 
             try:
                 seen[key] = getattr(load_compiled(conn, ws, template).source, "topic", None) or None
@@ -175,17 +156,11 @@ class Dispatcher:
         """Claim due messages; deliver to sinks and fail the undeliverable in this transaction,
         lease the remote ones (returned, to be sent by `send_remote`)."""
         now_ms = to_ms(self.clock.now())
-        m = sql.mark(conn)
-        suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
-        rows = conn.exec_driver_sql(
-            f"SELECT {_CLAIM_COLUMNS} FROM outbox WHERE status = {m} AND next_attempt_at_ms <= {m}"
-            f" ORDER BY next_attempt_at_ms, id LIMIT {m}{suffix}",
-            (PENDING, now_ms, max_messages),
-        ).all()
+        rows = outbox.claim_due(conn, now_ms, max_messages)
         result = DispatchRound()
         if not rows:
             return result
-        profiles = _load_profiles(conn, list({r[3] for r in rows}))
+        profiles = load_for_messages(conn, list({r[3] for r in rows}))
         addresses = {
             row[0]: consent.address_of(row[8], profiles[row[3]][0] if row[3] in profiles else {}) for row in rows
         }
@@ -255,11 +230,7 @@ class Dispatcher:
                 else Outcome(rid, msg, att, SENT, delivered=channel.delivered_on_send)
                 for rid, msg, att in items
             )
-        sql.execute_many(
-            conn,
-            "UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, leased_until_ms = ?, updated_at_ms = ? WHERE id = ?",
-            leases,
-        )
+        outbox.lease(conn, leases)
         result.events_appended = self._record(conn, outcomes, profiles, now_ms, leased=False)
         result.handled = len(outcomes)
         return result
@@ -304,7 +275,7 @@ class Dispatcher:
         if not outcomes:
             return 0
         now_ms = to_ms(self.clock.now())
-        profiles = _load_profiles(conn, list({o.message.profile_id for o in outcomes}))
+        profiles = load_for_messages(conn, list({o.message.profile_id for o in outcomes}))
         return self._record(conn, outcomes, profiles, now_ms, leased=True)
 
     # -- recording ----------------------------------------------------------------------------
@@ -320,8 +291,6 @@ class Dispatcher:
     ) -> int:
         if not outcomes:
             return 0
-        # A leased row is only updated while the lease is ours: same attempt, still pending.
-        guard = " AND status = ? AND attempts = ?" if leased else ""
         sent, retry, failed = [], [], []
         logged = 0
         for o in outcomes:
@@ -335,19 +304,7 @@ class Dispatcher:
                 retry.append((o.attempts, o.next_attempt_at_ms, now_ms, o.error, o.row_id, *tail))
             else:  # failed or suppressed: final, with the reason
                 failed.append((o.status, o.attempts, now_ms, o.error, o.row_id, *tail))
-        sql.execute_many(
-            conn,
-            f"UPDATE outbox SET status = ?, attempts = ?, sent_at_ms = ?, updated_at_ms = ?, error = NULL WHERE id = ?{guard}",
-            sent,
-        )
-        sql.execute_many(
-            conn,
-            f"UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, updated_at_ms = ?, error = ? WHERE id = ?{guard}",
-            retry,
-        )
-        sql.execute_many(
-            conn, f"UPDATE outbox SET status = ?, attempts = ?, updated_at_ms = ?, error = ? WHERE id = ?{guard}", failed
-        )
+        outbox.record(conn, sent, retry, failed, leased=leased)
         self.stats.messages_sent += len(sent) - logged
         self.stats.messages_logged += logged
         self.stats.messages_failed += len(failed)
@@ -373,7 +330,7 @@ class Dispatcher:
             for o in outcomes
             if o.status == FAILED and o.bounce is not None
         )
-        sql.insert_rows(conn, "events", _EVENT_COLUMNS, events, conflict="workspace_id, message_id")
+        append_events(conn, events)
         return len(events)
 
     # -- driving it ---------------------------------------------------------------------------
@@ -414,54 +371,6 @@ def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: in
     return event_row(msg.workspace_id, profile_id, user_id, name, message_id, properties, now_ms)
 
 
-def event_row(
-    workspace_id: str,
-    profile_id: str,
-    user_id: str | None,
-    name: str,
-    message_id: str,
-    properties: dict[str, Any],
-    now_ms: int,
-    library: str = "nudgeflow-dispatcher",
-) -> tuple[Any, ...]:
-    """A track event of the runtime's own (delivery, tracking, consent) as a row of `events`,
-    for `append_events`. A deterministic `message_id` makes recording it twice store it once."""
-    payload: dict[str, Any] = {
-        "type": "track",
-        "event": name,
-        "messageId": message_id,
-        "properties": properties,
-        "timestamp": iso(now_ms),
-        "receivedAt": iso(now_ms),
-        "context": {"library": {"name": library}},
-    }
-    if user_id:
-        payload["userId"] = user_id
-    return (
-        workspace_id,
-        message_id,
-        profile_id,
-        "track",
-        name,
-        user_id,
-        None,
-        now_ms,
-        now_ms,
-        orjson.dumps(payload).decode(),
-    )
-
-
-def append_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Append `event_row`s to the event log (the engine reads them like ingested events)."""
-    sql.insert_rows(conn, "events", _EVENT_COLUMNS, rows, conflict="workspace_id, message_id")
-
-
-def profile_identity(conn: Connection, profile_id: str) -> tuple[str, str | None] | None:
-    """(the profile's id, its userId), following a merge; None if there is no such profile."""
-    found = _load_profiles(conn, [profile_id]).get(profile_id)
-    return (found[2], found[1]) if found else None
-
-
 # A permanent failure that carries `bounce` (a dict: code, status, text...; the email
 # channel's BounceError) also appends EMAIL_BOUNCED, for journeys and suppression to act on.
 def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -> tuple[Any, ...]:
@@ -476,43 +385,4 @@ def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -
         "template": msg.template,
         **(o.bounce or {}),
     }
-    payload: dict[str, Any] = {
-        "type": "track",
-        "event": EMAIL_BOUNCED,
-        "messageId": message_id,
-        "properties": properties,
-        "timestamp": iso(now_ms),
-        "receivedAt": iso(now_ms),
-        "context": {"library": {"name": "nudgeflow-dispatcher"}},
-    }
-    if user_id:
-        payload["userId"] = user_id
-    return (msg.workspace_id, message_id, profile_id, "track", EMAIL_BOUNCED, user_id, None, now_ms, now_ms,
-            orjson.dumps(payload).decode())
-
-
-def _load_profiles(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None, str]]:
-    """Traits, userId and id per profile; a profile merged away is found where it went (its
-    engagement events go there too: that is where its runs will be)."""
-    out: dict[str, tuple[dict[str, Any], str | None, str]] = {}
-    for pid, traits, user_id in sql.select_in(conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", profile_ids):
-        out[pid] = (orjson.loads(traits), user_id, pid)
-    missing = [pid for pid in profile_ids if pid not in out]
-    if missing:
-        merged = dict(
-            sql.select_in(
-                conn, "SELECT from_profile_id, into_profile_id FROM profile_merges WHERE from_profile_id IN", missing
-            )
-        )
-        if merged:
-            targets = sorted(set(merged.values()))
-            found = {
-                pid: (orjson.loads(traits), user_id, pid)
-                for pid, traits, user_id in sql.select_in(
-                    conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", targets
-                )
-            }
-            for source, target in merged.items():
-                if target in found:
-                    out[source] = found[target]
-    return out
+    return event_row(msg.workspace_id, profile_id, user_id, EMAIL_BOUNCED, message_id, properties, now_ms)

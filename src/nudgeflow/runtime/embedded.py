@@ -47,16 +47,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.wiring import ChannelSetup
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.runtime import sql
 from nudgeflow.runtime.backfill import (
     BACKFILL_BATCH, BACKFILL_BUDGET_MS, ReadAhead, backfill_batch, skip_profile,
 )
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
-from nudgeflow.runtime.effects_writer import FAILED, PENDING
 from nudgeflow.runtime.processor import (
     EngineCache,
     RuntimeStats,
-    drop_timers,
     fire_timers,
     lag,
     process_events,
@@ -65,6 +62,9 @@ from nudgeflow.runtime.processor import (
 from nudgeflow.settings import Settings
 from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
 from nudgeflow.store import engine_lock
+from nudgeflow.store import outbox
+from nudgeflow.store.outbox import PENDING
+from nudgeflow.store.engine_state import drop_timers, next_due_timer
 
 log = logging.getLogger("nudgeflow.runtime")
 
@@ -305,11 +305,7 @@ class EmbeddedRuntime:
         return f"event:{seq}"
 
     def _drop_next_timer(self, conn: Connection) -> str | None:
-        m = sql.mark(conn)
-        row = conn.exec_driver_sql(
-            f'SELECT profile_id, "key" FROM timers WHERE due_at_ms <= {m} ORDER BY due_at_ms LIMIT 1',
-            (to_ms(self.clock.now()),),
-        ).first()
+        row = next_due_timer(conn, to_ms(self.clock.now()))
         if row is None:
             return None
         drop_timers(conn, [(row[0], row[1])])
@@ -319,19 +315,10 @@ class EmbeddedRuntime:
 
     def _fail_next_message(self, conn: Connection) -> str | None:
         now_ms = to_ms(self.clock.now())
-        m = sql.mark(conn)
-        row = conn.exec_driver_sql(
-            f"SELECT id, idempotency_key FROM outbox WHERE status = {m} AND next_attempt_at_ms <= {m}"
-            " ORDER BY next_attempt_at_ms, id LIMIT 1",
-            (PENDING, now_ms),
-        ).first()
+        row = outbox.next_due(conn, now_ms)
         if row is None:
             return None
-        sql.execute_many(
-            conn,
-            "UPDATE outbox SET status = ?, error = ?, updated_at_ms = ? WHERE id = ?",
-            [(FAILED, "could not be dispatched (see the log)", now_ms, row[0])],
-        )
+        outbox.fail(conn, row[0], "could not be dispatched (see the log)", now_ms)
         self.stats.messages_failed += 1
         return f"message:{row[1]}"
 

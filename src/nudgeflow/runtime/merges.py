@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.numbers import is_number
-from nudgeflow.runtime import sql
+from nudgeflow.store import engine_state
 
 HISTORY_CAP = 200  # as the core keeps it
 
@@ -69,12 +69,7 @@ def fold_merged(
     """Fold into the batch's profiles the state of profiles merged into them; move their
     timers, runs and messages over. `states` and `restore_base` are updated in place (the
     latter is what a failed decision restores from). Returns how many were folded."""
-    found = sql.select_in(
-        conn,
-        "SELECT m.from_profile_id, m.into_profile_id, s.state FROM profile_merges m"
-        " JOIN profile_state s ON s.profile_id = m.from_profile_id WHERE m.into_profile_id IN",
-        sorted(profile_ids),
-    )
+    found = engine_state.merged_states(conn, profile_ids)
     if not found:
         return 0
     found.sort(key=lambda row: (row[1], row[0]))
@@ -84,15 +79,5 @@ def fold_merged(
             state = states[target] = ProfileState(target)
         merge_state(state, ProfileState.from_json(source, doc))
         restore_base[target] = state.to_json().decode()
-        # The target's own timers win a key both have (one inactivity timer per journey).
-        sql.execute_many(
-            conn,
-            'DELETE FROM timers WHERE profile_id = ? AND "key" IN (SELECT "key" FROM timers WHERE profile_id = ?)',
-            [(source, target)],
-        )
-        sql.execute_many(conn, "UPDATE timers SET profile_id = ? WHERE profile_id = ?", [(target, source)])
-        sql.execute_many(conn, "UPDATE journey_runs SET profile_id = ? WHERE profile_id = ?", [(target, source)])
-        # Engagement with these messages must reach the runs, which now live with the target.
-        sql.execute_many(conn, "UPDATE outbox SET profile_id = ? WHERE profile_id = ?", [(target, source)])
-        sql.execute_many(conn, "DELETE FROM profile_state WHERE profile_id = ?", [(source,)])
+        engine_state.move_merged(conn, source, target)
     return len(found)

@@ -28,14 +28,21 @@ from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.core.effects import Effect
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ProfileState
-from nudgeflow.runtime import sql
-from nudgeflow.runtime.effects_writer import EffectsBatch, WriteCounts
 from nudgeflow.runtime.merges import fold_merged
+from nudgeflow.store import event_log
+from nudgeflow.store.effects_writer import EffectsBatch, WriteCounts
+from nudgeflow.store.engine_state import (
+    EVENTS_CURSOR,
+    claim_due_timers,
+    cursor_position,
+    load_states,
+    read_cursor,
+    read_cursor_state,
+    write_cursor,
+)
 from nudgeflow.store.groups import refresh_group_traits
 
 log = logging.getLogger("nudgeflow.runtime")
-
-EVENTS_CURSOR = "events"
 
 
 class Decider(Protocol):
@@ -162,66 +169,6 @@ class EngineCache:
 # --- shared pieces ----------------------------------------------------------------------------
 
 
-def read_cursor(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = True) -> int:
-    """The cursor's position (0 before the first batch). On PostgreSQL the row is locked
-    until commit, so two processors can never decide the same batch at once."""
-    return read_cursor_state(conn, name, lock=lock)[0]
-
-
-def read_cursor_state(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = True) -> tuple[int, list[list[int]]]:
-    """The cursor's position and its open gaps ([first, last, seen_at_ms] each; see
-    `process_events`), the row locked as in `read_cursor`."""
-    m = sql.mark(conn)
-    suffix = " FOR UPDATE" if lock and sql.is_postgres(conn) else ""
-    select = f"SELECT position, gaps FROM engine_cursors WHERE name = {m}{suffix}"
-    row = conn.exec_driver_sql(select, (name,)).first()
-    if row is None:
-        # Created on first use only: an idle poll must not write (a SQLite write transaction).
-        conn.exec_driver_sql(
-            f"INSERT INTO engine_cursors (name, position, updated_at_ms) VALUES ({m}, 0, 0) ON CONFLICT (name) DO NOTHING",
-            (name,),
-        )
-        row = conn.exec_driver_sql(select, (name,)).first()
-    if row is None:
-        return 0, []
-    return int(row[0]), _gaps_from(row[1])
-
-
-def write_cursor(
-    conn: Connection, position: int, now_ms: int, name: str = EVENTS_CURSOR, gaps: list[list[int]] | None = None
-) -> None:
-    """Move the cursor; `gaps`, when given, replaces its open gaps."""
-    if gaps is None:
-        sql.execute_many(conn, "UPDATE engine_cursors SET position = ?, updated_at_ms = ? WHERE name = ?", [(position, now_ms, name)])
-        return
-    doc = orjson.dumps(gaps).decode() if gaps else None
-    sql.execute_many(
-        conn, "UPDATE engine_cursors SET position = ?, gaps = ?, updated_at_ms = ? WHERE name = ?", [(position, doc, now_ms, name)]
-    )
-
-
-def _gaps_from(doc: str | None) -> list[list[int]]:
-    if not doc:
-        return []
-    try:
-        value = orjson.loads(doc)
-    except orjson.JSONDecodeError:
-        return []
-    return [[int(g[0]), int(g[1]), int(g[2])] for g in value if isinstance(g, list) and len(g) == 3]
-
-
-def load_states(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[ProfileState, str]]:
-    """The touched profiles' state in one query (chunked); locked on PostgreSQL, in id order,
-    so a concurrent worker on the same person waits instead of losing an update."""
-    suffix = " ORDER BY profile_id FOR UPDATE" if sql.is_postgres(conn) else ""
-    out: dict[str, tuple[ProfileState, str]] = {}
-    for pid, doc in sql.select_in(
-        conn, "SELECT profile_id, state FROM profile_state WHERE profile_id IN", sorted(profile_ids), suffix=suffix
-    ):
-        out[pid] = (ProfileState.from_json(pid, doc), doc)
-    return out
-
-
 def _load(conn: Connection, profile_ids: list[str]) -> tuple[dict[str, ProfileState], dict[str, str], dict[str, str | None]]:
     """States to decide with; their documents as loaded (to skip unchanged writes); and what
     a failed decision restores from (differs from the loaded one where a merged-away
@@ -317,9 +264,6 @@ GAP_WAIT_MS = 10 * 60_000  # far longer than any transaction of ours that append
 MAX_GAPS = 1000  # open gap ranges kept; beyond it the oldest are given up (and logged)
 _GAP_RANGES_PER_QUERY = 200
 
-_EVENT_COLUMNS = "seq, workspace_id, profile_id, timestamp_ms, payload"
-
-
 def process_events(
     conn: Connection,
     engines: EngineCache,
@@ -331,12 +275,8 @@ def process_events(
     returns how many were read."""
     stats = stats if stats is not None else RuntimeStats()
     cursor, gaps = read_cursor_state(conn)
-    m = sql.mark(conn)
     late = _gap_rows(conn, gaps, max_events) if gaps else []
-    rows = conn.exec_driver_sql(
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > {m} ORDER BY seq LIMIT {m}",
-        (cursor, max(0, max_events - len(late))),
-    ).all() if len(late) < max_events else []
+    rows = event_log.read_after(conn, cursor, max(0, max_events - len(late))) if len(late) < max_events else []
     now_ms = to_ms(clock.now())
     if not rows and not late:
         if gaps and (open_ := _expire_gaps(gaps, now_ms)) != gaps:
@@ -364,17 +304,10 @@ def process_events(
 
 def _gap_rows(conn: Connection, gaps: list[list[int]], limit: int) -> list[Any]:
     """Events that have appeared in open gaps, oldest first (an indexed range read each)."""
-    m = sql.mark(conn)
     out: list[Any] = []
     for start in range(0, len(gaps), _GAP_RANGES_PER_QUERY):
         part = gaps[start : start + _GAP_RANGES_PER_QUERY]
-        where = " OR ".join([f"seq BETWEEN {m} AND {m}"] * len(part))
-        params = [v for g in part for v in (g[0], g[1])]
-        out.extend(
-            conn.exec_driver_sql(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT {m}", (*params, limit - len(out))
-            ).all()
-        )
+        out.extend(event_log.read_ranges(conn, [(g[0], g[1]) for g in part], limit - len(out)))
         if len(out) >= limit:
             break
     out.sort(key=lambda r: r[0])
@@ -434,11 +367,10 @@ def skip_next_event(conn: Connection, now_ms: int) -> int | None:
         seq = int(late[0][0])
         write_cursor(conn, cursor, now_ms, gaps=_fill_gaps(gaps, [seq]))
         return seq
-    m = sql.mark(conn)
-    value = conn.exec_driver_sql(f"SELECT MIN(seq) FROM events WHERE seq > {m}", (cursor,)).scalar()
+    value = event_log.first_seq_after(conn, cursor)
     if value is None:
         return None
-    seq = int(value)
+    seq = value
     write_cursor(conn, seq, now_ms, gaps=[*gaps, *_new_gaps(cursor, [seq], now_ms)])
     return seq
 
@@ -449,16 +381,9 @@ def skip_events(conn: Connection, through_seq: int, now_ms: int) -> None:
         write_cursor(conn, through_seq, now_ms)
 
 
-def newest_seq(conn: Connection) -> int:
-    return int(conn.exec_driver_sql("SELECT COALESCE(MAX(seq), 0) FROM events").scalar_one())
-
-
 def lag(conn: Connection) -> int:
     """Events in the log that the engine has not decided yet."""
-    position = conn.exec_driver_sql(
-        f"SELECT position FROM engine_cursors WHERE name = {sql.mark(conn)}", (EVENTS_CURSOR,)
-    ).scalar()
-    return max(0, newest_seq(conn) - int(position or 0))
+    return max(0, event_log.newest_seq(conn) - cursor_position(conn, EVENTS_CURSOR))
 
 
 # --- timers -----------------------------------------------------------------------------------
@@ -479,14 +404,7 @@ def fire_timers(
     """
     stats = stats if stats is not None else RuntimeStats()
     now_ms = to_ms(clock.now())
-    m = sql.mark(conn)
-    # SKIP LOCKED: timers another worker is firing are left to it.
-    suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
-    rows = conn.exec_driver_sql(
-        'SELECT profile_id, "key", workspace_id, due_at_ms, payload FROM timers'
-        f" WHERE due_at_ms <= {m} ORDER BY due_at_ms LIMIT {m}{suffix}",
-        (now_ms, max_timers),
-    ).all()
+    rows = claim_due_timers(conn, now_ms, max_timers)
     if not rows:
         return 0
     batch = DecisionBatch(conn, engines, stats, list({r[0] for r in rows}))
@@ -507,16 +425,6 @@ def fire_timers(
     stats.timers_fired += len(rows)
     stats.add_counts(counts)
     return len(rows)
-
-
-def drop_timers(conn: Connection, keys: list[tuple[str, str]]) -> None:
-    """Delete timers that cannot be fired at all (a last resort), so they stop blocking."""
-    sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', keys)
-
-
-def next_timer_due(conn: Connection) -> int | None:
-    value = conn.exec_driver_sql("SELECT MIN(due_at_ms) FROM timers").scalar()
-    return int(value) if value is not None else None
 
 
 def _loads(payload: str | bytes) -> dict[str, Any]:

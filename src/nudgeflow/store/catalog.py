@@ -406,3 +406,13 @@ def catalog_version(conn: Connection, workspace_id: str) -> tuple[int, int]:
             catalog_products.c.workspace_id == workspace_id)
     ).one()
     return int(row[0]), int(row[1] or 0)
+
+
+def category_items(conn: Connection, workspace_id: str, category: Any, limit: int) -> dict[str, dict[str, Any]]:
+    """At most `limit` products of one category, by id."""
+    rows = conn.execute(
+        select(catalog_products).where(catalog_products.c.workspace_id == workspace_id,
+                                       catalog_products.c.category == category)
+        .limit(limit)
+    )
+    return {r.id: item_view("products", r) for r in rows}

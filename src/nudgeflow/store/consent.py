@@ -18,13 +18,13 @@ TOPIC_BY_JOURNEY). The secret is created on first use and never logged.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from nudgeflow.content.links import new_secret
-from nudgeflow.runtime import sql
+from nudgeflow.store import sql
 from nudgeflow.store.schema import subscriptions, suppressions
 from nudgeflow.store.workspace_settings import get_all, load_document, store_document
 
@@ -97,6 +97,11 @@ def update_settings(conn: Connection, workspace_id: str, changes: Mapping[str, A
             current[key] = value
     store_document(conn, workspace_id, current, now_ms, exists=exists)
     return current
+
+
+def new_secret() -> str:
+    """A fresh per-workspace tracking secret (256 bits, urlsafe text)."""
+    return secrets.token_urlsafe(32)
 
 
 def tracking_secret(conn: Connection, workspace_id: str, now_ms: int) -> str:

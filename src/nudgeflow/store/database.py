@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from nudgeflow.errors import StoreError
@@ -128,3 +128,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (the health check); raises if it is unavailable."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -21,10 +20,11 @@ from nudgeflow.model.events import EventRecord
 from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.device_ingest import register_from_events
 from nudgeflow.store.groups import apply_group_calls
+from nudgeflow.store import event_log, sql
 from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
 
-# Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
-CHUNK = 900
+# Ingest's own chunk size, larger than the engine's (see store/sql.py).
+CHUNK = sql.INGEST_CHUNK
 
 
 @dataclass
@@ -57,53 +57,6 @@ class _Resolution:
         return profile_id
 
 
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _mark(conn: Connection) -> str:
-    """The driver's own placeholder: qmark for sqlite3, format for psycopg."""
-    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
-
-
-@lru_cache(maxsize=64)
-def _insert_sql(table: str, columns: tuple[str, ...], mark: str, conflict: str) -> str:
-    names = ", ".join(f'"{c}"' for c in columns)
-    tail = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
-    return f'INSERT INTO "{table}" ({names}) VALUES ({", ".join([mark] * len(columns))}){tail}'
-
-
-def _insert_rows(
-    conn: Connection, table: Any, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str = ""
-) -> None:
-    """Insert rows as the driver's executemany of plain tuples.
-
-    These are ingest's bulk writes: handing tuples to the driver skips SQLAlchemy's per-row
-    parameter processing, which cost more than SQLite's own work on a row, and one
-    statement text per table keeps it prepared in the driver's statement cache.
-    """
-    if rows:
-        conn.exec_driver_sql(_insert_sql(table.name, columns, _mark(conn), conflict), list(rows))
-
-
-@lru_cache(maxsize=64)
-def _in_list(mark: str, count: int) -> str:
-    return "(" + ", ".join([mark] * count) + ")"
-
-
-def _padded(values: Sequence[str]) -> list[str]:
-    """An IN-list padded with its last value to one of a few lengths (16, 32, ... CHUNK).
-
-    A statement's text is its key in the driver's cache of prepared statements: lists of
-    every length from 1 to CHUNK would each be parsed anew, and push the rest out.
-    """
-    size = 16
-    while size < len(values):
-        size *= 2
-    return [*values, *[values[-1]] * (min(size, CHUNK) - len(values))]
-
-
 def new_profile_id() -> str:
     return "prf_" + uuid.uuid4().hex[:24]
 
@@ -122,11 +75,11 @@ def _known_message_ids(conn: Connection, workspace_id: str, message_ids: list[st
     """The stored payload of each message id already in the log (only repeats come back, so
     reading their payloads costs nothing for fresh events)."""
     known: dict[str, str] = {}
-    mark = _mark(conn)
-    for chunk in _chunks(message_ids):
-        ids = _padded(chunk)
-        sql = f"SELECT message_id, payload FROM events WHERE workspace_id = {mark} AND message_id IN {_in_list(mark, len(ids))}"
-        known.update((row[0], row[1]) for row in conn.exec_driver_sql(sql, (workspace_id, *ids)))
+    mark = sql.mark(conn)
+    for chunk in sql.chunks(message_ids, CHUNK):
+        ids = sql.padded(chunk, CHUNK)
+        stmt = f"SELECT message_id, payload FROM events WHERE workspace_id = {mark} AND message_id IN {sql.in_list(mark, len(ids))}"
+        known.update((row[0], row[1]) for row in conn.exec_driver_sql(stmt, (workspace_id, *ids)))
     return known
 
 
@@ -152,14 +105,14 @@ def _same_content(stored: bytes | str, repeat: bytes | str) -> bool:
 
 def _load_identities(conn: Connection, workspace_id: str, keys: list[str]) -> _Resolution:
     res = _Resolution(idmap={}, user_of={})
-    mark = _mark(conn)
-    for chunk in _chunks(keys):
-        padded = _padded(chunk)
-        sql = (
+    mark = sql.mark(conn)
+    for chunk in sql.chunks(keys, CHUNK):
+        padded = sql.padded(chunk, CHUNK)
+        stmt = (
             "SELECT i.key, i.profile_id, p.user_id FROM identities i JOIN profiles p ON p.id = i.profile_id"
-            f" WHERE i.workspace_id = {mark} AND i.key IN {_in_list(mark, len(padded))}"
+            f" WHERE i.workspace_id = {mark} AND i.key IN {sql.in_list(mark, len(padded))}"
         )
-        for key, profile_id, user_id in conn.exec_driver_sql(sql, (workspace_id, *padded)).all():
+        for key, profile_id, user_id in conn.exec_driver_sql(stmt, (workspace_id, *padded)).all():
             res.idmap[key] = profile_id
             res.user_of[profile_id] = user_id
     return res
@@ -264,9 +217,9 @@ def _claim_identities(conn: Connection, workspace_id: str, res: _Resolution, now
     rows = sorted((workspace_id, key, res.final(pid), now_ms) for key, pid in res.new_identities.items())
     if not rows:
         return True
-    mark = _mark(conn)
+    mark = sql.mark(conn)
     inserted = conn.exec_driver_sql(
-        _insert_sql(identities.name, ("workspace_id", "key", "profile_id", "created_at_ms"), mark, "workspace_id, key"),
+        sql.insert_sql(identities.name, ("workspace_id", "key", "profile_id", "created_at_ms"), mark, "workspace_id, key"),
         rows,
     ).rowcount
     if inserted == len(rows):
@@ -333,7 +286,7 @@ def _apply_traits(conn: Connection, updates: dict[str, list[EventRecord]], now_m
     stmt = select(profiles.c.id, profiles.c.traits, profiles.c.trait_errors).where(
         profiles.c.id.in_(bindparam("ids", expanding=True))
     )
-    for chunk in _chunks(ids):
+    for chunk in sql.chunks(ids, CHUNK):
         for pid, traits, errors in conn.execute(stmt, {"ids": list(chunk)}):
             current[pid] = (orjson.loads(traits), orjson.loads(errors) if errors else {})
     rows = []
@@ -362,20 +315,6 @@ def _apply_traits(conn: Connection, updates: dict[str, list[EventRecord]], now_m
     )
 
 
-_EVENT_COLUMNS = (
-    "workspace_id",
-    "message_id",
-    "profile_id",
-    "type",
-    "event",
-    "user_id",
-    "anonymous_id",
-    "timestamp_ms",
-    "received_at_ms",
-    "payload",
-)
-
-
 def write_events(conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int) -> WriteResult:
     """Append one workspace's events; called inside a transaction the caller commits."""
     result = WriteResult()
@@ -401,9 +340,9 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
     res, assigned = _resolve_and_claim(conn, workspace_id, unique, now_ms)
 
     if res.new_profiles:
-        _insert_rows(
+        sql.insert_rows(
             conn,
-            profiles,
+            profiles.name,
             ("id", "workspace_id", "user_id", "traits", "trait_errors", "created_at_ms", "updated_at_ms"),
             [(pid, workspace_id, user_id, "{}", None, now_ms, now_ms) for pid, user_id in res.new_profiles.items()],
         )
@@ -422,10 +361,10 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
         _apply_merges(conn, workspace_id, res, now_ms)
         result.merges = len(res.merges)
 
-    _insert_rows(
+    sql.insert_rows(
         conn,
-        events,
-        _EVENT_COLUMNS,
+        events.name,
+        event_log.EVENT_COLUMNS,
         [
             (
                 workspace_id,
@@ -441,7 +380,7 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
             )
             for r, pid in zip(unique, assigned)
         ],
-        conflict="workspace_id, message_id",
+        conflict=event_log.CONFLICT,
     )
     result.accepted = len(unique)
 

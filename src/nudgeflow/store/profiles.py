@@ -8,6 +8,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from nudgeflow.model.iso_time import iso
+from nudgeflow.store import sql
 from nudgeflow.store.schema import events, identities, profile_merges, profiles
 
 
@@ -145,3 +146,112 @@ def count_summary(conn: Connection, workspace_id: str) -> dict[str, Any]:
         "known_profiles": known,
         "merges": merges,
     }
+
+
+def load_for_messages(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[dict[str, Any], str | None, str]]:
+    """Traits, userId and id per profile; a profile merged away is found where it went (its
+    engagement events go there too: that is where its runs will be)."""
+    out: dict[str, tuple[dict[str, Any], str | None, str]] = {}
+    for pid, traits, user_id in sql.select_in(conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", profile_ids):
+        out[pid] = (orjson.loads(traits), user_id, pid)
+    missing = [pid for pid in profile_ids if pid not in out]
+    if missing:
+        merged = dict(
+            sql.select_in(
+                conn, "SELECT from_profile_id, into_profile_id FROM profile_merges WHERE from_profile_id IN", missing
+            )
+        )
+        if merged:
+            targets = sorted(set(merged.values()))
+            found = {
+                pid: (orjson.loads(traits), user_id, pid)
+                for pid, traits, user_id in sql.select_in(
+                    conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", targets
+                )
+            }
+            for source, target in merged.items():
+                if target in found:
+                    out[source] = found[target]
+    return out
+
+
+def follow_merge(conn: Connection, workspace_id: str, profile_id: str) -> str:
+    """The profile a merged-away one went into (following a chain), else itself."""
+    m = sql.mark(conn)
+    for _ in range(8):  # merges chain rarely; never loop forever on bad data
+        row = conn.exec_driver_sql(
+            f"SELECT into_profile_id FROM profile_merges WHERE workspace_id = {m} AND from_profile_id = {m}",
+            (workspace_id, profile_id),
+        ).first()
+        if row is None:
+            break
+        profile_id = row[0]
+    return profile_id
+
+
+def id_and_user(conn: Connection, profile_id: str) -> tuple[str, str | None] | None:
+    """(id, userId) of the profile, or None."""
+    m = sql.mark(conn)
+    found = conn.exec_driver_sql(f"SELECT id, user_id FROM profiles WHERE id = {m}", (profile_id,)).first()
+    return (found[0], found[1]) if found is not None else None
+
+
+def mentioning(conn: Connection, workspace_id: str, address: str) -> list[Any]:
+    """(id, userId, traits) of the profiles whose traits mention `address` (lower-cased
+    traits, so a lower-case address), most recently updated first."""
+    m = sql.mark(conn)
+    # The scan: the LIKE narrows to profiles whose traits mention the address at all.
+    escaped = address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return conn.exec_driver_sql(
+        f"SELECT id, user_id, traits FROM profiles WHERE workspace_id = {m} AND lower(traits) LIKE {m} ESCAPE '\\'"
+        " ORDER BY updated_at_ms DESC",
+        (workspace_id, f"%{escaped}%"),
+    ).all()
+
+
+def profile_of_identity(conn: Connection, workspace_id: str, key: str) -> str | None:
+    """The profile an identity key ("u:<userId>", "a:<anonymousId>") belongs to, or None."""
+    found = conn.execute(
+        select(identities.c.profile_id).where(identities.c.workspace_id == workspace_id, identities.c.key == key)
+    ).scalar_one_or_none()
+    return str(found) if found is not None else None
+
+
+def stored_traits(conn: Connection, workspace_id: str, profile_id: str) -> str | None:
+    """The profile's traits document as stored, or None if there is no such profile."""
+    row = conn.execute(
+        select(profiles.c.traits).where(profiles.c.id == profile_id, profiles.c.workspace_id == workspace_id)
+    ).one_or_none()
+    return row.traits if row is not None else None
+
+
+def recent_events(conn: Connection, workspace_id: str, profile_id: str, limit: int) -> list[Any]:
+    """(type, event, timestamp_ms, payload) of the person's latest events, newest first."""
+    return list(conn.execute(
+        select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
+        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id)
+        .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
+        .limit(limit)
+    ))
+
+
+def recent_named_events(conn: Connection, workspace_id: str, profile_id: str, name: str, limit: int) -> list[Any]:
+    """As `recent_events`, of the events named `name` only."""
+    return list(conn.execute(
+        select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
+        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id,
+               events.c.event == name)
+        .order_by(events.c.timestamp_ms.desc())
+        .limit(limit)
+    ))
+
+
+def latest_track_payloads(conn: Connection, workspace_id: str, name: str, limit: int) -> Any:
+    """The payloads of the workspace's latest track events named `name`, newest first."""
+    return conn.execute(
+        select(events.c.payload)
+        .where(events.c.workspace_id == workspace_id, events.c.type == "track",
+               events.c.event == name)
+        .order_by(events.c.seq.desc())
+        .limit(limit)
+    ).scalars()

@@ -211,3 +211,21 @@ def list_targets(conn: Connection, workspace_id: str, profile_id: str) -> list[d
         {"provider": t.provider, "address": t.address, "platform": t.platform, "app_id": t.app_id}
         for t in targets_of(conn, workspace_id, profile_id)
     ]
+
+
+def subscription_owner(conn: Connection, workspace_id: str, digest: str) -> str | None:
+    """The profile a Web Push subscription (by its endpoint's hash) belongs to, or None."""
+    owner: str | None = conn.execute(
+        select(push_subscriptions.c.profile_id).where(
+            push_subscriptions.c.workspace_id == workspace_id, push_subscriptions.c.endpoint_hash == digest
+        )
+    ).scalar_one_or_none()
+    return owner
+
+
+def remove_device_token(conn: Connection, workspace_id: str, profile_id: str, spellings: list[str]) -> bool:
+    """Delete the person's device token, given in any of `spellings`; False if none was found."""
+    t = device_tokens.c
+    res = conn.execute(delete(device_tokens).where(
+        t.workspace_id == workspace_id, t.token.in_(spellings), t.profile_id == profile_id))
+    return bool(res.rowcount)

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select, update
 
-from nudgeflow.channels.smtp_config import SmtpConfig, SmtpConfigError
-from nudgeflow.runtime import sql
+from nudgeflow.model.smtp_config import SmtpConfig, SmtpConfigError
+from nudgeflow.store import sql
 from nudgeflow.store.schema import workspace_settings
 from nudgeflow.store.secret_box import box_of
 
@@ -169,3 +169,8 @@ def change_settings(conn: Connection, workspace_id: str, changes: dict[str, Any]
     if updated != data:
         store_document(conn, workspace_id, updated, now_ms, exists=exists)
     return show(updated)
+
+
+def stored_documents(conn: Connection) -> Any:
+    """Every workspace's settings document as stored (sealed), for a check that the key opens them."""
+    return conn.execute(select(workspace_settings.c.settings)).scalars()

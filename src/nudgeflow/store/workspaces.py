@@ -127,3 +127,13 @@ def write_key_owner(conn: Connection, key: str) -> tuple[str, str] | None:
 def list_workspaces(conn: Connection) -> list[dict[str, object]]:
     rows = conn.execute(select(workspaces).order_by(workspaces.c.created_at_ms))
     return [dict(r._mapping) for r in rows]
+
+
+def workspace_exists(conn: Connection, workspace_id: str) -> bool:
+    return (
+        conn.exec_driver_sql(
+            "SELECT 1 FROM workspaces WHERE id = " + ("?" if conn.dialect.paramstyle == "qmark" else "%s"),
+            (workspace_id,),
+        ).first()
+        is not None
+    )

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +27,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.store.secret_box import OPTION, SecretBox, SecretKeyError
+from nudgeflow.store.workspace_settings import stored_documents
 from nudgeflow.web.admin import admin_router
 from nudgeflow.web.catalog_api import catalog_router
 from nudgeflow.web.bounces import BounceWebhooks, bounces_router
@@ -167,15 +168,11 @@ def check_secrets(engine: Any) -> None:
     """At start: every workspace's settings open with this server's key (else SecretKeyError,
     logged: a server with the wrong key would fail every email, push and tracked link), and
     a warning when settings will be stored unsealed."""
-    from sqlalchemy import select
-
-    from nudgeflow.store.schema import workspace_settings
-
     box = engine.get_execution_options().get(OPTION)
     if not isinstance(box, SecretBox):
         return
     with engine.connect() as conn:
-        for stored in conn.execute(select(workspace_settings.c.settings)).scalars():
+        for stored in stored_documents(conn):
             try:
                 box.open(stored or "")
             except SecretKeyError as exc:
@@ -304,8 +301,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         if not state.ready or not state.committer.running:
             return JSONResponse({"status": "starting"}, status_code=503)
         try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            database.ping(engine)
         except Exception:
             log.exception("health check failed")
             return JSONResponse({"status": "database unavailable"}, status_code=503)

@@ -57,6 +57,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.errors import WebError
 from nudgeflow.runtime.bounces import Feedback, apply_feedback
 from nudgeflow.store import workspace_settings
+from nudgeflow.store.workspaces import workspace_exists
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -173,11 +174,7 @@ async def _provider_settings(state: "AppState", workspace_id: str, provider: str
 
     def read() -> tuple[bool, Any]:
         with state.engine.connect() as conn:
-            exists = conn.exec_driver_sql(
-                "SELECT 1 FROM workspaces WHERE id = " + ("?" if conn.dialect.paramstyle == "qmark" else "%s"),
-                (workspace_id,),
-            ).first()
-            if exists is None:
+            if not workspace_exists(conn, workspace_id):
                 return False, None
             return True, workspace_settings.get_section(conn, workspace_id, SECTION)
 

@@ -19,9 +19,8 @@ from html import escape
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
-from nudgeflow.store.schema import inbox_messages
+from nudgeflow.store import dev_inbox
 
 _CSP = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; frame-src 'self'"
 _STYLE = """<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}
@@ -86,9 +85,8 @@ def dev_inbox_router() -> APIRouter:
         return request.app.state.nudgeflow.engine
 
     def load_row(request: Request, message_id: int) -> Any:
-        t = inbox_messages.c
         with engine(request).connect() as conn:
-            row = conn.execute(select(t.raw, t.channel).where(t.id == message_id)).one_or_none()
+            row = dev_inbox.get(conn, message_id)
         if row is None:
             raise HTTPException(404, "no such message")
         return row
@@ -98,11 +96,8 @@ def dev_inbox_router() -> APIRouter:
 
     @router.get("")
     def inbox(request: Request) -> HTMLResponse:
-        t = inbox_messages.c
         with engine(request).connect() as conn:
-            rows = conn.execute(
-                select(t.id, t.mail_from, t.rcpt_to, t.subject, t.received_at_ms, t.channel).order_by(t.id.desc()).limit(500)
-            ).all()
+            rows = dev_inbox.newest(conn, 500)
         body = "".join(
             f"<tr><td>{_time(r.received_at_ms)}</td><td>{escape(r.channel)}</td><td>{escape(r.mail_from)}</td>"
             f'<td>{escape(r.rcpt_to)}</td><td><a href="/dev/inbox/{r.id}">{escape(r.subject or "(no subject)")}</a></td></tr>'

@@ -15,12 +15,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy import delete
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store.device_ingest import normalize_device, register_device
-from nudgeflow.store.push_targets import PushTargetError, list_targets
-from nudgeflow.store.schema import device_tokens
+from nudgeflow.store.push_targets import PushTargetError, list_targets, remove_device_token
 from nudgeflow.web.admin import Workspace, _resolve, _state
 from nudgeflow.model.nul import no_nul
 
@@ -63,15 +61,11 @@ def devices_router() -> APIRouter:
     @router.delete("/profiles/{ref:path}/devices/{token}", summary="Remove a device token from a person")
     async def remove_device(request: Request, ref: str, token: str, workspace_id: Workspace) -> dict[str, Any]:
         profile_id = _resolve(request, workspace_id, ref)
-        t = device_tokens.c
-
         given = token.strip()
         spellings = {given, given.lower()}  # APNs tokens are stored in lower case
 
         def remove(conn: Any) -> bool:
-            res = conn.execute(delete(device_tokens).where(
-                t.workspace_id == workspace_id, t.token.in_(sorted(spellings)), t.profile_id == profile_id))
-            return bool(res.rowcount)
+            return remove_device_token(conn, workspace_id, profile_id, sorted(spellings))
 
         if not await _state(request).committer.run_job(remove):
             raise HTTPException(404, "the person has no such device token")

@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from nudgeflow.content.links import PUSH, LinkToken
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import PUSH_CLICKED, PUSH_DELIVERED
-from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
-from nudgeflow.store.schema import outbox
+from nudgeflow.store.event_log import append_events, event_row, profile_identity
+from nudgeflow.store.outbox import message_origin
 from nudgeflow.web.tracking import verify_token
 
 if TYPE_CHECKING:
@@ -85,10 +85,7 @@ def report_message_id(message_key: str, event: str, action: str | None) -> str:
 
 def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, Any]:
     """The journey, run, step, template (and variant) the message came from, for measurement."""
-    row = conn.execute(
-        select(outbox.c.journey_id, outbox.c.run_id, outbox.c.step, outbox.c.channel, outbox.c.template,
-               outbox.c.variant).where(outbox.c.workspace_id == workspace_id, outbox.c.idempotency_key == key)
-    ).first()
+    row = message_origin(conn, workspace_id, key)
     facts: dict[str, Any] = {"message_key": key, "channel": "push"}
     if row is not None:
         facts.update(journey_id=row.journey_id, run_id=row.run_id, step=row.step, channel=row.channel,

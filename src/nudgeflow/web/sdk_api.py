@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -50,7 +50,7 @@ from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import take_user_hash, verify
 from nudgeflow.model.event_names import PUSH_SUBSCRIBED, PUSH_UNSUBSCRIBED
 from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
-from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
+from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.push_targets import (
@@ -59,8 +59,9 @@ from nudgeflow.store.push_targets import (
     endpoint_hash,
     parse_subscription,
     save_subscription,
+    subscription_owner,
 )
-from nudgeflow.store.schema import identities, push_subscriptions
+from nudgeflow.store.profiles import profile_of_identity
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -162,11 +163,9 @@ def _profile_of(conn: Connection, workspace_id: str, user_id: str | None, anonym
     keys = [f"u:{user_id}"] if user_id else []
     keys += [f"a:{anonymous_id}"] if anonymous_id else []
     for key in keys:
-        found = conn.execute(
-            select(identities.c.profile_id).where(identities.c.workspace_id == workspace_id, identities.c.key == key)
-        ).scalar_one_or_none()
+        found = profile_of_identity(conn, workspace_id, key)
         if found is not None:
-            return str(found)
+            return found
     return None
 
 
@@ -311,11 +310,7 @@ def sdk_router() -> APIRouter:
             now_ms = to_ms(state.clock.now())
 
             def remove(conn: Connection) -> bool:
-                owner = conn.execute(
-                    select(push_subscriptions.c.profile_id).where(
-                        push_subscriptions.c.workspace_id == workspace_id, push_subscriptions.c.endpoint_hash == digest
-                    )
-                ).scalar_one_or_none()
+                owner = subscription_owner(conn, workspace_id, digest)
                 if owner is None or not delete_subscription(conn, workspace_id, endpoint):
                     return False  # already gone: removing twice is not an error
                 who = profile_identity(conn, owner)

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from nudgeflow.channels.smtp_config import MASK, SmtpConfigError, parse_smtp_url
+from nudgeflow.model.smtp_config import MASK, SmtpConfigError, parse_smtp_url
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import workspace_settings as store
 from nudgeflow.web.admin import Workspace, _state

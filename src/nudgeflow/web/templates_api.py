@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from nudgeflow.content import compiled_templates
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import RenderedEmail, TemplateError, parse_source, render
 from nudgeflow.core.clock import to_ms
@@ -121,7 +122,7 @@ def templates_router() -> APIRouter:
         now = to_ms(_state(request).clock.now())
 
         def save(conn: Connection) -> tuple[int, bool]:
-            return store.save_template(conn, workspace_id, name, source, now)
+            return compiled_templates.save_template(conn, workspace_id, name, source, now)
 
         try:
             version, new = await _state(request).committer.run_job(save)
@@ -153,9 +154,9 @@ def templates_router() -> APIRouter:
 
         def read() -> tuple[Any, Any, str] | None:
             with engine.connect() as conn:
-                compiled = store.load_compiled(conn, workspace_id, name, version)
+                compiled = compiled_templates.load_compiled(conn, workspace_id, name, version)
                 if body.get("profile") is not None:
-                    return compiled, store.preview_context(conn, workspace_id, str(body["profile"]), now), "profile"
+                    return compiled, compiled_templates.preview_context(conn, workspace_id, str(body["profile"]), now), "profile"
                 if isinstance(body.get("context"), dict):
                     return compiled, body["context"], "context"
                 if body.get("sample") or not body:

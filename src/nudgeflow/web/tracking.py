@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
@@ -34,9 +34,9 @@ from nudgeflow.content import links
 from nudgeflow.content.links import CLICK, OPEN, PREFERENCES, UNSUBSCRIBE, InvalidToken, LinkToken
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCRIPTION_PREFERENCES_UPDATED, UNSUBSCRIBED
-from nudgeflow.runtime.dispatcher import append_events, event_row, profile_identity
+from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store import consent
-from nudgeflow.store.schema import outbox
+from nudgeflow.store.outbox import message_origin
 
 if TYPE_CHECKING:
     from nudgeflow.web.app import AppState
@@ -99,11 +99,7 @@ async def _job(request: Request, fn: Callable[[Connection], Any]) -> Any:
 
 
 def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, Any]:
-    row = conn.execute(
-        select(outbox.c.journey_id, outbox.c.run_id, outbox.c.step, outbox.c.channel, outbox.c.template, outbox.c.variant).where(
-            outbox.c.workspace_id == workspace_id, outbox.c.idempotency_key == key
-        )
-    ).first()
+    row = message_origin(conn, workspace_id, key)
     if row is None:
         return {"message_key": key, "channel": "email"}
     facts = {"message_key": key, "journey_id": row.journey_id, "run_id": row.run_id, "step": row.step,

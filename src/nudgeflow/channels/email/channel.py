@@ -13,7 +13,7 @@ from nudgeflow.channels.base import PermanentError, RemoteChannel, TransientErro
 from nudgeflow.channels.common import Sleep, WorkspaceCache, permanent_from_render
 from nudgeflow.channels.email.build import build_raw, finish
 from nudgeflow.channels.email.pool import SmtpPool
-from nudgeflow.channels.smtp_config import SmtpConfig, SmtpConfigError
+from nudgeflow.model.smtp_config import SmtpConfig, SmtpConfigError
 from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, slim
 from nudgeflow.content.email_render import prepare_email
 from nudgeflow.content.errors import RenderError

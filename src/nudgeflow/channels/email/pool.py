@@ -17,7 +17,7 @@ import aiosmtplib
 
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.common import Sleep, TokenBucket
-from nudgeflow.channels.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
+from nudgeflow.model.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
 from nudgeflow.core.clock import Clock
 
 

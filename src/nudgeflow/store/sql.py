@@ -1,6 +1,6 @@
-"""Driver-level bulk statements shared by the runtime's writers, for SQLite and PostgreSQL.
+"""Driver-level bulk statements shared by the store's writers, for SQLite and PostgreSQL.
 
-The runtime's hot paths hand plain tuples to the driver's executemany (psycopg pipelines
+The hot paths (the engine's writers, ingest's group commit) hand plain tuples to the driver's executemany (psycopg pipelines
 them; sqlite3 steps one prepared statement): SQLAlchemy's per-row parameter processing
 would cost more than the database's own work on a row. Statement texts are cached so each
 stays prepared in the driver's statement cache; IN-lists are padded to a few lengths for
@@ -16,6 +16,8 @@ from sqlalchemy import Connection
 
 # Well under SQLite's bound-parameter limit, and a sane IN-list size for PostgreSQL.
 CHUNK = 500
+# Ingest's group commit reads and writes in larger chunks (store/ingest_writer.py).
+INGEST_CHUNK = 900
 
 
 def is_postgres(conn: Connection) -> bool:
@@ -37,12 +39,16 @@ def in_list(mark_: str, count: int) -> str:
     return "(" + ", ".join([mark_] * count) + ")"
 
 
-def padded(values: Sequence[Any]) -> list[Any]:
-    """An IN-list padded with its last value to one of a few lengths (16, 32, ... CHUNK)."""
+def padded(values: Sequence[Any], chunk: int = CHUNK) -> list[Any]:
+    """An IN-list padded with its last value to one of a few lengths (16, 32, ... chunk).
+
+    A statement's text is its key in the driver's cache of prepared statements: lists of
+    every length from 1 to chunk would each be parsed anew, and push the rest out.
+    """
     size = 16
     while size < len(values):
         size *= 2
-    return [*values, *[values[-1]] * (min(size, CHUNK) - len(values))]
+    return [*values, *[values[-1]] * (min(size, chunk) - len(values))]
 
 
 @lru_cache(maxsize=128)
@@ -68,6 +74,12 @@ def insert_rows(
     conflict: str = "",
     update: tuple[str, ...] = (),
 ) -> None:
+    """Insert rows as the driver's executemany of plain tuples.
+
+    Handing tuples to the driver skips SQLAlchemy's per-row parameter processing, which
+    cost more than SQLite's own work on a row, and one statement text per table keeps it
+    prepared in the driver's statement cache.
+    """
     if rows:
         conn.exec_driver_sql(insert_sql(table, columns, mark(conn), conflict, update), list(rows))
 

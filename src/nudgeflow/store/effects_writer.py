@@ -29,31 +29,9 @@ from nudgeflow.core.effects import (
     UpdateProfile,
 )
 from nudgeflow.core.state import ProfileState
-from nudgeflow.runtime import sql
+from nudgeflow.store import sql
+from nudgeflow.store.outbox import FAILED, PENDING, queue
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
-
-OUTBOX_COLUMNS = (
-    "workspace_id",
-    "idempotency_key",
-    "profile_id",
-    "run_id",
-    "journey_id",
-    "journey_version",
-    "step",
-    "channel",
-    "template",
-    "variant",
-    "marketing",
-    "payload",
-    "status",
-    "attempts",
-    "next_attempt_at_ms",
-    "created_at_ms",
-    "updated_at_ms",
-    "sent_at_ms",
-    "error",
-)
 TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload")
 RUN_COLUMNS = (
     "id",
@@ -253,7 +231,7 @@ class EffectsBatch:
             conn, "timers", TIMER_COLUMNS, arms, conflict="profile_id, key", update=("workspace_id", "due_at_ms", "payload")
         )
         counts.timers_deleted, counts.timers_scheduled = len(deletes), len(arms)
-        sql.insert_rows(conn, "outbox", OUTBOX_COLUMNS, self._outbox, conflict="workspace_id, idempotency_key")
+        queue(conn, self._outbox)
         counts.messages_queued = sum(1 for row in self._outbox if row[12] == PENDING)
         counts.messages_failed = len(self._outbox) - counts.messages_queued
         if self._runs:

@@ -1,0 +1,166 @@
+"""Engine state: the engine cursor over the event log, each person's state, and the timers.
+
+What the engine's loops (runtime/processor.py, runtime/backfill.py) read and write in the
+transaction that decides a batch: the cursor's position and its open gaps, the touched
+profiles' states (locked on PostgreSQL), and the timers that are due (claimed with SKIP
+LOCKED, deleted when fired).
+
+This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
+JetStream) swaps: a second implementation would keep the engine cursor as a stream
+consumer's acknowledged position, and the due timers in a timer service, behind these
+same functions; the states stay rows in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from nudgeflow.core.state import ProfileState
+from nudgeflow.store import sql
+from nudgeflow.store.schema import profile_state
+
+EVENTS_CURSOR = "events"
+
+
+def read_cursor(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = True) -> int:
+    """The cursor's position (0 before the first batch). On PostgreSQL the row is locked
+    until commit, so two processors can never decide the same batch at once."""
+    return read_cursor_state(conn, name, lock=lock)[0]
+
+
+def read_cursor_state(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool = True) -> tuple[int, list[list[int]]]:
+    """The cursor's position and its open gaps ([first, last, seen_at_ms] each; see
+    `process_events`), the row locked as in `read_cursor`."""
+    m = sql.mark(conn)
+    suffix = " FOR UPDATE" if lock and sql.is_postgres(conn) else ""
+    select = f"SELECT position, gaps FROM engine_cursors WHERE name = {m}{suffix}"
+    row = conn.exec_driver_sql(select, (name,)).first()
+    if row is None:
+        # Created on first use only: an idle poll must not write (a SQLite write transaction).
+        conn.exec_driver_sql(
+            f"INSERT INTO engine_cursors (name, position, updated_at_ms) VALUES ({m}, 0, 0) ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+        row = conn.exec_driver_sql(select, (name,)).first()
+    if row is None:
+        return 0, []
+    return int(row[0]), _gaps_from(row[1])
+
+
+def write_cursor(
+    conn: Connection, position: int, now_ms: int, name: str = EVENTS_CURSOR, gaps: list[list[int]] | None = None
+) -> None:
+    """Move the cursor; `gaps`, when given, replaces its open gaps."""
+    if gaps is None:
+        sql.execute_many(conn, "UPDATE engine_cursors SET position = ?, updated_at_ms = ? WHERE name = ?", [(position, now_ms, name)])
+        return
+    doc = orjson.dumps(gaps).decode() if gaps else None
+    sql.execute_many(
+        conn, "UPDATE engine_cursors SET position = ?, gaps = ?, updated_at_ms = ? WHERE name = ?", [(position, doc, now_ms, name)]
+    )
+
+
+def _gaps_from(doc: str | None) -> list[list[int]]:
+    if not doc:
+        return []
+    try:
+        value = orjson.loads(doc)
+    except orjson.JSONDecodeError:
+        return []
+    return [[int(g[0]), int(g[1]), int(g[2])] for g in value if isinstance(g, list) and len(g) == 3]
+
+
+def load_states(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[ProfileState, str]]:
+    """The touched profiles' state in one query (chunked); locked on PostgreSQL, in id order,
+    so a concurrent worker on the same person waits instead of losing an update."""
+    suffix = " ORDER BY profile_id FOR UPDATE" if sql.is_postgres(conn) else ""
+    out: dict[str, tuple[ProfileState, str]] = {}
+    for pid, doc in sql.select_in(
+        conn, "SELECT profile_id, state FROM profile_state WHERE profile_id IN", sorted(profile_ids), suffix=suffix
+    ):
+        out[pid] = (ProfileState.from_json(pid, doc), doc)
+    return out
+
+
+def cursor_position(conn: Connection, name: str = EVENTS_CURSOR) -> int:
+    """The cursor's position, read without locking or creating its row (0 if there is none)."""
+    position = conn.exec_driver_sql(
+        f"SELECT position FROM engine_cursors WHERE name = {sql.mark(conn)}", (name,)
+    ).scalar()
+    return int(position or 0)
+
+
+# --- merged profiles (runtime/merges.py folds their state) -------------------------------------
+
+
+def merged_states(conn: Connection, profile_ids: list[str]) -> list[Any]:
+    """(from_profile_id, into_profile_id, state) of profiles merged into `profile_ids` that
+    still have a state of their own."""
+    return sql.select_in(
+        conn,
+        "SELECT m.from_profile_id, m.into_profile_id, s.state FROM profile_merges m"
+        " JOIN profile_state s ON s.profile_id = m.from_profile_id WHERE m.into_profile_id IN",
+        sorted(profile_ids),
+    )
+
+
+def move_merged(conn: Connection, source: str, target: str) -> None:
+    """Move a merged-away profile's timers, runs and messages to the profile it went into,
+    and drop its state (folded into the target's by the caller)."""
+    # The target's own timers win a key both have (one inactivity timer per journey).
+    sql.execute_many(
+        conn,
+        'DELETE FROM timers WHERE profile_id = ? AND "key" IN (SELECT "key" FROM timers WHERE profile_id = ?)',
+        [(source, target)],
+    )
+    sql.execute_many(conn, "UPDATE timers SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+    sql.execute_many(conn, "UPDATE journey_runs SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+    # Engagement with these messages must reach the runs, which now live with the target.
+    sql.execute_many(conn, "UPDATE outbox SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+    sql.execute_many(conn, "DELETE FROM profile_state WHERE profile_id = ?", [(source,)])
+
+
+# --- timers -----------------------------------------------------------------------------------
+
+
+def claim_due_timers(conn: Connection, now_ms: int, limit: int) -> list[Any]:
+    """(profile_id, key, workspace_id, due_at_ms, payload) of the timers due now, oldest first."""
+    m = sql.mark(conn)
+    # SKIP LOCKED: timers another worker is firing are left to it.
+    suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
+    return conn.exec_driver_sql(
+        'SELECT profile_id, "key", workspace_id, due_at_ms, payload FROM timers'
+        f" WHERE due_at_ms <= {m} ORDER BY due_at_ms LIMIT {m}{suffix}",
+        (now_ms, limit),
+    ).all()
+
+
+def next_due_timer(conn: Connection, now_ms: int) -> tuple[str, str] | None:
+    """(profile_id, key) of the timer the next firing would take first."""
+    m = sql.mark(conn)
+    row = conn.exec_driver_sql(
+        f'SELECT profile_id, "key" FROM timers WHERE due_at_ms <= {m} ORDER BY due_at_ms LIMIT 1',
+        (now_ms,),
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def drop_timers(conn: Connection, keys: list[tuple[str, str]]) -> None:
+    """Delete timers that cannot be fired at all (a last resort), so they stop blocking."""
+    sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', keys)
+
+
+def next_timer_due(conn: Connection) -> int | None:
+    value = conn.exec_driver_sql("SELECT MIN(due_at_ms) FROM timers").scalar()
+    return int(value) if value is not None else None
+
+
+def stored_state(conn: Connection, profile_id: str) -> str | None:
+    """The person's state document as stored, or None."""
+    doc: str | None = conn.execute(
+        select(profile_state.c.state).where(profile_state.c.profile_id == profile_id)
+    ).scalar_one_or_none()
+    return doc

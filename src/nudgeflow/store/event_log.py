@@ -1,0 +1,134 @@
+"""The event log: appending events, its one column list, and the events Nudgeflow emits itself.
+
+Every event in the log is a row of `events` with these columns, whether ingest accepted it
+(store/ingest_writer.py), the dispatcher recorded a delivery outcome, the tracking
+endpoints saw an open or a click, or bounce feedback arrived. The engine reads them all
+alike, in `seq` order (`read_after`), behind the engine cursor (store/engine_state.py).
+
+This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
+JetStream) swaps: a second implementation of this module would append to the event log
+as a stream (the message id still the key that makes recording an event twice store it
+once) instead of inserting rows, and keep the same functions and payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import orjson
+from sqlalchemy import Connection
+
+from nudgeflow.model.iso_time import iso
+from nudgeflow.store import sql
+from nudgeflow.store.profiles import load_for_messages
+
+# The columns of a row of `events`, in the order `event_row` builds them.
+EVENT_COLUMNS = (
+    "workspace_id",
+    "message_id",
+    "profile_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "timestamp_ms",
+    "received_at_ms",
+    "payload",
+)
+# What the engine reads of each event, in `seq` order.
+_READ_COLUMNS = "seq, workspace_id, profile_id, timestamp_ms, payload"
+# A repeat of a message id is stored once: the first one stored wins.
+CONFLICT = "workspace_id, message_id"
+
+
+def event_row(
+    workspace_id: str,
+    profile_id: str,
+    user_id: str | None,
+    name: str,
+    message_id: str,
+    properties: dict[str, Any],
+    now_ms: int,
+    library: str = "nudgeflow-dispatcher",
+    at_ms: int | None = None,
+) -> tuple[Any, ...]:
+    """A track event of the runtime's own (delivery, tracking, consent) as a row of `events`,
+    for `append_events`. A deterministic `message_id` makes recording it twice store it once.
+    `at_ms` is when it happened, if not when it is recorded (a provider's bounce report)."""
+    at = now_ms if at_ms is None else at_ms
+    payload: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": message_id,
+        "properties": properties,
+        "timestamp": iso(at),
+        "receivedAt": iso(now_ms),
+        "context": {"library": {"name": library}},
+    }
+    if user_id:
+        payload["userId"] = user_id
+    return (
+        workspace_id,
+        message_id,
+        profile_id,
+        "track",
+        name,
+        user_id,
+        None,
+        at,
+        now_ms,
+        orjson.dumps(payload).decode(),
+    )
+
+
+def append_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append `event_row`s to the event log (the engine reads them like ingested events)."""
+    sql.insert_rows(conn, "events", EVENT_COLUMNS, rows, conflict=CONFLICT)
+
+
+def event_exists(conn: Connection, workspace_id: str, message_id: str) -> bool:
+    m = sql.mark(conn)
+    return (
+        conn.exec_driver_sql(
+            f"SELECT 1 FROM events WHERE workspace_id = {m} AND message_id = {m}", (workspace_id, message_id)
+        ).first()
+        is not None
+    )
+
+
+def profile_identity(conn: Connection, profile_id: str) -> tuple[str, str | None] | None:
+    """(the profile's id, its userId), following a merge; None if there is no such profile."""
+    found = load_for_messages(conn, [profile_id]).get(profile_id)
+    return (found[2], found[1]) if found else None
+
+
+# --- reading, in seq order (the engine) ----------------------------------------------------
+
+
+def read_after(conn: Connection, after_seq: int, limit: int) -> list[Any]:
+    """(seq, workspace_id, profile_id, timestamp_ms, payload) of the next events after `after_seq`."""
+    m = sql.mark(conn)
+    return conn.exec_driver_sql(
+        f"SELECT {_READ_COLUMNS} FROM events WHERE seq > {m} ORDER BY seq LIMIT {m}",
+        (after_seq, limit),
+    ).all()
+
+
+def read_ranges(conn: Connection, ranges: Sequence[tuple[int, int]], limit: int) -> list[Any]:
+    """The events whose seq is in any of `ranges` ([first, last] each), as `read_after`."""
+    m = sql.mark(conn)
+    where = " OR ".join([f"seq BETWEEN {m} AND {m}"] * len(ranges))
+    params = [v for r in ranges for v in (r[0], r[1])]
+    return conn.exec_driver_sql(
+        f"SELECT {_READ_COLUMNS} FROM events WHERE {where} ORDER BY seq LIMIT {m}", (*params, limit)
+    ).all()
+
+
+def first_seq_after(conn: Connection, after_seq: int) -> int | None:
+    m = sql.mark(conn)
+    value = conn.exec_driver_sql(f"SELECT MIN(seq) FROM events WHERE seq > {m}", (after_seq,)).scalar()
+    return int(value) if value is not None else None
+
+
+def newest_seq(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT COALESCE(MAX(seq), 0) FROM events").scalar_one())
