@@ -21,7 +21,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── PushTargetError (ValueError)                     store/push_targets.py
     │   ├── SecretKeyError (RuntimeError)                    store/secret_box.py
     │   ├── TemplateStoreError (ValueError)                  store/templates.py
-    │   │   └── TemplateNotFound, TemplateFileError
+    │   │   └── TemplateNotFound; TemplateFileError             content/compiled_templates.py
     │   ├── VapidError (ValueError)                          store/vapid.py
     │   └── KeyProblem (ValueError)                          store/workspaces.py
     ├── ContentError          content/     rendering
