@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from nudgeflow.errors import DeliveryError
@@ -170,7 +170,7 @@ class SmtpConfig:
         return cls(**dict(data))
 
 
-_OPTION_FIELDS = {
+_OPTION_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "pool": ("pool_size", int),
     "concurrency": ("concurrency", int),
     "rate": ("rate_per_second", float),

@@ -13,7 +13,7 @@ same functions; the states stay rows in PostgreSQL.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 from sqlalchemy import Connection, select
@@ -126,7 +126,7 @@ def move_merged(conn: Connection, source: str, target: str) -> None:
 # --- timers -----------------------------------------------------------------------------------
 
 
-def claim_due_timers(conn: Connection, now_ms: int, limit: int) -> list[Any]:
+def claim_due_timers(conn: Connection, now_ms: int, limit: int) -> Sequence[Any]:
     """(profile_id, key, workspace_id, due_at_ms, payload) of the timers due now, oldest first."""
     m = sql.mark(conn)
     # SKIP LOCKED: timers another worker is firing are left to it.

@@ -105,7 +105,7 @@ def profile_identity(conn: Connection, profile_id: str) -> tuple[str, str | None
 # --- reading, in seq order (the engine) ----------------------------------------------------
 
 
-def read_after(conn: Connection, after_seq: int, limit: int) -> list[Any]:
+def read_after(conn: Connection, after_seq: int, limit: int) -> Sequence[Any]:
     """(seq, workspace_id, profile_id, timestamp_ms, payload) of the next events after `after_seq`."""
     m = sql.mark(conn)
     return conn.exec_driver_sql(
@@ -114,7 +114,7 @@ def read_after(conn: Connection, after_seq: int, limit: int) -> list[Any]:
     ).all()
 
 
-def read_ranges(conn: Connection, ranges: Sequence[tuple[int, int]], limit: int) -> list[Any]:
+def read_ranges(conn: Connection, ranges: Sequence[tuple[int, int]], limit: int) -> Sequence[Any]:
     """The events whose seq is in any of `ranges` ([first, last] each), as `read_after`."""
     m = sql.mark(conn)
     where = " OR ".join([f"seq BETWEEN {m} AND {m}"] * len(ranges))

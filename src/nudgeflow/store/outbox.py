@@ -58,7 +58,7 @@ def queue(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     sql.insert_rows(conn, "outbox", OUTBOX_COLUMNS, rows, conflict="workspace_id, idempotency_key")
 
 
-def claim_due(conn: Connection, now_ms: int, limit: int) -> list[Any]:
+def claim_due(conn: Connection, now_ms: int, limit: int) -> Sequence[Any]:
     """The pending rows that are due (CLAIM_COLUMNS), oldest first; locked on PostgreSQL,
     skipping rows another dispatcher holds."""
     m = sql.mark(conn)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 from sqlalchemy import Connection, func, select
@@ -196,7 +196,7 @@ def id_and_user(conn: Connection, profile_id: str) -> tuple[str, str | None] | N
     return (found[0], found[1]) if found is not None else None
 
 
-def mentioning(conn: Connection, workspace_id: str, address: str) -> list[Any]:
+def mentioning(conn: Connection, workspace_id: str, address: str) -> Sequence[Any]:
     """(id, userId, traits) of the profiles whose traits mention `address` (lower-cased
     traits, so a lower-case address), most recently updated first."""
     m = sql.mark(conn)
