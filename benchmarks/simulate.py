@@ -114,7 +114,7 @@ def _peak_rss_mb() -> float:
 def generate(path: Path, users: int, days: float) -> int:
     import orjson
 
-    from nudgeflow.demo_traffic import generate_traffic
+    from nudgeflow.demo.traffic import generate_traffic
 
     count = 0
     with path.open("wb") as out:

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from nudgeflow.core.clock import from_ms, to_ms
-from nudgeflow.demo import DemoError, DemoSummary, _urgency, examples_dir, parse_email, run_demo
+from nudgeflow.demo.run import DemoError, DemoSummary, _urgency, examples_dir, parse_email, run_demo
 from nudgeflow.runtime.replay import load_journeys
 
 
@@ -110,7 +110,7 @@ EMAIL_JOURNEYS = ("welcome", "browse-abandonment", "cart-abandonment", "post-pur
 
 
 def test_the_dev_inbox_receives_every_email_personalized(demo: tuple[DemoSummary, str]) -> None:
-    from nudgeflow.demo_traffic import CATALOG, FIRST_NAMES
+    from nudgeflow.demo.traffic import CATALOG, FIRST_NAMES
 
     summary, _ = demo
     inbox = summary.inbox

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nudgeflow.demo_traffic import generate_traffic
+from nudgeflow.demo.traffic import generate_traffic
 from nudgeflow.model.events import normalize, parse_message
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -132,7 +132,7 @@ def test_the_later_days_bring_deliveries_habits_plan_changes_and_comebacks(month
 
 def test_app_locations_are_near_a_store_or_far_from_both(month: list[dict]) -> None:
     from nudgeflow.core.timecalc import haversine_m
-    from nudgeflow.demo_traffic import STORES
+    from nudgeflow.demo.traffic import STORES
 
     located = [m["context"]["location"] for m in month if "location" in m.get("context", {})]
     assert located and all(m for m in located)

@@ -22,7 +22,8 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.schema import events, metadata, workspaces
 from nudgeflow.store.workspaces import create_workspace
-from nudgeflow.web.app import create_app, prepare_database
+from nudgeflow.store.database import prepare_database
+from nudgeflow.web.app import create_app
 
 TABLES = {
     "workspaces", "api_keys", "profiles", "identities", "profile_merges", "events",

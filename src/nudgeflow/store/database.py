@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from nudgeflow.errors import StoreError
+from nudgeflow.settings import Settings
 from nudgeflow.store import secret_box
 
 log = logging.getLogger(__name__)
@@ -134,3 +135,16 @@ def ping(engine: Engine) -> None:
     """One round trip to the database (the health check); raises if it is unavailable."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def prepare_database(settings: Settings, engine: Engine) -> None:
+    """Migrate SQLite by itself (it is ours alone); ask for an explicit upgrade of PostgreSQL."""
+    if is_current(engine):
+        return
+    if settings.is_sqlite and settings.auto_migrate:
+        upgrade(engine)
+        return
+    raise DatabaseError(
+        f"the database schema is at {current_revision(engine) or 'nothing'}, "
+        f"not {head_revision()}: run `nudgeflow db upgrade` first"
+    )

@@ -57,19 +57,6 @@ class AppState:
     dev_push: Any = None  # runtime.dev_push.RunningDevPush under `serve --dev`: its origin, for simulated browsers
 
 
-def prepare_database(settings: Settings, engine: Engine) -> None:
-    """Migrate SQLite by itself (it is ours alone); ask for an explicit upgrade of PostgreSQL."""
-    if database.is_current(engine):
-        return
-    if settings.is_sqlite and settings.auto_migrate:
-        database.upgrade(engine)
-        return
-    raise database.DatabaseError(
-        f"the database schema is at {database.current_revision(engine) or 'nothing'}, "
-        f"not {database.head_revision()}: run `nudgeflow db upgrade` first"
-    )
-
-
 class _Timing:
     """Records latency per route (the path for /v1 and fixed routes, a group for the rest)."""
 
@@ -229,7 +216,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare_database(settings, engine)
+        database.prepare_database(settings, engine)
         check_secrets(engine)
         dev_smtp = None
         if settings.dev_mode:

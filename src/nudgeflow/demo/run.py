@@ -10,7 +10,7 @@ stored once, and the admin API gives back the summary and one person's profile.
 
 The traffic covers the last `FAST_FORWARD_DAYS`, ending now: people arrive and shop in
 the first `SHOPPING_DAYS`; deliveries, app habits, plan changes, silence and comebacks
-follow (see demo_traffic.py). The production runtime (`EmbeddedRuntime`, on the server's
+follow (see demo/traffic.py). The production runtime (`EmbeddedRuntime`, on the server's
 database and its writer, as `nudgeflow serve` runs it) decides it on a virtual clock that
 moves forward in stops, so the 40 days take seconds:
 
@@ -59,7 +59,7 @@ from rich.table import Table
 
 from sqlalchemy import text
 
-from nudgeflow.demo_traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
+from nudgeflow.demo.traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
 from nudgeflow.errors import NudgeflowError
 from nudgeflow.model.event_names import MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_LOGGED, MESSAGE_SENT, PUSH_SUBSCRIBED
 from nudgeflow.model.iso_time import iso_utc
@@ -141,13 +141,13 @@ class DemoSummary:
 def examples_dir() -> Path | None:
     """examples/journeys of the source tree this package runs from (an editable install or
     a checkout), whatever the working directory."""
-    candidate = Path(__file__).resolve().parents[2] / "examples" / "journeys"
+    candidate = Path(__file__).resolve().parents[3] / "examples" / "journeys"
     return candidate if candidate.is_dir() else None
 
 
 def templates_dir() -> Path | None:
     """examples/templates of the source tree, next to examples/journeys."""
-    candidate = Path(__file__).resolve().parents[2] / "examples" / "templates"
+    candidate = Path(__file__).resolve().parents[3] / "examples" / "templates"
     return candidate if candidate.is_dir() else None
 
 
@@ -176,7 +176,7 @@ def _demo_settings(database_url: str) -> Settings:
 
 
 def catalog_products() -> list[dict[str, Any]]:
-    """The products the demo traffic views, adds and orders (demo_traffic.CATALOG), as
+    """The products the demo traffic views, adds and orders (traffic.CATALOG), as
     catalog rows: what templates show for an id seen in an event, and what the
     recommendations pick from."""
     return [
@@ -188,7 +188,7 @@ def catalog_products() -> list[dict[str, Any]]:
 
 
 def catalog_places() -> list[dict[str, Any]]:
-    """The shop's stores (demo_traffic.STORES, the places of push-near-store.yaml)."""
+    """The shop's stores (traffic.STORES, the places of push-near-store.yaml)."""
     return [
         {"id": "store_" + name.split()[0].lower(), "name": name, "latitude": lat, "longitude": lon,
          "address": "New York, NY"}

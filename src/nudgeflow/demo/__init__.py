@@ -1,0 +1,1 @@
+"""`nudgeflow demo`: the demo run (run.py) and the traffic it generates (traffic.py)."""
