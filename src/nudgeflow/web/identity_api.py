@@ -9,7 +9,7 @@
     POST   /api/identity/rotate               a new current secret, shown once; the old one stays valid
     POST   /api/identity/finish-rotation      the previous secret stops being valid
 
-The same as `nudgeflow workspace keys …` and `nudgeflow workspace identity …` (cli_identity.py).
+The same as `nudgeflow workspace keys …` and `nudgeflow workspace identity …` (cli/identity.py).
 """
 
 from __future__ import annotations

@@ -9,20 +9,15 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
+from nudgeflow.cli.common import DatabaseOpt, fail, load_settings, now_ms, open_engine
+from nudgeflow.store import workspace_settings as store
+from nudgeflow.store.journeys import JourneyError, require_workspace
+
 smtp_app = typer.Typer(help="A workspace's SMTP server (NUDGEFLOW_SMTP_URL is the default).", no_args_is_help=True)
 
 
-def _cli():  # type: ignore[no-untyped-def]
-    from nudgeflow import cli
-
-    return cli
-
-
 WorkspaceArg = Annotated[str, typer.Option("--workspace", "-w", help="Workspace id.")]
-DatabaseOpt = Annotated[
-    Optional[str],
-    typer.Option("--database", envvar="NUDGEFLOW_DATABASE_URL", help="sqlite:///path or postgresql://… (default: ./nudgeflow.db)"),
-]
 
 
 def _show(shown: dict, as_json: bool) -> None:  # type: ignore[type-arg]
@@ -59,32 +54,26 @@ def smtp_set(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Set the workspace's own SMTP server (overrides NUDGEFLOW_SMTP_URL for it)."""
-    from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
-    from nudgeflow.core.clock import SystemClock, to_ms
-    from nudgeflow.store import workspace_settings as store
-    from nudgeflow.store.journeys import JourneyError, require_workspace
-
-    cli = _cli()
     key = None
     if dkim_key is not None:
         try:
             key = dkim_key.read_text()
         except OSError as exc:
-            raise cli._fail(f"cannot read {dkim_key}: {exc.strerror}") from exc
+            raise fail(f"cannot read {dkim_key}: {exc.strerror}") from exc
     try:
         config = parse_smtp_url(url, from_address=from_, from_name=from_name, reply_to=reply_to,
                                 dkim_selector=dkim_selector, dkim_domain=dkim_domain, dkim_private_key=key,
                                 bounce_domain=bounce_domain)
     except SmtpConfigError as exc:
-        raise cli._fail(str(exc)) from exc
-    engine = cli._engine(cli._settings(database))
+        raise fail(str(exc)) from exc
+    engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:
             try:
                 require_workspace(conn, workspace)
             except JourneyError as exc:
-                raise cli._fail(str(exc)) from exc
-            store.set_smtp(conn, workspace, config, to_ms(SystemClock().now()))
+                raise fail(str(exc)) from exc
+            store.set_smtp(conn, workspace, config, now_ms())
             shown = store.smtp_settings_masked(conn, workspace)
     finally:
         engine.dispose()
@@ -95,16 +84,12 @@ def smtp_set(
 def smtp_show(workspace: WorkspaceArg, database: DatabaseOpt = None,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The SMTP server the workspace's email goes to (password and DKIM key masked)."""
-    from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
-    from nudgeflow.store import workspace_settings as store
-
-    cli = _cli()
-    settings = cli._settings(database)
+    settings = load_settings(database)
     try:
         default = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
     except SmtpConfigError as exc:
-        raise cli._fail(f"NUDGEFLOW_SMTP_URL: {exc}") from exc
-    engine = cli._engine(settings)
+        raise fail(f"NUDGEFLOW_SMTP_URL: {exc}") from exc
+    engine = open_engine(settings)
     try:
         with engine.connect() as conn:
             shown = store.smtp_settings_masked(conn, workspace, default)
@@ -116,14 +101,10 @@ def smtp_show(workspace: WorkspaceArg, database: DatabaseOpt = None,
 @smtp_app.command("clear")
 def smtp_clear(workspace: WorkspaceArg, database: DatabaseOpt = None) -> None:
     """Remove the workspace's own SMTP server (back to NUDGEFLOW_SMTP_URL)."""
-    from nudgeflow.core.clock import SystemClock, to_ms
-    from nudgeflow.store import workspace_settings as store
-
-    cli = _cli()
-    engine = cli._engine(cli._settings(database))
+    engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:
-            store.set_smtp(conn, workspace, None, to_ms(SystemClock().now()))
+            store.set_smtp(conn, workspace, None, now_ms())
     finally:
         engine.dispose()
     Console(stderr=True).print("cleared")

@@ -13,23 +13,19 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.console import Console
 
+from nudgeflow.channels import push_config
+from nudgeflow.channels.push_config import ApnsConfig, PushConfigError, fcm_from_file
+from nudgeflow.cli.common import DatabaseOpt, fail, load_settings, now_ms, open_engine
+from nudgeflow.settings import Settings
+from nudgeflow.store.journeys import JourneyError, require_workspace
+
 fcm_app = typer.Typer(help="A workspace's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE is the default).",
                       no_args_is_help=True)
 apns_app = typer.Typer(help="A workspace's APNs credentials (NUDGEFLOW_APNS_KEY_FILE and friends are the default).",
                        no_args_is_help=True)
 
 WorkspaceArg = Annotated[str, typer.Option("--workspace", "-w", help="Workspace id.")]
-DatabaseOpt = Annotated[
-    Optional[str],
-    typer.Option("--database", envvar="NUDGEFLOW_DATABASE_URL", help="sqlite:///path or postgresql://… (default: ./nudgeflow.db)"),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-
-
-def _cli():  # type: ignore[no-untyped-def]
-    from nudgeflow import cli
-
-    return cli
 
 
 def _show(service: str, shown: dict[str, Any], as_json: bool) -> None:
@@ -52,21 +48,16 @@ def _show(service: str, shown: dict[str, Any], as_json: bool) -> None:
 
 def _write(workspace: str, database: str | None, section: str, value: Any, as_json: bool | None) -> None:
     """Store (or with None clear) one section and show what is now in effect."""
-    from nudgeflow.channels import push_config
-    from nudgeflow.core.clock import SystemClock, to_ms
-    from nudgeflow.store.journeys import JourneyError, require_workspace
-
-    cli = _cli()
-    settings = cli._settings(database)
-    engine = cli._engine(settings)
+    settings = load_settings(database)
+    engine = open_engine(settings)
     setter = push_config.set_fcm if section == push_config.FCM_SECTION else push_config.set_apns
     try:
         with engine.begin() as conn:
             try:
                 require_workspace(conn, workspace)
             except JourneyError as exc:
-                raise cli._fail(str(exc)) from exc
-            setter(conn, workspace, value, to_ms(SystemClock().now()))
+                raise fail(str(exc)) from exc
+            setter(conn, workspace, value, now_ms())
             shown = push_config.masked(conn, workspace, section, _default(section, settings))
     finally:
         engine.dispose()
@@ -76,20 +67,15 @@ def _write(workspace: str, database: str | None, section: str, value: Any, as_js
         _show("FCM" if section == push_config.FCM_SECTION else "APNs", shown, as_json)
 
 
-def _default(section: str, settings: Any) -> Callable[[], Any]:
-    from nudgeflow.channels import push_config
-
+def _default(section: str, settings: Settings) -> Callable[[], Any]:
     if section == push_config.FCM_SECTION:
         return lambda: push_config.fcm_default(settings)
     return lambda: push_config.apns_default(settings)
 
 
 def _read(workspace: str, database: str | None, section: str, as_json: bool) -> None:
-    from nudgeflow.channels import push_config
-
-    cli = _cli()
-    settings = cli._settings(database)
-    engine = cli._engine(settings)
+    settings = load_settings(database)
+    engine = open_engine(settings)
     try:
         with engine.connect() as conn:
             shown = push_config.masked(conn, workspace, section, _default(section, settings))
@@ -112,13 +98,11 @@ def fcm_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the workspace's own FCM credentials (a Firebase service account)."""
-    from nudgeflow.channels.push_config import PushConfigError, fcm_from_file
-
     try:
         config = fcm_from_file(str(service_account), project_id=project_id, token_uri=token_uri, api_base=api_base,
                                what=str(service_account))
     except PushConfigError as exc:
-        raise _cli()._fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     _write(workspace, database, "fcm", config, as_json)
 
 
@@ -150,17 +134,14 @@ def apns_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the workspace's own APNs credentials (a token-based .p8 key)."""
-    from nudgeflow.channels.push_config import ApnsConfig, PushConfigError
-
-    cli = _cli()
     try:
         key = key_file.read_text()
     except OSError as exc:
-        raise cli._fail(f"cannot read {key_file}: {exc.strerror}") from exc
+        raise fail(f"cannot read {key_file}: {exc.strerror}") from exc
     try:
         config = ApnsConfig(team_id=team_id, key_id=key_id, private_key=key, topic=topic, sandbox=sandbox, base_url=base_url)
     except PushConfigError as exc:
-        raise cli._fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     _write(workspace, database, "apns", config, as_json)
 
 

@@ -9,48 +9,36 @@ from typing import Annotated, Optional
 
 import orjson
 import typer
+from sqlalchemy import Engine
+
+from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, open_workspace
+from nudgeflow.store.privacy import erase_person, export_person
+from nudgeflow.store.profiles import resolve_profile_id
 
 profiles_app = typer.Typer(help="A person's data: export everything held, or erase it.", no_args_is_help=True)
 
-_Database = Annotated[
-    Optional[str],
-    typer.Option("--database", envvar="NUDGEFLOW_DATABASE_URL", help="sqlite:///path or postgresql://… (default: ./nudgeflow.db)"),
-]
-_Workspace = Annotated[str, typer.Option("--workspace", "-w", envvar="NUDGEFLOW_WORKSPACE", help="The workspace id (ws_…).")]
 _Ref = Annotated[str, typer.Argument(metavar="ID", help="A profile id, userId or anonymousId (a merged-away profile id finds the person).")]
 
 
-def _open(database: str | None, workspace: str):  # type: ignore[no-untyped-def]
-    from nudgeflow import cli
-
-    return cli.open_workspace(database, workspace)
-
-
-def _resolve(engine, workspace: str, ref: str) -> str:  # type: ignore[no-untyped-def]
-    from nudgeflow import cli
-    from nudgeflow.store.profiles import resolve_profile_id
-
+def _resolve(engine: Engine, workspace: str, ref: str) -> str:
     if "\x00" in ref:
-        raise cli._fail("ID: a NUL character is not allowed", 2)
+        raise fail("ID: a NUL character is not allowed", 2)
     with engine.connect() as conn:
         profile_id = resolve_profile_id(conn, workspace, ref)
     if profile_id is None:
-        raise cli._fail(f"no profile with id, userId or anonymousId {ref!r} in workspace {workspace}")
+        raise fail(f"no profile with id, userId or anonymousId {ref!r} in workspace {workspace}")
     return profile_id
 
 
 @profiles_app.command("export")
 def profiles_export(
     ref: _Ref,
-    workspace: _Workspace,
+    workspace: WorkspaceOpt,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON here instead of to stdout.")] = None,
-    database: _Database = None,
+    database: DatabaseOpt = None,
 ) -> None:
     """Everything held about the person, as one JSON document (the admin API's export)."""
-    from nudgeflow import cli
-    from nudgeflow.store.privacy import export_person
-
-    engine = _open(database, workspace)
+    engine = open_workspace(database, workspace)
     try:
         profile_id = _resolve(engine, workspace, ref)
         with engine.connect() as conn:
@@ -58,7 +46,7 @@ def profiles_export(
     finally:
         engine.dispose()
     if doc is None:  # erased between the lookup and the read
-        raise cli._fail(f"no profile {ref!r}")
+        raise fail(f"no profile {ref!r}")
     data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
     if output is None:
         typer.echo(data.decode(), nl=False)
@@ -66,23 +54,21 @@ def profiles_export(
     try:
         output.write_bytes(data)
     except OSError as exc:
-        raise cli._fail(f"--output: cannot write {output}: {exc.strerror or exc}") from exc
+        raise fail(f"--output: cannot write {output}: {exc.strerror or exc}") from exc
     typer.echo(f"exported {profile_id} to {output}", err=True)
 
 
 @profiles_app.command("erase")
 def profiles_erase(
     ref: _Ref,
-    workspace: _Workspace,
+    workspace: WorkspaceOpt,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Erase without asking.")] = False,
-    database: _Database = None,
+    database: DatabaseOpt = None,
 ) -> None:
     """Erase the person and everything derived from them (as DELETE /api/profiles/{id}).
 
     Suppressions of their addresses are kept with the address replaced by a hash, so the address stays blocked without being held."""
-    from nudgeflow.store.privacy import erase_person
-
-    engine = _open(database, workspace)
+    engine = open_workspace(database, workspace)
     try:
         profile_id = _resolve(engine, workspace, ref)
         if not yes:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import Engine
 
+from nudgeflow.store import journeys as store
+
 DEFAULT_CONFIRM_ABOVE = 1000
 
 
@@ -31,8 +33,7 @@ class PublishPlan:
 def plan_publish(engine: Engine, workspace_id: str, journey_id: str, now_ms: int) -> PublishPlan | None:
     """The preview of the backfill this publish would start; None when it starts none (the
     draft is the live version already) or the draft does not read (publish then says why)."""
-    from nudgeflow.runtime.backfill import preview
-    from nudgeflow.store import journeys as store
+    from nudgeflow.runtime.backfill import preview  # the engine's code: only a publish loads it
 
     _yield_cpu()
 

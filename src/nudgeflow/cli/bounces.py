@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
+
+from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, now_ms, open_engine
+from nudgeflow.store import workspace_settings
 
 bounce_webhooks_app = typer.Typer(
     help="Bounce and complaint webhooks: the key or credentials each provider signs with (docs/bounces.md).",
@@ -21,16 +24,6 @@ FIELDS: dict[str, dict[str, bool]] = {
 }
 
 WorkspaceArg = Annotated[str, typer.Option("--workspace", "-w", help="Workspace id.")]
-DatabaseOpt = Annotated[
-    Optional[str],
-    typer.Option("--database", envvar="NUDGEFLOW_DATABASE_URL", help="sqlite:///path or postgresql://… (default: ./nudgeflow.db)"),
-]
-
-
-def _cli():  # type: ignore[no-untyped-def]
-    from nudgeflow import cli
-
-    return cli
 
 
 def parse_values(provider: str, pairs: list[str]) -> dict[str, Any]:
@@ -65,31 +58,27 @@ def set_provider(
     database: DatabaseOpt = None,
 ) -> None:
     """Set one provider's webhook secrets (replacing what was there)."""
-    from nudgeflow.core.clock import SystemClock, to_ms
-    from nudgeflow.web.bounces import set_webhook_settings
+    from nudgeflow.web.bounces import set_webhook_settings  # web/bounces.py loads FastAPI: only here
 
-    cli = _cli()
     try:
         parsed = parse_values(provider, values)
     except ValueError as exc:
-        raise cli._fail(str(exc)) from exc
-    engine = cli._engine(cli._settings(database))
+        raise fail(str(exc)) from exc
+    engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:
-            set_webhook_settings(conn, workspace, provider, parsed, to_ms(SystemClock().now()))
+            set_webhook_settings(conn, workspace, provider, parsed, now_ms())
     finally:
         engine.dispose()
-    cli.err.print(f"{provider} webhook: POST /webhooks/{provider}/{workspace}")
+    err.print(f"{provider} webhook: POST /webhooks/{provider}/{workspace}")
 
 
 @bounce_webhooks_app.command("show")
 def show(workspace: WorkspaceArg, database: DatabaseOpt = None) -> None:
     """Print the configured providers as JSON (secrets masked)."""
-    from nudgeflow.store import workspace_settings
-    from nudgeflow.web.bounces import SECTION
+    from nudgeflow.web.bounces import SECTION  # web/bounces.py loads FastAPI: only here
 
-    cli = _cli()
-    engine = cli._engine(cli._settings(database))
+    engine = open_engine(load_settings(database))
     try:
         with engine.connect() as conn:
             section = workspace_settings.get_section(conn, workspace, SECTION)
@@ -105,15 +94,13 @@ def clear(
     database: DatabaseOpt = None,
 ) -> None:
     """Remove one provider's secrets: its webhook then answers 403."""
-    from nudgeflow.core.clock import SystemClock, to_ms
-    from nudgeflow.web.bounces import set_webhook_settings
+    from nudgeflow.web.bounces import set_webhook_settings  # web/bounces.py loads FastAPI: only here
 
-    cli = _cli()
-    engine = cli._engine(cli._settings(database))
+    engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:
-            set_webhook_settings(conn, workspace, provider, None, to_ms(SystemClock().now()))
+            set_webhook_settings(conn, workspace, provider, None, now_ms())
     except ValueError as exc:
-        raise cli._fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     finally:
         engine.dispose()

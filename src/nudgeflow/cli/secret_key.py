@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
 import typer
+from sqlalchemy import select
+
+from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, open_engine
+from nudgeflow.store.schema import workspace_settings
+from nudgeflow.store.secret_box import SecretBox, SecretKeyError, box_of
+from nudgeflow.store.secret_box import new_key as make_key
+from nudgeflow.store.workspace_settings import reseal_all
 
 secrets_app = typer.Typer(
     help="Workspace secrets at rest: the key that seals them (README: Secrets at rest).",
     no_args_is_help=True,
 )
 
-DatabaseOpt = Annotated[
-    Optional[str],
-    typer.Option("--database", envvar="NUDGEFLOW_DATABASE_URL", help="sqlite:///path or postgresql://… (default: ./nudgeflow.db)"),
-]
-
-
-def _cli():  # type: ignore[no-untyped-def]
-    from nudgeflow import cli
-
-    return cli
-
 
 @secrets_app.command("new-key")
 def new_key() -> None:
     """Print a fresh key for NUDGEFLOW_SECRET_KEY (nothing is stored)."""
-    from nudgeflow.store.secret_box import new_key as make
-
-    print(make())
+    print(make_key())
 
 
 @secrets_app.command("status")
 def status(database: DatabaseOpt = None) -> None:
     """Where the key comes from, and how many workspaces' settings are sealed."""
-    from sqlalchemy import select
-
-    from nudgeflow.store.schema import workspace_settings
-    from nudgeflow.store.secret_box import SecretBox, box_of
-
-    cli = _cli()
-    engine = cli._engine(cli._settings(database))
+    engine = open_engine(load_settings(database))
     try:
         with engine.connect() as conn:
             box = box_of(conn)
@@ -56,20 +42,16 @@ def status(database: DatabaseOpt = None) -> None:
 @secrets_app.command("reseal")
 def reseal(database: DatabaseOpt = None) -> None:
     """Rewrite every workspace's settings with the first key (after a rotation), sealing any stored unsealed."""
-    from nudgeflow.store.secret_box import SecretKeyError, box_of
-    from nudgeflow.store.workspace_settings import reseal_all
-
-    cli = _cli()
-    engine = cli._engine(cli._settings(database))
+    engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:
             if not box_of(conn).seals:
-                raise cli._fail("no key to seal with: set NUDGEFLOW_SECRET_KEY (`nudgeflow secrets new-key` makes one)")
+                raise fail("no key to seal with: set NUDGEFLOW_SECRET_KEY (`nudgeflow secrets new-key` makes one)")
             try:
                 total, unsealed = reseal_all(conn)
             except SecretKeyError as exc:
-                raise cli._fail(str(exc)) from exc
+                raise fail(str(exc)) from exc
             source = box_of(conn).source
     finally:
         engine.dispose()
-    cli.err.print(f"resealed {total} workspaces' settings with {source} ({unsealed} were unsealed)")
+    err.print(f"resealed {total} workspaces' settings with {source} ({unsealed} were unsealed)")

@@ -1,0 +1,5 @@
+"""`python -m nudgeflow.cli`: the `nudgeflow` command."""
+
+from nudgeflow.cli import main
+
+main()

@@ -1,0 +1,28 @@
+"""`nudgeflow import`: historical events, Segment-shaped JSON Lines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, open_engine
+from nudgeflow.ingest.importer import import_file
+
+
+def import_events(
+    file: Annotated[str, typer.Argument(help="A JSON Lines file of Segment messages, or - for standard input.")],
+    write_key: Annotated[str, typer.Option("--write-key", envvar="NUDGEFLOW_WRITE_KEY", help="The workspace's write key.")],
+    database: DatabaseOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction.")] = 1000,
+) -> None:
+    """Load historical events (Segment-shaped JSON Lines); bad lines are reported and skipped."""
+    engine = open_engine(load_settings(database))
+    try:
+        report = import_file(engine, file, write_key, batch_size=batch_size, console=err)
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    if report.bad_lines:
+        raise typer.Exit(2)

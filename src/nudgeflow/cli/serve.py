@@ -1,0 +1,124 @@
+"""`nudgeflow serve`: the HTTP API, and with it the engine."""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+from typing import Annotated, Optional
+
+import typer
+
+from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings
+from nudgeflow.logs import configure_logging
+from nudgeflow.model.workspace_keys import check_public_url
+from nudgeflow.settings import Settings
+from nudgeflow.store.database import DatabaseError
+from nudgeflow.store.engine_lock import EngineLocked
+from nudgeflow.store.secret_box import SecretKeyError
+
+
+def serve(
+    database: DatabaseOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    public_url: Annotated[Optional[str], typer.Option("--public-url", metavar="URL", help="Where the outside world reaches this server (links in messages); env NUDGEFLOW_PUBLIC_URL. Needed off loopback.")] = None,
+    log_requests: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
+    dev: Annotated[bool, typer.Option("--dev", help="Development: email goes to a built-in SMTP sink, shown at /dev/inbox.")] = False,
+    dev_smtp_port: Annotated[int, typer.Option(min=1, max=65535, help="The dev inbox's SMTP port (with --dev).")] = 1025,
+    bounce_smtp: Annotated[Optional[str], typer.Option(metavar="HOST:PORT", help="Receive bounces (DSN) and ARF complaints by SMTP here (docs/bounces.md).")] = None,
+    bounce_domain: Annotated[Optional[list[str]], typer.Option(metavar="DOMAIN", help="Domain of the bounce address bounces+<workspace>@DOMAIN (repeatable; with --bounce-smtp).")] = None,
+    bounce_workspace: Annotated[Optional[str], typer.Option(help="Workspace of bounce mail whose address has no +<workspace> tag.")] = None,
+) -> None:
+    """Run the HTTP API (ingest, admin, health, metrics)."""
+    # The server stack (uvicorn, the app, the runtime) is loaded only by the command that runs it:
+    # every other command would pay its import time.
+    import uvicorn
+
+    from nudgeflow.web.app import create_app
+
+    settings = load_settings(database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None,
+                             dev_smtp_port=dev_smtp_port)
+    settings = settings.with_(public_url=serve_public_url(settings, public_url, dev))
+    configure_logging(settings.log_level)
+    err.print(f"public URL: {settings.public_url} (links in messages; a workspace's public_base_url wins)",
+              highlight=False, markup=False, soft_wrap=True)
+    if bounce_smtp:  # a usage error, before the database is opened
+        from nudgeflow.runtime.inbound_smtp import parse_listen  # the server stack, as above
+
+        try:
+            parse_listen(bounce_smtp)
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
+    if dev:
+        err.print(f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
+                  " a local Web Push service for simulated browsers, its address on that page)")
+    try:
+        application = create_app(settings)
+    except DatabaseError as exc:
+        raise fail(str(exc)) from exc
+    except SecretKeyError as exc:  # a malformed NUDGEFLOW_SECRET_KEY: named, never shown
+        raise fail(str(exc), 2) from exc
+    if (runtime := application.state.nudgeflow.runtime) is not None:
+        # One engine per database (README: Running the server): a second one exits here,
+        # before it listens, naming the first.
+        try:
+            runtime.claim_database()
+        except EngineLocked as exc:
+            raise fail(str(exc)) from exc
+        except Exception as exc:  # a server that does not answer, a directory we cannot write
+            raise fail(f"cannot take the engine lock: {exc}") from exc
+    # Everything loaded so far lives as long as the process: keep the cyclic collector from
+    # walking it again on every full collection (the longest pauses a busy server takes).
+    bounces = None
+    if bounce_smtp:
+        from nudgeflow.runtime.inbound_smtp import committer_jobs, start_bounce_smtp  # as above
+
+        try:
+            smtp_host, smtp_port = parse_listen(bounce_smtp)
+            state = application.state.nudgeflow
+            bounces = start_bounce_smtp(
+                committer_jobs(state.committer), state.clock, smtp_host, smtp_port, bounce_domain or [], bounce_workspace
+            )
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise fail(f"bounce SMTP server: {exc}") from exc
+        err.print(f"bounces: SMTP on {smtp_host}:{smtp_port} for {', '.join(bounce_domain or [])}")
+    gc.collect()
+    gc.freeze()
+    try:
+        uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    finally:
+        if bounces is not None:
+            bounces.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_public_url(settings: Settings, option: str | None, dev: bool) -> str | None:
+    """The server-wide public URL `serve` uses: --public-url, else NUDGEFLOW_PUBLIC_URL, else
+    on loopback (or with --dev) the server's own address. Off loopback with neither, links
+    would point at an address no customer can open: refuse (exit 2) and say what to set."""
+    if option is not None:
+        try:
+            return check_public_url(option)
+        except ValueError as exc:
+            raise fail(f"--public-url: {option!r} {exc}", 2) from None
+    if settings.public_url:
+        return settings.public_url
+    host = settings.host
+    if _is_loopback(host) or dev:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        shown = f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
+        return f"http://{shown}:{settings.port}"
+    raise fail(
+        f"serving on {host}, which is not loopback, with no public URL: links in messages would point at no "
+        "address customers can open. Give --public-url https://… or set NUDGEFLOW_PUBLIC_URL "
+        "(a workspace may set its own: nudgeflow workspace set WS --public-url URL)",
+        2,
+    )

@@ -1,0 +1,88 @@
+"""`nudgeflow simulate`: recorded events replayed through journeys on a virtual clock."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from nudgeflow.cli.common import err, fail
+from nudgeflow.model.journeys import duration_ms
+from nudgeflow.runtime.replay import (
+    JourneyLoadError,
+    load_journeys,
+    messages_table,
+    replay_file,
+    steps_table,
+    summary_table,
+    totals_line,
+    write_json_lines,
+)
+from nudgeflow.store.catalog import CatalogError, RowError, check_row, detect_format, parse_rows
+
+
+def simulate(
+    journeys: Annotated[
+        list[str],
+        typer.Option("--journeys", "-j", metavar="PATH", help="Journey files, or directories of .yaml/.yml/.json files (several may follow)."),
+    ],
+    events: Annotated[str, typer.Option("--events", "-e", metavar="FILE", help="A JSON Lines file of Segment messages, or - for standard input.")],
+    more_journeys: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", help="More journey files or directories.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per planned message, then a summary line.")] = False,
+    horizon: Annotated[str, typer.Option(metavar="DURATION", help="After the last event, keep firing timers this long (30d; 0 for none).")] = "30d",
+    limit: Annotated[int, typer.Option(metavar="N", min=0, help="Planned messages shown in the table (all are counted).")] = 50,
+    places: Annotated[Optional[str], typer.Option("--places", metavar="FILE", help="A places catalog file (as `catalog import places` reads) for location triggers with catalog_places.")] = None,
+) -> None:
+    """Replay recorded events through journeys on a virtual clock and show what would be sent."""
+    try:
+        horizon_ms = 0 if horizon.strip() == "0" else duration_ms(horizon)
+    except ValueError as exc:
+        raise fail(f"--horizon: {exc}") from exc
+    if horizon_ms < 0:
+        raise fail("--horizon: must not be negative")
+    try:
+        loaded = load_journeys([*journeys, *(more_journeys or [])])
+    except JourneyLoadError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]invalid journey:[/] {problem}", highlight=False, soft_wrap=True, markup=True)
+        raise fail("no simulation: fix the journeys above") from exc
+    if not loaded:
+        raise fail("no journeys to simulate")
+    catalog_places = _places_file(places) if places is not None else []
+    try:
+        report = replay_file(loaded, events, horizon_ms=horizon_ms, console=err, places=catalog_places)
+    except OSError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        write_json_lines(report, sys.stdout)
+        sys.stdout.flush()
+    else:
+        out = Console()
+        out.print(messages_table(report.sim.messages, limit))
+        summary = report.summary()
+        out.print(summary_table(summary))
+        out.print(steps_table(summary))
+        out.print(totals_line(report), highlight=False)
+    if report.bad_lines:
+        raise typer.Exit(2)
+
+
+def _places_file(path: str) -> list[dict[str, object]]:
+    """A places catalog file read and checked as `catalog import places` would, without a
+    database; a bad row is an error naming it (a simulation should not quietly lose a store)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        rows = []
+        for where, raw in parse_rows(text, detect_format(text, path)):
+            if isinstance(raw, RowError):
+                raise fail(f"--places {path}: {where}: {raw}")
+            try:
+                rows.append(check_row("places", raw))
+            except RowError as exc:
+                raise fail(f"--places {path}: {where}: {exc}") from exc
+    except (OSError, UnicodeDecodeError, CatalogError) as exc:
+        raise fail(f"--places {path}: {exc}") from exc
+    return rows
