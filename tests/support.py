@@ -14,7 +14,8 @@ import httpx
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import NewWorkspace, create_workspace
-from nudgeflow.web.app import AppState, create_app
+from nudgeflow.web.app import create_app
+from nudgeflow.web.state import AppState
 from nudgeflow.web.embedded import ThreadedServer, serve_in_thread
 
 BACKENDS = ["sqlite", "postgres"]

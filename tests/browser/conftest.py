@@ -21,7 +21,8 @@ from starlette.responses import HTMLResponse
 from nudgeflow.core.clock import SystemClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import create_workspace
-from nudgeflow.web.app import AppState, create_app
+from nudgeflow.web.app import create_app
+from nudgeflow.web.state import AppState
 from nudgeflow.web.embedded import serve_in_thread
 
 from tests.browser.shop_site import Site

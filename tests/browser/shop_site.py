@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nudgeflow.store.workspaces import NewWorkspace
-from nudgeflow.web.app import AppState
+from nudgeflow.web.state import AppState
 from nudgeflow.web.embedded import ThreadedServer
 
 

@@ -25,7 +25,7 @@ from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.workspaces import WRITE
 
 if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
+    from nudgeflow.web.state import AppState
 
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 _OK = orjson.dumps({"success": True})

@@ -40,7 +40,7 @@ from nudgeflow.store.identity_settings import IdentitySettings
 from nudgeflow.store.workspaces import SERVER
 
 if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
+    from nudgeflow.web.state import AppState
 
 log = logging.getLogger("nudgeflow.ingest")
 

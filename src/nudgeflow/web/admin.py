@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,13 +13,7 @@ from nudgeflow.store import profiles as profile_store
 from nudgeflow.store.privacy import erase_person, export_person
 from nudgeflow.store.workspaces import ADMIN
 from nudgeflow.model.nul import NUL_MESSAGE
-
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
-
-
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
+from nudgeflow.web.state import AppState, State, app_state
 
 
 # The range of a stored 64-bit integer (event seq, times): a cursor or number beyond it
@@ -46,7 +40,7 @@ def admin_workspace(request: Request) -> str:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise HTTPException(401, "missing admin token: send Authorization: Bearer <admin token>")
-    workspace_id = _state(request).keys.workspace_sync(ADMIN, token)
+    workspace_id = app_state(request).keys.workspace_sync(ADMIN, token)
     if workspace_id is None:
         raise HTTPException(401, "unknown admin token")
     reject_nul(request)  # after the token: an unauthenticated caller learns nothing but 401
@@ -67,8 +61,9 @@ class Erased(BaseModel):
     hashed: dict[str, int]  # rows kept with the person's address replaced by a hash (suppressions)
 
 
-def _resolve(request: Request, workspace_id: str, ref: str) -> str:
-    with _state(request).engine.connect() as conn:
+def resolve_profile(state: AppState, workspace_id: str, ref: str) -> str:
+    """The profile a path's `ref` names (a profile id, userId or anonymousId), else 404."""
+    with state.engine.connect() as conn:
         profile_id = profile_store.resolve_profile_id(conn, workspace_id, ref)
     if profile_id is None:
         raise HTTPException(404, f"no profile with id, userId or anonymousId {ref!r}")
@@ -80,21 +75,21 @@ def admin_router() -> APIRouter:
 
     @router.get("/profiles/{ref:path}/events", response_model=EventsPage, summary="A profile's events, newest first")
     def get_events(
-        request: Request,
+        state: State,
         ref: str,
         workspace_id: Workspace,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         before: Annotated[int | None, Query(ge=INT64_MIN, le=INT64_MAX, description="the next_before of the previous page")] = None,
     ) -> EventsPage:
-        profile_id = _resolve(request, workspace_id, ref)
-        with _state(request).engine.connect() as conn:
+        profile_id = resolve_profile(state, workspace_id, ref)
+        with state.engine.connect() as conn:
             page, cursor = profile_store.list_events(conn, profile_id, limit=limit, before=before)
         return EventsPage(events=page, next_before=cursor)
 
     @router.get("/profiles/{ref:path}/export", summary="Everything held about the person, in one document")
-    def export(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
-        profile_id = _resolve(request, workspace_id, ref)
-        with _state(request).engine.connect() as conn:
+    def export(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+        profile_id = resolve_profile(state, workspace_id, ref)
+        with state.engine.connect() as conn:
             data = export_person(conn, workspace_id, profile_id)
         if data is None:
             raise HTTPException(404, f"no profile {ref!r}")
@@ -103,10 +98,10 @@ def admin_router() -> APIRouter:
     # `{ref:path}` lets ids contain '/'; the /events and /export routes are declared first
     # because a path parameter would also match them.
     @router.get("/profiles/{ref:path}", summary="A profile: traits, identities, event count, recent events")
-    def get_profile(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+    def get_profile(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:
         """`ref` is a profile id, a userId or an anonymousId; a merged-away profile id finds the survivor."""
-        profile_id = _resolve(request, workspace_id, ref)
-        with _state(request).engine.connect() as conn:
+        profile_id = resolve_profile(state, workspace_id, ref)
+        with state.engine.connect() as conn:
             profile = profile_store.get_profile(conn, workspace_id, profile_id)
         if profile is None:
             raise HTTPException(404, f"no profile {ref!r}")
@@ -114,15 +109,14 @@ def admin_router() -> APIRouter:
 
     @router.delete("/profiles/{ref:path}", response_model=Erased,
                    summary="Erase the person and all derived data (suppressions of their addresses are kept hashed)")
-    def erase(request: Request, ref: str, workspace_id: Workspace) -> Erased:
-        profile_id = _resolve(request, workspace_id, ref)
-        state = _state(request)
+    def erase(state: State, ref: str, workspace_id: Workspace) -> Erased:
+        profile_id = resolve_profile(state, workspace_id, ref)
         done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id)).result()
         return Erased(erased=profile_id, deleted=done.deleted, hashed=done.hashed)
 
     @router.get("/stats", summary="What the workspace holds")
-    def stats(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.connect() as conn:
+    def stats(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
             return profile_store.count_summary(conn, workspace_id)
 
     return router

@@ -6,12 +6,10 @@ import logging
 import sys
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,26 +33,11 @@ from nudgeflow.web.consent_api import consent_router
 from nudgeflow.web.journeys_api import journeys_router
 from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
 from nudgeflow.web.openapi import build_openapi
+from nudgeflow.web.state import AppState
 from nudgeflow.web.templates_api import templates_router
 from nudgeflow.web.tracking import tracking_router
 
 log = logging.getLogger("nudgeflow.web")
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    clock: Clock
-    engine: Engine
-    committer: GroupCommitter
-    metrics: Metrics
-    limiter: RateLimiter
-    keys: KeyCache
-    identity: IdentityGate  # identity verification settings, cached (ingest/verification.py)
-    ready: bool = False
-    runtime: Any = None  # the EmbeddedRuntime, when settings.engine_enabled
-    bounces: Any = None  # web.bounces.BounceWebhooks: certificate cache, Mailgun tokens
-    dev_push: Any = None  # runtime.dev_push.RunningDevPush under `serve --dev`: its origin, for simulated browsers
 
 
 class _Timing:

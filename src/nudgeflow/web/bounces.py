@@ -40,7 +40,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import orjson
@@ -58,9 +58,8 @@ from nudgeflow.errors import WebError
 from nudgeflow.runtime.bounces import Feedback, apply_feedback
 from nudgeflow.store import workspace_settings
 from nudgeflow.store.workspaces import workspace_exists
+from nudgeflow.web.state import AppState, app_state
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 log = logging.getLogger("nudgeflow.bounces.webhooks")
 
@@ -137,10 +136,6 @@ class BounceWebhooks:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
 def _hooks(state: "AppState") -> BounceWebhooks:
@@ -320,7 +315,7 @@ def ses_feedback(notification: dict[str, Any], sns_message_id: str) -> tuple[lis
 
 
 async def _ses(request: Request, workspace_id: str) -> Response:
-    state = _state(request)
+    state = app_state(request)
     hooks = _hooks(state)
     config = await _provider_settings(state, workspace_id, "ses")
     message = _json(await _body(request), "the SNS message")
@@ -412,7 +407,7 @@ def sendgrid_feedback(events: list[Any]) -> tuple[list[Feedback], int]:
 
 
 async def _sendgrid(request: Request, workspace_id: str) -> Response:
-    state = _state(request)
+    state = app_state(request)
     signature = request.headers.get("x-twilio-email-event-webhook-signature")
     timestamp = request.headers.get("x-twilio-email-event-webhook-timestamp")
     if not signature or not timestamp:
@@ -474,7 +469,7 @@ def postmark_feedback(record: dict[str, Any]) -> tuple[list[Feedback], int]:
 
 
 async def _postmark(request: Request, workspace_id: str) -> Response:
-    state = _state(request)
+    state = app_state(request)
     challenge = {"WWW-Authenticate": 'Basic realm="nudgeflow webhooks"'}
     given = _basic(request.headers.get("authorization"))
     if given is None:
@@ -525,7 +520,7 @@ def mailgun_feedback(data: dict[str, Any]) -> tuple[list[Feedback], int]:
 
 
 async def _mailgun(request: Request, workspace_id: str) -> Response:
-    state = _state(request)
+    state = app_state(request)
     hooks = _hooks(state)
     body = _json(await _body(request), "the Mailgun body")
     if not isinstance(body, dict):

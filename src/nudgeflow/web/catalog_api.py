@@ -9,7 +9,7 @@ at all is 422 and nothing is imported. Writes go through the group committer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -19,9 +19,8 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.store import catalog as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import Workspace
+from nudgeflow.web.state import app_state
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 T = TypeVar("T")
 
@@ -30,12 +29,8 @@ CSV_TYPES = ("text/csv", "application/csv")
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq")
 
 
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
-
-
 def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    with _state(request).engine.connect() as conn:
+    with app_state(request).engine.connect() as conn:
         return fn(conn)
 
 
@@ -69,9 +64,9 @@ def catalog_router() -> APIRouter:
             rows = list(store.parse_rows(text, fmt))
         except store.CatalogError as exc:
             return JSONResponse({"detail": str(exc)}, 422)
-        now = to_ms(_state(request).clock.now())
+        now = to_ms(app_state(request).clock.now())
         try:
-            report = await _state(request).committer.run_job(
+            report = await app_state(request).committer.run_job(
                 lambda conn: store.import_rows(conn, workspace_id, kind, rows, now))
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
@@ -106,7 +101,7 @@ def catalog_router() -> APIRouter:
         if _kind(kind) is None:
             return _unknown(kind)
         try:
-            deleted = await _state(request).committer.run_job(
+            deleted = await app_state(request).committer.run_job(
                 lambda conn: store.delete_item(conn, workspace_id, kind, item_id))
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
@@ -122,7 +117,7 @@ def catalog_router() -> APIRouter:
         if not confirm:
             return JSONResponse({"detail": f"add ?confirm=true to delete every {kind[:-1]}"}, 400)
         try:
-            count = await _state(request).committer.run_job(lambda conn: store.delete_all(conn, workspace_id, kind))
+            count = await app_state(request).committer.run_job(lambda conn: store.delete_all(conn, workspace_id, kind))
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
         return {"deleted": count}

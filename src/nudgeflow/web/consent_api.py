@@ -10,8 +10,9 @@ from pydantic import AfterValidator, BaseModel, Field
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import consent
 from nudgeflow.store import profiles as profile_store
-from nudgeflow.web.admin import Workspace, _state
+from nudgeflow.web.admin import Workspace
 from nudgeflow.model.nul import no_nul
+from nudgeflow.web.state import app_state
 
 Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 
@@ -40,7 +41,7 @@ def consent_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         after: Annotated[str | None, Query(description="the next_after of the previous page")] = None,
     ) -> SuppressionsPage:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             if address is not None:
                 found = consent.suppression_of(conn, workspace_id, channel or "email", address)
                 return SuppressionsPage(suppressions=[found] if found else [], next_after=None)
@@ -49,7 +50,7 @@ def consent_router() -> APIRouter:
 
     @router.post("/suppressions", status_code=201, summary="Suppress an address: nothing more is sent to it")
     async def add_suppression(request: Request, body: NewSuppression, workspace_id: Workspace) -> dict[str, Any]:
-        state = _state(request)
+        state = app_state(request)
         now = to_ms(state.clock.now())
         created = await state.committer.run_job(
             lambda conn: consent.suppress(conn, workspace_id, body.channel, body.address, body.reason, now, body.detail)
@@ -60,7 +61,7 @@ def consent_router() -> APIRouter:
     async def remove_suppression(
         request: Request, workspace_id: Workspace, address: str, channel: str = "email"
     ) -> dict[str, Any]:
-        state = _state(request)
+        state = app_state(request)
         removed = await state.committer.run_job(lambda conn: consent.unsuppress(conn, workspace_id, channel, address))
         if not removed:
             raise HTTPException(404, f"{address!r} is not suppressed on {channel}")
@@ -69,7 +70,7 @@ def consent_router() -> APIRouter:
     # Declared ahead of the admin router's /profiles/{ref:path}, which would match it too.
     @router.get("/profiles/{ref:path}/subscriptions", summary="A person's marketing consent per topic, and frequency")
     def subscriptions(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             profile_id = profile_store.resolve_profile_id(conn, workspace_id, ref)
             if profile_id is None:
                 raise HTTPException(404, f"no profile with id, userId or anonymousId {ref!r}")

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import AfterValidator, BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store.device_ingest import normalize_device, register_device
 from nudgeflow.store.push_targets import PushTargetError, list_targets, remove_device_token
-from nudgeflow.web.admin import Workspace, _resolve, _state
+from nudgeflow.web.admin import Workspace, resolve_profile
 from nudgeflow.model.nul import no_nul
+from nudgeflow.web.state import State
 
 Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 
@@ -38,36 +39,35 @@ def devices_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["push"])
 
     @router.get("/profiles/{ref:path}/push-targets", summary="A person's Web Push subscriptions and device tokens")
-    def push_targets(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
-        profile_id = _resolve(request, workspace_id, ref)
-        with _state(request).engine.connect() as conn:
+    def push_targets(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+        profile_id = resolve_profile(state, workspace_id, ref)
+        with state.engine.connect() as conn:
             return {"profile_id": profile_id, "targets": list_targets(conn, workspace_id, profile_id)}
 
     @router.post("/profiles/{ref:path}/devices", status_code=201, summary="Register a mobile device token on a person")
-    async def add_device(request: Request, ref: str, body: DeviceIn, workspace_id: Workspace) -> dict[str, Any]:
-        profile_id = _resolve(request, workspace_id, ref)
+    async def add_device(state: State, ref: str, body: DeviceIn, workspace_id: Workspace) -> dict[str, Any]:
+        profile_id = resolve_profile(state, workspace_id, ref)
         if body.type is None and body.provider is None:
             raise HTTPException(422, "give the device's type (ios, android) or the provider (fcm, apns)")
         try:
             device = normalize_device(body.token, body.type, body.provider, body.app_id)
         except PushTargetError as exc:
             raise HTTPException(422, str(exc)) from exc
-        state = _state(request)
         now = to_ms(state.clock.now())
         await state.committer.run_job(lambda conn: register_device(conn, workspace_id, profile_id, device, now))
         return {"profile_id": profile_id, "provider": device.provider, "token": device.token,
                 "platform": device.platform, "app_id": device.app_id}
 
     @router.delete("/profiles/{ref:path}/devices/{token}", summary="Remove a device token from a person")
-    async def remove_device(request: Request, ref: str, token: str, workspace_id: Workspace) -> dict[str, Any]:
-        profile_id = _resolve(request, workspace_id, ref)
+    async def remove_device(state: State, ref: str, token: str, workspace_id: Workspace) -> dict[str, Any]:
+        profile_id = resolve_profile(state, workspace_id, ref)
         given = token.strip()
         spellings = {given, given.lower()}  # APNs tokens are stored in lower case
 
         def remove(conn: Any) -> bool:
             return remove_device_token(conn, workspace_id, profile_id, sorted(spellings))
 
-        if not await _state(request).committer.run_job(remove):
+        if not await state.committer.run_job(remove):
             raise HTTPException(404, "the person has no such device token")
         return {"removed": True, "profile_id": profile_id}
 

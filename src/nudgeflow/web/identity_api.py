@@ -22,7 +22,8 @@ from pydantic import BaseModel, Field
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import identity_settings as identity
 from nudgeflow.store import workspaces as keys
-from nudgeflow.web.admin import Workspace, _state
+from nudgeflow.web.admin import Workspace
+from nudgeflow.web.state import app_state
 
 SECRET_NOTE = ("Shown once: put it in your backend, which sends context.userHash = hex HMAC-SHA256(secret, userId) "
                "with the user's calls (docs/identity.md).")
@@ -36,23 +37,23 @@ def identity_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["admin"])
 
     def _now(request: Request) -> int:
-        return to_ms(_state(request).clock.now())
+        return to_ms(app_state(request).clock.now())
 
     @router.get("/keys", summary="The workspace's write keys and admin tokens, by hint (the keys are not kept)")
     def list_keys(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             return {"keys": keys.list_keys(conn, workspace_id)}
 
     @router.post("/keys", status_code=201, summary="Create a write key (public or server), shown once")
     def create_key(request: Request, body: KeyIn, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.begin() as conn:
+        with app_state(request).engine.begin() as conn:
             key = keys.create_write_key(conn, workspace_id, body.kind, _now(request))
         return {"key": key, "hint": key[:8], "kind": body.kind}
 
     @router.delete("/keys/{hint}", summary="Revoke a write key by its hint (its first 8 characters)")
     def revoke_key(request: Request, hint: str, workspace_id: Workspace) -> dict[str, Any]:
         try:
-            with _state(request).engine.begin() as conn:
+            with app_state(request).engine.begin() as conn:
                 kind = keys.revoke_write_key(conn, workspace_id, hint)
         except keys.KeyProblem as exc:
             raise HTTPException(404, str(exc)) from exc
@@ -60,23 +61,23 @@ def identity_router() -> APIRouter:
                 "note": "a running server stops accepting it within 30 seconds (its key cache)"}
 
     def _changed(request: Request, workspace_id: str) -> None:
-        _state(request).identity.forget(workspace_id)  # this process's ingest sees it at once
+        app_state(request).identity.forget(workspace_id)  # this process's ingest sees it at once
 
     @router.get("/identity", summary="Identity verification: on or off, how many secrets are valid")
     def get_identity(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             return identity.read(conn, workspace_id).view()
 
     @router.post("/identity/enable", summary="Turn identity verification on (makes the first secret if needed)")
     def enable(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.begin() as conn:
+        with app_state(request).engine.begin() as conn:
             settings, made = identity.enable(conn, workspace_id, _now(request))
         _changed(request, workspace_id)
         return {**settings.view(), **({"secret": made, "note": SECRET_NOTE} if made else {})}
 
     @router.post("/identity/disable", summary="Turn identity verification off (the secrets are kept)")
     def disable(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.begin() as conn:
+        with app_state(request).engine.begin() as conn:
             settings = identity.disable(conn, workspace_id, _now(request))
         _changed(request, workspace_id)
         return settings.view()
@@ -84,7 +85,7 @@ def identity_router() -> APIRouter:
     @router.post("/identity/rotate", summary="A new identity secret, shown once; the previous stays valid")
     def rotate(request: Request, workspace_id: Workspace) -> dict[str, Any]:
         try:
-            with _state(request).engine.begin() as conn:
+            with app_state(request).engine.begin() as conn:
                 settings, made = identity.rotate(conn, workspace_id, _now(request))
         except identity.IdentityProblem as exc:
             raise HTTPException(409, str(exc)) from exc
@@ -94,7 +95,7 @@ def identity_router() -> APIRouter:
     @router.post("/identity/finish-rotation", summary="End a rotation: only the newest secret stays valid")
     def finish_rotation(request: Request, workspace_id: Workspace) -> dict[str, Any]:
         try:
-            with _state(request).engine.begin() as conn:
+            with app_state(request).engine.begin() as conn:
                 settings = identity.finish_rotation(conn, workspace_id, _now(request))
         except identity.IdentityProblem as exc:
             raise HTTPException(409, str(exc)) from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable, TypeVar
+from typing import Annotated, Any, Awaitable, Callable, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -29,9 +29,8 @@ from nudgeflow.store import templates as template_store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.model.nul import NUL_MESSAGE, nul_path
+from nudgeflow.web.state import app_state
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 T = TypeVar("T")
 
@@ -47,8 +46,6 @@ class _Refused(WebError):
         self.body = body
 
 
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
 def _view(journey: dict[str, Any]) -> dict[str, Any]:
@@ -136,15 +133,15 @@ def _answering(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
 
 
 async def _write(request: Request, fn: Callable[[Connection], T]) -> T:
-    return await _state(request).committer.run_job(fn)
+    return await app_state(request).committer.run_job(fn)
 
 
 def _now(request: Request) -> int:
-    return to_ms(_state(request).clock.now())
+    return to_ms(app_state(request).clock.now())
 
 
 def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    with _state(request).engine.connect() as conn:
+    with app_state(request).engine.connect() as conn:
         return fn(conn)
 
 
@@ -157,7 +154,7 @@ def _delivery(request: Request, workspace_id: str) -> Delivery:
         return templates, places
 
     known, places = _read(request, read)
-    return Delivery.serving(_state(request).settings.log_channels, known, "this workspace", places)
+    return Delivery.serving(app_state(request).settings.log_channels, known, "this workspace", places)
 
 
 def _preview(conn: Connection, workspace_id: str, found: dict[str, Any], now: int) -> Preview | None:

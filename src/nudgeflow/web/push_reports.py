@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from fastapi import APIRouter
@@ -34,10 +34,9 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import PUSH_CLICKED, PUSH_DELIVERED
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
+from nudgeflow.web.state import app_state
 from nudgeflow.web.tracking import verify_token
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 log = logging.getLogger("nudgeflow.push_reports")
 
@@ -55,10 +54,6 @@ CORS_PREFLIGHT = {
     "Access-Control-Max-Age": "86400",
 }
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> Response:
@@ -157,9 +152,9 @@ def push_reports_router() -> APIRouter:
         if isinstance(parsed, Response):
             return parsed
         event, action = parsed
-        now = to_ms(_state(request).clock.now())
+        now = to_ms(app_state(request).clock.now())
         try:
-            recorded = await _state(request).committer.run_job(lambda conn: _record(conn, verified, event, action, now))
+            recorded = await app_state(request).committer.run_job(lambda conn: _record(conn, verified, event, action, now))
         except Exception:  # the writer is stopping or the database refused: the worker may retry
             log.exception("could not record a push report")
             return _error(503, None, "not recorded; retry")

@@ -18,7 +18,6 @@ generated on creation gets its pair on the first of these calls.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -30,10 +29,9 @@ from nudgeflow.ingest.auth import basic_user
 from nudgeflow.ingest.errors import IngestError
 from nudgeflow.store import vapid as store
 from nudgeflow.store.workspaces import WRITE
-from nudgeflow.web.admin import Workspace, _state
+from nudgeflow.web.admin import Workspace
+from nudgeflow.web.state import AppState, app_state
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 PUBLIC_KEY_TTL_S = 30.0  # how long this process reuses a workspace's public key it has read
 ROTATION_NOTE = ("Browser subscriptions made with the previous public key are refused by their push services from "
@@ -81,12 +79,12 @@ def push_settings_router() -> APIRouter:
     @router.get("/api/settings/webpush", tags=["admin"], response_model=WebPushSettings,
                 summary="The workspace's VAPID public key and subject (never the private key)")
     def get_webpush(request: Request, workspace_id: Workspace) -> WebPushSettings:
-        return WebPushSettings(**ensured(_state(request), workspace_id).public_view())
+        return WebPushSettings(**ensured(app_state(request), workspace_id).public_view())
 
     @router.put("/api/settings/webpush", tags=["admin"], response_model=WebPushSettings,
                 summary="Set the VAPID subject (the contact push services see)")
     def put_webpush(request: Request, body: WebPushSettingsIn, workspace_id: Workspace) -> WebPushSettings:
-        state = _state(request)
+        state = app_state(request)
         with state.engine.begin() as conn:
             try:
                 keys = store.set_vapid_subject(conn, workspace_id, body.subject, to_ms(state.clock.now()))
@@ -98,7 +96,7 @@ def push_settings_router() -> APIRouter:
     @router.post("/api/settings/webpush/rotate", tags=["admin"], response_model=WebPushSettings,
                  summary="A new VAPID key pair (existing browser subscriptions must subscribe again)")
     def rotate_webpush(request: Request, workspace_id: Workspace) -> WebPushSettings:
-        state = _state(request)
+        state = app_state(request)
         with state.engine.begin() as conn:
             keys = store.rotate_vapid_keys(conn, workspace_id, to_ms(state.clock.now()))
         public_keys.pop(workspace_id, None)
@@ -112,7 +110,7 @@ def push_settings_router() -> APIRouter:
     @router.get("/v1/push/vapid-public-key", tags=["sdk"],
                 summary="The workspace's VAPID public key, for PushManager.subscribe (write key auth)")
     async def public_key(request: Request) -> Response:
-        state = _state(request)
+        state = app_state(request)
         try:
             workspace_id = await _write_key_workspace(state, request)
         except IngestError as exc:

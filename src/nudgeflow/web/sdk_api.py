@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -62,9 +62,8 @@ from nudgeflow.store.push_targets import (
     subscription_owner,
 )
 from nudgeflow.store.profiles import profile_of_identity
+from nudgeflow.web.state import AppState, app_state
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 log = logging.getLogger("nudgeflow.sdk")
 
@@ -82,10 +81,6 @@ CORS_PREFLIGHT = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "600",
 }
-
-
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
 # -- the scripts ----------------------------------------------------------------------------------
@@ -215,7 +210,7 @@ def sdk_router() -> APIRouter:
 
     @router.post("/v1/push/subscriptions")
     async def subscribe(request: Request) -> Response:
-        state = _state(request)
+        state = app_state(request)
 
         async def handle() -> Response:
             data = _object(await read_body(request, MAX_BODY))
@@ -295,7 +290,7 @@ def sdk_router() -> APIRouter:
 
     @router.delete("/v1/push/subscriptions")
     async def unsubscribe(request: Request) -> Response:
-        state = _state(request)
+        state = app_state(request)
 
         async def handle() -> Response:
             data = _object(await read_body(request, MAX_BODY))

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 from nudgeflow.model.smtp_config import MASK, SmtpConfigError, parse_smtp_url
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import workspace_settings as store
-from nudgeflow.web.admin import Workspace, _state
+from nudgeflow.web.admin import Workspace
+from nudgeflow.web.state import app_state
 
 
 class SmtpSettingsIn(BaseModel):
@@ -30,12 +31,12 @@ class SmtpSettingsIn(BaseModel):
 
 
 def _default(request: Request) -> Any:
-    url = _state(request).settings.smtp_url
+    url = app_state(request).settings.smtp_url
     return parse_smtp_url(url) if url else None
 
 
 def _email_channel_changed(request: Request, workspace_id: str) -> None:
-    runtime = _state(request).runtime
+    runtime = app_state(request).runtime
     if runtime is None:
         return
     from nudgeflow.channels.email.channel import EmailChannel, WorkspaceConfigs
@@ -46,7 +47,7 @@ def _email_channel_changed(request: Request, workspace_id: str) -> None:
         if isinstance(channel.configs, WorkspaceConfigs):
             channel.configs.invalidate(workspace_id)
     else:
-        configure_email(runtime.channels, _state(request).engine, _state(request).settings, _state(request).clock)
+        configure_email(runtime.channels, app_state(request).engine, app_state(request).settings, app_state(request).clock)
 
 
 def settings_router() -> APIRouter:
@@ -54,7 +55,7 @@ def settings_router() -> APIRouter:
 
     @router.get("", summary="Every workspace setting: value (secrets masked), default, effect; and the sections with endpoints of their own")
     def get_settings(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             return store.show_settings(conn, workspace_id)
 
     @router.patch("", summary="Change settings: {key: value, …} (null clears a key); all or none, a wrong value is a 422 naming its key")
@@ -62,7 +63,7 @@ def settings_router() -> APIRouter:
                        body: dict[str, Any] = Body(description="Keys as docs/settings.md lists them")) -> dict[str, Any]:
         from nudgeflow.model.workspace_keys import SettingError
 
-        state = _state(request)
+        state = app_state(request)
         try:
             with state.engine.begin() as conn:
                 shown = store.change_settings(conn, workspace_id, body, to_ms(state.clock.now()))
@@ -74,12 +75,12 @@ def settings_router() -> APIRouter:
 
     @router.get("/smtp", summary="The workspace's SMTP settings (secrets masked)")
     def get_smtp(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             return store.smtp_settings_masked(conn, workspace_id, _default(request))
 
     @router.put("/smtp", summary="Set the workspace's own SMTP server")
     def put_smtp(request: Request, body: SmtpSettingsIn, workspace_id: Workspace) -> dict[str, Any]:
-        state = _state(request)
+        state = app_state(request)
         with state.engine.begin() as conn:
             try:
                 current = store.get_smtp(conn, workspace_id)
@@ -112,7 +113,7 @@ def settings_router() -> APIRouter:
 
     @router.delete("/smtp", summary="Back to the default SMTP server")
     def delete_smtp(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        state = _state(request)
+        state = app_state(request)
         with state.engine.begin() as conn:
             store.set_smtp(conn, workspace_id, None, to_ms(state.clock.now()))
         _email_channel_changed(request, workspace_id)

@@ -16,7 +16,7 @@ Writes go through the group committer, like every other write of the server.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import yaml
 from fastapi import APIRouter, Query, Request
@@ -32,16 +32,13 @@ from nudgeflow.model.iso_time import iso
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
+from nudgeflow.web.state import app_state
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 MAX_TEMPLATE_BYTES = 512 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
 
 
 def _view(found: dict[str, Any]) -> dict[str, Any]:
@@ -90,14 +87,14 @@ def templates_router() -> APIRouter:
 
     @router.get("", summary="The workspace's templates")
     def list_templates(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             found = store.list_templates(conn, workspace_id)
         return {"templates": [_view(t) for t in found]}
 
     @router.get("/{name}", summary="One version of a template (the current one by default)")
     def get_template(request: Request, name: str, workspace_id: Workspace,
                      version: Optional[int] = Query(None, ge=1, le=INT32_MAX)) -> Any:
-        with _state(request).engine.connect() as conn:
+        with app_state(request).engine.connect() as conn:
             found = store.get_template(conn, workspace_id, name, version)
         if found is None:
             what = f"no template {name!r}" if version is None else f"no version {version} of template {name!r}"
@@ -119,13 +116,13 @@ def templates_router() -> APIRouter:
             return _template_error(exc)
         except store.TemplateStoreError as exc:
             return JSONResponse({"detail": str(exc)}, 422)
-        now = to_ms(_state(request).clock.now())
+        now = to_ms(app_state(request).clock.now())
 
         def save(conn: Connection) -> tuple[int, bool]:
             return compiled_templates.save_template(conn, workspace_id, name, source, now)
 
         try:
-            version, new = await _state(request).committer.run_job(save)
+            version, new = await app_state(request).committer.run_job(save)
         except TemplateError as exc:
             return _template_error(exc)
         except store.TemplateStoreError as exc:
@@ -149,8 +146,8 @@ def templates_router() -> APIRouter:
         version = body.get("version")
         if version is not None and (not isinstance(version, int) or version < 1):
             return JSONResponse({"detail": "version: a positive integer"}, 400)
-        now = to_ms(_state(request).clock.now())
-        engine = _state(request).engine
+        now = to_ms(app_state(request).clock.now())
+        engine = app_state(request).engine
 
         def read() -> tuple[Any, Any, str] | None:
             with engine.connect() as conn:

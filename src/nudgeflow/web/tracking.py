@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -37,9 +37,8 @@ from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCR
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store import consent
 from nudgeflow.store.outbox import message_origin
+from nudgeflow.web.state import AppState, app_state
 
-if TYPE_CHECKING:
-    from nudgeflow.web.app import AppState
 
 log = logging.getLogger("nudgeflow.tracking")
 
@@ -59,10 +58,6 @@ PAGE_HEADERS = {
 }
 
 
-def _state(request: Request) -> "AppState":
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
-
-
 async def verify_token(request: Request, token: str, kind: str) -> LinkToken | None:
     """The token's content if it is valid and of `kind`; the secret is read once per workspace."""
     try:
@@ -74,7 +69,7 @@ async def verify_token(request: Request, token: str, kind: str) -> LinkToken | N
         cache = request.app.state.tracking_secrets = {}
     secret = cache.get(workspace_id)
     if secret is None:
-        engine = _state(request).engine
+        engine = app_state(request).engine
 
         def read() -> str | None:
             with engine.connect() as conn:
@@ -91,11 +86,11 @@ async def verify_token(request: Request, token: str, kind: str) -> LinkToken | N
 
 
 def _now_ms(request: Request) -> int:
-    return to_ms(_state(request).clock.now())
+    return to_ms(app_state(request).clock.now())
 
 
 async def _job(request: Request, fn: Callable[[Connection], Any]) -> Any:
-    return await _state(request).committer.run_job(fn)
+    return await app_state(request).committer.run_job(fn)
 
 
 def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, Any]:
@@ -205,7 +200,7 @@ def tracking_router() -> APIRouter:
         verified = await verify_token(request, token, UNSUBSCRIBE)
         if verified is None:
             return _invalid()
-        engine = _state(request).engine
+        engine = app_state(request).engine
 
         def read() -> dict[str, Any]:
             with engine.connect() as conn:
@@ -285,7 +280,7 @@ def tracking_router() -> APIRouter:
                 return after, topics, True
             return consent.subscriptions_of(conn, ws, pid, [t for t, _ in topics]), topics, False
 
-        result = await (_job(request, work) if save else run_in_threadpool(_read_only, _state(request), work))
+        result = await (_job(request, work) if save else run_in_threadpool(_read_only, app_state(request), work))
         if result is None:
             return _invalid()
         subs, topics, saved = result
