@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import AfterValidator, BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
@@ -12,7 +12,7 @@ from nudgeflow.store import consent
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.web.admin import Workspace
 from nudgeflow.model.nul import no_nul
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import State
 
 Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 
@@ -34,14 +34,14 @@ def consent_router() -> APIRouter:
 
     @router.get("/suppressions", response_model=SuppressionsPage, summary="The suppression list, by address")
     def list_suppressions(
-        request: Request,
+        state: State,
         workspace_id: Workspace,
         channel: str | None = None,
         address: str | None = Query(default=None, description="one address: is it suppressed?"),
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         after: Annotated[str | None, Query(description="the next_after of the previous page")] = None,
     ) -> SuppressionsPage:
-        with app_state(request).engine.connect() as conn:
+        with state.engine.connect() as conn:
             if address is not None:
                 found = consent.suppression_of(conn, workspace_id, channel or "email", address)
                 return SuppressionsPage(suppressions=[found] if found else [], next_after=None)
@@ -49,8 +49,7 @@ def consent_router() -> APIRouter:
         return SuppressionsPage(suppressions=page, next_after=page[-1]["address"] if len(page) == limit else None)
 
     @router.post("/suppressions", status_code=201, summary="Suppress an address: nothing more is sent to it")
-    async def add_suppression(request: Request, body: NewSuppression, workspace_id: Workspace) -> dict[str, Any]:
-        state = app_state(request)
+    async def add_suppression(state: State, body: NewSuppression, workspace_id: Workspace) -> dict[str, Any]:
         now = to_ms(state.clock.now())
         created = await state.committer.run_job(
             lambda conn: consent.suppress(conn, workspace_id, body.channel, body.address, body.reason, now, body.detail)
@@ -59,9 +58,8 @@ def consent_router() -> APIRouter:
 
     @router.delete("/suppressions", summary="Lift a suppression")
     async def remove_suppression(
-        request: Request, workspace_id: Workspace, address: str, channel: str = "email"
+        state: State, workspace_id: Workspace, address: str, channel: str = "email"
     ) -> dict[str, Any]:
-        state = app_state(request)
         removed = await state.committer.run_job(lambda conn: consent.unsuppress(conn, workspace_id, channel, address))
         if not removed:
             raise HTTPException(404, f"{address!r} is not suppressed on {channel}")
@@ -69,8 +67,8 @@ def consent_router() -> APIRouter:
 
     # Declared ahead of the admin router's /profiles/{ref:path}, which would match it too.
     @router.get("/profiles/{ref:path}/subscriptions", summary="A person's marketing consent per topic, and frequency")
-    def subscriptions(request: Request, ref: str, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.connect() as conn:
+    def subscriptions(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
             profile_id = profile_store.resolve_profile_id(conn, workspace_id, ref)
             if profile_id is None:
                 raise HTTPException(404, f"no profile with id, userId or anonymousId {ref!r}")

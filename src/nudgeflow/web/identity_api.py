@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import identity_settings as identity
 from nudgeflow.store import workspaces as keys
 from nudgeflow.web.admin import Workspace
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import AppState, State
 
 SECRET_NOTE = ("Shown once: put it in your backend, which sends context.userHash = hex HMAC-SHA256(secret, userId) "
                "with the user's calls (docs/identity.md).")
@@ -36,70 +36,70 @@ class KeyIn(BaseModel):
 def identity_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["admin"])
 
-    def _now(request: Request) -> int:
-        return to_ms(app_state(request).clock.now())
+    def _now(state: AppState) -> int:
+        return to_ms(state.clock.now())
 
     @router.get("/keys", summary="The workspace's write keys and admin tokens, by hint (the keys are not kept)")
-    def list_keys(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.connect() as conn:
+    def list_keys(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
             return {"keys": keys.list_keys(conn, workspace_id)}
 
     @router.post("/keys", status_code=201, summary="Create a write key (public or server), shown once")
-    def create_key(request: Request, body: KeyIn, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.begin() as conn:
-            key = keys.create_write_key(conn, workspace_id, body.kind, _now(request))
+    def create_key(state: State, body: KeyIn, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.begin() as conn:
+            key = keys.create_write_key(conn, workspace_id, body.kind, _now(state))
         return {"key": key, "hint": key[:8], "kind": body.kind}
 
     @router.delete("/keys/{hint}", summary="Revoke a write key by its hint (its first 8 characters)")
-    def revoke_key(request: Request, hint: str, workspace_id: Workspace) -> dict[str, Any]:
+    def revoke_key(state: State, hint: str, workspace_id: Workspace) -> dict[str, Any]:
         try:
-            with app_state(request).engine.begin() as conn:
+            with state.engine.begin() as conn:
                 kind = keys.revoke_write_key(conn, workspace_id, hint)
         except keys.KeyProblem as exc:
             raise HTTPException(404, str(exc)) from exc
         return {"revoked": hint[:8], "kind": kind,
                 "note": "a running server stops accepting it within 30 seconds (its key cache)"}
 
-    def _changed(request: Request, workspace_id: str) -> None:
-        app_state(request).identity.forget(workspace_id)  # this process's ingest sees it at once
+    def _changed(state: AppState, workspace_id: str) -> None:
+        state.identity.forget(workspace_id)  # this process's ingest sees it at once
 
     @router.get("/identity", summary="Identity verification: on or off, how many secrets are valid")
-    def get_identity(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.connect() as conn:
+    def get_identity(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
             return identity.read(conn, workspace_id).view()
 
     @router.post("/identity/enable", summary="Turn identity verification on (makes the first secret if needed)")
-    def enable(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.begin() as conn:
-            settings, made = identity.enable(conn, workspace_id, _now(request))
-        _changed(request, workspace_id)
+    def enable(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.begin() as conn:
+            settings, made = identity.enable(conn, workspace_id, _now(state))
+        _changed(state, workspace_id)
         return {**settings.view(), **({"secret": made, "note": SECRET_NOTE} if made else {})}
 
     @router.post("/identity/disable", summary="Turn identity verification off (the secrets are kept)")
-    def disable(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.begin() as conn:
-            settings = identity.disable(conn, workspace_id, _now(request))
-        _changed(request, workspace_id)
+    def disable(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.begin() as conn:
+            settings = identity.disable(conn, workspace_id, _now(state))
+        _changed(state, workspace_id)
         return settings.view()
 
     @router.post("/identity/rotate", summary="A new identity secret, shown once; the previous stays valid")
-    def rotate(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+    def rotate(state: State, workspace_id: Workspace) -> dict[str, Any]:
         try:
-            with app_state(request).engine.begin() as conn:
-                settings, made = identity.rotate(conn, workspace_id, _now(request))
+            with state.engine.begin() as conn:
+                settings, made = identity.rotate(conn, workspace_id, _now(state))
         except identity.IdentityProblem as exc:
             raise HTTPException(409, str(exc)) from exc
-        _changed(request, workspace_id)
+        _changed(state, workspace_id)
         return {**settings.view(), "secret": made, "note": SECRET_NOTE}
 
     @router.post("/identity/finish-rotation", summary="End a rotation: only the newest secret stays valid")
-    def finish_rotation(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+    def finish_rotation(state: State, workspace_id: Workspace) -> dict[str, Any]:
         try:
-            with app_state(request).engine.begin() as conn:
-                settings = identity.finish_rotation(conn, workspace_id, _now(request))
+            with state.engine.begin() as conn:
+                settings = identity.finish_rotation(conn, workspace_id, _now(state))
         except identity.IdentityProblem as exc:
             raise HTTPException(409, str(exc)) from exc
-        _changed(request, workspace_id)
+        _changed(state, workspace_id)
         return settings.view()
 
     return router
