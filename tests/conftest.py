@@ -23,9 +23,10 @@ import os
 import socket
 import tempfile
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -35,7 +36,6 @@ from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.channels.smtp_support import Sink, start_sink
 from tests.support import BACKENDS, LiveServer, start_server
 
@@ -106,8 +106,12 @@ def settings(database_url: str) -> Settings:
     # Tests are not about fsync: NORMAL keeps them quick; the benchmark measures FULL.
     # push.example.net: the browsers' push service of the tests (a reserved domain; real
     # services are allowed by default, channels/push_services.py).
-    return Settings(database_url=database_url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0,
-                    webpush_hosts=("push.example.net",))
+    return Settings(
+        database_url=database_url,
+        sqlite_synchronous="NORMAL",
+        ingest_rate_per_second=0,
+        webpush_hosts=("push.example.net",),
+    )
 
 
 @pytest.fixture
@@ -137,7 +141,9 @@ def ws(live: LiveServer) -> NewWorkspace:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, NewWorkspace]]:
+def fuzz_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, NewWorkspace]]:
     """One live server per test module and backend, for the fuzz tests' thousands of
     requests (a server per example would dominate their time): rate limit off, a fixed
     virtual clock, one workspace."""
@@ -147,7 +153,7 @@ def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         url = str(request.getfixturevalue("postgres_url"))
     server = start_server(
         Settings(database_url=url, sqlite_synchronous="NORMAL", ingest_rate_per_second=0),
-        VirtualClock(datetime(2026, 3, 1, tzinfo=timezone.utc)),
+        VirtualClock(datetime(2026, 3, 1, tzinfo=UTC)),
     )
     try:
         yield server, server.workspace("fuzz")

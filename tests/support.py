@@ -15,8 +15,8 @@ from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import NewWorkspace, create_workspace
 from nudgeflow.web.app import create_app
-from nudgeflow.web.state import AppState
 from nudgeflow.web.embedded import ThreadedServer, serve_in_thread
+from nudgeflow.web.state import AppState
 
 BACKENDS = ["sqlite", "postgres"]
 # The console script installed beside this Python, run as a user runs it.

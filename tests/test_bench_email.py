@@ -17,13 +17,33 @@ def test_email_benchmark_runs_every_phase_quickly(tmp_path: Path) -> None:
     results = ROOT / "benchmarks" / "RESULTS.md"
     before = results.read_text() if results.exists() else None
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "email.py"), "--quick", "--no-record", "--messages", "40",
-         "--stage-messages", "5"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "email.py"),
+            "--quick",
+            "--no-record",
+            "--messages",
+            "40",
+            "--stage-messages",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for figure in ("B: bare aiosmtplib", "A: nudgeflow render", "A with DKIM", "A before", "p50", "p99",
-                   "render (Liquid", "text part from each rendered HTML", "DKIM sign"):
+    for figure in (
+        "B: bare aiosmtplib",
+        "A: nudgeflow render",
+        "A with DKIM",
+        "A before",
+        "p50",
+        "p99",
+        "render (Liquid",
+        "text part from each rendered HTML",
+        "DKIM sign",
+    ):
         assert figure in out, f"{figure!r} missing from the output:\n{out[-3000:]}"
     assert (results.read_text() if results.exists() else None) == before

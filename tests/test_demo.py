@@ -80,18 +80,34 @@ def test_the_summary_keeps_ingest_and_adds_the_journeys(demo: tuple[DemoSummary,
     assert events.get("Push Subscribed", 0) == summary.subscribed > 0
     # re-sent messages stored once
     assert summary.stats["events"] == summary.messages + engagement + summary.subscribed
-    for text in ("Events by type", "What was stored", "0 stored again", "Fast-forward", "What each journey did",
-                 "The first message of each step", "One person", "messages sent", "The dev inbox",
-                 "cart-abandonment / cart-1h-your-items", "Subject: ", "/dev/inbox", "pushes received over Web Push",
-                 "subscribed"):
+    for text in (
+        "Events by type",
+        "What was stored",
+        "0 stored again",
+        "Fast-forward",
+        "What each journey did",
+        "The first message of each step",
+        "One person",
+        "messages sent",
+        "The dev inbox",
+        "cart-abandonment / cart-1h-your-items",
+        "Subject: ",
+        "/dev/inbox",
+        "pushes received over Web Push",
+        "subscribed",
+    ):
         assert text in out, text
 
 
 def test_urgency_follows_the_triggers_max_lateness() -> None:
     limit = _urgency(load_journeys([examples_dir()]))
     assert limit({"type": "track", "event": "Level Completed", "properties": {"level": 2}}) == 10 * 60_000
-    inside = {"type": "track", "event": "Application Opened", "properties": {},
-              "context": {"location": {"latitude": 40.7412, "longitude": -73.9897}}}
+    inside = {
+        "type": "track",
+        "event": "Application Opened",
+        "properties": {},
+        "context": {"location": {"latitude": 40.7412, "longitude": -73.9897}},
+    }
     far = {**inside, "context": {"location": {"latitude": 40.80, "longitude": -73.95}}}
     assert limit(inside) == 15 * 60_000
     assert limit(far) is None  # only a report inside a geofence can start that journey
@@ -140,7 +156,8 @@ def test_the_dev_inbox_receives_every_email_personalized(demo: tuple[DemoSummary
 
 
 def test_marketing_email_carries_one_click_unsubscribe_and_links_to_the_demo_server(
-        demo: tuple[DemoSummary, str]) -> None:
+    demo: tuple[DemoSummary, str],
+) -> None:
     summary, _ = demo
     winback = next(m for m in summary.inbox if m["template"] == "winback-we-miss-you-15-off")
     parsed = parse_email(winback)

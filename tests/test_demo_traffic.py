@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -12,7 +12,7 @@ import pytest
 from nudgeflow.demo.traffic import generate_traffic
 from nudgeflow.model.events import normalize, parse_message
 
-START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def _traffic(users: int = 120, seed: int = 11) -> list[dict]:
@@ -41,7 +41,14 @@ def test_every_message_validates_as_http_ingest_would_take_it() -> None:
 def test_uses_the_ecommerce_spec_and_app_lifecycle_names() -> None:
     messages = _traffic()
     names = Counter(m["event"] for m in messages if m["type"] == "track")
-    for name in ("Product Viewed", "Product Added", "Checkout Started", "Order Completed", "Signed Up", "Application Opened"):
+    for name in (
+        "Product Viewed",
+        "Product Added",
+        "Checkout Started",
+        "Order Completed",
+        "Signed Up",
+        "Application Opened",
+    ):
         assert names[name] > 0, name
     types = Counter(m["type"] for m in messages)
     assert types["identify"] > 0 and types["page"] > 0 and types["screen"] > 0
@@ -83,7 +90,7 @@ def test_messages_come_in_arrival_order_within_the_window() -> None:
     arrivals = [_when(m.get("sentAt") or m["timestamp"]) for m in messages]
     assert arrivals == sorted(arrivals)
     stamps = [_when(m["timestamp"]) for m in messages]
-    assert START <= min(stamps) and max(arrivals) < START + timedelta(days=3)
+    assert min(stamps) >= START and max(arrivals) < START + timedelta(days=3)
     # Spread over the days, not bunched in one hour.
     assert len({s.date() for s in stamps}) >= 3
     # Only a message flushed late from an offline queue arrives after it happened.
@@ -112,8 +119,13 @@ def month() -> list[dict]:
 
 def test_the_later_days_bring_deliveries_habits_plan_changes_and_comebacks(month: list[dict]) -> None:
     names = Counter(m["event"] for m in month if m["type"] == "track")
-    for name in ("Order Delivered", "Level Completed", "Product Added to Wishlist", "Subscription Upgraded",
-                 "Application Opened"):
+    for name in (
+        "Order Delivered",
+        "Level Completed",
+        "Product Added to Wishlist",
+        "Subscription Upgraded",
+        "Application Opened",
+    ):
         assert names[name] > 0, name
     assert names["Subscription Downgraded"] + names["Subscription Cancelled"] > 0
     orders = {m["properties"]["order_id"] for m in month if m.get("event") == "Order Completed"}
@@ -146,11 +158,17 @@ def test_app_locations_are_near_a_store_or_far_from_both(month: list[dict]) -> N
 def test_some_people_open_the_app_seven_local_days_in_a_row(month: list[dict]) -> None:
     from zoneinfo import ZoneInfo
 
-    zone = {m["userId"]: m["traits"]["timezone"] for m in month if m["type"] == "identify" and "timezone" in m.get("traits", {})}
+    zone = {
+        m["userId"]: m["traits"]["timezone"]
+        for m in month
+        if m["type"] == "identify" and "timezone" in m.get("traits", {})
+    }
     days: dict[str, set] = {}
     for m in month:
         if m.get("event") == "Application Opened" and m.get("userId") in zone:
-            days.setdefault(m["userId"], set()).add(_when(m["timestamp"]).astimezone(ZoneInfo(zone[m["userId"]])).date())
+            days.setdefault(m["userId"], set()).add(
+                _when(m["timestamp"]).astimezone(ZoneInfo(zone[m["userId"]])).date()
+            )
 
     def longest(dates: set) -> int:
         best = run = 0

@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -223,8 +224,11 @@ def command_problem(words: tuple[str, ...]) -> str | None:
     key = tuple(path)
     if key not in _HELPED:  # one --help per command, however often the docs show it
         result = _RUNNER.invoke(app, [*path, "--help"])
-        _HELPED[key] = None if result.exit_code == 0 else (
-            f"`{' '.join(['nudgeflow', *path, '--help'])}` exited {result.exit_code}: {result.output[-300:]}")
+        _HELPED[key] = (
+            None
+            if result.exit_code == 0
+            else (f"`{' '.join(['nudgeflow', *path, '--help'])}` exited {result.exit_code}: {result.output[-300:]}")
+        )
     if _HELPED[key] is not None:
         return _HELPED[key]
     known = _options_of(cmd)
@@ -247,7 +251,19 @@ def test_every_command_shown_exists() -> None:
 
 # --- journey snippets ----------------------------------------------------------------------
 
-JOURNEY_KEYS = {"id", "name", "description", "trigger", "entry", "exit", "goal", "priority", "holdout", "steps", "start"}
+JOURNEY_KEYS = {
+    "id",
+    "name",
+    "description",
+    "trigger",
+    "entry",
+    "exit",
+    "goal",
+    "priority",
+    "holdout",
+    "steps",
+    "start",
+}
 STEP_TYPES = {"send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit"}
 CONDITION_KEYS = {"trait", "event", "message", "any", "all", "not"}
 TEMPLATE_KEYS = {"channel", "subject", "title", "body"}
@@ -300,8 +316,11 @@ def as_journey(doc: Any) -> dict[str, Any] | None:
         journey.setdefault("steps", {"done": {"type": "exit"}})
         return journey
     if keys == {"where"}:
-        return {**_base(), "trigger": {"type": "event", "event": "Product Viewed", "where": doc["where"]},
-                "steps": {"done": {"type": "exit"}}}
+        return {
+            **_base(),
+            "trigger": {"type": "event", "event": "Product Viewed", "where": doc["where"]},
+            "steps": {"done": {"type": "exit"}},
+        }
     if all(isinstance(s, dict) and s.get("type") in STEP_TYPES for s in doc.values()):
         # messages the fragment's conditions ask about are sent first, then the fragment runs
         steps = {}
@@ -331,7 +350,9 @@ def test_every_yaml_snippet_is_checked() -> None:
         docs = load_text(block.text)
         for _, doc in docs:
             if not (_is_template(doc) or as_journey(doc) is not None):
-                unknown.append(f"{block.where}: neither a journey part nor a template; mark it <!-- not-checked: why --> if it is neither on purpose")
+                unknown.append(
+                    f"{block.where}: neither a journey part nor a template; mark it <!-- not-checked: why --> if it is neither on purpose"
+                )
     assert not unknown, "\n".join(unknown)
 
 
@@ -383,7 +404,9 @@ def test_template_snippets_compile_and_render() -> None:
                         problems.append(_check_template(dict(doc), block.where) or "")
             elif block.lang in ("liquid", "mjml"):
                 checked += 1
-                problems.append(_check_template({"channel": "email", "subject": "doc", "body": block.text}, block.where) or "")
+                problems.append(
+                    _check_template({"channel": "email", "subject": "doc", "body": block.text}, block.where) or ""
+                )
     problems = [p for p in problems if p]
     assert checked >= 3, f"only {checked} template snippets found: the extraction is broken"
     assert not problems, "template snippets that fail:\n" + "\n".join(problems)
@@ -399,7 +422,10 @@ def test_a_wrong_command_is_caught() -> None:
     assert command_problem(("simulate", "-j", "j/", "-e", "-", "--json")) is None
     assert "--no-such-option" in (command_problem(("serve", "--no-such-option", "x")) or "")
     assert "-q" in (command_problem(("journeys", "list", "-q")) or "")
-    assert [w for w in _expand(("journeys", "pause|resume", "x"))] == [("journeys", "pause", "x"), ("journeys", "resume", "x")]
+    assert [w for w in _expand(("journeys", "pause|resume", "x"))] == [
+        ("journeys", "pause", "x"),
+        ("journeys", "resume", "x"),
+    ]
 
 
 def test_a_wrong_snippet_is_caught() -> None:
@@ -456,8 +482,9 @@ def test_every_environment_variable_shown_is_read() -> None:
     for page in PAGES:
         # Code in a programming language is the reader's own (a backend reading its secret
         # from NUDGEFLOW_IDENTITY_SECRET): only prose, tables and shell are about ours.
-        theirs = {n for b in code_blocks(page) if b.lang in OWN_CODE
-                  for n in range(b.line, b.line + b.text.count("\n"))}
+        theirs = {
+            n for b in code_blocks(page) if b.lang in OWN_CODE for n in range(b.line, b.line + b.text.count("\n"))
+        }
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
             if number in theirs:
                 continue
@@ -493,8 +520,15 @@ def shown_routes() -> list[tuple[str, str, str]]:
                     words = shlex.split(logical)
                 except ValueError:
                     words = logical.split()
-                method = words[words.index("-X") + 1] if "-X" in words else (
-                    "POST" if any(w in words for w in ("-d", "--data", "--data-binary", "--data-raw", "-F")) else "GET")
+                method = (
+                    words[words.index("-X") + 1]
+                    if "-X" in words
+                    else (
+                        "POST"
+                        if any(w in words for w in ("-d", "--data", "--data-binary", "--data-raw", "-F"))
+                        else "GET"
+                    )
+                )
                 for word in words:
                     m = SERVER.match(word)
                     if m:

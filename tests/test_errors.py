@@ -68,13 +68,16 @@ def test_layers_are_under_the_root() -> None:
         assert issubclass(layer, errors.NudgeflowError)
 
 
-@pytest.mark.parametrize(("cls", "builtin"), [
-    (ConfigError, ValueError),
-    (InvalidEvent, ValueError),
-    (TemplateError, ValueError),
-    (JourneyNotFound, ValueError),
-    (WriterStopped, RuntimeError),
-])
+@pytest.mark.parametrize(
+    ("cls", "builtin"),
+    [
+        (ConfigError, ValueError),
+        (InvalidEvent, ValueError),
+        (TemplateError, ValueError),
+        (JourneyNotFound, ValueError),
+        (WriterStopped, RuntimeError),
+    ],
+)
 def test_former_builtin_parents_still_catch(cls: type[Exception], builtin: type[Exception]) -> None:
     assert issubclass(cls, builtin)
 

@@ -13,7 +13,6 @@ import pytest
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.logs import JsonFormatter, configure_logging, redact
 from nudgeflow.settings import Settings
-
 from tests.support import start_server
 
 WRITE_KEY = "wk_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
@@ -45,7 +44,16 @@ def record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
 def test_redact_removes_credentials(text: str) -> None:
     out = redact(text)
     assert "[REDACTED]" in out
-    for secret in (WRITE_KEY, ADMIN_TOKEN, "d2tfc2VjcmV0", "some.jwt", "a-key-of-another", "plain-key-value", "abcdefgh", "hunter22"):
+    for secret in (
+        WRITE_KEY,
+        ADMIN_TOKEN,
+        "d2tfc2VjcmV0",
+        "some.jwt",
+        "a-key-of-another",
+        "plain-key-value",
+        "abcdefgh",
+        "hunter22",
+    ):
         assert secret not in out
 
 
@@ -104,8 +112,18 @@ def test_a_server_logging_every_request_never_logs_a_key_or_token(
         with server.client(auth=(ws.write_key, "")) as client:
             assert client.post("/v1/track", json={"userId": "u", "event": "E"}).status_code == 200
             assert client.post("/v1/batch", json={"batch": [{"type": "identify", "userId": "u"}]}).status_code == 200
-            assert client.post("/v1/identify", json={"userId": "u", "traits": {"timezone": "Nope/Nowhere"}}).status_code == 200
-            assert client.post("/v1/track", content=b"{bad json " + ws.write_key.encode(), headers={"content-type": "application/json"}).status_code == 400
+            assert (
+                client.post("/v1/identify", json={"userId": "u", "traits": {"timezone": "Nope/Nowhere"}}).status_code
+                == 200
+            )
+            assert (
+                client.post(
+                    "/v1/track",
+                    content=b"{bad json " + ws.write_key.encode(),
+                    headers={"content-type": "application/json"},
+                ).status_code
+                == 400
+            )
             assert client.post("/v1/track", json={"event": "E"}).status_code == 400
         with server.client() as client:
             assert client.post("/v1/track", json=body_key).status_code == 200
@@ -114,7 +132,9 @@ def test_a_server_logging_every_request_never_logs_a_key_or_token(
             bearer = {"authorization": f"Bearer {ws.admin_token}"}
             assert client.get("/api/profiles/u", headers=bearer).status_code == 200
             assert client.get("/api/profiles/nobody", headers=bearer).status_code == 404
-            assert client.get("/api/profiles/u", headers={"authorization": f"Bearer {ws.admin_token}x"}).status_code == 401
+            assert (
+                client.get("/api/profiles/u", headers={"authorization": f"Bearer {ws.admin_token}x"}).status_code == 401
+            )
             assert client.get("/metrics").status_code == 200
     finally:
         server.stop()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from nudgeflow.errors import NudgeflowError
 
 DEFAULT_DATABASE_FILE = "nudgeflow.db"
-
-
 
 
 class ConfigError(NudgeflowError, ValueError):
@@ -155,50 +154,118 @@ class EnvVar:
 # Every variable the server reads, with how it is checked and what it does: from_env reads
 # this list and docs/settings.md lists it.
 ENV_VARS: tuple[EnvVar, ...] = (
-    EnvVar("NUDGEFLOW_DATABASE_URL", "database_url", _database_url,
-           "sqlite:///path or postgresql://user:pass@host/db (default: ./nudgeflow.db)."),
-    EnvVar("NUDGEFLOW_PUBLIC_URL", "public_url", parse_public_url,
-           "The address the outside world reaches this server at (links, pixel, unsubscribe, push report_url); "
-           "a workspace's public_base_url wins."),
-    EnvVar("NUDGEFLOW_INGEST_RATE", "ingest_rate_per_second", _number(0),
-           "Events per second per workspace (token bucket); 0 disables the limit. Default 5000."),
+    EnvVar(
+        "NUDGEFLOW_DATABASE_URL",
+        "database_url",
+        _database_url,
+        "sqlite:///path or postgresql://user:pass@host/db (default: ./nudgeflow.db).",
+    ),
+    EnvVar(
+        "NUDGEFLOW_PUBLIC_URL",
+        "public_url",
+        parse_public_url,
+        "The address the outside world reaches this server at (links, pixel, unsubscribe, push report_url); "
+        "a workspace's public_base_url wins.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_INGEST_RATE",
+        "ingest_rate_per_second",
+        _number(0),
+        "Events per second per workspace (token bucket); 0 disables the limit. Default 5000.",
+    ),
     EnvVar("NUDGEFLOW_INGEST_BURST", "ingest_burst", _integer(1), "The bucket's size in events. Default 50000."),
-    EnvVar("NUDGEFLOW_LOG_LEVEL", "log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-           "DEBUG, INFO, WARNING, ERROR or CRITICAL. Default INFO."),
-    EnvVar("NUDGEFLOW_SQLITE_SYNCHRONOUS", "sqlite_synchronous", _choice("OFF", "NORMAL", "FULL", "EXTRA"),
-           "SQLite's synchronous pragma: FULL (default) fsyncs every commit."),
-    EnvVar("NUDGEFLOW_ENGINE", "engine_enabled", parse_bool,
-           "0 serves ingest and the admin API only (no event processing, timers or dispatch). Default 1."),
-    EnvVar("NUDGEFLOW_LOG_CHANNELS", "log_channels", _names,
-           "Channel names the log channel serves until a real channel is configured. Default email,push.",
-           empty_means_none=True),
-    EnvVar("NUDGEFLOW_ENGINE_BATCH_MS", "engine_batch_ms", _number(0),
-           "About how long one engine transaction may hold the writer; 0: no limit. Default 15."),
-    EnvVar("NUDGEFLOW_ENGINE_LINGER_MS", "engine_linger_ms", _number(0),
-           "How long after its previous batch the engine waits for more events. Default 20."),
-    EnvVar("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "email_build_processes", _integer(0, 64),
-           "Processes that build emails beside the serving one. Default 0."),
-    EnvVar("NUDGEFLOW_RENDER_TIMEOUT_MS", "render_timeout_ms", _integer(1, 600_000),
-           "Wall-clock budget of one template render (preview or send), in ms. Default 2000."),
-    EnvVar("NUDGEFLOW_WEBPUSH_HOSTS", "webpush_hosts", _hosts,
-           "Web Push hosts accepted beside the browsers' own push services; * accepts any.",
-           empty_means_none=True),
-    EnvVar("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "dispatch_max_attempts", _integer(1, 100),
-           "Transient failures before a message is failed. Default 8."),
-    EnvVar("NUDGEFLOW_DISPATCH_LEASE_SECONDS", "dispatch_lease_seconds", _number(1),
-           "How long a claimed send may go unrecorded before it is tried again. Default 300."),
-    EnvVar("NUDGEFLOW_SECRET_KEY", "secret_key", _secret_key,
-           "Fernet key(s), comma-separated, sealing workspace secrets at rest (docs/settings.md)."),
+    EnvVar(
+        "NUDGEFLOW_LOG_LEVEL",
+        "log_level",
+        _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL. Default INFO.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_SQLITE_SYNCHRONOUS",
+        "sqlite_synchronous",
+        _choice("OFF", "NORMAL", "FULL", "EXTRA"),
+        "SQLite's synchronous pragma: FULL (default) fsyncs every commit.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_ENGINE",
+        "engine_enabled",
+        parse_bool,
+        "0 serves ingest and the admin API only (no event processing, timers or dispatch). Default 1.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_LOG_CHANNELS",
+        "log_channels",
+        _names,
+        "Channel names the log channel serves until a real channel is configured. Default email,push.",
+        empty_means_none=True,
+    ),
+    EnvVar(
+        "NUDGEFLOW_ENGINE_BATCH_MS",
+        "engine_batch_ms",
+        _number(0),
+        "About how long one engine transaction may hold the writer; 0: no limit. Default 15.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_ENGINE_LINGER_MS",
+        "engine_linger_ms",
+        _number(0),
+        "How long after its previous batch the engine waits for more events. Default 20.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_EMAIL_BUILD_PROCESSES",
+        "email_build_processes",
+        _integer(0, 64),
+        "Processes that build emails beside the serving one. Default 0.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_RENDER_TIMEOUT_MS",
+        "render_timeout_ms",
+        _integer(1, 600_000),
+        "Wall-clock budget of one template render (preview or send), in ms. Default 2000.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_WEBPUSH_HOSTS",
+        "webpush_hosts",
+        _hosts,
+        "Web Push hosts accepted beside the browsers' own push services; * accepts any.",
+        empty_means_none=True,
+    ),
+    EnvVar(
+        "NUDGEFLOW_DISPATCH_MAX_ATTEMPTS",
+        "dispatch_max_attempts",
+        _integer(1, 100),
+        "Transient failures before a message is failed. Default 8.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_DISPATCH_LEASE_SECONDS",
+        "dispatch_lease_seconds",
+        _number(1),
+        "How long a claimed send may go unrecorded before it is tried again. Default 300.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_SECRET_KEY",
+        "secret_key",
+        _secret_key,
+        "Fernet key(s), comma-separated, sealing workspace secrets at rest (docs/settings.md).",
+    ),
     EnvVar("NUDGEFLOW_SMTP_URL", "smtp_url", _smtp_url, "The default SMTP server of every workspace (docs/email.md)."),
-    EnvVar("NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE", "fcm_service_account_file", _text,
-           "The default FCM service account JSON file (docs/push.md)."),
+    EnvVar(
+        "NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE",
+        "fcm_service_account_file",
+        _text,
+        "The default FCM service account JSON file (docs/push.md).",
+    ),
     EnvVar("NUDGEFLOW_FCM_API_BASE", "fcm_api_base", _http_url, "Another FCM endpoint (a proxy, a test server)."),
     EnvVar("NUDGEFLOW_APNS_KEY_FILE", "apns_key_file", _text, "The default APNs .p8 key file."),
     EnvVar("NUDGEFLOW_APNS_KEY_ID", "apns_key_id", _text, "Its key id."),
     EnvVar("NUDGEFLOW_APNS_TEAM_ID", "apns_team_id", _text, "The Apple team id."),
     EnvVar("NUDGEFLOW_APNS_TOPIC", "apns_topic", _text, "The app's bundle id."),
-    EnvVar("NUDGEFLOW_APNS_BASE_URL", "apns_base_url", _http_url,
-           "Another APNs endpoint, e.g. https://api.sandbox.push.apple.com for development builds."),
+    EnvVar(
+        "NUDGEFLOW_APNS_BASE_URL",
+        "apns_base_url",
+        _http_url,
+        "Another APNs endpoint, e.g. https://api.sandbox.push.apple.com for development builds.",
+    ),
 )
 
 
@@ -284,7 +351,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from NUDGEFLOW_* variables (ENV_VARS), then `overrides`. A value that cannot
         be used raises ConfigError naming the variable: `NUDGEFLOW_INGEST_RATE: 'fast' is not
         a number`. An empty variable counts as unset."""
@@ -301,7 +368,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @property

@@ -12,8 +12,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from starlette.responses import HTMLResponse
@@ -22,9 +23,8 @@ from nudgeflow.core.clock import SystemClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import create_workspace
 from nudgeflow.web.app import create_app
-from nudgeflow.web.state import AppState
 from nudgeflow.web.embedded import serve_in_thread
-
+from nudgeflow.web.state import AppState
 from tests.browser.shop_site import Site
 
 CHROMIUM = Path(os.environ.get("NUDGEFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -101,8 +101,12 @@ def site() -> Iterator[Site]:
     # SQLite only: these tests are about the browser; the endpoints are tested on both databases.
     # The system clock: the browser's timestamps are real ones.
     directory = tempfile.mkdtemp(prefix="nudgeflow-browser-")
-    settings = Settings(database_url=f"sqlite:///{directory}/nudgeflow.db", sqlite_synchronous="NORMAL",
-                        ingest_rate_per_second=0, webpush_hosts=("push.example.net",))
+    settings = Settings(
+        database_url=f"sqlite:///{directory}/nudgeflow.db",
+        sqlite_synchronous="NORMAL",
+        ingest_rate_per_second=0,
+        webpush_hosts=("push.example.net",),
+    )
     app = create_app(settings, clock=SystemClock())
     app.add_api_route("/shop/boots", lambda: HTMLResponse(SHOP_PAGE), include_in_schema=False)
     running = serve_in_thread(app, name="nudgeflow-browser-test")

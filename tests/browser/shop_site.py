@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nudgeflow.store.workspaces import NewWorkspace
-from nudgeflow.web.state import AppState
 from nudgeflow.web.embedded import ThreadedServer
+from nudgeflow.web.state import AppState
 
 
 @dataclass

@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import orjson
@@ -30,7 +31,6 @@ from nudgeflow.store import consent, workspace_settings
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.push_targets import targets_of
 from nudgeflow.store.schema import events, profiles
-
 from tests.browser.shop_site import Site
 
 # The stand-in for the browser's push service (see the module docstring). It keeps its one
@@ -79,8 +79,11 @@ QUEUE_EMPTY = "() => !Object.keys(localStorage).some((k) => k.startsWith('nudgef
 
 def stored(site: Site, name: str | None = None) -> list[dict[str, Any]]:
     with site.state.engine.connect() as conn:
-        query = select(events.c.payload, events.c.profile_id, events.c.type).where(
-            events.c.workspace_id == site.ws.workspace_id).order_by(events.c.seq)
+        query = (
+            select(events.c.payload, events.c.profile_id, events.c.type)
+            .where(events.c.workspace_id == site.ws.workspace_id)
+            .order_by(events.c.seq)
+        )
         if name is not None:
             query = query.where(events.c.event == name)
         return [{**orjson.loads(r.payload), "_profile": r.profile_id} for r in conn.execute(query)]
@@ -135,20 +138,26 @@ class Vapid:
 
         vapid = Vapid02()
         vapid.generate_keys()
-        public = b64url(vapid.public_key.public_bytes(serialization.Encoding.X962,
-                                                      serialization.PublicFormat.UncompressedPoint))
+        public = b64url(
+            vapid.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        )
         private = b64url(vapid.private_key.private_numbers().private_value.to_bytes(32, "big"))
         with self.site.state.engine.begin() as conn:
-            workspace_settings.set_section(conn, self.site.ws.workspace_id, "webpush", {
-                "public_key": public, "private_key": private, "subject": "mailto:push@example.com"},
-                to_ms(self.site.state.clock.now()))
+            workspace_settings.set_section(
+                conn,
+                self.site.ws.workspace_id,
+                "webpush",
+                {"public_key": public, "private_key": private, "subject": "mailto:push@example.com"},
+                to_ms(self.site.state.clock.now()),
+            )
         return public
 
     def attach(self, context: Any) -> None:
         if not self.served:
-            context.route(f"{self.site.url}/v1/push/vapid-public-key",
-                          lambda route: route.fulfill(json={"publicKey": self.public_key},
-                                                      headers={"Cache-Control": "no-cache"}))
+            context.route(
+                f"{self.site.url}/v1/push/vapid-public-key",
+                lambda route: route.fulfill(json={"publicKey": self.public_key}, headers={"Cache-Control": "no-cache"}),
+            )
 
     def rotate(self) -> str:
         admin = {"Authorization": f"Bearer {self.site.ws.admin_token}"}
@@ -187,17 +196,24 @@ def page(context: Any) -> Any:
 def test_identify_track_and_page_land_in_the_database_with_the_visitors_ids(page: Any, site: Site) -> None:
     page.goto(site.shop())
     anonymous_id = page.evaluate("nudgeflow.user().anonymousId")
-    assert page.evaluate("""async () => {
+    assert (
+        page.evaluate("""async () => {
         nudgeflow.page();
         nudgeflow.identify("ada", { email: "ada@example.com", plan: "pro" });
         nudgeflow.track("Product Viewed", { sku: "B-1", price: 89.5 });
         nudgeflow.page("Boots", { category: "shoes" });
         return await nudgeflow.flush();
-    }""") is True
+    }""")
+        is True
+    )
 
     landed = stored(site)
     assert [(e["type"], e.get("event") or e.get("name")) for e in landed] == [
-        ("page", None), ("identify", None), ("track", "Product Viewed"), ("page", "Boots")]
+        ("page", None),
+        ("identify", None),
+        ("track", "Product Viewed"),
+        ("page", "Boots"),
+    ]
     first, identify, track, named_page = landed
     assert first["anonymousId"] == anonymous_id and "userId" not in first
     for event in landed[1:]:
@@ -211,7 +227,9 @@ def test_identify_track_and_page_land_in_the_database_with_the_visitors_ids(page
     assert traits["email"] == "ada@example.com" and traits["plan"] == "pro"
 
     assert track["properties"] == {"sku": "B-1", "price": 89.5}
-    assert named_page["properties"]["category"] == "shoes" and named_page["properties"]["title"] == "Boots - Example Shop"
+    assert (
+        named_page["properties"]["category"] == "shoes" and named_page["properties"]["title"] == "Boots - Example Shop"
+    )
     assert first["properties"]["url"] == site.shop() and first["properties"]["path"] == "/shop/boots"
     for event in landed:
         assert event["context"]["library"]["name"] == "nudgeflow.js"
@@ -224,11 +242,14 @@ def test_identify_track_and_page_land_in_the_database_with_the_visitors_ids(page
 def test_events_queued_while_offline_are_sent_by_the_next_page_load(page: Any, site: Site) -> None:
     page.goto(site.shop())
     page.route("**/v1/batch", lambda route: route.abort("internetdisconnected"))
-    assert page.evaluate("""async () => {
+    assert (
+        page.evaluate("""async () => {
         nudgeflow.track("Offline 1");
         nudgeflow.track("Offline 2");
         return await nudgeflow.flush();
-    }""") is False
+    }""")
+        is False
+    )
     assert page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('nudgeflow:queue:')).length") == 1
     page.unroute("**/v1/batch")
     page.reload()  # the new page finds the queue and sends it
@@ -354,17 +375,24 @@ def test_a_push_is_shown_by_the_service_worker_and_reported_delivered_across_ori
     other_origin = site.url.replace("127.0.0.1", "localhost")
     report_url = links.push_report_url(other_origin, secret, site.ws.workspace_id, "run-1:nudge:1", pid)
     notification = {
-        "title": "Your boots are waiting", "body": "Size 42, Ada", "key": "run-1:nudge:1",
-        "icon": site.url + "/icon.png", "url": site.url + "/shop/boots?from=push",
+        "title": "Your boots are waiting",
+        "body": "Size 42, Ada",
+        "key": "run-1:nudge:1",
+        "icon": site.url + "/icon.png",
+        "url": site.url + "/shop/boots?from=push",
         "actions": [{"action": "buy", "title": "Buy now", "url": site.url + "/checkout"}],
-        "data": {"sku": "B-1"}, "report_url": report_url,
+        "data": {"sku": "B-1"},
+        "report_url": report_url,
     }
 
     # What the worker hands to showNotification, once Chromium has accepted it. (Read from
     # the worker rather than from getNotifications(): headless Chromium's notification
     # center closes notifications by itself, after ~25 s, and under load sooner.)
-    worker = eventually(page, lambda: next(
-        (w for w in context.service_workers if w.url == site.url + "/sdk/sw.js"), None), "the service worker")
+    worker = eventually(
+        page,
+        lambda: next((w for w in context.service_workers if w.url == site.url + "/sdk/sw.js"), None),
+        "the service worker",
+    )
     worker.evaluate("""() => {
         const registration = self.registration;
         const show = registration.showNotification.bind(registration);
@@ -378,19 +406,33 @@ def test_a_push_is_shown_by_the_service_worker_and_reported_delivered_across_ori
     registrations: list[dict[str, Any]] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
     cdp.send("ServiceWorker.enable")
-    registration = eventually(page, lambda: next(
-        (r for r in registrations if r["scopeURL"] == site.url + "/" and not r["isDeleted"]), None),
-        "the service worker's registration")
-    cdp.send("ServiceWorker.deliverPushMessage", {
-        "origin": site.url, "registrationId": registration["registrationId"], "data": json.dumps(notification)})
+    registration = eventually(
+        page,
+        lambda: next((r for r in registrations if r["scopeURL"] == site.url + "/" and not r["isDeleted"]), None),
+        "the service worker's registration",
+    )
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": site.url, "registrationId": registration["registrationId"], "data": json.dumps(notification)},
+    )
 
     shown = eventually(page, lambda: worker.evaluate("self.__shown"), "the notification")
-    assert shown == [{
-        "title": "Your boots are waiting", "body": "Size 42, Ada", "tag": "run-1:nudge:1",
-        "icon": site.url + "/icon.png", "actions": [{"action": "buy", "title": "Buy now"}],
-        "data": {"key": "run-1:nudge:1", "url": site.url + "/shop/boots?from=push", "report_url": report_url,
-                 "actionUrls": {"buy": site.url + "/checkout"}, "data": {"sku": "B-1"}},
-    }]
+    assert shown == [
+        {
+            "title": "Your boots are waiting",
+            "body": "Size 42, Ada",
+            "tag": "run-1:nudge:1",
+            "icon": site.url + "/icon.png",
+            "actions": [{"action": "buy", "title": "Buy now"}],
+            "data": {
+                "key": "run-1:nudge:1",
+                "url": site.url + "/shop/boots?from=push",
+                "report_url": report_url,
+                "actionUrls": {"buy": site.url + "/checkout"},
+                "data": {"sku": "B-1"},
+            },
+        }
+    ]
     [delivered] = eventually(page, lambda: stored(site, "Push Delivered"), "the Push Delivered event")
     assert delivered["userId"] == "ada" and delivered["_profile"] == pid
     assert delivered["properties"]["message_key"] == "run-1:nudge:1"

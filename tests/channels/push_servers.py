@@ -28,9 +28,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import jwt
@@ -69,7 +70,7 @@ class Hypercorn:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def start(self) -> "Hypercorn":
+    def start(self) -> Hypercorn:
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         certfile, keyfile = Path(self._dir.name, "cert.pem"), Path(self._dir.name, "key.pem")
         certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
@@ -202,9 +203,12 @@ class ApnsServer:
             return 403, "MissingProviderToken", None
         try:
             header = jwt.get_unverified_header(value)
-            claims = jwt.decode(value, self.public_key, algorithms=["ES256"],
-                                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
-                                         "require": ["iss", "iat"]})
+            claims = jwt.decode(
+                value,
+                self.public_key,
+                algorithms=["ES256"],
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["iss", "iat"]},
+            )
         except jwt.PyJWTError:
             return 403, "InvalidProviderToken", None
         if header.get("alg") != "ES256" or header.get("kid") != self.key_id or claims.get("iss") != self.team_id:
@@ -222,7 +226,9 @@ class ApnsServer:
             self._last_new_iat[connection] = iat
         return 200, "", claims
 
-    def _answer(self, scope: Scope, device: str, headers: dict[str, str], body: bytes) -> tuple[int, str, dict[str, str], ApnsRequest]:
+    def _answer(
+        self, scope: Scope, device: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str, dict[str, str], ApnsRequest]:
         auth = headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else None
         req = ApnsRequest(device, scope.get("http_version", ""), headers, None, token, None)
@@ -237,7 +243,15 @@ class ApnsServer:
             return 400, "MissingTopic", {}, req
         if topic not in self.topics:
             return 400, "TopicDisallowed", {}, req
-        if headers.get("apns-push-type") not in ("alert", "background", "voip", "complication", "fileprovider", "mdm", "liveactivity"):
+        if headers.get("apns-push-type") not in (
+            "alert",
+            "background",
+            "voip",
+            "complication",
+            "fileprovider",
+            "mdm",
+            "liveactivity",
+        ):
             return 400, "InvalidPushType", {}, req
         if headers.get("apns-priority", "10") not in ("5", "10", "1"):
             return 400, "BadPriority", {}, req
@@ -271,11 +285,14 @@ class ApnsServer:
         body = await read_body(receive)
         path = scope["path"]
         if scope["method"] != "POST" or not path.startswith("/3/device/"):
-            await respond(send, 405 if path.startswith("/3/device/") else 404,
-                          {"reason": "MethodNotAllowed" if path.startswith("/3/device/") else "BadPath"})
+            await respond(
+                send,
+                405 if path.startswith("/3/device/") else 404,
+                {"reason": "MethodNotAllowed" if path.startswith("/3/device/") else "BadPath"},
+            )
             return
         headers = request_headers(scope)
-        status, reason, extra, req = self._answer(scope, path[len("/3/device/"):], headers, body)
+        status, reason, extra, req = self._answer(scope, path[len("/3/device/") :], headers, body)
         req.status, req.reason = status, reason or None
         self.requests.append(req)
         answer_headers = {"apns-id": headers.get("apns-id") or str(uuid.uuid4()), **extra}
@@ -301,8 +318,9 @@ class FcmRequest:
     error_code: str | None = None
 
 
-def fcm_error(status: int, grpc: str, message: str, error_code: str | None = None,
-              violations: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def fcm_error(
+    status: int, grpc: str, message: str, error_code: str | None = None, violations: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     details: list[dict[str, Any]] = []
     if error_code:
         details.append({"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": error_code})
@@ -314,35 +332,77 @@ def fcm_error(status: int, grpc: str, message: str, error_code: str | None = Non
 # What FCM answers, by the name of its error code (as the FCM v1 reference documents them).
 FCM_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
     "UNREGISTERED": (404, fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")),
-    "INVALID_TOKEN": (400, fcm_error(400, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token",
-                                     "INVALID_ARGUMENT", [{"field": "message.token", "description": "Invalid registration token"}])),
-    "INVALID_MESSAGE": (400, fcm_error(400, "INVALID_ARGUMENT", "Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration)",
-                                       "INVALID_ARGUMENT", [{"field": "message.android.ttl", "description": "Invalid value"}])),
-    "QUOTA_EXCEEDED": (429, fcm_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Send messages'.", "QUOTA_EXCEEDED")),
+    "INVALID_TOKEN": (
+        400,
+        fcm_error(
+            400,
+            "INVALID_ARGUMENT",
+            "The registration token is not a valid FCM registration token",
+            "INVALID_ARGUMENT",
+            [{"field": "message.token", "description": "Invalid registration token"}],
+        ),
+    ),
+    "INVALID_MESSAGE": (
+        400,
+        fcm_error(
+            400,
+            "INVALID_ARGUMENT",
+            "Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration)",
+            "INVALID_ARGUMENT",
+            [{"field": "message.android.ttl", "description": "Invalid value"}],
+        ),
+    ),
+    "QUOTA_EXCEEDED": (
+        429,
+        fcm_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Send messages'.", "QUOTA_EXCEEDED"),
+    ),
     "UNAVAILABLE": (503, fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE")),
     "INTERNAL": (500, fcm_error(500, "INTERNAL", "Internal error encountered.", "INTERNAL")),
     "SENDER_ID_MISMATCH": (403, fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH")),
-    "THIRD_PARTY_AUTH_ERROR": (401, fcm_error(401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service", "THIRD_PARTY_AUTH_ERROR")),
+    "THIRD_PARTY_AUTH_ERROR": (
+        401,
+        fcm_error(401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service", "THIRD_PARTY_AUTH_ERROR"),
+    ),
 }
 
 _RESERVED_DATA = re.compile(r"^(from|message_type|notification|google.*|gcm.*)$", re.I)
 _DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
-_MESSAGE_FIELDS = {"token", "topic", "condition", "name", "data", "notification", "android", "webpush", "apns", "fcm_options"}
+_MESSAGE_FIELDS = {
+    "token",
+    "topic",
+    "condition",
+    "name",
+    "data",
+    "notification",
+    "android",
+    "webpush",
+    "apns",
+    "fcm_options",
+}
 
 
 def check_message(body: Any) -> str | None:
     """What FCM would refuse in a messages:send body (None: nothing)."""
-    if not isinstance(body, dict) or set(body) - {"message", "validate_only"} or not isinstance(body.get("message"), dict):
-        return "Invalid JSON payload received: expected {\"message\": {...}}"
+    if (
+        not isinstance(body, dict)
+        or set(body) - {"message", "validate_only"}
+        or not isinstance(body.get("message"), dict)
+    ):
+        return 'Invalid JSON payload received: expected {"message": {...}}'
     message = body["message"]
     unknown = set(message) - _MESSAGE_FIELDS
     if unknown:
         return f"Invalid JSON payload received. Unknown name \"{sorted(unknown)[0]}\" at 'message'"
-    if sum(1 for k in ("token", "topic", "condition") if k in message) != 1 or not isinstance(message.get("token"), str):
+    if sum(1 for k in ("token", "topic", "condition") if k in message) != 1 or not isinstance(
+        message.get("token"), str
+    ):
         return "Exactly one of token, topic or condition must be given"
     notification = message.get("notification", {})
-    if not isinstance(notification, dict) or set(notification) - {"title", "body", "image"} or not all(
-            isinstance(v, str) for v in notification.values()):
+    if (
+        not isinstance(notification, dict)
+        or set(notification) - {"title", "body", "image"}
+        or not all(isinstance(v, str) for v in notification.values())
+    ):
         return "Invalid value at 'message.notification'"
     data = message.get("data", {})
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
@@ -352,7 +412,16 @@ def check_message(body: Any) -> str | None:
     if len(json.dumps({"notification": notification, "data": data}, separators=(",", ":")).encode()) > 4096:
         return "Message is too big"
     android = message.get("android", {})
-    if not isinstance(android, dict) or set(android) - {"collapse_key", "priority", "ttl", "restricted_package_name", "data", "notification", "fcm_options", "direct_boot_ok"}:
+    if not isinstance(android, dict) or set(android) - {
+        "collapse_key",
+        "priority",
+        "ttl",
+        "restricted_package_name",
+        "data",
+        "notification",
+        "fcm_options",
+        "direct_boot_ok",
+    }:
         return "Invalid value at 'message.android'"
     if "ttl" in android and not (isinstance(android["ttl"], str) and _DURATION.match(android["ttl"])):
         return "Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration)"
@@ -402,21 +471,38 @@ class FcmServer:
         assertion = form.get("assertion", "")
         try:
             header = jwt.get_unverified_header(assertion)
-            claims = jwt.decode(assertion, self.public_key, algorithms=["RS256"], audience=self.url + "/token",
-                                options={"verify_exp": False, "verify_iat": False, "require": ["iss", "aud", "iat", "exp", "scope"]})
+            claims = jwt.decode(
+                assertion,
+                self.public_key,
+                algorithms=["RS256"],
+                audience=self.url + "/token",
+                options={"verify_exp": False, "verify_iat": False, "require": ["iss", "aud", "iat", "exp", "scope"]},
+            )
         except jwt.PyJWTError as exc:
-            await respond(send, 400, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature. ({type(exc).__name__})"})
+            await respond(
+                send,
+                400,
+                {"error": "invalid_grant", "error_description": f"Invalid JWT Signature. ({type(exc).__name__})"},
+            )
             return
         now = self.now()
         if header.get("kid") != self.key_id or claims["iss"] != self.client_email:
-            await respond(send, 400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"})
+            await respond(
+                send, 400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"}
+            )
             return
         if FCM_SCOPE not in str(claims["scope"]).split():
             await respond(send, 400, {"error": "invalid_scope", "error_description": "Invalid OAuth scope"})
             return
         if not (claims["exp"] - claims["iat"] <= 3600 and abs(claims["iat"] - now) <= 300 and claims["exp"] > now):
-            await respond(send, 400, {"error": "invalid_grant", "error_description":
-                                      "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."})
+            await respond(
+                send,
+                400,
+                {
+                    "error": "invalid_grant",
+                    "error_description": "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.",
+                },
+            )
             return
         self.assertions.append(claims)
         token = f"ya29.test-{next(self._n)}-{uuid.uuid4().hex[:8]}"
@@ -435,15 +521,25 @@ class FcmServer:
         req = FcmRequest(scope.get("http_version", ""), project, token, body)
         self.requests.append(req)
 
-        async def answer(status: int, payload: Any, extra: dict[str, str] | None = None, code: str | None = None) -> None:
+        async def answer(
+            status: int, payload: Any, extra: dict[str, str] | None = None, code: str | None = None
+        ) -> None:
             req.status, req.error_code = status, code
             await respond(send, status, payload, extra)
 
         if token is None or token not in self.issued or self.issued[token] <= self.now():
-            await answer(401, fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."), code="UNAUTHENTICATED")
+            await answer(
+                401,
+                fcm_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
+                code="UNAUTHENTICATED",
+            )
             return
         if project != self.project_id:
-            await answer(403, fcm_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied"), code="PERMISSION_DENIED")
+            await answer(
+                403,
+                fcm_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied"),
+                code="PERMISSION_DENIED",
+            )
             return
         problem = check_message(body)
         if problem:
@@ -485,14 +581,22 @@ def service_account_json(key: Any, token_uri: str, project_id: str, client_email
     from cryptography.hazmat.primitives import serialization
 
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return {"type": "service_account", "project_id": project_id, "private_key_id": key_id, "private_key": pem.decode(),
-            "client_email": client_email, "client_id": "1234567890", "token_uri": token_uri,
-            "auth_uri": "https://accounts.google.com/o/oauth2/auth"}
+    return {
+        "type": "service_account",
+        "project_id": project_id,
+        "private_key_id": key_id,
+        "private_key": pem.decode(),
+        "client_email": client_email,
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+    }
 
 
 def p8_pem(key: Any) -> str:
     """An EC key as Apple's AuthKey_<key id>.p8 file holds it (PKCS#8 PEM)."""
     from cryptography.hazmat.primitives import serialization
 
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()

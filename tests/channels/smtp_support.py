@@ -41,7 +41,9 @@ class Sink:
     data_reply: str | None = None
     sessions: set[Any] = field(default_factory=set)
 
-    async def handle_RCPT(self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
         if self.rcpt_reply:
             return self.rcpt_reply
         envelope.rcpt_tos.append(address)
@@ -52,8 +54,14 @@ class Sink:
         if self.data_reply:
             return self.data_reply
         self.received.append(
-            Received(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or envelope.content,
-                     session.peer, session.auth_data, session.ssl is not None)
+            Received(
+                envelope.mail_from or "",
+                list(envelope.rcpt_tos),
+                envelope.original_content or envelope.content,
+                session.peer,
+                session.auth_data,
+                session.ssl is not None,
+            )
         )
         return "250 Message accepted"
 
@@ -93,8 +101,9 @@ def server_contexts(tmp_path: Any) -> tuple[ssl.SSLContext, str]:
 
 def dkim_key(tmp_path: Any) -> tuple[str, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
     path = tmp_path / "dkim.pem"
     path.write_bytes(pem)
     der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -43,8 +44,9 @@ pem = p8_pem
 
 @pytest.fixture
 def apns(p8: ec.EllipticCurvePrivateKey, ca: trustme.CA, clock: VirtualClock) -> Iterator[tuple[ApnsServer, str]]:
-    server = ApnsServer(TEAM, KEY_ID, p8.public_key(), now=lambda: clock.now().timestamp(),
-                        topics={TOPIC, "com.example.shop.beta"})
+    server = ApnsServer(
+        TEAM, KEY_ID, p8.public_key(), now=lambda: clock.now().timestamp(), topics={TOPIC, "com.example.shop.beta"}
+    )
     running = Hypercorn(server, ca).start()
     yield server, running.url
     running.stop()
@@ -60,16 +62,29 @@ def defaults(apns: tuple[ApnsServer, str], p8: ec.EllipticCurvePrivateKey, tmp_p
     """The server's default credentials, from the environment as an operator sets them."""
     key_file = tmp_path / f"AuthKey_{KEY_ID}.p8"
     key_file.write_text(pem(p8))
-    return Settings.from_env({"NUDGEFLOW_APNS_KEY_FILE": str(key_file), "NUDGEFLOW_APNS_KEY_ID": KEY_ID,
-                              "NUDGEFLOW_APNS_TEAM_ID": TEAM, "NUDGEFLOW_APNS_TOPIC": TOPIC,
-                              "NUDGEFLOW_APNS_BASE_URL": apns[1]}, database_url="sqlite://")
+    return Settings.from_env(
+        {
+            "NUDGEFLOW_APNS_KEY_FILE": str(key_file),
+            "NUDGEFLOW_APNS_KEY_ID": KEY_ID,
+            "NUDGEFLOW_APNS_TEAM_ID": TEAM,
+            "NUDGEFLOW_APNS_TOPIC": TOPIC,
+            "NUDGEFLOW_APNS_BASE_URL": apns[1],
+        },
+        database_url="sqlite://",
+    )
 
 
 def content(clock: VirtualClock, **kw: Any) -> PushContent:
     values: dict[str, Any] = dict(
-        message_key="run7:send_push:1", title="Your streak", body="Day 7: keep it going",
-        url="https://app.example.com/streak", data={"streak": "7"}, ttl_s=3600, collapse_key="streak",
-        expires_at_ms=to_ms(clock.now()) + 3600_000, report_url="https://t.example.com/p/xyz",
+        message_key="run7:send_push:1",
+        title="Your streak",
+        body="Day 7: keep it going",
+        url="https://app.example.com/streak",
+        data={"streak": "7"},
+        ttl_s=3600,
+        collapse_key="streak",
+        expires_at_ms=to_ms(clock.now()) + 3600_000,
+        report_url="https://t.example.com/p/xyz",
     )
     values.update(kw)
     return PushContent(**values)
@@ -79,8 +94,13 @@ def target(token: str = DEVICE, app_id: str | None = None) -> PushTarget:
     return PushTarget("apns", token, platform="ios", app_id=app_id)
 
 
-def run(ca: trustme.CA, settings: Settings, clock: VirtualClock, fn: Callable[[ApnsSender], Awaitable[Any]],
-        engine: Any = None) -> Any:
+def run(
+    ca: trustme.CA,
+    settings: Settings,
+    clock: VirtualClock,
+    fn: Callable[[ApnsSender], Awaitable[Any]],
+    engine: Any = None,
+) -> Any:
     async def main() -> Any:
         async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
             sender = ApnsSender(engine, settings, clock, client=client)
@@ -92,7 +112,9 @@ def run(ca: trustme.CA, settings: Settings, clock: VirtualClock, fn: Callable[[A
     return asyncio.run(main())
 
 
-def test_headers_payload_and_provider_token(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+def test_headers_payload_and_provider_token(
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+) -> None:
     sent = content(clock, image="https://cdn.example.com/flame.png")
     run(ca, defaults, clock, lambda s: s.send("ws_1", target(), sent))
     [req] = server.requests
@@ -108,23 +130,39 @@ def test_headers_payload_and_provider_token(ca: trustme.CA, server: ApnsServer, 
         "apns-id": apns_id("run7:send_push:1", DEVICE),
     }
     assert req.payload == {
-        "aps": {"alert": {"title": "Your streak", "body": "Day 7: keep it going"}, "sound": "default", "mutable-content": 1},
-        "key": "run7:send_push:1", "image": "https://cdn.example.com/flame.png", "url": "https://app.example.com/streak",
-        "report_url": "https://t.example.com/p/xyz", "data": {"streak": "7"},
+        "aps": {
+            "alert": {"title": "Your streak", "body": "Day 7: keep it going"},
+            "sound": "default",
+            "mutable-content": 1,
+        },
+        "key": "run7:send_push:1",
+        "image": "https://cdn.example.com/flame.png",
+        "url": "https://app.example.com/streak",
+        "report_url": "https://t.example.com/p/xyz",
+        "data": {"streak": "7"},
     }
 
 
 def test_the_devices_app_is_the_topic_and_low_urgency_is_priority_5(
-        ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
-    run(ca, defaults, clock, lambda s: s.send("ws_1", target(app_id="com.example.shop.beta"),
-                                              content(clock, urgency="low", collapse_key=None)))
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+) -> None:
+    run(
+        ca,
+        defaults,
+        clock,
+        lambda s: s.send(
+            "ws_1", target(app_id="com.example.shop.beta"), content(clock, urgency="low", collapse_key=None)
+        ),
+    )
     [req] = server.requests
     assert req.headers["apns-topic"] == "com.example.shop.beta"
     assert req.headers["apns-priority"] == "5" and "apns-collapse-id" not in req.headers
     assert req.payload["aps"] == {"alert": {"title": "Your streak", "body": "Day 7: keep it going"}}
 
 
-def test_a_retry_reuses_the_apns_id(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+def test_a_retry_reuses_the_apns_id(
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+) -> None:
     server.script(DEVICE, (503, "ServiceUnavailable"))
     with pytest.raises(TransientError):
         run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
@@ -136,7 +174,8 @@ def test_a_retry_reuses_the_apns_id(ca: trustme.CA, server: ApnsServer, defaults
 
 
 def test_the_provider_token_is_reused_and_refreshed_before_an_hour(
-        ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+) -> None:
     async def scenario(sender: ApnsSender) -> None:
         await asyncio.gather(*(sender.send("ws_1", target(), content(clock)) for _ in range(5)))
         assert len(server.provider_tokens) == 1
@@ -155,7 +194,8 @@ def test_the_provider_token_is_reused_and_refreshed_before_an_hour(
 
 
 def test_expired_provider_token_is_replaced_once_for_all_sends(
-        ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+) -> None:
     async def scenario(sender: ApnsSender) -> None:
         await sender.send("ws_1", target(), content(clock))
         clock.advance(timedelta(minutes=25))
@@ -169,7 +209,9 @@ def test_expired_provider_token_is_replaced_once_for_all_sends(
     assert (429, "TooManyProviderTokenUpdates") not in statuses
 
 
-def test_expired_twice_in_a_row_is_permanent(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
+def test_expired_twice_in_a_row_is_permanent(
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+) -> None:
     async def scenario(sender: ApnsSender) -> None:
         await sender.send("ws_1", target(), content(clock))
         clock.advance(timedelta(minutes=30))
@@ -181,18 +223,28 @@ def test_expired_twice_in_a_row_is_permanent(ca: trustme.CA, server: ApnsServer,
     assert len(server.requests) == 3 and len(server.provider_tokens) == 2  # renewed once, not again
 
 
-@pytest.mark.parametrize("answer, error, fragment", [
-    ((410, "Unregistered"), TargetGone, "APNs 410 Unregistered"),
-    ((400, "BadDeviceToken"), TargetGone, "APNs 400 BadDeviceToken"),
-    ((400, "DeviceTokenNotForTopic"), TargetGone, "DeviceTokenNotForTopic"),
-    ((429, "TooManyRequests", {"Retry-After": "30"}), TransientError, "APNs 429 TooManyRequests"),
-    ((500, "InternalServerError"), TransientError, "APNs 500 InternalServerError"),
-    ((503, "ServiceUnavailable"), TransientError, "APNs 503 ServiceUnavailable"),
-    ((403, "InvalidProviderToken"), PermanentError, "APNs 403 InvalidProviderToken"),
-    ((400, "BadTopic"), PermanentError, "APNs 400 BadTopic"),
-])
-def test_outcomes(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock,
-                  answer: tuple[Any, ...], error: type, fragment: str) -> None:
+@pytest.mark.parametrize(
+    "answer, error, fragment",
+    [
+        ((410, "Unregistered"), TargetGone, "APNs 410 Unregistered"),
+        ((400, "BadDeviceToken"), TargetGone, "APNs 400 BadDeviceToken"),
+        ((400, "DeviceTokenNotForTopic"), TargetGone, "DeviceTokenNotForTopic"),
+        ((429, "TooManyRequests", {"Retry-After": "30"}), TransientError, "APNs 429 TooManyRequests"),
+        ((500, "InternalServerError"), TransientError, "APNs 500 InternalServerError"),
+        ((503, "ServiceUnavailable"), TransientError, "APNs 503 ServiceUnavailable"),
+        ((403, "InvalidProviderToken"), PermanentError, "APNs 403 InvalidProviderToken"),
+        ((400, "BadTopic"), PermanentError, "APNs 400 BadTopic"),
+    ],
+)
+def test_outcomes(
+    ca: trustme.CA,
+    server: ApnsServer,
+    defaults: Settings,
+    clock: VirtualClock,
+    answer: tuple[Any, ...],
+    error: type,
+    fragment: str,
+) -> None:
     server.script(DEVICE, answer)  # type: ignore[arg-type]
     with pytest.raises(error, match=fragment) as info:
         run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
@@ -212,8 +264,12 @@ def test_a_gone_device(ca: trustme.CA, server: ApnsServer, defaults: Settings, c
     assert len(server.requests) == 1
 
 
-def test_nothing_is_sent_that_apns_would_refuse(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
-    with pytest.raises(PayloadTooLarge, match="the APNs payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"):
+def test_nothing_is_sent_that_apns_would_refuse(
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+) -> None:
+    with pytest.raises(
+        PayloadTooLarge, match="the APNs payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"
+    ):
         run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, body="é" * 2100)))
     with pytest.raises(PermanentError, match="collapse_key is 65 bytes"):
         run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, collapse_key="c" * 65)))
@@ -227,7 +283,12 @@ def test_nothing_is_sent_that_apns_would_refuse(ca: trustme.CA, server: ApnsServ
 
 def test_an_unreachable_service_is_transient(ca: trustme.CA, defaults: Settings, clock: VirtualClock) -> None:
     with pytest.raises(TransientError, match="APNs: ConnectError"):
-        run(ca, defaults.with_(apns_base_url="https://127.0.0.1:9"), clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(
+            ca,
+            defaults.with_(apns_base_url="https://127.0.0.1:9"),
+            clock,
+            lambda s: s.send("ws_1", target(), content(clock)),
+        )
 
 
 def test_no_credentials(ca: trustme.CA, clock: VirtualClock) -> None:
@@ -235,16 +296,23 @@ def test_no_credentials(ca: trustme.CA, clock: VirtualClock) -> None:
         run(ca, Settings(database_url="sqlite://"), clock, lambda s: s.send("ws_1", target(), content(clock)))
 
 
-def test_a_workspace_uses_its_own_credentials(engine: Any, ca: trustme.CA, apns: tuple[ApnsServer, str],
-                                              clock: VirtualClock) -> None:
+def test_a_workspace_uses_its_own_credentials(
+    engine: Any, ca: trustme.CA, apns: tuple[ApnsServer, str], clock: VirtualClock
+) -> None:
     server, url = apns
     key = ec.generate_private_key(ec.SECP256R1())  # the workspace's own key: the server knows only the default's
     ws = make_workspace(engine, "apns-own", clock).workspace_id
     with engine.begin() as conn:
-        set_apns(conn, ws, ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(key), topic=TOPIC, base_url=url),
-                 to_ms(clock.now()))
+        set_apns(
+            conn,
+            ws,
+            ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(key), topic=TOPIC, base_url=url),
+            to_ms(clock.now()),
+        )
     with pytest.raises(PermanentError, match="403 InvalidProviderToken"):
-        run(ca, Settings(database_url="sqlite://"), clock, lambda s: s.send(ws, target(), content(clock)), engine=engine)
+        run(
+            ca, Settings(database_url="sqlite://"), clock, lambda s: s.send(ws, target(), content(clock)), engine=engine
+        )
     server.public_key = key.public_key()
     run(ca, Settings(database_url="sqlite://"), clock, lambda s: s.send(ws, target(), content(clock)), engine=engine)
     assert server.requests[-1].status == 200
@@ -258,20 +326,26 @@ def test_config(p8: ec.EllipticCurvePrivateKey) -> None:
     assert shown["private_key"] == "********" and pem(p8) not in json.dumps(shown) and pem(p8) not in repr(config)
     rsa_pem = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
     p384 = pem(ec.generate_private_key(ec.SECP384R1()))
-    for data, fragment in [({"team_id": ""}, "team_id"), ({"key_id": "has space"}, "key_id"),
-                           ({"private_key": rsa_pem}, "does not load"), ({"private_key": p384}, "not an EC P-256 key"),
-                           ({"private_key": ""}, "PEM text is required"), ({"base_url": "api.push.apple.com"}, "base_url"),
-                           ({"sandbox": "yes"}, "sandbox"), ({"cert": "x"}, "unknown settings: cert")]:
+    for data, fragment in [
+        ({"team_id": ""}, "team_id"),
+        ({"key_id": "has space"}, "key_id"),
+        ({"private_key": rsa_pem}, "does not load"),
+        ({"private_key": p384}, "not an EC P-256 key"),
+        ({"private_key": ""}, "PEM text is required"),
+        ({"base_url": "api.push.apple.com"}, "base_url"),
+        ({"sandbox": "yes"}, "sandbox"),
+        ({"cert": "x"}, "unknown settings: cert"),
+    ]:
         with pytest.raises(PushConfigError, match=fragment):
             ApnsConfig.from_dict({**config.to_dict(), **data})
 
 
-def test_the_device_token_stays_out_of_the_logs(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_the_device_token_stays_out_of_the_logs(
+    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
     server.gone.add(DEVICE)
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(TargetGone):
-            run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    with caplog.at_level(logging.DEBUG), pytest.raises(TargetGone):
+        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     assert any(r.name == "httpx" for r in caplog.records)  # httpx did log the request…
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert DEVICE not in logged  # …without the token, as did we
@@ -286,5 +360,7 @@ def test_configured(engine: Any, p8: ec.EllipticCurvePrivateKey, clock: VirtualC
     assert configured(None, bare.with_(apns_key_file="/etc/nudgeflow/AuthKey.p8"), "apns")
     ws = make_workspace(engine, "apns-configured", clock).workspace_id
     with engine.begin() as conn:
-        set_apns(conn, ws, ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(p8), topic=TOPIC), to_ms(clock.now()))
+        set_apns(
+            conn, ws, ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(p8), topic=TOPIC), to_ms(clock.now())
+        )
     assert configured(engine, bare, "apns")

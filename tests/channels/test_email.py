@@ -14,12 +14,11 @@ from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.email.channel import EmailChannel
 from nudgeflow.channels.email.mime import compose, message_id_for
 from nudgeflow.channels.email.pool import BounceError
-from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
 from nudgeflow.content.email_text import html_to_text
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage
-
+from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
 from tests.channels.smtp_support import Sink, Users, dkim_key, server_contexts, start_sink
 from tests.support import free_port, make_workspace
 
@@ -41,15 +40,30 @@ class FixedRenderer:
         self.kw = kw
 
     async def render_email(self, message: OutboundMessage) -> RenderedEmail:
-        return RenderedEmail(subject=self.kw.get("subject", "Your cart"), html=HTML,
-                             preheader=self.kw.get("preheader", "Still thinking?"),
-                             headers=dict(self.kw.get("headers", UNSUB)), marketing=message.marketing)
+        return RenderedEmail(
+            subject=self.kw.get("subject", "Your cart"),
+            html=HTML,
+            preheader=self.kw.get("preheader", "Still thinking?"),
+            headers=dict(self.kw.get("headers", UNSUB)),
+            marketing=message.marketing,
+        )
 
 
 def outbound(key: str = "run1:step1:1", email: str | None = "ada@example.org", ws: str = "ws_1") -> OutboundMessage:
     traits = {"email": email} if email else {}
-    return OutboundMessage(key=key, workspace_id=ws, profile_id="p1", run_id="run1", journey_id="j", step="s",
-                           channel="email", template="cart", variant=None, marketing=True, traits=traits)
+    return OutboundMessage(
+        key=key,
+        workspace_id=ws,
+        profile_id="p1",
+        run_id="run1",
+        journey_id="j",
+        step="s",
+        channel="email",
+        template="cart",
+        variant=None,
+        marketing=True,
+        traits=traits,
+    )
 
 
 def channel_for(url: str, **kw: Any) -> EmailChannel:
@@ -85,7 +99,10 @@ def test_compose_multipart_alternative_with_stable_message_id() -> None:
     assert parsed.get_content_type() == "multipart/alternative"
     assert parsed["Subject"] == "Your cart" and parsed["Date"] and parsed["MIME-Version"] == "1.0"
     plain, rich = parsed.get_payload()  # type: ignore[misc]
-    assert plain.get_content_type() == "text/plain" and "Back to your cart (https://shop.example.com/cart?u=1)" in plain.get_content()
+    assert (
+        plain.get_content_type() == "text/plain"
+        and "Back to your cart (https://shop.example.com/cart?u=1)" in plain.get_content()
+    )
     assert "Still thinking?" not in plain.get_content()
     body = rich.get_content()
     assert body.index("Still thinking?") < body.index("Hello") and "display:none" in body
@@ -99,15 +116,16 @@ def test_compose_multipart_alternative_with_stable_message_id() -> None:
 def test_the_bounce_address_is_the_envelope_sender(sink: Sink) -> None:
     """With bounce_domain, MAIL FROM is bounces+<workspace>@domain (where `serve
     --bounce-smtp` takes the DSNs back); the From header stays the brand's address."""
-    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"  # type: ignore[attr-defined]
-                     "&bounce_domain=bounce.shop.example")
+    ch = channel_for(
+        f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"  # type: ignore[attr-defined]
+        "&bounce_domain=bounce.shop.example"
+    )
     run(ch.send(outbound(key="k-bounce")))
     got = sink.received[0]
     assert got.mail_from == "bounces+ws_1@bounce.shop.example"
     assert got.message["From"] == "news@shop.example.com"
     with pytest.raises(SmtpConfigError):
         parse_smtp_url("smtp://127.0.0.1:25?bounce_domain=a@b")
-
 
 
 def test_delivers_over_plain_smtp_and_reuses_one_connection(sink: Sink) -> None:
@@ -145,10 +163,11 @@ def test_concurrent_sends_bounded_by_the_pool(sink: Sink) -> None:
 def test_starttls_with_auth_and_verified_certificate(tmp_path: Any) -> None:
     server_ctx, ca_file = server_contexts(tmp_path)
     sink, users = Sink(), Users({"mailer": "s3cr3t:/@"})
-    controller = start_sink(sink, tls_context=server_ctx, require_starttls=True, authenticator=users, auth_required=True)
+    controller = start_sink(
+        sink, tls_context=server_ctx, require_starttls=True, authenticator=users, auth_required=True
+    )
     try:
-        url = (f"smtp+starttls://mailer:s3cr3t%3A%2F%40@127.0.0.1:{controller.port}"
-               f"?from=n@shop.example.com&ca={ca_file}")
+        url = f"smtp+starttls://mailer:s3cr3t%3A%2F%40@127.0.0.1:{controller.port}?from=n@shop.example.com&ca={ca_file}"
         run(channel_for(url).send(outbound()))
         # "STARTTLS when offered" finds it too
         url_auto = url.replace("smtp+starttls://", "smtp://")
@@ -166,10 +185,15 @@ def test_starttls_with_auth_and_verified_certificate(tmp_path: Any) -> None:
 def test_auth_login_mechanism(tmp_path: Any) -> None:
     server_ctx, ca_file = server_contexts(tmp_path)
     sink, users = Sink(), Users({"mailer": "pw"})
-    controller = start_sink(sink, tls_context=server_ctx, authenticator=users, auth_required=True,
-                            auth_exclude_mechanism=["PLAIN"])
+    controller = start_sink(
+        sink, tls_context=server_ctx, authenticator=users, auth_required=True, auth_exclude_mechanism=["PLAIN"]
+    )
     try:
-        run(channel_for(f"smtp://mailer:pw@127.0.0.1:{controller.port}?from=n@shop.example.com&ca={ca_file}").send(outbound()))
+        run(
+            channel_for(f"smtp://mailer:pw@127.0.0.1:{controller.port}?from=n@shop.example.com&ca={ca_file}").send(
+                outbound()
+            )
+        )
     finally:
         controller.stop()
     assert users.mechanisms == ["LOGIN"] and len(sink.received) == 1
@@ -263,8 +287,11 @@ def test_rate_limit_on_the_injected_clock(sink: Sink) -> None:
         slept.append(seconds)
         clock.advance(seconds)
 
-    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com&rate=2",  # type: ignore[attr-defined]
-                     clock=clock, sleep=sleep)
+    ch = channel_for(
+        f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com&rate=2",  # type: ignore[attr-defined]
+        clock=clock,
+        sleep=sleep,
+    )
     stamps: list[float] = []
 
     async def go() -> None:
@@ -290,8 +317,10 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe_post(sink: Sink, tm
         asked.append(name)
         return record if name == b"s2026._domainkey.shop.example.com." else None
 
-    url = (f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"  # type: ignore[attr-defined]
-           f"&dkim_selector=s2026&dkim_domain=shop.example.com&dkim_key={path}")
+    url = (
+        f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"  # type: ignore[attr-defined]
+        f"&dkim_selector=s2026&dkim_domain=shop.example.com&dkim_key={path}"
+    )
     run(channel_for(url).send(outbound()))
     raw = sink.received[0].raw
     assert dkim.verify(raw, dnsfunc=dnsfunc)
@@ -299,8 +328,17 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe_post(sink: Sink, tm
     msg = message_from_bytes(raw, policy=policy.default)
     tags = dict(t.strip().split("=", 1) for t in str(msg["DKIM-Signature"]).replace("\r\n", "").split(";") if "=" in t)
     signed = [h.strip().lower() for h in tags["h"].replace(" ", "").split(":")]
-    for header in ("from", "to", "subject", "date", "message-id", "mime-version", "content-type",
-                   "list-unsubscribe", "list-unsubscribe-post"):
+    for header in (
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ):
         assert header in signed
     assert tags["d"] == "shop.example.com" and tags["s"] == "s2026"
     # a changed List-Unsubscribe-Post breaks the signature
@@ -337,14 +375,37 @@ def _queue(engine: Any, ws: str, key: str, email: str, now_ms: int) -> None:
     from nudgeflow.store.schema import outbox, profiles
 
     with engine.begin() as conn:
-        conn.execute(insert(profiles).values(id=f"p_{key}", workspace_id=ws, user_id=f"u_{key}",
-                                             traits=orjson.dumps({"email": email}).decode(),
-                                             created_at_ms=now_ms, updated_at_ms=now_ms))
-        conn.execute(insert(outbox).values(
-            workspace_id=ws, idempotency_key=key, profile_id=f"p_{key}", run_id="r1", journey_id="j1",
-            journey_version=1, step="s1", channel="email", template="cart", variant=None, marketing=1,
-            payload="{}", status="pending", attempts=0, next_attempt_at_ms=now_ms, created_at_ms=now_ms,
-            updated_at_ms=now_ms))
+        conn.execute(
+            insert(profiles).values(
+                id=f"p_{key}",
+                workspace_id=ws,
+                user_id=f"u_{key}",
+                traits=orjson.dumps({"email": email}).decode(),
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+            )
+        )
+        conn.execute(
+            insert(outbox).values(
+                workspace_id=ws,
+                idempotency_key=key,
+                profile_id=f"p_{key}",
+                run_id="r1",
+                journey_id="j1",
+                journey_version=1,
+                step="s1",
+                channel="email",
+                template="cart",
+                variant=None,
+                marketing=1,
+                payload="{}",
+                status="pending",
+                attempts=0,
+                next_attempt_at_ms=now_ms,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+            )
+        )
 
 
 def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> None:
@@ -386,7 +447,9 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
 
     def status() -> dict[str, tuple[str, str | None]]:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT idempotency_key, status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws})
+            rows = conn.execute(
+                text("SELECT idempotency_key, status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws}
+            )
             return {k: (s, e) for k, s, e in rows}
 
     st = status()

@@ -8,7 +8,8 @@ import asyncio
 import dataclasses
 import os
 import signal
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import dkim
 import pytest
@@ -16,12 +17,12 @@ import pytest
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.email.build import build_raw
 from nudgeflow.channels.email.channel import EmailChannel
-from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, job_for, slim
 from nudgeflow.content.templates import compile_template
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage
+from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.settings import Settings
 from tests.channels.smtp_support import dkim_key
 
@@ -38,13 +39,25 @@ BROKEN = {**TEMPLATE, "subject": "Hi", "body": "<p>\n{{ profile.nickname }}</p>"
 
 
 def message(key: str = "run_1:mail:0") -> OutboundMessage:
-    return OutboundMessage(key=key, workspace_id="ws_w", profile_id="p1", run_id="run_1", journey_id="cart",
-                           step="mail", channel="email", template="cart", variant=None, marketing=True,
-                           traits={"email": "ada@example.org"})
+    return OutboundMessage(
+        key=key,
+        workspace_id="ws_w",
+        profile_id="p1",
+        run_id="run_1",
+        journey_id="cart",
+        step="mail",
+        channel="email",
+        template="cart",
+        variant=None,
+        marketing=True,
+        traits={"email": "ada@example.org"},
+    )
 
 
-CONTEXT = {"profile": {"id": "p1", "first_name": "Ada", "locale": "de-DE"},
-           "cart": {"items": [{"name": "Red shoes", "price": 59.9}, {"name": "Blue hat", "price": 19}]}}
+CONTEXT = {
+    "profile": {"id": "p1", "first_name": "Ada", "locale": "de-DE"},
+    "cart": {"items": [{"name": "Red shoes", "price": 59.9}, {"name": "Blue hat", "price": 19}]},
+}
 
 
 class JobRenderer:
@@ -54,7 +67,9 @@ class JobRenderer:
         self.compiled = compile_template(template)
 
     async def prepare_email(self, m: OutboundMessage) -> EmailJob:
-        return job_for(self.compiled, m, "ada@example.org", dict(CONTEXT), "secret-0123456789", "https://nf.example.com")
+        return job_for(
+            self.compiled, m, "ada@example.org", dict(CONTEXT), "secret-0123456789", "https://nf.example.com"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +118,9 @@ def test_dkim_signed_in_a_worker_verifies(pool: WorkerPool, tmp_path: Any) -> No
     url = f"{URL}&dkim_selector=s1&dkim_domain=shop.example.com&dkim_key={path}"
     _, _, raw = asyncio.run(_channel(TEMPLATE, pool, url).build(message(), parse_smtp_url(url)))
     assert raw.startswith(b"DKIM-Signature:")
-    assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record if name == b"s1._domainkey.shop.example.com." else None)
+    assert dkim.verify(
+        raw, dnsfunc=lambda name, timeout=5: record if name == b"s1._domainkey.shop.example.com." else None
+    )
 
 
 def test_a_worker_that_dies_costs_a_retry_and_is_replaced() -> None:

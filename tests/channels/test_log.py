@@ -65,7 +65,11 @@ def test_known_templates_refuse_an_unknown_one() -> None:
 
 def test_errors_carry_their_reason_and_retry_after() -> None:
     transient = TransientError("429 too many requests", retry_after_s=30)
-    assert (transient.reason, transient.retry_after_s, str(transient)) == ("429 too many requests", 30, "429 too many requests")
+    assert (transient.reason, transient.retry_after_s, str(transient)) == (
+        "429 too many requests",
+        30,
+        "429 too many requests",
+    )
     assert TransientError("timeout").retry_after_s is None
     assert PermanentError("bounced").reason == "bounced"
 
@@ -92,15 +96,16 @@ def test_the_sink_writes_in_the_callers_transaction(engine: Any) -> None:
     channel = LogChannel()
     first, second = message(workspace_id=ws), message(workspace_id=ws, key="run_1:reminder:1", template="reminder")
     # Rolled back with the transaction: nothing recorded.
-    with pytest.raises(RuntimeError):
-        with engine.begin() as conn:
-            channel.sink_in_transaction(conn, [first], 1000)
-            raise RuntimeError("rolled back")
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        channel.sink_in_transaction(conn, [first], 1000)
+        raise RuntimeError("rolled back")
     with engine.begin() as conn:
         channel.sink_in_transaction(conn, [first, second], 2000)
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT idempotency_key, template, channel, body, sent_at_ms FROM log_channel_messages WHERE workspace_id = :w ORDER BY id"),
+            text(
+                "SELECT idempotency_key, template, channel, body, sent_at_ms FROM log_channel_messages WHERE workspace_id = :w ORDER BY id"
+            ),
             {"w": ws},
         ).all()
     assert [(r.idempotency_key, r.template, r.channel, r.sent_at_ms) for r in rows] == [

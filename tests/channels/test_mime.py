@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import email
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nudgeflow.channels.email.mime import compose, compose_raw, fold
 from nudgeflow.content.rendered import RenderedEmail
 
-DATE = datetime(2026, 11, 29, 8, 30, tzinfo=timezone.utc)
-HTML = "<html><body><p>Hi Zoë — your cart: <a href='https://shop.example.com/c?x=1&y=2'>open</a></p>" + "<p>" + "é" * 300 + "</p></body></html>"
+DATE = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
+HTML = (
+    "<html><body><p>Hi Zoë — your cart: <a href='https://shop.example.com/c?x=1&y=2'>open</a></p>"
+    + "<p>"
+    + "é" * 300
+    + "</p></body></html>"
+)
 
 
-def both(rendered: RenderedEmail, to: str = "ana@example.com", from_: str = "Nudgeshop <shop@nudgeshop.example>", **kw: object) -> tuple[email.message.EmailMessage, email.message.EmailMessage, bytes]:
+def both(
+    rendered: RenderedEmail,
+    to: str = "ana@example.com",
+    from_: str = "Nudgeshop <shop@nudgeshop.example>",
+    **kw: object,
+) -> tuple[email.message.EmailMessage, email.message.EmailMessage, bytes]:
     slow = compose(rendered, to, from_, message_key="ws:k1", date=DATE, **kw).as_bytes(policy=policy.SMTP)  # type: ignore[arg-type]
     fast = compose_raw(rendered, to, from_, message_key="ws:k1", date=DATE, **kw)  # type: ignore[arg-type]
     parse = lambda raw: email.message_from_bytes(raw, policy=policy.default)  # noqa: E731
@@ -39,11 +50,17 @@ def same(a: email.message.EmailMessage, b: email.message.EmailMessage) -> None:
     [
         ("Your cart", "Nudgeshop <shop@nudgeshop.example>", {}),
         ("Zoë, ton panier t'attend — 10 % de remise 🎁", "Boutique Été <shop@nudgeshop.example>", {}),
-        ("A long subject " * 12, "shop@nudgeshop.example", {
-            "List-Unsubscribe": "<https://nudge.example.com/u/" + "t" * 240 + ">, <mailto:unsub@nudgeshop.example?subject=u>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "X-Empty": None,
-        }),
+        (
+            "A long subject " * 12,
+            "shop@nudgeshop.example",
+            {
+                "List-Unsubscribe": "<https://nudge.example.com/u/"
+                + "t" * 240
+                + ">, <mailto:unsub@nudgeshop.example?subject=u>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "X-Empty": None,
+            },
+        ),
     ],
 )
 def test_the_fast_path_composes_what_the_email_package_composes(subject: str, from_: str, headers: dict) -> None:
@@ -63,7 +80,9 @@ def test_a_non_ascii_address_goes_through_the_email_package() -> None:
 
 
 def test_a_line_break_in_a_header_value_cannot_add_a_header() -> None:
-    rendered = RenderedEmail(subject="Hi\r\nBcc: a@example.com", html="<p>x</p>", headers={"X-Evil": "a\r\nBcc: victim@example.com"})
+    rendered = RenderedEmail(
+        subject="Hi\r\nBcc: a@example.com", html="<p>x</p>", headers={"X-Evil": "a\r\nBcc: victim@example.com"}
+    )
     slow, fast, _ = both(rendered)
     same(slow, fast)
     assert fast["Bcc"] is None and fast["X-Evil"] == "a Bcc: victim@example.com"

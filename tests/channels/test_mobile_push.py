@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -23,15 +24,14 @@ from nudgeflow.channels.apns import ApnsSender
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel
+from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import VirtualClock, from_ms, to_ms
 from nudgeflow.model.events import normalize, parse_message
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
-from nudgeflow.store.profiles import resolve_profile_id
-from nudgeflow.store.profiles import erase_profile
+from nudgeflow.store.profiles import erase_profile, resolve_profile_id
 from nudgeflow.store.schema import device_tokens, push_deliveries
-from nudgeflow.content.compiled_templates import save_template
 from tests.channels.push_servers import (
     ApnsServer,
     FcmServer,
@@ -75,14 +75,23 @@ def push_settings(servers: tuple[FcmServer, ApnsServer], keys: Any, tmp_path: Pa
     sa.write_text(json.dumps(service_account_json(keys[0], fcm.url + "/token", PROJECT, EMAIL, SA_KEY_ID)))
     p8 = tmp_path / "key.p8"
     p8.write_text(p8_pem(keys[1]))
-    return Settings(database_url="sqlite://", fcm_service_account_file=str(sa), fcm_api_base=fcm.url,
-                    apns_key_file=str(p8), apns_key_id=KEY_ID, apns_team_id=TEAM, apns_topic=TOPIC,
-                    apns_base_url=apns.url)  # type: ignore[attr-defined]
+    return Settings(
+        database_url="sqlite://",
+        fcm_service_account_file=str(sa),
+        fcm_api_base=fcm.url,
+        apns_key_file=str(p8),
+        apns_key_id=KEY_ID,
+        apns_team_id=TEAM,
+        apns_topic=TOPIC,
+        apns_base_url=apns.url,
+    )  # type: ignore[attr-defined]
 
 
 def ingest(engine: Any, ws: str, clock: VirtualClock, *messages: dict[str, Any]) -> None:
-    records = [normalize(parse_message({"messageId": f"mp-{next(_ids)}", **m}), clock.now(), max_event_bytes=32 * 1024)
-               for m in messages]
+    records = [
+        normalize(parse_message({"messageId": f"mp-{next(_ids)}", **m}), clock.now(), max_event_bytes=32 * 1024)
+        for m in messages
+    ]
     with engine.begin() as conn:
         write_events(conn, ws, records, to_ms(clock.now()))
 
@@ -92,30 +101,78 @@ def person(engine: Any, clock: VirtualClock) -> tuple[str, str]:
     """Ada, with an iPhone, an old iPad and an Android phone, as her apps reported them."""
     ws = make_workspace(engine, "mobile-push", clock).workspace_id
     with engine.begin() as conn:
-        save_template(conn, ws, "streak", {"channel": "push", "title": "Day {{ event.properties.day }}, {{ profile.first_name }}!",
-                                           "body": "Keep your streak going", "url": "https://app.example.com/streak",
-                                           "collapse_key": "streak", "ttl": 7200}, to_ms(clock.now()))
+        save_template(
+            conn,
+            ws,
+            "streak",
+            {
+                "channel": "push",
+                "title": "Day {{ event.properties.day }}, {{ profile.first_name }}!",
+                "body": "Keep your streak going",
+                "url": "https://app.example.com/streak",
+                "collapse_key": "streak",
+                "ttl": 7200,
+            },
+            to_ms(clock.now()),
+        )
     app = {"name": "Shop", "namespace": TOPIC}
-    ingest(engine, ws, clock,
-           {"type": "identify", "userId": "ada", "traits": {"first_name": "Ada"},
-            "context": {"device": {"type": "ios", "token": OLD_IPAD}, "app": app}},
-           {"type": "track", "userId": "ada", "event": "App Opened", "context": {"device": {"type": "ios", "token": IPHONE}, "app": app}},
-           {"type": "track", "userId": "ada", "event": "App Opened",
-            "context": {"device": {"type": "android", "token": PIXEL}, "app": {"namespace": "com.example.shop.android"}}})
+    ingest(
+        engine,
+        ws,
+        clock,
+        {
+            "type": "identify",
+            "userId": "ada",
+            "traits": {"first_name": "Ada"},
+            "context": {"device": {"type": "ios", "token": OLD_IPAD}, "app": app},
+        },
+        {
+            "type": "track",
+            "userId": "ada",
+            "event": "App Opened",
+            "context": {"device": {"type": "ios", "token": IPHONE}, "app": app},
+        },
+        {
+            "type": "track",
+            "userId": "ada",
+            "event": "App Opened",
+            "context": {
+                "device": {"type": "android", "token": PIXEL},
+                "app": {"namespace": "com.example.shop.android"},
+            },
+        },
+    )
     with engine.connect() as conn:
         pid = resolve_profile_id(conn, ws, "ada")
     assert pid is not None
     return ws, pid
 
 
-def message(ws: str, pid: str, clock: VirtualClock, key: str = "run1:streak:1", attempt: int = 1,
-            last_attempt: bool = False, created_at_ms: int | None = None) -> OutboundMessage:
-    return OutboundMessage(key=key, workspace_id=ws, profile_id=pid, run_id="run1", journey_id="streaks", step="streak",
-                           channel="push", template="streak", variant=None, marketing=True,
-                           context={"trigger": {"event": "Streak Extended", "properties": {"day": 7},
-                                                "timestamp_ms": to_ms(clock.now())}},
-                           created_at_ms=to_ms(clock.now()) if created_at_ms is None else created_at_ms,
-                           attempt=attempt, last_attempt=last_attempt)
+def message(
+    ws: str,
+    pid: str,
+    clock: VirtualClock,
+    key: str = "run1:streak:1",
+    attempt: int = 1,
+    last_attempt: bool = False,
+    created_at_ms: int | None = None,
+) -> OutboundMessage:
+    return OutboundMessage(
+        key=key,
+        workspace_id=ws,
+        profile_id=pid,
+        run_id="run1",
+        journey_id="streaks",
+        step="streak",
+        channel="push",
+        template="streak",
+        variant=None,
+        marketing=True,
+        context={"trigger": {"event": "Streak Extended", "properties": {"day": 7}, "timestamp_ms": to_ms(clock.now())}},
+        created_at_ms=to_ms(clock.now()) if created_at_ms is None else created_at_ms,
+        attempt=attempt,
+        last_attempt=last_attempt,
+    )
 
 
 def deliveries(engine: Any, ws: str) -> int:
@@ -132,8 +189,15 @@ def send(engine: Any, settings: Settings, ca: trustme.CA, clock: VirtualClock, m
     async def main() -> None:
         async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
             db = DatabasePush(engine, clock)
-            channel = PushChannel({"fcm": FcmSender(engine, settings, clock, client=client),
-                                   "apns": ApnsSender(engine, settings, clock, client=client)}, db, db, clock)
+            channel = PushChannel(
+                {
+                    "fcm": FcmSender(engine, settings, clock, client=client),
+                    "apns": ApnsSender(engine, settings, clock, client=client),
+                },
+                db,
+                db,
+                clock,
+            )
             try:
                 await channel.send(msg)
             finally:
@@ -143,8 +207,13 @@ def send(engine: Any, settings: Settings, ca: trustme.CA, clock: VirtualClock, m
 
 
 def test_dead_tokens_are_deleted_and_the_live_one_gets_the_message(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     fcm, apns = servers
     fcm.gone.add(PIXEL)  # the app was uninstalled
@@ -163,8 +232,13 @@ def test_dead_tokens_are_deleted_and_the_live_one_gets_the_message(
 
 
 def test_when_every_token_is_dead_the_message_fails_and_they_are_gone(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     fcm, apns = servers
     fcm.script(PIXEL, "INVALID_TOKEN")
@@ -178,8 +252,13 @@ def test_when_every_token_is_dead_the_message_fails_and_they_are_gone(
 
 
 def test_busy_services_retry_later_and_keep_the_tokens(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     fcm, apns = servers
     fcm.script(PIXEL, ("QUOTA_EXCEEDED", {"Retry-After": "120"}))
@@ -198,8 +277,13 @@ def test_busy_services_retry_later_and_keep_the_tokens(
 
 
 def test_an_expired_message_is_not_sent(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     queued = message(ws, pid, clock)
     clock.set(from_ms(queued.created_at_ms + 2 * 3600_000))
@@ -209,8 +293,13 @@ def test_an_expired_message_is_not_sent(
 
 
 def test_a_retry_goes_only_to_the_targets_that_missed_the_message(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     fcm, apns = servers
     apns.script(IPHONE, (503, "ServiceUnavailable", {"Retry-After": "60"}))
@@ -228,8 +317,13 @@ def test_a_retry_goes_only_to_the_targets_that_missed_the_message(
 
 
 def test_a_last_try_that_reaches_no_one_new_still_counts_earlier_deliveries_as_sent(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     fcm, apns = servers
     apns.script(IPHONE, (503, "ServiceUnavailable"), (503, "ServiceUnavailable"), (503, "ServiceUnavailable"))
@@ -246,8 +340,13 @@ def test_a_last_try_that_reaches_no_one_new_still_counts_earlier_deliveries_as_s
 
 
 def test_a_partial_message_that_expires_is_sent_to_those_it_reached_and_no_more(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     fcm, apns = servers
     queued_at = to_ms(clock.now())
@@ -261,8 +360,13 @@ def test_a_partial_message_that_expires_is_sent_to_those_it_reached_and_no_more(
 
 
 def test_erasing_the_person_erases_their_partial_deliveries(
-        engine: Any, person: tuple[str, str], servers: tuple[FcmServer, ApnsServer], push_settings: Settings,
-        ca: trustme.CA, clock: VirtualClock) -> None:
+    engine: Any,
+    person: tuple[str, str],
+    servers: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
     ws, pid = person
     servers[1].script(IPHONE, (503, "ServiceUnavailable"))
     with pytest.raises(TransientError):

@@ -17,7 +17,6 @@ from nudgeflow.model.smtp_config import (
 )
 from nudgeflow.settings import Settings
 from nudgeflow.store import workspace_settings as ws_settings
-
 from tests.support import make_workspace
 
 
@@ -38,15 +37,32 @@ def test_credentials_are_percent_decoded_and_options_parsed() -> None:
     assert (c.username, c.password) == ("us@er", "p@ss:w/rd")
     assert (c.pool_size, c.concurrency, c.max_connections, c.rate_per_second) == (2, 6, 6, 20.0)
     assert (c.from_address, c.from_name, c.reply_to, c.timeout_s, c.verify_tls) == (
-        "news@example.com", "Shop", "help@example.com", 5.0, False)
+        "news@example.com",
+        "Shop",
+        "help@example.com",
+        5.0,
+        False,
+    )
     assert parse_smtp_url("smtp://h?pool=3").max_connections == 3
 
 
 @pytest.mark.parametrize(
     "url",
-    ["http://h", "smtp://", "smtp://h?pool=0", "smtp://h?bogus=1", "smtp://h?rate=fast", "smtp://h?tls=maybe",
-     "smtp://h?dkim_selector=s", "smtp://:pw@h", "smtp://h:99999", "smtp://mx\x00.example.com", "smtp://h?from=a@b%0D%0ABcc:x@y",
-     "smtp://h?from_name=Shop%0ABcc:x@y", "smtp://us%00er:pw@h"],
+    [
+        "http://h",
+        "smtp://",
+        "smtp://h?pool=0",
+        "smtp://h?bogus=1",
+        "smtp://h?rate=fast",
+        "smtp://h?tls=maybe",
+        "smtp://h?dkim_selector=s",
+        "smtp://:pw@h",
+        "smtp://h:99999",
+        "smtp://mx\x00.example.com",
+        "smtp://h?from=a@b%0D%0ABcc:x@y",
+        "smtp://h?from_name=Shop%0ABcc:x@y",
+        "smtp://us%00er:pw@h",
+    ],
 )
 def test_bad_urls_say_why(url: str) -> None:
     with pytest.raises(SmtpConfigError):
@@ -55,7 +71,8 @@ def test_bad_urls_say_why(url: str) -> None:
 
 def test_secrets_never_shown() -> None:
     c = parse_smtp_url("smtp://user:hunter2@h:25").with_(
-        dkim_selector="s1", dkim_domain="example.com", dkim_private_key="-----BEGIN PRIVATE KEY-----x")
+        dkim_selector="s1", dkim_domain="example.com", dkim_private_key="-----BEGIN PRIVATE KEY-----x"
+    )
     masked = c.masked()
     assert masked["password"] == MASK and masked["dkim_private_key"] == MASK
     assert "hunter2" not in str(masked) and "hunter2" not in str(c) and "hunter2" not in repr(c)

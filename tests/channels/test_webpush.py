@@ -11,10 +11,11 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -27,6 +28,7 @@ from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push import DatabasePush, PushChannel
 from nudgeflow.channels.push_limits import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge
 from nudgeflow.channels.webpush import WebPushSender, topic_for
+from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
@@ -40,7 +42,6 @@ from nudgeflow.runtime.dev_push import (
 from nudgeflow.store import vapid
 from nudgeflow.store.push_targets import PushTarget, save_subscription
 from nudgeflow.store.schema import push_subscriptions
-from nudgeflow.content.compiled_templates import save_template
 from tests.support import make_workspace
 
 T = TypeVar("T")
@@ -65,9 +66,15 @@ def target(sub: BrowserSubscription) -> PushTarget:
 
 def content(clock: VirtualClock, **kw: Any) -> PushContent:
     now = to_ms(clock.now())
-    values: dict[str, Any] = dict(message_key="run1:s1:1", title="Still thinking about it?", body="2 items in your cart",
-                                  url="https://shop.example/cart", data={"cart": "c1"}, ttl_s=3600,
-                                  expires_at_ms=now + 3600_000)
+    values: dict[str, Any] = dict(
+        message_key="run1:s1:1",
+        title="Still thinking about it?",
+        body="2 items in your cart",
+        url="https://shop.example/cart",
+        data={"cart": "c1"},
+        ttl_s=3600,
+        expires_at_ms=now + 3600_000,
+    )
     values.update(kw)
     return PushContent(**values)
 
@@ -119,7 +126,9 @@ def test_a_hashed_topic_reaches_the_service(engine: Any, ws: str, push: RunningD
     assert push.service.received_for(sub.id)[0].topic == topic_for("cart/c1: your items")
 
 
-def test_payload_too_large_is_refused_before_sending(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+def test_payload_too_large_is_refused_before_sending(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+) -> None:
     sub = push.service.subscribe()
     big = content(clock, body="x" * WEBPUSH_MAX_PLAINTEXT)
     with pytest.raises(PayloadTooLarge) as caught:
@@ -145,7 +154,9 @@ def test_gone_subscriptions(engine: Any, ws: str, push: RunningDevPush, clock: V
         with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
 
 
-def test_429_and_5xx_are_transient_with_retry_after(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+def test_429_and_5xx_are_transient_with_retry_after(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+) -> None:
     sub = push.service.subscribe()
     cases = [
         (429, 30, 30.0),
@@ -163,7 +174,9 @@ def test_429_and_5xx_are_transient_with_retry_after(engine: Any, ws: str, push: 
     assert len(push.service.received_for(sub.id)) == 1
 
 
-def test_other_4xx_are_permanent_with_an_excerpt(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+def test_other_4xx_are_permanent_with_an_excerpt(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+) -> None:
     sub = push.service.subscribe()
     push.service.respond(sub.id, 400, body="UnauthorizedRegistration: the p256dh key is wrong " + "x" * 500)
     with pytest.raises(PermanentError) as caught:
@@ -191,7 +204,9 @@ def test_only_https_endpoints_or_loopback(engine: Any, ws: str, clock: VirtualCl
         with_sender(engine, clock, lambda s: s.send(ws, bad, content(clock)))
 
 
-def test_jwt_reused_then_refreshed_before_it_expires(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+def test_jwt_reused_then_refreshed_before_it_expires(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+) -> None:
     subs = [push.service.subscribe() for _ in range(3)]
     start = int(clock.now().timestamp())
 
@@ -233,7 +248,9 @@ def test_rotation_signs_with_the_new_key(engine: Any, ws: str, push: RunningDevP
     assert [r.vapid_key for r in push.service.received] == [old, new]
 
 
-def test_invalidate_drops_the_cached_key_at_once(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+def test_invalidate_drops_the_cached_key_at_once(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+) -> None:
     sub = push.service.subscribe()
 
     async def scenario(sender: WebPushSender) -> str:
@@ -334,8 +351,9 @@ def test_rate_per_origin_on_the_injected_clock(engine: Any, ws: str, push: Runni
     assert len(push.service.received_for(sub.id)) == 4 and sum(slept) == pytest.approx(1.0)
 
 
-def test_no_secrets_or_endpoints_in_logs(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock,
-                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secrets_or_endpoints_in_logs(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
     sub = push.service.subscribe()
     gone = push.service.subscribe()
     push.service.unsubscribe(gone.id)
@@ -363,23 +381,47 @@ def test_no_secrets_or_endpoints_in_logs(engine: Any, ws: str, push: RunningDevP
 def _setup_person(engine: Any, ws: str, clock: VirtualClock, subs: list[BrowserSubscription]) -> None:
     now = to_ms(clock.now())
     with engine.begin() as conn:
-        save_template(conn, ws, "push-cart", {"channel": "push", "title": "Hi {{ profile.first_name | default: 'there' }}",
-                                              "body": "Your cart is waiting", "ttl": 7200, "urgency": "normal",
-                                              "collapse_key": "cart"}, now)
+        save_template(
+            conn,
+            ws,
+            "push-cart",
+            {
+                "channel": "push",
+                "title": "Hi {{ profile.first_name | default: 'there' }}",
+                "body": "Your cart is waiting",
+                "ttl": 7200,
+                "urgency": "normal",
+                "collapse_key": "cart",
+            },
+            now,
+        )
         for sub in subs:
             save_subscription(conn, ws, "prf_jo", sub.info(), now)
 
 
 def _message(ws: str, clock: VirtualClock) -> OutboundMessage:
-    return OutboundMessage(key="run1:push:1", workspace_id=ws, profile_id="prf_jo", run_id="run1", journey_id="cart",
-                           step="push", channel="push", template="push-cart", variant=None, marketing=True,
-                           created_at_ms=to_ms(clock.now()))
+    return OutboundMessage(
+        key="run1:push:1",
+        workspace_id=ws,
+        profile_id="prf_jo",
+        run_id="run1",
+        journey_id="cart",
+        step="push",
+        channel="push",
+        template="push-cart",
+        variant=None,
+        marketing=True,
+        created_at_ms=to_ms(clock.now()),
+    )
 
 
 def _count_subs(engine: Any, ws: str) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(push_subscriptions)
-                                .where(push_subscriptions.c.workspace_id == ws)).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).select_from(push_subscriptions).where(push_subscriptions.c.workspace_id == ws)
+            ).scalar_one()
+        )
 
 
 def _send_through_channel(engine: Any, clock: VirtualClock, message: OutboundMessage) -> None:
@@ -394,8 +436,9 @@ def _send_through_channel(engine: Any, clock: VirtualClock, message: OutboundMes
     asyncio.run(run())
 
 
-def test_channel_delivers_and_deletes_gone_subscriptions(engine: Any, ws: str, push: RunningDevPush,
-                                                         clock: VirtualClock) -> None:
+def test_channel_delivers_and_deletes_gone_subscriptions(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+) -> None:
     alive, expired, unknown = (push.service.subscribe() for _ in range(3))
     push.service.unsubscribe(expired.id)
     push.service.respond(unknown.id, 404)
@@ -407,7 +450,11 @@ def test_channel_delivers_and_deletes_gone_subscriptions(engine: Any, ws: str, p
     assert got.notification["title"] == "Hi there" and got.notification["key"] == "run1:push:1"
     assert (got.ttl, got.urgency, got.topic) == (7200, "normal", "cart")
     with engine.connect() as conn:
-        left = conn.execute(select(push_subscriptions.c.endpoint).where(push_subscriptions.c.workspace_id == ws)).scalars().all()
+        left = (
+            conn.execute(select(push_subscriptions.c.endpoint).where(push_subscriptions.c.workspace_id == ws))
+            .scalars()
+            .all()
+        )
     assert left == [alive.endpoint]
 
     push.service.unsubscribe(alive.id)  # the last one goes too: nothing took the message
@@ -416,8 +463,9 @@ def test_channel_delivers_and_deletes_gone_subscriptions(engine: Any, ws: str, p
     assert _count_subs(engine, ws) == 0
 
 
-def test_channel_retries_when_every_target_failed_transiently(engine: Any, ws: str, push: RunningDevPush,
-                                                              clock: VirtualClock) -> None:
+def test_channel_retries_when_every_target_failed_transiently(
+    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+) -> None:
     busy, down = push.service.subscribe(), push.service.subscribe()
     push.service.respond(busy.id, 429, retry_after=20)
     push.service.respond(down.id, 503, retry_after=60)

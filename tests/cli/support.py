@@ -9,10 +9,17 @@ from pathlib import Path
 from tests.support import NUDGEFLOW
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path, *, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], env: dict[str, str], cwd: Path, *, stdin: bytes | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [NUDGEFLOW, *args], env=env, cwd=cwd, input=stdin.decode() if stdin else None,
-        capture_output=True, text=True, timeout=timeout,
+        [NUDGEFLOW, *args],
+        env=env,
+        cwd=cwd,
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

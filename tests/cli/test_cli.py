@@ -7,8 +7,8 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -130,7 +130,11 @@ def serve(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess
     with log.open("w") as sink:
         proc = subprocess.Popen(
             [NUDGEFLOW, "serve", "--port", str(port), "--database", url, "--log-requests"],
-            env={**env, "NUDGEFLOW_DATABASE_URL": url}, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT, text=True,
+            env={**env, "NUDGEFLOW_DATABASE_URL": url},
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -180,10 +184,17 @@ def test_serve_logs_never_contain_keys_or_tokens(
     with httpx.Client(base_url=base, timeout=10) as client:
         assert client.post("/v1/track", json=event, auth=(key, "")).status_code == 200
         assert client.post("/v1/track", json={**event, "writeKey": key}).status_code == 200
-        assert client.post("/v1/batch", json={"batch": [{**event, "type": "track"}], "writeKey": key}).status_code == 200
+        assert (
+            client.post("/v1/batch", json={"batch": [{**event, "type": "track"}], "writeKey": key}).status_code == 200
+        )
         assert client.post("/v1/track", json={"userId": "u"}, auth=(key, "")).status_code == 400
         assert client.post("/v1/track", json=event, auth=(key + "x", "")).status_code == 401
-        assert client.post("/v1/track", content=b"{bad", auth=(key, ""), headers={"content-type": "application/json"}).status_code == 400
+        assert (
+            client.post(
+                "/v1/track", content=b"{bad", auth=(key, ""), headers={"content-type": "application/json"}
+            ).status_code
+            == 400
+        )
         headers = {"Authorization": f"Bearer {token}"}
         assert client.get("/api/profiles/u-log", headers=headers).status_code == 200
         assert client.get("/api/profiles/u-log", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
@@ -207,17 +218,45 @@ def test_demo_runs_from_any_directory_and_prints_its_summary(env: dict[str, str]
 
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    for text in ("Events by type", "Track events by name", "Product Viewed", "Order Completed",
-                 "profiles", "known", "anonymous", "merged", "duplicates", "events/s", "/api/profiles/"):
+    for text in (
+        "Events by type",
+        "Track events by name",
+        "Product Viewed",
+        "Order Completed",
+        "profiles",
+        "known",
+        "anonymous",
+        "merged",
+        "duplicates",
+        "events/s",
+        "/api/profiles/",
+    ):
         assert text in out, text
     assert "0 stored again" in out
     # The example journeys, published and fast-forwarded through 40 days, and what they sent.
-    for text in ("published 11 journeys", "Fast-forward", "(40 days)", "What each journey did",
-                 "The first message of each step", "welcome / welcome", "messages sent"):
+    for text in (
+        "published 11 journeys",
+        "Fast-forward",
+        "(40 days)",
+        "What each journey did",
+        "The first message of each step",
+        "welcome / welcome",
+        "messages sent",
+    ):
         assert text in out, text
-    for journey in ("welcome", "browse-abandonment", "cart-abandonment", "post-purchase", "win-back",
-                    "push-level-completed", "push-saved-item", "push-streak-7", "push-inactive-3d",
-                    "push-near-store", "plan-downgrade-save"):
+    for journey in (
+        "welcome",
+        "browse-abandonment",
+        "cart-abandonment",
+        "post-purchase",
+        "win-back",
+        "push-level-completed",
+        "push-saved-item",
+        "push-streak-7",
+        "push-inactive-3d",
+        "push-near-store",
+        "plan-downgrade-save",
+    ):
         assert journey in out, journey
     # The default is a temporary database: nothing is left in the working directory.
     assert list(elsewhere.iterdir()) == []

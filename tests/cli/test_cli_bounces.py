@@ -22,7 +22,12 @@ def test_bounce_webhooks_set_show_clear(env: dict[str, str], tmp_path: Path) -> 
     done = run(["workspace", "bounce-webhooks", "set", "mailgun", "signing_key=key-abc", "-w", ws], env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"/webhooks/mailgun/{ws}" in done.stderr
-    assert run(["workspace", "bounce-webhooks", "set", "ses", "topic_arns=arn:a,arn:b", "-w", ws], env, tmp_path).returncode == 0
+    assert (
+        run(
+            ["workspace", "bounce-webhooks", "set", "ses", "topic_arns=arn:a,arn:b", "-w", ws], env, tmp_path
+        ).returncode
+        == 0
+    )
     shown = run(["workspace", "bounce-webhooks", "show", "-w", ws], env, tmp_path)
     assert json.loads(shown.stdout) == {"mailgun": {"signing_key": "***"}, "ses": {"topic_arns": ["arn:a", "arn:b"]}}
     assert "key-abc" not in shown.stdout + shown.stderr
@@ -39,8 +44,21 @@ def test_serve_receives_a_dsn_by_smtp(env: dict[str, str], tmp_path: Path) -> No
     log = tmp_path / "serve.log"
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [NUDGEFLOW, "serve", "--port", str(port), "--bounce-smtp", f"127.0.0.1:{smtp_port}", "--bounce-domain", "bounce.shop.test"],
-            env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT, text=True,
+            [
+                NUDGEFLOW,
+                "serve",
+                "--port",
+                str(port),
+                "--bounce-smtp",
+                f"127.0.0.1:{smtp_port}",
+                "--bounce-domain",
+                "bounce.shop.test",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     try:
         deadline = time.monotonic() + 60
@@ -57,7 +75,9 @@ def test_serve_receives_a_dsn_by_smtp(env: dict[str, str], tmp_path: Path) -> No
             client.sendmail("<>", [f"bounces+{ws}@bounce.shop.test"], POSTFIX_HARD.replace(b"\n", b"\r\n"))
         engine = create_engine(env["NUDGEFLOW_DATABASE_URL"])
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT address, reason FROM suppressions WHERE workspace_id = :w"), {"w": ws}).all()
+            rows = conn.execute(
+                text("SELECT address, reason FROM suppressions WHERE workspace_id = :w"), {"w": ws}
+            ).all()
         engine.dispose()
         assert [tuple(r) for r in rows] == [("nobody@example.net", "hard_bounce")]
         assert f"bounces: SMTP on 127.0.0.1:{smtp_port}" in log.read_text()

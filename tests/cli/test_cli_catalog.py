@@ -50,8 +50,7 @@ def test_import_and_list(env: dict[str, str], tmp_path: Path) -> None:
 
     listed = run(["catalog", "list", "products", "-w", ws, "--json"], env, tmp_path)
     items = json.loads(listed.stdout)
-    assert [(i["id"], i["price"], i["attributes"]) for i in items] == [("p1", 49.9, {"color": "blue"}),
-                                                                       ("p4", 8.0, {})]
+    assert [(i["id"], i["price"], i["attributes"]) for i in items] == [("p1", 49.9, {"color": "blue"}), ("p4", 8.0, {})]
     table = run(["catalog", "list", "places", "-w", ws], env, tmp_path)
     assert "Fifth" in table.stdout and "1 places" in table.stderr
 

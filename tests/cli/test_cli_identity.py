@@ -16,7 +16,6 @@ import pytest
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
-
 from tests.support import NUDGEFLOW, start_server
 
 
@@ -68,11 +67,16 @@ def test_keys_create_list_and_revoke(env: dict[str, str], tmp_path: Path) -> Non
     assert sorted(k["kind"] for k in listed) == ["admin", "public", "public"]
 
 
-def test_identity_enable_rotate_finish_disable_take_effect(env: dict[str, str], tmp_path: Path, database_url: str) -> None:
+def test_identity_enable_rotate_finish_disable_take_effect(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
     ws = json.loads(ok(["workspace", "create", "shop", "--json"], env, tmp_path))
     wid = ws["workspace_id"]
     assert json.loads(ok(["workspace", "identity", "show", wid, "--json"], env, tmp_path)) == {
-        "verification": False, "secrets": 0, "rotating": False}
+        "verification": False,
+        "secrets": 0,
+        "rotating": False,
+    }
     first = json.loads(ok(["workspace", "identity", "enable", wid, "--json"], env, tmp_path))
     assert first["verification"] is True and first["secret"].startswith("nfid_")
     again = json.loads(ok(["workspace", "identity", "enable", wid, "--json"], env, tmp_path))
@@ -94,9 +98,13 @@ def test_identity_enable_rotate_finish_disable_take_effect(env: dict[str, str], 
     clock = VirtualClock()
     server = start_server(settings, clock)
     try:
+
         def identify(user: str, user_hash: str | None) -> int:
-            body = {"userId": user, "traits": {"email": f"{user}@example.com"},
-                    **({"context": {"userHash": user_hash}} if user_hash else {})}
+            body = {
+                "userId": user,
+                "traits": {"email": f"{user}@example.com"},
+                **({"context": {"userHash": user_hash}} if user_hash else {}),
+            }
             with server.client(auth=(ws["write_key"], "")) as client:
                 return client.post("/v1/identify", json=body).status_code
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
 from nudgeflow.model.journeys import journey_json_schema
-
 from tests.support import NUDGEFLOW
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,8 +107,12 @@ def test_warnings_do_not_fail(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_validate_several_files_and_unreadable_ones(env: dict[str, str], tmp_path: Path) -> None:
-    write(tmp_path / "ok.json", json.dumps({"id": "ok", "name": "OK", "trigger": {"type": "event", "event": "A"},
-                                            "steps": {"a": {"type": "exit"}}}))
+    write(
+        tmp_path / "ok.json",
+        json.dumps(
+            {"id": "ok", "name": "OK", "trigger": {"type": "event", "event": "A"}, "steps": {"a": {"type": "exit"}}}
+        ),
+    )
     write(tmp_path / "bad.yaml", "id: [unclosed\n")
     done = run(["journeys", "validate", "ok.json", "bad.yaml", "missing.yaml"], env, tmp_path)
     assert done.returncode == 1
@@ -306,8 +310,9 @@ def test_a_bad_templates_folder_is_an_error(env: dict[str, str], tmp_path: Path)
     assert done.returncode == 1 and "--templates nowhere: not a folder" in done.stderr
 
 
-def test_apply_and_publish_check_the_workspace_templates(env: dict[str, str], tmp_path: Path,
-                                                         database_url: str) -> None:
+def test_apply_and_publish_check_the_workspace_templates(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
     env["NUDGEFLOW_DATABASE_URL"] = database_url
     ws = workspace(env, tmp_path)
     write(tmp_path / "welcome.yaml", EMAIL_JOURNEY.format(channel="email", template="welcome-1"))
@@ -335,15 +340,17 @@ def test_apply_and_publish_check_the_workspace_templates(env: dict[str, str], tm
     engine = create_db_engine(database_url)
     try:
         with engine.begin() as conn:
-            definition = Journey.model_validate(dict(load_text(EMAIL_JOURNEY.format(channel="email",
-                                                                                   template="welcome-1"))[0][1]))
+            definition = Journey.model_validate(
+                dict(load_text(EMAIL_JOURNEY.format(channel="email", template="welcome-1"))[0][1])
+            )
             journey_store.apply_draft(conn, ws, definition, 1)
     finally:
         engine.dispose()
     done = run(["journeys", "publish", "welcome", "-w", ws], env, tmp_path)
     assert done.returncode == 1
-    assert ("journey welcome: steps.hello.template: template 'welcome-1' is a push template, and this step sends "
-            "email") in done.stderr
+    assert (
+        "journey welcome: steps.hello.template: template 'welcome-1' is a push template, and this step sends email"
+    ) in done.stderr
     assert "not published: 1 error" in done.stderr and "Traceback" not in done.stderr
     assert listed(env, tmp_path, ws)["welcome"]["status"] == "draft"
 
@@ -372,21 +379,33 @@ steps:
 
 def _quiet_people(database_url: str, ws: str, count: int) -> None:
     """`count` people first seen, and last active, 30 days ago (ingested at that time)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from nudgeflow.core.clock import VirtualClock
     from nudgeflow.model.events import normalize, parse_message
     from nudgeflow.store import database
     from nudgeflow.store.group_commit import GroupCommitter
 
-    clock = VirtualClock(datetime.now(timezone.utc) - timedelta(days=30))
+    clock = VirtualClock(datetime.now(UTC) - timedelta(days=30))
     db = database.create_db_engine(database_url)
     writer = GroupCommitter(db, clock)
     writer.start()
     try:
-        records = [normalize(parse_message({"type": "track", "userId": f"quiet-{ws}-{i}", "event": "Session Started",
-                                            "messageId": f"m-{ws}-{i}"}), clock.now(), max_event_bytes=32 * 1024)
-                   for i in range(count)]
+        records = [
+            normalize(
+                parse_message(
+                    {
+                        "type": "track",
+                        "userId": f"quiet-{ws}-{i}",
+                        "event": "Session Started",
+                        "messageId": f"m-{ws}-{i}",
+                    }
+                ),
+                clock.now(),
+                max_event_bytes=32 * 1024,
+            )
+            for i in range(count)
+        ]
         writer.submit_events(ws, records).result(timeout=60)
     finally:
         writer.stop()
@@ -394,7 +413,8 @@ def _quiet_people(database_url: str, ws: str, count: int) -> None:
 
 
 def test_publish_counts_who_would_enter_and_asks_for_yes_above_the_threshold(
-        env: dict[str, str], tmp_path: Path, database_url: str) -> None:
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
     env["NUDGEFLOW_DATABASE_URL"] = database_url
     ws = workspace(env, tmp_path)
     _quiet_people(database_url, ws, 3)
@@ -413,7 +433,9 @@ def test_publish_counts_who_would_enter_and_asks_for_yes_above_the_threshold(
     assert listed(env, tmp_path, ws)["winback"]["status"] == "live"
 
 
-def test_publish_from_now_skips_the_count_and_the_backfill(env: dict[str, str], tmp_path: Path, database_url: str) -> None:
+def test_publish_from_now_skips_the_count_and_the_backfill(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
     env["NUDGEFLOW_DATABASE_URL"] = database_url
     ws = workspace(env, tmp_path)
     _quiet_people(database_url, ws, 3)
@@ -428,7 +450,9 @@ def test_publish_from_now_skips_the_count_and_the_backfill(env: dict[str, str], 
 
     db = create_engine(normalize_url(database_url))
     with db.connect() as conn:
-        jobs = conn.execute(text("SELECT COUNT(*) FROM journey_backfills WHERE journey_id = 'winback' "
-                                 "AND workspace_id = :ws"), {"ws": ws}).scalar()
+        jobs = conn.execute(
+            text("SELECT COUNT(*) FROM journey_backfills WHERE journey_id = 'winback' AND workspace_id = :ws"),
+            {"ws": ws},
+        ).scalar()
     db.dispose()
     assert jobs == 0

@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
 from nudgeflow.settings import ENV_VARS
-
 from tests.support import NUDGEFLOW, free_port
 
 
@@ -88,8 +87,13 @@ def test_every_variable_settings_reads_is_checked() -> None:
     # A variable added to ENV_VARS without a case above would go untested: name them all.
     tested = {name for name, _, _ in BAD_ENV}
     untested = {v.name for v in ENV_VARS} - tested
-    assert untested == {"NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE", "NUDGEFLOW_APNS_KEY_FILE", "NUDGEFLOW_APNS_KEY_ID",
-                        "NUDGEFLOW_APNS_TEAM_ID", "NUDGEFLOW_APNS_TOPIC"}  # free text, files checked on use
+    assert untested == {
+        "NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE",
+        "NUDGEFLOW_APNS_KEY_FILE",
+        "NUDGEFLOW_APNS_KEY_ID",
+        "NUDGEFLOW_APNS_TEAM_ID",
+        "NUDGEFLOW_APNS_TOPIC",
+    }  # free text, files checked on use
 
 
 @pytest.mark.parametrize(
@@ -100,7 +104,10 @@ def test_every_variable_settings_reads_is_checked() -> None:
         (["--port", "eighty"], "'--port'"),
         (["--dev-smtp-port", "0"], "'--dev-smtp-port'"),
         (["--public-url", "nudge.shop.example"], "--public-url: 'nudge.shop.example' must be an absolute"),
-        (["--public-url", "https://user:pw@nudge.shop.example"], "--public-url: 'https://user:pw@nudge.shop.example' must not carry a user"),
+        (
+            ["--public-url", "https://user:pw@nudge.shop.example"],
+            "--public-url: 'https://user:pw@nudge.shop.example' must not carry a user",
+        ),
         (["--public-url", "https://nudge.shop.example/#top"], "must not have a fragment"),
         (["--public-url", "https://nudge.shop.example/\x07"], "must not contain spaces or control characters"),
     ],
@@ -115,7 +122,9 @@ def test_serve_refuses_a_bad_option_naming_it(env: dict[str, str], tmp_path: Pat
 # -- serve and the public URL -----------------------------------------------------------------
 
 
-def test_serve_off_loopback_without_a_public_url_refuses_and_says_what_to_set(env: dict[str, str], tmp_path: Path) -> None:
+def test_serve_off_loopback_without_a_public_url_refuses_and_says_what_to_set(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     done = run(["serve", "--host", "0.0.0.0", "--port", str(free_port())], env, tmp_path)
     assert done.returncode == 2
     assert "--public-url" in done.stderr and "NUDGEFLOW_PUBLIC_URL" in done.stderr
@@ -135,8 +144,14 @@ def start(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
         port = free_port()
         log = tmp_path / f"serve-{port}.log"
         sink = log.open("w")
-        proc = subprocess.Popen([NUDGEFLOW, "serve", "--port", str(port), *args], env={**env, **(extra_env or {})},
-                                cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [NUDGEFLOW, "serve", "--port", str(port), *args],
+            env={**env, **(extra_env or {})},
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -172,9 +187,16 @@ def test_serve_on_loopback_uses_its_own_address_and_says_which_channels_are_not_
     assert health == {"status": "ok", "channels_not_configured": ["email", "push"]}
 
 
-def test_serve_with_smtp_configured_reports_only_push_and_takes_the_public_url_from_the_environment(start: object) -> None:
-    served = start(["--host", "0.0.0.0"], {"NUDGEFLOW_SMTP_URL": "smtp://127.0.0.1:2525?tls=none",  # type: ignore[operator]
-                                            "NUDGEFLOW_PUBLIC_URL": "https://nudge.shop.example/"})
+def test_serve_with_smtp_configured_reports_only_push_and_takes_the_public_url_from_the_environment(
+    start: object,
+) -> None:
+    served = start(
+        ["--host", "0.0.0.0"],
+        {
+            "NUDGEFLOW_SMTP_URL": "smtp://127.0.0.1:2525?tls=none",  # type: ignore[operator]
+            "NUDGEFLOW_PUBLIC_URL": "https://nudge.shop.example/",
+        },
+    )
     text = served.log.read_text()
     assert "public URL: https://nudge.shop.example " in text
     assert "not configured: push" in text and "email" not in text.split("not configured:")[1].splitlines()[0]
@@ -212,7 +234,9 @@ def test_settings_show_lists_every_key_with_its_default_and_masks_secrets(env: d
     try:
         with engine.begin() as conn:  # what the tracking links and helper keys put there
             workspace_settings.set_section(conn, ws, "tracking_secret", "s3cret-tracking", 1)
-            workspace_settings.set_section(conn, ws, "identity", {"verification": False, "secrets": ["id-new", "id-old"]}, 1)
+            workspace_settings.set_section(
+                conn, ws, "identity", {"verification": False, "secrets": ["id-new", "id-old"]}, 1
+            )
     finally:
         engine.dispose()
     shown = _shown(env, tmp_path, ws)
@@ -235,9 +259,21 @@ def test_settings_set_changes_keys_and_refuses_a_bad_value_naming_its_key_all_or
     refused = run(["workspace", "settings", "set", ws, "identity.verification=true"], env, tmp_path)
     assert refused.returncode == 2 and "`nudgeflow workspace identity enable` makes one" in refused.stderr
     assert run(["workspace", "identity", "rotate", ws], env, tmp_path).returncode == 0  # a secret, verification off
-    done = run(["workspace", "settings", "set", ws, "public_base_url=https://nudge.shop.example/",
-                'topics=["offers", {"id": "news", "label": "Product news"}]', 'topic_by_template={"cart-1h": "offers"}',
-                "links.allowed_domains=shop.example,*.shop.example", "identity.verification=true"], env, tmp_path)
+    done = run(
+        [
+            "workspace",
+            "settings",
+            "set",
+            ws,
+            "public_base_url=https://nudge.shop.example/",
+            'topics=["offers", {"id": "news", "label": "Product news"}]',
+            'topic_by_template={"cart-1h": "offers"}',
+            "links.allowed_domains=shop.example,*.shop.example",
+            "identity.verification=true",
+        ],
+        env,
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     keys = _shown(env, tmp_path, ws)["keys"]
     assert keys["public_base_url"]["value"] == "https://nudge.shop.example"  # type: ignore[index]
@@ -264,14 +300,30 @@ def test_settings_set_changes_keys_and_refuses_a_bad_value_naming_its_key_all_or
 
     # An empty value clears a key back to its default.
     assert run(["workspace", "settings", "set", ws, "topics="], env, tmp_path).returncode == 0
-    assert _shown(env, tmp_path, ws)["keys"]["topics"] == {**_shown(env, tmp_path, ws)["keys"]["topics"], "set": False, "value": []}  # type: ignore[index,dict-item]
+    assert _shown(env, tmp_path, ws)["keys"]["topics"] == {
+        **_shown(env, tmp_path, ws)["keys"]["topics"],
+        "set": False,
+        "value": [],
+    }  # type: ignore[index,dict-item]
 
 
 def test_sender_defaults_are_set_on_the_workspaces_own_smtp_server(env: dict[str, str], tmp_path: Path) -> None:
     ws = _workspace(env, tmp_path)
     assert run(["workspace", "smtp", "set", "smtp://mail.shop.example:587", "-w", ws], env, tmp_path).returncode == 0
-    done = run(["workspace", "settings", "set", ws, "smtp.from_address=news@shop.example", "smtp.from_name=Shop",
-                "smtp.reply_to=help@shop.example", "smtp.bounce_domain=bounce.shop.example"], env, tmp_path)
+    done = run(
+        [
+            "workspace",
+            "settings",
+            "set",
+            ws,
+            "smtp.from_address=news@shop.example",
+            "smtp.from_name=Shop",
+            "smtp.reply_to=help@shop.example",
+            "smtp.bounce_domain=bounce.shop.example",
+        ],
+        env,
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     smtp = json.loads(run(["workspace", "smtp", "show", "-w", ws, "--json"], env, tmp_path).stdout)
     assert json.dumps(smtp).count("news@shop.example") == 1 and "bounce.shop.example" in json.dumps(smtp)

@@ -50,14 +50,34 @@ PUSH_JSON = {
 EVENTS: list[dict[str, Any]] = [
     {"type": "identify", "userId": "ada", "traits": {"email": "ada@example.com"}, "timestamp": "2026-03-02T09:00:00Z"},
     {"type": "track", "userId": "ada", "event": "Signed Up", "timestamp": "2026-03-02T09:00:01Z"},
-    {"type": "track", "userId": "ada", "event": "Product Added", "properties": {"cart_id": "c1", "price": 20},
-     "timestamp": "2026-03-02T09:10:00Z"},
-    {"type": "track", "anonymousId": "anon-1", "event": "Product Added", "properties": {"cart_id": "c2"},
-     "timestamp": "2026-03-02T11:00:00Z"},
-    {"type": "track", "userId": "bob", "event": "Product Added", "properties": {"cart_id": "c3"},
-     "timestamp": "2026-03-02T12:00:00Z"},
-    {"type": "track", "userId": "bob", "event": "Order Completed", "properties": {"cart_id": "c3", "revenue": 55.5},
-     "timestamp": "2026-03-02T15:00:00Z"},
+    {
+        "type": "track",
+        "userId": "ada",
+        "event": "Product Added",
+        "properties": {"cart_id": "c1", "price": 20},
+        "timestamp": "2026-03-02T09:10:00Z",
+    },
+    {
+        "type": "track",
+        "anonymousId": "anon-1",
+        "event": "Product Added",
+        "properties": {"cart_id": "c2"},
+        "timestamp": "2026-03-02T11:00:00Z",
+    },
+    {
+        "type": "track",
+        "userId": "bob",
+        "event": "Product Added",
+        "properties": {"cart_id": "c3"},
+        "timestamp": "2026-03-02T12:00:00Z",
+    },
+    {
+        "type": "track",
+        "userId": "bob",
+        "event": "Order Completed",
+        "properties": {"cart_id": "c3", "revenue": 55.5},
+        "timestamp": "2026-03-02T15:00:00Z",
+    },
 ]
 
 # What the events above must plan, in time order, with a 30-day horizon.
@@ -98,8 +118,9 @@ def write_events(path: Path, events: list[dict[str, Any]], extra_lines: dict[int
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NUDGEFLOW, "simulate", *args], env=env, cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [NUDGEFLOW, "simulate", *args], env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 def parse(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -109,10 +130,15 @@ def parse(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 def rows(messages: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return [(m["at"], m["user_id"], m["anonymous_id"], m["journey"], m["step"], m["channel"], m["template"]) for m in messages]
+    return [
+        (m["at"], m["user_id"], m["anonymous_id"], m["journey"], m["step"], m["channel"], m["template"])
+        for m in messages
+    ]
 
 
-def test_json_prints_one_object_per_planned_message_then_the_summary(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+def test_json_prints_one_object_per_planned_message_then_the_summary(
+    env: dict[str, str], tmp_path: Path, journeys: Path
+) -> None:
     events = write_events(tmp_path / "events.jsonl", EVENTS)
     done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
 
@@ -126,16 +152,32 @@ def test_json_prints_one_object_per_planned_message_then_the_summary(env: dict[s
     assert summary["first_event"] == "2026-03-02T09:00:00.000Z" and summary["last_event"] == "2026-03-02T15:00:00.000Z"
     assert summary["horizon"] == "2026-04-01T15:00:00.000Z"
     assert summary["journeys"]["welcome"] == {
-        "entered": 1, "holdout": 0, "active": 0, "completed": 1, "exited": {}, "converted": 0, "revenue": 0.0,
-        "messages": {"hello": 1, "tips": 1}, "failed": {},
+        "entered": 1,
+        "holdout": 0,
+        "active": 0,
+        "completed": 1,
+        "exited": {},
+        "converted": 0,
+        "revenue": 0.0,
+        "messages": {"hello": 1, "tips": 1},
+        "failed": {},
     }
     assert summary["journeys"]["cart"] == {
-        "entered": 3, "holdout": 0, "active": 0, "completed": 2, "exited": {"exit_event:Order Completed": 1},
-        "converted": 1, "revenue": 55.5, "messages": {"reminder": 3, "objections": 2}, "failed": {},
+        "entered": 3,
+        "holdout": 0,
+        "active": 0,
+        "completed": 2,
+        "exited": {"exit_event:Order Completed": 1},
+        "converted": 1,
+        "revenue": 55.5,
+        "messages": {"reminder": 3, "objections": 2},
+        "failed": {},
     }
 
 
-def test_events_are_replayed_in_time_order_whatever_the_order_of_the_lines(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+def test_events_are_replayed_in_time_order_whatever_the_order_of_the_lines(
+    env: dict[str, str], tmp_path: Path, journeys: Path
+) -> None:
     events = write_events(tmp_path / "shuffled.jsonl", list(reversed(EVENTS)))
     done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -149,15 +191,21 @@ def test_events_from_standard_input(env: dict[str, str], tmp_path: Path, journey
     assert rows(parse(done.stdout)[0]) == EXPECTED
 
 
-def test_bad_lines_are_reported_by_number_and_skipped_and_the_exit_code_is_2(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
-    events = write_events(tmp_path / "events.jsonl", EVENTS, {
-        2: "{not json",
-        4: json.dumps({"type": "track", "event": "Product Added", "timestamp": "2026-03-02T09:30:00Z"}),  # no id
-        5: "",  # blank lines are not lines of data
-        7: json.dumps({"type": "track", "userId": "cy", "event": "Signed Up", "timestamp": "last tuesday"}),
-        9: json.dumps({"type": "shout", "userId": "cy", "timestamp": "2026-03-02T09:30:00Z"}),
-        10: json.dumps({"type": "track", "userId": "cy", "event": "Signed Up"}),  # no time to place it
-    })
+def test_bad_lines_are_reported_by_number_and_skipped_and_the_exit_code_is_2(
+    env: dict[str, str], tmp_path: Path, journeys: Path
+) -> None:
+    events = write_events(
+        tmp_path / "events.jsonl",
+        EVENTS,
+        {
+            2: "{not json",
+            4: json.dumps({"type": "track", "event": "Product Added", "timestamp": "2026-03-02T09:30:00Z"}),  # no id
+            5: "",  # blank lines are not lines of data
+            7: json.dumps({"type": "track", "userId": "cy", "event": "Signed Up", "timestamp": "last tuesday"}),
+            9: json.dumps({"type": "shout", "userId": "cy", "timestamp": "2026-03-02T09:30:00Z"}),
+            10: json.dumps({"type": "track", "userId": "cy", "event": "Signed Up"}),  # no time to place it
+        },
+    )
     done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
 
     assert done.returncode == 2, done.stderr
@@ -180,8 +228,10 @@ def test_a_directory_and_files_of_each_kind_mixed(env: dict[str, str], tmp_path:
     (other / "level-up.json").write_text(json.dumps(PUSH_JSON))
     single = tmp_path / "welcome-only.yaml"
     single.write_text(WELCOME.replace("id: welcome", "id: welcome-copy"))
-    events = write_events(tmp_path / "events.jsonl", EVENTS + [
-        {"type": "track", "userId": "ada", "event": "Level Completed", "timestamp": "2026-03-05T08:00:00Z"}])
+    events = write_events(
+        tmp_path / "events.jsonl",
+        EVENTS + [{"type": "track", "userId": "ada", "event": "Level Completed", "timestamp": "2026-03-05T08:00:00Z"}],
+    )
     # Several paths may follow --journeys, as a shell glob gives them.
     done = run(["--journeys", str(journeys), str(other), str(single), "--events", str(events), "--json"], env, tmp_path)
 
@@ -189,14 +239,20 @@ def test_a_directory_and_files_of_each_kind_mixed(env: dict[str, str], tmp_path:
     messages, summary = parse(done.stdout)
     assert set(summary["journeys"]) == {"welcome", "cart", "level-up", "welcome-copy"}
     assert [(m["journey"], m["step"], m["channel"]) for m in messages if m["journey"] == "level-up"] == [
-        ("level-up", "congrats", "push")]
+        ("level-up", "congrats", "push")
+    ]
     assert summary["journeys"]["welcome-copy"]["messages"] == {"hello": 1, "tips": 1}
 
 
-def test_invalid_journeys_are_refused_naming_file_line_and_path(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+def test_invalid_journeys_are_refused_naming_file_line_and_path(
+    env: dict[str, str], tmp_path: Path, journeys: Path
+) -> None:
     broken = journeys / "broken.yaml"
-    broken.write_text(WELCOME.replace("id: welcome", "id: broken").replace("next: tips", "next: tipz")
-                      .replace("duration: 2d", "duration: two days"))
+    broken.write_text(
+        WELCOME.replace("id: welcome", "id: broken")
+        .replace("next: tips", "next: tipz")
+        .replace("duration: 2d", "duration: two days")
+    )
     events = write_events(tmp_path / "events.jsonl", EVENTS)
     done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
 
@@ -210,7 +266,9 @@ def test_invalid_journeys_are_refused_naming_file_line_and_path(env: dict[str, s
 
 def test_a_journey_id_defined_twice_is_refused(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
     (journeys / "again.yaml").write_text(WELCOME)
-    done = run(["--journeys", str(journeys), "--events", str(write_events(tmp_path / "e.jsonl", EVENTS))], env, tmp_path)
+    done = run(
+        ["--journeys", str(journeys), "--events", str(write_events(tmp_path / "e.jsonl", EVENTS))], env, tmp_path
+    )
     assert done.returncode == 1
     assert "'welcome' is already defined" in " ".join(done.stderr.split())
 
@@ -224,7 +282,9 @@ def test_missing_paths_fail_clearly(env: dict[str, str], tmp_path: Path, journey
     assert done.returncode == 1 and "--horizon" in done.stderr
 
 
-def test_the_horizon_bounds_the_timers_fired_after_the_last_event(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+def test_the_horizon_bounds_the_timers_fired_after_the_last_event(
+    env: dict[str, str], tmp_path: Path, journeys: Path
+) -> None:
     events = write_events(tmp_path / "events.jsonl", EVENTS)
     done = run(["--journeys", str(journeys), "--events", str(events), "--json", "--horizon", "0"], env, tmp_path)
     messages, summary = parse(done.stdout)
@@ -235,7 +295,9 @@ def test_the_horizon_bounds_the_timers_fired_after_the_last_event(env: dict[str,
     assert rows(parse(done.stdout)[0]) == EXPECTED[:6]
 
 
-def test_human_output_has_the_messages_the_summary_and_a_progress_bar(env: dict[str, str], tmp_path: Path, journeys: Path) -> None:
+def test_human_output_has_the_messages_the_summary_and_a_progress_bar(
+    env: dict[str, str], tmp_path: Path, journeys: Path
+) -> None:
     events = write_events(tmp_path / "events.jsonl", EVENTS)
     done = run(["--journeys", str(journeys), "--events", str(events), "--limit", "3"], env, tmp_path)
 
@@ -263,14 +325,29 @@ steps:
 
 def test_places_for_catalog_location_triggers_come_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "near.yaml").write_text(NEAR)
-    (tmp_path / "places.csv").write_text('id,name,latitude,longitude,tags\nflagship,Flagship,40.7411,-73.9897,"store,nyc"\n'
-                                         "depot,Depot,40.7000,-74.0100,depot\n")
-    events = write_events(tmp_path / "events.jsonl", [
-        {"type": "track", "userId": "ada", "event": "Location Updated", "timestamp": "2026-03-02T09:00:00Z",
-         "properties": {"latitude": 40.7412, "longitude": -73.9896}},
-        {"type": "track", "userId": "ben", "event": "Location Updated", "timestamp": "2026-03-02T09:01:00Z",
-         "properties": {"latitude": 40.7001, "longitude": -74.0101}},
-    ])
+    (tmp_path / "places.csv").write_text(
+        'id,name,latitude,longitude,tags\nflagship,Flagship,40.7411,-73.9897,"store,nyc"\n'
+        "depot,Depot,40.7000,-74.0100,depot\n"
+    )
+    events = write_events(
+        tmp_path / "events.jsonl",
+        [
+            {
+                "type": "track",
+                "userId": "ada",
+                "event": "Location Updated",
+                "timestamp": "2026-03-02T09:00:00Z",
+                "properties": {"latitude": 40.7412, "longitude": -73.9896},
+            },
+            {
+                "type": "track",
+                "userId": "ben",
+                "event": "Location Updated",
+                "timestamp": "2026-03-02T09:01:00Z",
+                "properties": {"latitude": 40.7001, "longitude": -74.0101},
+            },
+        ],
+    )
     done = run(["--journeys", "near.yaml", "--events", str(events), "--json", "--places", "places.csv"], env, tmp_path)
     assert done.returncode == 0, done.stderr
     messages, _summary = parse(done.stdout)

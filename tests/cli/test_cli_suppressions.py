@@ -22,7 +22,9 @@ def test_add_list_remove(tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     ws = json.loads(created.stdout)["workspace_id"]
 
-    added = run(["suppressions", "add", "Ada@Example.com", "bob@example.com", "-w", ws, "--detail", "by phone"], env, tmp_path)
+    added = run(
+        ["suppressions", "add", "Ada@Example.com", "bob@example.com", "-w", ws, "--detail", "by phone"], env, tmp_path
+    )
     assert added.returncode == 0, added.stderr
     assert added.stdout.strip() == "2 added, 0 already suppressed (manual now)"
     again = run(["suppressions", "add", "ada@example.com", "-w", ws, "--reason", "complaint"], env, tmp_path)
@@ -31,7 +33,8 @@ def test_add_list_remove(tmp_path: Path) -> None:
     listed = run(["suppressions", "list", "-w", ws, "--json"], env, tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert [(s["address"], s["reason"], s["detail"]) for s in json.loads(listed.stdout)] == [
-        ("ada@example.com", "complaint", None), ("bob@example.com", "manual", "by phone"),
+        ("ada@example.com", "complaint", None),
+        ("bob@example.com", "manual", "by phone"),
     ]
     table = run(["suppressions", "list", "-w", ws], env, tmp_path)
     assert "ada@example.com" in table.stdout and "complaint" in table.stdout
@@ -39,8 +42,8 @@ def test_add_list_remove(tmp_path: Path) -> None:
     removed = run(["suppressions", "remove", "ada@example.com", "carol@example.com", "-w", ws], env, tmp_path)
     assert removed.returncode == 1 and removed.stdout.strip() == "1 removed"
     assert "not suppressed: carol@example.com" in removed.stderr
-    assert [s["address"] for s in json.loads(run(["suppressions", "list", "-w", ws, "--json"], env, tmp_path).stdout)] == [
-        "bob@example.com"
-    ]
+    assert [
+        s["address"] for s in json.loads(run(["suppressions", "list", "-w", ws, "--json"], env, tmp_path).stdout)
+    ] == ["bob@example.com"]
     unknown = run(["suppressions", "list", "-w", "ws_nope"], env, tmp_path)
     assert unknown.returncode == 1 and "no workspace 'ws_nope'" in unknown.stderr

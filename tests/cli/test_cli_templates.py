@@ -13,8 +13,13 @@ EXAMPLES = ROOT / "examples" / "templates"
 
 
 def run(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NUDGEFLOW, *args, "--database", f"sqlite:///{db}"], capture_output=True, text=True,
-                          timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    return subprocess.run(
+        [NUDGEFLOW, *args, "--database", f"sqlite:///{db}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
 
 
 def test_apply_list_render(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from nudgeflow.content.bounce_parse import Bounce, Complaint, ReportError, parse_arf, parse_dsn, parse_report
-
 from tests.content.bounce_samples import ARF_ABUSE, ARF_REDACTED, NO_STATUS_FIELD, POSTFIX_HARD, SENDMAIL_DELAYED
 
 
@@ -33,7 +32,12 @@ def test_delayed_is_soft_and_delivered_recipients_are_skipped() -> None:
 
 def test_status_read_from_diagnostic_when_missing() -> None:
     [bounce] = parse_dsn(NO_STATUS_FIELD)
-    assert (bounce.kind, bounce.address, bounce.status, bounce.message_key) == ("hard", "gone@example.com", "5.2.1", None)
+    assert (bounce.kind, bounce.address, bounce.status, bounce.message_key) == (
+        "hard",
+        "gone@example.com",
+        "5.2.1",
+        None,
+    )
 
 
 def test_failed_with_4xx_status_is_soft() -> None:
@@ -54,7 +58,10 @@ def test_arf_abuse_complaint() -> None:
 def test_redacted_arf_uses_the_original_to() -> None:
     complaint = parse_arf(ARF_REDACTED)
     assert (complaint.address, complaint.feedback_type, complaint.message_key, complaint.message_id) == (
-        "erin@isp.example", "abuse", None, "<nf.e@shop.test>"
+        "erin@isp.example",
+        "abuse",
+        None,
+        "<nf.e@shop.test>",
     )
 
 
@@ -68,8 +75,14 @@ def test_parse_report_dispatches_on_report_type() -> None:
     ("raw", "words"),
     [
         (b"From: a@b\nSubject: Out of office\n\nI am away.\n", "not multipart/report"),
-        (POSTFIX_HARD.replace(b"report-type=delivery-status", b"report-type=disposition-notification"), "disposition-notification"),
-        (POSTFIX_HARD.replace(b"Content-Type: message/delivery-status", b"Content-Type: text/plain"), "no message/delivery-status"),
+        (
+            POSTFIX_HARD.replace(b"report-type=delivery-status", b"report-type=disposition-notification"),
+            "disposition-notification",
+        ),
+        (
+            POSTFIX_HARD.replace(b"Content-Type: message/delivery-status", b"Content-Type: text/plain"),
+            "no message/delivery-status",
+        ),
         (ARF_ABUSE.replace(b"Feedback-Type: abuse\n", b""), "no Feedback-Type"),
         (ARF_REDACTED.replace(b"To: Erin <erin@isp.example>\n", b""), "names no recipient"),
     ],

@@ -14,7 +14,6 @@ from nudgeflow.content.context import build_context, trial_days_left
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import catalog
 from nudgeflow.store.schema import events, profile_state, profiles
-
 from tests.support import make_workspace
 
 NOW = 1_767_268_800_000  # 2026-01-01T12:00:00Z
@@ -22,8 +21,15 @@ DAY = 86_400_000
 _seq = itertools.count()
 
 PRODUCTS = [
-    {"id": "shirt", "name": "Linen shirt", "price": 50, "currency": "EUR", "category": "shirts", "stock": 3,
-     "color": "blue"},
+    {
+        "id": "shirt",
+        "name": "Linen shirt",
+        "price": 50,
+        "currency": "EUR",
+        "category": "shirts",
+        "stock": 3,
+        "color": "blue",
+    },
     {"id": "oxford", "name": "Oxford shirt", "price": 55, "currency": "EUR", "category": "shirts", "color": "blue"},
     {"id": "flannel", "name": "Flannel", "price": 80, "currency": "EUR", "category": "shirts", "stock": 0},
     {"id": "polo", "name": "Polo", "price": 40, "currency": "EUR", "category": "shirts"},
@@ -38,22 +44,52 @@ PLACES = [
 
 def add_profile(conn: Any, ws: str, pid: str, traits: dict[str, Any], state: dict[str, Any] | None = None) -> None:
     pid = f"{pid}.{ws}"  # profile ids are global: tests share PostgreSQL
-    conn.execute(insert(profiles).values(id=pid, workspace_id=ws, user_id=None, traits=orjson.dumps(traits).decode(),
-                                         created_at_ms=0, updated_at_ms=0))
+    conn.execute(
+        insert(profiles).values(
+            id=pid,
+            workspace_id=ws,
+            user_id=None,
+            traits=orjson.dumps(traits).decode(),
+            created_at_ms=0,
+            updated_at_ms=0,
+        )
+    )
     if state is not None:
-        conn.execute(insert(profile_state).values(profile_id=pid, workspace_id=ws, state=orjson.dumps(state).decode(),
-                                                  updated_at_ms=0))
+        conn.execute(
+            insert(profile_state).values(
+                profile_id=pid, workspace_id=ws, state=orjson.dumps(state).decode(), updated_at_ms=0
+            )
+        )
 
 
-def add_event(conn: Any, ws: str, pid: str, name: str | None, at: int, /, kind: str = "track",
-              context: dict[str, Any] | None = None, **props: Any) -> None:
+def add_event(
+    conn: Any,
+    ws: str,
+    pid: str,
+    name: str | None,
+    at: int,
+    /,
+    kind: str = "track",
+    context: dict[str, Any] | None = None,
+    **props: Any,
+) -> None:
     mid = f"m{next(_seq)}"
     pid = f"{pid}.{ws}"
     message = {"type": kind, "messageId": mid, "properties": props, "context": context or {}}
     if name is not None:
         message["event"] = name
-    conn.execute(insert(events).values(workspace_id=ws, message_id=mid, profile_id=pid, type=kind, event=name,
-                                       timestamp_ms=at, received_at_ms=at, payload=orjson.dumps(message).decode()))
+    conn.execute(
+        insert(events).values(
+            workspace_id=ws,
+            message_id=mid,
+            profile_id=pid,
+            type=kind,
+            event=name,
+            timestamp_ms=at,
+            received_at_ms=at,
+            payload=orjson.dumps(message).decode(),
+        )
+    )
 
 
 @pytest.fixture
@@ -64,31 +100,59 @@ def ws(engine: Any) -> str:
         catalog.import_rows(conn, workspace, "places", [(str(i), p) for i, p in enumerate(PLACES)], 1)
         # other people's orders: shirt goes with belt (twice) and socks (once)
         for n, ids in enumerate([["shirt", "belt"], ["shirt", "belt", "socks"], ["flannel", "shirt"]]):
-            add_event(conn, workspace, f"other{n}", "Order Completed", NOW - 10 * DAY,
-                      products=[{"product_id": i} for i in ids])
+            add_event(
+                conn,
+                workspace,
+                f"other{n}",
+                "Order Completed",
+                NOW - 10 * DAY,
+                products=[{"product_id": i} for i in ids],
+            )
     return workspace
 
 
 def test_a_cart_journey_sees_everything(engine: Any, ws: str) -> None:
     with engine.begin() as conn:
-        add_profile(conn, ws, "p1", {"first_name": "Ada", "email": "ada@example.com", "timezone": "America/New_York",
-                                     "locale": "en_US", "trial_ends_at": "2026-01-04T10:00:00Z"},
-                    state={"last_location": {"latitude": 40.758, "longitude": -73.9855}})
+        add_profile(
+            conn,
+            ws,
+            "p1",
+            {
+                "first_name": "Ada",
+                "email": "ada@example.com",
+                "timezone": "America/New_York",
+                "locale": "en_US",
+                "trial_ends_at": "2026-01-04T10:00:00Z",
+            },
+            state={"last_location": {"latitude": 40.758, "longitude": -73.9855}},
+        )
         add_event(conn, ws, "p1", "Order Completed", NOW - 5 * DAY, products=[{"product_id": "socks"}])
         add_event(conn, ws, "p1", "Product Viewed", NOW - 4 * DAY, product_id="oxford")
         add_event(conn, ws, "p1", None, NOW - 3 * DAY, kind="page", product_id="polo", name="Polo page")
         add_event(conn, ws, "p1", "Product Viewed", NOW - 2 * DAY, product_id="shirt")
         add_event(conn, ws, "p1", "Product Added", NOW - DAY, cart_id="c9", product_id="shirt", quantity=2)
-    trigger = {"event": "Product Added", "message_id": "x", "at": NOW - DAY,
-               "properties": {"cart_id": "c9", "product_id": "shirt"}}
-    message_context = {"trigger": trigger, "journey": {"id": "cart", "version": 2, "name": "Cart"},
-                       "run": {"id": "r1", "entered_at": NOW - DAY}}
+    trigger = {
+        "event": "Product Added",
+        "message_id": "x",
+        "at": NOW - DAY,
+        "properties": {"cart_id": "c9", "product_id": "shirt"},
+    }
+    message_context = {
+        "trigger": trigger,
+        "journey": {"id": "cart", "version": 2, "name": "Cart"},
+        "run": {"id": "r1", "entered_at": NOW - DAY},
+    }
     cache = rec.BoughtTogetherCache()
     with engine.connect() as conn:
         ctx = build_context(conn, ws, f"p1.{ws}", message_context, NOW, cache=cache)
     assert ctx["profile"]["first_name"] == "Ada" and ctx["profile"]["id"] == f"p1.{ws}"
-    assert ctx["event"] == {"name": "Product Added", "timestamp": "2025-12-31T12:00:00Z", "timestamp_ms": NOW - DAY,
-                            "message_id": "x", "properties": {"cart_id": "c9", "product_id": "shirt"}}
+    assert ctx["event"] == {
+        "name": "Product Added",
+        "timestamp": "2025-12-31T12:00:00Z",
+        "timestamp_ms": NOW - DAY,
+        "message_id": "x",
+        "properties": {"cart_id": "c9", "product_id": "shirt"},
+    }
     assert ctx["journey"]["name"] == "Cart" and ctx["run"]["entered_at"] == "2025-12-31T12:00:00Z"
     assert [(i["id"], i["quantity"], i["name"]) for i in ctx["cart"]["items"]] == [("shirt", 2, "Linen shirt")]
     assert ctx["cart"]["subtotal"] == 100.0 and ctx["cart"]["currency"] == "EUR" and ctx["cart"]["id"] == "c9"
@@ -119,13 +183,27 @@ def test_an_empty_catalog(engine: Any) -> None:
     ws = make_workspace(engine).workspace_id
     with engine.begin() as conn:
         add_profile(conn, ws, "p1", {"first_name": "Bo"})
-        add_event(conn, ws, "p1", "Product Viewed", NOW - DAY, product_id="x", name="Thing", price=3,
-                  context={"location": {"latitude": 1.0, "longitude": 2.0}})
+        add_event(
+            conn,
+            ws,
+            "p1",
+            "Product Viewed",
+            NOW - DAY,
+            product_id="x",
+            name="Thing",
+            price=3,
+            context={"location": {"latitude": 1.0, "longitude": 2.0}},
+        )
         add_event(conn, ws, "other", "Order Completed", NOW - DAY, products=[{"product_id": "x"}, {"product_id": "y"}])
     with engine.connect() as conn:
-        ctx = build_context(conn, ws, f"p1.{ws}", {"trigger": {"event": "Product Viewed", "at": NOW - DAY,
-                                                          "properties": {"product_id": "x"}}}, NOW,
-                            cache=rec.BoughtTogetherCache())
+        ctx = build_context(
+            conn,
+            ws,
+            f"p1.{ws}",
+            {"trigger": {"event": "Product Viewed", "at": NOW - DAY, "properties": {"product_id": "x"}}},
+            NOW,
+            cache=rec.BoughtTogetherCache(),
+        )
     assert [(v["id"], v["name"], v["in_catalog"]) for v in ctx["recently_viewed"]] == [("x", "Thing", False)]
     assert [b["id"] for b in ctx["recommendations"]["bought_together"]] == ["y"]
     assert ctx["recommendations"]["similar"] == []
@@ -135,8 +213,9 @@ def test_an_empty_catalog(engine: Any) -> None:
 def test_location_from_the_latest_event_when_the_state_has_none(engine: Any, ws: str) -> None:
     with engine.begin() as conn:
         add_profile(conn, ws, "p1", {}, state={"last_location": None})
-        add_event(conn, ws, "p1", "App Opened", NOW - 2 * DAY, context={"location": {"latitude": 40.76,
-                                                                                        "longitude": -73.98}})
+        add_event(
+            conn, ws, "p1", "App Opened", NOW - 2 * DAY, context={"location": {"latitude": 40.76, "longitude": -73.98}}
+        )
         add_event(conn, ws, "p1", "App Opened", NOW - DAY, latitude=48.85, longitude=2.35)
         add_profile(conn, ws, "p2", {}, state={"last_location": {"lat": 48.86, "lon": 2.35}})
     with engine.connect() as conn:
@@ -147,23 +226,31 @@ def test_location_from_the_latest_event_when_the_state_has_none(engine: Any, ws:
 
 
 def test_the_trigger_s_own_products_make_the_cart(engine: Any, ws: str) -> None:
-    trigger = {"event": "Checkout Started", "at": NOW, "properties": {
-        "products": [{"product_id": "polo", "quantity": 1}, {"product_id": "nope", "name": "Gone", "price": 2}]}}
+    trigger = {
+        "event": "Checkout Started",
+        "at": NOW,
+        "properties": {
+            "products": [{"product_id": "polo", "quantity": 1}, {"product_id": "nope", "name": "Gone", "price": 2}]
+        },
+    }
     with engine.connect() as conn:
         ctx = build_context(conn, ws, f"p9.{ws}", {"trigger": trigger}, NOW)
     assert [(i["id"], i["name"]) for i in ctx["cart"]["items"]] == [("polo", "Polo"), ("nope", "Gone")]
     assert ctx["cart"]["subtotal"] == 42.0
 
 
-@pytest.mark.parametrize("value,tz,expected", [
-    (None, "UTC", None),
-    ("not a date", "UTC", None),
-    ("2025-12-31", "UTC", None),  # past
-    ("2026-01-01T18:00:00Z", "UTC", 0),  # later today
-    ("2026-01-02T01:00:00Z", "UTC", 1),
-    ("2026-01-02T01:00:00Z", "America/Los_Angeles", 0),  # still Jan 1 there
-    ("2026-01-11", "Asia/Tokyo", 10),  # Jan 1 21:00 in Tokyo; ends at local midnight of Jan 11
-    (to_ms(__import__("datetime").datetime(2026, 1, 8, tzinfo=__import__("datetime").timezone.utc)), "UTC", 7),
-])
+@pytest.mark.parametrize(
+    "value,tz,expected",
+    [
+        (None, "UTC", None),
+        ("not a date", "UTC", None),
+        ("2025-12-31", "UTC", None),  # past
+        ("2026-01-01T18:00:00Z", "UTC", 0),  # later today
+        ("2026-01-02T01:00:00Z", "UTC", 1),
+        ("2026-01-02T01:00:00Z", "America/Los_Angeles", 0),  # still Jan 1 there
+        ("2026-01-11", "Asia/Tokyo", 10),  # Jan 1 21:00 in Tokyo; ends at local midnight of Jan 11
+        (to_ms(__import__("datetime").datetime(2026, 1, 8, tzinfo=__import__("datetime").timezone.utc)), "UTC", 7),
+    ],
+)
 def test_trial_days_left(value: Any, tz: str, expected: int | None) -> None:
     assert trial_days_left({"trial_ends_at": value, "timezone": tz}, NOW) == expected

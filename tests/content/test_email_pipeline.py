@@ -5,18 +5,18 @@ server on loopback; then the unsubscribe flow over HTTP stops the next marketing
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import text
 
+from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from nudgeflow.store.journeys import apply_draft, publish
-from nudgeflow.content.compiled_templates import save_template
-
 from tests.channels.smtp_support import Sink
 from tests.content.template_samples import SLOW_SUBJECT
 from tests.support import LiveServer, start_server
@@ -68,8 +68,19 @@ def test_journey_email_is_rendered_tracked_and_one_click_unsubscribe_stops_the_n
         apply_draft(conn, ws.workspace_id, Journey.model_validate(JOURNEY), now)
         publish(conn, ws.workspace_id, "cart-mail", now)
     with live.client(auth=(ws.write_key, "")) as http:
-        assert http.post("/v1/identify", json={"userId": "ada", "traits": {"email": "ada@example.org", "first_name": "Ada"}}).status_code == 200
-        assert http.post("/v1/track", json={"userId": "ada", "event": "Product Added", "properties": {"product_name": "Red shoes"}}).status_code == 200
+        assert (
+            http.post(
+                "/v1/identify", json={"userId": "ada", "traits": {"email": "ada@example.org", "first_name": "Ada"}}
+            ).status_code
+            == 200
+        )
+        assert (
+            http.post(
+                "/v1/track",
+                json={"userId": "ada", "event": "Product Added", "properties": {"product_name": "Red shoes"}},
+            ).status_code
+            == 200
+        )
     live.state.runtime.run_until_idle()
 
     assert len(sink.received) == 1
@@ -98,18 +109,25 @@ def test_journey_email_is_rendered_tracked_and_one_click_unsubscribe_stops_the_n
         assert r.status_code == 200
 
     with live.client(auth=(ws.write_key, "")) as http:
-        assert http.post("/v1/track", json={"userId": "ada", "event": "Product Added", "properties": {}}).status_code == 200
+        assert (
+            http.post("/v1/track", json={"userId": "ada", "event": "Product Added", "properties": {}}).status_code
+            == 200
+        )
     live.state.runtime.run_until_idle()
     assert len(sink.received) == 1  # the next marketing email is not sent…
     with engine.connect() as conn:
         where = {"ws": ws.workspace_id}
-        statuses = [r[0] for r in conn.execute(text("SELECT status FROM outbox WHERE workspace_id = :ws ORDER BY id"), where)]
+        statuses = [
+            r[0] for r in conn.execute(text("SELECT status FROM outbox WHERE workspace_id = :ws ORDER BY id"), where)
+        ]
         names = {r[0] for r in conn.execute(text("SELECT event FROM events WHERE workspace_id = :ws"), where)}
     assert statuses == ["sent", "suppressed"]  # …and says why
     assert {"Email Link Clicked", "Unsubscribed", "Message Suppressed"} <= names
 
 
-def test_missing_template_fails_the_message_with_its_reason(mail_server: tuple[LiveServer, VirtualClock], sink: Sink) -> None:
+def test_missing_template_fails_the_message_with_its_reason(
+    mail_server: tuple[LiveServer, VirtualClock], sink: Sink
+) -> None:
     live, clock = mail_server
     ws = live.workspace()
     engine = live.state.engine
@@ -143,7 +161,9 @@ def test_a_journey_email_built_in_a_worker_process_arrives_the_same(settings: Se
             publish(conn, ws.workspace_id, "cart-mail", now)
         with live.client(auth=(ws.write_key, "")) as http:
             http.post("/v1/identify", json={"userId": "cy", "traits": {"email": "cy@example.org", "first_name": "Cy"}})
-            http.post("/v1/track", json={"userId": "cy", "event": "Product Added", "properties": {"product_name": "Hat"}})
+            http.post(
+                "/v1/track", json={"userId": "cy", "event": "Product Added", "properties": {"product_name": "Hat"}}
+            )
         live.state.runtime.run_until_idle()
         assert live.state.runtime.channels.get("email").workers is not None
     finally:
@@ -188,23 +208,58 @@ def test_an_events_url_cannot_make_a_click_link_redirect_off_the_workspaces_host
         save_template(conn, ws.workspace_id, "cart-1h-your-items", source, now)
         apply_draft(conn, ws.workspace_id, Journey.model_validate(CART_JOURNEY), now)
         publish(conn, ws.workspace_id, "cart-1h", now)
-        catalog.import_text(conn, ws.workspace_id, "products",
-                            "id,name,price,url\nshoe,Shoe,10,https://shop.example.com/p/shoe\n", now)
+        catalog.import_text(
+            conn, ws.workspace_id, "products", "id,name,price,url\nshoe,Shoe,10,https://shop.example.com/p/shoe\n", now
+        )
         set_section(conn, ws.workspace_id, "links", {"allowed_domains": ["*.partner.example"]}, now)
     evil = "https://evil.example/phish"
-    tricks = [evil, "https://evil.example\\@shop.example.com/", "https://shop.example.com@evil.example/x",
-              "https://partner.example.evil.example/"]
+    tricks = [
+        evil,
+        "https://evil.example\\@shop.example.com/",
+        "https://shop.example.com@evil.example/x",
+        "https://partner.example.evil.example/",
+    ]
     with live.client(auth=(ws.write_key, "")) as http:  # the public write key, nothing else
-        assert http.post("/v1/identify", json={"userId": "vi", "traits": {"email": "vi@example.org"}}).status_code == 200
+        assert (
+            http.post("/v1/identify", json={"userId": "vi", "traits": {"email": "vi@example.org"}}).status_code == 200
+        )
         for i, url in enumerate(tricks):
-            http.post("/v1/track", json={"userId": "vi", "event": "Product Added", "messageId": f"t{i}",
-                                         "properties": {"product_id": f"x{i}", "name": f"Trick {i}", "price": 1, "url": url}})
-        http.post("/v1/track", json={"userId": "vi", "event": "Product Added", "messageId": "partner",
-                                     "properties": {"product_id": "pp", "name": "Partner", "price": 2,
-                                                    "url": "https://www.partner.example/pp"}})
+            http.post(
+                "/v1/track",
+                json={
+                    "userId": "vi",
+                    "event": "Product Added",
+                    "messageId": f"t{i}",
+                    "properties": {"product_id": f"x{i}", "name": f"Trick {i}", "price": 1, "url": url},
+                },
+            )
+        http.post(
+            "/v1/track",
+            json={
+                "userId": "vi",
+                "event": "Product Added",
+                "messageId": "partner",
+                "properties": {
+                    "product_id": "pp",
+                    "name": "Partner",
+                    "price": 2,
+                    "url": "https://www.partner.example/pp",
+                },
+            },
+        )
         # In the catalog: its own URL wins over the event's.
-        assert http.post("/v1/track", json={"userId": "vi", "event": "Product Added", "messageId": "shoe", "properties": {
-            "product_id": "shoe", "name": "Shoe", "price": 10, "url": evil + "?2"}}).status_code == 200
+        assert (
+            http.post(
+                "/v1/track",
+                json={
+                    "userId": "vi",
+                    "event": "Product Added",
+                    "messageId": "shoe",
+                    "properties": {"product_id": "shoe", "name": "Shoe", "price": 10, "url": evil + "?2"},
+                },
+            ).status_code
+            == 200
+        )
     live.state.runtime.run_until_idle()
 
     assert sink.received
@@ -217,8 +272,12 @@ def test_an_events_url_cannot_make_a_click_link_redirect_off_the_workspaces_host
     assert "https://shop.example.com/p/shoe" in places  # a catalog URL
     assert "https://www.partner.example/pp" in places  # an allowed domain
     assert "https://shop.example.com/cart" in places  # the template's own literal link
-    assert places <= {"https://shop.example.com/p/shoe", "https://www.partner.example/pp", "https://shop.example.com/cart",
-                      "https://shop.example.com"}, places
+    assert places <= {
+        "https://shop.example.com/p/shoe",
+        "https://www.partner.example/pp",
+        "https://shop.example.com/cart",
+        "https://shop.example.com",
+    }, places
     assert not any("evil" in (p or "") for p in places)
 
 

@@ -20,25 +20,31 @@ def render(source: str, locale: str | None = "en_US", tz: str | None = "UTC", **
     return env.from_string(source).render(profile=profile, now=NOW, **data)
 
 
-@pytest.mark.parametrize("locale,expected", [
-    ("en_US", "€19.99"),
-    ("fr_FR", f"19,99{NBSP}€"),
-    ("de_DE", f"19,99{NBSP}€"),
-    ("ja_JP", "€19.99"),
-    ("fr-FR", f"19,99{NBSP}€"),
-    ("xx_YY", "€19.99"),  # unknown: en_US
-    (None, "€19.99"),
-])
+@pytest.mark.parametrize(
+    "locale,expected",
+    [
+        ("en_US", "€19.99"),
+        ("fr_FR", f"19,99{NBSP}€"),
+        ("de_DE", f"19,99{NBSP}€"),
+        ("ja_JP", "€19.99"),
+        ("fr-FR", f"19,99{NBSP}€"),
+        ("xx_YY", "€19.99"),  # unknown: en_US
+        (None, "€19.99"),
+    ],
+)
 def test_money_in_the_person_s_locale(locale: str | None, expected: str) -> None:
     assert render('{{ 19.99 | money: "EUR" }}', locale) == expected
 
 
-@pytest.mark.parametrize("locale,expected", [
-    ("en_US", "$1,234.50|¥1,235|£5.00"),
-    ("fr_FR", f"1{NNBSP}234,50{NBSP}$US|1{NNBSP}235{NBSP}JPY|5,00{NBSP}£GB"),
-    ("de_DE", f"1.234,50{NBSP}$|1.235{NBSP}¥|5,00{NBSP}£"),
-    ("ja_JP", "$1,234.50|￥1,235|£5.00"),
-])
+@pytest.mark.parametrize(
+    "locale,expected",
+    [
+        ("en_US", "$1,234.50|¥1,235|£5.00"),
+        ("fr_FR", f"1{NNBSP}234,50{NBSP}$US|1{NNBSP}235{NBSP}JPY|5,00{NBSP}£GB"),
+        ("de_DE", f"1.234,50{NBSP}$|1.235{NBSP}¥|5,00{NBSP}£"),
+        ("ja_JP", "$1,234.50|￥1,235|£5.00"),
+    ],
+)
 def test_money_defaults_and_products(locale: str, expected: str) -> None:
     source = '{{ 1234.5 | money }}|{{ "1234.6" | money: "jpy" }}|{{ item | money }}'
     assert render(source, locale, item={"price": 5, "currency": "GBP"}) == expected
@@ -50,18 +56,21 @@ def test_money_odd_values() -> None:
     assert render('{{ 3 | money: "ZZZ" }}') in ("ZZZ3.00", "3.00 ZZZ")
     env = Environment()
     register_filters(env)
-    assert env.from_string('{{ 5 | money }}').render(profile={"locale": "de_DE", "currency": "EUR"}) == f"5,00{NBSP}€"
-    assert env.from_string('{{ 5 | money }}').render() == "$5.00"  # no profile at all
+    assert env.from_string("{{ 5 | money }}").render(profile={"locale": "de_DE", "currency": "EUR"}) == f"5,00{NBSP}€"
+    assert env.from_string("{{ 5 | money }}").render() == "$5.00"  # no profile at all
 
 
-@pytest.mark.parametrize("tz,locale,expected", [
-    ("UTC", "en_US", "Jan 1, 2026"),
-    ("America/Los_Angeles", "en_US", "Dec 31, 2025"),  # 2026-01-01T02:30Z is still Dec 31 there
-    ("Asia/Tokyo", "ja_JP", "2026/01/01"),
-    ("Europe/Paris", "fr_FR", "1 janv. 2026"),
-    ("Europe/Berlin", "de_DE", "01.01.2026"),
-    ("Not/AZone", "en_US", "Jan 1, 2026"),
-])
+@pytest.mark.parametrize(
+    "tz,locale,expected",
+    [
+        ("UTC", "en_US", "Jan 1, 2026"),
+        ("America/Los_Angeles", "en_US", "Dec 31, 2025"),  # 2026-01-01T02:30Z is still Dec 31 there
+        ("Asia/Tokyo", "ja_JP", "2026/01/01"),
+        ("Europe/Paris", "fr_FR", "1 janv. 2026"),
+        ("Europe/Berlin", "de_DE", "01.01.2026"),
+        ("Not/AZone", "en_US", "Jan 1, 2026"),
+    ],
+)
 def test_date_across_timezones(tz: str, locale: str, expected: str) -> None:
     assert render("{{ t | date }}", locale, tz, t="2026-01-01T02:30:00Z") == expected
 
@@ -86,14 +95,17 @@ def test_datetime_in_the_person_s_timezone() -> None:
     assert render('{{ t | datetime: "HH:mm zzzz" }}', "en_US", "Europe/London", t=t) == "17:05 British Summer Time"
 
 
-@pytest.mark.parametrize("value,tz,expected", [
-    ("2026-01-10", "UTC", "9"),
-    ("2026-01-01T23:00:00Z", "UTC", "0"),
-    ("2026-01-02T01:00:00Z", "America/Los_Angeles", "0"),  # still Jan 1 there
-    ("2026-01-02T01:00:00Z", "UTC", "1"),
-    ("2025-12-25", "UTC", "-7"),
-    ("nope", "UTC", ""),
-])
+@pytest.mark.parametrize(
+    "value,tz,expected",
+    [
+        ("2026-01-10", "UTC", "9"),
+        ("2026-01-01T23:00:00Z", "UTC", "0"),
+        ("2026-01-02T01:00:00Z", "America/Los_Angeles", "0"),  # still Jan 1 there
+        ("2026-01-02T01:00:00Z", "UTC", "1"),
+        ("2025-12-25", "UTC", "-7"),
+        ("nope", "UTC", ""),
+    ],
+)
 def test_days_until(value: str, tz: str, expected: str) -> None:
     assert render("{{ v | days_until }}", tz=tz, v=value) == expected
 
@@ -118,5 +130,6 @@ def test_templates_use_these_filters() -> None:
 
     env = environment()
     out = env.from_string('{{ 19.99 | money: "EUR" }} {{ t | date: "long" }}').render(
-        profile={"locale": "fr_FR", "timezone": "Europe/Paris"}, t="2026-01-01T00:30:00Z")
+        profile={"locale": "fr_FR", "timezone": "Europe/Paris"}, t="2026-01-01T00:30:00Z"
+    )
     assert out == f"19,99{NBSP}€ 1 janvier 2026"

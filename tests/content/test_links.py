@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
 from html.parser import HTMLParser
+from typing import Any
 
 import orjson
 import pytest
@@ -105,14 +105,14 @@ def _spellings(token: str) -> set[str]:
         for i, ch in enumerate(token.split(".")[part]):
             if ch in "-_":
                 pieces = token.split(".")
-                pieces[part] = pieces[part][:i] + ("+" if ch == "-" else "/") + pieces[part][i + 1:]
+                pieces[part] = pieces[part][:i] + ("+" if ch == "-" else "/") + pieces[part][i + 1 :]
                 out.add(".".join(pieces))
         # The last character of a part whose length is not a multiple of 4 carries unused
         # bits: the next characters of the alphabet decode to the same bytes.
         pieces = token.split(".")
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         last = alphabet.index(pieces[part][-1])
-        for other in alphabet[last + 1: last + 16]:
+        for other in alphabet[last + 1 : last + 16]:
             pieces2 = list(pieces)
             pieces2[part] = pieces[part][:-1] + other
             out.add(".".join(pieces2))
@@ -132,7 +132,7 @@ def test_every_other_spelling_and_every_changed_byte_is_invalid() -> None:
         for code in range(32, 127):
             if chr(code) == original:
                 continue
-            changed = token[:i] + chr(code) + token[i + 1:]
+            changed = token[:i] + chr(code) + token[i + 1 :]
             with pytest.raises(InvalidToken):
                 verify(SECRET, changed, CLICK)
 
@@ -331,7 +331,7 @@ def test_rewriting_only_a_tags_matches_a_full_parse_of_real_mjml_output() -> Non
     root = Path(__file__).resolve().parents[2] / "examples" / "templates"
     tricky = (
         '<p><a title="a > b" href="https://x.example/?q=1&amp;r=2">x</a>'
-        "<A HREF='https://y.example/'>y</a><a href=\"mailto:a@b.c\">m</a><abbr title=\"t\">t</abbr>"
+        '<A HREF=\'https://y.example/\'>y</a><a href="mailto:a@b.c">m</a><abbr title="t">t</abbr>'
         '<a data-nf-notrack href="https://z.example">z</a><a\nhref="https://w.example">w</a></p>'
     )
     docs = [tricky]
@@ -358,43 +358,66 @@ def test_text_part_links_are_tracked_too() -> None:
     from nudgeflow.content.links import rewrite_text_links, verify
 
     base, secret = "https://t.example", "s" * 32
-    text = ("Back to your cart (https://shop.example/cart?c=1&x=2).\nShoes: https://shop.example/p/1, then\n"
-            "Unsubscribe (https://t.example/u/abc) · mailto:help@shop.example\n")
+    text = (
+        "Back to your cart (https://shop.example/cart?c=1&x=2).\nShoes: https://shop.example/p/1, then\n"
+        "Unsubscribe (https://t.example/u/abc) · mailto:help@shop.example\n"
+    )
     out = rewrite_text_links(text, base, secret, "ws", "k", "p")
     lines = out.splitlines()
     assert lines[0].startswith("Back to your cart (https://t.example/t/c/") and lines[0].endswith(").")
-    token = lines[0][len("Back to your cart (https://t.example/t/c/"):-2]
+    token = lines[0][len("Back to your cart (https://t.example/t/c/") : -2]
     assert verify(secret, token).destination == "https://shop.example/cart?c=1&x=2"
     assert lines[1].startswith("Shoes: https://t.example/t/c/") and lines[1].endswith(", then")
     assert lines[2] == "Unsubscribe (https://t.example/u/abc) · mailto:help@shop.example"
 
 
 def test_only_trusted_destinations_get_a_click_link() -> None:
-    urls, prefixes = links.template_links([
-        '<a href="https://shop.example.com/cart">Cart</a> {{ item.url | default: "https://shop.example.com" }}',
-        '<a href="https://shop.example.com/p/{{ item.id }}">x</a> <a href="https://{{ host }}/x">y</a>',
-    ])
-    domains = links.allowed_domains_of({"links": {"allowed_domains": ["Partner.Example", "*.cdn.example", "not a host", 7]}})
+    urls, prefixes = links.template_links(
+        [
+            '<a href="https://shop.example.com/cart">Cart</a> {{ item.url | default: "https://shop.example.com" }}',
+            '<a href="https://shop.example.com/p/{{ item.id }}">x</a> <a href="https://{{ host }}/x">y</a>',
+        ]
+    )
+    domains = links.allowed_domains_of(
+        {"links": {"allowed_domains": ["Partner.Example", "*.cdn.example", "not a host", 7]}}
+    )
     assert domains == ("partner.example", "*.cdn.example")
     policy = links.LinkPolicy(frozenset({"https://catalog.example/p/1"}), (), domains).with_urls(urls, prefixes)
-    trusted = ["https://shop.example.com/cart", "https://shop.example.com", "https://shop.example.com/p/42",
-               "https://catalog.example/p/1", "https://partner.example/a", "https://img.cdn.example/a.png"]
-    untrusted = ["https://evil.example/phish", "https://catalog.example/p/2", "https://www.partner.example/a",
-                 "https://cdn.example/a", "https://evil.example\\@partner.example/", "https://partner.example@evil.example/",
-                 "https://partner.example.evil.example/", "https://evil.example/x", "https://x.cdn.example\t.evil/"]
+    trusted = [
+        "https://shop.example.com/cart",
+        "https://shop.example.com",
+        "https://shop.example.com/p/42",
+        "https://catalog.example/p/1",
+        "https://partner.example/a",
+        "https://img.cdn.example/a.png",
+    ]
+    untrusted = [
+        "https://evil.example/phish",
+        "https://catalog.example/p/2",
+        "https://www.partner.example/a",
+        "https://cdn.example/a",
+        "https://evil.example\\@partner.example/",
+        "https://partner.example@evil.example/",
+        "https://partner.example.evil.example/",
+        "https://evil.example/x",
+        "https://x.cdn.example\t.evil/",
+    ]
     assert [u for u in trusted if not policy.trusts(u)] == []
     assert [u for u in untrusted if policy.trusts(u)] == []
     html = "".join(f'<a href="{u}">x</a>' for u in trusted + untrusted)
     out = rewrite_links(html, BASE, SECRET, "w", "k", "p", policy=policy)
     assert out.count("/t/c/") == len(trusted)
     assert all(f'href="{u}"' in out for u in untrusted if "\t" not in u)  # left as they were, untracked
-    text = links.rewrite_text_links("see https://evil.example/phish and https://partner.example/a.", BASE, SECRET,
-                                    "w", "k", "p", policy=policy)
+    text = links.rewrite_text_links(
+        "see https://evil.example/phish and https://partner.example/a.", BASE, SECRET, "w", "k", "p", policy=policy
+    )
     assert "https://evil.example/phish" in text and text.count("/t/c/") == 1
 
 
-@pytest.mark.parametrize("url", ["https://evil.example\\@shop.example/", "https://shop.example/\r\nSet-Cookie: a=b",
-                                 "https://shop.example/\x00"])
+@pytest.mark.parametrize(
+    "url",
+    ["https://evil.example\\@shop.example/", "https://shop.example/\r\nSet-Cookie: a=b", "https://shop.example/\x00"],
+)
 def test_a_token_signed_for_a_url_browsers_read_otherwise_does_not_redirect(url: str) -> None:
     token = links.sign(SECRET, LinkToken(CLICK, "w", "k", "p", destination=url))  # as an old message may hold
     with pytest.raises(InvalidToken):

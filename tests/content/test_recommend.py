@@ -7,20 +7,64 @@ from typing import Any
 import orjson
 
 from nudgeflow.content import recommend as rec
-
 from tests.support import make_workspace
 
 CATALOG: dict[str, dict[str, Any]] = {
-    "shirt": {"id": "shirt", "name": "Linen shirt", "price": 50.0, "currency": "EUR", "image": "i/shirt.jpg",
-              "url": "u/shirt", "category": "shirts", "stock": 4, "attributes": {"color": "blue", "fabric": "linen"}},
-    "oxford": {"id": "oxford", "name": "Oxford shirt", "price": 60.0, "currency": "EUR", "image": None, "url": None,
-               "category": "shirts", "stock": None, "attributes": {"color": "blue", "fabric": "cotton"}},
-    "flannel": {"id": "flannel", "name": "Flannel", "price": 45.0, "currency": "EUR", "image": None, "url": None,
-                "category": "shirts", "stock": 2, "attributes": {"color": "red"}},
-    "tee": {"id": "tee", "name": "Tee", "price": 52.0, "currency": "EUR", "image": None, "url": None,
-            "category": "shirts", "stock": 0, "attributes": {"color": "blue", "fabric": "linen"}},
-    "belt": {"id": "belt", "name": "Belt", "price": 20.0, "currency": "EUR", "image": None, "url": None,
-             "category": "accessories", "stock": 9, "attributes": {"color": "blue"}},
+    "shirt": {
+        "id": "shirt",
+        "name": "Linen shirt",
+        "price": 50.0,
+        "currency": "EUR",
+        "image": "i/shirt.jpg",
+        "url": "u/shirt",
+        "category": "shirts",
+        "stock": 4,
+        "attributes": {"color": "blue", "fabric": "linen"},
+    },
+    "oxford": {
+        "id": "oxford",
+        "name": "Oxford shirt",
+        "price": 60.0,
+        "currency": "EUR",
+        "image": None,
+        "url": None,
+        "category": "shirts",
+        "stock": None,
+        "attributes": {"color": "blue", "fabric": "cotton"},
+    },
+    "flannel": {
+        "id": "flannel",
+        "name": "Flannel",
+        "price": 45.0,
+        "currency": "EUR",
+        "image": None,
+        "url": None,
+        "category": "shirts",
+        "stock": 2,
+        "attributes": {"color": "red"},
+    },
+    "tee": {
+        "id": "tee",
+        "name": "Tee",
+        "price": 52.0,
+        "currency": "EUR",
+        "image": None,
+        "url": None,
+        "category": "shirts",
+        "stock": 0,
+        "attributes": {"color": "blue", "fabric": "linen"},
+    },
+    "belt": {
+        "id": "belt",
+        "name": "Belt",
+        "price": 20.0,
+        "currency": "EUR",
+        "image": None,
+        "url": None,
+        "category": "accessories",
+        "stock": 9,
+        "attributes": {"color": "blue"},
+    },
 }
 
 
@@ -35,8 +79,11 @@ def order(ts: int, *ids: str) -> dict[str, Any]:
 def test_recently_viewed_newest_first_distinct_joined_with_the_catalog() -> None:
     events = [
         track("Product Viewed", 1, product_id="shirt", name="old name"),
-        {"type": "page", "timestamp_ms": 2, "properties": {"product_id": "unknown", "name": "Mystery", "price": "9.5",
-                                                           "image_url": "m.jpg"}},
+        {
+            "type": "page",
+            "timestamp_ms": 2,
+            "properties": {"product_id": "unknown", "name": "Mystery", "price": "9.5", "image_url": "m.jpg"},
+        },
         {"type": "page", "timestamp_ms": 3, "properties": {"path": "/home", "id": "not-a-product"}},
         track("Product Viewed", 4, product_id="belt"),
         track("Product Viewed", 5, product_id="shirt"),
@@ -59,20 +106,30 @@ def test_recently_viewed_empty_cases() -> None:
 
 
 def test_purchased_ids() -> None:
-    assert rec.purchased_ids([order(1, "a", "b"), track("Product Viewed", 2, product_id="c"),
-                              track("Order Completed", 3, products="nope")]) == {"a", "b"}
+    assert rec.purchased_ids(
+        [order(1, "a", "b"), track("Product Viewed", 2, product_id="c"), track("Order Completed", 3, products="nope")]
+    ) == {"a", "b"}
     assert rec.purchased_ids([]) == set()
 
 
 def test_bought_together_counts_excludes_bought_and_out_of_stock() -> None:
-    orders = [["shirt", "belt"], ["shirt", "belt", "tee"], ["shirt", "oxford"], ["shirt", "tee"], ["flannel"],
-              [{"product_id": "shirt"}, {"product_id": "socks", "name": "Socks", "price": 5}]]
+    orders = [
+        ["shirt", "belt"],
+        ["shirt", "belt", "tee"],
+        ["shirt", "oxford"],
+        ["shirt", "tee"],
+        ["flannel"],
+        [{"product_id": "shirt"}, {"product_id": "socks", "name": "Socks", "price": 5}],
+    ]
     index = rec.BoughtTogether.build(orders)
     assert index.orders == 6 and index.pairs["shirt"]["belt"] == 2
     got = rec.bought_together(index, ["shirt"], limit=4, catalog=CATALOG)
     assert [(g["id"], g["times"]) for g in got] == [("belt", 2), ("oxford", 1), ("socks", 1)]  # tee: stock 0
     assert got[2]["name"] == "Socks" and not got[2]["in_catalog"]
-    assert [g["id"] for g in rec.bought_together(orders, ["shirt"], 4, CATALOG, exclude={"belt"})] == ["oxford", "socks"]
+    assert [g["id"] for g in rec.bought_together(orders, ["shirt"], 4, CATALOG, exclude={"belt"})] == [
+        "oxford",
+        "socks",
+    ]
     assert [g["id"] for g in rec.bought_together(orders, ["shirt"], 1, CATALOG)] == ["belt"]
     # several seeds add up; the seeds themselves are never recommended
     assert [g["id"] for g in rec.bought_together(orders, ["belt", "oxford"], 4)] == ["shirt", "tee"]
@@ -89,10 +146,12 @@ def test_similar_same_category_shared_attributes_then_closest_price() -> None:
     # oxford shares color; flannel none; tee shares both but is out of stock; belt is another category
     assert [(g["id"], g["shared_attributes"]) for g in got] == [("oxford", 1), ("flannel", 0)]
     assert [g["id"] for g in rec.similar(CATALOG["shirt"], CATALOG, 4, exclude={"oxford"})] == ["flannel"]
-    equal = {"a": {"id": "a", "category": "c", "price": 10, "attributes": {}},
-             "b": {"id": "b", "category": "c", "price": 14, "attributes": {}},
-             "d": {"id": "d", "category": "c", "price": 7, "attributes": {}},
-             "e": {"id": "e", "category": "c", "price": None, "attributes": {}}}
+    equal = {
+        "a": {"id": "a", "category": "c", "price": 10, "attributes": {}},
+        "b": {"id": "b", "category": "c", "price": 14, "attributes": {}},
+        "d": {"id": "d", "category": "c", "price": 7, "attributes": {}},
+        "e": {"id": "e", "category": "c", "price": None, "attributes": {}},
+    }
     assert [g["id"] for g in rec.similar(equal["a"], list(equal.values()))] == ["d", "b", "e"]
     no_category = {"id": "x", "category": None, "attributes": {"color": "blue"}}
     assert {g["id"] for g in rec.similar(no_category, CATALOG, 10)} == {"shirt", "oxford", "belt"}
@@ -107,7 +166,10 @@ def test_similar_empty_cases() -> None:
 def test_cart_from_the_trigger_or_product_added_events() -> None:
     trigger = {"cart_id": "c1", "products": [{"product_id": "shirt", "quantity": 2}, {"sku": "zz", "name": "Zed"}]}
     items = rec.cart_items(trigger, [], CATALOG)
-    assert [(i["id"], i.get("quantity"), i["name"]) for i in items] == [("shirt", 2, "Linen shirt"), ("zz", None, "Zed")]
+    assert [(i["id"], i.get("quantity"), i["name"]) for i in items] == [
+        ("shirt", 2, "Linen shirt"),
+        ("zz", None, "Zed"),
+    ]
     events = [
         track("Product Added", 1, cart_id="c1", product_id="belt"),
         track("Product Added", 2, cart_id="c0", product_id="oxford"),
@@ -128,8 +190,10 @@ def test_cart_from_the_trigger_or_product_added_events() -> None:
 
 
 def test_nearest_place() -> None:
-    places = [{"id": "nyc", "name": "Fifth Avenue", "latitude": 40.7616, "longitude": -73.9747, "updated_at_ms": 1},
-              {"id": "bk", "name": "Brooklyn", "latitude": 40.6782, "longitude": -73.9442}]
+    places = [
+        {"id": "nyc", "name": "Fifth Avenue", "latitude": 40.7616, "longitude": -73.9747, "updated_at_ms": 1},
+        {"id": "bk", "name": "Brooklyn", "latitude": 40.6782, "longitude": -73.9442},
+    ]
     near = rec.nearest_place(40.758, -73.9855, places)
     assert near is not None and near["id"] == "nyc" and 0.5 < near["distance_km"] < 1.5 and "updated_at_ms" not in near
     assert rec.nearest_place(40.65, -73.95, places)["id"] == "bk"  # type: ignore[index]
@@ -144,11 +208,24 @@ def test_the_cache_builds_once_per_ttl(engine: Any) -> None:
     ws = make_workspace(engine).workspace_id
     with engine.begin() as conn:
         for n, ids in enumerate([["a", "b"], ["a", "b"], ["a", "c"]]):
-            message = {"type": "track", "event": "Order Completed", "messageId": f"m{n}",
-                       "properties": {"products": [{"product_id": i} for i in ids]}}
-            conn.execute(insert(events).values(workspace_id=ws, message_id=f"m{n}", profile_id=f"p{n}", type="track",
-                                               event="Order Completed", timestamp_ms=n, received_at_ms=n,
-                                               payload=orjson.dumps(message).decode()))
+            message = {
+                "type": "track",
+                "event": "Order Completed",
+                "messageId": f"m{n}",
+                "properties": {"products": [{"product_id": i} for i in ids]},
+            }
+            conn.execute(
+                insert(events).values(
+                    workspace_id=ws,
+                    message_id=f"m{n}",
+                    profile_id=f"p{n}",
+                    type="track",
+                    event="Order Completed",
+                    timestamp_ms=n,
+                    received_at_ms=n,
+                    payload=orjson.dumps(message).decode(),
+                )
+            )
     cache = rec.BoughtTogetherCache(ttl_ms=1000)
     with engine.connect() as conn:
         first = cache.get(conn, ws, 10_000)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nudgeflow.content.email_text import html_to_text
 import nudgeflow.content.templates as T
+from nudgeflow.content.compiled_templates import load_template_files
+from nudgeflow.content.email_text import html_to_text
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import (
     Limits,
@@ -19,8 +20,6 @@ from nudgeflow.content.templates import (
     parse_source,
     render,
 )
-from nudgeflow.content.compiled_templates import load_template_files
-
 from tests.content.template_samples import SLOW_SUBJECT
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "templates"
@@ -78,15 +77,15 @@ def test_mjml_loop_over_cart_items_renders_each_item() -> None:
 def test_mjml_is_compiled_once_per_template_not_per_render() -> None:
     before = T.MJML_COMPILES
     compiled = compile_template(email())
-    assert T.MJML_COMPILES == before + 1
+    assert before + 1 == T.MJML_COMPILES
     for first in ("Ana", "Bo", "Chen"):
         ctx = sample_context()
         ctx["profile"]["first_name"] = first
         assert f"Hi {first}" in render(compiled, ctx).html
-    assert T.MJML_COMPILES == before + 1
+    assert before + 1 == T.MJML_COMPILES
     # The stored HTML of a version is reused: no compile at all.
     again = compile_template(email(), compiled_html=compiled.html)
-    assert T.MJML_COMPILES == before + 1
+    assert before + 1 == T.MJML_COMPILES
     assert render(again, sample_context()).html == render(compiled, sample_context()).html
 
 
@@ -111,10 +110,12 @@ def test_undefined_in_mjml_body_points_at_the_authors_line() -> None:
 
 
 def test_default_filter_and_falsy_if_on_missing_values() -> None:
-    compiled = compile_template({
-        "subject": "{{ profile.first_name | default: 'friend' }}{% if coupon %} + {{ coupon }}{% endif %}",
-        "body": "<p>{{ profile.city | default: 'your city' }}</p>",
-    })
+    compiled = compile_template(
+        {
+            "subject": "{{ profile.first_name | default: 'friend' }}{% if coupon %} + {{ coupon }}{% endif %}",
+            "body": "<p>{{ profile.city | default: 'your city' }}</p>",
+        }
+    )
     result = render(compiled, {"profile": {}})
     assert result.subject == "friend"
     assert result.html == "<p>your city</p>"
@@ -177,14 +178,16 @@ def test_mjml_that_does_not_compile() -> None:
 
 
 def test_push_render() -> None:
-    compiled = compile_template({
-        "channel": "push",
-        "title": "{{ profile.first_name | default: 'Hey' }}, still thinking about it?",
-        "body": "{{ cart.items.first.name }} is waiting in your cart",
-        "image": "{{ cart.items.first.image }}",
-        "url": "nudgeshop://cart/{{ cart.id }}",
-        "data": {"cart_id": "{{ cart.id }}", "kind": "cart"},
-    })
+    compiled = compile_template(
+        {
+            "channel": "push",
+            "title": "{{ profile.first_name | default: 'Hey' }}, still thinking about it?",
+            "body": "{{ cart.items.first.name }} is waiting in your cart",
+            "image": "{{ cart.items.first.image }}",
+            "url": "nudgeshop://cart/{{ cart.id }}",
+            "data": {"cart_id": "{{ cart.id }}", "kind": "cart"},
+        }
+    )
     result = render(compiled, sample_context())
     assert isinstance(result, RenderedPush)
     assert result.title == "Ana, still thinking about it?"
@@ -207,7 +210,10 @@ def test_source_validation() -> None:
     with pytest.raises(TemplateError):
         parse_source({"subject": "s", "body": "b", "colour": "red"})
     a = TemplateSource.model_validate({"subject": "s", "body": "b"})
-    assert a.canonical_json() == TemplateSource.model_validate({"body": "b", "subject": "s", "channel": "email"}).canonical_json()
+    assert (
+        a.canonical_json()
+        == TemplateSource.model_validate({"body": "b", "subject": "s", "channel": "email"}).canonical_json()
+    )
 
 
 def test_filter_hook_adds_filters_to_new_environments() -> None:
@@ -229,7 +235,9 @@ def test_every_example_template_renders_with_the_sample_context() -> None:
     journeys_dir = EXAMPLES.parent / "journeys"
     import re
 
-    wanted = set(re.findall(r"template:\s*([A-Za-z0-9._-]+)", "".join(p.read_text() for p in journeys_dir.glob("*.yaml"))))
+    wanted = set(
+        re.findall(r"template:\s*([A-Za-z0-9._-]+)", "".join(p.read_text() for p in journeys_dir.glob("*.yaml")))
+    )
     assert wanted and wanted <= names, f"missing: {sorted(wanted - names)}"
     for name, source in loaded:
         result = render(compile_template(source), sample_context())
@@ -261,12 +269,17 @@ def test_a_render_past_its_wall_clock_budget_fails_saying_so() -> None:
     assert render(fast, {}, budget_ms=200).subject == "a-b"  # the budget is per render, not per process
 
 
-@pytest.mark.parametrize("body, message", [
-    ("{{ big | split: ',' | sort | join: ',' }}", "filter 'split' made a list of 30000 items; the limit is 20000"),
-    ("{{ (1..100000000) | join }}", "filter 'join' was given a list of 100000000 items"),
-    ("{% assign s = 'ab' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
-     "filter 'append' made a string of 1048576 characters; the limit is 1000000"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("{{ big | split: ',' | sort | join: ',' }}", "filter 'split' made a list of 30000 items; the limit is 20000"),
+        ("{{ (1..100000000) | join }}", "filter 'join' was given a list of 100000000 items"),
+        (
+            "{% assign s = 'ab' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
+            "filter 'append' made a string of 1048576 characters; the limit is 1000000",
+        ),
+    ],
+)
 def test_no_filter_takes_or_makes_a_value_past_the_ceiling(body: str, message: str) -> None:
     compiled = compile_template({"subject": "s", "body": body})
     with pytest.raises(TemplateError) as caught:
@@ -275,7 +288,9 @@ def test_no_filter_takes_or_makes_a_value_past_the_ceiling(body: str, message: s
 
 
 def test_the_value_ceiling_is_one_of_the_limits() -> None:
-    compiled = compile_template({"subject": "s", "body": "{{ big | split: ',' | size }}"}, limits=Limits(value_items=100))
+    compiled = compile_template(
+        {"subject": "s", "body": "{{ big | split: ',' | size }}"}, limits=Limits(value_items=100)
+    )
     assert render(compiled, {"big": ",".join("x" * 100)}).html == "100"
     with pytest.raises(TemplateError) as caught:
         render(compiled, {"big": ",".join("x" * 101)})

@@ -11,8 +11,9 @@ every call, as it does between batches in the runtime.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from nudgeflow.core.catalog import Catalog, JourneyVersion, VersionLoader
 from nudgeflow.core.effects import (
@@ -34,7 +35,7 @@ S = 1000
 M = 60 * S
 H = 60 * M
 D = 24 * H
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ms(text: str) -> int:
@@ -45,7 +46,7 @@ def ms(text: str) -> int:
 
 
 def iso(value: int) -> str:
-    return datetime.fromtimestamp(value / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(value / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # A Monday, noon UTC.
@@ -94,7 +95,9 @@ class Driver:
         roundtrip: bool = False,
         cat: Catalog | None = None,
     ) -> None:
-        self.engine = Engine(cat if cat is not None else catalog(*journeys, statuses=statuses, load_version=load_version))
+        self.engine = Engine(
+            cat if cat is not None else catalog(*journeys, statuses=statuses, load_version=load_version)
+        )
         self.state = ProfileState(profile)
         self.timers: dict[str, tuple[int, dict[str, Any]]] = {}
         self.now = now
@@ -136,7 +139,9 @@ class Driver:
         self._fresh_state()
         return self._apply(self.engine.on_event(self.state, event, self.now))
 
-    def track(self, name: str, properties: dict[str, Any] | None = None, *, ts: int | None = None, **kw: Any) -> list[Effect]:
+    def track(
+        self, name: str, properties: dict[str, Any] | None = None, *, ts: int | None = None, **kw: Any
+    ) -> list[Effect]:
         """A track event processed now; `ts` is its (corrected) event time, default now."""
         self._seq += 1
         return self.event(
@@ -145,7 +150,9 @@ class Driver:
 
     def identify(self, traits: dict[str, Any], *, ts: int | None = None) -> list[Effect]:
         self._seq += 1
-        return self.event(EventInput(f"m{self._seq}", "identify", None, self.now if ts is None else ts, {}, dict(traits)))
+        return self.event(
+            EventInput(f"m{self._seq}", "identify", None, self.now if ts is None else ts, {}, dict(traits))
+        )
 
     def fire(self, key: str) -> list[Effect]:
         """Fire one armed timer now (whatever its due time), as a runtime would."""
@@ -179,7 +186,9 @@ class Driver:
         return [summarize(e) for _, e in self.log[since:]]
 
     def sends(self, journey_id: str | None = None) -> list[SendMessage]:
-        return [e for _, e in self.log if isinstance(e, SendMessage) and (journey_id is None or e.journey_id == journey_id)]
+        return [
+            e for _, e in self.log if isinstance(e, SendMessage) and (journey_id is None or e.journey_id == journey_id)
+        ]
 
     def sent(self, journey_id: str | None = None) -> list[tuple[str, str]]:
         """(step, ISO time) of every message sent, in order."""

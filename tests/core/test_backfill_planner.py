@@ -7,7 +7,6 @@ from typing import Any
 from nudgeflow.core.backfill import DAY_MS, HISTORY_CAP, MAX_LOOKBACK_MS, Past, needs
 from nudgeflow.core.engine import Engine
 from nudgeflow.core.state import ProfileState
-
 from tests.core.engine_driver import T0, catalog, journey, summarize
 
 MARK = {"mark": {"type": "update_profile", "set": {"x": 1}}}
@@ -46,11 +45,24 @@ def test_a_person_the_engine_already_tracks_is_left_as_it_is() -> None:
 
 
 def test_history_is_rebuilt_from_the_stored_events_with_the_kept_properties_and_cap() -> None:
-    j = winback(entry={"filter": [{"event": "Order Completed", "where": [{"property": "total", "op": "gt", "value": 10}],
-                                   "within": "90d", "op": "eq", "value": 0}]})
-    orders = [(T0 - 100 * DAY_MS, {"total": 50, "sku": "old"})] + [
-        (T0 - DAY_MS * 80 + i, {"total": 5, "sku": "s"}) for i in range(HISTORY_CAP + 5)
-    ] + [(T0 - DAY_MS, {"total": 20, "sku": "new"})]
+    j = winback(
+        entry={
+            "filter": [
+                {
+                    "event": "Order Completed",
+                    "where": [{"property": "total", "op": "gt", "value": 10}],
+                    "within": "90d",
+                    "op": "eq",
+                    "value": 0,
+                }
+            ]
+        }
+    )
+    orders = (
+        [(T0 - 100 * DAY_MS, {"total": 50, "sku": "old"})]
+        + [(T0 - DAY_MS * 80 + i, {"total": 5, "sku": "s"}) for i in range(HISTORY_CAP + 5)]
+        + [(T0 - DAY_MS, {"total": 20, "sku": "new"})]
+    )
     state = ProfileState("a", history={"Order Completed": [[T0 - 5, {"total": 99}]]})
     effects = backfill(j, state, Past(0, T0 - 8 * DAY_MS, {"Order Completed": orders}))
     kept = state.history["Order Completed"]
@@ -67,7 +79,9 @@ def test_milestone_counts_and_sums_start_from_the_stored_events() -> None:
     past = Past(0, None, {"Order Completed": [(T0 - 3 * DAY_MS, {}), (T0 - 2 * DAY_MS, {})]})
     assert backfill(count, state, past) == []  # reaching it needs a new order: nobody enters at publish
     assert state.counters["third:count"] == 2
-    total = journey("big", {"type": "milestone", "event": "Order Completed", "sum": {"property": "revenue", "reaches": 500}}, MARK)
+    total = journey(
+        "big", {"type": "milestone", "event": "Order Completed", "sum": {"property": "revenue", "reaches": 500}}, MARK
+    )
     state = ProfileState("b")
     past = Past(0, None, {"Order Completed": [(1, {"revenue": 300}), (2, {"revenue": "150.5"}), (3, {"revenue": "x"})]})
     assert backfill(total, state, past) == []
@@ -88,7 +102,11 @@ def test_needs_reads_only_what_the_journey_looks_at() -> None:
     j = winback(entry={"filter": [{"event": "Order Completed", "within": "90d"}]})
     got = needs(catalog(j), catalog(j).live["winback"])
     assert (got.activity, got.activity_names, got.names, got.lookback_ms) == (
-        True, ("Session Started",), frozenset({"Order Completed"}), 90 * DAY_MS)
+        True,
+        ("Session Started",),
+        frozenset({"Order Completed"}),
+        90 * DAY_MS,
+    )
     forever = journey("f", {"type": "event", "event": "x"}, MARK, entry={"filter": [{"event": "Order Completed"}]})
     got = needs(catalog(forever), catalog(forever).live["f"])
     assert (got.activity, got.names, got.lookback_ms) == (False, frozenset({"Order Completed"}), MAX_LOOKBACK_MS)

@@ -26,23 +26,40 @@ PROPS = ["p", "p", "q", "r.s"]
 scalar = st.sampled_from(SCALARS)
 flt = st.one_of(
     st.fixed_dictionaries({"property": st.sampled_from(PROPS), "op": st.just("eq"), "value": scalar}),
-    st.fixed_dictionaries({"property": st.sampled_from(PROPS), "op": st.just("in"), "value": st.lists(scalar, max_size=3)}),
-    st.fixed_dictionaries({"property": st.sampled_from(PROPS), "op": st.sampled_from(["ne", "not_in"]), "value": st.lists(scalar, max_size=2)}).map(
-        lambda f: {**f, "value": f["value"][0] if f["op"] == "ne" and f["value"] else f["value"]}
+    st.fixed_dictionaries(
+        {"property": st.sampled_from(PROPS), "op": st.just("in"), "value": st.lists(scalar, max_size=3)}
     ),
-    st.fixed_dictionaries({"property": st.sampled_from(PROPS), "op": st.just("eq"), "value": st.just({"ref": "profile.x"})}),
+    st.fixed_dictionaries(
+        {
+            "property": st.sampled_from(PROPS),
+            "op": st.sampled_from(["ne", "not_in"]),
+            "value": st.lists(scalar, max_size=2),
+        }
+    ).map(lambda f: {**f, "value": f["value"][0] if f["op"] == "ne" and f["value"] else f["value"]}),
+    st.fixed_dictionaries(
+        {"property": st.sampled_from(PROPS), "op": st.just("eq"), "value": st.just({"ref": "profile.x"})}
+    ),
 )
 trigger = st.one_of(
-    st.fixed_dictionaries({"type": st.just("event"), "event": st.sampled_from(NAMES), "where": st.lists(flt, max_size=3)}),
     st.fixed_dictionaries(
-        {"type": st.just("milestone"), "event": st.sampled_from(NAMES), "where": st.lists(flt, max_size=2), "count": st.integers(1, 2)}
+        {"type": st.just("event"), "event": st.sampled_from(NAMES), "where": st.lists(flt, max_size=3)}
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("milestone"),
+            "event": st.sampled_from(NAMES),
+            "where": st.lists(flt, max_size=2),
+            "count": st.integers(1, 2),
+        }
     ),
     st.fixed_dictionaries(
         {
             "type": st.just("event_not_followed"),
             "event": st.sampled_from(NAMES),
             "where": st.lists(flt, max_size=2),
-            "not_followed_by": st.fixed_dictionaries({"event": st.sampled_from(NAMES), "where": st.lists(flt, max_size=2), "within": st.just("1h")}),
+            "not_followed_by": st.fixed_dictionaries(
+                {"event": st.sampled_from(NAMES), "where": st.lists(flt, max_size=2), "within": st.just("1h")}
+            ),
         }
     ),
     st.just({"type": "inactivity", "window": "1d"}),
@@ -76,14 +93,18 @@ def _ids(jvs: list[JourneyVersion]) -> list[str]:
     return [jv.journey_id for jv in jvs]
 
 
-CROSS = [({"type": "event", "event": "A", "where": [{"property": "p", "op": op, "value": v}]}, 0) for op, v in
-         [("eq", 1), ("eq", 1.0), ("eq", "1"), ("eq", True), ("in", [1.0, "a"]), ("in", ["1", False])]]
+CROSS = [
+    ({"type": "event", "event": "A", "where": [{"property": "p", "op": op, "value": v}]}, 0)
+    for op, v in [("eq", 1), ("eq", 1.0), ("eq", "1"), ("eq", True), ("in", [1.0, "a"]), ("in", ["1", False])]
+]
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(journeys, events)
 @example(CROSS, [("A", {"p": v}) for v in ["1", 1, 1.0, True, "1.0", "01", 0, False, "a"]])
-def test_for_event_keeps_every_matching_trigger_in_order(specs: list[tuple[dict[str, Any], int]], evs: list[tuple[str, dict[str, Any]]]) -> None:
+def test_for_event_keeps_every_matching_trigger_in_order(
+    specs: list[tuple[dict[str, Any], int]], evs: list[tuple[str, dict[str, Any]]]
+) -> None:
     catalog = make_catalog(specs)
     turn = Turn(ProfileState("prf"), catalog, 1_800_000_000_000)
     for n, (name, properties) in enumerate(evs):
@@ -95,7 +116,11 @@ def test_for_event_keeps_every_matching_trigger_in_order(specs: list[tuple[dict[
         for jv in full:
             trig = jv.definition.trigger
             where = getattr(trig, "where", None)
-            if where is not None and getattr(trig, "type", "") in ("event", "milestone") and triggers._matches(turn, event, trig.event, where):
+            if (
+                where is not None
+                and getattr(trig, "type", "") in ("event", "milestone")
+                and triggers._matches(turn, event, trig.event, where)
+            ):
                 assert jv in pruned, (jv.journey_id, properties)
         # Cached and uncached answers agree.
         assert _ids(catalog.for_event(name, False, copy.deepcopy(properties))) == _ids(pruned)
@@ -103,7 +128,9 @@ def test_for_event_keeps_every_matching_trigger_in_order(specs: list[tuple[dict[
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(journeys, events)
-def test_engine_enters_the_same_journeys(specs: list[tuple[dict[str, Any], int]], evs: list[tuple[str, dict[str, Any]]]) -> None:
+def test_engine_enters_the_same_journeys(
+    specs: list[tuple[dict[str, Any], int]], evs: list[tuple[str, dict[str, Any]]]
+) -> None:
     indexed = make_catalog(specs)
     unindexed = make_catalog(specs)
     unindexed.for_event = lambda name, is_identify, properties: unindexed.candidates(name, is_identify)  # type: ignore[method-assign]
@@ -111,7 +138,9 @@ def test_engine_enters_the_same_journeys(specs: list[tuple[dict[str, Any], int]]
     for n, (name, properties) in enumerate(evs):
         effects = []
         for catalog, state in zip((indexed, unindexed), states):
-            event = EventInput(f"m{n}", "track", name, 1_700_000_000_000 + n * 1000, copy.deepcopy(properties), user_id="u1")
+            event = EventInput(
+                f"m{n}", "track", name, 1_700_000_000_000 + n * 1000, copy.deepcopy(properties), user_id="u1"
+            )
             effects.append(repr(Engine(catalog).on_event(state, event, 1_700_000_000_000 + n * 1000)))
         assert effects[0] == effects[1]
     assert repr(states[0]) == repr(states[1])

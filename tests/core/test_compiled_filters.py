@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudgeflow.core.conditions import _filters_match, compile_filters, compiled, filters_match, Scope
+from nudgeflow.core.conditions import Scope, _filters_match, compile_filters, compiled, filters_match
 from nudgeflow.model.journeys import OPERATORS, Filter, Ref
 
 NOW = 1_780_000_000_000
@@ -25,9 +25,15 @@ scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=8),
-    st.sampled_from(["19.99", "20", "1e3", "-0", " 12", "nan", "Shoes", "shoes", "2026-01-05", "2026-01-05T10:00:00Z", ""]),
+    st.sampled_from(
+        ["19.99", "20", "1e3", "-0", " 12", "nan", "Shoes", "shoes", "2026-01-05", "2026-01-05T10:00:00Z", ""]
+    ),
 )
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["a", "b", "sku"]), inner, max_size=3), max_leaves=8)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["a", "b", "sku"]), inner, max_size=3),
+    max_leaves=8,
+)
 keys = st.sampled_from(["category", "price", "tags", "a", "a.b", "products.0.sku", "missing"])
 
 
@@ -46,7 +52,9 @@ def filters(draw: st.DrawFn) -> Filter:
     if draw(st.integers(0, 9)) == 0:
         value: Any = Ref(ref=draw(st.sampled_from(["profile.plan", "trigger.category", "trigger.price"])))
     elif op in ("in", "not_in"):
-        value = draw(st.lists(scalars, max_size=4) | st.lists(st.sampled_from(["Shoes", "19.99", "20", "x"]), max_size=4))
+        value = draw(
+            st.lists(scalars, max_size=4) | st.lists(st.sampled_from(["Shoes", "19.99", "20", "x"]), max_size=4)
+        )
     elif op in ("gt", "gte", "lt", "lte"):
         value = draw(st.integers(-50, 50) | st.floats(allow_nan=True) | st.sampled_from(["10", "2026-01-05", "m"]))
     else:
@@ -62,7 +70,9 @@ def scope() -> Scope:
 
 
 properties = st.dictionaries(keys, json_values, max_size=5) | st.dictionaries(
-    st.sampled_from(["category", "price", "tags"]), st.sampled_from([Odd(), math.nan, 19.99, "19.99", ["Shoes"], True]), max_size=3
+    st.sampled_from(["category", "price", "tags"]),
+    st.sampled_from([Odd(), math.nan, 19.99, "19.99", ["Shoes"], True]),
+    max_size=3,
 )
 
 

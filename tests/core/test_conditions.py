@@ -55,9 +55,7 @@ def event(name: str, props: dict[str, Any] | None = None, ts: int = NOW) -> Even
 
 
 def run_with(messages: dict[str, dict[str, Any]]) -> Run:
-    return Run(
-        id="r1", journey_id="j", version=1, entered_at=NOW, trigger={"event": "x", "at": NOW}, messages=messages
-    )
+    return Run(id="r1", journey_id="j", version=1, entered_at=NOW, trigger={"event": "x", "at": NOW}, messages=messages)
 
 
 # --- get_path --------------------------------------------------------------------------------
@@ -101,6 +99,7 @@ def test_get_path_on_non_containers() -> None:
 
 # --- resolve ---------------------------------------------------------------------------------
 
+
 def test_resolve_refs_and_plain_values() -> None:
     s = scope(traits={"plan": "pro", "address": {"country": "FR"}}, trigger={"cart_id": "c9", "items": [{"sku": "a"}]})
     assert resolve(Ref(ref="trigger.cart_id"), s) == "c9"
@@ -126,6 +125,7 @@ def test_a_filter_value_written_as_ref_in_yaml_resolves() -> None:
 
 
 # --- compare: eq / ne ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("actual", "expected", "equal"),
@@ -174,6 +174,7 @@ def test_missing_is_not_equal_to_anything_even_null() -> None:
 
 # --- compare: in / not_in --------------------------------------------------------------------
 
+
 def test_in_and_not_in() -> None:
     assert compare("in", True, "pro", ["free", "pro"])
     assert compare("in", True, "10", [5, 10])  # eq semantics: a numeric string is the number
@@ -197,6 +198,7 @@ def test_in_with_missing_property_or_non_list_value() -> None:
 
 
 # --- compare: ordering -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("actual", "expected", "order"),
@@ -260,9 +262,18 @@ def test_invalid_calendar_dates_fall_back_to_text_order() -> None:
 
 # --- compare: exists -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("found", "actual", "exists"),
-    [(True, "x", True), (True, "", True), (True, 0, True), (True, False, True), (True, [], True), (True, None, False), (False, None, False)],
+    [
+        (True, "x", True),
+        (True, "", True),
+        (True, 0, True),
+        (True, False, True),
+        (True, [], True),
+        (True, None, False),
+        (False, None, False),
+    ],
 )
 def test_exists_and_not_exists(found: bool, actual: Any, exists: bool) -> None:
     assert compare("exists", found, actual, None) is exists
@@ -333,7 +344,19 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12)
-    | st.sampled_from(["19.99", "1e400", "-0", "2026-03-29T02:30:00", "2026-02-29", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", ".5", "1" * 5000]),
+    | st.sampled_from(
+        [
+            "19.99",
+            "1e400",
+            "-0",
+            "2026-03-29T02:30:00",
+            "2026-02-29",
+            "0001-01-01T00:00:00+05:00",
+            "9999-12-31T23:59:59-05:00",
+            ".5",
+            "1" * 5000,
+        ]
+    ),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
     max_leaves=12,
 )
@@ -355,6 +378,7 @@ def test_compare_never_raises(op: str, found: bool, actual: Any, expected: Any) 
 
 
 # --- filters and events ------------------------------------------------------------------------
+
 
 def test_filters_match_requires_all() -> None:
     props = {"category": "shoes", "price": "89.90", "products": PRODUCTS}
@@ -413,7 +437,9 @@ def test_event_matches_accepts_every_spec_shape() -> None:
     assert event_matches(
         WaitForEventStep(type="wait_for_event", event="Order Completed", match="cart_id", timeout="1d"), order, s
     )
-    assert event_matches(Goal(event="Order Completed", where=[Filter(property="revenue", op="gte", value=30)]), order, s)
+    assert event_matches(
+        Goal(event="Order Completed", where=[Filter(property="revenue", op="gte", value=30)]), order, s
+    )
 
 
 def test_event_matches_uses_the_call_type_for_non_track_events() -> None:
@@ -422,9 +448,7 @@ def test_event_matches_uses_the_call_type_for_non_track_events() -> None:
 
 
 def test_wait_for_event_filter_referring_to_the_trigger() -> None:
-    spec = EventMatch(
-        event="Product Added", where=[Filter(property="product_id", value=Ref(ref="trigger.product_id"))]
-    )
+    spec = EventMatch(event="Product Added", where=[Filter(property="product_id", value=Ref(ref="trigger.product_id"))])
     s = scope(trigger={"product_id": "p1"})
     assert event_matches(spec, event("Product Added", {"product_id": "p1"}), s)
     assert not event_matches(spec, event("Product Added", {"product_id": "p2"}), s)
@@ -465,13 +489,16 @@ def test_count_events_with_filters_and_refs() -> None:
 
 
 def test_count_events_skips_malformed_entries() -> None:
-    history: dict[str, list[Any]] = {"E": [[NOW], [], None, ["yesterday", {}], [NOW - 1, "not a dict"], [NOW - 2, {"a": 1}]]}
+    history: dict[str, list[Any]] = {
+        "E": [[NOW], [], None, ["yesterday", {}], [NOW - 1, "not a dict"], [NOW - 2, {"a": 1}]]
+    }
     s = scope()
     assert count_events(history, "E", [], None, NOW, s) == 3
     assert count_events(history, "E", [Filter(property="a", value=1)], None, NOW, s) == 1
 
 
 # --- conditions --------------------------------------------------------------------------------
+
 
 def test_trait_conditions() -> None:
     s = scope(traits={"plan": "pro", "seats": "12", "address": {"country": "FR"}, "home_country": "FR"})
@@ -581,7 +608,9 @@ def test_nested_all_any_not() -> None:
     assert not evaluate(conditions({"any": []}), s)  # nothing holds
     assert evaluate(conditions({"not": {"any": []}}), s)
     assert evaluate(conditions({"not": {"not": {"trait": "plan", "value": "free"}}}), s)
-    assert not evaluate(conditions({"any": [{"trait": "plan", "value": "pro"}, {"trait": "country", "value": "US"}]}), s)
+    assert not evaluate(
+        conditions({"any": [{"trait": "plan", "value": "pro"}, {"trait": "country", "value": "US"}]}), s
+    )
 
 
 def test_an_object_that_is_not_a_condition_matches_nothing() -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
 from nudgeflow.core.turn import unit_hash
-
-from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey
+from tests.core.engine_driver import T0, D, Driver, H, M, catalog, iso, journey
 
 ON_SIGNUP = {"type": "event", "event": "Signed Up"}
 
@@ -27,6 +26,7 @@ def two_step(id: str = "j", trigger: dict[str, Any] = ON_SIGNUP, **rest: Any):
 
 
 # --- entry filter and re-entry -----------------------------------------------------------------
+
 
 def test_entry_filter_on_traits_and_history() -> None:
     j = two_step(
@@ -89,6 +89,7 @@ def test_one_active_counts_held_runs() -> None:
 
 
 # --- exits ---------------------------------------------------------------------------------------
+
 
 def cart_run(**rest: Any):
     return two_step(
@@ -214,6 +215,7 @@ def test_goal_without_revenue_property_and_goal_exit() -> None:
 
 # --- priority ------------------------------------------------------------------------------------
 
+
 def test_priority_orders_the_entries_one_event_starts() -> None:
     js = [
         journey(id, ON_SIGNUP, {"s": send(id)}, priority=p)
@@ -226,6 +228,7 @@ def test_priority_orders_the_entries_one_event_starts() -> None:
 
 
 # --- holdout -------------------------------------------------------------------------------------
+
 
 def _profile(holdout: bool, journey_id: str, share: float) -> str:
     return next(
@@ -267,6 +270,7 @@ def test_holdout_share_over_many_profiles() -> None:
 
 
 # --- pause, resume, archive ------------------------------------------------------------------------
+
 
 def test_pause_holds_a_due_run_and_resume_continues_it() -> None:
     j = two_step()
@@ -310,7 +314,13 @@ def test_pause_while_waiting_for_an_event() -> None:
         "wfe",
         ON_SIGNUP,
         {
-            "wait": {"type": "wait_for_event", "event": "Trial Started", "timeout": "3d", "on_event": "yes", "on_timeout": "no"},
+            "wait": {
+                "type": "wait_for_event",
+                "event": "Trial Started",
+                "timeout": "3d",
+                "on_event": "yes",
+                "on_timeout": "no",
+            },
             "yes": send("yes"),
             "no": send("no"),
         },
@@ -348,7 +358,10 @@ def test_archived_while_waiting_for_an_event() -> None:
     j = journey(
         "wfe",
         ON_SIGNUP,
-        {"wait": {"type": "wait_for_event", "event": "Trial Started", "timeout": "3d", "on_event": "yes"}, "yes": send("yes")},
+        {
+            "wait": {"type": "wait_for_event", "event": "Trial Started", "timeout": "3d", "on_event": "yes"},
+            "yes": send("yes"),
+        },
     )
     d = Driver(j)
     d.track("Signed Up")
@@ -398,6 +411,7 @@ def test_archived_while_held_exits_on_the_wake_up_timer() -> None:
 
 
 # --- versions ------------------------------------------------------------------------------------
+
 
 def test_a_run_stays_on_its_version_when_a_new_one_is_published() -> None:
     v1 = two_step()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
+from tests.core.engine_driver import T0, D, Driver, H, M, catalog, iso, journey, ms
 
 ON_SIGNUP = {"type": "event", "event": "Signed Up"}
 CART_ADDED = {"type": "event", "event": "Product Added"}
@@ -16,6 +16,7 @@ def send(template: str, next: str | None = None, **rest: Any) -> dict[str, Any]:
 
 
 # --- send with variants --------------------------------------------------------------------------
+
 
 def variants_journey():
     return journey(
@@ -46,7 +47,7 @@ def test_send_variant_is_deterministic_by_profile() -> None:
             d.track("Signed Up")  # a second run of the same person gets the same variant
             picks.update((m.variant, m.template) for m in d.sends())
         assert len(picks) == 1, profile
-        (variant, template), = picks
+        ((variant, template),) = picks
         assert template == {"control": "offer_a", "discount": "offer_b"}[variant]
 
 
@@ -64,6 +65,7 @@ def test_send_variant_distribution_follows_weights() -> None:
 
 
 # --- waits ---------------------------------------------------------------------------------------
+
 
 def test_wait_duration() -> None:
     series = journey(
@@ -126,7 +128,11 @@ def until_date_journey():
         "appt",
         ON_SIGNUP,
         {
-            "w": {"type": "wait", "until_date": {"trait": "appointment_at", "offset": "-1d", "at": "18:00"}, "next": "a"},
+            "w": {
+                "type": "wait",
+                "until_date": {"trait": "appointment_at", "offset": "-1d", "at": "18:00"},
+                "next": "a",
+            },
             "a": send("see_you_tomorrow"),
         },
     )
@@ -162,6 +168,7 @@ def test_wait_until_date_missing_trait_ends_the_run_with_reason() -> None:
 
 
 # --- wait for an event --------------------------------------------------------------------------
+
 
 def checkout_journey(where_ref: bool = False):
     wait: dict[str, Any] = {
@@ -243,7 +250,13 @@ def test_wait_for_event_does_not_react_to_the_trigger_itself() -> None:
         "again",
         {"type": "event", "event": "Level Completed"},
         {
-            "wait": {"type": "wait_for_event", "event": "Level Completed", "timeout": "1h", "on_event": "yes", "on_timeout": "no"},
+            "wait": {
+                "type": "wait_for_event",
+                "event": "Level Completed",
+                "timeout": "1h",
+                "on_event": "yes",
+                "on_timeout": "no",
+            },
             "yes": send("two_levels"),
             "no": send("one_level"),
         },
@@ -258,6 +271,7 @@ def test_wait_for_event_does_not_react_to_the_trigger_itself() -> None:
 
 # --- branches -------------------------------------------------------------------------------------
 
+
 def test_branch_on_traits() -> None:
     plan = journey(
         "plan",
@@ -267,7 +281,17 @@ def test_branch_on_traits() -> None:
                 "type": "branch",
                 "cases": [
                     {"when": [{"trait": "plan", "value": "pro"}], "next": "pro"},
-                    {"when": [{"any": [{"trait": "age", "op": "lt", "value": 18}, {"not": {"trait": "email", "op": "exists"}}]}], "next": None},
+                    {
+                        "when": [
+                            {
+                                "any": [
+                                    {"trait": "age", "op": "lt", "value": 18},
+                                    {"not": {"trait": "email", "op": "exists"}},
+                                ]
+                            }
+                        ],
+                        "next": None,
+                    },
                 ],
                 "default": "std",
             },
@@ -297,7 +321,15 @@ def test_branch_on_event_counts_within_a_window() -> None:
                 "type": "branch",
                 "cases": [
                     {
-                        "when": [{"event": "Product Viewed", "where": [{"property": "category", "value": "shoes"}], "within": "1d", "op": "gte", "value": 3}],
+                        "when": [
+                            {
+                                "event": "Product Viewed",
+                                "where": [{"property": "category", "value": "shoes"}],
+                                "within": "1d",
+                                "op": "gte",
+                                "value": 3,
+                            }
+                        ],
                         "next": "shoes",
                     }
                 ],
@@ -367,6 +399,7 @@ def test_branch_on_engagement_not_opened() -> None:
 
 # --- random split ---------------------------------------------------------------------------------
 
+
 def split_journey(id: str):
     return journey(
         id,
@@ -413,6 +446,7 @@ def test_split_is_deterministic_by_profile_and_journey() -> None:
 
 
 # --- update profile, exit ---------------------------------------------------------------------------
+
 
 def test_update_profile_with_references() -> None:
     tag = journey(
@@ -490,6 +524,7 @@ def test_exit_step() -> None:
 
 # --- idempotency keys -----------------------------------------------------------------------------
 
+
 def test_idempotency_keys_are_unique_per_visit() -> None:
     loop = journey(
         "loop",
@@ -497,7 +532,11 @@ def test_idempotency_keys_are_unique_per_visit() -> None:
         {
             "ping": send("ping", "w"),
             "w": {"type": "wait", "duration": "1d", "next": "check"},
-            "check": {"type": "branch", "cases": [{"when": [{"trait": "done", "value": True}], "next": "bye"}], "default": "ping"},
+            "check": {
+                "type": "branch",
+                "cases": [{"when": [{"trait": "done", "value": True}], "next": "bye"}],
+                "default": "ping",
+            },
             "bye": send("bye"),
         },
         entry={"reentry": "always"},

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from nudgeflow.core.catalog import Catalog, JourneyVersion
-
-from tests.core.engine_driver import D, H, M, T0, Driver, catalog, iso, journey, ms
+from tests.core.engine_driver import T0, D, Driver, H, M, catalog, iso, journey, ms
 
 SEND = {"hello": {"type": "send", "channel": "email", "template": "hello"}}
 
@@ -193,6 +192,7 @@ def test_not_followed_ignores_a_follow_up_that_happened_before_the_add() -> None
 
 # --- inactivity (lazy) ---------------------------------------------------------------------------
 
+
 def winback():
     return journey(
         "winback",
@@ -253,6 +253,7 @@ def test_inactivity_on_any_event() -> None:
 
 # --- attribute change ----------------------------------------------------------------------------
 
+
 def change(trigger: dict[str, Any]) -> Driver:
     return Driver(send_j("change", {"type": "attribute_change", **trigger}, entry={"reentry": "always"}))
 
@@ -307,6 +308,7 @@ def test_attribute_change_ignores_track_events_and_late_identifies() -> None:
 
 # --- date-relative ------------------------------------------------------------------------------
 
+
 def trial():
     return journey(
         "trial",
@@ -342,7 +344,11 @@ def test_date_relative_follows_trait_and_timezone_changes() -> None:
     d.identify({"trial_ends_at": "2026-03-20"})  # UTC: 17 March 10:00 UTC
     d.identify({"timezone": "Europe/Berlin"})  # 10:00 CET
     d.identify({"trial_ends_at": "2026-04-20"})  # 10:00 CEST
-    assert d.schedules("date:trial") == [ms("2026-03-17T10:00:00Z"), ms("2026-03-17T09:00:00Z"), ms("2026-04-17T08:00:00Z")]
+    assert d.schedules("date:trial") == [
+        ms("2026-03-17T10:00:00Z"),
+        ms("2026-03-17T09:00:00Z"),
+        ms("2026-04-17T08:00:00Z"),
+    ]
     mark = d.mark()
     d.identify({"trial_ends_at": None})  # the date is gone: so is the timer
     assert d.effects(mark) == [("cancel", "date:trial")]
@@ -411,6 +417,7 @@ def test_yearly_date_does_not_fire_twice_in_a_year_when_the_timezone_changes() -
 
 # --- milestones -----------------------------------------------------------------------------------
 
+
 def test_milestone_tenth_occurrence_fires_once() -> None:
     tenth = send_j("tenth", {"type": "milestone", "event": "Session Started", "count": 10}, entry={"reentry": "always"})
     d = Driver(tenth)
@@ -440,7 +447,9 @@ def test_milestone_sum_of_revenue_crossing_500_fires_once() -> None:
 
 
 def test_milestone_streak_in_profile_timezone() -> None:
-    streak = send_j("streak", {"type": "milestone", "event": "App Opened", "streak": {"days": 7}}, entry={"reentry": "always"})
+    streak = send_j(
+        "streak", {"type": "milestone", "event": "App Opened", "streak": {"days": 7}}, entry={"reentry": "always"}
+    )
     d = Driver(streak, now=ms("2026-03-02T00:00:00Z"))
     d.identify({"timezone": "Asia/Tokyo"})
     # 23:30 JST on 2 March, then 00:30 JST on 3..8 March: seven local days, six UTC days.
@@ -456,7 +465,9 @@ def test_milestone_streak_in_profile_timezone() -> None:
 
 
 def test_milestone_broken_streak_resets() -> None:
-    streak = send_j("streak", {"type": "milestone", "event": "App Opened", "streak": {"days": 7}}, entry={"reentry": "always"})
+    streak = send_j(
+        "streak", {"type": "milestone", "event": "App Opened", "streak": {"days": 7}}, entry={"reentry": "always"}
+    )
     d = Driver(streak)
     for day in list(range(0, 6)) + list(range(7, 14)):  # six days, a gap, then seven
         d.advance_to(T0 + day * D)
@@ -542,6 +553,7 @@ def test_location_fires_on_the_way_in_not_on_every_ping_inside() -> None:
 
 # --- max lateness ---------------------------------------------------------------------------------
 
+
 def test_max_lateness_old_event_does_not_start_a_run() -> None:
     added = send_j("added", {"type": "event", "event": "Product Added"})
     d = Driver(added, cart_journey())
@@ -572,34 +584,51 @@ def test_max_lateness_is_configurable() -> None:
 
 CATALOG_PLACES = [
     {"id": "opera", "name": "Opera", "latitude": 48.8720, "longitude": 2.3316, "attributes": {"tags": ["store"]}},
-    {"id": "louvre", "name": "Louvre", "latitude": 48.8606, "longitude": 2.3376, "attributes": {"tags": "store, flagship"}},
+    {
+        "id": "louvre",
+        "name": "Louvre",
+        "latitude": 48.8606,
+        "longitude": 2.3376,
+        "attributes": {"tags": "store, flagship"},
+    },
     {"id": "depot", "name": "Depot", "latitude": 48.8400, "longitude": 2.3700, "attributes": {}},
 ]
 
 
 def catalog_store_journey(selector: dict[str, Any]) -> Journey:
-    return send_j("near", {"type": "location", "event": "Location Updated", "catalog_places": selector,
-                           "radius_m": 300}, entry={"reentry": "always"})
+    return send_j(
+        "near",
+        {"type": "location", "event": "Location Updated", "catalog_places": selector, "radius_m": 300},
+        entry={"reentry": "always"},
+    )
 
 
 def test_location_places_from_the_catalog_by_tag_and_by_id() -> None:
-    d = Driver(cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"tags": ["store"]}))],
-                           places=CATALOG_PLACES))
+    d = Driver(
+        cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"tags": ["store"]}))], places=CATALOG_PLACES)
+    )
     d.track("Location Updated", {"latitude": 48.8600, "longitude": 2.3400})  # ~190 m from the Louvre
     d.track("Location Updated", {"latitude": 48.8401, "longitude": 2.3701})  # at the depot: no tag
     d.track("Location Updated", {"latitude": 48.8720, "longitude": 2.3316})  # the Opera
     assert [(p["id"], p["name"]) for p in (m.context["trigger"]["place"] for m in d.sends())] == [
-        ("louvre", "Louvre"), ("opera", "Opera")]
+        ("louvre", "Louvre"),
+        ("opera", "Opera"),
+    ]
 
-    by_id = Driver(cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"ids": ["depot"], "tags": ["flagship"]}))],
-                               places=CATALOG_PLACES))
+    by_id = Driver(
+        cat=Catalog(
+            [JourneyVersion("near", 1, catalog_store_journey({"ids": ["depot"], "tags": ["flagship"]}))],
+            places=CATALOG_PLACES,
+        )
+    )
     for lat, lon in ((48.8720, 2.3316), (48.8606, 2.3376), (48.8400, 2.3700)):
         by_id.track("Location Updated", {"latitude": lat, "longitude": lon})
     assert [m.context["trigger"]["place"]["id"] for m in by_id.sends()] == ["louvre", "depot"]
 
 
 def test_catalog_places_that_select_nothing_fire_nowhere() -> None:
-    d = Driver(cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"tags": ["kiosk"]}))],
-                           places=CATALOG_PLACES))
+    d = Driver(
+        cat=Catalog([JourneyVersion("near", 1, catalog_store_journey({"tags": ["kiosk"]}))], places=CATALOG_PLACES)
+    )
     d.track("Location Updated", {"latitude": 48.8720, "longitude": 2.3316})
     assert d.sends() == []

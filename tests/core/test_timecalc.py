@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from nudgeflow.core.timecalc import (
 )
 from nudgeflow.model.journeys import duration_ms
 
-UTC = timezone.utc
+UTC = UTC
 NY = ZoneInfo("America/New_York")  # 2026: spring forward Mar 8 02:00, fall back Nov 1 02:00
 BERLIN = ZoneInfo("Europe/Berlin")  # 2026: spring forward Mar 29 02:00, fall back Oct 25 03:00
 HOUR = 3_600_000
@@ -38,6 +38,7 @@ def ms(*args: int) -> int:
 
 
 # --- zones -------------------------------------------------------------------------------------
+
 
 def test_zone_of_valid_names() -> None:
     assert zone_of({"timezone": "Europe/Berlin"}) == BERLIN
@@ -78,6 +79,7 @@ def test_zone_of_non_dict_is_utc() -> None:
 
 # --- parse_instant -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("value", "tz", "expected_utc_ms"),
     [
@@ -117,9 +119,26 @@ def test_parse_instant_is_expressed_in_the_zone() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, False, "", "soon", "2026-02-30", "2026-13-01", "99999-01-01", "10/03/2026", "1780000000",
-     float("nan"), float("inf"), 1e300, [2026, 3, 10], {"date": "2026-03-10"}, "0001-01-01T00:00:00+05:00",
-     "2026-03-10T25:00:00", "x" * 1000],
+    [
+        None,
+        True,
+        False,
+        "",
+        "soon",
+        "2026-02-30",
+        "2026-13-01",
+        "99999-01-01",
+        "10/03/2026",
+        "1780000000",
+        float("nan"),
+        float("inf"),
+        1e300,
+        [2026, 3, 10],
+        {"date": "2026-03-10"},
+        "0001-01-01T00:00:00+05:00",
+        "2026-03-10T25:00:00",
+        "x" * 1000,
+    ],
 )
 def test_parse_instant_rejects(value: Any) -> None:
     assert parse_instant(value, UTC) is None
@@ -131,6 +150,7 @@ def test_parse_instant_out_of_range_after_conversion_is_none() -> None:
 
 
 # --- at_local_time -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("day", "at", "tz", "expected"),
@@ -215,8 +235,14 @@ def test_next_time_of_day_local_midnight_in_a_far_east_zone() -> None:
 # Lord Howe shifts by 30 minutes; Havana and Santiago change at midnight (local 00:00 can be
 # missing); Casablanca suspends DST during Ramadan.
 ZONES = [
-    NY, BERLIN, ZoneInfo("Australia/Lord_Howe"), ZoneInfo("Asia/Kolkata"), ZoneInfo("America/Havana"),
-    ZoneInfo("America/Santiago"), ZoneInfo("Africa/Casablanca"), ZoneInfo("UTC"),
+    NY,
+    BERLIN,
+    ZoneInfo("Australia/Lord_Howe"),
+    ZoneInfo("Asia/Kolkata"),
+    ZoneInfo("America/Havana"),
+    ZoneInfo("America/Santiago"),
+    ZoneInfo("Africa/Casablanca"),
+    ZoneInfo("UTC"),
 ]
 
 
@@ -370,6 +396,7 @@ def test_yearly_near_the_end_of_the_calendar_is_none_not_an_error() -> None:
 
 # --- local_day ---------------------------------------------------------------------------------
 
+
 def test_local_day_is_the_local_calendar_date() -> None:
     assert local_day(ms(2026, 3, 8, 4, 59), NY) == date(2026, 3, 7).toordinal()  # 23:59 EST
     assert local_day(ms(2026, 3, 8, 5), NY) == date(2026, 3, 8).toordinal()
@@ -409,8 +436,12 @@ def test_haversine_edges() -> None:
 
 def track(properties: dict[str, Any] | None = None, context: dict[str, Any] | None = None) -> EventInput:
     return EventInput(
-        message_id="m", type="track", event="Store Visited", timestamp_ms=0,
-        properties=properties or {}, context=context or {},
+        message_id="m",
+        type="track",
+        event="Store Visited",
+        timestamp_ms=0,
+        properties=properties or {},
+        context=context or {},
     )
 
 

@@ -14,8 +14,9 @@ moves to summer time on Sunday 2026-03-08, which the welcome series crosses.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -84,28 +85,38 @@ def test_every_example_validates_with_the_cli_without_errors_or_warnings() -> No
     assert result.exit_code == 0, result.output
     assert "11 files, 11 valid journeys: 0 errors, 0 warnings" in result.output
     assert set(ALL) == {
-        "welcome", "browse-abandonment", "cart-abandonment", "post-purchase", "win-back",
-        "push-level-completed", "push-saved-item", "push-streak-7", "push-inactive-3d",
-        "push-near-store", "plan-downgrade-save",
+        "welcome",
+        "browse-abandonment",
+        "cart-abandonment",
+        "post-purchase",
+        "win-back",
+        "push-level-completed",
+        "push-saved-item",
+        "push-streak-7",
+        "push-inactive-3d",
+        "push-near-store",
+        "plan-downgrade-save",
     }
 
 
 def test_every_example_validates_against_the_example_templates() -> None:
     """Each send step's template is in examples/templates, with the step's channel."""
-    result = CliRunner().invoke(app, ["journeys", "validate", str(EXAMPLES),
-                                      "--templates", str(EXAMPLES.parent / "templates")])
+    result = CliRunner().invoke(
+        app, ["journeys", "validate", str(EXAMPLES), "--templates", str(EXAMPLES.parent / "templates")]
+    )
     assert result.exit_code == 0, result.output
     assert "11 files, 11 valid journeys: 0 errors, 0 warnings" in result.output
     assert "templates were not checked" not in result.output
     # And the check bites: without one template, the journeys that send it are refused.
-    from nudgeflow.model.journey_checks import Delivery, validate_files
     from nudgeflow.content.compiled_templates import load_template_files
+    from nudgeflow.model.journey_checks import Delivery, validate_files
 
     known = {name: source.channel for name, source in load_template_files(EXAMPLES.parent / "templates")}
     known.pop("welcome-1-hello")
     problems = validate_files([EXAMPLES], Delivery(templates=known, templates_from="examples/templates"))
     assert [(Path(p.file).name, p.path, p.message) for p in problems] == [
-        ("welcome.yaml", "steps.welcome.template", "no template 'welcome-1-hello' in examples/templates")]
+        ("welcome.yaml", "steps.welcome.template", "no template 'welcome-1-hello' in examples/templates")
+    ]
 
 
 def test_every_example_is_documented_in_the_examples_readme() -> None:
@@ -131,50 +142,58 @@ def test_the_sample_events_through_nudgeflow_simulate_plan_these_messages() -> N
     """examples/events/sample.jsonl, as examples/README.md runs it: one or two people per journey."""
     result = CliRunner().invoke(
         app,
-        ["simulate", "--journeys", str(EXAMPLES), "--events", str(EXAMPLES.parent / "events" / "sample.jsonl"),
-         "--json", "--horizon", "40d"],
+        [
+            "simulate",
+            "--journeys",
+            str(EXAMPLES),
+            "--events",
+            str(EXAMPLES.parent / "events" / "sample.jsonl"),
+            "--json",
+            "--horizon",
+            "40d",
+        ],
     )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     planned = [(m["at"][:16], m["user_id"], m["journey"], m["step"]) for m in lines if "summary" not in m]
     assert planned == [
-    ("2026-03-02T09:00", "ada", "welcome", "welcome"),
-    ("2026-03-02T13:10", "diane", "cart-abandonment", "reminder-1h"),
-    ("2026-03-02T14:00", "ben", "welcome", "welcome"),
-    ("2026-03-02T14:10", "ben", "post-purchase", "confirmation"),
-    ("2026-03-02T14:20", "chloe", "browse-abandonment", "reminder"),
-    ("2026-03-03T08:04", "grace", "push-level-completed", "congrats"),
-    ("2026-03-03T12:10", "diane", "cart-abandonment", "objections-24h"),
-    ("2026-03-03T16:00", "emma", "cart-abandonment", "reminder-1h"),
-    ("2026-03-03T20:00", "emma", "post-purchase", "confirmation"),
-    ("2026-03-04T05:00", "hiro", "push-saved-item", "nudge"),
-    ("2026-03-04T09:00", "ada", "welcome", "tips"),
-    ("2026-03-04T17:30", "ines", "push-near-store", "nearby"),
-    ("2026-03-05T11:00", "jonas", "plan-downgrade-save", "ask"),
-    ("2026-03-05T12:10", "diane", "cart-abandonment", "offer-72h"),
-    ("2026-03-06T11:00", "jonas", "plan-downgrade-save", "offer"),
-    ("2026-03-07T07:00", "grace", "push-inactive-3d", "remind"),
-    ("2026-03-07T15:00", "ben", "post-purchase", "tips"),
-    ("2026-03-07T23:00", "ines", "push-inactive-3d", "remind"),
-    ("2026-03-08T23:30", "farid", "push-streak-7", "celebrate"),
-    ("2026-03-09T09:00", "ada", "welcome", "first-order"),
-    ("2026-03-12T09:00", "farid", "push-inactive-3d", "remind"),
-    ("2026-03-13T20:00", "emma", "post-purchase", "review"),
-    ("2026-03-14T15:00", "ben", "post-purchase", "review"),
-    ("2026-04-01T10:20", "chloe", "win-back", "incentive"),
-    ("2026-04-01T11:00", "kemi", "win-back", "incentive"),
-    ("2026-04-01T14:10", "ben", "win-back", "incentive"),
-    ("2026-04-02T08:00", "grace", "win-back", "incentive"),
-    ("2026-04-02T20:00", "emma", "win-back", "incentive"),
-    ("2026-04-03T17:30", "ines", "win-back", "incentive"),
-    ("2026-04-07T23:30", "farid", "win-back", "incentive"),
-    ("2026-04-08T10:20", "chloe", "win-back", "fewer-emails"),
-    ("2026-04-08T11:00", "kemi", "win-back", "fewer-emails"),
-    ("2026-04-08T14:10", "ben", "win-back", "fewer-emails"),
-    ("2026-04-09T08:00", "grace", "win-back", "fewer-emails"),
-    ("2026-04-09T20:00", "emma", "win-back", "fewer-emails"),
-    ("2026-04-10T17:30", "ines", "win-back", "fewer-emails"),
-    ("2026-04-14T23:30", "farid", "win-back", "fewer-emails"),
+        ("2026-03-02T09:00", "ada", "welcome", "welcome"),
+        ("2026-03-02T13:10", "diane", "cart-abandonment", "reminder-1h"),
+        ("2026-03-02T14:00", "ben", "welcome", "welcome"),
+        ("2026-03-02T14:10", "ben", "post-purchase", "confirmation"),
+        ("2026-03-02T14:20", "chloe", "browse-abandonment", "reminder"),
+        ("2026-03-03T08:04", "grace", "push-level-completed", "congrats"),
+        ("2026-03-03T12:10", "diane", "cart-abandonment", "objections-24h"),
+        ("2026-03-03T16:00", "emma", "cart-abandonment", "reminder-1h"),
+        ("2026-03-03T20:00", "emma", "post-purchase", "confirmation"),
+        ("2026-03-04T05:00", "hiro", "push-saved-item", "nudge"),
+        ("2026-03-04T09:00", "ada", "welcome", "tips"),
+        ("2026-03-04T17:30", "ines", "push-near-store", "nearby"),
+        ("2026-03-05T11:00", "jonas", "plan-downgrade-save", "ask"),
+        ("2026-03-05T12:10", "diane", "cart-abandonment", "offer-72h"),
+        ("2026-03-06T11:00", "jonas", "plan-downgrade-save", "offer"),
+        ("2026-03-07T07:00", "grace", "push-inactive-3d", "remind"),
+        ("2026-03-07T15:00", "ben", "post-purchase", "tips"),
+        ("2026-03-07T23:00", "ines", "push-inactive-3d", "remind"),
+        ("2026-03-08T23:30", "farid", "push-streak-7", "celebrate"),
+        ("2026-03-09T09:00", "ada", "welcome", "first-order"),
+        ("2026-03-12T09:00", "farid", "push-inactive-3d", "remind"),
+        ("2026-03-13T20:00", "emma", "post-purchase", "review"),
+        ("2026-03-14T15:00", "ben", "post-purchase", "review"),
+        ("2026-04-01T10:20", "chloe", "win-back", "incentive"),
+        ("2026-04-01T11:00", "kemi", "win-back", "incentive"),
+        ("2026-04-01T14:10", "ben", "win-back", "incentive"),
+        ("2026-04-02T08:00", "grace", "win-back", "incentive"),
+        ("2026-04-02T20:00", "emma", "win-back", "incentive"),
+        ("2026-04-03T17:30", "ines", "win-back", "incentive"),
+        ("2026-04-07T23:30", "farid", "win-back", "incentive"),
+        ("2026-04-08T10:20", "chloe", "win-back", "fewer-emails"),
+        ("2026-04-08T11:00", "kemi", "win-back", "fewer-emails"),
+        ("2026-04-08T14:10", "ben", "win-back", "fewer-emails"),
+        ("2026-04-09T08:00", "grace", "win-back", "fewer-emails"),
+        ("2026-04-09T20:00", "emma", "win-back", "fewer-emails"),
+        ("2026-04-10T17:30", "ines", "win-back", "fewer-emails"),
+        ("2026-04-14T23:30", "farid", "win-back", "fewer-emails"),
     ]
     summary = lines[-1]["summary"]["journeys"]
     # dmitri left a cart too, but is in the holdout; emma ordered hers after the first reminder.
@@ -244,7 +263,13 @@ def test_welcome_is_once_ever() -> None:
 
 
 def _view(s: Simulation, user: str, product: str, when: int, **fields: Any) -> None:
-    s.track(user, "Product Viewed", {"product_id": product, "name": f"Product {product}", "price": 20}, at=at(when), **fields)
+    s.track(
+        user,
+        "Product Viewed",
+        {"product_id": product, "name": f"Product {product}", "price": 20},
+        at=at(when),
+        **fields,
+    )
 
 
 def test_browse_abandonment_the_same_product_twice_then_four_hours_without_adding_it() -> None:
@@ -325,7 +350,13 @@ def _in_holdout(person: str) -> bool:
 
 
 def _add(s: Simulation, user: str | None, cart: str, product: str, when: int, **fields: Any) -> None:
-    s.track(user, "Product Added", {"cart_id": cart, "product_id": product, "price": 30, "quantity": 1}, at=at(when), **fields)
+    s.track(
+        user,
+        "Product Added",
+        {"cart_id": cart, "product_id": product, "price": 30, "quantity": 1},
+        at=at(when),
+        **fields,
+    )
 
 
 def _order(s: Simulation, user: str, cart: str, when: int, revenue: float = 60.0) -> None:
@@ -384,7 +415,11 @@ def test_cart_abandonment_exits_at_once_on_the_order_of_that_cart() -> None:
     s.advance("5d")
     assert [step for _, step, *_ in sent(s, erin)] == ["reminder-1h"]
     run = one_run(s, erin, CART)
-    assert (run["status"], run["exit_reason"], run["ended_at_ms"]) == ("exited", "exit_event:Order Completed", T0_MS + 5 * H)
+    assert (run["status"], run["exit_reason"], run["ended_at_ms"]) == (
+        "exited",
+        "exit_event:Order Completed",
+        T0_MS + 5 * H,
+    )
     assert (run["converted_at_ms"], run["revenue"]) == (T0_MS + 5 * H, 89.9)
     assert s.timers_of(erin) == {}
 
@@ -427,7 +462,12 @@ def test_cart_abandonment_holdout_people_enter_and_get_nothing() -> None:
     # The holdout converts like anyone: the baseline uplift is measured against.
     assert rows[0]["converted_at_ms"] == T0_MS + 2 * D
     summary = s.summary()["journeys"][CART]
-    assert (summary["entered"], summary["holdout"], summary["converted"], summary["messages"]) == (len(held), len(held), 1, {})
+    assert (summary["entered"], summary["holdout"], summary["converted"], summary["messages"]) == (
+        len(held),
+        len(held),
+        1,
+        {},
+    )
 
 
 def test_cart_abandonment_a_holdout_person_enters_as_often_as_one_who_gets_the_emails() -> None:
@@ -543,7 +583,11 @@ def test_win_back_an_order_ends_it_and_converts() -> None:
     s.advance("10d")
     assert [step for _, step, *_ in sent(s, "max")] == ["incentive"]
     run = one_run(s, "max", WIN)
-    assert (run["exit_reason"], run["converted_at_ms"], run["revenue"]) == ("exit_event:Order Completed", T0_MS + 31 * D, 42.0)
+    assert (run["exit_reason"], run["converted_at_ms"], run["revenue"]) == (
+        "exit_event:Order Completed",
+        T0_MS + 31 * D,
+        42.0,
+    )
 
 
 def test_win_back_activity_within_the_30_days_postpones_it_and_other_events_do_not() -> None:
@@ -553,7 +597,10 @@ def test_win_back_activity_within_the_30_days_postpones_it_and_other_events_do_n
     s.track("ned", "Application Opened", at=at(20 * D))
     s.track("ned", "Newsletter Link Clicked", at=at(40 * D))  # not an activity the journey counts
     s.advance("60d")
-    assert [(when, step) for when, step, *_ in sent(s, "ned")] == [(at(50 * D), "incentive"), (at(57 * D), "fewer-emails")]
+    assert [(when, step) for when, step, *_ in sent(s, "ned")] == [
+        (at(50 * D), "incentive"),
+        (at(57 * D), "fewer-emails"),
+    ]
 
 
 # --- push: level completed ----------------------------------------------------------------
@@ -806,7 +853,11 @@ def test_downgrade_once_a_month() -> None:
     for when, plan in [(1 * D, "free"), (1 * D + 12 * H, "pro"), (10 * D, "free"), (20 * D, "pro"), (40 * D, "free")]:
         s.identify("lou", {"plan": plan}, at=at(when))
     s.advance("5d")
-    assert [(when, step) for when, step, *_ in sent(s, "lou")] == [(at(1 * D), "ask"), (at(40 * D), "ask"), (at(41 * D), "offer")]
+    assert [(when, step) for when, step, *_ in sent(s, "lou")] == [
+        (at(1 * D), "ask"),
+        (at(40 * D), "ask"),
+        (at(41 * D), "offer"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -822,7 +873,9 @@ def test_push_titles_read_well_with_and_without_a_first_name(template: str, name
 
     from nudgeflow.content.templates import render_source
 
-    source = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "templates" / f"{template}.yaml").read_text())
+    source = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "examples" / "templates" / f"{template}.yaml").read_text()
+    )
     context = {"event": {"properties": {"level": 3}}, "trigger": {"properties": {}}}
     assert render_source(source, {**context, "profile": {"first_name": "Ada"}}).title == named  # type: ignore[union-attr]
     assert render_source(source, {**context, "profile": {}}).title == unnamed  # type: ignore[union-attr]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import text
 
 from nudgeflow.core.clock import VirtualClock, from_ms, to_ms
@@ -105,17 +104,28 @@ def _in_production(tmp_path: Path, journeys: list[Journey]) -> tuple[list[tuple[
         with db.connect() as conn:
             users = dict(conn.execute(text("SELECT id, user_id FROM profiles")).all())
             logged = conn.execute(text("SELECT profile_id, sent_at_ms, body FROM log_channel_messages")).all()
-            runs = conn.execute(text(
-                "SELECT profile_id, journey_id, status, exit_reason, holdout, converted_at_ms, revenue FROM journey_runs"
-            )).all()
+            runs = conn.execute(
+                text(
+                    "SELECT profile_id, journey_id, status, exit_reason, holdout, converted_at_ms, revenue FROM journey_runs"
+                )
+            ).all()
     finally:
         writer.stop()
         db.dispose()
     sent = []
     for profile_id, sent_at_ms, body in logged:
         doc = orjson.loads(body)
-        sent.append((int(sent_at_ms), users.get(profile_id), doc["journey_id"], doc["step"], doc["channel"],
-                     doc["template"], doc["variant"]))
+        sent.append(
+            (
+                int(sent_at_ms),
+                users.get(profile_id),
+                doc["journey_id"],
+                doc["step"],
+                doc["channel"],
+                doc["template"],
+                doc["variant"],
+            )
+        )
     rows = [(users.get(pid), j, st, why, bool(h), conv, rev) for pid, j, st, why, h, conv, rev in runs]
     return sorted(sent), sorted(rows, key=repr)
 
@@ -125,8 +135,18 @@ def _messages(sim: Simulation) -> list[tuple[Any, ...]]:
 
 
 def _runs(sim: Simulation) -> list[tuple[Any, ...]]:
-    rows = [(r["profile_id"], r["journey_id"], r["status"], r["exit_reason"], bool(r["holdout"]),
-             r["converted_at_ms"], r["revenue"]) for r in sim.runs.values()]
+    rows = [
+        (
+            r["profile_id"],
+            r["journey_id"],
+            r["status"],
+            r["exit_reason"],
+            bool(r["holdout"]),
+            r["converted_at_ms"],
+            r["revenue"],
+        )
+        for r in sim.runs.values()
+    ]
     return sorted(rows, key=repr)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import gzip
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,10 +21,9 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.schema import events, identities, profiles
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.support import LiveServer, start_server
 
-UTC = timezone.utc
+UTC = UTC
 JSON = {"content-type": "application/json"}
 
 
@@ -33,15 +32,15 @@ JSON = {"content-type": "application/json"}
 
 def stored(live: LiveServer, workspace_id: str) -> list[Any]:
     with live.state.engine.connect() as conn:
-        return list(
-            conn.execute(select(events).where(events.c.workspace_id == workspace_id).order_by(events.c.seq))
-        )
+        return list(conn.execute(select(events).where(events.c.workspace_id == workspace_id).order_by(events.c.seq)))
 
 
 def count(live: LiveServer, workspace_id: str) -> int:
     with live.state.engine.connect() as conn:
         return int(
-            conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)).scalar_one()
+            conn.execute(
+                select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)
+            ).scalar_one()
         )
 
 
@@ -58,7 +57,9 @@ def post(client: httpx.Client, path: str, body: Any, headers: dict[str, str] | N
     return client.post(path, content=content, headers={**JSON, **(headers or {})})
 
 
-def assert_error(response: httpx.Response, status: int, field: str | None = None, index: int | None = None) -> dict[str, Any]:
+def assert_error(
+    response: httpx.Response, status: int, field: str | None = None, index: int | None = None
+) -> dict[str, Any]:
     """Every refusal is a JSON object with `code`, `message` and `errors[].field`."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -114,8 +115,11 @@ def test_each_single_endpoint_stores_one_event_of_its_type(live: LiveServer, ws:
     if type_ == "identify":
         assert orjson.loads(profile_row(live, ws.workspace_id, "u1").traits) == SINGLE_CALLS["identify"]["traits"]
     with live.state.engine.connect() as conn:
-        linked = dict(conn.execute(select(identities.c.key, identities.c.profile_id)
-                                   .where(identities.c.workspace_id == ws.workspace_id)).all())
+        linked = dict(
+            conn.execute(
+                select(identities.c.key, identities.c.profile_id).where(identities.c.workspace_id == ws.workspace_id)
+            ).all()
+        )
     # The caller's id now leads to the event's profile (an unknown alias previousId is not invented).
     assert linked == {("u:u1" if "userId" in SINGLE_CALLS[type_] else "a:a1"): rows[0].profile_id}
 
@@ -177,8 +181,12 @@ def test_gzip_encoded_bodies_are_accepted(live: LiveServer, ws: NewWorkspace, pa
 
 def test_text_plain_is_accepted_for_browser_beacons(live: LiveServer, ws: NewWorkspace) -> None:
     with live.client(auth=(ws.write_key, "")) as client:
-        response = post(client, "/v1/track", {"userId": "u", "event": "E", "properties": {"note": "café"}},
-                        {"content-type": "text/plain;charset=UTF-8"})
+        response = post(
+            client,
+            "/v1/track",
+            {"userId": "u", "event": "E", "properties": {"note": "café"}},
+            {"content-type": "text/plain;charset=UTF-8"},
+        )
     assert response.status_code == 200, response.text
     [row] = stored(live, ws.workspace_id)
     assert row.event == "E" and orjson.loads(row.payload)["properties"] == {"note": "café"}
@@ -253,7 +261,13 @@ def test_device_clock_skew_is_corrected_with_the_servers_receive_time(
         response = post(
             client,
             "/v1/track",
-            {"userId": "u", "event": "Skewed", "messageId": "t1", "timestamp": iso(device_event), "sentAt": iso(device_sent)},
+            {
+                "userId": "u",
+                "event": "Skewed",
+                "messageId": "t1",
+                "timestamp": iso(device_event),
+                "sentAt": iso(device_sent),
+            },
         )
         assert response.status_code == 200, response.text
         # In a batch the sentAt of the batch applies to the messages that have none of their own.
@@ -321,7 +335,9 @@ def test_a_timestamp_that_correction_pushes_off_the_calendar_is_refused(live: Li
 # -- durability -------------------------------------------------------------------------
 
 
-def test_the_answer_comes_only_after_the_event_is_committed(live: LiveServer, ws: NewWorkspace, settings: Settings) -> None:
+def test_the_answer_comes_only_after_the_event_is_committed(
+    live: LiveServer, ws: NewWorkspace, settings: Settings
+) -> None:
     # A separate engine (another connection pool, as another process would have) must see
     # each event the moment its 200 arrives.
     reader = database.create_db_engine(settings.database_url, sqlite_synchronous="NORMAL")
@@ -357,7 +373,9 @@ def test_a_single_event_over_32_kb_is_a_400(live: LiveServer, ws: NewWorkspace) 
     big = {"userId": "u", "event": "E", "properties": {"blob": "x" * (33 * 1024)}}
     with live.client(auth=(ws.write_key, "")) as client:
         assert_error(post(client, "/v1/track", big), 400, "body")["code"] == "event_too_large"
-        assert_error(post(client, "/v1/track", gzip.compress(orjson.dumps(big)), {"content-encoding": "gzip"}), 400, "body")
+        assert_error(
+            post(client, "/v1/track", gzip.compress(orjson.dumps(big)), {"content-encoding": "gzip"}), 400, "body"
+        )
         # The limit is on the event as the client sends it: what the server adds to it
         # (receivedAt, the corrected timestamp, a messageId) does not push it over.
         edge = {"userId": "u", "event": "E", "properties": {"blob": ""}}
@@ -400,7 +418,9 @@ def test_a_request_over_500_kb_is_refused_and_one_under_is_accepted(live: LiveSe
     with live.client(auth=(ws.write_key, "")) as client:
         assert_error(post(client, "/v1/batch", over), 413, "body")
         # Compression does not get around the limit: it applies to the inflated body.
-        assert_error(post(client, "/v1/batch", gzip.compress(orjson.dumps(over)), {"content-encoding": "gzip"}), 413, "body")
+        assert_error(
+            post(client, "/v1/batch", gzip.compress(orjson.dumps(over)), {"content-encoding": "gzip"}), 413, "body"
+        )
         assert count(live, ws.workspace_id) == 0
         assert post(client, "/v1/batch", under).status_code == 200
     assert count(live, ws.workspace_id) == 24
@@ -466,15 +486,43 @@ BAD_INPUT: dict[str, tuple[str, Any, dict[str, str], int, str, int | None]] = {
         "batch[3].properties",
         3,
     ),
-    "no id in a batch": ("/v1/batch", {"batch": [GOOD, GOOD, {"type": "track", "event": "E"}]}, {}, 400, "batch[2].userId", 2),
-    "unknown type in a batch": ("/v1/batch", {"batch": [GOOD, {**GOOD, "type": "purchase"}]}, {}, 400, "batch[1].type", 1),
+    "no id in a batch": (
+        "/v1/batch",
+        {"batch": [GOOD, GOOD, {"type": "track", "event": "E"}]},
+        {},
+        400,
+        "batch[2].userId",
+        2,
+    ),
+    "unknown type in a batch": (
+        "/v1/batch",
+        {"batch": [GOOD, {**GOOD, "type": "purchase"}]},
+        {},
+        400,
+        "batch[1].type",
+        1,
+    ),
     "missing type in a batch": ("/v1/batch", {"batch": [{"userId": "u", "event": "E"}]}, {}, 400, "batch[0].type", 0),
     "message not an object in a batch": ("/v1/batch", {"batch": [GOOD, "track"]}, {}, 400, "batch[1]", 1),
-    "wrong content type": ("/v1/track", TRACK, {"content-type": "application/x-www-form-urlencoded"}, 415, "Content-Type", None),
+    "wrong content type": (
+        "/v1/track",
+        TRACK,
+        {"content-type": "application/x-www-form-urlencoded"},
+        415,
+        "Content-Type",
+        None,
+    ),
     "missing content type": ("/v1/batch", {"batch": [GOOD]}, {"content-type": ""}, 415, "Content-Type", None),
     "unsupported encoding": ("/v1/track", TRACK, {"content-encoding": "br"}, 415, "Content-Encoding", None),
     "bad gzip": ("/v1/batch", orjson.dumps({"batch": [GOOD]}), {"content-encoding": "gzip"}, 400, "body", None),
-    "truncated gzip": ("/v1/batch", gzip.compress(orjson.dumps({"batch": [GOOD]}))[:-12], {"content-encoding": "gzip"}, 400, "body", None),
+    "truncated gzip": (
+        "/v1/batch",
+        gzip.compress(orjson.dumps({"batch": [GOOD]}))[:-12],
+        {"content-encoding": "gzip"},
+        400,
+        "body",
+        None,
+    ),
 }
 
 
@@ -494,9 +542,12 @@ def test_a_batch_with_one_bad_event_stores_none_of_them(live: LiveServer, ws: Ne
         assert_error(post(client, "/v1/batch", {"batch": [*good[:3], bad, *good[3:]]}), 400, "batch[3].context", 3)
         assert count(live, ws.workspace_id) == 0
         with live.state.engine.connect() as conn:
-            assert conn.execute(
-                select(func.count()).select_from(profiles).where(profiles.c.workspace_id == ws.workspace_id)
-            ).scalar_one() == 0
+            assert (
+                conn.execute(
+                    select(func.count()).select_from(profiles).where(profiles.c.workspace_id == ws.workspace_id)
+                ).scalar_one()
+                == 0
+            )
         # The same events, the bad one fixed, go through whole.
         response = post(client, "/v1/batch", {"batch": [*good[:3], {**bad, "context": {}}, *good[3:]]})
         assert response.status_code == 200, response.text
@@ -571,7 +622,9 @@ def test_ingest_is_rate_limited_per_workspace(settings: Settings, clock: Virtual
         busy, quiet = server.workspace("busy"), server.workspace("quiet")
 
         def batch(n: int, tag: str) -> dict[str, Any]:
-            return {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": f"{tag}-{i}"} for i in range(n)]}
+            return {
+                "batch": [{"type": "track", "userId": "u", "event": "E", "messageId": f"{tag}-{i}"} for i in range(n)]
+            }
 
         with server.client(auth=(busy.write_key, "")) as client:
             assert post(client, "/v1/batch", batch(20, "burst")).status_code == 200  # the whole burst
@@ -606,6 +659,7 @@ def test_ingest_is_rate_limited_per_workspace(settings: Settings, clock: Virtual
             assert 'nudgeflow_events_rejected_total{reason="rate_limited"} 19.0' in client.get("/metrics").text
 
         with server.state.engine.connect() as conn:
+
             def n(workspace_id: str) -> int:
                 return int(
                     conn.execute(
@@ -627,7 +681,9 @@ def test_a_write_key_writes_only_into_its_own_workspace(live: LiveServer, ws: Ne
     with live.client(auth=(ws.write_key, "")) as client:
         assert post(client, "/v1/identify", {"userId": "same-user", "traits": {"plan": "pro"}}).status_code == 200
         # A writeKey in the body does not override the Basic credentials.
-        assert post(client, "/v1/track", {**TRACK, "userId": "same-user", "writeKey": other.write_key}).status_code == 200
+        assert (
+            post(client, "/v1/track", {**TRACK, "userId": "same-user", "writeKey": other.write_key}).status_code == 200
+        )
     with live.client(auth=(other.write_key, "")) as client:
         assert post(client, "/v1/identify", {"userId": "same-user", "traits": {"plan": "free"}}).status_code == 200
     assert [r.type for r in stored(live, ws.workspace_id)] == ["identify", "track"]
@@ -636,7 +692,9 @@ def test_a_write_key_writes_only_into_its_own_workspace(live: LiveServer, ws: Ne
         rows = conn.execute(
             select(profiles.c.workspace_id, profiles.c.traits).where(profiles.c.user_id == "same-user")
         ).all()
-    by_workspace = {r.workspace_id: orjson.loads(r.traits) for r in rows if r.workspace_id in (ws.workspace_id, other.workspace_id)}
+    by_workspace = {
+        r.workspace_id: orjson.loads(r.traits) for r in rows if r.workspace_id in (ws.workspace_id, other.workspace_id)
+    }
     assert by_workspace == {ws.workspace_id: {"plan": "pro"}, other.workspace_id: {"plan": "free"}}
 
 
@@ -644,14 +702,24 @@ def test_ingest_answers_browsers_of_any_origin(live: LiveServer, ws: NewWorkspac
     """The browser SDK posts from the site's origin: preflights are answered and every
     ingest answer, errors included, allows any origin (the write key authorizes, not a cookie)."""
     with live.client() as http:
-        pre = http.options("/v1/batch", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-                                                 "Access-Control-Request-Headers": "authorization, content-type"})
+        pre = http.options(
+            "/v1/batch",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         assert pre.status_code == 204
         assert pre.headers["access-control-allow-origin"] == "*"
         assert "POST" in pre.headers["access-control-allow-methods"]
         assert "authorization" in pre.headers["access-control-allow-headers"].lower()
-        ok = http.post("/v1/track", auth=(ws.write_key, ""), headers={"Origin": "https://shop.example"},
-                       json={"userId": "u-cors", "event": "Viewed"})
+        ok = http.post(
+            "/v1/track",
+            auth=(ws.write_key, ""),
+            headers={"Origin": "https://shop.example"},
+            json={"userId": "u-cors", "event": "Viewed"},
+        )
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "*"
         assert [r.event for r in stored(live, ws.workspace_id)] == ["Viewed"]
         bad = http.post("/v1/track", auth=("no-such-key", ""), json={"userId": "u", "event": "x"})
@@ -660,8 +728,11 @@ def test_ingest_answers_browsers_of_any_origin(live: LiveServer, ws: NewWorkspac
 
 def test_an_address_trait_with_a_control_character_is_not_applied(live: LiveServer, ws: NewWorkspace) -> None:
     with live.client(auth=(ws.write_key, "")) as client:
-        response = post(client, "/v1/identify", {"userId": "u-nul", "traits": {
-            "email": "a\u0000b@example.com", "phone": "+33612345678\n", "plan": "pro"}})
+        response = post(
+            client,
+            "/v1/identify",
+            {"userId": "u-nul", "traits": {"email": "a\u0000b@example.com", "phone": "+33612345678\n", "plan": "pro"}},
+        )
     assert response.status_code == 200, response.text
     warnings = {w["field"]: w["message"] for w in response.json()["warnings"]}
     assert set(warnings) == {"traits.email", "traits.phone"}

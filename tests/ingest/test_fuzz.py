@@ -12,12 +12,12 @@ import json
 from datetime import timedelta, timezone
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from nudgeflow.store.schema import events
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.support import LiveServer
 
 FUZZ = settings(
@@ -72,10 +72,25 @@ def rarely(usual: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> st.S
     # would draw from it far more often than from `usual`.
     return st.integers(min_value=0, max_value=9).flatmap(lambda i: other if i == 0 else usual)
 
+
 TYPES = ["track", "identify", "page", "screen", "group", "alias"]
 FIELDS = [
-    "type", "userId", "anonymousId", "messageId", "event", "name", "previousId", "groupId", "traits",
-    "properties", "context", "integrations", "timestamp", "originalTimestamp", "sentAt", "writeKey",
+    "type",
+    "userId",
+    "anonymousId",
+    "messageId",
+    "event",
+    "name",
+    "previousId",
+    "groupId",
+    "traits",
+    "properties",
+    "context",
+    "integrations",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "writeKey",
 ]
 # A few ids repeat often, so identity resolution (merges, adoption) gets exercised too.
 id_pool = st.one_of(st.sampled_from(["u1", "u2", "a1", "a2"]), st.text(min_size=1, max_size=12), st.integers())
@@ -89,11 +104,26 @@ times = st.one_of(
     st.integers(min_value=0, max_value=2 * 10**12),
 )
 trait_values = st.one_of(
-    st.sampled_from(["Europe/Paris", "Mars/Olympus", "ada@example.com", "+33 6 12 34 56 78", "en-US", "2024-01-01T00:00:00Z"]),
+    st.sampled_from(
+        ["Europe/Paris", "Mars/Olympus", "ada@example.com", "+33 6 12 34 56 78", "en-US", "2024-01-01T00:00:00Z"]
+    ),
     scalars,
 )
 traits = st.dictionaries(
-    st.sampled_from(["email", "phone", "first_name", "firstName", "last_name", "timezone", "locale", "created_at", "createdAt", "plan"]),
+    st.sampled_from(
+        [
+            "email",
+            "phone",
+            "first_name",
+            "firstName",
+            "last_name",
+            "timezone",
+            "locale",
+            "created_at",
+            "createdAt",
+            "plan",
+        ]
+    ),
     trait_values,
     max_size=5,
 )
@@ -153,7 +183,9 @@ def encode(value: Any) -> bytes:
 def stored(server: LiveServer, workspace_id: str) -> int:
     with server.state.engine.connect() as conn:
         return int(
-            conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)).scalar_one()
+            conn.execute(
+                select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)
+            ).scalar_one()
         )
 
 
@@ -195,7 +227,9 @@ def test_any_json_body_to_a_single_call_is_never_a_5xx(
     path=st.sampled_from(["/v1/batch", "/v1/track", "/v1/identify"]),
     zipped=st.sampled_from(["no", "header only", "compressed"]),
 )
-def test_any_bytes_are_never_a_5xx(fuzz_server: tuple[LiveServer, NewWorkspace], body: bytes, path: str, zipped: str) -> None:
+def test_any_bytes_are_never_a_5xx(
+    fuzz_server: tuple[LiveServer, NewWorkspace], body: bytes, path: str, zipped: str
+) -> None:
     headers = {} if zipped == "no" else {"content-encoding": "gzip"}
     check(*fuzz_server, path, gzip.compress(body) if zipped == "compressed" else body, headers)
 

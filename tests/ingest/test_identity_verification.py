@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.schema import device_tokens, events, identities, profiles, push_subscriptions
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.support import LiveServer
 
 APNS_TOKEN = "a1" * 32
@@ -52,8 +51,11 @@ def counts(live: LiveServer, ws: NewWorkspace) -> dict[str, int]:
     out = {}
     with live.state.engine.connect() as conn:
         for table in (events, profiles, identities, device_tokens, push_subscriptions):
-            out[table.name] = int(conn.execute(
-                select(func.count()).select_from(table).where(table.c.workspace_id == ws.workspace_id)).scalar_one())
+            out[table.name] = int(
+                conn.execute(
+                    select(func.count()).select_from(table).where(table.c.workspace_id == ws.workspace_id)
+                ).scalar_one()
+            )
     return out
 
 
@@ -77,8 +79,11 @@ def refused(answer: httpx.Response, field: str = "context.userHash", index: int 
 
 def subscription() -> dict[str, Any]:
     b64 = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
-    return {"endpoint": f"https://push.example.net/send/{secrets.token_urlsafe(24)}", "expirationTime": None,
-            "keys": {"p256dh": b64(b"\x04" + secrets.token_bytes(64)), "auth": b64(secrets.token_bytes(16))}}
+    return {
+        "endpoint": f"https://push.example.net/send/{secrets.token_urlsafe(24)}",
+        "expirationTime": None,
+        "keys": {"p256dh": b64(b"\x04" + secrets.token_bytes(64)), "auth": b64(secrets.token_bytes(16))},
+    }
 
 
 # The three paths of item 7 and the device-token path of item 11, each as a public-key call
@@ -90,8 +95,10 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "merge by identify": ("/v1/identify", {"userId": "victim", "anonymousId": "attacker-browser"}),
     "merge by track": ("/v1/track", {"userId": "victim", "anonymousId": "attacker-browser", "event": "Viewed"}),
     "alias": ("/v1/alias", {"userId": "victim", "previousId": "attacker-browser"}),
-    "device token": ("/v1/track", {"userId": "victim", "event": "App Opened",
-                                   "context": {"device": {"type": "ios", "token": APNS_TOKEN}}}),
+    "device token": (
+        "/v1/track",
+        {"userId": "victim", "event": "App Opened", "context": {"device": {"type": "ios", "token": APNS_TOKEN}}},
+    ),
     "push subscription": ("/v1/push/subscriptions", {"userId": "victim"}),
 }
 
@@ -109,8 +116,10 @@ def call(client: httpx.Client, name: str, user_hash_value: str | None = None) ->
 def prepare_victim(live: LiveServer, ws: NewWorkspace) -> None:
     """The victim exists, with an email; the attacker's browser has an anonymous profile."""
     with live.client(auth=(ws.write_key, "")) as client:
-        for path, body in (("/v1/identify", {"userId": "victim", "traits": {"email": "victim@example.com"}}),
-                           ("/v1/track", {"anonymousId": "attacker-browser", "event": "Viewed"})):
+        for path, body in (
+            ("/v1/identify", {"userId": "victim", "traits": {"email": "victim@example.com"}}),
+            ("/v1/track", {"anonymousId": "attacker-browser", "event": "Viewed"}),
+        ):
             assert client.post(path, json=body).status_code == 200
 
 
@@ -124,7 +133,9 @@ def test_verification_off_changes_nothing(live: LiveServer, ws: NewWorkspace) ->
     assert counts(live, ws)["device_tokens"] == 1 and counts(live, ws)["push_subscriptions"] == 1
 
 
-def test_each_path_is_refused_without_or_with_a_wrong_hash_and_nothing_is_stored(live: LiveServer, ws: NewWorkspace) -> None:
+def test_each_path_is_refused_without_or_with_a_wrong_hash_and_nothing_is_stored(
+    live: LiveServer, ws: NewWorkspace
+) -> None:
     prepare_victim(live, ws)
     secret = enable(live, ws)
     before = counts(live, ws)
@@ -140,23 +151,31 @@ def test_each_path_is_refused_without_or_with_a_wrong_hash_and_nothing_is_stored
     assert traits_of(live, ws, "victim") == {"email": "victim@example.com"}
     with live.state.engine.connect() as conn:  # the attacker's browser was not merged in
         assert resolve_profile_id(conn, ws.workspace_id, "attacker-browser") != resolve_profile_id(
-            conn, ws.workspace_id, "victim")
+            conn, ws.workspace_id, "victim"
+        )
     metrics = live.client().get("/metrics").text
     assert 'reason="identity"' in metrics
 
 
-def test_each_path_is_accepted_with_the_right_hash_and_the_hash_is_not_stored(live: LiveServer, ws: NewWorkspace) -> None:
+def test_each_path_is_accepted_with_the_right_hash_and_the_hash_is_not_stored(
+    live: LiveServer, ws: NewWorkspace
+) -> None:
     prepare_victim(live, ws)
     secret = enable(live, ws)
     with live.client(auth=(ws.write_key, "")) as client:
         for name in CALLS:
-            answer = call(client, name, user_hash(secret, "victim").upper() if name == "alias" else user_hash(secret, "victim"))
+            answer = call(
+                client, name, user_hash(secret, "victim").upper() if name == "alias" else user_hash(secret, "victim")
+            )
             assert answer.status_code == 200, (name, answer.text)
     assert traits_of(live, ws, "victim")["phone"] == "+15550100"
     with live.state.engine.connect() as conn:
         assert resolve_profile_id(conn, ws.workspace_id, "attacker-browser") == resolve_profile_id(
-            conn, ws.workspace_id, "victim")
-        payloads = conn.execute(select(events.c.payload).where(events.c.workspace_id == ws.workspace_id)).scalars().all()
+            conn, ws.workspace_id, "victim"
+        )
+        payloads = (
+            conn.execute(select(events.c.payload).where(events.c.workspace_id == ws.workspace_id)).scalars().all()
+        )
     assert counts(live, ws)["device_tokens"] == 1 and counts(live, ws)["push_subscriptions"] == 1
     assert not any("userHash" in p for p in payloads)
 
@@ -170,8 +189,11 @@ def test_a_server_key_is_exempt_and_anonymous_calls_need_no_hash(live: LiveServe
         for name in CALLS:
             assert call(client, name).status_code == 200, name
     with live.client(auth=(ws.write_key, "")) as client:
-        anonymous = {"anonymousId": "anon-9", "traits": {"email": "anon@example.com"},
-                     "context": {"device": {"type": "ios", "token": "b2" * 32}}}
+        anonymous = {
+            "anonymousId": "anon-9",
+            "traits": {"email": "anon@example.com"},
+            "context": {"device": {"type": "ios", "token": "b2" * 32}},
+        }
         assert client.post("/v1/identify", json=anonymous).status_code == 200
         # A tracked event with only a userId and nothing to prove is accepted as before.
         assert client.post("/v1/track", json={"userId": "victim", "event": "Viewed"}).status_code == 200
@@ -213,10 +235,18 @@ def test_rotation_keeps_both_secrets_valid_until_it_is_finished(live: LiveServer
         assert client.get("/api/identity").json() == {"verification": True, "secrets": 2, "rotating": True}
     with live.client(auth=(ws.write_key, "")) as client:
         for i, secret in enumerate((old, new)):
-            body = {"userId": f"r{i}", "traits": {"email": f"r{i}@example.com"}, "context": {"userHash": user_hash(secret, f"r{i}")}}
+            body = {
+                "userId": f"r{i}",
+                "traits": {"email": f"r{i}@example.com"},
+                "context": {"userHash": user_hash(secret, f"r{i}")},
+            }
             assert client.post("/v1/identify", json=body).status_code == 200
     with live.admin(ws.admin_token) as client:
-        assert client.post("/api/identity/finish-rotation").json() == {"verification": True, "secrets": 1, "rotating": False}
+        assert client.post("/api/identity/finish-rotation").json() == {
+            "verification": True,
+            "secrets": 1,
+            "rotating": False,
+        }
         assert client.post("/api/identity/finish-rotation").status_code == 409
     with live.client(auth=(ws.write_key, "")) as client:
         body = {"userId": "r0", "traits": {"email": "r0b@example.com"}, "context": {"userHash": user_hash(old, "r0")}}
@@ -226,10 +256,15 @@ def test_rotation_keeps_both_secrets_valid_until_it_is_finished(live: LiveServer
     with live.admin(ws.admin_token) as client:  # off again: unverified calls pass, the secret is kept
         assert client.post("/api/identity/disable").json() == {"verification": False, "secrets": 1, "rotating": False}
     with live.client(auth=(ws.write_key, "")) as client:
-        assert client.post("/v1/identify", json={"userId": "r0", "traits": {"email": "r0c@example.com"}}).status_code == 200
+        assert (
+            client.post("/v1/identify", json={"userId": "r0", "traits": {"email": "r0c@example.com"}}).status_code
+            == 200
+        )
 
 
-def test_a_change_from_another_process_reaches_the_server_within_its_cache_time(live: LiveServer, ws: NewWorkspace) -> None:
+def test_a_change_from_another_process_reaches_the_server_within_its_cache_time(
+    live: LiveServer, ws: NewWorkspace
+) -> None:
     from nudgeflow.core.clock import to_ms
     from nudgeflow.store import identity_settings
 
@@ -250,8 +285,9 @@ def test_keys_create_list_revoke(live: LiveServer, ws: NewWorkspace) -> None:
         assert client.post("/api/keys", json={"kind": "secret"}).status_code == 422
         listed = client.get("/api/keys").json()["keys"]
         kinds = sorted((k["hint"], k["kind"]) for k in listed)
-        assert kinds == sorted([(ws.write_key[:8], "public"), (ws.admin_token[:8], "admin"),
-                                (key[:8], "server"), (public[:8], "public")])
+        assert kinds == sorted(
+            [(ws.write_key[:8], "public"), (ws.admin_token[:8], "admin"), (key[:8], "server"), (public[:8], "public")]
+        )
         assert all(set(k) == {"hint", "kind", "created_at_ms"} for k in listed)  # never a key or digest
     with live.client(auth=(key, "")) as client:
         assert client.post("/v1/track", json={"userId": "k", "event": "E"}).status_code == 200  # cached now
@@ -264,15 +300,20 @@ def test_keys_create_list_revoke(live: LiveServer, ws: NewWorkspace) -> None:
         assert client.post("/v1/track", json={"userId": "k", "event": "E"}).status_code == 401
 
 
-def test_unreadable_identity_settings_are_a_503_never_a_500_and_store_nothing(live: LiveServer, ws: NewWorkspace) -> None:
+def test_unreadable_identity_settings_are_a_503_never_a_500_and_store_nothing(
+    live: LiveServer, ws: NewWorkspace
+) -> None:
     from sqlalchemy import delete, update
 
     from nudgeflow.store.schema import workspace_settings
 
     enable(live, ws)
     with live.state.engine.begin() as conn:  # sealed with a key this server does not have
-        conn.execute(update(workspace_settings).where(workspace_settings.c.workspace_id == ws.workspace_id)
-                     .values(settings="nf1:not-a-token-any-key-opens"))
+        conn.execute(
+            update(workspace_settings)
+            .where(workspace_settings.c.workspace_id == ws.workspace_id)
+            .values(settings="nf1:not-a-token-any-key-opens")
+        )
     live.state.identity.forget(ws.workspace_id)
     try:
         before = counts(live, ws)

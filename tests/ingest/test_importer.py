@@ -36,19 +36,39 @@ def _import(engine: Any, path: str, key: str, batch_size: int = 1000) -> tuple[I
 
 def _stored(engine: Any, workspace_id: str) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)
+            ).scalar_one()
+        )
 
 
 GOOD: list[dict[str, Any]] = [
-    {"type": "track", "event": "Product Viewed", "anonymousId": "anon-1", "messageId": "m-1",
-     "properties": {"product_id": "p1", "sku": "SKU-1", "price": 19.5}, "timestamp": "2025-03-01T10:00:00Z"},
-    {"type": "identify", "anonymousId": "anon-1", "userId": "user-1",
-     "traits": {"email": "ada@example.com", "first_name": "Ada"}, "timestamp": "2025-03-01T10:01:00Z"},
+    {
+        "type": "track",
+        "event": "Product Viewed",
+        "anonymousId": "anon-1",
+        "messageId": "m-1",
+        "properties": {"product_id": "p1", "sku": "SKU-1", "price": 19.5},
+        "timestamp": "2025-03-01T10:00:00Z",
+    },
+    {
+        "type": "identify",
+        "anonymousId": "anon-1",
+        "userId": "user-1",
+        "traits": {"email": "ada@example.com", "first_name": "Ada"},
+        "timestamp": "2025-03-01T10:01:00Z",
+    },
     {"type": "page", "userId": "user-1", "name": "Checkout", "timestamp": "2025-03-01T10:02:00Z"},
     {"type": "screen", "userId": "user-1", "name": "Cart", "timestamp": "2025-03-01T10:03:00Z"},
     {"type": "group", "userId": "user-1", "groupId": "acme", "timestamp": "2025-03-01T10:04:00Z"},
-    {"type": "track", "event": "Order Completed", "userId": "user-1",
-     "properties": {"order_id": "o1", "revenue": 19.5, "currency": "USD"}, "timestamp": "2025-03-01T10:05:00Z"},
+    {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "user-1",
+        "properties": {"order_id": "o1", "revenue": 19.5, "currency": "USD"},
+        "timestamp": "2025-03-01T10:05:00Z",
+    },
     {"type": "alias", "previousId": "old-id", "userId": "user-2", "timestamp": "2025-03-01T10:06:00Z"},
 ]
 
@@ -80,17 +100,17 @@ def test_good_file_is_imported_with_history_times_and_identity(engine: Any, tmp_
 def test_bad_lines_are_reported_with_number_and_reason_and_the_rest_imported(engine: Any, tmp_path: Path) -> None:
     ws = make_workspace(engine)
     lines: list[Any] = [
-        GOOD[0],                                              # 1
-        b"{not json",                                         # 2
-        b"",                                                  # 3 blank: skipped, not bad
-        {"type": "track", "userId": "u"},                     # 4 no event name
-        {"type": "track", "event": "Signed Up"},              # 5 no ids
-        {"type": "teleport", "userId": "u"},                  # 6 unknown type
-        b"[1, 2, 3]",                                         # 7 not an object
+        GOOD[0],  # 1
+        b"{not json",  # 2
+        b"",  # 3 blank: skipped, not bad
+        {"type": "track", "userId": "u"},  # 4 no event name
+        {"type": "track", "event": "Signed Up"},  # 5 no ids
+        {"type": "teleport", "userId": "u"},  # 6 unknown type
+        b"[1, 2, 3]",  # 7 not an object
         {"type": "track", "event": "X", "userId": 5.5, "timestamp": "yesterday"},  # 8 bad timestamp
         {"type": "track", "event": "Big", "userId": "u", "properties": {"blob": "x" * 40_000}},  # 9 too big
-        b"   ",                                               # 10 blank
-        GOOD[5],                                              # 11
+        b"   ",  # 10 blank
+        GOOD[5],  # 11
         {"type": "identify", "userId": "u9", "traits": {"timezone": "Mars/Olympus_Mons"}},  # 12 imported, warned
     ]
     path = _jsonl(tmp_path / "mixed.jsonl", lines)
@@ -228,8 +248,19 @@ def test_alias_whose_previous_id_is_its_own_anonymous_id_merges_once(engine: Any
     ws = make_workspace(engine)
     lines = [
         {"type": "track", "event": "Product Viewed", "anonymousId": "anon-7", "timestamp": "2025-03-01T10:00:00Z"},
-        {"type": "identify", "userId": "user-7", "traits": {"email": "seven@example.com"}, "timestamp": "2025-03-01T10:01:00Z"},
-        {"type": "alias", "userId": "user-7", "previousId": "anon-7", "anonymousId": "anon-7", "timestamp": "2025-03-01T10:02:00Z"},
+        {
+            "type": "identify",
+            "userId": "user-7",
+            "traits": {"email": "seven@example.com"},
+            "timestamp": "2025-03-01T10:01:00Z",
+        },
+        {
+            "type": "alias",
+            "userId": "user-7",
+            "previousId": "anon-7",
+            "anonymousId": "anon-7",
+            "timestamp": "2025-03-01T10:02:00Z",
+        },
     ]
     path = _jsonl(tmp_path / "alias.jsonl", lines)
 

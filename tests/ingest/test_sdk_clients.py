@@ -21,18 +21,19 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
-
-from nudgeflow.store.profiles import get_profile, resolve_profile_id
-from nudgeflow.store.schema import events
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 from segment.analytics.consumer import MAX_MSG_SIZE
 from segment.analytics.request import DatetimeSerializer
+from sqlalchemy import select
+
+from nudgeflow.store.profiles import get_profile, resolve_profile_id
+from nudgeflow.store.schema import events
 
 BULK = 5000
 RECEIVED_MS = 1_767_225_600_000  # the virtual clock's 2026-01-01T00:00:00Z
@@ -158,10 +159,21 @@ def check_every_call(live: Any, ws: Any, ids: list[str], user: str, anon: str, l
     assert sorted(rows) == sorted(ids)
     page, screen, viewed, added, identify, group, alias, order = (rows[i] for i in ids)
     assert [r.type for r in (page, screen, viewed, added, identify, group, alias, order)] == [
-        "page", "screen", "track", "track", "identify", "group", "alias", "track"
+        "page",
+        "screen",
+        "track",
+        "track",
+        "identify",
+        "group",
+        "alias",
+        "track",
     ]
     assert (page.event, screen.event, viewed.event, added.event, order.event) == (
-        "Home", "Onboarding", "Product Viewed", "Product Added", "Order Completed"
+        "Home",
+        "Onboarding",
+        "Product Viewed",
+        "Product Added",
+        "Order Completed",
     )
     payloads = {i: orjson.loads(rows[i].payload) for i in ids}
     assert payloads[ids[0]]["category"] == "Landing"
@@ -184,7 +196,12 @@ def check_every_call(live: Any, ws: Any, ids: list[str], user: str, anon: str, l
     assert person["identities"] == {"user_ids": [user], "anonymous_ids": sorted([anon, laptop])}
     assert person["event_count"] == 8
     assert profile(live, ws.workspace_id, laptop)["id"] == person["id"]
-    assert person["traits"] == {"email": "ada@example.com", "first_name": "Ada", "plan": "trial", "timezone": "Europe/London"}
+    assert person["traits"] == {
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "plan": "trial",
+        "timezone": "Europe/London",
+    }
 
 
 def ids_for(prefix: str) -> tuple[str, str, str]:
@@ -205,7 +222,9 @@ def test_segment_every_call_lands(live: Any, ws: Any, segment: Factory, errors: 
     check_every_call(live, ws, ids, user, anon, laptop, "analytics-python")
 
 
-def test_segment_sync_mode_lands_each_call_before_returning(live: Any, ws: Any, segment: Factory, errors: Errors) -> None:
+def test_segment_sync_mode_lands_each_call_before_returning(
+    live: Any, ws: Any, segment: Factory, errors: Errors
+) -> None:
     client = segment(sync_mode=True)
     user, anon, laptop = ids_for("sync")
     ids = every_call(client, user, anon, laptop)
@@ -238,7 +257,9 @@ def send_bulk(client: Any, n: int, prefix: str) -> list[str]:
         if i % 10 == 0:
             ids.append(queued(client.identify(user_id=user, traits={"plan": ["free", "pro"][i % 2], "orders": i})))
         elif i % 7 == 0:
-            ids.append(queued(client.page(anonymous_id=f"{prefix}-visitor-{i % 31}", name="Catalog", properties={"page": i})))
+            ids.append(
+                queued(client.page(anonymous_id=f"{prefix}-visitor-{i % 31}", name="Catalog", properties={"page": i}))
+            )
         else:
             ids.append(queued(client.track(user_id=user, event="Product Viewed", properties=product(i))))
     return ids
@@ -279,7 +300,9 @@ def test_rudder_delivers_thousands_once(live: Any, ws: Any, rudder: Factory, err
     assert set(traits) == {"plan", "orders"}  # identify traits from context.traits were applied
 
 
-def test_clients_at_once_into_one_workspace(live: Any, ws: Any, segment: Factory, rudder: Factory, errors: Errors) -> None:
+def test_clients_at_once_into_one_workspace(
+    live: Any, ws: Any, segment: Factory, rudder: Factory, errors: Errors
+) -> None:
     """Three clients upload concurrently: their requests share group commits, nothing mixes up."""
     senders = [segment(gzip=False), segment(gzip=True, upload_size=250), rudder()]
     produced: list[list[str]] = [[] for _ in senders]

@@ -26,15 +26,23 @@ def _spelled_names(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in NOT_EVENTS:
             skipped.update(id(arg) for arg in node.args)
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and node.value in event_names.ALL and id(node) not in skipped]
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value in event_names.ALL
+        and id(node) not in skipped
+    ]
 
 
 def test_no_module_spells_an_event_name_itself() -> None:
-    found = [f"{path.relative_to(PACKAGE)}:{line}: {name!r}"
-             for path in sorted(PACKAGE.rglob("*.py")) if path != HOME
-             for line, name in _spelled_names(path)]
+    found = [
+        f"{path.relative_to(PACKAGE)}:{line}: {name!r}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != HOME
+        for line, name in _spelled_names(path)
+    ]
     assert found == [], "import the constant from nudgeflow.model.event_names:\n" + "\n".join(found)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -19,7 +19,7 @@ from nudgeflow.model.events import (
     parse_single,
 )
 
-UTC = timezone.utc
+UTC = UTC
 RECEIVED = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 LIMIT = 32 * 1024
 
@@ -45,7 +45,12 @@ def test_parse_batch_returns_the_messages_with_extra_fields_kept() -> None:
     messages, body = parse_batch(
         batch_body(
             {"type": "track", "userId": "u", "event": "E", "properties": {"a": 1}, "custom": [1, 2]},
-            {"type": "identify", "anonymousId": "a", "traits": {"email": "a@b.co"}, "timestamp": "2026-01-01T00:00:00Z"},
+            {
+                "type": "identify",
+                "anonymousId": "a",
+                "traits": {"email": "a@b.co"},
+                "timestamp": "2026-01-01T00:00:00Z",
+            },
             sentAt="2026-01-01T00:00:05Z",
             context={"library": {"name": "analytics-python"}},
         )
@@ -105,7 +110,9 @@ def test_an_invalid_json_error_says_where() -> None:
 def test_unknown_and_missing_types_are_described_with_the_choices() -> None:
     (unknown,) = errors_of(parse_batch, batch_body({"type": "purchase", "userId": "u"}))
     (missing,) = errors_of(parse_batch, batch_body({"userId": "u"}))
-    assert unknown.message.startswith("unknown type") and "track, identify, page, screen, group, alias" in unknown.message
+    assert (
+        unknown.message.startswith("unknown type") and "track, identify, page, screen, group, alias" in unknown.message
+    )
     assert missing.message.startswith("missing type")
 
 
@@ -160,7 +167,9 @@ def track(**fields: Any) -> dict[str, Any]:
 
 
 def test_normalize_builds_the_record() -> None:
-    record = normalize(track(userId="u", anonymousId="a", messageId="m1", properties={"x": 1}), RECEIVED, max_event_bytes=LIMIT)
+    record = normalize(
+        track(userId="u", anonymousId="a", messageId="m1", properties={"x": 1}), RECEIVED, max_event_bytes=LIMIT
+    )
     assert (record.message_id, record.type, record.event) == ("m1", "track", "E")
     assert (record.user_id, record.anonymous_id, record.previous_id) == ("u", "a", None)
     assert record.timestamp_ms == record.received_at_ms == to_ms(RECEIVED)
@@ -196,7 +205,9 @@ def test_normalize_gives_each_message_without_an_id_a_new_one() -> None:
 def test_a_derived_message_id_depends_only_on_the_message_as_sent() -> None:
     # Bulk import derives ids from content so that a second run stores nothing twice,
     # even though it happens at another time.
-    a = normalize(track(userId="u", properties={"x": 1, "y": 2}), RECEIVED, max_event_bytes=LIMIT, derive_message_id=True)
+    a = normalize(
+        track(userId="u", properties={"x": 1, "y": 2}), RECEIVED, max_event_bytes=LIMIT, derive_message_id=True
+    )
     b = normalize(
         track(userId="u", properties={"y": 2, "x": 1}),
         RECEIVED + timedelta(days=1),
@@ -231,7 +242,9 @@ def test_timestamps_are_corrected_for_device_clock_skew() -> None:
     assert datetime.fromisoformat(payload["sentAt"]) == device
     # originalTimestamp wins over timestamp, and the batch's sentAt serves when the message has none.
     batch = normalize(
-        track(userId="u", originalTimestamp=(device - timedelta(seconds=10)).isoformat(), timestamp="2000-01-01T00:00:00Z"),
+        track(
+            userId="u", originalTimestamp=(device - timedelta(seconds=10)).isoformat(), timestamp="2000-01-01T00:00:00Z"
+        ),
         RECEIVED,
         max_event_bytes=LIMIT,
         batch_sent_at=device,
@@ -262,7 +275,13 @@ def test_the_size_limit_is_on_the_event_as_sent() -> None:
     assert len(orjson.dumps(at_limit)) == LIMIT
     assert normalize(at_limit, RECEIVED, max_event_bytes=LIMIT).payload  # the server's additions do not count
     with pytest.raises(InvalidEvent) as caught:
-        normalize(track(userId="u", properties={"b": blob + "x" * 2000}), RECEIVED, max_event_bytes=LIMIT, field="batch[0]", index=0)
+        normalize(
+            track(userId="u", properties={"b": blob + "x" * 2000}),
+            RECEIVED,
+            max_event_bytes=LIMIT,
+            field="batch[0]",
+            index=0,
+        )
     assert (caught.value.field, caught.value.index) == ("batch[0]", 0)
     assert str(LIMIT) in caught.value.message
 
@@ -306,7 +325,9 @@ def test_the_event_column_holds_the_event_or_page_name(type_: str, body: dict[st
 
 
 def test_only_alias_carries_a_previous_id() -> None:
-    alias = normalize(parse_single("alias", orjson.dumps({"userId": "u", "previousId": "a"})), RECEIVED, max_event_bytes=LIMIT)
+    alias = normalize(
+        parse_single("alias", orjson.dumps({"userId": "u", "previousId": "a"})), RECEIVED, max_event_bytes=LIMIT
+    )
     assert alias.previous_id == "a"
     # On other types previousId is an unchecked extra: it is kept in the payload, not used.
     other = normalize(track(userId="u", previousId={"not": "an id"}), RECEIVED, max_event_bytes=LIMIT)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from nudgeflow.core.clock import from_ms
 from nudgeflow.model.iso_time import iso, iso_utc
 
-TIMES_MS = [0, 1, 999, 1_000, 1_767_225_600_000, 1_767_225_600_250, 1_767_225_601_001, -1, -86_400_001,
-            253_402_300_799_999]
+TIMES_MS = [
+    0,
+    1,
+    999,
+    1_000,
+    1_767_225_600_000,
+    1_767_225_600_250,
+    1_767_225_601_001,
+    -1,
+    -86_400_001,
+    253_402_300_799_999,
+]
 
 
 @pytest.mark.parametrize("ms", TIMES_MS)
@@ -30,11 +40,14 @@ def test_examples_and_none() -> None:
     assert iso(None) is None and iso(None, milliseconds=False) is None
 
 
-@pytest.mark.parametrize("when", [
-    datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc),
-    datetime(2026, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=2))),
-    datetime(2026, 3, 1, 12, 30, 5, 999999),  # naive: local time, as astimezone reads it
-])
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 3, 1, 12, 30, 5, 999999),  # naive: local time, as astimezone reads it
+    ],
+)
 def test_datetimes_as_the_demo_wrote(when: datetime) -> None:
-    assert iso_utc(when) == when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    assert iso_utc(when, milliseconds=False) == when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    assert iso_utc(when) == when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_utc(when, milliseconds=False) == when.astimezone(UTC).isoformat().replace("+00:00", "Z")

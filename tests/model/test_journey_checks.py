@@ -34,20 +34,29 @@ VALID: dict[str, Any] = {
     "goal": {"event": "Order Completed", "within": "7d", "revenue": "revenue"},
     "steps": {
         "remind": {"type": "send", "channel": "email", "template": "cart-1", "next": "wait"},
-        "wait": {"type": "wait_for_event", "event": "Email Opened", "timeout": "1d",
-                 "on_event": "check", "on_timeout": "check"},
+        "wait": {
+            "type": "wait_for_event",
+            "event": "Email Opened",
+            "timeout": "1d",
+            "on_event": "check",
+            "on_timeout": "check",
+        },
         "check": {
             "type": "branch",
             "cases": [{"when": [{"message": "remind", "status": "clicked"}], "next": "split"}],
             "default": "pause",
         },
         "pause": {"type": "wait", "duration": "2d", "next": "check"},  # a loop through a wait is fine
-        "split": {"type": "split", "paths": [{"name": "a", "weight": 1, "next": "offer"},
-                                             {"name": "b", "weight": 1}]},
-        "offer": {"type": "send", "channel": "push",
-                  "variants": [{"name": "ten", "template": "t10", "weight": 1},
-                               {"name": "free", "template": "tfree", "weight": 1}],
-                  "next": "note"},
+        "split": {"type": "split", "paths": [{"name": "a", "weight": 1, "next": "offer"}, {"name": "b", "weight": 1}]},
+        "offer": {
+            "type": "send",
+            "channel": "push",
+            "variants": [
+                {"name": "ten", "template": "t10", "weight": 1},
+                {"name": "free", "template": "tfree", "weight": 1},
+            ],
+            "next": "note",
+        },
         "note": {"type": "update_profile", "set": {"last_cart": {"ref": "trigger.cart_id"}}, "next": "done"},
         "done": {"type": "exit"},
     },
@@ -99,7 +108,7 @@ def test_unknown_operator_names_the_choices() -> None:
     found = errors(doc(trigger__where=[{"property": "price", "op": "equals", "value": 3}]))
     assert found == {
         "trigger.where.0.op": "unknown operator 'equals' (use one of eq, ne, in, not_in, gt, gte, lt, lte, "
-                              "exists, not_exists, contains, not_contains)"
+        "exists, not_exists, contains, not_contains)"
     }
 
 
@@ -107,15 +116,17 @@ def test_paths_carry_no_union_tags() -> None:
     document = doc(steps__remind__nxt="wait")
     assert errors(document) == {"steps.remind.nxt": "unknown key 'nxt' (did you mean 'next'?)"}
     # Conditions are a tagged union too; nested inside all/not the path stays the document's.
-    document = doc(steps__check__cases=[{"when": [{"all": [{"not": {"trait": "plan", "op": "in", "value": 3}}]}],
-                                        "next": "split"}])
+    document = doc(
+        steps__check__cases=[{"when": [{"all": [{"not": {"trait": "plan", "op": "in", "value": 3}}]}], "next": "split"}]
+    )
     assert errors(document) == {"steps.check.cases.0.when.0.all.0.not": "operator 'in' needs a list as value"}
 
 
 def test_unknown_step_and_trigger_types() -> None:
     found = errors(doc(steps__done={"type": "stop"}, trigger={"type": "evnt", "event": "A"}))
-    assert found["steps.done"] == ("unknown step type 'stop' (use one of send, wait, wait_for_event, branch, "
-                                   "split, update_profile, exit)")
+    assert found["steps.done"] == (
+        "unknown step type 'stop' (use one of send, wait, wait_for_event, branch, split, update_profile, exit)"
+    )
     assert found["trigger"].startswith("unknown trigger type 'evnt' (use one of event, event_not_followed,")
     assert errors(doc(steps__done={"tipe": "exit"}))["steps.done"].startswith("missing required key 'type'")
 
@@ -126,25 +137,31 @@ def test_missing_keys_are_reported_on_their_parent() -> None:
 
 
 def test_bad_values_say_what_is_expected() -> None:
-    found = errors(doc(
-        steps__pause={"type": "wait", "duration": "3 days", "next": "check"},
-        id="Cart!",
-        holdout=2,
-        priority="high",
-        steps__check__cases__0__when__0__status="read",
-    ))
-    assert found["steps.pause.duration"] == ("'3 days' is not a duration (use a positive number, decimals "
-                                             "allowed, and a unit: 500ms, 90s, 15m, 1h, 1.5d, 2w)")
+    found = errors(
+        doc(
+            steps__pause={"type": "wait", "duration": "3 days", "next": "check"},
+            id="Cart!",
+            holdout=2,
+            priority="high",
+            steps__check__cases__0__when__0__status="read",
+        )
+    )
+    assert found["steps.pause.duration"] == (
+        "'3 days' is not a duration (use a positive number, decimals "
+        "allowed, and a unit: 500ms, 90s, 15m, 1h, 1.5d, 2w)"
+    )
     assert found["id"].startswith("'Cart!' is not a valid journey id")
     assert found["holdout"] == "2 must be less than 1"
     assert found["priority"] == "expected a whole number, got the text 'high'"
-    assert found["steps.check.cases.0.when.0.status"] == ("unknown message status 'read' "
-                                                          "(use one of sent, delivered, opened, clicked)")
+    assert found["steps.check.cases.0.when.0.status"] == (
+        "unknown message status 'read' (use one of sent, delivered, opened, clicked)"
+    )
 
 
 def test_model_rules_read_as_sentences() -> None:
-    found = errors(doc(steps__remind={"type": "send", "channel": "email", "next": "wait"},
-                       entry={"filter": [{"trat": "plan"}]}))
+    found = errors(
+        doc(steps__remind={"type": "send", "channel": "email", "next": "wait"}, entry={"filter": [{"trat": "plan"}]})
+    )
     assert found == {
         "steps.remind": "a send step needs either `template` or `variants`",
         "entry.filter.0": "a condition needs one of the keys trait, event, message, all, any, not",
@@ -161,14 +178,16 @@ def test_not_a_mapping() -> None:
 
 
 def test_references_to_missing_steps() -> None:
-    found = errors(doc(
-        start="begin",
-        steps__remind__next="wiat",
-        steps__wait__on_timeout="nowhere",
-        steps__check__cases__0__next="vanished",
-        steps__check__default="also-gone",
-        steps__split__paths__1__next="lost",
-    ))
+    found = errors(
+        doc(
+            start="begin",
+            steps__remind__next="wiat",
+            steps__wait__on_timeout="nowhere",
+            steps__check__cases__0__next="vanished",
+            steps__check__default="also-gone",
+            steps__split__paths__1__next="lost",
+        )
+    )
     assert found == {
         "start": "no step named 'begin'",
         "steps.remind.next": "no step named 'wiat' (did you mean 'wait'?)",
@@ -181,15 +200,19 @@ def test_references_to_missing_steps() -> None:
 
 def test_cycle_without_a_wait() -> None:
     found = errors(doc(steps__note__next="offer"))
-    assert found == {"steps.offer": "cycle without a wait: offer -> note -> offer (a run would loop without "
-                                    "pause; put a wait or wait_for_event step in it)"}
+    assert found == {
+        "steps.offer": "cycle without a wait: offer -> note -> offer (a run would loop without "
+        "pause; put a wait or wait_for_event step in it)"
+    }
     # Through a branch and a split, back to the branch.
     found = errors(doc(steps__split__paths__1__next="check"))
     assert list(found) == ["steps.check"]
     assert found["steps.check"].startswith("cycle without a wait: check -> split -> check")
     # A step that leads to itself.
-    assert "cycle without a wait: done -> done" in errors(doc(steps__done={"type": "update_profile", "next": "done"}))[
-        "steps.done"]
+    assert (
+        "cycle without a wait: done -> done"
+        in errors(doc(steps__done={"type": "update_profile", "next": "done"}))["steps.done"]
+    )
 
 
 def test_a_zero_wait_does_not_break_a_cycle() -> None:
@@ -210,7 +233,7 @@ def test_message_conditions_must_name_an_earlier_send_step() -> None:
     }
     assert errors(doc(entry={"filter": [{"message": "remind"}]})) == {
         "entry.filter.0.message": "a message condition needs a run, and entry filters are checked before the run "
-                                  "starts (use it in a branch step)"
+        "starts (use it in a branch step)"
     }
     # A send step that comes only after the branch: a warning, the journey is still valid.
     journey, found = check_journey(doc(steps__check__cases__0__when=[{"message": "offer"}]))
@@ -218,11 +241,14 @@ def test_message_conditions_must_name_an_earlier_send_step() -> None:
     assert [(p.severity, p.path) for p in found] == [("warning", "steps.check.cases.0.when.0.message")]
 
 
-@pytest.mark.parametrize("trigger", [
-    {"type": "inactivity", "window": "7d"},
-    {"type": "date_relative", "trait": "trial_ends_at", "offset": "-3d"},
-    {"type": "attribute_change", "trait": "plan", "from": "pro", "to": "free"},
-])
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        {"type": "inactivity", "window": "7d"},
+        {"type": "date_relative", "trait": "trial_ends_at", "offset": "-3d"},
+        {"type": "attribute_change", "trait": "plan", "from": "pro", "to": "free"},
+    ],
+)
 def test_match_and_trigger_refs_need_a_trigger_event(trigger: dict[str, Any]) -> None:
     facts = {
         "inactivity": "trigger.last_active_at, trigger.inactive_ms",
@@ -234,33 +260,41 @@ def test_match_and_trigger_refs_need_a_trigger_event(trigger: dict[str, Any]) ->
     kind = trigger["type"]
     assert found == {
         "exit.events.0.match": f"`match` needs a triggering event to compare with, and {kind} triggers start "
-                               "without one",
-        "steps.wait.match": f"`match` needs a triggering event to compare with, and {kind} triggers start "
-                            "without one",
+        "without one",
+        "steps.wait.match": f"`match` needs a triggering event to compare with, and {kind} triggers start without one",
         "steps.note.set.last_cart.ref": f"{{ref: trigger.cart_id}} needs a triggering event to compare with, "
-                                        f"and {kind} triggers start without one (it provides {facts[kind]})",
+        f"and {kind} triggers start without one (it provides {facts[kind]})",
     }
 
 
 def test_refs_to_what_a_trigger_without_event_provides() -> None:
-    document = doc(trigger={"type": "attribute_change", "trait": "plan", "to": "free"}, exit={"events": []},
-                   steps__note__set={"previous_plan": {"ref": "trigger.from"}})
+    document = doc(
+        trigger={"type": "attribute_change", "trait": "plan", "to": "free"},
+        exit={"events": []},
+        steps__note__set={"previous_plan": {"ref": "trigger.from"}},
+    )
     assert errors(document) == {}
 
 
 def test_match_with_event_triggers_is_fine() -> None:
-    for trigger in ({"type": "event", "event": "Product Added"},
-                    {"type": "milestone", "event": "Order Completed", "count": 3},
-                    {"type": "location", "places": [{"name": "shop", "latitude": 48.1, "longitude": 11.5}],
-                     "radius_m": 200}):
+    for trigger in (
+        {"type": "event", "event": "Product Added"},
+        {"type": "milestone", "event": "Order Completed", "count": 3},
+        {"type": "location", "places": [{"name": "shop", "latitude": 48.1, "longitude": 11.5}], "radius_m": 200},
+    ):
         assert errors(doc(trigger=trigger, steps__wait__match="cart_id")) == {}
 
 
 def test_duplicate_variant_and_path_names() -> None:
-    found = errors(doc(
-        steps__offer__variants=[{"name": "x", "template": "a", "weight": 1}, {"name": "x", "template": "b", "weight": 1}],
-        steps__split__paths=[{"name": "p", "weight": 1, "next": "offer"}, {"name": "p", "weight": 2}],
-    ))
+    found = errors(
+        doc(
+            steps__offer__variants=[
+                {"name": "x", "template": "a", "weight": 1},
+                {"name": "x", "template": "b", "weight": 1},
+            ],
+            steps__split__paths=[{"name": "p", "weight": 1, "next": "offer"}, {"name": "p", "weight": 2}],
+        )
+    )
     assert found == {
         "steps.offer.variants.1.name": "duplicate variant name 'x' (also item 0)",
         "steps.split.paths.1.name": "duplicate path name 'p' (also item 0)",
@@ -362,8 +396,11 @@ def test_unreadable_files(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     found = validate_files([broken, tmp_path / "missing.yaml", text])
-    assert [(Path(p.file).name, p.line) for p in found] == [("broken.yaml", 4), ("missing.yaml", None),
-                                                            ("notes.txt", None)]
+    assert [(Path(p.file).name, p.line) for p in found] == [
+        ("broken.yaml", 4),
+        ("missing.yaml", None),
+        ("notes.txt", None),
+    ]
     assert found[0].message.startswith("not valid YAML")
     assert found[1].message == "no such file"
     assert "use .yaml, .yml or .json" in found[2].message
@@ -391,12 +428,15 @@ def test_the_same_id_twice_is_an_error(tmp_path: Path) -> None:
 
 
 def test_file_problem_format() -> None:
-    assert FileProblem("a.yaml", "steps.x.next", 7, "no step named 'y'").format() == \
-        "a.yaml:7: steps.x.next: no step named 'y'"
-    assert FileProblem("a.yaml", "steps.x", None, "never reached", "warning").format() == \
-        "a.yaml: steps.x: warning: never reached"
+    assert (
+        FileProblem("a.yaml", "steps.x.next", 7, "no step named 'y'").format()
+        == "a.yaml:7: steps.x.next: no step named 'y'"
+    )
+    assert (
+        FileProblem("a.yaml", "steps.x", None, "never reached", "warning").format()
+        == "a.yaml: steps.x: warning: never reached"
+    )
     assert FileProblem("a.yaml", "", 3, "not valid YAML").format() == "a.yaml:3: not valid YAML"
-
 
 
 @pytest.mark.parametrize(
@@ -439,14 +479,17 @@ def test_without_a_delivery_channels_and_templates_are_not_checked() -> None:
 
 def test_an_unknown_channel_names_the_channels_there_are() -> None:
     found = delivery_errors(doc(steps__remind__channel="emial"), Delivery())
-    assert found == {"steps.remind.channel": "unknown channel 'emial': the channels there are email, push, log "
-                                             "(did you mean 'email'?)"}
+    assert found == {
+        "steps.remind.channel": "unknown channel 'emial': the channels there are email, push, log "
+        "(did you mean 'email'?)"
+    }
 
 
 def test_a_channel_without_an_implementation_is_refused() -> None:
     found = delivery_errors(doc(steps__remind__channel="webhook"), Delivery(templates=TEMPLATES))
-    assert found == {"steps.remind.channel": "channel 'webhook' has no implementation yet: the channels there are "
-                                             "email, push, log"}
+    assert found == {
+        "steps.remind.channel": "channel 'webhook' has no implementation yet: the channels there are email, push, log"
+    }
 
 
 def test_extra_log_channels_of_the_deployment_are_channels() -> None:
@@ -467,14 +510,20 @@ def test_missing_templates_and_templates_of_another_channel() -> None:
 
 def test_log_steps_need_no_stored_template() -> None:
     # The log channel records the template's name and renders nothing.
-    assert delivery_errors(doc(steps__remind__channel="log", steps__remind__template="nowhere"),
-                           Delivery(templates=TEMPLATES)) == {}
+    assert (
+        delivery_errors(
+            doc(steps__remind__channel="log", steps__remind__template="nowhere"), Delivery(templates=TEMPLATES)
+        )
+        == {}
+    )
 
 
 def test_template_problems_carry_the_line_of_the_file(tmp_path: Path) -> None:
     path = tmp_path / "j.yaml"
-    path.write_text("id: j\nname: J\ntrigger: {type: event, event: A}\nsteps:\n  a:\n    type: send\n"
-                    "    channel: email\n    template: missing\n")
+    path.write_text(
+        "id: j\nname: J\ntrigger: {type: event, event: A}\nsteps:\n  a:\n    type: send\n"
+        "    channel: email\n    template: missing\n"
+    )
     problems = validate_files([path], Delivery(templates={}))
     assert [p.format() for p in problems] == [f"{path}:8: steps.a.template: no template 'missing' in this workspace"]
 
@@ -518,15 +567,27 @@ def test_durations_accept_decimals() -> None:
     assert journey.steps["pause"].duration == "1.5d"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("1.5.3d", "'1.5.3d' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, "
-               "1h, 1.5d, 2w)"),
-    ("-1d", "'-1d' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, 1h, "
-            "1.5d, 2w)"),
-    (".5h", "'.5h' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, 1h, "
-            "1.5d, 2w)"),
-    ("0.0005s", "'0.0005s' is not a whole number of milliseconds"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "1.5.3d",
+            "'1.5.3d' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, "
+            "1h, 1.5d, 2w)",
+        ),
+        (
+            "-1d",
+            "'-1d' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, 1h, "
+            "1.5d, 2w)",
+        ),
+        (
+            ".5h",
+            "'.5h' is not a duration (use a positive number, decimals allowed, and a unit: 500ms, 90s, 15m, 1h, "
+            "1.5d, 2w)",
+        ),
+        ("0.0005s", "'0.0005s' is not a whole number of milliseconds"),
+    ],
+)
 def test_bad_durations_say_what_is_wrong(text: str, message: str) -> None:
     assert errors(doc(steps__pause__duration=text)) == {"steps.pause.duration": message}
 
@@ -534,8 +595,14 @@ def test_bad_durations_say_what_is_wrong(text: str, message: str) -> None:
 def test_offsets_accept_decimals_and_a_sign() -> None:
     from nudgeflow.model.journeys import duration_ms
 
-    journey, problems = check_journey({"id": "d", "name": "D", "trigger": {"type": "date_relative",
-                                       "trait": "trial_ends_at", "offset": "-1.5d"}, "steps": {"a": {"type": "exit"}}})
+    journey, problems = check_journey(
+        {
+            "id": "d",
+            "name": "D",
+            "trigger": {"type": "date_relative", "trait": "trial_ends_at", "offset": "-1.5d"},
+            "steps": {"a": {"type": "exit"}},
+        }
+    )
     assert journey is not None, problems
     assert duration_ms(journey.trigger.offset) == -129_600_000  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="not a duration"):
@@ -544,10 +611,16 @@ def test_offsets_accept_decimals_and_a_sign() -> None:
 
 # --- location triggers with catalog places ---------------------------------------------------------
 
-LOCATION = {"id": "near", "name": "Near", "trigger": {"type": "location", "radius_m": 200,
-                                                       "catalog_places": {"ids": ["flagship", "gone"],
-                                                                          "tags": ["store", "kiosk"]}},
-            "steps": {"a": {"type": "exit"}}}
+LOCATION = {
+    "id": "near",
+    "name": "Near",
+    "trigger": {
+        "type": "location",
+        "radius_m": 200,
+        "catalog_places": {"ids": ["flagship", "gone"], "tags": ["store", "kiosk"]},
+    },
+    "steps": {"a": {"type": "exit"}},
+}
 
 
 def test_a_location_trigger_needs_places_from_somewhere() -> None:
@@ -564,10 +637,17 @@ def test_catalog_places_the_catalog_lacks_are_warnings() -> None:
     journey, problems = check_journey(LOCATION, Delivery(places=places))
     assert journey is not None  # the places may be imported later
     assert [(p.path, p.message, p.severity) for p in problems] == [
-        ("trigger.catalog_places.ids.1", "no place 'gone' in the places catalog: the trigger fires nowhere until "
-                                         "one is imported (nudgeflow catalog import places FILE)", "warning"),
-        ("trigger.catalog_places.tags.1", "no place in the places catalog has the tag 'kiosk': the trigger fires "
-                                          "nowhere until one is imported (nudgeflow catalog import places FILE)",
-         "warning"),
+        (
+            "trigger.catalog_places.ids.1",
+            "no place 'gone' in the places catalog: the trigger fires nowhere until "
+            "one is imported (nudgeflow catalog import places FILE)",
+            "warning",
+        ),
+        (
+            "trigger.catalog_places.tags.1",
+            "no place in the places catalog has the tag 'kiosk': the trigger fires "
+            "nowhere until one is imported (nudgeflow catalog import places FILE)",
+            "warning",
+        ),
     ]
     assert check_journey(LOCATION, Delivery())[1] == []  # places not given: not checked

@@ -103,10 +103,17 @@ def test_accepted_variants_of_reserved_traits(name: str, value: Any) -> None:
     assert clean_traits({name: value}) == ({name: value}, {})
 
 
-@pytest.mark.parametrize("email", [
-    "a\u0000b@example.com", "ada@example.com\n", "ada@exa\u0007mple.com", "ada\u202e@example.com",
-    "ada@example.com\u200b", "a\u0085b@example.com",
-])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a\u0000b@example.com",
+        "ada@example.com\n",
+        "ada@exa\u0007mple.com",
+        "ada\u202e@example.com",
+        "ada@example.com\u200b",
+        "a\u0085b@example.com",
+    ],
+)
 def test_an_email_with_a_control_character_is_refused(email: str) -> None:
     good, bad = clean_traits({"email": email})
     assert good == {} and bad["email"]["value"] == email

@@ -15,25 +15,67 @@ def add_person(engine: Engine, workspace_id: str, user_id: str, email: str, now_
     pid = uuid.uuid4().hex
     with engine.begin() as conn:
         sql.insert_rows(
-            conn, "profiles", ("id", "workspace_id", "user_id", "traits", "created_at_ms", "updated_at_ms"),
+            conn,
+            "profiles",
+            ("id", "workspace_id", "user_id", "traits", "created_at_ms", "updated_at_ms"),
             [(pid, workspace_id, user_id, orjson.dumps({"email": email, "name": user_id}).decode(), now_ms, now_ms)],
         )
         sql.insert_rows(
-            conn, "identities", ("workspace_id", "key", "profile_id", "created_at_ms"),
+            conn,
+            "identities",
+            ("workspace_id", "key", "profile_id", "created_at_ms"),
             [(workspace_id, f"u:{user_id}", pid, now_ms)],
         )
     return pid
 
 
-def add_sent_message(engine: Engine, workspace_id: str, profile_id: str, key: str, now_ms: int = 1_700_000_000_000) -> None:
+def add_sent_message(
+    engine: Engine, workspace_id: str, profile_id: str, key: str, now_ms: int = 1_700_000_000_000
+) -> None:
     with engine.begin() as conn:
         sql.insert_rows(
-            conn, "outbox",
-            ("workspace_id", "idempotency_key", "profile_id", "run_id", "journey_id", "journey_version", "step",
-             "channel", "template", "marketing", "payload", "status", "attempts", "next_attempt_at_ms",
-             "created_at_ms", "updated_at_ms", "sent_at_ms"),
-            [(workspace_id, key, profile_id, "run-1", "cart", 1, "email-1", "email", "cart", 1, "{}", "sent", 1,
-              now_ms, now_ms, now_ms, now_ms)],
+            conn,
+            "outbox",
+            (
+                "workspace_id",
+                "idempotency_key",
+                "profile_id",
+                "run_id",
+                "journey_id",
+                "journey_version",
+                "step",
+                "channel",
+                "template",
+                "marketing",
+                "payload",
+                "status",
+                "attempts",
+                "next_attempt_at_ms",
+                "created_at_ms",
+                "updated_at_ms",
+                "sent_at_ms",
+            ),
+            [
+                (
+                    workspace_id,
+                    key,
+                    profile_id,
+                    "run-1",
+                    "cart",
+                    1,
+                    "email-1",
+                    "email",
+                    "cart",
+                    1,
+                    "{}",
+                    "sent",
+                    1,
+                    now_ms,
+                    now_ms,
+                    now_ms,
+                    now_ms,
+                )
+            ],
         )
 
 

@@ -9,8 +9,8 @@ template (fast), each SQLite test a fresh file.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
-
 from tests.runtime.harness import Harness
 from tests.support import LiveServer, start_server
 

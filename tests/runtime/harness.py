@@ -9,15 +9,24 @@ exactly which decisions it expects and make one chosen event or timer fail.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Engine, text
 
 from nudgeflow.channels.base import ChannelRegistry, PermanentError, RemoteChannel, TransientError
 from nudgeflow.core.catalog import Catalog
 from nudgeflow.core.clock import VirtualClock, to_ms
-from nudgeflow.core.effects import CancelTimer, Effect, MessageFailed, RunChanged, ScheduleTimer, SendMessage, UpdateProfile
+from nudgeflow.core.effects import (
+    CancelTimer,
+    Effect,
+    MessageFailed,
+    RunChanged,
+    ScheduleTimer,
+    SendMessage,
+    UpdateProfile,
+)
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.events import normalize, parse_message
@@ -80,7 +89,9 @@ class FakeEngine:
                     at_ms=now_ms,
                     context={"trigger": {"event": name, "plan": props.get("plan")}},
                 ),
-                ScheduleTimer(f"run:{run}", now_ms + DAY_MS, {"step": "reminder", "run": run, **props.get("timer", {})}),
+                ScheduleTimer(
+                    f"run:{run}", now_ms + DAY_MS, {"step": "reminder", "run": run, **props.get("timer", {})}
+                ),
                 RunChanged(
                     {
                         "id": run,
@@ -103,7 +114,15 @@ class FakeEngine:
         if name == "Set Trait":
             return [UpdateProfile(set=props.get("set", {}), unset=props.get("unset", []))]
         if name == "Fail Step":
-            return [MessageFailed(key=f"x_{state.profile_id[-8:]}:s:1", run_id="x", journey_id="welcome", step="s", reason="template 'nope' not found")]
+            return [
+                MessageFailed(
+                    key=f"x_{state.profile_id[-8:]}:s:1",
+                    run_id="x",
+                    journey_id="welcome",
+                    step="s",
+                    reason="template 'nope' not found",
+                )
+            ]
         if name in ("Message Delivered", "Message Failed", "Message Sent", "Message Logged"):
             state.counters.setdefault("engagement", []).append([name, props.get("message_key"), props.get("reason")])
         return []
@@ -132,7 +151,9 @@ class FakeEngine:
             )
         rearm = int(timer.payload.get("rearm", 0))
         if rearm > 0:
-            effects.append(ScheduleTimer(timer.key, now_ms + HOUR_MS, {**timer.payload, "rearm": rearm - 1, "step": None}))
+            effects.append(
+                ScheduleTimer(timer.key, now_ms + HOUR_MS, {**timer.payload, "rearm": rearm - 1, "step": None})
+            )
         return effects
 
 
@@ -165,7 +186,9 @@ def registry(**channels: Any) -> ChannelRegistry:
 
 
 def fake_cache(engine: Any) -> EngineCache:
-    return EngineCache(load_catalog=lambda conn, ws: Catalog(), fingerprint=lambda conn, ws: 0, make_engine=lambda catalog: engine)
+    return EngineCache(
+        load_catalog=lambda conn, ws: Catalog(), fingerprint=lambda conn, ws: 0, make_engine=lambda catalog: engine
+    )
 
 
 @dataclass
@@ -178,7 +201,7 @@ class Harness:
     runtimes: list[EmbeddedRuntime] = field(default_factory=list)
 
     @classmethod
-    def open(cls, url: str, clock: VirtualClock) -> "Harness":
+    def open(cls, url: str, clock: VirtualClock) -> Harness:
         db = database.create_db_engine(url, sqlite_synchronous="NORMAL")
         writer = GroupCommitter(db, clock)
         writer.start()

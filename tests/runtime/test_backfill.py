@@ -16,7 +16,6 @@ from nudgeflow.runtime.backfill import backfill_batch, preview
 from nudgeflow.runtime.processor import EngineCache, process_events
 from nudgeflow.store import backfill as backfill_store
 from nudgeflow.store import journeys as journey_store
-
 from tests.runtime.harness import DAY_MS, Harness
 
 MARK = {"update_profile": {"type": "update_profile", "set": {"entered": True}}}
@@ -42,7 +41,9 @@ def publish(h: Harness, definition: dict[str, Any], **kw: Any) -> int:
 
 
 def entered(h: Harness, journey: str = "winback") -> list[str]:
-    rows = h.q("SELECT profile_id FROM journey_runs WHERE journey_id = :j ORDER BY entered_at_ms, profile_id", j=journey)
+    rows = h.q(
+        "SELECT profile_id FROM journey_runs WHERE journey_id = :j ORDER BY entered_at_ms, profile_id", j=journey
+    )
     return [r.profile_id for r in rows]
 
 
@@ -141,11 +142,20 @@ def test_date_traits_already_held_schedule_their_timer_at_publish(h: Harness) ->
     h.identify("bob", plan="free")
     rt.run_until_idle()
     h.clock.advance(timedelta(seconds=1))  # a publish comes after the people it looks at
-    publish(h, {"id": "trial", "name": "Trial", "steps": MARK,
-                "trigger": {"type": "date_relative", "trait": "trial_ends_at", "offset": "-1d", "at": "09:00"}})
+    publish(
+        h,
+        {
+            "id": "trial",
+            "name": "Trial",
+            "steps": MARK,
+            "trigger": {"type": "date_relative", "trait": "trial_ends_at", "offset": "-1d", "at": "09:00"},
+        },
+    )
     rt.run_until_idle()
     timers = [(t.profile_id, t.due_at_ms) for t in h.timers() if t.key == "date:trial"]
-    assert timers == [(h.profile_id("ada"), to_ms(h.clock.now().replace(day=9, hour=9, minute=0, second=0, microsecond=0)))]
+    assert timers == [
+        (h.profile_id("ada"), to_ms(h.clock.now().replace(day=9, hour=9, minute=0, second=0, microsecond=0)))
+    ]
     h.clock.advance(timedelta(days=9))
     rt.run_until_idle()
     assert entered(h, "trial") == [h.profile_id("ada")]
@@ -158,8 +168,15 @@ def test_milestones_count_what_was_done_before_the_publish(h: Harness) -> None:
     h.track("bob", "Order Completed")
     rt.run_until_idle()
     h.clock.advance(timedelta(seconds=1))  # a publish comes after the people it looks at
-    publish(h, {"id": "third", "name": "Third order", "steps": MARK,
-                "trigger": {"type": "milestone", "event": "Order Completed", "count": 3}})
+    publish(
+        h,
+        {
+            "id": "third",
+            "name": "Third order",
+            "steps": MARK,
+            "trigger": {"type": "milestone", "event": "Order Completed", "count": 3},
+        },
+    )
     rt.run_until_idle()
     assert entered(h, "third") == []
     h.track("ada", "Order Completed")
@@ -243,7 +260,9 @@ def test_preview_counts_who_would_enter_at_once_and_writes_nothing(h: Harness) -
     h.clock.advance(timedelta(days=8))  # ada 18 days quiet, bob 10, cy 8 (but ordered)
     h.track("dee", "Session Started")
     rt.run_until_idle()
-    journey = Journey.model_validate(winback(filter=[{"event": "Order Completed", "within": "90d", "op": "eq", "value": 0}]))
+    journey = Journey.model_validate(
+        winback(filter=[{"event": "Order Completed", "within": "90d", "op": "eq", "value": 0}])
+    )
     with h.db.connect() as conn:
         seen = preview(conn, h.ws, journey, to_ms(h.clock.now()))
     assert (seen.profiles, seen.entering) == (4, 2)
@@ -289,12 +308,22 @@ def test_events_the_engine_has_not_decided_yet_are_left_to_it(h: Harness) -> Non
     h.track("ada", "Order Completed")
     rt.run_until_idle()
     h.clock.advance(timedelta(days=1))
-    publish(h, {"id": "third", "name": "Third order", "steps": MARK,
-                "trigger": {"type": "milestone", "event": "Order Completed", "count": 3}})
+    publish(
+        h,
+        {
+            "id": "third",
+            "name": "Third order",
+            "steps": MARK,
+            "trigger": {"type": "milestone", "event": "Order Completed", "count": 3},
+        },
+    )
     # The second order's seq is an open gap of the cursor (committed late): the engine will
     # decide it when it turns up, so the backfill must not count it as well.
     [_, late] = [r.seq for r in h.events_named("Order Completed")]
-    h.in_transaction(lambda conn: conn.exec_driver_sql(
-        f"UPDATE engine_cursors SET gaps = '[[{late}, {late}, 0]]' WHERE name = 'events'"))
+    h.in_transaction(
+        lambda conn: conn.exec_driver_sql(
+            f"UPDATE engine_cursors SET gaps = '[[{late}, {late}, 0]]' WHERE name = 'events'"
+        )
+    )
     assert h.in_transaction(lambda conn: backfill_batch(conn, engines, h.clock, 10)) == 1
     assert h.state("ada").counters["third:count"] == 1

@@ -19,15 +19,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from nudgeflow.store.schema import events, journey_runs, log_channel_messages, outbox, timers
-
 from tests.support import free_port
 
 KILLS = 20
@@ -146,7 +145,17 @@ def server_db(tmp_path: Path) -> Iterator[tuple[str, str]]:
     journey_file = tmp_path / "crash-test.yaml"
     journey_file.write_text(JOURNEY)
     subprocess.run(
-        [*_cli(), "journeys", "apply", str(journey_file), "--workspace", workspace["workspace_id"], "--publish", "--database", db_url],
+        [
+            *_cli(),
+            "journeys",
+            "apply",
+            str(journey_file),
+            "--workspace",
+            workspace["workspace_id"],
+            "--publish",
+            "--database",
+            db_url,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -190,17 +199,15 @@ def test_kill_9_twenty_times_loses_nothing_and_sends_nothing_twice(server_db: tu
 
     assert len(feeder.acked) > 50, "the feeder got too few events through to test anything"
     with engine.connect() as conn:
-        stored = {
-            r[0]
-            for r in conn.execute(select(events.c.message_id).where(events.c.event == "Crash Probe"))
-        }
+        stored = {r[0] for r in conn.execute(select(events.c.message_id).where(events.c.event == "Crash Probe"))}
         runs = conn.execute(select(func.count()).select_from(journey_runs)).scalar_one()
         done = conn.execute(
             select(func.count()).select_from(journey_runs).where(journey_runs.c.status == "done")
         ).scalar_one()
         sent = conn.execute(
-            select(log_channel_messages.c.idempotency_key, func.count())
-            .group_by(log_channel_messages.c.idempotency_key)
+            select(log_channel_messages.c.idempotency_key, func.count()).group_by(
+                log_channel_messages.c.idempotency_key
+            )
         ).all()
         failed = conn.execute(
             select(func.count()).select_from(outbox).where(outbox.c.status != "logged")  # the log channel

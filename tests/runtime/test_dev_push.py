@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -45,11 +46,21 @@ def vapid() -> Vapid02:
 def public_key(key: Vapid02) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    return b64url(key.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
+    return b64url(
+        key.public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
 
 
-def post(service: DevPushService, sub: Any, key: Vapid02, *, data: bytes = b'{"title":"hi"}', claims: dict[str, Any] | None = None,
-         headers: dict[str, str] | None = None, encoding: str = "aes128gcm") -> httpx.Response:
+def post(
+    service: DevPushService,
+    sub: Any,
+    key: Vapid02,
+    *,
+    data: bytes = b'{"title":"hi"}',
+    claims: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    encoding: str = "aes128gcm",
+) -> httpx.Response:
     """One push request built by hand (pywebpush encrypts and signs), so tests can spoil any part."""
     claims = {"aud": service.origin, "exp": int(time.time()) + 3600, "sub": "mailto:ops@shop.example", **(claims or {})}
     encoded = WebPusher(sub.info()).encode(data, encoding)
@@ -64,8 +75,14 @@ def post(service: DevPushService, sub: Any, key: Vapid02, *, data: bytes = b'{"t
 
 def test_pywebpush_delivers_and_the_message_is_decrypted(service: DevPushService, vapid: Vapid02) -> None:
     sub = service.subscribe()
-    answer = webpush(sub.info(), data=json.dumps({"title": "Your cart", "body": "2 items"}), vapid_private_key=vapid,
-                     vapid_claims={"sub": "mailto:ops@shop.example"}, ttl=120, headers={"Urgency": "high", "Topic": "cart-1"})
+    answer = webpush(
+        sub.info(),
+        data=json.dumps({"title": "Your cart", "body": "2 items"}),
+        vapid_private_key=vapid,
+        vapid_claims={"sub": "mailto:ops@shop.example"},
+        ttl=120,
+        headers={"Urgency": "high", "Topic": "cart-1"},
+    )
     assert answer.status_code == 201 and answer.headers["Location"].startswith("/message/")
     [got] = service.received_for(sub.id)
     assert got.notification == {"title": "Your cart", "body": "2 items"}
@@ -81,19 +98,23 @@ def test_subscription_looks_like_a_browsers() -> None:
     assert "private" not in repr(sub) and info["keys"]["auth"] not in repr(sub)
 
 
-@pytest.mark.parametrize("spoil, status, words", [
-    ({"headers": {"TTL": None}}, 400, "TTL"),
-    ({"headers": {"Authorization": None}}, 401, "vapid"),
-    ({"claims": {"aud": "https://other.example"}}, 403, "aud"),
-    ({"claims": {"exp": int(time.time()) - 5}}, 403, "expired"),
-    ({"claims": {"exp": int(time.time()) + 25 * 3600}}, 403, "24 hours"),
-    ({"headers": {"Urgency": "urgent"}}, 400, "Urgency"),
-    ({"headers": {"Topic": "x" * 33}}, 400, "Topic"),
-    ({"encoding": "aesgcm"}, 415, "aes128gcm"),
-    ({"data": b"x" * 4000}, 413, "4096"),
-])
-def test_refuses_what_a_push_service_refuses(service: DevPushService, vapid: Vapid02, spoil: dict[str, Any],
-                                             status: int, words: str) -> None:
+@pytest.mark.parametrize(
+    "spoil, status, words",
+    [
+        ({"headers": {"TTL": None}}, 400, "TTL"),
+        ({"headers": {"Authorization": None}}, 401, "vapid"),
+        ({"claims": {"aud": "https://other.example"}}, 403, "aud"),
+        ({"claims": {"exp": int(time.time()) - 5}}, 403, "expired"),
+        ({"claims": {"exp": int(time.time()) + 25 * 3600}}, 403, "24 hours"),
+        ({"headers": {"Urgency": "urgent"}}, 400, "Urgency"),
+        ({"headers": {"Topic": "x" * 33}}, 400, "Topic"),
+        ({"encoding": "aesgcm"}, 415, "aes128gcm"),
+        ({"data": b"x" * 4000}, 413, "4096"),
+    ],
+)
+def test_refuses_what_a_push_service_refuses(
+    service: DevPushService, vapid: Vapid02, spoil: dict[str, Any], status: int, words: str
+) -> None:
     sub = service.subscribe()
     answer = post(service, sub, vapid, **spoil)
     assert answer.status_code == status, answer.text
@@ -118,8 +139,11 @@ def test_a_signature_by_another_key_or_no_sub_is_refused(service: DevPushService
 def test_a_payload_for_another_subscription_does_not_decrypt(service: DevPushService, vapid: Vapid02) -> None:
     mine, theirs = service.subscribe(), service.subscribe()
     encoded = WebPusher(theirs.info()).encode(b'{"title":"x"}')
-    headers = {**vapid.sign({"aud": service.origin, "exp": int(time.time()) + 60, "sub": "mailto:a@b.example"}),
-               "TTL": "0", "Content-Encoding": "aes128gcm"}
+    headers = {
+        **vapid.sign({"aud": service.origin, "exp": int(time.time()) + 60, "sub": "mailto:a@b.example"}),
+        "TTL": "0",
+        "Content-Encoding": "aes128gcm",
+    }
     answer = httpx.post(mine.endpoint, content=encoded["body"], headers=headers)
     assert answer.status_code == 400 and "decrypt" in answer.json()["error"]
 
@@ -152,8 +176,13 @@ def test_unknown_gone_and_scripted_answers(service: DevPushService, vapid: Vapid
 def test_over_http_for_other_processes(running: RunningDevPush, vapid: Vapid02) -> None:
     made = httpx.post(running.url + "/subscriptions", json={}).json()
     assert made["endpoint"].startswith(running.url + "/push/") and set(made["keys"]) == {"p256dh", "auth"}
-    answer = webpush({"endpoint": made["endpoint"], "keys": made["keys"]}, data='{"title":"over http"}',
-                     vapid_private_key=vapid, vapid_claims={"sub": "mailto:ops@shop.example"}, ttl=5)
+    answer = webpush(
+        {"endpoint": made["endpoint"], "keys": made["keys"]},
+        data='{"title":"over http"}',
+        vapid_private_key=vapid,
+        vapid_claims={"sub": "mailto:ops@shop.example"},
+        ttl=5,
+    )
     assert answer.status_code == 201
     got = httpx.get(running.url + "/received", params={"subscription": made["id"]}).json()
     assert [g["notification"] for g in got] == [{"title": "over http"}]

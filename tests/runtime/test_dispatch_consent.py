@@ -7,7 +7,6 @@ import orjson
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import consent
-
 from tests.runtime.harness import FlakyRemote, Harness, registry
 
 
@@ -18,7 +17,9 @@ def now(h: Harness) -> int:
 def test_a_suppressed_address_gets_nothing_and_the_row_says_why(h: Harness) -> None:
     h.identify("ada", email="Ada@Example.com")
     h.identify("bob", email="bob@example.com")
-    h.in_transaction(lambda conn: consent.suppress(conn, h.ws, "email", "ada@example.COM", "hard_bounce", now(h), "550 5.1.1"))
+    h.in_transaction(
+        lambda conn: consent.suppress(conn, h.ws, "email", "ada@example.COM", "hard_bounce", now(h), "550 5.1.1")
+    )
     h.track("ada", "Signed Up")
     h.track("bob", "Signed Up")
     rt = h.runtime()
@@ -51,8 +52,15 @@ def test_a_topic_unsubscribe_stops_that_topic_only(h: Harness) -> None:
     pid = h.profile_id("ada")
 
     def setup(conn: object) -> None:
-        consent.update_settings(conn, h.ws, {consent.TOPICS: ["offers", "reminders"],
-                                             consent.TOPIC_BY_TEMPLATE: {"promo": "offers", "welcome": "reminders"}}, now(h))
+        consent.update_settings(
+            conn,
+            h.ws,
+            {
+                consent.TOPICS: ["offers", "reminders"],
+                consent.TOPIC_BY_TEMPLATE: {"promo": "offers", "welcome": "reminders"},
+            },
+            now(h),
+        )
         consent.set_subscription(conn, h.ws, pid, "offers", False, now(h))
 
     h.in_transaction(setup)
@@ -76,8 +84,9 @@ def test_the_templates_own_topic_gates_its_messages(h: Harness) -> None:
     pid = h.profile_id("ada")
 
     def setup(conn: object) -> None:
-        save_template(conn, h.ws, "promo-own-topic",
-                      {"subject": "Deal", "body": "<p>Deal</p>", "topic": "offers"}, now(h))
+        save_template(
+            conn, h.ws, "promo-own-topic", {"subject": "Deal", "body": "<p>Deal</p>", "topic": "offers"}, now(h)
+        )
         consent.set_subscription(conn, h.ws, pid, "offers", False, now(h))
 
     h.in_transaction(setup)

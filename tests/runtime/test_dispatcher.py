@@ -12,7 +12,6 @@ from nudgeflow.channels.base import ChannelRegistry, DatabaseSink, TransientErro
 from nudgeflow.channels.log import LogChannel
 from nudgeflow.core.clock import to_ms
 from nudgeflow.runtime.dispatcher import Dispatcher, RetryPolicy, backoff_ms
-
 from tests.runtime.harness import FakeEngine, FlakyRemote, Harness, registry
 
 

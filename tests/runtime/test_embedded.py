@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,6 @@ from nudgeflow.core.effects import Effect, RunChanged
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.runtime.embedded import SET_ASIDE_AFTER, EmbeddedRuntime, _Stage
-
 from tests.runtime.harness import FakeEngine, Harness
 
 WAIT_S = 20.0
@@ -31,12 +31,14 @@ def eventually(check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
 
 
 class PoisonEngine(FakeEngine):
-    """"Poison" produces an effect the database refuses (a run without a journey): the core
+    """ "Poison" produces an effect the database refuses (a run without a journey): the core
     did not fail, the batch's transaction does. Only the safety net can get past it."""
 
     def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]:
         if event.name == "Poison":
-            return [RunChanged({"id": "bad", "journey_id": None, "version": 1, "status": "active", "entered_at_ms": now_ms})]
+            return [
+                RunChanged({"id": "bad", "journey_id": None, "version": 1, "status": "active", "entered_at_ms": now_ms})
+            ]
         return super().on_event(state, event, now_ms)
 
 

@@ -15,7 +15,6 @@ from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.web.app import create_app
-
 from tests.support import LiveServer
 
 WELCOME = {
@@ -72,8 +71,16 @@ def test_a_welcome_series_over_http_sends_now_and_a_day_later(server: tuple[Live
     publish(srv, ws.workspace_id, WELCOME)
     runtime = srv.state.runtime
     with srv.client(auth=(ws.write_key, "")) as client:
-        assert client.post("/v1/identify", json={"userId": "ada", "traits": {"email": "ada@example.com"}}).status_code == 200
-        assert client.post("/v1/track", json={"userId": "ada", "event": "Signed Up", "properties": {"plan": "pro"}}).status_code == 200
+        assert (
+            client.post("/v1/identify", json={"userId": "ada", "traits": {"email": "ada@example.com"}}).status_code
+            == 200
+        )
+        assert (
+            client.post(
+                "/v1/track", json={"userId": "ada", "event": "Signed Up", "properties": {"plan": "pro"}}
+            ).status_code
+            == 200
+        )
         assert client.post("/v1/track", json={"userId": "bob", "event": "Product Viewed"}).status_code == 200
     start = to_ms(clock.now())
     runtime.run_until_idle()
@@ -94,7 +101,10 @@ def test_a_welcome_series_over_http_sends_now_and_a_day_later(server: tuple[Live
 
     # Both messages were logged (no channel is configured: never "sent"), and their
     # "Message Logged" events went through the event log.
-    [(state_doc,)] = q(srv, "SELECT state FROM profile_state WHERE profile_id IN (SELECT profile_id FROM identities WHERE key = 'u:ada')")
+    [(state_doc,)] = q(
+        srv,
+        "SELECT state FROM profile_state WHERE profile_id IN (SELECT profile_id FROM identities WHERE key = 'u:ada')",
+    )
     outbox = q(srv, "SELECT idempotency_key, status, attempts FROM outbox ORDER BY id")
     assert [(o.status, o.attempts) for o in outbox] == [("logged", 1), ("logged", 1)]
     logged = q(srv, "SELECT message_id FROM events WHERE event = 'Message Logged' ORDER BY seq")

@@ -13,7 +13,6 @@ from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import groups as groups_store
 from nudgeflow.store import journeys as journey_store
-
 from tests.support import LiveServer
 
 TEAM = {
@@ -22,8 +21,11 @@ TEAM = {
     "trigger": {"type": "event", "event": "Trial Started"},
     "entry": {"filter": [{"trait": "group.plan", "op": "eq", "value": "enterprise"}]},
     "steps": {
-        "check": {"type": "branch", "cases": [{"when": [{"trait": "group.seats", "op": "gte", "value": 10}],
-                                               "next": "big"}], "default": "small"},
+        "check": {
+            "type": "branch",
+            "cases": [{"when": [{"trait": "group.seats", "op": "gte", "value": 10}], "next": "big"}],
+            "default": "small",
+        },
         "big": {"type": "send", "channel": "log", "template": "big-team"},
         "small": {"type": "send", "channel": "log", "template": "small-team"},
     },
@@ -32,20 +34,23 @@ TEAM = {
 
 def sent(srv: LiveServer) -> list[tuple[str, str]]:
     with srv.state.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT i.key, m.template FROM log_channel_messages m JOIN identities i ON i.profile_id = m.profile_id "
-            "ORDER BY m.id")).all()
+        rows = conn.execute(
+            text(
+                "SELECT i.key, m.template FROM log_channel_messages m JOIN identities i ON i.profile_id = m.profile_id "
+                "ORDER BY m.id"
+            )
+        ).all()
     return [(key, template) for key, template in rows]
 
 
 def profile_of(srv: LiveServer, user_id: str) -> str:
     with srv.state.engine.connect() as conn:
-        return str(conn.execute(text("SELECT profile_id FROM identities WHERE key = :k"), {"k": f"u:{user_id}"})
-                   .scalar_one())
+        return str(
+            conn.execute(text("SELECT profile_id FROM identities WHERE key = :k"), {"k": f"u:{user_id}"}).scalar_one()
+        )
 
 
-def test_group_traits_reach_conditions_and_templates_whoever_set_them(
-        server: tuple[LiveServer, VirtualClock]) -> None:
+def test_group_traits_reach_conditions_and_templates_whoever_set_them(server: tuple[LiveServer, VirtualClock]) -> None:
     srv, clock = server
     ws = srv.workspace()
     now = to_ms(clock.now())
@@ -70,8 +75,15 @@ def test_group_traits_reach_conditions_and_templates_whoever_set_them(
 
     post("/v1/group", {"userId": "ada", "groupId": "acme", "traits": {"seats": 12}})
     # A call from an offline queue, older than the latest: it changes nothing it names.
-    post("/v1/group", {"userId": "ada", "groupId": "acme", "traits": {"plan": "free", "region": "eu"},
-                       "timestamp": "2020-01-01T00:00:00Z"})
+    post(
+        "/v1/group",
+        {
+            "userId": "ada",
+            "groupId": "acme",
+            "traits": {"plan": "free", "region": "eu"},
+            "timestamp": "2020-01-01T00:00:00Z",
+        },
+    )
     post("/v1/track", {"userId": "bob", "event": "Trial Started"})
     assert sent(srv) == [("u:bob", "small-team"), ("u:bob", "big-team")]
 
@@ -92,10 +104,12 @@ def test_a_person_belongs_to_the_group_of_their_latest_call(server: tuple[LiveSe
     ws = srv.workspace()
     runtime = srv.state.runtime
     with srv.client(auth=(ws.write_key, "")) as client:
-        for body in ({"userId": "dee", "groupId": "acme", "traits": {"plan": "enterprise"}},
-                     {"userId": "dee", "groupId": "globex", "traits": {"plan": "free"}},
-                     # older than the globex call: dee stays in globex; acme's traits still merge
-                     {"userId": "dee", "groupId": "acme", "traits": {"seats": 5}, "timestamp": "2020-01-01T00:00:00Z"}):
+        for body in (
+            {"userId": "dee", "groupId": "acme", "traits": {"plan": "enterprise"}},
+            {"userId": "dee", "groupId": "globex", "traits": {"plan": "free"}},
+            # older than the globex call: dee stays in globex; acme's traits still merge
+            {"userId": "dee", "groupId": "acme", "traits": {"seats": 5}, "timestamp": "2020-01-01T00:00:00Z"},
+        ):
             assert client.post("/v1/group", json=body).status_code == 200
             clock.advance(timedelta(seconds=1))
             runtime.run_until_idle()
@@ -105,7 +119,9 @@ def test_a_person_belongs_to_the_group_of_their_latest_call(server: tuple[LiveSe
         context = build_context(conn, ws.workspace_id, profile_of(srv, "dee"), {}, to_ms(clock.now()))
         assert context["group"] == {"id": "globex", "plan": "free"}
         assert groups_store.get_group(conn, ws.workspace_id, "acme")["traits"] == {  # type: ignore[index]
-            "plan": "enterprise", "seats": 5}
+            "plan": "enterprise",
+            "seats": 5,
+        }
 
 
 QUIET = {
@@ -124,9 +140,11 @@ def test_a_backfill_at_publish_reads_the_stored_group_traits(server: tuple[LiveS
     ws = srv.workspace()
     runtime = srv.state.runtime
     with srv.client(auth=(ws.write_key, "")) as client:
-        for body in ({"userId": "ada", "groupId": "acme", "traits": {"plan": "enterprise"}},
-                     {"userId": "bob", "groupId": "acme"},
-                     {"userId": "cy", "groupId": "initech", "traits": {"plan": "free"}}):
+        for body in (
+            {"userId": "ada", "groupId": "acme", "traits": {"plan": "enterprise"}},
+            {"userId": "bob", "groupId": "acme"},
+            {"userId": "cy", "groupId": "initech", "traits": {"plan": "free"}},
+        ):
             assert client.post("/v1/group", json=body).status_code == 200
     runtime.run_until_idle()
     clock.advance(timedelta(days=2))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import smtplib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.runtime.inbound_smtp import BounceHandler, engine_jobs, parse_listen, start_bounce_smtp
 from tests.content.bounce_samples import ARF_ABUSE, POSTFIX_HARD, SENDMAIL_DELAYED
-from tests.support import free_port, make_workspace
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
+from tests.support import free_port, make_workspace
 
 
 @pytest.fixture
@@ -44,8 +45,12 @@ def test_hard_bounce_suppresses_and_lands_on_the_person(engine: Any, smtp: Any) 
     [event] = feedback_events(engine, ws)
     assert event["profile_id"] == pid and event["event"] == "Email Bounced" and event["userId"] == "u-81"
     assert event["properties"] | {} == {
-        "kind": "hard", "status": "5.1.1", "message_key": "run-81:cart-email:1", "provider": "smtp",
-        "email": "nobody@example.net", "channel": "email",
+        "kind": "hard",
+        "status": "5.1.1",
+        "message_key": "run-81:cart-email:1",
+        "provider": "smtp",
+        "email": "nobody@example.net",
+        "channel": "email",
         "diagnostic": "smtp; 550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table",
     }
     # The MTA sends the same report again: nothing new.
@@ -71,7 +76,9 @@ def test_abuse_complaint_suppresses(engine: Any, smtp: Any) -> None:
     assert suppressions(engine, ws) == {"dave@example.com": "complaint"}
     [event] = feedback_events(engine, ws)
     assert (event["profile_id"], event["event"], event["properties"]["feedback_type"]) == (
-        pid, "Email Marked as Spam", "abuse"
+        pid,
+        "Email Marked as Spam",
+        "abuse",
     )
 
 

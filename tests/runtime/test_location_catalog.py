@@ -13,14 +13,17 @@ from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import journeys as journey_store
-
 from tests.support import LiveServer
 
 NEAR = {
     "id": "near-store",
     "name": "Near a store",
-    "trigger": {"type": "location", "event": "Location Updated", "radius_m": 200,
-                "catalog_places": {"tags": ["store"]}},
+    "trigger": {
+        "type": "location",
+        "event": "Location Updated",
+        "radius_m": 200,
+        "catalog_places": {"tags": ["store"]},
+    },
     "entry": {"reentry": "always"},
     "steps": {"nearby": {"type": "send", "channel": "log", "template": "store-nearby"}},
 }
@@ -49,8 +52,10 @@ def test_places_come_from_the_catalog_by_tag(server: tuple[LiveServer, VirtualCl
 
     def at(user: str, lat: float, lon: float) -> None:
         with srv.client(auth=(ws.write_key, "")) as client:
-            answer = client.post("/v1/track", json={"userId": user, "event": "Location Updated",
-                                                    "properties": {"latitude": lat, "longitude": lon}})
+            answer = client.post(
+                "/v1/track",
+                json={"userId": user, "event": "Location Updated", "properties": {"latitude": lat, "longitude": lon}},
+            )
             assert answer.status_code == 200, answer.text
         clock.advance(timedelta(seconds=1))
         runtime.run_until_idle()
@@ -61,8 +66,13 @@ def test_places_come_from_the_catalog_by_tag(server: tuple[LiveServer, VirtualCl
 
     # A store opens: imported into the catalog, the running engine uses it without a publish.
     with srv.state.engine.begin() as conn:
-        catalog_store.import_text(conn, ws.workspace_id, "places",
-                                  "id,name,latitude,longitude,tags\nbrooklyn,Brooklyn Store,40.7033,-73.9881,store\n",
-                                  to_ms(clock.now()), filename="more.csv")
+        catalog_store.import_text(
+            conn,
+            ws.workspace_id,
+            "places",
+            "id,name,latitude,longitude,tags\nbrooklyn,Brooklyn Store,40.7033,-73.9881,store\n",
+            to_ms(clock.now()),
+            filename="more.csv",
+        )
     at("cy", 40.7034, -73.9880)
     assert places_sent(srv) == ["flagship", "brooklyn"]

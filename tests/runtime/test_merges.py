@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import to_ms
 from nudgeflow.core.state import ProfileState, Run
 from nudgeflow.model.journeys import Journey
@@ -11,8 +12,6 @@ from nudgeflow.runtime.merges import merge_state
 from nudgeflow.runtime.processor import EngineCache
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
-from nudgeflow.content.compiled_templates import save_template
-
 from tests.runtime.harness import FakeEngine, Harness
 
 CART = {
@@ -59,7 +58,10 @@ def test_merge_state_keeps_both_peoples_runs_and_adds_up_what_they_did() -> None
     assert known.entries == {"welcome": {"count": 2, "last_at": 200}, "cart": {"count": 1, "last_at": 300}}
     assert known.counters == {"streak:days": 3, "m:count": 7, "geo:inside": True, "other": {"x": 1}}
     assert known.activity == {"winback": {"last": 900, "armed": True}}
-    assert known.history == {"Product Viewed": [[10, {}], [20, {}], [30, {}]], "Product Added": [[25, {"cart_id": "c1"}]]}
+    assert known.history == {
+        "Product Viewed": [[10, {}], [20, {}], [30, {}]],
+        "Product Added": [[25, {"cart_id": "c1"}]],
+    }
     assert known.last_location == {"lat": 1.0} and known.run_seq == 4
 
 
@@ -126,7 +128,9 @@ TIPS = {
 
 
 def subscriptions_of(h: Harness, profile_id: str) -> dict[str, tuple[bool, str, int]]:
-    rows = h.q("SELECT topic, subscribed, frequency, updated_at_ms FROM subscriptions WHERE profile_id = :p", p=profile_id)
+    rows = h.q(
+        "SELECT topic, subscribed, frequency, updated_at_ms FROM subscriptions WHERE profile_id = :p", p=profile_id
+    )
     return {r.topic: (bool(r.subscribed), r.frequency, r.updated_at_ms) for r in rows}
 
 
@@ -173,7 +177,9 @@ def test_the_known_person_gets_no_message_the_visitor_opted_out_of(h: Harness) -
     now = to_ms(h.clock.now())
     with h.db.begin() as conn:
         save_template(conn, h.ws, "tip", {"channel": "email", "subject": "A tip", "body": "<p>Hi</p>"}, now)
-        consent.update_settings(conn, h.ws, {consent.TOPICS: ["reminders"], consent.TOPIC_BY_TEMPLATE: {"tip": "reminders"}}, now)
+        consent.update_settings(
+            conn, h.ws, {consent.TOPICS: ["reminders"], consent.TOPIC_BY_TEMPLATE: {"tip": "reminders"}}, now
+        )
         journey_store.apply_draft(conn, h.ws, Journey.model_validate(TIPS), now)
         journey_store.publish(conn, h.ws, "tips", now)
     rt = h.runtime(engines=EngineCache())
@@ -185,4 +191,8 @@ def test_the_known_person_gets_no_message_the_visitor_opted_out_of(h: Harness) -
     h.track("ada", "Tip Requested")
     rt.run_until_idle()
     [row] = [r for r in h.outbox() if r.journey_id == "tips"]
-    assert (row.profile_id, row.status, row.error) == (h.profile_id("ada"), "suppressed", "unsubscribed from topic reminders")
+    assert (row.profile_id, row.status, row.error) == (
+        h.profile_id("ada"),
+        "suppressed",
+        "unsubscribed from topic reminders",
+    )

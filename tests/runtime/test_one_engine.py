@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +21,6 @@ from nudgeflow.runtime.processor import GAP_WAIT_MS, process_events, skip_next_e
 from nudgeflow.settings import ConfigError, Settings
 from nudgeflow.store.engine_lock import EngineLocked
 from nudgeflow.store.ingest_writer import write_events
-
 from tests.runtime.harness import FakeEngine, Harness, fake_cache
 
 
@@ -62,7 +62,8 @@ def test_an_event_that_commits_after_a_later_seq_is_still_decided(h: Harness) ->
     tx = late.begin()
     record = normalize(
         parse_message({"type": "track", "userId": "ada", "event": "Late", "messageId": "late-1"}),
-        h.clock.now(), max_event_bytes=32 * 1024,
+        h.clock.now(),
+        max_event_bytes=32 * 1024,
     )
     write_events(late, h.ws, [record], to_ms(h.clock.now()))
     # ... while a later seq commits (through the writer, as ingest does) and the engine reads.
@@ -227,7 +228,12 @@ def lease_one(h: Harness, **settings: Any) -> tuple[str, Any]:
 def test_an_engine_that_takes_the_lock_sends_its_dead_predecessors_leases_at_once(h: Harness) -> None:
     key, row = lease_one(h)
     now = to_ms(h.clock.now())
-    assert (row.status, row.attempts, row.next_attempt_at_ms, row.leased_until_ms) == ("pending", 1, now + 300_000, now + 300_000)
+    assert (row.status, row.attempts, row.next_attempt_at_ms, row.leased_until_ms) == (
+        "pending",
+        1,
+        now + 300_000,
+        now + 300_000,
+    )
     recorder = Recorder()
     rt = h.runtime(channels=channels(recorder), engine_poll_ms=20)
     rt.start()  # the virtual clock stands still: only the reclaim can make it due

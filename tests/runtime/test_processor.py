@@ -11,7 +11,6 @@ import pytest
 from nudgeflow.core.catalog import Catalog
 from nudgeflow.core.clock import to_ms
 from nudgeflow.runtime.processor import EngineCache, RuntimeStats, fire_timers, lag, process_events
-
 from tests.runtime.harness import DAY_MS, HOUR_MS, FakeEngine, Harness, fake_cache
 
 

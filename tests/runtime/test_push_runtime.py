@@ -8,7 +8,8 @@ and accepted by a local Web Push service (runtime/dev_push.py), which decrypts i
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -18,13 +19,13 @@ from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.log import LogChannel
 from nudgeflow.channels.push import PushChannel
 from nudgeflow.channels.wiring import configure_push, push_in_use
+from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.runtime.dev_push import DevPushService, RunningDevPush, serve_dev_push
 from nudgeflow.runtime.embedded import EmbeddedRuntime
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import save_subscription
 from nudgeflow.store.schema import outbox, profiles
-from nudgeflow.content.compiled_templates import save_template
 from tests.support import make_workspace
 
 TEMPLATE = {
@@ -47,11 +48,27 @@ def service(clock: VirtualClock) -> Iterator[RunningDevPush]:
 def _queue(engine: Any, ws: str, pid: str, key: str, now_ms: int) -> None:
     context = {"trigger": {"event": "Level Completed", "message_id": "m1", "at": now_ms, "properties": {"level": 7}}}
     with engine.begin() as conn:
-        conn.execute(insert(outbox).values(
-            workspace_id=ws, idempotency_key=key, profile_id=pid, run_id="r1", journey_id="push-level-completed",
-            journey_version=1, step="push", channel="push", template="level-up", variant=None, marketing=1,
-            payload=orjson.dumps(context).decode(), status="pending", attempts=0, next_attempt_at_ms=now_ms,
-            created_at_ms=now_ms, updated_at_ms=now_ms))
+        conn.execute(
+            insert(outbox).values(
+                workspace_id=ws,
+                idempotency_key=key,
+                profile_id=pid,
+                run_id="r1",
+                journey_id="push-level-completed",
+                journey_version=1,
+                step="push",
+                channel="push",
+                template="level-up",
+                variant=None,
+                marketing=1,
+                payload=orjson.dumps(context).decode(),
+                status="pending",
+                attempts=0,
+                next_attempt_at_ms=now_ms,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+            )
+        )
 
 
 def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualClock, service: RunningDevPush) -> None:
@@ -60,9 +77,16 @@ def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualCl
     now = to_ms(clock.now())
     with engine.begin() as conn:
         save_template(conn, ws, "level-up", TEMPLATE, now)
-        conn.execute(insert(profiles).values(id="p_ada", workspace_id=ws, user_id="ada",
-                                             traits=orjson.dumps({"first_name": "Ada"}).decode(),
-                                             created_at_ms=now, updated_at_ms=now))
+        conn.execute(
+            insert(profiles).values(
+                id="p_ada",
+                workspace_id=ws,
+                user_id="ada",
+                traits=orjson.dumps({"first_name": "Ada"}).decode(),
+                created_at_ms=now,
+                updated_at_ms=now,
+            )
+        )
 
     # Nobody subscribed anywhere yet: push stays with the log channel.
     registry = ChannelRegistry.development()
@@ -85,7 +109,8 @@ def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualCl
     assert isinstance(runtime.channels.get("push"), PushChannel)
     with engine.connect() as conn:
         status, error = conn.execute(
-            text("SELECT status, error FROM outbox WHERE workspace_id = :ws AND idempotency_key = 'k-level-7'"), {"ws": ws}
+            text("SELECT status, error FROM outbox WHERE workspace_id = :ws AND idempotency_key = 'k-level-7'"),
+            {"ws": ws},
         ).one()
     assert (status, error) == ("sent", None)
     got = service.service.received_for(browser.id)
@@ -104,8 +129,11 @@ def test_an_expired_push_is_never_sent(engine: Any, clock: VirtualClock, service
     browser = service.service.subscribe()
     with engine.begin() as conn:
         save_template(conn, ws, "level-up", TEMPLATE, now)
-        conn.execute(insert(profiles).values(id="p_bo", workspace_id=ws, user_id="bo", traits="{}",
-                                             created_at_ms=now, updated_at_ms=now))
+        conn.execute(
+            insert(profiles).values(
+                id="p_bo", workspace_id=ws, user_id="bo", traits="{}", created_at_ms=now, updated_at_ms=now
+            )
+        )
         save_subscription(conn, ws, "p_bo", browser.info(), now)
     _queue(engine, ws, "p_bo", "k-stale", now)
     clock.advance(2 * 3600)  # the template's ttl is one hour: the outage outlasted it
@@ -113,7 +141,8 @@ def test_an_expired_push_is_never_sent(engine: Any, clock: VirtualClock, service
     runtime.run_until_idle()
     with engine.connect() as conn:
         status, error = conn.execute(
-            text("SELECT status, error FROM outbox WHERE workspace_id = :ws AND idempotency_key = 'k-stale'"), {"ws": ws}
+            text("SELECT status, error FROM outbox WHERE workspace_id = :ws AND idempotency_key = 'k-stale'"),
+            {"ws": ws},
         ).one()
     assert status == "failed" and "expired" in error
     assert service.service.received_for(browser.id) == []

@@ -9,8 +9,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NUDGEFLOW, *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})}, cwd=ROOT)
+    return subprocess.run(
+        [NUDGEFLOW, *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}, cwd=ROOT
+    )
 
 
 class Serve:
@@ -32,7 +33,9 @@ class Serve:
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [NUDGEFLOW, "serve", "--database", database_url, "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "NUDGEFLOW_LOG_LEVEL": "WARNING", **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "NUDGEFLOW_LOG_LEVEL": "WARNING", **env},
             )
 
     def wait_ready(self) -> None:
@@ -63,8 +66,15 @@ def engine_server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, Serv
     created = run("workspace", "create", "lock", "--json", "--database", database_url)
     assert created.returncode == 0, created.stderr
     workspace = json.loads(created.stdout)["workspace_id"]
-    applied = run("templates", "apply", "examples/templates/cart-1h-your-items.yaml", "--workspace", workspace,
-                  "--database", database_url)
+    applied = run(
+        "templates",
+        "apply",
+        "examples/templates/cart-1h-your-items.yaml",
+        "--workspace",
+        workspace,
+        "--database",
+        database_url,
+    )
     assert applied.returncode == 0, applied.stderr
     server = Serve(database_url, tmp_path / "engine.log", NUDGEFLOW_ENGINE="1")
     try:
@@ -95,7 +105,8 @@ def test_a_second_engine_exits_naming_the_first_and_everything_else_works_beside
     assert validated.returncode == 0, validated.stdout + validated.stderr
     simulated = run("simulate", "-j", "examples/journeys", "-e", "examples/events/sample.jsonl")
     assert simulated.returncode == 0, simulated.stdout + simulated.stderr
-    rendered = run("templates", "render", "cart-1h-your-items", "--workspace", workspace, "--sample",
-                   "--database", database_url)
+    rendered = run(
+        "templates", "render", "cart-1h-your-items", "--workspace", workspace, "--sample", "--database", database_url
+    )
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     assert first.proc.poll() is None  # the engine ran throughout

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from nudgeflow.core.clock import to_ms
-from nudgeflow.core.effects import CancelTimer, Effect, MessageFailed, RunChanged, ScheduleTimer, SendMessage, UpdateProfile
+from nudgeflow.core.effects import (
+    CancelTimer,
+    Effect,
+    MessageFailed,
+    RunChanged,
+    ScheduleTimer,
+    SendMessage,
+    UpdateProfile,
+)
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.iso_time import iso
@@ -30,8 +38,14 @@ def journey(doc: dict[str, Any]) -> Journey:
 
 
 # The stand-in needs journeys only for the catalog and summary.
-STUB = journey({"id": "stub", "name": "Stub", "trigger": {"type": "event", "event": "Start"},
-                "steps": {"hello": {"type": "send", "channel": "email", "template": "t-hello"}}})
+STUB = journey(
+    {
+        "id": "stub",
+        "name": "Stub",
+        "trigger": {"type": "event", "event": "Start"},
+        "steps": {"hello": {"type": "send", "channel": "email", "template": "t-hello"}},
+    }
+)
 
 
 class ScriptedCore:
@@ -48,12 +62,31 @@ class ScriptedCore:
         self.calls: list[tuple[str, str, str, int, int]] = []  # (kind, profile, what, event/due ms, now)
         self.delay = delay
 
-    def _run(self, state: ProfileState, n: int, status: str = "active", reason: str | None = None,
-             converted: int | None = None, holdout: bool = False) -> RunChanged:
-        return RunChanged({"id": f"{state.profile_id}-run{n}", "journey_id": "stub", "version": 1,
-                           "profile_id": state.profile_id, "status": status, "step": None, "holdout": int(holdout),
-                           "entered_at_ms": 0, "ended_at_ms": None, "exit_reason": reason,
-                           "converted_at_ms": converted, "revenue": 12.5 if converted else None})
+    def _run(
+        self,
+        state: ProfileState,
+        n: int,
+        status: str = "active",
+        reason: str | None = None,
+        converted: int | None = None,
+        holdout: bool = False,
+    ) -> RunChanged:
+        return RunChanged(
+            {
+                "id": f"{state.profile_id}-run{n}",
+                "journey_id": "stub",
+                "version": 1,
+                "profile_id": state.profile_id,
+                "status": status,
+                "step": None,
+                "holdout": int(holdout),
+                "entered_at_ms": 0,
+                "ended_at_ms": None,
+                "exit_reason": reason,
+                "converted_at_ms": converted,
+                "revenue": 12.5 if converted else None,
+            }
+        )
 
     def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]:
         self.calls.append(("event", state.profile_id, event.name, event.timestamp_ms, now_ms))
@@ -62,10 +95,21 @@ class ScriptedCore:
             state.run_seq += 1
             n = state.run_seq
             holdout = bool(event.properties.get("holdout"))
-            out.append(self._run(state, n, holdout=holdout, status="done" if holdout else "active",
-                                 reason="holdout" if holdout else None))
+            out.append(
+                self._run(
+                    state,
+                    n,
+                    holdout=holdout,
+                    status="done" if holdout else "active",
+                    reason="holdout" if holdout else None,
+                )
+            )
             if not holdout:
-                out.append(ScheduleTimer(f"t:{n}", now_ms + self.delay, {"step": event.properties.get("step", "hello"), "n": n}))
+                out.append(
+                    ScheduleTimer(
+                        f"t:{n}", now_ms + self.delay, {"step": event.properties.get("step", "hello"), "n": n}
+                    )
+                )
         elif event.name == "Again":
             out.append(ScheduleTimer("t:1", now_ms + self.delay, {"step": "again", "n": 1}))
         elif event.name == "Stop":
@@ -83,8 +127,18 @@ class ScriptedCore:
         n = timer.payload["n"]
         step = timer.payload["step"]
         return [
-            SendMessage(f"key-{state.profile_id}-{n}-{step}", f"{state.profile_id}-run{n}", "stub", 1, step,
-                        "email", f"t-{step}", None, True, now_ms),
+            SendMessage(
+                f"key-{state.profile_id}-{n}-{step}",
+                f"{state.profile_id}-run{n}",
+                "stub",
+                1,
+                step,
+                "email",
+                f"t-{step}",
+                None,
+                True,
+                now_ms,
+            ),
             self._run(state, n, "done", "completed"),
         ]
 
@@ -105,6 +159,7 @@ def track(user: str | None, event: str, when: str, anonymous_id: str | None = No
 
 # --- clock and timers ----------------------------------------------------------------------
 
+
 def test_an_event_is_processed_at_its_own_timestamp() -> None:
     sim, core = sim_with()
     sim.feed(track("ada", "Start", T0))
@@ -120,10 +175,17 @@ def test_timers_due_before_an_event_fire_first_in_due_order_at_their_due_time() 
     planned = sim.feed(track("dan", "Ping", at(2 * H)))
 
     fired = [c for c in core.calls if c[0] == "timer"]
-    assert [(c[1], c[4]) for c in fired] == [("ada", T0_MS + H), ("bob", T0_MS + H + 600_000), ("cy", T0_MS + H + 600_000)]
+    assert [(c[1], c[4]) for c in fired] == [
+        ("ada", T0_MS + H),
+        ("bob", T0_MS + H + 600_000),
+        ("cy", T0_MS + H + 600_000),
+    ]
     # feed returns what was planned meanwhile, in order, with the time the core gave.
     assert [(m.user_id, m.step, m.at_ms) for m in planned] == [
-        ("ada", "a", T0_MS + H), ("bob", "b", T0_MS + H + 600_000), ("cy", "c", T0_MS + H + 600_000)]
+        ("ada", "a", T0_MS + H),
+        ("bob", "b", T0_MS + H + 600_000),
+        ("cy", "c", T0_MS + H + 600_000),
+    ]
     assert core.calls[-1] == ("event", "dan", "Ping", T0_MS + 2 * H, T0_MS + 2 * H)
 
 
@@ -206,12 +268,15 @@ def test_a_message_without_a_time_happens_now() -> None:
 
 def test_replay_sorts_by_time_and_keeps_file_order_within_a_millisecond() -> None:
     sim, core = sim_with()
-    sim.replay([
-        track("ada", "Second", at(1000)),
-        track("ada", "First-a", at(0)),
-        track("ada", "First-b", at(0)),
-        track("ada", "Start", at(500)),
-    ], horizon="2h")
+    sim.replay(
+        [
+            track("ada", "Second", at(1000)),
+            track("ada", "First-a", at(0)),
+            track("ada", "First-b", at(0)),
+            track("ada", "Start", at(500)),
+        ],
+        horizon="2h",
+    )
     assert [c[2] for c in core.calls] == ["First-a", "First-b", "Start", "Second", "t:1"]
 
 
@@ -227,6 +292,7 @@ def test_heap_stays_small_when_a_timer_is_re_armed_on_every_event() -> None:
 
 
 # --- events in, as ingest accepts them -----------------------------------------------------
+
 
 def test_invalid_messages_are_refused_with_the_field_named() -> None:
     sim, _ = sim_with()
@@ -255,8 +321,14 @@ def test_what_ingest_coerces_is_coerced() -> None:
 def test_event_time_is_corrected_for_device_clock_skew_as_ingest_does() -> None:
     # The device clock is 10 minutes fast: it says it sent at 09:15 what it did at 09:05,
     # and the collector received it at 09:05:01.
-    message = {"type": "track", "userId": "ada", "event": "Ping", "originalTimestamp": "2026-03-02T09:05:00Z",
-               "sentAt": "2026-03-02T09:15:00Z", "receivedAt": "2026-03-02T09:05:01Z"}
+    message = {
+        "type": "track",
+        "userId": "ada",
+        "event": "Ping",
+        "originalTimestamp": "2026-03-02T09:05:00Z",
+        "sentAt": "2026-03-02T09:15:00Z",
+        "receivedAt": "2026-03-02T09:05:01Z",
+    }
     assert message_time_ms(message) == to_ms_iso("2026-03-02T08:55:01Z")
     # An export from Segment: `timestamp` is already the corrected one and comes back.
     exported = {**message, "timestamp": "2026-03-02T08:55:01Z"}
@@ -275,11 +347,20 @@ def to_ms_iso(text: str) -> int:
 
 # --- identity ------------------------------------------------------------------------------
 
+
 def test_an_anonymous_persons_state_and_timers_become_the_users_on_identify() -> None:
     sim, core = sim_with()
     sim.feed(track(None, "Start", at(0), anonymous_id="anon-1"))
     assert sim.timers_of("anon-1") == {"t:1": T0_MS + H}
-    sim.feed({"type": "identify", "userId": "ada", "anonymousId": "anon-1", "traits": {"plan": "free"}, "timestamp": at(60_000)})
+    sim.feed(
+        {
+            "type": "identify",
+            "userId": "ada",
+            "anonymousId": "anon-1",
+            "traits": {"plan": "free"},
+            "timestamp": at(60_000),
+        }
+    )
     assert "anon-1" not in sim.states and sim.states["ada"].run_seq == 1
     assert sim.state_of("anon-1") is sim.states["ada"] and sim.states["ada"].profile_id == "ada"
     assert sim.timers_of("ada") == {"t:1": T0_MS + H}
@@ -313,13 +394,18 @@ def test_when_both_have_state_the_anonymous_one_is_folded_in_as_the_runtime_does
     sim.feed(track("ada", "Start", at(0)))  # ada's own run 1, timer t:1 due +1h
     sim.feed(track(None, "Start", at(1000), anonymous_id="phone"))  # the phone's run 1, timer t:1 due +1h+1s
     sim.feed(track(None, "Start", at(2000), anonymous_id="phone"))  # the phone's run 2, timer t:2
-    sim.feed({"type": "identify", "userId": "ada", "anonymousId": "phone", "traits": {"plan": "pro"}, "timestamp": at(3000)})
+    sim.feed(
+        {"type": "identify", "userId": "ada", "anonymousId": "phone", "traits": {"plan": "pro"}, "timestamp": at(3000)}
+    )
     assert set(sim.states) == {"ada"} and sim.merges == 1
     assert set(sim.states["ada"].runs) == set()  # the scripted core keeps no runs; the real one is tested below
     # ada's own t:1 wins the key both had; the phone's t:2 comes along.
     assert sim.timers_of("ada") == {"t:1": T0_MS + H, "t:2": T0_MS + H + 2000} and sim.pending_timers == 2
     assert {r["id"]: r["profile_id"] for r in sim.runs_for("phone")} == {
-        "ada-run1": "ada", "phone-run1": "ada", "phone-run2": "ada"}
+        "ada-run1": "ada",
+        "phone-run1": "ada",
+        "phone-run2": "ada",
+    }
     sim.advance("2h")
     assert [(c[1], c[2]) for c in core.calls if c[0] == "timer"] == [("ada", "t:1"), ("ada", "t:2")]
     assert [(m.user_id, m.anonymous_id, m.profile) for m in sim.messages] == [("ada", None, "ada")] * 2
@@ -343,6 +429,7 @@ def test_an_anonymous_persons_messages_have_no_user_id() -> None:
 
 # --- results -------------------------------------------------------------------------------
 
+
 def test_planned_messages_are_frozen_and_give_json_in_utc_with_z() -> None:
     sim, _ = sim_with()
     sim.feed(track("ada", "Start", "2026-03-02T10:00:00.250+01:00"))
@@ -352,8 +439,16 @@ def test_planned_messages_are_frozen_and_give_json_in_utc_with_z() -> None:
     with pytest.raises(AttributeError):
         message.step = "x"  # type: ignore[misc]
     assert message.as_json() == {
-        "at": "2026-03-02T10:00:00.250Z", "user_id": "ada", "anonymous_id": None, "journey": "stub", "version": 1,
-        "step": "hello", "channel": "email", "template": "t-hello", "variant": None, "run_id": "ada-run1",
+        "at": "2026-03-02T10:00:00.250Z",
+        "user_id": "ada",
+        "anonymous_id": None,
+        "journey": "stub",
+        "version": 1,
+        "step": "hello",
+        "channel": "email",
+        "template": "t-hello",
+        "variant": None,
+        "run_id": "ada-run1",
     }
     assert message.at.isoformat() == "2026-03-02T10:00:00.250000+00:00"
 
@@ -370,8 +465,15 @@ def test_summary_counts_runs_by_their_latest_state_and_messages_by_step() -> Non
     sim.feed({"type": "identify", "userId": "fay", "traits": {"fail": True}, "timestamp": at(2 * H)})
     summary = sim.summary()
     assert summary["journeys"]["stub"] == {
-        "entered": 5, "holdout": 1, "active": 1, "completed": 2, "exited": {"stopped": 1},
-        "converted": 1, "revenue": 12.5, "messages": {"hello": 1}, "failed": {"hello": 1},
+        "entered": 5,
+        "holdout": 1,
+        "active": 1,
+        "completed": 2,
+        "exited": {"stopped": 1},
+        "converted": 1,
+        "revenue": 12.5,
+        "messages": {"hello": 1},
+        "failed": {"hello": 1},
     }
     assert summary["events"] == 8 and summary["profiles"] == 6 and summary["messages"] == 1
     assert summary["timers_pending"] == 1 and summary["first_event"] == T0 and sim.profile_updates == 1
@@ -385,29 +487,38 @@ def test_two_journeys_with_one_id_are_refused() -> None:
 
 # --- the real core -------------------------------------------------------------------------
 
-WELCOME = journey({
-    "id": "welcome", "name": "Welcome",
-    "trigger": {"type": "event", "event": "Signed Up"},
-    "entry": {"reentry": "once"},
-    "steps": {
-        "hello": {"type": "send", "channel": "email", "template": "welcome-1", "next": "wait"},
-        "wait": {"type": "wait", "duration": "2d", "next": "tips"},
-        "tips": {"type": "send", "channel": "email", "template": "welcome-2"},
-    },
-})
+WELCOME = journey(
+    {
+        "id": "welcome",
+        "name": "Welcome",
+        "trigger": {"type": "event", "event": "Signed Up"},
+        "entry": {"reentry": "once"},
+        "steps": {
+            "hello": {"type": "send", "channel": "email", "template": "welcome-1", "next": "wait"},
+            "wait": {"type": "wait", "duration": "2d", "next": "tips"},
+            "tips": {"type": "send", "channel": "email", "template": "welcome-2"},
+        },
+    }
+)
 
-CART = journey({
-    "id": "cart", "name": "Cart abandonment",
-    "trigger": {"type": "event_not_followed", "event": "Product Added",
-                "not_followed_by": {"event": "Order Completed", "within": "1h", "match": "cart_id"}},
-    "exit": {"events": [{"event": "Order Completed", "match": "cart_id"}]},
-    "goal": {"event": "Order Completed", "within": "7d", "revenue": "revenue"},
-    "steps": {
-        "reminder": {"type": "send", "channel": "email", "template": "cart-1h", "next": "wait"},
-        "wait": {"type": "wait", "duration": "23h", "next": "objections"},
-        "objections": {"type": "send", "channel": "email", "template": "cart-24h"},
-    },
-})
+CART = journey(
+    {
+        "id": "cart",
+        "name": "Cart abandonment",
+        "trigger": {
+            "type": "event_not_followed",
+            "event": "Product Added",
+            "not_followed_by": {"event": "Order Completed", "within": "1h", "match": "cart_id"},
+        },
+        "exit": {"events": [{"event": "Order Completed", "match": "cart_id"}]},
+        "goal": {"event": "Order Completed", "within": "7d", "revenue": "revenue"},
+        "steps": {
+            "reminder": {"type": "send", "channel": "email", "template": "cart-1h", "next": "wait"},
+            "wait": {"type": "wait", "duration": "23h", "next": "objections"},
+            "objections": {"type": "send", "channel": "email", "template": "cart-24h"},
+        },
+    }
+)
 
 
 def test_welcome_series_two_messages_two_days_apart() -> None:
@@ -443,10 +554,14 @@ def test_a_cart_left_while_anonymous_is_followed_up_after_sign_up() -> None:
     sim.track("ada", "Order Completed", {"cart_id": "c9", "revenue": 20.0}, at=at(3 * H))
     sim.advance("3d")
     assert [(m.user_id, m.anonymous_id, m.journey, m.step) for m in sim.messages] == [
-        (None, "anon-7", "cart", "reminder"), ("ada", None, "welcome", "hello"), ("ada", None, "welcome", "tips")]
+        (None, "anon-7", "cart", "reminder"),
+        ("ada", None, "welcome", "hello"),
+        ("ada", None, "welcome", "tips"),
+    ]
     cart_run = [r for r in sim.runs_for("ada") if r["journey_id"] == "cart"]
     assert [(r["status"], r["exit_reason"], r["revenue"]) for r in cart_run] == [
-        ("exited", "exit_event:Order Completed", 20.0)]
+        ("exited", "exit_event:Order Completed", 20.0)
+    ]
     assert sim.runs_for("anon-7") == sim.runs_for("ada")
 
 
@@ -459,7 +574,9 @@ def test_cart_abandonment_reminds_after_an_hour_then_a_day() -> None:
     cart_added(sim, "ada", "c1", T0)
     sim.advance("2d")
     assert [(m.step, m.at_ms) for m in sim.messages_for("ada")] == [
-        ("reminder", T0_MS + H), ("objections", T0_MS + 24 * H)]
+        ("reminder", T0_MS + H),
+        ("objections", T0_MS + 24 * H),
+    ]
 
 
 def test_cart_abandonment_ends_at_once_on_an_order_of_that_cart() -> None:
@@ -472,10 +589,18 @@ def test_cart_abandonment_ends_at_once_on_an_order_of_that_cart() -> None:
     assert [m.step for m in sim.messages_for("ada")] == ["reminder"]
     run = sim.runs_for("ada")[0]
     assert (run["status"], run["exit_reason"], run["converted_at_ms"], run["revenue"]) == (
-        "exited", "exit_event:Order Completed", T0_MS + 5 * H, 40.0)
+        "exited",
+        "exit_event:Order Completed",
+        T0_MS + 5 * H,
+        40.0,
+    )
     row = sim.summary()["journeys"]["cart"]
     assert (row["entered"], row["exited"], row["converted"], row["revenue"]) == (
-        1, {"exit_event:Order Completed": 1}, 1, 40.0)
+        1,
+        {"exit_event:Order Completed": 1},
+        1,
+        40.0,
+    )
 
 
 def test_cart_abandonment_ignores_an_order_of_another_cart_and_never_starts_for_a_cart_ordered_in_time() -> None:
@@ -500,7 +625,10 @@ def test_a_cart_from_a_second_device_is_folded_into_the_known_person_and_ends_on
     sim.advance("3d")
     assert set(sim.states) == {"ada"}
     assert [(m.journey, m.step, m.user_id) for m in sim.messages] == [
-        ("welcome", "hello", "ada"), ("cart", "reminder", "ada"), ("welcome", "tips", "ada")]
+        ("welcome", "hello", "ada"),
+        ("cart", "reminder", "ada"),
+        ("welcome", "tips", "ada"),
+    ]
     cart_run = [r for r in sim.runs_for("ada") if r["journey_id"] == "cart"]
     assert [(r["profile_id"], r["exit_reason"]) for r in cart_run] == [("ada", "exit_event:Order Completed")]
 

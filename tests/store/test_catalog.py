@@ -26,7 +26,11 @@ def test_csv_import_keeps_good_rows_and_reports_bad_ones(engine: Any) -> None:
         report = catalog.import_text(conn, ws, "products", PRODUCTS_CSV, 1000, filename="products.csv")
     assert (report.rows, report.imported, report.created, report.updated) == (6, 2, 2, 0)
     assert [(p.where, p.id) for p in report.problems] == [
-        ("line 4", "p3"), ("line 5", "p4"), ("line 6", "p5"), ("line 7", "p6")]
+        ("line 4", "p3"),
+        ("line 5", "p4"),
+        ("line 6", "p5"),
+        ("line 7", "p6"),
+    ]
     reasons = [p.reason for p in report.problems]
     assert reasons[0] == "name is missing"
     assert "price must be a number" in reasons[1]
@@ -42,16 +46,22 @@ def test_csv_import_keeps_good_rows_and_reports_bad_ones(engine: Any) -> None:
 
 def test_json_array_and_json_lines(engine: Any) -> None:
     ws = make_workspace(engine).workspace_id
-    array = '[{"id": "p1", "name": "Shirt", "price": 10, "stock": 0, "tags": ["a"], "attributes": {"fit": "slim"}},' \
-            ' {"id": "p2"}, 7]'
-    lines = '{"id": "s1", "name": "Store", "latitude": 40.7, "longitude": -74, "address": "5th Ave"}\n\n' \
-            '{"id": "s2", "name": "Bad", "latitude": 95, "longitude": 0}\n{oops\n'
+    array = (
+        '[{"id": "p1", "name": "Shirt", "price": 10, "stock": 0, "tags": ["a"], "attributes": {"fit": "slim"}},'
+        ' {"id": "p2"}, 7]'
+    )
+    lines = (
+        '{"id": "s1", "name": "Store", "latitude": 40.7, "longitude": -74, "address": "5th Ave"}\n\n'
+        '{"id": "s2", "name": "Bad", "latitude": 95, "longitude": 0}\n{oops\n'
+    )
     with engine.begin() as conn:
         products = catalog.import_text(conn, ws, "products", array, 1)
         places = catalog.import_text(conn, ws, "places", lines, 1)
     assert products.imported == 1
     assert [(p.where, p.reason) for p in products.problems] == [
-        ("item 1", "name is missing"), ("item 2", "a row is an object, not int")]
+        ("item 1", "name is missing"),
+        ("item 2", "a row is an object, not int"),
+    ]
     assert places.imported == 1 and [p.where for p in places.problems] == ["line 3", "line 4"]
     assert "latitude" in places.problems[0].reason and "not JSON" in places.problems[1].reason
     with engine.connect() as conn:
@@ -66,9 +76,13 @@ def test_upsert_replaces_by_id_and_workspaces_stay_apart(engine: Any) -> None:
     other = make_workspace(engine, "other").workspace_id
     with engine.begin() as conn:
         catalog.import_text(conn, ws, "products", '[{"id": "p1", "name": "Old", "price": 5, "color": "red"}]', 1)
-        again = catalog.import_text(conn, ws, "products",
-                                    '[{"id": "p1", "name": "New", "price": 6}, {"id": "p2", "name": "Two"},'
-                                    ' {"id": "p2", "name": "Two again"}]', 2)
+        again = catalog.import_text(
+            conn,
+            ws,
+            "products",
+            '[{"id": "p1", "name": "New", "price": 6}, {"id": "p2", "name": "Two"}, {"id": "p2", "name": "Two again"}]',
+            2,
+        )
         catalog.import_text(conn, other, "products", '[{"id": "p1", "name": "Theirs"}]', 3)
     assert (again.imported, again.created, again.updated) == (3, 1, 2)
     with engine.connect() as conn:
@@ -77,7 +91,9 @@ def test_upsert_replaces_by_id_and_workspaces_stay_apart(engine: Any) -> None:
         assert catalog.get_items(conn, ws, "products", ["p2", "zz"])["p2"]["name"] == "Two again"
         assert catalog.list_items(conn, ws, "products", after="p1")[0]["id"] == "p2"
     assert [(i["id"], i["name"], i["price"], i["attributes"]) for i in items] == [
-        ("p1", "New", 6.0, {}), ("p2", "Two again", None, {})]
+        ("p1", "New", 6.0, {}),
+        ("p2", "Two again", None, {}),
+    ]
     with engine.begin() as conn:
         assert catalog.delete_item(conn, ws, "products", "p1") is True
         assert catalog.delete_item(conn, ws, "products", "p1") is False
@@ -120,8 +136,10 @@ def test_a_row_holding_a_nul_character_is_a_bad_row_on_every_backend(engine: Any
     # PostgreSQL text cannot hold U+0000: the row is reported (`nudgeflow catalog import`
     # and the admin API alike), the others are imported.
     ws = make_workspace(engine).workspace_id
-    text = '[{"id": "p1", "name": "Shirt\\u0000", "price": 10}, {"id": "p2", "name": "Sweater", "price": 20},' \
-           ' {"id": "p3", "name": "Socks", "price": 5, "attributes": {"fit": "x\\u0000"}}]'
+    text = (
+        '[{"id": "p1", "name": "Shirt\\u0000", "price": 10}, {"id": "p2", "name": "Sweater", "price": 20},'
+        ' {"id": "p3", "name": "Socks", "price": 5, "attributes": {"fit": "x\\u0000"}}]'
+    )
     with engine.begin() as conn:
         report = catalog.import_text(conn, ws, "products", text, 1000, filename="products.json")
     assert (report.rows, report.imported) == (3, 1)

@@ -6,7 +6,6 @@ from typing import Any
 
 from nudgeflow.store import consent
 from nudgeflow.store.consent import ALL, ConsentState, can_send, consent_state, decide
-
 from tests.support import make_workspace
 
 NOW = 1_800_000_000_000
@@ -18,7 +17,9 @@ def test_decide_suppression_stops_everything_consent_gates_marketing_only() -> N
     assert decide(None, off, marketing=True, topic=None).reason == "unsubscribed"
     assert decide(None, off, marketing=False, topic=None).allowed
     topic_off = {"offers": (False, "normal"), ALL: (True, "fewer")}
-    assert decide(None, topic_off, True, "offers") == ConsentState(False, "unsubscribed from topic offers", "fewer", "offers")
+    assert decide(None, topic_off, True, "offers") == ConsentState(
+        False, "unsubscribed from topic offers", "fewer", "offers"
+    )
     assert decide(None, topic_off, True, "reminders") == ConsentState(True, None, "fewer", "reminders")
     assert decide(None, {}, True, "anything").allowed  # no row: subscribed
 
@@ -31,7 +32,10 @@ def test_suppress_unsuppress_and_list(engine: Any) -> None:
         consent.suppress(conn, ws, "email", "bob@example.com", "hard_bounce", NOW)
     with engine.connect() as conn:
         listed = consent.list_suppressions(conn, ws)
-        assert [(s["address"], s["reason"]) for s in listed] == [("ada@example.com", "complaint"), ("bob@example.com", "hard_bounce")]
+        assert [(s["address"], s["reason"]) for s in listed] == [
+            ("ada@example.com", "complaint"),
+            ("bob@example.com", "hard_bounce"),
+        ]
         assert can_send(conn, ws, "p1", "email", "ADA@example.com", marketing=False) == (False, "suppressed: complaint")
         assert can_send(conn, ws, "p1", "sms", "ada@example.com", marketing=True) == (True, None)
     with engine.begin() as conn:
@@ -46,7 +50,10 @@ def test_subscriptions_and_frequency(engine: Any) -> None:
     ws = make_workspace(engine).workspace_id
     with engine.connect() as conn:
         assert consent.subscriptions_of(conn, ws, "p1", ["offers"]) == {
-            "subscribed": True, "frequency": "normal", "topics": {"offers": True}, "updated_at_ms": None,
+            "subscribed": True,
+            "frequency": "normal",
+            "topics": {"offers": True},
+            "updated_at_ms": None,
         }
     with engine.begin() as conn:
         assert consent.set_subscription(conn, ws, "p1", "offers", False, NOW)
@@ -68,7 +75,9 @@ def test_subscriptions_and_frequency(engine: Any) -> None:
 def test_tracking_secret_is_made_once_and_other_settings_are_kept(engine: Any) -> None:
     ws = make_workspace(engine).workspace_id
     with engine.begin() as conn:
-        consent.update_settings(conn, ws, {"smtp": {"host": "x"}, consent.TOPICS: ["offers", {"id": "news", "label": "News"}]}, NOW)
+        consent.update_settings(
+            conn, ws, {"smtp": {"host": "x"}, consent.TOPICS: ["offers", {"id": "news", "label": "News"}]}, NOW
+        )
         assert consent.existing_tracking_secret(conn, ws) is None
         secret = consent.tracking_secret(conn, ws, NOW)
     with engine.begin() as conn:
@@ -78,4 +87,7 @@ def test_tracking_secret_is_made_once_and_other_settings_are_kept(engine: Any) -
     assert consent.topics_of(settings) == [("offers", "Offers"), ("news", "News")]
     assert consent.public_base_url({consent.PUBLIC_BASE_URL: "https://m.example.com/"}) == "https://m.example.com"
     assert consent.topic_for({consent.TOPIC_BY_JOURNEY: {"winback": "offers"}}, "t", "winback") == "offers"
-    assert consent.topic_for({consent.TOPIC_BY_JOURNEY: {"winback": "offers"}}, "t", "winback", {"topic": "news"}) == "news"
+    assert (
+        consent.topic_for({consent.TOPIC_BY_JOURNEY: {"winback": "offers"}}, "t", "winback", {"topic": "news"})
+        == "news"
+    )

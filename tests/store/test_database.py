@@ -6,8 +6,9 @@ import asyncio
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,23 +16,45 @@ import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
+from nudgeflow.store.database import prepare_database
 from nudgeflow.store.schema import events, metadata, workspaces
 from nudgeflow.store.workspaces import create_workspace
-from nudgeflow.store.database import prepare_database
 from nudgeflow.web.app import create_app
 
 TABLES = {
-    "workspaces", "api_keys", "profiles", "identities", "profile_merges", "events",
-    "journeys", "journey_versions", "profile_state", "journey_runs", "timers", "outbox",
-    "log_channel_messages", "engine_cursors", "templates", "template_versions",
-    "catalog_products", "catalog_places", "suppressions", "subscriptions",
-    "workspace_settings", "inbox_messages", "push_subscriptions", "device_tokens", "push_deliveries",
-    "journey_backfills", "engine_lock", "groups",
+    "workspaces",
+    "api_keys",
+    "profiles",
+    "identities",
+    "profile_merges",
+    "events",
+    "journeys",
+    "journey_versions",
+    "profile_state",
+    "journey_runs",
+    "timers",
+    "outbox",
+    "log_channel_messages",
+    "engine_cursors",
+    "templates",
+    "template_versions",
+    "catalog_products",
+    "catalog_places",
+    "suppressions",
+    "subscriptions",
+    "workspace_settings",
+    "inbox_messages",
+    "push_subscriptions",
+    "device_tokens",
+    "push_deliveries",
+    "journey_backfills",
+    "engine_lock",
+    "groups",
 }
 
 
@@ -107,7 +130,9 @@ def test_upgrade_is_idempotent_and_keeps_data(new_engine: Any) -> None:
     database.upgrade(new_engine)
     assert database.is_current(new_engine)
     with new_engine.connect() as conn:
-        assert conn.execute(select(workspaces.c.name).where(workspaces.c.id == ws.workspace_id)).scalar_one() == "keep me"
+        assert (
+            conn.execute(select(workspaces.c.name).where(workspaces.c.id == ws.workspace_id)).scalar_one() == "keep me"
+        )
         versions = conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one()
     assert versions == 1
 
@@ -128,9 +153,8 @@ def test_event_sequence_is_generated_on_both_databases(new_engine: Any) -> None:
         seqs = list(conn.execute(select(events.c.seq).order_by(events.c.seq)).scalars())
         assert len(seqs) == len(set(seqs)) == 3 and all(isinstance(s, int) for s in seqs)
         # (workspace_id, message_id) is unique: the idempotency key is enforced by the database too.
-        with pytest.raises(IntegrityError):
-            with new_engine.begin() as tx:
-                tx.execute(events.insert().values(**row, message_id="m0"))
+        with pytest.raises(IntegrityError), new_engine.begin() as tx:
+            tx.execute(events.insert().values(**row, message_id="m0"))
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 3
 
 

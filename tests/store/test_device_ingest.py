@@ -4,7 +4,7 @@ SQLite and on PostgreSQL (each test in its own workspace)."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from nudgeflow.store.push_targets import PushTargetError, targets_of
 from nudgeflow.store.schema import device_tokens, events
 from nudgeflow.store.workspaces import create_workspace
 
-RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 NOW_MS = 1_767_268_800_000
 APNS_TOKEN = "a0b1c2d3e4f5" * 5 + "a0b1"  # 64 hex characters, as iOS gives them
 FCM_TOKEN = "dGVzdC1pbnN0YW5jZQ:APA91bH-" + "x" * 120
@@ -52,7 +52,11 @@ def write(engine: Any, ws: str, *records: EventRecord, now_ms: int = NOW_MS) -> 
 
 def rows(engine: Any, ws: str) -> list[Any]:
     with engine.connect() as conn:
-        return list(conn.execute(select(device_tokens).where(device_tokens.c.workspace_id == ws).order_by(device_tokens.c.token)))
+        return list(
+            conn.execute(
+                select(device_tokens).where(device_tokens.c.workspace_id == ws).order_by(device_tokens.c.token)
+            )
+        )
 
 
 def pid(engine: Any, ws: str, ref: str) -> str:
@@ -63,14 +67,27 @@ def pid(engine: Any, ws: str, ref: str) -> str:
 
 
 def test_ios_and_android_tokens_join_the_events_profile(engine: Any, wsid: str) -> None:
-    write(engine, wsid,
-          record("identify", userId="ada", traits={"email": "ada@example.org"},
-                 device={"id": "d1", "type": "ios", "token": APNS_TOKEN, "model": "iPhone15,2"}, app="com.example.shop"),
-          record("track", userId="ben", device={"type": "android", "token": FCM_TOKEN}, app="com.example.shop.android"))
+    write(
+        engine,
+        wsid,
+        record(
+            "identify",
+            userId="ada",
+            traits={"email": "ada@example.org"},
+            device={"id": "d1", "type": "ios", "token": APNS_TOKEN, "model": "iPhone15,2"},
+            app="com.example.shop",
+        ),
+        record("track", userId="ben", device={"type": "android", "token": FCM_TOKEN}, app="com.example.shop.android"),
+    )
     found = {r.token: r for r in rows(engine, wsid)}
     assert set(found) == {APNS_TOKEN, FCM_TOKEN}
     ios, android = found[APNS_TOKEN], found[FCM_TOKEN]
-    assert (ios.profile_id, ios.provider, ios.platform, ios.app_id) == (pid(engine, wsid, "ada"), "apns", "ios", "com.example.shop")
+    assert (ios.profile_id, ios.provider, ios.platform, ios.app_id) == (
+        pid(engine, wsid, "ada"),
+        "apns",
+        "ios",
+        "com.example.shop",
+    )
     assert (android.profile_id, android.provider, android.platform) == (pid(engine, wsid, "ben"), "fcm", "android")
     with engine.connect() as conn:
         targets = targets_of(conn, wsid, pid(engine, wsid, "ada"))
@@ -78,15 +95,20 @@ def test_ios_and_android_tokens_join_the_events_profile(engine: Any, wsid: str) 
 
 
 def test_a_bad_token_is_skipped_and_the_event_kept(engine: Any, wsid: str, caplog: pytest.LogCaptureFixture) -> None:
-    write(engine, wsid,
-          record("track", userId="ada", device={"type": "windows", "token": "abc123abc123"}),
-          record("track", userId="ada", device={"type": "ios", "token": "not hex at all"}),
-          record("track", userId="ada", device={"type": "ios", "token": "zz" * 32}),
-          record("track", userId="ada", device={"type": "android", "token": 12345}),
-          record("track", userId="ada", device={"type": "android", "token": "x" * 600}))
+    write(
+        engine,
+        wsid,
+        record("track", userId="ada", device={"type": "windows", "token": "abc123abc123"}),
+        record("track", userId="ada", device={"type": "ios", "token": "not hex at all"}),
+        record("track", userId="ada", device={"type": "ios", "token": "zz" * 32}),
+        record("track", userId="ada", device={"type": "android", "token": 12345}),
+        record("track", userId="ada", device={"type": "android", "token": "x" * 600}),
+    )
     assert rows(engine, wsid) == []
     with engine.connect() as conn:
-        stored = conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == wsid)).scalar_one()
+        stored = conn.execute(
+            select(func.count()).select_from(events).where(events.c.workspace_id == wsid)
+        ).scalar_one()
     assert stored == 5
     skipped = [r for r in caplog.records if r.getMessage() == "device token skipped"]
     assert len(skipped) == 5
@@ -94,7 +116,9 @@ def test_a_bad_token_is_skipped_and_the_event_kept(engine: Any, wsid: str, caplo
 
 
 def test_a_token_moves_to_the_person_who_registers_it_last(engine: Any, wsid: str) -> None:
-    write(engine, wsid, record("track", userId="ada", device={"type": "ios", "token": APNS_TOKEN}, app="com.example.shop"))
+    write(
+        engine, wsid, record("track", userId="ada", device={"type": "ios", "token": APNS_TOKEN}, app="com.example.shop")
+    )
     # The phone is handed over and the app re-registers for another person; the event has no app namespace.
     write(engine, wsid, record("track", userId="cy", device={"type": "ios", "token": APNS_TOKEN}), now_ms=NOW_MS + 1000)
     [row] = rows(engine, wsid)
@@ -131,9 +155,15 @@ def test_normalize_device() -> None:
     assert normalize_device(APNS_TOKEN.upper(), "iOS") == normalize_device(APNS_TOKEN, "ios")  # one device, one row
     assert normalize_device(FCM_TOKEN, "ios").provider == "fcm"  # a Firebase iOS app's token
     assert normalize_device(APNS_TOKEN, provider="FCM").provider == "fcm"
-    assert normalize_device(" " + FCM_TOKEN + " ", "Android", app_id=" com.x ") == normalize_device(FCM_TOKEN, "android", app_id="com.x")
-    for bad, kw in [("", {"platform": "ios"}), ("abc/def", {"platform": "android"}),
-                    ("ab" * 10, {"platform": "blackberry"}), ("ab" * 10, {"provider": "webpush"}),
-                    ("xyz-not-hex", {"provider": "apns"})]:
+    assert normalize_device(" " + FCM_TOKEN + " ", "Android", app_id=" com.x ") == normalize_device(
+        FCM_TOKEN, "android", app_id="com.x"
+    )
+    for bad, kw in [
+        ("", {"platform": "ios"}),
+        ("abc/def", {"platform": "android"}),
+        ("ab" * 10, {"platform": "blackberry"}),
+        ("ab" * 10, {"provider": "webpush"}),
+        ("xyz-not-hex", {"provider": "apns"}),
+    ]:
         with pytest.raises(PushTargetError):
             normalize_device(bad, **kw)

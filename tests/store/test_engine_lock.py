@@ -83,9 +83,23 @@ def test_the_sqlite_lock_file_sits_beside_the_database(tmp_path: Any) -> None:
 
 def _row(key: str, status: str, next_ms: int, leased_until: int | None) -> dict[str, Any]:
     return dict(
-        workspace_id="ws_lease", idempotency_key=key, profile_id="prf_lease", run_id="r", journey_id="j",
-        journey_version=1, step="s", channel="email", template="t", variant=None, marketing=1, payload="{}",
-        status=status, attempts=1, next_attempt_at_ms=next_ms, created_at_ms=NOW_MS, updated_at_ms=NOW_MS,
+        workspace_id="ws_lease",
+        idempotency_key=key,
+        profile_id="prf_lease",
+        run_id="r",
+        journey_id="j",
+        journey_version=1,
+        step="s",
+        channel="email",
+        template="t",
+        variant=None,
+        marketing=1,
+        payload="{}",
+        status=status,
+        attempts=1,
+        next_attempt_at_ms=next_ms,
+        created_at_ms=NOW_MS,
+        updated_at_ms=NOW_MS,
         leased_until_ms=leased_until,
     )
 

@@ -10,9 +10,10 @@ import asyncio
 import dataclasses
 import itertools
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, func, insert, select
@@ -24,7 +25,7 @@ from nudgeflow.store.ingest_writer import WriteResult
 from nudgeflow.store.schema import events, workspaces
 from nudgeflow.store.workspaces import create_workspace
 
-RECEIVED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 WAIT = 60  # seconds a future may take before the test is declared hung
 _ids = itertools.count(1)
 
@@ -95,11 +96,15 @@ class Gate:
 def stored(engine: Any, workspace_id: str) -> int:
     with engine.connect() as conn:
         return int(
-            conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)).scalar_one()
+            conn.execute(
+                select(func.count()).select_from(events).where(events.c.workspace_id == workspace_id)
+            ).scalar_one()
         )
 
 
-def test_queued_submissions_are_committed_together(engine: Any, committer: GroupCommitter, commits: Commits, wsid: str) -> None:
+def test_queued_submissions_are_committed_together(
+    engine: Any, committer: GroupCommitter, commits: Commits, wsid: str
+) -> None:
     gate = Gate(committer)
     futures = [committer.submit_events(wsid, records(3)) for _ in range(100)]
     gate.open()
@@ -110,7 +115,9 @@ def test_queued_submissions_are_committed_together(engine: Any, committer: Group
     assert stored(engine, wsid) == 300
 
 
-def test_concurrent_submitters_share_transactions(engine: Any, committer: GroupCommitter, commits: Commits, wsid: str) -> None:
+def test_concurrent_submitters_share_transactions(
+    engine: Any, committer: GroupCommitter, commits: Commits, wsid: str
+) -> None:
     """Sixteen threads each send 25 requests one after the other, as ingest requests do."""
 
     def client(n: int) -> int:
@@ -152,7 +159,9 @@ def test_jobs_and_events_keep_their_order(engine: Any, committer: GroupCommitter
     gate = Gate(committer)
     before = committer.submit_events(wsid, records(5))
     counted = committer.submit_job(
-        lambda conn: conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == wsid)).scalar_one()
+        lambda conn: conn.execute(
+            select(func.count()).select_from(events).where(events.c.workspace_id == wsid)
+        ).scalar_one()
     )
     after = committer.submit_events(wsid, records(5))
     gate.open()

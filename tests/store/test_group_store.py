@@ -14,17 +14,24 @@ def group(user: str, group_id: str, at: str, **traits: Any) -> dict[str, Any]:
 
 def test_calls_in_one_batch_merge_by_event_time_not_by_arrival(live: Any, ws: Any) -> None:
     with live.client(auth=(ws.write_key, "")) as client:
-        answer = client.post("/v1/batch", json={"batch": [
-            group("ada", "acme", "2026-03-02T09:00:02Z", plan="enterprise"),
-            group("bob", "acme", "2026-03-02T09:00:01Z", plan="free", seats=3),  # older: fills seats only
-            group("ada", "globex", "2026-03-02T09:00:00Z", plan="pro"),
-            {"type": "track", "userId": "ada", "event": "Signed Up"},
-        ]})
+        answer = client.post(
+            "/v1/batch",
+            json={
+                "batch": [
+                    group("ada", "acme", "2026-03-02T09:00:02Z", plan="enterprise"),
+                    group("bob", "acme", "2026-03-02T09:00:01Z", plan="free", seats=3),  # older: fills seats only
+                    group("ada", "globex", "2026-03-02T09:00:00Z", plan="pro"),
+                    {"type": "track", "userId": "ada", "event": "Signed Up"},
+                ]
+            },
+        )
         assert answer.status_code == 200, answer.text
         with live.state.engine.connect() as conn:
             found = groups_store.read_groups(conn, ws.workspace_id, ["acme", "globex", "nobody"])
         assert {gid: g["traits"] for gid, g in found.items()} == {
-            "acme": {"plan": "enterprise", "seats": 3}, "globex": {"plan": "pro"}}
+            "acme": {"plan": "enterprise", "seats": 3},
+            "globex": {"plan": "pro"},
+        }
 
         # A later request: newer wins, an older one only fills gaps; nothing is lost.
         answer = client.post("/v1/group", json=group("cy", "acme", "2026-03-02T09:00:03Z", seats=12, region="eu"))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
@@ -22,10 +23,9 @@ from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.schema import events, identities, profiles
 from nudgeflow.store.workspaces import create_workspace
-
 from tests.support import LiveServer, start_server
 
-RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 NOW_MS = 1_767_268_800_000
 _ids = itertools.count(1)
 
@@ -46,7 +46,9 @@ def wsid(engine: Any) -> str:
 def people(engine: Any, wsid: str, user: str) -> list[str]:
     with engine.connect() as conn:
         return list(
-            conn.execute(select(profiles.c.id).where(profiles.c.workspace_id == wsid, profiles.c.user_id == user)).scalars()
+            conn.execute(
+                select(profiles.c.id).where(profiles.c.workspace_id == wsid, profiles.c.user_id == user)
+            ).scalars()
         )
 
 
@@ -54,7 +56,9 @@ def test_a_second_writer_that_read_the_person_as_new_lands_on_the_first_ones_pro
     # Writer A stores the new person and holds its transaction open.
     first = engine.connect()
     open_tx = first.begin()
-    write_events(first, wsid, [record("identify", userId="newcomer", anonymousId="phone", traits={"plan": "pro"})], NOW_MS)
+    write_events(
+        first, wsid, [record("identify", userId="newcomer", anonymousId="phone", traits={"plan": "pro"})], NOW_MS
+    )
     # Writer B, a connection of its own, reads "newcomer" as unknown; the moment it first
     # writes (after all its reads), A commits: B's write then meets A's committed rows.
     second = engine.connect()
@@ -88,7 +92,9 @@ def test_a_second_writer_that_read_the_person_as_new_lands_on_the_first_ones_pro
     [person] = people(engine, wsid, "newcomer")
     with engine.connect() as conn:
         keys = set(conn.execute(select(identities.c.key).where(identities.c.profile_id == person)).scalars())
-        stored = conn.execute(select(func.count()).select_from(events).where(events.c.profile_id == person)).scalar_one()
+        stored = conn.execute(
+            select(func.count()).select_from(events).where(events.c.profile_id == person)
+        ).scalar_one()
     assert keys == {"u:newcomer", "a:phone", "a:laptop"}
     assert stored == 2
 
@@ -104,7 +110,9 @@ def two_servers(settings: Settings) -> Iterator[tuple[LiveServer, LiveServer]]:
     main.stop()
 
 
-def test_concurrent_requests_for_new_people_on_two_servers_all_succeed(two_servers: tuple[LiveServer, LiveServer]) -> None:
+def test_concurrent_requests_for_new_people_on_two_servers_all_succeed(
+    two_servers: tuple[LiveServer, LiveServer],
+) -> None:
     main, ingest_only = two_servers
     ws = main.workspace("race")
     users = [f"racer-{i}" for i in range(12)]
@@ -117,8 +125,11 @@ def test_concurrent_requests_for_new_people_on_two_servers_all_succeed(two_serve
             return client.post("/v1/identify", json=body).status_code
 
     with ThreadPoolExecutor(2 * len(users)) as pool:
-        futures = [pool.submit(identify, server, user, device)
-                   for user in users for server, device in ((main, "web"), (ingest_only, "app"))]
+        futures = [
+            pool.submit(identify, server, user, device)
+            for user in users
+            for server, device in ((main, "web"), (ingest_only, "app"))
+        ]
         codes = [f.result(timeout=120) for f in futures]
     assert codes == [200] * len(codes)
     for user in users:

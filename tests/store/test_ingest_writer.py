@@ -7,7 +7,7 @@ rows back, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from nudgeflow.store.profiles import get_profile, resolve_profile_id
 from nudgeflow.store.schema import events, identities, profile_merges, profiles
 from nudgeflow.store.workspaces import create_workspace
 
-RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 NOW_MS = 1_767_268_800_000
 _ids = itertools.count(1)
 
@@ -73,7 +73,9 @@ def profile_rows(engine: Any, workspace_id: str) -> list[Any]:
 def events_of(engine: Any, profile_id: str) -> list[str]:
     with engine.connect() as conn:
         return list(
-            conn.execute(select(events.c.message_id).where(events.c.profile_id == profile_id).order_by(events.c.seq)).scalars()
+            conn.execute(
+                select(events.c.message_id).where(events.c.profile_id == profile_id).order_by(events.c.seq)
+            ).scalars()
         )
 
 
@@ -354,7 +356,11 @@ def test_duplicates_within_a_batch_and_against_the_database_are_stored_once(engi
     result = write(engine, wsid, first, again, second)
     assert (result.accepted, result.duplicates) == (2, 1)
 
-    retry = [track(userId="u-d", messageId="dup-1"), track(userId="u-d", messageId="dup-2"), track(userId="u-d", messageId="dup-3")]
+    retry = [
+        track(userId="u-d", messageId="dup-1"),
+        track(userId="u-d", messageId="dup-2"),
+        track(userId="u-d", messageId="dup-3"),
+    ]
     result = write(engine, wsid, *retry)
     assert (result.accepted, result.duplicates) == (1, 2)
     assert write(engine, wsid, *retry).accepted == 0
@@ -400,7 +406,10 @@ def test_many_events_in_one_write(engine: Any, wsid: str) -> None:
     result = write(engine, wsid, *batch[:1500], identify(userId="bulk-user", anonymousId="bulk-3"))
     assert (result.accepted, result.duplicates) == (1, 1500)
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == wsid)).scalar_one() == 2501
+        assert (
+            conn.execute(select(func.count()).select_from(events).where(events.c.workspace_id == wsid)).scalar_one()
+            == 2501
+        )
 
 
 def test_a_profile_created_and_merged_away_in_one_commit_is_not_counted(engine: Any, wsid: str) -> None:

@@ -35,8 +35,10 @@ def definition(journey_id: str = "cart", template: str = "cart-1", **extra: Any)
             "offer": {
                 "type": "send",
                 "channel": "log",
-                "variants": [{"name": "a", "template": "offer-a", "weight": 1},
-                             {"name": "b", "template": "offer-b", "weight": 1}],
+                "variants": [
+                    {"name": "a", "template": "offer-a", "weight": 1},
+                    {"name": "b", "template": "offer-b", "weight": 1},
+                ],
                 "next": "update",
             },
             "update": {"type": "update_profile", "set": {"last_cart": {"ref": "trigger.cart_id"}}},
@@ -82,7 +84,9 @@ def test_apply_creates_a_draft_then_updates_it(engine: Any, ws: str) -> None:
 
 
 def test_definitions_round_trip_to_an_equal_journey(engine: Any, ws: str) -> None:
-    journey = definition(holdout=0.1, priority=5, goal={"event": "Order Completed", "within": "7d", "revenue": "revenue"})
+    journey = definition(
+        holdout=0.1, priority=5, goal={"event": "Order Completed", "within": "7d", "revenue": "revenue"}
+    )
     journey = journey.model_copy(update={"trigger": journey.trigger.model_copy(update={"max_lateness": None})})
     apply(engine, ws, journey)
     call(engine, store.publish, ws)
@@ -122,8 +126,9 @@ def test_publishing_an_unchanged_draft_makes_no_new_version(engine: Any, ws: str
     apply(engine, ws, definition())  # the same file applied again, as CI does
     assert call(engine, store.publish, ws) == 1
     with engine.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(journey_versions)
-                             .where(journey_versions.c.workspace_id == ws)).scalar_one()
+        count = conn.execute(
+            select(func.count()).select_from(journey_versions).where(journey_versions.c.workspace_id == ws)
+        ).scalar_one()
     assert count == 1
 
 
@@ -135,8 +140,11 @@ def test_an_invalid_draft_never_goes_live(engine: Any, ws: str) -> None:
     broken = orjson.loads(store.definition_json(definition(template="cart-2")))
     broken["steps"]["wait"]["next"] = "nowhere"
     with engine.begin() as conn:
-        conn.execute(update(journeys).where(journeys.c.workspace_id == ws, journeys.c.id == "cart")
-                     .values(draft=orjson.dumps(broken).decode()))
+        conn.execute(
+            update(journeys)
+            .where(journeys.c.workspace_id == ws, journeys.c.id == "cart")
+            .values(draft=orjson.dumps(broken).decode())
+        )
     with pytest.raises(store.InvalidDefinition) as refused:
         call(engine, store.publish, ws)
     assert "steps.wait.next: no step named 'nowhere'" in str(refused.value)
@@ -183,8 +191,11 @@ def test_lifecycle_transitions(engine: Any, ws: str) -> None:
     archived = call(engine, store.archive, ws)
     assert (archived.status, archived.changed) == (ARCHIVED, True)
     assert call(engine, store.archive, ws).changed is False
-    for fn, words in ((store.publish, "cannot be published"), (store.pause, "cannot be paused"),
-                      (store.resume, "cannot be resumed")):
+    for fn, words in (
+        (store.publish, "cannot be published"),
+        (store.pause, "cannot be paused"),
+        (store.resume, "cannot be resumed"),
+    ):
         with pytest.raises(store.InvalidTransition, match=words):
             call(engine, fn, ws)
     with pytest.raises(store.InvalidTransition, match="archived"):
@@ -201,10 +212,20 @@ def test_operations_on_an_unknown_journey(engine: Any, ws: str) -> None:
 
 def add_run(engine: Any, ws: str, run_id: str, profile_id: str, status: str, journey_id: str = "cart") -> None:
     with engine.begin() as conn:
-        conn.execute(insert(journey_runs).values(
-            id=run_id, workspace_id=ws, journey_id=journey_id, version=1, profile_id=profile_id, status=status,
-            step="wait", holdout=0, entered_at_ms=1, updated_at_ms=1,
-        ))
+        conn.execute(
+            insert(journey_runs).values(
+                id=run_id,
+                workspace_id=ws,
+                journey_id=journey_id,
+                version=1,
+                profile_id=profile_id,
+                status=status,
+                step="wait",
+                holdout=0,
+                entered_at_ms=1,
+                updated_at_ms=1,
+            )
+        )
 
 
 def timer_rows(engine: Any, ws: str) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
@@ -244,10 +265,9 @@ def test_a_failed_resume_leaves_no_timers_and_the_journey_paused(engine: Any, ws
     call(engine, store.publish, ws)
     call(engine, store.pause, ws)
     add_run(engine, ws, f"{ws}-r1", f"{ws}-p1", "held")
-    with pytest.raises(RuntimeError):
-        with engine.begin() as conn:
-            store.resume(conn, ws, "cart", 5_000)
-            raise RuntimeError("the transaction fails after resume")
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        store.resume(conn, ws, "cart", 5_000)
+        raise RuntimeError("the transaction fails after resume")
     assert timer_rows(engine, ws) == {}
     assert info(engine, ws)["status"] == PAUSED
 
@@ -308,8 +328,12 @@ def test_load_catalog(engine: Any, ws: str) -> None:
         assert sorted(catalog.live) == ["live-one", "paused-one"]
         assert catalog.live["live-one"].version == 2
         assert catalog.live["live-one"].definition.steps["remind"].template == "v2"  # type: ignore[union-attr]
-        assert catalog.statuses == {"live-one": LIVE, "paused-one": PAUSED, "archived-one": ARCHIVED,
-                                    "draft-one": DRAFT}
+        assert catalog.statuses == {
+            "live-one": LIVE,
+            "paused-one": PAUSED,
+            "archived-one": ARCHIVED,
+            "draft-one": DRAFT,
+        }
         # Only live journeys are in the trigger index.
         assert [jv.journey_id for jv in catalog.candidates("Product Added", False)] == ["live-one"]
         # Older versions are read on demand, after the connection that built the catalog closed.

@@ -21,9 +21,10 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -33,7 +34,6 @@ from sqlalchemy.engine import Engine, make_url
 
 from nudgeflow.store import consent, database, privacy
 from nudgeflow.store.schema import PROFILE_OWNED
-
 from tests.support import BACKENDS, make_workspace
 
 PERSON_COLUMN = re.compile(
@@ -69,14 +69,29 @@ class Person:
     token: str
 
     @classmethod
-    def make(cls, tag: str) -> "Person":
-        return cls(f"p_{tag}_{uuid.uuid4().hex[:8]}", f"p_{tag}_old_{uuid.uuid4().hex[:6]}", f"user-{tag}",
-                   f"anon-{tag}", f"{tag}@example.com", f"+4930000{len(tag)}{ord(tag[0])}",
-                   f"https://push.example.net/send/{tag}-{uuid.uuid4().hex}", f"tok{tag}{uuid.uuid4().hex}")
+    def make(cls, tag: str) -> Person:
+        return cls(
+            f"p_{tag}_{uuid.uuid4().hex[:8]}",
+            f"p_{tag}_old_{uuid.uuid4().hex[:6]}",
+            f"user-{tag}",
+            f"anon-{tag}",
+            f"{tag}@example.com",
+            f"+4930000{len(tag)}{ord(tag[0])}",
+            f"https://push.example.net/send/{tag}-{uuid.uuid4().hex}",
+            f"tok{tag}{uuid.uuid4().hex}",
+        )
 
     def values(self) -> set[str]:
-        return {self.profile_id, self.merged_id, self.user_id, self.anonymous_id, self.email, self.phone,
-                self.endpoint, self.token}
+        return {
+            self.profile_id,
+            self.merged_id,
+            self.user_id,
+            self.anonymous_id,
+            self.email,
+            self.phone,
+            self.endpoint,
+            self.token,
+        }
 
     def value_for(self, table: str, column: str) -> str | None:
         if table == "profiles" and column == "id":
@@ -85,9 +100,15 @@ class Person:
             return None
         if column.endswith("from_profile_id"):
             return self.merged_id
-        for ending, value in (("profile_id", self.profile_id), ("user_id", self.user_id),
-                              ("anonymous_id", self.anonymous_id), ("endpoint", self.endpoint),
-                              ("token", self.token), ("phone", self.phone), ("phone_number", self.phone)):
+        for ending, value in (
+            ("profile_id", self.profile_id),
+            ("user_id", self.user_id),
+            ("anonymous_id", self.anonymous_id),
+            ("endpoint", self.endpoint),
+            ("token", self.token),
+            ("phone", self.phone),
+            ("phone_number", self.phone),
+        ):
             if column.endswith(ending):
                 return value
         return self.email  # email, address, rcpt_to, recipient, mail_to
@@ -173,8 +194,19 @@ def fresh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def test_the_rule_finds_the_tables_we_know_hold_people(fresh: Engine) -> None:
     """The rule is not vacuous: it finds the person's tables of today (and more as they come)."""
     found = set(person_tables(fresh))
-    assert {"profiles", "profile_merges", "identities", "events", "outbox", "subscriptions", "suppressions",
-            "push_subscriptions", "device_tokens", "push_deliveries", "inbox_messages"} <= found
+    assert {
+        "profiles",
+        "profile_merges",
+        "identities",
+        "events",
+        "outbox",
+        "subscriptions",
+        "suppressions",
+        "push_subscriptions",
+        "device_tokens",
+        "push_deliveries",
+        "inbox_messages",
+    } <= found
     assert {t.name for t in PROFILE_OWNED} <= found
 
 
@@ -185,7 +217,9 @@ def test_every_table_that_refers_to_a_person_is_known_to_erasure(fresh: Engine) 
         "Add each to schema.PROFILE_OWNED (deleted by profile_id) or to privacy.ERASURE with what erasure does to it."
     )
     for name in privacy.ERASURE:
-        assert name in person_tables(fresh) or name in {t.name for t in PROFILE_OWNED}, f"ERASURE names {name}, which has no person column"
+        assert name in person_tables(fresh) or name in {t.name for t in PROFILE_OWNED}, (
+            f"ERASURE names {name}, which has no person column"
+        )
 
 
 def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_persons(fresh: Engine) -> None:
@@ -201,7 +235,9 @@ def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_pe
                 seed(conn, table, person, ws)
             if "profile_id" in table.c:
                 seed(conn, table, ada_before_merge, ws)
-        before = {name: (rows_holding(conn, t, ada_values), rows_holding(conn, t, bob.values())) for name, t in tables.items()}
+        before = {
+            name: (rows_holding(conn, t, ada_values), rows_holding(conn, t, bob.values())) for name, t in tables.items()
+        }
     assert all(a >= 1 and b >= 1 for a, b in before.values()), before
 
     with fresh.connect() as conn:
@@ -222,8 +258,11 @@ def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_pe
 
     # Ada's suppression is still there, hashed: her address stays blocked, and is not held.
     with fresh.connect() as conn:
-        hashed = conn.execute(sa.select(sa.func.count()).select_from(tables["suppressions"]).where(
-            tables["suppressions"].c.address.like(consent.ERASED_PREFIX + "%"))).scalar_one()
+        hashed = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(tables["suppressions"])
+            .where(tables["suppressions"].c.address.like(consent.ERASED_PREFIX + "%"))
+        ).scalar_one()
     assert hashed == 1 and done.hashed["suppressions"] == 1
 
 
@@ -231,9 +270,13 @@ def test_an_erased_persons_suppression_still_stops_their_address(fresh: Engine) 
     ws = make_workspace(fresh, "privacy-suppressions").workspace_id
     ada = Person.make("eve")
     with fresh.begin() as conn:
-        conn.execute(sa.text("INSERT INTO profiles (id, workspace_id, user_id, traits, created_at_ms, updated_at_ms)"
-                             " VALUES (:p, :w, 'eve', :t, 1, 1)"),
-                     {"p": ada.profile_id, "w": ws, "t": orjson.dumps({"email": "Eve@Example.com"}).decode()})
+        conn.execute(
+            sa.text(
+                "INSERT INTO profiles (id, workspace_id, user_id, traits, created_at_ms, updated_at_ms)"
+                " VALUES (:p, :w, 'eve', :t, 1, 1)"
+            ),
+            {"p": ada.profile_id, "w": ws, "t": orjson.dumps({"email": "Eve@Example.com"}).decode()},
+        )
         consent.suppress(conn, ws, "email", "eve@example.com", "complaint", NOW, "feedback loop: eve@example.com")
         consent.suppress(conn, ws, "email", "other@example.com", "hard_bounce", NOW)
     with fresh.begin() as conn:
@@ -241,10 +284,16 @@ def test_an_erased_persons_suppression_still_stops_their_address(fresh: Engine) 
     assert done.hashed == {"suppressions": 1}
     with fresh.connect() as conn:
         listed = consent.list_suppressions(conn, ws)
-        assert sorted(s["address"] for s in listed) == [consent.erased_address(ws, "email", "eve@example.com"), "other@example.com"]
+        assert sorted(s["address"] for s in listed) == [
+            consent.erased_address(ws, "email", "eve@example.com"),
+            "other@example.com",
+        ]
         assert all("eve" not in (s["detail"] or "") for s in listed)  # the detail may name the address: dropped
         # A new profile with the same address: still suppressed, for one message or a dispatch round.
-        assert consent.can_send(conn, ws, "p-new", "email", "EVE@example.com", marketing=False) == (False, "suppressed: complaint")
+        assert consent.can_send(conn, ws, "p-new", "email", "EVE@example.com", marketing=False) == (
+            False,
+            "suppressed: complaint",
+        )
         batch = consent.ConsentBatch(conn, [(ws, "p-new", "email", "eve@example.com")])
         assert batch.state(ws, "p-new", "email", "eve@example.com", False, None).reason == "suppressed: complaint"
         assert consent.suppression_of(conn, ws, "email", "eve@example.com")["reason"] == "complaint"
@@ -260,11 +309,18 @@ def test_a_seq_of_erased_events_is_never_given_again(fresh: Engine) -> None:
     """The engine's cursor has passed the erased events' seqs: a new event reusing one (as
     SQLite does with the highest rowid, without AUTOINCREMENT) would never be decided."""
     ws = make_workspace(fresh, "privacy-seq").workspace_id
-    row = "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload)" \
-          " VALUES (:w, :m, :p, 'track', 1, 1, '{}')"
+    row = (
+        "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload)"
+        " VALUES (:w, :m, :p, 'track', 1, 1, '{}')"
+    )
     with fresh.begin() as conn:
-        conn.execute(sa.text("INSERT INTO profiles (id, workspace_id, traits, created_at_ms, updated_at_ms)"
-                             " VALUES ('p-seq', :w, '{}', 1, 1)"), {"w": ws})
+        conn.execute(
+            sa.text(
+                "INSERT INTO profiles (id, workspace_id, traits, created_at_ms, updated_at_ms)"
+                " VALUES ('p-seq', :w, '{}', 1, 1)"
+            ),
+            {"w": ws},
+        )
         for n in range(3):
             conn.execute(sa.text(row), {"w": ws, "m": f"seq-{n}-{ws}", "p": "p-seq"})
         newest = conn.execute(sa.text("SELECT max(seq) FROM events")).scalar_one()
@@ -272,4 +328,7 @@ def test_a_seq_of_erased_events_is_never_given_again(fresh: Engine) -> None:
         assert privacy.erase_person(conn, ws, "p-seq").deleted["events"] == 3
     with fresh.begin() as conn:
         conn.execute(sa.text(row), {"w": ws, "m": f"after-{ws}", "p": "p-other"})
-        assert conn.execute(sa.text("SELECT seq FROM events WHERE message_id = :m"), {"m": f"after-{ws}"}).scalar_one() > newest
+        assert (
+            conn.execute(sa.text("SELECT seq FROM events WHERE message_id = :m"), {"m": f"after-{ws}"}).scalar_one()
+            > newest
+        )

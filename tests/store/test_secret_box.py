@@ -16,7 +16,6 @@ from nudgeflow.cli import app as cli_app
 from nudgeflow.store import consent, database, workspace_settings
 from nudgeflow.store.schema import workspace_settings as settings_table
 from nudgeflow.store.secret_box import PREFIX, SecretBox, SecretKeyError, new_key
-
 from tests.support import make_workspace, start_server
 
 PASSWORD = "hunter2-smtp-password"
@@ -41,7 +40,9 @@ def unseal_all(engine: Any, keys: list[str]) -> None:
     with engine.begin() as conn:
         for ws, raw in conn.execute(select(settings_table.c.workspace_id, settings_table.c.settings)).all():
             if SecretBox.is_sealed(raw):
-                conn.execute(update(settings_table).where(settings_table.c.workspace_id == ws).values(settings=box.open(raw)))
+                conn.execute(
+                    update(settings_table).where(settings_table.c.workspace_id == ws).values(settings=box.open(raw))
+                )
 
 
 def engine_for(url: str, key: str | None = None) -> Any:
@@ -91,7 +92,8 @@ def test_settings_stored_unsealed_are_read_and_sealed_on_their_next_write(tmp_pa
 
 
 def test_with_a_key_set_every_backend_seals_and_a_rotation_loses_nothing(
-        database_url: str, request: pytest.FixtureRequest) -> None:
+    database_url: str, request: pytest.FixtureRequest
+) -> None:
     old, new = new_key(), new_key()
     engine = engine_for(database_url, old)
     ws = make_workspace(engine).workspace_id
@@ -156,7 +158,9 @@ def test_the_cli_makes_keys_reseals_and_reports(tmp_path: Path, monkeypatch: pyt
     assert "resealed 1 workspaces' settings with NUDGEFLOW_SECRET_KEY (0 were unsealed)" in resealed.output
     monkeypatch.setenv("NUDGEFLOW_SECRET_KEY", key)
     shown = runner.invoke(cli_app, ["secrets", "status", "--database", url])
-    assert shown.exit_code == 0 and "key: NUDGEFLOW_SECRET_KEY" in shown.stdout and "1 sealed, 0 unsealed" in shown.stdout
+    assert (
+        shown.exit_code == 0 and "key: NUDGEFLOW_SECRET_KEY" in shown.stdout and "1 sealed, 0 unsealed" in shown.stdout
+    )
     check = engine_for(url, key)
     with check.connect() as conn:
         assert workspace_settings.get_section(conn, ws, "smtp") == {"password": PASSWORD}
@@ -165,7 +169,8 @@ def test_the_cli_makes_keys_reseals_and_reports(tmp_path: Path, monkeypatch: pyt
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn's exit
 def test_a_server_with_the_wrong_key_refuses_to_start_and_says_why(
-        tmp_path: Path, clock: Any, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     from nudgeflow.settings import Settings
     from nudgeflow.web.embedded import ServerStartError
 
@@ -182,7 +187,8 @@ def test_a_server_with_the_wrong_key_refuses_to_start_and_says_why(
 
 
 def test_settings_that_stop_opening_while_serving_answer_503_naming_the_remedy(
-        live: Any, ws: Any, request: pytest.FixtureRequest) -> None:
+    live: Any, ws: Any, request: pytest.FixtureRequest
+) -> None:
     engine = live.state.engine
     original = engine.get_execution_options()["nudgeflow_secrets"]
 

@@ -37,8 +37,11 @@ def test_versions_are_immutable_and_identical_saves_add_nothing(engine: Any) -> 
         assert store.get_template(conn, ws, "nope") is None
         listed = store.list_templates(conn, ws)
         assert [(t["name"], t["channel"], t["current_version"]) for t in listed] == [("welcome", "email", 3)]
-        compiled_html = conn.execute(select(template_versions.c.compiled).where(
-            template_versions.c.workspace_id == ws, template_versions.c.version == 1)).scalar_one()
+        compiled_html = conn.execute(
+            select(template_versions.c.compiled).where(
+                template_versions.c.workspace_id == ws, template_versions.c.version == 1
+            )
+        ).scalar_one()
         assert compiled_html and "{{ profile.first_name }}" in compiled_html and "<mj-" not in compiled_html
 
 
@@ -72,7 +75,7 @@ def test_load_compiled_is_cached_per_version_and_never_recompiles(engine: Any) -
         first = compiled_templates.load_compiled(conn, ws, "welcome")
         assert compiled_templates.load_compiled(conn, ws, "welcome") is first
         assert compiled_templates.load_compiled(conn, ws, "welcome", 1) is first
-    assert T.MJML_COMPILES == before  # the stored HTML was used
+    assert before == T.MJML_COMPILES  # the stored HTML was used
     assert "Hi Ana" in render(first, sample_context()).html  # type: ignore[union-attr]
     with engine.begin() as conn:
         compiled_templates.save_template(conn, ws, "welcome", {**SOURCE, "subject": "v2"}, 2000)
@@ -87,7 +90,9 @@ def test_load_compiled_is_cached_per_version_and_never_recompiles(engine: Any) -
 
 
 def test_template_files(tmp_path: Path) -> None:
-    (tmp_path / "hello.yaml").write_text("subject: \"Hi {{ profile.first_name | default: 'there' }}\"\nbody: |\n  <p>Hello</p>\n")
+    (tmp_path / "hello.yaml").write_text(
+        "subject: \"Hi {{ profile.first_name | default: 'there' }}\"\nbody: |\n  <p>Hello</p>\n"
+    )
     (tmp_path / "ping.yml").write_text("channel: push\ntitle: Ping\nbody: Hello {{ profile.first_name }}\n")
     (tmp_path / "notes.txt").write_text("not a template")
     loaded = compiled_templates.load_template_files(tmp_path)

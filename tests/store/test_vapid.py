@@ -47,7 +47,10 @@ def test_keys_stay_per_workspace(engine: Any) -> None:
         assert vapid.vapid_public_key(conn, a) != vapid.vapid_public_key(conn, b)
 
 
-@pytest.mark.parametrize("subject", ["push@shop.example", "http://shop.example", "mailto:", "https://", "mailto:a b@x", "mailto:ops@shop\x00.example"])
+@pytest.mark.parametrize(
+    "subject",
+    ["push@shop.example", "http://shop.example", "mailto:", "https://", "mailto:a b@x", "mailto:ops@shop\x00.example"],
+)
 def test_subject_must_be_mailto_or_https(engine: Any, subject: str) -> None:
     ws = make_workspace(engine).workspace_id
     with engine.begin() as conn, pytest.raises(vapid.VapidError, match="subject"):
@@ -56,16 +59,20 @@ def test_subject_must_be_mailto_or_https(engine: Any, subject: str) -> None:
 
 def test_private_key_forms_and_no_secret_in_repr() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     public = vapid.public_key_of(key)
     assert vapid.public_key_of(vapid.load_private_key(pem)) == public
     scalar = vapid.b64url(key.private_numbers().private_value.to_bytes(32, "big"))
     assert vapid.public_key_of(vapid.load_private_key(scalar)) == public
     with pytest.raises(vapid.VapidError):
         vapid.load_private_key("not-a-key")
-    other = ec.generate_private_key(ec.SECP384R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    other = (
+        ec.generate_private_key(ec.SECP384R1())
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     with pytest.raises(vapid.VapidError, match="P-256"):
         vapid.load_private_key(other)
     keys = vapid.VapidKeys(public, scalar, "mailto:a@b.example", 1)
@@ -89,7 +96,9 @@ def test_cli_show_and_rotate(engine: Any, settings: Any) -> None:
     shown = runner.invoke(app, ["workspace", "vapid", "show", ws, "--json", *db])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["public_key"] == first.public_key
-    rotated = runner.invoke(app, ["workspace", "vapid", "rotate", ws, "--subject", "mailto:ops@shop.example", "--json", *db])
+    rotated = runner.invoke(
+        app, ["workspace", "vapid", "rotate", ws, "--subject", "mailto:ops@shop.example", "--json", *db]
+    )
     assert rotated.exit_code == 0, rotated.output
     body = json.loads(rotated.stdout)
     assert body["public_key"] != first.public_key and body["subject"] == "mailto:ops@shop.example"

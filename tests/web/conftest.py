@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.support import LiveServer
 
 

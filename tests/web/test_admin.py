@@ -48,8 +48,12 @@ def person(live: Any, ws: Any) -> dict[str, Any]:
     send(
         live,
         ws.write_key,
-        msg("identify", userId="user-42", anonymousId="phone-1",
-            traits={"email": "jo@example.com", "first_name": "Jo", "plan": "free", "timezone": "Europe/Berlin"}),
+        msg(
+            "identify",
+            userId="user-42",
+            anonymousId="phone-1",
+            traits={"email": "jo@example.com", "first_name": "Jo", "plan": "free", "timezone": "Europe/Berlin"},
+        ),
         msg("track", userId="user-42", event="Signed Up"),
     )
     send(
@@ -79,7 +83,12 @@ def test_profile_by_every_id_it_is_known_by(live: Any, ws: Any, person: dict[str
     assert pid == person["phone_pid"]
     assert profile["merged_from"] == [person["laptop_pid"]]
     assert profile["user_id"] == "user-42"
-    assert profile["traits"] == {"email": "jo@example.com", "first_name": "Jo", "plan": "pro", "timezone": "Europe/Berlin"}
+    assert profile["traits"] == {
+        "email": "jo@example.com",
+        "first_name": "Jo",
+        "plan": "pro",
+        "timezone": "Europe/Berlin",
+    }
     assert profile["trait_errors"] == {}
     assert profile["identities"] == {"user_ids": ["user-42"], "anonymous_ids": ["laptop-1", "phone-1"]}
     assert profile["event_count"] == person["events"]
@@ -102,7 +111,9 @@ def test_unknown_profile_is_404_with_a_message(live: Any, ws: Any) -> None:
 
 def test_bad_reserved_trait_is_shown_on_the_profile(live: Any, ws: Any) -> None:
     with live.client(auth=(ws.write_key, "")) as client:
-        answer = client.post("/v1/identify", json={"userId": "tz-user", "traits": {"timezone": "Moon/Base", "plan": "x"}})
+        answer = client.post(
+            "/v1/identify", json={"userId": "tz-user", "traits": {"timezone": "Moon/Base", "plan": "x"}}
+        )
     assert answer.status_code == 200
     assert answer.json()["warnings"][0]["field"] == "traits.timezone"
     with live.admin(ws.admin_token) as client:
@@ -180,7 +191,16 @@ def test_export_has_everything_held_about_the_person(live: Any, ws: Any, person:
     assert data["merged_from"] == [person["laptop_pid"]]
     assert data["event_count"] == len(data["events"]) == person["events"]
     # Oldest first, each with the full message as stored.
-    assert [e["type"] for e in data["events"]] == ["track", "page", "track", "identify", "track", "alias", "track", "identify"]
+    assert [e["type"] for e in data["events"]] == [
+        "track",
+        "page",
+        "track",
+        "identify",
+        "track",
+        "alias",
+        "track",
+        "identify",
+    ]
     assert data["events"][0]["message"]["properties"] == {"sku": "A"}
     assert data["events"][2]["message"]["anonymousId"] == "laptop-1"
     assert all(e["message"]["messageId"] == e["message_id"] for e in data["events"])
@@ -215,12 +235,23 @@ def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, p
     assert count(live, events, events.c.workspace_id == wsid, events.c.user_id == "user-42") == 0
     assert count(live, events, events.c.workspace_id == wsid, events.c.anonymous_id.in_(["phone-1", "laptop-1"])) == 0
     assert count(live, identities, identities.c.profile_id == pid) == 0
-    assert count(live, identities, identities.c.workspace_id == wsid, identities.c.key.in_(["u:user-42", "a:phone-1", "a:laptop-1"])) == 0
-    assert count(
-        live,
-        profile_merges,
-        or_(profile_merges.c.into_profile_id == pid, profile_merges.c.from_profile_id == person["laptop_pid"]),
-    ) == 0
+    assert (
+        count(
+            live,
+            identities,
+            identities.c.workspace_id == wsid,
+            identities.c.key.in_(["u:user-42", "a:phone-1", "a:laptop-1"]),
+        )
+        == 0
+    )
+    assert (
+        count(
+            live,
+            profile_merges,
+            or_(profile_merges.c.into_profile_id == pid, profile_merges.c.from_profile_id == person["laptop_pid"]),
+        )
+        == 0
+    )
     assert count(live, profiles, profiles.c.id == pid) == 0
     assert count(live, events, events.c.workspace_id == wsid) == 1  # the bystander's
 
@@ -251,7 +282,9 @@ def test_erased_message_ids_are_not_replayed_as_duplicates_of_nothing(live: Any,
 # -- auth --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/api/profiles/user-42", "/api/profiles/user-42/events", "/api/profiles/user-42/export", "/api/stats"])
+@pytest.mark.parametrize(
+    "path", ["/api/profiles/user-42", "/api/profiles/user-42/events", "/api/profiles/user-42/export", "/api/stats"]
+)
 def test_admin_api_needs_the_bearer_admin_token(live: Any, ws: Any, path: str) -> None:
     send(live, ws.write_key, msg("identify", userId="user-42", traits={"plan": "pro"}))
     with live.client() as client:
@@ -270,7 +303,10 @@ def test_admin_api_needs_the_bearer_admin_token(live: Any, ws: Any, path: str) -
         assert client.get(path, headers={"Authorization": f"bearer {ws.admin_token}"}).status_code == 200
     with live.client() as client:
         assert client.delete("/api/profiles/user-42").status_code == 401
-        assert client.delete("/api/profiles/user-42", headers={"Authorization": f"Bearer {ws.write_key}"}).status_code == 401
+        assert (
+            client.delete("/api/profiles/user-42", headers={"Authorization": f"Bearer {ws.write_key}"}).status_code
+            == 401
+        )
     with live.admin(ws.admin_token) as client:
         assert client.get("/api/profiles/user-42").status_code == 200
 
@@ -284,7 +320,12 @@ def test_an_admin_token_cannot_ingest(live: Any, ws: Any) -> None:
 
 def test_tokens_never_appear_in_answers(live: Any, ws: Any, person: dict[str, Any]) -> None:
     with live.admin(ws.admin_token) as client:
-        for path in ("/api/profiles/user-42", "/api/profiles/user-42/export", "/api/profiles/user-42/events", "/api/stats"):
+        for path in (
+            "/api/profiles/user-42",
+            "/api/profiles/user-42/export",
+            "/api/profiles/user-42/events",
+            "/api/stats",
+        ):
             text = client.get(path).text
             assert ws.write_key not in text and ws.admin_token not in text, path
 
@@ -296,9 +337,12 @@ def test_workspaces_are_isolated(live: Any) -> None:
     a, b = live.workspace("shop-a"), live.workspace("shop-b")
     # The same ids, and even the same messageIds, in both workspaces.
     same_id = "shared-message-1"
-    send(live, b.write_key,
-         msg("identify", userId="same-user", anonymousId="same-device", traits={"shop": "b"}, messageId=same_id),
-         msg("track", userId="same-user", event="Order Completed"))
+    send(
+        live,
+        b.write_key,
+        msg("identify", userId="same-user", anonymousId="same-device", traits={"shop": "b"}, messageId=same_id),
+        msg("track", userId="same-user", event="Order Completed"),
+    )
     with live.admin(b.admin_token) as client:
         b_profile = client.get("/api/profiles/same-user").json()
 
@@ -312,8 +356,11 @@ def test_workspaces_are_isolated(live: Any) -> None:
         assert client.get("/api/stats").json()["events"] == 0
 
     # A's write key writes into A only, whatever the body claims.
-    send(live, a.write_key,
-         msg("identify", userId="same-user", anonymousId="same-device", traits={"shop": "a"}, messageId=same_id))
+    send(
+        live,
+        a.write_key,
+        msg("identify", userId="same-user", anonymousId="same-device", traits={"shop": "a"}, messageId=same_id),
+    )
     with live.client(auth=(a.write_key, "")) as client:
         answer = client.post("/v1/batch", json={"writeKey": b.write_key, "batch": [msg("track", userId="same-user")]})
         assert answer.status_code == 200
@@ -345,14 +392,18 @@ def test_stats_count_one_workspace(live: Any, ws: Any, person: dict[str, Any]) -
     assert stats["track_events"]["Product Viewed"] == 2
 
 
-@pytest.mark.parametrize("user_id", ["jo+tag@example.com", "Zoë Ünïcode", "auth0|5f1c", "id with spaces?&#", "org/42/user/7"])
+@pytest.mark.parametrize(
+    "user_id", ["jo+tag@example.com", "Zoë Ünïcode", "auth0|5f1c", "id with spaces?&#", "org/42/user/7"]
+)
 def test_profiles_by_ids_that_need_escaping(live: Any, ws: Any, user_id: str) -> None:
     send(live, ws.write_key, msg("identify", userId=user_id, traits={"plan": "pro"}))
     with live.admin(ws.admin_token) as client:
         answer = client.get("/api/profiles/" + quote(user_id, safe=""))
         assert answer.status_code == 200, answer.text
         assert answer.json()["user_id"] == user_id
-        assert client.get("/api/profiles/" + quote(user_id, safe="") + "/events").json()["events"][0]["type"] == "identify"
+        assert (
+            client.get("/api/profiles/" + quote(user_id, safe="") + "/events").json()["events"][0]["type"] == "identify"
+        )
 
 
 # -- values the database cannot hold -------------------------------------------------------

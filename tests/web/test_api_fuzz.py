@@ -30,7 +30,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.support import LiveServer
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -97,7 +96,9 @@ def _fuzz(operation: Any, session: requests.Session, base_url: str, credentials:
             case.validate_response(response, checks=CONFORMANCE)
         except (Exception, BaseExceptionGroup) as exc:  # schemathesis' failure, or its FailureGroup of them
             reason = " ".join(str(exc).split())[:300]
-            found.append(f"{response.status_code} not as documented: {case.as_curl_command(base_url=base_url)}\n    {reason}")
+            found.append(
+                f"{response.status_code} not as documented: {case.as_curl_command(base_url=base_url)}\n    {reason}"
+            )
 
     for override in _hazards(operation):
         # One case per hazard: the rest of the request drawn from the schema, derandomized.
@@ -121,7 +122,9 @@ def _fuzz(operation: Any, session: requests.Session, base_url: str, credentials:
     return found
 
 
-def test_no_request_to_any_documented_operation_answers_5xx_or_undocumented(fuzz_server: tuple[LiveServer, NewWorkspace]) -> None:
+def test_no_request_to_any_documented_operation_answers_5xx_or_undocumented(
+    fuzz_server: tuple[LiveServer, NewWorkspace],
+) -> None:
     server, ws = fuzz_server
     with requests.Session() as session:
         document = session.get(f"{server.url}/openapi.json", timeout=30)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gzip
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import NewWorkspace
 from nudgeflow.web.app import create_app
-
 from tests.support import LiveServer
 
 INGEST_PATHS = [f"/v1/{p}" for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")]
@@ -122,15 +122,25 @@ def test_metrics_count_accepted_and_rejected_events_by_reason(live: LiveServer, 
             assert client.post("/v1/track", json={"userId": "u", "event": "E", "messageId": f"m{i}"}).status_code == 200
         batch = {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": f"b{i}"} for i in range(10)]}
         assert client.post("/v1/batch", json=batch).status_code == 200
-        assert client.post("/v1/track", json={"userId": "u", "event": "E", "messageId": "m0"}).status_code == 200  # repeat
+        assert (
+            client.post("/v1/track", json={"userId": "u", "event": "E", "messageId": "m0"}).status_code == 200
+        )  # repeat
         assert client.post("/v1/track", content=b"{", headers=json).status_code == 400
         bad_batch = {"batch": [*batch["batch"][:4], {"type": "track", "event": "no id"}]}
         assert client.post("/v1/batch", json=bad_batch).status_code == 400
         assert client.post("/v1/track", content=b"{}", headers={"content-type": "text/xml"}).status_code == 415
         big = {"userId": "u", "event": "E", "properties": {"x": "y" * 40_000}}
         assert client.post("/v1/track", json=big).status_code == 400  # an event too large, as in a batch
-        assert client.post("/v1/batch", content=gzip.compress(b"{}")[:-3], headers={**json, "content-encoding": "gzip"}).status_code == 400
-        assert client.post("/v1/identify", json={"userId": "u", "traits": {"timezone": "Atlantis/Capital"}}).status_code == 200
+        assert (
+            client.post(
+                "/v1/batch", content=gzip.compress(b"{}")[:-3], headers={**json, "content-encoding": "gzip"}
+            ).status_code
+            == 400
+        )
+        assert (
+            client.post("/v1/identify", json={"userId": "u", "traits": {"timezone": "Atlantis/Capital"}}).status_code
+            == 200
+        )
     with live.client(auth=("wk_unknown_key_1234", "")) as client:
         assert client.post("/v1/track", json={"userId": "u", "event": "E"}).status_code == 401
 
@@ -174,7 +184,9 @@ def test_the_admin_routes_are_timed_as_one_group(live: LiveServer, ws: NewWorksp
         for ref in ("a", "b", "c"):
             client.get(f"/api/profiles/{ref}", headers=headers)
     samples = scrape(live)
-    routes: set[Any] = {dict(labels).get("route") for (name, labels) in samples if name.startswith("nudgeflow_request_seconds")}
+    routes: set[Any] = {
+        dict(labels).get("route") for (name, labels) in samples if name.startswith("nudgeflow_request_seconds")
+    }
     assert "/api" in routes
     assert not any(str(r).startswith("/api/") for r in routes)
     assert value(samples, "nudgeflow_request_seconds_count", route="/api") == 3
@@ -185,8 +197,14 @@ def test_a_repeat_messageid_with_other_content_is_dropped_and_counted_apart(live
 
     from nudgeflow.store.schema import events
 
-    first = {"userId": "u", "event": "Order Completed", "messageId": "m-1", "properties": {"total": 10},
-             "timestamp": "2026-01-05T10:00:00Z", "sentAt": "2026-01-05T10:00:01Z"}
+    first = {
+        "userId": "u",
+        "event": "Order Completed",
+        "messageId": "m-1",
+        "properties": {"total": 10},
+        "timestamp": "2026-01-05T10:00:00Z",
+        "sentAt": "2026-01-05T10:00:01Z",
+    }
     with live.client(auth=(ws.write_key, "")) as client:
         assert client.post("/v1/track", json=first).status_code == 200
         # A retry of the same event (another sentAt, so another corrected timestamp): a plain repeat.
@@ -194,16 +212,23 @@ def test_a_repeat_messageid_with_other_content_is_dropped_and_counted_apart(live
         # The same id for another event: accepted (200, as every repeat) and not stored.
         assert client.post("/v1/track", json={**first, "properties": {"total": 99}}).status_code == 200
         # Inside one batch: the second m-2 differs from the first.
-        batch = {"batch": [{"type": "track", "userId": "u", "event": "A", "messageId": "m-2"},
-                           {"type": "track", "userId": "u", "event": "B", "messageId": "m-2"},
-                           {"type": "track", "userId": "u", "event": "A", "messageId": "m-2"}]}
+        batch = {
+            "batch": [
+                {"type": "track", "userId": "u", "event": "A", "messageId": "m-2"},
+                {"type": "track", "userId": "u", "event": "B", "messageId": "m-2"},
+                {"type": "track", "userId": "u", "event": "A", "messageId": "m-2"},
+            ]
+        }
         assert client.post("/v1/batch", json=batch).status_code == 200
     samples = scrape(live)
     assert value(samples, "nudgeflow_events_accepted_total") == 2
     assert value(samples, "nudgeflow_events_duplicate_total") == 4
     assert value(samples, "nudgeflow_events_duplicate_conflict_total") == 2
     with live.state.engine.connect() as conn:
-        rows = conn.execute(select(events.c.message_id, events.c.event, events.c.payload)
-                            .where(events.c.workspace_id == ws.workspace_id).order_by(events.c.seq)).all()
+        rows = conn.execute(
+            select(events.c.message_id, events.c.event, events.c.payload)
+            .where(events.c.workspace_id == ws.workspace_id)
+            .order_by(events.c.seq)
+        ).all()
     assert [(r.message_id, r.event) for r in rows] == [("m-1", "Order Completed"), ("m-2", "A")]
     assert '"total":10' in rows[0].payload  # the first one stored wins

@@ -15,7 +15,8 @@ import hmac
 import http.server
 import json
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -25,8 +26,8 @@ from cryptography.x509.oid import NameOID
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.web.bounces import set_webhook_settings
-from tests.support import LiveServer
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
+from tests.support import LiveServer
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
 
@@ -52,7 +53,7 @@ class _CertServer:
         self.hits = hits
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 hits.append(self.path)
                 body = pem if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
                 self.send_response(200)
@@ -76,11 +77,16 @@ class _CertServer:
 def sns_key() -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
     )
     return key, cert.public_bytes(serialization.Encoding.PEM)
 
@@ -123,8 +129,12 @@ SES_BOUNCE = {
         "bounceType": "Permanent",
         "bounceSubType": "General",
         "bouncedRecipients": [
-            {"emailAddress": "ann@example.com", "action": "failed", "status": "5.1.1",
-             "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+            {
+                "emailAddress": "ann@example.com",
+                "action": "failed",
+                "status": "5.1.1",
+                "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+            }
         ],
         "timestamp": "2025-12-31T23:59:00.000Z",
         "feedbackId": "0100-abc",
@@ -157,7 +167,9 @@ def test_ses_bounce_and_complaint(live: LiveServer, ws: Any, sns: _CertServer, s
     add_sent_message(live.state.engine, wid, pid, "run-5:welcome:1")
     with live.client() as client:
         body = _sns_sign(sns_key[0], _ses_notification(sns.url, SES_BOUNCE), version="1")
-        r = client.post(f"/webhooks/ses/{wid}", content=json.dumps(body), headers={"x-amz-sns-message-type": "Notification"})
+        r = client.post(
+            f"/webhooks/ses/{wid}", content=json.dumps(body), headers={"x-amz-sns-message-type": "Notification"}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["suppressed"] == 1
         body = _sns_sign(sns_key[0], _ses_notification(sns.url, SES_COMPLAINT, "sns-2"))
@@ -169,8 +181,13 @@ def test_ses_bounce_and_complaint(live: LiveServer, ws: Any, sns: _CertServer, s
     events = feedback_events(live.state.engine, wid)
     assert [(e["event"], e["profile_id"]) for e in events] == [("Email Bounced", pid), ("Email Marked as Spam", pid)]
     assert events[0]["properties"] == {
-        "kind": "hard", "status": "5.1.1", "diagnostic": "smtp; 550 5.1.1 user unknown",
-        "message_key": "run-5:welcome:1", "provider": "ses", "email": "ann@example.com", "channel": "email",
+        "kind": "hard",
+        "status": "5.1.1",
+        "diagnostic": "smtp; 550 5.1.1 user unknown",
+        "message_key": "run-5:welcome:1",
+        "provider": "ses",
+        "email": "ann@example.com",
+        "channel": "email",
     }
     assert sns.hits.count("/SimpleNotificationService-test.pem") == 1  # the certificate is cached
 
@@ -183,7 +200,9 @@ def test_ses_transient_bounce_is_an_event_only(live: LiveServer, ws: Any, sns: _
     doc["bounce"]["bounceType"] = "Transient"
     doc["bounce"]["bouncedRecipients"][0].update(status="4.2.2", diagnosticCode="smtp; 452 4.2.2 mailbox full")
     with live.client() as client:
-        r = client.post(f"/webhooks/ses/{wid}", content=json.dumps(_sns_sign(sns_key[0], _ses_notification(sns.url, doc))))
+        r = client.post(
+            f"/webhooks/ses/{wid}", content=json.dumps(_sns_sign(sns_key[0], _ses_notification(sns.url, doc)))
+        )
     assert r.status_code == 200, r.text
     assert suppressions(live.state.engine, wid) == {}
     [event] = feedback_events(live.state.engine, wid)
@@ -194,9 +213,14 @@ def test_ses_subscription_confirmation(live: LiveServer, ws: Any, sns: _CertServ
     wid = ws.workspace_id
     _configure(live, wid, "ses", {"topic_arns": [TOPIC]})
     msg = {
-        "Type": "SubscriptionConfirmation", "MessageId": "sub-1", "Token": "tok", "TopicArn": TOPIC,
-        "Message": "You have chosen to subscribe...", "SubscribeURL": f"{sns.url}/?Action=ConfirmSubscription&Token=tok",
-        "Timestamp": "2026-01-01T00:00:00.000Z", "SigningCertURL": f"{sns.url}/SimpleNotificationService-test.pem",
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "sub-1",
+        "Token": "tok",
+        "TopicArn": TOPIC,
+        "Message": "You have chosen to subscribe...",
+        "SubscribeURL": f"{sns.url}/?Action=ConfirmSubscription&Token=tok",
+        "Timestamp": "2026-01-01T00:00:00.000Z",
+        "SigningCertURL": f"{sns.url}/SimpleNotificationService-test.pem",
     }
     with live.client() as client:
         r = client.post(f"/webhooks/ses/{wid}", content=json.dumps(_sns_sign(sns_key[0], msg)))
@@ -273,11 +297,26 @@ def _sendgrid_headers(key: ec.EllipticCurvePrivateKey, body: bytes, timestamp: s
 
 
 SENDGRID_EVENTS = [
-    {"email": "bea@example.com", "timestamp": 1767225590, "event": "bounce", "type": "bounce", "status": "5.1.1",
-     "reason": "550 5.1.1 The email account that you tried to reach does not exist", "sg_event_id": "ev-1",
-     "sg_message_id": "sg-1", "nudgeflow_message_key": "run-7:cart:1"},
-    {"email": "cat@example.com", "timestamp": 1767225591, "event": "bounce", "type": "blocked", "status": "4.7.1",
-     "reason": "421 4.7.1 try again later", "sg_event_id": "ev-2"},
+    {
+        "email": "bea@example.com",
+        "timestamp": 1767225590,
+        "event": "bounce",
+        "type": "bounce",
+        "status": "5.1.1",
+        "reason": "550 5.1.1 The email account that you tried to reach does not exist",
+        "sg_event_id": "ev-1",
+        "sg_message_id": "sg-1",
+        "nudgeflow_message_key": "run-7:cart:1",
+    },
+    {
+        "email": "cat@example.com",
+        "timestamp": 1767225591,
+        "event": "bounce",
+        "type": "blocked",
+        "status": "4.7.1",
+        "reason": "421 4.7.1 try again later",
+        "sg_event_id": "ev-2",
+    },
     {"email": "dan@example.com", "timestamp": 1767225592, "event": "spamreport", "sg_event_id": "ev-3"},
     {"email": "bea@example.com", "timestamp": 1767225593, "event": "delivered", "sg_event_id": "ev-4"},
 ]
@@ -315,7 +354,10 @@ def test_sendgrid_rejections(live: LiveServer, ws: Any, sendgrid_key: ec.Ellipti
         stale = {**headers, "X-Twilio-Email-Event-Webhook-Timestamp": "1767225601"}
         assert client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=stale).status_code == 403
         other = ec.generate_private_key(ec.SECP256R1())
-        assert client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=_sendgrid_headers(other, body)).status_code == 403
+        assert (
+            client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=_sendgrid_headers(other, body)).status_code
+            == 403
+        )
         unsigned = {"Content-Type": "application/json"}
         assert client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=unsigned).status_code == 401
         garbage = {**headers, "X-Twilio-Email-Event-Webhook-Signature": "%%%"}
@@ -325,7 +367,9 @@ def test_sendgrid_rejections(live: LiveServer, ws: Any, sendgrid_key: ec.Ellipti
         r = client.post(f"/webhooks/sendgrid/{wid}", content=obj, headers=_sendgrid_headers(sendgrid_key, obj))
         assert r.status_code == 400 and "array" in r.json()["detail"]
         no_email = b'[{"event": "bounce", "type": "bounce"}]'
-        r = client.post(f"/webhooks/sendgrid/{wid}", content=no_email, headers=_sendgrid_headers(sendgrid_key, no_email))
+        r = client.post(
+            f"/webhooks/sendgrid/{wid}", content=no_email, headers=_sendgrid_headers(sendgrid_key, no_email)
+        )
         assert r.status_code == 400 and "no email" in r.json()["detail"]
     _nothing_recorded(live, wid)
 
@@ -333,16 +377,35 @@ def test_sendgrid_rejections(live: LiveServer, ws: Any, sendgrid_key: ec.Ellipti
 # -- Postmark ---------------------------------------------------------------------------------
 
 POSTMARK_BOUNCE = {
-    "RecordType": "Bounce", "ID": 4323372036854775807, "Type": "HardBounce", "TypeCode": 1, "Name": "Hard bounce",
-    "Tag": "welcome", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483", "Metadata": {"nudgeflow_message_key": "run-2:welcome:1"},
-    "ServerID": 23, "MessageStream": "outbound", "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
-    "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.", "Email": "eli@example.com",
-    "From": "hello@shop.test", "BouncedAt": "2025-12-31T23:00:00Z", "DumpAvailable": True, "Inactive": True,
-    "CanActivate": True, "Subject": "Welcome",
+    "RecordType": "Bounce",
+    "ID": 4323372036854775807,
+    "Type": "HardBounce",
+    "TypeCode": 1,
+    "Name": "Hard bounce",
+    "Tag": "welcome",
+    "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+    "Metadata": {"nudgeflow_message_key": "run-2:welcome:1"},
+    "ServerID": 23,
+    "MessageStream": "outbound",
+    "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+    "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+    "Email": "eli@example.com",
+    "From": "hello@shop.test",
+    "BouncedAt": "2025-12-31T23:00:00Z",
+    "DumpAvailable": True,
+    "Inactive": True,
+    "CanActivate": True,
+    "Subject": "Welcome",
 }
 POSTMARK_SPAM = {
-    "RecordType": "SpamComplaint", "ID": 42, "Type": "SpamComplaint", "TypeCode": 512, "Email": "fay@example.com",
-    "MessageID": "00000000-0000-0000-0000-000000000000", "BouncedAt": "2025-12-31T23:10:00Z", "Metadata": {},
+    "RecordType": "SpamComplaint",
+    "ID": 42,
+    "Type": "SpamComplaint",
+    "TypeCode": 512,
+    "Email": "fay@example.com",
+    "MessageID": "00000000-0000-0000-0000-000000000000",
+    "BouncedAt": "2025-12-31T23:10:00Z",
+    "Metadata": {},
 }
 
 
@@ -354,14 +417,22 @@ def test_postmark(live: LiveServer, ws: Any) -> None:
     with live.client(auth=("postmark", "s3cret-pw")) as client:
         assert client.post(f"/webhooks/postmark/{wid}", json=POSTMARK_BOUNCE).status_code == 200
         assert client.post(f"/webhooks/postmark/{wid}", json=POSTMARK_SPAM).status_code == 200
-        soft = {**POSTMARK_BOUNCE, "ID": 7, "Type": "SoftBounce", "Details": "smtp;452 4.2.2 mailbox full", "Email": "eli@example.com"}
+        soft = {
+            **POSTMARK_BOUNCE,
+            "ID": 7,
+            "Type": "SoftBounce",
+            "Details": "smtp;452 4.2.2 mailbox full",
+            "Email": "eli@example.com",
+        }
         assert client.post(f"/webhooks/postmark/{wid}", json=soft).status_code == 200
         auto = {**POSTMARK_BOUNCE, "ID": 8, "Type": "AutoResponder"}
         assert client.post(f"/webhooks/postmark/{wid}", json=auto).json()["ignored"] == 1
     assert suppressions(live.state.engine, wid) == {"eli@example.com": "hard_bounce", "fay@example.com": "complaint"}
     events = feedback_events(live.state.engine, wid)
     assert [(e["profile_id"], e["event"], e["properties"].get("kind")) for e in events] == [
-        (eli, "Email Bounced", "hard"), (fay, "Email Marked as Spam", None), (eli, "Email Bounced", "soft")
+        (eli, "Email Bounced", "hard"),
+        (fay, "Email Marked as Spam", None),
+        (eli, "Email Bounced", "soft"),
     ]
     assert events[0]["properties"]["status"] == "5.1.1" and events[0]["properties"]["message_key"] == "run-2:welcome:1"
 
@@ -372,9 +443,19 @@ def test_postmark_rejections(live: LiveServer, ws: Any) -> None:
     with live.client() as client:
         r = client.post(f"/webhooks/postmark/{wid}", json=POSTMARK_BOUNCE)
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
-        assert client.post(f"/webhooks/postmark/{wid}", json=POSTMARK_BOUNCE, auth=("postmark", "wrong")).status_code == 401
-        assert client.post(f"/webhooks/postmark/{wid}", json=POSTMARK_BOUNCE, auth=("other", "s3cret-pw")).status_code == 401
-        r = client.post(f"/webhooks/postmark/{wid}", json={"RecordType": "Bounce", "Type": "HardBounce"}, auth=("postmark", "s3cret-pw"))
+        assert (
+            client.post(f"/webhooks/postmark/{wid}", json=POSTMARK_BOUNCE, auth=("postmark", "wrong")).status_code
+            == 401
+        )
+        assert (
+            client.post(f"/webhooks/postmark/{wid}", json=POSTMARK_BOUNCE, auth=("other", "s3cret-pw")).status_code
+            == 401
+        )
+        r = client.post(
+            f"/webhooks/postmark/{wid}",
+            json={"RecordType": "Bounce", "Type": "HardBounce"},
+            auth=("postmark", "s3cret-pw"),
+        )
         assert r.status_code == 400 and "Email" in r.json()["detail"]
         r = client.post(f"/webhooks/postmark/{wid}", content=b"[1]", auth=("postmark", "s3cret-pw"))
         assert r.status_code == 400
@@ -386,17 +467,27 @@ def test_postmark_rejections(live: LiveServer, ws: Any) -> None:
 MAILGUN_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 
 
-def _mailgun(live: LiveServer, data: dict[str, Any], token: str, key: str = MAILGUN_KEY, ts: int | None = None) -> dict[str, Any]:
+def _mailgun(
+    live: LiveServer, data: dict[str, Any], token: str, key: str = MAILGUN_KEY, ts: int | None = None
+) -> dict[str, Any]:
     timestamp = str(ts if ts is not None else int(live.state.clock.now().timestamp()))
     signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
     return {"signature": {"timestamp": timestamp, "token": token, "signature": signature}, "event-data": data}
 
 
 MAILGUN_FAILED = {
-    "id": "G9Bn5sl1TC6nu79C8C0bwg", "timestamp": 1767225500.0, "event": "failed", "severity": "permanent",
-    "reason": "bounce", "recipient": "gus@example.com",
-    "delivery-status": {"code": 550, "message": "5.1.1 The email account that you tried to reach does not exist",
-                        "description": "", "attempt-no": 1},
+    "id": "G9Bn5sl1TC6nu79C8C0bwg",
+    "timestamp": 1767225500.0,
+    "event": "failed",
+    "severity": "permanent",
+    "reason": "bounce",
+    "recipient": "gus@example.com",
+    "delivery-status": {
+        "code": 550,
+        "message": "5.1.1 The email account that you tried to reach does not exist",
+        "description": "",
+        "attempt-no": 1,
+    },
     "user-variables": {"nudgeflow_message_key": "run-4:winback:1"},
     "message": {"headers": {"message-id": "nf.4@shop.test", "to": "gus@example.com"}},
 }
@@ -407,8 +498,14 @@ def test_mailgun(live: LiveServer, ws: Any) -> None:
     _configure(live, wid, "mailgun", {"signing_key": MAILGUN_KEY})
     gus = add_person(live.state.engine, wid, "gus", "gus@example.com")
     hal = add_person(live.state.engine, wid, "hal", "hal@example.com")
-    temp = {**MAILGUN_FAILED, "id": "t1", "severity": "temporary", "recipient": "hal@example.com",
-            "delivery-status": {"code": 452, "message": "4.2.2 mailbox full"}, "user-variables": {}}
+    temp = {
+        **MAILGUN_FAILED,
+        "id": "t1",
+        "severity": "temporary",
+        "recipient": "hal@example.com",
+        "delivery-status": {"code": 452, "message": "4.2.2 mailbox full"},
+        "user-variables": {},
+    }
     complained = {"id": "c1", "timestamp": 1767225510.0, "event": "complained", "recipient": "hal@example.com"}
     with live.client() as client:
         for i, data in enumerate((MAILGUN_FAILED, temp, complained)):
@@ -417,7 +514,9 @@ def test_mailgun(live: LiveServer, ws: Any) -> None:
     assert suppressions(live.state.engine, wid) == {"gus@example.com": "hard_bounce", "hal@example.com": "complaint"}
     events = feedback_events(live.state.engine, wid)
     assert [(e["profile_id"], e["event"], e["properties"].get("status")) for e in events] == [
-        (gus, "Email Bounced", "5.1.1"), (hal, "Email Bounced", "4.2.2"), (hal, "Email Marked as Spam", None)
+        (gus, "Email Bounced", "5.1.1"),
+        (hal, "Email Bounced", "4.2.2"),
+        (hal, "Email Marked as Spam", None),
     ]
     assert events[0]["properties"]["message_key"] == "run-4:winback:1"
 
@@ -454,7 +553,9 @@ def test_unknown_person_is_still_suppressed(live: LiveServer, ws: Any) -> None:
     wid = ws.workspace_id
     _configure(live, wid, "mailgun", {"signing_key": MAILGUN_KEY})
     with live.client() as client:
-        r = client.post(f"/webhooks/mailgun/{wid}", json=_mailgun(live, {**MAILGUN_FAILED, "recipient": "nobody@x.test"}, "g" * 50))
+        r = client.post(
+            f"/webhooks/mailgun/{wid}", json=_mailgun(live, {**MAILGUN_FAILED, "recipient": "nobody@x.test"}, "g" * 50)
+        )
     assert r.json()["unknown_people"] == 1
     assert suppressions(live.state.engine, wid) == {"nobody@x.test": "hard_bounce"}
     assert feedback_events(live.state.engine, wid) == []
@@ -467,9 +568,13 @@ def test_a_signed_notification_with_nul_characters_is_applied_without_them(live:
     _configure(live, wid, "postmark", {"username": "postmark", "password": "s3cret-pw"})
     eli = add_person(live.state.engine, wid, "eli", "eli@example.com")
     with live.client(auth=("postmark", "s3cret-pw")) as client:
-        bad_address = client.post(f"/webhooks/postmark/{wid}", json={**POSTMARK_BOUNCE, "ID": 11, "Email": "eli@exa\x00mple.com"})
-        bad_text = client.post(f"/webhooks/postmark/{wid}",
-                               json={**POSTMARK_BOUNCE, "ID": 12, "Details": "smtp;550 5.1.1 no\x00 such user"})
+        bad_address = client.post(
+            f"/webhooks/postmark/{wid}", json={**POSTMARK_BOUNCE, "ID": 11, "Email": "eli@exa\x00mple.com"}
+        )
+        bad_text = client.post(
+            f"/webhooks/postmark/{wid}",
+            json={**POSTMARK_BOUNCE, "ID": 12, "Details": "smtp;550 5.1.1 no\x00 such user"},
+        )
     assert bad_address.status_code == 200 and bad_text.status_code == 200
     assert suppressions(live.state.engine, wid) == {"eli@example.com": "hard_bounce"}
     [event] = feedback_events(live.state.engine, wid)

@@ -9,8 +9,11 @@ import pytest
 
 
 def test_put_json_then_read_and_delete(api: httpx.Client) -> None:
-    body = [{"id": "p1", "name": "Shirt", "price": 10, "currency": "usd", "stock": 2, "color": "blue"},
-            {"id": "p2", "name": "Hat"}, {"name": "no id"}]
+    body = [
+        {"id": "p1", "name": "Shirt", "price": 10, "currency": "usd", "stock": 2, "color": "blue"},
+        {"id": "p2", "name": "Hat"},
+        {"name": "no id"},
+    ]
     answer = api.put("/api/catalog/products", json=body)
     assert answer.status_code == 200, answer.text
     report = answer.json()
@@ -72,7 +75,10 @@ def test_a_row_with_a_nul_character_is_a_rejected_row(api: httpx.Client) -> None
         ("item 0", "id must not contain a NUL (\\u0000) character"),
         ("item 1", "name must not contain a NUL (\\u0000) character"),
     ]
-    lines = api.put("/api/catalog/places", content='{"id": "x\\u0000", "name": "Shop", "latitude": 1, "longitude": 2}\n',
-                    headers={"Content-Type": "application/x-ndjson"}).json()
+    lines = api.put(
+        "/api/catalog/places",
+        content='{"id": "x\\u0000", "name": "Shop", "latitude": 1, "longitude": 2}\n',
+        headers={"Content-Type": "application/x-ndjson"},
+    ).json()
     assert (lines["rejected"], lines["problems"][0]["where"]) == (1, "line 1")
     assert [p["id"] for p in api.get("/api/catalog/products").json()["products"]] == ["p3"]

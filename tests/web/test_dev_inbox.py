@@ -6,25 +6,37 @@ import asyncio
 from typing import Any
 
 from nudgeflow.channels.email.channel import EmailChannel
-from nudgeflow.model.smtp_config import MASK, parse_smtp_url
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.model.outbound import OutboundMessage
+from nudgeflow.model.smtp_config import MASK, parse_smtp_url
 from nudgeflow.runtime.dev_smtp import start_dev_smtp
 from nudgeflow.settings import Settings
-
 from tests.support import free_port, make_workspace, start_server
 
 
 class Renderer:
     async def render_email(self, message: OutboundMessage) -> RenderedEmail:
-        return RenderedEmail(subject="Welcome, Ada ✨", html='<body><p>Hi <a href="https://x.example/">there</a></p>'
-                             "<script>alert(1)</script></body>", preheader="A hello")
+        return RenderedEmail(
+            subject="Welcome, Ada ✨",
+            html='<body><p>Hi <a href="https://x.example/">there</a></p><script>alert(1)</script></body>',
+            preheader="A hello",
+        )
 
 
 def _message(key: str) -> OutboundMessage:
-    return OutboundMessage(key=key, workspace_id="ws", profile_id="p", run_id="r", journey_id="j", step="s",
-                           channel="email", template="welcome", variant=None, marketing=False,
-                           traits={"email": "ada@example.org"})
+    return OutboundMessage(
+        key=key,
+        workspace_id="ws",
+        profile_id="p",
+        run_id="r",
+        journey_id="j",
+        step="s",
+        channel="email",
+        template="welcome",
+        variant=None,
+        marketing=False,
+        traits={"email": "ada@example.org"},
+    )
 
 
 def test_dev_inbox_receives_and_shows(settings: Settings) -> None:
@@ -79,7 +91,9 @@ def test_start_dev_smtp_handle(engine: Any) -> None:
     finally:
         handle.stop()
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT mail_from, rcpt_to, subject FROM inbox_messages WHERE id > :b"), {"b": before}).all()
+        rows = conn.execute(
+            text("SELECT mail_from, rcpt_to, subject FROM inbox_messages WHERE id > :b"), {"b": before}
+        ).all()
     assert [tuple(r) for r in rows] == [("nudgeflow@dev.localhost", "ada@example.org", "Welcome, Ada ✨")]
 
 
@@ -87,8 +101,10 @@ def test_smtp_settings_api_masks_secrets(live: Any, ws: Any) -> None:
     auth = {"Authorization": f"Bearer {ws.admin_token}"}
     with live.client(headers=auth) as http:
         assert http.get("/api/settings/smtp").json() == {"source": None, "config": None}
-        put = http.put("/api/settings/smtp", json={"url": "smtps://mailer:hunter2@mx.example.com?pool=2",
-                                                   "from_address": "news@example.com"})
+        put = http.put(
+            "/api/settings/smtp",
+            json={"url": "smtps://mailer:hunter2@mx.example.com?pool=2", "from_address": "news@example.com"},
+        )
         assert put.status_code == 200, put.text
         assert "hunter2" not in put.text and put.json()["config"]["password"] == MASK
         got = http.get("/api/settings/smtp").json()
@@ -102,7 +118,12 @@ def test_smtp_settings_api_masks_secrets(live: Any, ws: Any) -> None:
             stored = get_smtp(conn, ws.workspace_id)
         assert stored is not None and stored.password == "hunter2" and stored.from_address == "n2@example.com"
         assert http.put("/api/settings/smtp", json={"url": "ftp://x"}).status_code == 422
-        assert http.put("/api/settings/smtp", json={"url": "smtp://h?dkim_key=/etc/passwd&dkim_selector=s&dkim_domain=d"}).status_code == 422
+        assert (
+            http.put(
+                "/api/settings/smtp", json={"url": "smtp://h?dkim_key=/etc/passwd&dkim_selector=s&dkim_domain=d"}
+            ).status_code
+            == 422
+        )
         assert http.delete("/api/settings/smtp").json()["source"] is None
     with live.client() as anon:
         assert anon.get("/api/settings/smtp").status_code == 401
@@ -118,9 +139,9 @@ def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> N
     from sqlalchemy import insert, text
 
     from nudgeflow.channels.push import PushChannel
+    from nudgeflow.content.compiled_templates import save_template
     from nudgeflow.core.clock import to_ms
     from nudgeflow.store.schema import outbox
-    from nudgeflow.content.compiled_templates import save_template
 
     server = start_server(settings.with_(dev_mode=True, dev_smtp_port=free_port(), engine_enabled=True))
     try:
@@ -130,9 +151,19 @@ def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> N
         ws = make_workspace(state.engine)
         now = to_ms(state.clock.now())
         with state.engine.begin() as conn:
-            save_template(conn, ws.workspace_id, "hello-push",
-                          {"channel": "push", "title": "Hi {{ profile.first_name | default: 'you' }}", "body": "Welcome back",
-                           "url": "https://app.example.com/", "urgency": "low"}, now)
+            save_template(
+                conn,
+                ws.workspace_id,
+                "hello-push",
+                {
+                    "channel": "push",
+                    "title": "Hi {{ profile.first_name | default: 'you' }}",
+                    "body": "Welcome back",
+                    "url": "https://app.example.com/",
+                    "urgency": "low",
+                },
+                now,
+            )
         import httpx
 
         with httpx.Client(timeout=10) as plain:
@@ -140,27 +171,50 @@ def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> N
         with server.client() as http:
             page = http.get("/dev/inbox")
             assert state.dev_push.url in page.text
-            identify = http.post("/v1/identify", auth=(ws.write_key, ""), json={"userId": "ada", "traits": {"first_name": "Ada"}})
+            identify = http.post(
+                "/v1/identify", auth=(ws.write_key, ""), json={"userId": "ada", "traits": {"first_name": "Ada"}}
+            )
             assert identify.status_code == 200
-            reg = http.post("/v1/push/subscriptions", auth=(ws.write_key, ""),
-                            json={"userId": "ada", "subscription": {"endpoint": browser["endpoint"], "keys": browser["keys"]}})
+            reg = http.post(
+                "/v1/push/subscriptions",
+                auth=(ws.write_key, ""),
+                json={"userId": "ada", "subscription": {"endpoint": browser["endpoint"], "keys": browser["keys"]}},
+            )
             assert reg.status_code == 200, reg.text
             with state.engine.connect() as conn:
-                pid = conn.execute(text("SELECT profile_id FROM push_subscriptions WHERE workspace_id = :ws"),
-                                   {"ws": ws.workspace_id}).scalar_one()
+                pid = conn.execute(
+                    text("SELECT profile_id FROM push_subscriptions WHERE workspace_id = :ws"), {"ws": ws.workspace_id}
+                ).scalar_one()
             with state.engine.begin() as conn:
-                conn.execute(insert(outbox).values(
-                    workspace_id=ws.workspace_id, idempotency_key="dev-push-1", profile_id=pid, run_id="r", journey_id="j",
-                    journey_version=1, step="s", channel="push", template="hello-push", variant=None, marketing=1,
-                    payload=orjson.dumps({}).decode(), status="pending", attempts=0, next_attempt_at_ms=now,
-                    created_at_ms=now, updated_at_ms=now))
+                conn.execute(
+                    insert(outbox).values(
+                        workspace_id=ws.workspace_id,
+                        idempotency_key="dev-push-1",
+                        profile_id=pid,
+                        run_id="r",
+                        journey_id="j",
+                        journey_version=1,
+                        step="s",
+                        channel="push",
+                        template="hello-push",
+                        variant=None,
+                        marketing=1,
+                        payload=orjson.dumps({}).decode(),
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at_ms=now,
+                        created_at_ms=now,
+                        updated_at_ms=now,
+                    )
+                )
             state.runtime.push_targets_changed()  # also wakes the dispatcher
             deadline = time.monotonic() + 20
             row = None
             while time.monotonic() < deadline:
                 with state.engine.connect() as conn:
-                    row = conn.execute(text("SELECT id, subject, channel FROM inbox_messages WHERE channel = 'push'"
-                                            " ORDER BY id DESC")).first()
+                    row = conn.execute(
+                        text("SELECT id, subject, channel FROM inbox_messages WHERE channel = 'push' ORDER BY id DESC")
+                    ).first()
                 if row is not None:
                     break
                 time.sleep(0.05)  # a real server's background dispatch loop

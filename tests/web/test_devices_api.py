@@ -25,11 +25,28 @@ def post_events(live: Any, write_key: str, *messages: dict[str, Any]) -> None:
 
 
 def test_tokens_from_events_show_on_the_profile(live: Any, ws: Any) -> None:
-    post_events(live, ws.write_key,
-                {"type": "identify", "userId": "ada", "traits": {"first_name": "Ada"},
-                 "context": {"device": {"type": "ios", "token": IPHONE}, "app": {"namespace": "com.example.shop"}}},
-                {"type": "track", "userId": "ada", "event": "App Opened", "context": {"device": {"type": "android", "token": PIXEL}}},
-                {"type": "track", "userId": "ada", "event": "App Opened", "context": {"device": {"type": "ios", "token": "nope"}}})
+    post_events(
+        live,
+        ws.write_key,
+        {
+            "type": "identify",
+            "userId": "ada",
+            "traits": {"first_name": "Ada"},
+            "context": {"device": {"type": "ios", "token": IPHONE}, "app": {"namespace": "com.example.shop"}},
+        },
+        {
+            "type": "track",
+            "userId": "ada",
+            "event": "App Opened",
+            "context": {"device": {"type": "android", "token": PIXEL}},
+        },
+        {
+            "type": "track",
+            "userId": "ada",
+            "event": "App Opened",
+            "context": {"device": {"type": "ios", "token": "nope"}},
+        },
+    )
     with live.admin(ws.admin_token) as client:
         answer = client.get("/api/profiles/ada/push-targets")
         assert answer.status_code == 200, answer.text
@@ -44,19 +61,35 @@ def test_tokens_from_events_show_on_the_profile(live: Any, ws: Any) -> None:
 
 
 def test_register_list_and_remove_devices(live: Any, ws: Any) -> None:
-    post_events(live, ws.write_key, {"type": "identify", "userId": "ben", "traits": {"plan": "pro"}},
-                {"type": "identify", "userId": "cy"})
+    post_events(
+        live,
+        ws.write_key,
+        {"type": "identify", "userId": "ben", "traits": {"plan": "pro"}},
+        {"type": "identify", "userId": "cy"},
+    )
     with live.state.engine.begin() as conn:
-        ben = conn.execute(select(profiles.c.id).where(profiles.c.workspace_id == ws.workspace_id,
-                                                       profiles.c.user_id == "ben")).scalar_one()
-        save_subscription(conn, ws.workspace_id, ben, {"endpoint": "https://push.example.net/send/abc",
-                                                       "keys": {"p256dh": "BPubKey123", "auth": "secretAuth"}},
-                          to_ms(live.state.clock.now()))
+        ben = conn.execute(
+            select(profiles.c.id).where(profiles.c.workspace_id == ws.workspace_id, profiles.c.user_id == "ben")
+        ).scalar_one()
+        save_subscription(
+            conn,
+            ws.workspace_id,
+            ben,
+            {"endpoint": "https://push.example.net/send/abc", "keys": {"p256dh": "BPubKey123", "auth": "secretAuth"}},
+            to_ms(live.state.clock.now()),
+        )
     with live.admin(ws.admin_token) as client:
-        answer = client.post("/api/profiles/ben/devices", json={"token": IPHONE.upper(), "type": "iOS", "app_id": "com.example.shop"})
+        answer = client.post(
+            "/api/profiles/ben/devices", json={"token": IPHONE.upper(), "type": "iOS", "app_id": "com.example.shop"}
+        )
         assert answer.status_code == 201, answer.text
-        assert answer.json() == {"profile_id": ben, "provider": "apns", "token": IPHONE, "platform": "ios",
-                                 "app_id": "com.example.shop"}  # APNs tokens are kept in lower case
+        assert answer.json() == {
+            "profile_id": ben,
+            "provider": "apns",
+            "token": IPHONE,
+            "platform": "ios",
+            "app_id": "com.example.shop",
+        }  # APNs tokens are kept in lower case
         assert client.post("/api/profiles/ben/devices", json={"token": PIXEL, "provider": "fcm"}).status_code == 201
 
         listed = client.get(f"/api/profiles/{ben}/push-targets")
@@ -67,7 +100,10 @@ def test_register_list_and_remove_devices(live: Any, ws: Any) -> None:
 
         # The same token registered for another person moves to them.
         assert client.post("/api/profiles/cy/devices", json={"token": PIXEL, "type": "android"}).status_code == 201
-        assert [t["provider"] for t in client.get("/api/profiles/ben/push-targets").json()["targets"]] == ["webpush", "apns"]
+        assert [t["provider"] for t in client.get("/api/profiles/ben/push-targets").json()["targets"]] == [
+            "webpush",
+            "apns",
+        ]
 
         # Removing: only the person's own token; the profile itself stays.
         assert client.delete(f"/api/profiles/ben/devices/{PIXEL}").status_code == 404
@@ -81,23 +117,29 @@ def test_register_list_and_remove_devices(live: Any, ws: Any) -> None:
 def test_bad_requests(live: Any, ws: Any) -> None:
     post_events(live, ws.write_key, {"type": "identify", "userId": "dee"})
     with live.admin(ws.admin_token) as client:
-        for body, fragment in [({"token": IPHONE}, "type"),
-                               ({"token": "zz" * 32, "type": "ios"}, "hexadecimal"),
-                               ({"token": PIXEL, "type": "windows"}, "neither ios nor android"),
-                               ({"token": PIXEL, "provider": "webpush"}, "fcm or apns"),
-                               ({"token": "a b", "type": "android"}, "not a push token"),
-                               ({"token": "", "type": "android"}, ""),
-                               # NUL: a 500 on PostgreSQL (text cannot hold it), now a 422 naming the field
-                               ({"token": PIXEL, "type": "android", "app_id": "com.x\x00"}, '"field":"app_id"'),
-                               ({"token": IPHONE, "provider": "apns\x00"}, '"field":"provider"')]:
+        for body, fragment in [
+            ({"token": IPHONE}, "type"),
+            ({"token": "zz" * 32, "type": "ios"}, "hexadecimal"),
+            ({"token": PIXEL, "type": "windows"}, "neither ios nor android"),
+            ({"token": PIXEL, "provider": "webpush"}, "fcm or apns"),
+            ({"token": "a b", "type": "android"}, "not a push token"),
+            ({"token": "", "type": "android"}, ""),
+            # NUL: a 500 on PostgreSQL (text cannot hold it), now a 422 naming the field
+            ({"token": PIXEL, "type": "android", "app_id": "com.x\x00"}, '"field":"app_id"'),
+            ({"token": IPHONE, "provider": "apns\x00"}, '"field":"provider"'),
+        ]:
             answer = client.post("/api/profiles/dee/devices", json=body)
             assert answer.status_code == 422, (body, answer.text)
             assert fragment in answer.text
         assert client.post("/api/profiles/nobody/devices", json={"token": PIXEL, "type": "android"}).status_code == 404
         assert client.get("/api/profiles/nobody/push-targets").status_code == 404
     with live.state.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(device_tokens)
-                            .where(device_tokens.c.workspace_id == ws.workspace_id)).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count()).select_from(device_tokens).where(device_tokens.c.workspace_id == ws.workspace_id)
+            ).scalar_one()
+            == 0
+        )
 
 
 def test_needs_the_workspaces_admin_token(live: Any, ws: Any) -> None:

@@ -74,15 +74,21 @@ def test_put_accepts_yaml_and_takes_the_id_from_the_url(api: httpx.Client) -> No
 
 
 def test_invalid_definitions_are_refused_with_every_problem(api: httpx.Client) -> None:
-    bad = journey(trigger={"type": "event", "event": "Product Added",
-                           "where": [{"property": "price", "op": "equals", "value": 1}]})
+    bad = journey(
+        trigger={
+            "type": "event",
+            "event": "Product Added",
+            "where": [{"property": "price", "op": "equals", "value": 1}],
+        }
+    )
     bad["steps"]["wait"]["next"] = "nowhere"
     answer = api.put("/api/journeys/cart", json=bad)
     assert answer.status_code == 422
     problems = {(p["path"], p["message"]) for p in answer.json()["problems"]}
     assert ("steps.wait.next", "no step named 'nowhere'") in problems
-    assert any(path == "trigger.where.0.op" and message.startswith("unknown operator 'equals'")
-               for path, message in problems)
+    assert any(
+        path == "trigger.where.0.op" and message.startswith("unknown operator 'equals'") for path, message in problems
+    )
     assert api.get("/api/journeys/cart").status_code == 404  # nothing stored
 
     # YAML problems carry their line.
@@ -94,15 +100,22 @@ def test_invalid_definitions_are_refused_with_every_problem(api: httpx.Client) -
     ]
 
 
-@pytest.mark.parametrize("body, content_type, words", [
-    ("{not json", "application/json", "not valid JSON"),
-    ("id: [unclosed", "application/yaml", "not valid YAML"),
-    ("", "application/json", "the body is empty"),
-    (YAML + "---\n" + YAML, "application/yaml", "one journey per request"),
-    (json.dumps(journey(id="another")), "application/json", "the definition's id 'another' is not the URL's 'cart'"),
-    ("[1, 2]", "application/json", "one journey per request"),
-    ('"text"', "application/json", "a journey is a mapping"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, words",
+    [
+        ("{not json", "application/json", "not valid JSON"),
+        ("id: [unclosed", "application/yaml", "not valid YAML"),
+        ("", "application/json", "the body is empty"),
+        (YAML + "---\n" + YAML, "application/yaml", "one journey per request"),
+        (
+            json.dumps(journey(id="another")),
+            "application/json",
+            "the definition's id 'another' is not the URL's 'cart'",
+        ),
+        ("[1, 2]", "application/json", "one journey per request"),
+        ('"text"', "application/json", "a journey is a mapping"),
+    ],
+)
 def test_unusable_bodies(api: httpx.Client, body: str, content_type: str, words: str) -> None:
     answer = api.put("/api/journeys/cart", content=body, headers={"Content-Type": content_type})
     assert answer.status_code == 422, answer.text
@@ -147,8 +160,12 @@ def test_publish_versions_and_lifecycle(api: httpx.Client) -> None:
         bad = api.get(f"/api/journeys/cart/versions/{version}")
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "version", bad.text
 
-    assert api.post("/api/journeys/cart/pause").json() == {"id": "cart", "status": "paused", "changed": True,
-                                                          "runs_woken": 0}
+    assert api.post("/api/journeys/cart/pause").json() == {
+        "id": "cart",
+        "status": "paused",
+        "changed": True,
+        "runs_woken": 0,
+    }
     assert api.post("/api/journeys/cart/pause").json()["changed"] is False
     assert api.post("/api/journeys/cart/resume").json()["status"] == "live"
     assert api.post("/api/journeys/cart/archive").json()["status"] == "archived"
@@ -180,8 +197,11 @@ def test_an_invalid_draft_is_never_published(live: Any, api: httpx.Client, ws: A
     broken["steps"]["again"]["next"] = "remind"
     broken["steps"]["wait"] = {"type": "update_profile", "next": "again"}  # remind -> wait -> again -> remind
     with live.state.engine.begin() as conn:  # a draft stored before the checker knew better
-        conn.execute(journeys.update().where(journeys.c.workspace_id == ws.workspace_id, journeys.c.id == "cart")
-                     .values(draft=json.dumps(broken)))
+        conn.execute(
+            journeys.update()
+            .where(journeys.c.workspace_id == ws.workspace_id, journeys.c.id == "cart")
+            .values(draft=json.dumps(broken))
+        )
     answer = api.post("/api/journeys/cart/publish")
     assert answer.status_code == 422
     assert answer.json()["problems"][0]["message"].startswith("cycle without a wait: remind -> wait -> again -> remind")
@@ -193,9 +213,20 @@ def test_resume_wakes_held_runs(live: Any, api: httpx.Client, ws: Any) -> None:
     api.post("/api/journeys/cart/pause")
     run_id, profile_id = f"run-{ws.workspace_id}", f"p-{ws.workspace_id}"
     with live.state.engine.begin() as conn:
-        conn.execute(insert(journey_runs).values(
-            id=run_id, workspace_id=ws.workspace_id, journey_id="cart", version=1, profile_id=profile_id,
-            status="held", step="wait", holdout=0, entered_at_ms=1, updated_at_ms=1))
+        conn.execute(
+            insert(journey_runs).values(
+                id=run_id,
+                workspace_id=ws.workspace_id,
+                journey_id="cart",
+                version=1,
+                profile_id=profile_id,
+                status="held",
+                step="wait",
+                holdout=0,
+                entered_at_ms=1,
+                updated_at_ms=1,
+            )
+        )
     live_clock = live.state.clock
     live_clock.advance(timedelta(minutes=5))
     answer = api.post("/api/journeys/cart/resume")
@@ -211,12 +242,24 @@ def test_resume_wakes_held_runs(live: Any, api: httpx.Client, ws: Any) -> None:
 def test_validate_stores_nothing(api: httpx.Client) -> None:
     ok = api.post("/api/journeys/validate", json=JOURNEY)
     assert ok.json() == {"valid": True, "problems": []}
-    bad = api.post("/api/journeys/validate", content=YAML + "---\n" + YAML.replace("cart-1\n", "cart-1\n    next: x\n"),
-                   headers={"Content-Type": "application/yaml"})
+    bad = api.post(
+        "/api/journeys/validate",
+        content=YAML + "---\n" + YAML.replace("cart-1\n", "cart-1\n    next: x\n"),
+        headers={"Content-Type": "application/yaml"},
+    )
     assert bad.status_code == 200
-    assert bad.json() == {"valid": False, "problems": [
-        {"path": "steps.remind.next", "message": "no step named 'x'", "severity": "error", "line": 22, "document": 1}
-    ]}
+    assert bad.json() == {
+        "valid": False,
+        "problems": [
+            {
+                "path": "steps.remind.next",
+                "message": "no step named 'x'",
+                "severity": "error",
+                "line": 22,
+                "document": 1,
+            }
+        ],
+    }
     assert api.get("/api/journeys").json() == {"journeys": []}
 
 
@@ -235,9 +278,13 @@ def test_reserved_ids_cannot_be_journeys(api: httpx.Client) -> None:
 def test_auth_and_workspace_isolation(live: Any, ws: Any) -> None:
     other = live.workspace("other")
     with live.client() as anonymous:
-        for method, path in (("GET", "/api/journeys"), ("GET", "/api/journeys/schema"),
-                             ("PUT", "/api/journeys/cart"), ("POST", "/api/journeys/validate"),
-                             ("POST", "/api/journeys/cart/publish")):
+        for method, path in (
+            ("GET", "/api/journeys"),
+            ("GET", "/api/journeys/schema"),
+            ("PUT", "/api/journeys/cart"),
+            ("POST", "/api/journeys/validate"),
+            ("POST", "/api/journeys/cart/publish"),
+        ):
             assert anonymous.request(method, path, json=JOURNEY).status_code == 401, path
     with live.admin(ws.write_key) as wrong_kind:
         assert wrong_kind.get("/api/journeys").status_code == 401
@@ -254,9 +301,16 @@ def test_auth_and_workspace_isolation(live: Any, ws: Any) -> None:
 def test_listed_in_the_openapi_document(live: Any) -> None:
     with live.client() as client:
         paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/journeys", "/api/journeys/{journey_id}", "/api/journeys/{journey_id}/publish",
-                 "/api/journeys/{journey_id}/pause", "/api/journeys/{journey_id}/resume",
-                 "/api/journeys/{journey_id}/archive", "/api/journeys/validate", "/api/journeys/schema"):
+    for path in (
+        "/api/journeys",
+        "/api/journeys/{journey_id}",
+        "/api/journeys/{journey_id}/publish",
+        "/api/journeys/{journey_id}/pause",
+        "/api/journeys/{journey_id}/resume",
+        "/api/journeys/{journey_id}/archive",
+        "/api/journeys/validate",
+        "/api/journeys/schema",
+    ):
         assert path in paths, path
     assert paths["/api/journeys/{journey_id}"]["put"]["security"] == [{"adminToken": []}]
 
@@ -271,8 +325,10 @@ def test_listed_in_the_openapi_document(live: Any) -> None:
     ],
 )
 def test_bodies_the_parsers_refuse_are_422(api: httpx.Client, body: str, content_type: str, words: str) -> None:
-    for answer in (api.put("/api/journeys/cart", content=body, headers={"Content-Type": content_type}),
-                   api.post("/api/journeys/validate", content=body, headers={"Content-Type": content_type})):
+    for answer in (
+        api.put("/api/journeys/cart", content=body, headers={"Content-Type": content_type}),
+        api.post("/api/journeys/validate", content=body, headers={"Content-Type": content_type}),
+    ):
         assert answer.status_code == 422, answer.text
         assert words in answer.json()["problems"][0]["message"]
     assert api.get("/api/journeys/cart").status_code == 404
@@ -312,8 +368,11 @@ steps:
 
 
 def save_template(api: httpx.Client, name: str, channel: str) -> None:
-    source = ({"channel": "email", "subject": "Hi", "body": "<p>Hello</p>"} if channel == "email"
-              else {"channel": "push", "title": "Hi", "body": "Hello"})
+    source = (
+        {"channel": "email", "subject": "Hi", "body": "<p>Hello</p>"}
+        if channel == "email"
+        else {"channel": "push", "title": "Hi", "body": "Hello"}
+    )
     answer = api.put(f"/api/templates/{name}", json=source)
     assert answer.status_code in (200, 201), answer.text
 
@@ -322,10 +381,18 @@ def test_put_refuses_missing_templates_and_channels_that_differ(api: httpx.Clien
     answer = api.put("/api/journeys/welcome", content=EMAIL_JOURNEY, headers={"Content-Type": "application/yaml"})
     assert answer.status_code == 422
     assert answer.json()["problems"] == [
-        {"path": "steps.hello.template", "message": "no template 'welcome-1' in this workspace", "severity": "error",
-         "line": 10},
-        {"path": "steps.ping.template", "message": "no template 'welcome-1' in this workspace", "severity": "error",
-         "line": 15},
+        {
+            "path": "steps.hello.template",
+            "message": "no template 'welcome-1' in this workspace",
+            "severity": "error",
+            "line": 10,
+        },
+        {
+            "path": "steps.ping.template",
+            "message": "no template 'welcome-1' in this workspace",
+            "severity": "error",
+            "line": 15,
+        },
     ]
     assert api.get("/api/journeys/welcome").status_code == 404
 
@@ -333,8 +400,12 @@ def test_put_refuses_missing_templates_and_channels_that_differ(api: httpx.Clien
     answer = api.put("/api/journeys/welcome", content=EMAIL_JOURNEY, headers={"Content-Type": "application/yaml"})
     assert answer.status_code == 422
     assert answer.json()["problems"] == [
-        {"path": "steps.ping.template", "message": "template 'welcome-1' is an email template, and this step sends push",
-         "severity": "error", "line": 15},
+        {
+            "path": "steps.ping.template",
+            "message": "template 'welcome-1' is an email template, and this step sends push",
+            "severity": "error",
+            "line": 15,
+        },
     ]
     save_template(api, "welcome-push", "push")
     fixed = EMAIL_JOURNEY.replace("channel: push\n    template: welcome-1", "channel: push\n    template: welcome-push")
@@ -382,8 +453,14 @@ def test_publish_refuses_a_draft_whose_template_is_not_there(live: Any, api: htt
 
     save_template(api, "welcome-1", "email")
     with live.state.engine.begin() as conn:
-        journey_store.apply_draft(conn, ws.workspace_id, definition.model_copy(update={"steps": {
-            "hello": definition.steps["hello"].model_copy(update={"next": None})}}), 2)
+        journey_store.apply_draft(
+            conn,
+            ws.workspace_id,
+            definition.model_copy(
+                update={"steps": {"hello": definition.steps["hello"].model_copy(update={"next": None})}}
+            ),
+            2,
+        )
     answer = api.post("/api/journeys/welcome/publish")
     assert answer.status_code == 200, answer.text
     assert answer.json()["version"] == 1
@@ -392,17 +469,26 @@ def test_publish_refuses_a_draft_whose_template_is_not_there(live: Any, api: htt
 def test_catalog_places_the_workspace_lacks_come_back_as_warnings(live: Any, api: httpx.Client, ws: Any) -> None:
     from nudgeflow.store import catalog as catalog_store
 
-    near = {"id": "near", "name": "Near", "trigger": {"type": "location", "radius_m": 200,
-                                                       "catalog_places": {"tags": ["store"]}},
-            "steps": {"nearby": {"type": "send", "channel": "log", "template": "store-nearby"}}}
+    near = {
+        "id": "near",
+        "name": "Near",
+        "trigger": {"type": "location", "radius_m": 200, "catalog_places": {"tags": ["store"]}},
+        "steps": {"nearby": {"type": "send", "channel": "log", "template": "store-nearby"}},
+    }
     answer = api.put("/api/journeys/near", json=near)
     assert answer.status_code == 201, answer.text
     assert [(w["path"], w["severity"]) for w in answer.json()["warnings"]] == [
-        ("trigger.catalog_places.tags.0", "warning")]
+        ("trigger.catalog_places.tags.0", "warning")
+    ]
     with live.state.engine.begin() as conn:
-        catalog_store.import_text(conn, ws.workspace_id, "places",
-                                  '[{"id": "nyc", "name": "NYC", "latitude": 40.7, "longitude": -74, "tags": ["store"]}]',
-                                  1, filename="p.json")
+        catalog_store.import_text(
+            conn,
+            ws.workspace_id,
+            "places",
+            '[{"id": "nyc", "name": "NYC", "latitude": 40.7, "longitude": -74, "tags": ["store"]}]',
+            1,
+            filename="p.json",
+        )
     answer = api.put("/api/journeys/near", json=near)
     assert answer.status_code == 200 and answer.json()["warnings"] == []
 
@@ -416,7 +502,8 @@ WINBACK: dict[str, Any] = {
 
 
 def test_publish_dry_run_counts_who_would_enter_and_from_now_skips_the_backfill(
-        live: Any, api: httpx.Client, ws: Any, clock: Any) -> None:
+    live: Any, api: httpx.Client, ws: Any, clock: Any
+) -> None:
     from nudgeflow.store.schema import journey_backfills
 
     with live.client(auth=(ws.write_key, "")) as sdk:
@@ -434,13 +521,15 @@ def test_publish_dry_run_counts_who_would_enter_and_from_now_skips_the_backfill(
     done = api.post("/api/journeys/winback/publish?from_now=true")
     assert done.json() == {"id": "winback", "version": 1, "new_version": True, "status": "live", "backfill": False}
     with live.state.engine.connect() as conn:
-        jobs = conn.execute(select(journey_backfills.c.version).where(
-            journey_backfills.c.workspace_id == ws.workspace_id)).all()
+        jobs = conn.execute(
+            select(journey_backfills.c.version).where(journey_backfills.c.workspace_id == ws.workspace_id)
+        ).all()
     assert jobs == []
 
     changed = {**WINBACK, "name": "Win back 2"}
     assert api.put("/api/journeys/winback?publish=true", json=changed).json()["published_version"] == 2
     with live.state.engine.connect() as conn:
-        jobs = conn.execute(select(journey_backfills.c.version).where(
-            journey_backfills.c.workspace_id == ws.workspace_id)).all()
+        jobs = conn.execute(
+            select(journey_backfills.c.version).where(journey_backfills.c.workspace_id == ws.workspace_id)
+        ).all()
     assert [j.version for j in jobs] == [2]

@@ -15,23 +15,36 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.store.push_targets import record_deliveries
-from nudgeflow.content.compiled_templates import save_template
-
 from tests.support import NUDGEFLOW, LiveServer
 
 JOURNEYS = [
-    {"id": "sale", "name": "Sale", "trigger": {"type": "event", "event": "Sale Started"},
-     "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}}},
-    {"id": "news", "name": "News", "trigger": {"type": "event", "event": "News Published"},
-     "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}}},
-    {"id": "nurture", "name": "Nurture", "trigger": {"type": "event", "event": "Signed Up"},
-     "steps": {"wait": {"type": "wait", "duration": "3d", "next": "mail"},
-               "mail": {"type": "send", "channel": "email", "template": "promo"}}},
+    {
+        "id": "sale",
+        "name": "Sale",
+        "trigger": {"type": "event", "event": "Sale Started"},
+        "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}},
+    },
+    {
+        "id": "news",
+        "name": "News",
+        "trigger": {"type": "event", "event": "News Published"},
+        "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}},
+    },
+    {
+        "id": "nurture",
+        "name": "Nurture",
+        "trigger": {"type": "event", "event": "Signed Up"},
+        "steps": {
+            "wait": {"type": "wait", "duration": "3d", "next": "mail"},
+            "mail": {"type": "send", "channel": "email", "template": "promo"},
+        },
+    },
 ]
 
 
@@ -75,13 +88,23 @@ class Shop:
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
         env["NUDGEFLOW_DATABASE_URL"] = self.live.state.settings.database_url
-        return subprocess.run([NUDGEFLOW, "profiles", *args, "--workspace", self.wid], env=env, input=input,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [NUDGEFLOW, "profiles", *args, "--workspace", self.wid],
+            env=env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def outbox(self, journey_id: str) -> list[Any]:
         with self.live.state.engine.connect() as conn:
-            return list(conn.execute(text("SELECT * FROM outbox WHERE workspace_id = :w AND journey_id = :j ORDER BY id"),
-                                     {"w": self.wid, "j": journey_id}))
+            return list(
+                conn.execute(
+                    text("SELECT * FROM outbox WHERE workspace_id = :w AND journey_id = :j ORDER BY id"),
+                    {"w": self.wid, "j": journey_id},
+                )
+            )
 
 
 @pytest.fixture
@@ -95,24 +118,32 @@ def ada(shop: Shop) -> dict[str, Any]:
     endpoint = f"https://push.example.net/send/{secrets.token_urlsafe(24)}"
     keys = {"p256dh": b64url(b"\x04" + secrets.token_bytes(64)), "auth": b64url(secrets.token_bytes(16))}
     token = "fcm-" + secrets.token_hex(40)
-    shop.send({"type": "page", "anonymousId": "laptop-1", "name": "Pricing"},
-              {"type": "identify", "userId": "ada", "traits": {"email": "Ada@Example.com", "first_name": "Ada"}})
+    shop.send(
+        {"type": "page", "anonymousId": "laptop-1", "name": "Pricing"},
+        {"type": "identify", "userId": "ada", "traits": {"email": "Ada@Example.com", "first_name": "Ada"}},
+    )
     with shop.admin() as client:
         laptop = client.get("/api/profiles/laptop-1").json()["id"]
-    shop.send({"type": "identify", "userId": "ada", "anonymousId": "laptop-1"},  # merges the laptop's visitor
-              {"type": "track", "userId": "ada", "event": "Sale Started"},
-              {"type": "track", "userId": "ada", "event": "Signed Up"})
+    shop.send(
+        {"type": "identify", "userId": "ada", "anonymousId": "laptop-1"},  # merges the laptop's visitor
+        {"type": "track", "userId": "ada", "event": "Sale Started"},
+        {"type": "track", "userId": "ada", "event": "Signed Up"},
+    )
     shop.run()
     with shop.write() as client:
-        answer = client.post("/v1/push/subscriptions", json={
-            "userId": "ada", "userAgent": "Test/1.0", "subscription": {"endpoint": endpoint, "keys": keys}})
+        answer = client.post(
+            "/v1/push/subscriptions",
+            json={"userId": "ada", "userAgent": "Test/1.0", "subscription": {"endpoint": endpoint, "keys": keys}},
+        )
         assert answer.status_code == 200, answer.text
     with shop.admin() as client:
         answer = client.post("/api/profiles/ada/devices", json={"token": token, "type": "android"})
         assert answer.status_code == 201, answer.text
         pid = client.get("/api/profiles/ada").json()["id"]
-        answer = client.post("/api/suppressions", json={"channel": "email", "address": "ada@example.com",
-                                                        "reason": "complaint", "detail": "feedback loop"})
+        answer = client.post(
+            "/api/suppressions",
+            json={"channel": "email", "address": "ada@example.com", "reason": "complaint", "detail": "feedback loop"},
+        )
         assert answer.status_code == 201, answer.text
     with shop.live.state.engine.begin() as conn:
         consent.set_subscription(conn, shop.wid, pid, "offers", False, shop.now())
@@ -130,7 +161,9 @@ def test_export_holds_everything_kept_about_the_person(shop: Shop, ada: dict[str
     assert doc["id"] == ada["pid"] and doc["user_id"] == "ada"
     assert doc["traits"] == {"email": "Ada@Example.com", "first_name": "Ada"}
     assert doc["identities"] == {"user_ids": ["ada"], "anonymous_ids": ["laptop-1"]}
-    assert [m["from_profile_id"] for m in doc["merges"]] == [ada["laptop"]] and doc["merges"][0]["merged_at"].endswith("Z")
+    assert [m["from_profile_id"] for m in doc["merges"]] == [ada["laptop"]] and doc["merges"][0]["merged_at"].endswith(
+        "Z"
+    )
     names = [e["event"] if e["type"] == "track" else e["type"] for e in doc["events"]]
     assert names[:5] == ["page", "identify", "identify", "Sale Started", "Signed Up"]
     assert {"Message Suppressed", "News Published"} <= set(names)
@@ -151,7 +184,9 @@ def test_export_holds_everything_kept_about_the_person(shop: Shop, ada: dict[str
 
     assert doc["consent"]["subscribed"] is True
     assert doc["consent"]["topics"] == {"offers": False, "product_news": True}
-    assert [(s["channel"], s["address"], s["reason"]) for s in doc["suppressions"]] == [("email", "ada@example.com", "complaint")]
+    assert [(s["channel"], s["address"], s["reason"]) for s in doc["suppressions"]] == [
+        ("email", "ada@example.com", "complaint")
+    ]
 
     targets = doc["push_targets"]
     assert [t["provider"] for t in targets] == ["webpush", "fcm"]
@@ -185,17 +220,31 @@ def test_the_cli_exports_the_same_document_and_erases_as_the_api_does(shop: Shop
         listed = client.get("/api/suppressions").json()["suppressions"]
     assert [s["address"] for s in listed] == [consent.erased_address(shop.wid, "email", "ada@example.com")]
     with shop.live.state.engine.connect() as conn:
-        for table in ("events", "outbox", "journey_runs", "timers", "profile_state", "subscriptions",
-                      "push_subscriptions", "device_tokens", "push_deliveries", "log_channel_messages"):
-            left = conn.execute(text(f"SELECT count(*) FROM {table} WHERE profile_id IN (:p, :l)"),
-                                {"p": ada["pid"], "l": ada["laptop"]}).scalar_one()
+        for table in (
+            "events",
+            "outbox",
+            "journey_runs",
+            "timers",
+            "profile_state",
+            "subscriptions",
+            "push_subscriptions",
+            "device_tokens",
+            "push_deliveries",
+            "log_channel_messages",
+        ):
+            left = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE profile_id IN (:p, :l)"),
+                {"p": ada["pid"], "l": ada["laptop"]},
+            ).scalar_one()
             assert left == 0, table
 
     # The address comes back on a new profile: the complaint still stops it. (On SQLite this
     # also needs the erased events' seqs never to be given again: the engine's cursor has
     # passed them, and a new event under one would never be decided.)
-    shop.send({"type": "identify", "userId": "ada-again", "traits": {"email": "ada@example.com"}},
-              {"type": "track", "userId": "ada-again", "event": "News Published"})
+    shop.send(
+        {"type": "identify", "userId": "ada-again", "traits": {"email": "ada@example.com"}},
+        {"type": "track", "userId": "ada-again", "event": "News Published"},
+    )
     shop.run()
     news = shop.outbox("news")
     assert (news[-1].status, news[-1].error) == ("suppressed", "suppressed: complaint")
@@ -221,8 +270,13 @@ def test_erase_and_export_name_what_is_wrong(shop: Shop, tmp_path: Path) -> None
     assert unknown.returncode == 1 and "no profile with id, userId or anonymousId 'nobody'" in unknown.stderr
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
     env["NUDGEFLOW_DATABASE_URL"] = shop.live.state.settings.database_url
-    no_ws = subprocess.run([NUDGEFLOW, "profiles", "export", "x", "--workspace", "ws_nope"], env=env,
-                           capture_output=True, text=True, timeout=120)
+    no_ws = subprocess.run(
+        [NUDGEFLOW, "profiles", "export", "x", "--workspace", "ws_nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert no_ws.returncode == 1 and "no workspace 'ws_nope'" in no_ws.stderr
     shop.send({"type": "identify", "userId": "cy", "traits": {"email": "cy@example.com"}})
     out = tmp_path / "cy.json"

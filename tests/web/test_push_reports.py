@@ -17,7 +17,6 @@ from nudgeflow.store import consent
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.schema import events, outbox
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.support import LiveServer
 
 ORIGIN = {"Origin": "https://shop.example.com"}
@@ -37,11 +36,28 @@ class Ctx:
             assert pid is not None
             self.pid = pid
             # A push message as the engine queues it (already sent: the dispatcher leaves it).
-            conn.execute(insert(outbox).values(
-                workspace_id=self.wid, idempotency_key="run-1:nudge:1", profile_id=pid, run_id="run-1",
-                journey_id="cart", journey_version=1, step="nudge", channel="push", template="cart_push",
-                variant="B", marketing=1, payload="{}", status="sent", attempts=1, next_attempt_at_ms=now,
-                created_at_ms=now, updated_at_ms=now, sent_at_ms=now))
+            conn.execute(
+                insert(outbox).values(
+                    workspace_id=self.wid,
+                    idempotency_key="run-1:nudge:1",
+                    profile_id=pid,
+                    run_id="run-1",
+                    journey_id="cart",
+                    journey_version=1,
+                    step="nudge",
+                    channel="push",
+                    template="cart_push",
+                    variant="B",
+                    marketing=1,
+                    payload="{}",
+                    status="sent",
+                    attempts=1,
+                    next_attempt_at_ms=now,
+                    created_at_ms=now,
+                    updated_at_ms=now,
+                    sent_at_ms=now,
+                )
+            )
 
     def path(self, key: str = "run-1:nudge:1", kind: str = links.PUSH, secret: str | None = None) -> str:
         token = links.sign(secret or self.secret, links.LinkToken(kind, self.wid, key, self.pid))
@@ -50,13 +66,17 @@ class Ctx:
     def report(self, body: Any, path: str | None = None, **headers: str) -> httpx.Response:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         with self.live.client() as client:
-            return client.post(path or self.path(), content=content,
-                               headers={"content-type": "application/json", **ORIGIN, **headers})
+            return client.post(
+                path or self.path(), content=content, headers={"content-type": "application/json", **ORIGIN, **headers}
+            )
 
     def events(self, name: str) -> list[dict[str, Any]]:
         with self.live.state.engine.connect() as conn:
-            rows = conn.execute(select(events.c.payload, events.c.profile_id).where(
-                events.c.workspace_id == self.wid, events.c.event == name).order_by(events.c.seq))
+            rows = conn.execute(
+                select(events.c.payload, events.c.profile_id)
+                .where(events.c.workspace_id == self.wid, events.c.event == name)
+                .order_by(events.c.seq)
+            )
             return [{**orjson.loads(r.payload), "_profile": r.profile_id} for r in rows]
 
 
@@ -75,7 +95,7 @@ def ok(answer: httpx.Response) -> None:
 def test_the_report_url_the_renderer_signs_is_this_endpoint(ctx: Ctx) -> None:
     url = links.push_report_url(ctx.live.url, ctx.secret, ctx.wid, "run-1:nudge:1", ctx.pid)
     assert url.startswith(ctx.live.url + "/t/n/")
-    ok(ctx.report({"event": "delivered"}, path=url[len(ctx.live.url):]))
+    ok(ctx.report({"event": "delivered"}, path=url[len(ctx.live.url) :]))
 
 
 def test_delivered_is_recorded_once_per_message_with_its_journey_facts(ctx: Ctx) -> None:
@@ -84,14 +104,26 @@ def test_delivered_is_recorded_once_per_message_with_its_journey_facts(ctx: Ctx)
     [event] = ctx.events("Push Delivered")
     assert event["userId"] == "ada" and event["_profile"] == ctx.pid
     assert event["messageId"] == "nudgeflow:run-1:nudge:1:push-delivered"
-    assert event["properties"] == {"message_key": "run-1:nudge:1", "journey_id": "cart", "run_id": "run-1",
-                                   "step": "nudge", "channel": "push", "template": "cart_push", "variant": "B"}
+    assert event["properties"] == {
+        "message_key": "run-1:nudge:1",
+        "journey_id": "cart",
+        "run_id": "run-1",
+        "step": "nudge",
+        "channel": "push",
+        "template": "cart_push",
+        "variant": "B",
+    }
     assert event["context"]["library"]["name"] == "nudgeflow-push"
 
 
 def test_clicks_are_recorded_once_per_action(ctx: Ctx) -> None:
-    for body in ({"event": "clicked", "action": "view"}, {"event": "clicked", "action": "view"},
-                 {"event": "clicked"}, {"event": "clicked", "action": ""}, {"event": "clicked", "action": "later"}):
+    for body in (
+        {"event": "clicked", "action": "view"},
+        {"event": "clicked", "action": "view"},
+        {"event": "clicked"},
+        {"event": "clicked", "action": ""},
+        {"event": "clicked", "action": "later"},
+    ):
         ok(ctx.report(body))
     clicks = ctx.events("Push Clicked")
     assert [c["properties"]["action"] for c in clicks] == ["view", None, "later"]
@@ -118,8 +150,14 @@ def test_a_beacon_body_as_text_plain_is_accepted(ctx: Ctx) -> None:
 
 def test_the_preflight_allows_a_json_post_from_any_origin(ctx: Ctx) -> None:
     with ctx.live.client() as client:
-        answer = client.options(ctx.path(), headers={**ORIGIN, "Access-Control-Request-Method": "POST",
-                                                     "Access-Control-Request-Headers": "content-type"})
+        answer = client.options(
+            ctx.path(),
+            headers={
+                **ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
     assert answer.status_code == 204
     assert answer.headers["access-control-allow-origin"] == "*"
     assert "POST" in answer.headers["access-control-allow-methods"]
@@ -128,7 +166,7 @@ def test_the_preflight_allows_a_json_post_from_any_origin(ctx: Ctx) -> None:
 
 def test_tokens_that_are_not_valid_push_tokens_are_404_and_record_nothing(ctx: Ctx) -> None:
     good = ctx.path()
-    payload, mac = good[len("/t/n/"):].split(".")
+    payload, mac = good[len("/t/n/") :].split(".")
     other_ws = links.sign(ctx.secret, links.LinkToken(links.PUSH, "ws_unknown", "k", ctx.pid))
     cases = [
         "/t/n/garbage",

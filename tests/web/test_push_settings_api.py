@@ -24,8 +24,13 @@ def test_admin_reads_sets_subject_and_rotates(live: Any, ws: Any) -> None:
     with live.admin(ws.admin_token) as client:
         shown = client.get("/api/settings/webpush")
         assert shown.status_code == 200, shown.text
-        assert shown.json() == {"public_key": keys.public_key, "subject": vapid.DEFAULT_SUBJECT,
-                                "rotated_at_ms": keys.rotated_at_ms, "subject_is_placeholder": True, "note": None}
+        assert shown.json() == {
+            "public_key": keys.public_key,
+            "subject": vapid.DEFAULT_SUBJECT,
+            "rotated_at_ms": keys.rotated_at_ms,
+            "subject_is_placeholder": True,
+            "note": None,
+        }
 
         bad = client.put("/api/settings/webpush", json={"subject": "ops@shop.example"})
         assert bad.status_code == 422 and "mailto:" in bad.json()["detail"]
@@ -72,9 +77,14 @@ def test_public_key_for_browsers(live: Any, ws: Any) -> None:
         assert missing.headers["access-control-allow-origin"] == "*"  # the page can read why
         assert client.get("/v1/push/vapid-public-key", params={"writeKey": "wk_nope"}).status_code == 401
         assert client.get("/v1/push/vapid-public-key", params={"writeKey": ws.admin_token}).status_code == 401
-        preflight = client.options("/v1/push/vapid-public-key", headers={
-            "Origin": "https://shop.example", "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "authorization"})
+        preflight = client.options(
+            "/v1/push/vapid-public-key",
+            headers={
+                "Origin": "https://shop.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
         assert preflight.status_code == 204 and "Authorization" in preflight.headers["access-control-allow-headers"]
     assert keys.private_key not in answer.text
 
@@ -96,11 +106,14 @@ def test_a_workspace_without_keys_gets_them_on_first_use(live: Any, ws: Any) -> 
     with live.admin(ws.admin_token) as client:
         assert client.get("/api/settings/webpush").json()["public_key"] == key
     with live.state.engine.connect() as conn:
-        raw = conn.execute(select(settings_table.c.settings)
-                           .where(settings_table.c.workspace_id == ws.workspace_id)).scalar_one()
+        raw = conn.execute(
+            select(settings_table.c.settings).where(settings_table.c.workspace_id == ws.workspace_id)
+        ).scalar_one()
         opened = box_of(conn).open(raw)
     # Stored, as the sender needs it (sealed where the server has a key); only the API keeps it in.
-    assert '"private_key"' in opened and (raw.startswith("nf1:") or live.state.settings.database_url.startswith("postgresql"))
+    assert '"private_key"' in opened and (
+        raw.startswith("nf1:") or live.state.settings.database_url.startswith("postgresql")
+    )
 
 
 def test_openapi_lists_the_routes(live: Any) -> None:

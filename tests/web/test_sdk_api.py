@@ -22,7 +22,6 @@ from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.push_targets import endpoint_hash, targets_of
 from nudgeflow.store.schema import events
 from nudgeflow.store.workspaces import NewWorkspace
-
 from tests.support import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,8 +124,9 @@ def test_an_anonymous_subscription_lands_on_the_visitors_profile_and_follows_a_l
 ) -> None:
     sub = new_subscription()
     with write(live, ws) as client:
-        answer = client.post("/v1/push/subscriptions", json={"anonymousId": "anon-1", "subscription": sub,
-                                                             "userAgent": "Test/1.0"})
+        answer = client.post(
+            "/v1/push/subscriptions", json={"anonymousId": "anon-1", "subscription": sub, "userAgent": "Test/1.0"}
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"success": True, "endpointHash": endpoint_hash(sub["endpoint"])}
         assert endpoints_of(live, ws, "anon-1") == [sub["endpoint"]]
@@ -135,8 +135,11 @@ def test_an_anonymous_subscription_lands_on_the_visitors_profile_and_follows_a_l
     assert endpoints_of(live, ws, "ada") == [sub["endpoint"]]
     [event] = named(live, ws, "Push Subscribed")
     assert event["anonymousId"] == "anon-1" and event["type"] == "track"
-    assert event["properties"] == {"provider": "webpush", "endpoint_hash": endpoint_hash(sub["endpoint"]),
-                                   "push_service": "https://push.example.net"}
+    assert event["properties"] == {
+        "provider": "webpush",
+        "endpoint_hash": endpoint_hash(sub["endpoint"]),
+        "push_service": "https://push.example.net",
+    }
     assert event["context"]["userAgent"] == "Test/1.0"
     assert event["_profile"] == profile_of(live, ws, "ada")
     # The subscription's secrets stay in push_subscriptions; the event log never sees them.
@@ -149,8 +152,9 @@ def test_a_known_user_with_a_new_browser_is_merged_like_an_identify(live: LiveSe
     with write(live, ws) as client:
         assert client.post("/v1/track", json={"anonymousId": "anon-2", "event": "Viewed"}).status_code == 200
         assert client.post("/v1/identify", json={"userId": "bob"}).status_code == 200
-        answer = client.post("/v1/push/subscriptions",
-                             json={"userId": "bob", "anonymousId": "anon-2", "subscription": sub})
+        answer = client.post(
+            "/v1/push/subscriptions", json={"userId": "bob", "anonymousId": "anon-2", "subscription": sub}
+        )
         assert answer.status_code == 200, answer.text
     assert profile_of(live, ws, "anon-2") == profile_of(live, ws, "bob")
     assert endpoints_of(live, ws, "bob") == [sub["endpoint"]]
@@ -186,14 +190,22 @@ def test_the_write_key_may_come_in_the_body_and_the_body_as_text_plain(live: Liv
     [
         ({"anonymousId": "a"}, "subscription"),
         ({"anonymousId": "a", "subscription": "nope"}, "subscription"),
-        ({"anonymousId": "a", "subscription": {**new_subscription(), "endpoint": "http://push.example.net/x"}},
-         "subscription.endpoint"),
+        (
+            {"anonymousId": "a", "subscription": {**new_subscription(), "endpoint": "http://push.example.net/x"}},
+            "subscription.endpoint",
+        ),
         ({"anonymousId": "a", "subscription": {"endpoint": "https://push.example.net/x"}}, "subscription.keys"),
-        ({"anonymousId": "a", "subscription": {"endpoint": "https://p.example/x", "keys": {"p256dh": "abc"}}},
-         "subscription.keys.auth"),
-        ({"anonymousId": "a", "subscription": {"endpoint": "https://p.example/x",
-                                                "keys": {"p256dh": "a b", "auth": "abc"}}},
-         "subscription.keys.p256dh"),
+        (
+            {"anonymousId": "a", "subscription": {"endpoint": "https://p.example/x", "keys": {"p256dh": "abc"}}},
+            "subscription.keys.auth",
+        ),
+        (
+            {
+                "anonymousId": "a",
+                "subscription": {"endpoint": "https://p.example/x", "keys": {"p256dh": "a b", "auth": "abc"}},
+            },
+            "subscription.keys.p256dh",
+        ),
         ({"subscription": new_subscription()}, "userId"),
         ({"userId": ["x"], "subscription": new_subscription()}, "userId"),
         ({"anonymousId": "a", "subscription": new_subscription(), "userAgent": 7}, "userAgent"),
@@ -210,19 +222,35 @@ def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(
     assert named(live, ws, "Push Subscribed") == []
 
 
-@pytest.mark.parametrize("service", ["https://10.0.0.7", "https://internal.corp.example", "http://127.0.0.1:8080",
-                                     "https://fcm.googleapis.com.evil.example"])
+@pytest.mark.parametrize(
+    "service",
+    [
+        "https://10.0.0.7",
+        "https://internal.corp.example",
+        "http://127.0.0.1:8080",
+        "https://fcm.googleapis.com.evil.example",
+    ],
+)
 def test_an_endpoint_that_is_not_a_push_service_is_refused(live: LiveServer, ws: NewWorkspace, service: str) -> None:
     # The server would POST to it from inside the operator's network (SSRF): refused, named.
     with write(live, ws) as client:
-        answer = client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": new_subscription(service)})
+        answer = client.post(
+            "/v1/push/subscriptions", json={"anonymousId": "a", "subscription": new_subscription(service)}
+        )
     assert_error(answer, 400, "subscription.endpoint")
     assert "not a known Web Push service" in answer.text
     assert named(live, ws, "Push Subscribed") == []
 
 
-@pytest.mark.parametrize("service", ["https://fcm.googleapis.com/fcm/send", "https://updates.push.services.mozilla.com/wpush/v2",
-                                     "https://web.push.apple.com", "https://wns2-par02p.notify.windows.com/w"])
+@pytest.mark.parametrize(
+    "service",
+    [
+        "https://fcm.googleapis.com/fcm/send",
+        "https://updates.push.services.mozilla.com/wpush/v2",
+        "https://web.push.apple.com",
+        "https://wns2-par02p.notify.windows.com/w",
+    ],
+)
 def test_the_browsers_push_services_are_accepted(live: LiveServer, ws: NewWorkspace, service: str) -> None:
     sub = new_subscription(service)
     with write(live, ws) as client:
@@ -237,26 +265,40 @@ def test_the_push_service_policy() -> None:
     assert allowed("https://fcm.googleapis.com/fcm/send/x")
     assert not allowed("https://push.example.org/x")
     assert allowed("https://push.example.org/x", ["push.example.org"])
-    assert allowed("https://a.push.example.org/x", ["*.push.example.org"]) and not allowed("https://push.example.org.evil/x", ["*.push.example.org"])
+    assert allowed("https://a.push.example.org/x", ["*.push.example.org"]) and not allowed(
+        "https://push.example.org.evil/x", ["*.push.example.org"]
+    )
     assert allowed("https://anything.example/x", ["*"])
     assert not allowed("not a url") and not allowed("https:///nohost")
     assert allowed_hosts(Settings(webpush_hosts=("a.example",))) == ("a.example",)
     assert "127.0.0.1" in allowed_hosts(Settings(dev_mode=True))  # serve --dev: its local push service
     assert Settings.from_env({"NUDGEFLOW_WEBPUSH_HOSTS": "push.corp.example, *.autopush.example"}).webpush_hosts == (
-        "push.corp.example", "*.autopush.example")
+        "push.corp.example",
+        "*.autopush.example",
+    )
 
 
 def test_not_json_an_unknown_key_or_a_wrong_type_are_refused(live: LiveServer, ws: NewWorkspace) -> None:
     sub = new_subscription()
     with write(live, ws) as client:
-        assert_error(client.post("/v1/push/subscriptions", content=b"{", headers={"content-type": "application/json"}),
-                     400, "body")
-        assert_error(client.post("/v1/push/subscriptions", content=b"x", headers={"content-type": "image/png"}),
-                     415, "Content-Type")
+        assert_error(
+            client.post("/v1/push/subscriptions", content=b"{", headers={"content-type": "application/json"}),
+            400,
+            "body",
+        )
+        assert_error(
+            client.post("/v1/push/subscriptions", content=b"x", headers={"content-type": "image/png"}),
+            415,
+            "Content-Type",
+        )
     with live.client(auth=("wk_not_a_key", "")) as client:
-        assert_error(client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": sub}), 401, "writeKey")
+        assert_error(
+            client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": sub}), 401, "writeKey"
+        )
     with live.client() as client:
-        assert_error(client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": sub}), 401, "writeKey")
+        assert_error(
+            client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": sub}), 401, "writeKey"
+        )
     assert named(live, ws, "Push Subscribed") == []
 
 
@@ -273,13 +315,15 @@ def test_delete_removes_the_subscription_once_and_records_it(live: LiveServer, w
         again = client.request("DELETE", "/v1/push/subscriptions", json={"subscription": sub})
         assert again.status_code == 200 and again.json() == {"success": True, "removed": False}
         assert_error(client.request("DELETE", "/v1/push/subscriptions", json={}), 400, "endpoint")
-        assert_error(client.request("DELETE", "/v1/push/subscriptions", json={"subscription": {}}), 400,
-                     "subscription.endpoint")
+        assert_error(
+            client.request("DELETE", "/v1/push/subscriptions", json={"subscription": {}}), 400, "subscription.endpoint"
+        )
     [event] = named(live, ws, "Push Unsubscribed")
     assert event["userId"] == "eve" and event["properties"]["endpoint_hash"] == endpoint_hash(sub["endpoint"])
     with live.client() as client:
-        assert_error(client.request("DELETE", "/v1/push/subscriptions", json={"endpoint": sub["endpoint"]}), 401,
-                     "writeKey")
+        assert_error(
+            client.request("DELETE", "/v1/push/subscriptions", json={"endpoint": sub["endpoint"]}), 401, "writeKey"
+        )
 
 
 def test_another_workspaces_key_cannot_remove_a_subscription(live: LiveServer, ws: NewWorkspace) -> None:
@@ -298,18 +342,27 @@ def test_another_workspaces_key_cannot_remove_a_subscription(live: LiveServer, w
 
 def test_the_preflight_of_a_page_on_another_origin_is_answered(live: LiveServer, ws: NewWorkspace) -> None:
     with live.client() as client:
-        answer = client.options("/v1/push/subscriptions", headers={
-            "Origin": "https://shop.example.com", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"})
+        answer = client.options(
+            "/v1/push/subscriptions",
+            headers={
+                "Origin": "https://shop.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
     assert answer.status_code == 204
     assert answer.headers["access-control-allow-origin"] == "*"
     assert {"POST", "DELETE"} <= {m.strip() for m in answer.headers["access-control-allow-methods"].split(",")}
     assert {"authorization", "content-type"} <= {
-        h.strip().lower() for h in answer.headers["access-control-allow-headers"].split(",")}
+        h.strip().lower() for h in answer.headers["access-control-allow-headers"].split(",")
+    }
     sub = new_subscription()
     with write(live, ws) as client:
-        done = client.post("/v1/push/subscriptions", json={"anonymousId": "a", "subscription": sub},
-                           headers={"Origin": "https://shop.example.com"})
+        done = client.post(
+            "/v1/push/subscriptions",
+            json={"anonymousId": "a", "subscription": sub},
+            headers={"Origin": "https://shop.example.com"},
+        )
     assert done.status_code == 200 and done.headers["access-control-allow-origin"] == "*"
     assert endpoints_of(live, ws, "a") == [sub["endpoint"]]
 

@@ -12,13 +12,14 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.workspace_keys import KEYS
 from nudgeflow.store import workspace_settings
-
 from tests.support import start_server
 
 
 def test_get_lists_every_key_with_defaults_and_masks_secrets(live: Any, ws: Any, api: httpx.Client) -> None:
     with live.state.engine.begin() as conn:
-        workspace_settings.set_section(conn, ws.workspace_id, "identity", {"verification": True, "secrets": ["cur", "old"]}, 1)
+        workspace_settings.set_section(
+            conn, ws.workspace_id, "identity", {"verification": True, "secrets": ["cur", "old"]}, 1
+        )
         workspace_settings.set_section(conn, ws.workspace_id, "tracking_secret", "tracking-s3cret", 1)
     shown = api.get("/api/settings")
     assert shown.status_code == 200, shown.text
@@ -28,7 +29,9 @@ def test_get_lists_every_key_with_defaults_and_masks_secrets(live: Any, ws: Any,
     assert keys["public_base_url"] | {} == {**keys["public_base_url"], "value": None, "set": False, "default": None}
     assert keys["links.allowed_domains"]["value"] == [] and keys["topics"]["default"] == []
     assert keys["identity.verification"]["value"] is True
-    assert keys["identity.secrets"]["value"] == ["********", "********"] and keys["identity.secrets"]["settable"] is False
+    assert (
+        keys["identity.secrets"]["value"] == ["********", "********"] and keys["identity.secrets"]["settable"] is False
+    )
     assert keys["tracking_secret"]["value"] == "********"
     assert body["sections"]["webpush"]["value"]["private_key"] == "********"
     assert "tracking-s3cret" not in shown.text and '"cur"' not in shown.text
@@ -38,16 +41,21 @@ def test_get_lists_every_key_with_defaults_and_masks_secrets(live: Any, ws: Any,
 def test_patch_sets_clears_and_refuses_naming_the_key_all_or_nothing(live: Any, ws: Any, api: httpx.Client) -> None:
     # Verification with no secret would refuse everyone: refused until a secret exists.
     no_secret = api.patch("/api/settings", json={"identity.verification": True})
-    assert no_secret.status_code == 422 and "identity.verification: the workspace has no identity secret" in no_secret.text
+    assert (
+        no_secret.status_code == 422 and "identity.verification: the workspace has no identity secret" in no_secret.text
+    )
     with live.state.engine.begin() as conn:  # what `nudgeflow workspace identity rotate` stores
         workspace_settings.set_section(conn, ws.workspace_id, "identity", {"verification": False, "secrets": ["s1"]}, 1)
-    ok = api.patch("/api/settings", json={
-        "public_base_url": "https://links.shop.example/",
-        "topics": ["offers", {"id": "news", "label": "Product news"}],
-        "topic_by_journey": {"winback": "offers"},
-        "links.allowed_domains": ["Shop.example", "*.shop.example"],
-        "identity.verification": True,
-    })
+    ok = api.patch(
+        "/api/settings",
+        json={
+            "public_base_url": "https://links.shop.example/",
+            "topics": ["offers", {"id": "news", "label": "Product news"}],
+            "topic_by_journey": {"winback": "offers"},
+            "links.allowed_domains": ["Shop.example", "*.shop.example"],
+            "identity.verification": True,
+        },
+    )
     assert ok.status_code == 200, ok.text
     keys = ok.json()["keys"]
     assert keys["public_base_url"]["value"] == "https://links.shop.example"
@@ -58,7 +66,10 @@ def test_patch_sets_clears_and_refuses_naming_the_key_all_or_nothing(live: Any, 
     assert doc["identity"]["verification"] is True and doc["topic_by_journey"] == {"winback": "offers"}
 
     for change, says in [
-        ({"topics": [], "public_base_url": "https://links.shop.example?utm=1"}, "public_base_url: must not have a query"),
+        (
+            {"topics": [], "public_base_url": "https://links.shop.example?utm=1"},
+            "public_base_url: must not have a query",
+        ),
         ({"identity.verification": "sometimes"}, "identity.verification: 'sometimes' is not a boolean"),
         ({"identity.secrets": ["mine"]}, "identity.secrets: cannot be set here"),
         ({"links.allowed_domains": "shop.example"}, "links.allowed_domains: must be a list of host names"),
@@ -68,7 +79,10 @@ def test_patch_sets_clears_and_refuses_naming_the_key_all_or_nothing(live: Any, 
     ]:
         bad = api.patch("/api/settings", json=change)
         assert bad.status_code == 422 and says in bad.json()["detail"], (change, bad.text)
-    assert api.get("/api/settings").json()["keys"]["topics"]["value"] == ["offers", {"id": "news", "label": "Product news"}]
+    assert api.get("/api/settings").json()["keys"]["topics"]["value"] == [
+        "offers",
+        {"id": "news", "label": "Product news"},
+    ]
 
     cleared = api.patch("/api/settings", json={"links.allowed_domains": None, "identity.verification": None})
     assert cleared.status_code == 200
@@ -80,8 +94,18 @@ def test_patch_sets_clears_and_refuses_naming_the_key_all_or_nothing(live: Any, 
 
 
 def _message(ws: str) -> OutboundMessage:
-    return OutboundMessage(key="k-1", workspace_id=ws, profile_id="p-1", run_id="r-1", journey_id="j", step="s",
-                           channel="email", template="hello", variant=None, marketing=True)
+    return OutboundMessage(
+        key="k-1",
+        workspace_id=ws,
+        profile_id="p-1",
+        run_id="r-1",
+        journey_id="j",
+        step="s",
+        channel="email",
+        template="hello",
+        variant=None,
+        marketing=True,
+    )
 
 
 def test_links_use_the_servers_public_url_unless_the_workspace_sets_its_own(settings: Any, clock: Any) -> None:
@@ -93,9 +117,14 @@ def test_links_use_the_servers_public_url_unless_the_workspace_sets_its_own(sett
     try:
         ws = live.workspace()
         with live.admin(ws.admin_token) as api:
-            assert api.put("/api/templates/hello", json={"subject": "Hi", "body": "<p>Hello</p>"}).status_code in (200, 201)
+            assert api.put("/api/templates/hello", json={"subject": "Hi", "body": "<p>Hello</p>"}).status_code in (
+                200,
+                201,
+            )
             now = to_ms(clock.now())
-            assert prepare(live.state.engine, _message(ws.workspace_id), "email", now).base == "https://nudge.shop.example"
+            assert (
+                prepare(live.state.engine, _message(ws.workspace_id), "email", now).base == "https://nudge.shop.example"
+            )
             message = _message(ws.workspace_id)
             message.traits["email"] = "ada@example.com"
             from dataclasses import replace
@@ -104,8 +133,13 @@ def test_links_use_the_servers_public_url_unless_the_workspace_sets_its_own(sett
             # the one-click unsubscribe header of a marketing email points at the public URL
             assert b"<https://nudge.shop.example/u/" in raw and b"localhost" not in raw
 
-            assert api.patch("/api/settings", json={"public_base_url": "https://links.other.example"}).status_code == 200
-            assert prepare(live.state.engine, _message(ws.workspace_id), "email", now).base == "https://links.other.example"
+            assert (
+                api.patch("/api/settings", json={"public_base_url": "https://links.other.example"}).status_code == 200
+            )
+            assert (
+                prepare(live.state.engine, _message(ws.workspace_id), "email", now).base
+                == "https://links.other.example"
+            )
     finally:
         live.stop()
 
@@ -115,8 +149,10 @@ def test_without_any_public_url_the_old_default_stays(live: Any, ws: Any, api: h
     from nudgeflow.content.prepare import prepare
 
     assert api.put("/api/templates/hello", json={"subject": "Hi", "body": "<p>Hello</p>"}).status_code in (200, 201)
-    assert prepare(live.state.engine, _message(ws.workspace_id), "email", to_ms(clock.now())).base == "http://localhost:8000"
-
+    assert (
+        prepare(live.state.engine, _message(ws.workspace_id), "email", to_ms(clock.now())).base
+        == "http://localhost:8000"
+    )
 
 
 def test_a_change_waits_for_one_in_progress_and_loses_nothing(live: Any, ws: Any, database_url: str) -> None:
@@ -150,8 +186,11 @@ def test_a_change_waits_for_one_in_progress_and_loses_nothing(live: Any, ws: Any
     thread.start()
     deadline = time.monotonic() + 20
     with engine.connect() as watcher:  # until the second change waits on a lock
-        while not watcher.execute(text("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                       "AND datname = current_database()")).scalar():
+        while not watcher.execute(
+            text(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        ).scalar():
             assert time.monotonic() < deadline and thread.is_alive(), done
             time.sleep(0.01)  # polling another session's state, with a deadline
     tx.commit()

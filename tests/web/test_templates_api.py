@@ -12,8 +12,10 @@ from tests.support import start_server
 CART = {
     "subject": "{{ profile.first_name | default: 'Hey' }}, your cart is waiting",
     "preheader": "{{ cart.count }} items",
-    "body": ("<mjml><mj-body>{% for item in cart.items %}<mj-section><mj-column>"
-             "<mj-text>{{ item.name }}</mj-text></mj-column></mj-section>{% endfor %}</mj-body></mjml>"),
+    "body": (
+        "<mjml><mj-body>{% for item in cart.items %}<mj-section><mj-column>"
+        "<mj-text>{{ item.name }}</mj-text></mj-column></mj-section>{% endfor %}</mj-body></mjml>"
+    ),
 }
 
 
@@ -33,8 +35,11 @@ def test_put_get_list_and_versions(api: httpx.Client) -> None:
     old = api.get("/api/templates/cart-1", params={"version": 1}).json()
     assert old["source"]["subject"] == CART["subject"]
     assert api.get("/api/templates/cart-1", params={"version": 5}).status_code == 404
-    deep = api.put("/api/templates/cart-1", content="subject: " + "[" * 5000 + "]" * 5000,
-                   headers={"Content-Type": "application/yaml"})  # was a 500: RecursionError in the YAML parser
+    deep = api.put(
+        "/api/templates/cart-1",
+        content="subject: " + "[" * 5000 + "]" * 5000,
+        headers={"Content-Type": "application/yaml"},
+    )  # was a 500: RecursionError in the YAML parser
     assert deep.status_code == 422 and "nested too deeply" in deep.json()["detail"], deep.text
     for version in (2**31, 10**20):  # beyond the version column: a 422, not a driver's overflow
         bad = api.get("/api/templates/cart-1", params={"version": version})
@@ -61,7 +66,9 @@ def test_render_sample_context_and_errors(api: httpx.Client) -> None:
     body = sample.json()
     assert body["subject"] == "Ana, your cart is waiting" and body["preheader"] == "3 items"
     assert "Stoneware Mug" in body["html"] and "Gooseneck Kettle" in body["html"]
-    given = api.post("/api/templates/cart-1/render", json={"context": {"cart": {"count": 1, "items": [{"name": "Tea"}]}}})
+    given = api.post(
+        "/api/templates/cart-1/render", json={"context": {"cart": {"count": 1, "items": [{"name": "Tea"}]}}}
+    )
     assert given.json()["subject"] == "Hey, your cart is waiting" and "Tea" in given.json()["html"]
     failed = api.post("/api/templates/cart-1/render", json={"context": {"cart": {"items": []}}})
     assert failed.status_code == 422 and failed.json()["error"]["part"] == "preheader"
@@ -71,10 +78,18 @@ def test_render_sample_context_and_errors(api: httpx.Client) -> None:
 
 def test_render_a_stored_profile(live: Any, ws: Any, api: httpx.Client) -> None:
     with live.client(auth=(ws.write_key, "")) as ingest:
-        sent = ingest.post("/v1/identify", json={"userId": "u-7", "traits": {"first_name": "Mia", "email": "mia@example.com"}})
+        sent = ingest.post(
+            "/v1/identify", json={"userId": "u-7", "traits": {"first_name": "Mia", "email": "mia@example.com"}}
+        )
         assert sent.status_code == 200
-        ingest.post("/v1/track", json={"userId": "u-7", "event": "Product Added",
-                                       "properties": {"product_id": "p1", "name": "Teapot", "price": 30}})
+        ingest.post(
+            "/v1/track",
+            json={
+                "userId": "u-7",
+                "event": "Product Added",
+                "properties": {"product_id": "p1", "name": "Teapot", "price": 30},
+            },
+        )
     live.state.committer.flush() if hasattr(live.state.committer, "flush") else None
     api.put("/api/templates/cart-1", json=CART)
     for _ in range(50):
@@ -87,14 +102,32 @@ def test_render_a_stored_profile(live: Any, ws: Any, api: httpx.Client) -> None:
 
 
 def test_push_template_and_auth(live: Any, api: httpx.Client) -> None:
-    push = {"channel": "push", "title": "Level {{ event.properties.level }}!", "body": "Well done",
-            "url": "nudgeshop://levels/{{ event.properties.level }}", "data": {"level": "{{ event.properties.level }}"}}
+    push = {
+        "channel": "push",
+        "title": "Level {{ event.properties.level }}!",
+        "body": "Well done",
+        "url": "nudgeshop://levels/{{ event.properties.level }}",
+        "data": {"level": "{{ event.properties.level }}"},
+    }
     assert api.put("/api/templates/push-level-up", json=push).status_code == 201
     out = api.post("/api/templates/push-level-up/render", json={"sample": True}).json()
-    assert out == {"name": "push-level-up", "context": "sample", "channel": "push", "title": "Level 12!",
-                   "body": "Well done", "image": None, "url": "nudgeshop://levels/12", "data": {"level": "12"}}
-    assert api.put("/api/templates/push-level-up", json={**push, "channel": "email", "subject": "s", "title": None,
-                                                          "url": None, "data": {}}).status_code == 409
+    assert out == {
+        "name": "push-level-up",
+        "context": "sample",
+        "channel": "push",
+        "title": "Level 12!",
+        "body": "Well done",
+        "image": None,
+        "url": "nudgeshop://levels/12",
+        "data": {"level": "12"},
+    }
+    assert (
+        api.put(
+            "/api/templates/push-level-up",
+            json={**push, "channel": "email", "subject": "s", "title": None, "url": None, "data": {}},
+        ).status_code
+        == 409
+    )
     with live.client() as anonymous:
         assert anonymous.get("/api/templates").status_code == 401
 

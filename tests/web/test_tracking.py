@@ -16,17 +16,28 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
-
 from tests.support import LiveServer
 
 TOPICS = ["product_news", "offers", {"id": "reminders", "label": "Reminders <& tips>"}]
 JOURNEYS = [
-    {"id": "sale", "name": "Sale", "trigger": {"type": "event", "event": "Sale Started"},
-     "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}}},
-    {"id": "news", "name": "News", "trigger": {"type": "event", "event": "News Published"},
-     "steps": {"mail": {"type": "send", "channel": "email", "template": "newsletter"}}},
-    {"id": "receipt", "name": "Receipt", "trigger": {"type": "event", "event": "Order Completed"},
-     "steps": {"mail": {"type": "send", "channel": "email", "template": "receipt", "marketing": False}}},
+    {
+        "id": "sale",
+        "name": "Sale",
+        "trigger": {"type": "event", "event": "Sale Started"},
+        "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}},
+    },
+    {
+        "id": "news",
+        "name": "News",
+        "trigger": {"type": "event", "event": "News Published"},
+        "steps": {"mail": {"type": "send", "channel": "email", "template": "newsletter"}},
+    },
+    {
+        "id": "receipt",
+        "name": "Receipt",
+        "trigger": {"type": "event", "event": "Order Completed"},
+        "steps": {"mail": {"type": "send", "channel": "email", "template": "receipt", "marketing": False}},
+    },
 ]
 
 
@@ -37,17 +48,25 @@ class Ctx:
         self.wid = self.ws.workspace_id
         now = to_ms(live.state.clock.now())
         with live.state.engine.begin() as conn:
-            consent.update_settings(conn, self.wid, {
-                consent.TOPICS: TOPICS,
-                consent.PUBLIC_BASE_URL: live.url,
-                consent.TOPIC_BY_TEMPLATE: {"promo": "offers", "newsletter": "product_news"},
-            }, now)
+            consent.update_settings(
+                conn,
+                self.wid,
+                {
+                    consent.TOPICS: TOPICS,
+                    consent.PUBLIC_BASE_URL: live.url,
+                    consent.TOPIC_BY_TEMPLATE: {"promo": "offers", "newsletter": "product_news"},
+                },
+                now,
+            )
             self.secret = consent.tracking_secret(conn, self.wid, now)
             for definition in JOURNEYS:
                 journey_store.apply_draft(conn, self.wid, Journey.model_validate(definition), now)
                 journey_store.publish(conn, self.wid, definition["id"], now)
         with self.write() as client:
-            assert client.post("/v1/identify", json={"userId": "ada", "traits": {"email": "ada@example.com"}}).status_code == 200
+            assert (
+                client.post("/v1/identify", json={"userId": "ada", "traits": {"email": "ada@example.com"}}).status_code
+                == 200
+            )
         self.pid = self.admin().get("/api/profiles/ada").json()["id"]
 
     def write(self) -> httpx.Client:
@@ -62,11 +81,15 @@ class Ctx:
 
     def path(self, url: str) -> str:
         assert url.startswith(self.live.url)
-        return url[len(self.live.url):]
+        return url[len(self.live.url) :]
 
     def url(self, kind: str, key: str = "msg-1", **kw: Any) -> str:
-        fn = {"open": links.open_pixel_url, "click": links.click_url, "unsub": links.unsubscribe_url,
-              "prefs": links.preferences_url}[kind]
+        fn = {
+            "open": links.open_pixel_url,
+            "click": links.click_url,
+            "unsub": links.unsubscribe_url,
+            "prefs": links.preferences_url,
+        }[kind]
         args = [self.live.url, self.secret, self.wid, key, self.pid]
         if kind == "click":
             args.append(kw.pop("destination"))
@@ -90,7 +113,9 @@ class Ctx:
 
     def outbox(self) -> dict[str, tuple[str, str | None]]:
         with self.live.state.engine.connect() as conn:
-            rows = conn.execute(text("SELECT template, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": self.wid})
+            rows = conn.execute(
+                text("SELECT template, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": self.wid}
+            )
             return {r.template: (r.status, r.error) for r in rows}
 
 
@@ -142,8 +167,9 @@ def test_one_click_post_unsubscribes_without_cookies_or_auth_and_answers_200(ctx
     url = ctx.url("unsub")
     with ctx.public() as client:
         for _ in range(2):  # providers may POST more than once
-            answer = client.post(url, content="List-Unsubscribe=One-Click",
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+            answer = client.post(
+                url, content="List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}
+            )
             assert answer.status_code == 200, answer.text
             assert "location" not in answer.headers and "set-cookie" not in answer.headers
             assert "unsubscribed" in answer.text
@@ -169,7 +195,12 @@ def test_a_get_shows_a_confirmation_page_and_does_not_unsubscribe(ctx: Ctx) -> N
     subs = ctx.subscriptions()
     assert subs["subscribed"] is True and subs["topics"] == {"product_news": True, "offers": False, "reminders": True}
     [event] = ctx.events("Unsubscribed")
-    assert event["message"]["properties"] == {"message_key": "msg-1", "channel": "email", "topic": "offers", "method": "page"}
+    assert event["message"]["properties"] == {
+        "message_key": "msg-1",
+        "channel": "email",
+        "topic": "offers",
+        "method": "page",
+    }
 
 
 def test_the_preference_center_is_honoured_by_the_next_messages(ctx: Ctx) -> None:
@@ -177,7 +208,9 @@ def test_the_preference_center_is_honoured_by_the_next_messages(ctx: Ctx) -> Non
     with ctx.public() as client:
         page = client.get(url)
         assert page.status_code == 200
-        assert page.text.count('type="checkbox" id="topic-') == 3 and page.text.count(" checked") == 4  # 3 topics + normal
+        assert (
+            page.text.count('type="checkbox" id="topic-') == 3 and page.text.count(" checked") == 4
+        )  # 3 topics + normal
         assert "Reminders &lt;&amp; tips&gt;" in page.text and "<& tips>" not in page.text
         saved = client.post(url, data={"topic": ["product_news", "reminders"], "frequency": "fewer"})
         assert saved.status_code == 200 and "Your preferences are saved" in saved.text
@@ -210,9 +243,12 @@ def test_the_preference_center_is_honoured_by_the_next_messages(ctx: Ctx) -> Non
         ctx.track(name)
     ctx.run()
     with ctx.live.state.engine.connect() as conn:
-        rows = conn.execute(text("SELECT template, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": ctx.wid}).all()
+        rows = conn.execute(
+            text("SELECT template, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": ctx.wid}
+        ).all()
     assert [(r.template, r.status, r.error) for r in rows[3:]] == [
-        ("newsletter", "suppressed", "unsubscribed"), ("receipt", "logged", None)
+        ("newsletter", "suppressed", "unsubscribed"),
+        ("receipt", "logged", None),
     ]
 
 
@@ -222,7 +258,10 @@ def test_the_suppression_list_stops_transactional_messages_too(ctx: Ctx) -> None
     assert created.status_code == 201 and created.json()["address"] == "ada@example.com"
     listed = api.get("/api/suppressions").json()["suppressions"]
     assert [(s["address"], s["reason"]) for s in listed] == [("ada@example.com", "manual")]
-    assert api.get("/api/suppressions", params={"address": "ada@example.com"}).json()["suppressions"][0]["detail"] == "asked by phone"
+    assert (
+        api.get("/api/suppressions", params={"address": "ada@example.com"}).json()["suppressions"][0]["detail"]
+        == "asked by phone"
+    )
     assert ctx.live.client().get("/api/suppressions").status_code == 401
     ctx.track("Order Completed")
     ctx.run()
@@ -234,7 +273,11 @@ def test_the_suppression_list_stops_transactional_messages_too(ctx: Ctx) -> None
     ctx.track("Order Completed")
     ctx.run()
     with ctx.live.state.engine.connect() as conn:
-        statuses = conn.execute(text("SELECT status FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": ctx.wid}).scalars().all()
+        statuses = (
+            conn.execute(text("SELECT status FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": ctx.wid})
+            .scalars()
+            .all()
+        )
     assert statuses == ["suppressed", "logged"]
 
 

@@ -95,7 +95,9 @@ def apns_headers(content: PushContent, topic: str, device_token: str) -> dict[st
     if content.collapse_key:
         size = len(content.collapse_key.encode())
         if size > MAX_COLLAPSE_ID:
-            raise PermanentError(f"APNs: the collapse_key is {size} bytes, over APNs' limit of {MAX_COLLAPSE_ID}: shorten it in the template")
+            raise PermanentError(
+                f"APNs: the collapse_key is {size} bytes, over APNs' limit of {MAX_COLLAPSE_ID}: shorten it in the template"
+            )
         headers["apns-collapse-id"] = content.collapse_key
     return headers
 
@@ -123,11 +125,19 @@ class ApnsSender:
 
     provider = "apns"
 
-    def __init__(self, engine: Any, settings: Settings | None, clock: Clock, *, client: httpx.AsyncClient | None = None,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        settings: Settings | None,
+        clock: Clock,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.clock = clock
         self.credentials: WorkspaceCredentials[ApnsConfig] = WorkspaceCredentials(
-            engine, APNS_SECTION, "APNs", lambda: apns_default(settings), clock)
+            engine, APNS_SECTION, "APNs", lambda: apns_default(settings), clock
+        )
         self._client = client
         self._owns_client = client is None
         self._timeout_s = timeout_s
@@ -148,7 +158,9 @@ class ApnsSender:
             raise TargetGone("APNs: not a device token (APNs device tokens are hexadecimal)")
         topic = target.app_id or config.topic
         if not topic:
-            raise PermanentError("APNs: no topic: the device gave no app id and the workspace has no APNs topic (bundle id)")
+            raise PermanentError(
+                "APNs: no topic: the device gave no app id and the workspace has no APNs topic (bundle id)"
+            )
         headers = apns_headers(content, topic, device)
         payload = apns_payload(content)
         url = f"{config.base}/3/device/{device}"
@@ -167,8 +179,12 @@ class ApnsSender:
                 if attempt == 1:
                     token = self.renew(config, token)
                     continue
-                raise PermanentError("APNs 403 ExpiredProviderToken, for a token made just now: check this machine's clock")
-            error = classify(response.status_code, reason, retry_after_s(response.headers.get("retry-after"), self.clock.now()))
+                raise PermanentError(
+                    "APNs 403 ExpiredProviderToken, for a token made just now: check this machine's clock"
+                )
+            error = classify(
+                response.status_code, reason, retry_after_s(response.headers.get("retry-after"), self.clock.now())
+            )
             if isinstance(error, TargetGone):
                 log.info("APNs token gone", extra={"target": target.redacted(), "reason": reason})
             raise error
@@ -201,8 +217,9 @@ class ApnsSender:
         if signing_key is None:
             signing_key = self._keys[key] = config.signing_key()
         iat = int(now.timestamp())
-        value = jwt.encode({"iss": config.team_id, "iat": iat}, signing_key, algorithm="ES256",
-                           headers={"kid": config.key_id})
+        value = jwt.encode(
+            {"iss": config.team_id, "iat": iat}, signing_key, algorithm="ES256", headers={"kid": config.key_id}
+        )
         log.info("APNs provider token made", extra={"key_id": config.key_id, "team_id": config.team_id})
         return ProviderToken(value, now)
 

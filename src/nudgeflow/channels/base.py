@@ -16,9 +16,9 @@ after `retry_after_s`) or `PermanentError` (record the message failed, with the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection
 
@@ -115,7 +115,7 @@ class ChannelRegistry:
     @classmethod
     def development(
         cls, aliases: Iterable[str] = ("email", "push"), templates: Iterable[str] | None = None
-    ) -> "ChannelRegistry":
+    ) -> ChannelRegistry:
         """`log`, and each alias, served by one log channel."""
         from nudgeflow.channels.log import LogChannel
 

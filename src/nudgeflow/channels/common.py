@@ -5,7 +5,8 @@ channel's, a token bucket for send rates, and a per-workspace configuration cach
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.content.errors import RenderError
@@ -68,8 +69,14 @@ class WorkspaceCache(Generic[T]):
     raises one of `invalid` fails the message for good (the stored configuration is wrong),
     any other error is transient (the database is away)."""
 
-    def __init__(self, load: Callable[[str], T | None] | None, clock: Clock, what: str,
-                 invalid: type[Exception] | tuple[type[Exception], ...] = (), ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        load: Callable[[str], T | None] | None,
+        clock: Clock,
+        what: str,
+        invalid: type[Exception] | tuple[type[Exception], ...] = (),
+        ttl_s: float = 30.0,
+    ) -> None:
         self.load = load
         self.clock = clock
         self.what = what

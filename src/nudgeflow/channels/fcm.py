@@ -70,7 +70,7 @@ class AccessToken:
     refresh_at: datetime  # a little before it expires: no send goes out with a dying token
 
     @classmethod
-    def issued(cls, value: str, now: datetime, lifetime_s: float) -> "AccessToken":
+    def issued(cls, value: str, now: datetime, lifetime_s: float) -> AccessToken:
         lifetime = timedelta(seconds=max(0.0, lifetime_s))
         return cls(value, now + lifetime, now + lifetime - min(REFRESH_MARGIN, lifetime / 2))
 
@@ -114,7 +114,9 @@ def parse_failure(response: httpx.Response) -> FcmFailure:
                 if isinstance(violation, dict) and violation.get("field") == "message.token":
                     about_token = True
     status = error.get("status")
-    return FcmFailure(response.status_code, str(status) if status else None, error_code, reason_text(message), about_token)
+    return FcmFailure(
+        response.status_code, str(status) if status else None, error_code, reason_text(message), about_token
+    )
 
 
 def classify(failure: FcmFailure, retry_after: float | None) -> Exception:
@@ -133,7 +135,9 @@ def classify(failure: FcmFailure, retry_after: float | None) -> Exception:
 def _check_data(data: dict[str, str]) -> None:
     for key in data:
         if key.lower() in RESERVED_DATA_KEYS or key.lower().startswith(RESERVED_DATA_PREFIXES):
-            raise PermanentError(f"FCM: the data key {key!r} is reserved by FCM (from, message_type, notification, google…, gcm…): rename it in the template")
+            raise PermanentError(
+                f"FCM: the data key {key!r} is reserved by FCM (from, message_type, notification, google…, gcm…): rename it in the template"
+            )
 
 
 def fcm_message(target: PushTarget, content: PushContent, now_ms: int) -> dict[str, Any]:
@@ -175,11 +179,19 @@ class FcmSender:
 
     provider = "fcm"
 
-    def __init__(self, engine: Any, settings: Settings | None, clock: Clock, *, client: httpx.AsyncClient | None = None,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        settings: Settings | None,
+        clock: Clock,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.clock = clock
         self.credentials: WorkspaceCredentials[FcmConfig] = WorkspaceCredentials(
-            engine, FCM_SECTION, "FCM", lambda: fcm_default(settings), clock)
+            engine, FCM_SECTION, "FCM", lambda: fcm_default(settings), clock
+        )
         self._client = client
         self._owns_client = client is None
         self._timeout_s = timeout_s
@@ -201,8 +213,12 @@ class FcmSender:
             token = await self.access_token(config)
             try:
                 response = await self.client.post(
-                    config.send_url, content=body,
-                    headers={"authorization": f"Bearer {token.value}", "content-type": "application/json; charset=utf-8"},
+                    config.send_url,
+                    content=body,
+                    headers={
+                        "authorization": f"Bearer {token.value}",
+                        "content-type": "application/json; charset=utf-8",
+                    },
                 )
             except httpx.TransportError as exc:  # timeouts, refused and lost connections
                 raise TransientError(f"FCM: {type(exc).__name__}") from exc
@@ -247,8 +263,13 @@ class FcmSender:
         if credentials is None:
             credentials = self._google[config.fingerprint()] = config.google_credentials()
         iat = int(now.timestamp())
-        claims = {"iat": iat, "exp": iat + ASSERTION_LIFETIME_S, "iss": credentials.service_account_email,
-                  "aud": config.effective_token_uri, "scope": FCM_SCOPE}
+        claims = {
+            "iat": iat,
+            "exp": iat + ASSERTION_LIFETIME_S,
+            "iss": credentials.service_account_email,
+            "aud": config.effective_token_uri,
+            "scope": FCM_SCOPE,
+        }
         assertion = jwt.encode(credentials.signer, claims)
         return assertion.decode() if isinstance(assertion, bytes) else str(assertion)
 
@@ -265,8 +286,10 @@ class FcmSender:
         if response.status_code != 200:
             reason = _token_error(response)
             if response.status_code == 429 or response.status_code >= 500:
-                raise TransientError(f"FCM: the OAuth token endpoint answered {response.status_code}: {reason}",
-                                     retry_after_s=retry_after_s(response.headers.get("retry-after"), now))
+                raise TransientError(
+                    f"FCM: the OAuth token endpoint answered {response.status_code}: {reason}",
+                    retry_after_s=retry_after_s(response.headers.get("retry-after"), now),
+                )
             # invalid_grant and friends: a deleted key, a disabled account, a wrong token_uri.
             raise PermanentError(f"FCM: the service account was refused a token ({response.status_code}): {reason}")
         try:

@@ -9,7 +9,8 @@ the tests (and the crash tests) check that nothing is ever sent twice.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from nudgeflow.channels.base import ChannelError, PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.common import TargetGone, permanent_from_render
@@ -105,8 +106,9 @@ class DatabasePush:
     async def remember(self, message: OutboundMessage, target_keys: list[str]) -> None:
         def write() -> None:
             with self.engine.begin() as conn:
-                record_deliveries(conn, message.workspace_id, message.key, message.profile_id, target_keys,
-                                  to_ms(self.clock.now()))
+                record_deliveries(
+                    conn, message.workspace_id, message.key, message.profile_id, target_keys, to_ms(self.clock.now())
+                )
 
         await asyncio.to_thread(write)
 
@@ -169,7 +171,8 @@ class PushChannel(RemoteChannel):
             have = sorted({t.provider for t in targets})
             raise PermanentError(
                 "no push target: the person has no push subscription or device token"
-                if not have else f"no push target this server can reach (has {', '.join(have)}; not configured)"
+                if not have
+                else f"no push target this server can reach (has {', '.join(have)}; not configured)"
             )
         results = await asyncio.gather(
             *(self.senders[t.provider].send(message.workspace_id, t, content) for t in todo), return_exceptions=True
@@ -202,8 +205,10 @@ class PushChannel(RemoteChannel):
                 except Exception as exc:
                     # Retrying without the record would show the notification twice on the
                     # targets just reached: count the message sent and leave the rest.
-                    log.warning("could not record a partial push; the rest are not retried",
-                                extra={"error": type(exc).__name__, "failed": "; ".join(reasons)[:500]})
+                    log.warning(
+                        "could not record a partial push; the rest are not retried",
+                        extra={"error": type(exc).__name__, "failed": "; ".join(reasons)[:500]},
+                    )
                     return
             prefix = f"reached {taken} of {taken + len(transient)} targets, retrying the rest: " if taken else ""
             raise TransientError((prefix + "; ".join(reasons))[:1000], retry_after_s=max(waits) if waits else None)
@@ -215,8 +220,10 @@ class PushChannel(RemoteChannel):
     async def _done(self, message: OutboundMessage, earlier: set[str], failed: str | None, delivered: int = 0) -> None:
         """The message counts as sent: log what did not take it, drop the partial record."""
         if failed:
-            log.info("push reached some targets",
-                     extra={"message_key": message.key, "delivered": delivered or len(earlier), "failed": failed[:500]})
+            log.info(
+                "push reached some targets",
+                extra={"message_key": message.key, "delivered": delivered or len(earlier), "failed": failed[:500]},
+            )
         if earlier:
             try:
                 await self.targets.forget(message.workspace_id, message.key)

@@ -20,9 +20,10 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import Connection
@@ -115,7 +116,9 @@ class FcmConfig:
             return service_account.Credentials.from_service_account_info(info, scopes=[FCM_SCOPE])
         except (ValueError, KeyError, TypeError) as exc:
             # google-auth's message may quote the key material: name the field only.
-            raise PushConfigError(f"fcm.service_account: the private key does not load ({type(exc).__name__})") from None
+            raise PushConfigError(
+                f"fcm.service_account: the private key does not load ({type(exc).__name__})"
+            ) from None
 
     def masked(self) -> dict[str, Any]:
         return {
@@ -137,7 +140,7 @@ class FcmConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FcmConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> FcmConfig:
         if not isinstance(data, Mapping):
             raise PushConfigError("fcm: expected an object with project_id and service_account")
         unknown = set(data) - {"project_id", "service_account", "token_uri", "api_base"}
@@ -164,23 +167,31 @@ def parse_service_account(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def fcm_from_file(path: str, *, project_id: str | None = None, token_uri: str | None = None,
-                  api_base: str | None = None, what: str = "the service account file") -> FcmConfig:
+def fcm_from_file(
+    path: str,
+    *,
+    project_id: str | None = None,
+    token_uri: str | None = None,
+    api_base: str | None = None,
+    what: str = "the service account file",
+) -> FcmConfig:
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise PushConfigError(f"cannot read {what}: {exc.strerror}") from None
     sa = parse_service_account(text)
-    return FcmConfig(project_id=project_id or sa.get("project_id") or "", service_account=sa,
-                     token_uri=token_uri, api_base=api_base)
+    return FcmConfig(
+        project_id=project_id or sa.get("project_id") or "", service_account=sa, token_uri=token_uri, api_base=api_base
+    )
 
 
 def fcm_default(settings: Settings | None) -> FcmConfig | None:
     """The server's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE), or None."""
     if settings is None or not settings.fcm_service_account_file:
         return None
-    return fcm_from_file(settings.fcm_service_account_file, api_base=settings.fcm_api_base,
-                         what="NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE")
+    return fcm_from_file(
+        settings.fcm_service_account_file, api_base=settings.fcm_api_base, what="NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE"
+    )
 
 
 # -- APNs ------------------------------------------------------------------------------------
@@ -200,7 +211,9 @@ class ApnsConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not _APPLE_ID.match(value):
                 raise PushConfigError(f"apns.{name}: required (the 10-character id Apple shows)")
-        if self.topic is not None and (not isinstance(self.topic, str) or not self.topic.strip() or len(self.topic) > 200):
+        if self.topic is not None and (
+            not isinstance(self.topic, str) or not self.topic.strip() or len(self.topic) > 200
+        ):
             raise PushConfigError("apns.topic: the app's bundle id (e.g. com.example.app)")
         if not isinstance(self.sandbox, bool):
             raise PushConfigError("apns.sandbox: true or false")
@@ -231,12 +244,22 @@ class ApnsConfig:
         return _fingerprint(self.team_id, self.key_id, self.private_key)
 
     def masked(self) -> dict[str, Any]:
-        return {"team_id": self.team_id, "key_id": self.key_id, "private_key": MASK, "topic": self.topic,
-                "sandbox": self.sandbox, "base_url": self.base}
+        return {
+            "team_id": self.team_id,
+            "key_id": self.key_id,
+            "private_key": MASK,
+            "topic": self.topic,
+            "sandbox": self.sandbox,
+            "base_url": self.base,
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"team_id": self.team_id, "key_id": self.key_id, "private_key": self.private_key,
-                               "sandbox": self.sandbox}
+        out: dict[str, Any] = {
+            "team_id": self.team_id,
+            "key_id": self.key_id,
+            "private_key": self.private_key,
+            "sandbox": self.sandbox,
+        }
         if self.topic:
             out["topic"] = self.topic
         if self.base_url:
@@ -244,15 +267,20 @@ class ApnsConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ApnsConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ApnsConfig:
         if not isinstance(data, Mapping):
             raise PushConfigError("apns: expected an object with team_id, key_id, private_key and topic")
         unknown = set(data) - {"team_id", "key_id", "private_key", "topic", "sandbox", "base_url"}
         if unknown:
             raise PushConfigError(f"apns: unknown settings: {', '.join(sorted(unknown))}")
-        return cls(team_id=data.get("team_id") or "", key_id=data.get("key_id") or "",
-                   private_key=data.get("private_key") or "", topic=data.get("topic") or None,
-                   sandbox=data.get("sandbox", False), base_url=data.get("base_url") or None)
+        return cls(
+            team_id=data.get("team_id") or "",
+            key_id=data.get("key_id") or "",
+            private_key=data.get("private_key") or "",
+            topic=data.get("topic") or None,
+            sandbox=data.get("sandbox", False),
+            base_url=data.get("base_url") or None,
+        )
 
 
 def apns_default(settings: Settings | None) -> ApnsConfig | None:
@@ -264,8 +292,13 @@ def apns_default(settings: Settings | None) -> ApnsConfig | None:
         key = Path(path).read_text()
     except OSError as exc:
         raise PushConfigError(f"cannot read NUDGEFLOW_APNS_KEY_FILE: {exc.strerror}") from None
-    return ApnsConfig(team_id=settings.apns_team_id or "", key_id=settings.apns_key_id or "", private_key=key,
-                      topic=settings.apns_topic, base_url=settings.apns_base_url)
+    return ApnsConfig(
+        team_id=settings.apns_team_id or "",
+        key_id=settings.apns_key_id or "",
+        private_key=key,
+        topic=settings.apns_topic,
+        base_url=settings.apns_base_url,
+    )
 
 
 # -- stored per workspace --------------------------------------------------------------------
@@ -289,7 +322,9 @@ def set_apns(conn: Connection, workspace_id: str, config: ApnsConfig | None, now
     set_section(conn, workspace_id, APNS_SECTION, config.to_dict() if config else None, now_ms)
 
 
-def masked(conn: Connection, workspace_id: str, section: str, default: Callable[[], Any] | None = None) -> dict[str, Any]:
+def masked(
+    conn: Connection, workspace_id: str, section: str, default: Callable[[], Any] | None = None
+) -> dict[str, Any]:
     """What the CLI shows: the effective credentials, secrets masked, and where they come from."""
     getter = get_fcm if section == FCM_SECTION else get_apns
     try:
@@ -315,13 +350,21 @@ class WorkspaceCredentials(Generic[C]):
     within `ttl_s` (or at once after `invalidate`).
     """
 
-    def __init__(self, engine: Any, section: str, service: str, default: Callable[[], C | None], clock: Clock,
-                 ttl_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        section: str,
+        service: str,
+        default: Callable[[], C | None],
+        clock: Clock,
+        ttl_s: float = 30.0,
+    ) -> None:
         self.engine, self.section, self.service, self.clock, self.ttl_s = engine, section, service, clock, ttl_s
         self._default_loader = default
         self._default: tuple[C | None, str | None] | None = None  # loaded once: (config, error)
         self._own: WorkspaceCache[C] = WorkspaceCache(
-            self._load if engine is not None else None, clock, f"{service} credentials", PushConfigError, ttl_s)
+            self._load if engine is not None else None, clock, f"{service} credentials", PushConfigError, ttl_s
+        )
 
     def invalidate(self, workspace_id: str | None = None) -> None:
         self._own.invalidate(workspace_id)
@@ -360,7 +403,12 @@ class _RedactRequestUrls(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(record.msg, str) and record.msg.startswith("HTTP Request:") and isinstance(args, tuple) and len(args) > 1:
+        if (
+            isinstance(record.msg, str)
+            and record.msg.startswith("HTTP Request:")
+            and isinstance(args, tuple)
+            and len(args) > 1
+        ):
             parts = urlsplit(str(args[1]))
             record.args = (args[0], f"{parts.scheme}://{parts.netloc}/…", *args[2:])
         return True

@@ -10,7 +10,7 @@ hosts an operator names (NUDGEFLOW_WEBPUSH_HOSTS, e.g. a self-hosted autopush); 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from nudgeflow.settings import Settings

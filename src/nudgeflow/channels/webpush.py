@@ -83,8 +83,6 @@ def topic_for(collapse_key: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:32]
 
 
-
-
 def _b64decode(text: str) -> bytes:
     text = text.strip().replace("+", "-").replace("/", "_").rstrip("=")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -126,6 +124,7 @@ def _close_in_its_loop(session: aiohttp.ClientSession, loop: asyncio.AbstractEve
     returned, as in `run_until_idle`) cannot run that any more: the session and its pool are
     marked closed, and their sockets close when the transports are collected."""
     if not loop.is_closed():
+
         def close() -> None:
             task = loop.create_task(session.close())
             _closing.add(task)  # a task nothing refers to may be collected before it is done
@@ -210,10 +209,13 @@ class WebPushSender:
             return session
         if session is not None and self._session_loop is not None:
             _close_in_its_loop(session, self._session_loop)
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
-                                         keepalive_timeout=KEEPALIVE_S, ssl=self._ssl)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_S, ssl=self._ssl
+        )
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, trust_env=False,
+            connector=connector,
+            timeout=self._timeout,
+            trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # push services set none; nothing carried between subscriptions
         )
         self._session_loop = loop
@@ -316,8 +318,11 @@ class WebPushSender:
             raise PermanentError("the subscription's keys are malformed (p256dh must be a P-256 point, auth 16 bytes)")
         try:
             return http_ece.encrypt(  # type: ignore[no-any-return]
-                payload, private_key=ec.generate_private_key(ec.SECP256R1()), dh=receiver,
-                auth_secret=auth, version="aes128gcm",
+                payload,
+                private_key=ec.generate_private_key(ec.SECP256R1()),
+                dh=receiver,
+                auth_secret=auth,
+                version="aes128gcm",
             )
         except (ValueError, http_ece.ECEException) as exc:
             raise PermanentError("the subscription's p256dh key is not a valid P-256 point") from exc
@@ -347,11 +352,13 @@ class WebPushSender:
         if self._rate > 0:
             await self._bucket(origin).take()
         try:
-            async with self.session().post(target.address, data=body, headers=headers, allow_redirects=False) as response:
+            async with self.session().post(
+                target.address, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
                 answer = await response.read()  # read to the end: the connection goes back to the pool
-        except asyncio.TimeoutError:  # TimeoutError; aiohttp's connect and read timeouts are ones too
+        except TimeoutError:  # TimeoutError; aiohttp's connect and read timeouts are ones too
             raise TransientError(f"{target.redacted()}: the push service did not answer in time") from None
         except aiohttp.InvalidURL as exc:
             raise PermanentError(f"{target.redacted()}: cannot send to this endpoint ({type(exc).__name__})") from None
@@ -370,8 +377,9 @@ class WebPushSender:
             wait = retry_after_s(retry_after, self.clock.now())
             raise TransientError(what + (f", retry after {wait:g} s" if wait is not None else ""), retry_after_s=wait)
         if status == 413:  # we checked 4 KB; a service with a smaller limit says so here
-            raise PermanentError(f"{what}: it refused the {size:,}-byte payload as too large; "
-                                 "shorten the template's text or data")
+            raise PermanentError(
+                f"{what}: it refused the {size:,}-byte payload as too large; shorten the template's text or data"
+            )
         excerpt = reason_text(answer.decode("utf-8", "replace"), 200) if answer else ""
         raise PermanentError(f"{what}" + (f": {excerpt}" if excerpt else ""))
 

@@ -23,10 +23,10 @@ from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.email.channel import DefaultRenderer, EmailChannel, Renderer, WorkspaceConfigs
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel, PushSender
-from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.channels.webpush import WebPushSender
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.settings import Settings
 from nudgeflow.store.schema import device_tokens, push_subscriptions
 from nudgeflow.store.workspace_settings import SMTP, any_workspace_has
@@ -43,7 +43,10 @@ PUSH_CHECK_S = 30.0  # how often a server without push looks again whether push 
 
 
 def configure_email(
-    registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock | None = None,
+    registry: ChannelRegistry,
+    engine: Any,
+    settings: Settings,
+    clock: Clock | None = None,
     renderer: Renderer | None = None,
 ) -> EmailChannel | None:
     """Serve "email" with an EmailChannel when SMTP is configured (NUDGEFLOW_SMTP_URL, or a
@@ -57,8 +60,12 @@ def configure_email(
         return None
     processes = int(settings.email_build_processes or 0)
     workers = WorkerPool(processes) if processes > 0 else None
-    channel = EmailChannel(WorkspaceConfigs(engine, default, clock or SystemClock()), renderer or DefaultRenderer(engine),
-                           clock, workers=workers)
+    channel = EmailChannel(
+        WorkspaceConfigs(engine, default, clock or SystemClock()),
+        renderer or DefaultRenderer(engine),
+        clock,
+        workers=workers,
+    )
     registry.register("email", channel)
     email_log.info("email goes out over SMTP", extra={"smtp": str(default) if default else "per workspace"})
     return channel
@@ -96,8 +103,9 @@ def push_in_use(engine: Any, settings: Settings) -> bool:
     return False
 
 
-def configure_push(registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock | None = None,
-                   *, force: bool = False) -> PushChannel | None:
+def configure_push(
+    registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock | None = None, *, force: bool = False
+) -> PushChannel | None:
     """Serve "push" with a PushChannel (Web Push always; FCM and APNs where credentials
     exist) once push is in use (`push_in_use`), or at once with `force`; returns the channel,
     or None while push stays with the log channel."""
@@ -126,8 +134,9 @@ class ChannelSetup:
     """Serves "email" and "push" of a runtime's registry with their real channels once
     they are configured. `pending` False (the runtime was given its channels): nothing to do."""
 
-    def __init__(self, registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock, *,
-                 pending: bool) -> None:
+    def __init__(
+        self, registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock, *, pending: bool
+    ) -> None:
         self.registry, self.engine, self.settings, self.clock = registry, engine, settings, clock
         self.email_pending = pending
         self.push_pending = pending

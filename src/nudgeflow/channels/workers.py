@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from nudgeflow.channels.base import TransientError
 
@@ -29,9 +30,9 @@ T = TypeVar("T")
 
 def _warm() -> None:
     # Import the content stack once at start, not on a message's clock.
-    import nudgeflow.channels.email.build  # noqa: F401
-    import nudgeflow.content.email_jobs  # noqa: F401
-    import nudgeflow.content.email_render  # noqa: F401
+    import nudgeflow.channels.email.build
+    import nudgeflow.content.email_jobs
+    import nudgeflow.content.email_render
     import nudgeflow.content.templates  # noqa: F401
 
 

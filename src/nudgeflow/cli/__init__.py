@@ -28,7 +28,9 @@ from nudgeflow.cli.templates import templates_app
 from nudgeflow.cli.vapid import vapid_app
 from nudgeflow.cli.workspace import workspace_app
 
-app = typer.Typer(help="Nudgeflow: behavior-triggered email and push messaging.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Nudgeflow: behavior-triggered email and push messaging.", no_args_is_help=True, add_completion=False
+)
 
 app.command()(serve)
 app.command("import")(import_events)

@@ -33,7 +33,9 @@ def parse_values(provider: str, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or name not in FIELDS[provider]:
-            raise ValueError(f"{pair.split('=')[0]!r} is not a {provider} field; want {', '.join(f'{f}=...' for f in FIELDS[provider])}")
+            raise ValueError(
+                f"{pair.split('=')[0]!r} is not a {provider} field; want {', '.join(f'{f}=...' for f in FIELDS[provider])}"
+            )
         values[name] = [v.strip() for v in value.split(",") if v.strip()] if name == "topic_arns" else value
     missing = [f for f in FIELDS[provider] if not values.get(f)]
     if missing:
@@ -53,7 +55,13 @@ def masked(section: Any) -> dict[str, Any]:
 @bounce_webhooks_app.command("set")
 def set_provider(
     provider: Annotated[str, typer.Argument(help="ses, sendgrid, postmark or mailgun.")],
-    values: Annotated[list[str], typer.Argument(metavar="FIELD=VALUE...", help="ses: topic_arns=ARN[,ARN]; sendgrid: public_key=BASE64; postmark: username=U password=P; mailgun: signing_key=K")],
+    values: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FIELD=VALUE...",
+            help="ses: topic_arns=ARN[,ARN]; sendgrid: public_key=BASE64; postmark: username=U password=P; mailgun: signing_key=K",
+        ),
+    ],
     workspace: WorkspaceArg,
     database: DatabaseOpt = None,
 ) -> None:

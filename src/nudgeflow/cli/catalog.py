@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,7 +33,7 @@ def catalog_import(
     kind: CatalogKind,
     file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV, a JSON array or JSON Lines (- for stdin).")],
     workspace: WorkspaceOpt,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="csv, json or jsonl (default: from the file).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, json or jsonl (default: from the file).")] = None,
     database: DatabaseOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -51,13 +51,25 @@ def catalog_import(
         raise fail(f"nothing imported: {exc}") from exc
     engine = open_engine(load_settings(database))
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err,
-                      disable=as_json or not err.is_terminal, transient=True) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=as_json or not err.is_terminal,
+            transient=True,
+        ) as progress:
             task = progress.add_task(f"importing {kind}", total=len(rows))
             with engine.begin() as conn:
                 require_workspace(conn, workspace)
-                report = store.import_rows(conn, workspace, kind, rows, now_ms(),
-                                           on_progress=lambda done: progress.update(task, completed=done))
+                report = store.import_rows(
+                    conn,
+                    workspace,
+                    kind,
+                    rows,
+                    now_ms(),
+                    on_progress=lambda done: progress.update(task, completed=done),
+                )
     except JourneyError as exc:
         raise fail(str(exc)) from exc
     finally:
@@ -67,8 +79,10 @@ def catalog_import(
     else:
         for problem in report.problems:
             print(f"{file}: {problem.format()}", file=sys.stderr)
-        print(f"{plural(report.rows, 'row')}: {report.imported} imported ({report.created} new, "
-              f"{report.updated} updated), {len(report.problems)} rejected")
+        print(
+            f"{plural(report.rows, 'row')}: {report.imported} imported ({report.created} new, "
+            f"{report.updated} updated), {len(report.problems)} rejected"
+        )
     if report.problems and not report.imported:
         raise typer.Exit(1)
 
@@ -100,13 +114,19 @@ def catalog_list(
         table = Table("id", "name", "price", "category", "stock")
         for item in items:
             price = "" if item["price"] is None else f"{item['price']:g} {item['currency'] or ''}".strip()
-            table.add_row(item["id"], item["name"], price, item["category"] or "",
-                          "" if item["stock"] is None else str(item["stock"]))
+            table.add_row(
+                item["id"],
+                item["name"],
+                price,
+                item["category"] or "",
+                "" if item["stock"] is None else str(item["stock"]),
+            )
     else:
         table = Table("id", "name", "latitude", "longitude", "address")
         for item in items:
-            table.add_row(item["id"], item["name"], f"{item['latitude']:g}", f"{item['longitude']:g}",
-                          item["address"] or "")
+            table.add_row(
+                item["id"], item["name"], f"{item['latitude']:g}", f"{item['longitude']:g}", item["address"] or ""
+            )
     Console().print(table)
     shown = f"{len(items)} of {total}" if total > len(items) else str(total)
     err.print(f"{shown} {kind}" if total else f"no {kind} yet: `nudgeflow catalog import {kind} FILE --workspace ID`")

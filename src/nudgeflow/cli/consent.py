@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ def suppressions_add(
     workspace: WorkspaceOpt,
     channel: _Channel = "email",
     reason: Annotated[str, typer.Option(help="hard_bounce, complaint, manual, …")] = "manual",
-    detail: Annotated[Optional[str], typer.Option(help="A note kept with the suppression.")] = None,
+    detail: Annotated[str | None, typer.Option(help="A note kept with the suppression.")] = None,
     database: DatabaseOpt = None,
 ) -> None:
     """Suppress addresses: nothing more is sent to them."""
@@ -61,7 +61,7 @@ def suppressions_remove(
 @suppressions_app.command("list")
 def suppressions_list(
     workspace: WorkspaceOpt,
-    channel: Annotated[Optional[str], typer.Option("--channel", "-c", help="Only this channel.")] = None,
+    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Only this channel.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     database: DatabaseOpt = None,
@@ -78,7 +78,13 @@ def suppressions_list(
         return
     table = Table("address", "channel", "reason", "since", "detail")
     for s in found:
-        table.add_row(s["address"], s["channel"], s["reason"], from_ms(s["created_at_ms"]).strftime("%Y-%m-%d %H:%M"), s["detail"] or "")
+        table.add_row(
+            s["address"],
+            s["channel"],
+            s["reason"],
+            from_ms(s["created_at_ms"]).strftime("%Y-%m-%d %H:%M"),
+            s["detail"] or "",
+        )
     Console().print(table)
     if not found:
         Console(stderr=True).print("no suppressions")

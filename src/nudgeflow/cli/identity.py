@@ -11,8 +11,9 @@ The same operations are in the admin API (web/identity_api.py). docs/identity.md
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,10 +24,12 @@ from nudgeflow.store.identity_settings import IdentityProblem
 from nudgeflow.store.journeys import JourneyError, require_workspace
 from nudgeflow.store.workspaces import KeyProblem, create_write_key, list_keys, revoke_write_key
 
-keys_app = typer.Typer(help="A workspace's write keys: public (browsers, apps) and server (backends).",
-                       no_args_is_help=True)
-identity_app = typer.Typer(help="Identity verification: public-key requests prove the userId with context.userHash.",
-                           no_args_is_help=True)
+keys_app = typer.Typer(
+    help="A workspace's write keys: public (browsers, apps) and server (backends).", no_args_is_help=True
+)
+identity_app = typer.Typer(
+    help="Identity verification: public-key requests prove the userId with context.userHash.", no_args_is_help=True
+)
 
 _Ws = Annotated[str, typer.Argument(metavar="WORKSPACE_ID", help="The workspace id (ws_…).")]
 _Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -36,7 +39,7 @@ def _run(workspace: str, database: str | None, work: Callable[[Any, int], Any], 
     """Open the database, check the workspace, run `work(conn, now_ms)` in one transaction."""
     engine = open_engine(load_settings(database))
     try:
-        with (engine.begin() if write else engine.connect()) as conn:
+        with engine.begin() if write else engine.connect() as conn:
             require_workspace(conn, workspace)
             return work(conn, now_ms())
     except (JourneyError, KeyProblem, IdentityProblem) as exc:
@@ -68,8 +71,10 @@ def keys_create(
     key = _run(workspace, database, lambda conn, now: create_write_key(conn, workspace, kind, now))
     _print({"write_key": key, "kind": kind}, as_json)
     if not as_json:
-        err.print("Keep it: it is stored only as a digest and cannot be shown again."
-                  + (" A server key is a secret: never put it in a page or an app." if kind == "server" else ""))
+        err.print(
+            "Keep it: it is stored only as a digest and cannot be shown again."
+            + (" A server key is a secret: never put it in a page or an app." if kind == "server" else "")
+        )
 
 
 @keys_app.command("list")
@@ -81,7 +86,7 @@ def keys_list(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json = Fal
         return
     out = Console()
     for row in rows:
-        created = datetime.fromtimestamp(int(row["created_at_ms"]) / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        created = datetime.fromtimestamp(int(row["created_at_ms"]) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
         out.print(f"{row['hint']:<10}{row['kind']:<8}created {created} UTC", highlight=False)
 
 
@@ -102,8 +107,10 @@ def keys_revoke(
 def _secret_printed(view: dict[str, Any], secret: str | None, as_json: bool) -> None:
     _print({**view, **({"secret": secret} if secret else {})}, as_json)
     if secret and not as_json:
-        err.print("The secret is shown only once. Your backend sends context.userHash = hex HMAC-SHA256(secret, "
-                  "userId) with each signed-in user's calls (docs/identity.md).")
+        err.print(
+            "The secret is shown only once. Your backend sends context.userHash = hex HMAC-SHA256(secret, "
+            "userId) with each signed-in user's calls (docs/identity.md)."
+        )
 
 
 @identity_app.command("show")
@@ -136,8 +143,10 @@ def identity_rotate(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json
     settings, made = _run(workspace, database, lambda conn, now: identity_settings.rotate(conn, workspace, now))
     _secret_printed(settings.view(), made, as_json)
     if settings.rotating and not as_json:
-        err.print("Both secrets are valid now. Once your backend uses the new one (and sessions hashed with "
-                  "the old one have ended), run `nudgeflow workspace identity finish-rotation`.")
+        err.print(
+            "Both secrets are valid now. Once your backend uses the new one (and sessions hashed with "
+            "the old one have ended), run `nudgeflow workspace identity finish-rotation`."
+        )
 
 
 @identity_app.command("finish-rotation")

@@ -12,7 +12,9 @@ from nudgeflow.ingest.importer import import_file
 
 def import_events(
     file: Annotated[str, typer.Argument(help="A JSON Lines file of Segment messages, or - for standard input.")],
-    write_key: Annotated[str, typer.Option("--write-key", envvar="NUDGEFLOW_WRITE_KEY", help="The workspace's write key.")],
+    write_key: Annotated[
+        str, typer.Option("--write-key", envvar="NUDGEFLOW_WRITE_KEY", help="The workspace's write key.")
+    ],
     database: DatabaseOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction.")] = 1000,
 ) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional, TextIO
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -23,7 +24,9 @@ from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import journeys as store
 from nudgeflow.store import templates as template_store
 
-journeys_app = typer.Typer(help="Journeys as code: validate, apply, publish, pause, resume, archive, list.", no_args_is_help=True)
+journeys_app = typer.Typer(
+    help="Journeys as code: validate, apply, publish, pause, resume, archive, list.", no_args_is_help=True
+)
 
 JourneyFiles = Annotated[list[str], typer.Argument(help="Journey files (.yaml, .yml, .json) or directories of them.")]
 
@@ -38,17 +41,24 @@ def _print_problems(problems: list[FileProblem], stream: TextIO) -> tuple[int, i
 def _workspace_delivery(conn: Connection, workspace: str, settings: Settings) -> Delivery:
     """The channels this deployment serves and the workspace's templates, for the journey checks."""
     known = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace)}
-    places = {p["id"]: frozenset(place_tags(p["attributes"])) for p in catalog_store.all_items(conn, workspace, "places")}
+    places = {
+        p["id"]: frozenset(place_tags(p["attributes"])) for p in catalog_store.all_items(conn, workspace, "places")
+    }
     return Delivery.serving(settings.log_channels, known, "this workspace", places)
 
 
 @journeys_app.command("validate")
 def journeys_validate(
     files: JourneyFiles,
-    templates: Annotated[Optional[str], typer.Option(
-        "--templates", metavar="DIR",
-        help="A folder of template files (as `templates apply` reads): check that each send step's template is "
-             "there, with the step's channel.")] = None,
+    templates: Annotated[
+        str | None,
+        typer.Option(
+            "--templates",
+            metavar="DIR",
+            help="A folder of template files (as `templates apply` reads): check that each send step's template is "
+            "there, with the step's channel.",
+        ),
+    ] = None,
 ) -> None:
     """Check journey files without a database: every problem as file:line: path: message."""
     paths = journey_files(files)
@@ -64,8 +74,10 @@ def journeys_validate(
             raise fail(f"--templates {templates}: {exc}") from exc
     problems, valid = check_files(paths, Delivery.serving(load_settings(None).log_channels, known, templates or ""))
     errors, warnings = _print_problems(problems, sys.stdout)
-    print(f"{plural(len(paths), 'file')}, {plural(len(valid), 'valid journey')}: "
-          f"{plural(errors, 'error')}, {plural(warnings, 'warning')}")
+    print(
+        f"{plural(len(paths), 'file')}, {plural(len(valid), 'valid journey')}: "
+        f"{plural(errors, 'error')}, {plural(warnings, 'warning')}"
+    )
     if templates is None:
         print("note: templates were not checked (give --templates DIR to check them)", file=sys.stderr)
     if errors:
@@ -105,8 +117,11 @@ def journeys_apply(
                 created = store.apply_draft(conn, workspace, journey, now)
                 after = store.get_journey(conn, workspace, journey.id)
                 assert after is not None
-                what = "created (draft)" if created else ("draft updated" if before and before["draft"] != after["draft"]
-                                                          else "draft unchanged")
+                what = (
+                    "created (draft)"
+                    if created
+                    else ("draft updated" if before and before["draft"] != after["draft"] else "draft unchanged")
+                )
                 if publish:
                     version = store.publish(conn, workspace, journey.id, now)
                     status = store.get_journey(conn, workspace, journey.id)["status"]  # type: ignore[index]
@@ -138,8 +153,9 @@ def _check_draft_delivery(conn: Connection, workspace: str, journey_id: str, set
         raise fail(f"not published: {plural(len(errors), 'error')} above")
 
 
-def _publish(journey_id: str, workspace: str, database: str | None, from_now: bool, yes: bool,
-             confirm_above: int) -> None:
+def _publish(
+    journey_id: str, workspace: str, database: str | None, from_now: bool, yes: bool, confirm_above: int
+) -> None:
     now = now_ms()
     settings = load_settings(database)
     engine = open_engine(settings)
@@ -157,11 +173,17 @@ def _publish(journey_id: str, workspace: str, database: str | None, from_now: bo
             version = store.publish(conn, workspace, journey_id, now, backfill=not from_now)
             status = store.get_journey(conn, workspace, journey_id)["status"]  # type: ignore[index]
             same = before is not None and before["live_version"] == version
-            message = (f"{journey_id}: version {version} stays {status} (the draft has no changes)" if same
-                       else f"{journey_id}: published version {version} ({status})")
+            message = (
+                f"{journey_id}: version {version} stays {status} (the draft has no changes)"
+                if same
+                else f"{journey_id}: published version {version} ({status})"
+            )
             if not same:
-                message += (", from now on (no backfill)" if from_now else
-                            "; the engine looks at the people already known in the background")
+                message += (
+                    ", from now on (no backfill)"
+                    if from_now
+                    else "; the engine looks at the people already known in the background"
+                )
     except store.JourneyError as exc:
         raise fail(str(exc)) from exc
     finally:
@@ -171,10 +193,24 @@ def _publish(journey_id: str, workspace: str, database: str | None, from_now: bo
 
 @journeys_app.command("publish")
 def journeys_publish(
-    journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt, database: DatabaseOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Publish even if more people than --confirm-above would enter at once.")] = False,
-    from_now: Annotated[bool, typer.Option("--from-now", help="Only what happens from now on counts: no backfill of the people already known.")] = False,
-    confirm_above: Annotated[int, typer.Option("--confirm-above", min=0, metavar="N", help="Ask for --yes when more than N people would enter at once.")] = 1000,
+    journey_id: Annotated[str, typer.Argument(metavar="ID")],
+    workspace: WorkspaceOpt,
+    database: DatabaseOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Publish even if more people than --confirm-above would enter at once.")
+    ] = False,
+    from_now: Annotated[
+        bool,
+        typer.Option(
+            "--from-now", help="Only what happens from now on counts: no backfill of the people already known."
+        ),
+    ] = False,
+    confirm_above: Annotated[
+        int,
+        typer.Option(
+            "--confirm-above", min=0, metavar="N", help="Ask for --yes when more than N people would enter at once."
+        ),
+    ] = 1000,
 ) -> None:
     """Freeze the draft as a new immutable version and make it live (checked again first).
 
@@ -211,8 +247,9 @@ def _change_status(change: StatusChange, journey_id: str, workspace: str, databa
 
 
 def _status_command(change: StatusChange) -> Callable[..., None]:
-    def command(journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt,
-                database: DatabaseOpt = None) -> None:
+    def command(
+        journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt, database: DatabaseOpt = None
+    ) -> None:
         _change_status(change, journey_id, workspace, database)
 
     command.__name__ = f"journeys_{change.__name__}"
@@ -244,8 +281,11 @@ def journeys_list(
         return
     table = Table("id", "name", "status", "live version", "draft")
     for journey in found:
-        draft = "changed since publish" if journey["draft_changed"] and journey["live_version"] else (
-            "not published" if not journey["live_version"] else "same as live")
+        draft = (
+            "changed since publish"
+            if journey["draft_changed"] and journey["live_version"]
+            else ("not published" if not journey["live_version"] else "same as live")
+        )
         table.add_row(journey["id"], journey["name"], journey["status"], str(journey["live_version"] or "—"), draft)
     Console().print(table)
     if not found:

@@ -7,8 +7,9 @@ the answer to `set` mask them. A running server picks a change up within 30 seco
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,10 +20,12 @@ from nudgeflow.cli.common import DatabaseOpt, fail, load_settings, now_ms, open_
 from nudgeflow.settings import Settings
 from nudgeflow.store.journeys import JourneyError, require_workspace
 
-fcm_app = typer.Typer(help="A workspace's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE is the default).",
-                      no_args_is_help=True)
-apns_app = typer.Typer(help="A workspace's APNs credentials (NUDGEFLOW_APNS_KEY_FILE and friends are the default).",
-                       no_args_is_help=True)
+fcm_app = typer.Typer(
+    help="A workspace's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE is the default).", no_args_is_help=True
+)
+apns_app = typer.Typer(
+    help="A workspace's APNs credentials (NUDGEFLOW_APNS_KEY_FILE and friends are the default).", no_args_is_help=True
+)
 
 WorkspaceArg = Annotated[str, typer.Option("--workspace", "-w", help="Workspace id.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -90,17 +93,30 @@ def _read(workspace: str, database: str | None, section: str, as_json: bool) -> 
 @fcm_app.command("set")
 def fcm_set(
     workspace: WorkspaceArg,
-    service_account: Annotated[Path, typer.Option("--service-account", help="The service account key JSON file (stored in the database).")],
-    project_id: Annotated[Optional[str], typer.Option("--project-id", help="The Firebase project (default: the key file's).")] = None,
-    token_uri: Annotated[Optional[str], typer.Option("--token-uri", help="The OAuth2 token endpoint (default: the key file's).")] = None,
-    api_base: Annotated[Optional[str], typer.Option("--api-base", help="The FCM API (default https://fcm.googleapis.com).")] = None,
+    service_account: Annotated[
+        Path, typer.Option("--service-account", help="The service account key JSON file (stored in the database).")
+    ],
+    project_id: Annotated[
+        str | None, typer.Option("--project-id", help="The Firebase project (default: the key file's).")
+    ] = None,
+    token_uri: Annotated[
+        str | None, typer.Option("--token-uri", help="The OAuth2 token endpoint (default: the key file's).")
+    ] = None,
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="The FCM API (default https://fcm.googleapis.com).")
+    ] = None,
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set the workspace's own FCM credentials (a Firebase service account)."""
     try:
-        config = fcm_from_file(str(service_account), project_id=project_id, token_uri=token_uri, api_base=api_base,
-                               what=str(service_account))
+        config = fcm_from_file(
+            str(service_account),
+            project_id=project_id,
+            token_uri=token_uri,
+            api_base=api_base,
+            what=str(service_account),
+        )
     except PushConfigError as exc:
         raise fail(str(exc)) from exc
     _write(workspace, database, "fcm", config, as_json)
@@ -124,12 +140,18 @@ def fcm_clear(workspace: WorkspaceArg, database: DatabaseOpt = None) -> None:
 @apns_app.command("set")
 def apns_set(
     workspace: WorkspaceArg,
-    key_file: Annotated[Path, typer.Option("--key-file", help="The AuthKey_<key id>.p8 file (stored in the database).")],
+    key_file: Annotated[
+        Path, typer.Option("--key-file", help="The AuthKey_<key id>.p8 file (stored in the database).")
+    ],
     key_id: Annotated[str, typer.Option("--key-id", help="The key's 10-character id.")],
     team_id: Annotated[str, typer.Option("--team-id", help="The Apple developer team id.")],
-    topic: Annotated[Optional[str], typer.Option("--topic", help="The app's bundle id, for devices that do not give theirs.")] = None,
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="The app's bundle id, for devices that do not give theirs.")
+    ] = None,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Development builds: api.sandbox.push.apple.com.")] = False,
-    base_url: Annotated[Optional[str], typer.Option("--base-url", help="Another APNs endpoint (a proxy, a test server).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Another APNs endpoint (a proxy, a test server).")
+    ] = None,
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -139,7 +161,9 @@ def apns_set(
     except OSError as exc:
         raise fail(f"cannot read {key_file}: {exc.strerror}") from exc
     try:
-        config = ApnsConfig(team_id=team_id, key_id=key_id, private_key=key, topic=topic, sandbox=sandbox, base_url=base_url)
+        config = ApnsConfig(
+            team_id=team_id, key_id=key_id, private_key=key, topic=topic, sandbox=sandbox, base_url=base_url
+        )
     except PushConfigError as exc:
         raise fail(str(exc)) from exc
     _write(workspace, database, "apns", config, as_json)

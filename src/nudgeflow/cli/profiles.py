@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import orjson
 import typer
@@ -17,7 +17,12 @@ from nudgeflow.store.profiles import resolve_profile_id
 
 profiles_app = typer.Typer(help="A person's data: export everything held, or erase it.", no_args_is_help=True)
 
-_Ref = Annotated[str, typer.Argument(metavar="ID", help="A profile id, userId or anonymousId (a merged-away profile id finds the person).")]
+_Ref = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID", help="A profile id, userId or anonymousId (a merged-away profile id finds the person)."
+    ),
+]
 
 
 def _resolve(engine: Engine, workspace: str, ref: str) -> str:
@@ -34,7 +39,9 @@ def _resolve(engine: Engine, workspace: str, ref: str) -> str:
 def profiles_export(
     ref: _Ref,
     workspace: WorkspaceOpt,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON here instead of to stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the JSON here instead of to stdout.")
+    ] = None,
     database: DatabaseOpt = None,
 ) -> None:
     """Everything held about the person, as one JSON document (the admin API's export)."""
@@ -74,8 +81,9 @@ def profiles_erase(
         if not yes:
             # Asked on stderr and read as a line, so stdout holds only the result (and no
             # terminal, or an empty answer, means no).
-            typer.echo(f"Erase profile {profile_id} ({ref}) and all its data? This cannot be undone [y/N] ",
-                       err=True, nl=False)
+            typer.echo(
+                f"Erase profile {profile_id} ({ref}) and all its data? This cannot be undone [y/N] ", err=True, nl=False
+            )
             if sys.stdin.readline().strip().lower() not in ("y", "yes"):
                 typer.echo("not erased", err=True)
                 raise typer.Exit(1)
@@ -85,5 +93,7 @@ def profiles_erase(
         engine.dispose()
     counts = ", ".join(f"{table} {n}" for table, n in sorted(done.deleted.items()) if n)
     hashed = done.hashed.get("suppressions", 0)
-    typer.echo(f"erased {profile_id}: deleted {counts or 'nothing else'}"
-               + (f"; {hashed} suppression(s) kept with the address hashed" if hashed else ""))
+    typer.echo(
+        f"erased {profile_id}: deleted {counts or 'nothing else'}"
+        + (f"; {hashed} suppression(s) kept with the address hashed" if hashed else "")
+    )

@@ -26,8 +26,10 @@ class PublishPlan:
 
     def line(self, journey_id: str) -> str:
         people = "person" if self.entering == 1 else "people"
-        return (f"{journey_id}: {self.entering:,} {people} would enter at once "
-                f"(of {self.profiles:,} {'profile' if self.profiles == 1 else 'profiles'} looked at)")
+        return (
+            f"{journey_id}: {self.entering:,} {people} would enter at once "
+            f"(of {self.profiles:,} {'profile' if self.profiles == 1 else 'profiles'} looked at)"
+        )
 
 
 def plan_publish(engine: Engine, workspace_id: str, journey_id: str, now_ms: int) -> PublishPlan | None:
@@ -59,6 +61,8 @@ def _yield_cpu() -> None:
 
 
 def refusal(journey_id: str, plan: PublishPlan, confirm_above: int) -> str:
-    return (f"{journey_id}: not published: {plan.entering:,} people would enter at once, more than "
-            f"--confirm-above {confirm_above:,}. Run again with --yes to publish, or with --from-now to "
-            "publish without looking at the people already known.")
+    return (
+        f"{journey_id}: not published: {plan.entering:,} people would enter at once, more than "
+        f"--confirm-above {confirm_above:,}. Run again with --yes to publish, or with --from-now to "
+        "publish without looking at the people already known."
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,13 +21,37 @@ def serve(
     database: DatabaseOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
-    public_url: Annotated[Optional[str], typer.Option("--public-url", metavar="URL", help="Where the outside world reaches this server (links in messages); env NUDGEFLOW_PUBLIC_URL. Needed off loopback.")] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            metavar="URL",
+            help="Where the outside world reaches this server (links in messages); env NUDGEFLOW_PUBLIC_URL. Needed off loopback.",
+        ),
+    ] = None,
     log_requests: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
-    dev: Annotated[bool, typer.Option("--dev", help="Development: email goes to a built-in SMTP sink, shown at /dev/inbox.")] = False,
-    dev_smtp_port: Annotated[int, typer.Option(min=1, max=65535, help="The dev inbox's SMTP port (with --dev).")] = 1025,
-    bounce_smtp: Annotated[Optional[str], typer.Option(metavar="HOST:PORT", help="Receive bounces (DSN) and ARF complaints by SMTP here (docs/bounces.md).")] = None,
-    bounce_domain: Annotated[Optional[list[str]], typer.Option(metavar="DOMAIN", help="Domain of the bounce address bounces+<workspace>@DOMAIN (repeatable; with --bounce-smtp).")] = None,
-    bounce_workspace: Annotated[Optional[str], typer.Option(help="Workspace of bounce mail whose address has no +<workspace> tag.")] = None,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Development: email goes to a built-in SMTP sink, shown at /dev/inbox.")
+    ] = False,
+    dev_smtp_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The dev inbox's SMTP port (with --dev).")
+    ] = 1025,
+    bounce_smtp: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT", help="Receive bounces (DSN) and ARF complaints by SMTP here (docs/bounces.md)."
+        ),
+    ] = None,
+    bounce_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="DOMAIN",
+            help="Domain of the bounce address bounces+<workspace>@DOMAIN (repeatable; with --bounce-smtp).",
+        ),
+    ] = None,
+    bounce_workspace: Annotated[
+        str | None, typer.Option(help="Workspace of bounce mail whose address has no +<workspace> tag.")
+    ] = None,
 ) -> None:
     """Run the HTTP API (ingest, admin, health, metrics)."""
     # The server stack (uvicorn, the app, the runtime) is loaded only by the command that runs it:
@@ -36,12 +60,17 @@ def serve(
 
     from nudgeflow.web.app import create_app
 
-    settings = load_settings(database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None,
-                             dev_smtp_port=dev_smtp_port)
+    settings = load_settings(
+        database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None, dev_smtp_port=dev_smtp_port
+    )
     settings = settings.with_(public_url=serve_public_url(settings, public_url, dev))
     configure_logging(settings.log_level)
-    err.print(f"public URL: {settings.public_url} (links in messages; a workspace's public_base_url wins)",
-              highlight=False, markup=False, soft_wrap=True)
+    err.print(
+        f"public URL: {settings.public_url} (links in messages; a workspace's public_base_url wins)",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     if bounce_smtp:  # a usage error, before the database is opened
         from nudgeflow.runtime.inbound_smtp import parse_listen  # the server stack, as above
 
@@ -50,8 +79,10 @@ def serve(
         except ValueError as exc:
             raise fail(str(exc), 2) from None
     if dev:
-        err.print(f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
-                  " a local Web Push service for simulated browsers, its address on that page)")
+        err.print(
+            f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
+            " a local Web Push service for simulated browsers, its address on that page)"
+        )
     try:
         application = create_app(settings)
     except DatabaseError as exc:
@@ -77,7 +108,12 @@ def serve(
             smtp_host, smtp_port = parse_listen(bounce_smtp)
             state = application.state.nudgeflow
             bounces = start_bounce_smtp(
-                committer_jobs(state.committer), state.clock, smtp_host, smtp_port, bounce_domain or [], bounce_workspace
+                committer_jobs(state.committer),
+                state.clock,
+                smtp_host,
+                smtp_port,
+                bounce_domain or [],
+                bounce_workspace,
             )
         except (ValueError, OSError, RuntimeError) as exc:
             raise fail(f"bounce SMTP server: {exc}") from exc

@@ -4,7 +4,7 @@ setting of the registry (model/workspace_keys.py) from the command line."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -51,8 +51,11 @@ def _change(workspace_id: str, changes: dict[str, Any], database: str | None, as
 
 
 @settings_app.command("show")
-def settings_show(workspace_id: _WorkspaceArg, database: DatabaseOpt = None,
-                  as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
+def settings_show(
+    workspace_id: _WorkspaceArg,
+    database: DatabaseOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
     """Every setting: its value (secrets masked) or default; then the sections with commands of their own."""
     engine = open_workspace(database, workspace_id)
     try:
@@ -66,7 +69,12 @@ def settings_show(workspace_id: _WorkspaceArg, database: DatabaseOpt = None,
 @settings_app.command("set")
 def settings_set(
     workspace_id: _WorkspaceArg,
-    assignments: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...", help="Lists and objects as JSON (a list may be a,b); an empty VALUE clears the key.")],
+    assignments: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="KEY=VALUE...", help="Lists and objects as JSON (a list may be a,b); an empty VALUE clears the key."
+        ),
+    ],
     database: DatabaseOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the settings as one JSON object.")] = False,
 ) -> None:
@@ -89,7 +97,14 @@ def settings_set(
 
 def workspace_set(
     workspace_id: _WorkspaceArg,
-    public_url: Annotated[Optional[str], typer.Option("--public-url", metavar="URL", help="Where this workspace's links point (wins over the server's); an empty URL clears it.")] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            metavar="URL",
+            help="Where this workspace's links point (wins over the server's); an empty URL clears it.",
+        ),
+    ] = None,
     database: DatabaseOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the settings as one JSON object.")] = False,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,14 +27,40 @@ from nudgeflow.store.catalog import CatalogError, RowError, check_row, detect_fo
 def simulate(
     journeys: Annotated[
         list[str],
-        typer.Option("--journeys", "-j", metavar="PATH", help="Journey files, or directories of .yaml/.yml/.json files (several may follow)."),
+        typer.Option(
+            "--journeys",
+            "-j",
+            metavar="PATH",
+            help="Journey files, or directories of .yaml/.yml/.json files (several may follow).",
+        ),
     ],
-    events: Annotated[str, typer.Option("--events", "-e", metavar="FILE", help="A JSON Lines file of Segment messages, or - for standard input.")],
-    more_journeys: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", help="More journey files or directories.", show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per planned message, then a summary line.")] = False,
-    horizon: Annotated[str, typer.Option(metavar="DURATION", help="After the last event, keep firing timers this long (30d; 0 for none).")] = "30d",
-    limit: Annotated[int, typer.Option(metavar="N", min=0, help="Planned messages shown in the table (all are counted).")] = 50,
-    places: Annotated[Optional[str], typer.Option("--places", metavar="FILE", help="A places catalog file (as `catalog import places` reads) for location triggers with catalog_places.")] = None,
+    events: Annotated[
+        str,
+        typer.Option(
+            "--events", "-e", metavar="FILE", help="A JSON Lines file of Segment messages, or - for standard input."
+        ),
+    ],
+    more_journeys: Annotated[
+        list[str] | None, typer.Argument(metavar="PATH", help="More journey files or directories.", show_default=False)
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per planned message, then a summary line.")
+    ] = False,
+    horizon: Annotated[
+        str,
+        typer.Option(metavar="DURATION", help="After the last event, keep firing timers this long (30d; 0 for none)."),
+    ] = "30d",
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=0, help="Planned messages shown in the table (all are counted).")
+    ] = 50,
+    places: Annotated[
+        str | None,
+        typer.Option(
+            "--places",
+            metavar="FILE",
+            help="A places catalog file (as `catalog import places` reads) for location triggers with catalog_places.",
+        ),
+    ] = None,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
     try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
 from nudgeflow.cli.common import DatabaseOpt, fail, load_settings, now_ms, open_engine
+from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
 from nudgeflow.store import workspace_settings as store
 from nudgeflow.store.journeys import JourneyError, require_workspace
 
@@ -33,8 +33,20 @@ def _show(shown: dict, as_json: bool) -> None:  # type: ignore[type-arg]
         out.print("no SMTP server: email goes to the log channel (set NUDGEFLOW_SMTP_URL or `workspace smtp set`)")
         return
     out.print(f"source  {shown['source']}")
-    for name in ("url", "from_address", "from_name", "reply_to", "pool_size", "concurrency", "rate_per_second",
-                 "dkim_selector", "dkim_domain", "dkim_private_key", "dkim_key_path", "bounce_domain"):
+    for name in (
+        "url",
+        "from_address",
+        "from_name",
+        "reply_to",
+        "pool_size",
+        "concurrency",
+        "rate_per_second",
+        "dkim_selector",
+        "dkim_domain",
+        "dkim_private_key",
+        "dkim_key_path",
+        "bounce_domain",
+    ):
         if config.get(name) not in (None, "", 0, 0.0):
             out.print(f"{name:<16}{config[name]}")
 
@@ -44,13 +56,20 @@ def smtp_set(
     url: Annotated[str, typer.Argument(metavar="URL", help="smtp://user:pass@host:port, smtp+starttls://…, smtps://…")],
     workspace: WorkspaceArg,
     database: DatabaseOpt = None,
-    from_: Annotated[Optional[str], typer.Option("--from", help="From address.")] = None,
-    from_name: Annotated[Optional[str], typer.Option("--from-name", help="From display name.")] = None,
-    reply_to: Annotated[Optional[str], typer.Option("--reply-to")] = None,
-    dkim_key: Annotated[Optional[Path], typer.Option("--dkim-key", help="PEM private key file (stored in the database).")] = None,
-    dkim_selector: Annotated[Optional[str], typer.Option("--dkim-selector")] = None,
-    dkim_domain: Annotated[Optional[str], typer.Option("--dkim-domain")] = None,
-    bounce_domain: Annotated[Optional[str], typer.Option("--bounce-domain", help="Envelope sender bounces+<workspace>@DOMAIN, where `serve --bounce-smtp` listens.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="From address.")] = None,
+    from_name: Annotated[str | None, typer.Option("--from-name", help="From display name.")] = None,
+    reply_to: Annotated[str | None, typer.Option("--reply-to")] = None,
+    dkim_key: Annotated[
+        Path | None, typer.Option("--dkim-key", help="PEM private key file (stored in the database).")
+    ] = None,
+    dkim_selector: Annotated[str | None, typer.Option("--dkim-selector")] = None,
+    dkim_domain: Annotated[str | None, typer.Option("--dkim-domain")] = None,
+    bounce_domain: Annotated[
+        str | None,
+        typer.Option(
+            "--bounce-domain", help="Envelope sender bounces+<workspace>@DOMAIN, where `serve --bounce-smtp` listens."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Set the workspace's own SMTP server (overrides NUDGEFLOW_SMTP_URL for it)."""
@@ -61,9 +80,16 @@ def smtp_set(
         except OSError as exc:
             raise fail(f"cannot read {dkim_key}: {exc.strerror}") from exc
     try:
-        config = parse_smtp_url(url, from_address=from_, from_name=from_name, reply_to=reply_to,
-                                dkim_selector=dkim_selector, dkim_domain=dkim_domain, dkim_private_key=key,
-                                bounce_domain=bounce_domain)
+        config = parse_smtp_url(
+            url,
+            from_address=from_,
+            from_name=from_name,
+            reply_to=reply_to,
+            dkim_selector=dkim_selector,
+            dkim_domain=dkim_domain,
+            dkim_private_key=key,
+            bounce_domain=bounce_domain,
+        )
     except SmtpConfigError as exc:
         raise fail(str(exc)) from exc
     engine = open_engine(load_settings(database))
@@ -81,8 +107,9 @@ def smtp_set(
 
 
 @smtp_app.command("show")
-def smtp_show(workspace: WorkspaceArg, database: DatabaseOpt = None,
-              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def smtp_show(
+    workspace: WorkspaceArg, database: DatabaseOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """The SMTP server the workspace's email goes to (password and DKIM key masked)."""
     settings = load_settings(database)
     try:

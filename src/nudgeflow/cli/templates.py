@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -78,10 +78,18 @@ def templates_list(
 def templates_render(
     name: Annotated[str, typer.Argument(metavar="NAME")],
     workspace: WorkspaceOpt,
-    profile: Annotated[Optional[str], typer.Option("--profile", help="Render for this profile (id, userId or anonymousId).")] = None,
-    sample: Annotated[bool, typer.Option("--sample", help="Render with the built-in sample person, cart and event.")] = False,
-    version: Annotated[Optional[int], typer.Option("--version", help="A given version (default: the current one).")] = None,
-    html_only: Annotated[bool, typer.Option("--html-only", help="Print only the HTML (for piping to a file or browser).")] = False,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Render for this profile (id, userId or anonymousId).")
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Render with the built-in sample person, cart and event.")
+    ] = False,
+    version: Annotated[
+        int | None, typer.Option("--version", help="A given version (default: the current one).")
+    ] = None,
+    html_only: Annotated[
+        bool, typer.Option("--html-only", help="Print only the HTML (for piping to a file or browser).")
+    ] = False,
     database: DatabaseOpt = None,
 ) -> None:
     """Print a rendered template: subject, preheader, text and HTML (push: its fields)."""
@@ -91,8 +99,11 @@ def templates_render(
     try:
         with engine.connect() as conn:
             compiled = compiled_templates.load_compiled(conn, workspace, name, version)
-            context = sample_context() if sample else compiled_templates.preview_context(
-                conn, workspace, profile or "", now_ms())
+            context = (
+                sample_context()
+                if sample
+                else compiled_templates.preview_context(conn, workspace, profile or "", now_ms())
+            )
         result = render(compiled, context)
     except store.TemplateStoreError as exc:
         raise fail(str(exc)) from exc
@@ -107,7 +118,9 @@ def templates_render(
         return
     console = Console()
     if isinstance(result, RenderedEmail):
-        head = Text.assemble(("Subject: ", "bold"), result.subject, "\n", ("Preheader: ", "bold"), result.preheader or "—")
+        head = Text.assemble(
+            ("Subject: ", "bold"), result.subject, "\n", ("Preheader: ", "bold"), result.preheader or "—"
+        )
         console.print(Panel(head, title=f"{name} (email)", expand=False))
         if result.text is not None:
             console.print(Panel(Text(result.text), title="text", expand=False))
@@ -115,6 +128,11 @@ def templates_render(
             console.print("[dim]text: derived from the HTML when sent[/]")
         console.print(Panel(Text(result.html), title="html", expand=False))
     else:
-        fields = [f"Title: {result.title}", f"Body: {result.body}", f"Image: {result.image or '—'}",
-                  f"URL: {result.url or '—'}", f"Data: {json.dumps(result.data)}"]
+        fields = [
+            f"Title: {result.title}",
+            f"Body: {result.body}",
+            f"Image: {result.image or '—'}",
+            f"URL: {result.url or '—'}",
+            f"Data: {json.dumps(result.data)}",
+        ]
         console.print(Panel(Text("\n".join(fields)), title=f"{name} (push)", expand=False))

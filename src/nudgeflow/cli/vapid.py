@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from nudgeflow.store.journeys import JourneyError, require_workspace
 
 vapid_app = typer.Typer(help="A workspace's Web Push (VAPID) keys: show, rotate.", no_args_is_help=True)
 VapidSubjectOpt = Annotated[
-    Optional[str], typer.Option("--subject", help="Set the contact push services see: mailto:you@example.com or https://…")
+    str | None, typer.Option("--subject", help="Set the contact push services see: mailto:you@example.com or https://…")
 ]
 
 
@@ -23,7 +23,11 @@ def _vapid(workspace_id: str, database: str | None, subject: str | None, rotate:
         with engine.begin() as conn:
             require_workspace(conn, workspace_id)
             now = now_ms()
-            keys = vapid.rotate_vapid_keys(conn, workspace_id, now) if rotate else vapid.ensure_vapid_keys(conn, workspace_id, now)
+            keys = (
+                vapid.rotate_vapid_keys(conn, workspace_id, now)
+                if rotate
+                else vapid.ensure_vapid_keys(conn, workspace_id, now)
+            )
             if subject is not None:
                 keys = vapid.set_vapid_subject(conn, workspace_id, subject, now)
     except (JourneyError, vapid.VapidError) as exc:
@@ -39,22 +43,34 @@ def _vapid(workspace_id: str, database: str | None, subject: str | None, rotate:
         print(f"subject        {shown['subject']}")
         print(f"rotated_at_ms  {shown['rotated_at_ms']}")
     if shown["subject_is_placeholder"]:
-        err.print("The subject is a placeholder: set a real contact with --subject mailto:you@example.com "
-                  "(Apple's push service refuses the placeholder).")
+        err.print(
+            "The subject is a placeholder: set a real contact with --subject mailto:you@example.com "
+            "(Apple's push service refuses the placeholder)."
+        )
     if rotate:
-        err.print("Rotated: browser subscriptions made with the previous key are refused from now on; "
-                  "the SDK subscribes again when it fetches the new key. Running servers pick it up within 30 s.")
+        err.print(
+            "Rotated: browser subscriptions made with the previous key are refused from now on; "
+            "the SDK subscribes again when it fetches the new key. Running servers pick it up within 30 s."
+        )
 
 
 @vapid_app.command("show")
-def vapid_show(workspace_id: Annotated[str, typer.Argument(metavar="WORKSPACE_ID")], subject: VapidSubjectOpt = None,
-               database: DatabaseOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def vapid_show(
+    workspace_id: Annotated[str, typer.Argument(metavar="WORKSPACE_ID")],
+    subject: VapidSubjectOpt = None,
+    database: DatabaseOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """The workspace's VAPID public key and subject (made now if it has none; --subject sets it)."""
     _vapid(workspace_id, database, subject, False, as_json)
 
 
 @vapid_app.command("rotate")
-def vapid_rotate(workspace_id: Annotated[str, typer.Argument(metavar="WORKSPACE_ID")], subject: VapidSubjectOpt = None,
-                 database: DatabaseOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def vapid_rotate(
+    workspace_id: Annotated[str, typer.Argument(metavar="WORKSPACE_ID")],
+    subject: VapidSubjectOpt = None,
+    database: DatabaseOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """A new VAPID key pair. Every browser must subscribe again (the SDK does it by itself)."""
     _vapid(workspace_id, database, subject, True, as_json)

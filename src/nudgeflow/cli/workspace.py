@@ -30,7 +30,15 @@ def workspace_create(
     finally:
         engine.dispose()
     if as_json:
-        print(json.dumps({"workspace_id": created.workspace_id, "write_key": created.write_key, "admin_token": created.admin_token}))
+        print(
+            json.dumps(
+                {
+                    "workspace_id": created.workspace_id,
+                    "write_key": created.write_key,
+                    "admin_token": created.admin_token,
+                }
+            )
+        )
         return
     out = Console()
     out.print(f"workspace_id  {created.workspace_id}")

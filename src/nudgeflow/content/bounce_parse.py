@@ -135,7 +135,11 @@ def parse_dsn(raw: bytes | str) -> list[Bounce]:
     if report_type != "delivery-status":
         raise ReportError(f"report-type is {report_type or 'missing'}, not delivery-status")
     status_part = next(
-        (p for p in msg.walk() if p.get_content_type() in ("message/delivery-status", "message/global-delivery-status")),
+        (
+            p
+            for p in msg.walk()
+            if p.get_content_type() in ("message/delivery-status", "message/global-delivery-status")
+        ),
         None,
     )
     if status_part is None:
@@ -197,4 +201,4 @@ def parse_report(raw: bytes | str) -> list[Bounce | Complaint]:
     raise ReportError(f"report-type {report_type or 'missing'} is neither delivery-status nor feedback-report")
 
 
-__all__ = ["Bounce", "Complaint", "ReportError", "parse_dsn", "parse_arf", "parse_report", "MESSAGE_KEY_HEADER"]
+__all__ = ["MESSAGE_KEY_HEADER", "Bounce", "Complaint", "ReportError", "parse_arf", "parse_dsn", "parse_report"]

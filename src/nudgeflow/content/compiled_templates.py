@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 import yaml
@@ -47,8 +48,9 @@ from nudgeflow.store.templates import (
 )
 
 
-def save_template(conn: Connection, workspace_id: str, name: str, source: TemplateSource | dict[str, Any],
-                  now_ms: int) -> tuple[int, bool]:
+def save_template(
+    conn: Connection, workspace_id: str, name: str, source: TemplateSource | dict[str, Any], now_ms: int
+) -> tuple[int, bool]:
     """Validate, compile and store a new version; returns (current version, whether it is new).
 
     Raises TemplateError (with part, line and column) for a source that does not compile,
@@ -171,6 +173,10 @@ def preview_context(conn: Connection, workspace_id: str, profile_ref: str, now_m
     if latest is not None:
         payload = orjson.loads(latest.payload)
         props = payload.get("properties") if isinstance(payload, dict) else None
-        trigger = {"event": latest.event, "at": latest.timestamp_ms, "message_id": latest.message_id,
-                   "properties": props if isinstance(props, dict) else {}}
+        trigger = {
+            "event": latest.event,
+            "at": latest.timestamp_ms,
+            "message_id": latest.message_id,
+            "properties": props if isinstance(props, dict) else {},
+        }
     return build_context(conn, workspace_id, profile_id, {"trigger": trigger}, now_ms)

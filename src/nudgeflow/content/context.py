@@ -29,7 +29,8 @@ cache (recommend.BOUGHT_TOGETHER).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -106,8 +107,9 @@ def _location(value: Any) -> tuple[float, float] | None:
     return coordinate_pair({"latitude": value.get("lat"), "longitude": lon})
 
 
-def last_location(trigger: Mapping[str, Any], state_location: Any,
-                  recent: list[dict[str, Any]]) -> tuple[float, float] | None:
+def last_location(
+    trigger: Mapping[str, Any], state_location: Any, recent: list[dict[str, Any]]
+) -> tuple[float, float] | None:
     """The trigger's coordinates, else the engine state's last_location, else the latest event's."""
     found = _location(trigger.get("properties"))
     if found is not None:
@@ -161,9 +163,16 @@ def _seed_ids(event: Mapping[str, Any], cart: list[dict[str, Any]], viewed: list
     return list(dict.fromkeys(seeds))
 
 
-def build_context(conn: Connection, workspace_id: str, profile_id: str, message_context: Mapping[str, Any] | None,
-                  now_ms: int, *, cache: rec.BoughtTogetherCache | None = None,
-                  catalog_urls: set[str] | None = None) -> dict[str, Any]:
+def build_context(
+    conn: Connection,
+    workspace_id: str,
+    profile_id: str,
+    message_context: Mapping[str, Any] | None,
+    now_ms: int,
+    *,
+    cache: rec.BoughtTogetherCache | None = None,
+    catalog_urls: set[str] | None = None,
+) -> dict[str, Any]:
     """The render context of one message (see the module docstring for every key).
     `catalog_urls`, when given, receives the URLs of the catalog products read: those a
     message may track clicks to (content/links.py), unlike a URL an event brought."""
@@ -190,8 +199,11 @@ def build_context(conn: Connection, workspace_id: str, profile_id: str, message_
     named: set[str] = set()
     for message in recent:
         props = message.get("properties")
-        pid = rec.product_id_of(props) if message.get("type") == "track" else rec.product_id_of(
-            {k: (props or {}).get(k) for k in ("product_id", "productId", "sku")})
+        pid = (
+            rec.product_id_of(props)
+            if message.get("type") == "track"
+            else rec.product_id_of({k: (props or {}).get(k) for k in ("product_id", "productId", "sku")})
+        )
         if pid is not None:
             named.add(pid)
     sources: list[Any] = [event["properties"]]

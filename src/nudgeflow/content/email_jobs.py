@@ -58,8 +58,8 @@ class EmailJob:
 
 # -- the template, once per version and process ------------------------------------------------
 
-_FINGERPRINTS: "OrderedDict[int, tuple[Any, str]]" = OrderedDict()  # id(compiled) -> (compiled, fingerprint)
-_COMPILED: "OrderedDict[str, Any]" = OrderedDict()  # fingerprint -> CompiledTemplate (in workers)
+_FINGERPRINTS: OrderedDict[int, tuple[Any, str]] = OrderedDict()  # id(compiled) -> (compiled, fingerprint)
+_COMPILED: OrderedDict[str, Any] = OrderedDict()  # fingerprint -> CompiledTemplate (in workers)
 _LOCK = threading.Lock()
 _KEEP = 64
 
@@ -110,8 +110,9 @@ def compiled_for(job: EmailJob) -> Any:
     return compiled
 
 
-def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str, Any], secret: str, base: str,
-            links: Any = None) -> EmailJob:
+def job_for(
+    compiled: Any, message: OutboundMessage, to: str, context: dict[str, Any], secret: str, base: str, links: Any = None
+) -> EmailJob:
     """The job for a message whose template and context were read in this process. The
     compiled template is remembered under its fingerprint here too, so an inline build
     does not parse it again."""
@@ -120,7 +121,15 @@ def job_for(compiled: Any, message: OutboundMessage, to: str, context: dict[str,
     fp = fingerprint(compiled)
     with _LOCK:
         _COMPILED.setdefault(fp, compiled)
-    return EmailJob(message=message, to=to, template_fingerprint=fp, template_source=compiled.source,
-                    template_html=compiled.html, context=context, secret=secret, base=base, links=links,
-                    render_budget_ms=render_budget_ms())
-
+    return EmailJob(
+        message=message,
+        to=to,
+        template_fingerprint=fp,
+        template_source=compiled.source,
+        template_html=compiled.html,
+        context=context,
+        secret=secret,
+        base=base,
+        links=links,
+        render_budget_ms=render_budget_ms(),
+    )

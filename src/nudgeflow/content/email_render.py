@@ -47,8 +47,17 @@ def prepare_email(engine: Engine, message: OutboundMessage, clock: Clock | None 
     return job_for(ready.compiled, message, to, ready.context, ready.secret, ready.base, ready.links)
 
 
-def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage, to: str,
-                secret: str, base: str, policy: Any = None, *, budget_ms: float | None = None) -> Any:
+def build_email(
+    compiled: Any,
+    context: dict[str, Any],
+    message: OutboundMessage,
+    to: str,
+    secret: str,
+    base: str,
+    policy: Any = None,
+    *,
+    budget_ms: float | None = None,
+) -> Any:
     """Steps 2 (links) to 5 on a compiled template and a context already read: pure, no
     database (benchmarks/email.py times exactly this). `policy` (a links.LinkPolicy with
     the workspace's catalog URLs and allowlist; the template's literal links are added
@@ -74,7 +83,11 @@ def build_email(compiled: Any, context: dict[str, Any], message: OutboundMessage
         policy = policy.with_urls(*compiled.literal_links)
     signed: dict[str, str | None] = {}  # each URL signed once, in both parts
     html = links.rewrite_links(rendered.html, base, secret, ws, key, pid, signed, policy)
-    text = links.rewrite_text_links(rendered.text, base, secret, ws, key, pid, signed, policy) if rendered.text else rendered.text
+    text = (
+        links.rewrite_text_links(rendered.text, base, secret, ws, key, pid, signed, policy)
+        if rendered.text
+        else rendered.text
+    )
     html = _append_pixel(html, links.open_pixel_url(base, secret, ws, key, pid))
     headers: dict[str, str] = {"X-Nudgeflow-Message-Key": key}
     if message.marketing:

@@ -13,9 +13,43 @@ import re
 from html.parser import HTMLParser
 
 _BLOCK = {
-    "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt", "fieldset", "figcaption",
-    "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav", "ol", "p",
-    "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul", "li", "body", "html",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "center",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tbody",
+    "thead",
+    "tfoot",
+    "tr",
+    "ul",
+    "li",
+    "body",
+    "html",
 }
 _SKIP = {"script", "style", "head", "title", "template", "noscript", "svg"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -114,11 +148,7 @@ _PREHEADER_STYLE = (
 def inject_preheader(source: str, preheader: str) -> str:
     """The preheader as hidden text at the top of the body (what inboxes show after the
     subject), padded so that the body's first words do not follow it into the preview."""
-    block = (
-        f'<div style="{_PREHEADER_STYLE}">{html.escape(preheader)}'
-        + "&#8199;&#65279;&#847; " * 40
-        + "</div>"
-    )
+    block = f'<div style="{_PREHEADER_STYLE}">{html.escape(preheader)}' + "&#8199;&#65279;&#847; " * 40 + "</div>"
     match = re.search(r"<body\b[^>]*>", source, re.I)
     if match:
         return source[: match.end()] + block + source[match.end() :]

@@ -25,8 +25,9 @@ undefined value is passed through, so strict undefined still reports it.
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime, timezone, tzinfo
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
@@ -80,7 +81,7 @@ def _now(context: Any, tz: tzinfo) -> datetime:
         parsed = parse_instant(now, tz) if not isinstance(now, Undefined) else None
         if parsed is not None:
             return parsed
-    return datetime.now(timezone.utc).astimezone(tz)
+    return datetime.now(UTC).astimezone(tz)
 
 
 def _instant(value: Any, tz: tzinfo, context: Any) -> datetime | None:
@@ -105,8 +106,11 @@ def money(value: Any, currency: Any = None, *, context: Any = None) -> Any:
     amount = as_number(value, lenient=True)
     if amount is None:
         return "" if value is None else value
-    code = currency if isinstance(currency, str) and currency.strip() else (
-        own_currency or _profile(context).get("currency") or DEFAULT_CURRENCY)
+    code = (
+        currency
+        if isinstance(currency, str) and currency.strip()
+        else (own_currency or _profile(context).get("currency") or DEFAULT_CURRENCY)
+    )
     code = str(code).strip().upper()
     return _format_money(amount, code, _context_locale(context))
 

@@ -32,8 +32,9 @@ import functools
 import hmac
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -235,7 +236,7 @@ class LinkPolicy:
                 return True
         return False
 
-    def with_urls(self, urls: frozenset[str], prefixes: tuple[str, ...] = ()) -> "LinkPolicy":
+    def with_urls(self, urls: frozenset[str], prefixes: tuple[str, ...] = ()) -> LinkPolicy:
         return LinkPolicy(self.urls | urls, self.prefixes + prefixes, self.domains)
 
 
@@ -324,8 +325,15 @@ _A_TAG = re.compile(
 )
 
 
-def _clicks(base: str, secret: str, ws: str, message_key: str, profile_id: str,
-            memo: dict[str, str | None] | None, policy: LinkPolicy | None) -> Callable[[str], str | None]:
+def _clicks(
+    base: str,
+    secret: str,
+    ws: str,
+    message_key: str,
+    profile_id: str,
+    memo: dict[str, str | None] | None,
+    policy: LinkPolicy | None,
+) -> Callable[[str], str | None]:
     """URL -> its signed click URL (None: left as it is), each URL signed once per message:
     a product's link appears on its image, its name and in the text part. With a `policy`,
     only the URLs it trusts are signed."""
@@ -334,16 +342,27 @@ def _clicks(base: str, secret: str, ws: str, message_key: str, profile_id: str,
     def wrap(url: str) -> str | None:
         if url in memo:
             return memo[url]
-        new = None if (not is_trackable(url) or _ours(url, base) or (policy is not None and not policy.trusts(url))) \
+        new = (
+            None
+            if (not is_trackable(url) or _ours(url, base) or (policy is not None and not policy.trusts(url)))
             else click_url(base, secret, ws, message_key, profile_id, url)
+        )
         memo[url] = new
         return new
 
     return wrap
 
 
-def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str,
-                  memo: dict[str, str | None] | None = None, policy: LinkPolicy | None = None) -> str:
+def rewrite_links(
+    html_text: str,
+    base: str,
+    secret: str,
+    ws: str,
+    message_key: str,
+    profile_id: str,
+    memo: dict[str, str | None] | None = None,
+    policy: LinkPolicy | None = None,
+) -> str:
     """Every http(s) `<a href>` of the HTML through a signed click link, anchor text and
     other attributes kept. Left alone: mailto:, tel:, anchors and other schemes, our own
     unsubscribe / preference / tracking links, and any `<a data-nf-notrack>`. `memo`, shared
@@ -372,7 +391,7 @@ def rewrite_links(html_text: str, base: str, secret: str, ws: str, message_key: 
         if new is None:
             return tag
         # Only the href changes; the tag's other attributes stay byte for byte.
-        return f'{tag[: href.start()]}href="{html.escape(new, quote=True)}"{tag[href.end():]}'
+        return f'{tag[: href.start()]}href="{html.escape(new, quote=True)}"{tag[href.end() :]}'
 
     return _A_TAG.sub(one, html_text)
 
@@ -386,15 +405,23 @@ _ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"
 _TEXT_URL = re.compile(r"https?://[^\s()<>\"']+")
 
 
-def rewrite_text_links(text: str, base: str, secret: str, ws: str, message_key: str, profile_id: str,
-                       memo: dict[str, str | None] | None = None, policy: LinkPolicy | None = None) -> str:
+def rewrite_text_links(
+    text: str,
+    base: str,
+    secret: str,
+    ws: str,
+    message_key: str,
+    profile_id: str,
+    memo: dict[str, str | None] | None = None,
+    policy: LinkPolicy | None = None,
+) -> str:
     """The plain-text part's http(s) URLs through signed click links, as the HTML's: a click
     from a text-only mail client counts too. Our own links are left as they are."""
     signed = _clicks(base, secret, ws, message_key, profile_id, memo, policy)
 
     def one(match: re.Match[str]) -> str:
         url = match.group(0).rstrip(".,;:!?")
-        tail = match.group(0)[len(url):]
+        tail = match.group(0)[len(url) :]
         new = signed(url)
         return match.group(0) if new is None else new + tail
 

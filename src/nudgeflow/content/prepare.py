@@ -27,10 +27,10 @@ class Prepared:
 def prepare(engine: Engine, message: OutboundMessage, channel: str, now_ms: int) -> Prepared:
     """Raise RenderError when the message cannot be rendered at all: no database, no
     such template, a template of another channel."""
+    from nudgeflow.content.compiled_templates import load_compiled
     from nudgeflow.content.context import build_context
     from nudgeflow.content.links import LinkPolicy, allowed_domains_of
     from nudgeflow.store import consent
-    from nudgeflow.content.compiled_templates import load_compiled
     from nudgeflow.store.templates import TemplateNotFound
     from nudgeflow.store.workspace_settings import server_public_url
 

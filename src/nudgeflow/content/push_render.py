@@ -60,7 +60,9 @@ class PushContent:
         return out
 
 
-def render_push(engine: Engine, message: OutboundMessage, clock: Clock | None = None, created_at_ms: int | None = None) -> PushContent:
+def render_push(
+    engine: Engine, message: OutboundMessage, clock: Clock | None = None, created_at_ms: int | None = None
+) -> PushContent:
     """Render `message` with its template and the person's context, or raise RenderError
     (template missing, of another channel, a Liquid error with its part, line and column)."""
     from nudgeflow.content import links
@@ -76,13 +78,17 @@ def render_push(engine: Engine, message: OutboundMessage, clock: Clock | None = 
         raise RenderError(f"template '{message.template}': {exc}") from exc
     assert isinstance(rendered, RenderedPush)
     return content_from(
-        rendered, key, created_at_ms if created_at_ms is not None else (message.created_at_ms or now_ms),
-        report_url=links.push_report_url(ready.base, ready.secret, ws, key, pid), marketing=message.marketing,
+        rendered,
+        key,
+        created_at_ms if created_at_ms is not None else (message.created_at_ms or now_ms),
+        report_url=links.push_report_url(ready.base, ready.secret, ws, key, pid),
+        marketing=message.marketing,
     )
 
 
-def content_from(rendered: Any, message_key: str, created_at_ms: int, *, report_url: str | None = None,
-                 marketing: bool = True) -> PushContent:
+def content_from(
+    rendered: Any, message_key: str, created_at_ms: int, *, report_url: str | None = None, marketing: bool = True
+) -> PushContent:
     """PushContent from a rendered template; it expires `ttl` seconds after the message was queued."""
     return PushContent(
         message_key=message_key,

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -52,8 +53,9 @@ def product_id_of(props: Any) -> str | None:
     return None
 
 
-def product_view(product_id: str, props: Mapping[str, Any] | None = None,
-                 catalog: Catalog | None = None) -> dict[str, Any]:
+def product_view(
+    product_id: str, props: Mapping[str, Any] | None = None, catalog: Catalog | None = None
+) -> dict[str, Any]:
     """What templates see of a product: the catalog's entry when it has one, else the event's.
 
     Keys: id, product_id (the same), name, price, currency, image, url, category, stock,
@@ -133,8 +135,9 @@ def _allowed(pid: str, catalog: Catalog | None, exclude: Collection[str]) -> boo
 # --- recently viewed ------------------------------------------------------------------------
 
 
-def recently_viewed(events: Iterable[Mapping[str, Any]], limit: int = 4, catalog: Catalog | None = None,
-                    exclude: Collection[str] = ()) -> list[dict[str, Any]]:
+def recently_viewed(
+    events: Iterable[Mapping[str, Any]], limit: int = 4, catalog: Catalog | None = None, exclude: Collection[str] = ()
+) -> list[dict[str, Any]]:
     """Products the person looked at, newest first, each once.
 
     From Product Viewed track events and page/screen events whose properties name a
@@ -150,8 +153,11 @@ def recently_viewed(events: Iterable[Mapping[str, Any]], limit: int = 4, catalog
         if not ((kind == "track" and event.get("event") == VIEWED) or kind in VIEW_TYPES):
             continue
         props = _props(event)
-        pid = product_id_of(props) if kind == "track" else (
-            product_id_of({k: props.get(k) for k in ("product_id", "productId", "sku")}))
+        pid = (
+            product_id_of(props)
+            if kind == "track"
+            else (product_id_of({k: props.get(k) for k in ("product_id", "productId", "sku")}))
+        )
         if pid is None or pid in seen:
             continue
         seen.add(pid)
@@ -168,8 +174,9 @@ def recently_viewed(events: Iterable[Mapping[str, Any]], limit: int = 4, catalog
 # --- the cart -------------------------------------------------------------------------------
 
 
-def cart_items(trigger_properties: Mapping[str, Any] | None, events: Iterable[Mapping[str, Any]],
-               catalog: Catalog | None = None) -> list[dict[str, Any]]:
+def cart_items(
+    trigger_properties: Mapping[str, Any] | None, events: Iterable[Mapping[str, Any]], catalog: Catalog | None = None
+) -> list[dict[str, Any]]:
     """What is in the person's cart, for cart journeys.
 
     The trigger's own `products` list when it has one (Cart Viewed, Checkout Started);
@@ -229,8 +236,7 @@ def cart_summary(items: Sequence[Mapping[str, Any]], cart_id: Any = None) -> dic
         if isinstance(item.get("price"), (int, float)):
             subtotal += float(item["price"]) * float(quantity)
         currency = currency or item.get("currency")
-    return {"id": cart_id, "items": list(items), "count": count, "subtotal": round(subtotal, 2),
-            "currency": currency}
+    return {"id": cart_id, "items": list(items), "count": count, "subtotal": round(subtotal, 2), "currency": currency}
 
 
 # --- bought together ------------------------------------------------------------------------
@@ -245,7 +251,7 @@ class BoughtTogether:
     orders: int = 0
 
     @classmethod
-    def build(cls, order_histories: Iterable[Iterable[Any]]) -> "BoughtTogether":
+    def build(cls, order_histories: Iterable[Iterable[Any]]) -> BoughtTogether:
         """From orders, each a list of product ids or of order lines (dicts with product_id)."""
         index = cls()
         for order in order_histories:
@@ -271,9 +277,13 @@ class BoughtTogether:
         return index
 
 
-def bought_together(order_histories: "BoughtTogether | Iterable[Iterable[Any]]", product_ids: Iterable[str],
-                    limit: int = 4, catalog: Catalog | None = None,
-                    exclude: Collection[str] = ()) -> list[dict[str, Any]]:
+def bought_together(
+    order_histories: BoughtTogether | Iterable[Iterable[Any]],
+    product_ids: Iterable[str],
+    limit: int = 4,
+    catalog: Catalog | None = None,
+    exclude: Collection[str] = (),
+) -> list[dict[str, Any]]:
     """Products most often ordered with `product_ids`, most often first (ties by id).
 
     `order_histories` is a prebuilt BoughtTogether (what production passes, from the
@@ -301,8 +311,12 @@ def bought_together(order_histories: "BoughtTogether | Iterable[Iterable[Any]]",
 # --- similar --------------------------------------------------------------------------------
 
 
-def similar(product: Mapping[str, Any] | None, catalog: Catalog | Iterable[Mapping[str, Any]], limit: int = 4,
-            exclude: Collection[str] = ()) -> list[dict[str, Any]]:
+def similar(
+    product: Mapping[str, Any] | None,
+    catalog: Catalog | Iterable[Mapping[str, Any]],
+    limit: int = 4,
+    exclude: Collection[str] = (),
+) -> list[dict[str, Any]]:
     """Catalog products like `product`: the same category, most shared attributes, closest price.
 
     With a category, only products of that category; without one, products sharing at
@@ -312,7 +326,8 @@ def similar(product: Mapping[str, Any] | None, catalog: Catalog | Iterable[Mappi
     if not product or limit <= 0:
         return []
     by_id: dict[str, Mapping[str, Any]] = (
-        dict(catalog) if isinstance(catalog, Mapping) else {str(p["id"]): p for p in catalog})
+        dict(catalog) if isinstance(catalog, Mapping) else {str(p["id"]): p for p in catalog}
+    )
     own_id = str(product.get("id") or product.get("product_id") or "")
     category = product.get("category")
     attrs = product.get("attributes") or {}

@@ -37,9 +37,10 @@ import re
 import threading
 import time
 from bisect import bisect_right
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from io import StringIO
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import orjson
 from liquid import BoundTemplate, Environment, FalsyStrictUndefined
@@ -61,8 +62,9 @@ MAX_PUSH_TTL_S = 28 * 86_400  # what Web Push services and FCM keep at most
 class TemplateError(ContentError, ValueError):
     """A template that cannot be compiled or rendered; says where (part, line, column)."""
 
-    def __init__(self, message: str, part: str | None = None, line: int | None = None,
-                 column: int | None = None) -> None:
+    def __init__(
+        self, message: str, part: str | None = None, line: int | None = None, column: int | None = None
+    ) -> None:
         self.message = message
         self.part = part
         self.line = line
@@ -107,17 +109,30 @@ class TemplateSource(BaseModel):
     data: dict[str, str] = Field(default_factory=dict, description="Extra key/value payload (values are Liquid).")
     icon: str | None = Field(None, description="Push: a small icon URL (Web Push).")
     actions: list[PushAction] = Field(default_factory=list, max_length=3, description="Push: buttons (Web Push).")
-    ttl: int | None = Field(None, ge=0, le=MAX_PUSH_TTL_S,
-                            description="Push: seconds the message may wait for an offline device, and after which it is never sent (default 4 h).")
-    urgency: Literal["very-low", "low", "normal", "high"] | None = Field(None, description="Push: delivery urgency (RFC 8030; APNs priority, FCM priority).")
-    collapse_key: str | None = Field(None, description="Push: a newer message with the same key replaces an undelivered older one (Web Push Topic, apns-collapse-id, FCM collapse key).")
+    ttl: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_PUSH_TTL_S,
+        description="Push: seconds the message may wait for an offline device, and after which it is never sent (default 4 h).",
+    )
+    urgency: Literal["very-low", "low", "normal", "high"] | None = Field(
+        None, description="Push: delivery urgency (RFC 8030; APNs priority, FCM priority)."
+    )
+    collapse_key: str | None = Field(
+        None,
+        description="Push: a newer message with the same key replaces an undelivered older one (Web Push Topic, apns-collapse-id, FCM collapse key).",
+    )
 
     @model_validator(mode="after")
-    def _channel_fields(self) -> "TemplateSource":
+    def _channel_fields(self) -> TemplateSource:
         if self.channel == EMAIL:
             if not (self.subject or "").strip():
                 raise ValueError("an email template needs a subject")
-            stray = [n for n in ("title", "image", "url", "icon", "ttl", "urgency", "collapse_key") if getattr(self, n) is not None]
+            stray = [
+                n
+                for n in ("title", "image", "url", "icon", "ttl", "urgency", "collapse_key")
+                if getattr(self, n) is not None
+            ]
             stray += (["data"] if self.data else []) + (["actions"] if self.actions else [])
             if stray:
                 raise ValueError(f"{', '.join(stray)}: only for push templates")
@@ -223,8 +238,10 @@ _CHECK_EVERY_CHARS = 4096
 def _checkpoint(token: Any) -> None:
     """Past the next pause: stop when past the deadline, else let other threads run."""
     if _monotonic() > _BUDGET.deadline:
-        raise RenderLimitError(f"rendering took longer than its budget of {_BUDGET.budget_ms:g} ms "
-                               "(NUDGEFLOW_RENDER_TIMEOUT_MS)", token=token)
+        raise RenderLimitError(
+            f"rendering took longer than its budget of {_BUDGET.budget_ms:g} ms (NUDGEFLOW_RENDER_TIMEOUT_MS)",
+            token=token,
+        )
     time.sleep(0)
     _BUDGET.next_pause = min(_monotonic() + _PAUSE_EVERY_S, _BUDGET.deadline)
 
@@ -233,12 +250,43 @@ def _checkpoint(token: Any) -> None:
 # small constant factor of their input (which the next wrapped filter, or the output limit,
 # still bounds). The hot path's filters are among them: an email's render calls the
 # wrapper only for list and string builders (split, join, append, sort, map, …).
-_UNBOUNDED_FILTERS = frozenset({
-    "default", "money", "date", "datetime", "days_until", "size", "first", "last",
-    "abs", "at_least", "at_most", "ceil", "floor", "round", "plus", "minus", "times", "divided_by", "modulo",
-    "strip", "lstrip", "rstrip", "strip_newlines", "strip_html", "truncate", "truncatewords",
-    "capitalize", "downcase", "upcase", "escape", "escape_once", "url_encode", "url_decode",
-})
+_UNBOUNDED_FILTERS = frozenset(
+    {
+        "default",
+        "money",
+        "date",
+        "datetime",
+        "days_until",
+        "size",
+        "first",
+        "last",
+        "abs",
+        "at_least",
+        "at_most",
+        "ceil",
+        "floor",
+        "round",
+        "plus",
+        "minus",
+        "times",
+        "divided_by",
+        "modulo",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "strip_newlines",
+        "strip_html",
+        "truncate",
+        "truncatewords",
+        "capitalize",
+        "downcase",
+        "upcase",
+        "escape",
+        "escape_once",
+        "url_encode",
+        "url_decode",
+    }
+)
 
 
 def _bounded(name: str, func: Callable[..., Any], chars: int, items: int) -> Callable[..., Any]:
@@ -248,11 +296,13 @@ def _bounded(name: str, func: Callable[..., Any], chars: int, items: int) -> Cal
     def check(value: Any, what: str) -> None:
         if isinstance(value, str):
             if len(value) > chars:
-                raise _ValueTooLarge(f"filter '{name}' {what} a string of {len(value)} characters; "
-                                     f"the limit is {chars}", token=None)
+                raise _ValueTooLarge(
+                    f"filter '{name}' {what} a string of {len(value)} characters; the limit is {chars}", token=None
+                )
         elif isinstance(value, (list, tuple, range)) and len(value) > items:
-            raise _ValueTooLarge(f"filter '{name}' {what} a list of {len(value)} items; the limit is {items}",
-                                 token=None)
+            raise _ValueTooLarge(
+                f"filter '{name}' {what} a list of {len(value)} items; the limit is {items}", token=None
+            )
 
     @functools.wraps(func)  # keeps with_context / with_environment, which python-liquid reads
     def bounded(left: Any, *args: Any, **kwargs: Any) -> Any:
@@ -270,7 +320,7 @@ class _BudgetContext(RenderContext):
     python-liquid runs at most one loop's iterations of tags that neither filter nor write
     much. The fast path of each is one comparison."""
 
-    def filter(self, name: str, token: Any) -> Callable[..., object]:  # noqa: A003
+    def filter(self, name: str, token: Any) -> Callable[..., object]:
         if _monotonic() > _BUDGET.next_pause:
             _checkpoint(token)
         return super().filter(name, token)
@@ -555,8 +605,9 @@ def _parse(env: Environment, name: str, text: str) -> _Part:
         raise _error(exc, name, text) from None
 
 
-def compile_template(source: TemplateSource | Mapping[str, Any], *, compiled_html: str | None = None,
-                     limits: Limits = DEFAULT_LIMITS) -> CompiledTemplate:
+def compile_template(
+    source: TemplateSource | Mapping[str, Any], *, compiled_html: str | None = None, limits: Limits = DEFAULT_LIMITS
+) -> CompiledTemplate:
     """Parse every part once and compile an MJML body once.
 
     `compiled_html` is the body's HTML from an earlier compile of this same source (the
@@ -658,8 +709,10 @@ def _render_part(part: _Part, context: Mapping[str, Any]) -> str:
 
 
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
-_PREHEADER = ('<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
-              'max-width:0px;opacity:0;overflow:hidden;">{}</div>')
+_PREHEADER = (
+    '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+    'max-width:0px;opacity:0;overflow:hidden;">{}</div>'
+)
 
 
 def _with_preheader(html: str, preheader: str | None) -> str:
@@ -669,11 +722,12 @@ def _with_preheader(html: str, preheader: str | None) -> str:
 
     div = _PREHEADER.format(escape(preheader))
     m = _BODY_TAG.search(html)
-    return html[: m.end()] + div + html[m.end():] if m else div + html
+    return html[: m.end()] + div + html[m.end() :] if m else div + html
 
 
-def render(compiled: CompiledTemplate, context: Mapping[str, Any], *,
-           budget_ms: float | None = None) -> RenderedEmail | RenderedPush:
+def render(
+    compiled: CompiledTemplate, context: Mapping[str, Any], *, budget_ms: float | None = None
+) -> RenderedEmail | RenderedPush:
     """Render every part for one person, or raise TemplateError: never a partial result.
 
     Within `budget_ms` of wall-clock time for all parts (the process's render budget by
@@ -701,6 +755,7 @@ def render(compiled: CompiledTemplate, context: Mapping[str, Any], *,
             text=_text_of(compiled, out),
             topic=src.topic,
         )
+
     def optional(name: str) -> str | None:
         # A part that renders empty ("{% if %}" with nothing to show) is left out, not sent blank.
         value = out[name].strip() if name in out else ""
@@ -727,6 +782,8 @@ def render(compiled: CompiledTemplate, context: Mapping[str, Any], *,
     )
 
 
-def render_source(source: TemplateSource | Mapping[str, Any], context: Mapping[str, Any]) -> RenderedEmail | RenderedPush:
+def render_source(
+    source: TemplateSource | Mapping[str, Any], context: Mapping[str, Any]
+) -> RenderedEmail | RenderedPush:
     """Compile and render at once (previews, tests); senders render a cached compile."""
     return render(compile_template(source), context)

@@ -140,8 +140,9 @@ def _inactivity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, past
 
 def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, past: Past) -> None:
     scope = Scope(turn.state.traits, turn.now_ms, turn.state.history, group=turn.state.group_traits)
-    matching = [props for _ts, props in past.events.get(trigger.event, [])
-                if filters_match(trigger.where, props, scope)]
+    matching = [
+        props for _ts, props in past.events.get(trigger.event, []) if filters_match(trigger.where, props, scope)
+    ]
     counters = turn.state.counters
     if trigger.count is not None:
         ckey = f"{jv.journey_id}:count"
@@ -155,5 +156,3 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, past: 
                 total += amount
         ckey = f"{jv.journey_id}:sum"
         counters[ckey] = max(counters.get(ckey, 0.0), total)
-
-

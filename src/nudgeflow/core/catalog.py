@@ -11,14 +11,13 @@ a person has open, so they are checked on the profile's state, not looked up her
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, cast
-
+from typing import Any, cast
 
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
     CatalogPlaces,
-    Place,
     DateRelativeTrigger,
     EventNotFollowedTrigger,
     EventTrigger,
@@ -26,6 +25,7 @@ from nudgeflow.model.journeys import (
     Journey,
     LocationTrigger,
     MilestoneTrigger,
+    Place,
 )
 from nudgeflow.model.numbers import as_number
 
@@ -53,8 +53,14 @@ def select_places(places: Iterable[Mapping[str, Any]], wanted: CatalogPlaces | N
         if item.get("id") not in ids and not (tags and place_tags(item.get("attributes")) & tags):
             continue
         try:
-            out.append(Place(id=str(item["id"]), name=str(item.get("name") or item["id"]),
-                             latitude=item["latitude"], longitude=item["longitude"]))
+            out.append(
+                Place(
+                    id=str(item["id"]),
+                    name=str(item.get("name") or item["id"]),
+                    latitude=item["latitude"],
+                    longitude=item["longitude"],
+                )
+            )
         except (KeyError, ValueError, TypeError):
             continue  # the catalog import checks rows; one that is not a place still must not stop the engine
     return out
@@ -204,7 +210,7 @@ class Catalog:
                 plan.cache[cache_key] = found
         return found
 
-    def _plan(self, event_name: str, is_identify: bool) -> "_Plan":
+    def _plan(self, event_name: str, is_identify: bool) -> _Plan:
         merged = self.candidates(event_name, is_identify)
         props: list[str] = []
         entries: list[tuple[JourneyVersion, int, frozenset[Any]]] = []
@@ -237,7 +243,9 @@ class Catalog:
 _MISSING = object()
 _UNKNOWN = object()  # a value whose equality to the constants is not decided by value_key
 _NONE = ("-",)
-_STR_KEYS: dict[str, tuple[str, Any]] = {}  # value_key of strings seen, as the regex test is the dearer part  # a value no indexed constant can equal (missing, null, NaN, a list or a dict)
+_STR_KEYS: dict[
+    str, tuple[str, Any]
+] = {}  # value_key of strings seen, as the regex test is the dearer part  # a value no indexed constant can equal (missing, null, NaN, a list or a dict)
 
 
 def value_key(value: Any) -> Any:

@@ -93,11 +93,12 @@ GROUP_PREFIX = "group."
 def _trait(scope: Scope, name: str) -> tuple[bool, Any]:
     """A trait of the person, or of their group for `group.<trait>` (`group.id` is the groupId)."""
     if name.startswith(GROUP_PREFIX):
-        return get_path(scope.group or {}, name[len(GROUP_PREFIX):])
+        return get_path(scope.group or {}, name[len(GROUP_PREFIX) :])
     return get_path(scope.traits, name)
 
 
 # --- paths and references ------------------------------------------------------------------
+
 
 def get_path(data: Any, path: str) -> tuple[bool, Any]:
     """Follow a dotted path; integer segments index lists. Returns (found, value)."""
@@ -140,9 +141,7 @@ def resolve(value: Any, scope: Scope) -> Any:
 # --- values --------------------------------------------------------------------------------
 
 # Only the extended calendar form: the basic forms ("20260101") are also plain numbers.
-_ISO = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
-)
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?")
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -249,7 +248,8 @@ def compare(op: str, found: bool, actual: Any, expected: Any) -> bool:
 
 # --- filters and events --------------------------------------------------------------------
 
-def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: "Scope | Callable[[], Scope]") -> bool:
+
+def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: Scope | Callable[[], Scope]) -> bool:
     """All filters hold on these properties; a filter's value may refer to the trigger or profile.
 
     `scope` may be a function that builds the Scope: it is called only for a filter whose
@@ -258,7 +258,7 @@ def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: 
     return compiled(filters)(properties, scope)
 
 
-def _filters_match(filters: Sequence[Filter], properties: Any, scope: "Scope | Callable[[], Scope]") -> bool:
+def _filters_match(filters: Sequence[Filter], properties: Any, scope: Scope | Callable[[], Scope]) -> bool:
     """The reference meaning of filters_match, one operator call per filter (see compiled)."""
     if not isinstance(scope, Scope):
         if any(isinstance(flt.value, Ref) for flt in filters):
@@ -313,18 +313,23 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
     neg = op in _NEGATED
     op = _NEGATED.get(op, op)
     if op == "exists":
+
         def exists(p: Any, s: Any) -> bool:
             if type(p) is not dict:
                 return generic(p, s)
             return (p.get(path) is not None) != neg
+
         return exists
     if op == "eq" and isinstance(value, bool):
+
         def eq_bool(p: Any, s: Any) -> bool:
             if type(p) is not dict:
                 return generic(p, s)
             return (p.get(path, _MISSING) is value) != neg  # True and False are singletons
+
         return eq_bool
     if op == "eq" and value is None:
+
         def eq_null(p: Any, s: Any) -> bool:
             if type(p) is not dict:
                 return generic(p, s)
@@ -332,8 +337,10 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if a is None or a is _MISSING or type(a) in _JSON_TYPES:
                 return (a is None) != neg
             return generic(p, s)
+
         return eq_null
     if op == "eq" and isinstance(value, (int, float)):
+
         def eq_number(p: Any, s: Any) -> bool:
             if type(p) is not dict:
                 return generic(p, s)
@@ -347,6 +354,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if a is _MISSING or t in _OTHERS:
                 return neg
             return generic(p, s)
+
         return eq_number
     if op == "eq" and isinstance(value, str):
         number = as_number(value, exact=True)
@@ -363,6 +371,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if a is _MISSING or t in _OTHERS:
                 return neg
             return generic(p, s)
+
         return eq_text
     if op == "in" and isinstance(value, (list, tuple)) and all(type(v) is str for v in value):
         texts = frozenset(value)
@@ -381,6 +390,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if a is _MISSING or t in _OTHERS:
                 return neg
             return generic(p, s)
+
         return in_texts
     if op in ("gt", "gte", "lt", "lte") and type(value) in (int, float) and value == value:
         want = {"gt": (1,), "gte": (0, 1), "lt": (-1,), "lte": (-1, 0)}[op]
@@ -403,6 +413,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if n != n:
                 return False
             return ((n > value) - (n < value)) in want
+
         return order
     if op == "contains" and isinstance(value, str) and as_number(value, exact=True) is None:
         # In a str, a substring; in a list, an item equal to it, which for JSON items means
@@ -417,6 +428,7 @@ def _specialised(path: str, op: str, value: Any, generic: Matcher) -> Matcher | 
             if a is _MISSING or t in _OTHERS:
                 return neg
             return generic(p, s)
+
         return contains
     return None
 
@@ -440,11 +452,12 @@ def compile_filters(filters: Sequence[Filter]) -> Matcher:
         first, second = tests
         return lambda properties, scope: first(properties, scope) and second(properties, scope)
 
-    def match(properties: Any, scope: "Scope | Callable[[], Scope] | None") -> bool:
+    def match(properties: Any, scope: Scope | Callable[[], Scope] | None) -> bool:
         for test in tests:
             if not test(properties, scope):
                 return False
         return True
+
     return match
 
 

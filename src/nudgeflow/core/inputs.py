@@ -28,7 +28,7 @@ class EventInput:
         self.name = self.event if self.event is not None else self.type
 
     @classmethod
-    def from_message(cls, message: dict[str, Any], timestamp_ms: int) -> "EventInput":
+    def from_message(cls, message: dict[str, Any], timestamp_ms: int) -> EventInput:
         """From a stored Segment message (the events table's payload)."""
         type_ = message.get("type", "track")
         traits = message.get("traits") if type_ in ("identify", "group") else None
@@ -57,7 +57,7 @@ class EventInput:
         )
 
     @classmethod
-    def from_payload(cls, payload: str | bytes, timestamp_ms: int) -> "EventInput":
+    def from_payload(cls, payload: str | bytes, timestamp_ms: int) -> EventInput:
         return cls.from_message(orjson.loads(payload), timestamp_ms)
 
 

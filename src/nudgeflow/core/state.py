@@ -52,7 +52,7 @@ class Run:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Run":
+    def from_dict(cls, data: dict[str, Any]) -> Run:
         return cls(**data)
 
     def as_row(self, profile_id: str) -> dict[str, Any]:
@@ -119,15 +119,24 @@ class ProfileState:
         doc: dict[str, Any] = {"traits": self.traits}
         if self.runs:
             doc["runs"] = {rid: run.as_dict() for rid, run in self.runs.items()}
-        for name in ("entries", "pending", "counters", "activity", "history", "last_location", "group", "run_seq",
-                     "identity"):
+        for name in (
+            "entries",
+            "pending",
+            "counters",
+            "activity",
+            "history",
+            "last_location",
+            "group",
+            "run_seq",
+            "identity",
+        ):
             value = getattr(self, name)
             if value:
                 doc[name] = value
         return orjson.dumps(doc)
 
     @classmethod
-    def from_json(cls, profile_id: str, data: str | bytes | None) -> "ProfileState":
+    def from_json(cls, profile_id: str, data: str | bytes | None) -> ProfileState:
         if not data:
             return cls(profile_id)
         doc = orjson.loads(data)

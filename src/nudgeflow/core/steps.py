@@ -64,9 +64,7 @@ def may_enter(turn: Turn, jv: JourneyVersion) -> bool:
         return not entries
     if mode == "once_per_period":
         return not entries or entries["last_at"] + duration_ms(journey.entry.period or "0s") <= turn.now_ms
-    return not any(
-        r.journey_id == jv.journey_id and r.status in (ACTIVE, HELD) for r in turn.state.runs.values()
-    )
+    return not any(r.journey_id == jv.journey_id and r.status in (ACTIVE, HELD) for r in turn.state.runs.values())
 
 
 def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -> Run | None:
@@ -75,8 +73,13 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     state = turn.state
     if not may_enter(turn, jv):
         return None
-    scope = Scope(traits=state.traits, now_ms=at_ms, history=state.history, trigger=trigger.get("properties"),
-                  group=state.group_traits)
+    scope = Scope(
+        traits=state.traits,
+        now_ms=at_ms,
+        history=state.history,
+        trigger=trigger.get("properties"),
+        group=state.group_traits,
+    )
     if journey.entry.filter and not evaluate(journey.entry.filter, scope):
         return None
     state.run_seq += 1
@@ -149,19 +152,23 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
         elif isinstance(step, WaitForEventStep):
             until = turn.now_ms + duration_ms(step.timeout)
             run.waiting = {"step": step_id, "since": turn.since_ms, "until": until}
-            turn.schedule(run_timer_key(run), until, {"kind": "timeout", "run_id": run.id, "step": step_id, "visit": visit})
+            turn.schedule(
+                run_timer_key(run), until, {"kind": "timeout", "run_id": run.id, "step": step_id, "visit": visit}
+            )
             return
         elif isinstance(step, BranchStep):
-            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run,
-                          state.group_traits)
+            scope = Scope(
+                state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run, state.group_traits
+            )
             step_id = next((case.next for case in step.cases if evaluate(case.when, scope)), step.default)
         elif isinstance(step, SplitStep):
             path = _weighted(step.paths, unit_hash("split", run.journey_id, step_id, state.assignment_key))
             run.paths[step_id] = path.name
             step_id = path.next
         elif isinstance(step, UpdateProfileStep):
-            scope = Scope(state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run,
-                          state.group_traits)
+            scope = Scope(
+                state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run, state.group_traits
+            )
             values = {name: resolve(value, scope) for name, value in step.set.items()}
             for name, value in values.items():
                 if state.traits.get(name) != value or name not in state.traits:

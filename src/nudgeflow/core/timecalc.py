@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
@@ -26,7 +26,7 @@ from nudgeflow.core.inputs import EventInput
 from nudgeflow.model.numbers import NUMERIC
 
 UTC_ZONE = ZoneInfo("UTC")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 _LOCAL_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
@@ -37,6 +37,7 @@ EARTH_RADIUS_M = 6_371_008.8  # IUGG mean radius: the usual choice for haversine
 
 
 # --- zones ---------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1)
 def _zones_by_lower_name() -> dict[str, str]:
@@ -71,6 +72,7 @@ def zone_of(traits: dict[str, Any]) -> ZoneInfo:
 
 
 # --- instants ------------------------------------------------------------------------------
+
 
 def _to_ms(moment: datetime) -> int:
     # Exact integer arithmetic: timestamp() goes through a float and can land 1 ms short.
@@ -176,9 +178,7 @@ def _due_on(day: date, wall: time, days: int, rest_ms: int, tz: tzinfo) -> int:
     return _to_ms(_localize(local, tz)) + rest_ms
 
 
-def date_relative_due(
-    value: Any, offset_ms: int, at: str | None, tz: tzinfo, yearly: bool, now_ms: int
-) -> int | None:
+def date_relative_due(value: Any, offset_ms: int, at: str | None, tz: tzinfo, yearly: bool, now_ms: int) -> int | None:
     """When something due relative to a date trait falls ("3 days before trial_ends_at at 09:00").
 
     Whole days of the offset move the local calendar date, so "-3d" at 09:00 is 09:00 local
@@ -231,6 +231,7 @@ def local_day(ms: int, tz: tzinfo) -> int:
 
 
 # --- places --------------------------------------------------------------------------------
+
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in metres on a spherical Earth (error under 0.5 %, fine for geofences)."""

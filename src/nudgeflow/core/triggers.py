@@ -100,7 +100,9 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, whe
 def on_event(turn: Turn, jv: JourneyVersion, event: EventInput, changes: dict[str, tuple[Any, Any]]) -> None:
     trigger = jv.definition.trigger
     if isinstance(trigger, EventTrigger):
-        if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences, trigger.where):
+        if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(
+            turn, event, trigger.occurrences, trigger.where
+        ):
             if not _late(turn, event, trigger.max_lateness):
                 enter(turn, jv, trigger_of(event), event.timestamp_ms)
     elif isinstance(trigger, EventNotFollowedTrigger):
@@ -135,6 +137,7 @@ def _is(value: Any, expected: Any) -> bool:
 
 # --- event not followed by another ---------------------------------------------------------
 
+
 def _watch_key(jv: JourneyVersion, props: dict[str, Any], match: str | None) -> str | None:
     if match is None:
         return timer_key("nf", jv.journey_id)
@@ -152,7 +155,9 @@ def _not_followed(turn: Turn, jv: JourneyVersion, trigger: EventNotFollowedTrigg
         if watch is not None and event.timestamp_ms >= watch["at"]:
             del turn.state.pending[key]  # type: ignore[arg-type]
             turn.cancel(key)  # type: ignore[arg-type]
-    if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(turn, event, trigger.occurrences, trigger.where):
+    if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(
+        turn, event, trigger.occurrences, trigger.where
+    ):
         if _late(turn, event, trigger.max_lateness):
             return
         key = _watch_key(jv, event.properties, follow.match)
@@ -174,6 +179,7 @@ def on_not_followed_timer(turn: Turn, key: str, payload: dict[str, Any]) -> None
 
 
 # --- inactivity (lazy: one timer per profile and journey, re-armed when it fires) ----------
+
 
 def _activity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, event: EventInput) -> None:
     if trigger.events is not None and event.name not in trigger.events:
@@ -209,6 +215,7 @@ def on_inactivity_timer(turn: Turn, payload: dict[str, Any]) -> None:
 
 _SAME_DATE_MS = 27 * 3_600_000  # local times a day apart in zones UTC-12 and UTC+14, and a margin
 
+
 def arm_date(turn: Turn, jv: JourneyVersion, trigger: DateRelativeTrigger, after_ms: int | None = None) -> None:
     """Arm the journey's one date timer for this person (or drop it when the date is gone)."""
     key = timer_key("date", jv.journey_id)
@@ -218,13 +225,22 @@ def arm_date(turn: Turn, jv: JourneyVersion, trigger: DateRelativeTrigger, after
     # that is not another date (sent twice). The same trait value is the same date; for a
     # yearly one, the same anniversary is within 26 h in any zone, the next a year away.
     fired = turn.state.counters.get(f"{jv.journey_id}:date")
-    if isinstance(fired, dict) and isinstance(fired.get("due"), int) and fired.get("value") == traits.get(trigger.trait):
+    if (
+        isinstance(fired, dict)
+        and isinstance(fired.get("due"), int)
+        and fired.get("value") == traits.get(trigger.trait)
+    ):
         if not trigger.yearly:
             turn.cancel(key)
             return
         not_before = max(not_before, fired["due"] + _SAME_DATE_MS)
     due = timecalc.date_relative_due(
-        traits.get(trigger.trait), duration_ms(trigger.offset), trigger.at, timecalc.zone_of(traits), trigger.yearly, not_before
+        traits.get(trigger.trait),
+        duration_ms(trigger.offset),
+        trigger.at,
+        timecalc.zone_of(traits),
+        trigger.yearly,
+        not_before,
     )
     if due is None or (not trigger.yearly and due < turn.now_ms):
         turn.cancel(key)
@@ -248,6 +264,7 @@ def on_date_timer(turn: Turn, payload: dict[str, Any]) -> None:
 
 
 # --- milestones --------------------------------------------------------------------------------
+
 
 def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event: EventInput) -> None:
     if not _matches(turn, event, trigger.event, trigger.where):
@@ -288,6 +305,7 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event:
 
 # --- location ----------------------------------------------------------------------------------
 
+
 def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: EventInput) -> None:
     if trigger.event is not None and event.name != trigger.event:
         return
@@ -311,7 +329,12 @@ def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: E
         return
     turn.state.counters[key] = inside
     if before != inside:
-        where = {"name": place.name, "latitude": place.latitude, "longitude": place.longitude, "distance_m": round(distance, 1)}
+        where = {
+            "name": place.name,
+            "latitude": place.latitude,
+            "longitude": place.longitude,
+            "distance_m": round(distance, 1),
+        }
         if place.id is not None:
             where["id"] = place.id
         enter(turn, jv, trigger_of(event, place=where), event.timestamp_ms)

@@ -43,11 +43,12 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import httpx
 import orjson
@@ -56,7 +57,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
 from sqlalchemy import text
 
 from nudgeflow.demo.traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
@@ -170,9 +170,17 @@ def _demo_settings(database_url: str) -> Settings:
 
     port = _free_port()
     smtp_url = f"smtp://127.0.0.1:{port}?tls=none&from={SHOP_FROM}&from_name={quote('Nudgeshop')}"
-    return Settings(database_url=database_url, ingest_rate_per_second=0, log_level="WARNING",
-                    engine_enabled=False, sqlite_synchronous="NORMAL", dev_mode=True,
-                    dev_smtp_host="127.0.0.1", dev_smtp_port=port, smtp_url=smtp_url)
+    return Settings(
+        database_url=database_url,
+        ingest_rate_per_second=0,
+        log_level="WARNING",
+        engine_enabled=False,
+        sqlite_synchronous="NORMAL",
+        dev_mode=True,
+        dev_smtp_host="127.0.0.1",
+        dev_smtp_port=port,
+        smtp_url=smtp_url,
+    )
 
 
 def catalog_products() -> list[dict[str, Any]]:
@@ -180,9 +188,18 @@ def catalog_products() -> list[dict[str, Any]]:
     catalog rows: what templates show for an id seen in an event, and what the
     recommendations pick from."""
     return [
-        {"id": p.product_id, "name": p.name, "price": p.price, "currency": CURRENCY, "category": p.category,
-         "url": f"https://shop.example.com/p/{p.product_id}", "image": f"https://cdn.shop.example.com/{p.sku}.jpg",
-         "stock": 5 + (i * 7) % 40, "sku": p.sku, "brand": p.brand}
+        {
+            "id": p.product_id,
+            "name": p.name,
+            "price": p.price,
+            "currency": CURRENCY,
+            "category": p.category,
+            "url": f"https://shop.example.com/p/{p.product_id}",
+            "image": f"https://cdn.shop.example.com/{p.sku}.jpg",
+            "stock": 5 + (i * 7) % 40,
+            "sku": p.sku,
+            "brand": p.brand,
+        }
         for i, p in enumerate(CATALOG)
     ]
 
@@ -190,8 +207,13 @@ def catalog_products() -> list[dict[str, Any]]:
 def catalog_places() -> list[dict[str, Any]]:
     """The shop's stores (traffic.STORES, the places of push-near-store.yaml)."""
     return [
-        {"id": "store_" + name.split()[0].lower(), "name": name, "latitude": lat, "longitude": lon,
-         "address": "New York, NY"}
+        {
+            "id": "store_" + name.split()[0].lower(),
+            "name": name,
+            "latitude": lat,
+            "longitude": lon,
+            "address": "New York, NY",
+        }
         for name, lat, lon in STORES
     ]
 
@@ -206,8 +228,12 @@ def _apply_templates(client: httpx.Client, admin: dict[str, str]) -> list[str]:
     applied: list[str] = []
     for path in sorted(found.glob("*.yaml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        answer = client.put(f"/api/templates/{path.stem}", content=orjson.dumps(doc),
-                            headers={**admin, "Content-Type": "application/json"}, auth=None)
+        answer = client.put(
+            f"/api/templates/{path.stem}",
+            content=orjson.dumps(doc),
+            headers={**admin, "Content-Type": "application/json"},
+            auth=None,
+        )
         if answer.status_code not in (200, 201):
             raise DemoError(f"{path}: the server refused the template ({answer.status_code}): {answer.text[:500]}")
         applied.append(path.stem)
@@ -217,8 +243,12 @@ def _apply_templates(client: httpx.Client, admin: dict[str, str]) -> list[str]:
 def _import_catalog(client: httpx.Client, admin: dict[str, str]) -> dict[str, int]:
     imported: dict[str, int] = {}
     for kind, rows in (("products", catalog_products()), ("places", catalog_places())):
-        answer = client.put(f"/api/catalog/{kind}", content=orjson.dumps(rows),
-                            headers={**admin, "Content-Type": "application/json"}, auth=None)
+        answer = client.put(
+            f"/api/catalog/{kind}",
+            content=orjson.dumps(rows),
+            headers={**admin, "Content-Type": "application/json"},
+            auth=None,
+        )
         if answer.status_code != 200 or answer.json().get("rejected"):
             raise DemoError(f"the server refused the demo's {kind} ({answer.status_code}): {answer.text[:500]}")
         imported[kind] = int(answer.json().get("imported", 0))
@@ -282,9 +312,9 @@ def _send(client: httpx.Client, kind: str, messages: list[dict[str, Any]]) -> ht
     # sentAt is stamped when a message leaves, as SDKs do: the server uses it to correct
     # the device clock (here the clocks agree, so the event times stay as generated).
     if kind == "batch":
-        body: dict[str, Any] = {"batch": messages, "sentAt": iso_utc(datetime.now(timezone.utc))}
+        body: dict[str, Any] = {"batch": messages, "sentAt": iso_utc(datetime.now(UTC))}
     else:
-        body = {**messages[0], "sentAt": iso_utc(datetime.now(timezone.utc))}
+        body = {**messages[0], "sentAt": iso_utc(datetime.now(UTC))}
     return client.post(f"/v1/{kind}", content=orjson.dumps(body), headers={"Content-Type": "application/json"})
 
 
@@ -328,7 +358,7 @@ def _create_workspace(server: ThreadedServer) -> Any:
     from nudgeflow.store.workspaces import create_workspace
 
     state = server.app.state.nudgeflow
-    name = "demo " + datetime.now(timezone.utc).strftime("%Y-%m-%d %H.%M.%S")
+    name = "demo " + datetime.now(UTC).strftime("%Y-%m-%d %H.%M.%S")
     # Through the writer thread, like every write of the running app.
     return state.committer.submit_job(lambda conn: create_workspace(conn, name, to_ms(SystemClock().now()))).result()
 
@@ -372,7 +402,9 @@ def _publish_journeys(client: httpx.Client, admin: dict[str, str], files: list[P
                 auth=None,
             )
             if answer.status_code not in (200, 201):
-                raise DemoError(f"{path}: the server refused journey {journey_id!r} ({answer.status_code}): {answer.text[:500]}")
+                raise DemoError(
+                    f"{path}: the server refused journey {journey_id!r} ({answer.status_code}): {answer.text[:500]}"
+                )
             published.append(journey_id)
     return published
 
@@ -486,7 +518,7 @@ def run_demo(
         admin = {"Authorization": f"Bearer {workspace.admin_token}"}
 
         # The last `days` of a shop's life, ending now, replayed on a virtual clock.
-        end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         start = end - timedelta(days=days)
         messages = list(generate_traffic(users, seed, start=start, days=SHOPPING_DAYS, horizon_days=days))
         rng = random.Random(seed)
@@ -500,8 +532,7 @@ def run_demo(
             summary.journeys_published = _publish_journeys(client, admin, files)
             console.print(
                 f"published {len(summary.journeys_published)} journey{'' if len(summary.journeys_published) == 1 else 's'}"
-                f" from {_shown_path(files)}: "
-                + ", ".join(summary.journeys_published),
+                f" from {_shown_path(files)}: " + ", ".join(summary.journeys_published),
                 highlight=False,
             )
             summary.catalog = _import_catalog(client, admin)
@@ -691,8 +722,9 @@ def _fast_forward(
     summary.timers_fired = stats.timers_fired
 
 
-def _send_slice(progress: Progress, client: httpx.Client, slice_: list[dict[str, Any]], rng: random.Random,
-                summary: DemoSummary) -> None:
+def _send_slice(
+    progress: Progress, client: httpx.Client, slice_: list[dict[str, Any]], rng: random.Random, summary: DemoSummary
+) -> None:
     sent = time.perf_counter()
     for kind, chunk in _plan(slice_, rng):
         response = _send(client, kind, chunk)
@@ -714,34 +746,50 @@ def _resend(client: httpx.Client, messages: list[dict[str, Any]], rng: random.Ra
             summary.resent += len(chunk)
 
 
-def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[str],
-                    step_order: dict[str, list[str]] | None = None) -> JourneyReport:
+def _journey_report(
+    forward: _FastForward, workspace_id: str, journey_ids: list[str], step_order: dict[str, list[str]] | None = None
+) -> JourneyReport:
     """Runs and sent messages per journey, as the runtime recorded them."""
     report = JourneyReport()
     journeys: dict[str, dict[str, Any]] = {
-        j: {"entered": 0, "holdout": 0, "active": 0, "completed": 0, "exited": {}, "converted": 0,
-            "revenue": 0.0, "messages": {}, "failed": {}}
+        j: {
+            "entered": 0,
+            "holdout": 0,
+            "active": 0,
+            "completed": 0,
+            "exited": {},
+            "converted": 0,
+            "revenue": 0.0,
+            "messages": {},
+            "failed": {},
+        }
         for j in journey_ids
     }
     exited: dict[str, Counter[str]] = defaultdict(Counter)
     with forward.db.connect() as conn:
         ws = {"ws": workspace_id}
         runs = conn.execute(
-            text("SELECT journey_id, status, exit_reason, holdout, converted_at_ms, revenue FROM journey_runs"
-                 " WHERE workspace_id = :ws"),
+            text(
+                "SELECT journey_id, status, exit_reason, holdout, converted_at_ms, revenue FROM journey_runs"
+                " WHERE workspace_id = :ws"
+            ),
             ws,
         ).all()
         who = _user_ids(conn, workspace_id)
         logged = conn.execute(
-            text("SELECT profile_id, body, sent_at_ms FROM log_channel_messages WHERE workspace_id = :ws"
-                 " ORDER BY sent_at_ms, id"),
+            text(
+                "SELECT profile_id, body, sent_at_ms FROM log_channel_messages WHERE workspace_id = :ws"
+                " ORDER BY sent_at_ms, id"
+            ),
             ws,
         ).all()
         # Emails go through the email channel (SMTP to the dev inbox), pushes through the push
         # channel (Web Push to the dev inbox's push service): the outbox has them.
         emailed = conn.execute(
-            text("SELECT profile_id, journey_id, step, template, variant, sent_at_ms, channel FROM outbox"
-                 " WHERE workspace_id = :ws AND channel IN ('email', 'push') AND status = 'sent'"),
+            text(
+                "SELECT profile_id, journey_id, step, template, variant, sent_at_ms, channel FROM outbox"
+                " WHERE workspace_id = :ws AND channel IN ('email', 'push') AND status = 'sent'"
+            ),
             ws,
         ).all()
         zones = _timezones(conn, workspace_id)
@@ -752,8 +800,20 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
             conn.execute(text("SELECT COUNT(*) FROM timers WHERE workspace_id = :ws"), ws).scalar() or 0
         )
     for journey_id, status, reason, holdout, converted_at, revenue in runs:
-        row = journeys.setdefault(journey_id, {"entered": 0, "holdout": 0, "active": 0, "completed": 0, "exited": {},
-                                               "converted": 0, "revenue": 0.0, "messages": {}, "failed": {}})
+        row = journeys.setdefault(
+            journey_id,
+            {
+                "entered": 0,
+                "holdout": 0,
+                "active": 0,
+                "completed": 0,
+                "exited": {},
+                "converted": 0,
+                "revenue": 0.0,
+                "messages": {},
+                "failed": {},
+            },
+        )
         row["entered"] += 1
         if holdout:
             row["holdout"] += 1
@@ -774,30 +834,34 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
     found: list[dict[str, Any]] = []
     for profile_id, body, sent_at_ms in logged:
         doc = orjson.loads(body)
-        found.append({
-            "at_ms": int(sent_at_ms),
-            "who": who.get(profile_id) or doc.get("to", {}).get("email") or "(anonymous)",
-            "journey": doc.get("journey_id"),
-            "step": doc.get("step"),
-            "channel": doc.get("channel"),
-            "template": doc.get("template"),
-            "variant": doc.get("variant"),
-            "timezone": doc.get("to", {}).get("timezone"),
-            "by": "log",
-        })
+        found.append(
+            {
+                "at_ms": int(sent_at_ms),
+                "who": who.get(profile_id) or doc.get("to", {}).get("email") or "(anonymous)",
+                "journey": doc.get("journey_id"),
+                "step": doc.get("step"),
+                "channel": doc.get("channel"),
+                "template": doc.get("template"),
+                "variant": doc.get("variant"),
+                "timezone": doc.get("to", {}).get("timezone"),
+                "by": "log",
+            }
+        )
     report.logged = len(found)
     for profile_id, journey_id, step, template, variant, sent_at_ms, channel in emailed:
-        found.append({
-            "at_ms": int(sent_at_ms or 0),
-            "who": who.get(profile_id) or "(anonymous)",
-            "journey": journey_id,
-            "step": step,
-            "channel": channel,
-            "template": template,
-            "variant": variant,
-            "timezone": zones.get(profile_id),
-            "by": "smtp" if channel == "email" else "web push",
-        })
+        found.append(
+            {
+                "at_ms": int(sent_at_ms or 0),
+                "who": who.get(profile_id) or "(anonymous)",
+                "journey": journey_id,
+                "step": step,
+                "channel": channel,
+                "template": template,
+                "variant": variant,
+                "timezone": zones.get(profile_id),
+                "by": "smtp" if channel == "email" else "web push",
+            }
+        )
     report.emailed = sum(1 for row in emailed if row[6] == "email")
     report.pushed = len(emailed) - report.emailed
     found.sort(key=lambda m: m["at_ms"])  # stable: the order each channel recorded within a moment
@@ -836,8 +900,11 @@ def _journey_report(forward: _FastForward, workspace_id: str, journey_ids: list[
 def _user_ids(conn: Any, workspace_id: str) -> dict[str, str]:
     """profile id -> userId, following merges (a run may belong to a profile merged away)."""
     ws = {"ws": workspace_id}
-    ids = {pid: uid for pid, uid in conn.execute(
-        text("SELECT id, user_id FROM profiles WHERE workspace_id = :ws"), ws).all() if uid}
+    ids = {
+        pid: uid
+        for pid, uid in conn.execute(text("SELECT id, user_id FROM profiles WHERE workspace_id = :ws"), ws).all()
+        if uid
+    }
     merges = conn.execute(
         text("SELECT from_profile_id, into_profile_id FROM profile_merges WHERE workspace_id = :ws"), ws
     ).all()
@@ -881,12 +948,16 @@ def _read_inbox(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]
     """What the dev inbox's SMTP sink received, parsed back, each matched to the outbox row
     that sent it (by its X-Nudgeflow-Message-Key header): journey, step and template."""
     with forward.db.connect() as conn:
-        rows = conn.execute(text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'email' ORDER BY id")).all()
+        rows = conn.execute(
+            text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'email' ORDER BY id")
+        ).all()
         sent = {
             key: (journey, step, template, profile_id)
             for key, journey, step, template, profile_id in conn.execute(
-                text("SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
-                     " WHERE workspace_id = :ws AND channel = 'email'"),
+                text(
+                    "SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
+                    " WHERE workspace_id = :ws AND channel = 'email'"
+                ),
                 {"ws": workspace_id},
             ).all()
         }
@@ -898,16 +969,18 @@ def _read_inbox(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]
         found = _KEY_HEADER.search(raw, 0, header_end if header_end >= 0 else len(raw))
         key = found.group(1).strip() if found else ""
         journey, step, template, profile_id = sent.get(key, (None, None, None, None))
-        inbox.append({
-            "id": int(inbox_id),
-            "to": rcpt,
-            "subject": subject or "",
-            "journey": journey,
-            "step": step,
-            "template": template,
-            "who": who.get(profile_id or "", ""),
-            "raw": raw,
-        })
+        inbox.append(
+            {
+                "id": int(inbox_id),
+                "to": rcpt,
+                "subject": subject or "",
+                "journey": journey,
+                "step": step,
+                "template": template,
+                "who": who.get(profile_id or "", ""),
+                "raw": raw,
+            }
+        )
     return inbox
 
 
@@ -926,8 +999,10 @@ def _subscribe_browsers(client: httpx.Client, forward: _FastForward, messages: l
     at = from_ms(forward.now_ms).isoformat().replace("+00:00", "Z")
     for device, kind in seen.items():
         browser = forward.dev_push.service.subscribe()
-        answer = client.post("/v1/push/subscriptions", json={kind: device, "subscription": browser.info(), "timestamp": at,
-                                                              "userAgent": "Nudgeflow demo browser"})
+        answer = client.post(
+            "/v1/push/subscriptions",
+            json={kind: device, "subscription": browser.info(), "timestamp": at, "userAgent": "Nudgeflow demo browser"},
+        )
         if answer.status_code != 200:
             raise DemoError(f"push subscription refused ({answer.status_code}): {answer.text[:300]}")
     return len(seen)
@@ -936,12 +1011,16 @@ def _subscribe_browsers(client: httpx.Client, forward: _FastForward, messages: l
 def _read_pushes(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]]:
     """The pushes the dev inbox's Web Push service decrypted, each matched to its outbox row."""
     with forward.db.connect() as conn:
-        rows = conn.execute(text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'push' ORDER BY id")).all()
+        rows = conn.execute(
+            text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'push' ORDER BY id")
+        ).all()
         sent = {
             key: (journey, step, template, profile_id)
             for key, journey, step, template, profile_id in conn.execute(
-                text("SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
-                     " WHERE workspace_id = :ws AND channel = 'push'"),
+                text(
+                    "SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
+                    " WHERE workspace_id = :ws AND channel = 'push'"
+                ),
                 {"ws": workspace_id},
             ).all()
         }
@@ -951,9 +1030,21 @@ def _read_pushes(forward: _FastForward, workspace_id: str) -> list[dict[str, Any
         doc = orjson.loads(raw)
         note = doc.get("notification") if isinstance(doc.get("notification"), dict) else {}
         journey, step, template, profile_id = sent.get(str(note.get("key", "")), (None, None, None, None))
-        pushes.append({"id": int(push_id), "device": device, "title": title or "", "body": note.get("body", ""),
-                       "url": note.get("url"), "ttl": doc.get("ttl"), "urgency": doc.get("urgency"),
-                       "journey": journey, "step": step, "template": template, "who": who.get(profile_id or "", "")})
+        pushes.append(
+            {
+                "id": int(push_id),
+                "device": device,
+                "title": title or "",
+                "body": note.get("body", ""),
+                "url": note.get("url"),
+                "ttl": doc.get("ttl"),
+                "urgency": doc.get("urgency"),
+                "journey": journey,
+                "step": step,
+                "template": template,
+                "who": who.get(profile_id or "", ""),
+            }
+        )
     return pushes
 
 
@@ -965,8 +1056,11 @@ def parse_email(message: dict[str, Any]) -> dict[str, Any]:
     from email import message_from_string, policy
 
     msg = message_from_string(message["raw"], policy=policy.default)
-    return {"from": str(msg.get("From") or ""), "headers": {name: str(value) for name, value in msg.items()},
-            "text": _text_part(msg)}
+    return {
+        "from": str(msg.get("From") or ""),
+        "headers": {name: str(value) for name, value in msg.items()},
+        "text": _text_part(msg),
+    }
 
 
 def _first_lines(body: str, count: int = 8) -> list[str]:
@@ -993,8 +1087,9 @@ def _samples(summary: DemoSummary) -> list[dict[str, Any]]:
 def _print_inbox(console: Console, summary: DemoSummary, *, keep_serving: bool) -> None:
     inbox = summary.inbox
     counts: Counter[tuple[str, str]] = Counter((m["journey"] or "?", m["template"] or "?") for m in inbox)
-    table = Table(title=f"The dev inbox: {len(inbox):,} emails received over SMTP", title_justify="left",
-                  box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"The dev inbox: {len(inbox):,} emails received over SMTP", title_justify="left", box=box.SIMPLE_HEAD
+    )
     table.add_column("journey", no_wrap=True)
     table.add_column("template", no_wrap=True)
     table.add_column("emails", justify="right")
@@ -1032,8 +1127,11 @@ def _print_inbox(console: Console, summary: DemoSummary, *, keep_serving: bool) 
 def _print_pushes(console: Console, summary: DemoSummary) -> None:
     pushes = summary.pushes
     counts: Counter[tuple[str, str]] = Counter((p["journey"] or "?", p["template"] or "?") for p in pushes)
-    table = Table(title=f"The dev inbox: {len(pushes):,} pushes received over Web Push (decrypted)", title_justify="left",
-                  box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"The dev inbox: {len(pushes):,} pushes received over Web Push (decrypted)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     table.add_column("journey", no_wrap=True)
     table.add_column("template", no_wrap=True)
     table.add_column("pushes", justify="right")
@@ -1051,7 +1149,8 @@ def _print_pushes(console: Console, summary: DemoSummary) -> None:
             f"[bold]{escape(p['journey'] or '')} / {escape(p['template'] or '')}[/] to {escape(p['who'] or p['device'])}\n"
             f"  Title: {escape(p['title'])}\n  Body:  {escape(str(p['body']))}\n"
             f"  Opens: {escape(str(p['url'] or ''))}  (TTL {p['ttl']} s{', urgency ' + p['urgency'] if p['urgency'] else ''})",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -1103,8 +1202,9 @@ def _reason(reason: str) -> str:
 def _print_journeys(console: Console, summary: DemoSummary) -> None:
     report = summary.journeys
     start, end = summary.virtual_start, summary.virtual_end
-    forward = Table(title="Fast-forward: the production runtime on a virtual clock", title_justify="left",
-                    show_header=False)
+    forward = Table(
+        title="Fast-forward: the production runtime on a virtual clock", title_justify="left", show_header=False
+    )
     forward.add_column("what")
     forward.add_column("value")
     if start is not None and end is not None:
@@ -1139,15 +1239,21 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
         ]
         converted = f"{row['converted']:,}" + (f"\n${row['revenue']:,.0f}" if row["revenue"] else "")
         steps = [
-            f"{escape(step):<{width}} {sent:>5,}" + (f" [red]({row['failed'][step]:,} failed)[/]" if row["failed"].get(step) else "")
+            f"{escape(step):<{width}} {sent:>5,}"
+            + (f" [red]({row['failed'][step]:,} failed)[/]" if row["failed"].get(step) else "")
             for step, sent in row["messages"].items()
         ]
-        table.add_row(escape(journey_id), f"{row['entered']:,}", "\n".join(outcomes) or "-", converted,
-                      "\n".join(steps) or "none", end_section=True)
+        table.add_row(
+            escape(journey_id),
+            f"{row['entered']:,}",
+            "\n".join(outcomes) or "-",
+            converted,
+            "\n".join(steps) or "none",
+            end_section=True,
+        )
     console.print(table)
 
-    sample = Table(title="The first message of each step", title_justify="left",
-                   box=box.SIMPLE_HEAD)
+    sample = Table(title="The first message of each step", title_justify="left", box=box.SIMPLE_HEAD)
     sep = ", " if console.width >= 120 else "\n"  # the local time beside the UTC one, or under it
     sample.add_column("sent (virtual time)", no_wrap=True)
     sample.add_column("who", no_wrap=True)
@@ -1159,7 +1265,9 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
     console.print(sample)
 
 
-def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, Any] | None, workspace: Any, *, persistent: bool) -> None:
+def _print_summary(
+    console: Console, summary: DemoSummary, profile: dict[str, Any] | None, workspace: Any, *, persistent: bool
+) -> None:
     stats = summary.stats
     console.print()
     console.print(_counts("Events by type", "type", stats.get("events_by_type", {})))
@@ -1174,9 +1282,12 @@ def _print_summary(console: Console, summary: DemoSummary, profile: dict[str, An
     engagement = sum(int(stats.get("track_events", {}).get(name, 0)) for name in ENGAGEMENT_EVENTS)
     overview.add_row("events sent", f"{summary.messages:,}: {summary.batches} batches + {summary.singles} single calls")
     subscribed = int(stats.get("track_events", {}).get(PUSH_SUBSCRIBED, 0))
-    overview.add_row("events stored", f"{stats.get('events', 0):,}: the {summary.messages:,} sent, {subscribed:,} "
-                     f"Push Subscribed (the browsers registering), and {engagement:,} "
-                     "engagement events the runtime appended (one per message sent)")
+    overview.add_row(
+        "events stored",
+        f"{stats.get('events', 0):,}: the {summary.messages:,} sent, {subscribed:,} "
+        f"Push Subscribed (the browsers registering), and {engagement:,} "
+        "engagement events the runtime appended (one per message sent)",
+    )
     overview.add_row("profiles", f"{stats.get('profiles', 0):,}")
     overview.add_row("  known (with a userId)", f"{known:,}")
     overview.add_row("  anonymous", f"{stats.get('profiles', 0) - known:,}")

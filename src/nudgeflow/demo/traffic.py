@@ -29,9 +29,10 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from nudgeflow.model.iso_time import iso_utc
@@ -91,12 +92,56 @@ CATALOG: tuple[Product, ...] = tuple(
     )
 )
 
-FIRST_NAMES = ("Ada", "Ben", "Chloé", "Dmitri", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi",
-               "Lucas", "Maya", "Noah", "Olga", "Priya", "Quentin", "Rosa", "Sven", "Tariq", "Uma", "Vera",
-               "Wen", "Yusuf", "Zoé")
-LAST_NAMES = ("Andersen", "Bakker", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Hoffmann", "Ito",
-              "Jensen", "Kowalski", "Lopez", "Martin", "Nakamura", "Okafor", "Petrov", "Rossi", "Schmidt",
-              "Tanaka", "Vogel", "Walsh")
+FIRST_NAMES = (
+    "Ada",
+    "Ben",
+    "Chloé",
+    "Dmitri",
+    "Emma",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Lucas",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Vera",
+    "Wen",
+    "Yusuf",
+    "Zoé",
+)
+LAST_NAMES = (
+    "Andersen",
+    "Bakker",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "García",
+    "Hoffmann",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Martin",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Vogel",
+    "Walsh",
+)
 # (timezone, locale, country, (latitude, longitude) of the city) people live in; the shop
 # is in New York, so more of its people are.
 PLACES = (
@@ -238,8 +283,12 @@ class _Person:
 
     def _from_backend(self, type_: str, **fields: Any) -> dict[str, Any]:
         """A message the shop's own servers send (deliveries, billing): the userId only."""
-        message: dict[str, Any] = {"type": type_, "messageId": _uuid(self.rng), "timestamp": iso_utc(self.now),
-                                   "userId": self.user_id}
+        message: dict[str, Any] = {
+            "type": type_,
+            "messageId": _uuid(self.rng),
+            "timestamp": iso_utc(self.now),
+            "userId": self.user_id,
+        }
         message.update(fields)
         message["context"] = SERVER_CONTEXT
         self.messages.append(message)
@@ -270,8 +319,12 @@ class _Person:
             self._emit(
                 "page",
                 name=title,
-                properties={"path": path, "url": f"https://shop.example.com{path}", "title": f"{title} | Nudgeshop",
-                            "referrer": self.rng.choice(("https://www.google.com/", "", "https://news.example.org/"))},
+                properties={
+                    "path": path,
+                    "url": f"https://shop.example.com{path}",
+                    "title": f"{title} | Nudgeshop",
+                    "referrer": self.rng.choice(("https://www.google.com/", "", "https://news.example.org/")),
+                },
             )
         else:
             self._emit("screen", name=self.rng.choice(SCREENS))
@@ -292,16 +345,27 @@ class _Person:
         location = self._location()
         if location is not None:
             context = {**self.context, "location": location}
-        self._emit("track", event=OPENED, context=context,
-                   properties={"from_background": self.rng.random() < 0.5, "version": "3.4.1", "build": "341"})
+        self._emit(
+            "track",
+            event=OPENED,
+            context=context,
+            properties={"from_background": self.rng.random() < 0.5, "version": "3.4.1", "build": "341"},
+        )
 
     def play(self) -> None:
         """Levels of the app's game; a few are queued offline and reach the server late."""
         for _ in range(self.rng.randint(1, 2)):
             self._tick(60, 400)
             self.level += 1
-            message = self._track(LEVEL, {"game": GAME, "level": self.level, "score": self.rng.randint(200, 990),
-                                          "duration_s": self.rng.randint(40, 380)})
+            message = self._track(
+                LEVEL,
+                {
+                    "game": GAME,
+                    "level": self.level,
+                    "score": self.rng.randint(200, 990),
+                    "duration_s": self.rng.randint(40, 380),
+                },
+            )
             if self.rng.random() < OFFLINE_SHARE:
                 message["sentAt"] = iso_utc(self.now + timedelta(minutes=self.rng.uniform(20, 180)))
 
@@ -349,8 +413,16 @@ class _Person:
         self._tick(20, 300)
         order_id = f"ord_{self.index:04d}_{len(self.orders) + 1}"
         products = [
-            {"product_id": p.product_id, "sku": p.sku, "name": p.name, "category": p.category,
-             "brand": p.brand, "price": p.price, "quantity": q, "position": i + 1}
+            {
+                "product_id": p.product_id,
+                "sku": p.sku,
+                "name": p.name,
+                "category": p.category,
+                "brand": p.brand,
+                "price": p.price,
+                "quantity": q,
+                "position": i + 1,
+            }
             for i, (p, q) in enumerate(cart.items())
         ]
         subtotal = round(sum(p.price * q for p, q in cart.items()), 2)
@@ -359,9 +431,19 @@ class _Person:
         shipping = 0.0 if subtotal >= 100 else 6.95
         tax = round((subtotal - discount) * 0.08, 2)
         revenue = round(subtotal - discount, 2)
-        checkout = {"checkout_id": _uuid(self.rng), "order_id": order_id, "cart_id": cart_id, "affiliation": "Nudgeshop",
-                    "value": subtotal, "revenue": revenue, "shipping": shipping, "tax": tax, "discount": discount,
-                    "currency": CURRENCY, "products": products}
+        checkout = {
+            "checkout_id": _uuid(self.rng),
+            "order_id": order_id,
+            "cart_id": cart_id,
+            "affiliation": "Nudgeshop",
+            "value": subtotal,
+            "revenue": revenue,
+            "shipping": shipping,
+            "tax": tax,
+            "discount": discount,
+            "currency": CURRENCY,
+            "products": products,
+        }
         if coupon:
             checkout["coupon"] = coupon
         self._track(CHECKOUT, checkout)
@@ -420,7 +502,8 @@ class _Person:
             if self.in_app:
                 self.open_app()
             self._emit("screen", name="Cart") if self.in_app else self._emit(
-                "page", name="Cart", properties={"path": "/cart", "url": "https://shop.example.com/cart"})
+                "page", name="Cart", properties={"path": "/cart", "url": "https://shop.example.com/cart"}
+            )
             self._tick(20, 200)
             self.check_out(cart_id, cart)
 
@@ -428,8 +511,11 @@ class _Person:
         for ordered_at, order_id in self.orders:
             if self.rng.random() < DELIVERED_SHARE:
                 self.now = ordered_at + timedelta(days=self.rng.uniform(1.5, 5))
-                self._from_backend("track", event=DELIVERED,
-                                   properties={"order_id": order_id, "carrier": self.rng.choice(("UPS", "USPS", "DHL"))})
+                self._from_backend(
+                    "track",
+                    event=DELIVERED,
+                    properties={"order_id": order_id, "carrier": self.rng.choice(("UPS", "USPS", "DHL"))},
+                )
 
     def habit(self) -> None:
         """Open the app every morning, about the same local time, for a week or more."""
@@ -441,7 +527,7 @@ class _Person:
             if n == skip:
                 continue
             local = datetime.combine(first + timedelta(days=n), wake, tzinfo=self.zone)
-            self.now = local.astimezone(timezone.utc) + timedelta(minutes=self.rng.uniform(0, 20))
+            self.now = local.astimezone(UTC) + timedelta(minutes=self.rng.uniform(0, 20))
             self.open_app()
             self._tick(20, 200)
             if self.rng.random() < 0.3:
@@ -451,7 +537,9 @@ class _Person:
     def plan_changes(self) -> None:
         """Billing: an upgrade to pro; later perhaps a downgrade or a cancellation, and regret."""
         self.now += timedelta(hours=self.rng.uniform(6, 48))
-        self._plan("pro", UPGRADED, {"plan": "pro", "previous_plan": "free", "revenue": PRO_PRICE, "currency": CURRENCY})
+        self._plan(
+            "pro", UPGRADED, {"plan": "pro", "previous_plan": "free", "revenue": PRO_PRICE, "currency": CURRENCY}
+        )
         if self.rng.random() >= DOWNGRADE_SHARE:
             return
         self.now += timedelta(days=self.rng.uniform(1, 8))
@@ -459,7 +547,9 @@ class _Person:
         self._plan(to, DOWNGRADED if to == "free" else CANCELLED, {"plan": to, "previous_plan": "pro"})
         if self.rng.random() < REGRET_SHARE:
             self.now += timedelta(hours=self.rng.uniform(2, 20))
-            self._plan("pro", UPGRADED, {"plan": "pro", "previous_plan": to, "revenue": PRO_PRICE, "currency": CURRENCY})
+            self._plan(
+                "pro", UPGRADED, {"plan": "pro", "previous_plan": to, "revenue": PRO_PRICE, "currency": CURRENCY}
+            )
 
     def _plan(self, plan: str, event: str, properties: dict[str, Any]) -> None:
         self._from_backend("identify", traits={"plan": plan})
@@ -514,7 +604,7 @@ def generate_traffic(
     users: int = 300,
     seed: int = 7,
     *,
-    start: datetime = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc),
+    start: datetime = datetime(2026, 1, 5, 8, 0, tzinfo=UTC),
     days: float = 3.0,
     horizon_days: float | None = None,
 ) -> Iterator[dict[str, Any]]:

@@ -39,13 +39,19 @@ def error_response(exc: IngestError) -> Response:
     return json_response(exc.body(), exc.status, exc.headers)
 
 
-async def write_key_owner(state: "AppState", request: Request, body_key: Any) -> tuple[str, str]:
+async def write_key_owner(state: AppState, request: Request, body_key: Any) -> tuple[str, str]:
     """(workspace, write kind: public or server) of the request's write key, or a 401."""
     key = basic_user(request.headers.get("authorization"))
     if key is None and isinstance(body_key, str):
         key = body_key
     if key is None:
-        raise IngestError(401, "unauthorized", "missing write key: send it as the Basic auth user or as writeKey", reason="auth", field="writeKey")
+        raise IngestError(
+            401,
+            "unauthorized",
+            "missing write key: send it as the Basic auth user or as writeKey",
+            reason="auth",
+            field="writeKey",
+        )
     found = await state.keys.owner(WRITE, key)
     if found is None:
         raise IngestError(401, "unauthorized", "unknown write key", reason="auth", field="writeKey")
@@ -72,7 +78,7 @@ def _warnings(records: list[EventRecord], in_batch: bool) -> list[dict[str, Any]
     return out
 
 
-async def _commit(state: "AppState", workspace_id: str, records: list[EventRecord], in_batch: bool) -> Response:
+async def _commit(state: AppState, workspace_id: str, records: list[EventRecord], in_batch: bool) -> Response:
     wait = state.limiter.take(workspace_id, len(records))
     if wait:
         raise IngestError(
@@ -86,7 +92,9 @@ async def _commit(state: "AppState", workspace_id: str, records: list[EventRecor
     try:
         await state.committer.write_events(workspace_id, records)
     except (WriterFailed, WriterStopped) as exc:
-        raise IngestError(503, "unavailable", "events were not stored; retry", headers={"Retry-After": "1"}, reason="unavailable") from exc
+        raise IngestError(
+            503, "unavailable", "events were not stored; retry", headers={"Retry-After": "1"}, reason="unavailable"
+        ) from exc
     warnings = _warnings(records, in_batch)
     if warnings:
         state.metrics.reject("invalid_trait", len(warnings))
@@ -94,7 +102,7 @@ async def _commit(state: "AppState", workspace_id: str, records: list[EventRecor
     return Response(_OK, media_type="application/json")
 
 
-async def _guard(state: "AppState", request: Request, handler: Callable[[], Awaitable[Response]]) -> Response:
+async def _guard(state: AppState, request: Request, handler: Callable[[], Awaitable[Response]]) -> Response:
     """Turn every failure into a 4xx/503 answer: no input may produce a 500."""
     try:
         return await handler()
@@ -103,7 +111,7 @@ async def _guard(state: "AppState", request: Request, handler: Callable[[], Awai
         return error_response(exc)
 
 
-def ingest_routes(state: "AppState") -> list[Route]:
+def ingest_routes(state: AppState) -> list[Route]:
     settings = state.settings
 
     async def batch(request: Request) -> Response:

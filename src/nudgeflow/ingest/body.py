@@ -18,7 +18,9 @@ def _too_large(limit: int, one_event: bool) -> IngestError:
         # 400, and no retry or split of this request can succeed.
         return event_too_large(f"the event exceeds {limit} bytes", "body")
     # A whole batch: 413, and a client can split it (nudgeflow.js does).
-    return IngestError(413, "request_too_large", f"request body exceeds {limit} bytes", reason="too_large", field="body")
+    return IngestError(
+        413, "request_too_large", f"request body exceeds {limit} bytes", reason="too_large", field="body"
+    )
 
 
 async def read_body(request: Request, max_bytes: int, *, one_event: bool = False) -> bytes:
@@ -36,7 +38,13 @@ async def read_body(request: Request, max_bytes: int, *, one_event: bool = False
         )
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", ""):
-        raise IngestError(415, "unsupported_encoding", f"Content-Encoding {encoding} is not supported; use gzip", reason="content_type", field="Content-Encoding")
+        raise IngestError(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding} is not supported; use gzip",
+            reason="content_type",
+            field="Content-Encoding",
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes, one_event)
@@ -61,7 +69,9 @@ def gunzip_limited(data: bytes, max_bytes: int, one_event: bool = False) -> byte
     try:
         out = inflater.decompress(data, max_bytes + 1)
     except zlib.error as exc:
-        raise IngestError(400, "invalid_request", f"body: not valid gzip ({exc})", reason="invalid", field="body") from exc
+        raise IngestError(
+            400, "invalid_request", f"body: not valid gzip ({exc})", reason="invalid", field="body"
+        ) from exc
     if len(out) > max_bytes or inflater.unconsumed_tail:
         raise _too_large(max_bytes, one_event)
     if not inflater.eof:

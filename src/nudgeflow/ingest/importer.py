@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import orjson
 from rich.console import Console
@@ -125,7 +126,7 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
     for number, raw in enumerate(stream, start=1):
         size = len(raw)
         if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+            raw = raw[len(_BOM) :]
         yield number, raw.strip(), size
 
 
@@ -245,7 +246,9 @@ def import_file(
             except SQLAlchemyError as exc:
                 bad = BadLine(number, f"not stored: the database refused it ({_first_line(exc)})")
                 report.bad_lines.append(bad)
-                progress.console.print(f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True)
+                progress.console.print(
+                    f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True
+                )
 
     try:
         with _progress(console, total_bytes) as progress:
@@ -265,12 +268,16 @@ def import_file(
                 except (ValueError, InvalidPayload) as exc:
                     bad = BadLine(number, _reason(exc))
                     report.bad_lines.append(bad)
-                    progress.console.print(f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True)
+                    progress.console.print(
+                        f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True
+                    )
                     continue
                 for trait, problem in (record.trait_errors or {}).items():
                     warning = BadLine(number, f"traits.{trait}: {problem['reason']}; the trait was not applied")
                     report.trait_warnings.append(warning)
-                    progress.console.print(f"[dim]line {number}: warning:[/] {escape(warning.reason)}", highlight=False, soft_wrap=True)
+                    progress.console.print(
+                        f"[dim]line {number}: warning:[/] {escape(warning.reason)}", highlight=False, soft_wrap=True
+                    )
                 pending.append((number, record))
                 if len(pending) >= batch_size:
                     flush(progress)

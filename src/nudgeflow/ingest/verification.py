@@ -27,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from sqlalchemy import Engine
@@ -131,7 +132,7 @@ class IdentityGate:
 Claim = tuple[int | None, str, str, Any]
 
 
-async def verify(state: "AppState", workspace_id: str, write_kind: str, claims: list[Claim], events: int) -> None:
+async def verify(state: AppState, workspace_id: str, write_kind: str, claims: list[Claim], events: int) -> None:
     """Raise a 403 naming context.userHash for each claim without a valid hash, when the
     workspace has verification on and the key is public; nothing is stored then."""
     if not claims or write_kind == SERVER:
@@ -140,8 +141,14 @@ async def verify(state: "AppState", workspace_id: str, write_kind: str, claims: 
         settings = await state.identity.settings(workspace_id)
     except Exception as exc:  # the database is away, or no key here opens the settings: refuse, never 500
         log.error("identity settings unreadable: %s", type(exc).__name__)
-        raise IngestError(503, "unavailable", "events were not stored; retry", headers={"Retry-After": "1"},
-                          reason="unavailable", events=events) from exc
+        raise IngestError(
+            503,
+            "unavailable",
+            "events were not stored; retry",
+            headers={"Retry-After": "1"},
+            reason="unavailable",
+            events=events,
+        ) from exc
     if not settings.verification:
         return
     errors = []
@@ -150,11 +157,23 @@ async def verify(state: "AppState", workspace_id: str, write_kind: str, claims: 
             continue
         field = f"batch[{index}].context.userHash" if index is not None else "context.userHash"
         problem = "missing" if given is None else "does not match the userId"
-        errors.append(InvalidEvent(field, f"{problem}: required because {reason} (identity verification is on "
-                                          "for this workspace; send the hex HMAC-SHA256 of the userId computed "
-                                          "by your server, or use a server key)", index))
+        errors.append(
+            InvalidEvent(
+                field,
+                f"{problem}: required because {reason} (identity verification is on "
+                "for this workspace; send the hex HMAC-SHA256 of the userId computed "
+                "by your server, or use a server key)",
+                index,
+            )
+        )
     if errors:
         first = errors[0]
         where = f"event {first.index}: " if first.index is not None else ""
-        raise IngestError(403, "identity_not_verified", f"{where}{first.field}: {first.message}", errors=errors,
-                          reason="identity", events=events)
+        raise IngestError(
+            403,
+            "identity_not_verified",
+            f"{where}{first.field}: {first.message}",
+            errors=errors,
+            reason="identity",
+            events=events,
+        )

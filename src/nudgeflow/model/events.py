@@ -11,12 +11,12 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
 from pydantic_core import ErrorDetails
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.errors import ModelError
@@ -94,7 +94,7 @@ class Alias(_Common):
     userId: Annotated[str, StringConstraints(min_length=1, max_length=512)]  # type: ignore[misc]
 
 
-Message = Annotated[Union[Track, Identify, Page, Screen, Group, Alias], Field(discriminator="type")]
+Message = Annotated[Track | Identify | Page | Screen | Group | Alias, Field(discriminator="type")]
 
 _BY_TYPE: dict[str, type] = {
     "track": Track,
@@ -250,7 +250,9 @@ def parse_message(raw: Any) -> dict[str, Any]:
         raise InvalidPayload([InvalidEvent("body", "expected a JSON object")])
     type_ = raw.get("type")
     if type_ not in _BY_TYPE:
-        raise InvalidPayload([InvalidEvent("type", f"unknown or missing type; expected one of {', '.join(EVENT_TYPES)}")])
+        raise InvalidPayload(
+            [InvalidEvent("type", f"unknown or missing type; expected one of {', '.join(EVENT_TYPES)}")]
+        )
     try:
         return _Adapters.single(type_).validate_python(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
@@ -275,6 +277,7 @@ def normalize(
     derive_message_id: bool = False,
 ) -> EventRecord:
     """Check what the schema cannot express and build the stored record."""
+
     def at(name: str) -> str:
         return f"{field}.{name}" if field != "body" else name
 
@@ -304,7 +307,9 @@ def normalize(
     try:
         timestamp = corrected_timestamp(received_at, original, sent_at)
     except OverflowError as exc:  # e.g. year 1 sent in year 9999: the correction leaves the calendar
-        raise InvalidEvent(at("timestamp"), "out of range once converted to UTC and corrected with sentAt", index) from exc
+        raise InvalidEvent(
+            at("timestamp"), "out of range once converted to UTC and corrected with sentAt", index
+        ) from exc
     if original is not None:
         message["originalTimestamp"] = original
     message["timestamp"] = timestamp

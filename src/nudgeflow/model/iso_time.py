@@ -9,13 +9,13 @@ Two precisions, as the callers have always written them:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import overload
 
 
 def iso_utc(when: datetime, *, milliseconds: bool = True) -> str:
     """`when` in UTC (a naive one is read as local time, as astimezone does)."""
-    text = when.astimezone(timezone.utc).isoformat(timespec="milliseconds" if milliseconds else "auto")
+    text = when.astimezone(UTC).isoformat(timespec="milliseconds" if milliseconds else "auto")
     return text.replace("+00:00", "Z")
 
 
@@ -32,4 +32,4 @@ def iso(ms: int | None, *, milliseconds: bool = True) -> str | None:
     if ms is None:
         return None
     # As core.clock.from_ms reads it (model/ does not import core/).
-    return iso_utc(datetime.fromtimestamp(ms / 1000, tz=timezone.utc), milliseconds=milliseconds)
+    return iso_utc(datetime.fromtimestamp(ms / 1000, tz=UTC), milliseconds=milliseconds)

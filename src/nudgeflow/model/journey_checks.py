@@ -26,9 +26,10 @@ import json
 import re
 import types
 import typing
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping, Union, cast
+from typing import Any, Literal, Union, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -96,9 +97,13 @@ class Delivery:
     places: Mapping[str, frozenset[str]] | None = None
 
     @classmethod
-    def serving(cls, extra_channels: Iterable[str] = (), templates: Mapping[str, str] | None = None,
-                templates_from: str = "this workspace",
-                places: Mapping[str, frozenset[str]] | None = None) -> "Delivery":
+    def serving(
+        cls,
+        extra_channels: Iterable[str] = (),
+        templates: Mapping[str, str] | None = None,
+        templates_from: str = "this workspace",
+        places: Mapping[str, frozenset[str]] | None = None,
+    ) -> Delivery:
         names = list(CHANNELS) + [c for c in extra_channels if c not in CHANNELS]
         return cls(tuple(names), templates, templates_from, places)
 
@@ -201,8 +206,12 @@ def _load_json(text: str) -> list[tuple[int, Any]]:
     for index, doc in enumerate(docs):
         if isinstance(doc, dict):
             prefix: tuple[str, ...] = (str(index),) if isinstance(data, list) else ()
-            doc = _located(doc, {k[len(prefix):]: v for k, v in lines.items() if k[: len(prefix)] == prefix}, [],
-                           lines.get(prefix, 1))
+            doc = _located(
+                doc,
+                {k[len(prefix) :]: v for k, v in lines.items() if k[: len(prefix)] == prefix},
+                [],
+                lines.get(prefix, 1),
+            )
         out.append((index, doc))
     return out
 
@@ -224,8 +233,12 @@ def _load_yaml(text: str) -> list[tuple[int, Any]]:
             if data is not None:
                 if isinstance(data, dict):
                     problems = [
-                        Problem(_dotted(p), f"duplicate key {key!r} (line {first}): the later one would silently replace it",
-                                ERROR, lines.get(p))
+                        Problem(
+                            _dotted(p),
+                            f"duplicate key {key!r} (line {first}): the later one would silently replace it",
+                            ERROR,
+                            lines.get(p),
+                        )
                         for p, key, first in duplicates
                     ]
                     data = _located(data, lines, problems, node.start_mark.line + 1)
@@ -305,8 +318,14 @@ def check_journey(doc: Any, delivery: Delivery | None = None) -> tuple[Journey |
     (the store re-checking a definition it holds), only the definition itself is."""
     if not isinstance(doc, dict):
         kind = _describe(doc)
-        return None, [Problem("", f"a journey is a mapping with id, name, trigger and steps, not {kind}", ERROR,
-                              getattr(doc, "start_line", None))]
+        return None, [
+            Problem(
+                "",
+                f"a journey is a mapping with id, name, trigger and steps, not {kind}",
+                ERROR,
+                getattr(doc, "start_line", None),
+            )
+        ]
     problems: list[Problem] = list(getattr(doc, "load_problems", []))
     journey: Journey | None = None
     try:
@@ -508,9 +527,11 @@ def _humane(error: Any, path: list[PathPart], model: type[BaseModel] | None, tp:
         extra = f" (did you mean {hint[0]!r}?)" if hint else (f" (allowed: {', '.join(allowed)})" if allowed else "")
         return Problem(where, f"unknown key {last!r}{extra}")
     if kind == "literal_error":
-        noun = _CHOICE_NOUNS.get(str(last)) or (
-            _CHOICE_NOUNS.get(str(path[-2])) if isinstance(last, int) and len(path) > 1 else None
-        ) or "value"
+        noun = (
+            _CHOICE_NOUNS.get(str(last))
+            or (_CHOICE_NOUNS.get(str(path[-2])) if isinstance(last, int) and len(path) > 1 else None)
+            or "value"
+        )
         choices = _choices(error)
         return Problem(where, f"unknown {noun} {value!r} (use one of {', '.join(choices)})")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -626,14 +647,19 @@ def _graph_problems(doc: dict[str, Any], steps_broken: bool = False) -> list[Pro
         first = min(component, key=order.__getitem__)
         cycle = _cycle_through(first, graph, members)
         problems.append(
-            Problem(f"steps.{first}", "cycle without a wait: " + " -> ".join(cycle)
-                    + " (a run would loop without pause; put a wait or wait_for_event step in it)")
+            Problem(
+                f"steps.{first}",
+                "cycle without a wait: "
+                + " -> ".join(cycle)
+                + " (a run would loop without pause; put a wait or wait_for_event step in it)",
+            )
         )
 
     # Reachability means little while links are broken (a typo in `next` would make every
     # later step "unreachable"): those warnings wait until the errors are fixed.
-    links_broken = steps_broken or any(p.path == "start" or p.path.endswith(("next", "on_event", "on_timeout",
-                                                                            "default")) for p in problems)
+    links_broken = steps_broken or any(
+        p.path == "start" or p.path.endswith(("next", "on_event", "on_timeout", "default")) for p in problems
+    )
     if start is not None and not links_broken:
         reached = {start}
         frontier = [start]
@@ -645,8 +671,9 @@ def _graph_problems(doc: dict[str, Any], steps_broken: bool = False) -> list[Pro
                     frontier.append(target)
         for sid in ids:
             if sid not in reached:
-                problems.append(Problem(f"steps.{sid}", f"step {sid!r} is never reached from the start step {start!r}",
-                                        WARNING))
+                problems.append(
+                    Problem(f"steps.{sid}", f"step {sid!r} is never reached from the start step {start!r}", WARNING)
+                )
     return problems
 
 
@@ -759,15 +786,26 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
         target = journey.steps.get(condition.message)
         where = path + ".message"
         if branch is None:
-            problems.append(Problem(where, "a message condition needs a run, and entry filters are checked before "
-                                           "the run starts (use it in a branch step)"))
+            problems.append(
+                Problem(
+                    where,
+                    "a message condition needs a run, and entry filters are checked before "
+                    "the run starts (use it in a branch step)",
+                )
+            )
         elif target is None:
             problems.append(Problem(where, _no_step(condition.message, list(journey.steps))))
         elif not isinstance(target, SendStep):
             problems.append(Problem(where, f"step {condition.message!r} is a {target.type} step, not a send step"))
         elif not links_broken and condition.message not in ancestors.get(branch, set()):
-            problems.append(Problem(where, f"step {condition.message!r} can never have run before step {branch!r}, "
-                                           "so this condition never sees its message", WARNING))
+            problems.append(
+                Problem(
+                    where,
+                    f"step {condition.message!r} can never have run before step {branch!r}, "
+                    "so this condition never sees its message",
+                    WARNING,
+                )
+            )
 
     for sid, step in journey.steps.items():
         if isinstance(step, SendStep) and step.variants:
@@ -788,12 +826,22 @@ def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
         later = "the trigger fires nowhere until one is imported (nudgeflow catalog import places FILE)"
         for i, place_id in enumerate(selector.ids):
             if place_id not in delivery.places:
-                problems.append(Problem(f"trigger.catalog_places.ids.{i}",
-                                        f"no place {place_id!r} in the places catalog: {later}", WARNING))
+                problems.append(
+                    Problem(
+                        f"trigger.catalog_places.ids.{i}",
+                        f"no place {place_id!r} in the places catalog: {later}",
+                        WARNING,
+                    )
+                )
         for i, tag in enumerate(selector.tags):
             if not any(tag in tags for tags in delivery.places.values()):
-                problems.append(Problem(f"trigger.catalog_places.tags.{i}",
-                                        f"no place in the places catalog has the tag {tag!r}: {later}", WARNING))
+                problems.append(
+                    Problem(
+                        f"trigger.catalog_places.tags.{i}",
+                        f"no place in the places catalog has the tag {tag!r}: {later}",
+                        WARNING,
+                    )
+                )
     there_are = ", ".join(delivery.channels)
     for sid, step in journey.steps.items():
         if not isinstance(step, SendStep):
@@ -805,7 +853,8 @@ def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
             else:
                 hint = difflib.get_close_matches(channel, delivery.channels, n=1, cutoff=0.6)
                 message = f"unknown channel {channel!r}: the channels there are {there_are}" + (
-                    f" (did you mean {hint[0]!r}?)" if hint else "")
+                    f" (did you mean {hint[0]!r}?)" if hint else ""
+                )
             problems.append(Problem(f"steps.{sid}.channel", message))
             continue
         if delivery.templates is None or channel not in TEMPLATE_CHANNELS:
@@ -817,10 +866,17 @@ def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
             if has is None:
                 same = sorted(n for n, c in delivery.templates.items() if c == channel)
                 hint = difflib.get_close_matches(name, same, n=1, cutoff=0.6)
-                problems.append(Problem(path, f"no template {name!r} in {delivery.templates_from}"
-                                              + (f" (did you mean {hint[0]!r}?)" if hint else "")))
+                problems.append(
+                    Problem(
+                        path,
+                        f"no template {name!r} in {delivery.templates_from}"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+                    )
+                )
             elif has != channel:
-                problems.append(Problem(path, f"template {name!r} is {_a(has)} {has} template, and this step sends {channel}"))
+                problems.append(
+                    Problem(path, f"template {name!r} is {_a(has)} {has} template, and this step sends {channel}")
+                )
     return problems
 
 
@@ -944,8 +1000,9 @@ def check_files(
             if journey.id in defined:
                 other_file, other_line = defined[journey.id]
                 at = f"{other_file}:{other_line}" if other_line else other_file
-                problems.append(FileProblem(name, "id", line, f"journey {journey.id!r} is also defined at {at}",
-                                            ERROR, index))
+                problems.append(
+                    FileProblem(name, "id", line, f"journey {journey.id!r} is also defined at {at}", ERROR, index)
+                )
                 continue
             defined[journey.id] = (name, line)
             journeys.append((name, journey))

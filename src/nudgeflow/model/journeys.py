@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -35,7 +35,7 @@ Duration = Annotated[
     str,
     Field(
         pattern=DURATION_PATTERN,
-        description='A positive duration: a number (decimals allowed) and a unit, one of ms, s, m, h, d, w '
+        description="A positive duration: a number (decimals allowed) and a unit, one of ms, s, m, h, d, w "
         '("1h", "3d", "1.5d", "0.5h").',
         examples=["1h", "24h", "7d", "1.5d"],
     ),
@@ -46,7 +46,7 @@ Offset = Annotated[
     Field(
         pattern=OFFSET_PATTERN,
         description='A signed duration: "-3d" is three days before, "2h" two hours after, "-1.5d" a day and a half '
-        'before.',
+        "before.",
         examples=["-3d", "0d", "1d", "-0.5d"],
     ),
     AfterValidator(_whole_ms),
@@ -83,13 +83,16 @@ class _Strict(BaseModel):
 
 # --- values and filters -------------------------------------------------------------------
 
+
 class Ref(_Strict):
     """A value taken from the run: `trigger.<property path>`, `profile.<trait>` or `group.<trait>`."""
 
     ref: str = Field(pattern=REF_PATTERN, examples=["trigger.cart_id", "profile.plan", "group.plan"])
 
 
-Operator = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "not_exists", "contains", "not_contains"]
+Operator = Literal[
+    "eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "not_exists", "contains", "not_contains"
+]
 OPERATORS: tuple[str, ...] = Operator.__args__  # type: ignore[attr-defined]
 
 
@@ -98,10 +101,10 @@ class Filter(_Strict):
 
     property: str = Field(min_length=1, description="Dotted path inside the event's properties.")
     op: Operator = "eq"
-    value: Union[Ref, Any] = None
+    value: Ref | Any = None
 
     @model_validator(mode="after")
-    def _value_fits(self) -> "Filter":
+    def _value_fits(self) -> Filter:
         _check_operand(self.op, self.value)
         return self
 
@@ -124,14 +127,18 @@ class EventMatch(_Strict):
 
 # --- conditions (entry filters and branches) -----------------------------------------------
 
+
 class TraitCondition(_Strict):
-    trait: str = Field(min_length=1, description="A trait of the person; `group.<trait>` is one of their group's "
-                       "(the group of their latest group call; `group.id` is its groupId).")
+    trait: str = Field(
+        min_length=1,
+        description="A trait of the person; `group.<trait>` is one of their group's "
+        "(the group of their latest group call; `group.id` is its groupId).",
+    )
     op: Operator = "eq"
-    value: Union[Ref, Any] = None
+    value: Ref | Any = None
 
     @model_validator(mode="after")
-    def _value_fits(self) -> "TraitCondition":
+    def _value_fits(self) -> TraitCondition:
         _check_operand(self.op, self.value)
         return self
 
@@ -155,15 +162,15 @@ class MessageCondition(_Strict):
 
 
 class AllCondition(_Strict):
-    all: list["Condition"]
+    all: list[Condition]
 
 
 class AnyCondition(_Strict):
-    any: list["Condition"]
+    any: list[Condition]
 
 
 class NotCondition(_Strict):
-    not_: "Condition" = Field(alias="not")
+    not_: Condition = Field(alias="not")
 
 
 def _condition_kind(value: Any) -> str | None:
@@ -184,14 +191,12 @@ def _condition_kind(value: Any) -> str | None:
 
 
 Condition = Annotated[
-    Union[
-        Annotated[TraitCondition, Tag("trait")],
-        Annotated[EventCountCondition, Tag("event")],
-        Annotated[MessageCondition, Tag("message")],
-        Annotated[AllCondition, Tag("all")],
-        Annotated[AnyCondition, Tag("any")],
-        Annotated[NotCondition, Tag("not")],
-    ],
+    Annotated[TraitCondition, Tag("trait")]
+    | Annotated[EventCountCondition, Tag("event")]
+    | Annotated[MessageCondition, Tag("message")]
+    | Annotated[AllCondition, Tag("all")]
+    | Annotated[AnyCondition, Tag("any")]
+    | Annotated[NotCondition, Tag("not")],
     Discriminator(
         _condition_kind,
         custom_error_type="condition_kind",
@@ -200,6 +205,7 @@ Condition = Annotated[
 ]
 
 # --- triggers ------------------------------------------------------------------------------
+
 
 class _TriggerBase(_Strict):
     max_lateness: Duration | None = Field(
@@ -277,7 +283,7 @@ class MilestoneTrigger(_TriggerBase):
     streak: Streak | None = Field(default=None, description="Fire on N consecutive local days with the event.")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "MilestoneTrigger":
+    def _one_kind(self) -> MilestoneTrigger:
         given = [name for name in ("count", "sum", "streak") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("a milestone needs exactly one of count, sum, streak")
@@ -301,7 +307,7 @@ class CatalogPlaces(_Strict):
     tags: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, examples=[["store"]])
 
     @model_validator(mode="after")
-    def _some(self) -> "CatalogPlaces":
+    def _some(self) -> CatalogPlaces:
         if not self.ids and not self.tags:
             raise ValueError("catalog_places needs `ids`, `tags` or both")
         return self
@@ -312,30 +318,30 @@ class LocationTrigger(_TriggerBase):
     event: str | None = Field(default=None, description="Only this event's coordinates; none means any event.")
     places: list[Place] = Field(default_factory=list, description="Places written out here.")
     catalog_places: CatalogPlaces | None = Field(
-        default=None, description="Places from the places catalog, by id or tag (with or instead of `places`).")
+        default=None, description="Places from the places catalog, by id or tag (with or instead of `places`)."
+    )
     radius_m: float = Field(gt=0, le=100_000)
 
     @model_validator(mode="after")
-    def _some_places(self) -> "LocationTrigger":
+    def _some_places(self) -> LocationTrigger:
         if not self.places and self.catalog_places is None:
             raise ValueError("a location trigger needs `places`, `catalog_places` or both")
         return self
 
 
 Trigger = Annotated[
-    Union[
-        EventTrigger,
-        EventNotFollowedTrigger,
-        InactivityTrigger,
-        AttributeChangeTrigger,
-        DateRelativeTrigger,
-        MilestoneTrigger,
-        LocationTrigger,
-    ],
+    EventTrigger
+    | EventNotFollowedTrigger
+    | InactivityTrigger
+    | AttributeChangeTrigger
+    | DateRelativeTrigger
+    | MilestoneTrigger
+    | LocationTrigger,
     Field(discriminator="type"),
 ]
 
 # --- rules ---------------------------------------------------------------------------------
+
 
 class Entry(_Strict):
     filter: list[Condition] = Field(default_factory=list, description="All must hold for the person to enter.")
@@ -343,7 +349,7 @@ class Entry(_Strict):
     period: Duration | None = None
 
     @model_validator(mode="after")
-    def _period(self) -> "Entry":
+    def _period(self) -> Entry:
         if (self.reentry == "once_per_period") != (self.period is not None):
             raise ValueError("`period` goes with, and only with, reentry: once_per_period")
         return self
@@ -363,6 +369,7 @@ class Goal(_Strict):
 
 # --- steps ---------------------------------------------------------------------------------
 
+
 class Variant(_Strict):
     name: str = Field(min_length=1)
     template: str = Field(min_length=1)
@@ -376,7 +383,9 @@ class SendStep(_Strict):
     variants: list[Variant] | None = None
     marketing: bool = Field(default=True, description="False for transactional messages (receipts).")
     topic: str | None = Field(
-        default=None, min_length=1, max_length=100,
+        default=None,
+        min_length=1,
+        max_length=100,
         description="The subscription group (topic) of this message: a person unsubscribed from it is not sent it. "
         "Default: the workspace's map by template, then by journey, then the template's own topic.",
     )
@@ -386,7 +395,7 @@ class SendStep(_Strict):
     next: StepId | None = None
 
     @model_validator(mode="after")
-    def _content(self) -> "SendStep":
+    def _content(self) -> SendStep:
         if (self.template is None) == (not self.variants):
             raise ValueError("a send step needs either `template` or `variants`")
         return self
@@ -411,7 +420,7 @@ class WaitStep(_Strict):
     next: StepId | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "WaitStep":
+    def _one_kind(self) -> WaitStep:
         given = [n for n in ("duration", "until_time", "until_date") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError("a wait needs exactly one of duration, until_time, until_date")
@@ -452,7 +461,7 @@ class SplitStep(_Strict):
 
 class UpdateProfileStep(_Strict):
     type: Literal["update_profile"]
-    set: dict[str, Union[Ref, Any]] = Field(default_factory=dict)
+    set: dict[str, Ref | Any] = Field(default_factory=dict)
     unset: list[str] = Field(default_factory=list)
     next: StepId | None = None
 
@@ -462,7 +471,7 @@ class ExitStep(_Strict):
 
 
 Step = Annotated[
-    Union[SendStep, WaitStep, WaitForEventStep, BranchStep, SplitStep, UpdateProfileStep, ExitStep],
+    SendStep | WaitStep | WaitForEventStep | BranchStep | SplitStep | UpdateProfileStep | ExitStep,
     Field(discriminator="type"),
 ]
 
@@ -478,7 +487,9 @@ class Journey(_Strict):
     entry: Entry = Field(default_factory=Entry)
     exit: Exit = Field(default_factory=Exit)
     goal: Goal | None = None
-    priority: int = Field(default=0, description="When one event starts several journeys, the higher priority is entered first.")
+    priority: int = Field(
+        default=0, description="When one event starts several journeys, the higher priority is entered first."
+    )
     holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of entrants who are sent nothing.")
     start: StepId | None = Field(default=None, description="The first step; default the first one listed.")
     steps: dict[StepId, Step] = Field(min_length=1)

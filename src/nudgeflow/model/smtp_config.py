@@ -21,9 +21,10 @@ store/workspace_settings.py). Secrets (the password, a DKIM private key) are nev
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from nudgeflow.errors import DeliveryError
@@ -78,7 +79,11 @@ class SmtpConfig:
         for name, value in asdict(self).items():
             # A line break would end up in a header or an SMTP command, a NUL in the
             # database; the PEM of a DKIM key is the one value made of lines.
-            if isinstance(value, str) and name != "dkim_private_key" and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            if (
+                isinstance(value, str)
+                and name != "dkim_private_key"
+                and any(ord(c) < 32 or ord(c) == 127 for c in value)
+            ):
                 raise SmtpConfigError(f"{name} must not contain control characters (a line break, a NUL)")
         if not self.host:
             raise SmtpConfigError("the SMTP URL has no host")
@@ -152,7 +157,7 @@ class SmtpConfig:
     def __str__(self) -> str:  # never the password, whoever formats it
         return self.url(masked=True)
 
-    def with_(self, **changes: Any) -> "SmtpConfig":
+    def with_(self, **changes: Any) -> SmtpConfig:
         return replace(self, **changes)
 
     # -- stored form --------------------------------------------------------------------------
@@ -162,7 +167,7 @@ class SmtpConfig:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SmtpConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> SmtpConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

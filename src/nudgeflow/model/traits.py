@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 import zoneinfo
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 RESERVED_TRAITS = ("email", "phone", "first_name", "last_name", "timezone", "locale", "created_at")
 

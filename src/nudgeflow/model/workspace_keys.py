@@ -18,8 +18,9 @@ import copy
 import ipaddress
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from nudgeflow.errors import ModelError
@@ -202,34 +203,87 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("public_base_url", "url", None,
+    Key(
+        "public_base_url",
+        "url",
+        None,
         "The address tracked links, the open pixel, unsubscribe and preference links and push report_url "
-        "point at; wins over the server's NUDGEFLOW_PUBLIC_URL.", check_public_url),
-    Key("smtp.from_address", "email", None, "The From address of the workspace's email (sender default).",
-        check_email, needs_section="smtp"),
-    Key("smtp.from_name", "text", None, "The display name beside the From address.", check_text(200),
-        needs_section="smtp"),
-    Key("smtp.reply_to", "email", None, "The Reply-To address of the workspace's email.", check_email,
-        needs_section="smtp"),
-    Key("smtp.bounce_domain", "domain", None,
+        "point at; wins over the server's NUDGEFLOW_PUBLIC_URL.",
+        check_public_url,
+    ),
+    Key(
+        "smtp.from_address",
+        "email",
+        None,
+        "The From address of the workspace's email (sender default).",
+        check_email,
+        needs_section="smtp",
+    ),
+    Key(
+        "smtp.from_name",
+        "text",
+        None,
+        "The display name beside the From address.",
+        check_text(200),
+        needs_section="smtp",
+    ),
+    Key(
+        "smtp.reply_to",
+        "email",
+        None,
+        "The Reply-To address of the workspace's email.",
+        check_email,
+        needs_section="smtp",
+    ),
+    Key(
+        "smtp.bounce_domain",
+        "domain",
+        None,
         "Envelope sender bounces+<workspace>@this domain, where `serve --bounce-smtp` receives bounces.",
-        check_domain, needs_section="smtp"),
-    Key("topics", "list", [], "The topics of the preference center, in order: ids, or {\"id\", \"label\"}.",
-        check_topics),
-    Key("topic_by_template", "object", {}, "A template's topic, for messages whose context names none.",
-        check_topic_map),
-    Key("topic_by_journey", "object", {}, "A journey's topic, when neither context nor template map names one.",
-        check_topic_map),
-    Key("links.allowed_domains", "list", [],
+        check_domain,
+        needs_section="smtp",
+    ),
+    Key("topics", "list", [], 'The topics of the preference center, in order: ids, or {"id", "label"}.', check_topics),
+    Key(
+        "topic_by_template", "object", {}, "A template's topic, for messages whose context names none.", check_topic_map
+    ),
+    Key(
+        "topic_by_journey",
+        "object",
+        {},
+        "A journey's topic, when neither context nor template map names one.",
+        check_topic_map,
+    ),
+    Key(
+        "links.allowed_domains",
+        "list",
+        [],
         "Hosts (or *.domain) that tracked clicks may redirect to, beside the template's own links and the catalog.",
-        check_hosts),
-    Key("identity.verification", "bool", False,
+        check_hosts,
+    ),
+    Key(
+        "identity.verification",
+        "bool",
+        False,
         "When true, public-key requests that set an address, register push or merge need context.userHash.",
-        check_bool),
-    Key("identity.secrets", "list", [], "The identity-verification secrets (current, then previous).",
-        secret=True, how="made and rotated by `nudgeflow workspace identity enable`, `rotate` and `finish-rotation`"),
-    Key("tracking_secret", "text", None, "Signs tracked links and unsubscribe tokens; created on first use.",
-        secret=True, how="created on first use; changing it would break every link already sent"),
+        check_bool,
+    ),
+    Key(
+        "identity.secrets",
+        "list",
+        [],
+        "The identity-verification secrets (current, then previous).",
+        secret=True,
+        how="made and rotated by `nudgeflow workspace identity enable`, `rotate` and `finish-rotation`",
+    ),
+    Key(
+        "tracking_secret",
+        "text",
+        None,
+        "Signs tracked links and unsubscribe tokens; created on first use.",
+        secret=True,
+        how="created on first use; changing it would break every link already sent",
+    ),
 )
 BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 
@@ -242,8 +296,17 @@ SECTIONS: dict[str, str] = {
     "bounce_webhooks": "nudgeflow workspace bounce-webhooks set|show|clear",
 }
 # Fields of those sections that are secrets (masked on show).
-SECRET_FIELDS = {"password", "dkim_private_key", "private_key", "service_account", "secret", "secrets", "token",
-                 "signing_key", "auth"}
+SECRET_FIELDS = {
+    "password",
+    "dkim_private_key",
+    "private_key",
+    "service_account",
+    "secret",
+    "secrets",
+    "token",
+    "signing_key",
+    "auth",
+}
 
 
 def parse_cli_value(key: Key, text: str) -> Any:
@@ -259,7 +322,7 @@ def parse_cli_value(key: Key, text: str) -> Any:
                 return [part.strip() for part in text.split(",") if part.strip()]
             if key.type == "bool":
                 return text
-            raise SettingError(f"{key.name}: {text!r} is not JSON (e.g. '{{\"cart-1h\": \"reminders\"}}')") from None
+            raise SettingError(f'{key.name}: {text!r} is not JSON (e.g. \'{{"cart-1h": "reminders"}}\')') from None
     return text
 
 
@@ -360,8 +423,10 @@ def apply_changes(doc: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, 
     # Verification with no secret would refuse every such request: nobody can make a hash.
     identity = out.get("identity")
     if isinstance(identity, dict) and identity.get("verification") is True and not identity.get("secrets"):
-        raise SettingError("identity.verification: the workspace has no identity secret yet; "
-                           "`nudgeflow workspace identity enable` makes one and turns verification on")
+        raise SettingError(
+            "identity.verification: the workspace has no identity secret yet; "
+            "`nudgeflow workspace identity enable` makes one and turns verification on"
+        )
     # a section emptied by clearing its last key goes away
     for key in KEYS:
         if len(key.path) > 1 and key.path[0] in out and out[key.path[0]] == {} and key.path[0] not in SECTIONS:

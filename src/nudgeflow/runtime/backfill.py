@@ -30,9 +30,9 @@ from nudgeflow.core.engine import Engine
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.journeys import InactivityTrigger, Journey, duration_ms
 from nudgeflow.runtime.processor import DecisionBatch, EngineCache, RuntimeStats
-from nudgeflow.store.groups import refresh_group_traits
 from nudgeflow.store import backfill as store
 from nudgeflow.store import journeys as journey_store
+from nudgeflow.store.groups import refresh_group_traits
 
 log = logging.getLogger("nudgeflow.runtime")
 
@@ -97,7 +97,9 @@ class ReadAhead:
             return
         seen = store.decided(conn)
         pasts = _read_pasts(conn, needs, rows, now_ms, seen)
-        self._read = _Read((job.workspace_id, job.journey_id, job.version, job.position), rows, seen, needs, now_ms, pasts)
+        self._read = _Read(
+            (job.workspace_id, job.journey_id, job.version, job.position), rows, seen, needs, now_ms, pasts
+        )
 
     def take(self) -> _Read | None:
         read, self._read = self._read, None
@@ -110,8 +112,12 @@ class ReadAhead:
 
 
 def backfill_batch(
-    conn: Connection, engines: EngineCache, clock: Clock, max_profiles: int = BACKFILL_BATCH,
-    stats: RuntimeStats | None = None, ahead: ReadAhead | None = None,
+    conn: Connection,
+    engines: EngineCache,
+    clock: Clock,
+    max_profiles: int = BACKFILL_BATCH,
+    stats: RuntimeStats | None = None,
+    ahead: ReadAhead | None = None,
 ) -> int:
     """Decide the next batch of the oldest pending backfill; returns the profiles handled.
     `ahead`: what a ReadAhead read for this batch, used when it still holds."""
@@ -135,8 +141,13 @@ def backfill_batch(
         return 0
     ids = [pid for pid, _ in rows]
     seen = store.decided(conn)
-    if (read is not None and read.key == (job.workspace_id, job.journey_id, job.version, job.position)
-            and read.rows == rows and read.seen == seen and read.needs == needs):
+    if (
+        read is not None
+        and read.key == (job.workspace_id, job.journey_id, job.version, job.position)
+        and read.rows == rows
+        and read.seen == seen
+        and read.needs == needs
+    ):
         pasts, now_ms = read.pasts, read.now_ms  # decided as of the time it was read
     else:
         pasts = _read_pasts(conn, needs, rows, now_ms, seen)
@@ -146,15 +157,24 @@ def backfill_batch(
     for pid, _created in rows:
         before = _entries(batch.states.get(pid), job.journey_id)
         error = batch.decide(
-            job.workspace_id, pid, now_ms,
+            job.workspace_id,
+            pid,
+            now_ms,
             lambda eng, state, _p=pasts[pid]: eng.on_backfill(state, job.journey_id, _p, now_ms),  # type: ignore[attr-defined]
         )
         if error is not None:
             stats.event_errors += 1
             stats.note_skip(f"backfill:{job.journey_id}:{pid}")
-            log.error("engine failed on a backfill; person skipped", exc_info=error,
-                      extra={"error": type(error).__name__, "workspace_id": job.workspace_id,
-                             "journey_id": job.journey_id, "profile_id": pid})
+            log.error(
+                "engine failed on a backfill; person skipped",
+                exc_info=error,
+                extra={
+                    "error": type(error).__name__,
+                    "workspace_id": job.workspace_id,
+                    "journey_id": job.journey_id,
+                    "profile_id": pid,
+                },
+            )
             continue
         entered += _entries(batch.states.get(pid), job.journey_id) - before
     counts = batch.write(now_ms)
@@ -189,8 +209,9 @@ def _read_pasts(
     """What the store holds of these people's past: only events the engine has decided
     (`seen`); the later ones reach the journey as it is live now."""
     ids = [pid for pid, _ in rows]
-    last, stored = store.past_of(conn, ids, needs.activity, needs.activity_names, needs.names,
-                                 now_ms - needs.lookback_ms, seen)
+    last, stored = store.past_of(
+        conn, ids, needs.activity, needs.activity_names, needs.names, now_ms - needs.lookback_ms, seen
+    )
     return {pid: planner.Past(created, last.get(pid), stored.get(pid, {})) for pid, created in rows}
 
 
@@ -228,11 +249,12 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
     quiet = store.quiet_profiles(conn, workspace_id, needs.activity_names, now_ms - window, seen)
     entering = 0
     for start in range(0, len(quiet), batch):
-        rows = quiet[start:start + batch]
+        rows = quiet[start : start + batch]
         ids = [pid for pid, _ in rows]
         docs = store.read_states(conn, ids)
-        last, stored = store.past_of(conn, ids, True, needs.activity_names, needs.names,
-                                     now_ms - needs.lookback_ms, seen)
+        last, stored = store.past_of(
+            conn, ids, True, needs.activity_names, needs.names, now_ms - needs.lookback_ms, seen
+        )
         for pid, created in rows:
             state = ProfileState.from_json(pid, docs.get(pid))
             before = _entries(state, journey.id)
@@ -246,5 +268,11 @@ def preview(conn: Connection, workspace_id: str, journey: Journey, now_ms: int, 
 
 
 __all__ = [
-    "BACKFILL_BATCH", "BACKFILL_BUDGET_MS", "Preview", "ReadAhead", "backfill_batch", "preview", "skip_profile",
+    "BACKFILL_BATCH",
+    "BACKFILL_BUDGET_MS",
+    "Preview",
+    "ReadAhead",
+    "backfill_batch",
+    "preview",
+    "skip_profile",
 ]

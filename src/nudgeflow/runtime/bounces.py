@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import Connection
@@ -91,7 +92,9 @@ def suppress_address(conn: Connection, workspace_id: str, address: str, reason: 
     return consent.suppress(conn, workspace_id, EMAIL_CHANNEL, address, reason, now_ms, detail[:2000])
 
 
-def find_profile(conn: Connection, workspace_id: str, address: str, message_key: str | None) -> tuple[str, str | None] | None:
+def find_profile(
+    conn: Connection, workspace_id: str, address: str, message_key: str | None
+) -> tuple[str, str | None] | None:
     """(profile id, userId) of the person the feedback is about, or None."""
     if message_key:
         owner = outbox.profile_of(conn, workspace_id, message_key)
@@ -126,7 +129,9 @@ def _event_row(workspace_id: str, fb: Feedback, profile_id: str, user_id: str | 
     else:
         name = EMAIL_BOUNCED
         properties = {"kind": fb.kind, "status": fb.status, "diagnostic": fb.diagnostic}
-    properties.update({"message_key": fb.message_key, "provider": fb.provider, "email": fb.address, "channel": EMAIL_CHANNEL})
+    properties.update(
+        {"message_key": fb.message_key, "provider": fb.provider, "email": fb.address, "channel": EMAIL_CHANNEL}
+    )
     return event_row(workspace_id, profile_id, user_id, name, message_id, properties, now_ms, "nudgeflow-bounces", at)
 
 
@@ -174,7 +179,9 @@ def _cleaned(fb: Feedback) -> Feedback:
     for f in fields(fb):
         value = getattr(fb, f.name)
         if isinstance(value, str) and "\x00" in value:
-            changes[f.name] = None if f.name == "message_key" else "" if f.name == "address" else value.replace("\x00", "")
+            changes[f.name] = (
+                None if f.name == "message_key" else "" if f.name == "address" else value.replace("\x00", "")
+            )
     address = changes.get("address", fb.address)
     if address and address != normalize_address(address):
         changes["address"] = normalize_address(address)

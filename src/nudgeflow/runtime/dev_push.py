@@ -39,9 +39,10 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import http_ece
@@ -87,24 +88,37 @@ class BrowserSubscription:
 
     @property
     def p256dh(self) -> str:
-        return _b64(self.private_key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
+        return _b64(
+            self.private_key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+        )
 
     def info(self) -> dict[str, Any]:
         """The PushSubscription JSON (`subscription.toJSON()` in a browser)."""
         return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": _b64(self.auth)}}
 
     def decrypt(self, body: bytes) -> bytes:
-        return http_ece.decrypt(body, private_key=self.private_key, auth_secret=self.auth,  # type: ignore[no-any-return]
-                                version="aes128gcm")
+        return http_ece.decrypt(
+            body,
+            private_key=self.private_key,
+            auth_secret=self.auth,  # type: ignore[no-any-return]
+            version="aes128gcm",
+        )
 
 
-def new_subscription(endpoint_base: str, sub_id: str | None = None,
-                     application_server_key: str | None = None) -> BrowserSubscription:
+def new_subscription(
+    endpoint_base: str, sub_id: str | None = None, application_server_key: str | None = None
+) -> BrowserSubscription:
     """A browser-like subscription: a fresh P-256 key pair and a 16-byte auth secret."""
     sub_id = sub_id or _b64(os.urandom(12))
-    return BrowserSubscription(sub_id, endpoint_base.rstrip("/") + "/push/" + sub_id,
-                               ec.generate_private_key(ec.SECP256R1()), os.urandom(16), application_server_key)
+    return BrowserSubscription(
+        sub_id,
+        endpoint_base.rstrip("/") + "/push/" + sub_id,
+        ec.generate_private_key(ec.SECP256R1()),
+        os.urandom(16),
+        application_server_key,
+    )
 
 
 # -- what it records -----------------------------------------------------------------------------------
@@ -125,9 +139,16 @@ class ReceivedPush:
     received_at_ms: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"subscription_id": self.subscription_id, "notification": self.notification, "ttl": self.ttl,
-                "urgency": self.urgency, "topic": self.topic, "subject": self.subject, "http_version": self.http_version,
-                "received_at_ms": self.received_at_ms}
+        return {
+            "subscription_id": self.subscription_id,
+            "notification": self.notification,
+            "ttl": self.ttl,
+            "urgency": self.urgency,
+            "topic": self.topic,
+            "subject": self.subject,
+            "http_version": self.http_version,
+            "received_at_ms": self.received_at_ms,
+        }
 
 
 @dataclass
@@ -150,8 +171,9 @@ class _Refused(EngineRuntimeError):
 class DevPushService:
     """The push service itself, as an ASGI app (serve it with `serve_dev_push`)."""
 
-    def __init__(self, clock: Clock | None = None, origin: str | None = None, *, keep: int = 10_000,
-                 cache_tokens: bool = True) -> None:
+    def __init__(
+        self, clock: Clock | None = None, origin: str | None = None, *, keep: int = 10_000, cache_tokens: bool = True
+    ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.origin = origin  # set by serve_dev_push; None: taken from each request's Host
         # A real service verifies a JWT once and remembers it until it expires; the benchmark
@@ -188,8 +210,15 @@ class DevPushService:
             self._subs.pop(sub_id, None)
             self._gone.add(sub_id)
 
-    def respond(self, sub_id: str, status: int, *, retry_after: str | int | None = None, body: str = "",
-                times: int | None = None) -> None:
+    def respond(
+        self,
+        sub_id: str,
+        status: int,
+        *,
+        retry_after: str | int | None = None,
+        body: str = "",
+        times: int | None = None,
+    ) -> None:
         """Answer `status` to messages for `sub_id` (the next `times` of them, or all)."""
         with self._lock:
             self._scripted[sub_id] = _Scripted(status, None if retry_after is None else str(retry_after), body, times)
@@ -241,8 +270,12 @@ class DevPushService:
         await send({"type": "http.response.body", "body": payload})
 
     def stats(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "refused": {str(k): v for k, v in sorted(self.refused.items())},
-                "subscriptions": len(self._subs), "cpu_s": time.process_time()}
+        return {
+            "accepted": self.accepted,
+            "refused": {str(k): v for k, v in sorted(self.refused.items())},
+            "subscriptions": len(self._subs),
+            "cpu_s": time.process_time(),
+        }
 
     def _new_subscription(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
         try:
@@ -298,13 +331,26 @@ class DevPushService:
         try:
             plaintext = sub.decrypt(body)
         except (http_ece.ECEException, ValueError, binascii.Error) as exc:
-            raise _Refused(400, f"the payload does not decrypt: {getattr(exc, 'message', type(exc).__name__)}") from None
+            raise _Refused(
+                400, f"the payload does not decrypt: {getattr(exc, 'message', type(exc).__name__)}"
+            ) from None
         try:
             notification = orjson.loads(plaintext)
         except orjson.JSONDecodeError:
             notification = None
-        received = ReceivedPush(sub_id, notification, plaintext, int(ttl_text), urgency, topic, str(claims["sub"]),
-                                key, int(claims["exp"]), str(scope.get("http_version", "1.1")), to_ms(self.clock.now()))
+        received = ReceivedPush(
+            sub_id,
+            notification,
+            plaintext,
+            int(ttl_text),
+            urgency,
+            topic,
+            str(claims["sub"]),
+            key,
+            int(claims["exp"]),
+            str(scope.get("http_version", "1.1")),
+            to_ms(self.clock.now()),
+        )
         with self._lock:
             self._received.append(received)
             self.accepted += 1
@@ -412,8 +458,15 @@ class RunningDevPush:
         self.thread.join(timeout=30)
 
 
-def serve_dev_push(service: DevPushService | None = None, host: str = "127.0.0.1", port: int = 0, *,
-                   certfile: str | None = None, keyfile: str | None = None, timeout: float = 30.0) -> RunningDevPush:
+def serve_dev_push(
+    service: DevPushService | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    timeout: float = 30.0,
+) -> RunningDevPush:
     """Serve `service` in a background thread: uvicorn (HTTP/1.1), or with a certificate
     hypercorn (HTTP/2 over TLS, as real push services speak; hypercorn is a test extra)."""
     service = service or DevPushService()
@@ -436,7 +489,9 @@ def serve_dev_push(service: DevPushService | None = None, host: str = "127.0.0.1
     return RunningDevPush(service, service.origin, stop, thread)
 
 
-def _uvicorn_thread(app: Any, sock: socket.socket, started: threading.Event) -> tuple[Callable[[], None], threading.Thread]:
+def _uvicorn_thread(
+    app: Any, sock: socket.socket, started: threading.Event
+) -> tuple[Callable[[], None], threading.Thread]:
     import uvicorn
 
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", log_level="warning")
@@ -460,8 +515,9 @@ def _uvicorn_thread(app: Any, sock: socket.socket, started: threading.Event) -> 
     return stop, threading.Thread(target=run, name="nudgeflow-dev-push", daemon=True)
 
 
-def _hypercorn_thread(app: Any, sock: socket.socket, certfile: str, keyfile: str | None,
-                      started: threading.Event) -> tuple[Callable[[], None], threading.Thread]:
+def _hypercorn_thread(
+    app: Any, sock: socket.socket, certfile: str, keyfile: str | None, started: threading.Event
+) -> tuple[Callable[[], None], threading.Thread]:
     import asyncio
 
     try:
@@ -533,8 +589,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(service, log_config=None, access_log=False, lifespan="on",
-                                           log_level="warning", backlog=2048))
+    server = uvicorn.Server(
+        uvicorn.Config(service, log_config=None, access_log=False, lifespan="on", log_level="warning", backlog=2048)
+    )
     asyncio.run(server.serve(sockets=[sock]))
 
 

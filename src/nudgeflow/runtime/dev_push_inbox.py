@@ -47,7 +47,9 @@ def _row(received: ReceivedPush) -> dict[str, Any]:
     }
 
 
-def start_dev_push(engine: Engine, host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None) -> RunningDevPush:
+def start_dev_push(
+    engine: Engine, host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None
+) -> RunningDevPush:
     """Serve the local Web Push service in a thread; each push it accepts is stored."""
     service = DevPushService(clock=clock or SystemClock())
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from email import policy
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
-from email import policy
 from typing import Any
 
 from aiosmtpd.controller import Controller

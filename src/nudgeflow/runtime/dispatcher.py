@@ -33,8 +33,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -63,7 +64,6 @@ from nudgeflow.store.outbox import FAILED, LOGGED, PENDING, SENT, SUPPRESSED
 from nudgeflow.store.profiles import load_for_messages
 
 log = logging.getLogger("nudgeflow.dispatch")
-
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,9 @@ class Dispatcher:
     # -- the transaction that claims ----------------------------------------------------------
 
     @staticmethod
-    def _template_topic(conn: Connection, ws: str, template: str, seen: dict[tuple[str, str], str | None]) -> str | None:
+    def _template_topic(
+        conn: Connection, ws: str, template: str, seen: dict[tuple[str, str], str | None]
+    ) -> str | None:
         """The topic the message's template declares (`topic:` of an email template), once
         per template and round; compiled versions are cached, so this is one small query."""
         key = (ws, template)
@@ -172,8 +174,23 @@ class Dispatcher:
         template_topics: dict[tuple[str, str], str | None] = {}
         sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
         leases: list[tuple[int, int, int, int, int]] = []
-        for (row_id, ws, key, pid, run_id, journey_id, version, step, channel_name, template, variant,
-             marketing, payload, attempts, created_at_ms) in rows:
+        for (
+            row_id,
+            ws,
+            key,
+            pid,
+            run_id,
+            journey_id,
+            version,
+            step,
+            channel_name,
+            template,
+            variant,
+            marketing,
+            payload,
+            attempts,
+            created_at_ms,
+        ) in rows:
             traits = profiles[pid][0] if pid in profiles else {}
             attempt = int(attempts) + 1
             try:
@@ -181,10 +198,22 @@ class Dispatcher:
             except orjson.JSONDecodeError:
                 context = {}
             message = OutboundMessage(
-                key=key, workspace_id=ws, profile_id=pid, run_id=run_id, journey_id=journey_id, step=step,
-                channel=channel_name, template=template, variant=variant, marketing=bool(marketing),
-                context=context if isinstance(context, dict) else {}, traits=traits, version=int(version), attempt=attempt,
-                created_at_ms=int(created_at_ms or 0), last_attempt=attempt >= self.policy.max_attempts,
+                key=key,
+                workspace_id=ws,
+                profile_id=pid,
+                run_id=run_id,
+                journey_id=journey_id,
+                step=step,
+                channel=channel_name,
+                template=template,
+                variant=variant,
+                marketing=bool(marketing),
+                context=context if isinstance(context, dict) else {},
+                traits=traits,
+                version=int(version),
+                attempt=attempt,
+                created_at_ms=int(created_at_ms or 0),
+                last_attempt=attempt >= self.policy.max_attempts,
             )
             topic = consent.topic_for(consents.settings.get(ws, {}), template, journey_id, message.context)
             if topic is None and message.marketing:
@@ -192,7 +221,12 @@ class Dispatcher:
             if topic is not None:
                 message.context.setdefault("topic", topic)
             verdict = consents.state(
-                ws, profiles[pid][2] if pid in profiles else pid, channel_name, addresses[row_id], message.marketing, topic
+                ws,
+                profiles[pid][2] if pid in profiles else pid,
+                channel_name,
+                addresses[row_id],
+                message.marketing,
+                topic,
             )
             if not verdict.allowed:
                 outcomes.append(Outcome(row_id, message, attempts, SUPPRESSED, verdict.reason))
@@ -211,7 +245,9 @@ class Dispatcher:
             elif isinstance(channel, RemoteChannel):
                 if attempt > self.policy.max_attempts:  # leased that often, never an outcome recorded
                     outcomes.append(
-                        Outcome(row_id, message, attempts, FAILED, f"gave up after {attempts} attempts: no outcome recorded")
+                        Outcome(
+                            row_id, message, attempts, FAILED, f"gave up after {attempts} attempts: no outcome recorded"
+                        )
                     )
                     continue
                 until = now_ms + int(self.policy.lease_s * 1000)
@@ -226,7 +262,8 @@ class Dispatcher:
                 outcomes.extend(self._failure(rid, msg, att, exc, now_ms) for rid, msg, att in items)
                 continue
             outcomes.extend(
-                Outcome(rid, msg, att, LOGGED) if channel.logs_only
+                Outcome(rid, msg, att, LOGGED)
+                if channel.logs_only
                 else Outcome(rid, msg, att, SENT, delivered=channel.delivered_on_send)
                 for rid, msg, att in items
             )
@@ -242,7 +279,9 @@ class Dispatcher:
             due = now_ms + backoff_ms(message.key, attempt, exc.retry_after_s, self.policy)
             return Outcome(row_id, message, attempt, PENDING, exc.reason, next_attempt_at_ms=due)
         bounce = getattr(exc, "bounce", None)
-        return Outcome(row_id, message, attempt, FAILED, exc.reason, bounce=bounce if isinstance(bounce, dict) else None)
+        return Outcome(
+            row_id, message, attempt, FAILED, exc.reason, bounce=bounce if isinstance(bounce, dict) else None
+        )
 
     # -- remote sends, outside any transaction ------------------------------------------------
 
@@ -255,7 +294,7 @@ class Dispatcher:
                     await asyncio.wait_for(channel.send(message), self.policy.send_timeout_s)
                 except ChannelError as exc:
                     return self._failure(row_id, message, message.attempt, exc, to_ms(self.clock.now()))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     exc2 = TransientError(f"no answer within {self.policy.send_timeout_s:g} s")
                     return self._failure(row_id, message, message.attempt, exc2, to_ms(self.clock.now()))
                 except Exception as exc:  # a channel's bug: retried, named by its type only

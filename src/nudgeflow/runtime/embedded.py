@@ -37,9 +37,10 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -48,7 +49,11 @@ from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.wiring import ChannelSetup
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.runtime.backfill import (
-    BACKFILL_BATCH, BACKFILL_BUDGET_MS, ReadAhead, backfill_batch, skip_profile,
+    BACKFILL_BATCH,
+    BACKFILL_BUDGET_MS,
+    ReadAhead,
+    backfill_batch,
+    skip_profile,
 )
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
 from nudgeflow.runtime.processor import (
@@ -60,11 +65,10 @@ from nudgeflow.runtime.processor import (
     skip_next_event,
 )
 from nudgeflow.settings import Settings
-from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
-from nudgeflow.store import engine_lock
-from nudgeflow.store import outbox
-from nudgeflow.store.outbox import PENDING
+from nudgeflow.store import engine_lock, outbox
 from nudgeflow.store.engine_state import drop_timers, next_due_timer
+from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
+from nudgeflow.store.outbox import PENDING
 
 log = logging.getLogger("nudgeflow.runtime")
 
@@ -228,7 +232,9 @@ class EmbeddedRuntime:
         # subscribe while the server runs.
         self._channel_setup = ChannelSetup(self.channels, engine_db, settings, clock, pending=channels is None)
         self.dispatcher = Dispatcher(
-            self.channels, clock, policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts, lease_s=settings.dispatch_lease_seconds),
+            self.channels,
+            clock,
+            policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts, lease_s=settings.dispatch_lease_seconds),
             self.stats,
         )
         self._ahead = ReadAhead()
@@ -293,7 +299,7 @@ class EmbeddedRuntime:
         try:
             with self.engine_db.connect() as conn:
                 self._ahead.read(conn, self.clock, size)
-        except Exception as exc:  # noqa: BLE001 - the batch reads for itself
+        except Exception as exc:
             log.debug("backfill read-ahead failed", extra={"error": type(exc).__name__})
 
     def _skip_next_event(self, conn: Connection) -> str | None:
@@ -322,7 +328,9 @@ class EmbeddedRuntime:
         self.stats.messages_failed += 1
         return f"message:{row[1]}"
 
-    def _dispatch(self, stage: _Stage, send: Callable[[Any], list[Any]], max_batches: int | None) -> tuple[int, bool, int]:
+    def _dispatch(
+        self, stage: _Stage, send: Callable[[Any], list[Any]], max_batches: int | None
+    ) -> tuple[int, bool, int]:
         """Dispatch rounds until one comes back short: (messages, more may remain, events appended)."""
         total = appended = batches = 0
         while max_batches is None or batches < max_batches:
@@ -424,7 +432,9 @@ class EmbeddedRuntime:
         try:
             self.claim_database()
         except engine_lock.EngineLocked as exc:
-            log.error("engine lock lost to another engine; this engine stops (ingest goes on)", extra={"reason": str(exc)})
+            log.error(
+                "engine lock lost to another engine; this engine stops (ingest goes on)", extra={"reason": str(exc)}
+            )
             self._stopping.set()
             self._dispatch_wake.set()
             return False

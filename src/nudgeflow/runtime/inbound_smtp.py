@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -119,7 +120,9 @@ class BounceHandler:
             log.error("could not record a bounce report", extra={"error": type(exc).__name__}, exc_info=True)
             return "451 4.3.0 could not record the report now; try again later"
         self.received.append(applied)
-        return f"250 OK: {applied.bounces} bounce(s), {applied.complaints} complaint(s), {applied.suppressed} suppressed"
+        return (
+            f"250 OK: {applied.bounces} bounce(s), {applied.complaints} complaint(s), {applied.suppressed} suppressed"
+        )
 
 
 def parse_listen(value: str) -> tuple[str, int]:

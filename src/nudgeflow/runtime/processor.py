@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection
@@ -169,7 +170,9 @@ class EngineCache:
 # --- shared pieces ----------------------------------------------------------------------------
 
 
-def _load(conn: Connection, profile_ids: list[str]) -> tuple[dict[str, ProfileState], dict[str, str], dict[str, str | None]]:
+def _load(
+    conn: Connection, profile_ids: list[str]
+) -> tuple[dict[str, ProfileState], dict[str, str], dict[str, str | None]]:
     """States to decide with; their documents as loaded (to skip unchanged writes); and what
     a failed decision restores from (differs from the loaded one where a merged-away
     profile's state was folded in)."""
@@ -219,8 +222,9 @@ class DecisionBatch:
         self.done: dict[str, list[Callable[[ProfileState], Any]]] = {}
         self.effects = EffectsBatch()
 
-    def decide(self, workspace_id: str, profile_id: str, now_ms: int,
-               decision: Callable[[Decider, ProfileState], list[Effect]]) -> BaseException | None:
+    def decide(
+        self, workspace_id: str, profile_id: str, now_ms: int, decision: Callable[[Decider, ProfileState], list[Effect]]
+    ) -> BaseException | None:
         """Apply one decision; on failure restore the person's state and return the error."""
         engine = self.engines_of.get(workspace_id)
         if engine is None:
@@ -264,6 +268,7 @@ GAP_WAIT_MS = 10 * 60_000  # far longer than any transaction of ours that append
 MAX_GAPS = 1000  # open gap ranges kept; beyond it the oldest are given up (and logged)
 _GAP_RANGES_PER_QUERY = 200
 
+
 def process_events(
     conn: Connection,
     engines: EngineCache,
@@ -286,8 +291,12 @@ def process_events(
     refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in (*late, *rows)})  # `group.*` as stored
     for seq, workspace_id, profile_id, timestamp_ms, payload in (*late, *rows):
         error = batch.decide(
-            workspace_id, profile_id, now_ms,
-            lambda engine, state, _p=payload, _t=timestamp_ms: engine.on_event(state, EventInput.from_payload(_p, _t), now_ms),
+            workspace_id,
+            profile_id,
+            now_ms,
+            lambda engine, state, _p=payload, _t=timestamp_ms: engine.on_event(
+                state, EventInput.from_payload(_p, _t), now_ms
+            ),
         )
         if error is not None:
             stats.event_errors += 1
@@ -412,7 +421,9 @@ def fire_timers(
     for profile_id, key, workspace_id, due_at_ms, payload in rows:
         batch.effects.delete_timer(profile_id, key)
         error = batch.decide(
-            workspace_id, profile_id, now_ms,
+            workspace_id,
+            profile_id,
+            now_ms,
             lambda engine, state, _k=key, _d=int(due_at_ms), _p=payload: engine.on_timer(
                 state, TimerInput(_k, _d, _loads(_p)), now_ms
             ),

@@ -14,9 +14,10 @@ import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
 
 import orjson
 from rich.console import Console
@@ -36,6 +37,7 @@ _BOM = b"\xef\xbb\xbf"
 
 
 # --- journeys ------------------------------------------------------------------------------
+
 
 class JourneyLoadError(EngineRuntimeError, ValueError):
     """Journey files that cannot go live; `problems` lists each as 'file: path: reason'."""
@@ -85,7 +87,9 @@ def load_journeys(paths: Iterable[str | Path]) -> list[Journey]:
         for index, doc in docs:
             journey, found = check_journey(doc)
             errors = [p for p in found if p.severity == ERROR]
-            problems.extend(FileProblem(str(path), p.path, p.line, p.message, p.severity, index).format() for p in errors)
+            problems.extend(
+                FileProblem(str(path), p.path, p.line, p.message, p.severity, index).format() for p in errors
+            )
             if journey is None or errors:
                 continue
             label = f"{path}" if len(docs) == 1 else f"{path} (document {index + 1})"
@@ -100,6 +104,7 @@ def load_journeys(paths: Iterable[str | Path]) -> list[Journey]:
 
 
 # --- events ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class BadLine:
@@ -199,7 +204,15 @@ def replay_file(
         ) as progress:
             started = time.perf_counter()
             reading = progress.add_task(f"reading {name}", total=total, note="bytes")
-            index = _read(source, spool, index_bad=lambda n, r: bad(n, r, progress), progress=progress, task=reading, limit=limit, report=report)
+            index = _read(
+                source,
+                spool,
+                index_bad=lambda n, r: bad(n, r, progress),
+                progress=progress,
+                task=reading,
+                limit=limit,
+                report=report,
+            )
             report.read_seconds = time.perf_counter() - started
 
             started = time.perf_counter()
@@ -311,6 +324,7 @@ def _replay(sim: Simulation, index: _Index, stream: IO[bytes], progress: Progres
 
 
 # --- output --------------------------------------------------------------------------------
+
 
 def ordered(messages: Sequence[PlannedMessage]) -> list[PlannedMessage]:
     """Planned messages by time (a stable sort: the order the core planned them in ties)."""

@@ -29,9 +29,10 @@ from __future__ import annotations
 import heapq
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from nudgeflow.core.catalog import Catalog, JourneyVersion
 from nudgeflow.core.clock import from_ms, to_ms
@@ -53,7 +54,7 @@ from nudgeflow.model.journeys import Journey, duration_ms
 from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.runtime.merges import merge_state
 
-__all__ = ["PlannedMessage", "FailedMessage", "Simulation", "InvalidMessage", "message_time_ms", "check_message"]
+__all__ = ["FailedMessage", "InvalidMessage", "PlannedMessage", "Simulation", "check_message", "message_time_ms"]
 
 
 class CoreEngine(Protocol):
@@ -128,7 +129,13 @@ _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\
 _ID_FIELDS = ("userId", "anonymousId", "messageId")
 _DICT_FIELDS = ("context", "integrations")
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
-_TYPE_DICT = {"track": "properties", "page": "properties", "screen": "properties", "identify": "traits", "group": "traits"}
+_TYPE_DICT = {
+    "track": "properties",
+    "page": "properties",
+    "screen": "properties",
+    "identify": "traits",
+    "group": "traits",
+}
 _MAX_ID = 512
 
 
@@ -208,13 +215,13 @@ def check_message(raw: Any) -> dict[str, Any]:
 
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
@@ -261,6 +268,7 @@ def _duration(value: int | str) -> int:
 
 
 # --- the simulator -----------------------------------------------------------------------
+
 
 class Simulation:
     """All live journeys, every profile's state and every timer, in memory, on a virtual clock.
@@ -454,7 +462,9 @@ class Simulation:
         anonymous_id: str | None = None,
         **fields: Any,
     ) -> list[PlannedMessage]:
-        return self.feed(self._call("track", user_id, anonymous_id, at, event=event, properties=properties or {}, **fields))
+        return self.feed(
+            self._call("track", user_id, anonymous_id, at, event=event, properties=properties or {}, **fields)
+        )
 
     def identify(
         self,
@@ -470,7 +480,9 @@ class Simulation:
     def alias(self, user_id: str, previous_id: str, *, at: int | str | datetime | None = None) -> list[PlannedMessage]:
         return self.feed(self._call("alias", user_id, None, at, previousId=previous_id))
 
-    def _call(self, type_: str, user_id: str | None, anonymous_id: str | None, at: Any, **fields: Any) -> dict[str, Any]:
+    def _call(
+        self, type_: str, user_id: str | None, anonymous_id: str | None, at: Any, **fields: Any
+    ) -> dict[str, Any]:
         message: dict[str, Any] = {"type": type_, **fields}
         if user_id is not None:
             message["userId"] = user_id
@@ -605,7 +617,9 @@ class Simulation:
         # behind; rebuilding from the live ones keeps the heap near the number of timers.
         # In place: a firing loop may hold the list.
         heap = self._heap
-        heap[:] = [(due, seq, profile, key) for profile, owned in self._timers.items() for key, (due, seq, _p) in owned.items()]
+        heap[:] = [
+            (due, seq, profile, key) for profile, owned in self._timers.items() for key, (due, seq, _p) in owned.items()
+        ]
         heapq.heapify(heap)
 
     # -- results --------------------------------------------------------------------------

@@ -14,11 +14,12 @@ Every function takes a Connection and leaves committing to the caller.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, case, func, insert, null, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from nudgeflow.store.schema import engine_cursors, events, journey_backfills, profile_state, profiles
 
@@ -40,9 +41,17 @@ class Backfill:
 
 
 def _backfill(row: Any) -> Backfill:
-    return Backfill(row.workspace_id, row.journey_id, int(row.version), row.status, row.position,
-                    int(row.profiles_done), int(row.entered), int(row.created_at_ms),
-                    None if row.finished_at_ms is None else int(row.finished_at_ms))
+    return Backfill(
+        row.workspace_id,
+        row.journey_id,
+        int(row.version),
+        row.status,
+        row.position,
+        int(row.profiles_done),
+        int(row.entered),
+        int(row.created_at_ms),
+        None if row.finished_at_ms is None else int(row.finished_at_ms),
+    )
 
 
 def start(conn: Connection, workspace_id: str, journey_id: str, version: int, now_ms: int) -> None:
@@ -50,26 +59,43 @@ def start(conn: Connection, workspace_id: str, journey_id: str, version: int, no
     (the new version's backfill covers everyone again). Starting the same version twice is a no-op."""
     conn.execute(
         update(journey_backfills)
-        .where(journey_backfills.c.workspace_id == workspace_id, journey_backfills.c.journey_id == journey_id,
-               journey_backfills.c.status == PENDING, journey_backfills.c.version != version)
+        .where(
+            journey_backfills.c.workspace_id == workspace_id,
+            journey_backfills.c.journey_id == journey_id,
+            journey_backfills.c.status == PENDING,
+            journey_backfills.c.version != version,
+        )
         .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms)
     )
     exists = conn.execute(
         select(journey_backfills.c.version).where(
-            journey_backfills.c.workspace_id == workspace_id, journey_backfills.c.journey_id == journey_id,
-            journey_backfills.c.version == version)
+            journey_backfills.c.workspace_id == workspace_id,
+            journey_backfills.c.journey_id == journey_id,
+            journey_backfills.c.version == version,
+        )
     ).first()
     if exists is None:
-        conn.execute(insert(journey_backfills).values(
-            workspace_id=workspace_id, journey_id=journey_id, version=version, status=PENDING, position="",
-            profiles_done=0, entered=0, created_at_ms=now_ms, updated_at_ms=now_ms, finished_at_ms=None,
-        ))
+        conn.execute(
+            insert(journey_backfills).values(
+                workspace_id=workspace_id,
+                journey_id=journey_id,
+                version=version,
+                status=PENDING,
+                position="",
+                profiles_done=0,
+                entered=0,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+                finished_at_ms=None,
+            )
+        )
 
 
 def pending(conn: Connection) -> list[Backfill]:
     """Unfinished backfills, oldest first."""
     rows = conn.execute(
-        select(journey_backfills).where(journey_backfills.c.status == PENDING)
+        select(journey_backfills)
+        .where(journey_backfills.c.status == PENDING)
         .order_by(journey_backfills.c.created_at_ms, journey_backfills.c.workspace_id, journey_backfills.c.journey_id)
     )
     return [_backfill(r) for r in rows]
@@ -77,15 +103,16 @@ def pending(conn: Connection) -> list[Backfill]:
 
 def of_journey(conn: Connection, workspace_id: str, journey_id: str) -> list[Backfill]:
     rows = conn.execute(
-        select(journey_backfills).where(journey_backfills.c.workspace_id == workspace_id,
-                                        journey_backfills.c.journey_id == journey_id)
+        select(journey_backfills)
+        .where(journey_backfills.c.workspace_id == workspace_id, journey_backfills.c.journey_id == journey_id)
         .order_by(journey_backfills.c.version)
     )
     return [_backfill(r) for r in rows]
 
 
-def advance(conn: Connection, job: Backfill, position: str, profiles_done: int, entered: int, now_ms: int,
-            finished: bool) -> None:
+def advance(
+    conn: Connection, job: Backfill, position: str, profiles_done: int, entered: int, now_ms: int, finished: bool
+) -> None:
     """Record a batch's progress, in the transaction that wrote what it decided."""
     values: dict[str, Any] = {
         "position": position,
@@ -99,13 +126,19 @@ def advance(conn: Connection, job: Backfill, position: str, profiles_done: int, 
 
 
 def cancel(conn: Connection, job: Backfill, now_ms: int) -> None:
-    conn.execute(update(journey_backfills).where(*_key(job))
-                 .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms))
+    conn.execute(
+        update(journey_backfills)
+        .where(*_key(job))
+        .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms)
+    )
 
 
 def _key(job: Backfill) -> tuple[Any, ...]:
-    return (journey_backfills.c.workspace_id == job.workspace_id, journey_backfills.c.journey_id == job.journey_id,
-            journey_backfills.c.version == job.version)
+    return (
+        journey_backfills.c.workspace_id == job.workspace_id,
+        journey_backfills.c.journey_id == job.journey_id,
+        journey_backfills.c.version == job.version,
+    )
 
 
 # --- the stored past ----------------------------------------------------------------------------
@@ -163,9 +196,11 @@ def profiles_after(
 
 
 def count_profiles(conn: Connection, workspace_id: str) -> int:
-    return int(conn.execute(
-        select(func.count()).select_from(profiles).where(profiles.c.workspace_id == workspace_id)
-    ).scalar_one())
+    return int(
+        conn.execute(
+            select(func.count()).select_from(profiles).where(profiles.c.workspace_id == workspace_id)
+        ).scalar_one()
+    )
 
 
 def quiet_profiles(
@@ -177,19 +212,24 @@ def quiet_profiles(
     One statement, the test done by the database: for each profile a seek on
     (profile_id, timestamp_ms) for an activity after the cutoff, so it costs one index probe
     per person rather than reading everyone's events (a preview's count, before a publish)."""
+
     def activity(*where: Any) -> Any:
         clause = and_(events.c.profile_id == profiles.c.id, seen.clause(), *where)
         if activity_names is not None:
             clause = and_(clause, _names_clause(activity_names))
         return select(events.c.seq).where(clause).exists()
 
-    query = select(profiles.c.id, profiles.c.created_at_ms).where(
-        profiles.c.workspace_id == workspace_id,
-        ~activity(events.c.timestamp_ms > cutoff_ms),
-        # Created after the cutoff: quiet only if stored events (older than the profile row,
-        # as imported history can be) say so.
-        or_(profiles.c.created_at_ms <= cutoff_ms, activity()),
-    ).order_by(profiles.c.id)
+    query = (
+        select(profiles.c.id, profiles.c.created_at_ms)
+        .where(
+            profiles.c.workspace_id == workspace_id,
+            ~activity(events.c.timestamp_ms > cutoff_ms),
+            # Created after the cutoff: quiet only if stored events (older than the profile row,
+            # as imported history can be) say so.
+            or_(profiles.c.created_at_ms <= cutoff_ms, activity()),
+        )
+        .order_by(profiles.c.id)
+    )
     return [(pid, int(created)) for pid, created in conn.execute(query)]
 
 
@@ -204,8 +244,13 @@ def _names_clause(names: Iterable[str]) -> Any:
 
 
 def past_of(
-    conn: Connection, profile_ids: Sequence[str], activity: bool, activity_names: Iterable[str] | None,
-    names: Iterable[str], since_ms: int, seen: Decided,
+    conn: Connection,
+    profile_ids: Sequence[str],
+    activity: bool,
+    activity_names: Iterable[str] | None,
+    names: Iterable[str],
+    since_ms: int,
+    seen: Decided,
 ) -> tuple[dict[str, int], dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]]:
     """Each person's latest activity (when asked) and their stored_events of these names:
     ({profile: latest activity}, {profile: {name: [(ts, properties), …]}})."""
@@ -225,7 +270,7 @@ def latest_activity(
     clause = None if activity_names is None else _names_clause(activity_names)
     out: dict[str, int] = {}
     for start in range(0, len(profile_ids), _IN_CHUNK):
-        chunk = list(profile_ids[start:start + _IN_CHUNK])
+        chunk = list(profile_ids[start : start + _IN_CHUNK])
         newest = select(events.c.timestamp_ms).where(events.c.profile_id == profiles.c.id, seen.clause())
         if clause is not None:
             newest = newest.where(clause)
@@ -254,11 +299,12 @@ def stored_events(
     if not names:
         return out
     for start in range(0, len(profile_ids), _IN_CHUNK):
-        chunk = list(profile_ids[start:start + _IN_CHUNK])
+        chunk = list(profile_ids[start : start + _IN_CHUNK])
         stmt = (
             select(events.c.profile_id, events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-            .where(events.c.profile_id.in_(chunk), seen.clause(), events.c.timestamp_ms > since_ms,
-                   _names_clause(names))
+            .where(
+                events.c.profile_id.in_(chunk), seen.clause(), events.c.timestamp_ms > since_ms, _names_clause(names)
+            )
             .order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
         )
         for pid, type_, event, ts, payload in conn.execute(stmt):
@@ -271,7 +317,7 @@ def read_states(conn: Connection, profile_ids: Sequence[str]) -> dict[str, str]:
     """The engine's state documents of these people, without locking them (a preview only reads)."""
     out: dict[str, str] = {}
     for start in range(0, len(profile_ids), _IN_CHUNK):
-        chunk = list(profile_ids[start:start + _IN_CHUNK])
+        chunk = list(profile_ids[start : start + _IN_CHUNK])
         for pid, doc in conn.execute(
             select(profile_state.c.profile_id, profile_state.c.state).where(profile_state.c.profile_id.in_(chunk))
         ):

@@ -23,8 +23,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import Connection, delete, func, select
@@ -76,8 +77,12 @@ class ImportReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "rows": self.rows, "imported": self.imported, "created": self.created,
-            "updated": self.updated, "rejected": len(self.problems),
+            "kind": self.kind,
+            "rows": self.rows,
+            "imported": self.imported,
+            "created": self.created,
+            "updated": self.updated,
+            "rejected": len(self.problems),
             "problems": [p.as_dict() for p in self.problems],
         }
 
@@ -288,9 +293,9 @@ def import_rows(
         if not pending:
             return
         ids = list(pending)
-        existing = set(conn.execute(
-            select(table.c.id).where(table.c.workspace_id == workspace_id, table.c.id.in_(ids))
-        ).scalars())
+        existing = set(
+            conn.execute(select(table.c.id).where(table.c.workspace_id == workspace_id, table.c.id.in_(ids))).scalars()
+        )
         _upsert(conn, kind, list(pending.values()))
         report.imported += len(ids)
         report.updated += len(existing)
@@ -324,13 +329,21 @@ def import_rows(
     return report
 
 
-def import_text(conn: Connection, workspace_id: str, kind: str, text: str, now_ms: int,
-                fmt: str | None = None, filename: str | None = None,
-                on_progress: Callable[[int], None] | None = None) -> ImportReport:
+def import_text(
+    conn: Connection,
+    workspace_id: str,
+    kind: str,
+    text: str,
+    now_ms: int,
+    fmt: str | None = None,
+    filename: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """Import a whole file's text (CSV, a JSON array or JSON Lines; detected when fmt is None)."""
     check_kind(kind)
-    return import_rows(conn, workspace_id, kind, parse_rows(text, fmt or detect_format(text, filename)), now_ms,
-                       on_progress)
+    return import_rows(
+        conn, workspace_id, kind, parse_rows(text, fmt or detect_format(text, filename)), now_ms, on_progress
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -347,8 +360,15 @@ def item_view(kind: str, row: Any) -> dict[str, Any]:
     return out
 
 
-def list_items(conn: Connection, workspace_id: str, kind: str, *, limit: int = 100, after: str | None = None,
-               category: str | None = None) -> list[dict[str, Any]]:
+def list_items(
+    conn: Connection,
+    workspace_id: str,
+    kind: str,
+    *,
+    limit: int = 100,
+    after: str | None = None,
+    category: str | None = None,
+) -> list[dict[str, Any]]:
     """Items in id order; `after` is the last id of the previous page."""
     table = TABLES[check_kind(kind)]
     stmt = select(table).where(table.c.workspace_id == workspace_id)
@@ -361,8 +381,9 @@ def list_items(conn: Connection, workspace_id: str, kind: str, *, limit: int = 1
 
 def count_items(conn: Connection, workspace_id: str, kind: str) -> int:
     table = TABLES[check_kind(kind)]
-    return int(conn.execute(select(func.count()).select_from(table).where(table.c.workspace_id == workspace_id))
-               .scalar_one())
+    return int(
+        conn.execute(select(func.count()).select_from(table).where(table.c.workspace_id == workspace_id)).scalar_one()
+    )
 
 
 def get_item(conn: Connection, workspace_id: str, kind: str, item_id: str) -> dict[str, Any] | None:
@@ -377,7 +398,7 @@ def get_items(conn: Connection, workspace_id: str, kind: str, ids: Iterable[str]
     wanted = list(dict.fromkeys(str(i) for i in ids))
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(wanted), CHUNK):
-        part = wanted[start:start + CHUNK]
+        part = wanted[start : start + CHUNK]
         for row in conn.execute(select(table).where(table.c.workspace_id == workspace_id, table.c.id.in_(part))):
             found[row.id] = item_view(kind, row)
     return found
@@ -403,7 +424,8 @@ def catalog_version(conn: Connection, workspace_id: str) -> tuple[int, int]:
     """(product count, latest update) — changes whenever the product catalog does (caches key on it)."""
     row = conn.execute(
         select(func.count(), func.max(catalog_products.c.updated_at_ms)).where(
-            catalog_products.c.workspace_id == workspace_id)
+            catalog_products.c.workspace_id == workspace_id
+        )
     ).one()
     return int(row[0]), int(row[1] or 0)
 
@@ -411,8 +433,8 @@ def catalog_version(conn: Connection, workspace_id: str) -> tuple[int, int]:
 def category_items(conn: Connection, workspace_id: str, category: Any, limit: int) -> dict[str, dict[str, Any]]:
     """At most `limit` products of one category, by id."""
     rows = conn.execute(
-        select(catalog_products).where(catalog_products.c.workspace_id == workspace_id,
-                                       catalog_products.c.category == category)
+        select(catalog_products)
+        .where(catalog_products.c.workspace_id == workspace_id, catalog_products.c.category == category)
         .limit(limit)
     )
     return {r.id: item_view("products", r) for r in rows}

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -141,7 +142,9 @@ def topics_of(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def topic_for(settings: Mapping[str, Any], template: str, journey_id: str, context: Mapping[str, Any] | None = None) -> str | None:
+def topic_for(
+    settings: Mapping[str, Any], template: str, journey_id: str, context: Mapping[str, Any] | None = None
+) -> str | None:
     """A message's topic: its context's `topic`, else the workspace's map by template, then by journey."""
     if context and isinstance(context.get("topic"), str) and context["topic"]:
         return str(context["topic"])
@@ -170,8 +173,11 @@ def suppress(
         conn.execute(update(suppressions).where(*where).values(reason=reason, detail=detail))
         return False
     sql.insert_rows(
-        conn, "suppressions", ("workspace_id", "channel", "address", "reason", "detail", "created_at_ms"),
-        [(workspace_id, channel, address, reason, detail, now_ms)], conflict="workspace_id, channel, address",
+        conn,
+        "suppressions",
+        ("workspace_id", "channel", "address", "reason", "detail", "created_at_ms"),
+        [(workspace_id, channel, address, reason, detail, now_ms)],
+        conflict="workspace_id, channel, address",
     )
     return True
 
@@ -190,11 +196,14 @@ def unsuppress(conn: Connection, workspace_id: str, channel: str, address: str) 
 
 def suppression_of(conn: Connection, workspace_id: str, channel: str, address: str) -> dict[str, Any] | None:
     row = conn.execute(
-        select(suppressions).where(
+        select(suppressions)
+        .where(
             suppressions.c.workspace_id == workspace_id,
             suppressions.c.channel == channel,
             suppressions.c.address.in_(_spellings(workspace_id, channel, address)),
-        ).order_by(suppressions.c.address).limit(1)  # the plain spelling sorts before "erased:…"
+        )
+        .order_by(suppressions.c.address)
+        .limit(1)  # the plain spelling sorts before "erased:…"
     ).one_or_none()
     return _suppression_view(row) if row is not None else None
 
@@ -244,7 +253,9 @@ def set_subscription(
     row = conn.execute(select(subscriptions.c.subscribed, subscriptions.c.frequency).where(*where)).first()
     if row is None:
         sql.insert_rows(
-            conn, "subscriptions", ("workspace_id", "profile_id", "topic", "subscribed", "frequency", "updated_at_ms"),
+            conn,
+            "subscriptions",
+            ("workspace_id", "profile_id", "topic", "subscribed", "frequency", "updated_at_ms"),
             [(workspace_id, profile_id, topic, int(subscribed), frequency or NORMAL, now_ms)],
             conflict="workspace_id, profile_id, topic",
         )
@@ -252,7 +263,11 @@ def set_subscription(
     new_frequency = frequency or row.frequency
     if bool(row.subscribed) == subscribed and row.frequency == new_frequency:
         return False
-    conn.execute(update(subscriptions).where(*where).values(subscribed=int(subscribed), frequency=new_frequency, updated_at_ms=now_ms))
+    conn.execute(
+        update(subscriptions)
+        .where(*where)
+        .values(subscribed=int(subscribed), frequency=new_frequency, updated_at_ms=now_ms)
+    )
     return True
 
 
@@ -262,11 +277,16 @@ def subscriptions_of(
     """{"subscribed": all marketing, "frequency", "topics": {topic: subscribed}}, the
     configured `topics` included (subscribed unless recorded otherwise)."""
     rows = conn.execute(
-        select(subscriptions.c.topic, subscriptions.c.subscribed, subscriptions.c.frequency, subscriptions.c.updated_at_ms).where(
-            subscriptions.c.workspace_id == workspace_id, subscriptions.c.profile_id == profile_id
-        )
+        select(
+            subscriptions.c.topic, subscriptions.c.subscribed, subscriptions.c.frequency, subscriptions.c.updated_at_ms
+        ).where(subscriptions.c.workspace_id == workspace_id, subscriptions.c.profile_id == profile_id)
     ).all()
-    out: dict[str, Any] = {"subscribed": True, "frequency": NORMAL, "topics": {t: True for t in topics}, "updated_at_ms": None}
+    out: dict[str, Any] = {
+        "subscribed": True,
+        "frequency": NORMAL,
+        "topics": {t: True for t in topics},
+        "updated_at_ms": None,
+    }
     for topic, subscribed, frequency, updated in rows:
         if topic == ALL:
             out["subscribed"], out["frequency"] = bool(subscribed), frequency
@@ -289,13 +309,17 @@ def merge_subscriptions(conn: Connection, workspace_id: str, source: str, target
         return 0
     ours = {
         row.topic: row.updated_at_ms
-        for row in conn.execute(select(s.topic, s.updated_at_ms).where(s.workspace_id == workspace_id, s.profile_id == target))
+        for row in conn.execute(
+            select(s.topic, s.updated_at_ms).where(s.workspace_id == workspace_id, s.profile_id == target)
+        )
     }
     kept = 0
     for row in theirs:
         values = {"subscribed": row.subscribed, "frequency": row.frequency, "updated_at_ms": row.updated_at_ms}
         if row.topic not in ours:
-            conn.execute(insert(subscriptions).values(workspace_id=workspace_id, profile_id=target, topic=row.topic, **values))
+            conn.execute(
+                insert(subscriptions).values(workspace_id=workspace_id, profile_id=target, topic=row.topic, **values)
+            )
         elif row.updated_at_ms > ours[row.topic]:  # a tie keeps the known person's own choice
             conn.execute(
                 update(subscriptions)
@@ -342,11 +366,14 @@ def consent_state(
     reason = None
     if address:
         reason = conn.execute(
-            select(suppressions.c.reason).where(
+            select(suppressions.c.reason)
+            .where(
                 suppressions.c.workspace_id == workspace_id,
                 suppressions.c.channel == channel,
                 suppressions.c.address.in_(_spellings(workspace_id, channel, address)),
-            ).order_by(suppressions.c.address).limit(1)
+            )
+            .order_by(suppressions.c.address)
+            .limit(1)
         ).scalar_one_or_none()
     rows = conn.execute(
         select(subscriptions.c.topic, subscriptions.c.subscribed, subscriptions.c.frequency).where(
@@ -380,9 +407,7 @@ class ConsentBatch:
         self.suppressed: dict[tuple[str, str, str], str] = {}
         # Each address as given and as an erasure hashes it: an erased person's suppression
         # still stops their address when it comes back on a new profile.
-        addresses = sorted(
-            {m[3] for m in items if m[3]} | {erased_address(m[0], m[2], m[3]) for m in items if m[3]}
-        )
+        addresses = sorted({m[3] for m in items if m[3]} | {erased_address(m[0], m[2], m[3]) for m in items if m[3]})
         if addresses:
             for ws, channel, address, reason in sql.select_in(
                 conn, "SELECT workspace_id, channel, address, reason FROM suppressions WHERE address IN", addresses

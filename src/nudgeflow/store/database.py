@@ -30,7 +30,7 @@ def normalize_url(url: str) -> str:
     # Users write postgresql://; SQLAlchemy would pick psycopg2 for that, we ship psycopg 3.
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -84,7 +84,9 @@ def _create_engine(url: str, *, sqlite_synchronous: str, pool_size: int) -> Engi
         if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file::memory:"):
             # Each pooled connection would hold a database of its own: what ingest stored,
             # the engine would never see.
-            raise DatabaseError("an in-memory SQLite database cannot be served: give a file, sqlite:///path/to/nudgeflow.db")
+            raise DatabaseError(
+                "an in-memory SQLite database cannot be served: give a file, sqlite:///path/to/nudgeflow.db"
+            )
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed,

@@ -29,6 +29,8 @@ def newest(conn: Connection, limit: int = 500) -> list[Any]:
     t = inbox_messages.c
     return list(
         conn.execute(
-            select(t.id, t.mail_from, t.rcpt_to, t.subject, t.received_at_ms, t.channel).order_by(t.id.desc()).limit(limit)
+            select(t.id, t.mail_from, t.rcpt_to, t.subject, t.received_at_ms, t.channel)
+            .order_by(t.id.desc())
+            .limit(limit)
         ).all()
     )

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, func, select
@@ -92,18 +93,32 @@ def device_in(message: Any) -> tuple[Any, Any, Any] | None:
 
 def _upsert(conn: Connection, workspace_id: str, rows: Sequence[tuple[str, Device]], now_ms: int) -> None:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(device_tokens).values([
-        {"workspace_id": workspace_id, "token": d.token, "profile_id": pid, "provider": d.provider,
-         "platform": d.platform, "app_id": d.app_id, "created_at_ms": now_ms, "updated_at_ms": now_ms}
-        for pid, d in rows
-    ])
+    stmt = dialect.insert(device_tokens).values(
+        [
+            {
+                "workspace_id": workspace_id,
+                "token": d.token,
+                "profile_id": pid,
+                "provider": d.provider,
+                "platform": d.platform,
+                "app_id": d.app_id,
+                "created_at_ms": now_ms,
+                "updated_at_ms": now_ms,
+            }
+            for pid, d in rows
+        ]
+    )
     t = device_tokens.c
     # An event without the app's namespace keeps the app id registered before (the APNs topic).
     stmt = stmt.on_conflict_do_update(
         index_elements=["workspace_id", "token"],
-        set_={"profile_id": stmt.excluded.profile_id, "provider": stmt.excluded.provider,
-              "platform": func.coalesce(stmt.excluded.platform, t.platform),
-              "app_id": func.coalesce(stmt.excluded.app_id, t.app_id), "updated_at_ms": stmt.excluded.updated_at_ms},
+        set_={
+            "profile_id": stmt.excluded.profile_id,
+            "provider": stmt.excluded.provider,
+            "platform": func.coalesce(stmt.excluded.platform, t.platform),
+            "app_id": func.coalesce(stmt.excluded.app_id, t.app_id),
+            "updated_at_ms": stmt.excluded.updated_at_ms,
+        },
     )
     conn.execute(stmt)
 
@@ -141,17 +156,22 @@ def register_from_events(
     tokens = list(wanted)
     for start in range(0, len(tokens), CHUNK):
         for row in conn.execute(
-            select(t.token, t.profile_id, t.provider, t.platform, t.app_id)
-            .where(t.workspace_id == workspace_id, t.token.in_(tokens[start:start + CHUNK]))
+            select(t.token, t.profile_id, t.provider, t.platform, t.app_id).where(
+                t.workspace_id == workspace_id, t.token.in_(tokens[start : start + CHUNK])
+            )
         ):
             known[row.token] = row
     changed = []
     for token, (profile_id, d) in wanted.items():
         row = known.get(token)
-        if (row is None or row.profile_id != profile_id or row.provider != d.provider
-                or (d.platform is not None and row.platform != d.platform)
-                or (d.app_id is not None and row.app_id != d.app_id)):
+        if (
+            row is None
+            or row.profile_id != profile_id
+            or row.provider != d.provider
+            or (d.platform is not None and row.platform != d.platform)
+            or (d.app_id is not None and row.app_id != d.app_id)
+        ):
             changed.append((profile_id, d))
     for start in range(0, len(changed), CHUNK):
-        _upsert(conn, workspace_id, changed[start:start + CHUNK], now_ms)
+        _upsert(conn, workspace_id, changed[start : start + CHUNK], now_ms)
     return len(changed)

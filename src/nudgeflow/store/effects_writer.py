@@ -13,8 +13,9 @@ the commit, a cursor moved back by hand) queues each message once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -135,7 +136,10 @@ class EffectsBatch:
                 )
             elif isinstance(effect, ScheduleTimer):
                 timers.append(
-                    ((profile_id, effect.key), (profile_id, effect.key, workspace_id, effect.due_ms, _dumps(effect.payload)))
+                    (
+                        (profile_id, effect.key),
+                        (profile_id, effect.key, workspace_id, effect.due_ms, _dumps(effect.payload)),
+                    )
                 )
             elif isinstance(effect, CancelTimer):
                 timers.append(((profile_id, effect.key), _DELETE))
@@ -228,7 +232,12 @@ class EffectsBatch:
         arms = [op for op in self._timers.values() if op is not _DELETE]
         sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', deletes)
         sql.insert_rows(
-            conn, "timers", TIMER_COLUMNS, arms, conflict="profile_id, key", update=("workspace_id", "due_at_ms", "payload")
+            conn,
+            "timers",
+            TIMER_COLUMNS,
+            arms,
+            conflict="profile_id, key",
+            update=("workspace_id", "due_at_ms", "payload"),
         )
         counts.timers_deleted, counts.timers_scheduled = len(deletes), len(arms)
         queue(conn, self._outbox)
@@ -247,7 +256,10 @@ class EffectsBatch:
 def _update_traits(conn: Connection, updates: dict[str, list[tuple[dict[str, Any], list[str]]]], now_ms: int) -> int:
     suffix = " FOR UPDATE" if sql.is_postgres(conn) else ""
     current = {
-        pid: traits for pid, traits in sql.select_in(conn, "SELECT id, traits FROM profiles WHERE id IN", sorted(updates), suffix=suffix)
+        pid: traits
+        for pid, traits in sql.select_in(
+            conn, "SELECT id, traits FROM profiles WHERE id IN", sorted(updates), suffix=suffix
+        )
     }
     rows = []
     for pid, changes in updates.items():

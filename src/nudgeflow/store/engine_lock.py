@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine
@@ -47,7 +47,7 @@ class Holder:
     started_at_ms: int
 
     def describe(self) -> str:
-        started = datetime.fromtimestamp(self.started_at_ms / 1000, timezone.utc).isoformat(timespec="seconds")
+        started = datetime.fromtimestamp(self.started_at_ms / 1000, UTC).isoformat(timespec="seconds")
         return f"host {self.host}, pid {self.pid}, started {started.replace('+00:00', 'Z')}"
 
 
@@ -70,8 +70,14 @@ def this_holder(started_at_ms: int) -> Holder:
 class EngineLock:
     """A held engine lock; `release` frees it (closing the process frees it too)."""
 
-    def __init__(self, holder: Holder, *, conn: Connection | None = None, lock_engine: Engine | None = None,
-                 fd: int | None = None) -> None:
+    def __init__(
+        self,
+        holder: Holder,
+        *,
+        conn: Connection | None = None,
+        lock_engine: Engine | None = None,
+        fd: int | None = None,
+    ) -> None:
         self.holder = holder
         self._conn = conn
         self._lock_engine = lock_engine

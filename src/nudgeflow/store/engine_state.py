@@ -13,7 +13,8 @@ same functions; the states stay rows in PostgreSQL.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
@@ -55,11 +56,15 @@ def write_cursor(
 ) -> None:
     """Move the cursor; `gaps`, when given, replaces its open gaps."""
     if gaps is None:
-        sql.execute_many(conn, "UPDATE engine_cursors SET position = ?, updated_at_ms = ? WHERE name = ?", [(position, now_ms, name)])
+        sql.execute_many(
+            conn, "UPDATE engine_cursors SET position = ?, updated_at_ms = ? WHERE name = ?", [(position, now_ms, name)]
+        )
         return
     doc = orjson.dumps(gaps).decode() if gaps else None
     sql.execute_many(
-        conn, "UPDATE engine_cursors SET position = ?, gaps = ?, updated_at_ms = ? WHERE name = ?", [(position, doc, now_ms, name)]
+        conn,
+        "UPDATE engine_cursors SET position = ?, gaps = ?, updated_at_ms = ? WHERE name = ?",
+        [(position, doc, now_ms, name)],
     )
 
 

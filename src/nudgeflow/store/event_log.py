@@ -13,7 +13,8 @@ once) instead of inserting rows, and keep the same functions and payloads.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection

@@ -16,16 +16,17 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.errors import StoreError
-from nudgeflow.store.checkpoint import WalCheckpointer
 from nudgeflow.model.events import EventRecord
+from nudgeflow.store.checkpoint import WalCheckpointer
 from nudgeflow.store.ingest_writer import WriteResult, write_events
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,14 @@ class _EventsItem:
     workspace_id: str
     records: list[EventRecord]
     # A concurrent Future for threads, or an asyncio one owned by `loop` for the API.
-    future: "Future[WriteResult] | asyncio.Future[WriteResult]"
+    future: Future[WriteResult] | asyncio.Future[WriteResult]
     loop: asyncio.AbstractEventLoop | None = None
 
 
 @dataclass
 class _JobItem:
     fn: Callable[[Connection], Any]
-    future: "Future[Any]"
+    future: Future[Any]
 
 
 _STOP = object()
@@ -113,12 +114,12 @@ class GroupCommitter:
 
     # -- submitting -------------------------------------------------------------------
 
-    def submit_events(self, workspace_id: str, records: list[EventRecord]) -> "Future[WriteResult]":
+    def submit_events(self, workspace_id: str, records: list[EventRecord]) -> Future[WriteResult]:
         future: Future[WriteResult] = Future()
         self._put(_EventsItem(workspace_id, records, future))
         return future
 
-    def submit_job(self, fn: Callable[[Connection], T]) -> "Future[T]":
+    def submit_job(self, fn: Callable[[Connection], T]) -> Future[T]:
         future: Future[T] = Future()
         self._put(_JobItem(fn, future))
         return future
@@ -246,7 +247,7 @@ def _settle(batch: list[_EventsItem], result: WriteResult | None = None, error: 
 
 
 def _settle_in_loop(
-    futures: list["asyncio.Future[WriteResult]"], result: WriteResult | None, error: BaseException | None
+    futures: list[asyncio.Future[WriteResult]], result: WriteResult | None, error: BaseException | None
 ) -> None:
     for future in futures:
         if future.done():  # the request was cancelled meanwhile

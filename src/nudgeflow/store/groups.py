@@ -13,7 +13,8 @@ Every function takes a Connection and leaves committing to the caller.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
@@ -38,7 +39,9 @@ def _call(record: EventRecord) -> tuple[str, dict[str, Any]] | None:
     return group_id, traits if isinstance(traits, dict) else {}
 
 
-def merge_call(current: dict[str, Any], current_at: int, traits: dict[str, Any], at_ms: int) -> tuple[dict[str, Any], int]:
+def merge_call(
+    current: dict[str, Any], current_at: int, traits: dict[str, Any], at_ms: int
+) -> tuple[dict[str, Any], int]:
     """The group's traits after one more call: newer ones win, older ones only fill gaps."""
     if at_ms >= current_at:
         return {**current, **traits}, at_ms
@@ -48,8 +51,12 @@ def merge_call(current: dict[str, Any], current_at: int, traits: dict[str, Any],
 def apply_group_calls(conn: Connection, workspace_id: str, records: Iterable[EventRecord], now_ms: int) -> int:
     """Merge these group calls into their groups' rows (created as needed); returns how many
     groups were written. Called by ingest in the transaction that stores the events."""
-    calls = [(record.timestamp_ms, found) for record in records if record.type == "group"
-             if (found := _call(record)) is not None]
+    calls = [
+        (record.timestamp_ms, found)
+        for record in records
+        if record.type == "group"
+        if (found := _call(record)) is not None
+    ]
     if not calls:
         return 0
     calls.sort(key=lambda c: c[0])
@@ -63,16 +70,25 @@ def apply_group_calls(conn: Connection, workspace_id: str, records: Iterable[Eve
         merged, merged_at = merge_call(current, current_at, traits, at_ms)
         state[gid] = (merged, merged_at, created)
     values = [
-        {"workspace_id": workspace_id, "id": gid, "traits": orjson.dumps(traits).decode(), "traits_at_ms": at,
-         "created_at_ms": created, "updated_at_ms": now_ms}
+        {
+            "workspace_id": workspace_id,
+            "id": gid,
+            "traits": orjson.dumps(traits).decode(),
+            "traits_at_ms": at,
+            "created_at_ms": created,
+            "updated_at_ms": now_ms,
+        }
         for gid, (traits, at, created) in state.items()
     ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(groups)
     stmt = stmt.on_conflict_do_update(
         index_elements=[groups.c.workspace_id, groups.c.id],
-        set_={"traits": stmt.excluded.traits, "traits_at_ms": stmt.excluded.traits_at_ms,
-              "updated_at_ms": stmt.excluded.updated_at_ms},
+        set_={
+            "traits": stmt.excluded.traits,
+            "traits_at_ms": stmt.excluded.traits_at_ms,
+            "updated_at_ms": stmt.excluded.updated_at_ms,
+        },
     )
     conn.execute(stmt, values)
     return len(values)
@@ -83,15 +99,19 @@ def read_groups(conn: Connection, workspace_id: str, group_ids: Sequence[str]) -
     out: dict[str, dict[str, Any]] = {}
     wanted = list(dict.fromkeys(group_ids))
     for start in range(0, len(wanted), CHUNK):
-        part = wanted[start:start + CHUNK]
+        part = wanted[start : start + CHUNK]
         for row in conn.execute(select(groups).where(groups.c.workspace_id == workspace_id, groups.c.id.in_(part))):
             try:
                 traits = orjson.loads(row.traits)
             except orjson.JSONDecodeError:
                 traits = {}
-            out[row.id] = {"id": row.id, "traits": traits if isinstance(traits, dict) else {},
-                           "traits_at_ms": row.traits_at_ms, "created_at_ms": row.created_at_ms,
-                           "updated_at_ms": row.updated_at_ms}
+            out[row.id] = {
+                "id": row.id,
+                "traits": traits if isinstance(traits, dict) else {},
+                "traits_at_ms": row.traits_at_ms,
+                "created_at_ms": row.created_at_ms,
+                "updated_at_ms": row.updated_at_ms,
+            }
     return out
 
 

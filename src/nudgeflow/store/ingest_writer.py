@@ -9,18 +9,19 @@ Merges are rare and done row by row.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from nudgeflow.errors import StoreError
 from nudgeflow.model.events import EventRecord
+from nudgeflow.store import event_log, sql
 from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.device_ingest import register_from_events
 from nudgeflow.store.groups import apply_group_calls
-from nudgeflow.store import event_log, sql
 from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
 
 # Ingest's own chunk size, larger than the engine's (see store/sql.py).
@@ -219,7 +220,9 @@ def _claim_identities(conn: Connection, workspace_id: str, res: _Resolution, now
         return True
     mark = sql.mark(conn)
     inserted = conn.exec_driver_sql(
-        sql.insert_sql(identities.name, ("workspace_id", "key", "profile_id", "created_at_ms"), mark, "workspace_id, key"),
+        sql.insert_sql(
+            identities.name, ("workspace_id", "key", "profile_id", "created_at_ms"), mark, "workspace_id, key"
+        ),
         rows,
     ).rowcount
     if inserted == len(rows):
@@ -352,9 +355,9 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
     adopted = [{"pid": pid, "uid": uid} for pid, uid in res.adopted.items() if pid not in res.merged_into]
     if adopted:
         conn.execute(
-            update(profiles).where(profiles.c.id == bindparam("pid"), profiles.c.user_id.is_(None)).values(
-                user_id=bindparam("uid")
-            ),
+            update(profiles)
+            .where(profiles.c.id == bindparam("pid"), profiles.c.user_id.is_(None))
+            .values(user_id=bindparam("uid")),
             adopted,
         )
     if res.merges:

@@ -125,13 +125,21 @@ def apply_draft(conn: Connection, workspace_id: str, journey: Journey, now_ms: i
         require_workspace(conn, workspace_id)
         conn.execute(
             insert(journeys).values(
-                workspace_id=workspace_id, id=journey.id, name=journey.name, status=DRAFT, draft=text,
-                live_version=None, created_at_ms=now_ms, updated_at_ms=now_ms,
+                workspace_id=workspace_id,
+                id=journey.id,
+                name=journey.name,
+                status=DRAFT,
+                draft=text,
+                live_version=None,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
             )
         )
         return True
     if existing.status == ARCHIVED:
-        raise InvalidTransition(f"journey {journey.id!r} is archived and cannot be changed (give the new one another id)")
+        raise InvalidTransition(
+            f"journey {journey.id!r} is archived and cannot be changed (give the new one another id)"
+        )
     if existing.draft != text or existing.name != journey.name:
         conn.execute(
             update(journeys)
@@ -156,7 +164,9 @@ def publish(conn: Connection, workspace_id: str, journey_id: str, now_ms: int, *
     try:
         draft = parse_definition(row.draft)
     except ValueError as exc:
-        raise InvalidDefinition(journey_id, [Problem("", f"the stored draft no longer reads as a journey: {exc}")]) from exc
+        raise InvalidDefinition(
+            journey_id, [Problem("", f"the stored draft no longer reads as a journey: {exc}")]
+        ) from exc
     _validated(draft)
     if row.live_version is not None:
         live_text = conn.execute(
@@ -178,15 +188,19 @@ def publish(conn: Connection, workspace_id: str, journey_id: str, now_ms: int, *
     version = int(latest or 0) + 1
     conn.execute(
         insert(journey_versions).values(
-            workspace_id=workspace_id, journey_id=journey_id, version=version, definition=row.draft,
+            workspace_id=workspace_id,
+            journey_id=journey_id,
+            version=version,
+            definition=row.draft,
             published_at_ms=now_ms,
         )
     )
     conn.execute(
         update(journeys)
         .where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id)
-        .values(live_version=version, status=PAUSED if row.status == PAUSED else LIVE,
-                updated_at_ms=_touch(row, now_ms))
+        .values(
+            live_version=version, status=PAUSED if row.status == PAUSED else LIVE, updated_at_ms=_touch(row, now_ms)
+        )
     )
     if backfill:
         backfills.start(conn, workspace_id, journey_id, version, now_ms)
@@ -260,13 +274,16 @@ def _wake_held_runs(conn: Connection, workspace_id: str, journey_id: str, now_ms
                 "due_at_ms": now_ms,
                 "payload": orjson.dumps({"kind": "resume", "run_id": run_id}).decode(),
             }
-            for run_id, profile_id in held[start:start + _WAKE_CHUNK]
+            for run_id, profile_id in held[start : start + _WAKE_CHUNK]
         ]
         stmt = dialect.insert(timers)
         stmt = stmt.on_conflict_do_update(
             index_elements=[timers.c.profile_id, timers.c.key],
-            set_={"due_at_ms": stmt.excluded.due_at_ms, "payload": stmt.excluded.payload,
-                  "workspace_id": stmt.excluded.workspace_id},
+            set_={
+                "due_at_ms": stmt.excluded.due_at_ms,
+                "payload": stmt.excluded.payload,
+                "workspace_id": stmt.excluded.workspace_id,
+            },
         )
         conn.execute(stmt, rows)
     return len(held)
@@ -341,7 +358,8 @@ def status_of(conn: Connection, workspace_id: str, journey_id: str) -> tuple[str
     """(status, live version) of a journey; None when there is no such journey."""
     row = conn.execute(
         select(journeys.c.status, journeys.c.live_version).where(
-            journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id)
+            journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id
+        )
     ).one_or_none()
     return None if row is None else (row.status, row.live_version)
 
@@ -418,12 +436,24 @@ def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, int, 
     on every change, even several within one millisecond; the engine reloads the catalog
     only when the fingerprint differs from the one it loaded with.
     """
-    place_count = (select(func.count()).select_from(catalog_places)
-                   .where(catalog_places.c.workspace_id == workspace_id).scalar_subquery())
-    place_newest = (select(func.max(catalog_places.c.updated_at_ms))
-                    .where(catalog_places.c.workspace_id == workspace_id).scalar_subquery())
+    place_count = (
+        select(func.count())
+        .select_from(catalog_places)
+        .where(catalog_places.c.workspace_id == workspace_id)
+        .scalar_subquery()
+    )
+    place_newest = (
+        select(func.max(catalog_places.c.updated_at_ms))
+        .where(catalog_places.c.workspace_id == workspace_id)
+        .scalar_subquery()
+    )
     count, newest, total, places, places_newest = conn.execute(
-        select(func.count(), func.max(journeys.c.updated_at_ms), func.sum(journeys.c.updated_at_ms),
-               place_count, place_newest).where(journeys.c.workspace_id == workspace_id)
+        select(
+            func.count(),
+            func.max(journeys.c.updated_at_ms),
+            func.sum(journeys.c.updated_at_ms),
+            place_count,
+            place_newest,
+        ).where(journeys.c.workspace_id == workspace_id)
     ).one()
     return int(count), int(newest or 0), int(total or 0), int(places or 0), int(places_newest or 0)

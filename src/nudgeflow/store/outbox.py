@@ -13,7 +13,8 @@ through a work queue stream (a lease becomes the stream's ack wait) instead of
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, select
 

@@ -13,8 +13,9 @@ a merged-away id, and erasure takes those too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -118,7 +119,9 @@ def _address_traits(doc: Any) -> Iterable[tuple[str, str]]:
                 yield channel, consent.normalize_address(channel, value)
 
 
-def person_addresses(conn: Connection, workspace_id: str, ids: list[str], traits: dict[str, Any]) -> dict[str, set[str]]:
+def person_addresses(
+    conn: Connection, workspace_id: str, ids: list[str], traits: dict[str, Any]
+) -> dict[str, set[str]]:
     """Every address the person is or was known by, per kind: "email" and "sms" from the
     traits now and in every identify and event context they sent, "push" the endpoints and
     device tokens they hold."""
@@ -128,17 +131,25 @@ def person_addresses(conn: Connection, workspace_id: str, ids: list[str], traits
     for (payload,) in conn.execute(select(events.c.payload).where(events.c.profile_id.in_(ids))):
         message = orjson.loads(payload)
         context = message.get("context") if isinstance(message, dict) else None
-        for doc in (message.get("traits") if isinstance(message, dict) else None,
-                    context.get("traits") if isinstance(context, dict) else None):
+        for doc in (
+            message.get("traits") if isinstance(message, dict) else None,
+            context.get("traits") if isinstance(context, dict) else None,
+        ):
             for channel, address in _address_traits(doc):
                 found[channel].add(address)
     found["push"].update(
-        conn.execute(select(push_subscriptions.c.endpoint).where(
-            push_subscriptions.c.workspace_id == workspace_id, push_subscriptions.c.profile_id.in_(ids))).scalars()
+        conn.execute(
+            select(push_subscriptions.c.endpoint).where(
+                push_subscriptions.c.workspace_id == workspace_id, push_subscriptions.c.profile_id.in_(ids)
+            )
+        ).scalars()
     )
     found["push"].update(
-        conn.execute(select(device_tokens.c.token).where(
-            device_tokens.c.workspace_id == workspace_id, device_tokens.c.profile_id.in_(ids))).scalars()
+        conn.execute(
+            select(device_tokens.c.token).where(
+                device_tokens.c.workspace_id == workspace_id, device_tokens.c.profile_id.in_(ids)
+            )
+        ).scalars()
     )
     return found
 
@@ -191,96 +202,180 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             .order_by(profile_merges.c.merged_at_ms, profile_merges.c.from_profile_id)
         )
     ]
-    doc["events"] = [event_view(r) for r in conn.execute(select(events).where(events.c.profile_id.in_(ids)).order_by(events.c.seq))]
+    doc["events"] = [
+        event_view(r) for r in conn.execute(select(events).where(events.c.profile_id.in_(ids)).order_by(events.c.seq))
+    ]
 
     r = journey_runs.c
     doc["journey_runs"] = [
-        {"id": row.id, "journey_id": row.journey_id, "version": row.version, "status": row.status, "step": row.step,
-         "holdout": bool(row.holdout), "entered_at": iso(row.entered_at_ms, milliseconds=False),
-         "ended_at": iso(row.ended_at_ms, milliseconds=False),
-         "exit_reason": row.exit_reason, "converted_at": iso(row.converted_at_ms, milliseconds=False),
-         "revenue": row.revenue,
-         "updated_at": iso(row.updated_at_ms, milliseconds=False)}
-        for row in conn.execute(select(journey_runs).where(r.workspace_id == workspace_id, r.profile_id.in_(ids))
-                                .order_by(r.entered_at_ms, r.id))
+        {
+            "id": row.id,
+            "journey_id": row.journey_id,
+            "version": row.version,
+            "status": row.status,
+            "step": row.step,
+            "holdout": bool(row.holdout),
+            "entered_at": iso(row.entered_at_ms, milliseconds=False),
+            "ended_at": iso(row.ended_at_ms, milliseconds=False),
+            "exit_reason": row.exit_reason,
+            "converted_at": iso(row.converted_at_ms, milliseconds=False),
+            "revenue": row.revenue,
+            "updated_at": iso(row.updated_at_ms, milliseconds=False),
+        }
+        for row in conn.execute(
+            select(journey_runs)
+            .where(r.workspace_id == workspace_id, r.profile_id.in_(ids))
+            .order_by(r.entered_at_ms, r.id)
+        )
     ]
     # The engine's own record of the person: runs in progress, counters, pending triggers.
     doc["engine_state"] = {
         row.profile_id: orjson.loads(row.state)
-        for row in conn.execute(select(profile_state.c.profile_id, profile_state.c.state).where(
-            profile_state.c.workspace_id == workspace_id, profile_state.c.profile_id.in_(ids)))
+        for row in conn.execute(
+            select(profile_state.c.profile_id, profile_state.c.state).where(
+                profile_state.c.workspace_id == workspace_id, profile_state.c.profile_id.in_(ids)
+            )
+        )
     }
     doc["timers"] = [
         {"key": row.key, "due_at": iso(row.due_at_ms, milliseconds=False), "payload": orjson.loads(row.payload)}
-        for row in conn.execute(select(timers).where(timers.c.workspace_id == workspace_id, timers.c.profile_id.in_(ids))
-                                .order_by(timers.c.due_at_ms, timers.c.key))
+        for row in conn.execute(
+            select(timers)
+            .where(timers.c.workspace_id == workspace_id, timers.c.profile_id.in_(ids))
+            .order_by(timers.c.due_at_ms, timers.c.key)
+        )
     ]
 
     o = outbox.c
-    rows = list(conn.execute(select(outbox).where(o.workspace_id == workspace_id, o.profile_id.in_(ids)).order_by(o.id)))
+    rows = list(
+        conn.execute(select(outbox).where(o.workspace_id == workspace_id, o.profile_id.in_(ids)).order_by(o.id))
+    )
     versions = _template_versions(conn, workspace_id, rows)
     doc["messages"] = [
-        {"id": row.id, "key": row.idempotency_key, "journey_id": row.journey_id, "journey_version": row.journey_version,
-         "run_id": row.run_id, "step": row.step, "channel": row.channel, "template": row.template,
-         "template_version": versions[row.id], "variant": row.variant, "marketing": bool(row.marketing),
-         "status": row.status, "reason": row.error, "attempts": row.attempts,
-         "created_at": iso(row.created_at_ms, milliseconds=False),
-         "sent_at": iso(row.sent_at_ms, milliseconds=False), "updated_at": iso(row.updated_at_ms, milliseconds=False),
-         "context": orjson.loads(row.payload)}
+        {
+            "id": row.id,
+            "key": row.idempotency_key,
+            "journey_id": row.journey_id,
+            "journey_version": row.journey_version,
+            "run_id": row.run_id,
+            "step": row.step,
+            "channel": row.channel,
+            "template": row.template,
+            "template_version": versions[row.id],
+            "variant": row.variant,
+            "marketing": bool(row.marketing),
+            "status": row.status,
+            "reason": row.error,
+            "attempts": row.attempts,
+            "created_at": iso(row.created_at_ms, milliseconds=False),
+            "sent_at": iso(row.sent_at_ms, milliseconds=False),
+            "updated_at": iso(row.updated_at_ms, milliseconds=False),
+            "context": orjson.loads(row.payload),
+        }
         for row in rows
     ]
     lc = log_channel_messages.c
     doc["logged_messages"] = [
-        {"key": row.idempotency_key, "channel": row.channel, "template": row.template, "body": row.body,
-         "at": iso(row.sent_at_ms, milliseconds=False)}
-        for row in conn.execute(select(log_channel_messages).where(lc.workspace_id == workspace_id, lc.profile_id.in_(ids))
-                                .order_by(lc.id))
+        {
+            "key": row.idempotency_key,
+            "channel": row.channel,
+            "template": row.template,
+            "body": row.body,
+            "at": iso(row.sent_at_ms, milliseconds=False),
+        }
+        for row in conn.execute(
+            select(log_channel_messages).where(lc.workspace_id == workspace_id, lc.profile_id.in_(ids)).order_by(lc.id)
+        )
     ]
 
     settings = consent.get_settings(conn, workspace_id)
-    doc["consent"] = consent.subscriptions_of(conn, workspace_id, profile_id, [t for t, _ in consent.topics_of(settings)])
+    doc["consent"] = consent.subscriptions_of(
+        conn, workspace_id, profile_id, [t for t, _ in consent.topics_of(settings)]
+    )
     addresses = person_addresses(conn, workspace_id, ids, doc["traits"])
     held = sorted(addresses["email"] | addresses["sms"] | addresses["push"])
     erased = {consent.erased_address(workspace_id, ch, a): a for ch in ("email", "sms") for a in addresses[ch]}
-    found = conn.execute(select(suppressions).where(
-        suppressions.c.workspace_id == workspace_id, suppressions.c.address.in_([*held, *erased]))
-        .order_by(suppressions.c.channel, suppressions.c.address)).all() if held else []
+    found = (
+        conn.execute(
+            select(suppressions)
+            .where(suppressions.c.workspace_id == workspace_id, suppressions.c.address.in_([*held, *erased]))
+            .order_by(suppressions.c.channel, suppressions.c.address)
+        ).all()
+        if held
+        else []
+    )
     doc["suppressions"] = [
-        {"channel": s.channel,
-         "address": mask(s.address) if s.address in addresses["push"] else erased.get(s.address, s.address),
-         "reason": s.reason, "detail": s.detail, "since": iso(s.created_at_ms, milliseconds=False)}
+        {
+            "channel": s.channel,
+            "address": mask(s.address) if s.address in addresses["push"] else erased.get(s.address, s.address),
+            "reason": s.reason,
+            "detail": s.detail,
+            "since": iso(s.created_at_ms, milliseconds=False),
+        }
         for s in found
     ]
 
     ps = push_subscriptions.c
     dt = device_tokens.c
     doc["push_targets"] = [
-        {"provider": "webpush", "endpoint": mask(row.endpoint), "user_agent": row.user_agent,
-         "created_at": iso(row.created_at_ms, milliseconds=False),
-         "updated_at": iso(row.updated_at_ms, milliseconds=False)}
-        for row in conn.execute(select(push_subscriptions).where(ps.workspace_id == workspace_id, ps.profile_id.in_(ids))
-                                .order_by(ps.created_at_ms, ps.endpoint_hash))
+        {
+            "provider": "webpush",
+            "endpoint": mask(row.endpoint),
+            "user_agent": row.user_agent,
+            "created_at": iso(row.created_at_ms, milliseconds=False),
+            "updated_at": iso(row.updated_at_ms, milliseconds=False),
+        }
+        for row in conn.execute(
+            select(push_subscriptions)
+            .where(ps.workspace_id == workspace_id, ps.profile_id.in_(ids))
+            .order_by(ps.created_at_ms, ps.endpoint_hash)
+        )
     ] + [
-        {"provider": row.provider, "token": mask(row.token), "platform": row.platform, "app_id": row.app_id,
-         "created_at": iso(row.created_at_ms, milliseconds=False),
-         "updated_at": iso(row.updated_at_ms, milliseconds=False)}
-        for row in conn.execute(select(device_tokens).where(dt.workspace_id == workspace_id, dt.profile_id.in_(ids))
-                                .order_by(dt.created_at_ms, dt.token))
+        {
+            "provider": row.provider,
+            "token": mask(row.token),
+            "platform": row.platform,
+            "app_id": row.app_id,
+            "created_at": iso(row.created_at_ms, milliseconds=False),
+            "updated_at": iso(row.updated_at_ms, milliseconds=False),
+        }
+        for row in conn.execute(
+            select(device_tokens)
+            .where(dt.workspace_id == workspace_id, dt.profile_id.in_(ids))
+            .order_by(dt.created_at_ms, dt.token)
+        )
     ]
     emails = sorted(addresses["email"])
     ib = inbox_messages.c
-    doc["dev_inbox"] = [
-        {"id": row.id, "channel": row.channel, "subject": row.subject,
-         "received_at": iso(row.received_at_ms, milliseconds=False)}
-        for row in conn.execute(select(ib.id, ib.channel, ib.subject, ib.received_at_ms)
-                                .where(func.lower(ib.rcpt_to).in_(emails)).order_by(ib.id))
-    ] if emails else []
+    doc["dev_inbox"] = (
+        [
+            {
+                "id": row.id,
+                "channel": row.channel,
+                "subject": row.subject,
+                "received_at": iso(row.received_at_ms, milliseconds=False),
+            }
+            for row in conn.execute(
+                select(ib.id, ib.channel, ib.subject, ib.received_at_ms)
+                .where(func.lower(ib.rcpt_to).in_(emails))
+                .order_by(ib.id)
+            )
+        ]
+        if emails
+        else []
+    )
     pd = push_deliveries.c
     doc["push_deliveries"] = [
-        {"message_key": row.message_key, "target": row.target_key,
-         "delivered_at": iso(row.delivered_at_ms, milliseconds=False)}
-        for row in conn.execute(select(push_deliveries).where(pd.workspace_id == workspace_id, pd.profile_id.in_(ids))
-                                .order_by(pd.delivered_at_ms, pd.message_key, pd.target_key))
+        {
+            "message_key": row.message_key,
+            "target": row.target_key,
+            "delivered_at": iso(row.delivered_at_ms, milliseconds=False),
+        }
+        for row in conn.execute(
+            select(push_deliveries)
+            .where(pd.workspace_id == workspace_id, pd.profile_id.in_(ids))
+            .order_by(pd.delivered_at_ms, pd.message_key, pd.target_key)
+        )
     ]
     return doc
 
@@ -291,8 +386,9 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
 def erase_person(conn: Connection, workspace_id: str, profile_id: str) -> Erasure:
     """Erase the person and everything derived from them, in the caller's transaction."""
     done = Erasure(profile_id)
-    row = conn.execute(select(profiles.c.traits).where(
-        profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)).one_or_none()
+    row = conn.execute(
+        select(profiles.c.traits).where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
+    ).one_or_none()
     traits = orjson.loads(row.traits) if row is not None else {}
     ids = person_ids(conn, workspace_id, profile_id)
     # Addresses first: they are read from the events and push targets deleted below.
@@ -305,9 +401,15 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str) -> Erasur
             for (channel,) in conn.execute(select(suppressions.c.channel).where(where)).all():
                 erased = consent.erased_address(workspace_id, channel, address)
                 one = and_(where, suppressions.c.channel == channel)
-                if conn.execute(select(func.count()).select_from(suppressions).where(
-                        suppressions.c.workspace_id == workspace_id, suppressions.c.channel == channel,
-                        suppressions.c.address == erased)).scalar_one():
+                if conn.execute(
+                    select(func.count())
+                    .select_from(suppressions)
+                    .where(
+                        suppressions.c.workspace_id == workspace_id,
+                        suppressions.c.channel == channel,
+                        suppressions.c.address == erased,
+                    )
+                ).scalar_one():
                     conn.execute(delete(suppressions).where(one))  # hashed already, by an earlier erasure
                 else:
                     conn.execute(update(suppressions).where(one).values(address=erased, detail=None))
@@ -315,9 +417,11 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str) -> Erasur
     done.hashed["suppressions"] = hashed
 
     emails = sorted(addresses["email"])
-    done.deleted["inbox_messages"] = conn.execute(
-        delete(inbox_messages).where(func.lower(inbox_messages.c.rcpt_to).in_(emails))
-    ).rowcount if emails else 0
+    done.deleted["inbox_messages"] = (
+        conn.execute(delete(inbox_messages).where(func.lower(inbox_messages.c.rcpt_to).in_(emails))).rowcount
+        if emails
+        else 0
+    )
 
     for table in PROFILE_OWNED:
         done.deleted[table.name] = conn.execute(delete(table).where(table.c.profile_id.in_(ids))).rowcount

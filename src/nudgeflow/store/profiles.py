@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, func, select
@@ -49,7 +50,9 @@ def event_view(row: Any) -> dict[str, Any]:
 
 def _identities(conn: Connection, profile_id: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"user_ids": [], "anonymous_ids": []}
-    for (key,) in conn.execute(select(identities.c.key).where(identities.c.profile_id == profile_id).order_by(identities.c.key)):
+    for (key,) in conn.execute(
+        select(identities.c.key).where(identities.c.profile_id == profile_id).order_by(identities.c.key)
+    ):
         kind, _, value = key.partition(":")
         out["user_ids" if kind == "u" else "anonymous_ids"].append(value)
     return out
@@ -152,7 +155,9 @@ def load_for_messages(conn: Connection, profile_ids: list[str]) -> dict[str, tup
     """Traits, userId and id per profile; a profile merged away is found where it went (its
     engagement events go there too: that is where its runs will be)."""
     out: dict[str, tuple[dict[str, Any], str | None, str]] = {}
-    for pid, traits, user_id in sql.select_in(conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", profile_ids):
+    for pid, traits, user_id in sql.select_in(
+        conn, "SELECT id, traits, user_id FROM profiles WHERE id IN", profile_ids
+    ):
         out[pid] = (orjson.loads(traits), user_id, pid)
     missing = [pid for pid in profile_ids if pid not in out]
     if missing:
@@ -227,31 +232,33 @@ def stored_traits(conn: Connection, workspace_id: str, profile_id: str) -> str |
 
 def recent_events(conn: Connection, workspace_id: str, profile_id: str, limit: int) -> list[Any]:
     """(type, event, timestamp_ms, payload) of the person's latest events, newest first."""
-    return list(conn.execute(
-        select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id)
-        .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
-        .limit(limit)
-    ))
+    return list(
+        conn.execute(
+            select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
+            .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id)
+            .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
+            .limit(limit)
+        )
+    )
 
 
 def recent_named_events(conn: Connection, workspace_id: str, profile_id: str, name: str, limit: int) -> list[Any]:
     """As `recent_events`, of the events named `name` only."""
-    return list(conn.execute(
-        select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id,
-               events.c.event == name)
-        .order_by(events.c.timestamp_ms.desc())
-        .limit(limit)
-    ))
+    return list(
+        conn.execute(
+            select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
+            .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id, events.c.event == name)
+            .order_by(events.c.timestamp_ms.desc())
+            .limit(limit)
+        )
+    )
 
 
 def latest_track_payloads(conn: Connection, workspace_id: str, name: str, limit: int) -> Any:
     """The payloads of the workspace's latest track events named `name`, newest first."""
     return conn.execute(
         select(events.c.payload)
-        .where(events.c.workspace_id == workspace_id, events.c.type == "track",
-               events.c.event == name)
+        .where(events.c.workspace_id == workspace_id, events.c.type == "track", events.c.event == name)
         .order_by(events.c.seq.desc())
         .limit(limit)
     ).scalars()

@@ -56,7 +56,9 @@ def _b64url(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PushTargetError(f"{field}: required (base64url)")
     text = value.strip()
-    if len(text) > 200 or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/" for c in text):
+    if len(text) > 200 or any(
+        c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/" for c in text
+    ):
         raise PushTargetError(f"{field}: not base64url")
     return text
 
@@ -74,7 +76,11 @@ def parse_subscription(data: Any) -> tuple[str, str, str]:
     keys = data.get("keys")
     if not isinstance(keys, dict):
         raise PushTargetError("subscription.keys: expected an object with p256dh and auth")
-    return endpoint, _b64url(keys.get("p256dh"), "subscription.keys.p256dh"), _b64url(keys.get("auth"), "subscription.keys.auth")
+    return (
+        endpoint,
+        _b64url(keys.get("p256dh"), "subscription.keys.p256dh"),
+        _b64url(keys.get("auth"), "subscription.keys.auth"),
+    )
 
 
 def save_subscription(
@@ -84,16 +90,25 @@ def save_subscription(
     endpoint, p256dh, auth = parse_subscription(subscription)
     digest = endpoint_hash(endpoint)
     t = push_subscriptions.c
-    found = conn.execute(
-        select(t.profile_id).where(t.workspace_id == workspace_id, t.endpoint_hash == digest)
-    ).first()
-    values = dict(profile_id=profile_id, endpoint=endpoint, p256dh=p256dh, auth=auth,
-                  user_agent=(user_agent or None) and user_agent[:500], updated_at_ms=now_ms)
+    found = conn.execute(select(t.profile_id).where(t.workspace_id == workspace_id, t.endpoint_hash == digest)).first()
+    values = dict(
+        profile_id=profile_id,
+        endpoint=endpoint,
+        p256dh=p256dh,
+        auth=auth,
+        user_agent=(user_agent or None) and user_agent[:500],
+        updated_at_ms=now_ms,
+    )
     if found is None:
-        conn.execute(insert(push_subscriptions).values(workspace_id=workspace_id, endpoint_hash=digest,
-                                                       created_at_ms=now_ms, **values))
+        conn.execute(
+            insert(push_subscriptions).values(
+                workspace_id=workspace_id, endpoint_hash=digest, created_at_ms=now_ms, **values
+            )
+        )
     else:
-        conn.execute(update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values))
+        conn.execute(
+            update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values)
+        )
     return digest
 
 
@@ -120,8 +135,15 @@ def _provider_for(platform: str | None, provider: str | None) -> str:
 
 
 def save_device(
-    conn: Connection, workspace_id: str, profile_id: str, token: Any, now_ms: int, *,
-    platform: str | None = None, provider: str | None = None, app_id: str | None = None,
+    conn: Connection,
+    workspace_id: str,
+    profile_id: str,
+    token: Any,
+    now_ms: int,
+    *,
+    platform: str | None = None,
+    provider: str | None = None,
+    app_id: str | None = None,
 ) -> str:
     """Store (or move to this profile) a mobile device token; returns the provider."""
     if not isinstance(token, str) or not token.strip():
@@ -132,10 +154,17 @@ def save_device(
     prov = _provider_for(platform, provider)
     t = device_tokens.c
     found = conn.execute(select(t.profile_id).where(t.workspace_id == workspace_id, t.token == token)).first()
-    values = dict(profile_id=profile_id, provider=prov, platform=(platform or None) and str(platform)[:20],
-                  app_id=(app_id or None) and str(app_id)[:200], updated_at_ms=now_ms)
+    values = dict(
+        profile_id=profile_id,
+        provider=prov,
+        platform=(platform or None) and str(platform)[:20],
+        app_id=(app_id or None) and str(app_id)[:200],
+        updated_at_ms=now_ms,
+    )
     if found is None:
-        conn.execute(insert(device_tokens).values(workspace_id=workspace_id, token=token, created_at_ms=now_ms, **values))
+        conn.execute(
+            insert(device_tokens).values(workspace_id=workspace_id, token=token, created_at_ms=now_ms, **values)
+        )
     else:
         conn.execute(update(device_tokens).where(t.workspace_id == workspace_id, t.token == token).values(**values))
     return prov
@@ -191,9 +220,15 @@ def record_deliveries(
     """Remember the targets that took a message whose other targets will be retried."""
     known = delivered_targets(conn, workspace_id, message_key)
     rows = [
-        {"workspace_id": workspace_id, "message_key": message_key, "target_key": key, "profile_id": profile_id,
-         "delivered_at_ms": now_ms}
-        for key in dict.fromkeys(target_keys) if key not in known
+        {
+            "workspace_id": workspace_id,
+            "message_key": message_key,
+            "target_key": key,
+            "profile_id": profile_id,
+            "delivered_at_ms": now_ms,
+        }
+        for key in dict.fromkeys(target_keys)
+        if key not in known
     ]
     if rows:
         conn.execute(insert(push_deliveries), rows)
@@ -226,6 +261,7 @@ def subscription_owner(conn: Connection, workspace_id: str, digest: str) -> str 
 def remove_device_token(conn: Connection, workspace_id: str, profile_id: str, spellings: list[str]) -> bool:
     """Delete the person's device token, given in any of `spellings`; False if none was found."""
     t = device_tokens.c
-    res = conn.execute(delete(device_tokens).where(
-        t.workspace_id == workspace_id, t.token.in_(spellings), t.profile_id == profile_id))
+    res = conn.execute(
+        delete(device_tokens).where(t.workspace_id == workspace_id, t.token.in_(spellings), t.profile_id == profile_id)
+    )
     return bool(res.rowcount)

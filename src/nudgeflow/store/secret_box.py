@@ -28,8 +28,9 @@ store/database.py), so every reader and writer of workspace settings finds it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -66,7 +67,7 @@ class SecretBox:
         self._from_file: Fernet | None = None
 
     @classmethod
-    def for_database(cls, sqlite_file: str | None, secret_key: str | None) -> "SecretBox":
+    def for_database(cls, sqlite_file: str | None, secret_key: str | None) -> SecretBox:
         keys = [k for k in (secret_key or "").split(",") if k.strip()]
         key_file = Path(sqlite_file + ".key") if sqlite_file else None  # in-memory SQLite is refused earlier
         return cls(keys, key_file)
@@ -102,7 +103,7 @@ class SecretBox:
                 + (f" or restore the key file {self.key_file}" if self.key_file is not None else "")
             )
         try:
-            return keys.decrypt(stored[len(PREFIX):].encode("ascii")).decode("utf-8")
+            return keys.decrypt(stored[len(PREFIX) :].encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError) as exc:
             raise SecretKeyError(
                 f"workspace settings are sealed with a key other than {self.source}: "

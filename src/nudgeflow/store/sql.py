@@ -9,8 +9,9 @@ the same reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Connection
 

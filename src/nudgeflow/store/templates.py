@@ -34,7 +34,8 @@ class TemplateNotFound(TemplateStoreError):
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise TemplateStoreError(
-            f"template name {name!r}: use letters, digits, '.', '_' and '-' (at most 200, starting with a letter or digit)")
+            f"template name {name!r}: use letters, digits, '.', '_' and '-' (at most 200, starting with a letter or digit)"
+        )
     return name
 
 
@@ -46,38 +47,68 @@ def _require_workspace(conn: Connection, workspace_id: str) -> None:
 def list_templates(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
     """Every template of the workspace, by name: channel, current version, times."""
     rows = conn.execute(select(templates).where(templates.c.workspace_id == workspace_id).order_by(templates.c.name))
-    return [{"name": r.name, "channel": r.channel, "current_version": r.current_version,
-             "created_at_ms": r.created_at_ms, "updated_at_ms": r.updated_at_ms} for r in rows]
+    return [
+        {
+            "name": r.name,
+            "channel": r.channel,
+            "current_version": r.current_version,
+            "created_at_ms": r.created_at_ms,
+            "updated_at_ms": r.updated_at_ms,
+        }
+        for r in rows
+    ]
 
 
 def get_template(conn: Connection, workspace_id: str, name: str, version: int | None = None) -> dict[str, Any] | None:
     """One version (the current one by default): its source, and every version's number and time."""
-    row = conn.execute(select(templates).where(
-        templates.c.workspace_id == workspace_id, templates.c.name == name)).one_or_none()
+    row = conn.execute(
+        select(templates).where(templates.c.workspace_id == workspace_id, templates.c.name == name)
+    ).one_or_none()
     if row is None:
         return None
     wanted = row.current_version if version is None else version
-    found = conn.execute(select(template_versions).where(
-        template_versions.c.workspace_id == workspace_id, template_versions.c.name == name,
-        template_versions.c.version == wanted)).one_or_none()
+    found = conn.execute(
+        select(template_versions).where(
+            template_versions.c.workspace_id == workspace_id,
+            template_versions.c.name == name,
+            template_versions.c.version == wanted,
+        )
+    ).one_or_none()
     if found is None:
         return None
-    versions = [{"version": v, "created_at_ms": t} for v, t in conn.execute(
-        select(template_versions.c.version, template_versions.c.created_at_ms).where(
-            template_versions.c.workspace_id == workspace_id, template_versions.c.name == name,
-        ).order_by(template_versions.c.version))]
-    return {"name": name, "channel": row.channel, "version": wanted, "current_version": row.current_version,
-            "source": orjson.loads(found.source), "created_at_ms": row.created_at_ms,
-            "updated_at_ms": row.updated_at_ms, "version_created_at_ms": found.created_at_ms, "versions": versions}
+    versions = [
+        {"version": v, "created_at_ms": t}
+        for v, t in conn.execute(
+            select(template_versions.c.version, template_versions.c.created_at_ms)
+            .where(
+                template_versions.c.workspace_id == workspace_id,
+                template_versions.c.name == name,
+            )
+            .order_by(template_versions.c.version)
+        )
+    ]
+    return {
+        "name": name,
+        "channel": row.channel,
+        "version": wanted,
+        "current_version": row.current_version,
+        "source": orjson.loads(found.source),
+        "created_at_ms": row.created_at_ms,
+        "updated_at_ms": row.updated_at_ms,
+        "version_created_at_ms": found.created_at_ms,
+        "versions": versions,
+    }
 
 
 def current_version(conn: Connection, workspace_id: str, name: str) -> int | None:
-    return conn.execute(select(templates.c.current_version).where(
-        templates.c.workspace_id == workspace_id, templates.c.name == name)).scalar_one_or_none()
+    return conn.execute(
+        select(templates.c.current_version).where(templates.c.workspace_id == workspace_id, templates.c.name == name)
+    ).scalar_one_or_none()
 
 
-def store_version(conn: Connection, workspace_id: str, name: str, channel: str, text: str,
-                  compiled_html: str | None, now_ms: int) -> tuple[int, bool]:
+def store_version(
+    conn: Connection, workspace_id: str, name: str, channel: str, text: str, compiled_html: str | None, now_ms: int
+) -> tuple[int, bool]:
     """Store `text` (a source's canonical JSON, already validated and compiled by the caller)
     as the template's next version, unless it is the current one; returns (current version,
     whether it is new). Raises TemplateStoreError for an unknown workspace or a change of channel."""
@@ -88,36 +119,70 @@ def store_version(conn: Connection, workspace_id: str, name: str, channel: str, 
     if row is None:
         _require_workspace(conn, workspace_id)
         version = 1
-        conn.execute(insert(templates).values(
-            workspace_id=workspace_id, name=name, channel=channel, current_version=1,
-            created_at_ms=now_ms, updated_at_ms=now_ms))
+        conn.execute(
+            insert(templates).values(
+                workspace_id=workspace_id,
+                name=name,
+                channel=channel,
+                current_version=1,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+            )
+        )
     else:
         if row.channel != channel:
             raise TemplateStoreError(
-                f"template {name!r} is a {row.channel} template; a {channel} one needs another name")
-        current = conn.execute(select(template_versions.c.source).where(
-            template_versions.c.workspace_id == workspace_id, template_versions.c.name == name,
-            template_versions.c.version == row.current_version)).scalar_one()
+                f"template {name!r} is a {row.channel} template; a {channel} one needs another name"
+            )
+        current = conn.execute(
+            select(template_versions.c.source).where(
+                template_versions.c.workspace_id == workspace_id,
+                template_versions.c.name == name,
+                template_versions.c.version == row.current_version,
+            )
+        ).scalar_one()
         if current == text:
             return row.current_version, False
-        latest = conn.execute(select(template_versions.c.version).where(
-            template_versions.c.workspace_id == workspace_id, template_versions.c.name == name,
-        ).order_by(template_versions.c.version.desc()).limit(1)).scalar_one()
+        latest = conn.execute(
+            select(template_versions.c.version)
+            .where(
+                template_versions.c.workspace_id == workspace_id,
+                template_versions.c.name == name,
+            )
+            .order_by(template_versions.c.version.desc())
+            .limit(1)
+        ).scalar_one()
         version = latest + 1
-        conn.execute(update(templates).where(
-            templates.c.workspace_id == workspace_id, templates.c.name == name,
-        ).values(current_version=version, updated_at_ms=max(now_ms, row.updated_at_ms + 1)))
-    conn.execute(insert(template_versions).values(
-        workspace_id=workspace_id, name=name, version=version, source=text,
-        compiled=compiled_html, created_at_ms=now_ms))
+        conn.execute(
+            update(templates)
+            .where(
+                templates.c.workspace_id == workspace_id,
+                templates.c.name == name,
+            )
+            .values(current_version=version, updated_at_ms=max(now_ms, row.updated_at_ms + 1))
+        )
+    conn.execute(
+        insert(template_versions).values(
+            workspace_id=workspace_id,
+            name=name,
+            version=version,
+            source=text,
+            compiled=compiled_html,
+            created_at_ms=now_ms,
+        )
+    )
     return version, True
 
 
 def version_source(conn: Connection, workspace_id: str, name: str, version: int) -> Any:
     """(source, compiled) of one version, or None."""
-    return conn.execute(select(template_versions.c.source, template_versions.c.compiled).where(
-        template_versions.c.workspace_id == workspace_id, template_versions.c.name == name,
-        template_versions.c.version == version)).one_or_none()
+    return conn.execute(
+        select(template_versions.c.source, template_versions.c.compiled).where(
+            template_versions.c.workspace_id == workspace_id,
+            template_versions.c.name == name,
+            template_versions.c.version == version,
+        )
+    ).one_or_none()
 
 
 def latest_track_event(conn: Connection, workspace_id: str, profile_id: str) -> Any:
@@ -126,5 +191,6 @@ def latest_track_event(conn: Connection, workspace_id: str, profile_id: str) -> 
     return conn.execute(
         select(events.c.event, events.c.timestamp_ms, events.c.message_id, events.c.payload)
         .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id, events.c.type == "track")
-        .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc()).limit(1)
+        .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
+        .limit(1)
     ).one_or_none()

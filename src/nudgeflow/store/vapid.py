@@ -69,8 +69,12 @@ class VapidKeys:
 
     def public_view(self) -> dict[str, Any]:
         """What the admin API and the CLI show."""
-        return {"public_key": self.public_key, "subject": self.subject, "rotated_at_ms": self.rotated_at_ms,
-                "subject_is_placeholder": self.subject == DEFAULT_SUBJECT}
+        return {
+            "public_key": self.public_key,
+            "subject": self.subject,
+            "rotated_at_ms": self.rotated_at_ms,
+            "subject_is_placeholder": self.subject == DEFAULT_SUBJECT,
+        }
 
 
 def generate_keypair() -> tuple[str, str]:
@@ -100,7 +104,9 @@ def load_private_key(text: str) -> ec.EllipticCurvePrivateKey:
 
 
 def public_key_of(key: ec.EllipticCurvePrivateKey) -> str:
-    return b64url(key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
+    return b64url(
+        key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
 
 
 def check_subject(subject: str) -> str:
@@ -120,15 +126,27 @@ def check_subject(subject: str) -> str:
 def _from_section(data: Any) -> VapidKeys | None:
     if not isinstance(data, dict) or not data.get("public_key") or not data.get("private_key"):
         return None
-    return VapidKeys(str(data["public_key"]), str(data["private_key"]), str(data.get("subject") or DEFAULT_SUBJECT),
-                     int(data.get("rotated_at_ms") or 0))
+    return VapidKeys(
+        str(data["public_key"]),
+        str(data["private_key"]),
+        str(data.get("subject") or DEFAULT_SUBJECT),
+        int(data.get("rotated_at_ms") or 0),
+    )
 
 
 def _store(conn: Connection, workspace_id: str, keys: VapidKeys, now_ms: int) -> None:
-    workspace_settings.set_section(conn, workspace_id, SECTION, {
-        "public_key": keys.public_key, "private_key": keys.private_key,
-        "subject": keys.subject, "rotated_at_ms": keys.rotated_at_ms,
-    }, now_ms)
+    workspace_settings.set_section(
+        conn,
+        workspace_id,
+        SECTION,
+        {
+            "public_key": keys.public_key,
+            "private_key": keys.private_key,
+            "subject": keys.subject,
+            "rotated_at_ms": keys.rotated_at_ms,
+        },
+        now_ms,
+    )
 
 
 def _lock_workspace(conn: Connection, workspace_id: str) -> None:

@@ -54,8 +54,11 @@ def store_document(conn: Connection, workspace_id: str, data: dict[str, Any], no
         )
     else:
         sql.insert_rows(
-            conn, "workspace_settings", ("workspace_id", "settings", "updated_at_ms"),
-            [(workspace_id, doc, now_ms)], conflict="workspace_id",
+            conn,
+            "workspace_settings",
+            ("workspace_id", "settings", "updated_at_ms"),
+            [(workspace_id, doc, now_ms)],
+            conflict="workspace_id",
         )
 
 

@@ -62,12 +62,18 @@ def create_workspace(conn: Connection, name: str, now_ms: int) -> NewWorkspace:
     return NewWorkspace(workspace_id, name, write_key, admin_token)
 
 
-def add_key(conn: Connection, workspace_id: str, kind: str, key: str, now_ms: int, *, write_kind: str | None = None) -> None:
+def add_key(
+    conn: Connection, workspace_id: str, kind: str, key: str, now_ms: int, *, write_kind: str | None = None
+) -> None:
     if kind == WRITE and write_kind not in WRITE_KINDS:
         raise ValueError(f"a write key is {' or '.join(WRITE_KINDS)}, not {write_kind!r}")
     conn.execute(
         insert(api_keys).values(
-            key_hash=key_digest(key), workspace_id=workspace_id, kind=kind, hint=key[:8], created_at_ms=now_ms,
+            key_hash=key_digest(key),
+            workspace_id=workspace_id,
+            kind=kind,
+            hint=key[:8],
+            created_at_ms=now_ms,
             write_kind=write_kind if kind == WRITE else None,
         )
     )
@@ -86,11 +92,18 @@ def list_keys(conn: Connection, workspace_id: str) -> list[dict[str, object]]:
     """The workspace's write keys and admin tokens, by their hints (the keys are not kept)."""
     t = api_keys.c
     rows = conn.execute(
-        select(t.hint, t.kind, t.write_kind, t.created_at_ms).where(t.workspace_id == workspace_id)
+        select(t.hint, t.kind, t.write_kind, t.created_at_ms)
+        .where(t.workspace_id == workspace_id)
         .order_by(t.created_at_ms, t.hint)
     )
-    return [{"hint": r.hint, "kind": r.kind if r.kind == ADMIN else r.write_kind or PUBLIC,
-             "created_at_ms": r.created_at_ms} for r in rows]
+    return [
+        {
+            "hint": r.hint,
+            "kind": r.kind if r.kind == ADMIN else r.write_kind or PUBLIC,
+            "created_at_ms": r.created_at_ms,
+        }
+        for r in rows
+    ]
 
 
 def revoke_write_key(conn: Connection, workspace_id: str, hint: str) -> str:

@@ -9,12 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from nudgeflow.ingest.auth import bearer_token
+from nudgeflow.model.nul import NUL_MESSAGE
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.store.privacy import erase_person, export_person
 from nudgeflow.store.workspaces import ADMIN
-from nudgeflow.model.nul import NUL_MESSAGE
 from nudgeflow.web.state import AppState, State, app_state
-
 
 # The range of a stored 64-bit integer (event seq, times): a cursor or number beyond it
 # could not match anything, and the database driver refuses it rather than answering.
@@ -79,7 +78,9 @@ def admin_router() -> APIRouter:
         ref: str,
         workspace_id: Workspace,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before: Annotated[int | None, Query(ge=INT64_MIN, le=INT64_MAX, description="the next_before of the previous page")] = None,
+        before: Annotated[
+            int | None, Query(ge=INT64_MIN, le=INT64_MAX, description="the next_before of the previous page")
+        ] = None,
     ) -> EventsPage:
         profile_id = resolve_profile(state, workspace_id, ref)
         with state.engine.connect() as conn:
@@ -107,8 +108,11 @@ def admin_router() -> APIRouter:
             raise HTTPException(404, f"no profile {ref!r}")
         return profile
 
-    @router.delete("/profiles/{ref:path}", response_model=Erased,
-                   summary="Erase the person and all derived data (suppressions of their addresses are kept hashed)")
+    @router.delete(
+        "/profiles/{ref:path}",
+        response_model=Erased,
+        summary="Erase the person and all derived data (suppressions of their addresses are kept hashed)",
+    )
     def erase(state: State, ref: str, workspace_id: Workspace) -> Erased:
         profile_id = resolve_profile(state, workspace_id, ref)
         done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id)).result()

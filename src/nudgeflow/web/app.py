@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -19,16 +20,16 @@ import nudgeflow
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.ingest.api import ingest_routes
 from nudgeflow.ingest.auth import KeyCache
-from nudgeflow.ingest.verification import IdentityGate
 from nudgeflow.ingest.ratelimit import RateLimiter
+from nudgeflow.ingest.verification import IdentityGate
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.store.secret_box import OPTION, SecretBox, SecretKeyError
 from nudgeflow.store.workspace_settings import stored_documents
 from nudgeflow.web.admin import admin_router
-from nudgeflow.web.catalog_api import catalog_router
 from nudgeflow.web.bounces import BounceWebhooks, bounces_router
+from nudgeflow.web.catalog_api import catalog_router
 from nudgeflow.web.consent_api import consent_router
 from nudgeflow.web.journeys_api import journeys_router
 from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
@@ -66,8 +67,10 @@ class _Timing:
             await self.app(scope, receive, send_wrapper)
         finally:
             path: str = scope["path"]
-            route = path if path.startswith("/v1/") or path in ("/healthz", "/metrics", "/openapi.json") else (
-                "/api" if path.startswith("/api/") else "other"
+            route = (
+                path
+                if path.startswith("/v1/") or path in ("/healthz", "/metrics", "/openapi.json")
+                else ("/api" if path.startswith("/api/") else "other")
             )
             elapsed = time.perf_counter() - start
             latency = self._latency.get(route)
@@ -76,7 +79,10 @@ class _Timing:
             latency.observe(elapsed)
             if self.log_requests:
                 # The path only: never headers, which carry keys and tokens.
-                log.info("request", extra={"method": scope["method"], "route": route, "status": status, "ms": round(elapsed * 1000, 2)})
+                log.info(
+                    "request",
+                    extra={"method": scope["method"], "route": route, "status": status, "ms": round(elapsed * 1000, 2)},
+                )
 
 
 # Ingest answers any origin, as Segment's API does: the write key (in the Authorization
@@ -157,8 +163,10 @@ def _say_unconfigured(names: list[str], settings: Settings) -> None:
     the log and on stderr, since their messages will be logged, never sent."""
     if not names or settings.dev_mode:
         return
-    line = (f"not configured: {', '.join(names)}: their messages go to the log channel (status logged, "
-            "never sent); docs/settings.md says how to configure them")
+    line = (
+        f"not configured: {', '.join(names)}: their messages go to the log channel (status logged, "
+        "never sent); docs/settings.md says how to configure them"
+    )
     log.warning("channels not configured", extra={"channels": ",".join(names)})
     print(line, file=sys.stderr, flush=True)
 
@@ -247,6 +255,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(admin_router())
     app.include_router(tracking_router())  # public: the signed token is the authority
     from nudgeflow.web.sdk_api import sdk_router  # the browser SDK: /sdk/*.js, /v1/push/subscriptions, /t/n
+
     app.include_router(sdk_router())
     app.include_router(journeys_router())
     from nudgeflow.web.settings_api import settings_router

@@ -38,9 +38,10 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -59,7 +60,6 @@ from nudgeflow.runtime.bounces import Feedback, apply_feedback
 from nudgeflow.store import workspace_settings
 from nudgeflow.store.workspaces import workspace_exists
 from nudgeflow.web.state import AppState, app_state
-
 
 log = logging.getLogger("nudgeflow.bounces.webhooks")
 
@@ -138,7 +138,7 @@ class BounceWebhooks:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _hooks(state: "AppState") -> BounceWebhooks:
+def _hooks(state: AppState) -> BounceWebhooks:
     hooks = getattr(state, "bounces", None)
     if hooks is None:
         hooks = BounceWebhooks()
@@ -163,7 +163,7 @@ def _json(body: bytes, what: str) -> Any:
         raise Reject(400, f"{what} is not JSON: {exc}") from exc
 
 
-async def _provider_settings(state: "AppState", workspace_id: str, provider: str) -> dict[str, Any]:
+async def _provider_settings(state: AppState, workspace_id: str, provider: str) -> dict[str, Any]:
     if "\x00" in workspace_id:  # no workspace id has one, and PostgreSQL cannot compare it (was a 503)
         raise Reject(404, f"no workspace {workspace_id!r}")
 
@@ -207,7 +207,7 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-async def _apply(state: "AppState", workspace_id: str, items: list[Feedback], ignored: int = 0) -> Response:
+async def _apply(state: AppState, workspace_id: str, items: list[Feedback], ignored: int = 0) -> Response:
     now_ms = to_ms(state.clock.now())
     if items:
         applied = await state.committer.run_job(lambda conn: apply_feedback(conn, workspace_id, items, now_ms))
@@ -286,10 +286,14 @@ def ses_feedback(notification: dict[str, Any], sns_message_id: str) -> tuple[lis
                 raise Reject(400, "each bounce.bouncedRecipients entry needs an emailAddress")
             out.append(
                 Feedback(
-                    "hard" if hard else "soft", r["emailAddress"], "ses", f"{sns_message_id}:{r['emailAddress']}",
+                    "hard" if hard else "soft",
+                    r["emailAddress"],
+                    "ses",
+                    f"{sns_message_id}:{r['emailAddress']}",
                     _status_of(r.get("status"), r.get("diagnosticCode"), default="5.0.0" if hard else "4.0.0"),
                     _str(r.get("diagnosticCode")) or f"{bounce.get('bounceType')}/{bounce.get('bounceSubType')}",
-                    key, occurred_at_ms=_ms(bounce.get("timestamp")),
+                    key,
+                    occurred_at_ms=_ms(bounce.get("timestamp")),
                 )
             )
         return out, 0
@@ -304,8 +308,13 @@ def ses_feedback(notification: dict[str, Any], sns_message_id: str) -> tuple[lis
                 raise Reject(400, "each complaint.complainedRecipients entry needs an emailAddress")
             out.append(
                 Feedback(
-                    "complaint", r["emailAddress"], "ses", f"{sns_message_id}:{r['emailAddress']}",
-                    message_key=key, feedback_type=feedback_type.lower(), occurred_at_ms=_ms(complaint.get("timestamp")),
+                    "complaint",
+                    r["emailAddress"],
+                    "ses",
+                    f"{sns_message_id}:{r['emailAddress']}",
+                    message_key=key,
+                    feedback_type=feedback_type.lower(),
+                    occurred_at_ms=_ms(complaint.get("timestamp")),
                 )
             )
         return out, 0
@@ -364,7 +373,9 @@ def _sendgrid_key(config: dict[str, Any]) -> ec.EllipticCurvePublicKey:
         else:
             key = serialization.load_der_public_key(base64.b64decode(text, validate=True))
     except (ValueError, binascii.Error, TypeError) as exc:
-        raise Reject(403, "the configured SendGrid public key cannot be read (settings bounce_webhooks.sendgrid.public_key)") from exc
+        raise Reject(
+            403, "the configured SendGrid public key cannot be read (settings bounce_webhooks.sendgrid.public_key)"
+        ) from exc
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise Reject(403, "the configured SendGrid public key is not an elliptic-curve key")
     return key
@@ -383,24 +394,46 @@ def sendgrid_feedback(events: list[Any]) -> tuple[list[Feedback], int]:
         email = _str(e.get("email"))
         if email is None:
             raise Reject(400, f"event {i} ({name}) has no email")
-        event_id = _str(e.get("sg_event_id")) or hashlib.sha256(orjson.dumps(e, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        event_id = (
+            _str(e.get("sg_event_id")) or hashlib.sha256(orjson.dumps(e, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        )
         key = _str(e.get("nudgeflow_message_key"))  # a custom arg (unique_args) of the message
         at = _ms(e.get("timestamp"))
         reason = _str(e.get("reason")) or ""
         if name == "spamreport":
-            out.append(Feedback("complaint", email, "sendgrid", event_id, message_key=key, feedback_type="abuse", occurred_at_ms=at))
+            out.append(
+                Feedback(
+                    "complaint", email, "sendgrid", event_id, message_key=key, feedback_type="abuse", occurred_at_ms=at
+                )
+            )
         elif name == "bounce":
             # type "bounce": the address was refused; "blocked": the message was (reputation,
             # content, a full mailbox), which a later try may pass.
             hard = e.get("type", "bounce") == "bounce"
             status = _status_of(e.get("status"), reason, default="5.0.0" if hard else "4.0.0")
-            out.append(Feedback("hard" if hard else "soft", email, "sendgrid", event_id, status, reason, key, occurred_at_ms=at))
+            out.append(
+                Feedback(
+                    "hard" if hard else "soft", email, "sendgrid", event_id, status, reason, key, occurred_at_ms=at
+                )
+            )
         else:  # dropped: SendGrid did not even try; only its own bounce and spam lists concern us
             lowered = reason.lower()
             if "bounce" in lowered or "invalid" in lowered:
-                out.append(Feedback("hard", email, "sendgrid", event_id, "5.0.0", f"dropped: {reason}", key, occurred_at_ms=at))
+                out.append(
+                    Feedback("hard", email, "sendgrid", event_id, "5.0.0", f"dropped: {reason}", key, occurred_at_ms=at)
+                )
             elif "spam" in lowered:
-                out.append(Feedback("complaint", email, "sendgrid", event_id, message_key=key, feedback_type="abuse", occurred_at_ms=at))
+                out.append(
+                    Feedback(
+                        "complaint",
+                        email,
+                        "sendgrid",
+                        event_id,
+                        message_key=key,
+                        feedback_type="abuse",
+                        occurred_at_ms=at,
+                    )
+                )
             else:
                 ignored += 1
     return out, ignored
@@ -457,12 +490,18 @@ def postmark_feedback(record: dict[str, Any]) -> tuple[list[Feedback], int]:
     at = _ms(record.get("BouncedAt"))
     bounce_type = record.get("Type")
     if record_type == "SpamComplaint" or bounce_type == "SpamComplaint":
-        return [Feedback("complaint", email, "postmark", event_id, message_key=key, feedback_type="abuse", occurred_at_ms=at)], 0
+        return [
+            Feedback(
+                "complaint", email, "postmark", event_id, message_key=key, feedback_type="abuse", occurred_at_ms=at
+            )
+        ], 0
     if bounce_type in POSTMARK_HARD or bounce_type in POSTMARK_SOFT:
         hard = bounce_type in POSTMARK_HARD
         details = _str(record.get("Details")) or _str(record.get("Description")) or str(bounce_type)
         status = _status_of(record.get("Details"), record.get("Description"), default="5.0.0" if hard else "4.0.0")
-        return [Feedback("hard" if hard else "soft", email, "postmark", event_id, status, details, key, occurred_at_ms=at)], 0
+        return [
+            Feedback("hard" if hard else "soft", email, "postmark", event_id, status, details, key, occurred_at_ms=at)
+        ], 0
     if isinstance(bounce_type, str):
         return [], 1  # AutoResponder, Subscribe, AddressChange, ...: not a failure to deliver
     raise Reject(400, "the Postmark Bounce record has no Type")
@@ -504,19 +543,31 @@ def mailgun_feedback(data: dict[str, Any]) -> tuple[list[Feedback], int]:
     event_id = _str(data.get("id")) or hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
     at = _ms(data.get("timestamp"))
     if name == "complained":
-        return [Feedback("complaint", recipient, "mailgun", event_id, message_key=key, feedback_type="abuse", occurred_at_ms=at)], 0
+        return [
+            Feedback(
+                "complaint", recipient, "mailgun", event_id, message_key=key, feedback_type="abuse", occurred_at_ms=at
+            )
+        ], 0
     severity = data.get("severity")
     if severity not in ("permanent", "temporary"):
         raise Reject(400, f"a failed event's severity is {severity!r}, not permanent or temporary")
     hard = severity == "permanent"
     status_doc = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
-    diagnostic = _str(status_doc.get("description")) or _str(status_doc.get("message")) or _str(data.get("reason")) or severity
+    diagnostic = (
+        _str(status_doc.get("description")) or _str(status_doc.get("message")) or _str(data.get("reason")) or severity
+    )
     code = status_doc.get("code")
     status = _status_of(
-        status_doc.get("enhanced-code"), status_doc.get("message"), status_doc.get("description"),
-        default=f"{str(code)[0]}.0.0" if isinstance(code, int) and 400 <= code < 600 else ("5.0.0" if hard else "4.0.0"),
+        status_doc.get("enhanced-code"),
+        status_doc.get("message"),
+        status_doc.get("description"),
+        default=f"{str(code)[0]}.0.0"
+        if isinstance(code, int) and 400 <= code < 600
+        else ("5.0.0" if hard else "4.0.0"),
     )
-    return [Feedback("hard" if hard else "soft", recipient, "mailgun", event_id, status, diagnostic, key, occurred_at_ms=at)], 0
+    return [
+        Feedback("hard" if hard else "soft", recipient, "mailgun", event_id, status, diagnostic, key, occurred_at_ms=at)
+    ], 0
 
 
 async def _mailgun(request: Request, workspace_id: str) -> Response:
@@ -526,7 +577,9 @@ async def _mailgun(request: Request, workspace_id: str) -> Response:
     if not isinstance(body, dict):
         raise Reject(400, "the Mailgun body is not a JSON object")
     sig = body.get("signature")
-    if not isinstance(sig, dict) or not all(isinstance(sig.get(f), (str, int)) for f in ("timestamp", "token", "signature")):
+    if not isinstance(sig, dict) or not all(
+        isinstance(sig.get(f), (str, int)) for f in ("timestamp", "token", "signature")
+    ):
         raise Reject(401, "the Mailgun body needs signature.timestamp, .token and .signature")
     config = await _provider_settings(state, workspace_id, "mailgun")
     signing_key = str(config.get("signing_key", ""))
@@ -573,7 +626,9 @@ def bounces_router() -> APIRouter:
     return router
 
 
-def set_webhook_settings(conn: Any, workspace_id: str, provider: str, values: dict[str, Any] | None, now_ms: int) -> None:
+def set_webhook_settings(
+    conn: Any, workspace_id: str, provider: str, values: dict[str, Any] | None, now_ms: int
+) -> None:
     """Set (or with None remove) one provider's webhook secrets of a workspace."""
     if provider not in ("ses", "sendgrid", "postmark", "mailgun"):
         raise ValueError(f"unknown provider {provider!r}: ses, sendgrid, postmark or mailgun")
@@ -583,4 +638,3 @@ def set_webhook_settings(conn: Any, workspace_id: str, provider: str, values: di
     else:
         section[provider] = values
     workspace_settings.set_section(conn, workspace_id, SECTION, section or None, now_ms)
-

@@ -9,7 +9,8 @@ at all is 422 and nothing is imported. Writes go through the group committer.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -20,7 +21,6 @@ from nudgeflow.store import catalog as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import app_state
-
 
 T = TypeVar("T")
 
@@ -67,7 +67,8 @@ def catalog_router() -> APIRouter:
         now = to_ms(app_state(request).clock.now())
         try:
             report = await app_state(request).committer.run_job(
-                lambda conn: store.import_rows(conn, workspace_id, kind, rows, now))
+                lambda conn: store.import_rows(conn, workspace_id, kind, rows, now)
+            )
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
         return report.as_dict()
@@ -83,8 +84,10 @@ def catalog_router() -> APIRouter:
     ) -> Any:
         if _kind(kind) is None:
             return _unknown(kind)
-        items = _read(request, lambda conn: store.list_items(conn, workspace_id, kind, limit=limit, after=after,
-                                                              category=category))
+        items = _read(
+            request,
+            lambda conn: store.list_items(conn, workspace_id, kind, limit=limit, after=after, category=category),
+        )
         return {kind: items, "next_after": items[-1]["id"] if len(items) == limit else None}
 
     @router.get("/{kind}/{item_id:path}", summary="One product or place")
@@ -102,7 +105,8 @@ def catalog_router() -> APIRouter:
             return _unknown(kind)
         try:
             deleted = await app_state(request).committer.run_job(
-                lambda conn: store.delete_item(conn, workspace_id, kind, item_id))
+                lambda conn: store.delete_item(conn, workspace_id, kind, item_id)
+            )
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
         if not deleted:
@@ -110,8 +114,12 @@ def catalog_router() -> APIRouter:
         return {"deleted": item_id}
 
     @router.delete("/{kind}", summary="Delete every product or place of the workspace (confirm=true)")
-    async def delete_all(request: Request, kind: str, workspace_id: Workspace,
-                         confirm: Annotated[bool, Query(description="must be true")] = False) -> Any:
+    async def delete_all(
+        request: Request,
+        kind: str,
+        workspace_id: Workspace,
+        confirm: Annotated[bool, Query(description="must be true")] = False,
+    ) -> Any:
         if _kind(kind) is None:
             return _unknown(kind)
         if not confirm:

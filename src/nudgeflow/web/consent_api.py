@@ -8,10 +8,10 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import AfterValidator, BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.nul import no_nul
 from nudgeflow.store import consent
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.web.admin import Workspace
-from nudgeflow.model.nul import no_nul
 from nudgeflow.web.state import State
 
 Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
@@ -54,7 +54,12 @@ def consent_router() -> APIRouter:
         created = await state.committer.run_job(
             lambda conn: consent.suppress(conn, workspace_id, body.channel, body.address, body.reason, now, body.detail)
         )
-        return {"created": created, "channel": body.channel, "address": consent.normalize_address(body.channel, body.address), "reason": body.reason}
+        return {
+            "created": created,
+            "channel": body.channel,
+            "address": consent.normalize_address(body.channel, body.address),
+            "reason": body.reason,
+        }
 
     @router.delete("/suppressions", summary="Lift a suppression")
     async def remove_suppression(

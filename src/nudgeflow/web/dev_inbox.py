@@ -11,11 +11,11 @@ GET /dev/inbox/{id}.eml   the raw email (or the push's JSON)
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
 from email import message_from_string, policy
 from email.message import EmailMessage
 from html import escape
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -34,7 +34,7 @@ def _page(title: str, body: str) -> HTMLResponse:
 
 
 def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _parts(msg: EmailMessage) -> tuple[str | None, str | None]:
@@ -62,7 +62,8 @@ def _push_page(message_id: int, raw: str) -> HTMLResponse:
     note = doc.get("notification") if isinstance(doc.get("notification"), dict) else {}
     rows = "".join(
         f"<tr><th>{escape(name)}</th><td>{escape(str(note[name]))}</td></tr>"
-        for name in ("title", "body", "url", "image", "icon", "key") if note.get(name)
+        for name in ("title", "body", "url", "image", "icon", "key")
+        if note.get(name)
     )
     actions = ", ".join(escape(str(a.get("title", ""))) for a in note.get("actions") or [] if isinstance(a, dict))
     if actions:
@@ -103,12 +104,17 @@ def dev_inbox_router() -> APIRouter:
             f'<td>{escape(r.rcpt_to)}</td><td><a href="/dev/inbox/{r.id}">{escape(r.subject or "(no subject)")}</a></td></tr>'
             for r in rows
         )
-        empty = "" if rows else "<p>No messages yet. Everything sent by email or Web Push while serving with --dev arrives here.</p>"
+        empty = (
+            ""
+            if rows
+            else "<p>No messages yet. Everything sent by email or Web Push while serving with --dev arrives here.</p>"
+        )
         dev_push = getattr(request.app.state.nudgeflow, "dev_push", None)
         push_note = (
             f"<p>Simulated browsers subscribe at the local Web Push service <code>{escape(dev_push.url)}</code> "
             "(<code>POST /subscriptions</code>), then register the subscription with <code>POST /v1/push/subscriptions</code>.</p>"
-            if dev_push is not None else ""
+            if dev_push is not None
+            else ""
         )
         return _page(
             "Dev inbox",
@@ -134,7 +140,8 @@ def dev_inbox_router() -> APIRouter:
         headers = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in msg.items())
         frame = (
             f'<iframe sandbox="" referrerpolicy="no-referrer" srcdoc="{escape(html, quote=True)}"></iframe>'
-            if html is not None else "<p>(no HTML part)</p>"
+            if html is not None
+            else "<p>(no HTML part)</p>"
         )
         return _page(
             str(msg.get("Subject", "message")),

@@ -17,20 +17,26 @@ from fastapi import APIRouter, HTTPException
 from pydantic import AfterValidator, BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.nul import no_nul
 from nudgeflow.store.device_ingest import normalize_device, register_device
 from nudgeflow.store.push_targets import PushTargetError, list_targets, remove_device_token
 from nudgeflow.web.admin import Workspace, resolve_profile
-from nudgeflow.model.nul import no_nul
 from nudgeflow.web.state import State
 
 Text = Annotated[str, AfterValidator(no_nul)]  # a text column: PostgreSQL cannot store NUL
 
 
 class DeviceIn(BaseModel):
-    token: Text = Field(min_length=1, max_length=512, description="The FCM registration token or APNs device token (hex)")
-    type: Text | None = Field(default=None, max_length=20, description="ios or android, as Segment's context.device.type")
+    token: Text = Field(
+        min_length=1, max_length=512, description="The FCM registration token or APNs device token (hex)"
+    )
+    type: Text | None = Field(
+        default=None, max_length=20, description="ios or android, as Segment's context.device.type"
+    )
     provider: Text | None = Field(default=None, max_length=10, description="fcm or apns (instead of type)")
-    app_id: Text | None = Field(default=None, max_length=200, description="The app's bundle id / package name (the APNs topic)")
+    app_id: Text | None = Field(
+        default=None, max_length=200, description="The app's bundle id / package name (the APNs topic)"
+    )
 
 
 def devices_router() -> APIRouter:
@@ -55,8 +61,13 @@ def devices_router() -> APIRouter:
             raise HTTPException(422, str(exc)) from exc
         now = to_ms(state.clock.now())
         await state.committer.run_job(lambda conn: register_device(conn, workspace_id, profile_id, device, now))
-        return {"profile_id": profile_id, "provider": device.provider, "token": device.token,
-                "platform": device.platform, "app_id": device.app_id}
+        return {
+            "profile_id": profile_id,
+            "provider": device.provider,
+            "token": device.token,
+            "platform": device.platform,
+            "app_id": device.app_id,
+        }
 
     @router.delete("/profiles/{ref:path}/devices/{token}", summary="Remove a device token from a person")
     async def remove_device(state: State, ref: str, token: str, workspace_id: Workspace) -> dict[str, Any]:

@@ -25,8 +25,10 @@ from nudgeflow.store import workspaces as keys
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import AppState, State
 
-SECRET_NOTE = ("Shown once: put it in your backend, which sends context.userHash = hex HMAC-SHA256(secret, userId) "
-               "with the user's calls (docs/identity.md).")
+SECRET_NOTE = (
+    "Shown once: put it in your backend, which sends context.userHash = hex HMAC-SHA256(secret, userId) "
+    "with the user's calls (docs/identity.md)."
+)
 
 
 class KeyIn(BaseModel):
@@ -57,8 +59,11 @@ def identity_router() -> APIRouter:
                 kind = keys.revoke_write_key(conn, workspace_id, hint)
         except keys.KeyProblem as exc:
             raise HTTPException(404, str(exc)) from exc
-        return {"revoked": hint[:8], "kind": kind,
-                "note": "a running server stops accepting it within 30 seconds (its key cache)"}
+        return {
+            "revoked": hint[:8],
+            "kind": kind,
+            "note": "a running server stops accepting it within 30 seconds (its key cache)",
+        }
 
     def _changed(state: AppState, workspace_id: str) -> None:
         state.identity.forget(workspace_id)  # this process's ingest sees it at once

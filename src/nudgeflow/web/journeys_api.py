@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Annotated, Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -22,15 +23,14 @@ from nudgeflow.errors import WebError
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journey_checks import Delivery, DocumentError, Problem, check_journey, load_text
 from nudgeflow.model.journeys import Journey, journey_json_schema
+from nudgeflow.model.nul import NUL_MESSAGE, nul_path
 from nudgeflow.runtime.backfill import Preview, preview
-from nudgeflow.store import journeys as store
 from nudgeflow.store import catalog as catalog_store
+from nudgeflow.store import journeys as store
 from nudgeflow.store import templates as template_store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
-from nudgeflow.model.nul import NUL_MESSAGE, nul_path
 from nudgeflow.web.state import app_state
-
 
 T = TypeVar("T")
 
@@ -46,16 +46,16 @@ class _Refused(WebError):
         self.body = body
 
 
-
-
 def _view(journey: dict[str, Any]) -> dict[str, Any]:
     """Store rows to API shapes: ISO 8601 times, like the rest of the admin API."""
     out = {k: v for k, v in journey.items() if not k.endswith("_at_ms") and k != "versions"}
     out["created_at"] = iso(journey["created_at_ms"], milliseconds=False)
     out["updated_at"] = iso(journey["updated_at_ms"], milliseconds=False)
     if "versions" in journey:
-        out["versions"] = [{"version": v["version"], "published_at": iso(v["published_at_ms"], milliseconds=False)}
-                           for v in journey["versions"]]
+        out["versions"] = [
+            {"version": v["version"], "published_at": iso(v["published_at_ms"], milliseconds=False)}
+            for v in journey["versions"]
+        ]
     return out
 
 
@@ -147,10 +147,13 @@ def _read(request: Request, fn: Callable[[Connection], T]) -> T:
 
 def _delivery(request: Request, workspace_id: str) -> Delivery:
     """The channels this server serves and the workspace's templates (name -> channel)."""
+
     def read(conn: Connection) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
         templates = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace_id)}
-        places = {p["id"]: frozenset(place_tags(p["attributes"]))
-                  for p in catalog_store.all_items(conn, workspace_id, "places")}
+        places = {
+            p["id"]: frozenset(place_tags(p["attributes"]))
+            for p in catalog_store.all_items(conn, workspace_id, "places")
+        }
         return templates, places
 
     known, places = _read(request, read)
@@ -184,8 +187,9 @@ def journeys_router() -> APIRouter:
         for index, doc in documents:
             problems.extend(_problems(check_journey(doc, delivery)[1], index))
         if not documents:
-            problems.append({"path": "", "message": "no journey in the body", "severity": "error", "line": None,
-                             "document": 0})
+            problems.append(
+                {"path": "", "message": "no journey in the body", "severity": "error", "line": None, "document": 0}
+            )
         return {"valid": not any(p["severity"] == "error" for p in problems), "problems": problems}
 
     @router.get("", summary="The workspace's journeys")
@@ -201,8 +205,9 @@ def journeys_router() -> APIRouter:
         return _view(found)
 
     @router.get("/{journey_id}/versions/{version}", summary="One published version's definition")
-    def get_version(request: Request, journey_id: str, version: Annotated[int, Path(ge=1, le=INT32_MAX)],
-                    workspace_id: Workspace) -> Any:
+    def get_version(
+        request: Request, journey_id: str, version: Annotated[int, Path(ge=1, le=INT32_MAX)], workspace_id: Workspace
+    ) -> Any:
         def read(conn: Connection) -> tuple[Any, Any]:
             info = store.get_journey(conn, workspace_id, journey_id)
             return info, store.load_version(conn, workspace_id, journey_id, version)
@@ -239,8 +244,13 @@ def journeys_router() -> APIRouter:
             doc.setdefault("id", journey_id)
             if doc["id"] != journey_id:
                 line = doc.line_of(("id",)) if hasattr(doc, "line_of") else None
-                raise _invalid([Problem("id", f"the definition's id {doc['id']!r} is not the URL's {journey_id!r}",
-                                        line=line).as_dict()])
+                raise _invalid(
+                    [
+                        Problem(
+                            "id", f"the definition's id {doc['id']!r} is not the URL's {journey_id!r}", line=line
+                        ).as_dict()
+                    ]
+                )
         # Channels and templates too: a step that cannot be sent is refused now, not when it is due.
         journey, problems = check_journey(doc, _delivery(request, workspace_id))
         if journey is None:
@@ -265,9 +275,16 @@ def journeys_router() -> APIRouter:
     @router.post("/{journey_id}/publish", summary="Freeze the draft as a new version and make it live")
     @_answering
     async def publish_journey(
-        request: Request, journey_id: str, workspace_id: Workspace,
-        dry_run: Annotated[bool, Query(description="Publish nothing: count the people already known who would "
-                                                   "enter at once (`profiles`, `would_enter`).")] = False,
+        request: Request,
+        journey_id: str,
+        workspace_id: Workspace,
+        dry_run: Annotated[
+            bool,
+            Query(
+                description="Publish nothing: count the people already known who would "
+                "enter at once (`profiles`, `would_enter`)."
+            ),
+        ] = False,
         from_now: Annotated[bool, Query(description="No backfill: only what happens from now on counts.")] = False,
     ) -> dict[str, Any]:
         """A paused journey stays paused. An unchanged draft makes no new version
@@ -279,16 +296,23 @@ def journeys_router() -> APIRouter:
         if found is not None:
             _journey, problems = check_journey(found["draft"], _delivery(request, workspace_id))
             if any(p.severity == "error" for p in problems):
-                raise _invalid(_problems([p for p in problems if p.severity == "error"]),
-                               f"journey {journey_id!r} cannot be published")
+                raise _invalid(
+                    _problems([p for p in problems if p.severity == "error"]),
+                    f"journey {journey_id!r} cannot be published",
+                )
 
         if dry_run:
             if found is None:
                 raise store.JourneyNotFound(f"no journey {journey_id!r} in this workspace")
             # Reads every profile: off the event loop, on a connection of its own.
             seen = await asyncio.to_thread(_read, request, lambda conn: _preview(conn, workspace_id, found, now))
-            return {"id": journey_id, "dry_run": True, "new_version": seen is not None,
-                    "profiles": seen.profiles if seen else 0, "would_enter": seen.entering if seen else 0}
+            return {
+                "id": journey_id,
+                "dry_run": True,
+                "new_version": seen is not None,
+                "profiles": seen.profiles if seen else 0,
+                "would_enter": seen.entering if seen else 0,
+            }
 
         def run(conn: Connection) -> tuple[int, bool, str]:
             before = store.get_journey(conn, workspace_id, journey_id)
@@ -298,8 +322,13 @@ def journeys_router() -> APIRouter:
             return version, before["live_version"] != version, after["status"]
 
         version, new, status = await _write(request, run)
-        return {"id": journey_id, "version": version, "new_version": new, "status": status,
-                "backfill": new and not from_now}
+        return {
+            "id": journey_id,
+            "version": version,
+            "new_version": new,
+            "status": status,
+            "backfill": new and not from_now,
+        }
 
     def _transition(action: Callable[[Connection, str, str, int], store.Transition], summary: str, doc: str) -> None:
         @router.post(f"/{{journey_id}}/{action.__name__}", summary=summary, description=doc)
@@ -307,16 +336,29 @@ def journeys_router() -> APIRouter:
         async def transition(request: Request, journey_id: str, workspace_id: Workspace) -> dict[str, Any]:
             now = _now(request)
             done = await _write(request, lambda conn: action(conn, workspace_id, journey_id, now))
-            return {"id": done.journey_id, "status": done.status, "changed": done.changed,
-                    "runs_woken": done.runs_woken}
+            return {
+                "id": done.journey_id,
+                "status": done.status,
+                "changed": done.changed,
+                "runs_woken": done.runs_woken,
+            }
 
         transition.__name__ = f"{action.__name__}_journey"
 
-    _transition(store.pause, "Stop new entries; runs in progress are held",
-                "Pausing a paused journey changes nothing (`changed` false). 409 for a draft or an archived journey.")
-    _transition(store.resume, "Go live again; held runs continue",
-                "Each held run gets a timer due now (`runs_woken`). 409 for a draft or an archived journey.")
-    _transition(store.archive, "Retire the journey for good",
-                "Nothing enters any more, runs end, and the journey can no longer be changed or published.")
+    _transition(
+        store.pause,
+        "Stop new entries; runs in progress are held",
+        "Pausing a paused journey changes nothing (`changed` false). 409 for a draft or an archived journey.",
+    )
+    _transition(
+        store.resume,
+        "Go live again; held runs continue",
+        "Each held run gets a timer due now (`runs_woken`). 409 for a draft or an archived journey.",
+    )
+    _transition(
+        store.archive,
+        "Retire the journey for good",
+        "Nothing enters any more, runs end, and the journey can no longer be changed or published.",
+    )
 
     return router

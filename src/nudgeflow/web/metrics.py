@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -76,7 +77,10 @@ _RUNTIME_COUNTERS = {
     "timers_fired": ("nudgeflow_engine_timers_fired", "Timers fired"),
     "messages_queued": ("nudgeflow_messages_queued", "Messages queued in the outbox"),
     "messages_sent": ("nudgeflow_messages_sent", "Messages handed to a real channel (SMTP, push service)"),
-    "messages_logged": ("nudgeflow_messages_logged", "Messages the log channel took in place of an unconfigured channel (not sent)"),
+    "messages_logged": (
+        "nudgeflow_messages_logged",
+        "Messages the log channel took in place of an unconfigured channel (not sent)",
+    ),
     "messages_failed": ("nudgeflow_messages_failed", "Messages recorded as failed"),
     "messages_retried": ("nudgeflow_messages_retried", "Transient delivery failures scheduled for a retry"),
     "engine_errors": ("nudgeflow_engine_errors", "Events, timers or catalogs the engine failed on (skipped)"),

@@ -40,10 +40,20 @@ _ERROR = {
 _RESPONSES = {
     "200": {
         "description": "Committed: the events are durable.",
-        "content": {"application/json": {"schema": {"type": "object", "properties": {"success": {"type": "boolean"}, "warnings": {"type": "array"}}}}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"success": {"type": "boolean"}, "warnings": {"type": "array"}},
+                }
+            }
+        },
     },
     **{
-        code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestError"}}}}
+        code: {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestError"}}},
+        }
         for code, text in {
             "400": "Invalid JSON, an invalid event, or an event over 32 KB (code event_too_large); `errors` names each field (and, in a batch, the index).",
             "401": "Missing or unknown write key.",
@@ -73,7 +83,10 @@ _ADMIN_ERROR = {
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _document_errors(path: str, operation: dict[str, Any]) -> None:
@@ -82,8 +95,13 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
         responses["401"] = _error("Missing or unknown admin token.")
     if "422" in responses:  # FastAPI's HTTPValidationError is not what the app answers
         responses["422"] = _error("A parameter or the body is invalid: `detail` and `errors` name it.")
-    responses.setdefault("default", _error("Any other error (404 not found, 409 conflict, 413 too large, 503 "
-                                           "unavailable…): `detail` says what is wrong."))
+    responses.setdefault(
+        "default",
+        _error(
+            "Any other error (404 not found, 409 conflict, 413 too large, 503 "
+            "unavailable…): `detail` says what is wrong."
+        ),
+    )
 
 
 def _schema(kind: type) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -106,7 +124,14 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     }
     spec["components"]["securitySchemes"]["adminToken"] = {"type": "http", "scheme": "bearer"}
     paths = spec.setdefault("paths", {})
-    by_type = {"track": ev.Track, "identify": ev.Identify, "page": ev.Page, "screen": ev.Screen, "group": ev.Group, "alias": ev.Alias}
+    by_type = {
+        "track": ev.Track,
+        "identify": ev.Identify,
+        "page": ev.Page,
+        "screen": ev.Screen,
+        "group": ev.Group,
+        "alias": ev.Alias,
+    }
     for type_ in SINGLE_TYPES:
         schema, defs = _schema(by_type[type_])
         components.update(defs)
@@ -117,7 +142,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 "summary": f"Segment {type_} call",
                 "operationId": f"ingest_{type_}",
                 "security": security,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{type_.capitalize()}Message"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{type_.capitalize()}Message"}}
+                    },
+                },
                 "responses": _RESPONSES,
             }
         }
@@ -131,7 +161,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 "summary": summary,
                 "operationId": "ingest_" + path.rsplit("/", 1)[1],
                 "security": security,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}},
+                },
                 "responses": _RESPONSES,
             }
         }
@@ -147,10 +180,14 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     if "/healthz" in paths:
         paths["/healthz"]["get"]["responses"]["503"] = {
             "description": "Not ready: the database does not answer.",
-            "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}},
+            "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}
+            },
         }
     if "/metrics" in paths:
         paths["/metrics"]["get"]["responses"]["200"] = {
-            "description": "Prometheus text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}}
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
     app.openapi_schema = spec
     return spec

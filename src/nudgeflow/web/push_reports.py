@@ -37,7 +37,6 @@ from nudgeflow.store.outbox import message_origin
 from nudgeflow.web.state import app_state
 from nudgeflow.web.tracking import verify_token
 
-
 log = logging.getLogger("nudgeflow.push_reports")
 
 EVENTS = {"delivered": PUSH_DELIVERED, "clicked": PUSH_CLICKED}
@@ -57,8 +56,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers={**CORS_ALLOW, **NO_STORE})
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers={**CORS_ALLOW, **NO_STORE}
+    )
 
 
 def _error(status: int, field: str | None, message: str) -> Response:
@@ -83,8 +83,9 @@ def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, A
     row = message_origin(conn, workspace_id, key)
     facts: dict[str, Any] = {"message_key": key, "channel": "push"}
     if row is not None:
-        facts.update(journey_id=row.journey_id, run_id=row.run_id, step=row.step, channel=row.channel,
-                     template=row.template)
+        facts.update(
+            journey_id=row.journey_id, run_id=row.run_id, step=row.step, channel=row.channel, template=row.template
+        )
         if row.variant is not None:
             facts["variant"] = row.variant
     return facts
@@ -97,8 +98,16 @@ def _record(conn: Connection, token: LinkToken, event: str, action: str | None, 
     properties = _message_facts(conn, token.workspace_id, token.message_key)
     if event == "clicked":
         properties["action"] = action or None
-    row = event_row(token.workspace_id, who[0], who[1], EVENTS[event], report_message_id(token.message_key, event, action),
-                    properties, now_ms, LIBRARY)
+    row = event_row(
+        token.workspace_id,
+        who[0],
+        who[1],
+        EVENTS[event],
+        report_message_id(token.message_key, event, action),
+        properties,
+        now_ms,
+        LIBRARY,
+    )
     append_events(conn, [row])  # ON CONFLICT DO NOTHING: a repeat is stored once
     return True
 
@@ -121,7 +130,7 @@ def _parse(body: bytes) -> tuple[str, str | None] | Response:
         return _error(400, "body", "expected a JSON object")
     event = data.get("event")
     if event not in EVENTS:
-        return _error(400, "event", "must be \"delivered\" or \"clicked\"")
+        return _error(400, "event", 'must be "delivered" or "clicked"')
     action = data.get("action")
     if action is not None and not isinstance(action, str):
         return _error(400, "action", "expected a string")
@@ -154,7 +163,9 @@ def push_reports_router() -> APIRouter:
         event, action = parsed
         now = to_ms(app_state(request).clock.now())
         try:
-            recorded = await app_state(request).committer.run_job(lambda conn: _record(conn, verified, event, action, now))
+            recorded = await app_state(request).committer.run_job(
+                lambda conn: _record(conn, verified, event, action, now)
+            )
         except Exception:  # the writer is stopping or the database refused: the worker may retry
             log.exception("could not record a push report")
             return _error(503, None, "not recorded; retry")

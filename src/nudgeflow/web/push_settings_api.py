@@ -32,22 +32,29 @@ from nudgeflow.store.workspaces import WRITE
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import AppState, app_state
 
-
 PUBLIC_KEY_TTL_S = 30.0  # how long this process reuses a workspace's public key it has read
-ROTATION_NOTE = ("Browser subscriptions made with the previous public key are refused by their push services from "
-                 "now on; the SDK subscribes again when it sees the new key.")
+ROTATION_NOTE = (
+    "Browser subscriptions made with the previous public key are refused by their push services from "
+    "now on; the SDK subscribes again when it sees the new key."
+)
 
 # Called from the site's pages, usually another origin; no cookies are involved.
 CORS = {"Access-Control-Allow-Origin": "*"}
-CORS_PREFLIGHT = {**CORS, "Access-Control-Allow-Methods": "GET, OPTIONS",
-                  "Access-Control-Allow-Headers": "Authorization", "Access-Control-Max-Age": "600"}
+CORS_PREFLIGHT = {
+    **CORS,
+    "Access-Control-Allow-Methods": "GET, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization",
+    "Access-Control-Max-Age": "600",
+}
 
 
 class WebPushSettings(BaseModel):
     public_key: str = Field(description="base64url uncompressed P-256 point: the browsers' applicationServerKey")
     subject: str = Field(description="the VAPID contact (JWT sub) push services see")
     rotated_at_ms: int
-    subject_is_placeholder: bool = Field(description="true until a real contact is set (Apple's service refuses the placeholder)")
+    subject_is_placeholder: bool = Field(
+        description="true until a real contact is set (Apple's service refuses the placeholder)"
+    )
     note: str | None = None
 
 
@@ -55,7 +62,7 @@ class WebPushSettingsIn(BaseModel):
     subject: str = Field(description="mailto:you@example.com or https://example.com")
 
 
-def _senders_changed(state: "AppState", workspace_id: str) -> None:
+def _senders_changed(state: AppState, workspace_id: str) -> None:
     """A running Web Push sender drops its cached key and JWTs for the workspace at once."""
     runtime = state.runtime
     channel = runtime.channels.get("push") if runtime is not None else None
@@ -68,7 +75,7 @@ def push_settings_router() -> APIRouter:
     router = APIRouter()
     public_keys: dict[str, tuple[float, str]] = {}  # workspace -> (read at, public key)
 
-    def ensured(state: "AppState", workspace_id: str) -> store.VapidKeys:
+    def ensured(state: AppState, workspace_id: str) -> store.VapidKeys:
         with state.engine.connect() as conn:
             keys = store.get_vapid_keys(conn, workspace_id)
         if keys is None:
@@ -76,13 +83,21 @@ def push_settings_router() -> APIRouter:
                 keys = store.ensure_vapid_keys(conn, workspace_id, to_ms(state.clock.now()))
         return keys
 
-    @router.get("/api/settings/webpush", tags=["admin"], response_model=WebPushSettings,
-                summary="The workspace's VAPID public key and subject (never the private key)")
+    @router.get(
+        "/api/settings/webpush",
+        tags=["admin"],
+        response_model=WebPushSettings,
+        summary="The workspace's VAPID public key and subject (never the private key)",
+    )
     def get_webpush(request: Request, workspace_id: Workspace) -> WebPushSettings:
         return WebPushSettings(**ensured(app_state(request), workspace_id).public_view())
 
-    @router.put("/api/settings/webpush", tags=["admin"], response_model=WebPushSettings,
-                summary="Set the VAPID subject (the contact push services see)")
+    @router.put(
+        "/api/settings/webpush",
+        tags=["admin"],
+        response_model=WebPushSettings,
+        summary="Set the VAPID subject (the contact push services see)",
+    )
     def put_webpush(request: Request, body: WebPushSettingsIn, workspace_id: Workspace) -> WebPushSettings:
         state = app_state(request)
         with state.engine.begin() as conn:
@@ -93,8 +108,12 @@ def push_settings_router() -> APIRouter:
         _senders_changed(state, workspace_id)
         return WebPushSettings(**keys.public_view())
 
-    @router.post("/api/settings/webpush/rotate", tags=["admin"], response_model=WebPushSettings,
-                 summary="A new VAPID key pair (existing browser subscriptions must subscribe again)")
+    @router.post(
+        "/api/settings/webpush/rotate",
+        tags=["admin"],
+        response_model=WebPushSettings,
+        summary="A new VAPID key pair (existing browser subscriptions must subscribe again)",
+    )
     def rotate_webpush(request: Request, workspace_id: Workspace) -> WebPushSettings:
         state = app_state(request)
         with state.engine.begin() as conn:
@@ -107,8 +126,11 @@ def push_settings_router() -> APIRouter:
     async def public_key_preflight() -> Response:
         return Response(status_code=204, headers=CORS_PREFLIGHT)
 
-    @router.get("/v1/push/vapid-public-key", tags=["sdk"],
-                summary="The workspace's VAPID public key, for PushManager.subscribe (write key auth)")
+    @router.get(
+        "/v1/push/vapid-public-key",
+        tags=["sdk"],
+        summary="The workspace's VAPID public key, for PushManager.subscribe (write key auth)",
+    )
     async def public_key(request: Request) -> Response:
         state = app_state(request)
         try:
@@ -128,11 +150,16 @@ def push_settings_router() -> APIRouter:
     return router
 
 
-async def _write_key_workspace(state: "AppState", request: Request) -> str:
+async def _write_key_workspace(state: AppState, request: Request) -> str:
     key = basic_user(request.headers.get("authorization")) or request.query_params.get("writeKey") or None
     if key is None:
-        raise IngestError(401, "unauthorized", "missing write key: send it as the Basic auth user or as ?writeKey=",
-                          reason="auth", field="writeKey")
+        raise IngestError(
+            401,
+            "unauthorized",
+            "missing write key: send it as the Basic auth user or as ?writeKey=",
+            reason="auth",
+            field="writeKey",
+        )
     workspace_id = await state.keys.workspace(WRITE, key)
     if workspace_id is None:
         raise IngestError(401, "unauthorized", "unknown write key", reason="auth", field="writeKey")

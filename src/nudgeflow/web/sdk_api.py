@@ -53,6 +53,7 @@ from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, no
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.ingest_writer import write_events
+from nudgeflow.store.profiles import profile_of_identity
 from nudgeflow.store.push_targets import (
     PushTargetError,
     delete_subscription,
@@ -61,9 +62,7 @@ from nudgeflow.store.push_targets import (
     save_subscription,
     subscription_owner,
 )
-from nudgeflow.store.profiles import profile_of_identity
 from nudgeflow.web.state import AppState, app_state
-
 
 log = logging.getLogger("nudgeflow.sdk")
 
@@ -164,7 +163,7 @@ def _profile_of(conn: Connection, workspace_id: str, user_id: str | None, anonym
     return None
 
 
-async def _guarded(state: "AppState", handler: Any) -> Response:
+async def _guarded(state: AppState, handler: Any) -> Response:
     """Every failure becomes a 4xx/503 in ingest's shape, with CORS so the page can read it."""
     try:
         response: Response = await handler()
@@ -176,8 +175,9 @@ async def _guarded(state: "AppState", handler: Any) -> Response:
             # The class only: a database error's text carries the statement's parameters,
             # and those hold the subscription's keys.
             log.error("could not store a push subscription change: %s", type(exc).__name__)
-        response = json_response({"success": False, "code": "unavailable", "message": "not stored; retry"}, 503,
-                                 {"Retry-After": "1"})
+        response = json_response(
+            {"success": False, "code": "unavailable", "message": "not stored; retry"}, 503, {"Retry-After": "1"}
+        )
     response.headers.update(CORS_ALLOW)
     return response
 
@@ -222,8 +222,11 @@ def sdk_router() -> APIRouter:
                 raise _target_error(exc) from exc
             if not push_services.allowed(endpoint, push_services.allowed_hosts(state.settings)):
                 # We would POST to it from the operator's network: only push services.
-                raise _bad("subscription.endpoint", f"{_push_service(endpoint)} is not a known Web Push service "
-                           "(an operator adds one with NUDGEFLOW_WEBPUSH_HOSTS)")
+                raise _bad(
+                    "subscription.endpoint",
+                    f"{_push_service(endpoint)} is not a known Web Push service "
+                    "(an operator adds one with NUDGEFLOW_WEBPUSH_HOSTS)",
+                )
             user_agent = data.get("userAgent")
             if user_agent is not None and not isinstance(user_agent, str):
                 raise _bad("userAgent", "expected a string")
@@ -249,13 +252,20 @@ def sdk_router() -> APIRouter:
             # Identity verification: a subscription for a userId is that person's push.
             given = take_user_hash(parsed)
             if user_id:
-                await verify(state, workspace_id, write_kind,
-                             [(None, str(user_id), "it attaches a push subscription to the userId", given)], 1)
+                await verify(
+                    state,
+                    workspace_id,
+                    write_kind,
+                    [(None, str(user_id), "it attaches a push subscription to the userId", given)],
+                    1,
+                )
             message_id = _subscribed_message_id(digest, user_id, anonymous_id)
             received_at = state.clock.now()
 
             def record_with(mid: str) -> EventRecord:
-                return normalize({**parsed, "messageId": mid}, received_at, max_event_bytes=state.settings.max_event_bytes)
+                return normalize(
+                    {**parsed, "messageId": mid}, received_at, max_event_bytes=state.settings.max_event_bytes
+                )
 
             try:
                 record = record_with(message_id)
@@ -263,8 +273,13 @@ def sdk_router() -> APIRouter:
                 raise invalid([exc]) from exc
             wait = state.limiter.take(workspace_id, 1)
             if wait:
-                raise IngestError(429, "rate_limited", "workspace ingest rate exceeded",
-                                  headers={"Retry-After": str(max(1, math.ceil(wait)))}, reason="rate_limited")
+                raise IngestError(
+                    429,
+                    "rate_limited",
+                    "workspace ingest rate exceeded",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                    reason="rate_limited",
+                )
             now_ms = to_ms(received_at)
 
             def store(conn: Connection) -> str:
@@ -310,9 +325,26 @@ def sdk_router() -> APIRouter:
                     return False  # already gone: removing twice is not an error
                 who = profile_identity(conn, owner)
                 if who is not None:
-                    properties = {"provider": "webpush", "endpoint_hash": digest, "push_service": _push_service(endpoint)}
-                    append_events(conn, [event_row(workspace_id, who[0], who[1], PUSH_UNSUBSCRIBED,
-                                                   f"push-unsubscribed-{digest[:32]}-{now_ms}", properties, now_ms, LIBRARY)])
+                    properties = {
+                        "provider": "webpush",
+                        "endpoint_hash": digest,
+                        "push_service": _push_service(endpoint),
+                    }
+                    append_events(
+                        conn,
+                        [
+                            event_row(
+                                workspace_id,
+                                who[0],
+                                who[1],
+                                PUSH_UNSUBSCRIBED,
+                                f"push-unsubscribed-{digest[:32]}-{now_ms}",
+                                properties,
+                                now_ms,
+                                LIBRARY,
+                            )
+                        ],
+                    )
                 return True
 
             removed = await state.committer.run_job(remove)

@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from nudgeflow.model.smtp_config import MASK, SmtpConfigError, parse_smtp_url
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.smtp_config import MASK, SmtpConfigError, parse_smtp_url
 from nudgeflow.store import workspace_settings as store
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import app_state
@@ -47,20 +47,31 @@ def _email_channel_changed(request: Request, workspace_id: str) -> None:
         if isinstance(channel.configs, WorkspaceConfigs):
             channel.configs.invalidate(workspace_id)
     else:
-        configure_email(runtime.channels, app_state(request).engine, app_state(request).settings, app_state(request).clock)
+        configure_email(
+            runtime.channels, app_state(request).engine, app_state(request).settings, app_state(request).clock
+        )
 
 
 def settings_router() -> APIRouter:
     router = APIRouter(prefix="/api/settings", tags=["admin"])
 
-    @router.get("", summary="Every workspace setting: value (secrets masked), default, effect; and the sections with endpoints of their own")
+    @router.get(
+        "",
+        summary="Every workspace setting: value (secrets masked), default, effect; and the sections with endpoints of their own",
+    )
     def get_settings(request: Request, workspace_id: Workspace) -> dict[str, Any]:
         with app_state(request).engine.connect() as conn:
             return store.show_settings(conn, workspace_id)
 
-    @router.patch("", summary="Change settings: {key: value, …} (null clears a key); all or none, a wrong value is a 422 naming its key")
-    def patch_settings(request: Request, workspace_id: Workspace,
-                       body: dict[str, Any] = Body(description="Keys as docs/settings.md lists them")) -> dict[str, Any]:
+    @router.patch(
+        "",
+        summary="Change settings: {key: value, …} (null clears a key); all or none, a wrong value is a 422 naming its key",
+    )
+    def patch_settings(
+        request: Request,
+        workspace_id: Workspace,
+        body: dict[str, Any] = Body(description="Keys as docs/settings.md lists them"),
+    ) -> dict[str, Any]:
         from nudgeflow.model.workspace_keys import SettingError
 
         state = app_state(request)

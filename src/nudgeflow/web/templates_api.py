@@ -16,7 +16,7 @@ Writes go through the group committer, like every other write of the server.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 from fastapi import APIRouter, Query, Request
@@ -34,11 +34,8 @@ from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.state import app_state
 
-
 MAX_TEMPLATE_BYTES = 512 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-
-
 
 
 def _view(found: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +44,10 @@ def _view(found: dict[str, Any]) -> dict[str, Any]:
         if key in found:
             out[key.removesuffix("_ms")] = iso(found[key], milliseconds=False)
     if "versions" in found:
-        out["versions"] = [{"version": v["version"], "created_at": iso(v["created_at_ms"], milliseconds=False)}
-                           for v in found["versions"]]
+        out["versions"] = [
+            {"version": v["version"], "created_at": iso(v["created_at_ms"], milliseconds=False)}
+            for v in found["versions"]
+        ]
     return out
 
 
@@ -58,10 +57,22 @@ def _template_error(exc: TemplateError, status: int = 422) -> JSONResponse:
 
 def rendered_view(result: Any) -> dict[str, Any]:
     if isinstance(result, RenderedEmail):
-        return {"channel": "email", "subject": result.subject, "preheader": result.preheader,
-                "html": result.html, "text": result.text, "topic": result.topic}
-    return {"channel": "push", "title": result.title, "body": result.body, "image": result.image,
-            "url": result.url, "data": result.data}
+        return {
+            "channel": "email",
+            "subject": result.subject,
+            "preheader": result.preheader,
+            "html": result.html,
+            "text": result.text,
+            "topic": result.topic,
+        }
+    return {
+        "channel": "push",
+        "title": result.title,
+        "body": result.body,
+        "image": result.image,
+        "url": result.url,
+        "data": result.data,
+    }
 
 
 async def _body(request: Request) -> Any:
@@ -77,7 +88,9 @@ async def _body(request: Request) -> Any:
 
         return orjson.loads(text) if text.strip() else None
     except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise TemplateError(f"the body is not valid {'YAML' if content_type in YAML_TYPES else 'JSON'}: {exc}") from None
+        raise TemplateError(
+            f"the body is not valid {'YAML' if content_type in YAML_TYPES else 'JSON'}: {exc}"
+        ) from None
     except RecursionError as exc:  # YAML nested deeper than the parser's stack: was a 500
         raise TemplateError("the body is not valid YAML: nested too deeply") from exc
 
@@ -92,8 +105,9 @@ def templates_router() -> APIRouter:
         return {"templates": [_view(t) for t in found]}
 
     @router.get("/{name}", summary="One version of a template (the current one by default)")
-    def get_template(request: Request, name: str, workspace_id: Workspace,
-                     version: Optional[int] = Query(None, ge=1, le=INT32_MAX)) -> Any:
+    def get_template(
+        request: Request, name: str, workspace_id: Workspace, version: int | None = Query(None, ge=1, le=INT32_MAX)
+    ) -> Any:
         with app_state(request).engine.connect() as conn:
             found = store.get_template(conn, workspace_id, name, version)
         if found is None:
@@ -129,8 +143,9 @@ def templates_router() -> APIRouter:
             return JSONResponse({"detail": str(exc)}, 409 if "needs another name" in str(exc) else 422)
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
-        return JSONResponse({"name": name, "version": version, "new_version": new},
-                            201 if new and version == 1 else 200)
+        return JSONResponse(
+            {"name": name, "version": version, "new_version": new}, 201 if new and version == 1 else 200
+        )
 
     @router.post("/{name}/render", summary="Render a template with the sample context, a profile, or a context")
     async def render_template(request: Request, name: str, workspace_id: Workspace) -> Any:
@@ -142,7 +157,9 @@ def templates_router() -> APIRouter:
         except TemplateError as exc:
             return _template_error(exc, 400)
         if not isinstance(body, dict):
-            return JSONResponse({"detail": "send an object: {\"sample\": true}, {\"profile\": id} or {\"context\": {…}}"}, 400)
+            return JSONResponse(
+                {"detail": 'send an object: {"sample": true}, {"profile": id} or {"context": {…}}'}, 400
+            )
         version = body.get("version")
         if version is not None and (not isinstance(version, int) or version < 1):
             return JSONResponse({"detail": "version: a positive integer"}, 400)
@@ -153,7 +170,11 @@ def templates_router() -> APIRouter:
             with engine.connect() as conn:
                 compiled = compiled_templates.load_compiled(conn, workspace_id, name, version)
                 if body.get("profile") is not None:
-                    return compiled, compiled_templates.preview_context(conn, workspace_id, str(body["profile"]), now), "profile"
+                    return (
+                        compiled,
+                        compiled_templates.preview_context(conn, workspace_id, str(body["profile"]), now),
+                        "profile",
+                    )
                 if isinstance(body.get("context"), dict):
                     return compiled, body["context"], "context"
                 if body.get("sample") or not body:

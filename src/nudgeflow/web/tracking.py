@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -34,11 +35,10 @@ from nudgeflow.content import links
 from nudgeflow.content.links import CLICK, OPEN, PREFERENCES, UNSUBSCRIBE, InvalidToken, LinkToken
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCRIPTION_PREFERENCES_UPDATED, UNSUBSCRIBED
-from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store import consent
+from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
 from nudgeflow.web.state import AppState, app_state
-
 
 log = logging.getLogger("nudgeflow.tracking")
 
@@ -97,8 +97,14 @@ def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, A
     row = message_origin(conn, workspace_id, key)
     if row is None:
         return {"message_key": key, "channel": "email"}
-    facts = {"message_key": key, "journey_id": row.journey_id, "run_id": row.run_id, "step": row.step,
-             "channel": row.channel, "template": row.template}
+    facts = {
+        "message_key": key,
+        "journey_id": row.journey_id,
+        "run_id": row.run_id,
+        "step": row.step,
+        "channel": row.channel,
+        "template": row.template,
+    }
     if row.variant is not None:
         facts["variant"] = row.variant
     return facts
@@ -138,7 +144,9 @@ p[role=status]{{background:#e8f4ea;border-left:4px solid #2e7d32;padding:.5rem .
 
 
 def _invalid() -> HTMLResponse:
-    return _page("Link not valid", '<p class="note">This link is not valid (it may have been changed or cut short).</p>', 404)
+    return _page(
+        "Link not valid", '<p class="note">This link is not valid (it may have been changed or cut short).</p>', 404
+    )
 
 
 def _preferences_link(request: Request, token: LinkToken) -> str:
@@ -190,10 +198,14 @@ def tracking_router() -> APIRouter:
         url_hash = hashlib.sha256(destination.encode()).hexdigest()[:16]
         message_id = f"nudgeflow:{verified.message_key}:clicked:{url_hash}:{now // DAY_MS}"
         try:
-            await _job(request, lambda conn: _record(conn, verified, EMAIL_LINK_CLICKED, message_id, {"url": destination}, now))
+            await _job(
+                request, lambda conn: _record(conn, verified, EMAIL_LINK_CLICKED, message_id, {"url": destination}, now)
+            )
         except Exception:  # the person still gets where they were going
             log.exception("could not record a click")
-        return RedirectResponse(destination, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return RedirectResponse(
+            destination, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     @router.get("/u/{token}")
     async def unsubscribe_page(request: Request, token: str) -> Response:
@@ -211,7 +223,7 @@ def tracking_router() -> APIRouter:
             f"<p>Do you want to stop receiving {html.escape(what)}?</p>"
             f'<form method="post" action="{html.escape(request.url.path, quote=True)}">'
             '<input type="hidden" name="confirm" value="yes">'
-            "<button type=\"submit\">Unsubscribe</button></form>"
+            '<button type="submit">Unsubscribe</button></form>'
             '<p class="note">Messages about your account and orders will still be sent.</p>'
             + _preferences_link(request, verified)
         )
@@ -241,7 +253,9 @@ def tracking_router() -> APIRouter:
         if result is None:
             return _invalid()
         what = _topic_label(result[1], verified.topic)
-        body = f'<p role="status">You are unsubscribed from {html.escape(what)}.</p>' + _preferences_link(request, verified)
+        body = f'<p role="status">You are unsubscribed from {html.escape(what)}.</p>' + _preferences_link(
+            request, verified
+        )
         return _page("Unsubscribed", body)
 
     async def preference_center(request: Request, token: str, save: bool) -> Response:
@@ -271,12 +285,28 @@ def tracking_router() -> APIRouter:
                 changed |= consent.set_subscription(conn, ws, pid, consent.ALL, not all_off, now, frequency=frequency)
                 after = consent.subscriptions_of(conn, ws, pid, [t for t, _ in topics])
                 if changed:
-                    props = {"subscribed": after["subscribed"], "frequency": after["frequency"], "topics": after["topics"]}
-                    _record(conn, verified, SUBSCRIPTION_PREFERENCES_UPDATED, f"nudgeflow:{pid}:preferences:{now}", props, now)
+                    props = {
+                        "subscribed": after["subscribed"],
+                        "frequency": after["frequency"],
+                        "topics": after["topics"],
+                    }
+                    _record(
+                        conn,
+                        verified,
+                        SUBSCRIPTION_PREFERENCES_UPDATED,
+                        f"nudgeflow:{pid}:preferences:{now}",
+                        props,
+                        now,
+                    )
                     if before["subscribed"] and all_off:
-                        _record(conn, verified, UNSUBSCRIBED,
-                                f"nudgeflow:{verified.message_key}:unsubscribed:{consent.ALL}:{now}",
-                                {"topic": consent.ALL, "method": "preferences"}, now)
+                        _record(
+                            conn,
+                            verified,
+                            UNSUBSCRIBED,
+                            f"nudgeflow:{verified.message_key}:unsubscribed:{consent.ALL}:{now}",
+                            {"topic": consent.ALL, "method": "preferences"},
+                            now,
+                        )
                 return after, topics, True
             return consent.subscriptions_of(conn, ws, pid, [t for t, _ in topics]), topics, False
 
@@ -297,7 +327,7 @@ def tracking_router() -> APIRouter:
     return router
 
 
-def _read_only(state: "AppState", fn: Callable[[Connection], Any]) -> Any:
+def _read_only(state: AppState, fn: Callable[[Connection], Any]) -> Any:
     with state.engine.connect() as conn:
         return fn(conn)
 

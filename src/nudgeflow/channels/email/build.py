@@ -18,8 +18,15 @@ from nudgeflow.content.errors import RenderError
 from nudgeflow.content.rendered import RenderedEmail
 
 
-def finish(rendered: RenderedEmail, to: str, sender: str, message_key: str, reply_to: str | None,
-           date: Any, dkim: tuple[str, str, bytes] | None) -> bytes:
+def finish(
+    rendered: RenderedEmail,
+    to: str,
+    sender: str,
+    message_key: str,
+    reply_to: str | None,
+    date: Any,
+    dkim: tuple[str, str, bytes] | None,
+) -> bytes:
     """A rendered email's bytes as sent: composed, then DKIM-signed when there is a key.
     A message that cannot be composed fails for good; a signing failure waits (an operator
     can fix the key)."""
@@ -43,8 +50,9 @@ def build_raw(job: EmailJob) -> bytes:
     operator can fix the key; the message waits for it)."""
     compiled = compiled_for(job)  # TemplateNotLoaded goes back to the caller as it is
     try:
-        rendered = build_email(compiled, job.context, job.message, job.to, job.secret, job.base, job.links,
-                               budget_ms=job.render_budget_ms)
+        rendered = build_email(
+            compiled, job.context, job.message, job.to, job.secret, job.base, job.links, budget_ms=job.render_budget_ms
+        )
     except RenderError as exc:
         raise permanent_from_render(exc) from exc
     except (PermanentError, TransientError):
@@ -53,5 +61,6 @@ def build_raw(job: EmailJob) -> bytes:
         raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
     if not job.sender:
         raise PermanentError("no From address configured for email (the SMTP settings' from)")
-    return finish(rendered, job.to, job.sender, f"{job.message.workspace_id}:{job.message.key}",
-                  job.reply_to, job.date, job.dkim)
+    return finish(
+        rendered, job.to, job.sender, f"{job.message.workspace_id}:{job.message.key}", job.reply_to, job.date, job.dkim
+    )

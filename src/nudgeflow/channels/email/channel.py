@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from email.utils import formataddr
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from nudgeflow.channels.base import PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.common import Sleep, WorkspaceCache, permanent_from_render
 from nudgeflow.channels.email.build import build_raw, finish
 from nudgeflow.channels.email.pool import SmtpPool
-from nudgeflow.model.smtp_config import SmtpConfig, SmtpConfigError
 from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, slim
 from nudgeflow.content.email_render import prepare_email
 from nudgeflow.content.errors import RenderError
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.model.outbound import OutboundMessage
+from nudgeflow.model.smtp_config import SmtpConfig, SmtpConfigError
 from nudgeflow.store.workspace_settings import get_smtp
 
 # -- content ------------------------------------------------------------------------------
@@ -66,7 +67,9 @@ class WorkspaceConfigs:
         self.default = default
         self.clock = clock
         self.ttl_s = ttl_s
-        self._own: WorkspaceCache[SmtpConfig] = WorkspaceCache(self._load, clock, "SMTP settings", SmtpConfigError, ttl_s)
+        self._own: WorkspaceCache[SmtpConfig] = WorkspaceCache(
+            self._load, clock, "SMTP settings", SmtpConfigError, ttl_s
+        )
 
     def invalidate(self, workspace_id: str | None = None) -> None:
         self._own.invalidate(workspace_id)
@@ -148,12 +151,20 @@ class EmailChannel(RemoteChannel):
         recipient = rendered.to or to
         if not isinstance(recipient, str) or "@" not in recipient:
             raise PermanentError("profile has no email")
-        raw = finish(rendered, recipient, self._sender(config), f"{message.workspace_id}:{message.key}",
-                     config.reply_to, self.clock.now(), self._dkim(config))
+        raw = finish(
+            rendered,
+            recipient,
+            self._sender(config),
+            f"{message.workspace_id}:{message.key}",
+            config.reply_to,
+            self.clock.now(),
+            self._dkim(config),
+        )
         return config.envelope_sender(message.workspace_id) or config.from_address, recipient, raw
 
-    async def _build_job(self, message: OutboundMessage, config: SmtpConfig,
-                         prepare: Callable[[OutboundMessage], Awaitable[Any]]) -> tuple[str, str, bytes]:
+    async def _build_job(
+        self, message: OutboundMessage, config: SmtpConfig, prepare: Callable[[OutboundMessage], Awaitable[Any]]
+    ) -> tuple[str, str, bytes]:
         """The renderer's reads here; the build (build.build_raw) here or in
         a worker process, with the same errors either way."""
         try:
@@ -164,8 +175,9 @@ class EmailChannel(RemoteChannel):
             raise
         except Exception as exc:
             raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
-        job = dataclasses.replace(job, sender=self._sender(config), reply_to=config.reply_to,
-                                  date=self.clock.now(), dkim=self._dkim(config))
+        job = dataclasses.replace(
+            job, sender=self._sender(config), reply_to=config.reply_to, date=self.clock.now(), dkim=self._dkim(config)
+        )
         if self.workers is None:
             raw = build_raw(job)
         else:

@@ -23,12 +23,13 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+from collections.abc import Mapping
 from email import policy as email_policy
 from email.contentmanager import ContentManager
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, formatdate, parseaddr
-from typing import Any, Mapping
+from typing import Any
 
 from nudgeflow.content.email_text import html_to_text, inject_preheader
 from nudgeflow.content.rendered import RenderedEmail
@@ -107,9 +108,11 @@ def compose_bytes(
     when the message needs the email package (SMTPUTF8 addresses)."""
     text_part = _qp(text)
     html_part = _qp(html)
-    boundary = "===============nf" + hashlib.blake2b(
-        text_part + html_part + message_id.encode(), digest_size=10
-    ).hexdigest() + "=="
+    boundary = (
+        "===============nf"
+        + hashlib.blake2b(text_part + html_part + message_id.encode(), digest_size=10).hexdigest()
+        + "=="
+    )
     lines = [
         _address("From", from_),
         _address("To", to),
@@ -128,12 +131,18 @@ def compose_bytes(
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
     part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-    return b"".join((
-        head,
-        f"--{boundary}\r\n".encode(), part_head.format("plain").encode(), text_part,
-        f"\r\n--{boundary}\r\n".encode(), part_head.format("html").encode(), html_part,
-        f"\r\n--{boundary}--\r\n".encode(),
-    ))
+    return b"".join(
+        (
+            head,
+            f"--{boundary}\r\n".encode(),
+            part_head.format("plain").encode(),
+            text_part,
+            f"\r\n--{boundary}\r\n".encode(),
+            part_head.format("html").encode(),
+            html_part,
+            f"\r\n--{boundary}--\r\n".encode(),
+        )
+    )
 
 
 # -- composing a rendered email ---------------------------------------------------------------
@@ -226,10 +235,14 @@ def compose_raw(
     body = _html_of(rendered)
     try:
         return compose_bytes(
-            from_=from_, to=to, subject=_one_line(rendered.subject),
+            from_=from_,
+            to=to,
+            subject=_one_line(rendered.subject),
             date=format_datetime(date) if date is not None else _now_header(),
             message_id=message_id_for(message_key or f"{to}:{rendered.subject}", domain),
-            text=text, html=body, headers=extra,
+            text=text,
+            html=body,
+            headers=extra,
         )
     except NeedsEmailPackage:
         msg = compose(rendered, to, from_, headers, message_key, reply_to=reply_to, date=date)

@@ -17,8 +17,8 @@ import aiosmtplib
 
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.common import Sleep, TokenBucket
-from nudgeflow.model.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
 from nudgeflow.core.clock import Clock
+from nudgeflow.model.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
 
 
 class BounceError(PermanentError):
@@ -30,7 +30,14 @@ class BounceError(PermanentError):
         self.code = code
         self.text = text
         self.phase = phase
-        self.bounce = {"code": code, "status": status, "text": text, "phase": phase, "recipient": recipient, "kind": "hard"}
+        self.bounce = {
+            "code": code,
+            "status": status,
+            "text": text,
+            "phase": phase,
+            "recipient": recipient,
+            "kind": "hard",
+        }
 
 
 def _enhanced_status(text: str) -> str | None:
@@ -100,7 +107,7 @@ class SmtpPool:
             if self.clock.monotonic() - since > self.IDLE_CHECK_S:
                 try:
                     await client.noop()
-                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                except (TimeoutError, aiosmtplib.SMTPException, OSError):
                     _drop(client)
                     continue
             return client
@@ -124,7 +131,7 @@ class SmtpPool:
                 raise TransientError(f"SMTP server: {exc}") from None
             except aiosmtplib.SMTPResponseException as exc:
                 raise TransientError(f"SMTP server refused the connection: {exc.code} {exc.message}") from None
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                 raise TransientError(f"cannot connect to the SMTP server: {type(exc).__name__}: {exc}") from None
             try:
                 await _transaction(client, mail_from, rcpt, raw)
@@ -142,7 +149,7 @@ class SmtpPool:
             except aiosmtplib.SMTPResponseException as exc:
                 _drop(client)
                 raise _answer(exc.code, exc.message, "SMTP", rcpt, bounce=False) from None
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                 _drop(client)
                 raise TransientError(f"SMTP connection failed: {type(exc).__name__}") from None
             except BaseException:
@@ -155,7 +162,7 @@ class SmtpPool:
         """A refused transaction leaves the connection usable once reset."""
         try:
             await client.rset()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
             _drop(client)
             return
         self._give_back(client)

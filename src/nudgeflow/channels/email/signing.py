@@ -26,7 +26,11 @@ def dkim_sign(raw: bytes, selector: str, domain: str, private_key: bytes) -> byt
     """`raw` with a DKIM-Signature header in front (relaxed/relaxed, rsa-sha256)."""
     import dkim
 
-    present = {line.split(b":", 1)[0].strip().lower() for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if b":" in line and not line[:1].isspace()}
+    present = {
+        line.split(b":", 1)[0].strip().lower()
+        for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        if b":" in line and not line[:1].isspace()
+    }
     include = [h.lower().encode() for h in DKIM_HEADERS if h.lower().encode() in present]
     signature = dkim.sign(
         raw,
