@@ -6,6 +6,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+# Epoch milliseconds are part of the shared vocabulary (model/iso_time.py): every layer, the
+# model included, converts with them; the clock offers them beside now().
+from nudgeflow.model.iso_time import from_ms, to_ms
+
+__all__ = ["Clock", "SystemClock", "VirtualClock", "from_ms", "to_ms"]
+
 
 class Clock(Protocol):
     def now(self) -> datetime:
@@ -48,11 +54,3 @@ class VirtualClock:
 
     def set(self, when: datetime) -> datetime:
         return self.advance(when - self._now)
-
-
-def to_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-def from_ms(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, tz=UTC)

@@ -25,7 +25,7 @@ from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.workspaces import WRITE
 
 if TYPE_CHECKING:
-    from nudgeflow.web.state import AppState
+    from nudgeflow.ingest.state import IngestState
 
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 _OK = orjson.dumps({"success": True})
@@ -39,7 +39,7 @@ def error_response(exc: IngestError) -> Response:
     return json_response(exc.body(), exc.status, exc.headers)
 
 
-async def write_key_owner(state: AppState, request: Request, body_key: Any) -> tuple[str, str]:
+async def write_key_owner(state: IngestState, request: Request, body_key: Any) -> tuple[str, str]:
     """(workspace, write kind: public or server) of the request's write key, or a 401."""
     key = basic_user(request.headers.get("authorization"))
     if key is None and isinstance(body_key, str):
@@ -78,7 +78,7 @@ def _warnings(records: list[EventRecord], in_batch: bool) -> list[dict[str, Any]
     return out
 
 
-async def _commit(state: AppState, workspace_id: str, records: list[EventRecord], in_batch: bool) -> Response:
+async def _commit(state: IngestState, workspace_id: str, records: list[EventRecord], in_batch: bool) -> Response:
     wait = state.limiter.take(workspace_id, len(records))
     if wait:
         raise IngestError(
@@ -102,7 +102,7 @@ async def _commit(state: AppState, workspace_id: str, records: list[EventRecord]
     return Response(_OK, media_type="application/json")
 
 
-async def _guard(state: AppState, request: Request, handler: Callable[[], Awaitable[Response]]) -> Response:
+async def _guard(state: IngestState, request: Request, handler: Callable[[], Awaitable[Response]]) -> Response:
     """Turn every failure into a 4xx/503 answer: no input may produce a 500."""
     try:
         return await handler()
@@ -111,7 +111,7 @@ async def _guard(state: AppState, request: Request, handler: Callable[[], Awaita
         return error_response(exc)
 
 
-def ingest_routes(state: AppState) -> list[Route]:
+def ingest_routes(state: IngestState) -> list[Route]:
     settings = state.settings
 
     async def batch(request: Request) -> Response:

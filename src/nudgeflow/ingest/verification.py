@@ -41,7 +41,7 @@ from nudgeflow.store.identity_settings import IdentitySettings
 from nudgeflow.store.workspaces import SERVER
 
 if TYPE_CHECKING:
-    from nudgeflow.web.state import AppState
+    from nudgeflow.ingest.state import IngestState
 
 log = logging.getLogger("nudgeflow.ingest")
 
@@ -132,7 +132,7 @@ class IdentityGate:
 Claim = tuple[int | None, str, str, Any]
 
 
-async def verify(state: AppState, workspace_id: str, write_kind: str, claims: list[Claim], events: int) -> None:
+async def verify(state: IngestState, workspace_id: str, write_kind: str, claims: list[Claim], events: int) -> None:
     """Raise a 403 naming context.userHash for each claim without a valid hash, when the
     workspace has verification on and the key is public; nothing is stored then."""
     if not claims or write_kind == SERVER:

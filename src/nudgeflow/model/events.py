@@ -18,8 +18,8 @@ from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, Validati
 from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
-from nudgeflow.core.clock import to_ms
 from nudgeflow.errors import ModelError
+from nudgeflow.model.iso_time import to_ms
 from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.model.traits import clean_traits
 

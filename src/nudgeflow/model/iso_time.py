@@ -1,4 +1,5 @@
-"""The one ISO 8601 formatter: UTC, with a "Z" rather than "+00:00".
+"""Time as the layers exchange it: epoch milliseconds (to_ms, from_ms) and the one ISO 8601
+formatter: UTC, with a "Z" rather than "+00:00".
 
 Two precisions, as the callers have always written them:
 - by default three decimals, always ("2026-01-01T00:00:00.000Z"): the events Nudgeflow
@@ -19,6 +20,14 @@ def iso_utc(when: datetime, *, milliseconds: bool = True) -> str:
     return text.replace("+00:00", "Z")
 
 
+def to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
 @overload
 def iso(ms: int, *, milliseconds: bool = True) -> str: ...
 @overload
@@ -31,5 +40,4 @@ def iso(ms: int | None, *, milliseconds: bool = True) -> str | None:
     """Epoch milliseconds as ISO 8601 in UTC; None stays None (a time not set yet)."""
     if ms is None:
         return None
-    # As core.clock.from_ms reads it (model/ does not import core/).
-    return iso_utc(datetime.fromtimestamp(ms / 1000, tz=UTC), milliseconds=milliseconds)
+    return iso_utc(from_ms(ms), milliseconds=milliseconds)
