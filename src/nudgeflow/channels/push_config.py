@@ -360,7 +360,7 @@ class WorkspaceCredentials(Generic[C]):
         ttl_s: float = 30.0,
     ) -> None:
         self.engine, self.section, self.service, self.clock, self.ttl_s = engine, section, service, clock, ttl_s
-        self._default_loader = default
+        self._default_loader: Callable[[], C | None] = default
         self._default: tuple[C | None, str | None] | None = None  # loaded once: (config, error)
         self._own: WorkspaceCache[C] = WorkspaceCache(
             self._load if engine is not None else None, clock, f"{service} credentials", PushConfigError, ttl_s

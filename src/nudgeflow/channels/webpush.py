@@ -317,7 +317,7 @@ class WebPushSender:
         if len(receiver) != 65 or receiver[0] != 4 or len(auth) < 16:
             raise PermanentError("the subscription's keys are malformed (p256dh must be a P-256 point, auth 16 bytes)")
         try:
-            return http_ece.encrypt(  # type: ignore[no-any-return]
+            return http_ece.encrypt(
                 payload,
                 private_key=ec.generate_private_key(ec.SECP256R1()),
                 dh=receiver,

@@ -28,7 +28,7 @@ err = Console(stderr=True)
 
 def load_settings(database: str | None, **overrides: object) -> Settings:
     try:
-        return Settings.from_env(database_url=database, **overrides)
+        return Settings.from_env(None, database_url=database, **overrides)
     except ConfigError as exc:  # names the variable; a usage error, not a crash
         raise fail(str(exc), 2) from None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ smtp_app = typer.Typer(help="A workspace's SMTP server (NUDGEFLOW_SMTP_URL is th
 WorkspaceArg = Annotated[str, typer.Option("--workspace", "-w", help="Workspace id.")]
 
 
-def _show(shown: dict, as_json: bool) -> None:  # type: ignore[type-arg]
+def _show(shown: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(shown))
         return

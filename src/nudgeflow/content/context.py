@@ -224,7 +224,7 @@ def build_context(
     similar: list[dict[str, Any]] = []
     if seeds:
         index = (cache or rec.BOUGHT_TOGETHER).get(conn, workspace_id, now_ms)
-        candidates = [pid for counter in (index.pairs.get(s, {}) for s in seeds) for pid in counter]
+        candidates = [pid for counter in (index.pairs.get(s, ()) for s in seeds) for pid in counter]
         missing = [pid for pid in dict.fromkeys(candidates) if pid not in known]
         if missing:
             known.update(catalog_store.get_items(conn, workspace_id, "products", missing))

@@ -295,7 +295,7 @@ def bought_together(
     for seed in seeds:
         scores.update(index.pairs.get(seed, {}))
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    out = []
+    out: list[dict[str, Any]] = []
     for pid, times in ranked:
         if len(out) >= limit:
             break

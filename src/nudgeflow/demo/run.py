@@ -232,7 +232,8 @@ def _apply_templates(client: httpx.Client, admin: dict[str, str]) -> list[str]:
             f"/api/templates/{path.stem}",
             content=orjson.dumps(doc),
             headers={**admin, "Content-Type": "application/json"},
-            auth=None,
+            # None turns the client's auth off for this request: httpx takes it, put()'s hints leave it out.
+            auth=None,  # type: ignore[arg-type]
         )
         if answer.status_code not in (200, 201):
             raise DemoError(f"{path}: the server refused the template ({answer.status_code}): {answer.text[:500]}")
@@ -247,7 +248,8 @@ def _import_catalog(client: httpx.Client, admin: dict[str, str]) -> dict[str, in
             f"/api/catalog/{kind}",
             content=orjson.dumps(rows),
             headers={**admin, "Content-Type": "application/json"},
-            auth=None,
+            # None turns the client's auth off for this request: httpx takes it, put()'s hints leave it out.
+            auth=None,  # type: ignore[arg-type]
         )
         if answer.status_code != 200 or answer.json().get("rejected"):
             raise DemoError(f"the server refused the demo's {kind} ({answer.status_code}): {answer.text[:500]}")
@@ -399,7 +401,8 @@ def _publish_journeys(client: httpx.Client, admin: dict[str, str], files: list[P
                 params={"publish": "true"},
                 content=orjson.dumps(doc),
                 headers={**admin, "Content-Type": "application/json"},
-                auth=None,
+                # None turns the client's auth off for this request: httpx takes it, put()'s hints leave it out.
+                auth=None,  # type: ignore[arg-type]
             )
             if answer.status_code not in (200, 201):
                 raise DemoError(
@@ -630,9 +633,10 @@ def _urgency(journeys: Sequence[Any]) -> Callable[[dict[str, Any]], int | None]:
         if fences:
             coords = event_coordinates(EventInput.from_message(message, 0))
             # Only a report inside a geofence can start a location journey.
-            for fence_limit, trigger in fences if coords is not None else ():
-                if inside(coords, trigger):
-                    limit = fence_limit if limit is None else min(limit, fence_limit)
+            if coords is not None:
+                for fence_limit, trigger in fences:
+                    if inside(coords, trigger):
+                        limit = fence_limit if limit is None else min(limit, fence_limit)
         return limit if limit is not None and limit < TIMER_STEP_MS else None
 
     return limit_of

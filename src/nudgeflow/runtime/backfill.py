@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import Connection
 
 from nudgeflow.core import backfill as planner
 from nudgeflow.core.catalog import LIVE, PAUSED, Catalog, JourneyVersion
 from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.core.effects import Effect
 from nudgeflow.core.engine import Engine
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.journeys import InactivityTrigger, Journey, duration_ms
-from nudgeflow.runtime.processor import DecisionBatch, EngineCache, RuntimeStats
+from nudgeflow.runtime.processor import Decider, DecisionBatch, EngineCache, RuntimeStats
 from nudgeflow.store import backfill as store
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.store.groups import refresh_group_traits
@@ -130,9 +132,9 @@ def backfill_batch(
     engine = engines.get(conn, job.workspace_id, stats)
     catalog: Catalog | None = getattr(engine, "catalog", None)
     jv = catalog.live.get(job.journey_id) if catalog is not None else None
-    if jv is None or jv.version != job.version or not hasattr(engine, "on_backfill"):
+    if catalog is None or jv is None or jv.version != job.version or not hasattr(engine, "on_backfill"):
         return 0  # an engine that does not run this version (yet): nothing to decide with
-    needs = planner.needs(catalog, jv)  # type: ignore[arg-type]
+    needs = planner.needs(catalog, jv)
     if ahead is not None:
         ahead.remember(job, needs)
     rows = store.profiles_after(conn, job.workspace_id, job.position, max_profiles, job.created_at_ms)
@@ -156,12 +158,12 @@ def backfill_batch(
     entered = 0
     for pid, _created in rows:
         before = _entries(batch.states.get(pid), job.journey_id)
-        error = batch.decide(
-            job.workspace_id,
-            pid,
-            now_ms,
-            lambda eng, state, _p=pasts[pid]: eng.on_backfill(state, job.journey_id, _p, now_ms),  # type: ignore[attr-defined]
-        )
+
+        # One factory makes every engine of the cache: this one has on_backfill, as the one asked above.
+        def on_backfill(eng: Decider, state: ProfileState, _p: planner.Past = pasts[pid]) -> list[Effect]:
+            return cast(Engine, eng).on_backfill(state, job.journey_id, _p, now_ms)
+
+        error = batch.decide(job.workspace_id, pid, now_ms, on_backfill)
         if error is not None:
             stats.event_errors += 1
             stats.note_skip(f"backfill:{job.journey_id}:{pid}")

@@ -102,7 +102,7 @@ class BrowserSubscription:
         return http_ece.decrypt(
             body,
             private_key=self.private_key,
-            auth_secret=self.auth,  # type: ignore[no-any-return]
+            auth_secret=self.auth,
             version="aes128gcm",
         )
 
@@ -539,7 +539,7 @@ def _hypercorn_thread(
         asyncio.set_event_loop(loop)
         loop.call_soon(started.set)
         try:
-            loop.run_until_complete(serve(app, config, shutdown_trigger=shutdown.wait))  # type: ignore[arg-type]
+            loop.run_until_complete(serve(app, config, shutdown_trigger=shutdown.wait))
         finally:
             loop.close()
 

@@ -56,8 +56,8 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
             if (theirs.get("last") or 0) > (ours.get("last") or 0):
                 into.activity[journey_id] = {**theirs}
             into.activity[journey_id]["armed"] = armed
-    for name, theirs in other.history.items():
-        entries = sorted([*into.history.get(name, []), *theirs], key=lambda e: e[0])
+    for name, their_history in other.history.items():
+        entries = sorted([*into.history.get(name, []), *their_history], key=lambda e: e[0])
         into.history[name] = entries[-HISTORY_CAP:]
     if into.last_location is None:
         into.last_location = other.last_location

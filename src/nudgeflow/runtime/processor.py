@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import orjson
@@ -239,7 +240,7 @@ class DecisionBatch:
             done = self.done.get(profile_id, [])
             self.states[profile_id] = _restore(profile_id, self.base.get(profile_id), done)
             return exc
-        self.done.setdefault(profile_id, []).append(lambda st, _e=engine: decision(_e, st))
+        self.done.setdefault(profile_id, []).append(partial(decision, engine))
         return None
 
     def write(self, now_ms: int) -> WriteCounts:
@@ -290,14 +291,13 @@ def process_events(
     batch = DecisionBatch(conn, engines, stats, list({r[2] for r in (*late, *rows)}))
     refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in (*late, *rows)})  # `group.*` as stored
     for seq, workspace_id, profile_id, timestamp_ms, payload in (*late, *rows):
-        error = batch.decide(
-            workspace_id,
-            profile_id,
-            now_ms,
-            lambda engine, state, _p=payload, _t=timestamp_ms: engine.on_event(
-                state, EventInput.from_payload(_p, _t), now_ms
-            ),
-        )
+
+        def on_event(
+            engine: Decider, state: ProfileState, _p: str | bytes = payload, _t: int = timestamp_ms
+        ) -> list[Effect]:
+            return engine.on_event(state, EventInput.from_payload(_p, _t), now_ms)
+
+        error = batch.decide(workspace_id, profile_id, now_ms, on_event)
         if error is not None:
             stats.event_errors += 1
             stats.note_skip(f"event:{seq}")
@@ -420,14 +420,13 @@ def fire_timers(
     refresh_group_traits(conn, batch.states, {r[0]: r[2] for r in rows})  # `group.*` as stored
     for profile_id, key, workspace_id, due_at_ms, payload in rows:
         batch.effects.delete_timer(profile_id, key)
-        error = batch.decide(
-            workspace_id,
-            profile_id,
-            now_ms,
-            lambda engine, state, _k=key, _d=int(due_at_ms), _p=payload: engine.on_timer(
-                state, TimerInput(_k, _d, _loads(_p)), now_ms
-            ),
-        )
+
+        def on_timer(
+            engine: Decider, state: ProfileState, _k: str = key, _d: int = int(due_at_ms), _p: str | bytes = payload
+        ) -> list[Effect]:
+            return engine.on_timer(state, TimerInput(_k, _d, _loads(_p)), now_ms)
+
+        error = batch.decide(workspace_id, profile_id, now_ms, on_timer)
         if error is not None:
             stats.timer_errors += 1
             stats.note_skip(f"timer:{profile_id}:{key}")

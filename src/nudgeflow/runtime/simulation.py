@@ -32,7 +32,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from nudgeflow.core.catalog import Catalog, JourneyVersion
 from nudgeflow.core.clock import from_ms, to_ms
@@ -503,17 +503,19 @@ class Simulation:
         user_id = message.get("userId") or None
         anonymous_id = message.get("anonymousId") or None
         if user_id is None:
-            key = self._anon_user.get(anonymous_id, anonymous_id)  # type: ignore[arg-type]
-            if key == anonymous_id:
+            # A checked message has a userId or an anonymousId: parse_message refuses one with neither.
+            anonymous = cast(str, anonymous_id)
+            key = self._anon_user.get(anonymous, anonymous)
+            if key == anonymous:
                 self._anonymous.add(key)
-            return key  # type: ignore[return-value]
+            return key
         if anonymous_id is not None and anonymous_id != user_id:
             self._link(anonymous_id, user_id)
         if message.get("type") == "alias":
             previous = message.get("previousId")
             if previous and previous != user_id:
                 self._link(previous, user_id)
-        return user_id  # type: ignore[no-any-return]
+        return user_id
 
     def _link(self, anonymous_id: str, user_id: str) -> None:
         if anonymous_id in self._anon_user:
@@ -560,54 +562,59 @@ class Simulation:
     # -- effects --------------------------------------------------------------------------
 
     def _apply(self, profile: str, effects: list[Effect], now: int) -> None:
+        # Dispatch on the exact class (one type() per effect, then identity tests): each cast
+        # below only names the class the `kind is` test has just established.
         for effect in effects:
             kind = type(effect)
             if kind is ScheduleTimer:
+                timer = cast(ScheduleTimer, effect)
                 self._seq += 1
                 owned = self._timers.get(profile)
                 if owned is None:
                     owned = self._timers[profile] = {}
-                if effect.key not in owned:
+                if timer.key not in owned:
                     self._live += 1
-                owned[effect.key] = (effect.due_ms, self._seq, effect.payload)  # type: ignore[union-attr]
+                owned[timer.key] = (timer.due_ms, self._seq, timer.payload)
                 heap = self._heap
-                heapq.heappush(heap, (effect.due_ms, self._seq, profile, effect.key))  # type: ignore[union-attr]
+                heapq.heappush(heap, (timer.due_ms, self._seq, profile, timer.key))
                 if len(heap) > 4 * self._live + 65536:
                     self._compact()
             elif kind is SendMessage:
+                send = cast(SendMessage, effect)
                 user_id, anonymous_id = self._who(profile)
                 self.messages.append(
                     PlannedMessage(
-                        at_ms=effect.at_ms,  # type: ignore[union-attr]
+                        at_ms=send.at_ms,
                         user_id=user_id,
                         anonymous_id=anonymous_id,
                         profile=profile,
-                        journey=effect.journey_id,  # type: ignore[union-attr]
-                        version=effect.version,  # type: ignore[union-attr]
-                        step=effect.step,  # type: ignore[union-attr]
-                        channel=effect.channel,  # type: ignore[union-attr]
-                        template=effect.template,  # type: ignore[union-attr]
-                        variant=effect.variant,  # type: ignore[union-attr]
-                        run_id=effect.run_id,  # type: ignore[union-attr]
-                        key=effect.key,
-                        marketing=effect.marketing,  # type: ignore[union-attr]
+                        journey=send.journey_id,
+                        version=send.version,
+                        step=send.step,
+                        channel=send.channel,
+                        template=send.template,
+                        variant=send.variant,
+                        run_id=send.run_id,
+                        key=send.key,
+                        marketing=send.marketing,
                     )
                 )
             elif kind is CancelTimer:
                 owned = self._timers.get(profile)
-                if owned is not None and owned.pop(effect.key, None) is not None:
+                if owned is not None and owned.pop(cast(CancelTimer, effect).key, None) is not None:
                     self._live -= 1
             elif kind is RunChanged:
-                row = effect.run  # type: ignore[union-attr]
+                row = cast(RunChanged, effect).run
                 if row["id"] not in self.runs:
                     self._runs_of.setdefault(profile, []).append(row["id"])
                 self.runs[row["id"]] = row
             elif kind is UpdateProfile:
                 self.profile_updates += 1  # the core already changed state.traits
             elif kind is MessageFailed:
+                failed = cast(MessageFailed, effect)
                 user_id, _ = self._who(profile)
                 self.failures.append(
-                    FailedMessage(now, user_id, profile, effect.journey_id, effect.step, effect.run_id, effect.reason)  # type: ignore[union-attr]
+                    FailedMessage(now, user_id, profile, failed.journey_id, failed.step, failed.run_id, failed.reason)
                 )
             else:  # pragma: no cover - a new effect kind must be handled here
                 raise TypeError(f"the simulator does not know the effect {kind.__name__}")

@@ -274,8 +274,8 @@ def latest_activity(
         newest = select(events.c.timestamp_ms).where(events.c.profile_id == profiles.c.id, seen.clause())
         if clause is not None:
             newest = newest.where(clause)
-        newest = newest.order_by(events.c.timestamp_ms.desc()).limit(1).scalar_subquery()
-        for pid, ts in conn.execute(select(profiles.c.id, newest).where(profiles.c.id.in_(chunk))):
+        newest_ts = newest.order_by(events.c.timestamp_ms.desc()).limit(1).scalar_subquery()
+        for pid, ts in conn.execute(select(profiles.c.id, newest_ts).where(profiles.c.id.in_(chunk))):
             if ts is not None:
                 out[pid] = int(ts)
     return out

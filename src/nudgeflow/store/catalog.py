@@ -127,7 +127,7 @@ def parse_rows(text: str, fmt: str) -> Iterator[tuple[str, Any]]:
         for raw in reader:
             where = f"line {reader.line_num}"
             if None in raw:  # more cells than the header has columns
-                yield where, RowError(f"{len(header) + len(raw[None])} cells for {len(header)} columns")  # type: ignore[index]
+                yield where, RowError(f"{len(header) + len(raw[None])} cells for {len(header)} columns")
                 continue
             if all((v or "").strip() == "" for v in raw.values()):
                 continue  # a blank line
@@ -177,7 +177,7 @@ def _text(row: dict[str, Any], name: str, limit: int | None = None, required: bo
 
 
 def _number(row: dict[str, Any], name: str, required: bool = False) -> float | None:
-    value = row.get(name)
+    value: Any = row.get(name)
     if _blank(value):
         if required:
             raise RowError(f"{name} is missing")

@@ -163,13 +163,13 @@ def register_from_events(
             known[row.token] = row
     changed = []
     for token, (profile_id, d) in wanted.items():
-        row = known.get(token)
+        stored = known.get(token)
         if (
-            row is None
-            or row.profile_id != profile_id
-            or row.provider != d.provider
-            or (d.platform is not None and row.platform != d.platform)
-            or (d.app_id is not None and row.app_id != d.app_id)
+            stored is None
+            or stored.profile_id != profile_id
+            or stored.provider != d.provider
+            or (d.platform is not None and stored.platform != d.platform)
+            or (d.app_id is not None and stored.app_id != d.app_id)
         ):
             changed.append((profile_id, d))
     for start in range(0, len(changed), CHUNK):

@@ -200,8 +200,8 @@ class EffectsBatch:
         self._outbox.extend(outbox)
         for key, op in timers:
             self._timers[key] = op
-        for run_id, row in runs:
-            self._runs[run_id] = row
+        for run_id, run_row in runs:
+            self._runs[run_id] = run_row
         if traits:
             self._traits.setdefault(profile_id, []).extend(traits)
 

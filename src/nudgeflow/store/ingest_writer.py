@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
@@ -141,7 +141,7 @@ def _resolve(res: _Resolution, record: EventRecord, now_ms: int) -> str:
             pu = adopt
             res.user_of[pu] = record.user_id
             if pu not in res.new_profiles:
-                res.adopted[pu] = record.user_id
+                res.adopted[pu] = cast(str, record.user_id)  # ukey is set: the record has a userId
             else:
                 res.new_profiles[pu] = record.user_id
         else:

@@ -117,12 +117,12 @@ def erase_profile(conn: Connection, workspace_id: str, profile_id: str) -> dict[
 
 def count_summary(conn: Connection, workspace_id: str) -> dict[str, Any]:
     """What a workspace holds, for the demo and `GET /api/stats`."""
-    by_type = dict(
+    by_type: dict[str, int] = dict(
         conn.execute(
             select(events.c.type, func.count()).where(events.c.workspace_id == workspace_id).group_by(events.c.type)
         ).all()
     )
-    by_event = dict(
+    by_event: dict[str, int] = dict(
         conn.execute(
             select(events.c.event, func.count())
             .where(events.c.workspace_id == workspace_id, events.c.type == "track")

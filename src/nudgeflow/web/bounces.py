@@ -207,6 +207,11 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A JSON object, or an empty one for anything else (absent, null, a list, ...)."""
+    return value if isinstance(value, dict) else {}
+
+
 async def _apply(state: AppState, workspace_id: str, items: list[Feedback], ignored: int = 0) -> Response:
     now_ms = to_ms(state.clock.now())
     if items:
@@ -270,7 +275,7 @@ async def _verify_sns(hooks: BounceWebhooks, message: dict[str, Any]) -> None:
 def ses_feedback(notification: dict[str, Any], sns_message_id: str) -> tuple[list[Feedback], int]:
     """Feedback in an SES notification (notificationType) or event (eventType) document."""
     kind = notification.get("notificationType") or notification.get("eventType")
-    mail = notification.get("mail") if isinstance(notification.get("mail"), dict) else {}
+    mail = _dict(notification.get("mail"))
     key = None
     for header in mail.get("headers") or []:
         if isinstance(header, dict) and str(header.get("name", "")).lower() == "x-nudgeflow-message-key":
@@ -484,7 +489,7 @@ def postmark_feedback(record: dict[str, Any]) -> tuple[list[Feedback], int]:
         raise Reject(400, "the Postmark record has no RecordType")
     if email is None:
         raise Reject(400, f"the Postmark {record_type} record has no Email")
-    metadata = record.get("Metadata") if isinstance(record.get("Metadata"), dict) else {}
+    metadata = _dict(record.get("Metadata"))
     key = _str(metadata.get("nudgeflow_message_key"))
     event_id = str(record.get("ID") or hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest())
     at = _ms(record.get("BouncedAt"))
@@ -538,7 +543,7 @@ def mailgun_feedback(data: dict[str, Any]) -> tuple[list[Feedback], int]:
     recipient = _str(data.get("recipient"))
     if recipient is None:
         raise Reject(400, f"event-data of a {name} event has no recipient")
-    variables = data.get("user-variables") if isinstance(data.get("user-variables"), dict) else {}
+    variables = _dict(data.get("user-variables"))
     key = _str(variables.get("nudgeflow_message_key"))
     event_id = _str(data.get("id")) or hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
     at = _ms(data.get("timestamp"))
@@ -552,7 +557,7 @@ def mailgun_feedback(data: dict[str, Any]) -> tuple[list[Feedback], int]:
     if severity not in ("permanent", "temporary"):
         raise Reject(400, f"a failed event's severity is {severity!r}, not permanent or temporary")
     hard = severity == "permanent"
-    status_doc = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
+    status_doc = _dict(data.get("delivery-status"))
     diagnostic = (
         _str(status_doc.get("description")) or _str(status_doc.get("message")) or _str(data.get("reason")) or severity
     )

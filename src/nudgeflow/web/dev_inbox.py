@@ -82,7 +82,7 @@ def _push_page(message_id: int, raw: str) -> HTMLResponse:
 def dev_inbox_router() -> APIRouter:
     router = APIRouter(prefix="/dev/inbox", tags=["dev"], include_in_schema=False)
 
-    def engine(request: Request):  # type: ignore[no-untyped-def]
+    def engine(request: Request) -> Any:
         return request.app.state.nudgeflow.engine
 
     def load_row(request: Request, message_id: int) -> Any:
@@ -136,7 +136,7 @@ def dev_inbox_router() -> APIRouter:
         if row.channel == "push":
             return _push_page(message_id, str(row.raw))
         msg = message_from_string(str(row.raw), policy=policy.default)
-        html, text = _parts(msg)  # type: ignore[arg-type]
+        html, text = _parts(msg)
         headers = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in msg.items())
         frame = (
             f'<iframe sandbox="" referrerpolicy="no-referrer" srcdoc="{escape(html, quote=True)}"></iframe>'

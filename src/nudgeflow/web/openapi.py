@@ -116,7 +116,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     components["IngestError"] = _ERROR
-    security = [{"writeKeyBasic": []}, {}]
+    security: list[dict[str, list[str]]] = [{"writeKeyBasic": []}, {}]
     spec["components"].setdefault("securitySchemes", {})["writeKeyBasic"] = {
         "type": "http",
         "scheme": "basic",

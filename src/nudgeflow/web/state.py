@@ -36,7 +36,7 @@ class AppState:
 
 def app_state(request: Request) -> AppState:
     """The state of the app serving the request (create_app puts it on app.state.nudgeflow)."""
-    return request.app.state.nudgeflow  # type: ignore[no-any-return]
+    return request.app.state.nudgeflow
 
 
 State = Annotated[AppState, Depends(app_state)]

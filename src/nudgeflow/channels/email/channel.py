@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from email.utils import formataddr
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from nudgeflow.channels.base import PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.common import Sleep, WorkspaceCache, permanent_from_render
@@ -92,16 +92,18 @@ class EmailChannel(RemoteChannel):
     def __init__(
         self,
         configs: ConfigSource | SmtpConfig | None,
-        renderer: Renderer | None = None,
+        renderer: Renderer | DefaultRenderer | None = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
         workers: Any = None,
     ) -> None:
-        self.configs: ConfigSource = configs if hasattr(configs, "for_workspace") else StaticConfig(configs)  # type: ignore[arg-type]
+        self.configs: ConfigSource = (
+            StaticConfig(configs) if configs is None or isinstance(configs, SmtpConfig) else configs
+        )
         # channels/workers.WorkerPool: builds (render, MIME, DKIM) in other processes.
         # None: in this one.
         self.workers = workers
-        self.renderer: Renderer = renderer or DefaultRenderer()
+        self.renderer: Renderer | DefaultRenderer = renderer or DefaultRenderer()
         self.clock = clock or SystemClock()
         self.sleep: Sleep = sleep or asyncio.sleep
         self.pools: dict[SmtpConfig, SmtpPool] = {}
@@ -141,7 +143,8 @@ class EmailChannel(RemoteChannel):
             return await self._build_job(message, config, prepare)
         to = message.traits.get("email")
         try:
-            rendered = await self.renderer.render_email(message)
+            # No prepare_email: a Renderer, which renders the whole message itself.
+            rendered = await cast(Renderer, self.renderer).render_email(message)
         except RenderError as exc:
             raise permanent_from_render(exc) from exc
         except (PermanentError, TransientError):
@@ -160,7 +163,8 @@ class EmailChannel(RemoteChannel):
             self.clock.now(),
             self._dkim(config),
         )
-        return config.envelope_sender(message.workspace_id) or config.from_address, recipient, raw
+        # _sender above refused a config without a From address.
+        return config.envelope_sender(message.workspace_id) or cast(str, config.from_address), recipient, raw
 
     async def _build_job(
         self, message: OutboundMessage, config: SmtpConfig, prepare: Callable[[OutboundMessage], Awaitable[Any]]
@@ -185,7 +189,8 @@ class EmailChannel(RemoteChannel):
                 raw = await self.workers.run(build_raw, slim(job))
             except TemplateNotLoaded:
                 raw = await self.workers.run(build_raw, job)
-        return config.envelope_sender(message.workspace_id) or config.from_address, job.to, raw
+        # _sender above refused a config without a From address.
+        return config.envelope_sender(message.workspace_id) or cast(str, config.from_address), job.to, raw
 
     async def send(self, message: OutboundMessage) -> None:
         config = await self.configs.for_workspace(message.workspace_id)
