@@ -149,7 +149,7 @@ class DocumentError(ModelError, ValueError):
         self.line = line
 
 
-class LocatedDict(dict):  # type: ignore[type-arg]
+class LocatedDict(dict[str, Any]):
     """A top-level document that remembers where each of its paths starts in the file."""
 
     lines: LineMap

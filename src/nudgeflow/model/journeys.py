@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -93,7 +93,7 @@ class Ref(_Strict):
 Operator = Literal[
     "eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "not_exists", "contains", "not_contains"
 ]
-OPERATORS: tuple[str, ...] = Operator.__args__  # type: ignore[attr-defined]
+OPERATORS: tuple[str, ...] = get_args(Operator)
 
 
 class Filter(_Strict):

@@ -376,9 +376,9 @@ class Simulation:
             due, seq, profile, key = heapq.heappop(heap)
             owned = timers.get(profile)
             entry = owned.get(key) if owned is not None else None
-            if entry is None or entry[1] != seq:
+            if owned is None or entry is None or entry[1] != seq:
                 continue  # replaced or cancelled since
-            del owned[key]  # type: ignore[union-attr]
+            del owned[key]
             self._live -= 1
             # The clock never goes back: a timer armed in the past fires now.
             now = due if self.now_ms is None or due > self.now_ms else self.now_ms

@@ -25,7 +25,7 @@ import io
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 from sqlalchemy import Connection, delete, func, select
@@ -90,7 +90,7 @@ class ImportReport:
 def check_kind(kind: str) -> Kind:
     if kind not in KINDS:
         raise CatalogError(f"unknown catalog {kind!r}: products or places")
-    return kind  # type: ignore[return-value]
+    return cast(Kind, kind)  # one of KINDS: checked above
 
 
 # --- reading files ---------------------------------------------------------------------------

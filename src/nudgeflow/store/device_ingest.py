@@ -87,7 +87,7 @@ def device_in(message: Any) -> tuple[Any, Any, Any] | None:
     device = context.get("device") if isinstance(context, dict) else None
     if not isinstance(device, dict) or device.get("token") in (None, ""):
         return None
-    app = context.get("app")  # type: ignore[union-attr]
+    app = context.get("app") if isinstance(context, dict) else None  # a device: context is a dict
     return device.get("token"), device.get("type"), app.get("namespace") if isinstance(app, dict) else None
 
 

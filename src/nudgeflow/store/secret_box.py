@@ -85,7 +85,7 @@ class SecretBox:
 
     @staticmethod
     def is_sealed(stored: str | None) -> bool:
-        return bool(stored) and stored.startswith(PREFIX)  # type: ignore[union-attr]
+        return bool(stored and stored.startswith(PREFIX))
 
     def seal(self, document: str) -> str:
         keys = self._keys(create=True)
