@@ -96,7 +96,8 @@ def apns_headers(content: PushContent, topic: str, device_token: str) -> dict[st
         size = len(content.collapse_key.encode())
         if size > MAX_COLLAPSE_ID:
             raise PermanentError(
-                f"APNs: the collapse_key is {size} bytes, over APNs' limit of {MAX_COLLAPSE_ID}: shorten it in the template"
+                f"APNs: the collapse_key is {size} bytes, over APNs' limit of {MAX_COLLAPSE_ID}: "
+                "shorten it in the template"
             )
         headers["apns-collapse-id"] = content.collapse_key
     return headers

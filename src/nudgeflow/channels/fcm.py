@@ -136,7 +136,8 @@ def _check_data(data: dict[str, str]) -> None:
     for key in data:
         if key.lower() in RESERVED_DATA_KEYS or key.lower().startswith(RESERVED_DATA_PREFIXES):
             raise PermanentError(
-                f"FCM: the data key {key!r} is reserved by FCM (from, message_type, notification, google…, gcm…): rename it in the template"
+                f"FCM: the data key {key!r} is reserved by FCM (from, message_type, notification, google…, gcm…): "
+                "rename it in the template"
             )
 
 

@@ -2,9 +2,10 @@
 
 It is a database sink: each message becomes a row of `log_channel_messages` in the same
 transaction that marks its outbox row `logged` (not `sent`: nobody received it; the
-engagement event is "Message Logged", never "Message Sent" or "Message Delivered"). That table has no unique key on purpose, so a
-message recorded twice would show there rather than be hidden by a constraint: it is how
-the tests (and the crash tests) check that nothing is ever sent twice.
+engagement event is "Message Logged", never "Message Sent" or "Message Delivered"). That
+table has no unique key on purpose, so a message recorded twice would show there rather than
+be hidden by a constraint: it is how the tests (and the crash tests) check that nothing is
+ever sent twice.
 """
 
 from __future__ import annotations

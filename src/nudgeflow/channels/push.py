@@ -180,7 +180,7 @@ class PushChannel(RemoteChannel):
         reached: list[str] = []
         transient: list[TransientError] = []
         reasons: list[str] = []
-        for target, result in zip(todo, results):
+        for target, result in zip(todo, results, strict=True):
             if result is None:
                 reached.append(target.key)
             elif isinstance(result, TargetGone):

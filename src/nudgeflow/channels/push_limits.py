@@ -18,6 +18,7 @@ APNS_MAX_PAYLOAD = 4096
 class PayloadTooLarge(PermanentError):
     def __init__(self, service: str, size: int, limit: int) -> None:
         super().__init__(
-            f"the {service} payload is {size:,} bytes, over the service's limit of {limit:,}: shorten the template's text or data"
+            f"the {service} payload is {size:,} bytes, over the service's limit of {limit:,}: "
+            "shorten the template's text or data"
         )
         self.size, self.limit = size, limit

@@ -34,7 +34,8 @@ def parse_values(provider: str, pairs: list[str]) -> dict[str, Any]:
         name, sep, value = pair.partition("=")
         if not sep or name not in FIELDS[provider]:
             raise ValueError(
-                f"{pair.split('=')[0]!r} is not a {provider} field; want {', '.join(f'{f}=...' for f in FIELDS[provider])}"
+                f"{pair.split('=')[0]!r} is not a {provider} field; "
+                f"want {', '.join(f'{f}=...' for f in FIELDS[provider])}"
             )
         values[name] = [v.strip() for v in value.split(",") if v.strip()] if name == "topic_arns" else value
     missing = [f for f in FIELDS[provider] if not values.get(f)]
@@ -59,7 +60,8 @@ def set_provider(
         list[str],
         typer.Argument(
             metavar="FIELD=VALUE...",
-            help="ses: topic_arns=ARN[,ARN]; sendgrid: public_key=BASE64; postmark: username=U password=P; mailgun: signing_key=K",
+            help="ses: topic_arns=ARN[,ARN]; sendgrid: public_key=BASE64; postmark: username=U password=P; "
+            "mailgun: signing_key=K",
         ),
     ],
     workspace: WorkspaceArg,

@@ -74,7 +74,8 @@ def profiles_erase(
 ) -> None:
     """Erase the person and everything derived from them (as DELETE /api/profiles/{id}).
 
-    Suppressions of their addresses are kept with the address replaced by a hash, so the address stays blocked without being held."""
+    Suppressions of their addresses are kept with the address replaced by a hash, so the address
+    stays blocked without being held."""
     engine = open_workspace(database, workspace)
     try:
         profile_id = _resolve(engine, workspace, ref)

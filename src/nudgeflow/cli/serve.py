@@ -26,7 +26,8 @@ def serve(
         typer.Option(
             "--public-url",
             metavar="URL",
-            help="Where the outside world reaches this server (links in messages); env NUDGEFLOW_PUBLIC_URL. Needed off loopback.",
+            help="Where the outside world reaches this server (links in messages); env NUDGEFLOW_PUBLIC_URL. "
+            "Needed off loopback.",
         ),
     ] = None,
     log_requests: Annotated[bool, typer.Option(help="Log one line per request.")] = False,

@@ -53,7 +53,10 @@ class EmailJob:
     def __repr__(self) -> str:
         # Ids only: the message carries the person's traits, the rest secrets and content.
         m = self.message
-        return f"EmailJob(workspace={m.workspace_id!r}, key={m.key!r}, template={m.template!r}, fingerprint={self.template_fingerprint!r})"
+        return (
+            f"EmailJob(workspace={m.workspace_id!r}, key={m.key!r}, template={m.template!r}, "
+            f"fingerprint={self.template_fingerprint!r})"
+        )
 
 
 # -- the template, once per version and process ------------------------------------------------

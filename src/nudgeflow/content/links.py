@@ -430,7 +430,10 @@ def rewrite_text_links(
 
 def add_open_pixel(html_text: str, pixel_url: str) -> str:
     """The 1x1 open pixel, just before </body> (or at the end)."""
-    img = f'<img src="{html.escape(pixel_url, quote=True)}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />'
+    img = (
+        f'<img src="{html.escape(pixel_url, quote=True)}" width="1" height="1" alt="" '
+        'style="display:block;border:0;width:1px;height:1px" />'
+    )
     lower = html_text.lower()
     at = lower.rfind("</body>")
     return html_text + img if at < 0 else html_text[:at] + img + html_text[at:]

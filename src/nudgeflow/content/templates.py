@@ -113,14 +113,19 @@ class TemplateSource(BaseModel):
         None,
         ge=0,
         le=MAX_PUSH_TTL_S,
-        description="Push: seconds the message may wait for an offline device, and after which it is never sent (default 4 h).",
+        description=(
+            "Push: seconds the message may wait for an offline device, and after which it is never sent (default 4 h)."
+        ),
     )
     urgency: Literal["very-low", "low", "normal", "high"] | None = Field(
         None, description="Push: delivery urgency (RFC 8030; APNs priority, FCM priority)."
     )
     collapse_key: str | None = Field(
         None,
-        description="Push: a newer message with the same key replaces an undelivered older one (Web Push Topic, apns-collapse-id, FCM collapse key).",
+        description=(
+            "Push: a newer message with the same key replaces an undelivered older one "
+            "(Web Push Topic, apns-collapse-id, FCM collapse key)."
+        ),
     )
 
     @model_validator(mode="after")

@@ -242,10 +242,8 @@ class Catalog:
 
 _MISSING = object()
 _UNKNOWN = object()  # a value whose equality to the constants is not decided by value_key
-_NONE = ("-",)
-_STR_KEYS: dict[
-    str, tuple[str, Any]
-] = {}  # value_key of strings seen, as the regex test is the dearer part  # a value no indexed constant can equal (missing, null, NaN, a list or a dict)
+_NONE = ("-",)  # a value no indexed constant can equal (missing, null, NaN, a list or a dict)
+_STR_KEYS: dict[str, tuple[str, Any]] = {}  # value_key of strings seen, as the regex test is the dearer part
 
 
 def value_key(value: Any) -> Any:

@@ -170,7 +170,7 @@ def _equal(actual: Any, expected: Any) -> bool:
         left, right = as_number(actual, exact=True), as_number(expected, exact=True)
         return left is not None and right is not None and left == right
     if isinstance(actual, list) and isinstance(expected, list):
-        return len(actual) == len(expected) and all(_equal(a, e) for a, e in zip(actual, expected))
+        return len(actual) == len(expected) and all(_equal(a, e) for a, e in zip(actual, expected, strict=True))
     if isinstance(actual, dict) and isinstance(expected, dict):
         return actual.keys() == expected.keys() and all(_equal(actual[k], expected[k]) for k in actual)
     if isinstance(actual, (list, dict)) or isinstance(expected, (list, dict)):
@@ -260,9 +260,8 @@ def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: 
 
 def _filters_match(filters: Sequence[Filter], properties: Any, scope: Scope | Callable[[], Scope]) -> bool:
     """The reference meaning of filters_match, one operator call per filter (see compiled)."""
-    if not isinstance(scope, Scope):
-        if any(isinstance(flt.value, Ref) for flt in filters):
-            scope = scope()
+    if not isinstance(scope, Scope) and any(isinstance(flt.value, Ref) for flt in filters):
+        scope = scope()
     for flt in filters:
         found, actual = get_path(properties, flt.property)
         # Only a Ref reads the scope, and a Ref made it a Scope above.
@@ -453,10 +452,7 @@ def compile_filters(filters: Sequence[Filter]) -> Matcher:
         return lambda properties, scope: first(properties, scope) and second(properties, scope)
 
     def match(properties: Any, scope: Scope | Callable[[], Scope] | None) -> bool:
-        for test in tests:
-            if not test(properties, scope):
-                return False
-        return True
+        return all(test(properties, scope) for test in tests)
 
     return match
 

@@ -7,7 +7,7 @@ out, in the same transaction as the state that caused them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -66,4 +66,4 @@ class MessageFailed:
     reason: str
 
 
-Effect = Union[SendMessage, ScheduleTimer, CancelTimer, UpdateProfile, RunChanged, MessageFailed]
+Effect = SendMessage | ScheduleTimer | CancelTimer | UpdateProfile | RunChanged | MessageFailed

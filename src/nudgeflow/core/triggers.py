@@ -100,11 +100,12 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, whe
 def on_event(turn: Turn, jv: JourneyVersion, event: EventInput, changes: dict[str, tuple[Any, Any]]) -> None:
     trigger = jv.definition.trigger
     if isinstance(trigger, EventTrigger):
-        if _matches(turn, event, trigger.event, trigger.where) and _occurred_enough(
-            turn, event, trigger.occurrences, trigger.where
+        if (
+            _matches(turn, event, trigger.event, trigger.where)
+            and _occurred_enough(turn, event, trigger.occurrences, trigger.where)
+            and not _late(turn, event, trigger.max_lateness)
         ):
-            if not _late(turn, event, trigger.max_lateness):
-                enter(turn, jv, trigger_of(event), event.timestamp_ms)
+            enter(turn, jv, trigger_of(event), event.timestamp_ms)
     elif isinstance(trigger, EventNotFollowedTrigger):
         _not_followed(turn, jv, trigger, event)
     elif isinstance(trigger, InactivityTrigger):

@@ -534,7 +534,8 @@ def run_demo(
             summary.templates_applied = _apply_templates(client, admin)
             summary.journeys_published = _publish_journeys(client, admin, files)
             console.print(
-                f"published {len(summary.journeys_published)} journey{'' if len(summary.journeys_published) == 1 else 's'}"
+                f"published {len(summary.journeys_published)} "
+                f"journey{'' if len(summary.journeys_published) == 1 else 's'}"
                 f" from {_shown_path(files)}: " + ", ".join(summary.journeys_published),
                 highlight=False,
             )
@@ -542,7 +543,8 @@ def run_demo(
             console.print(
                 f"applied {len(summary.templates_applied)} templates from examples/templates, imported "
                 f"{summary.catalog.get('products', 0)} products and {summary.catalog.get('places', 0)} stores; "
-                f"email goes to the dev inbox (SMTP on 127.0.0.1:{settings.dev_smtp_port}), links point at {server.url}",
+                f"email goes to the dev inbox (SMTP on 127.0.0.1:{settings.dev_smtp_port}), "
+                f"links point at {server.url}",
                 highlight=False,
             )
             forward = _FastForward(server, _arrival_ms(messages[0]) if messages else int(start.timestamp() * 1000))
@@ -1150,9 +1152,11 @@ def _print_pushes(console: Console, summary: DemoSummary) -> None:
             continue
         shown.add(p["journey"])
         console.print(
-            f"[bold]{escape(p['journey'] or '')} / {escape(p['template'] or '')}[/] to {escape(p['who'] or p['device'])}\n"
+            f"[bold]{escape(p['journey'] or '')} / {escape(p['template'] or '')}[/] "
+            f"to {escape(p['who'] or p['device'])}\n"
             f"  Title: {escape(p['title'])}\n  Body:  {escape(str(p['body']))}\n"
-            f"  Opens: {escape(str(p['url'] or ''))}  (TTL {p['ttl']} s{', urgency ' + p['urgency'] if p['urgency'] else ''})",
+            f"  Opens: {escape(str(p['url'] or ''))}  "
+            f"(TTL {p['ttl']} s{', urgency ' + p['urgency'] if p['urgency'] else ''})",
             highlight=False,
             soft_wrap=True,
         )
@@ -1298,7 +1302,8 @@ def _print_summary(
     overview.add_row("profiles merged", f"{stats.get('merges', 0):,} (a second device, then a login)")
     overview.add_row(
         "duplicates",
-        f"{summary.resent} re-sent, {stats.get('events', 0) - summary.messages - engagement - subscribed} stored again, "
+        f"{summary.resent} re-sent, "
+        f"{stats.get('events', 0) - summary.messages - engagement - subscribed} stored again, "
         f"{summary.duplicates} counted as duplicates",
     )
     overview.add_row(

@@ -241,7 +241,10 @@ class _Person:
 
     def _context(self) -> dict[str, Any]:
         tz, locale = self.place[0], self.place[1]
-        ip = f"{self.rng.randint(11, 223)}.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
+        ip = (
+            f"{self.rng.randint(11, 223)}.{self.rng.randint(0, 255)}."
+            f"{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
+        )
         ctx: dict[str, Any] = {"locale": locale, "timezone": tz, "ip": ip}
         if self.platform == "web":
             ctx["library"] = {"name": "analytics.js", "version": "5.2.0"}

@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, ClassVar, Literal, NotRequired
 
 import orjson
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, with_config
@@ -156,7 +156,7 @@ class _Adapters:
     """TypeAdapters are built on first use, not at import (building them costs milliseconds)."""
 
     _batch: TypeAdapter[Any] | None = None
-    _single: dict[str, TypeAdapter[Any]] = {}
+    _single: ClassVar[dict[str, TypeAdapter[Any]]] = {}
 
     @classmethod
     def batch(cls) -> TypeAdapter[Any]:

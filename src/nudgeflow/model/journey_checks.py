@@ -108,7 +108,7 @@ class Delivery:
         return cls(tuple(names), templates, templates_from, places)
 
 
-PathPart = Union[str, int]
+PathPart = str | int
 # Keys are paths with every part as text: mapping keys and sequence indices alike ("0").
 LineMap = dict[tuple[str, ...], int]
 
@@ -283,7 +283,7 @@ def _index_lines(
                 continue
             key = key_node.value
             line = key_node.start_mark.line + 1
-            child = path + (key,)
+            child = (*path, key)
             if key in seen and key != "<<":
                 duplicates.append((child, key, seen[key]))
                 lines[child] = line
@@ -292,7 +292,7 @@ def _index_lines(
             _index_lines(value_node, child, lines, duplicates, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index_lines(item, path + (str(index),), lines, duplicates, depth + 1)
+            _index_lines(item, (*path, str(index)), lines, duplicates, depth + 1)
 
 
 def _line_for(lines: LineMap, path: tuple[PathPart, ...], default: int | None = None) -> int | None:
@@ -745,7 +745,7 @@ def _cycle_through(first: str, graph: dict[str, list[str]], members: set[str]) -
                     path = [node]
                     while path[-1] != first:
                         path.append(previous[path[-1]])
-                    return list(reversed(path)) + [first]
+                    return [*reversed(path), first]
                 if child not in seen:
                     seen.add(child)
                     previous[child] = node

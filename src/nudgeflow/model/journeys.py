@@ -7,8 +7,9 @@ source of the published JSON Schema (`journey_json_schema`) and of the structura
 cycles without a wait).
 
 Durations are strings such as "90s", "15m", "1h", "3d", "2w", "1.5d" (decimals allowed, to a
-whole millisecond; negative ones, "-3d", only where an offset is meant). Event names and properties follow Segment's specs; a filter's
-`property` is a dotted path inside the event's `properties` ("cart_id", "products").
+whole millisecond; negative ones, "-3d", only where an offset is meant). Event names and
+properties follow Segment's specs; a filter's `property` is a dotted path inside the event's
+`properties` ("cart_id", "products").
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -344,7 +345,8 @@ class EmbeddedRuntime:
             appended += round_.events_appended
             if round_.remote:
                 outcomes = send(round_.remote)
-                appended += self.runner.call(lambda conn: self.dispatcher.record_remote(conn, outcomes))
+                record = partial(self.dispatcher.record_remote, outcomes=outcomes)
+                appended += self.runner.call(record)
             total += done
             if done < size:
                 return total, False, appended
@@ -371,7 +373,7 @@ class EmbeddedRuntime:
             n_timers, _ = timers.drain(self.runner)
             n_backfilled, _ = self._backfill.drain(self.runner)
             report.backfilled += n_backfilled
-            n_messages, _, appended = self._dispatch(dispatch, _run_coroutine(self.dispatcher.send_remote), None)
+            n_messages, _, _ = self._dispatch(dispatch, _run_coroutine(self.dispatcher.send_remote), None)
             report.events += n_events
             report.timers += n_timers
             report.messages += n_messages

@@ -305,8 +305,7 @@ def _replay(sim: Simulation, index: _Index, stream: IO[bytes], progress: Progres
     loads, feed = orjson.loads, sim.feed_checked
     stream.seek(0)
     position = 0
-    done = 0
-    for i in order:
+    for done, i in enumerate(order, start=1):
         offset = offsets[i]
         if offset != position:
             stream.seek(offset)
@@ -318,7 +317,6 @@ def _replay(sim: Simulation, index: _Index, stream: IO[bytes], progress: Progres
         if i in slow:
             message = check_message(message)
         feed(message, times[i])
-        done += 1
         if done & 1023 == 0:
             progress.update(task, completed=done)
 

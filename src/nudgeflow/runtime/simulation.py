@@ -520,11 +520,10 @@ class Simulation:
     def _link(self, anonymous_id: str, user_id: str) -> None:
         if anonymous_id in self._anon_user:
             return  # linked already (to this user, or to another: never moved)
-        if anonymous_id not in self._anonymous:
+        if anonymous_id not in self._anonymous and anonymous_id in self.states:
             # Not seen as anonymous: a former userId (an alias from one) is not merged,
             # as ingest does not merge two known profiles.
-            if anonymous_id in self.states:
-                return
+            return
         self._anon_user[anonymous_id] = user_id
         state = self.states.pop(anonymous_id, None)
         if state is None:

@@ -133,7 +133,7 @@ def register_from_events(
 ) -> int:
     """Register the device tokens these stored events carry; returns how many rows changed."""
     wanted: dict[str, tuple[str, Device]] = {}
-    for record, profile_id in zip(records, profile_ids):
+    for record, profile_id in zip(records, profile_ids, strict=True):
         if _MARK not in record.payload:
             continue
         try:

@@ -42,7 +42,8 @@ def read_cursor_state(conn: Connection, name: str = EVENTS_CURSOR, *, lock: bool
     if row is None:
         # Created on first use only: an idle poll must not write (a SQLite write transaction).
         conn.exec_driver_sql(
-            f"INSERT INTO engine_cursors (name, position, updated_at_ms) VALUES ({m}, 0, 0) ON CONFLICT (name) DO NOTHING",
+            f"INSERT INTO engine_cursors (name, position, updated_at_ms) VALUES ({m}, 0, 0) "
+            "ON CONFLICT (name) DO NOTHING",
             (name,),
         )
         row = conn.exec_driver_sql(select, (name,)).first()

@@ -79,7 +79,10 @@ def _known_message_ids(conn: Connection, workspace_id: str, message_ids: list[st
     mark = sql.mark(conn)
     for chunk in sql.chunks(message_ids, CHUNK):
         ids = sql.padded(chunk, CHUNK)
-        stmt = f"SELECT message_id, payload FROM events WHERE workspace_id = {mark} AND message_id IN {sql.in_list(mark, len(ids))}"
+        stmt = (
+            f"SELECT message_id, payload FROM events WHERE workspace_id = {mark} "
+            f"AND message_id IN {sql.in_list(mark, len(ids))}"
+        )
         known.update((row[0], row[1]) for row in conn.exec_driver_sql(stmt, (workspace_id, *ids)))
     return known
 
@@ -381,14 +384,14 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
                 r.received_at_ms,
                 r.payload.decode(),
             )
-            for r, pid in zip(unique, assigned)
+            for r, pid in zip(unique, assigned, strict=True)
         ],
         conflict=event_log.CONFLICT,
     )
     result.accepted = len(unique)
 
     trait_updates: dict[str, list[EventRecord]] = {}
-    for record, pid in zip(unique, assigned):
+    for record, pid in zip(unique, assigned, strict=True):
         if record.traits or record.trait_errors:
             trait_updates.setdefault(pid, []).append(record)
     if trait_updates:

@@ -95,7 +95,8 @@ def record(
     guard = " AND status = ? AND attempts = ?" if leased else ""
     sql.execute_many(
         conn,
-        f"UPDATE outbox SET status = ?, attempts = ?, sent_at_ms = ?, updated_at_ms = ?, error = NULL WHERE id = ?{guard}",
+        "UPDATE outbox SET status = ?, attempts = ?, sent_at_ms = ?, updated_at_ms = ?, error = NULL "
+        f"WHERE id = ?{guard}",
         sent,
     )
     sql.execute_many(

@@ -395,7 +395,7 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str) -> Erasur
     addresses = person_addresses(conn, workspace_id, ids, traits)
 
     hashed = 0
-    for channel_kind, found in addresses.items():
+    for found in addresses.values():
         for address in sorted(found):
             where = and_(suppressions.c.workspace_id == workspace_id, suppressions.c.address == address)
             for (channel,) in conn.execute(select(suppressions.c.channel).where(where)).all():

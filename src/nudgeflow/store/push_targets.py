@@ -68,9 +68,10 @@ def parse_subscription(data: Any) -> tuple[str, str, str]:
     if not isinstance(data, dict):
         raise PushTargetError("subscription: expected an object with endpoint and keys")
     endpoint = data.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
-        if not (isinstance(endpoint, str) and endpoint.startswith("http://127.0.0.1")):
-            raise PushTargetError("subscription.endpoint: must be an https:// URL")
+    if (not isinstance(endpoint, str) or not endpoint.startswith("https://")) and not (
+        isinstance(endpoint, str) and endpoint.startswith("http://127.0.0.1")
+    ):
+        raise PushTargetError("subscription.endpoint: must be an https:// URL")
     if len(endpoint) > MAX_ENDPOINT:
         raise PushTargetError(f"subscription.endpoint: longer than {MAX_ENDPOINT} characters")
     keys = data.get("keys")

@@ -107,7 +107,8 @@ class SecretBox:
         except (InvalidToken, UnicodeError) as exc:
             raise SecretKeyError(
                 f"workspace settings are sealed with a key other than {self.source}: "
-                "set NUDGEFLOW_SECRET_KEY to the key they were sealed with (old keys may follow the new one, comma-separated)"
+                "set NUDGEFLOW_SECRET_KEY to the key they were sealed with "
+                "(old keys may follow the new one, comma-separated)"
             ) from exc
 
     def _keys(self, *, create: bool) -> MultiFernet | None:

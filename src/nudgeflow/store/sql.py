@@ -1,10 +1,10 @@
 """Driver-level bulk statements shared by the store's writers, for SQLite and PostgreSQL.
 
-The hot paths (the engine's writers, ingest's group commit) hand plain tuples to the driver's executemany (psycopg pipelines
-them; sqlite3 steps one prepared statement): SQLAlchemy's per-row parameter processing
-would cost more than the database's own work on a row. Statement texts are cached so each
-stays prepared in the driver's statement cache; IN-lists are padded to a few lengths for
-the same reason.
+The hot paths (the engine's writers, ingest's group commit) hand plain tuples to the driver's
+executemany (psycopg pipelines them; sqlite3 steps one prepared statement): SQLAlchemy's
+per-row parameter processing would cost more than the database's own work on a row.
+Statement texts are cached so each stays prepared in the driver's statement cache; IN-lists
+are padded to a few lengths for the same reason.
 """
 
 from __future__ import annotations

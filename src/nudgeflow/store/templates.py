@@ -34,7 +34,8 @@ class TemplateNotFound(TemplateStoreError):
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise TemplateStoreError(
-            f"template name {name!r}: use letters, digits, '.', '_' and '-' (at most 200, starting with a letter or digit)"
+            f"template name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(at most 200, starting with a letter or digit)"
         )
     return name
 

@@ -60,7 +60,10 @@ class VapidKeys:
     rotated_at_ms: int
 
     def __repr__(self) -> str:  # never the private key, in logs or tracebacks
-        return f"VapidKeys(public_key={self.public_key[:12]}…, subject={self.subject!r}, rotated_at_ms={self.rotated_at_ms})"
+        return (
+            f"VapidKeys(public_key={self.public_key[:12]}…, subject={self.subject!r}, "
+            f"rotated_at_ms={self.rotated_at_ms})"
+        )
 
     __str__ = __repr__
 

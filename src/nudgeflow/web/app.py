@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -108,7 +108,7 @@ class NudgeflowAPI(FastAPI):
     (the OpenAPI document, a 405 for another method).
     """
 
-    _ingest: dict[str, Any] = {}
+    _ingest: Mapping[str, Any] = {}
     _ingest_app: ASGIApp | None = None
 
     def route_ingest(self, routes: list[Route], metrics: Metrics, log_requests: bool) -> None:

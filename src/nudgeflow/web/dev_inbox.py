@@ -29,7 +29,10 @@ iframe{width:100%;height:70vh;border:1px solid #ccc}pre{white-space:pre-wrap;bac
 
 
 def _page(title: str, body: str) -> HTMLResponse:
-    html = f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>{_STYLE}</head><body>{body}</body></html>"
+    html = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>{_STYLE}</head>"
+        f"<body>{body}</body></html>"
+    )
     return HTMLResponse(html, headers={"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff"})
 
 
@@ -101,7 +104,8 @@ def dev_inbox_router() -> APIRouter:
             rows = dev_inbox.newest(conn, 500)
         body = "".join(
             f"<tr><td>{_time(r.received_at_ms)}</td><td>{escape(r.channel)}</td><td>{escape(r.mail_from)}</td>"
-            f'<td>{escape(r.rcpt_to)}</td><td><a href="/dev/inbox/{r.id}">{escape(r.subject or "(no subject)")}</a></td></tr>'
+            f"<td>{escape(r.rcpt_to)}</td>"
+            f'<td><a href="/dev/inbox/{r.id}">{escape(r.subject or "(no subject)")}</a></td></tr>'
             for r in rows
         )
         empty = (
@@ -112,7 +116,8 @@ def dev_inbox_router() -> APIRouter:
         dev_push = getattr(request.app.state.nudgeflow, "dev_push", None)
         push_note = (
             f"<p>Simulated browsers subscribe at the local Web Push service <code>{escape(dev_push.url)}</code> "
-            "(<code>POST /subscriptions</code>), then register the subscription with <code>POST /v1/push/subscriptions</code>.</p>"
+            "(<code>POST /subscriptions</code>), then register the subscription with "
+            "<code>POST /v1/push/subscriptions</code>.</p>"
             if dev_push is not None
             else ""
         )

@@ -55,9 +55,15 @@ _RESPONSES = {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestError"}}},
         }
         for code, text in {
-            "400": "Invalid JSON, an invalid event, or an event over 32 KB (code event_too_large); `errors` names each field (and, in a batch, the index).",
+            "400": (
+                "Invalid JSON, an invalid event, or an event over 32 KB (code event_too_large); "
+                "`errors` names each field (and, in a batch, the index)."
+            ),
             "401": "Missing or unknown write key.",
-            "403": "Identity verification is on and an event needs a valid context.userHash (code identity_not_verified); `errors` names each such event. Nothing of the request was stored.",
+            "403": (
+                "Identity verification is on and an event needs a valid context.userHash "
+                "(code identity_not_verified); `errors` names each such event. Nothing of the request was stored."
+            ),
             "413": "Body over 500 KB (a batch: split it).",
             "415": "Content-Type is not application/json, or an unsupported Content-Encoding.",
             "429": "Workspace ingest rate exceeded; see Retry-After.",

@@ -57,7 +57,10 @@ def settings_router() -> APIRouter:
 
     @router.get(
         "",
-        summary="Every workspace setting: value (secrets masked), default, effect; and the sections with endpoints of their own",
+        summary=(
+            "Every workspace setting: value (secrets masked), default, effect; "
+            "and the sections with endpoints of their own"
+        ),
     )
     def get_settings(request: Request, workspace_id: Workspace) -> dict[str, Any]:
         with app_state(request).engine.connect() as conn:
@@ -65,7 +68,9 @@ def settings_router() -> APIRouter:
 
     @router.patch(
         "",
-        summary="Change settings: {key: value, …} (null clears a key); all or none, a wrong value is a 422 naming its key",
+        summary=(
+            "Change settings: {key: value, …} (null clears a key); all or none, a wrong value is a 422 naming its key"
+        ),
     )
     def patch_settings(
         request: Request,

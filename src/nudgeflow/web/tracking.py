@@ -54,7 +54,9 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+    ),
 }
 
 
@@ -128,8 +130,10 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 <meta name="robots" content="noindex"><title>{html.escape(title)}</title>
 <style>
 body{{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1a1a1a;background:#f6f6f4;margin:0}}
-main{{max-width:34rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12)}}
-h1{{font-size:1.5rem;margin-top:0}} fieldset{{border:1px solid #ccc;border-radius:6px;margin:0 0 1.25rem;padding:.75rem 1rem}}
+main{{max-width:34rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:8px;\
+box-shadow:0 1px 3px rgba(0,0,0,.12)}}
+h1{{font-size:1.5rem;margin-top:0}} \
+fieldset{{border:1px solid #ccc;border-radius:6px;margin:0 0 1.25rem;padding:.75rem 1rem}}
 legend{{font-weight:600;padding:0 .25rem}} label{{display:block;padding:.25rem 0;cursor:pointer}}
 button{{font:inherit;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1f4fd1;color:#fff;cursor:pointer}}
 button:focus,input:focus,a:focus{{outline:3px solid #f2a900;outline-offset:2px}} .note{{color:#4a4a4a}}
