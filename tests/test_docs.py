@@ -171,9 +171,9 @@ def _expand(words: tuple[str, ...]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = [()]
     for w in words:
         if "|" in w and not w.startswith("-") and all(re.fullmatch(r"[a-z][a-z0-9-]*", a) for a in w.split("|")):
-            out = [o + (a,) for o in out for a in w.split("|")]
+            out = [(*o, a) for o in out for a in w.split("|")]
         else:
-            out = [o + (w,) for o in out]
+            out = [(*o, w) for o in out]
     return out
 
 
@@ -351,7 +351,8 @@ def test_every_yaml_snippet_is_checked() -> None:
         for _, doc in docs:
             if not (_is_template(doc) or as_journey(doc) is not None):
                 unknown.append(
-                    f"{block.where}: neither a journey part nor a template; mark it <!-- not-checked: why --> if it is neither on purpose"
+                    f"{block.where}: neither a journey part nor a template; "
+                    "mark it <!-- not-checked: why --> if it is neither on purpose"
                 )
     assert not unknown, "\n".join(unknown)
 

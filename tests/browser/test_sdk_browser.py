@@ -38,7 +38,8 @@ from tests.browser.shop_site import Site
 FAKE_PUSH_SERVICE = """
 (() => {
   const KEY = "__fake_push_subscription";
-  const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
+  const b64url = (bytes) => \
+btoa(String.fromCharCode(...bytes)).replace(/\\+/g, "-").replace(/\\//g, "_").replace(/=+$/, "");
   const unb64url = (text) => Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
   const random = (n) => crypto.getRandomValues(new Uint8Array(n));
   window.__push = { subscribeCalls: [], unsubscribed: [] };
@@ -47,8 +48,10 @@ FAKE_PUSH_SERVICE = """
       endpoint: saved.endpoint,
       expirationTime: null,
       options: { userVisibleOnly: true, applicationServerKey: unb64url(saved.key).buffer },
-      toJSON() { return { endpoint: saved.endpoint, expirationTime: null, keys: { p256dh: saved.p256dh, auth: saved.auth } }; },
-      async unsubscribe() { localStorage.removeItem(KEY); window.__push.unsubscribed.push(saved.endpoint); return true; },
+      toJSON() { \
+return { endpoint: saved.endpoint, expirationTime: null, keys: { p256dh: saved.p256dh, auth: saved.auth } }; },
+      async unsubscribe() { \
+localStorage.removeItem(KEY); window.__push.unsubscribed.push(saved.endpoint); return true; },
     };
   }
   if (!window.PushManager) return;
@@ -214,7 +217,7 @@ def test_identify_track_and_page_land_in_the_database_with_the_visitors_ids(page
         ("track", "Product Viewed"),
         ("page", "Boots"),
     ]
-    first, identify, track, named_page = landed
+    first, _identify, track, named_page = landed
     assert first["anonymousId"] == anonymous_id and "userId" not in first
     for event in landed[1:]:
         assert event["userId"] == "ada" and event["anonymousId"] == anonymous_id

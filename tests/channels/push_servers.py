@@ -7,7 +7,8 @@ certificate) with HTTP/2 offered by ALPN, in a thread of its own.
   (topic, push type, priority, expiration, collapse id, apns-id), verifies the provider
   token's ES256 signature with the team's public key, refuses a token older than an hour
   (ExpiredProviderToken) and, on one connection, a new token within 20 minutes of the last
-  (TooManyProviderTokenUpdates), as Apple does; answers what a test scripts for a device (410, BadDeviceToken, 429, 500…).
+  (TooManyProviderTokenUpdates), as Apple does; answers what a test scripts for a device
+  (410, BadDeviceToken, 429, 500…).
 - `FcmServer`: an OAuth2 token endpoint (`POST /token`) that verifies the JWT-bearer grant
   (RS256 assertion signed by the service account key, iss, aud, scope, iat/exp), and the
   FCM v1 endpoint (`POST /v1/projects/<id>/messages:send`) that checks the bearer token it
@@ -500,7 +501,9 @@ class FcmServer:
                 400,
                 {
                     "error": "invalid_grant",
-                    "error_description": "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.",
+                    "error_description": (
+                        "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe."
+                    ),
                 },
             )
             return

@@ -268,7 +268,7 @@ def test_nothing_is_sent_that_apns_would_refuse(
     ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
 ) -> None:
     with pytest.raises(
-        PayloadTooLarge, match="the APNs payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"
+        PayloadTooLarge, match=r"the APNs payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"
     ):
         run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, body="é" * 2100)))
     with pytest.raises(PermanentError, match="collapse_key is 65 bytes"):

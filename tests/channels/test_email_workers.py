@@ -9,6 +9,7 @@ import dataclasses
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dkim
@@ -31,7 +32,8 @@ TEMPLATE = {
     "subject": "{{ profile.first_name | default: 'Hi' }}, your cart",
     "topic": "promotions",
     "body": """<mjml><mj-body><mj-section><mj-column>
-<mj-text>Hello {{ profile.first_name }}, {% for item in cart.items %}{{ item.name }} {{ item.price | money: "EUR" }}; {% endfor %}</mj-text>
+<mj-text>Hello {{ profile.first_name }}, \
+{% for item in cart.items %}{{ item.name }} {{ item.price | money: "EUR" }}; {% endfor %}</mj-text>
 <mj-button href="https://shop.example.com/cart">Back to your cart</mj-button>
 </mj-column></mj-section></mj-body></mjml>""",
 }
@@ -153,7 +155,7 @@ def test_the_setting_reaches_the_channel() -> None:
 def test_a_job_never_shows_its_secrets_or_personal_data(tmp_path: Any) -> None:
     path, _ = dkim_key(tmp_path)
     job = asyncio.run(JobRenderer(TEMPLATE).prepare_email(message()))
-    job = dataclasses.replace(job, dkim=("s1", "shop.example.com", open(path, "rb").read()))
+    job = dataclasses.replace(job, dkim=("s1", "shop.example.com", Path(path).read_bytes()))
     shown = repr(job)
     assert "secret-0123456789" not in shown and "PRIVATE KEY" not in shown and "Red shoes" not in shown
     assert "ada@example.org" not in shown

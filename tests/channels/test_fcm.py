@@ -281,9 +281,11 @@ def test_quota_exceeded_honours_retry_after(
 def test_nothing_is_sent_that_fcm_would_refuse(
     ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
 ) -> None:
-    with pytest.raises(PayloadTooLarge, match="the FCM payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"):
+    with pytest.raises(
+        PayloadTooLarge, match=r"the FCM payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"
+    ):
         run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock, body="x" * 3900)))
-    with pytest.raises(PermanentError, match="the data key 'google.sent_time' is reserved"):
+    with pytest.raises(PermanentError, match=r"the data key 'google.sent_time' is reserved"):
         run(
             ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock, data={"google.sent_time": "1"}))
         )

@@ -104,7 +104,8 @@ def test_the_sink_writes_in_the_callers_transaction(engine: Any) -> None:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT idempotency_key, template, channel, body, sent_at_ms FROM log_channel_messages WHERE workspace_id = :w ORDER BY id"
+                "SELECT idempotency_key, template, channel, body, sent_at_ms FROM log_channel_messages "
+                "WHERE workspace_id = :w ORDER BY id"
             ),
             {"w": ws},
         ).all()

@@ -40,7 +40,7 @@ def same(a: email.message.EmailMessage, b: email.message.EmailMessage) -> None:
     assert a.get_content_type() == b.get_content_type() == "multipart/alternative"
     pa, pb = list(a.iter_parts()), list(b.iter_parts())
     assert [p.get_content_type() for p in pa] == [p.get_content_type() for p in pb] == ["text/plain", "text/html"]
-    for x, y in zip(pa, pb):
+    for x, y in zip(pa, pb, strict=True):
         assert x.get_content() == y.get_content()
         assert y["Content-Transfer-Encoding"] == "quoted-printable" and y.get_content_charset() == "utf-8"
 

@@ -348,7 +348,7 @@ def test_a_partial_message_that_expires_is_sent_to_those_it_reached_and_no_more(
     clock: VirtualClock,
 ) -> None:
     ws, pid = person
-    fcm, apns = servers
+    _fcm, apns = servers
     queued_at = to_ms(clock.now())
     apns.script(IPHONE, (503, "ServiceUnavailable"))
     with pytest.raises(TransientError):

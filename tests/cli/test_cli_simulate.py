@@ -230,7 +230,7 @@ def test_a_directory_and_files_of_each_kind_mixed(env: dict[str, str], tmp_path:
     single.write_text(WELCOME.replace("id: welcome", "id: welcome-copy"))
     events = write_events(
         tmp_path / "events.jsonl",
-        EVENTS + [{"type": "track", "userId": "ada", "event": "Level Completed", "timestamp": "2026-03-05T08:00:00Z"}],
+        [*EVENTS, {"type": "track", "userId": "ada", "event": "Level Completed", "timestamp": "2026-03-05T08:00:00Z"}],
     )
     # Several paths may follow --journeys, as a shell glob gives them.
     done = run(["--journeys", str(journeys), str(other), str(single), "--events", str(events), "--json"], env, tmp_path)

@@ -14,7 +14,9 @@ def test_postfix_hard_bounce() -> None:
         kind="hard",
         address="nobody@example.net",
         status="5.1.1",
-        diagnostic="smtp; 550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table",
+        diagnostic=(
+            "smtp; 550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table"
+        ),
         message_key="run-81:cart-email:1",
         message_id="<nf.7f3a9c@shop.test>",
         action="failed",

@@ -26,7 +26,8 @@ TEMPLATE = {
     "subject": "{{ profile.first_name | default: 'Hi' }}, you left something behind",
     "preheader": "Your cart is saved",
     "body": """<mjml><mj-body><mj-section><mj-column>
-<mj-text>Hello {{ profile.first_name | default: "there" }}, your {{ event.properties.product_name | default: "item" }} is waiting.</mj-text>
+<mj-text>Hello {{ profile.first_name | default: "there" }}, \
+your {{ event.properties.product_name | default: "item" }} is waiting.</mj-text>
 <mj-button href="https://shop.example.com/cart">Back to your cart</mj-button>
 <mj-text><a href="{{ links.unsubscribe }}">Unsubscribe</a></mj-text>
 </mj-column></mj-section></mj-body></mjml>""",

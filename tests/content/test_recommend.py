@@ -183,7 +183,7 @@ def test_cart_from_the_trigger_or_product_added_events() -> None:
     summary = rec.cart_summary(items, "c1")
     assert summary["count"] == 4 and summary["subtotal"] == 170.0 and summary["currency"] == "EUR"
     # no cart id: what was added since the latest order
-    since = events + [order(7, "shirt"), track("Product Added", 8, product_id="belt")]
+    since = [*events, order(7, "shirt"), track("Product Added", 8, product_id="belt")]
     assert [i["id"] for i in rec.cart_items({}, since, CATALOG)] == ["belt"]
     assert rec.cart_items(None, [], CATALOG) == []
     assert rec.cart_summary([]) == {"id": None, "items": [], "count": 0, "subtotal": 0.0, "currency": None}

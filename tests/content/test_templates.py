@@ -39,7 +39,8 @@ CART_MJML = """\
     </mj-section>
     {% endfor %}
     {% if cart.items.size > 0 %}
-    <mj-section><mj-column><mj-button href="https://shop.example.com/cart?c={{ cart.id }}">Back to your cart</mj-button></mj-column></mj-section>
+    <mj-section><mj-column>\
+<mj-button href="https://shop.example.com/cart?c={{ cart.id }}">Back to your cart</mj-button></mj-column></mj-section>
     {% endif %}
   </mj-body>
 </mjml>

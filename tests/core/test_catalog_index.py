@@ -20,7 +20,7 @@ from nudgeflow.model.journeys import Journey
 
 NAMES = ["A", "B"]
 SCALARS = ["1", 1, 1.0, True, False, 0, "0", "1.0", "01", "1e0", " 1", "a", "", None, 2.5, "2.5", -0.0, 10**20, "1e400"]
-VALUES = SCALARS + [[1], {"a": 1}, float("nan")]
+VALUES = [*SCALARS, [1], {"a": 1}, float("nan")]
 PROPS = ["p", "p", "q", "r.s"]
 
 scalar = st.sampled_from(SCALARS)
@@ -70,7 +70,7 @@ props = st.one_of(
     st.dictionaries(st.sampled_from(["p", "q", "r"]), st.one_of(value, st.fixed_dictionaries({"s": value}))),
     st.just({"r.s": 1, "p": "1"}),
 )
-events = st.lists(st.tuples(st.sampled_from(NAMES + ["C"]), props), min_size=1, max_size=6)
+events = st.lists(st.tuples(st.sampled_from([*NAMES, "C"]), props), min_size=1, max_size=6)
 
 
 def make_catalog(specs: list[tuple[dict[str, Any], int]]) -> Catalog:
@@ -137,7 +137,7 @@ def test_engine_enters_the_same_journeys(
     states = [ProfileState("prf"), ProfileState("prf")]
     for n, (name, properties) in enumerate(evs):
         effects = []
-        for catalog, state in zip((indexed, unindexed), states):
+        for catalog, state in zip((indexed, unindexed), states, strict=True):
             event = EventInput(
                 f"m{n}", "track", name, 1_700_000_000_000 + n * 1000, copy.deepcopy(properties), user_id="u1"
             )

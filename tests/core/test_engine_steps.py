@@ -343,7 +343,7 @@ def test_branch_on_event_counts_within_a_window() -> None:
     def scenario(view_days: list[float], categories: list[str]) -> list[str]:
         d = Driver(browsy)
         d.track("Signed Up")
-        for day, category in zip(view_days, categories):
+        for day, category in zip(view_days, categories, strict=True):
             d.advance_to(T0 + int(day * D))
             d.track("Product Viewed", {"category": category})
         d.advance_to(T0 + 3 * D)

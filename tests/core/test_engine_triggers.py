@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from nudgeflow.core.catalog import Catalog, JourneyVersion
+from nudgeflow.model.journeys import Journey
 from tests.core.engine_driver import T0, D, Driver, H, M, catalog, iso, journey, ms
 
 SEND = {"hello": {"type": "send", "channel": "email", "template": "hello"}}

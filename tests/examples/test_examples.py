@@ -695,7 +695,7 @@ def test_streak_days_are_the_persons_own_days() -> None:
 def test_a_broken_streak_starts_again() -> None:
     s = sim("push-streak-7")
     s.identify("yan", {"timezone": "Europe/Berlin"}, at=T0)
-    days = [0, 1, 2, 3, 4, 5] + [7, 8, 9, 10, 11, 12, 13]  # day 6 missed: the streak restarts on day 7
+    days = [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13]  # day 6 missed: the streak restarts on day 7
     for day in days:
         s.track("yan", "Application Opened", at=at(day * D))
     assert [when for when, *_ in sent(s, "yan")] == [at(13 * D)]

@@ -106,7 +106,8 @@ def _in_production(tmp_path: Path, journeys: list[Journey]) -> tuple[list[tuple[
             logged = conn.execute(text("SELECT profile_id, sent_at_ms, body FROM log_channel_messages")).all()
             runs = conn.execute(
                 text(
-                    "SELECT profile_id, journey_id, status, exit_reason, holdout, converted_at_ms, revenue FROM journey_runs"
+                    "SELECT profile_id, journey_id, status, exit_reason, holdout, converted_at_ms, revenue "
+                    "FROM journey_runs"
                 )
             ).all()
     finally:

@@ -372,7 +372,7 @@ def test_a_single_event_over_32_kb_is_a_400(live: LiveServer, ws: NewWorkspace) 
     """400 as in a batch, and as Segment answers (its Node library retries a 413)."""
     big = {"userId": "u", "event": "E", "properties": {"blob": "x" * (33 * 1024)}}
     with live.client(auth=(ws.write_key, "")) as client:
-        assert_error(post(client, "/v1/track", big), 400, "body")["code"] == "event_too_large"
+        assert assert_error(post(client, "/v1/track", big), 400, "body")["code"] == "event_too_large"
         assert_error(
             post(client, "/v1/track", gzip.compress(orjson.dumps(big)), {"content-encoding": "gzip"}), 400, "body"
         )

@@ -138,7 +138,7 @@ def test_bad_lines_are_reported_with_number_and_reason_and_the_rest_imported(eng
 def test_importing_twice_imports_nothing_twice(engine: Any, tmp_path: Path) -> None:
     ws = make_workspace(engine)
     # No messageId on most lines: the id derived from the content keeps them unique.
-    lines = GOOD + [GOOD[2]]  # and one line repeated within the file
+    lines = [*GOOD, GOOD[2]]  # and one line repeated within the file
     path = _jsonl(tmp_path / "twice.jsonl", lines)
 
     first, _ = _import(engine, str(path), ws.write_key, batch_size=4)

@@ -359,7 +359,7 @@ def test_events_near_the_size_limit_the_client_allows_are_accepted(
     lose the whole batch with it."""
     client = segment(upload_size=20)
     produced = [queued(client.track(user_id="small", event="Before")) for _ in range(5)]
-    ok, message = client.track(user_id="big", event="Big", properties={"blob": ""})
+    _ok, message = client.track(user_id="big", event="Big", properties={"blob": ""})
     # The client measures json.dumps of the message (with its default separators).
     room = MAX_MSG_SIZE - len(json.dumps(message, cls=DatetimeSerializer).encode())  # exactly at its limit
     produced.append(queued(client.track(user_id="big", event="Big", properties={"blob": "x" * room})))

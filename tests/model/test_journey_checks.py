@@ -463,7 +463,7 @@ TEMPLATES = {"cart-1": "email", "t10": "push", "tfree": "push"}
 
 
 def delivery_errors(document: dict[str, Any], delivery: Delivery) -> dict[str, str]:
-    journey, problems = check_journey(document, delivery)
+    _journey, problems = check_journey(document, delivery)
     return {p.path: p.message for p in problems if p.severity == "error"}
 
 

@@ -35,7 +35,7 @@ def _send(port: int, rcpt: str, raw: bytes) -> tuple[int, bytes]:
 
 
 def test_hard_bounce_suppresses_and_lands_on_the_person(engine: Any, smtp: Any) -> None:
-    _, handler, port = smtp
+    _, _handler, port = smtp
     ws = make_workspace(engine).workspace_id
     pid = add_person(engine, ws, "u-81", "Nobody@example.net")
     add_sent_message(engine, ws, pid, "run-81:cart-email:1")
@@ -51,7 +51,9 @@ def test_hard_bounce_suppresses_and_lands_on_the_person(engine: Any, smtp: Any) 
         "provider": "smtp",
         "email": "nobody@example.net",
         "channel": "email",
-        "diagnostic": "smtp; 550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table",
+        "diagnostic": (
+            "smtp; 550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table"
+        ),
     }
     # The MTA sends the same report again: nothing new.
     assert _send(port, f"bounces+{ws}@bounce.shop.test", POSTFIX_HARD)[0] == 250

@@ -218,7 +218,7 @@ def test_a_cancelled_timer_never_fires() -> None:
 
 
 def test_advance_and_advance_to_fire_what_falls_due_and_move_the_clock() -> None:
-    sim, core = sim_with()
+    sim, _core = sim_with()
     sim.feed(track("ada", "Start", at(0)))
     assert sim.advance("59m") == []
     assert sim.now_ms == T0_MS + 59 * 60_000

@@ -81,7 +81,7 @@ def test_settings_stored_unsealed_are_read_and_sealed_on_their_next_write(tmp_pa
     ws = make_workspace(engine).workspace_id
     with engine.begin() as conn:  # as an older version left it
         consent.update_settings(conn, ws, {"tracking_secret": "abc"}, 1)
-        conn.execute(update(settings_table).values(settings='{"smtp": {"password": "%s"}}' % PASSWORD))
+        conn.execute(update(settings_table).values(settings=f'{{"smtp": {{"password": "{PASSWORD}"}}}}'))
     with engine.begin() as conn:
         assert workspace_settings.get_section(conn, ws, "smtp") == {"password": PASSWORD}
         consent.update_settings(conn, ws, {"tracking_secret": "abc"}, 2)
@@ -114,7 +114,7 @@ def test_with_a_key_set_every_backend_seals_and_a_rotation_loses_nothing(
     if database_url.startswith("postgresql"):  # reseal_all seals every workspace of the database
         request.addfinalizer(lambda: unseal_all(rotating, [new, old]))
     with rotating.begin() as conn:
-        total, unsealed = workspace_settings.reseal_all(conn)
+        total, _unsealed = workspace_settings.reseal_all(conn)
     assert total >= 1 and stored(rotating, ws) != sealed_with_old
     only_new = engine_for(database_url, new)
     with only_new.connect() as conn:

@@ -16,7 +16,10 @@ from nudgeflow.store import templates as store
 from nudgeflow.store.schema import template_versions
 from tests.support import make_workspace
 
-MJML = "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ profile.first_name }}</mj-text></mj-column></mj-section></mj-body></mjml>"
+MJML = (
+    "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ profile.first_name }}</mj-text>"
+    "</mj-column></mj-section></mj-body></mjml>"
+)
 SOURCE = {"subject": "Welcome, {{ profile.first_name | default: 'friend' }}", "body": MJML}
 
 

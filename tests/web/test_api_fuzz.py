@@ -6,11 +6,12 @@ characters, deep nesting) — and sends them to a real server on loopback with a
 credentials: its write key (HTTP Basic) on the ingest routes, its admin token (Bearer) on
 /api. The promises checked: the README's, bad input gets a 4xx naming what is wrong, never a
 5xx; and the document's, every answer has a status code, content type and body the document
-gives for that operation (schemathesis' conformance checks). Three sources of requests per operation: schemathesis' coverage phase (boundary and
-invalid values, deterministic), a hazard per path and query parameter (NUL, integers past
-32 and 64 bits), and a few fuzzed examples, derandomized: a run is the same run every time,
-about 3,000 requests per backend. A longer exploration is `schemathesis run` against
-`nudgeflow serve` (the commit adding this module says how it was run and what it found).
+gives for that operation (schemathesis' conformance checks). Three sources of requests per
+operation: schemathesis' coverage phase (boundary and invalid values, deterministic), a
+hazard per path and query parameter (NUL, integers past 32 and 64 bits), and a few fuzzed
+examples, derandomized: a run is the same run every time, about 3,000 requests per backend.
+A longer exploration is `schemathesis run` against `nudgeflow serve` (the commit adding this
+module says how it was run and what it found).
 
 The server's own routes not in the document (/sdk, /t, the dev inbox) have their tests.
 """
