@@ -125,6 +125,7 @@ def _record(conn: Connection, token: LinkToken, name: str, message_id: str, extr
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    # A backslash at a line's end joins it to the next: the same page, in lines of at most 120.
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex"><title>{html.escape(title)}</title>
