@@ -37,8 +37,8 @@ CROSSING = {("nudgeflow.content.push_render", "PayloadTooLarge")}
 def _defined_exceptions() -> list[tuple[str, type[BaseException]]]:
     found = []
     for info in pkgutil.walk_packages(nudgeflow.__path__, "nudgeflow."):
-        if ".migrations" in info.name:
-            continue
+        if ".migrations" in info.name or info.name.endswith(".__main__"):
+            continue  # migrations are Alembic's; importing a __main__ runs the command
         module = importlib.import_module(info.name)
         for _, value in inspect.getmembers(module, inspect.isclass):
             if issubclass(value, BaseException) and value.__module__ == info.name:

@@ -21,7 +21,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── PushTargetError (ValueError)                     store/push_targets.py
     │   ├── SecretKeyError (RuntimeError)                    store/secret_box.py
     │   ├── TemplateStoreError (ValueError)                  store/templates.py
-    │   │   └── TemplateNotFound; TemplateFileError             content/compiled_templates.py
+    │   │   └── TemplateNotFound; TemplateFileError (also a ContentError)  content/compiled_templates.py
     │   ├── VapidError (ValueError)                          store/vapid.py
     │   └── KeyProblem (ValueError)                          store/workspaces.py
     ├── ContentError          content/     rendering
@@ -41,7 +41,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   │       └── PayloadTooLarge                          channels/push_limits.py
     │   ├── NeedsEmailPackage                                channels/email/mime.py
     │   ├── PushConfigError (ValueError)                     channels/push_config.py
-    │   └── SmtpConfigError (ValueError)                     model/smtp_config.py
+    │   └── SmtpConfigError (ValueError; also a ModelError)  model/smtp_config.py
     ├── EngineRuntimeError    runtime/     the loops, replay and simulation, dev servers
     │   ├── JourneyLoadError (ValueError)                    runtime/replay.py
     │   ├── InvalidMessage (ValueError)                      runtime/simulation.py
@@ -54,7 +54,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── ServerStartError (RuntimeError)                  web/embedded.py
     │   └── _Refused                                         web/journeys_api.py
     ├── ConfigError (ValueError)                             settings.py (the layer's one class)
-    └── DemoError (RuntimeError)                             demo.py (the demo's one class)
+    └── DemoError (RuntimeError)                             demo/run.py (the demo's one class)
 
 Nothing here is raised itself: raise the specific class, catch a layer or the root.
 """

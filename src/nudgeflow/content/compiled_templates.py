@@ -36,6 +36,7 @@ from nudgeflow.content.templates import (
     compile_template,
     parse_source,
 )
+from nudgeflow.errors import ContentError
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.templates import (
     TemplateNotFound,
@@ -128,7 +129,9 @@ def template_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-class TemplateFileError(TemplateStoreError):
+class TemplateFileError(TemplateStoreError, ContentError):
+    # Raised by content since the compiled templates moved here; still a TemplateStoreError
+    # for the callers that catch one.
     def __init__(self, path: Path, error: Exception) -> None:
         self.path = path
         self.error = error
