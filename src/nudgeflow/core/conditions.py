@@ -452,7 +452,12 @@ def compile_filters(filters: Sequence[Filter]) -> Matcher:
         return lambda properties, scope: first(properties, scope) and second(properties, scope)
 
     def match(properties: Any, scope: Scope | Callable[[], Scope] | None) -> bool:
-        return all(test(properties, scope) for test in tests)
+        # A plain loop, not all(<generator>): this runs for every candidate trigger of every
+        # event, and building the generator costs more than the tests (SIM110 is off here).
+        for test in tests:  # noqa: SIM110
+            if not test(properties, scope):
+                return False
+        return True
 
     return match
 
