@@ -57,13 +57,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import text
+from sqlalchemy import Connection
 
 from nudgeflow.demo.traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
 from nudgeflow.errors import NudgeflowError
 from nudgeflow.model.event_names import MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_LOGGED, MESSAGE_SENT, PUSH_SUBSCRIBED
 from nudgeflow.model.iso_time import iso_utc
 from nudgeflow.settings import Settings
+from nudgeflow.store import dev_inbox, engine_state, log_channel, outbox, profiles
+from nudgeflow.store import journeys as journey_store
 from nudgeflow.web.embedded import ServerStartError, ThreadedServer, serve_in_thread
 
 DEFAULT_USERS = 50  # each email is rendered, composed and sent over SMTP (~20 ms each): 50 people keep the demo ~10 s
@@ -464,8 +466,7 @@ class _FastForward:
 
     def next_due_ms(self) -> int | None:
         with self.db.connect() as conn:
-            value = conn.exec_driver_sql("SELECT MIN(due_at_ms) FROM timers").scalar()
-        return int(value) if value is not None else None
+            return engine_state.next_timer_due(conn)
 
     def run_at(self, when_ms: int) -> None:
         from nudgeflow.core.clock import from_ms
@@ -773,38 +774,15 @@ def _journey_report(
     }
     exited: dict[str, Counter[str]] = defaultdict(Counter)
     with forward.db.connect() as conn:
-        ws = {"ws": workspace_id}
-        runs = conn.execute(
-            text(
-                "SELECT journey_id, status, exit_reason, holdout, converted_at_ms, revenue FROM journey_runs"
-                " WHERE workspace_id = :ws"
-            ),
-            ws,
-        ).all()
+        runs = journey_store.run_outcomes(conn, workspace_id)
         who = _user_ids(conn, workspace_id)
-        logged = conn.execute(
-            text(
-                "SELECT profile_id, body, sent_at_ms FROM log_channel_messages WHERE workspace_id = :ws"
-                " ORDER BY sent_at_ms, id"
-            ),
-            ws,
-        ).all()
+        logged = log_channel.recorded(conn, workspace_id)
         # Emails go through the email channel (SMTP to the dev inbox), pushes through the push
         # channel (Web Push to the dev inbox's push service): the outbox has them.
-        emailed = conn.execute(
-            text(
-                "SELECT profile_id, journey_id, step, template, variant, sent_at_ms, channel FROM outbox"
-                " WHERE workspace_id = :ws AND channel IN ('email', 'push') AND status = 'sent'"
-            ),
-            ws,
-        ).all()
+        emailed = outbox.sent_messages(conn, workspace_id, ("email", "push"))
         zones = _timezones(conn, workspace_id)
-        failed = conn.execute(
-            text("SELECT journey_id, step FROM outbox WHERE workspace_id = :ws AND status = 'failed'"), ws
-        ).all()
-        report.timers_pending = int(
-            conn.execute(text("SELECT COUNT(*) FROM timers WHERE workspace_id = :ws"), ws).scalar() or 0
-        )
+        failed = outbox.failed_steps(conn, workspace_id)
+        report.timers_pending = engine_state.count_timers(conn, workspace_id)
     for journey_id, status, reason, holdout, converted_at, revenue in runs:
         row = journeys.setdefault(
             journey_id,
@@ -903,38 +881,26 @@ def _journey_report(
     return report
 
 
-def _user_ids(conn: Any, workspace_id: str) -> dict[str, str]:
+def _user_ids(conn: Connection, workspace_id: str) -> dict[str, str]:
     """profile id -> userId, following merges (a run may belong to a profile merged away)."""
-    ws = {"ws": workspace_id}
-    ids = {
-        pid: uid
-        for pid, uid in conn.execute(text("SELECT id, user_id FROM profiles WHERE workspace_id = :ws"), ws).all()
-        if uid
-    }
-    merges = conn.execute(
-        text("SELECT from_profile_id, into_profile_id FROM profile_merges WHERE workspace_id = :ws"), ws
-    ).all()
-    for source, target in merges:
+    ids = {pid: uid for pid, uid in profiles.user_ids(conn, workspace_id) if uid}
+    for source, target in profiles.merges(conn, workspace_id):
         if source not in ids and target in ids:
             ids[source] = ids[target]
     return ids
 
 
-def _timezones(conn: Any, workspace_id: str) -> dict[str, str]:
+def _timezones(conn: Connection, workspace_id: str) -> dict[str, str]:
     """profile id -> its timezone trait, following merges like _user_ids."""
-    ws = {"ws": workspace_id}
     zones: dict[str, str] = {}
-    for pid, traits in conn.execute(text("SELECT id, traits FROM profiles WHERE workspace_id = :ws"), ws).all():
+    for pid, traits in profiles.all_traits(conn, workspace_id):
         try:
             zone = orjson.loads(traits or "{}").get("timezone")
         except (orjson.JSONDecodeError, AttributeError):
             zone = None
         if isinstance(zone, str):
             zones[pid] = zone
-    merges = conn.execute(
-        text("SELECT from_profile_id, into_profile_id FROM profile_merges WHERE workspace_id = :ws"), ws
-    ).all()
-    for source, target in merges:
+    for source, target in profiles.merges(conn, workspace_id):
         if source not in zones and target in zones:
             zones[source] = zones[target]
     return zones
@@ -954,18 +920,10 @@ def _read_inbox(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]
     """What the dev inbox's SMTP sink received, parsed back, each matched to the outbox row
     that sent it (by its X-Nudgeflow-Message-Key header): journey, step and template."""
     with forward.db.connect() as conn:
-        rows = conn.execute(
-            text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'email' ORDER BY id")
-        ).all()
+        rows = dev_inbox.received(conn, "email")
         sent = {
             key: (journey, step, template, profile_id)
-            for key, journey, step, template, profile_id in conn.execute(
-                text(
-                    "SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
-                    " WHERE workspace_id = :ws AND channel = 'email'"
-                ),
-                {"ws": workspace_id},
-            ).all()
+            for key, journey, step, template, profile_id in outbox.origins(conn, workspace_id, "email")
         }
         who = _user_ids(conn, workspace_id)
     inbox: list[dict[str, Any]] = []
@@ -1017,18 +975,10 @@ def _subscribe_browsers(client: httpx.Client, forward: _FastForward, messages: l
 def _read_pushes(forward: _FastForward, workspace_id: str) -> list[dict[str, Any]]:
     """The pushes the dev inbox's Web Push service decrypted, each matched to its outbox row."""
     with forward.db.connect() as conn:
-        rows = conn.execute(
-            text("SELECT id, rcpt_to, subject, raw FROM inbox_messages WHERE channel = 'push' ORDER BY id")
-        ).all()
+        rows = dev_inbox.received(conn, "push")
         sent = {
             key: (journey, step, template, profile_id)
-            for key, journey, step, template, profile_id in conn.execute(
-                text(
-                    "SELECT idempotency_key, journey_id, step, template, profile_id FROM outbox"
-                    " WHERE workspace_id = :ws AND channel = 'push'"
-                ),
-                {"ws": workspace_id},
-            ).all()
+            for key, journey, step, template, profile_id in outbox.origins(conn, workspace_id, "push")
         }
         who = _user_ids(conn, workspace_id)
     pushes = []

@@ -34,3 +34,12 @@ def newest(conn: Connection, limit: int = 500) -> list[Any]:
             .limit(limit)
         ).all()
     )
+
+
+def received(conn: Connection, channel: str) -> list[Any]:
+    """(id, rcpt_to, subject, raw) of every message received on `channel` ("email" or
+    "push"), oldest first."""
+    t = inbox_messages.c
+    return list(
+        conn.execute(select(t.id, t.rcpt_to, t.subject, t.raw).where(t.channel == channel).order_by(t.id)).all()
+    )

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from nudgeflow.core.state import ProfileState
 from nudgeflow.store import sql
-from nudgeflow.store.schema import profile_state
+from nudgeflow.store.schema import profile_state, timers
 
 EVENTS_CURSOR = "events"
 
@@ -160,8 +160,17 @@ def drop_timers(conn: Connection, keys: list[tuple[str, str]]) -> None:
 
 
 def next_timer_due(conn: Connection) -> int | None:
+    """When the earliest timer of any workspace falls due, or None when none is waiting."""
     value = conn.exec_driver_sql("SELECT MIN(due_at_ms) FROM timers").scalar()
     return int(value) if value is not None else None
+
+
+def count_timers(conn: Connection, workspace_id: str) -> int:
+    """How many timers of the workspace are waiting."""
+    return int(
+        conn.execute(select(func.count()).select_from(timers).where(timers.c.workspace_id == workspace_id)).scalar()
+        or 0
+    )
 
 
 def stored_state(conn: Connection, profile_id: str) -> str | None:

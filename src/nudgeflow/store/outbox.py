@@ -147,3 +147,39 @@ def message_origin(conn: Connection, workspace_id: str, idempotency_key: str) ->
             t.workspace_id == workspace_id, t.idempotency_key == idempotency_key
         )
     ).first()
+
+
+# --- reading back what was sent (the demo's report) --------------------------------------------
+
+
+def sent_messages(conn: Connection, workspace_id: str, channels: Sequence[str]) -> list[Any]:
+    """(profile_id, journey_id, step, template, variant, sent_at_ms, channel) of the
+    workspace's messages sent on `channels`, in no particular order."""
+    t = outbox.c
+    return list(
+        conn.execute(
+            select(t.profile_id, t.journey_id, t.step, t.template, t.variant, t.sent_at_ms, t.channel).where(
+                t.workspace_id == workspace_id, t.channel.in_(list(channels)), t.status == SENT
+            )
+        ).all()
+    )
+
+
+def failed_steps(conn: Connection, workspace_id: str) -> list[Any]:
+    """(journey_id, step) of each of the workspace's messages that failed for good."""
+    t = outbox.c
+    return list(conn.execute(select(t.journey_id, t.step).where(t.workspace_id == workspace_id, t.status == FAILED)))
+
+
+def origins(conn: Connection, workspace_id: str, channel: str) -> list[Any]:
+    """(idempotency_key, journey_id, step, template, profile_id) of every message the
+    workspace queued on `channel`, whatever its status: what a received message's key
+    (the X-Nudgeflow-Message-Key header, a push's `key`) is matched against."""
+    t = outbox.c
+    return list(
+        conn.execute(
+            select(t.idempotency_key, t.journey_id, t.step, t.template, t.profile_id).where(
+                t.workspace_id == workspace_id, t.channel == channel
+            )
+        ).all()
+    )

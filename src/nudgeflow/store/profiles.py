@@ -262,3 +262,20 @@ def latest_track_payloads(conn: Connection, workspace_id: str, name: str, limit:
         .order_by(events.c.seq.desc())
         .limit(limit)
     ).scalars()
+
+
+def user_ids(conn: Connection, workspace_id: str) -> list[Any]:
+    """(id, userId) of every profile of the workspace (userId None for the anonymous)."""
+    return list(conn.execute(select(profiles.c.id, profiles.c.user_id).where(profiles.c.workspace_id == workspace_id)))
+
+
+def all_traits(conn: Connection, workspace_id: str) -> list[Any]:
+    """(id, traits document as stored) of every profile of the workspace."""
+    return list(conn.execute(select(profiles.c.id, profiles.c.traits).where(profiles.c.workspace_id == workspace_id)))
+
+
+def merges(conn: Connection, workspace_id: str) -> list[Any]:
+    """(from_profile_id, into_profile_id) of every merge of the workspace, one step each
+    (a chain shows as several rows; `follow_merge` walks one)."""
+    m = profile_merges.c
+    return list(conn.execute(select(m.from_profile_id, m.into_profile_id).where(m.workspace_id == workspace_id)))
