@@ -53,6 +53,8 @@ def test_money_defaults_and_products(locale: str, expected: str) -> None:
 def test_money_odd_values() -> None:
     assert render("{{ x | money }}", x=None) == ""
     assert render("{{ x | money }}", x="n/a") == "n/a"
+    # Too large for a float: shown as it is, not an OverflowError that stops the render.
+    assert render("{{ x | money }}", x=10**400) == str(10**400)
     assert render('{{ 3 | money: "ZZZ" }}') in ("ZZZ3.00", "3.00 ZZZ")
     env = Environment()
     register_filters(env)

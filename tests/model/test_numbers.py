@@ -89,7 +89,7 @@ def _was_template(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # the old copy raised OverflowError: a fixed bug
         return None
     return number if math.isfinite(number) else None
 
@@ -132,8 +132,7 @@ def test_the_rules_differ_where_they_did() -> None:
     assert as_number(math.inf) is None and as_number(math.inf, exact=True) == math.inf
     assert as_number(Decimal("2.5")) is None and as_number(Decimal("2.5"), lenient=True) == 2.5
     assert as_number(10**400) is None
-    with pytest.raises(OverflowError):
-        as_number(10**400, lenient=True)
+    assert as_number(10**400, lenient=True) is None  # was OverflowError, which stopped a render
     assert as_number(True) is None and as_number(True, exact=True) is None and as_number(True, lenient=True) is None
 
 

@@ -121,7 +121,12 @@ def _keys(original: Message | None) -> tuple[str | None, str | None]:
 def _report_type(msg: Message) -> str:
     if msg.get_content_type() != "multipart/report":
         raise ReportError(f"not a report: the message is {msg.get_content_type()}, not multipart/report")
-    return (msg.get_param("report-type") or "").lower()  # type: ignore[union-attr]
+    value = msg.get_param("report-type")
+    # The type allows an RFC 2231 (charset, language, text) tuple. compat32 never decodes a
+    # hyphenated name that way (its pattern is \w+), but the type is honoured, not ignored.
+    if isinstance(value, tuple):
+        value = email.utils.collapse_rfc2231_value(value)
+    return (value or "").lower()
 
 
 def _unfold(value: object) -> str:

@@ -6,7 +6,8 @@ Each reader has its own rule, kept as it was when each had its own copy; a keywo
 - `exact=True` (comparing in a condition, indexing a trigger's constants): numbers as they
   are (ints stay exact, even non-finite floats pass), strings only in the strict form below;
 - `lenient=True` (templates' filters and product views): anything float() takes (Decimal
-  too), finite only, never None or a bool; an int too large for a float raises OverflowError.
+  too), finite only, never None or a bool; an int too large for a float is None (it raised
+  OverflowError until 2026-12, and a `{{ price | money }}` of 10**400 stopped the render).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def as_number(value: Any, *, exact: bool = False, lenient: bool = False) -> int 
             return None
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         return number if math.isfinite(number) else None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):

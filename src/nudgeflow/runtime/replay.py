@@ -10,6 +10,7 @@ order, the usual case, is simply read twice from start to end.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -179,7 +180,7 @@ def replay_file(
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a directory, not a JSON Lines file")
         source = path.open("rb")
-        total = path.stat().st_size
+        total = os.fstat(source.fileno()).st_size  # of the file opened: nothing can fail between
     name = "stdin" if spool is not None else Path(path_or_dash).name
 
     def bad(line: int, reason: str, progress: Progress) -> None:
