@@ -232,7 +232,7 @@ async def run_nudge(engine: Any, workspace_id: str, targets: list[Any], jobs: li
     from nudgeflow.core.clock import SystemClock
 
     # The sender's own session, as in production; with TLS, trusting our test CA.
-    sender = WebPushSender(engine, None, SystemClock(), ssl_context=ssl_context)
+    sender = WebPushSender(engine, SystemClock(), ssl_context=ssl_context)
     try:
         async def send(job: tuple[int, Any]) -> None:
             index, content = job
@@ -256,7 +256,7 @@ def stages(engine: Any, workspace_id: str, targets: list[Any], subs: list[dict[s
     from nudgeflow.channels.webpush import WebPushSender, endpoint_origin
     from nudgeflow.core.clock import SystemClock
 
-    sender = WebPushSender(engine, None, SystemClock())
+    sender = WebPushSender(engine, SystemClock())
     signer = asyncio.run(sender.signer(workspace_id))
     vapid = Vapid02.from_raw(private_key.encode())
     n = len(messages)

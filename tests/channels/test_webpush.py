@@ -81,7 +81,7 @@ def content(clock: VirtualClock, **kw: Any) -> PushContent:
 
 def with_sender(engine: Any, clock: VirtualClock, scenario: Callable[[WebPushSender], Awaitable[T]], **kw: Any) -> T:
     async def run() -> T:
-        sender = WebPushSender(engine, None, clock, **kw)
+        sender = WebPushSender(engine, clock, **kw)
         try:
             return await scenario(sender)
         finally:
@@ -297,7 +297,7 @@ def test_https_over_http11(engine: Any, ws: str, clock: VirtualClock, tmp_path: 
 
         async def given_session() -> None:  # the caller's session: used, and left open for its owner
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
-                sender = WebPushSender(engine, None, clock, session=session)
+                sender = WebPushSender(engine, clock, session=session)
                 await sender.send(ws, target(subs[1]), content(clock))
                 await sender.aclose()
                 assert not session.closed
@@ -312,7 +312,7 @@ def test_a_new_session_in_each_event_loop(engine: Any, ws: str, push: RunningDev
     """A session belongs to its loop; the runtime's run_until_idle sends each batch in a
     loop of its own (asyncio.run), its dispatch thread in one long-lived loop."""
     sub = push.service.subscribe()
-    sender = WebPushSender(engine, None, clock)
+    sender = WebPushSender(engine, clock)
 
     async def send() -> aiohttp.ClientSession:
         await sender.send(ws, target(sub), content(clock))
@@ -427,7 +427,7 @@ def _count_subs(engine: Any, ws: str) -> int:
 def _send_through_channel(engine: Any, clock: VirtualClock, message: OutboundMessage) -> None:
     async def run() -> None:
         db = DatabasePush(engine, clock)
-        channel = PushChannel({"webpush": WebPushSender(engine, None, clock)}, db, db, clock)
+        channel = PushChannel({"webpush": WebPushSender(engine, clock)}, db, db, clock)
         try:
             await channel.send(message)
         finally:

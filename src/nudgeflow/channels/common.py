@@ -67,7 +67,10 @@ class WorkspaceCache(Generic[T]):
 
     `what` names the configuration in the failure reasons ("SMTP settings"); a `load` that
     raises one of `invalid` fails the message for good (the stored configuration is wrong),
-    any other error is transient (the database is away)."""
+    any other error is transient (the database is away).
+
+    Many messages of one workspace arrive at once when its entry expires: they share one
+    `load`, its result or its error."""
 
     def __init__(
         self,
@@ -83,6 +86,7 @@ class WorkspaceCache(Generic[T]):
         self.invalid = invalid
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, T | None]] = {}
+        self._loading: dict[str, asyncio.Future[T | None]] = {}
 
     def invalidate(self, workspace_id: str | None = None) -> None:
         if workspace_id is None:
@@ -95,13 +99,29 @@ class WorkspaceCache(Generic[T]):
         hit = self._cache.get(workspace_id)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        own: T | None = None
-        if self.load is not None:
-            try:
-                own = await asyncio.to_thread(self.load, workspace_id)
-            except self.invalid as exc:
-                raise PermanentError(f"the workspace's {self.what} are invalid: {exc}") from None
-            except Exception as exc:
-                raise TransientError(f"cannot read the workspace's {self.what}: {type(exc).__name__}") from None
-        self._cache[workspace_id] = (now, own)
-        return own
+        pending = self._loading.get(workspace_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+        self._loading[workspace_id] = future
+        try:
+            own = await self._read(workspace_id)
+            self._cache[workspace_id] = (now, own)
+            future.set_result(own)
+            return own
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        finally:
+            del self._loading[workspace_id]
+
+    async def _read(self, workspace_id: str) -> T | None:
+        if self.load is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.load, workspace_id)
+        except self.invalid as exc:
+            raise PermanentError(f"the workspace's {self.what} are invalid: {exc}") from None
+        except Exception as exc:
+            raise TransientError(f"cannot read the workspace's {self.what}: {type(exc).__name__}") from None

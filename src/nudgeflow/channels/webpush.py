@@ -53,11 +53,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
 from nudgeflow.channels.base import PermanentError, TransientError, reason_text, retry_after_s
-from nudgeflow.channels.common import Sleep, TargetGone, TokenBucket
+from nudgeflow.channels.common import Sleep, TargetGone, TokenBucket, WorkspaceCache
 from nudgeflow.channels.push_limits import WEBPUSH_MAX_PLAINTEXT, PayloadTooLarge
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, SystemClock
-from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 from nudgeflow.store.vapid import get_vapid_keys
 
@@ -162,7 +161,6 @@ class WebPushSender:
     def __init__(
         self,
         engine: Any,
-        settings: Settings | None,
         clock: Clock | None,
         *,
         session: aiohttp.ClientSession | None = None,
@@ -178,7 +176,6 @@ class WebPushSender:
         (default: the system's CAs, verified), at most `max_connections` connections and
         `timeout_s` for a whole request."""
         self.engine = engine
-        self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.sleep: Sleep = sleep or asyncio.sleep
         self._given = session
@@ -189,8 +186,10 @@ class WebPushSender:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._rate = rate_per_second
         self._buckets: dict[str, TokenBucket] = {}  # origin -> TokenBucket, when rate_per_second > 0
-        self._signers: dict[str, tuple[float, _Signer | None]] = {}
-        self._loading: dict[str, asyncio.Future[_Signer | None]] = {}
+        # A key that does not load (store.vapid.VapidError, a ValueError) fails the message for good.
+        self._signers: WorkspaceCache[_Signer] = WorkspaceCache(
+            self._load, self.clock, "VAPID keys", ValueError, KEYS_TTL_S
+        )
         self._jwts: dict[tuple[str, str, str], tuple[str, int]] = {}  # (ws, origin, public key) -> (header, exp)
         self.sent = 0
         self.jwts_signed = 0
@@ -236,11 +235,10 @@ class WebPushSender:
 
     def invalidate(self, workspace_id: str | None = None) -> None:
         """Forget cached keys and JWTs (after a rotation or a new subject)."""
+        self._signers.invalidate(workspace_id)
         if workspace_id is None:
-            self._signers.clear()
             self._jwts.clear()
             return
-        self._signers.pop(workspace_id, None)
         for key in [k for k in self._jwts if k[0] == workspace_id]:
             del self._jwts[key]
 
@@ -252,41 +250,12 @@ class WebPushSender:
         return _Signer(keys.public_key, keys.signing_key(), keys.subject)
 
     async def signer(self, workspace_id: str) -> _Signer:
-        now = self.clock.monotonic()
-        hit = self._signers.get(workspace_id)
-        if hit is not None and now - hit[0] < KEYS_TTL_S:
-            found = hit[1]
-        else:
-            found = await self._load_once(workspace_id, now)
+        if self.engine is None:
+            raise PermanentError("no database to read the workspace's VAPID keys from")
+        found = await self._signers.get(workspace_id)
         if found is None:
             raise PermanentError("the workspace has no VAPID keys (`nudgeflow workspace vapid show` makes them)")
         return found
-
-    async def _load_once(self, workspace_id: str, now: float) -> _Signer | None:
-        # Many messages of one workspace arrive at once after the cache expires: one read.
-        pending = self._loading.get(workspace_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[_Signer | None] = asyncio.get_running_loop().create_future()
-        self._loading[workspace_id] = future
-        try:
-            if self.engine is None:
-                raise PermanentError("no database to read the workspace's VAPID keys from")
-            try:
-                found = await asyncio.to_thread(self._load, workspace_id)
-            except ValueError as exc:  # store.vapid.VapidError: a key that does not load
-                raise PermanentError(f"the workspace's VAPID key is unusable: {exc}") from None
-            except Exception as exc:
-                raise TransientError(f"cannot read the workspace's VAPID keys: {type(exc).__name__}") from None
-            self._signers[workspace_id] = (now, found)
-            future.set_result(found)
-            return found
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-            raise
-        finally:
-            del self._loading[workspace_id]
 
     def authorization(self, workspace_id: str, origin: str, signer: _Signer) -> str:
         """`vapid t=<jwt>, k=<public key>` for this origin, signed anew when due."""

@@ -115,7 +115,7 @@ def configure_push(
     if not force and not push_in_use(engine, settings):
         return None
     clock = clock or SystemClock()
-    senders: dict[str, PushSender] = {"webpush": WebPushSender(engine, settings, clock)}
+    senders: dict[str, PushSender] = {"webpush": WebPushSender(engine, clock)}
     if push_credentials_configured(engine, settings, push_config.FCM_SECTION):
         senders["fcm"] = FcmSender(engine, settings, clock)
     if push_credentials_configured(engine, settings, push_config.APNS_SECTION):
