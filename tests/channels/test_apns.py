@@ -21,6 +21,7 @@ from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push_config import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, PushConfigError, set_apns
 from nudgeflow.channels.push_limits import PayloadTooLarge
+from nudgeflow.channels.wiring import apns_default
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
@@ -103,7 +104,7 @@ def run(
 ) -> Any:
     async def main() -> Any:
         async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
-            sender = ApnsSender(engine, settings, clock, client=client)
+            sender = ApnsSender(engine, clock, default=lambda: apns_default(settings), client=client)
             try:
                 return await fn(sender)
             finally:

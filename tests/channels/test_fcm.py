@@ -26,6 +26,7 @@ from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.fcm import FcmSender, fcm_message
 from nudgeflow.channels.push_config import FcmConfig, PushConfigError, set_fcm
 from nudgeflow.channels.push_limits import PayloadTooLarge
+from nudgeflow.channels.wiring import fcm_default
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
@@ -98,7 +99,7 @@ def run(
 ) -> Any:
     async def main() -> Any:
         async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
-            sender = FcmSender(engine, settings, clock, client=client)
+            sender = FcmSender(engine, clock, default=lambda: fcm_default(settings), client=client)
             try:
                 return await fn(sender)
             finally:

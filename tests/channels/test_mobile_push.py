@@ -24,6 +24,7 @@ from nudgeflow.channels.apns import ApnsSender
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel
+from nudgeflow.channels.wiring import apns_default, fcm_default
 from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import VirtualClock, from_ms, to_ms
 from nudgeflow.model.events import normalize, parse_message
@@ -191,8 +192,8 @@ def send(engine: Any, settings: Settings, ca: trustme.CA, clock: VirtualClock, m
             db = DatabasePush(engine, clock)
             channel = PushChannel(
                 {
-                    "fcm": FcmSender(engine, settings, clock, client=client),
-                    "apns": ApnsSender(engine, settings, clock, client=client),
+                    "fcm": FcmSender(engine, clock, default=lambda: fcm_default(settings), client=client),
+                    "apns": ApnsSender(engine, clock, default=lambda: apns_default(settings), client=client),
                 },
                 db,
                 db,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,13 +39,11 @@ from nudgeflow.channels.push_config import (
     APNS_SECTION,
     ApnsConfig,
     WorkspaceCredentials,
-    apns_default,
     keep_tokens_out_of_http_logs,
 )
 from nudgeflow.channels.push_limits import APNS_MAX_PAYLOAD, PayloadTooLarge
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock
-from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 
 log = logging.getLogger("nudgeflow.push.apns")
@@ -129,15 +128,15 @@ class ApnsSender:
     def __init__(
         self,
         engine: Any,
-        settings: Settings | None,
         clock: Clock,
         *,
+        default: Callable[[], ApnsConfig | None] | None = None,
         client: httpx.AsyncClient | None = None,
         timeout_s: float = 10.0,
     ) -> None:
         self.clock = clock
         self.credentials: WorkspaceCredentials[ApnsConfig] = WorkspaceCredentials(
-            engine, APNS_SECTION, "APNs", lambda: apns_default(settings), clock
+            engine, APNS_SECTION, "APNs", default, clock
         )
         self._client = client
         self._owns_client = client is None

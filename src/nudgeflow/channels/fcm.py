@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,13 +40,11 @@ from nudgeflow.channels.push_config import (
     FCM_SECTION,
     FcmConfig,
     WorkspaceCredentials,
-    fcm_default,
     keep_tokens_out_of_http_logs,
 )
 from nudgeflow.channels.push_limits import FCM_MAX_PAYLOAD, PayloadTooLarge
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
 
 log = logging.getLogger("nudgeflow.push.fcm")
@@ -183,15 +182,15 @@ class FcmSender:
     def __init__(
         self,
         engine: Any,
-        settings: Settings | None,
         clock: Clock,
         *,
+        default: Callable[[], FcmConfig | None] | None = None,
         client: httpx.AsyncClient | None = None,
         timeout_s: float = 10.0,
     ) -> None:
         self.clock = clock
         self.credentials: WorkspaceCredentials[FcmConfig] = WorkspaceCredentials(
-            engine, FCM_SECTION, "FCM", lambda: fcm_default(settings), clock
+            engine, FCM_SECTION, "FCM", default, clock
         )
         self._client = client
         self._owns_client = client is None

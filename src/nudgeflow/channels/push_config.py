@@ -8,7 +8,8 @@ Each workspace may hold its own credentials in its settings (store/workspace_set
 
 Without them, a workspace uses the server's defaults from the environment (settings.py):
 NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE (+ NUDGEFLOW_FCM_API_BASE) and NUDGEFLOW_APNS_KEY_FILE,
-NUDGEFLOW_APNS_KEY_ID, NUDGEFLOW_APNS_TEAM_ID, NUDGEFLOW_APNS_TOPIC (+ NUDGEFLOW_APNS_BASE_URL).
+NUDGEFLOW_APNS_KEY_ID, NUDGEFLOW_APNS_TEAM_ID, NUDGEFLOW_APNS_TOPIC (+ NUDGEFLOW_APNS_BASE_URL),
+which channels/wiring.py reads (`fcm_default`, `apns_default`) and hands to the senders.
 
 The private keys are secrets: `masked()` is what the CLI, the API and the logs see, and the
 dataclasses keep them out of their repr.
@@ -32,7 +33,6 @@ from nudgeflow.channels.base import PermanentError
 from nudgeflow.channels.common import WorkspaceCache
 from nudgeflow.core.clock import Clock
 from nudgeflow.errors import DeliveryError
-from nudgeflow.settings import Settings
 from nudgeflow.store.workspace_settings import get_section, set_section
 
 FCM_SECTION = "fcm"
@@ -58,6 +58,14 @@ def _url(value: Any, name: str) -> str | None:
     if not isinstance(value, str) or not value.startswith(("https://", "http://")):
         raise PushConfigError(f"{name}: expected an http(s) URL")
     return value.rstrip("/")
+
+
+def read_key_file(path: str, what: str) -> str:
+    """A key file's text; the error names the file as `what` (never quotes its content)."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise PushConfigError(f"cannot read {what}: {exc.strerror}") from None
 
 
 def _fingerprint(*parts: str) -> str:
@@ -175,22 +183,9 @@ def fcm_from_file(
     api_base: str | None = None,
     what: str = "the service account file",
 ) -> FcmConfig:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise PushConfigError(f"cannot read {what}: {exc.strerror}") from None
-    sa = parse_service_account(text)
+    sa = parse_service_account(read_key_file(path, what))
     return FcmConfig(
         project_id=project_id or sa.get("project_id") or "", service_account=sa, token_uri=token_uri, api_base=api_base
-    )
-
-
-def fcm_default(settings: Settings | None) -> FcmConfig | None:
-    """The server's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE), or None."""
-    if settings is None or not settings.fcm_service_account_file:
-        return None
-    return fcm_from_file(
-        settings.fcm_service_account_file, api_base=settings.fcm_api_base, what="NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE"
     )
 
 
@@ -283,22 +278,18 @@ class ApnsConfig:
         )
 
 
-def apns_default(settings: Settings | None) -> ApnsConfig | None:
-    """The server's APNs credentials (NUDGEFLOW_APNS_KEY_FILE and friends), or None."""
-    if settings is None or not settings.apns_key_file:
-        return None
-    path = settings.apns_key_file
-    try:
-        key = Path(path).read_text()
-    except OSError as exc:
-        raise PushConfigError(f"cannot read NUDGEFLOW_APNS_KEY_FILE: {exc.strerror}") from None
-    return ApnsConfig(
-        team_id=settings.apns_team_id or "",
-        key_id=settings.apns_key_id or "",
-        private_key=key,
-        topic=settings.apns_topic,
-        base_url=settings.apns_base_url,
-    )
+def apns_from_file(
+    path: str,
+    *,
+    team_id: str,
+    key_id: str,
+    topic: str | None = None,
+    base_url: str | None = None,
+    what: str = "the key file",
+) -> ApnsConfig:
+    """APNs credentials with the .p8 key read from `path` (`what` names it in the error)."""
+    key = read_key_file(path, what)
+    return ApnsConfig(team_id=team_id, key_id=key_id, private_key=key, topic=topic, base_url=base_url)
 
 
 # -- stored per workspace --------------------------------------------------------------------
@@ -347,7 +338,8 @@ class WorkspaceCredentials(Generic[C]):
     """A workspace's own credentials, else the server's default; cached for `ttl_s`.
 
     Read per send from a cache, not the database: a change made in the CLI takes effect
-    within `ttl_s` (or at once after `invalidate`).
+    within `ttl_s` (or at once after `invalidate`). `default` loads the server's (None:
+    there are none), once, at the first send that needs them.
     """
 
     def __init__(
@@ -355,12 +347,12 @@ class WorkspaceCredentials(Generic[C]):
         engine: Any,
         section: str,
         service: str,
-        default: Callable[[], C | None],
+        default: Callable[[], C | None] | None,
         clock: Clock,
         ttl_s: float = 30.0,
     ) -> None:
         self.engine, self.section, self.service, self.clock, self.ttl_s = engine, section, service, clock, ttl_s
-        self._default_loader: Callable[[], C | None] = default
+        self._default_loader: Callable[[], C | None] | None = default
         self._default: tuple[C | None, str | None] | None = None  # loaded once: (config, error)
         self._own: WorkspaceCache[C] = WorkspaceCache(
             self._load if engine is not None else None, clock, f"{service} credentials", PushConfigError, ttl_s
@@ -377,7 +369,7 @@ class WorkspaceCredentials(Generic[C]):
     def default(self) -> C | None:
         if self._default is None:
             try:
-                self._default = (self._default_loader(), None)
+                self._default = (self._default_loader() if self._default_loader else None, None)
             except PushConfigError as exc:
                 self._default = (None, str(exc))
         config, error = self._default

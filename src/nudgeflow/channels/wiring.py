@@ -74,6 +74,29 @@ def configure_email(
 # -- push -----------------------------------------------------------------------------------
 
 
+def fcm_default(settings: Settings) -> push_config.FcmConfig | None:
+    """The server's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE), or None."""
+    if not settings.fcm_service_account_file:
+        return None
+    return push_config.fcm_from_file(
+        settings.fcm_service_account_file, api_base=settings.fcm_api_base, what="NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE"
+    )
+
+
+def apns_default(settings: Settings) -> push_config.ApnsConfig | None:
+    """The server's APNs credentials (NUDGEFLOW_APNS_KEY_FILE and friends), or None."""
+    if not settings.apns_key_file:
+        return None
+    return push_config.apns_from_file(
+        settings.apns_key_file,
+        team_id=settings.apns_team_id or "",
+        key_id=settings.apns_key_id or "",
+        topic=settings.apns_topic,
+        base_url=settings.apns_base_url,
+        what="NUDGEFLOW_APNS_KEY_FILE",
+    )
+
+
 def push_credentials_configured(engine: Any, settings: Settings, section: str) -> bool:
     """Whether the server's default or any workspace has credentials for this service ("fcm",
     "apns"): what assembling the push channel asks before adding its sender."""
@@ -116,10 +139,12 @@ def configure_push(
         return None
     clock = clock or SystemClock()
     senders: dict[str, PushSender] = {"webpush": WebPushSender(engine, clock)}
+    # The server's credentials are read at the first send that needs them: a file that
+    # cannot be read fails those messages, not the server's start.
     if push_credentials_configured(engine, settings, push_config.FCM_SECTION):
-        senders["fcm"] = FcmSender(engine, settings, clock)
+        senders["fcm"] = FcmSender(engine, clock, default=lambda: fcm_default(settings))
     if push_credentials_configured(engine, settings, push_config.APNS_SECTION):
-        senders["apns"] = ApnsSender(engine, settings, clock)
+        senders["apns"] = ApnsSender(engine, clock, default=lambda: apns_default(settings))
     database = DatabasePush(engine, clock)
     channel = PushChannel(senders, database, database, clock)
     registry.register("push", channel)

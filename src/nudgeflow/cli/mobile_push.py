@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from nudgeflow.channels import push_config
+from nudgeflow.channels import push_config, wiring
 from nudgeflow.channels.push_config import ApnsConfig, PushConfigError, fcm_from_file
 from nudgeflow.cli.common import DatabaseOpt, fail, load_settings, now_ms, open_engine
 from nudgeflow.settings import Settings
@@ -72,8 +72,8 @@ def _write(workspace: str, database: str | None, section: str, value: Any, as_js
 
 def _default(section: str, settings: Settings) -> Callable[[], Any]:
     if section == push_config.FCM_SECTION:
-        return lambda: push_config.fcm_default(settings)
-    return lambda: push_config.apns_default(settings)
+        return lambda: wiring.fcm_default(settings)
+    return lambda: wiring.apns_default(settings)
 
 
 def _read(workspace: str, database: str | None, section: str, as_json: bool) -> None:
