@@ -3,13 +3,16 @@ and the preheader put at the top of its HTML as hidden text.
 
 Both are rendering, so they live here; the email channel calls them when it composes a
 `RenderedEmail` that lacks a text part or carries a preheader to inject, and
-content/templates.py derives a template's text part with `html_to_text`.
+content/templates.py derives a template's text part with `html_to_text` and puts its
+preheader in with `inject_preheader`: the one place a preheader goes into HTML.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 _BLOCK = {
@@ -139,17 +142,47 @@ def tidy_text(text: str) -> str:
     return text + "\n" if text else ""
 
 
-_PREHEADER_STYLE = (
-    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;"
-    "mso-hide:all;color:transparent"
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def _markup_escape(text: str) -> str:
+    from markupsafe import escape  # Liquid's own escaping (&#34; and &#39; for quotes)
+
+    return str(escape(text))
+
+
+@dataclass(frozen=True)
+class PreheaderForm:
+    """How the hidden block is written. Two forms have always been sent and are kept byte
+    for byte: a template's render writes TEMPLATE_PREHEADER, and composing an email whose
+    HTML lacks its preheader (a renderer other than the templates') writes PADDED_PREHEADER."""
+
+    style: str
+    padding: str  # after the text, so that the body's first words do not follow it into the preview
+    escape: Callable[[str], str]
+
+
+TEMPLATE_PREHEADER = PreheaderForm(
+    style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;max-width:0px;opacity:0;"
+    "overflow:hidden;",
+    padding="",
+    escape=_markup_escape,
+)
+PADDED_PREHEADER = PreheaderForm(
+    style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;"
+    "mso-hide:all;color:transparent",
+    padding="&#8199;&#65279;&#847; " * 40,
+    escape=html.escape,
 )
 
 
-def inject_preheader(source: str, preheader: str) -> str:
+def inject_preheader(source: str, preheader: str | None, form: PreheaderForm = PADDED_PREHEADER) -> str:
     """The preheader as hidden text at the top of the body (what inboxes show after the
-    subject), padded so that the body's first words do not follow it into the preview."""
-    block = f'<div style="{_PREHEADER_STYLE}">{html.escape(preheader)}' + "&#8199;&#65279;&#847; " * 40 + "</div>"
-    match = re.search(r"<body\b[^>]*>", source, re.I)
+    subject); the HTML as it is when there is no preheader."""
+    if not preheader:
+        return source
+    block = f'<div style="{form.style}">{form.escape(preheader)}{form.padding}</div>'
+    match = _BODY_TAG.search(source)
     if match:
         return source[: match.end()] + block + source[match.end() :]
     return block + source

@@ -48,7 +48,7 @@ from liquid.context import RenderContext
 from liquid.exceptions import FilterArgumentError, LiquidError, OutputStreamLimitError, ResourceLimitError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nudgeflow.content.email_text import html_to_text, tidy_text
+from nudgeflow.content.email_text import TEMPLATE_PREHEADER, html_to_text, inject_preheader, tidy_text
 from nudgeflow.content.rendered import DEFAULT_PUSH_TTL_S, RenderedEmail, RenderedPush
 from nudgeflow.errors import ContentError
 
@@ -713,23 +713,6 @@ def _render_part(part: _Part, context: Mapping[str, Any]) -> str:
         raise TemplateError(f"{type(exc).__name__}: {exc}", part.name) from None
 
 
-_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
-_PREHEADER = (
-    '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
-    'max-width:0px;opacity:0;overflow:hidden;">{}</div>'
-)
-
-
-def _with_preheader(html: str, preheader: str | None) -> str:
-    if not preheader:
-        return html
-    from markupsafe import escape
-
-    div = _PREHEADER.format(escape(preheader))
-    m = _BODY_TAG.search(html)
-    return html[: m.end()] + div + html[m.end() :] if m else div + html
-
-
 def render(
     compiled: CompiledTemplate, context: Mapping[str, Any], *, budget_ms: float | None = None
 ) -> RenderedEmail | RenderedPush:
@@ -755,7 +738,7 @@ def render(
         return RenderedEmail(
             subject=" ".join(out["subject"].split()),  # a header: one line
             preheader=" ".join(preheader.split()) if preheader is not None else None,
-            html=_with_preheader(out["body"], preheader and " ".join(preheader.split())),
+            html=inject_preheader(out["body"], preheader and " ".join(preheader.split()), TEMPLATE_PREHEADER),
             preheader_in_html=True,
             text=_text_of(compiled, out),
             topic=src.topic,
