@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
-
 from nudgeflow.channels import push_config
 from nudgeflow.channels.apns import ApnsSender
 from nudgeflow.channels.base import ChannelRegistry
@@ -28,7 +26,7 @@ from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.settings import Settings
-from nudgeflow.store.schema import device_tokens, push_subscriptions
+from nudgeflow.store.push_targets import any_target_stored
 from nudgeflow.store.workspace_settings import SMTP, any_workspace_has
 
 # The loggers these lines have always gone to: the email channel's, the push channel's, the runtime's.
@@ -114,16 +112,7 @@ def push_in_use(engine: Any, settings: Settings) -> bool:
         engine, settings, push_config.APNS_SECTION
     ):
         return True
-    if engine is None:
-        return False
-    try:
-        with engine.connect() as conn:
-            for table in (push_subscriptions, device_tokens):
-                if conn.execute(select(table.c.profile_id).limit(1)).first() is not None:
-                    return True
-    except Exception:  # not migrated yet
-        return False
-    return False
+    return any_target_stored(engine)
 
 
 def configure_push(

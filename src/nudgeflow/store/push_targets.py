@@ -48,6 +48,22 @@ class PushTarget:
         return hashlib.sha256(f"{self.provider}:{self.address}".encode()).hexdigest()
 
 
+def any_target_stored(engine: Any) -> bool:
+    """Whether any workspace has a Web Push subscription or a device token stored: how a
+    server decides whether push is in use. False before the schema exists (a server
+    starting on a new database)."""
+    if engine is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            for table in (push_subscriptions, device_tokens):
+                if conn.execute(select(table.c.profile_id).limit(1)).first() is not None:
+                    return True
+    except Exception:  # not migrated yet
+        return False
+    return False
+
+
 def endpoint_hash(endpoint: str) -> str:
     return hashlib.sha256(endpoint.encode()).hexdigest()
 
