@@ -154,7 +154,7 @@ def test_bad_values_say_what_is_expected() -> None:
     assert found["holdout"] == "2 must be less than 1"
     assert found["priority"] == "expected a whole number, got the text 'high'"
     assert found["steps.check.cases.0.when.0.status"] == (
-        "unknown message status 'read' (use one of sent, delivered, opened, clicked)"
+        "unknown message status 'read' (use one of sent, delivered, opened, clicked, capped, deferred, dropped)"
     )
 
 
@@ -164,7 +164,7 @@ def test_model_rules_read_as_sentences() -> None:
     )
     assert found == {
         "steps.remind": "a send step needs either `template` or `variants`",
-        "entry.filter.0": "a condition needs one of the keys trait, event, message, all, any, not",
+        "entry.filter.0": "a condition needs one of the keys trait, event, message, segment, all, any, not",
     }
 
 

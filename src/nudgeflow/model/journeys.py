@@ -158,8 +158,23 @@ class MessageCondition(_Strict):
     """Engagement with a message an earlier send step of the same run sent."""
 
     message: StepId = Field(description="The id of a send step of this journey.")
-    status: Literal["sent", "delivered", "opened", "clicked"] = "opened"
+    status: Literal["sent", "delivered", "opened", "clicked", "capped", "deferred", "dropped"] = Field(
+        default="opened",
+        description="sent/delivered/opened/clicked: how far the message got. capped: a frequency cap stopped or "
+        "deferred it; deferred: a send policy (cap, quiet hours, collision) made it wait; dropped: a policy "
+        "dropped it.",
+    )
     negate: bool = Field(default=False, description="True: the message did not reach that status.")
+
+
+SegmentId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$", description="A segment's id (a slug).")]
+
+
+class SegmentCondition(_Strict):
+    """The person is (or, negated, is not) a member of a live segment now."""
+
+    segment: SegmentId
+    negate: bool = Field(default=False, description="True: the person is not in the segment.")
 
 
 class AllCondition(_Strict):
@@ -176,7 +191,7 @@ class NotCondition(_Strict):
 
 def _condition_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for key in ("trait", "event", "message", "all", "any", "not"):
+        for key in ("trait", "event", "message", "segment", "all", "any", "not"):
             if key in value:
                 return key
         return None
@@ -184,6 +199,7 @@ def _condition_kind(value: Any) -> str | None:
         TraitCondition: "trait",
         EventCountCondition: "event",
         MessageCondition: "message",
+        SegmentCondition: "segment",
         AllCondition: "all",
         AnyCondition: "any",
         NotCondition: "not",
@@ -195,13 +211,14 @@ Condition = Annotated[
     Annotated[TraitCondition, Tag("trait")]
     | Annotated[EventCountCondition, Tag("event")]
     | Annotated[MessageCondition, Tag("message")]
+    | Annotated[SegmentCondition, Tag("segment")]
     | Annotated[AllCondition, Tag("all")]
     | Annotated[AnyCondition, Tag("any")]
     | Annotated[NotCondition, Tag("not")],
     Discriminator(
         _condition_kind,
         custom_error_type="condition_kind",
-        custom_error_message="a condition needs one of the keys trait, event, message, all, any, not",
+        custom_error_message="a condition needs one of the keys trait, event, message, segment, all, any, not",
     ),
 ]
 
@@ -330,6 +347,14 @@ class LocationTrigger(_TriggerBase):
         return self
 
 
+class SegmentTrigger(_TriggerBase):
+    """Entering (or leaving) a segment: the engine's `Segment Entered` / `Segment Exited`."""
+
+    type: Literal["segment"]
+    segment: SegmentId
+    on: Literal["enter", "exit"] = "enter"
+
+
 Trigger = Annotated[
     EventTrigger
     | EventNotFollowedTrigger
@@ -337,7 +362,8 @@ Trigger = Annotated[
     | AttributeChangeTrigger
     | DateRelativeTrigger
     | MilestoneTrigger
-    | LocationTrigger,
+    | LocationTrigger
+    | SegmentTrigger,
     Field(discriminator="type"),
 ]
 
@@ -358,6 +384,7 @@ class Entry(_Strict):
 
 class Exit(_Strict):
     events: list[EventMatch] = Field(default_factory=list, description="Any of these ends the run at once.")
+    segment: SegmentId | None = Field(default=None, description="Leaving this segment ends the run at once.")
 
 
 class Goal(_Strict):
@@ -392,6 +419,17 @@ class SendStep(_Strict):
     )
     on_failure: Literal["continue", "exit"] = Field(
         default="continue", description="What the run does when this message fails (no template, channel error)."
+    )
+    on_cap: Literal["drop", "defer"] = Field(
+        default="drop", description="A frequency cap stops this message: drop it, or defer it until the cap allows."
+    )
+    on_collision: Literal["defer", "drop"] = Field(
+        default="defer",
+        description="A higher-priority journey's message holds the channel (policies' collision window): defer this "
+        "one past the window, or drop it.",
+    )
+    max_deferral: Duration | None = Field(
+        default=None, description="Drop the message rather than defer it longer than this; default the policies'."
     )
     next: StepId | None = None
 
@@ -489,7 +527,9 @@ class Journey(_Strict):
     exit: Exit = Field(default_factory=Exit)
     goal: Goal | None = None
     priority: int = Field(
-        default=0, description="When one event starts several journeys, the higher priority is entered first."
+        default=0,
+        description="When one event starts several journeys, the higher priority is entered first; when several "
+        "journeys want one person on one channel in the policies' collision window, the higher priority is sent.",
     )
     holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of entrants who are sent nothing.")
     start: StepId | None = Field(default=None, description="The first step; default the first one listed.")

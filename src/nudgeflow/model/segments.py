@@ -1,0 +1,156 @@
+"""Segment definitions: who is in a group of people now, written as code like journeys.
+
+A segment is a tree of conditions (all/any/not) over a person's traits, what they did in a
+rolling window, how they engaged with messages, whether they can be reached, and membership
+of other segments. The engine keeps membership up to date as events arrive and as windows
+lapse (a durable timer, never a poll) and emits `Segment Entered` / `Segment Exited` when it
+changes. These pydantic models are the source of the published JSON Schema
+(`segment_json_schema`); docs/segments.md gives the exact semantics of each window.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from nudgeflow.model.journeys import Duration, Filter, SegmentCondition, SegmentId, TraitCondition
+
+Comparison = Literal["eq", "ne", "gt", "gte", "lt", "lte"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SumOf(_Strict):
+    """A property of the events summed over the window, compared with a value."""
+
+    property: str = Field(min_length=1, examples=["revenue"])
+    op: Comparison = "gte"
+    value: float
+
+
+class PerformedCondition(_Strict):
+    """Performed an event (with property filters) N times, or summed a property past a value,
+    within a rolling window ending now."""
+
+    performed: str = Field(min_length=1, description="The event name.", examples=["Order Completed"])
+    where: list[Filter] = Field(default_factory=list)
+    within: Duration = Field(description="The rolling window, e.g. 30d.")
+    op: Comparison = Field(default="gte", description="How the count compares with `count` (ignored with `sum`).")
+    count: int = Field(default=1, ge=0)
+    sum: SumOf | None = Field(default=None, description="Compare the sum of a property instead of the count.")
+
+
+class EngagedCondition(_Strict):
+    """Opened or clicked a message (of any journey, or of one) within a window."""
+
+    engaged: Literal["opened", "clicked"]
+    channel: Literal["email", "push"] | None = Field(default=None, description="None means either channel.")
+    journey: str | None = Field(default=None, description="Only messages of this journey.")
+    within: Duration
+
+
+class ReachableCondition(_Strict):
+    """Can be reached: a subscribed email address, or a push target (any of Web Push, FCM, APNs)."""
+
+    reachable: Literal["email", "push", "any"]
+
+
+class AllOf(_Strict):
+    all: list[SegmentRule] = Field(min_length=1)
+
+
+class AnyOf(_Strict):
+    any: list[SegmentRule] = Field(min_length=1)
+
+
+class NotRule(_Strict):
+    not_: SegmentRule = Field(alias="not")
+
+
+_KINDS: dict[type[Any], str] = {}
+
+
+def _rule_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in ("trait", "performed", "engaged", "reachable", "segment", "all", "any", "not"):
+            if key in value:
+                return key
+        return None
+    return _KINDS.get(type(value))
+
+
+SegmentRule = Annotated[
+    Annotated[TraitCondition, Tag("trait")]
+    | Annotated[PerformedCondition, Tag("performed")]
+    | Annotated[EngagedCondition, Tag("engaged")]
+    | Annotated[ReachableCondition, Tag("reachable")]
+    | Annotated[SegmentCondition, Tag("segment")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[NotRule, Tag("not")],
+    Discriminator(
+        _rule_kind,
+        custom_error_type="segment_rule_kind",
+        custom_error_message="a segment condition needs one of the keys trait, performed, engaged, reachable, "
+        "segment, all, any, not",
+    ),
+]
+_KINDS.update(
+    {
+        TraitCondition: "trait",
+        PerformedCondition: "performed",
+        EngagedCondition: "engaged",
+        ReachableCondition: "reachable",
+        SegmentCondition: "segment",
+        AllOf: "all",
+        AnyOf: "any",
+        NotRule: "not",
+    }
+)
+
+
+class Segment(_Strict):
+    """One segment definition, as written in a YAML file."""
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    id: SegmentId
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = None
+    when: SegmentRule = Field(description="The condition a member meets (combine with all/any/not).")
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> Segment:
+        if self.id in referenced_segments(self.when):
+            raise ValueError(f"segment {self.id!r} refers to itself")
+        return self
+
+
+def referenced_segments(rule: Any) -> set[str]:
+    """The ids of the segments a condition tree refers to (for ordering and cycle checks)."""
+    if isinstance(rule, SegmentCondition):
+        return {rule.segment}
+    if isinstance(rule, (AllOf, AnyOf)):
+        out: set[str] = set()
+        for item in rule.all if isinstance(rule, AllOf) else rule.any:
+            out |= referenced_segments(item)
+        return out
+    if isinstance(rule, NotRule):
+        return referenced_segments(rule.not_)
+    return set()
+
+
+def segment_json_schema() -> dict[str, Any]:
+    schema = Segment.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://nudgeflow.dev/schema/segment.schema.json"
+    schema["title"] = "Nudgeflow segment"
+    return schema
+
+
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+NotRule.model_rebuild()
+Segment.model_rebuild()
