@@ -66,4 +66,53 @@ class MessageFailed:
     reason: str
 
 
-Effect = SendMessage | ScheduleTimer | CancelTimer | UpdateProfile | RunChanged | MessageFailed
+@dataclass(slots=True)
+class MessageWithheld:
+    """A send policy withheld a message: deferred to `until_ms` (then decided again), or dropped.
+
+    `reason` says why, in the words of docs/policies.md: `frequency_cap:<rule id>`,
+    `quiet_hours`, `collision:<winning journey id>`, `max_deferral`, `run_ended`. A deferred
+    message that is later sent is a SendMessage with the same key.
+    """
+
+    key: str
+    run_id: str
+    journey_id: str
+    version: int
+    step: str
+    channel: str
+    template: str
+    variant: str | None
+    marketing: bool
+    status: str  # DEFERRED or DROPPED
+    reason: str
+    at_ms: int
+    until_ms: int | None = None  # when a deferred message is decided again
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+DEFERRED, DROPPED = "deferred", "dropped"
+
+
+@dataclass(slots=True)
+class SegmentChanged:
+    """The person entered or left a live segment. The runtime records the membership and
+    appends `Segment Entered` / `Segment Exited` (model.event_names) to the person's log."""
+
+    segment_id: str
+    version: int
+    entered: bool
+    at_ms: int
+    cause: dict[str, Any]  # {"event": name, "message_id": id}, or {"timer": "window"} for a lapsed window
+
+
+Effect = (
+    SendMessage
+    | ScheduleTimer
+    | CancelTimer
+    | UpdateProfile
+    | RunChanged
+    | MessageFailed
+    | MessageWithheld
+    | SegmentChanged
+)

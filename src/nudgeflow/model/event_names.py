@@ -35,6 +35,10 @@ PUSH_NOTIFICATION_TAPPED: Final = "Push Notification Tapped"
 PUSH_SUBSCRIBED: Final = "Push Subscribed"
 PUSH_UNSUBSCRIBED: Final = "Push Unsubscribed"
 
+# --- what the engine records when a person's segment membership changes ---------------------------
+SEGMENT_ENTERED: Final = "Segment Entered"
+SEGMENT_EXITED: Final = "Segment Exited"
+
 # The events Nudgeflow appends to event logs itself.
 EMITTED: Final[frozenset[str]] = frozenset(
     {
@@ -53,6 +57,8 @@ EMITTED: Final[frozenset[str]] = frozenset(
         PUSH_CLICKED,
         PUSH_SUBSCRIBED,
         PUSH_UNSUBSCRIBED,
+        SEGMENT_ENTERED,
+        SEGMENT_EXITED,
     }
 )
 
