@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.channels.base import DatabaseSink, PermanentError
 from nudgeflow.model.outbound import OutboundMessage
-from nudgeflow.store import sql
+from nudgeflow.store import log_channel
 
 # The traits a real channel would address or greet the person with.
 ADDRESS_TRAITS = (
@@ -32,8 +32,6 @@ ADDRESS_TRAITS = (
     "locale",
     "timezone",
 )
-
-_COLUMNS = ("workspace_id", "idempotency_key", "profile_id", "channel", "template", "body", "sent_at_ms")
 
 
 class LogChannel(DatabaseSink):
@@ -63,11 +61,9 @@ class LogChannel(DatabaseSink):
         }
 
     def sink_in_transaction(self, conn: Connection, messages: Sequence[OutboundMessage], now_ms: int) -> None:
-        sql.insert_rows(
+        log_channel.record(
             conn,
-            "log_channel_messages",
-            _COLUMNS,
-            [
+            (
                 (
                     m.workspace_id,
                     m.key,
@@ -78,5 +74,5 @@ class LogChannel(DatabaseSink):
                     now_ms,
                 )
                 for m in messages
-            ],
+            ),
         )
