@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nudgeflow.core import triggers
-from nudgeflow.core.catalog import Catalog, JourneyVersion, history_needs
+from nudgeflow.core.catalog import HISTORY_CAP, Catalog, JourneyVersion, history_needs
 from nudgeflow.core.conditions import Scope, filters_match, get_path
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model.journeys import DateRelativeTrigger, InactivityTrigger, MilestoneTrigger, duration_ms
@@ -36,7 +36,6 @@ from nudgeflow.model.numbers import as_number
 
 DAY_MS = 86_400_000
 MAX_LOOKBACK_MS = 365 * DAY_MS  # the furthest back a backfill reads stored events
-HISTORY_CAP = 200  # as core.engine keeps it: occurrences per event name and person
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +111,9 @@ def _seed_history(turn: Turn, jv: JourneyVersion, past: Past) -> None:
         if window is not None and entries:
             horizon = entries[-1][0] - window
             entries = [e for e in entries if e[0] > horizon]
-        if len(entries) > HISTORY_CAP:
-            entries = entries[-HISTORY_CAP:]
+        cap = catalog.history_cap.get(name, HISTORY_CAP)
+        if len(entries) > cap:
+            entries = entries[-cap:]
         if entries:
             turn.state.history[name] = entries
         else:

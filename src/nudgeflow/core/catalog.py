@@ -3,8 +3,10 @@
 Finding the journeys an event can start must not scan every journey, so triggers are
 indexed by signal: `event:<name>` for triggers on a named event, `any` for triggers that
 look at every event (inactivity on any activity, location without an event name),
-`identify` for trait-driven triggers (attribute change, date-relative). Segment entry and
-exit will index as `segment:<id>` the same way. Exit events and goals concern only the runs
+`identify` for trait-driven triggers (attribute change, date-relative), and
+`segment:<id>:enter` / `segment:<id>:exit` for segment triggers (core/segments.py looks them
+up when a membership changes). Live segments are indexed by what can change them in
+core/segment_index.py. Exit events and goals concern only the runs
 a person has open, so they are checked on the profile's state, not looked up here.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from nudgeflow.core.segment_index import SegmentIndex, SegmentVersion, segment_history_needs
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
     CatalogPlaces,
@@ -26,10 +29,12 @@ from nudgeflow.model.journeys import (
     LocationTrigger,
     MilestoneTrigger,
     Place,
+    SegmentTrigger,
 )
 from nudgeflow.model.numbers import as_number
 
 LIVE, PAUSED, ARCHIVED, DRAFT = "live", "paused", "archived", "draft"
+HISTORY_CAP = 200  # occurrences kept per event name and person, unless Catalog.history_cap says more
 
 
 def place_tags(attributes: Any) -> set[str]:
@@ -89,6 +94,8 @@ def trigger_signals(journey: Journey) -> list[str]:
         return [f"event:{trigger.event}"] if trigger.event else ["any"]
     if isinstance(trigger, (AttributeChangeTrigger, DateRelativeTrigger)):
         return ["identify"]
+    if isinstance(trigger, SegmentTrigger):
+        return [f"segment:{trigger.segment}:{trigger.on}"]
     raise TypeError(f"no index signal for trigger {type(trigger).__name__}")
 
 
@@ -101,6 +108,7 @@ class Catalog:
         statuses: dict[str, str] | None = None,
         load_version: VersionLoader | None = None,
         places: Iterable[Mapping[str, Any]] = (),
+        segments: Iterable[SegmentVersion] = (),
     ) -> None:
         self.live: dict[str, JourneyVersion] = {jv.journey_id: jv for jv in live}
         # The workspace's places catalog, as data (id, name, latitude, longitude,
@@ -128,14 +136,25 @@ class Catalog:
         # event-count conditions): which top-level properties, and for how long.
         self.history_keys: dict[str, set[str]] = {}
         self.history_window: dict[str, int | None] = {}
-        for jv in self.live.values():
-            for name, keys, window in history_needs(jv.definition):
-                self.history_keys.setdefault(name, set()).update(keys)
-                if name in self.history_window:
-                    old = self.history_window[name]
-                    self.history_window[name] = None if old is None or window is None else max(old, window)
-                else:
-                    self.history_window[name] = window
+        # Occurrences kept per name where segments need more than the engine's HISTORY_CAP.
+        self.history_cap: dict[str, int] = {}
+        # Live segments in dependency order (SegmentCycleError when they refer to each other
+        # in a circle); None when there are none, which costs the engine nothing per event.
+        live_segments = list(segments)
+        self.segment_index = SegmentIndex(live_segments) if live_segments else None
+        needs = [need for jv in self.live.values() for need in history_needs(jv.definition)]
+        for sv in self.segment_index.order if self.segment_index else ():
+            for name, keys, seg_window, cap in segment_history_needs(sv.definition):
+                needs.append((name, keys, seg_window))
+                if cap is not None and cap > max(HISTORY_CAP, self.history_cap.get(name, 0)):
+                    self.history_cap[name] = cap
+        for name, keys, window in needs:
+            self.history_keys.setdefault(name, set()).update(keys)
+            if name in self.history_window:
+                old = self.history_window[name]
+                self.history_window[name] = None if old is None or window is None else max(old, window)
+            else:
+                self.history_window[name] = window
         self.triggers.default_factory = None
         # candidates() merges index lists for every event: merged once per name, kept here.
         self._candidates: dict[tuple[str, bool], list[JourneyVersion]] = {}

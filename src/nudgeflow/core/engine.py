@@ -14,10 +14,11 @@ completes before it could start anything new.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nudgeflow.core import backfill, steps, timecalc, triggers
-from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, Catalog
+from nudgeflow.core.catalog import ARCHIVED, HISTORY_CAP, LIVE, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
 from nudgeflow.core.inputs import EventInput, TimerInput
@@ -42,7 +43,6 @@ ENGAGEMENT: dict[str, str] = {
     event_names.MESSAGE_FAILED: "failed",
 }
 MESSAGE_KEY = "message_key"
-HISTORY_CAP = 200  # occurrences kept per event name and person, newest last
 
 
 class Engine:
@@ -99,6 +99,16 @@ class Engine:
             backfill.plan(turn, jv, past)
         _journey_trait_changes(turn)
         return turn.close()
+
+    def on_segment_apply(
+        self, state: ProfileState, segment_id: str, past: Sequence[EventInput], now_ms: int
+    ) -> list[Effect]:
+        """A live segment (or a new version of it) applied now, for a person already known:
+        the kept history is rebuilt from `past` (their stored events, oldest first, of the
+        names segments.needs() gives), membership is decided at `now_ms`, and the result is
+        SegmentChanged (cause {"apply": version}) when it differs from the state's, and the
+        segment's lapse timer. No journey is started or ended by it (core/segments.py)."""
+        raise NotImplementedError("h14-seg-core is building it")
 
 
 def _journey_trait_changes(turn: Turn) -> None:
@@ -175,8 +185,9 @@ def _remember(catalog: Catalog, state: ProfileState, event: EventInput) -> None:
         horizon = entries[-1][0] - window
         while entries and entries[0][0] <= horizon:
             entries.pop(0)
-    if len(entries) > HISTORY_CAP:
-        del entries[: len(entries) - HISTORY_CAP]
+    cap = catalog.history_cap.get(event.name, HISTORY_CAP)
+    if len(entries) > cap:
+        del entries[: len(entries) - cap]
 
 
 def _locate(state: ProfileState, event: EventInput) -> None:

@@ -102,6 +102,10 @@ class ProfileState:
     # splits and variants hash it rather than the store's internal profile id, so the
     # simulator and production put the same person in the same group.
     identity: str | None = None
+    # Live segments the person is in: segment id -> since (ms), and what core/segments.py
+    # remembers to decide them: its clock, armed lapse timers, reachability facts.
+    membership: dict[str, int] = field(default_factory=dict)
+    segment_facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def assignment_key(self) -> str:
@@ -129,6 +133,8 @@ class ProfileState:
             "group",
             "run_seq",
             "identity",
+            "membership",
+            "segment_facts",
         ):
             value = getattr(self, name)
             if value:
@@ -153,4 +159,6 @@ class ProfileState:
             group=doc.get("group"),
             run_seq=doc.get("run_seq", 0),
             identity=doc.get("identity"),
+            membership=doc.get("membership", {}),
+            segment_facts=doc.get("segment_facts", {}),
         )

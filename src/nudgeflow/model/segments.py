@@ -10,10 +10,12 @@ changes. These pydantic models are the source of the published JSON Schema
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from nudgeflow.errors import ModelError
 from nudgeflow.model.journeys import Duration, Filter, SegmentCondition, SegmentId, TraitCondition
 
 Comparison = Literal["eq", "ne", "gt", "gte", "lt", "lte"]
@@ -140,6 +142,48 @@ def referenced_segments(rule: Any) -> set[str]:
     if isinstance(rule, NotRule):
         return referenced_segments(rule.not_)
     return set()
+
+
+class SegmentCycleError(ModelError, ValueError):
+    """Segments that refer to each other in a circle: none of them can be computed first."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        super().__init__("segments refer to each other in a circle: " + " -> ".join(cycle))
+        self.cycle = cycle
+
+
+def segment_order(segments: Iterable[Segment]) -> list[str]:
+    """The segments' ids in an order where each comes after the segments it refers to.
+
+    References to segments not among these are left out of the ordering (such a condition is
+    false: see core/segments.py). Ties go by id, so the order is the same however the segments
+    are listed. Raises SegmentCycleError naming one cycle when there is one.
+    """
+    by_id = {segment.id: segment for segment in segments}
+    needs = {sid: sorted(referenced_segments(seg.when) & by_id.keys()) for sid, seg in by_id.items()}
+    order: list[str] = []
+    placed: set[str] = set()
+    remaining = sorted(by_id)
+    while remaining:
+        ready = [sid for sid in remaining if all(dep in placed for dep in needs[sid])]
+        if not ready:
+            raise SegmentCycleError(_a_cycle(remaining, needs))
+        order.extend(ready)
+        placed.update(ready)
+        remaining = [sid for sid in remaining if sid not in placed]
+    return order
+
+
+def _a_cycle(remaining: list[str], needs: dict[str, list[str]]) -> list[str]:
+    # Every remaining segment waits on another remaining one: following the first unplaced
+    # dependency from any of them must come back to a segment already on the path.
+    left = set(remaining)
+    path = [remaining[0]]
+    while True:
+        step = next(dep for dep in needs[path[-1]] if dep in left)
+        if step in path:
+            return [*path[path.index(step) :], step]
+        path.append(step)
 
 
 def segment_json_schema() -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""The live segments, ordered and indexed by what can change them (built once per catalog).
+
+Membership is decided incrementally (core/segments.py): an event re-decides only the
+segments whose conditions read it. This module says which those are, so that the engine
+never scans every segment for every event:
+
+- `by_event`: event name -> segments with a `performed` or `engaged` condition on it, or a
+  `reachable` condition the event bears on (Unsubscribed, Subscription Preferences Updated,
+  Push Subscribed, Push Unsubscribed);
+- `by_trait`: top-level trait name -> segments with a trait condition on it (a reference
+  `{ref: profile.x}` counts as reading `x`; `reachable: email` reads `email`);
+- `on_group`: segments reading `group.<trait>`, re-decided on a group call;
+- `on_device`: segments with `reachable: push`, re-decided the first time an event carries a
+  mobile device token (context.device.token);
+- `dependents`: the segments that refer to a segment, re-decided when its membership changes.
+
+Segments are kept in dependency order (model.segments.segment_order: a segment comes after
+those it refers to); positions in that order are what the index holds, so that one pass in
+increasing position decides a segment after everything it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from nudgeflow.model import event_names
+from nudgeflow.model.journeys import Ref, SegmentCondition, TraitCondition, duration_ms
+from nudgeflow.model.segments import (
+    AllOf,
+    AnyOf,
+    EngagedCondition,
+    NotRule,
+    PerformedCondition,
+    ReachableCondition,
+    Segment,
+    segment_order,
+)
+
+# The engagement events each `engaged` condition counts. A click implies an open (as message
+# conditions read it), so `opened` counts clicks too.
+ENGAGED_EVENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("opened", "email"): (event_names.EMAIL_OPENED, event_names.EMAIL_LINK_CLICKED),
+    ("opened", "push"): (event_names.PUSH_OPENED, event_names.PUSH_CLICKED, event_names.PUSH_NOTIFICATION_TAPPED),
+    ("clicked", "email"): (event_names.EMAIL_LINK_CLICKED,),
+    ("clicked", "push"): (event_names.PUSH_CLICKED, event_names.PUSH_NOTIFICATION_TAPPED),
+}
+ENGAGED_JOURNEY = "journey_id"  # the property of Nudgeflow's engagement events naming the journey
+EMAIL_REACH_EVENTS = (event_names.UNSUBSCRIBED, event_names.SUBSCRIPTION_PREFERENCES_UPDATED)
+PUSH_REACH_EVENTS = (event_names.PUSH_SUBSCRIBED, event_names.PUSH_UNSUBSCRIBED)
+EMAIL_TRAIT = "email"
+GROUP_PREFIX = "group."
+
+# Occurrences kept per event name and person (core.engine.HISTORY_CAP) suffice to tell a
+# count of N apart from any other when N+1 are kept; a sum needs every occurrence in its
+# window, up to this many (the newest).
+SUM_HISTORY_CAP = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentVersion:
+    segment_id: str
+    version: int
+    definition: Segment
+
+
+def engaged_names(condition: EngagedCondition) -> tuple[str, ...]:
+    channels = (condition.channel,) if condition.channel else ("email", "push")
+    names: list[str] = []
+    for channel in channels:
+        for name in ENGAGED_EVENTS[(condition.engaged, channel)]:
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def leaves(rule: object) -> Iterator[object]:
+    """The conditions of a segment's tree that are not all/any/not."""
+    stack = [rule]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, AllOf):
+            stack.extend(item.all)
+        elif isinstance(item, AnyOf):
+            stack.extend(item.any)
+        elif isinstance(item, NotRule):
+            stack.append(item.not_)
+        else:
+            yield item
+
+
+def _top(path: str) -> str:
+    return path.split(".")[0]
+
+
+def segment_history_needs(segment: Segment) -> Iterator[tuple[str, set[str], int, int | None]]:
+    """(event name, top-level properties to keep, window ms, occurrences to keep or None for
+    the engine's default) for each event the segment counts."""
+    for leaf in leaves(segment.when):
+        if isinstance(leaf, PerformedCondition):
+            keys = {_top(f.property) for f in leaf.where}
+            cap: int | None = leaf.count + 1
+            if leaf.sum is not None:
+                keys.add(_top(leaf.sum.property))
+                cap = SUM_HISTORY_CAP
+            yield leaf.performed, keys, duration_ms(leaf.within), cap
+        elif isinstance(leaf, EngagedCondition):
+            keys = {ENGAGED_JOURNEY} if leaf.journey else set()
+            for name in engaged_names(leaf):
+                yield name, keys, duration_ms(leaf.within), None
+
+
+class SegmentIndex:
+    """Live segments in dependency order, and which of them each kind of change concerns."""
+
+    def __init__(self, segments: Iterable[SegmentVersion]) -> None:
+        by_id = {sv.segment_id: sv for sv in segments}
+        self.order: list[SegmentVersion] = [by_id[sid] for sid in segment_order(sv.definition for sv in by_id.values())]
+        self.position: dict[str, int] = {sv.segment_id: i for i, sv in enumerate(self.order)}
+        by_event: dict[str, set[int]] = {}
+        by_trait: dict[str, set[int]] = {}
+        group: set[int] = set()
+        device: set[int] = set()
+        dependents: dict[int, set[int]] = {}
+        windowed: set[int] = set()
+        self.email_facts = False  # some segment reads whether email is reachable
+        self.push_facts = False
+        for pos, sv in enumerate(self.order):
+            for leaf in leaves(sv.definition.when):
+                names: tuple[str, ...] = ()
+                if isinstance(leaf, PerformedCondition):
+                    names = (leaf.performed,)
+                    windowed.add(pos)
+                elif isinstance(leaf, EngagedCondition):
+                    names = engaged_names(leaf)
+                    windowed.add(pos)
+                elif isinstance(leaf, ReachableCondition):
+                    if leaf.reachable in ("email", "any"):
+                        self.email_facts = True
+                        names += EMAIL_REACH_EVENTS
+                        by_trait.setdefault(EMAIL_TRAIT, set()).add(pos)
+                    if leaf.reachable in ("push", "any"):
+                        self.push_facts = True
+                        names += PUSH_REACH_EVENTS
+                        device.add(pos)
+                elif isinstance(leaf, TraitCondition):
+                    read = [leaf.trait]
+                    if isinstance(leaf.value, Ref):
+                        source, _, path = leaf.value.ref.partition(".")
+                        if source in ("profile", "group"):
+                            read.append(path if source == "profile" else GROUP_PREFIX + path)
+                    for trait in read:
+                        if trait.startswith(GROUP_PREFIX):
+                            group.add(pos)
+                        else:
+                            by_trait.setdefault(_top(trait), set()).add(pos)
+                elif isinstance(leaf, SegmentCondition) and leaf.segment in self.position:
+                    dependents.setdefault(self.position[leaf.segment], set()).add(pos)
+                for name in names:
+                    by_event.setdefault(name, set()).add(pos)
+        self.by_event: dict[str, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in by_event.items()}
+        self.by_trait: dict[str, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in by_trait.items()}
+        self.on_group: tuple[int, ...] = tuple(sorted(group))
+        self.on_device: tuple[int, ...] = tuple(sorted(device))
+        self.dependents: dict[int, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in dependents.items()}
+        self.windowed: frozenset[int] = frozenset(windowed)
+
+    def get(self, segment_id: str) -> SegmentVersion | None:
+        pos = self.position.get(segment_id)
+        return None if pos is None else self.order[pos]
