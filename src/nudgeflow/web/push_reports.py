@@ -34,7 +34,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import PUSH_CLICKED, PUSH_DELIVERED
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import State
 from nudgeflow.web.tracking import verify_token
 
 log = logging.getLogger("nudgeflow.push_reports")
@@ -147,11 +147,11 @@ def push_reports_router() -> APIRouter:
         return Response(status_code=204, headers=CORS_PREFLIGHT)
 
     @router.post("/t/n/{token}")
-    async def report(request: Request, token: str) -> Response:
+    async def report(request: Request, state: State, token: str) -> Response:
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in REPORTABLE_TYPES:
             return _error(415, "Content-Type", "must be application/json")
-        verified = await verify_token(request, token, PUSH)
+        verified = await verify_token(state, token, PUSH)
         if verified is None:
             return _error(404, None, "not found")
         body = await _read(request)
@@ -161,11 +161,9 @@ def push_reports_router() -> APIRouter:
         if isinstance(parsed, Response):
             return parsed
         event, action = parsed
-        now = to_ms(app_state(request).clock.now())
+        now = to_ms(state.clock.now())
         try:
-            recorded = await app_state(request).committer.run_job(
-                lambda conn: _record(conn, verified, event, action, now)
-            )
+            recorded = await state.committer.run_job(lambda conn: _record(conn, verified, event, action, now))
         except Exception:  # the writer is stopping or the database refused: the worker may retry
             log.exception("could not record a push report")
             return _error(503, None, "not recorded; retry")

@@ -38,7 +38,7 @@ from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCR
 from nudgeflow.store import consent
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
-from nudgeflow.web.state import AppState, app_state
+from nudgeflow.web.state import AppState, State
 
 log = logging.getLogger("nudgeflow.tracking")
 
@@ -60,18 +60,16 @@ PAGE_HEADERS = {
 }
 
 
-async def verify_token(request: Request, token: str, kind: str) -> LinkToken | None:
+async def verify_token(state: AppState, token: str, kind: str) -> LinkToken | None:
     """The token's content if it is valid and of `kind`; the secret is read once per workspace."""
     try:
         workspace_id = links.peek_workspace(token)
     except InvalidToken:
         return None
-    cache: dict[str, str] | None = getattr(request.app.state, "tracking_secrets", None)
-    if cache is None:
-        cache = request.app.state.tracking_secrets = {}
+    cache = state.tracking_secrets
     secret = cache.get(workspace_id)
     if secret is None:
-        engine = app_state(request).engine
+        engine = state.engine
 
         def read() -> str | None:
             with engine.connect() as conn:
@@ -87,12 +85,12 @@ async def verify_token(request: Request, token: str, kind: str) -> LinkToken | N
         return None
 
 
-def _now_ms(request: Request) -> int:
-    return to_ms(app_state(request).clock.now())
+def _now_ms(state: AppState) -> int:
+    return to_ms(state.clock.now())
 
 
-async def _job(request: Request, fn: Callable[[Connection], Any]) -> Any:
-    return await app_state(request).committer.run_job(fn)
+async def _job(state: AppState, fn: Callable[[Connection], Any]) -> Any:
+    return await state.committer.run_job(fn)
 
 
 def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, Any]:
@@ -154,9 +152,9 @@ def _invalid() -> HTMLResponse:
     )
 
 
-def _preferences_link(request: Request, token: LinkToken) -> str:
+def _preferences_link(state: AppState, token: LinkToken) -> str:
     """A signed preference-center link for the same person and message (same host as this page)."""
-    secret = request.app.state.tracking_secrets[token.workspace_id]
+    secret = state.tracking_secrets[token.workspace_id]  # verify_token put it there
     url = links.preferences_url("", secret, token.workspace_id, token.message_key, token.profile_id)
     return f'<p><a href="{html.escape(url, quote=True)}">Manage your email preferences</a></p>'
 
@@ -181,30 +179,30 @@ def tracking_router() -> APIRouter:
     router = APIRouter(tags=["tracking"], include_in_schema=False)
 
     @router.get("/t/o/{token}.gif")
-    async def open_pixel(request: Request, token: str) -> Response:
-        verified = await verify_token(request, token, OPEN)
+    async def open_pixel(state: State, token: str) -> Response:
+        verified = await verify_token(state, token, OPEN)
         if verified is not None:
-            now = _now_ms(request)
+            now = _now_ms(state)
             day = now // DAY_MS
             message_id = f"nudgeflow:{verified.message_key}:opened:{day}"
             try:
-                await _job(request, lambda conn: _record(conn, verified, EMAIL_OPENED, message_id, {}, now))
+                await _job(state, lambda conn: _record(conn, verified, EMAIL_OPENED, message_id, {}, now))
             except Exception:
                 log.exception("could not record an open")
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, max-age=0"})
 
     @router.get("/t/c/{token}")
-    async def click(request: Request, token: str) -> Response:
-        verified = await verify_token(request, token, CLICK)
+    async def click(state: State, token: str) -> Response:
+        verified = await verify_token(state, token, CLICK)
         if verified is None or not verified.destination:
             return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
         destination = verified.destination
-        now = _now_ms(request)
+        now = _now_ms(state)
         url_hash = hashlib.sha256(destination.encode()).hexdigest()[:16]
         message_id = f"nudgeflow:{verified.message_key}:clicked:{url_hash}:{now // DAY_MS}"
         try:
             await _job(
-                request, lambda conn: _record(conn, verified, EMAIL_LINK_CLICKED, message_id, {"url": destination}, now)
+                state, lambda conn: _record(conn, verified, EMAIL_LINK_CLICKED, message_id, {"url": destination}, now)
             )
         except Exception:  # the person still gets where they were going
             log.exception("could not record a click")
@@ -213,11 +211,11 @@ def tracking_router() -> APIRouter:
         )
 
     @router.get("/u/{token}")
-    async def unsubscribe_page(request: Request, token: str) -> Response:
-        verified = await verify_token(request, token, UNSUBSCRIBE)
+    async def unsubscribe_page(request: Request, state: State, token: str) -> Response:
+        verified = await verify_token(state, token, UNSUBSCRIBE)
         if verified is None:
             return _invalid()
-        engine = app_state(request).engine
+        engine = state.engine
 
         def read() -> dict[str, Any]:
             with engine.connect() as conn:
@@ -230,18 +228,18 @@ def tracking_router() -> APIRouter:
             '<input type="hidden" name="confirm" value="yes">'
             '<button type="submit">Unsubscribe</button></form>'
             '<p class="note">Messages about your account and orders will still be sent.</p>'
-            + _preferences_link(request, verified)
+            + _preferences_link(state, verified)
         )
         return _page("Unsubscribe", body)
 
     @router.post("/u/{token}")
-    async def unsubscribe(request: Request, token: str) -> Response:
-        verified = await verify_token(request, token, UNSUBSCRIBE)
+    async def unsubscribe(request: Request, state: State, token: str) -> Response:
+        verified = await verify_token(state, token, UNSUBSCRIBE)
         if verified is None:
             return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
         form = await _form(request)
         method = "one_click" if form.get("List-Unsubscribe") == ["One-Click"] else "page"
-        now = _now_ms(request)
+        now = _now_ms(state)
         topic = verified.topic or consent.ALL
 
         def apply(conn: Connection) -> tuple[bool, dict[str, Any]] | None:
@@ -254,21 +252,21 @@ def tracking_router() -> APIRouter:
                 _record(conn, verified, UNSUBSCRIBED, message_id, {"topic": topic, "method": method}, now)
             return changed, consent.get_settings(conn, verified.workspace_id)
 
-        result = await _job(request, apply)
+        result = await _job(state, apply)
         if result is None:
             return _invalid()
         what = _topic_label(result[1], verified.topic)
         body = f'<p role="status">You are unsubscribed from {html.escape(what)}.</p>' + _preferences_link(
-            request, verified
+            state, verified
         )
         return _page("Unsubscribed", body)
 
-    async def preference_center(request: Request, token: str, save: bool) -> Response:
-        verified = await verify_token(request, token, PREFERENCES)
+    async def preference_center(request: Request, state: AppState, token: str, save: bool) -> Response:
+        verified = await verify_token(state, token, PREFERENCES)
         if verified is None:
             return _invalid()
         form = await _form(request) if save else {}
-        now = _now_ms(request)
+        now = _now_ms(state)
         ws = verified.workspace_id
 
         def work(conn: Connection) -> tuple[dict[str, Any], list[tuple[str, str]], bool] | None:
@@ -315,19 +313,19 @@ def tracking_router() -> APIRouter:
                 return after, topics, True
             return consent.subscriptions_of(conn, ws, pid, [t for t, _ in topics]), topics, False
 
-        result = await (_job(request, work) if save else run_in_threadpool(_read_only, app_state(request), work))
+        result = await (_job(state, work) if save else run_in_threadpool(_read_only, state, work))
         if result is None:
             return _invalid()
         subs, topics, saved = result
         return _page("Email preferences", _preferences_form(request.url.path, subs, topics, saved))
 
     @router.get("/p/{token}")
-    async def preferences(request: Request, token: str) -> Response:
-        return await preference_center(request, token, save=False)
+    async def preferences(request: Request, state: State, token: str) -> Response:
+        return await preference_center(request, state, token, save=False)
 
     @router.post("/p/{token}")
-    async def save_preferences(request: Request, token: str) -> Response:
-        return await preference_center(request, token, save=True)
+    async def save_preferences(request: Request, state: State, token: str) -> Response:
+        return await preference_center(request, state, token, save=True)
 
     return router
 
