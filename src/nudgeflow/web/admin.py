@@ -13,7 +13,7 @@ from nudgeflow.model.nul import NUL_MESSAGE
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.store.privacy import erase_person, export_person
 from nudgeflow.store.workspaces import ADMIN
-from nudgeflow.web.state import AppState, State, app_state
+from nudgeflow.web.state import AppState, State
 
 # The range of a stored 64-bit integer (event seq, times): a cursor or number beyond it
 # could not match anything, and the database driver refuses it rather than answering.
@@ -35,11 +35,11 @@ def reject_nul(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
-def admin_workspace(request: Request) -> str:
+def admin_workspace(request: Request, state: State) -> str:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise HTTPException(401, "missing admin token: send Authorization: Bearer <admin token>")
-    workspace_id = app_state(request).keys.workspace_sync(ADMIN, token)
+    workspace_id = state.keys.workspace_sync(ADMIN, token)
     if workspace_id is None:
         raise HTTPException(401, "unknown admin token")
     reject_nul(request)  # after the token: an unauthenticated caller learns nothing but 401

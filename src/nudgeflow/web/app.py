@@ -34,7 +34,7 @@ from nudgeflow.web.consent_api import consent_router
 from nudgeflow.web.journeys_api import journeys_router
 from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
 from nudgeflow.web.openapi import build_openapi
-from nudgeflow.web.state import AppState
+from nudgeflow.web.state import AppState, State
 from nudgeflow.web.templates_api import templates_router
 from nudgeflow.web.tracking import tracking_router
 
@@ -276,11 +276,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(templates_router())
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
-    def healthz() -> Response:
+    def healthz(state: State) -> Response:
         if not state.ready or not state.committer.running:
             return JSONResponse({"status": "starting"}, status_code=503)
         try:
-            database.ping(engine)
+            database.ping(state.engine)
         except Exception:
             log.exception("health check failed")
             return JSONResponse({"status": "database unavailable"}, status_code=503)
@@ -291,8 +291,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         return JSONResponse(body)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
-    def metrics_endpoint() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    def metrics_endpoint(state: State) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

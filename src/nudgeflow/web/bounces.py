@@ -59,7 +59,7 @@ from nudgeflow.errors import WebError
 from nudgeflow.runtime.bounces import Feedback, apply_feedback
 from nudgeflow.store import workspace_settings
 from nudgeflow.store.workspaces import workspace_exists
-from nudgeflow.web.state import AppState, app_state
+from nudgeflow.web.state import AppState, State
 
 log = logging.getLogger("nudgeflow.bounces.webhooks")
 
@@ -328,8 +328,7 @@ def ses_feedback(notification: dict[str, Any], sns_message_id: str) -> tuple[lis
     raise Reject(400, "the SES notification has no notificationType or eventType")
 
 
-async def _ses(request: Request, workspace_id: str) -> Response:
-    state = app_state(request)
+async def _ses(state: AppState, request: Request, workspace_id: str) -> Response:
     hooks = _hooks(state)
     config = await _provider_settings(state, workspace_id, "ses")
     message = _json(await _body(request), "the SNS message")
@@ -444,8 +443,7 @@ def sendgrid_feedback(events: list[Any]) -> tuple[list[Feedback], int]:
     return out, ignored
 
 
-async def _sendgrid(request: Request, workspace_id: str) -> Response:
-    state = app_state(request)
+async def _sendgrid(state: AppState, request: Request, workspace_id: str) -> Response:
     signature = request.headers.get("x-twilio-email-event-webhook-signature")
     timestamp = request.headers.get("x-twilio-email-event-webhook-timestamp")
     if not signature or not timestamp:
@@ -512,8 +510,7 @@ def postmark_feedback(record: dict[str, Any]) -> tuple[list[Feedback], int]:
     raise Reject(400, "the Postmark Bounce record has no Type")
 
 
-async def _postmark(request: Request, workspace_id: str) -> Response:
-    state = app_state(request)
+async def _postmark(state: AppState, request: Request, workspace_id: str) -> Response:
     challenge = {"WWW-Authenticate": 'Basic realm="nudgeflow webhooks"'}
     given = _basic(request.headers.get("authorization"))
     if given is None:
@@ -575,8 +572,7 @@ def mailgun_feedback(data: dict[str, Any]) -> tuple[list[Feedback], int]:
     ], 0
 
 
-async def _mailgun(request: Request, workspace_id: str) -> Response:
-    state = app_state(request)
+async def _mailgun(state: AppState, request: Request, workspace_id: str) -> Response:
     hooks = _hooks(state)
     body = _json(await _body(request), "the Mailgun body")
     if not isinstance(body, dict):
@@ -613,20 +609,20 @@ def bounces_router() -> APIRouter:
     router = APIRouter(prefix="/webhooks", tags=["bounces"])
 
     @router.post("/ses/{workspace_id}", summary="Amazon SES bounce and complaint notifications, via SNS")
-    async def ses(request: Request, workspace_id: str) -> Response:
-        return await _guard(request, lambda: _ses(request, workspace_id), "ses")
+    async def ses(request: Request, state: State, workspace_id: str) -> Response:
+        return await _guard(request, lambda: _ses(state, request, workspace_id), "ses")
 
     @router.post("/sendgrid/{workspace_id}", summary="SendGrid Event Webhook (signed)")
-    async def sendgrid(request: Request, workspace_id: str) -> Response:
-        return await _guard(request, lambda: _sendgrid(request, workspace_id), "sendgrid")
+    async def sendgrid(request: Request, state: State, workspace_id: str) -> Response:
+        return await _guard(request, lambda: _sendgrid(state, request, workspace_id), "sendgrid")
 
     @router.post("/postmark/{workspace_id}", summary="Postmark bounce and spam complaint webhooks (HTTP Basic)")
-    async def postmark(request: Request, workspace_id: str) -> Response:
-        return await _guard(request, lambda: _postmark(request, workspace_id), "postmark")
+    async def postmark(request: Request, state: State, workspace_id: str) -> Response:
+        return await _guard(request, lambda: _postmark(state, request, workspace_id), "postmark")
 
     @router.post("/mailgun/{workspace_id}", summary="Mailgun failed and complained webhooks (signed)")
-    async def mailgun(request: Request, workspace_id: str) -> Response:
-        return await _guard(request, lambda: _mailgun(request, workspace_id), "mailgun")
+    async def mailgun(request: Request, state: State, workspace_id: str) -> Response:
+        return await _guard(request, lambda: _mailgun(state, request, workspace_id), "mailgun")
 
     return router
 

@@ -20,7 +20,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.store import catalog as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import Workspace
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import AppState, State
 
 T = TypeVar("T")
 
@@ -29,8 +29,8 @@ CSV_TYPES = ("text/csv", "application/csv")
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines", "application/json-seq")
 
 
-def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    with app_state(request).engine.connect() as conn:
+def _read(state: AppState, fn: Callable[[Connection], T]) -> T:
+    with state.engine.connect() as conn:
         return fn(conn)
 
 
@@ -46,7 +46,7 @@ def catalog_router() -> APIRouter:
     router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 
     @router.put("/{kind}", summary="Import products or places (JSON array, JSON Lines or CSV), upserted by id")
-    async def put_items(request: Request, kind: str, workspace_id: Workspace) -> Any:
+    async def put_items(request: Request, state: State, kind: str, workspace_id: Workspace) -> Any:
         if _kind(kind) is None:
             return _unknown(kind)
         body = await request.body()
@@ -64,18 +64,16 @@ def catalog_router() -> APIRouter:
             rows = list(store.parse_rows(text, fmt))
         except store.CatalogError as exc:
             return JSONResponse({"detail": str(exc)}, 422)
-        now = to_ms(app_state(request).clock.now())
+        now = to_ms(state.clock.now())
         try:
-            report = await app_state(request).committer.run_job(
-                lambda conn: store.import_rows(conn, workspace_id, kind, rows, now)
-            )
+            report = await state.committer.run_job(lambda conn: store.import_rows(conn, workspace_id, kind, rows, now))
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
         return report.as_dict()
 
     @router.get("/{kind}", summary="Products or places in id order (page with `after`)")
     def list_items(
-        request: Request,
+        state: State,
         kind: str,
         workspace_id: Workspace,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -85,28 +83,26 @@ def catalog_router() -> APIRouter:
         if _kind(kind) is None:
             return _unknown(kind)
         items = _read(
-            request,
+            state,
             lambda conn: store.list_items(conn, workspace_id, kind, limit=limit, after=after, category=category),
         )
         return {kind: items, "next_after": items[-1]["id"] if len(items) == limit else None}
 
     @router.get("/{kind}/{item_id:path}", summary="One product or place")
-    def get_item(request: Request, kind: str, item_id: str, workspace_id: Workspace) -> Any:
+    def get_item(state: State, kind: str, item_id: str, workspace_id: Workspace) -> Any:
         if _kind(kind) is None:
             return _unknown(kind)
-        item = _read(request, lambda conn: store.get_item(conn, workspace_id, kind, item_id))
+        item = _read(state, lambda conn: store.get_item(conn, workspace_id, kind, item_id))
         if item is None:
             return JSONResponse({"detail": f"no {kind[:-1]} {item_id!r} in this workspace"}, 404)
         return item
 
     @router.delete("/{kind}/{item_id:path}", summary="Delete one product or place")
-    async def delete_item(request: Request, kind: str, item_id: str, workspace_id: Workspace) -> Any:
+    async def delete_item(state: State, kind: str, item_id: str, workspace_id: Workspace) -> Any:
         if _kind(kind) is None:
             return _unknown(kind)
         try:
-            deleted = await app_state(request).committer.run_job(
-                lambda conn: store.delete_item(conn, workspace_id, kind, item_id)
-            )
+            deleted = await state.committer.run_job(lambda conn: store.delete_item(conn, workspace_id, kind, item_id))
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
         if not deleted:
@@ -115,7 +111,7 @@ def catalog_router() -> APIRouter:
 
     @router.delete("/{kind}", summary="Delete every product or place of the workspace (confirm=true)")
     async def delete_all(
-        request: Request,
+        state: State,
         kind: str,
         workspace_id: Workspace,
         confirm: Annotated[bool, Query(description="must be true")] = False,
@@ -125,7 +121,7 @@ def catalog_router() -> APIRouter:
         if not confirm:
             return JSONResponse({"detail": f"add ?confirm=true to delete every {kind[:-1]}"}, 400)
         try:
-            count = await app_state(request).committer.run_job(lambda conn: store.delete_all(conn, workspace_id, kind))
+            count = await state.committer.run_job(lambda conn: store.delete_all(conn, workspace_id, kind))
         except WriterStopped:
             return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
         return {"deleted": count}

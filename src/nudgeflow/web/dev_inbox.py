@@ -17,10 +17,11 @@ from email.message import EmailMessage
 from html import escape
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, Response
 
 from nudgeflow.store import dev_inbox
+from nudgeflow.web.state import AppState, State
 
 _CSP = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; frame-src 'self'"
 _STYLE = """<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;width:100%}
@@ -85,22 +86,19 @@ def _push_page(message_id: int, raw: str) -> HTMLResponse:
 def dev_inbox_router() -> APIRouter:
     router = APIRouter(prefix="/dev/inbox", tags=["dev"], include_in_schema=False)
 
-    def engine(request: Request) -> Any:
-        return request.app.state.nudgeflow.engine
-
-    def load_row(request: Request, message_id: int) -> Any:
-        with engine(request).connect() as conn:
+    def load_row(state: AppState, message_id: int) -> Any:
+        with state.engine.connect() as conn:
             row = dev_inbox.get(conn, message_id)
         if row is None:
             raise HTTPException(404, "no such message")
         return row
 
-    def load(request: Request, message_id: int) -> str:
-        return str(load_row(request, message_id).raw)
+    def load(state: AppState, message_id: int) -> str:
+        return str(load_row(state, message_id).raw)
 
     @router.get("")
-    def inbox(request: Request) -> HTMLResponse:
-        with engine(request).connect() as conn:
+    def inbox(state: State) -> HTMLResponse:
+        with state.engine.connect() as conn:
             rows = dev_inbox.newest(conn, 500)
         body = "".join(
             f"<tr><td>{_time(r.received_at_ms)}</td><td>{escape(r.channel)}</td><td>{escape(r.mail_from)}</td>"
@@ -113,7 +111,7 @@ def dev_inbox_router() -> APIRouter:
             if rows
             else "<p>No messages yet. Everything sent by email or Web Push while serving with --dev arrives here.</p>"
         )
-        dev_push = getattr(request.app.state.nudgeflow, "dev_push", None)
+        dev_push = state.dev_push
         push_note = (
             f"<p>Simulated browsers subscribe at the local Web Push service <code>{escape(dev_push.url)}</code> "
             "(<code>POST /subscriptions</code>), then register the subscription with "
@@ -128,16 +126,16 @@ def dev_inbox_router() -> APIRouter:
         )
 
     @router.get("/{message_id:int}.eml")
-    def raw(request: Request, message_id: int) -> Response:
+    def raw(state: State, message_id: int) -> Response:
         return Response(
-            load(request, message_id).encode(),
+            load(state, message_id).encode(),
             media_type="message/rfc822",
             headers={"Content-Disposition": f'attachment; filename="message-{message_id}.eml"'},
         )
 
     @router.get("/{message_id:int}")
-    def show(request: Request, message_id: int) -> HTMLResponse:
-        row = load_row(request, message_id)
+    def show(state: State, message_id: int) -> HTMLResponse:
+        row = load_row(state, message_id)
         if row.channel == "push":
             return _push_page(message_id, str(row.raw))
         msg = message_from_string(str(row.raw), policy=policy.default)

@@ -30,7 +30,7 @@ from nudgeflow.store import journeys as store
 from nudgeflow.store import templates as template_store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import AppState, State
 
 T = TypeVar("T")
 
@@ -132,20 +132,20 @@ def _answering(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     return wrapped
 
 
-async def _write(request: Request, fn: Callable[[Connection], T]) -> T:
-    return await app_state(request).committer.run_job(fn)
+async def _write(state: AppState, fn: Callable[[Connection], T]) -> T:
+    return await state.committer.run_job(fn)
 
 
-def _now(request: Request) -> int:
-    return to_ms(app_state(request).clock.now())
+def _now(state: AppState) -> int:
+    return to_ms(state.clock.now())
 
 
-def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    with app_state(request).engine.connect() as conn:
+def _read(state: AppState, fn: Callable[[Connection], T]) -> T:
+    with state.engine.connect() as conn:
         return fn(conn)
 
 
-def _delivery(request: Request, workspace_id: str) -> Delivery:
+def _delivery(state: AppState, workspace_id: str) -> Delivery:
     """The channels this server serves and the workspace's templates (name -> channel)."""
 
     def read(conn: Connection) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
@@ -156,8 +156,8 @@ def _delivery(request: Request, workspace_id: str) -> Delivery:
         }
         return templates, places
 
-    known, places = _read(request, read)
-    return Delivery.serving(app_state(request).settings.log_channels, known, "this workspace", places)
+    known, places = _read(state, read)
+    return Delivery.serving(state.settings.log_channels, known, "this workspace", places)
 
 
 def _preview(conn: Connection, workspace_id: str, found: dict[str, Any], now: int) -> Preview | None:
@@ -178,12 +178,12 @@ def journeys_router() -> APIRouter:
 
     @router.post("/validate", summary="Check definitions without storing them (JSON or YAML body)")
     @_answering
-    async def validate(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+    async def validate(request: Request, state: State, workspace_id: Workspace) -> dict[str, Any]:
         """Answers 200 with `valid` and every problem, errors and warnings; `document` is the
         index of the YAML document (or JSON array item) each problem belongs to."""
         documents = await _documents(request)
         problems: list[dict[str, Any]] = _nul_problems(documents)
-        delivery = _delivery(request, workspace_id)
+        delivery = _delivery(state, workspace_id)
         for index, doc in documents:
             problems.extend(_problems(check_journey(doc, delivery)[1], index))
         if not documents:
@@ -193,26 +193,26 @@ def journeys_router() -> APIRouter:
         return {"valid": not any(p["severity"] == "error" for p in problems), "problems": problems}
 
     @router.get("", summary="The workspace's journeys")
-    def list_journeys(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        found = _read(request, lambda conn: store.list_journeys(conn, workspace_id))
+    def list_journeys(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        found = _read(state, lambda conn: store.list_journeys(conn, workspace_id))
         return {"journeys": [_view(j) for j in found]}
 
     @router.get("/{journey_id}", summary="A journey: status, live version, draft definition, versions")
-    def get_journey(request: Request, journey_id: str, workspace_id: Workspace) -> Any:
-        found = _read(request, lambda conn: store.get_journey(conn, workspace_id, journey_id))
+    def get_journey(state: State, journey_id: str, workspace_id: Workspace) -> Any:
+        found = _read(state, lambda conn: store.get_journey(conn, workspace_id, journey_id))
         if found is None:
             return JSONResponse({"detail": f"no journey {journey_id!r} in this workspace"}, 404)
         return _view(found)
 
     @router.get("/{journey_id}/versions/{version}", summary="One published version's definition")
     def get_version(
-        request: Request, journey_id: str, version: Annotated[int, Path(ge=1, le=INT32_MAX)], workspace_id: Workspace
+        state: State, journey_id: str, version: Annotated[int, Path(ge=1, le=INT32_MAX)], workspace_id: Workspace
     ) -> Any:
         def read(conn: Connection) -> tuple[Any, Any]:
             info = store.get_journey(conn, workspace_id, journey_id)
             return info, store.load_version(conn, workspace_id, journey_id, version)
 
-        info, journey = _read(request, read)
+        info, journey = _read(state, read)
         if info is None or journey is None:
             return JSONResponse({"detail": f"no version {version} of journey {journey_id!r}"}, 404)
         published = next(v["published_at_ms"] for v in info["versions"] if v["version"] == version)
@@ -228,6 +228,7 @@ def journeys_router() -> APIRouter:
     @_answering
     async def put_journey(
         request: Request,
+        state: State,
         journey_id: str,
         workspace_id: Workspace,
         publish: Annotated[bool, Query(description="Publish the draft once saved.")] = False,
@@ -252,17 +253,17 @@ def journeys_router() -> APIRouter:
                     ]
                 )
         # Channels and templates too: a step that cannot be sent is refused now, not when it is due.
-        journey, problems = check_journey(doc, _delivery(request, workspace_id))
+        journey, problems = check_journey(doc, _delivery(state, workspace_id))
         if journey is None:
             raise _invalid(_problems(problems))
-        now = _now(request)
+        now = _now(state)
 
         def apply(conn: Connection) -> tuple[bool, int | None, dict[str, Any] | None]:
             created = store.apply_draft(conn, workspace_id, journey, now)
             version = store.publish(conn, workspace_id, journey_id, now) if publish else None
             return created, version, store.get_journey(conn, workspace_id, journey_id)
 
-        created, version, info = await _write(request, apply)
+        created, version, info = await _write(state, apply)
         assert info is not None
         body = {
             "created": created,
@@ -275,7 +276,7 @@ def journeys_router() -> APIRouter:
     @router.post("/{journey_id}/publish", summary="Freeze the draft as a new version and make it live")
     @_answering
     async def publish_journey(
-        request: Request,
+        state: State,
         journey_id: str,
         workspace_id: Workspace,
         dry_run: Annotated[
@@ -291,10 +292,10 @@ def journeys_router() -> APIRouter:
         (`new_version` false). A draft with errors, or whose channels or templates are not
         there, is refused with 422. A new version looks at the people already known in the
         background (`backfill` true) unless `from_now` is set (docs/journeys.md)."""
-        now = _now(request)
-        found = _read(request, lambda conn: store.get_journey(conn, workspace_id, journey_id))
+        now = _now(state)
+        found = _read(state, lambda conn: store.get_journey(conn, workspace_id, journey_id))
         if found is not None:
-            _journey, problems = check_journey(found["draft"], _delivery(request, workspace_id))
+            _journey, problems = check_journey(found["draft"], _delivery(state, workspace_id))
             if any(p.severity == "error" for p in problems):
                 raise _invalid(
                     _problems([p for p in problems if p.severity == "error"]),
@@ -305,7 +306,7 @@ def journeys_router() -> APIRouter:
             if found is None:
                 raise store.JourneyNotFound(f"no journey {journey_id!r} in this workspace")
             # Reads every profile: off the event loop, on a connection of its own.
-            seen = await asyncio.to_thread(_read, request, lambda conn: _preview(conn, workspace_id, found, now))
+            seen = await asyncio.to_thread(_read, state, lambda conn: _preview(conn, workspace_id, found, now))
             return {
                 "id": journey_id,
                 "dry_run": True,
@@ -321,7 +322,7 @@ def journeys_router() -> APIRouter:
             assert before is not None and after is not None
             return version, before["live_version"] != version, after["status"]
 
-        version, new, status = await _write(request, run)
+        version, new, status = await _write(state, run)
         return {
             "id": journey_id,
             "version": version,
@@ -333,9 +334,9 @@ def journeys_router() -> APIRouter:
     def _transition(action: Callable[[Connection, str, str, int], store.Transition], summary: str, doc: str) -> None:
         @router.post(f"/{{journey_id}}/{action.__name__}", summary=summary, description=doc)
         @_answering
-        async def transition(request: Request, journey_id: str, workspace_id: Workspace) -> dict[str, Any]:
-            now = _now(request)
-            done = await _write(request, lambda conn: action(conn, workspace_id, journey_id, now))
+        async def transition(state: State, journey_id: str, workspace_id: Workspace) -> dict[str, Any]:
+            now = _now(state)
+            done = await _write(state, lambda conn: action(conn, workspace_id, journey_id, now))
             return {
                 "id": done.journey_id,
                 "status": done.status,

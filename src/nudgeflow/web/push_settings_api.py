@@ -30,7 +30,7 @@ from nudgeflow.ingest.errors import IngestError
 from nudgeflow.store import vapid as store
 from nudgeflow.store.workspaces import WRITE
 from nudgeflow.web.admin import Workspace
-from nudgeflow.web.state import AppState, app_state
+from nudgeflow.web.state import AppState, State
 
 PUBLIC_KEY_TTL_S = 30.0  # how long this process reuses a workspace's public key it has read
 ROTATION_NOTE = (
@@ -89,8 +89,8 @@ def push_settings_router() -> APIRouter:
         response_model=WebPushSettings,
         summary="The workspace's VAPID public key and subject (never the private key)",
     )
-    def get_webpush(request: Request, workspace_id: Workspace) -> WebPushSettings:
-        return WebPushSettings(**ensured(app_state(request), workspace_id).public_view())
+    def get_webpush(state: State, workspace_id: Workspace) -> WebPushSettings:
+        return WebPushSettings(**ensured(state, workspace_id).public_view())
 
     @router.put(
         "/api/settings/webpush",
@@ -98,8 +98,7 @@ def push_settings_router() -> APIRouter:
         response_model=WebPushSettings,
         summary="Set the VAPID subject (the contact push services see)",
     )
-    def put_webpush(request: Request, body: WebPushSettingsIn, workspace_id: Workspace) -> WebPushSettings:
-        state = app_state(request)
+    def put_webpush(state: State, body: WebPushSettingsIn, workspace_id: Workspace) -> WebPushSettings:
         with state.engine.begin() as conn:
             try:
                 keys = store.set_vapid_subject(conn, workspace_id, body.subject, to_ms(state.clock.now()))
@@ -114,8 +113,7 @@ def push_settings_router() -> APIRouter:
         response_model=WebPushSettings,
         summary="A new VAPID key pair (existing browser subscriptions must subscribe again)",
     )
-    def rotate_webpush(request: Request, workspace_id: Workspace) -> WebPushSettings:
-        state = app_state(request)
+    def rotate_webpush(state: State, workspace_id: Workspace) -> WebPushSettings:
         with state.engine.begin() as conn:
             keys = store.rotate_vapid_keys(conn, workspace_id, to_ms(state.clock.now()))
         public_keys.pop(workspace_id, None)
@@ -131,8 +129,7 @@ def push_settings_router() -> APIRouter:
         tags=["sdk"],
         summary="The workspace's VAPID public key, for PushManager.subscribe (write key auth)",
     )
-    async def public_key(request: Request) -> Response:
-        state = app_state(request)
+    async def public_key(request: Request, state: State) -> Response:
         try:
             workspace_id = await _write_key_workspace(state, request)
         except IngestError as exc:

@@ -62,7 +62,7 @@ from nudgeflow.store.push_targets import (
     save_subscription,
     subscription_owner,
 )
-from nudgeflow.web.state import AppState, app_state
+from nudgeflow.web.state import AppState, State
 
 log = logging.getLogger("nudgeflow.sdk")
 
@@ -209,8 +209,7 @@ def sdk_router() -> APIRouter:
         return Response(status_code=204, headers=CORS_PREFLIGHT)
 
     @router.post("/v1/push/subscriptions")
-    async def subscribe(request: Request) -> Response:
-        state = app_state(request)
+    async def subscribe(request: Request, state: State) -> Response:
 
         async def handle() -> Response:
             data = _object(await read_body(request, MAX_BODY))
@@ -304,8 +303,7 @@ def sdk_router() -> APIRouter:
         return await _guarded(state, handle)
 
     @router.delete("/v1/push/subscriptions")
-    async def unsubscribe(request: Request) -> Response:
-        state = app_state(request)
+    async def unsubscribe(request: Request, state: State) -> Response:
 
         async def handle() -> Response:
             data = _object(await read_body(request, MAX_BODY))

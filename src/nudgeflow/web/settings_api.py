@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK, SmtpConfigError, parse_smtp_url
 from nudgeflow.store import workspace_settings as store
 from nudgeflow.web.admin import Workspace
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import AppState, State
 
 
 class SmtpSettingsIn(BaseModel):
@@ -30,13 +30,13 @@ class SmtpSettingsIn(BaseModel):
     dkim_private_key: str | None = Field(default=None, description="PEM; the mask keeps the stored key")
 
 
-def _default(request: Request) -> Any:
-    url = app_state(request).settings.smtp_url
+def _default(state: AppState) -> Any:
+    url = state.settings.smtp_url
     return parse_smtp_url(url) if url else None
 
 
-def _email_channel_changed(request: Request, workspace_id: str) -> None:
-    runtime = app_state(request).runtime
+def _email_channel_changed(state: AppState, workspace_id: str) -> None:
+    runtime = state.runtime
     if runtime is None:
         return
     from nudgeflow.channels.email.channel import EmailChannel, WorkspaceConfigs
@@ -47,9 +47,7 @@ def _email_channel_changed(request: Request, workspace_id: str) -> None:
         if isinstance(channel.configs, WorkspaceConfigs):
             channel.configs.invalidate(workspace_id)
     else:
-        configure_email(
-            runtime.channels, app_state(request).engine, app_state(request).settings, app_state(request).clock
-        )
+        configure_email(runtime.channels, state.engine, state.settings, state.clock)
 
 
 def settings_router() -> APIRouter:
@@ -62,8 +60,8 @@ def settings_router() -> APIRouter:
             "and the sections with endpoints of their own"
         ),
     )
-    def get_settings(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.connect() as conn:
+    def get_settings(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
             return store.show_settings(conn, workspace_id)
 
     @router.patch(
@@ -73,30 +71,28 @@ def settings_router() -> APIRouter:
         ),
     )
     def patch_settings(
-        request: Request,
+        state: State,
         workspace_id: Workspace,
         body: dict[str, Any] = Body(description="Keys as docs/settings.md lists them"),
     ) -> dict[str, Any]:
         from nudgeflow.model.workspace_keys import SettingError
 
-        state = app_state(request)
         try:
             with state.engine.begin() as conn:
                 shown = store.change_settings(conn, workspace_id, body, to_ms(state.clock.now()))
         except SettingError as exc:
             raise HTTPException(422, str(exc)) from None
         if any(name.startswith("smtp.") for name in body):
-            _email_channel_changed(request, workspace_id)
+            _email_channel_changed(state, workspace_id)
         return shown
 
     @router.get("/smtp", summary="The workspace's SMTP settings (secrets masked)")
-    def get_smtp(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.connect() as conn:
-            return store.smtp_settings_masked(conn, workspace_id, _default(request))
+    def get_smtp(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
+            return store.smtp_settings_masked(conn, workspace_id, _default(state))
 
     @router.put("/smtp", summary="Set the workspace's own SMTP server")
-    def put_smtp(request: Request, body: SmtpSettingsIn, workspace_id: Workspace) -> dict[str, Any]:
-        state = app_state(request)
+    def put_smtp(state: State, body: SmtpSettingsIn, workspace_id: Workspace) -> dict[str, Any]:
         with state.engine.begin() as conn:
             try:
                 current = store.get_smtp(conn, workspace_id)
@@ -124,16 +120,15 @@ def settings_router() -> APIRouter:
             if key and b"PRIVATE KEY" not in key.encode():
                 raise HTTPException(422, "dkim_private_key is not a PEM private key")
             store.set_smtp(conn, workspace_id, config, to_ms(state.clock.now()))
-        _email_channel_changed(request, workspace_id)
+        _email_channel_changed(state, workspace_id)
         return {"source": "workspace", "config": config.masked()}
 
     @router.delete("/smtp", summary="Back to the default SMTP server")
-    def delete_smtp(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        state = app_state(request)
+    def delete_smtp(state: State, workspace_id: Workspace) -> dict[str, Any]:
         with state.engine.begin() as conn:
             store.set_smtp(conn, workspace_id, None, to_ms(state.clock.now()))
-        _email_channel_changed(request, workspace_id)
+        _email_channel_changed(state, workspace_id)
         with state.engine.connect() as conn:
-            return store.smtp_settings_masked(conn, workspace_id, _default(request))
+            return store.smtp_settings_masked(conn, workspace_id, _default(state))
 
     return router

@@ -32,7 +32,7 @@ from nudgeflow.model.iso_time import iso
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import State
 
 MAX_TEMPLATE_BYTES = 512 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -99,16 +99,16 @@ def templates_router() -> APIRouter:
     router = APIRouter(prefix="/api/templates", tags=["templates"])
 
     @router.get("", summary="The workspace's templates")
-    def list_templates(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.connect() as conn:
+    def list_templates(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
             found = store.list_templates(conn, workspace_id)
         return {"templates": [_view(t) for t in found]}
 
     @router.get("/{name}", summary="One version of a template (the current one by default)")
     def get_template(
-        request: Request, name: str, workspace_id: Workspace, version: int | None = Query(None, ge=1, le=INT32_MAX)
+        state: State, name: str, workspace_id: Workspace, version: int | None = Query(None, ge=1, le=INT32_MAX)
     ) -> Any:
-        with app_state(request).engine.connect() as conn:
+        with state.engine.connect() as conn:
             found = store.get_template(conn, workspace_id, name, version)
         if found is None:
             what = f"no template {name!r}" if version is None else f"no version {version} of template {name!r}"
@@ -116,7 +116,7 @@ def templates_router() -> APIRouter:
         return _view(found)
 
     @router.put("/{name}", summary="Save a template (JSON or YAML body): a new version when it changed")
-    async def put_template(request: Request, name: str, workspace_id: Workspace) -> Any:
+    async def put_template(request: Request, state: State, name: str, workspace_id: Workspace) -> Any:
         """201 with the first version, 200 after (`new_version` false when the source is
         identical to the current version). 422 with `error` {message, part, line, column}
         when the template does not compile: nothing is stored."""
@@ -130,13 +130,13 @@ def templates_router() -> APIRouter:
             return _template_error(exc)
         except store.TemplateStoreError as exc:
             return JSONResponse({"detail": str(exc)}, 422)
-        now = to_ms(app_state(request).clock.now())
+        now = to_ms(state.clock.now())
 
         def save(conn: Connection) -> tuple[int, bool]:
             return compiled_templates.save_template(conn, workspace_id, name, source, now)
 
         try:
-            version, new = await app_state(request).committer.run_job(save)
+            version, new = await state.committer.run_job(save)
         except TemplateError as exc:
             return _template_error(exc)
         except store.TemplateStoreError as exc:
@@ -148,7 +148,7 @@ def templates_router() -> APIRouter:
         )
 
     @router.post("/{name}/render", summary="Render a template with the sample context, a profile, or a context")
-    async def render_template(request: Request, name: str, workspace_id: Workspace) -> Any:
+    async def render_template(request: Request, state: State, name: str, workspace_id: Workspace) -> Any:
         """Body: {"sample": true}, {"profile": "ID, userId or anonymousId"} or
         {"context": {...}}, with an optional "version". 422 with `error` when rendering
         fails (a missing variable: its part, line and column)."""
@@ -163,8 +163,8 @@ def templates_router() -> APIRouter:
         version = body.get("version")
         if version is not None and (not isinstance(version, int) or version < 1):
             return JSONResponse({"detail": "version: a positive integer"}, 400)
-        now = to_ms(app_state(request).clock.now())
-        engine = app_state(request).engine
+        now = to_ms(state.clock.now())
+        engine = state.engine
 
         def read() -> tuple[Any, Any, str] | None:
             with engine.connect() as conn:
