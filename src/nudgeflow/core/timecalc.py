@@ -61,14 +61,20 @@ def _zone(name: str) -> ZoneInfo | None:
     return None
 
 
-def zone_of(traits: dict[str, Any]) -> ZoneInfo:
-    """The profile's timezone: `traits["timezone"]` when it is a known IANA name, else UTC."""
+def zone_of(traits: dict[str, Any], default: ZoneInfo = UTC_ZONE) -> ZoneInfo:
+    """The profile's timezone: `traits["timezone"]` when it is a known IANA name, else
+    `default` (UTC; send policies pass the workspace's zone)."""
     name = traits.get("timezone") if isinstance(traits, dict) else None
     if isinstance(name, str) and 0 < len(name) <= 64:
         zone = _zone(name.strip())
         if zone is not None:
             return zone
-    return UTC_ZONE
+    return default
+
+
+def named_zone(name: str) -> ZoneInfo:
+    """An IANA zone by name (any case), UTC when unknown; cached."""
+    return _zone(name.strip()) or UTC_ZONE
 
 
 # --- instants ------------------------------------------------------------------------------
@@ -135,6 +141,16 @@ def _parse_at(at: str) -> time:
     if hour > 23 or minute > 59 or second > 59:
         raise ValueError(f"not a local time of day: {at!r} (use HH:MM)")
     return time(hour, minute, second)
+
+
+def local_time(at: str) -> time:
+    """A local time of day "HH:MM" (or "HH:MM:SS") as a time; ValueError when it is not one."""
+    return _parse_at(at)
+
+
+def local_moment(ms: int, tz: tzinfo) -> datetime:
+    """An instant as an aware datetime in `tz` (its local date and wall-clock time)."""
+    return _from_ms(ms, tz)
 
 
 def at_local_time(day: date, at: str, tz: tzinfo) -> int:
