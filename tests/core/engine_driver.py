@@ -20,6 +20,7 @@ from nudgeflow.core.effects import (
     CancelTimer,
     Effect,
     MessageFailed,
+    MessageWithheld,
     RunChanged,
     ScheduleTimer,
     SendMessage,
@@ -81,6 +82,8 @@ def summarize(effect: Effect) -> tuple[Any, ...]:
         return ("update", effect.set, effect.unset)
     if isinstance(effect, MessageFailed):
         return ("failed", effect.step, effect.reason)
+    if isinstance(effect, MessageWithheld):
+        return (effect.status, effect.journey_id, effect.step, effect.reason, effect.until_ms)
     raise AssertionError(f"unknown effect {effect!r}")
 
 
@@ -184,6 +187,13 @@ class Driver:
 
     def effects(self, since: int = 0) -> list[tuple[Any, ...]]:
         return [summarize(e) for _, e in self.log[since:]]
+
+    def withheld(self, journey_id: str | None = None) -> list[MessageWithheld]:
+        return [
+            e
+            for _, e in self.log
+            if isinstance(e, MessageWithheld) and (journey_id is None or e.journey_id == journey_id)
+        ]
 
     def sends(self, journey_id: str | None = None) -> list[SendMessage]:
         return [

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from nudgeflow.core.policies import Plan, plan_for
 from nudgeflow.core.segment_index import SegmentIndex, SegmentVersion, segment_history_needs
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
@@ -32,6 +33,7 @@ from nudgeflow.model.journeys import (
     SegmentTrigger,
 )
 from nudgeflow.model.numbers import as_number
+from nudgeflow.model.policies import EMPTY, Policies
 
 LIVE, PAUSED, ARCHIVED, DRAFT = "live", "paused", "archived", "draft"
 HISTORY_CAP = 200  # occurrences kept per event name and person, unless Catalog.history_cap says more
@@ -109,8 +111,13 @@ class Catalog:
         load_version: VersionLoader | None = None,
         places: Iterable[Mapping[str, Any]] = (),
         segments: Iterable[SegmentVersion] = (),
+        policies: Policies = EMPTY,
     ) -> None:
         self.live: dict[str, JourneyVersion] = {jv.journey_id: jv for jv in live}
+        # The workspace's send policies; `send_plan` is None when they hold no rule, and
+        # then sends go out at once, as they always did (core/policies.py).
+        self.policies = policies
+        self.send_plan: Plan | None = plan_for(policies)
         # The workspace's places catalog, as data (id, name, latitude, longitude,
         # attributes): location triggers with `catalog_places` pick theirs from it.
         self.places: list[Mapping[str, Any]] = list(places)

@@ -47,7 +47,8 @@ Operators (`compare`)
 Engagement (`MessageCondition`)
     Statuses imply the ones before them: clicked implies opened, delivered and sent; opened
     implies delivered and sent; delivered, bounced and complained imply sent (complained also
-    implies delivered). A message the run never sent has reached no status.
+    implies delivered). A message the run never sent has reached no status. Send policies
+    record `capped`, `deferred` and `dropped` (core/policies.py); each implies only itself.
 """
 
 from __future__ import annotations

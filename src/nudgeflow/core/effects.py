@@ -71,8 +71,9 @@ class MessageWithheld:
     """A send policy withheld a message: deferred to `until_ms` (then decided again), or dropped.
 
     `reason` says why, in the words of docs/policies.md: `frequency_cap:<rule id>`,
-    `quiet_hours`, `collision:<winning journey id>`, `max_deferral`, `run_ended`. A deferred
-    message that is later sent is a SendMessage with the same key.
+    `quiet_hours`, `collision:<winning journey id>`, `run_ended`, `journey_paused` (a message
+    deferred past its max_deferral is dropped with the reason of the rule that held it). A
+    deferred message that is later sent is a SendMessage with the same key.
     """
 
     key: str

@@ -10,6 +10,9 @@ For each event, in this order:
    of every journey) and may start runs.
 Goals and exits come before triggers so that an `Order Completed` ends the cart run it
 completes before it could start anything new.
+
+With send policies (core/policies.py), deferred messages due by the event's time are decided
+first, and the messages the call wants are decided at its end (core/sending.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nudgeflow.core import backfill, steps, timecalc, triggers
+from nudgeflow.core import backfill, sending, steps, timecalc, triggers
 from nudgeflow.core.catalog import ARCHIVED, HISTORY_CAP, LIVE, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
@@ -54,6 +57,8 @@ class Engine:
     def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]:
         turn = Turn(state, self.catalog, now_ms, event_ms=event.timestamp_ms)
         _prune(turn)
+        if self.catalog.send_plan is not None:
+            sending.release_due(turn)
         if event.user_id:
             state.identity = event.user_id
         elif state.identity is None and event.anonymous_id:
@@ -70,12 +75,15 @@ class Engine:
         # Less the triggers whose constant eq / in filter cannot hold for this event.
         for jv in self.catalog.for_event(event.name, event.type == "identify", event.properties):
             triggers.on_event(turn, jv, event, changes)
-        _journey_trait_changes(turn)
-        return turn.close()
+        if event.event == event_names.SUBSCRIPTION_PREFERENCES_UPDATED:
+            _preferences(state, event)
+        return _finish(turn)
 
     def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]:
-        turn = Turn(state, self.catalog, now_ms)
+        turn = Turn(state, self.catalog, now_ms, due_ms=timer.due_ms)
         _prune(turn)
+        if self.catalog.send_plan is not None:
+            sending.release_due(turn)
         kind = timer.payload.get("kind")
         if kind in ("step", "timeout"):
             steps.on_run_timer(turn, timer.payload)
@@ -87,8 +95,9 @@ class Engine:
             triggers.on_date_timer(turn, timer.payload)
         elif kind == "resume":
             steps.on_resume(turn, timer.payload)
-        _journey_trait_changes(turn)
-        return turn.close()
+        elif kind == "release":
+            sending.on_release(turn, timer.payload)
+        return _finish(turn)
 
     def on_backfill(self, state: ProfileState, journey_id: str, past: backfill.Past, now_ms: int) -> list[Effect]:
         """A journey published now looks at this person's past (core/backfill.py)."""
@@ -97,8 +106,7 @@ class Engine:
         jv = self.catalog.live.get(journey_id)
         if jv is not None and self.catalog.status(journey_id) == LIVE:
             backfill.plan(turn, jv, past)
-        _journey_trait_changes(turn)
-        return turn.close()
+        return _finish(turn)
 
     def on_segment_apply(
         self, state: ProfileState, segment_id: str, past: Sequence[EventInput], now_ms: int
@@ -109,6 +117,28 @@ class Engine:
         SegmentChanged (cause {"apply": version}) when it differs from the state's, and the
         segment's lapse timer. No journey is started or ended by it (core/segments.py)."""
         raise NotImplementedError("h14-seg-core is building it")
+
+
+def _finish(turn: Turn) -> list[Effect]:
+    """Trait changes made by journeys, then the send policies' decisions on the messages the
+    call wanted (core/policies.py: the runs stopped on their send steps go on after them)."""
+    _journey_trait_changes(turn)
+    if turn.catalog.send_plan is not None:
+        sending.settle(turn)
+        if turn.trait_changes:  # made by the walks that went on after their send steps
+            _journey_trait_changes(turn)
+            sending.settle(turn)
+        sending.finish(turn)
+    return turn.close()
+
+
+def _preferences(state: ProfileState, event: EventInput) -> None:
+    """The preference center's "how often" choice (`fewer` brings policies' fewer.caps); the
+    latest by event time is kept."""
+    value = event.properties.get("frequency")
+    known = state.frequency
+    if isinstance(value, str) and (known is None or event.timestamp_ms >= known.get("at", 0)):
+        state.frequency = {"value": value, "at": event.timestamp_ms}
 
 
 def _journey_trait_changes(turn: Turn) -> None:
@@ -140,6 +170,7 @@ def _prune(turn: Turn) -> None:
         for rid, run in runs.items()
         if run.status in (DONE, EXITED)
         and (run.converted_at is not None or run.goal_until is None or run.goal_until < turn.now_ms)
+        and not (run.messages and sending.awaits_release(run))
     ]:
         del runs[run_id]
 
@@ -248,6 +279,11 @@ def _run_reacts(turn: Turn, run: Run, event: EventInput) -> None:
             steps.end(turn, run, EXITED, "converted")
             return
     if run.status not in (ACTIVE, HELD):
+        if run.status == DONE and run.messages and sending.awaits_release(run):
+            # Done, with a message still deferred: what would have ended the run drops it.
+            converted = goal is not None and goal.exit and run.converted_at is not None
+            if converted or any(event_matches(spec, event, scope) for spec in journey.exit.events):
+                sending.drop_deferred(turn, run)
         return
     for spec in journey.exit.events:
         if event_matches(spec, event, scope):

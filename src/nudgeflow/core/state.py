@@ -106,6 +106,11 @@ class ProfileState:
     # remembers to decide them: its clock, armed lapse timers, reachability facts.
     membership: dict[str, int] = field(default_factory=dict)
     segment_facts: dict[str, Any] = field(default_factory=dict)
+    # Send policies (core/policies.py): the messages sent, [t, channel, journey, transactional,
+    # topic] oldest first, for caps and collisions; and the latest "how often" choice of the
+    # preference center, {"value": "normal"|"fewer", "at": event ms}.
+    sends: list[list[Any]] = field(default_factory=list)
+    frequency: dict[str, Any] | None = None
 
     @property
     def assignment_key(self) -> str:
@@ -135,6 +140,8 @@ class ProfileState:
             "identity",
             "membership",
             "segment_facts",
+            "sends",
+            "frequency",
         ):
             value = getattr(self, name)
             if value:
@@ -161,4 +168,6 @@ class ProfileState:
             identity=doc.get("identity"),
             membership=doc.get("membership", {}),
             segment_facts=doc.get("segment_facts", {}),
+            sends=doc.get("sends", []),
+            frequency=doc.get("frequency"),
         )

@@ -16,7 +16,7 @@ from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
 from nudgeflow.core.conditions import Scope, evaluate, resolve
 from nudgeflow.core.effects import SendMessage, UpdateProfile
 from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, Run
-from nudgeflow.core.turn import Turn, timer_key, unit_hash
+from nudgeflow.core.turn import Turn, Wanted, timer_key, unit_hash
 from nudgeflow.model.journeys import (
     BranchStep,
     ExitStep,
@@ -136,7 +136,8 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
         run.visits[step_id] = visit
         turn.touch(run)
         if isinstance(step, SendStep):
-            _send(turn, run, journey, step_id, step, visit)
+            if _send(turn, run, journey, step_id, step, visit):
+                return  # send policies decide at the end of the call (settle), then the walk goes on
             step_id = step.next
         elif isinstance(step, WaitStep):
             due = _wait_due(turn, step)
@@ -197,7 +198,8 @@ def _weighted(options: list[Any], u: float) -> Any:
     return options[-1]
 
 
-def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, visit: int) -> None:
+def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, visit: int) -> bool:
+    """Emit the step's message; True when send policies will decide it (the run stops here)."""
     variant = None
     template = step.template
     if step.variants:
@@ -207,9 +209,20 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
     key = f"{run.id}:{step_id}:{visit}"
     if run.holdout:
         run.messages[step_id] = {"key": key, "statuses": ["held_out"]}
-        return
-    run.messages[step_id] = {"key": key, "statuses": ["sent"]}
+        return False
     assert template is not None
+    if turn.catalog.send_plan is not None:
+        at = turn.message_ms
+        turn.wanted.append(Wanted(run, journey, step_id, key, template, variant, at, at, resume=True))
+        return True
+    run.messages[step_id] = {"key": key, "statuses": ["sent"]}
+    emit_send(turn, run, journey, step_id, step, key, template, variant)
+    return False
+
+
+def emit_send(
+    turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, key: str, template: str, variant: str | None
+) -> None:
     turn.emit(
         SendMessage(
             key=key,
@@ -222,12 +235,12 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
             variant=variant,
             marketing=step.marketing,
             at_ms=turn.now_ms,
-            context=_message_context(run, journey, step),
+            context=message_context(run, journey, step),
         )
     )
 
 
-def _message_context(run: Run, journey: Journey, step: SendStep) -> dict[str, Any]:
+def message_context(run: Run, journey: Journey, step: SendStep) -> dict[str, Any]:
     context: dict[str, Any] = {
         "trigger": run.trigger,
         "journey": {"id": run.journey_id, "version": run.version, "name": journey.name},

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nudgeflow.core.catalog import Catalog
 from nudgeflow.core.effects import CancelTimer, Effect, RunChanged, ScheduleTimer
 from nudgeflow.core.state import ProfileState, Run
+from nudgeflow.model.journeys import Journey
+
+if TYPE_CHECKING:  # the catalog imports core.policies, which imports unit_hash from here
+    from nudgeflow.core.catalog import Catalog
 
 MAX_TIMER_KEY = 200
 
@@ -28,6 +31,21 @@ def unit_hash(*parts: object) -> float:
 
 
 @dataclass(slots=True)
+class Wanted:
+    """A message a run wants, waiting for the send policies' decision at the end of the call."""
+
+    run: Run
+    journey: Journey
+    step_id: str
+    key: str
+    template: str
+    variant: str | None
+    at_ms: int  # the message's time (Turn.message_ms) of this decision
+    first_ms: int  # when it was first wanted (a release keeps the first deferral's)
+    resume: bool  # the run stopped on the send step and goes on after the decision
+
+
+@dataclass(slots=True)
 class Turn:
     state: ProfileState
     catalog: Catalog
@@ -41,10 +59,21 @@ class Turn:
     event_ms: int | None = None
     # Traits a journey's update_profile step changed in this call: (before, after) by name.
     trait_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # The due time of the timer being decided; None for an event.
+    due_ms: int | None = None
+    # Messages send policies decide at the end of this call (core/policies.py).
+    wanted: list[Wanted] = field(default_factory=list)
 
     @property
     def since_ms(self) -> int:
         return self.now_ms if self.event_ms is None else min(self.event_ms, self.now_ms)
+
+    @property
+    def message_ms(self) -> int:
+        """The time send policies judge a message wanted in this call by: the event's time,
+        or the timer's due time, never the time the batch is processed (core/policies.py)."""
+        own = self.event_ms if self.event_ms is not None else self.due_ms
+        return self.now_ms if own is None else min(own, self.now_ms)
 
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
