@@ -19,6 +19,7 @@ How the tests are laid out (follow it when adding tests):
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import tempfile
@@ -29,14 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from nudgeflow.core.clock import VirtualClock
+from nudgeflow.demo.run import DemoSummary, run_demo
+from nudgeflow.demo.traffic import generate_traffic
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.workspaces import NewWorkspace
 from tests.channels.smtp_support import Sink, start_sink
+from tests.demo_traffic_support import START
 from tests.support import BACKENDS, LiveServer, start_server
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -169,3 +174,17 @@ def sink() -> Iterator[Sink]:
     s.port = controller.port  # type: ignore[attr-defined]
     yield s
     controller.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_run() -> tuple[DemoSummary, str]:
+    """`nudgeflow demo` run once per test module: its summary and what it printed."""
+    out = io.StringIO()
+    summary = run_demo(users=60, seed=3, console=Console(file=out, width=200))
+    return summary, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def month_of_traffic() -> list[dict]:
+    """Forty days of a shop: three of arrivals and shopping, then life goes on."""
+    return list(generate_traffic(200, 5, start=START, days=3, horizon_days=40))

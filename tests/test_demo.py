@@ -14,20 +14,13 @@ from nudgeflow.demo.run import DemoError, DemoSummary, _urgency, examples_dir, p
 from nudgeflow.runtime.replay import load_journeys
 
 
-@pytest.fixture(scope="module")
-def demo() -> tuple[DemoSummary, str]:
-    out = io.StringIO()
-    summary = run_demo(users=60, seed=3, console=Console(file=out, width=200))
-    return summary, out.getvalue()
-
-
 def test_the_examples_are_found_whatever_the_working_directory() -> None:
     found = examples_dir()
     assert found is not None and (found / "cart-abandonment.yaml").is_file()
 
 
-def test_every_example_journey_enters_people_and_every_send_step_sends(demo: tuple[DemoSummary, str]) -> None:
-    summary, _ = demo
+def test_every_example_journey_enters_people_and_every_send_step_sends(demo_run: tuple[DemoSummary, str]) -> None:
+    summary, _ = demo_run
     journeys = {j.id: j for j in load_journeys([examples_dir()])}
     assert sorted(summary.journeys_published) == sorted(journeys)
     rows = summary.journeys.summary["journeys"]
@@ -45,8 +38,8 @@ def test_every_example_journey_enters_people_and_every_send_step_sends(demo: tup
     }
 
 
-def test_the_fast_forward_covers_the_days_on_a_virtual_clock(demo: tuple[DemoSummary, str]) -> None:
-    summary, _ = demo
+def test_the_fast_forward_covers_the_days_on_a_virtual_clock(demo_run: tuple[DemoSummary, str]) -> None:
+    summary, _ = demo_run
     assert summary.virtual_start is not None and summary.virtual_end is not None
     assert summary.virtual_end - summary.virtual_start == timedelta(days=40)
     start, end = to_ms(summary.virtual_start), to_ms(summary.virtual_end)
@@ -56,8 +49,8 @@ def test_the_fast_forward_covers_the_days_on_a_virtual_clock(demo: tuple[DemoSum
     assert summary.events_decided == summary.stats["events"]  # the traffic and the engagement events
 
 
-def test_local_time_waits_end_on_the_dot_in_the_persons_timezone(demo: tuple[DemoSummary, str]) -> None:
-    summary, _ = demo
+def test_local_time_waits_end_on_the_dot_in_the_persons_timezone(demo_run: tuple[DemoSummary, str]) -> None:
+    summary, _ = demo_run
     every = [m for ms in summary.journeys.by_profile.values() for m in ms]
     evening = [m for m in every if m["journey"] == "push-inactive-3d"]
     morning = [m for m in every if (m["journey"], m["step"]) == ("welcome", "first-order")]
@@ -68,8 +61,8 @@ def test_local_time_waits_end_on_the_dot_in_the_persons_timezone(demo: tuple[Dem
     assert all(from_ms(m["at_ms"]).astimezone(ZoneInfo(m["timezone"])).weekday() < 5 for m in morning)
 
 
-def test_the_summary_keeps_ingest_and_adds_the_journeys(demo: tuple[DemoSummary, str]) -> None:
-    summary, out = demo
+def test_the_summary_keeps_ingest_and_adds_the_journeys(demo_run: tuple[DemoSummary, str]) -> None:
+    summary, out = demo_run
     assert summary.rejected == 0 and summary.resent == 40
     events = summary.stats["track_events"]
     # The email and push channels append Message Sent per message the server or service took.
@@ -125,10 +118,10 @@ def test_the_demo_refuses_too_few_days_or_no_users() -> None:
 EMAIL_JOURNEYS = ("welcome", "browse-abandonment", "cart-abandonment", "post-purchase", "win-back")
 
 
-def test_the_dev_inbox_receives_every_email_personalized(demo: tuple[DemoSummary, str]) -> None:
+def test_the_dev_inbox_receives_every_email_personalized(demo_run: tuple[DemoSummary, str]) -> None:
     from nudgeflow.demo.traffic import CATALOG, FIRST_NAMES
 
-    summary, _ = demo
+    summary, _ = demo_run
     inbox = summary.inbox
     assert len(inbox) == summary.journeys.emailed > 0
     assert summary.journeys.failed == 0  # no outbox row failed: every template rendered
@@ -156,9 +149,9 @@ def test_the_dev_inbox_receives_every_email_personalized(demo: tuple[DemoSummary
 
 
 def test_marketing_email_carries_one_click_unsubscribe_and_links_to_the_demo_server(
-    demo: tuple[DemoSummary, str],
+    demo_run: tuple[DemoSummary, str],
 ) -> None:
-    summary, _ = demo
+    summary, _ = demo_run
     winback = next(m for m in summary.inbox if m["template"] == "winback-we-miss-you-15-off")
     parsed = parse_email(winback)
     headers = parsed["headers"]
@@ -173,10 +166,10 @@ def test_marketing_email_carries_one_click_unsubscribe_and_links_to_the_demo_ser
 PUSH_JOURNEYS = ("push-inactive-3d", "push-level-completed", "push-near-store", "push-saved-item")
 
 
-def test_the_dev_inbox_receives_the_push_journeys_pushes_decrypted(demo: tuple[DemoSummary, str]) -> None:
+def test_the_dev_inbox_receives_the_push_journeys_pushes_decrypted(demo_run: tuple[DemoSummary, str]) -> None:
     """The example push journeys deliver through the push channel: rendered with the person's
     context, encrypted and VAPID-signed, decrypted by the local push service."""
-    summary, _ = demo
+    summary, _ = demo_run
     pushes = summary.pushes
     assert summary.journeys.pushed > 0
     # one push per subscribed device of the person: at least one per message sent

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -11,8 +11,7 @@ import pytest
 
 from nudgeflow.demo.traffic import generate_traffic
 from nudgeflow.model.events import normalize, parse_message
-
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+from tests.demo_traffic_support import START
 
 
 def _traffic(users: int = 120, seed: int = 11) -> list[dict]:
@@ -111,14 +110,8 @@ def test_volume_grows_with_users_and_zero_users_is_empty() -> None:
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "journeys"
 
 
-@pytest.fixture(scope="module")
-def month() -> list[dict]:
-    """Forty days of a shop: three of arrivals and shopping, then life goes on."""
-    return list(generate_traffic(200, 5, start=START, days=3, horizon_days=40))
-
-
-def test_the_later_days_bring_deliveries_habits_plan_changes_and_comebacks(month: list[dict]) -> None:
-    names = Counter(m["event"] for m in month if m["type"] == "track")
+def test_the_later_days_bring_deliveries_habits_plan_changes_and_comebacks(month_of_traffic: list[dict]) -> None:
+    names = Counter(m["event"] for m in month_of_traffic if m["type"] == "track")
     for name in (
         "Order Delivered",
         "Level Completed",
@@ -128,25 +121,25 @@ def test_the_later_days_bring_deliveries_habits_plan_changes_and_comebacks(month
     ):
         assert names[name] > 0, name
     assert names["Subscription Downgraded"] + names["Subscription Cancelled"] > 0
-    orders = {m["properties"]["order_id"] for m in month if m.get("event") == "Order Completed"}
-    delivered = {m["properties"]["order_id"] for m in month if m.get("event") == "Order Delivered"}
+    orders = {m["properties"]["order_id"] for m in month_of_traffic if m.get("event") == "Order Completed"}
+    delivered = {m["properties"]["order_id"] for m in month_of_traffic if m.get("event") == "Order Delivered"}
     assert delivered < orders, "most orders are delivered, not all"
     # Deliveries and billing come from the shop's backend: the userId only.
-    backend = [m for m in month if m.get("event") in ("Order Delivered", "Subscription Upgraded")]
+    backend = [m for m in month_of_traffic if m.get("event") in ("Order Delivered", "Subscription Upgraded")]
     assert all(m.get("userId") and "anonymousId" not in m for m in backend)
-    plans = {m["traits"]["plan"] for m in month if m["type"] == "identify" and "plan" in m.get("traits", {})}
+    plans = {m["traits"]["plan"] for m in month_of_traffic if m["type"] == "identify" and "plan" in m.get("traits", {})}
     assert plans == {"free", "pro", "cancelled"}
     # Some people come back after a month of silence.
-    stamps = [_when(m["timestamp"]) for m in month]
+    stamps = [_when(m["timestamp"]) for m in month_of_traffic]
     assert max(stamps) > START + timedelta(days=30)
-    assert max(_when(m.get("sentAt") or m["timestamp"]) for m in month) < START + timedelta(days=40)
+    assert max(_when(m.get("sentAt") or m["timestamp"]) for m in month_of_traffic) < START + timedelta(days=40)
 
 
-def test_app_locations_are_near_a_store_or_far_from_both(month: list[dict]) -> None:
+def test_app_locations_are_near_a_store_or_far_from_both(month_of_traffic: list[dict]) -> None:
     from nudgeflow.core.timecalc import haversine_m
     from nudgeflow.demo.traffic import STORES
 
-    located = [m["context"]["location"] for m in month if "location" in m.get("context", {})]
+    located = [m["context"]["location"] for m in month_of_traffic if "location" in m.get("context", {})]
     assert located and all(m for m in located)
     nearest = [min(haversine_m(p["latitude"], p["longitude"], lat, lon) for _n, lat, lon in STORES) for p in located]
     near = [d for d in nearest if d <= 200]
@@ -155,16 +148,16 @@ def test_app_locations_are_near_a_store_or_far_from_both(month: list[dict]) -> N
     assert not [d for d in nearest if 200 < d < 1000], "nothing ambiguous around the 200 m radius"
 
 
-def test_some_people_open_the_app_seven_local_days_in_a_row(month: list[dict]) -> None:
+def test_some_people_open_the_app_seven_local_days_in_a_row(month_of_traffic: list[dict]) -> None:
     from zoneinfo import ZoneInfo
 
     zone = {
         m["userId"]: m["traits"]["timezone"]
-        for m in month
+        for m in month_of_traffic
         if m["type"] == "identify" and "timezone" in m.get("traits", {})
     }
     days: dict[str, set] = {}
-    for m in month:
+    for m in month_of_traffic:
         if m.get("event") == "Application Opened" and m.get("userId") in zone:
             days.setdefault(m["userId"], set()).add(
                 _when(m["timestamp"]).astimezone(ZoneInfo(zone[m["userId"]])).date()
@@ -181,14 +174,14 @@ def test_some_people_open_the_app_seven_local_days_in_a_row(month: list[dict]) -
     assert sum(1 for n in streaks if n >= 7) >= 3
 
 
-def test_through_the_example_journeys_every_journey_and_step_sends(month: list[dict]) -> None:
+def test_through_the_example_journeys_every_journey_and_step_sends(month_of_traffic: list[dict]) -> None:
     """In arrival order, as the demo sends it: late events count as late."""
     from nudgeflow.runtime.replay import load_journeys
     from nudgeflow.runtime.simulation import Simulation
 
     journeys = load_journeys([EXAMPLES])
     sim = Simulation(journeys)
-    for message in month:
+    for message in month_of_traffic:
         sim.feed(message)
     sim.advance_to(START + timedelta(days=40))
     summary = sim.summary()["journeys"]
@@ -204,5 +197,5 @@ def test_through_the_example_journeys_every_journey_and_step_sends(month: list[d
     assert summary["plan-downgrade-save"]["messages"]["ask"] > summary["plan-downgrade-save"]["messages"]["offer"]
     assert summary["win-back"]["messages"]["incentive"] > summary["win-back"]["messages"]["fewer-emails"]
     # A level completed offline and flushed late gets no congratulations.
-    fresh = sum(1 for m in month if m.get("event") == "Level Completed" and "sentAt" not in m)
+    fresh = sum(1 for m in month_of_traffic if m.get("event") == "Level Completed" and "sentAt" not in m)
     assert summary["push-level-completed"]["entered"] <= fresh
