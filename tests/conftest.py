@@ -42,7 +42,7 @@ from nudgeflow.store import database
 from nudgeflow.store.workspaces import NewWorkspace
 from tests.channels.smtp_support import Sink, start_sink
 from tests.demo_traffic_support import START
-from tests.support import BACKENDS, LiveServer, start_server
+from tests.support import BACKENDS, LiveServer, make_workspace, start_server
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -130,6 +130,13 @@ def engine(settings: Settings) -> Iterator[Any]:
 @pytest.fixture
 def clock() -> VirtualClock:
     return VirtualClock()
+
+
+@pytest.fixture
+def wsid(engine: Any, clock: VirtualClock) -> str:
+    """The id of a workspace of this test's own in `engine`, made at the clock's time (tests
+    that share the session's PostgreSQL database stay apart by their workspaces)."""
+    return make_workspace(engine, clock=clock).workspace_id
 
 
 @pytest.fixture

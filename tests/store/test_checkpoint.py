@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import create_engine, text
 
-from nudgeflow.store import database
 from nudgeflow.store.checkpoint import WalCheckpointer
 
 DEADLINE = 30  # seconds; the checkpointer runs every few milliseconds here
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Any]:
-    engine = database.create_db_engine(f"sqlite:///{tmp_path / 'wal.db'}", sqlite_synchronous="NORMAL")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
-    yield engine
-    engine.dispose()
 
 
 def _fill(engine: Any, rows: int) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,7 @@ import pytest
 import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, func, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from nudgeflow.settings import Settings
@@ -56,33 +53,6 @@ TABLES = {
     "engine_lock",
     "groups",
 }
-
-
-@pytest.fixture
-def empty_postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A brand-new PostgreSQL database with nothing in it, dropped afterwards."""
-    name = f"nudgeflow_empty_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(postgres_admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'new' / 'nudgeflow.db'}"
-    return str(request.getfixturevalue("empty_postgres_url"))
-
-
-@pytest.fixture
-def new_engine(empty_url: str) -> Iterator[Any]:
-    engine = database.create_db_engine(empty_url, sqlite_synchronous="NORMAL")
-    yield engine
-    engine.dispose()
 
 
 def table_names(engine: Any) -> set[str]:

@@ -39,12 +39,6 @@ def record(type_: str, device: dict[str, Any] | None = None, app: str | None = N
     return normalize(parse_message(message), RECEIVED, max_event_bytes=32 * 1024)
 
 
-@pytest.fixture
-def wsid(engine: Any) -> str:
-    with engine.begin() as conn:
-        return create_workspace(conn, "devices", NOW_MS).workspace_id
-
-
 def write(engine: Any, ws: str, *records: EventRecord, now_ms: int = NOW_MS) -> None:
     with engine.begin() as conn:
         write_events(conn, ws, list(records), now_ms)

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +21,9 @@ from sqlalchemy import Connection, func, insert, select
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.events import EventRecord, normalize, parse_message
 from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
-from nudgeflow.store.ingest_writer import WriteResult
 from nudgeflow.store.schema import events, workspaces
 from nudgeflow.store.workspaces import create_workspace
+from tests.store.commit_recorder import Commits
 
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 WAIT = 60  # seconds a future may take before the test is declared hung
@@ -37,41 +37,6 @@ def records(n: int, user: str = "u") -> list[EventRecord]:
         message = {"type": "track", "event": "Product Viewed", "userId": f"{user}-{i % 7}", "messageId": f"gc-{i}"}
         out.append(normalize(parse_message(message), RECEIVED, max_event_bytes=32 * 1024))
     return out
-
-
-class Commits:
-    """The on_commit callback: one entry per transaction, (events accepted, requests in it)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.seen: list[tuple[int, int]] = []
-
-    def __call__(self, total: WriteResult, requests: int) -> None:
-        with self.lock:
-            self.seen.append((total.accepted, requests))
-
-    @property
-    def requests(self) -> list[int]:
-        return [r for _, r in self.seen]
-
-
-@pytest.fixture
-def wsid(engine: Any) -> str:
-    with engine.begin() as conn:
-        return create_workspace(conn, "gc", 0).workspace_id
-
-
-@pytest.fixture
-def commits() -> Commits:
-    return Commits()
-
-
-@pytest.fixture
-def committer(engine: Any, commits: Commits) -> Iterator[GroupCommitter]:
-    c = GroupCommitter(engine, VirtualClock(), max_events=5000, on_commit=commits)
-    c.start()
-    yield c
-    c.stop()
 
 
 class Gate:

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import event, func, select
 
-from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.events import EventRecord, normalize, parse_message
-from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.schema import events, identities, profiles
-from nudgeflow.store.workspaces import create_workspace
-from tests.support import LiveServer, start_server
+from tests.support import LiveServer
 
 RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 NOW_MS = 1_767_268_800_000
@@ -35,12 +30,6 @@ def record(type_: str, **fields: Any) -> EventRecord:
     if type_ == "track":
         message.setdefault("event", "Product Viewed")
     return normalize(parse_message(message), RECEIVED, max_event_bytes=32 * 1024)
-
-
-@pytest.fixture
-def wsid(engine: Any) -> str:
-    with engine.begin() as conn:
-        return create_workspace(conn, "race", NOW_MS).workspace_id
 
 
 def people(engine: Any, wsid: str, user: str) -> list[str]:
@@ -97,17 +86,6 @@ def test_a_second_writer_that_read_the_person_as_new_lands_on_the_first_ones_pro
         ).scalar_one()
     assert keys == {"u:newcomer", "a:phone", "a:laptop"}
     assert stored == 2
-
-
-@pytest.fixture
-def two_servers(settings: Settings) -> Iterator[tuple[LiveServer, LiveServer]]:
-    """Two processes' worth of servers on one database: the engine's, and an ingest-only one."""
-    clock = VirtualClock()
-    main = start_server(settings, clock)
-    ingest_only = start_server(settings.with_(engine_enabled=False), clock)
-    yield main, ingest_only
-    ingest_only.stop()
-    main.stop()
 
 
 def test_concurrent_requests_for_new_people_on_two_servers_all_succeed(

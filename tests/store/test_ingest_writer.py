@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import func, select
 
 from nudgeflow.model.events import EventRecord, normalize, parse_message
@@ -48,11 +47,6 @@ def alias(**fields: Any) -> EventRecord:
 def make_workspace(engine: Any, name: str = "test") -> Any:
     with engine.begin() as conn:
         return create_workspace(conn, name, NOW_MS)
-
-
-@pytest.fixture
-def wsid(engine: Any) -> str:
-    return make_workspace(engine).workspace_id
 
 
 def write(engine: Any, workspace_id: str, *records: EventRecord) -> WriteResult:

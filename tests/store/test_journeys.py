@@ -48,93 +48,88 @@ def definition(journey_id: str = "cart", template: str = "cart-1", **extra: Any)
     return Journey.model_validate(doc)
 
 
-@pytest.fixture
-def ws(engine: Any) -> str:
-    return make_workspace(engine).workspace_id
-
-
-def apply(engine: Any, ws: str, journey: Journey, now: int = 1_000) -> bool:
+def apply(engine: Any, wsid: str, journey: Journey, now: int = 1_000) -> bool:
     with engine.begin() as conn:
-        return store.apply_draft(conn, ws, journey, now)
+        return store.apply_draft(conn, wsid, journey, now)
 
 
-def call(engine: Any, fn: Any, ws: str, journey_id: str = "cart", now: int = 2_000) -> Any:
+def call(engine: Any, fn: Any, wsid: str, journey_id: str = "cart", now: int = 2_000) -> Any:
     with engine.begin() as conn:
-        return fn(conn, ws, journey_id, now)
+        return fn(conn, wsid, journey_id, now)
 
 
-def info(engine: Any, ws: str, journey_id: str = "cart") -> dict[str, Any]:
+def info(engine: Any, wsid: str, journey_id: str = "cart") -> dict[str, Any]:
     with engine.connect() as conn:
-        found = store.get_journey(conn, ws, journey_id)
+        found = store.get_journey(conn, wsid, journey_id)
     assert found is not None
     return found
 
 
-def test_apply_creates_a_draft_then_updates_it(engine: Any, ws: str) -> None:
-    assert apply(engine, ws, definition()) is True
-    first = info(engine, ws)
+def test_apply_creates_a_draft_then_updates_it(engine: Any, wsid: str) -> None:
+    assert apply(engine, wsid, definition()) is True
+    first = info(engine, wsid)
     assert first["status"] == DRAFT and first["live_version"] is None and first["versions"] == []
     assert first["draft_changed"] is True
     assert Journey.model_validate(first["draft"]) == definition()
 
-    assert apply(engine, ws, definition(template="cart-2"), now=1_500) is False
-    second = info(engine, ws)
+    assert apply(engine, wsid, definition(template="cart-2"), now=1_500) is False
+    second = info(engine, wsid)
     assert second["draft"]["steps"]["remind"]["template"] == "cart-2"
     assert second["updated_at_ms"] == 1_500 and second["created_at_ms"] == 1_000
 
 
-def test_definitions_round_trip_to_an_equal_journey(engine: Any, ws: str) -> None:
+def test_definitions_round_trip_to_an_equal_journey(engine: Any, wsid: str) -> None:
     journey = definition(
         holdout=0.1, priority=5, goal={"event": "Order Completed", "within": "7d", "revenue": "revenue"}
     )
     journey = journey.model_copy(update={"trigger": journey.trigger.model_copy(update={"max_lateness": None})})
-    apply(engine, ws, journey)
-    call(engine, store.publish, ws)
+    apply(engine, wsid, journey)
+    call(engine, store.publish, wsid)
     with engine.connect() as conn:
-        assert store.load_version(conn, ws, "cart", 1) == journey
-        assert store.load_version(conn, ws, "cart", 2) is None
-    assert Journey.model_validate(info(engine, ws)["draft"]) == journey
+        assert store.load_version(conn, wsid, "cart", 1) == journey
+        assert store.load_version(conn, wsid, "cart", 2) is None
+    assert Journey.model_validate(info(engine, wsid)["draft"]) == journey
 
 
-def test_publish_makes_numbered_immutable_versions(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition())
-    assert call(engine, store.publish, ws, now=2_000) == 1
-    assert info(engine, ws)["status"] == LIVE
-    assert info(engine, ws)["draft_changed"] is False
+def test_publish_makes_numbered_immutable_versions(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition())
+    assert call(engine, store.publish, wsid, now=2_000) == 1
+    assert info(engine, wsid)["status"] == LIVE
+    assert info(engine, wsid)["draft_changed"] is False
 
     # Editing the draft of a live journey leaves it live on version 1.
-    apply(engine, ws, definition(template="cart-2"), now=3_000)
-    edited = info(engine, ws)
+    apply(engine, wsid, definition(template="cart-2"), now=3_000)
+    edited = info(engine, wsid)
     assert edited["status"] == LIVE and edited["live_version"] == 1 and edited["draft_changed"] is True
     with engine.connect() as conn:
-        v1 = store.load_version(conn, ws, "cart", 1)
+        v1 = store.load_version(conn, wsid, "cart", 1)
     assert v1 is not None and v1.steps["remind"].template == "cart-1"  # type: ignore[union-attr]
 
-    assert call(engine, store.publish, ws, now=4_000) == 2
+    assert call(engine, store.publish, wsid, now=4_000) == 2
     with engine.connect() as conn:
-        v1_again = store.load_version(conn, ws, "cart", 1)
-        v2 = store.load_version(conn, ws, "cart", 2)
+        v1_again = store.load_version(conn, wsid, "cart", 1)
+        v2 = store.load_version(conn, wsid, "cart", 2)
     assert v1_again == v1
     assert v2 is not None and v2.steps["remind"].template == "cart-2"  # type: ignore[union-attr]
-    assert [v["version"] for v in info(engine, ws)["versions"]] == [1, 2]
-    assert [v["published_at_ms"] for v in info(engine, ws)["versions"]] == [2_000, 4_000]
+    assert [v["version"] for v in info(engine, wsid)["versions"]] == [1, 2]
+    assert [v["published_at_ms"] for v in info(engine, wsid)["versions"]] == [2_000, 4_000]
 
 
-def test_publishing_an_unchanged_draft_makes_no_new_version(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition())
-    assert call(engine, store.publish, ws) == 1
-    apply(engine, ws, definition())  # the same file applied again, as CI does
-    assert call(engine, store.publish, ws) == 1
+def test_publishing_an_unchanged_draft_makes_no_new_version(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition())
+    assert call(engine, store.publish, wsid) == 1
+    apply(engine, wsid, definition())  # the same file applied again, as CI does
+    assert call(engine, store.publish, wsid) == 1
     with engine.connect() as conn:
         count = conn.execute(
-            select(func.count()).select_from(journey_versions).where(journey_versions.c.workspace_id == ws)
+            select(func.count()).select_from(journey_versions).where(journey_versions.c.workspace_id == wsid)
         ).scalar_one()
     assert count == 1
 
 
-def test_an_invalid_draft_never_goes_live(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition())
-    call(engine, store.publish, ws)
+def test_an_invalid_draft_never_goes_live(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition())
+    call(engine, store.publish, wsid)
     # A draft that went bad behind the store's back (an older release, a manual edit):
     # publishing checks it again and refuses, and version 1 stays the live one.
     broken = orjson.loads(store.definition_json(definition(template="cart-2")))
@@ -142,24 +137,24 @@ def test_an_invalid_draft_never_goes_live(engine: Any, ws: str) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(journeys)
-            .where(journeys.c.workspace_id == ws, journeys.c.id == "cart")
+            .where(journeys.c.workspace_id == wsid, journeys.c.id == "cart")
             .values(draft=orjson.dumps(broken).decode())
         )
     with pytest.raises(store.InvalidDefinition) as refused:
-        call(engine, store.publish, ws)
+        call(engine, store.publish, wsid)
     assert "steps.wait.next: no step named 'nowhere'" in str(refused.value)
     assert any(p.path == "steps.wait.next" for p in refused.value.problems)
-    after = info(engine, ws)
+    after = info(engine, wsid)
     assert after["live_version"] == 1 and [v["version"] for v in after["versions"]] == [1]
 
 
-def test_apply_refuses_a_definition_with_errors(engine: Any, ws: str) -> None:
+def test_apply_refuses_a_definition_with_errors(engine: Any, wsid: str) -> None:
     bad = definition().model_copy(update={"start": "missing"})
     with pytest.raises(store.InvalidDefinition) as refused:
-        apply(engine, ws, bad)
+        apply(engine, wsid, bad)
     assert refused.value.problems[0].path == "start"
     with engine.connect() as conn:
-        assert store.list_journeys(conn, ws) == []
+        assert store.list_journeys(conn, wsid) == []
 
 
 def test_apply_needs_an_existing_workspace(engine: Any) -> None:
@@ -167,55 +162,55 @@ def test_apply_needs_an_existing_workspace(engine: Any) -> None:
         apply(engine, "ws_nope", definition())
 
 
-def test_lifecycle_transitions(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition())
+def test_lifecycle_transitions(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition())
     with pytest.raises(store.InvalidTransition, match="never published"):
-        call(engine, store.pause, ws)
+        call(engine, store.pause, wsid)
     with pytest.raises(store.InvalidTransition, match="publish it instead"):
-        call(engine, store.resume, ws)
-    call(engine, store.publish, ws)
+        call(engine, store.resume, wsid)
+    call(engine, store.publish, wsid)
 
-    paused = call(engine, store.pause, ws)
+    paused = call(engine, store.pause, wsid)
     assert (paused.status, paused.changed) == (PAUSED, True)
-    assert call(engine, store.pause, ws).changed is False  # pausing twice is harmless
+    assert call(engine, store.pause, wsid).changed is False  # pausing twice is harmless
 
     # Publishing a paused journey makes the new version, and it stays paused.
-    apply(engine, ws, definition(template="cart-2"))
-    assert call(engine, store.publish, ws) == 2
-    assert info(engine, ws)["status"] == PAUSED
+    apply(engine, wsid, definition(template="cart-2"))
+    assert call(engine, store.publish, wsid) == 2
+    assert info(engine, wsid)["status"] == PAUSED
 
-    resumed = call(engine, store.resume, ws)
+    resumed = call(engine, store.resume, wsid)
     assert (resumed.status, resumed.changed, resumed.runs_woken) == (LIVE, True, 0)
-    assert call(engine, store.resume, ws).changed is False
+    assert call(engine, store.resume, wsid).changed is False
 
-    archived = call(engine, store.archive, ws)
+    archived = call(engine, store.archive, wsid)
     assert (archived.status, archived.changed) == (ARCHIVED, True)
-    assert call(engine, store.archive, ws).changed is False
+    assert call(engine, store.archive, wsid).changed is False
     for fn, words in (
         (store.publish, "cannot be published"),
         (store.pause, "cannot be paused"),
         (store.resume, "cannot be resumed"),
     ):
         with pytest.raises(store.InvalidTransition, match=words):
-            call(engine, fn, ws)
+            call(engine, fn, wsid)
     with pytest.raises(store.InvalidTransition, match="archived"):
-        apply(engine, ws, definition(template="cart-3"))
+        apply(engine, wsid, definition(template="cart-3"))
 
 
-def test_operations_on_an_unknown_journey(engine: Any, ws: str) -> None:
+def test_operations_on_an_unknown_journey(engine: Any, wsid: str) -> None:
     for fn in (store.publish, store.pause, store.resume, store.archive):
         with pytest.raises(store.JourneyNotFound, match="no journey 'ghost'"):
-            call(engine, fn, ws, "ghost")
+            call(engine, fn, wsid, "ghost")
     with engine.connect() as conn:
-        assert store.get_journey(conn, ws, "ghost") is None
+        assert store.get_journey(conn, wsid, "ghost") is None
 
 
-def add_run(engine: Any, ws: str, run_id: str, profile_id: str, status: str, journey_id: str = "cart") -> None:
+def add_run(engine: Any, wsid: str, run_id: str, profile_id: str, status: str, journey_id: str = "cart") -> None:
     with engine.begin() as conn:
         conn.execute(
             insert(journey_runs).values(
                 id=run_id,
-                workspace_id=ws,
+                workspace_id=wsid,
                 journey_id=journey_id,
                 version=1,
                 profile_id=profile_id,
@@ -228,75 +223,75 @@ def add_run(engine: Any, ws: str, run_id: str, profile_id: str, status: str, jou
         )
 
 
-def timer_rows(engine: Any, ws: str) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+def timer_rows(engine: Any, wsid: str) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
     with engine.connect() as conn:
-        rows = conn.execute(select(timers).where(timers.c.workspace_id == ws))
+        rows = conn.execute(select(timers).where(timers.c.workspace_id == wsid))
         return {(r.profile_id, r.key): (r.due_at_ms, orjson.loads(r.payload)) for r in rows}
 
 
-def test_resume_gives_each_held_run_a_timer_in_the_same_transaction(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition())
-    apply(engine, ws, definition("other"))
-    call(engine, store.publish, ws)
-    call(engine, store.publish, ws, "other")
-    call(engine, store.pause, ws)
-    prefix = ws
-    add_run(engine, ws, f"{prefix}-r1", f"{prefix}-p1", "held")
-    add_run(engine, ws, f"{prefix}-r2", f"{prefix}-p2", "held")
-    add_run(engine, ws, f"{prefix}-r3", f"{prefix}-p3", "active")  # not held: no timer
-    add_run(engine, ws, f"{prefix}-r4", f"{prefix}-p4", "held", journey_id="other")  # another journey
+def test_resume_gives_each_held_run_a_timer_in_the_same_transaction(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition())
+    apply(engine, wsid, definition("other"))
+    call(engine, store.publish, wsid)
+    call(engine, store.publish, wsid, "other")
+    call(engine, store.pause, wsid)
+    prefix = wsid
+    add_run(engine, wsid, f"{prefix}-r1", f"{prefix}-p1", "held")
+    add_run(engine, wsid, f"{prefix}-r2", f"{prefix}-p2", "held")
+    add_run(engine, wsid, f"{prefix}-r3", f"{prefix}-p3", "active")  # not held: no timer
+    add_run(engine, wsid, f"{prefix}-r4", f"{prefix}-p4", "held", journey_id="other")  # another journey
 
-    resumed = call(engine, store.resume, ws, now=9_000)
+    resumed = call(engine, store.resume, wsid, now=9_000)
     assert resumed.runs_woken == 2
-    assert timer_rows(engine, ws) == {
+    assert timer_rows(engine, wsid) == {
         (f"{prefix}-p1", f"resume:{prefix}-r1"): (9_000, {"kind": "resume", "run_id": f"{prefix}-r1"}),
         (f"{prefix}-p2", f"resume:{prefix}-r2"): (9_000, {"kind": "resume", "run_id": f"{prefix}-r2"}),
     }
 
     # Paused and resumed again before the engine woke them: the timers are re-armed, not doubled.
-    call(engine, store.pause, ws)
-    assert call(engine, store.resume, ws, now=9_500).runs_woken == 2
-    assert {due for due, _ in timer_rows(engine, ws).values()} == {9_500}
-    assert len(timer_rows(engine, ws)) == 2
+    call(engine, store.pause, wsid)
+    assert call(engine, store.resume, wsid, now=9_500).runs_woken == 2
+    assert {due for due, _ in timer_rows(engine, wsid).values()} == {9_500}
+    assert len(timer_rows(engine, wsid)) == 2
 
 
-def test_a_failed_resume_leaves_no_timers_and_the_journey_paused(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition())
-    call(engine, store.publish, ws)
-    call(engine, store.pause, ws)
-    add_run(engine, ws, f"{ws}-r1", f"{ws}-p1", "held")
+def test_a_failed_resume_leaves_no_timers_and_the_journey_paused(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition())
+    call(engine, store.publish, wsid)
+    call(engine, store.pause, wsid)
+    add_run(engine, wsid, f"{wsid}-r1", f"{wsid}-p1", "held")
     with pytest.raises(RuntimeError), engine.begin() as conn:
-        store.resume(conn, ws, "cart", 5_000)
+        store.resume(conn, wsid, "cart", 5_000)
         raise RuntimeError("the transaction fails after resume")
-    assert timer_rows(engine, ws) == {}
-    assert info(engine, ws)["status"] == PAUSED
+    assert timer_rows(engine, wsid) == {}
+    assert info(engine, wsid)["status"] == PAUSED
 
 
-def test_archiving_a_paused_journey_wakes_held_runs_so_they_end(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition())
-    call(engine, store.publish, ws)
-    call(engine, store.pause, ws)
-    add_run(engine, ws, f"{ws}-r1", f"{ws}-p1", "held")
-    assert call(engine, store.archive, ws).runs_woken == 1
-    assert list(timer_rows(engine, ws)) == [(f"{ws}-p1", f"resume:{ws}-r1")]
+def test_archiving_a_paused_journey_wakes_held_runs_so_they_end(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition())
+    call(engine, store.publish, wsid)
+    call(engine, store.pause, wsid)
+    add_run(engine, wsid, f"{wsid}-r1", f"{wsid}-p1", "held")
+    assert call(engine, store.archive, wsid).runs_woken == 1
+    assert list(timer_rows(engine, wsid)) == [(f"{wsid}-p1", f"resume:{wsid}-r1")]
 
 
-def test_list_journeys(engine: Any, ws: str) -> None:
-    apply(engine, ws, definition("b-live"))
-    apply(engine, ws, definition("a-draft"))
-    call(engine, store.publish, ws, "b-live")
+def test_list_journeys(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, definition("b-live"))
+    apply(engine, wsid, definition("a-draft"))
+    call(engine, store.publish, wsid, "b-live")
     with engine.connect() as conn:
-        listed = store.list_journeys(conn, ws)
+        listed = store.list_journeys(conn, wsid)
     assert [(j["id"], j["status"], j["live_version"], j["draft_changed"]) for j in listed] == [
         ("a-draft", DRAFT, None, True),
         ("b-live", LIVE, 1, False),
     ]
 
 
-def test_workspaces_are_isolated(engine: Any, ws: str) -> None:
+def test_workspaces_are_isolated(engine: Any, wsid: str) -> None:
     other = make_workspace(engine, "other").workspace_id
-    apply(engine, ws, definition())
-    call(engine, store.publish, ws)
+    apply(engine, wsid, definition())
+    call(engine, store.publish, wsid)
     with engine.connect() as conn:
         assert store.list_journeys(conn, other) == []
         assert store.get_journey(conn, other, "cart") is None
@@ -306,25 +301,25 @@ def test_workspaces_are_isolated(engine: Any, ws: str) -> None:
         call(engine, store.publish, other)
     # The same id in another workspace is another journey.
     assert apply(engine, other, definition(template="theirs")) is True
-    assert info(engine, ws)["draft"]["steps"]["remind"]["template"] == "cart-1"
+    assert info(engine, wsid)["draft"]["steps"]["remind"]["template"] == "cart-1"
 
 
-def test_load_catalog(engine: Any, ws: str) -> None:
+def test_load_catalog(engine: Any, wsid: str) -> None:
     for jid in ("live-one", "paused-one", "archived-one", "draft-one"):
-        apply(engine, ws, definition(jid))
+        apply(engine, wsid, definition(jid))
     for jid in ("live-one", "paused-one", "archived-one"):
-        call(engine, store.publish, ws, jid)
-    apply(engine, ws, definition("live-one", template="v2"))
-    call(engine, store.publish, ws, "live-one")
-    call(engine, store.pause, ws, "paused-one")
-    call(engine, store.archive, ws, "archived-one")
+        call(engine, store.publish, wsid, jid)
+    apply(engine, wsid, definition("live-one", template="v2"))
+    call(engine, store.publish, wsid, "live-one")
+    call(engine, store.pause, wsid, "paused-one")
+    call(engine, store.archive, wsid, "archived-one")
 
     for source in (engine, None):
         if source is None:
             with engine.connect() as conn:
-                catalog = store.load_catalog(conn, ws)
+                catalog = store.load_catalog(conn, wsid)
         else:
-            catalog = store.load_catalog(source, ws)
+            catalog = store.load_catalog(source, wsid)
         assert sorted(catalog.live) == ["live-one", "paused-one"]
         assert catalog.live["live-one"].version == 2
         assert catalog.live["live-one"].definition.steps["remind"].template == "v2"  # type: ignore[union-attr]
@@ -343,29 +338,29 @@ def test_load_catalog(engine: Any, ws: str) -> None:
         assert catalog.version("live-one", 7) is None
 
 
-def test_catalog_fingerprint_moves_on_every_change_even_within_one_millisecond(engine: Any, ws: str) -> None:
+def test_catalog_fingerprint_moves_on_every_change_even_within_one_millisecond(engine: Any, wsid: str) -> None:
     def mark() -> Any:
         with engine.connect() as conn:
-            return store.catalog_fingerprint(conn, ws)
+            return store.catalog_fingerprint(conn, wsid)
 
     seen = [mark()]
     now = 5_000  # a clock that stands still, as a virtual clock does
-    apply(engine, ws, definition("one"), now)
+    apply(engine, wsid, definition("one"), now)
     seen.append(mark())
-    apply(engine, ws, definition("two"), now)
+    apply(engine, wsid, definition("two"), now)
     seen.append(mark())
     for fn in (store.publish, store.pause, store.resume, store.archive):
-        call(engine, fn, ws, "one", now)
+        call(engine, fn, wsid, "one", now)
         seen.append(mark())
-    call(engine, store.publish, ws, "two", now)
+    call(engine, store.publish, wsid, "two", now)
     seen.append(mark())
     assert len(set(seen)) == len(seen)
     # Reading changes nothing.
     with engine.connect() as conn:
-        store.list_journeys(conn, ws)
-        store.load_catalog(conn, ws)
+        store.list_journeys(conn, wsid)
+        store.load_catalog(conn, wsid)
     assert mark() == seen[-1]
     # A no-op changes nothing either: the engine need not reload.
-    call(engine, store.archive, ws, "one", now)
-    apply(engine, ws, definition("two"), now)
+    call(engine, store.archive, wsid, "one", now)
+    apply(engine, wsid, definition("two"), now)
     assert mark() == seen[-1]

@@ -21,20 +21,16 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 import sqlalchemy as sa
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
-from nudgeflow.store import consent, database, privacy
+from nudgeflow.store import consent, privacy
 from nudgeflow.store.schema import PROFILE_OWNED
-from tests.support import BACKENDS, make_workspace
+from tests.support import make_workspace
 
 PERSON_COLUMN = re.compile(
     r"(^|_)(profile_id|user_id|anonymous_id|email|phone|phone_number|address|endpoint|token|rcpt_to|recipient|mail_to)$"
@@ -166,34 +162,9 @@ def rows_holding(conn: sa.Connection, table: sa.Table, values: set[str]) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one())
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def fresh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A database of its own, migrated: the seeding writes into every table a person touches
-    (engine cursors, the dev inbox), which must not leak into other tests' shared one."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{Path(tmp_path_factory.mktemp('privacy')) / 'privacy.db'}"
-        engine = database.create_db_engine(url, sqlite_synchronous="NORMAL")
-        database.upgrade(engine)
-        yield engine
-        engine.dispose()
-        return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"nudgeflow_privacy_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = database.create_db_engine(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    database.upgrade(engine)
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def test_the_rule_finds_the_tables_we_know_hold_people(fresh: Engine) -> None:
+def test_the_rule_finds_the_tables_we_know_hold_people(fresh_engine: Engine) -> None:
     """The rule is not vacuous: it finds the person's tables of today (and more as they come)."""
-    found = set(person_tables(fresh))
+    found = set(person_tables(fresh_engine))
     assert {
         "profiles",
         "profile_merges",
@@ -210,26 +181,26 @@ def test_the_rule_finds_the_tables_we_know_hold_people(fresh: Engine) -> None:
     assert {t.name for t in PROFILE_OWNED} <= found
 
 
-def test_every_table_that_refers_to_a_person_is_known_to_erasure(fresh: Engine) -> None:
-    unknown = sorted(set(person_tables(fresh)) - set(privacy.ERASURE))
+def test_every_table_that_refers_to_a_person_is_known_to_erasure(fresh_engine: Engine) -> None:
+    unknown = sorted(set(person_tables(fresh_engine)) - set(privacy.ERASURE))
     assert unknown == [], (
         f"tables with a column naming a person or an address that store/privacy.py does not know: {unknown}. "
         "Add each to schema.PROFILE_OWNED (deleted by profile_id) or to privacy.ERASURE with what erasure does to it."
     )
     for name in privacy.ERASURE:
-        assert name in person_tables(fresh) or name in {t.name for t in PROFILE_OWNED}, (
+        assert name in person_tables(fresh_engine) or name in {t.name for t in PROFILE_OWNED}, (
             f"ERASURE names {name}, which has no person column"
         )
 
 
-def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_persons(fresh: Engine) -> None:
-    ws = make_workspace(fresh, "privacy").workspace_id
-    tables = {name: table for name, table in person_tables(fresh).items() if is_a_persons(name)}
+def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_persons(fresh_engine: Engine) -> None:
+    ws = make_workspace(fresh_engine, "privacy").workspace_id
+    tables = {name: table for name, table in person_tables(fresh_engine).items() if is_a_persons(name)}
     ada, bob = Person.make("ada"), Person.make("bob")
     # Rows the runtime has not moved yet still carry the id of ada's merged-away profile.
     ada_before_merge = replace(ada, profile_id=ada.merged_id, endpoint=ada.endpoint + "-old", token=ada.token + "old")
     ada_values = ada.values() | ada_before_merge.values()
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         for table in tables.values():
             for person in (ada, bob):
                 seed(conn, table, person, ws)
@@ -240,24 +211,24 @@ def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_pe
         }
     assert all(a >= 1 and b >= 1 for a, b in before.values()), before
 
-    with fresh.connect() as conn:
+    with fresh_engine.connect() as conn:
         exported = privacy.export_person(conn, ws, ada.profile_id)
     assert exported is not None
     missing = [name for name in tables if not privacy.exported(exported, name)]
     assert missing == [], f"tables whose rows for the person the export does not show: {missing} (privacy.EXPORTED_AS)"
 
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         done = privacy.erase_person(conn, ws, ada.profile_id)
     assert done.deleted["profiles"] == 1
 
-    with fresh.connect() as conn:
+    with fresh_engine.connect() as conn:
         left = {name: rows_holding(conn, t, ada_values) for name, t in tables.items()}
         kept = {name: rows_holding(conn, t, bob.values()) for name, t in tables.items()}
     assert {name: n for name, n in left.items() if n} == {}, "rows of the erased person left behind"
     assert kept == {name: b for name, (_, b) in before.items()}, "the other person's rows must all survive"
 
     # Ada's suppression is still there, hashed: her address stays blocked, and is not held.
-    with fresh.connect() as conn:
+    with fresh_engine.connect() as conn:
         hashed = conn.execute(
             sa.select(sa.func.count())
             .select_from(tables["suppressions"])
@@ -266,10 +237,10 @@ def test_erasure_leaves_no_row_of_the_person_in_any_table_and_keeps_the_other_pe
     assert hashed == 1 and done.hashed["suppressions"] == 1
 
 
-def test_an_erased_persons_suppression_still_stops_their_address(fresh: Engine) -> None:
-    ws = make_workspace(fresh, "privacy-suppressions").workspace_id
+def test_an_erased_persons_suppression_still_stops_their_address(fresh_engine: Engine) -> None:
+    ws = make_workspace(fresh_engine, "privacy-suppressions").workspace_id
     ada = Person.make("eve")
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         conn.execute(
             sa.text(
                 "INSERT INTO profiles (id, workspace_id, user_id, traits, created_at_ms, updated_at_ms)"
@@ -279,10 +250,10 @@ def test_an_erased_persons_suppression_still_stops_their_address(fresh: Engine) 
         )
         consent.suppress(conn, ws, "email", "eve@example.com", "complaint", NOW, "feedback loop: eve@example.com")
         consent.suppress(conn, ws, "email", "other@example.com", "hard_bounce", NOW)
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         done = privacy.erase_person(conn, ws, ada.profile_id)
     assert done.hashed == {"suppressions": 1}
-    with fresh.connect() as conn:
+    with fresh_engine.connect() as conn:
         listed = consent.list_suppressions(conn, ws)
         assert sorted(s["address"] for s in listed) == [
             consent.erased_address(ws, "email", "eve@example.com"),
@@ -299,21 +270,21 @@ def test_an_erased_persons_suppression_still_stops_their_address(fresh: Engine) 
         assert consent.suppression_of(conn, ws, "email", "eve@example.com")["reason"] == "complaint"
         # Not across workspaces: the hash is the workspace's own.
         assert consent.can_send(conn, "ws_other", "p-new", "email", "eve@example.com", marketing=False) == (True, None)
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         assert consent.unsuppress(conn, ws, "email", "eve@example.com")  # lifting it still works
-    with fresh.connect() as conn:
+    with fresh_engine.connect() as conn:
         assert consent.can_send(conn, ws, "p-new", "email", "eve@example.com", marketing=False) == (True, None)
 
 
-def test_a_seq_of_erased_events_is_never_given_again(fresh: Engine) -> None:
+def test_a_seq_of_erased_events_is_never_given_again(fresh_engine: Engine) -> None:
     """The engine's cursor has passed the erased events' seqs: a new event reusing one (as
     SQLite does with the highest rowid, without AUTOINCREMENT) would never be decided."""
-    ws = make_workspace(fresh, "privacy-seq").workspace_id
+    ws = make_workspace(fresh_engine, "privacy-seq").workspace_id
     row = (
         "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload)"
         " VALUES (:w, :m, :p, 'track', 1, 1, '{}')"
     )
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         conn.execute(
             sa.text(
                 "INSERT INTO profiles (id, workspace_id, traits, created_at_ms, updated_at_ms)"
@@ -324,9 +295,9 @@ def test_a_seq_of_erased_events_is_never_given_again(fresh: Engine) -> None:
         for n in range(3):
             conn.execute(sa.text(row), {"w": ws, "m": f"seq-{n}-{ws}", "p": "p-seq"})
         newest = conn.execute(sa.text("SELECT max(seq) FROM events")).scalar_one()
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         assert privacy.erase_person(conn, ws, "p-seq").deleted["events"] == 3
-    with fresh.begin() as conn:
+    with fresh_engine.begin() as conn:
         conn.execute(sa.text(row), {"w": ws, "m": f"after-{ws}", "p": "p-other"})
         assert (
             conn.execute(sa.text("SELECT seq FROM events WHERE message_id = :m"), {"m": f"after-{ws}"}).scalar_one()
