@@ -2,120 +2,23 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import insert
 
 from nudgeflow.content import recommend as rec
 from nudgeflow.content.context import build_context, trial_days_left
 from nudgeflow.core.clock import to_ms
-from nudgeflow.store import catalog
-from nudgeflow.store.schema import events, profile_state, profiles
+from tests.content.context_rows import DAY, NOW, add_event, add_profile
 from tests.support import make_workspace
 
-NOW = 1_767_268_800_000  # 2026-01-01T12:00:00Z
-DAY = 86_400_000
-_seq = itertools.count()
 
-PRODUCTS = [
-    {
-        "id": "shirt",
-        "name": "Linen shirt",
-        "price": 50,
-        "currency": "EUR",
-        "category": "shirts",
-        "stock": 3,
-        "color": "blue",
-    },
-    {"id": "oxford", "name": "Oxford shirt", "price": 55, "currency": "EUR", "category": "shirts", "color": "blue"},
-    {"id": "flannel", "name": "Flannel", "price": 80, "currency": "EUR", "category": "shirts", "stock": 0},
-    {"id": "polo", "name": "Polo", "price": 40, "currency": "EUR", "category": "shirts"},
-    {"id": "belt", "name": "Belt", "price": 20, "currency": "EUR", "category": "accessories", "stock": 5},
-    {"id": "socks", "name": "Socks", "price": 8, "currency": "EUR", "category": "accessories"},
-]
-PLACES = [
-    {"id": "fifth", "name": "Fifth Avenue", "latitude": 40.7616, "longitude": -73.9747, "address": "5th Ave"},
-    {"id": "paris", "name": "Paris", "latitude": 48.8566, "longitude": 2.3522},
-]
-
-
-def add_profile(conn: Any, ws: str, pid: str, traits: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-    pid = f"{pid}.{ws}"  # profile ids are global: tests share PostgreSQL
-    conn.execute(
-        insert(profiles).values(
-            id=pid,
-            workspace_id=ws,
-            user_id=None,
-            traits=orjson.dumps(traits).decode(),
-            created_at_ms=0,
-            updated_at_ms=0,
-        )
-    )
-    if state is not None:
-        conn.execute(
-            insert(profile_state).values(
-                profile_id=pid, workspace_id=ws, state=orjson.dumps(state).decode(), updated_at_ms=0
-            )
-        )
-
-
-def add_event(
-    conn: Any,
-    ws: str,
-    pid: str,
-    name: str | None,
-    at: int,
-    /,
-    kind: str = "track",
-    context: dict[str, Any] | None = None,
-    **props: Any,
-) -> None:
-    mid = f"m{next(_seq)}"
-    pid = f"{pid}.{ws}"
-    message = {"type": kind, "messageId": mid, "properties": props, "context": context or {}}
-    if name is not None:
-        message["event"] = name
-    conn.execute(
-        insert(events).values(
-            workspace_id=ws,
-            message_id=mid,
-            profile_id=pid,
-            type=kind,
-            event=name,
-            timestamp_ms=at,
-            received_at_ms=at,
-            payload=orjson.dumps(message).decode(),
-        )
-    )
-
-
-@pytest.fixture
-def ws(engine: Any) -> str:
-    workspace = make_workspace(engine).workspace_id
-    with engine.begin() as conn:
-        catalog.import_rows(conn, workspace, "products", [(str(i), p) for i, p in enumerate(PRODUCTS)], 1)
-        catalog.import_rows(conn, workspace, "places", [(str(i), p) for i, p in enumerate(PLACES)], 1)
-        # other people's orders: shirt goes with belt (twice) and socks (once)
-        for n, ids in enumerate([["shirt", "belt"], ["shirt", "belt", "socks"], ["flannel", "shirt"]]):
-            add_event(
-                conn,
-                workspace,
-                f"other{n}",
-                "Order Completed",
-                NOW - 10 * DAY,
-                products=[{"product_id": i} for i in ids],
-            )
-    return workspace
-
-
-def test_a_cart_journey_sees_everything(engine: Any, ws: str) -> None:
+def test_a_cart_journey_sees_everything(engine: Any, catalog_wsid: str) -> None:
     with engine.begin() as conn:
         add_profile(
             conn,
-            ws,
+            catalog_wsid,
             "p1",
             {
                 "first_name": "Ada",
@@ -126,11 +29,11 @@ def test_a_cart_journey_sees_everything(engine: Any, ws: str) -> None:
             },
             state={"last_location": {"latitude": 40.758, "longitude": -73.9855}},
         )
-        add_event(conn, ws, "p1", "Order Completed", NOW - 5 * DAY, products=[{"product_id": "socks"}])
-        add_event(conn, ws, "p1", "Product Viewed", NOW - 4 * DAY, product_id="oxford")
-        add_event(conn, ws, "p1", None, NOW - 3 * DAY, kind="page", product_id="polo", name="Polo page")
-        add_event(conn, ws, "p1", "Product Viewed", NOW - 2 * DAY, product_id="shirt")
-        add_event(conn, ws, "p1", "Product Added", NOW - DAY, cart_id="c9", product_id="shirt", quantity=2)
+        add_event(conn, catalog_wsid, "p1", "Order Completed", NOW - 5 * DAY, products=[{"product_id": "socks"}])
+        add_event(conn, catalog_wsid, "p1", "Product Viewed", NOW - 4 * DAY, product_id="oxford")
+        add_event(conn, catalog_wsid, "p1", None, NOW - 3 * DAY, kind="page", product_id="polo", name="Polo page")
+        add_event(conn, catalog_wsid, "p1", "Product Viewed", NOW - 2 * DAY, product_id="shirt")
+        add_event(conn, catalog_wsid, "p1", "Product Added", NOW - DAY, cart_id="c9", product_id="shirt", quantity=2)
     trigger = {
         "event": "Product Added",
         "message_id": "x",
@@ -144,8 +47,8 @@ def test_a_cart_journey_sees_everything(engine: Any, ws: str) -> None:
     }
     cache = rec.BoughtTogetherCache()
     with engine.connect() as conn:
-        ctx = build_context(conn, ws, f"p1.{ws}", message_context, NOW, cache=cache)
-    assert ctx["profile"]["first_name"] == "Ada" and ctx["profile"]["id"] == f"p1.{ws}"
+        ctx = build_context(conn, catalog_wsid, f"p1.{catalog_wsid}", message_context, NOW, cache=cache)
+    assert ctx["profile"]["first_name"] == "Ada" and ctx["profile"]["id"] == f"p1.{catalog_wsid}"
     assert ctx["event"] == {
         "name": "Product Added",
         "timestamp": "2025-12-31T12:00:00Z",
@@ -168,9 +71,9 @@ def test_a_cart_journey_sees_everything(engine: Any, ws: str) -> None:
     orjson.dumps(ctx)  # plain data
 
 
-def test_nobody_known_nothing_happened(engine: Any, ws: str) -> None:
+def test_nobody_known_nothing_happened(engine: Any, catalog_wsid: str) -> None:
     with engine.connect() as conn:
-        ctx = build_context(conn, ws, "ghost", {}, NOW)
+        ctx = build_context(conn, catalog_wsid, "ghost", {}, NOW)
     assert ctx["profile"] == {"id": "ghost"}
     assert ctx["event"]["name"] is None and ctx["event"]["properties"] == {}
     assert ctx["cart"] == {"id": None, "items": [], "count": 0, "subtotal": 0.0, "currency": None}
@@ -210,22 +113,30 @@ def test_an_empty_catalog(engine: Any) -> None:
     assert ctx["nearest_place"] is None  # a location, but no places
 
 
-def test_location_from_the_latest_event_when_the_state_has_none(engine: Any, ws: str) -> None:
+def test_location_from_the_latest_event_when_the_state_has_none(engine: Any, catalog_wsid: str) -> None:
     with engine.begin() as conn:
-        add_profile(conn, ws, "p1", {}, state={"last_location": None})
+        add_profile(conn, catalog_wsid, "p1", {}, state={"last_location": None})
         add_event(
-            conn, ws, "p1", "App Opened", NOW - 2 * DAY, context={"location": {"latitude": 40.76, "longitude": -73.98}}
+            conn,
+            catalog_wsid,
+            "p1",
+            "App Opened",
+            NOW - 2 * DAY,
+            context={"location": {"latitude": 40.76, "longitude": -73.98}},
         )
-        add_event(conn, ws, "p1", "App Opened", NOW - DAY, latitude=48.85, longitude=2.35)
-        add_profile(conn, ws, "p2", {}, state={"last_location": {"lat": 48.86, "lon": 2.35}})
+        add_event(conn, catalog_wsid, "p1", "App Opened", NOW - DAY, latitude=48.85, longitude=2.35)
+        add_profile(conn, catalog_wsid, "p2", {}, state={"last_location": {"lat": 48.86, "lon": 2.35}})
     with engine.connect() as conn:
-        assert build_context(conn, ws, f"p1.{ws}", {}, NOW)["nearest_place"]["id"] == "paris"
-        assert build_context(conn, ws, f"p2.{ws}", {}, NOW)["nearest_place"]["id"] == "paris"
+        assert build_context(conn, catalog_wsid, f"p1.{catalog_wsid}", {}, NOW)["nearest_place"]["id"] == "paris"
+        assert build_context(conn, catalog_wsid, f"p2.{catalog_wsid}", {}, NOW)["nearest_place"]["id"] == "paris"
         trigger = {"event": "App Opened", "at": NOW, "properties": {"latitude": 40.76, "longitude": -73.98}}
-        assert build_context(conn, ws, f"p1.{ws}", {"trigger": trigger}, NOW)["nearest_place"]["id"] == "fifth"
+        assert (
+            build_context(conn, catalog_wsid, f"p1.{catalog_wsid}", {"trigger": trigger}, NOW)["nearest_place"]["id"]
+            == "fifth"
+        )
 
 
-def test_the_trigger_s_own_products_make_the_cart(engine: Any, ws: str) -> None:
+def test_the_trigger_s_own_products_make_the_cart(engine: Any, catalog_wsid: str) -> None:
     trigger = {
         "event": "Checkout Started",
         "at": NOW,
@@ -234,7 +145,7 @@ def test_the_trigger_s_own_products_make_the_cart(engine: Any, ws: str) -> None:
         },
     }
     with engine.connect() as conn:
-        ctx = build_context(conn, ws, f"p9.{ws}", {"trigger": trigger}, NOW)
+        ctx = build_context(conn, catalog_wsid, f"p9.{catalog_wsid}", {"trigger": trigger}, NOW)
     assert [(i["id"], i["name"]) for i in ctx["cart"]["items"]] == [("polo", "Polo"), ("nope", "Gone")]
     assert ctx["cart"]["subtotal"] == 42.0
 

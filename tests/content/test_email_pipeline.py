@@ -5,11 +5,9 @@ server on loopback; then the unsubscribe flow over HTTP stops the next marketing
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from sqlalchemy import text
 
 from nudgeflow.content.compiled_templates import save_template
@@ -40,15 +38,6 @@ JOURNEY = {
     "entry": {"reentry": "always"},
     "steps": {"mail": {"type": "send", "channel": "email", "template": "cart-reminder"}},
 }
-
-
-@pytest.fixture
-def mail_server(settings: Settings, sink: Sink) -> Iterator[tuple[LiveServer, VirtualClock]]:
-    clock = VirtualClock()
-    url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=shop@shop.example.com&from_name=Shop"  # type: ignore[attr-defined]
-    srv = start_server(dataclasses.replace(settings, smtp_url=url), clock)
-    yield srv, clock
-    srv.stop()
 
 
 def _local(live: LiveServer, url: str) -> str:
