@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.demo.run import DemoSummary, run_demo
 from nudgeflow.demo.traffic import generate_traffic
+from nudgeflow.runtime.dev_push import DevPushService, RunningDevPush, serve_dev_push
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.workspaces import NewWorkspace
@@ -171,6 +172,14 @@ def fuzz_server(
         yield server, server.workspace("fuzz")
     finally:
         server.stop()
+
+
+@pytest.fixture
+def dev_push(clock: VirtualClock) -> Iterator[RunningDevPush]:
+    """The local Web Push service (runtime/dev_push.py) on loopback, on the test's clock."""
+    running = serve_dev_push(DevPushService(clock=clock))
+    yield running
+    running.stop()
 
 
 @pytest.fixture

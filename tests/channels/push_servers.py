@@ -186,6 +186,7 @@ class ApnsServer:
     scripted: dict[str, list[tuple[int, str, dict[str, str]]]] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)  # provider tokens answered ExpiredProviderToken
     provider_tokens: list[str] = field(default_factory=list)  # distinct, in the order first seen
+    url: str = ""  # set once served, for the settings that point a sender at it
     _last_new_iat: dict[Any, int] = field(default_factory=dict)  # per connection
     _current: dict[Any, str] = field(default_factory=dict)  # the token a connection uses
 

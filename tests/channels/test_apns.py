@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,53 +25,14 @@ from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
-from tests.channels.push_servers import ApnsServer, Hypercorn, client_ssl_context, p8_pem
+from tests.channels.push_accounts import APNS_KEY_ID, TEAM, TOPIC
+from tests.channels.push_servers import ApnsServer, client_ssl_context, p8_pem
 from tests.support import make_workspace
 
-TEAM = "TEAM123456"
-KEY_ID = "KEY7654321"
-TOPIC = "com.example.shop"
 DEVICE = "a0b1c2d3e4f5a6b7" * 4
 
 
-@pytest.fixture(scope="module")
-def p8() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
 pem = p8_pem
-
-
-@pytest.fixture
-def apns(p8: ec.EllipticCurvePrivateKey, ca: trustme.CA, clock: VirtualClock) -> Iterator[tuple[ApnsServer, str]]:
-    server = ApnsServer(
-        TEAM, KEY_ID, p8.public_key(), now=lambda: clock.now().timestamp(), topics={TOPIC, "com.example.shop.beta"}
-    )
-    running = Hypercorn(server, ca).start()
-    yield server, running.url
-    running.stop()
-
-
-@pytest.fixture
-def server(apns: tuple[ApnsServer, str]) -> ApnsServer:
-    return apns[0]
-
-
-@pytest.fixture
-def defaults(apns: tuple[ApnsServer, str], p8: ec.EllipticCurvePrivateKey, tmp_path: Path) -> Settings:
-    """The server's default credentials, from the environment as an operator sets them."""
-    key_file = tmp_path / f"AuthKey_{KEY_ID}.p8"
-    key_file.write_text(pem(p8))
-    return Settings.from_env(
-        {
-            "NUDGEFLOW_APNS_KEY_FILE": str(key_file),
-            "NUDGEFLOW_APNS_KEY_ID": KEY_ID,
-            "NUDGEFLOW_APNS_TEAM_ID": TEAM,
-            "NUDGEFLOW_APNS_TOPIC": TOPIC,
-            "NUDGEFLOW_APNS_BASE_URL": apns[1],
-        },
-        database_url="sqlite://",
-    )
 
 
 def content(clock: VirtualClock, **kw: Any) -> PushContent:
@@ -114,11 +74,11 @@ def run(
 
 
 def test_headers_payload_and_provider_token(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
 ) -> None:
     sent = content(clock, image="https://cdn.example.com/flame.png")
-    run(ca, defaults, clock, lambda s: s.send("ws_1", target(), sent))
-    [req] = server.requests
+    run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), sent))
+    [req] = apns_server.requests
     assert req.status == 200 and req.http_version == "2"
     assert req.claims == {"iss": TEAM, "iat": int(clock.now().timestamp())}  # verified ES256 by the server
     headers = {k: v for k, v in req.headers.items() if k.startswith("apns-")}
@@ -145,83 +105,83 @@ def test_headers_payload_and_provider_token(
 
 
 def test_the_devices_app_is_the_topic_and_low_urgency_is_priority_5(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
 ) -> None:
     run(
         ca,
-        defaults,
+        apns_defaults,
         clock,
         lambda s: s.send(
             "ws_1", target(app_id="com.example.shop.beta"), content(clock, urgency="low", collapse_key=None)
         ),
     )
-    [req] = server.requests
+    [req] = apns_server.requests
     assert req.headers["apns-topic"] == "com.example.shop.beta"
     assert req.headers["apns-priority"] == "5" and "apns-collapse-id" not in req.headers
     assert req.payload["aps"] == {"alert": {"title": "Your streak", "body": "Day 7: keep it going"}}
 
 
 def test_a_retry_reuses_the_apns_id(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
 ) -> None:
-    server.script(DEVICE, (503, "ServiceUnavailable"))
+    apns_server.script(DEVICE, (503, "ServiceUnavailable"))
     with pytest.raises(TransientError):
-        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
-    run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
-    first, second = server.requests
+        run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+    first, second = apns_server.requests
     assert first.headers["apns-id"] == second.headers["apns-id"] == apns_id("run7:send_push:1", DEVICE)
     other = "ffee" * 16
     assert apns_id("run7:send_push:1", other) != first.headers["apns-id"]  # one notification per device
 
 
 def test_the_provider_token_is_reused_and_refreshed_before_an_hour(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
 ) -> None:
     async def scenario(sender: ApnsSender) -> None:
         await asyncio.gather(*(sender.send("ws_1", target(), content(clock)) for _ in range(5)))
-        assert len(server.provider_tokens) == 1
+        assert len(apns_server.provider_tokens) == 1
         clock.advance(timedelta(minutes=49, seconds=59))
         await sender.send("ws_1", target(), content(clock))
-        assert len(server.provider_tokens) == 1
+        assert len(apns_server.provider_tokens) == 1
         clock.advance(timedelta(seconds=1))  # 50 minutes old: replaced, well before Apple's hour
         await sender.send("ws_1", target(), content(clock))
-        assert len(server.provider_tokens) == 2
+        assert len(apns_server.provider_tokens) == 2
         clock.advance(timedelta(minutes=30))
         await sender.send("ws_1", target(), content(clock))
 
-    run(ca, defaults, clock, scenario)
-    assert len(server.provider_tokens) == 2
-    assert [r.status for r in server.requests] == [200] * 8  # never expired, never TooManyProviderTokenUpdates
+    run(ca, apns_defaults, clock, scenario)
+    assert len(apns_server.provider_tokens) == 2
+    assert [r.status for r in apns_server.requests] == [200] * 8  # never expired, never TooManyProviderTokenUpdates
 
 
 def test_expired_provider_token_is_replaced_once_for_all_sends(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
 ) -> None:
     async def scenario(sender: ApnsSender) -> None:
         await sender.send("ws_1", target(), content(clock))
         clock.advance(timedelta(minutes=25))
-        server.expire_current_tokens()  # as if Apple's clock were ahead of ours
+        apns_server.expire_current_tokens()  # as if Apple's clock were ahead of ours
         await asyncio.gather(*(sender.send("ws_1", target(), content(clock)) for _ in range(6)))
 
-    run(ca, defaults, clock, scenario)
-    assert len(server.provider_tokens) == 2  # one new token, not six: Apple limits how often
-    statuses = [(r.status, r.reason) for r in server.requests]
+    run(ca, apns_defaults, clock, scenario)
+    assert len(apns_server.provider_tokens) == 2  # one new token, not six: Apple limits how often
+    statuses = [(r.status, r.reason) for r in apns_server.requests]
     assert statuses.count((403, "ExpiredProviderToken")) == 6 and statuses.count((200, None)) == 7
     assert (429, "TooManyProviderTokenUpdates") not in statuses
 
 
 def test_expired_twice_in_a_row_is_permanent(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
 ) -> None:
     async def scenario(sender: ApnsSender) -> None:
         await sender.send("ws_1", target(), content(clock))
         clock.advance(timedelta(minutes=30))
-        server.script(DEVICE, (403, "ExpiredProviderToken"), (403, "ExpiredProviderToken"))
+        apns_server.script(DEVICE, (403, "ExpiredProviderToken"), (403, "ExpiredProviderToken"))
         await sender.send("ws_1", target(), content(clock))
 
     with pytest.raises(PermanentError, match="check this machine's clock"):
-        run(ca, defaults, clock, scenario)
-    assert len(server.requests) == 3 and len(server.provider_tokens) == 2  # renewed once, not again
+        run(ca, apns_defaults, clock, scenario)
+    assert len(apns_server.requests) == 3 and len(apns_server.provider_tokens) == 2  # renewed once, not again
 
 
 @pytest.mark.parametrize(
@@ -239,54 +199,54 @@ def test_expired_twice_in_a_row_is_permanent(
 )
 def test_outcomes(
     ca: trustme.CA,
-    server: ApnsServer,
-    defaults: Settings,
+    apns_server: ApnsServer,
+    apns_defaults: Settings,
     clock: VirtualClock,
     answer: tuple[Any, ...],
     error: type,
     fragment: str,
 ) -> None:
-    server.script(DEVICE, answer)  # type: ignore[arg-type]
+    apns_server.script(DEVICE, answer)  # type: ignore[arg-type]
     with pytest.raises(error, match=fragment) as info:
-        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     if error is PermanentError:
         assert not isinstance(info.value, TargetGone)
     if answer[0] == 429:
         assert info.value.retry_after_s == 30.0  # type: ignore[attr-defined]
-    assert len(server.requests) == 1
+    assert len(apns_server.requests) == 1
 
 
-def test_a_gone_device(ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock) -> None:
-    server.gone.add(DEVICE)
+def test_a_gone_device(ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock) -> None:
+    apns_server.gone.add(DEVICE)
     with pytest.raises(TargetGone, match="410 Unregistered"):
-        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     with pytest.raises(TargetGone, match="hexadecimal"):  # never sent: it cannot be an APNs token
-        run(ca, defaults, clock, lambda s: s.send("ws_1", target("not-a-token/../x"), content(clock)))
-    assert len(server.requests) == 1
+        run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target("not-a-token/../x"), content(clock)))
+    assert len(apns_server.requests) == 1
 
 
 def test_nothing_is_sent_that_apns_would_refuse(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
 ) -> None:
     with pytest.raises(
         PayloadTooLarge, match=r"the APNs payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"
     ):
-        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, body="é" * 2100)))
+        run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock, body="é" * 2100)))
     with pytest.raises(PermanentError, match="collapse_key is 65 bytes"):
-        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, collapse_key="c" * 65)))
-    no_topic = defaults.with_(apns_topic=None)
+        run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock, collapse_key="c" * 65)))
+    no_topic = apns_defaults.with_(apns_topic=None)
     with pytest.raises(PermanentError, match="no topic"):
         run(ca, no_topic, clock, lambda s: s.send("ws_1", target(), content(clock)))
-    assert server.requests == []
-    run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock, collapse_key="c" * 64)))
-    assert len(server.sent()) == 1
+    assert apns_server.requests == []
+    run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock, collapse_key="c" * 64)))
+    assert len(apns_server.sent()) == 1
 
 
-def test_an_unreachable_service_is_transient(ca: trustme.CA, defaults: Settings, clock: VirtualClock) -> None:
+def test_an_unreachable_service_is_transient(ca: trustme.CA, apns_defaults: Settings, clock: VirtualClock) -> None:
     with pytest.raises(TransientError, match="APNs: ConnectError"):
         run(
             ca,
-            defaults.with_(apns_base_url="https://127.0.0.1:9"),
+            apns_defaults.with_(apns_base_url="https://127.0.0.1:9"),
             clock,
             lambda s: s.send("ws_1", target(), content(clock)),
         )
@@ -300,27 +260,27 @@ def test_no_credentials(ca: trustme.CA, clock: VirtualClock) -> None:
 def test_a_workspace_uses_its_own_credentials(
     engine: Any, ca: trustme.CA, apns: tuple[ApnsServer, str], clock: VirtualClock
 ) -> None:
-    server, url = apns
+    apns_server, url = apns
     key = ec.generate_private_key(ec.SECP256R1())  # the workspace's own key: the server knows only the default's
     ws = make_workspace(engine, "apns-own", clock).workspace_id
     with engine.begin() as conn:
         set_apns(
             conn,
             ws,
-            ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(key), topic=TOPIC, base_url=url),
+            ApnsConfig(team_id=TEAM, key_id=APNS_KEY_ID, private_key=pem(key), topic=TOPIC, base_url=url),
             to_ms(clock.now()),
         )
     with pytest.raises(PermanentError, match="403 InvalidProviderToken"):
         run(
             ca, Settings(database_url="sqlite://"), clock, lambda s: s.send(ws, target(), content(clock)), engine=engine
         )
-    server.public_key = key.public_key()
+    apns_server.public_key = key.public_key()
     run(ca, Settings(database_url="sqlite://"), clock, lambda s: s.send(ws, target(), content(clock)), engine=engine)
-    assert server.requests[-1].status == 200
+    assert apns_server.requests[-1].status == 200
 
 
 def test_config(p8: ec.EllipticCurvePrivateKey) -> None:
-    config = ApnsConfig.from_dict({"team_id": TEAM, "key_id": KEY_ID, "private_key": pem(p8), "topic": TOPIC})
+    config = ApnsConfig.from_dict({"team_id": TEAM, "key_id": APNS_KEY_ID, "private_key": pem(p8), "topic": TOPIC})
     assert config.base == APNS_PRODUCTION
     assert ApnsConfig.from_dict({**config.to_dict(), "sandbox": True}).base == APNS_SANDBOX
     shown = config.masked()
@@ -342,11 +302,15 @@ def test_config(p8: ec.EllipticCurvePrivateKey) -> None:
 
 
 def test_the_device_token_stays_out_of_the_logs(
-    ca: trustme.CA, server: ApnsServer, defaults: Settings, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+    ca: trustme.CA,
+    apns_server: ApnsServer,
+    apns_defaults: Settings,
+    clock: VirtualClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server.gone.add(DEVICE)
+    apns_server.gone.add(DEVICE)
     with caplog.at_level(logging.DEBUG), pytest.raises(TargetGone):
-        run(ca, defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     assert any(r.name == "httpx" for r in caplog.records)  # httpx did log the request…
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert DEVICE not in logged  # …without the token, as did we
@@ -362,6 +326,6 @@ def test_configured(engine: Any, p8: ec.EllipticCurvePrivateKey, clock: VirtualC
     ws = make_workspace(engine, "apns-configured", clock).workspace_id
     with engine.begin() as conn:
         set_apns(
-            conn, ws, ApnsConfig(team_id=TEAM, key_id=KEY_ID, private_key=pem(p8), topic=TOPIC), to_ms(clock.now())
+            conn, ws, ApnsConfig(team_id=TEAM, key_id=APNS_KEY_ID, private_key=pem(p8), topic=TOPIC), to_ms(clock.now())
         )
     assert configured(engine, bare, "apns")

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +73,6 @@ class JobRenderer:
         )
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[WorkerPool]:
-    workers = WorkerPool(1)
-    yield workers
-    workers.close()
-
-
 def _channel(template: dict[str, Any], workers: WorkerPool | None, url: str) -> EmailChannel:
     return EmailChannel(parse_smtp_url(url), JobRenderer(template), VirtualClock(), workers=workers)
 
@@ -88,37 +80,37 @@ def _channel(template: dict[str, Any], workers: WorkerPool | None, url: str) -> 
 URL = "smtp://127.0.0.1:2525?tls=none&from=shop@shop.example.com&from_name=Shop"
 
 
-def test_a_worker_builds_the_same_bytes_as_the_serving_process(pool: WorkerPool) -> None:
+def test_a_worker_builds_the_same_bytes_as_the_serving_process(worker_pool: WorkerPool) -> None:
     config = parse_smtp_url(URL)
     inline = asyncio.run(_channel(TEMPLATE, None, URL).build(message(), config))
-    pooled = asyncio.run(_channel(TEMPLATE, pool, URL).build(message(), config))
+    pooled = asyncio.run(_channel(TEMPLATE, worker_pool, URL).build(message(), config))
     assert pooled == inline
     assert b"Ada, your cart" in pooled[2] and b"List-Unsubscribe-Post" in pooled[2]
 
 
-def test_a_new_template_version_reaches_a_worker_that_parsed_the_old_one(pool: WorkerPool) -> None:
+def test_a_new_template_version_reaches_a_worker_that_parsed_the_old_one(worker_pool: WorkerPool) -> None:
     # Another version is another fingerprint: the worker parses it, not its cached one.
     other = {**TEMPLATE, "subject": "Second version for {{ profile.first_name }}"}
-    _, _, raw = asyncio.run(_channel(other, pool, URL).build(message("run_1:mail:1"), parse_smtp_url(URL)))
+    _, _, raw = asyncio.run(_channel(other, worker_pool, URL).build(message("run_1:mail:1"), parse_smtp_url(URL)))
     assert b"Second version for Ada" in raw
 
 
-def test_a_render_error_in_a_worker_fails_the_message_with_line_and_column(pool: WorkerPool) -> None:
+def test_a_render_error_in_a_worker_fails_the_message_with_line_and_column(worker_pool: WorkerPool) -> None:
     with pytest.raises(PermanentError) as failed:
-        asyncio.run(_channel(BROKEN, pool, URL).build(message(), parse_smtp_url(URL)))
+        asyncio.run(_channel(BROKEN, worker_pool, URL).build(message(), parse_smtp_url(URL)))
     assert "body:2:4: profile.nickname is undefined" in str(failed.value)  # part:line:column
 
 
-def test_no_from_address_is_the_same_permanent_error_in_a_worker(pool: WorkerPool) -> None:
+def test_no_from_address_is_the_same_permanent_error_in_a_worker(worker_pool: WorkerPool) -> None:
     url = "smtp://127.0.0.1:2525?tls=none"
     with pytest.raises(PermanentError, match="no From address"):
-        asyncio.run(_channel(TEMPLATE, pool, url).build(message(), parse_smtp_url(url)))
+        asyncio.run(_channel(TEMPLATE, worker_pool, url).build(message(), parse_smtp_url(url)))
 
 
-def test_dkim_signed_in_a_worker_verifies(pool: WorkerPool, tmp_path: Any) -> None:
+def test_dkim_signed_in_a_worker_verifies(worker_pool: WorkerPool, tmp_path: Any) -> None:
     path, record = dkim_key(tmp_path)
     url = f"{URL}&dkim_selector=s1&dkim_domain=shop.example.com&dkim_key={path}"
-    _, _, raw = asyncio.run(_channel(TEMPLATE, pool, url).build(message(), parse_smtp_url(url)))
+    _, _, raw = asyncio.run(_channel(TEMPLATE, worker_pool, url).build(message(), parse_smtp_url(url)))
     assert raw.startswith(b"DKIM-Signature:")
     assert dkim.verify(
         raw, dnsfunc=lambda name, timeout=5: record if name == b"s1._domainkey.shop.example.com." else None
@@ -136,13 +128,13 @@ def test_a_worker_that_dies_costs_a_retry_and_is_replaced() -> None:
         workers.close()
 
 
-def test_a_slim_job_for_an_unparsed_template_asks_for_the_full_one(pool: WorkerPool) -> None:
+def test_a_slim_job_for_an_unparsed_template_asks_for_the_full_one(worker_pool: WorkerPool) -> None:
     job = asyncio.run(JobRenderer({**TEMPLATE, "subject": "Third {{ profile.first_name }}"}).prepare_email(message()))
     job = dataclasses.replace(job, sender="shop@shop.example.com")
     with pytest.raises(TemplateNotLoaded):
-        asyncio.run(pool.run(build_raw, slim(job)))  # the worker has never seen this version
-    assert b"Third Ada" in asyncio.run(pool.run(build_raw, job))
-    assert b"Third Ada" in asyncio.run(pool.run(build_raw, slim(job)))  # now it has
+        asyncio.run(worker_pool.run(build_raw, slim(job)))  # the worker has never seen this version
+    assert b"Third Ada" in asyncio.run(worker_pool.run(build_raw, job))
+    assert b"Third Ada" in asyncio.run(worker_pool.run(build_raw, slim(job)))  # now it has
 
 
 def test_the_setting_reaches_the_channel() -> None:

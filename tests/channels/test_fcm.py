@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -31,41 +31,11 @@ from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import PushTarget
-from tests.channels.push_servers import FcmServer, Hypercorn, client_ssl_context, service_account_json
+from tests.channels.push_accounts import EMAIL, PROJECT, service_account
+from tests.channels.push_servers import FcmServer, client_ssl_context
 from tests.support import make_workspace
 
-PROJECT = "nudgeflow-test"
-EMAIL = "push@nudgeflow-test.iam.gserviceaccount.com"
-KEY_ID = "3f0a9c1d2e"
 DEVICE = "dGVzdC1pbnN0YW5jZQ:APA91bH-" + "k" * 100
-
-
-@pytest.fixture(scope="module")
-def sa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def fcm(sa_key: rsa.RSAPrivateKey, ca: trustme.CA, clock: VirtualClock) -> Iterator[FcmServer]:
-    server = FcmServer(PROJECT, EMAIL, KEY_ID, sa_key.public_key(), now=lambda: clock.now().timestamp())
-    running = Hypercorn(server, ca).start()
-    server.url = running.url
-    yield server
-    running.stop()
-
-
-def service_account(key: rsa.RSAPrivateKey, token_uri: str) -> dict[str, Any]:
-    return service_account_json(key, token_uri, PROJECT, EMAIL, KEY_ID)
-
-
-@pytest.fixture
-def settings_file(tmp_path: Path, sa_key: rsa.RSAPrivateKey, fcm: FcmServer) -> Settings:
-    """The server's default credentials, as NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE gives them."""
-    path = tmp_path / "service-account.json"
-    path.write_text(json.dumps(service_account(sa_key, fcm.url + "/token")))
-    return Settings.from_env(
-        {"NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE": str(path), "NUDGEFLOW_FCM_API_BASE": fcm.url}, database_url="sqlite://"
-    )
 
 
 def content(clock: VirtualClock, **kw: Any) -> PushContent:
@@ -112,11 +82,11 @@ def run(
 
 
 def test_message_shape_and_the_oauth_grant(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
 ) -> None:
     sent = content(clock)
     clock.advance(600)  # ten minutes after it was queued: fifty left to live
-    run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), sent))
+    run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), sent))
 
     [grant] = fcm.assertions
     iat = int(clock.now().timestamp())
@@ -165,7 +135,7 @@ def test_urgency_and_an_ios_device_registered_with_fcm(clock: VirtualClock) -> N
 
 
 def test_the_access_token_is_reused_then_refreshed_before_it_expires(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
 ) -> None:
     async def scenario(sender: FcmSender) -> None:
         for _ in range(3):
@@ -183,39 +153,39 @@ def test_the_access_token_is_reused_then_refreshed_before_it_expires(
         await asyncio.gather(*(sender.send("ws_1", target(), content(clock)) for _ in range(8)))
         assert len(fcm.assertions) == 3
 
-    run(ca, settings_file, clock, scenario)
+    run(ca, fcm_defaults, clock, scenario)
     assert len(fcm.sent()) == 13
     assert all(r.status == 200 for r in fcm.requests)  # never an expired token sent
 
 
 def test_a_revoked_access_token_is_replaced_once(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
 ) -> None:
     async def scenario(sender: FcmSender) -> None:
         await sender.send("ws_1", target(), content(clock))
         fcm.revoke_tokens()
         await sender.send("ws_1", target(), content(clock))
 
-    run(ca, settings_file, clock, scenario)
+    run(ca, fcm_defaults, clock, scenario)
     assert [r.status for r in fcm.requests] == [200, 401, 200]
     assert len(fcm.assertions) == 2
 
 
 def test_a_token_endpoint_that_keeps_refusing_is_permanent(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
 ) -> None:
     fcm.token_endpoint_answers.append((400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}))
     with pytest.raises(PermanentError, match="invalid_grant: Invalid JWT Signature") as info:
-        run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     assert not isinstance(info.value, TargetGone)
     fcm.token_endpoint_answers.append((503, {"error": "backend_error"}))
     with pytest.raises(TransientError):
-        run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     assert fcm.requests == []
 
 
 def test_the_grant_is_verified_by_the_token_endpoint(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
 ) -> None:
     # A key the endpoint does not know: its signature fails, and FCM is never called.
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -226,7 +196,7 @@ def test_the_grant_is_verified_by_the_token_endpoint(
         await sender.send("ws_1", target(), content(clock))
 
     with pytest.raises(PermanentError, match="invalid_grant"):
-        run(ca, settings_file, clock, scenario)
+        run(ca, fcm_defaults, clock, scenario)
     assert fcm.assertions == [] and fcm.requests == []
 
 
@@ -248,7 +218,7 @@ def test_the_grant_is_verified_by_the_token_endpoint(
 def test_errors(
     ca: trustme.CA,
     fcm: FcmServer,
-    settings_file: Settings,
+    fcm_defaults: Settings,
     clock: VirtualClock,
     answer: str,
     error: type,
@@ -256,14 +226,14 @@ def test_errors(
 ) -> None:
     fcm.script(DEVICE, answer)
     with pytest.raises(error, match=fragment) as info:
-        run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     if error is PermanentError:  # an error about the message or the sender is not the token's fault
         assert not isinstance(info.value, TargetGone)
     assert len(fcm.requests) == 1  # none of these is retried by the sender itself
 
 
 def test_quota_exceeded_honours_retry_after(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
 ) -> None:
     fcm.script(
         DEVICE,
@@ -274,28 +244,26 @@ def test_quota_exceeded_honours_retry_after(
     waits = []
     for _ in range(3):
         with pytest.raises(TransientError, match="429 QUOTA_EXCEEDED") as info:
-            run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock)))
+            run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
         waits.append(info.value.retry_after_s)
     assert waits == [17.0, 90.0, None]
 
 
 def test_nothing_is_sent_that_fcm_would_refuse(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
 ) -> None:
     with pytest.raises(
         PayloadTooLarge, match=r"the FCM payload is 4,[0-9]{3} bytes, over the service's limit of 4,096"
     ):
-        run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock, body="x" * 3900)))
+        run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), content(clock, body="x" * 3900)))
     with pytest.raises(PermanentError, match=r"the data key 'google.sent_time' is reserved"):
-        run(
-            ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock, data={"google.sent_time": "1"}))
-        )
+        run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), content(clock, data={"google.sent_time": "1"})))
     assert fcm.requests == [] and fcm.assertions == []
     # Just under the limit goes through, and FCM's own check agrees.
     size = len(json.dumps({"notification": {"title": "t", "body": ""}, "data": {"key": "k"}}, separators=(",", ":")))
     run(
         ca,
-        settings_file,
+        fcm_defaults,
         clock,
         lambda s: s.send(
             "ws_1",
@@ -308,10 +276,10 @@ def test_nothing_is_sent_that_fcm_would_refuse(
     assert len(fcm.sent()) == 1
 
 
-def test_an_unreachable_service_is_transient(ca: trustme.CA, settings_file: Settings, clock: VirtualClock) -> None:
+def test_an_unreachable_service_is_transient(ca: trustme.CA, fcm_defaults: Settings, clock: VirtualClock) -> None:
     down = Settings(
         database_url="sqlite://",
-        fcm_service_account_file=settings_file.fcm_service_account_file,
+        fcm_service_account_file=fcm_defaults.fcm_service_account_file,
         fcm_api_base="https://127.0.0.1:9",
     )
     # The token endpoint is up (the service account's token_uri); FCM itself refuses connections.
@@ -385,11 +353,11 @@ def test_config_validation_names_the_field_never_the_key(sa_key: rsa.RSAPrivateK
 
 
 def test_tokens_and_keys_stay_out_of_the_logs(
-    ca: trustme.CA, fcm: FcmServer, settings_file: Settings, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     fcm.gone.add(DEVICE)
     with caplog.at_level(logging.DEBUG), pytest.raises(TargetGone):
-        run(ca, settings_file, clock, lambda s: s.send("ws_1", target(), content(clock)))
+        run(ca, fcm_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
     assert any(r.name == "httpx" for r in caplog.records)
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert fcm.issued and not any(token in logged for token in fcm.issued)  # the OAuth access token

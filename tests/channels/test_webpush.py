@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -42,21 +42,8 @@ from nudgeflow.runtime.dev_push import (
 from nudgeflow.store import vapid
 from nudgeflow.store.push_targets import PushTarget, save_subscription
 from nudgeflow.store.schema import push_subscriptions
-from tests.support import make_workspace
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def push(clock: VirtualClock) -> Iterator[RunningDevPush]:
-    srv = serve_dev_push(DevPushService(clock))
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def ws(engine: Any, clock: VirtualClock) -> str:
-    return make_workspace(engine, clock=clock).workspace_id
 
 
 def target(sub: BrowserSubscription) -> PushTarget:
@@ -90,25 +77,25 @@ def with_sender(engine: Any, clock: VirtualClock, scenario: Callable[[WebPushSen
     return asyncio.run(run())
 
 
-def test_delivers_encrypted_and_signed(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
-    sub = push.service.subscribe()
+def test_delivers_encrypted_and_signed(engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = dev_push.service.subscribe()
     message = content(clock, urgency="high", collapse_key="cart-c1")
     clock.advance(600)  # ten minutes after it was queued: 50 minutes left to live
 
-    with_sender(engine, clock, lambda s: s.send(ws, target(sub), message))
-    [got] = push.service.received_for(sub.id)
+    with_sender(engine, clock, lambda s: s.send(wsid, target(sub), message))
+    [got] = dev_push.service.received_for(sub.id)
     assert got.notification == message.notification()
     assert (got.ttl, got.urgency, got.topic) == (3000, "high", "cart-c1")
     with engine.connect() as conn:
-        keys = vapid.get_vapid_keys(conn, ws)
+        keys = vapid.get_vapid_keys(conn, wsid)
     assert keys is not None and got.vapid_key == keys.public_key and got.subject == keys.subject
     assert got.jwt_exp == int(clock.now().timestamp()) + 12 * 3600
 
 
-def test_no_urgency_or_topic_unless_set(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
-    sub = push.service.subscribe()
-    with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
-    [got] = push.service.received_for(sub.id)
+def test_no_urgency_or_topic_unless_set(engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock) -> None:
+    sub = dev_push.service.subscribe()
+    with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
+    [got] = dev_push.service.received_for(sub.id)
     assert (got.ttl, got.urgency, got.topic) == (3600, None, None)
 
 
@@ -120,44 +107,46 @@ def test_topic_is_at_most_32_url_safe_characters() -> None:
     assert len(topic_for("x" * 33)) == 32
 
 
-def test_a_hashed_topic_reaches_the_service(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
-    sub = push.service.subscribe()
-    with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock, collapse_key="cart/c1: your items")))
-    assert push.service.received_for(sub.id)[0].topic == topic_for("cart/c1: your items")
+def test_a_hashed_topic_reaches_the_service(
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
+) -> None:
+    sub = dev_push.service.subscribe()
+    with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock, collapse_key="cart/c1: your items")))
+    assert dev_push.service.received_for(sub.id)[0].topic == topic_for("cart/c1: your items")
 
 
 def test_payload_too_large_is_refused_before_sending(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
 ) -> None:
-    sub = push.service.subscribe()
+    sub = dev_push.service.subscribe()
     big = content(clock, body="x" * WEBPUSH_MAX_PLAINTEXT)
     with pytest.raises(PayloadTooLarge) as caught:
-        with_sender(engine, clock, lambda s: s.send(ws, target(sub), big))
+        with_sender(engine, clock, lambda s: s.send(wsid, target(sub), big))
     assert caught.value.limit == WEBPUSH_MAX_PLAINTEXT and "shorten" in caught.value.reason
-    assert push.service.accepted == 0 and push.service.refused == {}
+    assert dev_push.service.accepted == 0 and dev_push.service.refused == {}
     # right at the limit it goes through: the limit is what one 4096-byte record holds
     empty = len(orjson.dumps(content(clock, body="").notification()))
     fits = content(clock, body="y" * (WEBPUSH_MAX_PLAINTEXT - empty))
     assert len(orjson.dumps(fits.notification())) == WEBPUSH_MAX_PLAINTEXT
-    with_sender(engine, clock, lambda s: s.send(ws, target(sub), fits))
-    assert push.service.received_for(sub.id)[0].notification["body"] == fits.body
+    with_sender(engine, clock, lambda s: s.send(wsid, target(sub), fits))
+    assert dev_push.service.received_for(sub.id)[0].notification["body"] == fits.body
 
 
 @pytest.mark.parametrize("status", [404, 410])
-def test_gone_subscriptions(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock, status: int) -> None:
-    sub = push.service.subscribe()
+def test_gone_subscriptions(engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock, status: int) -> None:
+    sub = dev_push.service.subscribe()
     if status == 410:
-        push.service.unsubscribe(sub.id)
+        dev_push.service.unsubscribe(sub.id)
     else:
-        push.service.respond(sub.id, 404)
+        dev_push.service.respond(sub.id, 404)
     with pytest.raises(TargetGone, match=str(status)):
-        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+        with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
 
 
 def test_429_and_5xx_are_transient_with_retry_after(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
 ) -> None:
-    sub = push.service.subscribe()
+    sub = dev_push.service.subscribe()
     cases = [
         (429, 30, 30.0),
         (429, format_datetime(clock.now() + timedelta(seconds=120), usegmt=True), 120.0),
@@ -165,113 +154,113 @@ def test_429_and_5xx_are_transient_with_retry_after(
         (500, None, None),
     ]
     for status, header, expected in cases:
-        push.service.respond(sub.id, status, retry_after=header, times=1)
+        dev_push.service.respond(sub.id, status, retry_after=header, times=1)
         with pytest.raises(TransientError) as caught:
-            with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+            with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
         assert caught.value.retry_after_s == expected, (status, header)
         assert str(status) in caught.value.reason
-    with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
-    assert len(push.service.received_for(sub.id)) == 1
+    with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
+    assert len(dev_push.service.received_for(sub.id)) == 1
 
 
 def test_other_4xx_are_permanent_with_an_excerpt(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
 ) -> None:
-    sub = push.service.subscribe()
-    push.service.respond(sub.id, 400, body="UnauthorizedRegistration: the p256dh key is wrong " + "x" * 500)
+    sub = dev_push.service.subscribe()
+    dev_push.service.respond(sub.id, 400, body="UnauthorizedRegistration: the p256dh key is wrong " + "x" * 500)
     with pytest.raises(PermanentError) as caught:
-        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+        with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
     assert not isinstance(caught.value, (TargetGone, TransientError))
     assert "400" in caught.value.reason and "UnauthorizedRegistration" in caught.value.reason
     assert len(caught.value.reason) < 300
-    push.service.respond(sub.id, 413)
+    dev_push.service.respond(sub.id, 413)
     with pytest.raises(PermanentError, match="too large"):
-        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+        with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
 
 
-def test_unreachable_service_is_transient(engine: Any, ws: str, clock: VirtualClock) -> None:
+def test_unreachable_service_is_transient(engine: Any, wsid: str, clock: VirtualClock) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nobody listens there
     sub = new_subscription(f"http://127.0.0.1:{port}")
     with pytest.raises(TransientError, match="cannot reach"):
-        with_sender(engine, clock, lambda s: s.send(ws, target(sub), content(clock)))
+        with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
 
 
-def test_only_https_endpoints_or_loopback(engine: Any, ws: str, clock: VirtualClock) -> None:
+def test_only_https_endpoints_or_loopback(engine: Any, wsid: str, clock: VirtualClock) -> None:
     bad = PushTarget("webpush", "http://push.example.com/p/1", "BAAA", "AAAA")
     with pytest.raises(PermanentError, match="https"):
-        with_sender(engine, clock, lambda s: s.send(ws, bad, content(clock)))
+        with_sender(engine, clock, lambda s: s.send(wsid, bad, content(clock)))
 
 
 def test_jwt_reused_then_refreshed_before_it_expires(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
 ) -> None:
-    subs = [push.service.subscribe() for _ in range(3)]
+    subs = [dev_push.service.subscribe() for _ in range(3)]
     start = int(clock.now().timestamp())
 
     async def scenario(sender: WebPushSender) -> list[int]:
         signed = []
-        await asyncio.gather(*(sender.send(ws, target(s), content(clock)) for s in subs))
+        await asyncio.gather(*(sender.send(wsid, target(s), content(clock)) for s in subs))
         signed.append(sender.jwts_signed)
         clock.advance(timedelta(hours=10))  # 2 h left: still reused
-        await sender.send(ws, target(subs[0]), content(clock))
+        await sender.send(wsid, target(subs[0]), content(clock))
         signed.append(sender.jwts_signed)
         clock.advance(timedelta(hours=1, minutes=1))  # under an hour left: a new one
-        await sender.send(ws, target(subs[0]), content(clock))
+        await sender.send(wsid, target(subs[0]), content(clock))
         signed.append(sender.jwts_signed)
         return signed
 
     assert with_sender(engine, clock, scenario) == [1, 1, 2]
-    exps = [r.jwt_exp for r in push.service.received]
+    exps = [r.jwt_exp for r in dev_push.service.received]
     assert exps == [start + 12 * 3600] * 4 + [start + 11 * 3600 + 60 + 12 * 3600]
 
 
-def test_rotation_signs_with_the_new_key(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+def test_rotation_signs_with_the_new_key(engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock) -> None:
     with engine.connect() as conn:
-        old = vapid.vapid_public_key(conn, ws)
-    restricted = push.service.subscribe(application_server_key=old)  # a browser subscribed with the old key
-    fresh = push.service.subscribe()
+        old = vapid.vapid_public_key(conn, wsid)
+    restricted = dev_push.service.subscribe(application_server_key=old)  # a browser subscribed with the old key
+    fresh = dev_push.service.subscribe()
 
     async def scenario(sender: WebPushSender) -> str:
-        await sender.send(ws, target(restricted), content(clock))
+        await sender.send(wsid, target(restricted), content(clock))
         with engine.begin() as conn:
-            new = vapid.rotate_vapid_keys(conn, ws, to_ms(clock.now())).public_key
+            new = vapid.rotate_vapid_keys(conn, wsid, to_ms(clock.now())).public_key
         clock.advance(31)  # the cached key expires (or the admin API invalidates it at once)
-        await sender.send(ws, target(fresh), content(clock))
+        await sender.send(wsid, target(fresh), content(clock))
         with pytest.raises(PermanentError, match="403") as caught:
-            await sender.send(ws, target(restricted), content(clock))
+            await sender.send(wsid, target(restricted), content(clock))
         assert not isinstance(caught.value, TargetGone)  # a wrong key is ours to fix, not the browser's
         return new
 
     new = with_sender(engine, clock, scenario)
-    assert [r.vapid_key for r in push.service.received] == [old, new]
+    assert [r.vapid_key for r in dev_push.service.received] == [old, new]
 
 
 def test_invalidate_drops_the_cached_key_at_once(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
 ) -> None:
-    sub = push.service.subscribe()
+    sub = dev_push.service.subscribe()
 
     async def scenario(sender: WebPushSender) -> str:
-        await sender.send(ws, target(sub), content(clock))
+        await sender.send(wsid, target(sub), content(clock))
         with engine.begin() as conn:
-            new = vapid.rotate_vapid_keys(conn, ws, to_ms(clock.now())).public_key
-        sender.invalidate(ws)
-        await sender.send(ws, target(sub), content(clock))
+            new = vapid.rotate_vapid_keys(conn, wsid, to_ms(clock.now())).public_key
+        sender.invalidate(wsid)
+        await sender.send(wsid, target(sub), content(clock))
         return new
 
     new = with_sender(engine, clock, scenario)
-    assert push.service.received[-1].vapid_key == new
+    assert dev_push.service.received[-1].vapid_key == new
 
 
-def test_no_keys_is_permanent(engine: Any, clock: VirtualClock, push: RunningDevPush) -> None:
-    sub = push.service.subscribe()
+def test_no_keys_is_permanent(engine: Any, clock: VirtualClock, dev_push: RunningDevPush) -> None:
+    sub = dev_push.service.subscribe()
     with pytest.raises(PermanentError, match="VAPID"):
         with_sender(engine, clock, lambda s: s.send("ws_missing", target(sub), content(clock)))
 
 
-def test_https_over_http11(engine: Any, ws: str, clock: VirtualClock, tmp_path: Path) -> None:
+def test_https_over_http11(engine: Any, wsid: str, clock: VirtualClock, tmp_path: Path) -> None:
     """TLS to a service that also speaks HTTP/2 (hypercorn, ALPN h2 and http/1.1): the
     sender speaks HTTP/1.1, which every push service takes, and verifies the certificate."""
     ca = trustme.CA()
@@ -285,7 +274,7 @@ def test_https_over_http11(engine: Any, ws: str, clock: VirtualClock, tmp_path: 
         ca.configure_trust(trust)
 
         async def scenario(sender: WebPushSender) -> None:
-            await asyncio.gather(*(sender.send(ws, target(s), content(clock, urgency="low")) for s in subs))
+            await asyncio.gather(*(sender.send(wsid, target(s), content(clock, urgency="low")) for s in subs))
 
         with_sender(engine, clock, scenario, ssl_context=trust)
         got = srv.service.received
@@ -293,12 +282,12 @@ def test_https_over_http11(engine: Any, ws: str, clock: VirtualClock, tmp_path: 
 
         # without our CA the certificate does not verify: transient (the operator's CA store may be fixed)
         with pytest.raises(TransientError, match="cannot reach"):
-            with_sender(engine, clock, lambda s: s.send(ws, target(subs[0]), content(clock)))
+            with_sender(engine, clock, lambda s: s.send(wsid, target(subs[0]), content(clock)))
 
         async def given_session() -> None:  # the caller's session: used, and left open for its owner
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
                 sender = WebPushSender(engine, clock, session=session)
-                await sender.send(ws, target(subs[1]), content(clock))
+                await sender.send(wsid, target(subs[1]), content(clock))
                 await sender.aclose()
                 assert not session.closed
 
@@ -308,14 +297,16 @@ def test_https_over_http11(engine: Any, ws: str, clock: VirtualClock, tmp_path: 
         srv.stop()
 
 
-def test_a_new_session_in_each_event_loop(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
+def test_a_new_session_in_each_event_loop(
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
+) -> None:
     """A session belongs to its loop; the runtime's run_until_idle sends each batch in a
     loop of its own (asyncio.run), its dispatch thread in one long-lived loop."""
-    sub = push.service.subscribe()
+    sub = dev_push.service.subscribe()
     sender = WebPushSender(engine, clock)
 
     async def send() -> aiohttp.ClientSession:
-        await sender.send(ws, target(sub), content(clock))
+        await sender.send(wsid, target(sub), content(clock))
         return sender.session()
 
     first = asyncio.run(send())
@@ -332,11 +323,13 @@ def test_a_new_session_in_each_event_loop(engine: Any, ws: str, push: RunningDev
         assert fourth.closed
     finally:
         idle.close()
-    assert len(push.service.received_for(sub.id)) == 4
+    assert len(dev_push.service.received_for(sub.id)) == 4
 
 
-def test_rate_per_origin_on_the_injected_clock(engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock) -> None:
-    sub = push.service.subscribe()
+def test_rate_per_origin_on_the_injected_clock(
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
+) -> None:
+    sub = dev_push.service.subscribe()
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -345,29 +338,29 @@ def test_rate_per_origin_on_the_injected_clock(engine: Any, ws: str, push: Runni
 
     async def scenario(sender: WebPushSender) -> None:
         for _ in range(4):
-            await sender.send(ws, target(sub), content(clock))
+            await sender.send(wsid, target(sub), content(clock))
 
     with_sender(engine, clock, scenario, sleep=sleep, rate_per_second=2.0)
-    assert len(push.service.received_for(sub.id)) == 4 and sum(slept) == pytest.approx(1.0)
+    assert len(dev_push.service.received_for(sub.id)) == 4 and sum(slept) == pytest.approx(1.0)
 
 
 def test_no_secrets_or_endpoints_in_logs(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sub = push.service.subscribe()
-    gone = push.service.subscribe()
-    push.service.unsubscribe(gone.id)
+    sub = dev_push.service.subscribe()
+    gone = dev_push.service.subscribe()
+    dev_push.service.unsubscribe(gone.id)
     caplog.set_level(logging.DEBUG)
 
     async def scenario(sender: WebPushSender) -> str:
-        await sender.send(ws, target(sub), content(clock))
+        await sender.send(wsid, target(sub), content(clock))
         with pytest.raises(TargetGone) as caught:
-            await sender.send(ws, target(gone), content(clock))
+            await sender.send(wsid, target(gone), content(clock))
         return caught.value.reason
 
     reason = with_sender(engine, clock, scenario)
     with engine.connect() as conn:
-        keys = vapid.get_vapid_keys(conn, ws)
+        keys = vapid.get_vapid_keys(conn, wsid)
     assert keys is not None
     logged = caplog.text + reason
     assert not any(r.name.startswith(("httpx", "httpcore")) for r in caplog.records)  # aiohttp sends them now
@@ -378,12 +371,12 @@ def test_no_secrets_or_endpoints_in_logs(
 # -- through the push channel, with the database --------------------------------------------------------
 
 
-def _setup_person(engine: Any, ws: str, clock: VirtualClock, subs: list[BrowserSubscription]) -> None:
+def _setup_person(engine: Any, wsid: str, clock: VirtualClock, subs: list[BrowserSubscription]) -> None:
     now = to_ms(clock.now())
     with engine.begin() as conn:
         save_template(
             conn,
-            ws,
+            wsid,
             "push-cart",
             {
                 "channel": "push",
@@ -396,13 +389,13 @@ def _setup_person(engine: Any, ws: str, clock: VirtualClock, subs: list[BrowserS
             now,
         )
         for sub in subs:
-            save_subscription(conn, ws, "prf_jo", sub.info(), now)
+            save_subscription(conn, wsid, "prf_jo", sub.info(), now)
 
 
-def _message(ws: str, clock: VirtualClock) -> OutboundMessage:
+def _message(wsid: str, clock: VirtualClock) -> OutboundMessage:
     return OutboundMessage(
         key="run1:push:1",
-        workspace_id=ws,
+        workspace_id=wsid,
         profile_id="prf_jo",
         run_id="run1",
         journey_id="cart",
@@ -415,11 +408,11 @@ def _message(ws: str, clock: VirtualClock) -> OutboundMessage:
     )
 
 
-def _count_subs(engine: Any, ws: str) -> int:
+def _count_subs(engine: Any, wsid: str) -> int:
     with engine.connect() as conn:
         return int(
             conn.execute(
-                select(func.count()).select_from(push_subscriptions).where(push_subscriptions.c.workspace_id == ws)
+                select(func.count()).select_from(push_subscriptions).where(push_subscriptions.c.workspace_id == wsid)
             ).scalar_one()
         )
 
@@ -437,40 +430,40 @@ def _send_through_channel(engine: Any, clock: VirtualClock, message: OutboundMes
 
 
 def test_channel_delivers_and_deletes_gone_subscriptions(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
 ) -> None:
-    alive, expired, unknown = (push.service.subscribe() for _ in range(3))
-    push.service.unsubscribe(expired.id)
-    push.service.respond(unknown.id, 404)
-    _setup_person(engine, ws, clock, [alive, expired, unknown])
-    assert _count_subs(engine, ws) == 3
+    alive, expired, unknown = (dev_push.service.subscribe() for _ in range(3))
+    dev_push.service.unsubscribe(expired.id)
+    dev_push.service.respond(unknown.id, 404)
+    _setup_person(engine, wsid, clock, [alive, expired, unknown])
+    assert _count_subs(engine, wsid) == 3
 
-    _send_through_channel(engine, clock, _message(ws, clock))
-    [got] = push.service.received_for(alive.id)
+    _send_through_channel(engine, clock, _message(wsid, clock))
+    [got] = dev_push.service.received_for(alive.id)
     assert got.notification["title"] == "Hi there" and got.notification["key"] == "run1:push:1"
     assert (got.ttl, got.urgency, got.topic) == (7200, "normal", "cart")
     with engine.connect() as conn:
         left = (
-            conn.execute(select(push_subscriptions.c.endpoint).where(push_subscriptions.c.workspace_id == ws))
+            conn.execute(select(push_subscriptions.c.endpoint).where(push_subscriptions.c.workspace_id == wsid))
             .scalars()
             .all()
         )
     assert left == [alive.endpoint]
 
-    push.service.unsubscribe(alive.id)  # the last one goes too: nothing took the message
+    dev_push.service.unsubscribe(alive.id)  # the last one goes too: nothing took the message
     with pytest.raises(PermanentError, match="410"):
-        _send_through_channel(engine, clock, _message(ws, clock))
-    assert _count_subs(engine, ws) == 0
+        _send_through_channel(engine, clock, _message(wsid, clock))
+    assert _count_subs(engine, wsid) == 0
 
 
 def test_channel_retries_when_every_target_failed_transiently(
-    engine: Any, ws: str, push: RunningDevPush, clock: VirtualClock
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
 ) -> None:
-    busy, down = push.service.subscribe(), push.service.subscribe()
-    push.service.respond(busy.id, 429, retry_after=20)
-    push.service.respond(down.id, 503, retry_after=60)
-    _setup_person(engine, ws, clock, [busy, down])
+    busy, down = dev_push.service.subscribe(), dev_push.service.subscribe()
+    dev_push.service.respond(busy.id, 429, retry_after=20)
+    dev_push.service.respond(down.id, 503, retry_after=60)
+    _setup_person(engine, wsid, clock, [busy, down])
     with pytest.raises(TransientError) as caught:
-        _send_through_channel(engine, clock, _message(ws, clock))
+        _send_through_channel(engine, clock, _message(wsid, clock))
     assert caught.value.retry_after_s == 60.0  # the longest wait wins
-    assert _count_subs(engine, ws) == 2  # nothing deleted for a transient failure
+    assert _count_subs(engine, wsid) == 2  # nothing deleted for a transient failure
