@@ -11,42 +11,22 @@ send would show up here rather than being absorbed by the database.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from nudgeflow.store.schema import events, journey_runs, log_channel_messages, outbox, timers
+from tests.runtime.serve_process import cli_command
 from tests.support import free_port
 
 KILLS = 20
-JOURNEY = """
-id: crash-test
-name: Crash test
-trigger: {type: event, event: Crash Probe}
-entry: {reentry: always}
-steps:
-  first: {type: send, channel: log, template: probe-first, next: wait-a}
-  wait-a: {type: wait, duration: 1s, next: second}
-  second: {type: send, channel: log, template: probe-second, next: wait-b}
-  wait-b: {type: wait, duration: 2s, next: third}
-  third: {type: send, channel: log, template: probe-third}
-"""
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("nudgeflow")
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from nudgeflow.cli import main; main()"]
 
 
 class Server:
@@ -61,7 +41,7 @@ class Server:
         env = {**os.environ, "NUDGEFLOW_LOG_LEVEL": "WARNING", "NUDGEFLOW_ENGINE": "1"}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*_cli(), "serve", "--database", self.db_url, "--port", str(self.port)],
+                [*cli_command(), "serve", "--database", self.db_url, "--port", str(self.port)],
                 stdout=log,
                 stderr=log,
                 env=env,
@@ -132,39 +112,8 @@ class Feeder(threading.Thread):
                     time.sleep(0.005)
 
 
-@pytest.fixture
-def server_db(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    db_url = f"sqlite:///{tmp_path / 'crash.db'}"
-    created = subprocess.run(
-        [*_cli(), "workspace", "create", "crash", "--json", "--database", db_url],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    workspace = json.loads(created.stdout)
-    journey_file = tmp_path / "crash-test.yaml"
-    journey_file.write_text(JOURNEY)
-    subprocess.run(
-        [
-            *_cli(),
-            "journeys",
-            "apply",
-            str(journey_file),
-            "--workspace",
-            workspace["workspace_id"],
-            "--publish",
-            "--database",
-            db_url,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    yield db_url, workspace["write_key"]
-
-
-def test_kill_9_twenty_times_loses_nothing_and_sends_nothing_twice(server_db: tuple[str, str], tmp_path: Path) -> None:
-    db_url, write_key = server_db
+def test_kill_9_twenty_times_loses_nothing_and_sends_nothing_twice(crash_db: tuple[str, str], tmp_path: Path) -> None:
+    db_url, write_key = crash_db
     rng = random.Random(int(os.environ.get("NUDGEFLOW_CRASH_SEED", "20261128")))
     server = Server(db_url, tmp_path / "server.log")
     feeder = Feeder(write_key)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,26 +20,6 @@ from pywebpush import WebPusher, webpush
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.runtime.dev_push import DevPushService, RunningDevPush, new_subscription, serve_dev_push
 from nudgeflow.store.vapid import b64url
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[RunningDevPush]:
-    srv = serve_dev_push(DevPushService())
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def service(running: RunningDevPush) -> DevPushService:
-    running.service.clear_responses()
-    return running.service
-
-
-@pytest.fixture(scope="module")
-def vapid() -> Vapid02:
-    key = Vapid02()
-    key.generate_keys()
-    return key
 
 
 def public_key(key: Vapid02) -> str:
@@ -73,21 +52,21 @@ def post(
     return httpx.post(sub.endpoint, content=encoded["body"], headers={k: v for k, v in sent.items() if v is not None})
 
 
-def test_pywebpush_delivers_and_the_message_is_decrypted(service: DevPushService, vapid: Vapid02) -> None:
-    sub = service.subscribe()
+def test_pywebpush_delivers_and_the_message_is_decrypted(dev_push_service: DevPushService, vapid_key: Vapid02) -> None:
+    sub = dev_push_service.subscribe()
     answer = webpush(
         sub.info(),
         data=json.dumps({"title": "Your cart", "body": "2 items"}),
-        vapid_private_key=vapid,
+        vapid_private_key=vapid_key,
         vapid_claims={"sub": "mailto:ops@shop.example"},
         ttl=120,
         headers={"Urgency": "high", "Topic": "cart-1"},
     )
     assert answer.status_code == 201 and answer.headers["Location"].startswith("/message/")
-    [got] = service.received_for(sub.id)
+    [got] = dev_push_service.received_for(sub.id)
     assert got.notification == {"title": "Your cart", "body": "2 items"}
     assert (got.ttl, got.urgency, got.topic, got.subject) == (120, "high", "cart-1", "mailto:ops@shop.example")
-    assert got.vapid_key == public_key(vapid) and got.http_version == "1.1"
+    assert got.vapid_key == public_key(vapid_key) and got.http_version == "1.1"
 
 
 def test_subscription_looks_like_a_browsers() -> None:
@@ -113,34 +92,40 @@ def test_subscription_looks_like_a_browsers() -> None:
     ],
 )
 def test_refuses_what_a_push_service_refuses(
-    service: DevPushService, vapid: Vapid02, spoil: dict[str, Any], status: int, words: str
+    dev_push_service: DevPushService, vapid_key: Vapid02, spoil: dict[str, Any], status: int, words: str
 ) -> None:
-    sub = service.subscribe()
-    answer = post(service, sub, vapid, **spoil)
+    sub = dev_push_service.subscribe()
+    answer = post(dev_push_service, sub, vapid_key, **spoil)
     assert answer.status_code == status, answer.text
     assert words in answer.json()["error"]
-    assert service.received_for(sub.id) == []
+    assert dev_push_service.received_for(sub.id) == []
 
 
-def test_a_signature_by_another_key_or_no_sub_is_refused(service: DevPushService, vapid: Vapid02) -> None:
-    sub = service.subscribe()
+def test_a_signature_by_another_key_or_no_sub_is_refused(dev_push_service: DevPushService, vapid_key: Vapid02) -> None:
+    sub = dev_push_service.subscribe()
     other = Vapid02()
     other.generate_keys()
-    signed_by_other = other.sign({"aud": service.origin, "exp": int(time.time()) + 60, "sub": "mailto:a@b.example"})
-    forged = signed_by_other["Authorization"].split(",k=")[0] + ",k=" + public_key(vapid)
-    answer = post(service, sub, vapid, headers={"Authorization": forged})
+    signed_by_other = other.sign(
+        {"aud": dev_push_service.origin, "exp": int(time.time()) + 60, "sub": "mailto:a@b.example"}
+    )
+    forged = signed_by_other["Authorization"].split(",k=")[0] + ",k=" + public_key(vapid_key)
+    answer = post(dev_push_service, sub, vapid_key, headers={"Authorization": forged})
     assert answer.status_code == 401 and "signature" in answer.json()["error"]
-    no_sub = Vapid02.from_raw(b64url(vapid.private_key.private_numbers().private_value.to_bytes(32, "big")).encode())
+    no_sub = Vapid02.from_raw(
+        b64url(vapid_key.private_key.private_numbers().private_value.to_bytes(32, "big")).encode()
+    )
     no_sub.conf["no-strict"] = True
-    header = no_sub.sign({"aud": service.origin, "exp": int(time.time()) + 60, "sub": "ops"})["Authorization"]
-    assert post(service, sub, vapid, headers={"Authorization": header}).status_code == 403
+    header = no_sub.sign({"aud": dev_push_service.origin, "exp": int(time.time()) + 60, "sub": "ops"})["Authorization"]
+    assert post(dev_push_service, sub, vapid_key, headers={"Authorization": header}).status_code == 403
 
 
-def test_a_payload_for_another_subscription_does_not_decrypt(service: DevPushService, vapid: Vapid02) -> None:
-    mine, theirs = service.subscribe(), service.subscribe()
+def test_a_payload_for_another_subscription_does_not_decrypt(
+    dev_push_service: DevPushService, vapid_key: Vapid02
+) -> None:
+    mine, theirs = dev_push_service.subscribe(), dev_push_service.subscribe()
     encoded = WebPusher(theirs.info()).encode(b'{"title":"x"}')
     headers = {
-        **vapid.sign({"aud": service.origin, "exp": int(time.time()) + 60, "sub": "mailto:a@b.example"}),
+        **vapid_key.sign({"aud": dev_push_service.origin, "exp": int(time.time()) + 60, "sub": "mailto:a@b.example"}),
         "TTL": "0",
         "Content-Encoding": "aes128gcm",
     }
@@ -148,56 +133,56 @@ def test_a_payload_for_another_subscription_does_not_decrypt(service: DevPushSer
     assert answer.status_code == 400 and "decrypt" in answer.json()["error"]
 
 
-def test_a_restricted_subscription_takes_only_its_key(service: DevPushService, vapid: Vapid02) -> None:
-    sub = service.subscribe(application_server_key=public_key(vapid))
-    assert post(service, sub, vapid).status_code == 201
+def test_a_restricted_subscription_takes_only_its_key(dev_push_service: DevPushService, vapid_key: Vapid02) -> None:
+    sub = dev_push_service.subscribe(application_server_key=public_key(vapid_key))
+    assert post(dev_push_service, sub, vapid_key).status_code == 201
     other = Vapid02()
     other.generate_keys()
-    answer = post(service, sub, other)
+    answer = post(dev_push_service, sub, other)
     assert answer.status_code == 403 and "VAPID key" in answer.json()["error"]
 
 
-def test_unknown_gone_and_scripted_answers(service: DevPushService, vapid: Vapid02) -> None:
-    stranger = new_subscription(service.origin or "", "nobody")
-    assert post(service, stranger, vapid).status_code == 404
-    sub = service.subscribe()
-    service.respond(sub.id, 429, retry_after=7, times=1)
-    first = post(service, sub, vapid)
+def test_unknown_gone_and_scripted_answers(dev_push_service: DevPushService, vapid_key: Vapid02) -> None:
+    stranger = new_subscription(dev_push_service.origin or "", "nobody")
+    assert post(dev_push_service, stranger, vapid_key).status_code == 404
+    sub = dev_push_service.subscribe()
+    dev_push_service.respond(sub.id, 429, retry_after=7, times=1)
+    first = post(dev_push_service, sub, vapid_key)
     assert first.status_code == 429 and first.headers["Retry-After"] == "7"
-    assert post(service, sub, vapid).status_code == 201  # only once
-    service.respond(sub.id, 500)
-    assert [post(service, sub, vapid).status_code for _ in range(2)] == [500, 500]
-    service.clear_responses()
-    service.unsubscribe(sub.id)
-    assert post(service, sub, vapid).status_code == 410
-    assert len(service.received_for(sub.id)) == 1
+    assert post(dev_push_service, sub, vapid_key).status_code == 201  # only once
+    dev_push_service.respond(sub.id, 500)
+    assert [post(dev_push_service, sub, vapid_key).status_code for _ in range(2)] == [500, 500]
+    dev_push_service.clear_responses()
+    dev_push_service.unsubscribe(sub.id)
+    assert post(dev_push_service, sub, vapid_key).status_code == 410
+    assert len(dev_push_service.received_for(sub.id)) == 1
 
 
-def test_over_http_for_other_processes(running: RunningDevPush, vapid: Vapid02) -> None:
-    made = httpx.post(running.url + "/subscriptions", json={}).json()
-    assert made["endpoint"].startswith(running.url + "/push/") and set(made["keys"]) == {"p256dh", "auth"}
+def test_over_http_for_other_processes(module_dev_push: RunningDevPush, vapid_key: Vapid02) -> None:
+    made = httpx.post(module_dev_push.url + "/subscriptions", json={}).json()
+    assert made["endpoint"].startswith(module_dev_push.url + "/push/") and set(made["keys"]) == {"p256dh", "auth"}
     answer = webpush(
         {"endpoint": made["endpoint"], "keys": made["keys"]},
         data='{"title":"over http"}',
-        vapid_private_key=vapid,
+        vapid_private_key=vapid_key,
         vapid_claims={"sub": "mailto:ops@shop.example"},
         ttl=5,
     )
     assert answer.status_code == 201
-    got = httpx.get(running.url + "/received", params={"subscription": made["id"]}).json()
+    got = httpx.get(module_dev_push.url + "/received", params={"subscription": made["id"]}).json()
     assert [g["notification"] for g in got] == [{"title": "over http"}]
-    stats = httpx.get(running.url + "/stats").json()
+    stats = httpx.get(module_dev_push.url + "/stats").json()
     assert stats["accepted"] >= 1 and stats["cpu_s"] > 0
 
 
-def test_jwt_time_checks_use_the_injected_clock(vapid: Vapid02) -> None:
+def test_jwt_time_checks_use_the_injected_clock(vapid_key: Vapid02) -> None:
     clock = VirtualClock()  # 2026-01-01, whatever the wall clock says
     srv = serve_dev_push(DevPushService(clock))
     try:
         sub = srv.service.subscribe()
         now = int(clock.now().timestamp())
-        assert post(srv.service, sub, vapid, claims={"exp": now + 3600}).status_code == 201
+        assert post(srv.service, sub, vapid_key, claims={"exp": now + 3600}).status_code == 201
         clock.advance(2 * 3600)
-        assert post(srv.service, sub, vapid, claims={"exp": now + 3600}).status_code == 403
+        assert post(srv.service, sub, vapid_key, claims={"exp": now + 3600}).status_code == 403
     finally:
         srv.stop()

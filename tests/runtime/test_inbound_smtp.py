@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from nudgeflow.core.clock import VirtualClock
-from nudgeflow.runtime.inbound_smtp import BounceHandler, engine_jobs, parse_listen, start_bounce_smtp
+from nudgeflow.runtime.inbound_smtp import parse_listen
 from tests.content.bounce_samples import ARF_ABUSE, POSTFIX_HARD, SENDMAIL_DELAYED
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
-from tests.support import free_port, make_workspace
-
-
-@pytest.fixture
-def smtp(engine: Any) -> Iterator[tuple[Any, BounceHandler, int]]:
-    port = free_port()
-    controller = start_bounce_smtp(engine_jobs(engine), VirtualClock(), "127.0.0.1", port, ["bounce.shop.test"])
-    yield controller, controller.handler, port
-    controller.stop()
+from tests.support import make_workspace
 
 
 def _send(port: int, rcpt: str, raw: bytes) -> tuple[int, bytes]:
@@ -34,8 +24,8 @@ def _send(port: int, rcpt: str, raw: bytes) -> tuple[int, bytes]:
         return client.data(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
 
 
-def test_hard_bounce_suppresses_and_lands_on_the_person(engine: Any, smtp: Any) -> None:
-    _, _handler, port = smtp
+def test_hard_bounce_suppresses_and_lands_on_the_person(engine: Any, bounce_smtp: Any) -> None:
+    _, _handler, port = bounce_smtp
     ws = make_workspace(engine).workspace_id
     pid = add_person(engine, ws, "u-81", "Nobody@example.net")
     add_sent_message(engine, ws, pid, "run-81:cart-email:1")
@@ -60,8 +50,8 @@ def test_hard_bounce_suppresses_and_lands_on_the_person(engine: Any, smtp: Any) 
     assert len(feedback_events(engine, ws)) == 1
 
 
-def test_soft_bounce_is_an_event_only_found_by_email(engine: Any, smtp: Any) -> None:
-    _, _, port = smtp
+def test_soft_bounce_is_an_event_only_found_by_email(engine: Any, bounce_smtp: Any) -> None:
+    _, _, port = bounce_smtp
     ws = make_workspace(engine).workspace_id
     pid = add_person(engine, ws, "bob", "bob@busy.example.org")
     assert _send(port, f"bounces+{ws}@bounce.shop.test", SENDMAIL_DELAYED)[0] == 250
@@ -70,8 +60,8 @@ def test_soft_bounce_is_an_event_only_found_by_email(engine: Any, smtp: Any) -> 
     assert (event["profile_id"], event["properties"]["kind"], event["properties"]["status"]) == (pid, "soft", "4.2.2")
 
 
-def test_abuse_complaint_suppresses(engine: Any, smtp: Any) -> None:
-    _, _, port = smtp
+def test_abuse_complaint_suppresses(engine: Any, bounce_smtp: Any) -> None:
+    _, _, port = bounce_smtp
     ws = make_workspace(engine).workspace_id
     pid = add_person(engine, ws, "dave", "dave@example.com")
     assert _send(port, f"fbl+{ws}@bounce.shop.test", ARF_ABUSE)[0] == 250
@@ -84,8 +74,8 @@ def test_abuse_complaint_suppresses(engine: Any, smtp: Any) -> None:
     )
 
 
-def test_other_mail_is_accepted_and_ignored_and_other_domains_refused(engine: Any, smtp: Any) -> None:
-    _, _, port = smtp
+def test_other_mail_is_accepted_and_ignored_and_other_domains_refused(engine: Any, bounce_smtp: Any) -> None:
+    _, _, port = bounce_smtp
     ws = make_workspace(engine).workspace_id
     code, answer = _send(port, f"bounces+{ws}@bounce.shop.test", b"From: a@b\nSubject: Out of office\n\nAway.\n")
     assert code == 250 and b"ignored" in answer

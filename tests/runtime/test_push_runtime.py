@@ -8,11 +8,9 @@ and accepted by a local Web Push service (runtime/dev_push.py), which decrypts i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import insert, text
 
 from nudgeflow.channels.base import ChannelRegistry
@@ -21,7 +19,7 @@ from nudgeflow.channels.push import PushChannel
 from nudgeflow.channels.wiring import configure_push, push_in_use
 from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import VirtualClock, to_ms
-from nudgeflow.runtime.dev_push import DevPushService, RunningDevPush, serve_dev_push
+from nudgeflow.runtime.dev_push import RunningDevPush
 from nudgeflow.runtime.embedded import EmbeddedRuntime
 from nudgeflow.settings import Settings
 from nudgeflow.store.push_targets import save_subscription
@@ -36,13 +34,6 @@ TEMPLATE = {
     "ttl": 3600,
     "urgency": "high",
 }
-
-
-@pytest.fixture
-def service(clock: VirtualClock) -> Iterator[RunningDevPush]:
-    running = serve_dev_push(DevPushService(clock=clock))
-    yield running
-    running.stop()
 
 
 def _queue(engine: Any, ws: str, pid: str, key: str, now_ms: int) -> None:
@@ -71,7 +62,7 @@ def _queue(engine: Any, ws: str, pid: str, key: str, now_ms: int) -> None:
         )
 
 
-def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualClock, service: RunningDevPush) -> None:
+def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualClock, dev_push: RunningDevPush) -> None:
     settings = Settings(database_url=str(engine.url))
     ws = make_workspace(engine, clock=clock).workspace_id
     now = to_ms(clock.now())
@@ -94,7 +85,7 @@ def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualCl
         assert not push_in_use(engine, settings)
         assert configure_push(registry, engine, settings, clock) is None
         assert isinstance(registry.get("push"), LogChannel)
-    browser = service.service.subscribe()
+    browser = dev_push.service.subscribe()
     with engine.begin() as conn:
         save_subscription(conn, ws, "p_ada", browser.info(), now, user_agent="test")
     assert push_in_use(engine, settings)
@@ -113,7 +104,7 @@ def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualCl
             {"ws": ws},
         ).one()
     assert (status, error) == ("sent", None)
-    got = service.service.received_for(browser.id)
+    got = dev_push.service.received_for(browser.id)
     assert len(got) == 1
     note = got[0].notification
     assert note["title"] == "Level up, Ada!" and note["body"] == "You reached level 7."
@@ -122,11 +113,11 @@ def test_push_goes_to_the_push_service_once_in_use(engine: Any, clock: VirtualCl
     assert got[0].urgency == "high" and 0 < got[0].ttl <= 3600
 
 
-def test_an_expired_push_is_never_sent(engine: Any, clock: VirtualClock, service: RunningDevPush) -> None:
+def test_an_expired_push_is_never_sent(engine: Any, clock: VirtualClock, dev_push: RunningDevPush) -> None:
     settings = Settings(database_url=str(engine.url))
     ws = make_workspace(engine, clock=clock).workspace_id
     now = to_ms(clock.now())
-    browser = service.service.subscribe()
+    browser = dev_push.service.subscribe()
     with engine.begin() as conn:
         save_template(conn, ws, "level-up", TEMPLATE, now)
         conn.execute(
@@ -145,4 +136,4 @@ def test_an_expired_push_is_never_sent(engine: Any, clock: VirtualClock, service
             {"ws": ws},
         ).one()
     assert status == "failed" and "expired" in error
-    assert service.service.received_for(browser.id) == []
+    assert dev_push.service.received_for(browser.id) == []
