@@ -21,12 +21,10 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import pytest
-from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 from segment.analytics.consumer import MAX_MSG_SIZE
 from segment.analytics.request import DatetimeSerializer
@@ -34,61 +32,10 @@ from sqlalchemy import select
 
 from nudgeflow.store.profiles import get_profile, resolve_profile_id
 from nudgeflow.store.schema import events
+from tests.ingest.sdk_client_support import Errors, Factory
 
 BULK = 5000
 RECEIVED_MS = 1_767_225_600_000  # the virtual clock's 2026-01-01T00:00:00Z
-
-
-class Errors:
-    """The clients' on_error callback: every failed batch, with its exception."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.seen: list[tuple[Exception, int]] = []
-
-    def __call__(self, exc: Exception, batch: list[Any]) -> None:
-        with self.lock:
-            self.seen.append((exc, len(batch)))
-
-
-Factory = Callable[..., Any]
-
-
-@pytest.fixture
-def errors() -> Errors:
-    return Errors()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Any]]:
-    """Every client a test makes is shut down at its end (flushed, consumer joined)."""
-    made: list[Any] = []
-    yield made
-    for client in made:
-        if client.consumers is not None:  # a sync_mode client has no consumer; its shutdown() fails
-            client.shutdown()
-
-
-@pytest.fixture
-def segment(live: Any, ws: Any, errors: Errors, clients: list[Any]) -> Factory:
-    def make(**options: Any) -> SegmentClient:
-        options.setdefault("max_retries", 3)
-        client = SegmentClient(ws.write_key, host=live.url, on_error=errors, **options)
-        clients.append(client)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def rudder(live: Any, ws: Any, errors: Errors, clients: list[Any]) -> Factory:
-    def make(**options: Any) -> RudderClient:
-        options.setdefault("max_retries", 3)
-        client = RudderClient(ws.write_key, host=live.url, on_error=errors, **options)
-        clients.append(client)
-        return client
-
-    return make
 
 
 def queued(result: tuple[bool, dict[str, Any]]) -> str:
@@ -213,34 +160,34 @@ def ids_for(prefix: str) -> tuple[str, str, str]:
 
 
 @pytest.mark.parametrize("gzip", [False, True], ids=["plain", "gzip"])
-def test_segment_every_call_lands(live: Any, ws: Any, segment: Factory, errors: Errors, gzip: bool) -> None:
+def test_segment_every_call_lands(live: Any, ws: Any, segment: Factory, upload_errors: Errors, gzip: bool) -> None:
     client = segment(gzip=gzip)
     user, anon, laptop = ids_for("seg")
     ids = every_call(client, user, anon, laptop)
     client.flush()
-    assert errors.seen == []
+    assert upload_errors.seen == []
     check_every_call(live, ws, ids, user, anon, laptop, "analytics-python")
 
 
 def test_segment_sync_mode_lands_each_call_before_returning(
-    live: Any, ws: Any, segment: Factory, errors: Errors
+    live: Any, ws: Any, segment: Factory, upload_errors: Errors
 ) -> None:
     client = segment(sync_mode=True)
     user, anon, laptop = ids_for("sync")
     ids = every_call(client, user, anon, laptop)
     # No flush: in sync mode each call returned only after the server answered 200,
     # which Nudgeflow gives only once the event is committed.
-    assert errors.seen == []
+    assert upload_errors.seen == []
     check_every_call(live, ws, ids, user, anon, laptop, "analytics-python")
 
 
-def test_rudder_every_call_lands(live: Any, ws: Any, rudder: Factory, errors: Errors) -> None:
+def test_rudder_every_call_lands(live: Any, ws: Any, rudder: Factory, upload_errors: Errors) -> None:
     client = rudder()  # gzip is on by default
     assert client.gzip is True
     user, anon, laptop = ids_for("rudder")
     ids = every_call(client, user, anon, laptop)
     client.flush()
-    assert errors.seen == []
+    assert upload_errors.seen == []
     check_every_call(live, ws, ids, user, anon, laptop, "analytics-python")
     identify = orjson.loads(stored_events(live, ws.workspace_id)[ids[4]].payload)
     assert "traits" not in identify and identify["context"]["traits"]["plan"] == "trial"
@@ -265,8 +212,8 @@ def send_bulk(client: Any, n: int, prefix: str) -> list[str]:
     return ids
 
 
-def assert_delivered_once(live: Any, ws: Any, produced: list[str], errors: Errors) -> None:
-    assert errors.seen == [], f"the client reported failed uploads: {errors.seen[:3]}"
+def assert_delivered_once(live: Any, ws: Any, produced: list[str], upload_errors: Errors) -> None:
+    assert upload_errors.seen == [], f"the client reported failed uploads: {upload_errors.seen[:3]}"
     assert len(set(produced)) == len(produced)
     stored = stored_ids(live, ws.workspace_id)
     assert len(stored) == len(produced), "events lost or doubled"
@@ -279,29 +226,29 @@ def assert_delivered_once(live: Any, ws: Any, produced: list[str], errors: Error
     ids=["plain-100", "gzip-100", "plain-1000", "gzip-1000"],
 )
 def test_segment_delivers_thousands_once(
-    live: Any, ws: Any, segment: Factory, errors: Errors, gzip: bool, upload_size: int
+    live: Any, ws: Any, segment: Factory, upload_errors: Errors, gzip: bool, upload_size: int
 ) -> None:
     """upload_size 1000 makes the client cut batches at its ~475 KB size limit instead:
     requests near Segment's 500 KB cap, which Nudgeflow must accept."""
     client = segment(gzip=gzip, upload_size=upload_size, max_queue_size=BULK * 2)
     produced = send_bulk(client, BULK, f"seg-{gzip}-{upload_size}")
     client.flush()
-    assert_delivered_once(live, ws, produced, errors)
+    assert_delivered_once(live, ws, produced, upload_errors)
     client.shutdown()
     assert live.state.committer.running
 
 
-def test_rudder_delivers_thousands_once(live: Any, ws: Any, rudder: Factory, errors: Errors) -> None:
+def test_rudder_delivers_thousands_once(live: Any, ws: Any, rudder: Factory, upload_errors: Errors) -> None:
     client = rudder(max_queue_size=BULK * 2)
     produced = send_bulk(client, BULK, "rudder")
     client.shutdown()  # flush, then stop the consumer
-    assert_delivered_once(live, ws, produced, errors)
+    assert_delivered_once(live, ws, produced, upload_errors)
     traits = profile(live, ws.workspace_id, "rudder-buyer-0")["traits"]
     assert set(traits) == {"plan", "orders"}  # identify traits from context.traits were applied
 
 
 def test_clients_at_once_into_one_workspace(
-    live: Any, ws: Any, segment: Factory, rudder: Factory, errors: Errors
+    live: Any, ws: Any, segment: Factory, rudder: Factory, upload_errors: Errors
 ) -> None:
     """Three clients upload concurrently: their requests share group commits, nothing mixes up."""
     senders = [segment(gzip=False), segment(gzip=True, upload_size=250), rudder()]
@@ -317,42 +264,44 @@ def test_clients_at_once_into_one_workspace(
     for t in threads:
         t.join(300)
         assert not t.is_alive()
-    assert_delivered_once(live, ws, [i for ids in produced for i in ids], errors)
+    assert_delivered_once(live, ws, [i for ids in produced for i in ids], upload_errors)
 
 
-def test_retried_upload_is_stored_once(live: Any, ws: Any, segment: Factory, errors: Errors) -> None:
+def test_retried_upload_is_stored_once(live: Any, ws: Any, segment: Factory, upload_errors: Errors) -> None:
     """A client retrying a batch it thinks failed resends the same messageIds: stored once."""
     client = segment(sync_mode=True)
     message_id = str(uuid.uuid4())
     for _ in range(3):
         client.track(user_id="retry-user", event="Checkout Started", message_id=message_id)
-    assert errors.seen == []
+    assert upload_errors.seen == []
     assert stored_ids(live, ws.workspace_id) == [message_id]
     assert profile(live, ws.workspace_id, "retry-user")["event_count"] == 1
 
 
-def test_client_errors_are_reported_not_swallowed(live: Any, ws: Any, errors: Errors, clients: list[Any]) -> None:
+def test_client_errors_are_reported_not_swallowed(
+    live: Any, ws: Any, upload_errors: Errors, sdk_clients: list[Any]
+) -> None:
     """The on_error check above means something: a wrong write key does reach on_error."""
-    client = SegmentClient("wk_wrong", host=live.url, on_error=errors, max_retries=0)
-    clients.append(client)
+    client = SegmentClient("wk_wrong", host=live.url, on_error=upload_errors, max_retries=0)
+    sdk_clients.append(client)
     client.track(user_id="nobody", event="Signed Up")
     client.flush()
-    assert len(errors.seen) == 1
-    exc, size = errors.seen[0]
+    assert len(upload_errors.seen) == 1
+    exc, size = upload_errors.seen[0]
     assert size == 1
     assert getattr(exc, "status", None) == 401
     assert stored_ids(live, ws.workspace_id) == []
 
 
-def test_rudder_without_gzip(live: Any, ws: Any, rudder: Factory, errors: Errors) -> None:
+def test_rudder_without_gzip(live: Any, ws: Any, rudder: Factory, upload_errors: Errors) -> None:
     client = rudder(gzip=False)
     produced = send_bulk(client, 300, "rudder-plain")
     client.flush()
-    assert_delivered_once(live, ws, produced, errors)
+    assert_delivered_once(live, ws, produced, upload_errors)
 
 
 def test_events_near_the_size_limit_the_client_allows_are_accepted(
-    live: Any, ws: Any, segment: Factory, errors: Errors
+    live: Any, ws: Any, segment: Factory, upload_errors: Errors
 ) -> None:
     """Segment's client lets through any event up to 32 KB as it serializes it; the server
     adds receivedAt and the corrected timestamp, which must not push it over the limit and
@@ -366,4 +315,4 @@ def test_events_near_the_size_limit_the_client_allows_are_accepted(
     produced += [queued(client.track(user_id="small", event="After")) for _ in range(5)]
     produced.insert(0, str(message["messageId"]))
     client.flush()
-    assert_delivered_once(live, ws, produced, errors)
+    assert_delivered_once(live, ws, produced, upload_errors)
