@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 from urllib.parse import quote
 
@@ -10,21 +9,7 @@ import pytest
 from sqlalchemy import func, or_, select
 
 from nudgeflow.store.schema import events, identities, profile_merges, profiles
-
-_ids = itertools.count(1)
-
-
-def msg(type_: str, **fields: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type_, "messageId": f"adm-{next(_ids)}", **fields}
-    if type_ == "track":
-        out.setdefault("event", "Product Viewed")
-    return out
-
-
-def send(live: Any, write_key: str, *messages: dict[str, Any]) -> None:
-    with live.client(auth=(write_key, "")) as client:
-        answer = client.post("/v1/batch", json={"batch": list(messages)})
-    assert answer.status_code == 200, answer.text
+from tests.web.batch_messages import msg, send
 
 
 def count(live: Any, table: Any, *where: Any) -> int:
@@ -32,56 +17,22 @@ def count(live: Any, table: Any, *where: Any) -> int:
         return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
-@pytest.fixture
-def person(live: Any, ws: Any) -> dict[str, Any]:
-    """A customer who browsed anonymously on two devices, then signed up and bought."""
-    send(
-        live,
-        ws.write_key,
-        msg("track", anonymousId="phone-1", event="Product Viewed", properties={"sku": "A"}),
-        msg("page", anonymousId="phone-1", name="Pricing"),
-        msg("track", anonymousId="laptop-1", event="Product Viewed", properties={"sku": "B"}),
-    )
-    with live.admin(ws.admin_token) as client:
-        phone_pid = client.get("/api/profiles/phone-1").json()["id"]
-        laptop_pid = client.get("/api/profiles/laptop-1").json()["id"]
-    send(
-        live,
-        ws.write_key,
-        msg(
-            "identify",
-            userId="user-42",
-            anonymousId="phone-1",
-            traits={"email": "jo@example.com", "first_name": "Jo", "plan": "free", "timezone": "Europe/Berlin"},
-        ),
-        msg("track", userId="user-42", event="Signed Up"),
-    )
-    send(
-        live,
-        ws.write_key,
-        msg("alias", previousId="laptop-1", userId="user-42"),
-        msg("track", userId="user-42", event="Order Completed", properties={"revenue": 42.5}),
-        msg("identify", userId="user-42", traits={"plan": "pro"}),
-    )
-    return {"phone_pid": phone_pid, "laptop_pid": laptop_pid, "events": 8}
-
-
 # -- reading a profile -------------------------------------------------------------------
 
 
-def test_profile_by_every_id_it_is_known_by(live: Any, ws: Any, person: dict[str, Any]) -> None:
+def test_profile_by_every_id_it_is_known_by(live: Any, ws: Any, customer: dict[str, Any]) -> None:
     with live.admin(ws.admin_token) as client:
         by_user = client.get("/api/profiles/user-42")
         assert by_user.status_code == 200, by_user.text
         profile = by_user.json()
         pid = profile["id"]
-        for ref in (pid, "phone-1", "laptop-1", person["phone_pid"], person["laptop_pid"]):
+        for ref in (pid, "phone-1", "laptop-1", customer["phone_pid"], customer["laptop_pid"]):
             answer = client.get(f"/api/profiles/{ref}")
             assert answer.status_code == 200, (ref, answer.text)
             assert answer.json()["id"] == pid, ref
     # The phone profile adopted the userId; the laptop profile was merged into it.
-    assert pid == person["phone_pid"]
-    assert profile["merged_from"] == [person["laptop_pid"]]
+    assert pid == customer["phone_pid"]
+    assert profile["merged_from"] == [customer["laptop_pid"]]
     assert profile["user_id"] == "user-42"
     assert profile["traits"] == {
         "email": "jo@example.com",
@@ -91,7 +42,7 @@ def test_profile_by_every_id_it_is_known_by(live: Any, ws: Any, person: dict[str
     }
     assert profile["trait_errors"] == {}
     assert profile["identities"] == {"user_ids": ["user-42"], "anonymous_ids": ["laptop-1", "phone-1"]}
-    assert profile["event_count"] == person["events"]
+    assert profile["event_count"] == customer["events"]
     recent = profile["recent_events"]
     assert [e["type"] for e in recent[:3]] == ["identify", "track", "alias"]  # newest first
     assert recent[1]["event"] == "Order Completed"
@@ -170,26 +121,26 @@ def test_events_are_paged_newest_first(live: Any, ws: Any) -> None:
             assert answer.json()["errors"][0]["field"] in ("limit", "before")
 
 
-def test_events_page_follows_a_merged_profile(live: Any, ws: Any, person: dict[str, Any]) -> None:
+def test_events_page_follows_a_merged_profile(live: Any, ws: Any, customer: dict[str, Any]) -> None:
     with live.admin(ws.admin_token) as client:
-        page = client.get(f"/api/profiles/{person['laptop_pid']}/events", params={"limit": 100}).json()
-    assert len(page["events"]) == person["events"]
+        page = client.get(f"/api/profiles/{customer['laptop_pid']}/events", params={"limit": 100}).json()
+    assert len(page["events"]) == customer["events"]
     assert page["next_before"] is None
 
 
 # -- export ------------------------------------------------------------------------------
 
 
-def test_export_has_everything_held_about_the_person(live: Any, ws: Any, person: dict[str, Any]) -> None:
+def test_export_has_everything_held_about_the_person(live: Any, ws: Any, customer: dict[str, Any]) -> None:
     with live.admin(ws.admin_token) as client:
         answer = client.get("/api/profiles/laptop-1/export")
     assert answer.status_code == 200
     data = answer.json()
-    assert data["id"] == person["phone_pid"]
+    assert data["id"] == customer["phone_pid"]
     assert data["traits"]["email"] == "jo@example.com"
     assert data["identities"] == {"user_ids": ["user-42"], "anonymous_ids": ["laptop-1", "phone-1"]}
-    assert data["merged_from"] == [person["laptop_pid"]]
-    assert data["event_count"] == len(data["events"]) == person["events"]
+    assert data["merged_from"] == [customer["laptop_pid"]]
+    assert data["event_count"] == len(data["events"]) == customer["events"]
     # Oldest first, each with the full message as stored.
     assert [e["type"] for e in data["events"]] == [
         "track",
@@ -210,28 +161,28 @@ def test_export_has_everything_held_about_the_person(live: Any, ws: Any, person:
 # -- erasure -----------------------------------------------------------------------------
 
 
-def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, person: dict[str, Any]) -> None:
-    pid = person["phone_pid"]
+def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, customer: dict[str, Any]) -> None:
+    pid = customer["phone_pid"]
     # Someone else in the workspace, who must be untouched.
     send(live, ws.write_key, msg("identify", userId="bystander", anonymousId="other-device", traits={"plan": "x"}))
 
     with live.admin(ws.admin_token) as client:
-        answer = client.delete(f"/api/profiles/{person['laptop_pid']}")  # any id of the person will do
+        answer = client.delete(f"/api/profiles/{customer['laptop_pid']}")  # any id of the person will do
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["erased"] == pid
-        assert body["deleted"]["events"] == person["events"]
+        assert body["deleted"]["events"] == customer["events"]
         assert body["deleted"]["profiles"] == 1
         assert body["deleted"]["identities"] == 3
         assert body["deleted"]["profile_merges"] == 1
 
-        for ref in (pid, person["laptop_pid"], "user-42", "phone-1", "laptop-1"):
+        for ref in (pid, customer["laptop_pid"], "user-42", "phone-1", "laptop-1"):
             assert client.get(f"/api/profiles/{ref}").status_code == 404, ref
             assert client.get(f"/api/profiles/{ref}/export").status_code == 404, ref
         assert client.get("/api/profiles/bystander").json()["event_count"] == 1
 
     wsid = ws.workspace_id
-    assert count(live, events, events.c.profile_id.in_([pid, person["laptop_pid"]])) == 0
+    assert count(live, events, events.c.profile_id.in_([pid, customer["laptop_pid"]])) == 0
     assert count(live, events, events.c.workspace_id == wsid, events.c.user_id == "user-42") == 0
     assert count(live, events, events.c.workspace_id == wsid, events.c.anonymous_id.in_(["phone-1", "laptop-1"])) == 0
     assert count(live, identities, identities.c.profile_id == pid) == 0
@@ -248,7 +199,7 @@ def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, p
         count(
             live,
             profile_merges,
-            or_(profile_merges.c.into_profile_id == pid, profile_merges.c.from_profile_id == person["laptop_pid"]),
+            or_(profile_merges.c.into_profile_id == pid, profile_merges.c.from_profile_id == customer["laptop_pid"]),
         )
         == 0
     )
@@ -318,7 +269,7 @@ def test_an_admin_token_cannot_ingest(live: Any, ws: Any) -> None:
     assert count(live, events, events.c.workspace_id == ws.workspace_id) == 0
 
 
-def test_tokens_never_appear_in_answers(live: Any, ws: Any, person: dict[str, Any]) -> None:
+def test_tokens_never_appear_in_answers(live: Any, ws: Any, customer: dict[str, Any]) -> None:
     with live.admin(ws.admin_token) as client:
         for path in (
             "/api/profiles/user-42",
@@ -382,12 +333,12 @@ def test_workspaces_are_isolated(live: Any) -> None:
         assert client.get("/api/profiles/same-user").json() == b_profile
 
 
-def test_stats_count_one_workspace(live: Any, ws: Any, person: dict[str, Any]) -> None:
+def test_stats_count_one_workspace(live: Any, ws: Any, customer: dict[str, Any]) -> None:
     other = live.workspace("other")
     send(live, other.write_key, msg("track", userId="x"))
     with live.admin(ws.admin_token) as client:
         stats = client.get("/api/stats").json()
-    assert stats["events"] == person["events"]
+    assert stats["events"] == customer["events"]
     assert stats["profiles"] == 1 and stats["known_profiles"] == 1 and stats["merges"] == 1
     assert stats["track_events"]["Product Viewed"] == 2
 

@@ -3,158 +3,21 @@ export|erase` on a live server with its runtime, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
 from sqlalchemy import text
 
-from nudgeflow.content.compiled_templates import save_template
-from nudgeflow.core.clock import to_ms
-from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent
-from nudgeflow.store import journeys as journey_store
-from nudgeflow.store.push_targets import record_deliveries
-from tests.support import NUDGEFLOW, LiveServer
-
-JOURNEYS = [
-    {
-        "id": "sale",
-        "name": "Sale",
-        "trigger": {"type": "event", "event": "Sale Started"},
-        "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}},
-    },
-    {
-        "id": "news",
-        "name": "News",
-        "trigger": {"type": "event", "event": "News Published"},
-        "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}},
-    },
-    {
-        "id": "nurture",
-        "name": "Nurture",
-        "trigger": {"type": "event", "event": "Signed Up"},
-        "steps": {
-            "wait": {"type": "wait", "duration": "3d", "next": "mail"},
-            "mail": {"type": "send", "channel": "email", "template": "promo"},
-        },
-    },
-]
+from tests.support import NUDGEFLOW
+from tests.web.privacy_shop import Shop
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Shop:
-    def __init__(self, live: LiveServer) -> None:
-        self.live = live
-        self.ws = live.workspace("privacy")
-        self.wid = self.ws.workspace_id
-        runtime = live.state.runtime
-        runtime.run_until_idle()  # the runtime picks its email channel on its first run: pin it to the log
-        runtime.channels.register("email", runtime.channels.get("log"))
-        now = self.now()
-        with live.state.engine.begin() as conn:
-            save_template(conn, self.wid, "promo", {"channel": "email", "subject": "Hi", "body": "<p>Sale</p>"}, now)
-            consent.update_settings(conn, self.wid, {consent.TOPICS: ["offers", "product_news"]}, now)
-            for definition in JOURNEYS:
-                journey_store.apply_draft(conn, self.wid, Journey.model_validate(definition), now)
-                journey_store.publish(conn, self.wid, definition["id"], now)
-
-    def now(self) -> int:
-        return to_ms(self.live.state.clock.now())
-
-    def write(self) -> httpx.Client:
-        return self.live.client(auth=(self.ws.write_key, ""))
-
-    def admin(self) -> httpx.Client:
-        return self.live.admin(self.ws.admin_token)
-
-    def send(self, *messages: dict[str, Any]) -> None:
-        with self.write() as client:
-            answer = client.post("/v1/batch", json={"batch": list(messages)})
-        assert answer.status_code == 200, answer.text
-
-    def run(self) -> None:
-        self.live.state.runtime.run_until_idle()
-
-    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
-        env["NUDGEFLOW_DATABASE_URL"] = self.live.state.settings.database_url
-        return subprocess.run(
-            [NUDGEFLOW, "profiles", *args, "--workspace", self.wid],
-            env=env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def outbox(self, journey_id: str) -> list[Any]:
-        with self.live.state.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    text("SELECT * FROM outbox WHERE workspace_id = :w AND journey_id = :j ORDER BY id"),
-                    {"w": self.wid, "j": journey_id},
-                )
-            )
-
-
-@pytest.fixture
-def shop(live: LiveServer) -> Shop:
-    return Shop(live)
-
-
-@pytest.fixture
-def ada(shop: Shop) -> dict[str, Any]:
-    """A customer with something in every place a person's data is kept."""
-    endpoint = f"https://push.example.net/send/{secrets.token_urlsafe(24)}"
-    keys = {"p256dh": b64url(b"\x04" + secrets.token_bytes(64)), "auth": b64url(secrets.token_bytes(16))}
-    token = "fcm-" + secrets.token_hex(40)
-    shop.send(
-        {"type": "page", "anonymousId": "laptop-1", "name": "Pricing"},
-        {"type": "identify", "userId": "ada", "traits": {"email": "Ada@Example.com", "first_name": "Ada"}},
-    )
-    with shop.admin() as client:
-        laptop = client.get("/api/profiles/laptop-1").json()["id"]
-    shop.send(
-        {"type": "identify", "userId": "ada", "anonymousId": "laptop-1"},  # merges the laptop's visitor
-        {"type": "track", "userId": "ada", "event": "Sale Started"},
-        {"type": "track", "userId": "ada", "event": "Signed Up"},
-    )
-    shop.run()
-    with shop.write() as client:
-        answer = client.post(
-            "/v1/push/subscriptions",
-            json={"userId": "ada", "userAgent": "Test/1.0", "subscription": {"endpoint": endpoint, "keys": keys}},
-        )
-        assert answer.status_code == 200, answer.text
-    with shop.admin() as client:
-        answer = client.post("/api/profiles/ada/devices", json={"token": token, "type": "android"})
-        assert answer.status_code == 201, answer.text
-        pid = client.get("/api/profiles/ada").json()["id"]
-        answer = client.post(
-            "/api/suppressions",
-            json={"channel": "email", "address": "ada@example.com", "reason": "complaint", "detail": "feedback loop"},
-        )
-        assert answer.status_code == 201, answer.text
-    with shop.live.state.engine.begin() as conn:
-        consent.set_subscription(conn, shop.wid, pid, "offers", False, shop.now())
-        record_deliveries(conn, shop.wid, "run-x:mail:1", pid, ["a" * 64], shop.now())
-    shop.send({"type": "track", "userId": "ada", "event": "News Published"})
-    shop.run()
-    return {"pid": pid, "laptop": laptop, "endpoint": endpoint, "keys": keys, "token": token}
-
-
-def test_export_holds_everything_kept_about_the_person(shop: Shop, ada: dict[str, Any]) -> None:
-    with shop.admin() as client:
+def test_export_holds_everything_kept_about_the_person(privacy_shop: Shop, ada: dict[str, Any]) -> None:
+    with privacy_shop.admin() as client:
         answer = client.get("/api/profiles/laptop-1/export")  # any id of the person will do
     assert answer.status_code == 200, answer.text
     doc = answer.json()
@@ -198,28 +61,28 @@ def test_export_holds_everything_kept_about_the_person(shop: Shop, ada: dict[str
         assert secret not in answer.text
 
 
-def test_the_cli_exports_the_same_document_and_erases_as_the_api_does(shop: Shop, ada: dict[str, Any]) -> None:
-    with shop.admin() as client:
+def test_the_cli_exports_the_same_document_and_erases_as_the_api_does(privacy_shop: Shop, ada: dict[str, Any]) -> None:
+    with privacy_shop.admin() as client:
         api = client.get("/api/profiles/ada/export").json()
-    exported = shop.cli("export", "ada")
+    exported = privacy_shop.cli("export", "ada")
     assert exported.returncode == 0, exported.stderr
     assert json.loads(exported.stdout) == api
 
-    refused = shop.cli("erase", "ada", input="n\n")
+    refused = privacy_shop.cli("erase", "ada", input="n\n")
     assert refused.returncode == 1 and "not erased" in refused.stderr
-    with shop.admin() as client:
+    with privacy_shop.admin() as client:
         assert client.get("/api/profiles/ada").status_code == 200
 
-    erased = shop.cli("erase", "laptop-1", input="y\n")  # the prompt, answered yes; any id of the person
+    erased = privacy_shop.cli("erase", "laptop-1", input="y\n")  # the prompt, answered yes; any id of the person
     assert erased.returncode == 0, erased.stderr
     assert erased.stdout.startswith(f"erased {ada['pid']}: deleted ")
     assert "1 suppression(s) kept with the address hashed" in erased.stdout
-    with shop.admin() as client:
+    with privacy_shop.admin() as client:
         for ref in ("ada", "laptop-1", ada["pid"], ada["laptop"]):
             assert client.get(f"/api/profiles/{ref}").status_code == 404, ref
         listed = client.get("/api/suppressions").json()["suppressions"]
-    assert [s["address"] for s in listed] == [consent.erased_address(shop.wid, "email", "ada@example.com")]
-    with shop.live.state.engine.connect() as conn:
+    assert [s["address"] for s in listed] == [consent.erased_address(privacy_shop.wid, "email", "ada@example.com")]
+    with privacy_shop.live.state.engine.connect() as conn:
         for table in (
             "events",
             "outbox",
@@ -241,20 +104,20 @@ def test_the_cli_exports_the_same_document_and_erases_as_the_api_does(shop: Shop
     # The address comes back on a new profile: the complaint still stops it. (On SQLite this
     # also needs the erased events' seqs never to be given again: the engine's cursor has
     # passed them, and a new event under one would never be decided.)
-    shop.send(
+    privacy_shop.send(
         {"type": "identify", "userId": "ada-again", "traits": {"email": "ada@example.com"}},
         {"type": "track", "userId": "ada-again", "event": "News Published"},
     )
-    shop.run()
-    news = shop.outbox("news")
+    privacy_shop.run()
+    news = privacy_shop.outbox("news")
     assert (news[-1].status, news[-1].error) == ("suppressed", "suppressed: complaint")
 
-    missing = shop.cli("export", "ada")
+    missing = privacy_shop.cli("export", "ada")
     assert missing.returncode == 1 and "no profile with id, userId or anonymousId 'ada'" in missing.stderr
 
 
-def test_delete_answers_what_was_deleted_and_what_was_kept_hashed(shop: Shop, ada: dict[str, Any]) -> None:
-    with shop.admin() as client:
+def test_delete_answers_what_was_deleted_and_what_was_kept_hashed(privacy_shop: Shop, ada: dict[str, Any]) -> None:
+    with privacy_shop.admin() as client:
         answer = client.delete("/api/profiles/ada")
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -265,11 +128,11 @@ def test_delete_answers_what_was_deleted_and_what_was_kept_hashed(shop: Shop, ad
     assert body["deleted"]["subscriptions"] == 1 and body["deleted"]["timers"] == 1
 
 
-def test_erase_and_export_name_what_is_wrong(shop: Shop, tmp_path: Path) -> None:
-    unknown = shop.cli("erase", "nobody", "--yes")
+def test_erase_and_export_name_what_is_wrong(privacy_shop: Shop, tmp_path: Path) -> None:
+    unknown = privacy_shop.cli("erase", "nobody", "--yes")
     assert unknown.returncode == 1 and "no profile with id, userId or anonymousId 'nobody'" in unknown.stderr
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
-    env["NUDGEFLOW_DATABASE_URL"] = shop.live.state.settings.database_url
+    env["NUDGEFLOW_DATABASE_URL"] = privacy_shop.live.state.settings.database_url
     no_ws = subprocess.run(
         [NUDGEFLOW, "profiles", "export", "x", "--workspace", "ws_nope"],
         env=env,
@@ -278,10 +141,10 @@ def test_erase_and_export_name_what_is_wrong(shop: Shop, tmp_path: Path) -> None
         timeout=120,
     )
     assert no_ws.returncode == 1 and "no workspace 'ws_nope'" in no_ws.stderr
-    shop.send({"type": "identify", "userId": "cy", "traits": {"email": "cy@example.com"}})
+    privacy_shop.send({"type": "identify", "userId": "cy", "traits": {"email": "cy@example.com"}})
     out = tmp_path / "cy.json"
-    written = shop.cli("export", "cy", "--output", str(out))
+    written = privacy_shop.cli("export", "cy", "--output", str(out))
     assert written.returncode == 0, written.stderr
     assert json.loads(out.read_text())["traits"] == {"email": "cy@example.com"}
-    bad = shop.cli("export", "cy", "--output", str(tmp_path / "no-such-dir" / "x.json"))
+    bad = privacy_shop.cli("export", "cy", "--output", str(tmp_path / "no-such-dir" / "x.json"))
     assert bad.returncode == 1 and "--output: cannot write" in bad.stderr
