@@ -1,4 +1,5 @@
-"""Headless Chromium for the browser SDK's tests: Debian's chromium, driven by Playwright.
+"""Headless Chromium for the browser SDK's tests: Debian's chromium, driven by Playwright; the
+shop's site, and a browser profile on it with the push stand-ins of fake_push.py.
 
 Playwright's own browser downloads are never used: the tests launch /usr/bin/chromium by
 its path. A fresh machine has no chromium, so the session installs Debian's package
@@ -25,6 +26,7 @@ from nudgeflow.store.workspaces import create_workspace
 from nudgeflow.web.app import create_app
 from nudgeflow.web.embedded import serve_in_thread
 from nudgeflow.web.state import AppState
+from tests.browser.fake_push import FAKE_PUSH_SERVICE, Vapid
 from tests.browser.shop_site import Site
 
 CHROMIUM = Path(os.environ.get("NUDGEFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -116,3 +118,25 @@ def site() -> Iterator[Site]:
     yield Site(running.url, state, ws, running)
     running.stop()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def vapid(site: Site) -> Vapid:
+    """The shop workspace's VAPID public key, as the page will fetch it."""
+    return Vapid(site)
+
+
+@pytest.fixture
+def context(browser: Any, site: Site, vapid: Vapid) -> Iterator[Any]:
+    """A fresh browser profile that has allowed the shop's notifications."""
+    ctx = browser.new_context()
+    ctx.grant_permissions(["notifications"], origin=site.url)
+    ctx.add_init_script(FAKE_PUSH_SERVICE)
+    vapid.attach(ctx)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Any:
+    return context.new_page()
