@@ -1,14 +1,19 @@
 """Fixtures of the web tests: an admin API client, a customer, the workspaces the tracking,
-push report and privacy tests work in."""
+push report and privacy tests work in, the keys and certificate host of the bounce webhooks."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from nudgeflow.store import consent
 from nudgeflow.store.push_targets import record_deliveries
@@ -17,6 +22,7 @@ from tests.support import LiveServer
 from tests.web.batch_messages import msg, send
 from tests.web.privacy_shop import Shop, b64url
 from tests.web.push_report_ctx import PushReportCtx
+from tests.web.sns_cert_server import SnsCertServer
 from tests.web.tracking_ctx import TrackingCtx
 
 
@@ -124,3 +130,38 @@ def ada(privacy_shop: Shop) -> dict[str, Any]:
     privacy_shop.send({"type": "track", "userId": "ada", "event": "News Published"})
     privacy_shop.run()
     return {"pid": pid, "laptop": laptop, "endpoint": endpoint, "keys": keys, "token": token}
+
+
+@pytest.fixture(scope="module")
+def sns_key() -> tuple[rsa.RSAPrivateKey, bytes]:
+    """SNS's signing key and its self-signed certificate (PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def sns(live: LiveServer, sns_key: Any) -> Iterator[SnsCertServer]:
+    """The certificate server, the only SigningCertURL/SubscribeURL host the live server trusts meanwhile."""
+    server = SnsCertServer(sns_key[1])
+    live.state.bounces.sns_test_url_prefixes = (server.url + "/",)
+    yield server
+    live.state.bounces.sns_test_url_prefixes = ()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sendgrid_key() -> ec.EllipticCurvePrivateKey:
+    """The key SendGrid signs its event webhooks with."""
+    return ec.generate_private_key(ec.SECP256R1())

@@ -9,25 +9,19 @@ refused and nothing is recorded.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
-import http.server
 import json
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.web.bounces import set_webhook_settings
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
 from tests.support import LiveServer
+from tests.web.sns_cert_server import SnsCertServer
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
 
@@ -43,61 +37,6 @@ def _nothing_recorded(live: LiveServer, ws: str) -> None:
 
 
 # -- Amazon SES via SNS ---------------------------------------------------------------------
-
-
-class _CertServer:
-    """Serves the signing certificate and counts SubscribeURL confirmations, on loopback."""
-
-    def __init__(self, pem: bytes) -> None:
-        hits: list[str] = []
-        self.hits = hits
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hits.append(self.path)
-                body = pem if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def sns_key() -> tuple[rsa.RSAPrivateKey, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert.public_bytes(serialization.Encoding.PEM)
-
-
-@pytest.fixture
-def sns(live: LiveServer, sns_key: Any) -> Iterator[_CertServer]:
-    server = _CertServer(sns_key[1])
-    live.state.bounces.sns_test_url_prefixes = (server.url + "/",)
-    yield server
-    live.state.bounces.sns_test_url_prefixes = ()
-    server.stop()
 
 
 def _sns_sign(key: rsa.RSAPrivateKey, msg: dict[str, Any], version: str = "2") -> dict[str, Any]:
@@ -160,7 +99,7 @@ SES_COMPLAINT = {
 }
 
 
-def test_ses_bounce_and_complaint(live: LiveServer, ws: Any, sns: _CertServer, sns_key: Any) -> None:
+def test_ses_bounce_and_complaint(live: LiveServer, ws: Any, sns: SnsCertServer, sns_key: Any) -> None:
     wid = ws.workspace_id
     _configure(live, wid, "ses", {"topic_arns": [TOPIC]})
     pid = add_person(live.state.engine, wid, "ann", "ann@example.com")
@@ -192,7 +131,7 @@ def test_ses_bounce_and_complaint(live: LiveServer, ws: Any, sns: _CertServer, s
     assert sns.hits.count("/SimpleNotificationService-test.pem") == 1  # the certificate is cached
 
 
-def test_ses_transient_bounce_is_an_event_only(live: LiveServer, ws: Any, sns: _CertServer, sns_key: Any) -> None:
+def test_ses_transient_bounce_is_an_event_only(live: LiveServer, ws: Any, sns: SnsCertServer, sns_key: Any) -> None:
     wid = ws.workspace_id
     _configure(live, wid, "ses", {"topic_arns": [TOPIC]})
     add_person(live.state.engine, wid, "ann", "ann@example.com")
@@ -209,7 +148,7 @@ def test_ses_transient_bounce_is_an_event_only(live: LiveServer, ws: Any, sns: _
     assert (event["properties"]["kind"], event["properties"]["status"]) == ("soft", "4.2.2")
 
 
-def test_ses_subscription_confirmation(live: LiveServer, ws: Any, sns: _CertServer, sns_key: Any) -> None:
+def test_ses_subscription_confirmation(live: LiveServer, ws: Any, sns: SnsCertServer, sns_key: Any) -> None:
     wid = ws.workspace_id
     _configure(live, wid, "ses", {"topic_arns": [TOPIC]})
     msg = {
@@ -228,7 +167,7 @@ def test_ses_subscription_confirmation(live: LiveServer, ws: Any, sns: _CertServ
     assert "/?Action=ConfirmSubscription&Token=tok" in sns.hits
 
 
-def test_ses_rejections(live: LiveServer, ws: Any, sns: _CertServer, sns_key: Any) -> None:
+def test_ses_rejections(live: LiveServer, ws: Any, sns: SnsCertServer, sns_key: Any) -> None:
     wid = ws.workspace_id
     _configure(live, wid, "ses", {"topic_arns": [TOPIC]})
     add_person(live.state.engine, wid, "ann", "ann@example.com")
@@ -275,11 +214,6 @@ def test_sns_host_rule() -> None:
 
 
 # -- SendGrid ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sendgrid_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
 
 
 def _sendgrid_public(key: ec.EllipticCurvePrivateKey) -> str:
