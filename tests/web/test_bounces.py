@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from nudgeflow.core.clock import to_ms
-from nudgeflow.web.bounces import set_webhook_settings
+from nudgeflow.store.bounce_webhooks import set_webhook_settings
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
 from tests.support import LiveServer
 from tests.web.sns_cert_server import SnsCertServer

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, now_ms, open_engine
-from nudgeflow.store import workspace_settings
 
 bounce_webhooks_app = typer.Typer(
     help="Bounce and complaint webhooks: the key or credentials each provider signs with (docs/bounces.md).",
@@ -68,7 +67,7 @@ def set_provider(
     database: DatabaseOpt = None,
 ) -> None:
     """Set one provider's webhook secrets (replacing what was there)."""
-    from nudgeflow.web.bounces import set_webhook_settings  # web/bounces.py loads FastAPI: only here
+    from nudgeflow.store.bounce_webhooks import set_webhook_settings
 
     try:
         parsed = parse_values(provider, values)
@@ -86,12 +85,12 @@ def set_provider(
 @bounce_webhooks_app.command("show")
 def show(workspace: WorkspaceArg, database: DatabaseOpt = None) -> None:
     """Print the configured providers as JSON (secrets masked)."""
-    from nudgeflow.web.bounces import SECTION  # web/bounces.py loads FastAPI: only here
+    from nudgeflow.store.bounce_webhooks import webhook_settings
 
     engine = open_engine(load_settings(database))
     try:
         with engine.connect() as conn:
-            section = workspace_settings.get_section(conn, workspace, SECTION)
+            section = webhook_settings(conn, workspace)
     finally:
         engine.dispose()
     print(json.dumps(masked(section), indent=2))
@@ -104,7 +103,7 @@ def clear(
     database: DatabaseOpt = None,
 ) -> None:
     """Remove one provider's secrets: its webhook then answers 403."""
-    from nudgeflow.web.bounces import set_webhook_settings  # web/bounces.py loads FastAPI: only here
+    from nudgeflow.store.bounce_webhooks import set_webhook_settings
 
     engine = open_engine(load_settings(database))
     try:

@@ -57,13 +57,12 @@ from starlette.responses import JSONResponse, Response
 from nudgeflow.core.clock import to_ms
 from nudgeflow.errors import WebError
 from nudgeflow.runtime.bounces import Feedback, apply_feedback
-from nudgeflow.store import workspace_settings
+from nudgeflow.store.bounce_webhooks import SECTION, webhook_settings
 from nudgeflow.store.workspaces import workspace_exists
 from nudgeflow.web.state import AppState, State
 
 log = logging.getLogger("nudgeflow.bounces.webhooks")
 
-SECTION = "bounce_webhooks"
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAILGUN_MAX_AGE_S = 300
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
@@ -171,7 +170,7 @@ async def _provider_settings(state: AppState, workspace_id: str, provider: str) 
         with state.engine.connect() as conn:
             if not workspace_exists(conn, workspace_id):
                 return False, None
-            return True, workspace_settings.get_section(conn, workspace_id, SECTION)
+            return True, webhook_settings(conn, workspace_id)
 
     exists, section = await run_in_threadpool(read)
     if not exists:
@@ -625,17 +624,3 @@ def bounces_router() -> APIRouter:
         return await _guard(request, lambda: _mailgun(state, request, workspace_id), "mailgun")
 
     return router
-
-
-def set_webhook_settings(
-    conn: Any, workspace_id: str, provider: str, values: dict[str, Any] | None, now_ms: int
-) -> None:
-    """Set (or with None remove) one provider's webhook secrets of a workspace."""
-    if provider not in ("ses", "sendgrid", "postmark", "mailgun"):
-        raise ValueError(f"unknown provider {provider!r}: ses, sendgrid, postmark or mailgun")
-    section = workspace_settings.get_section(conn, workspace_id, SECTION) or {}
-    if values is None:
-        section.pop(provider, None)
-    else:
-        section[provider] = values
-    workspace_settings.set_section(conn, workspace_id, SECTION, section or None, now_ms)
