@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import typer
-from sqlalchemy import select
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, open_engine
-from nudgeflow.store.schema import workspace_settings
-from nudgeflow.store.secret_box import SecretBox, SecretKeyError, box_of
-from nudgeflow.store.secret_box import new_key as make_key
-from nudgeflow.store.workspace_settings import reseal_all
 
 secrets_app = typer.Typer(
     help="Workspace secrets at rest: the key that seals them (README: Secrets at rest).",
@@ -20,28 +15,35 @@ secrets_app = typer.Typer(
 @secrets_app.command("new-key")
 def new_key() -> None:
     """Print a fresh key for NUDGEFLOW_SECRET_KEY (nothing is stored)."""
+    from nudgeflow.store.secret_box import new_key as make_key
+
     print(make_key())
 
 
 @secrets_app.command("status")
 def status(database: DatabaseOpt = None) -> None:
     """Where the key comes from, and how many workspaces' settings are sealed."""
+    from nudgeflow.store.secret_box import box_of
+    from nudgeflow.store.workspace_settings import sealed_counts
+
     engine = open_engine(load_settings(database))
     try:
         with engine.connect() as conn:
             box = box_of(conn)
-            stored = conn.execute(select(workspace_settings.c.settings)).scalars().all()
+            sealed, unsealed = sealed_counts(conn)
     finally:
         engine.dispose()
-    sealed = sum(1 for s in stored if SecretBox.is_sealed(s))
     key = box.source if box.seals else "none: secrets are stored unsealed (set NUDGEFLOW_SECRET_KEY)"
     print(f"key: {key}")
-    print(f"workspace settings: {sealed} sealed, {len(stored) - sealed} unsealed")
+    print(f"workspace settings: {sealed} sealed, {unsealed} unsealed")
 
 
 @secrets_app.command("reseal")
 def reseal(database: DatabaseOpt = None) -> None:
     """Rewrite every workspace's settings with the first key (after a rotation), sealing any stored unsealed."""
+    from nudgeflow.store.secret_box import SecretKeyError, box_of
+    from nudgeflow.store.workspace_settings import reseal_all
+
     engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:

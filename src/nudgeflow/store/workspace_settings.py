@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select, update
 from nudgeflow.model.smtp_config import SmtpConfig, SmtpConfigError
 from nudgeflow.store import sql
 from nudgeflow.store.schema import workspace_settings
-from nudgeflow.store.secret_box import box_of
+from nudgeflow.store.secret_box import SecretBox, box_of
 
 SMTP = "smtp"
 # The server-wide public URL (Settings.public_url), carried by the database engine as the
@@ -119,6 +119,13 @@ def reseal_all(conn: Connection) -> tuple[int, int]:
             update(workspace_settings).where(workspace_settings.c.workspace_id == workspace_id).values(settings=doc)
         )
     return len(rows), unsealed
+
+
+def sealed_counts(conn: Connection) -> tuple[int, int]:
+    """(workspace settings documents stored sealed, stored unsealed): what `secrets status` reports."""
+    stored = conn.execute(select(workspace_settings.c.settings)).scalars().all()
+    sealed = sum(1 for doc in stored if SecretBox.is_sealed(doc))
+    return sealed, len(stored) - sealed
 
 
 def get_smtp(conn: Connection, workspace_id: str) -> SmtpConfig | None:
