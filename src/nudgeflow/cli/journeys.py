@@ -4,31 +4,32 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Connection
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, err, fail, load_settings, now_ms, open_engine, plural
-from nudgeflow.cli.publish_plan import plan_publish, refusal
-from nudgeflow.content import compiled_templates
-from nudgeflow.core.catalog import place_tags
-from nudgeflow.model.journey_checks import Delivery, FileProblem, check_files, check_journey, journey_files
-from nudgeflow.model.journeys import journey_json_schema
-from nudgeflow.settings import Settings
-from nudgeflow.store import catalog as catalog_store
-from nudgeflow.store import journeys as store
-from nudgeflow.store import templates as template_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy import Connection
+
+    from nudgeflow.model.journey_checks import Delivery, FileProblem
+    from nudgeflow.settings import Settings
+    from nudgeflow.store.journeys import Transition
+
+    StatusChange = Callable[[Connection, str, str, int], Transition]
 
 journeys_app = typer.Typer(
     help="Journeys as code: validate, apply, publish, pause, resume, archive, list.", no_args_is_help=True
 )
 
 JourneyFiles = Annotated[list[str], typer.Argument(help="Journey files (.yaml, .yml, .json) or directories of them.")]
+JourneyId = Annotated[str, typer.Argument(metavar="ID")]
 
 
 def _print_problems(problems: list[FileProblem], stream: TextIO) -> tuple[int, int]:
@@ -40,6 +41,11 @@ def _print_problems(problems: list[FileProblem], stream: TextIO) -> tuple[int, i
 
 def _workspace_delivery(conn: Connection, workspace: str, settings: Settings) -> Delivery:
     """The channels this deployment serves and the workspace's templates, for the journey checks."""
+    from nudgeflow.core.catalog import place_tags
+    from nudgeflow.model.journey_checks import Delivery
+    from nudgeflow.store import catalog as catalog_store
+    from nudgeflow.store import templates as template_store
+
     known = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace)}
     places = {
         p["id"]: frozenset(place_tags(p["attributes"])) for p in catalog_store.all_items(conn, workspace, "places")
@@ -61,6 +67,9 @@ def journeys_validate(
     ] = None,
 ) -> None:
     """Check journey files without a database: every problem as file:line: path: message."""
+    from nudgeflow.content import compiled_templates
+    from nudgeflow.model.journey_checks import Delivery, check_files, journey_files
+
     paths = journey_files(files)
     if not paths:
         raise fail("no journey files (.yaml, .yml, .json) found in " + " ".join(files))
@@ -92,6 +101,9 @@ def journeys_apply(
     database: DatabaseOpt = None,
 ) -> None:
     """Create or update journey drafts from files, all or nothing; --publish makes them live."""
+    from nudgeflow.model.journey_checks import check_files, journey_files
+    from nudgeflow.store import journeys as store
+
     paths = journey_files(files)
     if not paths:
         raise fail("no journey files (.yaml, .yml, .json) found in " + " ".join(files))
@@ -141,6 +153,9 @@ def journeys_apply(
 def _check_draft_delivery(conn: Connection, workspace: str, journey_id: str, settings: Settings) -> None:
     """Refuse to publish a draft whose channels or templates are not there (each as
     `journey ID: path: reason`): it would otherwise fail only when its first message is due."""
+    from nudgeflow.model.journey_checks import check_journey
+    from nudgeflow.store import journeys as store
+
     found = store.get_journey(conn, workspace, journey_id)
     if found is None:
         return  # store.publish says there is no such journey
@@ -156,6 +171,9 @@ def _check_draft_delivery(conn: Connection, workspace: str, journey_id: str, set
 def _publish(
     journey_id: str, workspace: str, database: str | None, from_now: bool, yes: bool, confirm_above: int
 ) -> None:
+    from nudgeflow.cli.publish_plan import plan_publish, refusal  # the engine's backfill preview
+    from nudgeflow.store import journeys as store
+
     now = now_ms()
     settings = load_settings(database)
     engine = open_engine(settings)
@@ -191,9 +209,8 @@ def _publish(
     print(message)
 
 
-@journeys_app.command("publish")
 def journeys_publish(
-    journey_id: Annotated[str, typer.Argument(metavar="ID")],
+    journey_id: JourneyId,
     workspace: WorkspaceOpt,
     database: DatabaseOpt = None,
     yes: Annotated[
@@ -219,17 +236,9 @@ def journeys_publish(
     _publish(journey_id, workspace, database, from_now, yes, confirm_above)
 
 
-StatusChange = Callable[[Connection, str, str, int], store.Transition]
-
-# The status changes that take nothing but the journey: (command, store function, help).
-STATUS_CHANGES: tuple[tuple[str, StatusChange, str], ...] = (
-    ("pause", store.pause, "Stop new entries; runs in progress are held where they are."),
-    ("resume", store.resume, "Go live again; held runs continue from where they were held."),
-    ("archive", store.archive, "Retire the journey for good: nothing enters, runs end, it can no longer be changed."),
-)
-
-
 def _change_status(change: StatusChange, journey_id: str, workspace: str, database: str | None) -> None:
+    from nudgeflow.store import journeys as store
+
     now = now_ms()
     engine = open_engine(load_settings(database))
     try:
@@ -246,18 +255,37 @@ def _change_status(change: StatusChange, journey_id: str, workspace: str, databa
     print(message)
 
 
-def _status_command(change: StatusChange) -> Callable[..., None]:
-    def command(
-        journey_id: Annotated[str, typer.Argument(metavar="ID")], workspace: WorkspaceOpt, database: DatabaseOpt = None
-    ) -> None:
+def _status_command(name: str) -> Callable[..., None]:
+    """A command that takes the journey and nothing more: the store function of the same name
+    (store/journeys.py: pause, resume, archive) changes its status."""
+
+    def command(journey_id: JourneyId, workspace: WorkspaceOpt, database: DatabaseOpt = None) -> None:
+        from nudgeflow.store import journeys as store
+
+        change: StatusChange = getattr(store, name)
         _change_status(change, journey_id, workspace, database)
 
-    command.__name__ = f"journeys_{change.__name__}"
+    command.__name__ = f"journeys_{name}"
     return command
 
 
-for _name, _change, _help in STATUS_CHANGES:
-    journeys_app.command(_name, help=_help)(_status_command(_change))
+# A journey's four status transitions, in the order --help lists them: (command, help, its
+# function). All four take the journey ID, --workspace and --database (JourneyId and the
+# shared options). publish also takes the options of its backfill preview, so its function is
+# written out above (its help is its docstring); the other three are made alike.
+TRANSITIONS: tuple[tuple[str, str | None, Callable[..., None]], ...] = (
+    ("publish", None, journeys_publish),
+    ("pause", "Stop new entries; runs in progress are held where they are.", _status_command("pause")),
+    ("resume", "Go live again; held runs continue from where they were held.", _status_command("resume")),
+    (
+        "archive",
+        "Retire the journey for good: nothing enters, runs end, it can no longer be changed.",
+        _status_command("archive"),
+    ),
+)
+
+for _name, _help, _command in TRANSITIONS:
+    journeys_app.command(_name, help=_help)(_command)
 
 
 @journeys_app.command("list")
@@ -267,6 +295,8 @@ def journeys_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """The workspace's journeys: status, live version, and whether the draft has unpublished changes."""
+    from nudgeflow.store import journeys as store
+
     engine = open_engine(load_settings(database))
     try:
         with engine.connect() as conn:
@@ -295,4 +325,6 @@ def journeys_list(
 @journeys_app.command("schema")
 def journeys_schema() -> None:
     """Print the JSON Schema of the journey format (schema/journey.schema.json is this output)."""
+    from nudgeflow.model.journeys import journey_json_schema
+
     print(json.dumps(journey_json_schema(), indent=2, ensure_ascii=False))
