@@ -2,7 +2,8 @@
 
 `nudgeflow` (pyproject's [project.scripts]) and `python -m nudgeflow.cli` run `main`. Each
 module holds one command group (a typer sub-app) or one root command; common.py holds what
-they share. The order commands and groups are added here is the order `--help` lists them.
+they share, and says what a module may import at its top (start-up cost). The order commands
+and groups are added here is the order `--help` lists them.
 """
 
 from __future__ import annotations

@@ -9,12 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, err, fail, load_settings, now_ms, open_engine, plural
-from nudgeflow.store import catalog as store
-from nudgeflow.store.journeys import JourneyError, require_workspace
 
 catalog_app = typer.Typer(help="The product and place catalog templates personalize with.", no_args_is_help=True)
 
@@ -38,6 +35,11 @@ def catalog_import(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Upsert products or places by id; bad rows are reported (line or item, reason), the rest imported."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from nudgeflow.store import catalog as store
+    from nudgeflow.store.journeys import JourneyError, require_workspace
+
     _catalog_kind(kind)
     if fmt is not None and fmt not in ("csv", "json", "jsonl"):
         raise fail(f"unknown format {fmt!r}: csv, json or jsonl", 2)
@@ -96,6 +98,9 @@ def catalog_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """Products or places in id order, with the total count."""
+    from nudgeflow.store import catalog as store
+    from nudgeflow.store.journeys import JourneyError, require_workspace
+
     _catalog_kind(kind)
     engine = open_engine(load_settings(database))
     try:

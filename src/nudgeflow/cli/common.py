@@ -1,17 +1,26 @@
-"""What every command group uses: the shared options, the error console, settings, the database."""
+"""What every command group uses: the shared options, the error console, settings, the database.
+
+Start-up cost: every command, `--help` included, imports every module of cli/ and Typer
+builds every command from its signature. So a module imports at its top only what is cheap
+(typer, rich, the settings, model's plain modules), and the types in command signatures are
+among those; helpers' annotations that mypy alone reads import under TYPE_CHECKING. store/
+(SQLAlchemy, Alembic), content/ (Liquid, MJML), the journey model (pydantic, YAML), channels,
+ingest, runtime and web are imported inside the command bodies that use them: for their
+import time, not to dodge a cycle (cli/ may import everything). tests/cli/test_cli_imports.py
+checks what a start loads."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
 from nudgeflow.core.clock import SystemClock, to_ms
 from nudgeflow.settings import ConfigError, Settings
-from nudgeflow.store import database
-from nudgeflow.store import journeys as journey_store
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DatabaseOpt = Annotated[
     str | None,
@@ -40,6 +49,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def open_engine(settings: Settings, migrate_sqlite: bool = True) -> Engine:
+    from nudgeflow.store import database  # SQLAlchemy and Alembic: loaded by the commands that open one
+
     engine = database.create_db_engine(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, secret_key=settings.secret_key
     )
@@ -56,6 +67,8 @@ def open_engine(settings: Settings, migrate_sqlite: bool = True) -> Engine:
 def open_workspace(database: str | None, workspace_id: str) -> Engine:
     """An engine on the database once the workspace is known to exist (else exit 1 naming it):
     what every command on one workspace starts with."""
+    from nudgeflow.store import journeys as journey_store  # SQLAlchemy: as in open_engine
+
     engine = open_engine(load_settings(database))
     try:
         with engine.connect() as conn:

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, now_ms, open_workspace
 from nudgeflow.core.clock import from_ms
-from nudgeflow.store import consent
 
 suppressions_app = typer.Typer(
     help="The suppression list: addresses nothing is sent to, transactional messages included.", no_args_is_help=True
@@ -30,6 +29,8 @@ def suppressions_add(
     database: DatabaseOpt = None,
 ) -> None:
     """Suppress addresses: nothing more is sent to them."""
+    from nudgeflow.store import consent
+
     engine = open_workspace(database, workspace)
     try:
         with engine.begin() as conn:
@@ -47,6 +48,8 @@ def suppressions_remove(
     database: DatabaseOpt = None,
 ) -> None:
     """Lift suppressions (a person who asked to receive mail again, a bounce fixed)."""
+    from nudgeflow.store import consent
+
     engine = open_workspace(database, workspace)
     try:
         with engine.begin() as conn:
@@ -67,6 +70,8 @@ def suppressions_list(
     database: DatabaseOpt = None,
 ) -> None:
     """The suppression list, by address."""
+    from nudgeflow.store import consent
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings
-from nudgeflow.store import database as db
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -13,6 +12,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(database: DatabaseOpt = None) -> None:
     """Apply schema migrations (Alembic) up to the latest."""
+    from nudgeflow.store import database as db
+
     settings = load_settings(database)
     engine = db.create_db_engine(settings.database_url)
     try:

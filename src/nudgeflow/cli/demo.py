@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, fail
-from nudgeflow.store.database import DatabaseError
 
 
 def demo(
@@ -31,6 +30,7 @@ def demo(
     through it on a virtual clock, and show what was stored and what each journey sent."""
     # The demo runs a whole server (web, runtime, channels): loaded only for this command.
     from nudgeflow.demo.run import DemoError, run_demo
+    from nudgeflow.store.database import DatabaseError
 
     try:
         run_demo(users=users, seed=seed, database_url=database, journeys=journeys, days=days, keep_serving=keep_serving)

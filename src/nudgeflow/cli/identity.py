@@ -19,10 +19,6 @@ import typer
 from rich.console import Console
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, now_ms, open_engine
-from nudgeflow.store import identity_settings
-from nudgeflow.store.identity_settings import IdentityProblem
-from nudgeflow.store.journeys import JourneyError, require_workspace
-from nudgeflow.store.workspaces import KeyProblem, create_write_key, list_keys, revoke_write_key
 
 keys_app = typer.Typer(
     help="A workspace's write keys: public (browsers, apps) and server (backends).", no_args_is_help=True
@@ -37,6 +33,10 @@ _Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 def _run(workspace: str, database: str | None, work: Callable[[Any, int], Any], *, write: bool = True) -> Any:
     """Open the database, check the workspace, run `work(conn, now_ms)` in one transaction."""
+    from nudgeflow.store.identity_settings import IdentityProblem
+    from nudgeflow.store.journeys import JourneyError, require_workspace
+    from nudgeflow.store.workspaces import KeyProblem
+
     engine = open_engine(load_settings(database))
     try:
         with engine.begin() if write else engine.connect() as conn:
@@ -68,6 +68,8 @@ def keys_create(
     as_json: _Json = False,
 ) -> None:
     """Create a write key and print it (shown only once)."""
+    from nudgeflow.store.workspaces import create_write_key
+
     key = _run(workspace, database, lambda conn, now: create_write_key(conn, workspace, kind, now))
     _print({"write_key": key, "kind": kind}, as_json)
     if not as_json:
@@ -80,6 +82,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json = False) -> None:
     """The workspace's write keys and admin tokens, by hint (their first 8 characters)."""
+    from nudgeflow.store.workspaces import list_keys
+
     rows = _run(workspace, database, lambda conn, now: list_keys(conn, workspace), write=False)
     if as_json:
         print(json.dumps({"keys": rows}))
@@ -97,6 +101,8 @@ def keys_revoke(
     database: DatabaseOpt = None,
 ) -> None:
     """Revoke a write key. A running server stops accepting it within 30 seconds."""
+    from nudgeflow.store.workspaces import revoke_write_key
+
     kind = _run(workspace, database, lambda conn, now: revoke_write_key(conn, workspace, hint))
     err.print(f"revoked the {kind} write key {hint[:8]}…; a running server refuses it within 30 seconds")
 
@@ -116,6 +122,8 @@ def _secret_printed(view: dict[str, Any], secret: str | None, as_json: bool) -> 
 @identity_app.command("show")
 def identity_show(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json = False) -> None:
     """Whether verification is on, and how many secrets are valid (never the secrets)."""
+    from nudgeflow.store import identity_settings
+
     settings = _run(workspace, database, lambda conn, now: identity_settings.read(conn, workspace), write=False)
     _print(settings.view(), as_json)
 
@@ -123,6 +131,8 @@ def identity_show(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json =
 @identity_app.command("enable")
 def identity_enable(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json = False) -> None:
     """Turn verification on. With no secret yet, one is made and printed (once)."""
+    from nudgeflow.store import identity_settings
+
     settings, made = _run(workspace, database, lambda conn, now: identity_settings.enable(conn, workspace, now))
     _secret_printed(settings.view(), made, as_json)
     if not as_json:
@@ -132,6 +142,8 @@ def identity_enable(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json
 @identity_app.command("disable")
 def identity_disable(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json = False) -> None:
     """Turn verification off (the secrets are kept)."""
+    from nudgeflow.store import identity_settings
+
     settings = _run(workspace, database, lambda conn, now: identity_settings.disable(conn, workspace, now))
     _print(settings.view(), as_json)
 
@@ -140,6 +152,8 @@ def identity_disable(workspace: _Ws, database: DatabaseOpt = None, as_json: _Jso
 def identity_rotate(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json = False) -> None:
     """Make a new current secret and print it once; the previous one stays valid until finish-rotation.
     With no secret yet, this makes the first (verification stays off until `enable`)."""
+    from nudgeflow.store import identity_settings
+
     settings, made = _run(workspace, database, lambda conn, now: identity_settings.rotate(conn, workspace, now))
     _secret_printed(settings.view(), made, as_json)
     if settings.rotating and not as_json:
@@ -152,5 +166,7 @@ def identity_rotate(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json
 @identity_app.command("finish-rotation")
 def identity_finish_rotation(workspace: _Ws, database: DatabaseOpt = None, as_json: _Json = False) -> None:
     """End a rotation: the previous secret stops being valid."""
+    from nudgeflow.store import identity_settings
+
     settings = _run(workspace, database, lambda conn, now: identity_settings.finish_rotation(conn, workspace, now))
     _print(settings.view(), as_json)

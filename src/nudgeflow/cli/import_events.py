@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, open_engine
-from nudgeflow.ingest.importer import import_file
 
 
 def import_events(
@@ -19,6 +18,8 @@ def import_events(
     batch_size: Annotated[int, typer.Option(min=1, help="Events per transaction.")] = 1000,
 ) -> None:
     """Load historical events (Segment-shaped JSON Lines); bad lines are reported and skipped."""
+    from nudgeflow.ingest.importer import import_file
+
     engine = open_engine(load_settings(database))
     try:
         report = import_file(engine, file, write_key, batch_size=batch_size, console=err)

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from nudgeflow.channels import push_config, wiring
-from nudgeflow.channels.push_config import ApnsConfig, PushConfigError, fcm_from_file
 from nudgeflow.cli.common import DatabaseOpt, fail, load_settings, now_ms, open_engine
-from nudgeflow.settings import Settings
-from nudgeflow.store.journeys import JourneyError, require_workspace
+
+if TYPE_CHECKING:
+    from nudgeflow.settings import Settings
 
 fcm_app = typer.Typer(
     help="A workspace's FCM credentials (NUDGEFLOW_FCM_SERVICE_ACCOUNT_FILE is the default).", no_args_is_help=True
@@ -51,6 +50,9 @@ def _show(service: str, shown: dict[str, Any], as_json: bool) -> None:
 
 def _write(workspace: str, database: str | None, section: str, value: Any, as_json: bool | None) -> None:
     """Store (or with None clear) one section and show what is now in effect."""
+    from nudgeflow.channels import push_config
+    from nudgeflow.store.journeys import JourneyError, require_workspace
+
     settings = load_settings(database)
     engine = open_engine(settings)
     setter = push_config.set_fcm if section == push_config.FCM_SECTION else push_config.set_apns
@@ -71,12 +73,16 @@ def _write(workspace: str, database: str | None, section: str, value: Any, as_js
 
 
 def _default(section: str, settings: Settings) -> Callable[[], Any]:
+    from nudgeflow.channels import push_config, wiring
+
     if section == push_config.FCM_SECTION:
         return lambda: wiring.fcm_default(settings)
     return lambda: wiring.apns_default(settings)
 
 
 def _read(workspace: str, database: str | None, section: str, as_json: bool) -> None:
+    from nudgeflow.channels import push_config
+
     settings = load_settings(database)
     engine = open_engine(settings)
     try:
@@ -109,6 +115,8 @@ def fcm_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the workspace's own FCM credentials (a Firebase service account)."""
+    from nudgeflow.channels.push_config import PushConfigError, fcm_from_file
+
     try:
         config = fcm_from_file(
             str(service_account),
@@ -156,6 +164,8 @@ def apns_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the workspace's own APNs credentials (a token-based .p8 key)."""
+    from nudgeflow.channels.push_config import ApnsConfig, PushConfigError
+
     try:
         key = key_file.read_text()
     except OSError as exc:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import orjson
 import typer
-from sqlalchemy import Engine
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, open_workspace
-from nudgeflow.store.privacy import erase_person, export_person
-from nudgeflow.store.profiles import resolve_profile_id
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 profiles_app = typer.Typer(help="A person's data: export everything held, or erase it.", no_args_is_help=True)
 
@@ -26,6 +25,8 @@ _Ref = Annotated[
 
 
 def _resolve(engine: Engine, workspace: str, ref: str) -> str:
+    from nudgeflow.store.profiles import resolve_profile_id
+
     if "\x00" in ref:
         raise fail("ID: a NUL character is not allowed", 2)
     with engine.connect() as conn:
@@ -45,6 +46,10 @@ def profiles_export(
     database: DatabaseOpt = None,
 ) -> None:
     """Everything held about the person, as one JSON document (the admin API's export)."""
+    import orjson
+
+    from nudgeflow.store.privacy import export_person
+
     engine = open_workspace(database, workspace)
     try:
         profile_id = _resolve(engine, workspace, ref)
@@ -76,6 +81,8 @@ def profiles_erase(
 
     Suppressions of their addresses are kept with the address replaced by a hash, so the address
     stays blocked without being held."""
+    from nudgeflow.store.privacy import erase_person
+
     engine = open_workspace(database, workspace)
     try:
         profile_id = _resolve(engine, workspace, ref)

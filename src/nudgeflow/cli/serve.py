@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings
-from nudgeflow.logs import configure_logging
 from nudgeflow.model.workspace_keys import check_public_url
-from nudgeflow.settings import Settings
-from nudgeflow.store.database import DatabaseError
-from nudgeflow.store.engine_lock import EngineLocked
-from nudgeflow.store.secret_box import SecretKeyError
+
+if TYPE_CHECKING:
+    from nudgeflow.settings import Settings
 
 
 def serve(
@@ -59,6 +57,10 @@ def serve(
     # every other command would pay its import time.
     import uvicorn
 
+    from nudgeflow.logs import configure_logging
+    from nudgeflow.store.database import DatabaseError
+    from nudgeflow.store.engine_lock import EngineLocked
+    from nudgeflow.store.secret_box import SecretKeyError
     from nudgeflow.web.app import create_app
 
     settings = load_settings(

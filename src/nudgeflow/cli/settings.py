@@ -11,7 +11,6 @@ from rich.console import Console
 
 from nudgeflow.cli.common import DatabaseOpt, fail, now_ms, open_workspace
 from nudgeflow.model.workspace_keys import BY_NAME, SettingError, parse_cli_value
-from nudgeflow.store import workspace_settings
 
 settings_app = typer.Typer(
     help="A workspace's settings: show (secrets masked), set KEY=VALUE … (docs/settings.md lists the keys).",
@@ -38,6 +37,8 @@ def _print(shown: dict[str, Any], as_json: bool) -> None:
 
 
 def _change(workspace_id: str, changes: dict[str, Any], database: str | None, as_json: bool) -> None:
+    from nudgeflow.store import workspace_settings
+
     engine = open_workspace(database, workspace_id)
     try:
         with engine.begin() as conn:
@@ -57,6 +58,8 @@ def settings_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Every setting: its value (secrets masked) or default; then the sections with commands of their own."""
+    from nudgeflow.store import workspace_settings
+
     engine = open_workspace(database, workspace_id)
     try:
         with engine.connect() as conn:

@@ -10,18 +10,6 @@ import typer
 from rich.console import Console
 
 from nudgeflow.cli.common import err, fail
-from nudgeflow.model.journeys import duration_ms
-from nudgeflow.runtime.replay import (
-    JourneyLoadError,
-    load_journeys,
-    messages_table,
-    replay_file,
-    steps_table,
-    summary_table,
-    totals_line,
-    write_json_lines,
-)
-from nudgeflow.store.catalog import CatalogError, RowError, check_row, detect_format, parse_rows
 
 
 def simulate(
@@ -63,6 +51,18 @@ def simulate(
     ] = None,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
+    from nudgeflow.model.journeys import duration_ms
+    from nudgeflow.runtime.replay import (
+        JourneyLoadError,
+        load_journeys,
+        messages_table,
+        replay_file,
+        steps_table,
+        summary_table,
+        totals_line,
+        write_json_lines,
+    )
+
     try:
         horizon_ms = 0 if horizon.strip() == "0" else duration_ms(horizon)
     except ValueError as exc:
@@ -99,6 +99,8 @@ def simulate(
 def _places_file(path: str) -> list[dict[str, object]]:
     """A places catalog file read and checked as `catalog import places` would, without a
     database; a bad row is an error naming it (a simulation should not quietly lose a store)."""
+    from nudgeflow.store.catalog import CatalogError, RowError, check_row, detect_format, parse_rows
+
     try:
         text = Path(path).read_text(encoding="utf-8")
         rows = []

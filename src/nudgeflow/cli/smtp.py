@@ -11,8 +11,6 @@ from rich.console import Console
 
 from nudgeflow.cli.common import DatabaseOpt, fail, load_settings, now_ms, open_engine
 from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
-from nudgeflow.store import workspace_settings as store
-from nudgeflow.store.journeys import JourneyError, require_workspace
 
 smtp_app = typer.Typer(help="A workspace's SMTP server (NUDGEFLOW_SMTP_URL is the default).", no_args_is_help=True)
 
@@ -73,6 +71,9 @@ def smtp_set(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Set the workspace's own SMTP server (overrides NUDGEFLOW_SMTP_URL for it)."""
+    from nudgeflow.store import workspace_settings as store
+    from nudgeflow.store.journeys import JourneyError, require_workspace
+
     key = None
     if dkim_key is not None:
         try:
@@ -111,6 +112,8 @@ def smtp_show(
     workspace: WorkspaceArg, database: DatabaseOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """The SMTP server the workspace's email goes to (password and DKIM key masked)."""
+    from nudgeflow.store import workspace_settings as store
+
     settings = load_settings(database)
     try:
         default = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
@@ -128,6 +131,8 @@ def smtp_show(
 @smtp_app.command("clear")
 def smtp_clear(workspace: WorkspaceArg, database: DatabaseOpt = None) -> None:
     """Remove the workspace's own SMTP server (back to NUDGEFLOW_SMTP_URL)."""
+    from nudgeflow.store import workspace_settings as store
+
     engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:

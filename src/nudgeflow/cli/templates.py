@@ -13,10 +13,6 @@ from rich.table import Table
 from rich.text import Text
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, err, fail, load_settings, now_ms, open_engine
-from nudgeflow.content import compiled_templates
-from nudgeflow.content.sample import sample_context
-from nudgeflow.content.templates import RenderedEmail, TemplateError, render
-from nudgeflow.store import templates as store
 
 templates_app = typer.Typer(help="Message templates (Liquid + MJML): apply, list, render.", no_args_is_help=True)
 
@@ -28,6 +24,9 @@ def templates_apply(
     database: DatabaseOpt = None,
 ) -> None:
     """Save templates from files, all or nothing: each changed template becomes a new version."""
+    from nudgeflow.content import compiled_templates
+    from nudgeflow.store import templates as store
+
     try:
         loaded = compiled_templates.load_template_files(files)
     except compiled_templates.TemplateFileError as exc:
@@ -57,6 +56,8 @@ def templates_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """The workspace's templates: channel and current version."""
+    from nudgeflow.store import templates as store
+
     engine = open_engine(load_settings(database))
     try:
         with engine.connect() as conn:
@@ -93,6 +94,11 @@ def templates_render(
     database: DatabaseOpt = None,
 ) -> None:
     """Print a rendered template: subject, preheader, text and HTML (push: its fields)."""
+    from nudgeflow.content import compiled_templates
+    from nudgeflow.content.sample import sample_context
+    from nudgeflow.content.templates import RenderedEmail, TemplateError, render
+    from nudgeflow.store import templates as store
+
     if (profile is None) == (not sample):
         raise fail("say who to render for: --profile ID or --sample")
     engine = open_engine(load_settings(database))

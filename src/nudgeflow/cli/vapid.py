@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, now_ms, open_engine
-from nudgeflow.store import vapid
-from nudgeflow.store.journeys import JourneyError, require_workspace
 
 vapid_app = typer.Typer(help="A workspace's Web Push (VAPID) keys: show, rotate.", no_args_is_help=True)
 VapidSubjectOpt = Annotated[
@@ -18,6 +16,9 @@ VapidSubjectOpt = Annotated[
 
 
 def _vapid(workspace_id: str, database: str | None, subject: str | None, rotate: bool, as_json: bool) -> None:
+    from nudgeflow.store import vapid
+    from nudgeflow.store.journeys import JourneyError, require_workspace
+
     engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, now_ms, open_engine
-from nudgeflow.store.workspaces import create_workspace
 
 workspace_app = typer.Typer(help="Workspaces and their keys.", no_args_is_help=True)
 
@@ -21,6 +20,8 @@ def workspace_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create a workspace and print its id, write key and admin token (shown only once)."""
+    from nudgeflow.store.workspaces import create_workspace
+
     engine = open_engine(load_settings(database))
     try:
         with engine.begin() as conn:
