@@ -32,6 +32,7 @@ TABLES = {
     "events",
     "journeys",
     "journey_versions",
+    "policy_versions",
     "profile_state",
     "journey_runs",
     "timers",
@@ -105,6 +106,38 @@ def test_upgrade_is_idempotent_and_keeps_data(new_engine: Any) -> None:
         )
         versions = conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one()
     assert versions == 1
+
+
+def test_migration_0013_moves_suppression_reasons_into_the_reason_column_in_their_new_words(new_engine: Any) -> None:
+    database.upgrade(new_engine, "0012")
+    old = {
+        "k1": ("suppressed", "suppressed: hard_bounce"),
+        "k2": ("suppressed", "unsubscribed"),
+        "k3": ("suppressed", "unsubscribed from topic offers"),
+        "k4": ("failed", "550 no such user"),
+    }
+    columns = (
+        "workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step, channel, template,"
+        " marketing, payload, status, attempts, next_attempt_at_ms, created_at_ms, updated_at_ms, error"
+    )
+    with new_engine.begin() as conn:
+        for key, (status, error) in old.items():
+            conn.execute(
+                text(
+                    f"INSERT INTO outbox ({columns}) VALUES "
+                    "('ws', :k, 'p', 'r', 'j', 1, 's', 'email', 't', 1, '{}', :s, 0, 0, 0, 0, :e)"
+                ),
+                {"k": key, "s": status, "e": error},
+            )
+    database.upgrade(new_engine)
+    with new_engine.connect() as conn:
+        rows = conn.execute(text("SELECT idempotency_key, status, reason, error FROM outbox ORDER BY idempotency_key"))
+        assert [tuple(r) for r in rows] == [
+            ("k1", "suppressed", "suppressed:hard_bounce", None),
+            ("k2", "suppressed", "unsubscribed:*", None),
+            ("k3", "suppressed", "unsubscribed:offers", None),
+            ("k4", "failed", None, "550 no such user"),
+        ]
 
 
 def test_event_sequence_is_generated_on_both_databases(new_engine: Any) -> None:

@@ -8,13 +8,17 @@ Effects of one profile are ordered, bulk statements are not, so effects on the s
 folded first: the last word on a timer (schedule or cancel), on a run, wins; trait updates
 are applied in order. Outbox rows are keyed by the message's idempotency key with ON
 CONFLICT DO NOTHING: a batch that is decided twice (a crash after the decisions but before
-the commit, a cursor moved back by hand) queues each message once.
+the commit, a cursor moved back by hand) queues each message once. The one exception is a
+message a send policy deferred (MessageWithheld, status `deferred`): the decision taken when
+it is released, under the same key, replaces its row (store/outbox.py), in the batch as in
+the table.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,14 +28,16 @@ from nudgeflow.core.effects import (
     CancelTimer,
     Effect,
     MessageFailed,
+    MessageWithheld,
     RunChanged,
     ScheduleTimer,
     SendMessage,
     UpdateProfile,
 )
 from nudgeflow.core.state import ProfileState
+from nudgeflow.model.reasons import family_of
 from nudgeflow.store import sql
-from nudgeflow.store.outbox import FAILED, PENDING, queue
+from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, OUTBOX_COLUMNS, PENDING, STATUS, queue
 
 TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload")
 RUN_COLUMNS = (
@@ -56,12 +62,15 @@ RUN_COLUMNS = (
 # value is the same: leaving profile_id out takes a random index page off every update.
 RUN_UPDATED = ("status", "step", "ended_at_ms", "exit_reason", "converted_at_ms", "revenue", "updated_at_ms")
 STATE_COLUMNS = ("profile_id", "workspace_id", "state", "updated_at_ms")
+CHANNEL, REASON = OUTBOX_COLUMNS.index("channel"), OUTBOX_COLUMNS.index("reason")
 
 
 @dataclass
 class WriteCounts:
     messages_queued: int = 0
     messages_failed: int = 0
+    # Messages a send policy withheld, by (status, reason family, channel): bounded labels.
+    messages_withheld: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     timers_scheduled: int = 0
     timers_deleted: int = 0
     runs_changed: int = 0
@@ -81,7 +90,8 @@ class EffectsBatch:
     """Everything one transaction of the runtime writes, gathered, folded, then written in bulk."""
 
     def __init__(self) -> None:
-        self._outbox: list[tuple[Any, ...]] = []
+        # By (workspace, idempotency key): a later row of the same key replaces only a deferred one.
+        self._outbox: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._timers: dict[tuple[str, str], tuple[Any, ...] | None] = {}
         self._runs: dict[str, tuple[Any, ...]] = {}
         self._traits: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
@@ -92,7 +102,7 @@ class EffectsBatch:
 
     @property
     def messages(self) -> int:
-        """Outbox rows queued so far (sends and recorded failures)."""
+        """Outbox rows queued so far (sends, recorded failures and withheld messages)."""
         return len(self._outbox)
 
     def delete_timer(self, profile_id: str, key: str) -> None:
@@ -132,6 +142,36 @@ class EffectsBatch:
                         now_ms,
                         None,
                         None,
+                        None,
+                    )
+                )
+            elif isinstance(effect, MessageWithheld):
+                if effect.status not in (DEFERRED, DROPPED):
+                    raise ValueError(f"a withheld message is {DEFERRED} or {DROPPED}, not {effect.status!r}")
+                # A deferred row waits, unclaimed, until the engine decides it again; its
+                # next_attempt_at_ms says when. A dropped one says when it was dropped.
+                outbox.append(
+                    (
+                        workspace_id,
+                        effect.key,
+                        profile_id,
+                        effect.run_id,
+                        effect.journey_id,
+                        effect.version,
+                        effect.step,
+                        effect.channel,
+                        effect.template,
+                        effect.variant,
+                        int(effect.marketing),
+                        _dumps(effect.context),
+                        effect.status,
+                        0,
+                        effect.until_ms if effect.status == DEFERRED and effect.until_ms is not None else effect.at_ms,
+                        now_ms,
+                        now_ms,
+                        None,
+                        None,
+                        effect.reason,
                     )
                 )
             elif isinstance(effect, ScheduleTimer):
@@ -193,11 +233,16 @@ class EffectsBatch:
                         now_ms,
                         None,
                         effect.reason,
+                        None,
                     )
                 )
             else:
                 raise TypeError(f"unknown effect {type(effect).__name__}")
-        self._outbox.extend(outbox)
+        for message in outbox:
+            message_key = (message[0], message[1])
+            earlier = self._outbox.get(message_key)
+            if earlier is None or earlier[STATUS] == DEFERRED:
+                self._outbox[message_key] = message
         for key, op in timers:
             self._timers[key] = op
         for run_id, run_row in runs:
@@ -240,9 +285,16 @@ class EffectsBatch:
             update=("workspace_id", "due_at_ms", "payload"),
         )
         counts.timers_deleted, counts.timers_scheduled = len(deletes), len(arms)
-        queue(conn, self._outbox)
-        counts.messages_queued = sum(1 for row in self._outbox if row[12] == PENDING)
-        counts.messages_failed = len(self._outbox) - counts.messages_queued
+        rows = list(self._outbox.values())
+        queue(conn, rows)
+        for row in rows:
+            status = row[STATUS]
+            if status == PENDING:
+                counts.messages_queued += 1
+            elif status == FAILED:
+                counts.messages_failed += 1
+            else:
+                counts.messages_withheld[(status, family_of(row[REASON]), row[CHANNEL])] += 1
         if self._runs:
             sql.insert_rows(
                 conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_UPDATED

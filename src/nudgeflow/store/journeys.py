@@ -34,7 +34,16 @@ from nudgeflow.errors import StoreError
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import backfill as backfills
-from nudgeflow.store.schema import catalog_places, journey_runs, journey_versions, journeys, timers, workspaces
+from nudgeflow.store import policies as policy_store
+from nudgeflow.store.schema import (
+    catalog_places,
+    journey_runs,
+    journey_versions,
+    journeys,
+    policy_versions,
+    timers,
+    workspaces,
+)
 
 
 class JourneyError(StoreError, ValueError):
@@ -389,7 +398,8 @@ def load_version(conn: Connection, workspace_id: str, journey_id: str, version: 
 
 
 def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
-    """The catalog the engine runs: live versions of live and paused journeys, every status.
+    """The catalog the engine runs: live versions of live and paused journeys, every status,
+    and the workspace's send policies in force (store/policies.py).
 
     `source` is an Engine or a Connection. The catalog is read through it now; older
     versions (for runs that entered before the latest publish) are read later, on demand,
@@ -402,15 +412,17 @@ def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
         with source.connect() as conn:
             live, statuses = _catalog_rows(conn, workspace_id)
             places = _catalog_places(conn, workspace_id, live)
+            policies = policy_store.load(conn, workspace_id)
     else:
         live, statuses = _catalog_rows(source, workspace_id)
         places = _catalog_places(source, workspace_id, live)
+        policies = policy_store.load(source, workspace_id)
 
     def loader(journey_id: str, version: int) -> Journey | None:
         with engine.connect() as conn:
             return load_version(conn, workspace_id, journey_id, version)
 
-    return Catalog(live=live, statuses=statuses, load_version=loader, places=places)
+    return Catalog(live=live, statuses=statuses, load_version=loader, places=places, policies=policies)
 
 
 def _catalog_places(conn: Connection, workspace_id: str, live: list[JourneyVersion]) -> list[dict[str, Any]]:
@@ -441,13 +453,15 @@ def _catalog_rows(conn: Connection, workspace_id: str) -> tuple[list[JourneyVers
     return live, statuses
 
 
-def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, int, int, int, int]:
-    """(count, max, sum of updated_at_ms) over the workspace's journeys, and (count, max of
-    updated_at_ms) over its places catalog (location triggers read it): one cheap query.
+def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
+    """(count, max, sum of updated_at_ms) over the workspace's journeys, (count, max of
+    updated_at_ms) over its places catalog (location triggers read it), and the version of
+    its send policies in force: one cheap query.
 
     Every change to a journey raises its updated_at_ms by at least 1 ms, so the sum moves
-    on every change, even several within one millisecond; the engine reloads the catalog
-    only when the fingerprint differs from the one it loaded with.
+    on every change, even several within one millisecond; every policies apply that changes
+    anything is a new version. The engine reloads the catalog only when the fingerprint
+    differs from the one it loaded with.
     """
     place_count = (
         select(func.count())
@@ -460,13 +474,26 @@ def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, int, 
         .where(catalog_places.c.workspace_id == workspace_id)
         .scalar_subquery()
     )
-    count, newest, total, places, places_newest = conn.execute(
+    policies_version = (
+        select(func.max(policy_versions.c.version))
+        .where(policy_versions.c.workspace_id == workspace_id)
+        .scalar_subquery()
+    )
+    count, newest, total, places, places_newest, policies = conn.execute(
         select(
             func.count(),
             func.max(journeys.c.updated_at_ms),
             func.sum(journeys.c.updated_at_ms),
             place_count,
             place_newest,
+            policies_version,
         ).where(journeys.c.workspace_id == workspace_id)
     ).one()
-    return int(count), int(newest or 0), int(total or 0), int(places or 0), int(places_newest or 0)
+    return (
+        int(count),
+        int(newest or 0),
+        int(total or 0),
+        int(places or 0),
+        int(places_newest or 0),
+        int(policies or 0),
+    )

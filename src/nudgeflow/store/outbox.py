@@ -5,6 +5,17 @@ key, so a batch decided twice queues it once). The dispatcher (runtime/dispatche
 claims the due rows, leases those it sends outside any transaction, and records each
 outcome; the statuses below are the life of a row.
 
+A message the engine's send policies withheld (core/effects.MessageWithheld) has a row
+too, `deferred` (not claimed: its next_attempt_at_ms is when the engine decides it again)
+or `dropped`, with the reason in `reason`. A deferred row is the one row a later decision
+on the same key replaces: the SendMessage of its release makes it `pending`, a second
+deferral or a drop re-records it. Every other row is final for the engine: a batch decided
+twice does not touch it.
+
+`reason` says why a message is not (or not yet) sent: suppressed, deferred or dropped,
+in model/reasons.py's words. `error` says what went wrong delivering it: a failure, or
+the last try of a message waiting for a retry.
+
 This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
 JetStream) swaps: a second implementation would hand the claimed messages to senders
 through a work queue stream (a lease becomes the stream's ack wait) instead of
@@ -18,13 +29,18 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from nudgeflow.core import effects
+from nudgeflow.model.iso_time import iso
 from nudgeflow.store import sql
 from nudgeflow.store.schema import outbox
 
 # The statuses of an outbox row.
 PENDING, SENT, FAILED = "pending", "sent", "failed"
-SUPPRESSED = "suppressed"  # not sent, by consent or suppression (reason in `error`)
+SUPPRESSED = "suppressed"  # not sent, by consent, suppression or for want of an address (`reason`)
 LOGGED = "logged"  # taken by the log channel in place of an unconfigured one; not sent
+DEFERRED = effects.DEFERRED  # withheld by a send policy until next_attempt_at_ms (`reason`)
+DROPPED = effects.DROPPED  # withheld by a send policy for good (`reason`)
+NOT_SENT = (SUPPRESSED, DEFERRED, DROPPED)  # the statuses that carry a reason
 
 OUTBOX_COLUMNS = (
     "workspace_id",
@@ -46,7 +62,11 @@ OUTBOX_COLUMNS = (
     "updated_at_ms",
     "sent_at_ms",
     "error",
+    "reason",
 )
+STATUS = OUTBOX_COLUMNS.index("status")
+# What a later decision on a deferred row's key replaces: all but its identity and birth.
+REPLACED = tuple(c for c in OUTBOX_COLUMNS if c not in ("workspace_id", "idempotency_key", "created_at_ms"))
 
 CLAIM_COLUMNS = (
     "id, workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step,"
@@ -55,8 +75,17 @@ CLAIM_COLUMNS = (
 
 
 def queue(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert rows of OUTBOX_COLUMNS; a repeat of an idempotency key is queued once."""
-    sql.insert_rows(conn, "outbox", OUTBOX_COLUMNS, rows, conflict="workspace_id, idempotency_key")
+    """Insert rows of OUTBOX_COLUMNS; a repeat of an idempotency key is queued once, except
+    that it replaces a `deferred` row (the message's release, or its second deferral)."""
+    sql.insert_rows(
+        conn,
+        "outbox",
+        OUTBOX_COLUMNS,
+        rows,
+        conflict="workspace_id, idempotency_key",
+        update=REPLACED,
+        update_where=f"\"outbox\".status = '{DEFERRED}'",
+    )
 
 
 def claim_due(conn: Connection, now_ms: int, limit: int) -> Sequence[Any]:
@@ -87,10 +116,12 @@ def record(
     failed: Sequence[tuple[Any, ...]],
     *,
     leased: bool,
+    suppressed: Sequence[tuple[Any, ...]] = (),
 ) -> None:
     """Record outcomes: `sent` (status, attempts, sent_at_ms, updated_at_ms, id), `retry`
     (attempts, next_attempt_at_ms, updated_at_ms, error, id), `failed` (status, attempts,
-    updated_at_ms, error, id); each followed, when `leased`, by (PENDING, attempts)."""
+    updated_at_ms, error, id), `suppressed` (attempts, updated_at_ms, reason, id); each
+    followed, when `leased`, by (PENDING, attempts)."""
     # A leased row is only updated while the lease is ours: same attempt, still pending.
     guard = " AND status = ? AND attempts = ?" if leased else ""
     sql.execute_many(
@@ -106,6 +137,11 @@ def record(
     )
     sql.execute_many(
         conn, f"UPDATE outbox SET status = ?, attempts = ?, updated_at_ms = ?, error = ? WHERE id = ?{guard}", failed
+    )
+    sql.execute_many(
+        conn,
+        f"UPDATE outbox SET status = '{SUPPRESSED}', attempts = ?, updated_at_ms = ?, reason = ? WHERE id = ?{guard}",
+        suppressed,
     )
 
 
@@ -147,6 +183,48 @@ def message_origin(conn: Connection, workspace_id: str, idempotency_key: str) ->
             t.workspace_id == workspace_id, t.idempotency_key == idempotency_key
         )
     ).first()
+
+
+# --- a person's messages (the admin API) -------------------------------------------------------
+
+
+def message_view(row: Any) -> dict[str, Any]:
+    """One outbox row as the admin API shows it: its status and, when it was not sent, why."""
+    return {
+        "id": row.id,
+        "key": row.idempotency_key,
+        "journey_id": row.journey_id,
+        "journey_version": row.journey_version,
+        "run_id": row.run_id,
+        "step": row.step,
+        "channel": row.channel,
+        "template": row.template,
+        "variant": row.variant,
+        "marketing": bool(row.marketing),
+        "status": row.status,
+        "reason": row.reason,  # suppressed, deferred, dropped: why (model/reasons.py)
+        "error": row.error,  # failed (or retried): what went wrong
+        "attempts": row.attempts,
+        "created_at": iso(row.created_at_ms, milliseconds=False),
+        "updated_at": iso(row.updated_at_ms, milliseconds=False),
+        "sent_at": iso(row.sent_at_ms, milliseconds=False),
+        # A deferred message is decided again then (released, deferred again or dropped).
+        "deferred_until": iso(row.next_attempt_at_ms, milliseconds=False) if row.status == DEFERRED else None,
+    }
+
+
+def profile_messages(
+    conn: Connection, workspace_id: str, profile_ids: Sequence[str], *, limit: int = 100, before: int | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The messages of a person (their profile ids: the profile and those merged into it),
+    newest first; `before` is the cursor (a row id) the previous page returned."""
+    t = outbox.c
+    query = select(outbox).where(t.workspace_id == workspace_id, t.profile_id.in_(list(profile_ids)))
+    if before is not None:
+        query = query.where(t.id < before)
+    rows = list(conn.execute(query.order_by(t.id.desc()).limit(limit + 1)))
+    page = [message_view(r) for r in rows[:limit]]
+    return page, (rows[limit - 1].id if len(rows) > limit else None)
 
 
 # --- reading back what was sent (the demo's report) --------------------------------------------

@@ -143,6 +143,21 @@ journey_versions = Table(
     PrimaryKeyConstraint("workspace_id", "journey_id", "version", name="pk_journey_versions"),
 )
 
+# A workspace's send policies (policies.yaml), one row per applied document, never changed
+# afterwards: the highest version is in force (store/policies.py). `definition` is the
+# JSON with every default spelled out (as journey versions are), `source` the text as given.
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_by", String(200), nullable=False),  # "api (admin token nfa_abcd…)", "cli (user)"
+    Column("created_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "version", name="pk_policy_versions"),
+)
+
 # --- engine state ---------------------------------------------------------------------------
 
 # What the pure core keeps per person (runs, counters, pending triggers), one JSON document,
@@ -209,13 +224,17 @@ outbox = Table(
     Column("variant", String(100)),
     Column("marketing", Integer, nullable=False),
     Column("payload", Text, nullable=False),  # what rendering needs: trigger event, run facts
-    Column("status", String(12), nullable=False),  # pending | sent | failed
+    # pending | sent | failed | logged | suppressed | deferred | dropped (store/outbox.py)
+    Column("status", String(12), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at_ms", BigInteger, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("sent_at_ms", BigInteger),
-    Column("error", Text),
+    Column("error", Text),  # what went wrong delivering it (failed, or the last retried try)
+    # Why it is not (or not yet) sent: suppressed, deferred or dropped (model/reasons.py).
+    # Migration 0013.
+    Column("reason", Text),
     # When a remote send was leased: the lease's end. A pending row whose next attempt is
     # still this is in flight (or its sender died); an engine that holds the engine lock
     # reclaims such rows at start (store/engine_lock.py).

@@ -54,14 +54,23 @@ def padded(values: Sequence[Any], chunk: int = CHUNK) -> list[Any]:
 
 @lru_cache(maxsize=128)
 def insert_sql(
-    table: str, columns: tuple[str, ...], mark_: str, conflict: str = "", update: tuple[str, ...] = ()
+    table: str,
+    columns: tuple[str, ...],
+    mark_: str,
+    conflict: str = "",
+    update: tuple[str, ...] = (),
+    update_where: str = "",
 ) -> str:
-    """INSERT, with ON CONFLICT DO NOTHING or an upsert of `update` (same syntax on both)."""
+    """INSERT, with ON CONFLICT DO NOTHING or an upsert of `update` (same syntax on both);
+    `update_where` (a condition on the stored row, `"{table}".column`) limits the upsert to
+    the rows it holds for: the others are left as they are."""
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join([mark_] * len(columns))})'
     if conflict and update:
         sets = ", ".join(f'"{c}" = excluded."{c}"' for c in update)
         sql += f" ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
+        if update_where:
+            sql += f" WHERE {update_where}"
     elif conflict:
         sql += f" ON CONFLICT ({conflict}) DO NOTHING"
     return sql
@@ -74,6 +83,7 @@ def insert_rows(
     rows: Sequence[tuple[Any, ...]],
     conflict: str = "",
     update: tuple[str, ...] = (),
+    update_where: str = "",
 ) -> None:
     """Insert rows as the driver's executemany of plain tuples.
 
@@ -82,7 +92,7 @@ def insert_rows(
     prepared in the driver's statement cache.
     """
     if rows:
-        conn.exec_driver_sql(insert_sql(table, columns, mark(conn), conflict, update), list(rows))
+        conn.exec_driver_sql(insert_sql(table, columns, mark(conn), conflict, update, update_where), list(rows))
 
 
 def execute_many(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
