@@ -191,8 +191,8 @@ def test_the_known_person_gets_no_message_the_visitor_opted_out_of(h: Harness) -
     h.track("ada", "Tip Requested")
     rt.run_until_idle()
     [row] = [r for r in h.outbox() if r.journey_id == "tips"]
-    assert (row.profile_id, row.status, row.error) == (
+    assert (row.profile_id, row.status, row.reason) == (
         h.profile_id("ada"),
         "suppressed",
-        "unsubscribed from topic reminders",
+        "unsubscribed:reminders",
     )

@@ -12,14 +12,12 @@ NOW = 1_800_000_000_000
 
 
 def test_decide_suppression_stops_everything_consent_gates_marketing_only() -> None:
-    assert decide("hard_bounce", {}, marketing=False, topic=None) == ConsentState(False, "suppressed: hard_bounce")
+    assert decide("hard_bounce", {}, marketing=False, topic=None) == ConsentState(False, "suppressed:hard_bounce")
     off = {ALL: (False, "normal")}
-    assert decide(None, off, marketing=True, topic=None).reason == "unsubscribed"
+    assert decide(None, off, marketing=True, topic=None).reason == "unsubscribed:*"
     assert decide(None, off, marketing=False, topic=None).allowed
     topic_off = {"offers": (False, "normal"), ALL: (True, "fewer")}
-    assert decide(None, topic_off, True, "offers") == ConsentState(
-        False, "unsubscribed from topic offers", "fewer", "offers"
-    )
+    assert decide(None, topic_off, True, "offers") == ConsentState(False, "unsubscribed:offers", "fewer", "offers")
     assert decide(None, topic_off, True, "reminders") == ConsentState(True, None, "fewer", "reminders")
     assert decide(None, {}, True, "anything").allowed  # no row: subscribed
 
@@ -36,7 +34,7 @@ def test_suppress_unsuppress_and_list(engine: Any) -> None:
             ("ada@example.com", "complaint"),
             ("bob@example.com", "hard_bounce"),
         ]
-        assert can_send(conn, ws, "p1", "email", "ADA@example.com", marketing=False) == (False, "suppressed: complaint")
+        assert can_send(conn, ws, "p1", "email", "ADA@example.com", marketing=False) == (False, "suppressed:complaint")
         assert can_send(conn, ws, "p1", "sms", "ada@example.com", marketing=True) == (True, None)
     with engine.begin() as conn:
         assert consent.unsuppress(conn, ws, "email", "ada@EXAMPLE.com")
@@ -63,12 +61,12 @@ def test_subscriptions_and_frequency(engine: Any) -> None:
         subs = consent.subscriptions_of(conn, ws, "p1", ["offers", "reminders"])
         assert subs["topics"] == {"offers": False, "reminders": True} and subs["frequency"] == "fewer"
         state = consent_state(conn, ws, "p1", "email", "p1@example.com", True, "offers")
-        assert state == ConsentState(False, "unsubscribed from topic offers", "fewer", "offers")
+        assert state == ConsentState(False, "unsubscribed:offers", "fewer", "offers")
         assert consent_state(conn, ws, "p1", "email", None, False, "offers").allowed
     with engine.begin() as conn:
         consent.set_subscription(conn, ws, "p1", ALL, False, NOW)
     with engine.connect() as conn:
-        assert can_send(conn, ws, "p1", "email", None, True, "reminders") == (False, "unsubscribed")
+        assert can_send(conn, ws, "p1", "email", None, True, "reminders") == (False, "unsubscribed:*")
         assert consent.subscriptions_of(conn, ws, "p1")["frequency"] == "fewer"  # kept
 
 

@@ -263,10 +263,10 @@ def test_an_erased_persons_suppression_still_stops_their_address(fresh_engine: E
         # A new profile with the same address: still suppressed, for one message or a dispatch round.
         assert consent.can_send(conn, ws, "p-new", "email", "EVE@example.com", marketing=False) == (
             False,
-            "suppressed: complaint",
+            "suppressed:complaint",
         )
         batch = consent.ConsentBatch(conn, [(ws, "p-new", "email", "eve@example.com")])
-        assert batch.state(ws, "p-new", "email", "eve@example.com", False, None).reason == "suppressed: complaint"
+        assert batch.state(ws, "p-new", "email", "eve@example.com", False, None).reason == "suppressed:complaint"
         assert consent.suppression_of(conn, ws, "email", "eve@example.com")["reason"] == "complaint"
         # Not across workspaces: the hash is the workspace's own.
         assert consent.can_send(conn, "ws_other", "p-new", "email", "eve@example.com", marketing=False) == (True, None)

@@ -41,7 +41,7 @@ def test_export_holds_everything_kept_about_the_person(privacy_shop: Shop, ada: 
     sale, news = messages["sale"], messages["news"]
     assert sale["template"] == "promo" and sale["template_version"] == 1 and sale["reason"] is None
     assert sale["status"] not in ("pending", "suppressed", "failed") and sale["sent_at"]
-    assert (news["status"], news["reason"]) == ("suppressed", "suppressed: complaint")
+    assert (news["status"], news["reason"]) == ("suppressed", "suppressed:complaint")
     assert {"key", "step", "channel", "variant", "marketing", "attempts", "created_at", "context"} <= set(sale)
     assert [m["template"] for m in doc["logged_messages"]] == ["promo"]
 
@@ -110,7 +110,7 @@ def test_the_cli_exports_the_same_document_and_erases_as_the_api_does(privacy_sh
     )
     privacy_shop.run()
     news = privacy_shop.outbox("news")
-    assert (news[-1].status, news[-1].error) == ("suppressed", "suppressed: complaint")
+    assert (news[-1].status, news[-1].reason) == ("suppressed", "suppressed:complaint")
 
     missing = privacy_shop.cli("export", "ada")
     assert missing.returncode == 1 and "no profile with id, userId or anonymousId 'ada'" in missing.stderr

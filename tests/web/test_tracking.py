@@ -111,12 +111,12 @@ def test_the_preference_center_is_honoured_by_the_next_messages(tracking: Tracki
         tracking.track(name)
     tracking.run()
     assert tracking.outbox() == {
-        "promo": ("suppressed", "unsubscribed from topic offers"),
+        "promo": ("suppressed", "unsubscribed:offers"),
         "newsletter": ("logged", None),  # the log channel: no email channel configured here
         "receipt": ("logged", None),
     }
     [suppressed] = tracking.events("Message Suppressed")
-    assert suppressed["message"]["properties"]["reason"] == "unsubscribed from topic offers"
+    assert suppressed["message"]["properties"]["reason"] == "unsubscribed:offers"
 
     # Unsubscribe from all: marketing stops, the receipt still goes.
     with tracking.public() as client:
@@ -129,10 +129,10 @@ def test_the_preference_center_is_honoured_by_the_next_messages(tracking: Tracki
     tracking.run()
     with tracking.live.state.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT template, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": tracking.wid}
+            text("SELECT template, status, reason FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": tracking.wid}
         ).all()
-    assert [(r.template, r.status, r.error) for r in rows[3:]] == [
-        ("newsletter", "suppressed", "unsubscribed"),
+    assert [(r.template, r.status, r.reason) for r in rows[3:]] == [
+        ("newsletter", "suppressed", "unsubscribed:*"),
         ("receipt", "logged", None),
     ]
 
@@ -150,7 +150,7 @@ def test_the_suppression_list_stops_transactional_messages_too(tracking: Trackin
     assert tracking.live.client().get("/api/suppressions").status_code == 401
     tracking.track("Order Completed")
     tracking.run()
-    assert tracking.outbox() == {"receipt": ("suppressed", "suppressed: manual")}
+    assert tracking.outbox() == {"receipt": ("suppressed", "suppressed:manual")}
 
     assert api.delete("/api/suppressions", params={"address": "ada@example.com"}).status_code == 200
     assert api.delete("/api/suppressions", params={"address": "ada@example.com"}).status_code == 404

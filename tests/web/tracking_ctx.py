@@ -111,6 +111,8 @@ class TrackingCtx:
     def outbox(self) -> dict[str, tuple[str, str | None]]:
         with self.live.state.engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT template, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"), {"w": self.wid}
+                text("SELECT template, status, reason, error FROM outbox WHERE workspace_id = :w ORDER BY id"),
+                {"w": self.wid},
             )
-            return {r.template: (r.status, r.error) for r in rows}
+            # Why it was not sent (reason), else what went wrong (error).
+            return {r.template: (r.status, r.reason or r.error) for r in rows}

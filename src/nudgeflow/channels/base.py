@@ -12,6 +12,8 @@ A channel is one of two kinds:
 
 Both signal failure the same way: `TransientError` (try again later, with backoff, perhaps
 after `retry_after_s`) or `PermanentError` (record the message failed, with the reason).
+`NoTarget`, a PermanentError, says the person has nothing to send to on the channel (no
+address, no device): the message is not failed but `suppressed`, reason `no_target`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ class TransientError(ChannelError):
 
 class PermanentError(ChannelError):
     """No retry will help: an unknown template, a rejected address, a revoked token."""
+
+
+class NoTarget(PermanentError):
+    """The person has no address or device on this channel: nothing was tried, nothing failed.
+
+    The dispatcher records the message `suppressed` with reason `no_target`
+    (model/reasons.py); `reason` keeps the channel's own words for its log line."""
 
 
 class Channel:

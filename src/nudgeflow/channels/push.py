@@ -13,7 +13,9 @@ sender (channels/webpush.py, fcm.py, apns.py), concurrently:
 - the message is sent once every target took it or failed for good, with at least one
   taker; when its retries run out or it expires with some targets reached, it is sent
   too (the stragglers are logged). When all failed for good, it fails with their reasons;
-- a person with no target at all fails the message with "no push target";
+- a person with no target at all is not sent the message (NoTarget: it is recorded
+  `suppressed`, reason `no_target`); one whose targets this server cannot reach (a
+  provider not configured) fails it with "no push target this server can reach";
 - a message whose expiry has passed (its template's `ttl` after it was queued: a retry
   that comes too late, an outage) is never sent: it fails as expired.
 """
@@ -25,7 +27,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from nudgeflow.channels.base import ChannelError, PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.base import ChannelError, NoTarget, PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.common import TargetGone, permanent_from_render
 from nudgeflow.content.errors import RenderError
 from nudgeflow.content.push_render import PushContent, render_push
@@ -169,11 +171,10 @@ class PushChannel(RemoteChannel):
                 await self._done(message, earlier, None)
                 return
             have = sorted({t.provider for t in targets})
-            raise PermanentError(
-                "no push target: the person has no push subscription or device token"
-                if not have
-                else f"no push target this server can reach (has {', '.join(have)}; not configured)"
-            )
+            if not have:
+                raise NoTarget("no push target: the person has no push subscription or device token")
+            # Targets this server is not set up for: a configuration to fix, so a failure.
+            raise PermanentError(f"no push target this server can reach (has {', '.join(have)}; not configured)")
         results = await asyncio.gather(
             *(self.senders[t.provider].send(message.workspace_id, t, content) for t in todo), return_exceptions=True
         )

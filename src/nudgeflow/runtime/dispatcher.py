@@ -25,7 +25,9 @@ recording it twice stores it once: journeys branch on it, and a send step with
 Before any of that, consent and suppression (store/consent.py): a message to a suppressed
 address (any message, transactional included) or a marketing message to a person who
 unsubscribed (from all marketing, or from the message's topic) is not sent: its row is
-marked `suppressed` with the reason in `error`, and a "Message Suppressed" event says why.
+marked `suppressed` with the reason in `reason`, and a "Message Suppressed" event says why.
+So is a message to a person with nothing to send to on its channel (the channel raises
+NoTarget): `suppressed`, reason `no_target`. The reasons are model/reasons.py's.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from nudgeflow.channels.base import (
     ChannelError,
     ChannelRegistry,
     DatabaseSink,
+    NoTarget,
     RemoteChannel,
     TransientError,
 )
@@ -57,6 +60,7 @@ from nudgeflow.model.event_names import (
     MESSAGE_SUPPRESSED,
 )
 from nudgeflow.model.outbound import OutboundMessage
+from nudgeflow.model.reasons import NO_TARGET, family_of
 from nudgeflow.runtime.processor import RuntimeStats
 from nudgeflow.store import consent, outbox
 from nudgeflow.store.event_log import append_events, event_row
@@ -101,7 +105,8 @@ class Outcome:
     message: OutboundMessage
     attempts: int  # tries made, this one included
     status: str  # sent | logged | pending (retry) | failed | suppressed
-    error: str | None = None
+    error: str | None = None  # what went wrong (failed, or retried)
+    reason: str | None = None  # why it is not sent (suppressed), model/reasons.py
     next_attempt_at_ms: int | None = None
     delivered: bool = False  # "Message Delivered" rather than "Message Sent"
     bounce: dict[str, Any] | None = None  # the channel's bounce details, when it bounced
@@ -229,7 +234,7 @@ class Dispatcher:
                 topic,
             )
             if not verdict.allowed:
-                outcomes.append(Outcome(row_id, message, attempts, SUPPRESSED, verdict.reason))
+                outcomes.append(Outcome(row_id, message, attempts, SUPPRESSED, reason=verdict.reason))
                 continue
             channel = self.channels.get(channel_name)
             if channel is None:
@@ -273,6 +278,8 @@ class Dispatcher:
         return result
 
     def _failure(self, row_id: int, message: OutboundMessage, attempt: int, exc: ChannelError, now_ms: int) -> Outcome:
+        if isinstance(exc, NoTarget):  # nothing to send to: not a failure, a message not sent
+            return Outcome(row_id, message, attempt, SUPPRESSED, reason=NO_TARGET)
         if isinstance(exc, TransientError):
             if attempt >= self.policy.max_attempts:
                 return Outcome(row_id, message, attempt, FAILED, f"gave up after {attempt} attempts: {exc.reason}")
@@ -330,7 +337,7 @@ class Dispatcher:
     ) -> int:
         if not outcomes:
             return 0
-        sent, retry, failed = [], [], []
+        sent, retry, failed, suppressed = [], [], [], []
         logged = 0
         for o in outcomes:
             tail = (PENDING, o.attempts) if leased else ()
@@ -341,9 +348,12 @@ class Dispatcher:
                 logged += 1
             elif o.status == PENDING:
                 retry.append((o.attempts, o.next_attempt_at_ms, now_ms, o.error, o.row_id, *tail))
-            else:  # failed or suppressed: final, with the reason
+            elif o.status == SUPPRESSED:  # final, with why it was not sent
+                suppressed.append((o.attempts, now_ms, o.reason, o.row_id, *tail))
+                self.stats.not_sent[(SUPPRESSED, family_of(o.reason), o.message.channel)] += 1
+            else:  # failed: final, with what went wrong
                 failed.append((o.status, o.attempts, now_ms, o.error, o.row_id, *tail))
-        outbox.record(conn, sent, retry, failed, leased=leased)
+        outbox.record(conn, sent, retry, failed, leased=leased, suppressed=suppressed)
         self.stats.messages_sent += len(sent) - logged
         self.stats.messages_logged += logged
         self.stats.messages_failed += len(failed)
@@ -357,7 +367,7 @@ class Dispatcher:
             elif o.status == SUPPRESSED:
                 log.info(
                     "message suppressed",
-                    extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.error},
+                    extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.reason},
                 )
         events = [
             _engagement_row(o, *profiles.get(o.message.profile_id, ({}, None, o.message.profile_id))[1:], now_ms)
@@ -403,8 +413,8 @@ def _engagement_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: in
     }
     if msg.variant is not None:
         properties["variant"] = msg.variant
-    if o.error is not None:
-        properties["reason"] = o.error
+    if o.reason is not None or o.error is not None:
+        properties["reason"] = o.reason if o.reason is not None else o.error
     if msg.context.get("topic") is not None:
         properties["topic"] = msg.context["topic"]
     return event_row(msg.workspace_id, profile_id, user_id, name, message_id, properties, now_ms)

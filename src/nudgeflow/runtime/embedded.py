@@ -618,6 +618,10 @@ class EmbeddedRuntime:
             "engine_errors": s.event_errors + s.timer_errors + s.catalog_errors,
         }
 
+    def not_sent(self) -> dict[tuple[str, str, str], int]:
+        """Messages not sent so far, by (status, reason family, channel): a copy."""
+        return dict(self.stats.not_sent)
+
 
 def _run_coroutine(factory: Callable[..., Any]) -> Callable[..., Any]:
     """Run an async function to completion from synchronous code, even inside a running loop."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -70,6 +71,9 @@ class RuntimeStats:
     messages_logged: int = 0  # taken by the log channel (no channel configured): not sent
     messages_failed: int = 0
     messages_retried: int = 0
+    # Messages not sent, by (status, reason family, channel): withheld by a send policy
+    # (deferred, dropped) or suppressed at dispatch. Families, not reasons: bounded labels.
+    not_sent: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     skipped: list[str] = field(default_factory=list)  # "event:<seq>" / "timer:<profile>:<key>", newest last
 
     def note_skip(self, what: str) -> None:
@@ -80,6 +84,7 @@ class RuntimeStats:
     def add_counts(self, counts: WriteCounts) -> None:
         self.messages_queued += counts.messages_queued
         self.messages_failed_at_decision += counts.messages_failed
+        self.not_sent.update(counts.messages_withheld)
 
 
 # --- engines per workspace ------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from nudgeflow.model import reasons
 from nudgeflow.store import sql
 from nudgeflow.store.schema import subscriptions, suppressions
 from nudgeflow.store.workspace_settings import get_all, load_document, store_document
@@ -49,7 +50,9 @@ ADDRESS_TRAIT = {"email": "email", "sms": "phone", "whatsapp": "phone"}
 @dataclass(frozen=True, slots=True)
 class ConsentState:
     allowed: bool
-    reason: str | None = None  # why not: "suppressed: hard_bounce", "unsubscribed", "unsubscribed from topic offers"
+    # why not, in model/reasons.py's words: "suppressed:hard_bounce", "unsubscribed:*" (all
+    # marketing), "unsubscribed:offers"
+    reason: str | None = None
     frequency: str = NORMAL  # what the person asked for; recorded, not acted on yet
     topic: str | None = None
 
@@ -345,12 +348,12 @@ def decide(
     """Pure: `consent` maps topic ("*" included) to (subscribed, frequency) as recorded."""
     frequency = consent.get(ALL, (True, NORMAL))[1]
     if suppression_reason is not None:
-        return ConsentState(False, f"suppressed: {suppression_reason}", frequency, topic)
+        return ConsentState(False, reasons.suppressed(suppression_reason), frequency, topic)
     if marketing:
         if not consent.get(ALL, (True, NORMAL))[0]:
-            return ConsentState(False, "unsubscribed", frequency, topic)
+            return ConsentState(False, reasons.unsubscribed(ALL), frequency, topic)
         if topic is not None and not consent.get(topic, (True, NORMAL))[0]:
-            return ConsentState(False, f"unsubscribed from topic {topic}", frequency, topic)
+            return ConsentState(False, reasons.unsubscribed(topic), frequency, topic)
     return ConsentState(True, None, frequency, topic)
 
 

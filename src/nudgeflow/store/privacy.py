@@ -265,7 +265,9 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             "variant": row.variant,
             "marketing": bool(row.marketing),
             "status": row.status,
-            "reason": row.error,
+            # Why it is not sent (suppressed, deferred, dropped), else what went wrong (failed).
+            "reason": row.reason if row.reason is not None else row.error,
+            "error": row.error,
             "attempts": row.attempts,
             "created_at": iso(row.created_at_ms, milliseconds=False),
             "sent_at": iso(row.sent_at_ms, milliseconds=False),

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.model.nul import NUL_MESSAGE
+from nudgeflow.store import outbox
 from nudgeflow.store import profiles as profile_store
-from nudgeflow.store.privacy import erase_person, export_person
+from nudgeflow.store.privacy import erase_person, export_person, person_ids
 from nudgeflow.store.workspaces import ADMIN
 from nudgeflow.web.state import AppState, State
 
@@ -54,6 +55,11 @@ class EventsPage(BaseModel):
     next_before: int | None
 
 
+class MessagesPage(BaseModel):
+    messages: list[dict[str, Any]]
+    next_before: int | None
+
+
 class Erased(BaseModel):
     erased: str
     deleted: dict[str, int]  # rows deleted per table
@@ -87,6 +93,31 @@ def admin_router() -> APIRouter:
             page, cursor = profile_store.list_events(conn, profile_id, limit=limit, before=before)
         return EventsPage(events=page, next_before=cursor)
 
+    @router.get(
+        "/profiles/{ref:path}/messages",
+        response_model=MessagesPage,
+        summary="A profile's messages, newest first: status, and why one was not sent",
+    )
+    def get_messages(
+        state: State,
+        ref: str,
+        workspace_id: Workspace,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[
+            int | None, Query(ge=INT64_MIN, le=INT64_MAX, description="the next_before of the previous page")
+        ] = None,
+    ) -> MessagesPage:
+        """Every message a journey decided for the person (and for profiles merged into them):
+        `status` is pending, sent, logged, failed, suppressed, deferred or dropped; `reason`
+        says why one was not sent (`frequency_cap:<rule>`, `quiet_hours`, `collision:<journey>`,
+        `unsubscribed:<topic>`, `suppressed:<reason>`, `no_target`… docs/policies.md), `error`
+        what went wrong with one that failed, `deferred_until` when a deferred one is decided again."""
+        profile_id = resolve_profile(state, workspace_id, ref)
+        with state.engine.connect() as conn:
+            ids = person_ids(conn, workspace_id, profile_id)
+            page, cursor = outbox.profile_messages(conn, workspace_id, ids, limit=limit, before=before)
+        return MessagesPage(messages=page, next_before=cursor)
+
     @router.get("/profiles/{ref:path}/export", summary="Everything held about the person, in one document")
     def export(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:
         profile_id = resolve_profile(state, workspace_id, ref)
@@ -96,7 +127,7 @@ def admin_router() -> APIRouter:
             raise HTTPException(404, f"no profile {ref!r}")
         return data
 
-    # `{ref:path}` lets ids contain '/'; the /events and /export routes are declared first
+    # `{ref:path}` lets ids contain '/'; the /events, /messages and /export routes are declared first
     # because a path parameter would also match them.
     @router.get("/profiles/{ref:path}", summary="A profile: traits, identities, event count, recent events")
     def get_profile(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:

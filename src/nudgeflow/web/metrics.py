@@ -87,6 +87,18 @@ _RUNTIME_COUNTERS = {
 }
 
 
+# Messages not sent, by status (suppressed, deferred, dropped), reason family and channel.
+# The family (`frequency_cap`, `collision`, `unsubscribed`…: model/reasons.FAMILIES), not
+# the reason: a reason names a workspace's own rule, journey or topic, and one series per
+# id of every workspace would grow without bound. The outbox keeps the full reason.
+NOT_SENT = "nudgeflow_messages_not_sent"
+NOT_SENT_HELP = (
+    "Messages not sent: withheld by a send policy (deferred, dropped) or suppressed at dispatch, "
+    "by status, reason family and channel"
+)
+NOT_SENT_LABELS = ("status", "reason", "channel")
+
+
 class _RuntimeCollector:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
@@ -94,12 +106,17 @@ class _RuntimeCollector:
     def describe(self) -> Iterator[Metric]:
         for name, help_ in _RUNTIME_COUNTERS.values():
             yield CounterMetricFamily(name, help_)
+        yield CounterMetricFamily(NOT_SENT, NOT_SENT_HELP, labels=NOT_SENT_LABELS)
         yield GaugeMetricFamily("nudgeflow_engine_lag_events", "Events in the log not yet decided")
 
     def collect(self) -> Iterator[Metric]:
         values = self.runtime.snapshot()
         for key, (name, help_) in _RUNTIME_COUNTERS.items():
             yield CounterMetricFamily(name, help_, value=values.get(key, 0))
+        not_sent = CounterMetricFamily(NOT_SENT, NOT_SENT_HELP, labels=NOT_SENT_LABELS)
+        for labels, count in sorted(self.runtime.not_sent().items()):
+            not_sent.add_metric(list(labels), count)
+        yield not_sent
         try:
             lag = self.runtime.lag()
         except Exception:  # the database is away: report no lag figure rather than fail the scrape

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from email.utils import formataddr
 from typing import Any, Protocol, cast
 
-from nudgeflow.channels.base import PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.base import NoTarget, PermanentError, RemoteChannel, TransientError
 from nudgeflow.channels.common import Sleep, WorkspaceCache, permanent_from_render
 from nudgeflow.channels.email.build import build_raw, finish
 from nudgeflow.channels.email.pool import SmtpPool
@@ -112,7 +112,7 @@ class EmailChannel(RemoteChannel):
     def check(self, message: OutboundMessage) -> None:
         email = message.traits.get("email")
         if not isinstance(email, str) or "@" not in email:
-            raise PermanentError("profile has no email")
+            raise NoTarget("profile has no email")
 
     def pool(self, config: SmtpConfig) -> SmtpPool:
         pool = self.pools.get(config)
