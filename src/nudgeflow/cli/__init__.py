@@ -19,6 +19,7 @@ from nudgeflow.cli.identity import identity_app, keys_app
 from nudgeflow.cli.import_events import import_events
 from nudgeflow.cli.journeys import journeys_app
 from nudgeflow.cli.mobile_push import apns_app, fcm_app
+from nudgeflow.cli.policies import policies_app
 from nudgeflow.cli.profiles import profiles_app
 from nudgeflow.cli.secret_key import secrets_app
 from nudgeflow.cli.serve import serve
@@ -41,6 +42,7 @@ app.command()(demo)
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(journeys_app, name="journeys")
+app.add_typer(policies_app, name="policies")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(templates_app, name="templates")

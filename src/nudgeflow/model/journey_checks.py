@@ -29,7 +29,7 @@ import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, cast
+from typing import Any, Literal, TypeVar, Union, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -350,6 +350,35 @@ def check_journey(doc: Any, delivery: Delivery | None = None) -> tuple[Journey |
     return journey, problems
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_document(
+    doc: Any, root: type[M], noun: str, pattern_hints: Mapping[str, str] | None = None
+) -> tuple[M | None, list[Problem]]:
+    """Validate a document of another format against its model (`root`, e.g. policies), with
+    the journeys' sentence-style problems and line numbers: (the model if no errors, problems).
+
+    `noun` names what the document is ("send policies"); `pattern_hints` says what a
+    field's pattern means in this format where the journeys' words would mislead."""
+    if not isinstance(doc, dict):
+        line = getattr(doc, "start_line", None)
+        return None, [Problem("", f"{noun}: expected a mapping (key: value), not {_describe(doc)}", ERROR, line)]
+    problems: list[Problem] = list(getattr(doc, "load_problems", []))
+    model: M | None = None
+    try:
+        model = root.model_validate(dict(doc))
+    except ValidationError as exc:
+        problems.extend(_structural(exc, root, pattern_hints))
+    if isinstance(doc, LocatedDict):
+        problems = [p if p.line is not None else _with_line(p, doc) for p in problems]
+    problems = _dedupe(problems)
+    problems.sort(key=lambda p: (p.line if p.line is not None else 1 << 30, p.severity != ERROR, p.path))
+    if any(p.severity == ERROR for p in problems):
+        return None, problems
+    return model, problems
+
+
 def _with_line(problem: Problem, doc: LocatedDict) -> Problem:
     parts = tuple(problem.path.split(".")) if problem.path else ()
     return Problem(problem.path, problem.message, problem.severity, _line_for(doc.lines, parts, doc.start_line))
@@ -373,11 +402,13 @@ def is_valid(problems: Iterable[Problem]) -> bool:
 # --- structural problems (pydantic) ---------------------------------------------------------
 
 
-def _structural(exc: ValidationError) -> list[Problem]:
+def _structural(
+    exc: ValidationError, root: type[BaseModel] = Journey, pattern_hints: Mapping[str, str] | None = None
+) -> list[Problem]:
     out = []
     for error in exc.errors(include_url=False):
-        path, model, field_type = _clean_loc(error["loc"])
-        out.append(_humane(error, path, model, field_type))
+        path, model, field_type = _clean_loc(error["loc"], root)
+        out.append(_humane(error, path, model, field_type, pattern_hints))
     return out
 
 
@@ -415,13 +446,15 @@ def _field_by_key(model: type[BaseModel], key: str) -> FieldInfo | None:
     return None
 
 
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[list[PathPart], type[BaseModel] | None, Any]:
+def _clean_loc(
+    loc: tuple[Any, ...], root: type[BaseModel] = Journey
+) -> tuple[list[PathPart], type[BaseModel] | None, Any]:
     """Walk pydantic's `loc` along the model's types, dropping union tags and validator noise.
 
     Returns the document path, the model the last path element belongs to (for "unknown
     key" hints) and the declared type at the end of the path (for "use one of" hints).
     """
-    tp: Any = Journey
+    tp: Any = root
     owner: type[BaseModel] | None = None
     path: list[PathPart] = []
     for part in loc:
@@ -476,6 +509,9 @@ _CHOICE_NOUNS = {
     "reentry": "re-entry rule",
     "on_failure": "failure rule",
     "weekdays": "weekday",
+    "category": "category",
+    "calendar": "calendar",
+    "action": "action",
 }
 
 _KINDS_NOUN = {"trigger": "trigger type", "steps": "step type"}
@@ -512,7 +548,13 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return [info.alias or name for name, info in model.model_fields.items()]
 
 
-def _humane(error: Any, path: list[PathPart], model: type[BaseModel] | None, tp: Any) -> Problem:
+def _humane(
+    error: Any,
+    path: list[PathPart],
+    model: type[BaseModel] | None,
+    tp: Any,
+    pattern_hints: Mapping[str, str] | None = None,
+) -> Problem:
     kind = error["type"]
     value = error.get("input")
     last = path[-1] if path else None
@@ -543,7 +585,7 @@ def _humane(error: Any, path: list[PathPart], model: type[BaseModel] | None, tp:
         return Problem(where, f"unknown {noun} {value.get('type')!r} (use one of {', '.join(choices)})")
     if kind == "string_pattern_mismatch":
         pattern = (error.get("ctx") or {}).get("pattern", "")
-        pattern_hint = _PATTERN_HINTS.get(pattern)
+        pattern_hint = (pattern_hints or {}).get(pattern) or _PATTERN_HINTS.get(pattern)
         if pattern_hint:
             return Problem(where, f"{value!r} {pattern_hint}")
         return Problem(where, f"{value!r} does not match {pattern}")

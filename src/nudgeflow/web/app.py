@@ -258,6 +258,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     app.include_router(sdk_router())
     app.include_router(journeys_router())
+    from nudgeflow.web.policies_api import policies_router
+
+    app.include_router(policies_router())
     from nudgeflow.web.settings_api import settings_router
 
     app.include_router(settings_router())
