@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from nudgeflow.model.policies import EMPTY, Policies
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.store import policies as store
@@ -18,23 +16,20 @@ WEEKLY = Policies.model_validate(
 )
 
 
-@pytest.fixture
-def ws(engine: Any) -> str:
-    return make_workspace(engine).workspace_id
-
-
-def put(engine: Any, ws: str, policies: Policies, now: int, who: str = "cli (ada)") -> store.PutResult:
+def put(engine: Any, wsid: str, policies: Policies, now: int, who: str = "cli (ada)") -> store.PutResult:
     with engine.begin() as conn:
-        return store.put(conn, ws, policies, "# as written\n", who, now)
+        return store.put(conn, wsid, policies, "# as written\n", who, now)
 
 
-def test_each_change_is_a_new_version_and_the_earlier_ones_stay(engine: Any, ws: str) -> None:
+def test_each_change_is_a_new_version_and_the_earlier_ones_stay(engine: Any, wsid: str) -> None:
     with engine.connect() as conn:
-        assert store.get(conn, ws) is None and store.load(conn, ws) == EMPTY and store.latest_version(conn, ws) == 0
-    assert put(engine, ws, DAILY, 1_000) == store.PutResult(1, changed=True)
-    assert put(engine, ws, WEEKLY, 2_000, "api (admin token nfa_abcd…)") == store.PutResult(2, changed=True)
+        assert (
+            store.get(conn, wsid) is None and store.load(conn, wsid) == EMPTY and store.latest_version(conn, wsid) == 0
+        )
+    assert put(engine, wsid, DAILY, 1_000) == store.PutResult(1, changed=True)
+    assert put(engine, wsid, WEEKLY, 2_000, "api (admin token nfa_abcd…)") == store.PutResult(2, changed=True)
     with engine.connect() as conn:
-        current = store.get(conn, ws)
+        current = store.get(conn, wsid)
         assert current is not None
         assert (current.version, current.policies, current.created_by, current.created_at_ms) == (
             2,
@@ -43,54 +38,54 @@ def test_each_change_is_a_new_version_and_the_earlier_ones_stay(engine: Any, ws:
             2_000,
         )
         assert current.source == "# as written\n"
-        first = store.get(conn, ws, 1)
+        first = store.get(conn, wsid, 1)
         assert first is not None and first.policies == DAILY
-        assert store.history(conn, ws) == [
+        assert store.history(conn, wsid) == [
             {"version": 2, "created_by": "api (admin token nfa_abcd…)", "created_at_ms": 2_000},
             {"version": 1, "created_by": "cli (ada)", "created_at_ms": 1_000},
         ]
-        assert store.get(conn, ws, 3) is None
+        assert store.get(conn, wsid, 3) is None
 
 
-def test_applying_what_is_in_force_stores_nothing(engine: Any, ws: str) -> None:
-    put(engine, ws, DAILY, 1_000)
+def test_applying_what_is_in_force_stores_nothing(engine: Any, wsid: str) -> None:
+    put(engine, wsid, DAILY, 1_000)
     # The same meaning, spelled differently (a default written out): no new version.
     same = Policies.model_validate(
         {"frequency_caps": [{"id": "daily", "channel": "email", "limit": 2, "window": "24h", "category": "marketing"}]}
     )
-    assert put(engine, ws, same, 2_000) == store.PutResult(1, changed=False)
+    assert put(engine, wsid, same, 2_000) == store.PutResult(1, changed=False)
     with engine.connect() as conn:
-        assert len(store.history(conn, ws)) == 1
+        assert len(store.history(conn, wsid)) == 1
 
 
-def test_defaults_are_stored_spelled_out_and_the_schema_hint_is_not(engine: Any, ws: str) -> None:
+def test_defaults_are_stored_spelled_out_and_the_schema_hint_is_not(engine: Any, wsid: str) -> None:
     hinted = Policies.model_validate({"$schema": "../schema/policies.schema.json", "collision": {"window": "10m"}})
-    put(engine, ws, hinted, 1_000)
+    put(engine, wsid, hinted, 1_000)
     with engine.connect() as conn:
-        stored = store.get(conn, ws)
+        stored = store.get(conn, wsid)
     assert stored is not None
     assert stored.policies.max_deferral == "7d" and stored.policies.schema_ is None
     assert stored.policies.collision is not None and stored.policies.collision.window == "10m"
 
 
-def test_workspaces_are_apart(engine: Any, ws: str) -> None:
+def test_workspaces_are_apart(engine: Any, wsid: str) -> None:
     other = make_workspace(engine).workspace_id
-    put(engine, ws, DAILY, 1_000)
+    put(engine, wsid, DAILY, 1_000)
     with engine.connect() as conn:
         assert store.load(conn, other) == EMPTY and store.history(conn, other) == []
 
 
-def test_the_catalog_carries_the_policies_in_force_and_its_fingerprint_moves_with_them(engine: Any, ws: str) -> None:
+def test_the_catalog_carries_the_policies_in_force_and_its_fingerprint_moves_with_them(engine: Any, wsid: str) -> None:
     def loaded() -> tuple[Any, Policies]:
         with engine.connect() as conn:
-            return journey_store.catalog_fingerprint(conn, ws), journey_store.load_catalog(conn, ws).policies
+            return journey_store.catalog_fingerprint(conn, wsid), journey_store.load_catalog(conn, wsid).policies
 
     before, policies = loaded()
     assert policies == EMPTY
-    put(engine, ws, DAILY, 1_000)
+    put(engine, wsid, DAILY, 1_000)
     after, policies = loaded()
     assert after != before and policies == DAILY
-    put(engine, ws, DAILY, 2_000)  # unchanged: the engine need not reload
+    put(engine, wsid, DAILY, 2_000)  # unchanged: the engine need not reload
     assert loaded() == (after, DAILY)
     # From an Engine too (the catalog reads through a connection of its own).
-    assert journey_store.load_catalog(engine, ws).policies == DAILY
+    assert journey_store.load_catalog(engine, wsid).policies == DAILY
