@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from nudgeflow.core.effects import DEFERRED, DROPPED, Effect, MessageFailed, MessageWithheld, SendMessage
+from nudgeflow.core.effects import DEFERRED, DROPPED, Effect, MessageFailed, MessageWithheld, ScheduleTimer, SendMessage
 from nudgeflow.store import outbox
 from nudgeflow.store.effects_writer import EffectsBatch, WriteCounts
 
@@ -127,7 +127,9 @@ def test_in_one_batch_the_later_decision_on_a_deferred_key_wins_as_in_the_table(
         [send(1_000), withheld(DEFERRED, "quiet_hours", 1_000, until_ms=7_000, key="k2")],
     )
     assert [r[:3] for r in rows(engine, wsid)] == [("k2", DROPPED, "run_ended"), (KEY, "pending", None)]
-    assert counts.messages_queued == 1 and counts.messages_withheld == {(DROPPED, "run_ended", "email"): 1}
+    assert counts.messages_queued == 1
+    # Every decision to withhold counts, the ones a later decision overtook too.
+    assert counts.messages_withheld == {(DEFERRED, "quiet_hours", "email"): 2, (DROPPED, "run_ended", "email"): 1}
 
 
 def test_the_metrics_label_is_the_reason_family_never_the_workspace_s_ids(engine: Any, wsid: str) -> None:
@@ -179,3 +181,21 @@ def test_the_profile_s_messages_show_status_reason_and_when_a_deferred_one_is_de
         "quiet_hours",
         "1970-01-02T00:00:00Z",
     )
+
+
+def test_a_release_timer_armed_anew_earlier_in_the_batch_survives_its_stale_row_firing(engine: Any, wsid: str) -> None:
+    """Releases due together are decided on the first of their timers, which re-arms the
+    others' keys when it defers them again; those timers, claimed in the same batch as they
+    were stored, then fire: their deletion must not take the new arm with it."""
+    key = "release:run2:hello:1"
+    batch = EffectsBatch()
+    batch.delete_timer("prf_1", "release:run1:hello:1")  # the first fires, and re-arms the second
+    batch.add(wsid, "prf_1", [ScheduleTimer(key, 20_000, {"kind": "release"})], 10_000)
+    batch.delete_timer("prf_1", key)  # the second, as it was stored (due 10_000), fires
+    batch.add(wsid, "prf_1", [], 10_000)
+    batch.delete_timer("prf_1", "release:run3:hello:1")  # a plain fired timer is still deleted
+    with engine.begin() as conn:
+        counts = batch.write(conn, 10_000)
+        due = conn.execute(text('SELECT "key", due_at_ms FROM timers WHERE workspace_id = :w'), {"w": wsid}).all()
+    assert [tuple(r) for r in due] == [(key, 20_000)]
+    assert (counts.timers_scheduled, counts.timers_deleted) == (1, 2)

@@ -37,7 +37,7 @@ from nudgeflow.core.effects import (
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.reasons import family_of
 from nudgeflow.store import sql
-from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, OUTBOX_COLUMNS, PENDING, STATUS, queue
+from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
 
 TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload")
 RUN_COLUMNS = (
@@ -62,14 +62,15 @@ RUN_COLUMNS = (
 # value is the same: leaving profile_id out takes a random index page off every update.
 RUN_UPDATED = ("status", "step", "ended_at_ms", "exit_reason", "converted_at_ms", "revenue", "updated_at_ms")
 STATE_COLUMNS = ("profile_id", "workspace_id", "state", "updated_at_ms")
-CHANNEL, REASON = OUTBOX_COLUMNS.index("channel"), OUTBOX_COLUMNS.index("reason")
 
 
 @dataclass
 class WriteCounts:
     messages_queued: int = 0
     messages_failed: int = 0
-    # Messages a send policy withheld, by (status, reason family, channel): bounded labels.
+    # Decisions of the send policies to withhold a message, by (status, reason family,
+    # channel): bounded labels. Every decision counts, even one a later decision of the
+    # batch overtook (a deferral released in the same batch was still a deferral).
     messages_withheld: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     timers_scheduled: int = 0
     timers_deleted: int = 0
@@ -96,6 +97,7 @@ class EffectsBatch:
         self._runs: dict[str, tuple[Any, ...]] = {}
         self._traits: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
         self._states: dict[str, tuple[str, str]] = {}
+        self._withheld: Counter[tuple[str, str, str]] = Counter()
 
     def __bool__(self) -> bool:
         return bool(self._outbox or self._timers or self._runs or self._traits or self._states)
@@ -106,8 +108,16 @@ class EffectsBatch:
         return len(self._outbox)
 
     def delete_timer(self, profile_id: str, key: str) -> None:
-        """A fired timer: gone, unless an effect that follows arms the same key again."""
-        self._timers[(profile_id, key)] = _DELETE
+        """A fired timer: gone, unless an effect that follows arms the same key again, or one
+        that came before in this batch already did.
+
+        The second case: timers are claimed as a batch, then decided one by one, so a timer
+        can fire as it was stored after an earlier decision of the batch armed its key anew
+        (the send policies decide the messages due together on the first of their release
+        timers, and re-arm the others' timers when they defer them again). That arm is newer
+        than the row that fired: deleting it would lose the timer for good."""
+        if self._timers.get((profile_id, key), _DELETE) is _DELETE:
+            self._timers[(profile_id, key)] = _DELETE
 
     def add(self, workspace_id: str, profile_id: str, effects: Iterable[Effect], now_ms: int) -> None:
         """Take one decision's effects. Raises (and takes none of them) if one cannot be stored.
@@ -119,6 +129,7 @@ class EffectsBatch:
         timers: list[tuple[tuple[str, str], tuple[Any, ...] | None]] = []
         runs: list[tuple[str, tuple[Any, ...]]] = []
         traits: list[tuple[dict[str, Any], list[str]]] = []
+        withheld: list[tuple[str, str, str]] = []
         for effect in effects:
             if isinstance(effect, SendMessage):
                 outbox.append(
@@ -174,6 +185,7 @@ class EffectsBatch:
                         effect.reason,
                     )
                 )
+                withheld.append((effect.status, family_of(effect.reason), effect.channel))
             elif isinstance(effect, ScheduleTimer):
                 timers.append(
                     (
@@ -243,6 +255,7 @@ class EffectsBatch:
             earlier = self._outbox.get(message_key)
             if earlier is None or earlier[STATUS] == DEFERRED:
                 self._outbox[message_key] = message
+        self._withheld.update(withheld)
         for key, op in timers:
             self._timers[key] = op
         for run_id, run_row in runs:
@@ -287,14 +300,9 @@ class EffectsBatch:
         counts.timers_deleted, counts.timers_scheduled = len(deletes), len(arms)
         rows = list(self._outbox.values())
         queue(conn, rows)
-        for row in rows:
-            status = row[STATUS]
-            if status == PENDING:
-                counts.messages_queued += 1
-            elif status == FAILED:
-                counts.messages_failed += 1
-            else:
-                counts.messages_withheld[(status, family_of(row[REASON]), row[CHANNEL])] += 1
+        counts.messages_queued = sum(1 for row in rows if row[STATUS] == PENDING)
+        counts.messages_failed = sum(1 for row in rows if row[STATUS] == FAILED)
+        counts.messages_withheld = Counter(self._withheld)
         if self._runs:
             sql.insert_rows(
                 conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_UPDATED
