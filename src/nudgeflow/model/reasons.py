@@ -6,11 +6,12 @@ family, optionally followed by `:` and what it names:
 
 - decided by the engine's send policies (core/policies.py, `MessageWithheld`), status
   `deferred` or `dropped`: `frequency_cap:<rule id>`, `quiet_hours`,
-  `collision:<winning journey id>`, `max_deferral`, `run_ended`;
+  `collision:<winning journey id>`, `run_ended`, `journey_paused` (a message held past its
+  maximum deferral is dropped with the reason of the rule that held it);
 - decided by dispatch just before sending (store/consent.py, runtime/dispatcher.py), status
   `suppressed`: `unsubscribed:<topic>` (`unsubscribed:*` for all marketing),
   `suppressed:<address reason>` (the suppression list's: hard_bounce, complaint, manual…),
-  `no_consent`, `no_target` (no address or device for the channel).
+  `no_target` (no address or device for the channel).
 
 The family alone (`frequency_cap`, `unsubscribed`…) is what metrics label by: what follows
 the colon is a workspace's own rule, journey or topic id, and would make one series per id
@@ -24,15 +25,14 @@ from typing import Final
 FREQUENCY_CAP: Final = "frequency_cap"
 QUIET_HOURS: Final = "quiet_hours"
 COLLISION: Final = "collision"
-MAX_DEFERRAL: Final = "max_deferral"
+JOURNEY_PAUSED: Final = "journey_paused"
 RUN_ENDED: Final = "run_ended"
 UNSUBSCRIBED: Final = "unsubscribed"
 SUPPRESSED: Final = "suppressed"
-NO_CONSENT: Final = "no_consent"
 NO_TARGET: Final = "no_target"
 
 FAMILIES: Final = frozenset(
-    {FREQUENCY_CAP, QUIET_HOURS, COLLISION, MAX_DEFERRAL, RUN_ENDED, UNSUBSCRIBED, SUPPRESSED, NO_CONSENT, NO_TARGET}
+    {FREQUENCY_CAP, QUIET_HOURS, COLLISION, RUN_ENDED, JOURNEY_PAUSED, UNSUBSCRIBED, SUPPRESSED, NO_TARGET}
 )
 OTHER: Final = "other"  # the family of a reason outside the vocabulary (never a free text label)
 
