@@ -20,6 +20,9 @@ What is checked:
   `nudgeflow.content.templates.compile_template` and render with the sample context
   (`nudgeflow.content.sample`) that `templates render --sample` uses; every ```liquid
   or ```mjml block must do the same as an email body.
+- Policies snippets. Every ```yaml block whose keys are all top-level keys of a send
+  policies document (`frequency_caps:`, `quiet_hours:`, `collision:`…) must pass
+  `nudgeflow.model.policy_checks.check_policies`.
 - Every ```yaml block in docs/ must be one of these (or empty), so a new snippet cannot
   slip past unchecked.
 - Routes. Every `METHOD /path` the pages name (`{placeholders}` and `<placeholders>`
@@ -56,6 +59,8 @@ from nudgeflow.cli import app
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import TemplateError, compile_template, parse_source, render
 from nudgeflow.model.journey_checks import ERROR, check_journey, load_text
+from nudgeflow.model.policies import Policies
+from nudgeflow.model.policy_checks import check_policies
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
@@ -267,6 +272,7 @@ JOURNEY_KEYS = {
 STEP_TYPES = {"send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit"}
 CONDITION_KEYS = {"trait", "event", "message", "any", "all", "not"}
 TEMPLATE_KEYS = {"channel", "subject", "title", "body"}
+POLICY_KEYS = {info.alias or name for name, info in Policies.model_fields.items()}
 
 
 def _targets(value: Any) -> Iterator[str]:
@@ -342,6 +348,10 @@ def _is_template(doc: Any) -> bool:
     return isinstance(doc, dict) and "body" in doc and bool(set(doc) & (TEMPLATE_KEYS - {"body"}))
 
 
+def _is_policies(doc: Any) -> bool:
+    return isinstance(doc, dict) and bool(doc) and set(doc) <= POLICY_KEYS
+
+
 def test_every_yaml_snippet_is_checked() -> None:
     unknown = []
     for block in yaml_blocks():
@@ -349,10 +359,10 @@ def test_every_yaml_snippet_is_checked() -> None:
             continue
         docs = load_text(block.text)
         for _, doc in docs:
-            if not (_is_template(doc) or as_journey(doc) is not None):
+            if not (_is_template(doc) or _is_policies(doc) or as_journey(doc) is not None):
                 unknown.append(
-                    f"{block.where}: neither a journey part nor a template; "
-                    "mark it <!-- not-checked: why --> if it is neither on purpose"
+                    f"{block.where}: neither a journey part, a template nor send policies; "
+                    "mark it <!-- not-checked: why --> if it is none of them on purpose"
                 )
     assert not unknown, "\n".join(unknown)
 
@@ -374,6 +384,21 @@ def test_journey_snippets_pass_the_journey_checks() -> None:
             problems += [f"{block.where}: {p.path}: {p.message}" for p in found if p.severity == ERROR]
     assert checked >= 20, f"only {checked} journey snippets found: the extraction is broken"
     assert not problems, "journey snippets that fail the checks:\n" + "\n".join(problems)
+
+
+def test_policies_snippets_pass_the_policy_checks() -> None:
+    problems: list[str] = []
+    checked = 0
+    for block in yaml_blocks():
+        if block.not_checked:
+            continue
+        for _, doc in load_text(block.text):
+            if _is_policies(doc):
+                checked += 1
+                _, found = check_policies(doc)
+                problems += [f"{block.where}: {p.path}: {p.message}" for p in found if p.severity == ERROR]
+    assert checked >= 1, "no policies snippet found: the extraction is broken"
+    assert not problems, "policies snippets that fail the checks:\n" + "\n".join(problems)
 
 
 # --- template snippets ----------------------------------------------------------------------
@@ -430,6 +455,8 @@ def test_a_wrong_command_is_caught() -> None:
 
 
 def test_a_wrong_snippet_is_caught() -> None:
+    assert _is_policies({"collision": {"window": "10m"}}) and not _is_policies({"steps": {}})
+    assert check_policies({"collision": {"windw": "10m"}})[0] is None
     _, problems = check_journey(as_journey({"trigger": {"type": "event", "event": "X", "occurrences": {"count": 0}}}))
     assert any(p.severity == ERROR for p in problems)
     assert _check_template({"channel": "email", "subject": "s", "body": "{% if x %}"}, "here") is not None

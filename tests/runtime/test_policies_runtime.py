@@ -80,12 +80,9 @@ def test_a_journey_that_drops_on_collision_leaves_a_dropped_row(h: Harness) -> N
     rt.run_until_idle()
     h.clock.advance(timedelta(hours=1))
     rt.run_until_idle()
-    assert [(r.journey_id, r.status, r.reason) for r in outbox_of(h)] == [
+    assert sorted((r.journey_id, r.status, r.reason) for r in outbox_of(h)) == [
         ("important", "logged", None),
         ("nice-to-have", "dropped", "collision:important"),
-    ] or [(r.journey_id, r.status, r.reason) for r in outbox_of(h)] == [
-        ("nice-to-have", "dropped", "collision:important"),
-        ("important", "logged", None),
     ]
     assert rt.not_sent() == {("dropped", "collision", "email"): 1}
 

@@ -7,7 +7,8 @@ Two lists, with different reach:
 - consent (`subscriptions`: per profile, topic "*" for all marketing, or one topic such as
   "offers") gates marketing messages only. No row means subscribed (the person gave their
   address for it; an unsubscribe is what is recorded). The "*" row also holds the
-  frequency the person asked for: "normal" or "fewer" (recorded only: no policy reads it yet).
+  frequency the person asked for: "normal" or "fewer" (the engine learns it from the
+  Subscription Preferences Updated event; the send policies' `fewer.caps` say what it means).
 
 The per-workspace tracking secret, public base URL and topics live in
 `workspace_settings.settings` (JSON), beside other components' settings: this module only
@@ -53,7 +54,7 @@ class ConsentState:
     # why not, in model/reasons.py's words: "suppressed:hard_bounce", "unsubscribed:*" (all
     # marketing), "unsubscribed:offers"
     reason: str | None = None
-    frequency: str = NORMAL  # what the person asked for; recorded, not acted on yet
+    frequency: str = NORMAL  # what the person asked for (the send policies' `fewer.caps` act on it)
     topic: str | None = None
 
 
