@@ -1,19 +1,24 @@
-"""`nudgeflow policies …`: the workspace's send policies as code (policies.yaml)."""
+"""`nudgeflow policies …`: the workspace's send policies as code (policies.yaml).
+
+The policies model (pydantic), its checks (YAML) and the store are imported in the command
+bodies that use them: start-up cost, see cli/common.py."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, err, fail, now_ms, open_workspace, plural
 from nudgeflow.model.iso_time import iso
-from nudgeflow.model.policies import EMPTY, policies_json_schema
-from nudgeflow.model.policy_checks import check_policies_file, is_valid
-from nudgeflow.store import policies as store
+
+if TYPE_CHECKING:
+    from nudgeflow.model.journey_checks import FileProblem
+    from nudgeflow.model.policies import Policies
+    from nudgeflow.store.policies import StoredPolicies
 
 policies_app = typer.Typer(
     help="Send policies as code (frequency caps, quiet hours, collisions): validate, apply, show, history, schema.",
@@ -31,7 +36,9 @@ def _author() -> str:
         return "cli"
 
 
-def _checked(file: str, stream: Any) -> Any:
+def _checked(file: str, stream: Any) -> tuple[Policies | None, list[FileProblem]]:
+    from nudgeflow.model.policy_checks import check_policies_file
+
     policies, problems = check_policies_file(file)
     for problem in problems:
         print(problem.format(), file=stream)
@@ -41,6 +48,8 @@ def _checked(file: str, stream: Any) -> Any:
 @policies_app.command("validate")
 def policies_validate(file: PolicyFile) -> None:
     """Check a policies file without a database: every problem as file:line: path: message."""
+    from nudgeflow.model.policy_checks import is_valid
+
     policies, problems = _checked(file, sys.stdout)
     errors = sum(1 for p in problems if p.severity == "error")
     print(f"{file}: {'valid' if policies is not None else 'not valid'}: {plural(errors, 'error')}")
@@ -54,6 +63,8 @@ def policies_apply(file: PolicyFile, workspace: WorkspaceOpt, database: Database
 
     A file with errors changes nothing. A file that means what the policies in force mean
     stores no new version."""
+    from nudgeflow.store import policies as store
+
     policies, problems = _checked(file, sys.stderr)
     if policies is None:
         raise fail(f"nothing applied: {plural(sum(1 for p in problems if p.severity == 'error'), 'error')} above")
@@ -84,6 +95,8 @@ def policies_show(
     version: Annotated[int | None, typer.Option("--version", min=1, help="An earlier version instead.")] = None,
 ) -> None:
     """Print the policies in force (as they were applied: YAML stays YAML, comments and all)."""
+    from nudgeflow.store import policies as store
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:
@@ -102,7 +115,10 @@ def policies_show(
     print(found.source, end="" if found.source.endswith("\n") else "\n")
 
 
-def _document(found: store.StoredPolicies | None) -> dict[str, Any]:
+def _document(found: StoredPolicies | None) -> dict[str, Any]:
+    from nudgeflow.model.policies import EMPTY
+    from nudgeflow.store import policies as store
+
     policies = found.policies if found is not None else EMPTY
     return {
         "version": found.version if found is not None else 0,
@@ -119,6 +135,8 @@ def policies_history(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """The versions applied, newest first: who applied each and when."""
+    from nudgeflow.store import policies as store
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:
@@ -141,4 +159,6 @@ def policies_history(
 @policies_app.command("schema")
 def policies_schema() -> None:
     """Print the JSON Schema of policies.yaml (schema/policies.schema.json is this output)."""
+    from nudgeflow.model.policies import policies_json_schema
+
     print(json.dumps(policies_json_schema(), indent=2, ensure_ascii=False))
