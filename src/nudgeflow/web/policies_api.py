@@ -29,7 +29,7 @@ from nudgeflow.model.policy_checks import check_policies_documents
 from nudgeflow.store import policies as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import AppState, State
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -57,8 +57,8 @@ def _author(request: Request) -> str:
     return f"api (admin token {token[:8]}…)"
 
 
-def _read(request: Request, workspace_id: str, version: int | None = None) -> store.StoredPolicies | None:
-    with app_state(request).engine.connect() as conn:
+def _read(state: AppState, workspace_id: str, version: int | None = None) -> store.StoredPolicies | None:
+    with state.engine.connect() as conn:
         return store.get(conn, workspace_id, version)
 
 
@@ -70,8 +70,8 @@ def policies_router() -> APIRouter:
         return policies_json_schema()
 
     @router.get("/history", summary="The versions of the workspace's policies, newest first")
-    def history(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        with app_state(request).engine.connect() as conn:
+    def history(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        with state.engine.connect() as conn:
             versions = store.history(conn, workspace_id)
         return {
             "versions": [
@@ -85,23 +85,21 @@ def policies_router() -> APIRouter:
         }
 
     @router.get("/versions/{version}", summary="One version of the workspace's policies")
-    def get_version(
-        request: Request, version: Annotated[int, Path(ge=1, le=INT32_MAX)], workspace_id: Workspace
-    ) -> Any:
-        found = _read(request, workspace_id, version)
+    def get_version(state: State, version: Annotated[int, Path(ge=1, le=INT32_MAX)], workspace_id: Workspace) -> Any:
+        found = _read(state, workspace_id, version)
         if found is None:
             return JSONResponse({"detail": f"no version {version} of the workspace's policies"}, 404)
         return {**_view(found), "source": found.source}
 
     @router.get("", summary="The send policies in force: document, version, when and by whom")
-    def get_policies(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+    def get_policies(state: State, workspace_id: Workspace) -> dict[str, Any]:
         """`version` 0 (and no `updated_at`) when none were ever applied: nothing is capped,
         deferred or dropped. `source` is the document as it was sent."""
-        found = _read(request, workspace_id)
+        found = _read(state, workspace_id)
         return {**_view(found), "source": found.source if found is not None else None}
 
     @router.put("", summary="Replace the send policies (JSON, or YAML with Content-Type: application/yaml)")
-    async def put_policies(request: Request, workspace_id: Workspace) -> Any:
+    async def put_policies(request: Request, state: State, workspace_id: Workspace) -> Any:
         """200 with the new `version` (`changed` true), or the one in force when the document
         means the same (`changed` false); 422 with `problems` when it has errors (nothing is
         stored)."""
@@ -127,7 +125,6 @@ def policies_router() -> APIRouter:
         policies, problems = check_policies_documents(documents)
         if policies is None:
             return _invalid(problems)
-        state = app_state(request)
         now, author = to_ms(state.clock.now()), _author(request)
 
         def apply(conn: Connection) -> tuple[store.PutResult, store.StoredPolicies | None]:
