@@ -40,6 +40,7 @@ from nudgeflow.core.effects import (
     CancelTimer,
     Effect,
     MessageFailed,
+    MessageWithheld,
     RunChanged,
     ScheduleTimer,
     SendMessage,
@@ -51,10 +52,19 @@ from nudgeflow.errors import EngineRuntimeError
 from nudgeflow.model.events import EVENT_TYPES, InvalidPayload, parse_message
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey, duration_ms
+from nudgeflow.model.policies import EMPTY, Policies
 from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.runtime.merges import merge_state
 
-__all__ = ["FailedMessage", "InvalidMessage", "PlannedMessage", "Simulation", "check_message", "message_time_ms"]
+__all__ = [
+    "FailedMessage",
+    "InvalidMessage",
+    "PlannedMessage",
+    "Simulation",
+    "WithheldMessage",
+    "check_message",
+    "message_time_ms",
+]
 
 
 class CoreEngine(Protocol):
@@ -85,13 +95,14 @@ class PlannedMessage:
     run_id: str
     key: str
     marketing: bool = True
+    deferred_from_ms: int | None = None  # when a send policy first deferred it
 
     @property
     def at(self) -> datetime:
         return from_ms(self.at_ms)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "at": iso(self.at_ms),
             "user_id": self.user_id,
             "anonymous_id": self.anonymous_id,
@@ -103,6 +114,28 @@ class PlannedMessage:
             "variant": self.variant,
             "run_id": self.run_id,
         }
+        if self.deferred_from_ms is not None:
+            out["deferred_from"] = iso(self.deferred_from_ms)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class WithheldMessage:
+    """A message a send policy deferred (to `until_ms`, then decided again) or dropped, with the
+    core's reason (core/policies.py)."""
+
+    at_ms: int
+    user_id: str | None
+    profile: str
+    journey: str
+    step: str
+    channel: str
+    template: str
+    run_id: str
+    key: str
+    status: str  # deferred | dropped
+    reason: str
+    until_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +316,7 @@ class Simulation:
         *,
         engine: CoreEngine | None = None,
         places: Iterable[Mapping[str, Any]] = (),
+        policies: Policies = EMPTY,
     ) -> None:
         ids = [j.id for j in journeys]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -291,7 +325,8 @@ class Simulation:
         self.journeys: dict[str, Journey] = {j.id: j for j in journeys}
         # `places`: a places catalog (id, name, latitude, longitude, attributes) for location
         # triggers that take theirs from it (`catalog_places`).
-        self.catalog = Catalog((JourneyVersion(j.id, 1, j) for j in journeys), places=places)
+        # `policies`: the workspace's send policies, applied as the engine applies them.
+        self.catalog = Catalog((JourneyVersion(j.id, 1, j) for j in journeys), places=places, policies=policies)
         if engine is None:
             from nudgeflow.core.engine import Engine
 
@@ -301,6 +336,10 @@ class Simulation:
         self.states: dict[str, ProfileState] = {}
         self.messages: list[PlannedMessage] = []
         self.failures: list[FailedMessage] = []
+        # Every deferral and drop by a send policy, in order; a deferred message that is later
+        # sent is also in `messages`, at its new time (with deferred_from).
+        self.withheld: list[WithheldMessage] = []
+        self._deferred_from: dict[str, int] = {}  # message key -> when it was first deferred
         self.runs: dict[str, dict[str, Any]] = {}  # run id -> latest Run.as_row
         self._runs_of: dict[str, list[str]] = {}  # profile key -> its run ids
         self.profile_updates = 0
@@ -596,6 +635,7 @@ class Simulation:
                         run_id=send.run_id,
                         key=send.key,
                         marketing=send.marketing,
+                        deferred_from_ms=self._deferred_from.pop(send.key, None) if self._deferred_from else None,
                     )
                 )
             elif kind is CancelTimer:
@@ -615,6 +655,29 @@ class Simulation:
                 self.failures.append(
                     FailedMessage(now, user_id, profile, failed.journey_id, failed.step, failed.run_id, failed.reason)
                 )
+            elif kind is MessageWithheld:
+                held = cast(MessageWithheld, effect)
+                user_id, _ = self._who(profile)
+                self.withheld.append(
+                    WithheldMessage(
+                        now,
+                        user_id,
+                        profile,
+                        held.journey_id,
+                        held.step,
+                        held.channel,
+                        held.template,
+                        held.run_id,
+                        held.key,
+                        held.status,
+                        held.reason,
+                        held.until_ms,
+                    )
+                )
+                if held.until_ms is not None:
+                    self._deferred_from.setdefault(held.key, now)
+                else:
+                    self._deferred_from.pop(held.key, None)
             else:  # pragma: no cover - a new effect kind must be handled here
                 raise TypeError(f"the simulator does not know the effect {kind.__name__}")
 
@@ -704,6 +767,7 @@ class Simulation:
             "merges": self.merges,
             "messages": len(self.messages),
             "failed": len(self.failures),
+            "withheld": _withheld_summary(self.withheld),
             "timers_fired": self.timers_fired,
             "timers_pending": self.pending_timers,
             "first_event": iso(self.first_event_ms) if self.first_event_ms is not None else None,
@@ -711,6 +775,14 @@ class Simulation:
             "clock": iso(self.now_ms) if self.now_ms is not None else None,
             "journeys": journeys,
         }
+
+
+def _withheld_summary(withheld: list[WithheldMessage]) -> dict[str, Any]:
+    """Deferrals and drops by send policies: how many, and how many per reason."""
+    reasons: dict[str, Counter[str]] = {"deferred": Counter(), "dropped": Counter()}
+    for held in withheld:
+        reasons.setdefault(held.status, Counter())[held.reason] += 1
+    return {status: {"count": sum(c.values()), "reasons": dict(sorted(c.items()))} for status, c in reasons.items()}
 
 
 def _in_step_order(journey: Journey, counts: Counter[str]) -> dict[str, int]:
