@@ -589,3 +589,30 @@ def test_a_release_still_decided_when_the_event_input_has_no_matching_run() -> N
     d.advance("1m")
     assert outcomes(d) == [("dropped", "a", "run_ended", None)]
     d.event(EventInput("x", "track", "Nothing", d.now))
+
+
+def test_two_journeys_in_one_batch_can_never_both_pass_a_cap_of_one() -> None:
+    one = {"id": "one", "channel": "email", "limit": 1, "window": "1d"}
+    d = Driver(cat=cat(pinger("a", "Signed Up"), pinger("b", "Order"), frequency_caps=[one]), roundtrip=True)
+    d.now = T0 + 5 * M  # one batch, decided after both happened, at the same millisecond
+    d.track("Order", ts=T0)
+    d.track("Signed Up", ts=T0)
+    assert outcomes(d) == [("send", "b", T0 + 5 * M), ("dropped", "a", "frequency_cap:one", None)]
+
+
+def test_a_send_after_a_timer_is_judged_at_the_due_time_not_when_the_timer_fired() -> None:
+    series = journey(
+        "series",
+        {"type": "event", "event": "Ping"},
+        {
+            "w": {"type": "wait", "duration": "1h", "next": "s"},
+            "s": {"type": "send", "channel": "email", "template": "s"},
+        },
+    )
+    quiet = {"channel": "email", "start": "22:00", "end": "08:00"}
+    d = Driver(cat=cat(series, quiet_hours=[quiet], collision=COLLISION), now=ms("2026-03-02T20:30:00Z"))
+    d.track("Ping")  # the wait ends at 21:30, before the quiet hours
+    d.now = ms("2026-03-02T22:15:00Z")  # the runtime gets to the timer late
+    d.fire(f"run:{d.run_id(1)}")
+    assert outcomes(d) == [("send", "series", ms("2026-03-02T22:15:00Z"))]
+    assert d.state.sends[0][0] == ms("2026-03-02T21:30:00Z")

@@ -65,6 +65,17 @@ def test_merge_state_keeps_both_peoples_runs_and_adds_up_what_they_did() -> None
     assert known.last_location == {"lat": 1.0} and known.run_seq == 4
 
 
+def test_merge_state_interleaves_the_send_ledgers_and_keeps_the_newer_frequency_choice() -> None:
+    known = ProfileState("b", sends=[[10, "email", "welcome", 0, None]], frequency={"value": "normal", "at": 5})
+    anon = ProfileState("a", sends=[[7, "email", "cart", 0, None]], frequency={"value": "fewer", "at": 9})
+    merge_state(known, anon)
+    assert known.sends == [[7, "email", "cart", 0, None], [10, "email", "welcome", 0, None]]
+    assert known.frequency == {"value": "fewer", "at": 9}
+    older = ProfileState("c", frequency={"value": "normal", "at": 1})
+    merge_state(known, older)
+    assert known.frequency == {"value": "fewer", "at": 9}
+
+
 def test_a_merged_profiles_timers_runs_and_state_move_to_the_known_person(h: Harness) -> None:
     engine = FakeEngine()
     rt = h.runtime(engine)

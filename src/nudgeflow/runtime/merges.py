@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from nudgeflow.core.policies import MAX_LEDGER
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.numbers import is_number
 from nudgeflow.store import engine_state
@@ -28,8 +29,8 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
     """Fold `other` (the merged-away person) into `into`; `into` wins where they disagree.
 
     Runs, watches and timers are the other person's too now; entry counts and milestone
-    counts and sums add up (the person did both); histories interleave by time; for
-    inactivity, the latest activity counts.
+    counts and sums add up (the person did both); histories and send ledgers interleave by
+    time; for inactivity, the latest activity counts.
     """
     into.traits = {**other.traits, **into.traits}
     into.runs = {**other.runs, **into.runs}
@@ -61,6 +62,12 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
         into.history[name] = entries[-HISTORY_CAP:]
     if into.last_location is None:
         into.last_location = other.last_location
+    # Both people's sends count against the caps from now on; the newer "how often" choice wins.
+    if other.sends:
+        into.sends = sorted([*into.sends, *other.sends], key=lambda e: e[0])[-MAX_LEDGER:]
+    theirs_choice, ours_choice = other.frequency, into.frequency
+    if theirs_choice and (not ours_choice or theirs_choice.get("at", 0) > ours_choice.get("at", 0)):
+        into.frequency = theirs_choice
 
 
 def fold_merged(
