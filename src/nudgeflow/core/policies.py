@@ -11,7 +11,9 @@ When it is decided
     of entry, priority then journey id). Each message is sent, deferred or dropped; then each run
     goes on from its send step (a branch right after it sees the outcome), and any message those
     walks want is decided in a next round the same way. A run does not wait for a deferred
-    message: it moves on at once.
+    message: it moves on at once. (While the call lasts, a run stopped on its send step is
+    still active: the same call does not enter its journey again when it allows one active run
+    at a time; without policies such a run might have finished its steps first.)
 
     Because all work for a person is serialized (DESIGN §3), the decision reads and writes the
     person's *send ledger* in ProfileState, and the runtime writes that state in the same
