@@ -179,6 +179,7 @@ DOWNGRADE_SHARE = 0.6  # of those, who downgrade or cancel later
 REGRET_SHARE = 0.3  # of those, who upgrade again the next day
 COMEBACK_SHARE = 0.3  # known people who come back a month after going silent
 RETURN_SHARE = 0.5  # carts known people left that they come back to and order
+LATE_SIGN_UP_SHARE = 0.5  # visitors who left a cart and sign up most of an hour later
 
 
 def _uuid(rng: random.Random) -> str:
@@ -220,6 +221,7 @@ class _Person:
         self.orders: list[tuple[datetime, str]] = []
         self.level = 0
         self.left_carts: list[tuple[datetime, str, dict[Product, int]]] = []  # a known person's abandoned carts
+        self.anonymous_cart_at: datetime | None = None  # when a visitor last added to a cart they left
         self.shares_location = rng.random() < LOCATION_SHARE
         self.home = self._home()
         self.context = self._context()
@@ -409,6 +411,8 @@ class _Person:
         if self.user_id is None or self.rng.random() < 0.35:
             if self.user_id is not None:
                 self.left_carts.append((self.now, cart_id, cart))
+            else:
+                self.anonymous_cart_at = self.now
             return
         self.check_out(cart_id, cart)
 
@@ -571,6 +575,12 @@ class _Person:
     def live(self) -> list[dict[str, Any]]:
         self.session()
         if self.rng.random() < 0.6:
+            if self.anonymous_cart_at is not None and self.rng.random() < LATE_SIGN_UP_SHARE:
+                # Back to the tab most of an hour later, an account made to check out, then
+                # distracted again: the welcome email and the cart reminder (an hour after the
+                # last item) are due minutes apart, where the send policies' collision window
+                # holds the second one back.
+                self.now = max(self.now, self.anonymous_cart_at + timedelta(minutes=self.rng.uniform(45, 56)))
             self.sign_up()
             if self.rng.random() < 0.5:
                 self.session()  # shop right after signing up
