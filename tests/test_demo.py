@@ -182,3 +182,35 @@ def test_the_dev_inbox_receives_the_push_journeys_pushes_decrypted(demo_run: tup
         assert p["ttl"] and 0 < p["ttl"] <= 4 * 3600
     near = [p for p in pushes if p["journey"] == "push-near-store"]
     assert any("km away" in p["body"] for p in near)
+
+
+def test_the_demo_applies_the_example_policies_and_prints_what_they_held_back(
+    demo_run: tuple[DemoSummary, str],
+) -> None:
+    """examples/policies.yaml is the workspace's; the caps and the collision window hold back
+    some of the journeys' messages, and the demo says which, why, and what became of them.
+    Quiet hours depend on the hour the demo runs (the traffic ends now): only their row is
+    asserted, not their numbers."""
+    summary, out = demo_run
+    report = summary.policies
+    assert report.source.endswith("policies.yaml") and report.version == 1
+    caps = report.by_reason("frequency_cap")
+    assert {r.reason for r in caps} >= {"frequency_cap:email-daily", "frequency_cap:email-weekly"}
+    assert sum(r.dropped for r in caps) > 0  # on_cap: drop, the default
+    collisions = report.by_reason("collision")
+    # A visitor who signs up most of an hour after leaving a cart: the cart reminder is due
+    # minutes after the welcome email, and waits the collision window out.
+    pair = next(r for r in collisions if r.reason == "collision:welcome" and r.loser == "cart-abandonment")
+    assert pair.deferred > 0 and pair.sent_later > 0
+    assert report.deferred >= sum(r.deferred for r in collisions)
+    assert report.sent + report.dropped <= report.messages
+    # What the journeys sent is what passed the policies.
+    assert report.sent == summary.journeys.sent
+    for text in (
+        "Send policies (examples/policies.yaml, version 1)",
+        "frequency_cap:email-daily",
+        "quiet_hours",
+        "welcome ← cart-abandonment",
+        "sent later",
+    ):
+        assert text in out, text

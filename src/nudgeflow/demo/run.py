@@ -59,6 +59,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from sqlalchemy import Connection
 
+from nudgeflow.demo.policy_report import DecisionLog, PolicyReport, WatchedEngine, build_report, policy_table
 from nudgeflow.demo.traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
 from nudgeflow.errors import NudgeflowError
 from nudgeflow.model.event_names import MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_LOGGED, MESSAGE_SENT, PUSH_SUBSCRIBED
@@ -134,6 +135,8 @@ class DemoSummary:
     inbox: list[dict[str, Any]] = field(default_factory=list)  # what the dev inbox received, in order
     pushes: list[dict[str, Any]] = field(default_factory=list)  # the pushes it received (decrypted), in order
     subscribed: int = 0  # browsers subscribed to push (one per device id of the traffic)
+    policies: PolicyReport = field(default_factory=PolicyReport)  # what the send policies held back
+    collision_window: str | None = None  # the policies' collision window, if they have one
 
     @property
     def rate(self) -> float:
@@ -151,6 +154,12 @@ def templates_dir() -> Path | None:
     """examples/templates of the source tree, next to examples/journeys."""
     candidate = Path(__file__).resolve().parents[3] / "examples" / "templates"
     return candidate if candidate.is_dir() else None
+
+
+def policies_file() -> Path | None:
+    """examples/policies.yaml of the source tree, next to examples/journeys."""
+    candidate = Path(__file__).resolve().parents[3] / "examples" / "policies.yaml"
+    return candidate if candidate.is_file() else None
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -257,6 +266,30 @@ def _import_catalog(client: httpx.Client, admin: dict[str, str]) -> dict[str, in
             raise DemoError(f"the server refused the demo's {kind} ({answer.status_code}): {answer.text[:500]}")
         imported[kind] = int(answer.json().get("imported", 0))
     return imported
+
+
+def _apply_policies(server: ThreadedServer, workspace_id: str) -> tuple[Any, str, int]:
+    """examples/policies.yaml made the workspace's send policies, as `nudgeflow policies
+    apply` makes them (checked, then stored through store/policies.put, by the server's
+    writer): (the policies, the file as shown, the version in force), or (None, "", 0) when
+    the file is not next to this installation."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.model.policy_checks import check_policies_file
+    from nudgeflow.store import policies as policy_store
+
+    path = policies_file()
+    if path is None:
+        return None, "", 0
+    policies, problems = check_policies_file(path)
+    if policies is None:
+        raise DemoError(f"{path} has errors:\n" + "\n".join(p.format() for p in problems))
+    source = path.read_text(encoding="utf-8")
+    now = to_ms(SystemClock().now())
+    state = server.app.state.nudgeflow
+    done = state.committer.submit_job(
+        lambda conn: policy_store.put(conn, workspace_id, policies, source, "nudgeflow demo", now)
+    ).result()
+    return policies, _shown_path([path]) + "/" + path.name, done.version
 
 
 def _set_base_url(server: ThreadedServer, workspace_id: str) -> None:
@@ -436,6 +469,7 @@ class _FastForward:
 
     def __init__(self, server: ThreadedServer, start_ms: int) -> None:
         from nudgeflow.core.clock import VirtualClock, from_ms
+        from nudgeflow.core.engine import Engine
         from nudgeflow.runtime.embedded import EmbeddedRuntime
         from nudgeflow.runtime.processor import EngineCache
 
@@ -444,7 +478,12 @@ class _FastForward:
         self.db = state.engine
         self.clock = VirtualClock(from_ms(start_ms))
         # The journeys do not change during the fast-forward: no catalog check per batch.
-        engines = EngineCache(fingerprint=lambda _conn, _ws: "demo")
+        # The engine's decisions are watched: which messages the send policies deferred.
+        self.decisions = DecisionLog()
+        engines = EngineCache(
+            fingerprint=lambda _conn, _ws: "demo",
+            make_engine=lambda catalog: WatchedEngine(Engine(catalog), self.decisions),
+        )
         self.runtime = EmbeddedRuntime(self.db, state.committer, self.clock, state.settings, engines=engines)
         self.stops = 0
         # The people's browsers subscribe to a local Web Push service on the same virtual
@@ -540,6 +579,21 @@ def run_demo(
                 f" from {_shown_path(files)}: " + ", ".join(summary.journeys_published),
                 highlight=False,
             )
+            policies, policies_source, policies_version = _apply_policies(server, workspace.workspace_id)
+            if policies is not None:
+                summary.policies = PolicyReport(source=policies_source, version=policies_version)
+                summary.collision_window = policies.collision.window if policies.collision else None
+                console.print(
+                    f"applied the send policies of {policies_source} (version {policies_version}): "
+                    f"{len(policies.frequency_caps) + len(policies.fewer.caps)} frequency caps, "
+                    f"{len(policies.quiet_hours)} quiet hours, "
+                    + (
+                        f"a {policies.collision.window} collision window"
+                        if policies.collision
+                        else "no collision window"
+                    ),
+                    highlight=False,
+                )
             summary.catalog = _import_catalog(client, admin)
             console.print(
                 f"applied {len(summary.templates_applied)} templates from examples/templates, imported "
@@ -567,6 +621,8 @@ def run_demo(
                 profile = answer.json() if answer.status_code == 200 else None
         step_order = {j.id: list(j.steps) for j in definitions}
         summary.journeys = _journey_report(forward, workspace.workspace_id, summary.journeys_published, step_order)
+        if policies is not None:
+            summary.policies = _policy_report(forward, workspace.workspace_id, policies, summary.policies)
         summary.inbox = _read_inbox(forward, workspace.workspace_id)
         summary.pushes = _read_pushes(forward, workspace.workspace_id)
         summary.total_seconds = time.perf_counter() - started
@@ -879,6 +935,14 @@ def _journey_report(
     # A sample that shows every journey: the first message of each step.
     report.sample = [all_sent[k] for k in sorted(first_of_step.values())]
     return report
+
+
+def _policy_report(forward: _FastForward, workspace_id: str, policies: Any, applied: PolicyReport) -> PolicyReport:
+    """What the send policies deferred, sent later and dropped: the decisions the engine
+    took, and where each message ended in the outbox."""
+    with forward.db.connect() as conn:
+        ended = outbox.outcomes(conn, workspace_id)
+    return build_report(policies, applied.source, applied.version, forward.decisions, ended)
 
 
 def _user_ids(conn: Connection, workspace_id: str) -> dict[str, str]:
@@ -1210,6 +1274,8 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
             end_section=True,
         )
     console.print(table)
+    if summary.policies.source:
+        console.print(policy_table(summary.policies, summary.collision_window))
 
     sample = Table(title="The first message of each step", title_justify="left", box=box.SIMPLE_HEAD)
     sep = ", " if console.width >= 120 else "\n"  # the local time beside the UTC one, or under it

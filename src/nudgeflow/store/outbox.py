@@ -261,3 +261,14 @@ def origins(conn: Connection, workspace_id: str, channel: str) -> list[Any]:
             )
         ).all()
     )
+
+
+def outcomes(conn: Connection, workspace_id: str) -> list[Any]:
+    """(idempotency_key, journey_id, channel, status, reason) of every message the workspace
+    queued: where each one ended, and why when it was not sent (the demo's policies report)."""
+    t = outbox.c
+    return list(
+        conn.execute(
+            select(t.idempotency_key, t.journey_id, t.channel, t.status, t.reason).where(t.workspace_id == workspace_id)
+        ).all()
+    )
