@@ -214,3 +214,41 @@ def test_the_demo_applies_the_example_policies_and_prints_what_they_held_back(
         "sent later",
     ):
         assert text in out, text
+
+
+def test_the_policies_report_follows_each_message_from_its_deferrals_to_where_it_ended() -> None:
+    from nudgeflow.core.effects import MessageWithheld
+    from nudgeflow.demo.policy_report import DecisionLog, build_report
+    from nudgeflow.model.policies import Policies
+
+    policies = Policies.model_validate(
+        {
+            "frequency_caps": [{"id": "email-daily", "channel": "email", "limit": 2, "calendar": "day"}],
+            "quiet_hours": [{"channel": "push", "start": "21:00", "end": "08:00"}],
+            "collision": {"window": "10m"},
+        }
+    )
+
+    def deferred(key: str, journey: str, reason: str) -> MessageWithheld:
+        return MessageWithheld(key, "run", journey, 1, "s", "email", "t", None, True, "deferred", reason, 0, 1)
+
+    log = DecisionLog()
+    log.note([deferred("k1", "cart", "collision:welcome"), deferred("k2", "cart", "collision:welcome")])
+    log.note([deferred("k1", "cart", "collision:welcome")])  # decided twice: counted once
+    log.note([deferred("k3", "push-x", "quiet_hours")])
+    outcomes = [
+        ("k0", "welcome", "email", "sent", None),
+        ("k1", "cart", "email", "sent", None),  # released: the row's reason is cleared
+        ("k2", "cart", "email", "dropped", "frequency_cap:email-daily"),  # released, then capped
+        ("k3", "push-x", "push", "deferred", "quiet_hours"),  # still waiting at the end
+        ("k4", "win-back", "email", "dropped", "frequency_cap:email-daily"),
+    ]
+    report = build_report(policies, "examples/policies.yaml", 1, log, outcomes)
+    rows = {(r.reason, r.loser): r for r in report.rows}
+    pair = rows[("collision:welcome", "cart")]
+    assert (pair.deferred, pair.sent_later, pair.dropped, pair.rule) == (2, 1, 0, "welcome ← cart")
+    cap = rows[("frequency_cap:email-daily", None)]
+    assert (cap.deferred, cap.dropped, cap.rule) == (0, 2, "2 email a calendar day")
+    quiet = rows[("quiet_hours", None)]
+    assert (quiet.deferred, quiet.sent_later, quiet.waiting) == (1, 0, 1)
+    assert (report.messages, report.sent, report.deferred, report.sent_later, report.dropped) == (5, 2, 3, 1, 2)
