@@ -22,10 +22,11 @@ def test_every_reason_the_engine_and_dispatch_give_is_in_the_vocabulary() -> Non
     allowed = consent.decide(None, {}, marketing=True, topic=None)
     dispatch = [
         consent.decide("complaint", {}, marketing=False, topic=None).reason,
-        consent.decide(None, {consent.ALL: (False, "normal")}, marketing=True, topic=None).reason,
-        consent.decide(None, {"offers": (False, "normal")}, marketing=True, topic="offers").reason,
+        consent.decide(None, {consent.ALL: consent.Choice(False)}, marketing=True, topic=None).reason,
+        consent.decide(None, {"offers": consent.Choice(False)}, marketing=True, topic="offers").reason,
+        consent.decide(None, {}, marketing=True, topic="offers", mode=consent.OPT_IN).reason,
         reasons.NO_TARGET,
     ]
     assert allowed.reason is None
-    assert dispatch == ["suppressed:complaint", "unsubscribed:*", "unsubscribed:offers", "no_target"]
+    assert dispatch == ["suppressed:complaint", "unsubscribed:*", "unsubscribed:offers", "no_consent", "no_target"]
     assert all(reasons.family_of(r) in reasons.FAMILIES for r in [*engine, *dispatch])

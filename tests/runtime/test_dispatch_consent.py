@@ -40,7 +40,9 @@ def test_a_suppressed_address_gets_nothing_and_the_row_says_why(h: Harness) -> N
 def test_an_unsubscribed_person_gets_no_marketing_and_a_remote_channel_is_never_called(h: Harness) -> None:
     h.identify("ada", email="ada@example.com")
     pid = h.profile_id("ada")
-    h.in_transaction(lambda conn: consent.set_subscription(conn, h.ws, pid, consent.ALL, False, now(h)))
+    h.in_transaction(
+        lambda conn: consent.set_subscription(conn, h.ws, pid, consent.ALL, False, now(h), channel="flaky")
+    )
     flaky = FlakyRemote()
     h.track("ada", "Signed Up", channel="flaky")
     rt = h.runtime(channels=registry(flaky=flaky))

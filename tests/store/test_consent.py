@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nudgeflow.store import consent
-from nudgeflow.store.consent import ALL, ConsentState, can_send, consent_state, decide
+from nudgeflow.store.consent import ALL, OPT_IN, Choice, ConsentState, can_send, consent_state, decide
 from tests.support import make_workspace
 
 NOW = 1_800_000_000_000
@@ -13,13 +13,47 @@ NOW = 1_800_000_000_000
 
 def test_decide_suppression_stops_everything_consent_gates_marketing_only() -> None:
     assert decide("hard_bounce", {}, marketing=False, topic=None) == ConsentState(False, "suppressed:hard_bounce")
-    off = {ALL: (False, "normal")}
+    off = {ALL: Choice(False)}
     assert decide(None, off, marketing=True, topic=None).reason == "unsubscribed:*"
     assert decide(None, off, marketing=False, topic=None).allowed
-    topic_off = {"offers": (False, "normal"), ALL: (True, "fewer")}
-    assert decide(None, topic_off, True, "offers") == ConsentState(False, "unsubscribed:offers", "fewer", "offers")
+    topic_off = {"offers": Choice(False), ALL: Choice(True, "fewer")}
+    assert decide(None, topic_off, True, "offers") == ConsentState(
+        False, "unsubscribed:offers", "fewer", "offers"
+    )
     assert decide(None, topic_off, True, "reminders") == ConsentState(True, None, "fewer", "reminders")
     assert decide(None, {}, True, "anything").allowed  # no row: subscribed
+
+
+def test_a_topic_said_yes_to_after_a_no_to_all_is_the_one_exception() -> None:
+    later = {ALL: Choice(False, at_ms=10), "news": Choice(True, at_ms=20, source="double_opt_in")}
+    assert decide(None, later, True, "news").allowed
+    assert decide(None, later, True, "offers").reason == "unsubscribed:*"
+    assert decide(None, later, True, None).reason == "unsubscribed:*"
+    # Made at the same time (one form: "unsubscribe from all" with topics ticked): the no wins.
+    same = {ALL: Choice(False, at_ms=10), "news": Choice(True, at_ms=10)}
+    assert decide(None, same, True, "news").reason == "unsubscribed:*"
+    # A yes to all never undoes a no to one topic.
+    assert decide(None, {ALL: Choice(True, at_ms=30), "news": Choice(False, at_ms=5)}, True, "news").reason == (
+        "unsubscribed:news"
+    )
+
+
+def test_opt_in_needs_a_recorded_yes_to_all_or_to_the_topic() -> None:
+    assert decide(None, {}, True, "news", OPT_IN).reason == "no_consent"
+    assert decide(None, {}, False, "news", OPT_IN).allowed  # transactional: consent does not gate it
+    assert decide("complaint", {}, False, None, OPT_IN).reason == "suppressed:complaint"
+    news = {"news": Choice(True, at_ms=1, source="double_opt_in")}
+    assert decide(None, news, True, "news", OPT_IN).allowed
+    assert decide(None, news, True, "offers", OPT_IN).reason == "no_consent"
+    assert decide(None, news, True, None, OPT_IN).reason == "no_consent"
+    everything = {ALL: Choice(True, at_ms=1, source="api")}
+    assert decide(None, everything, True, "offers", OPT_IN).allowed
+    # A yes recorded before choices had a source (a default the old preference center stored) is not consent.
+    assert decide(None, {ALL: Choice(True, at_ms=1)}, True, None, OPT_IN).reason == "no_consent"
+    # An explicit no still says so.
+    assert decide(None, {"news": Choice(False, source="api")}, True, "news", OPT_IN).reason == (
+        "unsubscribed:news"
+    )
 
 
 def test_suppress_unsuppress_and_list(engine: Any) -> None:
@@ -89,3 +123,40 @@ def test_tracking_secret_is_made_once_and_other_settings_are_kept(engine: Any) -
         consent.topic_for({consent.TOPIC_BY_JOURNEY: {"winback": "offers"}}, "t", "winback", {"topic": "news"})
         == "news"
     )
+
+
+def test_choices_are_per_channel(engine: Any) -> None:
+    ws = make_workspace(engine).workspace_id
+    with engine.begin() as conn:
+        assert consent.set_subscription(conn, ws, "p1", ALL, False, NOW, source="unsubscribe_link")
+        assert consent.set_subscription(conn, ws, "p1", "news", True, NOW, channel="push", source="api")
+    with engine.connect() as conn:
+        assert can_send(conn, ws, "p1", "email", None, True, "news") == (False, "unsubscribed:*")
+        assert can_send(conn, ws, "p1", "push", None, True, "news") == (True, None)
+        assert can_send(conn, ws, "p1", "push", None, True, "news", mode=OPT_IN) == (True, None)
+        assert can_send(conn, ws, "p1", "push", None, True, "offers", mode=OPT_IN) == (False, "no_consent")
+        assert consent.subscriptions_of(conn, ws, "p1", channel="push")["topics"] == {"news": True}
+        assert [
+            (c["channel"], c["topic"], c["subscribed"], c["source"]) for c in consent.choices_of(conn, ws, "p1")
+        ] == [
+            ("email", ALL, False, "unsubscribe_link"),
+            ("push", "news", True, "api"),
+        ]
+
+
+def test_making_a_choice_again_dates_it_again_and_says_when_that_changes_what_goes(engine: Any) -> None:
+    ws = make_workspace(engine).workspace_id
+    with engine.begin() as conn:
+        assert consent.set_subscription(conn, ws, "p1", "news", True, NOW, source="api")
+        assert consent.set_subscription(conn, ws, "p1", ALL, False, NOW + 1, source="unsubscribe_link")
+        # news again, later than the no to all: it goes again (a change)
+        assert consent.set_subscription(conn, ws, "p1", "news", True, NOW + 2, source="double_opt_in")
+        assert not consent.set_subscription(conn, ws, "p1", "news", True, NOW + 3, source="double_opt_in")
+        assert consent.can_send(conn, ws, "p1", "email", None, True, "news") == (True, None)
+        # the no to all again: it covers news again (a change)
+        assert consent.set_subscription(conn, ws, "p1", ALL, False, NOW + 4, source="unsubscribe_link")
+        assert consent.can_send(conn, ws, "p1", "email", None, True, "news") == (False, "unsubscribed:*")
+        # a frequency is not a choice: no date, and never consent
+        assert consent.set_frequency(conn, ws, "p2", "fewer", NOW)
+        assert not consent.set_frequency(conn, ws, "p2", "fewer", NOW + 1)
+        assert consent.can_send(conn, ws, "p2", "email", None, True, None, mode=OPT_IN) == (False, "no_consent")

@@ -12,7 +12,7 @@ import typer
 
 from nudgeflow.cli.bounces import bounce_webhooks_app
 from nudgeflow.cli.catalog import catalog_app
-from nudgeflow.cli.consent import suppressions_app
+from nudgeflow.cli.consent import consent_app, suppressions_app
 from nudgeflow.cli.db import db_app
 from nudgeflow.cli.demo import demo
 from nudgeflow.cli.identity import identity_app, keys_app
@@ -47,6 +47,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(templates_app, name="templates")
 app.add_typer(suppressions_app, name="suppressions")
+app.add_typer(consent_app, name="consent")
 app.add_typer(profiles_app, name="profiles")
 
 workspace_app.command("set")(workspace_set)

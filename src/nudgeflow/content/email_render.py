@@ -5,8 +5,8 @@ What the email channel's default renderer does for each message: `prepare_email`
 in a worker process) does the rest:
 1. the template version (compiled once per version, cached) — none: the message fails with
    "template 'x' not found";
-2. the personalization context (content/context.py) plus `links` (signed unsubscribe and
-   preference-center URLs);
+2. the personalization context (content/context.py) plus `links` (signed unsubscribe,
+   preference-center and double opt-in confirmation URLs);
 3. the Liquid render — a missing variable or a syntax error fails the message with the
    error's part, line and column; nothing half-rendered leaves;
 4. links the workspace trusts (content/links.LinkPolicy: the template's literal links,
@@ -73,6 +73,7 @@ def build_email(
         **(context.get("links") or {}),
         "unsubscribe": links.unsubscribe_url(base, secret, ws, key, pid, topic),
         "preferences": links.preferences_url(base, secret, ws, key, pid),
+        "confirm_subscription": _confirm_link(message, to, topic, secret, base),
     }
     try:
         rendered = render(compiled, context, budget_ms=budget_ms)
@@ -95,6 +96,24 @@ def build_email(
     # The preheader stays as it is: content/templates.py already put it at the top of the
     # HTML (`preheader_in_html`), so composing does not add it again.
     return dataclasses.replace(rendered, html=html, text=text, headers=headers, to=to, marketing=message.marketing)
+
+
+def _confirm_link(message: OutboundMessage, to: str, template_topic: str | None, secret: str, base: str) -> str:
+    """The double opt-in link of this email: consent to email marketing of the topic it
+    names (an admin request's `consent.topic`, else the message's topic, else the
+    template's, else all marketing), for this address, for CONFIRM_TTL_MS after the
+    message was queued (a pure function of the message: every retry renders the same)."""
+    from nudgeflow.content import links
+
+    asked = message.context.get("consent")
+    topic = asked.get("topic") if isinstance(asked, dict) else None
+    if not isinstance(topic, str) or not topic:
+        context_topic = message.context.get("topic")
+        topic = context_topic if isinstance(context_topic, str) and context_topic else template_topic or "*"
+    expires = message.created_at_ms + links.CONFIRM_TTL_MS
+    return links.confirm_url(
+        base, secret, message.workspace_id, message.key, message.profile_id, "email", topic, to, expires
+    )
 
 
 def _append_pixel(html: str, url: str) -> str:

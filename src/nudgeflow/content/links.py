@@ -6,8 +6,12 @@ Pure: no database, no clock. Every link carries a token
 
 where `payload` is the urlsafe base64 (no padding) of a small JSON object binding the
 workspace (`w`), the message key (`m`, the outbox idempotency key), the profile (`p`), the
-kind of link (`k`: o open, c click, u unsubscribe, p preferences) and, for a click, the
-destination URL (`u`); an unsubscribe link may carry a topic (`t`). `mac` is HMAC-SHA256
+kind of link (`k`: o open, c click, u unsubscribe, p preferences, n push report, s
+subscription confirmation) and, for a click, the destination URL (`u`); an unsubscribe
+link may carry a topic (`t`). A confirmation link (double opt-in) binds the channel (`ch`),
+the topic (`t`), a digest of the address it was sent to (`a`) and when it expires (`e`,
+ms): it records consent, so it is refused after that time, and for a person whose address
+has changed since. `mac` is HMAC-SHA256
 of the payload under the workspace's tracking secret, urlsafe base64, compared in constant
 time. Changing any byte of either part (another destination, another profile, another
 kind) makes the token invalid, so a tracked link can only ever redirect where its message
@@ -29,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import hmac
 import html
 import re
@@ -41,8 +46,9 @@ import orjson
 
 from nudgeflow.errors import ContentError
 
-OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH = "o", "c", "u", "p", "n"
-KINDS = (OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH)
+OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH, CONFIRM = "o", "c", "u", "p", "n", "s"
+KINDS = (OPEN, CLICK, UNSUBSCRIBE, PREFERENCES, PUSH, CONFIRM)
+CONFIRM_TTL_MS = 7 * 86_400_000  # a confirmation link works for a week after its message was queued
 MAX_TOKEN_CHARS = 8192  # a click token holds its URL; anything longer is not one of ours
 ONE_CLICK = "List-Unsubscribe=One-Click"
 LINKS_SECTION = "links"  # the workspace settings section: {"allowed_domains": [...]}
@@ -52,6 +58,10 @@ class InvalidToken(ContentError, ValueError):
     """Malformed, tampered with, of another kind, or signed with another secret."""
 
 
+class ExpiredToken(InvalidToken):
+    """Signed by us, but past its time (a confirmation link): raised only after the MAC is right."""
+
+
 @dataclass(frozen=True, slots=True)
 class LinkToken:
     kind: str
@@ -59,7 +69,10 @@ class LinkToken:
     message_key: str
     profile_id: str
     destination: str | None = None  # clicks only
-    topic: str | None = None  # unsubscribe links for one topic
+    topic: str | None = None  # unsubscribe links for one topic; the topic a confirmation confirms
+    channel: str | None = None  # confirmations: the channel consented to
+    address: str | None = None  # confirmations: address_digest() of the address it was sent to
+    expires_ms: int | None = None  # confirmations: refused from this instant on
 
 
 def _b64(data: bytes) -> str:
@@ -101,6 +114,10 @@ def sign(secret: str, token: LinkToken) -> str:
         body["u"] = token.destination
     if token.topic is not None:
         body["t"] = token.topic
+    if token.kind == CONFIRM:
+        if not (token.channel and token.topic and token.address and token.expires_ms is not None):
+            raise ValueError("a confirmation link needs its channel, topic, address and expiry")
+        body.update({"ch": token.channel, "a": token.address, "e": token.expires_ms})
     payload = _b64(orjson.dumps(body))
     return f"{payload}.{_b64(_mac(secret, payload))}"
 
@@ -123,8 +140,9 @@ def peek_workspace(token: str) -> str:
     return str(_decode(token)[2]["w"])
 
 
-def verify(secret: str, token: str, kind: str | None = None) -> LinkToken:
-    """The token's content if its MAC is right (and it is of `kind`, when given); else InvalidToken."""
+def verify(secret: str, token: str, kind: str | None = None, now_ms: int | None = None) -> LinkToken:
+    """The token's content if its MAC is right (and it is of `kind`, when given); else
+    InvalidToken. A confirmation link needs `now_ms`: past its expiry it is ExpiredToken."""
     payload, mac, body = _decode(token)
     if not hmac.compare_digest(_unb64(mac), _mac(secret, payload)):
         raise InvalidToken("bad signature")
@@ -133,6 +151,16 @@ def verify(secret: str, token: str, kind: str | None = None) -> LinkToken:
     destination, topic = body.get("u"), body.get("t")
     if body["k"] == CLICK and not (isinstance(destination, str) and is_trackable(destination)):
         raise InvalidToken("no destination")
+    channel, address, expires = body.get("ch"), body.get("a"), body.get("e")
+    if body["k"] == CONFIRM:
+        if not (
+            isinstance(channel, str) and isinstance(topic, str) and isinstance(address, str) and type(expires) is int
+        ):
+            raise InvalidToken("not a confirmation link")
+        if now_ms is None:
+            raise ValueError("verifying a confirmation link needs the time")
+        if now_ms >= expires:
+            raise ExpiredToken("expired")
     return LinkToken(
         kind=body["k"],
         workspace_id=body["w"],
@@ -140,6 +168,9 @@ def verify(secret: str, token: str, kind: str | None = None) -> LinkToken:
         profile_id=body["p"],
         destination=destination if isinstance(destination, str) else None,
         topic=topic if isinstance(topic, str) else None,
+        channel=channel if isinstance(channel, str) else None,
+        address=address if isinstance(address, str) else None,
+        expires_ms=expires if type(expires) is int else None,
     )
 
 
@@ -172,6 +203,41 @@ def unsubscribe_url(
 
 def preferences_url(base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
     return f"{_base(base)}/p/{sign(secret, LinkToken(PREFERENCES, ws, message_key, profile_id))}"
+
+
+def address_digest(channel: str, address: str) -> str:
+    """What a confirmation link holds of the address it was sent to: enough to tell that
+    the person's address is still that one, without putting the address in a URL."""
+    return _b64(hashlib.sha256(f"{channel}\0{address.strip().lower()}".encode()).digest()[:16])
+
+
+def confirm_url(
+    base: str,
+    secret: str,
+    ws: str,
+    message_key: str,
+    profile_id: str,
+    channel: str,
+    topic: str,
+    address: str,
+    expires_ms: int,
+) -> str:
+    """The double opt-in link: a GET shows a page whose button POSTs; the POST records the
+    person's consent to `topic` ("*": all marketing) on `channel`, source double_opt_in."""
+    token = sign(
+        secret,
+        LinkToken(
+            CONFIRM,
+            ws,
+            message_key,
+            profile_id,
+            topic=topic,
+            channel=channel,
+            address=address_digest(channel, address),
+            expires_ms=expires_ms,
+        ),
+    )
+    return f"{_base(base)}/s/{token}"
 
 
 def push_report_url(base: str, secret: str, ws: str, message_key: str, profile_id: str) -> str:
@@ -304,9 +370,9 @@ def template_links(texts: Any) -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 def _ours(url: str, base: str) -> bool:
-    """A link to our own unsubscribe, preference or tracking pages: never wrapped."""
+    """A link to our own unsubscribe, preference, confirmation or tracking pages: never wrapped."""
     root = _base(base)
-    return any(url.startswith(f"{root}{prefix}") for prefix in ("/u/", "/p/", "/t/"))
+    return any(url.startswith(f"{root}{prefix}") for prefix in ("/u/", "/p/", "/s/", "/t/"))
 
 
 # -- rewriting HTML ---------------------------------------------------------------------------

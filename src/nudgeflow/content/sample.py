@@ -3,7 +3,7 @@
 It has the shape of nudgeflow.content.context.build_context's result (docs/templates.md
 lists the variables): a person, the triggering event, the journey and run, a cart with two
 items, recently viewed items, recommendations (bought together, similar), the nearest
-store, trial days left, and `links` (unsubscribe, preferences) as the email channel adds them.
+store, trial days left, and `links` (unsubscribe, preferences, confirm_subscription) as the email channel adds them.
 """
 
 from __future__ import annotations
@@ -126,6 +126,7 @@ SAMPLE: dict[str, Any] = {
     "links": {
         "unsubscribe": "https://nudge.example.com/u/sample-token",
         "preferences": "https://nudge.example.com/p/sample-token",
+        "confirm_subscription": "https://nudge.example.com/s/sample-token",
         "app": "nudgeshop://home",
     },
 }

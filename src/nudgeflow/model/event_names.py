@@ -35,6 +35,10 @@ PUSH_NOTIFICATION_TAPPED: Final = "Push Notification Tapped"
 PUSH_SUBSCRIBED: Final = "Push Subscribed"
 PUSH_UNSUBSCRIBED: Final = "Push Unsubscribed"
 
+# --- every change of a person's consent (Nudgeflow's own: Segment's "Segment Consent Preference
+# Updated" is about cookie and data-use categories, not messaging) ---------------------------------
+CONSENT_UPDATED: Final = "Consent Updated"
+
 # --- what the engine records when a person's segment membership changes ---------------------------
 SEGMENT_ENTERED: Final = "Segment Entered"
 SEGMENT_EXITED: Final = "Segment Exited"
@@ -53,6 +57,7 @@ EMITTED: Final[frozenset[str]] = frozenset(
         EMAIL_MARKED_AS_SPAM,
         UNSUBSCRIBED,
         SUBSCRIPTION_PREFERENCES_UPDATED,
+        CONSENT_UPDATED,
         PUSH_DELIVERED,
         PUSH_CLICKED,
         PUSH_SUBSCRIBED,

@@ -11,7 +11,8 @@ family, optionally followed by `:` and what it names:
 - decided by dispatch just before sending (store/consent.py, runtime/dispatcher.py), status
   `suppressed`: `unsubscribed:<topic>` (`unsubscribed:*` for all marketing),
   `suppressed:<address reason>` (the suppression list's: hard_bounce, complaint, manual…),
-  `no_target` (no address or device for the channel).
+  `no_consent` (an opt_in workspace's marketing message to a person with no recorded yes
+  for its channel), `no_target` (no address or device for the channel).
 
 The family alone (`frequency_cap`, `unsubscribed`…) is what metrics label by: what follows
 the colon is a workspace's own rule, journey or topic id, and would make one series per id
@@ -29,10 +30,21 @@ JOURNEY_PAUSED: Final = "journey_paused"
 RUN_ENDED: Final = "run_ended"
 UNSUBSCRIBED: Final = "unsubscribed"
 SUPPRESSED: Final = "suppressed"
+NO_CONSENT: Final = "no_consent"
 NO_TARGET: Final = "no_target"
 
 FAMILIES: Final = frozenset(
-    {FREQUENCY_CAP, QUIET_HOURS, COLLISION, RUN_ENDED, JOURNEY_PAUSED, UNSUBSCRIBED, SUPPRESSED, NO_TARGET}
+    {
+        FREQUENCY_CAP,
+        QUIET_HOURS,
+        COLLISION,
+        RUN_ENDED,
+        JOURNEY_PAUSED,
+        UNSUBSCRIBED,
+        SUPPRESSED,
+        NO_CONSENT,
+        NO_TARGET,
+    }
 )
 OTHER: Final = "other"  # the family of a reason outside the vocabulary (never a free text label)
 

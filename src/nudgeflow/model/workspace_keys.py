@@ -165,6 +165,39 @@ def check_topic_map(value: Any) -> dict[str, str]:
     return {_check_id(k, "key"): _check_id(v, f"[{k}]") for k, v in value.items()}
 
 
+def check_consent_mode(value: Any) -> str:
+    """opt_out (marketing goes unless the person said no) or opt_in (only after a yes)."""
+    if value not in ("opt_out", "opt_in"):
+        raise ValueError(f"{value!r} is neither opt_out nor opt_in")
+    return str(value)
+
+
+_CHANNEL = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
+_TRAIT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$.-]{0,99}$")
+
+
+def check_consent_traits(value: Any) -> dict[str, dict[str, str]]:
+    """{"newsletter_opt_in": {"channel": "email", "topic": "news"}}: an identify that sets the
+    trait to true or false records that consent (topic "*" by default: all marketing)."""
+    if not isinstance(value, dict):
+        raise ValueError('must be an object of trait names to {"channel": …, "topic": …}')
+    out: dict[str, dict[str, str]] = {}
+    for trait, target in value.items():
+        if not isinstance(trait, str) or not _TRAIT.match(trait):
+            raise ValueError(f"{trait!r} is not a trait name")
+        if trait in ("email", "phone"):
+            raise ValueError(f"[{trait}] is an address, not a choice")
+        if not isinstance(target, dict) or not set(target) <= {"channel", "topic"} or "channel" not in target:
+            raise ValueError(f'[{trait}] must be {{"channel": …, "topic": …}} (topic: "*" for all marketing)')
+        channel = target["channel"]
+        if not isinstance(channel, str) or not _CHANNEL.match(channel):
+            raise ValueError(f"[{trait}].channel {channel!r} is not a channel name")
+        topic = target.get("topic", "*")
+        entry = {"channel": channel, "topic": topic if topic == "*" else _check_id(topic, f"[{trait}].topic")}
+        out[trait] = entry
+    return out
+
+
 def check_hosts(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise ValueError("must be a list of host names")
@@ -253,6 +286,28 @@ KEYS: tuple[Key, ...] = (
         {},
         "A journey's topic, when neither context nor template map names one.",
         check_topic_map,
+    ),
+    Key(
+        "consent",
+        "text",
+        "opt_out",
+        "opt_out: marketing goes unless the person said no; opt_in: only to a person with a recorded yes "
+        "for the channel (all marketing or the message's topic), else not sent with reason no_consent.",
+        check_consent_mode,
+    ),
+    Key(
+        "consent_traits",
+        "object",
+        {},
+        'Identify traits that record consent when set to true or false: {"trait": {"channel", "topic"}}.',
+        check_consent_traits,
+    ),
+    Key(
+        "consent_confirmation_template",
+        "text",
+        None,
+        "The email template a double opt-in request sends (it holds {{ links.confirm_subscription }}).",
+        check_text(200),
     ),
     Key(
         "links.allowed_domains",

@@ -4,16 +4,24 @@ Two lists, with different reach:
 
 - the suppression list (`suppressions`: channel + address, with a reason: hard_bounce,
   complaint, manual, ...) stops every message to that address, transactional included;
-- consent (`subscriptions`: per profile, topic "*" for all marketing, or one topic such as
-  "offers") gates marketing messages only. No row means subscribed (the person gave their
-  address for it; an unsubscribe is what is recorded). The "*" row also holds the
-  frequency the person asked for: "normal" or "fewer" (the engine learns it from the
-  Subscription Preferences Updated event; the send policies' `fewer.caps` say what it means).
+- consent (`subscriptions`: per profile, channel and topic, topic "*" for all marketing of
+  the channel, or one topic such as "offers") gates marketing messages only, on the
+  message's channel only: an email unsubscribe stops marketing email, not push. Each row
+  is a choice with its time, source and the message whose link recorded it. The email
+  "*" row also holds the frequency the person asked for: "normal" or "fewer" (the engine
+  learns it from the Subscription Preferences Updated event; the send policies'
+  `fewer.caps` say what it means).
 
-The per-workspace tracking secret, public base URL and topics live in
+What no row means is the workspace's `consent` setting: `opt_out` (the default: the person
+gave their address for it; an unsubscribe is what is recorded) or `opt_in` (marketing goes
+only to a person with a recorded yes for the channel, to all marketing or to the message's
+topic; else the reason is `no_consent`). decide() holds the rules.
+
+The per-workspace tracking secret, public base URL, topics and consent settings live in
 `workspace_settings.settings` (JSON), beside other components' settings: this module only
 reads and writes its own keys (TRACKING_SECRET, PUBLIC_BASE_URL, TOPICS, TOPIC_BY_TEMPLATE,
-TOPIC_BY_JOURNEY). The secret is created on first use and never logged.
+TOPIC_BY_JOURNEY, CONSENT_MODE). The secret is created on first use and never logged.
+Recording a choice together with its event is store/consent_records.py.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -42,6 +50,10 @@ TOPICS = "topics"  # ["product_news", "offers"] or [{"id": "offers", "label": "O
 TOPIC_BY_TEMPLATE = "topic_by_template"  # {"cart-1": "reminders"}
 TOPIC_BY_JOURNEY = "topic_by_journey"  # {"winback": "offers"}
 DEFAULT_BASE_URL = "http://localhost:8000"
+CONSENT_MODE = "consent"  # "opt_out" | "opt_in"
+OPT_OUT, OPT_IN = "opt_out", "opt_in"
+MODES = (OPT_OUT, OPT_IN)
+EMAIL, PUSH = "email", "push"
 
 # The trait that holds a person's address on each channel (push addresses are device
 # tokens, suppressed per token by the push channel itself).
@@ -52,7 +64,7 @@ ADDRESS_TRAIT = {"email": "email", "sms": "phone", "whatsapp": "phone"}
 class ConsentState:
     allowed: bool
     # why not, in model/reasons.py's words: "suppressed:hard_bounce", "unsubscribed:*" (all
-    # marketing), "unsubscribed:offers"
+    # marketing), "unsubscribed:offers", "no_consent"
     reason: str | None = None
     frequency: str = NORMAL  # what the person asked for (the send policies' `fewer.caps` act on it)
     topic: str | None = None
@@ -237,6 +249,49 @@ def _suppression_view(row: Any) -> dict[str, Any]:
 # -- subscriptions ------------------------------------------------------------------------------
 
 
+class Choice(NamedTuple):
+    """One recorded choice of a person for a channel and topic."""
+
+    subscribed: bool
+    frequency: str = NORMAL
+    at_ms: int = 0  # when it was made (made again: a repeated unsubscribe, a confirmation)
+    source: str | None = None  # None: recorded before choices had sources (migration 0014)
+
+    @property
+    def consent(self) -> bool:
+        """Whether it counts as consent in an opt_in workspace: a yes with a known source.
+        A row from before sources were kept may be a default the old preference center
+        stored, not a choice the person made."""
+        return self.subscribed and self.source is not None
+
+
+Choices = dict[str, Choice]  # topic ("*" included) -> choice, for one channel
+
+
+def _channel_choices(conn: Connection, workspace_id: str, profile_id: str, channel: str) -> Choices:
+    s = subscriptions.c
+    rows = conn.execute(
+        select(s.topic, s.subscribed, s.frequency, s.updated_at_ms, s.source).where(
+            s.workspace_id == workspace_id, s.profile_id == profile_id, s.channel == channel
+        )
+    )
+    return {r.topic: Choice(bool(r.subscribed), r.frequency, r.updated_at_ms, r.source) for r in rows}
+
+
+def _lifted(choices: Choices, topic: str, old: Choice | None, subscribed: bool, now_ms: int) -> bool:
+    """Whether making the same choice again, now, changes what is sent: a topic's yes made
+    after an all-marketing no is an exception to it (decide), so a yes re-made lifts a no
+    that was newer than it, and a no to all re-made covers the yeses made since it."""
+    every = choices.get(ALL)
+    if old is None:
+        return False
+    if topic != ALL and subscribed:
+        return every is not None and not every.subscribed and old.at_ms <= every.at_ms < now_ms
+    if topic == ALL and not subscribed:
+        return any(t != ALL and c.subscribed and c.at_ms > old.at_ms for t, c in choices.items())
+    return False
+
+
 def set_subscription(
     conn: Connection,
     workspace_id: str,
@@ -245,89 +300,184 @@ def set_subscription(
     subscribed: bool,
     now_ms: int,
     frequency: str | None = None,
+    *,
+    channel: str = EMAIL,
+    source: str | None = None,
+    message_key: str | None = None,
 ) -> bool:
-    """Record consent for a topic ("*" for all marketing); True if anything changed."""
+    """Record a choice for a channel and topic ("*" for all its marketing), made at `now_ms`
+    (made again, it is dated again); True if it changes anything: its value, whether it
+    counts as consent, or what decide() lets through. `frequency` (the "*" row's) is
+    kept when None."""
     if frequency is not None and frequency not in FREQUENCIES:
         raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
-    where = (
-        subscriptions.c.workspace_id == workspace_id,
-        subscriptions.c.profile_id == profile_id,
-        subscriptions.c.topic == topic,
-    )
-    row = conn.execute(select(subscriptions.c.subscribed, subscriptions.c.frequency).where(*where)).first()
-    if row is None:
+    choices = _channel_choices(conn, workspace_id, profile_id, channel)
+    old = choices.get(topic)
+    new_frequency = frequency or (old.frequency if old else NORMAL)
+    new = Choice(subscribed, new_frequency, now_ms, source)
+    values = {
+        "subscribed": int(subscribed),
+        "frequency": new_frequency,
+        "updated_at_ms": now_ms,
+        "source": source,
+        "message_key": message_key,
+    }
+    if old is None:
         sql.insert_rows(
             conn,
             "subscriptions",
-            ("workspace_id", "profile_id", "topic", "subscribed", "frequency", "updated_at_ms"),
-            [(workspace_id, profile_id, topic, int(subscribed), frequency or NORMAL, now_ms)],
-            conflict="workspace_id, profile_id, topic",
+            ("workspace_id", "profile_id", "channel", "topic", *values),
+            [(workspace_id, profile_id, channel, topic, *values.values())],
+            conflict="workspace_id, profile_id, channel, topic",
+            update=tuple(values),
         )
-        return not subscribed or (frequency or NORMAL) != NORMAL
-    new_frequency = frequency or row.frequency
-    if bool(row.subscribed) == subscribed and row.frequency == new_frequency:
+        return True
+    conn.execute(
+        update(subscriptions)
+        .where(
+            subscriptions.c.workspace_id == workspace_id,
+            subscriptions.c.profile_id == profile_id,
+            subscriptions.c.channel == channel,
+            subscriptions.c.topic == topic,
+        )
+        .values(**values)
+    )
+    return (
+        old.subscribed != subscribed
+        or old.frequency != new_frequency
+        or old.consent != new.consent
+        or _lifted(choices, topic, old, subscribed, now_ms)
+    )
+
+
+def set_frequency(
+    conn: Connection, workspace_id: str, profile_id: str, frequency: str, now_ms: int, *, channel: str = EMAIL
+) -> bool:
+    """The frequency asked for on a channel, on its "*" row; True if it changed. Not a choice
+    of consent: an existing row keeps its value and date, a new one is a yes of no source
+    (the default, never consent in an opt_in workspace)."""
+    if frequency not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
+    old = _channel_choices(conn, workspace_id, profile_id, channel).get(ALL)
+    if old is None:
+        sql.insert_rows(
+            conn,
+            "subscriptions",
+            ("workspace_id", "profile_id", "channel", "topic", "subscribed", "frequency", "updated_at_ms"),
+            [(workspace_id, profile_id, channel, ALL, 1, frequency, now_ms)],
+            conflict="workspace_id, profile_id, channel, topic",
+        )
+        return frequency != NORMAL
+    if old.frequency == frequency:
         return False
     conn.execute(
         update(subscriptions)
-        .where(*where)
-        .values(subscribed=int(subscribed), frequency=new_frequency, updated_at_ms=now_ms)
+        .where(
+            subscriptions.c.workspace_id == workspace_id,
+            subscriptions.c.profile_id == profile_id,
+            subscriptions.c.channel == channel,
+            subscriptions.c.topic == ALL,
+        )
+        .values(frequency=frequency)
     )
     return True
 
 
-def subscriptions_of(
-    conn: Connection, workspace_id: str, profile_id: str, topics: Iterable[str] = ()
-) -> dict[str, Any]:
-    """{"subscribed": all marketing, "frequency", "topics": {topic: subscribed}}, the
-    configured `topics` included (subscribed unless recorded otherwise)."""
+def choices_of(conn: Connection, workspace_id: str, profile_id: str) -> list[dict[str, Any]]:
+    """Every recorded choice of the person, by channel then topic."""
+    s = subscriptions.c
     rows = conn.execute(
-        select(
-            subscriptions.c.topic, subscriptions.c.subscribed, subscriptions.c.frequency, subscriptions.c.updated_at_ms
-        ).where(subscriptions.c.workspace_id == workspace_id, subscriptions.c.profile_id == profile_id)
-    ).all()
+        select(s.channel, s.topic, s.subscribed, s.frequency, s.updated_at_ms, s.source, s.message_key)
+        .where(s.workspace_id == workspace_id, s.profile_id == profile_id)
+        .order_by(s.channel, s.topic)
+    )
+    return [
+        {
+            "channel": r.channel,
+            "topic": r.topic,
+            "subscribed": bool(r.subscribed),
+            "frequency": r.frequency,
+            "source": r.source,
+            "message_key": r.message_key,
+            "updated_at_ms": r.updated_at_ms,
+        }
+        for r in rows
+    ]
+
+
+def all_choices(conn: Connection, workspace_id: str, profile_id: str) -> dict[str, Choices]:
+    """The person's choices by channel, then topic."""
+    out: dict[str, Choices] = {}
+    for row in choices_of(conn, workspace_id, profile_id):
+        out.setdefault(row["channel"], {})[row["topic"]] = Choice(
+            row["subscribed"], row["frequency"], row["updated_at_ms"], row["source"]
+        )
+    return out
+
+
+def subscriptions_of(
+    conn: Connection, workspace_id: str, profile_id: str, topics: Iterable[str] = (), channel: str = EMAIL
+) -> dict[str, Any]:
+    """One channel's choices as a page shows them: {"subscribed": all marketing, "frequency",
+    "topics": {topic: subscribed}, "updated_at_ms"}, the configured `topics` included
+    (subscribed unless recorded otherwise: the opt_out reading)."""
     out: dict[str, Any] = {
         "subscribed": True,
         "frequency": NORMAL,
         "topics": {t: True for t in topics},
         "updated_at_ms": None,
     }
-    for topic, subscribed, frequency, updated in rows:
+    for topic, choice in _channel_choices(conn, workspace_id, profile_id, channel).items():
         if topic == ALL:
-            out["subscribed"], out["frequency"] = bool(subscribed), frequency
+            out["subscribed"], out["frequency"] = choice.subscribed, choice.frequency
         else:
-            out["topics"][topic] = bool(subscribed)
-        out["updated_at_ms"] = max(out["updated_at_ms"] or 0, updated)
+            out["topics"][topic] = choice.subscribed
+        out["updated_at_ms"] = max(out["updated_at_ms"] or 0, choice.at_ms)
     return out
 
 
 def merge_subscriptions(conn: Connection, workspace_id: str, source: str, target: str) -> int:
     """The choices a merged-away profile made (an anonymous visitor who unsubscribed, or
-    picked topics) follow it into the profile it merged into: per topic ("*" included),
-    the newer choice wins where both made one. Called by the ingest writer in the
-    transaction of the merge, so no message is decided between the two. Returns how many
-    of the source's choices were kept."""
+    picked topics) follow it into the profile it merged into: per channel and topic ("*"
+    included), the newer choice wins where both made one. Called by the ingest writer in
+    the transaction of the merge, so no message is decided between the two. Returns how
+    many of the source's choices were kept."""
     s = subscriptions.c
-    columns = (s.topic, s.subscribed, s.frequency, s.updated_at_ms)
+    columns = (s.channel, s.topic, s.subscribed, s.frequency, s.updated_at_ms, s.source, s.message_key)
     theirs = conn.execute(select(*columns).where(s.workspace_id == workspace_id, s.profile_id == source)).all()
     if not theirs:
         return 0
     ours = {
-        row.topic: row.updated_at_ms
+        (row.channel, row.topic): row.updated_at_ms
         for row in conn.execute(
-            select(s.topic, s.updated_at_ms).where(s.workspace_id == workspace_id, s.profile_id == target)
+            select(s.channel, s.topic, s.updated_at_ms).where(s.workspace_id == workspace_id, s.profile_id == target)
         )
     }
     kept = 0
     for row in theirs:
-        values = {"subscribed": row.subscribed, "frequency": row.frequency, "updated_at_ms": row.updated_at_ms}
-        if row.topic not in ours:
+        values = {
+            "subscribed": row.subscribed,
+            "frequency": row.frequency,
+            "updated_at_ms": row.updated_at_ms,
+            "source": row.source,
+            "message_key": row.message_key,
+        }
+        key = (row.channel, row.topic)
+        if key not in ours:
             conn.execute(
-                insert(subscriptions).values(workspace_id=workspace_id, profile_id=target, topic=row.topic, **values)
+                insert(subscriptions).values(
+                    workspace_id=workspace_id, profile_id=target, channel=row.channel, topic=row.topic, **values
+                )
             )
-        elif row.updated_at_ms > ours[row.topic]:  # a tie keeps the known person's own choice
+        elif row.updated_at_ms > ours[key]:  # a tie keeps the known person's own choice
             conn.execute(
                 update(subscriptions)
-                .where(s.workspace_id == workspace_id, s.profile_id == target, s.topic == row.topic)
+                .where(
+                    s.workspace_id == workspace_id,
+                    s.profile_id == target,
+                    s.channel == row.channel,
+                    s.topic == row.topic,
+                )
                 .values(**values)
             )
         else:
@@ -340,21 +490,44 @@ def merge_subscriptions(conn: Connection, workspace_id: str, source: str, target
 # -- the decision -------------------------------------------------------------------------------
 
 
+def consent_mode(settings: Mapping[str, Any]) -> str:
+    """The workspace's `consent` setting: opt_out (the default) or opt_in."""
+    return OPT_IN if settings.get(CONSENT_MODE) == OPT_IN else OPT_OUT
+
+
 def decide(
     suppression_reason: str | None,
-    consent: Mapping[str, tuple[bool, str]],
+    choices: Mapping[str, Choice],
     marketing: bool,
     topic: str | None,
+    mode: str = OPT_OUT,
 ) -> ConsentState:
-    """Pure: `consent` maps topic ("*" included) to (subscribed, frequency) as recorded."""
-    frequency = consent.get(ALL, (True, NORMAL))[1]
+    """Pure: may this message go? `choices` are the person's for the message's channel.
+
+    The suppression list stops everything. Marketing is then stopped by a no to its topic;
+    by a no to all marketing of the channel ("*"), unless the topic was said yes to after
+    it (a person who left everything and later confirmed one newsletter gets that
+    newsletter, nothing else); and, in an opt_in workspace, by the want of a yes to all
+    marketing of the channel or to the topic (`no_consent`)."""
+    every = choices.get(ALL)
+    frequency = every.frequency if every is not None else NORMAL
+    if topic == ALL:
+        topic = None
     if suppression_reason is not None:
         return ConsentState(False, reasons.suppressed(suppression_reason), frequency, topic)
-    if marketing:
-        if not consent.get(ALL, (True, NORMAL))[0]:
-            return ConsentState(False, reasons.unsubscribed(ALL), frequency, topic)
-        if topic is not None and not consent.get(topic, (True, NORMAL))[0]:
-            return ConsentState(False, reasons.unsubscribed(topic), frequency, topic)
+    if not marketing:
+        return ConsentState(True, None, frequency, topic)
+    own = choices.get(topic) if topic is not None else None
+    if (
+        every is not None
+        and not every.subscribed
+        and not (own is not None and own.subscribed and own.at_ms > every.at_ms)
+    ):
+        return ConsentState(False, reasons.unsubscribed(ALL), frequency, topic)
+    if own is not None and not own.subscribed:
+        return ConsentState(False, reasons.unsubscribed(topic), frequency, topic)
+    if mode == OPT_IN and not ((every is not None and every.consent) or (own is not None and own.consent)):
+        return ConsentState(False, reasons.NO_CONSENT, frequency, topic)
     return ConsentState(True, None, frequency, topic)
 
 
@@ -366,7 +539,9 @@ def consent_state(
     address: str | None,
     marketing: bool,
     topic: str | None = None,
+    mode: str | None = None,
 ) -> ConsentState:
+    """decide() for one message, read from the database (`mode`: the workspace's when None)."""
     reason = None
     if address:
         reason = conn.execute(
@@ -379,12 +554,10 @@ def consent_state(
             .order_by(suppressions.c.address)
             .limit(1)
         ).scalar_one_or_none()
-    rows = conn.execute(
-        select(subscriptions.c.topic, subscriptions.c.subscribed, subscriptions.c.frequency).where(
-            subscriptions.c.workspace_id == workspace_id, subscriptions.c.profile_id == profile_id
-        )
-    ).all()
-    return decide(reason, {t: (bool(s), f) for t, s, f in rows}, marketing, topic)
+    if mode is None:
+        mode = consent_mode(get_settings(conn, workspace_id))
+    choices = _channel_choices(conn, workspace_id, profile_id, channel)
+    return decide(reason, choices, marketing, topic, mode)
 
 
 def can_send(
@@ -395,9 +568,10 @@ def can_send(
     address: str | None,
     marketing: bool,
     topic: str | None = None,
+    mode: str | None = None,
 ) -> tuple[bool, str | None]:
     """(True, None), or (False, why): the suppression list stops everything, consent gates marketing."""
-    state = consent_state(conn, workspace_id, profile_id, channel, address, marketing, topic)
+    state = consent_state(conn, workspace_id, profile_id, channel, address, marketing, topic, mode)
     return state.allowed, state.reason
 
 
@@ -408,6 +582,7 @@ class ConsentBatch:
         """`messages`: (workspace_id, profile_id, channel, address)."""
         items = list(messages)
         self.settings: dict[str, dict[str, Any]] = {ws: get_settings(conn, ws) for ws in {m[0] for m in items}}
+        self.modes = {ws: consent_mode(settings) for ws, settings in self.settings.items()}
         self.suppressed: dict[tuple[str, str, str], str] = {}
         # Each address as given and as an erasure hashes it: an erased person's suppression
         # still stops their address when it comes back on a new profile.
@@ -417,15 +592,18 @@ class ConsentBatch:
                 conn, "SELECT workspace_id, channel, address, reason FROM suppressions WHERE address IN", addresses
             ):
                 self.suppressed[(ws, channel, address)] = reason
-        self.consent: dict[tuple[str, str], dict[str, tuple[bool, str]]] = {}
+        self.consent: dict[tuple[str, str, str], Choices] = {}
         profile_ids = sorted({m[1] for m in items})
         if profile_ids:
-            for ws, pid, topic, subscribed, frequency in sql.select_in(
+            for ws, pid, channel, topic, subscribed, frequency, at_ms, source in sql.select_in(
                 conn,
-                "SELECT workspace_id, profile_id, topic, subscribed, frequency FROM subscriptions WHERE profile_id IN",
+                "SELECT workspace_id, profile_id, channel, topic, subscribed, frequency, updated_at_ms, source "
+                "FROM subscriptions WHERE profile_id IN",
                 profile_ids,
             ):
-                self.consent.setdefault((ws, pid), {})[topic] = (bool(subscribed), frequency)
+                self.consent.setdefault((ws, pid, channel), {})[topic] = Choice(
+                    bool(subscribed), frequency, at_ms, source
+                )
 
     def state(
         self, workspace_id: str, profile_id: str, channel: str, address: str | None, marketing: bool, topic: str | None
@@ -435,4 +613,5 @@ class ConsentBatch:
             reason = self.suppressed.get((workspace_id, channel, address)) or self.suppressed.get(
                 (workspace_id, channel, erased_address(workspace_id, channel, address))
             )
-        return decide(reason, self.consent.get((workspace_id, profile_id), {}), marketing, topic)
+        choices = self.consent.get((workspace_id, profile_id, channel), {})
+        return decide(reason, choices, marketing, topic, self.modes.get(workspace_id, OPT_OUT))

@@ -129,6 +129,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         raise DatabaseError(f"migration failed: {exc}") from exc
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo migrations down to `revision` (tests of a migration's data, and operators going back)."""
+    try:
+        command.downgrade(_alembic_config(engine), revision)
+    except Exception as exc:
+        raise DatabaseError(f"migration failed: {exc}") from exc
+
+
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
 

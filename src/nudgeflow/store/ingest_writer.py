@@ -9,7 +9,7 @@ Merges are rare and done row by row.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -20,9 +20,11 @@ from nudgeflow.errors import StoreError
 from nudgeflow.model.events import EventRecord
 from nudgeflow.store import event_log, sql
 from nudgeflow.store.consent import merge_subscriptions
+from nudgeflow.store.consent_records import Person, TraitChange, apply_trait_changes, consent_traits_of
 from nudgeflow.store.device_ingest import register_from_events
 from nudgeflow.store.groups import apply_group_calls
 from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
+from nudgeflow.store.workspace_settings import get_all
 
 # Ingest's own chunk size, larger than the engine's (see store/sql.py).
 CHUNK = sql.INGEST_CHUNK
@@ -286,7 +288,12 @@ def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms:
         conn.execute(delete(profiles).where(profiles.c.id == source))
 
 
-def _apply_traits(conn: Connection, updates: dict[str, list[EventRecord]], now_ms: int) -> None:
+def _apply_traits(
+    conn: Connection, updates: dict[str, list[EventRecord]], now_ms: int, watched: Collection[str] = ()
+) -> list[tuple[str, EventRecord, str, bool]]:
+    """Apply identify traits; returns, for the `watched` traits (those the workspace maps to
+    consent), each (profile, record, trait, value) where a record set one to true or false
+    and it held something else before."""
     ids = list(updates)
     current: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     stmt = select(profiles.c.id, profiles.c.traits, profiles.c.trait_errors).where(
@@ -296,10 +303,15 @@ def _apply_traits(conn: Connection, updates: dict[str, list[EventRecord]], now_m
         for pid, traits, errors in conn.execute(stmt, {"ids": list(chunk)}):
             current[pid] = (orjson.loads(traits), orjson.loads(errors) if errors else {})
     rows = []
+    flips: list[tuple[str, EventRecord, str, bool]] = []
     for pid, records in updates.items():
         traits, errors = current.get(pid, ({}, {}))
         for record in records:
             if record.traits:
+                for name in watched:
+                    value = record.traits.get(name)
+                    if isinstance(value, bool) and traits.get(name) is not value:
+                        flips.append((pid, record, name, value))
                 traits.update(record.traits)
                 for name in record.traits:
                     errors.pop(name, None)
@@ -319,6 +331,23 @@ def _apply_traits(conn: Connection, updates: dict[str, list[EventRecord]], now_m
         .values(traits=bindparam("traits"), trait_errors=bindparam("trait_errors"), updated_at_ms=bindparam("now")),
         rows,
     )
+    return flips
+
+
+def _consent_traits(
+    conn: Connection, workspace_id: str, updates: dict[str, list[EventRecord]]
+) -> dict[str, tuple[str, str]]:
+    """The workspace's consent_traits map, read only when some identify sets a boolean
+    trait (the only values it maps): most identifies never pay for the settings read."""
+    if not any(
+        isinstance(value, bool)
+        for records in updates.values()
+        for r in records
+        if r.traits
+        for value in r.traits.values()
+    ):
+        return {}
+    return consent_traits_of(get_all(conn, workspace_id))
 
 
 def write_events(conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int) -> WriteResult:
@@ -395,7 +424,22 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
         if record.traits or record.trait_errors:
             trait_updates.setdefault(pid, []).append(record)
     if trait_updates:
-        _apply_traits(conn, trait_updates, now_ms)
+        # Traits the workspace maps to consent record it when an identify flips them
+        # (store/consent_records.py). The public write key reaches this: mapping a trait is
+        # the workspace's choice to trust what its SDK says, as it trusts its other traits.
+        mapping = _consent_traits(conn, workspace_id, trait_updates)
+        flips = _apply_traits(conn, trait_updates, now_ms, tuple(mapping))
+        if flips:
+            apply_trait_changes(
+                conn,
+                workspace_id,
+                mapping,
+                [
+                    TraitChange(Person(pid, record.user_id or res.user_of.get(pid)), record.message_id, name, value)
+                    for pid, record, name, value in flips
+                ],
+                now_ms,
+            )
     # A mobile SDK's push token (context.device.token) joins the profile with the event.
     register_from_events(conn, workspace_id, unique, assigned, now_ms)
     # A group call's traits are merged into its group (store/groups.py).

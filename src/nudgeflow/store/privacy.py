@@ -68,7 +68,7 @@ EXPORTED_AS: dict[str, str] = {
     "timers": "timers",
     "outbox": "messages",
     "log_channel_messages": "logged_messages",
-    "subscriptions": "consent.topics",
+    "subscriptions": "consent.choices",
     "suppressions": "suppressions",
     "push_subscriptions": "push_targets",
     "device_tokens": "push_targets",
@@ -291,9 +291,10 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
     ]
 
     settings = consent.get_settings(conn, workspace_id)
-    doc["consent"] = consent.subscriptions_of(
-        conn, workspace_id, profile_id, [t for t, _ in consent.topics_of(settings)]
-    )
+    doc["consent"] = {
+        **consent.subscriptions_of(conn, workspace_id, profile_id, [t for t, _ in consent.topics_of(settings)]),
+        "choices": consent.choices_of(conn, workspace_id, profile_id),  # every channel's, with source and time
+    }
     addresses = person_addresses(conn, workspace_id, ids, doc["traits"])
     held = sorted(addresses["email"] | addresses["sms"] | addresses["push"])
     erased = {consent.erased_address(workspace_id, ch, a): a for ch in ("email", "sms") for a in addresses[ch]}

@@ -360,17 +360,21 @@ suppressions = Table(
     PrimaryKeyConstraint("workspace_id", "channel", "address", name="pk_suppressions"),
 )
 
-# Marketing consent per person and topic ("*" is every marketing message), and frequency.
+# Marketing consent per person, channel and topic ("*" is every marketing message of the
+# channel), the frequency asked for, and where each choice came from (store/consent.py).
 subscriptions = Table(
     "subscriptions",
     metadata,
     Column("workspace_id", String(40), nullable=False),
     Column("profile_id", String(40), nullable=False),
+    Column("channel", String(20), nullable=False),  # email | push | …: the message's channel
     Column("topic", String(100), nullable=False),
     Column("subscribed", Integer, nullable=False),
     Column("frequency", String(20), nullable=False),  # normal | fewer
-    Column("updated_at_ms", BigInteger, nullable=False),
-    PrimaryKeyConstraint("workspace_id", "profile_id", "topic", name="pk_subscriptions"),
+    Column("updated_at_ms", BigInteger, nullable=False),  # when the choice was made
+    Column("source", String(40)),  # api | identify | preferences | double_opt_in | …; NULL: before 0014
+    Column("message_key", String(200)),  # the message whose link recorded it
+    PrimaryKeyConstraint("workspace_id", "profile_id", "channel", "topic", name="pk_subscriptions"),
 )
 
 # Per-workspace settings as JSON (SMTP, sender, tracking domain, keys). Secrets in it are

@@ -9,20 +9,29 @@ destination a valid click token signs; a tampered or unknown token gets a 404.
 - GET  /t/c/{token}      302 to the signed destination, records "Email Link Clicked"
 - POST /u/{token}        unsubscribes at once (all marketing, or the token's topic), 200, no redirect
 - GET  /u/{token}        a confirmation page whose button POSTs; a GET alone changes nothing
-- GET  /p/{token}        the preference center: topics, frequency, unsubscribe from all
+- GET  /p/{token}        the preference center: per channel the workspace uses (email, push),
+                         topics and unsubscribe from all; email frequency
 - POST /p/{token}        saves them, at once
+- GET  /s/{token}        a double opt-in confirmation page whose button POSTs; a GET changes nothing
+- POST /s/{token}        records the consent the link names (channel, topic), source double_opt_in
 
 Each action becomes an event on the person's profile (a deterministic message id keeps a
 repeated open or a provider's repeated one-click POST from counting twice), so journeys can
-branch or exit on them.
+branch or exit on them; each consent change also a "Consent Updated" (store/consent_records).
+
+A confirmation link records consent, so it is checked hardest: its signature first (nothing
+is looked up for a token we did not sign but the workspace's secret), then its expiry, then
+that the person's address is still the one it was sent to. Confirming twice records once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import html
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,12 +41,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from nudgeflow.content import links
-from nudgeflow.content.links import CLICK, OPEN, PREFERENCES, UNSUBSCRIBE, InvalidToken, LinkToken
+from nudgeflow.content.links import (
+    CLICK,
+    CONFIRM,
+    OPEN,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    ExpiredToken,
+    InvalidToken,
+    LinkToken,
+)
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCRIPTION_PREFERENCES_UPDATED, UNSUBSCRIBED
-from nudgeflow.store import consent
+from nudgeflow.store import consent, consent_records
+from nudgeflow.store.consent_records import Person
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
+from nudgeflow.store.profiles import load_for_messages
 from nudgeflow.web.state import AppState, State
 
 log = logging.getLogger("nudgeflow.tracking")
@@ -60,8 +80,9 @@ PAGE_HEADERS = {
 }
 
 
-async def verify_token(state: AppState, token: str, kind: str) -> LinkToken | None:
-    """The token's content if it is valid and of `kind`; the secret is read once per workspace."""
+async def verify_token(state: AppState, token: str, kind: str, now_ms: int | None = None) -> LinkToken | None:
+    """The token's content if it is valid and of `kind`; the secret is read once per workspace.
+    A confirmation link (`now_ms` given) past its time raises ExpiredToken, once its MAC is right."""
     try:
         workspace_id = links.peek_workspace(token)
     except InvalidToken:
@@ -80,7 +101,9 @@ async def verify_token(state: AppState, token: str, kind: str) -> LinkToken | No
             return None  # no link was ever signed for this workspace
         cache[workspace_id] = secret
     try:
-        return links.verify(secret, token, kind)
+        return links.verify(secret, token, kind, now_ms)
+    except ExpiredToken:
+        raise
     except InvalidToken:
         return None
 
@@ -246,7 +269,18 @@ def tracking_router() -> APIRouter:
             who = profile_identity(conn, verified.profile_id)
             if who is None:
                 return None
-            changed = consent.set_subscription(conn, verified.workspace_id, who[0], topic, False, now)
+            # The link is in an email: it unsubscribes from email only (push keeps its own choices).
+            changed = consent_records.record(
+                conn,
+                verified.workspace_id,
+                Person(*who),
+                consent.EMAIL,
+                topic,
+                False,
+                now,
+                consent_records.UNSUBSCRIBE_LINK,
+                message_key=verified.message_key,
+            )
             if changed:
                 message_id = f"nudgeflow:{verified.message_key}:unsubscribed:{topic}:{now}"
                 _record(conn, verified, UNSUBSCRIBED, message_id, {"topic": topic, "method": method}, now)
@@ -267,57 +301,23 @@ def tracking_router() -> APIRouter:
             return _invalid()
         form = await _form(request) if save else {}
         now = _now_ms(state)
-        ws = verified.workspace_id
 
-        def work(conn: Connection) -> tuple[dict[str, Any], list[tuple[str, str]], bool] | None:
+        def work(conn: Connection) -> Preferences | None:
             who = profile_identity(conn, verified.profile_id)
             if who is None:
                 return None
-            pid = who[0]
-            topics = consent.topics_of(consent.get_settings(conn, ws))
-            changed = False
+            prefs = _read_preferences(conn, verified.workspace_id, who[0])
             if save:
-                chosen = set(form.get("topic", []))
-                frequency = form.get("frequency", [consent.NORMAL])[-1]
-                if frequency not in consent.FREQUENCIES:
-                    frequency = consent.NORMAL
-                all_off = form.get("unsubscribe_all", ["0"])[-1] in ("1", "yes", "on")
-                before = consent.subscriptions_of(conn, ws, pid)
-                for topic, _label in topics:
-                    changed |= consent.set_subscription(conn, ws, pid, topic, topic in chosen, now)
-                changed |= consent.set_subscription(conn, ws, pid, consent.ALL, not all_off, now, frequency=frequency)
-                after = consent.subscriptions_of(conn, ws, pid, [t for t, _ in topics])
-                if changed:
-                    props = {
-                        "subscribed": after["subscribed"],
-                        "frequency": after["frequency"],
-                        "topics": after["topics"],
-                    }
-                    _record(
-                        conn,
-                        verified,
-                        SUBSCRIPTION_PREFERENCES_UPDATED,
-                        f"nudgeflow:{pid}:preferences:{now}",
-                        props,
-                        now,
-                    )
-                    if before["subscribed"] and all_off:
-                        _record(
-                            conn,
-                            verified,
-                            UNSUBSCRIBED,
-                            f"nudgeflow:{verified.message_key}:unsubscribed:{consent.ALL}:{now}",
-                            {"topic": consent.ALL, "method": "preferences"},
-                            now,
-                        )
-                return after, topics, True
-            return consent.subscriptions_of(conn, ws, pid, [t for t, _ in topics]), topics, False
+                _save_preferences(conn, verified, Person(*who), prefs, form, now)
+                prefs = _read_preferences(conn, verified.workspace_id, who[0])
+                prefs.saved = True
+            return prefs
 
         result = await (_job(state, work) if save else run_in_threadpool(_read_only, state, work))
         if result is None:
             return _invalid()
-        subs, topics, saved = result
-        return _page("Email preferences", _preferences_form(request.url.path, subs, topics, saved))
+        title = "Email preferences" if result.channels == [consent.EMAIL] else "Your preferences"
+        return _page(title, _preferences_form(request.url.path, result))
 
     @router.get("/p/{token}")
     async def preferences(request: Request, state: State, token: str) -> Response:
@@ -327,6 +327,60 @@ def tracking_router() -> APIRouter:
     async def save_preferences(request: Request, state: State, token: str) -> Response:
         return await preference_center(request, state, token, save=True)
 
+    @router.get("/s/{token}")
+    async def confirmation_page(request: Request, state: State, token: str) -> Response:
+        try:
+            verified = await verify_token(state, token, CONFIRM, _now_ms(state))
+        except ExpiredToken:
+            return _expired()
+        if verified is None:
+            return _invalid()
+        engine = state.engine
+
+        def read() -> dict[str, Any]:
+            with engine.connect() as conn:
+                return consent.get_settings(conn, verified.workspace_id)
+
+        what = _confirm_label(await run_in_threadpool(read), verified)
+        body = (
+            f"<p>Please confirm that you want to receive {html.escape(what)}.</p>"
+            f'<form method="post" action="{html.escape(request.url.path, quote=True)}">'
+            '<input type="hidden" name="confirm" value="yes">'
+            '<button type="submit">Confirm</button></form>'
+            '<p class="note">If you did not ask for this, ignore this page: nothing changes.</p>'
+        )
+        return _page("Confirm your subscription", body)
+
+    @router.post("/s/{token}")
+    async def confirm(state: State, token: str) -> Response:
+        now = _now_ms(state)
+        try:
+            verified = await verify_token(state, token, CONFIRM, now)
+        except ExpiredToken:
+            return _expired()
+        if verified is None:
+            return _invalid()
+
+        def apply(conn: Connection) -> tuple[str, dict[str, Any]]:
+            return _confirm(conn, verified, now), consent.get_settings(conn, verified.workspace_id)
+
+        outcome, settings = await _job(state, apply)
+        if outcome == "unknown":
+            return _invalid()
+        if outcome == "moved":
+            return _page(
+                "Link no longer valid",
+                '<p class="note">This link was sent to an address that is no longer the one we have for you. '
+                "Nothing was changed.</p>",
+                410,
+            )
+        what = _confirm_label(settings, verified)
+        said = "was already confirmed" if outcome == "already" else "is confirmed"
+        return _page(
+            "Subscription confirmed",
+            f'<p role="status">Thank you: your subscription to {html.escape(what)} {said}.</p>',
+        )
+
     return router
 
 
@@ -335,34 +389,229 @@ def _read_only(state: AppState, fn: Callable[[Connection], Any]) -> Any:
         return fn(conn)
 
 
-def _preferences_form(action: str, subs: dict[str, Any], topics: list[tuple[str, str]], saved: bool) -> str:
+# -- the double opt-in confirmation ----------------------------------------------------------------
+
+
+def _expired() -> HTMLResponse:
+    return _page(
+        "Link expired",
+        '<p class="note">This confirmation link has expired. Nothing was changed: ask for a new one '
+        "where you signed up.</p>",
+        410,
+    )
+
+
+def _confirm_label(settings: dict[str, Any], token: LinkToken) -> str:
+    topic = None if token.topic in (None, consent.ALL) else token.topic
+    label = _topic_label(settings, topic)
+    if token.channel == consent.EMAIL:
+        return label
+    return label.replace(" email", "") + f" ({_CHANNEL_LABELS.get(token.channel or '', token.channel or '')})"
+
+
+def _confirm(conn: Connection, token: LinkToken, now_ms: int) -> str:
+    """Record the consent a verified confirmation link names: "confirmed", "already" (this
+    very link recorded it before), "moved" (the person's address is no longer the one it
+    was sent to), or "unknown" (no such person)."""
+    found = load_for_messages(conn, [token.profile_id]).get(token.profile_id)
+    if found is None:
+        return "unknown"
+    traits, user_id, profile_id = found
+    channel, topic = token.channel or consent.EMAIL, token.topic or consent.ALL
+    address = consent.address_of(channel, traits)
+    if address is None or not hmac.compare_digest(
+        links.address_digest(channel, address).encode(), (token.address or "").encode()
+    ):
+        return "moved"
+    for row in consent.choices_of(conn, token.workspace_id, profile_id):
+        if (
+            (row["channel"], row["topic"]) == (channel, topic)
+            and row["subscribed"]
+            and row["source"] == consent_records.DOUBLE_OPT_IN
+            and row["message_key"] == token.message_key
+        ):
+            return "already"
+    consent_records.record(
+        conn,
+        token.workspace_id,
+        Person(profile_id, user_id),
+        channel,
+        topic,
+        True,
+        now_ms,
+        consent_records.DOUBLE_OPT_IN,
+        message_key=token.message_key,
+    )
+    return "confirmed"
+
+
+# -- the preference center ---------------------------------------------------------------------
+
+_CHANNEL_LABELS = {consent.EMAIL: "Email", consent.PUSH: "Push notifications"}
+_CHANNEL_NOUNS = {consent.EMAIL: "marketing email", consent.PUSH: "marketing push notifications"}
+
+
+@dataclass
+class ChannelPreferences:
+    """What one channel's part of the form shows."""
+
+    all_off: bool  # "unsubscribe from all" ticked: a no to all marketing holds for every topic
+    topics: dict[str, bool]  # ticked: this topic's messages are wanted
+    frequency: str
+
+
+@dataclass
+class Preferences:
+    mode: str
+    topics: list[tuple[str, str]]
+    channels: list[str]
+    by_channel: dict[str, ChannelPreferences]
+    choices: dict[str, consent.Choices]
+    saved: bool = False
+
+
+def _read_preferences(conn: Connection, workspace_id: str, profile_id: str) -> Preferences:
+    settings = consent.get_settings(conn, workspace_id)
+    mode = consent.consent_mode(settings)
+    topics = consent.topics_of(settings)
+    channels = consent_records.channels_in_use(conn, workspace_id, profile_id, settings)
+    choices = consent.all_choices(conn, workspace_id, profile_id)
+    shown = {c: _shown(choices.get(c, {}), [t for t, _ in topics], mode) for c in channels}
+    return Preferences(mode, topics, channels, shown, choices)
+
+
+def _shown(choices: consent.Choices, topics: list[str], mode: str) -> ChannelPreferences:
+    """A channel's form as the choices stand. A topic's box: its own choice if there is one,
+    else what all marketing says (in opt_out, yes unless the person said no to the topic;
+    in opt_in, a yes to all marketing covers it). "Unsubscribe from all": a no to all
+    marketing no topic was said yes to since."""
+    every = choices.get(consent.ALL)
+    ticked: dict[str, bool] = {}
+    for topic in topics:
+        own = choices.get(topic)
+        if own is not None:
+            ticked[topic] = own.subscribed if mode == consent.OPT_OUT else own.consent
+        else:
+            ticked[topic] = mode == consent.OPT_OUT or (every is not None and every.consent)
+    all_off = (
+        every is not None
+        and not every.subscribed
+        and not any(c.subscribed and c.at_ms > every.at_ms for t, c in choices.items() if t != consent.ALL)
+    )
+    return ChannelPreferences(all_off, ticked, every.frequency if every is not None else consent.NORMAL)
+
+
+def _field(channel: str, name: str) -> str:
+    """A form field of a channel's part: email's keep their first names (topic,
+    unsubscribe_all), the others are prefixed (push_topic, push_unsubscribe_all)."""
+    return name if channel == consent.EMAIL else f"{channel}_{name}"
+
+
+def _save_preferences(
+    conn: Connection, token: LinkToken, person: Person, prefs: Preferences, form: dict[str, list[str]], now: int
+) -> None:
+    """Record what the person changed on the form, channel by channel, and the page's events.
+
+    A box changed from what it showed records that choice; a box left as it was records
+    nothing (in opt_in, leaving a topic unticked is not a new no). "Unsubscribe from all"
+    ticked records a no to all marketing of the channel dated now, so that it holds over
+    the topics ticked in the same form; unticked where it was ticked, it records a yes to
+    all marketing in opt_out, and in opt_in dates the ticked topics now (a yes to them,
+    not to everything)."""
+    ws = token.workspace_id
+    record_ = dict(message_key=token.message_key)
+    changed = False
+    newly_all_off = False
+    for channel in prefs.channels:
+        shown = prefs.by_channel[channel]
+        chosen = set(form.get(_field(channel, "topic"), []))
+        all_off = form.get(_field(channel, "unsubscribe_all"), ["0"])[-1] in ("1", "yes", "on")
+        lifting = shown.all_off and not all_off
+        for topic, _label in prefs.topics:
+            want = topic in chosen
+            if want != shown.topics[topic] or (want and lifting and prefs.mode == consent.OPT_IN):
+                changed |= consent_records.record(
+                    conn, ws, person, channel, topic, want, now, consent_records.PREFERENCES, **record_
+                )
+        if all_off:
+            changed |= consent_records.record(
+                conn, ws, person, channel, consent.ALL, False, now, consent_records.PREFERENCES, **record_
+            )
+            newly_all_off |= channel == consent.EMAIL and not shown.all_off
+        elif lifting and prefs.mode == consent.OPT_OUT:
+            changed |= consent_records.record(
+                conn, ws, person, channel, consent.ALL, True, now, consent_records.PREFERENCES, **record_
+            )
+        if channel == consent.EMAIL:
+            frequency = form.get("frequency", [shown.frequency])[-1]
+            if frequency in consent.FREQUENCIES:
+                changed |= consent.set_frequency(conn, ws, person.profile_id, frequency, now)
+    if not changed:
+        return
+    after = _read_preferences(conn, ws, person.profile_id)
+    email = after.by_channel[consent.EMAIL]
+    props = {
+        "subscribed": not email.all_off,
+        "frequency": email.frequency,
+        "topics": email.topics,
+        "channels": {c: {"subscribed": not p.all_off, "topics": p.topics} for c, p in after.by_channel.items()},
+    }
+    _record(
+        conn, token, SUBSCRIPTION_PREFERENCES_UPDATED, f"nudgeflow:{person.profile_id}:preferences:{now}", props, now
+    )
+    if newly_all_off:
+        _record(
+            conn,
+            token,
+            UNSUBSCRIBED,
+            f"nudgeflow:{token.message_key}:unsubscribed:{consent.ALL}:{now}",
+            {"topic": consent.ALL, "method": "preferences"},
+            now,
+        )
+
+
+def _preferences_form(action: str, prefs: Preferences) -> str:
     parts: list[str] = []
-    if saved:
+    if prefs.saved:
         parts.append('<p role="status">Your preferences are saved.</p>')
     parts.append(f'<form method="post" action="{html.escape(action, quote=True)}">')
-    if topics:
-        parts.append("<fieldset><legend>What would you like to receive?</legend>")
-        for i, (topic, label) in enumerate(topics):
-            checked = " checked" if subs["topics"].get(topic, True) else ""
-            parts.append(
-                f'<label for="topic-{i}"><input type="checkbox" id="topic-{i}" name="topic" '
-                f'value="{html.escape(topic, quote=True)}"{checked}> {html.escape(label)}</label>'
-            )
-        parts.append("</fieldset>")
-    parts.append("<fieldset><legend>How often?</legend>")
-    for value, label in ((consent.NORMAL, "As they come"), (consent.FEWER, "Fewer emails")):
-        checked = " checked" if subs["frequency"] == value else ""
+    several = len(prefs.channels) > 1
+    for channel in prefs.channels:
+        shown = prefs.by_channel[channel]
+        prefix = "" if channel == consent.EMAIL else f"{channel}-"
+        noun = _CHANNEL_NOUNS.get(channel, f"marketing {channel}")
+        if several:
+            parts.append(f"<h2>{html.escape(_CHANNEL_LABELS.get(channel, channel.capitalize()))}</h2>")
+        if prefs.topics:
+            parts.append("<fieldset><legend>What would you like to receive?</legend>")
+            for i, (topic, label) in enumerate(prefs.topics):
+                checked = " checked" if shown.topics.get(topic) else ""
+                parts.append(
+                    f'<label for="{prefix}topic-{i}"><input type="checkbox" id="{prefix}topic-{i}" '
+                    f'name="{_field(channel, "topic")}" value="{html.escape(topic, quote=True)}"{checked}> '
+                    f"{html.escape(label)}</label>"
+                )
+            parts.append("</fieldset>")
+        if channel == consent.EMAIL:
+            parts.append("<fieldset><legend>How often?</legend>")
+            for value, label in ((consent.NORMAL, "As they come"), (consent.FEWER, "Fewer emails")):
+                checked = " checked" if shown.frequency == value else ""
+                parts.append(
+                    f'<label for="frequency-{value}"><input type="radio" id="frequency-{value}" name="frequency" '
+                    f'value="{value}"{checked}> {label}</label>'
+                )
+            parts.append("</fieldset>")
+        all_off = " checked" if shown.all_off else ""
         parts.append(
-            f'<label for="frequency-{value}"><input type="radio" id="frequency-{value}" name="frequency" '
-            f'value="{value}"{checked}> {label}</label>'
+            f'<fieldset><legend>Unsubscribe</legend><label for="{prefix}unsubscribe-all">'
+            f'<input type="checkbox" id="{prefix}unsubscribe-all" name="{_field(channel, "unsubscribe_all")}" '
+            f'value="1"{all_off}> Unsubscribe from all {html.escape(noun)}</label>'
+            + (
+                '<p class="note">Messages about your account and orders will still be sent.</p>'
+                if channel == consent.EMAIL
+                else ""
+            )
+            + "</fieldset>"
         )
-    parts.append("</fieldset>")
-    all_off = "" if subs["subscribed"] else " checked"
-    parts.append(
-        '<fieldset><legend>Unsubscribe</legend><label for="unsubscribe-all">'
-        f'<input type="checkbox" id="unsubscribe-all" name="unsubscribe_all" value="1"{all_off}> '
-        "Unsubscribe from all marketing email</label>"
-        '<p class="note">Messages about your account and orders will still be sent.</p></fieldset>'
-    )
     parts.append('<button type="submit">Save preferences</button></form>')
     return "\n".join(parts)
