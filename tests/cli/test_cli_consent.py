@@ -25,7 +25,8 @@ def test_show_set_and_request_a_confirmation(env: dict[str, str], tmp_path: Path
         )
         conn.execute(
             text(
-                "INSERT INTO identities (workspace_id, key, profile_id, created_at_ms) VALUES (:w, 'u:ada', 'prf_ada', 1)"
+                "INSERT INTO identities (workspace_id, key, profile_id, created_at_ms) "
+                "VALUES (:w, 'u:ada', 'prf_ada', 1)"
             ),
             {"w": ws},
         )
