@@ -26,8 +26,10 @@ Before any of that, consent and suppression (store/consent.py): a message to a s
 address (any message, transactional included) or a marketing message to a person who
 unsubscribed (from all marketing, or from the message's topic) is not sent: its row is
 marked `suppressed` with the reason in `reason`, and a "Message Suppressed" event says why.
-So is a message to a person with nothing to send to on its channel (the channel raises
-NoTarget): `suppressed`, reason `no_target`. The reasons are model/reasons.py's.
+Consent is read for the message's channel only, and in an opt_in workspace a marketing
+message needs a recorded yes (reason `no_consent`): store/consent.decide. A message to a
+person with nothing to send to on its channel (the channel raises NoTarget) is
+`suppressed` too, reason `no_target`. The reasons are model/reasons.py's.
 """
 
 from __future__ import annotations
