@@ -89,10 +89,10 @@ class Shop:
     def statuses(self) -> list[tuple[str, str, str | None]]:
         with self.live.state.engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT template, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"),
+                text("SELECT template, status, reason FROM outbox WHERE workspace_id = :w ORDER BY id"),
                 {"w": self.ws.workspace_id},
             )
-            return [(r.template, r.status, r.error) for r in rows]
+            return [(r.template, r.status, r.reason) for r in rows]
 
     def confirmation_key(self) -> str:
         with self.live.state.engine.connect() as conn:

@@ -17,9 +17,7 @@ def test_decide_suppression_stops_everything_consent_gates_marketing_only() -> N
     assert decide(None, off, marketing=True, topic=None).reason == "unsubscribed:*"
     assert decide(None, off, marketing=False, topic=None).allowed
     topic_off = {"offers": Choice(False), ALL: Choice(True, "fewer")}
-    assert decide(None, topic_off, True, "offers") == ConsentState(
-        False, "unsubscribed:offers", "fewer", "offers"
-    )
+    assert decide(None, topic_off, True, "offers") == ConsentState(False, "unsubscribed:offers", "fewer", "offers")
     assert decide(None, topic_off, True, "reminders") == ConsentState(True, None, "fewer", "reminders")
     assert decide(None, {}, True, "anything").allowed  # no row: subscribed
 
@@ -51,9 +49,7 @@ def test_opt_in_needs_a_recorded_yes_to_all_or_to_the_topic() -> None:
     # A yes recorded before choices had a source (a default the old preference center stored) is not consent.
     assert decide(None, {ALL: Choice(True, at_ms=1)}, True, None, OPT_IN).reason == "no_consent"
     # An explicit no still says so.
-    assert decide(None, {"news": Choice(False, source="api")}, True, "news", OPT_IN).reason == (
-        "unsubscribed:news"
-    )
+    assert decide(None, {"news": Choice(False, source="api")}, True, "news", OPT_IN).reason == ("unsubscribed:news")
 
 
 def test_suppress_unsuppress_and_list(engine: Any) -> None:

@@ -1,4 +1,4 @@
-"""Migration 0013 (consent per channel) on both databases: what old rows mean afterwards."""
+"""Migration 0014 (consent per channel) on both databases: what old rows mean afterwards."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from sqlalchemy import text
 
 from nudgeflow.store import database
 
-BEFORE = "0012"
-OURS = "0013"
+BEFORE = "0013"
+OURS = "0014"
 
 
 def _rows(engine: Any) -> set[tuple[Any, ...]]:

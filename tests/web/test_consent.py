@@ -32,10 +32,10 @@ def _publish(tracking: TrackingCtx, definition: dict[str, Any]) -> None:
 def _outbox(tracking: TrackingCtx) -> list[tuple[str, str, str, str | None]]:
     with tracking.live.state.engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT template, channel, status, error FROM outbox WHERE workspace_id = :w ORDER BY id"),
+            text("SELECT template, channel, status, reason FROM outbox WHERE workspace_id = :w ORDER BY id"),
             {"w": tracking.wid},
         )
-        return [(r.template, r.channel, r.status, r.error) for r in rows]
+        return [(r.template, r.channel, r.status, r.reason) for r in rows]
 
 
 def _consent_events(tracking: TrackingCtx) -> list[dict[str, Any]]:
@@ -49,7 +49,7 @@ def test_an_email_unsubscribe_stops_marketing_email_not_push(tracking: TrackingC
     tracking.track("Sale Started")
     tracking.run()
     assert sorted(_outbox(tracking)) == [
-        ("promo", "email", "suppressed", "unsubscribed"),
+        ("promo", "email", "suppressed", "unsubscribed:*"),
         ("promo-push", "push", "logged", None),  # push not configured here: the log channel takes it
     ]
     [event] = _consent_events(tracking)
