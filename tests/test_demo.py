@@ -248,7 +248,7 @@ def test_the_policies_report_follows_each_message_from_its_deferrals_to_where_it
     pair = rows[("collision:welcome", "cart")]
     assert (pair.deferred, pair.sent_later, pair.dropped, pair.rule) == (2, 1, 0, "welcome ← cart")
     cap = rows[("frequency_cap:email-daily", None)]
-    assert (cap.deferred, cap.dropped, cap.rule) == (0, 2, "2 email a calendar day")
+    assert (cap.deferred, cap.dropped, cap.rule) == (0, 2, "2 emails a calendar day")
     quiet = rows[("quiet_hours", None)]
     assert (quiet.deferred, quiet.sent_later, quiet.waiting) == (1, 0, 1)
     assert (report.messages, report.sent, report.deferred, report.sent_later, report.dropped) == (5, 2, 3, 1, 2)

@@ -89,11 +89,12 @@ class PolicyReport:
 
 
 def describe_cap(rule: CapRule) -> str:
-    """`2 email a calendar day`, `1 push in any 4h`, with the category when not marketing."""
+    """`2 emails a calendar day`, `1 push in any 4h`, with the category when not marketing."""
     per = f"a calendar {rule.calendar}" if rule.calendar else f"in any {rule.window}"
     narrowed = "" if rule.category == "marketing" else f" ({rule.category})"
     topic = f" of topic {rule.topic}" if rule.topic else ""
-    return f"{rule.limit} {rule.channel}{topic} {per}{narrowed}"
+    noun = rule.channel if rule.limit == 1 else {"push": "pushes"}.get(rule.channel, rule.channel + "s")
+    return f"{rule.limit} {noun}{topic} {per}{narrowed}"
 
 
 def _rules(policies: Policies) -> list[PolicyRow]:
@@ -105,7 +106,8 @@ def _rules(policies: Policies) -> list[PolicyRow]:
             PolicyRow(
                 QUIET_HOURS,
                 "; ".join(
-                    f"{q.channel} {q.start} to {q.end} local: {q.action}"
+                    f"{q.channel} {q.start} to {q.end} local: "
+                    + ("deferred" if q.action == "defer" else "dropped")
                     + (f", released over {q.spread}" if q.action == "defer" and q.spread != "0m" else "")
                     for q in policies.quiet_hours
                 ),
@@ -170,11 +172,11 @@ def policy_table(report: PolicyReport, collision_window: str | None = None) -> T
     table.add_column("sent later", justify="right")
     table.add_column("dropped", justify="right")
     table.add_column("still waiting", justify="right")
-    window = f" within {collision_window}" if collision_window else ""
+    window = f" (collision window {collision_window})" if collision_window else ""
     for row in report.rows:
         rule = row.rule
         if row.loser is not None:
-            rule += f": one message per person and channel{window}"
+            rule += window
         table.add_row(
             escape(row.reason),
             escape(rule),
