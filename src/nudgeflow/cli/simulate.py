@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nudgeflow.cli.common import err, fail
 
@@ -49,13 +50,23 @@ def simulate(
             help="A places catalog file (as `catalog import places` reads) for location triggers with catalog_places.",
         ),
     ] = None,
+    policies: Annotated[
+        str | None,
+        typer.Option(
+            "--policies",
+            metavar="FILE",
+            help="A policies.yaml: caps, quiet hours and collisions applied as the engine applies them.",
+        ),
+    ] = None,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
     from nudgeflow.model.journeys import duration_ms
     from nudgeflow.runtime.replay import (
         JourneyLoadError,
         load_journeys,
+        load_policies,
         messages_table,
+        pressure_tables,
         replay_file,
         steps_table,
         summary_table,
@@ -79,7 +90,20 @@ def simulate(
         raise fail("no journeys to simulate")
     catalog_places = _places_file(places) if places is not None else []
     try:
-        report = replay_file(loaded, events, horizon_ms=horizon_ms, console=err, places=catalog_places)
+        send_policies = load_policies(policies) if policies is not None else None
+    except JourneyLoadError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]invalid:[/] {escape(problem)}", highlight=False, soft_wrap=True, markup=True)
+        raise fail("no simulation: fix the policies above") from exc
+    try:
+        report = replay_file(
+            loaded,
+            events,
+            horizon_ms=horizon_ms,
+            console=err,
+            places=catalog_places,
+            policies=send_policies,
+        )
     except OSError as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -91,6 +115,9 @@ def simulate(
         summary = report.summary()
         out.print(summary_table(summary))
         out.print(steps_table(summary))
+        if report.extended:
+            for table in pressure_tables(summary):
+                out.print(table)
         out.print(totals_line(report), highlight=False)
     if report.bad_lines:
         raise typer.Exit(2)

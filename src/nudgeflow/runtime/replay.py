@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -29,6 +30,8 @@ from rich.table import Table
 from nudgeflow.errors import EngineRuntimeError
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
+from nudgeflow.model.policies import EMPTY, Policies
+from nudgeflow.model.segments import Segment
 from nudgeflow.runtime.simulation import InvalidMessage, PlannedMessage, Simulation, check_message, message_time_ms
 from nudgeflow.settings import Settings
 
@@ -48,7 +51,7 @@ class JourneyLoadError(EngineRuntimeError, ValueError):
         self.problems = problems
 
 
-def journey_files(paths: Iterable[str | Path]) -> list[Path]:
+def journey_files(paths: Iterable[str | Path], what: str = "journey") -> list[Path]:
     """The files named, and the .yaml/.yml/.json files directly inside directories named."""
     found: list[Path] = []
     problems: list[str] = []
@@ -57,7 +60,7 @@ def journey_files(paths: Iterable[str | Path]) -> list[Path]:
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in JOURNEY_SUFFIXES)
             if not inside:
-                problems.append(f"{path}: no .yaml, .yml or .json journey file in this directory")
+                problems.append(f"{path}: no .yaml, .yml or .json {what} file in this directory")
             found.extend(inside)
         elif path.is_file():
             found.append(path)
@@ -104,6 +107,69 @@ def load_journeys(paths: Iterable[str | Path]) -> list[Journey]:
     return journeys
 
 
+# --- policies and segments ------------------------------------------------------------------
+
+
+def _validation_problems(label: str, exc: ValidationError) -> list[str]:
+    return [
+        f"{label}: {'.'.join(str(p) for p in error['loc']) or '(document)'}: {error['msg']}" for error in exc.errors()
+    ]
+
+
+def load_policies(path: str | Path) -> Policies:
+    """A policies.yaml (or .json) checked as `nudgeflow policies validate` checks it;
+    JourneyLoadError lists every error (file:line: path: reason)."""
+    from nudgeflow.model.journey_checks import ERROR
+    from nudgeflow.model.policy_checks import check_policies_file, is_valid
+
+    policies, problems = check_policies_file(path)
+    if policies is None or not is_valid(problems):
+        raise JourneyLoadError([p.format() for p in problems if p.severity == ERROR])
+    return policies
+
+
+def load_segments(paths: Iterable[str | Path]) -> list[Segment]:
+    """Every segment in the files and directories given, each checked, ids unique, references
+    to segments among them and no cycle; JourneyLoadError lists every problem."""
+    from nudgeflow.model.journey_checks import DocumentError, load_documents
+    from nudgeflow.model.segments import SegmentCycleError, referenced_segments, segment_order
+
+    segments: list[Segment] = []
+    problems: list[str] = []
+    where: dict[str, str] = {}
+    for path in journey_files(paths, "segment"):
+        try:
+            docs = load_documents(path)
+        except (OSError, DocumentError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        if not docs:
+            problems.append(f"{path}: no segment in this file")
+        for index, doc in docs:
+            label = f"{path}" if len(docs) == 1 else f"{path} (document {index + 1})"
+            try:
+                segment = Segment.model_validate(doc)
+            except ValidationError as exc:
+                problems.extend(_validation_problems(label, exc))
+                continue
+            if segment.id in where:
+                problems.append(f"{label}: id: segment {segment.id!r} is already defined in {where[segment.id]}")
+                continue
+            where[segment.id] = label
+            segments.append(segment)
+    for segment in segments:
+        for missing in sorted(referenced_segments(segment.when) - where.keys()):
+            problems.append(f"{where[segment.id]}: when: segment {missing!r} is not among the segments given")
+    if not problems:
+        try:
+            segment_order(segments)
+        except SegmentCycleError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise JourneyLoadError(problems)
+    return segments
+
+
 # --- events ------------------------------------------------------------------------------
 
 
@@ -121,6 +187,9 @@ class ReplayReport:
     horizon_ms: int | None = None  # timers were fired up to here
     read_seconds: float = 0.0
     replay_seconds: float = 0.0
+    # Send policies or segments were given: message lines carry a status, and the summary
+    # the pressure report and segment sizes. Without them the output is what it always was.
+    extended: bool = False
 
     @property
     def seconds(self) -> float:
@@ -133,6 +202,12 @@ class ReplayReport:
         out.update(base)
         out["horizon"] = iso(self.horizon_ms) if self.horizon_ms is not None else None
         out["journeys"] = journeys
+        if not self.extended:
+            out.pop("withheld", None)
+            return out
+        from nudgeflow.runtime.simulation_report import pressure
+
+        out["pressure"] = pressure(self.sim)
         return out
 
 
@@ -163,13 +238,15 @@ def replay_file(
     stdin: IO[bytes] | None = None,
     engine: Any = None,
     places: Sequence[Mapping[str, Any]] = (),
+    policies: Policies | None = None,
 ) -> ReplayReport:
     """Replay a JSON Lines file (or standard input for "-") through the journeys, then fire
     timers up to the last event + `horizon_ms`. Bad lines are reported and skipped.
-    `engine` replaces the core (the benchmark measures the simulator's own cost with it)."""
+    `engine` replaces the core (the benchmark measures the simulator's own cost with it).
+    `policies` go into the simulator's catalog, as the engine's."""
     console = console or Console(stderr=True)
-    sim = Simulation(journeys, engine=engine, places=places)
-    report = ReplayReport(sim)
+    sim = Simulation(journeys, engine=engine, places=places, policies=EMPTY if policies is None else policies)
+    report = ReplayReport(sim, extended=policies is not None)
     spool: IO[bytes] | None = None
     if path_or_dash == STDIN:
         source: IO[bytes] = stdin or sys.stdin.buffer
@@ -331,10 +408,17 @@ def ordered(messages: Sequence[PlannedMessage]) -> list[PlannedMessage]:
 
 
 def write_json_lines(report: ReplayReport, out: IO[str]) -> None:
-    """One object per planned message, then {"summary": {...}} on the last line."""
+    """One object per planned message, then {"summary": {...}} on the last line. With
+    policies or segments, one per message wanted, with its status (runtime/simulation_report)."""
     dumps = orjson.dumps
-    for message in ordered(report.sim.messages):
-        out.write(dumps(message.as_json()).decode())
+    if report.extended:
+        from nudgeflow.runtime.simulation_report import message_lines
+
+        lines: Iterable[dict[str, Any]] = message_lines(report.sim)
+    else:
+        lines = (message.as_json() for message in ordered(report.sim.messages))
+    for line in lines:
+        out.write(dumps(line).decode())
         out.write("\n")
     out.write(dumps({"summary": report.summary()}).decode())
     out.write("\n")
@@ -347,16 +431,21 @@ def _who(message: PlannedMessage) -> str:
 def messages_table(messages: Sequence[PlannedMessage], limit: int) -> Table:
     shown = ordered(messages)[: max(limit, 0)]
     with_variants = any(m.variant for m in shown)
+    with_deferrals = any(m.deferred_from_ms is not None for m in shown)
     table = Table(title=f"Planned messages ({len(messages):,})", title_justify="left")
     table.add_column("at (UTC)", no_wrap=True)
     for name in ("user", "journey", "step", "channel", "template"):
         table.add_column(name, overflow="fold")
     if with_variants:
         table.add_column("variant", overflow="fold")
+    if with_deferrals:
+        table.add_column("deferred from", no_wrap=True)
     for m in shown:
         row = [iso(m.at_ms), escape(_who(m)), escape(m.journey), escape(m.step), escape(m.channel), escape(m.template)]
         if with_variants:
             row.append(escape(m.variant or ""))
+        if with_deferrals:
+            row.append(iso(m.deferred_from_ms) if m.deferred_from_ms is not None else "")
         table.add_row(*row)
     if len(messages) > len(shown):
         table.caption = f"the first {len(shown):,} of {len(messages):,} (--limit to see more; --json prints them all)"
@@ -416,3 +505,45 @@ def totals_line(report: ReplayReport) -> str:
         f"{s['events']:,} events ({span}){horizon}{bad}; {s['profiles']:,} profiles; "
         f"{s['messages']:,} planned messages; {report.seconds:.2f} s ({rate:,.0f} lines/s)"
     )
+
+
+def pressure_tables(summary: dict[str, Any]) -> list[Table]:
+    """The pressure report of an extended summary (runtime/simulation_report.pressure)."""
+    report = summary["pressure"]
+    weekly = Table(
+        title="Messages per person per channel per ISO week (UTC)",
+        title_justify="left",
+        caption="over the person-weeks with at least one message on the channel",
+        caption_justify="left",
+    )
+    weekly.add_column("channel", no_wrap=True)
+    for name in ("people", "person-weeks", "messages", "p50", "p90", "max"):
+        weekly.add_column(name, justify="right")
+    for channel, row in report["per_person_week"]["channels"].items():
+        weekly.add_row(
+            escape(channel),
+            *(f"{row[k]:,}" for k in ("people", "person_weeks", "messages", "p50", "p90", "max")),
+        )
+    tables = [weekly]
+    held_caption = "messages held, each counted once per reason: dropped, or deferred (sent later or still held)"
+    caps = Table(title="Frequency cap hits by rule", title_justify="left", caption=held_caption, caption_justify="left")
+    caps.add_column("rule", no_wrap=True)
+    caps.add_column("deferred", justify="right")
+    caps.add_column("dropped", justify="right")
+    for rule, row in report["cap_hits"].items():
+        caps.add_row(escape(rule), f"{row['deferred']:,}", f"{row['dropped']:,}")
+    collisions = Table(title="Collisions (winner \u2190 loser)", title_justify="left")
+    collisions.add_column("winner \u2190 loser", overflow="fold")
+    collisions.add_column("deferred", justify="right")
+    collisions.add_column("dropped", justify="right")
+    for row in report["collisions"]:
+        pair = f"{row['winner']} \u2190 {row['loser']}"
+        collisions.add_row(escape(pair), f"{row['deferred']:,}", f"{row['dropped']:,}")
+    quiet = Table(title="Quiet hours by channel", title_justify="left")
+    quiet.add_column("channel", no_wrap=True)
+    quiet.add_column("deferred", justify="right")
+    quiet.add_column("dropped", justify="right")
+    for channel, row in report["quiet_hours"].items():
+        quiet.add_row(escape(channel), f"{row['deferred']:,}", f"{row['dropped']:,}")
+    tables.extend([caps, collisions, quiet])
+    return tables
