@@ -529,7 +529,10 @@ def run_demo(
     days: float = FAST_FORWARD_DAYS,
     console: Console | None = None,
     keep_serving: bool = False,
+    end: datetime | None = None,
 ) -> DemoSummary:
+    """`end`: when the traffic ends (default: now); the hour it falls on decides which of the
+    demo's messages fall in the people's night."""
     console = console or Console()
     if users < 1:
         raise DemoError("the demo needs at least one user")
@@ -561,7 +564,7 @@ def run_demo(
         admin = {"Authorization": f"Bearer {workspace.admin_token}"}
 
         # The last `days` of a shop's life, ending now, replayed on a virtual clock.
-        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        end = (end or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         start = end - timedelta(days=days)
         messages = list(generate_traffic(users, seed, start=start, days=SHOPPING_DAYS, horizon_days=days))
         rng = random.Random(seed)
