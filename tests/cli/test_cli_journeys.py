@@ -287,19 +287,18 @@ def test_validate_without_templates_says_they_were_not_checked(env: dict[str, st
     assert "note: templates were not checked (give --templates DIR to check them)" in done.stderr
 
 
-def test_validate_refuses_unknown_and_unbuilt_channels(env: dict[str, str], tmp_path: Path) -> None:
+def test_validate_refuses_unknown_channels(env: dict[str, str], tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", EMAIL_JOURNEY.format(channel="emial", template="t"))
-    write(tmp_path / "b.yaml", EMAIL_JOURNEY.format(channel="webhook", template="t").replace("welcome", "b", 1))
+    write(tmp_path / "b.yaml", EMAIL_JOURNEY.format(channel="sms", template="t").replace("welcome", "b", 1))
     done = run(["journeys", "validate", "a.yaml", "b.yaml"], env, tmp_path)
     assert done.returncode == 1
     assert done.stdout.splitlines()[:2] == [
-        "a.yaml:9: steps.hello.channel: unknown channel 'emial': the channels there are email, push, log "
+        "a.yaml:9: steps.hello.channel: unknown channel 'emial': the channels there are email, push, webhook, log "
         "(did you mean 'email'?)",
-        "b.yaml:9: steps.hello.channel: channel 'webhook' has no implementation yet: the channels there are "
-        "email, push, log",
+        "b.yaml:9: steps.hello.channel: unknown channel 'sms': the channels there are email, push, webhook, log",
     ]
     # A name the deployment serves with the log channel is a channel.
-    env["NUDGEFLOW_LOG_CHANNELS"] = "email,push,webhook"
+    env["NUDGEFLOW_LOG_CHANNELS"] = "email,push,sms"
     done = run(["journeys", "validate", "b.yaml"], env, tmp_path)
     assert done.returncode == 0, done.stdout
 

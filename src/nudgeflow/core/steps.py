@@ -210,7 +210,7 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
     if run.holdout:
         run.messages[step_id] = {"key": key, "statuses": ["held_out"]}
         return False
-    assert template is not None
+    template = template or ""  # a webhook step has none: it renders its own `webhook` body
     if turn.catalog.send_plan is not None:
         at = turn.message_ms
         turn.wanted.append(Wanted(run, journey, step_id, key, template, variant, at, at, resume=True))

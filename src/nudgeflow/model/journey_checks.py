@@ -70,11 +70,9 @@ WAIT_TYPES = frozenset({"wait", "wait_for_event"})
 JOURNEY_SUFFIXES = (".yaml", ".yml", ".json")
 
 # The channels a send step may name, each built in channels/: email (SMTP), push (Web Push,
-# FCM, APNs) and log (the development sink, which records what would be sent).
-CHANNELS: tuple[str, ...] = ("email", "push", "log")
-# Named in the design but not built yet: a journey using one is refused now rather than
-# failing when its first message falls due.
-UNBUILT_CHANNELS = frozenset({"webhook"})
+# FCM, APNs), webhook (an HTTP call) and log (the development sink, which records what would
+# be sent).
+CHANNELS: tuple[str, ...] = ("email", "push", "webhook", "log")
 # The channels that render a stored template of their own channel. The log channel
 # renders nothing (it records the template's name), so its steps need no stored template.
 TEMPLATE_CHANNELS = frozenset({"email", "push"})
@@ -95,6 +93,8 @@ class Delivery:
     templates_from: str = "this workspace"
     # The places catalog (id -> tags), for location triggers' `catalog_places`; None: not checked.
     places: Mapping[str, frozenset[str]] | None = None
+    # The workspace's webhook destinations by name, for webhook steps' `destination`; None: not checked.
+    webhook_destinations: frozenset[str] | None = None
 
     @classmethod
     def serving(
@@ -103,9 +103,11 @@ class Delivery:
         templates: Mapping[str, str] | None = None,
         templates_from: str = "this workspace",
         places: Mapping[str, frozenset[str]] | None = None,
+        webhook_destinations: Iterable[str] | None = None,
     ) -> Delivery:
         names = list(CHANNELS) + [c for c in extra_channels if c not in CHANNELS]
-        return cls(tuple(names), templates, templates_from, places)
+        destinations = frozenset(webhook_destinations) if webhook_destinations is not None else None
+        return cls(tuple(names), templates, templates_from, places, destinations)
 
 
 PathPart = str | int
@@ -858,9 +860,9 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
 
 
 def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
-    """Send steps whose channel does not exist or is not built, templates that are missing
-    or belong to another channel than the step's, and (warnings) catalog places a location
-    trigger names that the places catalog does not have."""
+    """Send steps whose channel does not exist, templates that are missing or belong to
+    another channel than the step's, and (warnings) catalog places a location trigger names
+    that the places catalog does not have, webhook destinations the workspace does not have."""
     problems: list[Problem] = []
     selector = getattr(journey.trigger, "catalog_places", None)
     if selector is not None and delivery.places is not None:
@@ -890,15 +892,27 @@ def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
             continue
         channel = step.channel
         if channel not in delivery.channels:
-            if channel in UNBUILT_CHANNELS:
-                message = f"channel {channel!r} has no implementation yet: the channels there are {there_are}"
-            else:
-                hint = difflib.get_close_matches(channel, delivery.channels, n=1, cutoff=0.6)
-                message = f"unknown channel {channel!r}: the channels there are {there_are}" + (
-                    f" (did you mean {hint[0]!r}?)" if hint else ""
-                )
+            hint = difflib.get_close_matches(channel, delivery.channels, n=1, cutoff=0.6)
+            message = f"unknown channel {channel!r}: the channels there are {there_are}" + (
+                f" (did you mean {hint[0]!r}?)" if hint else ""
+            )
             problems.append(Problem(f"steps.{sid}.channel", message))
             continue
+        destination = step.webhook.destination if step.webhook is not None else None
+        known = delivery.webhook_destinations
+        if destination is not None and known is not None and destination not in known:
+            # A warning, not an error: the destination may be set after the journey.
+            hint = difflib.get_close_matches(destination, sorted(known), n=1, cutoff=0.6)
+            problems.append(
+                Problem(
+                    f"steps.{sid}.webhook.destination",
+                    f"no webhook destination {destination!r} in this workspace"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f": its messages fail until it is set (nudgeflow workspace webhooks destinations set "
+                    f"{destination} --url …)",
+                    WARNING,
+                )
+            )
         if delivery.templates is None or channel not in TEMPLATE_CHANNELS:
             continue
         named = [(f"steps.{sid}.template", step.template)] if step.template else []

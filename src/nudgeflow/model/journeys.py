@@ -21,6 +21,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from nudgeflow.model.webhooks import NAME_PATTERN as WEBHOOK_NAME_PATTERN
+from nudgeflow.model.webhooks import check_url as check_webhook_url
+
 _DURATION = re.compile(r"^(-)?(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 DURATION_PATTERN = r"^\d+(\.\d+)?(ms|s|m|h|d|w)$"
@@ -404,9 +407,57 @@ class Variant(_Strict):
     weight: float = Field(gt=0)
 
 
+WEBHOOK = "webhook"
+# A path into a JSON answer: `$` the whole answer, `.name` a member, `[0]` an item.
+JSON_PATH_PATTERN = r"^\$(\.[A-Za-z0-9_-]+|\[\d+\])*$"
+JsonPath = Annotated[
+    str, Field(pattern=JSON_PATH_PATTERN, examples=["$.id", "$.customer.tier", "$.items[0].sku"], max_length=500)
+]
+
+
+def _webhook_url(value: str) -> str:
+    return check_webhook_url(value, liquid=True)
+
+
+class WebhookCall(_Strict):
+    """What a send step with `channel: webhook` sends: where, how, and what it keeps of the answer.
+
+    The body is rendered with the same Liquid context as an email or a push message."""
+
+    url: Annotated[str, AfterValidator(_webhook_url)] | None = Field(
+        default=None,
+        description="An http(s) URL; Liquid may appear in its path and query, never in its scheme or host. "
+        "Signed with the workspace's webhook secret; never reaches a private, loopback or link-local address.",
+        examples=["https://hooks.example.com/nudgeflow", "https://api.example.com/contacts/{{ profile.id }}"],
+    )
+    destination: str | None = Field(
+        default=None,
+        pattern=WEBHOOK_NAME_PATTERN,
+        description="A destination of the workspace's settings (`nudgeflow workspace webhooks destinations set`): "
+        "its URL, headers, secret and network allowance.",
+    )
+    method: Literal["POST", "PUT"] | None = Field(default=None, description="Default: the destination's, else POST.")
+    body: dict[str, Any] | list[Any] | str = Field(
+        description="JSON. An object or list: every string in it is Liquid, and a string that is one `{{ … }}` and "
+        "nothing else keeps its value's type (a number stays a number). A string: one Liquid template whose output "
+        "must be JSON (the `json` filter writes a value as JSON)."
+    )
+    response_traits: dict[Annotated[str, Field(min_length=1, max_length=100)], JsonPath] = Field(
+        default_factory=dict,
+        description="Traits to set from a 2xx JSON answer: trait name -> path in the answer ($.id, $.items[0].sku). "
+        "Recorded as an identify of the person, applied in order with their other events.",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WebhookCall:
+        if (self.url is None) == (self.destination is None):
+            raise ValueError("a webhook names either `url` or `destination`")
+        return self
+
+
 class SendStep(_Strict):
     type: Literal["send"]
-    channel: str = Field(min_length=1, examples=["email", "push", "log"])
+    channel: str = Field(min_length=1, examples=["email", "push", "webhook", "log"])
     template: str | None = None
     variants: list[Variant] | None = None
     marketing: bool = Field(default=True, description="False for transactional messages (receipts).")
@@ -431,10 +482,21 @@ class SendStep(_Strict):
     max_deferral: Duration | None = Field(
         default=None, description="Drop the message rather than defer it longer than this; default the policies'."
     )
+    webhook: WebhookCall | None = Field(
+        default=None, description="With `channel: webhook` only: the call it makes (instead of a template)."
+    )
     next: StepId | None = None
 
     @model_validator(mode="after")
     def _content(self) -> SendStep:
+        if self.channel == WEBHOOK:
+            if self.webhook is None:
+                raise ValueError("a webhook step needs `webhook` (its url or destination, and its body)")
+            if self.template is not None or self.variants:
+                raise ValueError("a webhook step sends `webhook.body`: it has no `template` or `variants`")
+            return self
+        if self.webhook is not None:
+            raise ValueError(f"`webhook` goes only with channel: webhook (this step sends {self.channel})")
         if (self.template is None) == (not self.variants):
             raise ValueError("a send step needs either `template` or `variants`")
         return self

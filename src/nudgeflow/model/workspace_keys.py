@@ -5,9 +5,9 @@ changes, whether it is a secret, and how a value is checked. The CLI (`nudgeflow
 settings show|set`), the admin API (`GET`/`PATCH /api/settings`) and docs/settings.md all
 read this list, so a key added here is reachable everywhere at once.
 
-The complex sections (SMTP server, FCM, APNs, Web Push keys, bounce webhooks) keep their own
-commands and endpoints: `SECTIONS` names them so that `show` can list them (masked) and point
-at the command that changes them.
+The complex sections (SMTP server, FCM, APNs, Web Push keys, bounce webhooks, webhook
+destinations) keep their own commands and endpoints: `SECTIONS` names them so that `show`
+can list them (masked) and point at the command that changes them.
 
 Pure: no I/O. The store applies `apply_changes` to the opened document and writes it back.
 """
@@ -349,6 +349,8 @@ SECTIONS: dict[str, str] = {
     "apns": "nudgeflow workspace apns set|show|clear",
     "webpush": "nudgeflow workspace vapid show|rotate; /api/settings/webpush",
     "bounce_webhooks": "nudgeflow workspace bounce-webhooks set|show|clear",
+    "webhooks": "nudgeflow workspace webhooks destinations set|list|remove, webhooks secret show|rotate; "
+    "/api/settings/webhooks",
 }
 # Fields of those sections that are secrets (masked on show).
 SECRET_FIELDS = {
@@ -361,6 +363,7 @@ SECRET_FIELDS = {
     "token",
     "signing_key",
     "auth",
+    "headers",  # a webhook destination's: they carry credentials (Authorization, API keys)
 }
 
 
