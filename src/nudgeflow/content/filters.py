@@ -1,4 +1,4 @@
-"""Liquid filters for money and dates in the person's locale and timezone (babel).
+"""Liquid filters for money and dates in the person's locale and timezone (babel), and `json`.
 
 `register_filters(env)` adds them to a python-liquid Environment (content/templates.py
 calls it for every environment it makes). Each filter reads the render context
@@ -15,6 +15,7 @@ missing or unknown), and "now" from the context's `now` (the send time) when the
     {{ run.entered_at | date: "%Y-%m-%d" }}         a strftime format (Shopify's date filter)
     {{ event.timestamp | datetime: "short" }}       date and time in the person's timezone
     {{ profile.trial_ends_at | days_until }}        whole local days from now (negative: past)
+    {{ cart.items | json }}               the value as JSON text (a webhook body)
 
 Values that are dates: ISO 8601 strings (with an offset or Z; without one they are local
 time in the person's timezone), a date alone, epoch milliseconds or seconds, datetime and
@@ -27,8 +28,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
@@ -166,9 +169,31 @@ def days_until(value: Any, *, context: Any = None) -> Any:
     return (moment.date() - today).days
 
 
+def json_filter(value: Any) -> str:
+    """The value as JSON text (Shopify's `json` filter): `{{ cart.items | json }}` inside a
+    webhook body written as one template. An undefined value fails as it would in output."""
+    if isinstance(value, Undefined):
+        str(value)  # strict undefined raises here, naming the variable
+        return "null"
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _json_default(value: Any) -> Any:
+    # What a Liquid expression can make beyond JSON's types: a Decimal (arithmetic filters),
+    # a range, a date; anything else is written as its text.
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, range):
+        return list(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
 def register_filters(env: Environment) -> None:
-    """Add money, date, datetime and days_until to the environment (date replaces Liquid's)."""
+    """Add money, date, datetime, days_until and json to the environment (date replaces Liquid's)."""
     env.filters["money"] = money
     env.filters["date"] = date_filter
     env.filters["datetime"] = datetime_filter
     env.filters["days_until"] = days_until
+    env.filters["json"] = json_filter

@@ -713,6 +713,18 @@ def _render_part(part: _Part, context: Mapping[str, Any]) -> str:
         raise TemplateError(f"{type(exc).__name__}: {exc}", part.name) from None
 
 
+def _render_parts(parts: Mapping[str, _Part], context: Mapping[str, Any], budget_ms: float | None) -> dict[str, str]:
+    budget = _render_budget_ms if budget_ms is None else budget_ms
+    outer = (_BUDGET.deadline, _BUDGET.budget_ms, _BUDGET.next_pause)
+    now = _monotonic()
+    _BUDGET.deadline, _BUDGET.budget_ms = now + budget / 1000.0, budget
+    _BUDGET.next_pause = min(now + _FIRST_PAUSE_S, _BUDGET.deadline)
+    try:
+        return {name: _render_part(part, context) for name, part in parts.items()}
+    finally:
+        _BUDGET.deadline, _BUDGET.budget_ms, _BUDGET.next_pause = outer
+
+
 def render(
     compiled: CompiledTemplate, context: Mapping[str, Any], *, budget_ms: float | None = None
 ) -> RenderedEmail | RenderedPush:
@@ -723,15 +735,7 @@ def render(
     the TemplateError says which. The budget stops a render from running on, but only a
     render in a thread of its own leaves the event loop free meanwhile: callers on a loop
     run it in a worker thread (web/templates_api.py, the email channel)."""
-    budget = _render_budget_ms if budget_ms is None else budget_ms
-    outer = (_BUDGET.deadline, _BUDGET.budget_ms, _BUDGET.next_pause)
-    now = _monotonic()
-    _BUDGET.deadline, _BUDGET.budget_ms = now + budget / 1000.0, budget
-    _BUDGET.next_pause = min(now + _FIRST_PAUSE_S, _BUDGET.deadline)
-    try:
-        out = {name: _render_part(part, context) for name, part in compiled.parts.items()}
-    finally:
-        _BUDGET.deadline, _BUDGET.budget_ms, _BUDGET.next_pause = outer
+    out = _render_parts(compiled.parts, context, budget_ms)
     src = compiled.source
     if src.channel == EMAIL:
         preheader = out.get("preheader")
@@ -768,6 +772,26 @@ def render(
         urgency=src.urgency,
         collapse_key=optional("collapse_key"),
     )
+
+
+@dataclass(frozen=True)
+class TextParts:
+    """Named Liquid texts without a stored template (a webhook step's URL and the strings of
+    its body), parsed once with the text environment (no HTML escaping) and rendered together
+    within the render budget and the limits, as a template's parts are."""
+
+    parts: dict[str, _Part] = field(repr=False)
+
+    def render(self, context: Mapping[str, Any], *, budget_ms: float | None = None) -> dict[str, str]:
+        """Every text rendered, or TemplateError naming the part, line and column."""
+        return _render_parts(self.parts, context, budget_ms)
+
+
+def compile_texts(texts: Mapping[str, str], limits: Limits = DEFAULT_LIMITS) -> TextParts:
+    """Parse each text once; TemplateError names the first that does not parse (its name is
+    the part, as the author knows it: `webhook.url`, `webhook.body.items.0.name`)."""
+    env = environment(limits, html=False)
+    return TextParts({name: _parse(env, name, text) for name, text in texts.items()})
 
 
 def render_source(
