@@ -4,6 +4,8 @@
   workspace's own settings); until then the development log channel keeps the name.
 - "push" is served by a PushChannel (Web Push always; FCM and APNs where credentials
   exist) once push is in use: a subscription or a device token stored, or credentials.
+- "webhook" is served by a WebhookChannel from the first run on (it needs no settings),
+  unless NUDGEFLOW_LOG_CHANNELS names it.
 
 `ChannelSetup` is what a runtime holds: it decides when the runtime first runs (building
 the app must not open the database, which may not be migrated yet), and looks for push
@@ -21,6 +23,7 @@ from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.email.channel import DefaultRenderer, EmailChannel, Renderer, WorkspaceConfigs
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel, PushSender
+from nudgeflow.channels.webhook import WebhookChannel
 from nudgeflow.channels.webpush import WebPushSender
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.core.clock import Clock, SystemClock
@@ -141,12 +144,31 @@ def configure_push(
     return channel
 
 
+# -- webhook --------------------------------------------------------------------------------
+
+
+def configure_webhook(
+    registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock | None = None
+) -> WebhookChannel | None:
+    """Serve "webhook" with a WebhookChannel: it needs no configuration (a step may give its
+    URL). Unless the deployment asked for webhooks to be logged (NUDGEFLOW_LOG_CHANNELS
+    names "webhook"): then the log channel keeps the name. Returns the channel."""
+    current = registry.get("webhook")
+    if isinstance(current, WebhookChannel):
+        return current
+    if "webhook" in settings.log_channels:
+        return None
+    channel = WebhookChannel(engine, clock or SystemClock())
+    registry.register("webhook", channel)
+    return channel
+
+
 # -- what a runtime holds -------------------------------------------------------------------
 
 
 class ChannelSetup:
-    """Serves "email" and "push" of a runtime's registry with their real channels once
-    they are configured. `pending` False (the runtime was given its channels): nothing to do."""
+    """Serves "email", "push" and "webhook" of a runtime's registry with their real channels
+    once they are configured. `pending` False (the runtime was given its channels): nothing to do."""
 
     def __init__(
         self, registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock, *, pending: bool
@@ -160,6 +182,7 @@ class ChannelSetup:
         if self.email_pending:
             self.email_pending = False
             configure_email(self.registry, self.engine, self.settings, self.clock)
+            configure_webhook(self.registry, self.engine, self.settings, self.clock)
 
     def push(self) -> None:
         if not self.push_pending:
