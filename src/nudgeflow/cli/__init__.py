@@ -28,6 +28,7 @@ from nudgeflow.cli.simulate import simulate
 from nudgeflow.cli.smtp import smtp_app
 from nudgeflow.cli.templates import templates_app
 from nudgeflow.cli.vapid import vapid_app
+from nudgeflow.cli.webhooks import webhooks_app
 from nudgeflow.cli.workspace import workspace_app
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.add_typer(profiles_app, name="profiles")
 workspace_app.command("set")(workspace_set)
 workspace_app.add_typer(smtp_app, name="smtp")
 workspace_app.add_typer(bounce_webhooks_app, name="bounce-webhooks")
+workspace_app.add_typer(webhooks_app, name="webhooks")
 workspace_app.add_typer(fcm_app, name="fcm")
 workspace_app.add_typer(apns_app, name="apns")
 workspace_app.add_typer(keys_app, name="keys")

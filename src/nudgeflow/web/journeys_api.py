@@ -28,6 +28,7 @@ from nudgeflow.runtime.backfill import Preview, preview
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import journeys as store
 from nudgeflow.store import templates as template_store
+from nudgeflow.store import webhook_settings
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.state import AppState, State
@@ -148,16 +149,16 @@ def _read(state: AppState, fn: Callable[[Connection], T]) -> T:
 def _delivery(state: AppState, workspace_id: str) -> Delivery:
     """The channels this server serves and the workspace's templates (name -> channel)."""
 
-    def read(conn: Connection) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+    def read(conn: Connection) -> tuple[dict[str, str], dict[str, frozenset[str]], list[str] | None]:
         templates = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace_id)}
         places = {
             p["id"]: frozenset(place_tags(p["attributes"]))
             for p in catalog_store.all_items(conn, workspace_id, "places")
         }
-        return templates, places
+        return templates, places, webhook_settings.destination_names(conn, workspace_id)
 
-    known, places = _read(state, read)
-    return Delivery.serving(state.settings.log_channels, known, "this workspace", places)
+    known, places, destinations = _read(state, read)
+    return Delivery.serving(state.settings.log_channels, known, "this workspace", places, destinations)
 
 
 def _preview(conn: Connection, workspace_id: str, found: dict[str, Any], now: int) -> Preview | None:
