@@ -28,7 +28,7 @@ from nudgeflow.model.journeys import Journey
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.webhooks import Destination, new_secret
 from nudgeflow.store import journeys as journey_store
-from nudgeflow.store import webhook_settings
+from nudgeflow.store import webhook_destinations
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import resolve_profile_id
 from tests.channels.push_servers import client_ssl_context
@@ -74,7 +74,7 @@ def prepare(
         journey_store.apply_draft(conn, ws, definition, now)
         journey_store.publish(conn, ws, "crm", now, backfill=False)
         for destination in destinations:
-            webhook_settings.set_destination(conn, ws, destination, now)
+            webhook_destinations.set_destination(conn, ws, destination, now)
     assert pid is not None
     trigger = {"event": "Order Completed", "message_id": "m-1", "at": now, "properties": {"total": 42.5, "id": "o.7"}}
     return OutboundMessage(
@@ -256,11 +256,11 @@ def test_a_step_url_is_signed_with_the_workspace_secret_and_never_private(engine
     webhook = {"url": "http://hooks.example.com/users/{{ profile.first_name | downcase }}", "body": {}}
     message = prepare(engine, clock, webhook)
     with engine.connect() as conn:
-        assert webhook_settings.load(conn, message.workspace_id).secret is None
+        assert webhook_destinations.load(conn, message.workspace_id).secret is None
     with pytest.raises(UrlRefused, match=r"hooks\.example\.com \(127\.0\.0\.1\) is loopback"):
         send(WebhookChannel(engine, clock, resolver=resolve), message)
     with engine.connect() as conn:  # made at the first call to a url, kept for the next
-        made = webhook_settings.load(conn, message.workspace_id).secret
+        made = webhook_destinations.load(conn, message.workspace_id).secret
     assert made is not None and made.startswith("whsec_")
 
 

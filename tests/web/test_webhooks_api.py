@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 
 from nudgeflow.model.webhooks import MASK, new_secret
-from nudgeflow.store import webhook_settings
+from nudgeflow.store import webhook_destinations
 
 
-def stored(live: Any, ws: str) -> webhook_settings.WebhookSettings:
+def stored(live: Any, ws: str) -> webhook_destinations.WebhookSettings:
     with live.state.engine.connect() as conn:
-        return webhook_settings.load(conn, ws)
+        return webhook_destinations.load(conn, ws)
 
 
 def test_destinations_are_set_shown_masked_and_removed(live: Any, ws: Any, api: httpx.Client) -> None:

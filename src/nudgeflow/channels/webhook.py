@@ -70,7 +70,7 @@ from nudgeflow.model.webhooks import (
     json_path_get,
     secret_key,
 )
-from nudgeflow.store import webhook_settings
+from nudgeflow.store import webhook_destinations
 from nudgeflow.store.identify_writer import write_identify
 from nudgeflow.store.journeys import load_version
 
@@ -217,7 +217,7 @@ class WebhookChannel(RemoteChannel):
     async def _make_secret(self, workspace_id: str) -> str:
         def make() -> str:
             with self.engine.begin() as conn:
-                return webhook_settings.ensure_secret(conn, workspace_id, to_ms(self.clock.now()))
+                return webhook_destinations.ensure_secret(conn, workspace_id, to_ms(self.clock.now()))
 
         try:
             secret = await asyncio.to_thread(make)
@@ -373,4 +373,4 @@ class WebhookChannel(RemoteChannel):
 
     def _load_settings(self, workspace_id: str) -> WebhookSettings:
         with self.engine.connect() as conn:
-            return webhook_settings.load(conn, workspace_id)
+            return webhook_destinations.load(conn, workspace_id)

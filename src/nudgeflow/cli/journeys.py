@@ -45,14 +45,14 @@ def _workspace_delivery(conn: Connection, workspace: str, settings: Settings) ->
     from nudgeflow.model.journey_checks import Delivery
     from nudgeflow.store import catalog as catalog_store
     from nudgeflow.store import templates as template_store
-    from nudgeflow.store import webhook_settings
+    from nudgeflow.store import webhook_destinations
 
     known = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace)}
     places = {
         p["id"]: frozenset(place_tags(p["attributes"])) for p in catalog_store.all_items(conn, workspace, "places")
     }
     return Delivery.serving(
-        settings.log_channels, known, "this workspace", places, webhook_settings.destination_names(conn, workspace)
+        settings.log_channels, known, "this workspace", places, webhook_destinations.destination_names(conn, workspace)
     )
 
 

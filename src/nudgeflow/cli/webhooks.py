@@ -17,7 +17,6 @@ from rich.console import Console
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, err, fail, now_ms, open_workspace
 from nudgeflow.model.webhooks import Destination, WebhookSettingsError, check_secret, new_secret
-from nudgeflow.store import webhook_settings
 
 webhooks_app = typer.Typer(
     help="Webhook destinations and signing secrets (the webhook step: docs/webhooks.md).", no_args_is_help=True
@@ -67,11 +66,13 @@ def destinations_set(
     --secret or --new-secret says otherwise (a new destination gets a new one)."""
     if secret is not None and new_secret_:
         raise fail("give --secret or --new-secret, not both")
+    from nudgeflow.store import webhook_destinations
+
     engine = open_workspace(database, workspace)
     made: str | None = None
     try:
         with engine.begin() as conn:
-            current = webhook_settings.load(conn, workspace).destinations.get(name)
+            current = webhook_destinations.load(conn, workspace).destinations.get(name)
             if secret is None and (new_secret_ or current is None):
                 secret = made = new_secret()
             data: dict[str, Any] = {
@@ -84,7 +85,7 @@ def destinations_set(
                 "timeout_s": timeout,
             }
             destination = Destination.build(name, data)
-            webhook_settings.set_destination(conn, workspace, destination, now_ms())
+            webhook_destinations.set_destination(conn, workspace, destination, now_ms())
     except WebhookSettingsError as exc:
         raise fail(str(exc)) from exc
     finally:
@@ -115,10 +116,12 @@ def _print_destination(shown: dict[str, Any]) -> None:
 @destinations_app.command("list")
 def destinations_list(workspace: WorkspaceOpt, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
     """The workspace's destinations (secrets and header values masked)."""
+    from nudgeflow.store import webhook_destinations
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:
-            shown = webhook_settings.load(conn, workspace).masked()
+            shown = webhook_destinations.load(conn, workspace).masked()
     except WebhookSettingsError as exc:
         raise fail(f"the stored webhook settings are invalid: {exc}") from exc
     finally:
@@ -139,10 +142,12 @@ def destinations_remove(
     database: DatabaseOpt = None,
 ) -> None:
     """Remove a destination: the steps that name it fail until it is set again."""
+    from nudgeflow.store import webhook_destinations
+
     engine = open_workspace(database, workspace)
     try:
         with engine.begin() as conn:
-            removed = webhook_settings.remove_destination(conn, workspace, name, now_ms())
+            removed = webhook_destinations.remove_destination(conn, workspace, name, now_ms())
     except WebhookSettingsError as exc:
         raise fail(str(exc)) from exc
     finally:
@@ -160,10 +165,12 @@ def secret_show(
 ) -> None:
     """Whether the workspace has its webhook secret (made at the first webhook to a url);
     --reveal prints it, for the receiver that checks the signatures."""
+    from nudgeflow.store import webhook_destinations
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:
-            current = webhook_settings.load(conn, workspace).secret
+            current = webhook_destinations.load(conn, workspace).secret
     except WebhookSettingsError as exc:
         raise fail(f"the stored webhook settings are invalid: {exc}") from exc
     finally:
@@ -182,12 +189,14 @@ def secret_rotate(
 ) -> None:
     """Replace the workspace's webhook secret; prints a new one once. Calls signed from now
     on use it: give it to the receiver first."""
+    from nudgeflow.store import webhook_destinations
+
     engine = open_workspace(database, workspace)
     value = secret or new_secret()
     try:
         check_secret(value)
         with engine.begin() as conn:
-            webhook_settings.set_secret(conn, workspace, value, now_ms())
+            webhook_destinations.set_secret(conn, workspace, value, now_ms())
     except WebhookSettingsError as exc:
         raise fail(str(exc)) from exc
     finally:

@@ -16,7 +16,7 @@ Secrets follow Standard Webhooks: `whsec_` and the base64 of 24 to 64 random byt
 HMAC key is those bytes. A destination's header values are secrets too (they usually carry
 credentials): `masked()` is what the API and the CLI show.
 
-Pure: no I/O. The store reads and writes the section (store/webhook_settings.py), the
+Pure: no I/O. The store reads and writes the section (store/webhook_destinations.py), the
 channel (channels/webhook.py) delivers, the SSRF guard (channels/url_guard.py) decides
 which addresses a URL may reach.
 """

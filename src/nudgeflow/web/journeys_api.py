@@ -28,7 +28,7 @@ from nudgeflow.runtime.backfill import Preview, preview
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import journeys as store
 from nudgeflow.store import templates as template_store
-from nudgeflow.store import webhook_settings
+from nudgeflow.store import webhook_destinations
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.state import AppState, State
@@ -155,7 +155,7 @@ def _delivery(state: AppState, workspace_id: str) -> Delivery:
             p["id"]: frozenset(place_tags(p["attributes"]))
             for p in catalog_store.all_items(conn, workspace_id, "places")
         }
-        return templates, places, webhook_settings.destination_names(conn, workspace_id)
+        return templates, places, webhook_destinations.destination_names(conn, workspace_id)
 
     known, places, destinations = _read(state, read)
     return Delivery.serving(state.settings.log_channels, known, "this workspace", places, destinations)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.webhooks import MASK, Destination, WebhookSettingsError, check_secret, new_secret
-from nudgeflow.store import webhook_settings
+from nudgeflow.store import webhook_destinations
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import AppState, app_state
 
@@ -58,7 +58,7 @@ def webhooks_router() -> APIRouter:
     def get_webhooks(request: Request, workspace_id: Workspace) -> dict[str, Any]:
         with app_state(request).engine.connect() as conn:
             try:
-                return webhook_settings.load(conn, workspace_id).masked()
+                return webhook_destinations.load(conn, workspace_id).masked()
             except WebhookSettingsError as exc:
                 raise HTTPException(500, f"the stored webhook settings are invalid: {exc}") from None
 
@@ -68,7 +68,7 @@ def webhooks_router() -> APIRouter:
         made: str | None = None
         try:
             with state.engine.begin() as conn:
-                current = webhook_settings.load(conn, workspace_id).destinations.get(name)
+                current = webhook_destinations.load(conn, workspace_id).destinations.get(name)
                 secret = body.secret
                 if secret == MASK:
                     secret = current.secret if current is not None else None
@@ -88,7 +88,7 @@ def webhooks_router() -> APIRouter:
                         headers[header] = kept
                 data = body.model_dump(exclude={"new_secret"}) | {"secret": secret, "headers": headers}
                 destination = Destination.build(name, data)
-                webhook_settings.set_destination(conn, workspace_id, destination, to_ms(state.clock.now()))
+                webhook_destinations.set_destination(conn, workspace_id, destination, to_ms(state.clock.now()))
         except WebhookSettingsError as exc:
             raise HTTPException(422, str(exc)) from None
         _channel_changed(state, workspace_id)
@@ -99,7 +99,7 @@ def webhooks_router() -> APIRouter:
         state = app_state(request)
         with state.engine.begin() as conn:
             try:
-                removed = webhook_settings.remove_destination(conn, workspace_id, name, to_ms(state.clock.now()))
+                removed = webhook_destinations.remove_destination(conn, workspace_id, name, to_ms(state.clock.now()))
             except WebhookSettingsError as exc:
                 raise HTTPException(422, str(exc)) from None
         if not removed:
@@ -115,7 +115,7 @@ def webhooks_router() -> APIRouter:
         try:
             check_secret(value)
             with state.engine.begin() as conn:
-                webhook_settings.set_secret(conn, workspace_id, value, to_ms(state.clock.now()))
+                webhook_destinations.set_secret(conn, workspace_id, value, to_ms(state.clock.now()))
         except WebhookSettingsError as exc:
             raise HTTPException(422, str(exc)) from None
         _channel_changed(state, workspace_id)

@@ -1,4 +1,4 @@
-"""A workspace's webhook settings: the named destinations and the default signing secret.
+"""The webhook step's settings of a workspace: the named destinations and the default signing secret.
 
 They live in the workspace's settings document, section "webhooks" (model/webhooks.py says
 its shape), sealed like every secret there (store/workspace_settings.py). Each change reads,
