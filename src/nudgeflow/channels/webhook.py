@@ -79,6 +79,7 @@ log = logging.getLogger("nudgeflow.webhook")
 DEFAULT_TIMEOUT_S = 15.0  # Standard Webhooks recommends 15 to 30 s
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "Nudgeflow-Webhooks/1"
+LIBRARY = "nudgeflow-webhook"  # context.library.name of the identify an answer's traits make
 MAX_STEPS_KEPT = 4096
 
 
@@ -276,6 +277,8 @@ class WebhookChannel(RemoteChannel):
             raise TransientError(f"{where}: no answer within {route.timeout_s:g} s") from None
         except httpx.TimeoutException:
             raise TransientError(f"{where}: no answer within {route.timeout_s:g} s") from None
+        except httpx.InvalidURL as exc:  # a path or query httpx will not send, whatever the retry
+            raise PermanentError(f"{where}: the URL cannot be called: {reason_text(str(exc), 200)}") from None
         except httpx.TransportError as exc:  # refused, reset, TLS failures
             raise TransientError(f"{where}: {type(exc).__name__}: {reason_text(str(exc), 200)}") from None
         return Answer(response.status_code, response.headers, data, truncated)
@@ -357,6 +360,7 @@ class WebhookChannel(RemoteChannel):
                     traits,
                     to_ms(self.clock.now()),
                     context,
+                    library=LIBRARY,
                 )
 
         try:

@@ -170,8 +170,8 @@ def check_headers(value: Any) -> dict[str, str]:
             raise WebhookSettingsError(f"header {name!r} is not a header name")
         if name.lower() in RESERVED_HEADERS:
             raise WebhookSettingsError(f"header {name!r} is set by Nudgeflow itself and cannot be replaced")
-        if not isinstance(text, str) or any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
-            raise WebhookSettingsError(f"header {name!r}: the value must be text without line breaks")
+        if not isinstance(text, str) or any(not (32 <= ord(c) < 127 or c == "\t") for c in text):
+            raise WebhookSettingsError(f"header {name!r}: the value must be printable ASCII text, without line breaks")
         if len(text) > 4000:
             raise WebhookSettingsError(f"header {name!r}: the value is longer than 4000 characters")
         out[name] = text

@@ -39,10 +39,11 @@ def write_identify(
     traits: dict[str, Any],
     now_ms: int,
     context: dict[str, Any] | None = None,
+    library: str = "nudgeflow",
 ) -> bool:
-    """Record `traits` for the person as an identify with this (deterministic) message id:
-    recording it twice stores it once. False when the person is gone (erased) or has no id
-    an identify can name."""
+    """Record `traits` for the person as an identify with this (deterministic) message id,
+    `library` naming what wrote it (context.library.name): recording it twice stores it once.
+    False when the person is gone (erased) or has no id an identify can name."""
     found = load_for_messages(conn, [profile_id]).get(profile_id)
     if found is None:
         return False
@@ -55,7 +56,7 @@ def write_identify(
         if anonymous_id is None:
             return False
         message["anonymousId"] = anonymous_id
-    message["context"] = {"library": {"name": "nudgeflow-webhook"}, **(context or {})}
+    message["context"] = {"library": {"name": library}, **(context or {})}
     record = normalize(parse_message(message), from_ms(now_ms), max_event_bytes=Settings.max_event_bytes)
     write_events(conn, workspace_id, [record], now_ms)
     return True
