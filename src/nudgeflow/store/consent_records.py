@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
+from nudgeflow.errors import StoreError
 from nudgeflow.model.event_names import CONSENT_UPDATED
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import consent, outbox
@@ -49,7 +50,7 @@ SHOWN_CHANNELS = (consent.EMAIL, consent.PUSH)
 PUSH_SECTIONS = ("fcm", "apns")  # settings sections that mean the workspace sends push
 
 
-class ConsentProblem(ValueError):
+class ConsentProblem(StoreError, ValueError):
     """A request that cannot be carried out, with the reason (a 422 / a CLI error)."""
 
 
