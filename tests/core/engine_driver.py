@@ -23,6 +23,7 @@ from nudgeflow.core.effects import (
     MessageWithheld,
     RunChanged,
     ScheduleTimer,
+    SegmentChanged,
     SendMessage,
     UpdateProfile,
 )
@@ -84,6 +85,8 @@ def summarize(effect: Effect) -> tuple[Any, ...]:
         return ("failed", effect.step, effect.reason)
     if isinstance(effect, MessageWithheld):
         return (effect.status, effect.journey_id, effect.step, effect.reason, effect.until_ms)
+    if isinstance(effect, SegmentChanged):
+        return ("segment", effect.segment_id, "entered" if effect.entered else "exited", effect.at_ms, effect.cause)
     raise AssertionError(f"unknown effect {effect!r}")
 
 

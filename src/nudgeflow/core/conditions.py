@@ -44,6 +44,10 @@ Operators (`compare`)
     unknown operator matches nothing. No value, however malformed, raises: a bad type simply
     does not match, so one odd event can never stop the engine.
 
+Segments (`SegmentCondition`)
+    Membership of a live segment as it is now (core/segments.py); a condition on a segment
+    that is not live is false, negated or not.
+
 Engagement (`MessageCondition`)
     Statuses imply the ones before them: clicked implies opened, delivered and sent; opened
     implies delivered and sent; delivered, bounced and complained imply sent (complained also
@@ -54,7 +58,7 @@ Engagement (`MessageCondition`)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -70,10 +74,19 @@ from nudgeflow.model.journeys import (
     MessageCondition,
     NotCondition,
     Ref,
+    SegmentCondition,
     TraitCondition,
     duration_ms,
 )
 from nudgeflow.model.numbers import as_number, is_number
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentView:
+    """The person's membership of live segments, as segment conditions read it (Turn.segments)."""
+
+    members: Mapping[str, Any]  # ProfileState.membership: segment id -> since
+    live: Container[str]  # the live segments' ids: a condition on any other is false
 
 
 @dataclass(slots=True)
@@ -86,6 +99,7 @@ class Scope:
     trigger: dict[str, Any] | None = None  # the trigger event's properties (run.trigger["properties"])
     run: Run | None = None
     group: dict[str, Any] | None = None  # the person's group's traits and `id` (ProfileState.group_traits)
+    segments: SegmentView | None = None  # None: no live segment (every segment condition is false)
 
 
 GROUP_PREFIX = "group."
@@ -578,6 +592,13 @@ def evaluate_one(condition: Condition, scope: Scope) -> bool:
             # Outside a run (an entry filter) no message was sent: "not opened" holds.
             return condition.negate
         return _message_reached(scope.run, condition.message, condition.status) != condition.negate
+    if isinstance(condition, SegmentCondition):
+        # A segment that is not live holds no one, and its negation no one either: a journey
+        # naming a segment not applied yet (or misspelled) lets no one through either way.
+        view = scope.segments
+        if view is None or condition.segment not in view.live:
+            return False
+        return (condition.segment in view.members) != condition.negate
     if isinstance(condition, AllCondition):
         return all(evaluate_one(c, scope) for c in condition.all)
     if isinstance(condition, AnyCondition):

@@ -1,13 +1,17 @@
 """The pure core: (profile state, event or timer, now) -> effects. No I/O, no wall clock.
 
 For each event, in this order:
+0. segment windows that lapsed before the event's time are decided first (core/segments.py);
 1. traits from identify are applied to the engine's view of the person, and what changed
    is noted (attribute-change and date-relative triggers look at it);
 2. the event is kept in the short history that counts and `occurrences` need;
 3. engagement with a message (delivered, opened, clicked, failed) is recorded on its run;
-4. the person's open runs react: goal (conversion), exit events, a wait for this event;
-5. the journeys whose trigger may react are looked up in the catalog's index (never a scan
-   of every journey) and may start runs.
+4. the live segments the event can change are decided (core/segments.py), so that every
+   condition below reads the membership it leaves;
+5. the person's open runs react: goal (conversion), exit events, a wait for this event;
+   then runs whose journey's `exit.segment` the person just left end;
+6. the journeys whose trigger may react are looked up in the catalog's index (never a scan
+   of every journey) and may start runs; then those triggered by this event's segment changes.
 Goals and exits come before triggers so that an `Order Completed` ends the cart run it
 completes before it could start anything new.
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nudgeflow.core import backfill, sending, steps, timecalc, triggers
+from nudgeflow.core import backfill, segments, sending, steps, timecalc, triggers
 from nudgeflow.core.catalog import ARCHIVED, HISTORY_CAP, LIVE, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
@@ -63,18 +67,25 @@ class Engine:
             state.identity = event.user_id
         elif state.identity is None and event.anonymous_id:
             state.identity = event.anonymous_id
+        if self.catalog.segment_index is not None:
+            segments.catch_up(turn, event.timestamp_ms)  # windows that lapsed before this event
         changes = _apply_traits(state, event)
         if event.group_id is not None:
             _apply_group(state, event)
         _remember(self.catalog, state, event)
         _locate(state, event)
+        moved = segments.on_event(turn, event, changes) if self.catalog.segment_index is not None else None
         if event.event in ENGAGEMENT:
             _engagement(turn, event)
         for run in list(state.runs.values()):
             _run_reacts(turn, run, event)
+        if moved:
+            segments.end_runs(turn, moved)
         # Less the triggers whose constant eq / in filter cannot hold for this event.
         for jv in self.catalog.for_event(event.name, event.type == "identify", event.properties):
             triggers.on_event(turn, jv, event, changes)
+        if moved:
+            segments.start(turn, moved)
         if event.event == event_names.SUBSCRIPTION_PREFERENCES_UPDATED:
             _preferences(state, event)
         return _finish(turn)
@@ -97,6 +108,8 @@ class Engine:
             steps.on_resume(turn, timer.payload)
         elif kind == "release":
             sending.on_release(turn, timer.payload)
+        elif kind == segments.SEGMENT_TIMER:
+            segments.on_timer(turn, timer)
         return _finish(turn)
 
     def on_backfill(self, state: ProfileState, journey_id: str, past: backfill.Past, now_ms: int) -> list[Effect]:
@@ -116,7 +129,9 @@ class Engine:
         names segments.needs() gives), membership is decided at `now_ms`, and the result is
         SegmentChanged (cause {"apply": version}) when it differs from the state's, and the
         segment's lapse timer. No journey is started or ended by it (core/segments.py)."""
-        raise NotImplementedError("h14-seg-core is building it")
+        turn = Turn(state, self.catalog, now_ms)
+        segments.apply(turn, segment_id, past)
+        return turn.close()
 
 
 def _finish(turn: Turn) -> list[Effect]:
@@ -159,6 +174,8 @@ def _journey_trait_changes(turn: Turn) -> None:
     )
     for jv in turn.catalog.triggers.get("identify", []):
         triggers.on_event(turn, jv, event, changes)
+    if turn.catalog.segment_index is not None:
+        segments.on_traits(turn, changes)
     turn.trait_changes = {}
 
 

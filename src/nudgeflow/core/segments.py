@@ -1,28 +1,123 @@
 """Segment membership, decided incrementally by the engine (pure: no I/O, no wall clock).
 
-Public entry points:
+Public entry points for the apply path (computing a segment for people already stored):
 - `compute(catalog, state, segment_id, at_ms, past=None) -> Membership`: whether the person
   is in one live segment at `at_ms`, and when the answer could next change with no new
   event (the lapse timer to arm). Pure: `state` is not changed; `past` (the person's stored
-  events, oldest first, as EventInputs) stands in for the kept history when given.
+  events as EventInputs) stands in for the kept history and reachability facts when given.
 - `needs(catalog, segment_id) -> SegmentNeeds`: what `past` must hold for one segment.
-- `Engine.on_segment_apply(state, segment_id, past, now_ms)` (core/engine.py) is the same
-  computation inside an engine turn: it brings the state up to date and returns the
-  SegmentChanged and timer effects, as the journey backfill does (core/backfill.py).
+- `Engine.on_segment_apply(state, segment_id, past, now_ms)` (core/engine.py, calling
+  `apply` here) is the same computation inside an engine turn: it rebuilds the kept history
+  from `past`, records membership, and returns SegmentChanged (cause {"apply": version})
+  when it differs from the state's, and the lapse timer. It starts and ends no journey run:
+  applying a segment is not the person doing something (a journey triggered on entering it
+  would otherwise message everyone who already was in it).
 
-The rest of this module is the engine's side (on_event, on_traits, on_timer, start).
+What the engine does (core/engine.py calls catch_up, on_event, on_traits, on_timer,
+end_runs, start):
+- The first event of a person segments have not seen yet (no apply reached them: they are
+  new) decides every live segment. After that, only the segments an event can change are
+  decided (core/segment_index.py): those that
+  count the event (`performed`, `engaged`), read a trait it changed (identify, or a journey's
+  update_profile), a group trait (group call), or reachability (Unsubscribed, Subscription
+  Preferences Updated, Push Subscribed / Unsubscribed, the first device token seen); then,
+  in dependency order, the segments that refer to one whose membership changed.
+- A change is recorded in `state.membership` (id -> since) and emitted as SegmentChanged
+  with its cause: {"event": name, "message_id": id}; {"timer": "window"} for a window that
+  lapsed; {"event": "update_profile", "message_id": None} for a journey's profile update.
+- Windows lapse by timer, never by polling: for a segment with `performed` or `engaged`
+  conditions, the earliest instant at which one of them could change its answer without a
+  new event (an occurrence it counts leaving its window) is the due time of the person's
+  one timer for that segment (key `seg:<id>`), re-armed whenever the segment is decided.
+  "No order in 30 days" becomes true, and "3 orders in 30 days" false, when it fires.
+  Before an event is looked at, every lapse due at or before its time is decided first (at
+  its due time, as if its timer had fired): when the runtime fires a timer, relative to the
+  events of a batch, then changes nothing.
+
+Time. Windows are measured on event time, as event-count conditions are, but never
+backwards: a person's segments are decided at max(the event's time, the latest instant they
+were decided at), kept in `state.segment_facts["at"]`. A late event (an offline queue) thus
+counts if it is still inside the window at that instant, and cannot make a membership
+flip back in time. A lapse timer decides at its due time. The same events in any batching
+give the same changes, at the same instants.
+
+Conditions (docs/segments.md):
+- trait: the journey filter operators on the person's traits (`group.<trait>` for their
+  group's); a `{ref: trigger.…}` has no trigger here and is null.
+- performed: occurrences of the event passing `where` with event time in (at - within, at],
+  counted (compared with `count` by `op`) or their `sum.property` summed (non-numbers left
+  out). The engine keeps at least the newest count+1 occurrences (SUM_HISTORY_CAP for a sum);
+  with `where`, the non-matching ones take room too.
+- engaged: at least one open (a click counts as an open) or click of an email or push in
+  the window; with `journey`, of that journey's messages, as named by the engagement event's
+  `journey_id` property (Nudgeflow's own tracking and push reports carry it; an SDK's event
+  without it counts only for conditions without `journey`).
+- reachable email: an `email` trait (a non-empty text) and not unsubscribed from all
+  marketing email: the latest of `Unsubscribed` with topic "*" (store.consent's ALL) and
+  `Subscription Preferences Updated` with `subscribed` decides. A topic's unsubscribe does
+  not count, and neither does suppression of the address (bounces, complaints: the
+  dispatcher's business).
+- reachable push: a Web Push subscription the engine saw (`Push Subscribed`, less `Push
+  Unsubscribed` of the same endpoint hash), or a mobile device token seen on any event
+  (context.device.token, as Segment's SDKs send it). The engine sees no event for a device
+  registered only through the admin API, for a token removed there, nor for a subscription
+  or token the push service reported gone: `reachable: push` does not follow those.
+- segment: membership of another live segment now. A condition on a segment that is not
+  live (not applied, archived, misspelled) is false, negated or not.
+
+Journeys: `entry.filter` and branch conditions `{segment: ID, negate}` read membership as it
+is when they are evaluated (after this event's changes). A segment trigger
+(`segment:<id>:enter|exit` in the catalog) enters its journey in the same turn as the
+change, after the event's own triggers, and `exit.segment` ends a journey's active or held
+runs when the person leaves that segment (reason `segment_exit`), after the event's goals
+and exit events. A journey that refers to a segment that is not live is never triggered by
+it, and its filters on it are false.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from nudgeflow.core.catalog import Catalog
-from nudgeflow.core.inputs import EventInput
-from nudgeflow.core.state import ProfileState
+from nudgeflow.core.catalog import HISTORY_CAP, Catalog
+from nudgeflow.core.conditions import Scope, compare, compiled_entry, evaluate_one, get_path
+from nudgeflow.core.effects import SegmentChanged
+from nudgeflow.core.inputs import EventInput, TimerInput
+from nudgeflow.core.segment_index import (
+    EMAIL_REACH_EVENTS,
+    EMAIL_TRAIT,
+    ENGAGED_JOURNEY,
+    PUSH_REACH_EVENTS,
+    SegmentIndex,
+    SegmentVersion,
+    engaged_names,
+    leaves,
+    segment_history_needs,
+)
+from nudgeflow.core.state import ACTIVE, EXITED, HELD, ProfileState
+from nudgeflow.core.steps import end, enter
+from nudgeflow.core.turn import Turn, timer_key
+from nudgeflow.model import event_names
+from nudgeflow.model.journeys import SegmentCondition, SegmentTrigger, TraitCondition, duration_ms
+from nudgeflow.model.numbers import as_number
+from nudgeflow.model.segments import (
+    AllOf,
+    AnyOf,
+    EngagedCondition,
+    NotRule,
+    PerformedCondition,
+    ReachableCondition,
+)
 
 SEGMENT_TIMER = "segment"  # a lapse timer's payload kind
+ALL_TOPICS = "*"  # store.consent.ALL: the topic of an unsubscribe from all marketing email
+MAX_LOOKBACK_MS = 365 * 86_400_000  # as core.backfill reads the past, for an unbounded window
+MAX_WEBPUSH = 20  # endpoint hashes kept per person (one is enough to be reachable)
+SEGMENT_EXIT = "segment_exit"  # a run's exit reason when its journey's exit.segment is left
+CAUSE_TIMER: dict[str, Any] = {"timer": "window"}
+CAUSE_UPDATE: dict[str, Any] = {"event": "update_profile", "message_id": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +141,42 @@ class SegmentNeeds:
     device_token: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A membership change decided in this turn (what end_runs and start react to)."""
+
+    segment: SegmentVersion
+    entered: bool
+    at_ms: int
+    cause: dict[str, Any]
+
+
+# --- the public, pure computation ------------------------------------------------------------
+
+
 def needs(catalog: Catalog, segment_id: str) -> SegmentNeeds:
-    """What compute() needs in `past` for this live segment (and the live ones it refers to)."""
-    raise NotImplementedError("h14-seg-core is building it")
+    """What compute() needs in `past` for this live segment (not those it refers to: their
+    membership is read from the state). Nothing for a segment that is not live."""
+    index = catalog.segment_index
+    sv = index.get(segment_id) if index is not None else None
+    if sv is None:
+        return SegmentNeeds(frozenset(), 0, False)
+    names: set[str] = set()
+    lookback = 0
+    for name, _keys, _window, _cap in segment_history_needs(sv.definition):
+        names.add(name)
+        # The kept history of a name is rebuilt whole, so it must reach as far back as the
+        # longest window anything live reads it with (a journey's count without `within`: a year).
+        window = catalog.history_window.get(name)
+        lookback = max(lookback, MAX_LOOKBACK_MS if window is None else min(window, MAX_LOOKBACK_MS))
+    email, push = _reach_kinds(sv)
+    if email:
+        names.update(EMAIL_REACH_EVENTS)
+    if push:
+        names.update(PUSH_REACH_EVENTS)
+    if email or push:
+        lookback = MAX_LOOKBACK_MS  # an unsubscribe a year ago still holds
+    return SegmentNeeds(frozenset(names), lookback, push)
 
 
 def compute(
@@ -58,5 +186,460 @@ def compute(
 
     Membership of the segments it refers to is read from `state.membership` (compute those
     first: Catalog.segment_index.order is dependency order). A segment that is not live is
-    no one's."""
-    raise NotImplementedError("h14-seg-core is building it")
+    no one's. `past` (any order) replaces the kept history of the names needs() lists, and
+    the reachability facts; without it, the state's are read."""
+    index = catalog.segment_index
+    sv = index.get(segment_id) if index is not None else None
+    if index is None or sv is None:
+        return Membership(False, None)
+    history, facts = state.history, state.segment_facts
+    if past is not None:
+        wanted = needs(catalog, segment_id)
+        history = {**history, **_history_from(catalog, wanted.names, past)}
+        facts = dict(facts)
+        _set_reach(facts, _facts_from(index, past))
+    ctx = _Ctx(state, at_ms, index, history, facts)
+    member = _holds(sv.definition.when, ctx)
+    return Membership(member, _next_change(sv.definition.when, ctx))
+
+
+def apply(turn: Turn, segment_id: str, past: Sequence[EventInput]) -> None:
+    """Engine.on_segment_apply's turn: see the module docstring."""
+    index = turn.catalog.segment_index
+    pos = index.position.get(segment_id) if index is not None else None
+    if index is None or pos is None:
+        return
+    state = turn.state
+    # Every occurrence the engine kept came from an event it decided, and those are all in
+    # the store: the stored ones replace the kept ones rather than adding to them.
+    for name, entries in _history_from(turn.catalog, needs(turn.catalog, segment_id).names, past).items():
+        if entries:
+            state.history[name] = entries
+        else:
+            state.history.pop(name, None)
+    _set_reach(state.segment_facts, _facts_from(index, past))
+    _decide(turn, index, {pos}, _clock(state, turn.now_ms), {"apply": index.order[pos].version})
+
+
+# --- the engine's side -------------------------------------------------------------------------
+
+
+def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]]) -> list[Change]:
+    """Decide the segments this event may change (see the module docstring)."""
+    index = turn.catalog.segment_index
+    assert index is not None  # the engine calls this only when there are live segments
+    todo: set[int] = set()
+    if "at" not in turn.state.segment_facts:
+        # The first time segments see this person (apply has not reached them: they are
+        # new): every segment is decided, or "no order in 30 days" would wait for an order.
+        todo.update(range(len(index.order)))
+    hit = index.by_event.get(event.name)
+    if hit:
+        todo.update(hit)
+    if changes and index.by_trait:
+        for name in changes:
+            found = index.by_trait.get(name)
+            if found:
+                todo.update(found)
+    if event.group_id is not None and index.on_group:
+        todo.update(index.on_group)
+    if (index.email_facts or index.push_facts) and _observe(index, turn.state.segment_facts, event):
+        todo.update(index.on_device)
+    if not todo:
+        return []
+    at = _clock(turn.state, event.timestamp_ms)
+    return _decide(turn, index, todo, at, {"event": event.name, "message_id": event.message_id})
+
+
+def on_traits(turn: Turn, changes: dict[str, tuple[Any, Any]]) -> None:
+    """Traits a journey's update_profile step changed: decide the segments that read them,
+    and let runs and triggers react."""
+    index = turn.catalog.segment_index
+    if index is None or not index.by_trait:
+        return
+    todo: set[int] = set()
+    for name in changes:
+        found = index.by_trait.get(name)
+        if found:
+            todo.update(found)
+    if todo:
+        done = _decide(turn, index, todo, _clock(turn.state, turn.since_ms), CAUSE_UPDATE)
+        end_runs(turn, done)
+        start(turn, done)
+
+
+def on_timer(turn: Turn, timer: TimerInput) -> None:
+    """A segment's lapse timer fell due: decide it at its due time (with any other lapse due
+    by then, in order), and re-arm it."""
+    fired = timer.payload.get("segment")
+    catch_up(turn, timer.due_ms, fired if isinstance(fired, str) else None)
+
+
+def catch_up(turn: Turn, until_ms: int, fired: str | None = None) -> None:
+    """Decide every lapse due at or before `until_ms`, each at its own due time, in order.
+
+    The engine calls this before it looks at an event: a lapse that happened before the
+    event is decided before it, whether or not the runtime fired its timer yet, so the same
+    events give the same changes however they are batched and whenever timers fire. A timer
+    consumed this way is cancelled unless the segment re-armed it (`fired`: the one the
+    runtime is firing now, which needs no cancel)."""
+    index = turn.catalog.segment_index
+    facts = turn.state.segment_facts
+    while index is not None:
+        armed = facts.get("due")
+        if not isinstance(armed, dict) or not armed:
+            return
+        first = min(armed.values())
+        if first > until_ms:
+            return
+        due_now = sorted(sid for sid, due in armed.items() if due == first)
+        for sid in due_now:
+            del armed[sid]
+        if not armed:
+            del facts["due"]
+        todo = {index.position[sid] for sid in due_now if sid in index.position}
+        done = _decide(turn, index, todo, _clock(turn.state, first), CAUSE_TIMER) if todo else []
+        rearmed = facts.get("due") or {}
+        for sid in due_now:
+            if sid != fired and sid not in rearmed:
+                turn.cancel(timer_key("seg", sid))
+        end_runs(turn, done)
+        start(turn, done)
+
+
+def end_runs(turn: Turn, done: Sequence[Change]) -> None:
+    """End the active and held runs of journeys whose `exit.segment` the person just left."""
+    left = {change.segment.segment_id for change in done if not change.entered}
+    if not left:
+        return
+    for run in list(turn.state.runs.values()):
+        if run.status not in (ACTIVE, HELD):
+            continue
+        journey = turn.catalog.version(run.journey_id, run.version)
+        if journey is not None and journey.exit.segment in left:
+            end(turn, run, EXITED, SEGMENT_EXIT)
+
+
+def start(turn: Turn, done: Sequence[Change]) -> None:
+    """Enter the journeys triggered by these changes, in the order of the changes (dependency
+    order), each change's journeys by priority as the catalog lists them."""
+    triggers = turn.catalog.triggers
+    for change in done:
+        sid = change.segment.segment_id
+        listening = triggers.get(f"segment:{sid}:{'enter' if change.entered else 'exit'}")
+        if not listening:
+            continue
+        info = {
+            "event": event_names.SEGMENT_ENTERED if change.entered else event_names.SEGMENT_EXITED,
+            "message_id": change.cause.get("message_id"),
+            "at": change.at_ms,
+            "properties": {"segment": sid, "version": change.segment.version, "cause": change.cause},
+        }
+        for jv in listening:
+            trigger = jv.definition.trigger
+            if not isinstance(trigger, SegmentTrigger):  # pragma: no cover - the signal says it is one
+                continue
+            lateness = trigger.max_lateness
+            if lateness is not None and turn.now_ms - change.at_ms > duration_ms(lateness):
+                continue  # a change decided on a late event: as for any trigger
+            enter(turn, jv, dict(info), change.at_ms)
+
+
+# --- deciding --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Ctx:
+    state: ProfileState
+    at: int
+    index: SegmentIndex
+    history: dict[str, list[list[Any]]]
+    facts: dict[str, Any]
+    scope_: Scope | None = field(default=None)
+
+    def scope(self) -> Scope:
+        if self.scope_ is None:
+            state = self.state
+            self.scope_ = Scope(state.traits, self.at, self.history, group=state.group_traits)
+        return self.scope_
+
+
+def _clock(state: ProfileState, t: int) -> int:
+    """The instant to decide at: never before the last one (see the module docstring)."""
+    facts = state.segment_facts
+    last = facts.get("at")
+    at = t if not isinstance(last, int) or t > last else last
+    facts["at"] = at
+    return at
+
+
+def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause: dict[str, Any]) -> list[Change]:
+    state = turn.state
+    ctx = _Ctx(state, at, index, state.history, state.segment_facts)
+    heap = list(todo)
+    heapq.heapify(heap)
+    seen: set[int] = set()
+    done: list[Change] = []
+    while heap:
+        pos = heapq.heappop(heap)
+        if pos in seen:
+            continue
+        seen.add(pos)
+        sv = index.order[pos]
+        sid = sv.segment_id
+        member = _holds(sv.definition.when, ctx)
+        if pos in index.windowed:
+            _arm(turn, sv, ctx)
+        if member == (sid in state.membership):
+            continue
+        if member:
+            state.membership[sid] = at
+        else:
+            del state.membership[sid]
+        turn.emit(SegmentChanged(sid, sv.version, member, at, dict(cause)))
+        done.append(Change(sv, member, at, cause))
+        # Dependents come later in the order, so the heap reaches them after this one.
+        for dependent in index.dependents.get(pos, ()):
+            heapq.heappush(heap, dependent)
+    return done
+
+
+def _arm(turn: Turn, sv: SegmentVersion, ctx: _Ctx) -> None:
+    """Keep the person's one lapse timer for this segment at its next possible change."""
+    due = _next_change(sv.definition.when, ctx)
+    facts = ctx.facts
+    armed = facts.get("due")
+    old = armed.get(sv.segment_id) if isinstance(armed, dict) else None
+    if due == old:
+        return
+    key = timer_key("seg", sv.segment_id)
+    if due is None:
+        assert isinstance(armed, dict)  # old was not None
+        del armed[sv.segment_id]
+        if not armed:
+            del facts["due"]
+        turn.cancel(key)
+        return
+    if not isinstance(armed, dict):
+        armed = facts["due"] = {}
+    armed[sv.segment_id] = due
+    turn.schedule(key, due, {"kind": SEGMENT_TIMER, "segment": sv.segment_id})
+
+
+def _holds(rule: object, ctx: _Ctx) -> bool:
+    if isinstance(rule, TraitCondition):
+        return evaluate_one(rule, ctx.scope())
+    if isinstance(rule, PerformedCondition):
+        counted, _future = _window(rule, ctx)
+        return _compare(rule, _total(rule, counted))
+    if isinstance(rule, EngagedCondition):
+        counted, _future = _window(rule, ctx)
+        return bool(counted)
+    if isinstance(rule, ReachableCondition):
+        return _reachable(rule.reachable, ctx.state.traits, ctx.facts)
+    if isinstance(rule, SegmentCondition):
+        if rule.segment not in ctx.index.position:
+            return False
+        return (rule.segment in ctx.state.membership) != rule.negate
+    if isinstance(rule, AllOf):
+        return all(_holds(item, ctx) for item in rule.all)
+    if isinstance(rule, AnyOf):
+        return any(_holds(item, ctx) for item in rule.any)
+    if isinstance(rule, NotRule):
+        return not _holds(rule.not_, ctx)
+    return False  # not a segment condition: matches nothing rather than raising
+
+
+def _next_change(rule: object, ctx: _Ctx) -> int | None:
+    """The earliest instant after ctx.at at which a windowed condition of the tree could
+    change its answer with no new event (the tree's answer may then stay: it is decided again)."""
+    best: int | None = None
+    for leaf in leaves(rule):
+        if isinstance(leaf, (PerformedCondition, EngagedCondition)):
+            due = _leaf_next(leaf, ctx)
+            if due is not None and (best is None or due < best):
+                best = due
+    return best
+
+
+def _window(rule: PerformedCondition | EngagedCondition, ctx: _Ctx) -> tuple[list[tuple[int, float]], int | None]:
+    """The occurrences the condition counts at ctx.at, oldest first, as (time, amount), and
+    the earliest matching one stamped after ctx.at (it enters the window then)."""
+    at = ctx.at
+    since = at - duration_ms(rule.within)
+    counted: list[tuple[int, float]] = []
+    future: int | None = None
+    if isinstance(rule, PerformedCondition):
+        names: tuple[str, ...] = (rule.performed,)
+        matcher, needs_scope = None, False
+        if rule.where:
+            _, matcher, needs_scope = compiled_entry(rule.where)
+        scope = ctx.scope() if needs_scope else None
+        summed = rule.sum.property if rule.sum is not None else None
+        journey = None
+    else:
+        names, matcher, scope, summed, journey = engaged_names(rule), None, None, None, rule.journey
+    for name in names:
+        for entry in ctx.history.get(name) or ():
+            ts = entry[0]
+            if type(ts) is not int or ts <= since:
+                continue  # a malformed entry counts as nothing rather than failing
+            props = entry[1] if len(entry) > 1 and type(entry[1]) is dict else {}
+            if matcher is not None and not matcher(props, scope):
+                continue
+            if journey is not None and props.get(ENGAGED_JOURNEY) != journey:
+                continue
+            amount = 1.0
+            if summed is not None:
+                found, value = get_path(props, summed)
+                number = as_number(value) if found else None
+                if number is None:
+                    continue
+                amount = float(number)
+            if ts > at:
+                future = ts if future is None or ts < future else future
+            else:
+                counted.append((ts, amount))
+    if len(names) > 1:
+        counted.sort(key=lambda item: item[0])
+    return counted, future
+
+
+def _total(rule: PerformedCondition, counted: Sequence[tuple[int, float]]) -> float:
+    if rule.sum is None:
+        return float(len(counted))
+    # Newest first: the same additions, in the same order, as _leaf_next makes for the sums
+    # left after the oldest ones lapse, so a threshold is crossed where it says.
+    total = 0.0
+    for _ts, amount in reversed(counted):
+        total += amount
+    return total
+
+
+def _compare(rule: PerformedCondition, value: float) -> bool:
+    if rule.sum is not None:
+        return compare(rule.sum.op, True, value, rule.sum.value)
+    return compare(rule.op, True, value, rule.count)
+
+
+def _leaf_next(rule: PerformedCondition | EngagedCondition, ctx: _Ctx) -> int | None:
+    counted, future = _window(rule, ctx)
+    within = duration_ms(rule.within)
+    flip: int | None = None
+    if isinstance(rule, EngagedCondition):
+        flip = counted[-1][0] + within if counted else None  # true until the newest one lapses
+    elif counted:
+        # What is left after the oldest occurrences lapse, one instant at a time.
+        left = [0.0] * (len(counted) + 1)
+        for i in range(len(counted) - 1, -1, -1):
+            left[i] = (left[i + 1] + counted[i][1]) if rule.sum is not None else float(len(counted) - i)
+        now = _compare(rule, left[0])
+        i = 0
+        while i < len(counted):
+            lapse = counted[i][0] + within
+            while i < len(counted) and counted[i][0] + within == lapse:
+                i += 1
+            if _compare(rule, left[i]) != now:
+                flip = lapse
+                break
+    if future is not None and (flip is None or future < flip):
+        return future
+    return flip
+
+
+def _reachable(kind: str, traits: dict[str, Any], facts: dict[str, Any]) -> bool:
+    if kind in ("email", "any"):
+        email = traits.get(EMAIL_TRAIT)
+        if isinstance(email, str) and email.strip() and not facts.get("email_off"):
+            return True
+    if kind in ("push", "any"):
+        return bool(facts.get("webpush")) or bool(facts.get("device"))
+    return False
+
+
+def _reach_kinds(sv: SegmentVersion) -> tuple[bool, bool]:
+    kinds = {leaf.reachable for leaf in leaves(sv.definition.when) if isinstance(leaf, ReachableCondition)}
+    return bool(kinds & {"email", "any"}), bool(kinds & {"push", "any"})
+
+
+# --- what segments remember ----------------------------------------------------------------
+
+
+def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> bool:
+    """Note what the event says about reachability; True when a device token is seen for the
+    first time (the events of the other facts are in index.by_event already)."""
+    name = event.name
+    props = event.properties
+    if index.email_facts:
+        if name == event_names.UNSUBSCRIBED:
+            if props.get("topic") == ALL_TOPICS:
+                facts["email_off"] = True
+        elif name == event_names.SUBSCRIPTION_PREFERENCES_UPDATED:
+            subscribed = props.get("subscribed")
+            if subscribed is True:
+                facts.pop("email_off", None)
+            elif subscribed is False:
+                facts["email_off"] = True
+    if index.push_facts:
+        if name in PUSH_REACH_EVENTS:
+            digest = props.get("endpoint_hash")
+            endpoint = digest if isinstance(digest, str) and digest else "webpush"
+            known = facts.get("webpush")
+            known = [h for h in known if h != endpoint] if isinstance(known, list) else []
+            if name == event_names.PUSH_SUBSCRIBED:
+                known = [*known, endpoint][-MAX_WEBPUSH:]
+            if known:
+                facts["webpush"] = known
+            else:
+                facts.pop("webpush", None)
+        if not facts.get("device"):
+            context = event.context
+            device = context.get("device") if type(context) is dict else None
+            token = device.get("token") if type(device) is dict else None
+            if isinstance(token, str) and token.strip():
+                facts["device"] = True
+                return True
+    return False
+
+
+def _facts_from(index: SegmentIndex, past: Sequence[EventInput]) -> dict[str, Any]:
+    """The reachability facts the engine would hold had it seen these events (in time order)."""
+    facts: dict[str, Any] = {}
+    for event in sorted(past, key=lambda e: e.timestamp_ms):
+        _observe(index, facts, event)
+    return facts
+
+
+REACH_FACTS = ("email_off", "webpush", "device")
+
+
+def _set_reach(facts: dict[str, Any], new: dict[str, Any]) -> None:
+    for name in REACH_FACTS:
+        if new.get(name):
+            facts[name] = new[name]
+        else:
+            facts.pop(name, None)
+
+
+def _history_from(catalog: Catalog, names: Iterable[str], past: Sequence[EventInput]) -> dict[str, list[list[Any]]]:
+    """The kept history of these names rebuilt from stored events, as the engine keeps it:
+    the catalog's properties, within the window of the newest, at most the cap."""
+    out: dict[str, list[list[Any]]] = {}
+    by_name: dict[str, list[EventInput]] = {}
+    for event in past:
+        by_name.setdefault(event.name, []).append(event)
+    for name in names:
+        keys = catalog.history_keys.get(name)
+        if keys is None:
+            continue  # a reachability event: not kept as history
+        events = sorted(by_name.get(name, ()), key=lambda e: e.timestamp_ms)
+        entries: list[list[Any]] = [
+            [e.timestamp_ms, {k: e.properties[k] for k in keys if k in e.properties}] for e in events
+        ]
+        window = catalog.history_window.get(name)
+        if window is not None and entries:
+            horizon = entries[-1][0] - window
+            entries = [e for e in entries if e[0] > horizon]
+        cap = catalog.history_cap.get(name, HISTORY_CAP)
+        out[name] = entries[-cap:]
+    return out

@@ -79,6 +79,7 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
         history=state.history,
         trigger=trigger.get("properties"),
         group=state.group_traits,
+        segments=turn.segments(),
     )
     if journey.entry.filter and not evaluate(journey.entry.filter, scope):
         return None
@@ -159,7 +160,13 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
             return
         elif isinstance(step, BranchStep):
             scope = Scope(
-                state.traits, turn.now_ms, state.history, run.trigger.get("properties"), run, state.group_traits
+                state.traits,
+                turn.now_ms,
+                state.history,
+                run.trigger.get("properties"),
+                run,
+                state.group_traits,
+                turn.segments(),
             )
             step_id = next((case.next for case in step.cases if evaluate(case.when, scope)), step.default)
         elif isinstance(step, SplitStep):

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nudgeflow.core.conditions import SegmentView
 from nudgeflow.core.effects import CancelTimer, Effect, RunChanged, ScheduleTimer
 from nudgeflow.core.state import ProfileState, Run
 from nudgeflow.model.journeys import Journey
@@ -74,6 +75,11 @@ class Turn:
         or the timer's due time, never the time the batch is processed (core/policies.py)."""
         own = self.event_ms if self.event_ms is not None else self.due_ms
         return self.now_ms if own is None else min(own, self.now_ms)
+
+    def segments(self) -> SegmentView | None:
+        """What segment conditions read (None without live segments)."""
+        index = self.catalog.segment_index
+        return None if index is None else SegmentView(self.state.membership, index.position)
 
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)

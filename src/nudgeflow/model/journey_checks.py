@@ -26,7 +26,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, cast
@@ -44,6 +44,7 @@ from nudgeflow.model.journeys import (
     Journey,
     MessageCondition,
     Ref,
+    SegmentCondition,
     SendStep,
     SplitStep,
     WaitForEventStep,
@@ -63,6 +64,7 @@ TRIGGER_FACTS = {
     "inactivity": ("last_active_at", "inactive_ms"),
     "attribute_change": ("trait", "from", "to"),
     "date_relative": ("trait", "value", "due"),
+    "segment": ("segment", "version", "cause"),
 }
 # Ids the admin API uses as fixed paths under /api/journeys/.
 RESERVED_IDS = frozenset({"schema", "validate"})
@@ -95,6 +97,8 @@ class Delivery:
     places: Mapping[str, frozenset[str]] | None = None
     # The workspace's webhook destinations by name, for webhook steps' `destination`; None: not checked.
     webhook_destinations: frozenset[str] | None = None
+    # The ids of the live segments, for segment triggers, conditions and exit.segment; None: not checked.
+    segments: Collection[str] | None = None
 
     @classmethod
     def serving(
@@ -104,10 +108,11 @@ class Delivery:
         templates_from: str = "this workspace",
         places: Mapping[str, frozenset[str]] | None = None,
         webhook_destinations: Iterable[str] | None = None,
+        segments: Collection[str] | None = None,
     ) -> Delivery:
         names = list(CHANNELS) + [c for c in extra_channels if c not in CHANNELS]
         destinations = frozenset(webhook_destinations) if webhook_destinations is not None else None
-        return cls(tuple(names), templates, templates_from, places, destinations)
+        return cls(tuple(names), templates, templates_from, places, destinations, segments)
 
 
 PathPart = str | int
@@ -886,6 +891,8 @@ def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
                         WARNING,
                     )
                 )
+    if delivery.segments is not None:
+        problems.extend(_segment_problems(journey, delivery.segments))
     there_are = ", ".join(delivery.channels)
     for sid, step in journey.steps.items():
         if not isinstance(step, SendStep):
@@ -933,6 +940,41 @@ def delivery_problems(journey: Journey, delivery: Delivery) -> list[Problem]:
                 problems.append(
                     Problem(path, f"template {name!r} is {_a(has)} {has} template, and this step sends {channel}")
                 )
+    return problems
+
+
+def segment_refs(journey: Journey) -> Iterator[tuple[str, str]]:
+    """(path, segment id) of every segment the journey names: trigger, exit, conditions."""
+    if journey.trigger.type == "segment":
+        yield "trigger.segment", journey.trigger.segment
+    if journey.exit.segment is not None:
+        yield "exit.segment", journey.exit.segment
+    for path, value in _walk(journey.entry, "entry"):
+        if isinstance(value, SegmentCondition):
+            yield path + ".segment", value.segment
+    for sid, step in journey.steps.items():
+        if isinstance(step, BranchStep):
+            for path, value in _walk(step, f"steps.{sid}"):
+                if isinstance(value, SegmentCondition):
+                    yield path + ".segment", value.segment
+
+
+def _segment_problems(journey: Journey, live: Collection[str]) -> list[Problem]:
+    # Warnings, not errors: the segment may be applied after the journey. Until it is, the
+    # trigger never fires, filters on it are false, and exit.segment never ends a run.
+    problems = []
+    for path, segment_id in segment_refs(journey):
+        if segment_id in live:
+            continue
+        hint = difflib.get_close_matches(segment_id, sorted(live), n=1, cutoff=0.6)
+        problems.append(
+            Problem(
+                path,
+                f"no live segment {segment_id!r}: until one is applied, a trigger on it never fires and a "
+                "condition on it is false" + (f" (did you mean {hint[0]!r}?)" if hint else ""),
+                WARNING,
+            )
+        )
     return problems
 
 

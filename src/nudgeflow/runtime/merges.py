@@ -15,6 +15,8 @@ still have a state of their own), which finds nothing almost always.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection
 
 from nudgeflow.core.policies import MAX_LEDGER
@@ -58,8 +60,10 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
                 into.activity[journey_id] = {**theirs}
             into.activity[journey_id]["armed"] = armed
     for name, their_history in other.history.items():
-        entries = sorted([*into.history.get(name, []), *their_history], key=lambda e: e[0])
-        into.history[name] = entries[-HISTORY_CAP:]
+        ours_history = into.history.get(name, [])
+        entries = sorted([*ours_history, *their_history], key=lambda e: e[0])
+        # A segment's count may keep more than HISTORY_CAP (core Catalog.history_cap).
+        into.history[name] = entries[-max(HISTORY_CAP, len(ours_history), len(their_history)) :]
     if into.last_location is None:
         into.last_location = other.last_location
     # Both people's sends count against the caps from now on; the newer "how often" choice wins.
@@ -68,6 +72,27 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
     theirs_choice, ours_choice = other.frequency, into.frequency
     if theirs_choice and (not ours_choice or theirs_choice.get("at", 0) > ours_choice.get("at", 0)):
         into.frequency = theirs_choice
+    _merge_segment_facts(into.segment_facts, other.segment_facts)
+
+
+def _merge_segment_facts(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """Reachability is the person's, whichever id it was seen under: push targets add up and
+    an email unsubscribe stays. Membership stays the surviving person's until their next
+    event, which decides every live segment again from the merged state (core/segments.py
+    does that for a person whose segment clock, `at`, is unset)."""
+    if not theirs:
+        return
+    if theirs.get("email_off"):
+        ours["email_off"] = True
+    if theirs.get("device"):
+        ours["device"] = True
+    pushes = [
+        *(ours.get("webpush") or []),
+        *(h for h in theirs.get("webpush") or [] if h not in (ours.get("webpush") or [])),
+    ]
+    if pushes:
+        ours["webpush"] = pushes
+    ours.pop("at", None)
 
 
 def fold_merged(

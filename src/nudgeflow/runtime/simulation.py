@@ -43,16 +43,19 @@ from nudgeflow.core.effects import (
     MessageWithheld,
     RunChanged,
     ScheduleTimer,
+    SegmentChanged,
     SendMessage,
     UpdateProfile,
 )
 from nudgeflow.core.inputs import EventInput, TimerInput
+from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.core.state import DONE, EXITED, ProfileState
 from nudgeflow.errors import EngineRuntimeError
 from nudgeflow.model.events import EVENT_TYPES, InvalidPayload, parse_message
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey, duration_ms
 from nudgeflow.model.policies import EMPTY, Policies
+from nudgeflow.model.segments import Segment
 from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.runtime.merges import merge_state
 
@@ -60,6 +63,7 @@ __all__ = [
     "FailedMessage",
     "InvalidMessage",
     "PlannedMessage",
+    "SegmentMove",
     "Simulation",
     "WithheldMessage",
     "check_message",
@@ -149,6 +153,17 @@ class FailedMessage:
     step: str
     run_id: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentMove:
+    """A person entered or left a segment (the core's SegmentChanged), as the simulator saw it."""
+
+    at_ms: int
+    profile: str
+    segment: str
+    entered: bool
+    cause: dict[str, Any]
 
 
 # --- reading a Segment message cheaply --------------------------------------------------
@@ -306,8 +321,10 @@ def _duration(value: int | str) -> int:
 class Simulation:
     """All live journeys, every profile's state and every timer, in memory, on a virtual clock.
 
-    `journeys` all go live as version 1. `start_ms` sets the clock (default: the first
-    event's time). Pass `engine` to drive a stand-in for the core (tests of this class)."""
+    `journeys` all go live as version 1, and so do `segments` (their membership is decided
+    as the engine decides it: `segment_moves`, `segment_sizes`). `start_ms` sets the clock
+    (default: the first event's time). Pass `engine` to drive a stand-in for the core (tests
+    of this class)."""
 
     def __init__(
         self,
@@ -317,6 +334,7 @@ class Simulation:
         engine: CoreEngine | None = None,
         places: Iterable[Mapping[str, Any]] = (),
         policies: Policies = EMPTY,
+        segments: Sequence[Segment] = (),
     ) -> None:
         ids = [j.id for j in journeys]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -325,8 +343,18 @@ class Simulation:
         self.journeys: dict[str, Journey] = {j.id: j for j in journeys}
         # `places`: a places catalog (id, name, latitude, longitude, attributes) for location
         # triggers that take theirs from it (`catalog_places`).
+        seg_ids = [s.id for s in segments]
+        duplicates = sorted({i for i in seg_ids if seg_ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"segment id used twice: {', '.join(duplicates)}")
+        self.segments: dict[str, Segment] = {s.id: s for s in segments}
         # `policies`: the workspace's send policies, applied as the engine applies them.
-        self.catalog = Catalog((JourneyVersion(j.id, 1, j) for j in journeys), places=places, policies=policies)
+        self.catalog = Catalog(
+            (JourneyVersion(j.id, 1, j) for j in journeys),
+            places=places,
+            policies=policies,
+            segments=[SegmentVersion(s.id, 1, s) for s in segments],
+        )
         if engine is None:
             from nudgeflow.core.engine import Engine
 
@@ -340,6 +368,7 @@ class Simulation:
         # sent is also in `messages`, at its new time (with deferred_from).
         self.withheld: list[WithheldMessage] = []
         self._deferred_from: dict[str, int] = {}  # message key -> when it was first deferred
+        self.segment_moves: list[SegmentMove] = []
         self.runs: dict[str, dict[str, Any]] = {}  # run id -> latest Run.as_row
         self._runs_of: dict[str, list[str]] = {}  # profile key -> its run ids
         self.profile_updates = 0
@@ -678,6 +707,13 @@ class Simulation:
                     self._deferred_from.setdefault(held.key, now)
                 else:
                     self._deferred_from.pop(held.key, None)
+            elif kind is SegmentChanged:
+                # The core already changed state.membership; the store would append Segment
+                # Entered / Exited to the person's log, which journeys do not read back.
+                moved = cast(SegmentChanged, effect)
+                self.segment_moves.append(
+                    SegmentMove(moved.at_ms, profile, moved.segment_id, moved.entered, moved.cause)
+                )
             else:  # pragma: no cover - a new effect kind must be handled here
                 raise TypeError(f"the simulator does not know the effect {kind.__name__}")
 
@@ -710,6 +746,20 @@ class Simulation:
 
     def state_of(self, user_or_anonymous_id: str) -> ProfileState | None:
         return self.states.get(self.profile_key(user_or_anonymous_id))
+
+    def segment_sizes(self) -> dict[str, int]:
+        """How many people each segment holds now, by segment id (in the order given)."""
+        sizes = dict.fromkeys(self.segments, 0)
+        for state in self.states.values():
+            for segment_id in state.membership:
+                if segment_id in sizes:
+                    sizes[segment_id] += 1
+        return sizes
+
+    def segments_of(self, user_or_anonymous_id: str) -> list[str]:
+        """The segments a person is in now."""
+        state = self.state_of(user_or_anonymous_id)
+        return sorted(sid for sid in (state.membership if state else {}) if sid in self.segments)
 
     def summary(self) -> dict[str, Any]:
         """Per journey: entered, holdout, exited by reason, completed, converted, revenue,
