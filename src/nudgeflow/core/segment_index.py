@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from nudgeflow.model import event_names
 from nudgeflow.model.journeys import Ref, SegmentCondition, TraitCondition, duration_ms
@@ -65,10 +66,16 @@ class SegmentVersion:
 
 
 def engaged_names(condition: EngagedCondition) -> tuple[str, ...]:
-    channels = (condition.channel,) if condition.channel else ("email", "push")
+    """The engagement events an `engaged` condition counts."""
+    return _engaged_names(condition.engaged, condition.channel)
+
+
+@lru_cache(maxsize=16)
+def _engaged_names(engaged: str, channel: str | None) -> tuple[str, ...]:
+    channels = (channel,) if channel else ("email", "push")
     names: list[str] = []
     for channel in channels:
-        for name in ENGAGED_EVENTS[(condition.engaged, channel)]:
+        for name in ENGAGED_EVENTS[(engaged, channel)]:
             if name not in names:
                 names.append(name)
     return tuple(names)
@@ -122,7 +129,7 @@ class SegmentIndex:
         group: set[int] = set()
         device: set[int] = set()
         dependents: dict[int, set[int]] = {}
-        windowed: set[int] = set()
+        timed: dict[int, list[PerformedCondition | EngagedCondition]] = {}
         self.email_facts = False  # some segment reads whether email is reachable
         self.push_facts = False
         for pos, sv in enumerate(self.order):
@@ -130,10 +137,10 @@ class SegmentIndex:
                 names: tuple[str, ...] = ()
                 if isinstance(leaf, PerformedCondition):
                     names = (leaf.performed,)
-                    windowed.add(pos)
+                    timed.setdefault(pos, []).append(leaf)
                 elif isinstance(leaf, EngagedCondition):
                     names = engaged_names(leaf)
-                    windowed.add(pos)
+                    timed.setdefault(pos, []).append(leaf)
                 elif isinstance(leaf, ReachableCondition):
                     if leaf.reachable in ("email", "any"):
                         self.email_facts = True
@@ -163,7 +170,11 @@ class SegmentIndex:
         self.on_group: tuple[int, ...] = tuple(sorted(group))
         self.on_device: tuple[int, ...] = tuple(sorted(device))
         self.dependents: dict[int, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in dependents.items()}
-        self.windowed: frozenset[int] = frozenset(windowed)
+        # The windowed conditions (performed, engaged) of each segment that has some: those
+        # whose answer time alone can change, hence the segment's lapse timer.
+        self.timed: dict[int, tuple[PerformedCondition | EngagedCondition, ...]] = {
+            k: tuple(v) for k, v in timed.items()
+        }
 
     def get(self, segment_id: str) -> SegmentVersion | None:
         pos = self.position.get(segment_id)

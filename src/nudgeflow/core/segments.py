@@ -76,19 +76,21 @@ it, and its filters on it are false.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Sequence
+import operator
+from bisect import bisect_right
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nudgeflow.core.catalog import HISTORY_CAP, Catalog
-from nudgeflow.core.conditions import Scope, compare, compiled_entry, evaluate_one, get_path
+from nudgeflow.core.conditions import Scope, compile_filter, compiled_entry, evaluate_one, get_path
 from nudgeflow.core.effects import SegmentChanged
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.segment_index import (
     EMAIL_REACH_EVENTS,
     EMAIL_TRAIT,
     ENGAGED_JOURNEY,
+    GROUP_PREFIX,
     PUSH_REACH_EVENTS,
     SegmentIndex,
     SegmentVersion,
@@ -100,7 +102,7 @@ from nudgeflow.core.state import ACTIVE, EXITED, HELD, ProfileState
 from nudgeflow.core.steps import end, enter
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model import event_names
-from nudgeflow.model.journeys import SegmentCondition, SegmentTrigger, TraitCondition, duration_ms
+from nudgeflow.model.journeys import Filter, Ref, SegmentCondition, SegmentTrigger, TraitCondition, duration_ms
 from nudgeflow.model.numbers import as_number
 from nudgeflow.model.segments import (
     AllOf,
@@ -199,8 +201,8 @@ def compute(
         facts = dict(facts)
         _set_reach(facts, _facts_from(index, past))
     ctx = _Ctx(state, at_ms, index, history, facts)
-    member = _holds(sv.definition.when, ctx)
-    return Membership(member, _next_change(sv.definition.when, ctx))
+    pos = index.position[segment_id]
+    return Membership(_plan(index).tests[pos](ctx), _next_change(pos, ctx))
 
 
 def apply(turn: Turn, segment_id: str, past: Sequence[EventInput]) -> None:
@@ -229,10 +231,14 @@ def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]])
     index = turn.catalog.segment_index
     assert index is not None  # the engine calls this only when there are live segments
     todo: set[int] = set()
-    if "at" not in turn.state.segment_facts:
+    facts = turn.state.segment_facts
+    if "at" not in facts:
         # The first time segments see this person (apply has not reached them: they are
-        # new): every segment is decided, or "no order in 30 days" would wait for an order.
-        todo.update(range(len(index.order)))
+        # new), or again after a merge (redecide_all): "no order in 30 days" must not wait
+        # for an order. A new person is someone of whom the engine knows only this event, so
+        # the segments it does not touch answer as for no one at all: only those that hold
+        # for no one at all need deciding besides. A merged person: every segment.
+        todo.update(range(len(index.order)) if facts.pop(REDECIDE, None) else _empty_true(index))
     hit = index.by_event.get(event.name)
     if hit:
         todo.update(hit)
@@ -345,6 +351,89 @@ def start(turn: Turn, done: Sequence[Change]) -> None:
             enter(turn, jv, dict(info), change.at_ms)
 
 
+REDECIDE = "redecide"  # segment_facts: decide every segment on the next event
+
+
+def redecide_all(state: ProfileState) -> None:
+    """Have the person's next event decide every live segment (after their state changed
+    outside the engine: a merge of two people, runtime/merges.py)."""
+    facts = state.segment_facts
+    facts.pop("at", None)
+    facts[REDECIDE] = True
+
+
+Test = Callable[["_Ctx"], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A segment index's conditions turned into tests once (as conditions.compiled does for
+    filters): deciding a segment is then calls of closures, not a walk of the model."""
+
+    index: SegmentIndex
+    tests: tuple[Test, ...]  # by position
+    empty_true: tuple[int, ...]  # the segments someone of whom nothing is known is in
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(index: SegmentIndex) -> _Plan:
+    found = _PLANS.get(id(index))
+    if found is not None and found.index is index:
+        return found
+    tests = tuple(_compile(sv.definition.when, index.position) for sv in index.order)
+    nobody = ProfileState("")
+    ctx = _Ctx(nobody, 0, index, {}, {})
+    held = []
+    for pos, sv in enumerate(index.order):
+        if tests[pos](ctx):
+            nobody.membership[sv.segment_id] = 0
+            held.append(pos)
+    if len(_PLANS) > 100:  # catalogs were reloaded many times: keep the live ones
+        _PLANS.clear()
+    found = _PLANS[id(index)] = _Plan(index, tests, tuple(held))
+    return found
+
+
+def _empty_true(index: SegmentIndex) -> tuple[int, ...]:
+    return _plan(index).empty_true
+
+
+def _compile(rule: object, live: Container[str]) -> Test:
+    """One condition tree as a test of a decision's context."""
+    if isinstance(rule, TraitCondition):
+        if isinstance(rule.value, Ref):
+            trait_rule = rule
+            return lambda ctx: evaluate_one(trait_rule, ctx.scope())
+        if rule.trait.startswith(GROUP_PREFIX):
+            in_group = compile_filter(Filter(property=rule.trait[len(GROUP_PREFIX) :], op=rule.op, value=rule.value))
+            return lambda ctx: in_group(ctx.state.group_traits or {}, None)
+        # A trait condition is a filter on the traits (conditions.evaluate_one reads them so).
+        matcher = compile_filter(Filter(property=rule.trait, op=rule.op, value=rule.value))
+        return lambda ctx: matcher(ctx.state.traits, None)
+    if isinstance(rule, (PerformedCondition, EngagedCondition)):
+        timed = rule
+        return lambda ctx: _timed(timed, ctx)[0]
+    if isinstance(rule, ReachableCondition):
+        kind = rule.reachable
+        return lambda ctx: _reachable(kind, ctx.state.traits, ctx.facts)
+    if isinstance(rule, SegmentCondition):
+        if rule.segment not in live:
+            return lambda ctx: False
+        sid, negate = rule.segment, rule.negate
+        return lambda ctx: (sid in ctx.state.membership) != negate
+    if isinstance(rule, (AllOf, AnyOf)):
+        tests = [_compile(item, live) for item in (rule.all if isinstance(rule, AllOf) else rule.any)]
+        if isinstance(rule, AllOf):
+            return lambda ctx: all(test(ctx) for test in tests)
+        return lambda ctx: any(test(ctx) for test in tests)
+    if isinstance(rule, NotRule):
+        inner = _compile(rule.not_, live)
+        return lambda ctx: not inner(ctx)
+    return lambda ctx: False  # not a segment condition: matches nothing rather than raising
+
+
 # --- deciding --------------------------------------------------------------------------------
 
 
@@ -356,6 +445,7 @@ class _Ctx:
     history: dict[str, list[list[Any]]]
     facts: dict[str, Any]
     scope_: Scope | None = field(default=None)
+    memo: dict[int, tuple[bool, int | None]] = field(default_factory=dict)  # windowed conditions, by id
 
     def scope(self) -> Scope:
         if self.scope_ is None:
@@ -375,38 +465,40 @@ def _clock(state: ProfileState, t: int) -> int:
 
 def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause: dict[str, Any]) -> list[Change]:
     state = turn.state
+    membership = state.membership
     ctx = _Ctx(state, at, index, state.history, state.segment_facts)
-    heap = list(todo)
-    heapq.heapify(heap)
-    seen: set[int] = set()
+    tests = _plan(index).tests
+    timed = index.timed
+    queue = sorted(todo)
     done: list[Change] = []
-    while heap:
-        pos = heapq.heappop(heap)
-        if pos in seen:
-            continue
-        seen.add(pos)
+    i = 0
+    while i < len(queue):
+        pos = queue[i]
+        i += 1
         sv = index.order[pos]
         sid = sv.segment_id
-        member = _holds(sv.definition.when, ctx)
-        if pos in index.windowed:
-            _arm(turn, sv, ctx)
-        if member == (sid in state.membership):
+        member = tests[pos](ctx)
+        if pos in timed:
+            _arm(turn, pos, sv, ctx)
+        if member == (sid in membership):
             continue
         if member:
-            state.membership[sid] = at
+            membership[sid] = at
         else:
-            del state.membership[sid]
+            del membership[sid]
         turn.emit(SegmentChanged(sid, sv.version, member, at, dict(cause)))
         done.append(Change(sv, member, at, cause))
-        # Dependents come later in the order, so the heap reaches them after this one.
-        for dependent in index.dependents.get(pos, ()):
-            heapq.heappush(heap, dependent)
+        dependents = index.dependents.get(pos)
+        if dependents:
+            # Later in the order than this one: decided in this same pass, after it.
+            queue = sorted({*queue[i:], *dependents})
+            i = 0
     return done
 
 
-def _arm(turn: Turn, sv: SegmentVersion, ctx: _Ctx) -> None:
+def _arm(turn: Turn, pos: int, sv: SegmentVersion, ctx: _Ctx) -> None:
     """Keep the person's one lapse timer for this segment at its next possible change."""
-    due = _next_change(sv.definition.when, ctx)
+    due = _next_change(pos, ctx)
     facts = ctx.facts
     armed = facts.get("due")
     old = armed.get(sv.segment_id) if isinstance(armed, dict) else None
@@ -426,125 +518,143 @@ def _arm(turn: Turn, sv: SegmentVersion, ctx: _Ctx) -> None:
     turn.schedule(key, due, {"kind": SEGMENT_TIMER, "segment": sv.segment_id})
 
 
-def _holds(rule: object, ctx: _Ctx) -> bool:
-    if isinstance(rule, TraitCondition):
-        return evaluate_one(rule, ctx.scope())
-    if isinstance(rule, PerformedCondition):
-        counted, _future = _window(rule, ctx)
-        return _compare(rule, _total(rule, counted))
-    if isinstance(rule, EngagedCondition):
-        counted, _future = _window(rule, ctx)
-        return bool(counted)
-    if isinstance(rule, ReachableCondition):
-        return _reachable(rule.reachable, ctx.state.traits, ctx.facts)
-    if isinstance(rule, SegmentCondition):
-        if rule.segment not in ctx.index.position:
-            return False
-        return (rule.segment in ctx.state.membership) != rule.negate
-    if isinstance(rule, AllOf):
-        return all(_holds(item, ctx) for item in rule.all)
-    if isinstance(rule, AnyOf):
-        return any(_holds(item, ctx) for item in rule.any)
-    if isinstance(rule, NotRule):
-        return not _holds(rule.not_, ctx)
-    return False  # not a segment condition: matches nothing rather than raising
-
-
-def _next_change(rule: object, ctx: _Ctx) -> int | None:
-    """The earliest instant after ctx.at at which a windowed condition of the tree could
-    change its answer with no new event (the tree's answer may then stay: it is decided again)."""
+def _next_change(pos: int, ctx: _Ctx) -> int | None:
+    """The earliest instant after ctx.at at which a windowed condition of the segment could
+    change its answer with no new event (the segment's answer may then stay: it is decided again)."""
     best: int | None = None
-    for leaf in leaves(rule):
-        if isinstance(leaf, (PerformedCondition, EngagedCondition)):
-            due = _leaf_next(leaf, ctx)
-            if due is not None and (best is None or due < best):
-                best = due
+    for leaf in ctx.index.timed.get(pos, ()):
+        due = _timed(leaf, ctx)[1]
+        if due is not None and (best is None or due < best):
+            best = due
     return best
 
 
-def _window(rule: PerformedCondition | EngagedCondition, ctx: _Ctx) -> tuple[list[tuple[int, float]], int | None]:
-    """The occurrences the condition counts at ctx.at, oldest first, as (time, amount), and
-    the earliest matching one stamped after ctx.at (it enters the window then)."""
-    at = ctx.at
-    since = at - duration_ms(rule.within)
-    counted: list[tuple[int, float]] = []
-    future: int | None = None
-    if isinstance(rule, PerformedCondition):
-        names: tuple[str, ...] = (rule.performed,)
-        matcher, needs_scope = None, False
-        if rule.where:
-            _, matcher, needs_scope = compiled_entry(rule.where)
-        scope = ctx.scope() if needs_scope else None
-        summed = rule.sum.property if rule.sum is not None else None
-        journey = None
-    else:
-        names, matcher, scope, summed, journey = engaged_names(rule), None, None, None, rule.journey
-    for name in names:
-        for entry in ctx.history.get(name) or ():
-            ts = entry[0]
-            if type(ts) is not int or ts <= since:
-                continue  # a malformed entry counts as nothing rather than failing
-            props = entry[1] if len(entry) > 1 and type(entry[1]) is dict else {}
-            if matcher is not None and not matcher(props, scope):
-                continue
-            if journey is not None and props.get(ENGAGED_JOURNEY) != journey:
-                continue
-            amount = 1.0
-            if summed is not None:
-                found, value = get_path(props, summed)
-                number = as_number(value) if found else None
-                if number is None:
-                    continue
-                amount = float(number)
-            if ts > at:
-                future = ts if future is None or ts < future else future
-            else:
-                counted.append((ts, amount))
-    if len(names) > 1:
-        counted.sort(key=lambda item: item[0])
-    return counted, future
+def _timed(rule: PerformedCondition | EngagedCondition, ctx: _Ctx) -> tuple[bool, int | None]:
+    """(the condition holds at ctx.at, the next instant it could change): once per decision."""
+    key = id(rule)
+    found = ctx.memo.get(key)
+    if found is None:
+        found = ctx.memo[key] = _performed(rule, ctx) if isinstance(rule, PerformedCondition) else _engaged(rule, ctx)
+    return found
 
 
-def _total(rule: PerformedCondition, counted: Sequence[tuple[int, float]]) -> float:
-    if rule.sum is None:
-        return float(len(counted))
-    # Newest first: the same additions, in the same order, as _leaf_next makes for the sums
-    # left after the oldest ones lapse, so a threshold is crossed where it says.
-    total = 0.0
-    for _ts, amount in reversed(counted):
-        total += amount
-    return total
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 
 
-def _compare(rule: PerformedCondition, value: float) -> bool:
-    if rule.sum is not None:
-        return compare(rule.sum.op, True, value, rule.sum.value)
-    return compare(rule.op, True, value, rule.count)
+def _ts(entry: Sequence[Any]) -> Any:
+    return entry[0]
 
 
-def _leaf_next(rule: PerformedCondition | EngagedCondition, ctx: _Ctx) -> int | None:
-    counted, future = _window(rule, ctx)
+def _span(entries: list[list[Any]], since: int, at: int) -> tuple[list[list[Any]], int, int]:
+    """The history and the indices of its entries with a time in (since, at]: two binary
+    searches, the kept history being in time order. A malformed entry counts as nothing
+    rather than failing (the well-formed ones are sorted apart then)."""
+    try:
+        return entries, bisect_right(entries, since, key=_ts), bisect_right(entries, at, key=_ts)
+    except (TypeError, IndexError, KeyError):
+        good = sorted((e for e in entries if isinstance(e, list) and e and type(e[0]) is int), key=_ts)
+        return good, bisect_right(good, since, key=_ts), bisect_right(good, at, key=_ts)
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None or (b is not None and b < a) else a
+
+
+def _performed(rule: PerformedCondition, ctx: _Ctx) -> tuple[bool, int | None]:
     within = duration_ms(rule.within)
-    flip: int | None = None
-    if isinstance(rule, EngagedCondition):
-        flip = counted[-1][0] + within if counted else None  # true until the newest one lapses
-    elif counted:
-        # What is left after the oldest occurrences lapse, one instant at a time.
-        left = [0.0] * (len(counted) + 1)
-        for i in range(len(counted) - 1, -1, -1):
-            left[i] = (left[i + 1] + counted[i][1]) if rule.sum is not None else float(len(counted) - i)
-        now = _compare(rule, left[0])
-        i = 0
-        while i < len(counted):
-            lapse = counted[i][0] + within
-            while i < len(counted) and counted[i][0] + within == lapse:
-                i += 1
-            if _compare(rule, left[i]) != now:
-                flip = lapse
-                break
-    if future is not None and (flip is None or future < flip):
-        return future
-    return flip
+    at = ctx.at
+    entries, lo, hi = _span(ctx.history.get(rule.performed) or [], at - within, at)
+    # One stamped after `at` enters the window at its time (matching the filters or not: a
+    # look then that changes nothing only re-arms the timer).
+    future = entries[hi][0] if hi < len(entries) else None
+    if rule.where or rule.sum is not None:
+        return _filtered(rule, ctx, entries[lo:hi], within, future)
+    n, count, op = hi - lo, rule.count, _OPS[rule.op]
+    now = op(n, count)
+    # As the oldest lapse one by one the count falls from n, and a comparison with `count`
+    # can only change between count+1, count and count-1: the largest c below n where it
+    # differs is where it flips, when the (n - c)-th oldest lapses.
+    for c in (count, count - 1):
+        if 0 <= c < n and op(c, count) != now:
+            return now, _earliest(entries[lo + n - c - 1][0] + within, future)
+    return now, future
+
+
+def _filtered(
+    rule: PerformedCondition, ctx: _Ctx, window: list[list[Any]], within: int, future: int | None
+) -> tuple[bool, int | None]:
+    """A count with `where` filters, or a sum: every occurrence in the window is looked at."""
+    matcher, needs_scope = None, False
+    if rule.where:
+        _, matcher, needs_scope = compiled_entry(rule.where)
+    scope = ctx.scope() if needs_scope else None
+    summed = rule.sum.property if rule.sum is not None else None
+    counted: list[tuple[int, float]] = []
+    for entry in window:
+        props = entry[1] if len(entry) > 1 and type(entry[1]) is dict else {}
+        if matcher is not None and not matcher(props, scope):
+            continue
+        amount = 1.0
+        if summed is not None:
+            found, value = get_path(props, summed)
+            number = as_number(value) if found else None
+            if number is None:
+                continue
+            amount = float(number)
+        counted.append((entry[0], amount))
+    if rule.sum is not None:
+        op, threshold = _OPS[rule.sum.op], rule.sum.value
+    else:
+        op, threshold = _OPS[rule.op], float(rule.count)
+    # What is left once the oldest lapse, summed newest first: the additions a decision at
+    # that later instant makes, in the same order, so a threshold is crossed where it says.
+    left = [0.0] * (len(counted) + 1)
+    for i in range(len(counted) - 1, -1, -1):
+        left[i] = left[i + 1] + counted[i][1]
+    now = op(left[0], threshold)
+    i = 0
+    while i < len(counted):
+        lapse = counted[i][0] + within
+        while i < len(counted) and counted[i][0] + within == lapse:
+            i += 1
+        if op(left[i], threshold) != now:
+            return now, _earliest(lapse, future)
+    return now, future
+
+
+def _engaged(rule: EngagedCondition, ctx: _Ctx) -> tuple[bool, int | None]:
+    """Engaged at least once in the window: true until the newest counted one lapses."""
+    within = duration_ms(rule.within)
+    at = ctx.at
+    newest: int | None = None
+    future: int | None = None
+    for name in engaged_names(rule):
+        entries, lo, hi = _span(ctx.history.get(name) or [], at - within, at)
+        if hi < len(entries):
+            future = _earliest(future, entries[hi][0])
+        if rule.journey is None:
+            last = entries[hi - 1][0] if hi > lo else None
+        else:
+            last = next(
+                (
+                    e[0]
+                    for e in reversed(entries[lo:hi])
+                    if len(e) > 1 and type(e[1]) is dict and e[1].get(ENGAGED_JOURNEY) == rule.journey
+                ),
+                None,
+            )
+        if last is not None and (newest is None or last > newest):
+            newest = last
+    if newest is None:
+        return False, future
+    return True, _earliest(newest + within, future)
 
 
 def _reachable(kind: str, traits: dict[str, Any], facts: dict[str, Any]) -> bool:

@@ -15,11 +15,10 @@ still have a state of their own), which finds nothing almost always.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection
 
 from nudgeflow.core.policies import MAX_LEDGER
+from nudgeflow.core.segments import redecide_all
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.numbers import is_number
 from nudgeflow.store import engine_state
@@ -72,27 +71,25 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
     theirs_choice, ours_choice = other.frequency, into.frequency
     if theirs_choice and (not ours_choice or theirs_choice.get("at", 0) > ours_choice.get("at", 0)):
         into.frequency = theirs_choice
-    _merge_segment_facts(into.segment_facts, other.segment_facts)
+    _merge_segment_facts(into, other)
 
 
-def _merge_segment_facts(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
     """Reachability is the person's, whichever id it was seen under: push targets add up and
     an email unsubscribe stays. Membership stays the surviving person's until their next
-    event, which decides every live segment again from the merged state (core/segments.py
-    does that for a person whose segment clock, `at`, is unset)."""
-    if not theirs:
-        return
+    event, which decides every live segment again from the merged state."""
+    ours, theirs = into.segment_facts, other.segment_facts
+    if not theirs and not ours:
+        return  # no segment has seen either of them
     if theirs.get("email_off"):
         ours["email_off"] = True
     if theirs.get("device"):
         ours["device"] = True
-    pushes = [
-        *(ours.get("webpush") or []),
-        *(h for h in theirs.get("webpush") or [] if h not in (ours.get("webpush") or [])),
-    ]
+    known = list(ours.get("webpush") or [])
+    pushes = known + [h for h in theirs.get("webpush") or [] if h not in known]
     if pushes:
         ours["webpush"] = pushes
-    ours.pop("at", None)
+    redecide_all(into)
 
 
 def fold_merged(
