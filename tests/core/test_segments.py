@@ -520,3 +520,26 @@ def test_journey_checks_warn_of_segments_that_are_not_live() -> None:
         "steps": {"hi": {"type": "send", "channel": "log", "template": "x"}},
     }
     assert check_journey(refs, Delivery(segments={"vip", "lapsed"}))[1] == []
+
+
+def test_a_journeys_profile_update_moves_segments() -> None:
+    upgrade = journey(
+        "upgrade",
+        {"type": "event", "event": "Paid"},
+        {"set": {"type": "update_profile", "set": {"tier": "gold"}}},
+    )
+    d = driver(seg("vip", {"trait": "tier", "value": "gold"}), upgrade)
+    d.track("Paid")
+    assert moves(d) == [("vip", "entered", T0, {"event": "update_profile", "message_id": None})]
+
+
+def test_a_person_is_decided_in_full_again_after_redecide_all() -> None:
+    d = driver(
+        seg("vip", {"trait": "tier", "value": "gold"}), seg("nobody", {"not": {"trait": "tier", "op": "exists"}})
+    )
+    d.track("Hello")
+    assert moves(d) == [("nobody", "entered", T0, ev(d, "Hello"))]
+    d.state.traits["tier"] = "gold"  # as a merge brings another person's traits
+    segments.redecide_all(d.state)
+    d.track("Hello")
+    assert [m[:2] for m in moves(d)[1:]] == [("nobody", "exited"), ("vip", "entered")]

@@ -33,3 +33,15 @@ def test_the_simulator_applies_segment_changes_and_their_journeys() -> None:
         ("ada", "loyal", False, "window"),
     ]
     assert sim.segment_moves[1].at_ms == sim.segment_moves[0].at_ms - 4 * 86_400_000 + 30 * 86_400_000
+
+
+def test_a_merge_carries_reachability_and_decides_every_segment_again() -> None:
+    pushable = Segment.model_validate({"id": "pushable", "name": "Pushable", "when": {"reachable": "push"}})
+    sim = Simulation([], segments=[pushable])
+    sim.track(None, "Push Subscribed", {"endpoint_hash": "h1"}, anonymous_id="anon-1", at="2026-03-01T10:00:00Z")
+    assert sim.segments_of("anon-1") == ["pushable"]
+    sim.identify("ada", {"plan": "pro"}, at="2026-03-01T10:05:00Z")  # ada's own profile first
+    assert sim.segments_of("ada") == []
+    sim.identify("ada", {}, anonymous_id="anon-1", at="2026-03-01T10:10:00Z")  # the visitor was ada
+    sim.track("ada", "Page Viewed", at="2026-03-01T10:11:00Z")
+    assert sim.segments_of("ada") == ["pushable"]

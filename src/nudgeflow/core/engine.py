@@ -67,14 +67,15 @@ class Engine:
             state.identity = event.user_id
         elif state.identity is None and event.anonymous_id:
             state.identity = event.anonymous_id
-        if self.catalog.segment_index is not None:
+        live_segments = self.catalog.segment_index is not None
+        if live_segments:
             segments.catch_up(turn, event.timestamp_ms)  # windows that lapsed before this event
         changes = _apply_traits(state, event)
         if event.group_id is not None:
             _apply_group(state, event)
         _remember(self.catalog, state, event)
         _locate(state, event)
-        moved = segments.on_event(turn, event, changes) if self.catalog.segment_index is not None else None
+        moved = segments.on_event(turn, event, changes) if live_segments else None
         if event.event in ENGAGEMENT:
             _engagement(turn, event)
         for run in list(state.runs.values()):
