@@ -461,7 +461,11 @@ def test_compute_is_pure_and_reads_past_events() -> None:
     assert state.to_json() == before
     wanted = segments.needs(c, "loyal")
     assert wanted.names == {ORDER} and wanted.lookback_ms == 30 * D and not wanted.device_token
-    assert segments.needs(c, "mail").names == {event_names.UNSUBSCRIBED, event_names.SUBSCRIPTION_PREFERENCES_UPDATED}
+    assert segments.needs(c, "mail").names == {
+        event_names.UNSUBSCRIBED,
+        event_names.SUBSCRIPTION_PREFERENCES_UPDATED,
+        event_names.CONSENT_UPDATED,
+    }
 
 
 def test_on_segment_apply_records_membership_and_arms_the_timer_without_starting_journeys() -> None:
@@ -543,3 +547,18 @@ def test_a_person_is_decided_in_full_again_after_redecide_all() -> None:
     segments.redecide_all(d.state)
     d.track("Hello")
     assert [m[:2] for m in moves(d)[1:]] == [("nobody", "exited"), ("vip", "entered")]
+
+
+def test_consent_updated_for_all_of_a_channel_decides_its_reachability() -> None:
+    d = driver(seg("mailable", {"reachable": "email"}), seg("pushable", {"reachable": "push"}))
+    d.identify({"email": "ada@example.com"})
+    d.track(event_names.PUSH_SUBSCRIBED, {"endpoint_hash": "h1"})
+    assert d.state.membership.keys() == {"mailable", "pushable"}
+    consent = event_names.CONSENT_UPDATED
+    d.track(consent, {"channel": "email", "topic": "news", "subscribed": False, "source": "api"})
+    d.track(consent, {"channel": "push", "topic": "*", "subscribed": False, "source": "api"})
+    assert d.state.membership.keys() == {"mailable"}
+    d.track(consent, {"channel": "email", "topic": "*", "subscribed": False, "source": "api"})
+    assert d.state.membership == {}
+    d.track(consent, {"channel": "push", "topic": "*", "subscribed": True, "source": "api"})
+    assert d.state.membership.keys() == {"pushable"}

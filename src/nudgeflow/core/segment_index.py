@@ -6,7 +6,7 @@ never scans every segment for every event:
 
 - `by_event`: event name -> segments with a `performed` or `engaged` condition on it, or a
   `reachable` condition the event bears on (Unsubscribed, Subscription Preferences Updated,
-  Push Subscribed, Push Unsubscribed);
+  Consent Updated, Push Subscribed, Push Unsubscribed);
 - `by_trait`: top-level trait name -> segments with a trait condition on it (a reference
   `{ref: profile.x}` counts as reading `x`; `reachable: email` reads `email`);
 - `on_group`: segments reading `group.<trait>`, re-decided on a group call;
@@ -47,8 +47,13 @@ ENGAGED_EVENTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("clicked", "push"): (event_names.PUSH_CLICKED, event_names.PUSH_NOTIFICATION_TAPPED),
 }
 ENGAGED_JOURNEY = "journey_id"  # the property of Nudgeflow's engagement events naming the journey
-EMAIL_REACH_EVENTS = (event_names.UNSUBSCRIBED, event_names.SUBSCRIPTION_PREFERENCES_UPDATED)
-PUSH_REACH_EVENTS = (event_names.PUSH_SUBSCRIBED, event_names.PUSH_UNSUBSCRIBED)
+EMAIL_REACH_EVENTS = (
+    event_names.UNSUBSCRIBED,
+    event_names.SUBSCRIPTION_PREFERENCES_UPDATED,
+    event_names.CONSENT_UPDATED,
+)
+PUSH_TARGET_EVENTS = (event_names.PUSH_SUBSCRIBED, event_names.PUSH_UNSUBSCRIBED)
+PUSH_REACH_EVENTS = (*PUSH_TARGET_EVENTS, event_names.CONSENT_UPDATED)
 EMAIL_TRAIT = "email"
 GROUP_PREFIX = "group."
 

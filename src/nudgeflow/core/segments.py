@@ -53,15 +53,17 @@ Conditions (docs/segments.md):
   `journey_id` property (Nudgeflow's own tracking and push reports carry it; an SDK's event
   without it counts only for conditions without `journey`).
 - reachable email: an `email` trait (a non-empty text) and not unsubscribed from all
-  marketing email: the latest of `Unsubscribed` with topic "*" (store.consent's ALL) and
-  `Subscription Preferences Updated` with `subscribed` decides. A topic's unsubscribe does
-  not count, and neither does suppression of the address (bounces, complaints: the
-  dispatcher's business).
+  marketing email: the latest of `Unsubscribed` with topic "*" (store.consent's ALL),
+  `Subscription Preferences Updated` with `subscribed`, and `Consent Updated` for channel
+  email and topic "*" decides. A topic's unsubscribe does not count, and neither does
+  suppression of the address (bounces, complaints) nor an opt_in workspace's want of a
+  recorded yes: those are the dispatcher's to apply.
 - reachable push: a Web Push subscription the engine saw (`Push Subscribed`, less `Push
   Unsubscribed` of the same endpoint hash), or a mobile device token seen on any event
-  (context.device.token, as Segment's SDKs send it). The engine sees no event for a device
-  registered only through the admin API, for a token removed there, nor for a subscription
-  or token the push service reported gone: `reachable: push` does not follow those.
+  (context.device.token, as Segment's SDKs send it), and no `Consent Updated` no for
+  channel push and topic "*" since. The engine sees no event for a device registered only
+  through the admin API, for a token removed there, nor for a subscription or token the
+  push service reported gone: `reachable: push` does not follow those.
 - segment: membership of another live segment now. A condition on a segment that is not
   live (not applied, archived, misspelled) is false, negated or not.
 
@@ -92,6 +94,7 @@ from nudgeflow.core.segment_index import (
     ENGAGED_JOURNEY,
     GROUP_PREFIX,
     PUSH_REACH_EVENTS,
+    PUSH_TARGET_EVENTS,
     SegmentIndex,
     SegmentVersion,
     engaged_names,
@@ -663,7 +666,7 @@ def _reachable(kind: str, traits: dict[str, Any], facts: dict[str, Any]) -> bool
         if isinstance(email, str) and email.strip() and not facts.get("email_off"):
             return True
     if kind in ("push", "any"):
-        return bool(facts.get("webpush")) or bool(facts.get("device"))
+        return (bool(facts.get("webpush")) or bool(facts.get("device"))) and not facts.get("push_off")
     return False
 
 
@@ -680,6 +683,17 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
     first time (the events of the other facts are in index.by_event already)."""
     name = event.name
     props = event.properties
+    if name == event_names.CONSENT_UPDATED:
+        # Consent per channel (store/consent_records.py): only the choice for all of a
+        # channel's marketing (topic "*") makes the channel unreachable.
+        subscribed, channel = props.get("subscribed"), props.get("channel")
+        off = {"email": "email_off", "push": "push_off"}.get(channel) if isinstance(channel, str) else None
+        if off is not None and props.get("topic") == ALL_TOPICS and isinstance(subscribed, bool):
+            if subscribed:
+                facts.pop(off, None)
+            else:
+                facts[off] = True
+        return False
     if index.email_facts:
         if name == event_names.UNSUBSCRIBED:
             if props.get("topic") == ALL_TOPICS:
@@ -691,7 +705,7 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
             elif subscribed is False:
                 facts["email_off"] = True
     if index.push_facts:
-        if name in PUSH_REACH_EVENTS:
+        if name in PUSH_TARGET_EVENTS:
             digest = props.get("endpoint_hash")
             endpoint = digest if isinstance(digest, str) and digest else "webpush"
             known = facts.get("webpush")
@@ -720,7 +734,7 @@ def _facts_from(index: SegmentIndex, past: Sequence[EventInput]) -> dict[str, An
     return facts
 
 
-REACH_FACTS = ("email_off", "webpush", "device")
+REACH_FACTS = ("email_off", "push_off", "webpush", "device")
 
 
 def _set_reach(facts: dict[str, Any], new: dict[str, Any]) -> None:

@@ -76,13 +76,14 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
 
 def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
     """Reachability is the person's, whichever id it was seen under: push targets add up and
-    an email unsubscribe stays. Membership stays the surviving person's until their next
+    an unsubscribe from a channel stays. Membership stays the surviving person's until their next
     event, which decides every live segment again from the merged state."""
     ours, theirs = into.segment_facts, other.segment_facts
     if not theirs and not ours:
         return  # no segment has seen either of them
-    if theirs.get("email_off"):
-        ours["email_off"] = True
+    for off in ("email_off", "push_off"):
+        if theirs.get(off):
+            ours[off] = True
     if theirs.get("device"):
         ours["device"] = True
     known = list(ours.get("webpush") or [])
