@@ -1,5 +1,6 @@
-"""`nudgeflow simulate --policies FILE`, run as a user runs it: statuses and deferred_from in
---json, the pressure report; and without it, the output of before, byte for byte."""
+"""`nudgeflow simulate --policies FILE --segments PATH`, run as a user runs it: statuses and
+deferred_from in --json, the pressure report and segment sizes; and without either option,
+the output of before, byte for byte."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ EXAMPLES = Path(__file__).with_name("data") / "simulate-examples"
 # Five journeys on one Signed Up, priorities 1..5 as listed; `drop` drops on collision.
 FIVE = {"a": 1, "b": 5, "c": 3, "drop": 2, "e": 4}
 POLICIES = "collision: {window: 10m}\n"
+SEGMENT = """\
+id: signed-up
+name: Signed up
+when: {performed: Signed Up, within: 30d, count: 1}
+"""
 EVENTS = [
     {"type": "identify", "userId": "ada", "traits": {"email": "ada@example.com"}, "timestamp": "2026-03-02T09:00:00Z"},
     {"type": "track", "userId": "ada", "event": "Signed Up", "timestamp": "2026-03-02T09:00:01Z"},
@@ -32,6 +38,8 @@ def setup(tmp_path: Path) -> list[str]:
             f"steps:\n  hello: {{type: send, channel: email, template: {id}-hello{collide}}}\n"
         )
     (tmp_path / "policies.yaml").write_text(POLICIES)
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "segments" / "signed-up.yaml").write_text(SEGMENT)
     (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
     return ["--journeys", str(folder), "--events", str(tmp_path / "events.jsonl")]
 
@@ -107,9 +115,10 @@ def test_deferred_messages_appear_at_their_new_time_with_deferred_from(env: dict
     ]
 
 
-def test_the_tables_add_the_pressure_report(env: dict[str, str], tmp_path: Path) -> None:
+def test_the_tables_add_the_pressure_report_and_segment_sizes(env: dict[str, str], tmp_path: Path) -> None:
     base = setup(tmp_path)
-    done = run([*base, "--policies", str(tmp_path / "policies.yaml"), "--horizon", "1h"], env, tmp_path)
+    args = [*base, "--policies", str(tmp_path / "policies.yaml"), "--segments", str(tmp_path / "segments")]
+    done = run([*args, "--horizon", "1h"], env, tmp_path)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for title in (
@@ -117,18 +126,36 @@ def test_the_tables_add_the_pressure_report(env: dict[str, str], tmp_path: Path)
         "Frequency cap hits by rule",
         "Collisions (winner ← loser)",
         "Quiet hours by channel",
+        "Segments at the end of the replay",
     ):
         assert title in out
     assert re.search(r"│ b ← drop\s+│\s+0 │\s+1 │", out)
+    assert re.search(r"│ signed-up\s+│\s+1 │\s+1 │\s+0 │", out)
     assert "deferred from" in out  # the planned messages' table shows when they were first wanted
+    _lines, summary = parse(run([*args, "--json"], env, tmp_path).stdout)
+    assert summary["segments"] == {"signed-up": {"members": 0, "entered": 1, "exited": 1}}  # 30d horizon
 
 
-def test_bad_policies_stop_before_the_replay(env: dict[str, str], tmp_path: Path) -> None:
+def test_segments_alone_give_statuses_and_sizes(env: dict[str, str], tmp_path: Path) -> None:
+    base = setup(tmp_path)
+    done = run(
+        [*base, "--segments", str(tmp_path / "segments" / "signed-up.yaml"), "--json", "--horizon", "0"], env, tmp_path
+    )
+    lines, summary = parse(done.stdout)
+    assert [m["status"] for m in lines] == ["planned"] * 5
+    assert summary["segments"] == {"signed-up": {"members": 1, "entered": 1, "exited": 0}}
+
+
+def test_bad_policies_or_segments_stop_before_the_replay(env: dict[str, str], tmp_path: Path) -> None:
     base = setup(tmp_path)
     (tmp_path / "bad.yaml").write_text("collision: {window: soon}\n")
     done = run([*base, "--policies", str(tmp_path / "bad.yaml")], env, tmp_path)
     assert done.returncode == 1
     assert "bad.yaml:1: collision.window:" in done.stderr and "no simulation" in done.stderr
+    (tmp_path / "segments" / "other.yaml").write_text("id: other\nname: Other\nwhen: {segment: missing}\n")
+    done = run([*base, "--segments", str(tmp_path / "segments")], env, tmp_path)
+    assert done.returncode == 1
+    assert "segment 'missing' is not among the segments given" in done.stderr
 
 
 def test_without_policies_or_segments_the_output_is_unchanged(env: dict[str, str]) -> None:

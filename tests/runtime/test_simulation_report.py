@@ -1,5 +1,6 @@
-"""The simulator's report with send policies (runtime/simulation_report.py): the pressure
-report on a small input whose numbers are worked out by hand, and message statuses."""
+"""The simulator's report with send policies and segments (runtime/simulation_report.py): the
+pressure report on a small input whose numbers are worked out by hand, message statuses, and
+segment sizes."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.policies import Policies
+from nudgeflow.model.segments import Segment
 from nudgeflow.runtime.simulation import Simulation
-from nudgeflow.runtime.simulation_report import message_lines, percentile, pressure
+from nudgeflow.runtime.simulation_report import message_lines, percentile, pressure, segment_report
 
 
 def journey(id: str, event: str, priority: int = 0) -> Journey:
@@ -31,6 +33,10 @@ POLICIES = Policies.model_validate(
         "collision": {"window": "10m"},
     }
 )
+TWICE = Segment.model_validate(
+    {"id": "pinged-twice", "name": "Pinged twice", "when": {"performed": "Ping", "within": "30d", "count": 2}}
+)
+
 # ISO week 10 of 2026 starts on Monday 2 March; week 11 on Monday 9 March (UTC: no time zones).
 EVENTS: list[tuple[str, str, str]] = [
     # ada: a Ping a day, Monday to Friday: three emails, then the weekly cap drops two.
@@ -98,3 +104,11 @@ def test_without_policies_every_message_is_planned_and_nothing_is_held() -> None
     report = pressure(sim)
     assert report["per_person_week"]["channels"]["email"]["messages"] == 10
     assert report["cap_hits"] == {} and report["collisions"] == [] and report["quiet_hours"] == {}
+
+
+def test_segment_sizes_entries_and_exits() -> None:
+    sim = simulate(segments=[TWICE])
+    # ada enters on her second Ping (3 March), bob on his (9 March); nobody has left yet.
+    assert segment_report(sim) == {"pinged-twice": {"members": 2, "entered": 2, "exited": 0}}
+    sim.advance("40d")  # the 30-day windows lapse: both leave
+    assert segment_report(sim) == {"pinged-twice": {"members": 0, "entered": 2, "exited": 2}}

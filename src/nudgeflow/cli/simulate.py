@@ -58,6 +58,15 @@ def simulate(
             help="A policies.yaml: caps, quiet hours and collisions applied as the engine applies them.",
         ),
     ] = None,
+    segments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--segments",
+            metavar="PATH",
+            help="Segment files, or directories of .yaml/.yml/.json files (repeat the option for more).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
     from nudgeflow.model.journeys import duration_ms
@@ -65,9 +74,11 @@ def simulate(
         JourneyLoadError,
         load_journeys,
         load_policies,
+        load_segments,
         messages_table,
         pressure_tables,
         replay_file,
+        segments_table,
         steps_table,
         summary_table,
         totals_line,
@@ -91,10 +102,11 @@ def simulate(
     catalog_places = _places_file(places) if places is not None else []
     try:
         send_policies = load_policies(policies) if policies is not None else None
+        loaded_segments = load_segments(segments) if segments else []
     except JourneyLoadError as exc:
         for problem in exc.problems:
             err.print(f"[red]invalid:[/] {escape(problem)}", highlight=False, soft_wrap=True, markup=True)
-        raise fail("no simulation: fix the policies above") from exc
+        raise fail("no simulation: fix the policies or segments above") from exc
     try:
         report = replay_file(
             loaded,
@@ -103,6 +115,7 @@ def simulate(
             console=err,
             places=catalog_places,
             policies=send_policies,
+            segments=loaded_segments,
         )
     except OSError as exc:
         raise fail(str(exc)) from exc
@@ -118,6 +131,8 @@ def simulate(
         if report.extended:
             for table in pressure_tables(summary):
                 out.print(table)
+        if "segments" in summary:
+            out.print(segments_table(summary))
         out.print(totals_line(report), highlight=False)
     if report.bad_lines:
         raise typer.Exit(2)

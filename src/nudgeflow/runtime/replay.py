@@ -205,9 +205,11 @@ class ReplayReport:
         if not self.extended:
             out.pop("withheld", None)
             return out
-        from nudgeflow.runtime.simulation_report import pressure
+        from nudgeflow.runtime.simulation_report import pressure, segment_report
 
         out["pressure"] = pressure(self.sim)
+        if self.sim.segments:
+            out["segments"] = segment_report(self.sim)
         return out
 
 
@@ -239,14 +241,17 @@ def replay_file(
     engine: Any = None,
     places: Sequence[Mapping[str, Any]] = (),
     policies: Policies | None = None,
+    segments: Sequence[Segment] = (),
 ) -> ReplayReport:
     """Replay a JSON Lines file (or standard input for "-") through the journeys, then fire
     timers up to the last event + `horizon_ms`. Bad lines are reported and skipped.
     `engine` replaces the core (the benchmark measures the simulator's own cost with it).
-    `policies` go into the simulator's catalog, as the engine's."""
+    `policies` and `segments` go into the simulator's catalog, as the engine's."""
     console = console or Console(stderr=True)
-    sim = Simulation(journeys, engine=engine, places=places, policies=EMPTY if policies is None else policies)
-    report = ReplayReport(sim, extended=policies is not None)
+    sim = Simulation(
+        journeys, engine=engine, places=places, segments=segments, policies=EMPTY if policies is None else policies
+    )
+    report = ReplayReport(sim, extended=policies is not None or bool(segments))
     spool: IO[bytes] | None = None
     if path_or_dash == STDIN:
         source: IO[bytes] = stdin or sys.stdin.buffer
@@ -547,3 +552,14 @@ def pressure_tables(summary: dict[str, Any]) -> list[Table]:
         quiet.add_row(escape(channel), f"{row['deferred']:,}", f"{row['dropped']:,}")
     tables.extend([caps, collisions, quiet])
     return tables
+
+
+def segments_table(summary: dict[str, Any]) -> Table:
+    """Segment sizes when the replay ended, with the entries and exits counted on the way."""
+    table = Table(title="Segments at the end of the replay", title_justify="left")
+    table.add_column("segment", no_wrap=True)
+    for name in ("members", "entered", "exited"):
+        table.add_column(name, justify="right")
+    for segment_id, row in summary.get("segments", {}).items():
+        table.add_row(escape(segment_id), f"{row['members']:,}", f"{row['entered']:,}", f"{row['exited']:,}")
+    return table

@@ -10,6 +10,7 @@ Plain data from a finished `Simulation` (runtime/replay.py prints it as tables o
   `suppressed`.
 - `pressure`: how many messages each person would get per channel per ISO week, and what the
   policies held back: cap hits by rule, collisions by pair of journeys, quiet hours by channel.
+- `segment_report`: each segment's members when the replay ended, and its entries and exits.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nudgeflow.core.effects import DEFERRED, DROPPED
 from nudgeflow.model.iso_time import iso
 from nudgeflow.runtime.simulation import PlannedMessage, Simulation, WithheldMessage
 
-__all__ = ["PLANNED", "WEEK_BASIS", "message_lines", "percentile", "pressure"]
+__all__ = ["PLANNED", "WEEK_BASIS", "message_lines", "percentile", "pressure", "segment_report"]
 
 PLANNED = "planned"
 WEEK_BASIS = (
@@ -152,4 +153,16 @@ def pressure(sim: Simulation) -> dict[str, Any]:
             for winner, loser in sorted(collisions)
         ],
         "quiet_hours": {channel: both(quiet[channel]) for channel in sorted(quiet)},
+    }
+
+
+def segment_report(sim: Simulation) -> dict[str, dict[str, int]]:
+    """Per segment (in the order given): members when the replay ended, entries and exits."""
+    entered: Counter[str] = Counter()
+    exited: Counter[str] = Counter()
+    for move in sim.segment_moves:
+        (entered if move.entered else exited)[move.segment] += 1
+    return {
+        segment_id: {"members": size, "entered": entered[segment_id], "exited": exited[segment_id]}
+        for segment_id, size in sim.segment_sizes().items()
     }
