@@ -71,6 +71,7 @@ def test_five_journeys_on_one_event_plan_one_email_and_say_why_not_the_others(
     ]
     assert all(m["deferred_from"] == "2026-03-02T09:00:01.000Z" for m in lines if m["status"] == "deferred")
     assert "deferred_from" not in lines[0] and "deferred_from" not in lines[1]
+    assert list(lines[1]) == [*list(lines[0]), "reason"]  # a dropped line: a planned one's keys, and why
     assert summary["messages"] == 1
     assert summary["pressure"]["collisions"] == [
         {"winner": "b", "loser": loser, "deferred": int(loser != "drop"), "dropped": int(loser == "drop")}

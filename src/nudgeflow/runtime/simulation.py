@@ -140,6 +140,8 @@ class WithheldMessage:
     status: str  # deferred | dropped
     reason: str
     until_ms: int | None
+    version: int = 1
+    variant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -701,6 +703,8 @@ class Simulation:
                         held.status,
                         held.reason,
                         held.until_ms,
+                        held.version,
+                        held.variant,
                     )
                 )
                 if held.until_ms is not None:

@@ -62,8 +62,8 @@ def message_lines(sim: Simulation) -> list[dict[str, Any]]:
     """Every message wanted, one JSON object each, by time (planned ones first in a tie).
 
     A planned message's object is the one `simulate --json` always wrote, plus `status`; a
-    dropped or still-deferred one has the same keys but `variant`, plus `status`, `reason`
-    and, when a policy deferred it first, `deferred_from`."""
+    dropped or still-deferred one has the same keys, plus `status`, `reason` and, when a
+    policy deferred it first, `deferred_from`."""
     first_deferred: dict[str, int] = {}
     for held in sim.withheld:
         if held.status == DEFERRED:
@@ -78,10 +78,11 @@ def message_lines(sim: Simulation) -> list[dict[str, Any]]:
             "user_id": held.user_id,
             "anonymous_id": _anonymous_id(held.profile, held.user_id),
             "journey": held.journey,
-            "version": _version(sim, held.journey),
+            "version": held.version,
             "step": held.step,
             "channel": held.channel,
             "template": held.template,
+            "variant": held.variant,
             "run_id": held.run_id,
             "status": held.status,
             "reason": held.reason,
@@ -91,11 +92,6 @@ def message_lines(sim: Simulation) -> list[dict[str, Any]]:
         timed.append((at, 1, line))
     timed.sort(key=lambda item: (item[0], item[1]))
     return [line for _at, _kind, line in timed]
-
-
-def _version(sim: Simulation, journey_id: str) -> int:
-    live = sim.catalog.live.get(journey_id)
-    return live.version if live is not None else 1
 
 
 def _week(at_ms: int) -> tuple[int, int]:
