@@ -20,6 +20,8 @@ both parents), so every `except ValueError` written before goes on catching what
     │   │   └── JourneyNotFound, InvalidTransition, InvalidDefinition
     │   ├── PushTargetError (ValueError)                     store/push_targets.py
     │   ├── SecretKeyError (RuntimeError)                    store/secret_box.py
+    │   ├── SegmentError (ValueError)                        store/segments.py
+    │   │   └── SegmentNotFound, SegmentRefused, InvalidSegment
     │   ├── TemplateStoreError (ValueError)                  store/templates.py
     │   │   └── TemplateNotFound; TemplateFileError (also a ContentError)  content/compiled_templates.py
     │   ├── VapidError (ValueError)                          store/vapid.py

@@ -53,6 +53,11 @@ TABLES = {
     "journey_backfills",
     "engine_lock",
     "groups",
+    "segments",
+    "segment_versions",
+    "segment_applies",
+    "segment_members",
+    "segment_daily_sizes",
 }
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, open_workspace
+from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, now_ms, open_workspace
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -96,7 +96,7 @@ def profiles_erase(
                 typer.echo("not erased", err=True)
                 raise typer.Exit(1)
         with engine.begin() as conn:
-            done = erase_person(conn, workspace, profile_id)
+            done = erase_person(conn, workspace, profile_id, now_ms())
     finally:
         engine.dispose()
     counts = ", ".join(f"{table} {n}" for table, n in sorted(done.deleted.items()) if n)

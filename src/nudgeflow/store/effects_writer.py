@@ -12,10 +12,18 @@ the commit, a cursor moved back by hand) queues each message once. The one excep
 message a send policy deferred (MessageWithheld, status `deferred`): the decision taken when
 it is released, under the same key, replaces its row (store/outbox.py), in the batch as in
 the table.
+
+Segment changes (SegmentChanged) do two things: the members rows and daily sizes follow the
+last word on each membership (store/segments.write_changes), and every change is appended
+to the person's event log as `Segment Entered` / `Segment Exited`, with a message id made
+from the change itself, so a batch decided twice appends it once. The engine reads those
+events back like any other; segment triggers do not listen to them (they fire from the
+membership change, in the turn that made it: core/segments.py), so nothing enters twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,12 +39,14 @@ from nudgeflow.core.effects import (
     MessageWithheld,
     RunChanged,
     ScheduleTimer,
+    SegmentChanged,
     SendMessage,
     UpdateProfile,
 )
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.reasons import family_of
-from nudgeflow.store import sql
+from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
+from nudgeflow.store import event_log, segments, sql
 from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
 
 TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload")
@@ -77,6 +87,9 @@ class WriteCounts:
     runs_changed: int = 0
     profiles_updated: int = 0
     states_written: int = 0
+    segments_entered: int = 0  # members rows added
+    segments_exited: int = 0  # members rows removed
+    segment_events: int = 0  # Segment Entered / Exited appended to the event log
 
 
 _EMPTY_STATE = ProfileState("").to_json()  # the profile id is not part of the document
@@ -98,9 +111,15 @@ class EffectsBatch:
         self._traits: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
         self._states: dict[str, tuple[str, str]] = {}
         self._withheld: Counter[tuple[str, str, str]] = Counter()
+        # (workspace, segment, profile) -> (member, at_ms): the last word on each membership.
+        self._members: dict[tuple[str, str, str], segments.Change] = {}
+        # (workspace, profile, event name, message id, properties, at_ms), in decision order.
+        self._segment_events: list[tuple[str, str, str, str, dict[str, Any], int]] = []
 
     def __bool__(self) -> bool:
-        return bool(self._outbox or self._timers or self._runs or self._traits or self._states)
+        return bool(
+            self._outbox or self._timers or self._runs or self._traits or self._states or self._segment_events
+        )
 
     @property
     def messages(self) -> int:
@@ -130,6 +149,7 @@ class EffectsBatch:
         runs: list[tuple[str, tuple[Any, ...]]] = []
         traits: list[tuple[dict[str, Any], list[str]]] = []
         withheld: list[tuple[str, str, str]] = []
+        changes: list[SegmentChanged] = []
         for effect in effects:
             if isinstance(effect, SendMessage):
                 outbox.append(
@@ -248,6 +268,9 @@ class EffectsBatch:
                         None,
                     )
                 )
+            elif isinstance(effect, SegmentChanged):
+                orjson.dumps(effect.cause)  # fails here, for this decision, if it cannot be stored
+                changes.append(effect)
             else:
                 raise TypeError(f"unknown effect {type(effect).__name__}")
         for message in outbox:
@@ -256,6 +279,9 @@ class EffectsBatch:
             if earlier is None or earlier[STATUS] == DEFERRED:
                 self._outbox[message_key] = message
         self._withheld.update(withheld)
+        for change in changes:
+            self._members[(workspace_id, change.segment_id, profile_id)] = (change.entered, change.at_ms)
+            self._segment_events.append(_segment_event(workspace_id, profile_id, change))
         for key, op in timers:
             self._timers[key] = op
         for run_id, run_row in runs:
@@ -310,7 +336,37 @@ class EffectsBatch:
             counts.runs_changed = len(self._runs)
         if self._traits:
             counts.profiles_updated = _update_traits(conn, self._traits, now_ms)
+        if self._segment_events:
+            counts.segments_entered, counts.segments_exited = segments.write_changes(conn, self._members)
+            counts.segment_events = _append_segment_events(conn, self._segment_events, now_ms)
         return counts
+
+
+def _segment_event(
+    workspace_id: str, profile_id: str, change: SegmentChanged
+) -> tuple[str, str, str, str, dict[str, Any], int]:
+    name = SEGMENT_ENTERED if change.entered else SEGMENT_EXITED
+    properties = {"segment_id": change.segment_id, "segment_version": change.version, "cause": change.cause}
+    # The change itself names the event: deciding the same change again (a batch decided
+    # twice) makes the same id, and the event log stores it once.
+    key = orjson.dumps([workspace_id, profile_id, name, change.segment_id, change.version, change.at_ms, change.cause])
+    message_id = "nf-seg-" + hashlib.blake2b(key, digest_size=16).hexdigest()
+    return workspace_id, profile_id, name, message_id, properties, change.at_ms
+
+
+def _append_segment_events(
+    conn: Connection, found: list[tuple[str, str, str, str, dict[str, Any], int]], now_ms: int
+) -> int:
+    """Append the batch's Segment Entered / Exited to the people's event logs, with their userId."""
+    user_ids = segments.profile_user_ids(conn, sorted({pid for _ws, pid, *_ in found}))
+    rows = [
+        event_log.event_row(
+            ws, pid, user_ids.get(pid), name, message_id, properties, now_ms, library="nudgeflow-engine", at_ms=at_ms
+        )
+        for ws, pid, name, message_id, properties, at_ms in found
+    ]
+    event_log.append_events(conn, rows)
+    return len(rows)
 
 
 def _update_traits(conn: Connection, updates: dict[str, list[tuple[dict[str, Any], list[str]]]], now_ms: int) -> int:

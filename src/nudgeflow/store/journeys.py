@@ -41,6 +41,7 @@ from nudgeflow.store.schema import (
     journey_versions,
     journeys,
     policy_versions,
+    segments,
     timers,
     workspaces,
 )
@@ -455,13 +456,15 @@ def _catalog_rows(conn: Connection, workspace_id: str) -> tuple[list[JourneyVers
 
 def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
     """(count, max, sum of updated_at_ms) over the workspace's journeys, (count, max of
-    updated_at_ms) over its places catalog (location triggers read it), and the version of
-    its send policies in force: one cheap query.
+    updated_at_ms) over its places catalog (location triggers read it), the version of its
+    send policies in force, and (count, max, sum of updated_at_ms) over its segments: one
+    cheap query.
 
-    Every change to a journey raises its updated_at_ms by at least 1 ms, so the sum moves
-    on every change, even several within one millisecond; every policies apply that changes
-    anything is a new version. The engine reloads the catalog only when the fingerprint
-    differs from the one it loaded with.
+    Every change to a journey or a segment raises its updated_at_ms by at least 1 ms, so the
+    sum moves on every change, even several within one millisecond; every policies apply
+    that changes anything is a new version. The engine reloads the catalog only when the
+    fingerprint differs from the one it loaded with: a segment applied (or archived) takes
+    effect in the running engine as a journey published does.
     """
     place_count = (
         select(func.count())
@@ -479,7 +482,11 @@ def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
         .where(policy_versions.c.workspace_id == workspace_id)
         .scalar_subquery()
     )
-    count, newest, total, places, places_newest, policies = conn.execute(
+    in_workspace = segments.c.workspace_id == workspace_id
+    segment_count = select(func.count()).select_from(segments).where(in_workspace).scalar_subquery()
+    segment_newest = select(func.max(segments.c.updated_at_ms)).where(in_workspace).scalar_subquery()
+    segment_total = select(func.sum(segments.c.updated_at_ms)).where(in_workspace).scalar_subquery()
+    row = conn.execute(
         select(
             func.count(),
             func.max(journeys.c.updated_at_ms),
@@ -487,13 +494,9 @@ def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
             place_count,
             place_newest,
             policies_version,
+            segment_count,
+            segment_newest,
+            segment_total,
         ).where(journeys.c.workspace_id == workspace_id)
     ).one()
-    return (
-        int(count),
-        int(newest or 0),
-        int(total or 0),
-        int(places or 0),
-        int(places_newest or 0),
-        int(policies or 0),
-    )
+    return tuple(int(value or 0) for value in row)

@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
 from nudgeflow.model.iso_time import iso
-from nudgeflow.store import consent
+from nudgeflow.store import consent, segments
 from nudgeflow.store.profiles import event_view, get_profile
 from nudgeflow.store.schema import (
     PROFILE_OWNED,
@@ -74,6 +74,7 @@ EXPORTED_AS: dict[str, str] = {
     "device_tokens": "push_targets",
     "push_deliveries": "push_deliveries",
     "inbox_messages": "dev_inbox",
+    "segment_members": "segments",
 }
 
 
@@ -237,6 +238,12 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             )
         )
     }
+    doc["segments"] = [
+        {"segment_id": sid, "since": iso(since, milliseconds=False)}
+        for sid, since in sorted(
+            (sid, since) for found in segments.memberships(conn, ids).values() for sid, since in found.items()
+        )
+    ]
     doc["timers"] = [
         {"key": row.key, "due_at": iso(row.due_at_ms, milliseconds=False), "payload": orjson.loads(row.payload)}
         for row in conn.execute(
@@ -386,8 +393,10 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
 # -- erasure ------------------------------------------------------------------------------------
 
 
-def erase_person(conn: Connection, workspace_id: str, profile_id: str) -> Erasure:
-    """Erase the person and everything derived from them, in the caller's transaction."""
+def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: int | None = None) -> Erasure:
+    """Erase the person and everything derived from them, in the caller's transaction.
+    `now_ms`: the day their segment memberships end in the segments' daily sizes (None: the
+    day each began, as if never counted)."""
     done = Erasure(profile_id)
     row = conn.execute(
         select(profiles.c.traits).where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
@@ -426,6 +435,8 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str) -> Erasur
         else 0
     )
 
+    # Through the segments' own writer first, so that their daily sizes count the departures.
+    segments.let_go(conn, ids, now_ms)
     for table in PROFILE_OWNED:
         done.deleted[table.name] = conn.execute(delete(table).where(table.c.profile_id.in_(ids))).rowcount
     done.deleted["profile_merges"] = conn.execute(

@@ -487,6 +487,84 @@ groups = Table(
     PrimaryKeyConstraint("workspace_id", "id", name="pk_groups"),
 )
 
+# --- segments (store/segments.py) ------------------------------------------------------------
+
+# A segment's editable draft and its lifecycle (draft | live | archived), like a journey's;
+# `live_version` points into segment_versions.
+segments = Table(
+    "segments",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("id", String(80), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("draft", Text, nullable=False),  # the definition as JSON
+    Column("live_version", Integer),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id", name="pk_segments"),
+)
+
+# Each apply of a changed definition freezes it as the next version.
+segment_versions = Table(
+    "segment_versions",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("segment_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("published_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "segment_id", "version", name="pk_segment_versions"),
+)
+
+# One row per applied version: the engine computes it for the people already stored, in id
+# order, `position` being the last profile id done (as journey_backfills). When it ends,
+# `size` and `as_of_seq` say how many people it held and as of which event of the log.
+segment_applies = Table(
+    "segment_applies",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("segment_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(10), nullable=False),  # pending | done | cancelled
+    Column("position", String(40), nullable=False),
+    Column("profiles_done", BigInteger, nullable=False),
+    Column("size", BigInteger),
+    Column("as_of_seq", BigInteger),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("finished_at_ms", BigInteger),
+    PrimaryKeyConstraint("workspace_id", "segment_id", "version", name="pk_segment_applies"),
+    Index("ix_segment_applies_status", "status"),
+)
+
+# Who is in each segment now, written with the engine's decisions (SegmentChanged): members
+# are paged by profile id from the primary key.
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("segment_id", String(80), nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "segment_id", "profile_id", name="pk_segment_members"),
+    Index("ix_segment_members_profile", "profile_id"),
+)
+
+# People who entered and left each segment per UTC day (days since the epoch), counted as the
+# members rows are written: the size at the end of a day is the running sum of entered -
+# exited, and the sum over all days is the number of members rows.
+segment_daily_sizes = Table(
+    "segment_daily_sizes",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("segment_id", String(80), nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("entered", BigInteger, nullable=False),
+    Column("exited", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "segment_id", "day", name="pk_segment_daily_sizes"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,
@@ -500,4 +578,5 @@ PROFILE_OWNED = (
     push_subscriptions,
     device_tokens,
     push_deliveries,
+    segment_members,
 )

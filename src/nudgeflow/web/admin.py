@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from nudgeflow.core.clock import to_ms
 from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.model.nul import NUL_MESSAGE
 from nudgeflow.store import outbox
@@ -146,7 +147,8 @@ def admin_router() -> APIRouter:
     )
     def erase(state: State, ref: str, workspace_id: Workspace) -> Erased:
         profile_id = resolve_profile(state, workspace_id, ref)
-        done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id)).result()
+        now = to_ms(state.clock.now())
+        done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id, now)).result()
         return Erased(erased=profile_id, deleted=done.deleted, hashed=done.hashed)
 
     @router.get("/stats", summary="What the workspace holds")

@@ -1,0 +1,738 @@
+"""Segments in the database: definitions and versions, who is in each now, and sizes per day.
+
+A segment row holds the editable draft and the status; applying a changed definition
+freezes it in `segment_versions` as the next version and makes that the live one, with the
+same rules as journeys (store/journeys.py). Statuses:
+
+    draft    --apply(draft=True)-->  draft     (stored, not live; nothing computes it)
+    draft    --publish----------->  live      (version 1)
+    live     --publish----------->  live      (version n+1; an unchanged draft makes none)
+    any      --archive----------->  archived  (final: not computed; its members are let go)
+
+Every new version queues an *apply* (`segment_applies`, like a journey's backfill): the
+engine computes the version for the people already stored, in profile id order, a batch at
+a time (runtime/segments.py). When it ends, the row says how many people the segment held
+and as of which event of the log (`size`, `as_of_seq`).
+
+Membership is written by the engine with its decisions (`write_changes`, from the core's
+SegmentChanged through store/effects_writer.py): a row of `segment_members` per member,
+and per UTC day the people who entered and left (`segment_daily_sizes`). Both are changed
+by the same statements, so the running sum of entered - exited over the days is always
+the number of members rows; nothing is ever recounted.
+
+Every function takes a Connection and leaves committing to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from nudgeflow.errors import StoreError
+from nudgeflow.model.journey_checks import ERROR, Problem
+from nudgeflow.model.segment_checks import check_segment, cycle
+from nudgeflow.model.segments import Segment, referenced_segments
+from nudgeflow.store import sql
+from nudgeflow.store.schema import (
+    engine_cursors,
+    journey_versions,
+    journeys,
+    segment_applies,
+    segment_daily_sizes,
+    segment_members,
+    segment_versions,
+    segments,
+    workspaces,
+)
+
+DRAFT, LIVE, ARCHIVED = "draft", "live", "archived"
+PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
+DAY_MS = 86_400_000
+MAX_PAGE = 1000  # members per page
+
+
+class SegmentError(StoreError, ValueError):
+    """A segment operation that cannot be done; the message says why."""
+
+
+class SegmentNotFound(SegmentError):
+    pass
+
+
+class SegmentRefused(SegmentError):
+    """The segment's status, or what refers to it, does not allow this (archiving a segment
+    a live journey uses, changing an archived one)."""
+
+
+class InvalidSegment(SegmentError):
+    """The definition has errors; it is not stored, and never goes live."""
+
+    def __init__(self, segment_id: str, problems: list[Problem]) -> None:
+        self.segment_id = segment_id
+        self.problems = problems
+        errors = [p for p in problems if p.severity == ERROR]
+        listed = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"segment {segment_id!r} is not valid: {listed}{more}")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentVersion:
+    """A live segment as the engine runs it."""
+
+    segment_id: str
+    version: int
+    definition: Segment
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    segment_id: str
+    created: bool  # the segment did not exist before
+    status: str  # after the operation
+    version: int | None  # the live version after it (None for a draft)
+    new_version: bool  # this call made a version (and queued its computation)
+
+
+def definition_json(segment: Segment) -> str:
+    return orjson.dumps(segment.model_dump(mode="json", by_alias=True)).decode()
+
+
+def parse_definition(text: str) -> Segment:
+    return Segment.model_validate(orjson.loads(text))
+
+
+def day_of(ms: int) -> int:
+    """The UTC day (days since 1970-01-01) a time falls on: the unit of the daily sizes."""
+    return ms // DAY_MS
+
+
+def _row(conn: Connection, workspace_id: str, segment_id: str, *, lock: bool = False) -> Any:
+    stmt = select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()  # two applies at once must not pick the same version
+    row = conn.execute(stmt).one_or_none()
+    if row is None:
+        raise SegmentNotFound(f"no segment {segment_id!r} in this workspace")
+    return row
+
+
+def _touch(row: Any, now_ms: int) -> int:
+    # Strictly increasing, as for journeys: the engine's catalog fingerprint sums these.
+    return max(now_ms, row.updated_at_ms + 1)
+
+
+def require_workspace(conn: Connection, workspace_id: str) -> None:
+    found = conn.execute(select(workspaces.c.id).where(workspaces.c.id == workspace_id)).scalar_one_or_none()
+    if found is None:
+        raise SegmentError(f"no workspace {workspace_id!r}")
+
+
+# --- writing definitions ------------------------------------------------------------------------
+
+
+def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *, draft: bool = False) -> Applied:
+    """Create or update the segment and (unless `draft`) make the definition live.
+
+    The definition is checked again, with its references: every segment it names must be
+    live in the workspace (apply several in one transaction, those referred to first), and
+    references must not go round in a circle. A definition equal to the live version makes
+    no new version. A new version queues its computation over the people already stored
+    (`start_apply`), and cancels an unfinished one of an older version.
+    """
+    live_refs = live_references(conn, workspace_id)
+    live_refs.pop(segment.id, None)
+    checked, problems = check_segment(segment.model_dump(mode="json", by_alias=True), known=set(live_refs))
+    if checked is None:
+        raise InvalidSegment(segment.id, problems)
+    circle = cycle({**live_refs, segment.id: referenced_segments(segment.when)})
+    if circle is not None and segment.id in circle:
+        raise InvalidSegment(
+            segment.id, [Problem("when", "segments refer to each other in a circle: " + " -> ".join(circle))]
+        )
+    text = definition_json(segment)
+    existing = conn.execute(
+        select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
+    ).one_or_none()
+    created = existing is None
+    if existing is None:
+        require_workspace(conn, workspace_id)
+        conn.execute(
+            insert(segments).values(
+                workspace_id=workspace_id,
+                id=segment.id,
+                name=segment.name,
+                status=DRAFT,
+                draft=text,
+                live_version=None,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+            )
+        )
+    else:
+        if existing.status == ARCHIVED:
+            raise SegmentRefused(
+                f"segment {segment.id!r} is archived and cannot be changed (give the new one another id)"
+            )
+        if existing.draft != text or existing.name != segment.name:
+            conn.execute(
+                update(segments)
+                .where(segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
+                .values(name=segment.name, draft=text, updated_at_ms=_touch(existing, now_ms))
+            )
+    if draft:
+        row = _row(conn, workspace_id, segment.id)
+        return Applied(segment.id, created, row.status, row.live_version, False)
+    version, new = publish(conn, workspace_id, segment.id, now_ms)
+    return Applied(segment.id, created, LIVE, version, new)
+
+
+def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -> tuple[int, bool]:
+    """Make the stored draft live: (the live version, whether it is a new one)."""
+    row = _row(conn, workspace_id, segment_id, lock=True)
+    if row.status == ARCHIVED:
+        raise SegmentRefused(f"segment {segment_id!r} is archived and cannot be applied")
+    draft = parse_definition(row.draft)
+    if row.live_version is not None:
+        live_text = conn.execute(
+            select(segment_versions.c.definition).where(
+                segment_versions.c.workspace_id == workspace_id,
+                segment_versions.c.segment_id == segment_id,
+                segment_versions.c.version == row.live_version,
+            )
+        ).scalar_one_or_none()
+        if live_text is not None and orjson.loads(live_text) == orjson.loads(row.draft):
+            return int(row.live_version), False
+    live_refs = live_references(conn, workspace_id)
+    live_refs.pop(segment_id, None)
+    missing = sorted(referenced_segments(draft.when) - set(live_refs))
+    if missing:
+        raise InvalidSegment(
+            segment_id,
+            [Problem("when", f"no live segment {m!r}: apply it first, or in the same files") for m in missing],
+        )
+    latest = conn.execute(
+        select(func.max(segment_versions.c.version)).where(
+            segment_versions.c.workspace_id == workspace_id, segment_versions.c.segment_id == segment_id
+        )
+    ).scalar_one_or_none()
+    version = int(latest or 0) + 1
+    conn.execute(
+        insert(segment_versions).values(
+            workspace_id=workspace_id,
+            segment_id=segment_id,
+            version=version,
+            definition=row.draft,
+            published_at_ms=now_ms,
+        )
+    )
+    conn.execute(
+        update(segments)
+        .where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
+        .values(live_version=version, status=LIVE, updated_at_ms=_touch(row, now_ms))
+    )
+    start_apply(conn, workspace_id, segment_id, version, now_ms)
+    return version, True
+
+
+def archive(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -> bool:
+    """Retire the segment for good: the engine stops computing it, its members are let go
+    (counted as leaving today), its unfinished computation is cancelled. Refused while a
+    live or paused journey or another live segment refers to it. False when it already was."""
+    row = _row(conn, workspace_id, segment_id, lock=True)
+    if row.status == ARCHIVED:
+        return False
+    users = [f"segment {sid!r}" for sid, refs in live_references(conn, workspace_id).items() if segment_id in refs]
+    users += [f"journey {jid!r}" for jid in journeys_using(conn, workspace_id, segment_id)]
+    if users:
+        raise SegmentRefused(
+            f"segment {segment_id!r} is used by {', '.join(sorted(users))}: change or archive those first"
+        )
+    conn.execute(
+        update(segments)
+        .where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
+        .values(status=ARCHIVED, updated_at_ms=_touch(row, now_ms))
+    )
+    conn.execute(
+        update(segment_applies)
+        .where(
+            segment_applies.c.workspace_id == workspace_id,
+            segment_applies.c.segment_id == segment_id,
+            segment_applies.c.status == PENDING,
+        )
+        .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms)
+    )
+    left = conn.execute(
+        delete(segment_members).where(
+            segment_members.c.workspace_id == workspace_id, segment_members.c.segment_id == segment_id
+        )
+    ).rowcount
+    _count(conn, {(workspace_id, segment_id, day_of(now_ms)): (0, int(left or 0))})
+    return True
+
+
+def live_references(conn: Connection, workspace_id: str) -> dict[str, set[str]]:
+    """The workspace's live segments, each with the segment ids its live version refers to."""
+    return {sv.segment_id: referenced_segments(sv.definition.when) for sv in live_segments(conn, workspace_id)}
+
+
+def journeys_using(conn: Connection, workspace_id: str, segment_id: str) -> list[str]:
+    """The live or paused journeys whose live version names this segment (a segment trigger,
+    a `segment` condition, `exit.segment`)."""
+    rows = conn.execute(
+        select(journeys.c.id, journey_versions.c.definition)
+        .select_from(
+            journeys.join(
+                journey_versions,
+                and_(
+                    journey_versions.c.workspace_id == journeys.c.workspace_id,
+                    journey_versions.c.journey_id == journeys.c.id,
+                    journey_versions.c.version == journeys.c.live_version,
+                ),
+            )
+        )
+        .where(journeys.c.workspace_id == workspace_id, journeys.c.status.in_(("live", "paused")))
+        .order_by(journeys.c.id)
+    )
+    return [jid for jid, text in rows if segment_id in _named_segments(orjson.loads(text))]
+
+
+def _named_segments(value: Any) -> set[str]:
+    """Every `segment: ID` in a journey definition's JSON (its trigger, conditions and exit
+    are the only places the key is used)."""
+    out: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            found = item.get("segment")
+            if isinstance(found, str):
+                out.add(found)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return out
+
+
+# --- reading definitions --------------------------------------------------------------------------
+
+
+def live_segments(conn: Connection, workspace_id: str) -> list[SegmentVersion]:
+    """The live version of every live segment of the workspace, by id."""
+    rows = conn.execute(
+        select(segments.c.id, segment_versions.c.version, segment_versions.c.definition)
+        .select_from(
+            segments.join(
+                segment_versions,
+                and_(
+                    segment_versions.c.workspace_id == segments.c.workspace_id,
+                    segment_versions.c.segment_id == segments.c.id,
+                    segment_versions.c.version == segments.c.live_version,
+                ),
+            )
+        )
+        .where(segments.c.workspace_id == workspace_id, segments.c.status == LIVE)
+        .order_by(segments.c.id)
+    )
+    return [SegmentVersion(sid, int(version), parse_definition(text)) for sid, version, text in rows]
+
+
+def load_version(conn: Connection, workspace_id: str, segment_id: str, version: int) -> Segment | None:
+    text = conn.execute(
+        select(segment_versions.c.definition).where(
+            segment_versions.c.workspace_id == workspace_id,
+            segment_versions.c.segment_id == segment_id,
+            segment_versions.c.version == version,
+        )
+    ).scalar_one_or_none()
+    return parse_definition(text) if text is not None else None
+
+
+def fingerprint(conn: Connection, workspace_id: str) -> tuple[int, int, int]:
+    """(count, max, sum of updated_at_ms) over the workspace's segments: moves on every change
+    (each raises its segment's updated_at_ms), so the engine reloads its catalog."""
+    count, newest, total = conn.execute(
+        select(func.count(), func.max(segments.c.updated_at_ms), func.sum(segments.c.updated_at_ms)).where(
+            segments.c.workspace_id == workspace_id
+        )
+    ).one()
+    return int(count), int(newest or 0), int(total or 0)
+
+
+def _summary(row: Any, live_text: str | None, sizes: Mapping[str, int], job: Apply | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "live_version": row.live_version,
+        "draft_changed": live_text is None or orjson.loads(live_text) != orjson.loads(row.draft),
+        "size": sizes.get(row.id, 0) if row.status == LIVE else None,
+        "computed": _computed(job),
+        "created_at_ms": row.created_at_ms,
+        "updated_at_ms": row.updated_at_ms,
+    }
+
+
+def _computed(job: Apply | None) -> dict[str, Any] | None:
+    """The latest version's computation over the stored people: how far it went, and (when
+    done) the size it found and as of which event of the log."""
+    if job is None:
+        return None
+    return {
+        "version": job.version,
+        "status": job.status,
+        "profiles_done": job.profiles_done,
+        "size": job.size,
+        "as_of_seq": job.as_of_seq,
+        "started_at_ms": job.created_at_ms,
+        "finished_at_ms": job.finished_at_ms,
+    }
+
+
+def _live_texts(conn: Connection, workspace_id: str, segment_id: str | None = None) -> dict[str, str]:
+    stmt = (
+        select(segments.c.id, segment_versions.c.definition)
+        .select_from(
+            segments.join(
+                segment_versions,
+                and_(
+                    segment_versions.c.workspace_id == segments.c.workspace_id,
+                    segment_versions.c.segment_id == segments.c.id,
+                    segment_versions.c.version == segments.c.live_version,
+                ),
+            )
+        )
+        .where(segments.c.workspace_id == workspace_id)
+    )
+    if segment_id is not None:
+        stmt = stmt.where(segments.c.id == segment_id)
+    return {sid: text for sid, text in conn.execute(stmt)}
+
+
+def sizes(conn: Connection, workspace_id: str, segment_id: str | None = None) -> dict[str, int]:
+    """Members per segment now (exact: a count of the members rows)."""
+    stmt = (
+        select(segment_members.c.segment_id, func.count())
+        .where(segment_members.c.workspace_id == workspace_id)
+        .group_by(segment_members.c.segment_id)
+    )
+    if segment_id is not None:
+        stmt = stmt.where(segment_members.c.segment_id == segment_id)
+    return {sid: int(n) for sid, n in conn.execute(stmt)}
+
+
+def list_segments(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
+    """Every segment of the workspace, by id: status, live version, size, its computation."""
+    live = _live_texts(conn, workspace_id)
+    counts = sizes(conn, workspace_id)
+    jobs = latest_applies(conn, workspace_id)
+    rows = conn.execute(select(segments).where(segments.c.workspace_id == workspace_id).order_by(segments.c.id))
+    return [_summary(row, live.get(row.id), counts, jobs.get(row.id)) for row in rows]
+
+
+def get_segment(conn: Connection, workspace_id: str, segment_id: str) -> dict[str, Any] | None:
+    """The summary of list_segments, the draft and live definitions, the versions (oldest
+    first), and the daily sizes; `as_of_seq`: the event of the log the size is exact as of
+    (the engine's cursor: members are written in its transactions)."""
+    row = conn.execute(
+        select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    live = _live_texts(conn, workspace_id, segment_id)
+    jobs = latest_applies(conn, workspace_id, segment_id)
+    out = _summary(row, live.get(segment_id), sizes(conn, workspace_id, segment_id), jobs.get(segment_id))
+    out["draft"] = orjson.loads(row.draft)
+    out["definition"] = orjson.loads(live[segment_id]) if segment_id in live else None
+    out["as_of_seq"] = decided_through(conn)
+    out["versions"] = [
+        {"version": version, "published_at_ms": published}
+        for version, published in conn.execute(
+            select(segment_versions.c.version, segment_versions.c.published_at_ms)
+            .where(segment_versions.c.workspace_id == workspace_id, segment_versions.c.segment_id == segment_id)
+            .order_by(segment_versions.c.version)
+        )
+    ]
+    out["daily"] = daily_sizes(conn, workspace_id, segment_id)
+    return out
+
+
+def status_of(conn: Connection, workspace_id: str, segment_id: str) -> tuple[str, int | None] | None:
+    """(status, live version) of a segment; None when there is no such segment."""
+    row = conn.execute(
+        select(segments.c.status, segments.c.live_version).where(
+            segments.c.workspace_id == workspace_id, segments.c.id == segment_id
+        )
+    ).one_or_none()
+    return None if row is None else (row.status, row.live_version)
+
+
+def daily_sizes(conn: Connection, workspace_id: str, segment_id: str) -> list[dict[str, int]]:
+    """Per UTC day with a change, oldest first: {day (days since the epoch), entered,
+    exited, size at the end of that day}."""
+    out: list[dict[str, int]] = []
+    size = 0
+    for day, entered, exited in conn.execute(
+        select(segment_daily_sizes.c.day, segment_daily_sizes.c.entered, segment_daily_sizes.c.exited)
+        .where(segment_daily_sizes.c.workspace_id == workspace_id, segment_daily_sizes.c.segment_id == segment_id)
+        .order_by(segment_daily_sizes.c.day)
+    ):
+        size += int(entered) - int(exited)
+        out.append({"day": int(day), "entered": int(entered), "exited": int(exited), "size": size})
+    return out
+
+
+def members(
+    conn: Connection, workspace_id: str, segment_id: str, after: str = "", limit: int = 100
+) -> list[tuple[str, int]]:
+    """The next `limit` members after profile id `after`, in id order: (profile id, since_ms)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    m = segment_members.c
+    rows = conn.execute(
+        select(m.profile_id, m.since_ms)
+        .where(m.workspace_id == workspace_id, m.segment_id == segment_id, m.profile_id > after)
+        .order_by(m.profile_id)
+        .limit(limit)
+    )
+    return [(pid, int(since)) for pid, since in rows]
+
+
+def memberships(conn: Connection, profile_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """The segments each of these people is in: {profile: {segment: since_ms}}."""
+    out: dict[str, dict[str, int]] = {}
+    for pid, sid, since in sql.select_in(
+        conn, "SELECT profile_id, segment_id, since_ms FROM segment_members WHERE profile_id IN", list(profile_ids)
+    ):
+        out.setdefault(pid, {})[sid] = int(since)
+    return out
+
+
+# --- membership, as the engine decides it -----------------------------------------------------------
+
+Change = tuple[bool, int]  # (a member after it, when: the change's time)
+
+
+def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Change]) -> tuple[int, int]:
+    """Make the members rows say what the engine decided: {(workspace, segment, profile):
+    (member, at_ms)}, each the last word on that membership in the transaction. Rows are
+    inserted or deleted only where they differ, and only those are counted in the daily
+    sizes (on the UTC day of at_ms): the counts follow the table exactly. Returns
+    (entered, exited)."""
+    if not changes:
+        return 0, 0
+    keys = sorted(changes)
+    present: set[tuple[str, str, str]] = set()
+    for seg in sorted({(ws, sid) for ws, sid, _ in keys}):
+        pids = [pid for ws, sid, pid in keys if (ws, sid) == seg]
+        for (pid,) in sql.select_in(
+            conn,
+            "SELECT profile_id FROM segment_members WHERE workspace_id = ? AND segment_id = ? AND profile_id IN",
+            pids,
+            before=seg,
+        ):
+            present.add((seg[0], seg[1], pid))
+    inserts: list[tuple[Any, ...]] = []
+    deletes: list[tuple[Any, ...]] = []
+    counts: dict[tuple[str, str, int], tuple[int, int]] = {}
+    for key in keys:
+        member, at_ms = changes[key]
+        ws, sid, pid = key
+        if member and key not in present:
+            inserts.append((ws, sid, pid, at_ms))
+            entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
+            counts[(ws, sid, day_of(at_ms))] = (entered + 1, exited)
+        elif not member and key in present:
+            deletes.append((ws, sid, pid))
+            entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
+            counts[(ws, sid, day_of(at_ms))] = (entered, exited + 1)
+    sql.insert_rows(
+        conn, "segment_members", ("workspace_id", "segment_id", "profile_id", "since_ms"), inserts, conflict=_MEMBER_KEY
+    )
+    sql.execute_many(
+        conn, "DELETE FROM segment_members WHERE workspace_id = ? AND segment_id = ? AND profile_id = ?", deletes
+    )
+    _count(conn, counts)
+    return len(inserts), len(deletes)
+
+
+_MEMBER_KEY = "workspace_id, segment_id, profile_id"
+
+
+def _count(conn: Connection, counts: Mapping[tuple[str, str, int], tuple[int, int]]) -> None:
+    rows = [(ws, sid, day, e, x) for (ws, sid, day), (e, x) in sorted(counts.items()) if e or x]
+    sql.execute_many(
+        conn,
+        "INSERT INTO segment_daily_sizes (workspace_id, segment_id, day, entered, exited) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (workspace_id, segment_id, day) DO UPDATE SET"
+        " entered = segment_daily_sizes.entered + excluded.entered,"
+        " exited = segment_daily_sizes.exited + excluded.exited",
+        rows,
+    )
+
+
+def let_go(conn: Connection, profile_ids: Iterable[str], now_ms: int | None) -> int:
+    """Delete these people's memberships (an erasure), counted as leaving on now_ms's day
+    (None: on the day each began, as if they had never been counted)."""
+    ids = sorted(set(profile_ids))
+    found = sql.select_in(
+        conn, "SELECT workspace_id, segment_id, profile_id, since_ms FROM segment_members WHERE profile_id IN", ids
+    )
+    changes = {(ws, sid, pid): (False, int(since) if now_ms is None else now_ms) for ws, sid, pid, since in found}
+    return write_changes(conn, changes)[1]
+
+
+def move_members(conn: Connection, source: str, target: str) -> None:
+    """A merged-away profile's memberships go to the profile it went into, with their `since`.
+    Where both were members, the merged-away one's membership is dropped and counted as
+    leaving on the day it began: the two were one person all along, counted twice since."""
+    theirs = sql.select_in(
+        conn, "SELECT workspace_id, segment_id, since_ms FROM segment_members WHERE profile_id IN", [source]
+    )
+    if not theirs:
+        return
+    ours = {
+        (ws, sid)
+        for ws, sid in sql.select_in(
+            conn, "SELECT workspace_id, segment_id FROM segment_members WHERE profile_id IN", [target]
+        )
+    }
+    write_changes(conn, {(ws, sid, source): (False, int(since)) for ws, sid, since in theirs if (ws, sid) in ours})
+    sql.execute_many(
+        conn,
+        "UPDATE segment_members SET profile_id = ? WHERE profile_id = ? AND workspace_id = ? AND segment_id = ?",
+        [(target, source, ws, sid) for ws, sid, _ in theirs if (ws, sid) not in ours],
+    )
+
+
+def decided_through(conn: Connection) -> int:
+    """The engine cursor's position: the members rows are written in the transactions that
+    move it, so they are exact as of that event of the log (and every timer fired so far)."""
+    position = conn.execute(select(engine_cursors.c.position).where(engine_cursors.c.name == "events")).scalar()
+    return int(position or 0)
+
+
+def profile_user_ids(conn: Connection, profile_ids: Sequence[str]) -> dict[str, str | None]:
+    """Each profile's userId (None for an anonymous one): what the Segment Entered / Exited
+    events appended for them carry."""
+    return {
+        pid: user_id
+        for pid, user_id in sql.select_in(conn, "SELECT id, user_id FROM profiles WHERE id IN", list(profile_ids))
+    }
+
+
+# --- applies: computing a version for the people already stored ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    workspace_id: str
+    segment_id: str
+    version: int
+    status: str
+    position: str
+    profiles_done: int
+    size: int | None
+    as_of_seq: int | None
+    created_at_ms: int
+    finished_at_ms: int | None
+
+
+def _apply(row: Any) -> Apply:
+    return Apply(
+        row.workspace_id,
+        row.segment_id,
+        int(row.version),
+        row.status,
+        row.position,
+        int(row.profiles_done),
+        None if row.size is None else int(row.size),
+        None if row.as_of_seq is None else int(row.as_of_seq),
+        int(row.created_at_ms),
+        None if row.finished_at_ms is None else int(row.finished_at_ms),
+    )
+
+
+def start_apply(conn: Connection, workspace_id: str, segment_id: str, version: int, now_ms: int) -> None:
+    """Queue the computation of this version; an unfinished one of an older version is
+    cancelled (the new one looks at everyone again). Starting the same version twice is a no-op."""
+    a = segment_applies.c
+    conn.execute(
+        update(segment_applies)
+        .where(a.workspace_id == workspace_id, a.segment_id == segment_id, a.status == PENDING, a.version != version)
+        .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms)
+    )
+    exists = conn.execute(
+        select(a.version).where(a.workspace_id == workspace_id, a.segment_id == segment_id, a.version == version)
+    ).first()
+    if exists is None:
+        conn.execute(
+            insert(segment_applies).values(
+                workspace_id=workspace_id,
+                segment_id=segment_id,
+                version=version,
+                status=PENDING,
+                position="",
+                profiles_done=0,
+                size=None,
+                as_of_seq=None,
+                created_at_ms=now_ms,
+                updated_at_ms=now_ms,
+                finished_at_ms=None,
+            )
+        )
+
+
+def pending_applies(conn: Connection) -> list[Apply]:
+    """Unfinished computations, oldest first."""
+    a = segment_applies.c
+    rows = conn.execute(
+        select(segment_applies).where(a.status == PENDING).order_by(a.created_at_ms, a.workspace_id, a.segment_id)
+    )
+    return [_apply(r) for r in rows]
+
+
+def latest_applies(conn: Connection, workspace_id: str, segment_id: str | None = None) -> dict[str, Apply]:
+    """The computation of each segment's newest version (the one the live version queued)."""
+    a = segment_applies.c
+    stmt = select(segment_applies).where(a.workspace_id == workspace_id)
+    if segment_id is not None:
+        stmt = stmt.where(a.segment_id == segment_id)
+    out: dict[str, Apply] = {}
+    for row in conn.execute(stmt.order_by(a.segment_id, a.version)):
+        out[row.segment_id] = _apply(row)
+    return out
+
+
+def advance_apply(
+    conn: Connection, job: Apply, position: str, profiles_done: int, now_ms: int, *, finished: bool, as_of_seq: int
+) -> None:
+    """Record a batch's progress in the transaction that wrote what it decided; the last
+    batch also records the size (a count of the members rows, in that same transaction)
+    and `as_of_seq`, the event of the log the engine had decided through."""
+    a = segment_applies.c
+    values: dict[str, Any] = {
+        "position": position,
+        "profiles_done": a.profiles_done + profiles_done,
+        "updated_at_ms": now_ms,
+    }
+    if finished:
+        size = sizes(conn, job.workspace_id, job.segment_id).get(job.segment_id, 0)
+        values.update(status=DONE, finished_at_ms=now_ms, size=size, as_of_seq=as_of_seq)
+    conn.execute(
+        update(segment_applies)
+        .where(a.workspace_id == job.workspace_id, a.segment_id == job.segment_id, a.version == job.version)
+        .values(**values)
+    )
+
+
+def cancel_apply(conn: Connection, job: Apply, now_ms: int) -> None:
+    a = segment_applies.c
+    conn.execute(
+        update(segment_applies)
+        .where(a.workspace_id == job.workspace_id, a.segment_id == job.segment_id, a.version == job.version)
+        .values(status=CANCELLED, updated_at_ms=now_ms, finished_at_ms=now_ms)
+    )
