@@ -54,7 +54,7 @@ both parents), so every `except ValueError` written before goes on catching what
     ├── WebError              web/         the HTTP API
     │   ├── Reject                                           web/bounces.py
     │   ├── ServerStartError (RuntimeError)                  web/embedded.py
-    │   └── _Refused                                         web/journeys_api.py
+    │   └── Refused                                          web/definitions.py
     ├── ConfigError (ValueError)                             settings.py (the layer's one class)
     └── DemoError (RuntimeError)                             demo/run.py (the demo's one class)
 

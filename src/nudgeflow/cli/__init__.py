@@ -22,6 +22,7 @@ from nudgeflow.cli.mobile_push import apns_app, fcm_app
 from nudgeflow.cli.policies import policies_app
 from nudgeflow.cli.profiles import profiles_app
 from nudgeflow.cli.secret_key import secrets_app
+from nudgeflow.cli.segments import segments_app
 from nudgeflow.cli.serve import serve
 from nudgeflow.cli.settings import settings_app, workspace_set
 from nudgeflow.cli.simulate import simulate
@@ -44,6 +45,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(policies_app, name="policies")
+app.add_typer(segments_app, name="segments")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(templates_app, name="templates")

@@ -53,6 +53,7 @@ DRAFT, LIVE, ARCHIVED = "draft", "live", "archived"
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
 DAY_MS = 86_400_000
 MAX_PAGE = 1000  # members per page
+MAX_DAYS = 3660  # daily sizes given at most (ten years)
 
 
 class SegmentError(StoreError, ValueError):
@@ -434,10 +435,13 @@ def list_segments(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
     return [_summary(row, live.get(row.id), counts, jobs.get(row.id)) for row in rows]
 
 
-def get_segment(conn: Connection, workspace_id: str, segment_id: str) -> dict[str, Any] | None:
+def get_segment(
+    conn: Connection, workspace_id: str, segment_id: str, today: int | None = None
+) -> dict[str, Any] | None:
     """The summary of list_segments, the draft and live definitions, the versions (oldest
-    first), and the daily sizes; `as_of_seq`: the event of the log the size is exact as of
-    (the engine's cursor: members are written in its transactions)."""
+    first), and the daily sizes through `today` (a UTC day; None: the last day with a
+    change); `as_of_seq` / `as_of_ms`: the event of the log the size is exact as of, and
+    when the engine reached it (`as_of`)."""
     row = conn.execute(
         select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
     ).one_or_none()
@@ -448,7 +452,7 @@ def get_segment(conn: Connection, workspace_id: str, segment_id: str) -> dict[st
     out = _summary(row, live.get(segment_id), sizes(conn, workspace_id, segment_id), jobs.get(segment_id))
     out["draft"] = orjson.loads(row.draft)
     out["definition"] = orjson.loads(live[segment_id]) if segment_id in live else None
-    out["as_of_seq"] = decided_through(conn)
+    out["as_of_seq"], out["as_of_ms"] = as_of(conn)
     out["versions"] = [
         {"version": version, "published_at_ms": published}
         for version, published in conn.execute(
@@ -457,7 +461,7 @@ def get_segment(conn: Connection, workspace_id: str, segment_id: str) -> dict[st
             .order_by(segment_versions.c.version)
         )
     ]
-    out["daily"] = daily_sizes(conn, workspace_id, segment_id)
+    out["daily"] = daily_sizes(conn, workspace_id, segment_id, today)
     return out
 
 
@@ -471,18 +475,32 @@ def status_of(conn: Connection, workspace_id: str, segment_id: str) -> tuple[str
     return None if row is None else (row.status, row.live_version)
 
 
-def daily_sizes(conn: Connection, workspace_id: str, segment_id: str) -> list[dict[str, int]]:
-    """Per UTC day with a change, oldest first: {day (days since the epoch), entered,
-    exited, size at the end of that day}."""
+def daily_sizes(
+    conn: Connection, workspace_id: str, segment_id: str, through: int | None = None
+) -> list[dict[str, int]]:
+    """Every UTC day from the first change through `through` (None: the last day with a
+    change), oldest first: {day (days since the epoch), entered, exited, size at the end of
+    the day}. A day without a change carries the size over."""
+    found = {
+        int(day): (int(entered), int(exited))
+        for day, entered, exited in conn.execute(
+            select(segment_daily_sizes.c.day, segment_daily_sizes.c.entered, segment_daily_sizes.c.exited).where(
+                segment_daily_sizes.c.workspace_id == workspace_id, segment_daily_sizes.c.segment_id == segment_id
+            )
+        )
+    }
+    if not found:
+        return []
+    first, last = min(found), max(found)
+    if through is not None:
+        last = max(last, through)
+    first = max(first, last - MAX_DAYS + 1)  # the newest MAX_DAYS; the size before them is carried in
+    size = sum(e - x for day, (e, x) in found.items() if day < first)
     out: list[dict[str, int]] = []
-    size = 0
-    for day, entered, exited in conn.execute(
-        select(segment_daily_sizes.c.day, segment_daily_sizes.c.entered, segment_daily_sizes.c.exited)
-        .where(segment_daily_sizes.c.workspace_id == workspace_id, segment_daily_sizes.c.segment_id == segment_id)
-        .order_by(segment_daily_sizes.c.day)
-    ):
-        size += int(entered) - int(exited)
-        out.append({"day": int(day), "entered": int(entered), "exited": int(exited), "size": size})
+    for day in range(first, last + 1):
+        entered, exited = found.get(day, (0, 0))
+        size += entered - exited
+        out.append({"day": day, "entered": entered, "exited": exited, "size": size})
     return out
 
 
@@ -608,11 +626,14 @@ def move_members(conn: Connection, source: str, target: str) -> None:
     )
 
 
-def decided_through(conn: Connection) -> int:
-    """The engine cursor's position: the members rows are written in the transactions that
-    move it, so they are exact as of that event of the log (and every timer fired so far)."""
-    position = conn.execute(select(engine_cursors.c.position).where(engine_cursors.c.name == "events")).scalar()
-    return int(position or 0)
+def as_of(conn: Connection) -> tuple[int, int]:
+    """(seq, at_ms) of the engine cursor: the members rows are written in the transactions
+    that move it, so they are exact as of that event of the log (and of every timer fired
+    by then); at_ms is when it last moved."""
+    row = conn.execute(
+        select(engine_cursors.c.position, engine_cursors.c.updated_at_ms).where(engine_cursors.c.name == "events")
+    ).first()
+    return (0, 0) if row is None else (int(row.position or 0), int(row.updated_at_ms or 0))
 
 
 def profile_user_ids(conn: Connection, profile_ids: Sequence[str]) -> dict[str, str | None]:

@@ -19,11 +19,9 @@ from sqlalchemy import Connection
 
 from nudgeflow.core.catalog import place_tags
 from nudgeflow.core.clock import to_ms
-from nudgeflow.errors import WebError
 from nudgeflow.model.iso_time import iso
-from nudgeflow.model.journey_checks import Delivery, DocumentError, Problem, check_journey, load_text
+from nudgeflow.model.journey_checks import Delivery, Problem, check_journey
 from nudgeflow.model.journeys import Journey, journey_json_schema
-from nudgeflow.model.nul import NUL_MESSAGE, nul_path
 from nudgeflow.runtime.backfill import Preview, preview
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import journeys as store
@@ -31,20 +29,10 @@ from nudgeflow.store import templates as template_store
 from nudgeflow.store import webhook_destinations
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
+from nudgeflow.web.definitions import Refused, invalid, nul_problems, problem_dicts, read_documents
 from nudgeflow.web.state import AppState, State
 
 T = TypeVar("T")
-
-MAX_DEFINITION_BYTES = 1024 * 1024
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-
-
-class _Refused(WebError):
-    """Answered as is: a status and a JSON body."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status = status
-        self.body = body
 
 
 def _view(journey: dict[str, Any]) -> dict[str, Any]:
@@ -60,55 +48,19 @@ def _view(journey: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _problems(problems: list[Problem], document: int | None = None) -> list[dict[str, Any]]:
-    out = []
-    for problem in problems:
-        item = problem.as_dict()
-        if document is not None:
-            item["document"] = document
-        out.append(item)
-    return out
-
-
-def _invalid(problems: list[dict[str, Any]], detail: str = "invalid journey definition") -> _Refused:
-    return _Refused(422, {"detail": detail, "problems": problems})
+def _invalid(problems: list[dict[str, Any]], detail: str = "invalid journey definition") -> Refused:
+    return invalid(problems, detail)
 
 
 async def _documents(request: Request) -> list[tuple[int, Any]]:
-    """The body as journey documents: YAML (several allowed) or JSON (an object or a list)."""
-    body = await request.body()
-    if len(body) > MAX_DEFINITION_BYTES:
-        raise _Refused(413, {"detail": f"a journey definition is at most {MAX_DEFINITION_BYTES} bytes"})
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    kind = "yaml" if content_type in YAML_TYPES else "json"
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _invalid([Problem("", "the body is not UTF-8 text").as_dict()]) from None
-    if not text.strip():
-        raise _invalid([Problem("", f"the body is empty: send a journey as {kind.upper()}").as_dict()])
-    try:
-        return load_text(text, kind)  # type: ignore[arg-type]
-    except DocumentError as exc:  # bad syntax, a character YAML refuses, nesting past the parser's stack
-        raise _invalid([Problem("", str(exc), line=exc.line).as_dict()]) from None
-
-
-def _nul_problems(documents: list[tuple[int, Any]]) -> list[dict[str, Any]]:
-    """A NUL character anywhere in a definition: its name, events and ids become text
-    columns, and PostgreSQL text cannot hold one (it was a 500 there)."""
-    out = []
-    for index, doc in documents:
-        found = nul_path(doc)
-        if found is not None:
-            out.extend(_problems([Problem(found, NUL_MESSAGE)], index))
-    return out
+    return await read_documents(request, "journey")
 
 
 def _error_answer(exc: Exception) -> JSONResponse:
-    if isinstance(exc, _Refused):
+    if isinstance(exc, Refused):
         return JSONResponse(exc.body, exc.status)
     if isinstance(exc, store.InvalidDefinition):
-        return JSONResponse({"detail": str(exc), "problems": _problems(exc.problems)}, 422)
+        return JSONResponse({"detail": str(exc), "problems": problem_dicts(exc.problems)}, 422)
     if isinstance(exc, store.JourneyNotFound):
         return JSONResponse({"detail": str(exc)}, 404)
     if isinstance(exc, store.InvalidTransition):
@@ -127,7 +79,7 @@ def _answering(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     async def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return await handler(*args, **kwargs)
-        except (_Refused, store.JourneyError, WriterStopped) as exc:
+        except (Refused, store.JourneyError, WriterStopped) as exc:
             return _error_answer(exc)
 
     return wrapped
@@ -183,10 +135,10 @@ def journeys_router() -> APIRouter:
         """Answers 200 with `valid` and every problem, errors and warnings; `document` is the
         index of the YAML document (or JSON array item) each problem belongs to."""
         documents = await _documents(request)
-        problems: list[dict[str, Any]] = _nul_problems(documents)
+        problems: list[dict[str, Any]] = nul_problems(documents)
         delivery = _delivery(state, workspace_id)
         for index, doc in documents:
-            problems.extend(_problems(check_journey(doc, delivery)[1], index))
+            problems.extend(problem_dicts(check_journey(doc, delivery)[1], index))
         if not documents:
             problems.append(
                 {"path": "", "message": "no journey in the body", "severity": "error", "line": None, "document": 0}
@@ -239,7 +191,7 @@ def journeys_router() -> APIRouter:
         documents = await _documents(request)
         if len(documents) != 1:
             raise _invalid([Problem("", f"send one journey per request, not {len(documents)}").as_dict()])
-        if nul := _nul_problems(documents):
+        if nul := nul_problems(documents):
             raise _invalid(nul)
         _, doc = documents[0]
         if isinstance(doc, dict):
@@ -256,7 +208,7 @@ def journeys_router() -> APIRouter:
         # Channels and templates too: a step that cannot be sent is refused now, not when it is due.
         journey, problems = check_journey(doc, _delivery(state, workspace_id))
         if journey is None:
-            raise _invalid(_problems(problems))
+            raise _invalid(problem_dicts(problems))
         now = _now(state)
 
         def apply(conn: Connection) -> tuple[bool, int | None, dict[str, Any] | None]:
@@ -270,7 +222,7 @@ def journeys_router() -> APIRouter:
             "created": created,
             "published_version": version,
             "journey": _view(info),
-            "warnings": _problems([p for p in problems if p.severity == "warning"]),
+            "warnings": problem_dicts([p for p in problems if p.severity == "warning"]),
         }
         return JSONResponse(body, 201 if created else 200)
 
@@ -299,7 +251,7 @@ def journeys_router() -> APIRouter:
             _journey, problems = check_journey(found["draft"], _delivery(state, workspace_id))
             if any(p.severity == "error" for p in problems):
                 raise _invalid(
-                    _problems([p for p in problems if p.severity == "error"]),
+                    problem_dicts([p for p in problems if p.severity == "error"]),
                     f"journey {journey_id!r} cannot be published",
                 )
 
