@@ -94,7 +94,7 @@ def segments_apply(
     try:
         with engine.begin() as conn:
             # Checked again with the workspace's live segments: references must be known.
-            problems, valid = check_files(paths, live=store.live_references(conn, workspace))
+            problems, valid = check_files(paths, live=store.live_definitions(conn, workspace))
             errors, _warnings = _print_problems(problems, sys.stderr)
             if errors:
                 raise fail(f"nothing applied: {plural(errors, 'error')} in the files above")

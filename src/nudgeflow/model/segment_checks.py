@@ -32,7 +32,9 @@ from nudgeflow.model.segments import (
     NotRule,
     PerformedCondition,
     Segment,
+    SegmentCycleError,
     referenced_segments,
+    segment_order,
 )
 
 SEGMENT_SUFFIXES = (".yaml", ".yml", ".json")
@@ -101,55 +103,6 @@ def _references(rule: Any, where: str) -> Iterator[tuple[str, str]]:
             yield f"{path}.segment", ref
 
 
-def cycle(graph: Mapping[str, Iterable[str]]) -> list[str] | None:
-    """A circle of references in `graph` (segment id -> the ids it refers to), as the ids
-    along it with the first repeated at the end; None when there is none."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            if nxt not in state and nxt in graph:
-                found = visit(nxt)
-                if found:
-                    return found
-        path.pop()
-        state[node] = 2
-        return None
-
-    for start in sorted(graph):
-        if start not in state:
-            found = visit(start)
-            if found:
-                return found
-    return None
-
-
-def dependency_order(segments: Iterable[Segment]) -> list[Segment]:
-    """The segments with each after those it refers to (among them), else in the given order."""
-    given = list(segments)
-    by_id = {s.id: s for s in given}
-    done: set[str] = set()
-    out: list[Segment] = []
-
-    def place(segment: Segment, seen: frozenset[str]) -> None:
-        if segment.id in done or segment.id in seen:
-            return
-        for ref in sorted(referenced_segments(segment.when)):
-            if ref in by_id:
-                place(by_id[ref], seen | {segment.id})
-        done.add(segment.id)
-        out.append(segment)
-
-    for segment in given:
-        place(segment, frozenset())
-    return out
-
-
 # --- files ----------------------------------------------------------------------------------
 
 
@@ -166,14 +119,14 @@ def segment_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def check_files(
-    paths: Iterable[str | Path], live: Mapping[str, Iterable[str]] | None = None
+    paths: Iterable[str | Path], live: Mapping[str, Segment] | None = None
 ) -> tuple[list[FileProblem], list[tuple[str, Segment]]]:
     """Problems, and the valid segments found (file, segment), each after those it refers to.
 
-    `live`: the workspace's live segments (id -> the ids each refers to), when known. A
-    reference to a segment neither in the files nor live is then an error; without `live`
-    (no database) it is a warning, checked again by `apply`. An id defined twice, and
-    references that go round in a circle, are errors."""
+    `live`: the workspace's live segments by id, when known. A reference to a segment
+    neither in the files nor live is then an error; without `live` (no database) it is a
+    warning, checked again by `apply`. An id defined twice, and references that go round in
+    a circle (among the files and the live segments they replace or refer to), are errors."""
     problems: list[FileProblem] = []
     found: list[tuple[str, Segment, int, Any]] = []
     defined: dict[str, tuple[str, int | None]] = {}
@@ -207,9 +160,6 @@ def check_files(
                 continue
             defined[segment.id] = (name, line)
             found.append((name, segment, index, doc))
-    graph: dict[str, set[str]] = {k: set(v) for k, v in (live or {}).items()}
-    for _name, segment, _index, _line in found:
-        graph[segment.id] = referenced_segments(segment.when)
     valid: list[tuple[str, Segment]] = []
     for name, segment, index, doc in found:
         ok = True
@@ -226,7 +176,7 @@ def check_files(
                 ok = False
         if ok:
             valid.append((name, segment))
-    circle = cycle(graph)
+    circle = circle_among([s for _n, s, _i, _d in found], live or {})
     if circle is not None:
         involved = [(n, s, i, d) for n, s, i, d in found if s.id in circle]
         if involved:
@@ -235,6 +185,18 @@ def check_files(
             message = "segments refer to each other in a circle: " + " -> ".join(circle)
             problems.append(FileProblem(name, "when", at, message, ERROR, index))
             valid = [(n, s) for n, s in valid if s.id not in circle]
-    order = {s.id: i for i, s in enumerate(dependency_order(s for _n, s in valid))}
+    order = {sid: i for i, sid in enumerate(segment_order(s for _n, s in valid))}
     valid.sort(key=lambda item: order[item[1].id])
     return problems, valid
+
+
+def circle_among(new: Iterable[Segment], live: Mapping[str, Segment]) -> list[str] | None:
+    """A circle of references among these segments and the live ones (which the new ones
+    replace where they share an id): the ids along it, the first repeated at the end."""
+    everything = dict(live)
+    everything.update((s.id, s) for s in new)
+    try:
+        segment_order(everything.values())
+    except SegmentCycleError as exc:
+        return exc.cycle
+    return None

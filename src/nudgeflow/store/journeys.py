@@ -35,6 +35,7 @@ from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import backfill as backfills
 from nudgeflow.store import policies as policy_store
+from nudgeflow.store import segments as segment_store
 from nudgeflow.store.schema import (
     catalog_places,
     journey_runs,
@@ -400,7 +401,8 @@ def load_version(conn: Connection, workspace_id: str, journey_id: str, version: 
 
 def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
     """The catalog the engine runs: live versions of live and paused journeys, every status,
-    and the workspace's send policies in force (store/policies.py).
+    the workspace's send policies in force (store/policies.py) and the live version of every
+    live segment (store/segments.py).
 
     `source` is an Engine or a Connection. The catalog is read through it now; older
     versions (for runs that entered before the latest publish) are read later, on demand,
@@ -414,16 +416,20 @@ def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
             live, statuses = _catalog_rows(conn, workspace_id)
             places = _catalog_places(conn, workspace_id, live)
             policies = policy_store.load(conn, workspace_id)
+            live_segments = segment_store.live_segments(conn, workspace_id)
     else:
         live, statuses = _catalog_rows(source, workspace_id)
         places = _catalog_places(source, workspace_id, live)
         policies = policy_store.load(source, workspace_id)
+        live_segments = segment_store.live_segments(source, workspace_id)
 
     def loader(journey_id: str, version: int) -> Journey | None:
         with engine.connect() as conn:
             return load_version(conn, workspace_id, journey_id, version)
 
-    return Catalog(live=live, statuses=statuses, load_version=loader, places=places, policies=policies)
+    return Catalog(
+        live=live, statuses=statuses, load_version=loader, places=places, policies=policies, segments=live_segments
+    )
 
 
 def _catalog_places(conn: Connection, workspace_id: str, live: list[JourneyVersion]) -> list[dict[str, Any]]:

@@ -32,9 +32,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.errors import StoreError
 from nudgeflow.model.journey_checks import ERROR, Problem
-from nudgeflow.model.segment_checks import check_segment, cycle
+from nudgeflow.model.segment_checks import check_segment, circle_among
 from nudgeflow.model.segments import Segment, referenced_segments
 from nudgeflow.store import sql
 from nudgeflow.store.schema import (
@@ -79,15 +80,6 @@ class InvalidSegment(SegmentError):
         listed = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         super().__init__(f"segment {segment_id!r} is not valid: {listed}{more}")
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentVersion:
-    """A live segment as the engine runs it."""
-
-    segment_id: str
-    version: int
-    definition: Segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +137,13 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
     no new version. A new version queues its computation over the people already stored
     (`start_apply`), and cancels an unfinished one of an older version.
     """
-    live_refs = live_references(conn, workspace_id)
-    live_refs.pop(segment.id, None)
-    checked, problems = check_segment(segment.model_dump(mode="json", by_alias=True), known=set(live_refs))
+    live = live_definitions(conn, workspace_id)
+    others = {sid: s for sid, s in live.items() if sid != segment.id}
+    checked, problems = check_segment(segment.model_dump(mode="json", by_alias=True), known=set(others))
     if checked is None:
         raise InvalidSegment(segment.id, problems)
-    circle = cycle({**live_refs, segment.id: referenced_segments(segment.when)})
-    if circle is not None and segment.id in circle:
+    circle = circle_among([segment], live)
+    if circle is not None:
         raise InvalidSegment(
             segment.id, [Problem("when", "segments refer to each other in a circle: " + " -> ".join(circle))]
         )
@@ -208,9 +200,8 @@ def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
         ).scalar_one_or_none()
         if live_text is not None and orjson.loads(live_text) == orjson.loads(row.draft):
             return int(row.live_version), False
-    live_refs = live_references(conn, workspace_id)
-    live_refs.pop(segment_id, None)
-    missing = sorted(referenced_segments(draft.when) - set(live_refs))
+    others = {sid for sid in live_definitions(conn, workspace_id) if sid != segment_id}
+    missing = sorted(referenced_segments(draft.when) - others)
     if missing:
         raise InvalidSegment(
             segment_id,
@@ -247,7 +238,11 @@ def archive(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
     row = _row(conn, workspace_id, segment_id, lock=True)
     if row.status == ARCHIVED:
         return False
-    users = [f"segment {sid!r}" for sid, refs in live_references(conn, workspace_id).items() if segment_id in refs]
+    users = [
+        f"segment {sid!r}"
+        for sid, live in live_definitions(conn, workspace_id).items()
+        if segment_id in referenced_segments(live.when)
+    ]
     users += [f"journey {jid!r}" for jid in journeys_using(conn, workspace_id, segment_id)]
     if users:
         raise SegmentRefused(
@@ -276,9 +271,9 @@ def archive(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
     return True
 
 
-def live_references(conn: Connection, workspace_id: str) -> dict[str, set[str]]:
-    """The workspace's live segments, each with the segment ids its live version refers to."""
-    return {sv.segment_id: referenced_segments(sv.definition.when) for sv in live_segments(conn, workspace_id)}
+def live_definitions(conn: Connection, workspace_id: str) -> dict[str, Segment]:
+    """The live version of each live segment of the workspace, by id."""
+    return {sv.segment_id: sv.definition for sv in live_segments(conn, workspace_id)}
 
 
 def journeys_using(conn: Connection, workspace_id: str, segment_id: str) -> list[str]:

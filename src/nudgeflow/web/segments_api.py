@@ -21,8 +21,8 @@ from sqlalchemy import Connection
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journey_checks import Problem
-from nudgeflow.model.segment_checks import check_segment, cycle, dependency_order
-from nudgeflow.model.segments import Segment, referenced_segments, segment_json_schema
+from nudgeflow.model.segment_checks import check_segment, circle_among
+from nudgeflow.model.segments import Segment, segment_json_schema, segment_order
 from nudgeflow.store import segments as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
@@ -122,10 +122,10 @@ def _read(request: Request, fn: Callable[[Connection], T]) -> T:
 
 
 def _checked(
-    documents: list[tuple[int, Any]], live: dict[str, set[str]]
+    documents: list[tuple[int, Any]], live: dict[str, Segment]
 ) -> tuple[list[Segment], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(the valid segments in dependency order, errors, warnings) of the body's documents,
-    references checked against the live segments and each other."""
+    """(the valid segments, those referred to first; errors; warnings) of the body's
+    documents, references checked against the live segments and each other."""
     errors: list[dict[str, Any]] = nul_problems(documents)
     warnings: list[dict[str, Any]] = []
     found: list[Segment] = []
@@ -136,15 +136,16 @@ def _checked(
         warnings.extend(problem_dicts([p for p in problems if p.severity == "warning"], index))
         if segment is not None:
             found.append(segment)
-    graph = {**live, **{s.id: referenced_segments(s.when) for s in found}}
-    circle = cycle(graph)
+    circle = circle_among(found, live)
     if circle is not None:
-        errors.extend(
-            problem_dicts([Problem("when", "segments refer to each other in a circle: " + " -> ".join(circle))])
-        )
+        message = "segments refer to each other in a circle: " + " -> ".join(circle)
+        errors.extend(problem_dicts([Problem("when", message)]))
     if not documents:
         errors.append({"path": "", "message": "no segment in the body", "severity": "error", "line": None})
-    return dependency_order(found), errors, warnings
+    if errors:
+        return [], errors, warnings
+    by_id = {s.id: s for s in found}
+    return [by_id[sid] for sid in segment_order(found)], errors, warnings
 
 
 def segments_router() -> APIRouter:
@@ -163,7 +164,7 @@ def segments_router() -> APIRouter:
         index of the YAML document (or JSON array item) each problem belongs to. References
         to other segments are checked against the workspace's live ones and the body's."""
         documents = await read_documents(request, "segment")
-        live = _read(request, lambda conn: store.live_references(conn, workspace_id))
+        live = _read(request, lambda conn: store.live_definitions(conn, workspace_id))
         _segments, errors, warnings = _checked(documents, live)
         return {"valid": not errors, "problems": errors + warnings}
 
@@ -173,7 +174,7 @@ def segments_router() -> APIRouter:
         return {"segments": [view(s) for s in found]}
 
     async def _apply(request: Request, workspace_id: str, documents: list[tuple[int, Any]], draft: bool) -> Any:
-        live = _read(request, lambda conn: store.live_references(conn, workspace_id))
+        live = _read(request, lambda conn: store.live_definitions(conn, workspace_id))
         found, errors, warnings = _checked(documents, live)
         if errors:
             raise invalid(errors, INVALID)
