@@ -65,6 +65,9 @@ from nudgeflow.runtime.processor import (
     process_events,
     skip_next_event,
 )
+from nudgeflow.runtime.segments import APPLY_BATCH, APPLY_BUDGET_MS, apply_batch
+from nudgeflow.runtime.segments import ReadAhead as SegmentReadAhead
+from nudgeflow.runtime.segments import skip_profile as skip_segment_profile
 from nudgeflow.settings import Settings
 from nudgeflow.store import engine_lock, outbox
 from nudgeflow.store.engine_state import drop_timers, next_due_timer
@@ -203,6 +206,7 @@ class IdleReport:
     timers: int = 0
     messages: int = 0
     backfilled: int = 0  # profiles a journey's backfill looked at
+    segment_applied: int = 0  # profiles a segment's apply looked at
 
 
 class EmbeddedRuntime:
@@ -239,6 +243,7 @@ class EmbeddedRuntime:
             self.stats,
         )
         self._ahead = ReadAhead()
+        self._segment_ahead = SegmentReadAhead()
         self._engine_wake = threading.Event()
         self._dispatch_wake = threading.Event()
         self._stopping = threading.Event()
@@ -285,6 +290,15 @@ class EmbeddedRuntime:
             max(s.engine_batch_ms, BACKFILL_BUDGET_MS),
             before=self._read_ahead,
         )
+        # Segments just applied, computed for the people already stored: likewise.
+        self._segment_apply = _Stage(
+            "segment apply",
+            lambda conn, n: apply_batch(conn, self.engines, self.clock, n, self.stats, self._segment_ahead),
+            lambda conn: skip_segment_profile(conn, self.clock),
+            APPLY_BATCH,
+            max(s.engine_batch_ms, APPLY_BUDGET_MS),
+            before=self._read_segment_ahead,
+        )
 
         def claim(conn: Connection, limit: int) -> int:
             # The stage's unit is the claiming transaction; remote sends follow it (_dispatch).
@@ -302,6 +316,14 @@ class EmbeddedRuntime:
                 self._ahead.read(conn, self.clock, size)
         except Exception as exc:
             log.debug("backfill read-ahead failed", extra={"error": type(exc).__name__})
+
+    def _read_segment_ahead(self, size: int) -> None:
+        """A segment apply's next batch's past, read outside the writer (a shortcut, as above)."""
+        try:
+            with self.engine_db.connect() as conn:
+                self._segment_ahead.read(conn, self.clock, size)
+        except Exception as exc:
+            log.debug("segment apply read-ahead failed", extra={"error": type(exc).__name__})
 
     def _skip_next_event(self, conn: Connection) -> str | None:
         seq = skip_next_event(conn, to_ms(self.clock.now()))
@@ -373,11 +395,13 @@ class EmbeddedRuntime:
             n_timers, _ = timers.drain(self.runner)
             n_backfilled, _ = self._backfill.drain(self.runner)
             report.backfilled += n_backfilled
+            n_applied, _ = self._segment_apply.drain(self.runner)
+            report.segment_applied += n_applied
             n_messages, _, _ = self._dispatch(dispatch, _run_coroutine(self.dispatcher.send_remote), None)
             report.events += n_events
             report.timers += n_timers
             report.messages += n_messages
-            if n_events == n_timers == n_messages == n_backfilled == 0:
+            if n_events == n_timers == n_messages == n_backfilled == n_applied == 0:
                 return report
         raise RuntimeError(f"the runtime was still busy after {max_rounds} rounds")
 
@@ -522,7 +546,8 @@ class EmbeddedRuntime:
                     _, more_events = events.drain(self.runner, max_batches=10)
                     _, more_timers = timers.drain(self.runner, max_batches=10)
                     _, more_backfill = self._backfill.drain(self.runner, max_batches=1)
-                    more_timers = more_timers or more_backfill
+                    _, more_apply = self._segment_apply.drain(self.runner, max_batches=1)
+                    more_timers = more_timers or more_backfill or more_apply
                 outage = 0
             except OUTAGE as exc:
                 if self._stopping.is_set():

@@ -313,6 +313,65 @@ def stored_events(
     return out
 
 
+def stored_payloads(
+    conn: Connection, profile_ids: Sequence[str], names: Iterable[str], since_ms: int, seen: Decided
+) -> dict[str, list[tuple[int, str]]]:
+    """Each person's decided events of these names after since_ms, whole, oldest first:
+    {profile: [(timestamp_ms, payload), …]} (a segment's apply reads their properties and
+    context as the engine does)."""
+    names = list(names)
+    out: dict[str, list[tuple[int, str]]] = {}
+    if not names:
+        return out
+    for start in range(0, len(profile_ids), _IN_CHUNK):
+        chunk = list(profile_ids[start : start + _IN_CHUNK])
+        stmt = (
+            select(events.c.profile_id, events.c.timestamp_ms, events.c.payload)
+            .where(
+                events.c.profile_id.in_(chunk), seen.clause(), events.c.timestamp_ms > since_ms, _names_clause(names)
+            )
+            .order_by(events.c.profile_id, events.c.timestamp_ms, events.c.seq)
+        )
+        for pid, ts, payload in conn.execute(stmt):
+            out.setdefault(pid, []).append((int(ts), payload))
+    return out
+
+
+def device_token_events(
+    conn: Connection, profile_ids: Sequence[str], since_ms: int, seen: Decided
+) -> dict[str, tuple[int, str]]:
+    """Each person's newest decided event after since_ms whose payload names a `token` (a
+    mobile SDK's context.device.token; the caller checks it is one): {profile: (ts, payload)}.
+    One probe per person, walking their events newest first: only segments that need to
+    know of a device token ask."""
+    out: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(profile_ids), _IN_CHUNK):
+        chunk = list(profile_ids[start : start + _IN_CHUNK])
+        newest = (
+            select(events.c.seq)
+            .where(
+                events.c.profile_id == profiles.c.id,
+                seen.clause(),
+                events.c.timestamp_ms > since_ms,
+                events.c.payload.like('%"token"%'),
+            )
+            .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        seqs = {
+            seq: pid
+            for pid, seq in conn.execute(select(profiles.c.id, newest).where(profiles.c.id.in_(chunk)))
+            if seq is not None
+        }
+        if seqs:
+            for seq, ts, payload in conn.execute(
+                select(events.c.seq, events.c.timestamp_ms, events.c.payload).where(events.c.seq.in_(sorted(seqs)))
+            ):
+                out[seqs[seq]] = (int(ts), payload)
+    return out
+
+
 def read_states(conn: Connection, profile_ids: Sequence[str]) -> dict[str, str]:
     """The engine's state documents of these people, without locking them (a preview only reads)."""
     out: dict[str, str] = {}
