@@ -27,7 +27,7 @@ from nudgeflow.store import segments as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.definitions import Refused, invalid, nul_problems, problem_dicts, read_documents
-from nudgeflow.web.state import app_state
+from nudgeflow.web.state import AppState, State
 
 T = TypeVar("T")
 
@@ -108,16 +108,16 @@ def _answering(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     return wrapped
 
 
-async def _write(request: Request, fn: Callable[[Connection], T]) -> T:
-    return await app_state(request).committer.run_job(fn)
+async def _write(state: AppState, fn: Callable[[Connection], T]) -> T:
+    return await state.committer.run_job(fn)
 
 
-def _now(request: Request) -> int:
-    return to_ms(app_state(request).clock.now())
+def _now(state: AppState) -> int:
+    return to_ms(state.clock.now())
 
 
-def _read(request: Request, fn: Callable[[Connection], T]) -> T:
-    with app_state(request).engine.connect() as conn:
+def _read(state: AppState, fn: Callable[[Connection], T]) -> T:
+    with state.engine.connect() as conn:
         return fn(conn)
 
 
@@ -159,36 +159,37 @@ def segments_router() -> APIRouter:
 
     @router.post("/validate", summary="Check definitions without storing them (JSON or YAML body)")
     @_answering
-    async def validate(request: Request, workspace_id: Workspace) -> dict[str, Any]:
+    async def validate(request: Request, state: State, workspace_id: Workspace) -> dict[str, Any]:
         """Answers 200 with `valid` and every problem, errors and warnings; `document` is the
         index of the YAML document (or JSON array item) each problem belongs to. References
         to other segments are checked against the workspace's live ones and the body's."""
         documents = await read_documents(request, "segment")
-        live = _read(request, lambda conn: store.live_definitions(conn, workspace_id))
+        live = _read(state, lambda conn: store.live_definitions(conn, workspace_id))
         _segments, errors, warnings = _checked(documents, live)
         return {"valid": not errors, "problems": errors + warnings}
 
     @router.get("", summary="The workspace's segments: status, live version, size, computation")
-    def list_segments(request: Request, workspace_id: Workspace) -> dict[str, Any]:
-        found = _read(request, lambda conn: store.list_segments(conn, workspace_id))
+    def list_segments(state: State, workspace_id: Workspace) -> dict[str, Any]:
+        found = _read(state, lambda conn: store.list_segments(conn, workspace_id))
         return {"segments": [view(s) for s in found]}
 
-    async def _apply(request: Request, workspace_id: str, documents: list[tuple[int, Any]], draft: bool) -> Any:
-        live = _read(request, lambda conn: store.live_definitions(conn, workspace_id))
+    async def _apply(state: AppState, workspace_id: str, documents: list[tuple[int, Any]], draft: bool) -> Any:
+        live = _read(state, lambda conn: store.live_definitions(conn, workspace_id))
         found, errors, warnings = _checked(documents, live)
         if errors:
             raise invalid(errors, INVALID)
-        now = _now(request)
+        now = _now(state)
 
         def apply(conn: Connection) -> list[store.Applied]:
             return [store.apply(conn, workspace_id, segment, now, draft=draft) for segment in found]
 
-        return await _write(request, apply), warnings
+        return await _write(state, apply), warnings
 
     @router.post("", summary="Apply segments (one or several documents): each changed one becomes a new live version")
     @_answering
     async def apply_segments(
         request: Request,
+        state: State,
         workspace_id: Workspace,
         draft: Annotated[bool, Query(description="Only store the drafts: nothing goes live.")] = False,
     ) -> Any:
@@ -196,13 +197,13 @@ def segments_router() -> APIRouter:
         computed by the engine for the people already stored (`GET /api/segments/{id}`
         says how far it went, and the size it found)."""
         documents = await read_documents(request, "segment")
-        done, warnings = await _apply(request, workspace_id, documents, draft)
+        done, warnings = await _apply(state, workspace_id, documents, draft)
         return {"applied": [_applied(a) for a in done], "warnings": warnings}
 
     @router.get("/{segment_id}", summary="A segment: definition, version, status, size, as of when, daily sizes")
-    def get_segment(request: Request, segment_id: str, workspace_id: Workspace) -> Any:
-        today = store.day_of(_now(request))
-        found = _read(request, lambda conn: store.get_segment(conn, workspace_id, segment_id, today))
+    def get_segment(state: State, segment_id: str, workspace_id: Workspace) -> Any:
+        today = store.day_of(_now(state))
+        found = _read(state, lambda conn: store.get_segment(conn, workspace_id, segment_id, today))
         if found is None:
             return JSONResponse({"detail": f"no segment {segment_id!r} in this workspace"}, 404)
         return view(found)
@@ -211,6 +212,7 @@ def segments_router() -> APIRouter:
     @_answering
     async def put_segment(
         request: Request,
+        state: State,
         segment_id: str,
         workspace_id: Workspace,
         draft: Annotated[bool, Query(description="Only store the draft: nothing goes live.")] = False,
@@ -227,31 +229,31 @@ def segments_router() -> APIRouter:
                 line = doc.line_of(("id",)) if hasattr(doc, "line_of") else None
                 message = f"the definition's id {doc['id']!r} is not the URL's {segment_id!r}"
                 raise invalid([Problem("id", message, line=line).as_dict()], INVALID)
-        done, warnings = await _apply(request, workspace_id, documents, draft)
-        found = _read(request, lambda conn: store.get_segment(conn, workspace_id, segment_id))
+        done, warnings = await _apply(state, workspace_id, documents, draft)
+        found = _read(state, lambda conn: store.get_segment(conn, workspace_id, segment_id))
         assert found is not None
         body = {**_applied(done[0]), "segment": view(found), "warnings": warnings}
         return JSONResponse(body, 201 if done[0].created else 200)
 
     @router.post("/{segment_id}/apply", summary="Make the stored draft live (a new version when it changed)")
     @_answering
-    async def apply_draft(request: Request, segment_id: str, workspace_id: Workspace) -> dict[str, Any]:
-        now = _now(request)
-        version, new = await _write(request, lambda conn: store.publish(conn, workspace_id, segment_id, now))
+    async def apply_draft(state: State, segment_id: str, workspace_id: Workspace) -> dict[str, Any]:
+        now = _now(state)
+        version, new = await _write(state, lambda conn: store.publish(conn, workspace_id, segment_id, now))
         return {"id": segment_id, "status": store.LIVE, "version": version, "new_version": new}
 
     @router.post("/{segment_id}/archive", summary="Retire a segment for good")
     @_answering
-    async def archive(request: Request, segment_id: str, workspace_id: Workspace) -> dict[str, Any]:
+    async def archive(state: State, segment_id: str, workspace_id: Workspace) -> dict[str, Any]:
         """Its members are let go and nothing computes it any more. 409 while a live
         journey or another live segment uses it."""
-        now = _now(request)
-        changed = await _write(request, lambda conn: store.archive(conn, workspace_id, segment_id, now))
+        now = _now(state)
+        changed = await _write(state, lambda conn: store.archive(conn, workspace_id, segment_id, now))
         return {"id": segment_id, "status": store.ARCHIVED, "changed": changed}
 
     @router.get("/{segment_id}/members", summary="The members, paged by profile id")
     def members(
-        request: Request,
+        state: State,
         segment_id: str,
         workspace_id: Workspace,
         after: Annotated[str, Query(max_length=40, description="The last profile id of the previous page.")] = "",
@@ -264,7 +266,7 @@ def segments_router() -> APIRouter:
                 conn, workspace_id, segment_id, after, limit
             )
 
-        status, page = _read(request, read)
+        status, page = _read(state, read)
         if status is None:
             return JSONResponse({"detail": f"no segment {segment_id!r} in this workspace"}, 404)
         return {
@@ -274,14 +276,14 @@ def segments_router() -> APIRouter:
 
     @router.get("/{segment_id}/versions/{version}", summary="One version's definition")
     def get_version(
-        request: Request, segment_id: str, version: Annotated[int, Path(ge=1, le=INT32_MAX)], workspace_id: Workspace
+        state: State, segment_id: str, version: Annotated[int, Path(ge=1, le=INT32_MAX)], workspace_id: Workspace
     ) -> Any:
         def read(conn: Connection) -> tuple[Any, Any]:
             return store.status_of(conn, workspace_id, segment_id), store.load_version(
                 conn, workspace_id, segment_id, version
             )
 
-        status, segment = _read(request, read)
+        status, segment = _read(state, read)
         if status is None or segment is None:
             return JSONResponse({"detail": f"no version {version} of segment {segment_id!r}"}, 404)
         return {
