@@ -23,6 +23,9 @@ What is checked:
 - Policies snippets. Every ```yaml block whose keys are all top-level keys of a send
   policies document (`frequency_caps:`, `quiet_hours:`, `collision:`…) must pass
   `nudgeflow.model.policy_checks.check_policies`.
+- Segment snippets. Every ```yaml block that is a segment (its `when:`, with `id`, `name`,
+  `description` or nothing else) is checked with
+  `nudgeflow.model.segment_checks.check_segment`: it must have no error.
 - Every ```yaml block in docs/ must be one of these (or empty), so a new snippet cannot
   slip past unchecked.
 - Routes. Every `METHOD /path` the pages name (`{placeholders}` and `<placeholders>`
@@ -61,6 +64,7 @@ from nudgeflow.content.templates import TemplateError, compile_template, parse_s
 from nudgeflow.model.journey_checks import ERROR, check_journey, load_text
 from nudgeflow.model.policies import Policies
 from nudgeflow.model.policy_checks import check_policies
+from nudgeflow.model.segment_checks import check_segment
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
@@ -340,6 +344,16 @@ def as_journey(doc: Any) -> dict[str, Any] | None:
     return None
 
 
+SEGMENT_KEYS = {"$schema", "id", "name", "description", "when"}
+
+
+def as_segment(doc: Any) -> dict[str, Any] | None:
+    """A segment snippet (a whole segment, or a `when:` alone) made whole, or None."""
+    if isinstance(doc, dict) and "when" in doc and set(doc) <= SEGMENT_KEYS:
+        return {"id": "doc-snippet", "name": "Doc snippet", **doc}
+    return None
+
+
 def yaml_blocks() -> list[Block]:
     return [b for page in DOC_PAGES for b in code_blocks(page) if b.lang in ("yaml", "yml")]
 
@@ -359,9 +373,11 @@ def test_every_yaml_snippet_is_checked() -> None:
             continue
         docs = load_text(block.text)
         for _, doc in docs:
-            if not (_is_template(doc) or _is_policies(doc) or as_journey(doc) is not None):
+            if not (
+                _is_template(doc) or _is_policies(doc) or as_journey(doc) is not None or as_segment(doc) is not None
+            ):
                 unknown.append(
-                    f"{block.where}: neither a journey part, a template nor send policies; "
+                    f"{block.where}: neither a journey part, a segment, a template nor send policies; "
                     "mark it <!-- not-checked: why --> if it is none of them on purpose"
                 )
     assert not unknown, "\n".join(unknown)
@@ -384,6 +400,23 @@ def test_journey_snippets_pass_the_journey_checks() -> None:
             problems += [f"{block.where}: {p.path}: {p.message}" for p in found if p.severity == ERROR]
     assert checked >= 20, f"only {checked} journey snippets found: the extraction is broken"
     assert not problems, "journey snippets that fail the checks:\n" + "\n".join(problems)
+
+
+def test_segment_snippets_pass_the_segment_checks() -> None:
+    problems: list[str] = []
+    checked = 0
+    for block in yaml_blocks():
+        if block.not_checked:
+            continue
+        for _, doc in load_text(block.text):
+            segment = as_segment(doc)
+            if segment is None:
+                continue
+            checked += 1
+            _, found = check_segment(segment)
+            problems += [f"{block.where}: {p.path}: {p.message}" for p in found if p.severity == ERROR]
+    assert checked >= 8, f"only {checked} segment snippets found: the extraction is broken"
+    assert not problems, "segment snippets that fail the checks:\n" + "\n".join(problems)
 
 
 def test_policies_snippets_pass_the_policy_checks() -> None:

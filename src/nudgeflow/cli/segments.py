@@ -133,9 +133,10 @@ def _wait_for(engine: Any, workspace: str, ids: list[str], seconds: float) -> No
             if job is not None and job.status != store.PENDING:
                 left.remove(segment_id)
                 at = iso(job.finished_at_ms, milliseconds=False) if job.finished_at_ms else "?"
+                size = job.size or 0
                 print(
-                    f"{segment_id}: {plural(job.size or 0, 'person')} as of event {job.as_of_seq or 0:,} of the log "
-                    f"({at}); {job.profiles_done:,} people looked at"
+                    f"{segment_id}: {size:,} {'person' if size == 1 else 'people'} as of event "
+                    f"{job.as_of_seq or 0:,} of the log ({at}); {job.profiles_done:,} people looked at"
                     if job.status == store.DONE
                     else f"{segment_id}: computation {job.status}"
                 )
