@@ -58,6 +58,19 @@ One run, on one set of generated events, measures:
             Meanwhile a paced open-loop ingest load (/v1/track…, --backfill-rate req/s) keeps
             going; its HTTP p99 over the requests sent during the backfill: target <= 100 ms.
             Its results go to their own section of RESULTS.md.
+  segments  (docs/segments.md) two measures. Apply: `recent-buyers` (examples/segments: an
+            Order Completed in 30 days) applied with `nudgeflow segments apply` over the
+            backfill phase's stored past (the same 100,000 profiles and 1,000,000 events,
+            prepared once per run), `nudgeflow serve` running, under the same paced ingest
+            load; the figure is the time from the command to the computation done (every
+            profile decided, the size recorded). Target <= 30 s. Engine: --segment-events
+            events of --segment-profiles people (the engine phase's kind of workload, default
+            the same sizes) decided by process_events twice in this run, every example journey
+            live: without segments, then with --segments (50) live ones of every kind (counts
+            and sums in windows, filters, lapsed, engagement, reachability, traits, segments on
+            segments). Target: with >= 0.8 x without, the rate counting the events given (the
+            Segment Entered / Exited the engine appends are decided within the time). Its
+            results go to their own section of RESULTS.md.
 
 Ratios are the figures that travel: the machine is shared and noisy, and both sides of a
 ratio come from the same run. Results go to the "Engine benchmark" section of
@@ -537,9 +550,13 @@ class EngineFigures:
     errors: int = 0
     cpu: float = 0.0  # cores busy in this process during the run
     by_journey: dict[str, int] = field(default_factory=dict)
+    decided: int = 0  # events decided: `events`, and any the engine appended itself
 
 
-def run_engine(db: Any, total: int, batch: int, advance: Callable[[int], None]) -> EngineFigures:
+def run_engine(db: Any, total: int, batch: int, advance: Callable[[int], None], appended: bool = False) -> EngineFigures:
+    """Decide the `total` events of the log, batch after batch, until none is left. With
+    `appended`, the engine may append events of its own as it goes (Segment Entered /
+    Exited): they are decided too, and the rate is still `total` over the whole time."""
     from nudgeflow.core.clock import SystemClock
     from nudgeflow.runtime.embedded import WriterRunner
     from nudgeflow.runtime.processor import EngineCache, RuntimeStats, process_events
@@ -565,8 +582,9 @@ def run_engine(db: Any, total: int, batch: int, advance: Callable[[int], None]) 
         figures.cpu = (time.process_time() - cpu0) / figures.seconds
     finally:
         writer.stop()
-    if stats.events_processed != total:
+    if stats.events_processed != total and not (appended and stats.events_processed > total):
         raise SystemExit(f"the engine decided {stats.events_processed} events of {total}")
+    figures.decided = stats.events_processed
     figures.rate = total / figures.seconds
     figures.messages_queued = stats.messages_queued
     figures.messages_failed = stats.messages_failed_at_decision
@@ -1116,6 +1134,49 @@ steps:
 """
 
 
+def prepare_past(directory: Path, server: "BackfillServer", args: argparse.Namespace, progress: Progress,
+                 label: str) -> tuple[str, str, int, str]:
+    """The stored past the backfill and segments phases start from, copied to the server's
+    database: --backfill-profiles people, --backfill-events events over the last
+    --backfill-span-days days, decided by the engine with every example journey live, due
+    timers fired and messages sent. Built once per run (and kept at --backfill-prepared when
+    given, for later runs). Returns (workspace id, write key, end of the events in ms, what
+    was reused, if anything)."""
+    prepared: Path = args.backfill_prepared or directory / "past-prepared.db"
+    reused = ""
+    if prepared.exists():
+        # A database an earlier phase or run prepared. Its events end when it was built, not
+        # now: fine for comparing code, and a recorded run reused from another says so.
+        meta = json.loads(prepared.with_suffix(".json").read_text())
+        shutil.copyfile(prepared, server.db_path)
+        shutil.copyfile(str(prepared) + ".key", str(server.db_path) + ".key")  # the secret key beside it
+        os.sync()  # the copy's dirty pages written out now, not during the measurement
+        if args.backfill_prepared is not None:
+            reused = f"{prepared} (built {meta['built']})"
+        return meta["workspace_id"], meta["write_key"], int(meta["end_ms"]), reused
+    task = progress.add_task(f"{label}: stored events", total=args.backfill_events * 2, info="generating")
+    end_ms = int(time.time() * 1000)
+    db, workspace_id, write_key = new_database(server.db_path)
+    work = generate(args.backfill_profiles, args.backfill_events, args.seed + 3,
+                    end_ms - int(args.backfill_span_days * 86_400_000), end_ms, workspace_id, sent=False)
+    progress.update(task, info="stored")
+    load_events(server.db_path, work, workspace_id, lambda n: progress.advance(task, n))
+    del work
+    progress.update(task, info="decided by the engine")
+    run_engine(db, args.backfill_events, args.batch, lambda n: progress.advance(task, n))
+    progress.update(task, info="due timers fired, messages sent")
+    settle(db, server.url)  # as a running server leaves it: nothing due in the background
+    db.dispose()
+    with sqlite3.connect(server.db_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(server.db_path, prepared)
+    shutil.copyfile(str(server.db_path) + ".key", str(prepared) + ".key")
+    prepared.with_suffix(".json").write_text(json.dumps({
+        "workspace_id": workspace_id, "write_key": write_key, "end_ms": end_ms,
+        "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
+    return workspace_id, write_key, end_ms, reused
+
+
 class BackfillServer(EngineServer):
     """`nudgeflow serve` on a database prepared beforehand (events decided, journeys live)."""
 
@@ -1214,41 +1275,9 @@ def settle(db: Any, url: str) -> None:
 def run_backfill(directory: Path, args: argparse.Namespace, progress: Progress) -> BackfillFigures:
     figures = BackfillFigures(profiles=args.backfill_profiles, events=args.backfill_events, span_days=args.backfill_span_days,
                               rate=args.backfill_rate)
-    task = progress.add_task("backfill: stored events", total=args.backfill_events * 2, info="generating")
     t0 = time.perf_counter()
     server = BackfillServer(directory, "backfill", "", "")
-    end_ms = int(time.time() * 1000)
-    prepared: Path | None = args.backfill_prepared
-    if prepared is not None and prepared.exists():
-        # A database an earlier run prepared (a developer's loop: the setup is most of the
-        # run). Its events end when it was built, not now: fine for comparing code, and the
-        # results say it was reused.
-        meta = json.loads(prepared.with_suffix(".json").read_text())
-        shutil.copyfile(prepared, server.db_path)
-        shutil.copyfile(str(prepared) + ".key", str(server.db_path) + ".key")  # the secret key beside it
-        os.sync()  # the copy's dirty pages written out now, not during the measurement
-        workspace_id, write_key, end_ms = meta["workspace_id"], meta["write_key"], int(meta["end_ms"])
-        figures.reused = f"{prepared} (built {meta['built']})"
-    else:
-        db, workspace_id, write_key = new_database(server.db_path)
-        work = generate(args.backfill_profiles, args.backfill_events, args.seed + 3,
-                        end_ms - int(args.backfill_span_days * 86_400_000), end_ms, workspace_id, sent=False)
-        progress.update(task, info="stored")
-        load_events(server.db_path, work, workspace_id, lambda n: progress.advance(task, n))
-        del work
-        progress.update(task, info="decided by the engine")
-        run_engine(db, args.backfill_events, args.batch, lambda n: progress.advance(task, n))
-        progress.update(task, info="due timers fired, messages sent")
-        settle(db, server.url)  # as a running server leaves it: nothing due in the background
-        db.dispose()
-        if prepared is not None:
-            with sqlite3.connect(server.db_path) as conn:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            shutil.copyfile(server.db_path, prepared)
-            shutil.copyfile(str(server.db_path) + ".key", str(prepared) + ".key")
-            prepared.with_suffix(".json").write_text(json.dumps({
-                "workspace_id": workspace_id, "write_key": write_key, "end_ms": end_ms,
-                "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
+    workspace_id, write_key, end_ms, figures.reused = prepare_past(directory, server, args, progress, "backfill")
     server.write_key, server.workspace_id = write_key, workspace_id
     load = generate(2_000, 20_000, args.seed + 4, end_ms - 60_000, end_ms, "unused", rows=False)
     figures.setup_seconds = time.perf_counter() - t0
@@ -1369,6 +1398,280 @@ def write_backfill_results(b: BackfillFigures, args: argparse.Namespace, info: d
     console.print(f"backfill results written to {results}")
 
 
+# -- phase 7: segments: applying one over the stored past, and the engine with 50 live ---------------
+
+SEGMENTS = ROOT / "examples" / "segments"
+APPLIED_SEGMENT = "recent-buyers"  # examples/segments/recent-buyers.yaml: an Order Completed in 30 days
+
+
+def bench_segments(count: int) -> list[dict[str, Any]]:
+    """`count` segments of the kinds a shop writes, over the generated workload's events and
+    traits: counts and sums in windows, property filters, lapsed (ordered, but not lately),
+    engagement, reachability, traits, and segments built on others."""
+    names = ("Product Viewed", "Product Added", "Order Completed", "Application Opened", "Level Completed",
+             "Product Added to Wishlist", "Products Searched", "Cart Viewed", "Checkout Started", "Order Delivered")
+    windows = ("1d", "7d", "14d", "30d", "90d")
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        name, window = names[i % len(names)], windows[i % len(windows)]
+        kind = i % 10
+        if kind == 0:
+            when: dict[str, Any] = {"performed": name, "within": window, "count": 1 + i % 4}
+        elif kind == 1:
+            when = {"performed": "Order Completed", "within": window, "sum": {"property": "revenue", "value": 50 * (1 + i % 5)}}
+        elif kind == 2:
+            when = {"performed": "Product Viewed", "where": [{"property": "category", "value": CATEGORIES[i % len(CATEGORIES)]}],
+                    "within": window, "count": 2}
+        elif kind == 3:
+            when = {"all": [{"performed": name, "within": "365d"}, {"not": {"performed": name, "within": window}}]}
+        elif kind == 4:
+            when = {"all": [{"engaged": "opened", "channel": "email", "within": window}, {"reachable": "email"}]}
+        elif kind == 5:
+            when = {"reachable": ("email", "push", "any")[i % 3]}
+        elif kind == 6:
+            when = {"all": [{"trait": "plan", "op": "in", "value": ["pro", "business"]},
+                            {"trait": "address.country", "value": PLACES[i % len(PLACES)][2]}]}
+        elif kind == 7:
+            when = {"all": [{"segment": f"bench-{i - 7:02d}"}, {"trait": "plan", "op": "ne", "value": "free"}]}
+        elif kind == 8:
+            when = {"any": [{"performed": name, "within": window}, {"performed": names[(i + 3) % len(names)], "within": window}]}
+        else:
+            when = {"performed": "Product Viewed", "within": window, "op": "gte", "count": 5}
+        out.append({"id": f"bench-{i:02d}", "name": f"Benchmark segment {i}", "when": when})
+    return out
+
+
+def apply_segments(db: Any, workspace_id: str, definitions: list[dict[str, Any]]) -> None:
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.model.segments import Segment
+    from nudgeflow.store import segments as segment_store
+
+    now_ms = to_ms(SystemClock().now())
+    with db.begin() as conn:
+        for doc in definitions:
+            segment_store.apply(conn, workspace_id, Segment.model_validate(doc), now_ms)
+
+
+@dataclass
+class SegmentFigures:
+    profiles: int = 0
+    events: int = 0
+    span_days: float = 0.0
+    setup_seconds: float = 0.0
+    command_seconds: float = 0.0  # `segments apply` itself
+    apply_seconds: float = 0.0  # from the command's start to the computation done
+    decided: int = 0  # profiles the computation went through
+    size: int = 0  # members it recorded
+    as_of_seq: int = 0
+    brute: int = 0  # people with an Order Completed in the 30 days before the end, counted in SQL
+    rate: float = 0.0  # ingest requests/s during it
+    requests: int = 0
+    http_p50: float = 0.0
+    http_p99: float = 0.0
+    http_max: float = 0.0
+    http_p99_before: float = 0.0
+    server_cpu: float = 0.0
+    reused: str = ""
+    live: int = 0  # live segments in the engine comparison
+    engine_events: int = 0
+    engine_profiles: int = 0
+    without: EngineFigures | None = None
+    with_segments: EngineFigures | None = None
+    members: int = 0  # members rows after the run with segments
+    appended: int = 0  # Segment Entered / Exited events the engine appended
+
+
+def run_segment_apply(directory: Path, args: argparse.Namespace, progress: Progress, figures: SegmentFigures) -> None:
+    """One segment applied over the stored past with `nudgeflow serve` running and a paced
+    ingest load: the time from `segments apply` to the computation done."""
+    figures.profiles, figures.events, figures.span_days = args.backfill_profiles, args.backfill_events, args.backfill_span_days
+    figures.rate = args.backfill_rate
+    t0 = time.perf_counter()
+    server = BackfillServer(directory, "segments", "", "")
+    workspace_id, write_key, end_ms, figures.reused = prepare_past(directory, server, args, progress, "segments")
+    server.write_key, server.workspace_id = write_key, workspace_id
+    load = generate(2_000, 20_000, args.seed + 6, end_ms - 60_000, end_ms, "unused", rows=False)
+    figures.setup_seconds = time.perf_counter() - t0
+    definition = SEGMENTS / f"{APPLIED_SEGMENT}.yaml"
+
+    task = progress.add_task("segments: apply over the past", total=None, info="starting server")
+    with server:
+        cli = lambda *a: [sys.executable, "-m", "nudgeflow.cli", *a, "--database", server.url]  # noqa: E731
+        requests = [ingest_bench.request_bytes(server.port, path, write_key, body) for path, body in load.sent]
+        stop = threading.Event()
+        timings: list[tuple[float, float]] = []
+        errors: list[str] = []
+        loader = threading.Thread(target=lambda: ingest_bench.run_async(
+            _paced_until(server.port, requests, args.backfill_rate, stop, timings, errors, 16), limit=900))
+        loader.start()
+        try:
+            time.sleep(BEFORE_S)  # the load runs alone first: the baseline
+            progress.update(task, info="applying")
+            cpu0 = server.cpu_seconds()
+            began = time.perf_counter()
+            done = subprocess.run(cli("segments", "apply", str(definition), "-w", workspace_id),
+                                  env=server.env, capture_output=True, text=True)
+            figures.command_seconds = time.perf_counter() - began
+            if done.returncode != 0:
+                raise SystemExit(f"segments apply failed: {done.stderr}")
+            progress.update(task, info="computing")
+            while True:
+                rows = server.query("SELECT status, profiles_done, size, as_of_seq, finished_at_ms FROM segment_applies"
+                                    " WHERE segment_id = ?", (APPLIED_SEGMENT,))
+                if rows and rows[0][0] != "pending":
+                    break
+                if time.perf_counter() - began > 600:
+                    raise SystemExit("the segment had not been computed 600 s after it was applied")
+                time.sleep(0.05)
+            ended = time.perf_counter()
+            figures.apply_seconds = ended - began
+            figures.server_cpu = (server.cpu_seconds() - cpu0) / figures.apply_seconds
+            status, figures.decided, size, as_of, finished = rows[0]
+            if status != "done":
+                raise SystemExit(f"the segment's computation ended {status}")
+            figures.size, figures.as_of_seq = int(size), int(as_of)
+            # The same question asked of the stored events in SQL, at the end: what it should hold,
+            # give or take the people whose window edge fell between a batch and the end.
+            (figures.brute,), = server.query(
+                "SELECT count(DISTINCT profile_id) FROM events WHERE type = 'track' AND event = 'Order Completed'"
+                " AND seq <= ? AND timestamp_ms > ? AND timestamp_ms <= ?",
+                (figures.as_of_seq, int(finished) - 30 * 86_400_000, int(finished)),
+            )
+        finally:
+            stop.set()
+            loader.join()
+        server.stop()
+    during = sorted(latency for scheduled, latency in timings if began <= scheduled <= ended)
+    before = sorted(latency for scheduled, latency in timings if began - BEFORE_S + 0.5 <= scheduled < began)
+    figures.http_p99_before = _pct(before, 0.99) * 1000
+    figures.requests = len(during)
+    if errors:
+        raise SystemExit(f"the ingest load had {len(errors)} failed requests, first: {errors[0]}")
+    figures.http_p50, figures.http_p99 = _pct(during, 0.5) * 1000, _pct(during, 0.99) * 1000
+    figures.http_max = during[-1] * 1000 if during else float("nan")
+    progress.update(task, info=f"{figures.apply_seconds:.1f} s, {figures.size:,} members, ingest p99 {figures.http_p99:.1f} ms")
+
+
+def run_segment_engine(directory: Path, args: argparse.Namespace, progress: Progress, figures: SegmentFigures) -> None:
+    """The engine phase's workload decided twice, in the same run: without segments, and with
+    --segments live ones (applied before the events exist, so the engine decides them as people
+    act; every example journey live in both)."""
+    figures.live, figures.engine_events, figures.engine_profiles = args.segments, args.segment_events, args.segment_profiles
+    end_ms = int(time.time() * 1000)
+    plain, segmented = directory / "engine-plain.db", directory / "engine-segments.db"
+    db, workspace_id, _ = new_database(plain)
+    work = generate(args.segment_profiles, args.segment_events, args.seed + 5, end_ms - int(args.span * 1000), end_ms,
+                    workspace_id, sent=False)
+    task = progress.add_task("segments: events for the engine", total=len(work.rows), info="")
+    load_events(plain, work, workspace_id, lambda n: progress.advance(task, n))
+    total = len(work.rows)
+    del work
+    db.dispose()
+    for suffix in ("", ".key"):
+        shutil.copyfile(str(plain) + suffix, str(segmented) + suffix)
+    from nudgeflow.store import database
+
+    runs: list[tuple[str, Path]] = [("without", plain), ("with", segmented)]
+    for label, path in runs:
+        db = database.create_db_engine(f"sqlite:///{path}")
+        if label == "with":
+            apply_segments(db, workspace_id, bench_segments(args.segments))
+        task = progress.add_task(f"segments: engine {label} {args.segments if label == 'with' else 'no'} segments",
+                                 total=total, info="")
+        result = run_engine(db, total, args.batch, lambda n: progress.advance(task, n), appended=label == "with")
+        result.profiles = args.segment_profiles
+        progress.update(task, info=f"{result.rate:,.0f} events/s")
+        if label == "with":
+            figures.with_segments = result
+            with db.connect() as conn:
+                figures.members = int(conn.exec_driver_sql("SELECT count(*) FROM segment_members").scalar_one())
+                figures.appended = int(conn.exec_driver_sql(
+                    "SELECT count(*) FROM events WHERE event IN ('Segment Entered', 'Segment Exited')").scalar_one())
+        else:
+            figures.without = result
+        db.dispose()
+        for suffix in ("", "-wal", "-shm", ".key"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def run_segments(directory: Path, args: argparse.Namespace, progress: Progress) -> SegmentFigures:
+    figures = SegmentFigures()
+    run_segment_apply(directory, args, progress, figures)
+    run_segment_engine(directory, args, progress, figures)
+    return figures
+
+
+SEGMENT_APPLY_TARGET_S, SEGMENT_ENGINE_TARGET = 30.0, 0.8
+
+
+def segment_rows(g: SegmentFigures) -> list[tuple[str, str, str, str]]:
+    rows = [
+        (f"segments: apply one over {g.profiles:,} profiles / {g.events:,} stored events (command to done)",
+         f"{g.apply_seconds:.1f} s", f"target <= {SEGMENT_APPLY_TARGET_S:g} s", _verdict(g.apply_seconds <= SEGMENT_APPLY_TARGET_S)),
+        (f"  {g.size:,} members as of event {g.as_of_seq:,} ({g.decided:,} profiles looked at); ingest p99 during it "
+         f"({g.requests:,} requests at {g.rate:g}/s)",
+         f"{g.http_p99:.1f} ms", f"without it {g.http_p99_before:.1f} ms; SQL count at the end {g.brute:,}", ""),
+    ]
+    if g.without is not None and g.with_segments is not None:
+        ratio = g.with_segments.rate / g.without.rate
+        rows.append(
+            (f"segments: engine with {g.live} live segments ({g.engine_profiles:,} profiles, {g.engine_events:,} events)",
+             f"{g.with_segments.rate:,.0f} events/s",
+             f"{ratio:.2f} x the same run without ({g.without.rate:,.0f}/s; target >= {SEGMENT_ENGINE_TARGET})",
+             _verdict(ratio >= SEGMENT_ENGINE_TARGET)))
+    return rows
+
+
+def write_segment_results(g: SegmentFigures, args: argparse.Namespace, info: dict[str, str]) -> None:
+    """The segments phase's own section of RESULTS.md, as the backfill's."""
+    results: Path = args.results
+    command = "python benchmarks/engine.py --phases segments" + "".join(
+        f" --{name.replace('_', '-')} {getattr(args, name)}"
+        for name in ("backfill_profiles", "backfill_events", "segment_profiles", "segment_events", "segments")
+        if getattr(args, name) != {**DEFAULTS, **FULL}[name])
+    rows = segment_rows(g)
+    w, wo = g.with_segments, g.without
+    lines = [
+        f"## Latest segments run: {info['date']}",
+        "",
+        f"`{command}`. Apply: `{APPLIED_SEGMENT}` (examples/segments) over the backfill phase's stored past "
+        f"({g.profiles:,} profiles, {g.events:,} events over {g.span_days:g} days, decided by the engine beforehand; "
+        f"setup {g.setup_seconds:.0f} s, not measured{'; reused from ' + g.reused if g.reused else ''}), "
+        f"`nudgeflow serve` on SQLite (WAL, synchronous=FULL) under a paced ingest load; the command took "
+        f"{g.command_seconds:.1f} s of it; server CPU {g.server_cpu:.2f} cores. Engine: the engine phase's kind of "
+        f"workload decided by process_events twice in this run, every example journey live, without and with "
+        f"{g.live} live segments of every kind (benchmarks/engine.py, bench_segments).",
+        "",
+        "| measure | figure | target | |",
+        "| --- | ---: | --- | --- |",
+        *[f"| {m.strip()} | {f_} | {t} | {ok} |" for m, f_, t, ok in rows],
+        "",
+    ]
+    if w is not None and wo is not None:
+        lines += [
+            f"With segments the engine decided {w.decided:,} events ({g.appended:,} of them Segment Entered / Exited it "
+            f"appended) and left {g.members:,} members; the rate counts the {g.engine_events:,} events it was given. "
+            f"Engine process CPU {wo.cpu:.2f} / {w.cpu:.2f} cores.",
+            "",
+        ]
+    lines += ingest_bench.machine_lines(info, f"{info['os']}; Python {info['python']}; SQLite {info['sqlite']}", disk=True)
+    start, end = "<!-- segments benchmark: written by benchmarks/engine.py --phases segments -->", "<!-- end of segments benchmark -->"
+    marker = "<!-- segments history: one line per run, newest first; the benchmark adds them -->"
+    text = results.read_text() if results.exists() else ""
+    old = ingest_bench.between(text, start, end) or ""
+    before = text.split(start, 1)[0].rstrip("\n") if start in text else text.rstrip("\n")
+    after = text.split(end, 1)[1].strip("\n") if end in text else ""
+    history = [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
+    ratio = f"{w.rate / wo.rate:.2f}" if w and wo else "-"
+    line = (f"| {info['date']} | {info['commit']} | {g.profiles:,} | {g.events:,} | {g.apply_seconds:.1f} | {g.size:,} | "
+            f"{g.http_p99:.1f} | {g.live} | {ratio} |")
+    body = [start, "", *lines, "## All segments runs", "", marker, "",
+            "| date | commit | profiles | stored events | apply s | members | ingest p99 ms | live segments | engine with / without |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", line, *history, "", end]
+    results.write_text((before + "\n\n" if before else "") + "\n".join(body) + "\n" + (("\n" + after + "\n") if after else ""))
+    console.print(f"segments results written to {results}")
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 @dataclass
@@ -1386,6 +1689,7 @@ class Figures:
     timers: list[TimerRound] = field(default_factory=list)
     latency: LatencyFigures | None = None
     backfill: BackfillFigures | None = None
+    segments: SegmentFigures | None = None
     seconds: float = 0.0
 
 
@@ -1454,6 +1758,9 @@ def run(args: argparse.Namespace) -> Figures:
 
             if "backfill" in args.phases:
                 figures.backfill = run_backfill(tmp, args, progress)
+
+            if "segments" in args.phases:
+                figures.segments = run_segments(tmp, args, progress)
         figures.seconds = time.perf_counter() - started
         return figures
     finally:
@@ -1558,6 +1865,8 @@ def report(f: Figures) -> list[tuple[str, str, str, str]]:
         ]
     if f.backfill is not None:
         rows += backfill_rows(f.backfill)
+    if f.segments is not None:
+        rows += segment_rows(f.segments)
     return rows
 
 
@@ -1685,14 +1994,15 @@ DEFAULTS = {"profiles": 100_000, "events": 1_000_000}
 QUICK = {
     "profiles": 2_000, "events": 20_000, "match_events": 20_000, "match_passes": 2, "timer_sizes": [1_000, 3_000, 10_000],
     "latency_profiles": 500, "latency_events": 20_000, "saturation_seconds": 2.0, "latency_seconds": 3.0,
-    "backfill_profiles": 5_000, "backfill_events": 50_000,
+    "backfill_profiles": 5_000, "backfill_events": 50_000, "segment_profiles": 2_000, "segment_events": 20_000,
 }
 FULL = {
     "match_events": 200_000, "match_passes": 5, "timer_sizes": [10_000, 100_000, 1_000_000], "latency_profiles": 2_000,
     "latency_events": 60_000, "saturation_seconds": 5.0, "latency_seconds": 20.0,
-    "backfill_profiles": 100_000, "backfill_events": 1_000_000,
+    "backfill_profiles": 100_000, "backfill_events": 1_000_000, "segment_profiles": 100_000, "segment_events": 1_000_000,
+    "segments": 50,
 }
-PHASES = ("engine", "matching", "timers", "latency", "backfill")
+PHASES = ("engine", "matching", "timers", "latency", "backfill", "segments")
 
 
 def main() -> None:
@@ -1720,6 +2030,9 @@ def main() -> None:
     parser.add_argument("--backfill-prepared", type=Path,
                         help="keep the backfill phase's prepared database here and copy it on later runs instead of "
                              "building it again (for a developer's loop; a recorded run says it was reused)")
+    parser.add_argument("--segments", type=int, help="live segments in the segments phase's engine run (default 50)")
+    parser.add_argument("--segment-profiles", type=int, help="people in the segments phase's engine runs (default 100,000)")
+    parser.add_argument("--segment-events", type=int, help="events of those runs (default 1,000,000)")
     parser.add_argument("--phases", type=str, default=",".join(PHASES), help=f"which phases to run (default {','.join(PHASES)})")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results file to update (default benchmarks/RESULTS.md)")
@@ -1751,6 +2064,8 @@ def main() -> None:
     print_table(rows, figures, info)
     if figures.backfill is not None and not args.no_record:
         write_backfill_results(figures.backfill, args, info)
+    if figures.segments is not None and not args.no_record:
+        write_segment_results(figures.segments, args, info)
     if not args.no_record and set(args.phases) == set(PHASES):
         write_results(rows, figures, args, info)
     elif not args.no_record:

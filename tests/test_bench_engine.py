@@ -48,6 +48,12 @@ def test_engine_benchmark_runs_every_phase_at_tiny_sizes(tmp_path: Path) -> None
             "2000",
             "--backfill-rate",
             "20",
+            "--segment-profiles",
+            "200",
+            "--segment-events",
+            "2000",
+            "--segments",
+            "12",
         ],
         capture_output=True,
         text=True,
@@ -67,6 +73,8 @@ def test_engine_benchmark_runs_every_phase_at_tiny_sizes(tmp_path: Path) -> None
         "pending timers",
         "backfill: publish over 200 profiles",
         "backfill: ingest HTTP p99",
+        "segments: apply one over 200 profiles",
+        "segments: engine with 12 live segments",
     ):
         assert figure in out, f"{figure!r} missing from the output:\n{out[-3000:]}"
     assert (results.read_text() if results.exists() else None) == before
