@@ -18,7 +18,6 @@ from nudgeflow.store import segments as store
 from nudgeflow.store.effects_writer import EffectsBatch
 from nudgeflow.store.engine_state import move_merged
 from nudgeflow.store.schema import events, profiles, segment_daily_sizes, segment_members
-from tests.support import make_workspace
 
 DAY = store.DAY_MS
 T0 = 20_000 * DAY  # a UTC midnight (2024-10-04)
@@ -34,19 +33,14 @@ def segment(segment_id: str = "buyers", within: str = "30d", **extra: Any) -> Se
     return Segment.model_validate(doc)
 
 
-@pytest.fixture
-def ws(engine: Any) -> str:
-    return make_workspace(engine).workspace_id
-
-
-def add_profiles(engine: Any, ws: str, ids: list[str], user: bool = True) -> None:
+def add_profiles(engine: Any, wsid: str, ids: list[str], user: bool = True) -> None:
     with engine.begin() as conn:
         conn.execute(
             insert(profiles),
             [
                 {
                     "id": pid,
-                    "workspace_id": ws,
+                    "workspace_id": wsid,
                     "user_id": f"user-{pid}" if user else None,
                     "traits": "{}",
                     "created_at_ms": T0,
@@ -57,39 +51,39 @@ def add_profiles(engine: Any, ws: str, ids: list[str], user: bool = True) -> Non
         )
 
 
-def apply(engine: Any, ws: str, seg: Segment, now: int = T0, **kwargs: Any) -> store.Applied:
+def apply(engine: Any, wsid: str, seg: Segment, now: int = T0, **kwargs: Any) -> store.Applied:
     with engine.begin() as conn:
-        return store.apply(conn, ws, seg, now, **kwargs)
+        return store.apply(conn, wsid, seg, now, **kwargs)
 
 
-def change(engine: Any, ws: str, changes: dict[tuple[str, str], tuple[bool, int]]) -> tuple[int, int]:
+def change(engine: Any, wsid: str, changes: dict[tuple[str, str], tuple[bool, int]]) -> tuple[int, int]:
     with engine.begin() as conn:
-        return store.write_changes(conn, {(ws, sid, pid): value for (sid, pid), value in changes.items()})
+        return store.write_changes(conn, {(wsid, sid, pid): value for (sid, pid), value in changes.items()})
 
 
-def members(engine: Any, ws: str, segment_id: str) -> list[str]:
+def members(engine: Any, wsid: str, segment_id: str) -> list[str]:
     with engine.connect() as conn:
-        return [pid for pid, _ in store.members(conn, ws, segment_id, limit=1000)]
+        return [pid for pid, _ in store.members(conn, wsid, segment_id, limit=1000)]
 
 
-def daily(engine: Any, ws: str, segment_id: str, through: int | None = None) -> list[tuple[int, int, int, int]]:
+def daily(engine: Any, wsid: str, segment_id: str, through: int | None = None) -> list[tuple[int, int, int, int]]:
     with engine.connect() as conn:
         return [
-            (d["day"], d["entered"], d["exited"], d["size"]) for d in store.daily_sizes(conn, ws, segment_id, through)
+            (d["day"], d["entered"], d["exited"], d["size"]) for d in store.daily_sizes(conn, wsid, segment_id, through)
         ]
 
 
 # --- versions and lifecycle ---------------------------------------------------------------------
 
 
-def test_apply_creates_version_one_live_and_queues_its_computation(engine: Any, ws: str) -> None:
-    done = apply(engine, ws, segment())
+def test_apply_creates_version_one_live_and_queues_its_computation(engine: Any, wsid: str) -> None:
+    done = apply(engine, wsid, segment())
     assert done == store.Applied("buyers", created=True, status=store.LIVE, version=1, new_version=True)
     with engine.connect() as conn:
         jobs = store.pending_applies(conn)
-        live = store.live_segments(conn, ws)
-        found = store.get_segment(conn, ws, "buyers")
-    assert [(j.segment_id, j.version, j.position) for j in jobs if j.workspace_id == ws] == [("buyers", 1, "")]
+        live = store.live_segments(conn, wsid)
+        found = store.get_segment(conn, wsid, "buyers")
+    assert [(j.segment_id, j.version, j.position) for j in jobs if j.workspace_id == wsid] == [("buyers", 1, "")]
     assert [(s.segment_id, s.version, s.definition) for s in live] == [("buyers", 1, segment())]
     assert found is not None
     assert found["status"] == "live" and found["size"] == 0 and not found["draft_changed"]
@@ -98,54 +92,54 @@ def test_apply_creates_version_one_live_and_queues_its_computation(engine: Any, 
     assert [v["version"] for v in found["versions"]] == [1]
 
 
-def test_an_unchanged_definition_makes_no_version_and_a_change_makes_the_next(engine: Any, ws: str) -> None:
-    apply(engine, ws, segment())
-    again = apply(engine, ws, segment(), now=T0 + 1)
+def test_an_unchanged_definition_makes_no_version_and_a_change_makes_the_next(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, segment())
+    again = apply(engine, wsid, segment(), now=T0 + 1)
     assert (again.created, again.version, again.new_version) == (False, 1, False)
-    edited = apply(engine, ws, segment(within="60d"), now=T0 + 2)
+    edited = apply(engine, wsid, segment(within="60d"), now=T0 + 2)
     assert (edited.version, edited.new_version) == (2, True)
     with engine.connect() as conn:
-        jobs = store.latest_applies(conn, ws)
-        assert store.load_version(conn, ws, "buyers", 1) == segment()
-        assert store.load_version(conn, ws, "buyers", 2) == segment(within="60d")
-        pending = [(j.segment_id, j.version) for j in store.pending_applies(conn) if j.workspace_id == ws]
+        jobs = store.latest_applies(conn, wsid)
+        assert store.load_version(conn, wsid, "buyers", 1) == segment()
+        assert store.load_version(conn, wsid, "buyers", 2) == segment(within="60d")
+        pending = [(j.segment_id, j.version) for j in store.pending_applies(conn) if j.workspace_id == wsid]
     # The new version's computation replaces the unfinished one of version 1.
     assert pending == [("buyers", 2)]
     assert jobs["buyers"].version == 2
 
 
-def test_a_draft_is_stored_without_going_live_then_published(engine: Any, ws: str) -> None:
-    done = apply(engine, ws, segment(), draft=True)
+def test_a_draft_is_stored_without_going_live_then_published(engine: Any, wsid: str) -> None:
+    done = apply(engine, wsid, segment(), draft=True)
     assert (done.status, done.version, done.new_version) == ("draft", None, False)
     with engine.connect() as conn:
-        assert store.live_segments(conn, ws) == []
-        assert store.latest_applies(conn, ws) == {}
+        assert store.live_segments(conn, wsid) == []
+        assert store.latest_applies(conn, wsid) == {}
     with engine.begin() as conn:
-        assert store.publish(conn, ws, "buyers", T0 + 1) == (1, True)
+        assert store.publish(conn, wsid, "buyers", T0 + 1) == (1, True)
     # A live segment's draft is edited beside its live version until the next apply.
-    apply(engine, ws, segment(within="7d"), now=T0 + 2, draft=True)
+    apply(engine, wsid, segment(within="7d"), now=T0 + 2, draft=True)
     with engine.connect() as conn:
-        found = store.get_segment(conn, ws, "buyers")
+        found = store.get_segment(conn, wsid, "buyers")
     assert found is not None and found["live_version"] == 1 and found["draft_changed"]
     assert found["definition"]["when"]["within"] == "30d" and found["draft"]["when"]["within"] == "7d"
 
 
-def test_references_must_be_live_and_must_not_go_round(engine: Any, ws: str) -> None:
+def test_references_must_be_live_and_must_not_go_round(engine: Any, wsid: str) -> None:
     pro = segment("pro-buyers", when={"all": [{"trait": "plan", "value": "pro"}, {"segment": "buyers"}]})
     with pytest.raises(store.InvalidSegment, match="no segment 'buyers'"):
-        apply(engine, ws, pro)
-    apply(engine, ws, segment())
-    assert apply(engine, ws, pro).version == 1
+        apply(engine, wsid, pro)
+    apply(engine, wsid, segment())
+    assert apply(engine, wsid, pro).version == 1
     circular = segment("buyers", when={"segment": "pro-buyers"})
     with pytest.raises(store.InvalidSegment, match="circle"):
-        apply(engine, ws, circular, now=T0 + 5)
+        apply(engine, wsid, circular, now=T0 + 5)
     with engine.connect() as conn:
-        assert sorted(store.live_definitions(conn, ws)) == ["buyers", "pro-buyers"]
+        assert sorted(store.live_definitions(conn, wsid)) == ["buyers", "pro-buyers"]
 
 
-def test_archive_lets_members_go_and_is_refused_while_something_uses_the_segment(engine: Any, ws: str) -> None:
-    apply(engine, ws, segment())
-    apply(engine, ws, segment("pro-buyers", when={"segment": "buyers"}))
+def test_archive_lets_members_go_and_is_refused_while_something_uses_the_segment(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, segment())
+    apply(engine, wsid, segment("pro-buyers", when={"segment": "buyers"}))
     journey = Journey.model_validate(
         {
             "id": "vip",
@@ -156,55 +150,55 @@ def test_archive_lets_members_go_and_is_refused_while_something_uses_the_segment
         }
     )
     with engine.begin() as conn:
-        journey_store.apply_draft(conn, ws, journey, T0)
-        journey_store.publish(conn, ws, "vip", T0)
+        journey_store.apply_draft(conn, wsid, journey, T0)
+        journey_store.publish(conn, wsid, "vip", T0)
     with pytest.raises(store.SegmentRefused, match=r"journey 'vip'.*segment 'pro-buyers'"), engine.begin() as conn:
-        store.archive(conn, ws, "buyers", T0)
+        store.archive(conn, wsid, "buyers", T0)
     with engine.begin() as conn:
-        journey_store.archive(conn, ws, "vip", T0 + 1)
-        assert store.archive(conn, ws, "pro-buyers", T0 + 1) is True
-    change(engine, ws, {("buyers", "p1"): (True, T0), ("buyers", "p2"): (True, T0)})
+        journey_store.archive(conn, wsid, "vip", T0 + 1)
+        assert store.archive(conn, wsid, "pro-buyers", T0 + 1) is True
+    change(engine, wsid, {("buyers", "p1"): (True, T0), ("buyers", "p2"): (True, T0)})
     with engine.begin() as conn:
-        assert store.archive(conn, ws, "buyers", T0 + 2 * DAY) is True
-        assert store.archive(conn, ws, "buyers", T0 + 2 * DAY) is False
-    assert members(engine, ws, "buyers") == []
-    assert daily(engine, ws, "buyers") == [(20_000, 2, 0, 2), (20_001, 0, 0, 2), (20_002, 0, 2, 0)]
+        assert store.archive(conn, wsid, "buyers", T0 + 2 * DAY) is True
+        assert store.archive(conn, wsid, "buyers", T0 + 2 * DAY) is False
+    assert members(engine, wsid, "buyers") == []
+    assert daily(engine, wsid, "buyers") == [(20_000, 2, 0, 2), (20_001, 0, 0, 2), (20_002, 0, 2, 0)]
     with pytest.raises(store.SegmentRefused, match="archived"):
-        apply(engine, ws, segment(within="2d"), now=T0 + 3 * DAY)
+        apply(engine, wsid, segment(within="2d"), now=T0 + 3 * DAY)
     with engine.connect() as conn:
-        assert store.live_segments(conn, ws) == []
+        assert store.live_segments(conn, wsid) == []
 
 
-def test_the_catalog_fingerprint_moves_when_a_segment_changes(engine: Any, ws: str) -> None:
+def test_the_catalog_fingerprint_moves_when_a_segment_changes(engine: Any, wsid: str) -> None:
     def mark() -> Any:
         with engine.connect() as conn:
-            return journey_store.catalog_fingerprint(conn, ws)
+            return journey_store.catalog_fingerprint(conn, wsid)
 
     before = mark()
-    apply(engine, ws, segment())
+    apply(engine, wsid, segment())
     first = mark()
-    apply(engine, ws, segment(within="10d"))  # the same millisecond: still a move
+    apply(engine, wsid, segment(within="10d"))  # the same millisecond: still a move
     assert len({before, first, mark()}) == 3
 
 
 # --- members and daily sizes ---------------------------------------------------------------------
 
 
-def test_members_rows_and_daily_counts_follow_the_changes_exactly(engine: Any, ws: str) -> None:
-    apply(engine, ws, segment())
-    assert change(engine, ws, {("buyers", "a"): (True, T0 + 5), ("buyers", "b"): (True, T0 + 6)}) == (2, 0)
+def test_members_rows_and_daily_counts_follow_the_changes_exactly(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, segment())
+    assert change(engine, wsid, {("buyers", "a"): (True, T0 + 5), ("buyers", "b"): (True, T0 + 6)}) == (2, 0)
     # Entering again (a batch decided twice, a cursor moved back) changes and counts nothing.
-    assert change(engine, ws, {("buyers", "a"): (True, T0 + 7), ("buyers", "c"): (False, T0 + 7)}) == (0, 0)
-    assert change(engine, ws, {("buyers", "a"): (False, T0 + 2 * DAY), ("buyers", "c"): (True, T0 + 2 * DAY)}) == (
+    assert change(engine, wsid, {("buyers", "a"): (True, T0 + 7), ("buyers", "c"): (False, T0 + 7)}) == (0, 0)
+    assert change(engine, wsid, {("buyers", "a"): (False, T0 + 2 * DAY), ("buyers", "c"): (True, T0 + 2 * DAY)}) == (
         1,
         1,
     )
-    assert members(engine, ws, "buyers") == ["b", "c"]
+    assert members(engine, wsid, "buyers") == ["b", "c"]
     with engine.connect() as conn:
-        since = dict(store.members(conn, ws, "buyers"))
+        since = dict(store.members(conn, wsid, "buyers"))
         assert since == {"b": T0 + 6, "c": T0 + 2 * DAY}
-        assert store.sizes(conn, ws) == {"buyers": 2}
-    assert daily(engine, ws, "buyers", through=20_003) == [
+        assert store.sizes(conn, wsid) == {"buyers": 2}
+    assert daily(engine, wsid, "buyers", through=20_003) == [
         (20_000, 2, 0, 2),
         (20_001, 0, 0, 2),
         (20_002, 1, 1, 2),
@@ -212,16 +206,16 @@ def test_members_rows_and_daily_counts_follow_the_changes_exactly(engine: Any, w
     ]
 
 
-def test_members_are_paged_by_profile_id(engine: Any, ws: str) -> None:
-    apply(engine, ws, segment())
+def test_members_are_paged_by_profile_id(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, segment())
     ids = [f"p{n:03d}" for n in range(25)]
-    change(engine, ws, {("buyers", pid): (True, T0) for pid in reversed(ids)})
-    change(engine, ws, {("other", "p005"): (True, T0)})  # another segment's member is not listed
+    change(engine, wsid, {("buyers", pid): (True, T0) for pid in reversed(ids)})
+    change(engine, wsid, {("other", "p005"): (True, T0)})  # another segment's member is not listed
     pages: list[list[str]] = []
     after = ""
     with engine.connect() as conn:
         while True:
-            page = store.members(conn, ws, "buyers", after, 10)
+            page = store.members(conn, wsid, "buyers", after, 10)
             pages.append([pid for pid, _ in page])
             if len(page) < 10:
                 break
@@ -230,16 +224,16 @@ def test_members_are_paged_by_profile_id(engine: Any, ws: str) -> None:
     assert [pid for page in pages for pid in page] == ids
 
 
-def test_segment_changed_effects_write_members_and_append_events_once(engine: Any, ws: str) -> None:
-    apply(engine, ws, segment())
-    add_profiles(engine, ws, ["pa", "pb"])
+def test_segment_changed_effects_write_members_and_append_events_once(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, segment())
+    add_profiles(engine, wsid, ["pa", "pb"])
     cause = {"event": "Order Completed", "message_id": "m-1"}
 
     def batch() -> Any:
         b = EffectsBatch()
-        b.add(ws, "pa", [SegmentChanged("buyers", 1, True, T0 + 10, cause)], T0 + 20)
-        b.add(ws, "pb", [SegmentChanged("buyers", 1, True, T0 + 11, cause)], T0 + 20)
-        b.add(ws, "pb", [SegmentChanged("buyers", 1, False, T0 + 12, {"timer": "window"})], T0 + 20)
+        b.add(wsid, "pa", [SegmentChanged("buyers", 1, True, T0 + 10, cause)], T0 + 20)
+        b.add(wsid, "pb", [SegmentChanged("buyers", 1, True, T0 + 11, cause)], T0 + 20)
+        b.add(wsid, "pb", [SegmentChanged("buyers", 1, False, T0 + 12, {"timer": "window"})], T0 + 20)
         with engine.begin() as conn:
             return b.write(conn, T0 + 20)
 
@@ -247,11 +241,11 @@ def test_segment_changed_effects_write_members_and_append_events_once(engine: An
     assert (counts.segments_entered, counts.segments_exited, counts.segment_events) == (1, 0, 3)
     counts = batch()  # the same decisions again: the same rows, the same event ids
     assert (counts.segments_entered, counts.segments_exited) == (0, 0)
-    assert members(engine, ws, "buyers") == ["pa"]
+    assert members(engine, wsid, "buyers") == ["pa"]
     with engine.connect() as conn:
         rows = conn.execute(
             select(events.c.profile_id, events.c.event, events.c.user_id, events.c.timestamp_ms, events.c.payload)
-            .where(events.c.workspace_id == ws)
+            .where(events.c.workspace_id == wsid)
             .order_by(events.c.seq)
         ).all()
     assert [(r.profile_id, r.event, r.user_id, r.timestamp_ms) for r in rows] == [
@@ -264,13 +258,13 @@ def test_segment_changed_effects_write_members_and_append_events_once(engine: An
     assert payload["type"] == "track" and payload["userId"] == "user-pb"
 
 
-def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: Any, ws: str) -> None:
-    apply(engine, ws, segment())
-    apply(engine, ws, segment("browsers", when={"performed": "Product Viewed", "within": "7d"}))
-    add_profiles(engine, ws, ["anon", "known", "gone"])
+def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: Any, wsid: str) -> None:
+    apply(engine, wsid, segment())
+    apply(engine, wsid, segment("browsers", when={"performed": "Product Viewed", "within": "7d"}))
+    add_profiles(engine, wsid, ["anon", "known", "gone"])
     change(
         engine,
-        ws,
+        wsid,
         {
             ("buyers", "anon"): (True, T0),
             ("buyers", "known"): (True, T0 + DAY),
@@ -279,23 +273,23 @@ def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: An
         },
     )
     with engine.begin() as conn:
-        privacy.erase_person(conn, ws, "gone", T0 + 3 * DAY)
+        privacy.erase_person(conn, wsid, "gone", T0 + 3 * DAY)
         move_merged(conn, "anon", "known")
-    assert members(engine, ws, "buyers") == ["known"]
-    assert members(engine, ws, "browsers") == ["known"]
+    assert members(engine, wsid, "buyers") == ["known"]
+    assert members(engine, wsid, "browsers") == ["known"]
     with engine.connect() as conn:
         for sid in ("buyers", "browsers"):
             total = conn.execute(
                 select(func.sum(segment_daily_sizes.c.entered - segment_daily_sizes.c.exited)).where(
-                    segment_daily_sizes.c.workspace_id == ws, segment_daily_sizes.c.segment_id == sid
+                    segment_daily_sizes.c.workspace_id == wsid, segment_daily_sizes.c.segment_id == sid
                 )
             ).scalar()
             count = conn.execute(
-                select(func.count()).where(segment_members.c.workspace_id == ws, segment_members.c.segment_id == sid)
+                select(func.count()).where(segment_members.c.workspace_id == wsid, segment_members.c.segment_id == sid)
             ).scalar()
             assert total == count
-        exported = privacy.export_person(conn, ws, "known")
+        exported = privacy.export_person(conn, wsid, "known")
     assert exported is not None
     assert [m["segment_id"] for m in exported["segments"]] == ["browsers", "buyers"]
     # The merged-away profile was the same person: its membership is dropped on the day it began.
-    assert daily(engine, ws, "buyers") == [(20_000, 2, 1, 1), (20_001, 1, 0, 2), (20_002, 0, 0, 2), (20_003, 0, 1, 1)]
+    assert daily(engine, wsid, "buyers") == [(20_000, 2, 1, 1), (20_001, 1, 0, 2), (20_002, 0, 0, 2), (20_003, 0, 1, 1)]
