@@ -23,9 +23,11 @@ they differ from it (store/segments.write_changes), so the size is the count of 
 core says are in. The cursor does not move while a batch runs: the batch is a job of the one
 writer thread, as event batches are, and this process holds the engine lock.
 
-People created at or after the apply (strictly after the moment it was queued, as for a
-journey's backfill) are the live path's: their first event decides every live segment
-(core/segments.py), and everything they did is after it.
+Everyone is walked, people who appear while the apply runs too (unlike a journey's
+backfill, which leaves them to the live journey): a person's first event decides every live
+segment (core/segments.py), and the walk, reading what the store holds of them, comes to the
+same answer and changes nothing; but a person created in the apply's very millisecond whose
+events the engine decided just before it would otherwise be missed by both.
 
 A segment that refers to other segments waits while one of those has an apply pending, so
 it reads their membership once it is computed.
@@ -108,7 +110,7 @@ class ReadAhead:
         if job is None:
             return
         needs = self._needs[(job.workspace_id, job.segment_id, job.version)]
-        rows = past_store.profiles_after(conn, job.workspace_id, job.position, max_profiles, job.created_at_ms)
+        rows = past_store.profiles_after(conn, job.workspace_id, job.position, max_profiles)
         if not rows:
             return
         seen = past_store.decided(conn)
@@ -138,23 +140,26 @@ def apply_batch(
     stats = stats if stats is not None else RuntimeStats()
     read = ahead.take() if ahead is not None else None
     now_ms = to_ms(clock.now())
-    job = _job(conn, now_ms)
-    if job is None:
-        return 0
-    engine = engines.get(conn, job.workspace_id, stats)
-    catalog: Catalog | None = getattr(engine, "catalog", None)
-    index = catalog.segment_index if catalog is not None else None
-    sv = index.get(job.segment_id) if index is not None else None
-    if catalog is None or sv is None or sv.version != job.version or not hasattr(engine, "on_segment_apply"):
-        return 0  # an engine that does not run this version (yet): nothing to decide with
-    needs = planner.needs(catalog, job.segment_id)
-    if ahead is not None:
-        ahead.remember(job, needs)
-    rows = past_store.profiles_after(conn, job.workspace_id, job.position, max_profiles, job.created_at_ms)
-    seen = past_store.decided(conn)
-    if not rows:
+    while True:
+        job = _job(conn, now_ms)
+        if job is None:
+            return 0
+        engine = engines.get(conn, job.workspace_id, stats)
+        catalog: Catalog | None = getattr(engine, "catalog", None)
+        index = catalog.segment_index if catalog is not None else None
+        sv = index.get(job.segment_id) if index is not None else None
+        if catalog is None or sv is None or sv.version != job.version or not hasattr(engine, "on_segment_apply"):
+            return 0  # an engine that does not run this version (yet): nothing to decide with
+        needs = planner.needs(catalog, job.segment_id)
+        if ahead is not None:
+            ahead.remember(job, needs)
+        rows = past_store.profiles_after(conn, job.workspace_id, job.position, max_profiles)
+        seen = past_store.decided(conn)
+        if rows:
+            break
+        # Everyone walked: the size is recorded, and the next apply (one that waited for this
+        # segment, say) goes on in this same call.
         store.advance_apply(conn, job, job.position, 0, now_ms, finished=True, as_of_seq=seen.through)
-        return 0
     ids = [pid for pid, _ in rows]
     key = (job.workspace_id, job.segment_id, job.version, job.position)
     if read is not None and read.key == key and read.rows == rows and read.seen == seen and read.needs == needs:
@@ -199,7 +204,7 @@ def skip_profile(conn: Connection, clock: Clock) -> str | None:
     if job is None:
         return None
     seen = past_store.decided(conn)
-    rows = past_store.profiles_after(conn, job.workspace_id, job.position, 1, job.created_at_ms)
+    rows = past_store.profiles_after(conn, job.workspace_id, job.position, 1)
     if not rows:
         store.advance_apply(conn, job, job.position, 0, now_ms, finished=True, as_of_seq=seen.through)
         return None

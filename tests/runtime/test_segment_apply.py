@@ -1,0 +1,263 @@
+"""Segments in the runtime: applying one computes it for the people already stored, exactly;
+membership then follows the events and the lapse timers, with its events in the log.
+
+Real core, real store, on SQLite and PostgreSQL, with the virtual clock.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from nudgeflow.core.clock import to_ms
+from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
+from nudgeflow.model.iso_time import iso
+from nudgeflow.model.journeys import Journey
+from nudgeflow.model.segments import Segment
+from nudgeflow.runtime.processor import EngineCache, process_events
+from nudgeflow.runtime.segments import apply_batch
+from nudgeflow.store import journeys as journey_store
+from nudgeflow.store import segments as store
+from tests.runtime.harness import DAY_MS, Harness
+
+RECENT = {"id": "recent", "name": "Recent buyers", "when": {"performed": "Order Completed", "within": "30d"}}
+TWICE = {"id": "twice", "name": "Two orders", "when": {"performed": "Order Completed", "within": "30d", "count": 2}}
+SPENDERS = {
+    "id": "spenders",
+    "name": "Big spenders",
+    "when": {"performed": "Order Completed", "within": "90d", "sum": {"property": "revenue", "value": 100}},
+}
+LAPSED = {
+    "id": "lapsed",
+    "name": "Lapsed",
+    "when": {
+        "all": [
+            {"performed": "Order Completed", "within": "365d"},
+            {"not": {"performed": "Order Completed", "within": "30d"}},
+        ]
+    },
+}
+
+
+def apply(h: Harness, *definitions: dict[str, Any]) -> None:
+    now = to_ms(h.clock.now())
+    with h.db.begin() as conn:
+        for doc in definitions:
+            store.apply(conn, h.ws, Segment.model_validate(doc), now)
+
+
+def members(h: Harness, segment_id: str) -> set[str]:
+    with h.db.connect() as conn:
+        return {pid for pid, _ in store.members(conn, h.ws, segment_id, limit=1000)}
+
+
+def computation(h: Harness, segment_id: str) -> store.Apply:
+    with h.db.connect() as conn:
+        return store.latest_applies(conn, h.ws)[segment_id]
+
+
+def order(h: Harness, user: str, at_ms: int, revenue: float = 10.0) -> None:
+    h.send(
+        {
+            "type": "track",
+            "userId": user,
+            "event": "Order Completed",
+            "properties": {"revenue": revenue},
+            "timestamp": iso(at_ms),
+        }
+    )
+
+
+def batches(h: Harness, engines: EngineCache, size: int) -> int:
+    """Apply batches of `size` until none is left; returns how many ran."""
+    count = 0
+    while h.in_transaction(lambda conn: apply_batch(conn, engines, h.clock, size)) > 0:
+        count += 1
+    return count
+
+
+def test_apply_is_exact_on_a_generated_population(h: Harness) -> None:
+    rng = random.Random(7)
+    now = to_ms(h.clock.now())
+    orders: dict[str, list[tuple[int, float]]] = {}
+    for n in range(60):
+        user = f"u{n:02d}"
+        h.identify(user, plan=rng.choice(["free", "pro"]))
+        for _ in range(rng.randrange(0, 5)):
+            at = now - rng.randrange(1, 400) * DAY_MS + rng.randrange(DAY_MS)
+            revenue = float(rng.randrange(5, 80))
+            order(h, user, at, revenue)
+            orders.setdefault(user, []).append((at, revenue))
+    rt = h.runtime(engines=EngineCache())
+    rt.run_until_idle()
+    h.clock.advance(timedelta(minutes=1))
+    apply(h, RECENT, SPENDERS, LAPSED)
+    engines = EngineCache()
+    assert batches(h, engines, 7) >= 9  # 60 people, 7 a batch: several transactions each
+
+    at = to_ms(h.clock.now())
+
+    def brute(test: Any) -> set[str]:
+        return {h.profile_id(u) for u, found in orders.items() if test(found)}
+
+    def within(found: list[tuple[int, float]], days: int) -> list[tuple[int, float]]:
+        return [(t, r) for t, r in found if at - days * DAY_MS < t <= at]
+
+    expected = {
+        "recent": brute(lambda f: len(within(f, 30)) >= 1),
+        "spenders": brute(lambda f: sum(r for _, r in within(f, 90)) >= 100),
+        "lapsed": brute(lambda f: within(f, 365) and not within(f, 30)),
+    }
+    for segment_id, people in expected.items():
+        assert people, segment_id  # the population has some of each
+        assert members(h, segment_id) == people, segment_id
+        done = computation(h, segment_id)
+        assert (done.status, done.profiles_done, done.size) == ("done", 60, len(people))
+        assert done.as_of_seq == h.cursor()
+        with h.db.connect() as conn:
+            found = store.get_segment(conn, h.ws, segment_id)
+        assert found is not None and found["size"] == len(people)
+        assert found["daily"][-1]["size"] == len(people)
+
+
+def test_no_gap_and_no_double_count_while_events_arrive_during_the_apply(h: Harness) -> None:
+    now = to_ms(h.clock.now())
+    rt = h.runtime(engines=EngineCache())
+    # Profile ids are random: who is walked first is found out below, not chosen.
+    for user in ("a", "b", "c", "d"):
+        order(h, user, now - 10 * DAY_MS)
+    rt.run_until_idle()
+    h.clock.advance(timedelta(minutes=1))
+    apply(h, TWICE)
+    engines = EngineCache()
+    assert h.in_transaction(lambda conn: apply_batch(conn, engines, h.clock, 2)) == 2
+    walked = {pid for pid in (h.profile_id(u) for u in "abcd") if pid <= computation(h, "twice").position}
+    assert len(walked) == 2
+    # One more order each, decided live before the walk reaches the other two.
+    for user in ("a", "b", "c", "d"):
+        order(h, user, to_ms(h.clock.now()))
+    assert h.in_transaction(lambda conn: process_events(conn, engines, h.clock)) > 0
+    # Two orders in 30 days each, counted once whichever way they were seen: live on top of
+    # the walk's history, or read from the store by the walk (not added to the live count).
+    batches(h, engines, 2)
+    rt.run_until_idle()
+    assert members(h, "twice") == {h.profile_id(u) for u in "abcd"}
+    assert all(len(h.state(u).history["Order Completed"]) == 2 for u in "abcd")
+    assert computation(h, "twice").size == 4
+
+
+def test_people_created_while_the_apply_runs_are_decided_once(h: Harness) -> None:
+    rt = h.runtime(engines=EngineCache())
+    order(h, "old", to_ms(h.clock.now()) - DAY_MS)
+    rt.run_until_idle()
+    apply(h, RECENT)  # in the very millisecond the person was created and decided
+    h.clock.advance(timedelta(seconds=1))
+    order(h, "new", to_ms(h.clock.now()))
+    rt.run_until_idle()
+    # The walk went through both; the new one's first event had decided her already.
+    assert computation(h, "recent").profiles_done == 2
+    assert members(h, "recent") == {h.profile_id("old"), h.profile_id("new")}
+    causes = [orjson.loads(e.payload)["properties"]["cause"] for e in h.events_named(SEGMENT_ENTERED)]
+    assert sorted(c.get("event") or f"apply {c['apply']}" for c in causes) == ["Order Completed", "apply 1"]
+
+
+def test_changes_are_logged_windows_lapse_by_timer_and_journeys_enter_once(h: Harness) -> None:
+    journey = Journey.model_validate(
+        {
+            "id": "thanks",
+            "name": "Thanks",
+            "trigger": {"type": "segment", "segment": "recent", "on": "enter"},
+            "steps": {"mark": {"type": "update_profile", "set": {"thanked": True}}},
+        }
+    )
+    apply(h, RECENT)
+    now = to_ms(h.clock.now())
+    with h.db.begin() as conn:
+        journey_store.apply_draft(conn, h.ws, journey, now)
+        journey_store.publish(conn, h.ws, "thanks", now)
+    rt = h.runtime(engines=EngineCache())
+    rt.run_until_idle()
+    order(h, "ada", now)
+    rt.run_until_idle()
+    rt.run_until_idle()  # the appended Segment Entered is decided too: it starts nothing again
+    ada = h.profile_id("ada")
+    assert members(h, "recent") == {ada}
+    assert [r.profile_id for r in h.q("SELECT profile_id FROM journey_runs WHERE journey_id = 'thanks'")] == [ada]
+    [entered] = h.events_named(SEGMENT_ENTERED)
+    props = orjson.loads(entered.payload)["properties"]
+    assert (props["segment_id"], props["segment_version"], props["cause"]["event"]) == ("recent", 1, "Order Completed")
+    assert entered.user_id == "ada" and entered.timestamp_ms == now
+    [timer] = [t for t in h.timers() if t.key == "seg:recent"]
+    assert timer.due_at_ms == now + 30 * DAY_MS
+
+    h.clock.advance(timedelta(days=31))
+    rt.run_until_idle()
+    assert members(h, "recent") == set()
+    [exited] = h.events_named(SEGMENT_EXITED)
+    assert orjson.loads(exited.payload)["properties"]["cause"] == {"timer": "window"}
+    assert exited.timestamp_ms == now + 30 * DAY_MS
+    with h.db.connect() as conn:
+        daily = store.daily_sizes(conn, h.ws, "recent")
+    assert (daily[0]["entered"], daily[-1]["exited"], daily[-1]["size"]) == (1, 1, 0)
+
+
+def test_a_new_version_is_computed_again_and_replaces_the_old_ones_computation(h: Harness) -> None:
+    now = to_ms(h.clock.now())
+    rt = h.runtime(engines=EngineCache())
+    order(h, "ada", now - 10 * DAY_MS)
+    order(h, "bob", now - 50 * DAY_MS)
+    rt.run_until_idle()
+    apply(h, RECENT)
+    rt.run_until_idle()
+    assert members(h, "recent") == {h.profile_id("ada")}
+    apply(h, {**RECENT, "when": {"performed": "Order Completed", "within": "60d"}})
+    rt.run_until_idle()
+    assert members(h, "recent") == {h.profile_id("ada"), h.profile_id("bob")}
+    with h.db.connect() as conn:
+        jobs = {j.version: j for j in store.latest_applies(conn, h.ws).values()}
+    assert jobs[2].status == "done" and jobs[2].size == 2
+    [bob_in] = [e for e in h.events_named(SEGMENT_ENTERED) if e.profile_id == h.profile_id("bob")]
+    assert orjson.loads(bob_in.payload)["properties"]["cause"] == {"apply": 2}
+
+
+def test_a_segment_waits_for_the_segments_it_refers_to(h: Harness) -> None:
+    now = to_ms(h.clock.now())
+    rt = h.runtime(engines=EngineCache())
+    h.identify("ada", plan="pro")
+    order(h, "ada", now - DAY_MS)
+    h.identify("bob", plan="pro")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(minutes=1))
+    pro = {
+        "id": "pro-recent",
+        "name": "Pro recent",
+        "when": {"all": [{"trait": "plan", "value": "pro"}, {"segment": "recent"}]},
+    }
+    apply(h, RECENT, pro)
+    engines = EngineCache()
+    h.in_transaction(lambda conn: apply_batch(conn, engines, h.clock, 1))
+    assert computation(h, "recent").profiles_done == 1 and computation(h, "pro-recent").profiles_done == 0
+    batches(h, engines, 1)
+    assert members(h, "pro-recent") == {h.profile_id("ada")}
+    assert computation(h, "pro-recent").size == 1
+
+
+def test_an_apply_that_stops_midway_goes_on_from_its_position(h: Harness) -> None:
+    now = to_ms(h.clock.now())
+    rt = h.runtime(engines=EngineCache())
+    for n in range(9):
+        order(h, f"p{n}", now - n * 5 * DAY_MS)
+    rt.run_until_idle()
+    h.clock.advance(timedelta(minutes=1))
+    apply(h, RECENT)
+    h.in_transaction(lambda conn: apply_batch(conn, EngineCache(), h.clock, 4))
+    assert computation(h, "recent").profiles_done == 4
+    # Another process (a restart): a fresh engine cache, the stored position.
+    h.runtime(engines=EngineCache()).run_until_idle()
+    done = computation(h, "recent")
+    assert (done.status, done.profiles_done) == ("done", 9)
+    expected = {h.profile_id(f"p{n}") for n in range(9) if n * 5 < 30}
+    assert members(h, "recent") == expected and done.size == len(expected)
