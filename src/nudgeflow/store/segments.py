@@ -538,16 +538,16 @@ def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Chang
     if not changes:
         return 0, 0
     keys = sorted(changes)
-    present: set[tuple[str, str, str]] = set()
-    for seg in sorted({(ws, sid) for ws, sid, _ in keys}):
-        pids = [pid for ws, sid, pid in keys if (ws, sid) == seg]
-        for (pid,) in sql.select_in(
+    # Every membership of the people concerned, in one indexed read per chunk of them: a
+    # person is in a few dozen segments at most, and a batch touches many segments at once.
+    present = {
+        (ws, sid, pid)
+        for ws, sid, pid in sql.select_in(
             conn,
-            "SELECT profile_id FROM segment_members WHERE workspace_id = ? AND segment_id = ? AND profile_id IN",
-            pids,
-            before=seg,
-        ):
-            present.add((seg[0], seg[1], pid))
+            "SELECT workspace_id, segment_id, profile_id FROM segment_members WHERE profile_id IN",
+            sorted({pid for _ws, _sid, pid in keys}),
+        )
+    }
     inserts: list[tuple[Any, ...]] = []
     deletes: list[tuple[Any, ...]] = []
     counts: dict[tuple[str, str, int], tuple[int, int]] = {}
