@@ -17,7 +17,7 @@ from nudgeflow.store import privacy
 from nudgeflow.store import segments as store
 from nudgeflow.store.effects_writer import EffectsBatch
 from nudgeflow.store.engine_state import move_merged
-from nudgeflow.store.schema import events, profiles, segment_daily_sizes, segment_members
+from nudgeflow.store.schema import events, profile_merges, profiles, segment_daily_sizes, segment_members
 
 DAY = store.DAY_MS
 T0 = 20_000 * DAY  # a UTC midnight (2024-10-04)
@@ -274,9 +274,15 @@ def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: An
     )
     with engine.begin() as conn:
         privacy.erase_person(conn, wsid, "gone", T0 + 3 * DAY)
+        conn.execute(
+            insert(profile_merges).values(
+                workspace_id=wsid, from_profile_id="anon", into_profile_id="known", merged_at_ms=T0 + 2 * DAY
+            )
+        )
         move_merged(conn, "anon", "known")
+    # The merged-away profile leaves; the known one's next event decides its segments again.
     assert members(engine, wsid, "buyers") == ["known"]
-    assert members(engine, wsid, "browsers") == ["known"]
+    assert members(engine, wsid, "browsers") == []
     with engine.connect() as conn:
         for sid in ("buyers", "browsers"):
             total = conn.execute(
@@ -290,6 +296,6 @@ def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: An
             assert total == count
         exported = privacy.export_person(conn, wsid, "known")
     assert exported is not None
-    assert [m["segment_id"] for m in exported["segments"]] == ["browsers", "buyers"]
-    # The merged-away profile was the same person: its membership is dropped on the day it began.
-    assert daily(engine, wsid, "buyers") == [(20_000, 2, 1, 1), (20_001, 1, 0, 2), (20_002, 0, 0, 2), (20_003, 0, 1, 1)]
+    assert [m["segment_id"] for m in exported["segments"]] == ["buyers"]
+    assert daily(engine, wsid, "buyers") == [(20_000, 2, 0, 2), (20_001, 1, 0, 3), (20_002, 0, 1, 2), (20_003, 0, 1, 1)]
+    assert daily(engine, wsid, "browsers") == [(20_000, 1, 0, 1), (20_001, 0, 0, 1), (20_002, 0, 1, 0)]

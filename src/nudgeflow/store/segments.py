@@ -598,27 +598,22 @@ def let_go(conn: Connection, profile_ids: Iterable[str], now_ms: int | None) -> 
     return write_changes(conn, changes)[1]
 
 
-def move_members(conn: Connection, source: str, target: str) -> None:
-    """A merged-away profile's memberships go to the profile it went into, with their `since`.
-    Where both were members, the merged-away one's membership is dropped and counted as
-    leaving on the day it began: the two were one person all along, counted twice since."""
+def drop_merged(conn: Connection, source: str) -> int:
+    """A profile merged into another leaves its segments, counted on the day of the merge.
+
+    The engine keeps the surviving profile's memberships and decides every live segment
+    again at its next event, from the merged state (runtime/merges.py): those decisions
+    enter it where the merged person belongs, and the members rows follow them."""
     theirs = sql.select_in(
         conn, "SELECT workspace_id, segment_id, since_ms FROM segment_members WHERE profile_id IN", [source]
     )
     if not theirs:
-        return
-    ours = {
-        (ws, sid)
-        for ws, sid in sql.select_in(
-            conn, "SELECT workspace_id, segment_id FROM segment_members WHERE profile_id IN", [target]
-        )
+        return 0
+    merged_at = sql.select_in(conn, "SELECT merged_at_ms FROM profile_merges WHERE from_profile_id IN", [source])
+    changes = {
+        (ws, sid, source): (False, int(merged_at[0][0]) if merged_at else int(since)) for ws, sid, since in theirs
     }
-    write_changes(conn, {(ws, sid, source): (False, int(since)) for ws, sid, since in theirs if (ws, sid) in ours})
-    sql.execute_many(
-        conn,
-        "UPDATE segment_members SET profile_id = ? WHERE profile_id = ? AND workspace_id = ? AND segment_id = ?",
-        [(target, source, ws, sid) for ws, sid, _ in theirs if (ws, sid) not in ours],
-    )
+    return write_changes(conn, changes)[1]
 
 
 def as_of(conn: Connection) -> tuple[int, int]:
