@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,10 +14,16 @@ from rich.table import Table
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, err, fail, now_ms, open_workspace, plural
 from nudgeflow.model.iso_time import iso
-from nudgeflow.model.journey_checks import FileProblem
-from nudgeflow.model.segment_checks import check_files, segment_files
-from nudgeflow.model.segments import segment_json_schema
-from nudgeflow.store import segments as store
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from nudgeflow.model.journey_checks import FileProblem
+
+# The store's words for a computation's status (store/segments.py), and its page limit: the
+# store, the segment model and its checks load in the command bodies (cli/common.py, "Start-up cost").
+PENDING, DONE = "pending", "done"
+MAX_PAGE = 1000
 
 segments_app = typer.Typer(
     help="Segments as code: validate, apply, list, show, members, archive.", no_args_is_help=True
@@ -37,6 +43,8 @@ def _print_problems(problems: list[FileProblem], stream: Any) -> tuple[int, int]
 @segments_app.command("validate")
 def segments_validate(files: SegmentFiles) -> None:
     """Check segment files without a database: every problem as file:line: path: message."""
+    from nudgeflow.model.segment_checks import check_files, segment_files
+
     paths = segment_files(files)
     if not paths:
         raise fail("no segment files (.yaml, .yml, .json) found in " + " ".join(files))
@@ -52,7 +60,7 @@ def segments_validate(files: SegmentFiles) -> None:
 
 def _as_of(found: dict[str, Any]) -> str:
     computed = found.get("computed")
-    if computed is not None and computed["status"] == store.PENDING:
+    if computed is not None and computed["status"] == PENDING:
         return f"computing version {computed['version']}: {computed['profiles_done']:,} people looked at so far"
     seq, at = found.get("as_of_seq"), found.get("as_of_ms")
     if seq is None:
@@ -80,6 +88,9 @@ def segments_apply(
 
     A changed definition becomes a new version, which the engine computes for the people
     already stored, in the background; `segments show ID` says how far it went."""
+    from nudgeflow.model.segment_checks import check_files, segment_files
+    from nudgeflow.store import segments as store
+
     paths = segment_files(files)
     if not paths:
         raise fail("no segment files (.yaml, .yml, .json) found in " + " ".join(files))
@@ -122,7 +133,9 @@ def segments_apply(
         engine.dispose()
 
 
-def _wait_for(engine: Any, workspace: str, ids: list[str], seconds: float) -> None:
+def _wait_for(engine: Engine, workspace: str, ids: list[str], seconds: float) -> None:
+    from nudgeflow.store import segments as store
+
     deadline = time.monotonic() + seconds
     left = list(ids)
     while left:
@@ -130,14 +143,14 @@ def _wait_for(engine: Any, workspace: str, ids: list[str], seconds: float) -> No
             jobs = store.latest_applies(conn, workspace)
         for segment_id in list(left):
             job = jobs.get(segment_id)
-            if job is not None and job.status != store.PENDING:
+            if job is not None and job.status != PENDING:
                 left.remove(segment_id)
                 at = iso(job.finished_at_ms, milliseconds=False) if job.finished_at_ms else "?"
                 size = job.size or 0
                 print(
                     f"{segment_id}: {size:,} {'person' if size == 1 else 'people'} as of event "
                     f"{job.as_of_seq or 0:,} of the log ({at}); {job.profiles_done:,} people looked at"
-                    if job.status == store.DONE
+                    if job.status == DONE
                     else f"{segment_id}: computation {job.status}"
                 )
         if left and time.monotonic() > deadline:
@@ -149,6 +162,8 @@ def _wait_for(engine: Any, workspace: str, ids: list[str], seconds: float) -> No
 @segments_app.command("archive")
 def segments_archive(segment_id: SegmentId, workspace: WorkspaceOpt, database: DatabaseOpt = None) -> None:
     """Retire a segment for good: nothing computes it, its members are let go."""
+    from nudgeflow.store import segments as store
+
     engine = open_workspace(database, workspace)
     try:
         with engine.begin() as conn:
@@ -167,6 +182,8 @@ def segments_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """The workspace's segments: status, live version, size, and the computation of the newest version."""
+    from nudgeflow.store import segments as store
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:
@@ -184,7 +201,7 @@ def segments_list(
             if computed is None
             else (
                 f"v{computed['version']} {computed['status']}"
-                + (f", {computed['profiles_done']:,} looked at" if computed["status"] == store.PENDING else "")
+                + (f", {computed['profiles_done']:,} looked at" if computed["status"] == PENDING else "")
             )
         )
         size = "—" if segment["size"] is None else f"{segment['size']:,}"
@@ -204,6 +221,8 @@ def segments_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """A segment: status, version, size now and as of when, its computation, sizes per day, definition."""
+    from nudgeflow.store import segments as store
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:
@@ -219,7 +238,7 @@ def segments_show(
     if found["size"] is not None:
         print(f"size: {found['size']:,} " + _as_of(found))
     computed = found["computed"]
-    if computed is not None and computed["status"] == store.DONE:
+    if computed is not None and computed["status"] == DONE:
         print(
             f"version {computed['version']} computed over {computed['profiles_done']:,} people: "
             f"{computed['size']:,} members as of event {computed['as_of_seq']:,}"
@@ -239,12 +258,14 @@ def segments_members(
     segment_id: SegmentId,
     workspace: WorkspaceOpt,
     after: Annotated[str, typer.Option("--after", metavar="ID", help="Start after this profile id.")] = "",
-    limit: Annotated[int, typer.Option("--limit", min=1, max=store.MAX_PAGE, help="Members per page.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_PAGE, help="Members per page.")] = 100,
     database: DatabaseOpt = None,
 ) -> None:
     """The members, a page at a time by profile id.
 
     One `profile_id since` a line; the next page's `--after` is printed on stderr."""
+    from nudgeflow.store import segments as store
+
     engine = open_workspace(database, workspace)
     try:
         with engine.connect() as conn:
@@ -263,4 +284,6 @@ def segments_members(
 @segments_app.command("schema")
 def segments_schema() -> None:
     """Print the JSON Schema of the segment format (schema/segment.schema.json is this output)."""
+    from nudgeflow.model.segments import segment_json_schema
+
     print(json.dumps(segment_json_schema(), indent=2, ensure_ascii=False))
