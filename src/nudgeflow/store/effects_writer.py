@@ -44,8 +44,8 @@ from nudgeflow.core.effects import (
     UpdateProfile,
 )
 from nudgeflow.core.state import ProfileState
-from nudgeflow.model.reasons import family_of
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
+from nudgeflow.model.reasons import family_of
 from nudgeflow.store import event_log, segments, sql
 from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
 
@@ -117,9 +117,7 @@ class EffectsBatch:
         self._segment_events: list[tuple[str, str, str, str, dict[str, Any], int]] = []
 
     def __bool__(self) -> bool:
-        return bool(
-            self._outbox or self._timers or self._runs or self._traits or self._states or self._segment_events
-        )
+        return bool(self._outbox or self._timers or self._runs or self._traits or self._states or self._segment_events)
 
     @property
     def messages(self) -> int:
