@@ -1,16 +1,16 @@
 """Segments: definitions and their versions, the computation of an applied version over the
 people already stored, who is in each segment now, and how many entered and left per day.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
