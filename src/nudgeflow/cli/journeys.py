@@ -40,10 +40,12 @@ def _print_problems(problems: list[FileProblem], stream: TextIO) -> tuple[int, i
 
 
 def _workspace_delivery(conn: Connection, workspace: str, settings: Settings) -> Delivery:
-    """The channels this deployment serves and the workspace's templates, for the journey checks."""
+    """The channels this deployment serves, the workspace's templates, places, webhook
+    destinations and live segments, for the journey checks."""
     from nudgeflow.core.catalog import place_tags
     from nudgeflow.model.journey_checks import Delivery
     from nudgeflow.store import catalog as catalog_store
+    from nudgeflow.store import segments as segment_store
     from nudgeflow.store import templates as template_store
     from nudgeflow.store import webhook_destinations
 
@@ -52,7 +54,12 @@ def _workspace_delivery(conn: Connection, workspace: str, settings: Settings) ->
         p["id"]: frozenset(place_tags(p["attributes"])) for p in catalog_store.all_items(conn, workspace, "places")
     }
     return Delivery.serving(
-        settings.log_channels, known, "this workspace", places, webhook_destinations.destination_names(conn, workspace)
+        settings.log_channels,
+        known,
+        "this workspace",
+        places,
+        webhook_destinations.destination_names(conn, workspace),
+        segments=set(segment_store.live_definitions(conn, workspace)),
     )
 
 

@@ -34,7 +34,8 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.errors import StoreError
-from nudgeflow.model.journey_checks import ERROR, Problem
+from nudgeflow.model.journey_checks import ERROR, Problem, segment_refs
+from nudgeflow.model.journeys import Journey
 from nudgeflow.model.segment_checks import check_segment, circle_among
 from nudgeflow.model.segments import Segment, referenced_segments
 from nudgeflow.store import sql
@@ -294,24 +295,11 @@ def journeys_using(conn: Connection, workspace_id: str, segment_id: str) -> list
         .where(journeys.c.workspace_id == workspace_id, journeys.c.status.in_(("live", "paused")))
         .order_by(journeys.c.id)
     )
-    return [jid for jid, text in rows if segment_id in _named_segments(orjson.loads(text))]
-
-
-def _named_segments(value: Any) -> set[str]:
-    """Every `segment: ID` in a journey definition's JSON (its trigger, conditions and exit
-    are the only places the key is used)."""
-    out: set[str] = set()
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            found = item.get("segment")
-            if isinstance(found, str):
-                out.add(found)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return out
+    return [
+        jid
+        for jid, text in rows
+        if any(ref == segment_id for _path, ref in segment_refs(Journey.model_validate(orjson.loads(text))))
+    ]
 
 
 # --- reading definitions --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from nudgeflow.model.journeys import Journey, journey_json_schema
 from nudgeflow.runtime.backfill import Preview, preview
 from nudgeflow.store import catalog as catalog_store
 from nudgeflow.store import journeys as store
+from nudgeflow.store import segments as segment_store
 from nudgeflow.store import templates as template_store
 from nudgeflow.store import webhook_destinations
 from nudgeflow.store.group_commit import WriterStopped
@@ -99,18 +100,22 @@ def _read(state: AppState, fn: Callable[[Connection], T]) -> T:
 
 
 def _delivery(state: AppState, workspace_id: str) -> Delivery:
-    """The channels this server serves and the workspace's templates (name -> channel)."""
+    """The channels this server serves, the workspace's templates (name -> channel), places,
+    webhook destinations and live segments."""
 
-    def read(conn: Connection) -> tuple[dict[str, str], dict[str, frozenset[str]], list[str] | None]:
+    def read(conn: Connection) -> tuple[dict[str, str], dict[str, frozenset[str]], list[str] | None, set[str]]:
         templates = {t["name"]: t["channel"] for t in template_store.list_templates(conn, workspace_id)}
         places = {
             p["id"]: frozenset(place_tags(p["attributes"]))
             for p in catalog_store.all_items(conn, workspace_id, "places")
         }
-        return templates, places, webhook_destinations.destination_names(conn, workspace_id)
+        segments = set(segment_store.live_definitions(conn, workspace_id))
+        return templates, places, webhook_destinations.destination_names(conn, workspace_id), segments
 
-    known, places, destinations = _read(state, read)
-    return Delivery.serving(state.settings.log_channels, known, "this workspace", places, destinations)
+    known, places, destinations, segments = _read(state, read)
+    return Delivery.serving(
+        state.settings.log_channels, known, "this workspace", places, destinations, segments=segments
+    )
 
 
 def _preview(conn: Connection, workspace_id: str, found: dict[str, Any], now: int) -> Preview | None:
