@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from nudgeflow.model.journey_checks import (
     DocumentError,
@@ -17,7 +18,7 @@ from nudgeflow.model.journey_checks import (
     load_documents,
     validate_files,
 )
-from nudgeflow.model.journeys import Journey
+from nudgeflow.model.journeys import Journey, SegmentTrigger
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "journeys"
 
@@ -658,3 +659,12 @@ def test_catalog_places_the_catalog_lacks_are_warnings() -> None:
         ),
     ]
     assert check_journey(LOCATION, Delivery())[1] == []  # places not given: not checked
+
+
+def test_a_bare_yaml_on_key_is_the_segment_trigger_s_on() -> None:
+    # PyYAML reads `on:` as the boolean true; unquoted `on: exit` must not become "enter".
+    text = "id: j\nname: J\ntrigger: {type: segment, segment: lapsed, on: exit}\nsteps: {s: {type: exit}}\n"
+    doc = yaml.safe_load(text)
+    assert True in doc["trigger"]
+    trigger = Journey.model_validate(doc).trigger
+    assert isinstance(trigger, SegmentTrigger) and trigger.on == "exit"

@@ -357,6 +357,15 @@ class SegmentTrigger(_TriggerBase):
     segment: SegmentId
     on: Literal["enter", "exit"] = "enter"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true: take it as "on", so
+        # `on: exit` written unquoted does not silently become the default "enter".
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
 
 Trigger = Annotated[
     EventTrigger
