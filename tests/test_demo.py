@@ -71,8 +71,9 @@ def test_the_summary_keeps_ingest_and_adds_the_journeys(demo_run: tuple[DemoSumm
     engagement = sum(events.get(name, 0) for name in ("Message Delivered", "Message Sent", "Message Failed"))
     assert summary.journeys.sent == summary.journeys.emailed + summary.journeys.pushed
     assert events.get("Push Subscribed", 0) == summary.subscribed > 0
-    # re-sent messages stored once
-    assert summary.stats["events"] == summary.messages + engagement + summary.subscribed
+    # re-sent messages stored once; the engine appends segment entries and exits
+    moves = events.get("Segment Entered", 0) + events.get("Segment Exited", 0)
+    assert summary.stats["events"] == summary.messages + engagement + summary.subscribed + moves
     for text in (
         "Events by type",
         "What was stored",
@@ -252,3 +253,22 @@ def test_the_policies_report_follows_each_message_from_its_deferrals_to_where_it
     quiet = rows[("quiet_hours", None)]
     assert (quiet.deferred, quiet.sent_later, quiet.waiting) == (1, 0, 1)
     assert (report.messages, report.sent, report.deferred, report.sent_later, report.dropped) == (5, 2, 3, 1, 2)
+
+
+def test_the_demo_applies_the_example_segments_and_prints_their_sizes(demo_run: tuple[DemoSummary, str]) -> None:
+    """examples/segments are live before the traffic; the engine keeps them as events come
+    and windows lapse, and the demo prints each one's members at the end."""
+    from nudgeflow.demo.run import segments_dir
+    from nudgeflow.model.segment_checks import check_files
+
+    summary, out = demo_run
+    found = segments_dir()
+    assert found is not None
+    _problems, valid = check_files([found])
+    sizes = {s["id"]: s["members"] for s in summary.segments}
+    assert set(sizes) == {segment.id for _file, segment in valid}
+    assert sizes["reachable-push"] > 0  # the browsers subscribed at the start
+    # Orders are in the first days of forty: most buyers have lapsed by the end.
+    assert sizes["lapsed-customers"] > 0
+    assert summary.stats["track_events"].get("Segment Entered", 0) >= sum(sizes.values())
+    assert "Segments (examples/segments)" in out

@@ -62,7 +62,15 @@ from sqlalchemy import Connection
 from nudgeflow.demo.policy_report import DecisionLog, PolicyReport, WatchedEngine, build_report, policy_table
 from nudgeflow.demo.traffic import CATALOG, CURRENCY, ORDERED, STORES, generate_traffic
 from nudgeflow.errors import NudgeflowError
-from nudgeflow.model.event_names import MESSAGE_DELIVERED, MESSAGE_FAILED, MESSAGE_LOGGED, MESSAGE_SENT, PUSH_SUBSCRIBED
+from nudgeflow.model.event_names import (
+    MESSAGE_DELIVERED,
+    MESSAGE_FAILED,
+    MESSAGE_LOGGED,
+    MESSAGE_SENT,
+    PUSH_SUBSCRIBED,
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
+)
 from nudgeflow.model.iso_time import iso_utc
 from nudgeflow.settings import Settings
 from nudgeflow.store import dev_inbox, engine_state, log_channel, outbox, profiles
@@ -136,6 +144,7 @@ class DemoSummary:
     pushes: list[dict[str, Any]] = field(default_factory=list)  # the pushes it received (decrypted), in order
     subscribed: int = 0  # browsers subscribed to push (one per device id of the traffic)
     policies: PolicyReport = field(default_factory=PolicyReport)  # what the send policies held back
+    segments: list[dict[str, Any]] = field(default_factory=list)  # id, name, description, members at the end
     collision_window: str | None = None  # the policies' collision window, if they have one
 
     @property
@@ -160,6 +169,12 @@ def policies_file() -> Path | None:
     """examples/policies.yaml of the source tree, next to examples/journeys."""
     candidate = Path(__file__).resolve().parents[3] / "examples" / "policies.yaml"
     return candidate if candidate.is_file() else None
+
+
+def segments_dir() -> Path | None:
+    """examples/segments of the source tree, next to examples/journeys."""
+    candidate = Path(__file__).resolve().parents[3] / "examples" / "segments"
+    return candidate if candidate.is_dir() else None
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -290,6 +305,32 @@ def _apply_policies(server: ThreadedServer, workspace_id: str) -> tuple[Any, str
         lambda conn: policy_store.put(conn, workspace_id, policies, source, "nudgeflow demo", now)
     ).result()
     return policies, _shown_path([path]) + "/" + path.name, done.version
+
+
+def _apply_segments(server: ThreadedServer, workspace_id: str) -> list[Any]:
+    """examples/segments made the workspace's live segments, as `nudgeflow segments apply`
+    makes them (checked, each after those it refers to, then store/segments.apply by the
+    server's writer). The workspace has no one yet: the engine keeps them as the traffic
+    comes. [] when the folder is not next to this installation."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.model.segment_checks import check_files
+    from nudgeflow.store import segments as segment_store
+
+    found = segments_dir()
+    if found is None:
+        return []
+    problems, valid = check_files([found])
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise DemoError(f"{found} has errors:\n" + "\n".join(p.format() for p in errors))
+    now = to_ms(SystemClock().now())
+
+    def apply_all(conn: Connection) -> None:
+        for _file, segment in valid:
+            segment_store.apply(conn, workspace_id, segment, now)
+
+    server.app.state.nudgeflow.committer.submit_job(apply_all).result()
+    return [segment for _file, segment in valid]
 
 
 def _set_base_url(server: ThreadedServer, workspace_id: str) -> None:
@@ -597,6 +638,13 @@ def run_demo(
                     ),
                     highlight=False,
                 )
+            live_segments = _apply_segments(server, workspace.workspace_id)
+            if live_segments:
+                console.print(
+                    f"applied {len(live_segments)} segments from examples/segments: "
+                    + ", ".join(segment.id for segment in live_segments),
+                    highlight=False,
+                )
             summary.catalog = _import_catalog(client, admin)
             console.print(
                 f"applied {len(summary.templates_applied)} templates from examples/templates, imported "
@@ -626,6 +674,7 @@ def run_demo(
         summary.journeys = _journey_report(forward, workspace.workspace_id, summary.journeys_published, step_order)
         if policies is not None:
             summary.policies = _policy_report(forward, workspace.workspace_id, policies, summary.policies)
+        summary.segments = _segment_sizes(forward, workspace.workspace_id, live_segments)
         summary.inbox = _read_inbox(forward, workspace.workspace_id)
         summary.pushes = _read_pushes(forward, workspace.workspace_id)
         summary.total_seconds = time.perf_counter() - started
@@ -946,6 +995,20 @@ def _policy_report(forward: _FastForward, workspace_id: str, policies: Any, appl
     with forward.db.connect() as conn:
         ended = outbox.outcomes(conn, workspace_id)
     return build_report(policies, applied.source, applied.version, forward.decisions, ended)
+
+
+def _segment_sizes(forward: _FastForward, workspace_id: str, applied: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each segment applied, with its members when the fast-forward ended (exact: the rows
+    the engine keeps as events arrive and windows lapse)."""
+    from nudgeflow.store import segments as segment_store
+
+    if not applied:
+        return []
+    with forward.db.connect() as conn:
+        sizes = segment_store.sizes(conn, workspace_id)
+    return [
+        {"id": s.id, "name": s.name, "description": s.description or "", "members": sizes.get(s.id, 0)} for s in applied
+    ]
 
 
 def _user_ids(conn: Connection, workspace_id: str) -> dict[str, str]:
@@ -1279,6 +1342,8 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
     console.print(table)
     if summary.policies.source:
         console.print(policy_table(summary.policies, summary.collision_window))
+    if summary.segments:
+        console.print(_segment_table(summary))
 
     sample = Table(title="The first message of each step", title_justify="left", box=box.SIMPLE_HEAD)
     sep = ", " if console.width >= 120 else "\n"  # the local time beside the UTC one, or under it
@@ -1290,6 +1355,23 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
         template = f"{m['channel']}: {m['template']}" + (f" [{m['variant']}]" if m.get("variant") else "")
         sample.add_row(_when(m, sep), escape(str(m["who"])), escape(f"{m['journey']} / {m['step']}"), escape(template))
     console.print(sample)
+
+
+def _segment_table(summary: DemoSummary) -> Table:
+    events = summary.stats.get("track_events", {})
+    entered, exited = int(events.get(SEGMENT_ENTERED, 0)), int(events.get(SEGMENT_EXITED, 0))
+    table = Table(
+        title=f"Segments (examples/segments), kept by the engine as events came: {entered:,} {SEGMENT_ENTERED} "
+        f"and {exited:,} {SEGMENT_EXITED} events in the people's logs",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("segment", no_wrap=True)
+    table.add_column("who", overflow="fold")
+    table.add_column("members at the end", justify="right")
+    for s in summary.segments:
+        table.add_row(escape(s["id"]), escape(s["description"] or s["name"]), f"{s['members']:,}")
+    return table
 
 
 def _print_summary(
@@ -1309,11 +1391,14 @@ def _print_summary(
     engagement = sum(int(stats.get("track_events", {}).get(name, 0)) for name in ENGAGEMENT_EVENTS)
     overview.add_row("events sent", f"{summary.messages:,}: {summary.batches} batches + {summary.singles} single calls")
     subscribed = int(stats.get("track_events", {}).get(PUSH_SUBSCRIBED, 0))
+    # The engine appends Segment Entered / Exited when a person's membership changes.
+    moves = sum(int(stats.get("track_events", {}).get(name, 0)) for name in (SEGMENT_ENTERED, SEGMENT_EXITED))
     overview.add_row(
         "events stored",
         f"{stats.get('events', 0):,}: the {summary.messages:,} sent, {subscribed:,} "
-        f"Push Subscribed (the browsers registering), and {engagement:,} "
-        "engagement events the runtime appended (one per message sent)",
+        f"Push Subscribed (the browsers registering), {engagement:,} "
+        "engagement events the runtime appended (one per message sent)"
+        + (f" and {moves:,} segment entries and exits" if moves else ""),
     )
     overview.add_row("profiles", f"{stats.get('profiles', 0):,}")
     overview.add_row("  known (with a userId)", f"{known:,}")
@@ -1322,7 +1407,7 @@ def _print_summary(
     overview.add_row(
         "duplicates",
         f"{summary.resent} re-sent, "
-        f"{stats.get('events', 0) - summary.messages - engagement - subscribed} stored again, "
+        f"{stats.get('events', 0) - summary.messages - engagement - subscribed - moves} stored again, "
         f"{summary.duplicates} counted as duplicates",
     )
     overview.add_row(
