@@ -82,19 +82,20 @@ def test_a_deferred_message_waits_unclaimed_with_its_reason_then_its_release_mak
     assert counts.messages_queued == 0 and counts.messages_withheld == {(DEFERRED, "quiet_hours", "email"): 1}
     assert rows(engine, wsid) == [(KEY, DEFERRED, "quiet_hours", 50_000, 1_000, 1_000)]
     assert KEY not in claimable(engine, 10**12)  # never claimed by dispatch, however late
-    # The release: the SendMessage with the same key replaces the row; it was born at the deferral.
+    # The release: the SendMessage with the same key replaces the row, and it is queued now:
+    # created_at_ms is the release (a push's time to live counts from it, not from the deferral).
     counts = write(engine, wsid, [send(50_000)], now=50_000)
     assert counts.messages_queued == 1
-    assert rows(engine, wsid) == [(KEY, "pending", None, 50_000, 1_000, 50_000)]
+    assert rows(engine, wsid) == [(KEY, "pending", None, 50_000, 50_000, 50_000)]
     assert KEY in claimable(engine, 50_000)
 
 
 def test_a_deferred_message_can_be_deferred_again_or_dropped_at_its_release(engine: Any, wsid: str) -> None:
     write(engine, wsid, [withheld(DEFERRED, "frequency_cap:daily", 1_000, until_ms=5_000)])
     write(engine, wsid, [withheld(DEFERRED, "collision:winback", 5_000, until_ms=9_000)], now=5_000)
-    assert rows(engine, wsid) == [(KEY, DEFERRED, "collision:winback", 9_000, 1_000, 5_000)]
+    assert rows(engine, wsid) == [(KEY, DEFERRED, "collision:winback", 9_000, 5_000, 5_000)]
     write(engine, wsid, [withheld(DROPPED, "max_deferral", 9_000)], now=9_000)
-    assert rows(engine, wsid) == [(KEY, DROPPED, "max_deferral", 9_000, 1_000, 9_000)]
+    assert rows(engine, wsid) == [(KEY, DROPPED, "max_deferral", 9_000, 9_000, 9_000)]
     # Dropped is final: a batch decided again does not bring the message back.
     write(engine, wsid, [send(9_500)], now=9_500)
     assert rows(engine, wsid)[0][1:3] == (DROPPED, "max_deferral")

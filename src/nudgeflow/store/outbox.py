@@ -65,8 +65,10 @@ OUTBOX_COLUMNS = (
     "reason",
 )
 STATUS = OUTBOX_COLUMNS.index("status")
-# What a later decision on a deferred row's key replaces: all but its identity and birth.
-REPLACED = tuple(c for c in OUTBOX_COLUMNS if c not in ("workspace_id", "idempotency_key", "created_at_ms"))
+# What a later decision on a deferred row's key replaces: all but its identity. created_at_ms
+# too: it is when the engine queued the message to be sent (a push expires relative to it), and
+# a deferred message is queued at its release, not when it was first held back.
+REPLACED = tuple(c for c in OUTBOX_COLUMNS if c not in ("workspace_id", "idempotency_key"))
 
 CLAIM_COLUMNS = (
     "id, workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step,"
