@@ -169,3 +169,11 @@ def test_without_policies_or_segments_the_output_is_unchanged(env: dict[str, str
     done = run(base, env, EXAMPLES)
     timing = re.compile(r"[0-9.]+ s \([0-9,]+ lines/s\)$", re.MULTILINE)
     assert timing.sub("<seconds>", done.stdout) == (EXAMPLES / "expected.txt").read_text()
+
+
+def test_a_bad_segment_is_reported_with_its_line(env: dict[str, str], tmp_path: Path) -> None:
+    base = setup(tmp_path)
+    (tmp_path / "segments" / "bad.yaml").write_text("id: bad\nname: Bad\nwhen: {performed: Ping, within: 0d}\n")
+    done = run([*base, "--segments", str(tmp_path / "segments")], env, tmp_path)
+    assert done.returncode == 1
+    assert "bad.yaml:3: when" in done.stderr and "no simulation" in done.stderr

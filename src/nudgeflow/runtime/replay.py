@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -110,12 +109,6 @@ def load_journeys(paths: Iterable[str | Path]) -> list[Journey]:
 # --- policies and segments ------------------------------------------------------------------
 
 
-def _validation_problems(label: str, exc: ValidationError) -> list[str]:
-    return [
-        f"{label}: {'.'.join(str(p) for p in error['loc']) or '(document)'}: {error['msg']}" for error in exc.errors()
-    ]
-
-
 def load_policies(path: str | Path) -> Policies:
     """A policies.yaml (or .json) checked as `nudgeflow policies validate` checks it;
     JourneyLoadError lists every error (file:line: path: reason)."""
@@ -131,7 +124,8 @@ def load_policies(path: str | Path) -> Policies:
 def load_segments(paths: Iterable[str | Path]) -> list[Segment]:
     """Every segment in the files and directories given, each checked, ids unique, references
     to segments among them and no cycle; JourneyLoadError lists every problem."""
-    from nudgeflow.model.journey_checks import DocumentError, load_documents
+    from nudgeflow.model.journey_checks import ERROR, DocumentError, FileProblem, load_documents
+    from nudgeflow.model.segment_checks import check_segment
     from nudgeflow.model.segments import SegmentCycleError, referenced_segments, segment_order
 
     segments: list[Segment] = []
@@ -147,10 +141,13 @@ def load_segments(paths: Iterable[str | Path]) -> list[Segment]:
             problems.append(f"{path}: no segment in this file")
         for index, doc in docs:
             label = f"{path}" if len(docs) == 1 else f"{path} (document {index + 1})"
-            try:
-                segment = Segment.model_validate(doc)
-            except ValidationError as exc:
-                problems.extend(_validation_problems(label, exc))
+            segment, found = check_segment(doc)  # as `segments validate` checks it, with lines
+            problems.extend(
+                FileProblem(str(path), p.path, p.line, p.message, p.severity, index).format()
+                for p in found
+                if p.severity == ERROR
+            )
+            if segment is None:
                 continue
             if segment.id in where:
                 problems.append(f"{label}: id: segment {segment.id!r} is already defined in {where[segment.id]}")
