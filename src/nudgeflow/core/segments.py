@@ -376,6 +376,7 @@ class _Plan:
     index: SegmentIndex
     tests: tuple[Test, ...]  # by position
     empty_true: tuple[int, ...]  # the segments someone of whom nothing is known is in
+    timer_keys: tuple[str, ...]  # by position: the key of the segment's lapse timer
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -395,7 +396,8 @@ def _plan(index: SegmentIndex) -> _Plan:
             held.append(pos)
     if len(_PLANS) > 100:  # catalogs were reloaded many times: keep the live ones
         _PLANS.clear()
-    found = _PLANS[id(index)] = _Plan(index, tests, tuple(held))
+    keys = tuple(timer_key("seg", sv.segment_id) for sv in index.order)
+    found = _PLANS[id(index)] = _Plan(index, tests, tuple(held), keys)
     return found
 
 
@@ -470,7 +472,8 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
     state = turn.state
     membership = state.membership
     ctx = _Ctx(state, at, index, state.history, state.segment_facts)
-    tests = _plan(index).tests
+    plan = _plan(index)
+    tests, keys = plan.tests, plan.timer_keys
     timed = index.timed
     queue = sorted(todo)
     done: list[Change] = []
@@ -482,7 +485,7 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
         sid = sv.segment_id
         member = tests[pos](ctx)
         if pos in timed:
-            _arm(turn, pos, sv, ctx)
+            _arm(turn, pos, sid, keys[pos], ctx)
         if member == (sid in membership):
             continue
         if member:
@@ -499,26 +502,25 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
     return done
 
 
-def _arm(turn: Turn, pos: int, sv: SegmentVersion, ctx: _Ctx) -> None:
-    """Keep the person's one lapse timer for this segment at its next possible change."""
+def _arm(turn: Turn, pos: int, sid: str, key: str, ctx: _Ctx) -> None:
+    """Keep the person's one lapse timer (`key`) for this segment at its next possible change."""
     due = _next_change(pos, ctx)
     facts = ctx.facts
     armed = facts.get("due")
-    old = armed.get(sv.segment_id) if isinstance(armed, dict) else None
+    old = armed.get(sid) if isinstance(armed, dict) else None
     if due == old:
         return
-    key = timer_key("seg", sv.segment_id)
     if due is None:
         assert isinstance(armed, dict)  # old was not None
-        del armed[sv.segment_id]
+        del armed[sid]
         if not armed:
             del facts["due"]
         turn.cancel(key)
         return
     if not isinstance(armed, dict):
         armed = facts["due"] = {}
-    armed[sv.segment_id] = due
-    turn.schedule(key, due, {"kind": SEGMENT_TIMER, "segment": sv.segment_id})
+    armed[sid] = due
+    turn.schedule(key, due, {"kind": SEGMENT_TIMER, "segment": sid})
 
 
 def _next_change(pos: int, ctx: _Ctx) -> int | None:
@@ -551,8 +553,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-def _ts(entry: Sequence[Any]) -> Any:
-    return entry[0]
+# A kept entry's time, as the key of the binary searches: C-level, called per comparison.
+_ts = operator.itemgetter(0)
 
 
 def _span(entries: list[list[Any]], since: int, at: int) -> tuple[list[list[Any]], int, int]:
