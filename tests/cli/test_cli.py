@@ -7,14 +7,11 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.cli.support import NUDGEFLOW, create_workspace, run
-from tests.support import free_port
+from tests.cli.support import create_workspace, run
 
 
 def test_workspace_create_json_prints_one_object(env: dict[str, str], tmp_path: Path) -> None:
@@ -120,43 +117,6 @@ def test_import_of_a_missing_file_fails_clearly(env: dict[str, str], tmp_path: P
     done = run(["import", str(tmp_path / "nope.jsonl"), "--write-key", ws["write_key"]], env, tmp_path)
     assert done.returncode == 1
     assert "nope.jsonl" in done.stderr and "Traceback" not in done.stderr
-
-
-@pytest.fixture
-def serve(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
-    port = free_port()
-    url = f"sqlite:///{tmp_path / 'served' / 'nudgeflow.db'}"  # a new file: serve migrates it
-    log = tmp_path / "serve.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [NUDGEFLOW, "serve", "--port", str(port), "--database", url, "--log-requests"],
-            env={**env, "NUDGEFLOW_DATABASE_URL": url},
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        try:
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "serve did not become ready: " + log.read_text()
-                time.sleep(0.05)  # polling a subprocess for readiness, with a deadline
-            yield base, proc, log
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 def test_serve_answers_healthz_and_stops_on_sigterm(serve: tuple[str, subprocess.Popen[str], Path]) -> None:

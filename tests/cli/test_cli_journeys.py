@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from datetime import UTC
 from pathlib import Path
-
-import pytest
 
 from nudgeflow.model.journeys import journey_json_schema
 from tests.support import NUDGEFLOW
@@ -46,14 +43,6 @@ steps:
     template: cart-1
     next: wiat
 """
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
-    out["NUDGEFLOW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    out["COLUMNS"] = "200"
-    return out
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

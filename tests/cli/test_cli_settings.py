@@ -6,11 +6,7 @@ are not configured."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,14 +14,6 @@ import pytest
 
 from nudgeflow.settings import ENV_VARS
 from tests.support import NUDGEFLOW, free_port
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
-    out["NUDGEFLOW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    out["COLUMNS"] = "250"  # rich wraps at the terminal width; keep lines whole for the asserts
-    return out
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -129,51 +117,6 @@ def test_serve_off_loopback_without_a_public_url_refuses_and_says_what_to_set(
     assert done.returncode == 2
     assert "--public-url" in done.stderr and "NUDGEFLOW_PUBLIC_URL" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-class Served:
-    def __init__(self, base: str, proc: subprocess.Popen[str], log: Path) -> None:
-        self.base, self.proc, self.log = base, proc, log
-
-
-@pytest.fixture
-def start(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
-    procs: list[subprocess.Popen[str]] = []
-
-    def launch(args: list[str], extra_env: dict[str, str] | None = None) -> Served:
-        port = free_port()
-        log = tmp_path / f"serve-{port}.log"
-        sink = log.open("w")
-        proc = subprocess.Popen(
-            [NUDGEFLOW, "serve", "--port", str(port), *args],
-            env={**env, **(extra_env or {})},
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    return Served(base, proc, log)
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become ready: " + log.read_text()
-            time.sleep(0.05)  # polling a subprocess for readiness, with a deadline
-
-    yield launch
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def test_serve_on_loopback_uses_its_own_address_and_says_which_channels_are_not_configured(start: object) -> None:

@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.cli.simulate_data import WELCOME
 from tests.support import NUDGEFLOW
-
-WELCOME = """\
-id: welcome
-name: Welcome
-trigger: {type: event, event: Signed Up}
-entry: {reentry: once}
-steps:
-  hello: {type: send, channel: email, template: welcome-1, next: wait}
-  wait: {type: wait, duration: 2d, next: tips}
-  tips: {type: send, channel: email, template: welcome-2}
-"""
-
-CART = """\
-id: cart
-name: Cart abandonment
-trigger:
-  type: event_not_followed
-  event: Product Added
-  not_followed_by: {event: Order Completed, within: 1h, match: cart_id}
-exit:
-  events: [{event: Order Completed, match: cart_id}]
-goal: {event: Order Completed, within: 7d, revenue: revenue}
-steps:
-  reminder: {type: send, channel: email, template: cart-1h, next: wait}
-  wait: {type: wait, duration: 23h, next: objections}
-  objections: {type: send, channel: email, template: cart-24h}
-"""
 
 PUSH_JSON = {
     "id": "level-up",
@@ -90,23 +61,6 @@ EXPECTED = [
     ("2026-03-03T11:00:00.000Z", None, "anon-1", "cart", "objections", "email", "cart-24h"),
     ("2026-03-04T09:00:01.000Z", "ada", None, "welcome", "tips", "email", "welcome-2"),
 ]
-
-
-@pytest.fixture
-def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("NUDGEFLOW_")}
-    out["COLUMNS"] = "200"  # rich wraps at the terminal width; keep lines whole for the asserts
-    return out
-
-
-@pytest.fixture
-def journeys(tmp_path: Path) -> Path:
-    folder = tmp_path / "journeys"
-    folder.mkdir()
-    (folder / "welcome.yaml").write_text(WELCOME)
-    (folder / "cart.yml").write_text(CART)
-    (folder / "README.md").write_text("not a journey")
-    return folder
 
 
 def write_events(path: Path, events: list[dict[str, Any]], extra_lines: dict[int, str] | None = None) -> Path:
