@@ -1410,16 +1410,24 @@ APPLIED_SEGMENT = "recent-buyers"  # examples/segments/recent-buyers.yaml: an Or
 def bench_segments(count: int) -> list[dict[str, Any]]:
     """`count` segments of the kinds a shop writes, over the generated workload's events and
     traits: counts and sums in windows, property filters, lapsed (ordered, but not lately),
-    engagement, reachability, traits, and segments built on others."""
+    engagement, reachability, traits, and segments built on others. Ten kinds, each taken
+    with five different windows, events or values: the first 50 are 50 different
+    definitions, so that work shared between identical conditions cannot flatter the figure."""
     names = ("Product Viewed", "Product Added", "Order Completed", "Application Opened", "Level Completed",
              "Product Added to Wishlist", "Products Searched", "Cart Viewed", "Checkout Started", "Order Delivered")
     windows = ("1d", "7d", "14d", "30d", "90d")
+    plans = (["pro", "business"], ["pro"], ["business"], ["free", "trial"], ["trial", "pro"])
+    reach: tuple[dict[str, Any], ...] = (
+        {"reachable": "email"}, {"reachable": "push"}, {"reachable": "any"},
+        {"all": [{"reachable": "email"}, {"not": {"reachable": "push"}}]},
+        {"all": [{"reachable": "push"}, {"trait": "locale", "op": "in", "value": ["en-US", "en-GB", "en-AU"]}]},
+    )
     out: list[dict[str, Any]] = []
     for i in range(count):
-        name, window = names[i % len(names)], windows[i % len(windows)]
-        kind = i % 10
+        kind, r = i % 10, (i // 10) % 5  # r: which of the kind's five
+        name, window = names[(i + r) % len(names)], windows[r]
         if kind == 0:
-            when: dict[str, Any] = {"performed": name, "within": window, "count": 1 + i % 4}
+            when: dict[str, Any] = {"performed": name, "within": window, "count": 1 + r % 4}
         elif kind == 1:
             when = {"performed": "Order Completed", "within": window, "sum": {"property": "revenue", "value": 50 * (1 + i % 5)}}
         elif kind == 2:
@@ -1430,14 +1438,14 @@ def bench_segments(count: int) -> list[dict[str, Any]]:
         elif kind == 4:
             when = {"all": [{"engaged": "opened", "channel": "email", "within": window}, {"reachable": "email"}]}
         elif kind == 5:
-            when = {"reachable": ("email", "push", "any")[i % 3]}
+            when = reach[r]
         elif kind == 6:
-            when = {"all": [{"trait": "plan", "op": "in", "value": ["pro", "business"]},
-                            {"trait": "address.country", "value": PLACES[i % len(PLACES)][2]}]}
+            when = {"all": [{"trait": "plan", "op": "in", "value": plans[r]},
+                            {"trait": "address.country", "value": PLACES[(3 * r) % len(PLACES)][2]}]}
         elif kind == 7:
             when = {"all": [{"segment": f"bench-{i - 7:02d}"}, {"trait": "plan", "op": "ne", "value": "free"}]}
         elif kind == 8:
-            when = {"any": [{"performed": name, "within": window}, {"performed": names[(i + 3) % len(names)], "within": window}]}
+            when = {"any": [{"performed": name, "within": window}, {"performed": names[(i + r + 3) % len(names)], "within": window}]}
         else:
             when = {"performed": "Product Viewed", "within": window, "op": "gte", "count": 5}
         out.append({"id": f"bench-{i:02d}", "name": f"Benchmark segment {i}", "when": when})
@@ -1620,16 +1628,32 @@ def run_segment_engine(directory: Path, args: argparse.Namespace, progress: Prog
 
 def run_segments(directory: Path, args: argparse.Namespace, progress: Progress) -> SegmentFigures:
     figures = SegmentFigures()
-    run_segment_apply(directory, args, progress, figures)
-    run_segment_engine(directory, args, progress, figures)
+    parts = set(args.segment_parts.split(","))
+    if "apply" in parts:
+        run_segment_apply(directory, args, progress, figures)
+    if "engine" in parts:
+        if args.segment_writes_off:
+            _without_change_writes()
+        run_segment_engine(directory, args, progress, figures)
     return figures
+
+
+def _without_change_writes() -> None:
+    """For --segment-writes-off: the members rows, daily sizes and Segment Entered / Exited
+    rows a membership change writes are not written (the engine appends no other events in
+    this phase), so that a run shows what deciding costs apart from writing. A breakdown:
+    such a run is never recorded."""
+    from nudgeflow.store import event_log, segments
+
+    event_log.append_events = lambda conn, rows: None  # type: ignore[assignment]
+    segments.write_changes = lambda conn, changes: (0, 0)  # type: ignore[assignment]
 
 
 SEGMENT_APPLY_TARGET_S, SEGMENT_ENGINE_TARGET = 30.0, 0.8
 
 
 def segment_rows(g: SegmentFigures) -> list[tuple[str, str, str, str]]:
-    rows = [
+    rows = [] if not g.profiles else [
         (f"segments: apply one over {g.profiles:,} profiles / {g.events:,} stored events (command to done)",
          f"{g.apply_seconds:.1f} s", f"target <= {SEGMENT_APPLY_TARGET_S:g} s", _verdict(g.apply_seconds <= SEGMENT_APPLY_TARGET_S)),
         (f"  {g.size:,} members as of event {g.as_of_seq:,} ({g.decided:,} profiles looked at); ingest p99 during it "
@@ -1648,7 +1672,7 @@ def segment_rows(g: SegmentFigures) -> list[tuple[str, str, str, str]]:
         w, wo = g.with_segments_arriving, g.without_arriving
         rows.append(
             (f"  the first {wo.events:,} events, people arriving (each enters its segments: {w.decided - w.events:,} "
-             "Segment Entered / Exited appended and decided)",
+             "Segment Entered / Exited appended, passed undecided)",
              f"{w.rate:,.0f} events/s", f"{w.rate / wo.rate:.2f} x without ({wo.rate:,.0f}/s)", ""))
     return rows
 
@@ -1682,9 +1706,9 @@ def write_segment_results(g: SegmentFigures, args: argparse.Namespace, info: dic
     ]
     if w is not None and wo is not None:
         lines += [
-            f"With segments the engine appended {g.appended:,} Segment Entered / Exited in all (and decided them: the "
-            f"rates count only the events it was given) and left {g.members:,} members. Engine process CPU, people "
-            f"known: {wo.cpu:.2f} cores without, {w.cpu:.2f} with.",
+            f"With segments the engine appended {g.appended:,} Segment Entered / Exited in all ({g.appended / (2 * wo.events):.2f} "
+            f"per event it was given; its cursor passes them undecided, and the rates count only the events it was given) "
+            f"and left {g.members:,} members. Engine process CPU, people known: {wo.cpu:.2f} cores without, {w.cpu:.2f} with.",
             "",
         ]
     lines += ingest_bench.machine_lines(info, f"{info['os']}; Python {info['python']}; SQLite {info['sqlite']}", disk=True)
@@ -2064,6 +2088,11 @@ def main() -> None:
                         help="keep the backfill phase's prepared database here and copy it on later runs instead of "
                              "building it again (for a developer's loop; a recorded run says it was reused)")
     parser.add_argument("--segments", type=int, help="live segments in the segments phase's engine run (default 50)")
+    parser.add_argument("--segment-parts", default="apply,engine",
+                        help="the segments phase's parts to run: apply, engine or both (default apply,engine)")
+    parser.add_argument("--segment-writes-off", action="store_true",
+                        help="breakdown: the segments phase's engine run writes no members rows or Segment Entered / "
+                             "Exited (implies --no-record)")
     parser.add_argument("--segment-profiles", type=int, help="people in the segments phase's engine runs (default 100,000)")
     parser.add_argument("--segment-events", type=int, help="events of those runs (default 1,000,000)")
     parser.add_argument("--phases", type=str, default=",".join(PHASES), help=f"which phases to run (default {','.join(PHASES)})")
@@ -2085,6 +2114,10 @@ def main() -> None:
     args.batch = args.batch or Settings().engine_batch_events
     args.timer_batch = args.timer_batch or Settings().engine_batch_timers
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if not set(args.segment_parts.split(",")) or set(args.segment_parts.split(",")) - {"apply", "engine"}:
+        parser.error(f"--segment-parts takes apply, engine or both, not {args.segment_parts!r}")
+    if args.segment_writes_off:
+        args.no_record = True  # a breakdown, never the recorded figure
     unknown = set(args.phases) - set(PHASES)
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))} (choose from {', '.join(PHASES)})")

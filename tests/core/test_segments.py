@@ -104,11 +104,11 @@ def test_three_orders_in_30_days_enters_and_lapses_by_timer() -> None:
     d.track(ORDER)
     assert moves(d) == [("loyal", "entered", T0 + 2 * D, ev(d, ORDER))]
     # The first order leaves the window 30 days after it: count 2, out.
-    assert d.timers["seg:loyal"][0] == T0 + 30 * D
+    assert d.timers["seg:*"][0] == T0 + 30 * D
     mark = d.mark()
     d.advance("40d")
     assert moves(d, mark) == [("loyal", "exited", T0 + 30 * D, TIMER)]
-    assert "seg:loyal" not in d.timers  # nothing left that could change without an event
+    assert "seg:*" not in d.timers  # nothing left that could change without an event
 
 
 def test_lapse_timer_waits_for_the_occurrence_that_matters() -> None:
@@ -117,8 +117,15 @@ def test_lapse_timer_waits_for_the_occurrence_that_matters() -> None:
         d.now = T0 + day * D
         d.track(ORDER)
     # Two orders are left until the third one from the newest lapses: the 3rd order's day + 30.
-    assert d.timers["seg:loyal"][0] == T0 + 2 * D + 30 * D
+    # A member of "2 orders" stays one after another order, so the later orders were not
+    # decided: the lapse kept is the second order's (the first order + 30 days), too early,
+    # and the timer stays there (moving it would cost a write per order).
+    assert d.state.segment_facts["due"] == {"loyal": T0 + 30 * D}
+    assert d.timers["seg:*"][0] == T0 + 30 * D
     mark = d.mark()
+    d.advance_to(T0 + 30 * D)  # fires early: nothing is due yet, and it is armed again
+    assert moves(d, mark) == []
+    assert d.timers["seg:*"][0] == T0 + 32 * D
     d.advance_to(T0 + 32 * D - 1)
     assert moves(d, mark) == []
     d.advance_to(T0 + 33 * D)
@@ -168,7 +175,7 @@ def test_sum_and_where() -> None:
     d.track(ORDER, {"revenue": "40", "currency": "EUR"})
     assert moves(d) == [("big", "entered", T0 + 3 * H, ev(d, ORDER))]
     # 60 lapses 7 days after the first order: 40 < 100.
-    assert d.timers["seg:big"][0] == T0 + 7 * D
+    assert d.timers["seg:*"][0] == T0 + 7 * D
     d.advance("8d")
     assert moves(d)[-1] == ("big", "exited", T0 + 7 * D, TIMER)
 
@@ -387,7 +394,7 @@ def test_a_late_event_is_decided_at_the_latest_instant_decided() -> None:
     d.now = T0 + 3 * H
     d.track("Session Started", ts=T0 + 30 * 60_000)  # from an offline queue, decided at its own time
     assert moves(d) == [("recent", "entered", T0 + 30 * 60_000, ev(d, "Session Started"))]
-    assert d.timers["seg:recent"][0] == T0 + 90 * 60_000  # already due: the runtime fires it at once
+    assert d.timers["seg:*"][0] == T0 + 90 * 60_000  # already due: the runtime fires it at once
     d.advance_to(d.now)
     assert moves(d)[-1] == ("recent", "exited", T0 + 90 * 60_000, TIMER)
     d.track("Session Started")  # decided at T0 + 3h
@@ -476,8 +483,8 @@ def test_on_segment_apply_records_membership_and_arms_the_timer_without_starting
     past = [EventInput("a", "track", ORDER, T0 - 10 * D), EventInput("b", "track", ORDER, T0 - 2 * D)]
     effects = Engine(c).on_segment_apply(state, "loyal", past, T0)
     assert effects == [
-        ScheduleTimer("seg:loyal", T0 + 20 * D, {"kind": "segment", "segment": "loyal"}),
         SegmentChanged("loyal", 3, True, T0, {"apply": 3}),
+        ScheduleTimer("seg:*", T0 + 20 * D, {"kind": "segment"}),
     ]
     assert state.membership == {"loyal": T0}
     assert [e[0] for e in state.history[ORDER]] == [T0 - 10 * D, T0 - 2 * D]

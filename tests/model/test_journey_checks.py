@@ -668,3 +668,31 @@ def test_a_bare_yaml_on_key_is_the_segment_trigger_s_on() -> None:
     assert True in doc["trigger"]
     trigger = Journey.model_validate(doc).trigger
     assert isinstance(trigger, SegmentTrigger) and trigger.on == "exit"
+
+
+@pytest.mark.parametrize(
+    "fragment, path",
+    [
+        ("trigger: {type: event, event: Segment Entered}\nsteps: {s: {type: exit}}\n", "trigger.event"),
+        (
+            "trigger: {type: event, event: Order Completed}\ngoal: {event: Segment Exited, within: 1d}\n"
+            "steps: {s: {type: exit}}\n",
+            "goal.event",
+        ),
+        (
+            "trigger: {type: event, event: Order Completed}\nexit: {events: [{event: Segment Entered}]}\n"
+            "steps: {s: {type: exit}}\n",
+            "exit.events.0.event",
+        ),
+        (
+            "trigger: {type: inactivity, window: 30d, events: [Order Completed, Segment Exited]}\n"
+            "steps: {s: {type: exit}}\n",
+            "trigger.events.1",
+        ),
+    ],
+)
+def test_the_engines_own_segment_events_are_refused_with_the_way_to_say_it(fragment: str, path: str) -> None:
+    journey, problems = check_journey(yaml.safe_load("id: j\nname: J\n" + fragment))
+    assert journey is None
+    [problem] = [p for p in problems if p.path == path]
+    assert "does not read its own back" in problem.message and "type: segment" in problem.message

@@ -17,7 +17,7 @@ from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.segments import Segment
-from nudgeflow.runtime.processor import EngineCache, process_events
+from nudgeflow.runtime.processor import EngineCache, RuntimeStats, process_events
 from nudgeflow.runtime.segments import apply_batch
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.store import segments as store
@@ -182,7 +182,7 @@ def test_changes_are_logged_windows_lapse_by_timer_and_journeys_enter_once(h: Ha
     rt.run_until_idle()
     order(h, "ada", now)
     rt.run_until_idle()
-    rt.run_until_idle()  # the appended Segment Entered is decided too: it starts nothing again
+    rt.run_until_idle()  # the appended Segment Entered is passed by the cursor undecided: it starts nothing again
     ada = h.profile_id("ada")
     assert members(h, "recent") == {ada}
     assert [r.profile_id for r in h.q("SELECT profile_id FROM journey_runs WHERE journey_id = 'thanks'")] == [ada]
@@ -190,7 +190,7 @@ def test_changes_are_logged_windows_lapse_by_timer_and_journeys_enter_once(h: Ha
     props = orjson.loads(entered.payload)["properties"]
     assert (props["segment_id"], props["segment_version"], props["cause"]["event"]) == ("recent", 1, "Order Completed")
     assert entered.user_id == "ada" and entered.timestamp_ms == now
-    [timer] = [t for t in h.timers() if t.key == "seg:recent"]
+    [timer] = [t for t in h.timers() if t.key == "seg:*"]
     assert timer.due_at_ms == now + 30 * DAY_MS
 
     h.clock.advance(timedelta(days=31))
@@ -261,3 +261,60 @@ def test_an_apply_that_stops_midway_goes_on_from_its_position(h: Harness) -> Non
     assert (done.status, done.profiles_done) == ("done", 9)
     expected = {h.profile_id(f"p{n}") for n in range(9) if n * 5 < 30}
     assert members(h, "recent") == expected and done.size == len(expected)
+
+
+def test_the_engines_own_segment_events_are_passed_undecided_and_an_sdks_are_decided(h: Harness) -> None:
+    """The engine reacts to a membership change in the turn that makes it; the Segment Entered
+    it appends is passed by the cursor without loading the person (as the simulator does).
+    An event of that name sent by an SDK is someone's behaviour, and is decided."""
+    apply(h, RECENT)
+    engines, stats = EngineCache(), RuntimeStats()
+    now = to_ms(h.clock.now())
+    order(h, "ada", now)
+    assert h.in_transaction(lambda conn: process_events(conn, engines, h.clock, stats=stats)) == 1
+    assert len(h.events_named(SEGMENT_ENTERED)) == 1
+    saved = h.q("SELECT state FROM profile_state WHERE profile_id = :p", p=h.profile_id("ada"))
+    assert h.in_transaction(lambda conn: process_events(conn, engines, h.clock, stats=stats)) == 1  # read...
+    assert stats.own_events_passed == 1 and stats.event_errors == 0  # ...and passed
+    assert h.q("SELECT state FROM profile_state WHERE profile_id = :p", p=h.profile_id("ada")) == saved
+    h.track("bob", SEGMENT_ENTERED, segment_id="recent")  # an SDK's, with its own message id
+    assert h.in_transaction(lambda conn: process_events(conn, engines, h.clock, stats=stats)) == 1
+    assert stats.own_events_passed == 1 and stats.events_processed == 3
+    assert h.state("bob").identity == "bob"  # decided: the engine keeps a state for bob now
+
+
+def _publish(h: Harness, doc: dict[str, Any]) -> None:
+    now = to_ms(h.clock.now())
+    with h.db.begin() as conn:
+        journey_store.apply_draft(conn, h.ws, Journey.model_validate(doc), now)
+        journey_store.publish(conn, h.ws, doc["id"], now)
+
+
+QUIET = {
+    "id": "quiet",
+    "name": "Quiet for 40 days",
+    "trigger": {"type": "inactivity", "window": "40d"},
+    "steps": {"mark": {"type": "update_profile", "set": {"quiet": True}}},
+}
+
+
+def test_the_engines_own_segment_events_are_no_activity(h: Harness) -> None:
+    """A Segment Exited written when a window lapses is not the person doing something: an
+    inactivity trigger on any event runs from their order, live and in a backfill alike."""
+    apply(h, RECENT)
+    rt = h.runtime(engines=EngineCache())
+    _publish(h, QUIET)
+    order(h, "ada", to_ms(h.clock.now()))
+    order(h, "bob", to_ms(h.clock.now()))
+    rt.run_until_idle()
+    h.clock.advance(timedelta(days=31))  # the window lapses: Segment Exited for both
+    rt.run_until_idle()
+    assert len(h.events_named(SEGMENT_EXITED)) == 2
+    h.clock.advance(timedelta(days=10))  # 41 days after the orders, 10 after the exits
+    rt.run_until_idle()
+    assert h.state("ada").traits.get("quiet") is True  # live: entered 40 days after the order
+    # A journey published now looks back at the stored events: the exit is no activity.
+    _publish(h, {**QUIET, "id": "quiet_again", "name": "Quiet again"})
+    rt.run_until_idle()
+    entered = h.q("SELECT profile_id FROM journey_runs WHERE journey_id = 'quiet_again'")
+    assert {r.profile_id for r in entered} == {h.profile_id("ada"), h.profile_id("bob")}

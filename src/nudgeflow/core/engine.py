@@ -145,6 +145,8 @@ def _finish(turn: Turn) -> list[Effect]:
             _journey_trait_changes(turn)
             sending.settle(turn)
         sending.finish(turn)
+    if turn.catalog.segment_index is not None:
+        segments.arm_lapse_timer(turn)  # once, after every segment decision of the turn
     return turn.close()
 
 

@@ -12,7 +12,13 @@ never scans every segment for every event:
 - `on_group`: segments reading `group.<trait>`, re-decided on a group call;
 - `on_device`: segments with `reachable: push`, re-decided the first time an event carries a
   mobile device token (context.device.token);
-- `dependents`: the segments that refer to a segment, re-decided when its membership changes.
+- `dependents`: the segments that refer to a segment, re-decided when its membership changes;
+- `guards`: event name -> for the segments in `by_event`, what an occurrence of the event can
+  do to each (Guard): a member of "3 orders in 30 days" is still one after another order;
+  someone out of "no order in 30 days" is still out after one; a view of a bag is counted by
+  no condition of "2 shoe views in 7 days". core/segments.py leaves those undecided; the
+  lapse instant it keeps for them can then be too early, never too late (an occurrence
+  only pushes a lapse later), so a lapse timer decides them again in time.
 
 Segments are kept in dependency order (model.segments.segment_order: a segment comes after
 those it refers to); positions in that order are what the index holds, so that one pass in
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from nudgeflow.model import event_names
-from nudgeflow.model.journeys import Ref, SegmentCondition, TraitCondition, duration_ms
+from nudgeflow.model.journeys import Filter, Ref, SegmentCondition, TraitCondition, duration_ms
 from nudgeflow.model.segments import (
     AllOf,
     AnyOf,
@@ -122,6 +128,96 @@ def segment_history_needs(segment: Segment) -> Iterator[tuple[str, set[str], int
                 yield name, keys, duration_ms(leaf.within), None
 
 
+_RISING_OPS = frozenset({"gte", "gt"})  # more occurrences can only make these true
+_FALLING_OPS = frozenset({"lt", "lte"})  # ...and these false
+
+
+@dataclass(slots=True)
+class Guard:
+    """What one more occurrence of an event can do to one segment (see SegmentIndex.guards).
+
+    way: True when it can only bring the person in (every condition reading the event is a
+    rising count, `gte`/`gt`, or an engagement, under an even number of `not`s), so a member
+    stays one; False when it can only take them out, so a non-member stays out; None when it
+    may do either (an `eq` count, a sum with amounts of either sign, reachability).
+    wheres: the `where` filters of the conditions reading the event, when every one of them
+    has one (and no reference to the person: they are tested on the event alone); an
+    occurrence none of them accepts is counted by none, so it changes nothing. None: some
+    condition counts every occurrence.
+    filtered: some condition reading the event has a `where`. The kept history is capped
+    (core.catalog.HISTORY_CAP at least): once full, any occurrence pushes the oldest out,
+    which may be one a filter counted, so neither rule above holds then.
+    need: the segment cannot hold while fewer occurrences of the event are kept than this
+    (it requires, through `all`s only, a count of every occurrence with `gte` or `gt`: "5
+    views in 7 days" needs 5 kept views at least); 0 when it requires none.
+    """
+
+    way: bool | None
+    wheres: tuple[tuple[Filter, ...], ...] | None
+    filtered: bool
+    need: int = 0
+
+
+def _needs(rule: object, out: dict[str, int]) -> dict[str, int]:
+    """Event name -> the fewest kept occurrences the rule can hold with (see Guard.need)."""
+    if isinstance(rule, AllOf):
+        for item in rule.all:
+            _needs(item, out)
+    elif isinstance(rule, PerformedCondition) and rule.sum is None and not rule.where and rule.op in _RISING_OPS:
+        need = rule.count if rule.op == "gte" else rule.count + 1
+        out[rule.performed] = max(out.get(rule.performed, 0), need)
+    return out
+
+
+def _guards(rule: object) -> dict[str, Guard]:
+    """A Guard for each event name the rule reads."""
+    ways: dict[str, int] = {}
+    wheres: dict[str, list[tuple[Filter, ...]] | None] = {}
+    filtered: set[str] = set()
+
+    def walk(item: object, sign: int) -> None:
+        if isinstance(item, (AllOf, AnyOf)):
+            for child in item.all if isinstance(item, AllOf) else item.any:
+                walk(child, sign)
+            return
+        if isinstance(item, NotRule):
+            walk(item.not_, -sign)
+            return
+        names: tuple[str, ...] = ()
+        way = 0
+        where: tuple[Filter, ...] | None = None
+        if isinstance(item, PerformedCondition):
+            names = (item.performed,)
+            if item.sum is None:
+                way = 1 if item.op in _RISING_OPS else -1 if item.op in _FALLING_OPS else 0
+            if item.where:
+                filtered.add(item.performed)
+                if not any(isinstance(f.value, Ref) for f in item.where):
+                    where = tuple(item.where)
+        elif isinstance(item, EngagedCondition):
+            names, way = engaged_names(item), 1
+        elif isinstance(item, ReachableCondition):
+            names = EMAIL_REACH_EVENTS if item.reachable in ("email", "any") else ()
+            names += PUSH_REACH_EVENTS if item.reachable in ("push", "any") else ()
+        for name in names:
+            found = ways.get(name)
+            ways[name] = way * sign if found is None or found == way * sign else 0
+            kept = wheres.get(name, [])
+            wheres[name] = None if where is None or kept is None else [*kept, where]
+
+    walk(rule, 1)
+    needs = _needs(rule, {})
+    return {
+        name: Guard(
+            None if way == 0 else way > 0,
+            tuple(found) if (found := wheres.get(name)) else None,
+            name in filtered,
+            needs.get(name, 0),
+        )
+        for name, way in ways.items()
+    }
+
+
 class SegmentIndex:
     """Live segments in dependency order, and which of them each kind of change concerns."""
 
@@ -134,6 +230,7 @@ class SegmentIndex:
         group: set[int] = set()
         device: set[int] = set()
         dependents: dict[int, set[int]] = {}
+        guards: dict[str, dict[int, Guard]] = {}
         timed: dict[int, list[PerformedCondition | EngagedCondition]] = {}
         self.email_facts = False  # some segment reads whether email is reachable
         self.push_facts = False
@@ -170,11 +267,20 @@ class SegmentIndex:
                     dependents.setdefault(self.position[leaf.segment], set()).add(pos)
                 for name in names:
                     by_event.setdefault(name, set()).add(pos)
+            for name, guard in _guards(sv.definition.when).items():
+                if guard.way is not None or guard.wheres is not None or guard.need:
+                    guards.setdefault(name, {})[pos] = guard
         self.by_event: dict[str, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in by_event.items()}
         self.by_trait: dict[str, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in by_trait.items()}
         self.on_group: tuple[int, ...] = tuple(sorted(group))
         self.on_device: tuple[int, ...] = tuple(sorted(device))
         self.dependents: dict[int, tuple[int, ...]] = {k: tuple(sorted(v)) for k, v in dependents.items()}
+        # For the positions in by_event[name] that an occurrence of `name` may leave as they
+        # are: what it can do to each (Guard). Absent: it is decided.
+        self.guards: dict[str, dict[int, Guard]] = {
+            name: {pos: guard for pos, guard in found.items() if pos in by_event.get(name, ())}
+            for name, found in guards.items()
+        }
         # The windowed conditions (performed, engaged) of each segment that has some: those
         # whose answer time alone can change, hence the segment's lapse timer.
         self.timed: dict[int, tuple[PerformedCondition | EngagedCondition, ...]] = {

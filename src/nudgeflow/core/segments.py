@@ -27,9 +27,13 @@ end_runs, start):
   lapsed; {"event": "update_profile", "message_id": None} for a journey's profile update.
 - Windows lapse by timer, never by polling: for a segment with `performed` or `engaged`
   conditions, the earliest instant at which one of them could change its answer without a
-  new event (an occurrence it counts leaving its window) is the due time of the person's
-  one timer for that segment (key `seg:<id>`), re-armed whenever the segment is decided.
-  "No order in 30 days" becomes true, and "3 orders in 30 days" false, when it fires.
+  new event (an occurrence it counts leaving its window) is kept per segment in
+  `segment_facts["due"]`, updated whenever the segment is decided. The person has one lapse
+  timer for all their segments (key `seg:*`), armed at the earliest of those instants and
+  moved only when one comes earlier than it: a new occurrence that pushes a lapse later
+  (every order of a regular buyer) writes no timer. A timer that fires before anything is
+  due finds nothing to decide and is armed again at the earliest instant then; it is never
+  late. "No order in 30 days" becomes true, and "3 orders in 30 days" false, when it fires.
   Before an event is looked at, every lapse due at or before its time is decided first (at
   its due time, as if its timer had fired): when the runtime fires a timer, relative to the
   events of a batch, then changes nothing.
@@ -85,7 +89,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nudgeflow.core.catalog import HISTORY_CAP, Catalog
-from nudgeflow.core.conditions import Scope, compile_filter, compiled_entry, evaluate_one, get_path
+from nudgeflow.core.conditions import Scope, compile_filter, compiled, compiled_entry, evaluate_one, get_path
 from nudgeflow.core.effects import SegmentChanged
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.segment_index import (
@@ -95,6 +99,7 @@ from nudgeflow.core.segment_index import (
     GROUP_PREFIX,
     PUSH_REACH_EVENTS,
     PUSH_TARGET_EVENTS,
+    Guard,
     SegmentIndex,
     SegmentVersion,
     engaged_names,
@@ -224,6 +229,7 @@ def apply(turn: Turn, segment_id: str, past: Sequence[EventInput]) -> None:
             state.history.pop(name, None)
     _set_reach(state.segment_facts, _facts_from(index, past))
     _decide(turn, index, {pos}, _clock(state, turn.now_ms), {"apply": index.order[pos].version})
+    arm_lapse_timer(turn)
 
 
 # --- the engine's side -------------------------------------------------------------------------
@@ -244,7 +250,11 @@ def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]])
         todo.update(range(len(index.order)) if facts.pop(REDECIDE, None) else _empty_true(index))
     hit = index.by_event.get(event.name)
     if hit:
-        todo.update(hit)
+        guards = index.guards.get(event.name)
+        if guards:
+            _unguarded(turn, index, event, hit, guards, todo)
+        else:
+            todo.update(hit)
     if changes and index.by_trait:
         for name in changes:
             found = index.by_trait.get(name)
@@ -255,9 +265,48 @@ def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]])
     if (index.email_facts or index.push_facts) and _observe(index, turn.state.segment_facts, event):
         todo.update(index.on_device)
     if not todo:
+        if hit:
+            _clock(turn.state, event.timestamp_ms)  # as if they had been decided (segment_index)
         return []
     at = _clock(turn.state, event.timestamp_ms)
     return _decide(turn, index, todo, at, {"event": event.name, "message_id": event.message_id})
+
+
+def _unguarded(
+    turn: Turn, index: SegmentIndex, event: EventInput, hit: Sequence[int], guards: dict[int, Guard], todo: set[int]
+) -> None:
+    """Add to `todo` the segments of `hit` whose membership this occurrence may change: not
+    those its Guard says it cannot (core/segment_index.py)."""
+    state, name = turn.state, event.name
+    # core/engine.py's _remember has kept this occurrence already. A full kept history pushed
+    # its oldest one out for it, which a `where` may have counted.
+    kept = len(state.history.get(name) or ())
+    full = kept >= turn.catalog.history_cap.get(name, HISTORY_CAP)
+    membership, order = state.membership, index.order
+    props = event.properties
+    accepted: dict[int, bool] = {}  # where filters tested on this event, by identity
+    for pos in hit:
+        guard = guards.get(pos)
+        if guard is None or (full and guard.filtered):
+            todo.add(pos)
+            continue
+        if guard.wheres is not None:
+            counted = False
+            for where in guard.wheres:
+                found = accepted.get(id(where))
+                if found is None:
+                    found = accepted[id(where)] = compiled(where)(props, None)
+                if found:
+                    counted = True
+                    break
+            if not counted:
+                continue  # counted by no condition of the segment
+        member = order[pos].segment_id in membership
+        if guard.way is not None and member == guard.way:
+            continue
+        if not member and kept < guard.need:
+            continue  # too few occurrences kept for it to hold
+        todo.add(pos)
 
 
 def on_traits(turn: Turn, changes: dict[str, tuple[Any, Any]]) -> None:
@@ -278,22 +327,27 @@ def on_traits(turn: Turn, changes: dict[str, tuple[Any, Any]]) -> None:
 
 
 def on_timer(turn: Turn, timer: TimerInput) -> None:
-    """A segment's lapse timer fell due: decide it at its due time (with any other lapse due
-    by then, in order), and re-arm it."""
-    fired = timer.payload.get("segment")
-    catch_up(turn, timer.due_ms, fired if isinstance(fired, str) else None)
+    """The person's lapse timer fell due: decide every lapse due by then, each at its own due
+    time and in order, and arm the timer again at the next one. (A timer of the per-segment
+    kind an earlier version armed, key `seg:<id>`, is decided the same way.)"""
+    if timer.key == LAPSE_TIMER:
+        turn.state.segment_facts.pop(ARMED, None)  # fired: nothing is armed now
+    catch_up(turn, timer.due_ms)
+    arm_lapse_timer(turn)
 
 
-def catch_up(turn: Turn, until_ms: int, fired: str | None = None) -> None:
+def catch_up(turn: Turn, until_ms: int) -> None:
     """Decide every lapse due at or before `until_ms`, each at its own due time, in order.
 
     The engine calls this before it looks at an event: a lapse that happened before the
     event is decided before it, whether or not the runtime fired its timer yet, so the same
-    events give the same changes however they are batched and whenever timers fire. A timer
-    consumed this way is cancelled unless the segment re-armed it (`fired`: the one the
-    runtime is firing now, which needs no cancel)."""
+    events give the same changes however they are batched and whenever timers fire. The
+    timer itself is left as it is: armed early, it fires, finds nothing due, and is armed again."""
     index = turn.catalog.segment_index
     facts = turn.state.segment_facts
+    timer_at = facts.get(ARMED)
+    if isinstance(timer_at, int) and timer_at > until_ms:
+        return  # the lapse timer is armed no later than the earliest lapse (arm_lapse_timer)
     while index is not None:
         armed = facts.get("due")
         if not isinstance(armed, dict) or not armed:
@@ -308,12 +362,27 @@ def catch_up(turn: Turn, until_ms: int, fired: str | None = None) -> None:
             del facts["due"]
         todo = {index.position[sid] for sid in due_now if sid in index.position}
         done = _decide(turn, index, todo, _clock(turn.state, first), CAUSE_TIMER) if todo else []
-        rearmed = facts.get("due") or {}
-        for sid in due_now:
-            if sid != fired and sid not in rearmed:
-                turn.cancel(timer_key("seg", sid))
         end_runs(turn, done)
         start(turn, done)
+
+
+LAPSE_TIMER = timer_key("seg", "*")  # the person's one lapse timer (`*` is no segment id)
+ARMED = "armed"  # segment_facts: the due time the lapse timer is armed at
+
+
+def arm_lapse_timer(turn: Turn) -> None:
+    """Arm the person's lapse timer at the earliest lapse due, unless it is armed earlier
+    already (see the module docstring). Called once at the end of a turn that decided segments."""
+    facts = turn.state.segment_facts
+    due = facts.get("due")
+    if not isinstance(due, dict) or not due:
+        return  # an armed timer fires, finds nothing due, and is not armed again
+    first = min(due.values())
+    armed = facts.get(ARMED)
+    if isinstance(armed, int) and armed <= first:
+        return
+    facts[ARMED] = first
+    turn.schedule(LAPSE_TIMER, first, {"kind": SEGMENT_TIMER})
 
 
 def end_runs(turn: Turn, done: Sequence[Change]) -> None:
@@ -376,7 +445,6 @@ class _Plan:
     index: SegmentIndex
     tests: tuple[Test, ...]  # by position
     empty_true: tuple[int, ...]  # the segments someone of whom nothing is known is in
-    timer_keys: tuple[str, ...]  # by position: the key of the segment's lapse timer
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -396,8 +464,7 @@ def _plan(index: SegmentIndex) -> _Plan:
             held.append(pos)
     if len(_PLANS) > 100:  # catalogs were reloaded many times: keep the live ones
         _PLANS.clear()
-    keys = tuple(timer_key("seg", sv.segment_id) for sv in index.order)
-    found = _PLANS[id(index)] = _Plan(index, tests, tuple(held), keys)
+    found = _PLANS[id(index)] = _Plan(index, tests, tuple(held))
     return found
 
 
@@ -429,10 +496,26 @@ def _compile(rule: object, live: Container[str]) -> Test:
         sid, negate = rule.segment, rule.negate
         return lambda ctx: (sid in ctx.state.membership) != negate
     if isinstance(rule, (AllOf, AnyOf)):
-        tests = [_compile(item, live) for item in (rule.all if isinstance(rule, AllOf) else rule.any)]
+        tests = tuple(_compile(item, live) for item in (rule.all if isinstance(rule, AllOf) else rule.any))
+        # Loops, not all()/any() over a generator: a generator built per decision cost more
+        # than the tests it ran (the same finding as conditions.compile_filters').
         if isinstance(rule, AllOf):
-            return lambda ctx: all(test(ctx) for test in tests)
-        return lambda ctx: any(test(ctx) for test in tests)
+
+            def all_of(ctx: _Ctx) -> bool:
+                for test in tests:  # noqa: SIM110
+                    if not test(ctx):
+                        return False
+                return True
+
+            return all_of
+
+        def any_of(ctx: _Ctx) -> bool:
+            for test in tests:  # noqa: SIM110
+                if test(ctx):
+                    return True
+            return False
+
+        return any_of
     if isinstance(rule, NotRule):
         inner = _compile(rule.not_, live)
         return lambda ctx: not inner(ctx)
@@ -473,7 +556,7 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
     membership = state.membership
     ctx = _Ctx(state, at, index, state.history, state.segment_facts)
     plan = _plan(index)
-    tests, keys = plan.tests, plan.timer_keys
+    tests = plan.tests
     timed = index.timed
     queue = sorted(todo)
     done: list[Change] = []
@@ -485,7 +568,7 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
         sid = sv.segment_id
         member = tests[pos](ctx)
         if pos in timed:
-            _arm(turn, pos, sid, keys[pos], ctx)
+            _arm(pos, sid, ctx)
         if member == (sid in membership):
             continue
         if member:
@@ -502,25 +585,21 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
     return done
 
 
-def _arm(turn: Turn, pos: int, sid: str, key: str, ctx: _Ctx) -> None:
-    """Keep the person's one lapse timer (`key`) for this segment at its next possible change."""
+def _arm(pos: int, sid: str, ctx: _Ctx) -> None:
+    """Keep the segment's next possible change in segment_facts["due"] (arm_lapse_timer arms
+    the person's timer from it once the turn's decisions are done)."""
     due = _next_change(pos, ctx)
     facts = ctx.facts
     armed = facts.get("due")
-    old = armed.get(sid) if isinstance(armed, dict) else None
-    if due == old:
-        return
     if due is None:
-        assert isinstance(armed, dict)  # old was not None
-        del armed[sid]
-        if not armed:
-            del facts["due"]
-        turn.cancel(key)
+        if isinstance(armed, dict) and sid in armed:
+            del armed[sid]
+            if not armed:
+                del facts["due"]
         return
     if not isinstance(armed, dict):
         armed = facts["due"] = {}
     armed[sid] = due
-    turn.schedule(key, due, {"kind": SEGMENT_TIMER, "segment": sid})
 
 
 def _next_change(pos: int, ctx: _Ctx) -> int | None:

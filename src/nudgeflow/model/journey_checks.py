@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from nudgeflow.errors import ModelError
+from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.journeys import (
     DURATION_PATTERN,
     OFFSET_PATTERN,
@@ -856,6 +857,8 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
                 )
             )
 
+    problems.extend(_own_segment_event_problems(journey))
+
     for sid, step in journey.steps.items():
         if isinstance(step, SendStep) and step.variants:
             problems.extend(_duplicates(f"steps.{sid}.variants", [v.name for v in step.variants], "variant name"))
@@ -1007,6 +1010,37 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _walk(item, f"{path}.{key}")
+
+
+def own_segment_event(name: str) -> str | None:
+    """The problem with reading `name` as an event, when it is one of the Segment Entered /
+    Exited events the engine writes (the engine reacts to a membership change in the turn
+    that makes it and passes those events undecided: store/event_log.py)."""
+    if name not in (SEGMENT_ENTERED, SEGMENT_EXITED):
+        return None
+    on = "enter" if name == SEGMENT_ENTERED else "exit"
+    return (
+        f"{name!r} is the event Nudgeflow writes when a segment's membership changes, and the engine "
+        f"does not read its own back: use a segment trigger ({{type: segment, segment: ID, on: {on}}}), "
+        "a {segment: ID} condition or exit.segment"
+    )
+
+
+def _own_segment_event_problems(journey: Journey) -> list[Problem]:
+    """Every place the journey names an event (triggers, goal, exits, waits, counts) that
+    names a Segment Entered / Exited."""
+    out: list[Problem] = []
+    for path, value in _walk(journey, ""):
+        if not isinstance(value, BaseModel):
+            continue
+        named = getattr(value, "event", None)
+        if isinstance(named, str) and (message := own_segment_event(named)):
+            out.append(Problem(f"{path}.event" if path else "event", message))
+        listed = getattr(value, "events", None)
+        for i, item in enumerate(listed if isinstance(listed, list) else ()):
+            if isinstance(item, str) and (message := own_segment_event(item)):
+                out.append(Problem(f"{path}.events.{i}", message))
+    return out
 
 
 def _refs(journey: Journey) -> Iterator[tuple[str, Ref]]:

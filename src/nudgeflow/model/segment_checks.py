@@ -23,6 +23,7 @@ from nudgeflow.model.journey_checks import (
     Problem,
     check_document,
     load_documents,
+    own_segment_event,
 )
 from nudgeflow.model.journeys import duration_ms
 from nudgeflow.model.segments import (
@@ -76,6 +77,8 @@ def _rule_problems(segment: Segment) -> list[Problem]:
     for where, rule in _walk(segment.when, "when"):
         if isinstance(rule, (PerformedCondition, EngagedCondition)) and duration_ms(rule.within) <= 0:
             out.append(Problem(f"{where}.within", "a window must be longer than nothing"))
+        if isinstance(rule, PerformedCondition) and (message := own_segment_event(rule.performed)):
+            out.append(Problem(f"{where}.performed", message))
         if isinstance(rule, PerformedCondition) and rule.sum is None:
             if rule.op == "gte" and rule.count == 0:
                 out.append(Problem(f"{where}.count", "`count: 0` with `op: gte` always holds", WARNING))

@@ -60,7 +60,8 @@ class Decider(Protocol):
 class RuntimeStats:
     """What the loops did; the embedded runtime turns these into metrics."""
 
-    events_processed: int = 0
+    events_processed: int = 0  # read and passed by the cursor, own_events_passed included
+    own_events_passed: int = 0  # the engine's own Segment Entered / Exited, not decided again
     timers_fired: int = 0
     event_errors: int = 0
     timer_errors: int = 0
@@ -293,9 +294,13 @@ def process_events(
         if gaps and (open_ := _expire_gaps(gaps, now_ms)) != gaps:
             write_cursor(conn, cursor, now_ms, gaps=open_)
         return 0
-    batch = DecisionBatch(conn, engines, stats, list({r[2] for r in (*late, *rows)}))
-    refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in (*late, *rows)})  # `group.*` as stored
-    for seq, workspace_id, profile_id, timestamp_ms, payload in (*late, *rows):
+    # A Segment Entered / Exited the engine appended reads without its payload: the change
+    # was reacted to in the turn that made it, so the cursor passes it undecided (event_log).
+    todo = [r for r in (*late, *rows) if r[4] is not None]
+    stats.own_events_passed += len(late) + len(rows) - len(todo)
+    batch = DecisionBatch(conn, engines, stats, list({r[2] for r in todo}))
+    refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in todo})  # `group.*` as stored
+    for seq, workspace_id, profile_id, timestamp_ms, payload in todo:
 
         def on_event(
             engine: Decider, state: ProfileState, _p: str | bytes = payload, _t: int = timestamp_ms

@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
+from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
+from nudgeflow.store import event_log
 from nudgeflow.store.schema import engine_cursors, events, journey_backfills, profile_state, profiles
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
@@ -215,8 +217,7 @@ def quiet_profiles(
 
     def activity(*where: Any) -> Any:
         clause = and_(events.c.profile_id == profiles.c.id, seen.clause(), *where)
-        if activity_names is not None:
-            clause = and_(clause, _names_clause(activity_names))
+        clause = and_(clause, _activity_clause(activity_names))
         return select(events.c.seq).where(clause).exists()
 
     query = (
@@ -231,6 +232,20 @@ def quiet_profiles(
         .order_by(profiles.c.id)
     )
     return [(pid, int(created)) for pid, created in conn.execute(query)]
+
+
+def _activity_clause(names: Iterable[str] | None) -> Any:
+    """Events that count as activity: of these names, or (None) any but the Segment Entered /
+    Exited the engine appends, which it passes undecided (store/event_log.py) and which are
+    no one's doing."""
+    if names is not None:
+        return _names_clause(names)
+    prefix = event_log.OWN_SEGMENT_PREFIX
+    return ~and_(
+        events.c.type == "track",
+        events.c.event.in_((SEGMENT_ENTERED, SEGMENT_EXITED)),
+        func.substr(events.c.message_id, 1, len(prefix)) == prefix,
+    )
 
 
 def _names_clause(names: Iterable[str]) -> Any:
@@ -267,13 +282,11 @@ def latest_activity(
     Per person, the (profile_id, timestamp_ms) index is walked from the newest event back
     to the first that counts, usually the first one looked at: a person's whole history is
     neither read by the database nor sent to Python (a backfill asks this of everyone)."""
-    clause = None if activity_names is None else _names_clause(activity_names)
+    clause = _activity_clause(activity_names)
     out: dict[str, int] = {}
     for start in range(0, len(profile_ids), _IN_CHUNK):
         chunk = list(profile_ids[start : start + _IN_CHUNK])
-        newest = select(events.c.timestamp_ms).where(events.c.profile_id == profiles.c.id, seen.clause())
-        if clause is not None:
-            newest = newest.where(clause)
+        newest = select(events.c.timestamp_ms).where(events.c.profile_id == profiles.c.id, seen.clause(), clause)
         newest_ts = newest.order_by(events.c.timestamp_ms.desc()).limit(1).scalar_subquery()
         for pid, ts in conn.execute(select(profiles.c.id, newest_ts).where(profiles.c.id.in_(chunk))):
             if ts is not None:

@@ -348,7 +348,7 @@ def _segment_event(
     # The change itself names the event: deciding the same change again (a batch decided
     # twice) makes the same id, and the event log stores it once.
     key = orjson.dumps([workspace_id, profile_id, name, change.segment_id, change.version, change.at_ms, change.cause])
-    message_id = "nf-seg-" + hashlib.blake2b(key, digest_size=16).hexdigest()
+    message_id = event_log.OWN_SEGMENT_PREFIX + hashlib.blake2b(key, digest_size=16).hexdigest()
     return workspace_id, profile_id, name, message_id, properties, change.at_ms
 
 

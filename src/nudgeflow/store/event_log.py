@@ -14,11 +14,13 @@ once) instead of inserting rows, and keep the same functions and payloads.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection
 
+from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import sql
 from nudgeflow.store.profiles import load_for_messages
@@ -36,8 +38,20 @@ EVENT_COLUMNS = (
     "received_at_ms",
     "payload",
 )
-# What the engine reads of each event, in `seq` order.
-_READ_COLUMNS = "seq, workspace_id, profile_id, timestamp_ms, payload"
+# A batch's events share their received time, and a change's events their instant:
+# formatting each once was a tenth of appending the engine's own events.
+_iso = lru_cache(maxsize=1024)(iso)
+
+# The message ids of the Segment Entered / Exited the engine appends (store/effects_writer.py).
+OWN_SEGMENT_PREFIX = "nf-seg-"
+# What the engine reads of each event, in `seq` order. The payload of a Segment Entered /
+# Exited the engine appended itself reads as NULL: the engine reacted to that change in the
+# turn that made it (core/segments.py), as the simulator does, and does not decide it again.
+# Only the name and the id prefix together say so: an SDK's own "Segment Entered" is decided.
+_READ_COLUMNS = (
+    f"seq, workspace_id, profile_id, timestamp_ms, CASE WHEN event IN ('{SEGMENT_ENTERED}', '{SEGMENT_EXITED}')"
+    f" AND substr(message_id, 1, {len(OWN_SEGMENT_PREFIX)}) = '{OWN_SEGMENT_PREFIX}' THEN NULL ELSE payload END"
+)
 # A repeat of a message id is stored once: the first one stored wins.
 CONFLICT = "workspace_id, message_id"
 
@@ -62,8 +76,8 @@ def event_row(
         "event": name,
         "messageId": message_id,
         "properties": properties,
-        "timestamp": iso(at),
-        "receivedAt": iso(now_ms),
+        "timestamp": _iso(at),
+        "receivedAt": _iso(now_ms),
         "context": {"library": {"name": library}},
     }
     if user_id:
@@ -107,7 +121,8 @@ def profile_identity(conn: Connection, profile_id: str) -> tuple[str, str | None
 
 
 def read_after(conn: Connection, after_seq: int, limit: int) -> Sequence[Any]:
-    """(seq, workspace_id, profile_id, timestamp_ms, payload) of the next events after `after_seq`."""
+    """(seq, workspace_id, profile_id, timestamp_ms, payload) of the next events after `after_seq`;
+    payload is None for the engine's own Segment Entered / Exited (see _READ_COLUMNS)."""
     m = sql.mark(conn)
     return conn.exec_driver_sql(
         f"SELECT {_READ_COLUMNS} FROM events WHERE seq > {m} ORDER BY seq LIMIT {m}",

@@ -526,16 +526,9 @@ def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Chang
     if not changes:
         return 0, 0
     keys = sorted(changes)
-    # Every membership of the people concerned, in one indexed read per chunk of them: a
-    # person is in a few dozen segments at most, and a batch touches many segments at once.
-    present = {
-        (ws, sid, pid)
-        for ws, sid, pid in sql.select_in(
-            conn,
-            "SELECT workspace_id, segment_id, profile_id FROM segment_members WHERE profile_id IN",
-            sorted({pid for _ws, _sid, pid in keys}),
-        )
-    }
+    # The rows of exactly these memberships (an indexed probe each, by the primary key):
+    # reading every membership of the people concerned read a few dozen rows per change.
+    present = sql.existing_keys(conn, "segment_members", ("workspace_id", "segment_id", "profile_id"), keys)
     inserts: list[tuple[Any, ...]] = []
     deletes: list[tuple[Any, ...]] = []
     counts: dict[tuple[str, str, int], tuple[int, int]] = {}

@@ -114,3 +114,25 @@ def select_in(
         ids = padded(chunk)
         out.extend(conn.exec_driver_sql(f"{base} {in_list(m, len(ids))}{suffix}", (*before, *ids)).all())
     return out
+
+
+def existing_keys(
+    conn: Connection, table: str, columns: tuple[str, ...], keys: Sequence[tuple[Any, ...]]
+) -> set[tuple[Any, ...]]:
+    """Which of these keys (values of `columns`, an index's leading columns) have a row in
+    `table`: an indexed probe per key, as a join with a VALUES list. (A row-value `IN
+    (VALUES ...)` would be the plain way to say it, but SQLite scans the table for it.)"""
+    if not keys:
+        return set()
+    m = mark(conn)
+    one = "(" + ", ".join([m] * len(columns)) + ")"
+    picked = ", ".join(f"t.{c}" for c in columns)
+    on = " AND ".join(f"t.{c} = v.column{i}" for i, c in enumerate(columns, 1))
+    found: set[tuple[Any, ...]] = set()
+    size = max(16, CHUNK // len(columns))
+    for chunk in chunks(list(keys), size):
+        rows = padded(chunk, size)
+        values = ", ".join([one] * len(rows))
+        statement = f"SELECT {picked} FROM (VALUES {values}) v JOIN {table} t ON {on}"
+        found.update(tuple(r) for r in conn.exec_driver_sql(statement, tuple(v for row in rows for v in row)).all())
+    return found

@@ -1,0 +1,33 @@
+"""Segment documents' checks (model/segment_checks.py): each problem names its place."""
+
+from __future__ import annotations
+
+from nudgeflow.model.journey_checks import ERROR, WARNING
+from nudgeflow.model.segment_checks import check_segment
+
+
+def test_a_segment_counting_the_engines_own_segment_events_is_refused() -> None:
+    segment, problems = check_segment(
+        {"id": "s", "name": "S", "when": {"all": [{"performed": "Segment Entered", "within": "30d", "count": 2}]}}
+    )
+    assert segment is None
+    [problem] = problems
+    assert problem.path == "when.all.0.performed" and problem.severity == ERROR
+    assert "does not read its own back" in problem.message and "{segment: ID}" in problem.message
+
+
+def test_counts_that_always_or_never_hold_are_warned_of() -> None:
+    segment, problems = check_segment(
+        {
+            "id": "s",
+            "name": "S",
+            "when": {
+                "any": [
+                    {"performed": "A", "within": "1d", "count": 0},
+                    {"performed": "B", "within": "1d", "count": 0, "op": "lt"},
+                ]
+            },
+        }
+    )
+    assert segment is not None
+    assert [(p.path, p.severity) for p in problems] == [("when.any.0.count", WARNING), ("when.any.1.count", WARNING)]
