@@ -468,6 +468,8 @@ def test_compute_is_pure_and_reads_past_events() -> None:
     assert state.to_json() == before
     wanted = segments.needs(c, "loyal")
     assert wanted.names == {ORDER} and wanted.lookback_ms == 30 * D and not wanted.device_token
+    assert wanted.required  # two orders: no one without an order stored can be in it
+    assert not segments.needs(c, "mail").required
     assert segments.needs(c, "mail").names == {
         event_names.UNSUBSCRIBED,
         event_names.SUBSCRIPTION_PREFERENCES_UPDATED,
@@ -569,3 +571,23 @@ def test_consent_updated_for_all_of_a_channel_decides_its_reachability() -> None
     assert d.state.membership == {}
     d.track(consent, {"channel": "push", "topic": "*", "subscribed": True, "source": "api"})
     assert d.state.membership.keys() == {"pushable"}
+
+
+@pytest.mark.parametrize(
+    "when, required",
+    [
+        ({"performed": ORDER, "within": "30d"}, True),
+        ({"performed": ORDER, "within": "30d", "count": 0, "op": "eq"}, False),
+        ({"performed": ORDER, "within": "30d", "sum": {"property": "revenue", "value": 100}}, True),
+        ({"performed": ORDER, "within": "30d", "sum": {"property": "revenue", "value": 0, "op": "lt"}}, False),
+        ({"engaged": "opened", "within": "7d"}, True),
+        ({"all": [{"trait": "plan", "value": "pro"}, {"performed": ORDER, "within": "30d"}]}, True),
+        ({"any": [{"trait": "plan", "value": "pro"}, {"performed": ORDER, "within": "30d"}]}, False),
+        ({"any": [{"engaged": "clicked", "within": "7d"}, {"performed": ORDER, "within": "30d"}]}, True),
+        ({"not": {"performed": ORDER, "within": "30d"}}, False),
+        ({"reachable": "email"}, False),
+    ],
+)
+def test_which_segments_require_an_occurrence(when: dict[str, Any], required: bool) -> None:
+    c = cat(seg("s", when))
+    assert segments.needs(c, "s").required is required

@@ -318,3 +318,27 @@ def test_the_engines_own_segment_events_are_no_activity(h: Harness) -> None:
     rt.run_until_idle()
     entered = h.q("SELECT profile_id FROM journey_runs WHERE journey_id = 'quiet_again'")
     assert {r.profile_id for r in entered} == {h.profile_id("ada"), h.profile_id("bob")}
+
+
+def test_an_apply_decides_only_who_has_what_the_segment_requires_or_is_a_member(h: Harness) -> None:
+    """recent-buyers requires an order: someone with none stored cannot be in it, and is
+    neither loaded nor saved (their state stays byte for byte); a member of the earlier version
+    with no order left in the new window is decided, and leaves."""
+    now = to_ms(h.clock.now())
+    rt = h.runtime(engines=EngineCache())
+    order(h, "ada", now - 10 * DAY_MS)
+    h.track("bob", "Page Viewed")
+    rt.run_until_idle()
+    apply(h, RECENT)
+    rt.run_until_idle()
+    assert members(h, "recent") == {h.profile_id("ada")}
+    assert computation(h, "recent").profiles_done == 2
+    bob = h.q("SELECT state FROM profile_state WHERE profile_id = :p", p=h.profile_id("bob"))
+    assert "recent" not in bob[0].state  # never decided: the segment is not in bob's state at all
+    h.clock.advance(timedelta(minutes=1))
+    apply(h, {**RECENT, "when": {"performed": "Order Completed", "within": "5d"}})  # version 2
+    rt.run_until_idle()
+    assert members(h, "recent") == set()  # ada's order is 10 days old: decided, and out
+    assert h.q("SELECT state FROM profile_state WHERE profile_id = :p", p=h.profile_id("bob")) == bob
+    [exited] = h.events_named(SEGMENT_EXITED)
+    assert orjson.loads(exited.payload)["properties"]["cause"] == {"apply": 2}

@@ -158,6 +158,23 @@ class Guard:
     need: int = 0
 
 
+def requires_occurrence(rule: object) -> bool:
+    """The rule cannot hold for someone with no occurrence of the events it counts: it
+    requires, through `all`s (or every branch of an `any`), a count of at least one, a sum
+    that nothing cannot reach, or an engagement."""
+    if isinstance(rule, AllOf):
+        return any(requires_occurrence(item) for item in rule.all)
+    if isinstance(rule, AnyOf):
+        return all(requires_occurrence(item) for item in rule.any)
+    if isinstance(rule, EngagedCondition):
+        return True
+    if isinstance(rule, PerformedCondition):
+        if rule.sum is not None:
+            return (rule.sum.op == "gte" and rule.sum.value > 0) or (rule.sum.op == "gt" and rule.sum.value >= 0)
+        return (rule.op == "gte" and rule.count >= 1) or (rule.op == "gt" and rule.count >= 0)
+    return False
+
+
 def _needs(rule: object, out: dict[str, int]) -> dict[str, int]:
     """Event name -> the fewest kept occurrences the rule can hold with (see Guard.need)."""
     if isinstance(rule, AllOf):

@@ -104,6 +104,7 @@ from nudgeflow.core.segment_index import (
     SegmentVersion,
     engaged_names,
     leaves,
+    requires_occurrence,
     segment_history_needs,
 )
 from nudgeflow.core.state import ACTIVE, EXITED, HELD, ProfileState
@@ -149,6 +150,10 @@ class SegmentNeeds:
     # Also one stored event whose context carries a mobile device token
     # (context.device.token), for `reachable: push`.
     device_token: bool
+    # No one without a stored event of `names` in the lookback can be in the segment (it
+    # requires an occurrence: segment_index.requires_occurrence). An apply need not decide
+    # such a person unless they are a member now.
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +191,7 @@ def needs(catalog: Catalog, segment_id: str) -> SegmentNeeds:
         names.update(PUSH_REACH_EVENTS)
     if email or push:
         lookback = MAX_LOOKBACK_MS  # an unsubscribe a year ago still holds
-    return SegmentNeeds(frozenset(names), lookback, push)
+    return SegmentNeeds(frozenset(names), lookback, push, requires_occurrence(sv.definition.when))
 
 
 def compute(

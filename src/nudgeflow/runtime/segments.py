@@ -5,7 +5,9 @@ runtime runs one batch per round, after the round's events and due timers, so th
 never kept waiting behind it). A batch takes the next profiles of the oldest pending apply
 (store/segments.py) in id order, reads their stored past (store/backfill.py: the events of
 the names the segment counts, and reachability's), lets the core decide each person
-(Engine.on_segment_apply, core/segments.py) and writes states, members rows, daily sizes,
+(Engine.on_segment_apply, core/segments.py) — but not, for a segment that requires an
+occurrence of what it counts, someone with none stored who is not a member now: that person
+cannot be in it, and their state stays as it is — and writes states, members rows, daily sizes,
 `Segment Entered` / `Segment Exited` and lapse timers through the same EffectsBatch as any
 decision, with the apply's new position, in one transaction. The batch that finds no one
 left records the size (a count of the members rows) and the event of the log it is exact
@@ -166,6 +168,12 @@ def apply_batch(
         pasts, now_ms = read.pasts, read.now_ms  # decided as of the time it was read
     else:
         pasts = _read_pasts(conn, needs, rows, now_ms, seen)
+    if needs.required:
+        # Someone with no stored event the segment counts cannot be in it: unless they are a
+        # member now (of an earlier version), deciding them would change nothing, and loading
+        # and saving everyone's state was most of an apply's time.
+        members = store.members_among(conn, job.workspace_id, job.segment_id, ids)
+        ids = [pid for pid in ids if pasts.get(pid) or pid in members]
     batch = DecisionBatch(conn, engines, stats, ids)
     refresh_group_traits(conn, batch.states, {pid: job.workspace_id for pid in ids})  # `group.*` as stored
     segment_id = job.segment_id

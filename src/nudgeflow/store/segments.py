@@ -512,6 +512,19 @@ def memberships(conn: Connection, profile_ids: Sequence[str]) -> dict[str, dict[
     return out
 
 
+def members_among(conn: Connection, workspace_id: str, segment_id: str, profile_ids: Sequence[str]) -> set[str]:
+    """Which of these people are in the segment now (a primary-key probe each)."""
+    return {
+        pid
+        for (pid,) in sql.select_in(
+            conn,
+            "SELECT profile_id FROM segment_members WHERE workspace_id = ? AND segment_id = ? AND profile_id IN",
+            list(profile_ids),
+            before=(workspace_id, segment_id),
+        )
+    }
+
+
 # --- membership, as the engine decides it -----------------------------------------------------------
 
 Change = tuple[bool, int]  # (a member after it, when: the change's time)
