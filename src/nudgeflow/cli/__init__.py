@@ -15,6 +15,7 @@ from nudgeflow.cli.catalog import catalog_app
 from nudgeflow.cli.consent import consent_app, suppressions_app
 from nudgeflow.cli.db import db_app
 from nudgeflow.cli.demo import demo
+from nudgeflow.cli.export import export
 from nudgeflow.cli.identity import identity_app, keys_app
 from nudgeflow.cli.import_events import import_events
 from nudgeflow.cli.journeys import journeys_app
@@ -40,6 +41,7 @@ app.command()(serve)
 app.command("import")(import_events)
 app.command()(simulate)
 app.command()(demo)
+app.command()(export)
 
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")

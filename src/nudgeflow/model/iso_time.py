@@ -41,3 +41,18 @@ def iso(ms: int | None, *, milliseconds: bool = True) -> str | None:
     if ms is None:
         return None
     return iso_utc(from_ms(ms), milliseconds=milliseconds)
+
+
+def parse_instant(text: str) -> int:
+    """Epoch ms of a date (`2026-12-01`: its midnight UTC) or an ISO 8601 date-time (`Z` or an
+    offset; without one, UTC). ValueError names the text when it is neither."""
+    value = text.strip()
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+    except ValueError as exc:
+        raise ValueError(
+            f"not a date or ISO 8601 date-time: {text!r} (use 2026-12-01 or 2026-12-01T09:00:00Z)"
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return to_ms(parsed)

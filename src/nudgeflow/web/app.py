@@ -273,6 +273,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.web.webhooks_api import webhooks_router  # the webhook step's destinations and secret
 
     app.include_router(webhooks_router())
+    from nudgeflow.web.exports_api import exports_router  # exposures, messages, conversions for a warehouse
+
+    app.include_router(exports_router())
     from nudgeflow.web.identity_api import identity_router  # write keys, identity verification
 
     app.include_router(identity_router())
