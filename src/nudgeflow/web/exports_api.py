@@ -45,7 +45,21 @@ def _csv(state: AppState, workspace_id: str, kind: exports.Kind, start: int | No
 def exports_router() -> APIRouter:
     router = APIRouter(prefix="/api/exports", tags=["exports"])
 
-    @router.get("/{kind}", summary="Exposures, messages or conversions as CSV or Parquet, oldest first")
+    @router.get(
+        "/{kind}",
+        summary="Exposures, messages or conversions as CSV or Parquet, oldest first",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The rows: CSV with a header (format=csv), or a Parquet file (format=parquet).",
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+            501: {"description": "Parquet was asked for and pyarrow is not installed."},
+        },
+    )
     def export(
         state: State,
         workspace_id: Workspace,
