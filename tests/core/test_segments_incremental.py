@@ -146,3 +146,18 @@ def test_a_full_history_pushing_out_a_counted_occurrence_is_decided() -> None:
     assert "x" in d.state.membership  # [x, y]: the x still counts
     d.track("A", {"kind": "y"})
     assert "x" not in d.state.membership  # [y, y]: the x was pushed out
+
+
+def test_a_full_history_pushing_out_the_journeys_engagement_is_decided() -> None:
+    """`engaged` of one journey passes over another journey's opens: when the kept history is
+    full, an open of another journey can push out the one it counted."""
+    when = {"engaged": "opened", "channel": "email", "within": "1d", "journey": "welcome"}
+    seg = Segment.model_validate({"id": "w", "name": "w", "when": when})
+    cat = Catalog(segments=[SegmentVersion("w", 1, seg)])
+    cat.history_cap[event_names.EMAIL_OPENED] = 2
+    d = Driver(cat=cat, roundtrip=True)
+    d.track(event_names.EMAIL_OPENED, {"journey_id": "welcome"})
+    d.track(event_names.EMAIL_OPENED, {"journey_id": "cart"})
+    assert "w" in d.state.membership
+    d.track(event_names.EMAIL_OPENED, {"journey_id": "cart"})
+    assert "w" not in d.state.membership  # the welcome open was pushed out
