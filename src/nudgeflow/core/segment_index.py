@@ -213,10 +213,10 @@ def _guards(rule: object) -> dict[str, Guard]:
                     where = tuple(item.where)
         elif isinstance(item, EngagedCondition):
             names, way = engaged_names(item), 1
-            # It passes over some kept engagements (of another journey, with `journey`): a
-            # full history's eviction may drop the one it counted, as a `where`'s may.
-            if item.journey is not None:
-                filtered.update(names)
+            # It may pass over some kept engagements (another journey's, with `journey`; a
+            # machine's): a full history's eviction may drop the one it counted, as a
+            # `where`'s may.
+            filtered.update(names)
         elif isinstance(item, ReachableCondition):
             names = EMAIL_REACH_EVENTS if item.reachable in ("email", "any") else ()
             names += PUSH_REACH_EVENTS if item.reachable in ("push", "any") else ()
