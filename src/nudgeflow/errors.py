@@ -55,6 +55,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── Reject                                           web/bounces.py
     │   ├── ServerStartError (RuntimeError)                  web/embedded.py
     │   └── Refused                                          web/definitions.py
+    ├── MeasureError (ValueError)                            measure/errors.py (the layer's one class)
     ├── ConfigError (ValueError)                             settings.py (the layer's one class)
     └── DemoError (RuntimeError)                             demo/run.py (the demo's one class)
 
