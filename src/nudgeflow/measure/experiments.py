@@ -340,7 +340,7 @@ def call_winner(
                 "winner",
                 f"{candidate.name!r} wins on {metric}: its rate "
                 f"{_percent(candidate.successes / candidate.recipients)} is credibly above every other arm's "
-                f"(always-valid, {confidence:.0%} over all looks)",
+                f"(always-valid, {confidence * 100:g} % over all looks)",
                 comparisons,
             )
     best = max(arms, key=lambda a: a.successes / a.recipients)
@@ -406,7 +406,7 @@ def guardrail_breaches(
                     f"{variant.name!r} {metric} rate {_percent(count / variant.recipients)} is credibly above "
                     f"control {base.name!r}'s {_percent(base_count / base.recipients)}: "
                     f"{_points(comparison.low)} to {_points(comparison.high)} points "
-                    f"(always-valid, {confidence:.0%} over all looks and guardrails)"
+                    f"(always-valid, {confidence * 100:g} % over all looks and guardrails)"
                 )
                 breaches.append(GuardrailBreach(variant.name, metric, comparison, reason))
     return tuple(breaches)
