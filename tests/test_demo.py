@@ -272,3 +272,12 @@ def test_the_demo_applies_the_example_segments_and_prints_their_sizes(demo_run: 
     assert sizes["lapsed-customers"] > 0
     assert summary.stats["track_events"].get("Segment Entered", 0) >= sum(sizes.values())
     assert "Segments (examples/segments)" in out
+
+
+def test_the_demo_shows_each_held_out_journeys_lift_with_its_interval(demo_run: tuple[DemoSummary, str]) -> None:
+    summary, output = demo_run
+    row = summary.journeys.summary["journeys"]["cart-abandonment"]
+    assert row["holdout"] > 0
+    assert "Lift: conversion rate treated vs held out" in output
+    held_conv = row.get("converted_held_out", 0)
+    assert f"{held_conv:,}/{row['holdout']:,}" in output  # the held-out arm's conversions / people

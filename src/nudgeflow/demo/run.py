@@ -918,6 +918,8 @@ def _journey_report(
         if converted_at is not None:
             row["converted"] += 1
             row["revenue"] += float(revenue or 0.0)
+            if holdout:
+                row["converted_held_out"] = row.get("converted_held_out", 0) + 1
     for journey_id, counts in exited.items():
         journeys[journey_id]["exited"] = dict(sorted(counts.items()))
     report.runs = len(runs)
@@ -1340,6 +1342,9 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
             end_section=True,
         )
     console.print(table)
+    lift = _lift_table(journeys)
+    if lift is not None:
+        console.print(lift)
     if summary.policies.source:
         console.print(policy_table(summary.policies, summary.collision_window))
     if summary.segments:
@@ -1355,6 +1360,43 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
         template = f"{m['channel']}: {m['template']}" + (f" [{m['variant']}]" if m.get("variant") else "")
         sample.add_row(_when(m, sep), escape(str(m["who"])), escape(f"{m['journey']} / {m['step']}"), escape(template))
     console.print(sample)
+
+
+def _lift_table(journeys: dict[str, dict[str, Any]]) -> Table | None:
+    """Each journey with a holdout: did it cause conversions? (measure/statistics.py; the
+    methods are in docs/measurement.md.)"""
+    from nudgeflow.measure import conversion_lift
+
+    table = Table(
+        title="Lift: conversion rate treated vs held out (95 % intervals: Newcomb; p: pooled z-test)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("journey", no_wrap=True)
+    for name in ("treated", "held out", "absolute lift"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("p", justify="right")
+    table.add_column("note", overflow="fold", max_width=40)
+    shown = False
+    for journey_id, row in journeys.items():
+        held_out = row["holdout"]
+        if not held_out:
+            continue
+        held_conv = row.get("converted_held_out", 0)
+        treated = row["entered"] - held_out
+        lift = conversion_lift(row["converted"] - held_conv, treated, held_conv, held_out)
+        a = lift.absolute_lift
+        interval = "-" if a is None else f"{a.value:+.1%} [{a.low:+.1%}, {a.high:+.1%}]"
+        table.add_row(
+            escape(journey_id),
+            f"{row['converted'] - held_conv:,}/{treated:,}",
+            f"{held_conv:,}/{held_out:,}",
+            interval,
+            "-" if lift.p_value is None else f"{lift.p_value:.2g}",
+            escape("; ".join(lift.notes)) or "-",
+        )
+        shown = True
+    return table if shown else None
 
 
 def _segment_table(summary: DemoSummary) -> Table:
