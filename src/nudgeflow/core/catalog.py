@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from nudgeflow.core.policies import Plan, plan_for
 from nudgeflow.core.segment_index import SegmentIndex, SegmentVersion, segment_history_needs
+from nudgeflow.core.send_time import Prior
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
     CatalogPlaces,
@@ -112,12 +113,16 @@ class Catalog:
         places: Iterable[Mapping[str, Any]] = (),
         segments: Iterable[SegmentVersion] = (),
         policies: Policies = EMPTY,
+        send_time_prior: Prior | None = None,
     ) -> None:
         self.live: dict[str, JourneyVersion] = {jv.journey_id: jv for jv in live}
         # The workspace's send policies; `send_plan` is None when they hold no rule, and
         # then sends go out at once, as they always did (core/policies.py).
         self.policies = policies
         self.send_plan: Plan | None = plan_for(policies)
+        # The workspace's pattern of attention by local hour (core/send_time.py), computed by
+        # the runtime from stored events when a live journey uses send_time; None: uniform.
+        self.send_time_prior = send_time_prior
         # The workspace's places catalog, as data (id, name, latitude, longitude,
         # attributes): location triggers with `catalog_places` pick theirs from it.
         self.places: list[Mapping[str, Any]] = list(places)

@@ -4,7 +4,8 @@ For each event, in this order:
 0. segment windows that lapsed before the event's time are decided first (core/segments.py);
 1. traits from identify are applied to the engine's view of the person, and what changed
    is noted (attribute-change and date-relative triggers look at it);
-2. the event is kept in the short history that counts and `occurrences` need;
+2. the event is kept in the short history that counts and `occurrences` need; an open, click
+   or app open (not a machine's) counts in the person's hours (core/send_time.py);
 3. engagement with a message (delivered, opened, clicked, failed) is recorded on its run;
 4. the live segments the event can change are decided (core/segments.py), so that every
    condition below reads the membership it leaves;
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nudgeflow.core import backfill, segments, sending, steps, timecalc, triggers
+from nudgeflow.core import backfill, segments, send_time, sending, steps, timecalc, triggers
 from nudgeflow.core.catalog import ARCHIVED, HISTORY_CAP, LIVE, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
@@ -71,6 +72,8 @@ class Engine:
         if live_segments:
             segments.catch_up(turn, event.timestamp_ms)  # windows that lapsed before this event
         changes = _apply_traits(state, event)
+        if event.event in send_time.COUNTED and event.properties.get(send_time.MACHINE) is not True:
+            state.hours = send_time.record(state.hours, event.timestamp_ms, state.traits)
         if event.group_id is not None:
             _apply_group(state, event)
         _remember(self.catalog, state, event)
@@ -97,7 +100,7 @@ class Engine:
         if self.catalog.send_plan is not None:
             sending.release_due(turn)
         kind = timer.payload.get("kind")
-        if kind in ("step", "timeout"):
+        if kind in ("step", "timeout", steps.SEND_TIME):
             steps.on_run_timer(turn, timer.payload)
         elif kind == "not_followed":
             triggers.on_not_followed_timer(turn, timer.key, timer.payload)

@@ -33,7 +33,10 @@ class Run:
     visits: dict[str, int] = field(default_factory=dict)  # step -> times entered (idempotency)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # send step -> {key, statuses}
     paths: dict[str, str] = field(default_factory=dict)  # split/variant step -> chosen name
-    held: str | None = None  # what fell due while the journey was paused: "step" or "timeout"
+    held: str | None = None  # what fell due while the journey was paused: "step", "timeout" or "send_time"
+    # A send-time decision (core/send_time.py) waiting for the send it times: {"step", "arm",
+    # "hour", "at", "basis"}; the next send step moves it onto its message's record.
+    timing: dict[str, Any] | None = None
     goal_until: int | None = None
     converted_at: int | None = None
     revenue: float | None = None
@@ -111,6 +114,9 @@ class ProfileState:
     # preference center, {"value": "normal"|"fewer", "at": event ms}.
     sends: list[list[Any]] = field(default_factory=list)
     frequency: dict[str, Any] | None = None
+    # Send-time optimization (core/send_time.py): the person's opens, clicks and app opens
+    # by local hour, 24 counts (empty until the first one).
+    hours: list[int] = field(default_factory=list)
 
     @property
     def assignment_key(self) -> str:
@@ -142,6 +148,7 @@ class ProfileState:
             "segment_facts",
             "sends",
             "frequency",
+            "hours",
         ):
             value = getattr(self, name)
             if value:
@@ -170,4 +177,5 @@ class ProfileState:
             segment_facts=doc.get("segment_facts", {}),
             sends=doc.get("sends", []),
             frequency=doc.get("frequency"),
+            hours=doc.get("hours", []),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from nudgeflow.core import timecalc
+from nudgeflow.core import send_time, timecalc
 from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
 from nudgeflow.core.conditions import Scope, evaluate, resolve
 from nudgeflow.core.effects import SendMessage, UpdateProfile
@@ -22,6 +22,7 @@ from nudgeflow.model.journeys import (
     ExitStep,
     Journey,
     SendStep,
+    SendTime,
     SplitStep,
     UpdateProfileStep,
     WaitForEventStep,
@@ -31,6 +32,7 @@ from nudgeflow.model.journeys import (
 
 # A journey that validated has no cycle without a wait; this bounds one that slipped by.
 MAX_STEPS_PER_TURN = 200
+SEND_TIME = "send_time"  # the run timer of a send step waiting for its optimized hour
 
 
 def run_id_for(profile_id: str, seq: int, entered_at_ms: int) -> str:
@@ -137,11 +139,17 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
         run.visits[step_id] = visit
         turn.touch(run)
         if isinstance(step, SendStep):
+            if step.send_time is not None:
+                best = _optimized_due(turn, run, step_id, step.send_time)
+                if best > turn.now_ms:  # the run waits on the send step; the timer sends (_continue)
+                    payload = {"kind": SEND_TIME, "run_id": run.id, "step": step_id, "visit": visit}
+                    turn.schedule(run_timer_key(run), best, payload)
+                    return
             if _send(turn, run, journey, step_id, step, visit):
                 return  # send policies decide at the end of the call (settle), then the walk goes on
             step_id = step.next
         elif isinstance(step, WaitStep):
-            due = _wait_due(turn, step)
+            due = _wait_due(turn, run, step_id, step)
             if due is None:
                 assert step.until_date is not None
                 end(turn, run, EXITED, f"no date in trait {step.until_date.trait}")
@@ -214,15 +222,24 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
         variant, template = chosen.name, chosen.template
         run.paths[step_id] = chosen.name
     key = f"{run.id}:{step_id}:{visit}"
+    # The send-time decision this message goes out by (its own step's, or a wait's before
+    # it) stays on its record: reports split optimized / explore / fallback on it.
+    timing, run.timing = run.timing, None
     if run.holdout:
         run.messages[step_id] = {"key": key, "statuses": ["held_out"]}
+        if timing is not None:
+            run.messages[step_id]["send_time"] = timing
         return False
+    if timing is not None:  # send policies' record of the message (sending._record_of) is this one
+        run.messages[step_id] = {"key": key, "statuses": [], "send_time": timing}
     template = template or ""  # a webhook step has none: it renders its own `webhook` body
     if turn.catalog.send_plan is not None:
         at = turn.message_ms
         turn.wanted.append(Wanted(run, journey, step_id, key, template, variant, at, at, resume=True))
         return True
     run.messages[step_id] = {"key": key, "statuses": ["sent"]}
+    if timing is not None:
+        run.messages[step_id]["send_time"] = timing
     emit_send(turn, run, journey, step_id, step, key, template, variant)
     return False
 
@@ -230,6 +247,10 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
 def emit_send(
     turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, key: str, template: str, variant: str | None
 ) -> None:
+    context = message_context(run, journey, step)
+    record = run.messages.get(step_id)
+    if record is not None and record.get("key") == key and "send_time" in record:
+        context["send_time"] = record["send_time"]
     turn.emit(
         SendMessage(
             key=key,
@@ -242,7 +263,7 @@ def emit_send(
             variant=variant,
             marketing=step.marketing,
             at_ms=turn.now_ms,
-            context=message_context(run, journey, step),
+            context=context,
         )
     )
 
@@ -258,10 +279,28 @@ def message_context(run: Run, journey: Journey, step: SendStep) -> dict[str, Any
     return context
 
 
-def _wait_due(turn: Turn, step: WaitStep) -> int | None:
+def _optimized_due(turn: Turn, run: Run, step_id: str, spec: SendTime) -> int:
+    """When the person's best hour within the window starts (core/send_time.py); the decision
+    is kept on the run until the next send takes it."""
+    state = turn.state
+    choice = send_time.choose(
+        spec,
+        state.hours,
+        turn.catalog.send_time_prior,
+        state.traits,
+        turn.now_ms,
+        (state.assignment_key, run.journey_id, step_id),
+    )
+    run.timing = {"step": step_id, **choice.record()}
+    return choice.at_ms
+
+
+def _wait_due(turn: Turn, run: Run, step_id: str, step: WaitStep) -> int | None:
     traits = turn.state.traits
     if step.duration is not None:
         return turn.now_ms + duration_ms(step.duration)
+    if step.send_time is not None:
+        return _optimized_due(turn, run, step_id, step.send_time)
     tz = timecalc.zone_of(traits)
     if step.until_time is not None:
         return timecalc.next_time_of_day(turn.now_ms, step.until_time.at, step.until_time.weekdays, tz)
@@ -305,6 +344,10 @@ def _continue(turn: Turn, run: Run, journey: Journey, kind: str | None) -> None:
         advance(turn, run, journey, step.on_event)
     elif isinstance(step, WaitStep):
         advance(turn, run, journey, step.next)
+    elif kind == SEND_TIME and isinstance(step, SendStep) and run.step is not None:
+        # The best hour came: the send step sends now, then the walk goes on.
+        if not _send(turn, run, journey, run.step, step, run.visits.get(run.step, 0)):
+            advance(turn, run, journey, step.next)
     else:
         end(turn, run, EXITED, "step_changed")
 

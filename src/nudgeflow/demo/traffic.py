@@ -35,6 +35,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from nudgeflow.model.event_names import APPLICATION_OPENED
 from nudgeflow.model.iso_time import iso_utc
 
 VIEWED = "Product Viewed"
@@ -44,7 +45,7 @@ CHECKOUT = "Checkout Started"
 ORDERED = "Order Completed"
 DELIVERED = "Order Delivered"
 SIGNED_UP = "Signed Up"
-OPENED = "Application Opened"
+OPENED = APPLICATION_OPENED
 LEVEL = "Level Completed"
 UPGRADED = "Subscription Upgraded"
 DOWNGRADED = "Subscription Downgraded"

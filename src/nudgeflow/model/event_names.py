@@ -35,6 +35,9 @@ PUSH_NOTIFICATION_TAPPED: Final = "Push Notification Tapped"
 PUSH_SUBSCRIBED: Final = "Push Subscribed"
 PUSH_UNSUBSCRIBED: Final = "Push Unsubscribed"
 
+# --- Segment's mobile lifecycle: an app brought to the foreground (send-time optimization counts it) ----
+APPLICATION_OPENED: Final = "Application Opened"
+
 # --- every change of a person's consent (Nudgeflow's own: Segment's "Segment Consent Preference
 # Updated" is about cookie and data-use categories, not messaging) ---------------------------------
 CONSENT_UPDATED: Final = "Consent Updated"
@@ -73,4 +76,5 @@ ALL: Final[frozenset[str]] = EMITTED | {
     PUSH_OPENED,
     PUSH_NOTIFICATION_RECEIVED,
     PUSH_NOTIFICATION_TAPPED,
+    APPLICATION_OPENED,
 }

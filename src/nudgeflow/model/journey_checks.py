@@ -655,6 +655,8 @@ def _waits(step: Any) -> bool:
     """Whether passing through this step takes time (a zero-length wait does not)."""
     if not isinstance(step, dict) or step.get("type") not in WAIT_TYPES:
         return False
+    if step.get("type") == "wait" and step.get("send_time") is not None:
+        return False  # the best hour may be the current one: no time need pass
     if step.get("type") == "wait" and isinstance(step.get("duration"), str):
         try:
             return duration_ms(step["duration"]) != 0  # a negative one is reported as not a duration

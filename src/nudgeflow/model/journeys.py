@@ -464,6 +464,41 @@ class WebhookCall(_Strict):
         return self
 
 
+class SendTime(_Strict):
+    """Send-time optimization: wait for the person's best hour within a window (core/send_time.py).
+
+    `send_time: optimized` alone is this with its defaults."""
+
+    mode: Literal["optimized"] = "optimized"
+    within: Duration = Field(
+        default="24h",
+        description="The window from when the run reaches the step: the message goes out at the best local hour "
+        "that starts in it (now, when the current hour is the best). From 1h to 7d.",
+    )
+    fallback: LocalTime = Field(
+        default="10:00",
+        description="The local time used when nothing is known of the person or the workspace (its hour counts).",
+    )
+    explore: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of people (deterministic by person, journey and step) sent at a random hour of the window "
+        "instead, so the feature's lift against a fixed time can be measured.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"mode": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _window(self) -> SendTime:
+        if not duration_ms("1h") <= duration_ms(self.within) <= duration_ms("7d"):
+            raise ValueError("send_time.within must be from 1h to 7d")
+        return self
+
+
 class SendStep(_Strict):
     type: Literal["send"]
     channel: str = Field(min_length=1, examples=["email", "push", "webhook", "log"])
@@ -493,6 +528,11 @@ class SendStep(_Strict):
     )
     webhook: WebhookCall | None = Field(
         default=None, description="With `channel: webhook` only: the call it makes (instead of a template)."
+    )
+    send_time: SendTime | None = Field(
+        default=None,
+        description="`optimized`: the run waits on this step until the person's best hour within the window, then "
+        "sends (docs/journeys.md, send-time optimization).",
     )
     next: StepId | None = None
 
@@ -527,13 +567,16 @@ class WaitStep(_Strict):
     duration: Duration | None = None
     until_time: UntilTime | None = None
     until_date: UntilDate | None = None
+    send_time: SendTime | None = Field(
+        default=None, description="`optimized`: wait until the person's best hour within the window."
+    )
     next: StepId | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> WaitStep:
-        given = [n for n in ("duration", "until_time", "until_date") if getattr(self, n) is not None]
+        given = [n for n in ("duration", "until_time", "until_date", "send_time") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("a wait needs exactly one of duration, until_time, until_date")
+            raise ValueError("a wait needs exactly one of duration, until_time, until_date, send_time")
         return self
 
 

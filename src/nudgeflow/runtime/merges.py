@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from nudgeflow.core import send_time
 from nudgeflow.core.policies import MAX_LEDGER
 from nudgeflow.core.segments import redecide_all
 from nudgeflow.core.state import ProfileState
@@ -30,8 +31,8 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
     """Fold `other` (the merged-away person) into `into`; `into` wins where they disagree.
 
     Runs, watches and timers are the other person's too now; entry counts and milestone
-    counts and sums add up (the person did both); histories and send ledgers interleave by
-    time; for inactivity, the latest activity counts.
+    counts and sums add up (the person did both), and so do the send-time hour counts;
+    histories and send ledgers interleave by time; for inactivity, the latest activity counts.
     """
     into.traits = {**other.traits, **into.traits}
     into.runs = {**other.runs, **into.runs}
@@ -71,6 +72,8 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
     theirs_choice, ours_choice = other.frequency, into.frequency
     if theirs_choice and (not ours_choice or theirs_choice.get("at", 0) > ours_choice.get("at", 0)):
         into.frequency = theirs_choice
+    if other.hours:  # when the person pays attention: both ids' opens and clicks
+        into.hours = send_time.merged(into.hours, other.hours)
     _merge_segment_facts(into, other)
 
 
