@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED, Catalog, JourneyVersion
+from nudgeflow.core.send_time import Prior
 from nudgeflow.core.state import HELD
 from nudgeflow.errors import StoreError
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
@@ -401,8 +402,9 @@ def load_version(conn: Connection, workspace_id: str, journey_id: str, version: 
 
 def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
     """The catalog the engine runs: live versions of live and paused journeys, every status,
-    the workspace's send policies in force (store/policies.py) and the live version of every
-    live segment (store/segments.py).
+    the workspace's send policies in force (store/policies.py), the live version of every
+    live segment (store/segments.py) and, when a live journey uses `send_time`, the
+    workspace's pattern of attention by local hour (store/send_time.py).
 
     `source` is an Engine or a Connection. The catalog is read through it now; older
     versions (for runs that entered before the latest publish) are read later, on demand,
@@ -417,19 +419,41 @@ def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
             places = _catalog_places(conn, workspace_id, live)
             policies = policy_store.load(conn, workspace_id)
             live_segments = segment_store.live_segments(conn, workspace_id)
+            prior = _send_time_prior(conn, workspace_id, live)
     else:
         live, statuses = _catalog_rows(source, workspace_id)
         places = _catalog_places(source, workspace_id, live)
         policies = policy_store.load(source, workspace_id)
         live_segments = segment_store.live_segments(source, workspace_id)
+        prior = _send_time_prior(source, workspace_id, live)
 
     def loader(journey_id: str, version: int) -> Journey | None:
         with engine.connect() as conn:
             return load_version(conn, workspace_id, journey_id, version)
 
     return Catalog(
-        live=live, statuses=statuses, load_version=loader, places=places, policies=policies, segments=live_segments
+        live=live,
+        statuses=statuses,
+        load_version=loader,
+        places=places,
+        policies=policies,
+        segments=live_segments,
+        send_time_prior=prior,
     )
+
+
+def _send_time_prior(conn: Connection, workspace_id: str, live: list[JourneyVersion]) -> Prior | None:
+    """The workspace's pattern by local hour (store/send_time.py), read only when a live
+    journey has a step with `send_time`: most workspaces pay nothing for it."""
+    if not any(uses_send_time(jv.definition) for jv in live):
+        return None
+    from nudgeflow.store.send_time import load_prior
+
+    return load_prior(conn, workspace_id)
+
+
+def uses_send_time(journey: Journey) -> bool:
+    return any(getattr(step, "send_time", None) is not None for step in journey.steps.values())
 
 
 def _catalog_places(conn: Connection, workspace_id: str, live: list[JourneyVersion]) -> list[dict[str, Any]]:
