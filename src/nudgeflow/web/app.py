@@ -252,6 +252,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.web.devices_api import devices_router
 
     app.include_router(devices_router())  # before admin_router too: its DELETE /profiles/{ref:path} erases
+    from nudgeflow.web.send_time_api import send_time_router
+
+    app.include_router(send_time_router())  # before admin_router too
     app.include_router(admin_router())
     app.include_router(tracking_router())  # public: the signed token is the authority
     from nudgeflow.web.sdk_api import sdk_router  # the browser SDK: /sdk/*.js, /v1/push/subscriptions, /t/n
