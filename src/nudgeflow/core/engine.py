@@ -33,6 +33,7 @@ from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, ProfileState, Run
 from nudgeflow.core.turn import Turn
 from nudgeflow.model import event_names
+from nudgeflow.model.engagement_signals import is_flagged
 from nudgeflow.model.journeys import SendStep, WaitForEventStep
 from nudgeflow.model.numbers import as_number
 
@@ -261,6 +262,11 @@ def _locate(state: ProfileState, event: EventInput) -> None:
 def _engagement(turn: Turn, event: EventInput) -> None:
     key = event.properties.get(MESSAGE_KEY)
     if not isinstance(key, str):
+        return
+    if is_flagged(event.properties):
+        # An open fetched by Apple's Mail Privacy Protection or a click by a link scanner
+        # (model/engagement_signals.py) is not the person's: "opened"/"clicked" conditions
+        # on the message do not hold for it.
         return
     run = turn.state.runs.get(key.split(":", 1)[0])
     if run is None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from nudgeflow.model import event_names
+from nudgeflow.model.engagement_signals import BOT, MACHINE
 from nudgeflow.model.journeys import Filter, Ref, SegmentCondition, TraitCondition, duration_ms
 from nudgeflow.model.segments import (
     AllOf,
@@ -53,6 +54,7 @@ ENGAGED_EVENTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("clicked", "push"): (event_names.PUSH_CLICKED, event_names.PUSH_NOTIFICATION_TAPPED),
 }
 ENGAGED_JOURNEY = "journey_id"  # the property of Nudgeflow's engagement events naming the journey
+FLAGS = (MACHINE, BOT)  # the properties of a machine's open or click (model/engagement_signals.py)
 EMAIL_REACH_EVENTS = (
     event_names.UNSUBSCRIBED,
     event_names.SUBSCRIPTION_PREFERENCES_UPDATED,
@@ -123,7 +125,9 @@ def segment_history_needs(segment: Segment) -> Iterator[tuple[str, set[str], int
                 cap = SUM_HISTORY_CAP
             yield leaf.performed, keys, duration_ms(leaf.within), cap
         elif isinstance(leaf, EngagedCondition):
-            keys = {ENGAGED_JOURNEY} if leaf.journey else set()
+            # The flags of a machine's open or click are kept (present only on those), so
+            # that `engaged` can pass over them (model/engagement_signals.py).
+            keys = {ENGAGED_JOURNEY, *FLAGS} if leaf.journey else set(FLAGS)
             for name in engaged_names(leaf):
                 yield name, keys, duration_ms(leaf.within), None
 

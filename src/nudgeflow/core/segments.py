@@ -55,7 +55,8 @@ Conditions (docs/segments.md):
 - engaged: at least one open (a click counts as an open) or click of an email or push in
   the window; with `journey`, of that journey's messages, as named by the engagement event's
   `journey_id` property (Nudgeflow's own tracking and push reports carry it; an SDK's event
-  without it counts only for conditions without `journey`).
+  without it counts only for conditions without `journey`). An open or click flagged as a
+  machine's (`machine: true` or `bot: true`, model/engagement_signals.py) does not count.
 - reachable email: an `email` trait (a non-empty text) and not unsubscribed from all
   marketing email: the latest of `Unsubscribed` with topic "*" (store.consent's ALL),
   `Subscription Preferences Updated` with `subscribed`, and `Consent Updated` for channel
@@ -111,6 +112,7 @@ from nudgeflow.core.state import ACTIVE, EXITED, HELD, ProfileState
 from nudgeflow.core.steps import end, enter
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model import event_names
+from nudgeflow.model.engagement_signals import BOT, MACHINE
 from nudgeflow.model.journeys import Filter, Ref, SegmentCondition, SegmentTrigger, TraitCondition, duration_ms
 from nudgeflow.model.numbers import as_number
 from nudgeflow.model.segments import (
@@ -728,22 +730,25 @@ def _engaged(rule: EngagedCondition, ctx: _Ctx) -> tuple[bool, int | None]:
         entries, lo, hi = _span(ctx.history.get(name) or [], at - within, at)
         if hi < len(entries):
             future = _earliest(future, entries[hi][0])
-        if rule.journey is None:
-            last = entries[hi - 1][0] if hi > lo else None
-        else:
-            last = next(
-                (
-                    e[0]
-                    for e in reversed(entries[lo:hi])
-                    if len(e) > 1 and type(e[1]) is dict and e[1].get(ENGAGED_JOURNEY) == rule.journey
-                ),
-                None,
-            )
+        journey = rule.journey
+        # The newest in the window that is the person's: a machine's open or click (flagged
+        # machine / bot) is passed over, and with `journey`, one of another journey's messages.
+        last = next((entries[i][0] for i in range(hi - 1, lo - 1, -1) if _counts(entries[i], journey)), None)
         if last is not None and (newest is None or last > newest):
             newest = last
     if newest is None:
         return False, future
     return True, _earliest(newest + within, future)
+
+
+def _counts(entry: list[Any], journey: str | None) -> bool:
+    """A kept open or click counts for `engaged` (of `journey`, if given)."""
+    props = entry[1] if len(entry) > 1 and type(entry[1]) is dict else None
+    if not props:  # the common case: a person's, with no journey asked for
+        return journey is None
+    if props.get(MACHINE) is True or props.get(BOT) is True:
+        return False
+    return journey is None or props.get(ENGAGED_JOURNEY) == journey
 
 
 def _reachable(kind: str, traits: dict[str, Any], facts: dict[str, Any]) -> bool:

@@ -17,6 +17,7 @@ from nudgeflow.core.conditions import COMPILED, Scope, compare, compiled_entry, 
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.steps import enter
 from nudgeflow.core.turn import Turn, timer_key
+from nudgeflow.model.engagement_signals import machine_engagement
 from nudgeflow.model.journeys import (
     AttributeChangeTrigger,
     DateRelativeTrigger,
@@ -185,6 +186,8 @@ def on_not_followed_timer(turn: Turn, key: str, payload: dict[str, Any]) -> None
 def _activity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, event: EventInput) -> None:
     if trigger.events is not None and event.name not in trigger.events:
         return
+    if machine_engagement(event.name, event.properties):
+        return  # a machine's open or click (Apple's MPP prefetch, a link scanner) is not the person's activity
     record = turn.state.activity.setdefault(jv.journey_id, {"last": event.timestamp_ms, "armed": False})
     record["last"] = max(record["last"], event.timestamp_ms)
     if not record["armed"]:
