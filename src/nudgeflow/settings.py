@@ -261,6 +261,20 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("NUDGEFLOW_APNS_TEAM_ID", "apns_team_id", _text, "The Apple team id."),
     EnvVar("NUDGEFLOW_APNS_TOPIC", "apns_topic", _text, "The app's bundle id."),
     EnvVar(
+        "NUDGEFLOW_BOT_CLICK_SECONDS",
+        "bot_click_seconds",
+        _number(0),
+        "A click this soon after its email was sent, with no open before it, is flagged as a link "
+        "scanner's (docs/consent.md); 0 turns the rule off. Default 10.",
+    ),
+    EnvVar(
+        "NUDGEFLOW_APPLE_RELAY_RANGES",
+        "apple_relay_ranges_file",
+        _text,
+        "A local copy of Apple's iCloud Private Relay egress ranges (CSV): opens fetched from them are "
+        "flagged as Mail Privacy Protection's (docs/consent.md). Read at start, never fetched.",
+    ),
+    EnvVar(
         "NUDGEFLOW_APNS_BASE_URL",
         "apns_base_url",
         _http_url,
@@ -346,6 +360,11 @@ class Settings:
     apns_team_id: str | None = None
     apns_topic: str | None = None
     apns_base_url: str | None = None  # e.g. https://api.sandbox.push.apple.com for development builds
+    # Machine opens and bot clicks (model/engagement_signals.py): a click sooner than this
+    # after its email was sent, with no open before it, is a link scanner's (0: rule off);
+    # opens from the ranges in this file (Apple's Private Relay egress list) are MPP's.
+    bot_click_seconds: float = 10.0
+    apple_relay_ranges_file: str | None = None
     # Fernet key(s) sealing workspace secrets at rest (store/secret_box.py), comma-separated,
     # the first seals. Unset: a SQLite database's key file; PostgreSQL stores them unsealed.
     secret_key: str | None = field(default=None, repr=False)

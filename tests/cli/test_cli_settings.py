@@ -44,6 +44,8 @@ BAD_ENV = [
     ("NUDGEFLOW_APNS_BASE_URL", "ftp://apns.example", "is not an http:// or https:// URL"),
     ("NUDGEFLOW_DATABASE_URL", "mysql://root:hunter2@db/x", "is not a database URL"),
     ("NUDGEFLOW_SECRET_KEY", "not-a-fernet-key", "is not a Fernet key"),
+    ("NUDGEFLOW_BOT_CLICK_SECONDS", "-1", "'-1' is below 0"),
+    ("NUDGEFLOW_APPLE_RELAY_RANGES", "/nonexistent/egress-ip-ranges.csv", "No such file"),
 ]
 
 

@@ -58,6 +58,7 @@ def serve(
     import uvicorn
 
     from nudgeflow.logs import configure_logging
+    from nudgeflow.settings import ConfigError
     from nudgeflow.store.database import DatabaseError
     from nudgeflow.store.engine_lock import EngineLocked
     from nudgeflow.store.secret_box import SecretKeyError
@@ -91,6 +92,8 @@ def serve(
     except DatabaseError as exc:
         raise fail(str(exc)) from exc
     except SecretKeyError as exc:  # a malformed NUDGEFLOW_SECRET_KEY: named, never shown
+        raise fail(str(exc), 2) from exc
+    except ConfigError as exc:  # a file a variable names that cannot be used (NUDGEFLOW_APPLE_RELAY_RANGES)
         raise fail(str(exc), 2) from exc
     if (runtime := application.state.nudgeflow.runtime) is not None:
         # One engine per database (README: Running the server): a second one exits here,

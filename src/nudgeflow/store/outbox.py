@@ -178,10 +178,11 @@ def profile_of(conn: Connection, workspace_id: str, idempotency_key: str) -> str
 
 
 def message_origin(conn: Connection, workspace_id: str, idempotency_key: str) -> Any:
-    """(journey_id, run_id, step, channel, template, variant) of a queued message, or None."""
+    """(journey_id, run_id, step, channel, template, variant, sent_at_ms) of a queued message,
+    or None. sent_at_ms is None until it is sent."""
     t = outbox.c
     return conn.execute(
-        select(t.journey_id, t.run_id, t.step, t.channel, t.template, t.variant).where(
+        select(t.journey_id, t.run_id, t.step, t.channel, t.template, t.variant, t.sent_at_ms).where(
             t.workspace_id == workspace_id, t.idempotency_key == idempotency_key
         )
     ).first()

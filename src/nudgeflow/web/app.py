@@ -36,7 +36,7 @@ from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
 from nudgeflow.web.openapi import build_openapi
 from nudgeflow.web.state import AppState, State
 from nudgeflow.web.templates_api import templates_router
-from nudgeflow.web.tracking import tracking_router
+from nudgeflow.web.tracking import engagement_rules, tracking_router
 
 log = logging.getLogger("nudgeflow.web")
 
@@ -181,6 +181,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.content.templates import set_render_budget
 
     set_render_budget(settings.render_timeout_ms)  # every render of this process, preview or send
+    rules = engagement_rules(settings)  # a bad relay ranges file: ConfigError, before the database is opened
     metrics = Metrics()
     engine = database.create_db_engine(
         settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, secret_key=settings.secret_key
@@ -198,6 +199,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         keys=KeyCache(engine, clock),
         identity=IdentityGate(engine, clock),
     )
+    state.engagement_rules = rules
     state.bounces = BounceWebhooks()
     if settings.engine_enabled:
         from nudgeflow.runtime.embedded import EmbeddedRuntime

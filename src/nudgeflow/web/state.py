@@ -13,6 +13,7 @@ from nudgeflow.core.clock import Clock
 from nudgeflow.ingest.auth import KeyCache
 from nudgeflow.ingest.ratelimit import RateLimiter
 from nudgeflow.ingest.verification import IdentityGate
+from nudgeflow.model.engagement_signals import Rules
 from nudgeflow.settings import Settings
 from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.web.metrics import Metrics
@@ -35,6 +36,9 @@ class AppState:
     # workspace -> its link-signing secret (web/tracking.py), read once: a secret is made on
     # first use and never changed, since changing it would break every link already sent
     tracking_secrets: dict[str, str] = field(default_factory=dict)
+    # How opens and clicks are told apart from machines' (web/tracking.py): the settings'
+    # click window and, when configured, Apple's relay ranges, read once at start
+    engagement_rules: Rules = field(default_factory=Rules)
 
 
 def app_state(request: Request) -> AppState:

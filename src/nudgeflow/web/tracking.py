@@ -7,6 +7,7 @@ destination a valid click token signs; a tampered or unknown token gets a 404.
 
 - GET  /t/o/{token}.gif  a 1x1 GIF; records "Email Opened" (once per message and day)
 - GET  /t/c/{token}      302 to the signed destination, records "Email Link Clicked"
+  (HEAD on either answers the same without a body, and records a machine's open or click)
 - POST /u/{token}        unsubscribes at once (all marketing, or the token's topic), 200, no redirect
 - GET  /u/{token}        a confirmation page whose button POSTs; a GET alone changes nothing
 - GET  /p/{token}        the preference center: per channel the workspace uses (email, push),
@@ -14,6 +15,11 @@ destination a valid click token signs; a tampered or unknown token gets a 404.
 - POST /p/{token}        saves them, at once
 - GET  /s/{token}        a double opt-in confirmation page whose button POSTs; a GET changes nothing
 - POST /s/{token}        records the consent the link names (channel, topic), source double_opt_in
+
+An open or click that a machine made (Apple Mail Privacy Protection's prefetch, a link
+scanner: model/engagement_signals.py) is recorded with `machine: true` / `bot: true` and
+its reason, under a message id of its own, so that it never takes the place of the
+person's open or click of the same day; the click still redirects.
 
 Each action becomes an event on the person's profile (a deterministic message id keeps a
 repeated open or a provider's repeated one-click POST from counting twice), so journeys can
@@ -31,7 +37,8 @@ import hmac
 import html
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -52,10 +59,12 @@ from nudgeflow.content.links import (
     LinkToken,
 )
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model.engagement_signals import FAST_CLICK, Kind, Networks, Rules, Sample, Verdict, classify
 from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCRIPTION_PREFERENCES_UPDATED, UNSUBSCRIBED
+from nudgeflow.settings import ConfigError, Settings
 from nudgeflow.store import consent, consent_records
 from nudgeflow.store.consent_records import Person
-from nudgeflow.store.event_log import append_events, event_row, profile_identity
+from nudgeflow.store.event_log import append_events, event_exists, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
 from nudgeflow.store.profiles import load_for_messages
 from nudgeflow.web.state import AppState, State
@@ -117,7 +126,10 @@ async def _job(state: AppState, fn: Callable[[Connection], Any]) -> Any:
 
 
 def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, Any]:
-    row = message_origin(conn, workspace_id, key)
+    return _origin_facts(message_origin(conn, workspace_id, key), key)
+
+
+def _origin_facts(row: Any, key: str) -> dict[str, Any]:
     if row is None:
         return {"message_key": key, "channel": "email"}
     facts = {
@@ -133,13 +145,88 @@ def _message_facts(conn: Connection, workspace_id: str, key: str) -> dict[str, A
     return facts
 
 
-def _record(conn: Connection, token: LinkToken, name: str, message_id: str, extra: dict[str, Any], now_ms: int) -> bool:
+def _record(
+    conn: Connection,
+    token: LinkToken,
+    name: str,
+    message_id: str,
+    extra: dict[str, Any],
+    now_ms: int,
+    facts: dict[str, Any] | None = None,
+) -> bool:
     who = profile_identity(conn, token.profile_id)
     if who is None:
         return False
-    properties = {**_message_facts(conn, token.workspace_id, token.message_key), **extra}
+    if facts is None:
+        facts = _message_facts(conn, token.workspace_id, token.message_key)
+    properties = {**facts, **extra}
     append_events(conn, [event_row(token.workspace_id, who[0], who[1], name, message_id, properties, now_ms, LIBRARY)])
     return True
+
+
+# -- machine opens and bot clicks (model/engagement_signals.py) -----------------------------------
+
+
+def engagement_rules(settings: Settings) -> Rules:
+    """The rules the tracking routes classify with: the settings' click window and, when
+    NUDGEFLOW_APPLE_RELAY_RANGES names a file, Apple's relay ranges, read from it once."""
+    relay = Networks()
+    path = settings.apple_relay_ranges_file
+    if path:
+        try:
+            with Path(path).open(encoding="utf-8") as lines:
+                relay = Networks.parse(lines)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"NUDGEFLOW_APPLE_RELAY_RANGES: {path}: {exc}") from exc
+    return Rules(bot_click_seconds=settings.bot_click_seconds, apple_relay=relay)
+
+
+def _sample(request: Request, kind: Kind) -> Sample:
+    """What the request says. The client address is the one uvicorn gives: the peer, or what
+    X-Forwarded-For says when the peer is a proxy it trusts (its --forwarded-allow-ips, by
+    default only 127.0.0.1); a header any browser can send is not read here."""
+    client = request.client
+    return Sample(
+        kind=kind,
+        method=request.method,
+        user_agent=request.headers.get("user-agent"),
+        client_ip=client.host if client is not None else None,
+    )
+
+
+def _flagged_id(message_id: str, verdict: Verdict) -> str:
+    """A machine's open or click is stored under an id of its own: deduplicated among
+    themselves, and never taking the place of the person's open or click of that day."""
+    return message_id if verdict.flag is None else f"{message_id}:{verdict.flag}"
+
+
+# How many days of opens the fast_click rule looks back at, at most (the window is seconds).
+_MAX_OPEN_DAYS = 3
+
+
+def _opened_since(conn: Connection, workspace_id: str, key: str, since_ms: int, now_ms: int) -> bool:
+    """A person's open of the message was recorded since `since_ms` (the pixel's ids are
+    per message and day, so this is one indexed lookup per day)."""
+    first = max(since_ms // DAY_MS, now_ms // DAY_MS - _MAX_OPEN_DAYS + 1)
+    return any(
+        event_exists(conn, workspace_id, f"nudgeflow:{key}:opened:{day}") for day in range(first, now_ms // DAY_MS + 1)
+    )
+
+
+def _classify_click(
+    conn: Connection, token: LinkToken, sample: Sample, rules: Rules, sent_at_ms: int | None, now_ms: int
+) -> Verdict:
+    if sent_at_ms is not None:
+        sample = replace(sample, seconds_since_sent=max(0, now_ms - sent_at_ms) / 1000)
+    verdict = classify(sample, rules)
+    # Only a click this fast asks whether the person opened the message first.
+    if (
+        verdict.reason == FAST_CLICK
+        and sent_at_ms is not None
+        and _opened_since(conn, token.workspace_id, token.message_key, sent_at_ms, now_ms)
+    ):
+        verdict = classify(replace(sample, opened_before=True), rules)
+    return verdict
 
 
 # -- pages ------------------------------------------------------------------------------------
@@ -201,21 +288,23 @@ def _topic_label(settings: dict[str, Any], topic: str | None) -> str:
 def tracking_router() -> APIRouter:
     router = APIRouter(tags=["tracking"], include_in_schema=False)
 
-    @router.get("/t/o/{token}.gif")
-    async def open_pixel(state: State, token: str) -> Response:
+    @router.api_route("/t/o/{token}.gif", methods=["GET", "HEAD"])
+    async def open_pixel(request: Request, state: State, token: str) -> Response:
         verified = await verify_token(state, token, OPEN)
         if verified is not None:
             now = _now_ms(state)
             day = now // DAY_MS
-            message_id = f"nudgeflow:{verified.message_key}:opened:{day}"
+            verdict = classify(_sample(request, "open"), state.engagement_rules)
+            message_id = _flagged_id(f"nudgeflow:{verified.message_key}:opened:{day}", verdict)
+            flags = verdict.properties
             try:
-                await _job(state, lambda conn: _record(conn, verified, EMAIL_OPENED, message_id, {}, now))
+                await _job(state, lambda conn: _record(conn, verified, EMAIL_OPENED, message_id, flags, now))
             except Exception:
                 log.exception("could not record an open")
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, max-age=0"})
 
-    @router.get("/t/c/{token}")
-    async def click(state: State, token: str) -> Response:
+    @router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
+    async def click(request: Request, state: State, token: str) -> Response:
         verified = await verify_token(state, token, CLICK)
         if verified is None or not verified.destination:
             return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
@@ -223,11 +312,20 @@ def tracking_router() -> APIRouter:
         now = _now_ms(state)
         url_hash = hashlib.sha256(destination.encode()).hexdigest()[:16]
         message_id = f"nudgeflow:{verified.message_key}:clicked:{url_hash}:{now // DAY_MS}"
-        try:
-            await _job(
-                state, lambda conn: _record(conn, verified, EMAIL_LINK_CLICKED, message_id, {"url": destination}, now)
+        sample, rules = _sample(request, "click"), state.engagement_rules
+
+        def record(conn: Connection) -> bool:
+            origin = message_origin(conn, verified.workspace_id, verified.message_key)
+            verdict = _classify_click(conn, verified, sample, rules, origin.sent_at_ms if origin else None, now)
+            facts = _origin_facts(origin, verified.message_key)
+            extra = {"url": destination, **verdict.properties}
+            return _record(
+                conn, verified, EMAIL_LINK_CLICKED, _flagged_id(message_id, verdict), extra, now, facts=facts
             )
-        except Exception:  # the person still gets where they were going
+
+        try:
+            await _job(state, record)
+        except Exception:  # the person (or the scanner following the link) still gets where it was going
             log.exception("could not record a click")
         return RedirectResponse(
             destination, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
