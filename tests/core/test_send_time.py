@@ -90,6 +90,7 @@ def test_opens_clicks_and_app_opens_count_in_local_hours_and_machine_opens_do_no
     opens_at(d, 21, 2, "Asia/Tokyo", name=event_names.EMAIL_LINK_CLICKED)
     opens_at(d, 12, 1, "Asia/Tokyo", name=event_names.APPLICATION_OPENED)
     opens_at(d, 3, 9, "Asia/Tokyo", machine=True)  # Apple Mail's proxy fetching the pixel
+    opens_at(d, 4, 6, "Asia/Tokyo", name=event_names.EMAIL_LINK_CLICKED, bot=True)  # a link scanner
     opens_at(d, 5, 4, "Asia/Tokyo", name="Product Viewed")  # not a sign of attention to messages
     hours = d.state.hours
     assert len(hours) == HOURS

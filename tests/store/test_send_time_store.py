@@ -63,6 +63,7 @@ def population(engine: Any, workspace_id: str, prefix: str) -> None:
                 add_event(conn, workspace_id, pid, "Email Opened", base.replace(hour=20, minute=i % 60))
                 add_event(conn, workspace_id, pid, "Email Opened", base.replace(hour=3), machine=True)
                 add_event(conn, workspace_id, pid, "Email Opened", base.replace(hour=3, minute=30), machine=True)
+                add_event(conn, workspace_id, pid, "Email Link Clicked", base.replace(hour=3, minute=31), bot=True)
                 add_event(conn, workspace_id, pid, "Product Viewed", base.replace(hour=11))
 
 

@@ -73,7 +73,7 @@ class Engine:
         if live_segments:
             segments.catch_up(turn, event.timestamp_ms)  # windows that lapsed before this event
         changes = _apply_traits(state, event)
-        if event.event in send_time.COUNTED and event.properties.get(send_time.MACHINE) is not True:
+        if send_time.counts(event.event, event.properties):
             state.hours = send_time.record(state.hours, event.timestamp_ms, state.traits)
         if event.group_id is not None:
             _apply_group(state, event)

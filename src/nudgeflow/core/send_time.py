@@ -2,8 +2,8 @@
 
 What is counted. The engine adds one to the person's 24-bucket histogram (`ProfileState.hours`,
 index = local hour in their `timezone` trait, UTC without one, at the event's time) for every
-open, click and app open that reaches it (COUNTED), except those flagged `machine: true` (a
-mail privacy proxy's or an image prefetcher's fetch, not a person). When the total passes
+open, click and app open that reaches it (COUNTED), except those flagged `machine: true` or
+`bot: true` (a mail privacy proxy's fetch, a link scanner's click: not a person). When the total passes
 HOURS_CAP every bucket is halved (rounded down), so old habits fade and the document stays a
 few dozen bytes.
 
@@ -33,6 +33,7 @@ from typing import Any
 from nudgeflow.core import timecalc
 from nudgeflow.core.turn import unit_hash
 from nudgeflow.model import event_names
+from nudgeflow.model.engagement_signals import is_flagged
 from nudgeflow.model.journeys import SendTime, duration_ms
 
 HOURS = 24
@@ -52,7 +53,6 @@ COUNTED: frozenset[str] = frozenset(
         event_names.APPLICATION_OPENED,
     }
 )
-MACHINE = "machine"  # the property the tracking pixel sets on an open fetched by a machine
 
 # Without a workspace histogram, or with too few people to measure how they differ.
 DEFAULT_STRENGTH = 5.0
@@ -87,7 +87,9 @@ UNIFORM = Prior(tuple(1.0 / HOURS for _ in range(HOURS)), DEFAULT_STRENGTH)
 
 def counts(event_name: str | None, properties: dict[str, Any]) -> bool:
     """Whether this event goes into the person's histogram."""
-    return event_name in COUNTED and properties.get(MACHINE) is not True
+    # A machine's open or click (machine / bot: Apple's MPP prefetch, a link scanner) is no
+    # person's attention (model/engagement_signals.py).
+    return event_name in COUNTED and not is_flagged(properties)
 
 
 def record(hours: list[int], timestamp_ms: int, traits: dict[str, Any]) -> list[int]:

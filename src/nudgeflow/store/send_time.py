@@ -18,6 +18,7 @@ from sqlalchemy import Connection, func, select
 
 from nudgeflow.core import send_time
 from nudgeflow.core.send_time import Prior
+from nudgeflow.model.engagement_signals import is_flagged
 from nudgeflow.store.schema import events, profiles
 
 SCAN_ROWS = 500_000  # the newest rows of the event log looked at
@@ -50,7 +51,7 @@ def _machine(payload: str) -> bool:
     except orjson.JSONDecodeError:
         return False
     properties = doc.get("properties") if isinstance(doc, dict) else None
-    return isinstance(properties, dict) and properties.get(send_time.MACHINE) is True
+    return isinstance(properties, dict) and is_flagged(properties)
 
 
 def traits_of(conn: Connection, workspace_id: str, profile_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
