@@ -198,6 +198,27 @@ def check_consent_traits(value: Any) -> dict[str, dict[str, str]]:
     return out
 
 
+_WINDOW = re.compile(r"^(\d+(?:\.\d+)?)(m|h|d|w)$")
+_WINDOW_UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def window_ms(text: str) -> int:
+    """An attribution window ("5d", "24h", "90m", "1w") in milliseconds."""
+    match = _WINDOW.match(text.strip())
+    if match is None:
+        raise ValueError("must be a duration such as 90m, 24h, 5d or 1w")
+    return int(float(match.group(1)) * _WINDOW_UNITS_MS[match.group(2)])
+
+
+def check_window(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a duration such as 90m, 24h, 5d or 1w")
+    text = value.strip()
+    if not 0 < window_ms(text) <= 90 * 86_400_000:
+        raise ValueError("must be more than nothing and at most 90d")
+    return text
+
+
 def check_hosts(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise ValueError("must be a list of host names")
@@ -330,6 +351,27 @@ KEYS: tuple[Key, ...] = (
         "The identity-verification secrets (current, then previous).",
         secret=True,
         how="made and rotated by `nudgeflow workspace identity enable`, `rotate` and `finish-rotation`",
+    ),
+    Key(
+        "attribution.email_click",
+        "text",
+        "5d",
+        "How long after a click on an email a conversion is attributed to that email (last touch).",
+        check_window,
+    ),
+    Key(
+        "attribution.email_open",
+        "text",
+        "1d",
+        "How long after an email is opened a conversion is attributed to it (last touch).",
+        check_window,
+    ),
+    Key(
+        "attribution.push_open",
+        "text",
+        "24h",
+        "How long after a push notification is opened a conversion is attributed to it (last touch).",
+        check_window,
     ),
     Key(
         "tracking_secret",

@@ -29,7 +29,7 @@ import orjson
 from sqlalchemy import Connection
 
 from nudgeflow.model.event_names import EMAIL_BOUNCED, EMAIL_MARKED_AS_SPAM
-from nudgeflow.store import consent, outbox, profiles
+from nudgeflow.store import consent, outbox, profiles, rollups
 from nudgeflow.store.event_log import append_events, event_exists, event_row
 
 log = logging.getLogger("nudgeflow.bounces")
@@ -165,6 +165,9 @@ def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback
             if not event_exists(conn, workspace_id, row[1]):
                 append_events(conn, [row])
                 out.events += 1
+        if fb.message_key:  # the report counts it against our message, once (store/rollups.py)
+            fact = rollups.COMPLAINED if fb.kind == "complaint" else rollups.BOUNCED
+            rollups.count_engagement(conn, workspace_id, fb.message_key, fact, now_ms)
         out.details.append({"kind": fb.kind, "suppressed": suppressed, "profile_id": person[0] if person else None})
     return out
 

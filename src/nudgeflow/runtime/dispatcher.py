@@ -64,7 +64,7 @@ from nudgeflow.model.event_names import (
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.reasons import NO_TARGET, family_of
 from nudgeflow.runtime.processor import RuntimeStats
-from nudgeflow.store import consent, outbox
+from nudgeflow.store import consent, outbox, rollups
 from nudgeflow.store.event_log import append_events, event_row
 from nudgeflow.store.outbox import FAILED, LOGGED, PENDING, SENT, SUPPRESSED
 from nudgeflow.store.profiles import load_for_messages
@@ -356,6 +356,7 @@ class Dispatcher:
             else:  # failed: final, with what went wrong
                 failed.append((o.status, o.attempts, now_ms, o.error, o.row_id, *tail))
         outbox.record(conn, sent, retry, failed, leased=leased, suppressed=suppressed)
+        _count(conn, outcomes, now_ms)
         self.stats.messages_sent += len(sent) - logged
         self.stats.messages_logged += logged
         self.stats.messages_failed += len(failed)
@@ -437,3 +438,38 @@ def _bounce_row(o: Outcome, user_id: str | None, profile_id: str, now_ms: int) -
         **(o.bounce or {}),
     }
     return event_row(msg.workspace_id, profile_id, user_id, EMAIL_BOUNCED, message_id, properties, now_ms)
+
+
+def _count(conn: Connection, outcomes: Sequence[Outcome], now_ms: int) -> None:
+    """The report rollups' share of these outcomes, in the transaction that records them
+    (store/rollups.py): each message sent is counted once, whoever records it; a bounce the
+    channel reported counts against its message."""
+    report = rollups.Rollup()
+    rollups.count_sent(conn, report, [_sent(o, now_ms) for o in outcomes if o.status == SENT])
+    report.write(conn)
+    for o in outcomes:
+        if o.status == FAILED and o.bounce is not None:
+            rollups.count_engagement(conn, o.message.workspace_id, o.message.key, rollups.BOUNCED, now_ms)
+
+
+def _sent(o: Outcome, now_ms: int) -> rollups.Sent:
+    msg = o.message
+    run = msg.context.get("run")
+    trigger = msg.context.get("trigger")
+    entered = run.get("entered_at") if isinstance(run, dict) else None
+    triggered = trigger.get("at") if isinstance(trigger, dict) else None
+    return rollups.Sent(
+        workspace_id=msg.workspace_id,
+        key=msg.key,
+        profile_id=msg.profile_id,
+        run_id=msg.run_id,
+        journey_id=msg.journey_id,
+        version=msg.version,
+        step=msg.step,
+        variant=msg.variant,
+        channel=msg.channel,
+        delivered=o.delivered,
+        sent_at_ms=now_ms,
+        entered_at_ms=entered if isinstance(entered, int) else None,
+        trigger_at_ms=triggered if isinstance(triggered, int) else None,
+    )

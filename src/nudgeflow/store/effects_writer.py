@@ -13,6 +13,9 @@ message a send policy deferred (MessageWithheld, status `deferred`): the decisio
 it is released, under the same key, replaces its row (store/outbox.py), in the batch as in
 the table.
 
+Run rows also feed the report rollups (store/rollups.count_runs): an entry the first time a
+run's row is written, a conversion the first time it carries one.
+
 Segment changes (SegmentChanged) do two things: the members rows and daily sizes follow the
 last word on each membership (store/segments.write_changes), and every change is appended
 to the person's event log as `Segment Entered` / `Segment Exited`, with a message id made
@@ -46,7 +49,7 @@ from nudgeflow.core.effects import (
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.reasons import family_of
-from nudgeflow.store import event_log, segments, sql
+from nudgeflow.store import event_log, rollups, segments, sql
 from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
 
 TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload")
@@ -328,6 +331,11 @@ class EffectsBatch:
         counts.messages_failed = sum(1 for row in rows if row[STATUS] == FAILED)
         counts.messages_withheld = Counter(self._withheld)
         if self._runs:
+            # Entries and conversions are counted from the rows as stored before this write
+            # (store/rollups.py), in this transaction: a batch decided twice counts them once.
+            report = rollups.Rollup()
+            rollups.count_runs(conn, report, list(self._runs.values()))
+            report.write(conn)
             sql.insert_rows(
                 conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_UPDATED
             )

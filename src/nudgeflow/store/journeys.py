@@ -530,3 +530,19 @@ def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
         ).where(journeys.c.workspace_id == workspace_id)
     ).one()
     return tuple(int(value or 0) for value in row)
+
+
+def trigger_types(conn: Connection, workspace_id: str) -> dict[str, str]:
+    """Journey id -> its trigger's type (event, inactivity, segment…), from the live version,
+    or the draft of a journey never published: what reports group journeys by."""
+    live = _live_definitions(conn, workspace_id)
+    out: dict[str, str] = {}
+    for jid, draft in conn.execute(
+        select(journeys.c.id, journeys.c.draft).where(journeys.c.workspace_id == workspace_id)
+    ):
+        try:
+            trigger = orjson.loads(live.get(jid) or draft).get("trigger") or {}
+            out[jid] = str(trigger.get("type") or "unknown")
+        except (orjson.JSONDecodeError, AttributeError):
+            out[jid] = "unknown"
+    return out

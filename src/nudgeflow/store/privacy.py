@@ -31,6 +31,7 @@ from nudgeflow.store.schema import (
     inbox_messages,
     journey_runs,
     log_channel_messages,
+    message_facts,
     outbox,
     profile_merges,
     profile_state,
@@ -75,6 +76,7 @@ EXPORTED_AS: dict[str, str] = {
     "push_deliveries": "push_deliveries",
     "inbox_messages": "dev_inbox",
     "segment_members": "segments",
+    "message_facts": "message_facts",
 }
 
 
@@ -242,6 +244,16 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
         {"segment_id": sid, "since": iso(since, milliseconds=False)}
         for sid, since in sorted(
             (sid, since) for found in segments.memberships(conn, ids).values() for sid, since in found.items()
+        )
+    ]
+    f = message_facts.c
+    # What measurement recorded once per message or run: the first open, click, send...
+    doc["message_facts"] = [
+        {"subject": row.subject, "fact": row.fact, "at": iso(row.at_ms, milliseconds=False)}
+        for row in conn.execute(
+            select(f.subject, f.fact, f.at_ms)
+            .where(f.workspace_id == workspace_id, f.profile_id.in_(ids))
+            .order_by(f.at_ms, f.subject, f.fact)
         )
     ]
     doc["timers"] = [

@@ -7,6 +7,8 @@ written by orjson, so both databases store exactly the bytes we produced.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -565,6 +567,82 @@ segment_daily_sizes = Table(
     PrimaryKeyConstraint("workspace_id", "segment_id", "day", name="pk_segment_daily_sizes"),
 )
 
+# --- measurement (store/rollups.py) -----------------------------------------------------------
+
+_ROLLUP_DIMENSIONS = ("workspace_id", "journey_id", "version", "step", "variant", "channel", "day")
+
+
+def _rollup_dimensions() -> list[Column[Any]]:
+    # step, variant and channel are '' where they do not apply (a run's facts have no step);
+    # day is the UTC day (days since the epoch) of the run's entry or the message's send.
+    return [
+        Column("workspace_id", String(40), nullable=False),
+        Column("journey_id", String(80), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("step", String(100), nullable=False),
+        Column("variant", String(100), nullable=False),
+        Column("channel", String(40), nullable=False),
+        Column("day", Integer, nullable=False),
+    ]
+
+
+# Counters only, added to in the transactions that record the facts: reports read these, never
+# the event log. Migration 0016.
+ROLLUP_COUNTERS = (
+    "entered",
+    "held_out",
+    "recipients",  # runs sent their first message (a run's row: step '')
+    "step_recipients",  # runs sent this step's message (a message's row)
+    "sent",
+    "delivered",
+    "opens",
+    "opens_machine",
+    "clicks",
+    "clicks_bot",
+    "conversions",
+    "conversions_held_out",
+    "attributed_conversions",
+    "unsubscribes",
+    "complaints",
+    "bounces",
+    "push_opt_outs",
+)
+ROLLUP_SUMS = ("revenue", "revenue_sq", "revenue_held_out", "revenue_sq_held_out", "attributed_revenue")
+report_rollups = Table(
+    "report_rollups",
+    metadata,
+    *_rollup_dimensions(),
+    *[Column(name, BigInteger, nullable=False, server_default="0") for name in ROLLUP_COUNTERS],
+    *[Column(name, Float, nullable=False, server_default="0") for name in ROLLUP_SUMS],
+    PrimaryKeyConstraint(*_ROLLUP_DIMENSIONS, name="pk_report_rollups"),
+)
+
+# Latency histograms (model/histogram.py's log-spaced buckets): time to trigger per message,
+# time to convert per run.
+report_latencies = Table(
+    "report_latencies",
+    metadata,
+    *_rollup_dimensions(),
+    Column("metric", String(20), nullable=False),
+    Column("bucket", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint(*_ROLLUP_DIMENSIONS, "metric", "bucket", name="pk_report_latencies"),
+)
+
+# The first time each fact happened to a message (or a run): a second open of the same message
+# finds its row and is not counted again. subject is a message key or a run id.
+message_facts = Table(
+    "message_facts",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("fact", String(20), nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "subject", "fact", name="pk_message_facts"),
+    Index("ix_message_facts_profile", "profile_id"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,
@@ -579,4 +657,5 @@ PROFILE_OWNED = (
     device_tokens,
     push_deliveries,
     segment_members,
+    message_facts,
 )

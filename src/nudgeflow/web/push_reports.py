@@ -32,6 +32,7 @@ from starlette.responses import Response
 from nudgeflow.content.links import PUSH, LinkToken
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.event_names import PUSH_CLICKED, PUSH_DELIVERED
+from nudgeflow.store import rollups
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
 from nudgeflow.web.state import State
@@ -109,6 +110,14 @@ def _record(conn: Connection, token: LinkToken, event: str, action: str | None, 
         LIBRARY,
     )
     append_events(conn, [row])  # ON CONFLICT DO NOTHING: a repeat is stored once
+    if event == "clicked":
+        # Opening a notification is clicking it: the report counts it as the message's
+        # unique open and unique click (store/rollups.py; a bot flag, when set, apart).
+        bot = bool(properties.get("bot") or properties.get("machine"))
+        opened = rollups.OPENED_MACHINE if bot else rollups.OPENED
+        clicked = rollups.CLICKED_BOT if bot else rollups.CLICKED
+        for fact in (opened, clicked):
+            rollups.count_engagement(conn, token.workspace_id, token.message_key, fact, now_ms)
     return True
 
 

@@ -59,10 +59,19 @@ from nudgeflow.content.links import (
     LinkToken,
 )
 from nudgeflow.core.clock import to_ms
-from nudgeflow.model.engagement_signals import FAST_CLICK, Kind, Networks, Rules, Sample, Verdict, classify
+from nudgeflow.model.engagement_signals import (
+    FAST_CLICK,
+    Kind,
+    Networks,
+    Rules,
+    Sample,
+    Verdict,
+    classify,
+    is_flagged,
+)
 from nudgeflow.model.event_names import EMAIL_LINK_CLICKED, EMAIL_OPENED, SUBSCRIPTION_PREFERENCES_UPDATED, UNSUBSCRIBED
 from nudgeflow.settings import ConfigError, Settings
-from nudgeflow.store import consent, consent_records
+from nudgeflow.store import consent, consent_records, rollups
 from nudgeflow.store.consent_records import Person
 from nudgeflow.store.event_log import append_events, event_exists, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
@@ -161,7 +170,21 @@ def _record(
         facts = _message_facts(conn, token.workspace_id, token.message_key)
     properties = {**facts, **extra}
     append_events(conn, [event_row(token.workspace_id, who[0], who[1], name, message_id, properties, now_ms, LIBRARY)])
+    fact = _FACTS.get(name)
+    if fact is not None:
+        # Machine opens and bot clicks (flagged on the event) are counted apart, so that
+        # reports can leave them out of the rates (store/rollups.py: once per message).
+        flagged = is_flagged(properties)
+        rollups.count_engagement(conn, token.workspace_id, token.message_key, fact[int(flagged)], now_ms)
     return True
+
+
+# The report rollups' fact for each event recorded here: (human, machine or bot).
+_FACTS = {
+    EMAIL_OPENED: (rollups.OPENED, rollups.OPENED_MACHINE),
+    EMAIL_LINK_CLICKED: (rollups.CLICKED, rollups.CLICKED_BOT),
+    UNSUBSCRIBED: (rollups.UNSUBSCRIBED, rollups.UNSUBSCRIBED),
+}
 
 
 # -- machine opens and bot clicks (model/engagement_signals.py) -----------------------------------

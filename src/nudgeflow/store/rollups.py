@@ -1,0 +1,454 @@
+"""Report rollups: counters per journey × version × step × variant × channel × UTC day,
+added to in the very transactions that record the facts they count.
+
+Who adds what, and where (each in its own transaction with the fact, so a crash loses or
+repeats both or neither):
+- the engine's effects writer (store/effects_writer.py): a run's entry (`entered`, or
+  `held_out` for a holdout run) the first time its row is written, and its conversion
+  (`conversions` or `conversions_held_out`, revenue and its square, time to convert) the
+  first time its row carries one. Whether the row existed, and with a conversion, is read
+  from journey_runs before the batch writes it, so a batch decided twice counts once;
+- the dispatcher (runtime/dispatcher.py): `sent` (and `delivered` when the channel says
+  so), `step_recipients`, `recipients` (a run's first message sent) and time to trigger;
+- the tracking routes (web/tracking.py, web/push_reports.py) and bounce handling
+  (runtime/bounces.py, and the dispatcher's own bounces): unique opens and clicks (human and
+  machine/bot apart), unsubscribes, complaints, bounces.
+
+"Unique" and "once" are exact because each counted fact first claims its row in
+message_facts, keyed by (workspace, message key or run id, fact), with an INSERT … ON
+CONFLICT DO NOTHING RETURNING that names the rows it inserted: the second open of a message
+finds the first one's row and counts nothing.
+
+The day of a run's counters (entered, held out, recipients, conversions, revenue, time to
+convert) is the UTC day it entered; the day of a message's counters is the UTC day it was
+sent (engagement follows its message's day). A report over a range of days is therefore a
+report on the runs that entered and the messages sent in it.
+
+step, variant and channel are '' where they do not apply: a run's counters have no step.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection
+
+from nudgeflow.model.histogram import bucket_of
+from nudgeflow.store import sql
+from nudgeflow.store.schema import ROLLUP_COUNTERS, ROLLUP_SUMS
+
+DAY_MS = 86_400_000
+DIMENSIONS = ("workspace_id", "journey_id", "version", "step", "variant", "channel", "day")
+VALUES = ROLLUP_COUNTERS + ROLLUP_SUMS
+GROUPABLE = ("step", "variant", "channel")  # what a report can be broken down by (and version, day)
+
+TIME_TO_TRIGGER, TIME_TO_CONVERT = "trigger", "convert"
+
+# The facts counted once per message (or run), and the counter each one adds to.
+SENT, DELIVERED = "sent", "delivered"
+RECIPIENT, STEP_RECIPIENT = "recipient", "step_recipient"
+OPENED, OPENED_MACHINE = "opened", "opened_machine"
+CLICKED, CLICKED_BOT = "clicked", "clicked_bot"
+UNSUBSCRIBED, COMPLAINED, BOUNCED, PUSH_OPT_OUT = "unsubscribed", "complained", "bounced", "push_opt_out"
+ENGAGEMENT_COUNTER = {
+    OPENED: "opens",
+    OPENED_MACHINE: "opens_machine",
+    CLICKED: "clicks",
+    CLICKED_BOT: "clicks_bot",
+    UNSUBSCRIBED: "unsubscribes",
+    COMPLAINED: "complaints",
+    BOUNCED: "bounces",
+    PUSH_OPT_OUT: "push_opt_outs",
+}
+
+Dims = tuple[str, str, int, str, str, str, int]
+
+# The latest human open or click of a message (updated, not claimed once): attribution's touches.
+TOUCH_OPEN, TOUCH_CLICK = "touch_open", "touch_click"
+_TOUCHES = {OPENED: TOUCH_OPEN, CLICKED: TOUCH_CLICK}
+# A goal event's conversion, claimed once per journey (attribution) and once per workspace.
+ATTRIBUTED, CONVERTED = "attributed", "converted"
+# The workspace's deduplicated totals live in rows of no journey.
+WORKSPACE_ROW = ""
+
+# Attribution windows (model/workspace_keys.py's attribution.* keys) when a workspace sets none.
+DEFAULT_WINDOWS = {"email_click": "5d", "email_open": "1d", "push_open": "24h"}
+
+
+def day_of(at_ms: int) -> int:
+    return at_ms // DAY_MS
+
+
+class Rollup:
+    """Deltas gathered over one transaction, folded per row, then written in two statements."""
+
+    def __init__(self) -> None:
+        self._deltas: dict[Dims, list[float]] = {}
+        self._latencies: Counter[tuple[Dims, str, int]] = Counter()
+
+    def __bool__(self) -> bool:
+        return bool(self._deltas or self._latencies)
+
+    def add(self, dims: Dims, **deltas: float) -> None:
+        row = self._deltas.get(dims)
+        if row is None:
+            row = self._deltas[dims] = [0] * len(VALUES)
+        for name, value in deltas.items():
+            row[_INDEX[name]] += value
+
+    def latency(self, dims: Dims, metric: str, duration_ms: int) -> None:
+        self._latencies[(dims, metric, bucket_of(duration_ms))] += 1
+
+    def write(self, conn: Connection) -> None:
+        if self._deltas:
+            conn.exec_driver_sql(
+                _upsert_counters(sql.mark(conn)), [(*dims, *values) for dims, values in self._deltas.items()]
+            )
+        if self._latencies:
+            conn.exec_driver_sql(
+                _upsert_latencies(sql.mark(conn)),
+                [(*dims, metric, bucket, n) for (dims, metric, bucket), n in self._latencies.items()],
+            )
+        self._deltas.clear()
+        self._latencies.clear()
+
+
+_INDEX = {name: i for i, name in enumerate(VALUES)}
+
+
+@lru_cache(maxsize=4)
+def _upsert_counters(mark: str) -> str:
+    columns = (*DIMENSIONS, *VALUES)
+    sets = ", ".join(f"{c} = report_rollups.{c} + excluded.{c}" for c in VALUES)
+    return (
+        f"INSERT INTO report_rollups ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        f" ON CONFLICT ({', '.join(DIMENSIONS)}) DO UPDATE SET {sets}"
+    )
+
+
+@lru_cache(maxsize=4)
+def _upsert_latencies(mark: str) -> str:
+    columns = (*DIMENSIONS, "metric", "bucket", "count")
+    return (
+        f"INSERT INTO report_latencies ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        f" ON CONFLICT ({', '.join(DIMENSIONS)}, metric, bucket)"
+        " DO UPDATE SET count = report_latencies.count + excluded.count"
+    )
+
+
+# --- facts counted once ------------------------------------------------------------------------
+
+Fact = tuple[str, str, str, str, int]  # (workspace_id, subject, fact, profile_id, at_ms)
+
+
+def claim_firsts(conn: Connection, facts: Iterable[Fact]) -> set[tuple[str, str, str]]:
+    """Record each fact that has no row yet; (workspace_id, subject, fact) of those recorded
+    now. Only these may be counted: the others were counted when their row was written."""
+    unique = list({(f[0], f[1], f[2]): f for f in facts}.values())
+    claimed: set[tuple[str, str, str]] = set()
+    m = sql.mark(conn)
+    one = f"({m}, {m}, {m}, {m}, {m})"
+    for chunk in sql.chunks(unique, 100):
+        statement = (
+            "INSERT INTO message_facts (workspace_id, subject, fact, profile_id, at_ms) VALUES "
+            + ", ".join([one] * len(chunk))
+            + " ON CONFLICT (workspace_id, subject, fact) DO NOTHING RETURNING workspace_id, subject, fact"
+        )
+        rows = conn.exec_driver_sql(statement, tuple(v for fact in chunk for v in fact)).all()
+        claimed.update((r[0], r[1], r[2]) for r in rows)
+    return claimed
+
+
+# --- runs (the engine's effects writer) ---------------------------------------------------------
+
+# journey_runs' columns as store/effects_writer.RUN_COLUMNS orders them.
+_RUN_ID, _RUN_WS, _RUN_JOURNEY, _RUN_VERSION, _RUN_PROFILE = 0, 1, 2, 3, 4
+_RUN_HOLDOUT, _RUN_ENTERED, _RUN_CONVERTED, _RUN_REVENUE = 7, 8, 11, 12
+
+
+def count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Count the entries and conversions the batch's run rows (RUN_COLUMNS) bring, before
+    they are written (see _count_runs), and attribute each new treated conversion."""
+    converted = _count_runs(conn, rollup, rows)
+    if converted:
+        _attribute(conn, rollup, converted)
+
+
+def _count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A run whose row exists already has entered; one whose stored row has a conversion has
+    converted. Returns the rows of treated runs converting now."""
+    converting: list[tuple[Any, ...]] = []
+    if not rows:
+        return converting
+    stored = {
+        run_id: converted
+        for run_id, converted in sql.select_in(
+            conn, "SELECT id, converted_at_ms FROM journey_runs WHERE id IN", [r[_RUN_ID] for r in rows]
+        )
+    }
+    for row in rows:
+        run_id = row[_RUN_ID]
+        new = run_id not in stored
+        converts = row[_RUN_CONVERTED] is not None and stored.get(run_id) is None
+        if not (new or converts):
+            continue
+        held = bool(row[_RUN_HOLDOUT])
+        dims: Dims = (row[_RUN_WS], row[_RUN_JOURNEY], row[_RUN_VERSION], "", "", "", day_of(row[_RUN_ENTERED]))
+        if new:
+            rollup.add(dims, **{"held_out" if held else "entered": 1})
+        if converts:
+            revenue = float(row[_RUN_REVENUE] or 0.0)
+            if held:
+                rollup.add(dims, conversions_held_out=1, revenue_held_out=revenue, revenue_sq_held_out=revenue**2)
+            else:
+                rollup.add(dims, conversions=1, revenue=revenue, revenue_sq=revenue**2)
+                converting.append(row)
+            rollup.latency(dims, TIME_TO_CONVERT, row[_RUN_CONVERTED] - row[_RUN_ENTERED])
+    return converting
+
+
+def _windows(conn: Connection, workspace_id: str) -> dict[str, int]:
+    from nudgeflow.model.workspace_keys import window_ms
+    from nudgeflow.store.workspace_settings import get_section
+
+    chosen = get_section(conn, workspace_id, "attribution")
+    chosen = chosen if isinstance(chosen, dict) else {}
+    out = {}
+    for name, default in DEFAULT_WINDOWS.items():
+        try:
+            out[name] = window_ms(str(chosen.get(name) or default))
+        except ValueError:  # checked when set; a document edited by hand falls back
+            out[name] = window_ms(default)
+    return out
+
+
+def _window_of(channel: str, touch: str, windows: dict[str, int]) -> int | None:
+    if channel == "push":
+        return windows["push_open"]  # opening a notification is clicking it
+    if channel == "email":
+        return windows["email_click"] if touch == TOUCH_CLICK else windows["email_open"]
+    return None
+
+
+def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any, ...]]) -> None:
+    """For each treated run converting now: the workspace's deduplicated total (once per goal
+    event: the person and the goal event's time), and last-touch attribution: the run's
+    message with the latest human open or click within its window before the goal event
+    gets the conversion and its revenue, once per goal event per journey."""
+    m = sql.mark(conn)
+    windows: dict[str, dict[str, int]] = {}
+    claims: list[Fact] = []
+    found: list[tuple[tuple[Any, ...], Any]] = []
+    for row in converting:
+        ws, run_id, pid, at = row[_RUN_WS], row[_RUN_ID], row[_RUN_PROFILE], row[_RUN_CONVERTED]
+        claims.append((ws, f"{pid}|{at}", CONVERTED, pid, at))
+        touches = conn.exec_driver_sql(
+            "SELECT f.fact, f.at_ms, o.journey_version, o.step, o.variant, o.channel, o.sent_at_ms, o.created_at_ms"
+            " FROM message_facts f JOIN outbox o ON o.workspace_id = f.workspace_id AND o.idempotency_key = f.subject"
+            f" WHERE f.workspace_id = {m} AND f.subject >= {m} AND f.subject < {m} AND f.fact IN ({m}, {m})"
+            f" AND f.at_ms <= {m}",
+            (ws, run_id + ":", run_id + ";", TOUCH_OPEN, TOUCH_CLICK, at),
+        ).all()
+        best = None
+        for touch in touches:
+            if ws not in windows:
+                windows[ws] = _windows(conn, ws)
+            window = _window_of(touch[5], touch[0], windows[ws])
+            if window is not None and at - touch[1] <= window and (best is None or touch[1] > best[1]):
+                best = touch
+        if best is not None:
+            claims.append((ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED, pid, at))
+            found.append((row, best))
+    claimed = claim_firsts(conn, claims)
+    for row in converting:
+        ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
+        if (ws, f"{pid}|{at}", CONVERTED) in claimed:
+            revenue = float(row[_RUN_REVENUE] or 0.0)
+            dims: Dims = (ws, WORKSPACE_ROW, 0, "", "", "", day_of(row[_RUN_ENTERED]))
+            rollup.add(dims, conversions=1, revenue=revenue, revenue_sq=revenue**2)
+    for row, touch in found:
+        ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
+        if (ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED) not in claimed:
+            continue
+        sent_at = touch[6] if touch[6] is not None else touch[7]
+        dims = (ws, row[_RUN_JOURNEY], touch[2], touch[3], touch[4] or "", touch[5], day_of(sent_at))
+        rollup.add(dims, attributed_conversions=1, attributed_revenue=float(row[_RUN_REVENUE] or 0.0))
+
+
+# --- sends (the dispatcher) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A message its channel took (status sent), as the dispatcher records it."""
+
+    workspace_id: str
+    key: str
+    profile_id: str
+    run_id: str
+    journey_id: str
+    version: int
+    step: str
+    variant: str | None
+    channel: str
+    delivered: bool
+    sent_at_ms: int
+    entered_at_ms: int | None  # the run's entry (its counters' day)
+    trigger_at_ms: int | None  # the trigger event's time: time to trigger
+
+
+def count_sent(conn: Connection, rollup: Rollup, sends: Sequence[Sent]) -> None:
+    if not sends:
+        return
+    facts: list[Fact] = []
+    for s in sends:
+        facts.append((s.workspace_id, s.key, SENT, s.profile_id, s.sent_at_ms))
+        facts.append((s.workspace_id, f"{s.run_id}/{s.step}", STEP_RECIPIENT, s.profile_id, s.sent_at_ms))
+        facts.append((s.workspace_id, s.run_id, RECIPIENT, s.profile_id, s.sent_at_ms))
+    claimed = claim_firsts(conn, facts)
+    for s in sends:
+        if (s.workspace_id, s.key, SENT) not in claimed:
+            continue
+        dims: Dims = (
+            s.workspace_id,
+            s.journey_id,
+            s.version,
+            s.step,
+            s.variant or "",
+            s.channel,
+            day_of(s.sent_at_ms),
+        )
+        step_recipient = int((s.workspace_id, f"{s.run_id}/{s.step}", STEP_RECIPIENT) in claimed)
+        rollup.add(dims, sent=1, delivered=int(s.delivered), step_recipients=step_recipient)
+        if s.trigger_at_ms is not None:
+            rollup.latency(dims, TIME_TO_TRIGGER, max(0, s.sent_at_ms - s.trigger_at_ms))
+        if (s.workspace_id, s.run_id, RECIPIENT) in claimed:
+            entered = s.entered_at_ms if s.entered_at_ms is not None else s.sent_at_ms
+            rollup.add((s.workspace_id, s.journey_id, s.version, "", "", "", day_of(entered)), recipients=1)
+
+
+# --- engagement (tracking, push reports, bounces) -----------------------------------------------
+
+
+def count_engagement(conn: Connection, workspace_id: str, message_key: str, fact: str, at_ms: int) -> bool:
+    """Count a fact about one of our messages once (the first open, the first click...), in
+    the caller's transaction; False when it was counted before or the message is unknown."""
+    if fact not in ENGAGEMENT_COUNTER:
+        raise ValueError(f"not an engagement fact: {fact!r}")
+    m = sql.mark(conn)
+    row = conn.exec_driver_sql(
+        "SELECT profile_id, journey_id, journey_version, step, variant, channel, sent_at_ms, created_at_ms"
+        f" FROM outbox WHERE workspace_id = {m} AND idempotency_key = {m}",
+        (workspace_id, message_key),
+    ).first()
+    if row is None:
+        return False
+    touch = _TOUCHES.get(fact)
+    if touch is not None:
+        # The latest human open or click of the message: what last-touch attribution reads.
+        m2 = sql.mark(conn)
+        conn.exec_driver_sql(
+            "INSERT INTO message_facts (workspace_id, subject, fact, profile_id, at_ms)"
+            f" VALUES ({m2}, {m2}, {m2}, {m2}, {m2}) ON CONFLICT (workspace_id, subject, fact)"
+            " DO UPDATE SET at_ms = excluded.at_ms WHERE message_facts.at_ms < excluded.at_ms",
+            (workspace_id, message_key, touch, row[0], at_ms),
+        )
+    if not claim_firsts(conn, [(workspace_id, message_key, fact, row[0], at_ms)]):
+        return False
+    sent_at = row[6] if row[6] is not None else row[7]
+    rollup = Rollup()
+    rollup.add(
+        (workspace_id, row[1], row[2], row[3], row[4] or "", row[5], day_of(sent_at)), **{ENGAGEMENT_COUNTER[fact]: 1}
+    )
+    rollup.write(conn)
+    return True
+
+
+# --- reading (reports) --------------------------------------------------------------------------
+
+
+def read(
+    conn: Connection,
+    workspace_id: str,
+    *,
+    journey_id: str | None = None,
+    from_day: int | None = None,
+    to_day: int | None = None,
+    by: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], list[tuple[tuple[Any, ...], str, int, int]]]:
+    """Summed counters per journey and each `by` dimension (step, variant, channel, version,
+    day), and the latency histograms alike: ((journey_id, *by values), metric, bucket, count)."""
+    for name in by:
+        if name not in (*GROUPABLE, "version", "day"):
+            raise ValueError(f"cannot break a report down by {name!r}")
+    m = sql.mark(conn)
+    where = [f"workspace_id = {m}"]
+    params: list[Any] = [workspace_id]
+    if journey_id is not None:
+        where.append(f"journey_id = {m}")
+        params.append(journey_id)
+    else:
+        where.append(f"journey_id <> {m}")
+        params.append(WORKSPACE_ROW)
+    if from_day is not None:
+        where.append(f"day >= {m}")
+        params.append(from_day)
+    if to_day is not None:
+        where.append(f"day <= {m}")
+        params.append(to_day)
+    keys = ("journey_id", *by)
+    group = ", ".join(keys)
+    sums = ", ".join(f"SUM({c})" for c in VALUES)
+    condition = " AND ".join(where)
+    rows = conn.exec_driver_sql(
+        f"SELECT {group}, {sums} FROM report_rollups WHERE {condition} GROUP BY {group} ORDER BY {group}",
+        tuple(params),
+    ).all()
+    counters = [
+        {
+            **dict(zip(keys, row[: len(keys)], strict=True)),
+            **{
+                c: (float(v or 0) if c in ROLLUP_SUMS else int(v or 0))
+                for c, v in zip(VALUES, row[len(keys) :], strict=True)
+            },
+        }
+        for row in rows
+    ]
+    latencies = [
+        (tuple(row[: len(keys)]), row[len(keys)], int(row[len(keys) + 1]), int(row[len(keys) + 2]))
+        for row in conn.exec_driver_sql(
+            f"SELECT {group}, metric, bucket, SUM(count) FROM report_latencies WHERE {condition}"
+            f" GROUP BY {group}, metric, bucket",
+            tuple(params),
+        ).all()
+    ]
+    return counters, latencies
+
+
+def _number(name: str, value: Any) -> float | int:
+    # SUM() comes back as Decimal on PostgreSQL (numeric) and NULL over no rows.
+    return float(value or 0) if name in ROLLUP_SUMS else int(value or 0)
+
+
+def read_unique_conversions(
+    conn: Connection, workspace_id: str, *, from_day: int | None = None, to_day: int | None = None
+) -> tuple[int, float]:
+    """(conversions, revenue) of the workspace's treated runs, each goal event counted once
+    however many journeys it converted (the rows of no journey)."""
+    m = sql.mark(conn)
+    where = f"workspace_id = {m} AND journey_id = {m}"
+    params: list[Any] = [workspace_id, WORKSPACE_ROW]
+    if from_day is not None:
+        where += f" AND day >= {m}"
+        params.append(from_day)
+    if to_day is not None:
+        where += f" AND day <= {m}"
+        params.append(to_day)
+    row = conn.exec_driver_sql(
+        f"SELECT SUM(conversions), SUM(revenue) FROM report_rollups WHERE {where}", tuple(params)
+    ).first()
+    return (int(row[0] or 0), float(row[1] or 0.0)) if row is not None else (0, 0.0)
