@@ -56,6 +56,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── ServerStartError (RuntimeError)                  web/embedded.py
     │   └── Refused                                          web/definitions.py
     ├── MeasureError (ValueError)                            measure/errors.py (the layer's one class)
+    │   └── BadQuery                                         measure/reading.py (a report's dates or breakdown)
     ├── ConfigError (ValueError)                             settings.py (the layer's one class)
     └── DemoError (RuntimeError)                             demo/run.py (the demo's one class)
 

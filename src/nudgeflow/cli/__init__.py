@@ -22,6 +22,7 @@ from nudgeflow.cli.journeys import journeys_app
 from nudgeflow.cli.mobile_push import apns_app, fcm_app
 from nudgeflow.cli.policies import policies_app
 from nudgeflow.cli.profiles import profiles_app
+from nudgeflow.cli.report import report_app
 from nudgeflow.cli.secret_key import secrets_app
 from nudgeflow.cli.segments import segments_app
 from nudgeflow.cli.serve import serve
@@ -54,6 +55,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(consent_app, name="consent")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(report_app, name="report")
 
 workspace_app.command("set")(workspace_set)
 workspace_app.add_typer(smtp_app, name="smtp")

@@ -1,7 +1,9 @@
-"""Measurement: the statistics that reports show — holdout lift, experiments, delay experiments.
+"""Measurement: the statistics that reports show — holdout lift, experiments, delay experiments —
+and the reports themselves.
 
-Pure functions of counts and sums (no SQL, no I/O, no clock): rollups feed them, reports show
-what they return. Each method is named in its docstring and in docs/measurement.md.
+The statistics are pure functions of counts and sums (no SQL, no I/O, no clock): rollups feed
+them, reports show what they return. Each method is named in its docstring and in
+docs/measurement.md.
 
 - statistics.py: lift of treated over held out (Newcomb, Katz log, pooled z, Welch).
 - experiments.py: arms of a variant or split step (Wilson rates, sample-ratio check, winner
@@ -10,6 +12,9 @@ what they return. Each method is named in its docstring and in docs/measurement.
 - delays.py: a split whose paths differ only in waits, recognized as a delay experiment.
 - distributions.py: normal, Student t and chi-square functions in the standard library.
 - errors.py: MeasureError, what they raise on impossible counts or settings.
+- report.py: each report metric from the rollups' counters and latency buckets (pure).
+- reading.py: a report request's dates and breakdown checked, the rollups read through the
+  store (store/rollups.py), the report built: what the admin API and `nudgeflow report` answer.
 """
 
 from nudgeflow.measure.delays import DelayExperiment, DelayPath, delay_experiment

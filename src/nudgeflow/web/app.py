@@ -266,6 +266,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.web.policies_api import policies_router
 
     app.include_router(policies_router())
+    from nudgeflow.web.reports_api import reports_router
+
+    app.include_router(reports_router())
     from nudgeflow.web.segments_api import segments_router
 
     app.include_router(segments_router())

@@ -1,0 +1,232 @@
+"""Report metrics from rollup rows: pure arithmetic over the counters store/rollups.py keeps.
+
+What each number means is in docs/measurement.md; in short:
+- entered / held_out: runs that entered (treated) and holdout runs, by the day they entered;
+- recipients: treated runs sent at least one message; in a row of a step (variant, channel),
+  runs sent that step's message;
+- sent, delivered: messages the channel took, and those it reported delivered;
+- unique opens and clicks: messages opened (clicked) at least once, by people; machine opens
+  and bot clicks are counted apart and left out unless `include_machine`;
+- rates: over messages sent (open, click, unsubscribe, complaint, bounce rates) or runs
+  entered (conversion rate, treated and held out alike);
+- conversions and revenue: the journey goal within its window after entry (journey_runs);
+  revenue per recipient: treated revenue / recipients; attributed conversions: those whose
+  last touch (a human open or click within the workspace's window) was one of the run's
+  messages, shown in that message's row;
+- time to trigger: trigger event → the message sent, p50 and p90; time to convert: entry →
+  goal, p50 and p90; both read from log-spaced buckets (model/histogram.py: within 9.1 %).
+
+Lift and experiment statistics are not computed here: `lift` is left None for
+measure/statistics.py to fill.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from nudgeflow.model.histogram import percentile_ms
+
+TIME_TO_TRIGGER, TIME_TO_CONVERT = "trigger", "convert"
+MESSAGE_DIMENSIONS = ("step", "variant", "channel")
+
+
+def _rate(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else round(ms / 1000.0, 3)
+
+
+def _percentiles(counts: Mapping[int, int]) -> dict[str, Any]:
+    return {
+        "count": sum(counts.values()),
+        "p50_s": _seconds(percentile_ms(counts, 0.5)),
+        "p90_s": _seconds(percentile_ms(counts, 0.9)),
+    }
+
+
+def metrics(
+    c: Mapping[str, Any],
+    latencies: Mapping[str, Mapping[int, int]],
+    *,
+    include_machine: bool = False,
+    message_row: bool = False,
+) -> dict[str, Any]:
+    """The report's numbers for one row of summed counters (store/rollups.read) and its
+    latency histograms (metric -> bucket -> count). `message_row`: the row is one step's,
+    variant's or channel's, so its recipients are the runs sent that message."""
+    opens = c["opens"] + (c["opens_machine"] if include_machine else 0)
+    clicks = c["clicks"] + (c["clicks_bot"] if include_machine else 0)
+    recipients = c["step_recipients"] if message_row else c["recipients"]
+    sent = c["sent"]
+    return {
+        "entered": c["entered"],
+        "held_out": c["held_out"],
+        "recipients": recipients,
+        "sent": sent,
+        "delivered": c["delivered"],
+        "unique_opens": opens,
+        "unique_clicks": clicks,
+        "machine_opens": c["opens_machine"],
+        "bot_clicks": c["clicks_bot"],
+        "open_rate": _rate(opens, sent),
+        "click_rate": _rate(clicks, sent),
+        "conversions": c["conversions"],
+        "conversion_rate": _rate(c["conversions"], c["entered"]),
+        "revenue": round(c["revenue"], 6),
+        "revenue_per_recipient": _rate(c["revenue"], recipients),
+        # Last touch to a message within the workspace's windows: attribution, not cause.
+        "attributed_conversions": c["attributed_conversions"],
+        "attributed_revenue": round(c["attributed_revenue"], 6),
+        "held_out_conversions": c["conversions_held_out"],
+        "held_out_conversion_rate": _rate(c["conversions_held_out"], c["held_out"]),
+        "held_out_revenue": round(c["revenue_held_out"], 6),
+        "unsubscribes": c["unsubscribes"],
+        "unsubscribe_rate": _rate(c["unsubscribes"], sent),
+        "complaints": c["complaints"],
+        "complaint_rate": _rate(c["complaints"], sent),
+        "bounces": c["bounces"],
+        "bounce_rate": _rate(c["bounces"], sent),
+        "push_opt_outs": c["push_opt_outs"],
+        "time_to_trigger": _percentiles(latencies.get(TIME_TO_TRIGGER, {})),
+        "time_to_convert": _percentiles(latencies.get(TIME_TO_CONVERT, {})),
+    }
+
+
+def _sum(rows: Iterable[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict.fromkeys(names, 0)
+    for row in rows:
+        for name in names:
+            out[name] += row[name]
+    return out
+
+
+def _merge(into: dict[str, dict[int, int]], metric: str, bucket: int, count: int) -> None:
+    into.setdefault(metric, {})
+    into[metric][bucket] = into[metric].get(bucket, 0) + count
+
+
+def journey_report(
+    journey_id: str,
+    counters: Sequence[Mapping[str, Any]],
+    latencies: Sequence[tuple[tuple[Any, ...], str, int, int]],
+    by: Sequence[str],
+    values: Sequence[str],
+    *,
+    include_machine: bool = False,
+) -> dict[str, Any]:
+    """Totals and one row per combination of `by`, from store/rollups.read's answer for one
+    journey (`values`: the counter names it summed)."""
+    totals_hist: dict[str, dict[int, int]] = {}
+    rows_hist: dict[tuple[Any, ...], dict[str, dict[int, int]]] = defaultdict(dict)
+    for key, metric, bucket, count in latencies:
+        _merge(totals_hist, metric, bucket, count)
+        _merge(rows_hist[tuple(key[1:])], metric, bucket, count)
+    totals = metrics(_sum(counters, values), totals_hist, include_machine=include_machine)
+    rows = []
+    for row in counters:
+        key = tuple(row[name] for name in by)
+        message_row = any(row[name] for name in by if name in MESSAGE_DIMENSIONS)
+        rows.append(
+            {
+                **{name: row[name] for name in by},
+                **metrics(row, rows_hist.get(key, {}), include_machine=include_machine, message_row=message_row),
+            }
+        )
+    return {
+        "journey_id": journey_id,
+        "by": list(by),
+        "machine_included": include_machine,
+        "totals": totals,
+        "rows": rows,
+        "lift": None,  # holdout lift with intervals: measure/statistics.py
+    }
+
+
+def overview_report(
+    counters: Sequence[Mapping[str, Any]],
+    latencies: Sequence[tuple[tuple[Any, ...], str, int, int]],
+    trigger_types: Mapping[str, str],
+    values: Sequence[str],
+    *,
+    include_machine: bool = False,
+) -> dict[str, Any]:
+    """Per journey, per trigger type (summed over its journeys) and the workspace, from
+    store/rollups.read's answer grouped by journey alone."""
+    per_journey_hist: dict[str, dict[str, dict[int, int]]] = defaultdict(dict)
+    for key, metric, bucket, count in latencies:
+        _merge(per_journey_hist[key[0]], metric, bucket, count)
+    journeys = []
+    by_type: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    type_hist: dict[str, dict[str, dict[int, int]]] = defaultdict(dict)
+    all_hist: dict[str, dict[int, int]] = {}
+    for row in counters:
+        jid = row["journey_id"]
+        kind = trigger_types.get(jid, "unknown")
+        hist = per_journey_hist.get(jid, {})
+        journeys.append(
+            {"journey_id": jid, "trigger_type": kind, **metrics(row, hist, include_machine=include_machine)}
+        )
+        by_type[kind].append(row)
+        for metric, buckets in hist.items():
+            for bucket, count in buckets.items():
+                _merge(type_hist[kind], metric, bucket, count)
+                _merge(all_hist, metric, bucket, count)
+    return {
+        "machine_included": include_machine,
+        "journeys": journeys,
+        "trigger_types": [
+            {
+                "trigger_type": kind,
+                "journeys": len(rows),
+                **metrics(_sum(rows, values), type_hist[kind], include_machine=include_machine),
+            }
+            for kind, rows in sorted(by_type.items())
+        ],
+        # Summed over journeys: a goal event that converted runs of several journeys counts
+        # once per journey here; `unique_conversions` below counts it once (docs/measurement.md).
+        "workspace": metrics(_sum(counters, values), all_hist, include_machine=include_machine),
+        "lift": None,  # the program's lift: measure/statistics.py
+    }
+
+
+CSV_LATENCIES = ("time_to_trigger", "time_to_convert")
+
+
+def to_csv(rows: Sequence[Mapping[str, Any]], leading: Sequence[str]) -> str:
+    """One line per row: the `leading` columns, then every metric; the time percentiles as
+    <name>_p50_s and <name>_p90_s; an undefined rate is empty."""
+    if not rows:
+        return ""
+    metric_names = [k for k in rows[0] if k not in leading]
+    header: list[str] = list(leading)
+    for name in metric_names:
+        header.extend([f"{name}_p50_s", f"{name}_p90_s"] if name in CSV_LATENCIES else [name])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        line: list[Any] = [row.get(name, "") for name in leading]
+        for name in metric_names:
+            value = row[name]
+            if name in CSV_LATENCIES:
+                line.extend(
+                    ["" if value["p50_s"] is None else value["p50_s"], "" if value["p90_s"] is None else value["p90_s"]]
+                )
+            else:
+                line.append("" if value is None else value)
+        writer.writerow(line)
+    return out.getvalue()
+
+
+def journey_csv(report: Mapping[str, Any]) -> str:
+    """The journey report as CSV: a 'total' line, then one line per row of the breakdown."""
+    by = list(report["by"])
+    lines = [{"row": "total", **dict.fromkeys(by, ""), **report["totals"]}]
+    lines.extend({"row": "breakdown", **row} for row in report["rows"])
+    return to_csv(lines, ["row", *by])
