@@ -1,0 +1,232 @@
+"""Report rollups against ground truth: the real core, dispatcher and tracking routes on a
+live server (both databases, a virtual clock), known sends, opens, clicks, unsubscribes and
+conversions; every count of the report equals what the test did."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text
+
+from nudgeflow.content import links
+from nudgeflow.core.clock import VirtualClock, to_ms
+from nudgeflow.model.journeys import Journey
+from nudgeflow.store import consent
+from nudgeflow.store import journeys as journey_store
+from tests.runtime.report_support import PROMO, SALE_B, USERS, Delivering, Truth
+from tests.support import LiveServer
+
+HOUR = timedelta(hours=1)
+
+
+def _rows(srv: LiveServer, sql: str, **params: Any) -> list[Any]:
+    with srv.state.engine.connect() as conn:
+        return list(conn.execute(text(sql), params).all())
+
+
+def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualClock]) -> None:
+    srv, clock = server
+    ws = srv.workspace()
+    wid = ws.workspace_id
+    runtime = srv.state.runtime
+    runtime.run_until_idle()  # the runtime picks its email channel on its first run
+    runtime.channels.register("email", Delivering())
+    now = to_ms(clock.now())
+    with srv.state.engine.begin() as conn:
+        consent.update_settings(conn, wid, {consent.PUBLIC_BASE_URL: srv.url}, now)
+        secret = consent.tracking_secret(conn, wid, now)
+        for definition in (PROMO, SALE_B):
+            journey_store.apply_draft(conn, wid, Journey.model_validate(definition), now)
+            journey_store.publish(conn, wid, definition["id"], now)
+
+    with srv.client(auth=(ws.write_key, "")) as client:
+        for user in USERS:
+            assert client.post("/v1/identify", json={"userId": user, "traits": {"email": f"{user}@x.test"}}).is_success
+            assert client.post("/v1/track", json={"userId": user, "event": "Sale Started"}).is_success
+    runtime.run_until_idle()
+
+    runs = _rows(srv, "SELECT journey_id, profile_id, holdout FROM journey_runs WHERE workspace_id = :w", w=wid)
+    held = {r.profile_id for r in runs if r.journey_id == "promo" and r.holdout}
+    treated = {r.profile_id for r in runs if r.journey_id == "promo" and not r.holdout}
+    assert held and treated and len(held) + len(treated) == len(USERS)
+    firsts = _rows(
+        srv,
+        "SELECT idempotency_key, profile_id, variant, status FROM outbox"
+        " WHERE workspace_id = :w AND journey_id = 'promo' ORDER BY profile_id",
+        w=wid,
+    )
+    assert {r.profile_id for r in firsts} == treated and {r.status for r in firsts} == {"sent"}
+
+    # Who does what, an hour after the first messages: the truth the report must match.
+    truth = Truth()
+    clock.advance(HOUR)
+    public = srv.client(follow_redirects=False)
+    for i, row in enumerate(firsts):
+        key, pid = row.idempotency_key, row.profile_id
+        if i % 2 == 0:  # every other person opens, some twice, and a second open counts nothing
+            for _ in range(1 + i % 4 // 2):
+                url = links.open_pixel_url(srv.url, secret, wid, key, pid)
+                assert public.get(url[len(srv.url) :]).status_code == 200
+            truth.opened.add(key)
+        if i % 3 == 0:
+            url = links.click_url(srv.url, secret, wid, key, pid, "https://shop.example/sale")
+            assert public.get(url[len(srv.url) :]).status_code == 302
+            truth.clicked.add(key)
+        if i == 1:
+            url = links.unsubscribe_url(srv.url, secret, wid, key, pid)
+            assert public.post(url[len(srv.url) :], data={"List-Unsubscribe": "One-Click"}).status_code == 200
+            truth.unsubscribed.add(key)
+    # A forged token counts nothing.
+    assert public.get("/t/o/not-a-token.gif").status_code == 200
+
+    # An hour later, some buy: treated and held out alike, with revenue.
+    clock.advance(HOUR)
+    user_of = {
+        r.profile_id: r.key[2:] for r in _rows(srv, "SELECT key, profile_id FROM identities WHERE key LIKE 'u:%'")
+    }
+    buyers = [user_of[pid] for pid in sorted(held)][:3] + [user_of[r.profile_id] for r in firsts[:6]]
+    with srv.client(auth=(ws.write_key, "")) as client:
+        for n, user in enumerate(buyers):
+            revenue = 10.0 * (n + 1)
+            body = {"userId": user, "event": "Order Completed", "properties": {"revenue": revenue}}
+            assert client.post("/v1/track", json=body).is_success
+            truth.bought[user] = revenue
+    runtime.run_until_idle()
+    clock.advance(timedelta(days=1))
+    runtime.run_until_idle()  # the reminders
+    public.close()
+
+    with srv.admin(ws.admin_token) as admin:
+        answer = admin.get("/api/reports/journeys/promo", params={"by": "step,variant"})
+        assert answer.status_code == 200, answer.text
+        report = answer.json()
+        overview = admin.get("/api/reports/overview").json()
+        as_csv = admin.get("/api/reports/journeys/promo", params={"by": "step", "format": "csv"})
+        # Ids are checked: another workspace's journey, an unknown one, a bad breakdown.
+        assert admin.get("/api/reports/journeys/nope").status_code == 404
+        assert admin.get("/api/reports/journeys/promo", params={"by": "profile_id"}).status_code == 400
+        assert admin.get("/api/reports/journeys/promo", params={"from": "yesterday"}).status_code == 400
+    other = srv.workspace("other")
+    with srv.admin(other.admin_token) as admin:
+        assert admin.get("/api/reports/journeys/promo").status_code == 404
+        assert admin.get("/api/reports/overview").json()["journeys"] == []
+    with srv.client() as anonymous:
+        assert anonymous.get("/api/reports/journeys/promo").status_code == 401
+
+    profile_of_user = {u: pid for pid, u in user_of.items()}
+    bought_treated = {u: r for u, r in truth.bought.items() if profile_of_user[u] in treated}
+    bought_held = {u: r for u, r in truth.bought.items() if profile_of_user[u] in held}
+    # One each, a day later (the goal does not end the run), but to whoever unsubscribed.
+    reminders = len(treated) - len(truth.unsubscribed)
+    totals = report["totals"]
+    assert totals["entered"] == len(treated)
+    assert totals["held_out"] == len(held)
+    assert totals["recipients"] == len(treated)
+    assert totals["sent"] == totals["delivered"] == len(treated) + reminders
+    assert totals["unique_opens"] == len(truth.opened)
+    assert totals["unique_clicks"] == len(truth.clicked)
+    assert totals["machine_opens"] == totals["bot_clicks"] == 0
+    assert totals["unsubscribes"] == len(truth.unsubscribed)
+    assert totals["conversions"] == len(bought_treated)
+    assert totals["revenue"] == sum(bought_treated.values())
+    assert totals["held_out_conversions"] == len(bought_held)
+    assert totals["held_out_revenue"] == sum(bought_held.values())
+    assert totals["conversion_rate"] == len(bought_treated) / len(treated)
+    assert totals["open_rate"] == len(truth.opened) / totals["sent"]
+    assert totals["revenue_per_recipient"] == sum(bought_treated.values()) / len(treated)
+    assert totals["time_to_trigger"]["count"] == totals["sent"]
+    # Half the messages go at once (bucket 0: reported as 0.5 s), the reminders a day after
+    # the trigger: p90 within the buckets' precision.
+    assert abs(totals["time_to_trigger"]["p90_s"] - 86_400) <= 0.1 * 86_400
+    assert totals["time_to_convert"]["count"] == len(bought_treated) + len(bought_held)
+    assert abs(totals["time_to_convert"]["p50_s"] - 7200) <= 0.1 * 7200
+
+    # Attribution: a click (5 d) or an open (1 d) of the first message an hour before buying.
+    engaged = truth.opened | truth.clicked
+    first_key = {r.profile_id: r.idempotency_key for r in firsts}
+    attributed = [u for u in bought_treated if first_key[profile_of_user[u]] in engaged]
+    assert totals["attributed_conversions"] == len(attributed)
+    assert totals["attributed_revenue"] == sum(bought_treated[u] for u in attributed)
+
+    # The breakdown: per step and variant, summing to the totals.
+    rows = {(r["step"], r["variant"]): r for r in report["rows"]}
+    assert rows[("", "")]["entered"] == len(treated)
+    variants = {r.variant for r in firsts}
+    for variant in variants:
+        keys = {r.idempotency_key for r in firsts if r.variant == variant}
+        row = rows[("mail", variant)]
+        assert row["sent"] == row["recipients"] == len(keys)
+        assert row["unique_opens"] == len(keys & truth.opened)
+        assert row["unique_clicks"] == len(keys & truth.clicked)
+        assert row["entered"] == 0 and row["conversions"] == 0
+    assert rows[("reminder", "")]["sent"] == reminders
+    assert sum(r["sent"] for r in report["rows"]) == totals["sent"]
+
+    # The overview: per journey, per trigger type, and the workspace with each goal event once.
+    by_journey = {j["journey_id"]: j for j in overview["journeys"]}
+    assert by_journey["sale-b"]["entered"] == len(USERS)
+    assert by_journey["sale-b"]["conversions"] == len(truth.bought)
+    [event_type] = overview["trigger_types"]
+    assert event_type["trigger_type"] == "event" and event_type["journeys"] == 2
+    assert overview["workspace"]["conversions"] == len(bought_treated) + len(truth.bought)
+    assert overview["workspace"]["unique_conversions"] == len(truth.bought)
+    assert overview["workspace"]["unique_revenue"] == sum(truth.bought.values())
+
+    lines = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert lines[0]["row"] == "total" and int(lines[0]["sent"]) == totals["sent"]
+    assert {line["step"] for line in lines[1:]} == {"", "mail", "reminder"}
+
+
+def test_a_message_recorded_twice_counts_once(server: tuple[LiveServer, VirtualClock]) -> None:
+    """The dispatcher's record and the engine's run rows, replayed: the rollups do not move."""
+    from nudgeflow.measure import report as report_metrics
+    from nudgeflow.store import rollups
+
+    srv, clock = server
+    wid = srv.workspace().workspace_id
+    at = to_ms(clock.now())
+    sent = rollups.Sent(wid, "r1:mail:1", "p1", "r1", "promo", 1, "mail", None, "email", True, at, at, at - 5000)
+    run = ("r1", wid, "promo", 1, "p1", "done", None, 0, at, None, None, at + 60_000, 12.5, at)
+    for _ in range(2):
+        with srv.state.engine.begin() as conn:
+            report = rollups.Rollup()
+            rollups.count_sent(conn, report, [sent, sent])
+            rollups.count_runs(conn, report, [run])
+            report.write(conn)
+            conn.execute(
+                text(
+                    "INSERT INTO journey_runs (id, workspace_id, journey_id, version, profile_id, status, holdout,"
+                    " entered_at_ms, converted_at_ms, revenue, updated_at_ms)"
+                    " VALUES ('r1', :w, 'promo', 1, 'p1', 'done', 0, :a, :c, 12.5, :a) ON CONFLICT (id) DO NOTHING"
+                ),
+                {"w": wid, "a": at, "c": at + 60_000},
+            )
+            for fact in (rollups.OPENED, rollups.OPENED_MACHINE):
+                assert rollups.count_engagement(conn, wid, "no-such-message", fact, at) is False
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (workspace_id, idempotency_key, profile_id, run_id, journey_id,"
+                    " journey_version, step, channel, template, marketing, payload, status, attempts,"
+                    " next_attempt_at_ms, created_at_ms, updated_at_ms, sent_at_ms)"
+                    " VALUES (:w, 'r1:mail:1', 'p1', 'r1', 'promo', 1, 'mail', 'email', 't', 1, '{}', 'sent', 1,"
+                    " :a, :a, :a, :a) ON CONFLICT (workspace_id, idempotency_key) DO NOTHING"
+                ),
+                {"w": wid, "a": at},
+            )
+            # A machine open (Apple's proxy) and a person's, each once however often.
+            rollups.count_engagement(conn, wid, "r1:mail:1", rollups.OPENED_MACHINE, at + 1000)
+            rollups.count_engagement(conn, wid, "r1:mail:1", rollups.OPENED, at + 2000)
+    with srv.state.engine.connect() as conn:
+        counters, latencies = rollups.read(conn, wid, journey_id="promo")
+    [row] = counters
+    assert (row["sent"], row["delivered"], row["recipients"], row["step_recipients"]) == (1, 1, 1, 1)
+    assert (row["entered"], row["conversions"], row["revenue"]) == (1, 1, 12.5)
+    assert sorted((metric, n) for _, metric, _, n in latencies) == [("convert", 1), ("trigger", 1)]
+    assert (row["opens"], row["opens_machine"]) == (1, 1)
+    shown = report_metrics.metrics(row, {}, include_machine=False)
+    assert (shown["unique_opens"], shown["machine_opens"], shown["open_rate"]) == (1, 1, 1.0)
+    assert report_metrics.metrics(row, {}, include_machine=True)["unique_opens"] == 2
