@@ -67,9 +67,12 @@ ENGAGEMENT_COUNTER = {
 
 Dims = tuple[str, str, int, str, str, str, int]
 
-# The latest human open or click of a message (updated, not claimed once): attribution's touches.
-TOUCH_OPEN, TOUCH_CLICK = "touch_open", "touch_click"
-_TOUCHES = {OPENED: TOUCH_OPEN, CLICKED: TOUCH_CLICK}
+# A run's latest human touch of each kind (updated, not claimed once), with the message it
+# touched: what last-touch attribution reads. Keyed by the run, so that a conversion finds
+# them by equality on the primary key (a prefix range over message keys would depend on
+# PostgreSQL's collation).
+TOUCH_EMAIL_CLICK, TOUCH_EMAIL_OPEN, TOUCH_PUSH_OPEN = "touch_email_click", "touch_email_open", "touch_push_open"
+TOUCHES = (TOUCH_EMAIL_CLICK, TOUCH_EMAIL_OPEN, TOUCH_PUSH_OPEN)
 # A goal event's conversion, claimed once per journey (attribution) and once per workspace.
 ATTRIBUTED, CONVERTED = "attributed", "converted"
 # The workspace's deduplicated totals live in rows of no journey.
@@ -226,12 +229,15 @@ def _windows(conn: Connection, workspace_id: str) -> dict[str, int]:
     return out
 
 
-def _window_of(channel: str, touch: str, windows: dict[str, int]) -> int | None:
-    if channel == "push":
-        return windows["push_open"]  # opening a notification is clicking it
+def _touch_of(channel: str, fact: str) -> str | None:
+    if channel == "push" and fact in (OPENED, CLICKED):  # opening a notification is clicking it
+        return TOUCH_PUSH_OPEN
     if channel == "email":
-        return windows["email_click"] if touch == TOUCH_CLICK else windows["email_open"]
+        return {OPENED: TOUCH_EMAIL_OPEN, CLICKED: TOUCH_EMAIL_CLICK}.get(fact)
     return None
+
+
+_WINDOW_OF = {TOUCH_EMAIL_CLICK: "email_click", TOUCH_EMAIL_OPEN: "email_open", TOUCH_PUSH_OPEN: "push_open"}
 
 
 def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any, ...]]) -> None:
@@ -242,27 +248,24 @@ def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any,
     m = sql.mark(conn)
     windows: dict[str, dict[str, int]] = {}
     claims: list[Fact] = []
-    found: list[tuple[tuple[Any, ...], Any]] = []
+    found: list[tuple[tuple[Any, ...], str]] = []
     for row in converting:
         ws, run_id, pid, at = row[_RUN_WS], row[_RUN_ID], row[_RUN_PROFILE], row[_RUN_CONVERTED]
         claims.append((ws, f"{pid}|{at}", CONVERTED, pid, at))
         touches = conn.exec_driver_sql(
-            "SELECT f.fact, f.at_ms, o.journey_version, o.step, o.variant, o.channel, o.sent_at_ms, o.created_at_ms"
-            " FROM message_facts f JOIN outbox o ON o.workspace_id = f.workspace_id AND o.idempotency_key = f.subject"
-            f" WHERE f.workspace_id = {m} AND f.subject >= {m} AND f.subject < {m} AND f.fact IN ({m}, {m})"
-            f" AND f.at_ms <= {m}",
-            (ws, run_id + ":", run_id + ";", TOUCH_OPEN, TOUCH_CLICK, at),
+            f"SELECT fact, at_ms, message_key FROM message_facts WHERE workspace_id = {m} AND subject = {m}"
+            f" AND fact IN ({m}, {m}, {m}) AND at_ms <= {m}",
+            (ws, run_id, *TOUCHES, at),
         ).all()
         best = None
-        for touch in touches:
+        for fact, touched_at, message_key in touches:
             if ws not in windows:
                 windows[ws] = _windows(conn, ws)
-            window = _window_of(touch[5], touch[0], windows[ws])
-            if window is not None and at - touch[1] <= window and (best is None or touch[1] > best[1]):
-                best = touch
-        if best is not None:
+            if at - touched_at <= windows[ws][_WINDOW_OF[fact]] and (best is None or touched_at > best[0]):
+                best = (touched_at, message_key)
+        if best is not None and best[1]:
             claims.append((ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED, pid, at))
-            found.append((row, best))
+            found.append((row, best[1]))
     claimed = claim_firsts(conn, claims)
     for row in converting:
         ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
@@ -270,13 +273,16 @@ def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any,
             revenue = float(row[_RUN_REVENUE] or 0.0)
             dims: Dims = (ws, WORKSPACE_ROW, 0, "", "", "", day_of(row[_RUN_ENTERED]))
             rollup.add(dims, conversions=1, revenue=revenue, revenue_sq=revenue**2)
-    for row, touch in found:
+    for row, message_key in found:
         ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
         if (ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED) not in claimed:
             continue
-        sent_at = touch[6] if touch[6] is not None else touch[7]
-        dims = (ws, row[_RUN_JOURNEY], touch[2], touch[3], touch[4] or "", touch[5], day_of(sent_at))
-        rollup.add(dims, attributed_conversions=1, attributed_revenue=float(row[_RUN_REVENUE] or 0.0))
+        message = _message(conn, ws, message_key)
+        if message is None:  # the person was erased meanwhile
+            continue
+        rollup.add(
+            _message_dims(ws, message), attributed_conversions=1, attributed_revenue=float(row[_RUN_REVENUE] or 0.0)
+        )
 
 
 # --- sends (the dispatcher) ---------------------------------------------------------------------
@@ -339,33 +345,44 @@ def count_engagement(conn: Connection, workspace_id: str, message_key: str, fact
     the caller's transaction; False when it was counted before or the message is unknown."""
     if fact not in ENGAGEMENT_COUNTER:
         raise ValueError(f"not an engagement fact: {fact!r}")
-    m = sql.mark(conn)
-    row = conn.exec_driver_sql(
-        "SELECT profile_id, journey_id, journey_version, step, variant, channel, sent_at_ms, created_at_ms"
-        f" FROM outbox WHERE workspace_id = {m} AND idempotency_key = {m}",
-        (workspace_id, message_key),
-    ).first()
+    row = _message(conn, workspace_id, message_key)
     if row is None:
         return False
-    touch = _TOUCHES.get(fact)
+    touch = _touch_of(row[5], fact)
     if touch is not None:
-        # The latest human open or click of the message: what last-touch attribution reads.
-        m2 = sql.mark(conn)
+        # The run's latest human touch of this kind, and the message touched: what last-touch
+        # attribution reads when the run converts.
+        m = sql.mark(conn)
         conn.exec_driver_sql(
-            "INSERT INTO message_facts (workspace_id, subject, fact, profile_id, at_ms)"
-            f" VALUES ({m2}, {m2}, {m2}, {m2}, {m2}) ON CONFLICT (workspace_id, subject, fact)"
-            " DO UPDATE SET at_ms = excluded.at_ms WHERE message_facts.at_ms < excluded.at_ms",
-            (workspace_id, message_key, touch, row[0], at_ms),
+            "INSERT INTO message_facts (workspace_id, subject, fact, profile_id, at_ms, message_key)"
+            f" VALUES ({m}, {m}, {m}, {m}, {m}, {m}) ON CONFLICT (workspace_id, subject, fact)"
+            " DO UPDATE SET at_ms = excluded.at_ms, message_key = excluded.message_key"
+            " WHERE message_facts.at_ms < excluded.at_ms",
+            (workspace_id, row[8], touch, row[0], at_ms, message_key),
         )
     if not claim_firsts(conn, [(workspace_id, message_key, fact, row[0], at_ms)]):
         return False
-    sent_at = row[6] if row[6] is not None else row[7]
     rollup = Rollup()
-    rollup.add(
-        (workspace_id, row[1], row[2], row[3], row[4] or "", row[5], day_of(sent_at)), **{ENGAGEMENT_COUNTER[fact]: 1}
-    )
+    rollup.add(_message_dims(workspace_id, row), **{ENGAGEMENT_COUNTER[fact]: 1})
     rollup.write(conn)
     return True
+
+
+def _message(conn: Connection, workspace_id: str, message_key: str) -> Any:
+    """(profile_id, journey_id, journey_version, step, variant, channel, sent_at_ms,
+    created_at_ms, run_id) of one of our messages, or None."""
+    m = sql.mark(conn)
+    return conn.exec_driver_sql(
+        "SELECT profile_id, journey_id, journey_version, step, variant, channel, sent_at_ms, created_at_ms, run_id"
+        f" FROM outbox WHERE workspace_id = {m} AND idempotency_key = {m}",
+        (workspace_id, message_key),
+    ).first()
+
+
+def _message_dims(workspace_id: str, row: Any) -> Dims:
+    """A message's rollup row: the day it was sent (when it was queued, if it never was)."""
+    sent_at = row[6] if row[6] is not None else row[7]
+    return (workspace_id, row[1], row[2], row[3], row[4] or "", row[5], day_of(sent_at))
 
 
 # --- reading (reports) --------------------------------------------------------------------------

@@ -630,7 +630,8 @@ report_latencies = Table(
 )
 
 # The first time each fact happened to a message (or a run): a second open of the same message
-# finds its row and is not counted again. subject is a message key or a run id.
+# finds its row and is not counted again. subject is a message key or a run id (a run's
+# latest touches, store/rollups.py, are updated rather than claimed).
 message_facts = Table(
     "message_facts",
     metadata,
@@ -639,6 +640,7 @@ message_facts = Table(
     Column("fact", String(20), nullable=False),
     Column("profile_id", String(40), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
+    Column("message_key", String(200)),  # a run's touch: the message touched
     PrimaryKeyConstraint("workspace_id", "subject", "fact", name="pk_message_facts"),
     Index("ix_message_facts_profile", "profile_id"),
 )

@@ -75,6 +75,7 @@ def upgrade() -> None:
         sa.Column("fact", sa.String(20), nullable=False),
         sa.Column("profile_id", sa.String(40), nullable=False),
         sa.Column("at_ms", sa.BigInteger, nullable=False),
+        sa.Column("message_key", sa.String(200)),
         sa.PrimaryKeyConstraint("workspace_id", "subject", "fact", name="pk_message_facts"),
     )
     op.create_index("ix_message_facts_profile", "message_facts", ["profile_id"])
