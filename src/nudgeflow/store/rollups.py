@@ -109,12 +109,14 @@ class Rollup:
     def write(self, conn: Connection) -> None:
         if self._deltas:
             conn.exec_driver_sql(
-                _upsert_counters(sql.mark(conn)), [(*dims, *values) for dims, values in self._deltas.items()]
+                # In key order: two writers (the engine, a dispatcher) lock shared rows in one order.
+                _upsert_counters(sql.mark(conn)),
+                [(*dims, *values) for dims, values in sorted(self._deltas.items())],
             )
         if self._latencies:
             conn.exec_driver_sql(
                 _upsert_latencies(sql.mark(conn)),
-                [(*dims, metric, bucket, n) for (dims, metric, bucket), n in self._latencies.items()],
+                [(*dims, metric, bucket, n) for (dims, metric, bucket), n in sorted(self._latencies.items())],
             )
         self._deltas.clear()
         self._latencies.clear()

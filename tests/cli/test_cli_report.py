@@ -1,0 +1,86 @@
+"""`nudgeflow report journey …`, run as a user runs it, over rollups written by the store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from nudgeflow.model.journeys import Journey
+from nudgeflow.store import database, rollups
+from nudgeflow.store import journeys as journey_store
+from tests.cli.support import create_workspace, run
+
+DAY = 20_400  # 2025-11-08
+PROMO = {
+    "id": "promo",
+    "name": "Promo",
+    "trigger": {"type": "event", "event": "Sale Started"},
+    "steps": {"mail": {"type": "send", "channel": "email", "template": "promo"}},
+}
+
+
+def _seed(env: dict[str, str], ws: str) -> None:
+    engine = database.create_db_engine(env["NUDGEFLOW_DATABASE_URL"])
+    with engine.begin() as conn:
+        journey_store.apply_draft(conn, ws, Journey.model_validate(PROMO), 0)
+        rollup = rollups.Rollup()
+        for day, entered in ((DAY, 10), (DAY + 1, 30)):
+            rollup.add(
+                (ws, "promo", 1, "", "", "", day), entered=entered, recipients=entered, conversions=2, revenue=50.0
+            )
+            rollup.add((ws, "promo", 1, "mail", "", "email", day), sent=entered, step_recipients=entered, opens=5)
+            rollup.latency((ws, "promo", 1, "mail", "", "email", day), rollups.TIME_TO_TRIGGER, 120_000)
+        rollup.write(conn)
+    engine.dispose()
+
+
+def test_report_journey_as_json_csv_and_a_table(env: dict[str, str], tmp_path: Path) -> None:
+    ws = create_workspace(env, tmp_path)["workspace_id"]
+    _seed(env, ws)
+
+    done = run(["report", "journey", "promo", "--workspace", ws, "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["totals"]["entered"], report["totals"]["sent"], report["totals"]["conversions"]) == (40, 40, 4)
+    assert report["totals"]["conversion_rate"] == 0.1
+    assert report["totals"]["revenue_per_recipient"] == 2.5
+    assert 120 / 1.1 <= report["totals"]["time_to_trigger"]["p50_s"] <= 120 * 1.1
+
+    # One day only: the second day's runs and messages.
+    done = run(
+        ["report", "journey", "promo", "-w", ws, "--from", "2025-11-09", "--to", "2025-11-09", "--json"], env, tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["totals"]["entered"] == 30
+
+    done = run(["report", "journey", "promo", "--workspace", ws, "--by", "step", "--csv"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [(line["row"], line["step"], line["sent"], line["entered"]) for line in lines] == [
+        ("total", "", "40", "40"),
+        ("breakdown", "", "0", "40"),
+        ("breakdown", "mail", "40", "0"),
+    ]
+    assert lines[2]["open_rate"] == str(10 / 40) and lines[1]["open_rate"] == ""
+
+    done = run(["report", "journey", "promo", "--workspace", ws, "--by", "step,channel"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "(journey)" in done.stdout and "mail" in done.stdout and "total" in done.stdout
+
+
+def test_report_journey_refuses_what_it_cannot_answer(env: dict[str, str], tmp_path: Path) -> None:
+    ws = create_workspace(env, tmp_path)["workspace_id"]
+    _seed(env, ws)
+    other = create_workspace(env, tmp_path, "other")["workspace_id"]
+    for args, says in (
+        (["report", "journey", "nope", "--workspace", ws], "no journey 'nope' in this workspace"),
+        (["report", "journey", "promo", "--workspace", other], "no journey 'promo' in this workspace"),
+        (["report", "journey", "promo", "--workspace", ws, "--by", "profile"], "by: 'profile' is not one of"),
+        (["report", "journey", "promo", "--workspace", ws, "--from", "monday"], "--from: not a date"),
+        (["report", "journey", "promo", "--workspace", ws, "--json", "--csv"], "choose one"),
+    ):
+        done = run(args, env, tmp_path)
+        assert done.returncode != 0 and says in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
