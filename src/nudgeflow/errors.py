@@ -40,6 +40,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   │   └── PermanentError
     │   │       ├── BounceError                              channels/email/pool.py
     │   │       ├── TargetGone                               channels/common.py
+    │   │       ├── PushOptedOut                             channels/base.py
     │   │       └── PayloadTooLarge                          channels/push_limits.py
     │   ├── NeedsEmailPackage                                channels/email/mime.py
     │   ├── PushConfigError (ValueError)                     channels/push_config.py

@@ -16,7 +16,7 @@ import trustme
 from sqlalchemy import select
 
 from nudgeflow.channels.apns import ApnsSender
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import PermanentError, PushOptedOut, TransientError
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel
 from nudgeflow.channels.wiring import apns_default, fcm_default
@@ -127,6 +127,8 @@ def test_when_every_token_is_dead_the_message_fails_and_they_are_gone(
     with pytest.raises(PermanentError, match="410 Unregistered") as info:
         send(engine, push_settings, ca, clock, message(ws, pid, clock))
     assert "not a valid FCM registration token" in info.value.reason
+    # Every device gone: the person's push opt-out, as reports count it.
+    assert isinstance(info.value, PushOptedOut)
     assert tokens(engine, ws) == set()
     with pytest.raises(PermanentError, match="no push target"):
         send(engine, push_settings, ca, clock, message(ws, pid, clock, key="run1:streak:2"))

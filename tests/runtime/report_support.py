@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nudgeflow.channels.base import RemoteChannel
+from nudgeflow.channels.base import PushOptedOut, RemoteChannel
 from nudgeflow.model.outbound import OutboundMessage
 
 # Two journeys on the same trigger and the same goal: a conversion both claim.
@@ -54,6 +54,23 @@ class Delivering(RemoteChannel):
 
     async def send(self, message: OutboundMessage) -> None:
         self.sent.append(message.key)
+
+
+class AllGone(RemoteChannel):
+    """A push provider for whom every device of the person is gone (app uninstalled)."""
+
+    name = "all-gone"
+
+    async def send(self, message: OutboundMessage) -> None:
+        raise PushOptedOut("fcm:…: UNREGISTERED")
+
+
+NUDGE = {
+    "id": "nudge",
+    "name": "Nudge",
+    "trigger": {"type": "event", "event": "Level Completed"},
+    "steps": {"push": {"type": "send", "channel": "push", "template": "nudge"}},
+}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
-from tests.runtime.report_support import PROMO, SALE_B, USERS, Delivering, Truth
+from tests.runtime.report_support import NUDGE, PROMO, SALE_B, USERS, AllGone, Delivering, Truth
 from tests.support import LiveServer
 
 HOUR = timedelta(hours=1)
@@ -230,3 +230,24 @@ def test_a_message_recorded_twice_counts_once(server: tuple[LiveServer, VirtualC
     shown = report_metrics.metrics(row, {}, include_machine=False)
     assert (shown["unique_opens"], shown["machine_opens"], shown["open_rate"]) == (1, 1, 1.0)
     assert report_metrics.metrics(row, {}, include_machine=True)["unique_opens"] == 2
+
+
+def test_a_push_to_a_person_whose_devices_are_all_gone_is_a_push_opt_out(
+    server: tuple[LiveServer, VirtualClock],
+) -> None:
+    srv, clock = server
+    ws = srv.workspace()
+    runtime = srv.state.runtime
+    runtime.run_until_idle()
+    runtime.channels.register("push", AllGone())
+    now = to_ms(clock.now())
+    with srv.state.engine.begin() as conn:
+        journey_store.apply_draft(conn, ws.workspace_id, Journey.model_validate(NUDGE), now)
+        journey_store.publish(conn, ws.workspace_id, "nudge", now)
+    with srv.client(auth=(ws.write_key, "")) as client:
+        for user in ("ada", "bob"):
+            assert client.post("/v1/track", json={"userId": user, "event": "Level Completed"}).is_success
+    runtime.run_until_idle()
+    with srv.admin(ws.admin_token) as admin:
+        totals = admin.get("/api/reports/journeys/nudge").json()["totals"]
+    assert (totals["entered"], totals["sent"], totals["push_opt_outs"]) == (2, 0, 2)

@@ -67,6 +67,12 @@ class PermanentError(ChannelError):
     """No retry will help: an unknown template, a rejected address, a revoked token."""
 
 
+class PushOptedOut(PermanentError):
+    """Every push target the person had on this channel was reported gone (the app
+    uninstalled, notifications turned off): the message failed, and reports count it as
+    the person's push opt-out (store/rollups.py)."""
+
+
 class NoTarget(PermanentError):
     """The person has no address or device on this channel: nothing was tried, nothing failed.
 

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from nudgeflow.channels.base import ChannelError, NoTarget, PermanentError, RemoteChannel, TransientError
+from nudgeflow.channels.base import ChannelError, NoTarget, PermanentError, PushOptedOut, RemoteChannel, TransientError
 from nudgeflow.channels.common import TargetGone, permanent_from_render
 from nudgeflow.content.errors import RenderError
 from nudgeflow.content.push_render import PushContent, render_push
@@ -216,6 +216,8 @@ class PushChannel(RemoteChannel):
         if taken:
             await self._done(message, earlier, "; ".join(reasons) if reasons else None, delivered=taken)
             return
+        if todo and all(isinstance(result, TargetGone) for result in results):
+            raise PushOptedOut("; ".join(reasons)[:1000])
         raise PermanentError("; ".join(reasons)[:1000] or "no target took the message")
 
     async def _done(self, message: OutboundMessage, earlier: set[str], failed: str | None, delivered: int = 0) -> None:

@@ -49,6 +49,7 @@ from nudgeflow.channels.base import (
     ChannelRegistry,
     DatabaseSink,
     NoTarget,
+    PushOptedOut,
     RemoteChannel,
     TransientError,
 )
@@ -112,6 +113,7 @@ class Outcome:
     next_attempt_at_ms: int | None = None
     delivered: bool = False  # "Message Delivered" rather than "Message Sent"
     bounce: dict[str, Any] | None = None  # the channel's bounce details, when it bounced
+    opted_out: bool = False  # every push target gone: the person's push opt-out (PushOptedOut)
 
 
 @dataclass
@@ -289,7 +291,13 @@ class Dispatcher:
             return Outcome(row_id, message, attempt, PENDING, exc.reason, next_attempt_at_ms=due)
         bounce = getattr(exc, "bounce", None)
         return Outcome(
-            row_id, message, attempt, FAILED, exc.reason, bounce=bounce if isinstance(bounce, dict) else None
+            row_id,
+            message,
+            attempt,
+            FAILED,
+            exc.reason,
+            bounce=bounce if isinstance(bounce, dict) else None,
+            opted_out=isinstance(exc, PushOptedOut),
         )
 
     # -- remote sends, outside any transaction ------------------------------------------------
@@ -450,6 +458,8 @@ def _count(conn: Connection, outcomes: Sequence[Outcome], now_ms: int) -> None:
     for o in outcomes:
         if o.status == FAILED and o.bounce is not None:
             rollups.count_engagement(conn, o.message.workspace_id, o.message.key, rollups.BOUNCED, now_ms)
+        if o.status == FAILED and o.opted_out:
+            rollups.count_engagement(conn, o.message.workspace_id, o.message.key, rollups.PUSH_OPT_OUT, now_ms)
 
 
 def _sent(o: Outcome, now_ms: int) -> rollups.Sent:
