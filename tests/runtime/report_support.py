@@ -4,7 +4,6 @@ delivery, and a script of who opens, clicks, unsubscribes and buys (the ground t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from nudgeflow.channels.base import PushOptedOut, RemoteChannel
 from nudgeflow.model.outbound import OutboundMessage
@@ -80,8 +79,7 @@ class Truth:
     opened: set[str] = field(default_factory=set)  # message keys opened (by a person)
     clicked: set[str] = field(default_factory=set)
     unsubscribed: set[str] = field(default_factory=set)
+    bounced: set[str] = field(default_factory=set)
+    complained: set[str] = field(default_factory=set)
     bought: dict[str, float] = field(default_factory=dict)  # user -> revenue
     attributed: dict[str, str] = field(default_factory=dict)  # user -> message key (promo)
-
-    def count(self, keys: set[str], rows: list[Any]) -> int:
-        return sum(1 for r in rows if r.idempotency_key in keys)

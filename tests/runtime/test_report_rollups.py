@@ -14,6 +14,7 @@ from sqlalchemy import text
 from nudgeflow.content import links
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.journeys import Journey
+from nudgeflow.runtime.bounces import Feedback, apply_feedback
 from nudgeflow.store import consent
 from nudgeflow.store import journeys as journey_store
 from tests.runtime.report_support import NUDGE, PROMO, SALE_B, USERS, AllGone, Delivering, Truth
@@ -25,6 +26,11 @@ HOUR = timedelta(hours=1)
 def _rows(srv: LiveServer, sql: str, **params: Any) -> list[Any]:
     with srv.state.engine.connect() as conn:
         return list(conn.execute(text(sql), params).all())
+
+
+def user_of_pid(srv: LiveServer, profile_id: str) -> str:
+    [(key,)] = _rows(srv, "SELECT key FROM identities WHERE profile_id = :p AND key LIKE 'u:%'", p=profile_id)
+    return str(key)[2:]
 
 
 def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualClock]) -> None:
@@ -81,6 +87,36 @@ def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualCloc
             truth.unsubscribed.add(key)
     # A forged token counts nothing.
     assert public.get("/t/o/not-a-token.gif").status_code == 200
+    # A soft bounce reported twice (the DSN, then the provider's webhook) and a complaint,
+    # each naming its message: once each.
+    complained = firsts[3]
+    with srv.state.engine.begin() as conn:
+        for fb in (
+            Feedback(
+                "soft",
+                f"{user_of_pid(srv, firsts[2].profile_id)}@x.test",
+                "smtp",
+                "dsn-1",
+                message_key=firsts[2].idempotency_key,
+            ),
+            Feedback(
+                "soft",
+                f"{user_of_pid(srv, firsts[2].profile_id)}@x.test",
+                "ses",
+                "sns-1",
+                message_key=firsts[2].idempotency_key,
+            ),
+            Feedback(
+                "complaint",
+                f"{user_of_pid(srv, complained.profile_id)}@x.test",
+                "smtp",
+                "arf-1",
+                message_key=complained.idempotency_key,
+            ),
+        ):
+            apply_feedback(conn, wid, [fb], to_ms(clock.now()))
+    truth.complained.add(complained.idempotency_key)
+    truth.bounced.add(firsts[2].idempotency_key)
 
     # An hour later, some buy: treated and held out alike, with revenue.
     clock.advance(HOUR)
@@ -119,8 +155,9 @@ def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualCloc
     profile_of_user = {u: pid for pid, u in user_of.items()}
     bought_treated = {u: r for u, r in truth.bought.items() if profile_of_user[u] in treated}
     bought_held = {u: r for u, r in truth.bought.items() if profile_of_user[u] in held}
-    # One each, a day later (the goal does not end the run), but to whoever unsubscribed.
-    reminders = len(treated) - len(truth.unsubscribed)
+    # One each, a day later (the goal does not end the run), but to whoever unsubscribed or
+    # complained (their address is suppressed).
+    reminders = len(treated) - len(truth.unsubscribed | truth.complained)
     totals = report["totals"]
     assert totals["entered"] == len(treated)
     assert totals["held_out"] == len(held)
@@ -130,6 +167,7 @@ def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualCloc
     assert totals["unique_clicks"] == len(truth.clicked)
     assert totals["machine_opens"] == totals["bot_clicks"] == 0
     assert totals["unsubscribes"] == len(truth.unsubscribed)
+    assert (totals["bounces"], totals["complaints"]) == (len(truth.bounced), len(truth.complained))
     assert totals["conversions"] == len(bought_treated)
     assert totals["revenue"] == sum(bought_treated.values())
     assert totals["held_out_conversions"] == len(bought_held)
