@@ -268,16 +268,18 @@ def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any,
         if best is not None and best[1]:
             claims.append((ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED, pid, at))
             found.append((row, best[1]))
+    # A claim counts once: runs of several journeys converted by one goal event in this
+    # batch share it (claim_firsts answers it once; the first of them takes it).
     claimed = claim_firsts(conn, claims)
     for row in converting:
         ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
-        if (ws, f"{pid}|{at}", CONVERTED) in claimed:
+        if _take(claimed, (ws, f"{pid}|{at}", CONVERTED)):
             revenue = float(row[_RUN_REVENUE] or 0.0)
             dims: Dims = (ws, WORKSPACE_ROW, 0, "", "", "", day_of(row[_RUN_ENTERED]))
             rollup.add(dims, conversions=1, revenue=revenue, revenue_sq=revenue**2)
     for row, message_key in found:
         ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
-        if (ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED) not in claimed:
+        if not _take(claimed, (ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED)):
             continue
         message = _message(conn, ws, message_key)
         if message is None:  # the person was erased meanwhile
@@ -285,6 +287,13 @@ def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any,
         rollup.add(
             _message_dims(ws, message), attributed_conversions=1, attributed_revenue=float(row[_RUN_REVENUE] or 0.0)
         )
+
+
+def _take(claimed: set[tuple[str, str, str]], key: tuple[str, str, str]) -> bool:
+    if key in claimed:
+        claimed.discard(key)
+        return True
+    return False
 
 
 # --- sends (the dispatcher) ---------------------------------------------------------------------
@@ -319,7 +328,7 @@ def count_sent(conn: Connection, rollup: Rollup, sends: Sequence[Sent]) -> None:
         facts.append((s.workspace_id, s.run_id, RECIPIENT, s.profile_id, s.sent_at_ms))
     claimed = claim_firsts(conn, facts)
     for s in sends:
-        if (s.workspace_id, s.key, SENT) not in claimed:
+        if not _take(claimed, (s.workspace_id, s.key, SENT)):  # a repeat in this batch too
             continue
         dims: Dims = (
             s.workspace_id,
@@ -330,11 +339,11 @@ def count_sent(conn: Connection, rollup: Rollup, sends: Sequence[Sent]) -> None:
             s.channel,
             day_of(s.sent_at_ms),
         )
-        step_recipient = int((s.workspace_id, f"{s.run_id}/{s.step}", STEP_RECIPIENT) in claimed)
+        step_recipient = int(_take(claimed, (s.workspace_id, f"{s.run_id}/{s.step}", STEP_RECIPIENT)))
         rollup.add(dims, sent=1, delivered=int(s.delivered), step_recipients=step_recipient)
         if s.trigger_at_ms is not None:
             rollup.latency(dims, TIME_TO_TRIGGER, max(0, s.sent_at_ms - s.trigger_at_ms))
-        if (s.workspace_id, s.run_id, RECIPIENT) in claimed:
+        if _take(claimed, (s.workspace_id, s.run_id, RECIPIENT)):
             entered = s.entered_at_ms if s.entered_at_ms is not None else s.sent_at_ms
             rollup.add((s.workspace_id, s.journey_id, s.version, "", "", "", day_of(entered)), recipients=1)
 
