@@ -55,9 +55,9 @@ both parents), so every `except ValueError` written before goes on catching what
     ├── WebError              web/         the HTTP API
     │   ├── Reject                                           web/bounces.py
     │   ├── ServerStartError (RuntimeError)                  web/embedded.py
-    │   └── Refused                                          web/definitions.py
+    │   ├── Refused                                          web/definitions.py
+    │   └── BadQuery (ValueError)                            web/reports_api.py (a report's dates or breakdown)
     ├── MeasureError (ValueError)                            measure/errors.py (the layer's one class)
-    │   └── BadQuery                                         measure/reading.py (a report's dates or breakdown)
     ├── ConfigError (ValueError)                             settings.py (the layer's one class)
     └── DemoError (RuntimeError)                             demo/run.py (the demo's one class)
 

@@ -75,7 +75,7 @@ def report_journey(
     from rich.table import Table
 
     from nudgeflow.measure import report
-    from nudgeflow.measure.reading import BadQuery, load_journey_report, parse_by, parse_day
+    from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_day
 
     if as_json and as_csv:
         raise fail("--json and --csv: choose one")

@@ -13,8 +13,6 @@ docs/measurement.md.
 - distributions.py: normal, Student t and chi-square functions in the standard library.
 - errors.py: MeasureError, what they raise on impossible counts or settings.
 - report.py: each report metric from the rollups' counters and latency buckets (pure).
-- reading.py: a report request's dates and breakdown checked, the rollups read through the
-  store (store/rollups.py), the report built: what the admin API and `nudgeflow report` answer.
 """
 
 from nudgeflow.measure.delays import DelayExperiment, DelayPath, delay_experiment
