@@ -233,7 +233,7 @@ def prepare(engine: Any, ws: str, args: argparse.Namespace, out: Any) -> dict[st
 
 
 def measure(engine: Any, ws: str, journey_id: str, repeats: int) -> dict[str, list[float]]:
-    from nudgeflow.measure.reading import load_journey_report, load_overview
+    from nudgeflow.web.reports_api import load_journey_report, load_overview
 
     last_30 = int(time.time() * 1000) // DAY_MS - 30
     tries: dict[str, list[float]] = {"journey, by step,variant,channel": [], "journey, last 30 days": [], "overview": []}
