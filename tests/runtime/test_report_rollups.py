@@ -5,14 +5,17 @@ conversions; every count of the report equals what the test did."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 
 from nudgeflow.content import links
 from nudgeflow.core.clock import VirtualClock, to_ms
+from nudgeflow.measure.statistics import RevenueSums, conversion_lift, revenue_lift
 from nudgeflow.model.journeys import Journey
 from nudgeflow.runtime.bounces import Feedback, apply_feedback
 from nudgeflow.store import consent
@@ -188,6 +191,19 @@ def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualCloc
     assert totals["time_to_convert"]["count"] == len(bought_treated) + len(bought_held)
     assert abs(totals["time_to_convert"]["p50_s"] - 7200) <= 0.1 * 7200
 
+    # Lift: the treated runs against the held-out runs, as measure/statistics computes it from
+    # the true counts and revenues (each run's revenue its goal's; the others 0).
+    expected = conversion_lift(len(bought_treated), len(treated), len(bought_held), len(held))
+    # (JSON has lists where the dataclasses have tuples.)
+    assert report["lift"]["conversion"] == orjson.loads(orjson.dumps(dataclasses.asdict(expected)))
+    squares = sum(r * r for r in bought_treated.values()), sum(r * r for r in bought_held.values())
+    revenue = revenue_lift(
+        RevenueSums(len(treated), sum(bought_treated.values()), squares[0]),
+        RevenueSums(len(held), sum(bought_held.values()), squares[1]),
+    )
+    assert report["lift"]["revenue_per_run"] == orjson.loads(orjson.dumps(dataclasses.asdict(revenue)))
+    assert "causal" in report["lift"]["basis"]
+
     # Attribution: a click (5 d) or an open (1 d) of the first message an hour before buying.
     engaged = truth.opened | truth.clicked
     first_key = {r.profile_id: r.idempotency_key for r in firsts}
@@ -211,6 +227,9 @@ def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualCloc
 
     # The overview: per journey, per trigger type, and the workspace with each goal event once.
     by_journey = {j["journey_id"]: j for j in overview["journeys"]}
+    assert by_journey["promo"]["lift"] == report["lift"]
+    assert by_journey["sale-b"]["lift"] is None  # no holdout
+    assert overview["lift"] is None  # no global control group in this workspace
     assert by_journey["sale-b"]["entered"] == len(USERS)
     assert by_journey["sale-b"]["conversions"] == len(truth.bought)
     [event_type] = overview["trigger_types"]

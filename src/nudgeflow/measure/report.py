@@ -16,8 +16,11 @@ What each number means is in docs/measurement.md; in short:
 - time to trigger: trigger event → the message sent, p50 and p90; time to convert: entry →
   goal, p50 and p90; both read from log-spaced buckets (model/histogram.py: within 9.1 %).
 
-Lift and experiment statistics are not computed here: `lift` is left None for
-measure/statistics.py to fill.
+- lift (a journey with held-out runs): its treated runs against its held-out runs, the
+  conversion rate (Newcomb's interval, the pooled z-test) and revenue per run (Welch's
+  interval), from measure/statistics.py. Randomized, so causal, unlike attributed conversions.
+  The overview gives each journey's; a workspace-wide lift needs a group held out of every
+  journey (the global control group), not a sum of the journeys' holdouts.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
+from nudgeflow.measure.statistics import RevenueSums, conversion_lift, revenue_lift
 from nudgeflow.model.histogram import percentile_ms
 
 TIME_TO_TRIGGER, TIME_TO_CONVERT = "trigger", "convert"
@@ -98,6 +103,21 @@ def metrics(
     }
 
 
+LIFT_BASIS = "treated runs against the journey's held-out runs (randomized: causal, unlike attribution)"
+
+
+def lift(c: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The journey's holdout lift from its summed counters; None without held-out runs."""
+    if not c["held_out"]:
+        return None
+    conversion = conversion_lift(c["conversions"], c["entered"], c["conversions_held_out"], c["held_out"])
+    revenue = revenue_lift(
+        RevenueSums(c["entered"], c["revenue"], c["revenue_sq"]),
+        RevenueSums(c["held_out"], c["revenue_held_out"], c["revenue_sq_held_out"]),
+    )
+    return {"basis": LIFT_BASIS, "conversion": asdict(conversion), "revenue_per_run": asdict(revenue)}
+
+
 def _sum(rows: Iterable[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(names, 0)
     for row in rows:
@@ -127,7 +147,8 @@ def journey_report(
     for key, metric, bucket, count in latencies:
         _merge(totals_hist, metric, bucket, count)
         _merge(rows_hist[tuple(key[1:])], metric, bucket, count)
-    totals = metrics(_sum(counters, values), totals_hist, include_machine=include_machine)
+    summed = _sum(counters, values)
+    totals = metrics(summed, totals_hist, include_machine=include_machine)
     rows = []
     for row in counters:
         key = tuple(row[name] for name in by)
@@ -144,7 +165,7 @@ def journey_report(
         "machine_included": include_machine,
         "totals": totals,
         "rows": rows,
-        "lift": None,  # holdout lift with intervals: measure/statistics.py
+        "lift": lift(summed),
     }
 
 
@@ -170,7 +191,12 @@ def overview_report(
         kind = trigger_types.get(jid, "unknown")
         hist = per_journey_hist.get(jid, {})
         journeys.append(
-            {"journey_id": jid, "trigger_type": kind, **metrics(row, hist, include_machine=include_machine)}
+            {
+                "journey_id": jid,
+                "trigger_type": kind,
+                **metrics(row, hist, include_machine=include_machine),
+                "lift": lift(row),
+            }
         )
         by_type[kind].append(row)
         for metric, buckets in hist.items():
@@ -191,11 +217,23 @@ def overview_report(
         # Summed over journeys: a goal event that converted runs of several journeys counts
         # once per journey here; `unique_conversions` below counts it once (docs/measurement.md).
         "workspace": metrics(_sum(counters, values), all_hist, include_machine=include_machine),
-        "lift": None,  # the program's lift: measure/statistics.py
+        # The program's lift needs people held out of every journey (the global control group);
+        # the journeys' own holdouts do not add up to it.
+        "lift": None,
     }
 
 
 CSV_LATENCIES = ("time_to_trigger", "time_to_convert")
+LIFT_COLUMNS = ("lift_absolute", "lift_absolute_low", "lift_absolute_high", "lift_p_value")
+
+
+def _lift_cells(value: Mapping[str, Any] | None) -> list[Any]:
+    """A journey's conversion lift in four CSV cells (empty without a holdout)."""
+    if not value:
+        return ["", "", "", ""]
+    absolute, p_value = value["conversion"]["absolute_lift"], value["conversion"]["p_value"]
+    bounds = ["", "", ""] if absolute is None else [absolute["value"], absolute["low"], absolute["high"]]
+    return [*bounds, "" if p_value is None else p_value]
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]], leading: Sequence[str]) -> str:
@@ -206,7 +244,10 @@ def to_csv(rows: Sequence[Mapping[str, Any]], leading: Sequence[str]) -> str:
     metric_names = [k for k in rows[0] if k not in leading]
     header: list[str] = list(leading)
     for name in metric_names:
-        header.extend([f"{name}_p50_s", f"{name}_p90_s"] if name in CSV_LATENCIES else [name])
+        if name == "lift":
+            header.extend(LIFT_COLUMNS)
+        else:
+            header.extend([f"{name}_p50_s", f"{name}_p90_s"] if name in CSV_LATENCIES else [name])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -214,7 +255,9 @@ def to_csv(rows: Sequence[Mapping[str, Any]], leading: Sequence[str]) -> str:
         line: list[Any] = [row.get(name, "") for name in leading]
         for name in metric_names:
             value = row[name]
-            if name in CSV_LATENCIES:
+            if name == "lift":
+                line.extend(_lift_cells(value))
+            elif name in CSV_LATENCIES:
                 line.extend(
                     ["" if value["p50_s"] is None else value["p50_s"], "" if value["p90_s"] is None else value["p90_s"]]
                 )
