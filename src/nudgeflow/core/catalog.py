@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from nudgeflow.core import control_group
 from nudgeflow.core.policies import Plan, plan_for
 from nudgeflow.core.segment_index import SegmentIndex, SegmentVersion, segment_history_needs
 from nudgeflow.core.send_time import Prior
@@ -123,6 +124,9 @@ class Catalog:
         # The workspace's pattern of attention by local hour (core/send_time.py), computed by
         # the runtime from stored events when a live journey uses send_time; None: uniform.
         self.send_time_prior = send_time_prior
+        # The global control group (core/control_group.py), None when there is none. Apart from
+        # send_plan: withholding a control member's marketing needs no ledger nor deferral.
+        self.control_plan: control_group.ControlPlan | None = control_group.plan_for(policies)
         # The workspace's places catalog, as data (id, name, latitude, longitude,
         # attributes): location triggers with `catalog_places` pick theirs from it.
         self.places: list[Mapping[str, Any]] = list(places)

@@ -72,7 +72,8 @@ class MessageWithheld:
 
     `reason` says why, in the words of docs/policies.md: `frequency_cap:<rule id>`,
     `quiet_hours`, `collision:<winning journey id>`, `run_ended`, `journey_paused` (a message
-    deferred past its max_deferral is dropped with the reason of the rule that held it). A
+    deferred past its max_deferral is dropped with the reason of the rule that held it), and
+    `global_control` (dropped: the run is in the workspace's global control group). A
     deferred message that is later sent is a SendMessage with the same key.
     """
 

@@ -27,6 +27,8 @@ class Run:
     entered_at: int
     trigger: dict[str, Any]  # {"event": name, "message_id": …, "at": ms, "properties": {…}, "place": …}
     holdout: bool = False
+    # In the workspace's global control group (core/control_group.py): decided at entry, kept.
+    control: bool = False
     status: str = ACTIVE
     step: str | None = None
     waiting: dict[str, Any] | None = None  # a wait_for_event step's pending wait
@@ -67,6 +69,9 @@ class Run:
             "status": self.status,
             "step": self.step,
             "holdout": int(self.holdout),
+            # Not a journey_runs column (yet): the simulator reads it, the store's run writer
+            # takes the columns it knows (store/effects_writer.RUN_COLUMNS).
+            "control": int(self.control),
             "entered_at_ms": self.entered_at,
             "ended_at_ms": self.ended_at,
             "exit_reason": self.exit_reason,

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from nudgeflow.core import send_time, timecalc
+from nudgeflow.core import control_group, send_time, timecalc
 from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
 from nudgeflow.core.conditions import Scope, evaluate, resolve
-from nudgeflow.core.effects import SendMessage, UpdateProfile
+from nudgeflow.core.effects import DROPPED, MessageWithheld, SendMessage, UpdateProfile
 from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, Run
 from nudgeflow.core.turn import Turn, Wanted, timer_key, unit_hash
 from nudgeflow.model.journeys import (
@@ -88,6 +88,14 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     state.run_seq += 1
     entered_at = turn.since_ms
     holdout = journey.holdout > 0 and unit_hash("holdout", jv.journey_id, state.assignment_key) < journey.holdout
+    # The global control group, independent of the journey's holdout (another hash), decided
+    # at the entry's event time (core/control_group.py): the run keeps its side.
+    plan = turn.catalog.control_plan
+    control = (
+        plan is not None
+        and journey.control_group == "include"
+        and control_group.member(plan, state.assignment_key, entered_at)
+    )
     run = Run(
         id=run_id_for(state.profile_id, state.run_seq, entered_at),
         journey_id=jv.journey_id,
@@ -97,6 +105,7 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
         entered_at=entered_at,
         trigger=trigger,
         holdout=holdout,
+        control=control,
         goal_until=turn.since_ms + duration_ms(journey.goal.within) if journey.goal else None,
     )
     state.runs[run.id] = run
@@ -233,6 +242,31 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
     if timing is not None:  # send policies' record of the message (sending._record_of) is this one
         run.messages[step_id] = {"key": key, "statuses": [], "send_time": timing}
     template = template or ""  # a webhook step has none: it renders its own `webhook` body
+    if run.control and step.marketing:
+        # Withheld before any send policy sees it: it takes no place in caps or collision
+        # windows, and the outbox row with its reason is what splits treated from control.
+        run.messages[step_id] = {"key": key, "statuses": [DROPPED], "reason": control_group.REASON}
+        context = message_context(run, journey, step)
+        if timing is not None:  # as a sent message's: a report splits on it (emit_send)
+            run.messages[step_id]["send_time"] = context["send_time"] = timing
+        turn.emit(
+            MessageWithheld(
+                key=key,
+                run_id=run.id,
+                journey_id=run.journey_id,
+                version=run.version,
+                step=step_id,
+                channel=step.channel,
+                template=template,
+                variant=variant,
+                marketing=True,
+                status=DROPPED,
+                reason=control_group.REASON,
+                at_ms=turn.now_ms,
+                context=context,
+            )
+        )
+        return False
     if turn.catalog.send_plan is not None:
         at = turn.message_ms
         turn.wanted.append(Wanted(run, journey, step_id, key, template, variant, at, at, resume=True))

@@ -646,6 +646,11 @@ class Journey(_Strict):
         "journeys want one person on one channel in the policies' collision window, the higher priority is sent.",
     )
     holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of entrants who are sent nothing.")
+    control_group: Literal["include", "exclude"] = Field(
+        default="include",
+        description="`exclude`: the workspace's global control group (send policies) does not apply to this "
+        "journey, whose marketing messages then reach its members too.",
+    )
     start: StepId | None = Field(default=None, description="The first step; default the first one listed.")
     steps: dict[StepId, Step] = Field(min_length=1)
 

@@ -13,6 +13,9 @@ journeys (DESIGN §5 "Policies"):
   over `spread`) or dropped.
 - `collision`: one message per person per channel per window across journeys; the higher
   journey priority wins, ties go to the earlier message.
+- `control_group`: the workspace's global control group, a `share` of people who get no
+  marketing message from any journey (transactional ones still go), drawn again each `reset`
+  period or when the `salt` changes; it measures the whole program's lift (core/control_group.py).
 
 These pydantic models are the source of the published JSON Schema (`policies_json_schema`).
 The decisions are made in `core/policies.py`; docs/policies.md gives the exact semantics.
@@ -110,6 +113,23 @@ class Fewer(_Strict):
     caps: list[CapRule] = Field(default_factory=list)
 
 
+class ControlGroup(_Strict):
+    """A share of people who get no marketing from any journey: the baseline of the program's lift."""
+
+    share: float = Field(
+        ge=0.0, le=0.5, description="Share of people in the group, 0 to 0.5 (0.05: one in twenty).", examples=[0.05]
+    )
+    reset: Literal["never", "yearly", "quarterly", "monthly"] = Field(
+        default="never",
+        description="How often the group is drawn again: at each calendar period's start, in the policies' time zone.",
+    )
+    salt: str = Field(
+        default="",
+        max_length=100,
+        description="Part of the draw: changing it draws a new group at once (a manual reset).",
+    )
+
+
 class Policies(_Strict):
     """A workspace's send policies, as written in policies.yaml."""
 
@@ -126,6 +146,10 @@ class Policies(_Strict):
     max_deferral: Duration = Field(
         default="7d",
         description="A message deferred (by a cap, quiet hours or a collision) longer than this is dropped.",
+    )
+    control_group: ControlGroup | None = Field(
+        default=None,
+        description="The global control group: people who get no marketing message from any journey.",
     )
 
     @model_validator(mode="after")

@@ -8,6 +8,9 @@ family, optionally followed by `:` and what it names:
   `deferred` or `dropped`: `frequency_cap:<rule id>`, `quiet_hours`,
   `collision:<winning journey id>`, `run_ended`, `journey_paused` (a message held past its
   maximum deferral is dropped with the reason of the rule that held it);
+- decided by the engine when the run is in the workspace's global control group
+  (core/control_group.py, `MessageWithheld`), status `dropped`: `global_control`, for every
+  marketing message of such a run;
 - decided by dispatch just before sending (store/consent.py, runtime/dispatcher.py), status
   `suppressed`: `unsubscribed:<topic>` (`unsubscribed:*` for all marketing),
   `suppressed:<address reason>` (the suppression list's: hard_bounce, complaint, manual…),
@@ -32,6 +35,7 @@ UNSUBSCRIBED: Final = "unsubscribed"
 SUPPRESSED: Final = "suppressed"
 NO_CONSENT: Final = "no_consent"
 NO_TARGET: Final = "no_target"
+GLOBAL_CONTROL: Final = "global_control"
 
 FAMILIES: Final = frozenset(
     {
@@ -44,6 +48,7 @@ FAMILIES: Final = frozenset(
         SUPPRESSED,
         NO_CONSENT,
         NO_TARGET,
+        GLOBAL_CONTROL,
     }
 )
 OTHER: Final = "other"  # the family of a reason outside the vocabulary (never a free text label)

@@ -457,14 +457,18 @@ def messages_table(messages: Sequence[PlannedMessage], limit: int) -> Table:
 def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title="Per journey", title_justify="left")
     table.add_column("journey", no_wrap=True)
+    # Only with a global control group in the policies (the summary then counts its runs).
+    control = any("global_control" in row for row in summary["journeys"].values())
     for name in ("entered", "holdout", "active", "completed"):
         table.add_column(name, justify="right")
     table.add_column("exited, by reason", overflow="fold")
     table.add_column("converted", justify="right")
     table.add_column("revenue", justify="right")
+    if control:
+        table.add_column("global control (converted)", justify="right")
     for journey_id, row in summary["journeys"].items():
         exited = "\n".join(f"{reason}: {n:,}" for reason, n in row["exited"].items()) or "0"
-        table.add_row(
+        cells = [
             escape(journey_id),
             f"{row['entered']:,}",
             f"{row['holdout']:,}",
@@ -473,7 +477,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
             escape(exited),
             f"{row['converted']:,}",
             f"{row['revenue']:,.2f}",
-        )
+        ]
+        if control:
+            cells.append(f"{row['global_control']:,} ({row['global_control_converted']:,})")
+        table.add_row(*cells)
     return table
 
 

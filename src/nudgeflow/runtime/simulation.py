@@ -767,7 +767,11 @@ class Simulation:
 
     def summary(self) -> dict[str, Any]:
         """Per journey: entered, holdout, exited by reason, completed, converted, revenue,
-        still active, messages per step (and failures per step); plus replay totals."""
+        still active, messages per step (and failures per step); plus replay totals. With a
+        global control group in the policies, also the runs in it (`global_control`, counted
+        in completed / exited / active too: they walk like treated runs) and how many of them
+        converted (`global_control_converted`)."""
+        control = self.catalog.control_plan is not None
         journeys: dict[str, dict[str, Any]] = {}
         for journey_id in self.journeys:
             journeys[journey_id] = {
@@ -781,6 +785,8 @@ class Simulation:
                 "messages": {},
                 "failed": {},
             }
+            if control:
+                journeys[journey_id].update(global_control=0, global_control_converted=0)
         exited: dict[str, Counter[str]] = defaultdict(Counter)
         for row in self.runs.values():
             entry = journeys.get(row["journey_id"])
@@ -799,6 +805,9 @@ class Simulation:
             if row.get("converted_at_ms") is not None:
                 entry["converted"] += 1
                 entry["revenue"] += float(row.get("revenue") or 0.0)
+            if control and row.get("control"):
+                entry["global_control"] += 1
+                entry["global_control_converted"] += row.get("converted_at_ms") is not None
         for journey_id, counts in exited.items():
             journeys[journey_id]["exited"] = dict(sorted(counts.items()))
         steps: dict[str, Counter[str]] = defaultdict(Counter)
