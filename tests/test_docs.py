@@ -270,6 +270,7 @@ JOURNEY_KEYS = {
     "goal",
     "priority",
     "holdout",
+    "control_group",
     "steps",
     "start",
 }

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from nudgeflow.core.effects import DEFERRED, DROPPED, Effect, MessageWithheld
 from nudgeflow.model.policies import CapRule, Policies
-from nudgeflow.model.reasons import COLLISION, FREQUENCY_CAP, QUIET_HOURS, family_of
+from nudgeflow.model.reasons import COLLISION, FREQUENCY_CAP, GLOBAL_CONTROL, QUIET_HOURS, family_of
 
 SENT = "sent"  # the outbox status of a message the channel took (store/outbox.SENT)
 
@@ -113,6 +113,10 @@ def _rules(policies: Policies) -> list[PolicyRow]:
                 ),
             )
         )
+    group = policies.control_group
+    if group is not None and group.share > 0:
+        drawn = "drawn once" if group.reset == "never" else f"drawn again {group.reset}"
+        rows.append(PolicyRow(GLOBAL_CONTROL, f"{group.share:.0%} of people get no marketing ({drawn})"))
     return rows
 
 
