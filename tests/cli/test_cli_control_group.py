@@ -85,10 +85,11 @@ def test_simulate_withholds_the_members_marketing_and_counts_the_group(env: dict
     assert welcome["converted"] == 100
     assert summary["journeys"]["orders"]["global_control"] == 0
 
-    table = simulate([*base, "--policies", str(tmp_path / "policies.yaml"), "--horizon", "1d"], env, tmp_path)
+    wide = {**env, "COLUMNS": "200"}  # the table's headers on one line each
+    table = simulate([*base, "--policies", str(tmp_path / "policies.yaml"), "--horizon", "1d"], wide, tmp_path)
     assert table.returncode == 0, table.stderr
     assert "global control (converted)" in table.stdout
-    plain = simulate([*base, "--horizon", "1d"], env, tmp_path)  # no group: no column, nothing withheld
+    plain = simulate([*base, "--horizon", "1d"], wide, tmp_path)  # no group: no column, nothing withheld
     assert "global control" not in plain.stdout
 
 
