@@ -273,3 +273,17 @@ def test_a_run_written_before_the_field_existed_reads_as_treated() -> None:
     )
     assert state.runs["r"].control is False
     assert b"control" not in state.to_json()  # a default is left out of the document
+
+
+def test_a_members_withheld_message_keeps_its_send_time_decision_as_a_sent_one_would() -> None:
+    spec = {"within": "24h", "fallback": "10:00", "explore": 0.0}
+    timed = journey(
+        "timed", ON_SIGNUP, {"mail": {"type": "send", "channel": "email", "template": "t", "send_time": spec}}
+    )
+    d = Driver(cat=cat(timed, control_group=GROUP), profile=person(True, plan()))
+    d.track("Signed Up")  # T0 is 12:00 UTC: the fallback hour is tomorrow's 10:00
+    d.advance("1d")
+    (withheld,) = d.withheld()
+    assert withheld.reason == "global_control" and d.sends() == []
+    assert withheld.context["send_time"]["hour"] == 10  # the report's split of send-time arms sees it
+    assert d.runs()[0]["control"] == 1
