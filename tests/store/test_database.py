@@ -58,6 +58,9 @@ TABLES = {
     "segment_applies",
     "segment_members",
     "segment_daily_sizes",
+    "report_rollups",
+    "report_latencies",
+    "message_facts",
 }
 
 
