@@ -113,9 +113,14 @@ def rows(
         yield [tuple(r) for r in part]
 
 
+def _user_id(profile_id: Any) -> Any:
+    """The person's userId beside a row naming their profile."""
+    return select(profiles.c.user_id).where(profiles.c.id == profile_id).scalar_subquery()
+
+
 def _query(workspace_id: str, kind: Kind) -> tuple[Any, str, str]:
     """(the select, its time column, its tiebreak column); the tiebreak is the last column."""
-    user = select(profiles.c.user_id).where(profiles.c.id == journey_runs.c.profile_id).scalar_subquery()
+    user = _user_id(journey_runs.c.profile_id)
     if kind == "conversions":
         r = journey_runs
         q = select(
@@ -132,7 +137,7 @@ def _query(workspace_id: str, kind: Kind) -> tuple[Any, str, str]:
         ).where(r.c.workspace_id == workspace_id, r.c.converted_at_ms.is_not(None))
         return q, "converted_at", "tie"
     o = outbox
-    outbox_user = select(profiles.c.user_id).where(profiles.c.id == o.c.profile_id).scalar_subquery()
+    outbox_user = _user_id(o.c.profile_id)
     if kind == "messages":
         q = select(
             o.c.created_at_ms.label("created_at"),
