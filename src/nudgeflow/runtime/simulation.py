@@ -51,6 +51,8 @@ from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.core.state import DONE, EXITED, ProfileState
 from nudgeflow.errors import EngineRuntimeError
+from nudgeflow.model import event_names
+from nudgeflow.model.engagement_signals import is_flagged
 from nudgeflow.model.events import EVENT_TYPES, InvalidPayload, parse_message
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey, duration_ms
@@ -60,6 +62,9 @@ from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.runtime.merges import merge_state
 
 __all__ = [
+    "CLICKED",
+    "OPENED",
+    "Engagement",
     "FailedMessage",
     "InvalidMessage",
     "PlannedMessage",
@@ -100,6 +105,9 @@ class PlannedMessage:
     key: str
     marketing: bool = True
     deferred_from_ms: int | None = None  # when a send policy first deferred it
+    # The trigger event's time (the core's message context): what a report's time to trigger
+    # measures from. Not in `as_json`: simulate's message lines are what they always were.
+    trigger_at_ms: int | None = None
 
     @property
     def at(self) -> datetime:
@@ -155,6 +163,29 @@ class FailedMessage:
     step: str
     run_id: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """A replayed open or click of a message (a tracking event carrying its `message_key`), as
+    the tracking routes would count it: `fact` is opened or clicked; `machine` when the event
+    is flagged as a machine's (model/engagement_signals.py). Whether the key is one of the
+    simulation's planned messages is for the reader to check (runtime/simulation_rollups.py)."""
+
+    at_ms: int
+    key: str
+    fact: str
+    machine: bool
+
+
+# The tracking events whose first occurrence production counts as a message's unique open or
+# click (web/tracking.py, web/push_reports.py: opening a notification is clicking it).
+OPENED, CLICKED = "opened", "clicked"
+_ENGAGEMENT_FACTS: dict[str, tuple[str, ...]] = {
+    event_names.EMAIL_OPENED: (OPENED,),
+    event_names.EMAIL_LINK_CLICKED: (CLICKED,),
+    event_names.PUSH_CLICKED: (OPENED, CLICKED),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +402,8 @@ class Simulation:
         self.withheld: list[WithheldMessage] = []
         self._deferred_from: dict[str, int] = {}  # message key -> when it was first deferred
         self.segment_moves: list[SegmentMove] = []
+        # Replayed opens and clicks of messages, in the order fed (`Engagement`).
+        self.engagement: list[Engagement] = []
         self.runs: dict[str, dict[str, Any]] = {}  # run id -> latest Run.as_row
         self._runs_of: dict[str, list[str]] = {}  # profile key -> its run ids
         self.profile_updates = 0
@@ -494,6 +527,8 @@ class Simulation:
             self._auto_id += 1
             message = {**message, "messageId": f"sim-{self._auto_id}"}
         profile = self._resolve(message)
+        if message.get("type") == "track" and message.get("event") in _ENGAGEMENT_FACTS:
+            self._engaged(message, at_ms)
         state = self.states.get(profile)
         if state is None:
             state = self.states[profile] = ProfileState(profile)
@@ -501,6 +536,17 @@ class Simulation:
         if effects:
             self._apply(profile, effects, now)
         return self.messages[before:]
+
+    def _engaged(self, message: dict[str, Any], at_ms: int) -> None:
+        properties = message.get("properties")
+        if not isinstance(properties, dict):
+            return
+        key = properties.get("message_key")
+        if not isinstance(key, str):
+            return
+        machine = is_flagged(properties)
+        for fact in _ENGAGEMENT_FACTS[message["event"]]:
+            self.engagement.append(Engagement(at_ms, key, fact, machine))
 
     def replay(self, messages: Iterable[dict[str, Any]], horizon: int | str | None = None) -> list[PlannedMessage]:
         """Feed messages in timestamp order (a stable sort), then fire timers up to the last
@@ -667,6 +713,7 @@ class Simulation:
                         key=send.key,
                         marketing=send.marketing,
                         deferred_from_ms=self._deferred_from.pop(send.key, None) if self._deferred_from else None,
+                        trigger_at_ms=_trigger_at(send.context),
                     )
                 )
             elif kind is CancelTimer:
@@ -838,6 +885,13 @@ class Simulation:
             "clock": iso(self.now_ms) if self.now_ms is not None else None,
             "journeys": journeys,
         }
+
+
+def _trigger_at(context: Mapping[str, Any]) -> int | None:
+    # As the dispatcher reads it for the rollups' time to trigger (runtime/dispatcher.py).
+    trigger = context.get("trigger")
+    at = trigger.get("at") if isinstance(trigger, dict) else None
+    return at if isinstance(at, int) else None
 
 
 def _withheld_summary(withheld: list[WithheldMessage]) -> dict[str, Any]:
