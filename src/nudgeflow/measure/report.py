@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -39,8 +39,18 @@ TIME_TO_TRIGGER, TIME_TO_CONVERT = "trigger", "convert"
 MESSAGE_DIMENSIONS = ("step", "variant", "channel")
 
 
-def _rate(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
+def _rate(part: float | None, whole: float | None) -> float | None:
+    # None over anything (or anything over None) is not known: a simulation's counters of what
+    # only dispatch and tracking see (runtime/simulation_rollups.py) are None, not 0.
+    return part / whole if whole and part is not None else None
+
+
+def _plus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -65,8 +75,8 @@ def metrics(
     """The report's numbers for one row of summed counters (store/rollups.read) and its
     latency histograms (metric -> bucket -> count). `message_row`: the row is one step's,
     variant's or channel's, so its recipients are the runs sent that message."""
-    opens = c["opens"] + (c["opens_machine"] if include_machine else 0)
-    clicks = c["clicks"] + (c["clicks_bot"] if include_machine else 0)
+    opens = _plus(c["opens"], c["opens_machine"] if include_machine else 0)
+    clicks = _plus(c["clicks"], c["clicks_bot"] if include_machine else 0)
     recipients = c["step_recipients"] if message_row else c["recipients"]
     sent = c["sent"]
     return {
@@ -83,14 +93,14 @@ def metrics(
         "click_rate": _rate(clicks, sent),
         "conversions": c["conversions"],
         "conversion_rate": _rate(c["conversions"], c["entered"]),
-        "revenue": round(c["revenue"], 6),
+        "revenue": _round(c["revenue"]),
         "revenue_per_recipient": _rate(c["revenue"], recipients),
         # Last touch to a message within the workspace's windows: attribution, not cause.
         "attributed_conversions": c["attributed_conversions"],
-        "attributed_revenue": round(c["attributed_revenue"], 6),
+        "attributed_revenue": _round(c["attributed_revenue"]),
         "held_out_conversions": c["conversions_held_out"],
         "held_out_conversion_rate": _rate(c["conversions_held_out"], c["held_out"]),
-        "held_out_revenue": round(c["revenue_held_out"], 6),
+        "held_out_revenue": _round(c["revenue_held_out"]),
         "unsubscribes": c["unsubscribes"],
         "unsubscribe_rate": _rate(c["unsubscribes"], sent),
         "complaints": c["complaints"],
@@ -118,12 +128,22 @@ def lift(c: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"basis": LIFT_BASIS, "conversion": asdict(conversion), "revenue_per_run": asdict(revenue)}
 
 
-def _sum(rows: Iterable[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = dict.fromkeys(names, 0)
+def _sum(rows: Iterable[Mapping[str, Any]], names: Sequence[str], not_known: Collection[str] = ()) -> dict[str, Any]:
+    """Each counter summed over the rows; a counter not known (None in a row, or named in
+    `not_known`: over no rows too) stays not known."""
+    out: dict[str, Any] = {name: None if name in not_known else 0 for name in names}
     for row in rows:
         for name in names:
-            out[name] += row[name]
+            out[name] = _plus(out[name], row[name])
     return out
+
+
+def not_known_metrics(values: Sequence[str], not_known: Collection[str], *, include_machine: bool) -> list[str]:
+    """The report's metrics that counters `not_known` leave unknown, in the report's order: the
+    metrics of a row whose every other counter is 1 (no rate is then undefined for want of a
+    denominator), which come out None."""
+    probe = {name: None if name in not_known else 1 for name in values}
+    return [name for name, value in metrics(probe, {}, include_machine=include_machine).items() if value is None]
 
 
 def _merge(into: dict[str, dict[int, int]], metric: str, bucket: int, count: int) -> None:
@@ -139,15 +159,18 @@ def journey_report(
     values: Sequence[str],
     *,
     include_machine: bool = False,
+    not_known: Collection[str] = (),
 ) -> dict[str, Any]:
     """Totals and one row per combination of `by`, from store/rollups.read's answer for one
-    journey (`values`: the counter names it summed)."""
+    journey (`values`: the counter names it summed). `not_known`: counters that are None in
+    the rows because their source could not know them (a simulation's); the report then
+    lists the metrics they leave unknown under "not_known"."""
     totals_hist: dict[str, dict[int, int]] = {}
     rows_hist: dict[tuple[Any, ...], dict[str, dict[int, int]]] = defaultdict(dict)
     for key, metric, bucket, count in latencies:
         _merge(totals_hist, metric, bucket, count)
         _merge(rows_hist[tuple(key[1:])], metric, bucket, count)
-    summed = _sum(counters, values)
+    summed = _sum(counters, values, not_known)
     totals = metrics(summed, totals_hist, include_machine=include_machine)
     rows = []
     for row in counters:
@@ -159,7 +182,7 @@ def journey_report(
                 **metrics(row, rows_hist.get(key, {}), include_machine=include_machine, message_row=message_row),
             }
         )
-    return {
+    out = {
         "journey_id": journey_id,
         "by": list(by),
         "machine_included": include_machine,
@@ -167,6 +190,9 @@ def journey_report(
         "rows": rows,
         "lift": lift(summed),
     }
+    if not_known:
+        out["not_known"] = not_known_metrics(values, not_known, include_machine=include_machine)
+    return out
 
 
 def overview_report(
@@ -176,9 +202,10 @@ def overview_report(
     values: Sequence[str],
     *,
     include_machine: bool = False,
+    not_known: Collection[str] = (),
 ) -> dict[str, Any]:
     """Per journey, per trigger type (summed over its journeys) and the workspace, from
-    store/rollups.read's answer grouped by journey alone."""
+    store/rollups.read's answer grouped by journey alone (`not_known` as journey_report's)."""
     per_journey_hist: dict[str, dict[str, dict[int, int]]] = defaultdict(dict)
     for key, metric, bucket, count in latencies:
         _merge(per_journey_hist[key[0]], metric, bucket, count)
@@ -203,24 +230,27 @@ def overview_report(
             for bucket, count in buckets.items():
                 _merge(type_hist[kind], metric, bucket, count)
                 _merge(all_hist, metric, bucket, count)
-    return {
+    out = {
         "machine_included": include_machine,
         "journeys": journeys,
         "trigger_types": [
             {
                 "trigger_type": kind,
                 "journeys": len(rows),
-                **metrics(_sum(rows, values), type_hist[kind], include_machine=include_machine),
+                **metrics(_sum(rows, values, not_known), type_hist[kind], include_machine=include_machine),
             }
             for kind, rows in sorted(by_type.items())
         ],
         # Summed over journeys: a goal event that converted runs of several journeys counts
         # once per journey here; `unique_conversions` below counts it once (docs/measurement.md).
-        "workspace": metrics(_sum(counters, values), all_hist, include_machine=include_machine),
+        "workspace": metrics(_sum(counters, values, not_known), all_hist, include_machine=include_machine),
         # The program's lift needs people held out of every journey (the global control group);
         # the journeys' own holdouts do not add up to it.
         "lift": None,
     }
+    if not_known:
+        out["not_known"] = not_known_metrics(values, not_known, include_machine=include_machine)
+    return out
 
 
 CSV_LATENCIES = ("time_to_trigger", "time_to_convert")
