@@ -4,51 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, open_workspace
 
 report_app = typer.Typer(help="Reports: a journey's metrics, by step, variant and channel.", no_args_is_help=True)
-
-# The columns the table shows (JSON and CSV have every metric).
-TABLE = (
-    ("entered", "entered"),
-    ("held_out", "held out"),
-    ("recipients", "recipients"),
-    ("sent", "sent"),
-    ("delivered", "delivered"),
-    ("unique_opens", "opens"),
-    ("open_rate", "open %"),
-    ("unique_clicks", "clicks"),
-    ("click_rate", "click %"),
-    ("conversions", "conv."),
-    ("conversion_rate", "conv. %"),
-    ("revenue", "revenue"),
-    ("unsubscribes", "unsubs"),
-    ("complaints", "complaints"),
-    ("bounces", "bounces"),
-)
-
-
-def _cell(name: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if name.endswith("_rate"):
-        return f"{100 * value:.1f}"
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return f"{value:,}"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value:.0f} s"
 
 
 @report_app.command("journey")
@@ -72,8 +34,8 @@ def report_journey(
     Over the runs that entered and the messages sent from --from to --to (UTC days); what each
     number means is in docs/measurement.md."""
     from rich.console import Console
-    from rich.table import Table
 
+    from nudgeflow.cli.report_table import journey_table, machine_note
     from nudgeflow.measure import report
     from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_day
 
@@ -100,26 +62,8 @@ def report_journey(
     if as_csv:
         sys.stdout.write(report.journey_csv(found))
         return
-    table = Table(title=f"{journey_id}  {found['from'] or '…'} to {found['to'] or '…'}")
-    for name in groups:
-        table.add_column(name)
-    for _, label in TABLE:
-        table.add_column(label, justify="right")
-    table.add_column("to trigger p50/p90", justify="right")
-    table.add_column("to convert p50/p90", justify="right")
-
-    def line(row: dict[str, Any], heads: list[str]) -> list[str]:
-        times = [
-            f"{_seconds(row[name]['p50_s'])} / {_seconds(row[name]['p90_s'])}"
-            for name in ("time_to_trigger", "time_to_convert")
-        ]
-        return [*heads, *(_cell(name, row[name]) for name, _ in TABLE), *times]
-
-    for row in found["rows"]:
-        table.add_row(*line(row, [str(row[name]) if row[name] != "" else "(journey)" for name in groups]))
-    table.add_row(*line(found["totals"], ["total", *[""] * (len(groups) - 1)] if groups else []), style="bold")
+    table = journey_table(found, groups, f"{journey_id}  {found['from'] or '…'} to {found['to'] or '…'}")
     Console(width=250).print(table)
-    totals = found["totals"]
-    if totals["machine_opens"] or totals["bot_clicks"]:
-        shown = "counted in" if machine else "left out of"
-        print(f"machine opens {totals['machine_opens']}, bot clicks {totals['bot_clicks']}: {shown} the rates")
+    note = machine_note(found, machine)
+    if note:
+        print(note)

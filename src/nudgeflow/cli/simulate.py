@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from nudgeflow.cli.common import err, fail
+
+if TYPE_CHECKING:
+    from nudgeflow.runtime.simulation import Simulation
 
 
 def simulate(
@@ -67,6 +70,19 @@ def simulate(
             show_default=False,
         ),
     ] = None,
+    with_report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Also each journey's report, as `nudgeflow report journey` shows it (--json: in the summary line).",
+        ),
+    ] = False,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="With --report: break down by step, variant, channel (version, day), comma-separated."
+        ),
+    ] = None,
 ) -> None:
     """Replay recorded events through journeys on a virtual clock and show what would be sent."""
     from nudgeflow.model.journeys import duration_ms
@@ -84,7 +100,14 @@ def simulate(
         totals_line,
         write_json_lines,
     )
+    from nudgeflow.web.reports_api import BadQuery, parse_by
 
+    if by is not None and not with_report:
+        raise fail("--by: only with --report")
+    try:
+        groups = parse_by(by)
+    except BadQuery as exc:
+        raise fail(f"--{exc}") from exc
     try:
         horizon_ms = 0 if horizon.strip() == "0" else duration_ms(horizon)
     except ValueError as exc:
@@ -119,8 +142,9 @@ def simulate(
         )
     except OSError as exc:
         raise fail(str(exc)) from exc
+    reports = _reports(report.sim, groups) if with_report else None
     if as_json:
-        write_json_lines(report, sys.stdout)
+        write_json_lines(report, sys.stdout, {"report": reports} if reports is not None else None)
         sys.stdout.flush()
     else:
         out = Console()
@@ -133,6 +157,8 @@ def simulate(
                 out.print(table)
         if "segments" in summary:
             out.print(segments_table(summary))
+        if reports is not None:
+            _print_reports(reports, groups)
         out.print(totals_line(report), highlight=False)
     if report.bad_lines:
         raise typer.Exit(2)
@@ -156,3 +182,35 @@ def _places_file(path: str) -> list[dict[str, object]]:
     except (OSError, UnicodeDecodeError, CatalogError) as exc:
         raise fail(f"--places {path}: {exc}") from exc
     return rows
+
+
+def _reports(sim: Simulation, groups: tuple[str, ...]) -> dict[str, Any]:
+    """Each journey's report and the overview from the simulation (runtime/simulation_rollups),
+    days as dates, as the admin API and `nudgeflow report` give them."""
+    from nudgeflow.runtime.simulation_rollups import simulated_report
+    from nudgeflow.web.reports_api import iso_date
+
+    found = simulated_report(sim, by=groups)
+    for journey in found["journeys"].values():
+        journey["from"] = journey["to"] = None
+        if "day" in groups:
+            for row in journey["rows"]:
+                row["day"] = iso_date(row["day"])
+    return found
+
+
+NOT_KNOWN_CAPTION = (
+    "n/k: not known from a simulation (delivery, bounces, unsubscribes and complaints happen at dispatch;"
+    " opens and clicks only when the replayed events hold them): docs/measurement.md"
+)
+
+
+def _print_reports(reports: dict[str, Any], groups: tuple[str, ...]) -> None:
+    from nudgeflow.cli.report_table import journey_table, machine_note
+
+    out = Console(width=250)
+    for journey_id, found in reports["journeys"].items():
+        out.print(journey_table(found, groups, f"Report: {journey_id} (simulated)", NOT_KNOWN_CAPTION))
+        note = machine_note(found, False)
+        if note:
+            out.print(note, highlight=False)

@@ -409,9 +409,10 @@ def ordered(messages: Sequence[PlannedMessage]) -> list[PlannedMessage]:
     return sorted(messages, key=lambda m: m.at_ms)
 
 
-def write_json_lines(report: ReplayReport, out: IO[str]) -> None:
+def write_json_lines(report: ReplayReport, out: IO[str], extra: Mapping[str, Any] | None = None) -> None:
     """One object per planned message, then {"summary": {...}} on the last line. With
-    policies or segments, one per message wanted, with its status (runtime/simulation_report)."""
+    policies or segments, one per message wanted, with its status (runtime/simulation_report).
+    `extra` is added to the summary (simulate --report's reports)."""
     dumps = orjson.dumps
     if report.extended:
         from nudgeflow.runtime.simulation_report import message_lines
@@ -422,7 +423,10 @@ def write_json_lines(report: ReplayReport, out: IO[str]) -> None:
     for line in lines:
         out.write(dumps(line).decode())
         out.write("\n")
-    out.write(dumps({"summary": report.summary()}).decode())
+    summary = report.summary()
+    if extra:
+        summary.update(extra)
+    out.write(dumps({"summary": summary}).decode())
     out.write("\n")
 
 

@@ -1,0 +1,84 @@
+"""A journey report (measure/report.journey_report) as a table: what `nudgeflow report journey`
+and `nudgeflow simulate --report` print. JSON and CSV carry every metric; the table shows these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.table import Table
+
+# The columns the table shows (JSON and CSV have every metric).
+TABLE = (
+    ("entered", "entered"),
+    ("held_out", "held out"),
+    ("recipients", "recipients"),
+    ("sent", "sent"),
+    ("delivered", "delivered"),
+    ("unique_opens", "opens"),
+    ("open_rate", "open %"),
+    ("unique_clicks", "clicks"),
+    ("click_rate", "click %"),
+    ("conversions", "conv."),
+    ("conversion_rate", "conv. %"),
+    ("revenue", "revenue"),
+    ("unsubscribes", "unsubs"),
+    ("complaints", "complaints"),
+    ("bounces", "bounces"),
+)
+# A metric the report's source cannot know (its "not_known" list): not "-", which is a rate
+# with nothing to divide by, and never 0.
+NOT_KNOWN = "n/k"
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name.endswith("_rate"):
+        return f"{100 * value:.1f}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return f"{value:,}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} s"
+
+
+def journey_table(found: Mapping[str, Any], groups: Sequence[str], title: str, caption: str | None = None) -> Table:
+    """The report's rows (one per combination of `groups`) and its totals in bold."""
+    unknown = set(found.get("not_known", ()))
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for name in groups:
+        table.add_column(name)
+    for _, label in TABLE:
+        table.add_column(label, justify="right")
+    table.add_column("to trigger p50/p90", justify="right")
+    table.add_column("to convert p50/p90", justify="right")
+
+    def line(row: Mapping[str, Any], heads: list[str]) -> list[str]:
+        times = [
+            f"{_seconds(row[name]['p50_s'])} / {_seconds(row[name]['p90_s'])}"
+            for name in ("time_to_trigger", "time_to_convert")
+        ]
+        cells = (NOT_KNOWN if name in unknown else _cell(name, row[name]) for name, _ in TABLE)
+        return [*heads, *cells, *times]
+
+    for row in found["rows"]:
+        table.add_row(*line(row, [str(row[name]) if row[name] != "" else "(journey)" for name in groups]))
+    table.add_row(*line(found["totals"], ["total", *[""] * (len(groups) - 1)] if groups else []), style="bold")
+    return table
+
+
+def machine_note(found: Mapping[str, Any], machine: bool) -> str | None:
+    """Whether machine opens and bot clicks are in the rates, when there were any."""
+    totals = found["totals"]
+    if not (totals["machine_opens"] or totals["bot_clicks"]):
+        return None
+    shown = "counted in" if machine else "left out of"
+    return f"machine opens {totals['machine_opens']}, bot clicks {totals['bot_clicks']}: {shown} the rates"
