@@ -253,7 +253,7 @@ def test_a_message_recorded_twice_counts_once(server: tuple[LiveServer, VirtualC
     wid = srv.workspace().workspace_id
     at = to_ms(clock.now())
     sent = rollups.Sent(wid, "r1:mail:1", "p1", "r1", "promo", 1, "mail", None, "email", True, at, at, at - 5000)
-    run = ("r1", wid, "promo", 1, "p1", "done", None, 0, at, None, None, at + 60_000, 12.5, at)
+    run = ("r1", wid, "promo", 1, "p1", "done", None, 0, at, None, None, at + 60_000, 12.5, at, 0, None, None)
     for _ in range(2):
         with srv.state.engine.begin() as conn:
             report = rollups.Rollup()

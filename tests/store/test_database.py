@@ -148,6 +148,39 @@ def test_migration_0013_moves_suppression_reasons_into_the_reason_column_in_thei
         ]
 
 
+def test_migration_0017_keeps_old_runs_and_counters_outside_the_control_group(new_engine: Any) -> None:
+    database.upgrade(new_engine, "0016")
+    with new_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO journey_runs (id, workspace_id, journey_id, version, profile_id, status, holdout,"
+                " entered_at_ms, updated_at_ms) VALUES ('r1', 'ws', 'j', 1, 'p', 'done', 1, 5, 5)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO report_rollups (workspace_id, journey_id, version, step, variant, channel, day,"
+                " entered, revenue) VALUES ('ws', 'j', 1, '', '', '', 0, 3, 2.5)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO message_facts (workspace_id, subject, fact, profile_id, at_ms)"
+                " VALUES ('ws', 's', 'f', 'p', 1)"
+            )
+        )
+    database.upgrade(new_engine)
+    with new_engine.connect() as conn:
+        run = conn.execute(text("SELECT holdout, control, control_cohort FROM journey_runs")).one()
+        rollup = conn.execute(
+            text("SELECT entered, revenue, entered_control, revenue_control, program_people FROM report_rollups")
+        ).one()
+        amount = conn.execute(text("SELECT amount FROM message_facts")).scalar_one()
+    assert tuple(run) == (1, 0, None)
+    assert tuple(rollup) == (3, 2.5, 0, 0.0, 0)
+    assert amount is None
+
+
 def test_event_sequence_is_generated_on_both_databases(new_engine: Any) -> None:
     database.upgrade(new_engine)
     row = {

@@ -48,18 +48,33 @@ def _message(kind: type, key: str, run_id: str, **fields: Any) -> Any:
 
 def _facts(live: LiveServer, ws: NewWorkspace, ids: dict[str, str]) -> None:
     """ada: treated, sent variant `short` (queued at T0+1d), converted at T0+2d for 42.5; bob: held
-    out, converted at T0+3d; cy: treated, her message dropped by a policy, not converted."""
+    out, converted at T0+3d; cy: treated, her message dropped by a policy, not converted; dee: in
+    the global control group and the journey's holdout, converted at T0+4d for 7."""
     # Run ids and message keys are the workspace's own: tests share one PostgreSQL database.
     w = ws.workspace_id
     runs = {
         "ada": Run(f"{w}-ada", "welcome", 2, T0, {}, converted_at=T0 + 2 * DAY, revenue=42.5),
         "bob": Run(f"{w}-bob", "welcome", 2, T0 + 1, {}, holdout=True, converted_at=T0 + 3 * DAY),
         "cy": Run(f"{w}-cy", "welcome", 2, T0 + 2, {}),
+        "dee": Run(
+            f"{w}-dee",
+            "welcome",
+            2,
+            T0 + 3,
+            {},
+            holdout=True,
+            control=True,
+            control_cohort="",
+            converted_at=T0 + 4 * DAY,
+            revenue=7.0,
+        ),
     }
 
     def write(conn: Any) -> None:
         batch = EffectsBatch()
         for user, run in runs.items():
+            if user not in ids:  # a test that does without her
+                continue
             effects: list[Any] = [RunChanged(run.as_row(ids[user]))]
             if user == "ada":
                 effects.append(_message(SendMessage, "k-ada", run.id, variant="short"))
@@ -85,7 +100,7 @@ def _csv(response: httpx.Response) -> list[dict[str, str]]:
 
 
 def test_exposures_messages_and_conversions_as_csv(live: LiveServer, ws: NewWorkspace, api: httpx.Client) -> None:
-    ids = _people(live, ws, api, "ada", "bob", "cy")
+    ids = _people(live, ws, api, "ada", "bob", "cy", "dee")
     _facts(live, ws, ids)
 
     exposures = _csv(api.get("/api/exports/exposures"))
@@ -93,6 +108,7 @@ def test_exposures_messages_and_conversions_as_csv(live: LiveServer, ws: NewWork
         ("journey", "treated", "ada", ""),
         ("journey", "holdout", "bob", ""),
         ("journey", "treated", "cy", ""),
+        ("journey", "control", "dee", ""),
         ("variant", "short", "ada", "hello"),
     ]
     assert exposures[0]["at"] == "2026-05-28T20:26:40.000Z" and exposures[0]["journey_version"] == "2"
@@ -108,10 +124,11 @@ def test_exposures_messages_and_conversions_as_csv(live: LiveServer, ws: NewWork
     assert [(c["user_id"], c["arm"], c["revenue"], c["converted_at"]) for c in conversions] == [
         ("ada", "treated", "42.5", "2026-05-30T20:26:40.000Z"),
         ("bob", "holdout", "", "2026-05-31T20:26:40.000Z"),
+        ("dee", "control", "7.0", "2026-06-01T20:26:40.000Z"),
     ]
     # The time range: from included, to excluded, dates or date-times.
     later = _csv(api.get("/api/exports/conversions", params={"from": "2026-05-31"}))
-    assert [c["user_id"] for c in later] == ["bob"]
+    assert [c["user_id"] for c in later] == ["bob", "dee"]
     until = _csv(api.get("/api/exports/conversions", params={"to": "2026-05-31T20:26:40Z"}))
     assert [c["user_id"] for c in until] == ["ada"]
 
@@ -127,7 +144,7 @@ def test_parquet_has_typed_columns(live: LiveServer, ws: NewWorkspace, api: http
     assert str(table.schema.field("revenue").type) == "double"
     assert table.column("user_id").to_pylist() == ["ada", "bob"]
     assert table.column("revenue").to_pylist() == [42.5, None]
-    assert table.schema.field("arm").metadata == {b"doc": b"treated or holdout"}
+    assert table.schema.field("arm").metadata == {b"doc": b"treated, holdout or control (the global control group)"}
     empty = api.get("/api/exports/messages", params={"format": "parquet", "from": "2030-01-01"})
     assert _parquet(empty.content).num_rows == 0
 

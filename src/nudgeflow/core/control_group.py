@@ -14,8 +14,9 @@ Who is in it
     independent of the last one as two hashes are.
 
 When it is decided
-    Once per run, when it enters, and kept on the run (`Run.control`): a run is in the group or
-    not for its whole life, so a run that crosses a reset, or a change of the policies, keeps its
+    Once per run, when it enters, and kept on the run (`Run.control`, and `Run.control_cohort`:
+    the draw it was decided in, None for a journey that excludes the group): a run is in the
+    group or not for its whole life, so a run that crosses a reset, or a change of the policies, keeps its
     side and the comparison stays clean. Runs that entered before the group was set are not in it.
     A journey with `control_group: exclude` has no run in the group.
 
@@ -30,6 +31,7 @@ What it does to a run
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -70,6 +72,16 @@ def epoch(plan: ControlPlan, at_ms: int) -> str:
     if plan.reset == "quarterly":
         return f"{day.year}Q{(day.month - 1) // 3 + 1}"
     return f"{day.year}-{day.month:02d}"
+
+
+def cohort(plan: ControlPlan, at_ms: int) -> str:
+    """The draw of the group a run entering at `at_ms` belongs to: its period, and a short hash
+    of the salt when one is set (a new salt draws a new group within the period). The program's
+    lift counts a person once per cohort (store/rollups.py, docs/measurement.md)."""
+    name = epoch(plan, at_ms)
+    if not plan.salt:
+        return name
+    return f"{name}~{hashlib.blake2b(plan.salt.encode(), digest_size=4).hexdigest()}"
 
 
 def member(plan: ControlPlan, person: str, at_ms: int) -> bool:

@@ -300,6 +300,7 @@ def _run_reacts(turn: Turn, run: Run, event: EventInput) -> None:
         and event_matches(goal, event, scope)
     ):
         run.converted_at = event.timestamp_ms
+        run.converted_by = event.message_id
         if goal.revenue:
             found, value = get_path(event.properties, goal.revenue)
             run.revenue = as_number(value) if found else None

@@ -29,6 +29,10 @@ class Run:
     holdout: bool = False
     # In the workspace's global control group (core/control_group.py): decided at entry, kept.
     control: bool = False
+    # The group's draw the run was decided in (core/control_group.cohort): the program's lift
+    # counts a person once per cohort. None when the run takes no part in the comparison (no
+    # group, or a journey with `control_group: exclude`).
+    control_cohort: str | None = None
     status: str = ACTIVE
     step: str | None = None
     waiting: dict[str, Any] | None = None  # a wait_for_event step's pending wait
@@ -41,6 +45,7 @@ class Run:
     timing: dict[str, Any] | None = None
     goal_until: int | None = None
     converted_at: int | None = None
+    converted_by: str | None = None  # the goal event's messageId: a goal event is counted once
     revenue: float | None = None
     ended_at: int | None = None
     exit_reason: str | None = None
@@ -69,13 +74,13 @@ class Run:
             "status": self.status,
             "step": self.step,
             "holdout": int(self.holdout),
-            # Not a journey_runs column (yet): the simulator reads it, the store's run writer
-            # takes the columns it knows (store/effects_writer.RUN_COLUMNS).
             "control": int(self.control),
+            "control_cohort": self.control_cohort,
             "entered_at_ms": self.entered_at,
             "ended_at_ms": self.ended_at,
             "exit_reason": self.exit_reason,
             "converted_at_ms": self.converted_at,
+            "converted_by": self.converted_by,
             "revenue": self.revenue,
         }
 

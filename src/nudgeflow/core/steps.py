@@ -90,12 +90,10 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     holdout = journey.holdout > 0 and unit_hash("holdout", jv.journey_id, state.assignment_key) < journey.holdout
     # The global control group, independent of the journey's holdout (another hash), decided
     # at the entry's event time (core/control_group.py): the run keeps its side.
-    plan = turn.catalog.control_plan
-    control = (
-        plan is not None
-        and journey.control_group == "include"
-        and control_group.member(plan, state.assignment_key, entered_at)
-    )
+    # A journey that excludes the group takes no part in it, nor in the program's comparison.
+    plan = turn.catalog.control_plan if journey.control_group == "include" else None
+    control = plan is not None and control_group.member(plan, state.assignment_key, entered_at)
+    cohort = None if plan is None else control_group.cohort(plan, entered_at)
     run = Run(
         id=run_id_for(state.profile_id, state.run_seq, entered_at),
         journey_id=jv.journey_id,
@@ -106,6 +104,7 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
         trigger=trigger,
         holdout=holdout,
         control=control,
+        control_cohort=cohort,
         goal_until=turn.since_ms + duration_ms(journey.goal.within) if journey.goal else None,
     )
     state.runs[run.id] = run

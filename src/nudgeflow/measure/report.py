@@ -16,11 +16,15 @@ What each number means is in docs/measurement.md; in short:
 - time to trigger: trigger event → the message sent, p50 and p90; time to convert: entry →
   goal, p50 and p90; both read from log-spaced buckets (model/histogram.py: within 9.1 %).
 
-- lift (a journey with held-out runs): its treated runs against its held-out runs, the
-  conversion rate (Newcomb's interval, the pooled z-test) and revenue per run (Welch's
-  interval), from measure/statistics.py. Randomized, so causal, unlike attributed conversions.
-  The overview gives each journey's; a workspace-wide lift needs a group held out of every
-  journey (the global control group), not a sum of the journeys' holdouts.
+- control, control_conversions, control_revenue: the journey's runs in the workspace's global
+  control group (held out of the journey or not), apart: they are in neither side of its lift;
+- lift (a journey with held-out runs): its treated runs against its held-out runs, both
+  outside the global control group, the conversion rate (Newcomb's interval, the pooled
+  z-test) and revenue per run (Welch's interval), from measure/statistics.py. Randomized, so
+  causal, unlike attributed conversions.
+- the program's lift (the overview's `lift`): the global control group's people against
+  everyone else's, one unit per person and cohort of the group (store/rollups.py), with the
+  same methods; not a sum of the journeys' holdouts.
 """
 
 from __future__ import annotations
@@ -101,6 +105,10 @@ def metrics(
         "held_out_conversions": c["conversions_held_out"],
         "held_out_conversion_rate": _rate(c["conversions_held_out"], c["held_out"]),
         "held_out_revenue": _round(c["revenue_held_out"]),
+        "control": c["entered_control"],
+        "control_conversions": c["conversions_control"],
+        "control_conversion_rate": _rate(c["conversions_control"], c["entered_control"]),
+        "control_revenue": _round(c["revenue_control"]),
         "unsubscribes": c["unsubscribes"],
         "unsubscribe_rate": _rate(c["unsubscribes"], sent),
         "complaints": c["complaints"],
@@ -113,7 +121,19 @@ def metrics(
     }
 
 
-LIFT_BASIS = "treated runs against the journey's held-out runs (randomized: causal, unlike attribution)"
+LIFT_BASIS = (
+    "treated runs against the journey's held-out runs, both outside the global control group"
+    " (randomized: causal, unlike attribution)"
+)
+PROGRAM_BASIS = (
+    "people in the workspace's global control group (sent no marketing by any journey) against everyone"
+    " else who entered a journey that does not exclude the group (randomized: causal, unlike attribution)"
+)
+PROGRAM_UNIT = (
+    "a person per cohort of the group (its reset period and salt), from their first run in a journey that"
+    " does not exclude the group; converted when any such run of theirs met its journey's goal; revenue:"
+    " their goal events' revenue, each event once"
+)
 
 
 def lift(c: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -126,6 +146,30 @@ def lift(c: Mapping[str, Any]) -> dict[str, Any] | None:
         RevenueSums(c["held_out"], c["revenue_held_out"], c["revenue_sq_held_out"]),
     )
     return {"basis": LIFT_BASIS, "conversion": asdict(conversion), "revenue_per_run": asdict(revenue)}
+
+
+def program_lift(c: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The program's lift from store/rollups.read_program's counters: everyone else against
+    the global control group; None when no one in the group entered a journey."""
+    if not c["program_people_control"]:
+        return None
+    people, people_control = c["program_people"], c["program_people_control"]
+    conversion = conversion_lift(c["program_conversions"], people, c["program_conversions_control"], people_control)
+    revenue = revenue_lift(
+        RevenueSums(people, c["program_revenue"], c["program_revenue_sq"]),
+        RevenueSums(people_control, c["program_revenue_control"], c["program_revenue_sq_control"]),
+    )
+    return {
+        "basis": PROGRAM_BASIS,
+        "unit": PROGRAM_UNIT,
+        "people": people,
+        "control_people": people_control,
+        "revenue": _round(c["program_revenue"]),
+        "control_revenue": _round(c["program_revenue_control"]),
+        # In statistics' words, "held out" is the control group here.
+        "conversion": asdict(conversion),
+        "revenue_per_person": asdict(revenue),
+    }
 
 
 def _sum(rows: Iterable[Mapping[str, Any]], names: Sequence[str], not_known: Collection[str] = ()) -> dict[str, Any]:
@@ -201,11 +245,13 @@ def overview_report(
     trigger_types: Mapping[str, str],
     values: Sequence[str],
     *,
+    program: Mapping[str, Any] | None = None,
     include_machine: bool = False,
     not_known: Collection[str] = (),
 ) -> dict[str, Any]:
     """Per journey, per trigger type (summed over its journeys) and the workspace, from
-    store/rollups.read's answer grouped by journey alone (`not_known` as journey_report's)."""
+    store/rollups.read's answer grouped by journey alone (`not_known` as journey_report's); and
+    the program's lift from store/rollups.read_program's counters (`program`), when given."""
     per_journey_hist: dict[str, dict[str, dict[int, int]]] = defaultdict(dict)
     for key, metric, bucket, count in latencies:
         _merge(per_journey_hist[key[0]], metric, bucket, count)
@@ -244,9 +290,10 @@ def overview_report(
         # Summed over journeys: a goal event that converted runs of several journeys counts
         # once per journey here; `unique_conversions` below counts it once (docs/measurement.md).
         "workspace": metrics(_sum(counters, values, not_known), all_hist, include_machine=include_machine),
-        # The program's lift needs people held out of every journey (the global control group);
-        # the journeys' own holdouts do not add up to it.
-        "lift": None,
+        # The program's lift: the global control group's people against everyone else's. The
+        # journeys' own holdouts do not add up to it (a person held out of one journey gets
+        # the others).
+        "lift": program_lift(program) if program is not None else None,
     }
     if not_known:
         out["not_known"] = not_known_metrics(values, not_known, include_machine=include_machine)
@@ -295,6 +342,35 @@ def to_csv(rows: Sequence[Mapping[str, Any]], leading: Sequence[str]) -> str:
                 line.append("" if value is None else value)
         writer.writerow(line)
     return out.getvalue()
+
+
+def overview_csv(report: Mapping[str, Any]) -> str:
+    """The overview as CSV: a line per journey, then, with a global control group, a 'program'
+    line whose `entered` is the people outside the group, `control` the people in it, and
+    whose conversion, revenue and lift columns are the program's (the others are empty)."""
+    lines: list[dict[str, Any]] = [{"row": "journey", **journey} for journey in report["journeys"]]
+    program = report.get("lift")
+    if lines and program:
+        conversion = program["conversion"]
+        line: dict[str, Any] = dict.fromkeys(lines[0], None)
+        line.update(
+            row="program",
+            journey_id="",
+            trigger_type="",
+            entered=program["people"],
+            conversions=conversion["treated_conversions"],
+            conversion_rate=conversion["treated_rate"],
+            revenue=program["revenue"],
+            control=program["control_people"],
+            control_conversions=conversion["held_out_conversions"],
+            control_conversion_rate=conversion["held_out_rate"],
+            control_revenue=program["control_revenue"],
+            lift=program,
+            time_to_trigger={"p50_s": None, "p90_s": None},
+            time_to_convert={"p50_s": None, "p90_s": None},
+        )
+        lines.append(line)
+    return to_csv(lines, ["row", "journey_id", "trigger_type"])
 
 
 def journey_csv(report: Mapping[str, Any]) -> str:

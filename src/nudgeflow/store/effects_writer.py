@@ -14,7 +14,8 @@ it is released, under the same key, replaces its row (store/outbox.py), in the b
 the table.
 
 Run rows also feed the report rollups (store/rollups.count_runs): an entry the first time a
-run's row is written, a conversion the first time it carries one.
+run's row is written, a conversion the first time it carries one; and, for a run in the
+global control group's comparison, the program's people and their conversions.
 
 Segment changes (SegmentChanged) do two things: the members rows and daily sizes follow the
 last word on each membership (store/segments.write_changes), and every change is appended
@@ -68,12 +69,24 @@ RUN_COLUMNS = (
     "converted_at_ms",
     "revenue",
     "updated_at_ms",
+    "control",
+    "control_cohort",
+    "converted_by",
 )
-# What can change on a run once its row exists. Its workspace, journey, version, holdout and
-# entry never do, and its profile moves only on a merge, which re-points the rows itself
+# What can change on a run once its row exists. Its workspace, journey, version, holdout,
+# control group side and entry never do, and its profile moves only on a merge, which re-points the rows itself
 # (runtime/merges.py). Setting an indexed column rewrites its index entry even when the
 # value is the same: leaving profile_id out takes a random index page off every update.
-RUN_UPDATED = ("status", "step", "ended_at_ms", "exit_reason", "converted_at_ms", "revenue", "updated_at_ms")
+RUN_UPDATED = (
+    "status",
+    "step",
+    "ended_at_ms",
+    "exit_reason",
+    "converted_at_ms",
+    "revenue",
+    "updated_at_ms",
+    "converted_by",
+)
 STATE_COLUMNS = ("profile_id", "workspace_id", "state", "updated_at_ms")
 
 
@@ -239,6 +252,9 @@ class EffectsBatch:
                             row.get("converted_at_ms"),
                             row.get("revenue"),
                             now_ms,
+                            int(row.get("control") or 0),
+                            row.get("control_cohort"),
+                            row.get("converted_by"),
                         ),
                     )
                 )

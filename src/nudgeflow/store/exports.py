@@ -1,13 +1,16 @@
 """Exposures, messages and conversions as rows for a warehouse (`nudgeflow export`,
 GET /api/exports/{kind}): read in chunks, oldest first, one workspace, a time range.
 
-- exposures: who was assigned what, when. One row per journey run at entry (arm `treated`
-  or `holdout`, the journey's own holdout) and one per message sent with a variant of an
-  experiment (arm: the variant's name), at the time the message was queued.
+- exposures: who was assigned what, when. One row per journey run at entry (arm `treated`,
+  `holdout` (the journey's own holdout) or `control` (the workspace's global control group,
+  held out of the journey or not: such a run is on neither side of the journey's lift)) and
+  one per message sent with a variant of an experiment (arm: the variant's name), at the time
+  the message was queued.
 - messages: one row per outbox row (every message the engine decided, sent or not), with its
   status and, when it was not sent, the reason (model/reasons.py). Not its content.
 - conversions: one row per run that converted: the goal event within the journey's window
-  after entry, for treated and held-out runs alike (what lift is measured on), with revenue.
+  after entry, for treated, held-out and control runs alike (what lift is measured on), with
+  revenue, and the run's arm as in exposures.
 
 Rows are read a chunk at a time, in a fixed order (time, then id), and written a chunk at a
 time, so an export of millions of rows holds one chunk in memory.
@@ -52,11 +55,15 @@ class Column:
 COLUMNS: dict[Kind, tuple[Column, ...]] = {
     "exposures": (
         Column("at", "time", "when the person was exposed: entry into the journey, or the variant's message queued"),
-        Column("kind", "text", "journey (an entry: arm treated or holdout) or variant (a message of an experiment)"),
+        Column(
+            "kind",
+            "text",
+            "journey (an entry: arm treated, holdout or control) or variant (a message of an experiment)",
+        ),
         Column("journey_id", "text", "the journey"),
         Column("journey_version", "int", "its version"),
         Column("step", "text", "the send step with variants (empty for an entry)"),
-        Column("arm", "text", "treated, holdout, or the variant's name"),
+        Column("arm", "text", "treated, holdout, control (the global control group), or the variant's name"),
         Column("run_id", "text", "the journey run"),
         Column("profile_id", "text", "the person (Nudgeflow's id)"),
         Column("user_id", "text", "their userId, when known"),
@@ -83,7 +90,7 @@ COLUMNS: dict[Kind, tuple[Column, ...]] = {
         Column("converted_at", "time", "the goal event's time"),
         Column("journey_id", "text", "the journey"),
         Column("journey_version", "int", "its version"),
-        Column("arm", "text", "treated or holdout"),
+        Column("arm", "text", "treated, holdout or control (the global control group)"),
         Column("entered_at", "time", "when the run entered the journey"),
         Column("revenue", "float", "the goal's revenue property, when it had one"),
         Column("run_id", "text", "the journey run"),
@@ -118,6 +125,12 @@ def _user_id(profile_id: Any) -> Any:
     return select(profiles.c.user_id).where(profiles.c.id == profile_id).scalar_subquery()
 
 
+def _run_arm(r: Any) -> Any:
+    """A run's arm: the global control group first (a member held out of its journey is in
+    neither side of the journey's lift), then the journey's holdout."""
+    return case((r.c.control != 0, "control"), (r.c.holdout != 0, "holdout"), else_="treated")
+
+
 def _query(workspace_id: str, kind: Kind) -> tuple[Any, str, str]:
     """(the select, its time column, its tiebreak column); the tiebreak is the last column."""
     user = _user_id(journey_runs.c.profile_id)
@@ -127,7 +140,7 @@ def _query(workspace_id: str, kind: Kind) -> tuple[Any, str, str]:
             r.c.converted_at_ms.label("converted_at"),
             r.c.journey_id,
             r.c.version.label("journey_version"),
-            case((r.c.holdout != 0, "holdout"), else_="treated").label("arm"),
+            _run_arm(r).label("arm"),
             r.c.entered_at_ms.label("entered_at"),
             r.c.revenue,
             r.c.id.label("run_id"),
@@ -166,7 +179,7 @@ def _query(workspace_id: str, kind: Kind) -> tuple[Any, str, str]:
         r.c.journey_id,
         r.c.version.label("journey_version"),
         null().label("step"),
-        case((r.c.holdout != 0, "holdout"), else_="treated").label("arm"),
+        _run_arm(r).label("arm"),
         r.c.id.label("run_id"),
         r.c.profile_id,
         user.label("user_id"),

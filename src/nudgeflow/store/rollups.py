@@ -4,10 +4,13 @@ added to in the very transactions that record the facts they count.
 Who adds what, and where (each in its own transaction with the fact, so a crash loses or
 repeats both or neither):
 - the engine's effects writer (store/effects_writer.py): a run's entry (`entered`, or
-  `held_out` for a holdout run) the first time its row is written, and its conversion
-  (`conversions` or `conversions_held_out`, revenue and its square, time to convert) the
-  first time its row carries one. Whether the row existed, and with a conversion, is read
-  from journey_runs before the batch writes it, so a batch decided twice counts once;
+  `held_out` for a holdout run, or `entered_control` for a run in the global control group)
+  the first time its row is written, and its conversion (`conversions`, `conversions_held_out`
+  or `conversions_control`, revenue and its square, time to convert) the first time its row
+  carries one. Whether the row existed, and with a conversion, is read from journey_runs
+  before the batch writes it, so a batch decided twice counts once. The same writer counts
+  the program's people and conversions (the group against everyone else, one unit per person
+  and cohort of the group) in the workspace's rows: _count_program;
 - the dispatcher (runtime/dispatcher.py): `sent` (and `delivered` when the channel says
   so), `step_recipients`, `recipients` (a run's first message sent) and time to trigger;
 - the tracking routes (web/tracking.py, web/push_reports.py) and bounce handling
@@ -29,6 +32,7 @@ step, variant and channel are '' where they do not apply: a run's counters have 
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -173,22 +177,39 @@ def claim_firsts(conn: Connection, facts: Iterable[Fact]) -> set[tuple[str, str,
 # journey_runs' columns as store/effects_writer.RUN_COLUMNS orders them.
 _RUN_ID, _RUN_WS, _RUN_JOURNEY, _RUN_VERSION, _RUN_PROFILE = 0, 1, 2, 3, 4
 _RUN_HOLDOUT, _RUN_ENTERED, _RUN_CONVERTED, _RUN_REVENUE = 7, 8, 11, 12
+_RUN_CONTROL, _RUN_COHORT, _RUN_CONVERTED_BY = 14, 15, 16
 
 
 def count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]]) -> None:
     """Count the entries and conversions the batch's run rows (RUN_COLUMNS) bring, before
-    they are written (see _count_runs), and attribute each new treated conversion."""
-    converted = _count_runs(conn, rollup, rows)
+    they are written (see _count_runs), attribute each new treated conversion, and count the
+    program's people and conversions (_count_program)."""
+    converted, entering, converting = _count_runs(conn, rollup, rows)
     if converted:
         _attribute(conn, rollup, converted)
+    if entering or converting:
+        _count_program(conn, rollup, entering, converting)
 
 
-def _count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+Rows = list[tuple[Any, ...]]
+
+
+def _count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]]) -> tuple[Rows, Rows, Rows]:
     """A run whose row exists already has entered; one whose stored row has a conversion has
-    converted. Returns the rows of treated runs converting now."""
-    converting: list[tuple[Any, ...]] = []
+    converted.
+
+    A run is counted on one side of its journey: in the global control group (`_control`,
+    held out of the journey or not), else held out, else treated. A journey's lift compares
+    its treated and held-out runs, both outside the group: a member's baseline is lowered
+    (or raised) by the other journeys it does not get, so it belongs to neither.
+
+    Returns the rows of treated runs converting now (for attribution), and the rows of runs
+    in the program's comparison (a control cohort) entering now and converting now."""
+    converting: Rows = []
+    program_entering: Rows = []
+    program_converting: Rows = []
     if not rows:
-        return converting
+        return converting, program_entering, program_converting
     stored = {
         run_id: converted
         for run_id, converted in sql.select_in(
@@ -201,19 +222,115 @@ def _count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]
         converts = row[_RUN_CONVERTED] is not None and stored.get(run_id) is None
         if not (new or converts):
             continue
-        held = bool(row[_RUN_HOLDOUT])
+        held, control = bool(row[_RUN_HOLDOUT]), bool(row[_RUN_CONTROL])
         dims: Dims = (row[_RUN_WS], row[_RUN_JOURNEY], row[_RUN_VERSION], "", "", "", day_of(row[_RUN_ENTERED]))
         if new:
-            rollup.add(dims, **{"held_out" if held else "entered": 1})
+            rollup.add(dims, **{"entered_control" if control else "held_out" if held else "entered": 1})
         if converts:
             revenue = float(row[_RUN_REVENUE] or 0.0)
-            if held:
+            if control:
+                rollup.add(dims, conversions_control=1, revenue_control=revenue, revenue_sq_control=revenue**2)
+            elif held:
                 rollup.add(dims, conversions_held_out=1, revenue_held_out=revenue, revenue_sq_held_out=revenue**2)
             else:
                 rollup.add(dims, conversions=1, revenue=revenue, revenue_sq=revenue**2)
                 converting.append(row)
             rollup.latency(dims, TIME_TO_CONVERT, row[_RUN_CONVERTED] - row[_RUN_ENTERED])
-    return converting
+        if row[_RUN_COHORT] is not None:
+            if new:
+                program_entering.append(row)
+            if converts:
+                program_converting.append(row)
+    return converting, program_entering, program_converting
+
+
+# --- the program: the global control group against everyone else --------------------------------
+
+# Facts of a person in a cohort of the control group (subject "<profile>|<cohort>"): their
+# first run in it (at_ms: its entry, whose UTC day their counters are on; message_key: their
+# side; amount: their revenue so far), and their first conversion; and each goal event of
+# theirs (subject "<profile>|<cohort>|<hash of the event's messageId>"), whose revenue is added
+# once.
+PROGRAM_PERSON, PROGRAM_CONVERTED, PROGRAM_GOAL = "program", "program_converted", "program_goal"
+CONTROL_SIDE, TREATED_SIDE = "control", "treated"
+
+
+def _person(row: tuple[Any, ...]) -> str:
+    return f"{row[_RUN_PROFILE]}|{row[_RUN_COHORT]}"
+
+
+def _goal(row: tuple[Any, ...]) -> str:
+    # A messageId is up to 512 characters; its hash keeps the subject short.
+    event = str(row[_RUN_CONVERTED_BY] or row[_RUN_CONVERTED])
+    return f"{_person(row)}|{hashlib.blake2b(event.encode(), digest_size=12).hexdigest()}"
+
+
+def _count_program(conn: Connection, rollup: Rollup, entering: Rows, converting: Rows) -> None:
+    """The program's comparison, one unit per person and cohort: people (`program_people`, or
+    `program_people_control` in the group), those who converted, and their revenue, with the
+    sum of the squares of each person's total (what Welch's interval needs), in the
+    workspace's rows on the day of the person's first run in the cohort.
+
+    A person's side is their first run's: within a cohort it is the same for all their runs
+    unless the group's share changed in between. A goal event that converts runs of several
+    journeys adds its revenue once. Each step claims its fact in message_facts first, so a
+    batch decided twice counts nothing twice."""
+    m = sql.mark(conn)
+    firsts: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for row in sorted(entering, key=lambda r: (r[_RUN_ENTERED], r[_RUN_ID])):
+        firsts.setdefault((row[_RUN_WS], _person(row)), row)
+    one = f"({m}, {m}, {m}, {m}, {m}, {m}, 0.0)"
+    for chunk in sql.chunks(list(firsts.values()), 100):
+        claimed = conn.exec_driver_sql(
+            "INSERT INTO message_facts (workspace_id, subject, fact, profile_id, at_ms, message_key, amount) VALUES "
+            + ", ".join([one] * len(chunk))
+            + " ON CONFLICT (workspace_id, subject, fact) DO NOTHING RETURNING workspace_id, subject",
+            tuple(
+                v
+                for row in chunk
+                for v in (
+                    row[_RUN_WS],
+                    _person(row),
+                    PROGRAM_PERSON,
+                    row[_RUN_PROFILE],
+                    row[_RUN_ENTERED],
+                    CONTROL_SIDE if row[_RUN_CONTROL] else TREATED_SIDE,
+                )
+            ),
+        ).all()
+        for ws, subject in claimed:
+            row = firsts[(ws, subject)]
+            people = "program_people_control" if row[_RUN_CONTROL] else "program_people"
+            rollup.add((ws, WORKSPACE_ROW, 0, "", "", "", day_of(row[_RUN_ENTERED])), **{people: 1})
+    if not converting:
+        return
+    goals = claim_firsts(
+        conn,
+        [(r[_RUN_WS], _goal(r), PROGRAM_GOAL, r[_RUN_PROFILE], r[_RUN_CONVERTED]) for r in converting],
+    )
+    for row in sorted(converting, key=lambda r: (r[_RUN_CONVERTED], r[_RUN_ID])):
+        ws, person = row[_RUN_WS], _person(row)
+        if not _take(goals, (ws, _goal(row), PROGRAM_GOAL)):
+            continue  # its goal event was counted (another journey's run, or this batch before)
+        revenue = float(row[_RUN_REVENUE] or 0.0)
+        found = conn.exec_driver_sql(
+            f"UPDATE message_facts SET amount = COALESCE(amount, 0) + {m}"
+            f" WHERE workspace_id = {m} AND subject = {m} AND fact = {m} RETURNING at_ms, message_key, amount",
+            (revenue, ws, person, PROGRAM_PERSON),
+        ).first()
+        if found is None:  # the person was erased meanwhile
+            continue
+        first_at, side, total = found
+        before = float(total) - revenue
+        suffix = "_control" if side == CONTROL_SIDE else ""
+        deltas = {
+            f"program_revenue{suffix}": revenue,
+            # (before + revenue)² - before²: the square of the person's total, kept up to date.
+            f"program_revenue_sq{suffix}": revenue * (2.0 * before + revenue),
+        }
+        if claim_firsts(conn, [(ws, person, PROGRAM_CONVERTED, row[_RUN_PROFILE], row[_RUN_CONVERTED])]):
+            deltas[f"program_conversions{suffix}"] = 1
+        rollup.add((ws, WORKSPACE_ROW, 0, "", "", "", day_of(first_at)), **deltas)
 
 
 def _windows(conn: Connection, workspace_id: str) -> dict[str, int]:
@@ -460,6 +577,28 @@ def read(
 def _number(name: str, value: Any) -> float | int:
     # SUM() comes back as Decimal on PostgreSQL (numeric) and NULL over no rows.
     return float(value or 0) if name in ROLLUP_SUMS else int(value or 0)
+
+
+PROGRAM_VALUES = tuple(name for name in VALUES if name.startswith("program_"))
+
+
+def read_program(
+    conn: Connection, workspace_id: str, *, from_day: int | None = None, to_day: int | None = None
+) -> dict[str, float | int]:
+    """The program's counters (PROGRAM_VALUES) summed over the days of the people's first runs."""
+    m = sql.mark(conn)
+    where = f"workspace_id = {m} AND journey_id = {m}"
+    params: list[Any] = [workspace_id, WORKSPACE_ROW]
+    if from_day is not None:
+        where += f" AND day >= {m}"
+        params.append(from_day)
+    if to_day is not None:
+        where += f" AND day <= {m}"
+        params.append(to_day)
+    sums = ", ".join(f"SUM({c})" for c in PROGRAM_VALUES)
+    row = conn.exec_driver_sql(f"SELECT {sums} FROM report_rollups WHERE {where}", tuple(params)).first()
+    values = row if row is not None else [None] * len(PROGRAM_VALUES)
+    return {name: _number(name, value) for name, value in zip(PROGRAM_VALUES, values, strict=True)}
 
 
 def read_unique_conversions(

@@ -191,6 +191,14 @@ journey_runs = Table(
     Column("converted_at_ms", BigInteger),
     Column("revenue", Float),
     Column("updated_at_ms", BigInteger, nullable=False),
+    # In the workspace's global control group (core/control_group.py), and the group's draw
+    # (cohort) the run was decided in: None for a run outside the program's comparison (no
+    # group, an excluded journey, or entered before migration 0017).
+    Column("control", Integer, nullable=False, server_default="0"),
+    Column("control_cohort", String(120)),
+    # The goal event's messageId (migration 0017): a goal event that converts runs of several
+    # journeys is one conversion of the person (store/rollups.py).
+    Column("converted_by", String(512)),
     Index("ix_journey_runs_journey", "workspace_id", "journey_id", "status"),
     Index("ix_journey_runs_profile", "profile_id"),
 )
@@ -606,8 +614,30 @@ ROLLUP_COUNTERS = (
     "complaints",
     "bounces",
     "push_opt_outs",
+    # Migration 0017, the global control group. A journey's runs in the group, apart from its
+    # treated and held-out runs; and, in the workspace's rows (of no journey), the program's
+    # people: each person once per cohort, in the group (_control) or not.
+    "entered_control",
+    "conversions_control",
+    "program_people",
+    "program_conversions",
+    "program_people_control",
+    "program_conversions_control",
 )
-ROLLUP_SUMS = ("revenue", "revenue_sq", "revenue_held_out", "revenue_sq_held_out", "attributed_revenue")
+ROLLUP_SUMS = (
+    "revenue",
+    "revenue_sq",
+    "revenue_held_out",
+    "revenue_sq_held_out",
+    "attributed_revenue",
+    # Migration 0017 (see above).
+    "revenue_control",
+    "revenue_sq_control",
+    "program_revenue",
+    "program_revenue_sq",
+    "program_revenue_control",
+    "program_revenue_sq_control",
+)
 report_rollups = Table(
     "report_rollups",
     metadata,
@@ -640,7 +670,8 @@ message_facts = Table(
     Column("fact", String(20), nullable=False),
     Column("profile_id", String(40), nullable=False),
     Column("at_ms", BigInteger, nullable=False),
-    Column("message_key", String(200)),  # a run's touch: the message touched
+    Column("message_key", String(200)),  # a run's touch: the message touched; a program person: their side
+    Column("amount", Float),  # a program person: their revenue so far in the cohort (migration 0017)
     PrimaryKeyConstraint("workspace_id", "subject", "fact", name="pk_message_facts"),
     Index("ix_message_facts_profile", "profile_id"),
 )

@@ -1,7 +1,8 @@
 """The admin API for reports: journeys' metrics read from the rollups alone.
 
 - GET /api/reports/journeys/{id}   totals and a breakdown (`by=step,variant,channel`)
-- GET /api/reports/overview        per journey, per trigger type, and the workspace
+- GET /api/reports/overview        per journey, per trigger type, the workspace, and the program's
+                                   lift (the global control group against everyone else)
 
 Both take `from` and `to` (UTC dates, inclusive: the runs that entered and the messages sent
 on those days), `machine=true` to count machine opens and bot clicks in the opens, clicks and
@@ -86,7 +87,12 @@ def load_overview(
 ) -> dict[str, Any]:
     counters, latencies = rollups.read(conn, workspace_id, from_day=from_day, to_day=to_day)
     out = report.overview_report(
-        counters, latencies, journeys.trigger_types(conn, workspace_id), rollups.VALUES, include_machine=include_machine
+        counters,
+        latencies,
+        journeys.trigger_types(conn, workspace_id),
+        rollups.VALUES,
+        program=rollups.read_program(conn, workspace_id, from_day=from_day, to_day=to_day),
+        include_machine=include_machine,
     )
     conversions, revenue = rollups.read_unique_conversions(conn, workspace_id, from_day=from_day, to_day=to_day)
     # Each goal event once, however many journeys it converted runs of.
@@ -143,7 +149,9 @@ def reports_router() -> APIRouter:
             return _csv(report.journey_csv(found), f"journey-{journey_id}")
         return found
 
-    @router.get("/overview", summary="Metrics per journey, per trigger type and for the workspace")
+    @router.get(
+        "/overview", summary="Metrics per journey, per trigger type and for the workspace, and the program's lift"
+    )
     def overview(
         state: State,
         workspace_id: Workspace,
@@ -159,7 +167,7 @@ def reports_router() -> APIRouter:
         with state.engine.connect() as conn:
             found = load_overview(conn, workspace_id, from_day=span[0], to_day=span[1], include_machine=machine)
         if format == "csv":
-            return _csv(report.to_csv(found["journeys"], ["journey_id", "trigger_type"]), "overview")
+            return _csv(report.overview_csv(found), "overview")
         return found
 
     return router

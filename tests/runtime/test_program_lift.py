@@ -1,0 +1,243 @@
+"""The global control group in the reports, on SQLite and PostgreSQL: the real engine and
+effects writer, a known population, and every count of the journey report and the program's
+lift equal to the ground truth computed here from who is in the group, who was held out and
+who bought what."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from nudgeflow.channels.base import ChannelRegistry
+from nudgeflow.core.clock import to_ms
+from nudgeflow.core.control_group import cohort, member, plan_for
+from nudgeflow.core.effects import RunChanged
+from nudgeflow.core.state import Run
+from nudgeflow.measure import report
+from nudgeflow.measure.statistics import RevenueSums, conversion_lift, revenue_lift
+from nudgeflow.model.policies import Policies
+from nudgeflow.runtime.embedded import EmbeddedRuntime
+from nudgeflow.runtime.processor import EngineCache
+from nudgeflow.store import rollups
+from nudgeflow.store.effects_writer import EffectsBatch
+from nudgeflow.web.reports_api import load_journey_report, load_overview
+from tests.runtime.harness import Harness
+from tests.runtime.policy_journeys import apply_policies, publish
+
+GROUP = {"control_group": {"share": 0.3, "salt": "program-test"}}
+GOAL = {"event": "Order Completed", "within": "7d", "revenue": "revenue"}
+
+
+def _journey(journey_id: str, trigger: str, **top: Any) -> dict[str, Any]:
+    return {
+        "id": journey_id,
+        "name": journey_id,
+        "trigger": {"type": "event", "event": trigger},
+        "entry": {"reentry": "once"},
+        "goal": GOAL,
+        "steps": {"hello": {"type": "send", "channel": "email", "template": f"{journey_id}-hello"}},
+        **top,
+    }
+
+
+# Three journeys on sign-up: two share a goal (a purchase converts both: counted once for the
+# program), one has a goal of its own (an upgrade: a second goal event, its revenue added to
+# the person's). A fourth, on another trigger, excludes the group: its people are not in the
+# program's comparison.
+PROMO = _journey("promo", "Signed Up", holdout=0.3)
+SALE = _journey("sale", "Signed Up")
+UPSELL = {**_journey("upsell", "Signed Up"), "goal": {"event": "Upgraded", "within": "7d", "revenue": "amount"}}
+VIP = _journey("vip", "Joined VIP", control_group="exclude")
+
+USERS = [f"user-{i:02d}" for i in range(60)]
+VIPS = [f"vip-{i}" for i in range(6)]
+
+
+def runtime(h: Harness) -> EmbeddedRuntime:
+    return h.runtime(engines=EngineCache(), channels=ChannelRegistry.development())
+
+
+def _counters(h: Harness, journey_id: str) -> dict[str, Any]:
+    with h.db.connect() as conn:
+        counters, _ = rollups.read(conn, h.ws, journey_id=journey_id)
+    [row] = counters
+    return row
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value))
+
+
+def test_journey_lift_leaves_the_group_out_and_the_program_lift_is_the_group_against_everyone_else(
+    h: Harness,
+) -> None:
+    publish(h, PROMO, SALE, UPSELL, VIP)
+    apply_policies(h, GROUP)
+    plan = plan_for(Policies.model_validate(GROUP))
+    assert plan is not None
+    for user in USERS:
+        h.track(user, "Signed Up")
+    for user in VIPS:
+        h.track(user, "Joined VIP")
+    rt = runtime(h)
+    rt.run_until_idle()
+
+    # Who buys what, an hour later: every third person an order, every fourth an upgrade; the
+    # VIPs buy too (their journey excludes the group: not the program's).
+    h.clock.advance(timedelta(hours=1))
+    orders = {u: 10.0 + i for i, u in enumerate(USERS) if i % 3 == 0}
+    upgrades = {u: 100.0 + i for i, u in enumerate(USERS) if i % 4 == 0}
+    for user, revenue in orders.items():
+        h.track(user, "Order Completed", revenue=revenue)
+    for user, amount in upgrades.items():
+        h.track(user, "Upgraded", amount=amount)
+    for user in VIPS[:3]:
+        h.track(user, "Order Completed", revenue=1000.0)
+    rt.run_until_idle()
+
+    # The truth: the group from its definition, the journey's holdout from the runs.
+    control = {u for u in USERS if member(plan, u, 0)}
+    assert 8 <= len(control) <= 30  # about 30 % of 60
+    runs = h.q(
+        "SELECT i.key, r.journey_id, r.holdout, r.control, r.control_cohort FROM journey_runs r"
+        " JOIN identities i ON i.profile_id = r.profile_id AND i.key LIKE 'u:%'"
+    )
+    assert {(r.key[2:], r.journey_id) for r in runs if r.control} == {
+        (u, j) for u in control for j in ("promo", "sale", "upsell")
+    }
+    assert {r.control_cohort for r in runs if r.journey_id != "vip"} == {cohort(plan, 0)}
+    assert {r.control_cohort for r in runs if r.journey_id == "vip"} == {None}
+    held = {r.key[2:] for r in runs if r.journey_id == "promo" and r.holdout}
+    treated = set(USERS) - held - control
+    held_out = held - control
+    assert treated and held_out and held & control  # every kind of run is there
+
+    # The journey: treated and held out both outside the group; the group's runs apart.
+    promo = _counters(h, "promo")
+    assert (promo["entered"], promo["held_out"], promo["entered_control"]) == (
+        len(treated),
+        len(held_out),
+        len(control),
+    )
+    assert promo["conversions"] == len(treated & orders.keys())
+    assert promo["conversions_held_out"] == len(held_out & orders.keys())
+    assert promo["conversions_control"] == len(control & orders.keys())
+    assert promo["revenue_control"] == sum(orders[u] for u in control & orders.keys())
+    with h.db.connect() as conn:
+        journey = load_journey_report(conn, h.ws, "promo", from_day=None, to_day=None, by=(), include_machine=False)
+        overview = load_overview(conn, h.ws, from_day=None, to_day=None, include_machine=False)
+    assert journey is not None
+    expected = conversion_lift(len(treated & orders.keys()), len(treated), len(held_out & orders.keys()), len(held_out))
+    assert journey["lift"]["conversion"] == dataclasses.asdict(expected)
+    assert "outside the global control group" in journey["lift"]["basis"]
+    totals = journey["totals"]
+    assert (totals["control"], totals["control_conversions"]) == (len(control), len(control & orders.keys()))
+
+    # The program: one unit per person, converted by any of their journeys' goals, revenue
+    # each goal event once (the order converts promo and sale: counted once), VIPs not in it.
+    def person_revenue(user: str) -> float:
+        return orders.get(user, 0.0) + upgrades.get(user, 0.0)
+
+    others = set(USERS) - control
+    buyers = orders.keys() | upgrades.keys()
+    program = overview["lift"]
+    assert (program["people"], program["control_people"]) == (len(others), len(control))
+    conversion = conversion_lift(len(others & buyers), len(others), len(control & buyers), len(control))
+    assert program["conversion"] == dataclasses.asdict(conversion)
+    revenue = revenue_lift(
+        RevenueSums(len(others), sum(map(person_revenue, others)), sum(person_revenue(u) ** 2 for u in others)),
+        RevenueSums(len(control), sum(map(person_revenue, control)), sum(person_revenue(u) ** 2 for u in control)),
+    )
+    got = program["revenue_per_person"]
+    want = dataclasses.asdict(revenue)
+    # Sums of squares added a person at a time round differently in the last digits.
+    assert got["per_person_lift"]["value"] == want["per_person_lift"]["value"]
+    for name in ("low", "high"):
+        assert abs(got["per_person_lift"][name] - want["per_person_lift"][name]) < 1e-9
+    assert abs(got["p_value"] - want["p_value"]) < 1e-9
+    assert "control group" in program["basis"] and "causal" in program["basis"]
+
+    # The overview's CSV: a line per journey, then the program's.
+    lines = list(csv.DictReader(io.StringIO(report.overview_csv(overview))))
+    assert [line["row"] for line in lines] == ["journey"] * 4 + ["program"]
+    assert int(lines[-1]["entered"]) == len(others) and int(lines[-1]["control"]) == len(control)
+    assert float(lines[-1]["lift_absolute"]) == conversion.absolute_lift.value  # type: ignore[union-attr]
+
+    # A day range that leaves out the day everyone entered has nobody in it.
+    with h.db.connect() as conn:
+        later = rollups.day_of(to_ms(h.clock.now())) + 1
+        empty = load_overview(conn, h.ws, from_day=later, to_day=None, include_machine=False)
+    assert empty["lift"] is None
+
+
+def test_runs_of_the_program_decided_twice_and_a_person_in_two_journeys_count_once(h: Harness) -> None:
+    """The effects writer's rows, written twice (a batch decided again): nothing moves. One
+    person's two runs in one batch are one person; a goal event that converts both adds its
+    revenue once; a second goal event adds to the same person's total."""
+    at = to_ms(h.clock.now())
+    pid = "p-ctl"
+
+    def run(run_id: str, journey_id: str, *, goal: str | None, revenue: float | None, control: bool) -> Run:
+        return Run(
+            run_id,
+            journey_id,
+            1,
+            at,
+            {},
+            control=control,
+            control_cohort="2026Q4",
+            converted_at=None if goal is None else at + 10,  # one moment: the goal's id tells them apart
+            converted_by=goal,
+            revenue=revenue,
+        )
+
+    batches = [
+        [run("r1", "promo", goal=None, revenue=None, control=True)],
+        [
+            run("r1", "promo", goal="order-1", revenue=20.0, control=True),
+            run("r2", "sale", goal="order-1", revenue=20.0, control=True),
+        ],
+        [run("r3", "upsell", goal="upgrade-1", revenue=5.0, control=True)],
+    ]
+    # Someone else, outside the group, who buys nothing.
+    other = [run("r4", "promo", goal=None, revenue=None, control=False)]
+
+    def write(runs: list[Run], profile: str) -> None:
+        def job(conn: Any) -> None:
+            batch = EffectsBatch()
+            batch.add(h.ws, profile, [RunChanged(r.as_row(profile)) for r in runs], at)
+            batch.write(conn, at)
+
+        h.in_transaction(job)
+
+    for runs in batches:
+        for _ in range(2):
+            write(runs, pid)
+    write(other, "p-other")
+    write(other, "p-other")
+    with h.db.connect() as conn:
+        program = rollups.read_program(conn, h.ws)
+    assert program == {
+        "program_people": 1,
+        "program_conversions": 0,
+        "program_people_control": 1,
+        "program_conversions_control": 1,
+        "program_revenue": 0.0,
+        "program_revenue_sq": 0.0,
+        "program_revenue_control": 25.0,
+        # The person's total squared, not the sum of each goal event's square (400 + 25).
+        "program_revenue_sq_control": 625.0,
+    }
+    promo = _counters(h, "promo")
+    assert (promo["entered"], promo["entered_control"], promo["conversions_control"], promo["conversions"]) == (
+        1,
+        1,
+        1,
+        0,
+    )
+    assert h.scalar("SELECT control FROM journey_runs WHERE id = 'r1'") == 1
