@@ -84,3 +84,51 @@ def test_report_journey_refuses_what_it_cannot_answer(env: dict[str, str], tmp_p
         done = run(args, env, tmp_path)
         assert done.returncode != 0 and says in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_report_overview_shows_each_journeys_lift_and_the_programs(env: dict[str, str], tmp_path: Path) -> None:
+    ws = create_workspace(env, tmp_path)["workspace_id"]
+    _seed(env, ws)
+    engine = database.create_db_engine(env["NUDGEFLOW_DATABASE_URL"])
+    with engine.begin() as conn:
+        rollup = rollups.Rollup()
+        # The journey's holdout and its runs in the group; the program's people, on the first day.
+        rollup.add((ws, "promo", 1, "", "", "", DAY), held_out=10, conversions_held_out=1, entered_control=5)
+        rollup.add(
+            (ws, rollups.WORKSPACE_ROW, 0, "", "", "", DAY),
+            program_people=1000,
+            program_conversions=120,
+            program_people_control=100,
+            program_conversions_control=5,
+        )
+        rollup.write(conn)
+    engine.dispose()
+
+    done = run(["report", "overview", "--workspace", ws, "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    [promo] = found["journeys"]
+    assert (promo["entered"], promo["held_out"], promo["control"]) == (40, 10, 5)
+    assert promo["lift"]["conversion"]["held_out_rate"] == 0.1
+    program = found["lift"]
+    assert (program["people"], program["control_people"]) == (1000, 100)
+    assert abs(program["conversion"]["absolute_lift"]["value"] - 0.07) < 1e-12
+
+    done = run(["report", "overview", "-w", ws, "--csv"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [(line["row"], line["journey_id"], line["entered"]) for line in lines] == [
+        ("journey", "promo", "40"),
+        ("program", "", "1000"),
+    ]
+
+    done = run(["report", "overview", "-w", ws], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1,000 people outside the group vs 100 in it, 12.00 % vs 5.00 %: +7.00 points" in done.stdout
+
+    # The second day alone: no one of the group entered then.
+    done = run(["report", "overview", "-w", ws, "--from", "2025-11-09"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "program lift: no one in a global control group entered a journey in this period" in done.stdout
+    refused = run(["report", "overview", "-w", ws, "--to", "soon"], env, tmp_path)
+    assert refused.returncode != 0 and "--to: not a date" in refused.stderr

@@ -1,4 +1,5 @@
-"""`nudgeflow report …`: journeys' metrics, read from the report rollups (never the event log)."""
+"""`nudgeflow report …`: journeys' metrics and lift, and the program's, read from the report rollups
+(never the event log)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import typer
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, open_workspace
 
-report_app = typer.Typer(help="Reports: a journey's metrics, by step, variant and channel.", no_args_is_help=True)
+report_app = typer.Typer(
+    help="Reports: a journey's metrics by step, variant and channel; every journey's and the program's lift.",
+    no_args_is_help=True,
+)
 
 
 @report_app.command("journey")
@@ -67,3 +71,52 @@ def report_journey(
     note = machine_note(found, machine)
     if note:
         print(note)
+
+
+@report_app.command("overview")
+def report_overview(
+    workspace: WorkspaceOpt,
+    from_: Annotated[str | None, typer.Option("--from", metavar="YYYY-MM-DD", help="First UTC date.")] = None,
+    to: Annotated[str | None, typer.Option("--to", metavar="YYYY-MM-DD", help="Last UTC date (inclusive).")] = None,
+    machine: Annotated[
+        bool, typer.Option("--machine", help="Count machine opens and bot clicks in the rates.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the overview as JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the overview as CSV.")] = False,
+    database: DatabaseOpt = None,
+) -> None:
+    """Every journey's metrics and lift, and the program's lift: the global control group
+    against everyone else (people, not runs; docs/measurement.md)."""
+    from rich.console import Console
+
+    from nudgeflow.cli.report_table import lift_line, overview_table
+    from nudgeflow.measure import report
+    from nudgeflow.web.reports_api import BadQuery, load_overview, parse_day
+
+    if as_json and as_csv:
+        raise fail("--json and --csv: choose one")
+    try:
+        span = parse_day(from_, "--from"), parse_day(to, "--to")
+    except BadQuery as exc:
+        raise fail(str(exc)) from exc
+    engine = open_workspace(database, workspace)
+    try:
+        with engine.connect() as conn:
+            found = load_overview(conn, workspace, from_day=span[0], to_day=span[1], include_machine=machine)
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    if as_csv:
+        sys.stdout.write(report.overview_csv(found))
+        return
+    Console(width=250).print(overview_table(found, f"journeys  {found['from'] or '…'} to {found['to'] or '…'}"))
+    program = found["lift"]
+    if program is None:
+        print("program lift: no one in a global control group entered a journey in this period")
+        return
+    print(
+        f"program lift (causal: the global control group, randomized): {program['people']:,} people outside the"
+        f" group vs {program['control_people']:,} in it, {lift_line(program)}"
+    )

@@ -1,5 +1,6 @@
 """A journey report (measure/report.journey_report) as a table: what `nudgeflow report journey`
-and `nudgeflow simulate --report` print. JSON and CSV carry every metric; the table shows these."""
+and `nudgeflow simulate --report` print; the overview's journeys and a lift in a line, what
+`nudgeflow report overview` prints. JSON and CSV carry every metric; the table shows these."""
 
 from __future__ import annotations
 
@@ -82,3 +83,50 @@ def machine_note(found: Mapping[str, Any], machine: bool) -> str | None:
         return None
     shown = "counted in" if machine else "left out of"
     return f"machine opens {totals['machine_opens']}, bot clicks {totals['bot_clicks']}: {shown} the rates"
+
+
+OVERVIEW = (
+    ("entered", "entered"),
+    ("held_out", "held out"),
+    ("control", "control"),
+    ("sent", "sent"),
+    ("conversions", "conv."),
+    ("conversion_rate", "conv. %"),
+    ("held_out_conversion_rate", "held out conv. %"),
+    ("revenue", "revenue"),
+)
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def lift_line(lift: Mapping[str, Any]) -> str:
+    """A lift's conversion comparison in one line: rates, absolute lift with its interval, p."""
+    c = lift["conversion"]
+    rates = "-" if c["treated_rate"] is None else f"{100 * c['treated_rate']:.2f} %"
+    held = "-" if c["held_out_rate"] is None else f"{100 * c['held_out_rate']:.2f} %"
+    a = c["absolute_lift"]
+    shown = "-" if a is None else f"{_points(a['value'])} points [{_points(a['low'])}, {_points(a['high'])}]"
+    p = "-" if c["p_value"] is None else f"{c['p_value']:.2g}"
+    return f"{rates} vs {held}: {shown}, p {p}"
+
+
+def overview_table(found: Mapping[str, Any], title: str) -> Table:
+    """The overview's journeys, each with its lift (measure/report.overview_report)."""
+    from rich.markup import escape
+
+    table = Table(title=title)
+    table.add_column("journey")
+    table.add_column("trigger")
+    for _, label in OVERVIEW:
+        table.add_column(label, justify="right")
+    table.add_column("lift: treated vs held out (95 %, Newcomb; p: pooled z)")
+    for row in found["journeys"]:
+        table.add_row(
+            escape(row["journey_id"]),
+            row["trigger_type"],
+            *(_cell(name, row[name]) for name, _ in OVERVIEW),
+            "-" if row["lift"] is None else lift_line(row["lift"]),
+        )
+    return table
