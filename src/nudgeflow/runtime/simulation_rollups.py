@@ -4,9 +4,10 @@ shows the report `nudgeflow report` reads from a database, computed by the same 
 when). Pure: no SQL, no clock; it reads the `Simulation` and adds up.
 
 What the simulator decides, it counts as the engine's effects writer and the dispatcher would:
-- a run (its latest row): `entered`, or `held_out` for a holdout run, on the UTC day it
-  entered; its conversion: `conversions` (`conversions_held_out`), revenue and its square,
-  time to convert;
+- a run (its latest row): `entered`, or `held_out` for a holdout run, or `entered_control`
+  for a run in the global control group, on the UTC day it entered; its conversion:
+  `conversions` (`conversions_held_out`, `conversions_control`), revenue and its square,
+  time to convert. (The program's lift, per person, is not computed from a simulation.)
 - a planned message: `sent` once per message key, `step_recipients` once per run and step,
   `recipients` once per run (on the run's row), time to trigger (trigger event → the
   message's time), on the UTC day of the message's time. A planned message is one the core
@@ -106,13 +107,17 @@ def _count_runs(out: SimulatedRollups, runs: Iterable[Mapping[str, Any]]) -> Non
     seen_goals: set[tuple[str, int]] = set()
     for run in runs:
         key: Key = (run["journey_id"], run["version"], "", "", "", day_of(run["entered_at_ms"]))
-        held = bool(run.get("holdout"))
-        out.add(key, **{"held_out" if held else "entered": 1})
+        held, control = bool(run.get("holdout")), bool(run.get("control"))
+        out.add(key, **{"entered_control" if control else "held_out" if held else "entered": 1})
         converted = run.get("converted_at_ms")
         if converted is None:
             continue
         revenue = float(run.get("revenue") or 0.0)
-        if held:
+        # As store/rollups counts them: a run in the global control group is on neither side
+        # of its journey's lift.
+        if control:
+            out.add(key, conversions_control=1, revenue_control=revenue, revenue_sq_control=revenue**2)
+        elif held:
             out.add(key, conversions_held_out=1, revenue_held_out=revenue, revenue_sq_held_out=revenue**2)
         else:
             out.add(key, conversions=1, revenue=revenue, revenue_sq=revenue**2)
