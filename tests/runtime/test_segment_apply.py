@@ -283,6 +283,27 @@ def test_the_engines_own_segment_events_are_passed_undecided_and_an_sdks_are_dec
     assert h.state("bob").identity == "bob"  # decided: the engine keeps a state for bob now
 
 
+def test_the_engines_own_segment_events_take_no_place_in_a_batch(h: Harness) -> None:
+    """A batch of N events decides N events even when the engine's own Segment Entered lie
+    among them: they are read past (a batch is a commit; membership bursts must not multiply
+    them). An SDK's event after them is decided in the same batch."""
+    apply(h, RECENT)
+    engines, stats = EngineCache(), RuntimeStats()
+    now = to_ms(h.clock.now())
+    for n in range(3):
+        order(h, f"p{n}", now)
+    assert h.in_transaction(lambda conn: process_events(conn, engines, h.clock, 3, stats)) == 3
+    assert len(h.events_named(SEGMENT_ENTERED)) == 3  # appended after the three orders
+    order(h, "p3", now)
+    order(h, "p4", now)
+    # The next two to decide lie behind three of the engine's own: one batch of two reads all five.
+    assert h.in_transaction(lambda conn: process_events(conn, engines, h.clock, 2, stats)) == 5
+    assert stats.own_events_passed == 3 and stats.events_processed == 8
+    assert members(h, "recent") == {h.profile_id(f"p{n}") for n in range(5)}
+    assert h.in_transaction(lambda conn: process_events(conn, engines, h.clock, 2, stats)) == 2  # their own two
+    assert stats.own_events_passed == 5
+
+
 def _publish(h: Harness, doc: dict[str, Any]) -> None:
     now = to_ms(h.clock.now())
     with h.db.begin() as conn:

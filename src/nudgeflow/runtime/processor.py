@@ -288,7 +288,7 @@ def process_events(
     stats = stats if stats is not None else RuntimeStats()
     cursor, gaps = read_cursor_state(conn)
     late = _gap_rows(conn, gaps, max_events) if gaps else []
-    rows = event_log.read_after(conn, cursor, max(0, max_events - len(late))) if len(late) < max_events else []
+    rows = _read_next(conn, cursor, max_events - len(late)) if len(late) < max_events else []
     now_ms = to_ms(clock.now())
     if not rows and not late:
         if gaps and (open_ := _expire_gaps(gaps, now_ms)) != gaps:
@@ -319,6 +319,31 @@ def process_events(
     stats.events_processed += len(late) + len(rows)
     stats.add_counts(counts)
     return len(late) + len(rows)
+
+
+OWN_READ_AHEAD = 10
+
+
+def _read_next(conn: Connection, cursor: int, limit: int) -> list[Any]:
+    """The next `limit` events to decide after `cursor`, and the engine's own Segment Entered /
+    Exited among them (passed undecided). Those are read past, up to OWN_READ_AHEAD × `limit`
+    of them more (a row read and passed costs little; its read is bounded so a batch's memory
+    is), so that a batch still decides about `limit` events when memberships change often:
+    each batch is a commit, and a burst of changes would otherwise halve the batches and
+    double the commits."""
+    rows = list(event_log.read_after(conn, cursor, limit))
+    more = OWN_READ_AHEAD * limit
+    while len(rows) >= limit and more > 0:
+        passed = sum(1 for r in rows if r[4] is None)
+        want = min(passed - (len(rows) - limit), more)
+        if want <= 0:
+            break
+        extra = event_log.read_after(conn, rows[-1][0], want)
+        rows.extend(extra)
+        more -= len(extra)
+        if len(extra) < want:
+            break
+    return rows
 
 
 def _gap_rows(conn: Connection, gaps: list[list[int]], limit: int) -> list[Any]:
