@@ -14,6 +14,8 @@ import pytest
 from nudgeflow.measure.statistics import RevenueSums, conversion_lift, revenue_lift
 from tests.measure.populations import COVERAGE_SEEDS, holdout_counts
 
+pytestmark = pytest.mark.truth  # many seeds against known truth: CI runs them (not skipped)
+
 # (p1, p0, people, holdout share): a typical journey, a low-rate one with a 10 % holdout,
 # a high-rate small one, and a sparse one where the holdout sees a few dozen conversions.
 SCENARIOS = [

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from nudgeflow.core.effects import Effect, RunChanged
@@ -32,10 +33,14 @@ from nudgeflow.core.engine import Engine
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.core.turn import unit_hash
+from nudgeflow.measure import report
 from nudgeflow.model.journeys import Journey
 from nudgeflow.runtime.simulation import Simulation
-from nudgeflow.runtime.simulation_rollups import simulated_report
+from nudgeflow.runtime.simulation_rollups import build, read
+from nudgeflow.store.rollups import VALUES
 from tests.measure.populations import SEEDS
+
+pytestmark = pytest.mark.truth  # many seeds against known truth: CI runs them (not skipped)
 
 P1, P0 = 0.15, 0.10
 PEOPLE = 300
@@ -109,7 +114,10 @@ def simulate(events: list[tuple[int, dict[str, Any]]], engine: Any = None) -> di
     for at, message in events:
         sim.feed_checked(message, at)
     sim.advance_to(events[-1][0] + DAY)
-    return simulated_report(sim)["journeys"][WELCOME.id]
+    # simulate --report's journey report (simulated_report), without the overview it adds.
+    rollups = build(sim)
+    counters, latencies = read(rollups, journey_id=WELCOME.id)
+    return report.journey_report(WELCOME.id, counters, latencies, (), VALUES, not_known=rollups.not_known)
 
 
 def mismatches(found: dict[str, Any], truth: Truth) -> list[str]:

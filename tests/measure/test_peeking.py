@@ -10,9 +10,13 @@ day for 30 days, over a fixed set of 600 seeds.
 
 from __future__ import annotations
 
+import pytest
+
 from nudgeflow.measure.experiments import MINIMUM_PER_ARM, analyze_experiment, call_winner, guardrail_breaches
 from nudgeflow.measure.statistics import pooled_z_test
 from tests.measure.populations import SEEDS, DailyArm, daily_looks
+
+pytestmark = pytest.mark.truth  # many seeds against known truth: CI runs them (not skipped)
 
 DAYS = 30
 PER_DAY = 300  # people entering the step a day, split between the arms
