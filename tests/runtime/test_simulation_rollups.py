@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from nudgeflow.core.control_group import member
 from nudgeflow.core.turn import unit_hash
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
+from nudgeflow.model.policies import Policies
 from nudgeflow.runtime.simulation import Simulation
 from nudgeflow.runtime.simulation_rollups import ALWAYS_NOT_KNOWN, build, read, simulated_report
 from nudgeflow.store.rollups import DAY_MS, VALUES
@@ -156,3 +158,35 @@ def test_replayed_opens_and_clicks_count_once_per_message_with_machines_apart() 
     assert (reminder["unique_opens"], reminder["unique_clicks"]) == (0, 0)  # known now: none
     assert "unique_opens" not in found["not_known"] and "delivered" in found["not_known"]
     assert found["totals"]["delivered"] is None
+
+
+def test_the_programs_lift_counts_a_person_once_per_cohort() -> None:
+    # Half the people in the global control group: the program compares them with the others,
+    # a person at a time, whatever the number of journeys they entered (two here) or of runs
+    # one order converted (both).
+    policies = Policies.model_validate({"control_group": {"share": 0.5}})
+    sim = Simulation([PROMO, SALE], policies=policies)
+    plan = sim.catalog.control_plan
+    assert plan is not None
+    for i, user in enumerate(USERS):
+        track(sim, user, "Sale Started", T0 + i * 60_000)
+    buyers = {user: 10.0 * (n + 1) for n, user in enumerate(USERS[::2])}
+    for user, revenue in buyers.items():
+        track(sim, user, "Order Completed", T0 + 36 * H, revenue=revenue)
+    sim.advance("1d")
+    in_group = {user for user in USERS if member(plan, user, T0)}
+    assert 0 < len(in_group) < len(USERS)
+    program = build(sim).program
+    bought_in, bought_out = ([r for u, r in buyers.items() if (u in in_group) == side] for side in (True, False))
+    assert (program["program_people_control"], program["program_people"]) == (
+        len(in_group),
+        len(USERS) - len(in_group),
+    )
+    assert (program["program_conversions_control"], program["program_conversions"]) == (len(bought_in), len(bought_out))
+    assert program["program_revenue_control"] == sum(bought_in) and program["program_revenue"] == sum(bought_out)
+    assert program["program_revenue_sq"] == sum(r * r for r in bought_out)
+    lift = simulated_report(sim)["overview"]["lift"]
+    assert lift is not None and lift["control_people"] == len(in_group)
+    assert lift["conversion"]["held_out_conversions"] == len(bought_in)
+    # Without a control group there is no program to compare: no lift, not a made-up one.
+    assert simulated_report(run())["overview"]["lift"] is None

@@ -7,7 +7,9 @@ What the simulator decides, it counts as the engine's effects writer and the dis
 - a run (its latest row): `entered`, or `held_out` for a holdout run, or `entered_control`
   for a run in the global control group, on the UTC day it entered; its conversion:
   `conversions` (`conversions_held_out`, `conversions_control`), revenue and its square,
-  time to convert. (The program's lift, per person, is not computed from a simulation.)
+  time to convert. With a global control group in the policies, the program's counters:
+  one unit per person and cohort of the group (the side of their first run in it), whether
+  any of their runs converted, and their revenue with each goal event once;
 - a planned message: `sent` once per message key, `step_recipients` once per run and step,
   `recipients` once per run (on the run's row), time to trigger (trigger event → the
   message's time), on the UTC day of the message's time. A planned message is one the core
@@ -35,7 +37,7 @@ from typing import Any
 from nudgeflow.measure import report
 from nudgeflow.model.histogram import bucket_of
 from nudgeflow.runtime.simulation import CLICKED, OPENED, PlannedMessage, Simulation
-from nudgeflow.store.rollups import TIME_TO_CONVERT, TIME_TO_TRIGGER, VALUES, day_of
+from nudgeflow.store.rollups import PROGRAM_VALUES, TIME_TO_CONVERT, TIME_TO_TRIGGER, VALUES, day_of
 
 __all__ = ["ALWAYS_NOT_KNOWN", "ENGAGEMENT", "SimulatedRollups", "build", "read", "simulated_report"]
 
@@ -68,6 +70,8 @@ class SimulatedRollups:
 
     counters: dict[Key, dict[str, Any]] = field(default_factory=dict)
     latencies: Counter[tuple[Key, str, int]] = field(default_factory=Counter)
+    # The program's counters (store/rollups.PROGRAM_VALUES), as store/rollups.read_program sums them.
+    program: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PROGRAM_VALUES, 0))
     not_known: tuple[str, ...] = ALWAYS_NOT_KNOWN
     unique_conversions: int = 0
     unique_revenue: float = 0.0
@@ -84,6 +88,7 @@ def build(sim: Simulation) -> SimulatedRollups:
     """The counters a database would hold had the simulation's decisions been carried out."""
     out = SimulatedRollups()
     _count_runs(out, sim.runs.values())
+    _count_program(out.program, sim.runs.values())
     planned = _count_messages(out, sim)
     engaged = [e for e in sim.engagement if e.key in planned]
     if engaged:
@@ -128,6 +133,38 @@ def _count_runs(out: SimulatedRollups, runs: Iterable[Mapping[str, Any]]) -> Non
                 out.unique_conversions += 1
                 out.unique_revenue += revenue
         out.latencies[(key, TIME_TO_CONVERT, bucket_of(converted - run["entered_at_ms"]))] += 1
+
+
+def _count_program(program: dict[str, float], runs: Iterable[Mapping[str, Any]]) -> None:
+    """store/rollups._count_program over every run at once: a person per cohort of the global
+    control group, on the side of their first run in it (`_control` in the group); converted
+    when any of their runs met its goal; their revenue adds each goal event once (one order
+    converting runs of two journeys is one), and the squares are of each person's total."""
+    compared = sorted(
+        (run for run in runs if run.get("control_cohort") is not None), key=lambda r: (r["entered_at_ms"], r["id"])
+    )
+    firsts: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for run in compared:
+        firsts.setdefault((run["profile_id"], run["control_cohort"]), run)
+    side = {person: "_control" if run.get("control") else "" for person, run in firsts.items()}
+    for suffix in side.values():
+        program[f"program_people{suffix}"] += 1
+    totals: dict[tuple[str, str], float] = {}
+    goals: set[tuple[str, str, Any]] = set()
+    converting = [run for run in compared if run.get("converted_at_ms") is not None]
+    for run in sorted(converting, key=lambda r: (r["converted_at_ms"], r["id"])):
+        person = (run["profile_id"], run["control_cohort"])
+        goal = (*person, run.get("converted_by") or run["converted_at_ms"])
+        if goal in goals:
+            continue
+        goals.add(goal)
+        revenue = float(run.get("revenue") or 0.0)
+        if person not in totals:
+            program[f"program_conversions{side[person]}"] += 1
+        totals[person] = totals.get(person, 0.0) + revenue
+        program[f"program_revenue{side[person]}"] += revenue
+    for person, total in totals.items():
+        program[f"program_revenue_sq{side[person]}"] += total**2
 
 
 def _message_key(message: PlannedMessage) -> Key:
@@ -209,7 +246,13 @@ def simulated_report(sim: Simulation, *, by: Sequence[str] = (), include_machine
     counters, latencies = read(rollups)
     trigger_types = {journey_id: journey.trigger.type for journey_id, journey in sim.journeys.items()}
     overview = report.overview_report(
-        counters, latencies, trigger_types, VALUES, include_machine=include_machine, not_known=rollups.not_known
+        counters,
+        latencies,
+        trigger_types,
+        VALUES,
+        program=rollups.program,
+        include_machine=include_machine,
+        not_known=rollups.not_known,
     )
     overview["workspace"]["unique_conversions"] = rollups.unique_conversions
     overview["workspace"]["unique_revenue"] = round(rollups.unique_revenue, 6)
