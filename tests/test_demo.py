@@ -279,5 +279,22 @@ def test_the_demo_shows_each_held_out_journeys_lift_with_its_interval(demo_run: 
     row = summary.journeys.summary["journeys"]["cart-abandonment"]
     assert row["holdout"] > 0
     assert "Lift: conversion rate treated vs held out" in output
-    held_conv = row.get("converted_held_out", 0)
-    assert f"{held_conv:,}/{row['holdout']:,}" in output  # the held-out arm's conversions / people
+    # The reports' lift: treated and held-out runs outside the global control group.
+    [cart] = [j for j in summary.journeys.overview["journeys"] if j["journey_id"] == "cart-abandonment"]
+    c = cart["lift"]["conversion"]
+    assert c["treated_people"] + c["held_out_people"] + row.get("global_control", 0) == row["entered"]
+    assert f"{c['held_out_conversions']:,}/{c['held_out_people']:,}" in output  # the held-out arm
+
+
+def test_the_demo_prints_the_programs_lift_against_the_global_control_group(
+    demo_run: tuple[DemoSummary, str],
+) -> None:
+    summary, output = demo_run
+    program = summary.journeys.overview["lift"]
+    assert program is not None and program["control_people"] > 0
+    rows = summary.journeys.summary["journeys"].values()
+    assert sum(r.get("global_control", 0) for r in rows) >= program["control_people"]
+    c = program["conversion"]
+    text = " ".join(output.split())  # the line wraps at the console's width
+    assert "Program lift (all journeys together, causal" in text
+    assert f"{c['held_out_conversions']:,}/{c['held_out_people']:,} in it" in text

@@ -102,3 +102,17 @@ def test_the_overview_has_the_program_lift_and_its_csv_line() -> None:
     assert math.isclose(float(program_line["lift_absolute"]), 0.07)
     assert program_line["sent"] == ""
     assert report.overview_report([row], [], {}, list(ZERO))["lift"] is None
+
+
+def test_the_program_lifts_notes_speak_of_the_control_group() -> None:
+    lift = report.program_lift(_program(_people(40, 400, 1.0), np.zeros(30)))
+    assert lift is not None
+    assert lift["conversion"]["notes"] == [
+        "no one in the control group converted, so there is no relative lift to state: read the absolute lift"
+    ]
+    assert lift["revenue_per_person"]["notes"] == []
+    one = report.program_lift(_program(_people(40, 400, 1.0), np.zeros(1)))
+    assert one is not None
+    assert one["revenue_per_person"]["notes"] == [
+        "not enough data: fewer than two people in the control group, so revenue has no spread to measure"
+    ]

@@ -76,6 +76,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import dev_inbox, engine_state, log_channel, outbox, profiles
 from nudgeflow.store import journeys as journey_store
 from nudgeflow.web.embedded import ServerStartError, ThreadedServer, serve_in_thread
+from nudgeflow.web.reports_api import load_overview
 
 DEFAULT_USERS = 50  # each email is rendered, composed and sent over SMTP (~20 ms each): 50 people keep the demo ~10 s
 FAST_FORWARD_DAYS = 40.0  # the virtual time the demo covers: win-back needs 30 silent days, then a week
@@ -113,6 +114,8 @@ class JourneyReport:
     emailed: int = 0  # emails the email channel sent (over SMTP, to the dev inbox)
     pushed: int = 0  # push messages the push channel sent (Web Push, to the dev inbox's push service)
     logged: int = 0  # messages the log channel recorded
+    # The reports' overview (web/reports_api.load_overview): each journey's lift and the program's.
+    overview: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -635,6 +638,12 @@ def run_demo(
                         f"a {policies.collision.window} collision window"
                         if policies.collision
                         else "no collision window"
+                    )
+                    + (
+                        f", a global control group of {policies.control_group.share:.0%} of people"
+                        f" (reset {policies.control_group.reset})"
+                        if policies.control_group is not None and policies.control_group.share > 0
+                        else ""
                     ),
                     highlight=False,
                 )
@@ -891,7 +900,8 @@ def _journey_report(
         zones = _timezones(conn, workspace_id)
         failed = outbox.failed_steps(conn, workspace_id)
         report.timers_pending = engine_state.count_timers(conn, workspace_id)
-    for journey_id, status, reason, holdout, converted_at, revenue in runs:
+        report.overview = load_overview(conn, workspace_id, from_day=None, to_day=None, include_machine=False)
+    for journey_id, status, reason, holdout, converted_at, revenue, control in runs:
         row = journeys.setdefault(
             journey_id,
             {
@@ -907,6 +917,9 @@ def _journey_report(
             },
         )
         row["entered"] += 1
+        if control:  # in the global control group (holdout runs included), as `simulate` counts them
+            row["global_control"] = row.get("global_control", 0) + 1
+            row["global_control_converted"] = row.get("global_control_converted", 0) + (converted_at is not None)
         if holdout:
             row["holdout"] += 1
         elif status == "done":
@@ -1324,9 +1337,11 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
     table.add_column("sent, by step", no_wrap=True)
     width = max((len(step) for row in journeys.values() for step in row["messages"]), default=0)
     for journey_id, row in journeys.items():
-        outcomes = ([f"{row['holdout']:,} held out"] if row["holdout"] else []) + [
-            f"{n:,} {escape(_reason(reason))}" for reason, n in row["exited"].items()
-        ]
+        outcomes = (
+            ([f"{row['holdout']:,} held out"] if row["holdout"] else [])
+            + ([f"{row['global_control']:,} control group"] if row.get("global_control") else [])
+            + [f"{n:,} {escape(_reason(reason))}" for reason, n in row["exited"].items()]
+        )
         converted = f"{row['converted']:,}" + (f"\n${row['revenue']:,.0f}" if row["revenue"] else "")
         steps = [
             f"{escape(step):<{width}} {sent:>5,}"
@@ -1342,9 +1357,13 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
             end_section=True,
         )
     console.print(table)
-    lift = _lift_table(journeys)
+    lift = _lift_table(report.overview)
     if lift is not None:
         console.print(lift)
+    program = _program_line(report.overview)
+    if program is not None:
+        console.print(program)
+        console.print()
     if summary.policies.source:
         console.print(policy_table(summary.policies, summary.collision_window))
     if summary.segments:
@@ -1362,11 +1381,15 @@ def _print_journeys(console: Console, summary: DemoSummary) -> None:
     console.print(sample)
 
 
-def _lift_table(journeys: dict[str, dict[str, Any]]) -> Table | None:
-    """Each journey with a holdout: did it cause conversions? (measure/statistics.py; the
-    methods are in docs/measurement.md.)"""
-    from nudgeflow.measure import conversion_lift
+def _absolute(lift: dict[str, Any]) -> str:
+    a = lift["conversion"]["absolute_lift"]
+    return "-" if a is None else f"{a['value']:+.1%} [{a['low']:+.1%}, {a['high']:+.1%}]"
 
+
+def _lift_table(overview: dict[str, Any]) -> Table | None:
+    """Each journey with a holdout, as the reports give it: did it cause conversions? Treated
+    and held-out runs both outside the global control group (measure/report.py; the methods
+    are in docs/measurement.md)."""
     table = Table(
         title="Lift: conversion rate treated vs held out (95 % intervals: Newcomb; p: pooled z-test)",
         title_justify="left",
@@ -1378,25 +1401,36 @@ def _lift_table(journeys: dict[str, dict[str, Any]]) -> Table | None:
     table.add_column("p", justify="right")
     table.add_column("note", overflow="fold", max_width=40)
     shown = False
-    for journey_id, row in journeys.items():
-        held_out = row["holdout"]
-        if not held_out:
+    for journey in overview.get("journeys", []):
+        lift = journey["lift"]
+        if lift is None:
             continue
-        held_conv = row.get("converted_held_out", 0)
-        treated = row["entered"] - held_out
-        lift = conversion_lift(row["converted"] - held_conv, treated, held_conv, held_out)
-        a = lift.absolute_lift
-        interval = "-" if a is None else f"{a.value:+.1%} [{a.low:+.1%}, {a.high:+.1%}]"
+        c = lift["conversion"]
         table.add_row(
-            escape(journey_id),
-            f"{row['converted'] - held_conv:,}/{treated:,}",
-            f"{held_conv:,}/{held_out:,}",
-            interval,
-            "-" if lift.p_value is None else f"{lift.p_value:.2g}",
-            escape("; ".join(lift.notes)) or "-",
+            escape(journey["journey_id"]),
+            f"{c['treated_conversions']:,}/{c['treated_people']:,}",
+            f"{c['held_out_conversions']:,}/{c['held_out_people']:,}",
+            _absolute(lift),
+            "-" if c["p_value"] is None else f"{c['p_value']:.2g}",
+            escape("; ".join(c["notes"])) or "-",
         )
         shown = True
     return table if shown else None
+
+
+def _program_line(overview: dict[str, Any]) -> str | None:
+    """The whole program's lift: the global control group against everyone else, people not runs."""
+    program = overview.get("lift")
+    if not program:
+        return None
+    c = program["conversion"]
+    p = "-" if c["p_value"] is None else f"{c['p_value']:.2g}"
+    notes = f" ({escape('; '.join(c['notes']))})" if c["notes"] else ""
+    return (
+        "[bold]Program lift[/] (all journeys together, causal: the global control group got no marketing): "
+        f"converted {c['treated_conversions']:,}/{c['treated_people']:,} people outside the group vs "
+        f"{c['held_out_conversions']:,}/{c['held_out_people']:,} in it, {_absolute(program)}, p {p}{notes}"
+    )
 
 
 def _segment_table(summary: DemoSummary) -> Table:

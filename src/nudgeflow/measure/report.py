@@ -166,10 +166,22 @@ def program_lift(c: Mapping[str, Any]) -> dict[str, Any] | None:
         "control_people": people_control,
         "revenue": _round(c["program_revenue"]),
         "control_revenue": _round(c["program_revenue_control"]),
-        # In statistics' words, "held out" is the control group here.
-        "conversion": asdict(conversion),
-        "revenue_per_person": asdict(revenue),
+        # measure/statistics' "treated" are the people outside the group, its "held out" the
+        # group; its notes say so in the group's words.
+        "conversion": {**asdict(conversion), "notes": program_notes(conversion.notes)},
+        "revenue_per_person": {**asdict(revenue), "notes": program_notes(revenue.notes)},
     }
+
+
+def program_notes(notes: Iterable[str]) -> list[str]:
+    """measure/statistics' notes, which speak of a holdout, in the control group's words."""
+    return [
+        note.replace("held-out", "control group")
+        .replace("held out", "in the control group")
+        .replace("no one treated", "no one outside the control group")
+        .replace("people treated", "people outside the control group")
+        for note in notes
+    ]
 
 
 def _sum(rows: Iterable[Mapping[str, Any]], names: Sequence[str], not_known: Collection[str] = ()) -> dict[str, Any]:

@@ -367,12 +367,12 @@ def get_journey(conn: Connection, workspace_id: str, journey_id: str) -> dict[st
 
 
 def run_outcomes(conn: Connection, workspace_id: str) -> list[Any]:
-    """(journey_id, status, exit_reason, holdout, converted_at_ms, revenue) of every run of
-    the workspace, in no particular order (the demo's report counts them per journey)."""
+    """(journey_id, status, exit_reason, holdout, converted_at_ms, revenue, control) of every
+    run of the workspace, in no particular order (the demo's report counts them per journey)."""
     r = journey_runs.c
     return list(
         conn.execute(
-            select(r.journey_id, r.status, r.exit_reason, r.holdout, r.converted_at_ms, r.revenue).where(
+            select(r.journey_id, r.status, r.exit_reason, r.holdout, r.converted_at_ms, r.revenue, r.control).where(
                 r.workspace_id == workspace_id
             )
         ).all()
