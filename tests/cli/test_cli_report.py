@@ -132,3 +132,63 @@ def test_report_overview_shows_each_journeys_lift_and_the_programs(env: dict[str
     assert "program lift: no one in a global control group entered a journey in this period" in done.stdout
     refused = run(["report", "overview", "-w", ws, "--to", "soon"], env, tmp_path)
     assert refused.returncode != 0 and "--to: not a date" in refused.stderr
+
+
+TIMED = {
+    "id": "timed",
+    "name": "Timed",
+    "trigger": {"type": "event", "event": "Sale Started"},
+    "steps": {
+        "mail": {"type": "send", "channel": "email", "template": "promo", "send_time": {"explore": 0.2}},
+    },
+}
+
+
+def test_report_journey_shows_the_send_time_arms(env: dict[str, str], tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from nudgeflow.measure.experiments import Arm, analyze_experiment
+
+    ws = create_workspace(env, tmp_path)["workspace_id"]
+    engine = database.create_db_engine(env["NUDGEFLOW_DATABASE_URL"])
+    # (arm, sent, opens, clicks), over two days.
+    counts = (("optimized", 2100, 600, 120), ("fallback", 300, 120, 10), ("explore", 600, 120, 20))
+    with engine.begin() as conn:
+        journey_store.apply_draft(conn, ws, Journey.model_validate(TIMED), 0)
+        journey_store.publish(conn, ws, "timed", 0)
+        rollup = rollups.Rollup()
+        for arm, sent, opens, clicks in counts:
+            for day, share in ((DAY, 0.4), (DAY + 1, 0.6)):
+                rollup.send_time(
+                    (ws, "timed", 1, "mail", "mail", arm, day),
+                    sent=round(sent * share),
+                    opens=round(opens * share),
+                    clicks=round(clicks * share),
+                )
+        rollup.write(conn)
+    engine.dispose()
+
+    done = run(["report", "journey", "timed", "--workspace", ws, "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    [entry] = json.loads(done.stdout)["send_time"]
+    assert [(a["arm"], a["sent"], a["unique_opens"], a["unique_clicks"]) for a in entry["arms"]] == list(
+        (arm, sent, opens, clicks) for arm, sent, opens, clicks in counts
+    )
+    expected = analyze_experiment(
+        [Arm("optimized+fallback", 0.8, 2400, 720), Arm("explore", 0.2, 600, 120)],
+        control="explore",
+        primary_metric="open",
+    )
+    assert entry["open_rate"]["arms"][0]["versus_control"] == asdict(expected)["arms"][0]["versus_control"]
+    assert abs(entry["open_rate"]["arms"][0]["versus_control"]["difference"] - 0.1) < 1e-12
+    assert entry["open_rate"]["sample_ratio"]["expected_shares"] == [0.8, 0.2]
+
+    done = run(["report", "journey", "timed", "--workspace", ws], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "send time: mail (explore 20 %)" in done.stdout
+    for line in ("optimized", "fallback", "explore", "open rate: optimized+fallback 30.0", "click rate:"):
+        assert line in done.stdout, done.stdout
+
+    # One day only: the second day's messages.
+    done = run(["report", "journey", "timed", "-w", ws, "--from", "2025-11-09", "--json"], env, tmp_path)
+    assert json.loads(done.stdout)["send_time"][0]["arms"][0]["sent"] == 1260

@@ -61,6 +61,7 @@ TABLES = {
     "report_rollups",
     "report_latencies",
     "message_facts",
+    "report_send_time",
 }
 
 

@@ -39,7 +39,7 @@ def report_journey(
     number means is in docs/measurement.md."""
     from rich.console import Console
 
-    from nudgeflow.cli.report_table import journey_table, machine_note
+    from nudgeflow.cli.report_table import journey_table, machine_note, send_time_notes, send_time_table
     from nudgeflow.measure import report
     from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_day
 
@@ -71,6 +71,10 @@ def report_journey(
     note = machine_note(found, machine)
     if note:
         print(note)
+    for entry in found["send_time"]:
+        Console(width=250).print(send_time_table(entry))
+        for line in send_time_notes(entry):
+            print(line)
 
 
 @report_app.command("overview")

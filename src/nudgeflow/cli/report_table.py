@@ -130,3 +130,49 @@ def overview_table(found: Mapping[str, Any], title: str) -> Table:
             "-" if row["lift"] is None else lift_line(row["lift"]),
         )
     return table
+
+
+def _interval(rate: Mapping[str, Any]) -> str:
+    if rate["value"] is None:
+        return "-"
+    return f"{100 * rate['value']:.1f} [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}]"
+
+
+def send_time_table(entry: Mapping[str, Any]) -> Table:
+    """A send step timed by `send_time` (the journey report's `send_time` entries): its
+    messages, opens and clicks by arm."""
+    timed = "" if entry["timed_by"] == entry["step"] else f", timed by {entry['timed_by']}"
+    explore = "unknown" if entry["explore"] is None else f"{100 * entry['explore']:g} %"
+    table = Table(title=f"send time: {entry['step']}{timed} (explore {explore})")
+    for label in ("arm", "sent", "opens", "open %", "clicks", "click %", "unsubs", "complaints"):
+        table.add_column(label, justify="left" if label == "arm" else "right")
+    for arm in entry["arms"]:
+        names = ("sent", "unique_opens", "open_rate", "unique_clicks", "click_rate", "unsubscribes", "complaints")
+        table.add_row(arm["arm"], *(_cell(name, arm[name]) for name in names))
+    return table
+
+
+def send_time_notes(entry: Mapping[str, Any]) -> list[str]:
+    """The feature's choice against explore, on the open and the click rate: one line each,
+    with the winner call (or why there is none yet) and any sample ratio mismatch."""
+    from nudgeflow.measure.send_time_report import CHOSEN
+
+    if entry["no_experiment"]:
+        return [entry["no_experiment"]]
+    lines = [f"compared: {entry['compared']}"]
+    for metric in ("open_rate", "click_rate"):
+        found = entry[metric]
+        arms = {a["name"]: a for a in found["arms"]}
+        versus = arms[CHOSEN]["versus_control"]
+        lift = (
+            "- (too few to compare)"
+            if versus is None
+            else f"{100 * versus['difference']:+.2f} points [{100 * versus['low']:+.2f}, {100 * versus['high']:+.2f}]"
+        )
+        lines.append(
+            f"{metric.replace('_', ' ')}: {CHOSEN} {_interval(arms[CHOSEN]['primary'])} %, "
+            f"explore {_interval(arms['explore']['primary'])} %; difference {lift}; {found['winner']['reason']}"
+        )
+        if found["sample_ratio"]["mismatch"]:
+            lines.append(f"  {found['sample_ratio']['reason']}")
+    return lines

@@ -468,6 +468,11 @@ def _sent(o: Outcome, now_ms: int) -> rollups.Sent:
     trigger = msg.context.get("trigger")
     entered = run.get("entered_at") if isinstance(run, dict) else None
     triggered = trigger.get("at") if isinstance(trigger, dict) else None
+    # The send-time decision that timed it (core/steps.py puts it on the context): its arm is
+    # counted apart, so a report can compare optimized with explore.
+    timing = msg.context.get("send_time")
+    arm = timing.get("arm") if isinstance(timing, dict) else None
+    timed_by = timing.get("step") if isinstance(timing, dict) else None
     return rollups.Sent(
         workspace_id=msg.workspace_id,
         key=msg.key,
@@ -482,4 +487,6 @@ def _sent(o: Outcome, now_ms: int) -> rollups.Sent:
         sent_at_ms=now_ms,
         entered_at_ms=entered if isinstance(entered, int) else None,
         trigger_at_ms=triggered if isinstance(triggered, int) else None,
+        send_time_arm=arm if arm in rollups.SEND_TIME_ARMS else None,
+        timed_by=timed_by if isinstance(timed_by, str) and timed_by else None,
     )

@@ -28,6 +28,11 @@ sent (engagement follows its message's day). A report over a range of days is th
 report on the runs that entered and the messages sent in it.
 
 step, variant and channel are '' where they do not apply: a run's counters have no step.
+
+Messages timed by `send_time` are also counted by the arm that timed them (optimized,
+explore, fallback: `context.send_time.arm`) in report_send_time, by the same writers in the
+same transactions and on the same claims: `count_sent` for the sends, `count_engagement` for
+opens, clicks, unsubscribes and complaints (the arm read from the message's outbox row).
 """
 
 from __future__ import annotations
@@ -39,11 +44,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
+from nudgeflow.core.send_time import EXPLORE, FALLBACK, OPTIMIZED
 from nudgeflow.model.histogram import bucket_of
 from nudgeflow.store import sql
-from nudgeflow.store.schema import ROLLUP_COUNTERS, ROLLUP_SUMS
+from nudgeflow.store.schema import ROLLUP_COUNTERS, ROLLUP_SUMS, SEND_TIME_COUNTERS, SEND_TIME_DIMENSIONS
 
 DAY_MS = 86_400_000
 DIMENSIONS = ("workspace_id", "journey_id", "version", "step", "variant", "channel", "day")
@@ -70,6 +77,18 @@ ENGAGEMENT_COUNTER = {
 }
 
 Dims = tuple[str, str, int, str, str, str, int]
+# report_send_time's key: workspace, journey, version, step, timed_by, arm, day.
+SendTimeDims = tuple[str, str, int, str, str, str, int]
+SEND_TIME_ARMS = (OPTIMIZED, EXPLORE, FALLBACK)
+# The engagement facts counted per send-time arm (bounces and push opt-outs are not).
+SEND_TIME_COUNTER = {
+    OPENED: "opens",
+    OPENED_MACHINE: "opens_machine",
+    CLICKED: "clicks",
+    CLICKED_BOT: "clicks_bot",
+    UNSUBSCRIBED: "unsubscribes",
+    COMPLAINED: "complaints",
+}
 
 # A run's latest human touch of each kind (updated, not claimed once), with the message it
 # touched: what last-touch attribution reads. Keyed by the run, so that a conversion finds
@@ -96,9 +115,10 @@ class Rollup:
     def __init__(self) -> None:
         self._deltas: dict[Dims, list[float]] = {}
         self._latencies: Counter[tuple[Dims, str, int]] = Counter()
+        self._send_time: dict[SendTimeDims, list[int]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._deltas or self._latencies)
+        return bool(self._deltas or self._latencies or self._send_time)
 
     def add(self, dims: Dims, **deltas: float) -> None:
         row = self._deltas.get(dims)
@@ -109,6 +129,13 @@ class Rollup:
 
     def latency(self, dims: Dims, metric: str, duration_ms: int) -> None:
         self._latencies[(dims, metric, bucket_of(duration_ms))] += 1
+
+    def send_time(self, dims: SendTimeDims, **deltas: int) -> None:
+        row = self._send_time.get(dims)
+        if row is None:
+            row = self._send_time[dims] = [0] * len(SEND_TIME_COUNTERS)
+        for name, value in deltas.items():
+            row[_SEND_TIME_INDEX[name]] += value
 
     def write(self, conn: Connection) -> None:
         if self._deltas:
@@ -122,11 +149,18 @@ class Rollup:
                 _upsert_latencies(sql.mark(conn)),
                 [(*dims, metric, bucket, n) for (dims, metric, bucket), n in sorted(self._latencies.items())],
             )
+        if self._send_time:
+            conn.exec_driver_sql(
+                _upsert_send_time(sql.mark(conn)),
+                [(*dims, *values) for dims, values in sorted(self._send_time.items())],
+            )
         self._deltas.clear()
         self._latencies.clear()
+        self._send_time.clear()
 
 
 _INDEX = {name: i for i, name in enumerate(VALUES)}
+_SEND_TIME_INDEX = {name: i for i, name in enumerate(SEND_TIME_COUNTERS)}
 
 
 @lru_cache(maxsize=4)
@@ -146,6 +180,16 @@ def _upsert_latencies(mark: str) -> str:
         f"INSERT INTO report_latencies ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
         f" ON CONFLICT ({', '.join(DIMENSIONS)}, metric, bucket)"
         " DO UPDATE SET count = report_latencies.count + excluded.count"
+    )
+
+
+@lru_cache(maxsize=4)
+def _upsert_send_time(mark: str) -> str:
+    columns = (*SEND_TIME_DIMENSIONS, *SEND_TIME_COUNTERS)
+    sets = ", ".join(f"{c} = report_send_time.{c} + excluded.{c}" for c in SEND_TIME_COUNTERS)
+    return (
+        f"INSERT INTO report_send_time ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+        f" ON CONFLICT ({', '.join(SEND_TIME_DIMENSIONS)}) DO UPDATE SET {sets}"
     )
 
 
@@ -433,6 +477,9 @@ class Sent:
     sent_at_ms: int
     entered_at_ms: int | None  # the run's entry (its counters' day)
     trigger_at_ms: int | None  # the trigger event's time: time to trigger
+    # When `send_time` timed it: the arm (optimized, explore, fallback) and the step that decided.
+    send_time_arm: str | None = None
+    timed_by: str | None = None
 
 
 def count_sent(conn: Connection, rollup: Rollup, sends: Sequence[Sent]) -> None:
@@ -463,6 +510,11 @@ def count_sent(conn: Connection, rollup: Rollup, sends: Sequence[Sent]) -> None:
         if _take(claimed, (s.workspace_id, s.run_id, RECIPIENT)):
             entered = s.entered_at_ms if s.entered_at_ms is not None else s.sent_at_ms
             rollup.add((s.workspace_id, s.journey_id, s.version, "", "", "", day_of(entered)), recipients=1)
+        if s.send_time_arm in SEND_TIME_ARMS:
+            rollup.send_time(
+                (s.workspace_id, s.journey_id, s.version, s.step, s.timed_by or s.step, s.send_time_arm, dims[6]),
+                sent=1,
+            )
 
 
 # --- engagement (tracking, push reports, bounces) -----------------------------------------------
@@ -491,18 +543,55 @@ def count_engagement(conn: Connection, workspace_id: str, message_key: str, fact
     if not claim_firsts(conn, [(workspace_id, message_key, fact, row[0], at_ms)]):
         return False
     rollup = Rollup()
-    rollup.add(_message_dims(workspace_id, row), **{ENGAGEMENT_COUNTER[fact]: 1})
+    dims = _message_dims(workspace_id, row)
+    rollup.add(dims, **{ENGAGEMENT_COUNTER[fact]: 1})
+    timing = send_time_of(row[9]) if fact in SEND_TIME_COUNTER else None
+    # Counted by arm only for a message counted as sent (the arm's denominator): a message
+    # the log channel took, or one a bounce report names before its send is recorded, is not.
+    if timing is not None and _was_counted_sent(conn, workspace_id, message_key):
+        timed_by, arm = timing
+        rollup.send_time(
+            (workspace_id, row[1], row[2], row[3], timed_by or row[3], arm, dims[6]), **{SEND_TIME_COUNTER[fact]: 1}
+        )
     rollup.write(conn)
     return True
 
 
+def _was_counted_sent(conn: Connection, workspace_id: str, message_key: str) -> bool:
+    m = sql.mark(conn)
+    return (
+        conn.exec_driver_sql(
+            f"SELECT 1 FROM message_facts WHERE workspace_id = {m} AND subject = {m} AND fact = {m}",
+            (workspace_id, message_key, SENT),
+        ).first()
+        is not None
+    )
+
+
+def send_time_of(payload: str | None) -> tuple[str | None, str] | None:
+    """(the step that decided, the arm) of a message timed by `send_time`, from its outbox
+    payload (its context); None for any other message."""
+    # Most messages have no send-time decision: their payload is not parsed.
+    if not payload or '"send_time"' not in payload:
+        return None
+    try:
+        context = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    timing = context.get("send_time") if isinstance(context, dict) else None
+    if not isinstance(timing, dict) or timing.get("arm") not in SEND_TIME_ARMS:
+        return None
+    step = timing.get("step")
+    return (step if isinstance(step, str) and step else None), str(timing["arm"])
+
+
 def _message(conn: Connection, workspace_id: str, message_key: str) -> Any:
     """(profile_id, journey_id, journey_version, step, variant, channel, sent_at_ms,
-    created_at_ms, run_id) of one of our messages, or None."""
+    created_at_ms, run_id, payload) of one of our messages, or None."""
     m = sql.mark(conn)
     return conn.exec_driver_sql(
-        "SELECT profile_id, journey_id, journey_version, step, variant, channel, sent_at_ms, created_at_ms, run_id"
-        f" FROM outbox WHERE workspace_id = {m} AND idempotency_key = {m}",
+        "SELECT profile_id, journey_id, journey_version, step, variant, channel, sent_at_ms, created_at_ms, run_id,"
+        f" payload FROM outbox WHERE workspace_id = {m} AND idempotency_key = {m}",
         (workspace_id, message_key),
     ).first()
 
@@ -619,3 +708,38 @@ def read_unique_conversions(
         f"SELECT SUM(conversions), SUM(revenue) FROM report_rollups WHERE {where}", tuple(params)
     ).first()
     return (int(row[0] or 0), float(row[1] or 0.0)) if row is not None else (0, 0.0)
+
+
+def read_send_time(
+    conn: Connection,
+    workspace_id: str,
+    journey_id: str,
+    *,
+    from_day: int | None = None,
+    to_day: int | None = None,
+) -> list[dict[str, Any]]:
+    """A journey's send-time counters summed per (version, step, timed_by, arm) over the days
+    asked for, in that order."""
+    m = sql.mark(conn)
+    where = f"workspace_id = {m} AND journey_id = {m}"
+    params: list[Any] = [workspace_id, journey_id]
+    if from_day is not None:
+        where += f" AND day >= {m}"
+        params.append(from_day)
+    if to_day is not None:
+        where += f" AND day <= {m}"
+        params.append(to_day)
+    keys = ("version", "step", "timed_by", "arm")
+    group = ", ".join(keys)
+    sums = ", ".join(f"SUM({c})" for c in SEND_TIME_COUNTERS)
+    rows = conn.exec_driver_sql(
+        f"SELECT {group}, {sums} FROM report_send_time WHERE {where} GROUP BY {group} ORDER BY {group}",
+        tuple(params),
+    ).all()
+    return [
+        {
+            **dict(zip(keys, row[: len(keys)], strict=True)),
+            **{c: int(v or 0) for c, v in zip(SEND_TIME_COUNTERS, row[len(keys) :], strict=True)},
+        }
+        for row in rows
+    ]

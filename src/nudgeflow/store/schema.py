@@ -659,6 +659,28 @@ report_latencies = Table(
     PrimaryKeyConstraint(*_ROLLUP_DIMENSIONS, "metric", "bucket", name="pk_report_latencies"),
 )
 
+# A send step's messages by the send-time arm that timed them (`context.send_time.arm`:
+# optimized, explore or fallback; core/send_time.py), and what their recipients did with them:
+# the feature's own experiment (migration 0020). Its own table rather than a dimension of
+# report_rollups: every other counter and reader stays keyed as it was, and only messages
+# timed by `send_time` write here. `timed_by` is the step whose `send_time` decided (the send
+# step itself, or a wait before it): its `explore` share is the experiment's weight.
+SEND_TIME_DIMENSIONS = ("workspace_id", "journey_id", "version", "step", "timed_by", "arm", "day")
+SEND_TIME_COUNTERS = ("sent", "opens", "opens_machine", "clicks", "clicks_bot", "unsubscribes", "complaints")
+report_send_time = Table(
+    "report_send_time",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("journey_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("timed_by", String(100), nullable=False),
+    Column("arm", String(20), nullable=False),
+    Column("day", Integer, nullable=False),
+    *[Column(name, BigInteger, nullable=False, server_default="0") for name in SEND_TIME_COUNTERS],
+    PrimaryKeyConstraint(*SEND_TIME_DIMENSIONS, name="pk_report_send_time"),
+)
+
 # The first time each fact happened to a message (or a run): a second open of the same message
 # finds its row and is not counted again. subject is a message key or a run id (a run's
 # latest touches, store/rollups.py, are updated rather than claimed).

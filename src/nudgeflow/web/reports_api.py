@@ -4,6 +4,10 @@
 - GET /api/reports/overview        per journey, per trigger type, the workspace, and the program's
                                    lift (the global control group against everyone else)
 
+The journey report also has a `send_time` section: per send step timed by `send_time`, its
+messages by arm (optimized, fallback, explore) and the feature's open and click rates against
+a random hour (measure/send_time_report.py).
+
 Both take `from` and `to` (UTC dates, inclusive: the runs that entered and the messages sent
 on those days), `machine=true` to count machine opens and bot clicks in the opens, clicks and
 rates, and `format=csv` for a CSV file instead of JSON. Admin auth and workspace scoping as
@@ -22,6 +26,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.errors import WebError
 from nudgeflow.measure import report
+from nudgeflow.measure.send_time_report import send_time_section
 from nudgeflow.store import journeys, rollups
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import State
@@ -79,7 +84,32 @@ def load_journey_report(
     if "day" in by:
         for row in out["rows"]:
             row["day"] = iso_date(row["day"])
+    out["send_time"] = load_send_time(
+        conn, workspace_id, journey_id, from_day=from_day, to_day=to_day, include_machine=include_machine
+    )
     return out
+
+
+def load_send_time(
+    conn: Connection,
+    workspace_id: str,
+    journey_id: str,
+    *,
+    from_day: int | None,
+    to_day: int | None,
+    include_machine: bool,
+) -> list[dict[str, Any]]:
+    """The journey report's send-time section: per send step timed by `send_time`, its
+    messages by arm and optimized against explore (measure/send_time_report.py)."""
+    rows = rollups.read_send_time(conn, workspace_id, journey_id, from_day=from_day, to_day=to_day)
+    shares: dict[tuple[int, str], float | None] = {}
+    for version in sorted({row["version"] for row in rows}):
+        definition = journeys.load_version(conn, workspace_id, journey_id, version)
+        for timed_by in {row["timed_by"] for row in rows if row["version"] == version}:
+            step = definition.steps.get(timed_by) if definition is not None else None
+            spec = getattr(step, "send_time", None)
+            shares[(version, timed_by)] = spec.explore if spec is not None else None
+    return send_time_section(rows, shares, include_machine=include_machine)
 
 
 def load_overview(
