@@ -74,6 +74,17 @@ One run, on one set of generated events, measures:
             the events given (the Segment Entered / Exited the engine appends are decided
             within the time); the first part's ratio is shown beside it. Its results go to
             their own section of RESULTS.md.
+  rollups   (only when asked: --phases rollups) what keeping the report rollups costs the
+            engine (issue 15: <= 10 % of its events/s). The engine phase's work, prepared once
+            per size (--rollup-sizes, default 2,000 x 20,000 and 20,000 x 200,000; the first
+            alone with --quick), decided on identical copies of that database with the rollups
+            counted (on) and not (off: EffectsBatch(count_rollups=False), which exists for this
+            alone), alternated on, off, on, off… for --rollup-rounds rounds (3). The figure is
+            the median events/s on over the median off (target >= 0.90), each round's ratio and
+            the CPU per event beside it. Both modes must decide the same messages, runs and
+            timers, and only "on" may write rollups, or the run stops. The load average before
+            and after is recorded with it, and a run on a busy machine says so. Its results go
+            to their own section of RESULTS.md.
 
 Ratios are the figures that travel: the machine is shared and noisy, and both sides of a
 ratio come from the same run. Results go to the "Engine benchmark" section of
@@ -97,6 +108,7 @@ import json
 import random
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -556,10 +568,13 @@ class EngineFigures:
     decided: int = 0  # events decided: `events`, and any the engine appended itself
 
 
-def run_engine(db: Any, total: int, batch: int, advance: Callable[[int], None], appended: bool = False) -> EngineFigures:
+def run_engine(
+    db: Any, total: int, batch: int, advance: Callable[[int], None], appended: bool = False, count_rollups: bool = True
+) -> EngineFigures:
     """Decide the `total` events of the log, batch after batch, until none is left. With
     `appended`, the engine may append events of its own as it goes (Segment Entered /
-    Exited): they are decided too, and the rate is still `total` over the whole time."""
+    Exited): they are decided too, and the rate is still `total` over the whole time.
+    `count_rollups=False` leaves the report rollups uncounted (the rollups phase only)."""
     from nudgeflow.core.clock import SystemClock
     from nudgeflow.runtime.embedded import WriterRunner
     from nudgeflow.runtime.processor import EngineCache, RuntimeStats, process_events
@@ -576,7 +591,9 @@ def run_engine(db: Any, total: int, batch: int, advance: Callable[[int], None], 
     start = time.perf_counter()
     try:
         while True:
-            done = runner.call(lambda conn: process_events(conn, engines, clock, batch, stats))
+            done = runner.call(
+                lambda conn: process_events(conn, engines, clock, batch, stats, count_rollups=count_rollups)
+            )
             if done == 0:
                 break
             figures.batches += 1
@@ -1401,6 +1418,198 @@ def write_backfill_results(b: BackfillFigures, args: argparse.Namespace, info: d
     console.print(f"backfill results written to {results}")
 
 
+# -- phase 8 (on demand): what keeping the report rollups costs the engine -------------------------
+
+ROLLUP_TARGET = 0.90  # issue 15 item 3: keeping the rollups costs <= 10 % of the engine's events/s
+
+
+@dataclass
+class RollupRun:
+    rollups: bool
+    rate: float
+    cpu_us: float  # the process's CPU per event (busy cores / events per second), in microseconds
+    rollup_rows: int
+
+
+@dataclass
+class RollupSize:
+    profiles: int
+    events: int
+    runs: list[RollupRun] = field(default_factory=list)
+
+    def rates(self, on: bool) -> list[float]:
+        return [r.rate for r in self.runs if r.rollups == on]
+
+    def cpus(self, on: bool) -> list[float]:
+        return [r.cpu_us for r in self.runs if r.rollups == on]
+
+    @property
+    def ratio(self) -> float:
+        """events/s with the rollups over events/s without, medians of the same run."""
+        return statistics.median(self.rates(True)) / statistics.median(self.rates(False))
+
+    @property
+    def pair_ratios(self) -> list[float]:
+        """Each round's on / off: the two runs of a round are next to each other in time."""
+        return [a / b for a, b in zip(self.rates(True), self.rates(False), strict=True)]
+
+    @property
+    def cpu_ratio(self) -> float:
+        """CPU per event with the rollups over without (more than 1 is the cost)."""
+        return statistics.median(self.cpus(True)) / statistics.median(self.cpus(False))
+
+
+@dataclass
+class RollupFigures:
+    rounds: int
+    sizes: list[RollupSize] = field(default_factory=list)
+    load_before: str = ""
+    load_after: str = ""
+
+
+def parse_rollup_sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        profiles, sep, events = part.strip().partition("x")
+        if not sep or not profiles.isdigit() or not events.isdigit() or int(profiles) < 1 or int(events) < 1:
+            raise SystemExit(f"--rollup-sizes: {part.strip()!r} is not PROFILESxEVENTS (for example 2000x20000)")
+        out.append((int(profiles), int(events)))
+    return out
+
+
+def run_rollups(tmp: Path, args: argparse.Namespace, progress: Progress) -> RollupFigures:
+    """The engine phase's work decided with the report rollups counted (on) and not (off),
+    on identical copies of one prepared database, alternated on, off, on, off… so that both
+    see the same machine: the figure is the ratio of the two in the same run."""
+    figures = RollupFigures(rounds=args.rollup_rounds, load_before=_load())
+    for profiles, events in args.rollup_sizes:
+        size = RollupSize(profiles, events)
+        template = tmp / f"rollups-{profiles}x{events}.db"
+        db, workspace_id, _ = new_database(template)
+        db.dispose()
+        end_ms = int(time.time() * 1000)
+        work = generate(profiles, events, args.seed, end_ms - int(args.span * 1000), end_ms, workspace_id, sent=False)
+        task = progress.add_task(f"rollups: load {events:,} events", total=len(work.rows), info="")
+        load_events(template, work, workspace_id, lambda n: progress.advance(task, n))
+        total = len(work.rows)
+        del work
+        gc.collect()
+        outcomes: dict[bool, dict[str, int]] = {}
+        for round_ in range(args.rollup_rounds):
+            for on in (True, False):
+                copy = tmp / "rollups-run.db"
+                for suffix in ("", "-wal", "-shm", ".key"):
+                    Path(str(copy) + suffix).unlink(missing_ok=True)
+                    if Path(str(template) + suffix).exists():
+                        shutil.copyfile(str(template) + suffix, str(copy) + suffix)
+                from nudgeflow.store import database
+
+                run_db = database.create_db_engine(f"sqlite:///{copy}")
+                label = f"rollups {'on ' if on else 'off'} {profiles:,}x{events:,} round {round_ + 1}"
+                task = progress.add_task(label, total=total, info="")
+                e = run_engine(run_db, total, args.batch, lambda n, t=task: progress.advance(t, n), count_rollups=on)
+                with run_db.connect() as conn:
+                    rows = int(conn.exec_driver_sql("SELECT count(*) FROM report_rollups").scalar_one())
+                run_db.dispose()
+                # Both modes must decide the same work, and only "on" may write rollups.
+                decided = {**e.by_journey, "runs": e.runs, "timers": e.timers_armed}
+                if outcomes.setdefault(on, decided) != decided or (on and rows == 0) or (not on and rows != 0):
+                    raise SystemExit(f"rollups {'on' if on else 'off'} decided differently: {decided}, {rows} rollup rows")
+                size.runs.append(RollupRun(on, e.rate, 1e6 * e.cpu / e.rate, rows))
+                progress.update(task, info=f"{e.rate:,.0f} events/s, {1e6 * e.cpu / e.rate:.0f} µs CPU/event")
+        if outcomes[True] != outcomes[False]:
+            raise SystemExit(f"rollups on and off decided differently: {outcomes}")
+        figures.sizes.append(size)
+        for suffix in ("", "-wal", "-shm", ".key"):
+            Path(str(template) + suffix).unlink(missing_ok=True)
+            Path(str(tmp / "rollups-run.db") + suffix).unlink(missing_ok=True)
+    figures.load_after = _load()
+    return figures
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def rollup_rows(f: RollupFigures) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for size in f.sizes:
+        on, off = size.rates(True), size.rates(False)
+        pairs = size.pair_ratios
+        rows.append(
+            (
+                f"rollups: engine events/s with / without ({size.profiles:,} profiles, {size.events:,} events, "
+                f"{f.rounds} rounds alternated)",
+                f"{size.ratio:.3f} (median {statistics.median(on):,.0f} / {statistics.median(off):,.0f} events/s; "
+                f"rounds {', '.join(f'{r:.2f}' for r in pairs)})",
+                f">= {ROLLUP_TARGET:.2f} (cost <= 10 %)",
+                _verdict(size.ratio >= ROLLUP_TARGET),
+            )
+        )
+        rows.append(
+            (
+                "  CPU per event with / without",
+                f"{size.cpu_ratio:.3f} ({statistics.median(size.cpus(True)):.0f} / "
+                f"{statistics.median(size.cpus(False)):.0f} µs)",
+                "",
+                "",
+            )
+        )
+    return rows
+
+
+def write_rollup_results(f: RollupFigures, args: argparse.Namespace, info: dict[str, str]) -> None:
+    """The rollups phase's own section of RESULTS.md: each run, and the load the machine was
+    under (a ratio taken on a busy machine says so in its heading)."""
+    results: Path = args.results
+    busy = max(float(x) for x in (f.load_before.split()[0], f.load_after.split()[0])) > 0.5
+    sizes = ",".join(f"{s.profiles}x{s.events}" for s in f.sizes)
+    command = f"python benchmarks/engine.py --phases rollups --rollup-sizes {sizes} --rollup-rounds {f.rounds}"
+    lines = [
+        f"## Latest rollups run: {info['date']}" + (" — TAKEN UNDER LOAD" if busy else ""),
+        "",
+        f"`{command}`: the engine phase's work (the example journeys, generated shop traffic), decided with the report "
+        "rollups counted (on: store/effects_writer.py calls store/rollups.count_runs) and without (off), each run on "
+        "an identical copy of one prepared database, alternated on, off, on, off… The dispatcher's counting of sends "
+        "is not in this phase (the engine phase dispatches nothing). Load average (1, 5, 15 min, `uptime`): "
+        f"{f.load_before} before, {f.load_after} after"
+        + (": **the machine was busy, so these figures were taken under load**." if busy else "."),
+        "",
+        "| measure | figure | target | |",
+        "| --- | ---: | --- | --- |",
+        *[f"| {m} | {f_} | {t} | {ok} |" for m, f_, t, ok in rollup_rows(f)],
+        "",
+        "| size | round | on events/s | off events/s | on µs CPU/event | off µs CPU/event |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size in f.sizes:
+        on = [r for r in size.runs if r.rollups]
+        off = [r for r in size.runs if not r.rollups]
+        for i, (a, b) in enumerate(zip(on, off, strict=True)):
+            lines.append(
+                f"| {size.profiles:,} x {size.events:,} | {i + 1} | {a.rate:,.0f} | {b.rate:,.0f} | {a.cpu_us:.0f} | "
+                f"{b.cpu_us:.0f} |"
+            )
+    lines += ["", *ingest_bench.machine_lines(info, f"{info['os']}; Python {info['python']}; SQLite {info['sqlite']}", disk=True)]
+    start, end = "<!-- rollups benchmark: written by benchmarks/engine.py --phases rollups -->", "<!-- end of rollups benchmark -->"
+    marker = "<!-- rollups history: one line per run, newest first; the benchmark adds them -->"
+    text = results.read_text() if results.exists() else ""
+    old = ingest_bench.between(text, start, end) or ""
+    before = text.split(start, 1)[0].rstrip("\n") if start in text else text.rstrip("\n")
+    after = text.split(end, 1)[1].strip("\n") if end in text else ""
+    history = [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
+    new_lines = [
+        f"| {info['date']} | {info['commit']} | {s.profiles:,} x {s.events:,} | {f.rounds} | {s.ratio:.3f} | "
+        f"{s.cpu_ratio:.3f} | {f.load_before} / {f.load_after} |"
+        for s in f.sizes
+    ]
+    body = [start, "", *lines, "## All rollups runs", "", marker, "",
+            "| date | commit | profiles x events | rounds | events/s on / off | CPU/event on / off | load before / after |",
+            "| --- | --- | --- | ---: | ---: | ---: | --- |", *new_lines, *history, "", end]
+    results.write_text((before + "\n\n" if before else "") + "\n".join(body) + "\n" + (("\n" + after + "\n") if after else ""))
+    console.print(f"rollups results written to {results}")
+
+
 # -- phase 7: segments: applying one over the stored past, and the engine with 50 live ---------------
 
 SEGMENTS = ROOT / "examples" / "segments"
@@ -1747,6 +1956,7 @@ class Figures:
     latency: LatencyFigures | None = None
     backfill: BackfillFigures | None = None
     segments: SegmentFigures | None = None
+    rollups: RollupFigures | None = None
     seconds: float = 0.0
 
 
@@ -1818,6 +2028,9 @@ def run(args: argparse.Namespace) -> Figures:
 
             if "segments" in args.phases:
                 figures.segments = run_segments(tmp, args, progress)
+
+            if "rollups" in args.phases:
+                figures.rollups = run_rollups(tmp, args, progress)
         figures.seconds = time.perf_counter() - started
         return figures
     finally:
@@ -1924,6 +2137,8 @@ def report(f: Figures) -> list[tuple[str, str, str, str]]:
         rows += backfill_rows(f.backfill)
     if f.segments is not None:
         rows += segment_rows(f.segments)
+    if f.rollups is not None:
+        rows += rollup_rows(f.rollups)
     return rows
 
 
@@ -2060,6 +2275,7 @@ FULL = {
     "segments": 50,
 }
 PHASES = ("engine", "matching", "timers", "latency", "backfill", "segments")
+ON_DEMAND = ("rollups",)  # run only when named in --phases
 
 
 def main() -> None:
@@ -2095,7 +2311,11 @@ def main() -> None:
                              "Exited (implies --no-record)")
     parser.add_argument("--segment-profiles", type=int, help="people in the segments phase's engine runs (default 100,000)")
     parser.add_argument("--segment-events", type=int, help="events of those runs (default 1,000,000)")
-    parser.add_argument("--phases", type=str, default=",".join(PHASES), help=f"which phases to run (default {','.join(PHASES)})")
+    parser.add_argument("--rollup-sizes", help="the rollups phase's sizes, PROFILESxEVENTS comma-separated "
+                        "(default 2000x20000,20000x200000; 2000x20000 with --quick)")
+    parser.add_argument("--rollup-rounds", type=int, default=3, help="the rollups phase's rounds of on, off (default 3)")
+    parser.add_argument("--phases", type=str, default=",".join(PHASES),
+                        help=f"which phases to run (default {','.join(PHASES)}; also: {','.join(ON_DEMAND)})")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results file to update (default benchmarks/RESULTS.md)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: a phase in a process of its own
@@ -2118,9 +2338,12 @@ def main() -> None:
         parser.error(f"--segment-parts takes apply, engine or both, not {args.segment_parts!r}")
     if args.segment_writes_off:
         args.no_record = True  # a breakdown, never the recorded figure
-    unknown = set(args.phases) - set(PHASES)
+    unknown = set(args.phases) - set(PHASES) - set(ON_DEMAND)
     if unknown:
-        parser.error(f"unknown phases: {', '.join(sorted(unknown))} (choose from {', '.join(PHASES)})")
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))} (choose from {', '.join(PHASES + ON_DEMAND)})")
+    if args.rollup_rounds < 1:
+        parser.error("--rollup-rounds must be at least 1")
+    args.rollup_sizes = parse_rollup_sizes(args.rollup_sizes or ("2000x20000" if args.quick else "2000x20000,20000x200000"))
     if args.profiles < 1 or args.events < 1:
         parser.error("--profiles and --events must be at least 1")
     info = ingest_bench.machine()
@@ -2132,9 +2355,11 @@ def main() -> None:
         write_backfill_results(figures.backfill, args, info)
     if figures.segments is not None and not args.no_record:
         write_segment_results(figures.segments, args, info)
-    if not args.no_record and set(args.phases) == set(PHASES):
+    if figures.rollups is not None and not args.no_record:
+        write_rollup_results(figures.rollups, args, info)
+    if not args.no_record and set(args.phases) >= set(PHASES):
         write_results(rows, figures, args, info)
-    elif not args.no_record:
+    elif not args.no_record and set(args.phases) - set(ON_DEMAND):
         console.print("[yellow]not recorded: RESULTS.md takes only runs of every phase[/]")
 
 

@@ -78,3 +78,31 @@ def test_engine_benchmark_runs_every_phase_at_tiny_sizes(tmp_path: Path) -> None
     ):
         assert figure in out, f"{figure!r} missing from the output:\n{out[-3000:]}"
     assert (results.read_text() if results.exists() else None) == before
+
+
+def test_the_rollups_phase_measures_the_engine_with_and_without_counting_rollups(tmp_path: Path) -> None:
+    results = ROOT / "benchmarks" / "RESULTS.md"
+    before = results.read_text() if results.exists() else None
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "engine.py"),
+            "--quick",
+            "--no-record",
+            "--phases",
+            "rollups",
+            "--rollup-sizes",
+            "200x2000",
+            "--rollup-rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # The run stops unless both modes decided the same work and only "on" wrote rollups.
+    for figure in ("rollups: engine events/s with / without", "CPU per event with / without", "rollups off"):
+        assert figure in done.stdout, f"{figure!r} missing from the output:\n{done.stdout[-3000:]}"
+    assert (results.read_text() if results.exists() else None) == before

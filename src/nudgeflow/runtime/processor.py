@@ -221,13 +221,21 @@ class DecisionBatch:
     failed decision restores the state: the earlier successful ones are replayed (see
     `_restore`)."""
 
-    def __init__(self, conn: Connection, engines: EngineCache, stats: RuntimeStats, profile_ids: list[str]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        engines: EngineCache,
+        stats: RuntimeStats,
+        profile_ids: list[str],
+        *,
+        count_rollups: bool = True,
+    ) -> None:
         self.conn, self.engines, self.stats = conn, engines, stats
         self.states, self.loaded, self.base = _load(conn, profile_ids)
         self.workspace_of: dict[str, str] = {}
         self.engines_of: dict[str, Decider] = {}
         self.done: dict[str, list[Callable[[ProfileState], Any]]] = {}
-        self.effects = EffectsBatch()
+        self.effects = EffectsBatch(count_rollups=count_rollups)
 
     def decide(
         self, workspace_id: str, profile_id: str, now_ms: int, decision: Callable[[Decider, ProfileState], list[Effect]]
@@ -282,9 +290,12 @@ def process_events(
     clock: Clock,
     max_events: int = 1000,
     stats: RuntimeStats | None = None,
+    *,
+    count_rollups: bool = True,
 ) -> int:
     """Decide the events of the log that filled open gaps, then the next ones (seq > cursor);
-    returns how many were read."""
+    returns how many were read. `count_rollups=False` is for benchmarks/engine.py alone (see
+    EffectsBatch): it leaves the report rollups uncounted."""
     stats = stats if stats is not None else RuntimeStats()
     cursor, gaps = read_cursor_state(conn)
     late = _gap_rows(conn, gaps, max_events) if gaps else []
@@ -298,7 +309,7 @@ def process_events(
     # was reacted to in the turn that made it, so the cursor passes it undecided (event_log).
     todo = [r for r in (*late, *rows) if r[4] is not None]
     stats.own_events_passed += len(late) + len(rows) - len(todo)
-    batch = DecisionBatch(conn, engines, stats, list({r[2] for r in todo}))
+    batch = DecisionBatch(conn, engines, stats, list({r[2] for r in todo}), count_rollups=count_rollups)
     refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in todo})  # `group.*` as stored
     for seq, workspace_id, profile_id, timestamp_ms, payload in todo:
 

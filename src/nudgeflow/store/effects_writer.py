@@ -119,7 +119,11 @@ def _dumps(value: Any) -> str:
 class EffectsBatch:
     """Everything one transaction of the runtime writes, gathered, folded, then written in bulk."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, count_rollups: bool = True) -> None:
+        # False only in benchmarks/engine.py's rollups phase, which measures what counting the
+        # report rollups costs the engine by running the same work with and without it. Not a
+        # setting: reports are wrong without the counts.
+        self._count_rollups = count_rollups
         # By (workspace, idempotency key): a later row of the same key replaces only a deferred one.
         self._outbox: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._timers: dict[tuple[str, str], tuple[Any, ...] | None] = {}
@@ -349,9 +353,10 @@ class EffectsBatch:
         if self._runs:
             # Entries and conversions are counted from the rows as stored before this write
             # (store/rollups.py), in this transaction: a batch decided twice counts them once.
-            report = rollups.Rollup()
-            rollups.count_runs(conn, report, list(self._runs.values()))
-            report.write(conn)
+            if self._count_rollups:
+                report = rollups.Rollup()
+                rollups.count_runs(conn, report, list(self._runs.values()))
+                report.write(conn)
             sql.insert_rows(
                 conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_UPDATED
             )
