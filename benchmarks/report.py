@@ -271,6 +271,7 @@ def run_stage(
     started = time.perf_counter()
     earlier = float(meta.get(f"seconds:{name}", 0))  # spent on this stage by interrupted runs
     rows_now = 0
+    said = started
     try:
         for i in range(done, len(chunks)):
             with engine.begin() as conn:
@@ -280,6 +281,10 @@ def run_stage(
             rows_now += rows_of(chunks[i])
             rate = rows_now / max(time.perf_counter() - started, 1e-9)
             bar.update(task, advance=rows_of(chunks[i]), rate=f"{rate:,.0f} rows/s")
+            if not progress.out.is_terminal and time.perf_counter() - said > 30:  # a log file: a line now and then
+                said = time.perf_counter()
+                done_rows = sum(rows_of(c) for c in chunks[: i + 1])
+                progress.out.print(f"  {name:<14} {done_rows:,} of {total:,} rows, {rate:,.0f} rows/s")
     finally:
         bar.stop()
     seconds = earlier + time.perf_counter() - started
