@@ -13,6 +13,7 @@ docs/measurement.md.
 - distributions.py: normal, Student t and chi-square functions in the standard library.
 - errors.py: MeasureError, what they raise on impossible counts or settings.
 - report.py: each report metric from the rollups' counters and latency buckets (pure).
+- send_time_report.py: the journey report's send-time section, optimized against explore (pure).
 """
 
 from nudgeflow.measure.delays import DelayExperiment, DelayPath, delay_experiment
