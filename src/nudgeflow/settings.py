@@ -243,6 +243,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "How long a claimed send may go unrecorded before it is tried again. Default 300.",
     ),
     EnvVar(
+        "NUDGEFLOW_EXPERIMENT_LOOK_SECONDS",
+        "experiment_look_seconds",
+        _number(0),
+        "How often experiments are looked at to pause guardrail breaches and route to winners; 0: never. Default 3600.",
+    ),
+    EnvVar(
         "NUDGEFLOW_SECRET_KEY",
         "secret_key",
         _secret_key,
@@ -329,6 +335,10 @@ class Settings:
     # A remote send claimed and not recorded within this (its process died) is tried again;
     # an engine starting with the engine lock tries such sends at once (runtime/dispatcher.py).
     dispatch_lease_seconds: float = 300.0
+    # How often the experiment evaluator (runtime/experiments.py) looks at live experiments to
+    # pause guardrail breaches and route to winners; 0: never. Its tests are always-valid, so
+    # looking more often costs a query per experiment, never validity.
+    experiment_look_seconds: float = 3600.0
     # Channel names the `log` channel serves until real channels are configured.
     log_channels: tuple[str, ...] = ("email", "push")
     # The default SMTP server of every workspace (model/smtp_config.py); a workspace may

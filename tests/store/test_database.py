@@ -62,6 +62,7 @@ TABLES = {
     "report_latencies",
     "message_facts",
     "report_send_time",
+    "experiment_decisions",
 }
 
 

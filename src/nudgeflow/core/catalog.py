@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from nudgeflow.core import control_group
+from nudgeflow.core.experiments import NO_DECISIONS, Decisions
 from nudgeflow.core.policies import Plan, plan_for
 from nudgeflow.core.segment_index import SegmentIndex, SegmentVersion, segment_history_needs
 from nudgeflow.core.send_time import Prior
@@ -115,6 +116,7 @@ class Catalog:
         segments: Iterable[SegmentVersion] = (),
         policies: Policies = EMPTY,
         send_time_prior: Prior | None = None,
+        experiment_decisions: Decisions = NO_DECISIONS,
     ) -> None:
         self.live: dict[str, JourneyVersion] = {jv.journey_id: jv for jv in live}
         # The workspace's send policies; `send_plan` is None when they hold no rule, and
@@ -127,6 +129,9 @@ class Catalog:
         # The global control group (core/control_group.py), None when there is none. Apart from
         # send_plan: withholding a control member's marketing needs no ledger nor deferral.
         self.control_plan: control_group.ControlPlan | None = control_group.plan_for(policies)
+        # Arms paused and winners routed to, per (journey, version, step) (core/experiments.py),
+        # as the runtime's evaluator recorded them; empty in the simulator.
+        self.experiment_decisions: Decisions = experiment_decisions
         # The workspace's places catalog, as data (id, name, latitude, longitude,
         # attributes): location triggers with `catalog_places` pick theirs from it.
         self.places: list[Mapping[str, Any]] = list(places)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from nudgeflow.core import control_group, send_time, timecalc
+from nudgeflow.core import control_group, experiments, send_time, timecalc
 from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
 from nudgeflow.core.conditions import Scope, evaluate, resolve
 from nudgeflow.core.effects import DROPPED, MessageWithheld, SendMessage, UpdateProfile
@@ -186,7 +186,7 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
             )
             step_id = next((case.next for case in step.cases if evaluate(case.when, scope)), step.default)
         elif isinstance(step, SplitStep):
-            path = _weighted(step.paths, unit_hash("split", run.journey_id, step_id, state.assignment_key))
+            path = _assign(turn, run, step_id, step.paths, "split")
             run.paths[step_id] = path.name
             step_id = path.next
         elif isinstance(step, UpdateProfileStep):
@@ -211,14 +211,20 @@ def advance(turn: Turn, run: Run, journey: Journey, step_id: str | None) -> None
     end(turn, run, EXITED, "step_limit")
 
 
-def _weighted(options: list[Any], u: float) -> Any:
-    total = sum(o.weight for o in options)
-    point = u * total
-    for option in options:
-        point -= option.weight
-        if point < 0:
-            return option
-    return options[-1]
+def _assign(turn: Turn, run: Run, step_id: str, options: list[Any], salt: str) -> Any:
+    """The arm of an experiment step (a variant, a split path) this run takes: drawn by hash
+    of the person, journey and step, within what the step's decisions leave open
+    (core/experiments.py)."""
+    decided = turn.catalog.experiment_decisions.get((run.journey_id, run.version, step_id))
+    if decided is not None:
+        # Decisions change only where new runs go: a run that was assigned here before
+        # (and comes back to the step) keeps its arm, so each run's arm stays one.
+        kept = run.paths.get(step_id)
+        for option in options:
+            if option.name == kept:
+                return option
+    u = unit_hash(salt, run.journey_id, step_id, turn.state.assignment_key)
+    return experiments.choose(options, u, decided)
 
 
 def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, visit: int) -> bool:
@@ -226,7 +232,7 @@ def _send(turn: Turn, run: Run, journey: Journey, step_id: str, step: SendStep, 
     variant = None
     template = step.template
     if step.variants:
-        chosen = _weighted(step.variants, unit_hash("variant", run.journey_id, step_id, turn.state.assignment_key))
+        chosen = _assign(turn, run, step_id, step.variants, "variant")
         variant, template = chosen.name, chosen.template
         run.paths[step_id] = chosen.name
     key = f"{run.id}:{step_id}:{visit}"

@@ -864,6 +864,16 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
     for sid, step in journey.steps.items():
         if isinstance(step, SendStep) and step.variants:
             problems.extend(_duplicates(f"steps.{sid}.variants", [v.name for v in step.variants], "variant name"))
+        elif isinstance(step, SendStep):
+            # Experiment automation needs arms: on a plain send it would silently do nothing.
+            for name in ("on_winner", "guardrails"):
+                if name in step.model_fields_set:
+                    problems.append(
+                        Problem(
+                            f"steps.{sid}.{name}",
+                            f"{name} applies to experiments: a send step with `variants`, or a split",
+                        )
+                    )
         if isinstance(step, SplitStep):
             problems.extend(_duplicates(f"steps.{sid}.paths", [p.name for p in step.paths], "path name"))
     return problems

@@ -428,6 +428,19 @@ def _webhook_url(value: str) -> str:
     return check_webhook_url(value, liquid=True)
 
 
+# Experiment automation (runtime/experiments.py): what the evaluator may do on its own.
+OnWinner = Literal["keep_all", "route_to_winner"]
+GuardrailAction = Literal["pause", "report"]
+ON_WINNER_DESCRIPTION = (
+    "`route_to_winner`: once a winner is called (always-valid, docs/measurement.md), every new run takes the "
+    "winning arm; runs already assigned keep theirs. `keep_all` (default): the winner is only reported."
+)
+GUARDRAILS_DESCRIPTION = (
+    "`pause` (default): an arm whose unsubscribe or complaint rate is credibly above the control's (the first "
+    "arm) takes no new runs, and the reason is recorded. `report`: breaches are only reported."
+)
+
+
 class WebhookCall(_Strict):
     """What a send step with `channel: webhook` sends: where, how, and what it keeps of the answer.
 
@@ -534,6 +547,8 @@ class SendStep(_Strict):
         description="`optimized`: the run waits on this step until the person's best hour within the window, then "
         "sends (docs/journeys.md, send-time optimization).",
     )
+    on_winner: OnWinner = Field(default="keep_all", description=ON_WINNER_DESCRIPTION)
+    guardrails: GuardrailAction = Field(default="pause", description=GUARDRAILS_DESCRIPTION)
     next: StepId | None = None
 
     @model_validator(mode="after")
@@ -610,6 +625,8 @@ class SplitPath(_Strict):
 class SplitStep(_Strict):
     type: Literal["split"]
     paths: list[SplitPath] = Field(min_length=2)
+    on_winner: OnWinner = Field(default="keep_all", description=ON_WINNER_DESCRIPTION)
+    guardrails: GuardrailAction = Field(default="pause", description=GUARDRAILS_DESCRIPTION)
 
 
 class UpdateProfileStep(_Strict):

@@ -57,6 +57,7 @@ from nudgeflow.runtime.backfill import (
     skip_profile,
 )
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
+from nudgeflow.runtime.experiments import ExperimentLooks, Look, look_at_experiments
 from nudgeflow.runtime.processor import (
     EngineCache,
     RuntimeStats,
@@ -260,6 +261,10 @@ class EmbeddedRuntime:
         # work, which it has seen through).
         self._engine_turn = threading.Lock()
         self._dispatch_turn = threading.Lock()
+        # The experiment evaluator (runtime/experiments.py): a look at once, then every
+        # experiment_look_seconds of the injected clock, in the engine loop's turn.
+        self._experiment_looks = ExperimentLooks(settings.experiment_look_seconds * 1000)
+        self.last_look: Look | None = None
 
     # -- the steps, as stages -------------------------------------------------------------
 
@@ -386,9 +391,23 @@ class EmbeddedRuntime:
         with self._engine_turn, self._dispatch_turn:
             return self._run_until_idle(max_rounds)
 
+    def look_at_experiments(self) -> Look | None:
+        """Look at the live experiments when a look is due on the clock (and at the first
+        call); the look, or None when none was due. Its decisions reach the engine at its
+        next batch."""
+        now_ms = to_ms(self.clock.now())
+        if not self._experiment_looks.due(now_ms):
+            return None
+        # Due again after the interval even if this look fails: a failing look must not
+        # be retried on every round of the loop.
+        self._experiment_looks.done(now_ms)
+        self.last_look = self.runner.call(lambda conn: look_at_experiments(conn, now_ms))
+        return self.last_look
+
     def _run_until_idle(self, max_rounds: int) -> IdleReport:
         events, timers, dispatch = self._stages()
         report = IdleReport()
+        self.look_at_experiments()
         for _ in range(max_rounds):
             report.rounds += 1
             n_events, _ = events.drain(self.runner)
@@ -527,6 +546,17 @@ class EmbeddedRuntime:
     def _pause(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
+    def _look_safely(self) -> None:
+        try:
+            self.look_at_experiments()
+        except OUTAGE:
+            self._experiment_looks.next_ms = None  # the database is away, not the look at fault: again soon
+            raise  # waited out by the loop, as its batches' are
+        except Exception:
+            # A bug in judging one experiment must not stop the engine: logged, and looked
+            # at again after the interval.
+            log.exception("experiment look failed")
+
     def _engine_loop(self) -> None:
         events, timers, _ = self._stages()
         poll = self.settings.engine_poll_ms / 1000
@@ -548,6 +578,7 @@ class EmbeddedRuntime:
                     _, more_backfill = self._backfill.drain(self.runner, max_batches=1)
                     _, more_apply = self._segment_apply.drain(self.runner, max_batches=1)
                     more_timers = more_timers or more_backfill or more_apply
+                    self._look_safely()
                 outage = 0
             except OUTAGE as exc:
                 if self._stopping.is_set():

@@ -35,10 +35,12 @@ from nudgeflow.errors import StoreError
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import backfill as backfills
+from nudgeflow.store import experiment_decisions as decisions
 from nudgeflow.store import policies as policy_store
 from nudgeflow.store import segments as segment_store
 from nudgeflow.store.schema import (
     catalog_places,
+    experiment_decisions,
     journey_runs,
     journey_versions,
     journeys,
@@ -389,6 +391,30 @@ def status_of(conn: Connection, workspace_id: str, journey_id: str) -> tuple[str
     return None if row is None else (row.status, row.live_version)
 
 
+def live_journeys(conn: Connection) -> list[tuple[str, JourneyVersion]]:
+    """(workspace id, live version) of every live journey of every workspace (not the paused):
+    what the experiment evaluator looks at."""
+    stmt = (
+        select(journeys.c.workspace_id, journeys.c.id, journeys.c.live_version, journey_versions.c.definition)
+        .select_from(
+            journeys.join(
+                journey_versions,
+                and_(
+                    journey_versions.c.workspace_id == journeys.c.workspace_id,
+                    journey_versions.c.journey_id == journeys.c.id,
+                    journey_versions.c.version == journeys.c.live_version,
+                ),
+            )
+        )
+        .where(journeys.c.status == LIVE)
+        .order_by(journeys.c.workspace_id, journeys.c.id)
+    )
+    return [
+        (row.workspace_id, JourneyVersion(row.id, row.live_version, parse_definition(row.definition)))
+        for row in conn.execute(stmt)
+    ]
+
+
 def load_version(conn: Connection, workspace_id: str, journey_id: str, version: int) -> Journey | None:
     text = conn.execute(
         select(journey_versions.c.definition).where(
@@ -403,7 +429,8 @@ def load_version(conn: Connection, workspace_id: str, journey_id: str, version: 
 def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
     """The catalog the engine runs: live versions of live and paused journeys, every status,
     the workspace's send policies in force (store/policies.py), the live version of every
-    live segment (store/segments.py) and, when a live journey uses `send_time`, the
+    live segment (store/segments.py), the active experiment decisions of the live versions
+    (store/experiment_decisions.py) and, when a live journey uses `send_time`, the
     workspace's pattern of attention by local hour (store/send_time.py).
 
     `source` is an Engine or a Connection. The catalog is read through it now; older
@@ -420,12 +447,14 @@ def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
             policies = policy_store.load(conn, workspace_id)
             live_segments = segment_store.live_segments(conn, workspace_id)
             prior = _send_time_prior(conn, workspace_id, live)
+            decided = decisions.active_for(conn, workspace_id, [(jv.journey_id, jv.version) for jv in live])
     else:
         live, statuses = _catalog_rows(source, workspace_id)
         places = _catalog_places(source, workspace_id, live)
         policies = policy_store.load(source, workspace_id)
         live_segments = segment_store.live_segments(source, workspace_id)
         prior = _send_time_prior(source, workspace_id, live)
+        decided = decisions.active_for(source, workspace_id, [(jv.journey_id, jv.version) for jv in live])
 
     def loader(journey_id: str, version: int) -> Journey | None:
         with engine.connect() as conn:
@@ -439,6 +468,7 @@ def load_catalog(source: Engine | Connection, workspace_id: str) -> Catalog:
         policies=policies,
         segments=live_segments,
         send_time_prior=prior,
+        experiment_decisions=decided,
     )
 
 
@@ -487,14 +517,15 @@ def _catalog_rows(conn: Connection, workspace_id: str) -> tuple[list[JourneyVers
 def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
     """(count, max, sum of updated_at_ms) over the workspace's journeys, (count, max of
     updated_at_ms) over its places catalog (location triggers read it), the version of its
-    send policies in force, and (count, max, sum of updated_at_ms) over its segments: one
-    cheap query.
+    send policies in force, (count, max, sum of updated_at_ms) over its segments, and
+    (count, newest id, count cleared) over its experiment decisions: one cheap query.
 
     Every change to a journey or a segment raises its updated_at_ms by at least 1 ms, so the
     sum moves on every change, even several within one millisecond; every policies apply
     that changes anything is a new version. The engine reloads the catalog only when the
     fingerprint differs from the one it loaded with: a segment applied (or archived) takes
-    effect in the running engine as a journey published does.
+    effect in the running engine as a journey published does, and so does an experiment
+    decision recorded or cleared.
     """
     place_count = (
         select(func.count())
@@ -516,6 +547,13 @@ def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
     segment_count = select(func.count()).select_from(segments).where(in_workspace).scalar_subquery()
     segment_newest = select(func.max(segments.c.updated_at_ms)).where(in_workspace).scalar_subquery()
     segment_total = select(func.sum(segments.c.updated_at_ms)).where(in_workspace).scalar_subquery()
+    # Experiment decisions are only added and cleared (store/experiment_decisions.py): the
+    # count, newest id and count cleared move on every change.
+    decided = experiment_decisions.c
+    of_workspace = decided.workspace_id == workspace_id
+    decision_count = select(func.count()).select_from(experiment_decisions).where(of_workspace).scalar_subquery()
+    decision_newest = select(func.max(decided.id)).where(of_workspace).scalar_subquery()
+    decision_cleared = select(func.count(decided.cleared_at_ms)).where(of_workspace).scalar_subquery()
     row = conn.execute(
         select(
             func.count(),
@@ -527,6 +565,9 @@ def catalog_fingerprint(conn: Connection, workspace_id: str) -> tuple[int, ...]:
             segment_count,
             segment_newest,
             segment_total,
+            decision_count,
+            decision_newest,
+            decision_cleared,
         ).where(journeys.c.workspace_id == workspace_id)
     ).one()
     return tuple(int(value or 0) for value in row)

@@ -698,6 +698,27 @@ message_facts = Table(
     Index("ix_message_facts_profile", "profile_id"),
 )
 
+# What the experiment evaluator (runtime/experiments.py) decided about an experiment step: an
+# arm paused (a guardrail breach) or the winner routed to, when and why. Append-only: clearing a
+# decision (`nudgeflow experiments resume`) stamps cleared_at_ms and keeps the row, so the table
+# is also the record of every decision ever made. Migration 0019.
+experiment_decisions = Table(
+    "experiment_decisions",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("workspace_id", String(40), nullable=False),
+    Column("journey_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("arm", String(100), nullable=False),
+    Column("action", String(10), nullable=False),  # paused | routed
+    Column("reason", Text, nullable=False),
+    Column("decided_at_ms", BigInteger, nullable=False),
+    Column("cleared_at_ms", BigInteger),
+    Column("cleared_note", Text),
+    Index("ix_experiment_decisions_step", "workspace_id", "journey_id", "version", "step"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,
