@@ -407,7 +407,6 @@ class EmbeddedRuntime:
     def _run_until_idle(self, max_rounds: int) -> IdleReport:
         events, timers, dispatch = self._stages()
         report = IdleReport()
-        self.look_at_experiments()
         for _ in range(max_rounds):
             report.rounds += 1
             n_events, _ = events.drain(self.runner)
@@ -421,6 +420,9 @@ class EmbeddedRuntime:
             report.timers += n_timers
             report.messages += n_messages
             if n_events == n_timers == n_messages == n_backfilled == n_applied == 0:
+                # Idle, as the loop looks after its batches: on the freshest counts; what it
+                # decides reaches the engine at its next batch (the next call).
+                self.look_at_experiments()
                 return report
         raise RuntimeError(f"the runtime was still busy after {max_rounds} rounds")
 
