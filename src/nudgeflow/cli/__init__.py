@@ -15,6 +15,7 @@ from nudgeflow.cli.catalog import catalog_app
 from nudgeflow.cli.consent import consent_app, suppressions_app
 from nudgeflow.cli.db import db_app
 from nudgeflow.cli.demo import demo
+from nudgeflow.cli.experiments import experiments_app
 from nudgeflow.cli.export import export
 from nudgeflow.cli.identity import identity_app, keys_app
 from nudgeflow.cli.import_events import import_events
@@ -56,6 +57,7 @@ app.add_typer(suppressions_app, name="suppressions")
 app.add_typer(consent_app, name="consent")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(report_app, name="report")
+app.add_typer(experiments_app, name="experiments")
 
 workspace_app.command("set")(workspace_set)
 workspace_app.add_typer(smtp_app, name="smtp")

@@ -18,11 +18,16 @@ from typing import Any, Literal
 from sqlalchemy import Connection, insert, select, update
 
 from nudgeflow.core.experiments import StepDecisions
-from nudgeflow.store.schema import experiment_decisions
+from nudgeflow.errors import StoreError
+from nudgeflow.store.schema import experiment_decisions, journeys
 
 Action = Literal["paused", "routed"]
 PAUSED: Action = "paused"
 ROUTED: Action = "routed"
+
+
+class DecisionError(StoreError, LookupError):
+    """Nothing to resume: no such journey, or no decision on the step; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -175,3 +180,33 @@ def clear(
     conn.execute(update(experiment_decisions).where(d.id.in_(ids)).values(cleared_at_ms=now_ms, cleared_note=note))
     rows = conn.execute(select(experiment_decisions).where(d.id.in_(ids)).order_by(d.id))
     return [_decision(row) for row in rows]
+
+
+def resume(
+    conn: Connection,
+    workspace_id: str,
+    journey_id: str,
+    step: str,
+    now_ms: int,
+    note: str,
+    *,
+    version: int | None = None,
+    arm: str | None = None,
+) -> list[Decision]:
+    """`clear`, for a person (the CLI, the admin API): DecisionError when the journey does not
+    exist or the step (arm, version) never had a decision; [] when its decisions were all
+    cleared before."""
+    exists = conn.execute(
+        select(journeys.c.id).where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id)
+    ).first()
+    if exists is None:
+        raise DecisionError(f"no journey {journey_id!r} in this workspace")
+    ever = [
+        d
+        for d in listed(conn, workspace_id, journey_id)
+        if d.step == step and (version is None or d.version == version) and (arm is None or d.arm == arm)
+    ]
+    if not ever:
+        which = f"step {step!r}" + (f", arm {arm!r}" if arm else "") + (f", version {version}" if version else "")
+        raise DecisionError(f"journey {journey_id!r} has no experiment decision on {which}")
+    return clear(conn, workspace_id, journey_id, step, now_ms, note, version=version, arm=arm)

@@ -24,6 +24,7 @@ from nudgeflow.model.journey_checks import Delivery, Problem, check_journey
 from nudgeflow.model.journeys import Journey, journey_json_schema
 from nudgeflow.runtime.backfill import Preview, preview
 from nudgeflow.store import catalog as catalog_store
+from nudgeflow.store import experiment_decisions as decisions
 from nudgeflow.store import journeys as store
 from nudgeflow.store import segments as segment_store
 from nudgeflow.store import templates as template_store
@@ -47,6 +48,14 @@ def _view(journey: dict[str, Any]) -> dict[str, Any]:
             for v in journey["versions"]
         ]
     return out
+
+
+def _decision_view(decision: decisions.Decision) -> dict[str, Any]:
+    view = {k: v for k, v in decision.as_dict().items() if not k.endswith("_at_ms")}
+    view["decided_at"] = iso(decision.decided_at_ms, milliseconds=False)
+    view["cleared_at"] = iso(decision.cleared_at_ms, milliseconds=False)
+    view["active"] = decision.active
+    return view
 
 
 def _invalid(problems: list[dict[str, Any]], detail: str = "invalid journey definition") -> Refused:
@@ -303,6 +312,58 @@ def journeys_router() -> APIRouter:
             }
 
         transition.__name__ = f"{action.__name__}_journey"
+
+    @router.get(
+        "/{journey_id}/experiments",
+        summary="Experiment decisions: arms paused, winners routed to",
+        description="The decisions the experiment evaluator made on the journey's experiment steps, oldest first, "
+        "with when and why (docs/measurement.md, experiment automation). `all=true` includes cleared ones.",
+    )
+    def experiment_decisions(
+        state: State,
+        journey_id: Annotated[str, Path(max_length=80)],
+        workspace_id: Workspace,
+        all: Annotated[bool, Query(description="Cleared decisions too.")] = False,
+    ) -> Any:
+        def read(conn: Connection) -> list[decisions.Decision] | None:
+            if store.status_of(conn, workspace_id, journey_id) is None:
+                return None
+            return decisions.listed(conn, workspace_id, journey_id, active_only=not all)
+
+        found = _read(state, read)
+        if found is None:
+            return JSONResponse({"detail": f"no journey {journey_id!r} in this workspace"}, 404)
+        return {"journey_id": journey_id, "decisions": [_decision_view(d) for d in found]}
+
+    @router.post(
+        "/{journey_id}/experiments/{step}/resume",
+        summary="Clear an experiment step's decisions",
+        description="Paused arms take new runs again and a routed winner no longer takes them all, from the "
+        "engine's next batch; the decisions are kept, marked cleared. The evaluator does not make a cleared "
+        "decision again on that version. 404 when the step never had a decision.",
+    )
+    async def resume_experiment(
+        state: State,
+        journey_id: Annotated[str, Path(max_length=80)],
+        step: Annotated[str, Path(max_length=100)],
+        workspace_id: Workspace,
+        arm: Annotated[str | None, Query(max_length=100, description="Only this arm's decision.")] = None,
+        version: Annotated[int | None, Query(ge=1, le=INT32_MAX, description="Only this version's.")] = None,
+    ) -> Any:
+        now = _now(state)
+        note = "resumed through the admin API"
+        try:
+            cleared = await _write(
+                state,
+                lambda conn: decisions.resume(
+                    conn, workspace_id, journey_id, step, now, note, version=version, arm=arm
+                ),
+            )
+        except decisions.DecisionError as exc:
+            return JSONResponse({"detail": str(exc)}, 404)
+        except WriterStopped:
+            return JSONResponse({"detail": "the server is shutting down; try again"}, 503)
+        return {"journey_id": journey_id, "step": step, "cleared": [_decision_view(d) for d in cleared]}
 
     _transition(
         store.pause,
