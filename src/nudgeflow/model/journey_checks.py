@@ -866,8 +866,9 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
             problems.extend(_duplicates(f"steps.{sid}.variants", [v.name for v in step.variants], "variant name"))
         elif isinstance(step, SendStep):
             # Experiment automation needs arms: on a plain send it would silently do nothing.
-            for name in ("on_winner", "guardrails"):
-                if name in step.model_fields_set:
+            # Only a value other than the default is flagged: stored drafts carry the defaults.
+            for name, default in (("on_winner", "keep_all"), ("guardrails", "pause")):
+                if getattr(step, name) != default:
                     problems.append(
                         Problem(
                             f"steps.{sid}.{name}",
