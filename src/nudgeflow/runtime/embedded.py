@@ -9,6 +9,11 @@ Two background threads, each a loop:
 - the dispatch loop claims due outbox messages and delivers them (`Dispatcher`). It is
   woken when the engine queues messages, and polls for retries that fall due.
 
+The engine loop also looks at live experiments now and then (runtime/experiments.py: once
+at start, then every `experiment_look_seconds` of the injected clock), to pause variants
+that breach a guardrail and route to called winners; its decisions reach the engine at
+its next batch.
+
 Every transaction is a job of the one writer thread (`GroupCommitter.submit_job`), on
 SQLite and on PostgreSQL alike. On SQLite that is the only way to write without fighting
 over the lock. On PostgreSQL it keeps this process's appends to the event log in commit
@@ -28,7 +33,7 @@ waited out, never counted against an item.
 
 `run_until_idle` drives the same steps synchronously for tests and simulations on a
 VirtualClock: process all events, fire all due timers, dispatch all due messages, and
-repeat until a round changes nothing.
+repeat until a round changes nothing; then look at the experiments if a look is due.
 """
 
 from __future__ import annotations
@@ -383,8 +388,9 @@ class EmbeddedRuntime:
 
     def run_until_idle(self, max_rounds: int = 100) -> IdleReport:
         """Process all events, fire all due timers, dispatch all due messages; repeat until a
-        round does nothing. For tests and simulation: with a VirtualClock, advance the
-        clock, then call this. Database errors propagate (there is no outage to wait out)."""
+        round does nothing; then look at the experiments if a look is due. For tests and
+        simulation: with a VirtualClock, advance the clock, then call this. Database errors
+        propagate (there is no outage to wait out)."""
         self._channel_setup.email()
         self._channel_setup.look_for_push_now()  # every call looks (tests add subscriptions between calls)
         self._channel_setup.push()
