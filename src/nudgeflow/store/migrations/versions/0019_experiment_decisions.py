@@ -2,7 +2,7 @@
 journey, version and step, with when and why; kept when cleared (the record of them all).
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0020
 Create Date: 2026-12-06
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0017"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
