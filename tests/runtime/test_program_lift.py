@@ -53,6 +53,8 @@ PROMO = _journey("promo", "Signed Up", holdout=0.3)
 SALE = _journey("sale", "Signed Up")
 UPSELL = {**_journey("upsell", "Signed Up"), "goal": {"event": "Upgraded", "within": "7d", "revenue": "amount"}}
 VIP = _journey("vip", "Joined VIP", control_group="exclude")
+# Transactional: sent to the group's members too, its runs still theirs.
+RECEIPT = {**_journey("receipt", "Signed Up"), "steps": {"hello": {**PROMO["steps"]["hello"], "marketing": False}}}
 
 USERS = [f"user-{i:02d}" for i in range(60)]
 VIPS = [f"vip-{i}" for i in range(6)]
@@ -76,7 +78,7 @@ def _json(value: Any) -> Any:
 def test_journey_lift_leaves_the_group_out_and_the_program_lift_is_the_group_against_everyone_else(
     h: Harness,
 ) -> None:
-    publish(h, PROMO, SALE, UPSELL, VIP)
+    publish(h, PROMO, SALE, UPSELL, VIP, RECEIPT)
     apply_policies(h, GROUP)
     plan = plan_for(Policies.model_validate(GROUP))
     assert plan is not None
@@ -108,8 +110,15 @@ def test_journey_lift_leaves_the_group_out_and_the_program_lift_is_the_group_aga
         " JOIN identities i ON i.profile_id = r.profile_id AND i.key LIKE 'u:%'"
     )
     assert {(r.key[2:], r.journey_id) for r in runs if r.control} == {
-        (u, j) for u in control for j in ("promo", "sale", "upsell")
+        (u, j) for u in control for j in ("promo", "sale", "upsell", "receipt")
     }
+    # A member's receipt goes, and says its run is the group's: dispatch counts it apart.
+    receipts = h.q(
+        "SELECT i.key, o.status, o.payload FROM outbox o JOIN identities i ON i.profile_id = o.profile_id"
+        " AND i.key LIKE 'u:%' WHERE o.journey_id = 'receipt'"
+    )
+    assert {r.key[2:] for r in receipts if r.status != "dropped"} == set(USERS)
+    assert {r.key[2:] for r in receipts if orjson.loads(r.payload)["run"].get("control")} == control
     assert {r.control_cohort for r in runs if r.journey_id != "vip"} == {cohort(plan, 0)}
     assert {r.control_cohort for r in runs if r.journey_id == "vip"} == {None}
     held = {r.key[2:] for r in runs if r.journey_id == "promo" and r.holdout}
@@ -168,7 +177,7 @@ def test_journey_lift_leaves_the_group_out_and_the_program_lift_is_the_group_aga
 
     # The overview's CSV: a line per journey, then the program's.
     lines = list(csv.DictReader(io.StringIO(report.overview_csv(overview))))
-    assert [line["row"] for line in lines] == ["journey"] * 4 + ["program"]
+    assert [line["row"] for line in lines] == ["journey"] * 5 + ["program"]
     assert int(lines[-1]["entered"]) == len(others) and int(lines[-1]["control"]) == len(control)
     assert float(lines[-1]["lift_absolute"]) == conversion.absolute_lift.value  # type: ignore[union-attr]
 
@@ -245,3 +254,34 @@ def test_runs_of_the_program_decided_twice_and_a_person_in_two_journeys_count_on
         0,
     )
     assert h.scalar("SELECT control FROM journey_runs WHERE id = 'r1'") == 1
+
+
+def test_a_members_transactional_message_counts_as_sent_but_not_as_a_treated_recipient(h: Harness) -> None:
+    at = to_ms(h.clock.now())
+
+    def sent(run_id: str, *, control: bool) -> rollups.Sent:
+        return rollups.Sent(
+            h.ws,
+            f"{run_id}:hello:1",
+            "p",
+            run_id,
+            "receipt",
+            1,
+            "hello",
+            None,
+            "email",
+            True,
+            at,
+            at,
+            at,
+            control=control,
+        )
+
+    def job(conn: Any) -> None:
+        counted = rollups.Rollup()
+        rollups.count_sent(conn, counted, [sent("r-member", control=True), sent("r-other", control=False)])
+        counted.write(conn)
+
+    h.in_transaction(job)
+    receipt = _counters(h, "receipt")
+    assert (receipt["sent"], receipt["step_recipients"], receipt["recipients"]) == (2, 2, 1)

@@ -313,6 +313,8 @@ def message_context(run: Run, journey: Journey, step: SendStep) -> dict[str, Any
         "journey": {"id": run.journey_id, "version": run.version, "name": journey.name},
         "run": {"id": run.id, "entered_at": run.entered_at},
     }
+    if run.control:  # a member's transactional message: the rollups count its run apart
+        context["run"]["control"] = True
     if step.topic:  # the consent check at dispatch reads it (store/consent.topic_for)
         context["topic"] = step.topic
     return context

@@ -489,4 +489,5 @@ def _sent(o: Outcome, now_ms: int) -> rollups.Sent:
         trigger_at_ms=triggered if isinstance(triggered, int) else None,
         send_time_arm=arm if arm in rollups.SEND_TIME_ARMS else None,
         timed_by=timed_by if isinstance(timed_by, str) and timed_by else None,
+        control=isinstance(run, dict) and run.get("control") is True,
     )

@@ -12,7 +12,8 @@ repeats both or neither):
   the program's people and conversions (the group against everyone else, one unit per person
   and cohort of the group) in the workspace's rows: _count_program;
 - the dispatcher (runtime/dispatcher.py): `sent` (and `delivered` when the channel says
-  so), `step_recipients`, `recipients` (a run's first message sent) and time to trigger;
+  so), `step_recipients`, `recipients` (a treated run's first message sent: not a run in the
+  global control group's transactional one) and time to trigger;
 - the tracking routes (web/tracking.py, web/push_reports.py) and bounce handling
   (runtime/bounces.py, and the dispatcher's own bounces): unique opens and clicks (human and
   machine/bot apart), unsubscribes, complaints, bounces.
@@ -480,6 +481,9 @@ class Sent:
     # When `send_time` timed it: the arm (optimized, explore, fallback) and the step that decided.
     send_time_arm: str | None = None
     timed_by: str | None = None
+    # The run is in the global control group (its transactional messages are sent): its
+    # messages count, but not as a treated run's `recipients`.
+    control: bool = False
 
 
 def count_sent(conn: Connection, rollup: Rollup, sends: Sequence[Sent]) -> None:
@@ -507,7 +511,7 @@ def count_sent(conn: Connection, rollup: Rollup, sends: Sequence[Sent]) -> None:
         rollup.add(dims, sent=1, delivered=int(s.delivered), step_recipients=step_recipient)
         if s.trigger_at_ms is not None:
             rollup.latency(dims, TIME_TO_TRIGGER, max(0, s.sent_at_ms - s.trigger_at_ms))
-        if _take(claimed, (s.workspace_id, s.run_id, RECIPIENT)):
+        if _take(claimed, (s.workspace_id, s.run_id, RECIPIENT)) and not s.control:
             entered = s.entered_at_ms if s.entered_at_ms is not None else s.sent_at_ms
             rollup.add((s.workspace_id, s.journey_id, s.version, "", "", "", day_of(entered)), recipients=1)
         if s.send_time_arm in SEND_TIME_ARMS:
