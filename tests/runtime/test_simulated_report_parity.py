@@ -47,6 +47,11 @@ PROMO_G = _journey("promo", "Signed Up", holdout=0.3)
 SALE_G = _journey("sale", "Signed Up")
 UPSELL_G = {**_journey("upsell", "Signed Up"), "goal": {"event": "Upgraded", "within": "7d", "revenue": "amount"}}
 VIP_G = _journey("vip", "Joined VIP", control_group="exclude")
+# Transactional: sent to the group's members too, who are still not treated recipients.
+RECEIPT_G = {
+    **_journey("receipt", "Order Completed"),
+    "steps": {"hello": {"type": "send", "channel": "email", "template": "receipt", "marketing": False}},
+}
 USERS_G = [f"person-{i:02d}" for i in range(40)]
 
 
@@ -126,7 +131,7 @@ def test_simulated_report_equals_the_one_production_keeps(server: tuple[LiveServ
 def test_simulated_program_lift_equals_the_one_production_keeps(h: Harness) -> None:
     # A global control group across three journeys (one with a holdout, one with a goal of its
     # own) and one that excludes it: the program's comparison and every journey's counters.
-    journeys = [PROMO_G, SALE_G, UPSELL_G, VIP_G]
+    journeys = [PROMO_G, SALE_G, UPSELL_G, VIP_G, RECEIPT_G]
     publish(h, *journeys)
     apply_policies(h, GROUP)
     events: list[dict[str, Any]] = []
@@ -141,6 +146,7 @@ def test_simulated_program_lift_equals_the_one_production_keeps(h: Harness) -> N
     for user in USERS_G[::5]:
         track(user, "Joined VIP")
     rt = h.runtime(engines=EngineCache(), channels=ChannelRegistry.development())
+    rt.channels.register("email", Delivering())
     rt.run_until_idle()
     h.clock.advance(timedelta(hours=1))
     for i, user in enumerate(USERS_G):
@@ -156,10 +162,13 @@ def test_simulated_program_lift_equals_the_one_production_keeps(h: Harness) -> N
     sim.replay(events)
     simulated = simulated_report(sim)["overview"]
     assert overview["lift"] is not None and overview["lift"]["control_people"] > 0
+    receipt = next(row for row in overview["journeys"] if row["journey_id"] == "receipt")
+    assert receipt["control"] > 0 and receipt["sent"] > receipt["recipients"]  # the members' receipts
     assert _json(simulated["lift"]) == _json(overview["lift"])
     produced = {row["journey_id"]: row for row in overview["journeys"]}
     for row in simulated["journeys"]:
         theirs = produced[row["journey_id"]]
-        for name in ("entered", "held_out", "control", "conversions", "held_out_conversions", "control_conversions"):
+        names = ("entered", "held_out", "control", "recipients", "sent", "conversions", "control_conversions")
+        for name in (*names, "held_out_conversions"):
             assert row[name] == theirs[name], (row["journey_id"], name)
         assert _json(row["lift"]) == _json(theirs["lift"])

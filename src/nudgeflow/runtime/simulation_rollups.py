@@ -11,7 +11,7 @@ What the simulator decides, it counts as the engine's effects writer and the dis
   one unit per person and cohort of the group (the side of their first run in it), whether
   any of their runs converted, and their revenue with each goal event once;
 - a planned message: `sent` once per message key, `step_recipients` once per run and step,
-  `recipients` once per run (on the run's row), time to trigger (trigger event → the
+  `recipients` once per treated run (on the run's row; not a global-control run's), time to trigger (trigger event → the
   message's time), on the UTC day of the message's time. A planned message is one the core
   decided to send: consent and address suppression are decided at dispatch, which a
   simulation does not run, so a real run may send fewer.
@@ -194,7 +194,9 @@ def _count_messages(out: SimulatedRollups, sim: Simulation) -> dict[str, Planned
     recipients: set[str] = {m.run_id for m in planned.values()}
     for run_id in recipients:
         run = sim.runs.get(run_id)
-        if run is not None:
+        # A run in the global control group is sent its transactional messages; they count as
+        # sent, but the run is not a treated run's recipient (as store/rollups.count_sent).
+        if run is not None and not run.get("control"):
             key = (run["journey_id"], run["version"], "", "", "", day_of(run["entered_at_ms"]))
             out.add(key, recipients=1)
     return planned
