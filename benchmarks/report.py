@@ -44,6 +44,7 @@ if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -164,7 +165,9 @@ class Plan:
             run_id = f"run_{n:010d}"
             held = n >= runs_treated
             self.run_rows.append(
-                (run_id, ws, jid, 1, pid, "active", "wait", int(held), entered, None, None, None, None, entered)
+                # RUN_COLUMNS: …, updated_at_ms, control (no global control group here), its
+                # cohort, the goal event that converted the run.
+                (run_id, ws, jid, 1, pid, "active", "wait", int(held), entered, None, None, None, None, entered, 0, None, None)
             )
             if held:
                 continue
@@ -201,7 +204,8 @@ class Plan:
             if rng.random() < 0.06:
                 at = row[8] + rng.randrange(60_000, 7 * DAY_MS)
                 revenue = round(rng.uniform(5, 400), 2)
-                self.converted.append((*row[:5], "done", None, row[7], row[8], at, "converted", at, revenue, at))
+                goal = f"order-{row[0]}"
+                self.converted.append((*row[:5], "done", None, row[7], row[8], at, "converted", at, revenue, at, 0, None, goal))
 
 
 def event_rows(args: argparse.Namespace, ws: str, end_ms: int, chunk: int) -> list[tuple[Any, ...]]:
@@ -485,7 +489,9 @@ def run(args: argparse.Namespace, path: Path, info: dict[str, str], out: Any) ->
         out.print(f"{rollup_rows:,} rollup rows, {latency_rows:,} latency rows, database {size_mb:,.0f} MB")
         engine.dispose()
         return
+    loads = [os.getloadavg()]
     tries = measure(engine, ws, "journey-00", args.repeats)
+    loads.append(os.getloadavg())
     engine.dispose()
     rows = []
     for name, values in tries.items():
@@ -505,7 +511,8 @@ def run(args: argparse.Namespace, path: Path, info: dict[str, str], out: Any) ->
         f"database {size_mb:,.0f} MB"
     )
     if not args.no_record:
-        record(args, info, rows, timings, rollup_rows, latency_rows, size_mb)
+        built_now = time.perf_counter() - started > 0.5 * sum(timings.values())
+        record(args, info, rows, timings, rollup_rows, latency_rows, size_mb, loads, built_now)
 
 
 def p90(values: list[float]) -> float:
@@ -521,6 +528,8 @@ def record(
     rollup_rows: int,
     latency_rows: int,
     size_mb: float,
+    loads: list[tuple[float, float, float]],
+    built_now: bool,
 ) -> None:
     command = "python benchmarks/report.py" + (" --quick" if args.quick else "") + "".join(
         f" --{name} {getattr(args, name)}"
@@ -536,7 +545,13 @@ def record(
         f"and {args.days} days, built through the store's rollup functions in {sum(timings.values()):.0f} s "
         f"({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}); {rollup_rows:,} rollup rows and "
         f"{latency_rows:,} latency rows; the database {size_mb:,.0f} MB. Each report {args.repeats} times, "
-        "a fresh connection each time.",
+        "a fresh connection each time."
+        + ("" if built_now else f" The database was built by an earlier run and kept (`--db {args.db}`)."),
+        "",
+        "Load average (1, 5, 15 min) while the reports ran: "
+        + " before, ".join(" ".join(f"{x:.2f}" for x in load) for load in loads)
+        + " after"
+        + (": **taken under load** (other work on the machine's cores)." if max(loads)[0] > 0.5 else "."),
         "",
         "| measure | figure | target | |",
         "| --- | ---: | --- | --- |",
