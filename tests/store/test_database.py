@@ -63,6 +63,7 @@ TABLES = {
     "message_facts",
     "report_send_time",
     "experiment_decisions",
+    "run_arms",
 }
 
 

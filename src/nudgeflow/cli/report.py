@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, open_workspace
+from nudgeflow.measure.experiments import MINIMUM_PER_ARM
 
 report_app = typer.Typer(
     help="Reports: a journey's metrics by step, variant and channel; every journey's and the program's lift.",
@@ -31,14 +32,20 @@ def report_journey(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the report as CSV.")] = False,
+    minimum_per_arm: Annotated[
+        int,
+        typer.Option("--minimum-per-arm", min=1, help="Runs each experiment arm needs before a winner is called."),
+    ] = MINIMUM_PER_ARM,
     database: DatabaseOpt = None,
 ) -> None:
     """A journey's metrics: entered, held out, sent, opens, clicks, conversions, revenue…
+    and its experiments, arm by arm, with the winner call or why there is none yet.
 
     Over the runs that entered and the messages sent from --from to --to (UTC days); what each
     number means is in docs/measurement.md."""
     from rich.console import Console
 
+    from nudgeflow.cli.experiment_table import experiment_lines, experiment_table
     from nudgeflow.cli.report_table import journey_table, machine_note, send_time_notes, send_time_table
     from nudgeflow.measure import report
     from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_day
@@ -54,7 +61,14 @@ def report_journey(
     try:
         with engine.connect() as conn:
             found = load_journey_report(
-                conn, workspace, journey_id, from_day=span[0], to_day=span[1], by=groups, include_machine=machine
+                conn,
+                workspace,
+                journey_id,
+                from_day=span[0],
+                to_day=span[1],
+                by=groups,
+                include_machine=machine,
+                minimum_per_arm=minimum_per_arm,
             )
     finally:
         engine.dispose()
@@ -67,14 +81,20 @@ def report_journey(
         sys.stdout.write(report.journey_csv(found))
         return
     table = journey_table(found, groups, f"{journey_id}  {found['from'] or '…'} to {found['to'] or '…'}")
-    Console(width=250).print(table)
+    console = Console(width=250)
+    console.print(table)
     note = machine_note(found, machine)
     if note:
         print(note)
     for entry in found["send_time"]:
-        Console(width=250).print(send_time_table(entry))
+        console.print(send_time_table(entry))
         for line in send_time_notes(entry):
             print(line)
+    for experiment in found["experiments"]:
+        print()
+        console.print(experiment_table(experiment))
+        for said in experiment_lines(experiment):
+            print(said)
 
 
 @report_app.command("overview")

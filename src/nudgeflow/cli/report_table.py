@@ -42,7 +42,7 @@ def _cell(name: str, value: Any) -> str:
     return f"{value:,}"
 
 
-def _seconds(value: float | None) -> str:
+def seconds(value: float | None) -> str:
     if value is None:
         return "-"
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
@@ -64,7 +64,7 @@ def journey_table(found: Mapping[str, Any], groups: Sequence[str], title: str, c
 
     def line(row: Mapping[str, Any], heads: list[str]) -> list[str]:
         times = [
-            f"{_seconds(row[name]['p50_s'])} / {_seconds(row[name]['p90_s'])}"
+            f"{seconds(row[name]['p50_s'])} / {seconds(row[name]['p90_s'])}"
             for name in ("time_to_trigger", "time_to_convert")
         ]
         cells = (NOT_KNOWN if name in unknown else _cell(name, row[name]) for name, _ in TABLE)

@@ -82,6 +82,9 @@ class Run:
             "converted_at_ms": self.converted_at,
             "converted_by": self.converted_by,
             "revenue": self.revenue,
+            # Not a column either: the store records each new arm once (store/rollups.count_arms).
+            # A copy: the run goes on choosing after this row is taken.
+            "paths": dict(self.paths),
         }
 
 

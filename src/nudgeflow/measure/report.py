@@ -25,6 +25,13 @@ What each number means is in docs/measurement.md; in short:
 - the program's lift (the overview's `lift`): the global control group's people against
   everyone else's, one unit per person and cohort of the group (store/rollups.py), with the
   same methods; not a sum of the journeys' holdouts.
+- experiments (`experiments`): every split step and send step with variants of the journey's
+  versions, arm by arm, from the arms' run counters (store/rollups.experiment_arms): runs
+  assigned, the primary metric's rate, conversion, unsubscribe and complaint rates with
+  Wilson intervals, revenue, time to convert; the sample-ratio check, the winner call or
+  why there is none yet, and guardrail breaches (measure/experiments.analyze_experiment).
+  A split whose paths differ only in waits is labelled a delay experiment, each arm with
+  its delay (measure/delays.py).
 """
 
 from __future__ import annotations
@@ -36,8 +43,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from nudgeflow.measure.delays import delay_experiment
+from nudgeflow.measure.experiments import CONVERSION, MINIMUM_PER_ARM, Arm, analyze_experiment, arms_of, rate
 from nudgeflow.measure.statistics import RevenueSums, conversion_lift, revenue_lift
 from nudgeflow.model.histogram import percentile_ms
+from nudgeflow.model.journeys import Journey, SendStep, SplitStep
 
 TIME_TO_TRIGGER, TIME_TO_CONVERT = "trigger", "convert"
 MESSAGE_DIMENSIONS = ("step", "variant", "channel")
@@ -391,3 +401,111 @@ def journey_csv(report: Mapping[str, Any]) -> str:
     lines = [{"row": "total", **dict.fromkeys(by, ""), **report["totals"]}]
     lines.extend({"row": "breakdown", **row} for row in report["rows"])
     return to_csv(lines, ["row", *by])
+
+
+# --- experiments ----------------------------------------------------------------------------------
+
+# An arm's counter (store/rollups.experiment_arms) that each primary metric counts as a success.
+PRIMARY_COUNTER = {CONVERSION: "conversions", "open": "opens", "click": "clicks"}
+_EMPTY_ARM = {
+    "runs": 0,
+    "conversions": 0,
+    "revenue": 0.0,
+    "revenue_sq": 0.0,
+    "opens": 0,
+    "clicks": 0,
+    "unsubscribes": 0,
+    "complaints": 0,
+    "time_to_convert": {},
+}
+
+
+def _delay_label(waits: Sequence[str]) -> str:
+    return " + ".join(waits) if waits else "no wait"
+
+
+def experiment_steps(journey: Journey) -> list[tuple[str, SendStep | SplitStep]]:
+    """The journey's experiment steps in the order it lists them: splits, sends with variants."""
+    return [
+        (sid, step)
+        for sid, step in journey.steps.items()
+        if isinstance(step, SplitStep) or (isinstance(step, SendStep) and step.variants)
+    ]
+
+
+def experiments(
+    versions: Mapping[int, Journey],
+    arm_rows: Sequence[Mapping[str, Any]],
+    *,
+    minimum_per_arm: int = MINIMUM_PER_ARM,
+    confidence: float = 0.95,
+) -> list[dict[str, Any]]:
+    """One section per experiment step of each version (in version order): its arms' counts
+    and rates, the sample-ratio check, the winner call and guardrail breaches.
+
+    versions: the journey's definitions to report, by version; arm_rows: the arms' summed
+    counters (store/rollups.experiment_arms). An arm without a row has assigned nobody yet.
+    """
+    found = {(row["version"], row["step"], row["arm"]): row for row in arm_rows}
+    sections: list[dict[str, Any]] = []
+    for version in sorted(versions):
+        journey = versions[version]
+        for sid, step in experiment_steps(journey):
+            metric = step.primary_metric or CONVERSION
+            counted = [(name, weight, found.get((version, sid, name), _EMPTY_ARM)) for name, weight in arms_of(step)]
+            analysis = analyze_experiment(
+                [
+                    Arm(
+                        name,
+                        weight,
+                        c["runs"],
+                        c[PRIMARY_COUNTER[metric]],
+                        unsubscribes=c["unsubscribes"],
+                        complaints=c["complaints"],
+                    )
+                    for name, weight, c in counted
+                ],
+                primary_metric=metric,
+                minimum_per_arm=minimum_per_arm,
+                confidence=confidence,
+            )
+            delays = delay_experiment(journey, sid) if isinstance(step, SplitStep) else None
+            delay_of = {p.name: p for p in delays.paths} if delays is not None else {}
+            arms = []
+            for (name, _weight, c), shown in zip(counted, analysis.arms, strict=True):
+                arm = {
+                    **asdict(shown),
+                    "runs": c["runs"],
+                    "conversion": asdict(rate(c["conversions"], c["runs"], confidence)),
+                    "opens": c["opens"],
+                    "clicks": c["clicks"],
+                    "revenue": round(c["revenue"], 6),
+                    "revenue_per_run": _rate(c["revenue"], c["runs"]),
+                    "time_to_convert": _percentiles(c["time_to_convert"]),
+                }
+                del arm["recipients"]  # runs assigned: the arm's denominator, named for what it counts
+                if name in delay_of:
+                    path = delay_of[name]
+                    arm["delay"] = {
+                        "label": _delay_label(path.waits),
+                        "waits": list(path.waits),
+                        "seconds": path.delay_ms / 1000.0,
+                    }
+                arms.append(arm)
+            sections.append(
+                {
+                    "version": version,
+                    "step": sid,
+                    "kind": "split" if isinstance(step, SplitStep) else "variants",
+                    "delay_experiment": delays is not None,
+                    "primary_metric": metric,
+                    "control": analysis.control,
+                    "confidence": analysis.confidence,
+                    "minimum_per_arm": analysis.minimum_per_arm,
+                    "arms": arms,
+                    "sample_ratio": asdict(analysis.sample_ratio),
+                    "winner": asdict(analysis.winner),
+                    "guardrail_breaches": [asdict(b) for b in analysis.guardrail_breaches],
+                }
+            )
+    return sections

@@ -41,6 +41,7 @@ from nudgeflow.model.journeys import (
     DURATION_PATTERN,
     OFFSET_PATTERN,
     REF_PATTERN,
+    WEBHOOK,
     BranchStep,
     Journey,
     MessageCondition,
@@ -877,6 +878,31 @@ def _model_problems(journey: Journey, links_broken: bool = False) -> list[Proble
                     )
         if isinstance(step, SplitStep):
             problems.extend(_duplicates(f"steps.{sid}.paths", [p.name for p in step.paths], "path name"))
+    problems.extend(_primary_metric_problems(journey, links_broken))
+    return problems
+
+
+def _primary_metric_problems(journey: Journey, links_broken: bool) -> list[Problem]:
+    """An experiment's primary metric needs something to count: a goal for conversion, a
+    message after a split for open or click (a webhook is neither opened nor clicked)."""
+    problems: list[Problem] = []
+    ancestors: dict[str, set[str]] | None = None
+    for sid, step in journey.steps.items():
+        metric = getattr(step, "primary_metric", None)
+        where = f"steps.{sid}.primary_metric"
+        if metric == "conversion" and journey.goal is None:
+            problems.append(Problem(where, "conversion needs the journey's `goal`: without one no run converts"))
+        elif metric in ("open", "click") and isinstance(step, SplitStep) and not links_broken:
+            if ancestors is None:
+                ancestors = _ancestors(journey)
+            follows = any(
+                isinstance(other, SendStep) and other.channel != WEBHOOK and sid in ancestors[oid]
+                for oid, other in journey.steps.items()
+            )
+            if not follows:
+                problems.append(
+                    Problem(where, f"{metric} needs a message after the split (email or push): no send step follows it")
+                )
     return problems
 
 

@@ -512,6 +512,16 @@ class SendTime(_Strict):
         return self
 
 
+# What an experiment step's arms are compared on (docs/measurement.md, experiments): the
+# journey's goal within its window (the default), or a person's open or click of the arm's
+# messages (machine opens and bot clicks never count).
+PrimaryMetric = Literal["conversion", "open", "click"]
+PRIMARY_METRIC_DESCRIPTION = (
+    "What the experiment's arms are compared on: conversion (the journey's goal; the default), open or click "
+    "(by people, of the arm's messages)."
+)
+
+
 class SendStep(_Strict):
     type: Literal["send"]
     channel: str = Field(min_length=1, examples=["email", "push", "webhook", "log"])
@@ -549,10 +559,15 @@ class SendStep(_Strict):
     )
     on_winner: OnWinner = Field(default="keep_all", description=ON_WINNER_DESCRIPTION)
     guardrails: GuardrailAction = Field(default="pause", description=GUARDRAILS_DESCRIPTION)
+    primary_metric: PrimaryMetric | None = Field(
+        default=None, description=PRIMARY_METRIC_DESCRIPTION + " With `variants` only."
+    )
     next: StepId | None = None
 
     @model_validator(mode="after")
     def _content(self) -> SendStep:
+        if self.primary_metric is not None and not self.variants:
+            raise ValueError("`primary_metric` goes only with `variants`: a send step without them is no experiment")
         if self.channel == WEBHOOK:
             if self.webhook is None:
                 raise ValueError("a webhook step needs `webhook` (its url or destination, and its body)")
@@ -627,6 +642,7 @@ class SplitStep(_Strict):
     paths: list[SplitPath] = Field(min_length=2)
     on_winner: OnWinner = Field(default="keep_all", description=ON_WINNER_DESCRIPTION)
     guardrails: GuardrailAction = Field(default="pause", description=GUARDRAILS_DESCRIPTION)
+    primary_metric: PrimaryMetric | None = Field(default=None, description=PRIMARY_METRIC_DESCRIPTION)
 
 
 class UpdateProfileStep(_Strict):

@@ -15,7 +15,12 @@ the table.
 
 Run rows also feed the report rollups (store/rollups.count_runs): an entry the first time a
 run's row is written, a conversion the first time it carries one; and, for a run in the
-global control group's comparison, the program's people and their conversions.
+global control group's comparison, the program's people and their conversions; and a
+treated run's experiment arms (its `paths`: split and variant steps -> the arm chosen), each
+recorded once in run_arms and counted in its arm with the run's conversion
+(store/rollups.count_arms). Holdout runs and global-control runs are in no arm: the first is
+sent nothing by design, the second no marketing, so neither is exposed to what the arms
+differ in.
 
 Segment changes (SegmentChanged) do two things: the members rows and daily sizes follow the
 last word on each membership (store/segments.write_changes), and every change is appended
@@ -135,6 +140,10 @@ class EffectsBatch:
         self._members: dict[tuple[str, str, str], segments.Change] = {}
         # (workspace, profile, event name, message id, properties, at_ms), in decision order.
         self._segment_events: list[tuple[str, str, str, str, dict[str, Any], int]] = []
+        # Run id -> {experiment step: arm} of treated runs outside the global control group,
+        # and (run id, step) of the batch's messages with a variant (store/rollups.count_arms).
+        self._arms: dict[str, dict[str, str]] = {}
+        self._variant_steps: set[tuple[str, str]] = set()
 
     def __bool__(self) -> bool:
         return bool(self._outbox or self._timers or self._runs or self._traits or self._states or self._segment_events)
@@ -168,7 +177,11 @@ class EffectsBatch:
         traits: list[tuple[dict[str, Any], list[str]]] = []
         withheld: list[tuple[str, str, str]] = []
         changes: list[SegmentChanged] = []
+        arms: list[tuple[str, dict[str, str]]] = []
+        variant_steps: list[tuple[str, str]] = []
         for effect in effects:
+            if isinstance(effect, (SendMessage, MessageWithheld)) and effect.variant is not None:
+                variant_steps.append((effect.run_id, effect.step))
             if isinstance(effect, SendMessage):
                 outbox.append(
                     (
@@ -238,6 +251,8 @@ class EffectsBatch:
                 traits.append((effect.set, list(effect.unset)))
             elif isinstance(effect, RunChanged):
                 row = effect.run
+                if row.get("paths") and not row.get("holdout") and not row.get("control"):
+                    arms.append((row["id"], row["paths"]))
                 runs.append(
                     (
                         row["id"],
@@ -307,6 +322,8 @@ class EffectsBatch:
             self._timers[key] = op
         for run_id, run_row in runs:
             self._runs[run_id] = run_row
+        self._arms.update(arms)
+        self._variant_steps.update(variant_steps)
         if traits:
             self._traits.setdefault(profile_id, []).extend(traits)
 
@@ -355,7 +372,10 @@ class EffectsBatch:
             # (store/rollups.py), in this transaction: a batch decided twice counts them once.
             if self._count_rollups:
                 report = rollups.Rollup()
-                rollups.count_runs(conn, report, list(self._runs.values()))
+                run_rows = list(self._runs.values())
+                converting = rollups.count_runs(conn, report, run_rows)
+                if self._arms:
+                    rollups.count_arms(conn, report, run_rows, self._arms, self._variant_steps, converting, now_ms)
                 report.write(conn)
             sql.insert_rows(
                 conn, "journey_runs", RUN_COLUMNS, list(self._runs.values()), conflict="id", update=RUN_UPDATED

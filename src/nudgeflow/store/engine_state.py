@@ -114,7 +114,7 @@ def merged_states(conn: Connection, profile_ids: list[str]) -> list[Any]:
 
 
 def move_merged(conn: Connection, source: str, target: str) -> None:
-    """Move a merged-away profile's timers, runs and messages to the profile it went into,
+    """Move a merged-away profile's timers, runs (and their arms) and messages to the profile it went into,
     and drop its state (folded into the target's by the caller) and its segment memberships
     (the target's next event decides its segments again: store/segments.drop_merged)."""
     # The target's own timers win a key both have (one inactivity timer per journey).
@@ -125,6 +125,7 @@ def move_merged(conn: Connection, source: str, target: str) -> None:
     )
     sql.execute_many(conn, "UPDATE timers SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     sql.execute_many(conn, "UPDATE journey_runs SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+    sql.execute_many(conn, "UPDATE run_arms SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     # Engagement with these messages must reach the runs, which now live with the target.
     sql.execute_many(conn, "UPDATE outbox SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     sql.execute_many(conn, "DELETE FROM profile_state WHERE profile_id = ?", [(source,)])

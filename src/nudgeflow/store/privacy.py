@@ -38,6 +38,7 @@ from nudgeflow.store.schema import (
     profiles,
     push_deliveries,
     push_subscriptions,
+    run_arms,
     suppressions,
     template_versions,
     timers,
@@ -77,6 +78,7 @@ EXPORTED_AS: dict[str, str] = {
     "inbox_messages": "dev_inbox",
     "segment_members": "segments",
     "message_facts": "message_facts",
+    "run_arms": "experiment_arms",
 }
 
 
@@ -254,6 +256,24 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             select(f.subject, f.fact, f.at_ms)
             .where(f.workspace_id == workspace_id, f.profile_id.in_(ids))
             .order_by(f.at_ms, f.subject, f.fact)
+        )
+    ]
+    a = run_arms.c
+    # The arm of each experiment the person's runs were assigned (store/rollups.count_arms).
+    doc["experiment_arms"] = [
+        {
+            "run_id": row.run_id,
+            "journey_id": row.journey_id,
+            "version": row.version,
+            "step": row.step,
+            "arm": row.arm,
+            "kind": row.kind,
+            "assigned_at": iso(row.assigned_at_ms, milliseconds=False),
+        }
+        for row in conn.execute(
+            select(run_arms)
+            .where(a.workspace_id == workspace_id, a.profile_id.in_(ids))
+            .order_by(a.assigned_at_ms, a.run_id, a.step)
         )
     ]
     doc["timers"] = [

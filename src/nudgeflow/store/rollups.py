@@ -34,13 +34,21 @@ Messages timed by `send_time` are also counted by the arm that timed them (optim
 explore, fallback: `context.send_time.arm`) in report_send_time, by the same writers in the
 same transactions and on the same claims: `count_sent` for the sends, `count_engagement` for
 opens, clicks, unsubscribes and complaints (the arm read from the message's outbox row).
+
+An experiment's arms (a `split` step's paths, a send step's `variants`) have rows of their
+own: the experiment step, the arm as variant, and channel '' (a message's row always has its
+channel), on the UTC day the run entered. They count runs, not messages (`count_arms`): a
+treated run assigned the arm (once, when the arm is first stored in run_arms), and whether
+it converted (with revenue and time to convert), opened, clicked, unsubscribed, complained.
+Holdout runs and global-control runs are in no arm. `read` leaves these rows out;
+`experiment_arms` reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -51,14 +59,26 @@ from sqlalchemy import Connection
 from nudgeflow.core.send_time import EXPLORE, FALLBACK, OPTIMIZED
 from nudgeflow.model.histogram import bucket_of
 from nudgeflow.store import sql
-from nudgeflow.store.schema import ROLLUP_COUNTERS, ROLLUP_SUMS, SEND_TIME_COUNTERS, SEND_TIME_DIMENSIONS
+from nudgeflow.store.schema import (
+    ARM_COUNTERS,
+    ARM_SUMS,
+    ROLLUP_COUNTERS,
+    ROLLUP_SUMS,
+    SEND_TIME_COUNTERS,
+    SEND_TIME_DIMENSIONS,
+)
 
 DAY_MS = 86_400_000
 DIMENSIONS = ("workspace_id", "journey_id", "version", "step", "variant", "channel", "day")
-VALUES = ROLLUP_COUNTERS + ROLLUP_SUMS
+VALUES = ROLLUP_COUNTERS + ROLLUP_SUMS  # what `read` sums (the arms' counters are read apart)
+ARM_VALUES = ARM_COUNTERS + ARM_SUMS
+ALL_VALUES = VALUES + ARM_VALUES
 GROUPABLE = ("step", "variant", "channel")  # what a report can be broken down by (and version, day)
 
 TIME_TO_TRIGGER, TIME_TO_CONVERT = "trigger", "convert"
+# An arm's runs' time to convert: a metric of its own, or a report's totals would count the
+# conversion twice (once in the run's row, once in its arm's).
+ARM_TIME_TO_CONVERT = "arm_convert"
 
 # The facts counted once per message (or run), and the counter each one adds to.
 SENT, DELIVERED = "sent", "delivered"
@@ -124,7 +144,7 @@ class Rollup:
     def add(self, dims: Dims, **deltas: float) -> None:
         row = self._deltas.get(dims)
         if row is None:
-            row = self._deltas[dims] = [0] * len(VALUES)
+            row = self._deltas[dims] = [0] * len(ALL_VALUES)
         for name, value in deltas.items():
             row[_INDEX[name]] += value
 
@@ -160,14 +180,14 @@ class Rollup:
         self._send_time.clear()
 
 
-_INDEX = {name: i for i, name in enumerate(VALUES)}
+_INDEX = {name: i for i, name in enumerate(ALL_VALUES)}
 _SEND_TIME_INDEX = {name: i for i, name in enumerate(SEND_TIME_COUNTERS)}
 
 
 @lru_cache(maxsize=4)
 def _upsert_counters(mark: str) -> str:
-    columns = (*DIMENSIONS, *VALUES)
-    sets = ", ".join(f"{c} = report_rollups.{c} + excluded.{c}" for c in VALUES)
+    columns = (*DIMENSIONS, *ALL_VALUES)
+    sets = ", ".join(f"{c} = report_rollups.{c} + excluded.{c}" for c in ALL_VALUES)
     return (
         f"INSERT INTO report_rollups ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
         f" ON CONFLICT ({', '.join(DIMENSIONS)}) DO UPDATE SET {sets}"
@@ -225,15 +245,17 @@ _RUN_HOLDOUT, _RUN_ENTERED, _RUN_CONVERTED, _RUN_REVENUE = 7, 8, 11, 12
 _RUN_CONTROL, _RUN_COHORT, _RUN_CONVERTED_BY = 14, 15, 16
 
 
-def count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]]) -> None:
+def count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Count the entries and conversions the batch's run rows (RUN_COLUMNS) bring, before
     they are written (see _count_runs), attribute each new treated conversion, and count the
-    program's people and conversions (_count_program)."""
+    program's people and conversions (_count_program). Returns the rows of the treated runs
+    converting now (count_arms counts them in their arms)."""
     converted, entering, converting = _count_runs(conn, rollup, rows)
     if converted:
         _attribute(conn, rollup, converted)
     if entering or converting:
         _count_program(conn, rollup, entering, converting)
+    return converted
 
 
 Rows = list[tuple[Any, ...]]
@@ -458,6 +480,129 @@ def _take(claimed: set[tuple[str, str, str]], key: tuple[str, str, str]) -> bool
     return False
 
 
+# --- experiment arms (the engine's effects writer) ------------------------------------------------
+
+SPLIT, VARIANT = "split", "variant"
+_ARM_COLUMNS = (
+    "run_id",
+    "step",
+    "arm",
+    "kind",
+    "workspace_id",
+    "journey_id",
+    "version",
+    "profile_id",
+    "entered_at_ms",
+    "assigned_at_ms",
+)
+
+
+def count_arms(
+    conn: Connection,
+    rollup: Rollup,
+    rows: Sequence[tuple[Any, ...]],
+    arms: Mapping[str, Mapping[str, str]],
+    variant_steps: Set[tuple[str, str]],
+    converting: Sequence[tuple[Any, ...]],
+    now_ms: int,
+) -> None:
+    """Count the arms the batch's treated runs were assigned, and their conversions.
+
+    rows: the batch's run rows (RUN_COLUMNS); arms: run id -> {experiment step: arm} of the
+    treated runs that are in no global control group (the others are in no arm);
+    variant_steps: (run id, step) of the batch's messages with a variant, which makes the
+    arm a variant (chosen in the turn that queues its message) rather than a split path;
+    converting: the rows count_runs found converting now.
+
+    An arm is new when its (run, step) row is inserted into run_arms now: a batch decided
+    twice finds the row its first commit wrote and counts nothing. A conversion counts in the
+    arms the run had by the end of the batch it converted in; an arm assigned after it does
+    not count it (the person converted before being exposed to it).
+    """
+    by_id = {row[_RUN_ID]: row for row in rows}
+    candidates = [
+        (
+            run_id,
+            step,
+            arm,
+            VARIANT if (run_id, step) in variant_steps else SPLIT,
+            row[_RUN_WS],
+            row[_RUN_JOURNEY],
+            row[_RUN_VERSION],
+            row[_RUN_PROFILE],
+            row[_RUN_ENTERED],
+            now_ms,
+        )
+        for run_id, chosen in arms.items()
+        if (row := by_id.get(run_id)) is not None
+        for step, arm in sorted(chosen.items())
+    ]
+    if not candidates:
+        return
+    m = sql.mark(conn)
+    one = "(" + ", ".join([m] * len(_ARM_COLUMNS)) + ")"
+    new: set[tuple[str, str]] = set()
+    for chunk in sql.chunks(candidates, 100):
+        statement = (
+            f"INSERT INTO run_arms ({', '.join(_ARM_COLUMNS)}) VALUES "
+            + ", ".join([one] * len(chunk))
+            + " ON CONFLICT (run_id, step) DO NOTHING RETURNING run_id, step"
+        )
+        found = conn.exec_driver_sql(statement, tuple(v for c in chunk for v in c)).all()
+        new.update((r[0], r[1]) for r in found)
+    for run_id, step, arm, *_ in candidates:
+        if (run_id, step) in new:
+            rollup.add(_arm_dims(by_id[run_id], step, arm), arm_runs=1)
+    for row in converting:
+        chosen = arms.get(row[_RUN_ID])
+        if not chosen:
+            continue
+        revenue = float(row[_RUN_REVENUE] or 0.0)
+        for step, arm in chosen.items():
+            dims = _arm_dims(row, step, arm)
+            rollup.add(dims, arm_conversions=1, arm_revenue=revenue, arm_revenue_sq=revenue**2)
+            rollup.latency(dims, ARM_TIME_TO_CONVERT, row[_RUN_CONVERTED] - row[_RUN_ENTERED])
+
+
+def _arm_dims(row: tuple[Any, ...], step: str, arm: str) -> Dims:
+    return (row[_RUN_WS], row[_RUN_JOURNEY], row[_RUN_VERSION], step, arm, "", day_of(row[_RUN_ENTERED]))
+
+
+# A person's engagement, counted once per run in each arm it applies to (see _count_arm_engagement).
+_ARM_FACTS = {
+    OPENED: "arm_opens",
+    CLICKED: "arm_clicks",
+    UNSUBSCRIBED: "arm_unsubscribes",
+    COMPLAINED: "arm_complaints",
+}
+
+
+def _count_arm_engagement(
+    conn: Connection, rollup: Rollup, workspace_id: str, message: Any, fact: str, at_ms: int
+) -> None:
+    """A person's open, click, unsubscribe or complaint on one of a run's messages counts
+    once per run in each arm the message belongs to: a variant's own message, or any message
+    the run was queued from its split path on (the path assigned before the message was)."""
+    run_id, step, created_at = message[8], message[3], message[7]
+    if fact not in _ARM_FACTS or not run_id:
+        return
+    m = sql.mark(conn)
+    found = conn.exec_driver_sql(
+        "SELECT step, arm, kind, assigned_at_ms, journey_id, version, entered_at_ms FROM run_arms"
+        f" WHERE run_id = {m} AND workspace_id = {m}",
+        (run_id, workspace_id),
+    ).all()
+    applies = [a for a in found if (a[2] == VARIANT and a[0] == step) or (a[2] == SPLIT and a[3] <= created_at)]
+    if not applies:
+        return
+    name = f"arm_{fact}"
+    claimed = claim_firsts(conn, [(workspace_id, f"{run_id}/{a[0]}", name, message[0], at_ms) for a in applies])
+    for a in applies:
+        if (workspace_id, f"{run_id}/{a[0]}", name) in claimed:
+            dims: Dims = (workspace_id, a[4], a[5], a[0], a[1], "", day_of(a[6]))
+            rollup.add(dims, **{_ARM_FACTS[fact]: 1})
+
+
 # --- sends (the dispatcher) ---------------------------------------------------------------------
 
 
@@ -557,6 +702,7 @@ def count_engagement(conn: Connection, workspace_id: str, message_key: str, fact
         rollup.send_time(
             (workspace_id, row[1], row[2], row[3], timed_by or row[3], arm, dims[6]), **{SEND_TIME_COUNTER[fact]: 1}
         )
+    _count_arm_engagement(conn, rollup, workspace_id, row, fact, at_ms)
     rollup.write(conn)
     return True
 
@@ -632,6 +778,9 @@ def read(
     else:
         where.append(f"journey_id <> {m}")
         params.append(WORKSPACE_ROW)
+    # Not the arms' rows (experiment_arms reads them): they count runs, not messages.
+    where.append(f"NOT (step <> {m} AND channel = {m})")
+    params.extend(("", ""))
     if from_day is not None:
         where.append(f"day >= {m}")
         params.append(from_day)
@@ -764,3 +913,56 @@ def variant_message_counts(
         (workspace_id, journey_id, version, step),
     ).all()
     return {row[0]: {c: int(v or 0) for c, v in zip(names, row[1:], strict=True)} for row in rows}
+
+
+def experiment_arms(
+    conn: Connection,
+    workspace_id: str,
+    journey_id: str,
+    *,
+    from_day: int | None = None,
+    to_day: int | None = None,
+) -> list[dict[str, Any]]:
+    """The journey's experiment arms over the runs that entered from from_day to to_day: one
+    dict per (version, step, arm) that has a row, ordered so: version, step, arm; runs
+    (assigned the arm), conversions, revenue, revenue_sq, opens, clicks, unsubscribes,
+    complaints (runs that did it at least once, people only), and time_to_convert (bucket ->
+    runs, model/histogram.py)."""
+    m = sql.mark(conn)
+    where = f"workspace_id = {m} AND journey_id = {m} AND step <> {m} AND channel = {m}"
+    params: list[Any] = [workspace_id, journey_id, "", ""]
+    if from_day is not None:
+        where += f" AND day >= {m}"
+        params.append(from_day)
+    if to_day is not None:
+        where += f" AND day <= {m}"
+        params.append(to_day)
+    sums = ", ".join(f"SUM({c})" for c in ARM_VALUES)
+    rows = conn.exec_driver_sql(
+        f"SELECT version, step, variant, {sums} FROM report_rollups WHERE {where}"
+        " GROUP BY version, step, variant ORDER BY version, step, variant",
+        tuple(params),
+    ).all()
+    out: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for row in rows:
+        sums_of = dict(zip(ARM_VALUES, row[3:], strict=True))
+        out[(int(row[0]), row[1], row[2])] = {
+            "version": int(row[0]),
+            "step": row[1],
+            "arm": row[2],
+            **{name.removeprefix("arm_"): _arm_number(name, sums_of[name]) for name in ARM_VALUES},
+            "time_to_convert": {},
+        }
+    for version, step, arm, bucket, count in conn.exec_driver_sql(
+        f"SELECT version, step, variant, bucket, SUM(count) FROM report_latencies WHERE {where} AND metric = {m}"
+        " GROUP BY version, step, variant, bucket",
+        (*params, ARM_TIME_TO_CONVERT),
+    ).all():
+        found = out.get((int(version), step, arm))
+        if found is not None:
+            found["time_to_convert"][int(bucket)] = int(count)
+    return list(out.values())
+
+
+def _arm_number(name: str, value: Any) -> float | int:
+    return float(value or 0) if name in ARM_SUMS else int(value or 0)

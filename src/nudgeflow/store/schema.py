@@ -638,12 +638,20 @@ ROLLUP_SUMS = (
     "program_revenue_control",
     "program_revenue_sq_control",
 )
+# An experiment's arms (store/rollups.py, "arms"): in a row of the experiment step, the arm
+# as its variant and channel '' (no message row has an empty channel). Counted per run: the
+# runs assigned the arm, and those of them that converted, opened, clicked, unsubscribed,
+# complained. Migration 0018.
+ARM_COUNTERS = ("arm_runs", "arm_conversions", "arm_opens", "arm_clicks", "arm_unsubscribes", "arm_complaints")
+ARM_SUMS = ("arm_revenue", "arm_revenue_sq")
 report_rollups = Table(
     "report_rollups",
     metadata,
     *_rollup_dimensions(),
     *[Column(name, BigInteger, nullable=False, server_default="0") for name in ROLLUP_COUNTERS],
     *[Column(name, Float, nullable=False, server_default="0") for name in ROLLUP_SUMS],
+    *[Column(name, BigInteger, nullable=False, server_default="0") for name in ARM_COUNTERS],
+    *[Column(name, Float, nullable=False, server_default="0") for name in ARM_SUMS],
     PrimaryKeyConstraint(*_ROLLUP_DIMENSIONS, name="pk_report_rollups"),
 )
 
@@ -719,6 +727,27 @@ experiment_decisions = Table(
     Index("ix_experiment_decisions_step", "workspace_id", "journey_id", "version", "step"),
 )
 
+# The arm of each experiment step (a `split`, or a send step with `variants`) a treated run
+# was assigned, when: counted once (store/rollups.py), exported as exposures (store/exports.py).
+# Holdout runs and global-control runs have none. kind: split or variant. Migration 0018.
+run_arms = Table(
+    "run_arms",
+    metadata,
+    Column("run_id", String(40), nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("arm", String(100), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("workspace_id", String(40), nullable=False),
+    Column("journey_id", String(80), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("profile_id", String(40), nullable=False),
+    Column("entered_at_ms", BigInteger, nullable=False),
+    Column("assigned_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "step", name="pk_run_arms"),
+    Index("ix_run_arms_assigned", "workspace_id", "assigned_at_ms"),
+    Index("ix_run_arms_profile", "profile_id"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,
@@ -734,4 +763,5 @@ PROFILE_OWNED = (
     push_deliveries,
     segment_members,
     message_facts,
+    run_arms,
 )

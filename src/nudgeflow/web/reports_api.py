@@ -10,7 +10,10 @@ a random hour (measure/send_time_report.py).
 
 Both take `from` and `to` (UTC dates, inclusive: the runs that entered and the messages sent
 on those days), `machine=true` to count machine opens and bot clicks in the opens, clicks and
-rates, and `format=csv` for a CSV file instead of JSON. Admin auth and workspace scoping as
+rates, and `format=csv` for a CSV file instead of JSON. The journey's JSON also has its
+experiments (`experiments`: every split step and send step with variants, arm by arm, with
+the winner call); `minimum_per_arm` (default 500) is the runs each arm needs before a winner
+or a guardrail breach is called. Admin auth and workspace scoping as
 every /api route: a journey id of another workspace is a 404, as one that does not exist.
 What each number means: docs/measurement.md.
 """
@@ -25,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Connection
 
 from nudgeflow.errors import WebError
-from nudgeflow.measure import report
+from nudgeflow.measure import MINIMUM_PER_ARM, report
 from nudgeflow.measure.send_time_report import send_time_section
 from nudgeflow.store import journeys, rollups
 from nudgeflow.web.admin import Workspace
@@ -72,9 +75,11 @@ def load_journey_report(
     to_day: int | None,
     by: tuple[str, ...],
     include_machine: bool,
+    minimum_per_arm: int = MINIMUM_PER_ARM,
 ) -> dict[str, Any] | None:
     """The journey report, or None when the workspace has no such journey."""
-    if journeys.status_of(conn, workspace_id, journey_id) is None:
+    status = journeys.status_of(conn, workspace_id, journey_id)
+    if status is None:
         return None
     counters, latencies = rollups.read(
         conn, workspace_id, journey_id=journey_id, from_day=from_day, to_day=to_day, by=by
@@ -86,6 +91,9 @@ def load_journey_report(
             row["day"] = iso_date(row["day"])
     out["send_time"] = load_send_time(
         conn, workspace_id, journey_id, from_day=from_day, to_day=to_day, include_machine=include_machine
+    )
+    out["experiments"] = load_experiments(
+        conn, workspace_id, journey_id, status[1], from_day=from_day, to_day=to_day, minimum_per_arm=minimum_per_arm
     )
     return out
 
@@ -110,6 +118,28 @@ def load_send_time(
             spec = getattr(step, "send_time", None)
             shares[(version, timed_by)] = spec.explore if spec is not None else None
     return send_time_section(rows, shares, include_machine=include_machine)
+
+
+def load_experiments(
+    conn: Connection,
+    workspace_id: str,
+    journey_id: str,
+    live_version: int | None,
+    *,
+    from_day: int | None,
+    to_day: int | None,
+    minimum_per_arm: int,
+) -> list[dict[str, Any]]:
+    """The experiments of the live version and of every version whose runs were assigned arms
+    in the range (a run stays on the version it entered with)."""
+    arm_rows = rollups.experiment_arms(conn, workspace_id, journey_id, from_day=from_day, to_day=to_day)
+    wanted = {row["version"] for row in arm_rows} | ({live_version} if live_version is not None else set())
+    versions = {}
+    for version in sorted(wanted):
+        definition = journeys.load_version(conn, workspace_id, journey_id, version)
+        if definition is not None:
+            versions[version] = definition
+    return report.experiments(versions, arm_rows, minimum_per_arm=minimum_per_arm)
 
 
 def load_overview(
@@ -153,7 +183,10 @@ Format = Annotated[str, Query(pattern="^(json|csv)$", description="json (default
 def reports_router() -> APIRouter:
     router = APIRouter(prefix="/api/reports", tags=["reports"])
 
-    @router.get("/journeys/{journey_id}", summary="A journey's metrics, with a breakdown by step, variant, channel")
+    @router.get(
+        "/journeys/{journey_id}",
+        summary="A journey's metrics, with a breakdown by step, variant, channel, and its experiments",
+    )
     def journey(
         state: State,
         journey_id: str,
@@ -163,6 +196,10 @@ def reports_router() -> APIRouter:
         by: Annotated[str | None, Query(description="Comma-separated: step, variant, channel, version, day.")] = None,
         machine: Machine = False,
         format: Format = "json",
+        minimum_per_arm: Annotated[
+            int,
+            Query(ge=1, le=1_000_000_000, description="Runs each experiment arm needs before a winner is called."),
+        ] = MINIMUM_PER_ARM,
     ) -> Any:
         try:
             span = parse_day(from_, "from"), parse_day(to, "to")
@@ -171,7 +208,14 @@ def reports_router() -> APIRouter:
             return JSONResponse({"detail": str(exc)}, 400)
         with state.engine.connect() as conn:
             found = load_journey_report(
-                conn, workspace_id, journey_id, from_day=span[0], to_day=span[1], by=groups, include_machine=machine
+                conn,
+                workspace_id,
+                journey_id,
+                from_day=span[0],
+                to_day=span[1],
+                by=groups,
+                include_machine=machine,
+                minimum_per_arm=minimum_per_arm,
             )
         if found is None:
             return JSONResponse({"detail": f"no journey {journey_id!r} in this workspace"}, 404)

@@ -1,0 +1,69 @@
+"""An experiment section of a journey report (measure/report.experiments) as a table and a
+few lines in words: what `nudgeflow report journey` prints under the journey's table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from nudgeflow.cli.report_table import seconds
+
+
+def _interval(value: Mapping[str, Any]) -> str:
+    if value["value"] is None:
+        return "-"
+    return f"{100 * value['value']:.2f} [{100 * value['low']:.2f}, {100 * value['high']:.2f}]"
+
+
+def experiment_table(experiment: Mapping[str, Any]) -> Table:
+    """One experiment's arms as a table: runs, the primary metric's rate and interval, the
+    comparison with the control arm, conversion, revenue, guardrails, time to convert."""
+    metric = experiment["primary_metric"]
+    kind = "delay experiment" if experiment["delay_experiment"] else experiment["kind"]
+    table = Table(
+        title=f"experiment {experiment['step']} (version {experiment['version']}, {kind}); primary metric: {metric}"
+    )
+    delays = experiment["delay_experiment"]
+    columns = ["arm", *(["delay"] if delays else []), "weight", "runs", f"{metric} % [95 %]"]
+    columns += ["vs control (points)", "conv. %", "revenue", "unsub %", "complaint %", "to convert p50/p90"]
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for arm in experiment["arms"]:
+        versus = arm["versus_control"]
+        if arm["name"] == experiment["control"]:
+            against = "(control)"
+        elif versus is None:
+            against = "-"
+        else:
+            against = f"{100 * versus['difference']:+.2f} [{100 * versus['low']:+.2f}, {100 * versus['high']:+.2f}]"
+        times = arm["time_to_convert"]
+        table.add_row(
+            arm["name"],
+            *([arm["delay"]["label"]] if delays else []),
+            f"{arm['weight']:g}",
+            f"{arm['runs']:,}",
+            _interval(arm["primary"]),
+            against,
+            _interval(arm["conversion"]),
+            f"{arm['revenue']:,.2f}",
+            _interval(arm["unsubscribe"]),
+            _interval(arm["complaint"]),
+            f"{seconds(times['p50_s'])} / {seconds(times['p90_s'])}",
+        )
+    return table
+
+
+def experiment_lines(experiment: Mapping[str, Any]) -> list[str]:
+    """The sample-ratio check, the winner call (or why none yet) and guardrail breaches, in words."""
+    ratio = experiment["sample_ratio"]
+    if ratio["p_value"] is None:
+        lines = ["sample ratio: no runs yet"]
+    elif ratio["mismatch"]:
+        lines = [f"WARNING {ratio['reason']}"]
+    else:
+        lines = [f"sample ratio: as configured (chi-square p = {ratio['p_value']:.3g})"]
+    lines.append(experiment["winner"]["reason"])
+    lines.extend(f"guardrail breach: {breach['reason']}" for breach in experiment["guardrail_breaches"])
+    return lines
