@@ -3,9 +3,10 @@ GET /api/exports/{kind}): read in chunks, oldest first, one workspace, a time ra
 
 - exposures: who was assigned what, when. One row per journey run at entry (arm `treated`,
   `holdout` (the journey's own holdout) or `control` (the workspace's global control group,
-  held out of the journey or not: such a run is on neither side of the journey's lift)) and
-  one per message sent with a variant of an experiment (arm: the variant's name), at the time
-  the message was queued.
+  held out of the journey or not: such a run is on neither side of the journey's lift)), one
+  per message sent with a variant of an experiment (arm: the variant's name), at the time
+  the message was queued, and one per split path a treated run took (arm: the path's name),
+  when it was assigned (run_arms; holdout and global-control runs take none).
 - messages: one row per outbox row (every message the engine decided, sent or not), with its
   status and, when it was not sent, the reason (model/reasons.py). Not its content.
 - conversions: one row per run that converted: the goal event within the journey's window
@@ -38,7 +39,7 @@ from sqlalchemy import Connection, case, literal, null, select, union_all
 
 from nudgeflow.errors import StoreError
 from nudgeflow.model.iso_time import iso
-from nudgeflow.store.schema import journey_runs, outbox, profiles
+from nudgeflow.store.schema import journey_runs, outbox, profiles, run_arms
 
 Kind = Literal["exposures", "messages", "conversions"]
 KINDS: tuple[Kind, ...] = ("exposures", "messages", "conversions")
@@ -54,16 +55,23 @@ class Column:
 
 COLUMNS: dict[Kind, tuple[Column, ...]] = {
     "exposures": (
-        Column("at", "time", "when the person was exposed: entry into the journey, or the variant's message queued"),
+        Column(
+            "at",
+            "time",
+            "when the person was exposed: entry into the journey, the variant's message queued, the split path taken",
+        ),
         Column(
             "kind",
             "text",
-            "journey (an entry: arm treated, holdout or control) or variant (a message of an experiment)",
+            "journey (an entry: arm treated, holdout or control), variant (a message of an experiment) or split "
+            "(a path taken)",
         ),
         Column("journey_id", "text", "the journey"),
         Column("journey_version", "int", "its version"),
-        Column("step", "text", "the send step with variants (empty for an entry)"),
-        Column("arm", "text", "treated, holdout, control (the global control group), or the variant's name"),
+        Column("step", "text", "the send step with variants, or the split step (empty for an entry)"),
+        Column(
+            "arm", "text", "treated, holdout, control (the global control group), the variant's name or the split path's"
+        ),
         Column("run_id", "text", "the journey run"),
         Column("profile_id", "text", "the person (Nudgeflow's id)"),
         Column("user_id", "text", "their userId, when known"),
@@ -197,7 +205,20 @@ def _query(workspace_id: str, kind: Kind) -> tuple[Any, str, str]:
         outbox_user.label("user_id"),
         ("m:" + o.c.idempotency_key).label("tie"),
     ).where(o.c.workspace_id == workspace_id, o.c.variant.is_not(None))
-    return union_all(entries, variants), "at", "tie"
+    a = run_arms
+    splits = select(
+        a.c.assigned_at_ms.label("at"),
+        literal("split").label("kind"),
+        a.c.journey_id,
+        a.c.version.label("journey_version"),
+        a.c.step,
+        a.c.arm,
+        a.c.run_id,
+        a.c.profile_id,
+        _user_id(a.c.profile_id).label("user_id"),
+        ("a:" + a.c.run_id + "/" + a.c.step).label("tie"),
+    ).where(a.c.workspace_id == workspace_id, a.c.kind == "split")
+    return union_all(entries, variants, splits), "at", "tie"
 
 
 # --- writing ------------------------------------------------------------------------------------
