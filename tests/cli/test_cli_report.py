@@ -192,3 +192,58 @@ def test_report_journey_shows_the_send_time_arms(env: dict[str, str], tmp_path: 
     # One day only: the second day's messages.
     done = run(["report", "journey", "timed", "-w", ws, "--from", "2025-11-09", "--json"], env, tmp_path)
     assert json.loads(done.stdout)["send_time"][0]["arms"][0]["sent"] == 1260
+
+
+DELAYS = {
+    "id": "delays",
+    "name": "Delays",
+    "trigger": {"type": "event", "event": "Cart Left"},
+    "goal": {"event": "Order Completed", "within": "7d", "revenue": "revenue"},
+    "steps": {
+        "timing": {
+            "type": "split",
+            "paths": [{"name": "soon", "weight": 1, "next": "w30"}, {"name": "later", "weight": 1, "next": "w2h"}],
+        },
+        "w30": {"type": "wait", "duration": "30m", "next": "mail"},
+        "w2h": {"type": "wait", "duration": "2h", "next": "mail"},
+        "mail": {"type": "send", "channel": "email", "template": "cart"},
+    },
+}
+
+
+def test_report_journey_shows_its_experiments(env: dict[str, str], tmp_path: Path) -> None:
+    ws = create_workspace(env, tmp_path)["workspace_id"]
+    engine = database.create_db_engine(env["NUDGEFLOW_DATABASE_URL"])
+    with engine.begin() as conn:
+        journey_store.apply_draft(conn, ws, Journey.model_validate(DELAYS), 0)
+        journey_store.publish(conn, ws, "delays", 0)
+        rollup = rollups.Rollup()
+        for arm, runs, conversions in (("soon", 600, 90), ("later", 610, 40)):
+            dims = (ws, "delays", 1, "timing", arm, "", DAY)
+            rollup.add(dims, arm_runs=runs, arm_conversions=conversions, arm_revenue=10.0 * conversions)
+            rollup.latency(dims, rollups.ARM_TIME_TO_CONVERT, 3_600_000)
+        rollup.write(conn)
+    engine.dispose()
+
+    done = run(["report", "journey", "delays", "--workspace", ws, "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    [section] = json.loads(done.stdout)["experiments"]
+    assert section["step"] == "timing" and section["delay_experiment"] is True
+    assert [(a["name"], a["runs"], a["conversion"]["count"], a["delay"]["label"]) for a in section["arms"]] == [
+        ("soon", 600, 90, "30m"),
+        ("later", 610, 40, "2h"),
+    ]
+    assert section["winner"]["winner"] == "soon"
+    # The arms' rows are not the journey's messages.
+    assert json.loads(done.stdout)["totals"]["sent"] == 0
+
+    done = run(["report", "journey", "delays", "--workspace", ws, "--minimum-per-arm", "700"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "experiment timing (version 1, delay experiment); primary metric: conversion" in done.stdout
+    assert "30m" in done.stdout and "2h" in done.stdout and "(control)" in done.stdout
+    assert "sample ratio: as configured" in done.stdout
+    assert "no winner yet: too few recipients to call one" in done.stdout
+    done = run(["report", "journey", "delays", "--workspace", ws], env, tmp_path)
+    assert "'soon' wins on conversion" in done.stdout
+    done = run(["report", "journey", "delays", "--workspace", ws, "--minimum-per-arm", "0"], env, tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr

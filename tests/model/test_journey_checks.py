@@ -302,6 +302,31 @@ def test_duplicate_variant_and_path_names() -> None:
     }
 
 
+def test_primary_metric_needs_an_experiment_and_something_to_count() -> None:
+    # Accepted: on a split and on a send step with variants.
+    assert errors(doc(steps__split__primary_metric="conversion", steps__offer__primary_metric="click")) == {}
+    push_after_split = doc(steps__split__primary_metric="open")
+    assert errors(push_after_split) == {}  # the offer (push) follows path a
+    assert errors(doc(steps__remind__primary_metric="click")) == {
+        "steps.remind": "`primary_metric` goes only with `variants`: a send step without them is no experiment"
+    }
+    assert errors(doc(steps__offer__primary_metric="revenue")) == {
+        "steps.offer.primary_metric": "unknown value 'revenue' (use one of conversion, open, click)"
+    }
+    no_goal = doc(goal=None, steps__split__primary_metric="conversion")
+    assert errors(no_goal) == {
+        "steps.split.primary_metric": "conversion needs the journey's `goal`: without one no run converts"
+    }
+    # A split that no email or push message follows has no open or click to compare.
+    nothing_after = doc(
+        steps__split__primary_metric="click",
+        steps__split__paths=[{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+    )
+    assert errors(nothing_after) == {
+        "steps.split.primary_metric": "click needs a message after the split (email or push): no send step follows it"
+    }
+
+
 def test_unreachable_steps_are_warnings() -> None:
     document = doc(steps__orphan={"type": "send", "channel": "email", "template": "t"})
     journey, found = check_journey(document)

@@ -582,7 +582,9 @@ def _count_arm_engagement(
 ) -> None:
     """A person's open, click, unsubscribe or complaint on one of a run's messages counts
     once per run in each arm the message belongs to: a variant's own message, or any message
-    the run was queued from its split path on (the path assigned before the message was)."""
+    the run was queued from its split path on (the path assigned before the message was, or
+    in the same batch: a message sent just before the split, in the same decision, counts in
+    its arm too — the batch does not record the order within it)."""
     run_id, step, created_at = message[8], message[3], message[7]
     if fact not in _ARM_FACTS or not run_id:
         return
