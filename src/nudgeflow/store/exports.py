@@ -70,7 +70,9 @@ COLUMNS: dict[Kind, tuple[Column, ...]] = {
         Column("journey_version", "int", "its version"),
         Column("step", "text", "the send step with variants, or the split step (empty for an entry)"),
         Column(
-            "arm", "text", "treated, holdout, control (the global control group), the variant's name or the split path's"
+            "arm",
+            "text",
+            "treated, holdout, control (the global control group), the variant's name or the split path's",
         ),
         Column("run_id", "text", "the journey run"),
         Column("profile_id", "text", "the person (Nudgeflow's id)"),

@@ -5,7 +5,7 @@ rollups (the arm's row: the experiment step, the arm as variant, channel '').
 Arms assigned before this migration were not recorded: the counters start at zero.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
