@@ -315,10 +315,10 @@ def _count_runs(conn: Connection, rollup: Rollup, rows: Sequence[tuple[Any, ...]
 
 # Facts of a person in a cohort of the control group (subject "<profile>|<cohort>"): their
 # first run in it (at_ms: its entry, whose UTC day their counters are on; message_key: their
-# side; amount: their revenue so far), and their first conversion; and each goal event of
+# side; amount: their revenue so far, NULL until they first convert); and each goal event of
 # theirs (subject "<profile>|<cohort>|<hash of the event's messageId>"), whose revenue is added
 # once.
-PROGRAM_PERSON, PROGRAM_CONVERTED, PROGRAM_GOAL = "program", "program_converted", "program_goal"
+PROGRAM_PERSON, PROGRAM_GOAL = "program", "program_goal"
 CONTROL_SIDE, TREATED_SIDE = "control", "treated"
 
 
@@ -340,13 +340,14 @@ def _count_program(conn: Connection, rollup: Rollup, entering: Rows, converting:
 
     A person's side is their first run's: within a cohort it is the same for all their runs
     unless the group's share changed in between. A goal event that converts runs of several
-    journeys adds its revenue once. Each step claims its fact in message_facts first, so a
-    batch decided twice counts nothing twice."""
+    journeys adds its revenue once. The person, and each goal event, first claims its row in
+    message_facts, so a batch decided twice counts nothing twice. A batch costs a statement
+    for its new people, and three for its conversions, however many."""
     m = sql.mark(conn)
     firsts: dict[tuple[str, str], tuple[Any, ...]] = {}
     for row in sorted(entering, key=lambda r: (r[_RUN_ENTERED], r[_RUN_ID])):
         firsts.setdefault((row[_RUN_WS], _person(row)), row)
-    one = f"({m}, {m}, {m}, {m}, {m}, {m}, 0.0)"
+    one = f"({m}, {m}, {m}, {m}, {m}, {m}, NULL)"
     for chunk in sql.chunks(list(firsts.values()), 100):
         claimed = conn.exec_driver_sql(
             "INSERT INTO message_facts (workspace_id, subject, fact, profile_id, at_ms, message_key, amount) VALUES "
@@ -367,37 +368,60 @@ def _count_program(conn: Connection, rollup: Rollup, entering: Rows, converting:
         ).all()
         for ws, subject in claimed:
             row = firsts[(ws, subject)]
-            people = "program_people_control" if row[_RUN_CONTROL] else "program_people"
-            rollup.add((ws, WORKSPACE_ROW, 0, "", "", "", day_of(row[_RUN_ENTERED])), **{people: 1})
+            counter = "program_people_control" if row[_RUN_CONTROL] else "program_people"
+            rollup.add((ws, WORKSPACE_ROW, 0, "", "", "", day_of(row[_RUN_ENTERED])), **{counter: 1})
     if not converting:
         return
     goals = claim_firsts(
         conn,
         [(r[_RUN_WS], _goal(r), PROGRAM_GOAL, r[_RUN_PROFILE], r[_RUN_CONVERTED]) for r in converting],
     )
-    for row in sorted(converting, key=lambda r: (r[_RUN_CONVERTED], r[_RUN_ID])):
-        ws, person = row[_RUN_WS], _person(row)
-        if not _take(goals, (ws, _goal(row), PROGRAM_GOAL)):
-            continue  # its goal event was counted (another journey's run, or this batch before)
-        revenue = float(row[_RUN_REVENUE] or 0.0)
-        found = conn.exec_driver_sql(
-            f"UPDATE message_facts SET amount = COALESCE(amount, 0) + {m}"
-            f" WHERE workspace_id = {m} AND subject = {m} AND fact = {m} RETURNING at_ms, message_key, amount",
-            (revenue, ws, person, PROGRAM_PERSON),
-        ).first()
-        if found is None:  # the person was erased meanwhile
+    # Each goal event once: another journey's run, or this batch's, may have counted it.
+    counted = [
+        row
+        for row in sorted(converting, key=lambda r: (r[_RUN_CONVERTED], r[_RUN_ID]))
+        if _take(goals, (row[_RUN_WS], _goal(row), PROGRAM_GOAL))
+    ]
+    subjects: dict[str, set[str]] = {}
+    for row in counted:
+        subjects.setdefault(row[_RUN_WS], set()).add(_person(row))
+    # The people's rows, read once for the batch: [first entry, side, revenue so far (None
+    # until they first convert)], then brought up to date in order and written back.
+    people: dict[tuple[str, str], list[Any]] = {}
+    for ws, names in subjects.items():
+        for subject, first_at, side, amount in sql.select_in(
+            conn,
+            "SELECT subject, at_ms, message_key, amount FROM message_facts"
+            " WHERE workspace_id = ? AND fact = ? AND subject IN",
+            sorted(names),
+            before=(ws, PROGRAM_PERSON),
+        ):
+            people[(ws, subject)] = [first_at, side, amount]
+    changed: set[tuple[str, str]] = set()
+    for row in counted:
+        key = (row[_RUN_WS], _person(row))
+        person = people.get(key)
+        if person is None:  # the person was erased meanwhile
             continue
-        first_at, side, total = found
-        before = float(total) - revenue
+        first_at, side, before = person
+        revenue = float(row[_RUN_REVENUE] or 0.0)
         suffix = "_control" if side == CONTROL_SIDE else ""
+        so_far = float(before or 0.0)
         deltas = {
             f"program_revenue{suffix}": revenue,
-            # (before + revenue)² - before²: the square of the person's total, kept up to date.
-            f"program_revenue_sq{suffix}": revenue * (2.0 * before + revenue),
+            # (so_far + revenue)² - so_far²: the square of the person's total, kept up to date.
+            f"program_revenue_sq{suffix}": revenue * (2.0 * so_far + revenue),
         }
-        if claim_firsts(conn, [(ws, person, PROGRAM_CONVERTED, row[_RUN_PROFILE], row[_RUN_CONVERTED])]):
+        if before is None:  # their first conversion in the cohort
             deltas[f"program_conversions{suffix}"] = 1
-        rollup.add((ws, WORKSPACE_ROW, 0, "", "", "", day_of(first_at)), **deltas)
+        person[2] = so_far + revenue
+        changed.add(key)
+        rollup.add((row[_RUN_WS], WORKSPACE_ROW, 0, "", "", "", day_of(first_at)), **deltas)
+    sql.execute_many(
+        conn,
+        "UPDATE message_facts SET amount = ? WHERE workspace_id = ? AND subject = ? AND fact = ?",
+        [(people[key][2], key[0], key[1], PROGRAM_PERSON) for key in sorted(changed)],
+    )
 
 
 def _windows(conn: Connection, workspace_id: str) -> dict[str, int]:
