@@ -12,23 +12,23 @@ The always-valid tests make looks safe at any frequency; the embedded runtime lo
 hour by default (`NUDGEFLOW_EXPERIMENT_LOOK_SECONDS`), on its injected clock. Steps whose
 settings automate nothing (`keep_all` and `report`) are not read at all.
 
-What the counts are: a send step's variants are judged on their message rows: recipients
-(runs sent the step's message), unsubscribes, complaints, and, as the winner's metric,
-conversions attributed (last touch) to the variant's message. A `split` has no message of
-its own, so its paths have no counts yet and are not automated.
+What the counts are: the arms' run counters (store/rollups.experiment_arms), the very counts
+the journey report's experiments section shows: runs assigned each arm (the denominator),
+those that did the step's primary metric (conversion by default), unsubscribed, complained.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection
 
-from nudgeflow.core.catalog import JourneyVersion
 from nudgeflow.measure.automation import decide
-from nudgeflow.measure.experiments import MINIMUM_PER_ARM, Arm, arms_of
+from nudgeflow.measure.experiments import CONVERSION, MINIMUM_PER_ARM, Arm, arms_of
+from nudgeflow.measure.report import PRIMARY_COUNTER
 from nudgeflow.model.journeys import SendStep, SplitStep
 from nudgeflow.store import experiment_decisions as decisions
 from nudgeflow.store import rollups
@@ -36,34 +36,23 @@ from nudgeflow.store.journeys import live_journeys
 
 log = logging.getLogger("nudgeflow.runtime")
 
-DEFAULT_LOOK_SECONDS = 3600.0
+ArmCounts = Mapping[tuple[int, str, str], Mapping[str, Any]]  # (version, step, arm) -> run counters
+NO_RUNS: Mapping[str, Any] = {"runs": 0, "conversions": 0, "opens": 0, "clicks": 0, "unsubscribes": 0, "complaints": 0}
 
-ArmReader = Callable[[Connection, str, JourneyVersion, str, "SendStep | SplitStep"], "list[Arm] | None"]
+
+def arm_counts(conn: Connection, workspace_id: str, journey_id: str) -> ArmCounts:
+    """Every experiment arm's run counters of the journey, over all its days."""
+    return {(r["version"], r["step"], r["arm"]): r for r in rollups.experiment_arms(conn, workspace_id, journey_id)}
 
 
-def message_arms(
-    conn: Connection, workspace_id: str, jv: JourneyVersion, step_id: str, step: SendStep | SplitStep
-) -> list[Arm] | None:
-    """A send step's variants as arms, from their message rows; None for a split (no counts)."""
-    if isinstance(step, SplitStep):
-        return None
-    counts = rollups.variant_message_counts(conn, workspace_id, jv.journey_id, jv.version, step_id)
+def arms(counts: ArmCounts, version: int, step_id: str, step: SendStep | SplitStep) -> list[Arm]:
+    """The step's arms as measure/ takes them, the control first; an arm without a row has
+    had no run yet."""
+    counter = PRIMARY_COUNTER[step.primary_metric or CONVERSION]
     out = []
     for name, weight in arms_of(step):
-        row = counts.get(name, {})
-        recipients = row.get("step_recipients", 0)
-        out.append(
-            Arm(
-                name,
-                weight,
-                recipients,
-                # Attributed conversions are counted per goal event, recipients per run: bounded
-                # by the recipients so that a run converting twice cannot make a rate above 1.
-                min(row.get("attributed_conversions", 0), recipients),
-                min(row.get("unsubscribes", 0), recipients),
-                min(row.get("complaints", 0), recipients),
-            )
-        )
+        c = counts.get((version, step_id, name), NO_RUNS)
+        out.append(Arm(name, weight, c["runs"], c[counter], c["unsubscribes"], c["complaints"]))
     return out
 
 
@@ -84,24 +73,19 @@ def automates(step: object) -> bool:
     return step.on_winner == "route_to_winner" or step.guardrails == "pause"
 
 
-def look_at_experiments(
-    conn: Connection,
-    now_ms: int,
-    *,
-    read_arms: ArmReader = message_arms,
-    minimum_per_arm: int = MINIMUM_PER_ARM,
-) -> Look:
+def look_at_experiments(conn: Connection, now_ms: int, *, minimum_per_arm: int = MINIMUM_PER_ARM) -> Look:
     """Judge every live experiment that automates something; record new decisions."""
     look = Look()
     by_workspace: dict[str, list[decisions.Decision]] = {}
     for workspace_id, jv in live_journeys(conn):
+        counts: ArmCounts | None = None  # read once per journey, when a step needs them
         for step_id, step in jv.definition.steps.items():
             if not automates(step):
                 continue
             assert isinstance(step, (SendStep, SplitStep))
-            arms = read_arms(conn, workspace_id, jv, step_id, step)
-            if not arms:
-                continue
+            if counts is None:
+                counts = arm_counts(conn, workspace_id, jv.journey_id)
+            step_arms = arms(counts, jv.version, step_id, step)
             look.judged += 1
             if workspace_id not in by_workspace:
                 by_workspace[workspace_id] = decisions.listed(conn, workspace_id)
@@ -113,12 +97,13 @@ def look_at_experiments(
             active = [d for d in mine if d.active]
             routes = [d.arm for d in active if d.action == decisions.ROUTED]
             new = decide(
-                arms,
+                step_arms,
                 on_winner=step.on_winner,
                 guardrails=step.guardrails,
                 paused={d.arm for d in active if d.action == decisions.PAUSED},
                 routed=routes[-1] if routes else None,
                 overridden={(d.action, d.arm) for d in mine if not d.active},
+                metric=step.primary_metric or CONVERSION,
                 minimum_per_arm=minimum_per_arm,
             )
             for d in new:

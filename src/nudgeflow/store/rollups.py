@@ -924,23 +924,6 @@ def read_send_time(
     ]
 
 
-def variant_message_counts(
-    conn: Connection, workspace_id: str, journey_id: str, version: int, step: str
-) -> dict[str, dict[str, int]]:
-    """Per variant of one send step (its message rows, over every channel and day): recipients
-    (`step_recipients`), `unsubscribes`, `complaints` and `attributed_conversions`. What the
-    experiment evaluator (runtime/experiments.py) judges a send step's variants by."""
-    m = sql.mark(conn)
-    names = ("step_recipients", "unsubscribes", "complaints", "attributed_conversions")
-    sums = ", ".join(f"SUM({c})" for c in names)
-    rows = conn.exec_driver_sql(
-        f"SELECT variant, {sums} FROM report_rollups WHERE workspace_id = {m} AND journey_id = {m}"
-        f" AND version = {m} AND step = {m} AND variant <> '' GROUP BY variant",
-        (workspace_id, journey_id, version, step),
-    ).all()
-    return {row[0]: {c: int(v or 0) for c, v in zip(names, row[1:], strict=True)} for row in rows}
-
-
 def experiment_arms(
     conn: Connection,
     workspace_id: str,
