@@ -285,3 +285,35 @@ def test_a_members_transactional_message_counts_as_sent_but_not_as_a_treated_rec
     h.in_transaction(job)
     receipt = _counters(h, "receipt")
     assert (receipt["sent"], receipt["step_recipients"], receipt["recipients"]) == (2, 2, 1)
+
+
+def test_a_merged_away_profiles_place_in_the_program_moves_to_the_profile_it_went_into(h: Harness) -> None:
+    """An anonymous visitor enters a journey, then is merged into a known profile that had no
+    run in the cohort: the person's later runs and conversion count for one person."""
+    from nudgeflow.store import engine_state
+
+    at = to_ms(h.clock.now())
+
+    def write(profile: str, run: Run) -> None:
+        def job(conn: Any) -> None:
+            batch = EffectsBatch()
+            batch.add(h.ws, profile, [RunChanged(run.as_row(profile))], at)
+            batch.write(conn, at)
+
+        h.in_transaction(job)
+
+    write("p-anon", Run("r-a", "promo", 1, at, {}, control_cohort="2026Q4"))
+    h.in_transaction(lambda conn: engine_state.move_merged(conn, "p-anon", "p-known"))
+    write("p-known", Run("r-k", "sale", 1, at + 5, {}, control_cohort="2026Q4"))
+    write(
+        "p-known",
+        Run("r-k", "sale", 1, at + 5, {}, control_cohort="2026Q4", converted_at=at + 9, converted_by="o", revenue=3.0),
+    )
+    # And one who had a place of their own already: counted twice, as documented.
+    write("p-anon2", Run("r-a2", "promo", 1, at, {}, control_cohort="2026Q4"))
+    write("p-known2", Run("r-k2", "sale", 1, at, {}, control_cohort="2026Q4"))
+    h.in_transaction(lambda conn: engine_state.move_merged(conn, "p-anon2", "p-known2"))
+    with h.db.connect() as conn:
+        program = rollups.read_program(conn, h.ws)
+    assert (program["program_people"], program["program_conversions"], program["program_revenue"]) == (3, 1, 3.0)
+    assert h.scalar("SELECT count(*) FROM message_facts WHERE profile_id = 'p-known' AND fact = 'program'") == 1

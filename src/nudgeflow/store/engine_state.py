@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from nudgeflow.core.state import ProfileState
-from nudgeflow.store import segments, sql
+from nudgeflow.store import rollups, segments, sql
 from nudgeflow.store.schema import profile_state, timers
 
 EVENTS_CURSOR = "events"
@@ -128,6 +128,8 @@ def move_merged(conn: Connection, source: str, target: str) -> None:
     sql.execute_many(conn, "UPDATE run_arms SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     # Engagement with these messages must reach the runs, which now live with the target.
     sql.execute_many(conn, "UPDATE outbox SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+    # The person in the program's comparison (the global control group) is the target now.
+    rollups.move_program_people(conn, source, target)
     sql.execute_many(conn, "DELETE FROM profile_state WHERE profile_id = ?", [(source,)])
     segments.drop_merged(conn, source)
 

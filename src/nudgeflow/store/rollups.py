@@ -424,6 +424,29 @@ def _count_program(conn: Connection, rollup: Rollup, entering: Rows, converting:
     )
 
 
+def move_program_people(conn: Connection, source: str, target: str) -> None:
+    """A merged-away profile's program facts (its person rows and goal events) go to the
+    profile it went into, where it has none of its own in that cohort: the person's later
+    runs then find themselves counted already. Where both had one, both stay: the person was
+    counted twice when they entered, and the counters cannot tell which half to take back."""
+    m = sql.mark(conn)
+    rows = conn.exec_driver_sql(
+        f"SELECT workspace_id, subject, fact FROM message_facts WHERE profile_id = {m} AND fact IN ({m}, {m})",
+        (source, PROGRAM_PERSON, PROGRAM_GOAL),
+    ).all()
+    prefix = f"{source}|"
+    for ws, subject, fact in rows:
+        if not subject.startswith(prefix):
+            continue
+        moved = f"{target}|{subject[len(prefix) :]}"
+        conn.exec_driver_sql(
+            f"UPDATE message_facts SET subject = {m}, profile_id = {m}"
+            f" WHERE workspace_id = {m} AND subject = {m} AND fact = {m} AND NOT EXISTS"
+            f" (SELECT 1 FROM message_facts o WHERE o.workspace_id = {m} AND o.subject = {m} AND o.fact = {m})",
+            (moved, target, ws, subject, fact, ws, moved, fact),
+        )
+
+
 def _windows(conn: Connection, workspace_id: str) -> dict[str, int]:
     from nudgeflow.model.workspace_keys import window_ms
     from nudgeflow.store.workspace_settings import get_section
