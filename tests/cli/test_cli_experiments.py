@@ -52,6 +52,15 @@ def test_list_and_resume(env: dict[str, str], tmp_path: Path) -> None:
     table = run(["experiments", "list", "--workspace", ws], env, tmp_path)
     assert "paused" in table.stdout and "2026-01-01T00:00:00Z" in table.stdout and "credibly above" in table.stdout
 
+    # The journey report's experiment section shows the decision beside the counts it judged.
+    report = run(["report", "journey", "offer", "--workspace", ws, "--json"], env, tmp_path)
+    (section,) = json.loads(report.stdout)["experiments"]
+    assert section["decisions"] == [
+        {"arm": "B", "action": "paused", "reason": WHY, "decided_at": "2026-01-01T00:00:00Z"}
+    ]
+    printed = run(["report", "journey", "offer", "--workspace", ws], env, tmp_path)
+    assert f"decided 2026-01-01T00:00:00Z: 'B' paused — {WHY}" in printed.stdout
+
     missing = run(["experiments", "resume", "offer", "nope", "--workspace", ws], env, tmp_path)
     assert missing.returncode == 1 and "no experiment decision on step 'nope'" in missing.stderr
     resumed = run(
@@ -63,6 +72,8 @@ def test_list_and_resume(env: dict[str, str], tmp_path: Path) -> None:
     assert again.returncode == 0 and "nothing in force" in again.stdout
 
     assert json.loads(run(["experiments", "list", "--workspace", ws, "--json"], env, tmp_path).stdout) == []
+    report = run(["report", "journey", "offer", "--workspace", ws, "--json"], env, tmp_path)
+    assert json.loads(report.stdout)["experiments"][0]["decisions"] == []
     (kept,) = json.loads(run(["experiments", "list", "--workspace", ws, "--all", "--json"], env, tmp_path).stdout)
     assert kept["cleared_note"] == "checked the copy" and kept["cleared_at_ms"] is not None
 
@@ -78,3 +89,20 @@ def test_settings_on_a_plain_send_are_refused_by_validate(env: dict[str, str], t
     assert "steps.mail.on_winner: on_winner applies to experiments: a send step with `variants`, or a split" in (
         done.stdout + done.stderr
     )
+
+
+def test_a_sample_ratio_off_the_weights_is_explained_by_the_decisions_not_warned() -> None:
+    from nudgeflow.cli.experiment_table import experiment_lines
+
+    reason = "sample ratio mismatch: recipients split 90.00 % (configured 50.00 %), 10.00 % (configured 50.00 %)"
+    section = {
+        "sample_ratio": {"p_value": 1e-40, "mismatch": True, "reason": reason},
+        "winner": {"reason": "no winner yet: the arms overlap"},
+        "guardrail_breaches": [],
+        "decisions": [],
+    }
+    assert experiment_lines(section)[0] == f"WARNING {reason}"
+    section["decisions"] = [{"arm": "B", "action": "paused", "reason": WHY, "decided_at": "2026-01-01T00:00:00Z"}]
+    lines = experiment_lines(section)
+    assert lines[0].startswith("sample ratio: off the configured weights, as the decisions below make it (")
+    assert lines[-1] == f"decided 2026-01-01T00:00:00Z: 'B' paused — {WHY}"

@@ -56,14 +56,22 @@ def experiment_table(experiment: Mapping[str, Any]) -> Table:
 
 
 def experiment_lines(experiment: Mapping[str, Any]) -> list[str]:
-    """The sample-ratio check, the winner call (or why none yet) and guardrail breaches, in words."""
+    """The sample-ratio check, the winner call (or why none yet), guardrail breaches and what
+    automation decided (runtime/experiments.py), in words."""
     ratio = experiment["sample_ratio"]
+    decided = experiment.get("decisions", [])
     if ratio["p_value"] is None:
         lines = ["sample ratio: no runs yet"]
+    elif ratio["mismatch"] and decided:
+        # Pausing an arm or routing to a winner moves runs off the weights on purpose.
+        lines = [f"sample ratio: off the configured weights, as the decisions below make it ({ratio['reason']})"]
     elif ratio["mismatch"]:
         lines = [f"WARNING {ratio['reason']}"]
     else:
         lines = [f"sample ratio: as configured (chi-square p = {ratio['p_value']:.3g})"]
     lines.append(experiment["winner"]["reason"])
     lines.extend(f"guardrail breach: {breach['reason']}" for breach in experiment["guardrail_breaches"])
+    for d in decided:
+        what = f"{d['arm']!r} paused" if d["action"] == "paused" else f"every new run takes {d['arm']!r}"
+        lines.append(f"decided {d['decided_at']}: {what} — {d['reason']}")
     return lines

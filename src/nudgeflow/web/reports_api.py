@@ -30,7 +30,8 @@ from sqlalchemy import Connection
 from nudgeflow.errors import WebError
 from nudgeflow.measure import MINIMUM_PER_ARM, report
 from nudgeflow.measure.send_time_report import send_time_section
-from nudgeflow.store import journeys, rollups
+from nudgeflow.model.iso_time import iso
+from nudgeflow.store import experiment_decisions, journeys, rollups
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import State
 
@@ -139,7 +140,22 @@ def load_experiments(
         definition = journeys.load_version(conn, workspace_id, journey_id, version)
         if definition is not None:
             versions[version] = definition
-    return report.experiments(versions, arm_rows, minimum_per_arm=minimum_per_arm)
+    sections = report.experiments(versions, arm_rows, minimum_per_arm=minimum_per_arm)
+    # What automation decided and still holds (store/experiment_decisions.py), beside the
+    # counts it judged: a paused arm explains the sample-ratio warning that follows it.
+    holding = experiment_decisions.listed(conn, workspace_id, journey_id, active_only=True)
+    for section in sections:
+        section["decisions"] = [
+            {
+                "arm": d.arm,
+                "action": d.action,
+                "reason": d.reason,
+                "decided_at": iso(d.decided_at_ms, milliseconds=False),
+            }
+            for d in holding
+            if (d.version, d.step) == (section["version"], section["step"])
+        ]
+    return sections
 
 
 def load_overview(
