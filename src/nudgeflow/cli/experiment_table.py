@@ -27,7 +27,10 @@ def experiment_table(experiment: Mapping[str, Any]) -> Table:
     )
     delays = experiment["delay_experiment"]
     columns = ["arm", *(["delay"] if delays else []), "weight", "runs", f"{metric} % [95 %]"]
-    columns += ["vs control (points)", "conv. %", "revenue", "unsub %", "complaint %", "to convert p50/p90"]
+    # The conversion rate beside the primary metric's, unless it is the primary metric.
+    conversion = metric != "conversion"
+    columns += ["vs control (points)", *(["conv. % [95 %]"] if conversion else [])]
+    columns += ["revenue", "unsub %", "complaint %", "to convert p50/p90"]
     for i, name in enumerate(columns):
         table.add_column(name, justify="left" if i == 0 else "right")
     for arm in experiment["arms"]:
@@ -46,7 +49,7 @@ def experiment_table(experiment: Mapping[str, Any]) -> Table:
             f"{arm['runs']:,}",
             _interval(arm["primary"]),
             against,
-            _interval(arm["conversion"]),
+            *([_interval(arm["conversion"])] if conversion else []),
             f"{arm['revenue']:,.2f}",
             _interval(arm["unsubscribe"]),
             _interval(arm["complaint"]),
