@@ -209,3 +209,32 @@ def test_the_command_line_writes_the_same(
     assert refused.exit_code == 2 and "--output" in refused.output
     wrong = runner.invoke(cli_app, ["export", "messages", "-w", ws.workspace_id, "--from", "soon"], env=env)
     assert wrong.exit_code == 2 and "--from: not a date" in wrong.output
+
+
+def test_split_paths_are_exposures_and_a_control_members_variant_is_not(
+    live: LiveServer, ws: NewWorkspace, api: httpx.Client
+) -> None:
+    """fay, treated, took split path `left` then variant `short`; eve, in the global control
+    group, drew both too, but her variant's message was withheld: she was exposed to neither."""
+    ids = _people(live, ws, api, "eve", "fay")
+    w = ws.workspace_id
+    paths = {"pick": "left", "hello": "short"}
+    eve = Run(f"{w}-eve", "welcome", 2, T0, {}, control=True, control_cohort="", paths=dict(paths))
+    fay = Run(f"{w}-fay", "welcome", 2, T0 + 1, {}, paths=dict(paths))
+
+    def write(conn: Any) -> None:
+        batch = EffectsBatch()
+        withheld = _message(MessageWithheld, "k-eve", eve.id, variant="short", status=DROPPED, reason="global_control")
+        batch.add(w, ids["eve"], [RunChanged(eve.as_row(ids["eve"])), withheld], T0 + DAY)
+        sent = _message(SendMessage, "k-fay", fay.id, variant="short")
+        batch.add(w, ids["fay"], [RunChanged(fay.as_row(ids["fay"])), sent], T0 + DAY)
+        batch.write(conn, T0 + DAY)
+
+    live.state.committer.submit_job(write).result(timeout=30)
+    exposures = _csv(api.get("/api/exports/exposures"))
+    assert [(e["kind"], e["arm"], e["user_id"], e["step"], e["at"]) for e in exposures] == [
+        ("journey", "control", "eve", "", "2026-05-28T20:26:40.000Z"),
+        ("journey", "treated", "fay", "", "2026-05-28T20:26:40.001Z"),
+        ("split", "left", "fay", "pick", "2026-05-29T20:26:40.000Z"),
+        ("variant", "short", "fay", "hello", "2026-05-29T20:26:40.000Z"),
+    ]

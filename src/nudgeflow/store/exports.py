@@ -4,9 +4,10 @@ GET /api/exports/{kind}): read in chunks, oldest first, one workspace, a time ra
 - exposures: who was assigned what, when. One row per journey run at entry (arm `treated`,
   `holdout` (the journey's own holdout) or `control` (the workspace's global control group,
   held out of the journey or not: such a run is on neither side of the journey's lift)), one
-  per message sent with a variant of an experiment (arm: the variant's name), at the time
-  the message was queued, and one per split path a treated run took (arm: the path's name),
-  when it was assigned (run_arms; holdout and global-control runs take none).
+  per message with a variant of an experiment (arm: the variant's name), at the time the
+  message was queued (not a global control member's: it was withheld and exposed no one),
+  and one per split path a treated run took (arm: the path's name), when it was assigned
+  (run_arms; holdout and global-control runs take none).
 - messages: one row per outbox row (every message the engine decided, sent or not), with its
   status and, when it was not sent, the reason (model/reasons.py). Not its content.
 - conversions: one row per run that converted: the goal event within the journey's window
@@ -35,10 +36,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
-from sqlalchemy import Connection, case, literal, null, select, union_all
+from sqlalchemy import Connection, case, literal, null, or_, select, union_all
 
 from nudgeflow.errors import StoreError
 from nudgeflow.model.iso_time import iso
+from nudgeflow.model.reasons import GLOBAL_CONTROL
 from nudgeflow.store.schema import journey_runs, outbox, profiles, run_arms
 
 Kind = Literal["exposures", "messages", "conversions"]
@@ -206,7 +208,13 @@ def _query(workspace_id: str, kind: Kind) -> tuple[Any, str, str]:
         o.c.profile_id,
         outbox_user.label("user_id"),
         ("m:" + o.c.idempotency_key).label("tie"),
-    ).where(o.c.workspace_id == workspace_id, o.c.variant.is_not(None))
+    ).where(
+        o.c.workspace_id == workspace_id,
+        o.c.variant.is_not(None),
+        # A global control member's message, withheld before any policy saw it, exposed no
+        # one: the member is in no arm (store/rollups.count_arms), here as in the report.
+        or_(o.c.reason.is_(None), o.c.reason != GLOBAL_CONTROL),
+    )
     a = run_arms
     splits = select(
         a.c.assigned_at_ms.label("at"),
