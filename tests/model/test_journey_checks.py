@@ -721,3 +721,22 @@ def test_the_engines_own_segment_events_are_refused_with_the_way_to_say_it(fragm
     assert journey is None
     [problem] = [p for p in problems if p.path == path]
     assert "does not read its own back" in problem.message and "type: segment" in problem.message
+
+
+def test_experiment_automation_settings_go_on_experiments_with_known_values() -> None:
+    accepted = doc(
+        steps__split__on_winner="route_to_winner",
+        steps__split__guardrails="report",
+        steps__offer__on_winner="keep_all",
+        steps__offer__guardrails="pause",
+    )
+    assert errors(accepted) == {}
+    assert errors(doc(steps__offer__on_winner="sometimes")) == {
+        "steps.offer.on_winner": "unknown value 'sometimes' (use one of keep_all, route_to_winner)"
+    }
+    assert errors(doc(steps__remind__on_winner="route_to_winner", steps__remind__guardrails="report")) == {
+        "steps.remind.on_winner": "on_winner applies to experiments: a send step with `variants`, or a split",
+        "steps.remind.guardrails": "guardrails applies to experiments: a send step with `variants`, or a split",
+    }
+    # The defaults written out on a plain send are what a stored draft carries: accepted.
+    assert errors(doc(steps__remind__on_winner="keep_all", steps__remind__guardrails="pause")) == {}
