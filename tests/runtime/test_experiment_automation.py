@@ -222,3 +222,27 @@ def test_a_split_path_driving_unsubscribes_is_paused_and_new_runs_take_the_other
     rt.run_until_idle()
     later = h.q("SELECT step FROM outbox WHERE workspace_id = :w AND id > :i", w=h.ws, i=mark)
     assert Counter(r.step for r in later) == {"gentle-mail": 100}
+
+
+def test_impossible_counts_on_one_experiment_do_not_stop_the_others_from_being_judged(h: Harness) -> None:
+    broken = offer()
+    broken["id"], broken["name"] = "broken", "Broken"
+    publish(h, broken, offer())
+    day = rollups.day_of(to_ms(h.clock.now()))
+    rollup = rollups.Rollup()
+    # 'broken': more complaints than runs, which no engine writes; 'offer': B's unsubscribes far above A's.
+    for journey_id, arm, runs, unsubscribes, complaints in (
+        ("broken", "A", 600, 0, 700),
+        ("broken", "B", 600, 0, 0),
+        ("offer", "A", 800, 2, 0),
+        ("offer", "B", 800, 80, 0),
+    ):
+        dims = (h.ws, journey_id, 1, "mail", arm, "", day)
+        rollup.add(dims, arm_runs=runs, arm_unsubscribes=unsubscribes, arm_complaints=complaints)
+    h.in_transaction(rollup.write)
+    rt = runtime(h)
+    rt.run_until_idle()
+    assert rt.last_look is not None
+    assert [(d.journey_id, d.arm, d.action) for d in rt.last_look.recorded] == [("offer", "B", "paused")]
+    (refused,) = rt.last_look.refused
+    assert refused.startswith(f"{h.ws}/broken/1/mail: arm 'A': 700 complaints among 600 recipients is impossible")

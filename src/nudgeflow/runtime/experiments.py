@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from nudgeflow.measure.automation import decide
+from nudgeflow.measure.errors import MeasureError
 from nudgeflow.measure.experiments import CONVERSION, MINIMUM_PER_ARM, Arm, arms_of
 from nudgeflow.measure.report import PRIMARY_COUNTER
 from nudgeflow.model.journeys import SendStep, SplitStep
@@ -62,6 +63,7 @@ class Look:
 
     judged: int = 0
     recorded: list[decisions.Decision] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # experiments whose counts could not be judged, and why
 
 
 def automates(step: object) -> bool:
@@ -96,16 +98,26 @@ def look_at_experiments(conn: Connection, now_ms: int, *, minimum_per_arm: int =
             ]
             active = [d for d in mine if d.active]
             routes = [d.arm for d in active if d.action == decisions.ROUTED]
-            new = decide(
-                step_arms,
-                on_winner=step.on_winner,
-                guardrails=step.guardrails,
-                paused={d.arm for d in active if d.action == decisions.PAUSED},
-                routed=routes[-1] if routes else None,
-                overridden={(d.action, d.arm) for d in mine if not d.active},
-                metric=step.primary_metric or CONVERSION,
-                minimum_per_arm=minimum_per_arm,
-            )
+            try:
+                new = decide(
+                    step_arms,
+                    on_winner=step.on_winner,
+                    guardrails=step.guardrails,
+                    paused={d.arm for d in active if d.action == decisions.PAUSED},
+                    routed=routes[-1] if routes else None,
+                    overridden={(d.action, d.arm) for d in mine if not d.active},
+                    metric=step.primary_metric or CONVERSION,
+                    minimum_per_arm=minimum_per_arm,
+                )
+            except MeasureError as exc:
+                # Counts that cannot be (more unsubscribes than runs): judge nothing on them,
+                # and let the other experiments be judged; the log says which and why.
+                look.refused.append(f"{workspace_id}/{jv.journey_id}/{jv.version}/{step_id}: {exc}")
+                log.warning(
+                    "experiment not judged: its counts are impossible",
+                    extra={"workspace_id": workspace_id, "journey_id": jv.journey_id, "step": step_id},
+                )
+                continue
             for d in new:
                 recorded = decisions.record(
                     conn, workspace_id, jv.journey_id, jv.version, step_id, d.arm, d.action, d.reason, now_ms
