@@ -349,7 +349,7 @@ def test_app_starts_on_a_migrated_database(settings: Settings, engine: Any) -> N
     assert database.current_revision(engine) == before == database.head_revision()
 
 
-def test_migration_0019_experiment_decisions_up_down_and_ids_on_both_databases(new_engine: Any) -> None:
+def test_migration_0020_experiment_decisions_up_down_and_ids_on_both_databases(new_engine: Any) -> None:
     from nudgeflow.store import experiment_decisions as decisions
 
     database.upgrade(new_engine)
@@ -358,7 +358,7 @@ def test_migration_0019_experiment_decisions_up_down_and_ids_on_both_databases(n
         first = decisions.record(conn, ws, "offer", 1, "mail", "B", "paused", "why", 5)
         second = decisions.record(conn, ws, "offer", 1, "mail", "C", "routed", "wins", 6)
     assert second.id > first.id  # generated, increasing: the order decisions were made
-    database.downgrade(new_engine, "0020")
+    database.downgrade(new_engine, "0019")
     assert "experiment_decisions" not in table_names(new_engine)
     database.upgrade(new_engine)
     assert "experiment_decisions" in table_names(new_engine)

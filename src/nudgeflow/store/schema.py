@@ -669,7 +669,7 @@ report_latencies = Table(
 
 # A send step's messages by the send-time arm that timed them (`context.send_time.arm`:
 # optimized, explore or fallback; core/send_time.py), and what their recipients did with them:
-# the feature's own experiment (migration 0020). Its own table rather than a dimension of
+# the feature's own experiment (migration 0019). Its own table rather than a dimension of
 # report_rollups: every other counter and reader stays keyed as it was, and only messages
 # timed by `send_time` write here. `timed_by` is the step whose `send_time` decided (the send
 # step itself, or a wait before it): its `explore` share is the experiment's weight.
@@ -709,7 +709,7 @@ message_facts = Table(
 # What the experiment evaluator (runtime/experiments.py) decided about an experiment step: an
 # arm paused (a guardrail breach) or the winner routed to, when and why. Append-only: clearing a
 # decision (`nudgeflow experiments resume`) stamps cleared_at_ms and keeps the row, so the table
-# is also the record of every decision ever made. Migration 0019.
+# is also the record of every decision ever made. Migration 0020.
 experiment_decisions = Table(
     "experiment_decisions",
     metadata,

@@ -1,7 +1,7 @@
 """Send-time arms in the reports: a send step's messages counted by the arm that timed them
 (optimized, explore, fallback), with their opens, clicks, unsubscribes and complaints.
 
-Revision ID: 0020
+Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-06
 """
@@ -9,7 +9,7 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
+revision = "0019"
 down_revision = "0018"
 branch_labels = None
 depends_on = None

@@ -1,16 +1,16 @@
 """Experiment decisions: arms paused by a guardrail breach and winners routed to, per workspace,
 journey, version and step, with when and why; kept when cleared (the record of them all).
 
-Revision ID: 0019
-Revises: 0020
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019"
-down_revision = "0020"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
