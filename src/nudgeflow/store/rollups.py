@@ -870,6 +870,17 @@ def _number(name: str, value: Any) -> float | int:
     return float(value or 0) if name in ROLLUP_SUMS else int(value or 0)
 
 
+def _days(m: str, where: str, params: list[Any], from_day: int | None, to_day: int | None) -> tuple[str, list[Any]]:
+    """`where` and its params narrowed to the rollup days in [from_day, to_day] (either open)."""
+    if from_day is not None:
+        where += f" AND day >= {m}"
+        params.append(from_day)
+    if to_day is not None:
+        where += f" AND day <= {m}"
+        params.append(to_day)
+    return where, params
+
+
 PROGRAM_VALUES = tuple(name for name in VALUES if name.startswith("program_"))
 
 
@@ -878,14 +889,9 @@ def read_program(
 ) -> dict[str, float | int]:
     """The program's counters (PROGRAM_VALUES) summed over the days of the people's first runs."""
     m = sql.mark(conn)
-    where = f"workspace_id = {m} AND journey_id = {m}"
-    params: list[Any] = [workspace_id, WORKSPACE_ROW]
-    if from_day is not None:
-        where += f" AND day >= {m}"
-        params.append(from_day)
-    if to_day is not None:
-        where += f" AND day <= {m}"
-        params.append(to_day)
+    where, params = _days(
+        m, f"workspace_id = {m} AND journey_id = {m}", [workspace_id, WORKSPACE_ROW], from_day, to_day
+    )
     sums = ", ".join(f"SUM({c})" for c in PROGRAM_VALUES)
     row = conn.exec_driver_sql(f"SELECT {sums} FROM report_rollups WHERE {where}", tuple(params)).first()
     values = row if row is not None else [None] * len(PROGRAM_VALUES)
@@ -898,14 +904,9 @@ def read_unique_conversions(
     """(conversions, revenue) of the workspace's treated runs, each goal event counted once
     however many journeys it converted (the rows of no journey)."""
     m = sql.mark(conn)
-    where = f"workspace_id = {m} AND journey_id = {m}"
-    params: list[Any] = [workspace_id, WORKSPACE_ROW]
-    if from_day is not None:
-        where += f" AND day >= {m}"
-        params.append(from_day)
-    if to_day is not None:
-        where += f" AND day <= {m}"
-        params.append(to_day)
+    where, params = _days(
+        m, f"workspace_id = {m} AND journey_id = {m}", [workspace_id, WORKSPACE_ROW], from_day, to_day
+    )
     row = conn.exec_driver_sql(
         f"SELECT SUM(conversions), SUM(revenue) FROM report_rollups WHERE {where}", tuple(params)
     ).first()
@@ -923,14 +924,7 @@ def read_send_time(
     """A journey's send-time counters summed per (version, step, timed_by, arm) over the days
     asked for, in that order."""
     m = sql.mark(conn)
-    where = f"workspace_id = {m} AND journey_id = {m}"
-    params: list[Any] = [workspace_id, journey_id]
-    if from_day is not None:
-        where += f" AND day >= {m}"
-        params.append(from_day)
-    if to_day is not None:
-        where += f" AND day <= {m}"
-        params.append(to_day)
+    where, params = _days(m, f"workspace_id = {m} AND journey_id = {m}", [workspace_id, journey_id], from_day, to_day)
     keys = ("version", "step", "timed_by", "arm")
     group = ", ".join(keys)
     sums = ", ".join(f"SUM({c})" for c in SEND_TIME_COUNTERS)
@@ -961,14 +955,13 @@ def experiment_arms(
     complaints (runs that did it at least once, people only), and time_to_convert (bucket ->
     runs, model/histogram.py)."""
     m = sql.mark(conn)
-    where = f"workspace_id = {m} AND journey_id = {m} AND step <> {m} AND channel = {m}"
-    params: list[Any] = [workspace_id, journey_id, "", ""]
-    if from_day is not None:
-        where += f" AND day >= {m}"
-        params.append(from_day)
-    if to_day is not None:
-        where += f" AND day <= {m}"
-        params.append(to_day)
+    where, params = _days(
+        m,
+        f"workspace_id = {m} AND journey_id = {m} AND step <> {m} AND channel = {m}",
+        [workspace_id, journey_id, "", ""],
+        from_day,
+        to_day,
+    )
     sums = ", ".join(f"SUM({c})" for c in ARM_VALUES)
     rows = conn.exec_driver_sql(
         f"SELECT version, step, variant, {sums} FROM report_rollups WHERE {where}"
