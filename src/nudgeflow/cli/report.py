@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, WorkspaceOpt, fail, open_workspace
-from nudgeflow.measure.experiments import MINIMUM_PER_ARM
 
 report_app = typer.Typer(
     help="Reports: a journey's metrics by step, variant and channel; every journey's and the program's lift.",
@@ -32,10 +31,16 @@ def report_journey(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the report as CSV.")] = False,
+    # No default taken from measure/ here: importing it at start loads pydantic for every
+    # command (tests/cli/test_cli_imports.py); the body fills in MINIMUM_PER_ARM.
     minimum_per_arm: Annotated[
-        int,
-        typer.Option("--minimum-per-arm", min=1, help="Runs each experiment arm needs before a winner is called."),
-    ] = MINIMUM_PER_ARM,
+        int | None,
+        typer.Option(
+            "--minimum-per-arm",
+            min=1,
+            help="Runs each experiment arm needs before a winner is called [default: 500, docs/measurement.md].",
+        ),
+    ] = None,
     database: DatabaseOpt = None,
 ) -> None:
     """A journey's metrics: entered, held out, sent, opens, clicks, conversions, revenue…
@@ -48,6 +53,7 @@ def report_journey(
     from nudgeflow.cli.experiment_table import experiment_lines, experiment_table
     from nudgeflow.cli.report_table import journey_table, machine_note, send_time_notes, send_time_table
     from nudgeflow.measure import report
+    from nudgeflow.measure.experiments import MINIMUM_PER_ARM
     from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_day
 
     if as_json and as_csv:
@@ -68,7 +74,7 @@ def report_journey(
                 to_day=span[1],
                 by=groups,
                 include_machine=machine,
-                minimum_per_arm=minimum_per_arm,
+                minimum_per_arm=MINIMUM_PER_ARM if minimum_per_arm is None else minimum_per_arm,
             )
     finally:
         engine.dispose()
