@@ -110,6 +110,17 @@ def test_the_minimum_per_arm_is_the_callers() -> None:
     assert timing["minimum_per_arm"] == 50 and timing["winner"]["status"] == "overlap"
 
 
+def test_a_steps_own_minimum_per_arm_is_used_unless_the_request_names_one() -> None:
+    own = JOURNEY.model_copy(deep=True)
+    own.steps["timing"] = own.steps["timing"].model_copy(update={"minimum_per_arm": 150})
+    rows = [row("timing", "soon", 200, conversions=20), row("timing", "later", 200, conversions=22)]
+    [timing, mail] = experiments({1: own}, rows)
+    assert timing["minimum_per_arm"] == 150 and timing["winner"]["status"] == "overlap"
+    assert mail["minimum_per_arm"] == 500  # a step without its own: the default
+    [timing, _] = experiments({1: own}, rows, minimum_per_arm=300)  # the request's wins
+    assert timing["minimum_per_arm"] == 300 and timing["winner"]["status"] == "too_few"
+
+
 def test_a_delay_experiment_labels_each_arm_with_its_delay_and_time_to_convert() -> None:
     rows = [
         row("timing", "soon", 10, conversions=4, revenue=40.0, time_to_convert={bucket_of(3_600_000): 4}),

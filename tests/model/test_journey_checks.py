@@ -327,6 +327,15 @@ def test_primary_metric_needs_an_experiment_and_something_to_count() -> None:
     }
 
 
+def test_minimum_per_arm_needs_an_experiment_and_enough_runs() -> None:
+    assert errors(doc(steps__split__minimum_per_arm=1000, steps__offer__minimum_per_arm=100)) == {}
+    assert errors(doc(steps__remind__minimum_per_arm=800)) == {
+        "steps.remind": "`minimum_per_arm` goes only with `variants`: a send step without them is no experiment"
+    }
+    found = errors(doc(steps__split__minimum_per_arm=20))
+    assert list(found) == ["steps.split.minimum_per_arm"] and "100" in found["steps.split.minimum_per_arm"]
+
+
 def test_unreachable_steps_are_warnings() -> None:
     document = doc(steps__orphan={"type": "send", "channel": "email", "template": "t"})
     journey, found = check_journey(document)

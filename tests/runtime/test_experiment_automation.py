@@ -142,6 +142,20 @@ def test_guardrails_report_only_records_nothing(h: Harness) -> None:
     assert active(h) == []
 
 
+def test_the_steps_own_minimum_per_arm_holds_the_evaluator_back(h: Harness) -> None:
+    """The counts that get B paused in the first test (about 700 runs an arm) are too few for a
+    step that asks for 1,000 runs an arm: nothing is decided until then."""
+    publish(h, offer(minimum_per_arm=1000))
+    rt = runtime(h)
+    sign_up(h, range(1400))
+    rt.run_until_idle()
+    unsubscribe_some(h, {"A": 200, "B": 10})
+    h.clock.advance(timedelta(hours=1))
+    rt.run_until_idle()
+    assert rt.last_look is not None and rt.last_look.judged == 1
+    assert active(h) == []
+
+
 def test_route_to_winner_sends_every_new_run_to_a_clear_winner(h: Harness) -> None:
     definition = offer(on_winner="route_to_winner")
     definition["goal"] = {"event": "Order Completed", "within": "7d"}

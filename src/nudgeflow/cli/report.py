@@ -31,14 +31,13 @@ def report_journey(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print the report as CSV.")] = False,
-    # No default taken from measure/ here: importing it at start loads pydantic for every
-    # command (tests/cli/test_cli_imports.py); the body fills in MINIMUM_PER_ARM.
     minimum_per_arm: Annotated[
         int | None,
         typer.Option(
             "--minimum-per-arm",
             min=1,
-            help="Runs each experiment arm needs before a winner is called [default: 500, docs/measurement.md].",
+            help="Runs each experiment arm needs before a winner is called [default: each step's own "
+            "minimum_per_arm, else 500].",
         ),
     ] = None,
     database: DatabaseOpt = None,
@@ -53,7 +52,6 @@ def report_journey(
     from nudgeflow.cli.experiment_table import experiment_lines, experiment_table
     from nudgeflow.cli.report_table import journey_table, machine_note, send_time_notes, send_time_table
     from nudgeflow.measure import report
-    from nudgeflow.measure.experiments import MINIMUM_PER_ARM
     from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_day
 
     if as_json and as_csv:
@@ -74,7 +72,7 @@ def report_journey(
                 to_day=span[1],
                 by=groups,
                 include_machine=machine,
-                minimum_per_arm=MINIMUM_PER_ARM if minimum_per_arm is None else minimum_per_arm,
+                minimum_per_arm=minimum_per_arm,
             )
     finally:
         engine.dispose()

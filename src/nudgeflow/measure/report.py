@@ -437,7 +437,7 @@ def experiments(
     versions: Mapping[int, Journey],
     arm_rows: Sequence[Mapping[str, Any]],
     *,
-    minimum_per_arm: int = MINIMUM_PER_ARM,
+    minimum_per_arm: int | None = None,
     confidence: float = 0.95,
 ) -> list[dict[str, Any]]:
     """One section per experiment step of each version (in version order): its arms' counts
@@ -445,6 +445,8 @@ def experiments(
 
     versions: the journey's definitions to report, by version; arm_rows: the arms' summed
     counters (store/rollups.experiment_arms). An arm without a row has assigned nobody yet.
+    minimum_per_arm: the runs each arm needs before a call, for every step (a report's
+    request); None: each step's own `minimum_per_arm`, else MINIMUM_PER_ARM.
     """
     found = {(row["version"], row["step"], row["arm"]): row for row in arm_rows}
     sections: list[dict[str, Any]] = []
@@ -466,7 +468,7 @@ def experiments(
                     for name, weight, c in counted
                 ],
                 primary_metric=metric,
-                minimum_per_arm=minimum_per_arm,
+                minimum_per_arm=minimum_per_arm or step.minimum_per_arm or MINIMUM_PER_ARM,
                 confidence=confidence,
             )
             delays = delay_experiment(journey, sid) if isinstance(step, SplitStep) else None

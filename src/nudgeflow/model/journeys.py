@@ -520,6 +520,13 @@ PRIMARY_METRIC_DESCRIPTION = (
     "What the experiment's arms are compared on: conversion (the journey's goal; the default), open or click "
     "(by people, of the arm's messages)."
 )
+MINIMUM_PER_ARM_DESCRIPTION = (
+    "Runs every arm needs before a winner is called or a guardrail breached, in the reports and by the "
+    "experiment evaluator (default 500; at least 100: the always-valid sequences rest on the normal "
+    "approximation, docs/measurement.md)."
+)
+# Below this the normal approximation the winner calls rest on is not to be trusted.
+MINIMUM_PER_ARM_FLOOR = 100
 
 
 class SendStep(_Strict):
@@ -562,12 +569,20 @@ class SendStep(_Strict):
     primary_metric: PrimaryMetric | None = Field(
         default=None, description=PRIMARY_METRIC_DESCRIPTION + " With `variants` only."
     )
+    minimum_per_arm: int | None = Field(
+        default=None,
+        ge=MINIMUM_PER_ARM_FLOOR,
+        le=1_000_000_000,
+        description=MINIMUM_PER_ARM_DESCRIPTION + " With `variants` only.",
+    )
     next: StepId | None = None
 
     @model_validator(mode="after")
     def _content(self) -> SendStep:
         if self.primary_metric is not None and not self.variants:
             raise ValueError("`primary_metric` goes only with `variants`: a send step without them is no experiment")
+        if self.minimum_per_arm is not None and not self.variants:
+            raise ValueError("`minimum_per_arm` goes only with `variants`: a send step without them is no experiment")
         if self.channel == WEBHOOK:
             if self.webhook is None:
                 raise ValueError("a webhook step needs `webhook` (its url or destination, and its body)")
@@ -643,6 +658,9 @@ class SplitStep(_Strict):
     on_winner: OnWinner = Field(default="keep_all", description=ON_WINNER_DESCRIPTION)
     guardrails: GuardrailAction = Field(default="pause", description=GUARDRAILS_DESCRIPTION)
     primary_metric: PrimaryMetric | None = Field(default=None, description=PRIMARY_METRIC_DESCRIPTION)
+    minimum_per_arm: int | None = Field(
+        default=None, ge=MINIMUM_PER_ARM_FLOOR, le=1_000_000_000, description=MINIMUM_PER_ARM_DESCRIPTION
+    )
 
 
 class UpdateProfileStep(_Strict):

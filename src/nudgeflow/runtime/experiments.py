@@ -107,7 +107,7 @@ def look_at_experiments(conn: Connection, now_ms: int, *, minimum_per_arm: int =
                     routed=routes[-1] if routes else None,
                     overridden={(d.action, d.arm) for d in mine if not d.active},
                     metric=step.primary_metric or CONVERSION,
-                    minimum_per_arm=minimum_per_arm,
+                    minimum_per_arm=step.minimum_per_arm or minimum_per_arm,
                 )
             except MeasureError as exc:
                 # Counts that cannot be (more unsubscribes than runs): judge nothing on them,

@@ -12,8 +12,8 @@ Both take `from` and `to` (UTC dates, inclusive: the runs that entered and the m
 on those days), `machine=true` to count machine opens and bot clicks in the opens, clicks and
 rates, and `format=csv` for a CSV file instead of JSON. The journey's JSON also has its
 experiments (`experiments`: every split step and send step with variants, arm by arm, with
-the winner call); `minimum_per_arm` (default 500) is the runs each arm needs before a winner
-or a guardrail breach is called. Admin auth and workspace scoping as
+the winner call); `minimum_per_arm` is the runs each arm needs before a winner or a guardrail
+breach is called (default: each step's own `minimum_per_arm`, else 500). Admin auth and workspace scoping as
 every /api route: a journey id of another workspace is a 404, as one that does not exist.
 What each number means: docs/measurement.md.
 """
@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Connection
 
 from nudgeflow.errors import WebError
-from nudgeflow.measure import MINIMUM_PER_ARM, report
+from nudgeflow.measure import report
 from nudgeflow.measure.send_time_report import send_time_section
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import experiment_decisions, journeys, rollups
@@ -76,7 +76,7 @@ def load_journey_report(
     to_day: int | None,
     by: tuple[str, ...],
     include_machine: bool,
-    minimum_per_arm: int = MINIMUM_PER_ARM,
+    minimum_per_arm: int | None = None,
 ) -> dict[str, Any] | None:
     """The journey report, or None when the workspace has no such journey."""
     status = journeys.status_of(conn, workspace_id, journey_id)
@@ -129,7 +129,7 @@ def load_experiments(
     *,
     from_day: int | None,
     to_day: int | None,
-    minimum_per_arm: int,
+    minimum_per_arm: int | None,
 ) -> list[dict[str, Any]]:
     """The experiments of the live version and of every version whose runs were assigned arms
     in the range (a run stays on the version it entered with)."""
@@ -213,9 +213,14 @@ def reports_router() -> APIRouter:
         machine: Machine = False,
         format: Format = "json",
         minimum_per_arm: Annotated[
-            int,
-            Query(ge=1, le=1_000_000_000, description="Runs each experiment arm needs before a winner is called."),
-        ] = MINIMUM_PER_ARM,
+            int | None,
+            Query(
+                ge=1,
+                le=1_000_000_000,
+                description="Runs each experiment arm needs before a winner is called; default: each step's own "
+                "`minimum_per_arm`, else 500.",
+            ),
+        ] = None,
     ) -> Any:
         try:
             span = parse_day(from_, "from"), parse_day(to, "to")
