@@ -74,8 +74,15 @@ AA = Journey.model_validate(
         },
     }
 )
-SPLIT = AA.steps[STEP]
-assert isinstance(SPLIT, SplitStep) and SPLIT.minimum_per_arm == MINIMUM
+
+
+def the_split() -> SplitStep:
+    step = AA.steps[STEP]
+    assert isinstance(step, SplitStep) and step.minimum_per_arm == MINIMUM
+    return step
+
+
+SPLIT = the_split()
 ARMS = tuple(p.name for p in SPLIT.paths)
 DAY_ENDS = T0 + np.arange(1, DAYS + 1, dtype=np.int64) * DAY  # a look at each day's end
 
