@@ -4,6 +4,7 @@ delivery, and a script of who opens, clicks, unsubscribes and buys (the ground t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from nudgeflow.channels.base import PushOptedOut, RemoteChannel
 from nudgeflow.model.outbound import OutboundMessage
@@ -30,6 +31,34 @@ PROMO = {
         "reminder": {"type": "send", "channel": "email", "template": "promo-reminder"},
     },
 }
+
+
+# The global control group's tests (program lift, simulated parity): journeys of one send step,
+# on a trigger, with the shop's goal. Two on sign-up share the goal (a purchase converts both:
+# counted once for the program), one has a goal of its own (an upgrade: a second goal event,
+# its revenue added to the person's), and one on another trigger excludes the group.
+PROGRAM_GOAL = {"event": "Order Completed", "within": "7d", "revenue": "revenue"}
+
+
+def program_journey(journey_id: str, trigger: str, **top: Any) -> dict[str, Any]:
+    return {
+        "id": journey_id,
+        "name": journey_id,
+        "trigger": {"type": "event", "event": trigger},
+        "entry": {"reentry": "once"},
+        "goal": PROGRAM_GOAL,
+        "steps": {"hello": {"type": "send", "channel": "email", "template": f"{journey_id}-hello"}},
+        **top,
+    }
+
+
+PROGRAM_PROMO = program_journey("promo", "Signed Up", holdout=0.3)
+PROGRAM_SALE = program_journey("sale", "Signed Up")
+PROGRAM_UPSELL = {
+    **program_journey("upsell", "Signed Up"),
+    "goal": {"event": "Upgraded", "within": "7d", "revenue": "amount"},
+}
+PROGRAM_VIP = program_journey("vip", "Joined VIP", control_group="exclude")
 SALE_B = {
     "id": "sale-b",
     "name": "Sale B",

@@ -28,33 +28,23 @@ from nudgeflow.store.effects_writer import EffectsBatch
 from nudgeflow.web.reports_api import load_journey_report, load_overview
 from tests.runtime.harness import Harness
 from tests.runtime.policy_journeys import apply_policies, publish
+from tests.runtime.report_support import (
+    PROGRAM_PROMO,
+    PROGRAM_SALE,
+    PROGRAM_UPSELL,
+    PROGRAM_VIP,
+    program_journey,
+)
 
 GROUP = {"control_group": {"share": 0.3, "salt": "program-test"}}
-GOAL = {"event": "Order Completed", "within": "7d", "revenue": "revenue"}
-
-
-def _journey(journey_id: str, trigger: str, **top: Any) -> dict[str, Any]:
-    return {
-        "id": journey_id,
-        "name": journey_id,
-        "trigger": {"type": "event", "event": trigger},
-        "entry": {"reentry": "once"},
-        "goal": GOAL,
-        "steps": {"hello": {"type": "send", "channel": "email", "template": f"{journey_id}-hello"}},
-        **top,
-    }
-
-
-# Three journeys on sign-up: two share a goal (a purchase converts both: counted once for the
-# program), one has a goal of its own (an upgrade: a second goal event, its revenue added to
-# the person's). A fourth, on another trigger, excludes the group: its people are not in the
-# program's comparison.
-PROMO = _journey("promo", "Signed Up", holdout=0.3)
-SALE = _journey("sale", "Signed Up")
-UPSELL = {**_journey("upsell", "Signed Up"), "goal": {"event": "Upgraded", "within": "7d", "revenue": "amount"}}
-VIP = _journey("vip", "Joined VIP", control_group="exclude")
+# Three journeys on sign-up and a fourth on another trigger (report_support.py says which
+# does what for the program).
+PROMO, SALE, UPSELL, VIP = PROGRAM_PROMO, PROGRAM_SALE, PROGRAM_UPSELL, PROGRAM_VIP
 # Transactional: sent to the group's members too, its runs still theirs.
-RECEIPT = {**_journey("receipt", "Signed Up"), "steps": {"hello": {**PROMO["steps"]["hello"], "marketing": False}}}
+RECEIPT = {
+    **program_journey("receipt", "Signed Up"),
+    "steps": {"hello": {**PROMO["steps"]["hello"], "marketing": False}},
+}
 
 USERS = [f"user-{i:02d}" for i in range(60)]
 VIPS = [f"vip-{i}" for i in range(6)]

@@ -22,34 +22,26 @@ from nudgeflow.store import journeys as journey_store
 from nudgeflow.web.reports_api import load_overview
 from tests.runtime.harness import Harness
 from tests.runtime.policy_journeys import apply_policies, publish
-from tests.runtime.report_support import PROMO, SALE_B, USERS, Delivering
+from tests.runtime.report_support import (
+    PROGRAM_PROMO,
+    PROGRAM_SALE,
+    PROGRAM_UPSELL,
+    PROGRAM_VIP,
+    PROMO,
+    SALE_B,
+    USERS,
+    Delivering,
+    program_journey,
+)
 from tests.support import LiveServer
 
 BY = ("step", "variant")
 
 GROUP = {"control_group": {"share": 0.3, "salt": "parity"}}
-GOAL = {"event": "Order Completed", "within": "7d", "revenue": "revenue"}
-
-
-def _journey(journey_id: str, trigger: str, **top: Any) -> dict[str, Any]:
-    return {
-        "id": journey_id,
-        "name": journey_id,
-        "trigger": {"type": "event", "event": trigger},
-        "entry": {"reentry": "once"},
-        "goal": GOAL,
-        "steps": {"hello": {"type": "send", "channel": "email", "template": f"{journey_id}-hello"}},
-        **top,
-    }
-
-
-PROMO_G = _journey("promo", "Signed Up", holdout=0.3)
-SALE_G = _journey("sale", "Signed Up")
-UPSELL_G = {**_journey("upsell", "Signed Up"), "goal": {"event": "Upgraded", "within": "7d", "revenue": "amount"}}
-VIP_G = _journey("vip", "Joined VIP", control_group="exclude")
+PROMO_G, SALE_G, UPSELL_G, VIP_G = PROGRAM_PROMO, PROGRAM_SALE, PROGRAM_UPSELL, PROGRAM_VIP
 # Transactional: sent to the group's members too, who are still not treated recipients.
 RECEIPT_G = {
-    **_journey("receipt", "Order Completed"),
+    **program_journey("receipt", "Order Completed"),
     "steps": {"hello": {"type": "send", "channel": "email", "template": "receipt", "marketing": False}},
 }
 USERS_G = [f"person-{i:02d}" for i in range(40)]
