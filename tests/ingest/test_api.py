@@ -454,6 +454,15 @@ BAD_INPUT: dict[str, tuple[str, Any, dict[str, str], int, str, int | None]] = {
     "timestamp not a date": ("/v1/track", {**TRACK, "timestamp": "yesterday"}, {}, 400, "timestamp", None),
     "userId too long": ("/v1/track", {**TRACK, "userId": "u" * 513}, {}, 400, "userId", None),
     "userId with NUL": ("/v1/track", {**TRACK, "userId": "u\x00v"}, {}, 400, "userId", None),
+    # The engine's own Segment Entered / Exited (passed undecided by its cursor) cannot be forged.
+    "messageId of the engine's own events": (
+        "/v1/track",
+        {**TRACK, "event": "Segment Entered", "messageId": "nf-seg-0123"},
+        {},
+        400,
+        "messageId",
+        None,
+    ),
     "traits not an object": ("/v1/identify", {"userId": "u", "traits": [1]}, {}, 400, "traits", None),
     "neither userId nor anonymousId": ("/v1/track", {"event": "E"}, {}, 400, "userId", None),
     "both ids empty": ("/v1/page", {"userId": "", "anonymousId": None}, {}, 400, "userId", None),

@@ -23,6 +23,11 @@ from nudgeflow.model.iso_time import to_ms
 from nudgeflow.model.timestamps import corrected_timestamp
 from nudgeflow.model.traits import clean_traits
 
+# The messageId prefix of the Segment Entered / Exited the engine appends itself
+# (store/effects_writer.py): its cursor passes those undecided (store/event_log.py), so ingest
+# refuses the prefix from outside rather than let a sender's event pass as one of them.
+OWN_SEGMENT_PREFIX = "nf-seg-"
+
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
 Id = Annotated[str, StringConstraints(max_length=512)]
@@ -292,6 +297,10 @@ def normalize(
             raise InvalidEvent(at(name), "must not contain a NUL (\\u0000) character", index)
     message.pop("writeKey", None)
     message_id = message.get("messageId")
+    if isinstance(message_id, str) and message_id.startswith(OWN_SEGMENT_PREFIX):
+        raise InvalidEvent(
+            at("messageId"), f"must not start with {OWN_SEGMENT_PREFIX!r}: the engine's own events use it", index
+        )
     if not message_id:
         # Derived from the message as sent, before we add receive-time fields, so that
         # importing the same file twice derives the same id.

@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
-from nudgeflow.store import event_log
+from nudgeflow.model.events import OWN_SEGMENT_PREFIX
 from nudgeflow.store.schema import engine_cursors, events, journey_backfills, profile_state, profiles
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
@@ -240,7 +240,7 @@ def _activity_clause(names: Iterable[str] | None) -> Any:
     no one's doing."""
     if names is not None:
         return _names_clause(names)
-    prefix = event_log.OWN_SEGMENT_PREFIX
+    prefix = OWN_SEGMENT_PREFIX
     return ~and_(
         events.c.type == "track",
         events.c.event.in_((SEGMENT_ENTERED, SEGMENT_EXITED)),

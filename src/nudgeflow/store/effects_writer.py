@@ -54,6 +54,7 @@ from nudgeflow.core.effects import (
 )
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
+from nudgeflow.model.events import OWN_SEGMENT_PREFIX
 from nudgeflow.model.reasons import family_of
 from nudgeflow.store import event_log, rollups, segments, sql
 from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
@@ -397,7 +398,7 @@ def _segment_event(
     # The change itself names the event: deciding the same change again (a batch decided
     # twice) makes the same id, and the event log stores it once.
     key = orjson.dumps([workspace_id, profile_id, name, change.segment_id, change.version, change.at_ms, change.cause])
-    message_id = event_log.OWN_SEGMENT_PREFIX + hashlib.blake2b(key, digest_size=16).hexdigest()
+    message_id = OWN_SEGMENT_PREFIX + hashlib.blake2b(key, digest_size=16).hexdigest()
     return workspace_id, profile_id, name, message_id, properties, change.at_ms
 
 

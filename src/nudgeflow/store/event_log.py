@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Connection
 
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
+from nudgeflow.model.events import OWN_SEGMENT_PREFIX
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import sql
 from nudgeflow.store.profiles import load_for_messages
@@ -42,8 +43,6 @@ EVENT_COLUMNS = (
 # formatting each once was a tenth of appending the engine's own events.
 _iso = lru_cache(maxsize=1024)(iso)
 
-# The message ids of the Segment Entered / Exited the engine appends (store/effects_writer.py).
-OWN_SEGMENT_PREFIX = "nf-seg-"
 # What the engine reads of each event, in `seq` order. The payload of a Segment Entered /
 # Exited the engine appended itself reads as NULL: the engine reacted to that change in the
 # turn that made it (core/segments.py), as the simulator does, and does not decide it again.
