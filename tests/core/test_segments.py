@@ -591,3 +591,85 @@ def test_consent_updated_for_all_of_a_channel_decides_its_reachability() -> None
 def test_which_segments_require_an_occurrence(when: dict[str, Any], required: bool) -> None:
     c = cat(seg("s", when))
     assert segments.needs(c, "s").required is required
+
+
+# --- explain: the answer condition by condition -----------------------------------------------------
+
+
+def test_explain_evaluates_every_condition_with_what_it_read() -> None:
+    big = seg(
+        "big",
+        {
+            "all": [
+                {"any": [{"trait": "plan", "value": "pro"}, {"trait": "plan", "value": "team"}]},
+                {"not": {"trait": "country", "value": "FR"}},
+                {
+                    "performed": ORDER,
+                    "within": "7d",
+                    "where": [{"property": "currency", "value": "EUR"}],
+                    "sum": {"property": "revenue", "op": "gte", "value": 100},
+                },
+                {"reachable": "email"},
+                {"segment": "openers", "negate": True},
+            ]
+        },
+    )
+    openers = seg("openers", {"engaged": "opened", "within": "7d"})
+    c = cat(openers, big)
+    state = ProfileState("p1", traits={"plan": "team", "country": "DE", "email": "a@example.com"})
+    past = [
+        EventInput("a", "track", ORDER, T0 - 10 * D, {"revenue": 500, "currency": "EUR"}),  # outside the window
+        EventInput("b", "track", ORDER, T0 - 2 * D, {"revenue": 60, "currency": "EUR"}),
+        EventInput("c", "track", ORDER, T0 - D, {"revenue": 90, "currency": "USD"}),  # filtered out
+        EventInput("d", "track", ORDER, T0 - H, {"revenue": "50", "currency": "EUR"}),
+    ]
+    before = state.to_json()
+    found = segments.explain(c, state, "big", T0, past)
+    assert found is not None and found.member and found.version == 1 and found.at_ms == T0
+    top = found.check
+    assert (top.path, top.kind, top.holds) == ("when", "all", True)
+    plan, country, orders, reach, other = top.children
+    assert [k.holds for k in plan.children] == [False, True] and plan.holds
+    assert plan.children[1].seen == {"found": True, "value": "team"} and plan.children[1].path == "when.all[0].any[1]"
+    assert country.kind == "not" and country.holds and not country.children[0].holds
+    assert orders.seen == {"count": 2, "sum": 110.0, "since_ms": T0 - 7 * D} and orders.holds
+    assert reach.seen["email"] and not reach.seen["email_unsubscribed"] and reach.holds
+    assert other.seen == {"live": True, "member": False} and other.holds
+    assert found.member == segments.compute(c, state, "big", T0, past).member
+    assert state.to_json() == before
+
+    # Out: a member of `openers` now, and the orders lapse by T0 + 5d; the answer says which.
+    state.membership["openers"] = T0
+    later = segments.explain(c, state, "big", T0 + 6 * D, past)
+    assert later is not None and not later.member
+    assert [k.holds for k in later.check.children] == [True, True, False, True, False]
+    assert later.check.children[2].seen["count"] == 1  # the one of T0 - 1h is still in the window
+    assert later.member == segments.compute(c, state, "big", T0 + 6 * D, past).member
+    assert segments.explain(c, state, "ghost", T0) is None
+
+
+def test_explain_engaged_and_group_traits_from_the_kept_state() -> None:
+    c = cat(
+        seg(
+            "eng",
+            {
+                "all": [
+                    {"engaged": "clicked", "journey": "welcome", "within": "7d"},
+                    {"trait": "group.tier", "value": "gold"},
+                ]
+            },
+        )
+    )
+    state = ProfileState(
+        "p1",
+        history={
+            event_names.EMAIL_LINK_CLICKED: [[T0 - D, {"journey_id": "welcome"}], [T0 - H, {"journey_id": "other"}]]
+        },
+        group={"id": "g1", "at": T0, "traits": {"tier": "gold"}},
+    )
+    found = segments.explain(c, state, "eng", T0)
+    assert found is not None and found.member
+    engaged, tier = found.check.children
+    assert engaged.seen == {"latest_at": T0 - D} and engaged.holds
+    assert tier.seen == {"found": True, "value": "gold"} and tier.holds
+    assert found.member == segments.compute(c, state, "eng", T0).member

@@ -6,6 +6,8 @@ Public entry points for the apply path (computing a segment for people already s
   event (the lapse timer to arm). Pure: `state` is not changed; `past` (the person's stored
   events as EventInputs) stands in for the kept history and reachability facts when given.
 - `needs(catalog, segment_id) -> SegmentNeeds`: what `past` must hold for one segment.
+- `explain(catalog, state, segment_id, at_ms, past=None) -> Explanation`: the same answer,
+  condition by condition, with what each read (the console's "why is this person in or out").
 - `Engine.on_segment_apply(state, segment_id, past, now_ms)` (core/engine.py, calling
   `apply` here) is the same computation inside an engine turn: it rebuilds the kept history
   from `past`, records membership, and returns SegmentChanged (cause {"apply": version})
@@ -218,6 +220,129 @@ def compute(
     ctx = _Ctx(state, at_ms, index, history, facts)
     pos = index.position[segment_id]
     return Membership(_plan(index).tests[pos](ctx), _next_change(pos, ctx))
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionCheck:
+    """One condition of a segment's tree, evaluated for one person (explain())."""
+
+    path: str  # where it is in the definition: "when", "when.all[0]", "when.all[1].not"
+    kind: str  # trait | performed | engaged | reachable | segment | all | any | not
+    rule: object  # the condition as defined (a model of nudgeflow.model.segments)
+    holds: bool
+    # What the answer was read from: a trait's value, the occurrences counted in the window,
+    # the latest counted engagement, the reachability facts, another segment's membership.
+    seen: dict[str, Any]
+    children: tuple[ConditionCheck, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a person is in a live segment or not at one instant: its conditions, each evaluated."""
+
+    segment_id: str
+    version: int
+    at_ms: int
+    member: bool  # the whole tree's answer (compute()'s)
+    check: ConditionCheck
+
+
+def explain(
+    catalog: Catalog, state: ProfileState, segment_id: str, at_ms: int, past: Sequence[EventInput] | None = None
+) -> Explanation | None:
+    """Each condition of the live segment evaluated for the person at `at_ms`, with what it
+    read (the console's "why is this person in or out"); None for a segment that is not live.
+
+    Pure, and the same tests as compute() (the engine's own, node by node), read from the
+    same context: `past` as in compute(). Every node is evaluated, also those an all/any
+    would not have reached, so the reader sees each one's answer."""
+    index = catalog.segment_index
+    sv = index.get(segment_id) if index is not None else None
+    if index is None or sv is None:
+        return None
+    history, facts = state.history, state.segment_facts
+    if past is not None:
+        history = {**history, **_history_from(catalog, needs(catalog, segment_id).names, past)}
+        facts = dict(facts)
+        _set_reach(facts, _facts_from(index, past))
+    ctx = _Ctx(state, at_ms, index, history, facts)
+    check = _check(sv.definition.when, "when", ctx)
+    return Explanation(segment_id, sv.version, at_ms, check.holds, check)
+
+
+def _check(rule: object, path: str, ctx: _Ctx) -> ConditionCheck:
+    live = ctx.index.position
+    if isinstance(rule, (AllOf, AnyOf)):
+        kind, items = ("all", rule.all) if isinstance(rule, AllOf) else ("any", rule.any)
+        children = tuple(_check(item, f"{path}.{kind}[{i}]", ctx) for i, item in enumerate(items))
+        holds = all(c.holds for c in children) if kind == "all" else any(c.holds for c in children)
+        return ConditionCheck(path, kind, rule, holds, {}, children)
+    if isinstance(rule, NotRule):
+        inner = _check(rule.not_, f"{path}.not", ctx)
+        return ConditionCheck(path, "not", rule, not inner.holds, {}, (inner,))
+    holds = _compile(rule, live)(ctx)
+    if isinstance(rule, TraitCondition):
+        if rule.trait.startswith(GROUP_PREFIX):
+            found, value = get_path(ctx.state.group_traits or {}, rule.trait[len(GROUP_PREFIX) :])
+        else:
+            found, value = get_path(ctx.state.traits, rule.trait)
+        return ConditionCheck(path, "trait", rule, holds, {"found": found, "value": value})
+    if isinstance(rule, PerformedCondition):
+        return ConditionCheck(path, "performed", rule, holds, _tally(rule, ctx))
+    if isinstance(rule, EngagedCondition):
+        return ConditionCheck(path, "engaged", rule, holds, {"latest_at": _latest_engagement(rule, ctx)})
+    if isinstance(rule, ReachableCondition):
+        email = ctx.state.traits.get(EMAIL_TRAIT)
+        seen = {
+            "email": isinstance(email, str) and bool(email.strip()),
+            "email_unsubscribed": bool(ctx.facts.get("email_off")),
+            "push_target": bool(ctx.facts.get("webpush")) or bool(ctx.facts.get("device")),
+            "push_refused": bool(ctx.facts.get("push_off")),
+        }
+        return ConditionCheck(path, "reachable", rule, holds, seen)
+    if isinstance(rule, SegmentCondition):
+        seen = {"live": rule.segment in live, "member": rule.segment in ctx.state.membership}
+        return ConditionCheck(path, "segment", rule, holds, seen)
+    return ConditionCheck(path, "unknown", rule, holds, {})
+
+
+def _tally(rule: PerformedCondition, ctx: _Ctx) -> dict[str, Any]:
+    """The occurrences a `performed` condition counts in its window (passing `where`), and
+    their sum of `sum.property` when it sums."""
+    within = duration_ms(rule.within)
+    entries, lo, hi = _span(ctx.history.get(rule.performed) or [], ctx.at - within, ctx.at)
+    matcher = None
+    scope = None
+    if rule.where:
+        _, matcher, needs_scope = compiled_entry(rule.where)
+        scope = ctx.scope() if needs_scope else None
+    count, total = 0, 0.0
+    for entry in entries[lo:hi]:
+        props = entry[1] if len(entry) > 1 and type(entry[1]) is dict else {}
+        if matcher is not None and not matcher(props, scope):
+            continue
+        count += 1
+        if rule.sum is not None:
+            found, value = get_path(props, rule.sum.property)
+            number = as_number(value) if found else None
+            if number is not None:
+                total += float(number)
+    out: dict[str, Any] = {"count": count, "since_ms": ctx.at - within}
+    if rule.sum is not None:
+        out["sum"] = total
+    return out
+
+
+def _latest_engagement(rule: EngagedCondition, ctx: _Ctx) -> int | None:
+    """The newest open or click in the window that counts for the condition, if any."""
+    within = duration_ms(rule.within)
+    newest: int | None = None
+    for name in engaged_names(rule):
+        entries, lo, hi = _span(ctx.history.get(name) or [], ctx.at - within, ctx.at)
+        last = next((entries[i][0] for i in range(hi - 1, lo - 1, -1) if _counts(entries[i], rule.journey)), None)
+        if last is not None and (newest is None or last > newest):
+            newest = last
+    return newest
 
 
 def apply(turn: Turn, segment_id: str, past: Sequence[EventInput]) -> None:
