@@ -27,6 +27,8 @@ from nudgeflow.store import segments as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.definitions import Refused, invalid, nul_problems, problem_dicts, read_documents
+from nudgeflow.web.person_refs import person_id
+from nudgeflow.web.segment_explain import explain_person
 from nudgeflow.web.state import AppState, State
 
 T = TypeVar("T")
@@ -273,6 +275,30 @@ def segments_router() -> APIRouter:
             "members": [{"profile_id": pid, "since": _time(since)} for pid, since in page],
             "next": page[-1][0] if len(page) == limit else None,
         }
+
+    @router.get("/{segment_id}/explain", summary="Why a person is in the segment or not, condition by condition")
+    def explain(
+        state: State,
+        segment_id: str,
+        workspace_id: Workspace,
+        person: Annotated[
+            str, Query(min_length=1, max_length=500, description="Profile id, userId, anonymousId or email.")
+        ],
+    ) -> Any:
+        """Each condition of the live version evaluated for the person now, with what it
+        read (web/segment_explain.py). 404 for a person or segment not in this workspace."""
+        now = _now(state)
+
+        def read(conn: Connection) -> Any:
+            pid = person_id(conn, workspace_id, person)
+            if pid is None:
+                return 404, f"no person {person!r} in this workspace"
+            return explain_person(conn, workspace_id, segment_id, pid, now)
+
+        found = _read(state, read)
+        if isinstance(found, tuple):
+            return JSONResponse({"detail": found[1]}, found[0])
+        return found
 
     @router.get("/{segment_id}/versions/{version}", summary="One version's definition")
     def get_version(

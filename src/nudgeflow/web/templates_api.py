@@ -10,6 +10,11 @@
                                              In a worker thread, within the render budget
                                              (content/templates.py): a slow template never
                                              holds the event loop
+    POST /api/templates/{name}/preview       render an unsaved source: {"source": {...}} and
+                                             sample / profile (id, userId, anonymousId or
+                                             email) / context, as for render; a push
+                                             template's answer has each service's payload
+                                             size (`payload`). The console's live preview
 
 Writes go through the group committer, like every other write of the server.
 """
@@ -25,14 +30,17 @@ from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
 from nudgeflow.content import compiled_templates
+from nudgeflow.content.rendered import RenderedPush
 from nudgeflow.content.sample import sample_context
-from nudgeflow.content.templates import RenderedEmail, TemplateError, parse_source, render
+from nudgeflow.content.templates import RenderedEmail, TemplateError, compile_template, parse_source, render
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
+from nudgeflow.web.person_refs import person_id
 from nudgeflow.web.state import State
+from nudgeflow.web.template_preview import push_sizes, report_base
 
 MAX_TEMPLATE_BYTES = 512 * 1024
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -194,5 +202,60 @@ def templates_router() -> APIRouter:
         except TemplateError as exc:
             return _template_error(exc)
         return {"name": name, "context": used, **rendered_view(result)}
+
+    @router.post("/{name}/preview", summary="Render an unsaved source (the console's live preview)")
+    async def preview_template(request: Request, state: State, name: str, workspace_id: Workspace) -> Any:
+        """Body: {"source": {the template's fields}} with "sample": true, "profile": a
+        person (id, userId, anonymousId or email) or "context": {...}. 422 with `error`
+        {message, part, line, column} when the source does not compile or render; nothing
+        is stored. A push template's answer adds `payload`: each service's size and limit."""
+        try:
+            body = await _body(request) or {}
+        except TemplateError as exc:
+            return _template_error(exc, 400)
+        if not isinstance(body, dict) or not isinstance(body.get("source"), dict):
+            return JSONResponse({"detail": 'send {"source": {the template\'s fields}, "sample": true}'}, 400)
+        try:
+            store.check_name(name)
+            source = parse_source(body["source"])
+        except TemplateError as exc:
+            return _template_error(exc)
+        except store.TemplateStoreError as exc:
+            return JSONResponse({"detail": str(exc)}, 422)
+        now = to_ms(state.clock.now())
+        engine = state.engine
+        ref = body.get("profile")
+
+        def read() -> tuple[Any, str, str, str] | None:
+            with engine.connect() as conn:
+                base = report_base(conn, workspace_id) if source.channel == "push" else ""
+                if ref is not None:
+                    pid = person_id(conn, workspace_id, str(ref))
+                    if pid is None:
+                        return None
+                    return compiled_templates.preview_context(conn, workspace_id, pid, now), "profile", pid, base
+            if isinstance(body.get("context"), dict):
+                return body["context"], "context", "preview", base
+            return sample_context(), "sample", "preview", base
+
+        found = await run_in_threadpool(read)
+        if found is None:
+            return JSONResponse({"detail": f"no person {ref!r} in this workspace"}, 404)
+        context, used, pid, base = found
+
+        def build() -> Any:
+            return render(compile_template(source), context)
+
+        try:
+            # Off the event loop, as render is: compiling and rendering are CPU-bound.
+            result = await run_in_threadpool(build)
+        except TemplateError as exc:
+            return _template_error(exc)
+        out = {"name": name, "context": used, **rendered_view(result)}
+        if isinstance(result, RenderedPush):
+            out["icon"] = result.icon
+            out["actions"] = list(result.actions)
+            out["payload"] = push_sizes(result, workspace_id, name, pid, base, now)
+        return out
 
     return router
