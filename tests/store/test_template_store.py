@@ -105,3 +105,23 @@ def test_template_files(tmp_path: Path) -> None:
         compiled_templates.load_template_files(tmp_path)
     assert caught.value.path.name == "broken.yaml"
     assert isinstance(caught.value.error, TemplateError) and caught.value.error.line == 2
+
+
+def test_templates_are_paged_by_name(engine: Any) -> None:
+    ws, other = _ws(engine), _ws(engine)
+    with engine.begin() as conn:
+        for n in range(7):
+            compiled_templates.save_template(conn, ws, f"t{n}", SOURCE, 1000 + n)
+        compiled_templates.save_template(conn, other, "t00", SOURCE, 1000)
+    with engine.connect() as conn:
+        pages, after = [], ""
+        while True:
+            page = store.template_page(conn, ws, after, 3)
+            if not page:
+                break
+            pages.append([t["name"] for t in page])
+            after = page[-1]["name"]
+        assert pages == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
+        first = store.template_page(conn, ws, "", 1)[0]
+        assert (first["channel"], first["current_version"], first["updated_at_ms"]) == ("email", 1, 1000)
+        assert store.count_templates(conn, ws) == 7 and store.count_templates(conn, other) == 1

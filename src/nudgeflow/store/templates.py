@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from nudgeflow.errors import StoreError
 from nudgeflow.store.schema import events, template_versions, templates, workspaces
@@ -58,6 +58,39 @@ def list_templates(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+MAX_PAGE = 500
+
+
+def template_page(conn: Connection, workspace_id: str, after: str = "", limit: int = 50) -> list[dict[str, Any]]:
+    """The next `limit` templates after the name `after`, by name (the console's list: one
+    page of the primary key, however many templates there are)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    rows = conn.execute(
+        select(templates)
+        .where(templates.c.workspace_id == workspace_id, templates.c.name > after)
+        .order_by(templates.c.name)
+        .limit(limit)
+    )
+    return [
+        {
+            "name": r.name,
+            "channel": r.channel,
+            "current_version": r.current_version,
+            "created_at_ms": r.created_at_ms,
+            "updated_at_ms": r.updated_at_ms,
+        }
+        for r in rows
+    ]
+
+
+def count_templates(conn: Connection, workspace_id: str) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(templates).where(templates.c.workspace_id == workspace_id)
+        ).scalar_one()
+    )
 
 
 def get_template(conn: Connection, workspace_id: str, name: str, version: int | None = None) -> dict[str, Any] | None:

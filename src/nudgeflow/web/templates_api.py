@@ -15,12 +15,16 @@
                                              email) / context, as for render; a push
                                              template's answer has each service's payload
                                              size (`payload`). The console's live preview
+    POST /api/templates/{name}/test-send     send an email template's version to an address
+                                             ("to") or a person ("profile"), with the sample
+                                             context or that person's (web/template_test_send.py)
 
 Writes go through the group committer, like every other write of the server.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -41,8 +45,10 @@ from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.person_refs import person_id
 from nudgeflow.web.state import State
 from nudgeflow.web.template_preview import push_sizes, report_base
+from nudgeflow.web.template_test_send import TestSendFailed, send_test
 
 MAX_TEMPLATE_BYTES = 512 * 1024
+EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -257,5 +263,60 @@ def templates_router() -> APIRouter:
             out["actions"] = list(result.actions)
             out["payload"] = push_sizes(result, workspace_id, name, pid, base, now)
         return out
+
+    @router.post("/{name}/test-send", summary="Send a test of an email template to an address or a person")
+    async def test_send(request: Request, state: State, name: str, workspace_id: Workspace) -> Any:
+        """Body: {"to": "address"} and/or {"profile": id, userId, anonymousId or email},
+        optional "version". With a person, their context renders it (and it goes to their
+        email unless "to" says otherwise); else the sample context. 200 with `to` and `key`
+        once the SMTP server took it; 409 without SMTP settings; 502 when the server refused."""
+        try:
+            body = await _body(request) or {}
+        except TemplateError as exc:
+            return _template_error(exc, 400)
+        if not isinstance(body, dict):
+            return JSONResponse({"detail": 'send {"to": address} or {"profile": person}'}, 400)
+        to, ref, version = body.get("to"), body.get("profile"), body.get("version")
+        if to is not None and (not isinstance(to, str) or not EMAIL_ADDRESS.match(to.strip())):
+            return JSONResponse({"detail": "to: an email address"}, 422)
+        if to is None and ref is None:
+            return JSONResponse({"detail": 'say who to send it to: "to" (an address) or "profile" (a person)'}, 422)
+        if version is not None and (not isinstance(version, int) or version < 1):
+            return JSONResponse({"detail": "version: a positive integer"}, 400)
+        now = to_ms(state.clock.now())
+        engine = state.engine
+
+        def read() -> tuple[Any, Any, str | None, str | None]:
+            with engine.connect() as conn:
+                compiled = compiled_templates.load_compiled(conn, workspace_id, name, version)
+                if ref is None:
+                    return compiled, sample_context(), None, None
+                pid = person_id(conn, workspace_id, str(ref))
+                if pid is None:
+                    raise store.TemplateNotFound(f"no person {ref!r} in this workspace")
+                context = compiled_templates.preview_context(conn, workspace_id, pid, now)
+                profile = context.get("profile")
+                email = profile.get("email") if isinstance(profile, dict) else None
+                return compiled, context, pid, email if isinstance(email, str) else None
+
+        try:
+            compiled, context, pid, their_email = await run_in_threadpool(read)
+        except store.TemplateNotFound as exc:
+            return JSONResponse({"detail": str(exc)}, 404)
+        if compiled.channel != "email":
+            return JSONResponse({"detail": "a test send is for email templates: preview a push template instead"}, 422)
+        address = (to or their_email or "").strip()
+        if not EMAIL_ADDRESS.match(address):
+            return JSONResponse({"detail": f"the person {ref!r} has no email address: say where to send it (to)"}, 422)
+        try:
+            result = await run_in_threadpool(render, compiled, context)
+        except TemplateError as exc:
+            return _template_error(exc)
+        assert isinstance(result, RenderedEmail)
+        try:
+            key = await send_test(engine, state.settings, state.clock, workspace_id, name, result, address, pid)
+        except TestSendFailed as exc:
+            return JSONResponse({"detail": str(exc)}, exc.status)
+        return {"name": name, "to": address, "key": key, "context": "profile" if pid else "sample"}
 
     return router
