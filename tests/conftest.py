@@ -46,6 +46,7 @@ from nudgeflow.settings import Settings
 from nudgeflow.store import database
 from nudgeflow.store.workspaces import NewWorkspace
 from tests.channels.smtp_support import Sink, start_sink
+from tests.chromium import chromium_or_fail
 from tests.demo_traffic_support import START
 from tests.support import BACKENDS, LiveServer, make_workspace, start_server
 
@@ -208,3 +209,25 @@ def demo_run() -> tuple[DemoSummary, str]:
 def month_of_traffic() -> list[dict]:
     """Forty days of a shop: three of arrivals and shopping, then life goes on."""
     return list(generate_traffic(200, 5, start=START, days=3, horizon_days=40))
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's chromium (tests/chromium.py): the browser tests fail, never skip, without it."""
+    return chromium_or_fail()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    """Headless Chromium driven by Playwright, one per test module."""
+    # Module scope, not session: Playwright's sync API keeps an asyncio loop running in this
+    # thread while it is open, and every later test that calls asyncio.run() would fail.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=chromium_path, headless=True)
+        except Exception as exc:  # a broken install is a failure, not a skip
+            pytest.fail(f"Chromium at {chromium_path} did not start: {exc}", pytrace=False)
+        yield launched
+        launched.close()

@@ -249,6 +249,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "How often experiments are looked at to pause guardrail breaches and route to winners; 0: never. Default 3600.",
     ),
     EnvVar(
+        "NUDGEFLOW_CONSOLE_IDLE_MINUTES",
+        "console_idle_minutes",
+        _number(1),
+        "A web console session unused this long is signed out (docs/console.md). Default 480 (8 hours).",
+    ),
+    EnvVar(
         "NUDGEFLOW_SECRET_KEY",
         "secret_key",
         _secret_key,
@@ -375,6 +381,8 @@ class Settings:
     # opens from the ranges in this file (Apple's Private Relay egress list) are MPP's.
     bot_click_seconds: float = 10.0
     apple_relay_ranges_file: str | None = None
+    # The web console (web/console/): a session unused this long is signed out.
+    console_idle_minutes: float = 480.0
     # Fernet key(s) sealing workspace secrets at rest (store/secret_box.py), comma-separated,
     # the first seals. Unset: a SQLite database's key file; PostgreSQL stores them unsealed.
     secret_key: str | None = field(default=None, repr=False)

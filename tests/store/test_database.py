@@ -64,6 +64,9 @@ TABLES = {
     "report_send_time",
     "experiment_decisions",
     "run_arms",
+    "console_users",
+    "console_sessions",
+    "audit_log",
 }
 
 

@@ -31,6 +31,7 @@ from nudgeflow.cli.settings import settings_app, workspace_set
 from nudgeflow.cli.simulate import simulate
 from nudgeflow.cli.smtp import smtp_app
 from nudgeflow.cli.templates import templates_app
+from nudgeflow.cli.users import users_app
 from nudgeflow.cli.vapid import vapid_app
 from nudgeflow.cli.webhooks import webhooks_app
 from nudgeflow.cli.workspace import workspace_app
@@ -58,6 +59,7 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(report_app, name="report")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(users_app, name="users")
 
 workspace_app.command("set")(workspace_set)
 workspace_app.add_typer(smtp_app, name="smtp")

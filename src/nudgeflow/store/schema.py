@@ -748,6 +748,58 @@ run_arms = Table(
     Index("ix_run_arms_profile", "profile_id"),
 )
 
+# The web console's users (issue 16): an email unique per workspace, a role (viewer, editor or
+# admin) and an Argon2id hash of the password; disabled_at_ms set keeps the row (the audit
+# log names them) but refuses sign-in. Migration 0021.
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("role", String(10), nullable=False),  # viewer | editor | admin
+    Column("password_hash", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("disabled_at_ms", BigInteger),
+    UniqueConstraint("workspace_id", "email", name="uq_console_users_email"),
+)
+
+# Console sessions: the id is the SHA-256 of the cookie's random token (a copy of the
+# database holds no usable session). A user's session has user_id; one opened with an admin
+# token has the token's digest and hint instead, and acts as an admin while the token exists.
+# Revoked sessions stay (revoked_at_ms) as the server-side revocation list. Migration 0021.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("workspace_id", String(40), ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(40), ForeignKey("console_users.id", ondelete="CASCADE")),
+    Column("admin_key_hash", String(64)),
+    Column("admin_key_hint", String(8)),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("last_seen_ms", BigInteger, nullable=False),
+    Column("revoked_at_ms", BigInteger),
+    Index("ix_console_sessions_user", "user_id"),
+)
+
+# Every successful change through the admin API or the console: who (a user's email or
+# "admin token nfa_xxxx…"), what (the action), on what (the target), when, and for documents
+# the JSON before and after. Read newest first by id (rows are written in time order). Migration 0021.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("workspace_id", String(40), nullable=False),
+    Column("actor", String(400), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_audit_log_workspace_time", "workspace_id", "at_ms", "id"),
+)
+
 # Tables holding rows derived from a person, purged on erasure (later issues add theirs).
 PROFILE_OWNED = (
     events,

@@ -15,6 +15,7 @@ from nudgeflow.store import outbox
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.store.privacy import erase_person, export_person, person_ids
 from nudgeflow.store.workspaces import ADMIN
+from nudgeflow.web.access import SESSION_COOKIE, check_session_request, console_session, token_actor
 from nudgeflow.web.state import AppState, State
 
 # The range of a stored 64-bit integer (event seq, times): a cursor or number beyond it
@@ -38,12 +39,25 @@ def reject_nul(request: Request) -> None:
 
 
 def admin_workspace(request: Request, state: State) -> str:
-    token = bearer_token(request.headers.get("authorization"))
+    """The workspace of the caller: a bearer admin token's (acting as an admin), or with no
+    Authorization header, a console session's, with its CSRF token and role checked
+    (web/access.py). request.state.actor names the caller for the audit log."""
+    header = request.headers.get("authorization")
+    if header is None and SESSION_COOKIE in request.cookies:
+        user = console_session(request, state)
+        if user is None:
+            raise HTTPException(401, "the console session has ended (signed out or idle): sign in again")
+        check_session_request(request, user)
+        request.state.actor = user.actor
+        reject_nul(request)
+        return user.workspace_id
+    token = bearer_token(header)
     if token is None:
         raise HTTPException(401, "missing admin token: send Authorization: Bearer <admin token>")
     workspace_id = state.keys.workspace_sync(ADMIN, token)
     if workspace_id is None:
         raise HTTPException(401, "unknown admin token")
+    request.state.actor = token_actor(token)
     reject_nul(request)  # after the token: an unauthenticated caller learns nothing but 401
     return workspace_id
 

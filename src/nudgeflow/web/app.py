@@ -294,6 +294,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(catalog_router())
     app.include_router(bounces_router())  # /webhooks/<provider>/<workspace>: each signed by its provider
     app.include_router(templates_router())
+    from nudgeflow.web.console import console_router  # the web console: /, /sign-in, its pages
+
+    app.include_router(console_router())
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
     def healthz(state: State) -> Response:

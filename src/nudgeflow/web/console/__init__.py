@@ -1,0 +1,36 @@
+"""The web console: server-rendered pages (Jinja2, autoescaped) with small scripts, served
+by `serve` at `/`. Every change a page makes goes through the admin API (/api/...) with the
+session cookie and its CSRF token; pages read through store/.
+
+Each area is a module here with a module-level `router() -> APIRouter`, listed in
+PAGE_MODULES; console_router() includes them all, the sign-in pages and /console/static/.
+docs/console.md describes the pages.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import APIRouter
+
+# The page modules, by name under nudgeflow.web.console: a helper adding an area adds its line.
+PAGE_MODULES: list[str] = []
+
+
+def console_router() -> APIRouter:
+    from nudgeflow.web.console.home import home_router
+    from nudgeflow.web.console.sign_in import sign_in_router
+    from nudgeflow.web.console.static import static_router
+
+    router = APIRouter(include_in_schema=False)
+    router.include_router(static_router())
+    router.include_router(sign_in_router())
+    serves_home = False
+    for name in PAGE_MODULES:
+        module = importlib.import_module(f"nudgeflow.web.console.{name}")
+        page_router: APIRouter = module.router()
+        serves_home = serves_home or any(getattr(route, "path", None) == "/" for route in page_router.routes)
+        router.include_router(page_router)
+    if not serves_home:
+        router.include_router(home_router())  # until the overview page module serves "/"
+    return router

@@ -1,0 +1,251 @@
+"""/sign-in and /sign-out: a console user's email and password, or an admin token, opens a
+session (a random token in an HttpOnly, SameSite=Lax cookie, Secure over https).
+
+The sign-in form carries its own CSRF token (a cookie and a hidden field that must match),
+so another site cannot sign a browser into an account of its choosing. Failed sign-ins are
+limited per email and per client address (SignInLimiter), on the app's clock.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections import deque
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.store import console_sessions
+from nudgeflow.store import console_users as user_store
+from nudgeflow.store.workspaces import ADMIN, key_digest
+from nudgeflow.web.access import SESSION_COOKIE, console_session
+from nudgeflow.web.console.render import page
+from nudgeflow.web.state import AppState, State
+
+SIGN_IN_COOKIE = "nf_sign_in"
+WINDOW_S = 15 * 60
+PER_EMAIL = 5  # failed sign-ins per email in the window
+PER_ADDRESS = 30  # failed sign-ins per client address in the window (token sign-ins included)
+MAX_KEYS = 50_000  # remembered emails and addresses; the oldest are forgotten past it
+
+
+class SignInLimiter:
+    """Failed sign-ins per key (an email, a client address) in a sliding window."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str) -> deque[float]:
+        now = self.clock.monotonic()
+        times = self.failures.get(key)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - WINDOW_S:
+            times.popleft()
+        return times
+
+    def retry_after(self, keys: dict[str, int]) -> int:
+        """Seconds until a sign-in for these keys (key -> its limit) may be tried; 0: now."""
+        now = self.clock.monotonic()
+        wait = 0.0
+        for key, limit in keys.items():
+            times = self._recent(key)
+            if len(times) >= limit:
+                wait = max(wait, times[len(times) - limit] + WINDOW_S - now)
+        return max(0, int(wait + 0.999))
+
+    def failed(self, keys: dict[str, int]) -> None:
+        now = self.clock.monotonic()
+        for key in keys:
+            times = self.failures.setdefault(key, deque())
+            times.append(now)
+        while len(self.failures) > MAX_KEYS:
+            self.failures.pop(next(iter(self.failures)))
+
+
+def secure_cookies(request: Request, state: AppState) -> bool:
+    """Cookies are Secure when the browser reached us over https (directly, or as the
+    server's public URL says, behind a proxy that ends TLS)."""
+    return request.url.scheme == "https" or (state.settings.public_url or "").startswith("https://")
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path of this site only (never //host or a scheme)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(c) < 32 for c in target):
+        return "/"
+    return target
+
+
+def sign_in_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    limiters: dict[int, SignInLimiter] = {}  # per app (tests run several in one process)
+
+    def limiter(state: AppState) -> SignInLimiter:
+        found = limiters.get(id(state))
+        if found is None:
+            found = limiters[id(state)] = SignInLimiter(state.clock)
+        return found
+
+    def form(
+        request: Request,
+        state: AppState,
+        *,
+        error: str = "",
+        status_code: int = 200,
+        email: str = "",
+        ask_workspace: bool = False,
+        next_path: str = "/",
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        token = request.cookies.get(SIGN_IN_COOKIE) or secrets.token_urlsafe(24)
+        response = page(
+            request,
+            None,
+            "sign_in.html",
+            title="Sign in",
+            status_code=status_code,
+            error=error,
+            email=email,
+            ask_workspace=ask_workspace,
+            next_path=next_path,
+            form_token=token,
+        )
+        response.set_cookie(
+            SIGN_IN_COOKIE, token, httponly=True, samesite="lax", secure=secure_cookies(request, state), path="/"
+        )
+        response.headers.update(headers or {})
+        return response
+
+    def signed_in(request: Request, state: AppState, new: console_sessions.NewSession, next_path: str) -> Response:
+        response = RedirectResponse(safe_next(next_path), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            new.token,
+            httponly=True,
+            samesite="lax",
+            secure=secure_cookies(request, state),
+            path="/",
+        )
+        response.delete_cookie(SIGN_IN_COOKIE, path="/")
+        return response
+
+    @router.get("/sign-in")
+    def sign_in_page(request: Request, state: State, next: str = "/") -> Response:
+        if console_session(request, state) is not None:
+            return RedirectResponse(safe_next(next), status_code=303)
+        return form(request, state, next_path=safe_next(next))
+
+    @router.post("/sign-in")
+    def sign_in(
+        request: Request,
+        state: State,
+        form_token: Annotated[str, Form()] = "",
+        email: Annotated[str, Form(max_length=320)] = "",
+        password: Annotated[str, Form(max_length=user_store.MAX_PASSWORD)] = "",
+        workspace: Annotated[str, Form(max_length=40)] = "",
+        admin_token: Annotated[str, Form(max_length=200)] = "",
+        next: Annotated[str, Form(max_length=2000)] = "/",
+    ) -> Response:
+        next_path = safe_next(next)
+        cookie = request.cookies.get(SIGN_IN_COOKIE, "")
+        if not cookie or not hmac.compare_digest(cookie.encode(), form_token.encode()):
+            return form(
+                request,
+                state,
+                error="The sign-in form expired. Please try again.",
+                status_code=403,
+                next_path=next_path,
+            )
+        address = request.client.host if request.client else "unknown"
+        email = email.strip().lower()
+        keys = {f"address:{address}": PER_ADDRESS}
+        if not admin_token:
+            keys[f"email:{email}"] = PER_EMAIL
+        limits = limiter(state)
+        wait = limits.retry_after(keys)
+        if wait:
+            return form(
+                request,
+                state,
+                error=f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s).",
+                status_code=429,
+                email=email,
+                next_path=next_path,
+                headers={"Retry-After": str(wait)},
+            )
+        now = to_ms(state.clock.now())
+        if admin_token:
+            workspace_id = state.keys.workspace_sync(ADMIN, admin_token.strip())
+            if workspace_id is None:
+                limits.failed(keys)
+                return form(request, state, error="Unknown admin token.", status_code=401, next_path=next_path)
+            token = admin_token.strip()
+            with state.engine.begin() as conn:
+                new = console_sessions.open_session(
+                    conn, workspace_id, now, admin_key_hash=key_digest(token), admin_key_hint=token[:8]
+                )
+            return signed_in(request, state, new, next_path)
+        with state.engine.connect() as conn:
+            candidates = user_store.users_by_email(conn, email)
+        if workspace.strip():
+            candidates = [c for c in candidates if c[0].workspace_id == workspace.strip()]
+        if not candidates:
+            user_store.burn_a_hash(password)
+        matching = [user for user, hashed in candidates if user_store.password_matches(hashed, password)]
+        if not matching:
+            limits.failed(keys)
+            return form(
+                request,
+                state,
+                error="Wrong email or password.",
+                status_code=401,
+                email=email,
+                ask_workspace=bool(workspace),
+                next_path=next_path,
+            )
+        if len(matching) > 1:
+            return form(
+                request,
+                state,
+                error="This email signs in to several workspaces: give the workspace id too.",
+                status_code=400,
+                email=email,
+                ask_workspace=True,
+                next_path=next_path,
+            )
+        with state.engine.begin() as conn:
+            new = console_sessions.open_session(conn, matching[0].workspace_id, now, user_id=matching[0].id)
+        return signed_in(request, state, new, next_path)
+
+    @router.get("/sign-out")
+    def sign_out_page(request: Request, state: State) -> Response:
+        user = console_session(request, state)
+        if user is None:
+            return RedirectResponse("/sign-in", status_code=303)
+        return page(request, user, "sign_out.html", title="Sign out")
+
+    @router.post("/sign-out")
+    def sign_out(request: Request, state: State, csrf_token: Annotated[str, Form()] = "") -> Response:
+        user = console_session(request, state)
+        if user is not None:
+            if not hmac.compare_digest(csrf_token.encode(), user.csrf_token.encode()):
+                return page(
+                    request,
+                    user,
+                    "sign_out.html",
+                    title="Sign out",
+                    status_code=403,
+                    error="The form expired. Please try again.",
+                )
+            with state.engine.begin() as conn:
+                console_sessions.revoke_session(conn, request.cookies.get(SESSION_COOKIE, ""), to_ms(state.clock.now()))
+        response = RedirectResponse("/sign-in", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    return router
