@@ -35,6 +35,7 @@ READ_ONLY = frozenset(
         ("POST", "/api/journeys/validate"),
         ("POST", "/api/segments/validate"),
         ("POST", "/api/templates/{name}/render"),
+        ("POST", "/api/templates/{name}/preview"),
     }
 )
 
