@@ -37,7 +37,8 @@ class Seeded:
 
 def seed_person(conn: Any, wsid: str) -> Seeded:
     """Ada: identified, merged from an anonymous profile, three events, two runs (one ended),
-    a split decision, a sent, a dropped (frequency cap) and a deferred (quiet hours) message,
+    a split decision, a sent, a dropped (frequency cap), a deferred (quiet hours) and a
+    suppressed (unsubscribed from all marketing) message,
     two pending timers."""
     tail = wsid.removeprefix("ws_")
     pid, merged = f"prf_{tail}", f"prf_anon_{tail}"
@@ -181,6 +182,21 @@ def seed_person(conn: Any, wsid: str) -> Seeded:
                 "next_attempt_at_ms": T0 + 600 * MIN,
                 "created_at_ms": T0 + 7 * MIN,
                 "updated_at_ms": T0 + 7 * MIN,
+            },
+            {
+                **base,
+                "idempotency_key": f"{RUN2}:letter:1",
+                "run_id": RUN2,
+                "journey_id": "welcome",
+                "step": "letter",
+                "channel": "email",
+                "template": "welcome-letter",
+                "status": "suppressed",
+                "attempts": 1,
+                "reason": reasons.unsubscribed(None),
+                "next_attempt_at_ms": T0 + 8 * MIN,
+                "created_at_ms": T0 + 8 * MIN,
+                "updated_at_ms": T0 + 8 * MIN,
             },
         ],
     )

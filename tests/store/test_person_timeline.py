@@ -49,6 +49,7 @@ def test_the_timeline_interleaves_every_source_newest_first_with_reasons(
         (9 * MIN, "run_ended", "cart"),
         (9 * MIN, "run_converted", "cart"),
         (9 * MIN, "event", "Order Completed"),
+        (8 * MIN, "message", "welcome-letter"),
         (7 * MIN, "message", "hello"),
         (5 * MIN, "message", "cart-nudge"),
         (3 * MIN, "message", "cart-reminder"),
@@ -66,7 +67,11 @@ def test_the_timeline_interleaves_every_source_newest_first_with_reasons(
     assert by_template["hello"]["reason"] == "quiet_hours" and by_template["hello"]["deferred_until"] is not None
     ended = items[0]
     assert (ended["exit_reason"], ended["run_id"]) == ("converted", seeded.run)
-    assert items[6]["arm"] == "b"
+    assert (by_template["welcome-letter"]["status"], by_template["welcome-letter"]["reason"]) == (
+        "suppressed",
+        "unsubscribed:*",
+    )
+    assert items[7]["arm"] == "b"
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4])

@@ -72,12 +72,12 @@ def _t(ms: int | None) -> str:
     return iso(ms, milliseconds=False) or "?"
 
 
-def reason_text(reason: str | None) -> str:
-    """A message's reason (model/reasons.py) in words."""
+def reason_words(reason: str | None) -> str | None:
+    """A message's reason (model/reasons.py) in words; None for one outside the vocabulary."""
     if not reason:
-        return "no reason recorded"
+        return None
     family, _, detail = reason.partition(":")
-    words = {
+    return {
         reasons.FREQUENCY_CAP: f"the frequency cap rule {detail!r} was reached",
         reasons.QUIET_HOURS: "it fell in the person's quiet hours",
         reasons.COLLISION: f"journey {detail!r} won the collision window (higher priority)",
@@ -91,6 +91,13 @@ def reason_text(reason: str | None) -> str:
         reasons.NO_TARGET: "the person has no address or device for the channel",
         reasons.GLOBAL_CONTROL: "the run is in the workspace's global control group",
     }.get(family)
+
+
+def reason_text(reason: str | None) -> str:
+    """A message's reason in words, the reason itself after them."""
+    if not reason:
+        return "no reason recorded"
+    words = reason_words(reason)
     return f"{words} ({reason})" if words else reason
 
 

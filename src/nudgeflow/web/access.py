@@ -57,6 +57,8 @@ ADMIN_ONLY = frozenset(
         ("PUT", "/api/settings/webhooks/destinations/{name}"),
         ("DELETE", "/api/settings/webhooks/destinations/{name}"),
         ("POST", "/api/settings/webhooks/secret"),
+        # Erasing a person cannot be undone (docs/console.md, People).
+        ("DELETE", "/api/profiles/{ref:path}"),
     }
 )
 # Every route under these prefixes needs an admin, reads included (the users' list).

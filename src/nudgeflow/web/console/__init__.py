@@ -14,7 +14,7 @@ import importlib
 from fastapi import APIRouter
 
 # The page modules, by name under nudgeflow.web.console: a helper adding an area adds its line.
-PAGE_MODULES: list[str] = []
+PAGE_MODULES: list[str] = ["people"]
 
 
 def console_router() -> APIRouter:
