@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import insert, select, text
 
+from nudgeflow.store import people_search
 from nudgeflow.store.people_search import search_people
 from nudgeflow.store.schema import EmailTrait, identities, profiles
 from nudgeflow.store.workspaces import create_workspace
@@ -52,7 +53,21 @@ def names(found: list[dict[str, Any]], ids: dict[str, str]) -> list[str]:
     return [back[f["profile_id"]] for f in found]
 
 
-def test_exact_matches_come_first_then_prefixes(engine: Any, wsid: str, people: dict[str, str]) -> None:
+@pytest.fixture(params=["range", "like"])
+def prefix_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each search test twice: id prefixes as a range of the primary key (a database that
+    orders text by code point) and as a LIKE (one with a language's collation)."""
+    if request.param == "like":
+        monkeypatch.setattr(people_search, "orders_by_code_point", lambda conn: False)
+    return str(request.param)
+
+
+def test_the_test_databases_order_text_by_code_point(engine: Any) -> None:
+    with engine.connect() as conn:
+        assert people_search.orders_by_code_point(conn) is True
+
+
+def test_exact_matches_come_first_then_prefixes(engine: Any, wsid: str, people: dict[str, str], prefix_by: str) -> None:
     with engine.connect() as conn:
         found = search_people(conn, wsid, "ada")
         assert names(found, people) == ["ada", "adam"]
@@ -66,7 +81,7 @@ def test_exact_matches_come_first_then_prefixes(engine: Any, wsid: str, people: 
         assert names(search_people(conn, wsid, "ada", limit=1), people) == ["ada"]
 
 
-def test_like_s_wildcards_are_plain_characters(engine: Any, wsid: str, people: dict[str, str]) -> None:
+def test_like_s_wildcards_are_plain_characters(engine: Any, wsid: str, people: dict[str, str], prefix_by: str) -> None:
     with engine.connect() as conn:
         assert names(search_people(conn, wsid, "50%"), people) == ["pct"]
         assert search_people(conn, wsid, "5_%") == []

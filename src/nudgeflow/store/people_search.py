@@ -3,9 +3,11 @@ or a profile id, exactly or by its beginning.
 
 Each kind is one bounded query on an index: profile ids on the primary key, userIds and
 anonymousIds on identities' primary key (workspace_id, key), email addresses on
-ix_profiles_email (migration 0022). A prefix is a range of the index on SQLite (which
-compares text byte by byte, as a prefix means) and a LIKE on PostgreSQL (whose collation
-may order text otherwise; the email index is built with text_pattern_ops for it).
+ix_profiles_email (migration 0022). A prefix is a range of an index where the index orders
+text by code point (SQLite always; PostgreSQL with the C or C.UTF-8 collation), as a prefix
+means; otherwise a LIKE, which the email index serves (text_pattern_ops), while an id prefix
+then reads the workspace's identities in the primary key's order until it has enough (a
+database with a language's collation: documented in docs/console.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, select
+from sqlalchemy import ColumnElement, Connection, select, text
 
 from nudgeflow.store import sql
 from nudgeflow.store.schema import EmailTrait, identities, profiles
@@ -22,13 +24,31 @@ LIMIT = 20
 MAX_QUERY = 512
 
 
-def _prefix(conn: Connection, column: Any, prefix: str) -> ColumnElement[bool]:
-    """`column` begins with `prefix` (not empty), in a form the column's index serves."""
-    if sql.is_postgres(conn):
+# Collations that order text by code point, as a byte-wise prefix range needs.
+CODE_POINT_COLLATIONS = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8"})
+
+
+def orders_by_code_point(conn: Connection) -> bool:
+    """Whether the database's own collation orders text by code point (its indexes on text
+    columns then serve a prefix as a range)."""
+    if not sql.is_postgres(conn):
+        return True
+    # As JSON: the provider column is PostgreSQL 15's; an older server has only libc's.
+    doc = conn.execute(text("SELECT to_jsonb(d) FROM pg_database d WHERE d.datname = current_database()")).scalar_one()
+    provider = doc.get("datlocprovider", "c")
+    if provider == "b":  # PostgreSQL 17's builtin provider: C and C.UTF-8, both by code point
+        return True
+    return provider == "c" and doc.get("datcollate") in CODE_POINT_COLLATIONS
+
+
+def _prefix(conn: Connection, column: Any, prefix: str, *, by_range: bool) -> ColumnElement[bool]:
+    """`column` begins with `prefix` (not empty): a range of its index when `by_range` (the
+    index orders by code point), else a LIKE."""
+    if not by_range:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return column.like(escaped + "%", escape="\\")
     # Every text that begins with prefix sorts at or after it and before the prefix with its
-    # last character's successor (SQLite compares UTF-8 bytes, which keeps code point order).
+    # last character's successor, in code point order (UTF-8 bytes compare the same).
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if ord(prefix[-1]) < 0x10FFFF else None
     low = column >= prefix
     return low if upper is None else low & (column < upper)
@@ -62,18 +82,21 @@ def search_people(conn: Connection, workspace_id: str, query: str, limit: int = 
         select(p.id, EmailTrait()).where(p.workspace_id == workspace_id, EmailTrait() == email).limit(limit)
     ).all()
     add(rows, "email")
+    by_range = orders_by_code_point(conn)
     for kind, how in (("u", "userId"), ("a", "anonymousId")):
         if len(found) >= limit:
             break
         rows = conn.execute(
             select(i.profile_id, i.key)
-            .where(i.workspace_id == workspace_id, _prefix(conn, i.key, f"{kind}:{q}"))
+            .where(i.workspace_id == workspace_id, _prefix(conn, i.key, f"{kind}:{q}", by_range=by_range))
             .order_by(i.key)
             .limit(limit)
         ).all()
         add([(pid, key[2:]) for pid, key in rows], how)
     if len(found) < limit:
-        by_email = select(p.id, EmailTrait()).where(p.workspace_id == workspace_id, _prefix(conn, EmailTrait(), email))
+        by_email = select(p.id, EmailTrait()).where(
+            p.workspace_id == workspace_id, _prefix(conn, EmailTrait(), email, by_range=not sql.is_postgres(conn))
+        )
         if not sql.is_postgres(conn):  # the index's order: free on SQLite; PostgreSQL's pattern index has none
             by_email = by_email.order_by(EmailTrait())
         add(sorted(conn.execute(by_email.limit(limit)).tuples().all(), key=lambda r: str(r[1])), "email")
