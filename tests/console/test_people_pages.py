@@ -70,7 +70,7 @@ def test_the_timeline_pages_with_its_cursor_and_refuses_a_forged_one(
 ) -> None:
     viewer = signed_in("viewer")
     first = viewer.get(f"/people/{ada.pid}")
-    assert 'data-testid="timeline-older"' not in first.text  # 12 items: one page
+    assert 'data-testid="timeline-older"' not in first.text  # 14 items: one page
     bad = viewer.get(f"/people/{ada.pid}", params={"before": "[1,2"})
     assert bad.status_code == 400 and "not a timeline cursor" in text_of(bad)
 

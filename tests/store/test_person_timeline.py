@@ -45,6 +45,7 @@ def test_the_timeline_interleaves_every_source_newest_first_with_reasons(
         items, cursor = timeline(conn, wsid, person_ids(conn, wsid, seeded.pid), limit=50)
     assert cursor is None
     got = [(i["at_ms"] - T0, i["kind"], i.get("event") or i.get("template") or i.get("journey_id")) for i in items]
+    assert items[-2]["from_profile_id"] == seeded.merged
     assert got == [
         (9 * MIN, "run_ended", "cart"),
         (9 * MIN, "run_converted", "cart"),
@@ -57,6 +58,7 @@ def test_the_timeline_interleaves_every_source_newest_first_with_reasons(
         (2 * MIN, "run_entered", "cart"),
         (2 * MIN, "event", "Product Added"),
         (1 * MIN, "event", "Product Viewed"),  # the merged-away profile's event is the person's
+        (0, "merged", None),
         (0, "run_entered", "welcome"),
     ]
     by_template = {i["template"]: i for i in items if i["kind"] == "message"}

@@ -3,11 +3,11 @@
 `person_card` gathers what is held about the person now (traits, identities and merges,
 consent per channel and topic, push targets, segments, pending timers, runs in progress),
 each part bounded. `timeline` interleaves their events, journey runs (entered, ended with
-the reason, converted), the engine's decisions (split and experiment arms) and their
+the reason, converted), profiles merged into them, the engine's decisions (split and experiment arms) and their
 messages (with status and, for one not sent, why), newest first, a page at a time.
 
 Every source is read with its own indexed, bounded query (events by profile and time,
-runs, messages, arms by profile): a page costs a few index probes per source whatever
+runs, messages, arms, merges by profile): a page costs a few index probes per source whatever
 the person's history, and the cursor says where the next page starts in all of them at once.
 """
 
@@ -323,7 +323,11 @@ def _message_item(row: Any) -> dict[str, Any]:
     }
 
 
-e, r, a, o = events.c, journey_runs.c, run_arms.c, outbox.c
+def _merge_item(row: Any) -> dict[str, Any]:
+    return {"from_profile_id": row.from_profile_id}
+
+
+e, r, a, o, pm = events.c, journey_runs.c, run_arms.c, outbox.c, profile_merges.c
 # Higher rank first among items of the same millisecond: a run's end after its message,
 # its message after its entry, its entry after the event that started it.
 SOURCES: tuple[Source, ...] = (
@@ -380,6 +384,16 @@ SOURCES: tuple[Source, ...] = (
         (str,),
         lambda w, ids: [r.workspace_id == w, r.profile_id.in_(ids), r.ended_at_ms.is_not(None)],
         _run_item,
+    ),
+    # Another profile (an anonymous visitor's) found to be this person and merged into them.
+    Source(
+        6,
+        "merged",
+        pm.merged_at_ms,
+        (pm.from_profile_id,),
+        (str,),
+        lambda w, ids: [pm.workspace_id == w, pm.into_profile_id.in_(ids)],
+        _merge_item,
     ),
 )
 SOURCES_BY_RANK = {s.rank: s for s in SOURCES}
