@@ -184,3 +184,16 @@ def stored_state(conn: Connection, profile_id: str) -> str | None:
         select(profile_state.c.state).where(profile_state.c.profile_id == profile_id)
     ).scalar_one_or_none()
     return doc
+
+
+def lag_view(conn: Connection) -> dict[str, Any]:
+    """How far behind the engine is: the events in the log after its cursor, and when the
+    oldest of them was received (None when there are none). For the console's overview; the
+    engine itself reads only its cursor."""
+    m = sql.mark(conn)
+    cursor = cursor_position(conn)
+    newest = int(conn.exec_driver_sql("SELECT COALESCE(MAX(seq), 0) FROM events").scalar_one())
+    oldest = conn.exec_driver_sql(
+        f"SELECT received_at_ms FROM events WHERE seq > {m} ORDER BY seq LIMIT 1", (cursor,)
+    ).scalar()
+    return {"events": max(0, newest - cursor), "oldest_received_at_ms": None if oldest is None else int(oldest)}

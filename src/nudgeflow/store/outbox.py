@@ -275,3 +275,44 @@ def outcomes(conn: Connection, workspace_id: str) -> list[Any]:
             select(t.idempotency_key, t.journey_id, t.channel, t.status, t.reason).where(t.workspace_id == workspace_id)
         ).all()
     )
+
+
+# --- what was not sent, for the console's overview -----------------------------------------------
+
+# The statuses the overview explains, and the column that says why for each.
+EXPLAINED = ((FAILED, "error"), (SUPPRESSED, "reason"), (DEFERRED, "reason"), (DROPPED, "reason"))
+
+
+def not_sent_summary(
+    conn: Connection, workspace_id: str, since_ms: int, *, scan: int = 20_000, top: int = 20
+) -> dict[str, dict[str, Any]]:
+    """Per status (failed, suppressed, deferred, dropped): the workspace's messages of that
+    status due since `since_ms`, counted by why (a failure's error, the others' reason), the
+    `top` most frequent first.
+
+    Bounded, so a console page stays fast over millions of messages: each status reads at most
+    `scan` rows, newest first, along ix_outbox_due (status, next_attempt_at_ms: when a failed
+    or suppressed message was last due, when a dropped one was dropped, when a deferred one is
+    decided again). `complete` is false when that bound was reached: the counts are then those
+    of the newest `scan` rows of every workspace's of that status, a lower bound."""
+    m = sql.mark(conn)
+    out: dict[str, dict[str, Any]] = {}
+    for status, column in EXPLAINED:
+        rows = conn.exec_driver_sql(
+            f"SELECT workspace_id, {column} FROM outbox WHERE status = {m} AND next_attempt_at_ms >= {m}"
+            f" ORDER BY next_attempt_at_ms DESC LIMIT {m}",
+            (status, since_ms, scan),
+        ).all()
+        counts: dict[str, int] = {}
+        for row in rows:
+            if row[0] == workspace_id:
+                why = row[1] or ""
+                counts[why] = counts.get(why, 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        out[status] = {
+            "total": sum(counts.values()),
+            "complete": len(rows) < scan,
+            "reasons": [{"why": why, "count": n} for why, n in ranked[:top]],
+            "other": sum(n for _, n in ranked[top:]),
+        }
+    return out

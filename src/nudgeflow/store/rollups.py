@@ -991,3 +991,37 @@ def experiment_arms(
 
 def _arm_number(name: str, value: Any) -> float | int:
     return float(value or 0) if name in ARM_SUMS else int(value or 0)
+
+
+CHANNEL_DAY_VALUES = ("sent", "delivered", "conversions", "revenue", "attributed_conversions", "attributed_revenue")
+
+
+def read_channel_days(
+    conn: Connection, workspace_id: str, *, from_day: int | None = None, to_day: int | None = None
+) -> list[dict[str, Any]]:
+    """The workspace's journeys summed per (UTC day, channel), in that order: what the console's
+    overview charts. Messages' rows carry their channel (sent, delivered, attributed
+    conversions and revenue, on the day sent); runs' rows have channel '' (conversions and
+    revenue of treated runs, on the day they entered). The arms' rows and the workspace's
+    rows of no journey are left out, as `read` leaves them."""
+    m = sql.mark(conn)
+    where, params = _days(
+        m,
+        f"workspace_id = {m} AND journey_id <> {m} AND NOT (step <> {m} AND channel = {m})",
+        [workspace_id, WORKSPACE_ROW, "", ""],
+        from_day,
+        to_day,
+    )
+    sums = ", ".join(f"SUM({c})" for c in CHANNEL_DAY_VALUES)
+    rows = conn.exec_driver_sql(
+        f"SELECT day, channel, {sums} FROM report_rollups WHERE {where} GROUP BY day, channel ORDER BY day, channel",
+        tuple(params),
+    ).all()
+    return [
+        {
+            "day": int(row[0]),
+            "channel": row[1],
+            **{name: _number(name, value) for name, value in zip(CHANNEL_DAY_VALUES, row[2:], strict=True)},
+        }
+        for row in rows
+    ]
