@@ -1,0 +1,49 @@
+"""What the overview, report and settings pages' tests share: rollup rows written through the
+store's own writer, and numbers read back from a page's cells."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from typing import Any
+
+from nudgeflow.store import rollups
+
+
+def write_rollups(state: Any, rows: list[tuple[rollups.Dims, dict[str, float]]]) -> None:
+    rollup = rollups.Rollup()
+    for dims, deltas in rows:
+        rollup.add(dims, **deltas)
+    with state.engine.begin() as conn:
+        rollup.write(conn)
+
+
+def number(text: str) -> float:
+    text = text.strip().replace(",", "").replace("\u2009", "")
+    return 0.0 if text in ("", "\u2013") else float(text)  # an en dash: no value
+
+
+def row_html(page: str, attribute: str, value: str) -> str:
+    """The <tr> (or element) of `page` whose `attribute` is `value`."""
+    found = re.search(rf'<(tr|article|p)[^>]*{attribute}="{re.escape(value)}"[^>]*>(.*?)</\1>', page, re.S)
+    assert found, f"no element with {attribute}={value!r} in the page"
+    return found.group(2)
+
+
+def metric(fragment: str, name: str) -> float:
+    found = re.search(rf'data-metric="{name}"[^>]*>([^<]*)<', fragment)
+    assert found, f"no data-metric={name!r} in {fragment[:300]!r}"
+    return number(found.group(1))
+
+
+def text_of(fragment: str) -> str:
+    """The text of an HTML fragment, tags removed, entities decoded, spaces folded."""
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def inside(page: str, testid: str) -> str:
+    """The content of the first element whose data-testid is `testid` (up to its closing tag:
+    for elements that hold no element of their own name)."""
+    found = re.search(rf'<(\w+)[^>]*data-testid="{re.escape(testid)}"[^>]*>(.*?)</\1>', page, re.S)
+    assert found, f"no element with data-testid={testid!r} in the page"
+    return found.group(2)
