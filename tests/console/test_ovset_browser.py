@@ -4,21 +4,51 @@ document and applies a good one; the email form saves and shows the password mas
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.console.ovset_support import write_rollups
 from tests.console.test_report_page import JOURNEY, publish
 
+from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK
+from nudgeflow.store import rollups
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 
 SETTINGS = ("/settings/email", "/settings/push", "/settings/workspace", "/settings/policies", "/settings/keys")
 
 
 @pytest.fixture(scope="module")
 def journey(console_app: Any) -> str:
+    """A published journey with a month of counts: something for the charts to draw."""
+    jid = "browser-report"
     with console_app.admin() as admin:
-        publish(admin, {**JOURNEY, "id": "browser-report"})
-    return "browser-report"
+        publish(admin, {**JOURNEY, "id": jid})
+    today = rollups.day_of(to_ms(console_app.clock.now()))
+    rows: list[tuple[rollups.Dims, dict[str, float]]] = []
+    for back in range(30):
+        day, wave = today - back, 1 + (back * 7) % 5
+        ws = console_app.workspace_id
+        rows += [
+            ((ws, jid, 1, "", "", "", day), {"entered": 40 * wave, "conversions": 3 * wave, "revenue": 45.0 * wave}),
+            ((ws, jid, 1, "offer", "a", "email", day), {"sent": 20 * wave, "delivered": 19 * wave, "opens": 6 * wave}),
+            ((ws, jid, 1, "offer", "b", "email", day), {"sent": 20 * wave, "delivered": 18 * wave, "opens": 5 * wave}),
+            ((ws, jid, 1, "nudge", "", "push", day), {"sent": 15 * wave, "delivered": 14 * wave, "opens": 2 * wave}),
+            ((ws, jid, 1, "offer", "a", "", day), {"arm_runs": 20 * wave, "arm_conversions": 2 * wave}),
+            ((ws, jid, 1, "offer", "b", "", day), {"arm_runs": 20 * wave, "arm_conversions": wave}),
+        ]
+    write_rollups(console_app.state, rows)
+    return jid
+
+
+def screenshot(page: Any, name: str) -> None:
+    """docs/console/<name>.png, when NUDGEFLOW_CONSOLE_SCREENSHOTS=1 (docs/console.md shows them)."""
+    if os.environ.get("NUDGEFLOW_CONSOLE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def watch_errors(page: Any) -> list[str]:
@@ -37,17 +67,20 @@ def watch_errors(page: Any) -> list[str]:
 def test_each_page_renders(console_page: Any, journey: str) -> None:
     page = console_page("viewer")
     errors = watch_errors(page)
-    for url, heading in [
-        ("/", "Overview"),
-        ("/?days=90", "Overview"),
-        (f"/journeys/{journey}/report", f"Report: {journey}"),
-        *((url, "Settings") for url in SETTINGS),
+    for url, heading, shot in [
+        ("/?days=90", "Overview", ""),
+        ("/", "Overview", "overview"),
+        (f"/journeys/{journey}/report", f"Report: {journey}", "journey-report"),
+        *((url, "Settings", "settings-" + url.rsplit("/", 1)[1]) for url in SETTINGS),
     ]:
         response = page.goto(url)
         assert response is not None and response.status == 200, url
         assert page.locator("h1").first.inner_text() == heading, url
+        if shot:
+            screenshot(page, shot)
     page.goto("/")
     assert page.get_by_test_id("overview-channels").is_visible()
+    assert page.locator("svg polyline").count() >= 6  # the charts drew lines
     assert errors == []
 
 

@@ -92,8 +92,10 @@ def test_the_email_form_sends_back_the_masks_and_keeps_the_secrets(
     assert stored is not None and stored.password == SMTP_PASSWORD and stored.from_address == "hello@example.com"
     assert stored.dkim_private_key and "PRIVATE KEY" in stored.dkim_private_key
     assert 'value="hello@example.com"' in client.get("/settings/email").text
-    # An editor may look, not change a secret (the admin API's rule, not the page's).
+    # An editor may look, not change a secret: the API refuses, the page greys its form out.
     assert signed_in("editor").put("/api/settings/smtp", json=form).status_code == 403
+    as_editor = signed_in("editor").get("/settings/email").text
+    assert 'data-testid="read-only"' in as_editor and '<fieldset class="nf-plain" disabled>' in as_editor
 
 
 def test_policies_are_shown_as_applied_and_a_bad_document_is_refused(signed_in: Any) -> None:

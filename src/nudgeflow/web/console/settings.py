@@ -35,6 +35,9 @@ SECTIONS = (
     ("policies", "Send policies"),
     ("keys", "Write keys"),
 )
+# The role the admin API asks of a change on each page (web/access.py: secrets and keys are
+# an admin's). The page only greys out its forms for the others; the API refuses them.
+CHANGED_BY = {"email": "admin", "push": "admin", "workspace": "editor", "policies": "editor", "keys": "admin"}
 # What a workspace with no policies is shown to start from: every section, commented.
 EMPTY_POLICIES = """\
 # Send policies (docs/policies.md): nothing is capped, deferred or dropped until you apply some.
@@ -103,7 +106,16 @@ def router() -> APIRouter:
 
     def show(request: Request, user: Any, section: str, view: dict[str, Any]) -> HTMLResponse:
         title = dict(SECTIONS)[section]
-        return page(request, user, f"settings/{section}.html", title=title, sections=SECTIONS, section=section, **view)
+        return page(
+            request,
+            user,
+            f"settings/{section}.html",
+            title=title,
+            sections=SECTIONS,
+            section=section,
+            changed_by=CHANGED_BY[section],
+            **view,
+        )
 
     @pages.get("/settings", name="console_settings", include_in_schema=False)
     def settings_index(user: Viewer) -> RedirectResponse:
