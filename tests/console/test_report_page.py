@@ -88,8 +88,15 @@ def seeded(console_app: Any) -> int:
             (at(today - 2, "nudge", "", "push"), {"sent": 700, "delivered": 650, "opens": 70, "unsubscribes": 3}),
             (at(today - 10, "nudge", "", "push"), {"sent": 50, "delivered": 50}),
             # The arms: 1,000 runs against 500 on equal weights, a sample ratio no split makes.
-            (at(today, "offer", "a"), {"arm_runs": 1000, "arm_conversions": 60, "arm_revenue": 600.0}),
-            (at(today, "offer", "b"), {"arm_runs": 500, "arm_conversions": 30, "arm_revenue": 300.0}),
+            # And b's unsubscribes far above a's: a guardrail breach.
+            (
+                at(today, "offer", "a"),
+                {"arm_runs": 1000, "arm_conversions": 60, "arm_revenue": 600.0, "arm_unsubscribes": 2},
+            ),
+            (
+                at(today, "offer", "b"),
+                {"arm_runs": 500, "arm_conversions": 30, "arm_revenue": 300.0, "arm_unsubscribes": 60},
+            ),
         ],
     )
     return today
@@ -125,6 +132,8 @@ def test_the_report_page_shows_what_the_api_reports(seeded: int, signed_in: Any)
     assert experiment["sample_ratio"]["reason"] in warning
     call = text_of(inside(section, "winner-call"))
     assert call.lower() == text_of(experiment["winner"]["reason"]).lower() and call.lower().startswith("no winner yet")
+    (breach,) = experiment["guardrail_breaches"]
+    assert breach["arm"] == "b" and text_of(inside(section, "guardrail-breach")) == f"Guardrail: {breach['reason']}"
     assert page.count("<polyline") >= 2
 
 
