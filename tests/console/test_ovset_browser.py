@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.console.ovset_support import write_rollups
-from tests.console.test_report_page import JOURNEY, publish
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK
 from nudgeflow.store import rollups
+from tests.console.ovset_support import write_rollups
+from tests.console.test_report_page import JOURNEY, publish
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 

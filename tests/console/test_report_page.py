@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.console.ovset_support import inside, metric, row_html, text_of, write_rollups
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import rollups
+from tests.console.ovset_support import inside, metric, row_html, text_of, write_rollups
 
 JOURNEY = {
     "id": "rep-offer",

@@ -14,7 +14,12 @@ import importlib
 from fastapi import APIRouter
 
 # The page modules, by name under nudgeflow.web.console: a helper adding an area adds its line.
-PAGE_MODULES: list[str] = ["people"]
+PAGE_MODULES: list[str] = [
+    "overview",  # /
+    "reports",  # /journeys/{id}/report
+    "settings",  # /settings/...
+    "people",  # /people, /people/{ref}
+]
 
 
 def console_router() -> APIRouter:
