@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from pathlib import Path
 from typing import Any
 
 from nudgeflow.store import rollups
@@ -47,3 +48,14 @@ def inside(page: str, testid: str) -> str:
     found = re.search(rf'<(\w+)[^>]*data-testid="{re.escape(testid)}"[^>]*>(.*?)</\1>', page, re.S)
     assert found, f"no element with data-testid={testid!r} in the page"
     return found.group(2)
+
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page as loaded (evaluated through the
+    DevTools protocol, which the page's Content-Security-Policy does not govern)."""
+    page.evaluate(AXE.read_text() + "\n;true")
+    found = page.evaluate("async () => (await axe.run(document)).violations")
+    return [f"{v['id']}: {v['help']}" for v in found if v["impact"] in ("serious", "critical")]

@@ -1,6 +1,7 @@
 """The overview, a journey's report and the settings pages in headless Chromium: each renders
-with no script error; the policies editor shows the server's validation error for a bad
-document and applies a good one; the email form saves and shows the password masked."""
+with no script error and no serious or critical axe-core violation; the policies editor shows
+the server's validation error for a bad document and applies a good one; the email form saves
+and shows the password masked."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK
 from nudgeflow.store import rollups
-from tests.console.ovset_support import write_rollups
+from tests.console.ovset_support import serious_violations, write_rollups
 from tests.console.test_report_page import JOURNEY, publish
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
@@ -67,17 +68,20 @@ def watch_errors(page: Any) -> list[str]:
 def test_each_page_renders(console_page: Any, journey: str) -> None:
     page = console_page("viewer")
     errors = watch_errors(page)
-    for url, heading, shot in [
-        ("/?days=90", "Overview", ""),
-        ("/", "Overview", "overview"),
-        (f"/journeys/{journey}/report", f"Report: {journey}", "journey-report"),
-        *((url, "Settings", "settings-" + url.rsplit("/", 1)[1]) for url in SETTINGS),
+    shots = {"/": "overview", f"/journeys/{journey}/report": "journey-report"}
+    shots |= {"/settings/email": "settings-email", "/settings/policies": "settings-policies"}
+    for url, heading in [
+        ("/?days=90", "Overview"),
+        ("/", "Overview"),
+        (f"/journeys/{journey}/report", f"Report: {journey}"),
+        *((url, "Settings") for url in SETTINGS),
     ]:
         response = page.goto(url)
         assert response is not None and response.status == 200, url
         assert page.locator("h1").first.inner_text() == heading, url
-        if shot:
-            screenshot(page, shot)
+        assert serious_violations(page) == [], url
+        if url in shots:
+            screenshot(page, shots[url])
     page.goto("/")
     assert page.get_by_test_id("overview-channels").is_visible()
     assert page.locator("svg polyline").count() >= 6  # the charts drew lines
