@@ -23,14 +23,15 @@ from nudgeflow.store.groups import refresh_group_traits
 from nudgeflow.store.journeys import load_catalog
 from nudgeflow.store.profiles import id_and_user
 
-_TIMES = ("since_ms", "latest_at")  # the `seen` entries that are instants (ms): shown as ISO 8601
+# The `seen` entries that are instants (ms), shown as ISO 8601 under these names.
+_TIMES = {"since_ms": "counted_since", "latest_at": "latest_at"}
 
 
 def _seen(seen: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in seen.items():
         if key in _TIMES:
-            out[key.removesuffix("_ms")] = iso(value, milliseconds=False) if isinstance(value, int) else None
+            out[_TIMES[key]] = iso(value, milliseconds=False) if isinstance(value, int) else None
         else:
             out[key] = value
     return out

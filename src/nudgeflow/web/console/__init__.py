@@ -19,6 +19,8 @@ PAGE_MODULES: list[str] = [
     "reports",  # /journeys/{id}/report
     "settings",  # /settings/...
     "people",  # /people, /people/{ref}
+    "message_templates",  # /templates, /templates/{name}
+    "segments",  # /segments, /segments/{id}
 ]
 
 
