@@ -53,6 +53,19 @@ def console_app() -> Iterator[ConsoleApp]:
 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+
+
+def _serious(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page, in words. Evaluated through
+    Playwright (the DevTools protocol, which the console's CSP does not govern)."""
+    page.evaluate(AXE.read_text() + "\n;true")
+    found = page.evaluate(
+        """async () => (await axe.run(document, { resultTypes: ["violations"] })).violations
+          .filter((v) => v.impact === "serious" || v.impact === "critical")
+          .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)"""
+    )
+    return list(found)
 
 
 def _screenshot(page: Any, name: str) -> None:
@@ -90,6 +103,7 @@ def test_editing_a_template_changes_the_preview_and_errors_show_where(console_pa
         "t => document.querySelector('[data-testid=preview-subject]').textContent === t", arg=f"Hello {FIRST_NAME}!"
     )
     _screenshot(page, "template-editor")
+    assert _serious(page) == []
 
     _replace_body(page, "<mjml><mj-body><mj-text>\nline two {{ profile. }}\n</mj-text></mj-body></mjml>")
     error = page.get_by_test_id("preview-error")
@@ -119,6 +133,7 @@ def test_push_preview_shows_each_platform_and_the_4kb_check(console_page: Callab
     assert len(titles["ios"]) <= 50 < len(titles["android"]) <= 65
     assert page.get_by_test_id("push-android").locator(".nf-push-body").inner_text() == "Your cart is waiting"
     _screenshot(page, "template-push")
+    assert _serious(page) == []
 
 
 def test_a_segments_members_and_why_panel(console_page: Callable[[str], Any]) -> None:
@@ -135,3 +150,7 @@ def test_a_segments_members_and_why_panel(console_page: Callable[[str], Any]) ->
     assert panel.locator('[data-path="when.all[0]"]').get_attribute("data-holds") == "false"
     assert "is not in this segment" in panel.inner_text()
     _screenshot(page, "segment")
+    assert _serious(page) == []
+    for path in ("/templates", "/segments"):
+        page.goto(path)
+        assert _serious(page) == [], path

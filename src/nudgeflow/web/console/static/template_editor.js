@@ -69,6 +69,9 @@
           cm.liquid(), // Liquid over HTML: MJML's tags are highlighted as HTML's
           cm.lintGutter(),
           cm.EditorView.lineWrapping,
+          // No tint behind the line being edited: the highlighted tags' green keeps its
+          // contrast with the text's background (WCAG AA, checked by axe in the tests).
+          cm.EditorView.theme({ ".cm-activeLine": { backgroundColor: "transparent" } }),
           cm.EditorState.readOnly.of(!data.can_edit),
           cm.EditorView.contentAttributes.of({ "aria-label": textarea.labels[0] ? textarea.labels[0].textContent : part }),
           cm.EditorView.updateListener.of((u) => {
