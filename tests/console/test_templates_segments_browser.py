@@ -91,6 +91,18 @@ def test_editing_a_template_changes_the_preview_and_errors_show_where(console_pa
     assert page.get_by_test_id("preview-subject").inner_text() == f"Welcome, {FIRST_NAME}"
     assert page.get_by_test_id("editor-body").locator(".cm-content").is_visible()  # CodeMirror, not the textarea
 
+    # A real person's context (ada has no first_name: the template's default shows), then
+    # the sample again.
+    page.get_by_test_id("preview-person").fill("ada")
+    page.get_by_test_id("preview-person-choice").check()
+    desktop.get_by_text("Hi you").wait_for()
+    assert page.get_by_test_id("preview-subject").inner_text() == "Welcome, friend"
+    assert "the person's context" in page.get_by_test_id("preview-status").inner_text()
+    page.get_by_test_id("preview-person").fill("nobody-here")
+    page.get_by_test_id("preview-error").get_by_text("no person 'nobody-here' in this workspace").wait_for()
+    page.get_by_test_id("preview-sample").check()
+    desktop.get_by_text(f"Hi {FIRST_NAME}").wait_for()
+
     _replace_body(page, "<mjml><mj-body><mj-text>Changed for {{ profile.first_name }}</mj-text></mj-body></mjml>")
     desktop.get_by_text(f"Changed for {FIRST_NAME}").wait_for()
     page.frame_locator('[data-testid="preview-mobile"]').get_by_text(f"Changed for {FIRST_NAME}").wait_for()
