@@ -83,6 +83,7 @@ def test_why_did_or_didn_t_they_get_it(ada: Seeded, signed_in: Callable[[str], h
     assert "exited at 2027-01-15T08:09:00Z at step 'remind', reason 'converted'" in nudge
     reminder = text_of(viewer.get(f"/people/{ada.pid}", params={"journey": "cart", "template": "cart-reminder"}))
     assert "Yes: 1 message(s) of template 'cart-reminder' from journey 'cart' went out." in reminder
+    assert '<option value="cart" selected>' in viewer.get(f"/people/{ada.pid}", params={"journey": "cart"}).text
     unknown = text_of(viewer.get(f"/people/{ada.pid}", params={"journey": "nope"}))
     assert "There is no journey 'nope' in this workspace." in unknown
 

@@ -110,6 +110,7 @@ def test_journey_facts_gather_the_person_s_runs_and_messages_of_one_journey(
         facts = journey_facts(conn, wsid, seeded.pid, "cart")
         only = journey_facts(conn, wsid, seeded.pid, "cart", template="cart-nudge")
         assert person_timeline.journeys_of_person(conn, wsid, seeded.pid) == ["cart", "welcome"]
+        assert person_timeline.journey_ids(conn, wsid) == []  # the seed stores no journey documents
     assert facts.status is None  # no journey document stored by this seed: explain says so
     assert [r["id"] for r in facts.runs] == [seeded.run]
     assert [m["template"] for m in facts.messages] == ["cart-nudge", "cart-reminder"]

@@ -512,6 +512,12 @@ def journey_facts(
     )
 
 
+def journey_ids(conn: Connection, workspace_id: str, limit: int = 1000) -> list[str]:
+    """The workspace's journey ids, by id (what the "why" form offers besides the person's own)."""
+    j = journeys.c
+    return list(conn.execute(select(j.id).where(j.workspace_id == workspace_id).order_by(j.id).limit(limit)).scalars())
+
+
 def journeys_of_person(conn: Connection, workspace_id: str, profile_id: str) -> list[str]:
     """The journeys the person has runs or messages in (what the page offers to ask about)."""
     ids = person_ids(conn, workspace_id, profile_id)

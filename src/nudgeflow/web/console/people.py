@@ -18,10 +18,16 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse
 
 from nudgeflow.core.person_why import explain, reason_words
-from nudgeflow.store import journeys as journey_store
 from nudgeflow.store.console_users import ADMIN
 from nudgeflow.store.people_search import search_people
-from nudgeflow.store.person_timeline import BadCursor, journey_facts, journeys_of_person, person_card, timeline
+from nudgeflow.store.person_timeline import (
+    BadCursor,
+    journey_facts,
+    journey_ids,
+    journeys_of_person,
+    person_card,
+    timeline,
+)
 from nudgeflow.store.privacy import person_ids
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.web.admin import reject_nul
@@ -87,7 +93,7 @@ def router() -> APIRouter:
             except BadCursor as exc:
                 return page(request, user, "people/missing.html", title="Bad page", status_code=400, error=str(exc))
             own = journeys_of_person(conn, user.workspace_id, profile_id)
-            every = [j["id"] for j in journey_store.list_journeys(conn, user.workspace_id)]
+            every = journey_ids(conn, user.workspace_id)
             why = None
             chosen = (journey or "").strip() or None
             if chosen is not None:
