@@ -57,6 +57,12 @@ def test_the_list_is_paged_and_the_editor_shows_a_version(
     assert viewer.get("/templates/nope!").status_code == 404
     assert viewer.get("/templates/bulk-0001", params={"version": 7}).status_code == 404
     assert viewer.get("/templates", params={"limit": 0}).status_code == 422
+    # The "open or start" form: to the editor of that name, new or not; a bad name is said.
+    opened = viewer.get("/templates", params={"open": "spring sale", "channel": "push"})
+    assert opened.status_code == 422 and "template name" in opened.text
+    opened = viewer.get("/templates", params={"open": "spring-sale", "channel": "push"})
+    assert opened.status_code == 303 and opened.headers["location"] == "/templates/spring-sale?channel=push"
+    assert _data(viewer.get(opened.headers["location"]).text)["channel"] == "push"
 
 
 def test_an_editor_saves_through_the_api_and_compares_versions(

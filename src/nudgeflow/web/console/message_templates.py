@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import difflib
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import yaml
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 
 from nudgeflow.model.iso_time import iso
@@ -96,10 +97,32 @@ def router() -> APIRouter:
         state: State,
         after: Annotated[str, Query(max_length=200)] = "",
         limit: Annotated[int, Query(ge=1, le=store.MAX_PAGE)] = PAGE_SIZE,
-    ) -> HTMLResponse:
+        open_: Annotated[str, Query(alias="open", max_length=200)] = "",
+        channel: Annotated[str, Query(pattern="^(email|push)$")] = "email",
+    ) -> Response:
+        """`?open=NAME&channel=…` (the "new or existing template" form) goes to its editor."""
+        name = open_.strip()
+        problem = None
+        if name:
+            try:
+                store.check_name(name)
+                return RedirectResponse(f"/templates/{quote(name)}?channel={channel}", status_code=303)
+            except store.TemplateStoreError as exc:
+                problem = str(exc)
         with state.engine.connect() as conn:
             listed = _list(conn, user.workspace_id, after, limit)
-        return page(request, user, "message_templates/list.html", title="Templates", after=after, limit=limit, **listed)
+        return page(
+            request,
+            user,
+            "message_templates/list.html",
+            title="Templates",
+            after=after,
+            limit=limit,
+            problem=problem,
+            open_name=name,
+            status_code=422 if problem else 200,
+            **listed,
+        )
 
     @r.get("/templates/{name}", response_class=HTMLResponse, include_in_schema=False)
     def template_page(
