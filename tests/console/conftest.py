@@ -89,7 +89,7 @@ def console_page(browser: Any, console_app: ConsoleApp) -> Iterator[Callable[[st
             ]
         finally:
             client.close()
-        context = browser.new_context(base_url=console_app.url)
+        context = browser.new_context(base_url=console_app.url, viewport={"width": 1280, "height": 800})
         context.add_cookies(cookies)
         contexts.append(context)
         return context.new_page()

@@ -3,8 +3,10 @@ workspace, one user per role), signing in over HTTP, and the pages' CSRF token."
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -108,3 +110,25 @@ def console_pages(app: Any) -> list[str]:
         if method == "GET" and calls & {"console_viewer", "console_editor", "console_admin"}:
             pages.append(re.sub(r"\{[^}]+\}", "x", path))
     return pages
+
+
+# docs/console.md's pictures: taken by the browser tests only when NUDGEFLOW_CONSOLE_SCREENSHOTS=1
+# (`python -m tests.console.screenshots` runs them so).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save the page as docs/console/<name>.png, when screenshots are asked for."""
+    if os.environ.get("NUDGEFLOW_CONSOLE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        file = name if name.endswith(".png") else f"{name}.png"
+        page.screenshot(path=str(SCREENSHOTS / file), full_page=True)
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page as loaded (injected through
+    the DevTools protocol, which the page's Content-Security-Policy does not govern)."""
+    page.evaluate(AXE.read_text() + "\n;true")
+    found = page.evaluate("async () => (await axe.run(document)).violations")
+    return [f"{v['id']}: {v['help']}" for v in found if v["impact"] in ("serious", "critical")]

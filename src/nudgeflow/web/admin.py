@@ -15,6 +15,7 @@ from nudgeflow.store import outbox
 from nudgeflow.store import profiles as profile_store
 from nudgeflow.store.privacy import erase_person, export_person, person_ids
 from nudgeflow.store.workspaces import ADMIN
+from nudgeflow.web import audit
 from nudgeflow.web.access import SESSION_COOKIE, check_session_request, console_session, token_actor
 from nudgeflow.web.state import AppState, State
 
@@ -50,6 +51,7 @@ def admin_workspace(request: Request, state: State) -> str:
         check_session_request(request, user)
         request.state.actor = user.actor
         reject_nul(request)
+        audit.begin(request, state, user.workspace_id, user.actor)
         return user.workspace_id
     token = bearer_token(header)
     if token is None:
@@ -59,6 +61,7 @@ def admin_workspace(request: Request, state: State) -> str:
         raise HTTPException(401, "unknown admin token")
     request.state.actor = token_actor(token)
     reject_nul(request)  # after the token: an unauthenticated caller learns nothing but 401
+    audit.begin(request, state, workspace_id, request.state.actor)
     return workspace_id
 
 

@@ -333,5 +333,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, 503)
 
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    from nudgeflow.web.audit import AuditMiddleware  # every successful admin API change, in the audit log
+
+    app.add_middleware(AuditMiddleware, state=state)
     app.add_middleware(_Timing, metrics=metrics, log_requests=settings.log_requests)
     return app

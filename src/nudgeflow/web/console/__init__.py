@@ -21,6 +21,8 @@ PAGE_MODULES: list[str] = [
     "people",  # /people, /people/{ref}
     "message_templates",  # /templates, /templates/{name}
     "segments",  # /segments, /segments/{id}
+    "users",  # /users, /api/console/users
+    "audit",  # /audit
 ]
 
 

@@ -17,10 +17,10 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.store import console_sessions
+from nudgeflow.store import audit_log, console_sessions
 from nudgeflow.store import console_users as user_store
 from nudgeflow.store.workspaces import ADMIN, key_digest
-from nudgeflow.web.access import SESSION_COOKIE, console_session
+from nudgeflow.web.access import SESSION_COOKIE, console_session, token_actor
 from nudgeflow.web.console.render import page
 from nudgeflow.web.state import AppState, State
 
@@ -189,6 +189,7 @@ def sign_in_router() -> APIRouter:
                 new = console_sessions.open_session(
                     conn, workspace_id, now, admin_key_hash=key_digest(token), admin_key_hint=token[:8]
                 )
+                audit_log.record(conn, workspace_id, token_actor(token), "sign-in", "/sign-in", None, None, now)
             return signed_in(request, state, new, next_path)
         with state.engine.connect() as conn:
             candidates = user_store.users_by_email(conn, email)
@@ -220,6 +221,7 @@ def sign_in_router() -> APIRouter:
             )
         with state.engine.begin() as conn:
             new = console_sessions.open_session(conn, matching[0].workspace_id, now, user_id=matching[0].id)
+            audit_log.record(conn, matching[0].workspace_id, matching[0].email, "sign-in", "/sign-in", None, None, now)
         return signed_in(request, state, new, next_path)
 
     @router.get("/sign-out")
@@ -242,8 +244,10 @@ def sign_in_router() -> APIRouter:
                     status_code=403,
                     error="The form expired. Please try again.",
                 )
+            now = to_ms(state.clock.now())
             with state.engine.begin() as conn:
-                console_sessions.revoke_session(conn, request.cookies.get(SESSION_COOKIE, ""), to_ms(state.clock.now()))
+                console_sessions.revoke_session(conn, request.cookies.get(SESSION_COOKIE, ""), now)
+                audit_log.record(conn, user.workspace_id, user.actor, "sign-out", "/sign-out", None, None, now)
         response = RedirectResponse("/sign-in", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -1,0 +1,201 @@
+"""The audit log's writer: every successful change through the admin API, by a token or a
+console session, is recorded with who made it (request.state.actor), what (the method and
+route), on what (the path), when (the app's clock), and for documents (journeys, templates,
+segments, policies, settings, console users) the document before and after, as the API
+shows it: secrets masked.
+
+admin_workspace (web/admin.py) calls `begin` once it knows the caller: the document is read
+before the route runs. AuditMiddleware records the entry when the answer is a success
+(status below 400), reading the document again; a refused or failed request records nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nudgeflow.core.clock import to_ms
+from nudgeflow.store import audit_log
+from nudgeflow.web.access import READ_ONLY, SAFE_METHODS, route_template
+from nudgeflow.web.state import AppState
+
+log = logging.getLogger("nudgeflow.web.audit")
+
+Reader = Callable[[Connection, str, dict[str, str]], Any]
+
+
+def _journey(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store.journeys import get_journey
+
+    found = get_journey(conn, workspace_id, params["journey_id"])
+    return None if found is None else {k: found[k] for k in ("status", "live_version", "draft") if k in found}
+
+
+def _template(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store.templates import get_template
+
+    found = get_template(conn, workspace_id, params["name"])
+    return None if found is None else {k: found[k] for k in ("channel", "current_version", "source")}
+
+
+def _segment(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store.segments import get_segment
+
+    found = get_segment(conn, workspace_id, params["segment_id"])
+    keep = ("status", "live_version", "draft", "definition")
+    return None if found is None else {k: found[k] for k in keep if k in found}
+
+
+def _policies(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store.policies import get
+
+    found = get(conn, workspace_id)
+    return None if found is None else {"version": found.version, "source": found.source}
+
+
+def _settings(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store.workspace_settings import show_settings
+
+    shown = show_settings(conn, workspace_id)  # secrets masked
+    return {name: key["value"] for name, key in shown["keys"].items() if key["set"]}
+
+
+def _smtp(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store.workspace_settings import smtp_settings_masked
+
+    return smtp_settings_masked(conn, workspace_id)
+
+
+def _webhooks(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store import webhook_destinations
+
+    try:
+        return webhook_destinations.load(conn, workspace_id).masked()
+    except Exception:  # a document that does not parse: the entry says so rather than failing
+        return {"unreadable": True}
+
+
+def _console_user(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    from nudgeflow.store.console_users import get_user
+
+    found = get_user(conn, workspace_id, params["user_id"])
+    return None if found is None else {"email": found.email, "role": found.role, "disabled": found.disabled}
+
+
+# The documents of routes, by the route's path template (or its start, for the routes under
+# a document: /api/journeys/{journey_id}/publish reads the journey).
+DOCUMENTS: tuple[tuple[str, Reader], ...] = (
+    ("/api/journeys/{journey_id}", _journey),
+    ("/api/templates/{name}", _template),
+    ("/api/segments/{segment_id}", _segment),
+    ("/api/policies", _policies),
+    ("/api/settings/smtp", _smtp),
+    ("/api/settings/webhooks", _webhooks),
+    ("/api/console/users/{user_id}", _console_user),
+    ("/api/settings", _settings),
+)
+
+
+def document_reader(template: str) -> Reader | None:
+    for start, reader in DOCUMENTS:
+        if template == start or template.startswith(start + "/"):
+            return reader
+    return None
+
+
+def audited(method: str, template: str) -> bool:
+    """Whether a request is a change the log records: not a read, nor a POST that only computes."""
+    return method not in SAFE_METHODS and (method, template) not in READ_ONLY
+
+
+def target_of(request: Request) -> str:
+    """The path changed. A person's ref (a userId, an email…) is kept as a digest: the log
+    outlives an erasure, and must not keep who was erased in clear."""
+    path = request.url.path
+    ref = request.path_params.get("ref")
+    if isinstance(ref, str) and ref:
+        digest = hashlib.sha256(ref.encode()).hexdigest()[:16]
+        path = path.replace(ref, f"person:{digest}", 1)
+    return path
+
+
+@dataclass
+class Pending:
+    """A change under way: recorded when its answer is a success."""
+
+    workspace_id: str
+    actor: str
+    action: str
+    target: str
+    params: dict[str, str]
+    reader: Reader | None
+    before: Any
+
+
+def begin(request: Request, state: AppState, workspace_id: str, actor: str) -> None:
+    """Called by admin_workspace once the caller may make the request: note it, and read the
+    document before the route changes it."""
+    method = request.method
+    template = route_template(request)
+    if not audited(method, template):
+        return
+    params = {k: str(v) for k, v in request.path_params.items()}
+    reader = document_reader(template)
+    before = None
+    if reader is not None:
+        with state.engine.connect() as conn:
+            before = reader(conn, workspace_id, params)
+    request.state.audit = Pending(
+        workspace_id, actor, f"{method} {template}", target_of(request), params, reader, before
+    )
+
+
+def record_now(state: AppState, pending: Pending) -> None:
+    with state.engine.begin() as conn:
+        after = pending.reader(conn, pending.workspace_id, pending.params) if pending.reader else None
+        audit_log.record(
+            conn,
+            pending.workspace_id,
+            pending.actor,
+            pending.action,
+            pending.target,
+            pending.before,
+            after,
+            to_ms(state.clock.now()),
+        )
+
+
+class AuditMiddleware:
+    """Records the change a request noted (request.state.audit) once its answer is a success,
+    before the answer goes out: a client that saw the success finds the entry."""
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        # The request's state lives in this dict, whatever copies of the scope the routers make.
+        noted: dict[str, Any] = scope.setdefault("state", {})
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                pending = noted.pop("audit", None)
+                if isinstance(pending, Pending):
+                    try:
+                        await run_in_threadpool(record_now, self.state, pending)
+                    except Exception:  # the change is made: say the entry is missing, do not hide the change
+                        log.exception("audit entry not recorded", extra={"action": pending.action})
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
