@@ -1,7 +1,7 @@
 """The overview, a journey's report and the settings pages in headless Chromium: each renders
 with no script error and no serious or critical axe-core violation; the policies editor shows
-the server's validation error for a bad document and applies a good one; the email form saves
-and shows the password masked."""
+the server's validation error for a bad document and applies a good one; the email and APNs
+forms save and show their secrets masked."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK
 from nudgeflow.store import rollups
+from tests.channels.push_servers import p8_pem
 from tests.console.ovset_support import serious_violations, write_rollups
 from tests.console.test_report_page import JOURNEY, publish
 
@@ -118,3 +120,29 @@ def test_the_email_form_saves_and_shows_the_password_masked(console_page: Any) -
     url = page.get_by_test_id("smtp-form").locator('input[name="url"]').input_value()
     assert url == f"smtp://mailer:{MASK}@smtp.example.org:2525"
     assert "browser-Secret-77" not in page.content()
+
+
+def test_the_apns_form_saves_and_keeps_the_key_masked(console_page: Any) -> None:
+    pem = p8_pem(ec.generate_private_key(ec.SECP256R1()))
+    page = console_page("admin")
+    page.goto("/settings/push")
+    form = page.get_by_test_id("apns-form")
+    form.locator('input[name="team_id"]').fill("TEAM123456")
+    form.locator('input[name="key_id"]').fill("KEY7654321")
+    form.locator('textarea[name="private_key"]').fill(pem)
+    form.locator('input[name="topic"]').fill("com.example.shop")
+    form.locator('input[name="sandbox"]').check()
+    form.locator("button[type=submit]").click()
+    form.locator(".nf-result").filter(has_text="Saved.").wait_for()
+    page.reload()
+    assert page.get_by_test_id("apns-source").inner_text().startswith("The workspace's own credentials")
+    form = page.get_by_test_id("apns-form")
+    assert form.locator('textarea[name="private_key"]').input_value() == MASK
+    assert form.locator('input[name="sandbox"]').is_checked()
+    assert pem.splitlines()[1] not in page.content()
+    # Saved again as shown (the mask in the key's field): the stored key stays.
+    form.locator('input[name="topic"]').fill("com.example.app")
+    form.locator("button[type=submit]").click()
+    form.locator(".nf-result").filter(has_text="Saved.").wait_for()
+    page.reload()
+    assert "com.example.app" in page.get_by_test_id("apns-settings").inner_text()

@@ -9,16 +9,27 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK
 from nudgeflow.store import consent, vapid
 from nudgeflow.store import workspace_settings as settings_store
+from tests.channels.push_accounts import PROJECT, service_account
+from tests.channels.push_servers import p8_pem
 
 PAGES = ("/settings/email", "/settings/push", "/settings/workspace", "/settings/policies", "/settings/keys")
 # What the settings pages' scripts call (static/settings.js) and what the pages link to.
-FETCHED = ("/api/settings", "/api/settings/smtp", "/api/settings/webpush", "/api/policies", "/api/keys")
+FETCHED = (
+    "/api/settings",
+    "/api/settings/smtp",
+    "/api/settings/webpush",
+    "/api/settings/fcm",
+    "/api/settings/apns",
+    "/api/policies",
+    "/api/keys",
+)
+TOKEN_URI = "https://oauth2.example.com/token"
 SMTP_PASSWORD = "smtp-Secret-pw-4242"
 
 
@@ -31,7 +42,8 @@ def secrets(console_app: Any) -> list[str]:
         .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         .decode()
     )
-    fcm_key, apns_key = "fcm-PRIVATE-key-material-0001", "apns-PRIVATE-key-material-0002"
+    fcm_account = service_account(rsa.generate_private_key(public_exponent=65537, key_size=2048), TOKEN_URI)
+    apns_key = p8_pem(ec.generate_private_key(ec.SECP256R1()))
     with console_app.admin() as admin:
         smtp = {
             "url": f"smtp+starttls://mailer:{SMTP_PASSWORD}@smtp.example.com:587",
@@ -41,20 +53,19 @@ def secrets(console_app: Any) -> list[str]:
             "dkim_private_key": dkim,
         }
         assert admin.put("/api/settings/smtp", json=smtp).is_success
+        assert admin.put("/api/settings/fcm", json={"service_account": fcm_account}).is_success
+        apns = {"team_id": "TEAM1", "key_id": "KEY123", "private_key": apns_key, "topic": "com.example.shop"}
+        assert admin.put("/api/settings/apns", json=apns).is_success
         identity = admin.post("/api/identity/enable").json()
         write_key = admin.post("/api/keys", json={"kind": "server"}).json()["key"]
     now = to_ms(console_app.clock.now())
     with console_app.state.engine.begin() as conn:
-        settings_store.set_section(
-            conn, ws, "fcm", {"project_id": "shop-123", "service_account": {"private_key": fcm_key}}, now
-        )
-        settings_store.set_section(
-            conn, ws, "apns", {"key_id": "KEY123", "team_id": "TEAM1", "private_key": apns_key}, now
-        )
         tracking = consent.tracking_secret(conn, ws, now)
         keys = vapid.ensure_vapid_keys(conn, ws, now)
-    pem_lines = [line for line in dkim.splitlines() if not line.startswith("-----")]
-    return [SMTP_PASSWORD, fcm_key, apns_key, tracking, keys.private_key, write_key, identity["secret"], *pem_lines]
+    pem_lines = [
+        line for pem in (dkim, fcm_account["private_key"], apns_key) for line in pem.splitlines() if "-----" not in line
+    ]
+    return [SMTP_PASSWORD, tracking, keys.private_key, write_key, identity["secret"], *pem_lines]
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
@@ -68,7 +79,7 @@ def test_no_secret_reaches_a_page_or_what_a_page_fetches(secrets: list[str], sig
     email = client.get("/settings/email").text
     assert MASK in email and "smtp.example.com" in email
     push = client.get("/settings/push").text
-    assert MASK in push and "shop-123" in push and "KEY123" in push
+    assert MASK in push and PROJECT in push and "KEY123" in push and "com.example.shop" in push
 
 
 def test_the_email_form_sends_back_the_masks_and_keeps_the_secrets(

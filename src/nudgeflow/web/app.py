@@ -278,6 +278,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.web.push_settings_api import push_settings_router  # VAPID keys; /v1/push/vapid-public-key
 
     app.include_router(push_settings_router())
+    from nudgeflow.web.mobile_push_api import mobile_push_router  # FCM and APNs credentials
+
+    app.include_router(mobile_push_router())
     from nudgeflow.web.webhooks_api import webhooks_router  # the webhook step's destinations and secret
 
     app.include_router(webhooks_router())

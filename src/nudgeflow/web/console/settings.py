@@ -1,14 +1,16 @@
 """The console's settings pages (`/settings/...`): email (SMTP and DKIM), push (Web Push's
-VAPID key and contact; FCM and APNs shown), the workspace (public URL, link domains, topics),
-send policies (the policies.yaml document, edited and checked by the server) and write keys.
+VAPID key and contact, FCM and APNs credentials), the workspace (public URL, link domains,
+topics), send policies (the policies.yaml document, edited and checked by the server) and
+write keys.
 
-The pages read through the store's own functions, which mask every secret (the SMTP password,
-the DKIM key, the FCM service account, the APNs key, identity and tracking secrets): a secret
-never reaches the page, and nothing in it can ask for one. Every change goes through the
-existing admin API (/api/settings, /api/settings/smtp, /api/settings/webpush, /api/policies,
-/api/keys) from the page's script (static/settings.js), where roles and the CSRF token are
-checked; their answers are masked as well. A new write key is the one value shown, once, in
-the answer that made it (it is not kept: only its hint is)."""
+The pages read through the store's and push_config's own functions, which mask every secret
+(the SMTP password, the DKIM key, the FCM service account, the APNs key, identity and
+tracking secrets): a secret never reaches the page, and nothing in it can ask for one. Every
+change goes through the existing admin API (/api/settings, /api/settings/smtp,
+/api/settings/webpush, /api/settings/fcm, /api/settings/apns, /api/policies, /api/keys) from
+the page's script (static/settings.js), where roles and the CSRF token are checked; their
+answers are masked as well. A new write key is the one value shown, once, in the answer that
+made it (it is not kept: only its hint is)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import Connection
 
+from nudgeflow.channels import push_config, wiring
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.smtp_config import MASK, parse_smtp_url
+from nudgeflow.settings import Settings
 from nudgeflow.store import policies as policy_store
 from nudgeflow.store import vapid, workspaces
 from nudgeflow.store import workspace_settings as settings_store
@@ -59,15 +63,14 @@ def email_view(conn: Connection, workspace_id: str, default: Any) -> dict[str, A
     return {"smtp": smtp, "mask": MASK}
 
 
-def push_view(conn: Connection, workspace_id: str) -> dict[str, Any]:
+def push_view(conn: Connection, workspace_id: str, settings: Settings) -> dict[str, Any]:
     keys = vapid.get_vapid_keys(conn, workspace_id)
-    shown = settings_store.show_settings(conn, workspace_id)["sections"]
     return {
         "webpush": None if keys is None else {**keys.public_view(), "rotated_at": iso(keys.rotated_at_ms)},
-        # Masked by the registry (model/workspace_keys.py): the service account and the key are
-        # the mask, the ids shown.
-        "fcm": shown["fcm"],
-        "apns": shown["apns"],
+        # What /api/settings/fcm and /api/settings/apns answer: the credentials in effect, the
+        # service account and the key masked.
+        "fcm": push_config.masked(conn, workspace_id, push_config.FCM_SECTION, lambda: wiring.fcm_default(settings)),
+        "apns": push_config.masked(conn, workspace_id, push_config.APNS_SECTION, lambda: wiring.apns_default(settings)),
     }
 
 
@@ -130,7 +133,7 @@ def router() -> APIRouter:
     @pages.get("/settings/push", response_class=HTMLResponse, name="console_settings_push", include_in_schema=False)
     def push(request: Request, state: State, user: Viewer) -> HTMLResponse:
         with state.engine.connect() as conn:
-            view = push_view(conn, user.workspace_id)
+            view = push_view(conn, user.workspace_id, state.settings)
         return show(request, user, "push", view)
 
     @pages.get(

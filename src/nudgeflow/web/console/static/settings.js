@@ -11,9 +11,10 @@
   }
 
   // A field's value as the API takes it, by its data-kind: text (empty: null, clearing the
-  // setting), lines (a list of the non-empty lines), topics (lines of `id` or `id | label`).
+  // setting), bool (a checkbox), lines (a list of the non-empty lines), topics (lines of `id` or `id | label`).
   function fieldValue(field) {
     var kind = field.getAttribute("data-kind") || "text";
+    if (kind === "bool") return field.checked;
     var text = field.value;
     if (kind === "lines" || kind === "topics") {
       var lines = text.split("\n").map(function (l) { return l.trim(); }).filter(Boolean);
