@@ -23,6 +23,7 @@ PAGE_MODULES: list[str] = [
     "segments",  # /segments, /segments/{id}
     "users",  # /users, /api/console/users
     "audit",  # /audit
+    "journeys",  # /journeys, /journeys/{id}, its versions and YAML
 ]
 
 

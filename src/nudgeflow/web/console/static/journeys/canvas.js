@@ -34,9 +34,19 @@
     return (pairs || []).map((pair) => `${Number(pair[1]).toLocaleString("en")} ${pair[0]}`).join(" · ");
   }
 
+  // The node's three lines as drawn (clipped to fit), then whatever the clipping cut: the
+  // accessible name holds the visible text (WCAG 2.5.3, "label in name") and all of it.
+  function lines(node, counts) {
+    const title = node.id.startsWith("@") ? node.title : `${node.title} · ${node.id}`;
+    return [clip(title, 32), clip(node.summary, 34), clip(countsText(counts), 36)];
+  }
+
+  // The node's name is its visible text (WCAG 2.5.3, "label in name"); its description (an SVG
+  // <desc>, which screen readers announce after the name) holds the lines in full.
   function describe(node, counts) {
-    const parts = [node.title, node.id.startsWith("@") ? "" : `step ${node.id}`, node.summary, countsText(counts)];
-    return parts.filter(Boolean).join(". ");
+    return [node.title, node.id.startsWith("@") ? "" : `step ${node.id}`, node.summary, countsText(counts)]
+      .filter(Boolean)
+      .join(". ");
   }
 
   function layout(graph) {
@@ -97,7 +107,7 @@
 
     const nodeLayer = el("g", { class: "nodes" }, svg);
     const elements = new Map();
-    for (const node of graph.nodes) {
+    graph.nodes.forEach((node, index) => {
       const laid = g.node(node.id);
       const x = laid.x - NODE_W / 2;
       const y = laid.y - NODE_H / 2;
@@ -111,22 +121,19 @@
           tabindex: "-1",
           role: "button",
           "aria-pressed": "false",
-          "aria-label": describe(node, counts[node.id]),
+          "aria-describedby": `nf-desc-${index}`,
         },
         nodeLayer,
       );
       el("rect", { width: NODE_W, height: NODE_H, rx: 8, class: "box" }, group);
       el("rect", { width: 6, height: NODE_H, rx: 3, class: "band" }, group);
-      const title = el("text", { x: 14, y: 18, class: "title" }, group);
-      title.textContent = clip(node.id.startsWith("@") ? node.title : `${node.title} · ${node.id}`, 32);
-      const summary = el("text", { x: 14, y: 37, class: "summary" }, group);
-      summary.textContent = clip(node.summary, 34);
-      const metric = el("text", { x: 14, y: 57, class: "counts", "data-testid": "node-counts" }, group);
-      metric.textContent = clip(countsText(counts[node.id]), 36);
-      const tip = el("title", {}, group);
-      tip.textContent = describe(node, counts[node.id]);
+      const [titleText, summaryText, countText] = lines(node, counts[node.id]);
+      el("text", { x: 14, y: 18, class: "title" }, group).textContent = titleText;
+      el("text", { x: 14, y: 37, class: "summary" }, group).textContent = summaryText;
+      el("text", { x: 14, y: 57, class: "counts", "data-testid": "node-counts" }, group).textContent = countText;
+      el("desc", { id: `nf-desc-${index}` }, group).textContent = describe(node, counts[node.id]);
       elements.set(node.id, { node, group, x: laid.x, y: laid.y });
-    }
+    });
     container.appendChild(svg);
 
     const out = [];
@@ -241,15 +248,15 @@
           const messages = problems[id] || [];
           item.group.classList.toggle("invalid", messages.length > 0);
           item.group.querySelectorAll(".problem").forEach((n) => n.remove());
-          const base = describe(item.node, counts[id]);
+          const desc = item.group.querySelector("desc");
+          desc.textContent = describe(item.node, counts[id]);
           if (messages.length) {
             item.group.setAttribute("aria-invalid", "true");
             const badge = el("text", { x: NODE_W - 10, y: 18, "text-anchor": "end", class: "problem" }, item.group);
             badge.textContent = `⚠ ${messages.length}`;
-            item.group.setAttribute("aria-label", `${base}. Problems: ${messages.join("; ")}`);
+            desc.textContent += `. Problems: ${messages.join("; ")}`;
           } else {
             item.group.removeAttribute("aria-invalid");
-            item.group.setAttribute("aria-label", base);
           }
         }
       },

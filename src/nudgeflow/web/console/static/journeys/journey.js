@@ -1,0 +1,140 @@
+// The journey page (templates/journeys/canvas.html): draws the canvas (canvas.js), fills the side
+// panel with the selected node's settings, template preview links and metrics, and runs
+// publish / pause / resume / archive through the admin API after a confirmation that says what
+// happens to the people in flight (and, for a publish, how many would enter at once).
+(function () {
+  "use strict";
+
+  const data = JSON.parse(document.getElementById("journey-data").textContent);
+  const journey = data.journey;
+  const counts = data.counts || {};
+  const panelTitle = document.getElementById("panel-title");
+  const panelBody = document.getElementById("panel-body");
+
+  function add(parent, tag, text, attrs) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    for (const key in attrs || {}) node.setAttribute(key, attrs[key]);
+    parent.appendChild(node);
+    return node;
+  }
+
+  function problemsOf(node) {
+    // A problem belongs to the node whose document path its own starts with (steps.remind.next
+    // is the remind step's); entry and the trigger's belong to the trigger.
+    return (data.problems || []).filter((p) => {
+      const path = p.path || "";
+      if (node.kind === "end") return false;
+      if (node.id === "@trigger") return path === "trigger" || path.startsWith("trigger.") || path.startsWith("entry");
+      return path === node.path || path.startsWith(node.path + ".");
+    });
+  }
+
+  function showNode(node) {
+    panelTitle.textContent = node.id.startsWith("@") ? node.title : `${node.title}: ${node.id}`;
+    panelBody.textContent = "";
+    add(panelBody, "p", node.summary, { "data-testid": "panel-summary" });
+    if (node.details.length) {
+      const dl = add(panelBody, "dl", null, { "data-testid": "panel-settings" });
+      for (const [label, value] of node.details) {
+        add(dl, "dt", label);
+        add(dl, "dd", value);
+      }
+    }
+    if (node.templates.length) {
+      add(panelBody, "h3", "Templates");
+      const list = add(panelBody, "ul");
+      for (const name of node.templates) {
+        const item = add(list, "li");
+        add(item, "a", `Preview ${name}`, { href: `/templates/${encodeURIComponent(name)}`, "data-testid": "template-link" });
+      }
+    }
+    const metrics = counts[node.id] || [];
+    add(panelBody, "h3", `Metrics (last ${data.window_days} days; “here now”: runs at this step)`);
+    if (metrics.length) {
+      const dl = add(panelBody, "dl", null, { "data-testid": "panel-metrics" });
+      for (const [label, value] of metrics) {
+        add(dl, "dt", label);
+        add(dl, "dd", Number(value).toLocaleString("en"));
+      }
+    } else {
+      add(panelBody, "p", "None counted at this node.", { class: "hint" });
+    }
+    const problems = problemsOf(node);
+    if (problems.length) {
+      add(panelBody, "h3", "Problems");
+      const list = add(panelBody, "ul", null, { "data-testid": "panel-problems" });
+      for (const p of problems) add(list, "li", `${p.path}: ${p.message}`, { class: p.severity === "error" ? "error" : "hint" });
+    }
+  }
+
+  const box = document.getElementById("canvas");
+  const canvas = window.NFCanvas.render(box, data.graph, {
+    counts,
+    label: `Journey canvas of ${journey.name}`,
+    onSelect: showNode,
+  });
+  const marks = {};
+  for (const node of data.graph.nodes) {
+    const found = problemsOf(node);
+    if (found.length) marks[node.id] = found.map((p) => p.message);
+  }
+  canvas.setProblems(marks);
+  window.NFJourney = { canvas, data };
+
+  // --- publish, pause, resume, archive ------------------------------------------------------
+  const dialog = document.getElementById("confirm");
+  const inFlight = Number(journey.in_flight || 0).toLocaleString("en");
+  const base = `/api/journeys/${encodeURIComponent(journey.id)}`;
+
+  async function explain(action) {
+    if (action === "pause") {
+      return `Nobody new enters. The ${inFlight} people in the journey now are held where they are when they next move (a wait ends, an event arrives) until you resume it.`;
+    }
+    if (action === "resume") {
+      return `People enter again. Every run held by the pause (of the ${inFlight} people in the journey now) goes on from where it was held.`;
+    }
+    if (action === "archive") {
+      return `Final: nobody enters again and the journey can no longer be changed, published or resumed. The ${inFlight} people in the journey now end their runs when they next move.`;
+    }
+    const plan = await window.NF.api("POST", `${base}/publish?dry_run=true`);
+    if (!plan.new_version) return "The draft is the live version already: publishing changes nothing.";
+    const next = (journey.live_version || 0) + 1;
+    const entering = `${Number(plan.would_enter).toLocaleString("en")} ${plan.would_enter === 1 ? "person" : "people"} would enter at once (of ${Number(plan.profiles).toLocaleString("en")} profiles looked at).`;
+    const stay = journey.live_version
+      ? ` The ${inFlight} people in the journey now stay on the version they entered with until their run ends.`
+      : "";
+    const paused = journey.status === "paused" ? " The journey stays paused: the new version is what resume brings back." : "";
+    return `Publishing makes the draft version ${next}. ${entering}${stay}${paused}`;
+  }
+
+  async function act(action) {
+    let text;
+    try {
+      text = await explain(action);
+    } catch (err) {
+      return; // NF.api has shown why (a draft with errors cannot be published)
+    }
+    document.getElementById("confirm-title").textContent = `${action[0].toUpperCase()}${action.slice(1)} ${journey.name}?`;
+    document.getElementById("confirm-text").textContent = text;
+    dialog.dataset.action = action;
+    dialog.showModal();
+    document.getElementById("confirm-no").focus();
+  }
+
+  document.querySelectorAll("[data-action]").forEach((button) => {
+    button.addEventListener("click", () => act(button.dataset.action));
+  });
+  document.getElementById("confirm-no").addEventListener("click", () => dialog.close());
+  document.getElementById("confirm-yes").addEventListener("click", async () => {
+    const action = dialog.dataset.action;
+    dialog.close();
+    try {
+      const done = await window.NF.api("POST", `${base}/${action}`);
+      window.NF.show(action === "publish" ? `Published: version ${done.version} (${done.status}).` : `Now ${done.status}.`, "ok");
+      setTimeout(() => window.location.reload(), 400);
+    } catch (err) {
+      // shown by NF.api
+    }
+  });
+})();
