@@ -145,7 +145,7 @@ def test_a_fifty_step_canvas_lays_out_within_budget(console_app: ConsoleApp, con
     assert page.locator("svg [data-step-id]").count() == 52  # 50 steps, the trigger and the goal
     first = float(page.get_attribute("#canvas", "data-layout-ms"))  # the page's own draw, cold
     redraws = page.evaluate(
-        """() => [1, 2].map(() => {
+        """() => [1, 2, 3, 4].map(() => {
           const box = document.getElementById("canvas");
           const started = performance.now();
           NFCanvas.render(box, NFJourney.data.graph, { counts: NFJourney.data.counts });
@@ -155,5 +155,5 @@ def test_a_fifty_step_canvas_lays_out_within_budget(console_app: ConsoleApp, con
     )
     timings = sorted([first, *redraws])
     print(f"canvas of 50 steps in the journey page: first {first:.1f} ms, redraws {redraws}")
-    # The median of the three: a cold draw on a machine shared with other work is noise.
-    assert timings[1] <= LAYOUT_BUDGET_MS, timings
+    # The median of the five: one slow draw on a machine shared with other work is noise.
+    assert timings[2] <= LAYOUT_BUDGET_MS, timings

@@ -14,7 +14,7 @@
   "use strict";
 
   const SVG = "http://www.w3.org/2000/svg";
-  const NODE_W = 220;
+  const NODE_W = 240;
   const NODE_H = 70;
   const CHAR_W = 6.6; // an average glyph at 12 px: edge labels are sized without measuring text
 
@@ -38,7 +38,7 @@
   // accessible name holds the visible text (WCAG 2.5.3, "label in name") and all of it.
   function lines(node, counts) {
     const title = node.id.startsWith("@") ? node.title : `${node.title} · ${node.id}`;
-    return [clip(title, 32), clip(node.summary, 34), clip(countsText(counts), 36)];
+    return [clip(title, 29), clip(node.summary, 33), clip(countsText(counts), 33)];
   }
 
   // The node's name is its visible text (WCAG 2.5.3, "label in name"); its description (an SVG
@@ -54,14 +54,12 @@
     const g = new dagre.graphlib.Graph({ multigraph: true });
     g.setGraph({ rankdir: "TB", nodesep: 36, ranksep: 46, edgesep: 14, marginx: 16, marginy: 16 });
     for (const node of graph.nodes) g.setNode(node.id, { width: NODE_W, height: NODE_H });
+    // Labels are laid out by dagre as well (each takes a place between two ranks), so none
+    // sits on a node or on another label; that doubles the ranks, and about the layout's time.
     for (const edge of graph.edges) {
       const label = edge.label ? clip(edge.label, 40) : "";
-      g.setEdge(
-        edge.source,
-        edge.target,
-        { label, width: label ? label.length * CHAR_W + 8 : 0, height: label ? 16 : 0, labelpos: "c" },
-        edge.id,
-      );
+      const dims = label ? { label, width: label.length * CHAR_W + 8, height: 18, labelpos: "c" } : {};
+      g.setEdge(edge.source, edge.target, dims, edge.id);
     }
     dagre.layout(g);
     return g;
@@ -74,14 +72,7 @@
     const g = layout(graph);
     const size = g.graph();
     container.textContent = "";
-    const svg = el("svg", {
-      width: Math.ceil(size.width),
-      height: Math.ceil(size.height),
-      viewBox: `0 0 ${Math.ceil(size.width)} ${Math.ceil(size.height)}`,
-      class: "nf-canvas",
-      role: "group",
-      "aria-label": opts.label || "Journey canvas",
-    });
+    const svg = el("svg", { class: "nf-canvas", role: "group", "aria-label": opts.label || "Journey canvas" });
     const defs = el("defs", {}, svg);
     const marker = el(
       "marker",
@@ -90,6 +81,9 @@
     );
     el("path", { d: "M0,0 L10,5 L0,10 z", class: "nf-arrowhead" }, marker);
 
+    // The drawing's bounds: dagre's, widened by any edge label that sticks out of them.
+    let minX = 0;
+    let maxX = size.width;
     const edgeLayer = el("g", { class: "edges", "aria-hidden": "true" }, svg);
     for (const edge of graph.edges) {
       const laid = g.edge({ v: edge.source, w: edge.target, name: edge.id });
@@ -98,13 +92,22 @@
       const group = el("g", { class: "edge", "data-edge-id": edge.id }, edgeLayer);
       el("path", { d, "marker-end": "url(#nf-arrow)" }, group);
       if (laid.label) {
+        const label = laid.label;
+        const at = { x: laid.x, y: laid.y };
         const w = laid.width;
-        el("rect", { x: laid.x - w / 2, y: laid.y - 9, width: w, height: 18, rx: 4, class: "edge-label-bg" }, group);
-        const text = el("text", { x: laid.x, y: laid.y + 4, "text-anchor": "middle", class: "edge-label" }, group);
-        text.textContent = laid.label;
+        minX = Math.min(minX, at.x - w / 2 - 4);
+        maxX = Math.max(maxX, at.x + w / 2 + 4);
+        el("rect", { x: at.x - w / 2, y: at.y - 9, width: w, height: 18, rx: 4, class: "edge-label-bg" }, group);
+        const text = el("text", { x: at.x, y: at.y + 4, "text-anchor": "middle", class: "edge-label" }, group);
+        text.textContent = label;
       }
     }
 
+    const width = Math.ceil(maxX - minX);
+    const height = Math.ceil(size.height);
+    svg.setAttribute("width", width);
+    svg.setAttribute("height", height);
+    svg.setAttribute("viewBox", `${Math.floor(minX)} 0 ${width} ${height}`);
     const nodeLayer = el("g", { class: "nodes" }, svg);
     const elements = new Map();
     graph.nodes.forEach((node, index) => {
