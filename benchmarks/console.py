@@ -504,7 +504,7 @@ def console_pages(app: Any, seeded: Seeded) -> tuple[list[str], list[str]]:
         if not isinstance(route, APIRoute) or "GET" not in route.methods:
             continue
         path = prefix + route.path
-        if not route.endpoint.__module__.startswith("nudgeflow.web.console") or path in skip:
+        if not route.endpoint.__module__.startswith("nudgeflow.web.console") or path in skip or path.startswith("/api/"):
             continue
         for name in route.param_convertors:
             if name == "id":  # /journeys/{id}, /segments/{id}: by the path's area

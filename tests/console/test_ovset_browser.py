@@ -146,3 +146,17 @@ def test_the_apns_form_saves_and_keeps_the_key_masked(console_page: Any) -> None
     form.locator(".nf-result").filter(has_text="Saved.").wait_for()
     page.reload()
     assert "com.example.app" in page.get_by_test_id("apns-settings").inner_text()
+
+
+def test_a_new_write_key_is_shown_once_and_listed_by_its_hint(console_page: Any) -> None:
+    page = console_page("admin")
+    page.goto("/settings/keys")
+    form = page.get_by_test_id("key-create")
+    form.locator('select[name="kind"]').select_option("server")
+    form.locator("button[type=submit]").click()
+    result = form.locator(".nf-result")
+    result.filter(has_text="shown this once").wait_for()
+    key = result.inner_text().rsplit(" ", 1)[1]
+    page.reload()
+    assert page.locator(f'tr[data-hint="{key[:8]}"]').is_visible()
+    assert key not in page.content()
