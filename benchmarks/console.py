@@ -61,7 +61,11 @@ PASSWORD = "benchmark-password-1"
 # The share of messages by final status (the rest are sent).
 STATUS_SHARES = (("failed", 0.02), ("suppressed", 0.03), ("dropped", 0.02), ("deferred", 0.01), ("logged", 0.01))
 # A page's heavier forms, measured beside it: the overview's longest period.
-VARIANTS = {"/": ("/?days=90",)}
+VARIANTS = {
+    "/": ("/?days=90",),
+    # The People search: an exact userId, an email prefix, and no one (every index probed).
+    "/people": ("/people?q=user-4242", "/people?q=user42%40exa", "/people?q=nobody-at-all"),
+}
 FAILURES = ("550 5.1.1 mailbox unavailable", "421 4.7.0 try again later", "template: missing variable first_name")
 NOT_SENT_REASONS = {
     "suppressed": ("unsubscribed:*", "suppressed:hard_bounce", "no_target"),
@@ -518,6 +522,8 @@ def console_pages(app: Any, seeded: Seeded) -> tuple[list[str], list[str]]:
         else:
             urls.append(path)
             urls.extend(VARIANTS.get(path, ()))
+            if route.path == "/people/{ref:path}":  # the person page answering "why" for a journey
+                urls.append(f"{path}?journey={seeded.journey_id}")
     return urls, left_out
 
 

@@ -32,6 +32,8 @@ def test_console_benchmark_seeds_measures_every_page_and_reuses_its_database(tmp
     measured = dict(re.findall(r"^  (/\S*)\s+(\d{3})  median", done.stdout, re.M))
     for page in ("/", "/?days=90", "/journeys/journey-000/report", "/settings/email", "/settings/policies"):
         assert page in measured, done.stdout[-3000:]
+    assert "/people?q=user-4242" in measured, done.stdout[-3000:]
+    assert any(p.startswith("/people/") and p.endswith("?journey=journey-000") for p in measured), measured
     assert all(status in ("200", "303") for status in measured.values()), measured
     again = _run(tmp_path, "--db", str(db))
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
