@@ -54,6 +54,18 @@ def _prefix(conn: Connection, column: Any, prefix: str, *, by_range: bool) -> Co
     return low if upper is None else low & (column < upper)
 
 
+def profile_by_email(conn: Connection, workspace_id: str, address: str) -> str | None:
+    """The workspace's profile whose `email` trait is `address` (without case), on
+    ix_profiles_email; of several, the most recently updated. None when there is none."""
+    found = conn.execute(
+        select(profiles.c.id)
+        .where(profiles.c.workspace_id == workspace_id, EmailTrait() == address.strip().lower())
+        .order_by(profiles.c.updated_at_ms.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
 def search_people(conn: Connection, workspace_id: str, query: str, limit: int = LIMIT) -> list[dict[str, Any]]:
     """The workspace's people matching `query`: exact matches first (profile id, userId,
     anonymousId, email), then those it begins, each person once, at most `limit`. Each:

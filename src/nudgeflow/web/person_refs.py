@@ -7,10 +7,10 @@ Every lookup is within the signed-in workspace: another workspace's person is no
 
 from __future__ import annotations
 
-import orjson
 from sqlalchemy import Connection
 
-from nudgeflow.store.profiles import mentioning, resolve_profile_id
+from nudgeflow.store.people_search import profile_by_email
+from nudgeflow.store.profiles import resolve_profile_id
 
 
 def person_id(conn: Connection, workspace_id: str, ref: str) -> str | None:
@@ -22,10 +22,5 @@ def person_id(conn: Connection, workspace_id: str, ref: str) -> str | None:
     found = resolve_profile_id(conn, workspace_id, ref)
     if found is not None or "@" not in ref:
         return found
-    address = ref.lower()
-    for row in mentioning(conn, workspace_id, address):
-        traits = orjson.loads(row.traits) if row.traits else {}
-        email = traits.get("email") if isinstance(traits, dict) else None
-        if isinstance(email, str) and email.strip().lower() == address:
-            return str(row.id)
-    return None
+    # On ix_profiles_email (migration 0022), not a scan of every profile's traits.
+    return profile_by_email(conn, workspace_id, ref)
