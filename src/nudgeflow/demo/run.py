@@ -690,7 +690,8 @@ def run_demo(
         _print_summary(console, summary, profile, workspace, persistent=tmpdir is None)
         _print_inbox(console, summary, keep_serving=keep_serving)
         if keep_serving:
-            _serve_until_interrupted(console, server)
+            email, password = console_sign_in(server, workspace.workspace_id)
+            _serve_until_interrupted(console, server, email, password)
         return summary
     finally:
         if forward is not None:
@@ -1257,10 +1258,33 @@ def _print_pushes(console: Console, summary: DemoSummary) -> None:
         )
 
 
-def _serve_until_interrupted(console: Console, server: ThreadedServer) -> None:
+# The console user `--keep-serving` makes in the demo's workspace (docs/console.md).
+DEMO_ADMIN = "demo-admin@example.com"
+
+
+def console_sign_in(server: ThreadedServer, workspace_id: str) -> tuple[str, str]:
+    """An admin console user of the demo's workspace, with a password made for this run:
+    (email, password), for `--keep-serving` to print."""
+    import secrets
+
+    from nudgeflow.core.clock import to_ms
+    from nudgeflow.store import console_users
+
+    password = secrets.token_urlsafe(15)
+    state = server.app.state.nudgeflow
+    with state.engine.begin() as conn:
+        console_users.create_user(
+            conn, workspace_id, DEMO_ADMIN, console_users.ADMIN, password, to_ms(state.clock.now())
+        )
+    return DEMO_ADMIN, password
+
+
+def _serve_until_interrupted(console: Console, server: ThreadedServer, email: str, password: str) -> None:
     console.print(
         f"\n[bold]The demo server stays up[/]: the dev inbox is at {server.url}/dev/inbox "
-        "(each email's HTML, text part and headers). Ctrl-C to stop.",
+        "(each email's HTML, text part and headers).\n"
+        f"[bold]The console[/] is at {server.url}/ : sign in as {email} with the password {password}\n"
+        "Ctrl-C to stop.",
         highlight=False,
         soft_wrap=True,
     )
