@@ -35,7 +35,7 @@ def templates_of(doc: dict[str, Any]) -> dict[str, str]:
 def save_templates(api: httpx.Client, doc: dict[str, Any]) -> None:
     for name, channel in templates_of(doc).items():
         source = (
-            {"channel": "email", "subject": "Hi", "body": "<p>Hello {{ profile.first_name }}</p>"}
+            {"channel": "email", "subject": "Hi", "body": '<p>Hello {{ profile.first_name | default: "there" }}</p>'}
             if channel == "email"
             else {"channel": channel, "title": "Hi", "body": "Hello"}
         )

@@ -1,0 +1,94 @@
+"""A journey published on its console page, then fed over HTTP (/v1/identify, /v1/track) and
+decided by the engine on the virtual clock: the send shows in the canvas's counts and the list.
+The cart abandonment of issue 16: Product Added not followed by Order Completed within 1 h,
+then an email."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nudgeflow.core.clock import VirtualClock
+from nudgeflow.settings import Settings
+from tests.console.conftest import START
+from tests.console.engine_console import send
+from tests.console.journey_support import save_templates
+from tests.console.support import ROLES, ConsoleApp, email_of
+from tests.support import free_port, start_server
+
+CART = {
+    "id": "cart",
+    "name": "Cart abandonment",
+    "trigger": {
+        "type": "event_not_followed",
+        "event": "Product Added",
+        "not_followed_by": {"event": "Order Completed", "within": "1h", "match": "cart_id"},
+    },
+    "entry": {"filter": [{"trait": "email", "op": "exists"}]},
+    "steps": {"remind": {"type": "send", "channel": "email", "template": "cart-reminder"}},
+}
+
+
+@pytest.fixture(scope="module")
+def console_app() -> Iterator[ConsoleApp]:
+    """This module's console runs the engine (overrides the conftest's, which does not), and
+    sends email to the dev inbox's SMTP sink (`serve --dev`): without a mail server, email
+    would only be logged, and a logged message is no send."""
+    directory = Path(tempfile.mkdtemp(prefix="nudgeflow-console-"))
+    settings = Settings(
+        database_url=f"sqlite:///{directory / 'nudgeflow.db'}",
+        sqlite_synchronous="NORMAL",
+        ingest_rate_per_second=0,
+        engine_enabled=True,
+        dev_mode=True,
+        dev_smtp_port=free_port(),
+    )
+    server = start_server(settings, VirtualClock(START))
+    app = ConsoleApp(server, server.state.clock, server.workspace("console"))
+    for role in ROLES:
+        app.users[role] = app.add_user(email_of(role), role)
+    with app.admin() as api:
+        save_templates(api, CART)
+        assert api.put("/api/journeys/cart", json=CART).status_code == 201
+    yield app
+    app.server.stop()
+
+
+def test_publish_then_events_then_the_send_in_the_counts(console_app: ConsoleApp, console_page: Any) -> None:
+    app = console_app
+    page = console_page("editor")
+    page.goto("/journeys/cart")
+    page.wait_for_selector('svg [data-step-id="remind"]')
+    page.get_by_test_id("publish").click()
+    page.get_by_test_id("confirm-dialog").wait_for(state="visible")
+    assert "would enter at once" in page.get_by_test_id("confirm-text").text_content()
+    with page.expect_navigation():
+        page.get_by_test_id("confirm-yes").click()
+    page.wait_for_selector('svg [data-step-id="remind"]')
+    assert page.get_by_test_id("journey-status").text_content() == "live"
+    app.state.runtime.run_until_idle()
+
+    # Ada leaves a cart; Bo orders his within the hour (he never enters).
+    send(app, "/v1/identify", {"userId": "ada", "traits": {"email": "ada@example.com"}})
+    send(app, "/v1/identify", {"userId": "bo", "traits": {"email": "bo@example.com"}})
+    send(app, "/v1/track", {"userId": "ada", "event": "Product Added", "properties": {"cart_id": "a1"}})
+    send(app, "/v1/track", {"userId": "bo", "event": "Product Added", "properties": {"cart_id": "b1"}})
+    send(app, "/v1/track", {"userId": "bo", "event": "Order Completed", "properties": {"cart_id": "b1"}})
+    page.reload()
+    page.wait_for_selector('svg [data-step-id="remind"]')
+    assert page.locator('[data-step-id="remind"]').get_by_test_id("node-counts").text_content() == "0 sent · 0 here now"
+
+    app.clock.advance(timedelta(hours=1, minutes=1))  # the hour is up: the timer fires, Ada enters
+    app.state.runtime.run_until_idle()
+    page.reload()
+    page.wait_for_selector('svg [data-step-id="remind"]')
+    assert page.locator('[data-step-id="@trigger"]').get_by_test_id("node-counts").text_content() == "1 entered"
+    assert page.locator('[data-step-id="remind"]').get_by_test_id("node-counts").text_content() == "1 sent · 0 here now"
+    page.goto("/journeys")
+    row = page.locator('tr[data-journey-id="cart"]')
+    assert row.get_by_test_id("sent").text_content() == "1"
