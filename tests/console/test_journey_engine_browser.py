@@ -15,6 +15,7 @@ import pytest
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
+from tests.console.axe_check import serious_violations
 from tests.console.conftest import START
 from tests.console.engine_console import send
 from tests.console.journey_support import save_templates
@@ -92,3 +93,81 @@ def test_publish_then_events_then_the_send_in_the_counts(console_app: ConsoleApp
     page.goto("/journeys")
     row = page.locator('tr[data-journey-id="cart"]')
     assert row.get_by_test_id("sent").text_content() == "1"
+
+
+CART_YAML = """id: cart-from-nothing
+name: Cart abandonment, built in the console
+trigger:
+  type: event_not_followed
+  event: Product Added
+  not_followed_by:
+    event: Order Completed
+    within: 1h
+    match: cart_id
+entry:
+  filter:
+    - {trait: email, op: exists}
+steps:
+  remind:
+    type: send
+    channel: email
+    template: no-such-template
+"""
+
+
+def test_build_a_journey_from_nothing_then_publish_and_send(console_app: ConsoleApp, console_page: Any) -> None:
+    """A new draft from the list, its definition written in the page's editor (checked as typed,
+    the problem marked on its node, then fixed), saved, published, and its first send counted."""
+    app = console_app
+    page = console_page("editor")
+    page.goto("/journeys")
+    assert serious_violations(page) == []
+    page.get_by_test_id("new-journey-id").fill("cart-from-nothing")
+    page.get_by_test_id("new-journey-name").fill("Cart abandonment, built in the console")
+    with page.expect_navigation():
+        page.get_by_test_id("create-journey").click()
+    page.wait_for_selector('svg [data-step-id="done"]')
+
+    # The whole document, typed over the skeleton's.
+    page.locator("#yaml-editor .cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(CART_YAML)
+    state = page.get_by_test_id("edit-state")
+    page.wait_for_selector('[data-testid="edit-state"][data-valid="false"]')
+    assert "1 error" in state.text_content()
+    assert "no template 'no-such-template'" in page.get_by_test_id("edit-problems").text_content()
+    remind = page.locator('svg [data-step-id="remind"]')
+    assert remind.get_attribute("aria-invalid") == "true"
+    trigger = page.locator('svg [data-step-id="@trigger"] desc').text_content()
+    assert "Product Added not followed by Order Completed (same cart_id) within 1h" in trigger
+
+    # Fixed: the template that exists.
+    page.locator("#yaml-editor .cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(CART_YAML.replace("no-such-template", "cart-reminder"))
+    page.wait_for_selector('[data-testid="edit-state"][data-valid="true"]')
+    assert page.locator('svg [data-step-id="remind"]').get_attribute("aria-invalid") is None
+    assert serious_violations(page) == []  # the page with its editor
+    with page.expect_download() as download:
+        page.get_by_test_id("download-edited").click()
+    assert Path(download.value.path()).read_text() == CART_YAML.replace("no-such-template", "cart-reminder")
+
+    with page.expect_navigation():
+        page.get_by_test_id("save-draft").click()
+    page.wait_for_selector('svg [data-step-id="remind"]')
+    assert page.locator('svg [data-step-id="done"]').count() == 0
+    page.get_by_test_id("publish").click()
+    page.get_by_test_id("confirm-dialog").wait_for(state="visible")
+    with page.expect_navigation():
+        page.get_by_test_id("confirm-yes").click()
+    page.wait_for_selector('svg [data-step-id="remind"]')
+    assert page.get_by_test_id("journey-status").text_content() == "live"
+    app.state.runtime.run_until_idle()
+
+    send(app, "/v1/identify", {"userId": "cy", "traits": {"email": "cy@example.com"}})
+    send(app, "/v1/track", {"userId": "cy", "event": "Product Added", "properties": {"cart_id": "c1"}})
+    app.clock.advance(timedelta(hours=1, minutes=1))
+    app.state.runtime.run_until_idle()
+    page.reload()
+    page.wait_for_selector('svg [data-step-id="remind"]')
+    assert page.locator('[data-step-id="remind"]').get_by_test_id("node-counts").text_content() == "1 sent · 0 here now"

@@ -192,3 +192,23 @@ def test_pages_need_a_session(console_app: ConsoleApp) -> None:
         answer = client.get(path)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in"), path
     client.close()
+
+
+def test_the_graph_of_a_text_being_edited(console_app: ConsoleApp, signed_in: SignedIn) -> None:
+    text = (EXAMPLES / "welcome.yaml").read_text()
+    client = signed_in("viewer")
+    answer = client.post("/journeys/graph", content=text, headers={"Content-Type": "application/yaml"})
+    assert answer.status_code == 200, answer.text
+    steps = yaml.safe_load(text)["steps"]
+    assert set(steps) <= {n["id"] for n in answer.json()["graph"]["nodes"]}
+    # Not yet a journey (mid-typing): no graph, and no error either.
+    for unfinished in ("id: x\nname: [", "id: x\n", "a: 1\n---\nb: 2\n", "\xff"):
+        got = client.post("/journeys/graph", content=unfinished.encode("latin-1"))
+        assert got.status_code == 200 and got.json() == {"graph": None}, unfinished
+    assert client.post("/journeys/graph", content=b"#" * ((1 << 20) + 1)).status_code == 413
+    # Without the session's CSRF header, or without a session: refused.
+    no_csrf = client.post("/journeys/graph", content=text, headers={"X-CSRF-Token": ""})
+    assert no_csrf.status_code == 403
+    anonymous = console_app.client()
+    assert anonymous.post("/journeys/graph", content=text).status_code == 401
+    anonymous.close()

@@ -7,6 +7,9 @@
                                  settings, template preview links and metrics; publish/pause/resume/archive
 - /journeys/{id}/versions        the versions, and two of them (or the draft) side by side
 - /journeys/{id}/definition.yaml the definition as YAML, what `nudgeflow journeys apply` takes
+- POST /journeys/graph           the canvas's graph of a YAML text being edited (no state changes: the
+                                 editor's checks are the admin API's POST /api/journeys/validate, its
+                                 save PUT /api/journeys/{id})
 
 Pages only read (store/ functions; counts from the report rollups and the runs' index, never the
 event log); every change goes through the admin API from the page's script. A journey id of
@@ -28,7 +31,7 @@ from starlette.responses import HTMLResponse, Response
 from nudgeflow.core.clock import to_ms
 from nudgeflow.measure import report
 from nudgeflow.model.iso_time import iso
-from nudgeflow.model.journey_checks import check_journey
+from nudgeflow.model.journey_checks import DocumentError, check_journey, load_text
 from nudgeflow.model.journey_graph import GOAL, TRIGGER, JourneyGraph, journey_graph
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import journey_activity, rollups
@@ -39,6 +42,7 @@ from nudgeflow.web.console.render import page
 from nudgeflow.web.state import State
 
 PAGE_SIZE = 25
+MAX_DOCUMENT_BYTES = 1 << 20  # as the admin API's journey bodies
 WINDOW_DAYS = 7  # the list's and the canvas's counts: the last 7 UTC days, today included
 SENT_KINDS = ("send", "webhook")
 WAIT_KINDS = ("wait", "wait_for_event")
@@ -54,7 +58,15 @@ def router() -> APIRouter:
         today = rollups.day_of(to_ms(state.clock.now()))
         with state.engine.connect() as conn:
             listing = journey_rows(conn, user.workspace_id, today, page_number)
-        return page(request, user, "journeys/list.html", title="Journeys", listing=listing, window_days=WINDOW_DAYS)
+        return page(
+            request,
+            user,
+            "journeys/list.html",
+            title="Journeys",
+            listing=listing,
+            window_days=WINDOW_DAYS,
+            can_edit=user.may(EDITOR),
+        )
 
     @router.get("/journeys/{journey_id}")
     def journey_page(
@@ -77,6 +89,22 @@ def router() -> APIRouter:
             can_edit=user.may(EDITOR),
             page_data=script_json(data),
         )
+
+    @router.post("/journeys/graph")
+    async def graph_of_text(request: Request, user: Viewer) -> dict[str, Any]:
+        """The graph of a definition as typed in the editor: `graph` null while the text is not
+        yet a journey (the editor shows the admin API's problems and keeps the last drawing)."""
+        body = await request.body()
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise HTTPException(413, f"a journey definition is at most {MAX_DOCUMENT_BYTES:,} bytes")
+        try:
+            documents = load_text(body.decode("utf-8"))
+        except (UnicodeDecodeError, DocumentError):
+            return {"graph": None}
+        if len(documents) != 1:
+            return {"graph": None}
+        journey, _ = check_journey(documents[0][1])
+        return {"graph": journey_graph(journey).as_dict() if journey is not None else None}
 
     @router.get("/journeys/{journey_id}/versions")
     def versions_page(
@@ -230,6 +258,8 @@ def canvas_view(conn: Connection, workspace_id: str, journey_id: str, today: int
     journey = {k: found[k] for k in ("id", "name", "status", "live_version", "draft_changed")}
     data = {
         "journey": {**journey, "in_flight": in_flight, "showing": version},
+        # The editor's text (the draft only: a published version is never edited).
+        "yaml": definition_yaml(found["draft"]) if version is None else None,
         "graph": graph.as_dict(),
         "counts": counts,
         "problems": problems,

@@ -69,18 +69,108 @@
   }
 
   const box = document.getElementById("canvas");
-  const canvas = window.NFCanvas.render(box, data.graph, {
-    counts,
-    label: `Journey canvas of ${journey.name}`,
-    onSelect: showNode,
-  });
-  const marks = {};
-  for (const node of data.graph.nodes) {
-    const found = problemsOf(node);
-    if (found.length) marks[node.id] = found.map((p) => p.message);
+  let canvas = null;
+  function mark() {
+    const marks = {};
+    for (const node of data.graph.nodes) {
+      const found = problemsOf(node);
+      if (found.length) marks[node.id] = found.map((p) => p.message);
+    }
+    canvas.setProblems(marks);
   }
-  canvas.setProblems(marks);
+  function draw() {
+    canvas = window.NFCanvas.render(box, data.graph, {
+      counts,
+      label: `Journey canvas of ${journey.name}`,
+      onSelect: showNode,
+    });
+    window.NFJourney.canvas = canvas;
+    mark();
+  }
   window.NFJourney = { canvas, data };
+  draw();
+
+  // --- editing the definition --------------------------------------------------------------
+  // The YAML document is the one source: each change is checked by the admin API's validate
+  // (the checks of `journeys validate`, templates and channels included) and drawn from the
+  // server's graph of the same text; the last good drawing stays while the text is not a journey.
+  const editorBox = document.getElementById("yaml-editor");
+  if (editorBox && data.yaml !== null) {
+    const cm = window.NFVendor.codemirror;
+    const state = document.getElementById("edit-state");
+    const list = document.getElementById("edit-problems");
+    let timer = null;
+    let round = 0;
+    const view = new cm.EditorView({
+      doc: data.yaml,
+      parent: editorBox,
+      extensions: [
+        cm.basicSetup,
+        cm.yaml(),
+        cm.EditorView.contentAttributes.of({ "aria-label": "The journey's definition (YAML)" }),
+        cm.EditorView.updateListener.of((update) => {
+          if (!update.docChanged) return;
+          clearTimeout(timer);
+          state.textContent = "Changed: checking…";
+          timer = setTimeout(check, 350);
+        }),
+      ],
+    });
+    const text = () => view.state.doc.toString();
+    const yamlCall = (method, path) => window.NF.api(method, path, text(), { contentType: "application/yaml", quiet: true });
+
+    async function check() {
+      const mine = ++round;
+      let checked;
+      let drawn;
+      try {
+        [checked, drawn] = await Promise.all([yamlCall("POST", "/api/journeys/validate"), yamlCall("POST", "/journeys/graph")]);
+      } catch (err) {
+        state.textContent = `Not checked: ${err.detail || err.message}`;
+        return;
+      }
+      if (mine !== round) return; // a newer change is being checked
+      data.problems = checked.problems;
+      if (drawn.graph) {
+        data.graph = drawn.graph;
+        draw();
+      } else {
+        mark();
+      }
+      list.textContent = "";
+      for (const p of checked.problems) {
+        add(list, "li", `${p.line ? `line ${p.line}, ` : ""}${p.path || "the document"}: ${p.message}`, {
+          class: p.severity === "error" ? "error" : "hint",
+        });
+      }
+      const errors = checked.problems.filter((p) => p.severity === "error").length;
+      state.textContent = errors
+        ? `${errors} error${errors === 1 ? "" : "s"}: the draft cannot be saved until they are fixed.`
+        : "Checked: no errors. Save the draft to keep it.";
+      state.dataset.valid = errors ? "false" : "true";
+    }
+    window.NFJourney.editor = view;
+
+    document.getElementById("save-draft").addEventListener("click", async () => {
+      try {
+        await yamlCall("PUT", `/api/journeys/${encodeURIComponent(journey.id)}`);
+      } catch (err) {
+        const problems = (err.body && err.body.problems) || [];
+        window.NF.show(`Not saved: ${problems.map((p) => `${p.path}: ${p.message}`).join("; ") || err.detail}`, "error");
+        return;
+      }
+      window.NF.show("Draft saved.", "ok");
+      setTimeout(() => window.location.reload(), 300);
+    });
+    document.getElementById("download-edited").addEventListener("click", () => {
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(new Blob([text()], { type: "application/yaml" }));
+      link.download = `${journey.id}.yaml`;
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+    });
+  }
 
   // --- publish, pause, resume, archive ------------------------------------------------------
   const dialog = document.getElementById("confirm");
