@@ -106,3 +106,16 @@ def test_the_audit_page_is_paged_and_for_editors_and_admins(own_console_app: Con
     assert editor.get("/audit?before=nonsense").status_code == 422
     viewer.close()
     editor.close()
+
+
+def test_a_policies_change_by_a_session_names_its_user(own_console_app: ConsoleApp) -> None:
+    app = own_console_app
+    editor = app.sign_in(email_of("editor"))
+    caps = {"frequency_caps": [{"id": "daily", "channel": "email", "limit": 2, "calendar": "day"}]}
+    put = editor.put("/api/policies", json=caps)
+    assert put.status_code == 200, put.text
+    assert put.json()["updated_by"] == "api (editor@example.com)"
+    [entry] = [e for e in entries(app) if e["action"] == "PUT /api/policies"]
+    assert entry["actor"] == "editor@example.com" and entry["before"] is None
+    assert entry["after"]["version"] == 1 and "daily" in entry["after"]["source"]  # type: ignore[index,operator]
+    editor.close()

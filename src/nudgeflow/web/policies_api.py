@@ -52,7 +52,11 @@ def _view(found: store.StoredPolicies | None) -> dict[str, Any]:
 
 def _author(request: Request) -> str:
     """Who applied a version: the admin token, by its hint (its first 8 characters, as
-    `workspace keys list` shows them), never the token."""
+    `workspace keys list` shows them), never the token; or the console user's email (the
+    caller as admin_workspace named it, web/access.py)."""
+    actor = getattr(request.state, "actor", None)
+    if isinstance(actor, str) and actor:
+        return f"api ({actor})"
     token = bearer_token(request.headers.get("authorization")) or ""
     return f"api (admin token {token[:8]}…)"
 
