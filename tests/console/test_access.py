@@ -259,3 +259,12 @@ def test_console_static_files_stay_inside_their_folder(console_app: ConsoleApp) 
         assert client.get("/console/static/console.js").status_code == 200
         for path in ("../auth.py", "..%2Fauth.py", "templates/../../access.py", "nothing.css"):
             assert client.get(f"/console/static/{path}").status_code == 404, path
+
+
+def test_identity_verification_is_an_admins_setting(signed_in: Callable[[str], httpx.Client]) -> None:
+    editor = signed_in("editor")
+    refused = editor.patch("/api/settings", json={"identity.verification": False, "topics": ["n"]})
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"]
+    assert editor.patch("/api/settings", json={"topics": ["n"]}).status_code == 200
+    admin = signed_in("admin")
+    assert admin.patch("/api/settings", json={"identity.verification": False}).status_code == 200

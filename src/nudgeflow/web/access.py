@@ -146,3 +146,11 @@ def check_session_request(request: Request, user: ConsoleUser) -> None:
     needed = required_role(method, route_template(request))
     if not user.may(needed):
         raise HTTPException(403, f"this needs the {needed} role; {user.email} is {user.role}")
+
+
+def require_session_role(request: Request, role: str, what: str) -> None:
+    """For a route where what the body asks decides the role needed: a console session's
+    user below `role` is refused (403). A bearer admin token acts as an admin."""
+    user = getattr(request.state, "console_user", None)
+    if isinstance(user, ConsoleUser) and request.headers.get("authorization") is None and not user.may(role):
+        raise HTTPException(403, f"{what} needs the {role} role; {user.email} is {user.role}")

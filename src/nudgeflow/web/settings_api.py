@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK, SmtpConfigError, parse_smtp_url
 from nudgeflow.store import workspace_settings as store
+from nudgeflow.store.console_users import ADMIN
+from nudgeflow.web.access import require_session_role
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.state import AppState, State
 
@@ -71,11 +73,17 @@ def settings_router() -> APIRouter:
         ),
     )
     def patch_settings(
+        request: Request,
         state: State,
         workspace_id: Workspace,
         body: dict[str, Any] = Body(description="Keys as docs/settings.md lists them"),
     ) -> dict[str, Any]:
         from nudgeflow.model.workspace_keys import SettingError
+
+        if any(str(name).startswith("identity.") for name in body):
+            # Turning identity verification off lets a public write key speak for anyone:
+            # an admin's decision, as the /api/identity routes are (web/access.py).
+            require_session_role(request, ADMIN, "identity verification")
 
         try:
             with state.engine.begin() as conn:
