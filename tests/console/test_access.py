@@ -268,3 +268,32 @@ def test_identity_verification_is_an_admins_setting(signed_in: Callable[[str], h
     assert editor.patch("/api/settings", json={"topics": ["n"]}).status_code == 200
     admin = signed_in("admin")
     assert admin.patch("/api/settings", json={"identity.verification": False}).status_code == 200
+
+
+def test_a_page_above_the_role_is_a_403_page(signed_in: Callable[[str], httpx.Client]) -> None:
+    viewer = signed_in("viewer")
+    page = viewer.get("/users", headers={"Accept": "text/html"})
+    assert page.status_code == 403
+    assert page.headers["content-type"].startswith("text/html")
+    assert "needs the admin role" in page.text and 'href="/people"' in page.text  # with the navigation
+    assert viewer.get("/users", headers={"Accept": "application/json"}).json()["detail"].startswith("This page")
+
+
+def test_signing_in_again_ends_the_browsers_previous_session(console_app: ConsoleApp) -> None:
+    client = console_app.sign_in(email_of("viewer"))
+    first = client.cookies["nf_session"]
+    client.cookies.delete("nf_sign_in")
+    assert sign_in_again(client).status_code == 303
+    assert client.cookies["nf_session"] != first
+    with console_app.client(cookies={"nf_session": first}) as old:
+        assert old.get("/").status_code == 303
+    client.close()
+
+
+def sign_in_again(client: httpx.Client) -> httpx.Response:
+    """Post the sign-in form while signed in (its GET would redirect home): the form's token
+    comes from a client with no session."""
+    with httpx.Client(base_url=str(client.base_url)) as fresh:
+        token = form_token(fresh)
+    client.cookies.set("nf_sign_in", token)
+    return client.post("/sign-in", data={"form_token": token, "email": email_of("editor"), "password": PASSWORD})

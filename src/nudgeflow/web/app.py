@@ -297,9 +297,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(catalog_router())
     app.include_router(bounces_router())  # /webhooks/<provider>/<workspace>: each signed by its provider
     app.include_router(templates_router())
-    from nudgeflow.web.console import console_router  # the web console: /, /sign-in, its pages
+    from nudgeflow.web.console import console_router, refused_page  # the web console: /, /sign-in, its pages
+    from nudgeflow.web.console.auth import PageRefused
 
     app.include_router(console_router())
+    app.add_exception_handler(PageRefused, refused_page)
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
     def healthz(state: State) -> Response:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
 
 # The page modules, by name under nudgeflow.web.console: a helper adding an area adds its line.
 PAGE_MODULES: list[str] = [
@@ -44,3 +45,15 @@ def console_router() -> APIRouter:
     if not serves_home:
         router.include_router(home_router())  # until the overview page module serves "/"
     return router
+
+
+def refused_page(request: Request, exc: Exception) -> Response:
+    """The answer to a page a role may not open (auth.PageRefused): a 403 page for a
+    browser, the usual JSON for anything else."""
+    from nudgeflow.web.console.auth import PageRefused
+    from nudgeflow.web.console.render import page
+
+    assert isinstance(exc, PageRefused)
+    if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        return page(request, exc.user, "refused.html", title="Not allowed", status_code=403, message=exc.detail)
+    return JSONResponse({"detail": exc.detail}, status_code=403)

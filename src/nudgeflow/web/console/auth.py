@@ -19,7 +19,16 @@ from nudgeflow.store.console_users import ADMIN, EDITOR, VIEWER
 from nudgeflow.web.access import CSRF_HEADER, SAFE_METHODS, ConsoleUser, console_session, csrf_ok
 from nudgeflow.web.state import State
 
-__all__ = ["Admin", "ConsoleUser", "Editor", "Viewer", "sign_in_location"]
+__all__ = ["Admin", "ConsoleUser", "Editor", "PageRefused", "Viewer", "sign_in_location"]
+
+
+class PageRefused(HTTPException):
+    """A signed-in user's role is too low for a page: a 403 that a browser shows as a page
+    (with the navigation), answered by `refused_page` (create_app registers it)."""
+
+    def __init__(self, user: ConsoleUser, detail: str) -> None:
+        super().__init__(403, detail)
+        self.user = user
 
 
 def sign_in_location(request: Request) -> str:
@@ -37,7 +46,7 @@ def _signed_in(minimum: str) -> Callable[[Request, State], ConsoleUser]:
         if request.method not in SAFE_METHODS and not csrf_ok(request, user):
             raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header: reload the page and try again")
         if not user.may(minimum):
-            raise HTTPException(403, f"this page needs the {minimum} role; {user.email} is {user.role}")
+            raise PageRefused(user, f"This page needs the {minimum} role; {user.email} is {user.role}.")
         return user
 
     dependency.__name__ = f"console_{minimum}"

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
+from sqlalchemy import Connection
 from starlette.responses import RedirectResponse, Response
 
 from nudgeflow.core.clock import Clock, to_ms
@@ -28,7 +29,10 @@ SIGN_IN_COOKIE = "nf_sign_in"
 WINDOW_S = 15 * 60
 PER_EMAIL = 5  # failed sign-ins per email in the window
 PER_ADDRESS = 30  # failed sign-ins per client address in the window (token sign-ins included)
-MAX_KEYS = 50_000  # remembered emails and addresses; the oldest are forgotten past it
+MAX_KEYS = 50_000
+# Ended sessions (revoked, or idle past the limit) are kept this long after they could last
+# have been used, then deleted when someone signs in: a deleted session cannot open either.
+KEEP_ENDED_MS = 7 * 24 * 3_600_000  # remembered emails and addresses; the oldest are forgotten past it
 
 
 class SignInLimiter:
@@ -121,6 +125,15 @@ def sign_in_router() -> APIRouter:
         response.headers.update(headers or {})
         return response
 
+    def replace_session(request: Request, state: AppState, conn: Connection, now: int) -> None:
+        """A new session ends the browser's previous one (signing in as someone else), and
+        clears out sessions that can never open again."""
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:
+            console_sessions.revoke_session(conn, previous, now)
+        idle_ms = int(state.settings.console_idle_minutes * 60_000)
+        console_sessions.forget_stale_sessions(conn, now, idle_ms + KEEP_ENDED_MS)
+
     def signed_in(request: Request, state: AppState, new: console_sessions.NewSession, next_path: str) -> Response:
         response = RedirectResponse(safe_next(next_path), status_code=303)
         response.set_cookie(
@@ -186,6 +199,7 @@ def sign_in_router() -> APIRouter:
                 return form(request, state, error="Unknown admin token.", status_code=401, next_path=next_path)
             token = admin_token.strip()
             with state.engine.begin() as conn:
+                replace_session(request, state, conn, now)
                 new = console_sessions.open_session(
                     conn, workspace_id, now, admin_key_hash=key_digest(token), admin_key_hint=token[:8]
                 )
@@ -220,6 +234,7 @@ def sign_in_router() -> APIRouter:
                 next_path=next_path,
             )
         with state.engine.begin() as conn:
+            replace_session(request, state, conn, now)
             new = console_sessions.open_session(conn, matching[0].workspace_id, now, user_id=matching[0].id)
             audit_log.record(conn, matching[0].workspace_id, matching[0].email, "sign-in", "/sign-in", None, None, now)
         return signed_in(request, state, new, next_path)
