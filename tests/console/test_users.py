@@ -27,7 +27,10 @@ def test_an_admin_adds_a_user_who_signs_in_with_the_password_shown_once(own_cons
     # The password is in no audit entry.
     with app.state.engine.connect() as conn:
         logged = audit_log.entries(conn, app.workspace_id)[0]
-    assert any(e["action"] == "POST /api/console/users" for e in logged)
+    [entry] = [e for e in logged if e["action"] == "POST /api/console/users"]
+    assert entry["target"] == f"/api/console/users/{body['id']}"
+    assert entry["before"] is None
+    assert entry["after"] == {"email": "new@example.com", "role": "editor", "disabled": False}
     assert body["password"] not in str(logged)
     assert admin.post("/api/console/users", json={"email": "new@example.com"}).status_code == 422
     assert admin.post("/api/console/users", json={"email": "x@example.com", "role": "owner"}).status_code == 422

@@ -158,6 +158,16 @@ def begin(request: Request, state: AppState, workspace_id: str, actor: str) -> N
     )
 
 
+def created(request: Request, target: str, template: str, params: dict[str, str]) -> None:
+    """A route that made a document at a path of its own (POST /api/console/users makes
+    /api/console/users/{user_id}): the entry names it, with the document as made."""
+    pending = getattr(request.state, "audit", None)
+    if isinstance(pending, Pending):
+        pending.target = target
+        pending.params = params
+        pending.reader = document_reader(template)
+
+
 def record_now(state: AppState, pending: Pending) -> None:
     with state.engine.begin() as conn:
         after = pending.reader(conn, pending.workspace_id, pending.params) if pending.reader else None

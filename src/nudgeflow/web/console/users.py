@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import console_users as store
+from nudgeflow.web import audit
 from nudgeflow.web.admin import Workspace
 from nudgeflow.web.console.auth import Admin
 from nudgeflow.web.console.render import page
@@ -72,13 +73,14 @@ def router() -> APIRouter:
             return {"users": [view(u) for u in store.list_users(conn, workspace_id)]}
 
     @api.post("", status_code=201, summary="Add a console user; their first password is in this answer only")
-    def create_user(state: State, body: NewUser, workspace_id: Workspace) -> dict[str, Any]:
+    def create_user(request: Request, state: State, body: NewUser, workspace_id: Workspace) -> dict[str, Any]:
         password = made_password()
         try:
             with state.engine.begin() as conn:
                 made = store.create_user(conn, workspace_id, body.email, body.role, password, to_ms(state.clock.now()))
         except store.ConsoleUserError as exc:
             raise HTTPException(422, str(exc)) from None
+        audit.created(request, f"/api/console/users/{made.id}", "/api/console/users/{user_id}", {"user_id": made.id})
         return {**view(made), "password": password}
 
     def _user(state: Any, workspace_id: str, user_id: str) -> store.ConsoleUserRow:
