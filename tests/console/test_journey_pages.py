@@ -212,3 +212,31 @@ def test_the_graph_of_a_text_being_edited(console_app: ConsoleApp, signed_in: Si
     anonymous = console_app.client()
     assert anonymous.post("/journeys/graph", content=text).status_code == 401
     anonymous.close()
+
+
+def test_structural_edits_of_a_text(console_app: ConsoleApp, signed_in: SignedIn) -> None:
+    text = (EXAMPLES / "cart-abandonment.yaml").read_text()
+    client = signed_in("viewer")  # it reads and changes nothing: any role may
+    added = client.post(
+        "/journeys/edit", json={"yaml": text, "op": "add", "step": "@trigger", "slot": "start", "kind": "wait"}
+    )
+    assert added.status_code == 200, added.text
+    doc = yaml.safe_load(added.json()["yaml"])
+    assert added.json()["step"] == "wait-1" and doc["start"] == "wait-1"
+    assert doc["steps"]["wait-1"] == {"type": "wait", "duration": "1d", "next": "reminder-1h"}
+    assert Journey.model_validate(doc).steps.keys() >= {"wait-1", "reminder-1h"}
+    moved = client.post(
+        "/journeys/edit", json={"yaml": added.json()["yaml"], "op": "move", "step": "wait-1", "direction": "down"}
+    )
+    assert yaml.safe_load(moved.json()["yaml"])["start"] == "reminder-1h"
+    for asked, detail in (
+        ({"yaml": text, "op": "remove", "step": "ghost"}, "no step 'ghost'"),
+        ({"yaml": text, "op": "move", "step": "reminder-1h", "direction": "up"}, "cannot move up"),
+        ({"yaml": text, "op": "fly", "step": "reminder-1h"}, "no edit 'fly'"),
+        ({"yaml": "id: [", "op": "remove", "step": "x"}, "expected JSON with yaml"),
+        ({"yaml": "just text", "op": "remove", "step": "x"}, "not a journey document yet"),
+        ({"op": "remove"}, "expected JSON with yaml"),
+    ):
+        answer = client.post("/journeys/edit", json=asked)
+        assert answer.status_code == 422 and detail in answer.json()["detail"], (asked, answer.text)
+    assert client.post("/journeys/edit", content=b"not json").status_code == 422

@@ -157,3 +157,36 @@ def test_a_fifty_step_canvas_lays_out_within_budget(console_app: ConsoleApp, con
     print(f"canvas of 50 steps in the journey page: first {first:.1f} ms, redraws {redraws}")
     # The median of the five: one slow draw on a machine shared with other work is noise.
     assert timings[2] <= LAYOUT_BUDGET_MS, timings
+
+
+def test_add_move_and_remove_a_step_on_the_canvas(console_app: ConsoleApp, console_page: Page) -> None:
+    save_example(console_app, "win-back")
+    page = _open(console_page("editor"), "/journeys/win-back")
+    start = lambda: page.evaluate("NFJourney.data.graph.start")  # noqa: E731
+    text = lambda: page.evaluate("NFJourney.editor.state.doc.toString()")  # noqa: E731
+
+    # A wait after the first step: drawn, selected, written into the document.
+    page.locator('[data-step-id="incentive"]').click()
+    page.get_by_test_id("edit-kind").select_option("wait")
+    page.get_by_test_id("edit-slot").select_option("next")
+    page.get_by_test_id("add-step").click()
+    page.wait_for_selector('svg [data-step-id="wait-1"].selected')
+    assert "  wait-1:\n    type: wait\n    duration: 1d\n    next: wait-7d\n" in text()
+    assert page.get_by_test_id("edit-state").text_content().startswith("Checked: no errors")
+
+    # Moved up: the run now starts with it.
+    page.get_by_test_id("move-up").click()
+    page.wait_for_function("() => NFJourney.data.graph.start === 'wait-1'")
+    assert start() == "wait-1"
+    # A step that cannot move says why.
+    page.get_by_test_id("move-up").click()
+    page.wait_for_selector("#nf-status:not([hidden])")
+    assert "cannot move up" in page.locator("#nf-status").text_content()
+
+    # Removed: the trigger leads to the step that followed it again.
+    page.locator('[data-step-id="wait-1"]').click()
+    page.get_by_test_id("remove-step").click()
+    page.wait_for_function("() => !NFJourney.data.graph.nodes.some((n) => n.id === 'wait-1')")
+    assert start() == "incentive"
+    assert "wait-1" not in text()
+    assert page.locator('svg [data-step-id="wait-1"]').count() == 0

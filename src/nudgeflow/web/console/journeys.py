@@ -7,9 +7,11 @@
                                  settings, template preview links and metrics; publish/pause/resume/archive
 - /journeys/{id}/versions        the versions, and two of them (or the draft) side by side
 - /journeys/{id}/definition.yaml the definition as YAML, what `nudgeflow journeys apply` takes
-- POST /journeys/graph           the canvas's graph of a YAML text being edited (no state changes: the
-                                 editor's checks are the admin API's POST /api/journeys/validate, its
-                                 save PUT /api/journeys/{id})
+- POST /journeys/graph           the canvas's graph of a YAML text being edited
+- POST /journeys/edit            a structural edit of such a text (add a step on a link, remove one,
+                                 move one up or down: model/journey_edits.py), answered as the new text
+  (neither changes any state: the editor's checks are the admin API's POST /api/journeys/validate,
+  its save PUT /api/journeys/{id})
 
 Pages only read (store/ functions; counts from the report rollups and the runs' index, never the
 event log); every change goes through the admin API from the page's script. A journey id of
@@ -32,6 +34,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.measure import report
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journey_checks import DocumentError, check_journey, load_text
+from nudgeflow.model.journey_edits import EditError, add_step, move_step, remove_step
 from nudgeflow.model.journey_graph import GOAL, TRIGGER, JourneyGraph, journey_graph
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import journey_activity, rollups
@@ -105,6 +108,36 @@ def router() -> APIRouter:
             return {"graph": None}
         journey, _ = check_journey(documents[0][1])
         return {"graph": journey_graph(journey).as_dict() if journey is not None else None}
+
+    @router.post("/journeys/edit")
+    async def edit_text(request: Request, user: Viewer) -> dict[str, Any]:
+        """{yaml, op: add|remove|move, step, slot (add), kind (add), direction (move)} ->
+        {yaml, step}: the text with the edit made (comments are not kept), and the step it made
+        or moved. 422 naming what does not apply."""
+        body = await request.body()
+        if len(body) > MAX_DOCUMENT_BYTES + 10_000:
+            raise HTTPException(413, f"a journey definition is at most {MAX_DOCUMENT_BYTES:,} bytes")
+        try:
+            asked = orjson.loads(body)
+            text, op, step = str(asked["yaml"]), str(asked["op"]), str(asked["step"])
+            doc = yaml.safe_load(text)
+        except (orjson.JSONDecodeError, KeyError, TypeError, yaml.YAMLError) as exc:
+            raise HTTPException(422, f"expected JSON with yaml, op and step: {exc}"[:300]) from exc
+        if not isinstance(doc, dict):
+            raise HTTPException(422, "the text is not a journey document yet: fix it first")
+        try:
+            if op == "add":
+                doc, step = add_step(doc, step, str(asked.get("slot", "next")), str(asked.get("kind", "")))
+            elif op == "remove":
+                doc = remove_step(doc, step)
+            elif op == "move":
+                doc = move_step(doc, step, str(asked.get("direction", "")))
+            else:
+                raise EditError(f"no edit {op[:40]!r} (add, remove or move)")
+        except EditError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        dumped = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+        return {"yaml": dumped, "step": step}
 
     @router.get("/journeys/{journey_id}/versions")
     def versions_page(

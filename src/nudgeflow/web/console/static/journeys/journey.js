@@ -60,11 +60,45 @@
     } else {
       add(panelBody, "p", "None counted at this node.", { class: "hint" });
     }
+    if (window.NFJourney && window.NFJourney.edit && (node.id === "@trigger" || !node.id.startsWith("@")) && node.kind !== "missing") {
+      editControls(node);
+    }
     const problems = problemsOf(node);
     if (problems.length) {
       add(panelBody, "h3", "Problems");
       const list = add(panelBody, "ul", null, { "data-testid": "panel-problems" });
       for (const p of problems) add(list, "li", `${p.path}: ${p.message}`, { class: p.severity === "error" ? "error" : "hint" });
+    }
+  }
+
+  const KINDS = ["send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit"];
+
+  // The selected node's structural edits (editors, with the definition's editor on the page):
+  // a new step on one of its links, removing it, moving it up or down its chain.
+  function editControls(node) {
+    const box = add(panelBody, "div", null, { class: "stack", "data-testid": "node-edits" });
+    add(box, "h3", "Change the journey here");
+    const links = data.graph.edges.filter((e) => e.source === node.id);
+    if (links.length) {
+      add(box, "label", "New step", { for: "edit-kind" });
+      const kind = add(box, "select", null, { id: "edit-kind", "data-testid": "edit-kind" });
+      for (const k of KINDS) add(kind, "option", k.replace(/_/g, " "), { value: k });
+      add(box, "label", "On the link", { for: "edit-slot" });
+      const slot = add(box, "select", null, { id: "edit-slot", "data-testid": "edit-slot" });
+      for (const e of links) add(slot, "option", `${e.slot}${e.label ? ` (${e.label})` : ""} → ${e.target}`, { value: e.slot });
+      const button = add(box, "button", "Add the step", { type: "button", "data-testid": "add-step" });
+      button.addEventListener("click", () =>
+        window.NFJourney.edit({ op: "add", step: node.id, slot: slot.value, kind: kind.value }),
+      );
+    }
+    if (!node.id.startsWith("@")) {
+      const row = add(box, "div", null, { class: "toolbar" });
+      const up = add(row, "button", "Move up", { type: "button", "data-testid": "move-up" });
+      up.addEventListener("click", () => window.NFJourney.edit({ op: "move", step: node.id, direction: "up" }));
+      const down = add(row, "button", "Move down", { type: "button", "data-testid": "move-down" });
+      down.addEventListener("click", () => window.NFJourney.edit({ op: "move", step: node.id, direction: "down" }));
+      const remove = add(row, "button", "Remove this step", { type: "button", class: "danger", "data-testid": "remove-step" });
+      remove.addEventListener("click", () => window.NFJourney.edit({ op: "remove", step: node.id }));
     }
   }
 
@@ -134,6 +168,11 @@
       if (drawn.graph) {
         data.graph = drawn.graph;
         draw();
+        if (selectNext && data.graph.nodes.some((n) => n.id === selectNext)) {
+          canvas.focus(selectNext);
+          canvas.select(selectNext);
+        }
+        selectNext = null;
       } else {
         mark();
       }
@@ -150,6 +189,19 @@
       state.dataset.valid = errors ? "false" : "true";
     }
     window.NFJourney.editor = view;
+    let selectNext = null;
+    // A structural edit: the server makes it on the text (model/journey_edits.py), the editor
+    // takes the new text, and the usual check and drawing follow; the step edited is selected.
+    window.NFJourney.edit = async (asked) => {
+      let done;
+      try {
+        done = await window.NF.api("POST", "/journeys/edit", { ...asked, yaml: text() });
+      } catch (err) {
+        return; // NF.api has shown why (a step that cannot move, the text not yet a journey)
+      }
+      selectNext = asked.op === "remove" ? null : done.step;
+      view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: done.yaml } });
+    };
 
     document.getElementById("save-draft").addEventListener("click", async () => {
       try {
