@@ -15,11 +15,10 @@ import pytest
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
-from tests.console.axe_check import serious_violations
 from tests.console.conftest import START
 from tests.console.engine_console import send
 from tests.console.journey_support import save_templates
-from tests.console.support import ROLES, ConsoleApp, email_of
+from tests.console.support import ROLES, ConsoleApp, email_of, screenshot, serious_violations
 from tests.support import free_port, start_server
 
 CART = {
@@ -138,6 +137,7 @@ def test_build_a_journey_from_nothing_then_publish_and_send(console_app: Console
     assert "no template 'no-such-template'" in page.get_by_test_id("edit-problems").text_content()
     remind = page.locator('svg [data-step-id="remind"]')
     assert remind.get_attribute("aria-invalid") == "true"
+    screenshot(page, "journey-editor-error")
     trigger = page.locator('svg [data-step-id="@trigger"] desc').text_content()
     assert "Product Added not followed by Order Completed (same cart_id) within 1h" in trigger
 

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from tests.browser.test_journey_canvas import LAYOUT_BUDGET_MS, fifty_steps
-from tests.console.axe_check import serious_violations
 from tests.console.journey_support import plant_counts, plant_runs, save_example, save_templates
-from tests.console.support import ConsoleApp
+from tests.console.support import ConsoleApp, screenshot, serious_violations
 
 Page = Callable[[str], Any]
 
@@ -56,6 +55,7 @@ def test_the_canvas_shows_each_step_with_its_counts(seeded: ConsoleApp, console_
         "/templates/cart-72h-offer-10",
         "/templates/cart-72h-offer-shipping",
     ]
+    screenshot(page, "journey-canvas")
     page.locator('[data-step-id="@trigger"]').click()
     assert "entered90held out10" in page.get_by_test_id("panel-metrics").text_content()
     assert serious_violations(page) == []
@@ -130,9 +130,11 @@ def test_two_versions_side_by_side(seeded: ConsoleApp, console_page: Page) -> No
     page.wait_for_selector("#diff .cm-mergeView")
     assert page.locator("#diff .cm-changedLine").count() == 2  # the line on each side
     assert "duration: 47h" in page.locator("#diff").text_content()
+    screenshot(page, "journey-versions")
     assert serious_violations(page) == []
     page.goto("/journeys")
     assert page.get_by_test_id("journey-list").is_visible()
+    screenshot(page, "journeys")
     assert serious_violations(page) == []
 
 
