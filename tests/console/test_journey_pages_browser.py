@@ -192,3 +192,30 @@ def test_add_move_and_remove_a_step_on_the_canvas(console_app: ConsoleApp, conso
     assert start() == "incentive"
     assert "wait-1" not in text()
     assert page.locator('svg [data-step-id="wait-1"]').count() == 0
+
+
+def test_the_canvas_edits_by_keyboard_alone(console_app: ConsoleApp, console_page: Page) -> None:
+    save_example(console_app, "push-streak-7")
+    page = _open(console_page("editor"), "/journeys/push-streak-7")
+    testid = lambda: page.evaluate("document.activeElement.dataset.testid || document.activeElement.dataset.stepId")  # noqa: E731
+
+    def tab_to(wanted: str) -> None:
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            if testid() == wanted:
+                return
+        raise AssertionError(f"Tab never reached {wanted}")
+
+    tab_to("@trigger")
+    page.keyboard.press("Enter")  # the trigger selected: its panel offers a step on its link
+    tab_to("edit-kind")
+    page.keyboard.type("wait")  # a closed select takes the option typed
+    tab_to("add-step")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('svg [data-step-id="wait-1"].selected')
+    assert testid() == "wait-1"  # the new step has the focus, on the canvas
+    assert page.evaluate("NFJourney.data.graph.start") == "wait-1"
+    tab_to("remove-step")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => !NFJourney.data.graph.nodes.some((n) => n.id === 'wait-1')")
+    assert "wait-1" not in page.evaluate("NFJourney.editor.state.doc.toString()")
