@@ -24,6 +24,7 @@ PAGE_MODULES: list[str] = [
     "segments",  # /segments, /segments/{id}
     "users",  # /users, /api/console/users
     "audit",  # /audit
+    "account",  # /account: your own password
     "journeys",  # /journeys, /journeys/{id}, its versions and YAML
 ]
 
