@@ -30,21 +30,15 @@ PAGE_MODULES: list[str] = [
 
 
 def console_router() -> APIRouter:
-    from nudgeflow.web.console.home import home_router
     from nudgeflow.web.console.sign_in import sign_in_router
     from nudgeflow.web.console.static import static_router
 
     router = APIRouter(include_in_schema=False)
     router.include_router(static_router())
     router.include_router(sign_in_router())
-    serves_home = False
     for name in PAGE_MODULES:
         module = importlib.import_module(f"nudgeflow.web.console.{name}")
-        page_router: APIRouter = module.router()
-        serves_home = serves_home or any(getattr(route, "path", None) == "/" for route in page_router.routes)
-        router.include_router(page_router)
-    if not serves_home:
-        router.include_router(home_router())  # until the overview page module serves "/"
+        router.include_router(module.router())
     return router
 
 
