@@ -229,7 +229,14 @@ def test_structural_edits_of_a_text(console_app: ConsoleApp, signed_in: SignedIn
         "/journeys/edit", json={"yaml": added.json()["yaml"], "op": "move", "step": "wait-1", "direction": "down"}
     )
     assert yaml.safe_load(moved.json()["yaml"])["start"] == "reminder-1h"
+    part = client.post("/journeys/edit", json={"yaml": text, "op": "part", "step": "wait-23h"})
+    assert part.json()["yaml"] == "type: wait\nduration: 23h\nnext: objections-24h\n"
+    changed = client.post(
+        "/journeys/edit", json={"yaml": text, "op": "set", "step": "wait-23h", "part": "type: wait\nduration: 20h\n"}
+    )
+    assert yaml.safe_load(changed.json()["yaml"])["steps"]["wait-23h"] == {"type": "wait", "duration": "20h"}
     for asked, detail in (
+        ({"yaml": text, "op": "set", "step": "wait-23h", "part": "a: ["}, "the settings are not YAML"),
         ({"yaml": text, "op": "remove", "step": "ghost"}, "no step 'ghost'"),
         ({"yaml": text, "op": "move", "step": "reminder-1h", "direction": "up"}, "cannot move up"),
         ({"yaml": text, "op": "fly", "step": "reminder-1h"}, "no edit 'fly'"),

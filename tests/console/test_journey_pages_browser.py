@@ -185,6 +185,16 @@ def test_add_move_and_remove_a_step_on_the_canvas(console_app: ConsoleApp, conso
     page.wait_for_selector("#nf-status:not([hidden])")
     assert "cannot move up" in page.locator("#nf-status").text_content()
 
+    # Its settings edited in place: a wait of 2 hours.
+    part = page.get_by_test_id("edit-part")
+    page.wait_for_function("() => document.getElementById('edit-part').value.includes('duration')")
+    assert part.input_value() == "type: wait\nduration: 1d\nnext: incentive\n"
+    part.fill("type: wait\nduration: 2h\nnext: incentive\n")
+    page.get_by_test_id("apply-part").click()
+    page.wait_for_function("() => NFJourney.editor.state.doc.toString().includes('duration: 2h')")
+    page.wait_for_selector('svg [data-step-id="wait-1"]')
+    page.wait_for_function("() => NFJourney.data.graph.nodes.some((n) => n.id === 'wait-1' && n.summary === '2h')")
+
     # Removed: the trigger leads to the step that followed it again.
     page.locator('[data-step-id="wait-1"]').click()
     page.get_by_test_id("remove-step").click()

@@ -107,3 +107,23 @@ def test_move_up_and_down_a_chain() -> None:
     }
     with pytest.raises(EditError, match="several ways out"):
         move_step(forked, "b", "up")
+
+
+def test_a_nodes_own_settings_read_and_replaced() -> None:
+    from nudgeflow.model.journey_edits import part_of, replace_part
+
+    assert part_of(CART, "@trigger")["event"] == "Product Added"
+    assert part_of(CART, "wait-23h") == {"type": "wait", "duration": "23h", "next": "objections-24h"}
+    assert part_of(CART, "@goal")["within"] == "7d"
+    trigger = {**part_of(CART, "@trigger"), "event": "Checkout Started"}
+    doc = replace_part(CART, "@trigger", trigger)
+    assert _valid(doc)["trigger"]["event"] == "Checkout Started" and CART["trigger"]["event"] == "Product Added"
+    variants = {**part_of(CART, "offer-72h")}
+    variants["variants"] = [*variants["variants"], {"name": "none", "template": "cart-72h-plain", "weight": 2}]
+    assert len(_valid(replace_part(CART, "offer-72h", variants))["steps"]["offer-72h"]["variants"]) == 3
+    with pytest.raises(EditError, match="a mapping"):
+        replace_part(CART, "wait-23h", "23h")
+    with pytest.raises(EditError, match="`type` is one of"):
+        replace_part(CART, "wait-23h", {"duration": "1h"})
+    with pytest.raises(EditError, match="no step 'ghost'"):
+        part_of(CART, "ghost")

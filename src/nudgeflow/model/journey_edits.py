@@ -214,3 +214,34 @@ def move_step(doc: dict[str, Any], step_id: str, direction: str) -> dict[str, An
     if _start(doc, steps) == a:
         out["start"] = b
     return out
+
+
+PARTS = {"@trigger": "trigger", "@goal": "goal", "@exit": "exit"}
+
+
+def part_of(doc: dict[str, Any], node_id: str) -> Any:
+    """The piece of the document a canvas node stands for: the trigger, the goal, the exit rules,
+    or a step (what the node's "settings as YAML" shows)."""
+    if node_id in PARTS:
+        return doc.get(PARTS[node_id])
+    steps = _steps(doc)
+    if node_id not in steps:
+        raise EditError(f"no step {node_id!r}")
+    return steps[node_id]
+
+
+def replace_part(doc: dict[str, Any], node_id: str, value: Any) -> dict[str, Any]:
+    """The document with that piece replaced (a step's links are whatever the new piece says)."""
+    if not isinstance(value, dict):
+        raise EditError("the settings are a mapping (key: value)")
+    out = copy.deepcopy(doc)
+    if node_id in PARTS:
+        out[PARTS[node_id]] = value
+        return out
+    steps = _steps(out)
+    if node_id not in steps:
+        raise EditError(f"no step {node_id!r}")
+    if value.get("type") not in STEP_KINDS:
+        raise EditError(f"a step's `type` is one of {', '.join(STEP_KINDS)}")
+    steps[node_id] = value
+    return out

@@ -34,7 +34,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.measure import report
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journey_checks import DocumentError, check_journey, load_text
-from nudgeflow.model.journey_edits import EditError, add_step, move_step, remove_step
+from nudgeflow.model.journey_edits import EditError, add_step, move_step, part_of, remove_step, replace_part
 from nudgeflow.model.journey_graph import GOAL, TRIGGER, JourneyGraph, journey_graph
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import journey_activity, rollups
@@ -111,9 +111,10 @@ def router() -> APIRouter:
 
     @router.post("/journeys/edit")
     async def edit_text(request: Request, user: Viewer) -> dict[str, Any]:
-        """{yaml, op: add|remove|move, step, slot (add), kind (add), direction (move)} ->
-        {yaml, step}: the text with the edit made (comments are not kept), and the step it made
-        or moved. 422 naming what does not apply."""
+        """{yaml, op: add|remove|move|part|set, step, slot (add), kind (add), direction (move),
+        part (set)} -> {yaml, step}: the text with the edit made (comments are not kept), and the
+        step it made or moved; `part` answers the node's own piece as YAML, `set` replaces it.
+        422 naming what does not apply."""
         body = await request.body()
         if len(body) > MAX_DOCUMENT_BYTES + 10_000:
             raise HTTPException(413, f"a journey definition is at most {MAX_DOCUMENT_BYTES:,} bytes")
@@ -132,12 +133,19 @@ def router() -> APIRouter:
                 doc = remove_step(doc, step)
             elif op == "move":
                 doc = move_step(doc, step, str(asked.get("direction", "")))
+            elif op == "part":  # the node's piece alone, as YAML (nothing changes)
+                return {"yaml": _dump(part_of(doc, step)), "step": step}
+            elif op == "set":
+                try:
+                    value = yaml.safe_load(str(asked.get("part", "")))
+                except yaml.YAMLError as exc:
+                    raise EditError(f"the settings are not YAML: {exc}"[:300]) from exc
+                doc = replace_part(doc, step, value)
             else:
-                raise EditError(f"no edit {op[:40]!r} (add, remove or move)")
+                raise EditError(f"no edit {op[:40]!r} (add, remove, move, part or set)")
         except EditError as exc:
             raise HTTPException(422, str(exc)) from exc
-        dumped = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
-        return {"yaml": dumped, "step": step}
+        return {"yaml": _dump(doc), "step": step}
 
     @router.get("/journeys/{journey_id}/versions")
     def versions_page(
@@ -372,6 +380,10 @@ def _side_yaml(conn: Connection, workspace_id: str, found: dict[str, Any], side:
     if loaded is None:  # listed a moment ago; versions are never deleted
         raise HTTPException(404, f"this journey has no version {side}")
     return definition_yaml(loaded.model_dump(mode="json", by_alias=True))
+
+
+def _dump(value: Any) -> str:
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
 
 
 def script_json(data: Any) -> str:

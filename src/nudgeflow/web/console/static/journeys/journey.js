@@ -78,6 +78,17 @@
   function editControls(node) {
     const box = add(panelBody, "div", null, { class: "stack", "data-testid": "node-edits" });
     add(box, "h3", "Change the journey here");
+    // The node's own settings (the trigger, a step, the goal, the exit rules) as YAML, applied
+    // into the document: the trigger's event, a wait's duration, a branch's conditions, variants.
+    if (node.id === "@trigger" || node.id === "@goal" || node.id === "@exit" || !node.id.startsWith("@")) {
+      add(box, "label", "Settings (YAML)", { for: "edit-part" });
+      const part = add(box, "textarea", null, { id: "edit-part", rows: "8", spellcheck: "false", "data-testid": "edit-part" });
+      const apply = add(box, "button", "Apply the settings", { type: "button", "data-testid": "apply-part" });
+      window.NFJourney.part(node.id).then((text) => {
+        part.value = text;
+      });
+      apply.addEventListener("click", () => window.NFJourney.edit({ op: "set", step: node.id, part: part.value }));
+    }
     const links = data.graph.edges.filter((e) => e.source === node.id);
     if (links.length) {
       add(box, "label", "New step", { for: "edit-kind" });
@@ -192,6 +203,14 @@
     let selectNext = null;
     // A structural edit: the server makes it on the text (model/journey_edits.py), the editor
     // takes the new text, and the usual check and drawing follow; the step edited is selected.
+    window.NFJourney.part = async (nodeId) => {
+      try {
+        const done = await window.NF.api("POST", "/journeys/edit", { op: "part", step: nodeId, yaml: text() }, { quiet: true });
+        return done.yaml;
+      } catch (err) {
+        return `# not available: ${err.detail || err.message}`;
+      }
+    };
     window.NFJourney.edit = async (asked) => {
       let done;
       try {
