@@ -45,19 +45,20 @@ def _require_workspace(conn: Connection, workspace_id: str) -> None:
         raise TemplateStoreError(f"no workspace {workspace_id!r}")
 
 
+def _summary(r: Any) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "channel": r.channel,
+        "current_version": r.current_version,
+        "created_at_ms": r.created_at_ms,
+        "updated_at_ms": r.updated_at_ms,
+    }
+
+
 def list_templates(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
     """Every template of the workspace, by name: channel, current version, times."""
     rows = conn.execute(select(templates).where(templates.c.workspace_id == workspace_id).order_by(templates.c.name))
-    return [
-        {
-            "name": r.name,
-            "channel": r.channel,
-            "current_version": r.current_version,
-            "created_at_ms": r.created_at_ms,
-            "updated_at_ms": r.updated_at_ms,
-        }
-        for r in rows
-    ]
+    return [_summary(r) for r in rows]
 
 
 MAX_PAGE = 500
@@ -73,16 +74,7 @@ def template_page(conn: Connection, workspace_id: str, after: str = "", limit: i
         .order_by(templates.c.name)
         .limit(limit)
     )
-    return [
-        {
-            "name": r.name,
-            "channel": r.channel,
-            "current_version": r.current_version,
-            "created_at_ms": r.created_at_ms,
-            "updated_at_ms": r.updated_at_ms,
-        }
-        for r in rows
-    ]
+    return [_summary(r) for r in rows]
 
 
 def count_templates(conn: Connection, workspace_id: str) -> int:
