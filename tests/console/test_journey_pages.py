@@ -102,6 +102,9 @@ def test_the_canvas_page_carries_the_graph_and_counts(seeded: ConsoleApp, signed
     assert data["can_edit"] is False
     # A viewer gets no buttons that change anything (the API refuses them anyway).
     assert 'data-action="publish"' not in answer.text
+    # The journey's report is one link away, and answers.
+    assert 'href="/journeys/cart-abandonment/report" data-testid="report-link"' in answer.text
+    assert client.get("/journeys/cart-abandonment/report").status_code == 200
     client = signed_in("editor")
     html = client.get("/journeys/cart-abandonment").text
     assert 'data-action="publish"' in html and 'data-action="pause"' in html and 'data-action="resume"' not in html
