@@ -87,6 +87,13 @@ def test_an_editor_saves_through_the_api_and_compares_versions(
     assert 'data-testid="test-send-form" data-version="2"' in page.text
     old = editor.get("/templates/welcome-diff", params={"version": 1})
     assert "Version 1 of 2" in old.text and _data(old.text)["source"]["subject"] == WELCOME["subject"]
+    # A push template's test goes to a person's devices: the form offers a person only.
+    push = {"channel": "push", "title": "Hi", "body": "there"}
+    assert editor.put("/api/templates/ping-page", json=push).status_code == 201
+    form = editor.get("/templates/ping-page").text
+    assert 'data-testid="test-send-form" data-version="1"' in form
+    assert '<option value="profile">a person, with their context, to their devices</option>' in form
+    assert '<option value="to">' not in form
 
 
 def test_a_viewer_may_preview_but_not_save_or_send(

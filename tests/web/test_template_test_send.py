@@ -8,6 +8,7 @@ from email import message_from_string, policy
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from nudgeflow.content.sample import sample_context
 from nudgeflow.settings import Settings
@@ -63,9 +64,6 @@ def test_a_test_send_goes_to_an_address_or_a_person(dev_server: LiveServer) -> N
             answer = api.post("/api/templates/welcome/test-send", json=bad)
             assert answer.status_code == status, (bad, answer.text)
         assert api.post("/api/templates/nope/test-send", json={"to": "qa@example.com"}).status_code == 404
-        push = {"channel": "push", "title": "Hi", "body": "there"}
-        assert api.put("/api/templates/ping", json=push).status_code == 201
-        assert api.post("/api/templates/ping/test-send", json={"to": "qa@example.com"}).status_code == 422
     got = _inbox(dev_server)
     assert [(to, subject) for to, subject, _ in got] == [
         ("qa@example.com", f"[Test] Welcome, {sample_context()['profile']['first_name']}"),
@@ -79,3 +77,40 @@ def test_without_smtp_a_test_send_says_so(live: LiveServer, api: httpx.Client) -
     assert api.put("/api/templates/welcome", json=WELCOME).status_code == 201
     answer = api.post("/api/templates/welcome/test-send", json={"to": "qa@example.com"})
     assert answer.status_code == 409 and "no SMTP server" in answer.json()["detail"], answer.text
+
+
+def test_a_push_test_send_reaches_the_persons_devices(dev_server: LiveServer) -> None:
+    """A push template's test goes to each of a person's push targets, for real: here a
+    simulated browser subscribed at the dev server's local Web Push service, which decrypts
+    it into the dev inbox. The answer says what each target did."""
+    state = dev_server.state
+    assert state.dev_push is not None
+    ws = dev_server.workspace()
+    with httpx.Client(timeout=10) as plain:
+        browser = plain.post(f"{state.dev_push.url}/subscriptions").json()
+    with dev_server.client(auth=(ws.write_key, "")) as ingest:
+        traits = {"first_name": "Ada", "email": "ada@example.org"}
+        assert ingest.post("/v1/identify", json={"userId": "ada", "traits": traits}).status_code == 200
+        assert ingest.post("/v1/identify", json={"userId": "bo", "traits": {"first_name": "Bo"}}).status_code == 200
+        subscription = {"endpoint": browser["endpoint"], "keys": browser["keys"]}
+        reg = ingest.post("/v1/push/subscriptions", json={"userId": "ada", "subscription": subscription})
+        assert reg.status_code == 200, reg.text
+    state.runtime.run_until_idle()
+    push = {"channel": "push", "title": "Hi {{ profile.first_name }}", "body": "Your cart misses you"}
+    with dev_server.admin(ws.admin_token) as api:
+        assert api.put("/api/templates/ping", json=push).status_code == 201
+        sent = api.post("/api/templates/ping/test-send", json={"profile": "ada"})
+        assert sent.status_code == 200, sent.text
+        [target] = sent.json()["targets"]
+        assert target["result"] == "sent" and target["target"].startswith("webpush:…")
+        assert browser["endpoint"] not in sent.text  # the endpoint is a credential: redacted
+        # A push goes to a person's devices: no address, and someone with none is told so.
+        for misdirected in ({"to": "qa@example.com"}, {"profile": "ada", "to": "qa@example.com"}):
+            assert api.post("/api/templates/ping/test-send", json=misdirected).status_code == 422
+        none = api.post("/api/templates/ping/test-send", json={"profile": "bo"})
+        assert none.status_code == 409 and "no push target" in none.json()["detail"]
+    with state.engine.connect() as conn:
+        pushes = dev_inbox.received(conn, "push")
+        queued = conn.execute(text("SELECT count(*) FROM outbox")).scalar_one()
+    assert [row.subject for row in pushes] == ["[Test] Hi Ada"]
+    assert queued == 0  # no journey's message: nothing queued or counted

@@ -118,6 +118,19 @@ def push_in_use(engine: Any, settings: Settings) -> bool:
     return any_target_stored(engine)
 
 
+def push_senders(engine: Any, settings: Settings, clock: Clock) -> dict[str, PushSender]:
+    """A sender per push service this server can reach: Web Push always, FCM and APNs where
+    credentials exist (the server's or a workspace's). The caller closes them (aclose)."""
+    senders: dict[str, PushSender] = {"webpush": WebPushSender(engine, clock)}
+    # The server's credentials are read at the first send that needs them: a file that
+    # cannot be read fails those messages, not the server's start.
+    if push_credentials_configured(engine, settings, push_config.FCM_SECTION):
+        senders["fcm"] = FcmSender(engine, clock, default=lambda: fcm_default(settings))
+    if push_credentials_configured(engine, settings, push_config.APNS_SECTION):
+        senders["apns"] = ApnsSender(engine, clock, default=lambda: apns_default(settings))
+    return senders
+
+
 def configure_push(
     registry: ChannelRegistry, engine: Any, settings: Settings, clock: Clock | None = None, *, force: bool = False
 ) -> PushChannel | None:
@@ -130,13 +143,7 @@ def configure_push(
     if not force and not push_in_use(engine, settings):
         return None
     clock = clock or SystemClock()
-    senders: dict[str, PushSender] = {"webpush": WebPushSender(engine, clock)}
-    # The server's credentials are read at the first send that needs them: a file that
-    # cannot be read fails those messages, not the server's start.
-    if push_credentials_configured(engine, settings, push_config.FCM_SECTION):
-        senders["fcm"] = FcmSender(engine, clock, default=lambda: fcm_default(settings))
-    if push_credentials_configured(engine, settings, push_config.APNS_SECTION):
-        senders["apns"] = ApnsSender(engine, clock, default=lambda: apns_default(settings))
+    senders = push_senders(engine, settings, clock)
     database = DatabasePush(engine, clock)
     channel = PushChannel(senders, database, database, clock)
     registry.register("push", channel)

@@ -1,25 +1,39 @@
-"""A test send of an email template: POST /api/templates/{name}/test-send.
+"""A test send of a template: POST /api/templates/{name}/test-send.
 
-The template's version (the current one by default) is rendered with the sample context,
-or with a chosen person's, and sent to an address, or to that person's own `email`,
-through an EmailChannel of the workspace's SMTP settings (or the server's default), as a
-journey's email is composed, signed and delivered (channels/email). It is no journey's
-message: nothing is queued or recorded as a message, its links are not tracked, and its
-subject starts with "[Test] " so no one takes it for the real thing.
+Email: the template's version (the current one by default) is rendered with the sample
+context, or with a chosen person's, and sent to an address, or to that person's own
+`email`, through an EmailChannel of the workspace's SMTP settings (or the server's
+default), as a journey's email is composed, signed and delivered (channels/email).
+
+Push: rendered with a chosen person's context (a push goes to a person's devices, not to
+an address) and handed to each of their push targets' senders, the same senders the push
+channel uses (channels/wiring.push_senders), concurrently. Each target's answer is
+reported (redacted); a target its service calls gone is reported, not deleted: the next
+real message finds it gone again and deletes it.
+
+Either is no journey's message: nothing is queued or recorded as a message or a delivery,
+its links are not tracked, and its subject or title starts with "[Test] " so no one takes
+it for the real thing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
+from typing import Any
 
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import ChannelError, PermanentError, TransientError
+from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.email.channel import EmailChannel, WorkspaceConfigs
-from nudgeflow.content.rendered import RenderedEmail
-from nudgeflow.core.clock import Clock
+from nudgeflow.channels.wiring import push_senders
+from nudgeflow.content.push_render import content_from
+from nudgeflow.content.rendered import RenderedEmail, RenderedPush
+from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.settings import Settings
+from nudgeflow.store.push_targets import PushTarget
 
 TEST_PREFIX = "[Test] "
 
@@ -80,3 +94,41 @@ async def send_test(
     finally:
         await channel.aclose()
     return key
+
+
+async def send_push_test(
+    engine: Any, settings: Settings, clock: Clock, workspace_id: str, rendered: RenderedPush, targets: list[PushTarget]
+) -> tuple[str, list[dict[str, str]]]:
+    """Send it to each of `targets` (a person's); returns the key it went out with and, per
+    target, {"target": redacted, "result": "sent" | "gone" | "failed" | "not configured",
+    "reason"}. Raises TestSendFailed when the person has no target at all."""
+    if not targets:
+        raise TestSendFailed("the person has no push target (no push subscription or device token)", 409)
+    key = f"test-{uuid.uuid4().hex}"
+    test = dataclasses.replace(rendered, title=TEST_PREFIX + rendered.title)
+    content = content_from(test, key, to_ms(clock.now()), marketing=False)
+    senders = push_senders(engine, settings, clock)
+    try:
+        usable = [t for t in targets if t.provider in senders]
+        results = await asyncio.gather(
+            *(senders[t.provider].send(workspace_id, t, content) for t in usable), return_exceptions=True
+        )
+    finally:
+        for sender in senders.values():
+            await sender.aclose()
+    answers = {t.key: result for t, result in zip(usable, results, strict=True)}
+    out: list[dict[str, str]] = []
+    for target in targets:
+        if target.key not in answers:
+            out.append({"target": target.redacted(), "result": "not configured", "reason": "no credentials"})
+            continue
+        result = answers[target.key]
+        if result is None:
+            out.append({"target": target.redacted(), "result": "sent", "reason": ""})
+        elif isinstance(result, TargetGone):
+            out.append({"target": target.redacted(), "result": "gone", "reason": result.reason})
+        elif isinstance(result, ChannelError):
+            out.append({"target": target.redacted(), "result": "failed", "reason": result.reason})
+        else:  # an unexpected error: its type only (its text may carry a token)
+            out.append({"target": target.redacted(), "result": "failed", "reason": type(result).__name__})
+    return key, out

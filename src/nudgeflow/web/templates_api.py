@@ -15,9 +15,11 @@
                                              email) / context, as for render; a push
                                              template's answer has each service's payload
                                              size (`payload`). The console's live preview
-    POST /api/templates/{name}/test-send     send an email template's version to an address
+    POST /api/templates/{name}/test-send     send a template's version: an email to an address
                                              ("to") or a person ("profile"), with the sample
-                                             context or that person's (web/template_test_send.py)
+                                             context or that person's; a push to a person's
+                                             push targets, with their context
+                                             (web/template_test_send.py)
 
 Writes go through the group committer, like every other write of the server.
 """
@@ -41,11 +43,12 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
+from nudgeflow.store.push_targets import targets_of
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.person_refs import person_id
 from nudgeflow.web.state import State
 from nudgeflow.web.template_preview import push_sizes, report_base
-from nudgeflow.web.template_test_send import TestSendFailed, send_test
+from nudgeflow.web.template_test_send import TestSendFailed, send_push_test, send_test
 
 MAX_TEMPLATE_BYTES = 512 * 1024
 EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
@@ -264,12 +267,15 @@ def templates_router() -> APIRouter:
             out["payload"] = push_sizes(result, workspace_id, name, pid, base, now)
         return out
 
-    @router.post("/{name}/test-send", summary="Send a test of an email template to an address or a person")
+    @router.post("/{name}/test-send", summary="Send a test of a template to an address or a person")
     async def test_send(request: Request, state: State, name: str, workspace_id: Workspace) -> Any:
         """Body: {"to": "address"} and/or {"profile": id, userId, anonymousId or email},
-        optional "version". With a person, their context renders it (and it goes to their
-        email unless "to" says otherwise); else the sample context. 200 with `to` and `key`
-        once the SMTP server took it; 409 without SMTP settings; 502 when the server refused."""
+        optional "version". Email: with a person, their context renders it (and it goes to
+        their email unless "to" says otherwise); else the sample context. 200 with `to` and
+        `key` once the SMTP server took it; 409 without SMTP settings; 502 when the server
+        refused. Push: "profile" is required; it goes to each of their push targets, and 200
+        has `targets`: each one's result (sent, gone, failed, not configured), 502 when none
+        took it, 409 when they have none."""
         try:
             body = await _body(request) or {}
         except TemplateError as exc:
@@ -303,8 +309,8 @@ def templates_router() -> APIRouter:
             compiled, context, pid, their_email = await run_in_threadpool(read)
         except store.TemplateNotFound as exc:
             return JSONResponse({"detail": str(exc)}, 404)
-        if compiled.channel != "email":
-            return JSONResponse({"detail": "a test send is for email templates: preview a push template instead"}, 422)
+        if compiled.channel == "push":
+            return await _push_test(state, workspace_id, name, compiled, context, pid, to)
         address = (to or their_email or "").strip()
         if not EMAIL_ADDRESS.match(address):
             return JSONResponse({"detail": f"the person {ref!r} has no email address: say where to send it (to)"}, 422)
@@ -318,5 +324,32 @@ def templates_router() -> APIRouter:
         except TestSendFailed as exc:
             return JSONResponse({"detail": str(exc)}, exc.status)
         return {"name": name, "to": address, "key": key, "context": "profile" if pid else "sample"}
+
+    async def _push_test(
+        state: Any, workspace_id: str, name: str, compiled: Any, context: Any, pid: str | None, to: Any
+    ) -> Any:
+        if pid is None or to is not None:
+            return JSONResponse({"detail": 'a push test goes to a person\'s devices: send {"profile": person}'}, 422)
+        try:
+            result = await run_in_threadpool(render, compiled, context)
+        except TemplateError as exc:
+            return _template_error(exc)
+        assert isinstance(result, RenderedPush)
+
+        def read_targets() -> Any:
+            with state.engine.connect() as conn:
+                return targets_of(conn, workspace_id, pid)
+
+        targets = await run_in_threadpool(read_targets)
+        try:
+            key, answers = await send_push_test(
+                state.engine, state.settings, state.clock, workspace_id, result, targets
+            )
+        except TestSendFailed as exc:
+            return JSONResponse({"detail": str(exc)}, exc.status)
+        body = {"name": name, "key": key, "context": "profile", "targets": answers}
+        if not any(a["result"] == "sent" for a in answers):
+            return JSONResponse({**body, "detail": "no push target took it"}, 502)
+        return body
 
     return router

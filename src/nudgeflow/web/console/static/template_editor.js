@@ -258,8 +258,15 @@
       const body = { version: Number(sendForm.getAttribute("data-version")) };
       body[kind] = target;
       const answer = await call("POST", base + "/test-send", body);
-      out.textContent =
-        answer.status === 200 ? "Sent to " + answer.json.to + "." : "Not sent: " + (answer.json.detail || answer.status);
+      const targets = (answer.json && answer.json.targets) || null;
+      if (targets) {
+        // A push: what each of the person's targets did (redacted by the server).
+        const each = targets.map((t) => t.target + ": " + t.result + (t.reason ? " (" + t.reason + ")" : ""));
+        out.textContent = (answer.status === 200 ? "Sent. " : "Not sent. ") + each.join("; ");
+      } else {
+        out.textContent =
+          answer.status === 200 ? "Sent to " + answer.json.to + "." : "Not sent: " + (answer.json.detail || answer.status);
+      }
     });
   }
 
