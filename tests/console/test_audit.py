@@ -119,3 +119,20 @@ def test_a_policies_change_by_a_session_names_its_user(own_console_app: ConsoleA
     assert entry["actor"] == "editor@example.com" and entry["before"] is None
     assert entry["after"]["version"] == 1 and "daily" in entry["after"]["source"]  # type: ignore[index,operator]
     editor.close()
+
+
+def test_segments_applied_together_are_recorded_before_and_after(own_console_app: ConsoleApp) -> None:
+    app = own_console_app
+    first = {"id": "buyers", "name": "Buyers", "when": {"performed": "Order Completed", "within": "30d"}}
+    second = {"id": "browsers", "name": "Browsers", "when": {"performed": "Product Viewed", "within": "7d"}}
+    with app.admin() as admin:
+        assert admin.put("/api/segments/buyers", json=first).status_code < 300
+        changed = {**first, "when": {"performed": "Order Completed", "within": "60d"}}
+        answer = admin.post("/api/segments", json=[changed, second])
+        assert answer.status_code < 300, answer.text
+    [entry] = [e for e in entries(app) if e["action"] == "POST /api/segments"]
+    before, after = entry["before"], entry["after"]
+    assert isinstance(before, dict) and isinstance(after, dict)
+    assert set(before) == {"buyers"} and set(after) == {"buyers", "browsers"}
+    assert before["buyers"]["definition"]["when"]["within"] == "30d"
+    assert after["buyers"]["definition"]["when"]["within"] == "60d"

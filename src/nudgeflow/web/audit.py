@@ -54,6 +54,16 @@ def _segment(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any
     return None if found is None else {k: found[k] for k in keep if k in found}
 
 
+def _segments(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
+    """Every segment's document: POST /api/segments applies several at once, named in its body."""
+    from nudgeflow.store.segments import list_segments
+
+    return {
+        found["id"]: _segment(conn, workspace_id, {"segment_id": found["id"]})
+        for found in list_segments(conn, workspace_id)
+    }
+
+
 def _policies(conn: Connection, workspace_id: str, params: dict[str, str]) -> Any:
     from nudgeflow.store.policies import get
 
@@ -96,6 +106,7 @@ DOCUMENTS: tuple[tuple[str, Reader], ...] = (
     ("/api/journeys/{journey_id}", _journey),
     ("/api/templates/{name}", _template),
     ("/api/segments/{segment_id}", _segment),
+    ("/api/segments", _segments),  # exactly: the routes under it are the one above's
     ("/api/policies", _policies),
     ("/api/settings/smtp", _smtp),
     ("/api/settings/webhooks", _webhooks),
