@@ -55,6 +55,14 @@ def test_the_canvas_shows_each_step_with_its_counts(seeded: ConsoleApp, console_
         "/templates/cart-72h-offer-10",
         "/templates/cart-72h-offer-shipping",
     ]
+    # ...each rendered on the server with the sample context, the HTML in a frame that runs no script.
+    page.wait_for_function("document.querySelectorAll('[data-testid=preview-subject]').length === 2")
+    subjects = page.get_by_test_id("preview-subject")
+    assert subjects.nth(0).text_content() == "Subject: Hi"  # journey_support's stand-in templates
+    frames = page.locator(".nf-node-preview iframe")
+    assert frames.count() == 2 and frames.nth(0).get_attribute("sandbox") == ""
+    body = frames.nth(0).get_attribute("srcdoc") or ""
+    assert "Hello" in body and "{{" not in body  # rendered, with the sample context
     screenshot(page, "journey-canvas")
     page.locator('[data-step-id="@trigger"]').click()
     assert "entered90held out10" in page.get_by_test_id("panel-metrics").text_content()

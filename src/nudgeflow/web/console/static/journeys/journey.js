@@ -30,7 +30,39 @@
     });
   }
 
+  // The template's current version rendered on the server with the sample context, as the
+  // template editor's preview is (POST /api/templates/{name}/render: a read, any role). An
+  // email's HTML goes into a sandboxed frame without scripts; a push shows its title and body.
+  async function previewTemplate(item, name, nodeId) {
+    const box = add(item, "div", "Rendering…", { class: "hint", "data-testid": "template-preview" });
+    let answer;
+    try {
+      answer = await NF.api("POST", `/api/templates/${encodeURIComponent(name)}/render`, { sample: true }, { quiet: true });
+    } catch (err) {
+      box.textContent = `Not rendered: ${err.message}`;
+      return;
+    }
+    if (!panelBody.isConnected || panelTitle.dataset.node !== nodeId) return; // another node since
+    box.textContent = "";
+    box.className = "nf-node-preview";
+    if (answer.channel === "email") {
+      add(box, "p", `Subject: ${answer.subject}`, { "data-testid": "preview-subject" });
+      const frame = add(box, "iframe", null, {
+        title: `Sample preview of ${name}`,
+        sandbox: "",
+        referrerpolicy: "no-referrer",
+        width: "100%",
+        height: "240",
+      });
+      frame.srcdoc = answer.html;
+    } else {
+      add(box, "p", answer.title, { "data-testid": "preview-subject", class: "nf-push-title" });
+      add(box, "p", answer.body);
+    }
+  }
+
   function showNode(node) {
+    panelTitle.dataset.node = node.id;
     panelTitle.textContent = node.id.startsWith("@") ? node.title : `${node.title}: ${node.id}`;
     panelBody.textContent = "";
     add(panelBody, "p", node.summary, { "data-testid": "panel-summary" });
@@ -46,7 +78,8 @@
       const list = add(panelBody, "ul");
       for (const name of node.templates) {
         const item = add(list, "li");
-        add(item, "a", `Preview ${name}`, { href: `/templates/${encodeURIComponent(name)}`, "data-testid": "template-link" });
+        add(item, "a", `Open ${name}`, { href: `/templates/${encodeURIComponent(name)}`, "data-testid": "template-link" });
+        previewTemplate(item, name, node.id);
       }
     }
     const metrics = counts[node.id] || [];
