@@ -46,6 +46,7 @@ BAD_ENV = [
     ("NUDGEFLOW_DATABASE_URL", "mysql://root:hunter2@db/x", "is not a database URL"),
     ("NUDGEFLOW_SECRET_KEY", "not-a-fernet-key", "is not a Fernet key"),
     ("NUDGEFLOW_BOT_CLICK_SECONDS", "-1", "'-1' is below 0"),
+    ("NUDGEFLOW_CONSOLE_IDLE_MINUTES", "0", "'0' is below 1"),
     ("NUDGEFLOW_APPLE_RELAY_RANGES", "/nonexistent/egress-ip-ranges.csv", "No such file"),
 ]
 

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from nudgeflow.errors import ModelError
+from nudgeflow.model import event_names
 
 TRIGGER = "@trigger"
 STEP_KINDS = ("send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit")
@@ -123,7 +124,7 @@ def new_step(kind: str, then: str | None) -> dict[str, Any]:
     if kind == "wait_for_event":
         return {
             "type": "wait_for_event",
-            "event": "Email Opened",
+            "event": event_names.EMAIL_OPENED,
             "timeout": "1d",
             "on_event": then,
             "on_timeout": then,

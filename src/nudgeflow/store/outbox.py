@@ -293,23 +293,24 @@ def not_sent_summary(
     `top` most frequent first.
 
     Bounded, so a console page stays fast over millions of messages: each status reads at most
-    `scan` rows, newest first, along ix_outbox_due (status, next_attempt_at_ms: when a failed
-    or suppressed message was last due, when a dropped one was dropped, when a deferred one is
-    decided again). `complete` is false when that bound was reached: the counts are then those
-    of the newest `scan` rows of every workspace's of that status, a lower bound."""
+    `scan` of the workspace's rows, newest first, along ix_outbox_due (status,
+    next_attempt_at_ms: when a failed or suppressed message was last due, when a dropped one was
+    dropped, when a deferred one is decided again), the workspace tested on each. `complete` is
+    false when that bound was reached: the counts are then those of the newest `scan`, a lower
+    bound. (On a server of many workspaces the walk also passes the others' rows of that status
+    in the period; a workspace's own index would spare that, at a cost on every outbox write.)"""
     m = sql.mark(conn)
     out: dict[str, dict[str, Any]] = {}
     for status, column in EXPLAINED:
         rows = conn.exec_driver_sql(
-            f"SELECT workspace_id, {column} FROM outbox WHERE status = {m} AND next_attempt_at_ms >= {m}"
+            f"SELECT {column} FROM outbox WHERE status = {m} AND next_attempt_at_ms >= {m} AND workspace_id = {m}"
             f" ORDER BY next_attempt_at_ms DESC LIMIT {m}",
-            (status, since_ms, scan),
+            (status, since_ms, workspace_id, scan),
         ).all()
         counts: dict[str, int] = {}
         for row in rows:
-            if row[0] == workspace_id:
-                why = row[1] or ""
-                counts[why] = counts.get(why, 0) + 1
+            why = row[0] or ""
+            counts[why] = counts.get(why, 0) + 1
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         out[status] = {
             "total": sum(counts.values()),

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Column, ColumnElement, Connection, and_, func, or_, select, tuple_
 
 from nudgeflow.core.person_why import JourneyFacts, trigger_event_of
+from nudgeflow.errors import StoreError
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import consent, consent_records, segments
@@ -51,7 +52,7 @@ CARD_LIMIT = 50
 MESSAGE_TEXT_LIMIT = 2000
 
 
-class BadCursor(ValueError):
+class BadCursor(StoreError, ValueError):
     """A timeline cursor that this module did not write (or a mangled one)."""
 
 

@@ -57,6 +57,10 @@ ERASURE: dict[str, str] = {
     "list still stops the address, and no longer holds it",
     "inbox_messages": "deleted: what the dev inbox (serve --dev, the demo) received for the person's email addresses",
     "catalog_places": NOT_A_PERSON + "`address` is a store's street address",
+    # The console's own users are the workspace's staff, not the people messaged: an erasure
+    # of a profile never touches them (a user is removed with `nudgeflow users disable`).
+    "console_users": NOT_A_PERSON + "`email` is a console user's sign-in",
+    "console_sessions": NOT_A_PERSON + "`user_id` is the console user signed in",
 }
 
 # Table name -> where the export shows its rows for the person (a dotted path in the document).

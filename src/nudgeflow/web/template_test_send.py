@@ -30,6 +30,7 @@ from nudgeflow.channels.wiring import push_senders
 from nudgeflow.content.push_render import content_from
 from nudgeflow.content.rendered import RenderedEmail, RenderedPush
 from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.errors import WebError
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.settings import Settings
@@ -38,7 +39,7 @@ from nudgeflow.store.push_targets import PushTarget
 TEST_PREFIX = "[Test] "
 
 
-class TestSendFailed(Exception):
+class TestSendFailed(WebError):
     """The SMTP server refused or could not be reached; the message says why."""
 
     def __init__(self, reason: str, status: int) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 
+from nudgeflow.errors import WebError
 from nudgeflow.store.console_users import ADMIN, EDITOR, VIEWER
 from nudgeflow.web.access import CSRF_HEADER, SAFE_METHODS, ConsoleUser, console_session, csrf_ok
 from nudgeflow.web.state import State
@@ -22,7 +23,7 @@ from nudgeflow.web.state import State
 __all__ = ["Admin", "ConsoleUser", "Editor", "PageRefused", "Viewer", "sign_in_location"]
 
 
-class PageRefused(HTTPException):
+class PageRefused(HTTPException, WebError):
     """A signed-in user's role is too low for a page: a 403 that a browser shows as a page
     (with the navigation), answered by `refused_page` (create_app registers it)."""
 
