@@ -192,6 +192,9 @@ def test_a_change_waits_for_one_in_progress_and_loses_nothing(live: Any, ws: Any
             )
         ).scalar():
             assert time.monotonic() < deadline and thread.is_alive(), done
+            # PostgreSQL snapshots pg_stat_activity once per transaction: end it, or a first
+            # look taken before the second change reaches the lock is all this loop ever sees.
+            watcher.rollback()
             time.sleep(0.01)  # polling another session's state, with a deadline
     tx.commit()
     first.close()
