@@ -243,6 +243,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "How long a claimed send may go unrecorded before it is tried again. Default 300.",
     ),
     EnvVar(
+        "NUDGEFLOW_DRAIN_SECONDS",
+        "drain_seconds",
+        _number(0),
+        "On SIGTERM, how long sends already under way may take to finish before they are handed back "
+        "(docs/roles.md). Default 10.",
+    ),
+    EnvVar(
         "NUDGEFLOW_EXPERIMENT_LOOK_SECONDS",
         "experiment_look_seconds",
         _number(0),
@@ -295,6 +302,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
 )
 
 
+# The roles of `serve --role` (docs/roles.md). ALL is the embedded runtime.
+ROLE_ALL, ROLE_API, ROLE_ENGINE, ROLE_DISPATCH = "all", "api", "engine", "dispatch"
+ROLES = (ROLE_ALL, ROLE_API, ROLE_ENGINE, ROLE_DISPATCH)
+# Roles that serve no API: only /healthz and /metrics on their port.
+OPS_ONLY_ROLES = (ROLE_ENGINE, ROLE_DISPATCH)
+
+
 def default_database_url(cwd: Path | None = None) -> str:
     path = (cwd or Path.cwd()) / DEFAULT_DATABASE_FILE
     return f"sqlite:///{path}"
@@ -341,6 +355,13 @@ class Settings:
     # A remote send claimed and not recorded within this (its process died) is tried again;
     # an engine starting with the engine lock tries such sends at once (runtime/dispatcher.py).
     dispatch_lease_seconds: float = 300.0
+    # On SIGTERM (`serve` stopping), sends already under way get this long to finish; sends
+    # not started, and those still running then, are handed back: due at once, their lease
+    # released (docs/roles.md).
+    drain_seconds: float = 10.0
+    # What `serve` runs (docs/roles.md): "all" (the embedded runtime: API, engine and
+    # dispatch in one process), "api", "engine" or "dispatch". `serve --role` sets it.
+    role: str = "all"
     # How often the experiment evaluator (runtime/experiments.py) looks at live experiments to
     # pause guardrail breaches and route to winners; 0: never. Its tests are always-valid, so
     # looking more often costs a query per experiment, never validity.

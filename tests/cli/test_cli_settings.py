@@ -34,6 +34,7 @@ BAD_ENV = [
     ("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "-1", "'-1' is out of range"),
     ("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "0", "'0' is out of range"),
     ("NUDGEFLOW_DISPATCH_LEASE_SECONDS", "soon", "'soon' is not a number"),
+    ("NUDGEFLOW_DRAIN_SECONDS", "-1", "'-1' is below 0"),
     ("NUDGEFLOW_EXPERIMENT_LOOK_SECONDS", "-60", "'-60' is below 0"),
     ("NUDGEFLOW_RENDER_TIMEOUT_MS", "2s", "'2s' is not an integer"),
     ("NUDGEFLOW_PUBLIC_URL", "ftp://nudge.example", "must be an absolute http:// or https:// URL"),

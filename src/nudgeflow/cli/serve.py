@@ -1,15 +1,18 @@
-"""`nudgeflow serve`: the HTTP API, and with it the engine."""
+"""`nudgeflow serve`: the HTTP API, and with it the engine; or one role of them (docs/roles.md)."""
 
 from __future__ import annotations
 
 import gc
 import ipaddress
+import signal
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings
 from nudgeflow.model.workspace_keys import check_public_url
+from nudgeflow.settings import OPS_ONLY_ROLES, ROLE_ALL, ROLE_API, ROLES
 
 if TYPE_CHECKING:
     from nudgeflow.settings import Settings
@@ -17,6 +20,16 @@ if TYPE_CHECKING:
 
 def serve(
     database: DatabaseOpt = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            click_type=click.Choice(ROLES),
+            help="What this process runs (docs/roles.md). all: the HTTP API, the engine and the dispatcher in one "
+            "process. api: the HTTP API only, any number. engine: the engine only (events, timers, backfills, "
+            "segment applies, experiment looks), one per database. dispatch: outbox dispatch only, any number "
+            "(PostgreSQL). engine and dispatch serve only /healthz and /metrics on --port; they need PostgreSQL.",
+        ),
+    ] = ROLE_ALL,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     public_url: Annotated[
@@ -52,7 +65,8 @@ def serve(
         str | None, typer.Option(help="Workspace of bounce mail whose address has no +<workspace> tag.")
     ] = None,
 ) -> None:
-    """Run the HTTP API (ingest, admin, health, metrics)."""
+    """Run the HTTP API (ingest, admin, health, metrics) with the engine and the dispatcher,
+    or one role of them (--role). SIGTERM drains: see docs/roles.md."""
     # The server stack (uvicorn, the app, the runtime) is loaded only by the command that runs it:
     # every other command would pay its import time.
     import uvicorn
@@ -67,6 +81,9 @@ def serve(
     settings = load_settings(
         database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None, dev_smtp_port=dev_smtp_port
     )
+    check_role(settings, role, dev=dev, bounce_smtp=bounce_smtp)
+    # --role api is what NUDGEFLOW_ENGINE=0 has always meant: the HTTP API without an engine.
+    settings = settings.with_(role=role, engine_enabled=settings.engine_enabled and role != ROLE_API)
     settings = settings.with_(public_url=serve_public_url(settings, public_url, dev))
     configure_logging(settings.log_level)
     err.print(
@@ -82,6 +99,8 @@ def serve(
             parse_listen(bounce_smtp)
         except ValueError as exc:
             raise fail(str(exc), 2) from None
+    if role in OPS_ONLY_ROLES:
+        err.print(f"role {role}: /healthz and /metrics on http://{host}:{port} (no API)", highlight=False)
     if dev:
         err.print(
             f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
@@ -126,11 +145,47 @@ def serve(
         err.print(f"bounces: SMTP on {smtp_host}:{smtp_port} for {', '.join(bounce_domain or [])}")
     gc.collect()
     gc.freeze()
+    # uvicorn turns SIGTERM and SIGINT into a graceful shutdown (the lifespan's end drains the
+    # runtime), then raises the signal again to the handler found at start. Ours ignores that
+    # second delivery, so a drained server exits 0 rather than dying by the signal.
+    signal.signal(signal.SIGTERM, _after_shutdown)
     try:
         uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     finally:
         if bounces is not None:
             bounces.stop()
+
+
+def _after_shutdown(_signum: int, _frame: object) -> None:
+    """SIGTERM raised again by uvicorn once its shutdown is done: nothing left to do."""
+
+
+def check_role(settings: Settings, role: str, *, dev: bool, bounce_smtp: str | None) -> None:
+    """Refuse (exit 2) the combinations that make no sense, saying what is allowed instead."""
+    if role in OPS_ONLY_ROLES and settings.is_sqlite:
+        raise fail(
+            f"--role {role} needs PostgreSQL (the database is SQLite). On SQLite the engine and the dispatcher run "
+            "in one process, --role all (the default), beside any number of --role api processes (docs/roles.md)",
+            2,
+        )
+    if role in OPS_ONLY_ROLES and not settings.engine_enabled:
+        raise fail(
+            f"--role {role} with NUDGEFLOW_ENGINE=0: that variable means an API process without engine or dispatch; "
+            "unset it, or use --role api",
+            2,
+        )
+    if dev and role != ROLE_ALL:
+        raise fail(
+            f"--dev with --role {role}: the dev inbox catches the mail and pushes of the dispatcher in its own "
+            "process, so it runs with --role all only",
+            2,
+        )
+    if bounce_smtp and role in OPS_ONLY_ROLES:
+        raise fail(
+            f"--bounce-smtp with --role {role}: received bounces are ingest (events into the log); "
+            "run it on a --role api or --role all process",
+            2,
+        )
 
 
 def _is_loopback(host: str) -> bool:

@@ -11,8 +11,19 @@ transaction:
 - leases the messages of remote channels (attempts + 1, due again after the lease), which
   are then sent outside any transaction and their outcomes recorded in a second one. A
   crash between the two sends such a message again once the lease runs out, with the same
-  idempotency key (or at once, when the next engine takes the engine lock: it reclaims
-  the leases of its dead predecessor, store/engine_lock.py).
+  idempotency key, by whichever dispatcher claims it then (or at once, when the next
+  engine of `--role all` takes the engine lock with no dispatch process alive: it reclaims
+  the leases of its dead predecessor, store/engine_lock.py). The email channel's
+  Message-ID is a function of that key, so the resend carries the same Message-ID
+  (docs/roles.md: the resend window).
+
+Any number of dispatchers may run at once on PostgreSQL (`serve --role dispatch`): claims
+skip the rows another holds, and a lease that runs out is due for all of them.
+
+A dispatcher that is stopping (`send_remote`'s `stopping`) drains: sends not yet started
+are handed back at once, sends under way get `grace_s` to finish and are handed back if
+they have not (store/outbox.hand_back: due now, for any dispatcher). A send handed back
+while under way may have been accepted: it is in the resend window above.
 
 A transient failure is retried with exponential backoff (30 s doubling, capped at 1 h,
 with a jitter fixed by the message key so that runs are reproducible; a provider's
@@ -37,7 +48,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +83,11 @@ from nudgeflow.store.outbox import FAILED, LOGGED, PENDING, SENT, SUPPRESSED
 from nudgeflow.store.profiles import load_for_messages
 
 log = logging.getLogger("nudgeflow.dispatch")
+
+# An outcome that is no outcome: a leased send handed back by a stopping dispatcher
+# (never a row's status: the row stays pending, due at once).
+HANDED_BACK = "handed_back"
+DRAIN_POLL_S = 0.05  # how often sends under way look whether the dispatcher is stopping
 
 
 @dataclass(frozen=True)
@@ -107,13 +124,14 @@ class Outcome:
     row_id: int
     message: OutboundMessage
     attempts: int  # tries made, this one included
-    status: str  # sent | logged | pending (retry) | failed | suppressed
+    status: str  # sent | logged | pending (retry) | failed | suppressed | handed_back
     error: str | None = None  # what went wrong (failed, or retried)
     reason: str | None = None  # why it is not sent (suppressed), model/reasons.py
     next_attempt_at_ms: int | None = None
     delivered: bool = False  # "Message Delivered" rather than "Message Sent"
     bounce: dict[str, Any] | None = None  # the channel's bounce details, when it bounced
     opted_out: bool = False  # every push target gone: the person's push opt-out (PushOptedOut)
+    started: bool = True  # handed back: whether its send had begun (it may have been accepted)
 
 
 @dataclass
@@ -302,11 +320,22 @@ class Dispatcher:
 
     # -- remote sends, outside any transaction ------------------------------------------------
 
-    async def send_remote(self, leased: Sequence[tuple[int, OutboundMessage, RemoteChannel]]) -> list[Outcome]:
+    async def send_remote(
+        self,
+        leased: Sequence[tuple[int, OutboundMessage, RemoteChannel]],
+        stopping: Callable[[], bool] | None = None,
+        grace_s: float = 0.0,
+    ) -> list[Outcome]:
+        """Send the leased messages, at most `max_concurrency` at once. When `stopping()`
+        turns true, drain: sends not started are handed back, sends under way get `grace_s`
+        (real time: a drain is bounded by the operator's shutdown deadline) and are then
+        cancelled and handed back."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def one(row_id: int, message: OutboundMessage, channel: RemoteChannel) -> Outcome:
             async with semaphore:
+                if stopping is not None and stopping():
+                    return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
                 try:
                     await asyncio.wait_for(channel.send(message), self.policy.send_timeout_s)
                 except ChannelError as exc:
@@ -324,7 +353,26 @@ class Dispatcher:
                     return self._failure(row_id, message, message.attempt, exc3, to_ms(self.clock.now()))
                 return Outcome(row_id, message, message.attempt, SENT, delivered=channel.delivered_on_send)
 
-        return list(await asyncio.gather(*(one(*item) for item in leased)))
+        if stopping is None:
+            return list(await asyncio.gather(*(one(*item) for item in leased)))
+        tasks = [asyncio.ensure_future(one(*item)) for item in leased]
+        pending: set[asyncio.Future[Outcome]] = set(tasks)
+        while pending and not stopping():
+            _, pending = await asyncio.wait(pending, timeout=DRAIN_POLL_S)
+        if pending:  # stopping: what is under way gets the grace period, the rest comes back
+            deadline = time.monotonic() + grace_s
+            while pending and (left := deadline - time.monotonic()) > 0:
+                _, pending = await asyncio.wait(pending, timeout=min(left, DRAIN_POLL_S))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        out = []
+        for task, (row_id, message, _) in zip(tasks, leased, strict=True):
+            if task.cancelled():  # under way when the grace ended: it may have been accepted
+                out.append(Outcome(row_id, message, message.attempt, HANDED_BACK))
+            else:
+                out.append(task.result())
+        return out
 
     def record_remote(self, conn: Connection, outcomes: Sequence[Outcome]) -> int:
         """Record remote outcomes (a second transaction); returns engagement events appended."""
@@ -347,6 +395,17 @@ class Dispatcher:
     ) -> int:
         if not outcomes:
             return 0
+        if handed := [o for o in outcomes if o.status == HANDED_BACK]:
+            released = outbox.hand_back(
+                conn, [(o.attempts if o.started else o.attempts - 1, now_ms, o.row_id, o.attempts) for o in handed]
+            )
+            log.info(
+                "dispatcher stopping: sends handed back",
+                extra={"messages": released, "under_way": sum(o.started for o in handed)},
+            )
+            outcomes = [o for o in outcomes if o.status != HANDED_BACK]
+            if not outcomes:
+                return 0
         sent, retry, failed, suppressed = [], [], [], []
         logged = 0
         for o in outcomes:

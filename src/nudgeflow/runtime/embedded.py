@@ -22,9 +22,21 @@ a larger one became visible, which the cursor's gaps handle (runtime/processor.p
 also keeps the engine's profile-trait updates and ingest's from overwriting each other.
 Remote sends (SMTP, push) happen outside any job.
 
+Which loops run is the settings' role (`serve --role`, docs/roles.md): "all" runs both
+(the embedded runtime), "engine" the engine loop alone, "dispatch" the dispatch loop
+alone (PostgreSQL; any number of such processes share the outbox).
+
 One engine per database: `start` (or `serve`, earlier, through `claim_database`) takes the
 engine lock (store/engine_lock.py) and `stop` frees it; a second engine is refused, naming
-the first. Holding it, the engine reclaims at start the sends its dead predecessor leased.
+the first. A dispatch-only runtime takes no engine lock; it holds the dispatcher mark
+instead. Holding the lock, an engine that dispatches itself ("all") reclaims at start the
+sends its dead predecessor leased, unless dispatch processes are alive (their leases are
+theirs); an engine-only one never does.
+
+`stop` drains (SIGTERM, through `serve`'s shutdown): the engine loop ends after its
+current batch and frees the lock; the dispatch loop hands back the sends it has not
+started, gives those under way `drain_seconds` to finish, hands back the rest
+(runtime/dispatcher.py), records what finished, and ends.
 
 A batch that fails is retried at half the size, down to one item; an item that fails on
 its own three times is set aside (the event skipped, the timer dropped, the message
@@ -74,7 +86,7 @@ from nudgeflow.runtime.processor import (
 from nudgeflow.runtime.segments import APPLY_BATCH, APPLY_BUDGET_MS, apply_batch
 from nudgeflow.runtime.segments import ReadAhead as SegmentReadAhead
 from nudgeflow.runtime.segments import skip_profile as skip_segment_profile
-from nudgeflow.settings import Settings
+from nudgeflow.settings import ROLE_ALL, ROLE_DISPATCH, ROLE_ENGINE, Settings
 from nudgeflow.store import engine_lock, outbox
 from nudgeflow.store.engine_state import drop_timers, next_due_timer
 from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
@@ -190,10 +202,15 @@ class _Stage:
             self.size = min(self.batch, self.size * 2)
         return done
 
-    def drain(self, runner: Runner, max_batches: int | None = None) -> tuple[int, bool]:
-        """Run batches until one comes back short; returns (items, whether work may remain)."""
+    def drain(
+        self, runner: Runner, max_batches: int | None = None, stop: Callable[[], bool] | None = None
+    ) -> tuple[int, bool]:
+        """Run batches until one comes back short (or `stop()` says the loop is stopping,
+        looked at between batches); returns (items, whether work may remain)."""
         total = batches = 0
         while max_batches is None or batches < max_batches:
+            if stop is not None and batches and stop():
+                return total, True
             batches += 1
             size = self.size
             done = self.run(runner)
@@ -231,6 +248,11 @@ class EmbeddedRuntime:
         self.writer = writer
         self.clock = clock
         self.settings = settings
+        if settings.role not in (ROLE_ALL, ROLE_ENGINE, ROLE_DISPATCH):
+            raise ValueError(f"a runtime has no role {settings.role!r}: all, engine or dispatch")
+        # Which loops this process runs (docs/roles.md).
+        self.runs_engine = settings.role in (ROLE_ALL, ROLE_ENGINE)
+        self.runs_dispatch = settings.role in (ROLE_ALL, ROLE_DISPATCH)
         self.runner: Runner = WriterRunner(writer) if writer is not None else DirectRunner(engine_db)
         self.stats = RuntimeStats()
         self.engines = engines or EngineCache()
@@ -259,6 +281,7 @@ class EmbeddedRuntime:
         # `start`), held until `stop`. run_until_idle takes none: it is for tests, the demo
         # and simulations, on databases of their own.
         self._engine_lock: engine_lock.EngineLock | None = None
+        self._dispatcher_mark: engine_lock.DispatcherMark | None = None  # a dispatch-only runtime's
         self._lock_checked_at = 0.0
         self.leases_reclaimed = 0
         # Held by each background loop for one iteration, and by run_until_idle throughout:
@@ -367,6 +390,8 @@ class EmbeddedRuntime:
         """Dispatch rounds until one comes back short: (messages, more may remain, events appended)."""
         total = appended = batches = 0
         while max_batches is None or batches < max_batches:
+            if batches and self._stopping.is_set():  # draining: claim nothing more
+                return total, True, appended
             batches += 1
             size = stage.size
             stage.last = DispatchRound()
@@ -453,20 +478,29 @@ class EmbeddedRuntime:
     def claim_database(self) -> None:
         """Take the engine lock of the database, or raise engine_lock.EngineLocked naming
         the engine that holds it. `serve` calls this before it listens, so that a second
-        engine exits at once; `start` calls it otherwise."""
-        if self._engine_lock is None:
+        engine exits at once; `start` calls it otherwise. A dispatch-only runtime takes
+        none (any number run at once)."""
+        if self.runs_engine and self._engine_lock is None:
             self._engine_lock = engine_lock.acquire(self.engine_db, to_ms(self.clock.now()))
             self._lock_checked_at = time.monotonic()
 
     def _reclaim_leases(self) -> None:
         """Remote sends leased by a dead predecessor are due now, not when their lease ends:
-        holding the lock, this engine knows no other dispatcher is alive to record them."""
+        holding the lock and with no dispatch process alive (store/engine_lock.py), this
+        engine knows no other dispatcher is alive to record them. Only for "all": an
+        engine-only runtime sends nothing, and dispatch processes take expired leases."""
+        if not (self.runs_engine and self.runs_dispatch):
+            return
         now_ms = to_ms(self.clock.now())
         try:
-            self.leases_reclaimed = self.runner.call(lambda conn: engine_lock.reclaim_leases(conn, PENDING, now_ms))
+            reclaimed = self.runner.call(lambda conn: engine_lock.reclaim_leases(conn, PENDING, now_ms))
         except OUTAGE as exc:  # they come back when their leases end
             log.warning("leases of a previous engine not reclaimed", extra={"error": type(exc).__name__})
             return
+        if reclaimed < 0:
+            log.info("dispatch processes are running: their leases are left to run out, not reclaimed")
+            return
+        self.leases_reclaimed = reclaimed
         if self.leases_reclaimed:
             log.info("reclaimed the sends a previous engine had leased", extra={"messages": self.leases_reclaimed})
 
@@ -500,21 +534,27 @@ class EmbeddedRuntime:
     def start(self) -> None:
         self.claim_database()
         self._reclaim_leases()
+        if self.runs_dispatch and not self.runs_engine and self._dispatcher_mark is None:
+            if not self.engine_db.url.get_backend_name().startswith("postgres"):
+                raise ValueError("a dispatch-only runtime needs PostgreSQL (docs/roles.md)")
+            self._dispatcher_mark = engine_lock.mark_dispatcher(self.engine_db)
         self._channel_setup.email()
         self._channel_setup.push()
         with self._lock:
             if self._threads:
                 return
             self._stopping.clear()
-            if self.writer is not None:
+            if self.writer is not None and self.runs_engine:
                 self.writer.add_commit_listener(self._on_commit)
-            self._threads = [
-                threading.Thread(target=self._engine_loop, name="nudgeflow-engine", daemon=True),
-                threading.Thread(target=self._dispatch_loop, name="nudgeflow-dispatch", daemon=True),
-            ]
+            if self.runs_engine:
+                self._threads.append(threading.Thread(target=self._engine_loop, name="nudgeflow-engine", daemon=True))
+            if self.runs_dispatch:
+                self._threads.append(
+                    threading.Thread(target=self._dispatch_loop, name="nudgeflow-dispatch", daemon=True)
+                )
             for thread in self._threads:
                 thread.start()
-            log.info("engine started")
+            log.info("engine started" if self.runs_engine else "dispatcher started", extra={"role": self.settings.role})
 
     def stop(self, timeout: float = 60.0) -> None:
         """Let each loop finish its current batch, then stop. Call before the writer stops."""
@@ -522,22 +562,27 @@ class EmbeddedRuntime:
             if not self._threads:
                 self.release_database()  # claimed by `serve`, never started
                 return
+            # Waking the loops' waits; a dispatch round under way sees it too (its sends drain).
             self._stopping.set()
             self._engine_wake.set()
             self._dispatch_wake.set()
             for thread in self._threads:
                 thread.join(timeout)
             self._threads = []
-            if self.writer is not None:
+            if self.writer is not None and self.runs_engine:
                 self.writer.remove_commit_listener(self._on_commit)
             self.release_database()
-            log.info("engine stopped")
+            log.info("engine stopped" if self.runs_engine else "dispatcher stopped", extra={"role": self.settings.role})
 
     def release_database(self) -> None:
-        """Free the engine lock (`stop` does; for a claim whose runtime never started)."""
+        """Free the engine lock, or the dispatcher mark (`stop` does; for a claim whose
+        runtime never started)."""
         if self._engine_lock is not None:
             self._engine_lock.release()
             self._engine_lock = None
+        if self._dispatcher_mark is not None:
+            self._dispatcher_mark.release()
+            self._dispatcher_mark = None
 
     @property
     def running(self) -> bool:
@@ -580,9 +625,10 @@ class EmbeddedRuntime:
                 continue
             queued_before = self.stats.messages_queued + self.stats.messages_failed_at_decision
             try:
+                stop = self._stopping.is_set
                 with self._engine_turn:
-                    _, more_events = events.drain(self.runner, max_batches=10)
-                    _, more_timers = timers.drain(self.runner, max_batches=10)
+                    _, more_events = events.drain(self.runner, max_batches=10, stop=stop)
+                    _, more_timers = timers.drain(self.runner, max_batches=10, stop=stop)
                     _, more_backfill = self._backfill.drain(self.runner, max_batches=1)
                     _, more_apply = self._segment_apply.drain(self.runner, max_batches=1)
                     more_timers = more_timers or more_backfill or more_apply
@@ -611,6 +657,11 @@ class EmbeddedRuntime:
         _, _, dispatch = self._stages()
         poll = self.settings.engine_poll_ms / 1000
         loop = asyncio.new_event_loop()
+        grace = self.settings.drain_seconds
+
+        def send(leased: Any) -> list[Any]:
+            return loop.run_until_complete(self.dispatcher.send_remote(leased, self._stopping.is_set, grace))
+
         outage = 0
         try:
             while not self._stopping.is_set():
@@ -618,9 +669,7 @@ class EmbeddedRuntime:
                 self._channel_setup.push()
                 try:
                     with self._dispatch_turn:
-                        _, more, appended = self._dispatch(
-                            dispatch, lambda leased: loop.run_until_complete(self.dispatcher.send_remote(leased)), 10
-                        )
+                        _, more, appended = self._dispatch(dispatch, send, 10)
                     outage = 0
                 except OUTAGE as exc:
                     if self._stopping.is_set():

@@ -12,7 +12,15 @@ engine takes this lock before its loops start and holds it for its whole life:
   the holder. The kernel frees the lock when the process ends, however it ends. (Like
   SQLite's own locking, this needs a local file system, not a network share.)
 
-Ingest-only processes (`NUDGEFLOW_ENGINE=0`) and read-only commands take no lock.
+Ingest-only processes (`serve --role api`, `NUDGEFLOW_ENGINE=0`) and read-only commands
+take no lock.
+
+Dispatch-only processes (`serve --role dispatch`, PostgreSQL only) take no engine lock:
+any number of them share the outbox (store/outbox.py). Each holds the *dispatcher mark*
+instead, a shared advisory lock on a key of its own, for its whole life. An engine that
+starts with a dispatch loop of its own (`--role all`) reclaims its dead predecessor's
+leases only while it can take that key exclusively, i.e. while no dispatch process is
+alive (`reclaim_leases`): a lease may otherwise be a live dispatcher's.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ log = logging.getLogger("nudgeflow.store")
 # pg_try_advisory_lock's key: any constant of our own (advisory locks share one key space
 # per database, and nothing else of ours takes one). "nudgeflw" in ASCII.
 ADVISORY_KEY = 0x6E75646765666C77
+# The dispatcher mark's key (shared by every dispatch process): "nudgedsp".
+DISPATCHER_KEY = 0x6E75646765647370
 LOCK_NAME = "engine"
 LOCK_FILE_SUFFIX = ".engine.lock"
 
@@ -195,15 +205,68 @@ def _read_table_holder(conn: Connection) -> Holder | None:
     return Holder(str(row[0]), int(row[1]), int(row[2])) if row is not None else None
 
 
-def reclaim_leases(conn: Connection, pending: str, now_ms: int) -> int:
-    """Make the remote sends a dead engine had leased due now; returns how many.
+class DispatcherMark:
+    """A dispatch process's share of the dispatcher mark (see the module docstring), on a
+    connection of its own; `release` frees it (closing the process frees it too)."""
 
-    Only for an engine that holds the lock: the lock says that no other dispatcher is
-    alive, so a lease still running belongs to a process that died between sending and
-    recording (it may have sent: the message goes again with the same idempotency key, as
-    it would when the lease ran out). A row whose next attempt is no longer its lease's end
-    was recorded since (a retry with backoff) and is left alone.
+    def __init__(self, conn: Connection, lock_engine: Engine) -> None:
+        self._conn: Connection | None = conn
+        self._lock_engine: Engine | None = lock_engine
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # ending the session frees its advisory locks
+            except SQLAlchemyError:
+                pass
+        if self._lock_engine is not None:
+            self._lock_engine.dispose()
+            self._lock_engine = None
+
+
+def mark_dispatcher(engine: Engine) -> DispatcherMark:
+    """Hold the dispatcher mark for this process (PostgreSQL). Waits, briefly, for an engine
+    that is reclaiming leases at that moment: its transaction holds the key exclusively."""
+    lock_engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        conn = lock_engine.connect()
+        try:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock_shared({DISPATCHER_KEY})")
+        except BaseException:
+            conn.close()
+            raise
+    except BaseException:
+        lock_engine.dispose()
+        raise
+    return DispatcherMark(conn, lock_engine)
+
+
+def dispatchers_alive(conn: Connection) -> bool:
+    """Whether a dispatch process holds the dispatcher mark (PostgreSQL; always False on
+    SQLite, which runs no dispatch process). Inside a transaction: when none is, the key is
+    held exclusively until the transaction ends, so none can start before it does."""
+    if conn.dialect.name == "sqlite":
+        return False
+    return not conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({DISPATCHER_KEY})").scalar()
+
+
+def reclaim_leases(conn: Connection, pending: str, now_ms: int) -> int:
+    """Make the remote sends a dead engine had leased due now; returns how many (-1 when
+    dispatch processes are alive, and nothing was reclaimed).
+
+    Only for an engine that holds the lock and dispatches itself (`--role all`): the lock
+    says that no other engine is alive, and the dispatcher mark that no dispatch process is
+    (`dispatchers_alive`, which holds the mark's key to the end of this transaction). So a
+    lease still running belongs to a process that died between sending and recording (it
+    may have sent: the message goes again with the same idempotency key, as it would when
+    the lease ran out). With dispatch processes alive, a lease may be one of theirs: none
+    is touched, and a dead process's sends go again when their leases end, taken by any
+    dispatcher. A row whose next attempt is no longer its lease's end was recorded since (a
+    retry with backoff) and is left alone.
     """
+    if dispatchers_alive(conn):
+        return -1
     m = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     result = conn.exec_driver_sql(
         f"UPDATE outbox SET next_attempt_at_ms = {m}, leased_until_ms = NULL"

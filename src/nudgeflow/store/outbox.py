@@ -16,6 +16,14 @@ twice does not touch it.
 in model/reasons.py's words. `error` says what went wrong delivering it: a failure, or
 the last try of a message waiting for a retry.
 
+A lease is the row's next attempt moved to the lease's end (and `leased_until_ms`), with
+`attempts` one up: a lease that runs out leaves a row that is pending and due, which the
+next claim of any dispatcher takes like any other (on PostgreSQL any number of dispatch
+processes claim side by side: docs/roles.md). The outcome of a leased send is recorded
+only while the row still carries that attempt, so a dispatcher whose lease ran out and
+was taken over records nothing. A dispatcher that stops (SIGTERM) hands back the leases of
+the sends it will not finish (`hand_back`): due at once, for any dispatcher.
+
 This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
 JetStream) swaps: a second implementation would hand the claimed messages to senders
 through a work queue stream (a lease becomes the stream's ack wait) instead of
@@ -145,6 +153,23 @@ def record(
         f"UPDATE outbox SET status = '{SUPPRESSED}', attempts = ?, updated_at_ms = ?, reason = ? WHERE id = ?{guard}",
         suppressed,
     )
+
+
+def hand_back(conn: Connection, rows: Sequence[tuple[int, int, int, int]]) -> int:
+    """Release leases a stopping dispatcher will not record: (attempts, now_ms, id,
+    leased attempts) per row; each row is due at `now_ms` again, with `attempts` (one less
+    than the lease's for a send never started). Only a lease still ours is touched (same
+    attempt, still pending). Returns the rows released."""
+    m = sql.mark(conn)
+    released = 0
+    for attempts, now_ms, row_id, leased_attempts in rows:
+        result = conn.exec_driver_sql(
+            f"UPDATE outbox SET attempts = {m}, next_attempt_at_ms = {m}, leased_until_ms = NULL,"
+            f" updated_at_ms = {m} WHERE id = {m} AND status = {m} AND attempts = {m}",
+            (attempts, now_ms, now_ms, row_id, PENDING, leased_attempts),
+        )
+        released += int(result.rowcount or 0)
+    return released
 
 
 def next_due(conn: Connection, now_ms: int) -> tuple[int, str] | None:

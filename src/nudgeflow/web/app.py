@@ -22,7 +22,7 @@ from nudgeflow.ingest.api import ingest_routes
 from nudgeflow.ingest.auth import KeyCache
 from nudgeflow.ingest.ratelimit import RateLimiter
 from nudgeflow.ingest.verification import IdentityGate
-from nudgeflow.settings import Settings
+from nudgeflow.settings import OPS_ONLY_ROLES, ROLE_ALL, Settings
 from nudgeflow.store import database
 from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.store.secret_box import OPTION, SecretBox, SecretKeyError
@@ -201,7 +201,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     state.engagement_rules = rules
     state.bounces = BounceWebhooks()
-    if settings.engine_enabled:
+    # The runtime's loops are the role's (docs/roles.md): "all" runs both unless
+    # NUDGEFLOW_ENGINE=0 (then it is "api"), "engine" and "dispatch" one each, "api" none.
+    ops_only = settings.role in OPS_ONLY_ROLES
+    if ops_only or (settings.role == ROLE_ALL and settings.engine_enabled):
         from nudgeflow.runtime.embedded import EmbeddedRuntime
 
         state.runtime = EmbeddedRuntime(engine, state.committer, clock, settings)
@@ -246,6 +249,55 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.nudgeflow = state
+    if not ops_only:  # an engine or dispatch process serves /healthz and /metrics only
+        _api_routes(app, state, settings, metrics)
+
+    @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
+    def healthz(state: State) -> Response:
+        if not state.ready or not state.committer.running:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            database.ping(state.engine)
+        except Exception:
+            log.exception("health check failed")
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        body: dict[str, Any] = {"status": "ok"}
+        if state.runtime is not None:
+            # Messages of these channels go to the log channel (recorded `logged`, not sent).
+            body["channels_not_configured"] = state.runtime.unconfigured_channels()
+        return JSONResponse(body)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    def metrics_endpoint(state: State) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors[0]["message"] if errors else "invalid request", "errors": errors}, 422)
+
+    @app.exception_handler(SecretKeyError)
+    async def secret_key_error(_request: Request, exc: SecretKeyError) -> JSONResponse:
+        # The operator's to fix (a key not set or not the one the settings were sealed
+        # with), not the caller's: 503, and the same words as the server log.
+        log.error("workspace settings cannot be opened", extra={"reason": str(exc)})
+        return JSONResponse({"detail": str(exc)}, 503)
+
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    if not ops_only:
+        from nudgeflow.web.audit import AuditMiddleware  # every successful admin API change, in the audit log
+
+        app.add_middleware(AuditMiddleware, state=state)
+    app.add_middleware(_Timing, metrics=metrics, log_requests=settings.log_requests)
+    return app
+
+
+def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings, metrics: Metrics) -> None:
+    """The HTTP API: ingest (answered ahead of the middleware), admin, tracking, the SDK,
+    the console; the dev inbox with --dev. Not served by an engine or dispatch process."""
     routes = ingest_routes(state)
     for route in routes:
         app.router.routes.append(route)
@@ -302,44 +354,3 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     app.include_router(console_router())
     app.add_exception_handler(PageRefused, refused_page)
-
-    @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
-    def healthz(state: State) -> Response:
-        if not state.ready or not state.committer.running:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        try:
-            database.ping(state.engine)
-        except Exception:
-            log.exception("health check failed")
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
-        body: dict[str, Any] = {"status": "ok"}
-        if state.runtime is not None:
-            # Messages of these channels go to the log channel (recorded `logged`, not sent).
-            body["channels_not_configured"] = state.runtime.unconfigured_channels()
-        return JSONResponse(body)
-
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
-    def metrics_endpoint(state: State) -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors[0]["message"] if errors else "invalid request", "errors": errors}, 422)
-
-    @app.exception_handler(SecretKeyError)
-    async def secret_key_error(_request: Request, exc: SecretKeyError) -> JSONResponse:
-        # The operator's to fix (a key not set or not the one the settings were sealed
-        # with), not the caller's: 503, and the same words as the server log.
-        log.error("workspace settings cannot be opened", extra={"reason": str(exc)})
-        return JSONResponse({"detail": str(exc)}, 503)
-
-    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
-    from nudgeflow.web.audit import AuditMiddleware  # every successful admin API change, in the audit log
-
-    app.add_middleware(AuditMiddleware, state=state)
-    app.add_middleware(_Timing, metrics=metrics, log_requests=settings.log_requests)
-    return app
