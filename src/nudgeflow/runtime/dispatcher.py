@@ -331,11 +331,13 @@ class Dispatcher:
         (real time: a drain is bounded by the operator's shutdown deadline) and are then
         cancelled and handed back."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
+        began: set[int] = set()  # the rows whose send has begun
 
         async def one(row_id: int, message: OutboundMessage, channel: RemoteChannel) -> Outcome:
             async with semaphore:
                 if stopping is not None and stopping():
                     return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
+                began.add(row_id)
                 try:
                     await asyncio.wait_for(channel.send(message), self.policy.send_timeout_s)
                 except ChannelError as exc:
@@ -368,8 +370,8 @@ class Dispatcher:
             await asyncio.gather(*pending, return_exceptions=True)
         out = []
         for task, (row_id, message, _) in zip(tasks, leased, strict=True):
-            if task.cancelled():  # under way when the grace ended: it may have been accepted
-                out.append(Outcome(row_id, message, message.attempt, HANDED_BACK))
+            if task.cancelled():  # under way when the grace ended, it may have been accepted
+                out.append(Outcome(row_id, message, message.attempt, HANDED_BACK, started=row_id in began))
             else:
                 out.append(task.result())
         return out
