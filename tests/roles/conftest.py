@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from nudgeflow.store import database
-from tests.roles.support import HoldingSink
 from tests.channels.smtp_support import start_sink
+from tests.roles.support import HoldingSink
 
 
 @pytest.fixture(scope="session")

@@ -68,9 +68,7 @@ def test_api_serves_the_api_and_runs_no_loop(pg_db: str) -> None:
         assert server.state.runtime is None
         ws = server.workspace()
         with httpx.Client(base_url=server.url, timeout=10) as client:
-            sent = client.post(
-                "/v1/track", json={"userId": "ada", "event": "Signed Up"}, auth=(ws.write_key, "")
-            )
+            sent = client.post("/v1/track", json={"userId": "ada", "event": "Signed Up"}, auth=(ws.write_key, ""))
             assert sent.status_code == 200
         engine_lock.acquire(server.state.engine, to_ms(clock.now())).release()  # no engine lock taken
     finally:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import gc
 import ipaddress
 import signal
+from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 
 from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings
 from nudgeflow.model.workspace_keys import check_public_url
 from nudgeflow.settings import OPS_ONLY_ROLES, ROLE_ALL, ROLE_API, ROLES
+
+# --role's choices: settings.ROLES, as typer takes them.
+Role = Enum("Role", {name: name for name in ROLES}, type=str)  # type: ignore[misc]
+DEFAULT_ROLE = Role(ROLE_ALL)
 
 if TYPE_CHECKING:
     from nudgeflow.settings import Settings
@@ -21,15 +25,15 @@ if TYPE_CHECKING:
 def serve(
     database: DatabaseOpt = None,
     role: Annotated[
-        str,
+        Role,
         typer.Option(
-            click_type=click.Choice(ROLES),
+            case_sensitive=False,
             help="What this process runs (docs/roles.md). all: the HTTP API, the engine and the dispatcher in one "
             "process. api: the HTTP API only, any number. engine: the engine only (events, timers, backfills, "
             "segment applies, experiment looks), one per database. dispatch: outbox dispatch only, any number "
             "(PostgreSQL). engine and dispatch serve only /healthz and /metrics on --port; they need PostgreSQL.",
         ),
-    ] = ROLE_ALL,
+    ] = DEFAULT_ROLE,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     public_url: Annotated[
@@ -81,9 +85,10 @@ def serve(
     settings = load_settings(
         database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None, dev_smtp_port=dev_smtp_port
     )
-    check_role(settings, role, dev=dev, bounce_smtp=bounce_smtp)
+    role_name = str(role.value)
+    check_role(settings, role_name, dev=dev, bounce_smtp=bounce_smtp)
     # --role api is what NUDGEFLOW_ENGINE=0 has always meant: the HTTP API without an engine.
-    settings = settings.with_(role=role, engine_enabled=settings.engine_enabled and role != ROLE_API)
+    settings = settings.with_(role=role_name, engine_enabled=settings.engine_enabled and role_name != ROLE_API)
     settings = settings.with_(public_url=serve_public_url(settings, public_url, dev))
     configure_logging(settings.log_level)
     err.print(
@@ -99,8 +104,8 @@ def serve(
             parse_listen(bounce_smtp)
         except ValueError as exc:
             raise fail(str(exc), 2) from None
-    if role in OPS_ONLY_ROLES:
-        err.print(f"role {role}: /healthz and /metrics on http://{host}:{port} (no API)", highlight=False)
+    if role_name in OPS_ONLY_ROLES:
+        err.print(f"role {role_name}: /healthz and /metrics on http://{host}:{port} (no API)", highlight=False)
     if dev:
         err.print(
             f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
