@@ -556,8 +556,12 @@ class EmbeddedRuntime:
                 thread.start()
             log.info("engine started" if self.runs_engine else "dispatcher started", extra={"role": self.settings.role})
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Let each loop finish its current batch, then stop. Call before the writer stops."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Let each loop finish its current batch (a dispatch round drains: its sends under
+        way get drain_seconds), then stop; each loop is waited for `timeout` seconds (default:
+        the drain plus a minute). Call before the writer stops."""
+        if timeout is None:
+            timeout = self.settings.drain_seconds + 60.0
         with self._lock:
             if not self._threads:
                 self.release_database()  # claimed by `serve`, never started

@@ -217,9 +217,16 @@ class DispatcherMark:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                conn.close()  # ending the session frees its advisory locks
+                # Unlocked here, not left to the session's end: the server ends a closed
+                # session a moment after the client has gone on.
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock_shared({DISPATCHER_KEY})")
             except SQLAlchemyError:
-                pass
+                pass  # a connection already gone holds no lock
+            finally:
+                try:
+                    conn.close()
+                except SQLAlchemyError:
+                    pass
         if self._lock_engine is not None:
             self._lock_engine.dispose()
             self._lock_engine = None
