@@ -67,6 +67,9 @@ TABLES = {
     "console_users",
     "console_sessions",
     "audit_log",
+    "engine_workers",
+    "partition_leases",
+    "partition_positions",
 }
 
 

@@ -333,6 +333,45 @@ engine_lock = Table(
     Column("started_at_ms", BigInteger, nullable=False),
 )
 
+# --- partitions and leases (issue 17; store/partition_leases.py, docs/partitions.md) ---------
+
+# Engine workers of the distributed runtime: who they are and when each last said it is
+# alive. A worker whose heartbeat is older than the lease TTL counts as dead. Migration 0023.
+engine_workers = Table(
+    "engine_workers",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("heartbeat_at_ms", BigInteger, nullable=False),
+    Column("stopped_at_ms", BigInteger),  # set by a graceful stop; NULL while running (or killed)
+)
+
+# One row per partition: who holds its lease (NULL: nobody), until when, and the fencing
+# epoch, which grows every time the lease changes hands (taken or released). A write guarded
+# by a lease checks, in its own transaction and row-locked, that the epoch is still its own.
+partition_leases = Table(
+    "partition_leases",
+    metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("owner", String(80)),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    Column("moved_at_ms", BigInteger, nullable=False),
+)
+
+# How far each partition's messages are decided: the event stream's sequence of the last
+# one, written in the same transaction as the state it produced.
+partition_positions = Table(
+    "partition_positions",
+    metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("stream_seq", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
 # --- content, catalog, consent (email and push channels) --------------------------------------
 
 # A template's name and which version is current; every save makes a new version.
