@@ -113,6 +113,45 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def private_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database of this test module's own (per xdist worker), SQLite and PostgreSQL:
+    for tables that are not per workspace (partition leases, engine workers), which tests
+    sharing the session's database would see each other's rows in. Dropped afterwards."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('private') / 'nudgeflow.db'}"
+        engine = database.create_db_engine(url, sqlite_synchronous="NORMAL")
+        database.upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    name = f"nudgeflow_private_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = database.create_db_engine(url)
+    database.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def lease_engine(private_database_url: str) -> Iterator[Any]:
+    """An engine on the module's own database, its engine workers, partition leases and
+    positions emptied first (the database is this module's alone: nobody else's rows go)."""
+    engine = database.create_db_engine(private_database_url, sqlite_synchronous="NORMAL")
+    with engine.begin() as conn:
+        for table in ("engine_workers", "partition_leases", "partition_positions"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     # Tests are not about fsync: NORMAL keeps them quick; the benchmark measures FULL.
