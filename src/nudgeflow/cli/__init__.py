@@ -30,6 +30,7 @@ from nudgeflow.cli.serve import serve
 from nudgeflow.cli.settings import settings_app, workspace_set
 from nudgeflow.cli.simulate import simulate
 from nudgeflow.cli.smtp import smtp_app
+from nudgeflow.cli.status import status
 from nudgeflow.cli.templates import templates_app
 from nudgeflow.cli.users import users_app
 from nudgeflow.cli.vapid import vapid_app
@@ -45,6 +46,7 @@ app.command("import")(import_events)
 app.command()(simulate)
 app.command()(demo)
 app.command()(export)
+app.command()(status)
 
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
