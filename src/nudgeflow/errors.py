@@ -8,7 +8,8 @@ both parents), so every `except ValueError` written before goes on catching what
     ├── ModelError            model/       the shapes: messages, documents, settings
     │   ├── InvalidEvent (ValueError), InvalidPayload        model/events.py
     │   ├── DocumentError (ValueError)                       model/journey_checks.py
-    │   └── SettingError (ValueError)                        model/workspace_keys.py
+    │   ├── SettingError (ValueError)                        model/workspace_keys.py
+    │   └── PartitionCountError (ValueError)                 model/partitions.py
     ├── StoreError            store/       storage
     │   ├── CatalogError, RowError (ValueError)              store/catalog.py
     │   ├── DatabaseError (RuntimeError)                     store/database.py
@@ -16,6 +17,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── WriterStopped, WriterFailed (RuntimeError)       store/group_commit.py
     │   ├── IdentityProblem (ValueError)                     store/identity_settings.py
     │   ├── IdentityConflict (RuntimeError)                  store/ingest_writer.py
+    │   ├── LeaseLost (RuntimeError), LeaseArgumentError (ValueError)   store/partition_leases.py
     │   ├── JourneyError (ValueError)                        store/journeys.py
     │   │   └── JourneyNotFound, InvalidTransition, InvalidDefinition
     │   ├── PushTargetError (ValueError)                     store/push_targets.py
@@ -48,6 +50,7 @@ both parents), so every `except ValueError` written before goes on catching what
     ├── EngineRuntimeError    runtime/     the loops, replay and simulation, dev servers
     │   ├── JourneyLoadError (ValueError)                    runtime/replay.py
     │   ├── InvalidMessage (ValueError)                      runtime/simulation.py
+    │   ├── LeaseSettingsError (ValueError)                  runtime/leases.py
     │   └── _Refused, _ScriptedAnswer                        runtime/dev_push.py
     ├── IntakeError           ingest/      taking events in
     │   ├── IngestError (a 4xx refusal)                      ingest/errors.py

@@ -45,7 +45,10 @@ def test_status_shows_workers_partitions_positions_timers_and_the_outbox(
         leases.register_worker(conn, "gone", host="node-2", pid=7, now_ms=now - 60_000)
         leases.save_position(conn, 5, 1234, now)
         conn.execute(
-            text("INSERT INTO timers (profile_id, key, workspace_id, due_at_ms, payload) VALUES ('p', 'k', 'ws', :d, '{}')"),
+            text(
+                "INSERT INTO timers (profile_id, key, workspace_id, due_at_ms, payload)"
+                " VALUES ('p', 'k', 'ws', :d, '{}')"
+            ),
             {"d": now - 30_000},
         )
         for key, due in (("k1", now - 90_000), ("k2", now + 3_600_000)):
