@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, false, select, update
 
@@ -176,8 +177,8 @@ def _live_ids(conn: Connection, now_ms: int, ttl_ms: int) -> set[str]:
 # -- leases ----------------------------------------------------------------------------------
 
 
-def _lease(row: object) -> Lease:
-    return Lease(row.partition, row.owner, row.epoch, row.expires_at_ms, row.moved_at_ms)  # type: ignore[attr-defined]
+def _lease(row: Any) -> Lease:
+    return Lease(row.partition, row.owner, row.epoch, row.expires_at_ms, row.moved_at_ms)
 
 
 def leases(conn: Connection) -> list[Lease]:
