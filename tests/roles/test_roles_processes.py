@@ -4,8 +4,8 @@ on loopback (issue 17, items 3 and 4).
 - SIGTERM drains a dispatch process: it exits 0 within a bound, and the rows it had claimed
   (their sends held unanswered by the sink) are pending and due at once, leases released,
   taken by the next dispatcher straight away.
-- SIGTERM stops an engine process: exit 0, the engine lock free for the next one; its port
-  answers /healthz and not the ingest API.
+- SIGTERM stops an engine, all or api process: exit 0, the engine lock free for the next
+  one. An engine's port answers /healthz and /metrics, not the ingest API.
 - The resend window, with a real kill: a dispatch process SIGKILLed right after the sink
   accepted a message (before it could record it) has that message sent again by the next
   dispatcher once the lease ends: once, with the same Message-ID. Counted.
@@ -100,15 +100,20 @@ def test_sigterm_drains_a_dispatch_process_its_claims_handed_back(
     db.dispose()
 
 
-def test_sigterm_stops_an_engine_process_and_frees_the_lock(pg_db: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("role", ["engine", "all", "api"])
+def test_sigterm_stops_each_role_with_exit_0_and_frees_the_lock(pg_db: str, tmp_path: Path, role: str) -> None:
     db = database.create_db_engine(pg_db)
-    proc = RoleProcess("engine", pg_db, tmp_path / "engine.log")
+    proc = RoleProcess(role, pg_db, tmp_path / f"{role}.log")
     try:
         proc.wait_ready()
-        assert httpx.post(f"{proc.url}/v1/track", json={"event": "x", "userId": "u"}).status_code == 404
+        ingest = httpx.post(f"{proc.url}/v1/track", json={"event": "x", "userId": "u"}).status_code
+        assert (ingest == 404) == (role == "engine")  # 401 from the API: no write key
         assert httpx.get(f"{proc.url}/metrics").status_code == 200
-        with pytest.raises(engine_lock.EngineLocked):
-            engine_lock.acquire(db, 0)
+        if role == "api":  # no engine lock taken
+            engine_lock.acquire(db, 0).release()
+        else:
+            with pytest.raises(engine_lock.EngineLocked):
+                engine_lock.acquire(db, 0)
         proc.terminate()
         started = time.monotonic()
         assert proc.proc.wait(30) == 0, proc.log.read_text()
