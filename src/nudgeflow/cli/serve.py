@@ -151,8 +151,8 @@ def serve(
     gc.collect()
     gc.freeze()
     # uvicorn turns SIGTERM and SIGINT into a graceful shutdown (the lifespan's end drains the
-    # runtime), then raises the signal again to the handler found at start. Ours ignores that
-    # second delivery, so a drained server exits 0 rather than dying by the signal.
+    # runtime), then raises the signal again to the handler found at start. Ours exits 0 on
+    # that second delivery, rather than the process dying by the signal.
     signal.signal(signal.SIGTERM, _after_shutdown)
     try:
         uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
@@ -162,7 +162,10 @@ def serve(
 
 
 def _after_shutdown(_signum: int, _frame: object) -> None:
-    """SIGTERM raised again by uvicorn once its shutdown is done: nothing left to do."""
+    """SIGTERM raised again by uvicorn once its shutdown is done: exit 0. (Before uvicorn
+    has taken the signal, while the server is still being built, it ends the process at
+    once, as it should: nothing runs yet.)"""
+    raise SystemExit(0)
 
 
 def check_role(settings: Settings, role: str, *, dev: bool, bounce_smtp: str | None) -> None:
