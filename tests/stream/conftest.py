@@ -1,0 +1,44 @@
+"""The stream tests' fixtures: a real 3-node NATS cluster per test module, and a stream of each test's own.
+
+The cluster is module-scoped: every module (and every xdist worker running one) starts its own on
+ports the OS hands out, so the modules that restart or stop nodes disturb no one else. Without the
+wheel's nats-server the tests FAIL with what to install; they never skip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from nudgeflow.stream.config import StreamSettings
+from tests.stream.cluster import NatsCluster, NatsServerMissing, nats_server_binary
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    try:
+        binary = nats_server_binary()
+    except NatsServerMissing as exc:
+        pytest.fail(str(exc))
+    cluster = NatsCluster(binary, tmp_path_factory.mktemp("nats-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def stream_settings(nats_cluster: NatsCluster) -> StreamSettings:
+    """Settings for a stream of this test's own (name and subjects), on the module's cluster."""
+    tag = uuid.uuid4().hex[:10]
+    return StreamSettings(
+        servers=tuple(nats_cluster.urls),
+        stream=f"T_{tag}",
+        subject_prefix=f"t{tag}.events",
+        partitions=8,
+        request_timeout_seconds=2.0,
+        connect_timeout_seconds=2.0,
+    )
