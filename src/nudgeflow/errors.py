@@ -61,6 +61,10 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── Refused                                          web/definitions.py
     │   └── BadQuery (ValueError)                            web/reports_api.py (a report's dates or breakdown)
     ├── MeasureError (ValueError)                            measure/errors.py (the layer's one class)
+    ├── StreamError           stream/      the event log on NATS JetStream     stream/errors.py
+    │   ├── StreamSettingError, InvalidStreamRequest (ValueError)
+    │   ├── StreamRefused (an existing stream weaker than asked)
+    │   └── StreamUnavailable (no answer in time, no responders, no leader)
     ├── ConfigError (ValueError)                             settings.py (the layer's one class)
     └── DemoError (RuntimeError)                             demo/run.py (the demo's one class)
 

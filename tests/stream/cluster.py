@@ -213,12 +213,12 @@ cluster {{
                 if not meta.get("leader") or meta.get("cluster_size") != len(self.nodes):
                     last = f"{node.name}: meta {meta}"
                     break
-                if meta.get("leader") == node.name:
-                    if len(replicas) != len(self.nodes) - 1 or not all(
-                        r.get("current") and not r.get("offline") for r in replicas
-                    ):
-                        last = f"{node.name} (leader): followers {replicas}"
-                        break
+                followers_ok = len(replicas) == len(self.nodes) - 1 and all(
+                    r.get("current") and not r.get("offline") for r in replicas
+                )
+                if meta.get("leader") == node.name and not followers_ok:
+                    last = f"{node.name} (leader): followers {replicas}"
+                    break
                 leaders.add(meta["leader"])
             else:
                 if len(leaders) == 1:

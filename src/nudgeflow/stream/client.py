@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -50,6 +50,8 @@ MAX_READ = 10_000
 _CONSUMER_IDLE_SECONDS = 30.0
 # JetStream's error code for "stream name already in use with a different configuration".
 _STREAM_NAME_IN_USE = 10058
+_RECONNECT_WAIT_SECONDS = 1
+_FETCH_RETRY_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -114,24 +116,30 @@ class EventStream:
         if self._nc is not None:
             return
         s = self.settings
+        nc = Client()
+        # Once connected, the client keeps trying the cluster's nodes for ever: a node restarting is
+        # routine, and a publish during the gap fails on its own timeout (StreamUnavailable). The first
+        # connection is bounded here instead: about one try of each server.
+        deadline = s.connect_timeout_seconds * len(s.servers) + _RECONNECT_WAIT_SECONDS
         try:
-            nc = await nats.connect(
-                servers=list(s.servers),
-                name=self._client_name,
-                connect_timeout=math.ceil(s.connect_timeout_seconds),
-                # Once connected, keep trying the cluster's nodes for ever: a node restarting is routine,
-                # and a publish during the gap fails on its own timeout (StreamUnavailable), not here.
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=1,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=list(s.servers),
+                    name=self._client_name,
+                    connect_timeout=math.ceil(s.connect_timeout_seconds),
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=_RECONNECT_WAIT_SECONDS,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                ),
+                timeout=deadline,
             )
-        except (nats.errors.Error, OSError) as exc:
-            raise StreamUnavailable(
-                f"no NATS server of {', '.join(s.redacted_servers())} answered: {_describe(exc)}"
-            ) from exc
+        except (nats.errors.Error, OSError) as exc:  # TimeoutError (wait_for's) is an OSError
+            await _abandon(nc)
+            why = f"within {deadline:g} s" if isinstance(exc, TimeoutError) else f"({_describe(exc)})"
+            raise StreamUnavailable(f"no NATS server of {', '.join(s.redacted_servers())} answered {why}") from exc
         self._nc = nc
         self._js = nc.jetstream(timeout=s.request_timeout_seconds)
         self._jsm = nc.jsm(timeout=s.request_timeout_seconds)
@@ -247,9 +255,13 @@ class EventStream:
         try:
             sub = await js.pull_subscribe_bind(consumer=config.name, stream=stream)
             try:
-                fetched = await sub.fetch(max_messages, timeout=timeout)
-            except nats.errors.TimeoutError:
-                fetched = []  # the consumer exists, so the stream answered: there was nothing to read
+                fetched = await _fetch(sub, max_messages, timeout)
+            except TimeoutError:
+                # nats-py raises its TimeoutError or asyncio's, depending on where the wait ended. The
+                # consumer was just made, so the stream answered: nothing came within the timeout. (Were
+                # the cluster to vanish in between, an empty read is still true: the caller asks again
+                # from the same position.)
+                fetched = []
             finally:
                 await sub.unsubscribe()
         except (nats.errors.Error, OSError) as exc:
@@ -294,9 +306,7 @@ class EventStream:
         if retention != "limits":
             problems.append(f"retention is {retention} (it deletes events once consumed), asked limits")
         if have.duplicate_window < s.duplicate_window_seconds:
-            problems.append(
-                f"duplicate_window is {have.duplicate_window:g} s, asked {s.duplicate_window_seconds:g} s"
-            )
+            problems.append(f"duplicate_window is {have.duplicate_window:g} s, asked {s.duplicate_window_seconds:g} s")
         max_age = have.max_age or 0.0
         if max_age and (not s.max_age_seconds or max_age < s.max_age_seconds):
             asked = f"{s.max_age_seconds:g} s" if s.max_age_seconds else "unlimited"
@@ -344,6 +354,29 @@ class EventStream:
         nc = self._nc
         where = nc.connected_url.netloc.rsplit("@", 1)[-1] if nc is not None and nc.connected_url else "?"
         log.info("reconnected to NATS at %s", where)
+
+
+async def _fetch(sub: JetStreamContext.PullSubscription, max_messages: int, timeout: float) -> list[Msg]:
+    """Fetch from a consumer just made. Its pull requests may meet "no responders" (503) for a moment:
+    the consumer can live on another node than ours, and its interest takes a moment to cross the
+    routes. That is retried within the read's timeout; after it, it is StreamUnavailable."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await sub.fetch(max_messages, timeout=max(deadline - loop.time(), 0.01))
+        except nats.js.errors.ServiceUnavailableError:
+            if loop.time() + _FETCH_RETRY_SECONDS >= deadline:
+                raise
+            await asyncio.sleep(_FETCH_RETRY_SECONDS)
+
+
+async def _abandon(nc: Client) -> None:
+    """Stop a client whose first connection failed, so no reconnect loop outlives connect()."""
+    try:
+        await nc.close()
+    except (nats.errors.Error, OSError):
+        pass  # it never connected: there is nothing to flush or tell the server
 
 
 def _translate(exc: BaseException, what: str) -> StreamError:

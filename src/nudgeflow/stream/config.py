@@ -107,7 +107,9 @@ class StreamSettings:
         return tuple(redact_url(u) for u in self.servers)
 
 
-def partition_subject(partition: int, partitions: int = DEFAULT_PARTITIONS, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
+def partition_subject(
+    partition: int, partitions: int = DEFAULT_PARTITIONS, prefix: str = DEFAULT_SUBJECT_PREFIX
+) -> str:
     """The subject a partition's events are published to; a partition outside 0..partitions-1 is an error."""
     if isinstance(partition, bool) or not isinstance(partition, int):
         raise InvalidStreamRequest(f"partition: {partition!r} is not a whole number")
