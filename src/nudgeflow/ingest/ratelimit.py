@@ -1,4 +1,6 @@
-"""Per-workspace token buckets, counted in events, on the injected clock."""
+"""Per-workspace token buckets, counted in events, on the injected clock.
+
+One process's buckets; ingest/shared_limits.py keeps several processes' in step."""
 
 from __future__ import annotations
 
@@ -42,3 +44,15 @@ class RateLimiter:
             bucket.tokens -= cost
             return 0.0
         return max((need - bucket.tokens) / self._rate, 0.001)
+
+    def debit(self, key: str, tokens: int) -> None:
+        """Take out `tokens` admitted elsewhere (another process on the same database). The
+        debt is floored at one burst, so that a wait it causes stays bounded (2 × burst / rate)."""
+        if not self.enabled or tokens <= 0:
+            return
+        now = self._clock.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(self._burst, now)
+        bucket.tokens = max(-self._burst, min(self._burst, bucket.tokens + (now - bucket.at) * self._rate) - tokens)
+        bucket.at = now

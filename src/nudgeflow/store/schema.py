@@ -652,6 +652,19 @@ segment_daily_sizes = Table(
     PrimaryKeyConstraint("workspace_id", "segment_id", "day", name="pk_segment_daily_sizes"),
 )
 
+# --- the ingest rate limit, shared between serving processes (store/ingest_spending.py) -------
+
+ingest_spending = Table(
+    "ingest_spending",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("process_id", String(120), nullable=False),
+    Column("admitted", BigInteger, nullable=False),  # events let through, a running total
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "process_id", name="pk_ingest_spending"),
+)
+
 # --- measurement (store/rollups.py) -----------------------------------------------------------
 
 _ROLLUP_DIMENSIONS = ("workspace_id", "journey_id", "version", "step", "variant", "channel", "day")
