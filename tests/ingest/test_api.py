@@ -749,3 +749,29 @@ def test_an_address_trait_with_a_control_character_is_not_applied(live: LiveServ
     (row,) = stored(live, ws.workspace_id)
     assert orjson.loads(row.payload)["traits"]["email"] == "a\u0000b@example.com"  # the event is kept as sent
     assert orjson.loads(profile_row(live, ws.workspace_id, "u-nul").traits) == {"plan": "pro"}  # but not applied
+
+
+def test_the_rate_limit_is_the_workspaces_across_serving_processes(settings: Settings, clock: VirtualClock) -> None:
+    # Two servers on one database stand for two processes behind a load balancer: what one
+    # admits is taken out of the other's bucket at their next exchange (ingest/shared_limits.py).
+    import time
+
+    limited = settings.with_(ingest_rate_per_second=10.0, ingest_burst=20)
+    first, second = start_server(limited, clock), start_server(limited.with_(role="api"), clock)
+    try:
+        ws = first.workspace("shared")
+        batch = {"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": f"a-{i}"} for i in range(19)]}
+        with first.client(auth=(ws.write_key, "")) as a, second.client(auth=(ws.write_key, "")) as b:
+            assert post(b, "/v1/track", {**TRACK, "messageId": "b-0"}).status_code == 200  # b serves it too
+            assert post(a, "/v1/batch", batch).status_code == 200  # a's own bucket had 20
+            limiter = second.state.limiter
+            seen = limiter.exchanges  # type: ignore[attr-defined]
+            deadline = time.monotonic() + 30
+            while limiter.exchanges < seen + 2:  # type: ignore[attr-defined]  # a's exchange, then b's
+                assert time.monotonic() < deadline, "no exchange in 30 s"
+                time.sleep(0.05)  # the exchange loops run on the servers' own event loops
+            refused = post(b, "/v1/track", {**TRACK, "messageId": "b-1"})
+            assert refused.status_code == 429  # 20 of the workspace's burst of 20 are spent
+    finally:
+        first.stop()
+        second.stop()

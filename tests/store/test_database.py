@@ -70,6 +70,7 @@ TABLES = {
     "engine_workers",
     "partition_leases",
     "partition_positions",
+    "ingest_spending",
 }
 
 

@@ -8,12 +8,14 @@ and takes what they admitted since it last looked out of its own buckets. Togeth
 processes then admit about the workspace's rate, not the rate times the processes.
 
 How close: between two exchanges each process can admit at most what its own bucket
-holds, so the total overshoots by at most (processes − 1) × (burst + rate × SYNC_MS).
+holds, so the total overshoots by at most (processes - 1) × (burst + rate × SYNC_MS).
 The first time a process sees another one's total, it is all taken out if that process's
-row was made since the previous exchange (so a new process's first burst counts); an
-older one (a workspace this process only now began to serve) cannot say how much of it is
-recent, and is not. An exchange that fails (the database away) keeps what was admitted for
-the next one: nothing counted is lost, and ingest is never refused for want of it.
+row was made since the previous exchange, or within an interval of now at the first (so a
+new process's first burst counts); an older one (a workspace this process only now began
+to serve) cannot say how much of it is recent, and is not.
+
+An exchange that fails (the database away) keeps what was admitted for the next one:
+nothing counted is lost, and ingest is never refused for want of it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -39,10 +42,11 @@ WATCH_S = 60.0  # a workspace this process took no request of for this long is n
 
 
 def process_id(clock: Clock) -> str:
-    """This process's id among the serving processes: host, pid, and start time (a restarted
-    process is a new one, so its new total does not read as a drop in the old)."""
-    host = socket.gethostname()[:80]
-    return f"{host}:{os.getpid()}:{to_ms(clock.now())}"
+    """This app's id among the serving processes: host, pid, start time and a random part
+    (containers all run as pid 1; a restarted process is a new one, so that its new total
+    does not read as a drop in the old; two apps in one process are two)."""
+    host = socket.gethostname()[:60]
+    return f"{host}:{os.getpid()}:{to_ms(clock.now())}:{secrets.token_hex(4)}"
 
 
 class SharedRateLimiter(RateLimiter):
@@ -80,14 +84,15 @@ class SharedRateLimiter(RateLimiter):
 
     def absorb(self, totals: Mapping[tuple[str, str], tuple[int, int]], now_ms: int) -> None:
         """Take out of the buckets what each other process admitted since last read."""
-        last = self._last_ms
+        # Rows made since the previous look (or, at the first, within an interval of now),
+        # less an interval for a commit that came just after that read: all of theirs is new.
+        # Older ones: cannot tell (module docstring).
+        recent = (now_ms if self._last_ms is None else self._last_ms) - SYNC_MS
         for key, (total, created_at_ms) in totals.items():
             before = self._seen.get(key)
             self._seen[key] = total
             if before is None:
-                # Made since the previous look (less an interval for a commit that came
-                # just after that read): all of it is new. Older: cannot tell (docstring).
-                before = 0 if last is not None and created_at_ms >= last - SYNC_MS else total
+                before = 0 if created_at_ms >= recent else total
             if total > before:
                 self.debit(key[0], total - before)
         self._last_ms = now_ms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,6 +23,7 @@ from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.ingest.api import ingest_routes
 from nudgeflow.ingest.auth import KeyCache
 from nudgeflow.ingest.ratelimit import RateLimiter
+from nudgeflow.ingest.shared_limits import SharedRateLimiter, keep_in_step, process_id
 from nudgeflow.ingest.verification import IdentityGate
 from nudgeflow.settings import OPS_ONLY_ROLES, ROLE_ALL, Settings
 from nudgeflow.store import database
@@ -171,6 +174,35 @@ def _say_unconfigured(names: list[str], settings: Settings) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _limiter(settings: Settings, clock: Clock) -> RateLimiter:
+    """The ingest rate limit: shared with the other serving processes on the database
+    (ingest/shared_limits.py), unless it is off."""
+    if settings.ingest_rate_per_second <= 0:
+        return RateLimiter(clock, settings.ingest_rate_per_second, settings.ingest_burst)
+    return SharedRateLimiter(clock, settings.ingest_rate_per_second, settings.ingest_burst, process_id(clock))
+
+
+class _SharedLimits:
+    """The exchange loop of a shared rate limit, as a task of the serving process's event loop."""
+
+    def __init__(self, limiter: SharedRateLimiter, engine: Engine) -> None:
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(keep_in_step(limiter, engine, lambda: self._stopping))
+
+    async def stop(self) -> None:
+        self._stopping = True  # the loop ends after its next exchange, and makes one more
+        try:
+            await asyncio.wait_for(self._task, timeout=5)
+        except Exception:  # a last exchange that could not be made: counted by no one, logged
+            log.warning("rate limit: the last exchange did not finish")
+
+
+def _share_limits(limiter: RateLimiter, engine: Engine, ops_only: bool) -> _SharedLimits | None:
+    if ops_only or not isinstance(limiter, SharedRateLimiter):
+        return None  # an engine or dispatch process takes no events
+    return _SharedLimits(limiter, engine)
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     clock = clock or SystemClock()
     if settings.dev_mode and not settings.smtp_url:
@@ -195,7 +227,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         engine=engine,
         committer=GroupCommitter(engine, clock, max_events=settings.commit_max_events, on_commit=metrics.on_commit),
         metrics=metrics,
-        limiter=RateLimiter(clock, settings.ingest_rate_per_second, settings.ingest_burst),
+        limiter=_limiter(settings, clock),
         keys=KeyCache(engine, clock),
         identity=IdentityGate(engine, clock),
     )
@@ -226,12 +258,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         if state.runtime is not None:
             state.runtime.start()
             _say_unconfigured(state.runtime.unconfigured_channels(), settings)
+        limits = _share_limits(state.limiter, engine, ops_only)
         state.ready = True
         log.info("ready", extra={"database": engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
             state.ready = False
+            if limits is not None:
+                await limits.stop()
             if state.runtime is not None:
                 state.runtime.stop()  # its current batch is finished through the writer
             state.committer.stop()
