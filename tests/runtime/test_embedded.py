@@ -182,3 +182,28 @@ def test_batches_shrink_to_the_time_budget_and_grow_back(monkeypatch: pytest.Mon
     stage.work = lambda conn, size: work(conn, 10)
     stage.run(Runner())
     assert stage.size == 1000
+
+
+def test_the_backlog_says_what_waits_and_for_how_long(h: Harness) -> None:
+    # What /metrics reports as nudgeflow_outbox_* and nudgeflow_timer_overdue_seconds.
+    from datetime import timedelta
+
+    from nudgeflow.runtime.processor import RuntimeStats, process_events
+
+    rt = h.runtime()
+    assert rt.backlog() == {
+        "outbox_pending": 0,
+        "outbox_due": 0,
+        "outbox_oldest_due_seconds": 0.0,
+        "timer_overdue_seconds": 0.0,
+    }
+    h.track("ada", "Signed Up")  # a message now, and a timer a day later (the fake engine)
+    with h.db.begin() as conn:  # decided, not dispatched
+        process_events(conn, rt.engines, h.clock, 100, RuntimeStats())
+    h.clock.advance(timedelta(days=2))
+    waiting = rt.backlog()
+    assert waiting["outbox_pending"] == 1 and waiting["outbox_due"] == 1
+    assert waiting["outbox_oldest_due_seconds"] == 2 * 86_400.0
+    assert waiting["timer_overdue_seconds"] == 86_400.0
+    rt.run_until_idle()  # sent, and the timer fired
+    assert rt.backlog()["outbox_pending"] == 0 and rt.backlog()["timer_overdue_seconds"] == 0.0

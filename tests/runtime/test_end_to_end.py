@@ -124,6 +124,10 @@ def test_a_welcome_series_over_http_sends_now_and_a_day_later(server: tuple[Live
     assert "nudgeflow_engine_timers_fired_total 1.0" in metrics
     assert "nudgeflow_engine_lag_events 0.0" in metrics
     assert "nudgeflow_engine_errors_total 0.0" in metrics
+    # Nothing waits: the outbox is sent (logged) and no timer is left.
+    assert "nudgeflow_outbox_pending 0.0" in metrics and "nudgeflow_outbox_due 0.0" in metrics
+    assert "nudgeflow_outbox_oldest_due_seconds 0.0" in metrics
+    assert "nudgeflow_timer_overdue_seconds 0.0" in metrics
 
 
 def test_serve_runs_the_engine_in_the_background(server: tuple[LiveServer, VirtualClock]) -> None:

@@ -87,7 +87,7 @@ from nudgeflow.runtime.segments import APPLY_BATCH, APPLY_BUDGET_MS, apply_batch
 from nudgeflow.runtime.segments import ReadAhead as SegmentReadAhead
 from nudgeflow.runtime.segments import skip_profile as skip_segment_profile
 from nudgeflow.settings import ROLE_ALL, ROLE_DISPATCH, ROLE_ENGINE, Settings
-from nudgeflow.store import engine_lock, outbox
+from nudgeflow.store import backlog, engine_lock, outbox
 from nudgeflow.store.engine_state import drop_timers, next_due_timer
 from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
 from nudgeflow.store.outbox import PENDING
@@ -721,6 +721,22 @@ class EmbeddedRuntime:
         """Events committed to the log and not yet decided."""
         with self.engine_db.connect() as conn:
             return lag(conn)
+
+    def backlog(self) -> dict[str, float]:
+        """What waits, read when /metrics is scraped (store/backlog.py; every workspace): the
+        outbox's pending and due rows, how long the oldest due one has waited, and how far
+        past its due time the earliest timer is (0 when none is due: the engine keeps up)."""
+        now_ms = to_ms(self.clock.now())
+        with self.engine_db.connect() as conn:
+            outbox_now = backlog.outbox_backlog(conn, now_ms)
+            timer_due = backlog.oldest_timer_due_ms(conn)
+        oldest = outbox_now.oldest_due_ms
+        return {
+            "outbox_pending": outbox_now.pending,
+            "outbox_due": outbox_now.due,
+            "outbox_oldest_due_seconds": 0.0 if oldest is None else max(0, now_ms - oldest) / 1000,
+            "timer_overdue_seconds": 0.0 if timer_due is None else max(0, now_ms - int(timer_due)) / 1000,
+        }
 
     def snapshot(self) -> dict[str, float]:
         s = self.stats

@@ -87,6 +87,22 @@ _RUNTIME_COUNTERS = {
 }
 
 
+# name in the runtime's backlog() -> (metric name, help): read from the database when
+# scraped, so every process with a runtime reports the same figures (all workspaces).
+_BACKLOG_GAUGES = {
+    "outbox_pending": ("nudgeflow_outbox_pending", "Outbox rows still to send (due, backing off, or leased)"),
+    "outbox_due": ("nudgeflow_outbox_due", "Outbox rows due now and not yet claimed"),
+    "outbox_oldest_due_seconds": (
+        "nudgeflow_outbox_oldest_due_seconds",
+        "How long the oldest due outbox row has waited past its attempt time",
+    ),
+    "timer_overdue_seconds": (
+        "nudgeflow_timer_overdue_seconds",
+        "How far past its due time the earliest pending timer is (0: none is due)",
+    ),
+}
+
+
 # Messages not sent, by status (suppressed, deferred, dropped), reason family and channel.
 # The family (`frequency_cap`, `collision`, `unsubscribed`…: model/reasons.FAMILIES), not
 # the reason: a reason names a workspace's own rule, journey or topic, and one series per
@@ -108,6 +124,8 @@ class _RuntimeCollector:
             yield CounterMetricFamily(name, help_)
         yield CounterMetricFamily(NOT_SENT, NOT_SENT_HELP, labels=NOT_SENT_LABELS)
         yield GaugeMetricFamily("nudgeflow_engine_lag_events", "Events in the log not yet decided")
+        for name, help_ in _BACKLOG_GAUGES.values():
+            yield GaugeMetricFamily(name, help_)
 
     def collect(self) -> Iterator[Metric]:
         values = self.runtime.snapshot()
@@ -119,6 +137,9 @@ class _RuntimeCollector:
         yield not_sent
         try:
             lag = self.runtime.lag()
-        except Exception:  # the database is away: report no lag figure rather than fail the scrape
+            waiting = self.runtime.backlog()
+        except Exception:  # the database is away: report no such figure rather than fail the scrape
             return
         yield GaugeMetricFamily("nudgeflow_engine_lag_events", "Events in the log not yet decided", value=lag)
+        for key, (name, help_) in _BACKLOG_GAUGES.items():
+            yield GaugeMetricFamily(name, help_, value=waiting.get(key, 0))
