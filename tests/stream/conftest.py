@@ -39,6 +39,7 @@ def stream_settings(nats_cluster: NatsCluster) -> StreamSettings:
         stream=f"T_{tag}",
         subject_prefix=f"t{tag}.events",
         partitions=8,
-        request_timeout_seconds=2.0,
+        # Generous: the suite shares two cores, and with sync_interval: always each write waits on fsync.
+        request_timeout_seconds=10.0,
         connect_timeout_seconds=2.0,
     )

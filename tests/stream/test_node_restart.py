@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from nudgeflow.stream.client import EventStream
 from nudgeflow.stream.config import StreamSettings
@@ -48,8 +49,11 @@ def test_a_restarted_leader_loses_no_acknowledged_event(
             assert time.monotonic() < deadline, f"only {len(acked)} of {count} acknowledged"
             await asyncio.sleep(0.01)
 
+    # A publish caught by the restart waits this long before it is retried.
+    settings = replace(stream_settings, request_timeout_seconds=3.0)
+
     async def run() -> None:
-        async with EventStream(stream_settings) as stream:
+        async with EventStream(settings) as stream:
             await stream.ensure_stream()
             task = asyncio.create_task(publisher(stream))
             await until_acked(STOP_AT)
