@@ -51,7 +51,7 @@ _CONSUMER_IDLE_SECONDS = 30.0
 # JetStream's error code for "stream name already in use with a different configuration".
 _STREAM_NAME_IN_USE = 10058
 _RECONNECT_WAIT_SECONDS = 1
-_FETCH_RETRY_SECONDS = 0.02
+_RETRY_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -208,10 +208,22 @@ class EventStream:
         if not isinstance(payload, bytes | bytearray | memoryview):
             raise InvalidStreamRequest(f"payload: {type(payload).__name__} is not bytes")
         js = self._context()
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.request_timeout_seconds
         try:
-            ack = await js.publish(
-                subject, bytes(payload), stream=self.settings.stream, headers={MSG_ID_HEADER: msg_id}
-            )
+            while True:
+                try:
+                    ack = await js.publish(
+                        subject, bytes(payload), stream=self.settings.stream, headers={MSG_ID_HEADER: msg_id}
+                    )
+                    break
+                except nats.js.errors.NoStreamResponseError:
+                    # No responders: nobody received it, so it is certainly not stored. Just after the
+                    # stream is made, or while a new leader takes over, its interest has not yet
+                    # crossed the routes to our node: try again within the request timeout.
+                    if loop.time() + _RETRY_SECONDS >= give_up:
+                        raise
+                    await asyncio.sleep(_RETRY_SECONDS)
         except nats.errors.MaxPayloadError as exc:
             raise InvalidStreamRequest(f"payload: {len(payload)} bytes is more than the server accepts") from exc
         except (nats.errors.Error, OSError) as exc:
@@ -370,9 +382,9 @@ async def _fetch(
         try:
             return await sub.fetch(max_messages, timeout=timeout)
         except nats.js.errors.ServiceUnavailableError:
-            if loop.time() + _FETCH_RETRY_SECONDS >= give_up:
+            if loop.time() + _RETRY_SECONDS >= give_up:
                 raise
-            await asyncio.sleep(_FETCH_RETRY_SECONDS)
+            await asyncio.sleep(_RETRY_SECONDS)
 
 
 async def _abandon(nc: Client) -> None:
