@@ -27,7 +27,6 @@ import io
 import os
 import socket
 import tempfile
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +47,7 @@ from nudgeflow.store.workspaces import NewWorkspace
 from tests.channels.smtp_support import Sink, start_sink
 from tests.chromium import chromium_or_fail
 from tests.demo_traffic_support import START
+from tests.pg_databases import own_database
 from tests.support import BACKENDS, LiveServer, make_workspace, start_server
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -87,18 +87,15 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 @pytest.fixture(scope="session")
 def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh database for this test session, migrated once, dropped at the end."""
-    name = f"nudgeflow_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(postgres_admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = database.create_db_engine(url)
-    database.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_database(postgres_admin_url, "nudgeflow_test") as (_name, url):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_admin_url: str) -> Iterator[str]:
+    """The name of a migrated database that tests needing one of their own clone (fast)."""
+    with own_database(postgres_admin_url, "nudgeflow_tpl") as (name, _url):
+        yield name
 
 
 @pytest.fixture(params=BACKENDS)
@@ -125,19 +122,12 @@ def private_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytes
         engine.dispose()
         yield url
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    name = f"nudgeflow_private_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = database.create_db_engine(url)
-    database.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    template = request.getfixturevalue("pg_template")
+    with own_database(request.getfixturevalue("postgres_admin_url"), "nudgeflow_private", template=template) as (
+        _name,
+        url,
+    ):
+        yield url
 
 
 @pytest.fixture

@@ -11,40 +11,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from py_vapid import Vapid02
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.runtime.dev_push import DevPushService, RunningDevPush, serve_dev_push
 from nudgeflow.runtime.inbound_smtp import BounceHandler, engine_jobs, start_bounce_smtp
 from nudgeflow.settings import Settings
 from nudgeflow.store import database
+from tests.pg_databases import own_database
 from tests.runtime.harness import Harness
 from tests.runtime.serve_process import Serve, cli_command, run
 from tests.support import LiveServer, free_port, start_server
-
-
-@pytest.fixture(scope="session")
-def pg_template(postgres_admin_url: str) -> Iterator[str]:
-    name = f"nudgeflow_rt_tpl_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(postgres_admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    eng = database.create_db_engine(url)
-    database.upgrade(eng)
-    eng.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -57,16 +39,9 @@ def rt_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         eng.dispose()
         yield url
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
     template = request.getfixturevalue("pg_template")
-    name = f"nudgeflow_rt_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(database.normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with own_database(request.getfixturevalue("postgres_admin_url"), "nudgeflow_rt", template=template) as (_, url):
+        yield url
 
 
 @pytest.fixture
