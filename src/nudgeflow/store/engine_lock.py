@@ -113,18 +113,24 @@ class EngineLock:
             os.close(fd)  # closing the descriptor drops the flock
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            try:
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_KEY})")
-            except SQLAlchemyError:
-                pass  # a connection already gone holds no lock
-            finally:
-                try:
-                    conn.close()
-                except SQLAlchemyError:
-                    pass
+            _unlock(conn, f"SELECT pg_advisory_unlock({ADVISORY_KEY})")
         if self._lock_engine is not None:
             self._lock_engine.dispose()
             self._lock_engine = None
+
+
+def _unlock(conn: Connection, statement: str) -> None:
+    """Free an advisory lock and close its connection. Unlocked here, not left to the
+    session's end: the server ends a closed session a moment after the client has gone on."""
+    try:
+        conn.exec_driver_sql(statement)
+    except SQLAlchemyError:
+        pass  # a connection already gone holds no lock
+    finally:
+        try:
+            conn.close()
+        except SQLAlchemyError:
+            pass
 
 
 def acquire(engine: Engine, started_at_ms: int) -> EngineLock:
@@ -216,17 +222,7 @@ class DispatcherMark:
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
-                # Unlocked here, not left to the session's end: the server ends a closed
-                # session a moment after the client has gone on.
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock_shared({DISPATCHER_KEY})")
-            except SQLAlchemyError:
-                pass  # a connection already gone holds no lock
-            finally:
-                try:
-                    conn.close()
-                except SQLAlchemyError:
-                    pass
+            _unlock(conn, f"SELECT pg_advisory_unlock_shared({DISPATCHER_KEY})")
         if self._lock_engine is not None:
             self._lock_engine.dispose()
             self._lock_engine = None
