@@ -14,7 +14,6 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from aiosmtpd.smtp import Envelope, Session
 from sqlalchemy import Engine, insert, text
@@ -28,6 +27,7 @@ from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.store.schema import outbox, profiles
 from tests.channels.smtp_support import Sink
+from tests.runtime.serve_process import wait_healthy
 from tests.support import NUDGEFLOW, free_port
 
 FROM = "n@shop.example.com"  # the Message-ID's domain is the From address's
@@ -166,17 +166,7 @@ class RoleProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"serve did not become ready: {self.log.read_text()}")
+        wait_healthy(self.proc, self.port, self.log, seconds)
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -27,6 +27,22 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60) -> None:
+    """Until `serve` on `port` answers /healthz with 200 (polling another process, with a
+    deadline); its log in the error if it exits or never gets there."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited with {proc.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"serve did not become ready: {log.read_text()}")
+
+
 class Serve:
     """`nudgeflow serve` on a free port, its output in `log`; `env` adds to the environment."""
 
@@ -42,17 +58,7 @@ class Serve:
             )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}: {self.log.read_text()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("serve did not become ready")
+        wait_healthy(self.proc, self.port, self.log)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
