@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from nudgeflow.content.sample import sample_context
 from tests.console.engine_console import send, start_engine_console
@@ -96,8 +97,10 @@ def test_editing_a_template_changes_the_preview_and_errors_show_where(console_pa
     page.get_by_test_id("preview-person").fill("ada")
     page.get_by_test_id("preview-person-choice").check()
     desktop.get_by_text("Hi you").wait_for()
-    assert page.get_by_test_id("preview-subject").inner_text() == "Welcome, friend"
-    assert "the person's context" in page.get_by_test_id("preview-status").inner_text()
+    # Auto-waiting checks: the person's name and the choice each start a render, so the
+    # frame can show the first one's result while the second is still in flight.
+    expect(page.get_by_test_id("preview-subject")).to_have_text("Welcome, friend")
+    expect(page.get_by_test_id("preview-status")).to_contain_text("the person's context")
     page.get_by_test_id("preview-person").fill("nobody-here")
     page.get_by_test_id("preview-error").get_by_text("no person 'nobody-here' in this workspace").wait_for()
     page.get_by_test_id("preview-sample").check()
