@@ -71,6 +71,7 @@ TABLES = {
     "partition_leases",
     "partition_positions",
     "ingest_spending",
+    "partition_heads",
 }
 
 

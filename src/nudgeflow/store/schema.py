@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -126,6 +127,10 @@ profile_merges = Table(
     Column("from_profile_id", String(40), nullable=False),
     Column("into_profile_id", String(40), nullable=False),
     Column("merged_at_ms", BigInteger, nullable=False),
+    # Where the merged-away profile's events ended in its partition when the merge was made:
+    # the last offset given there (store/ingest_writer.py; migration 0025, NULL before).
+    Column("from_partition", Integer),
+    Column("from_offset", BigInteger),
     PrimaryKeyConstraint("workspace_id", "from_profile_id", name="pk_profile_merges"),
     Index("ix_profile_merges_into", "into_profile_id"),
 )
@@ -145,10 +150,16 @@ events = Table(
     Column("timestamp_ms", BigInteger, nullable=False),
     Column("received_at_ms", BigInteger, nullable=False),
     Column("payload", Text, nullable=False),
+    # The partitioned log (store/partition_log.py, migration 0025): the person's partition and
+    # the event's place in it, dense and in commit order. NULL for what no partition decides
+    # (the engine's own segment events, and events decided before the migration).
+    Column("partition", SmallInteger),
+    Column("part_offset", BigInteger),
     UniqueConstraint("workspace_id", "message_id", name="uq_events_message"),
     # A person's events in time order; with the names in it, a backfill tests events in
     # the index and reads only the rows it wants (migration 0012).
     Index("ix_events_profile_time", "profile_id", "timestamp_ms", "seq", "type", "event"),
+    Index("uq_events_partition_offset", "partition", "part_offset", unique=True),
     # A seq is never given twice, even after the newest events are erased: the engine's
     # cursor has passed it (SQLite would otherwise reuse the highest rowid; migration 0010).
     sqlite_autoincrement=True,
@@ -251,8 +262,11 @@ timers = Table(
     Column("workspace_id", String(40), nullable=False),
     Column("due_at_ms", BigInteger, nullable=False),
     Column("payload", Text, nullable=False),
+    # The person's partition: the worker that owns it fires the timer (migration 0025).
+    Column("partition", SmallInteger, nullable=False),
     PrimaryKeyConstraint("profile_id", "key", name="pk_timers"),
     Index("ix_timers_due", "due_at_ms"),
+    Index("ix_timers_partition_due", "partition", "due_at_ms"),
 )
 
 # Messages to send, written in the same transaction as the state that decided them.
@@ -360,6 +374,15 @@ partition_leases = Table(
     Column("epoch", BigInteger, nullable=False),
     Column("expires_at_ms", BigInteger, nullable=False),
     Column("moved_at_ms", BigInteger, nullable=False),
+)
+
+# The last offset given in each partition of the event log (store/partition_log.py): rows
+# 0..DEFAULT_PARTITIONS-1, made by migration 0025. Its row lock orders a partition's commits.
+partition_heads = Table(
+    "partition_heads",
+    metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("head", BigInteger, nullable=False),
 )
 
 # How far each partition's messages are decided: the event stream's sequence of the last
