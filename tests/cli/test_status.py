@@ -51,8 +51,8 @@ def test_status_shows_workers_partitions_positions_timers_and_the_outbox(
         leases.save_position(conn, 5, 1234, now)
         conn.execute(
             text(
-                "INSERT INTO timers (profile_id, key, workspace_id, due_at_ms, payload)"
-                " VALUES ('p', 'k', 'ws', :d, '{}')"
+                "INSERT INTO timers (profile_id, key, workspace_id, due_at_ms, payload, partition)"
+                " VALUES ('p', 'k', 'ws', :d, '{}', 0)"
             ),
             {"d": now - 30_000},
         )

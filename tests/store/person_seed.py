@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import insert
 
 from nudgeflow.model import reasons
+from nudgeflow.model.partitions import partition_of
 from nudgeflow.store.schema import (
     events,
     identities,
@@ -207,6 +208,7 @@ def seed_person(conn: Any, wsid: str) -> Seeded:
                 "profile_id": pid,
                 "key": f"run:{RUN2}",
                 "workspace_id": wsid,
+                "partition": partition_of(wsid, pid),
                 "due_at_ms": T0 + 24 * 60 * MIN,
                 "payload": orjson.dumps({"kind": "step", "run_id": RUN2, "step": "wait", "visit": 1}).decode(),
             },
@@ -214,6 +216,7 @@ def seed_person(conn: Any, wsid: str) -> Seeded:
                 "profile_id": pid,
                 "key": f"release:{RUN2}:hello:1",
                 "workspace_id": wsid,
+                "partition": partition_of(wsid, pid),
                 "due_at_ms": T0 + 600 * MIN,
                 "payload": orjson.dumps(
                     {"kind": "release", "run_id": RUN2, "step": "hello", "template": "hello"}

@@ -1,13 +1,14 @@
 """When ingest merges an anonymous profile into a known one, its engine state comes along.
 
 Ingest merges profiles (an identify or alias linking an anonymousId to a known userId)
-in its own transaction: it re-points the events, push targets and consent choices
+in its own transaction: it re-points the identities, push targets and consent choices
 (store/consent.merge_subscriptions: per topic, the newer choice wins) and records the
-merge in profile_merges, but the engine's state, timers and runs of the merged-away profile are the runtime's. They
-are folded into the surviving profile the next time the engine touches it, before it
-decides anything for it, in the same transaction as those decisions: a cart run started
-while anonymous then exits on the `Order Completed` of the known person, and its timers
-fire for them.
+merge in profile_merges, but the events, the engine's state, timers and runs of the
+merged-away profile are the runtime's. They are folded into the surviving profile the next
+time the engine touches it, before it decides anything for it, in the same transaction as
+those decisions: a cart run started while anonymous then exits on the `Order Completed` of
+the known person, and its timers fire for them. (Until then the processor decides an event
+stored under the merged-away id on the surviving profile: store/engine_state.merged_into.)
 
 This costs one indexed query per batch (profiles merged into the batch's profiles that
 still have a state of their own), which finds nothing almost always.
@@ -107,10 +108,11 @@ def fold_merged(
         return 0
     found.sort(key=lambda row: (row[1], row[0]))
     for source, target, doc in found:
-        state = states.get(target)
-        if state is None:
-            state = states[target] = ProfileState(target)
-        merge_state(state, ProfileState.from_json(source, doc))
-        restore_base[target] = state.to_json().decode()
+        if doc is not None:  # None: only its events are left to move (engine_state.merged_states)
+            state = states.get(target)
+            if state is None:
+                state = states[target] = ProfileState(target)
+            merge_state(state, ProfileState.from_json(source, doc))
+            restore_base[target] = state.to_json().decode()
         engine_state.move_merged(conn, source, target)
     return len(found)

@@ -39,6 +39,7 @@ from nudgeflow.store.engine_state import (
     claim_due_timers,
     cursor_position,
     load_states,
+    merged_into,
     read_cursor,
     read_cursor_state,
     write_cursor,
@@ -309,6 +310,11 @@ def process_events(
     # was reacted to in the turn that made it, so the cursor passes it undecided (event_log).
     todo = [r for r in (*late, *rows) if r[4] is not None]
     stats.own_events_passed += len(late) + len(rows) - len(todo)
+    # Ingest no longer re-points a merged-away profile's events (the fold does): an event
+    # stored under one is decided on the profile it went into, as before (one indexed query).
+    merged = merged_into(conn, list({r[2] for r in todo}))
+    if merged:
+        todo = [(r[0], r[1], merged[r[2]][0], *r[3:]) if r[2] in merged else r for r in todo]
     batch = DecisionBatch(conn, engines, stats, list({r[2] for r in todo}), count_rollups=count_rollups)
     refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in todo})  # `group.*` as stored
     for seq, workspace_id, profile_id, timestamp_ms, payload in todo:

@@ -55,11 +55,12 @@ from nudgeflow.core.effects import (
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.events import OWN_SEGMENT_PREFIX
+from nudgeflow.model.partitions import partition_of
 from nudgeflow.model.reasons import family_of
 from nudgeflow.store import event_log, rollups, segments, sql
 from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
 
-TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload")
+TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload", "partition")
 RUN_COLUMNS = (
     "id",
     "workspace_id",
@@ -242,7 +243,14 @@ class EffectsBatch:
                 timers.append(
                     (
                         (profile_id, effect.key),
-                        (profile_id, effect.key, workspace_id, effect.due_ms, _dumps(effect.payload)),
+                        (
+                            profile_id,
+                            effect.key,
+                            workspace_id,
+                            effect.due_ms,
+                            _dumps(effect.payload),
+                            partition_of(workspace_id, profile_id),
+                        ),
                     )
                 )
             elif isinstance(effect, CancelTimer):
@@ -360,7 +368,7 @@ class EffectsBatch:
             TIMER_COLUMNS,
             arms,
             conflict="profile_id, key",
-            update=("workspace_id", "due_at_ms", "payload"),
+            update=("workspace_id", "due_at_ms", "payload", "partition"),
         )
         counts.timers_deleted, counts.timers_scheduled = len(deletes), len(arms)
         rows = list(self._outbox.values())
@@ -417,7 +425,8 @@ def _append_segment_events(
         )
         for ws, pid, name, message_id, properties, at_ms in found
     ]
-    event_log.append_events(conn, rows)
+    # Not logged: no partition decides them again (store/event_log.py's _READ_COLUMNS).
+    event_log.append_events(conn, rows, logged=False)
     return len(rows)
 
 

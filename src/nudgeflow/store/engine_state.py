@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from nudgeflow.core.state import ProfileState
+from nudgeflow.model.partitions import partition_of
 from nudgeflow.store import rollups, segments, sql
 from nudgeflow.store.schema import profile_state, timers
 
@@ -104,26 +105,59 @@ def cursor_position(conn: Connection, name: str = EVENTS_CURSOR) -> int:
 
 def merged_states(conn: Connection, profile_ids: list[str]) -> list[Any]:
     """(from_profile_id, into_profile_id, state) of profiles merged into `profile_ids` that
-    still have a state of their own."""
+    are not folded yet: they still have a state of their own, or events stored under their id
+    (state None: a profile merged away before the engine decided any of its events)."""
     return sql.select_in(
         conn,
         "SELECT m.from_profile_id, m.into_profile_id, s.state FROM profile_merges m"
-        " JOIN profile_state s ON s.profile_id = m.from_profile_id WHERE m.into_profile_id IN",
+        " LEFT JOIN profile_state s ON s.profile_id = m.from_profile_id"
+        " WHERE (s.profile_id IS NOT NULL OR EXISTS (SELECT 1 FROM events e WHERE e.profile_id = m.from_profile_id))"
+        " AND m.into_profile_id IN",
         sorted(profile_ids),
     )
 
 
+def merged_into(conn: Connection, profile_ids: Sequence[str]) -> dict[str, tuple[str, int | None, int | None]]:
+    """{from_profile_id: (into_profile_id, from_partition, from_offset)} for those of
+    `profile_ids` that were merged away. profile_merges is kept flattened (ingest re-points
+    older rows at each merge), so `into_profile_id` is the profile the person is now.
+    One indexed lookup per chunk; it finds nothing almost always."""
+    return {
+        row[0]: (row[1], row[2], row[3])
+        for row in sql.select_in(
+            conn,
+            "SELECT from_profile_id, into_profile_id, from_partition, from_offset FROM profile_merges"
+            " WHERE from_profile_id IN",
+            sorted(set(profile_ids)),
+        )
+    }
+
+
 def move_merged(conn: Connection, source: str, target: str) -> None:
-    """Move a merged-away profile's timers, runs (and their arms) and messages to the profile it went into,
-    and drop its state (folded into the target's by the caller) and its segment memberships
-    (the target's next event decides its segments again: store/segments.drop_merged)."""
+    """Move a merged-away profile's events, timers, runs (and their arms) and messages to the
+    profile it went into, and drop its state (folded into the target's by the caller) and its
+    segment memberships (the target's next event decides its segments again:
+    store/segments.drop_merged).
+
+    The events keep their partition and offset: they stay where they were decided; only the
+    person they belong to changes, so that reading the target's events finds them all."""
+    sql.execute_many(conn, "UPDATE events SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     # The target's own timers win a key both have (one inactivity timer per journey).
     sql.execute_many(
         conn,
         'DELETE FROM timers WHERE profile_id = ? AND "key" IN (SELECT "key" FROM timers WHERE profile_id = ?)',
         [(source, target)],
     )
-    sql.execute_many(conn, "UPDATE timers SET profile_id = ? WHERE profile_id = ?", [(target, source)])
+    # The timers fire in the target's partition from now on.
+    moved = conn.exec_driver_sql(
+        f"SELECT workspace_id FROM timers WHERE profile_id = {sql.mark(conn)} LIMIT 1", (source,)
+    ).scalar()
+    if moved is not None:
+        sql.execute_many(
+            conn,
+            "UPDATE timers SET profile_id = ?, partition = ? WHERE profile_id = ?",
+            [(target, partition_of(moved, target), source)],
+        )
     sql.execute_many(conn, "UPDATE journey_runs SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     sql.execute_many(conn, "UPDATE run_arms SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     # Engagement with these messages must reach the runs, which now live with the target.
@@ -137,15 +171,19 @@ def move_merged(conn: Connection, source: str, target: str) -> None:
 # --- timers -----------------------------------------------------------------------------------
 
 
-def claim_due_timers(conn: Connection, now_ms: int, limit: int) -> Sequence[Any]:
-    """(profile_id, key, workspace_id, due_at_ms, payload) of the timers due now, oldest first."""
+def claim_due_timers(conn: Connection, now_ms: int, limit: int, partition: int | None = None) -> Sequence[Any]:
+    """(profile_id, key, workspace_id, due_at_ms, payload) of the timers due now, oldest first;
+    with a `partition`, only that partition's (by ix_timers_partition_due)."""
     m = sql.mark(conn)
     # SKIP LOCKED: timers another worker is firing are left to it.
     suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
+    where, params = (f"due_at_ms <= {m}", (now_ms, limit))
+    if partition is not None:
+        where, params = (f"partition = {m} AND due_at_ms <= {m}", (partition, now_ms, limit))
     return conn.exec_driver_sql(
         'SELECT profile_id, "key", workspace_id, due_at_ms, payload FROM timers'
-        f" WHERE due_at_ms <= {m} ORDER BY due_at_ms LIMIT {m}{suffix}",
-        (now_ms, limit),
+        f" WHERE {where} ORDER BY due_at_ms LIMIT {m}{suffix}",
+        params,
     ).all()
 
 

@@ -5,6 +5,13 @@ Every event in the log is a row of `events` with these columns, whether ingest a
 endpoints saw an open or a click, or bounce feedback arrived. The engine reads them all
 alike, in `seq` order (`read_after`), behind the engine cursor (store/engine_state.py).
 
+Every event the engine decides also gets its person's partition and an offset in it
+(store/partition_log.py): `append_events` gives them, unless told the rows are not `logged`
+(the engine's own Segment Entered / Exited, never decided again). A transaction that appends
+for many people in several steps (ingest's group commit) gathers them with `appending`, so
+that it takes its offsets once, at the end, in one call: two such transactions then lock
+the partitions' heads in the same order and cannot deadlock.
+
 This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
 JetStream) swaps: a second implementation of this module would append to the event log
 as a stream (the message id still the key that makes recording an event twice store it
@@ -13,7 +20,10 @@ once) instead of inserting rows, and keep the same functions and payloads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -23,7 +33,8 @@ from sqlalchemy import Connection
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.events import OWN_SEGMENT_PREFIX
 from nudgeflow.model.iso_time import iso
-from nudgeflow.store import sql
+from nudgeflow.model.partitions import partition_of
+from nudgeflow.store import partition_log, sql
 from nudgeflow.store.profiles import load_for_messages
 
 # The columns of a row of `events`, in the order `event_row` builds them.
@@ -39,6 +50,8 @@ EVENT_COLUMNS = (
     "received_at_ms",
     "payload",
 )
+# A row of an event some partition decides: EVENT_COLUMNS, then its partition and offset.
+LOGGED_COLUMNS = (*EVENT_COLUMNS, "partition", "part_offset")
 # A batch's events share their received time, and a change's events their instant:
 # formatting each once was a tenth of appending the engine's own events.
 _iso = lru_cache(maxsize=1024)(iso)
@@ -95,9 +108,80 @@ def event_row(
     )
 
 
-def append_events(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Append `event_row`s to the event log (the engine reads them like ingested events)."""
-    sql.insert_rows(conn, "events", EVENT_COLUMNS, rows, conflict=CONFLICT)
+def append_events(conn: Connection, rows: Sequence[tuple[Any, ...]], *, logged: bool = True) -> None:
+    """Append rows of EVENT_COLUMNS (`event_row`s) to the event log; the engine reads them like
+    ingested events. `logged` rows get the partition of their (workspace_id, profile_id) and
+    an offset there: at once, or at the end of an open `appending` scope. Rows that are not
+    `logged` (the engine's own segment events) get neither, and are inserted at once."""
+    if not rows:
+        return
+    if not logged:
+        sql.insert_rows(conn, "events", EVENT_COLUMNS, rows, conflict=CONFLICT)
+        return
+    pending = conn.info.get(_PENDING)
+    if pending is not None:
+        pending.rows.extend(rows)
+        return
+    _write(conn, _Pending(rows=list(rows)))
+
+
+def with_head(conn: Connection, partition: int, then: Callable[[Connection, int], None]) -> None:
+    """Call `then(conn, head)` with the last offset given in `partition` before this
+    transaction's own events, read under the head's lock, in the same one call that takes
+    this transaction's offsets (at the end of an open `appending` scope, else at once).
+    A merge records where the merged-away profile's events end this way."""
+    pending = conn.info.get(_PENDING)
+    if pending is not None:
+        pending.heads.append((partition, then))
+        return
+    _write(conn, _Pending(heads=[(partition, then)]))
+
+
+@contextmanager
+def appending(conn: Connection) -> Iterator[None]:
+    """Gather the logged events appended inside the block, and insert them when it ends, with
+    one take_offsets for all (see the module docstring). An inner scope joins the outer one.
+    The gathered rows are not in the table before the block ends: code inside must not read
+    them back. If the block raises, they are dropped (its transaction is rolled back)."""
+    if conn.info.get(_PENDING) is not None:
+        yield
+        return
+    pending = _Pending()
+    conn.info[_PENDING] = pending
+    try:
+        yield
+    finally:
+        # conn.info outlives the transaction (it is the pooled connection's): always clear it.
+        conn.info.pop(_PENDING, None)
+    _write(conn, pending)
+
+
+_PENDING = "nudgeflow.event_log.pending"
+
+
+@dataclass
+class _Pending:
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    heads: list[tuple[int, Callable[[Connection, int], None]]] = field(default_factory=list)
+
+
+def _write(conn: Connection, pending: _Pending) -> None:
+    """Take the offsets of the pending rows (and lock the heads asked for), insert the rows."""
+    parts = [partition_of(row[0], row[2]) for row in pending.rows]
+    counts = Counter(parts)
+    for p, _ in pending.heads:
+        counts[p] += 0
+    if not counts:
+        return
+    first = partition_log.take_offsets(conn, counts)
+    given = dict(first)
+    logged = []
+    for row, p in zip(pending.rows, parts, strict=True):
+        logged.append((*row, p, given[p]))
+        given[p] += 1
+    sql.insert_rows(conn, "events", LOGGED_COLUMNS, logged, conflict=CONFLICT)
+    for p, then in pending.heads:
+        then(conn, first[p] - 1)
 
 
 def event_exists(conn: Connection, workspace_id: str, message_id: str) -> bool:

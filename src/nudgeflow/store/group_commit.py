@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.errors import StoreError
 from nudgeflow.model.events import EventRecord
+from nudgeflow.store import event_log
 from nudgeflow.store.checkpoint import WalCheckpointer
 from nudgeflow.store.ingest_writer import WriteResult, write_events
 
@@ -194,13 +195,16 @@ class GroupCommitter:
         for item in batch:
             by_workspace.setdefault(item.workspace_id, []).extend(item.records)
         total = WriteResult()
-        for workspace_id, records in by_workspace.items():
-            part = write_events(conn, workspace_id, records, now_ms)
-            total.accepted += part.accepted
-            total.duplicates += part.duplicates
-            total.duplicate_conflicts += part.duplicate_conflicts
-            total.profiles_created += part.profiles_created
-            total.merges += part.merges
+        # One take of the partitions' offsets for the whole commit, at its end: two commits
+        # then lock the partition heads in the same (ascending) order (store/event_log.py).
+        with event_log.appending(conn):
+            for workspace_id, records in by_workspace.items():
+                part = write_events(conn, workspace_id, records, now_ms)
+                total.accepted += part.accepted
+                total.duplicates += part.duplicates
+                total.duplicate_conflicts += part.duplicate_conflicts
+                total.profiles_created += part.profiles_created
+                total.merges += part.merges
         return total
 
     def _commit(self, batch: list[_EventsItem], size: int) -> None:

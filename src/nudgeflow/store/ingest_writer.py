@@ -2,8 +2,8 @@
 
 Everything here runs inside one transaction per group commit, for many requests at once,
 and talks to the database in bulk: one lookup of known message ids, one of identities,
-one insert of events, one read and one write of the profiles whose traits changed.
-Merges are rare and done row by row.
+one insert of events (with their partitions' offsets, last: store/event_log.appending), one
+read and one write of the profiles whose traits changed. Merges are rare and done row by row.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -18,12 +19,13 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from nudgeflow.errors import StoreError
 from nudgeflow.model.events import EventRecord
+from nudgeflow.model.partitions import partition_of
 from nudgeflow.store import event_log, sql
 from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.consent_records import Person, TraitChange, apply_trait_changes, consent_traits_of
 from nudgeflow.store.device_ingest import register_from_events
 from nudgeflow.store.groups import apply_group_calls
-from nudgeflow.store.schema import device_tokens, events, identities, profile_merges, profiles, push_subscriptions
+from nudgeflow.store.schema import device_tokens, identities, profile_merges, profiles, push_subscriptions
 from nudgeflow.store.workspace_settings import get_all
 
 # Ingest's own chunk size, larger than the engine's (see store/sql.py).
@@ -270,7 +272,10 @@ def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms:
                 .values(traits=orjson.dumps(traits).decode(), updated_at_ms=now_ms)
             )
         conn.execute(update(identities).where(identities.c.profile_id == source).values(profile_id=target))
-        conn.execute(update(events).where(events.c.profile_id == source).values(profile_id=target))
+        # The merged-away profile's events stay its own here: they keep the partition and
+        # offsets they were given, and the engine re-points them when it folds the profile
+        # into the target (store/engine_state.move_merged). Until then the engine decides
+        # them on the target (engine_state.merged_into).
         # A browser subscribes to push (or an app registers its token) before the person
         # logs in: the anonymous profile's push targets follow it into the known one.
         for table in (push_subscriptions, device_tokens):
@@ -280,12 +285,28 @@ def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms:
         conn.execute(
             update(profile_merges).where(profile_merges.c.into_profile_id == source).values(into_profile_id=target)
         )
+        # Where the source's events end in its partition: the last offset given there, read
+        # under the head's lock with this transaction's own offsets (store/event_log.with_head).
+        from_partition = partition_of(workspace_id, source)
         conn.execute(
             insert(profile_merges).values(
-                workspace_id=workspace_id, from_profile_id=source, into_profile_id=target, merged_at_ms=now_ms
+                workspace_id=workspace_id,
+                from_profile_id=source,
+                into_profile_id=target,
+                merged_at_ms=now_ms,
+                from_partition=from_partition,
             )
         )
+        event_log.with_head(conn, from_partition, partial(_record_from_offset, workspace_id, source))
         conn.execute(delete(profiles).where(profiles.c.id == source))
+
+
+def _record_from_offset(workspace_id: str, source: str, conn: Connection, head: int) -> None:
+    conn.execute(
+        update(profile_merges)
+        .where(profile_merges.c.workspace_id == workspace_id, profile_merges.c.from_profile_id == source)
+        .values(from_offset=head)
+    )
 
 
 def _apply_traits(
@@ -351,7 +372,17 @@ def _consent_traits(
 
 
 def write_events(conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int) -> WriteResult:
-    """Append one workspace's events; called inside a transaction the caller commits."""
+    """Append one workspace's events; called inside a transaction the caller commits.
+
+    The events (and those the same write appends for consent) are inserted at the end, with
+    their partitions' offsets taken in one call (store/event_log.appending): at the end of
+    this call, or of the caller's own `appending` scope (the group commit's, over all its
+    workspaces)."""
+    with event_log.appending(conn):
+        return _write_events(conn, workspace_id, records, now_ms)
+
+
+def _write_events(conn: Connection, workspace_id: str, records: list[EventRecord], now_ms: int) -> WriteResult:
     result = WriteResult()
     seen: dict[str, bytes] = {}
     unique: list[EventRecord] = []
@@ -396,10 +427,8 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
         _apply_merges(conn, workspace_id, res, now_ms)
         result.merges = len(res.merges)
 
-    sql.insert_rows(
+    event_log.append_events(
         conn,
-        events.name,
-        event_log.EVENT_COLUMNS,
         [
             (
                 workspace_id,
@@ -415,7 +444,6 @@ def write_events(conn: Connection, workspace_id: str, records: list[EventRecord]
             )
             for r, pid in zip(unique, assigned, strict=True)
         ],
-        conflict=event_log.CONFLICT,
     )
     result.accepted = len(unique)
 

@@ -36,6 +36,18 @@ def resolve_profile_id(conn: Connection, workspace_id: str, ref: str) -> str | N
     return None
 
 
+def event_owners(conn: Connection, profile_id: str, workspace_id: str | None = None) -> list[str]:
+    """The profile and the profiles merged into it: whose ids the person's events are stored
+    under. Ingest leaves a merged-away profile's events under its own id until the engine folds
+    it into the surviving one (store/engine_state.move_merged), so reading a person's events
+    by id alone would miss them meanwhile."""
+    where = [profile_merges.c.into_profile_id == profile_id]
+    if workspace_id is not None:
+        where.append(profile_merges.c.workspace_id == workspace_id)
+    merged = conn.execute(select(profile_merges.c.from_profile_id).where(*where)).scalars()
+    return [profile_id, *sorted(set(merged) - {profile_id})]
+
+
 def event_view(row: Any) -> dict[str, Any]:
     return {
         "seq": row.seq,
@@ -64,15 +76,12 @@ def get_profile(conn: Connection, workspace_id: str, profile_id: str, recent: in
     ).one_or_none()
     if row is None:
         return None
-    count = conn.execute(select(func.count()).select_from(events).where(events.c.profile_id == profile_id)).scalar_one()
+    owners = event_owners(conn, profile_id)
+    count = conn.execute(select(func.count()).select_from(events).where(events.c.profile_id.in_(owners))).scalar_one()
     recent_rows = conn.execute(
-        select(events).where(events.c.profile_id == profile_id).order_by(events.c.seq.desc()).limit(recent)
+        select(events).where(events.c.profile_id.in_(owners)).order_by(events.c.seq.desc()).limit(recent)
     )
-    merged_from = list(
-        conn.execute(
-            select(profile_merges.c.from_profile_id).where(profile_merges.c.into_profile_id == profile_id)
-        ).scalars()
-    )
+    merged_from = owners[1:]
     return {
         "id": row.id,
         "user_id": row.user_id,
@@ -91,7 +100,7 @@ def list_events(
     conn: Connection, profile_id: str, *, limit: int = 100, before: int | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first; `before` is the cursor (a seq) returned by the previous page."""
-    stmt = select(events).where(events.c.profile_id == profile_id)
+    stmt = select(events).where(events.c.profile_id.in_(event_owners(conn, profile_id)))
     if before is not None:
         stmt = stmt.where(events.c.seq < before)
     rows = list(conn.execute(stmt.order_by(events.c.seq.desc()).limit(limit + 1)))
@@ -235,7 +244,10 @@ def recent_events(conn: Connection, workspace_id: str, profile_id: str, limit: i
     return list(
         conn.execute(
             select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-            .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id)
+            .where(
+                events.c.profile_id.in_(event_owners(conn, profile_id, workspace_id)),
+                events.c.workspace_id == workspace_id,
+            )
             .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
             .limit(limit)
         )
@@ -247,7 +259,11 @@ def recent_named_events(conn: Connection, workspace_id: str, profile_id: str, na
     return list(
         conn.execute(
             select(events.c.type, events.c.event, events.c.timestamp_ms, events.c.payload)
-            .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id, events.c.event == name)
+            .where(
+                events.c.profile_id.in_(event_owners(conn, profile_id, workspace_id)),
+                events.c.workspace_id == workspace_id,
+                events.c.event == name,
+            )
             .order_by(events.c.timestamp_ms.desc())
             .limit(limit)
         )

@@ -133,6 +133,8 @@ profile_merges = Table(
     Column("from_offset", BigInteger),
     PrimaryKeyConstraint("workspace_id", "from_profile_id", name="pk_profile_merges"),
     Index("ix_profile_merges_into", "into_profile_id"),
+    # Was this profile merged away? Asked for each batch the engine decides (migration 0025).
+    Index("ix_profile_merges_from", "from_profile_id"),
 )
 
 # The event log. `seq` orders it; (workspace_id, message_id) makes ingest idempotent.

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Connection, func, insert, select, update
 
 from nudgeflow.errors import StoreError
+from nudgeflow.store.profiles import event_owners
 from nudgeflow.store.schema import events, template_versions, templates, workspaces
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -216,7 +217,11 @@ def latest_track_event(conn: Connection, workspace_id: str, profile_id: str) -> 
     (a preview's trigger)."""
     return conn.execute(
         select(events.c.event, events.c.timestamp_ms, events.c.message_id, events.c.payload)
-        .where(events.c.profile_id == profile_id, events.c.workspace_id == workspace_id, events.c.type == "track")
+        .where(
+            events.c.profile_id.in_(event_owners(conn, profile_id, workspace_id)),
+            events.c.workspace_id == workspace_id,
+            events.c.type == "track",
+        )
         .order_by(events.c.timestamp_ms.desc(), events.c.seq.desc())
         .limit(1)
     ).one_or_none()

@@ -9,7 +9,8 @@ gets a partition and an offset within it, dense and in commit order (store/parti
 - `timers.partition`, the partition of the person a timer belongs to (NOT NULL; existing rows
   are computed here), and the index a partition's worker claims its due timers by.
 - `profile_merges.from_partition` / `from_offset`: where the merged-away profile's events
-  ended when the merge was made (NULL for merges made before).
+  ended when the merge was made (NULL for merges made before), and an index on
+  `from_profile_id`: the engine looks up each batch's profiles there (were they merged away?).
 
 The backfills go in chunks, so that a large log is not read into memory at once.
 
@@ -46,6 +47,7 @@ def upgrade() -> None:
     op.add_column("timers", sa.Column("partition", sa.SmallInteger))
     op.add_column("profile_merges", sa.Column("from_partition", sa.Integer))
     op.add_column("profile_merges", sa.Column("from_offset", sa.BigInteger))
+    op.create_index("ix_profile_merges_from", "profile_merges", ["from_profile_id"])
     conn = op.get_bind()
     heads = _backfill_events(conn)
     op.bulk_insert(
@@ -102,6 +104,7 @@ def downgrade() -> None:
         batch.drop_index("ix_timers_partition_due")
         batch.drop_column("partition")
     with op.batch_alter_table("profile_merges") as batch:
+        batch.drop_index("ix_profile_merges_from")
         batch.drop_column("from_offset")
         batch.drop_column("from_partition")
     op.drop_index("uq_events_partition_offset", table_name="events")
