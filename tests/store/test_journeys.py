@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select, update
 
 from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED
 from nudgeflow.model.journeys import Journey
+from nudgeflow.model.partitions import partition_of
 from nudgeflow.store import journeys as store
 from nudgeflow.store.schema import journey_runs, journey_versions, journeys, timers
 from tests.support import make_workspace
@@ -247,6 +248,12 @@ def test_resume_gives_each_held_run_a_timer_in_the_same_transaction(engine: Any,
         (f"{prefix}-p1", f"resume:{prefix}-r1"): (9_000, {"kind": "resume", "run_id": f"{prefix}-r1"}),
         (f"{prefix}-p2", f"resume:{prefix}-r2"): (9_000, {"kind": "resume", "run_id": f"{prefix}-r2"}),
     }
+    # Each wake timer is in its person's partition (the worker owning it fires it).
+    with engine.connect() as conn:
+        found = conn.execute(select(timers.c.profile_id, timers.c.partition).where(timers.c.workspace_id == wsid))
+        assert {pid: p for pid, p in found} == {
+            pid: partition_of(wsid, pid) for pid in (f"{prefix}-p1", f"{prefix}-p2")
+        }
 
     # Paused and resumed again before the engine woke them: the timers are re-armed, not doubled.
     call(engine, store.pause, wsid)
