@@ -177,13 +177,13 @@ def claim_due_timers(conn: Connection, now_ms: int, limit: int, partition: int |
     m = sql.mark(conn)
     # SKIP LOCKED: timers another worker is firing are left to it.
     suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
-    where, params = (f"due_at_ms <= {m}", (now_ms, limit))
+    where, params = f"due_at_ms <= {m}", [now_ms, limit]
     if partition is not None:
-        where, params = (f"partition = {m} AND due_at_ms <= {m}", (partition, now_ms, limit))
+        where, params = f"partition = {m} AND due_at_ms <= {m}", [partition, now_ms, limit]
     return conn.exec_driver_sql(
         'SELECT profile_id, "key", workspace_id, due_at_ms, payload FROM timers'
         f" WHERE {where} ORDER BY due_at_ms LIMIT {m}{suffix}",
-        params,
+        tuple(params),
     ).all()
 
 

@@ -52,19 +52,20 @@ def take_offsets(conn: Connection, counts: Mapping[int, int]) -> dict[int, int]:
     # ORDER BY with FOR UPDATE locks the rows in that order (PostgreSQL locks above the sort).
     suffix = " ORDER BY partition FOR UPDATE" if sql.is_postgres(conn) else " ORDER BY partition"
     ids = sql.padded(parts, 64)
-    heads = dict(
-        conn.exec_driver_sql(
+    found: dict[int, int] = {
+        int(p): int(h)
+        for p, h in conn.exec_driver_sql(
             f"SELECT partition, head FROM partition_heads WHERE partition IN {sql.in_list(m, len(ids))}{suffix}",
             tuple(ids),
         ).all()
-    )
-    missing = [p for p in parts if p not in heads]
+    }
+    missing = [p for p in parts if p not in found]
     if missing:
         raise UnknownPartition(f"no partition head for partition(s) {missing}")
     grow = [(counts[p], p) for p in parts if counts[p] > 0]
     # The rows are already locked: the order of these updates no longer matters.
     sql.execute_many(conn, "UPDATE partition_heads SET head = head + ? WHERE partition = ?", grow)
-    return {p: int(heads[p]) + 1 for p in parts}
+    return {p: found[p] + 1 for p in parts}
 
 
 def heads(conn: Connection) -> dict[int, int]:
