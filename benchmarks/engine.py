@@ -845,6 +845,7 @@ def add_due_timers(path: Path, template: TimerTemplate, workspace_id: str, first
     many timers the table holds. Setup, not measured: bulk, synchronous=OFF."""
     from nudgeflow.core.steps import run_id_for
     from nudgeflow.core.turn import unit_hash
+    from nudgeflow.model.partitions import partition_of
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -868,11 +869,11 @@ def add_due_timers(path: Path, template: TimerTemplate, workspace_id: str, first
             cart_id = f"cart-{index:023d}"
             state = template.state.replace(template.run_id, run_id).replace(template.message_id, message_id).replace(template.cart_id, cart_id)
             states.append((pid, workspace_id, state, now_ms))
-            timers.append((pid, template.timer_key.replace(template.run_id, run_id), workspace_id, due, template.timer_payload.replace(template.run_id, run_id)))
+            timers.append((pid, template.timer_key.replace(template.run_id, run_id), workspace_id, due, template.timer_payload.replace(template.run_id, run_id), partition_of(workspace_id, pid)))
             runs.append((run_id, *template.run_row[1:4], pid, *template.run_row[5:]))
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO profile_state (profile_id, workspace_id, state, updated_at_ms) VALUES (?, ?, ?, ?)", states)
-        conn.executemany('INSERT INTO timers (profile_id, "key", workspace_id, due_at_ms, payload) VALUES (?, ?, ?, ?, ?)', timers)
+        conn.executemany('INSERT INTO timers (profile_id, "key", workspace_id, due_at_ms, payload, partition) VALUES (?, ?, ?, ?, ?, ?)', timers)
         conn.executemany(
             "INSERT INTO journey_runs (id, workspace_id, journey_id, version, profile_id, status, step, holdout, entered_at_ms,"
             " ended_at_ms, exit_reason, converted_at_ms, revenue, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
