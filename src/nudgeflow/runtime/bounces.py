@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.model.event_names import EMAIL_BOUNCED, EMAIL_MARKED_AS_SPAM
 from nudgeflow.store import consent, outbox, profiles, rollups
-from nudgeflow.store.event_log import append_events, event_exists, event_row
+from nudgeflow.store.event_log import append_events, appending, event_exists, event_row
 
 log = logging.getLogger("nudgeflow.bounces")
 
@@ -136,7 +136,13 @@ def _event_row(workspace_id: str, fb: Feedback, profile_id: str, user_id: str | 
 
 
 def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback], now_ms: int) -> Applied:
-    """Suppress and record, in the caller's transaction."""
+    """Suppress and record, in the caller's transaction; its events are logged with one take
+    of the partitions' offsets for the whole notification (store/event_log.appending)."""
+    with appending(conn):
+        return _apply_feedback(conn, workspace_id, items, now_ms)
+
+
+def _apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback], now_ms: int) -> Applied:
     out = Applied()
     for raw in items:
         fb = _cleaned(raw)

@@ -141,8 +141,8 @@ def with_head(conn: Connection, partition: int, then: Callable[[Connection, int]
 def appending(conn: Connection) -> Iterator[None]:
     """Gather the logged events appended inside the block, and insert them when it ends, with
     one take_offsets for all (see the module docstring). An inner scope joins the outer one.
-    The gathered rows are not in the table before the block ends: code inside must not read
-    them back. If the block raises, they are dropped (its transaction is rolled back)."""
+    The gathered rows are not in the table before the block ends (`event_exists` sees them;
+    other reads do not). If the block raises, they are dropped (its transaction rolls back)."""
     if conn.info.get(_PENDING) is not None:
         yield
         return
@@ -185,6 +185,10 @@ def _write(conn: Connection, pending: _Pending) -> None:
 
 
 def event_exists(conn: Connection, workspace_id: str, message_id: str) -> bool:
+    """Whether the log holds this message id, or an open `appending` scope will insert it."""
+    pending = conn.info.get(_PENDING)
+    if pending is not None and any(row[0] == workspace_id and row[1] == message_id for row in pending.rows):
+        return True
     m = sql.mark(conn)
     return (
         conn.exec_driver_sql(
