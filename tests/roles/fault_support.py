@@ -1,0 +1,527 @@
+"""What the fault run (tests/roles/test_fault_run.py, issue 17 item 7) is made of: a sink that
+notes when it accepted each message, `serve --role` processes kept running by slots as a
+process manager would (with SIGKILLs on a schedule), a paced load on the HTTP API that
+records what was acknowledged, and the checks on what came out.
+
+It looks at the system only from outside: the CLI, HTTP, the SMTP sink and SQL on the
+database. No runtime module is imported, so it holds for one engine holding the engine lock
+as for engines sharing partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiosmtpd.smtp import Envelope, Session
+from sqlalchemy import create_engine, text
+
+from tests.channels.smtp_support import Sink
+from tests.roles.support import RoleProcess
+from tests.runtime.serve_process import run
+
+# The two journeys: one sends on the event, one waits WAIT_S of real time first (a timer that
+# comes due while engines are being killed).
+NOW_EVENT, LATER_EVENT = "Signed Up", "Trial Started"
+WAIT_S = 3.0
+JOURNEYS = {
+    "fault-now": {
+        "id": "fault-now",
+        "name": "Fault run: right away",
+        "trigger": {"type": "event", "event": NOW_EVENT},
+        "steps": {"hello": {"type": "send", "channel": "email", "template": "fault-hello", "marketing": False}},
+    },
+    "fault-later": {
+        "id": "fault-later",
+        "name": "Fault run: after a wait",
+        "trigger": {"type": "event", "event": LATER_EVENT},
+        "steps": {
+            "wait": {"type": "wait", "duration": f"{WAIT_S:g}s", "next": "later"},
+            "later": {"type": "send", "channel": "email", "template": "fault-later", "marketing": False},
+        },
+    },
+}
+TEMPLATES = {
+    "fault-hello": {"channel": "email", "subject": "Hello {{ profile.first_name }}", "body": "<p>Hello.</p>"},
+    "fault-later": {"channel": "email", "subject": "Later {{ profile.first_name }}", "body": "<p>Later.</p>"},
+}
+
+
+# -- the sink ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arrival:
+    at: float  # time.time() when the sink accepted it
+    rcpt: str
+    message_id: str
+    key: str  # X-Nudgeflow-Message-Key
+    subject: str
+
+
+class TimedSink(Sink):
+    """The loopback SMTP sink of the roles tests, noting the wall-clock time of each acceptance
+    (the end of a trigger-to-send latency)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+        self.port = 0
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        self.times.append(time.time())  # appended right after its message: the lists stay in step
+        return reply
+
+    def arrivals(self) -> list[Arrival]:
+        out = []
+        for received, at in zip(list(self.received), list(self.times), strict=False):
+            parsed = message_from_bytes(received.raw, policy=policy.default)
+            out.append(
+                Arrival(
+                    at,
+                    received.rcpt_tos[0],
+                    str(parsed["Message-ID"]),
+                    str(parsed["X-Nudgeflow-Message-Key"]),
+                    str(parsed["Subject"]),
+                )
+            )
+        return out
+
+
+# -- setup through the CLI ---------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> str:
+    done = run(*args, env=env)
+    assert done.returncode == 0, f"nudgeflow {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def set_up_workspace(database_url: str, directory: Path, env: dict[str, str]) -> dict[str, str]:
+    """A workspace with the two templates and the two journeys published, through the CLI; its
+    ids and keys (`nudgeflow workspace create --json`)."""
+    created = json.loads(cli("workspace", "create", "fault-run", "--json", "--database", database_url, env=env))
+    ws = created["workspace_id"]
+    (directory / "templates").mkdir()
+    (directory / "journeys").mkdir()
+    for name, template in TEMPLATES.items():
+        (directory / "templates" / f"{name}.yaml").write_text(json.dumps(template))  # JSON is YAML
+    for name, journey in JOURNEYS.items():
+        (directory / "journeys" / f"{name}.yaml").write_text(json.dumps(journey))
+    common = ("--workspace", ws, "--database", database_url)
+    cli("templates", "apply", str(directory / "templates"), *common, env=env)
+    cli("journeys", "apply", str(directory / "journeys"), "--publish", *common, env=env)
+    return created  # type: ignore[no-any-return]
+
+
+# -- processes, kept running -------------------------------------------------------------------
+
+
+class Slot:
+    """One process of a role, kept running as a process manager would: restarted (a new
+    process, on a new port) when it is killed, and, when it exits on its own (an engine refused
+    at start because another holds the engine lock), started again once no process of the
+    role answers /healthz: a standby that takes over when the live one dies."""
+
+    def __init__(self, role: str, name: str, database_url: str, logs: Path, env: dict[str, str]) -> None:
+        self.role, self.name, self.database_url, self.logs, self.env = role, name, database_url, logs, env
+        self.starts = 0
+        self.refused = 0  # exits on its own (not killed by us)
+        self.proc: RoleProcess | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = RoleProcess(self.role, self.database_url, self.logs / f"{self.name}.{self.starts}.log", **self.env)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.proc.poll() is None
+
+    def healthy(self) -> bool:
+        if not self.alive():
+            return False
+        assert self.proc is not None
+        try:
+            return httpx.get(f"{self.proc.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, and a new process at once (the process manager's restart)."""
+        assert self.proc is not None
+        self.proc.proc.send_signal(signal.SIGKILL)
+        self.proc.proc.wait(30)
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+class Fleet:
+    """The processes of a run, by role, with a supervisor thread that restarts standbys and a
+    schedule of SIGKILLs: `every` maps a role to seconds between kills of one of its
+    processes (a healthy one, chosen at random; the engine holding the lock, today)."""
+
+    def __init__(self, database_url: str, logs: Path, env: dict[str, str], counts: dict[str, int]) -> None:
+        self.slots: dict[str, list[Slot]] = {
+            role: [Slot(role, f"{role}{i}", database_url, logs, env) for i in range(n)] for role, n in counts.items()
+        }
+        self.kills: list[tuple[float, str, str]] = []  # (time.time(), role, slot name)
+        self._stop = threading.Event()
+        self._faults_off = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._rng = random.Random(17)
+        self._lock = threading.Lock()
+
+    def wait_ready(self, seconds: float = 90) -> None:
+        """Until every role has at least one healthy process (a refused standby is not waited for)."""
+        deadline = time.monotonic() + seconds
+        for role, slots in self.slots.items():
+            while not any(s.healthy() for s in slots):
+                assert time.monotonic() < deadline, f"no {role} process became ready: " + self.tail(role)
+                for s in slots:
+                    if not s.alive() and s.proc is not None and s.proc.proc.returncode not in (None, 1):
+                        raise AssertionError(f"{s.name} exited with {s.proc.proc.returncode}: {self.tail(role)}")
+                time.sleep(0.1)
+
+    def tail(self, role: str) -> str:
+        return "\n".join(
+            f"--- {s.name}: {s.proc.log.read_text()[-2000:]}" for s in self.slots[role] if s.proc is not None
+        )
+
+    def urls(self, role: str) -> list[str]:
+        return [s.proc.url for s in self.slots[role] if s.proc is not None]
+
+    def supervise(self, every: dict[str, float]) -> None:
+        self._threads.append(threading.Thread(target=self._standbys, daemon=True))
+        for role, seconds in every.items():
+            self._threads.append(threading.Thread(target=self._killer, args=(role, seconds), daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def _standbys(self) -> None:
+        while not self._stop.wait(0.25):
+            for slots in self.slots.values():
+                with self._lock:
+                    exited = [s for s in slots if not s.alive()]
+                    if exited and not any(s.healthy() for s in slots):
+                        for s in exited:
+                            s.refused += 1
+                            s.start()
+
+    def _killer(self, role: str, seconds: float) -> None:
+        while not self._faults_off.wait(seconds):
+            with self._lock:
+                live = [s for s in self.slots[role] if s.healthy()]
+                if live:
+                    victim = self._rng.choice(live)
+                    self.kills.append((time.time(), role, victim.name))
+                    victim.kill()
+
+    def kill_all_and_restart(self) -> float:
+        """`kill -9` of every process at once, then all started again; when they were killed."""
+        with self._lock:
+            procs = [s.proc.proc for slots in self.slots.values() for s in slots if s.alive() and s.proc]
+            at = time.time()
+            for p in procs:
+                p.send_signal(signal.SIGKILL)
+            for p in procs:
+                p.wait(30)
+            for slots in self.slots.values():
+                for s in slots:
+                    self.kills.append((at, s.role, s.name))
+                    s.start()
+        return at
+
+    def stop_faults(self) -> None:
+        self._faults_off.set()
+
+    def stop(self) -> None:
+        self._faults_off.set()
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+        for slots in self.slots.values():
+            for s in slots:
+                s.stop()
+
+    def restarts(self, role: str) -> int:
+        return sum(s.starts - 1 for s in self.slots[role])
+
+
+# -- the load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """What the load sent and what was acknowledged. Person i sends one /v1/batch request: an
+    identify (their email) and a track, NOW_EVENT for even i, LATER_EVENT for odd i."""
+
+    sent: int = 0
+    acked: dict[str, float] = field(default_factory=dict)  # messageId -> time.time() of the 200
+    failed: Counter[str] = field(default_factory=Counter)  # what the other answers were
+    user_acked: dict[int, float] = field(default_factory=dict)
+
+
+def address(i: int) -> str:
+    return f"u{i:06d}@example.org"
+
+
+def person_of(rcpt: str) -> int:
+    return int(rcpt.split("@")[0][1:])
+
+
+def event_of(i: int) -> str:
+    return NOW_EVENT if i % 2 == 0 else LATER_EVENT
+
+
+def run_load(
+    urls: Any,
+    write_key: str,
+    people: int,
+    rate: float,
+    stop: threading.Event | None = None,
+    concurrency: int = 64,
+) -> Load:
+    """`people` requests of 2 events each at `rate` events/s (fewer if `stop` is set first),
+    round robin over `urls()` (called per request: the addresses change as processes are
+    restarted). Each request is sent once: one that fails is not acknowledged, and not retried
+    (the client's retry is not what is under test)."""
+    load = Load()
+
+    async def main() -> None:
+        semaphore = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(auth=(write_key, ""), timeout=30) as client:
+
+            async def one(i: int) -> None:
+                async with semaphore:
+                    bases = urls()
+                    batch = [
+                        {
+                            "type": "identify",
+                            "userId": f"u{i}",
+                            "messageId": f"id-{i}",
+                            "traits": {"email": address(i), "first_name": f"P{i}"},
+                        },
+                        {"type": "track", "userId": f"u{i}", "messageId": f"tr-{i}", "event": event_of(i)},
+                    ]
+                    try:
+                        response = await client.post(f"{bases[i % len(bases)]}/v1/batch", json={"batch": batch})
+                    except httpx.HTTPError as exc:
+                        load.failed[type(exc).__name__] += 1
+                        return
+                    if response.status_code != 200:
+                        load.failed[str(response.status_code)] += 1
+                        return
+                    at = time.time()
+                    load.acked[f"id-{i}"] = at
+                    load.acked[f"tr-{i}"] = at
+                    load.user_acked[i] = at
+
+            interval = 2 / rate  # two events a request
+            started = time.monotonic()
+            tasks = []
+            for i in range(people):
+                if stop is not None and stop.is_set():
+                    break
+                delay = started + i * interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                load.sent += 1
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    return load
+
+
+# -- the database, read with SQL ---------------------------------------------------------------
+
+
+class Db:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def idle(db: Db, ws: str, expected_messages: int) -> bool:
+    """Nothing left to do: every message queued and none pending, no timer left."""
+    queued = db.scalar("SELECT count(*) FROM outbox WHERE workspace_id = :ws", ws=ws)
+    pending = db.scalar("SELECT count(*) FROM outbox WHERE workspace_id = :ws AND status = 'pending'", ws=ws)
+    timers = db.scalar("SELECT count(*) FROM timers WHERE workspace_id = :ws", ws=ws)
+    return bool(queued >= expected_messages and pending == 0 and timers == 0)
+
+
+def wait_idle(db: Db, ws: str, expected_messages: int, seconds: float) -> float:
+    """Until idle, or `seconds`; how long it took (the checks then say what is missing)."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds and not idle(db, ws, expected_messages):
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+# -- the checks ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    acked_events: int
+    lost: list[str]
+    messages: int  # distinct messages the sink received
+    copies: int  # messages received in all
+    duplicated: dict[str, list[float]]  # Message-ID -> arrival times, for those received more than once
+    outside_window: list[str]
+    missing_people: list[int]
+    timer_rows: Counter[int]  # person -> outbox rows of the timer journey
+    retaken: int  # outbox rows tried more than once: claimed by a process that was killed
+    latencies: list[float]
+    latencies_calm: list[float]  # those of people acknowledged away from any kill
+
+    def p(self, q: float, which: list[float] | None = None) -> float:
+        values = sorted(self.latencies if which is None else which)
+        if not values:
+            return math.nan
+        return values[min(len(values) - 1, math.ceil(q * len(values)) - 1)]
+
+    def table(self, title: str, extra: dict[str, Any]) -> str:
+        rows = [
+            ("events acknowledged", self.acked_events),
+            ("acknowledged, not in events", len(self.lost)),
+            ("messages (distinct Message-IDs)", self.messages),
+            ("messages received in all", self.copies),
+            ("sends tried again (their sender killed)", self.retaken),
+            ("received more than once", len(self.duplicated)),
+            ("  of them outside the resend window", len(self.outside_window)),
+            ("people without their message", len(self.missing_people)),
+            ("timer sends queued != 1", sum(1 for n in self.timer_rows.values() if n != 1)),
+            ("p50 trigger->send, s", f"{self.p(0.50):.2f}"),
+            ("p99 trigger->send, s", f"{self.p(0.99):.2f}"),
+            ("max trigger->send, s", f"{self.p(1.0):.2f}"),
+            ("p99 away from kills, s", f"{self.p(0.99, self.latencies_calm):.2f}"),
+            *extra.items(),
+        ]
+        width = max(len(str(k)) for k, _ in rows)
+        lines = [title, "-" * len(title)] + [f"{k:<{width}}  {v}" for k, v in rows]
+        return "\n".join(lines)
+
+
+def duplicates(
+    arrivals: list[Arrival], kills: list[tuple[float, str, str]], window_s: float
+) -> tuple[dict[str, list[Arrival]], dict[str, list[float]], list[str]]:
+    """The arrivals by Message-ID; the arrival times of those received more than once; and
+    those of them outside the resend window: a copy that came more than `window_s` after the
+    one before, or with no kill of a process that sends (dispatch, all) between the two."""
+    by_id: dict[str, list[Arrival]] = defaultdict(list)
+    for a in arrivals:
+        by_id[a.message_id].append(a)
+    sender_kills = sorted(at for at, role, _ in kills if role in ("dispatch", "all"))
+    duplicated: dict[str, list[float]] = {}
+    outside: list[str] = []
+    for mid, copies in by_id.items():
+        if len(copies) < 2:
+            continue
+        times = sorted(c.at for c in copies)
+        duplicated[mid] = times
+        for before, after in pairwise(times):
+            # The kill is noted just before the signal; the sink's acceptance of the copy the
+            # killed process sent may be noted a moment after it.
+            killed_between = any(before - 0.5 <= k <= after for k in sender_kills)
+            if not killed_between or after - before > window_s:
+                outside.append(mid)
+                break
+    return by_id, duplicated, outside
+
+
+def check(
+    db: Db,
+    ws: str,
+    load: Load,
+    arrivals: list[Arrival],
+    kills: list[tuple[float, str, str]],
+    window_s: float,
+    calm_s: float = 2.0,
+) -> Report:
+    """What came out, against what was acknowledged.
+
+    - lost: acknowledged messageIds not in `events`;
+    - duplicates: a Message-ID received n > 1 times is within the resend window when every
+      copy after the first came at most `window_s` after the one before, with a kill of a
+      process that sends (dispatch, all) between the two (it died after the sink accepted);
+    - latency: from the acknowledgement of a person's request to the sink's acceptance of
+      their message's first copy, less the wait for the timer journey.
+    """
+    present = {r.message_id for r in db.rows("SELECT message_id FROM events WHERE workspace_id = :ws", ws=ws)}
+    lost = sorted(set(load.acked) - present)
+    by_id, duplicated, outside = duplicates(arrivals, kills, window_s)
+    first: dict[int, float] = {}
+    for a in arrivals:
+        i = person_of(a.rcpt)
+        first[i] = min(first.get(i, a.at), a.at)
+    missing = sorted(set(load.user_acked) - set(first))
+    timer_rows = Counter(
+        person_of(json.loads(r.traits)["email"])
+        for r in db.rows(
+            "SELECT p.traits FROM outbox o JOIN profiles p ON p.id = o.profile_id"
+            " WHERE o.workspace_id = :ws AND o.journey_id = 'fault-later'",
+            ws=ws,
+        )
+    )
+    for i in load.user_acked:
+        if i % 2 == 1:
+            timer_rows.setdefault(i, 0)
+    latencies, calm = [], []
+    all_kills = sorted(at for at, _, _ in kills)
+    for i, acked in load.user_acked.items():
+        if i not in first:
+            continue
+        latency = first[i] - acked - (WAIT_S if i % 2 else 0.0)
+        latencies.append(latency)
+        due = acked + (WAIT_S if i % 2 else 0.0)
+        if not any(due - calm_s <= k <= due + latency for k in all_kills):
+            calm.append(latency)
+    return Report(
+        len(load.acked),
+        lost,
+        len(by_id),
+        len(arrivals),
+        duplicated,
+        outside,
+        missing,
+        timer_rows,
+        db.scalar("SELECT count(*) FROM outbox WHERE workspace_id = :ws AND attempts > 1", ws=ws),
+        latencies,
+        calm,
+    )
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
