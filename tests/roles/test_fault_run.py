@@ -27,6 +27,7 @@ NUDGEFLOW_FAULT_DISPATCH_KILL_S=15 NUDGEFLOW_FAULT_CYCLES=20.
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
 from collections.abc import Iterator
@@ -53,10 +54,10 @@ from tests.roles.fault_support import (
 )
 from tests.roles.support import smtp_url
 
-EVENTS = env_int("NUDGEFLOW_FAULT_EVENTS", 3000)
+EVENTS = env_int("NUDGEFLOW_FAULT_EVENTS", 3600)
 RATE = env_float("NUDGEFLOW_FAULT_RATE", 150)
-ENGINE_KILL_S = env_float("NUDGEFLOW_FAULT_ENGINE_KILL_S", 7)
-DISPATCH_KILL_S = env_float("NUDGEFLOW_FAULT_DISPATCH_KILL_S", 8)
+ENGINE_KILL_S = env_float("NUDGEFLOW_FAULT_ENGINE_KILL_S", 8)
+DISPATCH_KILL_S = env_float("NUDGEFLOW_FAULT_DISPATCH_KILL_S", 10)
 CYCLES = env_int("NUDGEFLOW_FAULT_CYCLES", 5)
 # The lease: how long a killed dispatcher's claims wait before another sends them, which is
 # the resend window. Short, so that a run ends in a bounded time; far above a send on loopback.
@@ -66,7 +67,22 @@ IDLE_BOUND_S = 90.0
 
 
 @pytest.fixture
-def sink() -> Iterator[TimedSink]:
+def one_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The runs of this module one after the other, whichever xdist workers they land on: each
+    is seven or so processes under load, and two at once on the suite's two cores measure the
+    overload rather than the failovers. (A file lock in the session's base directory, which
+    the workers share.)"""
+    path = tmp_path_factory.getbasetemp().parent / "nudgeflow-fault-run.lock"
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def sink(one_at_a_time: None) -> Iterator[TimedSink]:
     s = TimedSink()
     controller = start_sink(s)
     s.port = controller.port
@@ -114,6 +130,7 @@ def test_acknowledged_events_survive_engines_and_dispatchers_killed_under_load(
                         f"{sum(s.refused for s in fleet.slots['engine'])}"
                     ),
                     "dispatch kills": sum(1 for _, r, _ in fleet.kills if r == "dispatch"),
+                    "kill to an engine answering, s (max)": _max(fleet.recovered.get("engine")),
                     "load, s / idle after, s": f"{load_s:.1f} / {waited:.1f}",
                     "wall, s": f"{time.monotonic() - started:.1f}",
                 },
@@ -177,11 +194,18 @@ def test_acknowledged_events_survive_kill_9_of_everything_again_and_again(
     _assert_report(report)
 
 
+def _max(values: list[float] | None) -> str:
+    return f"{max(values):.1f}" if values else "-"
+
+
 def _assert_report(report: Report) -> None:
     assert report.acked_events > 0
     assert report.lost == [], f"acknowledged, not in events: {report.lost[:20]}"
     assert report.missing_people == [], f"acknowledged, never sent: {report.missing_people[:20]}"
-    assert report.outside_window == [], {m: report.duplicated[m] for m in report.outside_window[:10]}
+    assert report.outside_window == [], (
+        {m: report.duplicated[m] for m in report.outside_window[:5]},
+        f"sender kills at {report.sender_kills}",
+    )
     assert {i: n for i, n in report.timer_rows.items() if n != 1} == {}
     assert report.p(0.99) <= P99_BOUND_S
 
@@ -195,7 +219,9 @@ def test_the_check_tells_a_resend_in_the_window_from_one_outside_it() -> None:
         at(99.9, "<resent>"),
         at(104.0, "<resent>"),  # a dispatcher killed between, within the window
         at(99.0, "<late>"),
-        at(120.0, "<late>"),  # killed between, but long after the window
+        at(120.0, "<late>"),  # killed after it was accepted; resent late, behind a backlog
+        at(80.0, "<early>"),
+        at(104.0, "<early>"),  # the kill came long after its lease had ended
         at(199.0, "<engine>"),
         at(201.0, "<engine>"),  # only an engine killed between: it sends nothing
         at(300.0, "<twice>"),
@@ -203,5 +229,5 @@ def test_the_check_tells_a_resend_in_the_window_from_one_outside_it() -> None:
         at(50.0, "<once>"),
     ]
     _by_id, duplicated, outside = duplicates(arrivals, kills, window_s=10.0)
-    assert set(duplicated) == {"<resent>", "<late>", "<engine>", "<twice>"}
-    assert sorted(outside) == ["<engine>", "<late>", "<twice>"]
+    assert set(duplicated) == {"<resent>", "<late>", "<early>", "<engine>", "<twice>"}
+    assert sorted(outside) == ["<early>", "<engine>", "<twice>"]
