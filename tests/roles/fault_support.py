@@ -102,6 +102,19 @@ class TimedSink(Sink):
         return out
 
 
+class SlowSink(Sink):
+    """A provider that takes `delay_s` to accept each message (a slow relay, a rate limit)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.port = 0
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay_s)
+        return await super().handle_DATA(server, session, envelope)
+
+
 # -- setup through the CLI ---------------------------------------------------------------------
 
 

@@ -5,17 +5,21 @@ SMTP sink received.
 
 1. Two `api`, three `engine` and two `dispatch` processes. An engine is killed every
    ENGINE_KILL_S and a dispatcher every DISPATCH_KILL_S, each restarted at once (a new
-   process). Engines that exit at start because another holds the engine lock are started
-   again when no engine answers (a standby; slots in fault_support). Two journeys: an email
-   on the event, and an email after a WAIT_S timer, so timers come due across failovers.
+   process). Today one engine holds the engine lock and the others exit at start; they are
+   started again only when no engine runs at all (slots in fault_support). Two journeys: an
+   email on the event, and an email after a WAIT_S timer, so timers come due across
+   failovers.
 2. One `api` and one `all` process, both `kill -9`ed at once, again and again, under load.
 
 Checked at the end, once the system is idle (all messages queued, none pending, no timer):
-no acknowledged event missing from `events`; each person's message received, a message
-received twice only within the resend window of docs/roles.md (a process that sends was
-killed between the copies, the second within the lease); every timer's send queued once;
-p99 from acknowledgement to the sink's acceptance within P99_BOUND_S. A table goes to
-stdout (pytest -s shows it).
+no acknowledged event missing from `events`; each person's message received; a message
+received more than once only in the resend window of docs/roles.md (a process that sends
+killed within the lease after the copy before was accepted); every timer's send queued once;
+in run 1, p99 from acknowledgement to the sink's acceptance within P99_BOUND_S. A table goes
+to stdout (pytest -s or -rA shows it).
+
+Found by the fault run, and kept as an xfail naming it (ROUND_BUG): a dispatch round that
+outlasts the lease is sent again by another dispatcher with no process dying.
 
 Email only: push through separate processes needs a Web Push service reachable from them
 and subscriptions per person, not built here.
@@ -30,11 +34,15 @@ from __future__ import annotations
 import fcntl
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from nudgeflow.core.clock import to_ms
+from nudgeflow.store import database
 from tests.channels.smtp_support import start_sink
 from tests.roles.fault_support import (
     WAIT_S,
@@ -43,6 +51,7 @@ from tests.roles.fault_support import (
     Fleet,
     Load,
     Report,
+    SlowSink,
     TimedSink,
     check,
     duplicates,
@@ -52,7 +61,8 @@ from tests.roles.fault_support import (
     set_up_workspace,
     wait_idle,
 )
-from tests.roles.support import smtp_url
+from tests.roles.support import RoleProcess, message_ids, outbox_rows, queue_messages, smtp_url
+from tests.support import make_workspace
 
 EVENTS = env_int("NUDGEFLOW_FAULT_EVENTS", 3600)
 RATE = env_float("NUDGEFLOW_FAULT_RATE", 150)
@@ -92,7 +102,9 @@ def sink(one_at_a_time: None) -> Iterator[TimedSink]:
 
 def _env(sink: TimedSink) -> dict[str, str]:
     return {
-        "NUDGEFLOW_SMTP_URL": smtp_url(sink.port),
+        # 16 connections rather than 4: a round of up to 500 messages after a failover's burst
+        # ends well within the lease (see test_no_message_is_sent_twice_when_a_round_...).
+        "NUDGEFLOW_SMTP_URL": smtp_url(sink.port) + "&pool=16",
         "NUDGEFLOW_DISPATCH_LEASE_SECONDS": str(LEASE_S),
         "NUDGEFLOW_LOG_LEVEL": "WARNING",
     }
@@ -191,14 +203,59 @@ def test_acknowledged_events_survive_kill_9_of_everything_again_and_again(
     finally:
         fleet.stop()
         db.dispose()
-    _assert_report(report)
+    # Everything is down at once there, the API too: the latency is the restarts', printed only.
+    _assert_report(report, latency=False)
+
+
+ROUND_BUG = (
+    "a dispatch round is leased as a whole but sent 'pool' connections at a time and recorded at its end:"
+    " a round that outlasts the lease (up to 500 claimed, 4 SMTP connections by default) is taken over by"
+    " another dispatcher and sent again, with no process dying (docs/roles.md says the lease must outlast"
+    " the longest send, which is not enough)"
+)
+
+
+@pytest.mark.xfail(reason=ROUND_BUG, strict=True)
+def test_no_message_is_sent_twice_when_a_round_outlasts_the_lease_and_nothing_dies(
+    pg_db: str, tmp_path: Path, one_at_a_time: None
+) -> None:
+    # Scaled down: each send takes 0.5 s, the lease is 2 s (four sends' worth, "well above the
+    # longest send"); 40 messages on 4 connections make a round of 5 s. The same with the
+    # defaults: 500 messages, 4 connections, a relay taking 2.5 s each, the 300 s lease.
+    slow = SlowSink(0.5)
+    controller = start_sink(slow)
+    db = database.create_db_engine(pg_db)
+    ws = make_workspace(db).workspace_id
+    keys = queue_messages(db, ws, 40, to_ms(datetime.now(UTC)))
+    env = {"NUDGEFLOW_SMTP_URL": smtp_url(controller.port), "NUDGEFLOW_DISPATCH_LEASE_SECONDS": "2"}
+    procs = [RoleProcess("dispatch", pg_db, tmp_path / f"dispatch{i}.log", **env) for i in range(2)]
+    try:
+        # 40 messages at 0.5 s on 4 connections: 5 s for one dispatcher alone, with no takeover.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and {r.status for r in outbox_rows(db, ws).values()} != {"sent"}:
+            time.sleep(0.25)
+        rows = outbox_rows(db, ws)
+    finally:
+        for proc in procs:
+            proc.stop()  # SIGKILL, after the fact: nothing died while they sent
+        controller.stop()
+        db.dispose()
+    copies = Counter(mid for _, mid in message_ids(slow))
+    print(
+        f"\nround longer than the lease: {len(keys)} queued, {sum(copies.values())} sent,"
+        f" {sum(1 for n in copies.values() if n > 1)} more than once (at most {max(copies.values(), default=0)}),"
+        f" status {dict(Counter(r.status for r in rows.values()))},"
+        f" attempts {dict(Counter(r.attempts for r in rows.values()))}"
+    )
+    assert {mid: n for mid, n in copies.items() if n > 1} == {}
+    assert {r.status for r in rows.values()} == {"sent"}
 
 
 def _max(values: list[float] | None) -> str:
     return f"{max(values):.1f}" if values else "-"
 
 
-def _assert_report(report: Report) -> None:
+def _assert_report(report: Report, *, latency: bool = True) -> None:
     assert report.acked_events > 0
     assert report.lost == [], f"acknowledged, not in events: {report.lost[:20]}"
     assert report.missing_people == [], f"acknowledged, never sent: {report.missing_people[:20]}"
@@ -207,7 +264,8 @@ def _assert_report(report: Report) -> None:
         f"sender kills at {report.sender_kills}",
     )
     assert {i: n for i, n in report.timer_rows.items() if n != 1} == {}
-    assert report.p(0.99) <= P99_BOUND_S
+    if latency:
+        assert report.p(0.99) <= P99_BOUND_S
 
 
 def test_the_check_tells_a_resend_in_the_window_from_one_outside_it() -> None:
