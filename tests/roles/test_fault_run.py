@@ -64,10 +64,12 @@ from tests.roles.fault_support import (
 from tests.roles.support import RoleProcess, message_ids, outbox_rows, queue_messages, smtp_url
 from tests.support import make_workspace
 
-EVENTS = env_int("NUDGEFLOW_FAULT_EVENTS", 3600)
-RATE = env_float("NUDGEFLOW_FAULT_RATE", 150)
-ENGINE_KILL_S = env_float("NUDGEFLOW_FAULT_ENGINE_KILL_S", 8)
-DISPATCH_KILL_S = env_float("NUDGEFLOW_FAULT_DISPATCH_KILL_S", 10)
+EVENTS = env_int("NUDGEFLOW_FAULT_EVENTS", 3000)
+RATE = env_float("NUDGEFLOW_FAULT_RATE", 120)
+# The issue's 10 s for engines: today a takeover is a new process's start, 3 to 12 s on the
+# shared two cores, and kills closer together leave the engine down most of the time.
+ENGINE_KILL_S = env_float("NUDGEFLOW_FAULT_ENGINE_KILL_S", 10)
+DISPATCH_KILL_S = env_float("NUDGEFLOW_FAULT_DISPATCH_KILL_S", 12)
 CYCLES = env_int("NUDGEFLOW_FAULT_CYCLES", 5)
 # The lease: how long a killed dispatcher's claims wait before another sends them, which is
 # the resend window. Short, so that a run ends in a bounded time; far above a send on loopback.
@@ -137,6 +139,7 @@ def test_acknowledged_events_survive_engines_and_dispatchers_killed_under_load(
                 f"fault run: {EVENTS} events at {RATE:g}/s, 2 api, 3 engine, 2 dispatch",
                 {
                     "requests sent / not acknowledged": f"{load.sent} / {sum(load.failed.values())}",
+                    "not acknowledged, by answer": dict(load.failed),
                     "engine kills / starts refused": (
                         f"{sum(1 for _, r, _ in fleet.kills if r == 'engine')} / "
                         f"{sum(s.refused for s in fleet.slots['engine'])}"
@@ -216,9 +219,7 @@ ROUND_BUG = (
 
 
 @pytest.mark.xfail(reason=ROUND_BUG, strict=True)
-def test_no_message_is_sent_twice_when_a_round_outlasts_the_lease_and_nothing_dies(
-    pg_db: str, tmp_path: Path, one_at_a_time: None
-) -> None:
+def test_no_message_is_sent_twice_when_a_round_outlasts_the_lease_and_nothing_dies(pg_db: str, tmp_path: Path) -> None:
     # Scaled down: each send takes 0.5 s, the lease is 2 s (four sends' worth, "well above the
     # longest send"); 40 messages on 4 connections make a round of 5 s. The same with the
     # defaults: 500 messages, 4 connections, a relay taking 2.5 s each, the 300 s lease.
