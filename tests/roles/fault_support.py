@@ -146,9 +146,9 @@ def set_up_workspace(database_url: str, directory: Path, env: dict[str, str]) ->
 
 class Slot:
     """One process of a role, kept running as a process manager would: restarted (a new
-    process, on a new port) when it is killed, and, when it exits on its own (an engine refused
-    at start because another holds the engine lock), started again once no process of the
-    role answers /healthz: a standby that takes over when the live one dies."""
+    process, on a new port) when it is killed. One that exits on its own (an engine refused
+    at start because another holds the engine lock) is started again by Fleet once no
+    process of its role runs at all."""
 
     def __init__(self, role: str, name: str, database_url: str, logs: Path, env: dict[str, str]) -> None:
         self.role, self.name, self.database_url, self.logs, self.env = role, name, database_url, logs, env
@@ -293,9 +293,6 @@ class Fleet:
         for slots in self.slots.values():
             for s in slots:
                 s.stop()
-
-    def restarts(self, role: str) -> int:
-        return sum(s.starts - 1 for s in self.slots[role])
 
 
 # -- the load ----------------------------------------------------------------------------------

@@ -173,9 +173,10 @@ def test_acknowledged_events_survive_kill_9_of_everything_again_and_again(
         fleet.wait_ready()
         fleet.supervise({})  # an `all` refused at start (its predecessor's lock not yet freed) starts again
         loader = threading.Thread(
+            daemon=True,
             target=lambda: result.append(
                 run_load(lambda: fleet.urls("api"), workspace["write_key"], 10**6, rate, stop=cycles_done)
-            )
+            ),
         )
         loader.start()
         for _ in range(CYCLES):
@@ -204,6 +205,7 @@ def test_acknowledged_events_survive_kill_9_of_everything_again_and_again(
             )
         )
     finally:
+        cycles_done.set()
         fleet.stop()
         db.dispose()
     # Everything is down at once there, the API too: the latency is the restarts', printed only.
