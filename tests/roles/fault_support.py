@@ -306,6 +306,7 @@ class Load:
     sent: int = 0
     acked: dict[str, float] = field(default_factory=dict)  # messageId -> time.time() of the 200
     failed: Counter[str] = field(default_factory=Counter)  # what the other answers were
+    failure_sample: dict[str, str] = field(default_factory=dict)  # one message of each
     user_acked: dict[int, float] = field(default_factory=dict)
 
 
@@ -355,6 +356,7 @@ def run_load(
                         response = await client.post(f"{bases[i % len(bases)]}/v1/batch", json={"batch": batch})
                     except httpx.HTTPError as exc:
                         load.failed[type(exc).__name__] += 1
+                        load.failure_sample.setdefault(type(exc).__name__, str(exc)[:200])
                         return
                     if response.status_code != 200:
                         load.failed[str(response.status_code)] += 1
@@ -428,6 +430,7 @@ class Report:
     duplicated: dict[str, list[float]]  # Message-ID -> arrival times, for those received more than once
     outside_window: list[str]
     missing_people: list[int]
+    people_with_two: list[int]  # people who received more than one distinct message (one was due)
     timer_rows: Counter[int]  # person -> outbox rows of the timer journey
     retaken: int  # outbox rows tried more than once: claimed by a process that was killed
     latencies: list[float]
@@ -450,6 +453,7 @@ class Report:
             ("received more than once", len(self.duplicated)),
             ("  of them outside the resend window", len(self.outside_window)),
             ("people without their message", len(self.missing_people)),
+            ("people with two different messages", len(self.people_with_two)),
             ("timer sends queued != 1", sum(1 for n in self.timer_rows.values() if n != 1)),
             ("p50 trigger->send, s", f"{self.p(0.50):.2f}"),
             ("p99 trigger->send, s", f"{self.p(0.99):.2f}"),
@@ -519,6 +523,9 @@ def check(
         i = person_of(a.rcpt)
         first[i] = min(first.get(i, a.at), a.at)
     missing = sorted(set(load.user_acked) - set(first))
+    distinct: dict[int, set[str]] = defaultdict(set)
+    for a in arrivals:
+        distinct[person_of(a.rcpt)].add(a.message_id)
     timer_rows = Counter(
         person_of(json.loads(r.traits)["email"])
         for r in db.rows(
@@ -548,6 +555,7 @@ def check(
         duplicated=duplicated,
         outside_window=outside,
         missing_people=missing,
+        people_with_two=sorted(i for i, ids in distinct.items() if len(ids) > 1),
         timer_rows=timer_rows,
         retaken=db.scalar("SELECT count(*) FROM outbox WHERE workspace_id = :ws AND attempts > 1", ws=ws),
         latencies=latencies,
