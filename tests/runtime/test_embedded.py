@@ -12,7 +12,8 @@ import pytest
 from nudgeflow.core.effects import Effect, RunChanged
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.state import ProfileState
-from nudgeflow.runtime.embedded import SET_ASIDE_AFTER, EmbeddedRuntime, _Stage
+from nudgeflow.runtime.embedded import EmbeddedRuntime
+from nudgeflow.runtime.stages import SET_ASIDE_AFTER, Stage
 from tests.runtime.harness import FakeEngine, Harness
 
 WAIT_S = 20.0
@@ -127,10 +128,10 @@ def test_the_safety_net_halves_then_sets_aside_after_repeated_failures() -> None
         set_aside.append("x")
         return "x"
 
-    stage = _Stage("test", work, aside, 8)
+    stage = Stage("test", work, aside, 8)
     results = [stage.run(Runner()) for _ in range(3 + SET_ASIDE_AFTER)]
     assert calls == [8, 4, 2, 1, 1, 1]
-    assert results == [_Stage.RETRY] * 6 and set_aside == ["x"]
+    assert results == [Stage.RETRY] * 6 and set_aside == ["x"]
 
 
 def test_a_database_outage_is_never_charged_to_an_item() -> None:
@@ -140,7 +141,7 @@ def test_a_database_outage_is_never_charged_to_an_item() -> None:
         def call(self, fn: Callable[[Any], Any]) -> Any:
             raise OperationalError("SELECT 1", {}, Exception("database is locked"))
 
-    stage = _Stage("test", lambda conn, n: 0, lambda conn: "never", 8)
+    stage = Stage("test", lambda conn, n: 0, lambda conn: "never", 8)
     for _ in range(5):
         with pytest.raises(OperationalError):
             stage.run(Runner())
@@ -168,7 +169,7 @@ def test_batches_shrink_to_the_time_budget_and_grow_back(monkeypatch: pytest.Mon
         def call(self, fn: Callable[[Any], Any]) -> Any:
             return fn(None)
 
-    stage = _Stage("test", work, lambda conn: None, 1000, budget_ms=50)
+    stage = Stage("test", work, lambda conn: None, 1000, budget_ms=50)
     stage.run(Runner())
     assert stage.size == 50  # 1,000 × 50 ms / 1 s
     per_item[0] = 0.00001  # cheap items again: back up, doubling, to the configured size

@@ -3,7 +3,8 @@ waits to be done (docs/partitions.md).
 
 Read from the database alone, so it answers for any deployment that shares it: the workers
 (store/partition_leases.py's engine_workers) with their heartbeats, the partitions each
-holds and their fencing epochs, each partition's position in the event stream, the oldest
+holds and their fencing epochs, each partition's head (the last offset given), position
+(the last offset decided) and lag (their difference) in the partitioned event log, the oldest
 pending timer and the outbox backlog.
 """
 
@@ -38,7 +39,7 @@ def status(
     oldest pending timer and the outbox backlog."""
     from rich.console import Console
 
-    from nudgeflow.store import backlog
+    from nudgeflow.store import backlog, partition_work
     from nudgeflow.store import partition_leases as leases
 
     engine = open_engine(load_settings(database))
@@ -48,6 +49,7 @@ def status(
             workers = leases.workers(conn)
             lease_rows = leases.leases(conn)
             positions = leases.positions(conn)
+            heads = {p: head for p, head, _ in partition_work.partition_lags(conn)}
             oldest_timer = backlog.oldest_timer_due_ms(conn)
             outbox = backlog.outbox_backlog(conn, now)
     finally:
@@ -62,7 +64,7 @@ def status(
             " leases, or no distributed engine workers are running."
         )
     if lease_rows or positions:
-        console.print(_partitions_table(lease_rows, positions, now))
+        console.print(_partitions_table(lease_rows, positions, heads, now))
     if oldest_timer is None:
         console.print("Oldest pending timer: none")
     else:
@@ -90,12 +92,14 @@ def _workers_table(workers: list[Worker], lease_rows: list[Lease], now: int, ttl
     return table
 
 
-def _partitions_table(lease_rows: list[Lease], positions: dict[int, Position], now: int) -> Table:
+def _partitions_table(
+    lease_rows: list[Lease], positions: dict[int, Position], heads: dict[int, int], now: int
+) -> Table:
     from rich.table import Table
 
     table = Table(title="partitions")
-    for name in ("partition", "owner", "epoch", "lease", "position", "position updated"):
-        table.add_column(name, justify="right" if name in ("partition", "epoch", "position") else "left")
+    for name in ("partition", "owner", "epoch", "lease", "head", "position", "lag", "position updated"):
+        table.add_column(name, justify="right" if name in ("partition", "epoch", "head", "position", "lag") else "left")
     by_partition = {lease.partition: lease for lease in lease_rows}
     for partition in sorted(set(by_partition) | set(positions)):
         lease = by_partition.get(partition)
@@ -110,7 +114,9 @@ def _partitions_table(lease_rows: list[Lease], positions: dict[int, Position], n
             owner,
             "-" if lease is None else str(lease.epoch),
             state,
+            str(heads.get(partition, "-")),
             "-" if at is None else str(at.stream_seq),
+            str(max(0, heads.get(partition, 0) - (at.stream_seq if at is not None else 0))),
             "-" if at is None else _relative(at.updated_at_ms, now),
         )
     return table

@@ -55,13 +55,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.wiring import ChannelSetup
@@ -75,6 +73,7 @@ from nudgeflow.runtime.backfill import (
 )
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
 from nudgeflow.runtime.experiments import ExperimentLooks, Look, look_at_experiments
+from nudgeflow.runtime.partition_worker import PartitionWorker
 from nudgeflow.runtime.processor import (
     EngineCache,
     RuntimeStats,
@@ -86,140 +85,16 @@ from nudgeflow.runtime.processor import (
 from nudgeflow.runtime.segments import APPLY_BATCH, APPLY_BUDGET_MS, apply_batch
 from nudgeflow.runtime.segments import ReadAhead as SegmentReadAhead
 from nudgeflow.runtime.segments import skip_profile as skip_segment_profile
+from nudgeflow.runtime.stages import OUTAGE, DirectRunner, Runner, Stage, WriterRunner
 from nudgeflow.settings import ROLE_ALL, ROLE_DISPATCH, ROLE_ENGINE, Settings
-from nudgeflow.store import backlog, engine_lock, outbox
+from nudgeflow.store import backlog, engine_lock, outbox, partition_work
 from nudgeflow.store.engine_state import drop_timers, next_due_timer
-from nudgeflow.store.group_commit import GroupCommitter, WriterFailed, WriterStopped
+from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.store.outbox import PENDING
 
 log = logging.getLogger("nudgeflow.runtime")
 
-T = TypeVar("T")
-
-# Errors that say the database (or the writer) is unavailable, not that an item is bad:
-# they are waited out and never lead to an item being set aside.
-OUTAGE = (OperationalError, InterfaceError, WriterStopped, WriterFailed)
-SET_ASIDE_AFTER = 3  # failures of a one-item batch before the item is set aside
-MIN_BATCH = 50  # the smallest batch the time budget shrinks to (failures go down to 1)
 LOCK_CHECK_S = 1.0  # how often the engine loop makes sure it still holds the engine lock
-
-
-class Runner(Protocol):
-    def call(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in a transaction of its own and return its result."""
-
-
-class WriterRunner:
-    """Transactions as jobs of the group committer's one writer thread."""
-
-    def __init__(self, writer: GroupCommitter) -> None:
-        self.writer = writer
-
-    def call(self, fn: Callable[[Connection], T]) -> T:
-        future: Future[T] = self.writer.submit_job(fn)
-        return future.result()
-
-
-class DirectRunner:
-    """Transactions on connections of our own (tools, and tests without a writer)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def call(self, fn: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as conn:
-            return fn(conn)
-
-
-class _Stage:
-    """One kind of batch work, with the safety net described in the module docstring."""
-
-    RETRY = -1
-
-    def __init__(
-        self,
-        name: str,
-        work: Callable[[Connection, int], int],
-        set_aside: Callable[[Connection], str | None],
-        batch: int,
-        budget_ms: float | None = None,
-        before: Callable[[int], None] | None = None,
-    ) -> None:
-        self.name = name
-        self.work = work
-        # Run on the caller's thread before each batch's transaction, with the batch size
-        # (the backfill reads its next batch's past there: runtime/backfill.py, ReadAhead).
-        self.before = before
-        self.set_aside = set_aside
-        self.batch = max(1, batch)
-        self.size = self.batch
-        # The writer thread is ingest's too: a transaction of ours holds every ingest commit
-        # behind it. Batches are sized so that one takes about this long (smaller when the
-        # items are costly, back up to `batch` when they are cheap).
-        self.budget_s = budget_ms / 1000 if budget_ms else None
-        self.failures = 0
-        self.last: Any = None  # what the last batch left for the caller (dispatch: its round)
-
-    def run(self, runner: Runner) -> int:
-        """Items handled by one batch, or RETRY when the batch failed and was dealt with."""
-        size = self.size
-        took = [0.0]
-        if self.before is not None:
-            self.before(size)
-
-        def job(conn: Connection) -> int:
-            start = time.perf_counter()
-            try:
-                return self.work(conn, size)
-            finally:
-                took[0] = time.perf_counter() - start
-
-        try:
-            done = runner.call(job)
-        except OUTAGE:
-            raise
-        except Exception as exc:
-            log.error(
-                f"{self.name} batch failed",
-                extra={"batch": size, "error": type(exc).__name__},
-                exc_info=True,
-            )
-            if size > 1:
-                self.size = max(1, size // 2)
-                return self.RETRY
-            self.failures += 1
-            if self.failures < SET_ASIDE_AFTER:
-                return self.RETRY
-            what = runner.call(self.set_aside)
-            self.failures = 0
-            log.error(f"{self.name}: set aside an item that cannot be handled", extra={"item": what})
-            return self.RETRY
-        self.failures = 0
-        budget = self.budget_s
-        if budget is not None and took[0] > budget and done >= size and size > MIN_BATCH:
-            self.size = max(MIN_BATCH, int(size * budget / took[0]))
-        elif self.size < self.batch and (budget is None or took[0] < budget / 2):
-            self.size = min(self.batch, self.size * 2)
-        return done
-
-    def drain(
-        self, runner: Runner, max_batches: int | None = None, stop: Callable[[], bool] | None = None
-    ) -> tuple[int, bool]:
-        """Run batches until one comes back short (or `stop()` says the loop is stopping,
-        looked at between batches); returns (items, whether work may remain)."""
-        total = batches = 0
-        while max_batches is None or batches < max_batches:
-            if stop is not None and batches and stop():
-                return total, True
-            batches += 1
-            size = self.size
-            done = self.run(runner)
-            if done == self.RETRY:
-                continue
-            total += done
-            if done < size:
-                return total, False
-        return total, True
 
 
 @dataclass
@@ -253,6 +128,10 @@ class EmbeddedRuntime:
         # Which loops this process runs (docs/roles.md).
         self.runs_engine = settings.role in (ROLE_ALL, ROLE_ENGINE)
         self.runs_dispatch = settings.role in (ROLE_ALL, ROLE_DISPATCH)
+        # `--role engine` is a partitioned engine worker (runtime/partition_worker.py): any
+        # number share the partitions. `all` keeps the single engine and its cursor.
+        self.partitioned = settings.role == ROLE_ENGINE
+        self._worker: PartitionWorker | None = None
         self.runner: Runner = WriterRunner(writer) if writer is not None else DirectRunner(engine_db)
         self.stats = RuntimeStats()
         self.engines = engines or EngineCache()
@@ -296,26 +175,26 @@ class EmbeddedRuntime:
 
     # -- the steps, as stages -------------------------------------------------------------
 
-    def _stages(self) -> tuple[_Stage, _Stage, _Stage]:
+    def _stages(self) -> tuple[Stage, Stage, Stage]:
         s = self.settings
-        events = _Stage(
+        events = Stage(
             "event processing",
             lambda conn, n: process_events(conn, self.engines, self.clock, n, self.stats),
             self._skip_next_event,
             s.engine_batch_events,
             s.engine_batch_ms,
         )
-        timers = _Stage(
+        timers = Stage(
             "timer firing",
             lambda conn, n: fire_timers(conn, self.engines, self.clock, n, self.stats),
             self._drop_next_timer,
             s.engine_batch_timers,
             s.engine_batch_ms,
         )
-        dispatch = _Stage("dispatch", lambda conn, n: 0, self._fail_next_message, s.dispatch_batch, s.engine_batch_ms)
+        dispatch = Stage("dispatch", lambda conn, n: 0, self._fail_next_message, s.dispatch_batch, s.engine_batch_ms)
         # Backfills of journeys just published: one batch per round of the loop, after the
         # round's events and timers, each a writer job within the same time budget.
-        self._backfill = _Stage(
+        self._backfill = Stage(
             "backfill",
             lambda conn, n: backfill_batch(conn, self.engines, self.clock, n, self.stats, self._ahead),
             lambda conn: skip_profile(conn, self.clock),
@@ -324,7 +203,7 @@ class EmbeddedRuntime:
             before=self._read_ahead,
         )
         # Segments just applied, computed for the people already stored: likewise.
-        self._segment_apply = _Stage(
+        self._segment_apply = Stage(
             "segment apply",
             lambda conn, n: apply_batch(conn, self.engines, self.clock, n, self.stats, self._segment_ahead),
             lambda conn: skip_segment_profile(conn, self.clock),
@@ -385,7 +264,7 @@ class EmbeddedRuntime:
         return f"message:{row[1]}"
 
     def _dispatch(
-        self, stage: _Stage, send: Callable[[Any], list[Any]], max_batches: int | None
+        self, stage: Stage, send: Callable[[Any], list[Any]], max_batches: int | None
     ) -> tuple[int, bool, int]:
         """Dispatch rounds until one comes back short: (messages, more may remain, events appended)."""
         total = appended = batches = 0
@@ -480,9 +359,18 @@ class EmbeddedRuntime:
         the engine that holds it. `serve` calls this before it listens, so that a second
         engine exits at once; `start` calls it otherwise. A dispatch-only runtime takes
         none (any number run at once)."""
-        if self.runs_engine and self._engine_lock is None:
+        if self.partitioned and self._engine_lock is None:
+            self._engine_lock = engine_lock.acquire_shared(self.engine_db, to_ms(self.clock.now()))
+        elif self.runs_engine and self._engine_lock is None:
             self._engine_lock = engine_lock.acquire(self.engine_db, to_ms(self.clock.now()))
             self._lock_checked_at = time.monotonic()
+            if self.engine_db.url.get_backend_name().startswith("postgres"):
+                with self.engine_db.connect() as conn:
+                    taken_over = partition_work.partitioned(conn)
+                if taken_over:
+                    self._engine_lock.release()
+                    self._engine_lock = None
+                    raise engine_lock.PartitionedDatabase()
 
     def _reclaim_leases(self) -> None:
         """Remote sends leased by a dead predecessor are due now, not when their lease ends:
@@ -546,7 +434,10 @@ class EmbeddedRuntime:
             self._stopping.clear()
             if self.writer is not None and self.runs_engine:
                 self.writer.add_commit_listener(self._on_commit)
-            if self.runs_engine:
+            if self.partitioned:
+                self._worker = self._partition_worker()
+                self._worker.start()
+            elif self.runs_engine:
                 self._threads.append(threading.Thread(target=self._engine_loop, name="nudgeflow-engine", daemon=True))
             if self.runs_dispatch:
                 self._threads.append(
@@ -563,8 +454,11 @@ class EmbeddedRuntime:
         if timeout is None:
             timeout = self.settings.drain_seconds + 60.0
         with self._lock:
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                worker.stop(timeout)  # its batch finished, its leases given back
             if not self._threads:
-                self.release_database()  # claimed by `serve`, never started
+                self.release_database()  # claimed by `serve`, never started (or a partition worker's)
                 return
             # Waking the loops' waits; a dispatch round under way sees it too (its sends drain).
             self._stopping.set()
@@ -590,7 +484,36 @@ class EmbeddedRuntime:
 
     @property
     def running(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
+        return any(t.is_alive() for t in self._threads) or (self._worker is not None and self._worker.running)
+
+    def _partition_worker(self) -> PartitionWorker:
+        s = self.settings
+        return PartitionWorker(
+            self.engine_db,
+            self.clock,
+            self.engines,
+            self.stats,
+            batch_events=s.engine_batch_events,
+            batch_timers=s.engine_batch_timers,
+            batch_ms=s.engine_batch_ms,
+            experiment_look_ms=s.experiment_look_seconds * 1000,
+        )
+
+    def partition_view(self) -> dict[str, Any] | None:
+        """For /metrics, in a partitioned engine worker (None elsewhere): each partition's lag
+        (read from the database: every worker reports the same figures), and this worker's
+        partitions, lease moves and fenced batches."""
+        worker = self._worker
+        if worker is None:
+            return None
+        with self.engine_db.connect() as conn:
+            lags = {p: max(0, head - pos) for p, head, pos in partition_work.partition_lags(conn)}
+        return {
+            "lag": lags,
+            "owned": len(worker.keeper.owned_now()),
+            "lease_moves": worker.worker_stats.lease_moves,
+            "fenced": worker.worker_stats.fenced,
+        }
 
     def notify(self) -> None:
         """New events are in the log (the writer calls this after each commit)."""
@@ -718,8 +641,11 @@ class EmbeddedRuntime:
     # -- metrics ------------------------------------------------------------------------------
 
     def lag(self) -> int:
-        """Events committed to the log and not yet decided."""
+        """Events committed to the log and not yet decided (every partition's, summed, in a
+        partitioned engine worker)."""
         with self.engine_db.connect() as conn:
+            if self.partitioned:
+                return sum(max(0, head - pos) for _, head, pos in partition_work.partition_lags(conn))
             return lag(conn)
 
     def backlog(self) -> dict[str, float]:

@@ -476,7 +476,7 @@ def fire_timers(
         def on_timer(
             engine: Decider, state: ProfileState, _k: str = key, _d: int = int(due_at_ms), _p: str | bytes = payload
         ) -> list[Effect]:
-            return engine.on_timer(state, TimerInput(_k, _d, _loads(_p)), now_ms)
+            return engine.on_timer(state, TimerInput(_k, _d, timer_payload(_p)), now_ms)
 
         error = batch.decide(workspace_id, profile_id, now_ms, on_timer)
         if error is not None:
@@ -489,6 +489,6 @@ def fire_timers(
     return len(rows)
 
 
-def _loads(payload: str | bytes) -> dict[str, Any]:
+def timer_payload(payload: str | bytes) -> dict[str, Any]:
     value = orjson.loads(payload)
     return value if isinstance(value, dict) else {}

@@ -1,4 +1,4 @@
-"""The engine lock: one engine per database, until the distributed runtime exists.
+"""The engine lock: one single engine per database, or any number of partitioned workers.
 
 The embedded engine reads the event log by a cursor and claims the outbox as if it were
 alone; a second engine on the same database would decide the same people at once. So an
@@ -11,6 +11,12 @@ engine takes this lock before its loops start and holds it for its whole life:
 - SQLite: `flock` on a file beside the database (`<db>.engine.lock`), whose content names
   the holder. The kernel frees the lock when the process ends, however it ends. (Like
   SQLite's own locking, this needs a local file system, not a network share.)
+
+Partitioned engine workers (`serve --role engine`, runtime/partition_worker.py) hold the
+same key *shared* (`acquire_shared`): any number of them run at once, each deciding the
+partitions it leases, and the single engine, which takes the key exclusively, is refused
+while one runs, and they while it runs. Once workers have run, the single engine is refused
+on the database for good (`PartitionedDatabase`): its cursor is behind their positions.
 
 Ingest-only processes (`serve --role api`, `NUDGEFLOW_ENGINE=0`) and read-only commands
 take no lock.
@@ -73,6 +79,32 @@ class EngineLocked(StoreError, RuntimeError):
         )
 
 
+class PartitionedDatabase(EngineLocked):
+    """The single engine (`--role all`) refused on a database partitioned engine workers have
+    run: their positions are ahead of its cursor, and it would decide their events again."""
+
+    def __init__(self) -> None:
+        self.holder = None
+        RuntimeError.__init__(
+            self,
+            "partitioned engine workers (serve --role engine) have run on this database: the single engine of"
+            " --role all would decide their events again. Run engine workers (docs/partitions.md), and --role api"
+            " and --role dispatch beside them",
+        )
+
+
+class WorkersRunning(EngineLocked):
+    """The single engine refused while partitioned engine workers hold the lock shared."""
+
+    def __init__(self) -> None:
+        self.holder = None
+        RuntimeError.__init__(
+            self,
+            "partitioned engine workers (serve --role engine) are running on this database; the single engine"
+            " (--role all) cannot run beside them. Stop them first, or run this process with --role api",
+        )
+
+
 def this_holder(started_at_ms: int) -> Holder:
     return Holder(socket.gethostname(), os.getpid(), started_at_ms)
 
@@ -87,8 +119,10 @@ class EngineLock:
         conn: Connection | None = None,
         lock_engine: Engine | None = None,
         fd: int | None = None,
+        shared: bool = False,
     ) -> None:
         self.holder = holder
+        self.shared = shared  # a partitioned engine worker's share (acquire_shared)
         self._conn = conn
         self._lock_engine = lock_engine
         self._fd = fd
@@ -113,7 +147,8 @@ class EngineLock:
             os.close(fd)  # closing the descriptor drops the flock
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            _unlock(conn, f"SELECT pg_advisory_unlock({ADVISORY_KEY})")
+            shared = "_shared" if self.shared else ""
+            _unlock(conn, f"SELECT pg_advisory_unlock{shared}({ADVISORY_KEY})")
         if self._lock_engine is not None:
             self._lock_engine.dispose()
             self._lock_engine = None
@@ -182,6 +217,8 @@ def _acquire_advisory(engine: Engine, me: Holder) -> EngineLock:
         raise
     try:
         if not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({ADVISORY_KEY})").scalar():
+            if _workers_hold(conn):
+                raise WorkersRunning()
             raise EngineLocked(_read_table_holder(conn))
         try:
             conn.exec_driver_sql(
@@ -199,6 +236,38 @@ def _acquire_advisory(engine: Engine, me: Holder) -> EngineLock:
         lock_engine.dispose()
         raise
     return EngineLock(me, conn=conn, lock_engine=lock_engine)
+
+
+def acquire_shared(engine: Engine, started_at_ms: int) -> EngineLock:
+    """A partitioned engine worker's share of the engine lock (PostgreSQL): any number of
+    workers hold it at once, and the single engine (`acquire`, exclusive) cannot take it
+    while one does, nor a worker while the single engine runs (EngineLocked naming it)."""
+    me = this_holder(started_at_ms)
+    lock_engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        conn = lock_engine.connect()
+    except BaseException:
+        lock_engine.dispose()
+        raise
+    try:
+        if not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock_shared({ADVISORY_KEY})").scalar():
+            raise EngineLocked(_read_table_holder(conn))
+    except BaseException:
+        conn.close()
+        lock_engine.dispose()
+        raise
+    return EngineLock(me, conn=conn, lock_engine=lock_engine, shared=True)
+
+
+def _workers_hold(conn: Connection) -> bool:
+    """Whether the lock is held shared (partitioned engine workers), not by one engine."""
+    row = conn.exec_driver_sql(
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND ((classid::bigint << 32) | objid::bigint) = %s LIMIT 1",
+        (ADVISORY_KEY,),
+    ).first()
+    return row is not None
 
 
 def _read_table_holder(conn: Connection) -> Holder | None:

@@ -143,3 +143,30 @@ class _RuntimeCollector:
         yield GaugeMetricFamily("nudgeflow_engine_lag_events", "Events in the log not yet decided", value=lag)
         for key, (name, help_) in _BACKLOG_GAUGES.items():
             yield GaugeMetricFamily(name, help_, value=waiting.get(key, 0))
+        yield from _partition_metrics(self.runtime)
+
+
+def _partition_metrics(runtime: Any) -> Iterator[Metric]:
+    """A partitioned engine worker's (serve --role engine): each partition's lag, and this
+    worker's partitions, lease moves and fenced batches. Nothing from other processes."""
+    view_of = getattr(runtime, "partition_view", None)
+    view = view_of() if view_of is not None else None
+    if view is None:
+        return
+    lag = GaugeMetricFamily(
+        "nudgeflow_partition_lag_events", "Events of a partition past its decided position", labels=["partition"]
+    )
+    for partition, events in sorted(view["lag"].items()):
+        lag.add_metric([str(partition)], events)
+    yield lag
+    yield GaugeMetricFamily("nudgeflow_partitions_owned", "Partitions this engine worker holds", value=view["owned"])
+    yield CounterMetricFamily(
+        "nudgeflow_partition_lease_moves",
+        "Partition leases this engine worker took or lost",
+        value=view["lease_moves"],
+    )
+    yield CounterMetricFamily(
+        "nudgeflow_partition_fenced_batches",
+        "Batches rolled back because the partition's lease had moved (their events are read again by the new owner)",
+        value=view["fenced"],
+    )

@@ -1,0 +1,233 @@
+"""Deciding one partition's events and timers, fenced: the partitioned engine worker's batch.
+
+The same decisions as runtime/processor.py (`DecisionBatch`, the core's `Engine`), for the
+events and timers of one partition, in a transaction that first fences the partition's lease
+(store/partition_leases.fence) and ends by saving the partition's position with the state it
+produced. So a worker that lost its lease cannot commit, and an event is decided exactly once
+although a batch may be read twice (a worker dies before its commit: the next owner reads the
+batch again from the saved position).
+
+Events are read by the partition's offset (store/partition_log.py), which becomes visible
+in offset order: no gaps to wait for, unlike the single engine's `seq` cursor.
+
+Merges across partitions (docs/partitions.md). Ingest records, with each merge of A into U,
+A's partition (pa) and the last offset it had there (from_offset). Then:
+- pa's owner decides A's events up to from_offset on A, as before the merge;
+- an event of A after it (ingest resolved it to A just before the merge committed), or a
+  timer of A once pa has passed from_offset, is *forwarded*: moved to U, in U's partition
+  (pu), with a new offset there, and not decided in pa;
+- pu's owner decides nothing of U while pa's position is below from_offset: the partition
+  stops before U's event (or leaves U's timer) and tries again at its next batch. When it
+  goes on, the fold (runtime/merges.fold_merged) brings A's state into U first.
+So A's events before the merge are decided on A in their order, then folded; the ones after
+it are decided on U; neither side's state is lost. The wait is bounded by pa's lag. It
+cannot deadlock: a partition only ever waits for another to reach an offset it had when an
+earlier merge committed (each merge locks both partitions' heads), so waits point back in
+commit order. When A and U share a partition, A's events are decided on U, as the single
+engine does (their order is the partition's).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection
+
+from nudgeflow.core.clock import Clock, to_ms
+from nudgeflow.core.effects import Effect
+from nudgeflow.core.inputs import EventInput, TimerInput
+from nudgeflow.core.state import ProfileState
+from nudgeflow.model.partitions import partition_of
+from nudgeflow.runtime.processor import Decider, DecisionBatch, EngineCache, RuntimeStats, timer_payload
+from nudgeflow.store import partition_log, partition_work
+from nudgeflow.store.engine_state import claim_due_timers, cursor_position, drop_timers, merged_into
+from nudgeflow.store.groups import refresh_group_traits
+from nudgeflow.store.partition_leases import fence, position, save_position
+
+log = logging.getLogger("nudgeflow.runtime")
+
+DECIDE, FORWARD = "decide", "forward"
+
+
+def start_position(conn: Connection, partition: int) -> int:
+    """The partition's saved position; at its first batch, where the single engine left it
+    (store/partition_work.handover_position)."""
+    saved = position(conn, partition)
+    if saved is not None:
+        return saved
+    return partition_work.handover_position(conn, partition, cursor_position(conn))
+
+
+def _route(
+    partition: int, workspace_id: str, profile_id: str, offset: int, merged: dict[str, tuple[str, Any, Any]]
+) -> tuple[str, str, int]:
+    """(DECIDE or FORWARD, the profile to decide it on or forward it to, that profile's partition)."""
+    found = merged.get(profile_id)
+    if found is not None:
+        into, from_partition, from_offset = found
+        into_partition = partition_of(workspace_id, into)
+        if into_partition == partition:
+            return DECIDE, into, partition  # one partition: decided on the survivor, as the single engine does
+        if from_partition == partition and from_offset is not None and offset <= int(from_offset):
+            return DECIDE, profile_id, partition  # before the merge: on the merged-away profile
+        return FORWARD, into, into_partition
+    own = partition_of(workspace_id, profile_id)
+    if own != partition:  # an event of A the fold re-pointed to U before this partition read it
+        return FORWARD, profile_id, own
+    return DECIDE, profile_id, partition
+
+
+def process_partition_events(
+    conn: Connection,
+    engines: EngineCache,
+    clock: Clock,
+    partition: int,
+    epoch: int,
+    max_events: int = 1000,
+    stats: RuntimeStats | None = None,
+) -> int:
+    """Decide the partition's next events, fenced by `epoch`; returns how many were read
+    (forwarded ones included). Raises LeaseLost when the lease moved: roll back."""
+    stats = stats if stats is not None else RuntimeStats()
+    fence(conn, partition, epoch)
+    now_ms = to_ms(clock.now())
+    after = start_position(conn, partition)
+    # Every offset up to the head read first is either visible below or never will be (a
+    # duplicate dropped at insert): store/partition_log.take_offsets.
+    head = partition_log.head(conn, partition)
+    rows = partition_log.read(conn, partition, after, max_events)
+    if not rows:
+        if head > after:
+            save_position(conn, partition, head, now_ms)
+        return 0
+    merged = merged_into(conn, list({r[3] for r in rows}))
+    routes = [_route(partition, r[2], r[3], int(r[0]), merged) for r in rows]
+    waiting = partition_work.waiting_merges(conn, partition, [who for how, who, _ in routes if how == DECIDE])
+    cut = len(rows)
+    for i, (how, who, _) in enumerate(routes):
+        if how == DECIDE and who in waiting:
+            cut = i  # the partition waits here for the other partition to drain the merge
+            break
+    todo = [(row, route) for row, route in zip(rows[:cut], routes[:cut], strict=True)]
+    forwards = sorted(
+        ((route[2], int(row[1]), route[1]) for row, route in todo if route[0] == FORWARD), key=lambda f: f[0]
+    )
+    for target_partition, seq, profile_id in forwards:  # heads locked in partition order, as ingest does
+        partition_log.forward(conn, seq, profile_id, target_partition)
+    decided = [(row, route[1]) for row, route in todo if route[0] == DECIDE]
+    batch = DecisionBatch(conn, engines, stats, list({who for _, who in decided}))
+    refresh_group_traits(conn, batch.states, {who: row[2] for row, who in decided})
+    for row, who in decided:
+        _, seq, workspace_id, _, timestamp_ms, payload = row
+
+        def on_event(
+            engine: Decider, state: ProfileState, _p: str | bytes = payload, _t: int = int(timestamp_ms)
+        ) -> list[Effect]:
+            return engine.on_event(state, EventInput.from_payload(_p, _t), now_ms)
+
+        error = batch.decide(workspace_id, who, now_ms, on_event)
+        if error is not None:
+            stats.event_errors += 1
+            stats.note_skip(f"event:{seq}")
+            log.error(
+                "engine failed on an event; skipped",
+                extra={"error": type(error).__name__, "seq": seq, "partition": partition, "workspace_id": workspace_id},
+                exc_info=error,
+            )
+    counts = batch.write(now_ms)
+    if cut:
+        last = int(rows[cut - 1][0])
+        done_to = max(last, head) if cut == len(rows) and len(rows) < max_events else last
+        save_position(conn, partition, done_to, now_ms)
+    stats.events_processed += cut
+    stats.add_counts(counts)
+    return cut
+
+
+def fire_partition_timers(
+    conn: Connection,
+    engines: EngineCache,
+    clock: Clock,
+    partition: int,
+    epoch: int,
+    max_timers: int = 1000,
+    stats: RuntimeStats | None = None,
+) -> int:
+    """Fire the partition's due timers, fenced by `epoch`; returns how many were handled
+    (fired or forwarded; a timer of a person waiting for a merge is left for later)."""
+    stats = stats if stats is not None else RuntimeStats()
+    fence(conn, partition, epoch)
+    now_ms = to_ms(clock.now())
+    rows = claim_due_timers(conn, now_ms, max_timers, partition=partition)
+    if not rows:
+        return 0
+    merged = merged_into(conn, list({r[0] for r in rows}))
+    here = start_position(conn, partition) if merged else 0
+    fire: list[Any] = []
+    handled = 0
+    for row in rows:
+        profile_id, key, workspace_id = row[0], row[1], row[2]
+        found = merged.get(profile_id)
+        if found is not None:
+            into, from_partition, from_offset = found
+            still_ours = from_partition == partition and from_offset is not None and here < int(from_offset)
+            if not still_ours or partition_of(workspace_id, into) == partition:
+                partition_work.forward_timer(conn, profile_id, key, into, partition_of(workspace_id, into))
+                handled += 1
+                continue
+        elif (own := partition_of(workspace_id, profile_id)) != partition:
+            partition_work.forward_timer(conn, profile_id, key, profile_id, own)
+            handled += 1
+            continue
+        fire.append(row)
+    waiting = partition_work.waiting_merges(conn, partition, [r[0] for r in fire])
+    fire = [r for r in fire if r[0] not in waiting]
+    if fire:
+        batch = DecisionBatch(conn, engines, stats, list({r[0] for r in fire}))
+        refresh_group_traits(conn, batch.states, {r[0]: r[2] for r in fire})
+        for profile_id, key, workspace_id, due_at_ms, payload in fire:
+            batch.effects.delete_timer(profile_id, key)
+
+            def on_timer(
+                engine: Decider,
+                state: ProfileState,
+                _k: str = key,
+                _d: int = int(due_at_ms),
+                _p: str | bytes = payload,
+            ) -> list[Effect]:
+                return engine.on_timer(state, TimerInput(_k, _d, timer_payload(_p)), now_ms)
+
+            error = batch.decide(workspace_id, profile_id, now_ms, on_timer)
+            if error is not None:
+                stats.timer_errors += 1
+                stats.note_skip(f"timer:{profile_id}:{key}")
+                log.error(
+                    "engine failed on a timer; skipped",
+                    extra={"error": type(error).__name__, "partition": partition, "workspace_id": workspace_id},
+                    exc_info=error,
+                )
+        counts = batch.write(now_ms)
+        stats.add_counts(counts)
+        stats.timers_fired += len(fire)
+    return handled + len(fire)
+
+
+def skip_partition_event(conn: Connection, partition: int, epoch: int, now_ms: int) -> str | None:
+    """Set aside the partition's next event without deciding it (the safety net's last resort)."""
+    fence(conn, partition, epoch)
+    rows = partition_log.read(conn, partition, start_position(conn, partition), 1)
+    if not rows:
+        return None
+    save_position(conn, partition, int(rows[0][0]), now_ms)
+    return f"event:{rows[0][1]}"
+
+
+def drop_partition_timer(conn: Connection, partition: int, epoch: int, now_ms: int) -> str | None:
+    """Drop the partition's next due timer, which cannot be fired at all (a last resort)."""
+    fence(conn, partition, epoch)
+    rows = claim_due_timers(conn, now_ms, 1, partition=partition)
+    if not rows:
+        return None
+    drop_timers(conn, [(rows[0][0], rows[0][1])])
+    return f"timer:{rows[0][0]}:{rows[0][1]}"

@@ -1,0 +1,121 @@
+"""What a partitioned engine worker reads and writes besides events and states.
+
+The SQL of runtime/partition_processor.py and runtime/partition_worker.py that is not the
+event log's (store/partition_log.py) or the leases' (store/partition_leases.py):
+
+- the merges that hold a partition back (`waiting_merges`): a person who was merged from
+  another partition is not decided until that partition has decided everything the merged-
+  away profile had before the merge (docs/partitions.md, "Merges across partitions");
+- moving a due timer of a merged-away profile to the partition of the person it went
+  into (`forward_timer`);
+- where a partition starts when the single engine ran this database before
+  (`handover_position`);
+- the lock a job that writes people of every partition takes (`lock_all_partitions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from nudgeflow.store import sql
+
+
+def waiting_merges(conn: Connection, partition: int, profile_ids: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+    """For the profiles of `partition` among `profile_ids`: the (from_partition, from_offset)
+    of each merge into them from another partition that the from-partition has not decided
+    through yet (its position is below from_offset). Profiles with none are left out.
+
+    One indexed query for the batch's profiles; it finds nothing almost always."""
+    if not profile_ids:
+        return {}
+    m = sql.mark(conn)
+    rows = sql.select_in(
+        conn,
+        "SELECT mg.into_profile_id, mg.from_partition, mg.from_offset FROM profile_merges mg"
+        ' LEFT JOIN partition_positions pp ON pp."partition" = mg.from_partition'
+        f" WHERE mg.from_partition IS NOT NULL AND mg.from_partition <> {m}"
+        " AND COALESCE(pp.stream_seq, 0) < mg.from_offset AND mg.into_profile_id IN",
+        sorted(set(profile_ids)),
+        before=(partition,),
+    )
+    out: dict[str, list[tuple[int, int]]] = {}
+    for into, from_partition, from_offset in rows:
+        out.setdefault(str(into), []).append((int(from_partition), int(from_offset)))
+    return out
+
+
+def forward_timer(conn: Connection, profile_id: str, key: str, into: str, partition: int) -> None:
+    """Move one timer of a merged-away profile to the profile it went into, in that profile's
+    partition. The target's own timer of the same key wins (as when a merge is folded:
+    engine_state.move_merged), so the moved one is then dropped."""
+    m = sql.mark(conn)
+    taken = conn.exec_driver_sql(f'SELECT 1 FROM timers WHERE profile_id = {m} AND "key" = {m}', (into, key)).first()
+    if taken is not None:
+        conn.exec_driver_sql(f'DELETE FROM timers WHERE profile_id = {m} AND "key" = {m}', (profile_id, key))
+        return
+    conn.exec_driver_sql(
+        f'UPDATE timers SET profile_id = {m}, "partition" = {m} WHERE profile_id = {m} AND "key" = {m}',
+        (into, partition, profile_id, key),
+    )
+
+
+def handover_position(conn: Connection, partition: int, cursor_seq: int) -> int:
+    """The offset a partition starts after when partitioned workers take over from the single
+    engine: the last offset of the partition among the events the single engine's cursor
+    has passed (0 when there is none)."""
+    m = sql.mark(conn)
+    value = conn.exec_driver_sql(
+        f'SELECT MAX(part_offset) FROM events WHERE "partition" = {m} AND seq <= {m}', (partition, cursor_seq)
+    ).scalar()
+    return int(value or 0)
+
+
+def lock_all_partitions(conn: Connection) -> None:
+    """Hold every partition's lease row until the transaction ends (in partition order, as
+    claims and fences lock): no partition's owner can commit meanwhile. For the work that
+    writes people of every partition (a backfill, a segment apply), which is rare and
+    batched, so the partitions wait for one batch of it at a time."""
+    if sql.is_postgres(conn):
+        conn.exec_driver_sql('SELECT "partition" FROM partition_leases ORDER BY "partition" FOR UPDATE').all()
+    else:
+        conn.exec_driver_sql("UPDATE partition_leases SET epoch = epoch")
+
+
+def partitions_with_work(conn: Connection, partitions: Sequence[int], now_ms: int) -> list[int]:
+    """Which of `partitions` have events past their position or a timer due: one query, an
+    indexed probe or two per partition."""
+    if not partitions:
+        return []
+    m = sql.mark(conn)
+    return [
+        int(r[0])
+        for r in sql.select_in(
+            conn,
+            'SELECT h."partition" FROM partition_heads h LEFT JOIN partition_positions p'
+            ' ON p."partition" = h."partition" WHERE (h.head > COALESCE(p.stream_seq, 0) OR EXISTS'
+            f' (SELECT 1 FROM timers t WHERE t."partition" = h."partition" AND t.due_at_ms <= {m}))'
+            ' AND h."partition" IN',
+            sorted(partitions),
+            before=(now_ms,),
+            suffix=' ORDER BY h."partition"',
+        )
+    ]
+
+
+def partition_lags(conn: Connection) -> list[tuple[int, int, int]]:
+    """(partition, head offset, decided position) of every partition: the lag of each is
+    their difference."""
+    rows: list[Any] = conn.exec_driver_sql(
+        'SELECT h."partition", h.head, COALESCE(p.stream_seq, 0) FROM partition_heads h'
+        ' LEFT JOIN partition_positions p ON p."partition" = h."partition" ORDER BY h."partition"'
+    ).all()
+    return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+
+def partitioned(conn: Connection) -> bool:
+    """Whether partitioned engine workers have run on this database (a position is stored):
+    the single engine's cursor is behind them, and must not decide their events again."""
+    return conn.exec_driver_sql("SELECT 1 FROM partition_positions LIMIT 1").first() is not None
