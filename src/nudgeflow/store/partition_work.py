@@ -16,7 +16,6 @@ event log's (store/partition_log.py) or the leases' (store/partition_leases.py):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import Connection
 
@@ -108,7 +107,7 @@ def partitions_with_work(conn: Connection, partitions: Sequence[int], now_ms: in
 def partition_lags(conn: Connection) -> list[tuple[int, int, int]]:
     """(partition, head offset, decided position) of every partition: the lag of each is
     their difference."""
-    rows: list[Any] = conn.exec_driver_sql(
+    rows = conn.exec_driver_sql(
         'SELECT h."partition", h.head, COALESCE(p.stream_seq, 0) FROM partition_heads h'
         ' LEFT JOIN partition_positions p ON p."partition" = h."partition" ORDER BY h."partition"'
     ).all()
