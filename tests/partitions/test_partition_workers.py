@@ -170,7 +170,15 @@ def test_a_merge_across_partitions_keeps_order_and_both_sides_state_while_both_a
     seen = _seen(h, ada)
     # The visitor's four, folded in; then ada's own in their order, and the forwarded one last.
     assert Counter(seen[:4]) == Counter(["Signed Up", "Product Viewed", "Product Viewed", "Product Viewed"])
-    assert seen[4:] == [IDENTIFY, "Page Viewed", "Page Viewed", "Page Viewed", IDENTIFY, "Order Completed", "Message Delivered"]
+    assert seen[4:] == [
+        IDENTIFY,
+        "Page Viewed",
+        "Page Viewed",
+        "Page Viewed",
+        IDENTIFY,
+        "Order Completed",
+        "Message Delivered",
+    ]
     assert [t.profile_id for t in h.timers()] == [ada]  # the visitor's run's timer came along
     assert {r.profile_id for r in h.q("SELECT profile_id FROM journey_runs")} == {ada}
     decided = events_decided(engine)

@@ -61,8 +61,7 @@ def test_two_engine_processes_share_the_partitions_and_one_takes_over_when_the_o
         wait_for("every event decided", lambda: undecided(db) == 0, 30)
         with db.connect() as conn:
             decided_by = {
-                r[0]
-                for r in conn.execute(text("SELECT owner FROM partition_leases WHERE owner IS NOT NULL"))
+                r[0] for r in conn.execute(text("SELECT owner FROM partition_leases WHERE owner IS NOT NULL"))
             }
         assert len(decided_by) == 2
         metrics = httpx.get(f"{one.url}/metrics").text
