@@ -29,8 +29,9 @@ def serve(
         typer.Option(
             case_sensitive=False,
             help="What this process runs (docs/roles.md). all: the HTTP API, the engine and the dispatcher in one "
-            "process. api: the HTTP API only, any number. engine: the engine only (events, timers, backfills, "
-            "segment applies, experiment looks), one per database. dispatch: outbox dispatch only, any number "
+            "process. api: the HTTP API only, any number. engine: a partitioned engine worker (events and timers of "
+            "the partitions it leases; the holder of partition 0 also backfills, applies segments and looks at "
+            "experiments), any number. dispatch: outbox dispatch only, any number "
             "(PostgreSQL). engine and dispatch serve only /healthz and /metrics on --port; they need PostgreSQL.",
         ),
     ] = DEFAULT_ROLE,

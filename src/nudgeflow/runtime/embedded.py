@@ -644,7 +644,9 @@ class EmbeddedRuntime:
         """Events committed to the log and not yet decided (every partition's, summed, in a
         partitioned engine worker)."""
         with self.engine_db.connect() as conn:
-            if self.partitioned:
+            # Any process on a database engine workers run (a dispatch or api process too):
+            # the single engine's cursor stopped where they took over.
+            if self.partitioned or (sql_backend_is_postgres(self.engine_db) and partition_work.partitioned(conn)):
                 return sum(max(0, head - pos) for _, head, pos in partition_work.partition_lags(conn))
             return lag(conn)
 
@@ -680,6 +682,10 @@ class EmbeddedRuntime:
     def not_sent(self) -> dict[tuple[str, str, str], int]:
         """Messages not sent so far, by (status, reason family, channel): a copy."""
         return dict(self.stats.not_sent)
+
+
+def sql_backend_is_postgres(engine: Engine) -> bool:
+    return engine.url.get_backend_name().startswith("postgres")
 
 
 def _run_coroutine(factory: Callable[..., Any]) -> Callable[..., Any]:
