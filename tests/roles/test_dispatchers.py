@@ -109,6 +109,7 @@ def test_a_dispatcher_that_dies_after_the_send_has_its_message_resent_once_with_
     with second_db.begin() as conn:
         again = second.claim_and_sink(conn)
     assert [m.key for _, m, _ in again.remote] == [key]
+    assert (first.stats.messages_redelivered, second.stats.messages_redelivered) == (0, 1)  # counted (/metrics)
     resent = asyncio.run(second.send_remote(again.remote))
     with second_db.begin() as conn:
         second.record_remote(conn, resent)

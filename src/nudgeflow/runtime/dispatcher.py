@@ -217,7 +217,10 @@ class Dispatcher:
             payload,
             attempts,
             created_at_ms,
+            leased_until,
         ) in rows:
+            if leased_until is not None:  # its last dispatcher's lease ran out unrecorded
+                self.stats.messages_redelivered += 1
             traits = profiles[pid][0] if pid in profiles else {}
             attempt = int(attempts) + 1
             try:

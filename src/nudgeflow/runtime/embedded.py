@@ -676,6 +676,7 @@ class EmbeddedRuntime:
             "messages_logged": s.messages_logged,
             "messages_failed": s.messages_failed + s.messages_failed_at_decision,
             "messages_retried": s.messages_retried,
+            "messages_redelivered": s.messages_redelivered,
             "engine_errors": s.event_errors + s.timer_errors + s.catalog_errors,
         }
 

@@ -73,6 +73,7 @@ class RuntimeStats:
     messages_logged: int = 0  # taken by the log channel (no channel configured): not sent
     messages_failed: int = 0
     messages_retried: int = 0
+    messages_redelivered: int = 0  # claimed again after a dispatcher's lease ran out (docs/roles.md)
     # Messages not sent, by (status, reason family, channel): withheld by a send policy
     # (deferred, dropped) or suppressed at dispatch. Families, not reasons: bounded labels.
     not_sent: Counter[tuple[str, str, str]] = field(default_factory=Counter)

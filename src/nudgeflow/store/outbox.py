@@ -80,7 +80,7 @@ REPLACED = tuple(c for c in OUTBOX_COLUMNS if c not in ("workspace_id", "idempot
 
 CLAIM_COLUMNS = (
     "id, workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step,"
-    " channel, template, variant, marketing, payload, attempts, created_at_ms"
+    " channel, template, variant, marketing, payload, attempts, created_at_ms, leased_until_ms"
 )
 
 
@@ -142,7 +142,10 @@ def record(
     )
     sql.execute_many(
         conn,
-        f"UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, updated_at_ms = ?, error = ? WHERE id = ?{guard}",
+        # The lease ends with its outcome: a row claimed again with a lease still set is one
+        # whose dispatcher never recorded its send (a redelivery, counted at the claim).
+        "UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, updated_at_ms = ?, error = ?, leased_until_ms = NULL"
+        f" WHERE id = ?{guard}",
         retry,
     )
     sql.execute_many(

@@ -83,6 +83,10 @@ _RUNTIME_COUNTERS = {
     ),
     "messages_failed": ("nudgeflow_messages_failed", "Messages recorded as failed"),
     "messages_retried": ("nudgeflow_messages_retried", "Transient delivery failures scheduled for a retry"),
+    "messages_redelivered": (
+        "nudgeflow_messages_redelivered",
+        "Sends claimed again after another dispatcher's lease ran out unrecorded (it died or stalled mid-send)",
+    ),
     "engine_errors": ("nudgeflow_engine_errors", "Events, timers or catalogs the engine failed on (skipped)"),
 }
 
