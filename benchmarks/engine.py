@@ -475,16 +475,24 @@ def generate(
 def new_database(path: Path) -> tuple[Any, str, str]:
     """A migrated nudgeflow SQLite database with one workspace and every example journey
     published; returns (SQLAlchemy engine, workspace id, write key)."""
-    from nudgeflow.core.clock import SystemClock, to_ms
-    from nudgeflow.runtime.replay import load_journeys
     from nudgeflow.store import database
-    from nudgeflow.store.journeys import apply_draft, publish
-    from nudgeflow.store.workspaces import create_workspace
 
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     db = database.create_db_engine(f"sqlite:///{path}")  # synchronous=FULL, as serve
     database.upgrade(db)
+    workspace_id, write_key = publish_examples(db)
+    return db, workspace_id, write_key
+
+
+def publish_examples(db: Any) -> tuple[str, str]:
+    """A workspace in the migrated database `db` (SQLite or PostgreSQL) with every example
+    journey published; returns (workspace id, write key)."""
+    from nudgeflow.core.clock import SystemClock, to_ms
+    from nudgeflow.runtime.replay import load_journeys
+    from nudgeflow.store.journeys import apply_draft, publish
+    from nudgeflow.store.workspaces import create_workspace
+
     now_ms = to_ms(SystemClock().now())
     with db.begin() as conn:
         created = create_workspace(conn, "benchmark", now_ms)
@@ -493,7 +501,7 @@ def new_database(path: Path) -> tuple[Any, str, str]:
             # Before any event exists: nothing to look back on (and the latency phase's server
             # must not spend its time on a backfill).
             publish(conn, created.workspace_id, journey.id, now_ms, backfill=False)
-    return db, created.workspace_id, created.write_key
+    return created.workspace_id, created.write_key
 
 
 def raw_connection(path: Path) -> sqlite3.Connection:

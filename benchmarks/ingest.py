@@ -372,12 +372,14 @@ class Server:
         self.write_key, self.workspace_id = keys["write_key"], keys["workspace_id"]
         return self.launch()
 
+    def serve_args(self) -> list[str]:
+        """The `nudgeflow` command line that runs the server (a subclass adds its --role)."""
+        return ["serve", "--port", str(self.port)]
+
     def launch(self) -> "Server":
         """Start `nudgeflow serve` on the prepared database and wait until /healthz answers."""
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            self._cli("serve", "--port", str(self.port)), env=self.env, stdout=self.log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(self._cli(*self.serve_args()), env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
