@@ -179,8 +179,9 @@ def test_a_merge_across_partitions_keeps_order_and_both_sides_state_while_both_a
         "Order Completed",
         "Message Delivered",
     ]
-    assert [t.profile_id for t in h.timers()] == [ada]  # the visitor's run's timer came along
-    assert {r.profile_id for r in h.q("SELECT profile_id FROM journey_runs")} == {ada}
+    ours = (anon, ada)  # (other visitors of the search for two partitions have timers and runs of their own)
+    assert [t.profile_id for t in h.timers() if t.profile_id in ours] == [ada]  # the visitor's timer came along
+    assert [r.profile_id for r in h.q("SELECT profile_id FROM journey_runs") if r.profile_id in ours] == [ada]
     decided = events_decided(engine)
     assert decided[(anon, "Product Viewed")] == 3 and decided[(ada, "Page Viewed")] == 3
     assert decided[(ada, "Message Delivered")] == 1 and decided[(anon, "Message Delivered")] == 0
