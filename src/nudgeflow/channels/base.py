@@ -63,6 +63,12 @@ class TransientError(ChannelError):
         self.retry_after_s = retry_after_s
 
 
+class NotStarted(TransientError):
+    """The send was never begun: the message's `send_by_ms` passed while it waited its turn (a
+    connection, the rate limit). Nothing reached the provider; the dispatcher hands the
+    message back, due at once, without counting an attempt."""
+
+
 class PermanentError(ChannelError):
     """No retry will help: an unknown template, a rejected address, a revoked token."""
 

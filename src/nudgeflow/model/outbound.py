@@ -32,3 +32,7 @@ class OutboundMessage:
     # channel that reached part of its targets reports the message sent rather than lost.
     last_attempt: bool = False
     created_at_ms: int = 0  # when the engine queued it: a push message expires relative to this
+    # The dispatcher's lease, less a margin: a channel that queues sends (a connection pool,
+    # a rate limit) starts none after this and raises channels.base.NotStarted instead, so a
+    # send never begins once another dispatcher may have taken the message over.
+    send_by_ms: int | None = None

@@ -50,7 +50,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -61,6 +61,7 @@ from nudgeflow.channels.base import (
     ChannelRegistry,
     DatabaseSink,
     NoTarget,
+    NotStarted,
     PushOptedOut,
     RemoteChannel,
     TransientError,
@@ -139,6 +140,7 @@ class DispatchRound:
     handled: int = 0  # outcomes recorded in this round's transaction
     remote: list[tuple[int, OutboundMessage, RemoteChannel]] = field(default_factory=list)  # leased, to send
     events_appended: int = 0
+    lease_until_ms: int | None = None  # when the leases of `remote` run out (send_remote's deadline)
 
     @property
     def claimed(self) -> int:
@@ -281,6 +283,7 @@ class Dispatcher:
                     )
                     continue
                 until = now_ms + int(self.policy.lease_s * 1000)
+                result.lease_until_ms = until
                 leases.append((attempt, until, until, now_ms, row_id))
                 result.remote.append((row_id, message, channel))
             else:
@@ -328,21 +331,36 @@ class Dispatcher:
         leased: Sequence[tuple[int, OutboundMessage, RemoteChannel]],
         stopping: Callable[[], bool] | None = None,
         grace_s: float = 0.0,
+        lease_until_ms: int | None = None,
     ) -> list[Outcome]:
         """Send the leased messages, at most `max_concurrency` at once. When `stopping()`
         turns true, drain: sends not started are handed back, sends under way get `grace_s`
         (real time: a drain is bounded by the operator's shutdown deadline) and are then
-        cancelled and handed back."""
+        cancelled and handed back.
+
+        With `lease_until_ms` (the round's, DispatchRound.lease_until_ms), a send is not
+        started once less than `lease_margin_ms` of the lease is left: it is handed back,
+        due at once, for the next round to lease again. A round sent `max_concurrency` at a
+        time can outlast its lease (a slow server, a large round); without this the rest of
+        the round would be sent by this dispatcher while another, its lease run out, sends
+        it too."""
         semaphore = asyncio.Semaphore(self.max_concurrency)
         began: set[int] = set()  # the rows whose send has begun
+        last_start_ms = None if lease_until_ms is None else lease_until_ms - self.lease_margin_ms()
+        if last_start_ms is not None:
+            leased = [(row_id, replace(message, send_by_ms=last_start_ms), ch) for row_id, message, ch in leased]
 
         async def one(row_id: int, message: OutboundMessage, channel: RemoteChannel) -> Outcome:
             async with semaphore:
                 if stopping is not None and stopping():
                     return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
+                if last_start_ms is not None and to_ms(self.clock.now()) > last_start_ms:
+                    return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
                 began.add(row_id)
                 try:
                     await asyncio.wait_for(channel.send(message), self.policy.send_timeout_s)
+                except NotStarted:  # it waited in the channel's own queue past the deadline
+                    return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
                 except ChannelError as exc:
                     return self._failure(row_id, message, message.attempt, exc, to_ms(self.clock.now()))
                 except TimeoutError:
@@ -378,6 +396,11 @@ class Dispatcher:
             else:
                 out.append(task.result())
         return out
+
+    def lease_margin_ms(self) -> int:
+        """How much of a lease must be left to start a send: its timeout, or half the lease
+        when that is shorter (a short lease is for fast failover, and sends are quick)."""
+        return int(min(self.policy.send_timeout_s, self.policy.lease_s / 2) * 1000)
 
     def record_remote(self, conn: Connection, outcomes: Sequence[Outcome]) -> int:
         """Record remote outcomes (a second transaction); returns engagement events appended."""

@@ -264,7 +264,7 @@ class EmbeddedRuntime:
         return f"message:{row[1]}"
 
     def _dispatch(
-        self, stage: Stage, send: Callable[[Any], list[Any]], max_batches: int | None
+        self, stage: Stage, send: Callable[[Any, int | None], list[Any]], max_batches: int | None
     ) -> tuple[int, bool, int]:
         """Dispatch rounds until one comes back short: (messages, more may remain, events appended)."""
         total = appended = batches = 0
@@ -280,7 +280,7 @@ class EmbeddedRuntime:
             round_ = stage.last
             appended += round_.events_appended
             if round_.remote:
-                outcomes = send(round_.remote)
+                outcomes = send(round_.remote, round_.lease_until_ms)
                 record = partial(self.dispatcher.record_remote, outcomes=outcomes)
                 appended += self.runner.call(record)
             total += done
@@ -316,6 +316,11 @@ class EmbeddedRuntime:
 
     def _run_until_idle(self, max_rounds: int) -> IdleReport:
         events, timers, dispatch = self._stages()
+        send_remote = _run_coroutine(self.dispatcher.send_remote)
+
+        def send(leased: Any, lease_until_ms: int | None) -> list[Any]:
+            return list(send_remote(leased, None, 0.0, lease_until_ms))
+
         report = IdleReport()
         for _ in range(max_rounds):
             report.rounds += 1
@@ -325,7 +330,7 @@ class EmbeddedRuntime:
             report.backfilled += n_backfilled
             n_applied, _ = self._segment_apply.drain(self.runner)
             report.segment_applied += n_applied
-            n_messages, _, _ = self._dispatch(dispatch, _run_coroutine(self.dispatcher.send_remote), None)
+            n_messages, _, _ = self._dispatch(dispatch, send, None)
             report.events += n_events
             report.timers += n_timers
             report.messages += n_messages
@@ -586,8 +591,10 @@ class EmbeddedRuntime:
         loop = asyncio.new_event_loop()
         grace = self.settings.drain_seconds
 
-        def send(leased: Any) -> list[Any]:
-            return loop.run_until_complete(self.dispatcher.send_remote(leased, self._stopping.is_set, grace))
+        def send(leased: Any, lease_until_ms: int | None) -> list[Any]:
+            return loop.run_until_complete(
+                self.dispatcher.send_remote(leased, self._stopping.is_set, grace, lease_until_ms)
+            )
 
         outage = 0
         try:

@@ -197,7 +197,7 @@ class EmailChannel(RemoteChannel):
         if config is None:
             raise PermanentError("no SMTP server configured for this workspace")
         mail_from, rcpt, raw = await self.build(message, config)
-        await self.pool(config).send(mail_from, rcpt, raw)
+        await self.pool(config).send(mail_from, rcpt, raw, message.send_by_ms)
 
     async def aclose(self) -> None:
         for pool in list(self.pools.values()):

@@ -15,9 +15,9 @@ from typing import Any
 
 import aiosmtplib
 
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import NotStarted, PermanentError, TransientError
 from nudgeflow.channels.common import Sleep, TokenBucket
-from nudgeflow.core.clock import Clock
+from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.model.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
 
 
@@ -119,10 +119,14 @@ class SmtpPool:
         else:
             _close_later(client)
 
-    async def send(self, mail_from: str, rcpt: str, raw: bytes) -> None:
+    async def send(self, mail_from: str, rcpt: str, raw: bytes, send_by_ms: int | None = None) -> None:
+        """Send one message on a pooled connection; with `send_by_ms`, raise NotStarted rather
+        than begin after it (the wait for a connection or the rate limit outlasted it)."""
         slots = self._bind()
         await self.bucket.take()
         async with slots:
+            if send_by_ms is not None and to_ms(self.clock.now()) > send_by_ms:
+                raise NotStarted("its dispatcher's lease was about to run out before a connection was free")
             try:
                 client = await self._take()
             except aiosmtplib.SMTPAuthenticationError as exc:
