@@ -26,7 +26,8 @@ and subscriptions per person, not built here.
 
 The default is bounded for the suite (2 cores); the issue's scale by hand:
 NUDGEFLOW_FAULT_EVENTS=20000 NUDGEFLOW_FAULT_RATE=500 NUDGEFLOW_FAULT_ENGINE_KILL_S=10
-NUDGEFLOW_FAULT_DISPATCH_KILL_S=15 NUDGEFLOW_FAULT_CYCLES=20.
+NUDGEFLOW_FAULT_DISPATCH_KILL_S=15 NUDGEFLOW_FAULT_CYCLES=20 NUDGEFLOW_FAULT_P99_S=15 (the
+suite's p99 bound is 30 s: another xdist worker shares the two cores).
 """
 
 from __future__ import annotations
