@@ -36,10 +36,17 @@ from sqlalchemy import Connection
 
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.core.effects import Effect
-from nudgeflow.core.inputs import EventInput, TimerInput
+from nudgeflow.core.inputs import TimerInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.partitions import partition_of
-from nudgeflow.runtime.processor import Decider, DecisionBatch, EngineCache, RuntimeStats, timer_payload
+from nudgeflow.runtime.processor import (
+    Decider,
+    DecisionBatch,
+    EngineCache,
+    RuntimeStats,
+    decide_events,
+    timer_payload,
+)
 from nudgeflow.store import partition_log, partition_work
 from nudgeflow.store.engine_state import claim_due_timers, cursor_position, drop_timers, merged_into
 from nudgeflow.store.groups import refresh_group_traits
@@ -118,23 +125,7 @@ def process_partition_events(
     decided = [(row, route[1]) for row, route in todo if route[0] == DECIDE]
     batch = DecisionBatch(conn, engines, stats, list({who for _, who in decided}))
     refresh_group_traits(conn, batch.states, {who: row[2] for row, who in decided})
-    for row, who in decided:
-        _, seq, workspace_id, _, timestamp_ms, payload = row
-
-        def on_event(
-            engine: Decider, state: ProfileState, _p: str | bytes = payload, _t: int = int(timestamp_ms)
-        ) -> list[Effect]:
-            return engine.on_event(state, EventInput.from_payload(_p, _t), now_ms)
-
-        error = batch.decide(workspace_id, who, now_ms, on_event)
-        if error is not None:
-            stats.event_errors += 1
-            stats.note_skip(f"event:{seq}")
-            log.error(
-                "engine failed on an event; skipped",
-                extra={"error": type(error).__name__, "seq": seq, "partition": partition, "workspace_id": workspace_id},
-                exc_info=error,
-            )
+    decide_events(batch, [(row[1], row[2], who, row[4], row[5]) for row, who in decided], now_ms, stats)
     counts = batch.write(now_ms)
     if cut:
         last = int(rows[cut - 1][0])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -318,10 +318,26 @@ def process_events(
         todo = [(r[0], r[1], merged[r[2]][0], *r[3:]) if r[2] in merged else r for r in todo]
     batch = DecisionBatch(conn, engines, stats, list({r[2] for r in todo}), count_rollups=count_rollups)
     refresh_group_traits(conn, batch.states, {r[2]: r[1] for r in todo})  # `group.*` as stored
+    decide_events(batch, todo, now_ms, stats)
+    counts = batch.write(now_ms)
+    gaps = _fill_gaps(gaps, [r[0] for r in late])
+    gaps.extend(_new_gaps(cursor, [r[0] for r in rows], now_ms))
+    write_cursor(conn, rows[-1][0] if rows else cursor, now_ms, gaps=_expire_gaps(gaps, now_ms))
+    stats.events_processed += len(late) + len(rows)
+    stats.add_counts(counts)
+    return len(late) + len(rows)
+
+
+def decide_events(
+    batch: DecisionBatch, todo: Iterable[tuple[int, str, str, int, str | bytes]], now_ms: int, stats: RuntimeStats
+) -> None:
+    """Decide (seq, workspace_id, profile_id, timestamp_ms, payload) events in order, each on
+    the profile given; one that fails is skipped, logged and counted (the single engine's
+    and the partitioned workers' batches alike)."""
     for seq, workspace_id, profile_id, timestamp_ms, payload in todo:
 
         def on_event(
-            engine: Decider, state: ProfileState, _p: str | bytes = payload, _t: int = timestamp_ms
+            engine: Decider, state: ProfileState, _p: str | bytes = payload, _t: int = int(timestamp_ms)
         ) -> list[Effect]:
             return engine.on_event(state, EventInput.from_payload(_p, _t), now_ms)
 
@@ -330,13 +346,6 @@ def process_events(
             stats.event_errors += 1
             stats.note_skip(f"event:{seq}")
             _log_failure("an event", error, seq=seq, workspace_id=workspace_id, profile_id=profile_id)
-    counts = batch.write(now_ms)
-    gaps = _fill_gaps(gaps, [r[0] for r in late])
-    gaps.extend(_new_gaps(cursor, [r[0] for r in rows], now_ms))
-    write_cursor(conn, rows[-1][0] if rows else cursor, now_ms, gaps=_expire_gaps(gaps, now_ms))
-    stats.events_processed += len(late) + len(rows)
-    stats.add_counts(counts)
-    return len(late) + len(rows)
 
 
 OWN_READ_AHEAD = 10

@@ -206,15 +206,20 @@ def _read_file_holder(fd: int) -> Holder | None:
         return None  # written by a holder that died mid-write, or not ours
 
 
-def _acquire_advisory(engine: Engine, me: Holder) -> EngineLock:
-    # A connection of its own, outside the app's pool: it is held for the engine's life,
-    # and the pool's recycling or disposal must never close it under the lock.
+def _lock_connection(engine: Engine) -> tuple[Connection, Engine]:
+    """A connection of its own for a session-level advisory lock, outside the app's pool: it
+    is held for the process's life, and the pool's recycling or disposal must never close it
+    under the lock (autocommit: it pins no snapshot)."""
     lock_engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
-        conn = lock_engine.connect()
+        return lock_engine.connect(), lock_engine
     except BaseException:
         lock_engine.dispose()
         raise
+
+
+def _acquire_advisory(engine: Engine, me: Holder) -> EngineLock:
+    conn, lock_engine = _lock_connection(engine)
     try:
         if not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({ADVISORY_KEY})").scalar():
             if _workers_hold(conn):
@@ -243,12 +248,7 @@ def acquire_shared(engine: Engine, started_at_ms: int) -> EngineLock:
     workers hold it at once, and the single engine (`acquire`, exclusive) cannot take it
     while one does, nor a worker while the single engine runs (EngineLocked naming it)."""
     me = this_holder(started_at_ms)
-    lock_engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        conn = lock_engine.connect()
-    except BaseException:
-        lock_engine.dispose()
-        raise
+    conn, lock_engine = _lock_connection(engine)
     try:
         if not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock_shared({ADVISORY_KEY})").scalar():
             raise EngineLocked(_read_table_holder(conn))
@@ -300,15 +300,11 @@ class DispatcherMark:
 def mark_dispatcher(engine: Engine) -> DispatcherMark:
     """Hold the dispatcher mark for this process (PostgreSQL). Waits, briefly, for an engine
     that is reclaiming leases at that moment: its transaction holds the key exclusively."""
-    lock_engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    conn, lock_engine = _lock_connection(engine)
     try:
-        conn = lock_engine.connect()
-        try:
-            conn.exec_driver_sql(f"SELECT pg_advisory_lock_shared({DISPATCHER_KEY})")
-        except BaseException:
-            conn.close()
-            raise
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock_shared({DISPATCHER_KEY})")
     except BaseException:
+        conn.close()
         lock_engine.dispose()
         raise
     return DispatcherMark(conn, lock_engine)
