@@ -261,3 +261,23 @@ def test_the_coordinator_runs_a_backfill_across_every_partition(h: Harness) -> N
     assert (job.status, job.profiles_done, job.entered) == ("done", 40, 40)
     people = {h.profile_id(f"q-{i}") for i in range(40)}
     assert set(entered(h)) == people and len({partition_of(h.ws, p) for p in people}) > 20
+
+
+def test_a_shared_batch_that_fails_falls_back_to_one_partition_at_a_time(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net (retry smaller, set an item aside) is per partition: a failure of the
+    batch shared by the partitions makes the round decide each partition on its own."""
+    import nudgeflow.runtime.partition_worker as partition_worker
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a shared batch that fails")
+
+    monkeypatch.setattr(partition_worker, "process_partitions_events", broken)
+    engine = FakeEngine()
+    w = worker(h, engine, "w1")
+    w.tick_leases()
+    for i in range(20):
+        h.track(f"f-{i}", "Signed Up")
+    w.run_until_idle()
+    assert lags(h) == {} and sum(events_decided(engine).values()) == 20

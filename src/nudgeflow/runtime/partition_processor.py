@@ -30,6 +30,8 @@ engine does (their order is the partition's).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -50,7 +52,7 @@ from nudgeflow.runtime.processor import (
 from nudgeflow.store import partition_log, partition_work
 from nudgeflow.store.engine_state import claim_due_timers, cursor_position, drop_timers, merged_into
 from nudgeflow.store.groups import refresh_group_traits
-from nudgeflow.store.partition_leases import fence, position, save_position
+from nudgeflow.store.partition_leases import fence, fence_all, position, save_position
 
 log = logging.getLogger("nudgeflow.runtime")
 
@@ -96,44 +98,79 @@ def process_partition_events(
 ) -> int:
     """Decide the partition's next events, fenced by `epoch`; returns how many were read
     (forwarded ones included). Raises LeaseLost when the lease moved: roll back."""
+    return process_partitions_events(conn, engines, clock, {partition: epoch}, max_events, stats).read
+
+
+@dataclass
+class PartitionsRead:
+    read: int = 0  # events read and passed (decided or forwarded), every partition's
+    full: bool = False  # a partition gave as many as it was allowed: more may be waiting
+
+
+def process_partitions_events(
+    conn: Connection,
+    engines: EngineCache,
+    clock: Clock,
+    epochs: Mapping[int, int],
+    max_events: int = 1000,
+    stats: RuntimeStats | None = None,
+) -> PartitionsRead:
+    """Decide the next events of several partitions in one transaction, each fenced by its
+    epoch (in partition order, as claims lock) and read from its own position, up to
+    `max_events` shared between them; one DecisionBatch for all, and each partition's
+    position saved with it. One transaction for many partitions keeps batches large when the
+    events spread thin over them. Raises LeaseLost when one lease moved: roll back."""
     stats = stats if stats is not None else RuntimeStats()
-    fence(conn, partition, epoch)
+    fence_all(conn, epochs)
     now_ms = to_ms(clock.now())
-    after = start_position(conn, partition)
-    # Every offset up to the head read first is either visible below or never will be (a
-    # duplicate dropped at insert): store/partition_log.take_offsets.
-    head = partition_log.head(conn, partition)
-    rows = partition_log.read(conn, partition, after, max_events)
-    if not rows:
-        if head > after:
-            save_position(conn, partition, head, now_ms)
-        return 0
-    merged = merged_into(conn, list({r[3] for r in rows}))
-    routes = [_route(partition, r[2], r[3], int(r[0]), merged) for r in rows]
-    waiting = partition_work.waiting_merges(conn, partition, [who for how, who, _ in routes if how == DECIDE])
-    cut = len(rows)
-    for i, (how, who, _) in enumerate(routes):
-        if how == DECIDE and who in waiting:
-            cut = i  # the partition waits here for the other partition to drain the merge
-            break
-    todo = [(row, route) for row, route in zip(rows[:cut], routes[:cut], strict=True)]
-    forwards = sorted(
-        ((route[2], int(row[1]), route[1]) for row, route in todo if route[0] == FORWARD), key=lambda f: f[0]
-    )
-    for target_partition, seq, profile_id in forwards:  # heads locked in partition order, as ingest does
+    per = max(1, max_events // max(1, len(epochs)))
+    result = PartitionsRead()
+    reads: list[tuple[int, int, Sequence[Any], int]] = []  # (partition, head, rows, cut)
+    for partition in sorted(epochs):
+        after = start_position(conn, partition)
+        # Every offset up to the head read first is either visible below or never will be (a
+        # duplicate dropped at insert): store/partition_log.take_offsets.
+        head = partition_log.head(conn, partition)
+        rows = partition_log.read(conn, partition, after, per)
+        if not rows:
+            if head > after:
+                save_position(conn, partition, head, now_ms)
+            continue
+        result.full = result.full or len(rows) >= per
+        reads.append((partition, head, rows, len(rows)))
+    if not reads:
+        return result
+    merged = merged_into(conn, list({r[3] for _, _, rows, _ in reads for r in rows}))
+    forwards: list[tuple[int, int, str]] = []
+    decided: list[tuple[int, str, str, int, str | bytes]] = []
+    for i, (partition, head, rows, _) in enumerate(reads):
+        routes = [_route(partition, r[2], r[3], int(r[0]), merged) for r in rows]
+        waiting = partition_work.waiting_merges(conn, partition, [who for how, who, _ in routes if how == DECIDE])
+        cut = len(rows)
+        for n, (how, who, _) in enumerate(routes):
+            if how == DECIDE and who in waiting:
+                cut = n  # the partition waits here for the other partition to drain the merge
+                break
+        reads[i] = (partition, head, rows, cut)
+        for row, (how, who, target) in zip(rows[:cut], routes[:cut], strict=True):
+            if how == FORWARD:
+                forwards.append((target, int(row[1]), who))
+            else:
+                decided.append((int(row[1]), row[2], who, int(row[4]), row[5]))
+    for target_partition, seq, profile_id in sorted(forwards):  # heads locked in partition order, as ingest does
         partition_log.forward(conn, seq, profile_id, target_partition)
-    decided = [(row, route[1]) for row, route in todo if route[0] == DECIDE]
-    batch = DecisionBatch(conn, engines, stats, list({who for _, who in decided}))
-    refresh_group_traits(conn, batch.states, {who: row[2] for row, who in decided})
-    decide_events(batch, [(row[1], row[2], who, row[4], row[5]) for row, who in decided], now_ms, stats)
+    batch = DecisionBatch(conn, engines, stats, list({d[2] for d in decided}))
+    refresh_group_traits(conn, batch.states, {d[2]: d[1] for d in decided})
+    decide_events(batch, decided, now_ms, stats)
     counts = batch.write(now_ms)
-    if cut:
-        last = int(rows[cut - 1][0])
-        done_to = max(last, head) if cut == len(rows) and len(rows) < max_events else last
-        save_position(conn, partition, done_to, now_ms)
-    stats.events_processed += cut
+    for partition, head, rows, cut in reads:
+        if cut:
+            last = int(rows[cut - 1][0])
+            save_position(conn, partition, max(last, head) if cut == len(rows) < per else last, now_ms)
+        result.read += cut
+    stats.events_processed += result.read
     stats.add_counts(counts)
-    return cut
+    return result
 
 
 def fire_partition_timers(

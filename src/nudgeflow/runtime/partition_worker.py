@@ -2,9 +2,12 @@
 
 Any number of these run on one PostgreSQL database. Each holds leases on some of the P
 partitions (runtime/leases.py keeps them, on a thread of its own) and, in a loop, decides
-the events and fires the timers of the partitions it holds, one fenced transaction per
-partition and batch (runtime/partition_processor.py). When a worker dies its leases expire
-after the TTL and the others take its partitions, starting from the positions it committed.
+the events and fires the timers of the partitions it holds in fenced transactions
+(runtime/partition_processor.py): the events of all its partitions with work in shared
+transactions (one per batch, every partition fenced and its position saved in it: events
+spread thin over 64 partitions would otherwise make batches of a few events each), the
+timers one partition at a time. When a worker dies its leases expire after the TTL and the
+others take its partitions, starting from the positions it committed.
 
 Each round of the loop first asks the database which of its partitions have work: events
 past their position (the head of the partition's offsets is ahead) or a timer due. Only
@@ -17,9 +20,11 @@ first locks every partition's lease row (store/partition_work.lock_all_partition
 partitions' owners wait for that one batch, and no state is ever written by two
 transactions at once.
 
-Batches have the embedded runtime's safety net (runtime/stages.py): a failing batch is
-retried smaller, an item that fails alone three times is set aside. A lost lease is not a
-failure: the transaction rolls back, and the partition is left to its new owner.
+Batches have the embedded runtime's safety net (runtime/stages.py), one partition at a
+time: when a shared batch fails, that round decides each partition on its own, where a
+failing batch is retried smaller and an item that fails alone three times is set aside. A
+lost lease is not a failure: the transaction rolls back, and the partition is left to its
+new owner.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from nudgeflow.runtime.partition_processor import (
     drop_partition_timer,
     fire_partition_timers,
     process_partition_events,
+    process_partitions_events,
     skip_partition_event,
 )
 from nudgeflow.runtime.processor import EngineCache, RuntimeStats
@@ -125,12 +131,26 @@ class PartitionWorker:
             busy = partition_work.partitions_with_work(conn, sorted(owned), now_ms)
             conn.rollback()
         more = False
+        one_by_one = False
+        if busy:
+            try:
+                more = self._events_together({p: owned[p] for p in busy})
+            except LeaseLost as exc:
+                self.worker_stats.fenced += 1
+                log.warning("partition lease moved; its batch rolled back", extra={"partition": exc.partition})
+                one_by_one = True
+            except OUTAGE:
+                raise
+            except Exception:  # the safety net is per partition: find the item there
+                log.exception("event processing over several partitions failed; one partition at a time")
+                one_by_one = True
         for partition in busy:
             epoch = owned[partition]
             if self._stop.is_set():
                 return True
             try:
-                more = self._events_of(partition, epoch).drain(self.runner, max_batches=10)[1] or more
+                if one_by_one:
+                    more = self._events_of(partition, epoch).drain(self.runner, max_batches=10)[1] or more
                 more = self._timers_of(partition, epoch).drain(self.runner, max_batches=10)[1] or more
             except LeaseLost as exc:
                 self.worker_stats.fenced += 1
@@ -149,6 +169,22 @@ class PartitionWorker:
             if not self.run_once():
                 return
         raise RuntimeError(f"the partition worker was still busy after {max_rounds} rounds")
+
+    def _events_together(self, epochs: dict[int, int], max_batches: int = 10) -> bool:
+        """The partitions' events in shared transactions (partition_processor.
+        process_partitions_events): up to `max_batches`, while one partition still fills its
+        share. True when more may be waiting."""
+        for _ in range(max_batches):
+            if self._stop.is_set():
+                return True
+            done = self.runner.call(
+                lambda conn: process_partitions_events(
+                    conn, self.engines, self.clock, epochs, self._batch[0], self.stats
+                )
+            )
+            if not done.full:
+                return False
+        return True
 
     def _events_of(self, partition: int, epoch: int) -> Stage:
         stage = self._events.get(partition)
