@@ -123,20 +123,20 @@ def process_partitions_events(
     stats = stats if stats is not None else RuntimeStats()
     fence_all(conn, epochs)
     now_ms = to_ms(clock.now())
-    per = max(1, max_events // max(1, len(epochs)))
-    result = PartitionsRead()
+    # Every offset up to a head read here is either visible below or never will be (a
+    # duplicate dropped at insert): store/partition_log.take_offsets.
+    spans = partition_work.spans(conn, list(epochs))
+    positions = {p: position if position is not None else start_position(conn, p) for p, (_, position) in spans.items()}
+    lags = {p: spans[p][0] - positions[p] for p in spans}
+    allowed = partition_work.shares(lags, max_events)
+    result = PartitionsRead(full=any(allowed.get(p, 0) < lag for p, lag in lags.items()))
     reads: list[tuple[int, int, Sequence[Any], int]] = []  # (partition, head, rows, cut)
-    for partition in sorted(epochs):
-        after = start_position(conn, partition)
-        # Every offset up to the head read first is either visible below or never will be (a
-        # duplicate dropped at insert): store/partition_log.take_offsets.
-        head = partition_log.head(conn, partition)
-        rows = partition_log.read(conn, partition, after, per)
+    for partition, share in sorted(allowed.items()):
+        head, after = spans[partition][0], positions[partition]
+        rows = partition_log.read(conn, partition, after, share)
         if not rows:
-            if head > after:
-                save_position(conn, partition, head, now_ms)
+            save_position(conn, partition, head, now_ms)  # only offsets never used lay between
             continue
-        result.full = result.full or len(rows) >= per
         reads.append((partition, head, rows, len(rows)))
     if not reads:
         return result
@@ -166,7 +166,8 @@ def process_partitions_events(
     for partition, head, rows, cut in reads:
         if cut:
             last = int(rows[cut - 1][0])
-            save_position(conn, partition, max(last, head) if cut == len(rows) < per else last, now_ms)
+            everything = cut == len(rows) < allowed[partition]  # fewer than asked: all up to the head
+            save_position(conn, partition, max(last, head) if everything else last, now_ms)
         result.read += cut
     stats.events_processed += result.read
     stats.add_counts(counts)

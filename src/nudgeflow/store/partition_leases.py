@@ -328,6 +328,21 @@ def fence(conn: Connection, partition: int, epoch: int) -> None:
 def fence_all(conn: Connection, epochs: Mapping[int, int]) -> None:
     """`fence` for several partitions, locked in partition order (as claims lock)."""
     m = sql.mark(conn)
+    if sql.is_postgres(conn) and len(epochs) > 1:
+        # One statement: FOR UPDATE locks the rows as the sort returns them, in partition order.
+        found = {
+            int(r[0]): int(r[1])
+            for r in sql.select_in(
+                conn,
+                'SELECT "partition", epoch FROM partition_leases WHERE "partition" IN',
+                sorted(epochs),
+                suffix=' ORDER BY "partition" FOR UPDATE',
+            )
+        }
+        for partition in sorted(epochs):
+            if found.get(partition) != epochs[partition]:
+                raise LeaseLost(partition, epochs[partition], found.get(partition))
+        return
     for partition in sorted(epochs):
         if sql.is_postgres(conn):
             row = conn.exec_driver_sql(

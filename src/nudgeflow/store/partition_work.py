@@ -104,6 +104,36 @@ def partitions_with_work(conn: Connection, partitions: Sequence[int], now_ms: in
     ]
 
 
+def spans(conn: Connection, partitions: Sequence[int]) -> dict[int, tuple[int, int | None]]:
+    """(head, position or None before the partition's first batch) of each of `partitions`:
+    one query."""
+    if not partitions:
+        return {}
+    return {
+        int(r[0]): (int(r[1]), None if r[2] is None else int(r[2]))
+        for r in sql.select_in(
+            conn,
+            'SELECT h."partition", h.head, p.stream_seq FROM partition_heads h LEFT JOIN partition_positions p'
+            ' ON p."partition" = h."partition" WHERE h."partition" IN',
+            sorted(partitions),
+        )
+    }
+
+
+def shares(lags: dict[int, int], budget: int) -> dict[int, int]:
+    """How many events each partition may read of a batch of `budget`: all it has when that
+    fits, else the budget split so that no partition's share exceeds what it has and the
+    rest are equal (water-filling). Partitions with nothing to read get nothing."""
+    out: dict[int, int] = {}
+    waiting = sorted((lag, p) for p, lag in lags.items() if lag > 0)
+    left = max(1, budget)
+    for i, (lag, p) in enumerate(waiting):
+        fair = max(1, left // (len(waiting) - i))
+        out[p] = min(lag, fair)
+        left = max(0, left - out[p])
+    return out
+
+
 def partition_lags(conn: Connection) -> list[tuple[int, int, int]]:
     """(partition, head offset, decided position) of every partition: the lag of each is
     their difference."""
