@@ -32,7 +32,11 @@ def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsClust
 
 @pytest.fixture
 def stream_settings(nats_cluster: NatsCluster) -> StreamSettings:
-    """Settings for a stream of this test's own (name and subjects), on the module's cluster."""
+    """Settings for a stream of this test's own (name and subjects), on the module's cluster,
+    once every node of it is current: on a loaded machine a follower can miss heartbeats and
+    be offline for a moment, and JetStream then refuses to place 3 replicas ("no suitable
+    peers for placement"), which is right, and not what these tests are about."""
+    nats_cluster.wait_ready()
     tag = uuid.uuid4().hex[:10]
     return StreamSettings(
         servers=tuple(nats_cluster.urls),
