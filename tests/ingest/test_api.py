@@ -616,6 +616,21 @@ def test_bad_reserved_traits_are_accepted_with_warnings_naming_them(live: LiveSe
     assert {"timezone", "email"} <= set(orjson.loads(row.trait_errors))
 
 
+def test_a_trait_holding_a_nul_character_is_reported_and_the_rest_stored(live: LiveServer, ws: NewWorkspace) -> None:
+    """PostgreSQL's JSON cannot hold U+0000, and the profile's traits are read as JSON by an
+    index: one such trait used to fail the whole group commit (a 503, found by the fuzz test)."""
+    traits = {"last_name": "\u0000", "plan": "pro", "tags": ["a", "b\u0000"], "nested": {"k\u0000": 1}}
+    with live.client(auth=(ws.write_key, "")) as client:
+        answer = post(client, "/v1/identify", {"userId": "nul", "traits": traits})
+    assert answer.status_code == 200, answer.text
+    assert sorted(w["field"] for w in answer.json()["warnings"]) == ["traits.last_name", "traits.nested", "traits.tags"]
+    assert "NUL" in answer.json()["warnings"][0]["message"]
+    row = profile_row(live, ws.workspace_id, "nul")
+    assert orjson.loads(row.traits) == {"plan": "pro"}
+    assert set(orjson.loads(row.trait_errors)) == {"last_name", "tags", "nested"}
+    assert count(live, ws.workspace_id) == 1  # the event itself is stored (its payload is text)
+
+
 def test_other_methods_and_paths_are_4xx(live: LiveServer, ws: NewWorkspace) -> None:
     with live.client(auth=(ws.write_key, "")) as client:
         assert client.get("/v1/track").status_code == 405

@@ -97,14 +97,35 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
+NUL_REASON = "contains a NUL (\\u0000) character, which cannot be stored"
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL character is anywhere in the value (strings, list items, keys, values)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def clean_traits(traits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Split traits into those to apply and the reserved ones that failed, with reasons.
+    """Split traits into those to apply and those that failed, with reasons: reserved ones
+    that fail their check, and any that holds a NUL character (PostgreSQL's JSON cannot
+    hold one, and the profile's traits are read as JSON by an index: one such trait would
+    fail the whole commit). A NUL trait is reported without its value, its name made
+    printable.
 
     A null value is kept: in Segment it clears the trait.
     """
     good: dict[str, Any] = {}
     bad: dict[str, dict[str, Any]] = {}
     for key, value in traits.items():
+        if _holds_nul(key) or _holds_nul(value):
+            bad[key.replace("\x00", "\ufffd")] = {"value": None, "reason": NUL_REASON}
+            continue
         name = ALIASES.get(key, key)
         check = _CHECKS.get(name)
         if check is not None and value is not None:
