@@ -29,7 +29,6 @@ engine does (their order is the partition's).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,24 +36,18 @@ from typing import Any
 from sqlalchemy import Connection
 
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.core.effects import Effect
-from nudgeflow.core.inputs import TimerInput
-from nudgeflow.core.state import ProfileState
 from nudgeflow.model.partitions import partition_of
 from nudgeflow.runtime.processor import (
-    Decider,
     DecisionBatch,
     EngineCache,
     RuntimeStats,
     decide_events,
-    timer_payload,
+    decide_timers,
 )
 from nudgeflow.store import partition_log, partition_work
 from nudgeflow.store.engine_state import claim_due_timers, cursor_position, drop_timers, merged_into
 from nudgeflow.store.groups import refresh_group_traits
 from nudgeflow.store.partition_leases import fence, fence_all, position, save_position
-
-log = logging.getLogger("nudgeflow.runtime")
 
 DECIDE, FORWARD = "decide", "forward"
 
@@ -215,27 +208,7 @@ def fire_partition_timers(
     if fire:
         batch = DecisionBatch(conn, engines, stats, list({r[0] for r in fire}))
         refresh_group_traits(conn, batch.states, {r[0]: r[2] for r in fire})
-        for profile_id, key, workspace_id, due_at_ms, payload in fire:
-            batch.effects.delete_timer(profile_id, key)
-
-            def on_timer(
-                engine: Decider,
-                state: ProfileState,
-                _k: str = key,
-                _d: int = int(due_at_ms),
-                _p: str | bytes = payload,
-            ) -> list[Effect]:
-                return engine.on_timer(state, TimerInput(_k, _d, timer_payload(_p)), now_ms)
-
-            error = batch.decide(workspace_id, profile_id, now_ms, on_timer)
-            if error is not None:
-                stats.timer_errors += 1
-                stats.note_skip(f"timer:{profile_id}:{key}")
-                log.error(
-                    "engine failed on a timer; skipped",
-                    extra={"error": type(error).__name__, "partition": partition, "workspace_id": workspace_id},
-                    exc_info=error,
-                )
+        decide_timers(batch, fire, now_ms, stats)
         counts = batch.write(now_ms)
         stats.add_counts(counts)
         stats.timers_fired += len(fire)

@@ -480,6 +480,17 @@ def fire_timers(
         return 0
     batch = DecisionBatch(conn, engines, stats, list({r[0] for r in rows}))
     refresh_group_traits(conn, batch.states, {r[0]: r[2] for r in rows})  # `group.*` as stored
+    decide_timers(batch, rows, now_ms, stats)
+    counts = batch.write(now_ms)
+    stats.timers_fired += len(rows)
+    stats.add_counts(counts)
+    return len(rows)
+
+
+def decide_timers(batch: DecisionBatch, rows: Iterable[Any], now_ms: int, stats: RuntimeStats) -> None:
+    """Fire (profile_id, key, workspace_id, due_at_ms, payload) timers in order, each deleted
+    in the batch's writes; one that fails is skipped, logged and counted (the single engine's
+    and the partitioned workers' batches alike)."""
     for profile_id, key, workspace_id, due_at_ms, payload in rows:
         batch.effects.delete_timer(profile_id, key)
 
@@ -493,10 +504,6 @@ def fire_timers(
             stats.timer_errors += 1
             stats.note_skip(f"timer:{profile_id}:{key}")
             _log_failure("a timer", error, workspace_id=workspace_id, profile_id=profile_id, timer=key)
-    counts = batch.write(now_ms)
-    stats.timers_fired += len(rows)
-    stats.add_counts(counts)
-    return len(rows)
 
 
 def timer_payload(payload: str | bytes) -> dict[str, Any]:
