@@ -115,23 +115,23 @@ def clean_traits(traits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict
     """Split traits into those to apply and those that failed, with reasons: reserved ones
     that fail their check, and any that holds a NUL character (PostgreSQL's JSON cannot
     hold one, and the profile's traits are read as JSON by an index: one such trait would
-    fail the whole commit). A NUL trait is reported without its value, its name made
-    printable.
+    fail the whole commit). A reserved trait's own check comes first; another trait holding a
+    NUL is reported without its value, its name made printable.
 
     A null value is kept: in Segment it clears the trait.
     """
     good: dict[str, Any] = {}
     bad: dict[str, dict[str, Any]] = {}
     for key, value in traits.items():
-        if _holds_nul(key) or _holds_nul(value):
-            bad[key.replace("\x00", "\ufffd")] = {"value": None, "reason": NUL_REASON}
-            continue
         name = ALIASES.get(key, key)
         check = _CHECKS.get(name)
         if check is not None and value is not None:
             reason = check(value)
             if reason is not None:
-                bad[name] = {"value": value, "reason": reason}
+                bad[name] = {"value": value, "reason": reason}  # trait_errors is plain text: a NUL is kept
                 continue
+        if _holds_nul(key) or _holds_nul(value):
+            bad[name.replace("\x00", "\ufffd")] = {"value": None, "reason": NUL_REASON}
+            continue
         good[name] = value
     return good, bad
