@@ -605,6 +605,7 @@ def stage_lines(f: Figures) -> list[str]:
 def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[str, str]) -> None:
     from rich.table import Table
 
+    ingest_bench.keep_rows("Nudgeflow email benchmark", rows)
     table = Table(title="Nudgeflow email benchmark", title_justify="left")
     for col, justify in (("measure", "left"), ("figure", "right"), ("ratio / note", "left"), ("", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]

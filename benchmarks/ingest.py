@@ -793,8 +793,24 @@ def machine() -> dict[str, str]:
     }
 
 
+# `python -m benchmarks` (benchmarks/__main__.py) runs each benchmark in its own process and
+# names a file here; every table of figures a benchmark prints is also appended to it, as one
+# JSON line, so that the runner reads what was printed rather than parsing the terminal.
+ROWS_FILE_ENV = "BENCHMARKS_ROWS_FILE"
+
+
+def keep_rows(title: str, rows: list[tuple[str, str, str, str]]) -> None:
+    """Append (title, rows) to the file BENCHMARKS_ROWS_FILE names, when it names one."""
+    target = os.environ.get(ROWS_FILE_ENV)
+    if not target:
+        return
+    with open(target, "a", encoding="utf-8") as out:
+        out.write(json.dumps({"title": title, "rows": [list(row) for row in rows]}) + "\n")
+
+
 def results_table(title: str, rows: list[tuple[str, str, str, str]]) -> Table:
     """(measure, figure, ratio / target, verdict) rows as every benchmark prints them."""
+    keep_rows(title, rows)
     table = Table(title=title, title_justify="left")
     table.add_column("measure")
     table.add_column("figure", justify="right")

@@ -418,6 +418,7 @@ def stage_lines(f: Figures) -> list[tuple[str, str, str]]:
 def print_table(rows: list[tuple[str, str, str, str]], f: Figures, info: dict[str, str]) -> None:
     from rich.table import Table
 
+    ingest_bench.keep_rows("Nudgeflow push benchmark (Web Push)", rows)
     table = Table(title="Nudgeflow push benchmark (Web Push)", title_justify="left")
     for col, justify in (("measure", "left"), ("figure", "right"), ("ratio / note", "left"), ("", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Simulation benchmark: how fast `nudgeflow simulate` replays a large event file.
 
-    .venv/bin/python benchmarks/simulate.py [--users 42000] [--days 14] [--events FILE] [--shuffled] [--write]
+    .venv/bin/python benchmarks/simulate.py [--users 42000] [--days 14] [--quick] [--events FILE] [--shuffled] [--write]
 
 One run generates Segment traffic with the demo's generator (25 to 30 messages per person,
 so 42,000 people give a million events or more; or replays FILE), then replays the same file
@@ -152,8 +152,9 @@ def machine() -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=42_000)
-    parser.add_argument("--days", type=float, default=14.0)
+    parser.add_argument("--users", type=int, default=None, help="people in the generated traffic (default 42,000; 1,500 with --quick)")
+    parser.add_argument("--days", type=float, default=None, help="days it covers (default 14; 7 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a small traffic file, to compare two versions of the code")
     parser.add_argument("--events", help="replay this file instead of generating one")
     parser.add_argument("--shuffled", action="store_true", help="also replay the lines in random order")
     parser.add_argument("--write", action="store_true", help=f"append the results to {RESULTS.name}")
@@ -162,6 +163,10 @@ def main() -> None:
     if args.phase:
         print(json.dumps(phase(args.phase, args.events)))
         return
+    if args.users is None:
+        args.users = 1_500 if args.quick else 42_000
+    if args.days is None:
+        args.days = 7.0 if args.quick else 14.0
 
     started = datetime.now(timezone.utc)
     about = machine()
@@ -207,6 +212,15 @@ def main() -> None:
             f"{r['events'] / r['cpu_s']:,.0f} | {r['read_s']:.1f} s | {r['replay_s']:.1f} s | {r['messages']:,} | "
             f"{r['peak_rss_mb']:,.0f} MB |"
         )
+    if os.environ.get("BENCHMARKS_ROWS_FILE"):
+        # For `python -m benchmarks`: the simulator has no target; its rows are there to compare runs.
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.ingest import keep_rows
+
+        keep_rows("Simulation benchmark", [
+            (f"simulate, {r['phase']} phase: events/s on CPU time", f"{r['events'] / r['cpu_s']:,.0f}", "no target", "")
+            for r in results
+        ])
     ended = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines += ["", "Machine:", ""] + [f"- {line}" for line in about] + [f"- load average when it ended: {ended}", ""]
     text = "\n".join(lines)
