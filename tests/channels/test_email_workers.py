@@ -147,7 +147,7 @@ def test_the_setting_reaches_the_channel() -> None:
 def test_a_job_never_shows_its_secrets_or_personal_data(tmp_path: Any) -> None:
     path, _ = dkim_key(tmp_path)
     job = asyncio.run(JobRenderer(TEMPLATE).prepare_email(message()))
-    job = dataclasses.replace(job, dkim=("s1", "shop.example.com", Path(path).read_bytes()))
+    job = dataclasses.replace(job, dkim=(("s1", "shop.example.com", Path(path).read_bytes()),))
     shown = repr(job)
     assert "secret-0123456789" not in shown and "PRIVATE KEY" not in shown and "Red shoes" not in shown
     assert "ada@example.org" not in shown
