@@ -238,8 +238,9 @@ def test_bad_keys_say_what_is_wrong_and_never_show_the_key() -> None:
     p256 = _pem(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(signing.DkimKeyError, match="must be RSA or Ed25519"):
         signing.dkim_sign(folded(), "s", DOMAIN, p256)
-    with pytest.raises(signing.DkimKeyError, match="cannot be a tag value"):
-        signing.dkim_sign(folded(), "s1; x=y", DOMAIN, RSA_PEM)
+    for selector in ("s1; x=y", "s1\n", ""):
+        with pytest.raises(signing.DkimKeyError, match="cannot be a tag value"):
+            signing.dkim_sign(folded(), selector, DOMAIN, RSA_PEM)
 
 
 def test_a_key_that_cannot_sign_makes_the_message_wait() -> None:
