@@ -51,6 +51,35 @@ def _integer(minimum: int = 0, maximum: int | None = None) -> Callable[[str], in
     return parse
 
 
+AUTO = "auto"
+
+
+def _processes_or_auto(text: str) -> int | str:
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return _integer(0, 64)(text)
+    except ValueError as exc:
+        raise ValueError(f"{exc} and not 'auto'") from None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def email_build_processes_for(setting: int | str, cores: int | None = None) -> int:
+    """How many email build processes `setting` means on a machine with `cores` cores
+    (None: this one's). `auto`: one when there are 2 or more, none on a single core, where
+    a build process would only take turns with the serving one and add the pipe."""
+    if setting != AUTO:
+        return int(setting)
+    return 1 if (usable_cores() if cores is None else cores) >= 2 else 0
+
+
 def parse_bool(text: str) -> bool:
     word = text.strip().lower()
     if word in ("1", "true", "yes", "on"):
@@ -214,8 +243,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar(
         "NUDGEFLOW_EMAIL_BUILD_PROCESSES",
         "email_build_processes",
-        _integer(0, 64),
-        "Processes that build emails beside the serving one. Default 0.",
+        _processes_or_auto,
+        "Processes that build emails (render, MIME, DKIM) beside the serving one, 0 to 64, or auto: one "
+        "when the machine has 2 or more cores, else 0 (docs/email.md). Default auto.",
     ),
     EnvVar(
         "NUDGEFLOW_RENDER_TIMEOUT_MS",
@@ -373,7 +403,8 @@ class Settings:
     smtp_url: str | None = None
     # Processes that build emails (render, MIME, DKIM) beside the serving one: 0 builds in
     # it. On a machine with a core to spare, 1 or 2 raise email throughput (channels/workers.py).
-    email_build_processes: int = 0
+    # "auto" (email_build_processes_for): one when the machine has 2 or more cores, else 0.
+    email_build_processes: int | str = AUTO
     # The wall-clock budget of one template render, preview or send (content/templates.py):
     # past it the render fails with that reason (a send is recorded as failed).
     render_timeout_ms: int = 2000

@@ -14,16 +14,17 @@ from typing import Any
 import dkim
 import pytest
 
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import ChannelRegistry, PermanentError, TransientError
 from nudgeflow.channels.email.build import build_raw
 from nudgeflow.channels.email.channel import EmailChannel
+from nudgeflow.channels.wiring import configure_email
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, job_for, slim
 from nudgeflow.content.templates import compile_template
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import parse_smtp_url
-from nudgeflow.settings import Settings
+from nudgeflow.settings import ConfigError, Settings, email_build_processes_for, usable_cores
 from tests.channels.smtp_support import dkim_key
 
 TEMPLATE = {
@@ -139,15 +140,55 @@ def test_a_slim_job_for_an_unparsed_template_asks_for_the_full_one(worker_pool: 
 
 def test_the_setting_reaches_the_channel() -> None:
     assert Settings.from_env({"NUDGEFLOW_EMAIL_BUILD_PROCESSES": "2"}).email_build_processes == 2
-    assert Settings().email_build_processes == 0
+    assert Settings.from_env({"NUDGEFLOW_EMAIL_BUILD_PROCESSES": "0"}).email_build_processes == 0
+    assert Settings.from_env({"NUDGEFLOW_EMAIL_BUILD_PROCESSES": " Auto "}).email_build_processes == "auto"
+    assert Settings().email_build_processes == "auto"
+    with pytest.raises(ConfigError, match="PROCESSES: 'some' is not an integer and not 'auto'"):
+        Settings.from_env({"NUDGEFLOW_EMAIL_BUILD_PROCESSES": "some"})
     with pytest.raises(ValueError):
         WorkerPool(0)
+
+
+@pytest.mark.parametrize(
+    ("setting", "cores", "processes"),
+    [
+        ("auto", 1, 0),  # one core: a build process would only take turns with the server
+        ("auto", 2, 1),
+        ("auto", 64, 1),
+        (0, 64, 0),  # an explicit number is what it says, whatever the machine
+        (0, 1, 0),
+        (3, 1, 3),
+    ],
+)
+def test_auto_is_one_build_process_from_two_cores(setting: int | str, cores: int, processes: int) -> None:
+    assert email_build_processes_for(setting, cores=cores) == processes
+
+
+def test_auto_counts_the_cores_this_process_may_use() -> None:
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+    assert email_build_processes_for("auto") == (1 if usable_cores() >= 2 else 0)
+
+
+@pytest.mark.parametrize(("setting", "pooled"), [(0, False), (2, True), ("auto", usable_cores() >= 2)])
+def test_the_channel_gets_the_processes_the_setting_means(tmp_path: Any, setting: int | str, pooled: bool) -> None:
+    # Workers are spawned on the first build: setting the channel up starts none.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", smtp_url=URL, email_build_processes=setting)
+    # No engine: with a default SMTP server, setting up reads no workspace's settings.
+    channel = configure_email(ChannelRegistry(), None, settings)
+    assert channel is not None
+    try:
+        assert (channel.workers is not None) == pooled
+        if pooled:
+            assert channel.workers.processes == email_build_processes_for(setting)
+    finally:
+        if channel.workers is not None:
+            channel.workers.close()
 
 
 def test_a_job_never_shows_its_secrets_or_personal_data(tmp_path: Any) -> None:
     path, _ = dkim_key(tmp_path)
     job = asyncio.run(JobRenderer(TEMPLATE).prepare_email(message()))
-    job = dataclasses.replace(job, dkim=("s1", "shop.example.com", Path(path).read_bytes()))
+    job = dataclasses.replace(job, dkim=(("s1", "shop.example.com", Path(path).read_bytes()),))
     shown = repr(job)
     assert "secret-0123456789" not in shown and "PRIVATE KEY" not in shown and "Red shoes" not in shown
     assert "ada@example.org" not in shown

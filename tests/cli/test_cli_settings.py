@@ -279,6 +279,40 @@ def test_sender_defaults_are_set_on_the_workspaces_own_smtp_server(env: dict[str
     assert bad.returncode == 2 and "smtp.reply_to: 'not an address' is not an email address" in bad.stderr
 
 
+def test_smtp_set_with_a_second_dkim_key_in_ed25519(env: dict[str, str], tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    def pem(key: object, path: Path) -> str:
+        text = key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        path.write_text(text)
+        return str(path)
+
+    rsa_key = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048), tmp_path / "rsa.pem")
+    ed_key = pem(ed25519.Ed25519PrivateKey.generate(), tmp_path / "ed.pem")
+    ws = _workspace(env, tmp_path)
+    dkim = ["--dkim-key", rsa_key, "--dkim-selector", "s1", "--dkim-domain", "shop.example"]
+    ed = ["--dkim-ed25519-key", ed_key, "--dkim-ed25519-selector", "e1"]
+    done = run(
+        ["workspace", "smtp", "set", "smtp://mail.shop.example:587", "-w", ws, *dkim, *ed, "--json"],
+        env,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    config = json.loads(run(["workspace", "smtp", "show", "-w", ws, "--json"], env, tmp_path).stdout)["config"]
+    assert config["dkim_ed25519_selector"] == "e1" and config["dkim_ed25519_private_key"] == "********"
+    assert Path(ed_key).read_text().splitlines()[1] not in done.stdout + json.dumps(config)
+    bad = run(
+        ["workspace", "smtp", "set", "smtp://mail.shop.example:587", "-w", ws, "--dkim-ed25519-key", ed_key],
+        env,
+        tmp_path,
+    )
+    assert bad.returncode != 0 and "its own selector and its private key together" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_workspace_set_public_url(env: dict[str, str], tmp_path: Path) -> None:
     ws = _workspace(env, tmp_path)
     done = run(["workspace", "set", ws, "--public-url", "https://links.shop.example"], env, tmp_path)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK
@@ -42,6 +42,11 @@ def secrets(console_app: Any) -> list[str]:
         .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         .decode()
     )
+    dkim_ed25519 = (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     fcm_account = service_account(rsa.generate_private_key(public_exponent=65537, key_size=2048), TOKEN_URI)
     apns_key = p8_pem(ec.generate_private_key(ec.SECP256R1()))
     with console_app.admin() as admin:
@@ -51,6 +56,8 @@ def secrets(console_app: Any) -> list[str]:
             "dkim_selector": "s1",
             "dkim_domain": "example.com",
             "dkim_private_key": dkim,
+            "dkim_ed25519_selector": "e1",
+            "dkim_ed25519_private_key": dkim_ed25519,
         }
         assert admin.put("/api/settings/smtp", json=smtp).is_success
         assert admin.put("/api/settings/fcm", json={"service_account": fcm_account}).is_success
@@ -63,7 +70,10 @@ def secrets(console_app: Any) -> list[str]:
         tracking = consent.tracking_secret(conn, ws, now)
         keys = vapid.ensure_vapid_keys(conn, ws, now)
     pem_lines = [
-        line for pem in (dkim, fcm_account["private_key"], apns_key) for line in pem.splitlines() if "-----" not in line
+        line
+        for pem in (dkim, dkim_ed25519, fcm_account["private_key"], apns_key)
+        for line in pem.splitlines()
+        if "-----" not in line
     ]
     return [SMTP_PASSWORD, tracking, keys.private_key, write_key, identity["secret"], *pem_lines]
 
@@ -94,14 +104,18 @@ def test_the_email_form_sends_back_the_masks_and_keeps_the_secrets(
         "dkim_selector": shown["dkim_selector"],
         "dkim_domain": shown["dkim_domain"],
         "dkim_private_key": shown["dkim_private_key"],
+        "dkim_ed25519_selector": shown["dkim_ed25519_selector"],
+        "dkim_ed25519_private_key": shown["dkim_ed25519_private_key"],
     }
-    assert MASK in form["url"] and form["dkim_private_key"] == MASK
+    assert MASK in form["url"] and form["dkim_private_key"] == MASK == form["dkim_ed25519_private_key"]
     answer = client.put("/api/settings/smtp", json=form)
     assert answer.status_code == 200 and not any(secret in answer.text for secret in secrets)
     with console_app.state.engine.connect() as conn:
         stored = settings_store.get_smtp(conn, console_app.workspace_id)
     assert stored is not None and stored.password == SMTP_PASSWORD and stored.from_address == "hello@example.com"
     assert stored.dkim_private_key and "PRIVATE KEY" in stored.dkim_private_key
+    assert stored.dkim_ed25519_private_key and "PRIVATE KEY" in stored.dkim_ed25519_private_key
+    assert stored.dkim_ed25519_selector == "e1"
     assert 'value="hello@example.com"' in client.get("/settings/email").text
     # An editor may look, not change a secret: the API refuses, the page greys its form out.
     assert signed_in("editor").put("/api/settings/smtp", json=form).status_code == 403

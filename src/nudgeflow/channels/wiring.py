@@ -28,7 +28,7 @@ from nudgeflow.channels.webpush import WebPushSender
 from nudgeflow.channels.workers import WorkerPool
 from nudgeflow.core.clock import Clock, SystemClock
 from nudgeflow.model.smtp_config import parse_smtp_url
-from nudgeflow.settings import Settings
+from nudgeflow.settings import Settings, email_build_processes_for
 from nudgeflow.store.push_targets import any_target_stored
 from nudgeflow.store.workspace_settings import SMTP, any_workspace_has
 
@@ -59,7 +59,7 @@ def configure_email(
     default = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
     if default is None and not any_workspace_has(engine, SMTP):
         return None
-    processes = int(settings.email_build_processes or 0)
+    processes = email_build_processes_for(settings.email_build_processes)
     workers = WorkerPool(processes) if processes > 0 else None
     channel = EmailChannel(
         WorkspaceConfigs(engine, default, clock or SystemClock()),

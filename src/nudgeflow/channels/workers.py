@@ -1,8 +1,9 @@
 """Worker processes for a channel's CPU work (building emails: render, MIME, DKIM).
 
 The serving process runs ingest, the engine and dispatch under one GIL. Building a 30 KB
-MJML email takes about a millisecond of Python, and a DKIM signature several more, so
-with `email_build_processes` set (NUDGEFLOW_EMAIL_BUILD_PROCESSES) the email channel
+MJML email takes about a millisecond of Python (its DKIM signature, by OpenSSL, under one
+more), so with build processes (NUDGEFLOW_EMAIL_BUILD_PROCESSES; by default `auto`, one
+on a machine with 2 or more cores: settings.email_build_processes_for) the email channel
 hands each build to a small pool of processes and keeps only the SMTP conversation.
 
 Processes are spawned, not forked: the server has threads (the writer, the engine, the

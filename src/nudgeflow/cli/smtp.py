@@ -43,10 +43,20 @@ def _show(shown: dict[str, Any], as_json: bool) -> None:
         "dkim_domain",
         "dkim_private_key",
         "dkim_key_path",
+        "dkim_ed25519_selector",
+        "dkim_ed25519_private_key",
+        "dkim_ed25519_key_path",
         "bounce_domain",
     ):
         if config.get(name) not in (None, "", 0, 0.0):
-            out.print(f"{name:<16}{config[name]}")
+            out.print(f"{name:<25}{config[name]}")
+
+
+def _read_key(path: Path | None) -> str | None:
+    try:
+        return path.read_text() if path is not None else None
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror}") from exc
 
 
 @smtp_app.command("set")
@@ -62,6 +72,16 @@ def smtp_set(
     ] = None,
     dkim_selector: Annotated[str | None, typer.Option("--dkim-selector")] = None,
     dkim_domain: Annotated[str | None, typer.Option("--dkim-domain")] = None,
+    dkim_ed25519_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--dkim-ed25519-key",
+            help="An Ed25519 PEM private key file: a second signature beside the RSA one (stored in the database).",
+        ),
+    ] = None,
+    dkim_ed25519_selector: Annotated[
+        str | None, typer.Option("--dkim-ed25519-selector", help="The Ed25519 key's selector (its own DNS record).")
+    ] = None,
     bounce_domain: Annotated[
         str | None,
         typer.Option(
@@ -74,12 +94,7 @@ def smtp_set(
     from nudgeflow.store import workspace_settings as store
     from nudgeflow.store.journeys import JourneyError, require_workspace
 
-    key = None
-    if dkim_key is not None:
-        try:
-            key = dkim_key.read_text()
-        except OSError as exc:
-            raise fail(f"cannot read {dkim_key}: {exc.strerror}") from exc
+    key, ed25519_key = _read_key(dkim_key), _read_key(dkim_ed25519_key)
     try:
         config = parse_smtp_url(
             url,
@@ -89,6 +104,8 @@ def smtp_set(
             dkim_selector=dkim_selector,
             dkim_domain=dkim_domain,
             dkim_private_key=key,
+            dkim_ed25519_selector=dkim_ed25519_selector,
+            dkim_ed25519_private_key=ed25519_key,
             bounce_domain=bounce_domain,
         )
     except SmtpConfigError as exc:

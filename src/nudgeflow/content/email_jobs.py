@@ -1,7 +1,7 @@
 """An email as a self-contained job: what building its bytes needs.
 
 Building an email is pure CPU: the Liquid render of a ~30 KB MJML body, link tracking,
-the MIME bytes and, with a key, a DKIM signature (dkimpy's RSA in Python, several ms).
+the MIME bytes and, with a key, a DKIM signature (OpenSSL's RSA, well under a ms).
 Reading what it needs (the template version, the person's context, the workspace's link
 secret) is database work. `EmailJob` holds the result of the reads — plain, picklable
 values — so that the email channel's `build_raw` (channels/email/build.py) can run either
@@ -48,7 +48,9 @@ class EmailJob:
     sender: str = ""
     reply_to: str | None = None
     date: datetime | None = None
-    dkim: tuple[str, str, bytes] | None = field(default=None, repr=False)  # selector, domain, private key (PEM)
+    # One (selector, domain, PEM private key) per DKIM signature: none, RSA, or RSA and
+    # Ed25519 (channels/email/signing.py).
+    dkim: tuple[tuple[str, str, bytes], ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         # Ids only: the message carries the person's traits, the rest secrets and content.

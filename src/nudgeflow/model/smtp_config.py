@@ -10,7 +10,9 @@ One URL says most of it (`NUDGEFLOW_SMTP_URL`, the default of every workspace):
 Query options: pool (idle connections kept open, default 4), concurrency (sends at once,
 default = pool), rate (messages per second, 0 = no limit), from, from_name, reply_to,
 timeout (seconds), verify (0: accept any certificate; only for a local test server), ca
-(a CA bundle file to trust), dkim_selector, dkim_domain, dkim_key (a PEM file path).
+(a CA bundle file to trust), dkim_selector, dkim_domain, dkim_key (a PEM file path: an
+RSA key, or an Ed25519 one), and for a second signature with Ed25519 beside the RSA one
+(RFC 8463 dual signing) dkim_ed25519_selector and dkim_ed25519_key.
 User and password are percent-decoded, so a password may hold any character.
 
 A workspace may override it all (`workspace_settings`, section "smtp": see
@@ -36,7 +38,9 @@ NONE = "none"  # never TLS
 TLS_MODES = (AUTO, STARTTLS, TLS, NONE)
 
 MASK = "********"
-SECRET_FIELDS = ("password", "dkim_private_key")
+SECRET_FIELDS = ("password", "dkim_private_key", "dkim_ed25519_private_key")
+# The values made of lines (PEM): every other text field is one line.
+_PEM_FIELDS = ("dkim_private_key", "dkim_ed25519_private_key")
 
 _SCHEMES = {"smtp": AUTO, "smtp+starttls": STARTTLS, "smtps": TLS, "smtp+tls": TLS}
 _DEFAULT_PORTS = {AUTO: 587, STARTTLS: 587, TLS: 465, NONE: 25}
@@ -72,6 +76,11 @@ class SmtpConfig:
     dkim_domain: str | None = None
     dkim_key_path: str | None = None
     dkim_private_key: str | None = field(default=None, repr=False)  # PEM text, when stored inline
+    # A second signature, Ed25519 (RFC 8463), beside the first (dual signing): same domain,
+    # a selector of its own (its DNS record says k=ed25519).
+    dkim_ed25519_selector: str | None = None
+    dkim_ed25519_key_path: str | None = None
+    dkim_ed25519_private_key: str | None = field(default=None, repr=False)  # PEM text, when stored inline
     # The domain of the bounce address: the envelope sender (Return-Path) becomes
     # bounces+<workspace_id>@bounce_domain, where `serve --bounce-smtp` receives the DSNs
     # (docs/bounces.md). Without it, the envelope sender is the From address.
@@ -81,11 +90,7 @@ class SmtpConfig:
         for name, value in asdict(self).items():
             # A line break would end up in a header or an SMTP command, a NUL in the
             # database; the PEM of a DKIM key is the one value made of lines.
-            if (
-                isinstance(value, str)
-                and name != "dkim_private_key"
-                and any(ord(c) < 32 or ord(c) == 127 for c in value)
-            ):
+            if isinstance(value, str) and name not in _PEM_FIELDS and any(ord(c) < 32 or ord(c) == 127 for c in value):
                 raise SmtpConfigError(f"{name} must not contain control characters (a line break, a NUL)")
         if not self.host:
             raise SmtpConfigError("the SMTP URL has no host")
@@ -104,6 +109,16 @@ class SmtpConfig:
         dkim = (self.dkim_selector, self.dkim_domain, self.dkim_key_path or self.dkim_private_key)
         if any(dkim) and not all(dkim):
             raise SmtpConfigError("DKIM needs a selector, a domain and a private key together")
+        ed25519 = (self.dkim_ed25519_selector, self.dkim_ed25519_key_path or self.dkim_ed25519_private_key)
+        if any(ed25519) and not all(ed25519):
+            raise SmtpConfigError("an Ed25519 DKIM signature needs its own selector and its private key together")
+        if any(ed25519) and not all(dkim):
+            raise SmtpConfigError(
+                "an Ed25519 DKIM signature is a second one, beside the first: set dkim_selector, dkim_domain "
+                "and dkim_key (an RSA key) too"
+            )
+        if any(ed25519) and self.dkim_ed25519_selector == self.dkim_selector:
+            raise SmtpConfigError("the Ed25519 DKIM key needs a selector of its own (one DNS record per key)")
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -123,14 +138,22 @@ class SmtpConfig:
 
     def dkim_key(self) -> bytes | None:
         """The PEM private key (read from its file each time it is asked for: callers cache)."""
-        if self.dkim_private_key:
-            return self.dkim_private_key.encode()
-        if self.dkim_key_path:
-            try:
-                return Path(self.dkim_key_path).read_bytes()
-            except OSError as exc:
-                raise SmtpConfigError(f"cannot read the DKIM key file: {exc.strerror}") from exc
-        return None
+        return _pem(self.dkim_private_key, self.dkim_key_path, "DKIM key")
+
+    def dkim_ed25519_key(self) -> bytes | None:
+        """The second signature's PEM private key (Ed25519), or None."""
+        return _pem(self.dkim_ed25519_private_key, self.dkim_ed25519_key_path, "Ed25519 DKIM key")
+
+    def dkim_keys(self) -> tuple[tuple[str, str, bytes], ...]:
+        """(selector, domain, PEM) of each signature a message gets: none, one, or the
+        first and the Ed25519 one. Reads key files: callers cache."""
+        if not self.dkim_enabled:
+            return ()
+        domain = self.dkim_domain or ""
+        keys = [(self.dkim_selector or "", domain, self.dkim_key() or b"")]
+        if self.dkim_ed25519_selector:
+            keys.append((self.dkim_ed25519_selector, domain, self.dkim_ed25519_key() or b""))
+        return tuple(keys)
 
     def identity(self) -> tuple[Any, ...]:
         """What a connection pool is keyed by: equal identities may share connections."""
@@ -177,6 +200,17 @@ class SmtpConfig:
         return cls(**dict(data))
 
 
+def _pem(inline: str | None, path: str | None, what: str) -> bytes | None:
+    if inline:
+        return inline.encode()
+    if path:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise SmtpConfigError(f"cannot read the {what} file: {exc.strerror}") from exc
+    return None
+
+
 _OPTION_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "pool": ("pool_size", int),
     "concurrency": ("concurrency", int),
@@ -190,6 +224,8 @@ _OPTION_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "dkim_selector": ("dkim_selector", str),
     "dkim_domain": ("dkim_domain", str),
     "dkim_key": ("dkim_key_path", str),
+    "dkim_ed25519_selector": ("dkim_ed25519_selector", str),
+    "dkim_ed25519_key": ("dkim_ed25519_key_path", str),
     "bounce_domain": ("bounce_domain", str),
 }
 

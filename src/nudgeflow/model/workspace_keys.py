@@ -398,6 +398,7 @@ SECTIONS: dict[str, str] = {
 SECRET_FIELDS = {
     "password",
     "dkim_private_key",
+    "dkim_ed25519_private_key",
     "private_key",
     "service_account",
     "secret",

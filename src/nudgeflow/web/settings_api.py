@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from nudgeflow.core.clock import to_ms
-from nudgeflow.model.smtp_config import MASK, SmtpConfigError, parse_smtp_url
+from nudgeflow.model.smtp_config import MASK, SmtpConfig, SmtpConfigError, parse_smtp_url
 from nudgeflow.store import workspace_settings as store
 from nudgeflow.store.console_users import ADMIN
 from nudgeflow.web.access import require_session_role
@@ -30,11 +30,27 @@ class SmtpSettingsIn(BaseModel):
     dkim_domain: str | None = None
     bounce_domain: str | None = Field(default=None, description="Envelope sender bounces+<workspace>@this domain")
     dkim_private_key: str | None = Field(default=None, description="PEM; the mask keeps the stored key")
+    dkim_ed25519_selector: str | None = Field(
+        default=None, description="A second signature, Ed25519 (RFC 8463), beside the RSA one: its selector"
+    )
+    dkim_ed25519_private_key: str | None = Field(
+        default=None, description="PEM of the Ed25519 key; the mask keeps the stored key"
+    )
 
 
 def _default(state: AppState) -> Any:
     url = state.settings.smtp_url
     return parse_smtp_url(url) if url else None
+
+
+def _stored_if_mask(name: str, key: str | None, current: SmtpConfig | None) -> str | None:
+    """A key as sent, or the stored one when the mask was sent back."""
+    if key != MASK:
+        return key
+    stored = getattr(current, name) if current else None
+    if not stored:
+        raise SmtpConfigError(f"{name} is the mask and no key is stored")
+    return str(stored)
 
 
 def _email_channel_changed(state: AppState, workspace_id: str) -> None:
@@ -112,21 +128,21 @@ def settings_router() -> APIRouter:
                     if current is None or not current.password:
                         raise SmtpConfigError("the URL's password is the mask and none is stored")
                     config = config.with_(password=current.password)
-                if config.dkim_key_path:
+                if config.dkim_key_path or config.dkim_ed25519_key_path:
                     raise SmtpConfigError("send the DKIM key itself as dkim_private_key, not a server path")
-                key = body.dkim_private_key
-                if key == MASK:
-                    key = current.dkim_private_key if current else None
-                    if not key:
-                        raise SmtpConfigError("dkim_private_key is the mask and no key is stored")
+                keys = {
+                    name: _stored_if_mask(name, getattr(body, name), current)
+                    for name in ("dkim_private_key", "dkim_ed25519_private_key")
+                }
                 config = config.with_(
-                    **{k: v for k, v in body.model_dump(exclude={"url", "dkim_private_key"}).items() if v is not None},
-                    dkim_private_key=key,
+                    **{k: v for k, v in body.model_dump(exclude={"url", *keys}).items() if v is not None},
+                    **keys,
                 )
             except (SmtpConfigError, TypeError) as exc:
                 raise HTTPException(422, str(exc)) from None
-            if key and b"PRIVATE KEY" not in key.encode():
-                raise HTTPException(422, "dkim_private_key is not a PEM private key")
+            for name, key in keys.items():
+                if key and b"PRIVATE KEY" not in key.encode():
+                    raise HTTPException(422, f"{name} is not a PEM private key")
             store.set_smtp(conn, workspace_id, config, to_ms(state.clock.now()))
         _email_channel_changed(state, workspace_id)
         return {"source": "workspace", "config": config.masked()}

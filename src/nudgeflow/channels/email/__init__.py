@@ -9,8 +9,9 @@
   Message-ID that is a function of the message's idempotency key (a resend after a crash
   carries the same one, so receivers and our own bounce handling can tell), a Date, and
   the headers the renderer asks for (List-Unsubscribe, List-Unsubscribe-Post, ...).
-- DKIM (dkimpy, signing.py) when the configuration has a key, over the headers that matter,
-  List-Unsubscribe-Post included.
+- DKIM (signing.py: relaxed/relaxed, signed by OpenSSL through `cryptography`) when the
+  configuration has a key, over the headers that matter, List-Unsubscribe-Post included;
+  rsa-sha256, and optionally a second, ed25519-sha256 signature (RFC 8463 dual signing).
 - Delivery through a pool of SMTP connections per configuration (pool.py) (reused across messages,
   replaced when they fail), at most `concurrency` sends at once and at most `rate` a second
   (a token bucket on the injected clock).

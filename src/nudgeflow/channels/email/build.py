@@ -7,11 +7,15 @@ picklable) in this process or in one of the channel's worker processes
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from nudgeflow.channels.base import PermanentError, TransientError
 from nudgeflow.channels.common import permanent_from_render
 from nudgeflow.channels.email import mime, signing
+from nudgeflow.channels.email.signing import DkimKey
 from nudgeflow.content.email_jobs import EmailJob, compiled_for
 from nudgeflow.content.email_render import build_email
 from nudgeflow.content.errors import RenderError
@@ -25,19 +29,23 @@ def finish(
     message_key: str,
     reply_to: str | None,
     date: Any,
-    dkim: tuple[str, str, bytes] | None,
+    dkim: Sequence[DkimKey],
 ) -> bytes:
-    """A rendered email's bytes as sent: composed, then DKIM-signed when there is a key.
-    A message that cannot be composed fails for good; a signing failure waits (an operator
-    can fix the key)."""
+    """A rendered email's bytes as sent: composed, then DKIM-signed once per key (none:
+    unsigned). A message that cannot be composed fails for good; a signing failure waits
+    (an operator can fix the key)."""
     try:
         raw = mime.compose_raw(rendered, to, sender, message_key=message_key, reply_to=reply_to, date=date)
     except (ValueError, TypeError) as exc:
         raise PermanentError(f"cannot compose the message: {exc}") from None
-    if dkim is not None:
+    if dkim:
+        # t= is the message's Date, so a message built twice is the same bytes.
+        timestamp = int(date.timestamp()) if isinstance(date, datetime) else int(time.time())
         try:
-            raw = signing.dkim_sign(raw, *dkim)
-        except Exception as exc:  # a malformed key: the operator must fix it
+            raw = signing.dkim_sign_all(raw, dkim, timestamp)
+        except signing.DkimKeyError as exc:  # the operator must fix the key; says which part, never the key
+            raise TransientError(f"DKIM signing failed: {exc}") from None
+        except Exception as exc:
             raise TransientError(f"DKIM signing failed: {type(exc).__name__}") from None
     return raw
 

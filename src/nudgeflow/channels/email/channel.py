@@ -14,6 +14,7 @@ from nudgeflow.channels.base import NoTarget, PermanentError, RemoteChannel, Tra
 from nudgeflow.channels.common import Sleep, WorkspaceCache, permanent_from_render
 from nudgeflow.channels.email.build import build_raw, finish
 from nudgeflow.channels.email.pool import SmtpPool
+from nudgeflow.channels.email.signing import ED25519_SHA256, RSA_SHA256, DkimKey, DkimKeyError, algorithm, load_key
 from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, slim
 from nudgeflow.content.email_render import prepare_email
 from nudgeflow.content.errors import RenderError
@@ -107,7 +108,7 @@ class EmailChannel(RemoteChannel):
         self.clock = clock or SystemClock()
         self.sleep: Sleep = sleep or asyncio.sleep
         self.pools: dict[SmtpConfig, SmtpPool] = {}
-        self._dkim_keys: dict[SmtpConfig, bytes] = {}
+        self._dkim_keys: dict[SmtpConfig, tuple[DkimKey, ...]] = {}
 
     def check(self, message: OutboundMessage) -> None:
         email = message.traits.get("email")
@@ -120,16 +121,19 @@ class EmailChannel(RemoteChannel):
             pool = self.pools[config] = SmtpPool(config, self.clock, self.sleep)
         return pool
 
-    def _dkim(self, config: SmtpConfig) -> tuple[str, str, bytes] | None:
-        if not config.dkim_enabled:
-            return None
-        key = self._dkim_keys.get(config)
-        if key is None:
+    def _dkim(self, config: SmtpConfig) -> tuple[DkimKey, ...]:
+        """The keys a message of this config is signed with (read and checked once)."""
+        keys = self._dkim_keys.get(config)
+        if keys is None:
             try:
-                key = self._dkim_keys[config] = config.dkim_key() or b""
-            except SmtpConfigError as exc:
+                keys = config.dkim_keys()
+                algorithms = [algorithm(load_key(pem)) for _, _, pem in keys]
+                if config.dkim_ed25519_selector and algorithms != [RSA_SHA256, ED25519_SHA256]:
+                    raise SmtpConfigError("dual DKIM signing needs an RSA dkim_key and an Ed25519 dkim_ed25519_key")
+            except (SmtpConfigError, DkimKeyError) as exc:
                 raise TransientError(str(exc)) from None
-        return config.dkim_selector or "", config.dkim_domain or "", key
+            self._dkim_keys[config] = keys
+        return keys
 
     def _sender(self, config: SmtpConfig) -> str:
         if not config.from_address:
