@@ -10,28 +10,18 @@ loudly, naming what to do, if that is not possible. These tests never skip silen
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests import debian
+
 CHROMIUM = Path(os.environ.get("NUDGEFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))
-INSTALL = "apt-get update && apt-get install -y chromium"
 
 
 def install_chromium() -> str:
     """Install Debian's chromium; returns what went wrong, or "" when it is there."""
-    if os.geteuid() != 0:
-        return f"not root, so cannot run `{INSTALL}`; run it as root (or with sudo) once"
-    if shutil.which("apt-get") is None:
-        return "no apt-get on this machine: install Chromium and set NUDGEFLOW_TEST_CHROMIUM to its path"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
-        if done.returncode != 0:
-            return f"`{' '.join(command)}` failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
-    return ""
+    return debian.install("chromium", CHROMIUM)
 
 
 def chromium_or_fail() -> str:
@@ -41,7 +31,7 @@ def chromium_or_fail() -> str:
         if problem or not CHROMIUM.exists():
             pytest.fail(
                 f"The browser tests need Debian's chromium at {CHROMIUM}, and it could not be installed: "
-                f"{problem or 'the package installed, but the binary is not there'}",
+                f"{problem} (or set NUDGEFLOW_TEST_CHROMIUM to a Chromium's path)",
                 pytrace=False,
             )
     return str(CHROMIUM)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import dkim
 
-OPENDKIM_TESTMSG = shutil.which("opendkim-testmsg") or (
-    "/usr/sbin/opendkim-testmsg" if Path("/usr/sbin/opendkim-testmsg").exists() else None
-)
+from tests import debian
+
+OPENDKIM_TESTMSG = Path("/usr/sbin/opendkim-testmsg")  # Debian's opendkim-tools
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,8 +52,9 @@ def dkimpy_verify(raw: bytes, records: Mapping[str, str]) -> list[bool]:
 
 def opendkim_available() -> str | None:
     """Why OpenDKIM cannot verify here (None: it can)."""
-    if OPENDKIM_TESTMSG is None:
-        return "opendkim-testmsg is not installed (Debian package opendkim-tools)"
+    problem = debian.install("opendkim-tools", OPENDKIM_TESTMSG)
+    if problem:
+        return f"opendkim-testmsg (Debian's opendkim-tools) is needed and could not be installed: {problem}"
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "unshare or ip is missing (util-linux, iproute2)"
     done = subprocess.run(
@@ -136,7 +137,7 @@ def _inside(records_path: str) -> int:
     sock.bind(("127.0.0.1", 53))
     threading.Thread(target=_serve_dns, args=(sock, records), daemon=True).start()
     message = sys.stdin.buffer.read()
-    assert OPENDKIM_TESTMSG is not None
+
     done = subprocess.run([OPENDKIM_TESTMSG], input=message, capture_output=True, timeout=30)
     sys.stdout.buffer.write(done.stdout)
     sys.stderr.buffer.write(done.stderr)
