@@ -175,11 +175,19 @@ def subscribe_people(
 
             async def one(i: int) -> None:
                 sub = service.subscribe(subscription_id(i), application_server_key=vapid_public_key)
+                url = f"{urls[i % len(urls)]}/v1/push/subscriptions"
+                body = {"userId": f"u{i}", "subscription": sub.info()}
                 async with semaphore:
-                    answer = await client.post(
-                        f"{urls[i % len(urls)]}/v1/push/subscriptions",
-                        json={"userId": f"u{i}", "subscription": sub.info()},
-                    )
+                    # Storing it again is harmless (the same endpoint, the same event id): a
+                    # request the overloaded machine dropped is sent again.
+                    for attempt in range(5):
+                        try:
+                            answer = await client.post(url, json=body)
+                            break
+                        except httpx.TransportError:
+                            if attempt == 4:
+                                raise
+                            await asyncio.sleep(1.0)
                 assert answer.status_code == 200, f"subscription of u{i}: {answer.status_code} {answer.text}"
 
             await asyncio.gather(*(one(i) for i in people))
@@ -290,11 +298,13 @@ class Fleet:
         """Processes of another role, started now (before `supervise`)."""
         self.slots[role] = [Slot(role, f"{role}{i}", self.database_url, self.logs, self.env) for i in range(count)]
 
-    def wait_ready(self, seconds: float = 90) -> None:
-        """Until every role has at least one healthy process (a refused standby is not waited for)."""
+    def wait_ready(self, seconds: float = 90, every: bool = False) -> None:
+        """Until every role has at least one healthy process (a refused standby is not waited
+        for); with `every`, until each process is."""
         deadline = time.monotonic() + seconds
+        ready = all if every else any
         for role, slots in self.slots.items():
-            while not any(s.healthy() for s in slots):
+            while not ready(s.healthy() for s in slots):
                 assert time.monotonic() < deadline, f"no {role} process became ready: " + self.tail(role)
                 for s in slots:
                     if not s.alive() and s.proc is not None and s.proc.proc.returncode not in (None, 1):

@@ -165,7 +165,7 @@ def test_acknowledged_events_survive_engines_and_dispatchers_killed_under_load(
     fleet = Fleet(pg_db, tmp_path, env, {"api": 2})
     db = Db(pg_db)
     try:
-        fleet.wait_ready()
+        fleet.wait_ready(every=True)  # the subscriptions go to both
         subscribing = time.monotonic()
         urls, key, vapid = fleet.urls("api"), workspace["write_key"], workspace["vapid_public_key"]
         subscribe_people(urls, key, push.service, range(1), vapid)
