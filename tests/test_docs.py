@@ -33,8 +33,9 @@ What is checked:
   their code blocks, is answered by the app's router with that method. A route of another
   server is written with its origin (`POST {its origin}/subscriptions`) and not checked.
 - Commands in backticks in src/ (docstrings, comments, messages) exist too.
-- Every `NUDGEFLOW_*` variable the pages name is read by the server (settings.ENV_VARS) or
-  by a command's option; every relative link points at a file in the repository.
+- Every `NUDGEFLOW_*` variable the pages name is read by the server (settings.ENV_VARS), by
+  a command's option, or by the test suite (a knob of a test run by hand, such as the fault
+  run's scale); every relative link points at a file in the repository.
 
 The convention for a snippet that is partial or wrong on purpose (it shows two
 alternatives for one key, or an error): put an HTML comment on the line just before its
@@ -531,15 +532,27 @@ def _cli_envvars(cmd: Any) -> set[str]:
     return names
 
 
+# How the tests read a variable of theirs: os.environ.get("X"), os.environ["X"], or the fault
+# run's env_int("X") / env_float("X").
+_TEST_READS = re.compile(r'(?:environ\.get\(|environ\[|env_int\(|env_float\()\s*"(NUDGEFLOW_[A-Z0-9_]+)"')
+
+
+def _test_envvars() -> set[str]:
+    """The NUDGEFLOW_* variables the test suite reads from the environment."""
+    return {name for path in (ROOT / "tests").rglob("*.py") for name in _TEST_READS.findall(path.read_text())}
+
+
 OWN_CODE = {"python", "py", "js", "javascript", "ts", "typescript", "node", "html", "ruby", "go", "php"}
 
 
 def test_every_environment_variable_shown_is_read() -> None:
-    """A NUDGEFLOW_* variable in the docs is one the server reads (settings.ENV_VARS) or
-    one a command's option reads."""
+    """A NUDGEFLOW_* variable in the docs is one the server reads (settings.ENV_VARS), one a
+    command's option reads, or one the test suite reads."""
     from nudgeflow.settings import ENV_VARS
 
-    known = {v.name for v in ENV_VARS} | _cli_envvars(ROOT_COMMAND)
+    tests_read = _test_envvars()
+    assert {"NUDGEFLOW_TEST_POSTGRES_URL", "NUDGEFLOW_FAULT_EVENTS"} <= tests_read, "the test scan is broken"
+    known = {v.name for v in ENV_VARS} | _cli_envvars(ROOT_COMMAND) | tests_read
     assert "NUDGEFLOW_DATABASE_URL" in known and "NUDGEFLOW_WORKSPACE" in known
     problems = []
     for page in PAGES:

@@ -29,12 +29,14 @@ import httpx
 from aiosmtpd.smtp import Envelope, Session
 from sqlalchemy import create_engine, text
 
+from nudgeflow.runtime.dev_push import DevPushService
 from tests.channels.smtp_support import Sink
 from tests.roles.support import RoleProcess
 from tests.runtime.serve_process import run
 
 # The two journeys: one sends on the event, one waits WAIT_S of real time first (a timer that
-# comes due while engines are being killed).
+# comes due while engines are being killed). Each sends an email and then a push: two outbox
+# messages per person, to two providers (the SMTP sink and the local Web Push service).
 NOW_EVENT, LATER_EVENT = "Signed Up", "Trial Started"
 WAIT_S = 3.0
 JOURNEYS = {
@@ -42,7 +44,16 @@ JOURNEYS = {
         "id": "fault-now",
         "name": "Fault run: right away",
         "trigger": {"type": "event", "event": NOW_EVENT},
-        "steps": {"hello": {"type": "send", "channel": "email", "template": "fault-hello", "marketing": False}},
+        "steps": {
+            "hello": {
+                "type": "send",
+                "channel": "email",
+                "template": "fault-hello",
+                "marketing": False,
+                "next": "hello-push",
+            },
+            "hello-push": {"type": "send", "channel": "push", "template": "fault-hello-push", "marketing": False},
+        },
     },
     "fault-later": {
         "id": "fault-later",
@@ -50,14 +61,24 @@ JOURNEYS = {
         "trigger": {"type": "event", "event": LATER_EVENT},
         "steps": {
             "wait": {"type": "wait", "duration": f"{WAIT_S:g}s", "next": "later"},
-            "later": {"type": "send", "channel": "email", "template": "fault-later", "marketing": False},
+            "later": {
+                "type": "send",
+                "channel": "email",
+                "template": "fault-later",
+                "marketing": False,
+                "next": "later-push",
+            },
+            "later-push": {"type": "send", "channel": "push", "template": "fault-later-push", "marketing": False},
         },
     },
 }
 TEMPLATES = {
     "fault-hello": {"channel": "email", "subject": "Hello {{ profile.first_name }}", "body": "<p>Hello.</p>"},
     "fault-later": {"channel": "email", "subject": "Later {{ profile.first_name }}", "body": "<p>Later.</p>"},
+    "fault-hello-push": {"channel": "push", "title": "Hello {{ profile.first_name }}", "body": "Hello."},
+    "fault-later-push": {"channel": "push", "title": "Later {{ profile.first_name }}", "body": "Later."},
 }
+CHANNELS = ("email", "push")
 
 
 # -- the sink ----------------------------------------------------------------------------------
@@ -115,6 +136,65 @@ class SlowSink(Sink):
         return await super().handle_DATA(server, session, envelope)
 
 
+# -- the push service ---------------------------------------------------------------------------
+
+
+def subscription_id(i: int) -> str:
+    """Person i's subscription at the local Web Push service (its endpoint's last segment)."""
+    return f"p{i:06d}"
+
+
+def push_arrivals(service: DevPushService) -> list[Arrival]:
+    """What the local Web Push service accepted (and decrypted), as arrivals: the person from
+    the subscription, and the message key the notification carries (`key`, the same on a
+    resend) in place of a Message-ID."""
+    out = []
+    for r in service.received:
+        notification = r.notification if isinstance(r.notification, dict) else {}
+        key = str(notification.get("key"))
+        title = str(notification.get("title"))
+        out.append(Arrival(r.received_at_ms / 1000, address(int(r.subscription_id[1:])), key, key, title))
+    return out
+
+
+def subscribe_people(
+    urls: list[str],
+    write_key: str,
+    service: DevPushService,
+    people: range,
+    vapid_public_key: str,
+    concurrency: int = 32,
+) -> None:
+    """Each person's browser subscribes at the local push service with the workspace's VAPID
+    key, and hands the subscription to `POST /v1/push/subscriptions` as the SDK does. Setup,
+    before any fault: every one must be stored."""
+
+    async def main() -> None:
+        semaphore = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(auth=(write_key, ""), timeout=30) as client:
+
+            async def one(i: int) -> None:
+                sub = service.subscribe(subscription_id(i), application_server_key=vapid_public_key)
+                url = f"{urls[i % len(urls)]}/v1/push/subscriptions"
+                body = {"userId": f"u{i}", "subscription": sub.info()}
+                async with semaphore:
+                    # Storing it again is harmless (the same endpoint, the same event id): a
+                    # request the overloaded machine dropped is sent again.
+                    for attempt in range(5):
+                        try:
+                            answer = await client.post(url, json=body)
+                            break
+                        except httpx.TransportError:
+                            if attempt == 4:
+                                raise
+                            await asyncio.sleep(1.0)
+                assert answer.status_code == 200, f"subscription of u{i}: {answer.status_code} {answer.text}"
+
+            await asyncio.gather(*(one(i) for i in people))
+
+    asyncio.run(main())
+
+
 # -- setup through the CLI ---------------------------------------------------------------------
 
 
@@ -125,8 +205,8 @@ def cli(*args: str, env: dict[str, str] | None = None) -> str:
 
 
 def set_up_workspace(database_url: str, directory: Path, env: dict[str, str]) -> dict[str, str]:
-    """A workspace with the two templates and the two journeys published, through the CLI; its
-    ids and keys (`nudgeflow workspace create --json`)."""
+    """A workspace with the templates and the two journeys published, through the CLI; its ids
+    and keys (`nudgeflow workspace create --json`) and its VAPID public key."""
     created = json.loads(cli("workspace", "create", "fault-run", "--json", "--database", database_url, env=env))
     ws = created["workspace_id"]
     (directory / "templates").mkdir()
@@ -138,7 +218,9 @@ def set_up_workspace(database_url: str, directory: Path, env: dict[str, str]) ->
     common = ("--workspace", ws, "--database", database_url)
     cli("templates", "apply", str(directory / "templates"), *common, env=env)
     cli("journeys", "apply", str(directory / "journeys"), "--publish", *common, env=env)
-    return created  # type: ignore[no-any-return]
+    # The Web Push keys: browsers subscribe with the public one.
+    vapid = json.loads(cli("workspace", "vapid", "show", ws, "--json", "--database", database_url, env=env))
+    return {**created, "vapid_public_key": vapid["public_key"]}
 
 
 # -- processes, kept running -------------------------------------------------------------------
@@ -200,6 +282,7 @@ class Fleet:
     processes (a healthy one, chosen at random; the engine holding the lock, today)."""
 
     def __init__(self, database_url: str, logs: Path, env: dict[str, str], counts: dict[str, int]) -> None:
+        self.database_url, self.logs, self.env = database_url, logs, env
         self.slots: dict[str, list[Slot]] = {
             role: [Slot(role, f"{role}{i}", database_url, logs, env) for i in range(n)] for role, n in counts.items()
         }
@@ -211,11 +294,17 @@ class Fleet:
         self._rng = random.Random(17)
         self._lock = threading.Lock()
 
-    def wait_ready(self, seconds: float = 90) -> None:
-        """Until every role has at least one healthy process (a refused standby is not waited for)."""
+    def add(self, role: str, count: int) -> None:
+        """Processes of another role, started now (before `supervise`)."""
+        self.slots[role] = [Slot(role, f"{role}{i}", self.database_url, self.logs, self.env) for i in range(count)]
+
+    def wait_ready(self, seconds: float = 90, every: bool = False) -> None:
+        """Until every role has at least one healthy process (a refused standby is not waited
+        for); with `every`, until each process is."""
         deadline = time.monotonic() + seconds
+        ready = all if every else any
         for role, slots in self.slots.items():
-            while not any(s.healthy() for s in slots):
+            while not ready(s.healthy() for s in slots):
                 assert time.monotonic() < deadline, f"no {role} process became ready: " + self.tail(role)
                 for s in slots:
                     if not s.alive() and s.proc is not None and s.proc.proc.returncode not in (None, 1):
@@ -421,40 +510,103 @@ def wait_idle(db: Db, ws: str, expected_messages: int, seconds: float) -> float:
 # -- the checks ----------------------------------------------------------------------------------
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+@dataclass
+class ChannelReport:
+    """What one channel's provider (the SMTP sink, the Web Push service) received. A message is
+    told by its Message-ID (email) or its message key (push): the same on every attempt."""
+
+    messages: int  # distinct messages received
+    copies: int  # messages received in all
+    duplicated: dict[str, list[float]]  # message -> arrival times, for those received more than once
+    outside_window: list[str]
+    missing_people: list[int]  # acknowledged (and reachable on the channel), never received
+    people_with_two: list[int]  # people who received more than one distinct message (one was due)
+    latencies: list[float]
+    latencies_calm: list[float]  # those of people acknowledged away from any kill
+
+
+# The stages of a message's trigger-to-send latency, from the timestamps the database keeps
+# (`Report.stages`): the API's receipt of the request (events.received_at_ms) to the client's
+# 200; to the engine queuing the message (outbox.created_at_ms, the engine's clock when it
+# decided: on the event, or when the timer fired, less the wait); to a dispatcher's claim (the
+# lease's end less the lease); to the provider's acceptance (the sink's clock). The last, not
+# part of the latency: from the acceptance to the dispatcher recording the round (sent_at_ms).
+STAGES = (
+    ("received->acked", "api: received -> 200"),
+    ("acked->queued", "engine: 200 -> queued"),
+    ("queued->claimed", "dispatch: queued -> claimed"),
+    ("claimed->accepted", "send: claimed -> accepted"),
+    ("acked->accepted", "total: 200 -> accepted"),
+    ("accepted->recorded", "accepted -> recorded"),
+)
+
+
+@dataclass(frozen=True)
+class Round:
+    """A dispatch round, as the outbox keeps it: the messages one claim leased (one lease end),
+    sent on their first attempt. From the claim to the provider's first acceptance is the
+    claiming transaction and one send; from the first acceptance to the last, the round's
+    sending."""
+
+    messages: int
+    to_first_s: float
+    first_to_last_s: float
+
+
 @dataclass
 class Report:
     acked_events: int
     lost: list[str]
-    messages: int  # distinct messages the sink received
-    copies: int  # messages received in all
-    duplicated: dict[str, list[float]]  # Message-ID -> arrival times, for those received more than once
-    outside_window: list[str]
-    missing_people: list[int]
-    people_with_two: list[int]  # people who received more than one distinct message (one was due)
-    timer_rows: Counter[int]  # person -> outbox rows of the timer journey
+    channels: dict[str, ChannelReport]
+    timer_rows: Counter[tuple[int, str]]  # (person, channel) -> outbox rows of the timer journey
     retaken: int  # outbox rows tried more than once: claimed by a process that was killed
-    latencies: list[float]
-    latencies_calm: list[float]  # those of people acknowledged away from any kill
     sender_kills: list[float]  # when a process that sends was killed
+    # (journey, channel) -> one dict of STAGES per message sent on its first attempt to a person
+    # acknowledged away from any kill.
+    stages: dict[tuple[str, str], list[dict[str, float]]] = field(default_factory=dict)
+    rounds: list[Round] = field(default_factory=list)
+
+    @property
+    def latencies(self) -> list[float]:
+        return [x for c in self.channels.values() for x in c.latencies]
+
+    @property
+    def latencies_calm(self) -> list[float]:
+        return [x for c in self.channels.values() for x in c.latencies_calm]
 
     def p(self, q: float, which: list[float] | None = None) -> float:
-        values = sorted(self.latencies if which is None else which)
-        if not values:
-            return math.nan
-        return values[min(len(values) - 1, math.ceil(q * len(values)) - 1)]
+        return percentile(self.latencies if which is None else which, q)
 
     def table(self, title: str, extra: dict[str, Any]) -> str:
-        rows = [
+        rows: list[tuple[str, Any]] = [
             ("events acknowledged", self.acked_events),
             ("acknowledged, not in events", len(self.lost)),
-            ("messages (distinct Message-IDs)", self.messages),
-            ("messages received in all", self.copies),
             ("sends tried again (their sender killed)", self.retaken),
-            ("received more than once", len(self.duplicated)),
-            ("  of them outside the resend window", len(self.outside_window)),
-            ("people without their message", len(self.missing_people)),
-            ("people with two different messages", len(self.people_with_two)),
             ("timer sends queued != 1", sum(1 for n in self.timer_rows.values() if n != 1)),
+        ]
+        for name, c in self.channels.items():
+            rows += [
+                (f"{name}: messages (distinct)", c.messages),
+                (f"{name}: received in all", c.copies),
+                (f"{name}: received more than once", len(c.duplicated)),
+                (f"{name}:   of them outside the resend window", len(c.outside_window)),
+                (f"{name}: people without their message", len(c.missing_people)),
+                (f"{name}: people with two different messages", len(c.people_with_two)),
+                (
+                    f"{name}: trigger->send p50 / p99 / max, s",
+                    f"{percentile(c.latencies, 0.5):.2f} / {percentile(c.latencies, 0.99):.2f}"
+                    f" / {percentile(c.latencies, 1.0):.2f}",
+                ),
+                (f"{name}: p99 away from kills, s", f"{percentile(c.latencies_calm, 0.99):.2f}"),
+            ]
+        rows += [
             ("p50 trigger->send, s", f"{self.p(0.50):.2f}"),
             ("p99 trigger->send, s", f"{self.p(0.99):.2f}"),
             ("max trigger->send, s", f"{self.p(1.0):.2f}"),
@@ -463,6 +615,38 @@ class Report:
         ]
         width = max(len(str(k)) for k, _ in rows)
         lines = [title, "-" * len(title)] + [f"{k:<{width}}  {v}" for k, v in rows]
+        return "\n".join([*lines, "", self.stage_table()])
+
+    def stage_table(self) -> str:
+        """Where the time goes away from kills: per journey and channel, each stage's p50 and
+        p99, and its mean over the slowest 1% of messages by total (what the tail is made of)."""
+        title = "where trigger->send goes away from kills, s: p50 / p99 / mean of the slowest 1%"
+        head = ["", "n", *(label for _, label in STAGES)]
+        body = []
+        for (journey, channel), per in sorted(self.stages.items()):
+            ordered = sorted(per, key=lambda m: m["acked->accepted"])
+            tail = ordered[-max(1, len(ordered) // 100) :]
+            cells = [f"{journey}, {channel}", str(len(per))]
+            for stage, _ in STAGES:
+                values = [m[stage] for m in per if stage in m]
+                tail_values = [m[stage] for m in tail if stage in m]
+                mean = sum(tail_values) / len(tail_values) if tail_values else math.nan
+                cells.append(f"{percentile(values, 0.5):.2f} / {percentile(values, 0.99):.2f} / {mean:.2f}")
+            body.append(cells)
+        widths = [max(len(row[k]) for row in [head, *body]) for k in range(len(head))]
+        lines = [title, "-" * len(title)]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [head, *body]]
+        if self.rounds:
+            sizes = [float(r.messages) for r in self.rounds]
+            to_first = [r.to_first_s for r in self.rounds]
+            spans = [r.first_to_last_s for r in self.rounds]
+            lines.append(
+                f"dispatch rounds (first attempts, all): {len(self.rounds)}, messages each p50 / max"
+                f" {percentile(sizes, 0.5):.0f} / {percentile(sizes, 1.0):.0f};"
+                f" claim -> first accepted p50 / p99 {percentile(to_first, 0.5):.2f}"
+                f" / {percentile(to_first, 0.99):.2f} s; first -> last accepted p50 / p99"
+                f" {percentile(spans, 0.5):.2f} / {percentile(spans, 0.99):.2f} s"
+            )
         return "\n".join(lines)
 
 
@@ -502,66 +686,150 @@ def check(
     db: Db,
     ws: str,
     load: Load,
-    arrivals: list[Arrival],
+    arrivals: dict[str, list[Arrival]],
+    reachable: dict[str, set[int]],
     kills: list[tuple[float, str, str]],
     window_s: float,
+    lease_s: float,
     calm_s: float = 2.0,
 ) -> Report:
     """What came out, against what was acknowledged.
 
     - lost: acknowledged messageIds not in `events`;
-    - duplicates: a Message-ID received more than once, each copy after the first within
-      the resend window (`duplicates`);
-    - latency: from the acknowledgement of a person's request to the sink's acceptance of
-      their message's first copy, less the wait for the timer journey.
+    - per channel (`arrivals` by channel; `reachable`: the people the channel can reach, all
+      others acknowledged if not named): duplicates, a message received more than once, each
+      copy after the first within the resend window (`duplicates`); people acknowledged and
+      reachable whose message never came;
+    - latency: from the acknowledgement of a person's request to the provider's acceptance of
+      their message's first copy, less the wait for the timer journey; and its stages
+      (`stage_breakdown`).
     """
     present = {r.message_id for r in db.rows("SELECT message_id FROM events WHERE workspace_id = :ws", ws=ws)}
     lost = sorted(set(load.acked) - present)
-    by_id, duplicated, outside = duplicates(arrivals, kills, window_s)
-    first: dict[int, float] = {}
-    for a in arrivals:
-        i = person_of(a.rcpt)
-        first[i] = min(first.get(i, a.at), a.at)
-    missing = sorted(set(load.user_acked) - set(first))
-    distinct: dict[int, set[str]] = defaultdict(set)
-    for a in arrivals:
-        distinct[person_of(a.rcpt)].add(a.message_id)
-    timer_rows = Counter(
-        person_of(json.loads(r.traits)["email"])
+    all_kills = sorted(at for at, _, _ in kills)
+
+    def calm(i: int, latency: float) -> bool:
+        due = load.user_acked[i] + (WAIT_S if i % 2 else 0.0)
+        return not any(due - calm_s <= k <= due + latency for k in all_kills)
+
+    channels: dict[str, ChannelReport] = {}
+    firsts: dict[str, dict[int, float]] = {}
+    for name, got in arrivals.items():
+        by_id, duplicated, outside = duplicates(got, kills, window_s)
+        first: dict[int, float] = {}
+        distinct: dict[int, set[str]] = defaultdict(set)
+        for a in got:
+            i = person_of(a.rcpt)
+            first[i] = min(first.get(i, a.at), a.at)
+            distinct[i].add(a.message_id)
+        expected = set(load.user_acked) & reachable.get(name, set(load.user_acked))
+        latencies, latencies_calm = [], []
+        for i, acked in load.user_acked.items():
+            if i not in first:
+                continue
+            latency = first[i] - acked - (WAIT_S if i % 2 else 0.0)
+            latencies.append(latency)
+            if calm(i, latency):
+                latencies_calm.append(latency)
+        channels[name] = ChannelReport(
+            messages=len(by_id),
+            copies=len(got),
+            duplicated=duplicated,
+            outside_window=outside,
+            missing_people=sorted(expected - set(first)),
+            people_with_two=sorted(i for i, ids in distinct.items() if len(ids) > 1),
+            latencies=latencies,
+            latencies_calm=latencies_calm,
+        )
+        firsts[name] = first
+    timer_rows: Counter[tuple[int, str]] = Counter(
+        (person_of(json.loads(r.traits)["email"]), r.channel)
         for r in db.rows(
-            "SELECT p.traits FROM outbox o JOIN profiles p ON p.id = o.profile_id"
+            "SELECT p.traits, o.channel FROM outbox o JOIN profiles p ON p.id = o.profile_id"
             " WHERE o.workspace_id = :ws AND o.journey_id = 'fault-later'",
             ws=ws,
         )
     )
     for i in load.user_acked:
         if i % 2 == 1:
-            timer_rows.setdefault(i, 0)
-    latencies, calm = [], []
-    all_kills = sorted(at for at, _, _ in kills)
-    for i, acked in load.user_acked.items():
-        if i not in first:
-            continue
-        latency = first[i] - acked - (WAIT_S if i % 2 else 0.0)
-        latencies.append(latency)
-        due = acked + (WAIT_S if i % 2 else 0.0)
-        if not any(due - calm_s <= k <= due + latency for k in all_kills):
-            calm.append(latency)
+            for name in arrivals:
+                timer_rows.setdefault((i, name), 0)
     return Report(
         acked_events=len(load.acked),
         lost=lost,
-        messages=len(by_id),
-        copies=len(arrivals),
-        duplicated=duplicated,
-        outside_window=outside,
-        missing_people=missing,
-        people_with_two=sorted(i for i, ids in distinct.items() if len(ids) > 1),
+        channels=channels,
         timer_rows=timer_rows,
         retaken=db.scalar("SELECT count(*) FROM outbox WHERE workspace_id = :ws AND attempts > 1", ws=ws),
-        latencies=latencies,
-        latencies_calm=calm,
         sender_kills=sorted(at for at, role, _ in kills if role in ("dispatch", "all")),
+        stages=stage_breakdown(db, ws, load, firsts, lease_s, calm),
+        rounds=dispatch_rounds(db, ws, firsts, lease_s),
     )
+
+
+def stage_breakdown(
+    db: Db, ws: str, load: Load, firsts: dict[str, dict[int, float]], lease_s: float, calm: Any
+) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """The STAGES of each message sent on its first attempt to a person acknowledged away from
+    any kill (`calm(person, latency)`), by (journey, channel). For the timer journey the
+    engine's stage is from the 200 plus the wait to the queuing: the event's decision and the
+    timer's firing together (the timer's due time is not kept once it fired)."""
+    rows = db.rows(
+        "SELECT e.message_id, e.received_at_ms, o.journey_id, o.channel, o.created_at_ms, o.leased_until_ms,"
+        " o.sent_at_ms FROM outbox o JOIN events e ON e.workspace_id = o.workspace_id"
+        " AND e.profile_id = o.profile_id AND e.type = 'track' AND e.event IN (:now, :later)"
+        " WHERE o.workspace_id = :ws AND o.status = 'sent' AND o.attempts = 1",
+        ws=ws,
+        now=NOW_EVENT,
+        later=LATER_EVENT,
+    )
+    out: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    for r in rows:
+        i = int(r.message_id.split("-", 1)[1])
+        acked = load.user_acked.get(i)
+        accepted = firsts.get(r.channel, {}).get(i)
+        if acked is None or accepted is None:
+            continue
+        wait = WAIT_S if i % 2 else 0.0
+        total = accepted - acked - wait
+        if not calm(i, total):
+            continue
+        queued = r.created_at_ms / 1000
+        stages = {
+            "received->acked": acked - r.received_at_ms / 1000,
+            "acked->queued": queued - acked - wait,
+            "acked->accepted": total,
+            "accepted->recorded": r.sent_at_ms / 1000 - accepted,
+        }
+        if r.leased_until_ms is not None:
+            claimed = r.leased_until_ms / 1000 - lease_s
+            stages["queued->claimed"] = claimed - queued
+            stages["claimed->accepted"] = accepted - claimed
+        out[("on event" if i % 2 == 0 else "after wait", r.channel)].append(stages)
+    return dict(out)
+
+
+def dispatch_rounds(db: Db, ws: str, firsts: dict[str, dict[int, float]], lease_s: float) -> list[Round]:
+    """The dispatch rounds of the messages sent on their first attempt (`Round`): the rows one
+    claim leased share their lease end (the claim's clock plus the lease)."""
+    rows = db.rows(
+        "SELECT e.message_id, o.channel, o.leased_until_ms FROM outbox o JOIN events e"
+        " ON e.workspace_id = o.workspace_id AND e.profile_id = o.profile_id AND e.type = 'track'"
+        " AND e.event IN (:now, :later)"
+        " WHERE o.workspace_id = :ws AND o.status = 'sent' AND o.attempts = 1 AND o.leased_until_ms IS NOT NULL",
+        ws=ws,
+        now=NOW_EVENT,
+        later=LATER_EVENT,
+    )
+    accepted: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        at = firsts.get(r.channel, {}).get(int(r.message_id.split("-", 1)[1]))
+        if at is not None:
+            accepted[r.leased_until_ms].append(at)
+    out = []
+    for until_ms, times in accepted.items():
+        claimed = until_ms / 1000 - lease_s
+        out.append(Round(len(times), min(times) - claimed, max(times) - min(times)))
+    return out
 
 
 def env_int(name: str, default: int) -> int:
