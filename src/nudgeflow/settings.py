@@ -324,6 +324,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "flagged as Mail Privacy Protection's (docs/consent.md). Read at start, never fetched.",
     ),
     EnvVar(
+        "NUDGEFLOW_REUSE_PORT",
+        "reuse_port",
+        parse_bool,
+        "1: `serve --role api` listens with SO_REUSEPORT, so several API processes share one --host/--port "
+        "(Linux; docs/roles.md). The same as `serve --reuse-port`. Default 0.",
+    ),
+    EnvVar(
         "NUDGEFLOW_APNS_BASE_URL",
         "apns_base_url",
         _http_url,
@@ -389,6 +396,9 @@ class Settings:
     # not started, and those still running then, are handed back: due at once, their lease
     # released (docs/roles.md).
     drain_seconds: float = 10.0
+    # `serve --role api` listening with SO_REUSEPORT: several API processes on one host and
+    # port, the kernel spreading new connections between them (docs/roles.md).
+    reuse_port: bool = False
     # What `serve` runs (docs/roles.md): "all" (the embedded runtime: API, engine and
     # dispatch in one process), "api", "engine" or "dispatch". `serve --role` sets it.
     role: str = "all"

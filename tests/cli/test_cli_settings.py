@@ -27,6 +27,7 @@ BAD_ENV = [
     ("NUDGEFLOW_INGEST_RATE", "-5", "'-5' is below 0"),
     ("NUDGEFLOW_INGEST_BURST", "lots", "'lots' is not an integer"),
     ("NUDGEFLOW_ENGINE", "maybe", "'maybe' is not a boolean"),
+    ("NUDGEFLOW_REUSE_PORT", "sometimes", "'sometimes' is not a boolean"),
     ("NUDGEFLOW_LOG_LEVEL", "loud", "'loud' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ("NUDGEFLOW_SQLITE_SYNCHRONOUS", "sometimes", "'sometimes' is not one of OFF, NORMAL, FULL, EXTRA"),
     ("NUDGEFLOW_ENGINE_BATCH_MS", "15ms", "'15ms' is not a number"),

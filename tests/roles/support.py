@@ -148,14 +148,17 @@ class HoldingSink(Sink):
 
 
 class RoleProcess:
-    """`nudgeflow serve --role ROLE` on a free port, its output in `log`."""
+    """`nudgeflow serve --role ROLE` on a free port (or `port`), with `options` after those,
+    its output in `log`."""
 
-    def __init__(self, role: str, database_url: str, log: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, role: str, database_url: str, log: Path, *options: str, port: int | None = None, **env: str
+    ) -> None:
+        self.port = free_port() if port is None else port
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [NUDGEFLOW, "serve", "--role", role, "--database", database_url, "--port", str(self.port)],
+                [NUDGEFLOW, "serve", "--role", role, "--database", database_url, "--port", str(self.port), *options],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "NUDGEFLOW_LOG_LEVEL": "INFO", **env},

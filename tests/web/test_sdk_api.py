@@ -15,12 +15,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, event, select
 
+from nudgeflow.model.partitions import partition_of
 from nudgeflow.settings import Settings
 from nudgeflow.store.profiles import resolve_profile_id
 from nudgeflow.store.push_targets import endpoint_hash, targets_of
-from nudgeflow.store.schema import events
+from nudgeflow.store.schema import events, identities, partition_heads, profiles, push_subscriptions
 from nudgeflow.store.workspaces import NewWorkspace
 from tests.support import LiveServer
 
@@ -375,3 +376,81 @@ def test_a_subscription_the_writer_cannot_store_is_a_503_to_retry(live: LiveServ
     assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert answer.json()["success"] is False
     assert profile_of(live, ws, "late") is None
+
+
+def test_a_resubscribe_after_an_erasure_takes_its_offsets_once_at_the_end(live: LiveServer, ws: NewWorkspace) -> None:
+    """The rare second write_events: the Push Subscribed event repeats one the log holds, but
+    its person is gone (an erasure committed between the writer's read of the known message
+    ids and its read of the identities). The event is written anew under a fresh id, in the
+    same transaction, and that transaction takes its partitions' offsets once, at its end
+    (store/event_log.appending), as an ingest commit does: two takes could lock partition
+    heads out of order against one."""
+    sub = new_subscription()
+    with write(live, ws) as client:
+        assert client.post("/v1/push/subscriptions", json={"userId": "eve", "subscription": sub}).status_code == 200
+    [first] = named(live, ws, "Push Subscribed")
+    gone = first["_profile"]
+    # The state that race leaves for the second read: the event still known, no person.
+    with live.state.engine.begin() as conn:
+        for table in (push_subscriptions, identities, profiles):
+            key = table.c.id if table is profiles else table.c.profile_id
+            conn.execute(delete(table).where(table.c.workspace_id == ws.workspace_id, key == gone))
+
+    # What each transaction on the server's connections does, in order.
+    transactions: dict[int, list[str]] = {}
+    done: list[list[str]] = []
+
+    def begun(conn: Any) -> None:
+        transactions[id(conn)] = []
+
+    def statement(conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        steps = transactions.get(id(conn))
+        if steps is None:
+            return
+        said = sql.lstrip().replace('"', "").upper()
+        if said.startswith("SELECT PARTITION, HEAD FROM PARTITION_HEADS"):
+            steps.append("take offsets")
+        elif said.startswith("INSERT INTO PUSH_SUBSCRIPTIONS"):
+            steps.append("save subscription")
+        elif said.startswith("INSERT INTO EVENTS"):
+            steps.append("insert events")
+
+    def committed(conn: Any) -> None:
+        done.append(transactions.pop(id(conn), []))
+
+    engine = live.state.engine
+    listeners = [("begin", begun), ("before_cursor_execute", statement), ("commit", committed)]
+    for name, fn in listeners:
+        event.listen(engine, name, fn)
+    try:
+        with write(live, ws) as client:
+            answer = client.post("/v1/push/subscriptions", json={"userId": "eve", "subscription": sub})
+    finally:
+        for name, fn in listeners:
+            event.remove(engine, name, fn)
+    assert answer.status_code == 200, answer.text
+
+    [steps] = [t for t in done if "save subscription" in t]
+    # One take, for the whole transaction, after everything it wrote: at the scope's end.
+    assert steps == ["save subscription", "take offsets", "insert events"]
+    again = [e for e in named(live, ws, "Push Subscribed") if e["messageId"] != first["messageId"]]
+    [anew] = again
+    assert anew["messageId"].startswith(first["messageId"] + "-")  # the fresh id
+    pid = profile_of(live, ws, "eve")
+    assert pid is not None and pid != gone and anew["_profile"] == pid
+    assert endpoints_of(live, ws, "eve") == [sub["endpoint"]]
+    # Its offset is the one its partition's head gave last, past the earlier event's if
+    # both fell in one partition.
+    with engine.connect() as conn:
+        stored = {
+            r.message_id: (r.partition, r.part_offset)
+            for r in conn.execute(
+                select(events.c.message_id, events.c.partition, events.c.part_offset).where(
+                    events.c.workspace_id == ws.workspace_id
+                )
+            )
+        }
+        (partition, offset), (partition_before, offset_before) = stored[anew["messageId"]], stored[first["messageId"]]
+        head = conn.execute(select(partition_heads.c.head).where(partition_heads.c.partition == partition)).scalar_one()
+    assert partition == partition_of(ws.workspace_id, pid) and offset == head
+    assert partition != partition_before or offset > offset_before

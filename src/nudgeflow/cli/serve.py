@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import ipaddress
 import signal
+import socket
+import sys
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,6 +48,14 @@ def serve(
             "Needed off loopback.",
         ),
     ] = None,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-port",
+            help="With --role api: listen with SO_REUSEPORT, so several API processes share --host/--port and "
+            "the kernel spreads new connections between them (Linux; docs/roles.md); env NUDGEFLOW_REUSE_PORT=1.",
+        ),
+    ] = False,
     log_requests: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
     dev: Annotated[
         bool, typer.Option("--dev", help="Development: email goes to a built-in SMTP sink, shown at /dev/inbox.")
@@ -84,7 +94,13 @@ def serve(
     from nudgeflow.web.app import create_app
 
     settings = load_settings(
-        database, host=host, port=port, log_requests=log_requests, dev_mode=dev or None, dev_smtp_port=dev_smtp_port
+        database,
+        host=host,
+        port=port,
+        log_requests=log_requests,
+        dev_mode=dev or None,
+        dev_smtp_port=dev_smtp_port,
+        reuse_port=reuse_port or None,
     )
     role_name = str(role.value)
     check_role(settings, role_name, dev=dev, bounce_smtp=bounce_smtp)
@@ -107,6 +123,23 @@ def serve(
             raise fail(str(exc), 2) from None
     if role_name in OPS_ONLY_ROLES:
         err.print(f"role {role_name}: /healthz and /metrics on http://{host}:{port} (no API)", highlight=False)
+    listener = None
+    if settings.reuse_port:
+        # Bound here, before the database is opened: a port another program holds without
+        # SO_REUSEPORT is said at once. Not listening yet: the kernel gives it no connection
+        # until uvicorn listens on it, once the app has started.
+        try:
+            listener = shared_listener(host, port)
+        except OSError as exc:
+            raise fail(
+                f"--reuse-port: cannot bind {host}:{port}: {exc.strerror or exc} (a process holding it without "
+                "SO_REUSEPORT, or as another user, keeps it to itself)"
+            ) from exc
+        err.print(
+            f"role api: listening on http://{host}:{port} with SO_REUSEPORT, shared with the other --reuse-port "
+            "processes there",
+            highlight=False,
+        )
     if dev:
         err.print(
             f"dev inbox: http://{host}:{port}/dev/inbox (SMTP sink on {settings.dev_smtp_host}:{dev_smtp_port};"
@@ -156,8 +189,22 @@ def serve(
     # that second delivery, rather than the process dying by the signal.
     signal.signal(signal.SIGTERM, _after_shutdown)
     try:
-        uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        if listener is None:
+            uvicorn.run(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        else:
+            # uvicorn.run binds its own socket, without SO_REUSEPORT: serve on ours. What
+            # uvicorn.run adds around Server.run is its exit status when startup fails.
+            config = uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+            server = uvicorn.Server(config)
+            try:
+                server.run(sockets=[listener])
+            except KeyboardInterrupt:
+                pass
+            if not server.started:
+                raise SystemExit(3)  # uvicorn's STARTUP_FAILURE; it has logged why
     finally:
+        if listener is not None:
+            listener.close()
         if bounces is not None:
             bounces.stop()
 
@@ -171,6 +218,26 @@ def _after_shutdown(_signum: int, _frame: object) -> None:
 
 def check_role(settings: Settings, role: str, *, dev: bool, bounce_smtp: str | None) -> None:
     """Refuse (exit 2) the combinations that make no sense, saying what is allowed instead."""
+    if settings.reuse_port and role == ROLE_ALL:
+        raise fail(
+            "--reuse-port (NUDGEFLOW_REUSE_PORT) with --role all: the embedded runtime (engine and dispatch) runs "
+            "in one process per database, so no second --role all can share its port. Share a port between "
+            "--role api processes, beside one --role all (on a port of its own) or engine and dispatch processes "
+            "(docs/roles.md)",
+            2,
+        )
+    if settings.reuse_port and role in OPS_ONLY_ROLES:
+        raise fail(
+            f"--reuse-port (NUDGEFLOW_REUSE_PORT) with --role {role}: its port serves /healthz and /metrics of "
+            "that one process, which a shared port would answer for any of them; give each its own port. "
+            "--reuse-port is for --role api",
+            2,
+        )
+    if settings.reuse_port:
+        try:
+            reuse_port_option()
+        except ValueError as exc:
+            raise fail(f"--reuse-port (NUDGEFLOW_REUSE_PORT): {exc}", 2) from None
     if role in OPS_ONLY_ROLES and settings.is_sqlite:
         raise fail(
             f"--role {role} needs PostgreSQL (the database is SQLite). On SQLite the engine and the dispatcher run "
@@ -195,6 +262,43 @@ def check_role(settings: Settings, role: str, *, dev: bool, bounce_smtp: str | N
             "run it on a --role api or --role all process",
             2,
         )
+
+
+def reuse_port_option() -> int:
+    """The socket option under which several processes listen on one port and the kernel
+    spreads new connections between them; ValueError saying why where there is none."""
+    if sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT"):
+        return socket.SO_REUSEPORT  # Linux 3.9+: by a hash of each connection's addresses
+    balanced = getattr(socket, "SO_REUSEPORT_LB", None)  # FreeBSD 12+: its SO_REUSEPORT does not spread them
+    if isinstance(balanced, int):
+        return balanced
+    if hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError(
+            f"on {sys.platform}, SO_REUSEPORT lets processes bind one port without spreading connections "
+            "between them (Linux's spreads them). Run each API process on a port of its own behind a load balancer"
+        )
+    raise ValueError(
+        f"this system ({sys.platform}) has no SO_REUSEPORT. Run each API process on a port of its own "
+        "behind a load balancer"
+    )
+
+
+def shared_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT (reuse_port_option), not listening
+    yet: uvicorn listens on it. OSError if it cannot be bound."""
+    option = reuse_port_option()
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own socket: restarts bind at once
+        sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _is_loopback(host: str) -> bool:

@@ -50,7 +50,7 @@ from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import take_user_hash, verify
 from nudgeflow.model.event_names import PUSH_SUBSCRIBED, PUSH_UNSUBSCRIBED
 from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
-from nudgeflow.store.event_log import append_events, event_row, profile_identity
+from nudgeflow.store.event_log import append_events, appending, event_row, profile_identity
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import profile_of_identity
@@ -282,17 +282,22 @@ def sdk_router() -> APIRouter:
             now_ms = to_ms(received_at)
 
             def store(conn: Connection) -> str:
-                write_events(conn, workspace_id, [record], now_ms)
-                profile_id = _profile_of(conn, workspace_id, user_id, anonymous_id)
-                if profile_id is None:
-                    # The event repeated one whose person has since been erased (the event
-                    # was skipped as known, and no identity exists): write it anew under a
-                    # fresh id, so the person exists again to hold the subscription.
-                    write_events(conn, workspace_id, [record_with(f"{message_id}-{now_ms}")], now_ms)
+                # One take of the partitions' offsets for the whole transaction, at its end,
+                # however many write_events it makes: two takes in one transaction could lock
+                # partition heads out of order against an ingest commit (store/event_log.py).
+                with appending(conn):
+                    write_events(conn, workspace_id, [record], now_ms)
                     profile_id = _profile_of(conn, workspace_id, user_id, anonymous_id)
                     if profile_id is None:
-                        raise WriterFailed("the subscription's person could not be resolved")
-                save_subscription(conn, workspace_id, profile_id, subscription, now_ms, user_agent)
+                        # The event repeated one whose person has since been erased (the event
+                        # was skipped as known, and no identity exists: an erasure committed
+                        # between the two reads): write it anew under a fresh id, so the person
+                        # exists again to hold the subscription.
+                        write_events(conn, workspace_id, [record_with(f"{message_id}-{now_ms}")], now_ms)
+                        profile_id = _profile_of(conn, workspace_id, user_id, anonymous_id)
+                        if profile_id is None:
+                            raise WriterFailed("the subscription's person could not be resolved")
+                    save_subscription(conn, workspace_id, profile_id, subscription, now_ms, user_agent)
                 return profile_id
 
             await state.committer.run_job(store)
