@@ -93,7 +93,10 @@
     } else {
       add(panelBody, "p", "None counted at this node.", { class: "hint" });
     }
-    if (window.NFJourney && window.NFJourney.edit && (node.id === "@trigger" || !node.id.startsWith("@")) && node.kind !== "missing") {
+    // Editable: the trigger, the goal, the exit rules and every step (not the run's end, nor a
+    // step that a link names but the document lacks).
+    const editable = ["@trigger", "@goal", "@exit"].includes(node.id) || !node.id.startsWith("@");
+    if (window.NFJourney && window.NFJourney.edit && editable && node.kind !== "missing") {
       editControls(node);
     }
     const problems = problemsOf(node);
@@ -113,15 +116,13 @@
     add(box, "h3", "Change the journey here");
     // The node's own settings (the trigger, a step, the goal, the exit rules) as YAML, applied
     // into the document: the trigger's event, a wait's duration, a branch's conditions, variants.
-    if (node.id === "@trigger" || node.id === "@goal" || node.id === "@exit" || !node.id.startsWith("@")) {
-      add(box, "label", "Settings (YAML)", { for: "edit-part" });
-      const part = add(box, "textarea", null, { id: "edit-part", rows: "8", spellcheck: "false", "data-testid": "edit-part" });
-      const apply = add(box, "button", "Apply the settings", { type: "button", "data-testid": "apply-part" });
-      window.NFJourney.part(node.id).then((text) => {
-        part.value = text;
-      });
-      apply.addEventListener("click", () => window.NFJourney.edit({ op: "set", step: node.id, part: part.value }));
-    }
+    add(box, "label", "Settings (YAML)", { for: "edit-part" });
+    const part = add(box, "textarea", null, { id: "edit-part", rows: "8", spellcheck: "false", "data-testid": "edit-part" });
+    const apply = add(box, "button", "Apply the settings", { type: "button", "data-testid": "apply-part" });
+    window.NFJourney.part(node.id).then((text) => {
+      part.value = text;
+    });
+    apply.addEventListener("click", () => window.NFJourney.edit({ op: "set", step: node.id, part: part.value }));
     const links = data.graph.edges.filter((e) => e.source === node.id);
     if (links.length) {
       add(box, "label", "New step", { for: "edit-kind" });
