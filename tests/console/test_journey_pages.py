@@ -186,6 +186,11 @@ def test_no_journey_of_another_workspace(seeded: ConsoleApp, signed_in: SignedIn
         "/journeys/cart-abandonment?version=99",
     ):
         assert client.get(path).status_code == 404, path
+    # A page says so as a page (its navigation, a way back), not as the admin API's JSON.
+    for path in ("/journeys/theirs", "/journeys/theirs/versions", "/journeys/cart-abandonment/versions?a=99"):
+        answer = client.get(path)
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert "<h1>Not found</h1>" in answer.text and 'href="/journeys"' in answer.text, path
     assert 'data-journey-id="theirs"' not in client.get("/journeys").text
 
 
