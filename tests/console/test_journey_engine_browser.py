@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from nudgeflow.core.clock import VirtualClock
+from nudgeflow.model.journey_checks import validate_files
+from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from tests.console.conftest import START
 from tests.console.engine_console import send
@@ -115,7 +118,7 @@ steps:
 
 
 def test_build_a_journey_from_nothing_then_publish_and_send(console_app: ConsoleApp, console_page: Any) -> None:
-    """A new draft from the list, its definition written in the page's editor (checked as typed,
+    """A new draft from the list, its definition typed in the page's YAML editor (checked as typed,
     the problem marked on its node, then fixed), saved, published, and its first send counted."""
     app = console_app
     page = console_page("editor")
@@ -171,3 +174,85 @@ def test_build_a_journey_from_nothing_then_publish_and_send(console_app: Console
     page.reload()
     page.wait_for_selector('svg [data-step-id="remind"]')
     assert page.locator('[data-step-id="remind"]').get_by_test_id("node-counts").text_content() == "1 sent · 0 here now"
+
+
+CART_TRIGGER = """type: event_not_followed
+event: Product Added
+not_followed_by:
+  event: Order Completed
+  within: 1h
+  match: cart_id
+"""
+
+
+def test_build_the_cart_abandonment_on_the_canvas_then_publish_and_send(
+    console_app: ConsoleApp, console_page: Any, tmp_path: Path
+) -> None:
+    """Issue 16's journey built with the canvas's own controls, no typing in the YAML editor: a new
+    draft, its trigger's settings changed on the trigger's node, an email step added on the
+    trigger's link and its template set on the step's node; saved, published, and its first send
+    counted. The document the canvas wrote is what `journeys apply` takes."""
+    app = console_app
+    page = console_page("editor")
+    page.goto("/journeys")
+    page.get_by_test_id("new-journey-id").fill("cart-on-canvas")
+    page.get_by_test_id("new-journey-name").fill("Cart abandonment, drawn on the canvas")
+    with page.expect_navigation():
+        page.get_by_test_id("create-journey").click()
+    page.wait_for_selector('svg [data-step-id="done"]')
+    text = lambda: page.evaluate("NFJourney.editor.state.doc.toString()")  # noqa: E731
+
+    # The trigger: Product Added not followed by Order Completed (same cart) within 1 h.
+    page.locator('svg [data-step-id="@trigger"]').click()
+    page.wait_for_function("() => document.getElementById('edit-part').value.includes('Signed Up')")
+    page.get_by_test_id("edit-part").fill(CART_TRIGGER)
+    page.get_by_test_id("apply-part").click()
+    page.wait_for_function("() => NFJourney.editor.state.doc.toString().includes('event_not_followed')")
+    page.wait_for_selector('svg [data-step-id="@trigger"].selected')
+    trigger = page.locator('svg [data-step-id="@trigger"] desc')
+    page.wait_for_function(
+        "() => document.querySelector('svg [data-step-id=\"@trigger\"] desc').textContent.includes('Product Added')"
+    )
+    assert "Product Added not followed by Order Completed (same cart_id) within 1h" in trigger.text_content()
+
+    # Then an email: a send step on the trigger's link, its template chosen in its settings.
+    page.get_by_test_id("edit-kind").select_option("send")
+    page.get_by_test_id("add-step").click()
+    page.wait_for_selector('svg [data-step-id="send-1"].selected')
+    assert page.evaluate("NFJourney.data.graph.start") == "send-1"
+    page.wait_for_function("() => document.getElementById('edit-part').value.includes('new-template')")
+    part = page.get_by_test_id("edit-part")
+    part.fill(part.input_value().replace("new-template", "cart-reminder"))
+    page.get_by_test_id("apply-part").click()
+    page.wait_for_function("() => NFJourney.editor.state.doc.toString().includes('template: cart-reminder')")
+    page.wait_for_selector('[data-testid="edit-state"][data-valid="true"]')
+    assert page.locator('svg [data-step-id="send-1"]').get_attribute("aria-invalid") is None
+    written = text()
+    with page.expect_download() as download:
+        page.get_by_test_id("download-edited").click()
+    path = tmp_path / "cart-on-canvas.yaml"
+    path.write_text(Path(download.value.path()).read_text())
+    assert path.read_text() == written
+    assert [p for p in validate_files([path]) if p.problem.severity == "error"] == []
+
+    with page.expect_navigation():
+        page.get_by_test_id("save-draft").click()
+    page.wait_for_selector('svg [data-step-id="send-1"]')
+    with app.admin() as api:
+        stored = api.get("/api/journeys/cart-on-canvas").json()["draft"]
+    assert Journey.model_validate(stored) == Journey.model_validate(yaml.safe_load(written))
+    page.get_by_test_id("publish").click()
+    page.get_by_test_id("confirm-dialog").wait_for(state="visible")
+    with page.expect_navigation():
+        page.get_by_test_id("confirm-yes").click()
+    page.wait_for_selector('svg [data-step-id="send-1"]')
+    assert page.get_by_test_id("journey-status").text_content() == "live"
+    app.state.runtime.run_until_idle()
+
+    send(app, "/v1/identify", {"userId": "dee", "traits": {"email": "dee@example.com"}})
+    send(app, "/v1/track", {"userId": "dee", "event": "Product Added", "properties": {"cart_id": "d1"}})
+    app.clock.advance(timedelta(hours=1, minutes=1))
+    app.state.runtime.run_until_idle()
+    page.reload()
+    page.wait_for_selector('svg [data-step-id="send-1"]')
+    assert page.locator('[data-step-id="send-1"]').get_by_test_id("node-counts").text_content() == "1 sent · 0 here now"
