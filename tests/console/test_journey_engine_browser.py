@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.journey_checks import validate_files
 from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
+from nudgeflow.store import dev_inbox
 from tests.console.conftest import START
 from tests.console.engine_console import send
 from tests.console.journey_support import save_templates
@@ -256,3 +258,21 @@ def test_build_the_cart_abandonment_on_the_canvas_then_publish_and_send(
     page.reload()
     page.wait_for_selector('svg [data-step-id="send-1"]')
     assert page.locator('[data-step-id="send-1"]').get_by_test_id("node-counts").text_content() == "1 sent · 0 here now"
+
+
+def test_a_test_send_from_the_template_editor(console_app: ConsoleApp, console_page: Any) -> None:
+    """The editor's "Send a test" sends the saved version for real (the dev SMTP sink here), to an
+    address, with [Test] before the subject; a viewer has no such form."""
+    qa = "qa-console@example.com"
+    page = console_page("editor")
+    page.goto("/templates/cart-reminder")
+    page.get_by_test_id("test-send-target").fill(qa)
+    page.get_by_test_id("test-send").click()
+    expect(page.get_by_test_id("test-send-status")).to_have_text(f"Sent to {qa}.")
+    with console_app.state.engine.connect() as conn:
+        received = [row for row in dev_inbox.received(conn, "email") if row.rcpt_to == qa]
+    assert len(received) == 1 and received[0].subject.startswith("[Test]"), received
+    viewer = console_page("viewer")
+    viewer.goto("/templates/cart-reminder")
+    viewer.get_by_test_id("editor-body").wait_for()
+    assert viewer.get_by_test_id("test-send-form").count() == 0  # and the API refuses it (test_templates_pages)
