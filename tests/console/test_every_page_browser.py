@@ -13,13 +13,21 @@ import pytest
 
 from tests.console.journey_support import save_example
 from tests.console.people_support import seed_console_person
-from tests.console.support import ConsoleApp, app_routes, serious_violations
+from tests.console.support import ConsoleApp, app_routes, screenshot, serious_violations
 
 Page = Callable[[str], Any]
 SEGMENT = {
     "id": "pro-buyers",
     "name": "Pro buyers",
     "when": {"all": [{"trait": "plan", "value": "pro"}, {"performed": "Order Completed", "within": "30d"}]},
+}
+# docs/console.md's pictures of pages no other browser test shows.
+SHOTS = {
+    "/templates": "templates",
+    "/segments": "segments",
+    "/settings/push": "settings-push",
+    "/settings/workspace": "settings-workspace",
+    "/settings/keys": "settings-keys",
 }
 # Routes that answer something other than a page (a file to download).
 NOT_PAGES = {"/journeys/{journey_id}/definition.yaml"}
@@ -101,8 +109,10 @@ def test_every_page_has_no_serious_violation(
 ) -> None:
     """As an admin (every control there) and as a viewer (forms greyed out, pages refused)."""
     page = console_page(role)
-    for url in urls.values():
+    for route, url in urls.items():
         check(page, url)
+        if role == "admin" and route in SHOTS:
+            screenshot(page, SHOTS[route])
     check(page, "/sign-out")
     for missing in ("/journeys/no-such-journey", "/journeys/no-such-journey/report", "/segments/no-such-segment"):
         check(page, missing)  # a page, with the navigation, saying what is not there
