@@ -276,3 +276,35 @@ def test_a_test_send_from_the_template_editor(console_app: ConsoleApp, console_p
     viewer.goto("/templates/cart-reminder")
     viewer.get_by_test_id("editor-body").wait_for()
     assert viewer.get_by_test_id("test-send-form").count() == 0  # and the API refuses it (test_templates_pages)
+
+
+def test_the_publish_confirmation_counts_who_would_enter_at_once(console_app: ConsoleApp, console_page: Any) -> None:
+    """A win-back (inactive 7 days) published a week after people were last seen: the
+    confirmation says how many would enter at once, the admin API's dry-run count, not 0.
+    (Last in this module: it moves the module's clock on by 8 days.)"""
+    app = console_app
+    send(app, "/v1/track", {"userId": "eve", "event": "Session Started"})
+    app.clock.advance(timedelta(days=8))
+    winback = {
+        "id": "winback",
+        "name": "Win back",
+        "trigger": {"type": "inactivity", "window": "7d"},
+        "steps": {"mark": {"type": "update_profile", "set": {"winback": True}}},
+    }
+    with app.admin() as api:
+        assert api.put("/api/journeys/winback", json=winback).status_code == 201
+        counted = api.post("/api/journeys/winback/publish?dry_run=true").json()
+    assert counted["would_enter"] >= 1
+    page = console_page("editor")
+    page.goto("/journeys/winback")
+    page.wait_for_selector('svg [data-step-id="mark"]')
+    page.get_by_test_id("publish").click()
+    page.get_by_test_id("confirm-dialog").wait_for(state="visible")
+    said = page.get_by_test_id("confirm-text").text_content()
+    people = "person" if counted["would_enter"] == 1 else "people"
+    entering, known = counted["would_enter"], counted["profiles"]
+    expected = f"{entering:,} {people} would enter at once (of {known:,} profiles looked at)"
+    assert expected in said, said
+    page.get_by_test_id("confirm-no").click()
+    with app.admin() as api:
+        assert api.get("/api/journeys/winback").json()["status"] == "draft"  # cancelled: nothing published
