@@ -234,6 +234,18 @@ def test_the_canvas_edits_by_keyboard_alone(console_app: ConsoleApp, console_pag
     page.wait_for_selector('svg [data-step-id="wait-1"].selected')
     assert testid() == "wait-1"  # the new step has the focus, on the canvas
     assert page.evaluate("NFJourney.data.graph.start") == "wait-1"
+    # Its settings, typed: a wait of 2 hours.
+    page.wait_for_function("() => document.getElementById('edit-part').value.includes('duration')")
+    tab_to("edit-part")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("type: wait\nduration: 2h\nnext: celebrate\n")
+    tab_to("apply-part")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => NFJourney.data.graph.nodes.some((n) => n.id === 'wait-1' && n.summary === '2h')")
+    # Moved down: the step it led to comes first.
+    tab_to("move-down")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => NFJourney.data.graph.start === 'celebrate'")
     tab_to("remove-step")
     page.keyboard.press("Enter")
     page.wait_for_function("() => !NFJourney.data.graph.nodes.some((n) => n.id === 'wait-1')")
