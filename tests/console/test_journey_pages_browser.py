@@ -281,6 +281,39 @@ def test_the_goal_and_the_exit_rules_are_edited_on_the_canvas(console_app: Conso
     assert [rule["event"] for rule in written["exit"]["events"]] == ["Order Completed", "Unsubscribed"]
 
 
+def test_the_entry_rules_are_edited_on_the_canvas(console_app: ConsoleApp, console_page: Page) -> None:
+    """The entry rules (filter, re-entry, period) have no node of their own: the trigger's node
+    shows them and edits them beside the trigger's settings, into the same document."""
+    doc = save_example(console_app, "win-back")
+    page = _open(console_page("editor"), f"/journeys/{doc['id']}")
+    page.locator('svg [data-step-id="@trigger"]').click()
+    entry = page.get_by_test_id("edit-entry")
+    page.wait_for_function("() => document.getElementById('edit-entry').value.includes('period: 90d')")
+    entry.fill("filter:\n- {trait: email, op: exists}\n- {trait: plan, value: free}\nreentry: once\n")
+    page.get_by_test_id("apply-entry").click()
+    page.wait_for_function("() => NFJourney.editor.state.doc.toString().includes('reentry: once\\n')")
+    # Checked and drawn again from the text, the trigger selected again with its new rules.
+    page.wait_for_function(
+        "() => { const s = document.querySelector('[data-testid=panel-settings]');"
+        " return s && s.textContent.includes('re-entryonce') && !s.textContent.includes('90d'); }"
+    )
+    settings = page.get_by_test_id("panel-settings").text_content()
+    assert "plan = free" in settings, settings
+    assert page.get_by_test_id("edit-state").text_content().startswith("Checked: no errors")
+    written = yaml.safe_load(page.evaluate("NFJourney.editor.state.doc.toString()"))
+    filters = [{"trait": "email", "op": "exists"}, {"trait": "plan", "value": "free"}]
+    assert written["entry"] == {"filter": filters, "reentry": "once"}
+    assert written["trigger"] == doc["trigger"] and written["steps"].keys() == doc["steps"].keys()
+
+    # Rules that do not hold together are written as asked and refused by the checks, by name.
+    page.locator('svg [data-step-id="@trigger"]').click()
+    page.wait_for_function("() => document.getElementById('edit-entry').value.includes('reentry: once')")
+    entry.fill("reentry: once_per_period\n")
+    page.get_by_test_id("apply-entry").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=edit-state]').dataset.valid === 'false'")
+    assert "period" in page.get_by_test_id("edit-problems").text_content()
+
+
 def test_the_confirmation_counts_the_people_in_flight(seeded: ConsoleApp, console_page: Page) -> None:
     """The 4 runs at the wait (the seeded journey's) are named in pausing's and archiving's
     confirmations; cancelled, nothing changes."""

@@ -123,6 +123,19 @@
       part.value = text;
     });
     apply.addEventListener("click", () => window.NFJourney.edit({ op: "set", step: node.id, part: part.value }));
+    // The entry rules (filter, re-entry, period) have no node of their own: the trigger's node
+    // shows them, so they are edited here too, as their own piece of the document ("@entry").
+    if (node.id === "@trigger") {
+      add(box, "label", "Entry rules (YAML): filter, reentry, period", { for: "edit-entry" });
+      const entry = add(box, "textarea", null, { id: "edit-entry", rows: "6", spellcheck: "false", "data-testid": "edit-entry" });
+      const applyEntry = add(box, "button", "Apply the entry rules", { type: "button", "data-testid": "apply-entry" });
+      window.NFJourney.part("@entry").then((text) => {
+        entry.value = text;
+      });
+      applyEntry.addEventListener("click", () =>
+        window.NFJourney.edit({ op: "set", step: "@entry", part: entry.value, select: "@trigger" }),
+      );
+    }
     const links = data.graph.edges.filter((e) => e.source === node.id);
     if (links.length) {
       add(box, "label", "New step", { for: "edit-kind" });
@@ -252,7 +265,7 @@
       } catch (err) {
         return; // NF.api has shown why (a step that cannot move, the text not yet a journey)
       }
-      selectNext = asked.op === "remove" ? null : done.step;
+      selectNext = asked.op === "remove" ? null : asked.select || done.step;
       view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: done.yaml } });
     };
 
