@@ -4,17 +4,21 @@
     .venv/bin/python benchmarks/console.py [--quick] [--no-record] [--requests N]
     .venv/bin/python benchmarks/console.py --db /var/tmp/nudgeflow-console.db   # keep (and reuse) the data
 
-The workspace (issue 16's sizes): 100 journeys (published, each with an A/B variant step,
-a wait and a reminder, a tenth held out), 1,000 templates, 100,000 profiles, 1,000,000
-messages in the outbox (mostly sent; some failed, suppressed, deferred, dropped, as a
-real one has), the journey runs they belong to, 5 events per person in the event log,
-10 segments, and the report rollups those messages and runs would have made, over the 90
-days before now. The journeys, templates and segments go through the store's own functions;
-the bulk rows (profiles, identities, runs, messages, events) are inserted with plain SQL in
-large transactions, as a restore would: this benchmark measures reading, not writing.
+The workspace (issue 16's sizes): 100 journeys (published, each with an A/B variant step, a
+wait and a reminder, a tenth held out), 1,000 templates, 100,000 profiles, 1,000,000 messages
+in the outbox (mostly sent; some failed, suppressed, deferred, dropped, as a real one has), the
+journey runs they belong to, 5 events per person in the event log (and 600 more for one person,
+user-1, whose timeline runs to a dozen pages), 10 segments, one template with two versions (to
+compare), and the report rollups those messages and runs would have made, over the 90 days
+before now. The journeys, templates and segments go through the store's own functions; the bulk
+rows (profiles, identities, runs, messages, events) are inserted with plain SQL in large
+transactions, as a restore would: this benchmark measures reading, not writing.
 
 Then every console page that exists (the GET routes of web/console's page modules, their
-path parameters filled with a seeded journey, template, segment or person) is requested
+path parameters filled with a seeded journey, template, segment or person; and their heavier
+forms: the overview's longest period, People searches, a person's "why" for a journey and their
+older timeline pages (followed by the page's own Older link), a segment's why-panel for a person
+in it and one not, two template versions compared) is requested
 --requests times in-process through the ASGI app (httpx over Starlette's TestClient, signed
 in as an admin: no network, no engine running), after one warm-up request each. Per page:
 the median and 95th percentile of the wall time and of the process's CPU time per request.
@@ -53,6 +57,10 @@ TARGET_MS = 300.0
 DEFAULTS = {"journeys": 100, "templates": 1_000, "profiles": 100_000, "messages": 1_000_000, "days": 90}
 QUICK = {"journeys": 10, "templates": 100, "profiles": 2_000, "messages": 20_000, "days": 30}
 EVENTS_PER_PERSON = 5
+HISTORY = 600  # more events of the seeded person (user-1): their timeline's older pages
+OLDER_PAGES = (2, 10)  # the person's timeline pages measured beside the first (50 items a page)
+# What a kept --db must have been seeded with besides the sizes (bumped when the seed grows).
+SEED_FORM = 2
 SEGMENTS = 10
 CHUNK = 50_000  # rows per transaction of the bulk stages
 META = "bench_console"
@@ -72,6 +80,11 @@ NOT_SENT_REASONS = {
     "dropped": ("frequency_cap:email-daily", "collision:journey-000", "quiet_hours"),
     "deferred": ("quiet_hours", "frequency_cap:email-daily"),
 }
+
+
+# The segment page's why-panel is measured for these: segment-00 holds the free plan, which
+# every third person has (user-3), and not user-1's pro plan.
+SEGMENT_PEOPLE = ("user-3", "user-1")
 
 
 def journey_doc(i: int) -> dict[str, Any]:
@@ -215,6 +228,10 @@ def seed(path: Path, sizes: dict[str, int], out: Any) -> Seeded:
         yield len(names) % 50
 
     stages.run("templates", len(names), store_templates())
+    # A second version of the first template: the editor's compare page (?from=1&to=2).
+    changed = {**template_doc(names[0], False), "subject": "Hello again {{ profile.first_name | default: 'there' }}"}
+    with db.begin() as conn:
+        compiled_templates.save_template(conn, ws, names[0], parse_source(changed), now_ms)
 
     segment_ids = [f"segment-{i:02d}" for i in range(SEGMENTS)]
 
@@ -427,26 +444,53 @@ def seed(path: Path, sizes: dict[str, int], out: Any) -> Seeded:
                 )
             insert(conn, "events", rows)
             yield len(rows)
-        # The engine has decided them all: no lag.
-        conn.execute(
-            "INSERT INTO engine_cursors (name, position, updated_at_ms) VALUES ('events', ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            (events, now_ms),
-        )
 
     stages.run("events", events, event_log())
+
+    def long_history() -> Any:
+        """The seeded person's many more events: a regular's history, many timeline pages long."""
+        rows = []
+        for k in range(events, events + HISTORY):
+            at = first_day_ms + rng.randrange(sizes["days"] * DAY_MS)
+            rows.append(
+                row_of(
+                    ecols,
+                    {
+                        "seq": k + 1,
+                        "workspace_id": ws,
+                        "message_id": f"m-{k}",
+                        "profile_id": "prf_00000001",
+                        "type": "track",
+                        "event": "Product Viewed",
+                        "user_id": "user-1",
+                        "timestamp_ms": at,
+                        "received_at_ms": at,
+                        "payload": '{"type":"track","event":"Product Viewed","userId":"user-1","properties":{}}',
+                    },
+                )
+            )
+        insert(conn, "events", rows)
+        yield len(rows)
+
+    stages.run("history", HISTORY, long_history())
+    # The engine has decided them all: no lag.
+    conn.execute(
+        "INSERT INTO engine_cursors (name, position, updated_at_ms) VALUES ('events', ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        (events + HISTORY, now_ms),
+    )
     conn.execute("ANALYZE")
     conn.execute(f"CREATE TABLE {META} (workspace_id TEXT, now_ms INTEGER, sizes TEXT)")
     import json
 
-    conn.execute(f"INSERT INTO {META} VALUES (?, ?, ?)", (ws, now_ms, json.dumps(sizes)))
+    conn.execute(f"INSERT INTO {META} VALUES (?, ?, ?)", (ws, now_ms, json.dumps({**sizes, "form": SEED_FORM})))
     conn.close()
     db.dispose()
     return Seeded(ws, journeys[0]["id"], names[0], segment_ids[0], "user-1", now_ms, sizes, stages.seconds)
 
 
 def reuse(path: Path, sizes: dict[str, int]) -> Seeded | None:
-    """The seeded database at `path` when it was built for these sizes."""
+    """The seeded database at `path` when it was built for these sizes (by this seed's form)."""
     import json
 
     if not path.exists():
@@ -458,7 +502,7 @@ def reuse(path: Path, sizes: dict[str, int]) -> Seeded | None:
         return None
     finally:
         conn.close()
-    if row is None or json.loads(row[2]) != sizes:
+    if row is None or json.loads(row[2]) != {**sizes, "form": SEED_FORM}:
         return None
     return Seeded(row[0], "journey-000", "t000-a", "segment-00", "user-1", int(row[1]), sizes, built_now=False)
 
@@ -508,7 +552,11 @@ def console_pages(app: Any, seeded: Seeded) -> tuple[list[str], list[str]]:
         if not isinstance(route, APIRoute) or "GET" not in route.methods:
             continue
         path = prefix + route.path
-        if not route.endpoint.__module__.startswith("nudgeflow.web.console") or path in skip or path.startswith("/api/"):
+        if (
+            not route.endpoint.__module__.startswith("nudgeflow.web.console")
+            or path in skip
+            or path.startswith("/api/")
+        ):
             continue
         for name in route.param_convertors:
             if name == "id":  # /journeys/{id}, /segments/{id}: by the path's area
@@ -524,7 +572,29 @@ def console_pages(app: Any, seeded: Seeded) -> tuple[list[str], list[str]]:
             urls.extend(VARIANTS.get(path, ()))
             if route.path == "/people/{ref:path}":  # the person page answering "why" for a journey
                 urls.append(f"{path}?journey={seeded.journey_id}")
+            if route.path == "/templates/{name}":  # its first two versions compared
+                urls.append(f"{path}?from=1&to=2")
+            if route.path == "/segments/{segment_id}":  # the why-panel: a person in it, one not
+                urls += [f"{path}?person={person}" for person in SEGMENT_PEOPLE]
     return urls, left_out
+
+
+def older_pages(client: Any, first: str) -> list[str]:
+    """The URLs of the person's older timeline pages in OLDER_PAGES, reached as a person reaches
+    them: by the page's own Older link (its cursor), from the first page."""
+    import html
+    import re
+
+    found, url = [], first
+    for number in range(2, max(OLDER_PAGES) + 1):
+        page = client.get(url, follow_redirects=False).text
+        older = re.search(r'<a href="(\?before=[^"]+)" data-testid="timeline-older"', page)
+        if older is None:
+            raise SystemExit(f"{url} has no Older link (page {number - 1}): has the person's timeline changed?")
+        url = first.split("?")[0] + html.unescape(older.group(1))
+        if number in OLDER_PAGES:
+            found.append(url)
+    return found
 
 
 def add_admin(app: Any, seeded: Seeded) -> None:
@@ -568,6 +638,10 @@ def measure(path: Path, seeded: Seeded, requests: int, out: Any) -> tuple[list[P
     with TestClient(app, base_url="http://127.0.0.1") as client:
         sign_in(client)
         urls, left_out = console_pages(app, seeded)
+        person = f"/people/{seeded.person}"
+        if person in urls:
+            at = urls.index(person) + 1
+            urls[at:at] = older_pages(client, person)
         for url in urls:
             response = client.get(url, follow_redirects=False)  # warm-up: templates compiled, caches filled
             walls, cpus = [], []
@@ -662,7 +736,7 @@ def record(
         "",
         f"`{command}`: {sizes['journeys']:,} journeys, {sizes['templates']:,} templates, {sizes['profiles']:,} profiles, "
         f"{sizes['messages']:,} messages ({sizes['messages'] // 2:,} treated runs and their holdout), "
-        f"{sizes['profiles'] * EVENTS_PER_PERSON:,} events, {SEGMENTS} segments over {sizes['days']} days; the database "
+        f"{sizes['profiles'] * EVENTS_PER_PERSON + HISTORY:,} events, {SEGMENTS} segments over {sizes['days']} days; the database "
         f"{size_mb:,.0f} MB"
         + (
             f", seeded in {sum(seeded.seconds.values()):.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in seeded.seconds.items())})."

@@ -1,5 +1,5 @@
 """Smoke test of the console benchmark at tiny sizes: it seeds its workspace, finds the
-console's pages, signs in, requests each one (every answer a page, not an error), keeps a
+console's pages (and their heavier forms), signs in, requests each one (every answer a page, not an error), keeps a
 --db database and measures it again without seeding. Nothing about speed (the machine is
 shared)."""
 
@@ -34,6 +34,12 @@ def test_console_benchmark_seeds_measures_every_page_and_reuses_its_database(tmp
         assert page in measured, done.stdout[-3000:]
     assert "/people?q=user-4242" in measured, done.stdout[-3000:]
     assert any(p.startswith("/people/") and p.endswith("?journey=journey-000") for p in measured), measured
+    # The heavier forms: two template versions compared, the segment's why-panel for a person in
+    # it and one not, and the seeded person's older timeline pages (by the page's Older link).
+    assert "/templates/t000-a?from=1&to=2" in measured, done.stdout[-3000:]
+    assert {"/segments/segment-00?person=user-3", "/segments/segment-00?person=user-1"} <= measured.keys()
+    older = [p for p in measured if p.startswith("/people/user-1?before=")]
+    assert len(older) == 2, measured
     assert all(status in ("200", "303") for status in measured.values()), measured
     again = _run(tmp_path, "--db", str(db))
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -186,6 +186,11 @@ def test_no_journey_of_another_workspace(seeded: ConsoleApp, signed_in: SignedIn
         "/journeys/cart-abandonment?version=99",
     ):
         assert client.get(path).status_code == 404, path
+    # A page says so as a page (its navigation, a way back), not as the admin API's JSON.
+    for path in ("/journeys/theirs", "/journeys/theirs/versions", "/journeys/cart-abandonment/versions?a=99"):
+        answer = client.get(path)
+        assert answer.headers["content-type"].startswith("text/html"), path
+        assert "<h1>Not found</h1>" in answer.text and 'href="/journeys"' in answer.text, path
     assert 'data-journey-id="theirs"' not in client.get("/journeys").text
 
 
@@ -250,3 +255,19 @@ def test_structural_edits_of_a_text(console_app: ConsoleApp, signed_in: SignedIn
         answer = client.post("/journeys/edit", json=asked)
         assert answer.status_code == 422 and detail in answer.json()["detail"], (asked, answer.text)
     assert client.post("/journeys/edit", content=b"not json").status_code == 422
+
+
+def test_the_entry_rules_edited_as_a_part(console_app: ConsoleApp, signed_in: SignedIn) -> None:
+    text = (EXAMPLES / "cart-abandonment.yaml").read_text()
+    client = signed_in("viewer")
+    part = client.post("/journeys/edit", json={"yaml": text, "op": "part", "step": "@entry"})
+    assert part.status_code == 200, part.text
+    assert yaml.safe_load(part.json()["yaml"]) == {"filter": [{"trait": "email", "op": "exists"}]}
+    rules = "filter:\n- {trait: plan, value: free}\nreentry: once_per_period\nperiod: 30d\n"
+    changed = client.post("/journeys/edit", json={"yaml": text, "op": "set", "step": "@entry", "part": rules})
+    assert changed.status_code == 200, changed.text
+    doc = yaml.safe_load(changed.json()["yaml"])
+    assert doc["entry"] == yaml.safe_load(rules) and doc["trigger"] == yaml.safe_load(text)["trigger"]
+    assert Journey.model_validate(doc).entry.reentry == "once_per_period"
+    refused = client.post("/journeys/edit", json={"yaml": text, "op": "set", "step": "@entry", "part": "once"})
+    assert refused.status_code == 422 and "a mapping" in refused.json()["detail"]

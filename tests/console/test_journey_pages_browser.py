@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.browser.test_journey_canvas import LAYOUT_BUDGET_MS, fifty_steps
 from tests.console.journey_support import plant_counts, plant_runs, save_example, save_templates
@@ -233,7 +234,99 @@ def test_the_canvas_edits_by_keyboard_alone(console_app: ConsoleApp, console_pag
     page.wait_for_selector('svg [data-step-id="wait-1"].selected')
     assert testid() == "wait-1"  # the new step has the focus, on the canvas
     assert page.evaluate("NFJourney.data.graph.start") == "wait-1"
+    # Its settings, typed: a wait of 2 hours.
+    page.wait_for_function("() => document.getElementById('edit-part').value.includes('duration')")
+    tab_to("edit-part")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("type: wait\nduration: 2h\nnext: celebrate\n")
+    tab_to("apply-part")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => NFJourney.data.graph.nodes.some((n) => n.id === 'wait-1' && n.summary === '2h')")
+    # Moved down: the step it led to comes first.
+    tab_to("move-down")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => NFJourney.data.graph.start === 'celebrate'")
     tab_to("remove-step")
     page.keyboard.press("Enter")
     page.wait_for_function("() => !NFJourney.data.graph.nodes.some((n) => n.id === 'wait-1')")
     assert "wait-1" not in page.evaluate("NFJourney.editor.state.doc.toString()")
+
+
+def test_the_goal_and_the_exit_rules_are_edited_on_the_canvas(console_app: ConsoleApp, console_page: Page) -> None:
+    """Their nodes offer their settings as YAML too (the trigger and the steps have theirs): the
+    goal's window and the exit rules, written back into the same document."""
+    doc = save_example(console_app, "win-back")
+    page = _open(console_page("editor"), f"/journeys/{doc['id']}")
+    text = lambda: page.evaluate("NFJourney.editor.state.doc.toString()")  # noqa: E731
+    part = page.get_by_test_id("edit-part")
+
+    page.locator('svg [data-step-id="@goal"]').click()
+    page.wait_for_function("() => document.getElementById('edit-part').value.includes('within: 14d')")
+    assert page.get_by_test_id("add-step").count() == 0  # nothing leads on from the goal
+    part.fill(part.input_value().replace("within: 14d", "within: 10d"))
+    page.get_by_test_id("apply-part").click()
+    page.wait_for_function("() => NFJourney.editor.state.doc.toString().includes('within: 10d')")
+    drawn = "t => document.querySelector('svg [data-step-id=\"' + t[0] + '\"] desc').textContent.includes(t[1])"
+    page.wait_for_function(drawn, arg=["@goal", "10d"])  # checked and drawn again from the text
+
+    page.locator('svg [data-step-id="@exit"]').click()
+    page.wait_for_function("() => document.getElementById('edit-part').value.includes('Order Completed')")
+    part.fill("events:\n- event: Order Completed\n- event: Unsubscribed\n")
+    page.get_by_test_id("apply-part").click()
+    page.wait_for_function("() => NFJourney.editor.state.doc.toString().includes('Unsubscribed')")
+    page.wait_for_function(drawn, arg=["@exit", "Unsubscribed"])
+    assert page.get_by_test_id("edit-state").text_content().startswith("Checked: no errors")
+    written = yaml.safe_load(text())
+    assert written["goal"]["within"] == "10d"
+    assert [rule["event"] for rule in written["exit"]["events"]] == ["Order Completed", "Unsubscribed"]
+
+
+def test_the_entry_rules_are_edited_on_the_canvas(console_app: ConsoleApp, console_page: Page) -> None:
+    """The entry rules (filter, re-entry, period) have no node of their own: the trigger's node
+    shows them and edits them beside the trigger's settings, into the same document."""
+    doc = save_example(console_app, "win-back")
+    page = _open(console_page("editor"), f"/journeys/{doc['id']}")
+    page.locator('svg [data-step-id="@trigger"]').click()
+    entry = page.get_by_test_id("edit-entry")
+    page.wait_for_function("() => document.getElementById('edit-entry').value.includes('period: 90d')")
+    entry.fill("filter:\n- {trait: email, op: exists}\n- {trait: plan, value: free}\nreentry: once\n")
+    page.get_by_test_id("apply-entry").click()
+    page.wait_for_function("() => NFJourney.editor.state.doc.toString().includes('reentry: once\\n')")
+    # Checked and drawn again from the text, the trigger selected again with its new rules.
+    page.wait_for_function(
+        "() => { const s = document.querySelector('[data-testid=panel-settings]');"
+        " return s && s.textContent.includes('re-entryonce') && !s.textContent.includes('90d'); }"
+    )
+    settings = page.get_by_test_id("panel-settings").text_content()
+    assert "plan = free" in settings, settings
+    assert page.get_by_test_id("edit-state").text_content().startswith("Checked: no errors")
+    written = yaml.safe_load(page.evaluate("NFJourney.editor.state.doc.toString()"))
+    filters = [{"trait": "email", "op": "exists"}, {"trait": "plan", "value": "free"}]
+    assert written["entry"] == {"filter": filters, "reentry": "once"}
+    assert written["trigger"] == doc["trigger"] and written["steps"].keys() == doc["steps"].keys()
+
+    # Rules that do not hold together are written as asked and refused by the checks, by name.
+    page.locator('svg [data-step-id="@trigger"]').click()
+    page.wait_for_function("() => document.getElementById('edit-entry').value.includes('reentry: once')")
+    entry.fill("reentry: once_per_period\n")
+    page.get_by_test_id("apply-entry").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=edit-state]').dataset.valid === 'false'")
+    assert "period" in page.get_by_test_id("edit-problems").text_content()
+
+
+def test_the_confirmation_counts_the_people_in_flight(seeded: ConsoleApp, console_page: Page) -> None:
+    """The 4 runs at the wait (the seeded journey's) are named in pausing's and archiving's
+    confirmations; cancelled, nothing changes."""
+    page = _open(console_page("editor"), "/journeys/cart-abandonment")
+    for action, words in (
+        ("pause", "The 4 people in the journey now are held"),
+        ("archive", "The 4 people in the journey now end their runs when they next move"),
+    ):
+        page.get_by_test_id(action).click()
+        page.get_by_test_id("confirm-dialog").wait_for(state="visible")
+        assert words in page.get_by_test_id("confirm-text").text_content()
+        page.get_by_test_id("confirm-no").click()
+        page.get_by_test_id("confirm-dialog").wait_for(state="hidden")
+    page.reload()
+    page.wait_for_selector('svg [data-step-id="@trigger"]')
+    assert page.get_by_test_id("journey-status").text_content() == "live"

@@ -97,3 +97,19 @@ def test_a_period_that_is_not_offered_is_refused(signed_in: Any) -> None:
     response = signed_in("viewer").get("/", params={"days": 8})
     assert response.status_code == 400 and "days: 8 is not one of 7, 30, 90" in response.text
     assert signed_in("viewer").get("/", params={"days": "many"}).status_code == 422
+
+
+def test_the_engine_lag_counts_the_events_not_yet_decided(own_console_app: Any) -> None:
+    """This console runs no engine: events accepted over HTTP wait in the log, and the overview
+    says how many and since when."""
+    app = own_console_app
+    with app.client(auth=(app.workspace.write_key, "")) as tracker:
+        for n in range(3):
+            answer = tracker.post("/v1/track", json={"userId": f"lag-{n}", "event": "Product Viewed"})
+            assert answer.status_code == 200, answer.text
+    app.clock.advance(timedelta(seconds=90))
+    viewer = app.sign_in("viewer@example.com")
+    lag = text_of(inside(viewer.get("/").text, "engine-lag"))
+    viewer.close()
+    assert lag.startswith("3 events not yet decided; the oldest was received at 2026-06-01T09:00:00Z"), lag
+    assert "(90 s ago)" in lag

@@ -4,6 +4,7 @@ timeline shows a suppressed message with its reason, and erasing asks for confir
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -83,3 +84,26 @@ def test_erase_asks_for_confirmation_then_erases(console_app: ConsoleApp, consol
     expect(page.get_by_test_id("people-erased")).to_contain_text(pid)
     with console_app.admin() as api:
         assert api.get(f"/api/profiles/{pid}").status_code == 404
+
+
+def test_export_asks_first_then_downloads_what_the_api_exports(
+    ada: Seeded, console_app: ConsoleApp, console_page: Callable[[str], Any]
+) -> None:
+    """Every role may export (a viewer already sees it all on the page): cancelled, nothing is
+    downloaded; confirmed, the file is GET /api/profiles/{ref}/export's answer."""
+    page = console_page("viewer")
+    page.goto(f"/people/{ada.pid}")
+    page.get_by_test_id("export-person").click()
+    dialog = page.get_by_test_id("export-dialog")
+    expect(dialog).to_be_visible()
+    dialog.locator("[data-close]").click()
+    expect(dialog).to_be_hidden()
+    page.get_by_test_id("export-person").click()
+    with page.expect_download() as download:
+        page.get_by_test_id("export-confirm").click()
+    expect(dialog).to_be_hidden()
+    assert download.value.suggested_filename == f"person-{ada.pid}.json"
+    exported = json.loads(Path(download.value.path()).read_text())
+    with console_app.admin() as api:
+        assert exported == api.get(f"/api/profiles/{ada.pid}/export").json()
+    assert exported["id"] == ada.pid

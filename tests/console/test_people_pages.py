@@ -121,3 +121,54 @@ def test_erase_is_an_admin_s_and_export_a_viewer_s(
     erased = admin.delete(f"/api/profiles/{mine}")
     assert erased.status_code == 200 and erased.json()["erased"] == mine
     assert viewer.get(f"/people/{mine}").status_code == 404
+
+
+def test_the_person_page_shows_push_targets_masked_and_segments(
+    console_app: ConsoleApp, signed_in: Callable[[str], httpx.Client]
+) -> None:
+    """A browser subscription and an APNs device, shown by provider and device but only by
+    their ends (an endpoint is the capability to push to the browser), and a membership."""
+    from sqlalchemy import insert
+
+    from nudgeflow.store import segments
+    from nudgeflow.store.schema import device_tokens, push_subscriptions
+    from tests.store.person_seed import T0
+
+    pid = add_plain_person(console_app, "pushy")
+    ws = console_app.workspace_id
+    endpoint = "https://push.example.net/wpush/v2/secret-capability-0123456789abcdefWXYZ"
+    token = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0dead"
+    with console_app.state.engine.begin() as conn:
+        conn.execute(
+            insert(push_subscriptions).values(
+                workspace_id=ws,
+                endpoint_hash="0" * 64,
+                profile_id=pid,
+                endpoint=endpoint,
+                p256dh="k",
+                auth="a",
+                user_agent="Firefox",
+                created_at_ms=T0,
+                updated_at_ms=T0,
+            )
+        )
+        conn.execute(
+            insert(device_tokens).values(
+                workspace_id=ws,
+                token=token,
+                profile_id=pid,
+                provider="apns",
+                platform="ios",
+                app_id="com.example.shop",
+                created_at_ms=T0,
+                updated_at_ms=T0,
+            )
+        )
+        segments.write_changes(conn, {(ws, "push-people", pid): (True, T0)})
+    page = signed_in("viewer").get(f"/people/{pid}")
+    assert page.status_code == 200, page.text
+    assert endpoint not in page.text and token not in page.text
+    text = text_of(page)
+    assert "webpush https://push.example.net/…WXYZ Firefox" in text
+    assert "apns a1b2…dead ios com.example.shop" in text
+    assert 'href="/segments/push-people"' in page.text

@@ -125,8 +125,21 @@ def test_the_report_page_shows_what_the_api_reports(seeded: int, signed_in: Any)
     # The experiment: arms as the API counts them, its call and its warning in its words.
     (experiment,) = api["experiments"]
     section = inside(page, "experiment")
+
+    def pct(value: float) -> str:
+        return f"{value * 100:.1f} %"
+
     for arm in experiment["arms"]:
-        assert metric(row_html(section, "data-arm", arm["name"]), "runs") == arm["runs"]
+        row = row_html(section, "data-arm", arm["name"])
+        assert metric(row, "runs") == arm["runs"]
+        # Its rate with its interval, and against the control its always-valid interval.
+        rate = arm["primary"]
+        assert f"{pct(rate['value'])} [{pct(rate['low'])}, {pct(rate['high'])}]" in text_of(row), arm["name"]
+        versus = arm["versus_control"]
+        if arm["name"] != experiment["control"]:
+            assert versus is not None and versus["low"] < versus["difference"] < versus["high"]
+            shown = f"{pct(versus['difference'])} [{pct(versus['low'])}, {pct(versus['high'])}]"
+            assert shown in text_of(row), arm["name"]
     assert experiment["sample_ratio"]["mismatch"]
     warning = text_of(inside(section, "srm-warning"))
     assert experiment["sample_ratio"]["reason"] in warning

@@ -61,3 +61,25 @@ def test_an_editor_is_refused_every_admin_only_route(
         if required_role(method, path) == "admin":
             response = editor.request(method, filled(path), json={})
             assert response.status_code == 403, (method, path, response.status_code, response.text)
+
+
+def test_every_change_of_a_console_page_route_needs_the_csrf_header(
+    console_app: ConsoleApp, signed_in: Callable[[str], httpx.Client]
+) -> None:
+    """The console's own routes that are not reads (outside the admin API: /account/password,
+    /journeys/graph, /journeys/edit, and whatever comes later) refuse a session without the
+    token before doing anything."""
+    admin = signed_in("admin")
+    del admin.headers["X-CSRF-Token"]
+    page_deps = {"console_viewer", "console_editor", "console_admin"}
+    changes = [
+        (method, path)
+        for method, path, route in app_routes(console_app.server.running.app)
+        if method not in SAFE_METHODS
+        and {getattr(dep.call, "__name__", "") for dep in route.dependant.dependencies} & page_deps
+    ]
+    assert ("POST", "/account/password") in changes and ("POST", "/journeys/edit") in changes
+    for method, path in changes:
+        response = admin.request(method, filled(path), json={})
+        assert response.status_code == 403, (method, path, response.status_code, response.text)
+        assert "X-CSRF-Token" in response.json()["detail"]

@@ -77,3 +77,17 @@ def test_the_vendored_files_are_in_the_package_data() -> None:
         assert VENDOR / name in shipped, f"{name} is not in pyproject's package-data"
     # The test-only axe-core never ships.
     assert not any("axe" in path.name for path in shipped)
+
+
+def test_every_page_template_and_script_is_in_the_package_data() -> None:
+    """`pip install` gives a working console: each template and static file (scripts in
+    subfolders too) matches a package-data pattern, so a wheel carries it."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["nudgeflow"]
+    shipped = {path for pattern in patterns for path in PACKAGE.glob(pattern) if path.is_file()}
+    console = PACKAGE / "web" / "console"
+    files = [p for folder in ("templates", "static") for p in (console / folder).rglob("*") if p.is_file()]
+    assert any(p.parent.name == "journeys" and p.suffix == ".js" for p in files)  # a subfolder's script
+    assert len(files) > 40
+    missing = sorted(str(p.relative_to(PACKAGE)) for p in files if p not in shipped)
+    assert missing == [], f"not in pyproject's package-data: {missing}"

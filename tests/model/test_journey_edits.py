@@ -127,3 +127,28 @@ def test_a_nodes_own_settings_read_and_replaced() -> None:
         replace_part(CART, "wait-23h", {"duration": "1h"})
     with pytest.raises(EditError, match="no step 'ghost'"):
         part_of(CART, "ghost")
+
+
+def test_the_entry_rules_read_and_replaced() -> None:
+    from nudgeflow.model.journey_edits import ENTRY, PARTS, part_of, replace_part
+
+    assert PARTS[ENTRY] == "entry"
+    without = {key: value for key, value in CART.items() if key != "entry"}
+    assert part_of(without, ENTRY) == {}  # the defaults, to fill in
+    rules = {
+        "filter": [{"trait": "plan", "value": "free"}],
+        "reentry": "once_per_period",
+        "period": "30d",
+    }
+    doc = _valid(replace_part(without, ENTRY, rules))
+    assert doc["entry"] == rules and "entry" not in without
+    assert part_of(doc, ENTRY) == rules
+    journey = check_journey(doc)[0]
+    assert journey is not None
+    details = dict(journey_graph(journey).node("@trigger").details)
+    assert details["re-entry"] == "once_per_period (30d)" and "plan" in details["entry filter"]
+    # The checks, not the edit, refuse entry rules that do not hold together.
+    broken = replace_part(without, ENTRY, {"reentry": "once_per_period"})
+    assert not is_valid(check_journey(broken)[1])
+    with pytest.raises(EditError, match="a mapping"):
+        replace_part(without, ENTRY, "once")

@@ -71,6 +71,7 @@ TABLES = {
     "partition_leases",
     "partition_positions",
     "ingest_spending",
+    "sign_in_failures",
     "partition_heads",
 }
 

@@ -217,14 +217,18 @@ def move_step(doc: dict[str, Any], step_id: str, direction: str) -> dict[str, An
     return out
 
 
-PARTS = {"@trigger": "trigger", "@goal": "goal", "@exit": "exit"}
+# The pieces edited whole from the canvas. "@entry" (the entry rules: filter, re-entry, period) has
+# no node of its own: the trigger's node shows them and edits them beside the trigger's settings.
+ENTRY = "@entry"
+PARTS = {"@trigger": "trigger", ENTRY: "entry", "@goal": "goal", "@exit": "exit"}
 
 
 def part_of(doc: dict[str, Any], node_id: str) -> Any:
-    """The piece of the document a canvas node stands for: the trigger, the goal, the exit rules,
-    or a step (what the node's "settings as YAML" shows)."""
+    """The piece of the document a canvas node stands for: the trigger, the entry rules, the goal,
+    the exit rules, or a step (what the node's "settings as YAML" shows). Entry rules left out
+    are the defaults, shown as an empty mapping to fill in."""
     if node_id in PARTS:
-        return doc.get(PARTS[node_id])
+        return doc.get(PARTS[node_id], {} if node_id == ENTRY else None)
     steps = _steps(doc)
     if node_id not in steps:
         raise EditError(f"no step {node_id!r}")

@@ -690,6 +690,18 @@ ingest_spending = Table(
     PrimaryKeyConstraint("workspace_id", "process_id", name="pk_ingest_spending"),
 )
 
+# --- failed console sign-ins, counted across serving processes (store/sign_in_failures.py) ----
+
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("key_digest", String(64), nullable=False),  # SHA-256 of "email:…" or "address:…"
+    Column("failed_at_ms", BigInteger, nullable=False),
+    Index("ix_sign_in_failures_key", "key_digest", "failed_at_ms"),
+    Index("ix_sign_in_failures_time", "failed_at_ms"),
+)
+
 # --- measurement (store/rollups.py) -----------------------------------------------------------
 
 _ROLLUP_DIMENSIONS = ("workspace_id", "journey_id", "version", "step", "variant", "channel", "day")

@@ -41,13 +41,14 @@ from nudgeflow.store import journey_activity, rollups
 from nudgeflow.store import journeys as store
 from nudgeflow.store.console_users import EDITOR
 from nudgeflow.web.console.auth import Viewer
-from nudgeflow.web.console.render import page
+from nudgeflow.web.console.render import error_page, page
 from nudgeflow.web.state import State
 
 PAGE_SIZE = 25
 MAX_DOCUMENT_BYTES = 1 << 20  # as the admin API's journey bodies
 WINDOW_DAYS = 7  # the list's and the canvas's counts: the last 7 UTC days, today included
 SENT_KINDS = ("send", "webhook")
+JOURNEYS = ("/journeys", "All journeys")  # where a journey page that cannot be shown leads back to
 WAIT_KINDS = ("wait", "wait_for_event")
 
 
@@ -80,8 +81,11 @@ def router() -> APIRouter:
         version: Annotated[int | None, Query(ge=1)] = None,
     ) -> HTMLResponse:
         today = rollups.day_of(to_ms(state.clock.now()))
-        with state.engine.connect() as conn:
-            view = canvas_view(conn, user.workspace_id, journey_id, today, version)
+        try:
+            with state.engine.connect() as conn:
+                view = canvas_view(conn, user.workspace_id, journey_id, today, version)
+        except HTTPException as exc:
+            return error_page(request, user, exc, back=JOURNEYS)
         data = {**view.data, "can_edit": user.may(EDITOR)}
         return page(
             request,
@@ -156,13 +160,16 @@ def router() -> APIRouter:
         a: Annotated[str | None, Query(max_length=20)] = None,
         b: Annotated[str | None, Query(max_length=20)] = None,
     ) -> HTMLResponse:
-        with state.engine.connect() as conn:
-            found = _journey(conn, user.workspace_id, journey_id)
-            numbers = [v["version"] for v in found["versions"]]
-            # Default: the live version (else the newest) against the draft.
-            left = _side(a, numbers, default=str(found["live_version"] or (numbers[-1] if numbers else "draft")))
-            right = _side(b, numbers, default="draft")
-            texts = {side: _side_yaml(conn, user.workspace_id, found, side) for side in {left, right}}
+        try:
+            with state.engine.connect() as conn:
+                found = _journey(conn, user.workspace_id, journey_id)
+                numbers = [v["version"] for v in found["versions"]]
+                # Default: the live version (else the newest) against the draft.
+                left = _side(a, numbers, default=str(found["live_version"] or (numbers[-1] if numbers else "draft")))
+                right = _side(b, numbers, default="draft")
+                texts = {side: _side_yaml(conn, user.workspace_id, found, side) for side in {left, right}}
+        except HTTPException as exc:
+            return error_page(request, user, exc, back=JOURNEYS)
         sides = [{"value": "draft", "label": "the draft"}] + [
             {"value": str(v["version"]), "label": f"version {v['version']}"} for v in reversed(found["versions"])
         ]

@@ -15,7 +15,7 @@ import secrets
 from importlib import resources
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
@@ -109,3 +109,22 @@ def page(
         )
     )
     return HTMLResponse(html, status_code=status_code, headers=security_headers(nonce))
+
+
+ERROR_TITLES = {400: "Bad request", 404: "Not found"}
+
+
+def error_page(request: Request, user: ConsoleUser, exc: HTTPException, *, back: tuple[str, str]) -> HTMLResponse:
+    """A page route's refusal (a journey that is not there, a bad query) as a page with the
+    navigation, not the admin API's JSON: a browser follows links to these. `back` is the
+    (href, label) of the list to go back to."""
+    return page(
+        request,
+        user,
+        "error.html",
+        title=ERROR_TITLES.get(exc.status_code, "Not available"),
+        status_code=exc.status_code,
+        detail=str(exc.detail),
+        back_href=back[0],
+        back_label=back[1],
+    )

@@ -20,7 +20,7 @@ from nudgeflow.store import rollups
 from nudgeflow.web.console.auth import Viewer
 from nudgeflow.web.console.charts import Bar, LineChart, bars, line_chart
 from nudgeflow.web.console.overview import day_label
-from nudgeflow.web.console.render import page
+from nudgeflow.web.console.render import error_page, page
 from nudgeflow.web.reports_api import load_journey_report
 from nudgeflow.web.state import State
 
@@ -115,12 +115,15 @@ def router() -> APIRouter:
         journey_id: str,
         days: Annotated[int | None, Query(description="7, 30 or 90; none: every day")] = None,
     ) -> HTMLResponse:
+        back = ("/journeys", "All journeys")  # where a report that cannot be shown leads back to
         if days is not None and days not in WINDOWS:
-            raise HTTPException(400, f"days: {days} is not one of 7, 30, 90")
+            return error_page(request, user, HTTPException(400, f"days: {days} is not one of 7, 30, 90"), back=back)
         with state.engine.connect() as conn:
             view = report_view(conn, user.workspace_id, journey_id, days=days, now_ms=to_ms(state.clock.now()))
         if view is None:
-            raise HTTPException(404, f"no journey {journey_id!r} in this workspace")
+            return error_page(
+                request, user, HTTPException(404, f"no journey {journey_id!r} in this workspace"), back=back
+            )
         return page(request, user, "reports/journey.html", title=f"Report: {journey_id}", **view)
 
     return pages

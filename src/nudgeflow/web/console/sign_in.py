@@ -3,22 +3,22 @@ session (a random token in an HttpOnly, SameSite=Lax cookie, Secure over https).
 
 The sign-in form carries its own CSRF token (a cookie and a hidden field that must match),
 so another site cannot sign a browser into an account of its choosing. Failed sign-ins are
-limited per email and per client address (SignInLimiter), on the app's clock.
+limited per email and per client address (SignInLimiter), on the app's clock, counted in the
+database (store/sign_in_failures.py) so that the limit holds across serving processes.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from collections import deque
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from starlette.responses import RedirectResponse, Response
 
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.store import audit_log, console_sessions
+from nudgeflow.store import audit_log, console_sessions, sign_in_failures
 from nudgeflow.store import console_users as user_store
 from nudgeflow.store.workspaces import ADMIN, key_digest
 from nudgeflow.web.access import SESSION_COOKIE, console_session, token_actor
@@ -26,48 +26,31 @@ from nudgeflow.web.console.render import page
 from nudgeflow.web.state import AppState, State
 
 SIGN_IN_COOKIE = "nf_sign_in"
-WINDOW_S = 15 * 60
+WINDOW_MS = 15 * 60 * 1000
 PER_EMAIL = 5  # failed sign-ins per email in the window
 PER_ADDRESS = 30  # failed sign-ins per client address in the window (token sign-ins included)
-MAX_KEYS = 50_000
 # Ended sessions (revoked, or idle past the limit) are kept this long after they could last
 # have been used, then deleted when someone signs in: a deleted session cannot open either.
-KEEP_ENDED_MS = 7 * 24 * 3_600_000  # remembered emails and addresses; the oldest are forgotten past it
+KEEP_ENDED_MS = 7 * 24 * 3_600_000
 
 
 class SignInLimiter:
-    """Failed sign-ins per key (an email, a client address) in a sliding window."""
+    """Failed sign-ins per key (an email, a client address) in a sliding window, kept in the
+    database: every process serving the console on it counts the same failures."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
         self.clock = clock
-        self.failures: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str) -> deque[float]:
-        now = self.clock.monotonic()
-        times = self.failures.get(key)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - WINDOW_S:
-            times.popleft()
-        return times
 
     def retry_after(self, keys: dict[str, int]) -> int:
         """Seconds until a sign-in for these keys (key -> its limit) may be tried; 0: now."""
-        now = self.clock.monotonic()
-        wait = 0.0
-        for key, limit in keys.items():
-            times = self._recent(key)
-            if len(times) >= limit:
-                wait = max(wait, times[len(times) - limit] + WINDOW_S - now)
-        return max(0, int(wait + 0.999))
+        with self.engine.connect() as conn:
+            wait_ms = sign_in_failures.retry_after_ms(conn, keys, WINDOW_MS, to_ms(self.clock.now()))
+        return -(-wait_ms // 1000)
 
     def failed(self, keys: dict[str, int]) -> None:
-        now = self.clock.monotonic()
-        for key in keys:
-            times = self.failures.setdefault(key, deque())
-            times.append(now)
-        while len(self.failures) > MAX_KEYS:
-            self.failures.pop(next(iter(self.failures)))
+        with self.engine.begin() as conn:
+            sign_in_failures.record(conn, keys, WINDOW_MS, to_ms(self.clock.now()))
 
 
 def secure_cookies(request: Request, state: AppState) -> bool:
@@ -87,13 +70,9 @@ def safe_next(target: str | None) -> str:
 
 def sign_in_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    limiters: dict[int, SignInLimiter] = {}  # per app (tests run several in one process)
 
     def limiter(state: AppState) -> SignInLimiter:
-        found = limiters.get(id(state))
-        if found is None:
-            found = limiters[id(state)] = SignInLimiter(state.clock)
-        return found
+        return SignInLimiter(state.engine, state.clock)
 
     def form(
         request: Request,

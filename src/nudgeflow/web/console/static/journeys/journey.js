@@ -93,7 +93,10 @@
     } else {
       add(panelBody, "p", "None counted at this node.", { class: "hint" });
     }
-    if (window.NFJourney && window.NFJourney.edit && (node.id === "@trigger" || !node.id.startsWith("@")) && node.kind !== "missing") {
+    // Editable: the trigger, the goal, the exit rules and every step (not the run's end, nor a
+    // step that a link names but the document lacks).
+    const editable = ["@trigger", "@goal", "@exit"].includes(node.id) || !node.id.startsWith("@");
+    if (window.NFJourney && window.NFJourney.edit && editable && node.kind !== "missing") {
       editControls(node);
     }
     const problems = problemsOf(node);
@@ -113,14 +116,25 @@
     add(box, "h3", "Change the journey here");
     // The node's own settings (the trigger, a step, the goal, the exit rules) as YAML, applied
     // into the document: the trigger's event, a wait's duration, a branch's conditions, variants.
-    if (node.id === "@trigger" || node.id === "@goal" || node.id === "@exit" || !node.id.startsWith("@")) {
-      add(box, "label", "Settings (YAML)", { for: "edit-part" });
-      const part = add(box, "textarea", null, { id: "edit-part", rows: "8", spellcheck: "false", "data-testid": "edit-part" });
-      const apply = add(box, "button", "Apply the settings", { type: "button", "data-testid": "apply-part" });
-      window.NFJourney.part(node.id).then((text) => {
-        part.value = text;
+    add(box, "label", "Settings (YAML)", { for: "edit-part" });
+    const part = add(box, "textarea", null, { id: "edit-part", rows: "8", spellcheck: "false", "data-testid": "edit-part" });
+    const apply = add(box, "button", "Apply the settings", { type: "button", "data-testid": "apply-part" });
+    window.NFJourney.part(node.id).then((text) => {
+      part.value = text;
+    });
+    apply.addEventListener("click", () => window.NFJourney.edit({ op: "set", step: node.id, part: part.value }));
+    // The entry rules (filter, re-entry, period) have no node of their own: the trigger's node
+    // shows them, so they are edited here too, as their own piece of the document ("@entry").
+    if (node.id === "@trigger") {
+      add(box, "label", "Entry rules (YAML): filter, reentry, period", { for: "edit-entry" });
+      const entry = add(box, "textarea", null, { id: "edit-entry", rows: "6", spellcheck: "false", "data-testid": "edit-entry" });
+      const applyEntry = add(box, "button", "Apply the entry rules", { type: "button", "data-testid": "apply-entry" });
+      window.NFJourney.part("@entry").then((text) => {
+        entry.value = text;
       });
-      apply.addEventListener("click", () => window.NFJourney.edit({ op: "set", step: node.id, part: part.value }));
+      applyEntry.addEventListener("click", () =>
+        window.NFJourney.edit({ op: "set", step: "@entry", part: entry.value, select: "@trigger" }),
+      );
     }
     const links = data.graph.edges.filter((e) => e.source === node.id);
     if (links.length) {
@@ -251,7 +265,7 @@
       } catch (err) {
         return; // NF.api has shown why (a step that cannot move, the text not yet a journey)
       }
-      selectNext = asked.op === "remove" ? null : done.step;
+      selectNext = asked.op === "remove" ? null : asked.select || done.step;
       view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: done.yaml } });
     };
 
