@@ -219,7 +219,8 @@ def compute(
         _set_reach(facts, _facts_from(index, past))
     ctx = _Ctx(state, at_ms, index, history, facts)
     pos = index.position[segment_id]
-    return Membership(_plan(index).tests[pos](ctx), _next_change(pos, ctx))
+    plan = _plan(index)
+    return Membership(plan.tests[pos](ctx), _next_change(plan.timed.get(pos, ()), ctx))
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,9 +383,9 @@ def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]])
         todo.update(range(len(index.order)) if facts.pop(REDECIDE, None) else _empty_true(index))
     hit = index.by_event.get(event.name)
     if hit:
-        guards = index.guards.get(event.name)
-        if guards:
-            _unguarded(turn, index, event, hit, guards, todo)
+        entries = _plan(index).hits.get(event.name)
+        if entries is not None:
+            _unguarded(turn, event, entries, todo)
         else:
             todo.update(hit)
     if changes and index.by_trait:
@@ -404,36 +405,34 @@ def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]])
     return _decide(turn, index, todo, at, {"event": event.name, "message_id": event.message_id})
 
 
-def _unguarded(
-    turn: Turn, index: SegmentIndex, event: EventInput, hit: Sequence[int], guards: dict[int, Guard], todo: set[int]
-) -> None:
-    """Add to `todo` the segments of `hit` whose membership this occurrence may change: not
-    those its Guard says it cannot (core/segment_index.py)."""
+def _unguarded(turn: Turn, event: EventInput, entries: Sequence[_Hit], todo: set[int]) -> None:
+    """Add to `todo` the segments an occurrence of the event may change (`entries`: the
+    plan's for its name, each with its Guard): not those the Guard says it cannot
+    (core/segment_index.py)."""
     state, name = turn.state, event.name
     # core/engine.py's _remember has kept this occurrence already. A full kept history pushed
     # its oldest one out for it, which a `where` may have counted.
     kept = len(state.history.get(name) or ())
     full = kept >= turn.catalog.history_cap.get(name, HISTORY_CAP)
-    membership, order = state.membership, index.order
+    membership = state.membership
     props = event.properties
-    accepted: dict[int, bool] = {}  # where filters tested on this event, by identity
-    for pos in hit:
-        guard = guards.get(pos)
+    accepted: dict[int, bool] = {}  # where filters tested on this event, by their place in the plan
+    for pos, sid, guard, wheres in entries:
         if guard is None or (full and guard.filtered):
             todo.add(pos)
             continue
-        if guard.wheres is not None:
+        if wheres is not None:
             counted = False
-            for where in guard.wheres:
-                found = accepted.get(id(where))
+            for key, matcher in wheres:
+                found = accepted.get(key)
                 if found is None:
-                    found = accepted[id(where)] = compiled(where)(props, None)
+                    found = accepted[key] = matcher(props, None)
                 if found:
                     counted = True
                     break
             if not counted:
                 continue  # counted by no condition of the segment
-        member = order[pos].segment_id in membership
+        member = sid in membership
         if guard.way is not None and member == guard.way:
             continue
         if not member and kept < guard.need:
@@ -569,14 +568,26 @@ def redecide_all(state: ProfileState) -> None:
 Test = Callable[["_Ctx"], bool]
 
 
+TimedTest = Callable[["_Ctx"], tuple[bool, int | None]]
+# An event name's segments in the plan: (position, segment id, its Guard or None when every
+# occurrence decides it, the Guard's `where` filters compiled with a key each, or None).
+_Hit = tuple[int, str, Guard | None, tuple[tuple[int, Callable[[Any, Any], bool]], ...] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """A segment index's conditions turned into tests once (as conditions.compiled does for
-    filters): deciding a segment is then calls of closures, not a walk of the model."""
+    filters): deciding a segment is then calls of closures, not a walk of the model. Built
+    once per catalog (a new version of a segment is a new catalog, hence a new plan)."""
 
     index: SegmentIndex
     tests: tuple[Test, ...]  # by position
     empty_true: tuple[int, ...]  # the segments someone of whom nothing is known is in
+    # By position: (segment id, version), and the windowed conditions as (memo key, test).
+    ids: tuple[tuple[str, int], ...]
+    timed: dict[int, tuple[tuple[int, TimedTest], ...]]
+    # Event name -> its segments with their guards, for the names some segment guards.
+    hits: dict[str, tuple[_Hit, ...]]
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -587,6 +598,18 @@ def _plan(index: SegmentIndex) -> _Plan:
     if found is not None and found.index is index:
         return found
     tests = tuple(_compile(sv.definition.when, index.position) for sv in index.order)
+    timed = {pos: tuple((id(leaf), _timed_test(leaf)) for leaf in leaves_) for pos, leaves_ in index.timed.items()}
+    keys: dict[int, int] = {}  # a `where` list's place, by identity: the same list is tested once per event
+    hits: dict[str, tuple[_Hit, ...]] = {}
+    for name, guards in index.guards.items():
+        entries: list[_Hit] = []
+        for pos in index.by_event.get(name, ()):
+            guard = guards.get(pos)
+            wheres = None
+            if guard is not None and guard.wheres is not None:
+                wheres = tuple((keys.setdefault(id(w), len(keys)), compiled(w)) for w in guard.wheres)
+            entries.append((pos, index.order[pos].segment_id, guard, wheres))
+        hits[name] = tuple(entries)
     nobody = ProfileState("")
     ctx = _Ctx(nobody, 0, index, {}, {})
     held = []
@@ -596,7 +619,8 @@ def _plan(index: SegmentIndex) -> _Plan:
             held.append(pos)
     if len(_PLANS) > 100:  # catalogs were reloaded many times: keep the live ones
         _PLANS.clear()
-    found = _PLANS[id(index)] = _Plan(index, tests, tuple(held))
+    ids = tuple((sv.segment_id, sv.version) for sv in index.order)
+    found = _PLANS[id(index)] = _Plan(index, tests, tuple(held), ids, timed, hits)
     return found
 
 
@@ -617,8 +641,15 @@ def _compile(rule: object, live: Container[str]) -> Test:
         matcher = compile_filter(Filter(property=rule.trait, op=rule.op, value=rule.value))
         return lambda ctx: matcher(ctx.state.traits, None)
     if isinstance(rule, (PerformedCondition, EngagedCondition)):
-        timed = rule
-        return lambda ctx: _timed(timed, ctx)[0]
+        key, timed = id(rule), _timed_test(rule)
+
+        def windowed(ctx: _Ctx) -> bool:
+            found = ctx.memo.get(key)
+            if found is None:
+                found = ctx.memo[key] = timed(ctx)
+            return found[0]
+
+        return windowed
     if isinstance(rule, ReachableCondition):
         kind = rule.reachable
         return lambda ctx: _reachable(kind, ctx.state.traits, ctx.facts)
@@ -688,27 +719,26 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
     membership = state.membership
     ctx = _Ctx(state, at, index, state.history, state.segment_facts)
     plan = _plan(index)
-    tests = plan.tests
-    timed = index.timed
+    tests, ids, timed = plan.tests, plan.ids, plan.timed
     queue = sorted(todo)
     done: list[Change] = []
     i = 0
     while i < len(queue):
         pos = queue[i]
         i += 1
-        sv = index.order[pos]
-        sid = sv.segment_id
+        sid, version = ids[pos]
         member = tests[pos](ctx)
-        if pos in timed:
-            _arm(pos, sid, ctx)
+        leaves_ = timed.get(pos)
+        if leaves_ is not None:
+            _arm(sid, _next_change(leaves_, ctx), ctx.facts)
         if member == (sid in membership):
             continue
         if member:
             membership[sid] = at
         else:
             del membership[sid]
-        turn.emit(SegmentChanged(sid, sv.version, member, at, dict(cause)))
-        done.append(Change(sv, member, at, cause))
+        turn.emit(SegmentChanged(sid, version, member, at, dict(cause)))
+        done.append(Change(index.order[pos], member, at, cause))
         dependents = index.dependents.get(pos)
         if dependents:
             # Later in the order than this one: decided in this same pass, after it.
@@ -717,11 +747,9 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
     return done
 
 
-def _arm(pos: int, sid: str, ctx: _Ctx) -> None:
+def _arm(sid: str, due: int | None, facts: dict[str, Any]) -> None:
     """Keep the segment's next possible change in segment_facts["due"] (arm_lapse_timer arms
     the person's timer from it once the turn's decisions are done)."""
-    due = _next_change(pos, ctx)
-    facts = ctx.facts
     armed = facts.get("due")
     if due is None:
         if isinstance(armed, dict) and sid in armed:
@@ -734,24 +762,50 @@ def _arm(pos: int, sid: str, ctx: _Ctx) -> None:
     armed[sid] = due
 
 
-def _next_change(pos: int, ctx: _Ctx) -> int | None:
-    """The earliest instant after ctx.at at which a windowed condition of the segment could
-    change its answer with no new event (the segment's answer may then stay: it is decided again)."""
+def _next_change(leaves_: Iterable[tuple[int, TimedTest]], ctx: _Ctx) -> int | None:
+    """The earliest instant after ctx.at at which a windowed condition of the segment (the
+    plan's `timed` of its position) could change its answer with no new event (the segment's
+    answer may then stay: it is decided again)."""
     best: int | None = None
-    for leaf in ctx.index.timed.get(pos, ()):
-        due = _timed(leaf, ctx)[1]
+    memo = ctx.memo
+    for key, test in leaves_:
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = test(ctx)
+        due = found[1]
         if due is not None and (best is None or due < best):
             best = due
     return best
 
 
-def _timed(rule: PerformedCondition | EngagedCondition, ctx: _Ctx) -> tuple[bool, int | None]:
-    """(the condition holds at ctx.at, the next instant it could change): once per decision."""
-    key = id(rule)
-    found = ctx.memo.get(key)
-    if found is None:
-        found = ctx.memo[key] = _performed(rule, ctx) if isinstance(rule, PerformedCondition) else _engaged(rule, ctx)
-    return found
+def _timed_test(rule: PerformedCondition | EngagedCondition) -> TimedTest:
+    """A windowed condition as a test of a decision's context: (it holds at ctx.at, the next
+    instant it could change). Decisions memoize it by the condition's identity (ctx.memo)."""
+    if isinstance(rule, EngagedCondition):
+        return lambda ctx: _engaged(rule, ctx)
+    within = duration_ms(rule.within)
+    if rule.where or rule.sum is not None:
+        return lambda ctx: _performed(rule, ctx, within)
+    name, count, op = rule.performed, rule.count, _OPS[rule.op]
+    # As the oldest lapse one by one the count falls from n, and a comparison with `count`
+    # can only change between count+1, count and count-1: the largest c below n where it
+    # differs is where it flips, when the (n - c)-th oldest lapses.
+    flips = (count, count - 1)
+
+    def counted(ctx: _Ctx) -> tuple[bool, int | None]:
+        at = ctx.at
+        entries, lo, hi = _span(ctx.history.get(name) or [], at - within, at)
+        # One stamped after `at` enters the window at its time (a look then that changes
+        # nothing only re-arms the timer).
+        future = entries[hi][0] if hi < len(entries) else None
+        n = hi - lo
+        now = op(n, count)
+        for c in flips:
+            if 0 <= c < n and op(c, count) != now:
+                return now, _earliest(entries[lo + n - c - 1][0] + within, future)
+        return now, future
+
+    return counted
 
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -783,24 +837,14 @@ def _earliest(a: int | None, b: int | None) -> int | None:
     return b if a is None or (b is not None and b < a) else a
 
 
-def _performed(rule: PerformedCondition, ctx: _Ctx) -> tuple[bool, int | None]:
-    within = duration_ms(rule.within)
+def _performed(rule: PerformedCondition, ctx: _Ctx, within: int) -> tuple[bool, int | None]:
+    """A count with `where` filters, or a sum (the plain counts are _timed_test's own)."""
     at = ctx.at
     entries, lo, hi = _span(ctx.history.get(rule.performed) or [], at - within, at)
     # One stamped after `at` enters the window at its time (matching the filters or not: a
     # look then that changes nothing only re-arms the timer).
     future = entries[hi][0] if hi < len(entries) else None
-    if rule.where or rule.sum is not None:
-        return _filtered(rule, ctx, entries[lo:hi], within, future)
-    n, count, op = hi - lo, rule.count, _OPS[rule.op]
-    now = op(n, count)
-    # As the oldest lapse one by one the count falls from n, and a comparison with `count`
-    # can only change between count+1, count and count-1: the largest c below n where it
-    # differs is where it flips, when the (n - c)-th oldest lapses.
-    for c in (count, count - 1):
-        if 0 <= c < n and op(c, count) != now:
-            return now, _earliest(entries[lo + n - c - 1][0] + within, future)
-    return now, future
+    return _filtered(rule, ctx, entries[lo:hi], within, future)
 
 
 def _filtered(

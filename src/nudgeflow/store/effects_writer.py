@@ -178,10 +178,18 @@ class EffectsBatch:
         runs: list[tuple[str, tuple[Any, ...]]] = []
         traits: list[tuple[dict[str, Any], list[str]]] = []
         withheld: list[tuple[str, str, str]] = []
-        changes: list[SegmentChanged] = []
+        changes: list[tuple[str, str, str, str, dict[str, Any], int]] = []
+        members: list[SegmentChanged] = []
         arms: list[tuple[str, dict[str, str]]] = []
         variant_steps: list[tuple[str, str]] = []
         for effect in effects:
+            if type(effect) is SegmentChanged:
+                # First: with live segments, most of a decision's effects are these. The id
+                # made here serializes the cause, so one that cannot be stored fails here,
+                # for this decision.
+                changes.append(_segment_event(workspace_id, profile_id, effect))
+                members.append(effect)
+                continue
             if isinstance(effect, (SendMessage, MessageWithheld)) and effect.variant is not None:
                 variant_steps.append((effect.run_id, effect.step))
             if isinstance(effect, SendMessage):
@@ -313,9 +321,6 @@ class EffectsBatch:
                         None,
                     )
                 )
-            elif isinstance(effect, SegmentChanged):
-                orjson.dumps(effect.cause)  # fails here, for this decision, if it cannot be stored
-                changes.append(effect)
             else:
                 raise TypeError(f"unknown effect {type(effect).__name__}")
         for message in outbox:
@@ -324,9 +329,9 @@ class EffectsBatch:
             if earlier is None or earlier[STATUS] == DEFERRED:
                 self._outbox[message_key] = message
         self._withheld.update(withheld)
-        for change in changes:
+        for change in members:
             self._members[(workspace_id, change.segment_id, profile_id)] = (change.entered, change.at_ms)
-            self._segment_events.append(_segment_event(workspace_id, profile_id, change))
+        self._segment_events.extend(changes)
         for key, op in timers:
             self._timers[key] = op
         for run_id, run_row in runs:
