@@ -1,10 +1,14 @@
-"""`nudgeflow db upgrade`: the database schema."""
+"""`nudgeflow db upgrade`: the database schema; `nudgeflow db partitions`: the event log's
+partition count (docs/partitions.md)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings
+from nudgeflow.cli.common import DatabaseOpt, err, fail, load_settings, now_ms
+from nudgeflow.cli.status import DEFAULT_LEASE_TTL_MS
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -25,3 +29,40 @@ def db_upgrade(database: DatabaseOpt = None) -> None:
     finally:
         engine.dispose()
     err.print(f"schema: {before or 'empty'} -> {after}")
+
+
+@db_app.command("partitions")
+def db_partitions(
+    count: Annotated[
+        int | None,
+        typer.Argument(help="The new partition count, 1 to 4096; without it, the count is shown.", show_default=False),
+    ] = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Show the event log's partition count P, or choose it before the first event.
+
+    P is how many partitions people are spread over for engine workers (default 64,
+    docs/partitions.md): at most P workers can share the work. It is chosen once, on a new
+    database, with every nudgeflow process stopped: each process reads it once at start, and
+    once the log holds an event, people are in their partitions for good.
+    """
+    from nudgeflow.model.partitions import PartitionCountError
+    from nudgeflow.store import database as db
+    from nudgeflow.store import partition_leases as leases
+    from nudgeflow.store import partition_log
+
+    engine = db.create_db_engine(load_settings(database).database_url)
+    try:
+        if count is None:
+            with engine.connect() as conn:
+                err.print(f"partitions: {partition_log.partition_count(conn)}")
+            return
+        with engine.begin() as conn:
+            now = now_ms()
+            live = sum(1 for w in leases.workers(conn) if w.alive(now, DEFAULT_LEASE_TTL_MS))
+            had = partition_log.set_partition_count(conn, count, live)
+    except (PartitionCountError, partition_log.PartitionCountLocked) as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    err.print(f"partitions: {had} -> {count}")

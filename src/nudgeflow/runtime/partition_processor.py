@@ -62,19 +62,25 @@ def start_position(conn: Connection, partition: int) -> int:
 
 
 def _route(
-    partition: int, workspace_id: str, profile_id: str, offset: int, merged: dict[str, tuple[str, Any, Any]]
+    partition: int,
+    workspace_id: str,
+    profile_id: str,
+    offset: int,
+    merged: dict[str, tuple[str, Any, Any]],
+    count: int,
 ) -> tuple[str, str, int]:
-    """(DECIDE or FORWARD, the profile to decide it on or forward it to, that profile's partition)."""
+    """(DECIDE or FORWARD, the profile to decide it on or forward it to, that profile's partition);
+    `count` is the deployment's partition count (store/partition_log.partition_count)."""
     found = merged.get(profile_id)
     if found is not None:
         into, from_partition, from_offset = found
-        into_partition = partition_of(workspace_id, into)
+        into_partition = partition_of(workspace_id, into, count)
         if into_partition == partition:
             return DECIDE, into, partition  # one partition: decided on the survivor, as the single engine does
         if from_partition == partition and from_offset is not None and offset <= int(from_offset):
             return DECIDE, profile_id, partition  # before the merge: on the merged-away profile
         return FORWARD, into, into_partition
-    own = partition_of(workspace_id, profile_id)
+    own = partition_of(workspace_id, profile_id, count)
     if own != partition:  # an event of A the fold re-pointed to U before this partition read it
         return FORWARD, profile_id, own
     return DECIDE, profile_id, partition
@@ -134,10 +140,11 @@ def process_partitions_events(
     if not reads:
         return result
     merged = merged_into(conn, list({r[3] for _, _, rows, _ in reads for r in rows}))
+    count = partition_log.partition_count(conn)
     forwards: list[tuple[int, int, str]] = []
     decided: list[tuple[int, str, str, int, str | bytes]] = []
     for i, (partition, head, rows, _) in enumerate(reads):
-        routes = [_route(partition, r[2], r[3], int(r[0]), merged) for r in rows]
+        routes = [_route(partition, r[2], r[3], int(r[0]), merged, count) for r in rows]
         waiting = partition_work.waiting_merges(conn, partition, [who for how, who, _ in routes if how == DECIDE])
         cut = len(rows)
         for n, (how, who, _) in enumerate(routes):
@@ -194,11 +201,12 @@ def fire_partition_timers(
         if found is not None:
             into, from_partition, from_offset = found
             still_ours = from_partition == partition and from_offset is not None and here < int(from_offset)
-            if not still_ours or partition_of(workspace_id, into) == partition:
-                partition_work.forward_timer(conn, profile_id, key, into, partition_of(workspace_id, into))
+            into_partition = partition_log.partition_for(conn, workspace_id, into)
+            if not still_ours or into_partition == partition:
+                partition_work.forward_timer(conn, profile_id, key, into, into_partition)
                 handled += 1
                 continue
-        elif (own := partition_of(workspace_id, profile_id)) != partition:
+        elif (own := partition_log.partition_for(conn, workspace_id, profile_id)) != partition:
             partition_work.forward_timer(conn, profile_id, key, profile_id, own)
             handled += 1
             continue

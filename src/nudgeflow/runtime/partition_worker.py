@@ -5,8 +5,8 @@ partitions (runtime/leases.py keeps them, on a thread of its own) and, in a loop
 the events and fires the timers of the partitions it holds in fenced transactions
 (runtime/partition_processor.py): the events of all its partitions with work in shared
 transactions (one per batch, every partition fenced and its position saved in it: events
-spread thin over 64 partitions would otherwise make batches of a few events each), the
-timers one partition at a time. When a worker dies its leases expire after the TTL and the
+spread thin over 64 partitions, the default count, would otherwise make batches of a few
+events each), the timers one partition at a time. When a worker dies its leases expire after the TTL and the
 others take its partitions, starting from the positions it committed.
 
 Each round of the loop first asks the database which of its partitions have work: events
@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine
 
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.model.partitions import DEFAULT_PARTITIONS
 from nudgeflow.runtime.backfill import BACKFILL_BATCH, ReadAhead, backfill_batch, skip_profile
 from nudgeflow.runtime.experiments import ExperimentLooks, look_at_experiments
 from nudgeflow.runtime.leases import DEFAULT_HEARTBEAT_MS, DEFAULT_TTL_MS, LeaseKeeper, new_worker_id
@@ -53,7 +52,7 @@ from nudgeflow.runtime.segments import APPLY_BATCH, apply_batch
 from nudgeflow.runtime.segments import ReadAhead as SegmentReadAhead
 from nudgeflow.runtime.segments import skip_profile as skip_segment_profile
 from nudgeflow.runtime.stages import OUTAGE, DirectRunner, Stage
-from nudgeflow.store import partition_work
+from nudgeflow.store import partition_log, partition_work
 from nudgeflow.store.partition_leases import LeaseLost, fence
 
 log = logging.getLogger("nudgeflow.runtime")
@@ -78,7 +77,7 @@ class PartitionWorker:
         engines: EngineCache,
         stats: RuntimeStats,
         *,
-        partitions: int = DEFAULT_PARTITIONS,
+        partitions: int | None = None,
         batch_events: int = 1000,
         batch_timers: int = 1000,
         batch_ms: float = 15.0,
@@ -93,6 +92,10 @@ class PartitionWorker:
         self.engines = engines
         self.stats = stats
         self.worker_stats = WorkerStats()
+        if partitions is None:
+            # The deployment's count, chosen before the log's first event (docs/partitions.md).
+            with engine_db.connect() as conn:
+                partitions = partition_log.partition_count(conn)
         self.partitions = partitions
         self.keeper = LeaseKeeper(
             engine_db, worker_id or new_worker_id(), partitions, clock, ttl_ms=ttl_ms, heartbeat_ms=heartbeat_ms

@@ -57,7 +57,7 @@ from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.events import OWN_SEGMENT_PREFIX
 from nudgeflow.model.partitions import partition_of
 from nudgeflow.model.reasons import family_of
-from nudgeflow.store import event_log, rollups, segments, sql
+from nudgeflow.store import event_log, partition_log, rollups, segments, sql
 from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
 
 TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload", "partition")
@@ -257,7 +257,6 @@ class EffectsBatch:
                             workspace_id,
                             effect.due_ms,
                             _dumps(effect.payload),
-                            partition_of(workspace_id, profile_id),
                         ),
                     )
                 )
@@ -365,7 +364,10 @@ class EffectsBatch:
             )
             counts.states_written = len(self._states)
         deletes = [key for key, op in self._timers.items() if op is _DELETE]
-        arms = [op for op in self._timers.values() if op is not _DELETE]
+        # A timer fires in its person's partition (runtime/partition_processor); P is the
+        # deployment's, read from the database (store/partition_log.partition_count).
+        count = partition_log.partition_count(conn) if self._timers else 0
+        arms = [(*op, partition_of(op[2], op[0], count)) for op in self._timers.values() if op is not _DELETE]
         sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', deletes)
         sql.insert_rows(
             conn,

@@ -20,8 +20,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from nudgeflow.core.state import ProfileState
-from nudgeflow.model.partitions import partition_of
-from nudgeflow.store import rollups, segments, sql
+from nudgeflow.store import partition_log, rollups, segments, sql
 from nudgeflow.store.schema import profile_state, timers
 
 EVENTS_CURSOR = "events"
@@ -156,7 +155,7 @@ def move_merged(conn: Connection, source: str, target: str) -> None:
         sql.execute_many(
             conn,
             "UPDATE timers SET profile_id = ?, partition = ? WHERE profile_id = ?",
-            [(target, partition_of(moved, target), source)],
+            [(target, partition_log.partition_for(conn, moved, target), source)],
         )
     sql.execute_many(conn, "UPDATE journey_runs SET profile_id = ? WHERE profile_id = ?", [(target, source)])
     sql.execute_many(conn, "UPDATE run_arms SET profile_id = ? WHERE profile_id = ?", [(target, source)])

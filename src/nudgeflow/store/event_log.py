@@ -167,7 +167,8 @@ class _Pending:
 
 def _write(conn: Connection, pending: _Pending) -> None:
     """Take the offsets of the pending rows (and lock the heads asked for), insert the rows."""
-    parts = [partition_of(row[0], row[2]) for row in pending.rows]
+    count = partition_log.partition_count(conn)
+    parts = [partition_of(row[0], row[2], count) for row in pending.rows]
     counts = Counter(parts)
     for p, _ in pending.heads:
         counts[p] += 0

@@ -19,8 +19,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from nudgeflow.errors import StoreError
 from nudgeflow.model.events import EventRecord
-from nudgeflow.model.partitions import partition_of
-from nudgeflow.store import event_log, sql
+from nudgeflow.store import event_log, partition_log, sql
 from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.consent_records import Person, TraitChange, apply_trait_changes, consent_traits_of
 from nudgeflow.store.device_ingest import register_from_events
@@ -287,7 +286,7 @@ def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms:
         )
         # Where the source's events end in its partition: the last offset given there, read
         # under the head's lock with this transaction's own offsets (store/event_log.with_head).
-        from_partition = partition_of(workspace_id, source)
+        from_partition = partition_log.partition_for(conn, workspace_id, source)
         conn.execute(
             insert(profile_merges).values(
                 workspace_id=workspace_id,

@@ -34,9 +34,9 @@ from nudgeflow.core.state import HELD
 from nudgeflow.errors import StoreError
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
-from nudgeflow.model.partitions import partition_of
 from nudgeflow.store import backfill as backfills
 from nudgeflow.store import experiment_decisions as decisions
+from nudgeflow.store import partition_log
 from nudgeflow.store import policies as policy_store
 from nudgeflow.store import segments as segment_store
 from nudgeflow.store.schema import (
@@ -288,7 +288,7 @@ def _wake_held_runs(conn: Connection, workspace_id: str, journey_id: str, now_ms
                 "workspace_id": workspace_id,
                 "due_at_ms": now_ms,
                 "payload": orjson.dumps({"kind": "resume", "run_id": run_id}).decode(),
-                "partition": partition_of(workspace_id, profile_id),
+                "partition": partition_log.partition_for(conn, workspace_id, profile_id),
             }
             for run_id, profile_id in held[start : start + _WAKE_CHUNK]
         ]

@@ -21,6 +21,11 @@ on them; a transaction makes one call (store/event_log.appending gathers its eve
 On SQLite one writer holds the database at a time, which gives the same order.
 
 The engine's own Segment Entered / Exited are never decided again and have no partition.
+
+The partition count P is the number of head rows: 64 (model/partitions.DEFAULT_PARTITIONS)
+unless `set_partition_count` chose another before the log's first event. Each connection
+reads it once (`partition_count`) and keeps it: P is fixed for a deployment's life, and
+choosing it is done with every process stopped (docs/partitions.md).
 """
 
 from __future__ import annotations
@@ -31,11 +36,68 @@ from typing import Any
 from sqlalchemy import Connection
 
 from nudgeflow.errors import StoreError
+from nudgeflow.model.partitions import check_partitions, partition_of
 from nudgeflow.store import sql
 
 
 class UnknownPartition(StoreError, LookupError):
-    """A partition with no head row (outside 0..DEFAULT_PARTITIONS-1)."""
+    """A partition with no head row (outside 0..P-1)."""
+
+
+class PartitionCountLocked(StoreError, RuntimeError):
+    """The partition count cannot change now: the log holds events, or workers are alive."""
+
+
+_COUNT = "nudgeflow.partition_count"
+
+
+def partition_count(conn: Connection) -> int:
+    """P, the deployment's partition count: the head rows, read once per pooled connection
+    (conn.info outlives transactions) — it changes only with every process stopped."""
+    cached = conn.info.get(_COUNT)
+    if cached is None:
+        cached = int(conn.exec_driver_sql("SELECT count(*) FROM partition_heads").scalar_one())
+        conn.info[_COUNT] = cached
+    return int(cached)
+
+
+def partition_for(conn: Connection, workspace_id: str, canonical_id: str) -> int:
+    """The partition of a person in this deployment (model/partitions.partition_of with P)."""
+    return partition_of(workspace_id, canonical_id, partition_count(conn))
+
+
+def set_partition_count(conn: Connection, partitions: int, live_workers: int) -> int:
+    """Make the log's partition count `partitions`; returns the count it had.
+
+    Only before the log's first event: an event's partition and offset are part of the
+    stored data's meaning (positions, merges, timers all point at them), and moving people
+    between partitions would mean rewriting them all. And only with no engine worker alive
+    (`live_workers`, counted by the caller from the leases' heartbeats): a process reads P
+    once, so the others must be stopped too — the command's help and docs/partitions.md say so.
+    """
+    check_partitions(partitions)
+    m = sql.mark(conn)
+    suffix = " FOR UPDATE" if sql.is_postgres(conn) else ""
+    # Lock every head row: an ingest transaction under way finishes first, or waits for this.
+    had = len(conn.exec_driver_sql(f"SELECT partition FROM partition_heads{suffix}").all())
+    if live_workers:
+        raise PartitionCountLocked(
+            f"{live_workers} engine worker(s) are alive: "
+            "stop every nudgeflow process before changing the partition count"
+        )
+    if conn.exec_driver_sql("SELECT 1 FROM events WHERE partition IS NOT NULL LIMIT 1").first() is not None:
+        raise PartitionCountLocked(
+            f"the event log already holds events in its {had} partitions: the partition count is chosen before the "
+            "first event (moving people between partitions would mean rewriting every event, position and timer)"
+        )
+    conn.exec_driver_sql(f"DELETE FROM partition_heads WHERE partition >= {m}", (partitions,))
+    sql.execute_many(
+        conn, "INSERT INTO partition_heads (partition, head) VALUES (?, 0)", [(p,) for p in range(had, partitions)]
+    )
+    # Positions of partitions that no longer exist would read as lag in status and metrics.
+    conn.exec_driver_sql(f"DELETE FROM partition_positions WHERE partition >= {m}", (partitions,))
+    conn.info[_COUNT] = partitions
+    return had
 
 
 def take_offsets(conn: Connection, counts: Mapping[int, int]) -> dict[int, int]:

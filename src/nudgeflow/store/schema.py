@@ -379,7 +379,8 @@ partition_leases = Table(
 )
 
 # The last offset given in each partition of the event log (store/partition_log.py): rows
-# 0..DEFAULT_PARTITIONS-1, made by migration 0025. Its row lock orders a partition's commits.
+# 0..P-1 (64 made by migration 0025; `nudgeflow db partitions N` chooses another P before the
+# first event). Its row lock orders a partition's commits.
 partition_heads = Table(
     "partition_heads",
     metadata,
