@@ -161,21 +161,7 @@ def test_build_a_journey_from_nothing_then_publish_and_send(console_app: Console
         page.get_by_test_id("save-draft").click()
     page.wait_for_selector('svg [data-step-id="remind"]')
     assert page.locator('svg [data-step-id="done"]').count() == 0
-    page.get_by_test_id("publish").click()
-    page.get_by_test_id("confirm-dialog").wait_for(state="visible")
-    with page.expect_navigation():
-        page.get_by_test_id("confirm-yes").click()
-    page.wait_for_selector('svg [data-step-id="remind"]')
-    assert page.get_by_test_id("journey-status").text_content() == "live"
-    app.state.runtime.run_until_idle()
-
-    send(app, "/v1/identify", {"userId": "cy", "traits": {"email": "cy@example.com"}})
-    send(app, "/v1/track", {"userId": "cy", "event": "Product Added", "properties": {"cart_id": "c1"}})
-    app.clock.advance(timedelta(hours=1, minutes=1))
-    app.state.runtime.run_until_idle()
-    page.reload()
-    page.wait_for_selector('svg [data-step-id="remind"]')
-    assert page.locator('[data-step-id="remind"]').get_by_test_id("node-counts").text_content() == "1 sent · 0 here now"
+    publish_then_abandon_a_cart(page, app, "remind", "cy")
 
 
 CART_TRIGGER = """type: event_not_followed
@@ -243,21 +229,7 @@ def test_build_the_cart_abandonment_on_the_canvas_then_publish_and_send(
     with app.admin() as api:
         stored = api.get("/api/journeys/cart-on-canvas").json()["draft"]
     assert Journey.model_validate(stored) == Journey.model_validate(yaml.safe_load(written))
-    page.get_by_test_id("publish").click()
-    page.get_by_test_id("confirm-dialog").wait_for(state="visible")
-    with page.expect_navigation():
-        page.get_by_test_id("confirm-yes").click()
-    page.wait_for_selector('svg [data-step-id="send-1"]')
-    assert page.get_by_test_id("journey-status").text_content() == "live"
-    app.state.runtime.run_until_idle()
-
-    send(app, "/v1/identify", {"userId": "dee", "traits": {"email": "dee@example.com"}})
-    send(app, "/v1/track", {"userId": "dee", "event": "Product Added", "properties": {"cart_id": "d1"}})
-    app.clock.advance(timedelta(hours=1, minutes=1))
-    app.state.runtime.run_until_idle()
-    page.reload()
-    page.wait_for_selector('svg [data-step-id="send-1"]')
-    assert page.locator('[data-step-id="send-1"]').get_by_test_id("node-counts").text_content() == "1 sent · 0 here now"
+    publish_then_abandon_a_cart(page, app, "send-1", "dee")
 
 
 def test_a_test_send_from_the_template_editor(console_app: ConsoleApp, console_page: Any) -> None:
@@ -308,3 +280,24 @@ def test_the_publish_confirmation_counts_who_would_enter_at_once(console_app: Co
     page.get_by_test_id("confirm-no").click()
     with app.admin() as api:
         assert api.get("/api/journeys/winback").json()["status"] == "draft"  # cancelled: nothing published
+
+
+def publish_then_abandon_a_cart(page: Any, app: ConsoleApp, step: str, user: str) -> None:
+    """Publish the journey on its page (confirmed), then `user` adds to a cart and buys
+    nothing for an hour: the canvas's send step `step` counts the one email sent."""
+    page.get_by_test_id("publish").click()
+    page.get_by_test_id("confirm-dialog").wait_for(state="visible")
+    with page.expect_navigation():
+        page.get_by_test_id("confirm-yes").click()
+    page.wait_for_selector(f'svg [data-step-id="{step}"]')
+    assert page.get_by_test_id("journey-status").text_content() == "live"
+    app.state.runtime.run_until_idle()
+
+    send(app, "/v1/identify", {"userId": user, "traits": {"email": f"{user}@example.com"}})
+    send(app, "/v1/track", {"userId": user, "event": "Product Added", "properties": {"cart_id": f"{user}-1"}})
+    app.clock.advance(timedelta(hours=1, minutes=1))
+    app.state.runtime.run_until_idle()
+    page.reload()
+    page.wait_for_selector(f'svg [data-step-id="{step}"]')
+    counts = page.locator(f'[data-step-id="{step}"]').get_by_test_id("node-counts")
+    assert counts.text_content() == "1 sent · 0 here now"
