@@ -221,7 +221,7 @@ def test_build_the_cart_abandonment_on_the_canvas_then_publish_and_send(
     path = tmp_path / "cart-on-canvas.yaml"
     path.write_text(Path(download.value.path()).read_text())
     assert path.read_text() == written
-    assert [p for p in validate_files([path]) if p.problem.severity == "error"] == []
+    assert [p for p in validate_files([path]) if p.severity == "error"] == []
 
     with page.expect_navigation():
         page.get_by_test_id("save-draft").click()
