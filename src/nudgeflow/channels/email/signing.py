@@ -24,6 +24,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from nudgeflow.errors import DeliveryError
+
 # The headers a DKIM signature covers, when present. dkimpy's default list
 # (dkim.DKIM.SHOULD) did not include List-Unsubscribe-Post, and RFC 8058 §4 requires both
 # List-Unsubscribe and List-Unsubscribe-Post to be covered by a valid DKIM signature for a
@@ -61,7 +63,7 @@ _SPACES = re.compile(rb"  +")
 _TAG_VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]+")  # a tag value we write: no ';', no spaces
 
 
-class DkimKeyError(ValueError):
+class DkimKeyError(DeliveryError, ValueError):
     """A DKIM private key that cannot sign (the message says why; never the key)."""
 
 
