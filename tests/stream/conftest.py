@@ -44,6 +44,8 @@ def stream_settings(nats_cluster: NatsCluster) -> StreamSettings:
         subject_prefix=f"t{tag}.events",
         partitions=8,
         # Generous: the suite shares two cores, and with sync_interval: always each write waits on fsync.
-        request_timeout_seconds=10.0,
+        # 10 s was once not enough in a full run: a stream lookup right after creating the
+        # stream timed out while the loaded cluster was busy (clean-clone run, 2026-12-07).
+        request_timeout_seconds=30.0,
         connect_timeout_seconds=2.0,
     )
