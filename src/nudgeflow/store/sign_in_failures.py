@@ -10,16 +10,12 @@ failures. Times are the app clock's wall time (milliseconds): the processes shar
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Connection
 
 from nudgeflow.store import sql
-
-
-def key_digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+from nudgeflow.store.workspaces import key_digest  # the SHA-256 hex digest keys are kept as
 
 
 def retry_after_ms(conn: Connection, limits: Mapping[str, int], window_ms: int, now_ms: int) -> int:
