@@ -417,6 +417,24 @@ def seed(path: Path, sizes: dict[str, int], out: Any) -> Seeded:
     ecols = columns(conn, "events")
     events = sizes["profiles"] * EVENTS_PER_PERSON
 
+    def track_row(k: int, i: int, name: str, at: int) -> Any:
+        """The k-th stored event: person i tracked `name` at `at`."""
+        return row_of(
+            ecols,
+            {
+                "seq": k + 1,
+                "workspace_id": ws,
+                "message_id": f"m-{k}",
+                "profile_id": f"prf_{i:08d}",
+                "type": "track",
+                "event": name,
+                "user_id": f"user-{i}",
+                "timestamp_ms": at,
+                "received_at_ms": at,
+                "payload": f'{{"type":"track","event":"{name}","userId":"user-{i}","properties":{{}}}}',
+            },
+        )
+
     def event_log() -> Any:
         names = ("Product Viewed", "Product Added", "Application Opened", "Order Completed")
         for start in range(0, events, CHUNK):
@@ -425,23 +443,7 @@ def seed(path: Path, sizes: dict[str, int], out: Any) -> Seeded:
                 i = k // EVENTS_PER_PERSON
                 at = first_day_ms + rng.randrange(sizes["days"] * DAY_MS)
                 name = names[k % len(names)]
-                rows.append(
-                    row_of(
-                        ecols,
-                        {
-                            "seq": k + 1,
-                            "workspace_id": ws,
-                            "message_id": f"m-{k}",
-                            "profile_id": f"prf_{i:08d}",
-                            "type": "track",
-                            "event": name,
-                            "user_id": f"user-{i}",
-                            "timestamp_ms": at,
-                            "received_at_ms": at,
-                            "payload": f'{{"type":"track","event":"{name}","userId":"user-{i}","properties":{{}}}}',
-                        },
-                    )
-                )
+                rows.append(track_row(k, i, name, at))
             insert(conn, "events", rows)
             yield len(rows)
 
@@ -452,23 +454,7 @@ def seed(path: Path, sizes: dict[str, int], out: Any) -> Seeded:
         rows = []
         for k in range(events, events + HISTORY):
             at = first_day_ms + rng.randrange(sizes["days"] * DAY_MS)
-            rows.append(
-                row_of(
-                    ecols,
-                    {
-                        "seq": k + 1,
-                        "workspace_id": ws,
-                        "message_id": f"m-{k}",
-                        "profile_id": "prf_00000001",
-                        "type": "track",
-                        "event": "Product Viewed",
-                        "user_id": "user-1",
-                        "timestamp_ms": at,
-                        "received_at_ms": at,
-                        "payload": '{"type":"track","event":"Product Viewed","userId":"user-1","properties":{}}',
-                    },
-                )
-            )
+            rows.append(track_row(k, 1, "Product Viewed", at))
         insert(conn, "events", rows)
         yield len(rows)
 
