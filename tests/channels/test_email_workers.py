@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,94 @@ def test_a_worker_that_dies_costs_a_retry_and_is_replaced() -> None:
         workers.close()
 
 
+def test_builds_started_together_go_to_the_worker_as_one_batch() -> None:
+    # 20 sends started on one turn of the loop: two executor tasks (10 + 10, one being built
+    # and the next queued behind it), not 20.
+    workers = WorkerPool(1)
+    try:
+        # The worker parses the template on its first build: later jobs go without it.
+        asyncio.run(_channel(TEMPLATE, workers, URL).build(message(), parse_smtp_url(URL)))
+        workers.batches = 0
+
+        async def twenty() -> list[tuple[str, str, bytes]]:
+            channel = _channel(TEMPLATE, workers, URL)
+            config = parse_smtp_url(URL)
+            return await asyncio.gather(*(channel.build(message(f"run_1:mail:{i}"), config) for i in range(20)))
+
+        built = asyncio.run(twenty())
+        assert workers.batches == 2
+        assert len({raw for _, _, raw in built}) == 20  # each message its own bytes
+        inline = asyncio.run(_channel(TEMPLATE, None, URL).build(message("run_1:mail:7"), parse_smtp_url(URL)))
+        assert built[7] == inline
+    finally:
+        workers.close()
+
+
+def test_a_batch_is_spread_over_the_workers() -> None:
+    workers = WorkerPool(2)
+    try:
+
+        async def ten() -> list[int]:
+            return await asyncio.gather(*(workers.run(_pid, None) for _ in range(10)))
+
+        pids = asyncio.run(ten())
+        assert workers.batches == 4  # 3 + 3 + 3 + 1: two tasks per worker, at once
+        assert len(pids) == 10 and all(isinstance(pid, int) for pid in pids)
+    finally:
+        workers.close()
+
+
+def test_calls_made_while_the_worker_is_busy_wait_and_go_together() -> None:
+    # Calls that arrive one by one (as sends finish at different times) while two batches
+    # are in flight are held, then sent as one batch when a batch comes back.
+    workers = WorkerPool(1)
+    try:
+
+        async def staggered() -> list[int]:
+            calls = []
+            for _ in range(12):
+                calls.append(asyncio.ensure_future(workers.run(_pid_after, 0.05)))
+                await asyncio.sleep(0)  # each call on its own turn of the loop
+            return await asyncio.gather(*calls)
+
+        assert len(asyncio.run(staggered())) == 12
+        assert workers.batches <= 4  # 1, 1, then the 10 held back in at most 2
+    finally:
+        workers.close()
+
+
+def test_a_failing_build_fails_only_its_own_message_in_a_batch(worker_pool: WorkerPool) -> None:
+    async def both() -> list[Any]:
+        config = parse_smtp_url(URL)
+        good, bad = _channel(TEMPLATE, worker_pool, URL), _channel(BROKEN, worker_pool, URL)
+        return await asyncio.gather(
+            good.build(message("run_1:mail:a"), config),
+            bad.build(message("run_1:mail:b"), config),
+            good.build(message("run_1:mail:c"), config),
+            return_exceptions=True,
+        )
+
+    first, broken, last = asyncio.run(both())
+    assert isinstance(broken, PermanentError) and "profile.nickname is undefined" in str(broken)
+    assert b"Ada, your cart" in first[2] and b"Ada, your cart" in last[2]
+
+
+def test_a_worker_that_dies_fails_every_build_of_its_batch_for_a_retry() -> None:
+    workers = WorkerPool(1)
+    try:
+
+        async def together() -> list[Any]:
+            return await asyncio.gather(*(workers.run(_pid_or_die, a) for a in (1, "die", 3, 4)), return_exceptions=True)
+
+        results = asyncio.run(together())
+        assert workers.batches == 2  # (1, "die") and (3, 4)
+        # The whole batch of the call that killed the worker is retried, the one that ran before it too.
+        assert isinstance(results[0], TransientError) and isinstance(results[1], TransientError)
+        assert isinstance(asyncio.run(workers.run(_pid, None)), int)  # replaced
+    finally:
+        workers.close()
+
+
 def test_a_slim_job_for_an_unparsed_template_asks_for_the_full_one(worker_pool: WorkerPool) -> None:
     job = asyncio.run(JobRenderer({**TEMPLATE, "subject": "Third {{ profile.first_name }}"}).prepare_email(message()))
     job = dataclasses.replace(job, sender="shop@shop.example.com")
@@ -207,3 +296,14 @@ def _pid(_: Any) -> int:
 
 def _die(_: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)  # a build that takes a while, in the worker
+    return os.getpid()
+
+
+def _pid_or_die(arg: Any) -> int:
+    if arg == "die":
+        _die(arg)
+    return os.getpid()
