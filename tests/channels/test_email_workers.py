@@ -207,7 +207,8 @@ def test_a_worker_that_dies_fails_every_build_of_its_batch_for_a_retry() -> None
     try:
 
         async def together() -> list[Any]:
-            return await asyncio.gather(*(workers.run(_pid_or_die, a) for a in (1, "die", 3, 4)), return_exceptions=True)
+            calls = (workers.run(_pid_or_die, arg) for arg in (1, "die", 3, 4))
+            return await asyncio.gather(*calls, return_exceptions=True)
 
         results = asyncio.run(together())
         assert workers.batches == 2  # (1, "die") and (3, 4)
