@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import signal
 import socket
@@ -87,6 +86,7 @@ def serve(
     import uvicorn
 
     from nudgeflow.logs import configure_logging
+    from nudgeflow.runtime.heap import settle_heap
     from nudgeflow.settings import ConfigError
     from nudgeflow.store.database import DatabaseError
     from nudgeflow.store.engine_lock import EngineLocked
@@ -162,8 +162,6 @@ def serve(
             raise fail(str(exc)) from exc
         except Exception as exc:  # a server that does not answer, a directory we cannot write
             raise fail(f"cannot take the engine lock: {exc}") from exc
-    # Everything loaded so far lives as long as the process: keep the cyclic collector from
-    # walking it again on every full collection (the longest pauses a busy server takes).
     bounces = None
     if bounce_smtp:
         from nudgeflow.runtime.inbound_smtp import committer_jobs, start_bounce_smtp  # as above
@@ -182,8 +180,10 @@ def serve(
         except (ValueError, OSError, RuntimeError) as exc:
             raise fail(f"bounce SMTP server: {exc}") from exc
         err.print(f"bounces: SMTP on {smtp_host}:{smtp_port} for {', '.join(bounce_domain or [])}")
-    gc.collect()
-    gc.freeze()
+    # Everything loaded so far lives as long as the process: keep the cyclic collector from
+    # walking it again on every full collection (the longest pauses a busy server takes), and
+    # from running every few hundred allocations (runtime/heap.py; the benchmarks call it too).
+    settle_heap()
     # uvicorn turns SIGTERM and SIGINT into a graceful shutdown (the lifespan's end drains the
     # runtime), then raises the signal again to the handler found at start. Ours exits 0 on
     # that second delivery, rather than the process dying by the signal.

@@ -147,9 +147,12 @@ class ProfileState:
         doc: dict[str, Any] = {"traits": self.traits}
         if self.runs:
             doc["runs"] = {rid: run.as_dict() for rid, run in self.runs.items()}
+        if self.pending:
+            doc["pending"], shared = _pending_doc(self.pending)
+            if shared:
+                doc[SHARED_PROPERTIES] = shared
         for name in (
             "entries",
-            "pending",
             "counters",
             "activity",
             "history",
@@ -173,12 +176,18 @@ class ProfileState:
         if not data:
             return cls(profile_id)
         doc = orjson.loads(data)
+        pending = doc.get("pending", {})
+        shared = doc.get(SHARED_PROPERTIES)
+        if shared:
+            for watch in pending.values():
+                if "properties" not in watch and watch.get("message_id") in shared:
+                    watch["properties"] = shared[watch["message_id"]]
         return cls(
             profile_id=profile_id,
             traits=doc.get("traits", {}),
             runs={rid: Run.from_dict(r) for rid, r in doc.get("runs", {}).items()},
             entries=doc.get("entries", {}),
-            pending=doc.get("pending", {}),
+            pending=pending,
             counters=doc.get("counters", {}),
             activity=doc.get("activity", {}),
             history=doc.get("history", {}),
@@ -192,3 +201,34 @@ class ProfileState:
             frequency=doc.get("frequency"),
             hours=doc.get("hours", []),
         )
+
+
+# Several journeys watching the same event ("not followed by": one per journey, each holding
+# the event as its trigger) hold the same properties, one object in memory. The document
+# writes them once, here, by the event's message id: with many such journeys they were most
+# of its bytes, parsed and written again on every event of the person.
+SHARED_PROPERTIES = "pending_properties"
+
+
+def _pending_doc(pending: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The watches as written, and the properties two or more of them share (by message id).
+
+    Only the very same object is shared (as trigger_of gives every watch of one event, and
+    from_json gives back): reading the document restores each watch's `properties` to it,
+    so the state is the one written, and a document read and written unchanged is the same."""
+    first: dict[str, Any] = {}
+    count: dict[str, int] = {}
+    for watch in pending.values():
+        mid, props = watch.get("message_id"), watch.get("properties")
+        if isinstance(mid, str) and isinstance(props, dict) and first.setdefault(mid, props) is props:
+            count[mid] = count.get(mid, 0) + 1
+    shared = {mid: first[mid] for mid, n in count.items() if n > 1}
+    if not shared:
+        return pending, shared
+    out: dict[str, Any] = {}
+    for key, watch in pending.items():
+        mid = watch.get("message_id")
+        if mid in shared and watch.get("properties") is shared[mid]:
+            watch = {k: v for k, v in watch.items() if k != "properties"}
+        out[key] = watch
+    return out, shared

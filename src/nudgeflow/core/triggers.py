@@ -85,13 +85,18 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, whe
     until = event.timestamp_ms
     since = until - duration_ms(occ.within)
     n = 0
+    # A string key (a product id) equals only the same string, or a number it spells (as
+    # compare's "eq" has it): a stored string is compared directly, anything else by compare.
+    str_key = type(key) is str
     for ts, props in turn.state.history.get(event.name, []):
         if not since < ts <= until:
             continue
         if matcher is not None and not matcher(props, scope):
             continue
-        if occ.match is not None and not compare("eq", *get_path(props, occ.match), key):
-            continue
+        if occ.match is not None:
+            found, value = get_path(props, occ.match)
+            if not (value == key if str_key and found and type(value) is str else compare("eq", found, value, key)):
+                continue
         n += 1
         if n >= occ.count:
             return True
@@ -100,31 +105,41 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, whe
 
 def on_event(turn: Turn, jv: JourneyVersion, event: EventInput, changes: dict[str, tuple[Any, Any]]) -> None:
     trigger = jv.definition.trigger
-    if isinstance(trigger, EventTrigger):
-        if (
-            _matches(turn, event, trigger.event, trigger.where)
-            and _occurred_enough(turn, event, trigger.occurrences, trigger.where)
-            and not _late(turn, event, trigger.max_lateness)
-        ):
-            enter(turn, jv, trigger_of(event), event.timestamp_ms)
-    elif isinstance(trigger, EventNotFollowedTrigger):
-        _not_followed(turn, jv, trigger, event)
-    elif isinstance(trigger, InactivityTrigger):
-        _activity(turn, jv, trigger, event)
-    elif isinstance(trigger, AttributeChangeTrigger):
-        if trigger.trait in changes and not _late(turn, event, trigger.max_lateness):
-            before, after = changes[trigger.trait]
-            given = trigger.model_fields_set
-            if ("from_" not in given or _is(before, trigger.from_)) and ("to" not in given or _is(after, trigger.to)):
-                props = {"trait": trigger.trait, "from": before, "to": after}
-                enter(turn, jv, trigger_of(event, event="attribute_change", properties=props), event.timestamp_ms)
-    elif isinstance(trigger, DateRelativeTrigger):
-        if trigger.trait in changes or "timezone" in changes:
-            arm_date(turn, jv, trigger)
-    elif isinstance(trigger, MilestoneTrigger):
-        _milestone(turn, jv, trigger, event)
-    elif isinstance(trigger, LocationTrigger):
-        _location(turn, jv, trigger, event)
+    # By the trigger's class, looked up once: this runs for every candidate journey of every
+    # event, and a chain of isinstance tests cost up to seven calls each time.
+    react = _BY_KIND.get(type(trigger))
+    if react is None:
+        react = next((fn for kind, fn in _BY_KIND.items() if isinstance(trigger, kind)), None)
+        if react is None:
+            return  # a segment trigger: it reacts to membership changes (core/segments.py)
+    react(turn, jv, trigger, event, changes)
+
+
+def _event(turn: Turn, jv: JourneyVersion, trigger: Any, event: EventInput, _changes: Any) -> None:
+    if (
+        _matches(turn, event, trigger.event, trigger.where)
+        and _occurred_enough(turn, event, trigger.occurrences, trigger.where)
+        and not _late(turn, event, trigger.max_lateness)
+    ):
+        enter(turn, jv, trigger_of(event), event.timestamp_ms)
+
+
+def _attribute_change(
+    turn: Turn, jv: JourneyVersion, trigger: Any, event: EventInput, changes: dict[str, tuple[Any, Any]]
+) -> None:
+    if trigger.trait in changes and not _late(turn, event, trigger.max_lateness):
+        before, after = changes[trigger.trait]
+        given = trigger.model_fields_set
+        if ("from_" not in given or _is(before, trigger.from_)) and ("to" not in given or _is(after, trigger.to)):
+            props = {"trait": trigger.trait, "from": before, "to": after}
+            enter(turn, jv, trigger_of(event, event="attribute_change", properties=props), event.timestamp_ms)
+
+
+def _date_relative(
+    turn: Turn, jv: JourneyVersion, trigger: Any, _event: EventInput, changes: dict[str, tuple[Any, Any]]
+) -> None:
+    if trigger.trait in changes or "timezone" in changes:
+        arm_date(turn, jv, trigger)
 
 
 def _is(value: Any, expected: Any) -> bool:
@@ -149,7 +164,9 @@ def _watch_key(jv: JourneyVersion, props: dict[str, Any], match: str | None) -> 
     return timer_key("nf", jv.journey_id, value)
 
 
-def _not_followed(turn: Turn, jv: JourneyVersion, trigger: EventNotFollowedTrigger, event: EventInput) -> None:
+def _not_followed(
+    turn: Turn, jv: JourneyVersion, trigger: EventNotFollowedTrigger, event: EventInput, _changes: Any = None
+) -> None:
     follow = trigger.not_followed_by
     if _matches(turn, event, follow.event, follow.where):
         key = _watch_key(jv, event.properties, follow.match)
@@ -183,7 +200,9 @@ def on_not_followed_timer(turn: Turn, key: str, payload: dict[str, Any]) -> None
 # --- inactivity (lazy: one timer per profile and journey, re-armed when it fires) ----------
 
 
-def _activity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, event: EventInput) -> None:
+def _activity(
+    turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, event: EventInput, _changes: Any = None
+) -> None:
     if trigger.events is not None and event.name not in trigger.events:
         return
     if machine_engagement(event.name, event.properties):
@@ -270,7 +289,9 @@ def on_date_timer(turn: Turn, payload: dict[str, Any]) -> None:
 # --- milestones --------------------------------------------------------------------------------
 
 
-def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event: EventInput) -> None:
+def _milestone(
+    turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event: EventInput, _changes: Any = None
+) -> None:
     if not _matches(turn, event, trigger.event, trigger.where):
         return
     counters = turn.state.counters
@@ -310,10 +331,14 @@ def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, event:
 # --- location ----------------------------------------------------------------------------------
 
 
-def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: EventInput) -> None:
+def _location(
+    turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: EventInput, _changes: Any = None
+) -> None:
     if trigger.event is not None and event.name != trigger.event:
         return
-    coords = timecalc.event_coordinates(event)
+    if turn.coords_of is not event:
+        turn.coords_of, turn.coords = event, timecalc.event_coordinates(event)
+    coords = turn.coords
     if coords is None or _late(turn, event, trigger.max_lateness):
         return
     places = turn.catalog.location_places(jv.journey_id, jv.version, trigger)
@@ -342,3 +367,16 @@ def _location(turn: Turn, jv: JourneyVersion, trigger: LocationTrigger, event: E
         if place.id is not None:
             where["id"] = place.id
         enter(turn, jv, trigger_of(event, place=where), event.timestamp_ms)
+
+
+# Each trigger class (they are siblings, none a subclass of another) and how it reacts to an
+# event; SegmentTrigger is not here: it reacts to membership changes (core/segments.py).
+_BY_KIND: dict[type, Any] = {
+    EventTrigger: _event,
+    EventNotFollowedTrigger: _not_followed,
+    InactivityTrigger: _activity,
+    AttributeChangeTrigger: _attribute_change,
+    DateRelativeTrigger: _date_relative,
+    MilestoneTrigger: _milestone,
+    LocationTrigger: _location,
+}

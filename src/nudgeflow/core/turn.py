@@ -64,6 +64,11 @@ class Turn:
     due_ms: int | None = None
     # Messages send policies decide at the end of this call (core/policies.py).
     wanted: list[Wanted] = field(default_factory=list)
+    # The event's coordinates, as every location trigger of this call reads them: looked for
+    # once per call (core/triggers.py), not once per location journey. `coords_of` holds
+    # the event they were read from.
+    coords_of: Any = None
+    coords: tuple[float, float] | None = None
 
     @property
     def since_ms(self) -> int:
