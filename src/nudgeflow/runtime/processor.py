@@ -488,11 +488,12 @@ def fire_timers(
 
 
 def decide_timers(batch: DecisionBatch, rows: Iterable[Any], now_ms: int, stats: RuntimeStats) -> None:
-    """Fire (profile_id, key, workspace_id, due_at_ms, payload) timers in order, each deleted
-    in the batch's writes; one that fails is skipped, logged and counted (the single engine's
-    and the partitioned workers' batches alike)."""
-    for profile_id, key, workspace_id, due_at_ms, payload in rows:
-        batch.effects.delete_timer(profile_id, key)
+    """Fire (profile_id, key, workspace_id, due_at_ms, payload[, rowid]) timers in order, each
+    deleted in the batch's writes (by its rowid when claim_due_timers gave one); one that
+    fails is skipped, logged and counted (the single engine's and the partitioned workers'
+    batches alike)."""
+    for profile_id, key, workspace_id, due_at_ms, payload, *rowid in rows:
+        batch.effects.delete_timer(profile_id, key, rowid[0] if rowid else None)
 
         def on_timer(
             engine: Decider, state: ProfileState, _k: str = key, _d: int = int(due_at_ms), _p: str | bytes = payload

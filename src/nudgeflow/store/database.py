@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,18 @@ def is_sqlite(url: str) -> bool:
 WAL_AUTOCHECKPOINT_PAGES = 4000
 # The most page cache one connection may hold, in KiB; it only grows as pages are used.
 SQLITE_CACHE_KIB = 32 * 1024
+
+
+def _keep_null(value: None) -> None:
+    return value
+
+
+# Python 3.11's sqlite3 binds int, float, str and bytes directly but sends None through its
+# adapter lookup, which misses and then raises and clears two AttributeErrors: ~0.2 us a
+# None. The writers bind about ten a fired timer (a run's unset columns, an outbox row's),
+# 6 % of the instructions of firing one (benchmarks/RESULTS.md, issue 18 item 4). An adapter
+# registered for None is found at once and binds the same NULL.
+sqlite3.register_adapter(type(None), _keep_null)
 
 
 def _sqlite_pragmas(synchronous: str) -> Any:

@@ -57,7 +57,7 @@ from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.events import OWN_SEGMENT_PREFIX
 from nudgeflow.model.partitions import partition_of
 from nudgeflow.model.reasons import family_of
-from nudgeflow.store import event_log, partition_log, rollups, segments, sql
+from nudgeflow.store import engine_state, event_log, partition_log, rollups, segments, sql
 from nudgeflow.store.outbox import DEFERRED, DROPPED, FAILED, PENDING, STATUS, queue
 
 TIMER_COLUMNS = ("profile_id", "key", "workspace_id", "due_at_ms", "payload", "partition")
@@ -134,6 +134,7 @@ class EffectsBatch:
         # By (workspace, idempotency key): a later row of the same key replaces only a deferred one.
         self._outbox: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._timers: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        self._fired: dict[tuple[str, str], int] = {}  # fired timers' rowids (SQLite), by key
         self._runs: dict[str, tuple[Any, ...]] = {}
         self._traits: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
         self._states: dict[str, tuple[str, str]] = {}
@@ -155,7 +156,7 @@ class EffectsBatch:
         """Outbox rows queued so far (sends, recorded failures and withheld messages)."""
         return len(self._outbox)
 
-    def delete_timer(self, profile_id: str, key: str) -> None:
+    def delete_timer(self, profile_id: str, key: str, rowid: int | None = None) -> None:
         """A fired timer: gone, unless an effect that follows arms the same key again, or one
         that came before in this batch already did.
 
@@ -163,9 +164,13 @@ class EffectsBatch:
         can fire as it was stored after an earlier decision of the batch armed its key anew
         (the send policies decide the messages due together on the first of their release
         timers, and re-arm the others' timers when they defer them again). That arm is newer
-        than the row that fired: deleting it would lose the timer for good."""
+        than the row that fired: deleting it would lose the timer for good.
+
+        `rowid` (SQLite) is the fired row's, as claimed: its write then skips the key's index."""
         if self._timers.get((profile_id, key), _DELETE) is _DELETE:
             self._timers[(profile_id, key)] = _DELETE
+        if rowid is not None:
+            self._fired[(profile_id, key)] = rowid
 
     def add(self, workspace_id: str, profile_id: str, effects: Iterable[Effect], now_ms: int) -> None:
         """Take one decision's effects. Raises (and takes none of them) if one cannot be stored.
@@ -368,6 +373,8 @@ class EffectsBatch:
         # deployment's, read from the database (store/partition_log.partition_count).
         count = partition_log.partition_count(conn) if self._timers else 0
         arms = [(*op, partition_of(op[2], op[0], count)) for op in self._timers.values() if op is not _DELETE]
+        if self._fired:
+            deletes, arms = _write_fired_timers(conn, self._fired, deletes, arms)
         sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', deletes)
         sql.insert_rows(
             conn,
@@ -403,6 +410,18 @@ class EffectsBatch:
             counts.segments_entered, counts.segments_exited = segments.write_changes(conn, self._members)
             counts.segment_events = _append_segment_events(conn, self._segment_events, now_ms)
         return counts
+
+
+def _write_fired_timers(
+    conn: Connection, fired: dict[tuple[str, str], int], deletes: list[tuple[str, str]], arms: list[tuple[Any, ...]]
+) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:
+    """Write the fired timers' deletions and re-arms by their rowids (engine_state.write_fired_timers);
+    returns what is left to write by key: the others, or all of them if a row had moved."""
+    gone = [(fired[key], *key) for key in deletes if key in fired]
+    again = [(*arm[2:], fired[(arm[0], arm[1])], arm[0], arm[1]) for arm in arms if (arm[0], arm[1]) in fired]
+    if not engine_state.write_fired_timers(conn, again, gone):
+        return deletes, arms
+    return [key for key in deletes if key not in fired], [arm for arm in arms if (arm[0], arm[1]) not in fired]
 
 
 def _segment_event(

@@ -172,18 +172,48 @@ def move_merged(conn: Connection, source: str, target: str) -> None:
 
 def claim_due_timers(conn: Connection, now_ms: int, limit: int, partition: int | None = None) -> Sequence[Any]:
     """(profile_id, key, workspace_id, due_at_ms, payload) of the timers due now, oldest first;
-    with a `partition`, only that partition's (by ix_timers_partition_due)."""
+    with a `partition`, only that partition's (by ix_timers_partition_due). On SQLite each row
+    also carries its rowid, sixth, for `write_fired_timers`."""
     m = sql.mark(conn)
     # SKIP LOCKED: timers another worker is firing are left to it.
-    suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
+    postgres = sql.is_postgres(conn)
+    suffix = " FOR UPDATE SKIP LOCKED" if postgres else ""
     where, params = f"due_at_ms <= {m}", [now_ms, limit]
     if partition is not None:
         where, params = f"partition = {m} AND due_at_ms <= {m}", [partition, now_ms, limit]
+    rowid = "" if postgres else ", rowid"
     return conn.exec_driver_sql(
-        'SELECT profile_id, "key", workspace_id, due_at_ms, payload FROM timers'
+        f'SELECT profile_id, "key", workspace_id, due_at_ms, payload{rowid} FROM timers'
         f" WHERE {where} ORDER BY due_at_ms LIMIT {m}{suffix}",
         tuple(params),
     ).all()
+
+
+# By rowid, and only while the row is still the fired timer's: a merge folded into this batch
+# may have moved it to another person (move_merged), and then the key decides, as it would
+# have without the rowid.
+_REARM_BY_ROWID = (
+    "UPDATE timers SET workspace_id = ?, due_at_ms = ?, payload = ?, partition = ?"
+    ' WHERE rowid = ? AND profile_id = ? AND "key" = ?'
+)
+_DELETE_BY_ROWID = 'DELETE FROM timers WHERE rowid = ? AND profile_id = ? AND "key" = ?'
+
+
+def write_fired_timers(
+    conn: Connection, rearmed: Sequence[tuple[Any, ...]], deleted: Sequence[tuple[int, str, str]]
+) -> bool:
+    """SQLite: re-arm (`rearmed`: workspace_id, due_at_ms, payload, partition, rowid,
+    profile_id, key) or delete (`deleted`: rowid, profile_id, key) fired timers by the rowids
+    they were claimed with. An upsert by key looks the row up in the timers' primary key
+    index first and tries an insert; this finds it straight away: half the statement's cost
+    (benchmarks/RESULTS.md, issue 18 item 4). True when every row was where it was claimed;
+    False otherwise, and the caller writes them all by key (the same values again)."""
+    changed = 0
+    if rearmed:
+        changed += conn.exec_driver_sql(_REARM_BY_ROWID, list(rearmed)).rowcount
+    if deleted:
+        changed += conn.exec_driver_sql(_DELETE_BY_ROWID, list(deleted)).rowcount
+    return changed == len(rearmed) + len(deleted)
 
 
 def next_due_timer(conn: Connection, now_ms: int) -> tuple[str, str] | None:
