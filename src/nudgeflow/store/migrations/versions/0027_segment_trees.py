@@ -56,8 +56,13 @@ _LOGGED = sa.text('"partition" IS NOT NULL')
 
 def _offsets_index(*, partial: bool) -> None:
     op.drop_index("uq_events_partition_offset", table_name="events")
-    where = {"sqlite_where": _LOGGED, "postgresql_where": _LOGGED} if partial else {}
-    op.create_index("uq_events_partition_offset", "events", ["partition", "part_offset"], unique=True, **where)
+    columns = ["partition", "part_offset"]
+    if partial:
+        op.create_index(
+            "uq_events_partition_offset", "events", columns, unique=True, sqlite_where=_LOGGED, postgresql_where=_LOGGED
+        )
+    else:
+        op.create_index("uq_events_partition_offset", "events", columns, unique=True)
 
 
 def upgrade() -> None:
@@ -73,4 +78,3 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _rebuild(with_rowid=True)
     op.create_index("ix_segment_members_profile", "segment_members", ["profile_id"])
-
