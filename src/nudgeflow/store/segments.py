@@ -555,51 +555,31 @@ def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Chang
     if not changes:
         return 0, 0
     keys = sorted(changes)
-    leaving = [key for key in keys if not changes[key][0]]
-    # The rows of the memberships ending (an indexed probe each, by the primary key); those
-    # beginning are inserted where there is none, and the insert says which it inserted.
-    present = sql.existing_keys(conn, "segment_members", ("workspace_id", "segment_id", "profile_id"), leaving)
-    inserted = _insert_new(conn, [(*key, changes[key][1]) for key in keys if changes[key][0]])
+    # The rows of exactly these memberships (an indexed probe each, by the primary key):
+    # reading every membership of the people concerned read a few dozen rows per change.
+    present = sql.existing_keys(conn, "segment_members", ("workspace_id", "segment_id", "profile_id"), keys)
+    inserts: list[tuple[Any, ...]] = []
     deletes: list[tuple[Any, ...]] = []
     counts: dict[tuple[str, str, int], tuple[int, int]] = {}
     for key in keys:
         member, at_ms = changes[key]
-        ws, sid, _pid = key
-        if member and key in inserted:
+        ws, sid, pid = key
+        if member and key not in present:
+            inserts.append((ws, sid, pid, at_ms))
             entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
             counts[(ws, sid, day_of(at_ms))] = (entered + 1, exited)
         elif not member and key in present:
-            deletes.append(key)
+            deletes.append((ws, sid, pid))
             entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
             counts[(ws, sid, day_of(at_ms))] = (entered, exited + 1)
+    sql.insert_rows(
+        conn, "segment_members", ("workspace_id", "segment_id", "profile_id", "since_ms"), inserts, conflict=_MEMBER_KEY
+    )
     sql.execute_many(
         conn, "DELETE FROM segment_members WHERE workspace_id = ? AND segment_id = ? AND profile_id = ?", deletes
     )
     _count(conn, counts)
-    return len(inserted), len(deletes)
-
-
-_INSERTED_AT_ONCE = sql.CHUNK // 4  # rows of four values per statement
-
-
-def _insert_new(conn: Connection, rows: Sequence[tuple[str, str, str, int]]) -> set[tuple[str, str, str]]:
-    """Insert these members rows where the membership has none; the keys it inserted
-    (RETURNING gives exactly those: a probe of every key first cost as much as the insert).
-    Padded to a few statement lengths with the last row again, which the conflict clause
-    then passes over."""
-    m = sql.mark(conn)
-    one = f"({m}, {m}, {m}, {m})"
-    inserted: set[tuple[str, str, str]] = set()
-    for chunk in sql.chunks(rows, _INSERTED_AT_ONCE):
-        values = sql.padded(chunk, _INSERTED_AT_ONCE)
-        statement = (
-            f"INSERT INTO segment_members (workspace_id, segment_id, profile_id, since_ms) VALUES"
-            f" {', '.join([one] * len(values))} ON CONFLICT ({_MEMBER_KEY}) DO NOTHING"
-            " RETURNING workspace_id, segment_id, profile_id"
-        )
-        found = conn.exec_driver_sql(statement, tuple(v for row in values for v in row)).all()
-        inserted.update((ws, sid, pid) for ws, sid, pid in found)
-    return inserted
+    return len(inserts), len(deletes)
 
 
 _MEMBER_KEY = "workspace_id, segment_id, profile_id"
