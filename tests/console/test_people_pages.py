@@ -130,6 +130,7 @@ def test_the_person_page_shows_push_targets_masked_and_segments(
     their ends (an endpoint is the capability to push to the browser), and a membership."""
     from sqlalchemy import insert
 
+    from nudgeflow.model.segments import Segment
     from nudgeflow.store import segments
     from nudgeflow.store.schema import device_tokens, push_subscriptions
     from tests.store.person_seed import T0
@@ -163,6 +164,10 @@ def test_the_person_page_shows_push_targets_masked_and_segments(
                 created_at_ms=T0,
                 updated_at_ms=T0,
             )
+        )
+        # A membership is of a segment the workspace has (a person's are found segment by segment).
+        segments.apply(
+            conn, ws, Segment.model_validate({"id": "push-people", "name": "Push", "when": {"reachable": "push"}}), T0
         )
         segments.write_changes(conn, {(ws, "push-people", pid): (True, T0)})
     page = signed_in("viewer").get(f"/people/{pid}")

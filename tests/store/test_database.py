@@ -371,3 +371,46 @@ def test_migration_0020_experiment_decisions_up_down_and_ids_on_both_databases(n
     assert "experiment_decisions" not in table_names(new_engine)
     database.upgrade(new_engine)
     assert "experiment_decisions" in table_names(new_engine)
+
+
+def test_migration_0027_keeps_members_and_indexes_only_logged_offsets_on_both_databases(new_engine: Any) -> None:
+    """segment_members loses its index by profile (on SQLite it is rebuilt WITHOUT ROWID) with
+    its rows kept, and the offsets' unique index holds only the rows some partition decides:
+    rows without a partition stay out of it, duplicates within one are still refused."""
+    from nudgeflow.store import segments as segment_store
+
+    database.upgrade(new_engine, "0026")
+    with new_engine.begin() as conn:
+        ws = create_workspace(conn, "members", 1).workspace_id
+        conn.execute(
+            text(
+                "INSERT INTO segments (workspace_id, id, name, status, draft, live_version, created_at_ms,"
+                " updated_at_ms) VALUES (:ws, 'vip', 'VIP', 'live', '{}', 1, 1, 1)"
+            ),
+            {"ws": ws},
+        )
+        conn.execute(
+            text("INSERT INTO segment_members VALUES (:ws, 'vip', 'p1', 5), (:ws, 'vip', 'p2', 6)"), {"ws": ws}
+        )
+    database.upgrade(new_engine)
+    assert "ix_segment_members_profile" not in {i["name"] for i in inspect(new_engine).get_indexes("segment_members")}
+    with new_engine.begin() as conn:
+        assert segment_store.members(conn, ws, "vip") == [("p1", 5), ("p2", 6)]
+        assert segment_store.memberships(conn, ["p2", "p3"]) == {"p2": {"vip": 6}}
+        row = "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload"
+        for n in (1, 2):  # no partition: outside the unique index
+            conn.execute(text(f"{row}) VALUES (:ws, :m, 'p1', 'track', 1, 1, '{{}}')"), {"ws": ws, "m": f"own-{n}"})
+        conn.execute(
+            text(f"{row}, \"partition\", part_offset) VALUES (:ws, 'a', 'p1', 'track', 1, 1, '{{}}', 3, 7)"), {"ws": ws}
+        )
+    with pytest.raises(IntegrityError), new_engine.begin() as conn:
+        conn.execute(
+            text(f"{row}, \"partition\", part_offset) VALUES (:ws, 'b', 'p1', 'track', 1, 1, '{{}}', 3, 7)"), {"ws": ws}
+        )
+    with new_engine.begin() as conn:
+        conn.execute(text("DELETE FROM events"))
+    database.downgrade(new_engine, "0026")
+    assert "ix_segment_members_profile" in {i["name"] for i in inspect(new_engine).get_indexes("segment_members")}
+    with new_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM segment_members")).scalar_one() == 2
+    database.upgrade(new_engine)

@@ -151,9 +151,17 @@ def seed(conn: sa.Connection, table: sa.Table, person: Person | None, workspace_
             continue
         if table.name == "profiles" and column.name == "traits" and person is not None:
             value = orjson.dumps({"email": person.email, "phone": person.phone}).decode()
+        if table.name == "segment_members" and column.name == "segment_id":
+            # A membership is of a segment the workspace has: a person's are found by probing
+            # each of its segments' members (store/segments.py; the table has no index by profile).
+            value = seed(conn, reflected(conn, "segments"), None, workspace_id)["id"]
         row[column.name] = filler(column) if value is None else value
     conn.execute(sa.insert(table).values(**row))
     return row
+
+
+def reflected(conn: sa.Connection, name: str) -> sa.Table:
+    return sa.Table(name, sa.MetaData(), autoload_with=conn)
 
 
 def rows_holding(conn: sa.Connection, table: sa.Table, values: set[str]) -> int:

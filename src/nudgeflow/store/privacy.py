@@ -39,6 +39,7 @@ from nudgeflow.store.schema import (
     push_deliveries,
     push_subscriptions,
     run_arms,
+    segment_members,
     suppressions,
     template_versions,
     timers,
@@ -472,8 +473,12 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
     )
 
     # Through the segments' own writer first, so that their daily sizes count the departures.
-    segments.let_go(conn, ids, now_ms)
+    # That deletes their members rows too: segment_members has no index by profile, and a
+    # DELETE by profile_id would read every membership of the workspace.
+    done.deleted[segment_members.name] = segments.let_go(conn, ids, now_ms)
     for table in PROFILE_OWNED:
+        if table is segment_members:
+            continue
         done.deleted[table.name] = conn.execute(delete(table).where(table.c.profile_id.in_(ids))).rowcount
     done.deleted["profile_merges"] = conn.execute(
         delete(profile_merges).where(

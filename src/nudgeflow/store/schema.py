@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -137,6 +138,9 @@ profile_merges = Table(
     Index("ix_profile_merges_from", "from_profile_id"),
 )
 
+# The rows of the event log that have a place in a partition (the partial index below).
+LOGGED = '"partition" IS NOT NULL'
+
 # The event log. `seq` orders it; (workspace_id, message_id) makes ingest idempotent.
 events = Table(
     "events",
@@ -161,7 +165,16 @@ events = Table(
     # A person's events in time order; with the names in it, a backfill tests events in
     # the index and reads only the rows it wants (migration 0012).
     Index("ix_events_profile_time", "profile_id", "timestamp_ms", "seq", "type", "event"),
-    Index("uq_events_partition_offset", "partition", "part_offset", unique=True),
+    # Only the rows some partition decides (migration 0027): the engine's own Segment Entered /
+    # Exited have neither, and an entry each for them was a B-tree insert per change for nothing.
+    Index(
+        "uq_events_partition_offset",
+        "partition",
+        "part_offset",
+        unique=True,
+        sqlite_where=text(LOGGED),
+        postgresql_where=text(LOGGED),
+    ),
     # A seq is never given twice, even after the newest events are erased: the engine's
     # cursor has passed it (SQLite would otherwise reuse the highest rowid; migration 0010).
     sqlite_autoincrement=True,
@@ -652,7 +665,11 @@ segment_applies = Table(
 )
 
 # Who is in each segment now, written with the engine's decisions (SegmentChanged): members
-# are paged by profile id from the primary key.
+# are paged by profile id from the primary key. One B-tree per change and no more (migration
+# 0027): on SQLite the rows live in the primary key itself (WITHOUT ROWID), and there is no
+# index by profile; a person's memberships are found by probing the key per segment of the
+# workspace (store/segments.py), which erasures, merges and the person's page do, not the
+# engine.
 segment_members = Table(
     "segment_members",
     metadata,
@@ -661,7 +678,7 @@ segment_members = Table(
     Column("profile_id", String(40), nullable=False),
     Column("since_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("workspace_id", "segment_id", "profile_id", name="pk_segment_members"),
-    Index("ix_segment_members_profile", "profile_id"),
+    sqlite_with_rowid=False,
 )
 
 # People who entered and left each segment per UTC day (days since the epoch), counted as the

@@ -508,11 +508,24 @@ def members(
 def memberships(conn: Connection, profile_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """The segments each of these people is in: {profile: {segment: since_ms}}."""
     out: dict[str, dict[str, int]] = {}
-    for pid, sid, since in sql.select_in(
-        conn, "SELECT profile_id, segment_id, since_ms FROM segment_members WHERE profile_id IN", list(profile_ids)
-    ):
+    for _ws, sid, pid, since in _of_people(conn, profile_ids):
         out.setdefault(pid, {})[sid] = int(since)
     return out
+
+
+# A person's memberships: segment_members has no index by profile (migration 0027: one
+# B-tree per change for the engine to write), so each segment's primary key is probed for
+# these people, the segments being the outer loop (CROSS JOIN fixes that order on SQLite;
+# PostgreSQL plans it from its statistics). Every members row has its segment's row.
+_OF_PEOPLE = (
+    "SELECT m.workspace_id, m.segment_id, m.profile_id, m.since_ms FROM segments s CROSS JOIN segment_members m"
+    " WHERE m.workspace_id = s.workspace_id AND m.segment_id = s.id AND m.profile_id IN"
+)
+
+
+def _of_people(conn: Connection, profile_ids: Iterable[str]) -> list[Any]:
+    """(workspace, segment, profile, since_ms) of every membership of these people."""
+    return sql.select_in(conn, _OF_PEOPLE, sorted(set(profile_ids)))
 
 
 def members_among(conn: Connection, workspace_id: str, segment_id: str, profile_ids: Sequence[str]) -> set[str]:
@@ -587,10 +600,7 @@ def _count(conn: Connection, counts: Mapping[tuple[str, str, int], tuple[int, in
 def let_go(conn: Connection, profile_ids: Iterable[str], now_ms: int | None) -> int:
     """Delete these people's memberships (an erasure), counted as leaving on now_ms's day
     (None: on the day each began, as if they had never been counted)."""
-    ids = sorted(set(profile_ids))
-    found = sql.select_in(
-        conn, "SELECT workspace_id, segment_id, profile_id, since_ms FROM segment_members WHERE profile_id IN", ids
-    )
+    found = _of_people(conn, profile_ids)
     changes = {(ws, sid, pid): (False, int(since) if now_ms is None else now_ms) for ws, sid, pid, since in found}
     return write_changes(conn, changes)[1]
 
@@ -601,14 +611,12 @@ def drop_merged(conn: Connection, source: str) -> int:
     The engine keeps the surviving profile's memberships and decides every live segment
     again at its next event, from the merged state (runtime/merges.py): those decisions
     enter it where the merged person belongs, and the members rows follow them."""
-    theirs = sql.select_in(
-        conn, "SELECT workspace_id, segment_id, since_ms FROM segment_members WHERE profile_id IN", [source]
-    )
+    theirs = _of_people(conn, [source])
     if not theirs:
         return 0
     merged_at = sql.select_in(conn, "SELECT merged_at_ms FROM profile_merges WHERE from_profile_id IN", [source])
     changes = {
-        (ws, sid, source): (False, int(merged_at[0][0]) if merged_at else int(since)) for ws, sid, since in theirs
+        (ws, sid, source): (False, int(merged_at[0][0]) if merged_at else int(since)) for ws, sid, _pid, since in theirs
     }
     return write_changes(conn, changes)[1]
 
