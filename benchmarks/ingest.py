@@ -18,7 +18,12 @@ thousand users, a few hundred bytes each), measures:
   track  single-event /v1/track requests/s from concurrent closed-loop clients at
          saturation, with p50/p99 latency; target >= 3 x C; then an open-loop, paced
          run at half that rate, where latency counts from each request's scheduled
-         send time (no coordinated omission); target p99 <= 20 ms.
+         send time (no coordinated omission); target p99 <= 20 ms;
+  E      the same /v1/track load against an empty ASGI app (it reads the body and
+         answers 200) on uvicorn as `nudgeflow serve` runs it: the HTTP stack's own
+         ceiling. Issue 18's targets: /v1/track at saturation >= 0.25 x E, and the
+         server's CPU per /v1/track request <= 100 us (user + system time of the whole
+         server process, every thread, over the phase, per request answered).
 
 The server runs in its own process so that the load generator's CPU is not charged to
 it. The load generator is a lean asyncio client (raw keep-alive sockets, uvloop when
@@ -85,7 +90,7 @@ PRODUCTS = [
     ("60d5ecb8b392d7001f8e4c21", "Espresso Machine Pro", "Kitchen", "Breville", 499.95),
     ("62aa3f90c1d2e3f4a5b6c7d8", "Noise Cancelling Headphones", "Electronics", "Sony", 349.0),
     ("63bb4e01d2e3f4a5b6c7d8e9", "Yoga Mat, 6 mm", "Fitness", "Manduka", 89.0),
-    ("64cc5f12e3f4a5b6c7d8e9fa", "Cast Iron Skillet 12\"", "Kitchen", "Lodge", 44.9),
+    ("64cc5f12e3f4a5b6c7d8e9fa", 'Cast Iron Skillet 12"', "Kitchen", "Lodge", 44.9),
 ]
 PAGES = [
     ("Home", "/", "Acme Shop"),
@@ -99,7 +104,11 @@ USER_AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
 ]
-TRACKS = ["Product Viewed"] * 6 + ["Product Added"] * 3 + ["Checkout Started", "Order Completed", "Application Opened", "Signed Up"]
+TRACKS = (
+    ["Product Viewed"] * 6
+    + ["Product Added"] * 3
+    + ["Checkout Started", "Order Completed", "Application Opened", "Signed Up"]
+)
 PLANS = ["free", "pro", "team"]
 TIMEZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Europe/Berlin", "America/Sao_Paulo"]
 
@@ -223,6 +232,7 @@ def generate(events: int, users: int, seed: int) -> Workload:
 
 # -- the raw SQLite figures -----------------------------------------------------------------
 
+
 def events_table_ddl() -> list[str]:
     """CREATE statements for a table identical to nudgeflow's events table, indexes included."""
     from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -252,7 +262,12 @@ def prepared_rows(work: Workload) -> list[tuple[Any, ...]]:
         profile = profile_of.setdefault(anon, "prf_" + uuid.uuid5(uuid.NAMESPACE_URL, anon).hex[:24])
         ts = int(datetime.fromisoformat(message["timestamp"].replace("Z", "+00:00")).timestamp() * 1000)
         # The stored payload carries receivedAt and the corrected timestamp besides what was sent.
-        payload = raw[:-1].decode() + ',"receivedAt":"2026-01-01T00:00:00.000000Z","originalTimestamp":"' + message["timestamp"] + '"}'
+        payload = (
+            raw[:-1].decode()
+            + ',"receivedAt":"2026-01-01T00:00:00.000000Z","originalTimestamp":"'
+            + message["timestamp"]
+            + '"}'
+        )
         rows.append(
             (
                 "ws_benchmark0000000",
@@ -314,7 +329,9 @@ def measure_batched_inserts(directory: Path, rows: list[tuple[Any, ...]], advanc
     return len(rows) / elapsed
 
 
-def measure_single_commits(directory: Path, rows: list[tuple[Any, ...]], seconds: float, advance: Callable[[float], None]) -> float:
+def measure_single_commits(
+    directory: Path, rows: list[tuple[Any, ...]], seconds: float, advance: Callable[[float], None]
+) -> float:
     """C: one INSERT + COMMIT each, for `seconds`."""
     conn = _fresh_sqlite(directory, "raw_single.db")
     done = 0
@@ -338,6 +355,7 @@ def measure_single_commits(directory: Path, rows: list[tuple[Any, ...]], seconds
 
 
 # -- the server under test ------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -379,7 +397,9 @@ class Server:
     def launch(self) -> "Server":
         """Start `nudgeflow serve` on the prepared database and wait until /healthz answers."""
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(self._cli(*self.serve_args()), env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self._cli(*self.serve_args()), env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -413,7 +433,9 @@ class Server:
             return float(match.group(1)) if match else 0.0
 
         commits = value("nudgeflow_commit_batch_events_count") or 1.0
-        return value("nudgeflow_commit_batch_events_sum") / commits, value("nudgeflow_commit_batch_requests_sum") / commits
+        return value("nudgeflow_commit_batch_events_sum") / commits, value(
+            "nudgeflow_commit_batch_requests_sum"
+        ) / commits
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -466,7 +488,9 @@ class BareServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "BareServer":
-        self.proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", BARE_APP, str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -475,6 +499,12 @@ class BareServer:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("the bare uvicorn app did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the empty app's process so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
@@ -497,6 +527,7 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
 
 
 # -- the load generator ---------------------------------------------------------------------
+
 
 def request_bytes(port: int, path: str, write_key: str, body: bytes) -> bytes:
     auth = base64.b64encode(f"{write_key}:".encode()).decode()
@@ -724,6 +755,7 @@ def batch_bodies(work: Workload) -> list[tuple[bytes, int]]:
 
 # -- the run ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Figures:
     L: float = 0.0
@@ -741,6 +773,7 @@ class Figures:
     track_server_us: float = 0.0
     track_client_us: float = 0.0
     bare: LoadResult | None = None
+    bare_server_us: float = 0.0  # the empty ASGI app's CPU per request, measured as the server's
     half: LoadResult | None = None
     half_rate: float = 0.0
     half_server_cpu: float = 0.0
@@ -774,8 +807,12 @@ def machine() -> dict[str, str]:
     if rotational.exists():
         disk += ", rotational" if rotational.read_text().strip() == "1" else ", non-rotational"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         commit += " (with uncommitted changes in src/)" if dirty else ""
     except OSError:
         commit = "unknown"
@@ -866,16 +903,22 @@ def write_section(results: Path, name: str, latest: list[str], history_head: lis
     before = text.split(start, 1)[0].rstrip("\n") if start in text else text.rstrip("\n")
     after = text.split(end, 1)[1].strip("\n") if end in text else ""
     notes = between(old, notes_start, notes_end)
-    history = [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
+    history = (
+        [line for line in old.split(marker, 1)[1].splitlines() if line.startswith("| 20")] if marker in old else []
+    )
     lines = [start, "", *latest]
     if notes is not None:
         lines += [notes_start, notes, notes_end, ""]
     lines += [f"## All {name} runs", "", marker, "", *history_head, history_line, *history, "", end]
-    results.write_text((before + "\n\n" if before else "") + "\n".join(lines) + "\n" + (("\n" + after + "\n") if after else ""))
+    results.write_text(
+        (before + "\n\n" if before else "") + "\n".join(lines) + "\n" + (("\n" + after + "\n") if after else "")
+    )
 
 
 def run(args: argparse.Namespace) -> Figures:
-    figures = Figures(events=args.events, users=args.users, connections=args.connections, batch_connections=args.batch_connections)
+    figures = Figures(
+        events=args.events, users=args.users, connections=args.connections, batch_connections=args.batch_connections
+    )
     tmp = Path(tempfile.mkdtemp(prefix="nudgeflow-bench-"))
     try:
         with console.status(f"generating {args.events:,} events for {args.users:,} users"):
@@ -894,7 +937,10 @@ def run(args: argparse.Namespace) -> Figures:
         gc.freeze()  # the workload is long-lived: keep the collector off it while measuring
 
         progress = Progress(
-            TextColumn("[bold]{task.description:<34}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            TextColumn("[bold]{task.description:<34}"),
+            BarColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
             console=console,
         )
         with progress:
@@ -912,7 +958,11 @@ def run(args: argparse.Namespace) -> Figures:
                 cpu0 = server.cpu_seconds()
                 result = run_async(
                     closed_loop(
-                        server.port, requests, args.batch_connections, None, 0.0,
+                        server.port,
+                        requests,
+                        args.batch_connections,
+                        None,
+                        0.0,
                         lambda _n, it=iter(counts): progress.advance(task, next(it)),
                     )
                 )
@@ -933,14 +983,23 @@ def run(args: argparse.Namespace) -> Figures:
             progress.update(task, completed=args.commit_seconds, info=f"{figures.C:,.0f} commits/s")
 
             # /v1/track at saturation
-            task = progress.add_task(f"/v1/track, {args.connections} closed-loop conns", total=None, info="starting server")
+            task = progress.add_task(
+                f"/v1/track, {args.connections} closed-loop conns", total=None, info="starting server"
+            )
             with Server(tmp, "track") as server:
                 requests = [request_bytes(server.port, "/v1/track", server.write_key, body) for body in tracks]
                 progress.update(task, info="")
                 cpu0, client0 = server.cpu_seconds(), thread_cpu_seconds()
                 t0 = time.perf_counter()
                 result = run_async(
-                    closed_loop(server.port, requests, args.connections, args.seconds, args.warmup, lambda n: progress.advance(task, n))
+                    closed_loop(
+                        server.port,
+                        requests,
+                        args.connections,
+                        args.seconds,
+                        args.warmup,
+                        lambda n: progress.advance(task, n),
+                    )
                 )
                 cpu, client_cpu = server.cpu_seconds() - cpu0, thread_cpu_seconds() - client0
                 _, figures.track_requests_per_commit = server.commit_stats()
@@ -963,21 +1022,40 @@ def run(args: argparse.Namespace) -> Figures:
                 # It stores nothing, so the same requests can go round several times.
                 requests = [request_bytes(bare.port, "/v1/track", "none", body) for body in tracks] * 20
                 progress.update(task, info="")
+                answered = [0]
+
+                def count(n: int) -> None:
+                    answered[0] += n
+                    progress.advance(task, n)
+
+                cpu0 = bare.cpu_seconds()
                 figures.bare = run_async(
-                    closed_loop(bare.port, requests, args.connections, args.seconds / 2, args.warmup, lambda n: progress.advance(task, n))
+                    closed_loop(bare.port, requests, args.connections, args.seconds / 2, args.warmup, count)
                 )
+                figures.bare_server_us = (bare.cpu_seconds() - cpu0) / max(answered[0], 1) * 1e6
             _check(figures.bare, "bare uvicorn app")
             progress.update(task, info=f"{figures.bare.rate:,.0f} req/s")
 
             # /v1/track paced at half the saturation rate
             figures.half_rate = result.rate / 2
             total = min(len(tracks), int(figures.half_rate * args.seconds))
-            task = progress.add_task(f"/v1/track paced at {figures.half_rate:,.0f}/s", total=total, info="starting server")
+            task = progress.add_task(
+                f"/v1/track paced at {figures.half_rate:,.0f}/s", total=total, info="starting server"
+            )
             with Server(tmp, "track_half") as server:
                 requests = [request_bytes(server.port, "/v1/track", server.write_key, body) for body in tracks]
                 progress.update(task, info="")
                 cpu0 = server.cpu_seconds()
-                half = run_async(open_loop(server.port, requests, figures.half_rate, args.seconds, args.connections, lambda n: progress.advance(task, n)))
+                half = run_async(
+                    open_loop(
+                        server.port,
+                        requests,
+                        figures.half_rate,
+                        args.seconds,
+                        args.connections,
+                        lambda n: progress.advance(task, n),
+                    )
+                )
                 figures.half_server_cpu = (server.cpu_seconds() - cpu0) / half.elapsed
                 server.stop()
                 _check(half, "/v1/track paced", server)
@@ -1012,6 +1090,8 @@ def report(figures: Figures, args: argparse.Namespace, info: dict[str, str]) -> 
     # measured cost per request) and the server: what is left is the server's budget.
     cores = int(info["cores"])
     budget = cores / (3 * figures.C) * 1e6 - figures.track_client_us
+    bare_rate = figures.bare.rate if figures.bare else float("nan")
+    track_vs_bare = track.rate / bare_rate
     rows = [
         ("L: raw SQLite batched inserts (1,000-row txns, FULL)", f"{figures.L:,.0f} rows/s", "", ""),
         (
@@ -1029,14 +1109,26 @@ def report(figures: Figures, args: argparse.Namespace, info: dict[str, str]) -> 
         ),
         ("  latency at saturation", f"p50 {track.pct(0.5):.1f} ms, p99 {track.pct(0.99):.1f} ms", "", ""),
         (
-            "  for scale: an empty ASGI app on uvicorn, same load",
-            f"{figures.bare.rate:,.0f} req/s" if figures.bare else "",
-            f"/v1/track reaches {track.rate / figures.bare.rate:.2f} of it" if figures.bare else "",
+            "E: an empty ASGI app on uvicorn, same load",
+            f"{bare_rate:,.0f} req/s, {figures.bare_server_us:.0f} us CPU each",
+            "",
             "",
         ),
         (
-            "  CPU per request at saturation",
-            f"server {figures.track_server_us:.0f} us, load generator {figures.track_client_us:.0f} us",
+            "/v1/track at saturation against E",
+            f"{track.rate:,.0f} req/s",
+            f"{track_vs_bare:.2f} x E (target >= 0.25)",
+            "met" if track_vs_bare >= 0.25 else "missed",
+        ),
+        (
+            "server CPU per /v1/track request at saturation",
+            f"{figures.track_server_us:.0f} us",
+            "<= 100 us",
+            "met" if figures.track_server_us <= 100 else "missed",
+        ),
+        (
+            "  load generator's CPU per request",
+            f"{figures.track_client_us:.0f} us",
             f"3 x C on {cores} cores leaves the server {budget:.0f} us",
             "",
         ),
@@ -1064,7 +1156,9 @@ def print_table(rows: list[tuple[str, str, str, str]], figures: Figures, info: d
     )
 
 
-def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args: argparse.Namespace, info: dict[str, str]) -> None:
+def write_results(
+    rows: list[tuple[str, str, str, str]], figures: Figures, args: argparse.Namespace, info: dict[str, str]
+) -> None:
     """Rewrite the latest run at the top of RESULTS.md and keep one line per run below it."""
     track, half = figures.track, figures.half
     assert track is not None and half is not None
@@ -1082,14 +1176,20 @@ def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args:
         text = RESULTS.read_text()
         other_sections = [
             m.group(0)
-            for m in re.finditer(r"<!-- (\w+) benchmark: written by benchmarks/[\w.]+ -->.*?<!-- end of \1 benchmark -->", text, re.S)
+            for m in re.finditer(
+                r"<!-- (\w+) benchmark: written by benchmarks/[\w.]+ -->.*?<!-- end of \1 benchmark -->", text, re.S
+            )
         ]
         for section in other_sections:
             text = text.replace(section, "")
         if marker in text:
             after = text.split(marker, 1)[1].splitlines()
             old_history = [line for line in after if line.startswith("| 20")]
-    command = "python benchmarks/ingest.py" + (" --quick" if args.quick else "") + (f" --events {args.events}" if not args.quick else "")
+    command = (
+        "python benchmarks/ingest.py"
+        + (" --quick" if args.quick else "")
+        + (f" --events {args.events}" if not args.quick else "")
+    )
     lines = [
         "# Ingest benchmark results",
         "",
@@ -1141,13 +1241,27 @@ def write_results(rows: list[tuple[str, str, str, str]], figures: Figures, args:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=None, help="how many events to generate (default 200,000; 40,000 with --quick)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--events", type=int, default=None, help="how many events to generate (default 200,000; 40,000 with --quick)"
+    )
     parser.add_argument("--users", type=int, default=3000, help="how many people the events come from")
     parser.add_argument("--quick", action="store_true", help="a short run, to check that it works")
-    parser.add_argument("--seconds", type=float, default=None, help="measured seconds of each /v1/track phase (default 10; 3 with --quick)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="measured seconds of each /v1/track phase (default 10; 3 with --quick)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of /v1/track before measuring")
-    parser.add_argument("--commit-seconds", type=float, default=None, help="seconds of one-row commits for C (default 5; 2 with --quick)")
+    parser.add_argument(
+        "--commit-seconds",
+        type=float,
+        default=None,
+        help="seconds of one-row commits for C (default 5; 2 with --quick)",
+    )
     parser.add_argument("--connections", type=int, default=64, help="concurrent /v1/track connections")
     parser.add_argument("--batch-connections", type=int, default=4, help="concurrent /v1/batch connections")
     parser.add_argument("--seed", type=int, default=7)

@@ -745,9 +745,11 @@ def test_ingest_answers_browsers_of_any_origin(live: LiveServer, ws: NewWorkspac
             json={"userId": "u-cors", "event": "Viewed"},
         )
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "*"
+        assert ok.headers["content-type"] == "application/json" and ok.json() == {"success": True}
         assert [r.event for r in stored(live, ws.workspace_id)] == ["Viewed"]
         bad = http.post("/v1/track", auth=("no-such-key", ""), json={"userId": "u", "event": "x"})
         assert bad.status_code == 401 and bad.headers["access-control-allow-origin"] == "*"
+        assert bad.headers["content-type"] == "application/json" and bad.json()["code"] == "unauthorized"
 
 
 def test_an_address_trait_with_a_control_character_is_not_applied(live: LiveServer, ws: NewWorkspace) -> None:

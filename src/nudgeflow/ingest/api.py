@@ -1,23 +1,27 @@
 """The Segment HTTP Tracking API: /v1/track, identify, page, screen, group, alias, batch, import.
 
-These are plain Starlette routes rather than FastAPI ones: they are the hot path, and their
-bodies are validated by pydantic-core straight from bytes. Their OpenAPI description is
-added by hand in web/openapi.py from the same schemas.
+These are plain ASGI endpoints rather than FastAPI or Starlette request handlers: they are the
+hot path (a busy server answers thousands of small /v1/track requests a second), so each reads
+the four headers it needs in one pass over the scope, the body straight from `receive`, and
+sends its answer as two ASGI messages, with no Request, Headers or Response object between.
+Bodies are validated by pydantic-core straight from bytes. Their OpenAPI description is added
+by hand in web/openapi.py from the same schemas.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from nudgeflow.ingest.auth import basic_user
-from nudgeflow.ingest.body import read_body
+from nudgeflow.ingest.body import RequestHead, receive_body, request_head
 from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import Claim, reason_for, take_user_hash, verify
 from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_batch, parse_single
@@ -30,6 +34,22 @@ if TYPE_CHECKING:
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 _OK = orjson.dumps({"success": True})
 
+# Ingest answers any origin, as Segment's API does: the write key (in the Authorization
+# header, never a cookie) is what authorizes, so no credentials mode is involved.
+CORS = {"Access-Control-Allow-Origin": "*"}
+_JSON = (b"content-type", b"application/json")
+_CORS_RAW = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in CORS.items()]
+_OK_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-length", str(len(_OK)).encode()), _JSON, *_CORS_RAW],
+}
+_OK_BODY = {"type": "http.response.body", "body": _OK}
+
+# What a handler answers: (status, JSON body, extra headers).
+Answer = tuple[int, bytes, dict[str, str]]
+_OK_ANSWER: Answer = (200, _OK, {})
+
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
@@ -41,7 +61,12 @@ def error_response(exc: IngestError) -> Response:
 
 async def write_key_owner(state: IngestState, request: Request, body_key: Any) -> tuple[str, str]:
     """(workspace, write kind: public or server) of the request's write key, or a 401."""
-    key = basic_user(request.headers.get("authorization"))
+    return await key_owner(state, request.headers.get("authorization"), body_key)
+
+
+async def key_owner(state: IngestState, authorization: str | None, body_key: Any) -> tuple[str, str]:
+    """`write_key_owner` from the Authorization header's value (None: not sent)."""
+    key = basic_user(authorization)
     if key is None and isinstance(body_key, str):
         key = body_key
     if key is None:
@@ -52,7 +77,8 @@ async def write_key_owner(state: IngestState, request: Request, body_key: Any) -
             reason="auth",
             field="writeKey",
         )
-    found = await state.keys.owner(WRITE, key)
+    # A key seen lately is answered from the cache without a coroutine; else looked up.
+    found = state.keys.cached(WRITE, key) or await state.keys.owner(WRITE, key)
     if found is None:
         raise IngestError(401, "unauthorized", "unknown write key", reason="auth", field="writeKey")
     return found
@@ -78,7 +104,7 @@ def _warnings(records: list[EventRecord], in_batch: bool) -> list[dict[str, Any]
     return out
 
 
-async def _commit(state: IngestState, workspace_id: str, records: list[EventRecord], in_batch: bool) -> Response:
+async def _commit(state: IngestState, workspace_id: str, records: list[EventRecord], in_batch: bool) -> Answer:
     wait = state.limiter.take(workspace_id, len(records))
     if wait:
         raise IngestError(
@@ -98,79 +124,101 @@ async def _commit(state: IngestState, workspace_id: str, records: list[EventReco
     warnings = _warnings(records, in_batch)
     if warnings:
         state.metrics.reject("invalid_trait", len(warnings))
-        return json_response({"success": True, "warnings": warnings})
-    return Response(_OK, media_type="application/json")
+        return 200, orjson.dumps({"success": True, "warnings": warnings}), {}
+    return _OK_ANSWER
 
 
-async def _guard(state: IngestState, request: Request, handler: Callable[[], Awaitable[Response]]) -> Response:
-    """Turn every failure into a 4xx/503 answer: no input may produce a 500."""
-    try:
-        return await handler()
-    except IngestError as exc:
-        state.metrics.reject(exc.reason, exc.events)
-        return error_response(exc)
+Handler = Callable[[RequestHead, Receive], Awaitable[Answer]]
 
 
-def ingest_routes(state: IngestState) -> list[Route]:
+class IngestEndpoint:
+    """One ingest route as an ASGI app. Every failure becomes a 4xx or 503 answer (no input
+    may produce a 500); `__call__` returns the status it sent, for the timing around it."""
+
+    def __init__(self, state: IngestState, handle: Handler) -> None:
+        self._state = state
+        self._handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
+        try:
+            answer = await self._handle(request_head(scope["headers"]), receive)
+        except IngestError as exc:
+            self._state.metrics.reject(exc.reason, exc.events)
+            answer = (exc.status, orjson.dumps(exc.body()), exc.headers)
+        if answer is _OK_ANSWER:  # the common answer, its messages built once
+            await send(_OK_START)
+            await send(_OK_BODY)
+            return 200
+        status, body, headers = answer
+        raw = [(b"content-length", str(len(body)).encode()), _JSON, *_CORS_RAW]
+        raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+        return status
+
+
+def ingest_endpoints(state: IngestState) -> dict[str, IngestEndpoint]:
+    """The ingest ASGI endpoints by path (POST)."""
     settings = state.settings
 
-    async def batch(request: Request) -> Response:
-        async def handle() -> Response:
-            body = await read_body(request, settings.max_request_bytes)
+    async def batch(head: RequestHead, receive: Receive) -> Answer:
+        body = await receive_body(head, receive, settings.max_request_bytes)
+        try:
+            messages, parsed = parse_batch(body)
+        except InvalidPayload as exc:
+            raise invalid(exc.errors) from exc
+        workspace_id, write_kind = await key_owner(state, head.authorization, parsed.get("writeKey"))
+        received_at = state.clock.now()
+        records = []
+        context = parsed.get("context")
+        claims = [c for i, m in enumerate(messages) if (c := claim_of(m, i, context)) is not None]
+        await verify(state, workspace_id, write_kind, claims, len(messages))
+        for index, message in enumerate(messages):
             try:
-                messages, parsed = parse_batch(body)
+                records.append(
+                    normalize(
+                        message,
+                        received_at,
+                        batch_sent_at=parsed.get("sentAt"),
+                        batch_context=context,
+                        max_event_bytes=settings.max_event_bytes,
+                        field=f"batch[{index}]",
+                        index=index,
+                    )
+                )
+            except InvalidEvent as exc:
+                error = invalid([exc])
+                error.events = len(messages)
+                raise error from exc
+        return await _commit(state, workspace_id, records, in_batch=True)
+
+    def single(type_: str) -> Handler:
+        async def handle(head: RequestHead, receive: Receive) -> Answer:
+            body = await receive_body(head, receive, settings.max_event_bytes, one_event=True)
+            try:
+                message = parse_single(type_, body)
             except InvalidPayload as exc:
                 raise invalid(exc.errors) from exc
-            workspace_id, write_kind = await write_key_owner(state, request, parsed.get("writeKey"))
-            received_at = state.clock.now()
-            records = []
-            context = parsed.get("context")
-            claims = [c for i, m in enumerate(messages) if (c := claim_of(m, i, context)) is not None]
-            await verify(state, workspace_id, write_kind, claims, len(messages))
-            for index, message in enumerate(messages):
-                try:
-                    records.append(
-                        normalize(
-                            message,
-                            received_at,
-                            batch_sent_at=parsed.get("sentAt"),
-                            batch_context=context,
-                            max_event_bytes=settings.max_event_bytes,
-                            field=f"batch[{index}]",
-                            index=index,
-                        )
-                    )
-                except InvalidEvent as exc:
-                    error = invalid([exc])
-                    error.events = len(messages)
-                    raise error from exc
-            return await _commit(state, workspace_id, records, in_batch=True)
+            workspace_id, write_kind = await key_owner(state, head.authorization, message.get("writeKey"))
+            claim = claim_of(message, None)
+            if claim is not None:  # most events need no proof: no settings read, no coroutine
+                await verify(state, workspace_id, write_kind, [claim], 1)
+            try:
+                record = normalize(message, state.clock.now(), max_event_bytes=settings.max_event_bytes)
+            except InvalidEvent as exc:
+                raise invalid([exc]) from exc
+            return await _commit(state, workspace_id, [record], in_batch=False)
 
-        return await _guard(state, request, handle)
+        return handle
 
-    def single(type_: str) -> Any:
-        async def endpoint(request: Request) -> Response:
-            async def handle() -> Response:
-                body = await read_body(request, settings.max_event_bytes, one_event=True)
-                try:
-                    message = parse_single(type_, body)
-                except InvalidPayload as exc:
-                    raise invalid(exc.errors) from exc
-                workspace_id, write_kind = await write_key_owner(state, request, message.get("writeKey"))
-                claim = claim_of(message, None)
-                await verify(state, workspace_id, write_kind, [claim] if claim else [], 1)
-                try:
-                    record = normalize(message, state.clock.now(), max_event_bytes=settings.max_event_bytes)
-                except InvalidEvent as exc:
-                    raise invalid([exc]) from exc
-                return await _commit(state, workspace_id, [record], in_batch=False)
+    endpoints = {f"/v1/{t}": IngestEndpoint(state, single(t)) for t in SINGLE_TYPES}
+    endpoints["/v1/batch"] = endpoints["/v1/import"] = IngestEndpoint(state, batch)
+    return endpoints
 
-            return await _guard(state, request, handle)
 
-        endpoint.__name__ = f"ingest_{type_}"
-        return endpoint
-
-    routes = [Route(f"/v1/{t}", single(t), methods=["POST"], name=f"ingest_{t}") for t in SINGLE_TYPES]
-    routes.append(Route("/v1/batch", batch, methods=["POST"], name="ingest_batch"))
-    routes.append(Route("/v1/import", batch, methods=["POST"], name="ingest_import"))
-    return routes
+def ingest_routes(endpoints: dict[str, IngestEndpoint]) -> list[Route]:
+    """The endpoints as Starlette routes: the router answers 405 to another method, and the
+    OpenAPI document lists them; web/app.py answers their POSTs ahead of the router."""
+    names: Sequence[tuple[str, str]] = [*((f"/v1/{t}", f"ingest_{t}") for t in SINGLE_TYPES)]
+    names = [*names, ("/v1/batch", "ingest_batch"), ("/v1/import", "ingest_import")]
+    return [Route(path, endpoints[path], methods=["POST"], name=name) for path, name in names]

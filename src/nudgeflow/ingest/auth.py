@@ -68,6 +68,12 @@ class KeyCache:
         else:
             self._known[cache_key] = (self._clock.monotonic(), found)
 
+    def cached(self, kind: str, key: str | None) -> tuple[str, str] | None:
+        """What `owner` would answer from the cache alone; None when it would look it up."""
+        if not key or len(key) > 200:
+            return None
+        return self._hit((kind, key_digest(key)))
+
     async def owner(self, kind: str, key: str | None) -> tuple[str, str] | None:
         """(workspace, write kind "public" | "server") for a write key; (workspace, kind) otherwise."""
         if not key or len(key) > 200:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from nudgeflow.ingest.errors import IngestError, event_too_large
 
@@ -23,11 +26,39 @@ def _too_large(limit: int, one_event: bool) -> IngestError:
     )
 
 
-async def read_body(request: Request, max_bytes: int, *, one_event: bool = False) -> bytes:
-    """The body, inflated; over `max_bytes` it is a 413 (a batch), or a 400 when the body is
-    `one_event` (the single-event calls)."""
-    content_type = request.headers.get("content-type", "")
-    media = content_type.split(";", 1)[0].strip().lower()
+@dataclass(slots=True)
+class RequestHead:
+    """The request headers ingest reads (None: not sent), decoded as Starlette decodes them."""
+
+    content_type: str | None = None
+    content_encoding: str | None = None
+    content_length: str | None = None
+    authorization: str | None = None
+
+
+_HEAD_FIELDS = {
+    b"content-type": "content_type",
+    b"content-encoding": "content_encoding",
+    b"content-length": "content_length",
+    b"authorization": "authorization",
+}
+
+
+def request_head(raw: Iterable[tuple[bytes, bytes]]) -> RequestHead:
+    """The headers ingest reads, in one pass over the ASGI scope's list (names arrive in
+    lower case). A header sent twice counts with its first value, as Starlette's
+    `request.headers.get` reads it: the hot path builds no Headers object."""
+    head = RequestHead()
+    for name, value in raw:
+        attribute = _HEAD_FIELDS.get(name)
+        if attribute is not None and getattr(head, attribute) is None:
+            setattr(head, attribute, value.decode("latin-1"))
+    return head
+
+
+def _checked_encoding(head: RequestHead, max_bytes: int, one_event: bool) -> str:
+    """Refuse a body by its headers alone (type, encoding, declared size); its encoding."""
+    media = (head.content_type or "").split(";", 1)[0].strip().lower()
     if media not in ACCEPTED_TYPES:
         raise IngestError(
             415,
@@ -36,7 +67,7 @@ async def read_body(request: Request, max_bytes: int, *, one_event: bool = False
             reason="content_type",
             field="Content-Type",
         )
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    encoding = (head.content_encoding or "identity").strip().lower()
     if encoding not in ("identity", "gzip", ""):
         raise IngestError(
             415,
@@ -45,9 +76,16 @@ async def read_body(request: Request, max_bytes: int, *, one_event: bool = False
             reason="content_type",
             field="Content-Encoding",
         )
-    declared = request.headers.get("content-length")
+    declared = head.content_length
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes, one_event)
+    return encoding
+
+
+async def read_body(request: Request, max_bytes: int, *, one_event: bool = False) -> bytes:
+    """The body, inflated; over `max_bytes` it is a 413 (a batch), or a 400 when the body is
+    `one_event` (the single-event calls)."""
+    encoding = _checked_encoding(request_head(request.scope["headers"]), max_bytes, one_event)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -55,7 +93,34 @@ async def read_body(request: Request, max_bytes: int, *, one_event: bool = False
         if size > max_bytes:
             raise _too_large(max_bytes, one_event)
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return _finished(b"".join(chunks), encoding, max_bytes, one_event)
+
+
+async def receive_body(head: RequestHead, receive: Receive, max_bytes: int, *, one_event: bool = False) -> bytes:
+    """`read_body` straight from the ASGI receive channel, for the ingest endpoints (no
+    Request object): the same checks, the same errors, ClientDisconnect as Starlette raises it."""
+    encoding = _checked_encoding(head, max_bytes, one_event)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes, one_event)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return _finished(body, encoding, max_bytes, one_event)
+
+
+def _finished(body: bytes, encoding: str, max_bytes: int, one_event: bool) -> bytes:
     if encoding == "gzip":
         body = gunzip_limited(body, max_bytes, one_event)
     if not body:

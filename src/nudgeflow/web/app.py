@@ -15,12 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import nudgeflow
 from nudgeflow.core.clock import Clock, SystemClock
-from nudgeflow.ingest.api import ingest_routes
+from nudgeflow.ingest.api import CORS, IngestEndpoint, ingest_endpoints, ingest_routes
 from nudgeflow.ingest.auth import KeyCache
 from nudgeflow.ingest.ratelimit import RateLimiter
 from nudgeflow.ingest.shared_limits import SharedRateLimiter, keep_in_step, process_id
@@ -88,15 +87,13 @@ class _Timing:
                 )
 
 
-# Ingest answers any origin, as Segment's API does: the write key (in the Authorization
-# header, never a cookie) is what authorizes, so no credentials mode is involved.
-INGEST_CORS = {"Access-Control-Allow-Origin": "*"}
 INGEST_PREFLIGHT = {
-    **INGEST_CORS,
+    **CORS,  # ingest answers any origin (ingest/api.py)
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
     "Access-Control-Max-Age": "86400",
 }
+_PREFLIGHT = Response(status_code=204, headers=INGEST_PREFLIGHT)
 
 
 class NudgeflowAPI(FastAPI):
@@ -106,40 +103,59 @@ class NudgeflowAPI(FastAPI):
     second, and the layers in front of a FastAPI route (error and exception middleware,
     dependency exit stacks, body limits, telemetry, route matching) cost more than the
     ingest work itself. The ingest endpoints need none of them: each turns every failure
-    into its own 4xx or 503 answer and reads its body within its own limits. They still
-    go through the same timing middleware, and stay in the router for everything else
-    (the OpenAPI document, a 405 for another method).
+    into its own 4xx or 503 answer and reads its body within its own limits. They are timed
+    as _Timing times every other route (inline: the endpoint returns the status it sent),
+    and stay in the router for everything else (the OpenAPI document, a 405 for another
+    method).
     """
 
-    _ingest: Mapping[str, Any] = {}
-    _ingest_app: ASGIApp | None = None
+    _ingest: Mapping[str, IngestEndpoint] = {}
+    _timed: Any = None
 
-    def route_ingest(self, routes: list[Route], metrics: Metrics, log_requests: bool) -> None:
-        self._ingest = {route.path: route.endpoint for route in routes if "POST" in (route.methods or ())}
-        endpoints = self._ingest
+    def route_ingest(self, endpoints: Mapping[str, IngestEndpoint], metrics: Metrics, log_requests: bool) -> None:
+        self._ingest = endpoints
+        latency: dict[str, Any] = {}  # path -> its histogram child, looked up once
 
-        async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["method"] == "OPTIONS":
-                # A browser's preflight: the browser SDK posts from the site's own origin.
-                await Response(status_code=204, headers=INGEST_PREFLIGHT)(scope, receive, send)
-                return
-            response = await endpoints[scope["path"]](Request(scope, receive, send))
-            response.headers.update(INGEST_CORS)
-            await response(scope, receive, send)
+        async def timed(endpoint: IngestEndpoint | None, scope: Scope, receive: Receive, send: Send) -> None:
+            start = time.perf_counter()
+            status = 500
+            try:
+                if endpoint is None:
+                    # A browser's preflight: the browser SDK posts from the site's own origin.
+                    await _PREFLIGHT(scope, receive, send)
+                    status = 204
+                else:
+                    status = await endpoint(scope, receive, send)
+            finally:
+                elapsed = time.perf_counter() - start
+                path = scope["path"]
+                child = latency.get(path)
+                if child is None:
+                    child = latency[path] = metrics.request_latency.labels(path)
+                child.observe(elapsed)
+                if log_requests:
+                    # The path only: never headers, which carry keys and tokens.
+                    log.info(
+                        "request",
+                        extra={
+                            "method": scope["method"],
+                            "route": path,
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                        },
+                    )
 
-        self._ingest_app = _Timing(dispatch, metrics, log_requests)
+        self._timed = timed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] in ("POST", "OPTIONS")
-            and scope["path"] in self._ingest
-            and not scope.get("root_path")
-            and self._ingest_app is not None
-        ):
-            scope["app"] = self
-            await self._ingest_app(scope, receive, send)
-            return
+        if scope["type"] == "http" and not scope.get("root_path"):
+            endpoint = self._ingest.get(scope["path"])
+            if endpoint is not None:
+                method = scope["method"]
+                if method == "POST" or method == "OPTIONS":
+                    scope["app"] = self
+                    await self._timed(endpoint if method == "POST" else None, scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
 
@@ -333,10 +349,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings, metrics: Metrics) -> None:
     """The HTTP API: ingest (answered ahead of the middleware), admin, tracking, the SDK,
     the console; the dev inbox with --dev. Not served by an engine or dispatch process."""
-    routes = ingest_routes(state)
-    for route in routes:
+    endpoints = ingest_endpoints(state)
+    for route in ingest_routes(endpoints):
         app.router.routes.append(route)
-    app.route_ingest(routes, metrics, settings.log_requests)
+    app.route_ingest(endpoints, metrics, settings.log_requests)
     app.include_router(consent_router())  # before admin_router: its /profiles/{ref:path} would shadow ours
     from nudgeflow.web.devices_api import devices_router
 
