@@ -366,9 +366,9 @@ class Settings:
     # Per-workspace token bucket, counted in events; 0 disables the limit.
     ingest_rate_per_second: float = 5000.0
     ingest_burst: int = 50_000
-    # Group commit: the most events one transaction takes, and how long it may wait for more.
+    # Group commit: the most events one transaction takes (it never waits for more: a
+    # transaction starts as soon as the one before has committed; store/group_commit.py).
     commit_max_events: int = 5000
-    commit_max_wait_ms: float = 0.0
     # SQLite durability: FULL fsyncs every commit, which is what "acknowledged after commit" means.
     sqlite_synchronous: str = "FULL"
     log_level: str = "INFO"
