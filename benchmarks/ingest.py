@@ -1169,10 +1169,18 @@ def write_results(
     )
     marker = "<!-- history: one line per run, newest first; the benchmark adds them -->"
     old_history: list[str] = []
-    # The other benchmarks (engine.py, email.py…) keep their own sections after this one,
-    # each between its two markers: carried over as they are.
+    # Everything after this section (the other benchmarks' sections, notes written between
+    # them) is carried over as it is, byte for byte.
+    end = "<!-- end of ingest benchmark -->"
+    tail: str | None = None
     other_sections: list[str] = []
-    if RESULTS.exists():
+    if RESULTS.exists() and end in RESULTS.read_text():
+        text, tail = RESULTS.read_text().split(end, 1)
+        if marker in text:
+            after = text.split(marker, 1)[1].splitlines()
+            old_history = [line for line in after if line.startswith("| 20")]
+    elif RESULTS.exists():
+        # A file from before the end marker: the other benchmarks' marked sections are kept.
         text = RESULTS.read_text()
         other_sections = [
             m.group(0)
@@ -1233,10 +1241,15 @@ def write_results(
         history_line,
         *old_history,
         "",
+        end,
     ]
-    for section in other_sections:
-        lines += [section, ""]
-    RESULTS.write_text("\n".join(lines))
+    if tail is not None:
+        RESULTS.write_text("\n".join(lines) + tail)
+    else:
+        lines.append("")
+        for section in other_sections:
+            lines += [section, ""]
+        RESULTS.write_text("\n".join(lines))
     console.print(f"results written to {RESULTS.relative_to(ROOT)}")
 
 
