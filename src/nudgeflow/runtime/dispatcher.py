@@ -20,7 +20,12 @@ transaction:
 Any number of dispatchers may run at once on PostgreSQL (`serve --role dispatch`): claims
 skip the rows another holds, and a lease that runs out is due for all of them.
 
-A dispatcher that is stopping (`send_remote`'s `stopping`) drains: sends not yet started
+A running dispatcher does not wait for one claim's sends before the next claim, nor record
+a claim's outcomes all at once: runtime/dispatch_pipeline.py drives these steps so that they
+overlap, each claimed row keeping its own lease. `send_remote` sends one claim, for
+`run_until_idle` and tests.
+
+A dispatcher that is stopping (`send_remote`'s `stopping`, the pipeline's `stop`) drains: sends not yet started
 are handed back at once, sends under way get `grace_s` to finish and are handed back if
 they have not (store/outbox.hand_back: due now, for any dispatcher). A send handed back
 while under way may have been accepted: it is in the resend window above.

@@ -6,8 +6,9 @@ Two background threads, each a loop:
   listener), and otherwise looks for due timers every `engine_poll_ms`. Events and timers
   of a person are decided by this one loop, one batch at a time, which is what keeps a
   person's work in order.
-- the dispatch loop claims due outbox messages and delivers them (`Dispatcher`). It is
-  woken when the engine queues messages, and polls for retries that fall due.
+- the dispatch loop claims due outbox messages and delivers them (`Dispatcher`), its
+  claims, sends and records overlapping (runtime/dispatch_pipeline.py). It is woken when
+  the engine queues messages, and polls for retries that fall due.
 
 The engine loop also looks at live experiments now and then (runtime/experiments.py: once
 at start, then every `experiment_look_seconds` of the injected clock), to pause variants

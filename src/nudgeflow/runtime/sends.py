@@ -36,6 +36,7 @@ class Sends(Generic[T]):
         self._tasks: dict[asyncio.Task[T], int] = {}
         self._done: list[T] = []
         self._ready: asyncio.Event | None = None  # made in the loop that uses it
+        self._freed: asyncio.Future[None] | None = None  # a slot came free (`start` waits on it)
 
     def _event(self) -> asyncio.Event:
         if self._ready is None:
@@ -60,7 +61,13 @@ class Sends(Generic[T]):
         while len(self._tasks) >= self.limit:
             if self._stopping():
                 return False
-            await asyncio.wait(set(self._tasks), timeout=DRAIN_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+            # Woken by the next send to finish (`_finish`), or after DRAIN_POLL_S to look again.
+            self._freed = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(DRAIN_POLL_S):
+                    await self._freed
+            except TimeoutError:
+                pass
         if self._stopping():
             return False
         task: asyncio.Task[T] = asyncio.ensure_future(send())
@@ -72,6 +79,8 @@ class Sends(Generic[T]):
 
     def _finish(self, task: asyncio.Task[T]) -> None:
         self._tasks.pop(task, None)
+        if self._freed is not None and not self._freed.done():
+            self._freed.set_result(None)
         if task.cancelled():
             return  # `drain` hands it back
         exc = task.exception()
