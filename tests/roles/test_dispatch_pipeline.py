@@ -7,6 +7,8 @@ SMTP server on loopback and a PostgreSQL outbox:
   accepted before all were built.
 - claims overlap sends: the next claim is made while the sends of the claim before are still
   held by a slow server, and outcomes are recorded as they come, each row once.
+- claims start at the dispatcher's concurrency and double while their sends start in time,
+  up to the batch.
 - stopping drains: sends not started are handed back without counting an attempt, sends
   under way get the grace and are then handed back; nothing stays leased.
 """
@@ -145,6 +147,7 @@ def _pipeline(
     db: Any, dispatcher: Dispatcher, timeline: Timeline, *, batch: int, stop: threading.Event, grace_s: float = 5.0
 ) -> DispatchPipeline:
     def claim(cap: int) -> tuple[DispatchRound, int]:
+        timeline.note("cap", str(cap))
         limit = min(cap, batch)
         with db.begin() as conn:
             round_ = dispatcher.claim_and_sink(conn, limit)
@@ -216,6 +219,30 @@ def test_claims_overlap_the_sends_of_the_claim_before_and_every_row_is_recorded_
     db.dispose()
 
 
+def test_claims_start_at_the_concurrency_and_double_while_their_sends_start_in_time(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
+    clock = SystemClock()
+    db = database.create_db_engine(pg_db)
+    ws = make_workspace(db, clock=clock).workspace_id
+    queue_messages(db, ws, 250, to_ms(clock.now()))
+    dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=16)
+    stop = threading.Event()
+    pipeline = _pipeline(db, dispatcher, timeline, batch=100, stop=stop)
+    thread = _run_in_thread(pipeline)
+    try:
+        _wait_for("all sent and recorded", lambda: {r.status for r in outbox_rows(db, ws).values()} == {"sent"})
+    finally:
+        stop.set()
+        thread.join(WAIT_S)
+    caps = [int(n) for what, n in timeline.entries if what == "cap"]
+    # 16 + 32 + 64 + 100: the fourth claim leaves 38, then one comes back short (or empty).
+    assert caps[:4] == [16, 32, 64, 100], caps
+    assert [int(n) for what, n in timeline.entries if what == "claimed"] == [16, 32, 64, 100, 38]
+    assert dispatcher.sends_past_deadline == 0
+    db.dispose()
+
+
 def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
     pg_db: str, noting_sink: NotingSink, timeline: Timeline
 ) -> None:
@@ -243,5 +270,7 @@ def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
     # have been accepted), the five never started do not.
     assert {(r.status, r.leased_until_ms) for r in rows.values()} == {("pending", None)}
     assert sorted(r.attempts for r in rows.values()) == [0] * 5 + [1] * 3
-    assert pipeline.claims == 1
+    # Claims start at max_concurrency: three started, then three more claimed while those were
+    # under way, never started (waiting for a slot), and two never claimed.
+    assert pipeline.claims == 2
     db.dispose()

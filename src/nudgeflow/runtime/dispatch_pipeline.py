@@ -17,7 +17,9 @@ So the rules of runtime/dispatcher.py hold per claimed row, not per round: each 
 its own lease, and no send starts with less than `lease_margin_ms` of its lease left (it is
 handed back, due at once, without counting an attempt). A dispatcher that claims more than
 it starts in time (a slow provider, too few connections) halves its claims, down to
-`max_concurrency`; a claim that starts in time lets it double them again, up to the batch.
+`max_concurrency`; a full claim that starts in time lets it double them, up to the batch.
+It starts at `max_concurrency`: a dispatcher's first sends are its slowest, and a dispatcher
+killed before it sent has used an attempt of every row it claimed (their leases run out).
 
 Stopping (the runtime's `stop` event, SIGTERM through `serve`) drains: no more claims,
 the sends of a claim not yet started are handed back at once, those under way get `grace_s`
@@ -80,8 +82,11 @@ class DispatchPipeline:
         # yet recorded, so that run_until_idle never sees a round half done.
         self.turn = turn
         self._holding = False
-        self.cap = self.batch  # the most one claim takes (see the module docstring)
         self.min_cap = max(1, min(self.batch, dispatcher.max_concurrency))
+        # The most one claim takes (see the module docstring). A dispatcher starts small: its
+        # first sends are its slowest (templates to compile, connections to open), and a
+        # dispatcher killed then has made an attempt of every row it claimed.
+        self.cap = self.min_cap
         self.sends: Sends[Outcome] = Sends(dispatcher.max_concurrency, self.stopping)
         self._began: set[int] = set()
         self._leased: dict[int, Outcome] = {}  # row -> what to record if its send is cancelled
