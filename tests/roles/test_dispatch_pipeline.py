@@ -270,7 +270,7 @@ def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
     # have been accepted), the five never started do not.
     assert {(r.status, r.leased_until_ms) for r in rows.values()} == {("pending", None)}
     assert sorted(r.attempts for r in rows.values()) == [0] * 5 + [1] * 3
-    # Claims start at max_concurrency: three started, then three more claimed while those were
-    # under way, never started (waiting for a slot), and two never claimed.
+    # Claims start at max_concurrency: three claimed and started, then the other five claimed
+    # while those were under way, never started (they waited for a slot).
     assert pipeline.claims == 2
     db.dispose()
