@@ -26,7 +26,7 @@ the time goes away from kills (fault_support.STAGES).
 
 Found by the fault run, and fixed: a dispatch round that outlasted its lease was sent again
 by another dispatcher with no process dying (a dispatcher now starts no send with less than
-half its lease, or the send timeout, left: runtime/dispatcher.send_remote).
+half its lease, or the send timeout, left: runtime/dispatcher.Dispatcher.deadlined).
 
 The default is bounded for the suite (2 cores). The issue's scale, by hand, on a machine of
 its own (docs/roles.md, "Under fault"):

@@ -20,7 +20,12 @@ transaction:
 Any number of dispatchers may run at once on PostgreSQL (`serve --role dispatch`): claims
 skip the rows another holds, and a lease that runs out is due for all of them.
 
-A dispatcher that is stopping (`send_remote`'s `stopping`) drains: sends not yet started
+A running dispatcher does not wait for one claim's sends before the next claim, nor record
+a claim's outcomes all at once: runtime/dispatch_pipeline.py drives these steps so that they
+overlap, each claimed row keeping its own lease. `send_remote` sends one claim, for
+`run_until_idle` and tests.
+
+A dispatcher that is stopping (`send_remote`'s `stopping`, the pipeline's `stop`) drains: sends not yet started
 are handed back at once, sends under way get `grace_s` to finish and are handed back if
 they have not (store/outbox.hand_back: due now, for any dispatcher). A send handed back
 while under way may have been accepted: it is in the resend window above.
@@ -48,9 +53,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -78,6 +83,7 @@ from nudgeflow.model.event_names import (
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.reasons import NO_TARGET, family_of
 from nudgeflow.runtime.processor import RuntimeStats
+from nudgeflow.runtime.sends import Sends
 from nudgeflow.store import consent, outbox, rollups
 from nudgeflow.store.event_log import append_events, event_row
 from nudgeflow.store.outbox import FAILED, LOGGED, PENDING, SENT, SUPPRESSED
@@ -88,7 +94,6 @@ log = logging.getLogger("nudgeflow.dispatch")
 # An outcome that is no outcome: a leased send handed back by a stopping dispatcher
 # (never a row's status: the row stays pending, due at once).
 HANDED_BACK = "handed_back"
-DRAIN_POLL_S = 0.05  # how often sends under way look whether the dispatcher is stopping
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,9 @@ class Dispatcher:
         self.policy = policy or RetryPolicy()
         self.stats = stats if stats is not None else RuntimeStats()
         self.max_concurrency = max_concurrency
+        # Sends handed back because their lease had too little left (send_one): a dispatcher
+        # claiming more than it starts in time claims less (dispatch_pipeline.py).
+        self.sends_past_deadline = 0
 
     # -- the transaction that claims ----------------------------------------------------------
 
@@ -333,69 +341,77 @@ class Dispatcher:
         grace_s: float = 0.0,
         lease_until_ms: int | None = None,
     ) -> list[Outcome]:
-        """Send the leased messages, at most `max_concurrency` at once. When `stopping()`
-        turns true, drain: sends not started are handed back, sends under way get `grace_s`
-        (real time: a drain is bounded by the operator's shutdown deadline) and are then
-        cancelled and handed back.
+        """Send one claim's leased messages and return their outcomes, in its order: at most
+        `max_concurrency` at once, started one per turn of the event loop (runtime/sends.py),
+        so that the first is on the wire while the last is still waiting to be built. When
+        `stopping()` turns true, drain: sends not started are handed back, sends under way
+        get `grace_s` and are then cancelled and handed back.
 
-        With `lease_until_ms` (the round's, DispatchRound.lease_until_ms), a send is not
-        started once less than `lease_margin_ms` of the lease is left: it is handed back,
-        due at once, for the next round to lease again. A round sent `max_concurrency` at a
-        time can outlast its lease (a slow server, a large round); without this the rest of
-        the round would be sent by this dispatcher while another, its lease run out, sends
-        it too."""
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-        began: set[int] = set()  # the rows whose send has begun
-        last_start_ms = None if lease_until_ms is None else lease_until_ms - self.lease_margin_ms()
-        if last_start_ms is not None:
-            leased = [(row_id, replace(message, send_by_ms=last_start_ms), ch) for row_id, message, ch in leased]
+        With `lease_until_ms` (the claim's, DispatchRound.lease_until_ms), a send is not
+        started once less than `lease_margin_ms` of the lease is left (`deadlined`).
 
-        async def one(row_id: int, message: OutboundMessage, channel: RemoteChannel) -> Outcome:
-            async with semaphore:
-                if stopping is not None and stopping():
-                    return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
-                if last_start_ms is not None and to_ms(self.clock.now()) > last_start_ms:
-                    return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
-                began.add(row_id)
-                try:
-                    await asyncio.wait_for(channel.send(message), self.policy.send_timeout_s)
-                except NotStarted:  # it waited in the channel's own queue past the deadline
-                    return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
-                except ChannelError as exc:
-                    return self._failure(row_id, message, message.attempt, exc, to_ms(self.clock.now()))
-                except TimeoutError:
-                    exc2 = TransientError(f"no answer within {self.policy.send_timeout_s:g} s")
-                    return self._failure(row_id, message, message.attempt, exc2, to_ms(self.clock.now()))
-                except Exception as exc:  # a channel's bug: retried, named by its type only
-                    log.error(
-                        "channel raised an unexpected error",
-                        extra={"channel": message.channel, "message_key": message.key, "error": type(exc).__name__},
-                        exc_info=True,
-                    )
-                    exc3 = TransientError(f"channel error: {type(exc).__name__}")
-                    return self._failure(row_id, message, message.attempt, exc3, to_ms(self.clock.now()))
-                return Outcome(row_id, message, message.attempt, SENT, delivered=channel.delivered_on_send)
+        The dispatcher's own loop does not wait for a claim's end: it starts the sends of
+        one claim after another and records outcomes as they come (dispatch_pipeline.py).
+        This is the one-claim-at-a-time form, for `run_until_idle` and tests."""
+        sends: Sends[Outcome] = Sends(self.max_concurrency, stopping)
+        began: set[int] = set()
+        items = self.deadlined(leased, lease_until_ms)
+        out: dict[int, Outcome] = {}
+        for row_id, message, channel in items:
+            if not await sends.start(row_id, partial(self.send_one, row_id, message, channel, began)):
+                out[row_id] = Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
+        cancelled = set(await sends.settle(grace_s))
+        out.update((o.row_id, o) for o in sends.take())
+        for row_id, message, _ in items:
+            if row_id in cancelled:  # under way when the grace ended, it may have been accepted
+                out[row_id] = Outcome(row_id, message, message.attempt, HANDED_BACK, started=row_id in began)
+        return [out[row_id] for row_id, _, _ in items if row_id in out]
 
-        if stopping is None:
-            return list(await asyncio.gather(*(one(*item) for item in leased)))
-        tasks = [asyncio.ensure_future(one(*item)) for item in leased]
-        pending: set[asyncio.Future[Outcome]] = set(tasks)
-        while pending and not stopping():
-            _, pending = await asyncio.wait(pending, timeout=DRAIN_POLL_S)
-        if pending:  # stopping: what is under way gets the grace period, the rest comes back
-            deadline = time.monotonic() + grace_s
-            while pending and (left := deadline - time.monotonic()) > 0:
-                _, pending = await asyncio.wait(pending, timeout=min(left, DRAIN_POLL_S))
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        out = []
-        for task, (row_id, message, _) in zip(tasks, leased, strict=True):
-            if task.cancelled():  # under way when the grace ended, it may have been accepted
-                out.append(Outcome(row_id, message, message.attempt, HANDED_BACK, started=row_id in began))
-            else:
-                out.append(task.result())
-        return out
+    def deadlined(
+        self, leased: Sequence[tuple[int, OutboundMessage, RemoteChannel]], lease_until_ms: int | None
+    ) -> list[tuple[int, OutboundMessage, RemoteChannel]]:
+        """The claim's messages, each with the last moment its send may start (`send_by_ms`):
+        `lease_margin_ms` before its lease runs out. Sends are started as slots free up, and
+        a large claim, a slow server or the claims before it can keep a message waiting past
+        that: without it, this dispatcher would send it while another, the lease run out,
+        sends it too. `send_one` hands such a message back, due at once, without counting
+        an attempt, as does a channel whose own queue (a free connection, the rate limit)
+        keeps it past that moment (NotStarted)."""
+        if lease_until_ms is None:
+            return list(leased)
+        last_start_ms = lease_until_ms - self.lease_margin_ms()
+        return [(row_id, replace(message, send_by_ms=last_start_ms), ch) for row_id, message, ch in leased]
+
+    async def send_one(
+        self, row_id: int, message: OutboundMessage, channel: RemoteChannel, began: set[int] | None = None
+    ) -> Outcome:
+        """Send one leased message through its channel; its outcome (HANDED_BACK, not started,
+        when its `send_by_ms` has passed: see `deadlined`). Adds `row_id` to `began` once the
+        send has begun."""
+        if message.send_by_ms is not None and to_ms(self.clock.now()) > message.send_by_ms:
+            self.sends_past_deadline += 1
+            return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
+        if began is not None:
+            began.add(row_id)
+        try:
+            await asyncio.wait_for(channel.send(message), self.policy.send_timeout_s)
+        except NotStarted:  # it waited in the channel's own queue past the deadline
+            self.sends_past_deadline += 1
+            return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
+        except ChannelError as exc:
+            return self._failure(row_id, message, message.attempt, exc, to_ms(self.clock.now()))
+        except TimeoutError:
+            exc2 = TransientError(f"no answer within {self.policy.send_timeout_s:g} s")
+            return self._failure(row_id, message, message.attempt, exc2, to_ms(self.clock.now()))
+        except Exception as exc:  # a channel's bug: retried, named by its type only
+            log.error(
+                "channel raised an unexpected error",
+                extra={"channel": message.channel, "message_key": message.key, "error": type(exc).__name__},
+                exc_info=True,
+            )
+            exc3 = TransientError(f"channel error: {type(exc).__name__}")
+            return self._failure(row_id, message, message.attempt, exc3, to_ms(self.clock.now()))
+        return Outcome(row_id, message, message.attempt, SENT, delivered=channel.delivered_on_send)
 
     def lease_margin_ms(self) -> int:
         """How much of a lease must be left to start a send: its timeout, or half the lease

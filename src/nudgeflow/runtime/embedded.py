@@ -6,8 +6,9 @@ Two background threads, each a loop:
   listener), and otherwise looks for due timers every `engine_poll_ms`. Events and timers
   of a person are decided by this one loop, one batch at a time, which is what keeps a
   person's work in order.
-- the dispatch loop claims due outbox messages and delivers them (`Dispatcher`). It is
-  woken when the engine queues messages, and polls for retries that fall due.
+- the dispatch loop claims due outbox messages and delivers them (`Dispatcher`), its
+  claims, sends and records overlapping (runtime/dispatch_pipeline.py). It is woken when
+  the engine queues messages, and polls for retries that fall due.
 
 The engine loop also looks at live experiments now and then (runtime/experiments.py: once
 at start, then every `experiment_look_seconds` of the injected clock), to pause variants
@@ -71,6 +72,7 @@ from nudgeflow.runtime.backfill import (
     backfill_batch,
     skip_profile,
 )
+from nudgeflow.runtime.dispatch_pipeline import DispatchPipeline
 from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, RetryPolicy
 from nudgeflow.runtime.experiments import ExperimentLooks, Look, look_at_experiments
 from nudgeflow.runtime.partition_worker import PartitionWorker
@@ -586,40 +588,52 @@ class EmbeddedRuntime:
                 self._engine_wake.wait(poll)
 
     def _dispatch_loop(self) -> None:
+        """The dispatcher's thread: claims, sends and records overlapping, on an event loop of
+        its own (runtime/dispatch_pipeline.py), until `stop`."""
         _, _, dispatch = self._stages()
-        poll = self.settings.engine_poll_ms / 1000
-        loop = asyncio.new_event_loop()
-        grace = self.settings.drain_seconds
+        cap = [dispatch.batch]
+        claim_and_sink = self.dispatcher.claim_and_sink
 
-        def send(leased: Any, lease_until_ms: int | None) -> list[Any]:
-            return loop.run_until_complete(
-                self.dispatcher.send_remote(leased, self._stopping.is_set, grace, lease_until_ms)
+        def work(conn: Connection, limit: int) -> int:
+            dispatch.last = claim_and_sink(conn, min(limit, cap[0]))
+            return dispatch.last.claimed
+
+        dispatch.work = work
+
+        def claim(limit: int) -> tuple[DispatchRound, int] | None:
+            cap[0] = limit
+            size = min(dispatch.size, limit)
+            dispatch.last = DispatchRound()
+            if dispatch.run(self.runner) == dispatch.RETRY:
+                return None
+            return dispatch.last, size
+
+        def record(outcomes: list[Any]) -> int:
+            return self.runner.call(partial(self.dispatcher.record_remote, outcomes=outcomes))
+
+        def pipeline() -> DispatchPipeline:
+            return DispatchPipeline(
+                self.dispatcher,
+                claim,
+                record,
+                batch=dispatch.batch,
+                stop=self._stopping,
+                wake=self._dispatch_wake,
+                poll_s=self.settings.engine_poll_ms / 1000,
+                grace_s=self.settings.drain_seconds,
+                on_events=self._engine_wake.set,  # engagement events, for the engine
+                before_claim=self._channel_setup.push,
+                turn=self._dispatch_turn,
             )
 
-        outage = 0
+        loop = asyncio.new_event_loop()
         try:
             while not self._stopping.is_set():
-                self._dispatch_wake.clear()
-                self._channel_setup.push()
                 try:
-                    with self._dispatch_turn:
-                        _, more, appended = self._dispatch(dispatch, send, 10)
-                    outage = 0
-                except OUTAGE as exc:
-                    if self._stopping.is_set():
-                        break
-                    outage += 1
-                    log.warning("dispatch waits for the database", extra={"error": type(exc).__name__})
-                    self._pause(min(5.0, 0.1 * 2**outage))
-                    continue
-                except Exception:
+                    loop.run_until_complete(pipeline().run())
+                except Exception:  # a bug in the loop itself (it drained): log, breathe, go on
                     log.exception("dispatch loop error")
                     self._pause(1.0)
-                    continue
-                if appended:
-                    self._engine_wake.set()  # engagement events for the engine
-                if not more:
-                    self._dispatch_wake.wait(poll)
         finally:
             # The remote channels' connections (SMTP pools, HTTP sessions) belong to this
             # loop: close them in it, or they leak with it.

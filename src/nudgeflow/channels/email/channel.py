@@ -34,15 +34,19 @@ class Renderer(Protocol):
 
 class DefaultRenderer:
     """The templates of content/: `content.email_render.prepare_email(engine, message)`
-    reads what a message needs and returns an EmailJob, which the channel builds (render,
-    MIME, DKIM: build.build_raw) here or in a worker process. The template stack itself
+    reads what a message needs (on a thread of the event loop's pool) and returns an
+    EmailJob, which the channel builds (render, MIME, DKIM: build.build_raw) here or in a
+    worker process. The template stack itself
     (Liquid, MJML) loads when the first email is rendered."""
 
     def __init__(self, engine: Any = None) -> None:
         self.engine = engine
 
     async def prepare_email(self, message: OutboundMessage) -> EmailJob:
-        return prepare_email(self.engine, message)
+        # Its reads (the template, the person, the workspace's settings: several round trips
+        # to the database) on a thread, as the push channel's: on the event loop they held
+        # every other send's network exchange behind them, one message after another.
+        return await asyncio.to_thread(prepare_email, self.engine, message)
 
 
 # -- configuration per workspace ------------------------------------------------------------

@@ -1,0 +1,276 @@
+"""The dispatcher's pipeline (runtime/sends.py, runtime/dispatch_pipeline.py), against a real
+SMTP server on loopback and a PostgreSQL outbox:
+
+- sends start one per turn of the event loop: with builds that cost (a blocking render, as
+  the template, MIME and DKIM are), the first message of a claim is accepted by the server
+  before the last of the claim has been built. Started all at once, as before, none was
+  accepted before all were built.
+- claims overlap sends: the next claim is made while the sends of the claim before are still
+  held by a slow server, and outcomes are recorded as they come, each row once.
+- claims start at the dispatcher's concurrency and double while their sends start in time,
+  up to the batch.
+- stopping drains: sends not started are handed back without counting an attempt, sends
+  under way get the grace and are then handed back; nothing stays leased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import Envelope, Session
+
+from nudgeflow.channels.base import ChannelRegistry
+from nudgeflow.channels.email.channel import EmailChannel
+from nudgeflow.content.rendered import RenderedEmail
+from nudgeflow.core.clock import SystemClock, to_ms
+from nudgeflow.model.outbound import OutboundMessage
+from nudgeflow.model.smtp_config import parse_smtp_url
+from nudgeflow.runtime.dispatch_pipeline import DispatchPipeline
+from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, Outcome, RetryPolicy
+from nudgeflow.store import database
+from tests.channels.smtp_support import Sink, start_sink
+from tests.roles.support import email_registry, message_ids, outbox_rows, queue_messages, smtp_url
+from tests.support import make_workspace
+
+BUILD_S = 0.005  # what a build costs here: the event loop is blocked for it, as by a real one
+WAIT_S = 30.0  # the longest any step below may take on a loaded machine (never reached when it works)
+
+
+class Timeline:
+    """What happened, in order, from both sides: the dispatcher's builds and claims, the
+    server's acceptances (another thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: list[tuple[str, str]] = []
+
+    def note(self, what: str, key: str = "") -> None:
+        with self.lock:
+            self.entries.append((what, key))
+
+    def index(self, what: str, nth: int = 0) -> int:
+        found = [i for i, (w, _) in enumerate(self.entries) if w == what]
+        return found[nth] if len(found) > nth else len(self.entries)
+
+
+class CostlyRenderer:
+    """Renders every message alike, blocking the event loop BUILD_S for each (a build's CPU)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+
+    async def render_email(self, message: OutboundMessage) -> RenderedEmail:
+        time.sleep(BUILD_S)  # blocking on purpose: a build holds the loop
+        self.timeline.note("built", message.key)
+        return RenderedEmail(subject=f"Order {message.key}", html="<p>Thank you.</p>", marketing=message.marketing)
+
+
+class NotingSink(Sink):
+    """Notes each acceptance on the timeline; with `hold` set, answers DATA only once `release`
+    is set (a slow server), at most WAIT_S later."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        super().__init__()
+        self.timeline = timeline
+        self.hold = False
+        self.release = threading.Event()
+        self.port = 0
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        if self.hold:
+            deadline = time.monotonic() + WAIT_S
+            while not self.release.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        reply = await super().handle_DATA(server, session, envelope)
+        self.timeline.note("accepted", envelope.rcpt_tos[0])
+        return reply
+
+
+@pytest.fixture
+def timeline() -> Timeline:
+    return Timeline()
+
+
+@pytest.fixture
+def noting_sink(timeline: Timeline) -> Iterator[NotingSink]:
+    s = NotingSink(timeline)
+    controller = start_sink(s)
+    s.port = controller.port
+    yield s
+    s.release.set()
+    controller.stop()
+
+
+def _registry(port: int, renderer: Any, clock: Any) -> ChannelRegistry:
+    registry = ChannelRegistry.development(())
+    registry.register("email", EmailChannel(parse_smtp_url(smtp_url(port)), renderer=renderer, clock=clock))
+    return registry
+
+
+def test_the_first_message_of_a_claim_is_accepted_before_the_last_is_built(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
+    clock = SystemClock()
+    db = database.create_db_engine(pg_db)
+    ws = make_workspace(db, clock=clock).workspace_id
+    count = 40
+    queue_messages(db, ws, count, to_ms(clock.now()))
+    dispatcher = Dispatcher(_registry(noting_sink.port, CostlyRenderer(timeline), clock), clock, RetryPolicy())
+    with db.begin() as conn:
+        round_ = dispatcher.claim_and_sink(conn)
+    assert len(round_.remote) == count
+
+    async def send() -> list[Outcome]:
+        try:
+            return await dispatcher.send_remote(round_.remote, lease_until_ms=round_.lease_until_ms)
+        finally:
+            await dispatcher.channels.get("email").aclose()  # type: ignore[union-attr]
+
+    outcomes = asyncio.run(send())
+    assert [o.status for o in outcomes] == ["sent"] * count
+    assert len(noting_sink.received) == count
+    last_built = timeline.index("built", count - 1)
+    first_accepted = timeline.index("accepted")
+    # Started all at once (before), every build came first: first_accepted == count.
+    assert first_accepted < last_built, timeline.entries[: count + 5]
+    # Each message in its claim's order, the first built first.
+    assert timeline.entries[0] == ("built", "m0000")
+    db.dispose()
+
+
+def _pipeline(
+    db: Any, dispatcher: Dispatcher, timeline: Timeline, *, batch: int, stop: threading.Event, grace_s: float = 5.0
+) -> DispatchPipeline:
+    def claim(cap: int) -> tuple[DispatchRound, int]:
+        timeline.note("cap", str(cap))
+        limit = min(cap, batch)
+        with db.begin() as conn:
+            round_ = dispatcher.claim_and_sink(conn, limit)
+        if round_.claimed:
+            timeline.note("claimed", str(round_.claimed))
+        return round_, limit
+
+    def record(outcomes: list[Outcome]) -> int:
+        with db.begin() as conn:
+            appended = dispatcher.record_remote(conn, outcomes)
+        timeline.note("recorded", str(len(outcomes)))
+        return appended
+
+    return DispatchPipeline(
+        dispatcher, claim, record, batch=batch, stop=stop, wake=threading.Event(), poll_s=0.05, grace_s=grace_s
+    )
+
+
+def _run_in_thread(pipeline: DispatchPipeline) -> threading.Thread:
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(pipeline.run())
+            loop.run_until_complete(pipeline.dispatcher.channels.get("email").aclose())  # type: ignore[union-attr]
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="test-dispatch")
+    thread.start()
+    return thread
+
+
+def _wait_for(what: str, check: Any) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {WAIT_S} s"
+        time.sleep(0.01)
+
+
+def test_claims_overlap_the_sends_of_the_claim_before_and_every_row_is_recorded_once(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
+    clock = SystemClock()
+    db = database.create_db_engine(pg_db)
+    ws = make_workspace(db, clock=clock).workspace_id
+    keys = queue_messages(db, ws, 30, to_ms(clock.now()))
+    dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=10)
+    noting_sink.hold = True  # a slow server: nothing is accepted until the test says so
+    stop = threading.Event()
+    pipeline = _pipeline(db, dispatcher, timeline, batch=10, stop=stop)
+    thread = _run_in_thread(pipeline)
+    try:
+        # The second claim comes while all ten sends of the first are held by the server.
+        _wait_for("a second claim", lambda: pipeline.claims >= 2)
+        assert timeline.index("accepted") == len(timeline.entries)  # none accepted yet
+        noting_sink.release.set()
+        _wait_for("all sent and recorded", lambda: {r.status for r in outbox_rows(db, ws).values()} == {"sent"})
+    finally:
+        stop.set()
+        noting_sink.release.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+    received = message_ids(noting_sink)
+    assert sorted(rcpt for rcpt, _ in received) == sorted(f"{k}@example.org" for k in keys)  # each once
+    rows = outbox_rows(db, ws)
+    assert {(r.status, r.attempts) for r in rows.values()} == {("sent", 1)}
+    recorded = [int(n) for what, n in timeline.entries if what == "recorded"]
+    assert sum(recorded) == len(keys)
+    db.dispose()
+
+
+def test_claims_start_at_the_concurrency_and_double_while_their_sends_start_in_time(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
+    clock = SystemClock()
+    db = database.create_db_engine(pg_db)
+    ws = make_workspace(db, clock=clock).workspace_id
+    queue_messages(db, ws, 250, to_ms(clock.now()))
+    dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=16)
+    stop = threading.Event()
+    pipeline = _pipeline(db, dispatcher, timeline, batch=100, stop=stop)
+    thread = _run_in_thread(pipeline)
+    try:
+        _wait_for("all sent and recorded", lambda: {r.status for r in outbox_rows(db, ws).values()} == {"sent"})
+    finally:
+        stop.set()
+        thread.join(WAIT_S)
+    caps = [int(n) for what, n in timeline.entries if what == "cap"]
+    # 16 + 32 + 64 + 100: the fourth claim leaves 38, then one comes back short (or empty).
+    assert caps[:4] == [16, 32, 64, 100], caps
+    assert [int(n) for what, n in timeline.entries if what == "claimed"] == [16, 32, 64, 100, 38]
+    assert dispatcher.sends_past_deadline == 0
+    db.dispose()
+
+
+def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
+    clock = SystemClock()
+    db = database.create_db_engine(pg_db)
+    ws = make_workspace(db, clock=clock).workspace_id
+    keys = queue_messages(db, ws, 8, to_ms(clock.now()))
+    dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=3)
+    noting_sink.hold = True  # the three under way are held past the grace
+    stop = threading.Event()
+    pipeline = _pipeline(db, dispatcher, timeline, batch=8, stop=stop, grace_s=0.2)
+    thread = _run_in_thread(pipeline)
+    try:
+        _wait_for("three sends under way", lambda: pipeline.sends.in_flight == 3)
+        stop.set()
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+        noting_sink.release.set()
+        thread.join(WAIT_S)
+    rows = outbox_rows(db, ws)
+    assert set(rows) == set(keys)
+    # Nothing stays leased: all due at once. The three under way count their attempt (they may
+    # have been accepted), the five never started do not.
+    assert {(r.status, r.leased_until_ms) for r in rows.values()} == {("pending", None)}
+    assert sorted(r.attempts for r in rows.values()) == [0] * 5 + [1] * 3
+    # Claims start at max_concurrency: three claimed and started, then the other five claimed
+    # while those were under way, never started (they waited for a slot).
+    assert pipeline.claims == 2
+    db.dispose()
