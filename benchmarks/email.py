@@ -568,24 +568,37 @@ def machine() -> dict[str, str]:
 
 
 def report(f: Figures) -> list[tuple[str, str, str, str]]:
+    """The table's rows. Issue 18's targets: email by default (`auto`, one build process on 2
+    or more cores) >= 0.8 x B, and with DKIM >= 0.6 x B; the in-process path's 0.7 x B is
+    the older target of a single-core setting."""
+    from nudgeflow.settings import AUTO, email_build_processes_for
+
     b, a, d = f.median(f.bare), f.median(f.nudge), f.median(f.dkim)
     ra, rd = statistics.median(f.ratios(f.nudge)), statistics.median(f.ratios(f.dkim))
     p, pd, rp = f.median(f.pooled), f.median(f.pooled_dkim), statistics.median(f.ratios(f.pooled))
+    rpd = statistics.median(f.ratios(f.pooled_dkim))
     per_round = lambda rs: ", ".join(f"{x:.2f}" for x in rs)  # noqa: E731
+    default = email_build_processes_for(AUTO) == f.processes  # the pooled phases are the default here
+    plural = "es" if f.processes > 1 else ""
+    pooled_label = (f"A by default (auto: {f.processes} build process{plural} on this machine)" if default else
+                    f"A with {f.processes} build process{plural} (NUDGEFLOW_EMAIL_BUILD_PROCESSES={f.processes})")
+    pooled_target, dkim_target = (0.8, 0.6) if default else (0.7, None)
     return [
         (f"B: bare aiosmtplib, pre-rendered ({f.connections} conns)", f"{b:,.0f} emails/s",
          f"sender {f.median(f.bare, 'sender_cpu'):.2f} / sink {f.median(f.bare, 'sink_cpu'):.2f} cores", ""),
-        (f"A: nudgeflow render + compose + EmailChannel ({f.connections} conns)", f"{a:,.0f} emails/s",
+        (f"A in the serving process (NUDGEFLOW_EMAIL_BUILD_PROCESSES=0; {f.connections} conns)", f"{a:,.0f} emails/s",
          f"{ra:.2f} x B (target >= 0.7; rounds {per_round(f.ratios(f.nudge))})", "met" if ra >= 0.7 else "missed"),
-        ("A with DKIM (RSA 2048)", f"{d:,.0f} emails/s",
+        ("A with DKIM (RSA 2048), in the serving process", f"{d:,.0f} emails/s",
          f"{rd:.2f} x B; {d / a:.2f} x A without DKIM", ""),
         ("A before this run's changes (text part from each HTML, MIME by the email package)", f"{f.median(f.before):,.0f} emails/s",
          f"{statistics.median(f.ratios(f.before)):.2f} x B; A is {a / f.median(f.before):.2f} x this", ""),
-        (f"A with {f.processes} build process{'es' if f.processes > 1 else ''} (NUDGEFLOW_EMAIL_BUILD_PROCESSES={f.processes})",
-         f"{p:,.0f} emails/s", f"{rp:.2f} x B (target >= 0.7; rounds {per_round(f.ratios(f.pooled))})",
-         "met" if rp >= 0.7 else "missed"),
-        (f"A + DKIM with {f.processes} build process{'es' if f.processes > 1 else ''}", f"{pd:,.0f} emails/s",
-         f"{statistics.median(f.ratios(f.pooled_dkim)):.2f} x B; {pd / d:.2f} x A+DKIM in one process", ""),
+        (pooled_label, f"{p:,.0f} emails/s",
+         f"{rp:.2f} x B (target >= {pooled_target}; rounds {per_round(f.ratios(f.pooled))})",
+         "met" if rp >= pooled_target else "missed"),
+        (f"{pooled_label.split(' (')[0]} + DKIM", f"{pd:,.0f} emails/s",
+         f"{rpd:.2f} x B" + (f" (target >= {dkim_target}; rounds {per_round(f.ratios(f.pooled_dkim))})" if dkim_target else "")
+         + f"; {pd / d:.2f} x A+DKIM in one process",
+         ("met" if rpd >= dkim_target else "missed") if dkim_target else ""),
         ("A per-message latency (send -> 250)", f"p50 {f.latency(0.5):.1f} ms, p99 {f.latency(0.99):.1f} ms", "", ""),
     ]
 
