@@ -51,12 +51,14 @@ def _keep_null(value: None) -> None:
     return value
 
 
-# Python 3.11's sqlite3 binds int, float, str and bytes directly but sends None through its
-# adapter lookup, which misses and then raises and clears two AttributeErrors: ~0.2 us a
-# None. The writers bind about ten a fired timer (a run's unset columns, an outbox row's),
-# 6 % of the instructions of firing one (benchmarks/RESULTS.md, issue 18 item 4). An adapter
-# registered for None is found at once and binds the same NULL.
-sqlite3.register_adapter(type(None), _keep_null)
+def _bind_null_directly() -> None:
+    """Python 3.11's sqlite3 binds int, float, str and bytes directly but sends None through
+    its adapter lookup, which misses and then raises and clears two AttributeErrors: ~0.2 us
+    a None. The writers bind about ten a fired timer (a run's unset columns, an outbox row's),
+    6 % of the instructions of firing one (benchmarks/RESULTS.md, issue 18 item 4). An adapter
+    registered for None is found at once and binds the same NULL. Registered when a SQLite
+    engine is made (the registry is the sqlite3 module's, process-wide), not at import."""
+    sqlite3.register_adapter(type(None), _keep_null)
 
 
 def _sqlite_pragmas(synchronous: str) -> Any:
@@ -101,6 +103,7 @@ def _create_engine(url: str, *, sqlite_synchronous: str, pool_size: int) -> Engi
                 "an in-memory SQLite database cannot be served: give a file, sqlite:///path/to/nudgeflow.db"
             )
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _bind_null_directly()
         engine = create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": 10},
