@@ -112,14 +112,20 @@ def _registry(port: int, renderer: Any, clock: Any) -> ChannelRegistry:
     return registry
 
 
-def test_the_first_message_of_a_claim_is_accepted_before_the_last_is_built(
-    pg_db: str, noting_sink: NotingSink, timeline: Timeline
-) -> None:
+def _queued(pg_db: str, count: int) -> tuple[SystemClock, Any, str, list[str]]:
+    """A workspace on the test database with `count` emails queued, due now: (clock, db,
+    workspace id, their keys)."""
     clock = SystemClock()
     db = database.create_db_engine(pg_db)
     ws = make_workspace(db, clock=clock).workspace_id
+    return clock, db, ws, queue_messages(db, ws, count, to_ms(clock.now()))
+
+
+def test_the_first_message_of_a_claim_is_accepted_before_the_last_is_built(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
     count = 40
-    queue_messages(db, ws, count, to_ms(clock.now()))
+    clock, db, _, _ = _queued(pg_db, count)
     dispatcher = Dispatcher(_registry(noting_sink.port, CostlyRenderer(timeline), clock), clock, RetryPolicy())
     with db.begin() as conn:
         round_ = dispatcher.claim_and_sink(conn)
@@ -190,10 +196,7 @@ def _wait_for(what: str, check: Any) -> None:
 def test_claims_overlap_the_sends_of_the_claim_before_and_every_row_is_recorded_once(
     pg_db: str, noting_sink: NotingSink, timeline: Timeline
 ) -> None:
-    clock = SystemClock()
-    db = database.create_db_engine(pg_db)
-    ws = make_workspace(db, clock=clock).workspace_id
-    keys = queue_messages(db, ws, 30, to_ms(clock.now()))
+    clock, db, ws, keys = _queued(pg_db, 30)
     dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=10)
     noting_sink.hold = True  # a slow server: nothing is accepted until the test says so
     stop = threading.Event()
@@ -222,10 +225,7 @@ def test_claims_overlap_the_sends_of_the_claim_before_and_every_row_is_recorded_
 def test_claims_start_at_the_concurrency_and_double_while_their_sends_start_in_time(
     pg_db: str, noting_sink: NotingSink, timeline: Timeline
 ) -> None:
-    clock = SystemClock()
-    db = database.create_db_engine(pg_db)
-    ws = make_workspace(db, clock=clock).workspace_id
-    queue_messages(db, ws, 250, to_ms(clock.now()))
+    clock, db, ws, _ = _queued(pg_db, 250)
     dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=16)
     stop = threading.Event()
     pipeline = _pipeline(db, dispatcher, timeline, batch=100, stop=stop)
@@ -246,10 +246,7 @@ def test_claims_start_at_the_concurrency_and_double_while_their_sends_start_in_t
 def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
     pg_db: str, noting_sink: NotingSink, timeline: Timeline
 ) -> None:
-    clock = SystemClock()
-    db = database.create_db_engine(pg_db)
-    ws = make_workspace(db, clock=clock).workspace_id
-    keys = queue_messages(db, ws, 8, to_ms(clock.now()))
+    clock, db, ws, keys = _queued(pg_db, 8)
     dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=3)
     noting_sink.hold = True  # the three under way are held past the grace
     stop = threading.Event()
