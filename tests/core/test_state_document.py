@@ -81,3 +81,27 @@ def test_the_same_decisions_through_the_document() -> None:
     assert through_json.sends() == plain.sends()
     assert len(plain.sends()) == 3  # cart c1 in each journey; c2 was ordered in time
     assert [s.context["trigger"]["properties"] for s in through_json.sends()] == [PROPS] * 3
+
+
+# The document's keys in the order they were always written in (before SHARED_PROPERTIES).
+OLD_ORDER = (
+    "traits", "runs", "entries", "pending", "counters", "activity", "history", "last_location", "group",
+    "run_seq", "identity", "membership", "segment_facts", "sends", "frequency", "hours",
+)  # fmt: skip
+
+
+def test_a_document_with_entries_and_watches_keeps_its_key_order() -> None:
+    # A person who entered a journey (entries) and has watches open (pending): the document,
+    # as written before, in its old key order, reads and writes back as the same bytes.
+    d = Driver(*carts(3))
+    d.track("Product Added", dict(PROPS))
+    d.advance(2 * H)  # the first journey's watch has run out: a run, its entry
+    d.track("Product Added", {**PROPS, "cart_id": "c2"})
+    new = orjson.loads(d.state.to_json())
+    assert new.get("entries") and new.get("pending")
+    shared = new.pop(SHARED_PROPERTIES, {})
+    for watch in new["pending"].values():
+        if "properties" not in watch:
+            watch["properties"] = dict(shared[watch["message_id"]])
+    written = orjson.dumps({key: new[key] for key in OLD_ORDER if key in new})
+    assert ProfileState.from_json("ada", written).to_json() == written

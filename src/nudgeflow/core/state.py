@@ -147,12 +147,16 @@ class ProfileState:
         doc: dict[str, Any] = {"traits": self.traits}
         if self.runs:
             doc["runs"] = {rid: run.as_dict() for rid, run in self.runs.items()}
+        if self.entries:
+            doc["entries"] = self.entries
+        # In the place it always had in the document: a document read and written unchanged
+        # is the same bytes (the writer skips those), including those written before the
+        # shared properties existed.
         if self.pending:
             doc["pending"], shared = _pending_doc(self.pending)
             if shared:
                 doc[SHARED_PROPERTIES] = shared
         for name in (
-            "entries",
             "counters",
             "activity",
             "history",
