@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import pytest
 
 from nudgeflow.store import consent
 from nudgeflow.store.consent import ALL, OPT_IN, Choice, ConsentState, can_send, consent_state, decide
@@ -156,3 +159,33 @@ def test_making_a_choice_again_dates_it_again_and_says_when_that_changes_what_go
         assert consent.set_frequency(conn, ws, "p2", "fewer", NOW)
         assert not consent.set_frequency(conn, ws, "p2", "fewer", NOW + 1)
         assert consent.can_send(conn, ws, "p2", "email", None, True, None, mode=OPT_IN) == (False, "no_consent")
+
+
+def test_two_first_uses_at_once_sign_with_one_secret(engine: Any) -> None:
+    # Two senders reach the workspace's first signed link together (two dispatchers): the
+    # second waits for the first's lock and uses its secret, so no link signed by either is
+    # refused later (the last commit used to win, and the other's links answered 404).
+    ws = make_workspace(engine).workspace_id
+    with engine.begin() as conn:
+        consent.update_settings(conn, ws, {"smtp": {"host": "x"}}, NOW)  # a settings row, no secret
+    if engine.dialect.name == "sqlite":
+        pytest.skip("one SQLite writer at a time: the second transaction cannot start its write meanwhile")
+    first_made = threading.Event()
+    got: dict[str, str] = {}
+
+    def second() -> None:
+        first_made.wait(10)
+        with engine.begin() as conn:
+            got["second"] = consent.tracking_secret(conn, ws, NOW)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with engine.begin() as conn:
+        got["first"] = consent.tracking_secret(conn, ws, NOW)
+        first_made.set()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting on the row the first transaction locked
+    thread.join(10)
+    assert got["second"] == got["first"]
+    with engine.connect() as conn:
+        assert consent.existing_tracking_secret(conn, ws) == got["first"]

@@ -122,11 +122,22 @@ def new_secret() -> str:
 
 
 def tracking_secret(conn: Connection, workspace_id: str, now_ms: int) -> str:
-    """The workspace's link-signing secret, created (in this transaction) on first use."""
-    secret = get_settings(conn, workspace_id).get(TRACKING_SECRET)
-    if isinstance(secret, str) and secret:
+    """The workspace's link-signing secret, created (in this transaction) on first use.
+
+    Two senders can reach the first use at once (two dispatchers, or a dispatcher and a
+    test's run): each would write a secret of its own, the last commit would win, and every
+    link the other signed would be refused. So the creating side locks the settings row and
+    reads it again (the other's secret, once committed, is what it finds); with no row yet,
+    the second insert does nothing and the secret read back is the first one's."""
+    secret = tracking_secret_in(get_settings(conn, workspace_id))
+    if secret is not None:
         return secret
-    update_settings(conn, workspace_id, {TRACKING_SECRET: new_secret()}, now_ms)
+    exists, current = load_document(conn, workspace_id, for_update=True)
+    secret = tracking_secret_in(current)
+    if secret is not None:
+        return secret
+    current[TRACKING_SECRET] = new_secret()
+    store_document(conn, workspace_id, current, now_ms, exists=exists)
     return str(get_settings(conn, workspace_id)[TRACKING_SECRET])
 
 

@@ -35,11 +35,12 @@ def _parse(box: Any, stored: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def load_document(conn: Connection, workspace_id: str) -> tuple[bool, dict[str, Any]]:
-    """(whether the workspace has a settings row, its settings), opened."""
-    stored = conn.execute(
-        select(workspace_settings.c.settings).where(workspace_settings.c.workspace_id == workspace_id)
-    ).scalar_one_or_none()
+def load_document(conn: Connection, workspace_id: str, *, for_update: bool = False) -> tuple[bool, dict[str, Any]]:
+    """(whether the workspace has a settings row, its settings), opened. `for_update`: the
+    row is locked until the transaction ends (PostgreSQL; SQLite has one writer at a time),
+    and read as the last commit left it."""
+    query = select(workspace_settings.c.settings).where(workspace_settings.c.workspace_id == workspace_id)
+    stored = conn.execute(query.with_for_update() if for_update else query).scalar_one_or_none()
     return stored is not None, _parse(box_of(conn), stored)
 
 
