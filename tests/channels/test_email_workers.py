@@ -9,6 +9,7 @@ import dataclasses
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,23 @@ def test_calls_made_while_the_worker_is_busy_wait_and_go_together() -> None:
 
         assert len(asyncio.run(staggered())) == 12
         assert workers.batches <= 4  # 1, 1, then the 10 held back in at most 2
+    finally:
+        workers.close()
+
+
+def test_two_event_loops_share_a_pool_each_getting_its_own_answers() -> None:
+    # The dispatcher's loop and a short-lived one (run_until_idle, a test) at the same time:
+    # each loop's calls are batched and answered on that loop, none left waiting.
+    workers = WorkerPool(1)
+    try:
+
+        async def twelve() -> list[int]:
+            return await asyncio.gather(*(workers.run(_pid_after, 0.01) for _ in range(12)))
+
+        with ThreadPoolExecutor(2) as threads:
+            answers = list(threads.map(lambda _: asyncio.run(twelve()), range(2)))
+        assert [len(a) for a in answers] == [12, 12]
+        assert workers.busy_loops == 0  # nothing left waiting on either
     finally:
         workers.close()
 

@@ -23,6 +23,7 @@ batch (benchmarks/RESULTS.md, issue 18 item 2).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 from collections.abc import Callable
@@ -65,6 +66,18 @@ def run_batch(fn: Callable[[Any], Any], args: list[Any]) -> list[tuple[bool, Any
 Pending = tuple[Callable[[Any], Any], Any, "asyncio.Future[Any]"]
 
 
+class _LoopQueue:
+    """The calls waiting, and the batches in flight, of one event loop: futures are only
+    ever resolved on the loop that made them."""
+
+    __slots__ = ("flush_scheduled", "in_flight", "pending")
+
+    def __init__(self) -> None:
+        self.pending: list[Pending] = []
+        self.in_flight = 0
+        self.flush_scheduled = False
+
+
 class WorkerPool:
     """`await pool.run(fn, arg)`: fn(arg) in a worker process (fn and arg picklable)."""
 
@@ -76,12 +89,18 @@ class WorkerPool:
         self.processes = processes
         self.max_batch = max_batch
         self._executor: ProcessPoolExecutor | None = None
-        self._pending: list[Pending] = []
-        self._flush_scheduled = False
         self.batches = 0  # executor tasks submitted, for tests and the benchmark
-        self._in_flight = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # By loop: the dispatcher's, and a test's or run_until_idle's short-lived ones, which
+        # may overlap. An entry goes when its loop has nothing waiting and nothing in flight.
+        self._queues: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+    @property
+    def busy_loops(self) -> int:
+        """Event loops (still open) with calls waiting or batches in flight."""
+        return sum(
+            1 for loop, queue in self._queues.items() if not loop.is_closed() and (queue.pending or queue.in_flight)
+        )
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -92,48 +111,53 @@ class WorkerPool:
 
     async def run(self, fn: Callable[[Any], T], arg: Any) -> T:
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            # Batches in flight belong to one loop: a pool used from a new one (tests, a
-            # restarted server) starts its count afresh.
-            self._loop, self._in_flight, self._pending, self._flush_scheduled = loop, 0, [], False
+        queue = self._queues.get(loop)
+        if queue is None:
+            for closed in [other for other in self._queues if other.is_closed()]:
+                del self._queues[closed]  # a loop that ended with nothing left to flush
+            queue = self._queues[loop] = _LoopQueue()
         future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((fn, arg, future))
-        if not self._flush_scheduled:
+        queue.pending.append((fn, arg, future))
+        if not queue.flush_scheduled:
             # After the calls already queued on this turn of the loop have joined the batch.
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+            queue.flush_scheduled = True
+            loop.call_soon(self._flush, loop, queue)
         return await future
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        self._pending = [item for item in self._pending if not item[2].done()]  # callers that gave up
-        free = 2 * self.processes - self._in_flight
-        if free <= 0 or not self._pending:
+    def _flush(self, loop: asyncio.AbstractEventLoop, queue: _LoopQueue) -> None:
+        queue.flush_scheduled = False
+        queue.pending = [item for item in queue.pending if not item[2].done()]  # callers that gave up
+        free = 2 * self.processes - queue.in_flight
+        if not queue.pending:
+            if not queue.in_flight:
+                self._queues.pop(loop, None)
+            return
+        if free <= 0:
             return  # a batch coming back flushes again
         by_fn: dict[Callable[[Any], Any], list[Pending]] = {}
-        for item in self._pending:
+        for item in queue.pending:
             by_fn.setdefault(item[0], []).append(item)
-        self._pending = []
+        queue.pending = []
         for fn, items in by_fn.items():
             # Spread over the free slots, then cap: 20 calls and 2 free slots make 10 + 10.
             size = min(self.max_batch, max(1, -(-len(items) // free)))
             for start in range(0, len(items), size):
                 batch = items[start : start + size]
                 if free <= 0:
-                    self._pending.extend(batch)  # waits for a batch to come back
+                    queue.pending.extend(batch)  # waits for a batch to come back
                     continue
                 free -= 1
-                self._in_flight += 1
-                task = asyncio.ensure_future(self._submit(fn, batch))
+                queue.in_flight += 1
+                task = loop.create_task(self._submit(fn, batch))
                 self._tasks.add(task)
-                task.add_done_callback(self._done)
+                task.add_done_callback(functools.partial(self._done, loop, queue))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, loop: asyncio.AbstractEventLoop, queue: _LoopQueue, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._in_flight -= 1
-        if self._pending and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        queue.in_flight -= 1
+        if not queue.flush_scheduled:
+            queue.flush_scheduled = True
+            loop.call_soon(self._flush, loop, queue)  # the next batch, or the entry let go
 
     async def _submit(self, fn: Callable[[Any], Any], items: list[Pending]) -> None:
         executor = self._pool()
