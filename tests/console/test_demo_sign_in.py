@@ -47,6 +47,9 @@ def test_demo_keep_serving_prints_a_sign_in_that_signs_in(tmp_path: Path) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C as a terminal would deliver it: a suite started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and so would the demo.
+        preexec_fn=_sigint_as_a_terminal_has_it,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in demo.stdout or ()], daemon=True).start()
@@ -76,3 +79,7 @@ def test_demo_keep_serving_prints_a_sign_in_that_signs_in(tmp_path: Path) -> Non
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+
+
+def _sigint_as_a_terminal_has_it() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
