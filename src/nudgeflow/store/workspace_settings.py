@@ -37,8 +37,18 @@ def _parse(box: Any, stored: str | None) -> dict[str, Any]:
 
 def load_document(conn: Connection, workspace_id: str, *, for_update: bool = False) -> tuple[bool, dict[str, Any]]:
     """(whether the workspace has a settings row, its settings), opened. `for_update`: the
-    row is locked until the transaction ends (PostgreSQL; SQLite has one writer at a time),
-    and read as the last commit left it."""
+    row is locked until the transaction ends, and read as the last commit left it."""
+    if for_update and conn.dialect.name == "sqlite":
+        # SQLite has no row locks, and Python's driver runs a SELECT outside any
+        # transaction: two writers could both read "no secret yet" and the later commit
+        # would overwrite the earlier. A write that changes nothing takes the database's
+        # write lock first (waiting for a writer already holding it), so what is read next
+        # is the last commit and nobody can commit over it before this transaction ends.
+        conn.execute(
+            update(workspace_settings)
+            .where(workspace_settings.c.workspace_id == workspace_id)
+            .values(updated_at_ms=workspace_settings.c.updated_at_ms)
+        )
     query = select(workspace_settings.c.settings).where(workspace_settings.c.workspace_id == workspace_id)
     stored = conn.execute(query.with_for_update() if for_update else query).scalar_one_or_none()
     return stored is not None, _parse(box_of(conn), stored)
