@@ -255,7 +255,9 @@ def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
     try:
         # Both claims made before the stop: the second follows the third send's start, and a
         # loaded machine can take its time over it (stopping sooner left one claim, not two).
-        _wait_for("three sends under way, the rest claimed", lambda: pipeline.sends.in_flight == 3 and pipeline.claims == 2)
+        _wait_for(
+            "three sends under way, the rest claimed", lambda: pipeline.sends.in_flight == 3 and pipeline.claims == 2
+        )
         stop.set()
         thread.join(WAIT_S)
         assert not thread.is_alive()

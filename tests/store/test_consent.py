@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import pytest
-
 from nudgeflow.store import consent
 from nudgeflow.store.consent import ALL, OPT_IN, Choice, ConsentState, can_send, consent_state, decide
 from tests.support import make_workspace
