@@ -32,6 +32,7 @@ from nudgeflow.core.effects import Effect
 from nudgeflow.core.inputs import EventInput, TimerInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.runtime.merges import fold_merged
+from nudgeflow.runtime.state_cache import StateCache
 from nudgeflow.store import event_log
 from nudgeflow.store.effects_writer import EffectsBatch, WriteCounts
 from nudgeflow.store.engine_state import (
@@ -115,6 +116,9 @@ class EngineCache:
     workspace; the catalog is loaded only when it moved. A catalog that fails to load is
     logged and counted; the workspace keeps its previous engine (or an empty catalog) and
     the load is tried again after `retry_ms`, so a bad definition cannot stop the loop.
+
+    It also holds the profile states the engine saved last (`states`, runtime/state_cache.py),
+    which every batch of this process decides with when their rows are unchanged.
     """
 
     def __init__(
@@ -123,8 +127,11 @@ class EngineCache:
         fingerprint: Fingerprint | None = None,
         make_engine: Callable[[Catalog], Decider] | None = None,
         retry_ms: float = 30_000,
+        states: StateCache | None = None,
     ) -> None:
         self._load = load_catalog
+        # The states the engine saved last, reused while their rows still hold what was saved.
+        self.states = states if states is not None else StateCache()
         self._fingerprint = fingerprint
         if make_engine is None:
             from nudgeflow.core.engine import Engine
@@ -180,12 +187,12 @@ class EngineCache:
 
 
 def _load(
-    conn: Connection, profile_ids: list[str]
+    conn: Connection, profile_ids: list[str], kept: StateCache
 ) -> tuple[dict[str, ProfileState], dict[str, str], dict[str, str | None]]:
     """States to decide with; their documents as loaded (to skip unchanged writes); and what
     a failed decision restores from (differs from the loaded one where a merged-away
     profile's state was folded in)."""
-    found = load_states(conn, profile_ids)
+    found = load_states(conn, profile_ids, kept.take)
     states = {pid: st for pid, (st, _) in found.items()}
     loaded = {pid: doc for pid, (_, doc) in found.items()}
     base: dict[str, str | None] = dict(loaded)
@@ -233,7 +240,7 @@ class DecisionBatch:
         count_rollups: bool = True,
     ) -> None:
         self.conn, self.engines, self.stats = conn, engines, stats
-        self.states, self.loaded, self.base = _load(conn, profile_ids)
+        self.states, self.loaded, self.base = _load(conn, profile_ids, engines.states)
         self.workspace_of: dict[str, str] = {}
         self.engines_of: dict[str, Decider] = {}
         self.done: dict[str, list[Callable[[ProfileState], Any]]] = {}
@@ -260,8 +267,11 @@ class DecisionBatch:
         return None
 
     def write(self, now_ms: int) -> WriteCounts:
+        kept = self.engines.states
         for pid, state in self.states.items():
-            self.effects.add_state(self.workspace_of.get(pid, ""), state, self.loaded.get(pid), now_ms)
+            doc = self.effects.add_state(self.workspace_of.get(pid, ""), state, self.loaded.get(pid), now_ms)
+            if doc is not None:
+                kept.keep(pid, doc, state)
         return self.effects.write(self.conn, now_ms)
 
 

@@ -345,16 +345,20 @@ class EffectsBatch:
         if traits:
             self._traits.setdefault(profile_id, []).extend(traits)
 
-    def add_state(self, workspace_id: str, state: ProfileState, loaded: bytes | str | None, now_ms: int) -> None:
+    def add_state(self, workspace_id: str, state: ProfileState, loaded: bytes | str | None, now_ms: int) -> str | None:
         """Save a profile's state, unless the decisions left it exactly as it was loaded
-        (or, for a person the engine had no state for, left it empty)."""
+        (or, for a person the engine had no state for, left it empty). Returns the document
+        the row holds once this batch is written (None: no row)."""
         doc = state.to_json()
         if loaded is None:
             if doc == _EMPTY_STATE:
-                return
-        elif doc == loaded or (isinstance(loaded, str) and doc.decode() == loaded):
-            return
-        self._states[state.profile_id] = (workspace_id, doc.decode())
+                return None
+        elif doc == loaded:  # loaded as bytes
+            return doc.decode()
+        text = doc.decode()
+        if text != loaded:
+            self._states[state.profile_id] = (workspace_id, text)
+        return text
 
     def write(self, conn: Connection, now_ms: int) -> WriteCounts:
         counts = WriteCounts()

@@ -13,7 +13,7 @@ same functions; the states stay rows in PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -79,15 +79,21 @@ def _gaps_from(doc: str | None) -> list[list[int]]:
     return [[int(g[0]), int(g[1]), int(g[2])] for g in value if isinstance(g, list) and len(g) == 3]
 
 
-def load_states(conn: Connection, profile_ids: list[str]) -> dict[str, tuple[ProfileState, str]]:
+def load_states(
+    conn: Connection,
+    profile_ids: list[str],
+    reuse: Callable[[str, str], ProfileState | None] | None = None,
+) -> dict[str, tuple[ProfileState, str]]:
     """The touched profiles' state in one query (chunked); locked on PostgreSQL, in id order,
-    so a concurrent worker on the same person waits instead of losing an update."""
+    so a concurrent worker on the same person waits instead of losing an update. `reuse`
+    may answer a state already parsed from exactly that document (runtime/state_cache.py)."""
     suffix = " ORDER BY profile_id FOR UPDATE" if sql.is_postgres(conn) else ""
     out: dict[str, tuple[ProfileState, str]] = {}
     for pid, doc in sql.select_in(
         conn, "SELECT profile_id, state FROM profile_state WHERE profile_id IN", sorted(profile_ids), suffix=suffix
     ):
-        out[pid] = (ProfileState.from_json(pid, doc), doc)
+        state = reuse(pid, doc) if reuse is not None else None
+        out[pid] = (state if state is not None else ProfileState.from_json(pid, doc), doc)
     return out
 
 

@@ -1,0 +1,73 @@
+"""Profile states kept parsed between batches, each with the document it was written as.
+
+Loading a person's state parses their whole document (runs, watches, history, segment
+facts), and a person who acts several times in a few minutes has it parsed again for every
+batch they are in: about a fifth of the engine's CPU per event (benchmarks/RESULTS.md,
+issue 18). The engine keeps, for the people it decided last, the state object together with
+the document it saved, and reuses the object when the row it loads still holds exactly that
+document.
+
+Why this is safe without any invalidation:
+- The stored document is the check. Any other writer (another engine worker after a lease
+  moved, a merge, an erasure, a segment apply, a rolled-back transaction that never stored
+  what was kept) leaves a different document in the row, and the state is parsed from the
+  row as before. A document equal to the kept one means a state equal to the kept object:
+  the document is that object's `to_json`, and `from_json(to_json(s))` decides as `s` does
+  (tests/runtime/test_state_cache.py checks both on the example journeys).
+- An entry is taken out when its state is used (`take`), and put back only when a batch has
+  saved it (`keep`): a decision that fails half-way, or a batch that raises before writing,
+  cannot leave a state the document does not describe. Two batches never share an object.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from nudgeflow.core.state import ProfileState
+
+DEFAULT_CAPACITY = 10_000  # people; a few tens of KB at most each, so ~100 MB at worst
+
+
+class StateCache:
+    """The last `capacity` people's states this process saved, least recently used first out."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[str, ProfileState]] = OrderedDict()
+        self._lock = threading.Lock()  # the embedded runtime fires timers and decides events on threads
+        self.hits = 0
+        self.misses = 0  # a kept state whose row holds another document now
+
+    def take(self, profile_id: str, document: str) -> ProfileState | None:
+        """The kept state if the row's `document` is the one it was saved as; it is no longer
+        kept either way (the caller owns it until it saves it again)."""
+        if not self.capacity:
+            return None
+        with self._lock:
+            entry = self._entries.pop(profile_id, None)
+            if entry is None:
+                return None
+            if entry[0] != document:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return entry[1]
+
+    def keep(self, profile_id: str, document: str, state: ProfileState) -> None:
+        """`state`, just saved as `document` (in a transaction that may yet roll back: then
+        the row keeps its old document, and `take` will not match)."""
+        if not self.capacity:
+            return
+        with self._lock:
+            self._entries[profile_id] = (document, state)
+            self._entries.move_to_end(profile_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
