@@ -235,6 +235,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "About how long one engine transaction may hold the writer; 0: no limit. Default 15.",
     ),
     EnvVar(
+        "NUDGEFLOW_ENGINE_STATE_CACHE_MB",
+        "engine_state_cache_mb",
+        _number(0),
+        "Megabytes of state documents the engine keeps parsed between batches (about six times "
+        "that in memory); 0: none. Default 16.",
+    ),
+    EnvVar(
         "NUDGEFLOW_ENGINE_LINGER_MS",
         "engine_linger_ms",
         _number(0),
@@ -383,6 +390,9 @@ class Settings:
     # About how long one engine transaction may hold the writer (and ingest commits behind
     # it); batches shrink below the sizes above to fit. 0: no limit (batch throughput).
     engine_batch_ms: float = 15.0
+    # The people whose states the engine saved last, kept parsed for their next batch
+    # (runtime/state_cache.py), by megabytes of their documents.
+    engine_state_cache_mb: float = 16.0
     engine_poll_ms: float = 250.0  # how often due timers and retries are looked for when idle
     # Woken by an ingest commit, the engine waits until this long after its previous batch
     # ended, so that steady traffic is decided in a few larger transactions rather than one

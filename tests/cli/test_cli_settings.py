@@ -31,6 +31,7 @@ BAD_ENV = [
     ("NUDGEFLOW_LOG_LEVEL", "loud", "'loud' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     ("NUDGEFLOW_SQLITE_SYNCHRONOUS", "sometimes", "'sometimes' is not one of OFF, NORMAL, FULL, EXTRA"),
     ("NUDGEFLOW_ENGINE_BATCH_MS", "15ms", "'15ms' is not a number"),
+    ("NUDGEFLOW_ENGINE_STATE_CACHE_MB", "-1", "'-1' is below 0"),
     ("NUDGEFLOW_ENGINE_LINGER_MS", "nan", "'nan' is not a finite number"),
     ("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "-1", "'-1' is out of range"),
     ("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "0", "'0' is out of range"),

@@ -22,7 +22,7 @@ EVENTS, PEOPLE = 4000, 200
 
 
 def test_a_kept_state_is_given_back_only_for_the_document_it_was_saved_as() -> None:
-    cache = StateCache(capacity=2)
+    cache = StateCache()
     a = ProfileState("a")
     cache.keep("a", '{"traits":{}}', a)
     assert cache.take("a", '{"traits":{"x":1}}') is None  # another writer changed the row
@@ -30,14 +30,20 @@ def test_a_kept_state_is_given_back_only_for_the_document_it_was_saved_as() -> N
     cache.keep("a", '{"traits":{}}', a)
     assert cache.take("a", '{"traits":{}}') is a
     assert cache.take("a", '{"traits":{}}') is None  # taken: the batch owns it until it saves it
-    assert (cache.hits, cache.misses) == (1, 1)
+    assert (cache.hits, cache.misses, cache.size) == (1, 1, 0)
 
 
-def test_the_least_recently_saved_go_first_and_capacity_zero_keeps_nothing() -> None:
-    cache = StateCache(capacity=2)
+def test_the_documents_kept_stay_within_the_capacity_the_least_recently_saved_going_first() -> None:
+    cache = StateCache(capacity=10)
     for pid in ("a", "b", "c"):
-        cache.keep(pid, "{}", ProfileState(pid))
-    assert len(cache) == 2 and cache.take("a", "{}") is None and cache.take("c", "{}") is not None
+        cache.keep(pid, "{1234}", ProfileState(pid))  # 6 characters each: one fits beside another
+    assert (len(cache), cache.size) == (1, 6)
+    assert cache.take("b", "{1234}") is None and cache.take("c", "{1234}") is not None
+    cache.keep("a", "{}", ProfileState("a"))
+    cache.keep("a", "{1}", ProfileState("a"))  # saved again: counted once
+    assert (len(cache), cache.size) == (1, 3)
+    cache.keep("big", "x" * 11, ProfileState("big"))  # larger than the whole cache: not kept
+    assert cache.size == 3 and cache.take("big", "x" * 11) is None
     off = StateCache(capacity=0)
     off.keep("a", "{}", ProfileState("a"))
     assert len(off) == 0 and off.take("a", "{}") is None
@@ -80,7 +86,7 @@ def test_deciding_with_kept_states_gives_what_parsing_every_state_gives(tmp_path
     for suffix in ("", ".key"):
         shutil.copyfile(str(tmp_path / "parsed.db") + suffix, str(tmp_path / "kept.db") + suffix)
     outcomes, caches = {}, {}
-    for name, capacity in (("parsed", 0), ("kept", 10_000)):
+    for name, capacity in (("parsed", 0), ("kept", StateCache().capacity)):
         db = database.create_db_engine(f"sqlite:///{tmp_path / name}.db")
         runner, engines, stats = DirectRunner(db), EngineCache(states=StateCache(capacity)), RuntimeStats()
         while runner.call(partial(process_events, engines=engines, clock=clock, max_events=50, stats=stats)):

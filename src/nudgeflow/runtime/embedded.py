@@ -88,6 +88,7 @@ from nudgeflow.runtime.segments import APPLY_BATCH, APPLY_BUDGET_MS, apply_batch
 from nudgeflow.runtime.segments import ReadAhead as SegmentReadAhead
 from nudgeflow.runtime.segments import skip_profile as skip_segment_profile
 from nudgeflow.runtime.stages import OUTAGE, DirectRunner, Runner, Stage, WriterRunner
+from nudgeflow.runtime.state_cache import StateCache
 from nudgeflow.settings import ROLE_ALL, ROLE_DISPATCH, ROLE_ENGINE, Settings
 from nudgeflow.store import backlog, engine_lock, outbox, partition_work
 from nudgeflow.store.engine_state import drop_timers, next_due_timer
@@ -136,7 +137,7 @@ class EmbeddedRuntime:
         self._worker: PartitionWorker | None = None
         self.runner: Runner = WriterRunner(writer) if writer is not None else DirectRunner(engine_db)
         self.stats = RuntimeStats()
-        self.engines = engines or EngineCache()
+        self.engines = engines or EngineCache(states=StateCache(int(settings.engine_state_cache_mb * 2**20)))
         self.channels = channels or ChannelRegistry.development(settings.log_channels)
         # "email" over SMTP when configured (env default or a workspace's own), decided when
         # the runtime first runs: building the app must not open the database, which may

@@ -26,14 +26,19 @@ from collections import OrderedDict
 
 from nudgeflow.core.state import ProfileState
 
-DEFAULT_CAPACITY = 10_000  # people; a few tens of KB at most each, so ~100 MB at worst
+# Counted in document characters: a parsed state takes about five times its document in
+# Python objects (measured on the benchmark's states, 1.5-2.5 KB each), and the document is
+# kept beside it, so 16 MiB of documents is about 100 MB of memory, some 7,000 people.
+DEFAULT_DOCUMENTS_MB = 16.0
 
 
 class StateCache:
-    """The last `capacity` people's states this process saved, least recently used first out."""
+    """The states this process saved last, up to `capacity` characters of their documents,
+    the least recently saved going first."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = int(DEFAULT_DOCUMENTS_MB * 2**20)) -> None:
         self.capacity = capacity
+        self._size = 0
         self._entries: OrderedDict[str, tuple[str, ProfileState]] = OrderedDict()
         self._lock = threading.Lock()  # the embedded runtime fires timers and decides events on threads
         self.hits = 0
@@ -48,6 +53,7 @@ class StateCache:
             entry = self._entries.pop(profile_id, None)
             if entry is None:
                 return None
+            self._size -= len(entry[0])
             if entry[0] != document:
                 self.misses += 1
                 return None
@@ -59,15 +65,26 @@ class StateCache:
         the row keeps its old document, and `take` will not match)."""
         if not self.capacity:
             return
+        if len(document) > self.capacity:
+            return
         with self._lock:
+            old = self._entries.pop(profile_id, None)
+            if old is not None:
+                self._size -= len(old[0])
             self._entries[profile_id] = (document, state)
-            self._entries.move_to_end(profile_id)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            self._size += len(document)
+            while self._size > self.capacity:
+                self._size -= len(self._entries.popitem(last=False)[1][0])
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._size = 0
+
+    @property
+    def size(self) -> int:
+        """Characters of the documents kept."""
+        return self._size
 
     def __len__(self) -> int:
         return len(self._entries)
