@@ -4,6 +4,7 @@ row holds exactly what was saved, and deciding with them changes nothing."""
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.core.state import ProfileState
-from nudgeflow.runtime.processor import EngineCache, RuntimeStats, process_events
+from nudgeflow.runtime.processor import EngineCache, RuntimeStats, fire_timers, process_events
 from nudgeflow.runtime.stages import DirectRunner
 from nudgeflow.runtime.state_cache import StateCache
 from nudgeflow.store import database
@@ -91,6 +92,12 @@ def test_deciding_with_kept_states_gives_what_parsing_every_state_gives(tmp_path
         runner, engines, stats = DirectRunner(db), EngineCache(states=StateCache(capacity)), RuntimeStats()
         while runner.call(partial(process_events, engines=engines, clock=clock, max_events=50, stats=stats)):
             pass
+        # Then a day and a half of timers (cart reminders, inactivity, "not followed by"),
+        # which reuse the states the events kept.
+        late = VirtualClock(clock.now() + timedelta(hours=36))
+        while runner.call(partial(fire_timers, engines=engines, clock=late, max_timers=50, stats=stats)):
+            pass
+        assert stats.timers_fired > 100
         assert stats.events_processed >= EVENTS
         outcomes[name], caches[name] = _outcome(db), engines.states
         db.dispose()

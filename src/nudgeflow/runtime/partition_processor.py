@@ -159,7 +159,7 @@ def process_partitions_events(
                 decided.append((int(row[1]), row[2], who, int(row[4]), row[5]))
     for target_partition, seq, profile_id in sorted(forwards):  # heads locked in partition order, as ingest does
         partition_log.forward(conn, seq, profile_id, target_partition)
-    batch = DecisionBatch(conn, engines, stats, list({d[2] for d in decided}))
+    batch = DecisionBatch(conn, engines, stats, list({d[2] for d in decided}), keep_states=True)
     refresh_group_traits(conn, batch.states, {d[2]: d[1] for d in decided})
     decide_events(batch, decided, now_ms, stats)
     counts = batch.write(now_ms)

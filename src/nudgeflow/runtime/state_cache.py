@@ -3,9 +3,10 @@
 Loading a person's state parses their whole document (runs, watches, history, segment
 facts), and a person who acts several times in a few minutes has it parsed again for every
 batch they are in: about a fifth of the engine's CPU per event (benchmarks/RESULTS.md,
-issue 18). The engine keeps, for the people it decided last, the state object together with
-the document it saved, and reuses the object when the row it loads still holds exactly that
-document.
+issue 18). The engine keeps, for the people whose events it decided last, the state object
+together with the document it saved, and reuses the object when the row it loads still
+holds exactly that document (timers, backfills and segment applies reuse kept states but
+keep none: runtime/processor.DecisionBatch says why).
 
 Why this is safe without any invalidation:
 - The stored document is the check. Any other writer (another engine worker after a lease
