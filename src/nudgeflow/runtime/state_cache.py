@@ -69,6 +69,7 @@ class StateCache:
         if len(document) > self.capacity:
             return
         with self._lock:
+            # Usually taken out by this batch's load: a new key, which goes in last.
             old = self._entries.pop(profile_id, None)
             if old is not None:
                 self._size -= len(old[0])
