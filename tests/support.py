@@ -61,3 +61,11 @@ def start_server(settings: Settings, clock: Clock | None = None) -> LiveServer:
     app = create_app(settings, clock=clock)
     running = serve_in_thread(app, name="nudgeflow-test-server")
     return LiveServer(running.url, app.state.nudgeflow, running)
+
+
+def query_rows(db: Any, queries: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each named query's rows, as tuples: what two runs of the same events wrote, compared."""
+    from sqlalchemy import text
+
+    with db.connect() as conn:
+        return {name: [tuple(r) for r in conn.execute(text(sql))] for name, sql in queries.items()}

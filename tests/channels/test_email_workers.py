@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -121,21 +122,17 @@ def test_dkim_signed_in_a_worker_verifies(worker_pool: WorkerPool, tmp_path: Any
 
 
 def test_a_worker_that_dies_costs_a_retry_and_is_replaced() -> None:
-    workers = WorkerPool(1)
-    try:
+    with closing(WorkerPool(1)) as workers:
         pid = asyncio.run(workers.run(_pid, None))
         with pytest.raises(TransientError, match="worker process died"):
             asyncio.run(workers.run(_die, None))
         assert asyncio.run(workers.run(_pid, None)) != pid  # a new process took its place
-    finally:
-        workers.close()
 
 
 def test_builds_started_together_go_to_the_worker_as_one_batch() -> None:
     # 20 sends started on one turn of the loop: two executor tasks (10 + 10, one being built
     # and the next queued behind it), not 20.
-    workers = WorkerPool(1)
-    try:
+    with closing(WorkerPool(1)) as workers:
         # The worker parses the template on its first build: later jobs go without it.
         asyncio.run(_channel(TEMPLATE, workers, URL).build(message(), parse_smtp_url(URL)))
         workers.batches = 0
@@ -150,13 +147,10 @@ def test_builds_started_together_go_to_the_worker_as_one_batch() -> None:
         assert len({raw for _, _, raw in built}) == 20  # each message its own bytes
         inline = asyncio.run(_channel(TEMPLATE, None, URL).build(message("run_1:mail:7"), parse_smtp_url(URL)))
         assert built[7] == inline
-    finally:
-        workers.close()
 
 
 def test_a_batch_is_spread_over_the_workers() -> None:
-    workers = WorkerPool(2)
-    try:
+    with closing(WorkerPool(2)) as workers:
 
         async def ten() -> list[int]:
             return await asyncio.gather(*(workers.run(_pid, None) for _ in range(10)))
@@ -164,15 +158,12 @@ def test_a_batch_is_spread_over_the_workers() -> None:
         pids = asyncio.run(ten())
         assert workers.batches == 4  # 3 + 3 + 3 + 1: two tasks per worker, at once
         assert len(pids) == 10 and all(isinstance(pid, int) for pid in pids)
-    finally:
-        workers.close()
 
 
 def test_calls_made_while_the_worker_is_busy_wait_and_go_together() -> None:
     # Calls that arrive one by one (as sends finish at different times) while two batches
     # are in flight are held, then sent as one batch when a batch comes back.
-    workers = WorkerPool(1)
-    try:
+    with closing(WorkerPool(1)) as workers:
 
         async def staggered() -> list[int]:
             calls = []
@@ -183,15 +174,12 @@ def test_calls_made_while_the_worker_is_busy_wait_and_go_together() -> None:
 
         assert len(asyncio.run(staggered())) == 12
         assert workers.batches <= 4  # 1, 1, then the 10 held back in at most 2
-    finally:
-        workers.close()
 
 
 def test_two_event_loops_share_a_pool_each_getting_its_own_answers() -> None:
     # The dispatcher's loop and a short-lived one (run_until_idle, a test) at the same time:
     # each loop's calls are batched and answered on that loop, none left waiting.
-    workers = WorkerPool(1)
-    try:
+    with closing(WorkerPool(1)) as workers:
 
         async def twelve() -> list[int]:
             return await asyncio.gather(*(workers.run(_pid_after, 0.01) for _ in range(12)))
@@ -200,8 +188,6 @@ def test_two_event_loops_share_a_pool_each_getting_its_own_answers() -> None:
             answers = list(threads.map(lambda _: asyncio.run(twelve()), range(2)))
         assert [len(a) for a in answers] == [12, 12]
         assert workers.busy_loops == 0  # nothing left waiting on either
-    finally:
-        workers.close()
 
 
 def test_a_failing_build_fails_only_its_own_message_in_a_batch(worker_pool: WorkerPool) -> None:
@@ -221,8 +207,7 @@ def test_a_failing_build_fails_only_its_own_message_in_a_batch(worker_pool: Work
 
 
 def test_a_worker_that_dies_fails_every_build_of_its_batch_for_a_retry() -> None:
-    workers = WorkerPool(1)
-    try:
+    with closing(WorkerPool(1)) as workers:
 
         async def together() -> list[Any]:
             calls = (workers.run(_pid_or_die, arg) for arg in (1, "die", 3, 4))
@@ -233,8 +218,6 @@ def test_a_worker_that_dies_fails_every_build_of_its_batch_for_a_retry() -> None
         # The whole batch of the call that killed the worker is retried, the one that ran before it too.
         assert isinstance(results[0], TransientError) and isinstance(results[1], TransientError)
         assert isinstance(asyncio.run(workers.run(_pid, None)), int)  # replaced
-    finally:
-        workers.close()
 
 
 def test_a_slim_job_for_an_unparsed_template_asks_for_the_full_one(worker_pool: WorkerPool) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from benchmarks import engine as engine_bench
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.events import normalize, parse_message
@@ -23,6 +23,7 @@ from nudgeflow.store.group_commit import GroupCommitter
 from nudgeflow.store.journeys import apply_draft, publish
 from nudgeflow.store.workspaces import create_workspace
 from tests.pg_databases import own_database
+from tests.support import query_rows
 
 EVENTS, PEOPLE = 3000, 300
 
@@ -63,16 +64,14 @@ def load(url: str, clock: VirtualClock) -> Engine:
 
 
 def outcome(db: Engine) -> dict[str, Any]:
-    with db.connect() as conn:
-
-        def rows(sql: str) -> list[tuple[Any, ...]]:
-            return [tuple(r) for r in conn.execute(text(sql))]
-
-        return {
-            "outbox": rows("SELECT idempotency_key, status, channel, template FROM outbox ORDER BY idempotency_key"),
-            "timers": rows('SELECT profile_id, "key", due_at_ms FROM timers ORDER BY profile_id, "key"'),
-            "runs": rows("SELECT id, journey_id, status, step FROM journey_runs ORDER BY id"),
-        }
+    return query_rows(
+        db,
+        {
+            "outbox": "SELECT idempotency_key, status, channel, template FROM outbox ORDER BY idempotency_key",
+            "timers": 'SELECT profile_id, "key", due_at_ms FROM timers ORDER BY profile_id, "key"',
+            "runs": "SELECT id, journey_id, status, step FROM journey_runs ORDER BY id",
+        },
+    )
 
 
 def test_the_single_engine_and_two_partitioned_workers_decide_the_same(two_databases: tuple[str, str]) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -186,6 +187,42 @@ def _run_in_thread(pipeline: DispatchPipeline) -> threading.Thread:
     return thread
 
 
+@dataclass
+class Running:
+    """A pipeline dispatching a test's queued emails on a thread of its own."""
+
+    db: Any
+    ws: str
+    keys: list[str]
+    dispatcher: Dispatcher
+    pipeline: DispatchPipeline
+    stop: threading.Event
+    thread: threading.Thread
+
+
+def _start(
+    pg_db: str,
+    noting_sink: NotingSink,
+    timeline: Timeline,
+    *,
+    count: int,
+    concurrency: int,
+    batch: int,
+    hold: bool = False,
+    grace_s: float = 5.0,
+) -> Running:
+    """`count` emails queued, and a pipeline of `concurrency` sends and claims of up to
+    `batch` started on them (`hold`: the SMTP server accepts nothing until released)."""
+    clock, db, ws, keys = _queued(pg_db, count)
+    dispatcher = Dispatcher(
+        email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=concurrency
+    )
+    noting_sink.hold = hold
+    stop = threading.Event()
+    pipeline = _pipeline(db, dispatcher, timeline, batch=batch, stop=stop, grace_s=grace_s)
+    return Running(db, ws, keys, dispatcher, pipeline, stop, _run_in_thread(pipeline))
+
+
 def _wait_for(what: str, check: Any) -> None:
     deadline = time.monotonic() + WAIT_S
     while not check():
@@ -196,12 +233,9 @@ def _wait_for(what: str, check: Any) -> None:
 def test_claims_overlap_the_sends_of_the_claim_before_and_every_row_is_recorded_once(
     pg_db: str, noting_sink: NotingSink, timeline: Timeline
 ) -> None:
-    clock, db, ws, keys = _queued(pg_db, 30)
-    dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=10)
-    noting_sink.hold = True  # a slow server: nothing is accepted until the test says so
-    stop = threading.Event()
-    pipeline = _pipeline(db, dispatcher, timeline, batch=10, stop=stop)
-    thread = _run_in_thread(pipeline)
+    # A slow server: nothing is accepted until the test says so.
+    run = _start(pg_db, noting_sink, timeline, count=30, concurrency=10, batch=10, hold=True)
+    db, ws, keys, pipeline, stop, thread = run.db, run.ws, run.keys, run.pipeline, run.stop, run.thread
     try:
         # The second claim comes while all ten sends of the first are held by the server.
         _wait_for("a second claim", lambda: pipeline.claims >= 2)
@@ -225,11 +259,8 @@ def test_claims_overlap_the_sends_of_the_claim_before_and_every_row_is_recorded_
 def test_claims_start_at_the_concurrency_and_double_while_their_sends_start_in_time(
     pg_db: str, noting_sink: NotingSink, timeline: Timeline
 ) -> None:
-    clock, db, ws, _ = _queued(pg_db, 250)
-    dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=16)
-    stop = threading.Event()
-    pipeline = _pipeline(db, dispatcher, timeline, batch=100, stop=stop)
-    thread = _run_in_thread(pipeline)
+    run = _start(pg_db, noting_sink, timeline, count=250, concurrency=16, batch=100)
+    db, ws, dispatcher, stop, thread = run.db, run.ws, run.dispatcher, run.stop, run.thread
     try:
         _wait_for("all sent and recorded", lambda: {r.status for r in outbox_rows(db, ws).values()} == {"sent"})
     finally:
@@ -246,12 +277,9 @@ def test_claims_start_at_the_concurrency_and_double_while_their_sends_start_in_t
 def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
     pg_db: str, noting_sink: NotingSink, timeline: Timeline
 ) -> None:
-    clock, db, ws, keys = _queued(pg_db, 8)
-    dispatcher = Dispatcher(email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=3)
-    noting_sink.hold = True  # the three under way are held past the grace
-    stop = threading.Event()
-    pipeline = _pipeline(db, dispatcher, timeline, batch=8, stop=stop, grace_s=0.2)
-    thread = _run_in_thread(pipeline)
+    # The three under way are held past the grace.
+    run = _start(pg_db, noting_sink, timeline, count=8, concurrency=3, batch=8, hold=True, grace_s=0.2)
+    db, ws, keys, pipeline, stop, thread = run.db, run.ws, run.keys, run.pipeline, run.stop, run.thread
     try:
         # Both claims made before the stop: the second follows the third send's start, and a
         # loaded machine can take its time over it (stopping sooner left one claim, not two).
