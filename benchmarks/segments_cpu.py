@@ -14,8 +14,9 @@ share does not depend on when it happened to run.
 
     python benchmarks/segments_cpu.py [--profiles 10000] [--events 100000] [--cprofile OUT]
 
-With `--cprofile OUT`, the measured half with segments is also profiled (cProfile, OUT.with)
-for where its time goes; the CPU figures of a profiled run are not comparable.
+With `--cprofile OUT`, the first round of the measured half is also profiled on each side
+(cProfile, OUT.with and OUT.without) for where its time goes; the CPU figures of a profiled
+run are not comparable.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def main() -> None:
     parser.add_argument("--span", type=float, default=300.0, help="seconds of event time, ending now")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--cprofile", help="also profile the measured half with segments into this file")
+    parser.add_argument("--cprofile", help="also profile the measured half into OUT.with / OUT.without")
     parser.add_argument("--breakdown", action="store_true", help="thread CPU of the main parts (inclusive)")
     parser.add_argument("--sql", action="append", help="(experiments) SQL run on the database with segments first")
     parser.add_argument("--rounds", type=int, default=3, help="the steady half decided again from its start")
@@ -195,7 +196,7 @@ def main() -> None:
                     shutil.copyfile(str(path) + ".snap" + suffix, str(path) + suffix)
                 dbs[label] = database.create_db_engine(f"sqlite:///{path}")
                 profiler = None
-                if args.cprofile and label == "with" and round_ == 0:
+                if args.cprofile and round_ == 0:
                     import cProfile
 
                     profiler = cProfile.Profile()
