@@ -10,16 +10,20 @@ event log's (store/partition_log.py) or the leases' (store/partition_leases.py):
   into (`forward_timer`);
 - where a partition starts when the single engine ran this database before
   (`handover_position`);
-- the lock a job that writes people of every partition takes (`lock_all_partitions`).
+- the lock a job that writes people of every partition takes (`lock_all_partitions`);
+- going back from the workers to the single engine (`hand_back`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dataclasses import dataclass
+
 from sqlalchemy import Connection
 
-from nudgeflow.store import sql
+from nudgeflow.errors import StoreError
+from nudgeflow.store import engine_state, sql
 
 
 def waiting_merges(conn: Connection, partition: int, profile_ids: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
@@ -148,3 +152,77 @@ def partitioned(conn: Connection) -> bool:
     """Whether partitioned engine workers have run on this database (a position is stored):
     the single engine's cursor is behind them, and must not decide their events again."""
     return conn.exec_driver_sql("SELECT 1 FROM partition_positions LIMIT 1").first() is not None
+
+
+# -- back to the single engine -------------------------------------------------------------
+
+
+class HandBackRefused(StoreError, RuntimeError):
+    """The workers have not decided every event yet: the single engine's cursor cannot
+    start past events that nobody decided."""
+
+
+@dataclass(frozen=True)
+class HandBack:
+    cursor_seq: int  # where the single engine's cursor now stands
+    partitions: int  # how many partitions' positions were given up
+
+
+def undecided(conn: Connection, cursor_seq: int) -> dict[int, int]:
+    """{partition: events not decided} of every partition that has some. A partition no
+    worker has decided yet (no position) stands where the single engine left it when the
+    workers took over (`handover_position` from the single engine's `cursor_seq`)."""
+    out: dict[int, int] = {}
+    stored = {
+        int(p): int(s) for p, s in conn.exec_driver_sql('SELECT "partition", stream_seq FROM partition_positions')
+    }
+    for partition, head in conn.exec_driver_sql('SELECT "partition", head FROM partition_heads').all():
+        p = int(partition)
+        position = stored[p] if p in stored else handover_position(conn, p, cursor_seq)
+        if int(head) > position:
+            out[p] = int(head) - position
+    return out
+
+
+def hand_back(conn: Connection, now_ms: int) -> HandBack:
+    """Go back from partitioned engine workers to the single engine (`nudgeflow db
+    single-engine`, docs/partitions.md). The caller holds the engine lock exclusively, so
+    no worker runs, and calls this in one transaction.
+
+    Every partition head is locked first: ingest takes a partition's offsets before it
+    inserts the events (store/partition_log.py), so with all heads held, no transaction has
+    an event in the log uncommitted, and every event committed is visible. If every
+    partition is decided to its head, the single engine's cursor moves past the last event
+    (the engine's own Segment Entered / Exited included: they are passed, never decided)
+    with no open gaps, and the positions are dropped: the database is the single engine's
+    again, and workers started later take over from this cursor as they did the first time.
+    Refused, changing nothing, while any partition has an event not decided."""
+    if sql.is_postgres(conn):
+        conn.exec_driver_sql('SELECT "partition" FROM partition_heads ORDER BY "partition" FOR UPDATE').all()
+    else:
+        conn.exec_driver_sql("UPDATE partition_heads SET head = head")
+    cursor_seq, _ = engine_state.read_cursor_state(conn)
+    behind = undecided(conn, cursor_seq)
+    if behind:
+        shown = ", ".join(f"{p} ({n})" for p, n in sorted(behind.items())[:10])
+        more = f" and {len(behind) - 10} more" if len(behind) > 10 else ""
+        raise HandBackRefused(
+            f"{sum(behind.values())} events are not decided yet, in partitions {shown}{more}: run the engine"
+            " workers until `nudgeflow status` shows no lag, stop them, then run this again"
+        )
+    last = int(conn.exec_driver_sql("SELECT COALESCE(MAX(seq), 0) FROM events").scalar_one())
+    engine_state.write_cursor(conn, max(last, cursor_seq), now_ms, gaps=[])
+    given_up = conn.exec_driver_sql("DELETE FROM partition_positions").rowcount
+    # Leases given back as a drain gives them back (the epoch grows: a worker of before can
+    # never commit under its old one), and every worker counted out.
+    m = sql.mark(conn)
+    conn.exec_driver_sql(
+        f"UPDATE partition_leases SET owner = NULL, epoch = epoch + 1, expires_at_ms = {m}, moved_at_ms = {m}"
+        " WHERE owner IS NOT NULL",
+        (now_ms, now_ms),
+    )
+    conn.exec_driver_sql(
+        f"UPDATE engine_workers SET stopped_at_ms = {m} WHERE stopped_at_ms IS NULL", (now_ms,)
+    )
+    return HandBack(max(last, cursor_seq), int(given_up or 0))
+
