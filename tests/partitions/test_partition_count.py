@@ -83,3 +83,11 @@ def test_the_command_shows_and_chooses_the_count_on_a_new_database(tmp_path: Pat
     assert "partitions: 16" in runner.invoke(app, ["db", "partitions", "--database", url]).output
     wrong = runner.invoke(app, ["db", "partitions", "0", "--database", url])
     assert wrong.exit_code != 0 and "between 1 and 4096" in wrong.output
+
+
+def test_going_back_to_the_single_engine_where_no_worker_ran_does_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nf.db'}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade", "--database", url]).exit_code == 0
+    done = runner.invoke(app, ["db", "single-engine", "--database", url])
+    assert done.exit_code == 0 and "runs the single engine already: nothing to do" in " ".join(done.output.split())

@@ -235,6 +235,61 @@ def test_the_single_engine_is_refused_where_workers_have_run_and_beside_running_
         lock.release()
 
 
+def test_the_single_engine_takes_back_from_drained_workers_and_workers_can_take_over_again(h: Harness) -> None:
+    from typer.testing import CliRunner
+
+    from nudgeflow.cli import app
+    from nudgeflow.store import engine_lock
+
+    engine = FakeEngine()
+    for i in range(20):
+        h.track(f"s-{i}", "Signed Up")
+    h.runtime(engine).run_until_idle()  # the single engine first
+    for i in range(20):
+        h.track(f"s-{i}", "Product Viewed")
+    w1 = worker(h, engine, "w1")
+    settle(w1)
+    w1.run_until_idle()  # then a worker, from where the single engine stopped
+    runner = CliRunner()
+
+    def single_engine() -> tuple[int, str]:
+        done = runner.invoke(app, ["db", "single-engine", "--database", h.url])
+        return done.exit_code, " ".join(done.output.split())  # as said, not as wrapped
+
+    shared = engine_lock.acquire_shared(h.db, 0)  # a worker process still running
+    try:
+        code, said = single_engine()
+        assert code != 0 and "running on this database: stop them first" in said
+    finally:
+        shared.release()
+    for i in range(5):
+        h.track(f"late-{i}", "Signed Up")  # acknowledged, not decided by anyone yet
+    code, said = single_engine()
+    assert code != 0 and "5 events are not decided yet" in said, said
+    with h.db.connect() as conn:
+        assert partition_work.partitioned(conn)  # the refusal changed nothing
+    w1.run_until_idle()
+    w1.stop()
+    code, said = single_engine()
+    assert code == 0 and "back to the single engine" in said, said
+    with h.db.connect() as conn:
+        assert not partition_work.partitioned(conn)
+    for i in range(20):
+        h.track(f"s-{i}", "Cart Viewed")
+    h.runtime(engine).run_until_idle()  # --role all again: only what came after
+    for i in range(20):
+        h.track(f"s-{i}", "Order Completed")
+    w2 = worker(h, engine, "w2")
+    settle(w2)
+    w2.run_until_idle()  # and workers once more, from the single engine's cursor
+    decided = events_decided(engine)
+    assert set(decided.values()) == {1}  # no event decided twice, none skipped
+    names = Counter(name for _, name in decided)
+    assert names["Signed Up"] == 25 and names["Product Viewed"] == names["Cart Viewed"] == 20
+    assert names["Order Completed"] == 20
+    assert lags(h) == {}
+
+
 def test_the_coordinator_runs_a_backfill_across_every_partition(h: Harness) -> None:
     """A journey published with the past in view: the holder of partition 0 backfills it over
     people of every partition (the winback journey of tests/runtime/test_backfill.py)."""

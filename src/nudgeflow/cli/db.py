@@ -1,5 +1,6 @@
 """`nudgeflow db upgrade`: the database schema; `nudgeflow db partitions`: the event log's
-partition count (docs/partitions.md)."""
+partition count; `nudgeflow db single-engine`: back from engine workers to `--role all`
+(docs/partitions.md)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,42 @@ def db_partitions(
     finally:
         engine.dispose()
     err.print(f"partitions: {had} -> {count}")
+
+
+@db_app.command("single-engine")
+def db_single_engine(database: DatabaseOpt = None) -> None:
+    """Go back from partitioned engine workers (`serve --role engine`) to the single engine
+    of `serve --role all`.
+
+    Stop every engine worker first (api and dispatch processes may go on). Refused while a
+    worker runs, or while any partition holds an event the workers have not decided: run
+    them until `nudgeflow status` shows no lag, then stop them. The single engine then
+    starts after the last event, and engine workers started later take over from it as
+    they did the first time (docs/partitions.md).
+    """
+    from nudgeflow.store import database as db
+    from nudgeflow.store import engine_lock, partition_work
+
+    engine = db.create_db_engine(load_settings(database).database_url)
+    try:
+        with engine.connect() as conn:
+            if not partition_work.partitioned(conn):
+                err.print("this database runs the single engine already: nothing to do")
+                return
+        try:
+            lock = engine_lock.acquire(engine, now_ms())
+        except engine_lock.WorkersRunning as exc:
+            raise fail("engine workers (serve --role engine) are running on this database: stop them first") from exc
+        try:
+            with engine.begin() as conn:
+                done = partition_work.hand_back(conn, now_ms())
+        finally:
+            lock.release()
+    except (engine_lock.EngineLocked, partition_work.HandBackRefused) as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    err.print(
+        f"back to the single engine: its cursor starts after event {done.cursor_seq:,}"
+        f" ({done.partitions} partition positions given up); `serve --role all` may run now"
+    )

@@ -127,6 +127,12 @@ def process_partitions_events(
     spans = partition_work.spans(conn, list(epochs))
     positions = {p: position if position is not None else start_position(conn, p) for p, (_, position) in spans.items()}
     lags = {p: spans[p][0] - positions[p] for p in spans}
+    for p, (head, stored) in spans.items():
+        if stored is None and lags[p] <= 0:
+            # Taken over from the single engine with nothing new: saved now, or the partition
+            # would count its old events as lag (status, /metrics, `db single-engine`) and be
+            # visited again at every poll.
+            save_position(conn, p, max(head, positions[p]), now_ms)
     allowed = partition_work.shares(lags, max_events)
     result = PartitionsRead(full=any(allowed.get(p, 0) < lag for p, lag in lags.items()))
     reads: list[tuple[int, int, Sequence[Any], int]] = []  # (partition, head, rows, cut)

@@ -16,7 +16,8 @@ Partitioned engine workers (`serve --role engine`, runtime/partition_worker.py) 
 same key *shared* (`acquire_shared`): any number of them run at once, each deciding the
 partitions it leases, and the single engine, which takes the key exclusively, is refused
 while one runs, and they while it runs. Once workers have run, the single engine is refused
-on the database for good (`PartitionedDatabase`): its cursor is behind their positions.
+on the database (`PartitionedDatabase`): its cursor is behind their positions, until
+`nudgeflow db single-engine` hands the database back (store/partition_work.hand_back).
 
 Ingest-only processes (`serve --role api`, `NUDGEFLOW_ENGINE=0`) and read-only commands
 take no lock.
@@ -89,7 +90,7 @@ class PartitionedDatabase(EngineLocked):
             self,
             "partitioned engine workers (serve --role engine) have run on this database: the single engine of"
             " --role all would decide their events again. Run engine workers (docs/partitions.md), and --role api"
-            " and --role dispatch beside them",
+            " and --role dispatch beside them; or stop the workers and run `nudgeflow db single-engine` to go back",
         )
 
 

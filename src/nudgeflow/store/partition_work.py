@@ -17,7 +17,6 @@ event log's (store/partition_log.py) or the leases' (store/partition_leases.py):
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -221,8 +220,5 @@ def hand_back(conn: Connection, now_ms: int) -> HandBack:
         " WHERE owner IS NOT NULL",
         (now_ms, now_ms),
     )
-    conn.exec_driver_sql(
-        f"UPDATE engine_workers SET stopped_at_ms = {m} WHERE stopped_at_ms IS NULL", (now_ms,)
-    )
+    conn.exec_driver_sql(f"UPDATE engine_workers SET stopped_at_ms = {m} WHERE stopped_at_ms IS NULL", (now_ms,))
     return HandBack(max(last, cursor_seq), int(given_up or 0))
-
