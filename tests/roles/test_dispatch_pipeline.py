@@ -20,10 +20,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
 from aiosmtpd.smtp import Envelope, Session
+from sqlalchemy import text
 
 from nudgeflow.channels.base import ChannelRegistry
 from nudgeflow.channels.email.channel import EmailChannel
@@ -32,7 +34,7 @@ from nudgeflow.core.clock import SystemClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.runtime.dispatch_pipeline import DispatchPipeline
-from nudgeflow.runtime.dispatcher import Dispatcher, DispatchRound, Outcome, RetryPolicy
+from nudgeflow.runtime.dispatcher import HANDED_BACK, Dispatcher, DispatchRound, Outcome, RetryPolicy
 from nudgeflow.store import database
 from tests.channels.smtp_support import Sink, start_sink
 from tests.roles.support import email_registry, message_ids, outbox_rows, queue_messages, smtp_url
@@ -151,7 +153,15 @@ def test_the_first_message_of_a_claim_is_accepted_before_the_last_is_built(
 
 
 def _pipeline(
-    db: Any, dispatcher: Dispatcher, timeline: Timeline, *, batch: int, stop: threading.Event, grace_s: float = 5.0
+    db: Any,
+    dispatcher: Dispatcher,
+    timeline: Timeline,
+    *,
+    batch: int,
+    stop: threading.Event,
+    grace_s: float = 5.0,
+    turn: Any = None,
+    after_record: Any = None,
 ) -> DispatchPipeline:
     def claim(cap: int) -> tuple[DispatchRound, int]:
         timeline.note("cap", str(cap))
@@ -166,10 +176,20 @@ def _pipeline(
         with db.begin() as conn:
             appended = dispatcher.record_remote(conn, outcomes)
         timeline.note("recorded", str(len(outcomes)))
+        if after_record is not None:
+            after_record(outcomes)
         return appended
 
     return DispatchPipeline(
-        dispatcher, claim, record, batch=batch, stop=stop, wake=threading.Event(), poll_s=0.05, grace_s=grace_s
+        dispatcher,
+        claim,
+        record,
+        batch=batch,
+        stop=stop,
+        wake=threading.Event(),
+        poll_s=0.05,
+        grace_s=grace_s,
+        turn=turn,
     )
 
 
@@ -210,6 +230,9 @@ def _start(
     batch: int,
     hold: bool = False,
     grace_s: float = 5.0,
+    turn: Any = None,
+    send_one: Any = None,
+    after_record: Any = None,
 ) -> Running:
     """`count` emails queued, and a pipeline of `concurrency` sends and claims of up to
     `batch` started on them (`hold`: the SMTP server accepts nothing until released)."""
@@ -217,9 +240,13 @@ def _start(
     dispatcher = Dispatcher(
         email_registry(noting_sink.port, clock), clock, RetryPolicy(lease_s=60), max_concurrency=concurrency
     )
+    if send_one is not None:  # wraps the dispatcher's own (a test's fault)
+        dispatcher.send_one = partial(send_one, dispatcher.send_one)  # type: ignore[method-assign]
     noting_sink.hold = hold
     stop = threading.Event()
-    pipeline = _pipeline(db, dispatcher, timeline, batch=batch, stop=stop, grace_s=grace_s)
+    pipeline = _pipeline(
+        db, dispatcher, timeline, batch=batch, stop=stop, grace_s=grace_s, turn=turn, after_record=after_record
+    )
     return Running(db, ws, keys, dispatcher, pipeline, stop, _run_in_thread(pipeline))
 
 
@@ -303,3 +330,81 @@ def test_a_stopping_pipeline_hands_back_what_it_has_not_sent(
     # while those were under way, never started (they waited for a slot).
     assert pipeline.claims == 2
     db.dispose()
+
+
+def test_a_send_that_raises_leaves_its_row_leased_and_the_dispatcher_idle_again(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
+    # A bug of ours in one send (it raises instead of giving an outcome) must not keep the
+    # dispatcher busy for ever: run_until_idle waits for the dispatch turn, which a pipeline
+    # holding an unrecorded send never gave back.
+    failed: list[int] = []
+
+    async def faulty(real: Any, row_id: int, *args: Any) -> Outcome:
+        if not failed:
+            failed.append(row_id)
+            raise RuntimeError("a bug")
+        return await real(row_id, *args)
+
+    turn = threading.Lock()
+    run = _start(pg_db, noting_sink, timeline, count=5, concurrency=2, batch=5, turn=turn, send_one=faulty)
+    try:
+        _wait_for(
+            "the other four sent", lambda: sum(r.status == "sent" for r in outbox_rows(run.db, run.ws).values()) == 4
+        )
+        assert turn.acquire(timeout=WAIT_S), "the dispatch turn was never given back"
+        turn.release()
+    finally:
+        run.stop.set()
+        run.thread.join(WAIT_S)
+    assert not run.thread.is_alive()
+    with run.db.connect() as conn:
+        row = conn.execute(text("SELECT status, leased_until_ms FROM outbox WHERE id = :id"), {"id": failed[0]}).one()
+    assert (row.status, row.leased_until_ms is not None) == ("pending", True)  # sent again when its lease ends
+    run.db.dispose()
+
+
+def test_a_row_claimed_again_while_its_hand_back_is_recorded_keeps_its_new_lease_in_hand(
+    pg_db: str, noting_sink: NotingSink, timeline: Timeline
+) -> None:
+    # A send handed back before it started makes its row due at once; the next claim can take
+    # it again while the recorder is still finishing that record. The recorder must not then
+    # drop what it holds of the new send: stopped with the new send under way, the row is
+    # handed back (not left leased until its lease runs out).
+    calls: list[int] = []
+
+    async def first_not_started(real: Any, row_id: int, message: Any, *args: Any) -> Outcome:
+        calls.append(row_id)
+        if len(calls) == 1:
+            return Outcome(row_id, message, message.attempt, HANDED_BACK, started=False)
+        return await real(row_id, message, *args)
+
+    def then_claimed_again(outcomes: list[Outcome]) -> None:
+        if any(o.status == HANDED_BACK for o in outcomes):  # committed: the row is due now
+            _wait_for("the row claimed and started again", lambda: len(calls) == 2)
+
+    run = _start(
+        pg_db,
+        noting_sink,
+        timeline,
+        count=1,
+        concurrency=1,
+        batch=1,
+        hold=True,
+        grace_s=0.2,
+        send_one=first_not_started,
+        after_record=then_claimed_again,
+    )
+    try:
+        _wait_for("the second send under way", lambda: len(calls) == 2 and run.pipeline.sends.in_flight == 1)
+        time.sleep(0.2)  # the recorder's turn after its record
+        run.stop.set()
+        run.thread.join(WAIT_S)
+        assert not run.thread.is_alive()
+    finally:
+        run.stop.set()
+        noting_sink.release.set()
+        run.thread.join(WAIT_S)
+    (row,) = outbox_rows(run.db, run.ws).values()
+    assert (row.status, row.leased_until_ms) == ("pending", None)
+    run.db.dispose()

@@ -87,7 +87,7 @@ class DispatchPipeline:
         # first sends are its slowest (templates to compile, connections to open), and a
         # dispatcher killed then has made an attempt of every row it claimed.
         self.cap = self.min_cap
-        self.sends: Sends[Outcome] = Sends(dispatcher.max_concurrency, self.stopping)
+        self.sends: Sends[Outcome] = Sends(dispatcher.max_concurrency, self.stopping, lost=self._lost)
         self._began: set[int] = set()
         self._leased: dict[int, Outcome] = {}  # row -> what to record if its send is cancelled
         self._recording = False
@@ -217,8 +217,20 @@ class DispatchPipeline:
 
     def _forget(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
+            held = self._leased.get(o.row_id)
+            if held is not None and held.message is not o.message:
+                # Claimed again while this outcome was being recorded (a hand-back makes its
+                # row due at once): what is held now is the new send's, not this one's.
+                continue
             self._leased.pop(o.row_id, None)
             self._began.discard(o.row_id)
+
+    def _lost(self, row_id: int) -> None:
+        """A send that ended with no outcome (it raised; logged by Sends): its row stays
+        leased and is sent again when the lease runs out. Nothing of it is held here, or the
+        dispatcher would never count itself idle (and run_until_idle would wait for ever)."""
+        self._leased.pop(row_id, None)
+        self._began.discard(row_id)
 
     def _idle(self) -> bool:
         return not (self.sends.in_flight or self.sends.finished or self._recording or self._leased)

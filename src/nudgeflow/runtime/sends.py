@@ -30,9 +30,14 @@ DRAIN_POLL_S = 0.05  # how often a wait for a free slot looks whether the dispat
 class Sends(Generic[T]):
     """Tasks, one per send, keyed by the outbox row; their outcomes collect in `take()`."""
 
-    def __init__(self, limit: int, stopping: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, limit: int, stopping: Callable[[], bool] | None = None, lost: Callable[[int], None] | None = None
+    ) -> None:
         self.limit = max(1, limit)
         self.stopping = stopping
+        # Told the key of a send that ended with no outcome (it raised: a bug of ours), so
+        # that its owner stops waiting for one.
+        self.lost = lost
         self._tasks: dict[asyncio.Task[T], int] = {}
         self._done: list[T] = []
         self._ready: asyncio.Event | None = None  # made in the loop that uses it
@@ -78,7 +83,7 @@ class Sends(Generic[T]):
         return True
 
     def _finish(self, task: asyncio.Task[T]) -> None:
-        self._tasks.pop(task, None)
+        key = self._tasks.pop(task, None)
         if self._freed is not None and not self._freed.done():
             self._freed.set_result(None)
         if task.cancelled():
@@ -86,6 +91,8 @@ class Sends(Generic[T]):
         exc = task.exception()
         if exc is not None:  # send_one catches what a channel raises: a bug of ours
             log.error("a send failed outside its channel", exc_info=exc)
+            if self.lost is not None and key is not None:
+                self.lost(key)
             return  # its row stays leased, and is sent again when the lease runs out
         self.put(task.result())
 
