@@ -219,6 +219,20 @@ def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, c
     assert fresh["identities"] == {"user_ids": ["user-42"], "anonymous_ids": ["phone-1"]}
 
 
+def test_erasing_a_person_drops_the_state_the_engine_kept_of_them(live: Any, ws: Any) -> None:
+    send(live, ws.write_key, msg("identify", userId="kept", traits={"email": "kept@example.org"}))
+    send(live, ws.write_key, msg("track", userId="kept", event="Signed Up"))
+    live.state.runtime.run_until_idle()
+    with live.admin(ws.admin_token) as client:
+        pid = client.get("/api/profiles/kept").json()["id"]
+    kept = live.state.runtime.engines.states
+    assert pid in kept  # decided, and kept parsed for the person's next batch
+    before = kept.size
+    with live.admin(ws.admin_token) as client:
+        assert client.delete("/api/profiles/kept").status_code == 200
+    assert pid not in kept and kept.size < before
+
+
 def test_erased_message_ids_are_not_replayed_as_duplicates_of_nothing(live: Any, ws: Any) -> None:
     """After erasure the event rows are gone, so a retry of an old message is stored anew."""
     old = msg("track", userId="gone", event="Signed Up")

@@ -98,8 +98,12 @@ class WorkerPool:
     @property
     def busy_loops(self) -> int:
         """Event loops (still open) with calls waiting or batches in flight."""
+        # A copy (made without releasing the GIL): another loop's thread may add or drop its
+        # entry meanwhile, and iterating the dict itself would then raise.
         return sum(
-            1 for loop, queue in self._queues.items() if not loop.is_closed() and (queue.pending or queue.in_flight)
+            1
+            for loop, queue in list(self._queues.items())
+            if not loop.is_closed() and (queue.pending or queue.in_flight)
         )
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -113,8 +117,8 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         queue = self._queues.get(loop)
         if queue is None:
-            for closed in [other for other in self._queues if other.is_closed()]:
-                del self._queues[closed]  # a loop that ended with nothing left to flush
+            for closed in [other for other in list(self._queues) if other.is_closed()]:
+                self._queues.pop(closed, None)  # a loop that ended with nothing left to flush
             queue = self._queues[loop] = _LoopQueue()
         future: asyncio.Future[T] = loop.create_future()
         queue.pending.append((fn, arg, future))

@@ -362,6 +362,11 @@ class EmbeddedRuntime:
         self._push_checked_at = -1e9
         self._dispatch_wake.set()
 
+    def forget_people(self, profile_ids: list[str]) -> None:
+        """Erased people: drop the states the engine kept of them in memory
+        (runtime/state_cache.py)."""
+        self.engines.states.forget(profile_ids)
+
     def claim_database(self) -> None:
         """Take the engine lock of the database, or raise engine_lock.EngineLocked naming
         the engine that holds it. `serve` calls this before it listens, so that a second

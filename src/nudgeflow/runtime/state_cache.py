@@ -78,6 +78,15 @@ class StateCache:
             while self._size > self.capacity:
                 self._size -= len(self._entries.popitem(last=False)[1][0])
 
+    def forget(self, profile_ids: list[str]) -> None:
+        """Drop these people's states (erased: their rows are gone, so no batch would use
+        them again, but their data should not stay in memory until pushed out)."""
+        with self._lock:
+            for pid in profile_ids:
+                entry = self._entries.pop(pid, None)
+                if entry is not None:
+                    self._size -= len(entry[0])
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -90,3 +99,6 @@ class StateCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, profile_id: object) -> bool:
+        return profile_id in self._entries

@@ -108,6 +108,7 @@ def _holds(value: Any) -> bool:
 class Erasure:
     profile_id: str
     deleted: dict[str, int] = field(default_factory=dict)  # rows deleted per table
+    profile_ids: list[str] = field(default_factory=list)  # the profile and those merged into it
     hashed: dict[str, int] = field(default_factory=dict)  # rows kept with the address hashed
 
 
@@ -439,7 +440,7 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
         select(profiles.c.traits).where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
     ).one_or_none()
     traits = orjson.loads(row.traits) if row is not None else {}
-    ids = person_ids(conn, workspace_id, profile_id)
+    ids = done.profile_ids = person_ids(conn, workspace_id, profile_id)
     # Addresses first: they are read from the events and push targets deleted below.
     addresses = person_addresses(conn, workspace_id, ids, traits)
 

@@ -166,6 +166,8 @@ def admin_router() -> APIRouter:
         profile_id = resolve_profile(state, workspace_id, ref)
         now = to_ms(state.clock.now())
         done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id, now)).result()
+        if state.runtime is not None:  # the states this process's engine kept in memory
+            state.runtime.forget_people(done.profile_ids)
         return Erased(erased=profile_id, deleted=done.deleted, hashed=done.hashed)
 
     @router.get("/stats", summary="What the workspace holds")
