@@ -1,0 +1,102 @@
+"""What the ingest endpoints answer when the trouble is not the request's: a client that
+goes away mid-body, a database that cannot be reached. The app is driven in-process, as an
+ASGI server drives it, so that the test sees every message it sends and every log record."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from nudgeflow.settings import Settings
+from nudgeflow.web.app import create_app
+
+Message = dict[str, Any]
+WRITE_KEY = "wk_not_a_real_key_but_shaped_like_one"
+BODY = orjson.dumps({"userId": "u-secret-body-value", "event": "Signed Up", "properties": {"plan": "pro"}})
+
+
+def call(app: Any, path: str, headers: list[tuple[bytes, bytes]], incoming: list[Message]) -> list[Message]:
+    """Run one request through the ASGI app; the messages it sent."""
+    sent: list[Message] = []
+    queue = list(incoming)
+
+    async def receive() -> Message:
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(3600)  # a server's receive waits for the client
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    return sent
+
+
+def auth() -> tuple[bytes, bytes]:
+    return (b"authorization", b"Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()))
+
+
+HEADERS = [(b"content-type", b"application/json"), auth()]
+
+
+def unreachable_database(tmp_path: Path) -> Settings:
+    """Settings whose SQLite file cannot be opened (its directory does not exist)."""
+    return Settings(database_url=f"sqlite:///{tmp_path}/gone/nudgeflow.db", ingest_rate_per_second=0, log_requests=True)
+
+
+def test_a_client_gone_mid_body_is_sent_nothing_and_logged_as_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(unreachable_database(tmp_path))
+    gone = [{"type": "http.request", "body": BODY[:10], "more_body": True}, {"type": "http.disconnect"}]
+    with caplog.at_level(logging.DEBUG):
+        for path in ("/v1/track", "/v1/batch"):
+            assert call(app, path, HEADERS, gone) == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    cuts = [r for r in caplog.records if r.getMessage() == "request" and getattr(r, "status", None) == 499]
+    assert len(cuts) == 2  # the request log tells a cut request apart (nginx's 499)
+
+
+@pytest.mark.parametrize("path", ["/v1/track", "/v1/batch"])
+def test_a_database_that_cannot_be_reached_is_a_503_logged_without_body_or_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    app = create_app(unreachable_database(tmp_path))
+    body = BODY if path == "/v1/track" else orjson.dumps({"batch": [orjson.loads(BODY) | {"type": "track"}]})
+    with caplog.at_level(logging.DEBUG):
+        sent = call(app, path, HEADERS, [{"type": "http.request", "body": body, "more_body": False}])
+    start, answer = sent
+    assert start["status"] == 503
+    assert (b"retry-after", b"1") in start["headers"]
+    assert orjson.loads(answer["body"]) == {
+        "success": False,
+        "code": "unavailable",
+        "message": "the server could not take the request; retry",
+    }
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and failures[0].error == "OperationalError"  # type: ignore[attr-defined]
+    for record in caplog.records:
+        logged = orjson.dumps(vars(record), default=str).decode() + record.getMessage()
+        assert record.exc_info is None
+        assert WRITE_KEY not in logged and "u-secret-body-value" not in logged
