@@ -100,3 +100,13 @@ def test_a_database_that_cannot_be_reached_is_a_503_logged_without_body_or_key(
         logged = orjson.dumps(vars(record), default=str).decode() + record.getMessage()
         assert record.exc_info is None
         assert WRITE_KEY not in logged and "u-secret-body-value" not in logged
+
+
+def test_a_content_length_that_is_no_number_is_a_400_naming_the_header(tmp_path: Path) -> None:
+    """uvicorn refuses such a header before the app sees it; another server may not."""
+    app = create_app(unreachable_database(tmp_path))
+    headers = [*HEADERS, (b"content-length", "²".encode("latin-1"))]
+    start, answer = call(app, "/v1/track", headers, [{"type": "http.request", "body": BODY, "more_body": False}])
+    assert start["status"] == 400
+    body = orjson.loads(answer["body"])
+    assert body["code"] == "invalid_request" and body["errors"][0]["field"] == "Content-Length"
