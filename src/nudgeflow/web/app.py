@@ -317,7 +317,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.nudgeflow = state
     app.timer = RequestTimer(metrics, settings.log_requests)
     if not ops_only:  # an engine or dispatch process serves /healthz and /metrics only
-        _api_routes(app, state, settings, metrics)
+        _api_routes(app, state, settings)
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
     def healthz(state: State) -> Response:
@@ -362,7 +362,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     return app
 
 
-def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings, metrics: Metrics) -> None:
+def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings) -> None:
     """The HTTP API: ingest (answered ahead of the middleware), admin, tracking, the SDK,
     the console; the dev inbox with --dev. Not served by an engine or dispatch process."""
     endpoints = ingest_endpoints(state)
