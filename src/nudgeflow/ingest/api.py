@@ -43,12 +43,9 @@ _OK = orjson.dumps({"success": True})
 CORS = {"Access-Control-Allow-Origin": "*"}
 _JSON = (b"content-type", b"application/json")
 _CORS_RAW = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in CORS.items()]
-_OK_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [(b"content-length", str(len(_OK)).encode()), _JSON, *_CORS_RAW],
-}
-_OK_BODY = {"type": "http.response.body", "body": _OK}
+# The common answer's headers, built once; each request is sent its own messages and list
+# (a middleware or server may change what it is handed: a shared list would keep it).
+_OK_HEADERS = ((b"content-length", str(len(_OK)).encode()), _JSON, *_CORS_RAW)
 
 # What a handler answers: (status, JSON body, extra headers).
 Answer = tuple[int, bytes, dict[str, str]]
@@ -170,9 +167,9 @@ class IngestEndpoint:
             _log_failure(scope["path"], exc)
             self._state.metrics.reject(_UNAVAILABLE.reason)
             answer = (_UNAVAILABLE.status, orjson.dumps(_UNAVAILABLE.body()), _UNAVAILABLE.headers)
-        if answer is _OK_ANSWER:  # the common answer, its messages built once
-            await send(_OK_START)
-            await send(_OK_BODY)
+        if answer is _OK_ANSWER:  # the common answer, its headers built once
+            await send({"type": "http.response.start", "status": 200, "headers": [*_OK_HEADERS]})
+            await send({"type": "http.response.body", "body": _OK})
             return 200
         status, body, headers = answer
         raw = [(b"content-length", str(len(body)).encode()), _JSON, *_CORS_RAW]

@@ -1,6 +1,7 @@
-"""What the ingest endpoints answer when the trouble is not the request's: a client that
-goes away mid-body, a database that cannot be reached. The app is driven in-process, as an
-ASGI server drives it, so that the test sees every message it sends and every log record."""
+"""The ingest endpoints driven in-process, as an ASGI server drives them, so that a test sees
+every message the app sends and every log record, and can send what uvicorn would refuse:
+a client that goes away mid-body, a database that cannot be reached, a malformed header,
+a middleware that changes the messages it is handed."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ import pytest
 
 from nudgeflow.settings import Settings
 from nudgeflow.web.app import create_app
+from tests.support import make_workspace
 
 Message = dict[str, Any]
 WRITE_KEY = "wk_not_a_real_key_but_shaped_like_one"
 BODY = orjson.dumps({"userId": "u-secret-body-value", "event": "Signed Up", "properties": {"plan": "pro"}})
 
 
-def call(app: Any, path: str, headers: list[tuple[bytes, bytes]], incoming: list[Message]) -> list[Message]:
-    """Run one request through the ASGI app; the messages it sent."""
+def call(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], incoming: list[Message], *, on_send: Any = None
+) -> list[Message]:
+    """Run one request through the ASGI app; the messages it sent (each handed to `on_send` first)."""
     sent: list[Message] = []
     queue = list(incoming)
 
@@ -33,6 +37,8 @@ def call(app: Any, path: str, headers: list[tuple[bytes, bytes]], incoming: list
         raise AssertionError("unreachable")
 
     async def send(message: Message) -> None:
+        if on_send is not None:
+            on_send(message)
         sent.append(message)
 
     scope = {
@@ -110,3 +116,32 @@ def test_a_content_length_that_is_no_number_is_a_400_naming_the_header(tmp_path:
     assert start["status"] == 400
     body = orjson.loads(answer["body"])
     assert body["code"] == "invalid_request" and body["errors"][0]["field"] == "Content-Length"
+
+
+def test_each_answer_is_sent_in_messages_of_its_own(settings: Settings, engine: Any) -> None:
+    """A middleware adding a header to the start message it is handed must not add it to the
+    next request's answer (the common 200 was once one dict, sent to every request)."""
+    app = create_app(settings)
+    state = app.state.nudgeflow
+    ws = make_workspace(engine)  # the engine fixture has upgraded the settings' database
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"authorization", b"Basic " + base64.b64encode(f"{ws.write_key}:".encode())),
+    ]
+
+    def add_header(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"].append((b"x-added", b"1"))
+
+    state.committer.start()
+    try:
+        starts = []
+        for i in range(3):
+            body = orjson.dumps({"userId": "u", "event": "E", "messageId": f"m{i}"})
+            sent = call(app, "/v1/track", headers, [{"type": "http.request", "body": body}], on_send=add_header)
+            starts.append(sent[0])
+    finally:
+        state.committer.stop()
+        state.engine.dispose()
+    assert [s["status"] for s in starts] == [200, 200, 200]
+    assert [s["headers"].count((b"x-added", b"1")) for s in starts] == [1, 1, 1]
