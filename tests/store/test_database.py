@@ -407,7 +407,7 @@ def test_migration_0027_keeps_members_and_indexes_only_logged_offsets_on_both_da
     assert "ix_segment_members_profile" not in {i["name"] for i in inspect(new_engine).get_indexes("segment_members")}
     with new_engine.begin() as conn:
         assert segment_store.members(conn, ws, "vip") == [("p1", 5), ("p2", 6)]
-        assert segment_store.memberships(conn, ["p2", "p3"]) == {"p2": {"vip": 6}}
+        assert segment_store.memberships(conn, ws, ["p2", "p3"]) == {"p2": {"vip": 6}}
         row = "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload"
         for n in (1, 2):  # no partition: outside the unique index
             conn.execute(text(f"{row}) VALUES (:ws, :m, 'p1', 'track', 1, 1, '{{}}')"), {"ws": ws, "m": f"own-{n}"})
