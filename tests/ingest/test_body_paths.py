@@ -78,6 +78,10 @@ CASES = {
     # Sent twice, a header counts with its first value (as Starlette's headers.get reads it).
     "content type twice": ([JSON_TYPE, (b"content-type", b"text/html")], chunks(b"{}")),
     "content type twice, bad first": ([(b"content-type", b"text/html"), JSON_TYPE], chunks(b"{}")),
+    # A digit int() refuses ("²" is one to str.isdigit), and other lengths that are no number.
+    "content length superscript": ([JSON_TYPE, (b"content-length", "²".encode("latin-1"))], chunks(b"{}")),
+    "content length negative": ([JSON_TYPE, (b"content-length", b"-1")], chunks(b"{}")),
+    "content length empty": ([JSON_TYPE, (b"content-length", b"")], chunks(b"{}")),
 }
 
 
@@ -102,6 +106,9 @@ def test_the_refusals_are_the_documented_ones() -> None:
     assert both(*CASES["empty"], True)[0][:3] == (400, "invalid_request", "body: the request body is empty")
     assert both(*CASES["in three chunks"], True)[0] == b'{"event":"A"}'
     assert both(*CASES["gzip"], True)[0] == b'{"a":1}'
+    for case in ("content length superscript", "content length negative", "content length empty"):
+        status, code, _message, body = both(*CASES[case], False)[0]
+        assert (status, code, body["errors"][0]["field"]) == (400, "invalid_request", "Content-Length")
 
 
 def test_a_client_gone_mid_body_is_a_disconnect_on_both_paths() -> None:

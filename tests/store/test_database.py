@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -373,6 +374,16 @@ def test_migration_0020_experiment_decisions_up_down_and_ids_on_both_databases(n
     assert "experiment_decisions" in table_names(new_engine)
 
 
+def index_definition(engine: Any, name: str) -> str:
+    """The CREATE INDEX statement of an index, as the database keeps it."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            query = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"
+        else:
+            query = "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = :name"
+        return str(conn.execute(text(query), {"name": name}).scalar_one())
+
+
 def test_migration_0027_keeps_members_and_indexes_only_logged_offsets_on_both_databases(new_engine: Any) -> None:
     """segment_members loses its index by profile (on SQLite it is rebuilt WITHOUT ROWID) with
     its rows kept, and the offsets' unique index holds only the rows some partition decides:
@@ -396,7 +407,7 @@ def test_migration_0027_keeps_members_and_indexes_only_logged_offsets_on_both_da
     assert "ix_segment_members_profile" not in {i["name"] for i in inspect(new_engine).get_indexes("segment_members")}
     with new_engine.begin() as conn:
         assert segment_store.members(conn, ws, "vip") == [("p1", 5), ("p2", 6)]
-        assert segment_store.memberships(conn, ["p2", "p3"]) == {"p2": {"vip": 6}}
+        assert segment_store.memberships(conn, ws, ["p2", "p3"]) == {"p2": {"vip": 6}}
         row = "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload"
         for n in (1, 2):  # no partition: outside the unique index
             conn.execute(text(f"{row}) VALUES (:ws, :m, 'p1', 'track', 1, 1, '{{}}')"), {"ws": ws, "m": f"own-{n}"})
@@ -407,9 +418,14 @@ def test_migration_0027_keeps_members_and_indexes_only_logged_offsets_on_both_da
         conn.execute(
             text(f"{row}, \"partition\", part_offset) VALUES (:ws, 'b', 'p1', 'track', 1, 1, '{{}}', 3, 7)"), {"ws": ws}
         )
+    # The rows above would fit a full index too (NULLs never collide): the definition says partial.
+    definition = index_definition(new_engine, "uq_events_partition_offset")
+    assert re.match(r"CREATE UNIQUE INDEX", definition, re.IGNORECASE), definition
+    assert re.search(r'WHERE\s*\(*\s*"?partition"?\s+IS\s+NOT\s+NULL', definition, re.IGNORECASE), definition
     with new_engine.begin() as conn:
         conn.execute(text("DELETE FROM events"))
     database.downgrade(new_engine, "0026")
+    assert "WHERE" not in index_definition(new_engine, "uq_events_partition_offset").upper()
     assert "ix_segment_members_profile" in {i["name"] for i in inspect(new_engine).get_indexes("segment_members")}
     with new_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM segment_members")).scalar_one() == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection
 
 from nudgeflow.core.effects import ScheduleTimer
@@ -53,6 +54,20 @@ def fire(conn: Connection, wsid: str, rows: list[Any], rearm: dict[str, int], no
     batch.write(conn, now_ms)
 
 
+def rowid_writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each write of fired timers by rowid answered (True: every row was where it was
+    claimed, none left to write by key); empty when the path was not taken (PostgreSQL)."""
+    answers: list[bool] = []
+    write = engine_state.write_fired_timers
+
+    def spy(conn: Connection, rearmed: Any, deleted: Any) -> bool:
+        answers.append(write(conn, rearmed, deleted))
+        return answers[-1]
+
+    monkeypatch.setattr(engine_state, "write_fired_timers", spy)
+    return answers
+
+
 def timers_of(conn: Connection, wsid: str) -> dict[str, tuple[int, str]]:
     m = sql.mark(conn)
     rows = conn.exec_driver_sql(
@@ -61,7 +76,8 @@ def timers_of(conn: Connection, wsid: str) -> dict[str, tuple[int, str]]:
     return {r[0]: (int(r[1]), r[2]) for r in rows}
 
 
-def test_fired_timers_are_rearmed_or_deleted(engine: Any, wsid: str) -> None:
+def test_fired_timers_are_rearmed_or_deleted(engine: Any, wsid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    by_rowid = rowid_writes(monkeypatch)
     a, b, c, later = (f"{wsid}-{name}" for name in ("a", "b", "c", "later"))
     with engine.begin() as conn:
         for person in (a, b, c):
@@ -76,9 +92,14 @@ def test_fired_timers_are_rearmed_or_deleted(engine: Any, wsid: str) -> None:
     assert set(stored) == {a, later}
     assert stored[a][0] == 500 and '"again":true' in stored[a][1]
     assert stored[later] == (10_000, '{"kind": "step"}')
+    # Written by rowid on SQLite, with no fallback by key; PostgreSQL claims no rowids.
+    assert by_rowid == ([] if engine.dialect.name == "postgresql" else [True])
 
 
-def test_a_claimed_timer_moved_by_a_merge_stays_with_its_new_person(engine: Any, wsid: str) -> None:
+def test_a_claimed_timer_moved_by_a_merge_stays_with_its_new_person(
+    engine: Any, wsid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    by_rowid = rowid_writes(monkeypatch)
     a, b = f"{wsid}-a", f"{wsid}-b"
     with engine.begin() as conn:
         arm(conn, wsid, a, 10)
@@ -101,3 +122,4 @@ def test_a_claimed_timer_moved_by_a_merge_stays_with_its_new_person(engine: Any,
         f"{b}-moved": (10, '{"kind": "step"}'),
         a: (500, stored[a][1]),
     }
+    assert by_rowid == ([] if engine.dialect.name == "postgresql" else [False])  # tried, then by key

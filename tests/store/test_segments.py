@@ -8,6 +8,7 @@ import orjson
 import pytest
 from sqlalchemy import func, insert, select
 
+from nudgeflow.core.clock import VirtualClock
 from nudgeflow.core.effects import SegmentChanged
 from nudgeflow.model.event_names import SEGMENT_ENTERED, SEGMENT_EXITED
 from nudgeflow.model.journeys import Journey
@@ -18,6 +19,7 @@ from nudgeflow.store import segments as store
 from nudgeflow.store.effects_writer import EffectsBatch
 from nudgeflow.store.engine_state import move_merged
 from nudgeflow.store.schema import events, profile_merges, profiles, segment_daily_sizes, segment_members
+from tests.support import make_workspace
 
 DAY = store.DAY_MS
 T0 = 20_000 * DAY  # a UTC midnight (2024-10-04)
@@ -299,3 +301,26 @@ def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: An
     assert [m["segment_id"] for m in exported["segments"]] == ["buyers"]
     assert daily(engine, wsid, "buyers") == [(20_000, 2, 0, 2), (20_001, 1, 0, 3), (20_002, 0, 1, 2), (20_003, 0, 1, 1)]
     assert daily(engine, wsid, "browsers") == [(20_000, 1, 0, 1), (20_001, 0, 0, 1), (20_002, 0, 1, 0)]
+
+
+def test_a_persons_memberships_are_read_and_erased_in_their_workspace_only(
+    engine: Any, wsid: str, clock: VirtualClock
+) -> None:
+    other = make_workspace(engine, "other", clock).workspace_id
+    for ws in (wsid, other):
+        apply(engine, ws, segment())
+        apply(engine, ws, segment("browsers", when={"performed": "Product Viewed", "within": "7d"}))
+        change(engine, ws, {("buyers", "p1"): (True, T0), ("browsers", "p1"): (True, T0 + DAY)})
+    apply(engine, wsid, segment("old"))
+    with engine.begin() as conn:
+        store.archive(conn, wsid, "old", T0)
+        # A row an engine batch could write as its segment was archived: not read, but erased.
+        conn.execute(insert(segment_members).values(workspace_id=wsid, segment_id="old", profile_id="p1", since_ms=T0))
+    with engine.begin() as conn:
+        store.archive(conn, other, "browsers", T0 + 2 * DAY)  # its members are let go
+        assert store.memberships(conn, wsid, ["p1", "p2"]) == {"p1": {"buyers": T0, "browsers": T0 + DAY}}
+        assert store.memberships(conn, other, ["p1"]) == {"p1": {"buyers": T0}}
+        assert store.let_go(conn, wsid, ["p1"], T0 + 3 * DAY) == 3
+        assert store.memberships(conn, wsid, ["p1"]) == {}
+        assert store.memberships(conn, other, ["p1"]) == {"p1": {"buyers": T0}}
+    assert members(engine, wsid, "old") == [] and members(engine, other, "buyers") == ["p1"]

@@ -192,6 +192,23 @@ def test_the_admin_routes_are_timed_as_one_group(live: LiveServer, ws: NewWorksp
     assert value(samples, "nudgeflow_request_seconds_count", route="/api") == 3
 
 
+def test_paths_the_app_does_not_serve_are_timed_as_other(live: LiveServer, ws: NewWorkspace) -> None:
+    # A client making up /v1/<x> paths must not add a histogram child (memory) per path.
+    with live.client(auth=(ws.write_key, "")) as client:
+        for i in range(5):
+            assert client.post(f"/v1/made-up-{i}", json={}).status_code == 404
+            assert client.get(f"/v1/track/{i}").status_code == 404
+        assert client.post("/v1/track", json={"userId": "u", "event": "E"}).status_code == 200
+        assert client.get("/v1/track").status_code == 405  # the router's answer, timed under the same route
+        assert client.options("/v1/push/subscriptions").status_code < 300
+    samples = scrape(live)
+    routes = {dict(labels).get("route") for (name, labels) in samples if name == "nudgeflow_request_seconds_count"}
+    assert not any("made-up" in str(r) or str(r).startswith("/v1/track/") for r in routes)
+    assert value(samples, "nudgeflow_request_seconds_count", route="other") == 10
+    assert value(samples, "nudgeflow_request_seconds_count", route="/v1/track") == 2
+    assert value(samples, "nudgeflow_request_seconds_count", route="/v1/push/subscriptions") == 1
+
+
 def test_a_repeat_messageid_with_other_content_is_dropped_and_counted_apart(live: LiveServer, ws: NewWorkspace) -> None:
     from sqlalchemy import select
 

@@ -10,12 +10,14 @@ by hand in web/openapi.py from the same schemas.
 
 from __future__ import annotations
 
+import logging
 import math
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -31,6 +33,8 @@ from nudgeflow.store.workspaces import WRITE
 if TYPE_CHECKING:
     from nudgeflow.ingest.state import IngestState
 
+log = logging.getLogger("nudgeflow.ingest")
+
 SINGLE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 _OK = orjson.dumps({"success": True})
 
@@ -39,16 +43,24 @@ _OK = orjson.dumps({"success": True})
 CORS = {"Access-Control-Allow-Origin": "*"}
 _JSON = (b"content-type", b"application/json")
 _CORS_RAW = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in CORS.items()]
-_OK_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [(b"content-length", str(len(_OK)).encode()), _JSON, *_CORS_RAW],
-}
-_OK_BODY = {"type": "http.response.body", "body": _OK}
+# The common answer's headers, built once; each request is sent its own messages and list
+# (a middleware or server may change what it is handed: a shared list would keep it).
+_OK_HEADERS = ((b"content-length", str(len(_OK)).encode()), _JSON, *_CORS_RAW)
 
 # What a handler answers: (status, JSON body, extra headers).
 Answer = tuple[int, bytes, dict[str, str]]
 _OK_ANSWER: Answer = (200, _OK, {})
+
+# What a request cut by its client is counted as (nginx's "client closed request"): nothing
+# is sent, and the request log line shows it apart from answered requests.
+CLIENT_CLOSED = 499
+_UNAVAILABLE = IngestError(
+    503,
+    "unavailable",
+    "the server could not take the request; retry",
+    headers={"Retry-After": "1"},
+    reason="unavailable",
+)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -133,7 +145,9 @@ Handler = Callable[[RequestHead, Receive], Awaitable[Answer]]
 
 class IngestEndpoint:
     """One ingest route as an ASGI app. Every failure becomes a 4xx or 503 answer (no input
-    may produce a 500); `__call__` returns the status it sent, for the timing around it."""
+    may produce a 500; a failure on our side, such as the database down, is a 503), and a
+    client that disconnects gets none; `__call__` returns the status it sent (CLIENT_CLOSED
+    for none), for the timing around it."""
 
     def __init__(self, state: IngestState, handle: Handler) -> None:
         self._state = state
@@ -145,9 +159,17 @@ class IngestEndpoint:
         except IngestError as exc:
             self._state.metrics.reject(exc.reason, exc.events)
             answer = (exc.status, orjson.dumps(exc.body()), exc.headers)
-        if answer is _OK_ANSWER:  # the common answer, its messages built once
-            await send(_OK_START)
-            await send(_OK_BODY)
+        except ClientDisconnect:
+            # The client went away mid-body: no one to answer, and nothing wrong on our side.
+            log.debug("ingest: client disconnected before its body was read", extra={"route": scope["path"]})
+            return CLIENT_CLOSED
+        except Exception as exc:  # the database down (write key lookup, identity verification)...
+            _log_failure(scope["path"], exc)
+            self._state.metrics.reject(_UNAVAILABLE.reason)
+            answer = (_UNAVAILABLE.status, orjson.dumps(_UNAVAILABLE.body()), _UNAVAILABLE.headers)
+        if answer is _OK_ANSWER:  # the common answer, its headers built once
+            await send({"type": "http.response.start", "status": 200, "headers": [*_OK_HEADERS]})
+            await send({"type": "http.response.body", "body": _OK})
             return 200
         status, body, headers = answer
         raw = [(b"content-length", str(len(body)).encode()), _JSON, *_CORS_RAW]
@@ -155,6 +177,17 @@ class IngestEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
         return status
+
+
+def _log_failure(route: str, exc: Exception) -> None:
+    """Log a failure on our side: its type and where it was raised, never its message nor
+    its locals (a database error's message holds the statement's parameters, which may be
+    the body's values or the write key's lookup)."""
+    where = "".join(traceback.format_tb(exc.__traceback__)[-4:])
+    log.error(
+        "ingest: request failed on the server, answered 503",
+        extra={"route": route, "error": type(exc).__name__, "where": where},
+    )
 
 
 def ingest_endpoints(state: IngestState) -> dict[str, IngestEndpoint]:

@@ -77,8 +77,18 @@ def _checked_encoding(head: RequestHead, max_bytes: int, one_event: bool) -> str
             field="Content-Encoding",
         )
     declared = head.content_length
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes, one_event)
+    if declared is not None:
+        # ASCII digits only: str.isdigit() takes "²" and other digits int() refuses.
+        if not (declared.isascii() and declared.isdecimal()):
+            raise IngestError(
+                400,
+                "invalid_request",
+                "Content-Length must be a number of bytes",
+                reason="invalid",
+                field="Content-Length",
+            )
+        if int(declared) > max_bytes:
+            raise _too_large(max_bytes, one_event)
     return encoding
 
 

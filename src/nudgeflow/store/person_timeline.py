@@ -214,7 +214,9 @@ def person_card(conn: Connection, workspace_id: str, profile_id: str) -> dict[st
     doc["segments"] = [
         {"segment_id": sid, "since": iso(since, milliseconds=False)}
         for sid, since in sorted(
-            (sid, since) for found in segments.memberships(conn, ids).values() for sid, since in found.items()
+            (sid, since)
+            for found in segments.memberships(conn, workspace_id, ids).values()
+            for sid, since in found.items()
         )
     ][:CARD_LIMIT]
     doc["timers"] = pending_timers(conn, workspace_id, ids)

@@ -251,7 +251,9 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
     doc["segments"] = [
         {"segment_id": sid, "since": iso(since, milliseconds=False)}
         for sid, since in sorted(
-            (sid, since) for found in segments.memberships(conn, ids).values() for sid, since in found.items()
+            (sid, since)
+            for found in segments.memberships(conn, workspace_id, ids).values()
+            for sid, since in found.items()
         )
     ]
     f = message_facts.c
@@ -476,7 +478,7 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
     # Through the segments' own writer first, so that their daily sizes count the departures.
     # That deletes their members rows too: segment_members has no index by profile, and a
     # DELETE by profile_id would read every membership of the workspace.
-    done.deleted[segment_members.name] = segments.let_go(conn, ids, now_ms)
+    done.deleted[segment_members.name] = segments.let_go(conn, workspace_id, ids, now_ms)
     for table in PROFILE_OWNED:
         if table is segment_members:
             continue

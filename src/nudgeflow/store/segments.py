@@ -505,27 +505,35 @@ def members(
     return [(pid, int(since)) for pid, since in rows]
 
 
-def memberships(conn: Connection, profile_ids: Sequence[str]) -> dict[str, dict[str, int]]:
-    """The segments each of these people is in: {profile: {segment: since_ms}}."""
+def memberships(conn: Connection, workspace_id: str, profile_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """The segments of the workspace each of these people is in: {profile: {segment: since_ms}}."""
     out: dict[str, dict[str, int]] = {}
-    for _ws, sid, pid, since in _of_people(conn, profile_ids):
+    for sid, pid, since in _of_people(conn, workspace_id, profile_ids, archived=False):
         out.setdefault(pid, {})[sid] = int(since)
     return out
 
 
 # A person's memberships: segment_members has no index by profile (migration 0027: one
-# B-tree per change for the engine to write), so each segment's primary key is probed for
-# these people, the segments being the outer loop (CROSS JOIN fixes that order on SQLite;
-# PostgreSQL plans it from its statistics). Every members row has its segment's row.
+# B-tree per change for the engine to write), so each segment of the workspace has its
+# primary key probed for these people, the segments being the outer loop (CROSS JOIN fixes
+# that order on SQLite; PostgreSQL plans it from its statistics). Every members row has its
+# segment's row.
 _OF_PEOPLE = (
-    "SELECT m.workspace_id, m.segment_id, m.profile_id, m.since_ms FROM segments s CROSS JOIN segment_members m"
-    " WHERE m.workspace_id = s.workspace_id AND m.segment_id = s.id AND m.profile_id IN"
+    "SELECT m.segment_id, m.profile_id, m.since_ms FROM segments s CROSS JOIN segment_members m"
+    " WHERE s.workspace_id = ?{archived} AND m.workspace_id = s.workspace_id AND m.segment_id = s.id"
+    " AND m.profile_id IN"
 )
+_OF_PEOPLE_ALL = _OF_PEOPLE.format(archived="")
+# An archived segment has no members (archive deletes them), so a read need not probe it.
+_OF_PEOPLE_UNARCHIVED = _OF_PEOPLE.format(archived=f" AND s.status <> '{ARCHIVED}'")
 
 
-def _of_people(conn: Connection, profile_ids: Iterable[str]) -> list[Any]:
-    """(workspace, segment, profile, since_ms) of every membership of these people."""
-    return sql.select_in(conn, _OF_PEOPLE, sorted(set(profile_ids)))
+def _of_people(conn: Connection, workspace_id: str, profile_ids: Iterable[str], *, archived: bool) -> list[Any]:
+    """(segment, profile, since_ms) of these people's memberships in the workspace; in its
+    archived segments too when `archived` (an erasure leaves no row behind, should one have
+    been written as its segment was archived)."""
+    query = _OF_PEOPLE_ALL if archived else _OF_PEOPLE_UNARCHIVED
+    return sql.select_in(conn, query, sorted(set(profile_ids)), before=(workspace_id,))
 
 
 def members_among(conn: Connection, workspace_id: str, segment_id: str, profile_ids: Sequence[str]) -> set[str]:
@@ -597,11 +605,11 @@ def _count(conn: Connection, counts: Mapping[tuple[str, str, int], tuple[int, in
     )
 
 
-def let_go(conn: Connection, profile_ids: Iterable[str], now_ms: int | None) -> int:
-    """Delete these people's memberships (an erasure), counted as leaving on now_ms's day
-    (None: on the day each began, as if they had never been counted)."""
-    found = _of_people(conn, profile_ids)
-    changes = {(ws, sid, pid): (False, int(since) if now_ms is None else now_ms) for ws, sid, pid, since in found}
+def let_go(conn: Connection, workspace_id: str, profile_ids: Iterable[str], now_ms: int | None) -> int:
+    """Delete these people's memberships in the workspace (an erasure), counted as leaving on
+    now_ms's day (None: on the day each began, as if they had never been counted)."""
+    found = _of_people(conn, workspace_id, profile_ids, archived=True)
+    changes = {(workspace_id, sid, pid): (False, int(since) if now_ms is None else now_ms) for sid, pid, since in found}
     return write_changes(conn, changes)[1]
 
 
@@ -611,14 +619,20 @@ def drop_merged(conn: Connection, source: str) -> int:
     The engine keeps the surviving profile's memberships and decides every live segment
     again at its next event, from the merged state (runtime/merges.py): those decisions
     enter it where the merged person belongs, and the members rows follow them."""
-    theirs = _of_people(conn, [source])
-    if not theirs:
-        return 0
-    merged_at = sql.select_in(conn, "SELECT merged_at_ms FROM profile_merges WHERE from_profile_id IN", [source])
-    changes = {
-        (ws, sid, source): (False, int(merged_at[0][0]) if merged_at else int(since)) for ws, sid, _pid, since in theirs
-    }
-    return write_changes(conn, changes)[1]
+    merge = sql.select_in(
+        conn, "SELECT workspace_id, merged_at_ms FROM profile_merges WHERE from_profile_id IN", [source]
+    )
+    workspaces: list[tuple[str, int | None]]
+    if merge:
+        workspaces = [(str(merge[0][0]), int(merge[0][1]))]
+    else:  # no merge recorded (not made by ingest): the profile's own workspace, its rows' days
+        owner = sql.select_in(conn, "SELECT workspace_id FROM profiles WHERE id IN", [source])
+        workspaces = [(str(owner[0][0]), None)] if owner else []
+    changes: dict[tuple[str, str, str], Change] = {}
+    for workspace_id, merged_at in workspaces:
+        for sid, _pid, since in _of_people(conn, workspace_id, [source], archived=True):
+            changes[(workspace_id, sid, source)] = (False, int(since) if merged_at is None else merged_at)
+    return write_changes(conn, changes)[1] if changes else 0
 
 
 def as_of(conn: Connection) -> tuple[int, int]:

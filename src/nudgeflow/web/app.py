@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -43,14 +43,63 @@ from nudgeflow.web.tracking import engagement_rules, tracking_router
 log = logging.getLogger("nudgeflow.web")
 
 
-class _Timing:
-    """Records latency per route (the path for /v1 and fixed routes, a group for the rest)."""
+# Routes timed under their own path besides /v1's; any other path is a group (see `label`).
+_FIXED_ROUTES = ("/healthz", "/metrics", "/openapi.json")
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, log_requests: bool) -> None:
+
+class RequestTimer:
+    """The latency histogram by route, and the request log line: what every request records,
+    whether _Timing or the ingest fast path (NudgeflowAPI) served it.
+
+    A route is labelled with its path only when the path is one the app serves (its /v1 and
+    fixed routes): a label per path a client makes up would add a histogram child per random
+    /v1/<x>, and the registry would grow without bound. /api/... is one group (its paths hold
+    ids), anything else "other"."""
+
+    def __init__(self, metrics: Metrics, log_requests: bool) -> None:
+        self._metrics = metrics
+        self._log_requests = log_requests
+        self._known: frozenset[str] = frozenset(_FIXED_ROUTES)
+        self._latency: dict[str, Any] = {}  # label -> its histogram child, looked up once
+
+    def know(self, paths: Iterable[str]) -> None:
+        """Label these paths (the ingest endpoints', answered ahead of the router) with themselves."""
+        self._known = self._known | frozenset(paths)
+
+    def label(self, scope: Scope) -> str:
+        path: str = scope["path"]
+        if path in self._known:
+            return path
+        if path.startswith("/api/"):
+            return "/api"
+        # Another /v1 route (the SDK's) is its path when the router matched it as it is,
+        # no parameter in it: the matched route is in the scope (FastAPI puts it there).
+        if path.startswith("/v1/") and getattr(scope.get("route"), "path", None) == path:
+            return path
+        return "other"
+
+    def record(self, scope: Scope, status: int, start: float) -> None:
+        """`status`: the one sent (499: none, the client went away first)."""
+        elapsed = time.perf_counter() - start
+        route = self.label(scope)
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = self._metrics.request_latency.labels(route)
+        latency.observe(elapsed)
+        if self._log_requests:
+            # The route only: never headers, which carry keys and tokens.
+            log.info(
+                "request",
+                extra={"method": scope["method"], "route": route, "status": status, "ms": round(elapsed * 1000, 2)},
+            )
+
+
+class _Timing:
+    """Times every request but the ingest POSTs (NudgeflowAPI times those, with the same timer)."""
+
+    def __init__(self, app: ASGIApp, timer: RequestTimer) -> None:
         self.app = app
-        self.metrics = metrics
-        self.log_requests = log_requests
-        self._latency: dict[str, Any] = {}  # route -> its histogram child, looked up once
+        self.timer = timer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,23 +117,7 @@ class _Timing:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            path: str = scope["path"]
-            route = (
-                path
-                if path.startswith("/v1/") or path in ("/healthz", "/metrics", "/openapi.json")
-                else ("/api" if path.startswith("/api/") else "other")
-            )
-            elapsed = time.perf_counter() - start
-            latency = self._latency.get(route)
-            if latency is None:
-                latency = self._latency[route] = self.metrics.request_latency.labels(route)
-            latency.observe(elapsed)
-            if self.log_requests:
-                # The path only: never headers, which carry keys and tokens.
-                log.info(
-                    "request",
-                    extra={"method": scope["method"], "route": route, "status": status, "ms": round(elapsed * 1000, 2)},
-                )
+            self.timer.record(scope, status, start)
 
 
 INGEST_PREFLIGHT = {
@@ -110,42 +143,24 @@ class NudgeflowAPI(FastAPI):
     """
 
     _ingest: Mapping[str, IngestEndpoint] = {}
-    _timed: Any = None
+    timer: RequestTimer
 
-    def route_ingest(self, endpoints: Mapping[str, IngestEndpoint], metrics: Metrics, log_requests: bool) -> None:
+    def route_ingest(self, endpoints: Mapping[str, IngestEndpoint]) -> None:
         self._ingest = endpoints
-        latency: dict[str, Any] = {}  # path -> its histogram child, looked up once
+        self.timer.know(endpoints)
 
-        async def timed(endpoint: IngestEndpoint | None, scope: Scope, receive: Receive, send: Send) -> None:
-            start = time.perf_counter()
-            status = 500
-            try:
-                if endpoint is None:
-                    # A browser's preflight: the browser SDK posts from the site's own origin.
-                    await _PREFLIGHT(scope, receive, send)
-                    status = 204
-                else:
-                    status = await endpoint(scope, receive, send)
-            finally:
-                elapsed = time.perf_counter() - start
-                path = scope["path"]
-                child = latency.get(path)
-                if child is None:
-                    child = latency[path] = metrics.request_latency.labels(path)
-                child.observe(elapsed)
-                if log_requests:
-                    # The path only: never headers, which carry keys and tokens.
-                    log.info(
-                        "request",
-                        extra={
-                            "method": scope["method"],
-                            "route": path,
-                            "status": status,
-                            "ms": round(elapsed * 1000, 2),
-                        },
-                    )
-
-        self._timed = timed
+    async def _timed(self, endpoint: IngestEndpoint | None, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        status = 500
+        try:
+            if endpoint is None:
+                # A browser's preflight: the browser SDK posts from the site's own origin.
+                await _PREFLIGHT(scope, receive, send)
+                status = 204
+            else:
+                status = await endpoint(scope, receive, send)
+        finally:
+            self.timer.record(scope, status, start)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -300,8 +315,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.nudgeflow = state
+    app.timer = RequestTimer(metrics, settings.log_requests)
     if not ops_only:  # an engine or dispatch process serves /healthz and /metrics only
-        _api_routes(app, state, settings, metrics)
+        _api_routes(app, state, settings)
 
     @app.get("/healthz", tags=["ops"], summary="200 once the service is ready")
     def healthz(state: State) -> Response:
@@ -342,17 +358,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         from nudgeflow.web.audit import AuditMiddleware  # every successful admin API change, in the audit log
 
         app.add_middleware(AuditMiddleware, state=state)
-    app.add_middleware(_Timing, metrics=metrics, log_requests=settings.log_requests)
+    app.add_middleware(_Timing, timer=app.timer)
     return app
 
 
-def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings, metrics: Metrics) -> None:
+def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings) -> None:
     """The HTTP API: ingest (answered ahead of the middleware), admin, tracking, the SDK,
     the console; the dev inbox with --dev. Not served by an engine or dispatch process."""
     endpoints = ingest_endpoints(state)
     for route in ingest_routes(endpoints):
         app.router.routes.append(route)
-    app.route_ingest(endpoints, metrics, settings.log_requests)
+    app.route_ingest(endpoints)
     app.include_router(consent_router())  # before admin_router: its /profiles/{ref:path} would shadow ours
     from nudgeflow.web.devices_api import devices_router
 
