@@ -11,9 +11,11 @@ dispatcher), and a fork would copy their locks in whatever state they were in. A
 whose process died (killed, out of memory) fails the builds in flight as transient (the
 dispatcher retries them) and is replaced on the next call.
 
-Calls are sent to the workers in batches. At most two executor tasks per worker are in
-flight (one being built, the next queued behind it); calls made meanwhile wait in the pool
-and go together, up to MAX_BATCH in a task, when one comes back. An idle pool sends a call
+Calls are sent to the workers in batches, per event loop. At most two executor tasks per
+worker process are in flight from one loop (so each worker can have one being built and the
+next queued in the executor; a task goes to whichever worker is free, not to a given one,
+and a second loop, run_until_idle's, has an allowance of its own); calls made meanwhile
+wait in the pool and go together, up to MAX_BATCH in a task, when one comes back. An idle pool sends a call
 at once, so batching adds no wait; a busy one stops paying per call what an executor task
 costs the serving process: about 190 µs of CPU each (the executor's queues and threads, a
 wake-up of the loop, measured with 35 KB results), against under 10 µs for a call in a
