@@ -90,9 +90,10 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, whe
         shared = _shared(turn, event).occurred
         assert shared is not None
         cache_key = (id(where) if where else 0, occ.match)
-        times = shared.get(cache_key)
-        if times is None:
-            times = shared[cache_key] = _occurrence_times(turn, event, occ.match, key, matcher, None)
+        found_times = shared.get(cache_key)
+        if found_times is None:
+            found_times = shared[cache_key] = _occurrence_times(turn, event, occ.match, key, matcher, None)
+        times = found_times
     until = event.timestamp_ms
     since = until - duration_ms(occ.within)
     n = 0
@@ -150,7 +151,7 @@ def on_candidates(
     that a journey costs one call (with 100 journeys, ~21 candidates meet each event)."""
     by_kind = _BY_KIND
     for jv in candidates:
-        trigger = jv.definition.trigger
+        trigger: Any = jv.definition.trigger
         react = by_kind.get(type(trigger))
         if react is _location:
             # Most events carry no position, and a location trigger without an event name
