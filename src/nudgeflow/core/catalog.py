@@ -136,6 +136,10 @@ class Catalog:
         # attributes): location triggers with `catalog_places` pick theirs from it.
         self.places: list[Mapping[str, Any]] = list(places)
         self._location_places: dict[tuple[str, int], list[Place]] = {}
+        # Equal place lists, one list: journeys of the same places (a geofence per market
+        # over the same stores) then share the nearest-place search of one event
+        # (core/triggers.py keeps it in the Turn by the list's identity).
+        self._place_lists: dict[tuple[tuple[str | None, str, float, float], ...], list[Place]] = {}
         # Every journey the workspace knows, live or not: a run of a paused or archived
         # journey must learn that when its timer fires.
         self.statuses: dict[str, str] = dict(statuses or {})
@@ -196,6 +200,9 @@ class Catalog:
         found = self._location_places.get(key)
         if found is None:
             found = list(trigger.places) + select_places(self.places, trigger.catalog_places)
+            # Every field of a Place: lists equal in these are equal for every reader.
+            same = tuple((p.id, p.name, p.latitude, p.longitude) for p in found)
+            found = self._place_lists.setdefault(same, found)
             self._location_places[key] = found
         return found
 

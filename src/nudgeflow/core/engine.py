@@ -87,8 +87,9 @@ class Engine:
         if moved:
             segments.end_runs(turn, moved)
         # Less the triggers whose constant eq / in filter cannot hold for this event.
-        for jv in self.catalog.for_event(event.name, event.type == "identify", event.properties):
-            triggers.on_event(turn, jv, event, changes)
+        triggers.on_candidates(
+            turn, self.catalog.for_event(event.name, event.type == "identify", event.properties), event, changes
+        )
         if moved:
             segments.start(turn, moved)
         if event.event == event_names.SUBSCRIPTION_PREFERENCES_UPDATED:

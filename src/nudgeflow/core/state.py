@@ -223,16 +223,24 @@ def _pending_doc(pending: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], di
     first: dict[str, Any] = {}
     count: dict[str, int] = {}
     for watch in pending.values():
-        mid, props = watch.get("message_id"), watch.get("properties")
-        if isinstance(mid, str) and isinstance(props, dict) and first.setdefault(mid, props) is props:
-            count[mid] = count.get(mid, 0) + 1
+        mid = watch.get("message_id")
+        if not isinstance(mid, str):
+            continue
+        props = watch.get("properties")
+        known = first.get(mid)
+        if known is None:
+            if isinstance(props, dict):
+                first[mid], count[mid] = props, 1
+        elif props is known:
+            count[mid] += 1
     shared = {mid: first[mid] for mid, n in count.items() if n > 1}
     if not shared:
         return pending, shared
     out: dict[str, Any] = {}
     for key, watch in pending.items():
-        mid = watch.get("message_id")
-        if mid in shared and watch.get("properties") is shared[mid]:
-            watch = {k: v for k, v in watch.items() if k != "properties"}
+        props = shared.get(watch.get("message_id"))  # type: ignore[arg-type]
+        if props is not None and watch.get("properties") is props:
+            watch = watch.copy()  # the same keys in the same order, less the properties
+            del watch["properties"]
         out[key] = watch
     return out, shared

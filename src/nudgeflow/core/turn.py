@@ -19,7 +19,7 @@ MAX_TIMER_KEY = 200
 
 def timer_key(*parts: object) -> str:
     """A timer key from parts; long ones (a huge cart_id) are hashed to fit the column."""
-    key = ":".join(str(p) for p in parts)
+    key = ":".join(map(str, parts))
     if len(key) <= MAX_TIMER_KEY:
         return key
     return f"{parts[0]}:h:{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}"
@@ -69,6 +69,14 @@ class Turn:
     # the event they were read from.
     coords_of: Any = None
     coords: tuple[float, float] | None = None
+    # Work the candidate journeys of one event share (core/triggers.py), done once per
+    # event rather than once per journey: the nearest place of a place list (by the list's
+    # identity: the catalog gives equal lists as one), and the times of the earlier
+    # occurrences that pass a trigger's constant filters. `shared_of` is the event they
+    # were found for.
+    shared_of: Any = None
+    nearest: dict[int, tuple[float, Any]] | None = None
+    occurred: dict[tuple[Any, ...], list[Any]] | None = None
 
     @property
     def since_ms(self) -> int:

@@ -195,6 +195,13 @@ class EffectsBatch:
                 changes.append(_segment_event(workspace_id, profile_id, effect))
                 members.append(effect)
                 continue
+            if type(effect) is ScheduleTimer:
+                # Next: with many journeys, most of the rest are timers (a watch and an
+                # inactivity timer per journey), tested here before the other kinds.
+                payload = _dumps(effect.payload)
+                timer = (profile_id, effect.key, workspace_id, effect.due_ms, payload)
+                timers.append(((profile_id, effect.key), timer))
+                continue
             if isinstance(effect, (SendMessage, MessageWithheld)) and effect.variant is not None:
                 variant_steps.append((effect.run_id, effect.step))
             if isinstance(effect, SendMessage):
@@ -376,7 +383,17 @@ class EffectsBatch:
         # A timer fires in its person's partition (runtime/partition_processor); P is the
         # deployment's, read from the database (store/partition_log.partition_count).
         count = partition_log.partition_count(conn) if self._timers else 0
-        arms = [(*op, partition_of(op[2], op[0], count)) for op in self._timers.values() if op is not _DELETE]
+        # One person's timers are in one partition: its hash is taken once per person.
+        partitions: dict[tuple[str, str], int] = {}
+        arms = []
+        for op in self._timers.values():
+            if op is _DELETE:
+                continue
+            who = (op[2], op[0])
+            partition = partitions.get(who)
+            if partition is None:
+                partition = partitions[who] = partition_of(op[2], op[0], count)
+            arms.append((*op, partition))
         if self._fired:
             deletes, arms = _write_fired_timers(conn, self._fired, deletes, arms)
         sql.execute_many(conn, 'DELETE FROM timers WHERE profile_id = ? AND "key" = ?', deletes)
