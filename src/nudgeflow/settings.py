@@ -239,7 +239,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "engine_state_cache_mb",
         _number(0),
         "Megabytes of state documents the engine keeps parsed between batches (about six times "
-        "that in memory); 0: none. Default 16.",
+        "that in memory); 0: none. Default 0 (docs/settings.md says when it pays).",
     ),
     EnvVar(
         "NUDGEFLOW_ENGINE_LINGER_MS",
@@ -392,7 +392,7 @@ class Settings:
     engine_batch_ms: float = 15.0
     # The people whose states the engine saved last, kept parsed for their next batch
     # (runtime/state_cache.py), by megabytes of their documents.
-    engine_state_cache_mb: float = 16.0
+    engine_state_cache_mb: float = 0.0  # off: see runtime/state_cache.py for when it pays
     engine_poll_ms: float = 250.0  # how often due timers and retries are looked for when idle
     # Woken by an ingest commit, the engine waits until this long after its previous batch
     # ended, so that steady traffic is decided in a few larger transactions rather than one

@@ -220,6 +220,9 @@ def test_erasure_removes_the_person_and_everything_derived(live: Any, ws: Any, c
 
 
 def test_erasing_a_person_drops_the_state_the_engine_kept_of_them(live: Any, ws: Any) -> None:
+    from nudgeflow.runtime.state_cache import StateCache
+
+    live.state.runtime.engines.states = StateCache()  # as with NUDGEFLOW_ENGINE_STATE_CACHE_MB=16
     send(live, ws.write_key, msg("identify", userId="kept", traits={"email": "kept@example.org"}))
     send(live, ws.write_key, msg("track", userId="kept", event="Signed Up"))
     live.state.runtime.run_until_idle()

@@ -131,7 +131,7 @@ class EngineCache:
     ) -> None:
         self._load = load_catalog
         # The states the engine saved last, reused while their rows still hold what was saved.
-        self.states = states if states is not None else StateCache()
+        self.states = states if states is not None else StateCache(0)  # off unless given one
         self._fingerprint = fingerprint
         if make_engine is None:
             from nudgeflow.core.engine import Engine

@@ -30,6 +30,12 @@ from nudgeflow.core.state import ProfileState
 # Counted in document characters: a parsed state takes about five times its document in
 # Python objects (measured on the benchmark's states, 1.5-2.5 KB each), and the document is
 # kept beside it, so 16 MiB of documents is about 100 MB of memory, some 7,000 people.
+#
+# Off in a server unless NUDGEFLOW_ENGINE_STATE_CACHE_MB is set: with 2,000 people coming back
+# within a few batches it saved 10-15 % of the engine's CPU an event, but with 100,000 people
+# in random order (the engine benchmark's full size) about one decision in ten found its
+# state, and the engine took a third more CPU an event with it than without (the heap the
+# kept states make costs more than the parses saved; benchmarks/RESULTS.md).
 DEFAULT_DOCUMENTS_MB = 16.0
 
 
