@@ -118,7 +118,8 @@ class EngineCache:
     the load is tried again after `retry_ms`, so a bad definition cannot stop the loop.
 
     It also holds the profile states the engine saved last (`states`, runtime/state_cache.py),
-    which every batch of this process decides with when their rows are unchanged.
+    which every batch of this process decides with when their rows are unchanged: none
+    unless it is given a cache with a capacity (NUDGEFLOW_ENGINE_STATE_CACHE_MB).
     """
 
     def __init__(
