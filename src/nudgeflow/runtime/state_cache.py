@@ -93,11 +93,6 @@ class StateCache:
                 if entry is not None:
                     self._size -= len(entry[0])
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._size = 0
-
     @property
     def size(self) -> int:
         """Characters of the documents kept."""
