@@ -329,3 +329,77 @@ def test_unreadable_identity_settings_are_a_503_never_a_500_and_store_nothing(
         # server checks it can open: leave no unreadable settings behind.
         with live.state.engine.begin() as conn:
             conn.execute(delete(workspace_settings).where(workspace_settings.c.workspace_id == ws.workspace_id))
+
+
+def consent_events(live: LiveServer, ws: NewWorkspace) -> list[dict[str, Any]]:
+    with live.state.engine.connect() as conn:
+        payloads = conn.execute(
+            select(events.c.payload).where(
+                events.c.workspace_id == ws.workspace_id, events.c.event == "Consent Updated"
+            )
+        ).scalars()
+        return [orjson.loads(p)["properties"] for p in payloads]
+
+
+def test_a_trait_the_workspace_maps_to_consent_needs_the_hash_others_do_not(live: LiveServer, ws: NewWorkspace) -> None:
+    """An identify that says yes or no for the victim through a mapped consent trait is a
+    consent record made in their name (docs/consent.md): with verification on it needs the
+    proof, like an address; a boolean trait nobody mapped does not."""
+    prepare_victim(live, ws)
+    secret = enable(live, ws)
+    with live.admin(ws.admin_token) as admin:
+        mapping = {"newsletter_opt_in": {"channel": "email", "topic": "news"}}
+        assert admin.patch("/api/settings", json={"consent_traits": mapping}).status_code == 200
+    before = counts(live, ws)
+    with live.client(auth=(ws.write_key, "")) as client:
+        for body in (
+            {"userId": "victim", "traits": {"newsletter_opt_in": True}},
+            {"userId": "victim", "traits": {"vip": False, "newsletter_opt_in": False}},
+            {"userId": "victim", "context": {"traits": {"newsletter_opt_in": True}}},  # as RudderStack sends them
+        ):
+            answer = refused(client.post("/v1/identify", json=body))
+            assert "newsletter_opt_in" in answer["message"] and "consent" in answer["message"]
+        batch = [{"type": "identify", "userId": "victim", "traits": {"newsletter_opt_in": True}}]
+        refused(client.post("/v1/batch", json={"batch": batch}), "batch[0].context.userHash", index=0)
+        assert counts(live, ws) == before and consent_events(live, ws) == []
+        # A boolean trait the workspace does not map, or a mapped one that is not a boolean
+        # (which records nothing), needs no proof.
+        assert client.post("/v1/identify", json={"userId": "victim", "traits": {"vip": True}}).status_code == 200
+        assert (
+            client.post("/v1/identify", json={"userId": "victim", "traits": {"newsletter_opt_in": "yes"}}).status_code
+            == 200
+        )
+        # With the proof, the choice is recorded.
+        proved = {
+            "userId": "victim",
+            "traits": {"newsletter_opt_in": True},
+            "context": {"userHash": user_hash(secret, "victim")},
+        }
+        assert client.post("/v1/identify", json=proved).status_code == 200
+    assert [(e["topic"], e["subscribed"], e["source"]) for e in consent_events(live, ws)] == [
+        ("news", True, "identify")
+    ]
+    # A server key is exempt, as for every other claim.
+    with live.client(auth=(server_key(live, ws), "")) as client:
+        assert (
+            client.post("/v1/identify", json={"userId": "victim", "traits": {"newsletter_opt_in": False}}).status_code
+            == 200
+        )
+    assert sorted(e["subscribed"] for e in consent_events(live, ws)) == [False, True]
+
+
+def test_a_consent_trait_mapped_through_the_admin_api_is_checked_at_once(live: LiveServer, ws: NewWorkspace) -> None:
+    """The gate caches a workspace's settings for seconds; a change made through this server's
+    admin API applies to its ingest at once (docs/identity.md)."""
+    enable(live, ws)
+    with live.client(auth=(ws.write_key, "")) as client:
+        assert client.post("/v1/identify", json={"userId": "u", "traits": {"promo_ok": True}}).status_code == 200
+        with live.admin(ws.admin_token) as admin:
+            assert (
+                admin.patch("/api/settings", json={"consent_traits": {"promo_ok": {"channel": "push"}}}).status_code
+                == 200
+            )
+        refused(client.post("/v1/identify", json={"userId": "u", "traits": {"promo_ok": False}}))
+        with live.admin(ws.admin_token) as admin:
+            assert admin.patch("/api/settings", json={"identity.verification": False}).status_code == 200
+        assert client.post("/v1/identify", json={"userId": "u", "traits": {"promo_ok": False}}).status_code == 200

@@ -13,8 +13,13 @@ which only the site's backend can compute. Which requests need it (`reason_for`)
 - any event carrying a userId together with an anonymousId, or an alias with a previousId:
   that is what links (and merges) an anonymous profile into the known one;
 - an identify that sets or clears an address trait (email, phone);
+- an identify that sets to true or false a trait the workspace maps to consent
+  (`consent_traits`, docs/consent.md): that records the person's yes or no to messages;
 - any event whose context.device.token registers a device token (store/device_ingest.py);
 - a push subscription registered for a userId (web/sdk_api.py).
+
+The last is known only once the workspace's settings are read, so `reason_for` names the
+boolean traits an identify sets, and `verify` keeps the claim if one of them is mapped.
 
 Events with only an anonymousId need no hash (there is no userId to prove). Server keys are
 exempt. A request with one event lacking a valid hash is refused whole (403 naming
@@ -28,6 +33,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -36,7 +42,9 @@ from sqlalchemy import Engine
 from nudgeflow.core.clock import Clock
 from nudgeflow.ingest.errors import IngestError
 from nudgeflow.model.events import InvalidEvent
-from nudgeflow.store import identity_settings
+from nudgeflow.model.traits import ALIASES
+from nudgeflow.store import identity_settings, workspace_settings
+from nudgeflow.store.consent_records import consent_traits_of
 from nudgeflow.store.identity_settings import IdentitySettings
 from nudgeflow.store.workspaces import SERVER
 
@@ -79,8 +87,13 @@ def take_user_hash(message: dict[str, Any], batch_context: dict[str, Any] | None
     return context[USER_HASH]
 
 
-def reason_for(message: dict[str, Any], batch_context: dict[str, Any] | None = None) -> str | None:
-    """Why this event needs a userHash (a phrase for the error), or None."""
+# Why an event needs a userHash: a phrase for the error, or the boolean traits an identify
+# sets, which need one only where the workspace maps one of them to consent (`verify` knows).
+Reason = str | tuple[str, ...]
+
+
+def reason_for(message: dict[str, Any], batch_context: dict[str, Any] | None = None) -> Reason | None:
+    """Why this event needs a userHash, or None."""
     if not message.get("userId"):
         return None
     type_ = message.get("type")
@@ -90,16 +103,36 @@ def reason_for(message: dict[str, Any], batch_context: dict[str, Any] | None = N
         return "it links a previousId to the userId"
     context = message.get("context") or batch_context
     context = context if isinstance(context, dict) else {}
-    if type_ == "identify":
-        traits = message.get("traits") or context.get("traits")  # as normalize() reads them
-        if isinstance(traits, dict):
-            for name in ADDRESS_TRAITS:
-                if name in traits:
-                    return f"it sets the {name} trait"
+    consent: tuple[str, ...] = ()
+    # The traits as normalize() reads them: the message's, else (RudderStack) the context's.
+    traits = (message.get("traits") or context.get("traits")) if type_ == "identify" else None
+    if isinstance(traits, dict):
+        for name in ADDRESS_TRAITS:
+            if name in traits:
+                return f"it sets the {name} trait"
+        # Named as the profile stores them (model/traits.clean_traits), as the map names them.
+        consent = tuple(ALIASES.get(str(k)) or str(k) for k, v in traits.items() if isinstance(v, bool))
     device = context.get("device")
     if isinstance(device, dict) and device.get("token") not in (None, ""):
         return "it registers a device token (context.device.token)"
-    return None
+    return consent or None
+
+
+def _consent_reason(reason: Reason, mapped: frozenset[str]) -> str | None:
+    """The phrase for a claim, None for an identify none of whose boolean traits is mapped."""
+    if isinstance(reason, str):
+        return reason
+    name = next((n for n in reason if n in mapped), None)
+    return None if name is None else f"it sets the {name} trait, which records consent (consent_traits)"
+
+
+@dataclass(frozen=True)
+class Proofs:
+    """What a workspace asks a public key to prove: its identity settings, and the traits it
+    maps to consent (read from the same settings document)."""
+
+    identity: IdentitySettings
+    consent_traits: frozenset[str] = frozenset()
 
 
 class IdentityGate:
@@ -108,13 +141,17 @@ class IdentityGate:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
         self._clock = clock
-        self._known: dict[str, tuple[float, IdentitySettings]] = {}
+        self._known: dict[str, tuple[float, Proofs]] = {}
 
-    def _read(self, workspace_id: str) -> IdentitySettings:
+    def _read(self, workspace_id: str) -> Proofs:
         with self._engine.connect() as conn:
-            return identity_settings.read(conn, workspace_id)
+            document = workspace_settings.get_all(conn, workspace_id)
+        return Proofs(
+            identity_settings.parse(document.get(identity_settings.IDENTITY)),
+            frozenset(consent_traits_of(document)),
+        )
 
-    async def settings(self, workspace_id: str) -> IdentitySettings:
+    async def settings(self, workspace_id: str) -> Proofs:
         hit = self._known.get(workspace_id)
         now = self._clock.monotonic()
         if hit is not None and now - hit[0] < IDENTITY_CACHE_TTL_S:
@@ -129,7 +166,7 @@ class IdentityGate:
 
 # One event to check: its index in a batch (None for a single call), its userId, why it
 # needs a proof, and the userHash it carried.
-Claim = tuple[int | None, str, str, Any]
+Claim = tuple[int | None, str, Reason, Any]
 
 
 async def verify(state: IngestState, workspace_id: str, write_kind: str, claims: list[Claim], events: int) -> None:
@@ -138,7 +175,7 @@ async def verify(state: IngestState, workspace_id: str, write_kind: str, claims:
     if not claims or write_kind == SERVER:
         return
     try:
-        settings = await state.identity.settings(workspace_id)
+        proofs = await state.identity.settings(workspace_id)
     except Exception as exc:  # the database is away, or no key here opens the settings: refuse, never 500
         log.error("identity settings unreadable: %s", type(exc).__name__)
         raise IngestError(
@@ -149,11 +186,13 @@ async def verify(state: IngestState, workspace_id: str, write_kind: str, claims:
             reason="unavailable",
             events=events,
         ) from exc
+    settings = proofs.identity
     if not settings.verification:
         return
     errors = []
-    for index, user_id, reason, given in claims:
-        if hash_matches(settings.secrets, user_id, given):
+    for index, user_id, needs, given in claims:
+        reason = _consent_reason(needs, proofs.consent_traits)
+        if reason is None or hash_matches(settings.secrets, user_id, given):
             continue
         field = f"batch[{index}].context.userHash" if index is not None else "context.userHash"
         problem = "missing" if given is None else "does not match the userId"

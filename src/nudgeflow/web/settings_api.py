@@ -108,6 +108,8 @@ def settings_router() -> APIRouter:
             raise HTTPException(422, str(exc)) from None
         if any(name.startswith("smtp.") for name in body):
             _email_channel_changed(state, workspace_id)
+        if any(name.startswith("identity.") or name == "consent_traits" for name in body):
+            state.identity.forget(workspace_id)  # what ingest asks a public key to prove: at once here
         return shown
 
     @router.get("/smtp", summary="The workspace's SMTP settings (secrets masked)")
