@@ -313,6 +313,25 @@ def test_quiet_hours_before_midnight_and_after_end_on_the_same_morning() -> None
     ]
 
 
+def test_quiet_hours_ending_in_the_repeated_fall_back_hour_end_at_its_second_occurrence() -> None:
+    # New York falls back from 02:00 EDT to 01:00 EST on 1 November 2026 (06:00Z), so 01:00-01:59
+    # happens twice. At 01:10 EST (06:10Z) the wall clock is inside 23:00-01:30 again; the quiet
+    # hours end at 01:30 EST (06:30Z). Their first 01:30 (05:30Z) is already past: deferring to
+    # it (or to t + 1 ms) would release the message into the quiet hours it is in, again and again.
+    quiet = {"channel": "email", "start": "23:00", "end": "01:30"}
+    d = Driver(cat=cat(pinger("a"), quiet_hours=[quiet]), now=ms("2026-11-01T06:10:00Z"))
+    d.identify({"timezone": "America/New_York"})
+    d.track("Ping")
+    assert outcomes(d) == [("deferred", "a", "quiet_hours", ms("2026-11-01T06:30:00Z"))]
+    d.advance_to(ms("2026-11-01T07:00:00Z"))
+    assert outcomes(d)[1:] == [("send", "a", ms("2026-11-01T06:30:00Z"))]
+    # In the first occurrence of that hour the quiet hours end at the first 01:30 (05:30Z).
+    first = Driver(cat=cat(pinger("a"), quiet_hours=[quiet]), now=ms("2026-11-01T05:10:00Z"))
+    first.identify({"timezone": "America/New_York"})
+    first.track("Ping")
+    assert outcomes(first) == [("deferred", "a", "quiet_hours", ms("2026-11-01T05:30:00Z"))]
+
+
 def test_quiet_hours_drop() -> None:
     d = Driver(cat=quiet_catalog(action="drop"), now=ms("2026-03-02T23:59:00Z"))
     d.track("Ping")

@@ -76,7 +76,8 @@ Quiet hours (`quiet_hours`)
     the end of that stretch plus a spread: unit_hash("quiet", person, local date of the end) x
     `spread`, so one person's messages of one night are released together and different people
     are spread evenly over the spread, deterministically. The person is the stable identity
-    (userId, else first anonymousId), as splits use.
+    (userId, else first anonymousId), as splits use. An end that happens twice (the fall-back
+    hour) is its occurrence after t; one in the spring-forward gap moves forward by the gap.
 
 Collision window (`collision`)
     A marketing message collides when the ledger holds a marketing message of *another* journey
@@ -339,7 +340,9 @@ def _quiet(quiet: QuietHours, want: Want, t: int, zone: ZoneInfo, person: str) -
         return None
     if quiet.action == "drop":
         return _Block(QUIET_HOURS, None, True)
-    until = timecalc.at_local_time(end_day, quiet.end, zone)
+    # The end after t: in the repeated fall-back hour, a t in its second occurrence is inside
+    # until the end's second occurrence (the first is already past).
+    until = timecalc.at_local_time_after(end_day, quiet.end, zone, t)
     spread = duration_ms(quiet.spread)
     if spread:
         until += int(unit_hash("quiet", person, end_day.isoformat()) * spread)
