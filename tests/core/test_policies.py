@@ -11,10 +11,12 @@ from nudgeflow.core.catalog import PAUSED, Catalog, JourneyVersion
 from nudgeflow.core.effects import MessageWithheld, SendMessage
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.policies import plan_for
+from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.core.state import ProfileState
 from nudgeflow.core.turn import unit_hash
 from nudgeflow.model.journeys import EventMatch, Exit, Journey
 from nudgeflow.model.policies import EMPTY, Policies
+from nudgeflow.model.segments import Segment
 from tests.core.engine_driver import T0, D, Driver, H, M, journey, ms
 
 EMAIL_DAILY = {"id": "email-daily", "channel": "email", "limit": 2, "window": "24h"}
@@ -390,6 +392,38 @@ def test_an_exit_event_drops_the_deferred_message_of_a_done_run_and_a_release_ke
     other.track("Cart Viewed")
     other.advance_to(ms("2026-03-03T09:00:00Z"))
     assert outcomes(other)[-1] == ("send", "promo", ms("2026-03-03T08:00:00Z"))
+
+
+@pytest.mark.parametrize("then_wait", [False, True])
+def test_leaving_the_exit_segment_drops_the_deferred_message_of_a_run_done_or_not(then_wait: bool) -> None:
+    # Leaving its exit segment would have ended the run: a done run's deferred message is
+    # dropped then, as an exit event or a conversion with exit: true drops it.
+    steps: dict[str, Any] = {"offer": {"type": "send", "channel": "email", "template": "offer"}}
+    if then_wait:
+        steps["offer"]["next"] = "wait"
+        steps["wait"] = {"type": "wait", "duration": "2d", "next": None}
+    promo = journey("promo", {"type": "event", "event": "Cart Viewed"}, steps, exit={"segment": "browsing"})
+    browsing = Segment.model_validate(
+        {"id": "browsing", "name": "browsing", "when": {"not": {"performed": "Order Completed", "within": "30d"}}}
+    )
+    quiet = {"channel": "email", "start": "21:00", "end": "08:00"}
+    catalog = Catalog(
+        [JourneyVersion("promo", 1, promo)],
+        segments=[SegmentVersion("browsing", 1, browsing)],
+        policies=rules(quiet_hours=[quiet]),
+    )
+    d = Driver(cat=catalog, now=ms("2026-03-02T22:00:00Z"), roundtrip=True)
+    d.track("Cart Viewed")
+    run_id = d.run_id(1)
+    assert d.state.runs[run_id].status == ("active" if then_wait else "done")
+    d.advance_to(ms("2026-03-03T06:00:00Z"))
+    d.track("Order Completed")  # out of the segment overnight
+    assert "browsing" not in d.state.membership
+    assert outcomes(d)[-1] == ("dropped", "promo", "run_ended", None)
+    assert d.state.runs[run_id].messages["offer"]["statuses"] == ["deferred", "dropped"]
+    assert not any(key.startswith("release:") for key in d.timers)
+    d.advance_to(ms("2026-03-03T09:00:00Z"))
+    assert not d.sends()
 
 
 def test_released_message_of_a_paused_journey_is_dropped() -> None:

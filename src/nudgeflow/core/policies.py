@@ -111,8 +111,8 @@ Deferral and release
     - a run that ends by exiting (an exit event, leaving its exit segment, a goal with
       `exit: true`, an exit step, an archived journey...) drops its deferred messages at once,
       reason `run_ended`; a run that finished its steps (done) keeps them, and they are dropped
-      the same way by what would have ended it: one of its exit events, or its conversion when
-      its goal says `exit: true`;
+      the same way by what would have ended it: one of its exit events, leaving its exit
+      segment, or its conversion when its goal says `exit: true`;
     - at release, an archived journey drops it (`run_ended`), a paused one too, reason
       `journey_paused` (a paused journey sends nothing, and resuming wakes held runs, not
       messages).
