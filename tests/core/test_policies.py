@@ -610,6 +610,29 @@ def test_the_same_events_one_at_a_time_or_in_one_batch_give_the_same_decisions()
     assert {("dropped", "collision:welcome"), ("deferred", "quiet_hours"), ("dropped", "frequency_cap:day")} <= statuses
 
 
+def test_a_release_deferred_again_to_before_a_late_event_is_decided_before_it() -> None:
+    # Three journeys collide on Signed Up at T0: j1 goes, j2 and j0 wait until T0+10m; there j2
+    # goes and j0 waits again, until T0+20m. A Ping at T0+25m (priority 9) then collides with
+    # j0's message of T0+20m. An engine busy until T0+25m (no timer fired on time) must decide
+    # the same: j0 at T0+20m too, before the Ping, not after it.
+    def run(busy: bool) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        journeys = [pinger(f"j{i}", "Signed Up", priority=p) for i, p in enumerate([1, 5, 3])]
+        wide = {"id": "wide", "channel": "email", "limit": 100, "window": "1d"}  # keeps a day of ledger
+        d = Driver(cat=cat(*journeys, pinger("late", "Ping", priority=9), collision=COLLISION, frequency_caps=[wide]))
+        d.track("Signed Up")
+        if busy:
+            d.now = T0 + 25 * M
+        else:
+            d.advance_to(T0 + 25 * M)
+        d.track("Ping")
+        d.advance_to(T0 + 3 * H)
+        return decisions(d), [(e[0] - T0) // M for e in d.state.sends]
+
+    on_time, busy = run(busy=False), run(busy=True)
+    assert on_time[1] == [0, 10, 20, 30]  # j1, j2, j0, then the Ping deferred past j0's window
+    assert busy == on_time
+
+
 # --- the ledger --------------------------------------------------------------------------------------
 
 

@@ -105,7 +105,9 @@ Deferral and release
     the first call for the person whose time is at or after `until`: its release timer, or an
     event or another timer that the runtime decides first. So a release is decided before any
     later event however late the runtime fires timers, and deferred messages due at one time are
-    decided together in the order above, whichever of their timers fires first.
+    decided together in the order above, whichever of their timers fires first. A message that
+    call defers again to a time still at or before the call's is decided at that time too, in
+    its place among the others: as its timer would have, had it fired on time.
 
     The run must still be going:
     - a run that ends by exiting (an exit event, leaving its exit segment, a goal with
