@@ -3,6 +3,7 @@ deferral and release, on a virtual clock."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -631,6 +632,62 @@ def test_a_release_deferred_again_to_before_a_late_event_is_decided_before_it() 
     on_time, busy = run(busy=False), run(busy=True)
     assert on_time[1] == [0, 10, 20, 30]  # j1, j2, j0, then the Ping deferred past j0's window
     assert busy == on_time
+
+
+def busy_catalog() -> Catalog:
+    """Caps that defer, quiet hours, a collision window, a transactional journey, an exit."""
+    offer = {"type": "send", "channel": "email", "template": "offer", "on_cap": "defer"}
+    return cat(
+        pinger("welcome", "Signed Up", priority=3),
+        pinger("promo", "Signed Up", priority=1, on_collision="drop"),
+        pinger("cart", "Product Added", on_cap="defer"),
+        pinger("digest", "Digest", on_cap="defer", max_deferral="1d"),
+        pinger("nudge", "Digest", channel="push", on_cap="defer"),
+        pinger("receipt", "Order Completed", marketing=False),
+        journey(
+            "offer",
+            {"type": "event", "event": "Cart Viewed"},
+            {"offer": offer},
+            entry={"reentry": "always"},
+            exit={"events": [{"event": "Unsubscribed"}]},
+            goal={"event": "Order Completed", "within": "2d", "exit": True},
+        ),
+        frequency_caps=[
+            {"id": "day", "channel": "email", "limit": 2, "calendar": "day"},
+            {"id": "h4", "channel": "email", "limit": 3, "window": "4h"},
+            {"id": "p", "channel": "push", "limit": 1, "window": "2h"},
+        ],
+        quiet_hours=[
+            {"channel": "email", "start": "22:00", "end": "07:00", "spread": "20m"},
+            {"channel": "push", "start": "21:00", "end": "08:00"},
+        ],
+        collision={"window": "15m"},
+        timezone="America/Chicago",
+    )
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_days_decided_as_they_come_or_in_one_late_batch_give_the_same_decisions(seed: int) -> None:
+    names = ["Signed Up", "Product Added", "Digest", "Order Completed", "Cart Viewed", "Unsubscribed"]
+    rnd = random.Random(seed)
+    start = ms("2026-03-07T12:00:00Z")  # Chicago moves its clocks on the 8th
+    times = sorted(start + rnd.randrange(20 * H // M) * M for _ in range(rnd.randint(3, 25)))
+    events = [(rnd.choice(names), at) for at in times]
+    as_they_come = Driver(cat=busy_catalog(), now=start)
+    for name, at in events:
+        as_they_come.advance_to(at)
+        as_they_come.track(name)
+    late = Driver(cat=busy_catalog(), now=times[-1] + 1 * H)  # no timer fired until then
+    for name, at in events:
+        late.track(name, ts=at)
+    for d in (as_they_come, late):
+        d.advance_to(start + 5 * D)
+
+    def decided(d: Driver) -> tuple[list[Any], list[Any]]:
+        withheld = sorted((e.journey_id, e.status, e.reason, e.until_ms) for e in d.withheld())
+        return withheld, d.state.sends  # run ids (in the keys) carry the processing time
+
+    assert decided(late) == decided(as_they_come)
 
 
 # --- the ledger --------------------------------------------------------------------------------------
