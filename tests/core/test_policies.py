@@ -11,7 +11,7 @@ import pytest
 from nudgeflow.core.catalog import PAUSED, Catalog, JourneyVersion
 from nudgeflow.core.effects import MessageWithheld, SendMessage
 from nudgeflow.core.inputs import EventInput
-from nudgeflow.core.policies import plan_for
+from nudgeflow.core.policies import MAX_LEDGER, plan_for
 from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.core.state import ProfileState
 from nudgeflow.core.turn import unit_hash
@@ -694,13 +694,31 @@ def test_random_days_decided_as_they_come_or_in_one_late_batch_give_the_same_dec
 
 
 def test_the_ledger_round_trips_and_forgets_what_no_rule_reads() -> None:
-    d = Driver(cat=cat(pinger("a"), pinger("r", "Order", marketing=False, topic="orders"), collision=COLLISION))
+    receipts = {"id": "receipts", "channel": "email", "limit": 9, "window": "1h", "category": "transactional"}
+    r = pinger("r", "Order", marketing=False, topic="orders")
+    d = Driver(cat=cat(pinger("a"), r, collision=COLLISION, frequency_caps=[receipts]))
     d.track("Ping")
     d.track("Order")
     state = ProfileState.from_json("ada", d.state.to_json())
     assert state.sends == [[T0, "email", "a", 0, None], [T0, "email", "r", 1, "orders"]]
     ping(d, T0 + 1 * D)
     assert d.state.sends == [[T0 + D, "email", "a", 0, None]]
+
+
+def test_messages_no_rule_reads_take_no_place_in_the_ledger() -> None:
+    # A chat app's transactional pushes (no rule names them) must not crowd the week's email
+    # out of the ledger, which keeps MAX_LEDGER entries: the weekly email cap still sees it.
+    weekly = {"id": "weekly", "channel": "email", "limit": 1, "window": "7d"}
+    chat = pinger("chat", "Message Received", channel="push", marketing=False)
+    d = Driver(cat=cat(pinger("a"), chat, frequency_caps=[weekly], collision=COLLISION))
+    d.track("Ping")
+    for minute in range(1, MAX_LEDGER + 1):
+        d.now = T0 + minute * M
+        d.track("Message Received")
+    assert len([s for s in d.sends() if s.journey_id == "chat"]) == MAX_LEDGER
+    assert d.state.sends == [[T0, "email", "a", 0, None]]
+    ping(d, T0 + 2 * D)
+    assert outcomes(d)[-1] == ("dropped", "a", "frequency_cap:weekly", None)
 
 
 def test_a_release_still_decided_when_the_event_input_has_no_matching_run() -> None:

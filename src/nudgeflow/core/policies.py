@@ -32,12 +32,15 @@ The message's time `t`
     for a backfill. The ledger records `t`, not the time the message was queued.
 
 The send ledger
-    One entry per message sent while the workspace has policies: [t, channel, journey id,
-    transactional (0/1), topic]. Entries older than the longest window any rule needs
-    (Policies.longest_window_ms from the newest entry; a calendar week needs 8 days) are pruned
-    when one is added; at most MAX_LEDGER are kept. Messages withheld are not in it. Consent and
-    suppression are checked at dispatch, after this: a message the dispatcher then suppresses
-    still counted here.
+    One entry per message sent while the workspace has policies and some rule reads such
+    messages (a cap that counts it, fewer caps included, or the collision window): [t, channel,
+    journey id, transactional (0/1), topic]. A message no rule reads is not recorded, so that
+    many of them (a chat app's transactional pushes) cannot push the counted ones out of the
+    MAX_LEDGER kept; a rule added later counts from then on. Entries older than the longest
+    window any rule needs (Policies.longest_window_ms from the newest entry; a calendar week
+    needs 8 days) are pruned when one is added; at most MAX_LEDGER are kept. Messages withheld
+    are not in it. Consent and suppression are checked at dispatch, after this: a message the
+    dispatcher then suppresses still counted here.
 
 Which rules apply to a message
     A message is transactional when its send step says `marketing: false`. A cap rule counts and
@@ -273,7 +276,10 @@ def decide(
 
 
 def record(plan: Plan, ledger: list[list[Any]], want: Want, t: int) -> None:
-    """Add a sent message to the ledger, and forget what no rule can look at any more."""
+    """Add a sent message to the ledger, and forget what no rule can look at any more. A
+    message no rule counts is not added: it would only push counted ones past MAX_LEDGER."""
+    if not _read(plan, want):
+        return
     ledger.append([t, want.channel, want.journey_id, int(want.transactional), want.topic])
     if len(ledger) > 1 and ledger[-2][AT] > t:
         ledger.sort(key=lambda e: e[AT])  # a late event's message goes where it happened
@@ -284,6 +290,15 @@ def record(plan: Plan, ledger: list[list[Any]], want: Want, t: int) -> None:
     drop = max(drop, len(ledger) - MAX_LEDGER)
     if drop:
         del ledger[:drop]
+
+
+def _read(plan: Plan, want: Want) -> bool:
+    """Whether a cap (fewer ones too: the choice can change) or the collision window reads
+    such a message in the ledger."""
+    if any(rule.applies(want.channel, want.transactional, want.topic) for rule, _ in plan.caps + plan.fewer_caps):
+        return True
+    collision = plan.collision
+    return collision is not None and not want.transactional and collision.applies(want.channel)
 
 
 def _counts(rule: CapRule, entry: list[Any]) -> bool:
