@@ -3,6 +3,7 @@ deferral and release, on a virtual clock."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -10,11 +11,13 @@ import pytest
 from nudgeflow.core.catalog import PAUSED, Catalog, JourneyVersion
 from nudgeflow.core.effects import MessageWithheld, SendMessage
 from nudgeflow.core.inputs import EventInput
-from nudgeflow.core.policies import plan_for
+from nudgeflow.core.policies import MAX_LEDGER, plan_for
+from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.core.state import ProfileState
 from nudgeflow.core.turn import unit_hash
 from nudgeflow.model.journeys import EventMatch, Exit, Journey
 from nudgeflow.model.policies import EMPTY, Policies
+from nudgeflow.model.segments import Segment
 from tests.core.engine_driver import T0, D, Driver, H, M, journey, ms
 
 EMAIL_DAILY = {"id": "email-daily", "channel": "email", "limit": 2, "window": "24h"}
@@ -313,6 +316,25 @@ def test_quiet_hours_before_midnight_and_after_end_on_the_same_morning() -> None
     ]
 
 
+def test_quiet_hours_ending_in_the_repeated_fall_back_hour_end_at_its_second_occurrence() -> None:
+    # New York falls back from 02:00 EDT to 01:00 EST on 1 November 2026 (06:00Z), so 01:00-01:59
+    # happens twice. At 01:10 EST (06:10Z) the wall clock is inside 23:00-01:30 again; the quiet
+    # hours end at 01:30 EST (06:30Z). Their first 01:30 (05:30Z) is already past: deferring to
+    # it (or to t + 1 ms) would release the message into the quiet hours it is in, again and again.
+    quiet = {"channel": "email", "start": "23:00", "end": "01:30"}
+    d = Driver(cat=cat(pinger("a"), quiet_hours=[quiet]), now=ms("2026-11-01T06:10:00Z"))
+    d.identify({"timezone": "America/New_York"})
+    d.track("Ping")
+    assert outcomes(d) == [("deferred", "a", "quiet_hours", ms("2026-11-01T06:30:00Z"))]
+    d.advance_to(ms("2026-11-01T07:00:00Z"))
+    assert outcomes(d)[1:] == [("send", "a", ms("2026-11-01T06:30:00Z"))]
+    # In the first occurrence of that hour the quiet hours end at the first 01:30 (05:30Z).
+    first = Driver(cat=cat(pinger("a"), quiet_hours=[quiet]), now=ms("2026-11-01T05:10:00Z"))
+    first.identify({"timezone": "America/New_York"})
+    first.track("Ping")
+    assert outcomes(first) == [("deferred", "a", "quiet_hours", ms("2026-11-01T05:30:00Z"))]
+
+
 def test_quiet_hours_drop() -> None:
     d = Driver(cat=quiet_catalog(action="drop"), now=ms("2026-03-02T23:59:00Z"))
     d.track("Ping")
@@ -371,6 +393,38 @@ def test_an_exit_event_drops_the_deferred_message_of_a_done_run_and_a_release_ke
     other.track("Cart Viewed")
     other.advance_to(ms("2026-03-03T09:00:00Z"))
     assert outcomes(other)[-1] == ("send", "promo", ms("2026-03-03T08:00:00Z"))
+
+
+@pytest.mark.parametrize("then_wait", [False, True])
+def test_leaving_the_exit_segment_drops_the_deferred_message_of_a_run_done_or_not(then_wait: bool) -> None:
+    # Leaving its exit segment would have ended the run: a done run's deferred message is
+    # dropped then, as an exit event or a conversion with exit: true drops it.
+    steps: dict[str, Any] = {"offer": {"type": "send", "channel": "email", "template": "offer"}}
+    if then_wait:
+        steps["offer"]["next"] = "wait"
+        steps["wait"] = {"type": "wait", "duration": "2d", "next": None}
+    promo = journey("promo", {"type": "event", "event": "Cart Viewed"}, steps, exit={"segment": "browsing"})
+    browsing = Segment.model_validate(
+        {"id": "browsing", "name": "browsing", "when": {"not": {"performed": "Order Completed", "within": "30d"}}}
+    )
+    quiet = {"channel": "email", "start": "21:00", "end": "08:00"}
+    catalog = Catalog(
+        [JourneyVersion("promo", 1, promo)],
+        segments=[SegmentVersion("browsing", 1, browsing)],
+        policies=rules(quiet_hours=[quiet]),
+    )
+    d = Driver(cat=catalog, now=ms("2026-03-02T22:00:00Z"), roundtrip=True)
+    d.track("Cart Viewed")
+    run_id = d.run_id(1)
+    assert d.state.runs[run_id].status == ("active" if then_wait else "done")
+    d.advance_to(ms("2026-03-03T06:00:00Z"))
+    d.track("Order Completed")  # out of the segment overnight
+    assert "browsing" not in d.state.membership
+    assert outcomes(d)[-1] == ("dropped", "promo", "run_ended", None)
+    assert d.state.runs[run_id].messages["offer"]["statuses"] == ["deferred", "dropped"]
+    assert not any(key.startswith("release:") for key in d.timers)
+    d.advance_to(ms("2026-03-03T09:00:00Z"))
+    assert not d.sends()
 
 
 def test_released_message_of_a_paused_journey_is_dropped() -> None:
@@ -557,17 +611,114 @@ def test_the_same_events_one_at_a_time_or_in_one_batch_give_the_same_decisions()
     assert {("dropped", "collision:welcome"), ("deferred", "quiet_hours"), ("dropped", "frequency_cap:day")} <= statuses
 
 
+def test_a_release_deferred_again_to_before_a_late_event_is_decided_before_it() -> None:
+    # Three journeys collide on Signed Up at T0: j1 goes, j2 and j0 wait until T0+10m; there j2
+    # goes and j0 waits again, until T0+20m. A Ping at T0+25m (priority 9) then collides with
+    # j0's message of T0+20m. An engine busy until T0+25m (no timer fired on time) must decide
+    # the same: j0 at T0+20m too, before the Ping, not after it.
+    def run(busy: bool) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        journeys = [pinger(f"j{i}", "Signed Up", priority=p) for i, p in enumerate([1, 5, 3])]
+        wide = {"id": "wide", "channel": "email", "limit": 100, "window": "1d"}  # keeps a day of ledger
+        d = Driver(cat=cat(*journeys, pinger("late", "Ping", priority=9), collision=COLLISION, frequency_caps=[wide]))
+        d.track("Signed Up")
+        if busy:
+            d.now = T0 + 25 * M
+        else:
+            d.advance_to(T0 + 25 * M)
+        d.track("Ping")
+        d.advance_to(T0 + 3 * H)
+        return decisions(d), [(e[0] - T0) // M for e in d.state.sends]
+
+    on_time, busy = run(busy=False), run(busy=True)
+    assert on_time[1] == [0, 10, 20, 30]  # j1, j2, j0, then the Ping deferred past j0's window
+    assert busy == on_time
+
+
+def busy_catalog() -> Catalog:
+    """Caps that defer, quiet hours, a collision window, a transactional journey, an exit."""
+    offer = {"type": "send", "channel": "email", "template": "offer", "on_cap": "defer"}
+    return cat(
+        pinger("welcome", "Signed Up", priority=3),
+        pinger("promo", "Signed Up", priority=1, on_collision="drop"),
+        pinger("cart", "Product Added", on_cap="defer"),
+        pinger("digest", "Digest", on_cap="defer", max_deferral="1d"),
+        pinger("nudge", "Digest", channel="push", on_cap="defer"),
+        pinger("receipt", "Order Completed", marketing=False),
+        journey(
+            "offer",
+            {"type": "event", "event": "Cart Viewed"},
+            {"offer": offer},
+            entry={"reentry": "always"},
+            exit={"events": [{"event": "Unsubscribed"}]},
+            goal={"event": "Order Completed", "within": "2d", "exit": True},
+        ),
+        frequency_caps=[
+            {"id": "day", "channel": "email", "limit": 2, "calendar": "day"},
+            {"id": "h4", "channel": "email", "limit": 3, "window": "4h"},
+            {"id": "p", "channel": "push", "limit": 1, "window": "2h"},
+        ],
+        quiet_hours=[
+            {"channel": "email", "start": "22:00", "end": "07:00", "spread": "20m"},
+            {"channel": "push", "start": "21:00", "end": "08:00"},
+        ],
+        collision={"window": "15m"},
+        timezone="America/Chicago",
+    )
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_days_decided_as_they_come_or_in_one_late_batch_give_the_same_decisions(seed: int) -> None:
+    names = ["Signed Up", "Product Added", "Digest", "Order Completed", "Cart Viewed", "Unsubscribed"]
+    rnd = random.Random(seed)
+    start = ms("2026-03-07T12:00:00Z")  # Chicago moves its clocks on the 8th
+    times = sorted(start + rnd.randrange(20 * H // M) * M for _ in range(rnd.randint(3, 25)))
+    events = [(rnd.choice(names), at) for at in times]
+    as_they_come = Driver(cat=busy_catalog(), now=start)
+    for name, at in events:
+        as_they_come.advance_to(at)
+        as_they_come.track(name)
+    late = Driver(cat=busy_catalog(), now=times[-1] + 1 * H)  # no timer fired until then
+    for name, at in events:
+        late.track(name, ts=at)
+    for d in (as_they_come, late):
+        d.advance_to(start + 5 * D)
+
+    def decided(d: Driver) -> tuple[list[Any], list[Any]]:
+        withheld = sorted((e.journey_id, e.status, e.reason, e.until_ms) for e in d.withheld())
+        return withheld, d.state.sends  # run ids (in the keys) carry the processing time
+
+    assert decided(late) == decided(as_they_come)
+
+
 # --- the ledger --------------------------------------------------------------------------------------
 
 
 def test_the_ledger_round_trips_and_forgets_what_no_rule_reads() -> None:
-    d = Driver(cat=cat(pinger("a"), pinger("r", "Order", marketing=False, topic="orders"), collision=COLLISION))
+    receipts = {"id": "receipts", "channel": "email", "limit": 9, "window": "1h", "category": "transactional"}
+    r = pinger("r", "Order", marketing=False, topic="orders")
+    d = Driver(cat=cat(pinger("a"), r, collision=COLLISION, frequency_caps=[receipts]))
     d.track("Ping")
     d.track("Order")
     state = ProfileState.from_json("ada", d.state.to_json())
     assert state.sends == [[T0, "email", "a", 0, None], [T0, "email", "r", 1, "orders"]]
     ping(d, T0 + 1 * D)
     assert d.state.sends == [[T0 + D, "email", "a", 0, None]]
+
+
+def test_messages_no_rule_reads_take_no_place_in_the_ledger() -> None:
+    # A chat app's transactional pushes (no rule names them) must not crowd the week's email
+    # out of the ledger, which keeps MAX_LEDGER entries: the weekly email cap still sees it.
+    weekly = {"id": "weekly", "channel": "email", "limit": 1, "window": "7d"}
+    chat = pinger("chat", "Message Received", channel="push", marketing=False)
+    d = Driver(cat=cat(pinger("a"), chat, frequency_caps=[weekly], collision=COLLISION))
+    d.track("Ping")
+    for minute in range(1, MAX_LEDGER + 1):
+        d.now = T0 + minute * M
+        d.track("Message Received")
+    assert len([s for s in d.sends() if s.journey_id == "chat"]) == MAX_LEDGER
+    assert d.state.sends == [[T0, "email", "a", 0, None]]
+    ping(d, T0 + 2 * D)
+    assert outcomes(d)[-1] == ("dropped", "a", "frequency_cap:weekly", None)
 
 
 def test_a_release_still_decided_when_the_event_input_has_no_matching_run() -> None:

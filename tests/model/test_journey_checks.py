@@ -490,6 +490,27 @@ def test_documents_yaml_or_json_cannot_read_are_a_document_error(text: str, kind
         load_text(text, kind)  # type: ignore[arg-type]
 
 
+def _alias_bomb(levels: int, fan: int) -> str:
+    """A few hundred bytes of YAML whose aliases stand for fan ** levels values."""
+    lines = ["a0: &a0 [" + ", ".join(["x"] * fan) + "]"]
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]")
+    return "\n".join([*lines, f"name: *a{levels}"])
+
+
+def test_aliases_that_expand_past_any_real_document_are_a_document_error() -> None:
+    # Each alias is the same object, but every reader (line index, checks, pydantic) walks it
+    # once per reference: 9 levels of 9 took hours, in the web server's event loop for
+    # PUT /api/journeys or /api/policies. 160,000 values are refused at once.
+    from nudgeflow.model.journey_checks import load_text
+
+    with pytest.raises(DocumentError, match="aliases expand to more than"):
+        load_text(_alias_bomb(4, 20), "yaml")
+    # Aliases that reuse a little are fine.
+    [(_, doc)] = load_text("base: &b {channel: email, template: t}\none: *b\ntwo: *b\n", "yaml")
+    assert doc["one"] == doc["two"] == {"channel": "email", "template": "t"}
+
+
 # --- channels and templates (Delivery) ------------------------------------------------------------
 
 from nudgeflow.model.journey_checks import CHANNELS, Delivery  # noqa: E402

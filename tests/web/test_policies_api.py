@@ -94,6 +94,11 @@ def test_put_refuses_a_bad_document_with_every_problem_and_stores_nothing(api: h
     ):
         refused = api.put("/api/policies", content=content, headers={"Content-Type": "application/json"})
         assert refused.status_code == 422 and expected in refused.json()["problems"][0]["message"], refused.text
+    # A name longer than the file system allows is an unknown zone too, not a server error.
+    for zone in ("a" * 300, "Europe/" + "x" * 300):
+        long_zone = api.put("/api/policies", json={"timezone": zone})
+        assert long_zone.status_code == 422, long_zone.text
+        assert "unknown time zone" in long_zone.json()["problems"][0]["message"]
     assert api.get("/api/policies").json()["version"] == 0
 
 

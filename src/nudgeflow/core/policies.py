@@ -32,12 +32,15 @@ The message's time `t`
     for a backfill. The ledger records `t`, not the time the message was queued.
 
 The send ledger
-    One entry per message sent while the workspace has policies: [t, channel, journey id,
-    transactional (0/1), topic]. Entries older than the longest window any rule needs
-    (Policies.longest_window_ms from the newest entry; a calendar week needs 8 days) are pruned
-    when one is added; at most MAX_LEDGER are kept. Messages withheld are not in it. Consent and
-    suppression are checked at dispatch, after this: a message the dispatcher then suppresses
-    still counted here.
+    One entry per message sent while the workspace has policies and some rule reads such
+    messages (a cap that counts it, fewer caps included, or the collision window): [t, channel,
+    journey id, transactional (0/1), topic]. A message no rule reads is not recorded, so that
+    many of them (a chat app's transactional pushes) cannot push the counted ones out of the
+    MAX_LEDGER kept; a rule added later counts from then on. Entries older than the longest
+    window any rule needs (Policies.longest_window_ms from the newest entry; a calendar week
+    needs 8 days) are pruned when one is added; at most MAX_LEDGER are kept. Messages withheld
+    are not in it. Consent and suppression are checked at dispatch, after this: a message the
+    dispatcher then suppresses still counted here.
 
 Which rules apply to a message
     A message is transactional when its send step says `marketing: false`. A cap rule counts and
@@ -76,7 +79,8 @@ Quiet hours (`quiet_hours`)
     the end of that stretch plus a spread: unit_hash("quiet", person, local date of the end) x
     `spread`, so one person's messages of one night are released together and different people
     are spread evenly over the spread, deterministically. The person is the stable identity
-    (userId, else first anonymousId), as splits use.
+    (userId, else first anonymousId), as splits use. An end that happens twice (the fall-back
+    hour) is its occurrence after t; one in the spring-forward gap moves forward by the gap.
 
 Collision window (`collision`)
     A marketing message collides when the ledger holds a marketing message of *another* journey
@@ -104,14 +108,16 @@ Deferral and release
     the first call for the person whose time is at or after `until`: its release timer, or an
     event or another timer that the runtime decides first. So a release is decided before any
     later event however late the runtime fires timers, and deferred messages due at one time are
-    decided together in the order above, whichever of their timers fires first.
+    decided together in the order above, whichever of their timers fires first. A message that
+    call defers again to a time still at or before the call's is decided at that time too, in
+    its place among the others: as its timer would have, had it fired on time.
 
     The run must still be going:
     - a run that ends by exiting (an exit event, leaving its exit segment, a goal with
       `exit: true`, an exit step, an archived journey...) drops its deferred messages at once,
       reason `run_ended`; a run that finished its steps (done) keeps them, and they are dropped
-      the same way by what would have ended it: one of its exit events, or its conversion when
-      its goal says `exit: true`;
+      the same way by what would have ended it: one of its exit events, leaving its exit
+      segment, or its conversion when its goal says `exit: true`;
     - at release, an archived journey drops it (`run_ended`), a paused one too, reason
       `journey_paused` (a paused journey sends nothing, and resuming wakes held runs, not
       messages).
@@ -270,7 +276,10 @@ def decide(
 
 
 def record(plan: Plan, ledger: list[list[Any]], want: Want, t: int) -> None:
-    """Add a sent message to the ledger, and forget what no rule can look at any more."""
+    """Add a sent message to the ledger, and forget what no rule can look at any more. A
+    message no rule counts is not added: it would only push counted ones past MAX_LEDGER."""
+    if not _read(plan, want):
+        return
     ledger.append([t, want.channel, want.journey_id, int(want.transactional), want.topic])
     if len(ledger) > 1 and ledger[-2][AT] > t:
         ledger.sort(key=lambda e: e[AT])  # a late event's message goes where it happened
@@ -281,6 +290,15 @@ def record(plan: Plan, ledger: list[list[Any]], want: Want, t: int) -> None:
     drop = max(drop, len(ledger) - MAX_LEDGER)
     if drop:
         del ledger[:drop]
+
+
+def _read(plan: Plan, want: Want) -> bool:
+    """Whether a cap (fewer ones too: the choice can change) or the collision window reads
+    such a message in the ledger."""
+    if any(rule.applies(want.channel, want.transactional, want.topic) for rule, _ in plan.caps + plan.fewer_caps):
+        return True
+    collision = plan.collision
+    return collision is not None and not want.transactional and collision.applies(want.channel)
 
 
 def _counts(rule: CapRule, entry: list[Any]) -> bool:
@@ -339,7 +357,9 @@ def _quiet(quiet: QuietHours, want: Want, t: int, zone: ZoneInfo, person: str) -
         return None
     if quiet.action == "drop":
         return _Block(QUIET_HOURS, None, True)
-    until = timecalc.at_local_time(end_day, quiet.end, zone)
+    # The end after t: in the repeated fall-back hour, a t in its second occurrence is inside
+    # until the end's second occurrence (the first is already past).
+    until = timecalc.at_local_time_after(end_day, quiet.end, zone, t)
     spread = duration_ms(quiet.spread)
     if spread:
         until += int(unit_hash("quiet", person, end_day.isoformat()) * spread)

@@ -91,6 +91,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nudgeflow.core import sending
 from nudgeflow.core.catalog import HISTORY_CAP, Catalog
 from nudgeflow.core.conditions import Scope, compile_filter, compiled, compiled_entry, evaluate_one, get_path
 from nudgeflow.core.effects import SegmentChanged
@@ -110,7 +111,7 @@ from nudgeflow.core.segment_index import (
     requires_occurrence,
     segment_history_needs,
 )
-from nudgeflow.core.state import ACTIVE, EXITED, HELD, ProfileState
+from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, ProfileState
 from nudgeflow.core.steps import end, enter
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model import event_names
@@ -517,15 +518,22 @@ def arm_lapse_timer(turn: Turn) -> None:
 
 
 def end_runs(turn: Turn, done: Sequence[Change]) -> None:
-    """End the active and held runs of journeys whose `exit.segment` the person just left."""
+    """End the active and held runs of journeys whose `exit.segment` the person just left; a
+    done run still holding a deferred message loses it (what would have ended the run drops
+    it, as an exit event does: core/sending.py)."""
     left = {change.segment.segment_id for change in done if not change.entered}
     if not left:
         return
     for run in list(turn.state.runs.values()):
-        if run.status not in (ACTIVE, HELD):
+        waits = run.status == DONE and bool(run.messages) and sending.awaits_release(run)
+        if run.status not in (ACTIVE, HELD) and not waits:
             continue
         journey = turn.catalog.version(run.journey_id, run.version)
-        if journey is not None and journey.exit.segment in left:
+        if journey is None or journey.exit.segment not in left:
+            continue
+        if waits:
+            sending.drop_deferred(turn, run)
+        else:
             end(turn, run, EXITED, SEGMENT_EXIT)
 
 

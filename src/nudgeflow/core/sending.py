@@ -177,15 +177,19 @@ def awaits_release(run: Run) -> bool:
 def release_due(turn: Turn) -> None:
     """Decide again, each at its own time, every deferred message of the person due by this
     call's message time, before the call's own event or timer does anything: as if each release
-    timer had fired on time, however late the runtime gets to it or to this event."""
+    timer had fired on time, however late the runtime gets to it or to this event.
+
+    In rounds, earliest release time first: a message deferred again to a time still at or
+    before this call's is decided then too, in its place among the others (its timer would
+    have fired before this event). Each deferral is later than the time it was decided at, so
+    the rounds end; past MAX_STEPS_PER_TURN of them, the timers left armed go on from there."""
     t = turn.message_ms
-    for run in list(turn.state.runs.values()):
-        if not run.messages:
-            continue
-        for step_id, record in list(run.messages.items()):
-            until = record.get("until")
-            if not isinstance(until, int) or until > t:
-                continue
+    for _ in range(MAX_STEPS_PER_TURN):
+        due = _earliest_due(turn, t)
+        if not due:
+            return
+        for run, step_id, record in due:
+            until = record["until"]
             journey = turn.catalog.version(run.journey_id, run.version)
             step = journey.steps.get(step_id) if journey is not None else None
             if journey is None or not isinstance(step, SendStep):
@@ -196,7 +200,24 @@ def release_due(turn: Turn) -> None:
             message = (step_id, record["key"], template, variant)
             ids = (run.id, run.journey_id, run.version)
             _release(turn, run, ids, journey, step, message, until, record.get("first", until), record)
-    settle(turn)
+        settle(turn)
+
+
+def _earliest_due(turn: Turn, t: int) -> list[tuple[Run, str, dict[str, Any]]]:
+    """The deferred messages whose release time is the earliest one at or before t."""
+    due: list[tuple[Run, str, dict[str, Any]]] = []
+    earliest = t + 1
+    for run in list(turn.state.runs.values()):
+        if not run.messages:
+            continue
+        for step_id, record in run.messages.items():
+            until = record.get("until")
+            if not isinstance(until, int) or until > t or until > earliest:
+                continue
+            if until < earliest:
+                due, earliest = [], until
+            due.append((run, step_id, record))
+    return due
 
 
 def on_release(turn: Turn, payload: dict[str, Any]) -> None:

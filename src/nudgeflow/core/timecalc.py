@@ -158,6 +158,20 @@ def at_local_time(day: date, at: str, tz: tzinfo) -> int:
     return _to_ms(_localize(datetime.combine(day, _parse_at(at)), tz))
 
 
+def at_local_time_after(day: date, at: str, tz: tzinfo, after_ms: int) -> int:
+    """`at` on the local date `day`, as at_local_time gives it; but when that first occurrence
+    is not after `after_ms` and the time happens again that day (the fall-back hour), its
+    second occurrence: a stretch of local time that ends at `at` and contains `after_ms`
+    ends there."""
+    wall = datetime.combine(day, _parse_at(at))
+    first = _to_ms(_localize(wall, tz))
+    if first > after_ms:
+        return first
+    # fold=1 is the second occurrence of a repeated time; elsewhere it is the same instant,
+    # or, in the spring-forward gap, an earlier one that max() leaves out.
+    return max(first, _to_ms(wall.replace(tzinfo=tz, fold=1)))
+
+
 def next_time_of_day(now_ms: int, at: str, weekdays: Sequence[str] | None, tz: tzinfo) -> int:
     """The first instant >= now_ms that is `at` local time on an allowed weekday.
 

@@ -166,7 +166,7 @@ class Policies(_Strict):
         if self.timezone is not None:
             try:
                 ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
+            except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a path
                 hint = "use an IANA name such as Europe/Paris"
                 raise ValueError(f"unknown time zone {self.timezone!r} ({hint})") from exc
         return self
