@@ -81,6 +81,13 @@ def test_put_refuses_a_bad_document_with_every_problem_and_stores_nothing(api: h
     assert yaml.status_code == 422
     [problem] = yaml.json()["problems"]
     assert (problem["path"], problem["line"]) == ("collision.windw", 3)
+    # The ledger keeps 1,000 messages a person: a higher limit could never cap.
+    huge = api.put(
+        "/api/policies", json={"frequency_caps": [{"id": "a", "channel": "push", "limit": 1001, "window": "1d"}]}
+    )
+    assert huge.status_code == 422
+    [problem] = huge.json()["problems"]
+    assert problem["path"] == "frequency_caps.0.limit" and "1000" in problem["message"], problem
     both = api.put("/api/policies", json={"frequency_caps": [{"id": "a", "channel": "email", "limit": 1}]})
     assert both.json()["problems"][0]["message"] == (
         "cap 'a' needs exactly one of `window` (rolling) and `calendar` (day|week)"

@@ -156,11 +156,11 @@ from zoneinfo import ZoneInfo
 from nudgeflow.core import timecalc
 from nudgeflow.core.turn import unit_hash
 from nudgeflow.model.journeys import duration_ms
-from nudgeflow.model.policies import CapRule, Collision, Policies, QuietHours
+from nudgeflow.model.policies import MAX_CAP_LIMIT, CapRule, Collision, Policies, QuietHours
 
 SENT, DEFERRED, DROPPED = "sent", "deferred", "dropped"
 FEWER = "fewer"  # the preference center's value (store/consent.FEWER)
-MAX_LEDGER = 1000  # entries kept per person, newest last
+MAX_LEDGER = MAX_CAP_LIMIT  # entries kept per person, newest last: the most any cap can count
 RUN_ENDED, JOURNEY_PAUSED, QUIET_HOURS = "run_ended", "journey_paused", "quiet_hours"
 
 # A ledger entry is a list (compact in the state document): its fields by position.

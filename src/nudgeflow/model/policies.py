@@ -39,12 +39,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# The most messages a cap may allow in its window: the send ledger keeps this many per person
+# (core/policies.MAX_LEDGER), so a higher limit could never be reached and would never cap.
+MAX_CAP_LIMIT = 1000
+
+
 class CapRule(_Strict):
     """At most `limit` messages on `channel` per window, counted across all journeys."""
 
     id: str = RuleId
     channel: str = ChannelName
-    limit: int = Field(ge=0, le=10_000, description="Messages allowed in the window (0 stops the channel).")
+    limit: int = Field(
+        ge=0, le=MAX_CAP_LIMIT, description="Messages allowed in the window (0 stops the channel; at most 1,000)."
+    )
     window: Duration | None = Field(default=None, description="A rolling window ending now, e.g. 24h, 7d.")
     calendar: Literal["day", "week"] | None = Field(
         default=None, description="A calendar day, or ISO week (Monday first), in the person's time zone."
