@@ -222,6 +222,13 @@ def test_the_graph_of_a_text_being_edited(console_app: ConsoleApp, signed_in: Si
     anonymous.close()
 
 
+ALIAS_BOMB = "\n".join(
+    ["a0: &a0 [" + ", ".join(["x"] * 20) + "]"]
+    + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 20) + "]" for i in range(1, 5)]
+    + ["id: *a4"]
+)
+
+
 def test_structural_edits_of_a_text(console_app: ConsoleApp, signed_in: SignedIn) -> None:
     text = (EXAMPLES / "cart-abandonment.yaml").read_text()
     client = signed_in("viewer")  # it reads and changes nothing: any role may
@@ -245,6 +252,9 @@ def test_structural_edits_of_a_text(console_app: ConsoleApp, signed_in: SignedIn
     assert yaml.safe_load(changed.json()["yaml"])["steps"]["wait-23h"] == {"type": "wait", "duration": "20h"}
     for asked, detail in (
         ({"yaml": text, "op": "set", "step": "wait-23h", "part": "a: ["}, "the settings are not YAML"),
+        # Aliases standing for 160,000 values, which the edits would walk: refused at once.
+        ({"yaml": text, "op": "set", "step": "wait-23h", "part": ALIAS_BOMB}, "aliases expand"),
+        ({"yaml": ALIAS_BOMB, "op": "remove", "step": "x"}, "aliases expand"),
         ({"yaml": text, "op": "remove", "step": "ghost"}, "no step 'ghost'"),
         ({"yaml": text, "op": "move", "step": "reminder-1h", "direction": "up"}, "cannot move up"),
         ({"yaml": text, "op": "fly", "step": "reminder-1h"}, "no edit 'fly'"),

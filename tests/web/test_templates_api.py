@@ -41,6 +41,16 @@ def test_put_get_list_and_versions(api: httpx.Client) -> None:
         headers={"Content-Type": "application/yaml"},
     )  # was a 500: RecursionError in the YAML parser
     assert deep.status_code == 422 and "nested too deeply" in deep.json()["detail"], deep.text
+    # A few hundred bytes whose aliases stand for 160,000 values (nine levels of nine walked
+    # for hours in the event loop): refused before anything walks it.
+    lines = ["a0: &a0 [" + ", ".join(["x"] * 20) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 20) + "]" for i in range(1, 5)]
+    bomb = api.put(
+        "/api/templates/cart-1",
+        content="\n".join([*lines, "subject: Hi", "body: <p>x</p>", "extra: *a4"]),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert bomb.status_code == 422 and "aliases expand" in bomb.json()["detail"], bomb.text
     for version in (2**31, 10**20):  # beyond the version column: a 422, not a driver's overflow
         bad = api.get("/api/templates/cart-1", params={"version": version})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "version", bad.text

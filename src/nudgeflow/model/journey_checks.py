@@ -282,6 +282,21 @@ def _located(data: dict[str, Any], lines: LineMap, problems: list[Problem], star
 MAX_EXPANDED_NODES = 100_000
 
 
+def safe_load(text: str) -> Any:
+    """yaml.safe_load of one document, refusing one whose aliases expand past
+    MAX_EXPANDED_NODES values (DocumentError): for YAML read from a request, which a reader
+    then walks (validation, dumping) once per reference."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_alias_bombs(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _refuse_alias_bombs(node: yaml.Node) -> None:
     """A DocumentError when aliases make the document stand for more than MAX_EXPANDED_NODES
     values (and more than it holds without them): counted once per distinct node."""

@@ -41,6 +41,7 @@ from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import RenderedEmail, TemplateError, compile_template, parse_source, render
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.iso_time import iso
+from nudgeflow.model.journey_checks import safe_load
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.store.push_targets import targets_of
@@ -100,11 +101,11 @@ async def _body(request: Request) -> Any:
     try:
         text = raw.decode("utf-8")
         if content_type in YAML_TYPES:
-            return yaml.safe_load(text)
+            return safe_load(text)
         import orjson
 
         return orjson.loads(text) if text.strip() else None
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:  # DocumentError is a ValueError
         raise TemplateError(
             f"the body is not valid {'YAML' if content_type in YAML_TYPES else 'JSON'}: {exc}"
         ) from None

@@ -33,7 +33,7 @@ from starlette.responses import HTMLResponse, Response
 from nudgeflow.core.clock import to_ms
 from nudgeflow.measure import report
 from nudgeflow.model.iso_time import iso
-from nudgeflow.model.journey_checks import DocumentError, check_journey, load_text
+from nudgeflow.model.journey_checks import DocumentError, check_journey, load_text, safe_load
 from nudgeflow.model.journey_edits import EditError, add_step, move_step, part_of, remove_step, replace_part
 from nudgeflow.model.journey_graph import GOAL, TRIGGER, JourneyGraph, journey_graph
 from nudgeflow.model.journeys import Journey
@@ -125,8 +125,8 @@ def router() -> APIRouter:
         try:
             asked = orjson.loads(body)
             text, op, step = str(asked["yaml"]), str(asked["op"]), str(asked["step"])
-            doc = yaml.safe_load(text)
-        except (orjson.JSONDecodeError, KeyError, TypeError, yaml.YAMLError) as exc:
+            doc = safe_load(text)
+        except (orjson.JSONDecodeError, KeyError, TypeError, yaml.YAMLError, DocumentError) as exc:
             raise HTTPException(422, f"expected JSON with yaml, op and step: {exc}"[:300]) from exc
         if not isinstance(doc, dict):
             raise HTTPException(422, "the text is not a journey document yet: fix it first")
@@ -141,8 +141,8 @@ def router() -> APIRouter:
                 return {"yaml": _dump(part_of(doc, step)), "step": step}
             elif op == "set":
                 try:
-                    value = yaml.safe_load(str(asked.get("part", "")))
-                except yaml.YAMLError as exc:
+                    value = safe_load(str(asked.get("part", "")))
+                except (yaml.YAMLError, DocumentError) as exc:
                     raise EditError(f"the settings are not YAML: {exc}"[:300]) from exc
                 doc = replace_part(doc, step, value)
             else:
