@@ -252,7 +252,7 @@ def test_structural_edits_of_a_text(console_app: ConsoleApp, signed_in: SignedIn
     assert yaml.safe_load(changed.json()["yaml"])["steps"]["wait-23h"] == {"type": "wait", "duration": "20h"}
     for asked, detail in (
         ({"yaml": text, "op": "set", "step": "wait-23h", "part": "a: ["}, "the settings are not YAML"),
-        # Aliases standing for 160,000 values, which the edits would walk: refused at once.
+        # Aliases standing for 160,000 values: refused at once, as PUT /api/journeys refuses them.
         ({"yaml": text, "op": "set", "step": "wait-23h", "part": ALIAS_BOMB}, "aliases expand"),
         ({"yaml": ALIAS_BOMB, "op": "remove", "step": "x"}, "aliases expand"),
         ({"yaml": text, "op": "remove", "step": "ghost"}, "no step 'ghost'"),
