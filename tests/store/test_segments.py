@@ -139,6 +139,19 @@ def test_references_must_be_live_and_must_not_go_round(engine: Any, wsid: str) -
         assert sorted(store.live_definitions(conn, wsid)) == ["buyers", "pro-buyers"]
 
 
+def test_publishing_a_draft_that_closes_a_circle_is_refused(engine: Any, wsid: str) -> None:
+    # The draft was no circle when it was stored; a segment it refers to has since come to
+    # refer back to it. Making it live then would leave the engine a catalog it cannot order.
+    apply(engine, wsid, segment())
+    apply(engine, wsid, segment("pro-buyers", when={"trait": "plan", "value": "pro"}))
+    apply(engine, wsid, segment("buyers", when={"segment": "pro-buyers"}), now=T0 + 1, draft=True)
+    apply(engine, wsid, segment("pro-buyers", when={"segment": "buyers"}), now=T0 + 2)
+    with engine.begin() as conn, pytest.raises(store.InvalidSegment, match="circle: .*buyers"):
+        store.publish(conn, wsid, "buyers", T0 + 3)
+    with engine.connect() as conn:
+        assert store.status_of(conn, wsid, "buyers") == ("live", 1)
+
+
 def test_archive_lets_members_go_and_is_refused_while_something_uses_the_segment(engine: Any, wsid: str) -> None:
     apply(engine, wsid, segment())
     apply(engine, wsid, segment("pro-buyers", when={"segment": "buyers"}))

@@ -143,11 +143,7 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
     checked, problems = check_segment(segment.model_dump(mode="json", by_alias=True), known=set(others))
     if checked is None:
         raise InvalidSegment(segment.id, problems)
-    circle = circle_among([segment], live)
-    if circle is not None:
-        raise InvalidSegment(
-            segment.id, [Problem("when", "segments refer to each other in a circle: " + " -> ".join(circle))]
-        )
+    _refuse_circle(segment, live)
     text = definition_json(segment)
     existing = conn.execute(
         select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
@@ -185,6 +181,14 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
     return Applied(segment.id, created, LIVE, version, new)
 
 
+def _refuse_circle(segment: Segment, live: Mapping[str, Segment]) -> None:
+    circle = circle_among([segment], live)
+    if circle is not None:
+        raise InvalidSegment(
+            segment.id, [Problem("when", "segments refer to each other in a circle: " + " -> ".join(circle))]
+        )
+
+
 def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -> tuple[int, bool]:
     """Make the stored draft live: (the live version, whether it is a new one)."""
     row = _row(conn, workspace_id, segment_id, lock=True)
@@ -201,13 +205,17 @@ def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
         ).scalar_one_or_none()
         if live_text is not None and orjson.loads(live_text) == orjson.loads(row.draft):
             return int(row.live_version), False
-    others = {sid for sid in live_definitions(conn, workspace_id) if sid != segment_id}
+    live = live_definitions(conn, workspace_id)
+    others = {sid for sid in live if sid != segment_id}
     missing = sorted(referenced_segments(draft.when) - others)
     if missing:
         raise InvalidSegment(
             segment_id,
             [Problem("when", f"no live segment {m!r}: apply it first, or in the same files") for m in missing],
         )
+    # Checked again here, not only when the draft was stored: a segment it refers to may have
+    # come to refer back to it since, and the engine cannot order live segments in a circle.
+    _refuse_circle(draft, live)
     latest = conn.execute(
         select(func.max(segment_versions.c.version)).where(
             segment_versions.c.workspace_id == workspace_id, segment_versions.c.segment_id == segment_id
