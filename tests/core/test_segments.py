@@ -558,6 +558,29 @@ def test_a_person_is_decided_in_full_again_after_redecide_all() -> None:
     assert [m[:2] for m in moves(d)[1:]] == [("nobody", "exited"), ("vip", "entered")]
 
 
+def test_redecide_all_holds_when_a_lapse_is_decided_before_the_next_event() -> None:
+    d = driver(seg("recent", {"performed": ORDER, "within": "30d"}), seg("vip", {"trait": "tier", "value": "gold"}))
+    d.track(ORDER)
+    assert moves(d) == [("recent", "entered", T0, ev(d, ORDER))]
+    d.state.traits["tier"] = "gold"  # as a merge brings another person's traits
+    segments.redecide_all(d.state)
+    # The next event comes after the lapse, its timer not fired yet: the lapse is decided
+    # first, and then every segment still is.
+    d.now = T0 + 31 * D
+    d.track("Hello")
+    assert moves(d)[1:] == [("recent", "exited", T0 + 30 * D, TIMER), ("vip", "entered", T0 + 31 * D, ev(d, "Hello"))]
+
+
+def test_redecide_all_does_not_move_decisions_back_in_time() -> None:
+    d = driver(seg("vip", {"trait": "tier", "value": "gold"}))
+    d.now = T0 + 2 * D
+    d.identify({"tier": "silver"})  # decided at T0 + 2d
+    d.state.traits["tier"] = "gold"
+    segments.redecide_all(d.state)
+    d.track("Hello", ts=T0)  # a late event: decided at the latest instant decided, as always
+    assert moves(d) == [("vip", "entered", T0 + 2 * D, ev(d, "Hello"))]
+
+
 def test_consent_updated_for_all_of_a_channel_decides_its_reachability() -> None:
     d = driver(seg("mailable", {"reachable": "email"}), seg("pushable", {"reachable": "push"}))
     d.identify({"email": "ada@example.com"})

@@ -374,12 +374,14 @@ def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]])
     assert index is not None  # the engine calls this only when there are live segments
     todo: set[int] = set()
     facts = turn.state.segment_facts
-    if "at" not in facts:
+    if "at" not in facts or REDECIDE in facts:
         # The first time segments see this person (apply has not reached them: they are
-        # new), or again after a merge (redecide_all): "no order in 30 days" must not wait
-        # for an order. A new person is someone of whom the engine knows only this event, so
-        # the segments it does not touch answer as for no one at all: only those that hold
-        # for no one at all need deciding besides. A merged person: every segment.
+        # new), or again after a merge (redecide_all; its mark, not a missing "at", says so:
+        # "at" stays, and a lapse catch_up decided before this event sets it anyway): "no
+        # order in 30 days" must not wait for an order. A new person is someone of whom the
+        # engine knows only this event, so the segments it does not touch answer as for no
+        # one at all: only those that hold for no one at all need deciding besides. A merged
+        # person: every segment.
         todo.update(range(len(index.order)) if facts.pop(REDECIDE, None) else _empty_true(index))
     hit = index.by_event.get(event.name)
     if hit:
@@ -559,10 +561,9 @@ REDECIDE = "redecide"  # segment_facts: decide every segment on the next event
 
 def redecide_all(state: ProfileState) -> None:
     """Have the person's next event decide every live segment (after their state changed
-    outside the engine: a merge of two people, runtime/merges.py)."""
-    facts = state.segment_facts
-    facts.pop("at", None)
-    facts[REDECIDE] = True
+    outside the engine: a merge of two people, runtime/merges.py). The latest instant decided
+    ("at") stays: deciding them again does not go back in time either."""
+    state.segment_facts[REDECIDE] = True
 
 
 Test = Callable[["_Ctx"], bool]

@@ -94,6 +94,10 @@ def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
     pushes = known + [h for h in theirs.get("webpush") or [] if h not in known]
     if pushes:
         ours["webpush"] = pushes
+    # The latest instant either was decided at: deciding them again does not go back in time.
+    times = [t for t in (ours.get("at"), theirs.get("at")) if is_number(t)]
+    if times:
+        ours["at"] = max(times)
     redecide_all(into)
 
 
