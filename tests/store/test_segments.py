@@ -273,6 +273,31 @@ def test_segment_changed_effects_write_members_and_append_events_once(engine: An
     assert payload["type"] == "track" and payload["userId"] == "user-pb"
 
 
+def test_changes_decided_in_one_batch_count_on_their_own_days_as_in_separate_batches(engine: Any, wsid: str) -> None:
+    # A backlog (an import, an engine that was down) decides days of one person's changes in
+    # one batch: the daily sizes and `since` must not depend on how they were batched.
+    apply(engine, wsid, segment())
+    add_profiles(engine, wsid, ["day-a", "day-b"])
+    cause = {"event": "Order Completed", "message_id": "m-1"}
+    lapse = {"timer": "window"}
+    first = EffectsBatch()
+    first.add(wsid, "day-a", [SegmentChanged("buyers", 1, True, T0, cause)], T0)
+    with engine.begin() as conn:
+        first.write(conn, T0)
+    b = EffectsBatch()
+    b.add(wsid, "day-a", [SegmentChanged("buyers", 1, False, T0 + DAY, lapse)], T0 + 3 * DAY)
+    b.add(wsid, "day-a", [SegmentChanged("buyers", 1, True, T0 + 2 * DAY, cause)], T0 + 3 * DAY)
+    b.add(wsid, "day-b", [SegmentChanged("buyers", 1, True, T0 + 11, cause)], T0 + 3 * DAY)
+    b.add(wsid, "day-b", [SegmentChanged("buyers", 1, False, T0 + DAY + 12, lapse)], T0 + 3 * DAY)
+    with engine.begin() as conn:
+        counts = b.write(conn, T0 + 3 * DAY)
+    assert (counts.segments_entered, counts.segments_exited) == (0, 0)  # no members row added or removed
+    d0 = store.day_of(T0)
+    assert daily(engine, wsid, "buyers") == [(d0, 2, 0, 2), (d0 + 1, 0, 2, 0), (d0 + 2, 1, 0, 1)]
+    with engine.connect() as conn:
+        assert store.members(conn, wsid, "buyers") == [("day-a", T0 + 2 * DAY)]  # since its latest entry
+
+
 def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: Any, wsid: str) -> None:
     apply(engine, wsid, segment())
     apply(engine, wsid, segment("browsers", when={"performed": "Product Viewed", "within": "7d"}))

@@ -562,12 +562,19 @@ def members_among(conn: Connection, workspace_id: str, segment_id: str, profile_
 Change = tuple[bool, int]  # (a member after it, when: the change's time)
 
 
-def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Change]) -> tuple[int, int]:
+def write_changes(
+    conn: Connection,
+    changes: Mapping[tuple[str, str, str], Change],
+    earlier: Mapping[tuple[str, str, str], Sequence[Change]] | None = None,
+) -> tuple[int, int]:
     """Make the members rows say what the engine decided: {(workspace, segment, profile):
     (member, at_ms)}, each the last word on that membership in the transaction. Rows are
     inserted or deleted only where they differ, and only those are counted in the daily
-    sizes (on the UTC day of at_ms): the counts follow the table exactly. Returns
-    (entered, exited)."""
+    sizes (on the UTC day of at_ms): the counts follow the table exactly. `earlier`: for a
+    membership that changed more than once in the transaction, the changes before the last
+    word, oldest first; each that differs from the one before counts on its own day (and a
+    row kept through a leaving and an entering gets the later `since`), as they would have
+    in transactions of their own. Returns (members rows inserted, deleted)."""
     if not changes:
         return 0, 0
     keys = sorted(changes)
@@ -580,7 +587,10 @@ def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Chang
     for key in keys:
         member, at_ms = changes[key]
         ws, sid, pid = key
-        if member and key not in present:
+        steps = earlier.get(key) if earlier else None
+        if steps:
+            _replay(key, [*steps, (member, at_ms)], key in present, inserts, deletes, counts)
+        elif member and key not in present:
             inserts.append((ws, sid, pid, at_ms))
             entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
             counts[(ws, sid, day_of(at_ms))] = (entered + 1, exited)
@@ -588,14 +598,42 @@ def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Chang
             deletes.append((ws, sid, pid))
             entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
             counts[(ws, sid, day_of(at_ms))] = (entered, exited + 1)
-    sql.insert_rows(
-        conn, "segment_members", ("workspace_id", "segment_id", "profile_id", "since_ms"), inserts, conflict=_MEMBER_KEY
-    )
+    # Deleted first: a row kept through a leaving and an entering is deleted and inserted again.
     sql.execute_many(
         conn, "DELETE FROM segment_members WHERE workspace_id = ? AND segment_id = ? AND profile_id = ?", deletes
     )
+    sql.insert_rows(
+        conn, "segment_members", ("workspace_id", "segment_id", "profile_id", "since_ms"), inserts, conflict=_MEMBER_KEY
+    )
     _count(conn, counts)
-    return len(inserts), len(deletes)
+    kept = len({row[:3] for row in inserts} & set(deletes)) if earlier else 0  # rows with a new `since`
+    return len(inserts) - kept, len(deletes) - kept
+
+
+def _replay(
+    key: tuple[str, str, str],
+    steps: Sequence[Change],
+    present: bool,
+    inserts: list[tuple[Any, ...]],
+    deletes: list[tuple[Any, ...]],
+    counts: dict[tuple[str, str, int], tuple[int, int]],
+) -> None:
+    """One membership's changes in a transaction, oldest first, from whether its row is there:
+    each real change counted on its day; the row deleted, inserted, or both (a new `since`)."""
+    ws, sid, _pid = key
+    member, since = present, None
+    for now_member, at_ms in steps:
+        if now_member == member:
+            continue
+        member = now_member
+        entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
+        counts[(ws, sid, day_of(at_ms))] = (entered + 1, exited) if member else (entered, exited + 1)
+        if member:
+            since = at_ms
+    if present and (not member or since is not None):
+        deletes.append(key)
+    if member and since is not None:
+        inserts.append((*key, since))
 
 
 _MEMBER_KEY = "workspace_id, segment_id, profile_id"
