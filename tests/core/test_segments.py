@@ -505,6 +505,18 @@ def test_without_segments_nothing_changes() -> None:
     assert b"membership" not in d.state.to_json() and b"segment_facts" not in d.state.to_json()
 
 
+def test_a_lapse_timer_firing_after_every_segment_was_archived_is_not_armed_again() -> None:
+    d = driver(seg("recent", {"performed": ORDER, "within": "30d"}))
+    d.track(ORDER)
+    assert d.timers["seg:*"][0] == T0 + 30 * D
+    d.use(cat())  # the last live segment archived: the workspace has none
+    d.now = T0 + 30 * D
+    d.fire("seg:*")
+    # Nothing is left to decide: a timer armed again at its own due time would fire at once,
+    # for ever.
+    assert "seg:*" not in d.timers
+
+
 # --- checking journeys against the live segments ----------------------------------------------------
 
 

@@ -463,8 +463,14 @@ def on_timer(turn: Turn, timer: TimerInput) -> None:
     """The person's lapse timer fell due: decide every lapse due by then, each at its own due
     time and in order, and arm the timer again at the next one. (A timer of the per-segment
     kind an earlier version armed, key `seg:<id>`, is decided the same way.)"""
+    facts = turn.state.segment_facts
     if timer.key == LAPSE_TIMER:
-        turn.state.segment_facts.pop(ARMED, None)  # fired: nothing is armed now
+        facts.pop(ARMED, None)  # fired: nothing is armed now
+    if turn.catalog.segment_index is None:
+        # Every segment was archived since: nothing is left to lapse, and a timer armed again
+        # at a due time already past would fire at once, for ever.
+        facts.pop("due", None)
+        return
     catch_up(turn, timer.due_ms)
     arm_lapse_timer(turn)
 
