@@ -31,3 +31,18 @@ def test_counts_that_always_or_never_hold_are_warned_of() -> None:
     )
     assert segment is not None
     assert [(p.path, p.severity) for p in problems] == [("when.any.0.count", WARNING), ("when.any.1.count", WARNING)]
+
+
+def test_a_sum_compared_with_infinity_or_nan_is_refused() -> None:
+    # Stored as JSON, where such a number is written as null: the stored version would not
+    # read back, and every reader of the workspace's live segments (the engine too) would fail.
+    for value in (float("inf"), float("-inf"), float("nan")):
+        segment, problems = check_segment(
+            {
+                "id": "s",
+                "name": "S",
+                "when": {"performed": "Order Completed", "within": "30d", "sum": {"property": "revenue", "value": value}},
+            }
+        )
+        assert segment is None
+        assert [(p.path, p.severity) for p in problems] == [("when.sum.value", ERROR)], value
