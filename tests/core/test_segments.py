@@ -493,6 +493,26 @@ def test_on_segment_apply_records_membership_and_arms_the_timer_without_starting
     assert Engine(c).on_segment_apply(state, "loyal", past, T0 + H) == []  # the same answer: nothing
 
 
+def test_applying_a_segment_that_reads_no_reachability_keeps_the_persons_reachability() -> None:
+    mailable = seg("mailable", {"reachable": "email"})
+    pushable = seg("pushable", {"reachable": "push"})
+    recent = seg("recent", {"performed": ORDER, "within": "30d"})
+    d = driver(mailable, pushable, recent)
+    d.identify({"email": "ada@example.com"})
+    d.track(event_names.UNSUBSCRIBED, {"topic": "*"})
+    d.track("App Opened", context={"device": {"type": "ios", "token": "ab12"}})
+    d.track(ORDER)
+    assert d.state.membership.keys() == {"pushable", "recent"}
+    # "recent" applied: what it read of the past is the person's orders, which say nothing of
+    # how they can be reached; the facts "mailable" and "pushable" read stay as they are.
+    past = [EventInput("o", "track", ORDER, T0)]
+    d.engine.on_segment_apply(d.state, "recent", past, T0 + H)
+    d.now += H
+    d.identify({"email": "ada@example.org"})  # decides "mailable": still unsubscribed
+    d.track(event_names.CONSENT_UPDATED, {"channel": "push", "topic": "news", "subscribed": True})
+    assert d.state.membership.keys() == {"pushable", "recent"}
+
+
 # --- no segments ----------------------------------------------------------------------------------
 
 

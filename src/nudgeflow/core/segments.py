@@ -216,7 +216,7 @@ def compute(
         wanted = needs(catalog, segment_id)
         history = {**history, **_history_from(catalog, wanted.names, past)}
         facts = dict(facts)
-        _set_reach(facts, _facts_from(index, past))
+        _set_reach(facts, _facts_from(index, past), sv)
     ctx = _Ctx(state, at_ms, index, history, facts)
     pos = index.position[segment_id]
     plan = _plan(index)
@@ -265,7 +265,7 @@ def explain(
     if past is not None:
         history = {**history, **_history_from(catalog, needs(catalog, segment_id).names, past)}
         facts = dict(facts)
-        _set_reach(facts, _facts_from(index, past))
+        _set_reach(facts, _facts_from(index, past), sv)
     ctx = _Ctx(state, at_ms, index, history, facts)
     check = _check(sv.definition.when, "when", ctx)
     return Explanation(segment_id, sv.version, at_ms, check.holds, check)
@@ -360,7 +360,7 @@ def apply(turn: Turn, segment_id: str, past: Sequence[EventInput]) -> None:
             state.history[name] = entries
         else:
             state.history.pop(name, None)
-    _set_reach(state.segment_facts, _facts_from(index, past))
+    _set_reach(state.segment_facts, _facts_from(index, past), index.order[pos])
     _decide(turn, index, {pos}, _clock(state, turn.now_ms), {"apply": index.order[pos].version})
     arm_lapse_timer(turn)
 
@@ -1001,11 +1001,16 @@ def _facts_from(index: SegmentIndex, past: Sequence[EventInput]) -> dict[str, An
     return facts
 
 
-REACH_FACTS = ("email_off", "push_off", "webpush", "device")
+EMAIL_FACTS = ("email_off",)
+PUSH_FACTS = ("push_off", "webpush", "device")
 
 
-def _set_reach(facts: dict[str, Any], new: dict[str, Any]) -> None:
-    for name in REACH_FACTS:
+def _set_reach(facts: dict[str, Any], new: dict[str, Any], sv: SegmentVersion) -> None:
+    """Replace the reachability facts the segment reads with those rebuilt from the past
+    that needs() gave for it, and only those: that past holds no event of the others (a
+    segment of orders reads none), which other segments read from the facts the engine kept."""
+    email, push = _reach_kinds(sv)
+    for name in (EMAIL_FACTS if email else ()) + (PUSH_FACTS if push else ()):
         if new.get(name):
             facts[name] = new[name]
         else:
