@@ -180,6 +180,21 @@ def test_sum_and_where() -> None:
     assert moves(d)[-1] == ("big", "exited", T0 + 7 * D, TIMER)
 
 
+def test_a_where_filter_referring_to_a_trait_is_decided_again_when_the_trait_changes() -> None:
+    d = driver(
+        seg(
+            "home",
+            {"performed": ORDER, "within": "30d", "where": [{"property": "currency", "value": {"ref": "profile.currency"}}]},
+        )
+    )
+    d.identify({"currency": "EUR"})
+    d.track(ORDER, {"currency": "USD"})
+    assert moves(d) == []
+    d.now += H
+    d.identify({"currency": "USD"})  # the order counts now
+    assert moves(d) == [("home", "entered", T0 + H, ev(d, "identify"))]
+
+
 def test_count_keeps_enough_history_past_the_default_cap() -> None:
     d = driver(seg("heavy", {"performed": "Page Viewed", "within": "1d", "count": 250}))
     for i in range(260):
