@@ -184,7 +184,11 @@ def test_a_where_filter_referring_to_a_trait_is_decided_again_when_the_trait_cha
     d = driver(
         seg(
             "home",
-            {"performed": ORDER, "within": "30d", "where": [{"property": "currency", "value": {"ref": "profile.currency"}}]},
+            {
+                "performed": ORDER,
+                "within": "30d",
+                "where": [{"property": "currency", "value": {"ref": "profile.currency"}}],
+            },
         )
     )
     d.identify({"currency": "EUR"})

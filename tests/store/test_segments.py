@@ -146,7 +146,7 @@ def test_publishing_a_draft_that_closes_a_circle_is_refused(engine: Any, wsid: s
     apply(engine, wsid, segment("pro-buyers", when={"trait": "plan", "value": "pro"}))
     apply(engine, wsid, segment("buyers", when={"segment": "pro-buyers"}), now=T0 + 1, draft=True)
     apply(engine, wsid, segment("pro-buyers", when={"segment": "buyers"}), now=T0 + 2)
-    with engine.begin() as conn, pytest.raises(store.InvalidSegment, match="circle: .*buyers"):
+    with engine.begin() as conn, pytest.raises(store.InvalidSegment, match=r"circle: .*buyers"):
         store.publish(conn, wsid, "buyers", T0 + 3)
     with engine.connect() as conn:
         assert store.status_of(conn, wsid, "buyers") == ("live", 1)

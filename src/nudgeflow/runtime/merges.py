@@ -95,7 +95,7 @@ def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
     if pushes:
         ours["webpush"] = pushes
     # The latest instant either was decided at: deciding them again does not go back in time.
-    times = [t for t in (ours.get("at"), theirs.get("at")) if is_number(t)]
+    times = [t for t in (ours.get("at"), theirs.get("at")) if isinstance(t, int)]
     if times:
         ours["at"] = max(times)
     redecide_all(into)

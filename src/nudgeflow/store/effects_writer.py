@@ -345,11 +345,11 @@ class EffectsBatch:
                 self._outbox[message_key] = message
         self._withheld.update(withheld)
         for change in members:
-            key = (workspace_id, change.segment_id, profile_id)
-            before = self._members.get(key)
+            membership = (workspace_id, change.segment_id, profile_id)
+            before = self._members.get(membership)
             if before is not None:
-                self._earlier.setdefault(key, []).append(before)
-            self._members[key] = (change.entered, change.at_ms)
+                self._earlier.setdefault(membership, []).append(before)
+            self._members[membership] = (change.entered, change.at_ms)
         self._segment_events.extend(changes)
         for key, op in timers:
             self._timers[key] = op
