@@ -597,6 +597,23 @@ def test_a_journeys_profile_update_moves_segments() -> None:
     assert moves(d) == [("vip", "entered", T0, {"event": "update_profile", "message_id": None})]
 
 
+def test_a_profile_update_after_a_wait_is_decided_at_the_timers_due_time_however_late_it_fires() -> None:
+    upgrade = journey(
+        "upgrade",
+        {"type": "event", "event": "Paid"},
+        {
+            "wait": {"type": "wait", "duration": "1h", "next": "set"},
+            "set": {"type": "update_profile", "set": {"tier": "gold"}},
+        },
+    )
+    d = driver(seg("vip", {"trait": "tier", "value": "gold"}), upgrade)
+    d.track("Paid")
+    [key] = [k for k in d.timers if not k.startswith("seg:")]
+    d.now = T0 + 5 * H  # the engine fires the step's timer four hours late (a backlog)
+    d.fire(key)
+    assert moves(d) == [("vip", "entered", T0 + H, {"event": "update_profile", "message_id": None})]
+
+
 def test_a_person_is_decided_in_full_again_after_redecide_all() -> None:
     d = driver(
         seg("vip", {"trait": "tier", "value": "gold"}), seg("nobody", {"not": {"trait": "tier", "op": "exists"}})

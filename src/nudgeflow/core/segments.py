@@ -454,7 +454,9 @@ def on_traits(turn: Turn, changes: dict[str, tuple[Any, Any]]) -> None:
         if found:
             todo.update(found)
     if todo:
-        done = _decide(turn, index, todo, _clock(turn.state, turn.since_ms), CAUSE_UPDATE)
+        # At the event's time, or the timer's due time: never the time the batch is processed,
+        # which would move the person's clock (and every window after it) to whenever it ran.
+        done = _decide(turn, index, todo, _clock(turn.state, turn.message_ms), CAUSE_UPDATE)
         end_runs(turn, done)
         start(turn, done)
 
