@@ -502,7 +502,20 @@ def members(
     conn: Connection, workspace_id: str, segment_id: str, after: str = "", limit: int = 100
 ) -> list[tuple[str, int]]:
     """The next `limit` members after profile id `after`, in id order: (profile id, since_ms)."""
+    return _members(conn, workspace_id, segment_id, after, max(1, min(limit, MAX_PAGE)))
+
+
+def members_page(
+    conn: Connection, workspace_id: str, segment_id: str, after: str = "", limit: int = 100
+) -> tuple[list[tuple[str, int]], str | None]:
+    """members(), and the `after` of the next page: None on the last page, a full one too
+    (one more row is read to tell)."""
     limit = max(1, min(limit, MAX_PAGE))
+    found = _members(conn, workspace_id, segment_id, after, limit + 1)
+    return found[:limit], (found[limit - 1][0] if len(found) > limit else None)
+
+
+def _members(conn: Connection, workspace_id: str, segment_id: str, after: str, limit: int) -> list[tuple[str, int]]:
     m = segment_members.c
     rows = conn.execute(
         select(m.profile_id, m.since_ms)
