@@ -247,6 +247,30 @@ def test_reachable_email_follows_unsubscribe_from_all() -> None:
     assert moves(d)[-1][:2] == ("mailable", "exited")
 
 
+def test_the_latest_consent_by_event_time_decides_reachability_whatever_order_it_arrives_in() -> None:
+    d = driver(seg("mailable", {"reachable": "email"}), seg("pushable", {"reachable": "push"}))
+    d.identify({"email": "ada@example.com"})
+    d.track("App Opened", context={"device": {"type": "ios", "token": "ab12"}})
+    assert d.state.membership.keys() == {"mailable", "pushable"}
+    d.now = T0 + 2 * H
+    d.track(event_names.UNSUBSCRIBED, {"topic": "*"})
+    d.track(event_names.CONSENT_UPDATED, {"channel": "push", "topic": "*", "subscribed": False})
+    assert d.state.membership.keys() == set()
+    # Older choices, arriving late (an offline queue): the newer ones above still decide.
+    d.track(event_names.SUBSCRIPTION_PREFERENCES_UPDATED, {"subscribed": True}, ts=T0 + H)
+    d.track(event_names.CONSENT_UPDATED, {"channel": "push", "topic": "*", "subscribed": True}, ts=T0 + H)
+    assert d.state.membership.keys() == set()
+    # The same facts as rebuilt from the stored events (an apply), which reads them in time order.
+    past = [
+        EventInput("u", "track", event_names.UNSUBSCRIBED, T0 + 2 * H, {"topic": "*"}),
+        EventInput("s", "track", event_names.SUBSCRIPTION_PREFERENCES_UPDATED, T0 + H, {"subscribed": True}),
+    ]
+    assert not segments.compute(d.engine.catalog, d.state, "mailable", T0 + 3 * H, past).member
+    d.now = T0 + 3 * H
+    d.track(event_names.SUBSCRIPTION_PREFERENCES_UPDATED, {"subscribed": True})  # a newer yes
+    assert d.state.membership.keys() == {"mailable"}
+
+
 def test_reachable_push_webpush_and_device_token() -> None:
     d = driver(seg("pushable", {"reachable": "push"}))
     d.track(event_names.PUSH_SUBSCRIBED, {"provider": "webpush", "endpoint_hash": "h1"})

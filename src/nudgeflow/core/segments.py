@@ -62,7 +62,8 @@ Conditions (docs/segments.md):
 - reachable email: an `email` trait (a non-empty text) and not unsubscribed from all
   marketing email: the latest of `Unsubscribed` with topic "*" (store.consent's ALL),
   `Subscription Preferences Updated` with `subscribed`, and `Consent Updated` for channel
-  email and topic "*" decides. A topic's unsubscribe does not count, and neither does
+  email and topic "*" decides, by event time (one arriving late, older than the choice
+  that decided, changes nothing: _choose). A topic's unsubscribe does not count, and neither does
   suppression of the address (bounces, complaints) nor an opt_in workspace's want of a
   recorded yes: those are the dispatcher's to apply.
 - reachable push: a Web Push subscription the engine saw (`Push Subscribed`, less `Push
@@ -947,6 +948,12 @@ def _reach_kinds(sv: SegmentVersion) -> tuple[bool, bool]:
 # --- what segments remember ----------------------------------------------------------------
 
 
+# segment_facts: the time of the choice that decided each channel's `*_off` fact.
+CHOSEN_AT = {"email_off": "email_chosen_at", "push_off": "push_chosen_at"}
+EMAIL_FACTS = ("email_off", "email_chosen_at")
+PUSH_FACTS = ("push_off", "push_chosen_at", "webpush", "device")
+
+
 def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> bool:
     """Note what the event says about reachability; True when a device token is seen for the
     first time (the events of the other facts are in index.by_event already)."""
@@ -958,21 +965,16 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
         subscribed, channel = props.get("subscribed"), props.get("channel")
         off = {"email": "email_off", "push": "push_off"}.get(channel) if isinstance(channel, str) else None
         if off is not None and props.get("topic") == ALL_TOPICS and isinstance(subscribed, bool):
-            if subscribed:
-                facts.pop(off, None)
-            else:
-                facts[off] = True
+            _choose(facts, off, subscribed, event.timestamp_ms)
         return False
     if index.email_facts:
         if name == event_names.UNSUBSCRIBED:
             if props.get("topic") == ALL_TOPICS:
-                facts["email_off"] = True
+                _choose(facts, "email_off", False, event.timestamp_ms)
         elif name == event_names.SUBSCRIPTION_PREFERENCES_UPDATED:
             subscribed = props.get("subscribed")
-            if subscribed is True:
-                facts.pop("email_off", None)
-            elif subscribed is False:
-                facts["email_off"] = True
+            if isinstance(subscribed, bool):
+                _choose(facts, "email_off", subscribed, event.timestamp_ms)
     if index.push_facts:
         if name in PUSH_TARGET_EVENTS:
             digest = props.get("endpoint_hash")
@@ -995,16 +997,27 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
     return False
 
 
+def _choose(facts: dict[str, Any], off: str, subscribed: bool, at_ms: int) -> None:
+    """A yes or no to all of a channel's marketing (`off`: its fact): the latest by event time
+    decides, so one that arrives late, older than the choice that decided, changes nothing
+    (an apply, reading the stored events in time order, comes to the same)."""
+    when = CHOSEN_AT[off]
+    last = facts.get(when)
+    if isinstance(last, int) and at_ms < last:
+        return
+    facts[when] = at_ms
+    if subscribed:
+        facts.pop(off, None)
+    else:
+        facts[off] = True
+
+
 def _facts_from(index: SegmentIndex, past: Sequence[EventInput]) -> dict[str, Any]:
     """The reachability facts the engine would hold had it seen these events (in time order)."""
     facts: dict[str, Any] = {}
     for event in sorted(past, key=lambda e: e.timestamp_ms):
         _observe(index, facts, event)
     return facts
-
-
-EMAIL_FACTS = ("email_off",)
-PUSH_FACTS = ("push_off", "webpush", "device")
 
 
 def _set_reach(facts: dict[str, Any], new: dict[str, Any], sv: SegmentVersion) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.core import send_time
 from nudgeflow.core.policies import MAX_LEDGER
-from nudgeflow.core.segments import redecide_all
+from nudgeflow.core.segments import CHOSEN_AT, redecide_all
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.numbers import is_number
 from nudgeflow.store import engine_state
@@ -85,9 +85,13 @@ def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
     ours, theirs = into.segment_facts, other.segment_facts
     if not theirs and not ours:
         return  # no segment has seen either of them
-    for off in ("email_off", "push_off"):
+    for off, chosen in CHOSEN_AT.items():
         if theirs.get(off):
             ours[off] = True
+        # The later of their choices' times: a choice older than both, arriving late, changes nothing.
+        times = [t for t in (ours.get(chosen), theirs.get(chosen)) if isinstance(t, int)]
+        if times:
+            ours[chosen] = max(times)
     if theirs.get("device"):
         ours["device"] = True
     known = list(ours.get("webpush") or [])
