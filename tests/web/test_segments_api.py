@@ -152,9 +152,7 @@ def test_members_are_paged_by_id_with_daily_sizes(live: LiveServer, ws: NewWorks
     assert got["daily"][-1]["size"] == 7  # carried over to today
 
 
-def test_a_full_last_page_of_members_says_it_is_the_last(
-    live: LiveServer, ws: NewWorkspace, api: httpx.Client
-) -> None:
+def test_a_full_last_page_of_members_says_it_is_the_last(live: LiveServer, ws: NewWorkspace, api: httpx.Client) -> None:
     api.put("/api/segments/buyers", json=BUYERS)
     changes = {(ws.workspace_id, "buyers", f"full{n}"): (True, 20_000 * store.DAY_MS + n) for n in range(4)}
     with live.state.engine.begin() as conn:
