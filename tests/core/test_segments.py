@@ -271,6 +271,20 @@ def test_the_latest_consent_by_event_time_decides_reachability_whatever_order_it
     assert d.state.membership.keys() == {"mailable"}
 
 
+def test_a_push_subscription_and_its_unsubscribe_count_in_event_time_order() -> None:
+    d = driver(seg("pushable", {"reachable": "push"}))
+    d.now = T0 + 2 * H
+    d.track(event_names.PUSH_SUBSCRIBED, {"provider": "webpush", "endpoint_hash": "h1"})
+    assert d.state.membership.keys() == {"pushable"}
+    # An unsubscribe of the same endpoint from before it subscribed (again), arriving late.
+    d.track(event_names.PUSH_UNSUBSCRIBED, {"endpoint_hash": "h1"}, ts=T0 + H)
+    assert d.state.membership.keys() == {"pushable"}
+    d.track(event_names.PUSH_UNSUBSCRIBED, {"endpoint_hash": "h1"})  # a newer one
+    assert d.state.membership.keys() == set()
+    d.track(event_names.PUSH_SUBSCRIBED, {"provider": "webpush", "endpoint_hash": "h1"}, ts=T0 + H)  # older
+    assert d.state.membership.keys() == set()
+
+
 def test_reachable_push_webpush_and_device_token() -> None:
     d = driver(seg("pushable", {"reachable": "push"}))
     d.track(event_names.PUSH_SUBSCRIBED, {"provider": "webpush", "endpoint_hash": "h1"})

@@ -88,6 +88,14 @@ def test_merge_state_keeps_the_latest_instant_either_persons_segments_were_decid
     assert known.segment_facts["at"] == 900
 
 
+def test_merge_state_keeps_each_push_endpoints_latest_time() -> None:
+    known = ProfileState("b", segment_facts={"webpush": ["h1"], "webpush_at": {"h1": 500, "h2": 100}})
+    anon = ProfileState("a", segment_facts={"webpush": ["h2"], "webpush_at": {"h1": 300, "h2": 700}})
+    merge_state(known, anon)
+    assert known.segment_facts["webpush"] == ["h1", "h2"]
+    assert known.segment_facts["webpush_at"] == {"h1": 500, "h2": 700}
+
+
 def test_a_merged_profiles_timers_runs_and_state_move_to_the_known_person(h: Harness) -> None:
     engine = FakeEngine()
     rt = h.runtime(engine)

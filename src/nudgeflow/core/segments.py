@@ -951,7 +951,8 @@ def _reach_kinds(sv: SegmentVersion) -> tuple[bool, bool]:
 # segment_facts: the time of the choice that decided each channel's `*_off` fact.
 CHOSEN_AT = {"email_off": "email_chosen_at", "push_off": "push_chosen_at"}
 EMAIL_FACTS = ("email_off", "email_chosen_at")
-PUSH_FACTS = ("push_off", "push_chosen_at", "webpush", "device")
+PUSH_FACTS = ("push_off", "push_chosen_at", "webpush", "webpush_at", "device")
+MAX_ENDPOINT_TIMES = 2 * MAX_WEBPUSH  # endpoints whose latest Push Subscribed / Unsubscribed time is kept
 
 
 def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> bool:
@@ -979,6 +980,8 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
         if name in PUSH_TARGET_EVENTS:
             digest = props.get("endpoint_hash")
             endpoint = digest if isinstance(digest, str) and digest else "webpush"
+            if not _newest_for(facts, endpoint, event.timestamp_ms):
+                return False  # older than what decided this endpoint: it changes nothing
             known = facts.get("webpush")
             known = [h for h in known if h != endpoint] if isinstance(known, list) else []
             if name == event_names.PUSH_SUBSCRIBED:
@@ -1010,6 +1013,22 @@ def _choose(facts: dict[str, Any], off: str, subscribed: bool, at_ms: int) -> No
         facts.pop(off, None)
     else:
         facts[off] = True
+
+
+def _newest_for(facts: dict[str, Any], endpoint: str, at_ms: int) -> bool:
+    """Whether a Push Subscribed / Unsubscribed of the endpoint at `at_ms` is the latest by
+    event time seen for it (then noted as such), as for the consent choices (_choose). The
+    times of the newest MAX_ENDPOINT_TIMES endpoints are kept."""
+    times = facts.get("webpush_at")
+    if not isinstance(times, dict):
+        times = facts["webpush_at"] = {}
+    last = times.get(endpoint)
+    if isinstance(last, int) and at_ms < last:
+        return False
+    times[endpoint] = at_ms
+    if len(times) > MAX_ENDPOINT_TIMES:
+        del times[min(times, key=lambda e: times[e] if isinstance(times[e], int) else 0)]
+    return True
 
 
 def _facts_from(index: SegmentIndex, past: Sequence[EventInput]) -> dict[str, Any]:

@@ -98,6 +98,14 @@ def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
     pushes = known + [h for h in theirs.get("webpush") or [] if h not in known]
     if pushes:
         ours["webpush"] = pushes
+    # Each endpoint's latest Push Subscribed / Unsubscribed time, the later of theirs and ours.
+    endpoint_times = dict(ours.get("webpush_at") or {})
+    for endpoint, at in (theirs.get("webpush_at") or {}).items():
+        mine = endpoint_times.get(endpoint)
+        if isinstance(at, int) and (not isinstance(mine, int) or at > mine):
+            endpoint_times[endpoint] = at
+    if endpoint_times:
+        ours["webpush_at"] = endpoint_times
     # The latest instant either was decided at: deciding them again does not go back in time.
     times = [t for t in (ours.get("at"), theirs.get("at")) if isinstance(t, int)]
     if times:
