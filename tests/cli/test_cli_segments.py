@@ -106,6 +106,9 @@ def test_apply_list_show_members_archive(env: dict[str, str], tmp_path: Path, da
     rest = run(["segments", "members", "buyers", "-w", ws, "--limit", "3", "--after", "p2"], env, tmp_path)
     assert [line.split()[0] for line in rest.stdout.splitlines()] == ["p3", "p4"]
     assert "next page" not in rest.stderr
+    full = run(["segments", "members", "buyers", "-w", ws, "--limit", "2", "--after", "p2"], env, tmp_path)
+    assert [line.split()[0] for line in full.stdout.splitlines()] == ["p3", "p4"]
+    assert "next page" not in full.stderr  # the last page, full: no empty page after it
 
     refused = run(["segments", "archive", "buyers", "-w", ws], env, tmp_path)
     assert refused.returncode == 1 and "used by segment 'pro-buyers'" in refused.stderr

@@ -180,6 +180,25 @@ def test_sum_and_where() -> None:
     assert moves(d)[-1] == ("big", "exited", T0 + 7 * D, TIMER)
 
 
+def test_a_where_filter_referring_to_a_trait_is_decided_again_when_the_trait_changes() -> None:
+    d = driver(
+        seg(
+            "home",
+            {
+                "performed": ORDER,
+                "within": "30d",
+                "where": [{"property": "currency", "value": {"ref": "profile.currency"}}],
+            },
+        )
+    )
+    d.identify({"currency": "EUR"})
+    d.track(ORDER, {"currency": "USD"})
+    assert moves(d) == []
+    d.now += H
+    d.identify({"currency": "USD"})  # the order counts now
+    assert moves(d) == [("home", "entered", T0 + H, ev(d, "identify"))]
+
+
 def test_count_keeps_enough_history_past_the_default_cap() -> None:
     d = driver(seg("heavy", {"performed": "Page Viewed", "within": "1d", "count": 250}))
     for i in range(260):
@@ -226,6 +245,44 @@ def test_reachable_email_follows_unsubscribe_from_all() -> None:
     assert moves(d)[-1][:2] == ("mailable", "entered")
     d.identify({"email": ""})
     assert moves(d)[-1][:2] == ("mailable", "exited")
+
+
+def test_the_latest_consent_by_event_time_decides_reachability_whatever_order_it_arrives_in() -> None:
+    d = driver(seg("mailable", {"reachable": "email"}), seg("pushable", {"reachable": "push"}))
+    d.identify({"email": "ada@example.com"})
+    d.track("App Opened", context={"device": {"type": "ios", "token": "ab12"}})
+    assert d.state.membership.keys() == {"mailable", "pushable"}
+    d.now = T0 + 2 * H
+    d.track(event_names.UNSUBSCRIBED, {"topic": "*"})
+    d.track(event_names.CONSENT_UPDATED, {"channel": "push", "topic": "*", "subscribed": False})
+    assert d.state.membership.keys() == set()
+    # Older choices, arriving late (an offline queue): the newer ones above still decide.
+    d.track(event_names.SUBSCRIPTION_PREFERENCES_UPDATED, {"subscribed": True}, ts=T0 + H)
+    d.track(event_names.CONSENT_UPDATED, {"channel": "push", "topic": "*", "subscribed": True}, ts=T0 + H)
+    assert d.state.membership.keys() == set()
+    # The same facts as rebuilt from the stored events (an apply), which reads them in time order.
+    past = [
+        EventInput("u", "track", event_names.UNSUBSCRIBED, T0 + 2 * H, {"topic": "*"}),
+        EventInput("s", "track", event_names.SUBSCRIPTION_PREFERENCES_UPDATED, T0 + H, {"subscribed": True}),
+    ]
+    assert not segments.compute(d.engine.catalog, d.state, "mailable", T0 + 3 * H, past).member
+    d.now = T0 + 3 * H
+    d.track(event_names.SUBSCRIPTION_PREFERENCES_UPDATED, {"subscribed": True})  # a newer yes
+    assert d.state.membership.keys() == {"mailable"}
+
+
+def test_a_push_subscription_and_its_unsubscribe_count_in_event_time_order() -> None:
+    d = driver(seg("pushable", {"reachable": "push"}))
+    d.now = T0 + 2 * H
+    d.track(event_names.PUSH_SUBSCRIBED, {"provider": "webpush", "endpoint_hash": "h1"})
+    assert d.state.membership.keys() == {"pushable"}
+    # An unsubscribe of the same endpoint from before it subscribed (again), arriving late.
+    d.track(event_names.PUSH_UNSUBSCRIBED, {"endpoint_hash": "h1"}, ts=T0 + H)
+    assert d.state.membership.keys() == {"pushable"}
+    d.track(event_names.PUSH_UNSUBSCRIBED, {"endpoint_hash": "h1"})  # a newer one
+    assert d.state.membership.keys() == set()
+    d.track(event_names.PUSH_SUBSCRIBED, {"provider": "webpush", "endpoint_hash": "h1"}, ts=T0 + H)  # older
+    assert d.state.membership.keys() == set()
 
 
 def test_reachable_push_webpush_and_device_token() -> None:
@@ -493,6 +550,26 @@ def test_on_segment_apply_records_membership_and_arms_the_timer_without_starting
     assert Engine(c).on_segment_apply(state, "loyal", past, T0 + H) == []  # the same answer: nothing
 
 
+def test_applying_a_segment_that_reads_no_reachability_keeps_the_persons_reachability() -> None:
+    mailable = seg("mailable", {"reachable": "email"})
+    pushable = seg("pushable", {"reachable": "push"})
+    recent = seg("recent", {"performed": ORDER, "within": "30d"})
+    d = driver(mailable, pushable, recent)
+    d.identify({"email": "ada@example.com"})
+    d.track(event_names.UNSUBSCRIBED, {"topic": "*"})
+    d.track("App Opened", context={"device": {"type": "ios", "token": "ab12"}})
+    d.track(ORDER)
+    assert d.state.membership.keys() == {"pushable", "recent"}
+    # "recent" applied: what it read of the past is the person's orders, which say nothing of
+    # how they can be reached; the facts "mailable" and "pushable" read stay as they are.
+    past = [EventInput("o", "track", ORDER, T0)]
+    d.engine.on_segment_apply(d.state, "recent", past, T0 + H)
+    d.now += H
+    d.identify({"email": "ada@example.org"})  # decides "mailable": still unsubscribed
+    d.track(event_names.CONSENT_UPDATED, {"channel": "push", "topic": "news", "subscribed": True})
+    assert d.state.membership.keys() == {"pushable", "recent"}
+
+
 # --- no segments ----------------------------------------------------------------------------------
 
 
@@ -503,6 +580,18 @@ def test_without_segments_nothing_changes() -> None:
     d.identify({"email": "a@example.com"})
     d.track("Signed Up")
     assert b"membership" not in d.state.to_json() and b"segment_facts" not in d.state.to_json()
+
+
+def test_a_lapse_timer_firing_after_every_segment_was_archived_is_not_armed_again() -> None:
+    d = driver(seg("recent", {"performed": ORDER, "within": "30d"}))
+    d.track(ORDER)
+    assert d.timers["seg:*"][0] == T0 + 30 * D
+    d.use(cat())  # the last live segment archived: the workspace has none
+    d.now = T0 + 30 * D
+    d.fire("seg:*")
+    # Nothing is left to decide: a timer armed again at its own due time would fire at once,
+    # for ever.
+    assert "seg:*" not in d.timers
 
 
 # --- checking journeys against the live segments ----------------------------------------------------
@@ -546,6 +635,23 @@ def test_a_journeys_profile_update_moves_segments() -> None:
     assert moves(d) == [("vip", "entered", T0, {"event": "update_profile", "message_id": None})]
 
 
+def test_a_profile_update_after_a_wait_is_decided_at_the_timers_due_time_however_late_it_fires() -> None:
+    upgrade = journey(
+        "upgrade",
+        {"type": "event", "event": "Paid"},
+        {
+            "wait": {"type": "wait", "duration": "1h", "next": "set"},
+            "set": {"type": "update_profile", "set": {"tier": "gold"}},
+        },
+    )
+    d = driver(seg("vip", {"trait": "tier", "value": "gold"}), upgrade)
+    d.track("Paid")
+    [key] = [k for k in d.timers if not k.startswith("seg:")]
+    d.now = T0 + 5 * H  # the engine fires the step's timer four hours late (a backlog)
+    d.fire(key)
+    assert moves(d) == [("vip", "entered", T0 + H, {"event": "update_profile", "message_id": None})]
+
+
 def test_a_person_is_decided_in_full_again_after_redecide_all() -> None:
     d = driver(
         seg("vip", {"trait": "tier", "value": "gold"}), seg("nobody", {"not": {"trait": "tier", "op": "exists"}})
@@ -556,6 +662,29 @@ def test_a_person_is_decided_in_full_again_after_redecide_all() -> None:
     segments.redecide_all(d.state)
     d.track("Hello")
     assert [m[:2] for m in moves(d)[1:]] == [("nobody", "exited"), ("vip", "entered")]
+
+
+def test_redecide_all_holds_when_a_lapse_is_decided_before_the_next_event() -> None:
+    d = driver(seg("recent", {"performed": ORDER, "within": "30d"}), seg("vip", {"trait": "tier", "value": "gold"}))
+    d.track(ORDER)
+    assert moves(d) == [("recent", "entered", T0, ev(d, ORDER))]
+    d.state.traits["tier"] = "gold"  # as a merge brings another person's traits
+    segments.redecide_all(d.state)
+    # The next event comes after the lapse, its timer not fired yet: the lapse is decided
+    # first, and then every segment still is.
+    d.now = T0 + 31 * D
+    d.track("Hello")
+    assert moves(d)[1:] == [("recent", "exited", T0 + 30 * D, TIMER), ("vip", "entered", T0 + 31 * D, ev(d, "Hello"))]
+
+
+def test_redecide_all_does_not_move_decisions_back_in_time() -> None:
+    d = driver(seg("vip", {"trait": "tier", "value": "gold"}))
+    d.now = T0 + 2 * D
+    d.identify({"tier": "silver"})  # decided at T0 + 2d
+    d.state.traits["tier"] = "gold"
+    segments.redecide_all(d.state)
+    d.track("Hello", ts=T0)  # a late event: decided at the latest instant decided, as always
+    assert moves(d) == [("vip", "entered", T0 + 2 * D, ev(d, "Hello"))]
 
 
 def test_consent_updated_for_all_of_a_channel_decides_its_reachability() -> None:

@@ -76,6 +76,26 @@ def test_merge_state_interleaves_the_send_ledgers_and_keeps_the_newer_frequency_
     assert known.frequency == {"value": "fewer", "at": 9}
 
 
+def test_merge_state_keeps_the_latest_instant_either_persons_segments_were_decided_at() -> None:
+    # The merged person's segments are all decided again on their next event, never at an
+    # instant before one either of them was decided at (core/segments.py: never backwards).
+    known = ProfileState("b", segment_facts={"at": 100, "device": True})
+    anon = ProfileState("a", segment_facts={"at": 900, "email_off": True})
+    merge_state(known, anon)
+    assert known.segment_facts == {"at": 900, "device": True, "email_off": True, "redecide": True}
+    older = ProfileState("c", segment_facts={"at": 50})
+    merge_state(known, older)
+    assert known.segment_facts["at"] == 900
+
+
+def test_merge_state_keeps_each_push_endpoints_latest_time() -> None:
+    known = ProfileState("b", segment_facts={"webpush": ["h1"], "webpush_at": {"h1": 500, "h2": 100}})
+    anon = ProfileState("a", segment_facts={"webpush": ["h2"], "webpush_at": {"h1": 300, "h2": 700}})
+    merge_state(known, anon)
+    assert known.segment_facts["webpush"] == ["h1", "h2"]
+    assert known.segment_facts["webpush_at"] == {"h1": 500, "h2": 700}
+
+
 def test_a_merged_profiles_timers_runs_and_state_move_to_the_known_person(h: Harness) -> None:
     engine = FakeEngine()
     rt = h.runtime(engine)

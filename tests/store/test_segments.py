@@ -139,6 +139,19 @@ def test_references_must_be_live_and_must_not_go_round(engine: Any, wsid: str) -
         assert sorted(store.live_definitions(conn, wsid)) == ["buyers", "pro-buyers"]
 
 
+def test_publishing_a_draft_that_closes_a_circle_is_refused(engine: Any, wsid: str) -> None:
+    # The draft was no circle when it was stored; a segment it refers to has since come to
+    # refer back to it. Making it live then would leave the engine a catalog it cannot order.
+    apply(engine, wsid, segment())
+    apply(engine, wsid, segment("pro-buyers", when={"trait": "plan", "value": "pro"}))
+    apply(engine, wsid, segment("buyers", when={"segment": "pro-buyers"}), now=T0 + 1, draft=True)
+    apply(engine, wsid, segment("pro-buyers", when={"segment": "buyers"}), now=T0 + 2)
+    with engine.begin() as conn, pytest.raises(store.InvalidSegment, match=r"circle: .*buyers"):
+        store.publish(conn, wsid, "buyers", T0 + 3)
+    with engine.connect() as conn:
+        assert store.status_of(conn, wsid, "buyers") == ("live", 1)
+
+
 def test_archive_lets_members_go_and_is_refused_while_something_uses_the_segment(engine: Any, wsid: str) -> None:
     apply(engine, wsid, segment())
     apply(engine, wsid, segment("pro-buyers", when={"segment": "buyers"}))
@@ -258,6 +271,31 @@ def test_segment_changed_effects_write_members_and_append_events_once(engine: An
     payload = orjson.loads(rows[2].payload)
     assert payload["properties"] == {"segment_id": "buyers", "segment_version": 1, "cause": {"timer": "window"}}
     assert payload["type"] == "track" and payload["userId"] == "user-pb"
+
+
+def test_changes_decided_in_one_batch_count_on_their_own_days_as_in_separate_batches(engine: Any, wsid: str) -> None:
+    # A backlog (an import, an engine that was down) decides days of one person's changes in
+    # one batch: the daily sizes and `since` must not depend on how they were batched.
+    apply(engine, wsid, segment())
+    add_profiles(engine, wsid, ["day-a", "day-b"])
+    cause = {"event": "Order Completed", "message_id": "m-1"}
+    lapse = {"timer": "window"}
+    first = EffectsBatch()
+    first.add(wsid, "day-a", [SegmentChanged("buyers", 1, True, T0, cause)], T0)
+    with engine.begin() as conn:
+        first.write(conn, T0)
+    b = EffectsBatch()
+    b.add(wsid, "day-a", [SegmentChanged("buyers", 1, False, T0 + DAY, lapse)], T0 + 3 * DAY)
+    b.add(wsid, "day-a", [SegmentChanged("buyers", 1, True, T0 + 2 * DAY, cause)], T0 + 3 * DAY)
+    b.add(wsid, "day-b", [SegmentChanged("buyers", 1, True, T0 + 11, cause)], T0 + 3 * DAY)
+    b.add(wsid, "day-b", [SegmentChanged("buyers", 1, False, T0 + DAY + 12, lapse)], T0 + 3 * DAY)
+    with engine.begin() as conn:
+        counts = b.write(conn, T0 + 3 * DAY)
+    assert (counts.segments_entered, counts.segments_exited) == (0, 0)  # no members row added or removed
+    d0 = store.day_of(T0)
+    assert daily(engine, wsid, "buyers") == [(d0, 2, 0, 2), (d0 + 1, 0, 2, 0), (d0 + 2, 1, 0, 1)]
+    with engine.connect() as conn:
+        assert store.members(conn, wsid, "buyers") == [("day-a", T0 + 2 * DAY)]  # since its latest entry
 
 
 def test_erasure_and_merges_keep_the_daily_sizes_equal_to_the_members(engine: Any, wsid: str) -> None:

@@ -152,6 +152,18 @@ def test_members_are_paged_by_id_with_daily_sizes(live: LiveServer, ws: NewWorks
     assert got["daily"][-1]["size"] == 7  # carried over to today
 
 
+def test_a_full_last_page_of_members_says_it_is_the_last(live: LiveServer, ws: NewWorkspace, api: httpx.Client) -> None:
+    api.put("/api/segments/buyers", json=BUYERS)
+    changes = {(ws.workspace_id, "buyers", f"full{n}"): (True, 20_000 * store.DAY_MS + n) for n in range(4)}
+    with live.state.engine.begin() as conn:
+        store.write_changes(conn, changes)
+    first = api.get("/api/segments/buyers/members", params={"limit": 2}).json()
+    assert first["next"] == "full1"
+    last = api.get("/api/segments/buyers/members", params={"after": "full1", "limit": 2}).json()
+    assert [m["profile_id"] for m in last["members"]] == ["full2", "full3"]
+    assert last["next"] is None  # no empty page to fetch after it
+
+
 @pytest.mark.parametrize("path", ["/api/segments", "/api/segments/buyers", "/api/segments/buyers/members"])
 def test_the_api_needs_the_workspaces_token(live: LiveServer, path: str) -> None:
     with live.client() as client:

@@ -270,15 +270,15 @@ def segments_members(
     try:
         with engine.connect() as conn:
             status = store.status_of(conn, workspace, segment_id)
-            page = store.members(conn, workspace, segment_id, after, limit)
+            page, next_after = store.members_page(conn, workspace, segment_id, after, limit)
     finally:
         engine.dispose()
     if status is None:
         raise fail(f"no segment {segment_id!r} in this workspace")
     for pid, since in page:
         print(f"{pid} {iso(since, milliseconds=False)}")
-    if len(page) == limit:
-        err.print(f"next page: --after {page[-1][0]}")
+    if next_after is not None:
+        err.print(f"next page: --after {next_after}")
 
 
 @segments_app.command("schema")

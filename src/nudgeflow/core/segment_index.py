@@ -8,7 +8,8 @@ never scans every segment for every event:
   `reachable` condition the event bears on (Unsubscribed, Subscription Preferences Updated,
   Consent Updated, Push Subscribed, Push Unsubscribed);
 - `by_trait`: top-level trait name -> segments with a trait condition on it (a reference
-  `{ref: profile.x}` counts as reading `x`; `reachable: email` reads `email`);
+  `{ref: profile.x}`, in a trait condition or a `performed` condition's `where`, counts as
+  reading `x`; `reachable: email` reads `email`);
 - `on_group`: segments reading `group.<trait>`, re-decided on a group call;
 - `on_device`: segments with `reachable: push`, re-decided the first time an event carries a
   mobile device token (context.device.token);
@@ -243,6 +244,16 @@ def _guards(rule: object) -> dict[str, Guard]:
     }
 
 
+def _referred_trait(value: object) -> str | None:
+    """The trait a `{ref: profile.x}` (x) or `{ref: group.x}` (group.x) value reads, if it is one."""
+    if not isinstance(value, Ref):
+        return None
+    source, _, path = value.ref.partition(".")
+    if source == "profile":
+        return path
+    return GROUP_PREFIX + path if source == "group" else None
+
+
 class SegmentIndex:
     """Live segments in dependency order, and which of them each kind of change concerns."""
 
@@ -260,11 +271,14 @@ class SegmentIndex:
         self.email_facts = False  # some segment reads whether email is reachable
         self.push_facts = False
         for pos, sv in enumerate(self.order):
+            traits: list[str] = []  # the traits the segment reads (group.<trait> for a group's)
             for leaf in leaves(sv.definition.when):
                 names: tuple[str, ...] = ()
                 if isinstance(leaf, PerformedCondition):
                     names = (leaf.performed,)
                     timed.setdefault(pos, []).append(leaf)
+                    # A `where` comparing with a trait counts other occurrences once it changes.
+                    traits.extend(trait for where in leaf.where if (trait := _referred_trait(where.value)))
                 elif isinstance(leaf, EngagedCondition):
                     names = engaged_names(leaf)
                     timed.setdefault(pos, []).append(leaf)
@@ -278,20 +292,18 @@ class SegmentIndex:
                         names += PUSH_REACH_EVENTS
                         device.add(pos)
                 elif isinstance(leaf, TraitCondition):
-                    read = [leaf.trait]
-                    if isinstance(leaf.value, Ref):
-                        source, _, path = leaf.value.ref.partition(".")
-                        if source in ("profile", "group"):
-                            read.append(path if source == "profile" else GROUP_PREFIX + path)
-                    for trait in read:
-                        if trait.startswith(GROUP_PREFIX):
-                            group.add(pos)
-                        else:
-                            by_trait.setdefault(_top(trait), set()).add(pos)
+                    traits.append(leaf.trait)
+                    if trait := _referred_trait(leaf.value):
+                        traits.append(trait)
                 elif isinstance(leaf, SegmentCondition) and leaf.segment in self.position:
                     dependents.setdefault(self.position[leaf.segment], set()).add(pos)
                 for name in names:
                     by_event.setdefault(name, set()).add(pos)
+            for trait in traits:
+                if trait.startswith(GROUP_PREFIX):
+                    group.add(pos)
+                else:
+                    by_trait.setdefault(_top(trait), set()).add(pos)
             for name, guard in _guards(sv.definition.when).items():
                 if guard.way is not None or guard.wheres is not None or guard.need:
                     guards.setdefault(name, {})[pos] = guard

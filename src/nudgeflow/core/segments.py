@@ -62,7 +62,8 @@ Conditions (docs/segments.md):
 - reachable email: an `email` trait (a non-empty text) and not unsubscribed from all
   marketing email: the latest of `Unsubscribed` with topic "*" (store.consent's ALL),
   `Subscription Preferences Updated` with `subscribed`, and `Consent Updated` for channel
-  email and topic "*" decides. A topic's unsubscribe does not count, and neither does
+  email and topic "*" decides, by event time (one arriving late, older than the choice
+  that decided, changes nothing: _choose). A topic's unsubscribe does not count, and neither does
   suppression of the address (bounces, complaints) nor an opt_in workspace's want of a
   recorded yes: those are the dispatcher's to apply.
 - reachable push: a Web Push subscription the engine saw (`Push Subscribed`, less `Push
@@ -217,7 +218,7 @@ def compute(
         wanted = needs(catalog, segment_id)
         history = {**history, **_history_from(catalog, wanted.names, past)}
         facts = dict(facts)
-        _set_reach(facts, _facts_from(index, past))
+        _set_reach(facts, _facts_from(index, past), sv)
     ctx = _Ctx(state, at_ms, index, history, facts)
     pos = index.position[segment_id]
     plan = _plan(index)
@@ -266,7 +267,7 @@ def explain(
     if past is not None:
         history = {**history, **_history_from(catalog, needs(catalog, segment_id).names, past)}
         facts = dict(facts)
-        _set_reach(facts, _facts_from(index, past))
+        _set_reach(facts, _facts_from(index, past), sv)
     ctx = _Ctx(state, at_ms, index, history, facts)
     check = _check(sv.definition.when, "when", ctx)
     return Explanation(segment_id, sv.version, at_ms, check.holds, check)
@@ -361,7 +362,7 @@ def apply(turn: Turn, segment_id: str, past: Sequence[EventInput]) -> None:
             state.history[name] = entries
         else:
             state.history.pop(name, None)
-    _set_reach(state.segment_facts, _facts_from(index, past))
+    _set_reach(state.segment_facts, _facts_from(index, past), index.order[pos])
     _decide(turn, index, {pos}, _clock(state, turn.now_ms), {"apply": index.order[pos].version})
     arm_lapse_timer(turn)
 
@@ -375,12 +376,14 @@ def on_event(turn: Turn, event: EventInput, changes: dict[str, tuple[Any, Any]])
     assert index is not None  # the engine calls this only when there are live segments
     todo: set[int] = set()
     facts = turn.state.segment_facts
-    if "at" not in facts:
+    if "at" not in facts or REDECIDE in facts:
         # The first time segments see this person (apply has not reached them: they are
-        # new), or again after a merge (redecide_all): "no order in 30 days" must not wait
-        # for an order. A new person is someone of whom the engine knows only this event, so
-        # the segments it does not touch answer as for no one at all: only those that hold
-        # for no one at all need deciding besides. A merged person: every segment.
+        # new), or again after a merge (redecide_all; its mark, not a missing "at", says so:
+        # "at" stays, and a lapse catch_up decided before this event sets it anyway): "no
+        # order in 30 days" must not wait for an order. A new person is someone of whom the
+        # engine knows only this event, so the segments it does not touch answer as for no
+        # one at all: only those that hold for no one at all need deciding besides. A merged
+        # person: every segment.
         todo.update(range(len(index.order)) if facts.pop(REDECIDE, None) else _empty_true(index))
     hit = index.by_event.get(event.name)
     if hit:
@@ -453,7 +456,9 @@ def on_traits(turn: Turn, changes: dict[str, tuple[Any, Any]]) -> None:
         if found:
             todo.update(found)
     if todo:
-        done = _decide(turn, index, todo, _clock(turn.state, turn.since_ms), CAUSE_UPDATE)
+        # At the event's time, or the timer's due time: never the time the batch is processed,
+        # which would move the person's clock (and every window after it) to whenever it ran.
+        done = _decide(turn, index, todo, _clock(turn.state, turn.message_ms), CAUSE_UPDATE)
         end_runs(turn, done)
         start(turn, done)
 
@@ -462,8 +467,14 @@ def on_timer(turn: Turn, timer: TimerInput) -> None:
     """The person's lapse timer fell due: decide every lapse due by then, each at its own due
     time and in order, and arm the timer again at the next one. (A timer of the per-segment
     kind an earlier version armed, key `seg:<id>`, is decided the same way.)"""
+    facts = turn.state.segment_facts
     if timer.key == LAPSE_TIMER:
-        turn.state.segment_facts.pop(ARMED, None)  # fired: nothing is armed now
+        facts.pop(ARMED, None)  # fired: nothing is armed now
+    if turn.catalog.segment_index is None:
+        # Every segment was archived since: nothing is left to lapse, and a timer armed again
+        # at a due time already past would fire at once, for ever.
+        facts.pop("due", None)
+        return
     catch_up(turn, timer.due_ms)
     arm_lapse_timer(turn)
 
@@ -567,10 +578,9 @@ REDECIDE = "redecide"  # segment_facts: decide every segment on the next event
 
 def redecide_all(state: ProfileState) -> None:
     """Have the person's next event decide every live segment (after their state changed
-    outside the engine: a merge of two people, runtime/merges.py)."""
-    facts = state.segment_facts
-    facts.pop("at", None)
-    facts[REDECIDE] = True
+    outside the engine: a merge of two people, runtime/merges.py). The latest instant decided
+    ("at") stays: deciding them again does not go back in time either."""
+    state.segment_facts[REDECIDE] = True
 
 
 Test = Callable[["_Ctx"], bool]
@@ -946,6 +956,13 @@ def _reach_kinds(sv: SegmentVersion) -> tuple[bool, bool]:
 # --- what segments remember ----------------------------------------------------------------
 
 
+# segment_facts: the time of the choice that decided each channel's `*_off` fact.
+CHOSEN_AT = {"email_off": "email_chosen_at", "push_off": "push_chosen_at"}
+EMAIL_FACTS = ("email_off", "email_chosen_at")
+PUSH_FACTS = ("push_off", "push_chosen_at", "webpush", "webpush_at", "device")
+MAX_ENDPOINT_TIMES = 2 * MAX_WEBPUSH  # endpoints whose latest Push Subscribed / Unsubscribed time is kept
+
+
 def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> bool:
     """Note what the event says about reachability; True when a device token is seen for the
     first time (the events of the other facts are in index.by_event already)."""
@@ -957,25 +974,22 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
         subscribed, channel = props.get("subscribed"), props.get("channel")
         off = {"email": "email_off", "push": "push_off"}.get(channel) if isinstance(channel, str) else None
         if off is not None and props.get("topic") == ALL_TOPICS and isinstance(subscribed, bool):
-            if subscribed:
-                facts.pop(off, None)
-            else:
-                facts[off] = True
+            _choose(facts, off, subscribed, event.timestamp_ms)
         return False
     if index.email_facts:
         if name == event_names.UNSUBSCRIBED:
             if props.get("topic") == ALL_TOPICS:
-                facts["email_off"] = True
+                _choose(facts, "email_off", False, event.timestamp_ms)
         elif name == event_names.SUBSCRIPTION_PREFERENCES_UPDATED:
             subscribed = props.get("subscribed")
-            if subscribed is True:
-                facts.pop("email_off", None)
-            elif subscribed is False:
-                facts["email_off"] = True
+            if isinstance(subscribed, bool):
+                _choose(facts, "email_off", subscribed, event.timestamp_ms)
     if index.push_facts:
         if name in PUSH_TARGET_EVENTS:
             digest = props.get("endpoint_hash")
             endpoint = digest if isinstance(digest, str) and digest else "webpush"
+            if not _newest_for(facts, endpoint, event.timestamp_ms):
+                return False  # older than what decided this endpoint: it changes nothing
             known = facts.get("webpush")
             known = [h for h in known if h != endpoint] if isinstance(known, list) else []
             if name == event_names.PUSH_SUBSCRIBED:
@@ -994,6 +1008,37 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
     return False
 
 
+def _choose(facts: dict[str, Any], off: str, subscribed: bool, at_ms: int) -> None:
+    """A yes or no to all of a channel's marketing (`off`: its fact): the latest by event time
+    decides, so one that arrives late, older than the choice that decided, changes nothing
+    (an apply, reading the stored events in time order, comes to the same)."""
+    when = CHOSEN_AT[off]
+    last = facts.get(when)
+    if isinstance(last, int) and at_ms < last:
+        return
+    facts[when] = at_ms
+    if subscribed:
+        facts.pop(off, None)
+    else:
+        facts[off] = True
+
+
+def _newest_for(facts: dict[str, Any], endpoint: str, at_ms: int) -> bool:
+    """Whether a Push Subscribed / Unsubscribed of the endpoint at `at_ms` is the latest by
+    event time seen for it (then noted as such), as for the consent choices (_choose). The
+    times of the newest MAX_ENDPOINT_TIMES endpoints are kept."""
+    times = facts.get("webpush_at")
+    if not isinstance(times, dict):
+        times = facts["webpush_at"] = {}
+    last = times.get(endpoint)
+    if isinstance(last, int) and at_ms < last:
+        return False
+    times[endpoint] = at_ms
+    if len(times) > MAX_ENDPOINT_TIMES:
+        del times[min(times, key=lambda e: times[e] if isinstance(times[e], int) else 0)]
+    return True
+
+
 def _facts_from(index: SegmentIndex, past: Sequence[EventInput]) -> dict[str, Any]:
     """The reachability facts the engine would hold had it seen these events (in time order)."""
     facts: dict[str, Any] = {}
@@ -1002,11 +1047,12 @@ def _facts_from(index: SegmentIndex, past: Sequence[EventInput]) -> dict[str, An
     return facts
 
 
-REACH_FACTS = ("email_off", "push_off", "webpush", "device")
-
-
-def _set_reach(facts: dict[str, Any], new: dict[str, Any]) -> None:
-    for name in REACH_FACTS:
+def _set_reach(facts: dict[str, Any], new: dict[str, Any], sv: SegmentVersion) -> None:
+    """Replace the reachability facts the segment reads with those rebuilt from the past
+    that needs() gave for it, and only those: that past holds no event of the others (a
+    segment of orders reads none), which other segments read from the facts the engine kept."""
+    email, push = _reach_kinds(sv)
+    for name in (EMAIL_FACTS if email else ()) + (PUSH_FACTS if push else ()):
         if new.get(name):
             facts[name] = new[name]
         else:

@@ -30,7 +30,8 @@ class SumOf(_Strict):
 
     property: str = Field(min_length=1, examples=["revenue"])
     op: Comparison = "gte"
-    value: float
+    # Finite: definitions are stored as JSON, where infinity and NaN would be written as null.
+    value: float = Field(allow_inf_nan=False)
 
 
 class PerformedCondition(_Strict):

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.core import send_time
 from nudgeflow.core.policies import MAX_LEDGER
-from nudgeflow.core.segments import redecide_all
+from nudgeflow.core.segments import CHOSEN_AT, redecide_all
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.numbers import is_number
 from nudgeflow.store import engine_state
@@ -85,15 +85,31 @@ def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
     ours, theirs = into.segment_facts, other.segment_facts
     if not theirs and not ours:
         return  # no segment has seen either of them
-    for off in ("email_off", "push_off"):
+    for off, chosen in CHOSEN_AT.items():
         if theirs.get(off):
             ours[off] = True
+        # The later of their choices' times: a choice older than both, arriving late, changes nothing.
+        times = [t for t in (ours.get(chosen), theirs.get(chosen)) if isinstance(t, int)]
+        if times:
+            ours[chosen] = max(times)
     if theirs.get("device"):
         ours["device"] = True
     known = list(ours.get("webpush") or [])
     pushes = known + [h for h in theirs.get("webpush") or [] if h not in known]
     if pushes:
         ours["webpush"] = pushes
+    # Each endpoint's latest Push Subscribed / Unsubscribed time, the later of theirs and ours.
+    endpoint_times = dict(ours.get("webpush_at") or {})
+    for endpoint, at in (theirs.get("webpush_at") or {}).items():
+        mine = endpoint_times.get(endpoint)
+        if isinstance(at, int) and (not isinstance(mine, int) or at > mine):
+            endpoint_times[endpoint] = at
+    if endpoint_times:
+        ours["webpush_at"] = endpoint_times
+    # The latest instant either was decided at: deciding them again does not go back in time.
+    times = [t for t in (ours.get("at"), theirs.get("at")) if isinstance(t, int)]
+    if times:
+        ours["at"] = max(times)
     redecide_all(into)
 
 

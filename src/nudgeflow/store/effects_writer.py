@@ -22,8 +22,9 @@ recorded once in run_arms and counted in its arm with the run's conversion
 sent nothing by design, the second no marketing, so neither is exposed to what the arms
 differ in.
 
-Segment changes (SegmentChanged) do two things: the members rows and daily sizes follow the
-last word on each membership (store/segments.write_changes), and every change is appended
+Segment changes (SegmentChanged) do two things: the members rows follow the last word on
+each membership and the daily sizes count every change on its own day, however many a batch
+holds (store/segments.write_changes), and every change is appended
 to the person's event log as `Segment Entered` / `Segment Exited`, with a message id made
 from the change itself, so a batch decided twice appends it once. The engine reads those
 events back like any other; segment triggers do not listen to them (they fire from the
@@ -141,6 +142,9 @@ class EffectsBatch:
         self._withheld: Counter[tuple[str, str, str]] = Counter()
         # (workspace, segment, profile) -> (member, at_ms): the last word on each membership.
         self._members: dict[tuple[str, str, str], segments.Change] = {}
+        # The changes before the last word, for the few memberships that changed more than once
+        # in the batch (a backlog's days of one person): each counts on its own day.
+        self._earlier: dict[tuple[str, str, str], list[segments.Change]] = {}
         # (workspace, profile, event name, message id, properties, at_ms), in decision order.
         self._segment_events: list[tuple[str, str, str, str, dict[str, Any], int]] = []
         # Run id -> {experiment step: arm} of treated runs outside the global control group,
@@ -341,7 +345,11 @@ class EffectsBatch:
                 self._outbox[message_key] = message
         self._withheld.update(withheld)
         for change in members:
-            self._members[(workspace_id, change.segment_id, profile_id)] = (change.entered, change.at_ms)
+            membership = (workspace_id, change.segment_id, profile_id)
+            before = self._members.get(membership)
+            if before is not None:
+                self._earlier.setdefault(membership, []).append(before)
+            self._members[membership] = (change.entered, change.at_ms)
         self._segment_events.extend(changes)
         for key, op in timers:
             self._timers[key] = op
@@ -428,7 +436,7 @@ class EffectsBatch:
         if self._traits:
             counts.profiles_updated = _update_traits(conn, self._traits, now_ms)
         if self._segment_events:
-            counts.segments_entered, counts.segments_exited = segments.write_changes(conn, self._members)
+            counts.segments_entered, counts.segments_exited = segments.write_changes(conn, self._members, self._earlier)
             counts.segment_events = _append_segment_events(conn, self._segment_events, now_ms)
         return counts
 

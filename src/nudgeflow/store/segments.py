@@ -143,11 +143,7 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
     checked, problems = check_segment(segment.model_dump(mode="json", by_alias=True), known=set(others))
     if checked is None:
         raise InvalidSegment(segment.id, problems)
-    circle = circle_among([segment], live)
-    if circle is not None:
-        raise InvalidSegment(
-            segment.id, [Problem("when", "segments refer to each other in a circle: " + " -> ".join(circle))]
-        )
+    _refuse_circle(segment, live)
     text = definition_json(segment)
     existing = conn.execute(
         select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
@@ -185,6 +181,14 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
     return Applied(segment.id, created, LIVE, version, new)
 
 
+def _refuse_circle(segment: Segment, live: Mapping[str, Segment]) -> None:
+    circle = circle_among([segment], live)
+    if circle is not None:
+        raise InvalidSegment(
+            segment.id, [Problem("when", "segments refer to each other in a circle: " + " -> ".join(circle))]
+        )
+
+
 def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -> tuple[int, bool]:
     """Make the stored draft live: (the live version, whether it is a new one)."""
     row = _row(conn, workspace_id, segment_id, lock=True)
@@ -201,13 +205,17 @@ def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
         ).scalar_one_or_none()
         if live_text is not None and orjson.loads(live_text) == orjson.loads(row.draft):
             return int(row.live_version), False
-    others = {sid for sid in live_definitions(conn, workspace_id) if sid != segment_id}
+    live = live_definitions(conn, workspace_id)
+    others = {sid for sid in live if sid != segment_id}
     missing = sorted(referenced_segments(draft.when) - others)
     if missing:
         raise InvalidSegment(
             segment_id,
             [Problem("when", f"no live segment {m!r}: apply it first, or in the same files") for m in missing],
         )
+    # Checked again here, not only when the draft was stored: a segment it refers to may have
+    # come to refer back to it since, and the engine cannot order live segments in a circle.
+    _refuse_circle(draft, live)
     latest = conn.execute(
         select(func.max(segment_versions.c.version)).where(
             segment_versions.c.workspace_id == workspace_id, segment_versions.c.segment_id == segment_id
@@ -494,7 +502,20 @@ def members(
     conn: Connection, workspace_id: str, segment_id: str, after: str = "", limit: int = 100
 ) -> list[tuple[str, int]]:
     """The next `limit` members after profile id `after`, in id order: (profile id, since_ms)."""
+    return _members(conn, workspace_id, segment_id, after, max(1, min(limit, MAX_PAGE)))
+
+
+def members_page(
+    conn: Connection, workspace_id: str, segment_id: str, after: str = "", limit: int = 100
+) -> tuple[list[tuple[str, int]], str | None]:
+    """members(), and the `after` of the next page: None on the last page, a full one too
+    (one more row is read to tell)."""
     limit = max(1, min(limit, MAX_PAGE))
+    found = _members(conn, workspace_id, segment_id, after, limit + 1)
+    return found[:limit], (found[limit - 1][0] if len(found) > limit else None)
+
+
+def _members(conn: Connection, workspace_id: str, segment_id: str, after: str, limit: int) -> list[tuple[str, int]]:
     m = segment_members.c
     rows = conn.execute(
         select(m.profile_id, m.since_ms)
@@ -554,12 +575,19 @@ def members_among(conn: Connection, workspace_id: str, segment_id: str, profile_
 Change = tuple[bool, int]  # (a member after it, when: the change's time)
 
 
-def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Change]) -> tuple[int, int]:
+def write_changes(
+    conn: Connection,
+    changes: Mapping[tuple[str, str, str], Change],
+    earlier: Mapping[tuple[str, str, str], Sequence[Change]] | None = None,
+) -> tuple[int, int]:
     """Make the members rows say what the engine decided: {(workspace, segment, profile):
     (member, at_ms)}, each the last word on that membership in the transaction. Rows are
     inserted or deleted only where they differ, and only those are counted in the daily
-    sizes (on the UTC day of at_ms): the counts follow the table exactly. Returns
-    (entered, exited)."""
+    sizes (on the UTC day of at_ms): the counts follow the table exactly. `earlier`: for a
+    membership that changed more than once in the transaction, the changes before the last
+    word, oldest first; each that differs from the one before counts on its own day (and a
+    row kept through a leaving and an entering gets the later `since`), as they would have
+    in transactions of their own. Returns (members rows inserted, deleted)."""
     if not changes:
         return 0, 0
     keys = sorted(changes)
@@ -572,7 +600,10 @@ def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Chang
     for key in keys:
         member, at_ms = changes[key]
         ws, sid, pid = key
-        if member and key not in present:
+        steps = earlier.get(key) if earlier else None
+        if steps:
+            _replay(key, [*steps, (member, at_ms)], key in present, inserts, deletes, counts)
+        elif member and key not in present:
             inserts.append((ws, sid, pid, at_ms))
             entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
             counts[(ws, sid, day_of(at_ms))] = (entered + 1, exited)
@@ -580,14 +611,42 @@ def write_changes(conn: Connection, changes: Mapping[tuple[str, str, str], Chang
             deletes.append((ws, sid, pid))
             entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
             counts[(ws, sid, day_of(at_ms))] = (entered, exited + 1)
-    sql.insert_rows(
-        conn, "segment_members", ("workspace_id", "segment_id", "profile_id", "since_ms"), inserts, conflict=_MEMBER_KEY
-    )
+    # Deleted first: a row kept through a leaving and an entering is deleted and inserted again.
     sql.execute_many(
         conn, "DELETE FROM segment_members WHERE workspace_id = ? AND segment_id = ? AND profile_id = ?", deletes
     )
+    sql.insert_rows(
+        conn, "segment_members", ("workspace_id", "segment_id", "profile_id", "since_ms"), inserts, conflict=_MEMBER_KEY
+    )
     _count(conn, counts)
-    return len(inserts), len(deletes)
+    kept = len({row[:3] for row in inserts} & set(deletes)) if earlier else 0  # rows with a new `since`
+    return len(inserts) - kept, len(deletes) - kept
+
+
+def _replay(
+    key: tuple[str, str, str],
+    steps: Sequence[Change],
+    present: bool,
+    inserts: list[tuple[Any, ...]],
+    deletes: list[tuple[Any, ...]],
+    counts: dict[tuple[str, str, int], tuple[int, int]],
+) -> None:
+    """One membership's changes in a transaction, oldest first, from whether its row is there:
+    each real change counted on its day; the row deleted, inserted, or both (a new `since`)."""
+    ws, sid, _pid = key
+    member, since = present, None
+    for now_member, at_ms in steps:
+        if now_member == member:
+            continue
+        member = now_member
+        entered, exited = counts.get((ws, sid, day_of(at_ms)), (0, 0))
+        counts[(ws, sid, day_of(at_ms))] = (entered + 1, exited) if member else (entered, exited + 1)
+        if member:
+            since = at_ms
+    if present and (not member or since is not None):
+        deletes.append(key)
+    if member and since is not None:
+        inserts.append((*key, since))
 
 
 _MEMBER_KEY = "workspace_id, segment_id, profile_id"

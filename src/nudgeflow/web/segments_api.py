@@ -263,17 +263,17 @@ def segments_router() -> APIRouter:
     ) -> Any:
         """`next` is the `after` of the next page; null on the last one."""
 
-        def read(conn: Connection) -> tuple[Any, list[tuple[str, int]]]:
-            return store.status_of(conn, workspace_id, segment_id), store.members(
+        def read(conn: Connection) -> tuple[Any, tuple[list[tuple[str, int]], str | None]]:
+            return store.status_of(conn, workspace_id, segment_id), store.members_page(
                 conn, workspace_id, segment_id, after, limit
             )
 
-        status, page = _read(state, read)
+        status, (page, next_after) = _read(state, read)
         if status is None:
             return JSONResponse({"detail": f"no segment {segment_id!r} in this workspace"}, 404)
         return {
             "members": [{"profile_id": pid, "since": _time(since)} for pid, since in page],
-            "next": page[-1][0] if len(page) == limit else None,
+            "next": next_after,
         }
 
     @router.get("/{segment_id}/explain", summary="Why a person is in the segment or not, condition by condition")
