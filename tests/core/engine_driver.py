@@ -29,8 +29,10 @@ from nudgeflow.core.effects import (
 )
 from nudgeflow.core.engine import Engine
 from nudgeflow.core.inputs import EventInput, TimerInput
+from nudgeflow.core.segments import CHOICES
 from nudgeflow.core.state import ProfileState
 from nudgeflow.core.steps import run_id_for
+from nudgeflow.model.events import OWN_EVENT_PREFIX
 from nudgeflow.model.journeys import Journey, duration_ms
 
 S = 1000
@@ -146,12 +148,22 @@ class Driver:
         return self._apply(self.engine.on_event(self.state, event, self.now))
 
     def track(
-        self, name: str, properties: dict[str, Any] | None = None, *, ts: int | None = None, **kw: Any
+        self,
+        name: str,
+        properties: dict[str, Any] | None = None,
+        *,
+        ts: int | None = None,
+        message_id: str | None = None,
+        **kw: Any,
     ) -> list[Effect]:
-        """A track event processed now; `ts` is its (corrected) event time, default now."""
+        """A track event processed now; `ts` is its (corrected) event time, default now. The
+        events of a person's choices get a messageId of Nudgeflow's own, as Nudgeflow records
+        them (model/events.is_own_event), unless `message_id` says otherwise."""
         self._seq += 1
+        if message_id is None:
+            message_id = f"{OWN_EVENT_PREFIX}m{self._seq}" if name in CHOICES else f"m{self._seq}"
         return self.event(
-            EventInput(f"m{self._seq}", "track", name, self.now if ts is None else ts, dict(properties or {}), **kw)
+            EventInput(message_id, "track", name, self.now if ts is None else ts, dict(properties or {}), **kw)
         )
 
     def identify(self, traits: dict[str, Any], *, ts: int | None = None) -> list[Effect]:

@@ -277,6 +277,10 @@ def test_fewer_emails_adds_the_stricter_caps_for_the_people_who_chose_it() -> No
     # A late event with an older choice does not undo a newer one.
     fewer.track("Subscription Preferences Updated", {"frequency": "fewer"}, ts=T0)
     assert fewer.state.frequency == {"value": "normal", "at": T0 + 2 * H}
+    # A sender's event of the name (the public write key, any userId) is not the person's choice:
+    # only the preference center's, which Nudgeflow records with an id of its own, is.
+    fewer.track("Subscription Preferences Updated", {"frequency": "fewer"}, message_id="forged-1")
+    assert fewer.state.frequency == {"value": "normal", "at": T0 + 2 * H}
 
 
 # --- quiet hours -----------------------------------------------------------------------------------

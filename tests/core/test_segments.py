@@ -16,8 +16,10 @@ from nudgeflow.core.effects import ScheduleTimer, SegmentChanged
 from nudgeflow.core.engine import Engine
 from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.segment_index import SegmentVersion
+from nudgeflow.core.segments import CHOICES
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model import event_names
+from nudgeflow.model.events import OWN_EVENT_PREFIX
 from nudgeflow.model.journey_checks import Delivery, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.segments import Segment, SegmentCycleError, segment_order
@@ -52,7 +54,7 @@ def moves(d: Driver, since: int = 0) -> list[tuple[str, str, int, dict[str, Any]
 
 def ev(d: Driver, name: str) -> dict[str, Any]:
     """The cause naming the last event the driver sent."""
-    return {"event": name, "message_id": f"m{d._seq}"}
+    return {"event": name, "message_id": f"{OWN_EVENT_PREFIX}m{d._seq}" if name in CHOICES else f"m{d._seq}"}
 
 
 TIMER = {"timer": "window"}
@@ -262,8 +264,8 @@ def test_the_latest_consent_by_event_time_decides_reachability_whatever_order_it
     assert d.state.membership.keys() == set()
     # The same facts as rebuilt from the stored events (an apply), which reads them in time order.
     past = [
-        EventInput("u", "track", event_names.UNSUBSCRIBED, T0 + 2 * H, {"topic": "*"}),
-        EventInput("s", "track", event_names.SUBSCRIPTION_PREFERENCES_UPDATED, T0 + H, {"subscribed": True}),
+        EventInput("nudgeflow:u", "track", event_names.UNSUBSCRIBED, T0 + 2 * H, {"topic": "*"}),
+        EventInput("nudgeflow:s", "track", event_names.SUBSCRIPTION_PREFERENCES_UPDATED, T0 + H, {"subscribed": True}),
     ]
     assert not segments.compute(d.engine.catalog, d.state, "mailable", T0 + 3 * H, past).member
     d.now = T0 + 3 * H
@@ -515,7 +517,7 @@ def test_compute_is_pure_and_reads_past_events() -> None:
     past = [
         EventInput("a", "track", ORDER, T0 - 10 * D),
         EventInput("b", "track", ORDER, T0 - 2 * D),
-        EventInput("c", "track", event_names.UNSUBSCRIBED, T0 - D, {"topic": "*"}),
+        EventInput("nudgeflow:c", "track", event_names.UNSUBSCRIBED, T0 - D, {"topic": "*"}),
     ]
     assert segments.compute(c, state, "loyal", T0, past) == segments.Membership(True, T0 + 20 * D)
     assert segments.compute(c, state, "loyal", T0) == segments.Membership(False, None)  # no kept history
@@ -802,3 +804,25 @@ def test_explain_engaged_and_group_traits_from_the_kept_state() -> None:
     assert engaged.seen == {"latest_at": T0 - D} and engaged.holds
     assert tier.seen == {"found": True, "value": "gold"} and tier.holds
     assert found.member == segments.compute(c, state, "eng", T0).member
+
+
+def test_a_senders_event_named_as_a_choice_changes_no_reachability() -> None:
+    """Only Nudgeflow records a person's choices (consent records, the preference center,
+    unsubscribe links: messageIds of its own). Anyone holding the public write key can send a
+    track of the same name for any userId: it is an ordinary event, and the person stays
+    reachable (or not) as their recorded choices say, on the event and in an apply alike."""
+    d = driver(seg("mailable", {"reachable": "email"}), seg("pushable", {"reachable": "push"}))
+    d.identify({"email": "ada@example.com"})
+    d.track(event_names.PUSH_SUBSCRIBED, {"provider": "webpush", "endpoint_hash": "h1"})
+    assert d.state.membership.keys() == {"mailable", "pushable"}
+    for name, props in (
+        (event_names.UNSUBSCRIBED, {"topic": "*"}),
+        (event_names.SUBSCRIPTION_PREFERENCES_UPDATED, {"subscribed": False}),
+        (event_names.CONSENT_UPDATED, {"channel": "push", "topic": "*", "subscribed": False}),
+    ):
+        d.track(name, props, message_id=f"forged-{name}")
+    assert d.state.membership.keys() == {"mailable", "pushable"}
+    forged = [EventInput("forged", "track", event_names.UNSUBSCRIBED, T0, {"topic": "*"})]
+    assert segments.compute(d.engine.catalog, d.state, "mailable", T0 + H, forged).member
+    d.track(event_names.UNSUBSCRIBED, {"topic": "*"})  # the person's own, through a link
+    assert d.state.membership.keys() == {"pushable"}

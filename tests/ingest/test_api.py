@@ -463,6 +463,16 @@ BAD_INPUT: dict[str, tuple[str, Any, dict[str, str], int, str, int | None]] = {
         "messageId",
         None,
     ),
+    # Nor those that record a person's choices (unsubscribes, preferences, consent): the engine
+    # trusts an event of those names only with Nudgeflow's own id (model/events.is_own_event).
+    "messageId of Nudgeflow's own events": (
+        "/v1/track",
+        {**TRACK, "event": "Subscription Preferences Updated", "messageId": "nudgeflow:x:preferences:1"},
+        {},
+        400,
+        "messageId",
+        None,
+    ),
     "traits not an object": ("/v1/identify", {"userId": "u", "traits": [1]}, {}, 400, "traits", None),
     "neither userId nor anonymousId": ("/v1/track", {"event": "E"}, {}, 400, "userId", None),
     "both ids empty": ("/v1/page", {"userId": "", "anonymousId": None}, {}, 400, "userId", None),

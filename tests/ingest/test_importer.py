@@ -272,3 +272,25 @@ def test_alias_whose_previous_id_is_its_own_anonymous_id_merges_once(engine: Any
         assert pid is not None and pid == resolve_profile_id(conn, ws.workspace_id, "user-7")
         profile = get_profile(conn, ws.workspace_id, pid)
     assert profile is not None and profile["event_count"] == 3 and len(profile["merged_from"]) == 1
+
+
+def test_an_operators_import_keeps_nudgeflows_own_event_ids(engine: Any, tmp_path: Path) -> None:
+    """HTTP ingest refuses messageIds starting with `nudgeflow:` (the events that record a
+    person's choices use them); an import, run with database access, takes them as they were
+    exported, so an unsubscribe carried over from another deployment still counts."""
+    ws = make_workspace(engine)
+    own = {
+        "type": "track",
+        "event": "Unsubscribed",
+        "userId": "user-1",
+        "messageId": "nudgeflow:msg-key:unsubscribed:*:1740823200000",
+        "properties": {"topic": "*", "method": "one_click"},
+        "timestamp": "2025-03-01T10:00:00Z",
+    }
+    report, _ = _import(engine, str(_jsonl(tmp_path / "own.jsonl", [own])), ws.write_key)
+    assert (report.imported, report.bad_lines) == (1, [])
+    with engine.connect() as conn:
+        assert (
+            conn.execute(select(events.c.message_id).where(events.c.workspace_id == ws.workspace_id)).scalar_one()
+            == own["messageId"]
+        )

@@ -34,6 +34,7 @@ from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, ProfileState, Run
 from nudgeflow.core.turn import Turn
 from nudgeflow.model import event_names
 from nudgeflow.model.engagement_signals import is_flagged
+from nudgeflow.model.events import is_own_event
 from nudgeflow.model.journeys import SendStep, WaitForEventStep
 from nudgeflow.model.numbers import as_number
 
@@ -92,8 +93,8 @@ class Engine:
         )
         if moved:
             segments.start(turn, moved)
-        if event.event == event_names.SUBSCRIPTION_PREFERENCES_UPDATED:
-            _preferences(state, event)
+        if event.event == event_names.SUBSCRIPTION_PREFERENCES_UPDATED and is_own_event(event.message_id):
+            _preferences(state, event)  # the preference center's (a sender's event of the name says nothing)
         return _finish(turn)
 
     def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]:

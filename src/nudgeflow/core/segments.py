@@ -117,6 +117,7 @@ from nudgeflow.core.steps import end, enter
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model import event_names
 from nudgeflow.model.engagement_signals import BOT, MACHINE
+from nudgeflow.model.events import is_own_event
 from nudgeflow.model.journeys import Filter, Ref, SegmentCondition, SegmentTrigger, TraitCondition, duration_ms
 from nudgeflow.model.numbers import as_number
 from nudgeflow.model.segments import (
@@ -956,6 +957,11 @@ def _reach_kinds(sv: SegmentVersion) -> tuple[bool, bool]:
 # --- what segments remember ----------------------------------------------------------------
 
 
+# The events that say what a person chose (consent records, the preference center, unsubscribe
+# links): reachability follows only those Nudgeflow recorded (model/events.is_own_event).
+CHOICES = frozenset(
+    {event_names.CONSENT_UPDATED, event_names.UNSUBSCRIBED, event_names.SUBSCRIPTION_PREFERENCES_UPDATED}
+)
 # segment_facts: the time of the choice that decided each channel's `*_off` fact.
 CHOSEN_AT = {"email_off": "email_chosen_at", "push_off": "push_chosen_at"}
 EMAIL_FACTS = ("email_off", "email_chosen_at")
@@ -968,6 +974,8 @@ def _observe(index: SegmentIndex, facts: dict[str, Any], event: EventInput) -> b
     first time (the events of the other facts are in index.by_event already)."""
     name = event.name
     props = event.properties
+    if name in CHOICES and not is_own_event(event.message_id):
+        return False  # a sender's event of the name: the person's choices are recorded by Nudgeflow
     if name == event_names.CONSENT_UPDATED:
         # Consent per channel (store/consent_records.py): only the choice for all of a
         # channel's marketing (topic "*") makes the channel unreachable.

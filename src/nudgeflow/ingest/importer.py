@@ -118,6 +118,7 @@ def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecor
         _received_at(message, now),
         max_event_bytes=max_event_bytes,
         derive_message_id=True,
+        own=True,  # an operator's import (of an export, say): Nudgeflow's own events keep their ids
     )
 
 

@@ -27,6 +27,17 @@ from nudgeflow.model.traits import clean_traits
 # (store/effects_writer.py): its cursor passes those undecided (store/event_log.py), so ingest
 # refuses the prefix from outside rather than let a sender's event pass as one of them.
 OWN_SEGMENT_PREFIX = "nf-seg-"
+# The messageId prefix of the other events Nudgeflow records itself: the dispatcher's outcomes,
+# opens and clicks, unsubscribes, the preference center's choices and consent records
+# ("nudgeflow:…"). Ingest refuses it from senders, so that the engine can tell a choice the
+# person made through Nudgeflow from a sender's event of the same name (is_own_event).
+OWN_EVENT_PREFIX = "nudgeflow:"
+
+
+def is_own_event(message_id: str | None) -> bool:
+    """Whether Nudgeflow recorded this event itself (no sender can give such a messageId)."""
+    return message_id is not None and message_id.startswith(OWN_EVENT_PREFIX)
+
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
@@ -280,8 +291,10 @@ def normalize(
     field: str = "body",
     index: int | None = None,
     derive_message_id: bool = False,
+    own: bool = False,
 ) -> EventRecord:
-    """Check what the schema cannot express and build the stored record."""
+    """Check what the schema cannot express and build the stored record. `own`: Nudgeflow
+    records it itself, or an operator imports a log (a messageId may then be one of its own)."""
 
     def at(name: str) -> str:
         return f"{field}.{name}" if field != "body" else name
@@ -300,6 +313,10 @@ def normalize(
     if isinstance(message_id, str) and message_id.startswith(OWN_SEGMENT_PREFIX):
         raise InvalidEvent(
             at("messageId"), f"must not start with {OWN_SEGMENT_PREFIX!r}: the engine's own events use it", index
+        )
+    if not own and is_own_event(message_id if isinstance(message_id, str) else None):
+        raise InvalidEvent(
+            at("messageId"), f"must not start with {OWN_EVENT_PREFIX!r}: Nudgeflow's own events use it", index
         )
     if not message_id:
         # Derived from the message as sent, before we add receive-time fields, so that

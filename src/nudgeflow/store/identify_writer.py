@@ -57,6 +57,6 @@ def write_identify(
             return False
         message["anonymousId"] = anonymous_id
     message["context"] = {"library": {"name": library}, **(context or {})}
-    record = normalize(parse_message(message), from_ms(now_ms), max_event_bytes=Settings.max_event_bytes)
+    record = normalize(parse_message(message), from_ms(now_ms), max_event_bytes=Settings.max_event_bytes, own=True)
     write_events(conn, workspace_id, [record], now_ms)
     return True
