@@ -52,6 +52,7 @@ from nudgeflow.model.journeys import (
     WaitForEventStep,
     duration_ms,
 )
+from nudgeflow.model.yaml_limits import check_aliases
 
 Severity = Literal["error", "warning"]
 ERROR: Severity = "error"
@@ -235,6 +236,7 @@ def _load_yaml(text: str) -> list[tuple[int, Any]]:
         index = 0
         while loader.check_node():
             node = cast(yaml.Node, loader.get_node())  # check_node() said there is one
+            check_aliases(node)  # before anything walks it: a few aliases can stand for billions of values
             lines: LineMap = {}
             duplicates: list[tuple[tuple[str, ...], str, int]] = []
             _index_lines(node, (), lines, duplicates)

@@ -40,6 +40,7 @@ from nudgeflow.content.rendered import RenderedPush
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import RenderedEmail, TemplateError, compile_template, parse_source, render
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model import yaml_limits
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
@@ -100,7 +101,7 @@ async def _body(request: Request) -> Any:
     try:
         text = raw.decode("utf-8")
         if content_type in YAML_TYPES:
-            return yaml.safe_load(text)
+            return yaml_limits.safe_load(text)  # aliases held to a budget: a few can stand for billions
         import orjson
 
         return orjson.loads(text) if text.strip() else None
