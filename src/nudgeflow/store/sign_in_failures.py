@@ -47,8 +47,12 @@ def begin(conn: Connection, keys: Iterable[str], window_ms: int, now_ms: int) ->
     rows, for `forget`. Rows past the window are deleted."""
     ids = []
     for key in sorted(set(keys)):
-        made = conn.execute(insert(sign_in_failures).values(key_digest=key_digest(key), failed_at_ms=now_ms))
-        ids.append(int(made.inserted_primary_key[0]))
+        made = conn.execute(
+            insert(sign_in_failures)
+            .values(key_digest=key_digest(key), failed_at_ms=now_ms)
+            .returning(sign_in_failures.c.id)
+        )
+        ids.append(int(made.scalar_one()))
     m = sql.mark(conn)
     conn.exec_driver_sql(f"DELETE FROM sign_in_failures WHERE failed_at_ms <= {m}", (now_ms - window_ms,))
     return ids
