@@ -28,6 +28,7 @@ import orjson
 import yaml
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, Response
 
 from nudgeflow.core.clock import to_ms
@@ -104,14 +105,9 @@ def router() -> APIRouter:
         body = await request.body()
         if len(body) > MAX_DOCUMENT_BYTES:
             raise HTTPException(413, f"a journey definition is at most {MAX_DOCUMENT_BYTES:,} bytes")
-        try:
-            documents = load_text(body.decode("utf-8"))
-        except (UnicodeDecodeError, DocumentError):
-            return {"graph": None}
-        if len(documents) != 1:
-            return {"graph": None}
-        journey, _ = check_journey(documents[0][1])
-        return {"graph": journey_graph(journey).as_dict() if journey is not None else None}
+        # In a worker thread: reading and checking a large text takes seconds, which the event
+        # loop (every other request) would wait out.
+        return {"graph": await run_in_threadpool(_graph_of, body)}
 
     @router.post("/journeys/edit")
     async def edit_text(request: Request, user: Viewer) -> dict[str, Any]:
@@ -387,6 +383,18 @@ def _side_yaml(conn: Connection, workspace_id: str, found: dict[str, Any], side:
     if loaded is None:  # listed a moment ago; versions are never deleted
         raise HTTPException(404, f"this journey has no version {side}")
     return definition_yaml(loaded.model_dump(mode="json", by_alias=True))
+
+
+def _graph_of(body: bytes) -> dict[str, Any] | None:
+    """The graph of one journey's text, or None while it is not yet one."""
+    try:
+        documents = load_text(body.decode("utf-8"))
+    except (UnicodeDecodeError, DocumentError):
+        return None
+    if len(documents) != 1:
+        return None
+    journey, _ = check_journey(documents[0][1])
+    return journey_graph(journey).as_dict() if journey is not None else None
 
 
 def _dump(value: Any) -> str:
