@@ -1,9 +1,10 @@
-"""A viewer's large journey text is read and checked off the event loop: the server keeps
-answering everyone else meanwhile.
+"""A viewer's large YAML is read and checked off the event loop: the server keeps answering
+everyone else meanwhile.
 
-POST /api/journeys/validate and the console's POST /journeys/graph (a viewer may call both:
-they only check) read the YAML and checked it on the event loop: a third of a megabyte held
-every other request, ingest included, for seconds (a megabyte for about ten)."""
+POST /api/journeys/validate, the console's POST /journeys/graph and a template preview (a
+viewer may call them: they only check or render) read the YAML (and checked a journey) on
+the event loop: a third of a megabyte held every other request, ingest included, for
+seconds (a megabyte for about ten)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,19 @@ def long_journey(steps: int) -> str:
 
 @pytest.mark.parametrize(
     "path, headers",
-    [("/api/journeys/validate", {"Content-Type": "application/yaml"}), ("/journeys/graph", {})],
+    [
+        ("/api/journeys/validate", {"Content-Type": "application/yaml"}),
+        ("/journeys/graph", {}),
+        ("/api/templates/long/preview", {"Content-Type": "application/yaml"}),
+    ],
 )
 def test_checking_a_long_journey_leaves_the_server_answering(
     console_app: ConsoleApp, signed_in: Callable[[str], httpx.Client], path: str, headers: dict[str, str]
 ) -> None:
     viewer = signed_in("viewer")
     text = long_journey(10_000)
+    if "templates" in path:  # a preview's source and context: the journey's text as a context
+        text = "source: {channel: email, subject: hi, body: hi}\ncontext:\n  " + text.replace("\n", "\n  ")
     assert len(text) < 400_000
     answer: dict[str, Any] = {}
 

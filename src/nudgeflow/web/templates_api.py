@@ -101,7 +101,9 @@ async def _body(request: Request) -> Any:
     try:
         text = raw.decode("utf-8")
         if content_type in YAML_TYPES:
-            return yaml_limits.safe_load(text)  # aliases held to a budget: a few can stand for billions
+            # Aliases held to a budget (a few can stand for billions); in a worker thread, as
+            # half a megabyte of YAML takes seconds to read, which the event loop would wait out.
+            return await run_in_threadpool(yaml_limits.safe_load, text)
         import orjson
 
         return orjson.loads(text) if text.strip() else None
