@@ -4,10 +4,11 @@ YAML anchors and aliases let a few hundred bytes stand for billions of values ("
 laughs": ten aliases of ten aliases of ten …). PyYAML builds them as shared references,
 cheaply, but everything that then walks the document (the line index, the checks, the NUL
 scan, JSON encoding) visits every repetition: a 313-byte journey sent to POST
-/api/journeys/validate by a viewer held the server's event loop for 5 seconds, 413 bytes for
-minutes. So a document is composed first, its size with every alias expanded is counted
-(each distinct node once, memoized), and one whose aliases add more than ALIAS_NODES nodes
-to what is written, or that refers to itself, is refused before it is constructed.
+/api/journeys/validate by a viewer held the server's event loop for 5 seconds, and each
+further 50 bytes (one more level of ten aliases) ten times as long. So a document is
+composed first, its size with every alias expanded is counted (each distinct node once,
+memoized), and one whose aliases add more than ALIAS_NODES nodes to what is written, or
+that refers to itself, is refused before it is constructed.
 """
 
 from __future__ import annotations
