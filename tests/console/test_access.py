@@ -4,6 +4,7 @@ sign-in rate limit, CSRF, and roles enforced by the server, over real HTTP."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -235,6 +236,36 @@ def test_failed_sign_ins_are_limited_per_email_and_per_address(own_console_app: 
     with app.client() as client:
         for n in range(30):
             assert sign_in(client, email=f"guess{n}@example.com", password="wrong password").status_code == 401
+        assert sign_in(client, email=email_of("editor"), password=PASSWORD).status_code == 429
+
+
+def test_sign_ins_sent_at_once_cannot_all_pass_the_limit(own_console_app: ConsoleApp) -> None:
+    """Twenty wrong passwords for one email sent at the same moment are five guesses, not
+    twenty: each sign-in counts as failed from its start (it was checked against a count
+    that the others, still hashing their password, had not added to: all twenty were 401)."""
+    app = own_console_app
+    clients = [app.client() for _ in range(20)]
+    try:
+        tokens = [form_token(client) for client in clients]
+
+        def guess(i: int) -> int:
+            data = {"form_token": tokens[i], "email": email_of("viewer"), "password": f"guess number {i}"}
+            return clients[i].post("/sign-in", data=data, timeout=60).status_code
+
+        with ThreadPoolExecutor(len(clients)) as pool:
+            answers = list(pool.map(guess, range(len(clients))))
+        assert answers.count(401) <= 5 and answers.count(401) + answers.count(429) == 20, answers
+        limited = sign_in(clients[0], email=email_of("viewer"), password=PASSWORD)
+        assert limited.status_code == 429, limited.text
+    finally:
+        for client in clients:
+            client.close()
+    for _ in range(3):  # successful sign-ins are not counted as failures
+        with app.client() as client:
+            assert sign_in(client, email=email_of("editor"), password=PASSWORD).status_code == 303
+    with app.client() as client:
+        for _ in range(5):
+            assert sign_in(client, email=email_of("editor"), password="wrong password").status_code == 401
         assert sign_in(client, email=email_of("editor"), password=PASSWORD).status_code == 429
 
 

@@ -4,6 +4,7 @@ session of theirs ends; an admin token's session has no password."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from playwright.sync_api import expect
@@ -34,6 +35,27 @@ def test_a_viewer_changes_their_password(own_console_app: ConsoleApp) -> None:
     assert NEW not in str(actions)
     viewer.close()
     other.close()
+
+
+def test_wrong_current_passwords_count_as_failed_sign_ins(own_console_app: ConsoleApp) -> None:
+    """A session cannot guess its user's password without limit: five wrong current passwords
+    (in the sign-in limit's 15 minutes) and the sixth try is a 429, the right one too, and the
+    sign-in form is closed to the email as well (it was a 403 every time, unlimited)."""
+    app = own_console_app
+    viewer = app.sign_in(email_of("viewer"))
+    answers = [
+        viewer.post("/account/password", json={"current": f"guess number {n}", "new": NEW}).status_code
+        for n in range(5)
+    ]
+    assert answers == [403] * 5
+    limited = viewer.post("/account/password", json={"current": PASSWORD, "new": NEW})
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0, limited.text
+    with app.client() as client:
+        assert sign_in(client, email=email_of("viewer"), password=PASSWORD).status_code == 429
+    app.clock.advance(timedelta(minutes=15, seconds=1))
+    done = viewer.post("/account/password", json={"current": PASSWORD, "new": NEW})
+    assert done.status_code == 200, done.text
+    viewer.close()
 
 
 def test_an_admin_token_session_has_no_password(console_app: ConsoleApp) -> None:

@@ -504,7 +504,7 @@ def test_aliases_that_expand_past_any_real_document_are_a_document_error() -> No
     # PUT /api/journeys or /api/policies. 160,000 values are refused at once.
     from nudgeflow.model.journey_checks import load_text
 
-    with pytest.raises(DocumentError, match="aliases expand to more than"):
+    with pytest.raises(DocumentError, match="aliases expand"):
         load_text(_alias_bomb(4, 20), "yaml")
     # Aliases that reuse a little are fine.
     [(_, doc)] = load_text("base: &b {channel: email, template: t}\none: *b\ntwo: *b\n", "yaml")

@@ -12,7 +12,9 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -513,3 +515,24 @@ def test_a_signed_notification_with_nul_characters_is_applied_without_them(live:
     assert suppressions(live.state.engine, wid) == {"eli@example.com": "hard_bounce"}
     [event] = feedback_events(live.state.engine, wid)
     assert event["profile_id"] == eli and "\x00" not in json.dumps(event["properties"])
+
+
+def test_a_body_without_a_length_is_refused_once_past_the_limit(live: LiveServer, ws: Any) -> None:
+    """A chunked body (no Content-Length) is refused as soon as it passes 5 MB, before any
+    credential is looked at: it was read whole into memory first, so a caller with no
+    credentials could send gigabytes (the answer came only after the body's last chunk)."""
+    host, port = urlsplit(live.url).hostname, urlsplit(live.url).port
+    with socket.create_connection((host, port), timeout=10) as conn:
+        conn.sendall(
+            f"POST /webhooks/mailgun/{ws.workspace_id} HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        piece = b" " * (256 * 1024)
+        for _ in range(24):  # 6 MB, and never the last (empty) chunk that ends the body
+            conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        conn.settimeout(5)
+        try:
+            status_line = conn.recv(64).split(b"\r\n", 1)[0]
+        except TimeoutError:
+            status_line = b"no answer: the server is still reading the body"
+    assert status_line.startswith(b"HTTP/1.1 413"), status_line

@@ -52,6 +52,7 @@ from nudgeflow.model.journeys import (
     WaitForEventStep,
     duration_ms,
 )
+from nudgeflow.model.yaml_limits import check_aliases
 
 Severity = Literal["error", "warning"]
 ERROR: Severity = "error"
@@ -235,7 +236,7 @@ def _load_yaml(text: str) -> list[tuple[int, Any]]:
         index = 0
         while loader.check_node():
             node = cast(yaml.Node, loader.get_node())  # check_node() said there is one
-            _refuse_alias_bombs(node)
+            check_aliases(node)  # before anything walks it: a few aliases can stand for billions of values
             lines: LineMap = {}
             duplicates: list[tuple[tuple[str, ...], str, int]] = []
             _index_lines(node, (), lines, duplicates)
@@ -274,57 +275,6 @@ def _located(data: dict[str, Any], lines: LineMap, problems: list[Problem], star
     doc.load_problems = problems
     doc.start_line = start_line
     return doc
-
-
-# How many values a document may stand for once its aliases are expanded (each reader walks an
-# aliased value once per reference), unless it has that many without them: far more than any
-# journey, policies or segment document, far less than a few lines of nested aliases reach.
-MAX_EXPANDED_NODES = 100_000
-
-
-def safe_load(text: str) -> Any:
-    """yaml.safe_load of one document, refusing one whose aliases expand past
-    MAX_EXPANDED_NODES values (DocumentError): for YAML read from a request, which a reader
-    then walks (validation, dumping) once per reference."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _refuse_alias_bombs(node)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _refuse_alias_bombs(node: yaml.Node) -> None:
-    """A DocumentError when aliases make the document stand for more than MAX_EXPANDED_NODES
-    values (and more than it holds without them): counted once per distinct node."""
-    sizes: dict[int, int] = {}
-    distinct = 0
-
-    def size(at: yaml.Node) -> int:
-        nonlocal distinct
-        known = sizes.get(id(at))
-        if known is not None:
-            return known
-        sizes[id(at)] = 0  # a recursive alias counts nothing more (its readers stop on depth)
-        distinct += 1
-        total = 1
-        if isinstance(at, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in at.value)
-        elif isinstance(at, yaml.SequenceNode):
-            total += sum(size(item) for item in at.value)
-        total = min(total, MAX_EXPANDED_NODES + 1)  # enough to say no, without huge integers
-        sizes[id(at)] = total
-        return total
-
-    expanded = size(node)
-    if expanded > MAX_EXPANDED_NODES and expanded > distinct:
-        line = node.start_mark.line + 1
-        raise DocumentError(
-            f"not valid YAML: its aliases expand to more than {MAX_EXPANDED_NODES:,} values (line {line})", line
-        )
 
 
 def _index_lines(

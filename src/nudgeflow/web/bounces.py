@@ -149,10 +149,16 @@ async def _body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Reject(413, f"body over {MAX_BODY_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise Reject(413, f"body over {MAX_BODY_BYTES} bytes")
-    return body
+    # Read as it comes, and stop past the limit: a body sent without a length (chunked) was
+    # read whole into memory before it was measured, and this runs before any credential is.
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > MAX_BODY_BYTES:
+            raise Reject(413, f"body over {MAX_BODY_BYTES} bytes")
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def _json(body: bytes, what: str) -> Any:

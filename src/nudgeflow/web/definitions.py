@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from nudgeflow.errors import WebError
 from nudgeflow.model.journey_checks import DocumentError, Problem, load_text
@@ -57,7 +58,9 @@ async def read_documents(request: Request, noun: str) -> list[tuple[int, Any]]:
     if not text.strip():
         raise invalid([Problem("", f"the body is empty: send a {noun} as {kind.upper()}").as_dict()], detail)
     try:
-        return load_text(text, kind)
+        # In a worker thread: a megabyte of YAML takes seconds to read, and on the event loop
+        # every other request (ingest too) waited for it.
+        return await run_in_threadpool(load_text, text, kind)
     except DocumentError as exc:  # bad syntax, a character YAML refuses, nesting past the parser's stack
         raise invalid([Problem("", str(exc), line=exc.line).as_dict()], detail) from None
 

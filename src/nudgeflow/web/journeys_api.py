@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from nudgeflow.core.catalog import place_tags
 from nudgeflow.core.clock import to_ms
@@ -149,10 +150,15 @@ def journeys_router() -> APIRouter:
         """Answers 200 with `valid` and every problem, errors and warnings; `document` is the
         index of the YAML document (or JSON array item) each problem belongs to."""
         documents = await _documents(request)
-        problems: list[dict[str, Any]] = nul_problems(documents)
-        delivery = _delivery(state, workspace_id)
-        for index, doc in documents:
-            problems.extend(problem_dicts(check_journey(doc, delivery)[1], index))
+
+        def check() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = nul_problems(documents)
+            delivery = _delivery(state, workspace_id)
+            for index, doc in documents:
+                found.extend(problem_dicts(check_journey(doc, delivery)[1], index))
+            return found
+
+        problems = await run_in_threadpool(check)  # seconds for a large definition: not on the event loop
         if not documents:
             problems.append(
                 {"path": "", "message": "no journey in the body", "severity": "error", "line": None, "document": 0}

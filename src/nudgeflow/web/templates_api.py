@@ -40,8 +40,8 @@ from nudgeflow.content.rendered import RenderedPush
 from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import RenderedEmail, TemplateError, compile_template, parse_source, render
 from nudgeflow.core.clock import to_ms
+from nudgeflow.model import yaml_limits
 from nudgeflow.model.iso_time import iso
-from nudgeflow.model.journey_checks import safe_load
 from nudgeflow.store import templates as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.store.push_targets import targets_of
@@ -101,7 +101,9 @@ async def _body(request: Request) -> Any:
     try:
         text = raw.decode("utf-8")
         if content_type in YAML_TYPES:
-            return safe_load(text)
+            # Aliases held to a budget (a few can stand for billions); in a worker thread, as
+            # half a megabyte of YAML takes seconds to read, which the event loop would wait out.
+            return await run_in_threadpool(yaml_limits.safe_load, text)
         import orjson
 
         return orjson.loads(text) if text.strip() else None

@@ -1,5 +1,9 @@
 """/account (every signed-in user): change your own password, e.g. the one an admin made
-for you. It needs the current password; every session of yours ends, this one included."""
+for you. It needs the current password; every session of yours ends, this one included.
+
+A wrong current password is a failed sign-in of the email (web/console/sign_in.py's limit, 5
+in 15 minutes, shared with the sign-in form): a session is not a way to guess its user's
+password at the server's speed (it was unlimited)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from nudgeflow.store import audit_log
 from nudgeflow.store import console_users as store
 from nudgeflow.web.console.auth import Viewer
 from nudgeflow.web.console.render import page
+from nudgeflow.web.console.sign_in import PER_EMAIL, SignInLimiter
 from nudgeflow.web.state import State
 
 
@@ -33,10 +38,16 @@ def router() -> APIRouter:
     def change_password(state: State, user: Viewer, body: PasswordChange) -> dict[str, Any]:
         if user.user_id is None:
             raise HTTPException(409, "you signed in with an admin token, which has no password to change")
+        limits = SignInLimiter(state.engine, state.clock)
+        begun, wait = limits.begin({f"email:{user.email}": PER_EMAIL})  # a failure until it is right
+        if wait:
+            detail = f"too many wrong passwords: try again in {max(1, wait // 60)} minute(s)"
+            raise HTTPException(429, detail, {"Retry-After": str(wait)})
         with state.engine.connect() as conn:
             found = [hashed for u, hashed in store.users_by_email(conn, user.email) if u.id == user.user_id]
         if not found or not store.password_matches(found[0], body.current):
             raise HTTPException(403, "the current password is wrong")
+        limits.forget(begun)
         now = to_ms(state.clock.now())
         try:
             with state.engine.begin() as conn:

@@ -28,12 +28,14 @@ import orjson
 import yaml
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, Response
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.measure import report
+from nudgeflow.model import yaml_limits
 from nudgeflow.model.iso_time import iso
-from nudgeflow.model.journey_checks import DocumentError, check_journey, load_text, safe_load
+from nudgeflow.model.journey_checks import DocumentError, check_journey, load_text
 from nudgeflow.model.journey_edits import EditError, add_step, move_step, part_of, remove_step, replace_part
 from nudgeflow.model.journey_graph import GOAL, TRIGGER, JourneyGraph, journey_graph
 from nudgeflow.model.journeys import Journey
@@ -104,14 +106,9 @@ def router() -> APIRouter:
         body = await request.body()
         if len(body) > MAX_DOCUMENT_BYTES:
             raise HTTPException(413, f"a journey definition is at most {MAX_DOCUMENT_BYTES:,} bytes")
-        try:
-            documents = load_text(body.decode("utf-8"))
-        except (UnicodeDecodeError, DocumentError):
-            return {"graph": None}
-        if len(documents) != 1:
-            return {"graph": None}
-        journey, _ = check_journey(documents[0][1])
-        return {"graph": journey_graph(journey).as_dict() if journey is not None else None}
+        # In a worker thread: reading and checking a large text takes seconds, which the event
+        # loop (every other request) would wait out.
+        return {"graph": await run_in_threadpool(_graph_of, body)}
 
     @router.post("/journeys/edit")
     async def edit_text(request: Request, user: Viewer) -> dict[str, Any]:
@@ -125,8 +122,8 @@ def router() -> APIRouter:
         try:
             asked = orjson.loads(body)
             text, op, step = str(asked["yaml"]), str(asked["op"]), str(asked["step"])
-            doc = safe_load(text)
-        except (orjson.JSONDecodeError, KeyError, TypeError, yaml.YAMLError, DocumentError) as exc:
+            doc = yaml_limits.safe_load(text)
+        except (orjson.JSONDecodeError, KeyError, TypeError, yaml.YAMLError) as exc:
             raise HTTPException(422, f"expected JSON with yaml, op and step: {exc}"[:300]) from exc
         if not isinstance(doc, dict):
             raise HTTPException(422, "the text is not a journey document yet: fix it first")
@@ -141,8 +138,8 @@ def router() -> APIRouter:
                 return {"yaml": _dump(part_of(doc, step)), "step": step}
             elif op == "set":
                 try:
-                    value = safe_load(str(asked.get("part", "")))
-                except (yaml.YAMLError, DocumentError) as exc:
+                    value = yaml_limits.safe_load(str(asked.get("part", "")))
+                except yaml.YAMLError as exc:
                     raise EditError(f"the settings are not YAML: {exc}"[:300]) from exc
                 doc = replace_part(doc, step, value)
             else:
@@ -387,6 +384,18 @@ def _side_yaml(conn: Connection, workspace_id: str, found: dict[str, Any], side:
     if loaded is None:  # listed a moment ago; versions are never deleted
         raise HTTPException(404, f"this journey has no version {side}")
     return definition_yaml(loaded.model_dump(mode="json", by_alias=True))
+
+
+def _graph_of(body: bytes) -> dict[str, Any] | None:
+    """The graph of one journey's text, or None while it is not yet one."""
+    try:
+        documents = load_text(body.decode("utf-8"))
+    except (UnicodeDecodeError, DocumentError):
+        return None
+    if len(documents) != 1:
+        return None
+    journey, _ = check_journey(documents[0][1])
+    return journey_graph(journey).as_dict() if journey is not None else None
 
 
 def _dump(value: Any) -> str:

@@ -36,21 +36,33 @@ KEEP_ENDED_MS = 7 * 24 * 3_600_000
 
 class SignInLimiter:
     """Failed sign-ins per key (an email, a client address) in a sliding window, kept in the
-    database: every process serving the console on it counts the same failures."""
+    database: every process serving the console on it counts the same failures.
+
+    A sign-in counts as failed from the moment it begins (`begin`), and is taken back when it
+    is refused or succeeds (`forget`): sign-ins sent at the same moment each see the others,
+    and cannot all be checked against a count that none of them has added to yet."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
 
-    def retry_after(self, keys: dict[str, int]) -> int:
-        """Seconds until a sign-in for these keys (key -> its limit) may be tried; 0: now."""
+    def begin(self, keys: dict[str, int]) -> tuple[list[int], int]:
+        """Count a sign-in for these keys (key -> its limit) as failed until told otherwise:
+        (its rows, 0), or ([], seconds until one may be tried) when a key is at its limit."""
+        now = to_ms(self.clock.now())
+        with self.engine.begin() as conn:  # committed before the count: others in flight see it
+            rows = sign_in_failures.begin(conn, keys, WINDOW_MS, now)
         with self.engine.connect() as conn:
-            wait_ms = sign_in_failures.retry_after_ms(conn, keys, WINDOW_MS, to_ms(self.clock.now()))
-        return -(-wait_ms // 1000)
+            wait_ms = sign_in_failures.retry_after_ms(conn, keys, WINDOW_MS, now, own=1)
+        if wait_ms:
+            self.forget(rows)  # a refused sign-in tried nothing: it does not prolong the wait
+            return [], -(-wait_ms // 1000)
+        return rows, 0
 
-    def failed(self, keys: dict[str, int]) -> None:
+    def forget(self, rows: list[int]) -> None:
+        """The begun sign-in did not fail (it succeeded, or needs the workspace named)."""
         with self.engine.begin() as conn:
-            sign_in_failures.record(conn, keys, WINDOW_MS, to_ms(self.clock.now()))
+            sign_in_failures.forget(conn, rows)
 
 
 def secure_cookies(request: Request, state: AppState) -> bool:
@@ -159,7 +171,7 @@ def sign_in_router() -> APIRouter:
         if not admin_token:
             keys[f"email:{email}"] = PER_EMAIL
         limits = limiter(state)
-        wait = limits.retry_after(keys)
+        begun, wait = limits.begin(keys)  # counted as failed until it succeeds
         if wait:
             return form(
                 request,
@@ -174,9 +186,9 @@ def sign_in_router() -> APIRouter:
         if admin_token:
             workspace_id = state.keys.workspace_sync(ADMIN, admin_token.strip())
             if workspace_id is None:
-                limits.failed(keys)
                 return form(request, state, error="Unknown admin token.", status_code=401, next_path=next_path)
             token = admin_token.strip()
+            limits.forget(begun)
             with state.engine.begin() as conn:
                 replace_session(request, state, conn, now)
                 new = console_sessions.open_session(
@@ -192,7 +204,6 @@ def sign_in_router() -> APIRouter:
             user_store.burn_a_hash(password)
         matching = [user for user, hashed in candidates if user_store.password_matches(hashed, password)]
         if not matching:
-            limits.failed(keys)
             return form(
                 request,
                 state,
@@ -202,6 +213,7 @@ def sign_in_router() -> APIRouter:
                 ask_workspace=bool(workspace),
                 next_path=next_path,
             )
+        limits.forget(begun)  # the password was right
         if len(matching) > 1:
             return form(
                 request,
