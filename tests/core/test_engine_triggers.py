@@ -191,6 +191,55 @@ def test_not_followed_ignores_a_follow_up_that_happened_before_the_add() -> None
     assert len(d.sends()) == 1
 
 
+def test_not_followed_late_add_does_not_replace_a_newer_watch() -> None:
+    # The window runs from the latest add. An older add flushed late from an offline queue
+    # must not take the newer add's place: the reminder went out a minute after the newer
+    # add, about the older item.
+    d = Driver(cart_journey())
+    d.track("Product Added", {"cart_id": "c1", "sku": "B"})
+    d.advance("1m")
+    d.track("Product Added", {"cart_id": "c1", "sku": "A"}, ts=T0 - H)
+    d.advance("2h")
+    assert d.sent() == [("remind", iso(T0 + H))]
+    assert d.sends()[0].context["trigger"]["properties"]["sku"] == "B"
+
+
+def test_not_followed_late_add_already_followed_by_an_order_starts_nothing() -> None:
+    # The order (stamped 10 minutes after the add) reaches the engine before the add, which
+    # an app's offline queue delivers 15 minutes late: the add was followed within the hour.
+    d = Driver(cart_journey())
+    d.advance("15m")
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 + 10 * M)
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.advance("2h")
+    assert d.sends() == [] and d.state.pending == {}
+
+
+def test_not_followed_order_decided_first_counts_only_for_its_cart_and_window() -> None:
+    d = Driver(cart_journey())
+    d.advance("3h")
+    d.track("Order Completed", {"cart_id": "c2"}, ts=T0 + 10 * M)  # another cart
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 + 2 * H)  # after the hour
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 - M)  # before the add
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.advance("1m")
+    assert d.sent() == [("remind", iso(T0 + 3 * H))]
+
+
+def test_not_followed_order_decided_first_with_a_filter_on_the_order() -> None:
+    trigger = {**CART, "not_followed_by": {**CART["not_followed_by"], "where": [{"property": "total", "op": "gt", "value": 0}]}}
+    d = Driver(journey("cart", trigger, {"remind": {"type": "send", "channel": "email", "template": "r"}}))
+    d.advance("15m")
+    d.track("Order Completed", {"cart_id": "c1", "total": 0}, ts=T0 + 5 * M)  # does not pass `where`
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.advance("2h")
+    assert len(d.sends()) == 1
+    d.track("Order Completed", {"cart_id": "c9", "total": 12}, ts=d.now)
+    d.track("Product Added", {"cart_id": "c9"}, ts=d.now - M)
+    d.advance("2h")
+    assert len(d.sends()) == 1
+
+
 # --- inactivity (lazy) ---------------------------------------------------------------------------
 
 

@@ -168,6 +168,7 @@ class Catalog:
         live_segments = list(segments)
         self.segment_index = SegmentIndex(live_segments) if live_segments else None
         needs = [need for jv in self.live.values() for need in history_needs(jv.definition)]
+        needs.extend(need for jv in self.live.values() for need in follow_up_needs(jv.definition))
         for sv in self.segment_index.order if self.segment_index else ():
             for name, keys, seg_window, cap in segment_history_needs(sv.definition):
                 needs.append((name, keys, seg_window))
@@ -379,6 +380,20 @@ def history_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]
         if isinstance(condition, EventCountCondition):
             window = duration_ms(condition.within) if condition.within else None
             yield condition.event, _filter_keys(condition.where), window
+
+
+def follow_up_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+    """The follow-up of an `event_not_followed` trigger, kept so that an occurrence of the
+    trigger's event decided after it (a late event, within `max_lateness`) sees that it was
+    followed. Kept for the window plus the lateness: no later occurrence can look further."""
+    from nudgeflow.model.journeys import duration_ms
+
+    trigger = journey.trigger
+    if isinstance(trigger, EventNotFollowedTrigger):
+        follow = trigger.not_followed_by
+        lateness = trigger.max_lateness
+        window = None if lateness is None else duration_ms(follow.within) + duration_ms(lateness)
+        yield follow.event, _filter_keys(follow.where, follow.match), window
 
 
 def _all_conditions(journey: Journey) -> Iterable[object]:

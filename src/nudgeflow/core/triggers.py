@@ -26,6 +26,7 @@ from nudgeflow.model.journeys import (
     InactivityTrigger,
     LocationTrigger,
     MilestoneTrigger,
+    NotFollowedBy,
     Occurrences,
     duration_ms,
 )
@@ -239,6 +240,11 @@ def _not_followed(
         key = _watch_key(jv, event.properties, follow.match)
         if key is None:
             return
+        known = turn.state.pending.get(key)
+        if known is not None and known["at"] > event.timestamp_ms:
+            return  # an older occurrence, late: the window runs from the newer one
+        if _followed_already(turn, follow, event):
+            return  # the follow-up was decided first (this event came late): nothing to watch
         # The latest occurrence restarts the window: an hour after the last item added.
         # The watch is the journey and the trigger (trigger_of's keys, in its order).
         turn.state.pending[key] = {
@@ -250,6 +256,35 @@ def _not_followed(
         }
         due = max(event.timestamp_ms + duration_ms(follow.within), turn.now_ms)
         turn.schedule(key, due, {"kind": "not_followed", "journey": jv.journey_id})
+
+
+def _followed_already(turn: Turn, follow: NotFollowedBy, event: EventInput) -> bool:
+    """Whether a follow-up the engine already decided happened within the window after
+    `event` (kept in the history for this: catalog.follow_up_needs)."""
+    entries = turn.state.history.get(follow.event)
+    if not entries:
+        return False
+    key: Any = None
+    if follow.match is not None:
+        _, key = get_path(event.properties, follow.match)  # found: _watch_key gave a key
+    matcher, scope = None, None
+    if follow.where:
+        _, matcher, needs_scope = compiled_entry(follow.where)
+        if needs_scope:
+            scope = Scope(turn.state.traits, event.timestamp_ms, turn.state.history)
+    since = event.timestamp_ms
+    until = since + duration_ms(follow.within)
+    for ts, props in entries:
+        if not since <= ts <= until:
+            continue
+        if matcher is not None and not matcher(props, scope):
+            continue
+        if follow.match is not None:
+            found, value = get_path(props, follow.match)
+            if not compare("eq", found, value, key):
+                continue
+        return True
+    return False
 
 
 def on_not_followed_timer(turn: Turn, key: str, payload: dict[str, Any]) -> None:
