@@ -287,6 +287,24 @@ def test_inactivity_fires_after_a_window_of_silence_and_re_arms_lazily() -> None
     assert d.schedules("idle:winback") == [T0 + 7 * D, T0 + 10 * D, T0 + 67 * D, T0 + 68 * D]
 
 
+def test_inactivity_a_late_event_from_before_the_silence_does_not_enter_again() -> None:
+    # Entered after a week of silence; then a session stamped before that silence arrives
+    # (an app's offline queue): it is not new activity, so it must not arm a timer that
+    # fires at once and enters the person a second time for the same silence.
+    d = Driver(winback())
+    d.track("Session Started")
+    d.advance("7d")
+    assert len(d.sends()) == 1
+    d.advance("1h")
+    d.track("Session Started", ts=T0 - H)
+    d.advance("1d")
+    assert len(d.sends()) == 1
+    # New activity afterwards still re-arms it.
+    d.track("Session Started")
+    d.advance("7d")
+    assert d.sent() == [("miss", iso(T0 + 7 * D)), ("miss", iso(T0 + 15 * D + H))]
+
+
 def test_inactivity_on_any_event() -> None:
     anyidle = journey(
         "anyidle",

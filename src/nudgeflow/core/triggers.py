@@ -313,6 +313,10 @@ def _activity(
         record = activity[jv.journey_id] = {"last": event.timestamp_ms, "armed": False}
     elif event.timestamp_ms > record["last"]:
         record["last"] = event.timestamp_ms
+    elif not record["armed"]:
+        # A late event from before the latest activity is not new activity: arming for it
+        # would fire at once and enter the person again for a silence they entered for.
+        return
     if not record["armed"]:
         record["armed"] = True
         due = max(record["last"] + duration_ms(trigger.window), turn.now_ms)
