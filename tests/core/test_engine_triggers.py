@@ -86,6 +86,32 @@ def test_occurrences_same_product_twice_within_window() -> None:
     assert len(d.sends()) == 1
 
 
+def test_occurrences_counts_a_late_occurrence_before_the_one_already_decided() -> None:
+    # Two views of p1 ten minutes apart; the earlier one reaches the engine late (an app's
+    # offline queue). When it is decided the person has viewed p1 twice within the hour,
+    # by event time: the journey starts then, as it would have had the views come in order.
+    browse = send_j(
+        "browse",
+        {
+            "type": "event",
+            "event": "Product Viewed",
+            "occurrences": {"count": 2, "within": "1h", "match": "product_id"},
+        },
+    )
+    d = Driver(browse)
+    d.track("Product Viewed", {"product_id": "p1"})
+    d.track("Product Viewed", {"product_id": "p2"}, ts=T0 - 10 * M)  # another product
+    assert d.sends() == []
+    d.advance("5m")
+    d.track("Product Viewed", {"product_id": "p1"}, ts=T0 - 10 * M)
+    assert d.sent() == [("hello", iso(T0 + 5 * M))]
+    # An occurrence an hour or more before the later one does not make a pair with it.
+    d = Driver(browse)
+    d.track("Product Viewed", {"product_id": "p1"})
+    d.track("Product Viewed", {"product_id": "p1"}, ts=T0 - H)
+    assert d.sends() == []
+
+
 def test_occurrences_count_only_events_that_pass_the_filter() -> None:
     shoes = send_j(
         "shoes",

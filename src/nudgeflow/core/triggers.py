@@ -96,14 +96,20 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, whe
             found_times = shared[cache_key] = _occurrence_times(turn, event, occ.match, key, matcher, None)
         times = found_times
     until = event.timestamp_ms
-    since = until - duration_ms(occ.within)
+    window = duration_ms(occ.within)
+    since = until - window
     n = 0
+    later = []
     for ts in times:
         if since < ts <= until:
             n += 1
             if n >= occ.count:
                 return True
-    return n >= occ.count
+        elif until < ts < until + window:
+            later.append(ts)
+    # A late event (occurrences after it were decided first): the windows that end at those
+    # hold it too, and may hold enough, by event time, as they would have in order.
+    return any(sum(1 for ts in times if end - window < ts <= end) >= occ.count for end in later)
 
 
 def _occurrence_times(
