@@ -266,6 +266,30 @@ def test_not_followed_order_decided_first_with_a_filter_on_the_order() -> None:
     assert len(d.sends()) == 1
 
 
+def test_not_followed_by_the_same_event_fires_after_the_last_one() -> None:
+    quiet = journey(
+        "quiet",
+        {
+            "type": "event_not_followed",
+            "event": "Session Started",
+            "not_followed_by": {"event": "Session Started", "within": "7d"},
+        },
+        {"s": {"type": "send", "channel": "email", "template": "t"}},
+    )
+    d = Driver(quiet)
+    d.track("Session Started")
+    d.advance("1d")
+    d.track("Session Started")
+    d.advance("8d")
+    assert d.sent() == [("s", iso(T0 + 8 * D))]
+    # A late session from before the last one, and decided after it, starts no watch of its own.
+    d.track("Session Started")
+    d.advance("1m")
+    d.track("Session Started", ts=d.now - 2 * D)
+    d.advance("7d")
+    assert d.sent() == [("s", iso(T0 + 8 * D)), ("s", iso(T0 + 16 * D))]
+
+
 # --- inactivity (lazy) ---------------------------------------------------------------------------
 
 

@@ -280,8 +280,11 @@ def _followed_already(turn: Turn, follow: NotFollowedBy, event: EventInput) -> b
             scope = Scope(turn.state.traits, event.timestamp_ms, turn.state.history)
     since = event.timestamp_ms
     until = since + duration_ms(follow.within)
+    # "Session Started not followed by Session Started": the event itself is kept in that
+    # history too, and does not follow itself; only a later one does.
+    after = since + 1 if follow.event == event.name else since
     for ts, props in entries:
-        if not since <= ts <= until:
+        if not after <= ts <= until:
             continue
         if matcher is not None and not matcher(props, scope):
             continue
