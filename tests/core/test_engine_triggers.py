@@ -253,7 +253,8 @@ def test_not_followed_order_decided_first_counts_only_for_its_cart_and_window() 
 
 
 def test_not_followed_order_decided_first_with_a_filter_on_the_order() -> None:
-    trigger = {**CART, "not_followed_by": {**CART["not_followed_by"], "where": [{"property": "total", "op": "gt", "value": 0}]}}
+    paid = [{"property": "total", "op": "gt", "value": 0}]
+    trigger = {**CART, "not_followed_by": {**CART["not_followed_by"], "where": paid}}
     d = Driver(journey("cart", trigger, {"remind": {"type": "send", "channel": "email", "template": "r"}}))
     d.advance("15m")
     d.track("Order Completed", {"cart_id": "c1", "total": 0}, ts=T0 + 5 * M)  # does not pass `where`
