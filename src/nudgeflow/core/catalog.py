@@ -169,6 +169,7 @@ class Catalog:
         self.segment_index = SegmentIndex(live_segments) if live_segments else None
         needs = [need for jv in self.live.values() for need in history_needs(jv.definition)]
         needs.extend(need for jv in self.live.values() for need in follow_up_needs(jv.definition))
+        needs.extend(need for jv in self.live.values() for need in exit_needs(jv.definition))
         for sv in self.segment_index.order if self.segment_index else ():
             for name, keys, seg_window, cap in segment_history_needs(sv.definition):
                 needs.append((name, keys, seg_window))
@@ -394,6 +395,28 @@ def follow_up_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | Non
         lateness = trigger.max_lateness
         window = None if lateness is None else duration_ms(follow.within) + duration_ms(lateness)
         yield follow.event, _filter_keys(follow.where, follow.match), window
+
+
+# Triggers whose run starts from an event (its time is the run's trigger `at`), which may be
+# decided after events that came later: their exit events are kept for that.
+EVENT_STARTED = (EventTrigger, EventNotFollowedTrigger, MilestoneTrigger, LocationTrigger)
+
+
+def exit_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+    """The exit events of a journey whose run starts from an event, kept so that a run does not
+    begin on an event that an exit event already decided came after (steps.exit_seen): a late
+    trigger event (within `max_lateness`), or, for `event_not_followed`, one in the window."""
+    from nudgeflow.model.journeys import duration_ms
+
+    trigger = journey.trigger
+    if not journey.exit.events or not isinstance(trigger, EVENT_STARTED):
+        return
+    lateness = trigger.max_lateness
+    window = None if lateness is None else duration_ms(lateness)
+    if window is not None and isinstance(trigger, EventNotFollowedTrigger):
+        window += duration_ms(trigger.not_followed_by.within)
+    for spec in journey.exit.events:
+        yield spec.event, _filter_keys(spec.where, spec.match), window
 
 
 def _all_conditions(journey: Journey) -> Iterable[object]:

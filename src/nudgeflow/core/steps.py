@@ -12,9 +12,10 @@ import hashlib
 from typing import Any
 
 from nudgeflow.core import control_group, experiments, send_time, timecalc
-from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
-from nudgeflow.core.conditions import Scope, evaluate, resolve
+from nudgeflow.core.catalog import ARCHIVED, EVENT_STARTED, LIVE, PAUSED, JourneyVersion
+from nudgeflow.core.conditions import Scope, evaluate, event_matches, resolve
 from nudgeflow.core.effects import DROPPED, MessageWithheld, SendMessage, UpdateProfile
+from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, Run
 from nudgeflow.core.turn import Turn, Wanted, timer_key, unit_hash
 from nudgeflow.model.journeys import (
@@ -112,11 +113,41 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     entries["count"] += 1
     entries["last_at"] = turn.now_ms
     turn.touch(run)
+    exit_event = exit_seen(turn, jv, run)
+    if exit_event is not None:
+        end(turn, run, EXITED, f"exit_event:{exit_event}")
+        return run
     # A holdout run walks the same steps (waits, branches, exits) and sends nothing: it
     # blocks re-entry and converts over the same time as a treated run would, so the two
     # groups stay comparable (the baseline for uplift).
     advance(turn, run, journey, journey.first_step)
     return run
+
+
+def exit_seen(turn: Turn, jv: JourneyVersion, run: Run) -> str | None:
+    """The exit event, already decided, that happened after the event the run starts from; None
+    when there is none. Such a run would have ended on it, had the events come in order: a
+    "Product Added" flushed from an app's queue after the server's "Order Completed" of that
+    cart, or a cart emptied before its "not followed" window ended (kept: catalog.exit_needs)."""
+    journey = jv.definition
+    since = run.trigger.get("at")
+    if not journey.exit.events or not isinstance(journey.trigger, EVENT_STARTED) or not isinstance(since, int):
+        return None
+    history = turn.state.history
+    scope = None
+    for spec in journey.exit.events:
+        entries = history.get(spec.event)
+        if not entries or entries[-1][0] < since:
+            continue
+        # The trigger event itself is kept under its name: an exit event of that name must
+        # come after it (as the run, started by it, does not react to it).
+        after = since + 1 if spec.event == run.trigger.get("event") else since
+        if scope is None:
+            scope = Scope(turn.state.traits, turn.now_ms, history, run.trigger.get("properties"), run)
+        for ts, props in entries:
+            if ts >= after and event_matches(spec, EventInput("", "track", spec.event, ts, props), scope):
+                return spec.event
+    return None
 
 
 def end(turn: Turn, run: Run, status: str, reason: str) -> None:
