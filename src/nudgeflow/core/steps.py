@@ -144,8 +144,10 @@ def exit_seen(turn: Turn, jv: JourneyVersion, run: Run) -> str | None:
         after = since + 1 if spec.event == run.trigger.get("event") else since
         if scope is None:
             scope = Scope(turn.state.traits, turn.now_ms, history, run.trigger.get("properties"), run)
-        for ts, props in entries:
-            if ts >= after and event_matches(spec, EventInput("", "track", spec.event, ts, props), scope):
+        for ts, props in reversed(entries):  # kept oldest first: the newest are the ones after it
+            if ts < after:
+                break
+            if event_matches(spec, EventInput("", "track", spec.event, ts, props), scope):
                 return spec.event
     return None
 
