@@ -219,6 +219,32 @@ def test_goal_decided_in_the_same_batch_as_the_trigger() -> None:
     assert d.state.runs[d.run_id(1)].goal_until == T0 + 3 * D
 
 
+def test_goal_decided_before_a_late_trigger_event_converts_the_run() -> None:
+    # The order (from the server, at once) is decided before the sign-up it followed (from an
+    # app's queue, flushed later): the run the sign-up starts converted five minutes in.
+    d = Driver(journey("one", ON_SIGNUP, {"a": send("only")}, goal=GOAL), now=T0 + 10 * M)
+    d.track("Order Completed", {"revenue": 3}, ts=T0 - M)  # before the sign-up: not a conversion
+    d.track("Order Completed", {"revenue": 5}, ts=T0 + 5 * M)
+    d.track("Order Completed", {"revenue": 7}, ts=T0 + 6 * M)  # the first one converts
+    d.track("Signed Up", ts=T0)
+    row = d.runs()[0]
+    assert (row["entered_at_ms"], row["converted_at_ms"], row["revenue"]) == (T0, T0 + 5 * M, 5.0)
+    # With `exit: true`, converting ends the run before its first step.
+    d = Driver(journey("one", ON_SIGNUP, {"a": send("only")}, goal={**GOAL, "exit": True}), now=T0 + 10 * M)
+    d.track("Order Completed", {"revenue": 5}, ts=T0 + 5 * M)
+    d.track("Signed Up", ts=T0)
+    assert d.sends() == [] and (d.runs()[0]["status"], d.runs()[0]["exit_reason"]) == ("exited", "converted")
+
+
+def test_goal_of_the_trigger_events_name_is_not_converted_by_the_trigger_itself() -> None:
+    repeat = journey("repeat", {"type": "event", "event": "Order Completed"}, {"a": send("thanks")}, goal=GOAL)
+    d = Driver(repeat, now=T0 + 10 * M)
+    d.track("Order Completed", {"revenue": 5}, ts=T0)
+    assert d.runs()[0]["converted_at_ms"] is None
+    d.track("Order Completed", {"revenue": 8}, ts=T0 + M)  # a second order converts
+    assert d.runs()[0]["converted_at_ms"] == T0 + M
+
+
 def test_goal_after_the_last_step_within_the_window() -> None:
     d = Driver(journey("one", ON_SIGNUP, {"a": send("only")}, goal=GOAL))
     d.track("Signed Up")

@@ -170,6 +170,7 @@ class Catalog:
         needs = [need for jv in self.live.values() for need in history_needs(jv.definition)]
         needs.extend(need for jv in self.live.values() for need in follow_up_needs(jv.definition))
         needs.extend(need for jv in self.live.values() for need in exit_needs(jv.definition))
+        needs.extend(need for jv in self.live.values() for need in goal_needs(jv.definition))
         for sv in self.segment_index.order if self.segment_index else ():
             for name, keys, seg_window, cap in segment_history_needs(sv.definition):
                 needs.append((name, keys, seg_window))
@@ -417,6 +418,21 @@ def exit_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
         window += duration_ms(trigger.not_followed_by.within)
     for spec in journey.exit.events:
         yield spec.event, _filter_keys(spec.where, spec.match), window
+
+
+def goal_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+    """The goal event of a journey whose run enters at its trigger event's time, kept for the
+    trigger's `max_lateness` so that a late trigger event sees the conversions already decided
+    after it (steps.goal_seen). An `event_not_followed` run enters when its window ends: its
+    goal window starts then, so nothing decided before can count."""
+    from nudgeflow.model.journeys import duration_ms
+
+    trigger = journey.trigger
+    goal = journey.goal
+    if goal is None or not isinstance(trigger, EVENT_STARTED) or isinstance(trigger, EventNotFollowedTrigger):
+        return
+    window = None if trigger.max_lateness is None else duration_ms(trigger.max_lateness)
+    yield goal.event, _filter_keys(goal.where, goal.revenue), window
 
 
 def _all_conditions(journey: Journey) -> Iterable[object]:
