@@ -127,6 +127,45 @@ def test_exit_event_without_match_and_late_exit_events() -> None:
     assert d.runs()[0]["exit_reason"] == "exit_event:Unsubscribed"
 
 
+def test_exit_event_decided_before_a_late_trigger_event_ends_the_run_before_it_sends() -> None:
+    # The order comes from the server at once; the app's batched "Product Added", stamped 20
+    # seconds earlier, is flushed after it. The run the add starts is over before it
+    # begins: nothing is sent to someone who already ordered that cart.
+    d = Driver(cart_run(), now=T0 + 30_000)
+    d.track("Order Completed", {"cart_id": "c2"}, ts=T0 + 20_000)  # another cart: no exit
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0 - M)
+    assert d.sent() == [("a", iso(T0 + 30_000))]
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 + 20_000)  # ends that run, as it should
+    d = Driver(cart_run(), now=T0 + 30_000)
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 + 20_000)
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 - 2 * M)  # before the add: no exit
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0 - M)
+    rid = d.run_id(1)
+    assert d.sends() == [] and d.timers == {}
+    assert d.runs()[0]["status"] == "exited"
+    assert d.runs()[0]["exit_reason"] == "exit_event:Order Completed"
+    assert d.state.entries["cart"]["count"] == 1 and rid in d.state.runs
+
+
+def test_exit_event_between_a_not_followed_trigger_and_its_run_ends_the_run() -> None:
+    # "Product Added, then no order within an hour", ending on "Cart Emptied": emptied half
+    # an hour after the add, before the run began, the cart is reminded of no more.
+    trigger = {
+        "type": "event_not_followed",
+        "event": "Product Added",
+        "not_followed_by": {"event": "Order Completed", "within": "1h", "match": "cart_id"},
+    }
+    exits = {"events": [{"event": "Cart Emptied", "match": "cart_id"}]}
+    d = Driver(journey("cart", trigger, {"a": send("first")}, exit=exits))
+    d.track("Product Added", {"cart_id": "c1"})
+    d.track("Product Added", {"cart_id": "c2"})
+    d.advance("30m")
+    d.track("Cart Emptied", {"cart_id": "c1"})
+    d.advance("2h")
+    assert [r["exit_reason"] for r in d.runs()] == ["exit_event:Cart Emptied", "completed"]
+    assert [s.context["trigger"]["properties"]["cart_id"] for s in d.sends()] == ["c2"]
+
+
 def test_one_event_ends_a_run_and_starts_another_journey() -> None:
     # Exits are decided before triggers; the runs' rows come last, one per run and call.
     thanks = journey("thanks", {"type": "event", "event": "Order Completed"}, {"t": send("thank_you")})
@@ -178,6 +217,32 @@ def test_goal_decided_in_the_same_batch_as_the_trigger() -> None:
     assert (row["entered_at_ms"], row["converted_at_ms"], row["revenue"]) == (T0, T0 + 2_000, 5.0)
     # The goal window is measured in event time from the trigger.
     assert d.state.runs[d.run_id(1)].goal_until == T0 + 3 * D
+
+
+def test_goal_decided_before_a_late_trigger_event_converts_the_run() -> None:
+    # The order (from the server, at once) is decided before the sign-up it followed (from an
+    # app's queue, flushed later): the run the sign-up starts converted five minutes in.
+    d = Driver(journey("one", ON_SIGNUP, {"a": send("only")}, goal=GOAL), now=T0 + 10 * M)
+    d.track("Order Completed", {"revenue": 3}, ts=T0 - M)  # before the sign-up: not a conversion
+    d.track("Order Completed", {"revenue": 5}, ts=T0 + 5 * M)
+    d.track("Order Completed", {"revenue": 7}, ts=T0 + 6 * M)  # the first one converts
+    d.track("Signed Up", ts=T0)
+    row = d.runs()[0]
+    assert (row["entered_at_ms"], row["converted_at_ms"], row["revenue"]) == (T0, T0 + 5 * M, 5.0)
+    # With `exit: true`, converting ends the run before its first step.
+    d = Driver(journey("one", ON_SIGNUP, {"a": send("only")}, goal={**GOAL, "exit": True}), now=T0 + 10 * M)
+    d.track("Order Completed", {"revenue": 5}, ts=T0 + 5 * M)
+    d.track("Signed Up", ts=T0)
+    assert d.sends() == [] and (d.runs()[0]["status"], d.runs()[0]["exit_reason"]) == ("exited", "converted")
+
+
+def test_goal_of_the_trigger_events_name_is_not_converted_by_the_trigger_itself() -> None:
+    repeat = journey("repeat", {"type": "event", "event": "Order Completed"}, {"a": send("thanks")}, goal=GOAL)
+    d = Driver(repeat, now=T0 + 10 * M)
+    d.track("Order Completed", {"revenue": 5}, ts=T0)
+    assert d.runs()[0]["converted_at_ms"] is None
+    d.track("Order Completed", {"revenue": 8}, ts=T0 + M)  # a second order converts
+    assert d.runs()[0]["converted_at_ms"] == T0 + M
 
 
 def test_goal_after_the_last_step_within_the_window() -> None:

@@ -245,6 +245,25 @@ def test_wait_for_event_sees_a_follow_up_decided_in_the_same_batch() -> None:
     assert d.sends() == []
 
 
+def test_wait_for_event_ignores_an_event_after_the_timeout_decided_before_the_timer() -> None:
+    # The timeout's timer is due at T0 + 1d but the runtime gets to it a little late; a
+    # checkout stamped after the timeout, decided first, did not come in time: the run
+    # takes the timeout branch, as it would had the timer fired on time.
+    d = Driver(checkout_journey())
+    d.track("Product Added", {"cart_id": "c1"})
+    d.now = T0 + D + 5 * M
+    d.track("Checkout Started", {"cart_id": "c1"}, ts=T0 + D + M)
+    assert d.sends() == []
+    d.advance(0)
+    assert d.sent() == [("nudge", iso(T0 + D + 5 * M))]
+    # At the very millisecond of the timeout it still counts.
+    d = Driver(checkout_journey())
+    d.track("Product Added", {"cart_id": "c1"})
+    d.now = T0 + D + 5 * M
+    d.track("Checkout Started", {"cart_id": "c1"}, ts=T0 + D)
+    assert d.sent() == [("thanks", iso(T0 + D + 5 * M))]
+
+
 def test_wait_for_event_does_not_react_to_the_trigger_itself() -> None:
     again = journey(
         "again",

@@ -86,6 +86,32 @@ def test_occurrences_same_product_twice_within_window() -> None:
     assert len(d.sends()) == 1
 
 
+def test_occurrences_counts_a_late_occurrence_before_the_one_already_decided() -> None:
+    # Two views of p1 ten minutes apart; the earlier one reaches the engine late (an app's
+    # offline queue). When it is decided the person has viewed p1 twice within the hour,
+    # by event time: the journey starts then, as it would have had the views come in order.
+    browse = send_j(
+        "browse",
+        {
+            "type": "event",
+            "event": "Product Viewed",
+            "occurrences": {"count": 2, "within": "1h", "match": "product_id"},
+        },
+    )
+    d = Driver(browse)
+    d.track("Product Viewed", {"product_id": "p1"})
+    d.track("Product Viewed", {"product_id": "p2"}, ts=T0 - 10 * M)  # another product
+    assert d.sends() == []
+    d.advance("5m")
+    d.track("Product Viewed", {"product_id": "p1"}, ts=T0 - 10 * M)
+    assert d.sent() == [("hello", iso(T0 + 5 * M))]
+    # An occurrence an hour or more before the later one does not make a pair with it.
+    d = Driver(browse)
+    d.track("Product Viewed", {"product_id": "p1"})
+    d.track("Product Viewed", {"product_id": "p1"}, ts=T0 - H)
+    assert d.sends() == []
+
+
 def test_occurrences_count_only_events_that_pass_the_filter() -> None:
     shoes = send_j(
         "shoes",
@@ -191,6 +217,80 @@ def test_not_followed_ignores_a_follow_up_that_happened_before_the_add() -> None
     assert len(d.sends()) == 1
 
 
+def test_not_followed_late_add_does_not_replace_a_newer_watch() -> None:
+    # The window runs from the latest add. An older add flushed late from an offline queue
+    # must not take the newer add's place: the reminder went out a minute after the newer
+    # add, about the older item.
+    d = Driver(cart_journey())
+    d.track("Product Added", {"cart_id": "c1", "sku": "B"})
+    d.advance("1m")
+    d.track("Product Added", {"cart_id": "c1", "sku": "A"}, ts=T0 - H)
+    d.advance("2h")
+    assert d.sent() == [("remind", iso(T0 + H))]
+    assert d.sends()[0].context["trigger"]["properties"]["sku"] == "B"
+
+
+def test_not_followed_late_add_already_followed_by_an_order_starts_nothing() -> None:
+    # The order (stamped 10 minutes after the add) reaches the engine before the add, which
+    # an app's offline queue delivers 15 minutes late: the add was followed within the hour.
+    d = Driver(cart_journey())
+    d.advance("15m")
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 + 10 * M)
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.advance("2h")
+    assert d.sends() == [] and d.state.pending == {}
+
+
+def test_not_followed_order_decided_first_counts_only_for_its_cart_and_window() -> None:
+    d = Driver(cart_journey())
+    d.advance("3h")
+    d.track("Order Completed", {"cart_id": "c2"}, ts=T0 + 10 * M)  # another cart
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 + 2 * H)  # after the hour
+    d.track("Order Completed", {"cart_id": "c1"}, ts=T0 - M)  # before the add
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.advance("1m")
+    assert d.sent() == [("remind", iso(T0 + 3 * H))]
+
+
+def test_not_followed_order_decided_first_with_a_filter_on_the_order() -> None:
+    paid = [{"property": "total", "op": "gt", "value": 0}]
+    trigger = {**CART, "not_followed_by": {**CART["not_followed_by"], "where": paid}}
+    d = Driver(journey("cart", trigger, {"remind": {"type": "send", "channel": "email", "template": "r"}}))
+    d.advance("15m")
+    d.track("Order Completed", {"cart_id": "c1", "total": 0}, ts=T0 + 5 * M)  # does not pass `where`
+    d.track("Product Added", {"cart_id": "c1"}, ts=T0)
+    d.advance("2h")
+    assert len(d.sends()) == 1
+    d.track("Order Completed", {"cart_id": "c9", "total": 12}, ts=d.now)
+    d.track("Product Added", {"cart_id": "c9"}, ts=d.now - M)
+    d.advance("2h")
+    assert len(d.sends()) == 1
+
+
+def test_not_followed_by_the_same_event_fires_after_the_last_one() -> None:
+    quiet = journey(
+        "quiet",
+        {
+            "type": "event_not_followed",
+            "event": "Session Started",
+            "not_followed_by": {"event": "Session Started", "within": "7d"},
+        },
+        {"s": {"type": "send", "channel": "email", "template": "t"}},
+    )
+    d = Driver(quiet)
+    d.track("Session Started")
+    d.advance("1d")
+    d.track("Session Started")
+    d.advance("8d")
+    assert d.sent() == [("s", iso(T0 + 8 * D))]
+    # A late session from before the last one, and decided after it, starts no watch of its own.
+    d.track("Session Started")
+    d.advance("1m")
+    d.track("Session Started", ts=d.now - 2 * D)
+    d.advance("7d")
+    assert d.sent() == [("s", iso(T0 + 8 * D)), ("s", iso(T0 + 16 * D))]
+
+
 # --- inactivity (lazy) ---------------------------------------------------------------------------
 
 
@@ -236,6 +336,24 @@ def test_inactivity_fires_after_a_window_of_silence_and_re_arms_lazily() -> None
     d.advance("30d")
     assert d.sent() == [("miss", iso(T0 + 10 * D)), ("miss", iso(T0 + 68 * D))]
     assert d.schedules("idle:winback") == [T0 + 7 * D, T0 + 10 * D, T0 + 67 * D, T0 + 68 * D]
+
+
+def test_inactivity_a_late_event_from_before_the_silence_does_not_enter_again() -> None:
+    # Entered after a week of silence; then a session stamped before that silence arrives
+    # (an app's offline queue): it is not new activity, so it must not arm a timer that
+    # fires at once and enters the person a second time for the same silence.
+    d = Driver(winback())
+    d.track("Session Started")
+    d.advance("7d")
+    assert len(d.sends()) == 1
+    d.advance("1h")
+    d.track("Session Started", ts=T0 - H)
+    d.advance("1d")
+    assert len(d.sends()) == 1
+    # New activity afterwards still re-arms it.
+    d.track("Session Started")
+    d.advance("7d")
+    assert d.sent() == [("miss", iso(T0 + 7 * D)), ("miss", iso(T0 + 15 * D + H))]
 
 
 def test_inactivity_on_any_event() -> None:

@@ -168,6 +168,9 @@ class Catalog:
         live_segments = list(segments)
         self.segment_index = SegmentIndex(live_segments) if live_segments else None
         needs = [need for jv in self.live.values() for need in history_needs(jv.definition)]
+        needs.extend(need for jv in self.live.values() for need in follow_up_needs(jv.definition))
+        needs.extend(need for jv in self.live.values() for need in exit_needs(jv.definition))
+        needs.extend(need for jv in self.live.values() for need in goal_needs(jv.definition))
         for sv in self.segment_index.order if self.segment_index else ():
             for name, keys, seg_window, cap in segment_history_needs(sv.definition):
                 needs.append((name, keys, seg_window))
@@ -379,6 +382,57 @@ def history_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]
         if isinstance(condition, EventCountCondition):
             window = duration_ms(condition.within) if condition.within else None
             yield condition.event, _filter_keys(condition.where), window
+
+
+def follow_up_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+    """The follow-up of an `event_not_followed` trigger, kept so that an occurrence of the
+    trigger's event decided after it (a late event, within `max_lateness`) sees that it was
+    followed. Kept for the window plus the lateness: no later occurrence can look further."""
+    from nudgeflow.model.journeys import duration_ms
+
+    trigger = journey.trigger
+    if isinstance(trigger, EventNotFollowedTrigger):
+        follow = trigger.not_followed_by
+        lateness = trigger.max_lateness
+        window = None if lateness is None else duration_ms(follow.within) + duration_ms(lateness)
+        yield follow.event, _filter_keys(follow.where, follow.match), window
+
+
+# Triggers whose run starts from an event (its time is the run's trigger `at`), which may be
+# decided after events that came later: their exit events are kept for that.
+EVENT_STARTED = (EventTrigger, EventNotFollowedTrigger, MilestoneTrigger, LocationTrigger)
+
+
+def exit_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+    """The exit events of a journey whose run starts from an event, kept so that a run does not
+    begin on an event that an exit event already decided came after (steps.exit_seen): a late
+    trigger event (within `max_lateness`), or, for `event_not_followed`, one in the window."""
+    from nudgeflow.model.journeys import duration_ms
+
+    trigger = journey.trigger
+    if not journey.exit.events or not isinstance(trigger, EVENT_STARTED):
+        return
+    lateness = trigger.max_lateness
+    window = None if lateness is None else duration_ms(lateness)
+    if window is not None and isinstance(trigger, EventNotFollowedTrigger):
+        window += duration_ms(trigger.not_followed_by.within)
+    for spec in journey.exit.events:
+        yield spec.event, _filter_keys(spec.where, spec.match), window
+
+
+def goal_needs(journey: Journey) -> Iterable[tuple[str, set[str], int | None]]:
+    """The goal event of a journey whose run enters at its trigger event's time, kept for the
+    trigger's `max_lateness` so that a late trigger event sees the conversions already decided
+    after it (steps.goal_seen). An `event_not_followed` run enters when its window ends: its
+    goal window starts then, so nothing decided before can count."""
+    from nudgeflow.model.journeys import duration_ms
+
+    trigger = journey.trigger
+    goal = journey.goal
+    if goal is None or not isinstance(trigger, EVENT_STARTED) or isinstance(trigger, EventNotFollowedTrigger):
+        return
+    window = None if trigger.max_lateness is None else duration_ms(trigger.max_lateness)
+    yield goal.event, _filter_keys(goal.where, goal.revenue), window
 
 
 def _all_conditions(journey: Journey) -> Iterable[object]:

@@ -322,7 +322,9 @@ def _run_reacts(turn: Turn, run: Run, event: EventInput) -> None:
             steps.end(turn, run, EXITED, f"exit_event:{spec.event}")
             return
     waiting = run.waiting
-    if run.status == ACTIVE and waiting is not None and event.timestamp_ms >= waiting["since"]:
+    # Within the wait, by event time: one stamped after the timeout, decided before its timer
+    # fired (timers fire on processing time), came too late.
+    if run.status == ACTIVE and waiting is not None and waiting["since"] <= event.timestamp_ms <= waiting["until"]:
         step = journey.steps.get(waiting["step"])
         if isinstance(step, WaitForEventStep) and event_matches(step, event, scope):
             # A paused journey sends nothing and an archived one is over, whatever ends the

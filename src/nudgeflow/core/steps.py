@@ -12,9 +12,10 @@ import hashlib
 from typing import Any
 
 from nudgeflow.core import control_group, experiments, send_time, timecalc
-from nudgeflow.core.catalog import ARCHIVED, LIVE, PAUSED, JourneyVersion
-from nudgeflow.core.conditions import Scope, evaluate, resolve
+from nudgeflow.core.catalog import ARCHIVED, EVENT_STARTED, LIVE, PAUSED, JourneyVersion
+from nudgeflow.core.conditions import Scope, evaluate, event_matches, get_path, resolve
 from nudgeflow.core.effects import DROPPED, MessageWithheld, SendMessage, UpdateProfile
+from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, Run
 from nudgeflow.core.turn import Turn, Wanted, timer_key, unit_hash
 from nudgeflow.model.journeys import (
@@ -29,6 +30,7 @@ from nudgeflow.model.journeys import (
     WaitStep,
     duration_ms,
 )
+from nudgeflow.model.numbers import as_number
 
 # A journey that validated has no cycle without a wait; this bounds one that slipped by.
 MAX_STEPS_PER_TURN = 200
@@ -112,11 +114,78 @@ def enter(turn: Turn, jv: JourneyVersion, trigger: dict[str, Any], at_ms: int) -
     entries["count"] += 1
     entries["last_at"] = turn.now_ms
     turn.touch(run)
+    # As the run's first reactions would have been, had the events come in order: the goal
+    # (which may end it), then the exit events.
+    if goal_seen(turn, jv, run) and run.status != ACTIVE:
+        return run
+    exit_event = exit_seen(turn, jv, run)
+    if exit_event is not None:
+        end(turn, run, EXITED, f"exit_event:{exit_event}")
+        return run
     # A holdout run walks the same steps (waits, branches, exits) and sends nothing: it
     # blocks re-entry and converts over the same time as a treated run would, so the two
     # groups stay comparable (the baseline for uplift).
     advance(turn, run, journey, journey.first_step)
     return run
+
+
+def exit_seen(turn: Turn, jv: JourneyVersion, run: Run) -> str | None:
+    """The exit event, already decided, that happened after the event the run starts from; None
+    when there is none. Such a run would have ended on it, had the events come in order: a
+    "Product Added" flushed from an app's queue after the server's "Order Completed" of that
+    cart, or a cart emptied before its "not followed" window ended (kept: catalog.exit_needs)."""
+    journey = jv.definition
+    since = run.trigger.get("at")
+    if not journey.exit.events or not isinstance(journey.trigger, EVENT_STARTED) or not isinstance(since, int):
+        return None
+    history = turn.state.history
+    scope = None
+    for spec in journey.exit.events:
+        entries = history.get(spec.event)
+        if not entries or entries[-1][0] < since:
+            continue
+        # The trigger event itself is kept under its name: an exit event of that name must
+        # come after it (as the run, started by it, does not react to it).
+        after = since + 1 if spec.event == run.trigger.get("event") else since
+        if scope is None:
+            scope = Scope(turn.state.traits, turn.now_ms, history, run.trigger.get("properties"), run)
+        for ts, props in reversed(entries):  # kept oldest first: the newest are the ones after it
+            if ts < after:
+                break
+            if event_matches(spec, EventInput("", "track", spec.event, ts, props), scope):
+                return spec.event
+    return None
+
+
+def goal_seen(turn: Turn, jv: JourneyVersion, run: Run) -> bool:
+    """Record the conversion by a goal event already decided that happened after the event
+    the run enters at (a late trigger event: kept by catalog.goal_needs); True when there
+    was one. With `exit: true` the run ends, converted."""
+    journey = jv.definition
+    goal = journey.goal
+    if goal is None or run.goal_until is None or not isinstance(journey.trigger, EVENT_STARTED):
+        return False
+    entries = turn.state.history.get(goal.event)
+    if not entries or entries[-1][0] < run.entered_at:
+        return False
+    # The trigger event itself (kept under its name) does not convert its own run.
+    after = run.entered_at + 1 if goal.event == run.trigger.get("event") else run.entered_at
+    scope = Scope(turn.state.traits, turn.now_ms, turn.state.history, run.trigger.get("properties"), run)
+    first = None
+    for ts, props in reversed(entries):  # kept oldest first: the newest are the ones after it
+        if ts < after:
+            break
+        if ts <= run.goal_until and event_matches(goal, EventInput("", "track", goal.event, ts, props), scope):
+            first = (ts, props)
+    if first is None:
+        return False
+    run.converted_at = first[0]  # converted_by stays None: the kept occurrence has no messageId
+    if goal.revenue:
+        found, value = get_path(first[1], goal.revenue)
+        run.revenue = as_number(value) if found else None
+    if goal.exit:
+        end(turn, run, EXITED, "converted")
+    return True
 
 
 def end(turn: Turn, run: Run, status: str, reason: str) -> None:

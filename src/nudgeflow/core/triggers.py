@@ -26,6 +26,7 @@ from nudgeflow.model.journeys import (
     InactivityTrigger,
     LocationTrigger,
     MilestoneTrigger,
+    NotFollowedBy,
     Occurrences,
     duration_ms,
 )
@@ -95,14 +96,20 @@ def _occurred_enough(turn: Turn, event: EventInput, occ: Occurrences | None, whe
             found_times = shared[cache_key] = _occurrence_times(turn, event, occ.match, key, matcher, None)
         times = found_times
     until = event.timestamp_ms
-    since = until - duration_ms(occ.within)
+    window = duration_ms(occ.within)
+    since = until - window
     n = 0
+    later = []
     for ts in times:
         if since < ts <= until:
             n += 1
             if n >= occ.count:
                 return True
-    return n >= occ.count
+        elif until < ts < until + window:
+            later.append(ts)
+    # A late event (occurrences after it were decided first): the windows that end at those
+    # hold it too, and may hold enough, by event time, as they would have in order.
+    return any(sum(1 for ts in times if end - window < ts <= end) >= occ.count for end in later)
 
 
 def _occurrence_times(
@@ -239,6 +246,11 @@ def _not_followed(
         key = _watch_key(jv, event.properties, follow.match)
         if key is None:
             return
+        known = turn.state.pending.get(key)
+        if known is not None and known["at"] > event.timestamp_ms:
+            return  # an older occurrence, late: the window runs from the newer one
+        if _followed_already(turn, follow, event):
+            return  # the follow-up was decided first (this event came late): nothing to watch
         # The latest occurrence restarts the window: an hour after the last item added.
         # The watch is the journey and the trigger (trigger_of's keys, in its order).
         turn.state.pending[key] = {
@@ -250,6 +262,38 @@ def _not_followed(
         }
         due = max(event.timestamp_ms + duration_ms(follow.within), turn.now_ms)
         turn.schedule(key, due, {"kind": "not_followed", "journey": jv.journey_id})
+
+
+def _followed_already(turn: Turn, follow: NotFollowedBy, event: EventInput) -> bool:
+    """Whether a follow-up the engine already decided happened within the window after
+    `event` (kept in the history for this: catalog.follow_up_needs)."""
+    entries = turn.state.history.get(follow.event)
+    if not entries:
+        return False
+    key: Any = None
+    if follow.match is not None:
+        _, key = get_path(event.properties, follow.match)  # found: _watch_key gave a key
+    matcher, scope = None, None
+    if follow.where:
+        _, matcher, needs_scope = compiled_entry(follow.where)
+        if needs_scope:
+            scope = Scope(turn.state.traits, event.timestamp_ms, turn.state.history)
+    since = event.timestamp_ms
+    until = since + duration_ms(follow.within)
+    # "Session Started not followed by Session Started": the event itself is kept in that
+    # history too, and does not follow itself; only a later one does.
+    after = since + 1 if follow.event == event.name else since
+    for ts, props in entries:
+        if not after <= ts <= until:
+            continue
+        if matcher is not None and not matcher(props, scope):
+            continue
+        if follow.match is not None:
+            found, value = get_path(props, follow.match)
+            if not compare("eq", found, value, key):
+                continue
+        return True
+    return False
 
 
 def on_not_followed_timer(turn: Turn, key: str, payload: dict[str, Any]) -> None:
@@ -278,6 +322,10 @@ def _activity(
         record = activity[jv.journey_id] = {"last": event.timestamp_ms, "armed": False}
     elif event.timestamp_ms > record["last"]:
         record["last"] = event.timestamp_ms
+    elif not record["armed"]:
+        # A late event from before the latest activity is not new activity: arming for it
+        # would fire at once and enter the person again for a silence they entered for.
+        return
     if not record["armed"]:
         record["armed"] = True
         due = max(record["last"] + duration_ms(trigger.window), turn.now_ms)
