@@ -243,6 +243,25 @@ def test_5xx_is_a_bounce_with_its_code(sink: Sink, where: str) -> None:
     assert len(sink.received) == 1 and ch.pools[next(iter(ch.pools))].connections_opened == 1
 
 
+@pytest.mark.parametrize("email", ["jö@example.org", "ada@exämple.org"])
+def test_an_address_smtp_cannot_carry_fails_for_good(sink: Sink, email: str) -> None:
+    """A non-ASCII address cannot be written on an ASCII RCPT line: the message fails with
+    a reason (no retry can change the address), the connection is reset and reused."""
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com")  # type: ignore[attr-defined]
+
+    async def go() -> PermanentError:
+        with pytest.raises(PermanentError) as info:
+            await ch.send(outbound(email=email))
+        await ch.send(outbound(key="k2"))
+        return info.value
+
+    exc = run(go())
+    assert not isinstance(exc, BounceError)
+    assert "SMTPUTF8" in exc.reason and "RCPT" in exc.reason
+    assert [r.rcpt_tos for r in sink.received] == [["ada@example.org"]]
+    assert ch.pools[next(iter(ch.pools))].connections_opened == 1
+
+
 def test_connection_refused_is_transient() -> None:
     ch = channel_for(f"smtp://127.0.0.1:{free_port()}?tls=none&from=n@shop.example.com&timeout=2")
     with pytest.raises(TransientError, match="cannot connect"):

@@ -3,7 +3,8 @@
 Connections are reused across messages and replaced when they fail, at most
 `max_connections` sends at once and at most `rate_per_second` a second (a token bucket on
 the injected clock). A 4xx answer, a timeout or a lost connection is a TransientError; a
-5xx answer to RCPT or DATA is a `BounceError`.
+5xx answer to RCPT or DATA is a `BounceError`; an address that cannot be written on the
+command line (not ASCII) is an `UnsendableAddress`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class BounceError(PermanentError):
             "recipient": recipient,
             "kind": "hard",
         }
+
+
+class UnsendableAddress(PermanentError):
+    """An address that cannot be written on an SMTP command line: aiosmtplib refuses one
+    with a line break, and a non-ASCII one would need SMTPUTF8, which this channel does not
+    use. No retry changes the address, so the message fails (not a bounce: no server said so)."""
+
+    def __init__(self, phase: str, exc: ValueError) -> None:
+        why = "not ASCII (it would need SMTPUTF8)" if isinstance(exc, UnicodeError) else str(exc)
+        super().__init__(f"the address cannot be sent over SMTP: {why} ({phase})")
 
 
 def _enhanced_status(text: str) -> str | None:
@@ -139,6 +150,9 @@ class SmtpPool:
                 raise TransientError(f"cannot connect to the SMTP server: {type(exc).__name__}: {exc}") from None
             try:
                 await _transaction(client, mail_from, rcpt, raw)
+            except UnsendableAddress:
+                await self._after_refusal(client)
+                raise
             except aiosmtplib.SMTPRecipientRefused as exc:
                 await self._after_refusal(client)
                 raise _answer(exc.code, exc.message, "RCPT", rcpt) from None
@@ -186,8 +200,14 @@ async def _transaction(client: aiosmtplib.SMTP, mail_from: str, rcpt: str, raw: 
     all of a 35 KB message, a tenth of a message's CPU). The size here is the same figure:
     the length once line endings are CRLF, as DATA sends it."""
     options = [f"SIZE={_wire_size(raw)}"] if client.supports_extension("size") else []
-    await client.mail(mail_from, options=options)
-    await client.rcpt(rcpt)
+    try:
+        await client.mail(mail_from, options=options)
+    except ValueError as exc:  # raised before the command is written
+        raise UnsendableAddress("MAIL FROM", exc) from None
+    try:
+        await client.rcpt(rcpt)
+    except ValueError as exc:
+        raise UnsendableAddress("RCPT", exc) from None
     await client.data(raw)
 
 
