@@ -487,6 +487,40 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
     assert '"code":550' in events[0][2] and '"status":"5.1.1"' in events[0][2]
 
 
+@pytest.mark.parametrize("trait", ["Ada Lovelace <ada@example.org>", "ada@example.org, ops@example.org"])
+def test_a_suppressed_address_is_not_mailed_through_a_trait_that_is_not_a_bare_address(
+    engine: Any, sink: Sink, trait: str
+) -> None:
+    """Suppression is looked up by the email trait as it is; the envelope recipient is the
+    address parsed out of it. A trait that is more than an address must not carry a
+    suppressed address past the list."""
+    from sqlalchemy import text
+
+    from nudgeflow.channels.base import ChannelRegistry
+    from nudgeflow.core.clock import to_ms
+    from nudgeflow.runtime.embedded import EmbeddedRuntime
+    from nudgeflow.settings import Settings
+    from nudgeflow.store.consent import suppress
+
+    clock = VirtualClock()
+    ws = make_workspace(engine, clock=clock).workspace_id
+    now = to_ms(clock.now())
+    with engine.begin() as conn:  # the address complained: never mail it again
+        suppress(conn, ws, "email", "ada@example.org", "complaint", now)
+    _queue(engine, ws, f"m_{ws}", trait, now)
+    registry = ChannelRegistry.development(())
+    url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com"  # type: ignore[attr-defined]
+    registry.register("email", EmailChannel(parse_smtp_url(url), renderer=FixedRenderer(), clock=clock))
+    EmbeddedRuntime(engine, None, clock, Settings(database_url=str(engine.url)), channels=registry).run_until_idle()
+
+    assert sink.received == []
+    with engine.connect() as conn:
+        status, error = conn.execute(
+            text("SELECT status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws}
+        ).one()
+    assert status == "failed" and "not a bare address" in error
+
+
 def test_the_declared_size_is_the_size_on_the_wire() -> None:
     from aiosmtplib.protocol import normalize_message_line_endings
 
