@@ -199,6 +199,24 @@ def test_auth_login_mechanism(tmp_path: Any) -> None:
     assert users.mechanisms == ["LOGIN"] and len(sink.received) == 1
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_the_password_never_goes_over_a_connection_without_tls() -> None:
+    """`smtp://` takes STARTTLS when offered; a server that offers none (or a man in the
+    middle who strips the offer) must not be sent the user and password in clear text."""
+    sink, users = Sink(), Users({"mailer": "pa55-word-xyz"})
+    controller = start_sink(sink, authenticator=users, auth_required=True, auth_require_tls=False)
+    try:
+        url = f"smtp://mailer:pa55-word-xyz@127.0.0.1:{controller.port}?from=n@shop.example.com"
+        with pytest.raises(TransientError, match="STARTTLS") as info:
+            run(channel_for(url).send(outbound()))
+        # tls=none says plain on purpose: then the password goes as asked
+        run(channel_for(url + "&tls=none").send(outbound(key="k2")))
+    finally:
+        controller.stop()
+    assert "pa55-word-xyz" not in info.value.reason
+    assert len(users.mechanisms) == 1 and [r.rcpt_tos for r in sink.received] == [["ada@example.org"]]
+
+
 def test_implicit_tls(tmp_path: Any) -> None:
     server_ctx, ca_file = server_contexts(tmp_path)
     sink = Sink()

@@ -19,7 +19,7 @@ import aiosmtplib
 from nudgeflow.channels.base import NotStarted, PermanentError, TransientError
 from nudgeflow.channels.common import Sleep, TokenBucket
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.model.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
+from nudgeflow.model.smtp_config import AUTO, NONE, STARTTLS, TLS, SmtpConfig
 
 
 class BounceError(PermanentError):
@@ -95,6 +95,10 @@ class SmtpPool:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         c = self.config
+        # "STARTTLS when offered" (AUTO) goes on in plain text when no offer comes, and
+        # aiosmtplib would then log in all the same: the user and password in clear, to the
+        # server or to whoever stripped the offer. So AUTO logs in here, over TLS only.
+        login_here = c.tls == AUTO and c.username is not None
         client = aiosmtplib.SMTP(
             hostname=c.host,
             port=c.port,
@@ -103,10 +107,16 @@ class SmtpPool:
             tls_context=self._tls,
             validate_certs=c.verify_tls,
             timeout=c.timeout_s,
-            username=c.username,
-            password=c.password,
+            username=None if login_here else c.username,
+            password=None if login_here else c.password,
         )
         await client.connect()
+        if login_here:
+            try:
+                await _login_over_tls(client, c.username or "", c.password or "")
+            except BaseException:
+                _drop(client)
+                raise
         self.connections_opened += 1
         return client
 
@@ -192,6 +202,15 @@ class SmtpPool:
                 await client.quit()
             except Exception:
                 _drop(client)
+
+
+async def _login_over_tls(client: aiosmtplib.SMTP, username: str, password: str) -> None:
+    if client.get_transport_info("sslcontext") is None:
+        raise TransientError(
+            "the SMTP server offered no STARTTLS: the user and password are not sent in clear text "
+            "(tls=none in the SMTP settings sends them so)"
+        )
+    await client.login(username, password)
 
 
 async def _transaction(client: aiosmtplib.SMTP, mail_from: str, rcpt: str, raw: bytes) -> None:
