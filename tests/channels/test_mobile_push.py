@@ -258,3 +258,44 @@ def test_erasing_the_person_erases_their_partial_deliveries(
     with engine.begin() as conn:
         assert erase_profile(conn, ws, pid)["push_deliveries"] == 2
     assert deliveries(engine, ws) == 0
+
+
+def test_credentials_set_while_the_server_runs_are_used(
+    engine: Any,
+    person_with_devices: tuple[str, str],
+    fcm: FcmServer,
+    sa_key: Any,
+    ca: trustme.CA,
+    clock: VirtualClock,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Push goes on with no FCM credentials anywhere (Ada's tokens make it in use); then the
+    workspace sets its own. Within the cache's 30 s, without a restart, FCM tokens get
+    the message."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("needs a database where no workspace has FCM credentials (PostgreSQL's is shared)")
+    from nudgeflow.channels.base import ChannelRegistry
+    from nudgeflow.channels.push_config import FcmConfig, set_fcm
+    from nudgeflow.channels.wiring import configure_push
+    from tests.channels.push_accounts import PROJECT, service_account
+
+    ws, pid = person_with_devices
+    settings = Settings(database_url=str(engine.url))  # no server default either
+    channel = configure_push(ChannelRegistry.development(), engine, settings, clock)
+    assert channel is not None
+    with engine.begin() as conn:
+        config = FcmConfig(PROJECT, service_account(sa_key, fcm.url + "/token"), api_base=fcm.url)
+        set_fcm(conn, ws, config, to_ms(clock.now()))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the senders' own clients trust the local FCM
+
+    async def main() -> None:
+        try:
+            await channel.send(message(ws, pid, clock))
+        finally:
+            await channel.aclose()
+
+    asyncio.run(main())  # sent: the Android phone took it (no APNs credentials: the iPads did not)
+    assert [r.body["message"]["token"] for r in fcm.sent()] == [PIXEL]
