@@ -123,7 +123,9 @@ class EmailChannel(RemoteChannel):
         # trait that is more than that address ("Ada <ada@x>", "ada@x, bo@y") would take a
         # suppressed address past the list. Only a bare address is sent to.
         if parseaddr(email)[1] != email.strip():
-            raise PermanentError("the email trait is not a bare address (a name or a list): set it to the address alone")
+            raise PermanentError(
+                "the email trait is not a bare address (a name or a list): set it to the address alone"
+            )
 
     def pool(self, config: SmtpConfig) -> SmtpPool:
         pool = self.pools.get(config)
