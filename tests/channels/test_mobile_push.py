@@ -8,6 +8,7 @@ The local FCM, token and APNs servers are those of tests/channels/push_servers.p
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import httpx
@@ -299,3 +300,45 @@ def test_credentials_set_while_the_server_runs_are_used(
 
     asyncio.run(main())  # sent: the Android phone took it (no APNs credentials: the iPads did not)
     assert [r.body["message"]["token"] for r in fcm.sent()] == [PIXEL]
+
+
+def test_the_senders_work_from_one_event_loop_to_the_next(
+    engine: Any,
+    person_with_devices: tuple[str, str],
+    fcm_and_apns: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run_until_idle sends each round in an event loop of its own: the FCM and APNs
+    senders' own HTTP clients (and FCM's token lock) must not outlive theirs."""
+    ws, pid = person_with_devices
+    fcm, apns = fcm_and_apns
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the senders' own clients trust the local services
+    db = DatabasePush(engine, clock)
+    fcm_sender = FcmSender(engine, clock, default=lambda: fcm_default(push_settings))
+    channel = PushChannel(
+        {"fcm": fcm_sender, "apns": ApnsSender(engine, clock, default=lambda: apns_default(push_settings))},
+        db,
+        db,
+        clock,
+    )
+
+    async def token_twice() -> None:  # two sends wait on one refresh: the lock is taken in this loop
+        fcm_sender._tokens.clear()
+        await asyncio.gather(*(fcm_sender.access_token(fcm_default(push_settings)) for _ in range(2)))  # type: ignore[arg-type]
+
+    for n in (1, 2, 3):
+        asyncio.run(token_twice())
+        asyncio.run(channel.send(message(ws, pid, clock, key=f"run1:streak:{n}")))
+    asyncio.run(channel.aclose())
+    # The clients of the loops that ended are dropped with their loops' transports: collect
+    # them here, not in some later compile (CPython 3.11.7 can fail an AST build when a
+    # finalizer runs inside it).
+    gc.collect()
+    assert [r.body["message"]["data"]["key"] for r in fcm.sent()] == [f"run1:streak:{n}" for n in (1, 2, 3)]
+    assert len(apns.sent()) == 6  # the iPhone and the old iPad, each time
