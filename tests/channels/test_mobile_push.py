@@ -342,3 +342,48 @@ def test_the_senders_work_from_one_event_loop_to_the_next(
     gc.collect()
     assert [r.body["message"]["data"]["key"] for r in fcm.sent()] == [f"run1:streak:{n}" for n in (1, 2, 3)]
     assert len(apns.sent()) == 6  # the iPhone and the old iPad, each time
+
+
+class BrokenSender:
+    """A sender with a bug: it raises what no push service answer means."""
+
+    provider = "apns"
+
+    async def send(self, workspace_id: str, target: Any, content: Any) -> None:
+        raise RuntimeError("a bug, not an answer")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_senders_bug_is_retried_not_a_failure_for_good(
+    engine: Any,
+    person_with_devices: tuple[str, str],
+    fcm_and_apns: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The dispatcher retries a channel that raises something unexpected; so does the push
+    channel for a sender's target: the devices it missed get the retry, and the traceback
+    is logged (a reason that named only RuntimeError hid where it came from)."""
+    ws, pid = person_with_devices
+    fcm, apns = fcm_and_apns
+
+    async def main() -> None:
+        async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
+            db = DatabasePush(engine, clock)
+            fcm_sender = FcmSender(engine, clock, default=lambda: fcm_default(push_settings), client=client)
+            broken = PushChannel({"fcm": fcm_sender, "apns": BrokenSender()}, db, db, clock)
+            with pytest.raises(TransientError, match="RuntimeError"):
+                await broken.send(message(ws, pid, clock))
+            assert deliveries(engine, ws) == 1  # the Android phone took it: the retry skips it
+            apns_sender = ApnsSender(engine, clock, default=lambda: apns_default(push_settings), client=client)
+            fixed = PushChannel({"fcm": fcm_sender, "apns": apns_sender}, db, db, clock)
+            await fixed.send(message(ws, pid, clock, attempt=2))
+
+    asyncio.run(main())
+    assert len(fcm.sent()) == 1 and {r.device for r in apns.sent()} == {IPHONE, OLD_IPAD}
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert len(logged) == 2 and {r.levelname for r in logged} == {"ERROR"}  # one per iPhone and iPad
