@@ -199,6 +199,24 @@ def test_auth_login_mechanism(tmp_path: Any) -> None:
     assert users.mechanisms == ["LOGIN"] and len(sink.received) == 1
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_the_password_never_goes_over_a_connection_without_tls() -> None:
+    """`smtp://` takes STARTTLS when offered; a server that offers none (or a man in the
+    middle who strips the offer) must not be sent the user and password in clear text."""
+    sink, users = Sink(), Users({"mailer": "pa55-word-xyz"})
+    controller = start_sink(sink, authenticator=users, auth_required=True, auth_require_tls=False)
+    try:
+        url = f"smtp://mailer:pa55-word-xyz@127.0.0.1:{controller.port}?from=n@shop.example.com"
+        with pytest.raises(TransientError, match="STARTTLS") as info:
+            run(channel_for(url).send(outbound()))
+        # tls=none says plain on purpose: then the password goes as asked
+        run(channel_for(url + "&tls=none").send(outbound(key="k2")))
+    finally:
+        controller.stop()
+    assert "pa55-word-xyz" not in info.value.reason
+    assert len(users.mechanisms) == 1 and [r.rcpt_tos for r in sink.received] == [["ada@example.org"]]
+
+
 def test_implicit_tls(tmp_path: Any) -> None:
     server_ctx, ca_file = server_contexts(tmp_path)
     sink = Sink()
@@ -241,6 +259,25 @@ def test_5xx_is_a_bounce_with_its_code(sink: Sink, where: str) -> None:
     assert exc.code == 550 and exc.bounce["status"] == "5.1.1" and exc.bounce["phase"] == where.upper()
     assert "550" in exc.reason and "User unknown" in exc.reason
     assert len(sink.received) == 1 and ch.pools[next(iter(ch.pools))].connections_opened == 1
+
+
+@pytest.mark.parametrize("email", ["jö@example.org", "ada@exämple.org"])
+def test_an_address_smtp_cannot_carry_fails_for_good(sink: Sink, email: str) -> None:
+    """A non-ASCII address cannot be written on an ASCII RCPT line: the message fails with
+    a reason (no retry can change the address), the connection is reset and reused."""
+    ch = channel_for(f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com")  # type: ignore[attr-defined]
+
+    async def go() -> PermanentError:
+        with pytest.raises(PermanentError) as info:
+            await ch.send(outbound(email=email))
+        await ch.send(outbound(key="k2"))
+        return info.value
+
+    exc = run(go())
+    assert not isinstance(exc, BounceError)
+    assert "SMTPUTF8" in exc.reason and "RCPT" in exc.reason
+    assert [r.rcpt_tos for r in sink.received] == [["ada@example.org"]]
+    assert ch.pools[next(iter(ch.pools))].connections_opened == 1
 
 
 def test_connection_refused_is_transient() -> None:
@@ -466,6 +503,40 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
         ).all()
     assert [(e[0], e[1]) for e in events] == [("p_gone", "Email Bounced")]
     assert '"code":550' in events[0][2] and '"status":"5.1.1"' in events[0][2]
+
+
+@pytest.mark.parametrize("trait", ["Ada Lovelace <ada@example.org>", "ada@example.org, ops@example.org"])
+def test_a_suppressed_address_is_not_mailed_through_a_trait_that_is_not_a_bare_address(
+    engine: Any, sink: Sink, trait: str
+) -> None:
+    """Suppression is looked up by the email trait as it is; the envelope recipient is the
+    address parsed out of it. A trait that is more than an address must not carry a
+    suppressed address past the list."""
+    from sqlalchemy import text
+
+    from nudgeflow.channels.base import ChannelRegistry
+    from nudgeflow.core.clock import to_ms
+    from nudgeflow.runtime.embedded import EmbeddedRuntime
+    from nudgeflow.settings import Settings
+    from nudgeflow.store.consent import suppress
+
+    clock = VirtualClock()
+    ws = make_workspace(engine, clock=clock).workspace_id
+    now = to_ms(clock.now())
+    with engine.begin() as conn:  # the address complained: never mail it again
+        suppress(conn, ws, "email", "ada@example.org", "complaint", now)
+    _queue(engine, ws, f"m_{ws}", trait, now)
+    registry = ChannelRegistry.development(())
+    url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com"  # type: ignore[attr-defined]
+    registry.register("email", EmailChannel(parse_smtp_url(url), renderer=FixedRenderer(), clock=clock))
+    EmbeddedRuntime(engine, None, clock, Settings(database_url=str(engine.url)), channels=registry).run_until_idle()
+
+    assert sink.received == []
+    with engine.connect() as conn:
+        status, error = conn.execute(
+            text("SELECT status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws}
+        ).one()
+    assert status == "failed" and "not a bare address" in error
 
 
 def test_the_declared_size_is_the_size_on_the_wire() -> None:

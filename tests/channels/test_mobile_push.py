@@ -8,6 +8,7 @@ The local FCM, token and APNs servers are those of tests/channels/push_servers.p
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import httpx
@@ -258,3 +259,131 @@ def test_erasing_the_person_erases_their_partial_deliveries(
     with engine.begin() as conn:
         assert erase_profile(conn, ws, pid)["push_deliveries"] == 2
     assert deliveries(engine, ws) == 0
+
+
+def test_credentials_set_while_the_server_runs_are_used(
+    engine: Any,
+    person_with_devices: tuple[str, str],
+    fcm: FcmServer,
+    sa_key: Any,
+    ca: trustme.CA,
+    clock: VirtualClock,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Push goes on with no FCM credentials anywhere (Ada's tokens make it in use); then the
+    workspace sets its own. Within the cache's 30 s, without a restart, FCM tokens get
+    the message."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("needs a database where no workspace has FCM credentials (PostgreSQL's is shared)")
+    from nudgeflow.channels.base import ChannelRegistry
+    from nudgeflow.channels.push_config import FcmConfig, set_fcm
+    from nudgeflow.channels.wiring import configure_push
+    from tests.channels.push_accounts import PROJECT, service_account
+
+    ws, pid = person_with_devices
+    settings = Settings(database_url=str(engine.url))  # no server default either
+    channel = configure_push(ChannelRegistry.development(), engine, settings, clock)
+    assert channel is not None
+    with engine.begin() as conn:
+        config = FcmConfig(PROJECT, service_account(sa_key, fcm.url + "/token"), api_base=fcm.url)
+        set_fcm(conn, ws, config, to_ms(clock.now()))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the senders' own clients trust the local FCM
+
+    async def main() -> None:
+        try:
+            await channel.send(message(ws, pid, clock))
+        finally:
+            await channel.aclose()
+
+    asyncio.run(main())  # sent: the Android phone took it (no APNs credentials: the iPads did not)
+    assert [r.body["message"]["token"] for r in fcm.sent()] == [PIXEL]
+
+
+def test_the_senders_work_from_one_event_loop_to_the_next(
+    engine: Any,
+    person_with_devices: tuple[str, str],
+    fcm_and_apns: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run_until_idle sends each round in an event loop of its own: the FCM and APNs
+    senders' own HTTP clients (and FCM's token lock) must not outlive theirs."""
+    ws, pid = person_with_devices
+    fcm, apns = fcm_and_apns
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # the senders' own clients trust the local services
+    db = DatabasePush(engine, clock)
+    fcm_sender = FcmSender(engine, clock, default=lambda: fcm_default(push_settings))
+    channel = PushChannel(
+        {"fcm": fcm_sender, "apns": ApnsSender(engine, clock, default=lambda: apns_default(push_settings))},
+        db,
+        db,
+        clock,
+    )
+
+    async def token_twice() -> None:  # two sends wait on one refresh: the lock is taken in this loop
+        fcm_sender._tokens.clear()
+        await asyncio.gather(*(fcm_sender.access_token(fcm_default(push_settings)) for _ in range(2)))  # type: ignore[arg-type]
+
+    for n in (1, 2, 3):
+        asyncio.run(token_twice())
+        asyncio.run(channel.send(message(ws, pid, clock, key=f"run1:streak:{n}")))
+    asyncio.run(channel.aclose())
+    # The clients of the loops that ended are dropped with their loops' transports: collect
+    # them here, not in some later compile (CPython 3.11.7 can fail an AST build when a
+    # finalizer runs inside it).
+    gc.collect()
+    assert [r.body["message"]["data"]["key"] for r in fcm.sent()] == [f"run1:streak:{n}" for n in (1, 2, 3)]
+    assert len(apns.sent()) == 6  # the iPhone and the old iPad, each time
+
+
+class BrokenSender:
+    """A sender with a bug: it raises what no push service answer means."""
+
+    provider = "apns"
+
+    async def send(self, workspace_id: str, target: Any, content: Any) -> None:
+        raise RuntimeError("a bug, not an answer")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_senders_bug_is_retried_not_a_failure_for_good(
+    engine: Any,
+    person_with_devices: tuple[str, str],
+    fcm_and_apns: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The dispatcher retries a channel that raises something unexpected; so does the push
+    channel for a sender's target: the devices it missed get the retry, and the traceback
+    is logged (a reason that named only RuntimeError hid where it came from)."""
+    ws, pid = person_with_devices
+    fcm, apns = fcm_and_apns
+
+    async def main() -> None:
+        async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
+            db = DatabasePush(engine, clock)
+            fcm_sender = FcmSender(engine, clock, default=lambda: fcm_default(push_settings), client=client)
+            broken = PushChannel({"fcm": fcm_sender, "apns": BrokenSender()}, db, db, clock)
+            with pytest.raises(TransientError, match="RuntimeError"):
+                await broken.send(message(ws, pid, clock))
+            assert deliveries(engine, ws) == 1  # the Android phone took it: the retry skips it
+            apns_sender = ApnsSender(engine, clock, default=lambda: apns_default(push_settings), client=client)
+            fixed = PushChannel({"fcm": fcm_sender, "apns": apns_sender}, db, db, clock)
+            await fixed.send(message(ws, pid, clock, attempt=2))
+
+    asyncio.run(main())
+    assert len(fcm.sent()) == 1 and {r.device for r in apns.sent()} == {IPHONE, OLD_IPAD}
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is RuntimeError]
+    assert len(logged) == 2 and {r.levelname for r in logged} == {"ERROR"}  # one per iPhone and iPad

@@ -22,6 +22,7 @@ Apple's reason, never retried.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -143,10 +144,18 @@ class ApnsSender:
         self._timeout_s = timeout_s
         self._tokens: dict[str, ProviderToken] = {}
         self._keys: dict[str, Any] = {}  # loaded signing keys per credentials fingerprint
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the client belongs to
         keep_tokens_out_of_http_logs()
 
     @property
     def client(self) -> httpx.AsyncClient:
+        # The client's connections belong to the event loop they were made in, and
+        # run_until_idle sends each round in a loop of its own: in another loop, a new
+        # client (the old loop's connections went with it). A given client is used as it is.
+        loop = asyncio.get_running_loop()
+        if self._owns_client and self._loop is not loop:
+            self._client = None
+        self._loop = loop
         if self._client is None:  # APNs speaks HTTP/2 only
             self._client = httpx.AsyncClient(http2=True, timeout=self._timeout_s)
         return self._client
@@ -225,5 +234,6 @@ class ApnsSender:
 
     async def aclose(self) -> None:
         if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            if self._loop is asyncio.get_running_loop():  # else its loop, and its connections, are gone
+                await client.aclose()

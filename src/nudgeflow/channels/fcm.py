@@ -197,11 +197,26 @@ class FcmSender:
         self._timeout_s = timeout_s
         self._tokens: dict[str, AccessToken] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the client and the locks belong to
         self._google: dict[str, Any] = {}  # google-auth credentials (the loaded key) per fingerprint
         keep_tokens_out_of_http_logs()
 
+    def _bind(self) -> None:
+        """The HTTP client's connections and the token locks belong to the event loop they
+        were made in, and run_until_idle sends each round in a loop of its own: in another
+        loop, new ones (the old loop's connections went with it). A client given to the
+        sender is the caller's, used as it is."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._loop = loop
+        self._locks = {}
+        if self._owns_client:
+            self._client = None
+
     @property
     def client(self) -> httpx.AsyncClient:
+        self._bind()
         if self._client is None:  # made on first use, inside the loop that uses it
             self._client = httpx.AsyncClient(http2=True, timeout=self._timeout_s)
         return self._client
@@ -247,6 +262,7 @@ class FcmSender:
         token = self._tokens.get(key)
         if token is not None and token.fresh(self.clock.now()):
             return token
+        self._bind()
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             token = self._tokens.get(key)
@@ -305,8 +321,9 @@ class FcmSender:
 
     async def aclose(self) -> None:
         if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+            client, self._client = self._client, None
+            if self._loop is asyncio.get_running_loop():  # else its loop, and its connections, are gone
+                await client.aclose()
 
 
 def _token_error(response: httpx.Response) -> str:

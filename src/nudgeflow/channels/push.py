@@ -7,7 +7,8 @@ sender (channels/webpush.py, fcm.py, apns.py), concurrently:
 
 - a target its service reports gone (Web Push 404/410, FCM UNREGISTERED, APNs 410 /
   BadDeviceToken) is deleted, and counts as not delivered;
-- when a target failed transiently, the message is retried with backoff (the longest
+- when a target failed transiently (or its sender raised an unexpected error, which is
+  logged with its traceback), the message is retried with backoff (the longest
   Retry-After wins), and the retry goes only to the targets that have not taken it: those
   that did are remembered in `push_deliveries`, so no device shows the notification twice;
 - the message is sent once every target took it or failed for good, with at least one
@@ -196,6 +197,14 @@ class PushChannel(RemoteChannel):
             elif isinstance(result, ChannelError):
                 reasons.append(f"{target.redacted()}: {result.reason}")
             elif isinstance(result, BaseException):
+                # No service's answer but a bug (ours or a library's): retried, as the
+                # dispatcher retries a channel that raises one, and logged with its traceback.
+                log.error(
+                    "push sender raised an unexpected error",
+                    extra={"provider": target.provider, "target": target.redacted(), "error": type(result).__name__},
+                    exc_info=result,
+                )
+                transient.append(TransientError(f"{target.provider} sender error: {type(result).__name__}"))
                 reasons.append(f"{target.redacted()}: {type(result).__name__}")
         taken = len(earlier) + len(reached)
         if transient and not (taken and message.last_attempt):

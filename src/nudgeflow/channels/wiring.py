@@ -119,16 +119,20 @@ def push_in_use(engine: Any, settings: Settings) -> bool:
 
 
 def push_senders(engine: Any, settings: Settings, clock: Clock) -> dict[str, PushSender]:
-    """A sender per push service this server can reach: Web Push always, FCM and APNs where
-    credentials exist (the server's or a workspace's). The caller closes them (aclose)."""
-    senders: dict[str, PushSender] = {"webpush": WebPushSender(engine, clock)}
+    """A sender per push service: Web Push, FCM and APNs. The caller closes them (aclose).
+
+    FCM and APNs senders are made whether or not credentials exist yet: each reads a
+    workspace's own (within 30 s of a change) or the server's default at the send, and
+    fails the target with "no … credentials configured" when there are none. Made only
+    where credentials existed when the channel was set up, a workspace that set its own
+    later had its tokens refused ("not configured") until the server restarted."""
     # The server's credentials are read at the first send that needs them: a file that
     # cannot be read fails those messages, not the server's start.
-    if push_credentials_configured(engine, settings, push_config.FCM_SECTION):
-        senders["fcm"] = FcmSender(engine, clock, default=lambda: fcm_default(settings))
-    if push_credentials_configured(engine, settings, push_config.APNS_SECTION):
-        senders["apns"] = ApnsSender(engine, clock, default=lambda: apns_default(settings))
-    return senders
+    return {
+        "webpush": WebPushSender(engine, clock),
+        "fcm": FcmSender(engine, clock, default=lambda: fcm_default(settings)),
+        "apns": ApnsSender(engine, clock, default=lambda: apns_default(settings)),
+    }
 
 
 def configure_push(

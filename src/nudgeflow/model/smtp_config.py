@@ -3,6 +3,7 @@
 One URL says most of it (`NUDGEFLOW_SMTP_URL`, the default of every workspace):
 
     smtp://user:pass@host:587            STARTTLS when the server offers it, else plain
+                                         (then the user and password are never sent)
     smtp+starttls://user:pass@host:587   STARTTLS required (no plain fallback)
     smtps://user:pass@host:465           implicit TLS
     smtp://host:25?tls=none              never TLS (a local relay, the dev inbox)

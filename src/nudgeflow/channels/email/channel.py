@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
-from email.utils import formataddr
+from email.utils import formataddr, parseaddr
 from typing import Any, Protocol, cast
 
 from nudgeflow.channels.base import NoTarget, PermanentError, RemoteChannel, TransientError
@@ -118,6 +118,14 @@ class EmailChannel(RemoteChannel):
         email = message.traits.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise NoTarget("profile has no email")
+        # The suppression list was checked against the trait as it is (store/consent), and
+        # the message would go to the address parsed out of it (mime.py, aiosmtplib): a
+        # trait that is more than that address ("Ada <ada@x>", "ada@x, bo@y") would take a
+        # suppressed address past the list. Only a bare address is sent to.
+        if parseaddr(email)[1] != email.strip():
+            raise PermanentError(
+                "the email trait is not a bare address (a name or a list): set it to the address alone"
+            )
 
     def pool(self, config: SmtpConfig) -> SmtpPool:
         pool = self.pools.get(config)

@@ -3,7 +3,8 @@
 Connections are reused across messages and replaced when they fail, at most
 `max_connections` sends at once and at most `rate_per_second` a second (a token bucket on
 the injected clock). A 4xx answer, a timeout or a lost connection is a TransientError; a
-5xx answer to RCPT or DATA is a `BounceError`.
+5xx answer to RCPT or DATA is a `BounceError`; an address that cannot be written on the
+command line (not ASCII) is an `UnsendableAddress`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import aiosmtplib
 from nudgeflow.channels.base import NotStarted, PermanentError, TransientError
 from nudgeflow.channels.common import Sleep, TokenBucket
 from nudgeflow.core.clock import Clock, to_ms
-from nudgeflow.model.smtp_config import NONE, STARTTLS, TLS, SmtpConfig
+from nudgeflow.model.smtp_config import AUTO, NONE, STARTTLS, TLS, SmtpConfig
 
 
 class BounceError(PermanentError):
@@ -38,6 +39,16 @@ class BounceError(PermanentError):
             "recipient": recipient,
             "kind": "hard",
         }
+
+
+class UnsendableAddress(PermanentError):
+    """An address that cannot be written on an SMTP command line: aiosmtplib refuses one
+    with a line break, and a non-ASCII one would need SMTPUTF8, which this channel does not
+    use. No retry changes the address, so the message fails (not a bounce: no server said so)."""
+
+    def __init__(self, phase: str, exc: ValueError) -> None:
+        why = "not ASCII (it would need SMTPUTF8)" if isinstance(exc, UnicodeError) else str(exc)
+        super().__init__(f"the address cannot be sent over SMTP: {why} ({phase})")
 
 
 def _enhanced_status(text: str) -> str | None:
@@ -84,6 +95,10 @@ class SmtpPool:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         c = self.config
+        # "STARTTLS when offered" (AUTO) goes on in plain text when no offer comes, and
+        # aiosmtplib would then log in all the same: the user and password in clear, to the
+        # server or to whoever stripped the offer. So AUTO logs in here, over TLS only.
+        login_here = c.tls == AUTO and c.username is not None
         client = aiosmtplib.SMTP(
             hostname=c.host,
             port=c.port,
@@ -92,10 +107,16 @@ class SmtpPool:
             tls_context=self._tls,
             validate_certs=c.verify_tls,
             timeout=c.timeout_s,
-            username=c.username,
-            password=c.password,
+            username=None if login_here else c.username,
+            password=None if login_here else c.password,
         )
         await client.connect()
+        if login_here:
+            try:
+                await _login_over_tls(client, c.username or "", c.password or "")
+            except BaseException:
+                _drop(client)
+                raise
         self.connections_opened += 1
         return client
 
@@ -139,6 +160,9 @@ class SmtpPool:
                 raise TransientError(f"cannot connect to the SMTP server: {type(exc).__name__}: {exc}") from None
             try:
                 await _transaction(client, mail_from, rcpt, raw)
+            except UnsendableAddress:
+                await self._after_refusal(client)
+                raise
             except aiosmtplib.SMTPRecipientRefused as exc:
                 await self._after_refusal(client)
                 raise _answer(exc.code, exc.message, "RCPT", rcpt) from None
@@ -180,14 +204,29 @@ class SmtpPool:
                 _drop(client)
 
 
+async def _login_over_tls(client: aiosmtplib.SMTP, username: str, password: str) -> None:
+    if client.get_transport_info("sslcontext") is None:
+        raise TransientError(
+            "the SMTP server offered no STARTTLS: the user and password are not sent in clear text "
+            "(tls=none in the SMTP settings sends them so)"
+        )
+    await client.login(username, password)
+
+
 async def _transaction(client: aiosmtplib.SMTP, mail_from: str, rcpt: str, raw: bytes) -> None:
     """MAIL FROM, RCPT TO, DATA: what `client.sendmail` does for one recipient, less its
     extra pass over the message to count the SIZE it declares (a regex substitution over
     all of a 35 KB message, a tenth of a message's CPU). The size here is the same figure:
     the length once line endings are CRLF, as DATA sends it."""
     options = [f"SIZE={_wire_size(raw)}"] if client.supports_extension("size") else []
-    await client.mail(mail_from, options=options)
-    await client.rcpt(rcpt)
+    try:
+        await client.mail(mail_from, options=options)
+    except ValueError as exc:  # raised before the command is written
+        raise UnsendableAddress("MAIL FROM", exc) from None
+    try:
+        await client.rcpt(rcpt)
+    except ValueError as exc:
+        raise UnsendableAddress("RCPT", exc) from None
     await client.data(raw)
 
 
