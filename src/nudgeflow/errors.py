@@ -8,6 +8,7 @@ both parents), so every `except ValueError` written before goes on catching what
     ├── ModelError            model/       the shapes: messages, documents, settings
     │   ├── InvalidEvent (ValueError), InvalidPayload        model/events.py
     │   ├── DocumentError (ValueError)                       model/journey_checks.py
+    │   ├── AliasBudgetError (yaml.YAMLError)                model/yaml_limits.py
     │   ├── SettingError (ValueError)                        model/workspace_keys.py
     │   └── PartitionCountError (ValueError)                 model/partitions.py
     ├── StoreError            store/       storage

@@ -30,7 +30,7 @@ def test_a_key_waits_once_at_its_limit_until_its_oldest_counted_failure_leaves(e
     for minute in (0, 1, 2):
         with engine.begin() as conn:
             assert sign_in_failures.retry_after_ms(conn, limits, WINDOW, T0 + minute * 60_000) == 0
-            sign_in_failures.record(conn, limits, WINDOW, T0 + minute * 60_000)
+            sign_in_failures.begin(conn, limits, WINDOW, T0 + minute * 60_000)
     with engine.connect() as conn:
         # The third failure (at minute 0 the first of the 3) leaves the window at minute 15.
         assert sign_in_failures.retry_after_ms(conn, limits, WINDOW, T0 + 3 * 60_000) == 12 * 60_000
@@ -46,9 +46,9 @@ def test_a_key_waits_once_at_its_limit_until_its_oldest_counted_failure_leaves(e
 
 def test_failures_past_the_window_are_deleted_as_new_ones_are_written(engine: Any) -> None:
     with engine.begin() as conn:
-        sign_in_failures.record(conn, ["email:old@example.com"], WINDOW, T0)
-        sign_in_failures.record(conn, ["email:new@example.com"], WINDOW, T0 + WINDOW - 1)
+        sign_in_failures.begin(conn, ["email:old@example.com"], WINDOW, T0)
+        sign_in_failures.begin(conn, ["email:new@example.com"], WINDOW, T0 + WINDOW - 1)
     with engine.begin() as conn:
-        sign_in_failures.record(conn, ["address:10.0.0.2"], WINDOW, T0 + WINDOW)
+        sign_in_failures.begin(conn, ["address:10.0.0.2"], WINDOW, T0 + WINDOW)
         left = sorted(row[0] for row in conn.execute(text("SELECT failed_at_ms FROM sign_in_failures")))
     assert left == [T0 + WINDOW - 1, T0 + WINDOW]

@@ -17,11 +17,14 @@ from typing import Any
 
 import yaml
 
+from nudgeflow.errors import ModelError
+
 ALIAS_NODES = 100_000  # nodes aliases may add beyond those written (merge keys, shared blocks)
 
 
-class AliasBudgetError(yaml.YAMLError):
-    """A document whose aliases expand past the budget, or that contains itself."""
+class AliasBudgetError(ModelError, yaml.YAMLError):
+    """A document whose aliases expand past the budget, or that contains itself (a
+    yaml.YAMLError too: every reader that catches those catches it)."""
 
 
 def check_aliases(node: yaml.Node) -> None:
