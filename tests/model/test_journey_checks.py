@@ -770,3 +770,26 @@ def test_experiment_automation_settings_go_on_experiments_with_known_values() ->
     }
     # The defaults written out on a plain send are what a stored draft carries: accepted.
     assert errors(doc(steps__remind__on_winner="keep_all", steps__remind__guardrails="pause")) == {}
+
+
+def test_infinity_and_nan_are_refused_where_they_are() -> None:
+    """YAML's .inf and .nan are floats JSON cannot hold: stored, a filter's value became null
+    and the stored version no longer read back (`lt` needs a value), so no reader of the
+    workspace's live journeys, the engine's catalog included, could load them."""
+    import math
+
+    from nudgeflow.model.journey_checks import load_text
+
+    [(_, loaded)] = load_text(
+        yaml.safe_dump(doc()) + "entry:\n  filter:\n    - {trait: score, op: lt, value: .inf}\n", "yaml"
+    )
+    journey, problems = check_journey(loaded)
+    assert journey is None
+    assert [(p.path, p.severity, p.line) for p in problems if "infinity" in p.message] == [
+        ("entry.filter.0.value", "error", len(yaml.safe_dump(doc()).splitlines()) + 3)
+    ]
+    nan = copy.deepcopy(dict(loaded))
+    nan["entry"] = {"filter": [{"trait": "score", "op": "in", "value": [1, math.nan]}]}
+    assert [p.path for p in check_journey(nan)[1] if "infinity" in p.message] == ["entry.filter.0.value.1"]
+    nan["entry"]["filter"][0]["value"] = [1, 1e300]  # large, but a number JSON holds
+    assert check_journey(nan)[0] is not None

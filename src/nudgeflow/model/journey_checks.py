@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -338,6 +339,7 @@ def check_journey(doc: Any, delivery: Delivery | None = None) -> tuple[Journey |
             )
         ]
     problems: list[Problem] = list(getattr(doc, "load_problems", []))
+    problems.extend(Problem(path, NOT_FINITE) for path in non_finite_paths(doc))
     journey: Journey | None = None
     try:
         journey = Journey.model_validate(dict(doc))
@@ -359,6 +361,30 @@ def check_journey(doc: Any, delivery: Delivery | None = None) -> tuple[Journey |
     if any(p.severity == ERROR for p in problems):
         return None, problems
     return journey, problems
+
+
+# Definitions are stored as JSON, where infinity and NaN are written as null: the stored
+# version would compare with null, or not read back at all (`lt` needs a value), and then no
+# reader of the workspace's live definitions could load them, the engine's catalog included.
+NOT_FINITE = "infinity and NaN are not values a definition can hold: use a finite number"
+
+
+def finite(value: Any) -> bool:
+    """No infinite or NaN float in the value (a list's items and an object's values too)."""
+    return not any(True for _ in non_finite_paths(value))
+
+
+def non_finite_paths(value: Any, path: str = "") -> Iterator[str]:
+    """The dotted paths of the infinite and NaN floats in a document (YAML's .inf, .nan)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from non_finite_paths(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from non_finite_paths(item, f"{path}.{index}" if path else str(index))
 
 
 M = TypeVar("M", bound=BaseModel)

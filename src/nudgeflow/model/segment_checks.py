@@ -9,13 +9,13 @@ the workspace when the caller knows it) and must not go round in a circle.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from nudgeflow.model.journey_checks import (
     ERROR,
+    NOT_FINITE,
     RESERVED_IDS,
     WARNING,
     DocumentError,
@@ -23,6 +23,7 @@ from nudgeflow.model.journey_checks import (
     LocatedDict,
     Problem,
     check_document,
+    finite,
     load_documents,
     own_segment_event,
 )
@@ -80,11 +81,11 @@ def _rule_problems(segment: Segment) -> list[Problem]:
             out.append(Problem(f"{where}.within", "a window must be longer than nothing"))
         if isinstance(rule, PerformedCondition) and (message := own_segment_event(rule.performed)):
             out.append(Problem(f"{where}.performed", message))
-        if isinstance(rule, TraitCondition) and not _finite(rule.value):
+        if isinstance(rule, TraitCondition) and not finite(rule.value):
             out.append(Problem(f"{where}.value", NOT_FINITE))
         if isinstance(rule, PerformedCondition):
             for index, item in enumerate(rule.where):
-                if not _finite(item.value):
+                if not finite(item.value):
                     out.append(Problem(f"{where}.where.{index}.value", NOT_FINITE))
         if isinstance(rule, PerformedCondition) and rule.sum is None:
             if rule.op == "gte" and rule.count == 0:
@@ -92,22 +93,6 @@ def _rule_problems(segment: Segment) -> list[Problem]:
             if rule.op == "lt" and rule.count == 0:
                 out.append(Problem(f"{where}.count", "`count: 0` with `op: lt` never holds", WARNING))
     return out
-
-
-# Definitions are stored as JSON, where infinity and NaN are written as null: the stored
-# version would compare with null, or not read back at all (`lt` needs a value).
-NOT_FINITE = "infinity and NaN are not values a definition can hold: use a finite number"
-
-
-def _finite(value: Any) -> bool:
-    """No infinite or NaN float in the value (a list's items and an object's values too)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_finite(item) for item in value)
-    if isinstance(value, dict):
-        return all(_finite(item) for item in value.values())
-    return True
 
 
 def _walk(rule: Any, where: str) -> Iterator[tuple[str, Any]]:
