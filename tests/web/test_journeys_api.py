@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import insert, select
 
 from nudgeflow.model.journeys import journey_json_schema
 from nudgeflow.store.schema import journey_runs, journeys, timers
+from tests.support import LiveServer, start_server
 
 JOURNEY: dict[str, Any] = {
     "id": "cart",
@@ -208,35 +210,46 @@ def test_an_invalid_draft_is_never_published(live: Any, api: httpx.Client, ws: A
     assert api.get("/api/journeys/cart").json()["status"] == "draft"
 
 
-def test_resume_wakes_held_runs(live: Any, api: httpx.Client, ws: Any) -> None:
-    api.put("/api/journeys/cart?publish=true", json=JOURNEY)
-    api.post("/api/journeys/cart/pause")
-    run_id, profile_id = f"run-{ws.workspace_id}", f"p-{ws.workspace_id}"
-    with live.state.engine.begin() as conn:
-        conn.execute(
-            insert(journey_runs).values(
-                id=run_id,
-                workspace_id=ws.workspace_id,
-                journey_id="cart",
-                version=1,
-                profile_id=profile_id,
-                status="held",
-                step="wait",
-                holdout=0,
-                entered_at_ms=1,
-                updated_at_ms=1,
+@pytest.fixture
+def api_only(settings: Any, clock: Any) -> Iterator[LiveServer]:
+    """A server without the engine: what the API wrote stays as written. With the engine
+    on, a timer due now may fire (and be deleted) before the test reads it."""
+    server = start_server(settings.with_(engine_enabled=False), clock)
+    yield server
+    server.stop()
+
+
+def test_resume_wakes_held_runs(api_only: LiveServer) -> None:
+    live, ws = api_only, api_only.workspace()
+    with live.admin(ws.admin_token) as api:
+        api.put("/api/journeys/cart?publish=true", json=JOURNEY)
+        api.post("/api/journeys/cart/pause")
+        run_id, profile_id = f"run-{ws.workspace_id}", f"p-{ws.workspace_id}"
+        with live.state.engine.begin() as conn:
+            conn.execute(
+                insert(journey_runs).values(
+                    id=run_id,
+                    workspace_id=ws.workspace_id,
+                    journey_id="cart",
+                    version=1,
+                    profile_id=profile_id,
+                    status="held",
+                    step="wait",
+                    holdout=0,
+                    entered_at_ms=1,
+                    updated_at_ms=1,
+                )
             )
-        )
-    live_clock = live.state.clock
-    live_clock.advance(timedelta(minutes=5))
-    answer = api.post("/api/journeys/cart/resume")
-    assert answer.json() == {"id": "cart", "status": "live", "changed": True, "runs_woken": 1}
-    with live.state.engine.connect() as conn:
-        rows = conn.execute(select(timers).where(timers.c.workspace_id == ws.workspace_id)).all()
-    assert [(r.profile_id, r.key, orjson.loads(r.payload)) for r in rows] == [
-        (profile_id, f"resume:{run_id}", {"kind": "resume", "run_id": run_id})
-    ]
-    assert rows[0].due_at_ms == int(live_clock.now().timestamp() * 1000)
+        live_clock = live.state.clock
+        live_clock.advance(timedelta(minutes=5))
+        answer = api.post("/api/journeys/cart/resume")
+        assert answer.json() == {"id": "cart", "status": "live", "changed": True, "runs_woken": 1}
+        with live.state.engine.connect() as conn:
+            rows = conn.execute(select(timers).where(timers.c.workspace_id == ws.workspace_id)).all()
+        assert [(r.profile_id, r.key, orjson.loads(r.payload)) for r in rows] == [
+            (profile_id, f"resume:{run_id}", {"kind": "resume", "run_id": run_id})
+        ]
+        assert rows[0].due_at_ms == int(live_clock.now().timestamp() * 1000)
 
 
 def test_validate_stores_nothing(api: httpx.Client) -> None:
