@@ -80,7 +80,9 @@ Quiet hours (`quiet_hours`)
     `spread`, so one person's messages of one night are released together and different people
     are spread evenly over the spread, deterministically. The person is the stable identity
     (userId, else first anonymousId), as splits use. An end that happens twice (the fall-back
-    hour) is its occurrence after t; one in the spring-forward gap moves forward by the gap.
+    hour) is its occurrence after t; one in the spring-forward gap is the jump itself (02:30 on
+    the night clocks go from 02:00 to 03:00 ends at 03:00): the first instant the clock reads
+    the end or later (timecalc.at_local_time_after).
 
 Collision window (`collision`)
     A marketing message collides when the ledger holds a marketing message of *another* journey
