@@ -552,6 +552,25 @@ def test_on_segment_apply_records_membership_and_arms_the_timer_without_starting
     assert Engine(c).on_segment_apply(state, "loyal", past, T0 + H) == []  # the same answer: nothing
 
 
+def test_on_segment_apply_decides_overdue_lapses_first_at_their_due_times_but_not_the_applied_segment() -> None:
+    """The person's lapse timer is overdue (the engine behind): the apply decides the lapse
+    first, at its due time, as the timer would have; the segment applied, which refers to the
+    lapsed one, is decided by the apply alone, at the apply's time."""
+    recent = seg("recent", {"performed": ORDER, "within": "30d"})
+    bought_before = seg(
+        "bought_before", {"all": [{"performed": ORDER, "within": "365d"}, {"segment": "recent", "negate": True}]}
+    )
+    d = driver(recent, bought_before)
+    d.track(ORDER)
+    assert d.state.membership.keys() == {"recent"} and d.timers["seg:*"][0] == T0 + 30 * D
+    effects = d.engine.on_segment_apply(d.state, "bought_before", [EventInput("o", "track", ORDER, T0)], T0 + 40 * D)
+    assert [e for e in effects if isinstance(e, SegmentChanged)] == [
+        SegmentChanged("recent", 1, False, T0 + 30 * D, TIMER),
+        SegmentChanged("bought_before", 1, True, T0 + 40 * D, {"apply": 1}),
+    ]
+    assert d.state.membership == {"bought_before": T0 + 40 * D}
+
+
 def test_applying_a_segment_that_reads_no_reachability_keeps_the_persons_reachability() -> None:
     mailable = seg("mailable", {"reachable": "email"})
     pushable = seg("pushable", {"reachable": "push"})
