@@ -24,7 +24,7 @@ from nudgeflow.model.journey_checks import Delivery, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.segments import Segment, SegmentCycleError, segment_order
 
-from .engine_driver import T0, D, Driver, H, journey
+from .engine_driver import T0, D, Driver, H, journey, ms
 
 ORDER = "Order Completed"
 
@@ -111,6 +111,21 @@ def test_three_orders_in_30_days_enters_and_lapses_by_timer() -> None:
     d.advance("40d")
     assert moves(d, mark) == [("loyal", "exited", T0 + 30 * D, TIMER)]
     assert "seg:*" not in d.timers  # nothing left that could change without an event
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Lord_Howe", None])
+def test_a_window_is_a_length_of_time_across_a_change_of_clocks_whatever_the_zone(zone: str | None) -> None:
+    """`within: 1d` is 24 hours, not a calendar day of the person's: an order at 12:00 EST on
+    Saturday 7 March 2026 lapses at 13:00 EDT on Sunday, the night New York's clocks sprang
+    forward (as at 24 hours after it for everyone else)."""
+    saturday_noon_ny = ms("2026-03-07T17:00:00Z")
+    d = Driver(cat=cat(seg("today", {"performed": ORDER, "within": "1d"})), now=saturday_noon_ny)
+    if zone is not None:
+        d.identify({"timezone": zone})
+    d.track(ORDER)
+    mark = d.mark()
+    d.advance("2d")
+    assert moves(d, mark) == [("today", "exited", saturday_noon_ny + D, TIMER)]
 
 
 def test_lapse_timer_waits_for_the_occurrence_that_matters() -> None:
