@@ -367,6 +367,37 @@ def test_quiet_hours_ending_at_a_time_the_clocks_skip_end_when_the_clocks_jump(
     assert outcomes(d)[2:] == [("send", "a", ms(released) + 10 * M)]
 
 
+@pytest.mark.parametrize(
+    ("zone", "start", "first_pass", "second_pass", "released"),
+    [
+        # New York goes back from 02:00 EDT to 01:00 EST on 1 November 2026 (06:00Z): quiet
+        # hours from 01:30 begin at 01:30 EDT (05:30Z); at 01:10 EST (06:10Z) they still hold.
+        ("America/New_York", "01:30", "2026-11-01T05:10:00Z", "2026-11-01T06:10:00Z", "2026-11-01T10:00:00Z"),
+        # Lord Howe Island goes back 30 minutes, from 02:00 +11 to 01:30 +10:30, on 5 April 2026
+        # (15:00Z on the 4th): from 01:45 (14:45Z), 01:35 +10:30 (15:05Z) is inside.
+        ("Australia/Lord_Howe", "01:45", "2026-04-04T14:35:00Z", "2026-04-04T15:05:00Z", "2026-04-04T18:30:00Z"),
+    ],
+)
+def test_quiet_hours_that_began_hold_through_the_second_pass_of_the_repeated_hour(
+    zone: str, start: str, first_pass: str, second_pass: str, released: str
+) -> None:
+    quiet = {"channel": "email", "start": start, "end": "05:00"}
+    d = Driver(cat=cat(pinger("a"), quiet_hours=[quiet]), now=ms(first_pass))
+    d.identify({"timezone": zone})
+    d.track("Ping")  # the first pass, before the start: not quiet
+    ping(d, ms(second_pass))  # the clock reads before the start again, but the night began
+    assert outcomes(d) == [
+        ("send", "a", ms(first_pass)),
+        ("deferred", "a", "quiet_hours", ms(released)),
+    ]
+    # Overnight hours that start in the repeated hour hold through it the same way.
+    night = Driver(cat=cat(pinger("a"), quiet_hours=[{**quiet, "end": "00:30"}]), now=ms(second_pass))
+    night.identify({"timezone": zone})
+    night.track("Ping")
+    [(status, _, reason, until)] = outcomes(night)
+    assert (status, reason) == ("deferred", "quiet_hours") and until - ms(second_pass) > 20 * H
+
+
 def test_quiet_hours_drop() -> None:
     d = Driver(cat=quiet_catalog(action="drop"), now=ms("2026-03-02T23:59:00Z"))
     d.track("Ping")
