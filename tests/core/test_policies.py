@@ -339,6 +339,65 @@ def test_quiet_hours_ending_in_the_repeated_fall_back_hour_end_at_its_second_occ
     assert outcomes(first) == [("deferred", "a", "quiet_hours", ms("2026-11-01T05:30:00Z"))]
 
 
+@pytest.mark.parametrize(
+    ("zone", "end", "wanted", "released"),
+    [
+        # New York jumps from 02:00 EST to 03:00 EDT on 8 March 2026 (07:00Z): 02:30 never shows.
+        ("America/New_York", "02:30", "2026-03-08T04:00:00Z", "2026-03-08T07:00:00Z"),
+        # London from 01:00 GMT to 02:00 BST on 29 March 2026 (01:00Z).
+        ("Europe/London", "01:30", "2026-03-28T23:00:00Z", "2026-03-29T01:00:00Z"),
+        # Lord Howe Island from 02:00 +10:30 to 02:30 +11 on 4 October 2026 (15:30Z on the 3rd).
+        ("Australia/Lord_Howe", "02:15", "2026-10-03T12:00:00Z", "2026-10-03T15:30:00Z"),
+    ],
+)
+def test_quiet_hours_ending_at_a_time_the_clocks_skip_end_when_the_clocks_jump(
+    zone: str, end: str, wanted: str, released: str
+) -> None:
+    """The end is the first instant the clock reads the end or later (03:00 EDT for 02:30 in
+    New York), not the end moved forward by the gap (03:30 EDT); a message wanted after the
+    jump is outside the quiet hours."""
+    quiet = {"channel": "email", "start": "22:00", "end": end}
+    d = Driver(cat=cat(pinger("a"), quiet_hours=[quiet]), now=ms(wanted))
+    d.identify({"timezone": zone})
+    d.track("Ping")
+    assert outcomes(d) == [("deferred", "a", "quiet_hours", ms(released))]
+    d.advance_to(ms(released) + 1 * M)
+    assert outcomes(d)[1:] == [("send", "a", ms(released))]
+    ping(d, ms(released) + 10 * M)  # the clock reads past the end: not quiet
+    assert outcomes(d)[2:] == [("send", "a", ms(released) + 10 * M)]
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "first_pass", "second_pass", "released"),
+    [
+        # New York goes back from 02:00 EDT to 01:00 EST on 1 November 2026 (06:00Z): quiet
+        # hours from 01:30 begin at 01:30 EDT (05:30Z); at 01:10 EST (06:10Z) they still hold.
+        ("America/New_York", "01:30", "2026-11-01T05:10:00Z", "2026-11-01T06:10:00Z", "2026-11-01T10:00:00Z"),
+        # Lord Howe Island goes back 30 minutes, from 02:00 +11 to 01:30 +10:30, on 5 April 2026
+        # (15:00Z on the 4th): from 01:45 (14:45Z), 01:35 +10:30 (15:05Z) is inside.
+        ("Australia/Lord_Howe", "01:45", "2026-04-04T14:35:00Z", "2026-04-04T15:05:00Z", "2026-04-04T18:30:00Z"),
+    ],
+)
+def test_quiet_hours_that_began_hold_through_the_second_pass_of_the_repeated_hour(
+    zone: str, start: str, first_pass: str, second_pass: str, released: str
+) -> None:
+    quiet = {"channel": "email", "start": start, "end": "05:00"}
+    d = Driver(cat=cat(pinger("a"), quiet_hours=[quiet]), now=ms(first_pass))
+    d.identify({"timezone": zone})
+    d.track("Ping")  # the first pass, before the start: not quiet
+    ping(d, ms(second_pass))  # the clock reads before the start again, but the night began
+    assert outcomes(d) == [
+        ("send", "a", ms(first_pass)),
+        ("deferred", "a", "quiet_hours", ms(released)),
+    ]
+    # Overnight hours that start in the repeated hour hold through it the same way.
+    night = Driver(cat=cat(pinger("a"), quiet_hours=[{**quiet, "end": "00:30"}]), now=ms(second_pass))
+    night.identify({"timezone": zone})
+    night.track("Ping")
+    [(status, _, reason, until)] = outcomes(night)
+    assert (status, reason) == ("deferred", "quiet_hours") and until - ms(second_pass) > 20 * H
+
+
 def test_quiet_hours_drop() -> None:
     d = Driver(cat=quiet_catalog(action="drop"), now=ms("2026-03-02T23:59:00Z"))
     d.track("Ping")

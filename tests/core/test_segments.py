@@ -24,7 +24,7 @@ from nudgeflow.model.journey_checks import Delivery, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.segments import Segment, SegmentCycleError, segment_order
 
-from .engine_driver import T0, D, Driver, H, journey
+from .engine_driver import T0, D, Driver, H, journey, ms
 
 ORDER = "Order Completed"
 
@@ -111,6 +111,21 @@ def test_three_orders_in_30_days_enters_and_lapses_by_timer() -> None:
     d.advance("40d")
     assert moves(d, mark) == [("loyal", "exited", T0 + 30 * D, TIMER)]
     assert "seg:*" not in d.timers  # nothing left that could change without an event
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Lord_Howe", None])
+def test_a_window_is_a_length_of_time_across_a_change_of_clocks_whatever_the_zone(zone: str | None) -> None:
+    """`within: 1d` is 24 hours, not a calendar day of the person's: an order at 12:00 EST on
+    Saturday 7 March 2026 lapses at 13:00 EDT on Sunday, the night New York's clocks sprang
+    forward (as at 24 hours after it for everyone else)."""
+    saturday_noon_ny = ms("2026-03-07T17:00:00Z")
+    d = Driver(cat=cat(seg("today", {"performed": ORDER, "within": "1d"})), now=saturday_noon_ny)
+    if zone is not None:
+        d.identify({"timezone": zone})
+    d.track(ORDER)
+    mark = d.mark()
+    d.advance("2d")
+    assert moves(d, mark) == [("today", "exited", saturday_noon_ny + D, TIMER)]
 
 
 def test_lapse_timer_waits_for_the_occurrence_that_matters() -> None:
@@ -550,6 +565,25 @@ def test_on_segment_apply_records_membership_and_arms_the_timer_without_starting
     assert state.membership == {"loyal": T0}
     assert [e[0] for e in state.history[ORDER]] == [T0 - 10 * D, T0 - 2 * D]
     assert Engine(c).on_segment_apply(state, "loyal", past, T0 + H) == []  # the same answer: nothing
+
+
+def test_on_segment_apply_decides_overdue_lapses_first_at_their_due_times_but_not_the_applied_segment() -> None:
+    """The person's lapse timer is overdue (the engine behind): the apply decides the lapse
+    first, at its due time, as the timer would have; the segment applied, which refers to the
+    lapsed one, is decided by the apply alone, at the apply's time."""
+    recent = seg("recent", {"performed": ORDER, "within": "30d"})
+    bought_before = seg(
+        "bought_before", {"all": [{"performed": ORDER, "within": "365d"}, {"segment": "recent", "negate": True}]}
+    )
+    d = driver(recent, bought_before)
+    d.track(ORDER)
+    assert d.state.membership.keys() == {"recent"} and d.timers["seg:*"][0] == T0 + 30 * D
+    effects = d.engine.on_segment_apply(d.state, "bought_before", [EventInput("o", "track", ORDER, T0)], T0 + 40 * D)
+    assert [e for e in effects if isinstance(e, SegmentChanged)] == [
+        SegmentChanged("recent", 1, False, T0 + 30 * D, TIMER),
+        SegmentChanged("bought_before", 1, True, T0 + 40 * D, {"apply": 1}),
+    ]
+    assert d.state.membership == {"bought_before": T0 + 40 * D}
 
 
 def test_applying_a_segment_that_reads_no_reachability_keeps_the_persons_reachability() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ from nudgeflow.core.inputs import EventInput
 from nudgeflow.core.timecalc import (
     EARTH_RADIUS_M,
     at_local_time,
+    at_local_time_after,
     date_relative_due,
     event_coordinates,
     haversine_m,
@@ -180,6 +182,84 @@ def test_at_local_time(day: date, at: str, tz: Any, expected: int) -> None:
 def test_at_local_time_rejects_bad_times_by_name(at: str) -> None:
     with pytest.raises(ValueError, match="local time"):
         at_local_time(date(2026, 1, 1), at, UTC)
+
+
+# --- at_local_time_after: the end of a stretch of local time ------------------------------------
+
+LONDON = ZoneInfo("Europe/London")  # 2026: spring forward Mar 29 01:00 GMT -> 02:00 BST (01:00Z)
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")  # 2026: Oct 4 02:00 +10:30 -> 02:30 +11 (15:30Z Oct 3)
+
+
+@pytest.mark.parametrize(
+    ("day", "at", "tz", "after", "expected"),
+    [
+        # An end the clocks skip is the first instant the clock reads later: the jump itself.
+        (date(2026, 3, 8), "02:30", NY, ms(2026, 3, 8, 4), ms(2026, 3, 8, 7)),  # 03:00 EDT, not 03:30
+        (date(2026, 3, 8), "02:00", NY, ms(2026, 3, 8, 4), ms(2026, 3, 8, 7)),  # the gap's first minute
+        (date(2026, 3, 8), "02:59:59", NY, ms(2026, 3, 8, 4), ms(2026, 3, 8, 7)),
+        (date(2026, 3, 29), "01:30", LONDON, ms(2026, 3, 28, 23), ms(2026, 3, 29, 1)),  # 02:00 BST
+        (date(2026, 3, 29), "02:30", BERLIN, ms(2026, 3, 28, 23), ms(2026, 3, 29, 1)),  # 03:00 CEST
+        (date(2026, 10, 4), "02:15", LORD_HOWE, ms(2026, 10, 3, 12), ms(2026, 10, 3, 15, 30)),  # 02:30 +11
+        # Times the clock shows are unchanged: just before and after the gap, an ordinary day.
+        (date(2026, 3, 8), "01:59", NY, ms(2026, 3, 8, 4), ms(2026, 3, 8, 6, 59)),
+        (date(2026, 3, 8), "03:00", NY, ms(2026, 3, 8, 4), ms(2026, 3, 8, 7)),
+        (date(2026, 10, 4), "02:30", LORD_HOWE, ms(2026, 10, 3, 12), ms(2026, 10, 3, 15, 30)),
+        (date(2026, 3, 7), "02:30", NY, ms(2026, 3, 7, 4), ms(2026, 3, 7, 7, 30)),
+        # The repeated fall-back hour: the first occurrence, or the second once that has passed.
+        (date(2026, 11, 1), "01:30", NY, ms(2026, 11, 1, 4), ms(2026, 11, 1, 5, 30)),
+        (date(2026, 11, 1), "01:30", NY, ms(2026, 11, 1, 6, 10), ms(2026, 11, 1, 6, 30)),
+        (date(2026, 4, 5), "01:45", LORD_HOWE, ms(2026, 4, 4, 14, 20), ms(2026, 4, 4, 14, 45)),  # first
+        (date(2026, 4, 5), "01:45", LORD_HOWE, ms(2026, 4, 4, 14, 50), ms(2026, 4, 4, 15, 15)),  # second
+    ],
+)
+def test_at_local_time_after_ends_at_the_first_instant_at_or_after_the_wall_clock_time(
+    day: date, at: str, tz: ZoneInfo, after: int, expected: int
+) -> None:
+    assert at_local_time_after(day, at, tz, after) == expected
+
+
+DST_ZONES = (NY, LONDON, BERLIN, LORD_HOWE, ZoneInfo("America/Santiago"), ZoneInfo("America/Havana"))
+
+
+def offset(at_ms: int, tz: ZoneInfo) -> timedelta | None:
+    return datetime.fromtimestamp(at_ms / 1000, tz).utcoffset()
+
+
+@cache
+def transitions(tz: ZoneInfo) -> tuple[int, ...]:
+    """The instants (epoch ms, to the minute) its offset changes at, 2024 to 2028."""
+    found = []
+    day = ms(2024, 1, 1)
+    while day < ms(2029, 1, 1):
+        lo, hi = day, day + DAY
+        if offset(lo, tz) != offset(hi, tz):
+            while hi - lo > 60_000:
+                mid = (lo + hi) // 2 // 60_000 * 60_000
+                mid = mid if lo < mid < hi else lo + 60_000
+                same = offset(mid, tz) == offset(lo, tz)
+                lo, hi = (mid, hi) if same else (lo, mid)
+            found.append(hi)
+        day += DAY
+    return tuple(found)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(DST_ZONES), st.integers(0, 10**6), st.integers(-120, 120), st.integers(-36 * 60, 36 * 60))
+def test_at_local_time_after_near_dst_changes_is_the_first_instant_the_clock_shows_it(
+    tz: ZoneInfo, pick: int, at_delta: int, after_delta: int
+) -> None:
+    """Near a change of offset (gaps of an hour and of 30 minutes, the repeated hour, a change
+    at midnight): the clock reads `at` or later at the result, and less than `at` a millisecond
+    before (in a repeated hour, the second pass reads less again)."""
+    found = transitions(tz)
+    change = found[pick % len(found)]
+    before_change = datetime.fromtimestamp((change - 1) / 1000, tz).replace(tzinfo=None)
+    wall = (before_change + timedelta(milliseconds=1) + timedelta(minutes=at_delta)).replace(second=0, microsecond=0)
+    day, at = wall.date(), wall.strftime("%H:%M")
+    due = at_local_time_after(day, at, tz, change + after_delta * 60_000)
+    shown = datetime.fromtimestamp(due / 1000, tz).replace(tzinfo=None)
+    just_before = datetime.fromtimestamp((due - 1) / 1000, tz).replace(tzinfo=None)
+    assert just_before < wall <= shown
 
 
 # --- next_time_of_day --------------------------------------------------------------------------

@@ -378,3 +378,58 @@ def test_an_apply_decides_only_who_has_what_the_segment_requires_or_is_a_member(
     assert h.q("SELECT state FROM profile_state WHERE profile_id = :p", p=h.profile_id("bob")) == bob
     [exited] = h.events_named(SEGMENT_EXITED)
     assert orjson.loads(exited.payload)["properties"]["cause"] == {"apply": 2}
+
+
+BOUGHT_NOT_RECENTLY = {
+    "id": "not-recent",
+    "name": "Bought, not recently",
+    "when": {"all": [{"performed": "Order Completed", "within": "365d"}, {"segment": "recent", "negate": True}]},
+}
+WINBACK = {
+    "id": "winback",
+    "name": "Win back",
+    # Ten days late is within its lateness: as the lapse timer fired that late would, it enters.
+    "trigger": {"type": "segment", "segment": "recent", "on": "exit", "max_lateness": "30d"},
+    "steps": {"mark": {"type": "update_profile", "set": {"winback": True}}},
+}
+
+
+def test_an_apply_decides_overdue_lapses_first_each_at_its_due_time(h: Harness) -> None:
+    """The engine fell behind (or the process was down) past ada's 30-day lapse, and the walk
+    of a new segment reaches her before her lapse timer fires: the lapse is decided first, at
+    its own due time and with what follows from it (the journey on leaving `recent`), as its
+    timer would have; the new segment, which reads `recent`, is then decided as of the apply's
+    time. The timer that fires later changes nothing."""
+    apply(h, RECENT)
+    _publish(h, WINBACK)
+    rt = h.runtime(engines=EngineCache())
+    start = to_ms(h.clock.now())
+    order(h, "ada", start)
+    rt.run_until_idle()
+    ada = h.profile_id("ada")
+    assert members(h, "recent") == {ada}
+    assert [t.due_at_ms for t in h.timers() if t.key == "seg:*"] == [start + 30 * DAY_MS]
+
+    h.clock.advance(timedelta(days=40))  # no timer fired meanwhile
+    apply(h, BOUGHT_NOT_RECENTLY)
+    applied_at = to_ms(h.clock.now())
+    batches(h, EngineCache(), 10)
+
+    assert members(h, "recent") == set()
+    assert members(h, "not-recent") == {ada}
+    assert computation(h, "not-recent").size == 1
+    [exited] = h.events_named(SEGMENT_EXITED)
+    assert orjson.loads(exited.payload)["properties"]["cause"] == {"timer": "window"}
+    assert exited.timestamp_ms == start + 30 * DAY_MS  # when it lapsed, not when the apply ran
+    entered = {orjson.loads(e.payload)["properties"]["segment_id"]: e for e in h.events_named(SEGMENT_ENTERED)}
+    assert entered["not-recent"].timestamp_ms == applied_at
+    assert orjson.loads(entered["not-recent"].payload)["properties"]["cause"] == {"apply": 1}
+    assert h.state("ada").traits.get("winback") is True  # the exit's journey ran, as the timer's would
+    with h.db.connect() as conn:
+        daily = store.daily_sizes(conn, h.ws, "recent")
+    assert [(d["day"], d["exited"]) for d in daily if d["exited"]] == [((start + 30 * DAY_MS) // DAY_MS, 1)]
+
+    rt.run_until_idle()  # the overdue timer fires now: everything was decided already
+    assert len(h.events_named(SEGMENT_EXITED)) == 1
+    assert members(h, "recent") == set() and members(h, "not-recent") == {ada}
+    assert h.q("SELECT count(*) AS n FROM journey_runs WHERE journey_id = 'winback'")[0].n == 1

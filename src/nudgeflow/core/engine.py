@@ -135,10 +135,24 @@ class Engine:
         the kept history is rebuilt from `past` (their stored events, oldest first, of the
         names segments.needs() gives), membership is decided at `now_ms`, and the result is
         SegmentChanged (cause {"apply": version}) when it differs from the state's, and the
-        segment's lapse timer. No journey is started or ended by it (core/segments.py)."""
+        segment's lapse timer. No journey is started or ended by it (core/segments.py).
+
+        A lapse of the person's already due by `now_ms` (the engine behind, the process down:
+        its timer has not fired yet) is decided first, as the event path's catch_up does: at
+        its own due time, with the journeys it starts or ends, as its timer would have (all but
+        the segment applied, which did not exist then). The apply then reads every segment as
+        of its own time (one that refers to a lapsed segment sees it lapsed), and the lapse's
+        Segment Exited keeps its due time."""
         turn = Turn(state, self.catalog, now_ms)
+        if not segments.lapse_due(state, now_ms):
+            segments.apply(turn, segment_id, past)
+            return turn.close()
+        _prune(turn)
+        if self.catalog.send_plan is not None:
+            sending.release_due(turn)
+        segments.catch_up(turn, now_ms, applying=segment_id)
         segments.apply(turn, segment_id, past)
-        return turn.close()
+        return _finish(turn)
 
 
 def _finish(turn: Turn) -> list[Effect]:

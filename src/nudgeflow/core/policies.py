@@ -80,7 +80,11 @@ Quiet hours (`quiet_hours`)
     `spread`, so one person's messages of one night are released together and different people
     are spread evenly over the spread, deterministically. The person is the stable identity
     (userId, else first anonymousId), as splits use. An end that happens twice (the fall-back
-    hour) is its occurrence after t; one in the spring-forward gap moves forward by the gap.
+    hour) is its occurrence after t; one in the spring-forward gap is the jump itself (02:30 on
+    the night clocks go from 02:00 to 03:00 ends at 03:00): the first instant the clock reads
+    the end or later (timecalc.at_local_time_after). Quiet hours start at the start's first
+    occurrence: in the second pass of the repeated hour the clock reads before the start
+    again (01:10 after 01:30), and the message is inside all the same.
 
 Collision window (`collision`)
     A marketing message collides when the ledger holds a marketing message of *another* journey
@@ -353,6 +357,12 @@ def _quiet(quiet: QuietHours, want: Want, t: int, zone: ZoneInfo, person: str) -
         inside = now >= start or now < end
         if now >= start:
             end_day += _DAY
+    if not inside and local.fold and now < start and timecalc.at_local_time(end_day, quiet.start, zone) <= t:
+        # The second pass of the repeated fall-back hour, after the start's first occurrence:
+        # the clock going back from 01:50 to 01:00 does not end quiet hours that began at 01:30.
+        inside = True
+        if start > end:
+            end_day += _DAY  # the evening part of overnight hours
     if not inside:
         return None
     if quiet.action == "drop":

@@ -13,7 +13,9 @@ Public entry points for the apply path (computing a segment for people already s
   from `past`, records membership, and returns SegmentChanged (cause {"apply": version})
   when it differs from the state's, and the lapse timer. It starts and ends no journey run:
   applying a segment is not the person doing something (a journey triggered on entering it
-  would otherwise message everyone who already was in it).
+  would otherwise message everyone who already was in it). Lapses already due by then (a
+  timer not fired yet) are decided first, by catch_up, as their timer would have; all but the
+  applied segment's, which the apply decides.
 
 What the engine does (core/engine.py calls catch_up, on_event, on_traits, on_timer,
 end_runs, start):
@@ -480,14 +482,19 @@ def on_timer(turn: Turn, timer: TimerInput) -> None:
     arm_lapse_timer(turn)
 
 
-def catch_up(turn: Turn, until_ms: int) -> None:
+def catch_up(turn: Turn, until_ms: int, applying: str | None = None) -> None:
     """Decide every lapse due at or before `until_ms`, each at its own due time, in order.
 
     The engine calls this before it looks at an event: a lapse that happened before the
     event is decided before it, whether or not the runtime fired its timer yet, so the same
     events give the same changes however they are batched and whenever timers fire. The
-    timer itself is left as it is: armed early, it fires, finds nothing due, and is armed again."""
+    timer itself is left as it is: armed early, it fires, finds nothing due, and is armed again.
+
+    `applying`: the segment an apply is about to decide at `until_ms` (Engine.on_segment_apply).
+    It is left out, as a lapse and as a dependent of one: the version being applied did not
+    exist at those due times, and the apply decides it from the stored events."""
     index = turn.catalog.segment_index
+    skip = index.position.get(applying, -1) if index is not None and applying is not None else -1
     facts = turn.state.segment_facts
     timer_at = facts.get(ARMED)
     if isinstance(timer_at, int) and timer_at > until_ms:
@@ -505,9 +512,16 @@ def catch_up(turn: Turn, until_ms: int) -> None:
         if not armed:
             del facts["due"]
         todo = {index.position[sid] for sid in due_now if sid in index.position}
-        done = _decide(turn, index, todo, _clock(turn.state, first), CAUSE_TIMER) if todo else []
+        todo.discard(skip)
+        done = _decide(turn, index, todo, _clock(turn.state, first), CAUSE_TIMER, skip) if todo else []
         end_runs(turn, done)
         start(turn, done)
+
+
+def lapse_due(state: ProfileState, until_ms: int) -> bool:
+    """Whether a lapse of the person's is due at or before `until_ms` (catch_up would decide one)."""
+    due = state.segment_facts.get("due")
+    return isinstance(due, dict) and any(isinstance(t, int) and t <= until_ms for t in due.values())
 
 
 LAPSE_TIMER = timer_key("seg", "*")  # the person's one lapse timer (`*` is no segment id)
@@ -733,7 +747,11 @@ def _clock(state: ProfileState, t: int) -> int:
     return at
 
 
-def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause: dict[str, Any]) -> list[Change]:
+def _decide(
+    turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause: dict[str, Any], skip: int = -1
+) -> list[Change]:
+    """Decide the segments at these positions at `at`, and those that refer to one that
+    changed; `skip` (a position) is not decided as one (catch_up's `applying`)."""
     state = turn.state
     membership = state.membership
     ctx = _Ctx(state, at, index, state.history, state.segment_facts)
@@ -761,7 +779,9 @@ def _decide(turn: Turn, index: SegmentIndex, todo: Iterable[int], at: int, cause
         dependents = index.dependents.get(pos)
         if dependents:
             # Later in the order than this one: decided in this same pass, after it.
-            queue = sorted({*queue[i:], *dependents})
+            later = {*queue[i:], *dependents}
+            later.discard(skip)
+            queue = sorted(later)
             i = 0
     return done
 

@@ -7,7 +7,9 @@ Local times are wall-clock times in the profile's IANA timezone (`traits["timezo
 UTC when absent or unknown), and they stay right across daylight-saving changes:
 - a local time that does not exist (the spring-forward gap, 02:30 on the night clocks jump
   from 02:00 to 03:00) moves forward by the length of the gap, to 03:30: the message goes
-  out as soon after the intended time as the clock allows, never a day late;
+  out as soon after the intended time as the clock allows, never a day late; but the end of
+  a stretch of local time (at_local_time_after: quiet hours ending at 02:30) is the jump
+  itself, 03:00, the first instant the clock reads 02:30 or later;
 - a local time that happens twice (the fall-back hour) means its first occurrence, so a
   message is not sent an hour later than the person would expect.
 """
@@ -159,17 +161,37 @@ def at_local_time(day: date, at: str, tz: tzinfo) -> int:
 
 
 def at_local_time_after(day: date, at: str, tz: tzinfo, after_ms: int) -> int:
-    """`at` on the local date `day`, as at_local_time gives it; but when that first occurrence
-    is not after `after_ms` and the time happens again that day (the fall-back hour), its
-    second occurrence: a stretch of local time that ends at `at` and contains `after_ms`
-    ends there."""
+    """The end of a stretch of local time that ends at `at` on the local date `day` and
+    contains `after_ms`: the first instant the clock reads `at` or later. So a time the
+    clocks skip (02:30 on the night they jump from 02:00 to 03:00) ends at the jump, 03:00,
+    not the gap's length later as at_local_time has it; a time that happens twice (the
+    fall-back hour) ends at its first occurrence, or at its second when the first is not
+    after `after_ms`."""
     wall = datetime.combine(day, _parse_at(at))
     first = _to_ms(_localize(wall, tz))
+    shown = _from_ms(first, tz).replace(tzinfo=None)
+    if shown != wall:
+        # In the gap: `first` is `at` moved forward by the gap's length. The jump lies within
+        # that length before it (a rare path: a gap a few nights a year, not the hot one).
+        return _jump_before(first, shown - wall, wall, tz)
     if first > after_ms:
         return first
-    # fold=1 is the second occurrence of a repeated time; elsewhere it is the same instant,
-    # or, in the spring-forward gap, an earlier one that max() leaves out.
+    # fold=1 is the second occurrence of a repeated time; elsewhere it is the same instant.
     return max(first, _to_ms(wall.replace(tzinfo=tz, fold=1)))
+
+
+def _jump_before(moved_ms: int, gap: timedelta, wall: datetime, tz: tzinfo) -> int:
+    """The first instant at which the clock reads `wall` or later, given `moved_ms`, an instant
+    no more than `gap` after it at which the clock reads later than `wall`."""
+    lo = moved_ms - gap // timedelta(milliseconds=1)  # the clock reads earlier than `wall` here
+    hi = moved_ms
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _from_ms(mid, tz).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def next_time_of_day(now_ms: int, at: str, weekdays: Sequence[str] | None, tz: tzinfo) -> int:

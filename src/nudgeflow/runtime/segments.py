@@ -4,8 +4,9 @@
 runtime runs one batch per round, after the round's events and due timers, so those are
 never kept waiting behind it). A batch takes the next profiles of the oldest pending apply
 (store/segments.py) in id order, reads their stored past (store/backfill.py: the events of
-the names the segment counts, and reachability's), lets the core decide each person
-(Engine.on_segment_apply, core/segments.py) — but not, for a segment that requires an
+the names the segment counts, and reachability's), lets the core decide each person as of
+the batch's time (Engine.on_segment_apply, core/segments.py: lapses overdue, their timers not
+fired yet, are decided first at their due times) — but not, for a segment that requires an
 occurrence of what it counts, someone with none stored who is not a member now: that person
 cannot be in it, and their state stays as it is — and writes states, members rows, daily sizes,
 `Segment Entered` / `Segment Exited` and lapse timers through the same EffectsBatch as any
