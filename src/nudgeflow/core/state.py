@@ -130,6 +130,10 @@ class ProfileState:
     # Send-time optimization (core/send_time.py): the person's opens, clicks and app opens
     # by local hour, 24 counts (empty until the first one).
     hours: list[int] = field(default_factory=list)
+    # Set by a profile merge (runtime/merges.merge_state) that brought together runs in
+    # progress of the same journey: the engine's next call for the person settles them
+    # (core/merged_runs.py) and clears it. Never set otherwise, so no other call pays for it.
+    merged: bool = False
 
     @property
     def assignment_key(self) -> str:
@@ -169,6 +173,7 @@ class ProfileState:
             "sends",
             "frequency",
             "hours",
+            "merged",
         ):
             value = getattr(self, name)
             if value:
@@ -204,6 +209,7 @@ class ProfileState:
             sends=doc.get("sends", []),
             frequency=doc.get("frequency"),
             hours=doc.get("hours", []),
+            merged=doc.get("merged", False),
         )
 
 
