@@ -243,7 +243,10 @@ def _remember(catalog: Catalog, state: ProfileState, event: EventInput) -> None:
         return
     props = {k: event.properties[k] for k in keys if k in event.properties}
     entries = state.history.setdefault(event.name, [])
-    entries.append([event.timestamp_ms, props])
+    if event.name in catalog.history_ids and event.message_id:
+        entries.append([event.timestamp_ms, props, event.message_id])  # a goal event (Catalog.history_ids)
+    else:
+        entries.append([event.timestamp_ms, props])
     if len(entries) > 1 and entries[-2][0] > event.timestamp_ms:
         entries.sort(key=lambda e: e[0])  # a late event goes where it happened
     window = catalog.history_window.get(event.name)

@@ -106,7 +106,9 @@ class ProfileState:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "not followed by" watches
     counters: dict[str, Any] = field(default_factory=dict)  # milestones: counts, sums, streaks
     activity: dict[str, dict[str, Any]] = field(default_factory=dict)  # inactivity: last active, armed
-    history: dict[str, list[list[Any]]] = field(default_factory=dict)  # event -> [[ts, {props}], …]
+    # event -> [[ts, {props}], …], oldest first; a goal event's entries (Catalog.history_ids)
+    # have the event's messageId as a third item: [ts, {props}, message_id].
+    history: dict[str, list[list[Any]]] = field(default_factory=dict)
     last_location: dict[str, Any] | None = None
     # The group (Segment `group` call) the person was most recently seen with, by event
     # time: {"id", "at", "traits"}. The runtime refreshes `traits` from the stored group

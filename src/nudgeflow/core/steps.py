@@ -149,7 +149,8 @@ def exit_seen(turn: Turn, jv: JourneyVersion, run: Run) -> str | None:
         after = since + 1 if spec.event == run.trigger.get("event") else since
         if scope is None:
             scope = Scope(turn.state.traits, turn.now_ms, history, run.trigger.get("properties"), run)
-        for ts, props in reversed(entries):  # kept oldest first: the newest are the ones after it
+        for entry in reversed(entries):  # kept oldest first: the newest are the ones after it
+            ts, props = entry[0], entry[1]
             if ts < after:
                 break
             if event_matches(spec, EventInput("", "track", spec.event, ts, props), scope):
@@ -172,14 +173,18 @@ def goal_seen(turn: Turn, jv: JourneyVersion, run: Run) -> bool:
     after = run.entered_at + 1 if goal.event == run.trigger.get("event") else run.entered_at
     scope = Scope(turn.state.traits, turn.now_ms, turn.state.history, run.trigger.get("properties"), run)
     first = None
-    for ts, props in reversed(entries):  # kept oldest first: the newest are the ones after it
+    for entry in reversed(entries):  # kept oldest first: the newest are the ones after it
+        ts, props = entry[0], entry[1]
         if ts < after:
             break
         if ts <= run.goal_until and event_matches(goal, EventInput("", "track", goal.event, ts, props), scope):
-            first = (ts, props)
+            first = entry
     if first is None:
         return False
-    run.converted_at = first[0]  # converted_by stays None: the kept occurrence has no messageId
+    run.converted_at = first[0]
+    # The goal event's messageId, kept with it (Catalog.history_ids), as a conversion decided on
+    # time records it: measure/ counts a goal event once however many runs it converted.
+    run.converted_by = first[2] if len(first) > 2 else None
     if goal.revenue:
         found, value = get_path(first[1], goal.revenue)
         run.revenue = as_number(value) if found else None

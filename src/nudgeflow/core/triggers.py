@@ -121,7 +121,8 @@ def _occurrence_times(
     # compare's "eq" has it): a stored string is compared directly, anything else by compare.
     str_key = type(key) is str
     times = []
-    for ts, props in turn.state.history.get(event.name, []):
+    for entry in turn.state.history.get(event.name, []):
+        ts, props = entry[0], entry[1]  # a goal event's entry has its messageId after them
         if matcher is not None and not matcher(props, scope):
             continue
         if match is not None:
@@ -283,7 +284,8 @@ def _followed_already(turn: Turn, follow: NotFollowedBy, event: EventInput) -> b
     # "Session Started not followed by Session Started": the event itself is kept in that
     # history too, and does not follow itself; only a later one does.
     after = since + 1 if follow.event == event.name else since
-    for ts, props in entries:
+    for entry in entries:
+        ts, props = entry[0], entry[1]  # a goal event's entry has its messageId after them
         if not after <= ts <= until:
             continue
         if matcher is not None and not matcher(props, scope):
