@@ -15,6 +15,7 @@ from nudgeflow.core import timecalc
 from nudgeflow.core.catalog import JourneyVersion
 from nudgeflow.core.conditions import COMPILED, Scope, compare, compiled_entry, get_path
 from nudgeflow.core.inputs import EventInput
+from nudgeflow.core.kept_history import newest_since
 from nudgeflow.core.steps import enter
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model.engagement_signals import machine_engagement
@@ -284,10 +285,8 @@ def _followed_already(turn: Turn, follow: NotFollowedBy, event: EventInput) -> b
     # "Session Started not followed by Session Started": the event itself is kept in that
     # history too, and does not follow itself; only a later one does.
     after = since + 1 if follow.event == event.name else since
-    for entry in entries:
-        ts, props = entry[0], entry[1]  # a goal event's entry has its messageId after them
-        if not after <= ts <= until:
-            continue
+    for entry in newest_since(entries, after, until):
+        props = entry[1]
         if matcher is not None and not matcher(props, scope):
             continue
         if follow.match is not None:
