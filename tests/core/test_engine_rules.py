@@ -236,6 +236,22 @@ def test_goal_decided_before_a_late_trigger_event_converts_the_run() -> None:
     assert d.sends() == [] and (d.runs()[0]["status"], d.runs()[0]["exit_reason"]) == ("exited", "converted")
 
 
+def test_a_conversion_found_at_a_late_trigger_event_names_its_goal_event_as_one_on_time_does() -> None:
+    # Two journeys converted by one order: the cart's on time, the sign-up's as its late
+    # trigger event enters. Both name the order's messageId, so measure/ counts it once.
+    cart = journey("cart", {"type": "event", "event": "Product Added"}, {"a": send("only")}, goal=GOAL)
+    welcome = journey("welcome", ON_SIGNUP, {"a": send("only")}, goal=GOAL)
+    d = Driver(cart, welcome, now=T0 + 10 * M, roundtrip=True)
+    d.track("Product Added", ts=T0 - M)
+    d.track("Order Completed", {"revenue": 5}, ts=T0 + 5 * M, message_id="order-1")
+    d.track("Signed Up", ts=T0)
+    rows = {r["journey_id"]: r for r in d.runs()}
+    assert {j: (r["converted_at_ms"], r["converted_by"], r["revenue"]) for j, r in rows.items()} == {
+        "cart": (T0 + 5 * M, "order-1", 5.0),
+        "welcome": (T0 + 5 * M, "order-1", 5.0),
+    }
+
+
 def test_goal_of_the_trigger_events_name_is_not_converted_by_the_trigger_itself() -> None:
     repeat = journey("repeat", {"type": "event", "event": "Order Completed"}, {"a": send("thanks")}, goal=GOAL)
     d = Driver(repeat, now=T0 + 10 * M)

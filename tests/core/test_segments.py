@@ -586,6 +586,18 @@ def test_on_segment_apply_decides_overdue_lapses_first_at_their_due_times_but_no
     assert d.state.membership == {"bought_before": T0 + 40 * D}
 
 
+def test_a_segment_apply_keeps_a_goal_events_message_id_in_the_history_it_rebuilds() -> None:
+    # A journey's goal event is kept with its messageId (a late trigger's conversion names it,
+    # steps.goal_seen); the history an apply rebuilds from stored events keeps it too.
+    loyal = seg("loyal", {"performed": ORDER, "within": "30d", "count": 2})
+    goal = {"event": ORDER, "within": "7d"}
+    c = cat(loyal, journey("welcome", {"type": "event", "event": "Signed Up"}, SEND, goal=goal))
+    state = ProfileState("p1")
+    past = [EventInput("a", "track", ORDER, T0 - 10 * D), EventInput("b", "track", ORDER, T0 - 2 * D)]
+    Engine(c).on_segment_apply(state, "loyal", past, T0)
+    assert state.history[ORDER] == [[T0 - 10 * D, {}, "a"], [T0 - 2 * D, {}, "b"]]
+
+
 def test_applying_a_segment_that_reads_no_reachability_keeps_the_persons_reachability() -> None:
     mailable = seg("mailable", {"reachable": "email"})
     pushable = seg("pushable", {"reachable": "push"})

@@ -10,7 +10,7 @@ from nudgeflow.core.state import ProfileState, Run
 from nudgeflow.model.journeys import Journey
 from nudgeflow.runtime.merges import merge_state
 from nudgeflow.runtime.processor import EngineCache
-from nudgeflow.store import consent
+from nudgeflow.store import consent, rollups
 from nudgeflow.store import journeys as journey_store
 from tests.runtime.harness import FakeEngine, Harness
 
@@ -227,3 +227,57 @@ def test_the_known_person_gets_no_message_the_visitor_opted_out_of(h: Harness) -
         "suppressed",
         "unsubscribed:reminders",
     )
+
+
+# -- one run at a time, after the merge too ------------------------------------------------------
+
+WELCOME = {
+    "id": "welcome",
+    "name": "Welcome series",
+    "trigger": {"type": "event", "event": "Signed Up"},
+    "entry": {"reentry": "one_active"},
+    "steps": {
+        "w1": {"type": "wait", "duration": "1d", "next": "day1"},
+        "day1": {"type": "send", "channel": "email", "template": "day1", "next": "w2"},
+        "w2": {"type": "wait", "duration": "2d", "next": "day3"},
+        "day3": {"type": "send", "channel": "email", "template": "day3"},
+    },
+}
+
+
+def test_two_welcome_runs_merged_leave_one_series_the_earlier_one(h: Harness) -> None:
+    now = to_ms(h.clock.now())
+    with h.db.begin() as conn:
+        journey_store.apply_draft(conn, h.ws, Journey.model_validate(WELCOME), now)
+        journey_store.publish(conn, h.ws, "welcome", now)
+    rt = h.runtime(engines=EngineCache())
+    h.send({"type": "track", "anonymousId": "anon-9", "event": "Signed Up"})  # the visitor first
+    rt.run_until_idle()
+    h.clock.advance(timedelta(hours=1))
+    h.identify("ada", email="ada@example.com")
+    h.track("ada", "Signed Up")  # then the account, an hour later
+    rt.run_until_idle()
+    first, second = h.q("SELECT id, entered_at_ms FROM journey_runs ORDER BY entered_at_ms")
+    assert len(h.timers()) == 2
+
+    h.clock.advance(timedelta(minutes=5))
+    h.send({"type": "identify", "userId": "ada", "anonymousId": "anon-9"})  # ingest merges them
+    rt.run_until_idle()
+    runs = {r.id: r for r in h.q("SELECT id, profile_id, status, exit_reason FROM journey_runs")}
+    ada = h.profile_id("ada")
+    assert (runs[first.id].profile_id, runs[first.id].status) == (ada, "active")
+    assert (runs[second.id].profile_id, runs[second.id].status, runs[second.id].exit_reason) == (
+        ada,
+        "exited",
+        "merged",
+    )
+    assert [(t.profile_id, t.key) for t in h.timers()] == [(ada, f"run:{first.id}")]
+
+    for _ in range(2):  # the first wait, then the second
+        h.clock.advance(timedelta(days=2))
+        rt.run_until_idle()
+    sent = [(r.run_id, r.step) for r in h.outbox() if r.journey_id == "welcome"]
+    assert sent == [(first.id, "day1"), (first.id, "day3")]  # one series, on the visitor's schedule
+    with h.db.connect() as conn:
+        [counters], _ = rollups.read(conn, h.ws, journey_id="welcome")
+    assert counters["entered"] == 2  # both entered; the report keeps the run that ended

@@ -307,3 +307,32 @@ def test_a_merged_away_profiles_place_in_the_program_moves_to_the_profile_it_wen
         program = rollups.read_program(conn, h.ws)
     assert (program["program_people"], program["program_conversions"], program["program_revenue"]) == (3, 1, 3.0)
     assert h.scalar("SELECT count(*) FROM message_facts WHERE profile_id = 'p-known' AND fact = 'program'") == 1
+
+
+def test_an_order_that_converts_a_late_triggered_run_too_counts_once_in_the_program(h: Harness) -> None:
+    """The order converts the promo run on time, then the sale run whose trigger event came late
+    (an app's queue flushed after the order): one goal event, so the program counts it once."""
+    publish(h, program_journey("promo", "Signed Up"), program_journey("sale", "Offer Viewed"))
+    apply_policies(h, GROUP)
+    rt = runtime(h)
+    h.track("ada", "Signed Up")
+    rt.run_until_idle()
+    h.clock.advance(timedelta(minutes=10))
+    offer_at = h.clock.now() - timedelta(minutes=5)
+    h.send({"type": "track", "userId": "ada", "event": "Order Completed", "properties": {"revenue": 30.0}})
+    rt.run_until_idle()
+    h.send({"type": "track", "userId": "ada", "event": "Offer Viewed", "timestamp": offer_at.isoformat()})
+    rt.run_until_idle()
+
+    with h.db.connect() as conn:
+        program = rollups.read_program(conn, h.ws)
+    # Ada is on one side of the comparison (in the group or not): the sides' sums are hers.
+    conversions = program["program_conversions"] + program["program_conversions_control"]
+    revenue = program["program_revenue"] + program["program_revenue_control"]
+    assert (conversions, revenue) == (1, 30.0)
+    runs = h.q("SELECT journey_id, converted_by, revenue FROM journey_runs ORDER BY journey_id")
+    [order] = h.events_named("Order Completed")
+    assert [(r.journey_id, r.converted_by, r.revenue) for r in runs] == [
+        ("promo", order.message_id, 30.0),
+        ("sale", order.message_id, 30.0),  # converted as it entered, by the same order
+    ]

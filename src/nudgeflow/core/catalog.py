@@ -176,6 +176,11 @@ class Catalog:
                 needs.append((name, keys, seg_window))
                 if cap is not None and cap > max(HISTORY_CAP, self.history_cap.get(name, 0)):
                     self.history_cap[name] = cap
+        # The goal events a late trigger event may find already decided (steps.goal_seen): their
+        # kept occurrences carry the event's messageId as a third item, so that such a
+        # conversion names its goal event as one decided on time does (measure/ counts each
+        # goal event once, by it).
+        self.history_ids = frozenset(name for jv in self.live.values() for name, _k, _w in goal_needs(jv.definition))
         for name, keys, window in needs:
             self.history_keys.setdefault(name, set()).update(keys)
             if name in self.history_window:

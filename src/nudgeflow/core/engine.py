@@ -1,6 +1,7 @@
 """The pure core: (profile state, event or timer, now) -> effects. No I/O, no wall clock.
 
-For each event, in this order:
+Each call first forgets the runs that are over and, after a profile merge, ends the runs
+the person as one could not have had (core/merged_runs.py). Then, for each event, in this order:
 0. segment windows that lapsed before the event's time are decided first (core/segments.py);
 1. traits from identify are applied to the engine's view of the person, and what changed
    is noted (attribute-change and date-relative triggers look at it);
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nudgeflow.core import backfill, segments, send_time, sending, steps, timecalc, triggers
+from nudgeflow.core import backfill, merged_runs, segments, send_time, sending, steps, timecalc, triggers
 from nudgeflow.core.catalog import ARCHIVED, HISTORY_CAP, LIVE, PAUSED, Catalog
 from nudgeflow.core.conditions import Scope, event_matches, get_path
 from nudgeflow.core.effects import Effect
@@ -63,7 +64,7 @@ class Engine:
 
     def on_event(self, state: ProfileState, event: EventInput, now_ms: int) -> list[Effect]:
         turn = Turn(state, self.catalog, now_ms, event_ms=event.timestamp_ms)
-        _prune(turn)
+        _open(turn)
         if self.catalog.send_plan is not None:
             sending.release_due(turn)
         if event.user_id:
@@ -99,7 +100,7 @@ class Engine:
 
     def on_timer(self, state: ProfileState, timer: TimerInput, now_ms: int) -> list[Effect]:
         turn = Turn(state, self.catalog, now_ms, due_ms=timer.due_ms)
-        _prune(turn)
+        _open(turn)
         if self.catalog.send_plan is not None:
             sending.release_due(turn)
         kind = timer.payload.get("kind")
@@ -122,7 +123,7 @@ class Engine:
     def on_backfill(self, state: ProfileState, journey_id: str, past: backfill.Past, now_ms: int) -> list[Effect]:
         """A journey published now looks at this person's past (core/backfill.py)."""
         turn = Turn(state, self.catalog, now_ms)
-        _prune(turn)
+        _open(turn)
         jv = self.catalog.live.get(journey_id)
         if jv is not None and self.catalog.status(journey_id) == LIVE:
             backfill.plan(turn, jv, past)
@@ -202,6 +203,14 @@ def _journey_trait_changes(turn: Turn) -> None:
     turn.trait_changes = {}
 
 
+def _open(turn: Turn) -> None:
+    """What every call does first: forget runs that are over, and settle the runs a profile
+    merge brought together (only after one: core/merged_runs.py), before the runs react."""
+    _prune(turn)
+    if turn.state.merged:
+        merged_runs.settle(turn)
+
+
 def _prune(turn: Turn) -> None:
     """Forget runs that are over and can no longer convert."""
     runs = turn.state.runs
@@ -248,7 +257,10 @@ def _remember(catalog: Catalog, state: ProfileState, event: EventInput) -> None:
         return
     props = {k: event.properties[k] for k in keys if k in event.properties}
     entries = state.history.setdefault(event.name, [])
-    entries.append([event.timestamp_ms, props])
+    if event.name in catalog.history_ids and event.message_id:
+        entries.append([event.timestamp_ms, props, event.message_id])  # a goal event (Catalog.history_ids)
+    else:
+        entries.append([event.timestamp_ms, props])
     if len(entries) > 1 and entries[-2][0] > event.timestamp_ms:
         entries.sort(key=lambda e: e[0])  # a late event goes where it happened
     window = catalog.history_window.get(event.name)

@@ -1102,6 +1102,10 @@ def _history_from(catalog: Catalog, names: Iterable[str], past: Sequence[EventIn
         entries: list[list[Any]] = [
             [e.timestamp_ms, {k: e.properties[k] for k in keys if k in e.properties}] for e in events
         ]
+        if name in catalog.history_ids:  # as the engine keeps a goal event: with its messageId
+            for entry, e in zip(entries, events, strict=True):
+                if e.message_id:
+                    entry.append(e.message_id)
         window = catalog.history_window.get(name)
         if window is not None and entries:
             horizon = entries[-1][0] - window

@@ -106,7 +106,9 @@ class ProfileState:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "not followed by" watches
     counters: dict[str, Any] = field(default_factory=dict)  # milestones: counts, sums, streaks
     activity: dict[str, dict[str, Any]] = field(default_factory=dict)  # inactivity: last active, armed
-    history: dict[str, list[list[Any]]] = field(default_factory=dict)  # event -> [[ts, {props}], …]
+    # event -> [[ts, {props}], …], oldest first; a goal event's entries (Catalog.history_ids)
+    # have the event's messageId as a third item: [ts, {props}, message_id].
+    history: dict[str, list[list[Any]]] = field(default_factory=dict)
     last_location: dict[str, Any] | None = None
     # The group (Segment `group` call) the person was most recently seen with, by event
     # time: {"id", "at", "traits"}. The runtime refreshes `traits` from the stored group
@@ -130,6 +132,10 @@ class ProfileState:
     # Send-time optimization (core/send_time.py): the person's opens, clicks and app opens
     # by local hour, 24 counts (empty until the first one).
     hours: list[int] = field(default_factory=list)
+    # Set by a profile merge (runtime/merges.merge_state) that brought together runs in
+    # progress of the same journey: the engine's next call for the person settles them
+    # (core/merged_runs.py) and clears it. Never set otherwise, so no other call pays for it.
+    merged: bool = False
 
     @property
     def assignment_key(self) -> str:
@@ -169,6 +175,7 @@ class ProfileState:
             "sends",
             "frequency",
             "hours",
+            "merged",
         ):
             value = getattr(self, name)
             if value:
@@ -204,6 +211,7 @@ class ProfileState:
             sends=doc.get("sends", []),
             frequency=doc.get("frequency"),
             hours=doc.get("hours", []),
+            merged=doc.get("merged", False),
         )
 
 

@@ -16,6 +16,7 @@ from nudgeflow.core.catalog import ARCHIVED, EVENT_STARTED, LIVE, PAUSED, Journe
 from nudgeflow.core.conditions import Scope, evaluate, event_matches, get_path, resolve
 from nudgeflow.core.effects import DROPPED, MessageWithheld, SendMessage, UpdateProfile
 from nudgeflow.core.inputs import EventInput
+from nudgeflow.core.kept_history import newest_since
 from nudgeflow.core.state import ACTIVE, DONE, EXITED, HELD, Run
 from nudgeflow.core.turn import Turn, Wanted, timer_key, unit_hash
 from nudgeflow.model.journeys import (
@@ -141,18 +142,13 @@ def exit_seen(turn: Turn, jv: JourneyVersion, run: Run) -> str | None:
     history = turn.state.history
     scope = None
     for spec in journey.exit.events:
-        entries = history.get(spec.event)
-        if not entries or entries[-1][0] < since:
-            continue
         # The trigger event itself is kept under its name: an exit event of that name must
         # come after it (as the run, started by it, does not react to it).
         after = since + 1 if spec.event == run.trigger.get("event") else since
-        if scope is None:
-            scope = Scope(turn.state.traits, turn.now_ms, history, run.trigger.get("properties"), run)
-        for ts, props in reversed(entries):  # kept oldest first: the newest are the ones after it
-            if ts < after:
-                break
-            if event_matches(spec, EventInput("", "track", spec.event, ts, props), scope):
+        for entry in newest_since(history.get(spec.event), after):
+            if scope is None:
+                scope = Scope(turn.state.traits, turn.now_ms, history, run.trigger.get("properties"), run)
+            if event_matches(spec, EventInput("", "track", spec.event, entry[0], entry[1]), scope):
                 return spec.event
     return None
 
@@ -165,21 +161,21 @@ def goal_seen(turn: Turn, jv: JourneyVersion, run: Run) -> bool:
     goal = journey.goal
     if goal is None or run.goal_until is None or not isinstance(journey.trigger, EVENT_STARTED):
         return False
-    entries = turn.state.history.get(goal.event)
-    if not entries or entries[-1][0] < run.entered_at:
-        return False
     # The trigger event itself (kept under its name) does not convert its own run.
     after = run.entered_at + 1 if goal.event == run.trigger.get("event") else run.entered_at
-    scope = Scope(turn.state.traits, turn.now_ms, turn.state.history, run.trigger.get("properties"), run)
-    first = None
-    for ts, props in reversed(entries):  # kept oldest first: the newest are the ones after it
-        if ts < after:
-            break
-        if ts <= run.goal_until and event_matches(goal, EventInput("", "track", goal.event, ts, props), scope):
-            first = (ts, props)
+    scope = None
+    first = None  # the earliest goal event in the window: the walk goes newest first
+    for entry in newest_since(turn.state.history.get(goal.event), after, run.goal_until):
+        if scope is None:
+            scope = Scope(turn.state.traits, turn.now_ms, turn.state.history, run.trigger.get("properties"), run)
+        if event_matches(goal, EventInput("", "track", goal.event, entry[0], entry[1]), scope):
+            first = entry
     if first is None:
         return False
-    run.converted_at = first[0]  # converted_by stays None: the kept occurrence has no messageId
+    run.converted_at = first[0]
+    # The goal event's messageId, kept with it (Catalog.history_ids), as a conversion decided on
+    # time records it: measure/ counts a goal event once however many runs it converted.
+    run.converted_by = first[2] if len(first) > 2 else None
     if goal.revenue:
         found, value = get_path(first[1], goal.revenue)
         run.revenue = as_number(value) if found else None

@@ -15,6 +15,7 @@ from nudgeflow.core import timecalc
 from nudgeflow.core.catalog import JourneyVersion
 from nudgeflow.core.conditions import COMPILED, Scope, compare, compiled_entry, get_path
 from nudgeflow.core.inputs import EventInput
+from nudgeflow.core.kept_history import newest_since
 from nudgeflow.core.steps import enter
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model.engagement_signals import machine_engagement
@@ -121,7 +122,8 @@ def _occurrence_times(
     # compare's "eq" has it): a stored string is compared directly, anything else by compare.
     str_key = type(key) is str
     times = []
-    for ts, props in turn.state.history.get(event.name, []):
+    for entry in turn.state.history.get(event.name, []):
+        ts, props = entry[0], entry[1]  # a goal event's entry has its messageId after them
         if matcher is not None and not matcher(props, scope):
             continue
         if match is not None:
@@ -283,9 +285,8 @@ def _followed_already(turn: Turn, follow: NotFollowedBy, event: EventInput) -> b
     # "Session Started not followed by Session Started": the event itself is kept in that
     # history too, and does not follow itself; only a later one does.
     after = since + 1 if follow.event == event.name else since
-    for ts, props in entries:
-        if not after <= ts <= until:
-            continue
+    for entry in newest_since(entries, after, until):
+        props = entry[1]
         if matcher is not None and not matcher(props, scope):
             continue
         if follow.match is not None:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from nudgeflow.core import send_time
 from nudgeflow.core.policies import MAX_LEDGER
 from nudgeflow.core.segments import CHOSEN_AT, redecide_all
-from nudgeflow.core.state import ProfileState
+from nudgeflow.core.state import ACTIVE, HELD, ProfileState
 from nudgeflow.model.numbers import is_number
 from nudgeflow.store import engine_state
 
@@ -31,11 +31,15 @@ HISTORY_CAP = 200  # as the core keeps it
 def merge_state(into: ProfileState, other: ProfileState) -> None:
     """Fold `other` (the merged-away person) into `into`; `into` wins where they disagree.
 
-    Runs, watches and timers are the other person's too now; entry counts and milestone
+    Runs, watches and timers are the other person's too now (two runs in progress of one
+    journey are settled by the engine's next call: `merged`); entry counts and milestone
     counts and sums add up (the person did both), and so do the send-time hour counts;
     histories and send ledgers interleave by time; for inactivity, the latest activity counts.
     """
     into.traits = {**other.traits, **into.traits}
+    # Both had a run of one journey in progress: the engine's next call settles them by the
+    # journey's entry rules (core/merged_runs.py), whichever of the two this is folded into.
+    into.merged = into.merged or other.merged or bool(_in_progress(into) & _in_progress(other))
     into.runs = {**other.runs, **into.runs}
     for journey_id, theirs in other.entries.items():
         ours = into.entries.get(journey_id)
@@ -76,6 +80,11 @@ def merge_state(into: ProfileState, other: ProfileState) -> None:
     if other.hours:  # when the person pays attention: both ids' opens and clicks
         into.hours = send_time.merged(into.hours, other.hours)
     _merge_segment_facts(into, other)
+
+
+def _in_progress(state: ProfileState) -> set[str]:
+    """The journeys the person has a run of in progress (active or held)."""
+    return {run.journey_id for run in state.runs.values() if run.status in (ACTIVE, HELD)}
 
 
 def _merge_segment_facts(into: ProfileState, other: ProfileState) -> None:
