@@ -11,12 +11,13 @@ import dkim
 import pytest
 
 from nudgeflow.channels.base import PermanentError, TransientError
-from nudgeflow.channels.email.channel import EmailChannel
+from nudgeflow.channels.email.channel import EmailChannel, StaticConfig
 from nudgeflow.channels.email.mime import compose, message_id_for
 from nudgeflow.channels.email.pool import BounceError
 from nudgeflow.content.email_text import html_to_text
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import VirtualClock
+from nudgeflow.model.bounce_address import bounce_key, names_message, parse_signed, verifies
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
 from tests.channels.smtp_support import Sink, Users, dkim_key, server_contexts, start_sink
@@ -114,18 +115,29 @@ def test_compose_multipart_alternative_with_stable_message_id() -> None:
 
 
 def test_the_bounce_address_is_the_envelope_sender(sink: Sink) -> None:
-    """With bounce_domain, MAIL FROM is bounces+<workspace>@domain (where `serve
-    --bounce-smtp` takes the DSNs back); the From header stays the brand's address."""
-    ch = channel_for(
+    """With bounce_domain, MAIL FROM is the signed bounces+<workspace>.<ref>.<mac>@domain
+    (where `serve --bounce-smtp` takes the DSNs back), signed for this message and this
+    recipient; the From header stays the brand's address."""
+    url = (
         f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"  # type: ignore[attr-defined]
         "&bounce_domain=bounce.shop.example"
     )
+    ch = EmailChannel(StaticConfig(parse_smtp_url(url), tracking_secret="s3cret"), renderer=FixedRenderer())
     run(ch.send(outbound(key="k-bounce")))
     got = sink.received[0]
-    assert got.mail_from == "bounces+ws_1@bounce.shop.example"
+    tag = parse_signed(got.mail_from)
+    assert tag is not None and tag.workspace_id == "ws_1" and got.mail_from.startswith("bounces+ws_1.")
+    assert got.mail_from.endswith("@bounce.shop.example") and len(got.mail_from.partition("@")[0]) <= 64
+    key = bounce_key("s3cret")
+    assert verifies(key, tag, "ada@example.org") and verifies(key, tag, "ADA@example.org")
+    assert not verifies(key, tag, "bob@example.org") and not verifies(bounce_key("other"), tag, "ada@example.org")
+    assert names_message(tag, "k-bounce") and not names_message(tag, "k-other")
     assert got.message["From"] == "news@shop.example.com"
     with pytest.raises(SmtpConfigError):
         parse_smtp_url("smtp://127.0.0.1:25?bounce_domain=a@b")
+    # No secret to sign with: the message fails, it does not go out with a forgeable address.
+    with pytest.raises(PermanentError, match="sign bounce addresses"):
+        run(channel_for(url).send(outbound(key="k-unsigned")))
 
 
 def test_delivers_over_plain_smtp_and_reuses_one_connection(sink: Sink) -> None:

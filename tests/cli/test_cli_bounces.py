@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
+from nudgeflow.store import database
 from tests.cli.support import NUDGEFLOW, create_workspace, run
 from tests.content.bounce_samples import POSTFIX_HARD
+from tests.runtime.bounce_support import signed_bounce_address
 from tests.support import free_port
 
 
@@ -71,8 +73,11 @@ def test_serve_receives_a_dsn_by_smtp(env: dict[str, str], tmp_path: Path) -> No
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)  # polling a subprocess for readiness, with a deadline
+        signing = database.create_db_engine(env["NUDGEFLOW_DATABASE_URL"])  # opens sealed settings
+        rcpt = signed_bounce_address(signing, ws, "run-81:cart-email:1", "nobody@example.net")
+        signing.dispose()
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
-            client.sendmail("<>", [f"bounces+{ws}@bounce.shop.test"], POSTFIX_HARD.replace(b"\n", b"\r\n"))
+            client.sendmail("<>", [rcpt], POSTFIX_HARD.replace(b"\n", b"\r\n"))
         engine = create_engine(env["NUDGEFLOW_DATABASE_URL"])
         with engine.connect() as conn:
             rows = conn.execute(

@@ -54,6 +54,7 @@ def test_arf_abuse_complaint() -> None:
         feedback_type="abuse",
         message_key="run-3:promo:1",
         message_id="<nf.8787KJKJ3K4J3K4J3K4J3.mail@shop.test>",
+        original_mail_from="bounces@mail.shop.test",  # Original-Mail-From: the signed address is checked there
     )
 
 
@@ -65,6 +66,11 @@ def test_redacted_arf_uses_the_original_to() -> None:
         None,
         "<nf.e@shop.test>",
     )
+    assert complaint.original_mail_from is None
+    # Without Original-Mail-From, the returned message's Return-Path is the envelope sender.
+    shop = b"From: Shop <hello@shop.test>"
+    with_path = ARF_REDACTED.replace(shop, b"Return-Path: <b+x@b.test>\n" + shop)
+    assert parse_arf(with_path).original_mail_from == "b+x@b.test"
 
 
 def test_parse_report_dispatches_on_report_type() -> None:

@@ -97,3 +97,15 @@ def feedback_events(engine: Engine, workspace_id: str) -> list[dict[str, Any]]:
             (workspace_id,),
         ).all()
     return [{"profile_id": p, "event": e, **orjson.loads(payload)} for p, e, payload in rows]
+
+
+def signed_bounce_address(
+    engine: Engine, workspace_id: str, message_key: str, recipient: str, domain: str = "bounce.shop.test"
+) -> str:
+    """The Return-Path the email channel gives the message `message_key` to `recipient`."""
+    from nudgeflow.model.bounce_address import bounce_key, signed_address
+    from nudgeflow.store.consent import tracking_secret
+
+    with engine.begin() as conn:
+        secret = tracking_secret(conn, workspace_id, 1_700_000_000_000)
+    return signed_address(bounce_key(secret), workspace_id, message_key, recipient, domain)

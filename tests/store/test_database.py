@@ -45,6 +45,7 @@ TABLES = {
     "catalog_products",
     "catalog_places",
     "suppressions",
+    "feedback_seen",
     "subscriptions",
     "workspace_settings",
     "inbox_messages",

@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from nudgeflow.core.clock import to_ms
+from nudgeflow.core.clock import VirtualClock, to_ms
+from nudgeflow.store import consent
 from nudgeflow.store.bounce_webhooks import set_webhook_settings
+from nudgeflow.web.bounces import SIGNED_MAX_AGE_S
 from tests.runtime.bounce_support import add_person, add_sent_message, feedback_events, suppressions
 from tests.support import LiveServer
 from tests.web.sns_cert_server import SnsCertServer
@@ -215,6 +217,30 @@ def test_sns_host_rule() -> None:
         assert not hooks.trusted_sns_url(url), url
 
 
+def test_ses_stale_or_future_timestamp_is_refused(
+    live: LiveServer, ws: Any, sns: SnsCertServer, sns_key: Any, clock: VirtualClock
+) -> None:
+    """A captured SNS message, correctly signed, cannot be replayed once its signed
+    Timestamp is more than SIGNED_MAX_AGE_S from the server's clock (virtual here)."""
+    wid = ws.workspace_id
+    _configure(live, wid, "ses", {"topic_arns": [TOPIC]})
+    add_person(live.state.engine, wid, "ann", "ann@example.com")
+    good = _sns_sign(sns_key[0], _ses_notification(sns.url, SES_BOUNCE))  # Timestamp: the clock's start
+    ahead = _sns_sign(sns_key[0], {**_ses_notification(sns.url, SES_BOUNCE), "Timestamp": "2026-01-01T00:20:00Z"})
+    with live.client() as client:
+        r = client.post(f"/webhooks/ses/{wid}", content=json.dumps(ahead))
+        assert r.status_code == 403 and "in the future" in r.json()["detail"], r.text
+        clock.advance(SIGNED_MAX_AGE_S + 1)
+        r = client.post(f"/webhooks/ses/{wid}", content=json.dumps(good))
+        assert r.status_code == 403, r.text
+        assert "SNS Timestamp" in r.json()["detail"] and f"{SIGNED_MAX_AGE_S} s" in r.json()["detail"]
+        _nothing_recorded(live, wid)
+        # Within the window, the same message is taken.
+        fresh = {**_ses_notification(sns.url, SES_BOUNCE, "sns-9"), "Timestamp": "2026-01-01T00:05:00Z"}
+        r = client.post(f"/webhooks/ses/{wid}", content=json.dumps(_sns_sign(sns_key[0], fresh)))
+        assert r.status_code == 200 and r.json()["suppressed"] == 1, r.text
+
+
 # -- SendGrid ---------------------------------------------------------------------------------
 
 
@@ -269,12 +295,52 @@ def test_sendgrid(live: LiveServer, ws: Any, sendgrid_key: ec.EllipticCurvePriva
     with live.client() as client:
         r = client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=_sendgrid_headers(sendgrid_key, body))
     assert r.status_code == 200, r.text
-    assert r.json() == {"bounces": 2, "complaints": 1, "suppressed": 2, "events": 3, "unknown_people": 0, "ignored": 1}
+    assert r.json() == {
+        "bounces": 2,
+        "complaints": 1,
+        "suppressed": 2,
+        "events": 3,
+        "unknown_people": 0,
+        "repeated": 0,
+        "ignored": 1,
+    }
     assert suppressions(live.state.engine, wid) == {"bea@example.com": "hard_bounce", "dan@example.com": "complaint"}
     events = {e["profile_id"]: e for e in feedback_events(live.state.engine, wid)}
     assert events[bea]["properties"]["message_key"] == "run-7:cart:1"
     assert (events[cat]["event"], events[cat]["properties"]["kind"]) == ("Email Bounced", "soft")
     assert events[dan]["event"] == "Email Marked as Spam"
+
+
+def test_sendgrid_stale_timestamp_is_refused_and_a_replay_in_the_window_changes_nothing(
+    live: LiveServer, ws: Any, sendgrid_key: ec.EllipticCurvePrivateKey, clock: VirtualClock
+) -> None:
+    wid = ws.workspace_id
+    _configure(live, wid, "sendgrid", {"public_key": _sendgrid_public(sendgrid_key)})
+    add_person(live.state.engine, wid, "bea", "bea@example.com")
+    body = json.dumps(SENDGRID_EVENTS[:1]).encode()
+    captured = _sendgrid_headers(sendgrid_key, body)  # signed at the clock's start
+    with live.client() as client:
+        r = client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=captured)
+        assert r.status_code == 200 and r.json()["suppressed"] == 1, r.text
+        # The operator lifts the suppression (a mistaken bounce); an attacker replays the
+        # captured request within the window: it is a repeat, and changes nothing.
+        with live.state.engine.begin() as conn:
+            assert consent.unsuppress(conn, wid, "email", "bea@example.com")
+        clock.advance(SIGNED_MAX_AGE_S - 1)
+        r = client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=captured)
+        assert r.status_code == 200, r.text
+        assert suppressions(live.state.engine, wid) == {}  # was suppressed again
+        assert (r.json()["repeated"], r.json()["suppressed"]) == (1, 0)
+        # Past the window, the signed timestamp is too old: refused.
+        clock.advance(2)
+        r = client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=captured)
+        assert r.status_code == 403 and "X-Twilio-Email-Event-Webhook-Timestamp" in r.json()["detail"], r.text
+        # A timestamp that is no number, correctly signed, is refused too.
+        odd = _sendgrid_headers(sendgrid_key, body, timestamp="yesterday")
+        r = client.post(f"/webhooks/sendgrid/{wid}", content=body, headers=odd)
+        assert r.status_code == 403 and "not a timestamp" in r.json()["detail"], r.text
+    assert suppressions(live.state.engine, wid) == {}
+    assert len(feedback_events(live.state.engine, wid)) == 1
 
 
 def test_sendgrid_rejections(live: LiveServer, ws: Any, sendgrid_key: ec.EllipticCurvePrivateKey) -> None:

@@ -72,11 +72,12 @@ def serve(
         list[str] | None,
         typer.Option(
             metavar="DOMAIN",
-            help="Domain of the bounce address bounces+<workspace>@DOMAIN (repeatable; with --bounce-smtp).",
+            help="Domain of the signed bounce addresses bounces+<workspace>.<ref>.<mac>@DOMAIN "
+            "(repeatable; with --bounce-smtp).",
         ),
     ] = None,
     bounce_workspace: Annotated[
-        str | None, typer.Option(help="Workspace of bounce mail whose address has no +<workspace> tag.")
+        str | None, typer.Option(help="Workspace of feedback-loop reports sent to fbl@DOMAIN (no +<workspace> tag).")
     ] = None,
 ) -> None:
     """Run the HTTP API (ingest, admin, health, metrics) with the engine and the dispatcher,

@@ -85,7 +85,9 @@ def smtp_set(
     bounce_domain: Annotated[
         str | None,
         typer.Option(
-            "--bounce-domain", help="Envelope sender bounces+<workspace>@DOMAIN, where `serve --bounce-smtp` listens."
+            "--bounce-domain",
+            help="Envelope sender: a signed bounces+<workspace>.<ref>.<mac>@DOMAIN, where `serve --bounce-smtp` "
+            "listens.",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,

@@ -39,6 +39,9 @@ class Bounce:
     message_key: str | None  # our outbox idempotency key, when the original headers came back
     message_id: str | None = None  # the original Message-ID, when it came back
     action: str = "failed"
+    # Original-Recipient, when it differs from Final-Recipient (a forward): the address the
+    # message was sent to, which is the one its bounce address was signed for.
+    original_recipient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Complaint:
     feedback_type: str  # abuse, fraud, virus, other, not-spam, ...
     message_key: str | None
     message_id: str | None = None
+    # The original message's envelope sender: the report's Original-Mail-From, else the
+    # returned message's Return-Path. For our mail, its signed bounce address.
+    original_mail_from: str | None = None
 
 
 class ReportError(ContentError, ValueError):
@@ -163,7 +169,9 @@ def parse_dsn(raw: bytes | str) -> list[Bounce]:
         match = _STATUS.search(str(block.get("Status", ""))) or _STATUS.search(diagnostic)
         status = ".".join(match.groups()) if match else ("4.0.0" if action == "delayed" else "5.0.0")
         kind: BounceKind = "hard" if status.startswith("5") and action == "failed" else "soft"
-        bounces.append(Bounce(kind, recipient, status, diagnostic, key, message_id, action))
+        original = _address(block.get("Original-Recipient")) or None
+        original = original if original and original.lower() != recipient.lower() else None
+        bounces.append(Bounce(kind, recipient, status, diagnostic, key, message_id, action, original))
     if not bounces and not any(_address(b.get("Final-Recipient")) for b in blocks):
         raise ReportError("the delivery status names no recipient (no Final-Recipient field)")
     return bounces
@@ -191,7 +199,10 @@ def parse_arf(raw: bytes | str) -> Complaint:
         address = email.utils.parseaddr(str(original.get("To", "")))[1]
     if not address:
         raise ReportError("the feedback report names no recipient (no Original-Rcpt-To, no original To)")
-    return Complaint(address, feedback_type, key, message_id)
+    mail_from = _address(fields.get("Original-Mail-From"))
+    if not mail_from and original is not None:
+        mail_from = _address(original.get("Return-Path"))
+    return Complaint(address, feedback_type, key, message_id, mail_from or None)
 
 
 def parse_report(raw: bytes | str) -> list[Bounce | Complaint]:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from nudgeflow.errors import DeliveryError, ModelError
+from nudgeflow.model import bounce_address
 
 AUTO = "auto"  # STARTTLS when offered
 STARTTLS = "starttls"  # STARTTLS required
@@ -82,9 +83,10 @@ class SmtpConfig:
     dkim_ed25519_selector: str | None = None
     dkim_ed25519_key_path: str | None = None
     dkim_ed25519_private_key: str | None = field(default=None, repr=False)  # PEM text, when stored inline
-    # The domain of the bounce address: the envelope sender (Return-Path) becomes
-    # bounces+<workspace_id>@bounce_domain, where `serve --bounce-smtp` receives the DSNs
-    # (docs/bounces.md). Without it, the envelope sender is the From address.
+    # The domain of the bounce address: the envelope sender (Return-Path) becomes the signed
+    # bounces+<workspace_id>.<ref>.<mac>@bounce_domain (model/bounce_address.py), where
+    # `serve --bounce-smtp` receives the DSNs (docs/bounces.md). Without it, the envelope
+    # sender is the From address.
     bounce_domain: str | None = None
 
     def __post_init__(self) -> None:
@@ -106,7 +108,7 @@ class SmtpConfig:
         if self.bounce_domain is not None and (
             not self.bounce_domain or "@" in self.bounce_domain or any(c.isspace() for c in self.bounce_domain)
         ):
-            raise SmtpConfigError("bounce_domain must be a domain name (bounces+<workspace>@ is prepended)")
+            raise SmtpConfigError("bounce_domain must be a domain name (a signed bounces+...@ local part is prepended)")
         dkim = (self.dkim_selector, self.dkim_domain, self.dkim_key_path or self.dkim_private_key)
         if any(dkim) and not all(dkim):
             raise SmtpConfigError("DKIM needs a selector, a domain and a private key together")
@@ -131,10 +133,16 @@ class SmtpConfig:
     def dkim_enabled(self) -> bool:
         return bool(self.dkim_selector and self.dkim_domain and (self.dkim_key_path or self.dkim_private_key))
 
-    def envelope_sender(self, workspace_id: str) -> str | None:
-        """MAIL FROM for a message of this workspace: its bounce address, else the From address."""
+    def envelope_sender(
+        self, workspace_id: str, message_key: str, recipient: str, tracking_secret: str | None
+    ) -> str | None:
+        """MAIL FROM for one message: its signed bounce address (model/bounce_address.py),
+        else the From address. The signature needs the workspace's tracking secret."""
         if self.bounce_domain:
-            return f"bounces+{workspace_id}@{self.bounce_domain}"
+            if not tracking_secret:
+                raise SmtpConfigError("bounce_domain is set but the workspace has no secret to sign bounce addresses")
+            key = bounce_address.bounce_key(tracking_secret)
+            return bounce_address.signed_address(key, workspace_id, message_key, recipient, self.bounce_domain)
         return self.from_address
 
     def dkim_key(self) -> bytes | None:

@@ -293,7 +293,8 @@ KEYS: tuple[Key, ...] = (
         "smtp.bounce_domain",
         "domain",
         None,
-        "Envelope sender bounces+<workspace>@this domain, where `serve --bounce-smtp` receives bounces.",
+        "Envelope sender: a signed bounces+<workspace>.<ref>.<mac>@this domain, where `serve --bounce-smtp` "
+        "receives bounces.",
         check_domain,
         needs_section="smtp",
     ),
@@ -377,9 +378,9 @@ KEYS: tuple[Key, ...] = (
         "tracking_secret",
         "text",
         None,
-        "Signs tracked links and unsubscribe tokens; created on first use.",
+        "Signs tracked links, unsubscribe tokens and (a key derived from it) bounce addresses; created on first use.",
         secret=True,
-        how="created on first use; changing it would break every link already sent",
+        how="created on first use; changing it would break every link and bounce address already sent",
     ),
 )
 BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}

@@ -13,8 +13,11 @@ outbox row of that key says whose message it was, merges followed); otherwise by
 text. That scan is acceptable for feedback volumes today; an index of email addresses is
 the way out when it is not.
 
-Event message ids are deterministic (from the message key, else from the provider's own
-event id), so a provider delivering the same webhook twice stores one event.
+A notification item already applied is skipped whole (store/feedback_seen.py, by a digest
+of the provider's event id): a provider delivering the same webhook twice, an MTA resending a
+DSN, or someone replaying a captured webhook within its tolerance changes nothing, where the
+suppression used to be written again (undoing an operator's unsuppress in between). Event
+message ids are deterministic too (from the message key, else the provider's event id).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import orjson
 from sqlalchemy import Connection
 
 from nudgeflow.model.event_names import EMAIL_BOUNCED, EMAIL_MARKED_AS_SPAM
-from nudgeflow.store import consent, outbox, profiles, rollups
+from nudgeflow.store import consent, feedback_seen, outbox, profiles, rollups
 from nudgeflow.store.event_log import append_events, appending, event_exists, event_row
 
 log = logging.getLogger("nudgeflow.bounces")
@@ -68,6 +71,7 @@ class Applied:
     suppressed: int = 0  # addresses newly suppressed
     events: int = 0  # events appended (a repeat appends none)
     unknown_people: int = 0  # feedback about an address no profile has
+    repeated: int = 0  # items applied before (a redelivery or a replay): skipped whole
     details: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +81,7 @@ class Applied:
             "suppressed": self.suppressed,
             "events": self.events,
             "unknown_people": self.unknown_people,
+            "repeated": self.repeated,
         }
 
 
@@ -112,6 +117,12 @@ def find_profile(
     return None
 
 
+def _item_digest(fb: Feedback) -> str:
+    """What names one item of one notification, without the address in clear."""
+    text = f"{fb.provider}\0{fb.event_id}\0{fb.address}\0{fb.kind}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _event_message_id(fb: Feedback) -> str:
     if fb.message_key:
         what = "complained" if fb.kind == "complaint" else f"bounced:{fb.kind}"
@@ -144,9 +155,13 @@ def apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback
 
 def _apply_feedback(conn: Connection, workspace_id: str, items: Iterable[Feedback], now_ms: int) -> Applied:
     out = Applied()
+    feedback_seen.forget_old(conn, now_ms)
     for raw in items:
         fb = _cleaned(raw)
         if not fb.address:
+            continue
+        if not feedback_seen.first_time(conn, workspace_id, _item_digest(fb), now_ms):
+            out.repeated += 1
             continue
         if fb.kind == "complaint":
             out.complaints += 1

@@ -486,6 +486,18 @@ suppressions = Table(
     PrimaryKeyConstraint("workspace_id", "channel", "address", name="pk_suppressions"),
 )
 
+# Bounce and complaint notification items already applied (store/feedback_seen.py): a
+# repeat of one (a replayed webhook, a resent DSN) changes nothing.
+feedback_seen = Table(
+    "feedback_seen",
+    metadata,
+    Column("workspace_id", String(40), nullable=False),
+    Column("digest", String(64), nullable=False),  # SHA-256 of provider, event id, address, kind
+    Column("seen_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("workspace_id", "digest", name="pk_feedback_seen"),
+    Index("ix_feedback_seen_time", "seen_at_ms"),
+)
+
 # Marketing consent per person, channel and topic ("*" is every marketing message of the
 # channel), the frequency asked for, and where each choice came from (store/consent.py).
 subscriptions = Table(

@@ -18,16 +18,23 @@ from it or recorded:
   SubscribeURL (held to the same host rule).
 - SendGrid: the ECDSA P-256 signature of timestamp + raw body (headers
   X-Twilio-Email-Event-Webhook-Signature and -Timestamp) with the workspace's public key.
+- SES/SNS and SendGrid: the signed timestamp (SNS Timestamp, the SendGrid timestamp header)
+  must be within SIGNED_MAX_AGE_S (10 minutes) of the server's clock: an older capture
+  cannot be replayed.
 - Postmark: HTTP Basic credentials set on the webhook URL, compared in constant time.
 - Mailgun: HMAC-SHA256(signing key, timestamp + token) = signature; timestamps more than
   5 minutes off are stale and a token is accepted once (kept in this process's memory for
   the window: several API processes behind a balancer each keep their own).
+Whatever gets past these, a notification item already applied (by the provider's event id)
+is skipped whole (runtime/bounces, store/feedback_seen): a replay within the window, or a
+provider's redelivery, changes nothing.
 
 Answers: 401 without credentials, 403 with wrong ones (or an unconfigured provider, an
-unknown topic, a stale or replayed Mailgun token), 404 for an unknown workspace, 400 for a
-body that is not what the provider sends (the detail says what is wrong), 503 when the
-database cannot record it now (the provider retries), 200 with counts otherwise. Nothing is
-recorded unless the request is authentic and well formed.
+unknown topic, a stale SNS or SendGrid timestamp, a stale or replayed Mailgun token), 404
+for an unknown workspace, 400 for a body that is not what the provider sends (the detail
+says what is wrong), 503 when the database cannot record it now (the provider retries),
+200 with counts otherwise. Nothing is recorded unless the request is authentic and well
+formed.
 """
 
 from __future__ import annotations
@@ -65,6 +72,12 @@ log = logging.getLogger("nudgeflow.bounces.webhooks")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAILGUN_MAX_AGE_S = 300
+# How far from the server's clock the signed timestamp of an SNS message or a SendGrid
+# request may be. The signature covers the timestamp, so a captured request can be replayed
+# only this long; within it, a replay is a repeat that changes nothing (store/feedback_seen).
+# SNS keeps a message's Timestamp on its retries (its default policy retries for under a
+# minute); SendGrid signs each POST when it sends it.
+SIGNED_MAX_AGE_S = 600
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -223,8 +236,19 @@ async def _apply(state: AppState, workspace_id: str, items: list[Feedback], igno
         applied = await state.committer.run_job(lambda conn: apply_feedback(conn, workspace_id, items, now_ms))
         counts = applied.as_dict()
     else:
-        counts = {"bounces": 0, "complaints": 0, "suppressed": 0, "events": 0, "unknown_people": 0}
+        counts = {"bounces": 0, "complaints": 0, "suppressed": 0, "events": 0, "unknown_people": 0, "repeated": 0}
     return JSONResponse({**counts, "ignored": ignored})
+
+
+def _fresh(timestamp_ms: int | None, now_ms: int, what: str) -> None:
+    """Refuse a signed timestamp (absent, unreadable, or too far from now): a replay, or a
+    clock that is off."""
+    if timestamp_ms is None:
+        raise Reject(403, f"{what} is not a timestamp")
+    age_s = (now_ms - timestamp_ms) / 1000
+    if abs(age_s) > SIGNED_MAX_AGE_S:
+        when = f"{int(age_s)} s old" if age_s > 0 else f"{int(-age_s)} s in the future"
+        raise Reject(403, f"{what} is {when}, more than the {SIGNED_MAX_AGE_S} s allowed (a replay, or a clock off)")
 
 
 async def _guard(request: Request, handler: Callable[[], Awaitable[Response]], provider: str) -> Response:
@@ -351,6 +375,7 @@ async def _ses(state: AppState, request: Request, workspace_id: str) -> Response
     if message["TopicArn"] not in topics:
         raise Reject(403, "TopicArn is not on this workspace's allow-list (settings bounce_webhooks.ses.topic_arns)")
     await _verify_sns(hooks, message)
+    _fresh(_ms(message["Timestamp"]), to_ms(state.clock.now()), "the SNS Timestamp")
     if msg_type == "SubscriptionConfirmation":
         url = message["SubscribeURL"]
         if not hooks.trusted_sns_url(url):
@@ -460,6 +485,12 @@ async def _sendgrid(state: AppState, request: Request, workspace_id: str) -> Res
         key.verify(base64.b64decode(signature, validate=True), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError) as exc:
         raise Reject(403, "the SendGrid signature does not match timestamp + body") from exc
+    seconds = timestamp.strip()
+    _fresh(
+        int(seconds) * 1000 if seconds.isdigit() and len(seconds) <= 12 else None,
+        to_ms(state.clock.now()),
+        "X-Twilio-Email-Event-Webhook-Timestamp",
+    )
     events = _json(body, "the SendGrid body")
     if not isinstance(events, list):
         raise Reject(400, "the SendGrid body is not a JSON array of events")

@@ -28,7 +28,9 @@ class SmtpSettingsIn(BaseModel):
     reply_to: str | None = None
     dkim_selector: str | None = None
     dkim_domain: str | None = None
-    bounce_domain: str | None = Field(default=None, description="Envelope sender bounces+<workspace>@this domain")
+    bounce_domain: str | None = Field(
+        default=None, description="Envelope sender: a signed bounces+<workspace>.<ref>.<mac>@this domain"
+    )
     dkim_private_key: str | None = Field(default=None, description="PEM; the mask keeps the stored key")
     dkim_ed25519_selector: str | None = Field(
         default=None, description="A second signature, Ed25519 (RFC 8463), beside the RSA one: its selector"

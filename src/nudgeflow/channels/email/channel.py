@@ -19,9 +19,10 @@ from nudgeflow.content.email_jobs import EmailJob, TemplateNotLoaded, slim
 from nudgeflow.content.email_render import prepare_email
 from nudgeflow.content.errors import RenderError
 from nudgeflow.content.rendered import RenderedEmail
-from nudgeflow.core.clock import Clock, SystemClock
+from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import SmtpConfig, SmtpConfigError
+from nudgeflow.store.consent import tracking_secret
 from nudgeflow.store.workspace_settings import get_smtp
 
 # -- content ------------------------------------------------------------------------------
@@ -55,13 +56,24 @@ class DefaultRenderer:
 class ConfigSource(Protocol):
     async def for_workspace(self, workspace_id: str) -> SmtpConfig | None: ...
 
+    async def tracking_secret(self, workspace_id: str) -> str | None:
+        """The workspace's tracking secret, which signs its bounce addresses
+        (model/bounce_address.py); None when there is none to be had."""
+
 
 class StaticConfig:
-    def __init__(self, config: SmtpConfig | None) -> None:
+    """One configuration for every workspace; `tracking_secret` (if any) signs bounce
+    addresses for all of them (no database to keep one per workspace)."""
+
+    def __init__(self, config: SmtpConfig | None, tracking_secret: str | None = None) -> None:
         self.config = config
+        self._secret = tracking_secret
 
     async def for_workspace(self, workspace_id: str) -> SmtpConfig | None:
         return self.config
+
+    async def tracking_secret(self, workspace_id: str) -> str | None:
+        return self._secret
 
 
 class WorkspaceConfigs:
@@ -75,6 +87,8 @@ class WorkspaceConfigs:
         self._own: WorkspaceCache[SmtpConfig] = WorkspaceCache(
             self._load, clock, "SMTP settings", SmtpConfigError, ttl_s
         )
+        # Never changes once made (links and bounce addresses already sent depend on it).
+        self._secrets: dict[str, str] = {}
 
     def invalidate(self, workspace_id: str | None = None) -> None:
         self._own.invalidate(workspace_id)
@@ -85,6 +99,16 @@ class WorkspaceConfigs:
 
     async def for_workspace(self, workspace_id: str) -> SmtpConfig | None:
         return await self._own.get(workspace_id) or self.default
+
+    def _tracking_secret(self, workspace_id: str) -> str:
+        with self.engine.begin() as conn:  # created on the workspace's first message
+            return tracking_secret(conn, workspace_id, to_ms(self.clock.now()))
+
+    async def tracking_secret(self, workspace_id: str) -> str | None:
+        secret = self._secrets.get(workspace_id)
+        if secret is None:
+            secret = self._secrets[workspace_id] = await asyncio.to_thread(self._tracking_secret, workspace_id)
+        return secret
 
 
 # -- the channel ----------------------------------------------------------------------------
@@ -179,8 +203,8 @@ class EmailChannel(RemoteChannel):
             self.clock.now(),
             self._dkim(config),
         )
-        # _sender above refused a config without a From address.
-        return config.envelope_sender(message.workspace_id) or cast(str, config.from_address), recipient, raw
+        secret = await self.configs.tracking_secret(message.workspace_id) if config.bounce_domain else None
+        return self._envelope_sender(config, message, recipient, secret), recipient, raw
 
     async def _build_job(
         self, message: OutboundMessage, config: SmtpConfig, prepare: Callable[[OutboundMessage], Awaitable[Any]]
@@ -205,8 +229,15 @@ class EmailChannel(RemoteChannel):
                 raw = await self.workers.run(build_raw, slim(job))
             except TemplateNotLoaded:
                 raw = await self.workers.run(build_raw, job)
-        # _sender above refused a config without a From address.
-        return config.envelope_sender(message.workspace_id) or cast(str, config.from_address), job.to, raw
+        return self._envelope_sender(config, message, job.to, job.secret), job.to, raw
+
+    def _envelope_sender(self, config: SmtpConfig, message: OutboundMessage, to: str, secret: str | None) -> str:
+        try:
+            sender = config.envelope_sender(message.workspace_id, message.key, to, secret)
+        except SmtpConfigError as exc:
+            raise PermanentError(str(exc)) from None
+        # _sender refused a config without a From address before this is asked.
+        return sender or cast(str, config.from_address)
 
     async def send(self, message: OutboundMessage) -> None:
         config = await self.configs.for_workspace(message.workspace_id)
