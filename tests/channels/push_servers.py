@@ -8,7 +8,7 @@ certificate) with HTTP/2 offered by ALPN, in a thread of its own.
   token's ES256 signature with the team's public key, refuses a token older than an hour
   (ExpiredProviderToken) and, on one connection, a new token within 20 minutes of the last
   (TooManyProviderTokenUpdates), as Apple does; answers what a test scripts for a device
-  (410, BadDeviceToken, 429, 500…).
+  (410, BadDeviceToken, 429, 500…), and BadDeviceToken to a token of the other environment.
 - `FcmServer`: an OAuth2 token endpoint (`POST /token`) that verifies the JWT-bearer grant
   (RS256 assertion signed by the service account key, iss, aud, scope, iat/exp), and the
   FCM v1 endpoint (`POST /v1/projects/<id>/messages:send`) that checks the bearer token it
@@ -183,6 +183,9 @@ class ApnsServer:
     topics: set[str] = field(default_factory=lambda: {"com.example.shop"})
     requests: list[ApnsRequest] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)  # devices answered 410 Unregistered
+    # Tokens of the other environment (a development build's, sent to this production
+    # server, or the reverse): answered 400 BadDeviceToken, as Apple does.
+    other_environment: set[str] = field(default_factory=set)
     scripted: dict[str, list[tuple[int, str, dict[str, str]]]] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)  # provider tokens answered ExpiredProviderToken
     provider_tokens: list[str] = field(default_factory=list)  # distinct, in the order first seen
@@ -273,6 +276,8 @@ class ApnsServer:
             return 400, "BadPayload", {}, req
         if not isinstance(req.payload, dict) or not isinstance(req.payload.get("aps"), dict):
             return 400, "PayloadEmpty", {}, req
+        if device in self.other_environment:
+            return 400, "BadDeviceToken", {}, req
         if device in self.gone:
             return 410, "Unregistered", {}, req
         queue = self.scripted.get(device)

@@ -16,7 +16,7 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nudgeflow.channels.apns import ApnsSender, apns_id
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import ChannelProblem, PermanentError, TransientError
 from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push_config import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, PushConfigError, set_apns
 from nudgeflow.channels.push_limits import PayloadTooLarge
@@ -188,8 +188,9 @@ def test_expired_twice_in_a_row_is_permanent(
     "answer, error, fragment",
     [
         ((410, "Unregistered"), TargetGone, "APNs 410 Unregistered"),
-        ((400, "BadDeviceToken"), TargetGone, "APNs 400 BadDeviceToken"),
-        ((400, "DeviceTokenNotForTopic"), TargetGone, "DeviceTokenNotForTopic"),
+        ((410, "ExpiredToken"), TargetGone, "APNs 410 ExpiredToken"),
+        ((400, "BadDeviceToken"), ChannelProblem, "APNs 400 BadDeviceToken: .* the token is kept"),
+        ((400, "DeviceTokenNotForTopic"), ChannelProblem, "DeviceTokenNotForTopic: .* the token is kept"),
         ((429, "TooManyRequests", {"Retry-After": "30"}), TransientError, "APNs 429 TooManyRequests"),
         ((500, "InternalServerError"), TransientError, "APNs 500 InternalServerError"),
         ((503, "ServiceUnavailable"), TransientError, "APNs 503 ServiceUnavailable"),
@@ -209,11 +210,48 @@ def test_outcomes(
     apns_server.script(DEVICE, answer)  # type: ignore[arg-type]
     with pytest.raises(error, match=fragment) as info:
         run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
-    if error is PermanentError:
+    if error in (PermanentError, ChannelProblem):
         assert not isinstance(info.value, TargetGone)
     if answer[0] == 429:
         assert info.value.retry_after_s == 30.0  # type: ignore[attr-defined]
     assert len(apns_server.requests) == 1
+
+
+def test_many_tokens_refused_by_one_environment_say_the_sandbox_setting_is_likely_wrong(
+    ca: trustme.CA,
+    apns_server: ApnsServer,
+    apns_defaults: Settings,
+    clock: VirtualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    devices = [f"{i:02x}" * 32 for i in range(1, 5)]
+    apns_server.other_environment.update(devices)
+
+    async def scenario(sender: ApnsSender) -> list[str]:
+        reasons = []
+        for device in [*devices, devices[0]]:  # the same token twice counts once
+            with pytest.raises(ChannelProblem) as info:
+                await sender.send("ws_1", target(device), content(clock))
+            reasons.append(info.value.reason)
+        with pytest.raises(ChannelProblem) as other:  # another workspace's count is its own
+            await sender.send("ws_2", target(devices[0]), content(clock))
+        reasons.append(other.value.reason)
+        await sender.send("ws_1", target(), content(clock))  # one accepted: the count starts again
+        with pytest.raises(ChannelProblem) as after:
+            await sender.send("ws_1", target(devices[1]), content(clock))
+        reasons.append(after.value.reason)
+        return reasons
+
+    with caplog.at_level(logging.WARNING, logger="nudgeflow.push.apns"):
+        reasons = run(ca, apns_defaults, clock, scenario)
+    assert all("BadDeviceToken" in r and "the token is kept" in r for r in reasons)
+    said = ["none was accepted since" in r for r in reasons]
+    assert said == [False, False, True, True, True, False, False]
+    assert "4 device tokens of this workspace" in reasons[3] and "4 device tokens" in reasons[4]
+    assert [r.getMessage() for r in caplog.records if "sandbox" in r.getMessage()] == [
+        "APNs: many device tokens of a workspace answered BadDeviceToken; the sandbox setting is most likely wrong"
+    ]
+    assert all(d not in caplog.text for d in devices)
 
 
 def test_a_gone_device(ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock) -> None:
