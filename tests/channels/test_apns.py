@@ -117,7 +117,8 @@ def test_the_devices_app_is_the_topic_and_low_urgency_is_priority_5(
     )
     [req] = apns_server.requests
     assert req.headers["apns-topic"] == "com.example.shop.beta"
-    assert req.headers["apns-priority"] == "5" and "apns-collapse-id" not in req.headers
+    assert req.headers["apns-priority"] == "5"
+    assert req.headers["apns-collapse-id"] == "run7:send_push:1"  # no collapse_key: the message key
     assert req.payload["aps"] == {"alert": {"title": "Your streak", "body": "Day 7: keep it going"}}
 
 
@@ -367,3 +368,47 @@ def test_configured(engine: Any, p8: ec.EllipticCurvePrivateKey, clock: VirtualC
             conn, ws, ApnsConfig(team_id=TEAM, key_id=APNS_KEY_ID, private_key=pem(p8), topic=TOPIC), to_ms(clock.now())
         )
     assert configured(engine, bare, "apns")
+
+
+def test_a_send_cancelled_by_its_timeout_and_sent_again_shows_once(
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
+) -> None:
+    """APNs took the notification but its answer did not come back before the send's timeout,
+    which cancels the send (the dispatcher's wait_for does so), and the retry sends it again.
+    Apple keeps no idempotency key: both reach the device. The template sets no collapse_key;
+    the message key is the apns-collapse-id, so the second replaces the first on the device."""
+    sent = content(clock, collapse_key=None)
+    apns_server.hold(DEVICE)
+
+    async def scenario(sender: ApnsSender) -> None:
+        first = asyncio.create_task(sender.send("ws_1", target(), sent))
+        assert await asyncio.to_thread(apns_server.arrived.wait, 10)
+        first.cancel()  # the send timeout: the send is cancelled, its answer never read
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await sender.send("ws_1", target(), sent)  # the retry
+
+    run(ca, apns_defaults, clock, scenario)
+    assert [r.status for r in apns_server.requests] == [200, 200]  # it did reach APNs twice
+    assert {r.headers["apns-collapse-id"] for r in apns_server.requests} == {"run7:send_push:1"}
+    assert len(apns_server.shown(DEVICE)) == 1
+    # Other messages to the device are not collapsed with it.
+    run(
+        ca,
+        apns_defaults,
+        clock,
+        lambda s: s.send("ws_1", target(), content(clock, message_key="run8:x:1", collapse_key=None)),
+    )
+    assert len(apns_server.shown(DEVICE)) == 2
+
+
+def test_a_long_message_key_is_hashed_into_the_collapse_id(
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
+) -> None:
+    key = "run_" + "x" * 80 + ":send_push:1"
+    run(
+        ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock, message_key=key, collapse_key=None))
+    )
+    [req] = apns_server.sent()
+    collapse = req.headers["apns-collapse-id"]
+    assert len(collapse.encode()) <= 64 and collapse.startswith("k-")

@@ -13,6 +13,10 @@ answer replaces it once, for every send that saw it, and the send is tried again
 
 apns-id is a UUID derived from the message's idempotency key and the device token: a retry
 after a crash or a 5xx carries the same id, so it is one notification in Apple's reports.
+Apple does not drop a second request with the same apns-id, though: what keeps a retry of a
+send that was accepted but whose answer never came (a timeout) from showing twice is
+apns-collapse-id, the template's collapse_key or else one derived from the message key, so
+that the device shows the second copy in place of the first.
 
 Outcomes: 200 sent; 410 (Unregistered, ExpiredToken) -> TargetGone (the token is deleted:
 Apple says it is no longer active for the topic); 429, 500 and 503 -> TransientError (after
@@ -50,7 +54,7 @@ from nudgeflow.channels.push_config import (
     WorkspaceCredentials,
     keep_tokens_out_of_http_logs,
 )
-from nudgeflow.channels.push_limits import APNS_MAX_PAYLOAD, PayloadTooLarge
+from nudgeflow.channels.push_limits import APNS_MAX_COLLAPSE_ID, APNS_MAX_PAYLOAD, PayloadTooLarge, apns_collapse_id
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock
 from nudgeflow.store.push_targets import PushTarget
@@ -58,7 +62,7 @@ from nudgeflow.store.push_targets import PushTarget
 log = logging.getLogger("nudgeflow.push.apns")
 
 TOKEN_REFRESH_AFTER = timedelta(minutes=50)  # under Apple's hour, over its 20-minute minimum
-MAX_COLLAPSE_ID = 64  # bytes
+MAX_COLLAPSE_ID = APNS_MAX_COLLAPSE_ID  # bytes
 # Tokens are deleted on 410 only (Unregistered, ExpiredToken): see the module docstring.
 KEPT_REASONS = {"BadDeviceToken", "DeviceTokenNotForTopic"}
 # Distinct tokens of a workspace answered BadDeviceToken by one environment, none accepted
@@ -112,7 +116,7 @@ def apns_headers(content: PushContent, topic: str, device_token: str) -> dict[st
                 f"APNs: the collapse_key is {size} bytes, over APNs' limit of {MAX_COLLAPSE_ID}: "
                 "shorten it in the template"
             )
-        headers["apns-collapse-id"] = content.collapse_key
+    headers["apns-collapse-id"] = apns_collapse_id(content)
     return headers
 
 
