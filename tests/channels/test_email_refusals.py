@@ -105,8 +105,8 @@ def test_a_relay_that_denies_relaying_fails_messages_without_bouncing_anyone(
     clock = VirtualClock()
     ws = make_workspace(engine, clock=clock).workspace_id
     now = to_ms(clock.now())
-    for name in ("ada", "bo"):
-        _queue(engine, ws, name, f"{name}@example.org", now)
+    for name in ("ada", "bo"):  # profile ids of this workspace's own (PostgreSQL's database is shared)
+        _queue(engine, ws, f"{ws}-{name}", f"{name}@example.org", now)
     sink.rcpt_reply = "550 5.7.1 Relaying denied"
     registry = ChannelRegistry.development(())
     registry.register("email", _channel(sink, clock))
@@ -124,7 +124,7 @@ def test_a_relay_that_denies_relaying_fails_messages_without_bouncing_anyone(
         suppressed = conn.execute(
             text("SELECT count(*) FROM suppressions WHERE workspace_id = :ws"), {"ws": ws}
         ).scalar_one()
-    assert {k: s for k, s, _ in rows} == {"ada": "failed", "bo": "failed"}
+    assert {k: s for k, s, _ in rows} == {f"{ws}-ada": "failed", f"{ws}-bo": "failed"}
     assert all("Relaying denied" in (e or "") and "not a bounce" in (e or "") for _, _, e in rows)
     assert bounced == 0 and suppressed == 0
     assert runtime.stats.channel_problems["email"] == 2
