@@ -63,8 +63,6 @@ log = logging.getLogger("nudgeflow.push.apns")
 
 TOKEN_REFRESH_AFTER = timedelta(minutes=50)  # under Apple's hour, over its 20-minute minimum
 MAX_COLLAPSE_ID = APNS_MAX_COLLAPSE_ID  # bytes
-# Tokens are deleted on 410 only (Unregistered, ExpiredToken): see the module docstring.
-KEPT_REASONS = {"BadDeviceToken", "DeviceTokenNotForTopic"}
 # Distinct tokens of a workspace answered BadDeviceToken by one environment, none accepted
 # since, from which the sandbox setting is said to be most likely wrong.
 WRONG_ENVIRONMENT_ALERT = 3
