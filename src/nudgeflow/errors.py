@@ -42,6 +42,7 @@ both parents), so every `except ValueError` written before goes on catching what
     │   │   ├── TransientError
     │   │   └── PermanentError
     │   │       ├── BounceError                              channels/email/pool.py
+    │   │       ├── ChannelProblem                           channels/base.py
     │   │       ├── TargetGone                               channels/common.py
     │   │       ├── PushOptedOut                             channels/base.py
     │   │       └── PayloadTooLarge                          channels/push_limits.py

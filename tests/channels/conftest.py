@@ -63,6 +63,7 @@ def apns(p8: ec.EllipticCurvePrivateKey, ca: trustme.CA, clock: VirtualClock) ->
     running = Hypercorn(server, ca).start()
     server.url = running.url
     yield server, running.url
+    server.release()
     running.stop()
 
 
@@ -95,6 +96,7 @@ def fcm(sa_key: rsa.RSAPrivateKey, ca: trustme.CA, clock: VirtualClock) -> Itera
     running = Hypercorn(server, ca).start()
     server.url = running.url
     yield server
+    server.release()
     running.stop()
 
 

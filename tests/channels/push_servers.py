@@ -8,13 +8,17 @@ certificate) with HTTP/2 offered by ALPN, in a thread of its own.
   token's ES256 signature with the team's public key, refuses a token older than an hour
   (ExpiredProviderToken) and, on one connection, a new token within 20 minutes of the last
   (TooManyProviderTokenUpdates), as Apple does; answers what a test scripts for a device
-  (410, BadDeviceToken, 429, 500…).
+  (410, BadDeviceToken, 429, 500…), and BadDeviceToken to a token of the other environment.
 - `FcmServer`: an OAuth2 token endpoint (`POST /token`) that verifies the JWT-bearer grant
   (RS256 assertion signed by the service account key, iss, aud, scope, iat/exp), and the
   FCM v1 endpoint (`POST /v1/projects/<id>/messages:send`) that checks the bearer token it
   issued and the message's shape, and answers UNREGISTERED, QUOTA_EXCEEDED… when scripted.
 
-Both take `now()` (seconds), which tests tie to their virtual clock.
+Both take `now()` (seconds), which tests tie to their virtual clock. Both can take a
+notification and hold back their answer (`hold`), as a service does whose answer is lost or
+late: the sender's timeout then cancels a send the service has accepted. And both say what a
+device shows (`shown`): a notification with the same collapse id (APNs apns-collapse-id,
+Android's notification tag) replaces the one shown before, as iOS and Android do.
 """
 
 from __future__ import annotations
@@ -154,6 +158,44 @@ async def lifespan(scope: Scope, receive: Receive, send: Send) -> bool:
             return True
 
 
+class Withholding:
+    """Accept a device's next notification and answer it only on `release` (see the module
+    docstring). `arrived` is set once such a notification has been taken."""
+
+    def _init_withholding(self) -> None:
+        self.holding: set[str] = set()
+        self.arrived = threading.Event()
+        self._gates: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def hold(self, device: str) -> None:
+        self.holding.add(device)
+
+    async def _withhold(self, device: str) -> None:
+        if device not in self.holding:
+            return
+        self.holding.discard(device)
+        gate = asyncio.Event()
+        self._gates.append((asyncio.get_running_loop(), gate))
+        self.arrived.set()
+        await gate.wait()
+
+    def release(self) -> None:
+        for loop, gate in self._gates:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(gate.set)
+        self._gates.clear()
+
+
+def shown(accepted: list[tuple[str | None, Any]]) -> list[Any]:
+    """What a device shows of the notifications it was given, in order: (collapse id,
+    notification); one with the collapse id of one already shown replaces it."""
+    out: list[tuple[str | None, Any]] = []
+    for collapse, notification in accepted:
+        out = [(c, n) for c, n in out if collapse is None or c != collapse]
+        out.append((collapse, notification))
+    return [n for _, n in out]
+
+
 # -- APNs ------------------------------------------------------------------------------------
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -173,7 +215,7 @@ class ApnsRequest:
 
 
 @dataclass
-class ApnsServer:
+class ApnsServer(Withholding):
     """Plays APNs for one team and key (see the module docstring)."""
 
     team_id: str
@@ -183,12 +225,22 @@ class ApnsServer:
     topics: set[str] = field(default_factory=lambda: {"com.example.shop"})
     requests: list[ApnsRequest] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)  # devices answered 410 Unregistered
+    # Tokens of the other environment (a development build's, sent to this production
+    # server, or the reverse): answered 400 BadDeviceToken, as Apple does.
+    other_environment: set[str] = field(default_factory=set)
     scripted: dict[str, list[tuple[int, str, dict[str, str]]]] = field(default_factory=dict)
     expired: set[str] = field(default_factory=set)  # provider tokens answered ExpiredProviderToken
     provider_tokens: list[str] = field(default_factory=list)  # distinct, in the order first seen
     url: str = ""  # set once served, for the settings that point a sender at it
     _last_new_iat: dict[Any, int] = field(default_factory=dict)  # per connection
     _current: dict[Any, str] = field(default_factory=dict)  # the token a connection uses
+
+    def __post_init__(self) -> None:
+        self._init_withholding()
+
+    def shown(self, device: str) -> list[Any]:
+        """The payloads the device shows (collapsed by apns-collapse-id)."""
+        return shown([(r.headers.get("apns-collapse-id"), r.payload) for r in self.sent() if r.device == device])
 
     def script(self, device: str, *answers: tuple[int, str] | tuple[int, str, dict[str, str]]) -> None:
         """The next answers for a device, in order (then 200 again)."""
@@ -273,6 +325,8 @@ class ApnsServer:
             return 400, "BadPayload", {}, req
         if not isinstance(req.payload, dict) or not isinstance(req.payload.get("aps"), dict):
             return 400, "PayloadEmpty", {}, req
+        if device in self.other_environment:
+            return 400, "BadDeviceToken", {}, req
         if device in self.gone:
             return 410, "Unregistered", {}, req
         queue = self.scripted.get(device)
@@ -299,6 +353,7 @@ class ApnsServer:
         self.requests.append(req)
         answer_headers = {"apns-id": headers.get("apns-id") or str(uuid.uuid4()), **extra}
         if status == 200:
+            await self._withhold(req.device)
             await respond(send, 200, None, answer_headers)
             return
         out: dict[str, Any] = {"reason": reason}
@@ -429,11 +484,14 @@ def check_message(body: Any) -> str | None:
         return "Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration)"
     if "priority" in android and android["priority"] not in ("normal", "high", "NORMAL", "HIGH"):
         return "Invalid value at 'message.android.priority'"
+    shown = android.get("notification", {})
+    if not isinstance(shown, dict) or not all(isinstance(v, str) for k, v in shown.items() if k == "tag"):
+        return "Invalid value at 'message.android.notification'"
     return None
 
 
 @dataclass
-class FcmServer:
+class FcmServer(Withholding):
     """Plays Google's token endpoint and FCM v1 for one service account and project."""
 
     project_id: str
@@ -450,6 +508,19 @@ class FcmServer:
     scripted: dict[str, list[tuple[str, dict[str, str]]]] = field(default_factory=dict)
     token_endpoint_answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     _n: Any = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self._init_withholding()
+
+    def shown(self, device: str) -> list[Any]:
+        """The messages an Android device shows (collapsed by android.notification.tag)."""
+        return shown(
+            [
+                ((r.body["message"].get("android") or {}).get("notification", {}).get("tag"), r.body["message"])
+                for r in self.sent()
+                if r.body["message"]["token"] == device
+            ]
+        )
 
     def script(self, device: str, *answers: str | tuple[str, dict[str, str]]) -> None:
         """The next answers for a device, by FCM_ERRORS name (with extra headers), then 200."""
@@ -560,6 +631,8 @@ class FcmServer:
             status, payload = FCM_ERRORS[name]
             await answer(status, payload, extra, code=name)
             return
+        req.status = 200  # taken, whether or not its answer gets back
+        await self._withhold(device)
         await answer(200, {"name": f"projects/{project}/messages/0:{next(self._n)}%{uuid.uuid4().hex[:12]}"})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

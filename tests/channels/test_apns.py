@@ -16,7 +16,7 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nudgeflow.channels.apns import ApnsSender, apns_id
-from nudgeflow.channels.base import PermanentError, TransientError
+from nudgeflow.channels.base import ChannelProblem, PermanentError, TransientError
 from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push_config import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, PushConfigError, set_apns
 from nudgeflow.channels.push_limits import PayloadTooLarge
@@ -117,7 +117,8 @@ def test_the_devices_app_is_the_topic_and_low_urgency_is_priority_5(
     )
     [req] = apns_server.requests
     assert req.headers["apns-topic"] == "com.example.shop.beta"
-    assert req.headers["apns-priority"] == "5" and "apns-collapse-id" not in req.headers
+    assert req.headers["apns-priority"] == "5"
+    assert req.headers["apns-collapse-id"] == "run7:send_push:1"  # no collapse_key: the message key
     assert req.payload["aps"] == {"alert": {"title": "Your streak", "body": "Day 7: keep it going"}}
 
 
@@ -188,8 +189,9 @@ def test_expired_twice_in_a_row_is_permanent(
     "answer, error, fragment",
     [
         ((410, "Unregistered"), TargetGone, "APNs 410 Unregistered"),
-        ((400, "BadDeviceToken"), TargetGone, "APNs 400 BadDeviceToken"),
-        ((400, "DeviceTokenNotForTopic"), TargetGone, "DeviceTokenNotForTopic"),
+        ((410, "ExpiredToken"), TargetGone, "APNs 410 ExpiredToken"),
+        ((400, "BadDeviceToken"), ChannelProblem, "APNs 400 BadDeviceToken: .* the token is kept"),
+        ((400, "DeviceTokenNotForTopic"), ChannelProblem, "DeviceTokenNotForTopic: .* the token is kept"),
         ((429, "TooManyRequests", {"Retry-After": "30"}), TransientError, "APNs 429 TooManyRequests"),
         ((500, "InternalServerError"), TransientError, "APNs 500 InternalServerError"),
         ((503, "ServiceUnavailable"), TransientError, "APNs 503 ServiceUnavailable"),
@@ -209,11 +211,48 @@ def test_outcomes(
     apns_server.script(DEVICE, answer)  # type: ignore[arg-type]
     with pytest.raises(error, match=fragment) as info:
         run(ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock)))
-    if error is PermanentError:
+    if error in (PermanentError, ChannelProblem):
         assert not isinstance(info.value, TargetGone)
     if answer[0] == 429:
         assert info.value.retry_after_s == 30.0  # type: ignore[attr-defined]
     assert len(apns_server.requests) == 1
+
+
+def test_many_tokens_refused_by_one_environment_say_the_sandbox_setting_is_likely_wrong(
+    ca: trustme.CA,
+    apns_server: ApnsServer,
+    apns_defaults: Settings,
+    clock: VirtualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    devices = [f"{i:02x}" * 32 for i in range(1, 5)]
+    apns_server.other_environment.update(devices)
+
+    async def scenario(sender: ApnsSender) -> list[str]:
+        reasons = []
+        for device in [*devices, devices[0]]:  # the same token twice counts once
+            with pytest.raises(ChannelProblem) as info:
+                await sender.send("ws_1", target(device), content(clock))
+            reasons.append(info.value.reason)
+        with pytest.raises(ChannelProblem) as other:  # another workspace's count is its own
+            await sender.send("ws_2", target(devices[0]), content(clock))
+        reasons.append(other.value.reason)
+        await sender.send("ws_1", target(), content(clock))  # one accepted: the count starts again
+        with pytest.raises(ChannelProblem) as after:
+            await sender.send("ws_1", target(devices[1]), content(clock))
+        reasons.append(after.value.reason)
+        return reasons
+
+    with caplog.at_level(logging.WARNING, logger="nudgeflow.push.apns"):
+        reasons = run(ca, apns_defaults, clock, scenario)
+    assert all("BadDeviceToken" in r and "the token is kept" in r for r in reasons)
+    said = ["none was accepted since" in r for r in reasons]
+    assert said == [False, False, True, True, True, False, False]
+    assert "4 device tokens of this workspace" in reasons[3] and "4 device tokens" in reasons[4]
+    assert [r.getMessage() for r in caplog.records if "sandbox" in r.getMessage()] == [
+        "APNs: many device tokens of a workspace answered BadDeviceToken; the sandbox setting is most likely wrong"
+    ]
+    assert all(d not in caplog.text for d in devices)
 
 
 def test_a_gone_device(ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock) -> None:
@@ -329,3 +368,47 @@ def test_configured(engine: Any, p8: ec.EllipticCurvePrivateKey, clock: VirtualC
             conn, ws, ApnsConfig(team_id=TEAM, key_id=APNS_KEY_ID, private_key=pem(p8), topic=TOPIC), to_ms(clock.now())
         )
     assert configured(engine, bare, "apns")
+
+
+def test_a_send_cancelled_by_its_timeout_and_sent_again_shows_once(
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
+) -> None:
+    """APNs took the notification but its answer did not come back before the send's timeout,
+    which cancels the send (the dispatcher's wait_for does so), and the retry sends it again.
+    Apple keeps no idempotency key: both reach the device. The template sets no collapse_key;
+    the message key is the apns-collapse-id, so the second replaces the first on the device."""
+    sent = content(clock, collapse_key=None)
+    apns_server.hold(DEVICE)
+
+    async def scenario(sender: ApnsSender) -> None:
+        first = asyncio.create_task(sender.send("ws_1", target(), sent))
+        assert await asyncio.to_thread(apns_server.arrived.wait, 10)
+        first.cancel()  # the send timeout: the send is cancelled, its answer never read
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await sender.send("ws_1", target(), sent)  # the retry
+
+    run(ca, apns_defaults, clock, scenario)
+    assert [r.status for r in apns_server.requests] == [200, 200]  # it did reach APNs twice
+    assert {r.headers["apns-collapse-id"] for r in apns_server.requests} == {"run7:send_push:1"}
+    assert len(apns_server.shown(DEVICE)) == 1
+    # Other messages to the device are not collapsed with it.
+    run(
+        ca,
+        apns_defaults,
+        clock,
+        lambda s: s.send("ws_1", target(), content(clock, message_key="run8:x:1", collapse_key=None)),
+    )
+    assert len(apns_server.shown(DEVICE)) == 2
+
+
+def test_a_long_message_key_is_hashed_into_the_collapse_id(
+    ca: trustme.CA, apns_server: ApnsServer, apns_defaults: Settings, clock: VirtualClock
+) -> None:
+    key = "run_" + "x" * 80 + ":send_push:1"
+    run(
+        ca, apns_defaults, clock, lambda s: s.send("ws_1", target(), content(clock, message_key=key, collapse_key=None))
+    )
+    [req] = apns_server.sent()
+    collapse = req.headers["apns-collapse-id"]
+    assert len(collapse.encode()) <= 64 and collapse.startswith("k-")

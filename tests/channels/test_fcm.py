@@ -115,7 +115,12 @@ def test_message_shape_and_the_oauth_grant(
                 "report_url": "https://t.example.com/p/abc",
                 "image": "https://cdn.example.com/shoes.jpg",
             },
-            "android": {"ttl": "3000s", "priority": "high", "collapse_key": "cart"},
+            "android": {
+                "ttl": "3000s",
+                "priority": "high",
+                "collapse_key": "cart",
+                "notification": {"tag": "cart"},  # a second copy replaces the first on the device
+            },
         }
     }
 
@@ -125,8 +130,16 @@ def test_urgency_and_an_ios_device_registered_with_fcm(clock: VirtualClock) -> N
         clock, urgency="very-low", collapse_key=None, image=None, actions=({"action": "open", "title": "Open"},)
     )
     message = fcm_message(target(platform="ios"), sent, to_ms(clock.now()))["message"]
-    assert message["android"] == {"ttl": "3600s", "priority": "normal"}
-    assert message["apns"] == {"headers": {"apns-expiration": str(sent.expires_at_ms // 1000), "apns-priority": "5"}}
+    # No collapse_key: the message key tags and collapses it (no Android collapse_key: FCM
+    # keeps at most 4 per device), so that a retried copy replaces the first.
+    assert message["android"] == {"ttl": "3600s", "priority": "normal", "notification": {"tag": "run1:send_push:1"}}
+    assert message["apns"] == {
+        "headers": {
+            "apns-expiration": str(sent.expires_at_ms // 1000),
+            "apns-priority": "5",
+            "apns-collapse-id": "run1:send_push:1",
+        }
+    }
     assert json.loads(message["data"]["actions"]) == [{"action": "open", "title": "Open"}]
     assert (
         fcm_message(target(), content(clock, urgency="normal"), to_ms(clock.now()))["message"]["android"]["priority"]
@@ -362,3 +375,33 @@ def test_tokens_and_keys_stay_out_of_the_logs(
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert fcm.issued and not any(token in logged for token in fcm.issued)  # the OAuth access token
     assert DEVICE not in logged and "PRIVATE KEY" not in logged and "assertion" not in logged
+
+
+def test_a_send_cancelled_by_its_timeout_and_sent_again_shows_once(
+    ca: trustme.CA, fcm: FcmServer, fcm_defaults: Settings, clock: VirtualClock
+) -> None:
+    """FCM took the message but its answer did not come back before the send's timeout, which
+    cancels the send (the dispatcher's wait_for does so); the retry sends it again. FCM has no
+    idempotency key, so the device gets both; the message key is the Android notification tag,
+    so the second replaces the first in the notification drawer."""
+    sent = content(clock, collapse_key=None)
+    fcm.hold(DEVICE)
+
+    async def scenario(sender: FcmSender) -> None:
+        first = asyncio.create_task(sender.send("ws_1", target(), sent))
+        assert await asyncio.to_thread(fcm.arrived.wait, 10)
+        first.cancel()  # the send timeout: the send is cancelled, its answer never read
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await sender.send("ws_1", target(), sent)  # the retry
+
+    run(ca, fcm_defaults, clock, scenario)
+    assert len(fcm.sent()) == 2  # FCM took it twice
+    assert len(fcm.shown(DEVICE)) == 1
+    run(
+        ca,
+        fcm_defaults,
+        clock,
+        lambda s: s.send("ws_1", target(), content(clock, message_key="run2:x:1", collapse_key=None)),
+    )
+    assert len(fcm.shown(DEVICE)) == 2  # another message is not collapsed with it

@@ -17,7 +17,7 @@ import trustme
 from sqlalchemy import select
 
 from nudgeflow.channels.apns import ApnsSender
-from nudgeflow.channels.base import PermanentError, PushOptedOut, TransientError
+from nudgeflow.channels.base import ChannelProblem, PermanentError, PushOptedOut, TransientError
 from nudgeflow.channels.fcm import FcmSender
 from nudgeflow.channels.push import DatabasePush, PushChannel
 from nudgeflow.channels.wiring import apns_default, fcm_default
@@ -67,15 +67,23 @@ def tokens(engine: Any, ws: str) -> set[str]:
         return set(conn.execute(select(device_tokens.c.token).where(device_tokens.c.workspace_id == ws)).scalars())
 
 
-def send(engine: Any, settings: Settings, ca: trustme.CA, clock: VirtualClock, msg: OutboundMessage) -> None:
+def send(
+    engine: Any,
+    settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+    msg: OutboundMessage,
+    providers: tuple[str, ...] = ("fcm", "apns"),
+) -> None:
     async def main() -> None:
         async with httpx.AsyncClient(http2=True, verify=client_ssl_context(ca), timeout=10) as client:
             db = DatabasePush(engine, clock)
+            senders = {
+                "fcm": FcmSender(engine, clock, default=lambda: fcm_default(settings), client=client),
+                "apns": ApnsSender(engine, clock, default=lambda: apns_default(settings), client=client),
+            }
             channel = PushChannel(
-                {
-                    "fcm": FcmSender(engine, clock, default=lambda: fcm_default(settings), client=client),
-                    "apns": ApnsSender(engine, clock, default=lambda: apns_default(settings), client=client),
-                },
+                {name: sender for name, sender in senders.items() if name in providers},
                 db,
                 db,
                 clock,
@@ -99,7 +107,7 @@ def test_dead_tokens_are_deleted_and_the_live_one_gets_the_message(
     ws, pid = person_with_devices
     fcm, apns = fcm_and_apns
     fcm.gone.add(PIXEL)  # the app was uninstalled
-    apns.script(OLD_IPAD, (400, "BadDeviceToken"))  # a development build's token sent to production
+    apns.gone.add(OLD_IPAD)
     send(engine, push_settings, ca, clock, message(ws, pid, clock))
 
     assert tokens(engine, ws) == {IPHONE}
@@ -111,6 +119,31 @@ def test_dead_tokens_are_deleted_and_the_live_one_gets_the_message(
     assert int(delivered.headers["apns-expiration"]) == int(clock.now().timestamp()) + 2 * 3600
     assert [r.error_code for r in fcm.requests] == ["UNREGISTERED"]
     assert fcm.requests[0].body["message"]["android"]["ttl"] == "7200s"
+
+
+def test_a_wrong_apns_environment_deletes_no_token(
+    engine: Any,
+    person_with_devices: tuple[str, str],
+    fcm_and_apns: tuple[FcmServer, ApnsServer],
+    push_settings: Settings,
+    ca: trustme.CA,
+    clock: VirtualClock,
+) -> None:
+    """Every iOS token is a development build's and the workspace sends to production: APNs
+    answers BadDeviceToken to each. The tokens are kept (the setting, not the devices, is
+    wrong) and the message fails as a channel problem that names the environment."""
+    ws, pid = person_with_devices
+    _, apns = fcm_and_apns
+    apns.other_environment.update({IPHONE, OLD_IPAD})
+    with pytest.raises(ChannelProblem, match="BadDeviceToken") as info:
+        send(engine, push_settings, ca, clock, message(ws, pid, clock), providers=("apns",))
+    assert not isinstance(info.value, PushOptedOut)
+    assert "apns.sandbox is false" in info.value.reason and "the token is kept" in info.value.reason
+    assert tokens(engine, ws) == {IPHONE, OLD_IPAD, PIXEL}
+    # Once the setting is right (here: the devices' environment), the same tokens take it.
+    apns.other_environment.clear()
+    send(engine, push_settings, ca, clock, message(ws, pid, clock, key="run1:streak:2"), providers=("apns",))
+    assert {r.device for r in apns.sent()} == {IPHONE, OLD_IPAD}
 
 
 def test_when_every_token_is_dead_the_message_fails_and_they_are_gone(

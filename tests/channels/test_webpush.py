@@ -92,11 +92,45 @@ def test_delivers_encrypted_and_signed(engine: Any, wsid: str, dev_push: Running
     assert got.jwt_exp == int(clock.now().timestamp()) + 12 * 3600
 
 
-def test_no_urgency_or_topic_unless_set(engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock) -> None:
+def test_no_urgency_unless_set_and_the_message_key_is_the_topic(
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
+) -> None:
     sub = dev_push.service.subscribe()
     with_sender(engine, clock, lambda s: s.send(wsid, target(sub), content(clock)))
     [got] = dev_push.service.received_for(sub.id)
-    assert (got.ttl, got.urgency, got.topic) == (3600, None, None)
+    assert (got.ttl, got.urgency, got.topic) == (3600, None, topic_for("run1:s1:1"))
+
+
+def test_a_send_cancelled_by_its_timeout_and_sent_again_replaces_the_first_while_undelivered(
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
+) -> None:
+    """The browser is offline, so the push service keeps what it accepts. It accepted the
+    message but its answer did not come back before the send's timeout, which cancels the
+    send (the dispatcher's wait_for does so); the retry sends it again. The template sets no
+    collapse_key: the message key is the Topic, so the service replaces the copy it keeps
+    and the browser, back online, receives one."""
+    service = dev_push.service
+    sub = service.subscribe()
+    service.offline(sub.id)
+    service.hold(sub.id)
+    sent = content(clock, collapse_key=None)
+
+    async def scenario(sender: WebPushSender) -> None:
+        first = asyncio.create_task(sender.send(wsid, target(sub), sent))
+        assert await asyncio.to_thread(service.held.wait, 10)
+        first.cancel()  # the send timeout: the send is cancelled, its answer never read
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await sender.send(wsid, target(sub), sent)  # the retry
+
+    try:
+        with_sender(engine, clock, scenario)
+    finally:
+        service.release()
+    assert service.accepted == 2  # the service took it twice
+    [got] = service.online(sub.id)
+    assert got.notification == sent.notification() and got.topic == topic_for("run1:s1:1")
+    assert service.received_for(sub.id) == [got]
 
 
 def test_topic_is_at_most_32_url_safe_characters() -> None:

@@ -13,11 +13,23 @@ answer replaces it once, for every send that saw it, and the send is tried again
 
 apns-id is a UUID derived from the message's idempotency key and the device token: a retry
 after a crash or a 5xx carries the same id, so it is one notification in Apple's reports.
+Apple does not drop a second request with the same apns-id, though: what keeps a retry of a
+send that was accepted but whose answer never came (a timeout) from showing twice is
+apns-collapse-id, the template's collapse_key or else one derived from the message key, so
+that the device shows the second copy in place of the first.
 
-Outcomes: 200 sent; 410 (Unregistered, ExpiredToken), 400 BadDeviceToken and
-DeviceTokenNotForTopic -> TargetGone (the token is deleted); 429, 500 and 503 ->
-TransientError (after Retry-After when given); any other 4xx -> PermanentError with
-Apple's reason, never retried.
+Outcomes: 200 sent; 410 (Unregistered, ExpiredToken) -> TargetGone (the token is deleted:
+Apple says it is no longer active for the topic); 429, 500 and 503 -> TransientError (after
+Retry-After when given); any other 4xx -> PermanentError with Apple's reason, never retried.
+
+400 BadDeviceToken and DeviceTokenNotForTopic do not delete the token. Apple answers
+BadDeviceToken to a token that does not match the environment it was sent to (a development
+build's token sent to production, or the reverse), so a workspace whose `sandbox` setting is
+wrong would have had every token deleted; DeviceTokenNotForTopic, likewise, to every token
+when the topic is wrong. Both are a ChannelProblem naming the likely cause (the token is
+kept and the message fails); once WRONG_ENVIRONMENT_ALERT distinct tokens of a workspace got
+BadDeviceToken from one environment with none accepted since, the reason says the setting is
+most likely wrong, and a warning is logged.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ from typing import Any
 import httpx
 import orjson
 
-from nudgeflow.channels.base import PermanentError, TransientError, reason_text, retry_after_s
+from nudgeflow.channels.base import ChannelProblem, PermanentError, TransientError, reason_text, retry_after_s
 from nudgeflow.channels.common import TargetGone
 from nudgeflow.channels.push_config import (
     APNS_SECTION,
@@ -42,7 +54,7 @@ from nudgeflow.channels.push_config import (
     WorkspaceCredentials,
     keep_tokens_out_of_http_logs,
 )
-from nudgeflow.channels.push_limits import APNS_MAX_PAYLOAD, PayloadTooLarge
+from nudgeflow.channels.push_limits import APNS_MAX_COLLAPSE_ID, APNS_MAX_PAYLOAD, PayloadTooLarge, apns_collapse_id
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock
 from nudgeflow.store.push_targets import PushTarget
@@ -50,8 +62,11 @@ from nudgeflow.store.push_targets import PushTarget
 log = logging.getLogger("nudgeflow.push.apns")
 
 TOKEN_REFRESH_AFTER = timedelta(minutes=50)  # under Apple's hour, over its 20-minute minimum
-MAX_COLLAPSE_ID = 64  # bytes
-GONE_REASONS = {"BadDeviceToken", "DeviceTokenNotForTopic", "Unregistered", "ExpiredToken"}
+MAX_COLLAPSE_ID = APNS_MAX_COLLAPSE_ID  # bytes
+# Distinct tokens of a workspace answered BadDeviceToken by one environment, none accepted
+# since, from which the sandbox setting is said to be most likely wrong.
+WRONG_ENVIRONMENT_ALERT = 3
+_MAX_TRACKED = 10_000  # tokens remembered per workspace and environment (memory stays bounded)
 LOW_URGENCY = ("low", "very-low")
 _APNS_ID_NAMESPACE = uuid.UUID("5b0a3c1e-8f2d-4d1a-9c67-0e4f6a2b7d10")  # Nudgeflow's, for apns-id
 _HEX = re.compile(r"^[0-9A-Fa-f]{16,400}$")
@@ -99,15 +114,22 @@ def apns_headers(content: PushContent, topic: str, device_token: str) -> dict[st
                 f"APNs: the collapse_key is {size} bytes, over APNs' limit of {MAX_COLLAPSE_ID}: "
                 "shorten it in the template"
             )
-        headers["apns-collapse-id"] = content.collapse_key
+    headers["apns-collapse-id"] = apns_collapse_id(content)
     return headers
 
 
 def classify(status: int, reason: str, retry_after: float | None) -> Exception:
     """The channel error an APNs answer means (see the module docstring)."""
     text = f"APNs {status} {reason}".strip()
-    if status == 410 or (status == 400 and reason in GONE_REASONS):
+    if status == 410:
         return TargetGone(text)
+    if status == 400 and reason == "BadDeviceToken":
+        return ChannelProblem(f"{text}: the token is not valid in this APNs environment; the token is kept")
+    if status == 400 and reason == "DeviceTokenNotForTopic":
+        return ChannelProblem(
+            f"{text}: the token is of another app than the apns-topic (the device's app id, else the "
+            "workspace's APNs topic); the token is kept"
+        )
     if status in (429, 500, 503) or status >= 500:
         return TransientError(text, retry_after_s=retry_after)
     return PermanentError(text)
@@ -145,6 +167,9 @@ class ApnsSender:
         self._tokens: dict[str, ProviderToken] = {}
         self._keys: dict[str, Any] = {}  # loaded signing keys per credentials fingerprint
         self._loop: asyncio.AbstractEventLoop | None = None  # the one the client belongs to
+        # (workspace, APNs base URL) -> hashes of the tokens answered BadDeviceToken since
+        # the last one that environment accepted for the workspace.
+        self._bad_tokens: dict[tuple[str, str], set[str]] = {}
         keep_tokens_out_of_http_logs()
 
     @property
@@ -182,6 +207,7 @@ class ApnsSender:
             except httpx.TransportError as exc:  # timeouts, refused and lost connections, GOAWAY
                 raise TransientError(f"APNs: {type(exc).__name__}") from exc
             if response.status_code == 200:
+                self._bad_tokens.pop((workspace_id, config.base), None)
                 return
             reason = _reason(response)
             if response.status_code == 403 and reason == "ExpiredProviderToken":
@@ -196,7 +222,35 @@ class ApnsSender:
             )
             if isinstance(error, TargetGone):
                 log.info("APNs token gone", extra={"target": target.redacted(), "reason": reason})
+            if response.status_code == 400 and reason == "BadDeviceToken":
+                error = self._wrong_environment(workspace_id, config, target)
             raise error
+
+    def _wrong_environment(self, workspace_id: str, config: ApnsConfig, target: PushTarget) -> ChannelProblem:
+        """BadDeviceToken: most likely a token of the other environment; many of them, with
+        none accepted since, most likely the workspace's sandbox setting."""
+        env, other = ("sandbox", "production") if config.sandbox else ("production", "development")
+        where = f"APNs' {env} environment" if config.base_url is None else f"the APNs server at {config.base}"
+        reason = (
+            f"APNs 400 BadDeviceToken: the token is not valid in {where} (apns.sandbox is "
+            f"{str(config.sandbox).lower()}); most likely a {other} build's token, or the sandbox setting "
+            "is wrong; the token is kept"
+        )
+        bad = self._bad_tokens.setdefault((workspace_id, config.base), set())
+        if len(bad) < _MAX_TRACKED:
+            bad.add(target.key)
+        if len(bad) >= WRONG_ENVIRONMENT_ALERT:
+            reason += (
+                f". {len(bad)} device tokens of this workspace got BadDeviceToken from {where} and none was "
+                "accepted since: check the workspace's APNs sandbox setting"
+            )
+            if len(bad) == WRONG_ENVIRONMENT_ALERT:
+                log.warning(
+                    "APNs: many device tokens of a workspace answered BadDeviceToken; the sandbox setting is "
+                    "most likely wrong",
+                    extra={"workspace_id": workspace_id, "sandbox": config.sandbox, "tokens": len(bad)},
+                )
+        return ChannelProblem(reason)
 
     # -- provider tokens ------------------------------------------------------------------------
 

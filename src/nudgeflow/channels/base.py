@@ -14,6 +14,10 @@ Both signal failure the same way: `TransientError` (try again later, with backof
 after `retry_after_s`) or `PermanentError` (record the message failed, with the reason).
 `NoTarget`, a PermanentError, says the person has nothing to send to on the channel (no
 address, no device): the message is not failed but `suppressed`, reason `no_target`.
+`ChannelProblem`, a PermanentError, says the refusal is about our side (a relay that denies
+relaying, a login refused, a sender policy, the wrong APNs environment), not the person: the
+message fails with the reason, nothing is held against the person (no bounce, no opt-out,
+no target deleted), and the dispatcher reports it as the channel's problem.
 """
 
 from __future__ import annotations
@@ -71,6 +75,15 @@ class NotStarted(TransientError):
 
 class PermanentError(ChannelError):
     """No retry will help: an unknown template, a rejected address, a revoked token."""
+
+
+class ChannelProblem(PermanentError):
+    """The service refused for a reason of the channel's own, not the person's: a relay that
+    denies relaying or asks for a login, a policy about the sender, a token sent to the wrong
+    APNs environment. Another try fails the same way until an operator fixes the settings, so
+    the message fails with the reason; the person's address or device is not blamed (no
+    bounce recorded, nothing suppressed or deleted). The dispatcher logs each one as a
+    channel problem (a warning naming the channel) and counts it."""
 
 
 class PushOptedOut(PermanentError):

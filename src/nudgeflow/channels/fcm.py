@@ -42,7 +42,7 @@ from nudgeflow.channels.push_config import (
     WorkspaceCredentials,
     keep_tokens_out_of_http_logs,
 )
-from nudgeflow.channels.push_limits import FCM_MAX_PAYLOAD, PayloadTooLarge
+from nudgeflow.channels.push_limits import FCM_MAX_PAYLOAD, PayloadTooLarge, apns_collapse_id
 from nudgeflow.content.push_render import PushContent
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.store.push_targets import PushTarget
@@ -161,13 +161,19 @@ def fcm_message(target: PushTarget, content: PushContent, now_ms: int) -> dict[s
     low = content.urgency in LOW_URGENCY
     android: dict[str, Any] = {"ttl": f"{content.ttl_at(now_ms)}s", "priority": "normal" if low else "high"}
     if content.collapse_key:
+        # Not the message key when there is none: FCM keeps at most 4 collapse keys per device.
         android["collapse_key"] = content.collapse_key
+    # FCM has no idempotency key: a retry of a send accepted but unanswered (a timeout) is a
+    # second message. The tag makes Android show it in place of the first.
+    android["notification"] = {"tag": content.replace_id}
     message: dict[str, Any] = {"token": target.address, "notification": notification, "data": data, "android": android}
     if (target.platform or "").lower() in APPLE_PLATFORMS:
         # An iOS app registered with FCM: FCM relays to APNs, which reads these headers.
-        headers = {"apns-expiration": str(content.expires_at_ms // 1000), "apns-priority": "5" if low else "10"}
-        if content.collapse_key:
-            headers["apns-collapse-id"] = content.collapse_key
+        headers = {
+            "apns-expiration": str(content.expires_at_ms // 1000),
+            "apns-priority": "5" if low else "10",
+            "apns-collapse-id": apns_collapse_id(content),
+        }
         message["apns"] = {"headers": headers}
         if content.image:
             message["apns"]["payload"] = {"aps": {"mutable-content": 1}}

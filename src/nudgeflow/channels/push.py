@@ -5,8 +5,10 @@ A send step with `channel: push` queues one outbox message. This channel renders
 subscriptions, FCM and APNs device tokens) and hands the same content to each target's
 sender (channels/webpush.py, fcm.py, apns.py), concurrently:
 
-- a target its service reports gone (Web Push 404/410, FCM UNREGISTERED, APNs 410 /
-  BadDeviceToken) is deleted, and counts as not delivered;
+- a target its service reports gone (Web Push 404/410, FCM UNREGISTERED, APNs 410) is
+  deleted, and counts as not delivered; a refusal that is the channel's own problem (APNs
+  BadDeviceToken: most likely the wrong environment, see apns.py) keeps the target, and when
+  it is every target's answer the message fails as a ChannelProblem;
 - when a target failed transiently (or its sender raised an unexpected error, which is
   logged with its traceback), the message is retried with backoff (the longest
   Retry-After wins), and the retry goes only to the targets that have not taken it: those
@@ -28,7 +30,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from nudgeflow.channels.base import ChannelError, NoTarget, PermanentError, PushOptedOut, RemoteChannel, TransientError
+from nudgeflow.channels.base import (
+    ChannelError,
+    ChannelProblem,
+    NoTarget,
+    PermanentError,
+    PushOptedOut,
+    RemoteChannel,
+    TransientError,
+)
 from nudgeflow.channels.common import TargetGone, permanent_from_render
 from nudgeflow.content.errors import RenderError
 from nudgeflow.content.push_render import PushContent, render_push
@@ -227,6 +237,8 @@ class PushChannel(RemoteChannel):
             return
         if todo and all(isinstance(result, TargetGone) for result in results):
             raise PushOptedOut("; ".join(reasons)[:1000])
+        if todo and all(isinstance(result, ChannelProblem) for result in results):
+            raise ChannelProblem("; ".join(reasons)[:1000])
         raise PermanentError("; ".join(reasons)[:1000] or "no target took the message")
 
     async def _done(self, message: OutboundMessage, earlier: set[str], failed: str | None, delivered: int = 0) -> None:

@@ -14,8 +14,10 @@ for each of the person's browser subscriptions. For each, the sender:
   every message to that origin until it has less than an hour to live: signing one costs
   about half as much CPU as encrypting a message, and push services accept a JWT for up
   to 24 h;
-- POSTs it with `TTL` (the seconds the message has left to live), `Urgency` and `Topic`
-  when the message sets them, over one aiohttp session per sender: HTTP/1.1 on pooled
+- POSTs it with `TTL` (the seconds the message has left to live), `Urgency` when the message
+  sets it, and `Topic` (from the template's collapse_key, else the message key: a retry
+  replaces a first copy the service has not delivered yet; the service worker's tag, the
+  message key, replaces one already shown), over one aiohttp session per sender: HTTP/1.1 on pooled
   keep-alive connections (every push service takes HTTP/1.1: FCM's web push endpoint,
   Mozilla autopush, Apple's, Microsoft's). Not httpx: its request path cost 5.2 ms of CPU
   a message on the benchmark machine against 0.35 ms on aiohttp (benchmarks/RESULTS.md,
@@ -306,8 +308,9 @@ class WebPushSender:
         }
         if content.urgency in URGENCIES:
             headers["Urgency"] = content.urgency
-        if content.collapse_key:
-            headers["Topic"] = topic_for(content.collapse_key)
+        # The template's collapse_key, else the message key: a retry of a send accepted but
+        # unanswered (a timeout) replaces the first copy while the service still holds it.
+        headers["Topic"] = topic_for(content.replace_id)
         return headers
 
     async def send(self, workspace_id: str, target: PushTarget, content: PushContent) -> None:

@@ -46,6 +46,15 @@ class PushContent:
     def expired(self, now_ms: int) -> bool:
         return now_ms >= self.expires_at_ms
 
+    @property
+    def replace_id(self) -> str:
+        """What makes a second copy of this message replace the first rather than show beside
+        it: the template's collapse_key, else the message key. A send cancelled by its timeout
+        may have been accepted, and its retry then reaches the device again; each sender
+        hands this to its service's replacing mechanism (APNs apns-collapse-id, FCM's Android
+        notification tag, Web Push's Topic: docs/push.md, "A retry replaces, not repeats")."""
+        return self.collapse_key or self.message_key
+
     def notification(self) -> dict[str, Any]:
         """The service-neutral notification (what the service worker and the apps read)."""
         out: dict[str, Any] = {"title": self.title, "body": self.body, "key": self.message_key}

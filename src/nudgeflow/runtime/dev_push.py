@@ -17,6 +17,12 @@ told to answer otherwise for a subscription (`respond`: 404, 410, 429 with Retry
 500...) and to forget one (`unsubscribe`: 410 from then on), which is how the sender's
 handling of each answer is tested.
 
+A subscription can be put `offline` (its browser away): the service then keeps what it
+accepts for it until `online`, and a message with the Topic of one it still keeps replaces
+that one (RFC 8030 §5.4), as push services do. And the service can take a subscription's
+next message and keep its answer back until `release` (`hold`: the answer late or lost, so
+that the sender's timeout cancels a send the service accepted).
+
 Subscriptions are made here (`subscribe`: a P-256 key pair and a 16-byte auth secret, as a
 browser makes them), since only their holder can decrypt: the result's `info()` is the
 PushSubscription JSON a browser would hand the SDK. Over HTTP, `POST /subscriptions` does
@@ -29,6 +35,7 @@ Run on its own: `python -m nudgeflow.runtime.dev_push [--port N]`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
 import itertools
@@ -184,6 +191,10 @@ class DevPushService:
         self._gone: set[str] = set()
         self._scripted: dict[str, _Scripted] = {}
         self._received: deque[ReceivedPush] = deque(maxlen=keep)
+        self._offline: dict[str, list[ReceivedPush]] = {}  # kept for a browser away, in order
+        self._holding: set[str] = set()
+        self._gates: list[tuple[Any, Any]] = []  # (event loop, asyncio.Event) of answers held back
+        self.held = threading.Event()  # set once an answer is held back
         self._tokens: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -227,6 +238,33 @@ class DevPushService:
         with self._lock:
             self._scripted.clear()
 
+    def offline(self, sub_id: str) -> None:
+        """The browser is away: what is accepted for it is kept (a newer message with the same
+        Topic replacing an older one) until `online`."""
+        with self._lock:
+            self._offline.setdefault(sub_id, [])
+
+    def online(self, sub_id: str) -> list[ReceivedPush]:
+        """The browser is back: it receives what was kept for it, in order."""
+        with self._lock:
+            kept = self._offline.pop(sub_id, [])
+            self._received.extend(kept)
+        for received in kept:
+            self._delivered(received)
+        return kept
+
+    def hold(self, sub_id: str) -> None:
+        """Take the subscription's next message, and answer only on `release`."""
+        with self._lock:
+            self._holding.add(sub_id)
+
+    def release(self) -> None:
+        with self._lock:
+            gates, self._gates = self._gates, []
+        for loop, gate in gates:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(gate.set)
+
     @property
     def received(self) -> list[ReceivedPush]:
         with self._lock:
@@ -252,6 +290,7 @@ class DevPushService:
         body = await _read(receive, MAX_BODY + 1)
         if method == "POST" and (match := _PUSH_PATH.match(path)):
             status, headers, payload = self._push(scope, match.group(1), body)
+            await self._held_back(match.group(1), status)
         elif method == "GET" and path == "/healthz":
             status, headers, payload = 200, {}, b'{"status":"ok"}'
         elif method == "POST" and path == "/subscriptions":
@@ -268,6 +307,16 @@ class DevPushService:
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
+
+    async def _held_back(self, sub_id: str, status: int) -> None:
+        with self._lock:
+            if status != 201 or sub_id not in self._holding:
+                return
+            self._holding.discard(sub_id)
+            gate = asyncio.Event()
+            self._gates.append((asyncio.get_running_loop(), gate))
+        self.held.set()
+        await gate.wait()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -288,7 +337,7 @@ class DevPushService:
 
     def _push(self, scope: dict[str, Any], sub_id: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         try:
-            received = self._accept(scope, sub_id, body)
+            received, delivered = self._accept(scope, sub_id, body)
         except _Refused as exc:
             with self._lock:
                 self.refused[exc.status] = self.refused.get(exc.status, 0) + 1
@@ -298,14 +347,20 @@ class DevPushService:
                 self.refused[answer.status] = self.refused.get(answer.status, 0) + 1
             headers = {"Retry-After": answer.retry_after} if answer.retry_after is not None else {}
             return answer.status, headers, orjson.dumps({"error": answer.body or "scripted answer"})
+        if delivered:
+            self._delivered(received)
+        return 201, {"Location": f"/message/{next(self._ids)}", "TTL": str(received.ttl)}, b"{}"
+
+    def _delivered(self, received: ReceivedPush) -> None:
         for callback in list(self.on_push):
             try:
                 callback(received)
             except Exception:
                 log.exception("a dev push callback failed")
-        return 201, {"Location": f"/message/{next(self._ids)}", "TTL": str(received.ttl)}, b"{}"
 
-    def _accept(self, scope: dict[str, Any], sub_id: str, body: bytes) -> ReceivedPush:
+    def _accept(self, scope: dict[str, Any], sub_id: str, body: bytes) -> tuple[ReceivedPush, bool]:
+        """The message, once accepted, and whether it was delivered (not kept for an offline
+        browser)."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         with self._lock:
             sub = self._subs.get(sub_id)
@@ -352,9 +407,17 @@ class DevPushService:
             to_ms(self.clock.now()),
         )
         with self._lock:
-            self._received.append(received)
             self.accepted += 1
-        return received
+            kept = self._offline.get(sub_id)
+            if kept is not None:
+                # RFC 8030 §5.4: a message with a Topic replaces one with the same Topic that
+                # is still kept for the browser.
+                if topic is not None:
+                    kept[:] = [k for k in kept if k.topic != topic]
+                kept.append(received)
+                return received, False
+            self._received.append(received)
+        return received, True
 
     def _scripted_answer(self, sub_id: str) -> None:
         with self._lock:

@@ -63,6 +63,7 @@ from sqlalchemy import Connection
 
 from nudgeflow.channels.base import (
     ChannelError,
+    ChannelProblem,
     ChannelRegistry,
     DatabaseSink,
     NoTarget,
@@ -137,6 +138,7 @@ class Outcome:
     delivered: bool = False  # "Message Delivered" rather than "Message Sent"
     bounce: dict[str, Any] | None = None  # the channel's bounce details, when it bounced
     opted_out: bool = False  # every push target gone: the person's push opt-out (PushOptedOut)
+    channel_problem: bool = False  # our side's refusal, not the person's (ChannelProblem)
     started: bool = True  # handed back: whether its send had begun (it may have been accepted)
 
 
@@ -330,6 +332,7 @@ class Dispatcher:
             exc.reason,
             bounce=bounce if isinstance(bounce, dict) else None,
             opted_out=isinstance(exc, PushOptedOut),
+            channel_problem=isinstance(exc, ChannelProblem),
         )
 
     # -- remote sends, outside any transaction ------------------------------------------------
@@ -473,7 +476,15 @@ class Dispatcher:
         self.stats.messages_failed += len(failed)
         self.stats.messages_retried += len(retry)
         for o in outcomes:
-            if o.status == FAILED:
+            if o.status == FAILED and o.channel_problem:
+                # The channel's settings, not the person: an operator has to act, and until
+                # then every message of the channel fails the same way.
+                self.stats.channel_problems[o.message.channel] += 1
+                log.warning(
+                    "channel problem: a message failed for the channel's settings, not the person",
+                    extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.error},
+                )
+            elif o.status == FAILED:
                 log.warning(
                     "message failed",
                     extra={"message_key": o.message.key, "channel": o.message.channel, "reason": o.error},

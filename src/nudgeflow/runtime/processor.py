@@ -78,6 +78,9 @@ class RuntimeStats:
     # Messages not sent, by (status, reason family, channel): withheld by a send policy
     # (deferred, dropped) or suppressed at dispatch. Families, not reasons: bounded labels.
     not_sent: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # Messages failed for a channel's own problem (ChannelProblem: a relay that denies
+    # relaying, the wrong APNs environment), by channel: for an operator, not the person.
+    channel_problems: Counter[str] = field(default_factory=Counter)
     skipped: list[str] = field(default_factory=list)  # "event:<seq>" / "timer:<profile>:<key>", newest last
 
     def note_skip(self, what: str) -> None:

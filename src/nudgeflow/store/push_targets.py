@@ -1,8 +1,8 @@
 """Where a person's push messages go: Web Push subscriptions and mobile device tokens.
 
 A push message of a journey goes to every target the person has (channels/push.py); a
-target the service reports as gone (Web Push 404/410, FCM UNREGISTERED, APNs 410 or
-BadDeviceToken) is deleted here. A subscription or token belongs to one profile at a time:
+target the service reports as gone (Web Push 404/410, FCM UNREGISTERED, APNs 410) is
+deleted here. A subscription or token belongs to one profile at a time:
 registering it again for another person moves it (a shared browser, a re-installed app).
 """
 

@@ -558,8 +558,8 @@ push_subscriptions = Table(
     Index("ix_push_subscriptions_profile", "profile_id"),
 )
 
-# Mobile device tokens (FCM registration tokens, APNs device tokens); UNREGISTERED, 410 and
-# BadDeviceToken delete them.
+# Mobile device tokens (FCM registration tokens, APNs device tokens); UNREGISTERED and 410
+# delete them (APNs' BadDeviceToken does not: most likely the wrong environment).
 device_tokens = Table(
     "device_tokens",
     metadata,

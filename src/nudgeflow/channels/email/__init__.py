@@ -16,9 +16,10 @@
   replaced when they fail), at most `concurrency` sends at once and at most `rate` a second
   (a token bucket on the injected clock).
 - Outcomes: a 4xx answer, a timeout or a lost connection is a TransientError (the
-  dispatcher retries with backoff); a 5xx answer to RCPT or DATA is a `BounceError` (a
-  PermanentError carrying the code and text: the dispatcher records the message failed
-  and appends an "Email Bounced" event).
+  dispatcher retries with backoff); a 5xx answer to RCPT or DATA about the recipient's
+  address or mailbox is a `BounceError` (a PermanentError carrying the code and text: the
+  dispatcher records the message failed and appends an "Email Bounced" event); one about
+  the relay, the login or the sender is a `ChannelProblem` (failed, no bounce: pool.py).
 
 The package, in the order a message goes through it: channel.py (the channel, its
 renderers and its per-workspace SMTP settings), build.py (a rendered email or a job to

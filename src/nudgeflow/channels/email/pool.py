@@ -2,9 +2,16 @@
 
 Connections are reused across messages and replaced when they fail, at most
 `max_connections` sends at once and at most `rate_per_second` a second (a token bucket on
-the injected clock). A 4xx answer, a timeout or a lost connection is a TransientError; a
-5xx answer to RCPT or DATA is a `BounceError`; an address that cannot be written on the
-command line (not ASCII) is an `UnsendableAddress`.
+the injected clock). A 4xx answer, a timeout or a lost connection is a TransientError; an
+address that cannot be written on the command line (not ASCII) is an `UnsendableAddress`.
+
+A 5xx answer to RCPT or DATA is read by its enhanced status code (RFC 3463), else its reply
+code (`refusal`): only one about the recipient's address or mailbox (5.1.x, 5.2.x; a bare
+550/551/553 at RCPT) is the person's `BounceError`. Relaying denied, a login asked for or
+refused, a policy about the sender (5.7.x), a system or network problem (5.3.x, 5.4.x) or
+a protocol one (5.5.x) is our side's: a `ChannelProblem`, never a bounce, so a relay that is
+set up wrong does not mark every recipient bounced. One about the message itself (too
+large, 5.2.3; its content, 5.6.x) fails that message, with no bounce.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any
 
 import aiosmtplib
 
-from nudgeflow.channels.base import NotStarted, PermanentError, TransientError
+from nudgeflow.channels.base import ChannelProblem, NotStarted, PermanentError, TransientError
 from nudgeflow.channels.common import Sleep, TokenBucket
 from nudgeflow.core.clock import Clock, to_ms
 from nudgeflow.model.smtp_config import AUTO, NONE, STARTTLS, TLS, SmtpConfig
@@ -170,7 +177,10 @@ class SmtpPool:
                 await self._after_refusal(client)
                 if 400 <= exc.code < 500:
                     raise TransientError(f"{exc.code} {exc.message} (MAIL FROM)") from None
-                raise PermanentError(f"sender refused: {exc.code} {exc.message} (MAIL FROM)") from None
+                raise ChannelProblem(
+                    f"sender refused: {exc.code} {exc.message} (MAIL FROM): check the SMTP settings' from "
+                    "and bounce_domain, and what the server lets this account send as"
+                ) from None
             except aiosmtplib.SMTPDataError as exc:
                 await self._after_refusal(client)
                 raise _answer(exc.code, exc.message, "DATA", rcpt) from None
@@ -240,8 +250,50 @@ def _answer(code: int, text: str, phase: str, rcpt: str, bounce: bool = True) ->
     if 400 <= code < 500:
         return TransientError(f"{code} {text} ({phase})")
     if bounce and 500 <= code < 600:
-        return BounceError(code, text, phase, rcpt)
+        return refusal(code, text, phase, rcpt)
     return PermanentError(f"{code} {text} ({phase})")
+
+
+# Reply codes that, with no enhanced status to say more, mean the mailbox at RCPT (RFC 5321
+# §4.2.2): unavailable, not local, name not allowed.
+_MAILBOX_REPLIES = (550, 551, 553)
+# Authentication required (530), refused (535): always about us (RFC 4954).
+_AUTH_REPLIES = (530, 535)
+# Words with which a server that gives no enhanced status says the refusal is about us.
+_ABOUT_US = re.compile(r"\b(relay\w*|auth\w*|not permitted to send|sender)\b", re.IGNORECASE)
+# 5.1.x that are about the sender, not the recipient (RFC 3463: bad sender's mailbox syntax,
+# bad sender's system address).
+_SENDER_ADDRESSING = ("5.1.7", "5.1.8")
+_OURS = {
+    "3": "a problem of the mail system",
+    "4": "a network or routing problem",
+    "5": "a protocol problem",
+    "7": "refused by policy or security (relaying, authentication, the sender's reputation or domain)",
+}
+_CHECK = "; not a bounce, the address is kept: check the SMTP settings (server, login, from address)"
+
+
+def refusal(code: int, text: str, phase: str, rcpt: str) -> PermanentError:
+    """What a 5xx answer at RCPT or DATA means, by whose it is (see the module docstring):
+    the recipient's (`BounceError`), the message's (a PermanentError), or our side's (a
+    `ChannelProblem`: the message fails, the address is not held against the person)."""
+    status = _enhanced_status(text)
+    said = f"{code} {text} ({phase})".strip()
+    subject = status.split(".")[1] if status and status.startswith("5.") else None
+    if status == "5.2.3" or subject == "6":
+        return PermanentError(f"{said}: the server refused this message (its size or content), not the address")
+    if status in _SENDER_ADDRESSING:
+        return ChannelProblem(f"{said}: the sender's address was refused{_CHECK}")
+    if subject in ("1", "2"):
+        return BounceError(code, text, phase, rcpt)
+    if subject in _OURS:
+        return ChannelProblem(f"{said}: {_OURS[subject]}{_CHECK}")
+    # No enhanced status (or 5.0.0, "other"): the reply code and the words decide.
+    if code in _AUTH_REPLIES or _ABOUT_US.search(text or ""):
+        return ChannelProblem(f"{said}: refused for the sender or the relay, not the recipient{_CHECK}")
+    if phase == "RCPT" and code in _MAILBOX_REPLIES:
+        return BounceError(code, text, phase, rcpt)  # the classic "no such mailbox"
+    return PermanentError(f"{said}: not a bounce (the answer does not say the address is bad)")
 
 
 def _drop(client: aiosmtplib.SMTP) -> None:
