@@ -20,7 +20,7 @@ from sqlalchemy import delete, event, select
 from nudgeflow.model.partitions import partition_of
 from nudgeflow.settings import Settings
 from nudgeflow.store.profiles import resolve_profile_id
-from nudgeflow.store.push_targets import endpoint_hash, targets_of
+from nudgeflow.store.push_targets import MAX_SUBSCRIPTIONS_PER_PROFILE, endpoint_hash, targets_of
 from nudgeflow.store.schema import events, identities, partition_heads, profiles, push_subscriptions
 from nudgeflow.store.workspaces import NewWorkspace
 from tests.support import LiveServer
@@ -454,3 +454,25 @@ def test_a_resubscribe_after_an_erasure_takes_its_offsets_once_at_the_end(live: 
         head = conn.execute(select(partition_heads.c.head).where(partition_heads.c.partition == partition)).scalar_one()
     assert partition == partition_of(ws.workspace_id, pid) and offset == head
     assert partition != partition_before or offset > offset_before
+
+
+def test_a_person_keeps_at_most_the_cap_of_subscriptions_the_least_recently_seen_replaced(
+    live: LiveServer, ws: NewWorkspace
+) -> None:
+    """The public write key may register subscriptions for any anonymousId: without a cap one
+    visitor could hold unbounded rows, each a send on every push to them."""
+    cap = MAX_SUBSCRIPTIONS_PER_PROFILE
+    subs = [new_subscription() for _ in range(cap + 2)]
+    with write(live, ws) as client:
+        for sub in subs[:cap]:
+            assert client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": sub}).status_code == 200
+            live.state.clock.advance(1)
+        # The first browser is still in use: it refreshes its subscription, and is kept.
+        assert client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": subs[0]}).status_code == 200
+        live.state.clock.advance(1)
+        for sub in subs[cap:]:
+            assert client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": sub}).status_code == 200
+            live.state.clock.advance(1)
+    kept = endpoints_of(live, ws, "v")
+    assert len(kept) == cap
+    assert set(kept) == {s["endpoint"] for s in [subs[0], *subs[3:]]}  # subs[1] and subs[2] were the stalest

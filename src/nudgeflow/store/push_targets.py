@@ -4,6 +4,11 @@ A push message of a journey goes to every target the person has (channels/push.p
 target the service reports as gone (Web Push 404/410, FCM UNREGISTERED, APNs 410 or
 BadDeviceToken) is deleted here. A subscription or token belongs to one profile at a time:
 registering it again for another person moves it (a shared browser, a re-installed app).
+
+A person holds at most MAX_SUBSCRIPTIONS_PER_PROFILE Web Push subscriptions: the public
+write key lets anyone register subscriptions for an anonymousId, and every push to that
+person fans out to each one. A new one beyond the cap replaces the least recently seen
+(registered or refreshed), since a real person with many browsers keeps the ones in use.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ WEBPUSH, FCM, APNS = "webpush", "fcm", "apns"
 Provider = Literal["webpush", "fcm", "apns"]
 MAX_ENDPOINT = 2048
 MAX_TOKEN = 512
+MAX_SUBSCRIPTIONS_PER_PROFILE = 20  # docs/push.md: "Limits"
 
 
 class PushTargetError(StoreError, ValueError):
@@ -126,7 +132,24 @@ def save_subscription(
         conn.execute(
             update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values)
         )
+    _keep_newest(conn, workspace_id, profile_id, digest)
     return digest
+
+
+def _keep_newest(conn: Connection, workspace_id: str, profile_id: str, keep: str) -> None:
+    """Delete the person's least recently seen subscriptions beyond the cap (never `keep`,
+    the one just registered)."""
+    t = push_subscriptions.c
+    extra = conn.execute(
+        select(t.endpoint_hash)
+        .where(t.workspace_id == workspace_id, t.profile_id == profile_id, t.endpoint_hash != keep)
+        .order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash)
+        .offset(MAX_SUBSCRIPTIONS_PER_PROFILE - 1)
+    ).scalars().all()
+    if extra:
+        conn.execute(
+            delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(extra))
+        )
 
 
 def delete_subscription(conn: Connection, workspace_id: str, endpoint: str) -> bool:
