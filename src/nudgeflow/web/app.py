@@ -358,6 +358,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         from nudgeflow.web.audit import AuditMiddleware  # every successful admin API change, in the audit log
 
         app.add_middleware(AuditMiddleware, state=state)
+        from nudgeflow.web.body_limits import BodyLimits  # the console's forms, bounded before they are read
+
+        app.add_middleware(BodyLimits)
     app.add_middleware(_Timing, timer=app.timer)
     return app
 

@@ -1,0 +1,95 @@
+"""Size limits on the bodies of the console's forms, enforced before anything reads them.
+
+FastAPI reads and parses a route's form or JSON body before it runs the route's
+dependencies, so a form that needs a session (`/account/password`) or none at all
+(`/sign-in`, `/sign-out`) is read in full before anyone is authenticated: Starlette alone
+would take about a gigabyte from anyone. These forms hold a few short fields, so a few KB
+is plenty; a larger body is refused with 413 by its declared Content-Length, or as soon as
+the bytes received pass the limit, and is never parsed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+FORM_BYTES = 8 * 1024  # sign-in: email, password (at most MAX_PASSWORD), token, next path
+# Starlette's form parser limits, for a multipart body within FORM_BYTES: these forms have
+# no file and at most six fields.
+FORM_LIMITS: dict[str, Any] = {"max_files": 0, "max_fields": 10, "max_part_size": 4096}
+
+# The console's endpoints whose bodies FastAPI parses before any session is checked.
+LIMITED_PATHS = {"/sign-in": FORM_BYTES, "/sign-out": FORM_BYTES, "/account/password": FORM_BYTES}
+
+
+def _message(limit: int) -> str:
+    return f"Request body too large: this form takes at most {limit} bytes."
+
+
+class _TooLarge(HTTPException):
+    """Raised from `receive` inside the route's body parsing: an HTTPException, so that
+    FastAPI passes it on (anything else there becomes a 400 "error parsing the body") and
+    its exception handler answers it as any other 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _message(limit), headers={"Connection": "close"})
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server (uvicorn, h11) refuses a malformed length before us
+    return None
+
+
+class BodyLimits:
+    """An ASGI middleware: a POST to one of `limits`' paths with a body over its limit gets 413."""
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.limits = LIMITED_PATHS if limits is None else limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limits.get(scope["path"]) if scope["type"] == "http" and scope["method"] != "GET" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared = _declared_length(scope)
+        if declared is not None and declared > limit:
+            await _refuse(limit)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, watched_send)
+        except _TooLarge:
+            if started:  # cannot happen for these forms (read before answering); never a second answer
+                raise
+            await _refuse(limit)(scope, receive, send)
+
+
+def _refuse(limit: int) -> JSONResponse:
+    # Connection: close: the rest of the body is not read, so the connection cannot be reused.
+    return JSONResponse({"detail": _message(limit)}, status_code=413, headers={"Connection": "close"})
