@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nudgeflow.errors import WebError
+
 FORM_BYTES = 8 * 1024  # sign-in: email, password (at most MAX_PASSWORD), token, next path
 # Starlette's form parser limits, for a multipart body within FORM_BYTES: these forms have
 # no file and at most six fields.
@@ -29,7 +31,7 @@ def _message(limit: int) -> str:
     return f"Request body too large: this form takes at most {limit} bytes."
 
 
-class _TooLarge(HTTPException):
+class _TooLarge(HTTPException, WebError):
     """Raised from `receive` inside the route's body parsing: an HTTPException, so that
     FastAPI passes it on (anything else there becomes a 400 "error parsing the body") and
     its exception handler answers it as any other 413."""
