@@ -464,15 +464,17 @@ def test_a_person_keeps_at_most_the_cap_of_subscriptions_the_least_recently_seen
     cap = MAX_SUBSCRIPTIONS_PER_PROFILE
     subs = [new_subscription() for _ in range(cap + 2)]
     with write(live, ws) as client:
+
+        def register(sub: dict[str, Any]) -> None:
+            answer = client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": sub})
+            assert answer.status_code == 200, answer.text
+            live.state.clock.advance(1)
+
         for sub in subs[:cap]:
-            assert client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": sub}).status_code == 200
-            live.state.clock.advance(1)
-        # The first browser is still in use: it refreshes its subscription, and is kept.
-        assert client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": subs[0]}).status_code == 200
-        live.state.clock.advance(1)
+            register(sub)
+        register(subs[0])  # the first browser is still in use: it refreshes its subscription, and is kept
         for sub in subs[cap:]:
-            assert client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": sub}).status_code == 200
-            live.state.clock.advance(1)
+            register(sub)
     kept = endpoints_of(live, ws, "v")
     assert len(kept) == cap
     assert set(kept) == {s["endpoint"] for s in [subs[0], *subs[3:]]}  # subs[1] and subs[2] were the stalest

@@ -140,16 +140,18 @@ def _keep_newest(conn: Connection, workspace_id: str, profile_id: str, keep: str
     """Delete the person's least recently seen subscriptions beyond the cap (never `keep`,
     the one just registered)."""
     t = push_subscriptions.c
-    extra = conn.execute(
-        select(t.endpoint_hash)
-        .where(t.workspace_id == workspace_id, t.profile_id == profile_id, t.endpoint_hash != keep)
-        .order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash)
-        .offset(MAX_SUBSCRIPTIONS_PER_PROFILE - 1)
-    ).scalars().all()
-    if extra:
+    extra = (
         conn.execute(
-            delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(extra))
+            select(t.endpoint_hash)
+            .where(t.workspace_id == workspace_id, t.profile_id == profile_id, t.endpoint_hash != keep)
+            .order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash)
+            .offset(MAX_SUBSCRIPTIONS_PER_PROFILE - 1)
         )
+        .scalars()
+        .all()
+    )
+    if extra:
+        conn.execute(delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(extra)))
 
 
 def delete_subscription(conn: Connection, workspace_id: str, endpoint: str) -> bool:

@@ -10,8 +10,6 @@ the bytes received pass the limit, and is never parsed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,9 +17,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nudgeflow.errors import WebError
 
 FORM_BYTES = 8 * 1024  # sign-in: email, password (at most MAX_PASSWORD), token, next path
-# Starlette's form parser limits, for a multipart body within FORM_BYTES: these forms have
-# no file and at most six fields.
-FORM_LIMITS: dict[str, Any] = {"max_files": 0, "max_fields": 10, "max_part_size": 4096}
+# Starlette's form parser limits (a route's `form_limits`), for a multipart body within
+# FORM_BYTES: these forms have no file and at most six fields.
+FORM_MAX_FIELDS = 10
+FORM_MAX_PART = 4096
 
 # The console's endpoints whose bodies FastAPI parses before any session is checked.
 LIMITED_PATHS = {"/sign-in": FORM_BYTES, "/sign-out": FORM_BYTES, "/account/password": FORM_BYTES}
