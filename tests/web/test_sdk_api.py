@@ -478,3 +478,19 @@ def test_a_person_keeps_at_most_the_cap_of_subscriptions_the_least_recently_seen
     kept = endpoints_of(live, ws, "v")
     assert len(kept) == cap
     assert set(kept) == {s["endpoint"] for s in [subs[0], *subs[3:]]}  # subs[1] and subs[2] were the stalest
+
+
+def test_merging_visitors_into_one_person_keeps_the_cap(live: LiveServer, ws: NewWorkspace) -> None:
+    """Two anonymous visitors at the cap each, then both log in as one person: the merge
+    brings their subscriptions along, and the least recently seen beyond the cap go."""
+    cap = MAX_SUBSCRIPTIONS_PER_PROFILE
+    first, second = [new_subscription() for _ in range(cap)], [new_subscription() for _ in range(cap)]
+    with write(live, ws) as client:
+        for visitor, subs in (("v1", first), ("v2", second)):
+            for sub in subs:
+                answer = client.post("/v1/push/subscriptions", json={"anonymousId": visitor, "subscription": sub})
+                assert answer.status_code == 200, answer.text
+                live.state.clock.advance(1)
+        for visitor in ("v1", "v2"):
+            assert client.post("/v1/identify", json={"userId": "eve", "anonymousId": visitor}).status_code == 200
+    assert set(endpoints_of(live, ws, "eve")) == {s["endpoint"] for s in second}

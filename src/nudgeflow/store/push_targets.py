@@ -132,21 +132,21 @@ def save_subscription(
         conn.execute(
             update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values)
         )
-    _keep_newest(conn, workspace_id, profile_id, digest)
+    keep_within_cap(conn, workspace_id, profile_id, keep=digest)
     return digest
 
 
-def _keep_newest(conn: Connection, workspace_id: str, profile_id: str, keep: str) -> None:
-    """Delete the person's least recently seen subscriptions beyond the cap (never `keep`,
-    the one just registered)."""
+def keep_within_cap(conn: Connection, workspace_id: str, profile_id: str, keep: str | None = None) -> None:
+    """Delete the person's least recently seen subscriptions beyond the cap: after a
+    registration (never `keep`, the one just registered) and after a merge (the anonymous
+    profile's subscriptions come along, and several merged profiles could add up past it)."""
     t = push_subscriptions.c
+    others = select(t.endpoint_hash).where(t.workspace_id == workspace_id, t.profile_id == profile_id)
+    if keep is not None:
+        others = others.where(t.endpoint_hash != keep)
+    room = MAX_SUBSCRIPTIONS_PER_PROFILE - (1 if keep is not None else 0)
     extra = (
-        conn.execute(
-            select(t.endpoint_hash)
-            .where(t.workspace_id == workspace_id, t.profile_id == profile_id, t.endpoint_hash != keep)
-            .order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash)
-            .offset(MAX_SUBSCRIPTIONS_PER_PROFILE - 1)
-        )
+        conn.execute(others.order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash).offset(room))
         .scalars()
         .all()
     )
