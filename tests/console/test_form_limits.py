@@ -1,5 +1,5 @@
 """The console's forms that are read before anyone is authenticated (/sign-in, /sign-out,
-/account/password) take a few KB: a larger body is refused with 413 before it is parsed,
+/account/password, the console users API) take a few KB: a larger body is refused with 413 before it is parsed,
 whether it declares its length or streams it, and a multipart form's fields are bounded."""
 
 from __future__ import annotations
@@ -22,15 +22,24 @@ def _chunks(total: int) -> Iterator[bytes]:
         sent += 4096
 
 
-@pytest.mark.parametrize("path", ["/sign-in", "/sign-out", "/account/password"])
-def test_a_body_over_the_limit_is_a_413_naming_it(console_app: ConsoleApp, path: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/sign-in"),
+        ("POST", "/sign-out"),
+        ("POST", "/account/password"),
+        ("POST", "/api/console/users"),
+        ("PATCH", "/api/console/users/u_1"),
+    ],
+)
+def test_a_body_over_the_limit_is_a_413_naming_it(console_app: ConsoleApp, method: str, path: str) -> None:
     with console_app.client() as client:
-        declared = client.post(path, data={"form_token": "t", "email": "x" * (FORM_BYTES + 1)})
+        declared = client.request(method, path, data={"form_token": "t", "email": "x" * (FORM_BYTES + 1)})
         assert declared.status_code == 413, declared.text
         assert declared.json() == {"detail": f"Request body too large: this form takes at most {FORM_BYTES} bytes."}
     with console_app.client() as client:
-        streamed = client.post(
-            path, content=_chunks(1024 * 1024), headers={"Content-Type": "application/x-www-form-urlencoded"}
+        streamed = client.request(
+            method, path, content=_chunks(1024 * 1024), headers={"Content-Type": "application/x-www-form-urlencoded"}
         )
         assert streamed.status_code == 413, streamed.text
         assert f"at most {FORM_BYTES} bytes" in streamed.json()["detail"]

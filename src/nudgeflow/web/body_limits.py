@@ -1,8 +1,8 @@
 """Size limits on the bodies of the console's forms, enforced before anything reads them.
 
 FastAPI reads and parses a route's form or JSON body before it runs the route's
-dependencies, so a form that needs a session (`/account/password`) or none at all
-(`/sign-in`, `/sign-out`) is read in full before anyone is authenticated: Starlette alone
+dependencies, so a form that needs a session (`/account/password`, the users API) or none
+at all (`/sign-in`, `/sign-out`) is read in full before anyone is authenticated: Starlette alone
 would take about a gigabyte from anyone. These forms hold a few short fields, so a few KB
 is plenty; a larger body is refused with 413 by its declared Content-Length, or as soon as
 the bytes received pass the limit, and is never parsed.
@@ -22,8 +22,15 @@ FORM_BYTES = 8 * 1024  # sign-in: email, password (at most MAX_PASSWORD), token,
 FORM_MAX_FIELDS = 10
 FORM_MAX_PART = 4096
 
-# The console's endpoints whose bodies FastAPI parses before any session is checked.
-LIMITED_PATHS = {"/sign-in": FORM_BYTES, "/sign-out": FORM_BYTES, "/account/password": FORM_BYTES}
+# The console's endpoints whose bodies FastAPI parses before any session is checked: a
+# path, or a prefix ending in "/" (its ids follow).
+LIMITED_PATHS = {
+    "/sign-in": FORM_BYTES,
+    "/sign-out": FORM_BYTES,
+    "/account/password": FORM_BYTES,
+    "/api/console/users": FORM_BYTES,  # {email, role}
+    "/api/console/users/": FORM_BYTES,  # {role, disabled}
+}
 
 
 def _message(limit: int) -> str:
@@ -56,8 +63,15 @@ class BodyLimits:
         self.app = app
         self.limits = LIMITED_PATHS if limits is None else limits
 
+    def _limit(self, scope: Scope) -> int | None:
+        path: str = scope["path"]
+        found = self.limits.get(path)
+        if found is None and "/" in path[1:]:
+            found = self.limits.get(path[: path.rindex("/") + 1])
+        return found
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.limits.get(scope["path"]) if scope["type"] == "http" and scope["method"] != "GET" else None
+        limit = self._limit(scope) if scope["type"] == "http" and scope["method"] != "GET" else None
         if limit is None:
             await self.app(scope, receive, send)
             return
