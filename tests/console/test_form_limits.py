@@ -12,14 +12,11 @@ from nudgeflow.web.body_limits import FORM_BYTES
 from tests.console.support import PASSWORD, ConsoleApp, email_of, form_token, sign_in
 
 
-def _chunks(total: int) -> Iterator[bytes]:
-    """A body of `total` bytes sent without a Content-Length (chunked), as a client that
-    hides its size would."""
-    yield b"email=a%40example.com&password="
-    sent = 0
-    while sent < total:
-        yield b"x" * 4096
-        sent += 4096
+def _chunks() -> Iterator[bytes]:
+    """A body over the limit sent without a Content-Length (chunked), as a client that
+    hides its size would: ten fields of 4 KB, each within the form parser's own limits."""
+    for i in range(10):
+        yield f"f{i}=".encode() + b"x" * 4096 + b"&"
 
 
 @pytest.mark.parametrize(
@@ -39,7 +36,7 @@ def test_a_body_over_the_limit_is_a_413_naming_it(console_app: ConsoleApp, metho
         assert declared.json() == {"detail": f"Request body too large: this form takes at most {FORM_BYTES} bytes."}
     with console_app.client() as client:
         streamed = client.request(
-            method, path, content=_chunks(1024 * 1024), headers={"Content-Type": "application/x-www-form-urlencoded"}
+            method, path, content=_chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"}
         )
         assert streamed.status_code == 413, streamed.text
         assert f"at most {FORM_BYTES} bytes" in streamed.json()["detail"]
@@ -49,6 +46,14 @@ def test_a_sign_in_within_the_limit_still_signs_in(console_app: ConsoleApp) -> N
     with console_app.client() as client:
         response = sign_in(client, email=email_of("viewer"), password=PASSWORD, next="/" + "p" * 1500)
         assert response.status_code == 303, response.text
+
+
+def test_the_longest_password_the_console_takes_fits_the_limit(console_app: ConsoleApp) -> None:
+    """1,024 characters of 4 bytes each, percent-encoded: 12 KB. Refused as a wrong password
+    (401), not as too large."""
+    with console_app.client() as client:
+        answer = sign_in(client, email=email_of("viewer"), password="\U0001f600" * 1024, next="/" + "p" * 1999)
+        assert answer.status_code == 401, answer.text
 
 
 def test_a_multipart_sign_in_with_a_file_or_too_many_fields_is_refused(console_app: ConsoleApp) -> None:

@@ -16,11 +16,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nudgeflow.errors import WebError
 
-FORM_BYTES = 8 * 1024  # sign-in: email, password (at most MAX_PASSWORD), token, next path
-# Starlette's form parser limits (a route's `form_limits`), for a multipart body within
-# FORM_BYTES: these forms have no file and at most six fields.
+# Sign-in, the largest: a password of MAX_PASSWORD (1,024) characters, up to 4 bytes each
+# in UTF-8 and 3 characters a byte percent-encoded (12 KB at worst), an email, a next path
+# (2,000 characters) and the form's token.
+FORM_BYTES = 32 * 1024
+# Starlette's form parser limits (a route's `form_limits`) within FORM_BYTES: these forms
+# have no file and at most six fields; a field (as sent, percent-encoded in a urlencoded
+# form) holds at most the 12 KB of the longest password.
 FORM_MAX_FIELDS = 10
-FORM_MAX_PART = 4096
+FORM_MAX_PART = 16 * 1024
 
 # The console's endpoints whose bodies FastAPI parses before any session is checked: a
 # path, or a prefix ending in "/" (its ids follow).
