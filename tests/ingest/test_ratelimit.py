@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nudgeflow.core.clock import VirtualClock
-from nudgeflow.ingest.ratelimit import RateLimiter
+from nudgeflow.ingest.ratelimit import SWEEP_FROM, RateLimiter
 
 
 def test_a_zero_rate_disables_the_limit() -> None:
@@ -65,3 +65,21 @@ def test_the_wait_is_never_zero_when_refused() -> None:
     limiter = RateLimiter(clock, rate_per_second=1_000_000, burst=1)
     assert limiter.take("ws", 1) == 0
     assert limiter.take("ws", 1) > 0
+
+
+def test_buckets_of_keys_that_filled_up_again_are_dropped_so_memory_stays_bounded() -> None:
+    """Keyed per person (web/link_limits.py), the buckets would grow with everyone ever
+    seen; a full bucket is what a new key gets, so dropping it changes nothing."""
+    clock = VirtualClock()
+    limiter = RateLimiter(clock, rate_per_second=1, burst=5)
+    for i in range(SWEEP_FROM):
+        assert limiter.take(f"person-{i}", 1) == 0
+    assert limiter.take("busy", 5) == 0
+    clock.advance(1)  # every bucket but "busy" has its one token back
+    for i in range(10 * SWEEP_FROM):
+        assert limiter.take(f"later-{i}", 1) == 0
+        clock.advance(1)
+    assert len(limiter) <= 2 * SWEEP_FROM
+    # "busy" was dropped only once full: taking from it again starts from a full bucket, as before.
+    assert limiter.take("busy", 5) == 0
+    assert limiter.take("busy", 1) > 0

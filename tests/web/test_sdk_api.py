@@ -20,7 +20,7 @@ from sqlalchemy import delete, event, select
 from nudgeflow.model.partitions import partition_of
 from nudgeflow.settings import Settings
 from nudgeflow.store.profiles import resolve_profile_id
-from nudgeflow.store.push_targets import endpoint_hash, targets_of
+from nudgeflow.store.push_targets import MAX_SUBSCRIPTIONS_PER_PROFILE, endpoint_hash, targets_of
 from nudgeflow.store.schema import events, identities, partition_heads, profiles, push_subscriptions
 from nudgeflow.store.workspaces import NewWorkspace
 from tests.support import LiveServer
@@ -454,3 +454,43 @@ def test_a_resubscribe_after_an_erasure_takes_its_offsets_once_at_the_end(live: 
         head = conn.execute(select(partition_heads.c.head).where(partition_heads.c.partition == partition)).scalar_one()
     assert partition == partition_of(ws.workspace_id, pid) and offset == head
     assert partition != partition_before or offset > offset_before
+
+
+def test_a_person_keeps_at_most_the_cap_of_subscriptions_the_least_recently_seen_replaced(
+    live: LiveServer, ws: NewWorkspace
+) -> None:
+    """The public write key may register subscriptions for any anonymousId: without a cap one
+    visitor could hold unbounded rows, each a send on every push to them."""
+    cap = MAX_SUBSCRIPTIONS_PER_PROFILE
+    subs = [new_subscription() for _ in range(cap + 2)]
+    with write(live, ws) as client:
+
+        def register(sub: dict[str, Any]) -> None:
+            answer = client.post("/v1/push/subscriptions", json={"anonymousId": "v", "subscription": sub})
+            assert answer.status_code == 200, answer.text
+            live.state.clock.advance(1)
+
+        for sub in subs[:cap]:
+            register(sub)
+        register(subs[0])  # the first browser is still in use: it refreshes its subscription, and is kept
+        for sub in subs[cap:]:
+            register(sub)
+    kept = endpoints_of(live, ws, "v")
+    assert len(kept) == cap
+    assert set(kept) == {s["endpoint"] for s in [subs[0], *subs[3:]]}  # subs[1] and subs[2] were the stalest
+
+
+def test_merging_visitors_into_one_person_keeps_the_cap(live: LiveServer, ws: NewWorkspace) -> None:
+    """Two anonymous visitors at the cap each, then both log in as one person: the merge
+    brings their subscriptions along, and the least recently seen beyond the cap go."""
+    cap = MAX_SUBSCRIPTIONS_PER_PROFILE
+    first, second = [new_subscription() for _ in range(cap)], [new_subscription() for _ in range(cap)]
+    with write(live, ws) as client:
+        for visitor, subs in (("v1", first), ("v2", second)):
+            for sub in subs:
+                answer = client.post("/v1/push/subscriptions", json={"anonymousId": visitor, "subscription": sub})
+                assert answer.status_code == 200, answer.text
+                live.state.clock.advance(1)
+        for visitor in ("v1", "v2"):
+            assert client.post("/v1/identify", json={"userId": "eve", "anonymousId": visitor}).status_code == 200
+    assert set(endpoints_of(live, ws, "eve")) == {s["endpoint"] for s in second}

@@ -4,6 +4,11 @@ A push message of a journey goes to every target the person has (channels/push.p
 target the service reports as gone (Web Push 404/410, FCM UNREGISTERED, APNs 410) is
 deleted here. A subscription or token belongs to one profile at a time:
 registering it again for another person moves it (a shared browser, a re-installed app).
+
+A person holds at most MAX_SUBSCRIPTIONS_PER_PROFILE Web Push subscriptions: the public
+write key lets anyone register subscriptions for an anonymousId, and every push to that
+person fans out to each one. A new one beyond the cap replaces the least recently seen
+(registered or refreshed), since a real person with many browsers keeps the ones in use.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ WEBPUSH, FCM, APNS = "webpush", "fcm", "apns"
 Provider = Literal["webpush", "fcm", "apns"]
 MAX_ENDPOINT = 2048
 MAX_TOKEN = 512
+MAX_SUBSCRIPTIONS_PER_PROFILE = 20  # docs/push.md: "Limits"
 
 
 class PushTargetError(StoreError, ValueError):
@@ -126,7 +132,26 @@ def save_subscription(
         conn.execute(
             update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values)
         )
+    keep_within_cap(conn, workspace_id, profile_id, keep=digest)
     return digest
+
+
+def keep_within_cap(conn: Connection, workspace_id: str, profile_id: str, keep: str | None = None) -> None:
+    """Delete the person's least recently seen subscriptions beyond the cap: after a
+    registration (never `keep`, the one just registered) and after a merge (the anonymous
+    profile's subscriptions come along, and several merged profiles could add up past it)."""
+    t = push_subscriptions.c
+    others = select(t.endpoint_hash).where(t.workspace_id == workspace_id, t.profile_id == profile_id)
+    if keep is not None:
+        others = others.where(t.endpoint_hash != keep)
+    room = MAX_SUBSCRIPTIONS_PER_PROFILE - (1 if keep is not None else 0)
+    extra = (
+        conn.execute(others.order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash).offset(room))
+        .scalars()
+        .all()
+    )
+    if extra:
+        conn.execute(delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(extra)))
 
 
 def delete_subscription(conn: Connection, workspace_id: str, endpoint: str) -> bool:

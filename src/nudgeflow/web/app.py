@@ -34,11 +34,12 @@ from nudgeflow.web.bounces import BounceWebhooks, bounces_router
 from nudgeflow.web.catalog_api import catalog_router
 from nudgeflow.web.consent_api import consent_router
 from nudgeflow.web.journeys_api import journeys_router
+from nudgeflow.web.link_limits import LinkLimits, LinkThrottled
 from nudgeflow.web.metrics import CONTENT_TYPE, Metrics
 from nudgeflow.web.openapi import build_openapi
 from nudgeflow.web.state import AppState, State
 from nudgeflow.web.templates_api import templates_router
-from nudgeflow.web.tracking import engagement_rules, tracking_router
+from nudgeflow.web.tracking import engagement_rules, throttled_answer, tracking_router
 
 log = logging.getLogger("nudgeflow.web")
 
@@ -261,6 +262,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         limiter=_limiter(settings, clock),
         keys=KeyCache(engine, clock),
         identity=IdentityGate(engine, clock),
+        link_limits=LinkLimits.on(clock),
     )
     state.engagement_rules = rules
     state.bounces = BounceWebhooks()
@@ -358,6 +360,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         from nudgeflow.web.audit import AuditMiddleware  # every successful admin API change, in the audit log
 
         app.add_middleware(AuditMiddleware, state=state)
+        from nudgeflow.web.body_limits import BodyLimits  # the console's forms, bounded before they are read
+
+        app.add_middleware(BodyLimits)
     app.add_middleware(_Timing, timer=app.timer)
     return app
 
@@ -378,6 +383,7 @@ def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings) -> None:
     app.include_router(send_time_router())  # before admin_router too
     app.include_router(admin_router())
     app.include_router(tracking_router())  # public: the signed token is the authority
+    app.add_exception_handler(LinkThrottled, throttled_answer)  # its links' rate limits (web/link_limits.py)
     from nudgeflow.web.sdk_api import sdk_router  # the browser SDK: /sdk/*.js, /v1/push/subscriptions, /t/n
 
     app.include_router(sdk_router())

@@ -18,13 +18,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journey_checks import DocumentError, Problem, load_text
 from nudgeflow.model.nul import NUL_MESSAGE, nul_path
-from nudgeflow.model.policies import EMPTY, policies_json_schema
+from nudgeflow.model.policies import EMPTY, Policies, policies_json_schema
 from nudgeflow.model.policy_checks import check_policies_documents
 from nudgeflow.store import policies as store
 from nudgeflow.store.group_commit import WriterStopped
@@ -64,6 +65,19 @@ def _author(request: Request) -> str:
 def _read(state: AppState, workspace_id: str, version: int | None = None) -> store.StoredPolicies | None:
     with state.engine.connect() as conn:
         return store.get(conn, workspace_id, version)
+
+
+def _checked(text: str, kind: Literal["yaml", "json"]) -> tuple[Policies | None, list[Problem]]:
+    """The document's policies, or None and its problems."""
+    try:
+        documents = load_text(text, kind)
+    except DocumentError as exc:
+        return None, [Problem("", str(exc), line=exc.line)]
+    for _index, doc in documents:
+        found = nul_path(doc)
+        if found is not None:  # PostgreSQL text cannot hold a NUL character
+            return None, [Problem(found, NUL_MESSAGE)]
+    return check_policies_documents(documents)
 
 
 def policies_router() -> APIRouter:
@@ -118,15 +132,9 @@ def policies_router() -> APIRouter:
             return _invalid([Problem("", "the body is not UTF-8 text")])
         if not text.strip():
             return _invalid([Problem("", f"the body is empty: send the policies as {kind.upper()} ({{}} for none)")])
-        try:
-            documents = load_text(text, kind)
-        except DocumentError as exc:
-            return _invalid([Problem("", str(exc), line=exc.line)])
-        for _index, doc in documents:
-            found = nul_path(doc)
-            if found is not None:  # PostgreSQL text cannot hold a NUL character
-                return _invalid([Problem(found, NUL_MESSAGE)])
-        policies, problems = check_policies_documents(documents)
+        # In a worker thread: reading and checking a large document takes seconds, which on
+        # the event loop every other request (/healthz, ingest) would wait out.
+        policies, problems = await run_in_threadpool(_checked, text, kind)
         if policies is None:
             return _invalid(problems)
         now, author = to_ms(state.clock.now()), _author(request)

@@ -10,7 +10,8 @@ that is not valid, not of kind "n", or whose person is gone gets a 404, never a 
 Each report becomes an event on the person's profile, "Push Delivered" or "Push Clicked"
 (with the action), whose messageId is derived from (message key, event, action): a browser
 that shows the same message on two devices, or a service worker that retries, records it
-once, and a journey can branch on it like on an email open.
+once, and a journey can branch on it like on an email open. Reports are rate limited per
+person with the email opens and clicks (web/link_limits.py): 429 with Retry-After beyond.
 
 CORS: the service worker's fetch comes from the site's origin, which is usually not ours,
 and a JSON body makes it a non-simple request: the preflight is answered here, and the
@@ -36,7 +37,7 @@ from nudgeflow.store import rollups
 from nudgeflow.store.event_log import append_events, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
 from nudgeflow.web.state import State
-from nudgeflow.web.tracking import verify_token
+from nudgeflow.web.tracking import engagement, verify_token
 
 log = logging.getLogger("nudgeflow.push_reports")
 
@@ -160,9 +161,10 @@ def push_reports_router() -> APIRouter:
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media not in REPORTABLE_TYPES:
             return _error(415, "Content-Type", "must be application/json")
-        verified = await verify_token(state, token, PUSH)
+        verified = await verify_token(request, state, token, PUSH)
         if verified is None:
             return _error(404, None, "not found")
+        engagement(state, verified)  # LinkThrottled: 429 (web/tracking.throttled_answer)
         body = await _read(request)
         if body is None:
             return _error(413, "body", f"larger than {MAX_BODY} bytes")

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.model.iso_time import iso
@@ -150,6 +151,20 @@ def _checked(
     return [by_id[sid] for sid in segment_order(found)], errors, warnings
 
 
+async def _checked_against_live(
+    state: AppState, workspace_id: str, documents: list[tuple[int, Any]]
+) -> tuple[list[Segment], list[dict[str, Any]], list[dict[str, Any]]]:
+    """`_checked` against the workspace's live segments, in a worker thread: checking a
+    megabyte of definitions takes about a second and a half, which on the event loop every
+    other request (/healthz, ingest) would wait out; the read is a database round trip."""
+
+    def check() -> tuple[list[Segment], list[dict[str, Any]], list[dict[str, Any]]]:
+        live = _read(state, lambda conn: store.live_definitions(conn, workspace_id))
+        return _checked(documents, live)
+
+    return await run_in_threadpool(check)
+
+
 def segments_router() -> APIRouter:
     router = APIRouter(prefix="/api/segments", tags=["segments"])
 
@@ -166,8 +181,7 @@ def segments_router() -> APIRouter:
         index of the YAML document (or JSON array item) each problem belongs to. References
         to other segments are checked against the workspace's live ones and the body's."""
         documents = await read_documents(request, "segment")
-        live = _read(state, lambda conn: store.live_definitions(conn, workspace_id))
-        _segments, errors, warnings = _checked(documents, live)
+        _segments, errors, warnings = await _checked_against_live(state, workspace_id, documents)
         return {"valid": not errors, "problems": errors + warnings}
 
     @router.get("", summary="The workspace's segments: status, live version, size, computation")
@@ -176,8 +190,7 @@ def segments_router() -> APIRouter:
         return {"segments": [view(s) for s in found]}
 
     async def _apply(state: AppState, workspace_id: str, documents: list[tuple[int, Any]], draft: bool) -> Any:
-        live = _read(state, lambda conn: store.live_definitions(conn, workspace_id))
-        found, errors, warnings = _checked(documents, live)
+        found, errors, warnings = await _checked_against_live(state, workspace_id, documents)
         if errors:
             raise invalid(errors, INVALID)
         now = _now(state)
@@ -232,7 +245,7 @@ def segments_router() -> APIRouter:
                 message = f"the definition's id {doc['id']!r} is not the URL's {segment_id!r}"
                 raise invalid([Problem("id", message, line=line).as_dict()], INVALID)
         done, warnings = await _apply(state, workspace_id, documents, draft)
-        found = _read(state, lambda conn: store.get_segment(conn, workspace_id, segment_id))
+        found = await run_in_threadpool(_read, state, lambda conn: store.get_segment(conn, workspace_id, segment_id))
         assert found is not None
         body = {**_applied(done[0]), "segment": view(found), "warnings": warnings}
         return JSONResponse(body, 201 if done[0].created else 200)

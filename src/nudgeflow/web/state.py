@@ -16,6 +16,7 @@ from nudgeflow.ingest.verification import IdentityGate
 from nudgeflow.model.engagement_signals import Rules
 from nudgeflow.settings import Settings
 from nudgeflow.store.group_commit import GroupCommitter
+from nudgeflow.web.link_limits import LinkLimits
 from nudgeflow.web.metrics import Metrics
 
 
@@ -29,6 +30,7 @@ class AppState:
     limiter: RateLimiter
     keys: KeyCache
     identity: IdentityGate  # identity verification settings, cached (ingest/verification.py)
+    link_limits: LinkLimits  # the public links' rate limits (web/link_limits.py)
     ready: bool = False
     runtime: Any = None  # the EmbeddedRuntime, when settings.engine_enabled
     bounces: Any = None  # web.bounces.BounceWebhooks: certificate cache, Mailgun tokens

@@ -28,6 +28,10 @@ branch or exit on them; each consent change also a "Consent Updated" (store/cons
 A confirmation link records consent, so it is checked hardest: its signature first (nothing
 is looked up for a token we did not sign but the workspace's secret), then its expiry, then
 that the person's address is still the one it was sent to. Confirming twice records once.
+
+Every route is rate limited (web/link_limits.py): per person once its token is verified,
+per client address while a workspace's link secret is read; over a limit, 429 with
+Retry-After (`throttled_answer`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from nudgeflow.content import links
 from nudgeflow.content.links import (
@@ -76,6 +80,8 @@ from nudgeflow.store.consent_records import Person
 from nudgeflow.store.event_log import append_events, event_exists, event_row, profile_identity
 from nudgeflow.store.outbox import message_origin
 from nudgeflow.store.profiles import load_for_messages
+from nudgeflow.web import link_limits
+from nudgeflow.web.link_limits import LinkThrottled
 from nudgeflow.web.state import AppState, State
 
 log = logging.getLogger("nudgeflow.tracking")
@@ -98,9 +104,12 @@ PAGE_HEADERS = {
 }
 
 
-async def verify_token(state: AppState, token: str, kind: str, now_ms: int | None = None) -> LinkToken | None:
+async def verify_token(
+    request: Request, state: AppState, token: str, kind: str, now_ms: int | None = None
+) -> LinkToken | None:
     """The token's content if it is valid and of `kind`; the secret is read once per workspace.
-    A confirmation link (`now_ms` given) past its time raises ExpiredToken, once its MAC is right."""
+    A confirmation link (`now_ms` given) past its time raises ExpiredToken, once its MAC is right.
+    Reading a secret not yet cached counts against the client address's limit (LinkThrottled)."""
     try:
         workspace_id = links.peek_workspace(token)
     except InvalidToken:
@@ -108,6 +117,8 @@ async def verify_token(state: AppState, token: str, kind: str, now_ms: int | Non
     cache = state.tracking_secrets
     secret = cache.get(workspace_id)
     if secret is None:
+        # A database read for any workspace id a token names, made-up ones too.
+        link_limits.take(state.link_limits.lookups, _client(request))
         engine = state.engine
 
         def read() -> str | None:
@@ -124,6 +135,37 @@ async def verify_token(state: AppState, token: str, kind: str, now_ms: int | Non
         raise
     except InvalidToken:
         return None
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def engagement(state: AppState, token: LinkToken) -> None:
+    """An open, click or push report of the token's person (LinkThrottled over the limit)."""
+    link_limits.take(state.link_limits.engagement, f"{token.workspace_id}:{token.profile_id}")
+
+
+def _consent(state: AppState, token: LinkToken) -> None:
+    """A consent page of the token's person: a bucket of its own, which no open or click uses."""
+    link_limits.take(state.link_limits.consent, f"{token.workspace_id}:{token.profile_id}")
+
+
+async def throttled_answer(request: Request, exc: Exception) -> Response:
+    """429 with Retry-After, in the shape of the route: a push report's JSON (CORS: the
+    service worker reads it), a page for the pages, plain text for the pixel and clicks."""
+    assert isinstance(exc, LinkThrottled)
+    headers = {"Retry-After": str(exc.retry_after), "Cache-Control": "no-store"}
+    path = request.url.path
+    if path.startswith("/t/n/"):
+        headers["Access-Control-Allow-Origin"] = "*"
+        return JSONResponse({"success": False, "message": str(exc)}, status_code=429, headers=headers)
+    if path.startswith("/t/"):
+        return PlainTextResponse(str(exc), status_code=429, headers=headers)
+    note = f'<p class="note">Too many requests for this link: {html.escape(str(exc))}.</p>'
+    page = _page("Too many requests", note, 429)
+    page.headers.update(headers)
+    return page
 
 
 def _now_ms(state: AppState) -> int:
@@ -313,8 +355,9 @@ def tracking_router() -> APIRouter:
 
     @router.api_route("/t/o/{token}.gif", methods=["GET", "HEAD"])
     async def open_pixel(request: Request, state: State, token: str) -> Response:
-        verified = await verify_token(state, token, OPEN)
+        verified = await verify_token(request, state, token, OPEN)
         if verified is not None:
+            engagement(state, verified)
             now = _now_ms(state)
             day = now // DAY_MS
             verdict = classify(_sample(request, "open"), state.engagement_rules)
@@ -328,9 +371,10 @@ def tracking_router() -> APIRouter:
 
     @router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
     async def click(request: Request, state: State, token: str) -> Response:
-        verified = await verify_token(state, token, CLICK)
+        verified = await verify_token(request, state, token, CLICK)
         if verified is None or not verified.destination:
             return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
+        engagement(state, verified)
         destination = verified.destination
         now = _now_ms(state)
         url_hash = hashlib.sha256(destination.encode()).hexdigest()[:16]
@@ -356,9 +400,10 @@ def tracking_router() -> APIRouter:
 
     @router.get("/u/{token}")
     async def unsubscribe_page(request: Request, state: State, token: str) -> Response:
-        verified = await verify_token(state, token, UNSUBSCRIBE)
+        verified = await verify_token(request, state, token, UNSUBSCRIBE)
         if verified is None:
             return _invalid()
+        _consent(state, verified)
         engine = state.engine
 
         def read() -> dict[str, Any]:
@@ -378,9 +423,10 @@ def tracking_router() -> APIRouter:
 
     @router.post("/u/{token}")
     async def unsubscribe(request: Request, state: State, token: str) -> Response:
-        verified = await verify_token(state, token, UNSUBSCRIBE)
+        verified = await verify_token(request, state, token, UNSUBSCRIBE)
         if verified is None:
             return PlainTextResponse("not found", status_code=404, headers={"Cache-Control": "no-store"})
+        _consent(state, verified)
         form = await _form(request)
         method = "one_click" if form.get("List-Unsubscribe") == ["One-Click"] else "page"
         now = _now_ms(state)
@@ -417,9 +463,10 @@ def tracking_router() -> APIRouter:
         return _page("Unsubscribed", body)
 
     async def preference_center(request: Request, state: AppState, token: str, save: bool) -> Response:
-        verified = await verify_token(state, token, PREFERENCES)
+        verified = await verify_token(request, state, token, PREFERENCES)
         if verified is None:
             return _invalid()
+        _consent(state, verified)
         form = await _form(request) if save else {}
         now = _now_ms(state)
 
@@ -451,11 +498,12 @@ def tracking_router() -> APIRouter:
     @router.get("/s/{token}")
     async def confirmation_page(request: Request, state: State, token: str) -> Response:
         try:
-            verified = await verify_token(state, token, CONFIRM, _now_ms(state))
+            verified = await verify_token(request, state, token, CONFIRM, _now_ms(state))
         except ExpiredToken:
             return _expired()
         if verified is None:
             return _invalid()
+        _consent(state, verified)
         engine = state.engine
 
         def read() -> dict[str, Any]:
@@ -473,14 +521,15 @@ def tracking_router() -> APIRouter:
         return _page("Confirm your subscription", body)
 
     @router.post("/s/{token}")
-    async def confirm(state: State, token: str) -> Response:
+    async def confirm(request: Request, state: State, token: str) -> Response:
         now = _now_ms(state)
         try:
-            verified = await verify_token(state, token, CONFIRM, now)
+            verified = await verify_token(request, state, token, CONFIRM, now)
         except ExpiredToken:
             return _expired()
         if verified is None:
             return _invalid()
+        _consent(state, verified)
 
         def apply(conn: Connection) -> tuple[str, dict[str, Any]]:
             return _confirm(conn, verified, now), consent.get_settings(conn, verified.workspace_id)

@@ -22,6 +22,7 @@ from nudgeflow.store import audit_log, console_sessions, sign_in_failures
 from nudgeflow.store import console_users as user_store
 from nudgeflow.store.workspaces import ADMIN, key_digest
 from nudgeflow.web.access import SESSION_COOKIE, console_session, token_actor
+from nudgeflow.web.body_limits import FORM_MAX_FIELDS, FORM_MAX_PART
 from nudgeflow.web.console.render import page
 from nudgeflow.web.state import AppState, State
 
@@ -144,7 +145,10 @@ def sign_in_router() -> APIRouter:
             return RedirectResponse(safe_next(next), status_code=303)
         return form(request, state, next_path=safe_next(next))
 
-    @router.post("/sign-in")
+    # No file, few fields, short ones: the body is bounded before this (web/body_limits.py).
+    @router.post(
+        "/sign-in", form_limits={"max_files": 0, "max_fields": FORM_MAX_FIELDS, "max_part_size": FORM_MAX_PART}
+    )
     def sign_in(
         request: Request,
         state: State,
@@ -237,7 +241,9 @@ def sign_in_router() -> APIRouter:
             return RedirectResponse("/sign-in", status_code=303)
         return page(request, user, "sign_out.html", title="Sign out")
 
-    @router.post("/sign-out")
+    @router.post(
+        "/sign-out", form_limits={"max_files": 0, "max_fields": FORM_MAX_FIELDS, "max_part_size": FORM_MAX_PART}
+    )
     def sign_out(request: Request, state: State, csrf_token: Annotated[str, Form()] = "") -> Response:
         user = console_session(request, state)
         if user is not None:
