@@ -98,7 +98,7 @@ def test_a_control_character_from_a_trait_never_reaches_a_header(subject: str) -
     slow, fast, raw = both(rendered)
     same(slow, fast)
     head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"")
-    assert not any(byte < 0x20 and byte != 0x09 or byte == 0x7F for byte in head)
+    assert not any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in head)
     assert fast["Subject"] == subject.replace("\x00\x1b", "").replace("\x07\x7f", "")
     assert fast["X-Tag"] == "ab"
 
