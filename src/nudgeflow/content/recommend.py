@@ -226,7 +226,9 @@ def cart_items(
 
 
 def cart_summary(items: Sequence[Mapping[str, Any]], cart_id: Any = None) -> dict[str, Any]:
-    """The cart as templates see it: items, count (units), subtotal and currency."""
+    """The cart as templates see it: items, count (units), subtotal and currency. The
+    subtotal is None when it is past any number (quantities an event made absurd): the
+    cart is still there, and the message still goes."""
     subtotal = 0.0
     currency = None
     count = 0
@@ -234,9 +236,13 @@ def cart_summary(items: Sequence[Mapping[str, Any]], cart_id: Any = None) -> dic
         quantity = item.get("quantity") or 1
         count += int(quantity) if isinstance(quantity, (int, float)) else 1
         if isinstance(item.get("price"), (int, float)):
-            subtotal += float(item["price"]) * float(quantity)
+            try:
+                subtotal += float(item["price"]) * float(quantity)
+            except OverflowError:  # repeated adds summed to an integer no float holds
+                subtotal = math.inf
         currency = currency or item.get("currency")
-    return {"id": cart_id, "items": list(items), "count": count, "subtotal": round(subtotal, 2), "currency": currency}
+    total = round(subtotal, 2) if math.isfinite(subtotal) else None
+    return {"id": cart_id, "items": list(items), "count": count, "subtotal": total, "currency": currency}
 
 
 # --- bought together ------------------------------------------------------------------------
