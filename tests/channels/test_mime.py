@@ -90,6 +90,19 @@ def test_a_line_break_in_a_header_value_cannot_add_a_header() -> None:
         fold("X-Evil", "a\r\nBcc: b@example.com")
 
 
+@pytest.mark.parametrize("subject", ["Hi Ana\x00\x1b[2J\x07\x7f, your cart", "Hi Zoë\x00\x1b[2J\x07\x7f, your cart"])
+def test_a_control_character_from_a_trait_never_reaches_a_header(subject: str) -> None:
+    # A subject rendered from a trait can hold NUL or ESC; RFC 5322 allows no control
+    # character in a header (and servers refuse NUL), ASCII or RFC 2047-encoded.
+    rendered = RenderedEmail(subject=subject, html="<p>x</p>", headers={"X-Tag": "a\x00b"})
+    slow, fast, raw = both(rendered)
+    same(slow, fast)
+    head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"")
+    assert not any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in head)
+    assert fast["Subject"] == subject.replace("\x00\x1b", "").replace("\x07\x7f", "")
+    assert fast["X-Tag"] == "ab"
+
+
 @given(st.lists(st.text(alphabet="abcdefghij<>@.:/=-,", min_size=1, max_size=120), min_size=1, max_size=30))
 def test_folding_keeps_the_value_and_the_line_length(words: list[str]) -> None:
     value = " ".join(words)

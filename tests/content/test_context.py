@@ -165,3 +165,23 @@ def test_the_trigger_s_own_products_make_the_cart(engine: Any, catalog_wsid: str
 )
 def test_trial_days_left(value: Any, tz: str, expected: int | None) -> None:
     assert trial_days_left({"trial_ends_at": value, "timezone": tz}, NOW) == expected
+
+
+def test_absurd_quantities_leave_the_cart_without_a_subtotal_not_the_message_unsent(
+    engine: Any, catalog_wsid: str
+) -> None:
+    # Two Product Added of 1e308 each (any client with the public write key can send them)
+    # summed to an integer no float holds: building the context raised OverflowError, and
+    # every message to the person failed, whatever its template.
+    with engine.begin() as conn:
+        add_profile(conn, catalog_wsid, "p10", {"email": "huge@example.com"})
+        for at in (NOW - 2 * DAY, NOW - DAY):
+            add_event(conn, catalog_wsid, "p10", "Product Added", at, product_id="shirt", quantity=1e308)
+        add_profile(conn, catalog_wsid, "p11", {"email": "inf@example.com"})
+        add_event(conn, catalog_wsid, "p11", "Product Added", NOW - DAY, product_id="shirt", quantity=1e308)
+    with engine.connect() as conn:
+        summed = build_context(conn, catalog_wsid, f"p10.{catalog_wsid}", {}, NOW)
+        one = build_context(conn, catalog_wsid, f"p11.{catalog_wsid}", {}, NOW)
+    assert [i["id"] for i in summed["cart"]["items"]] == ["shirt"] and summed["cart"]["subtotal"] is None
+    assert summed["cart"]["count"] == 2 * int(1e308)
+    assert one["cart"]["subtotal"] is None  # 1e308 x the price: past any float too

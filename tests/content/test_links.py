@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from nudgeflow.content import links
+from nudgeflow.content.email_text import html_to_text
 from nudgeflow.content.links import (
     CLICK,
     OPEN,
@@ -424,3 +425,34 @@ def test_a_token_signed_for_a_url_browsers_read_otherwise_does_not_redirect(url:
         verify(SECRET, token, CLICK)
     with pytest.raises(ValueError):
         click_url(BASE, SECRET, "w", "k", "p", url)
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        " \x01java\tscript:alert(1)",
+        "&#106;avascript&#58;alert(1)",
+        "java&#x0A;script:alert(1)",
+        "vbscript:msgbox(1)",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    ],
+)
+def test_a_script_or_data_url_rendered_into_an_href_is_taken_out(href: str) -> None:
+    # A product's `url` from an event sent with the public write key, rendered into
+    # <a href="{{ item.url }}">: the link goes, its text and other attributes stay.
+    policy = links.LinkPolicy(frozenset({"https://shop.example/cart"}))
+    html = (
+        f'<p><a class="btn" href="{href}" title="t">Your item</a> '
+        f'<a href="{href}" data-nf-notrack>raw</a> <a href="https://shop.example/cart">Cart</a> '
+        '<a href="mailto:help@shop.example">Help</a> <a href="myapp://open">App</a></p>'
+    )
+    out = rewrite_links(html, BASE, SECRET, "w", "k", "p", policy=policy)
+    assert anchors(out)[:2] == [(None, "Your item"), (None, "raw")]
+    assert '<a class="btn" title="t">Your item</a>' in out
+    assert [href for href, _ in anchors(out)[3:]] == ["mailto:help@shop.example", "myapp://open"]
+    assert out.count("/t/c/") == 1
+    assert not links.is_script_url("https://shop.example/javascript:x") and not links.is_script_url("#data:")
+    text = html_to_text(html)  # the text part derived from the HTML does not show it either
+    assert "Your item raw Cart (https://shop.example/cart)" in text and "script" not in text and "data:" not in text

@@ -236,3 +236,20 @@ def test_the_cache_builds_once_per_ttl(engine: Any) -> None:
         cache.get(conn, ws, 11_001)
         assert cache.builds == 3
         assert cache.get(conn, "ws_none", 1).orders == 0
+
+
+def test_bought_together_counts_are_bounded_whatever_the_orders() -> None:
+    # One Order Completed within the 32 KB event limit names ~1,500 products: 2.2 million
+    # pair counts and ~1 s of a send's thread each, and twenty of them (anyone with the
+    # public write key) made the cache's rebuild take minutes and gigabytes.
+    huge = [{"product_id": f"h{i}"} for i in range(1_500)]
+    index = rec.BoughtTogether.build([huge, order(1, "shirt", "belt")["properties"]["products"]])
+    counts = sum(len(c) for c in index.pairs.values())
+    cap = rec.MAX_ORDER_PRODUCTS
+    assert counts == cap * (cap - 1) + 2  # its first MAX_ORDER_PRODUCTS products, and the real order
+    assert index.pairs["shirt"] == {"belt": 1} and len(index.pairs["h0"]) == cap - 1
+    # Many full orders: counting stops at MAX_PAIR_COUNTS, the newest orders counted first.
+    orders = [[f"o{n}-{i}" for i in range(cap)] for n in range(rec.MAX_PAIR_COUNTS // (cap * (cap - 1)) + 50)]
+    index = rec.BoughtTogether.build(orders)
+    assert sum(sum(c.values()) for c in index.pairs.values()) <= rec.MAX_PAIR_COUNTS
+    assert "o0-1" in index.pairs["o0-0"] and "o1-0" in index.pairs and f"o{len(orders) - 1}-0" not in index.pairs

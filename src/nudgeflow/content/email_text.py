@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from nudgeflow.content.links import is_script_url
+
 _BLOCK = {
     "address",
     "article",
@@ -108,7 +110,7 @@ class _TextMaker(HTMLParser):
             href, start = self.links.pop()
             label = " ".join("".join(self.out[start:]).split())
             href = (href or "").strip()
-            if href and not href.startswith(("#", "javascript:")):
+            if href and not href.startswith("#") and not is_script_url(href):
                 shown = href[7:] if href.startswith("mailto:") else href
                 if not label:
                     self.out.append(shown)

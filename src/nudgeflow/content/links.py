@@ -431,7 +431,8 @@ def rewrite_links(
 ) -> str:
     """Every http(s) `<a href>` of the HTML through a signed click link, anchor text and
     other attributes kept. Left alone: mailto:, tel:, anchors and other schemes, our own
-    unsubscribe / preference / tracking links, and any `<a data-nf-notrack>`. `memo`, shared
+    unsubscribe / preference / tracking links, and any `<a data-nf-notrack>`; taken out: a
+    javascript:, vbscript: or data: href (`is_script_url`), the link's text kept. `memo`, shared
     with `rewrite_text_links` for the same message, signs each URL once. With a `policy`
     (every message sent does), a URL it does not trust is left as it is, untracked."""
     signed = _clicks(base, secret, ws, message_key, profile_id, memo, policy)
@@ -442,24 +443,42 @@ def rewrite_links(
     def one(match: re.Match[str]) -> str:
         tag = match.group(0)
         href: re.Match[str] | None = None
+        track = True
         for attr in _ATTRIBUTE.finditer(tag, 2, len(tag) - 1):
             name = attr.group(1).lower()
             if name == NO_TRACK_ATTRIBUTE:
-                return tag
-            if name == "href" and href is None:
+                track = False
+            elif name == "href" and href is None:
                 href = attr
         if href is None:
             return tag
         raw = next((v for v in href.group(2, 3, 4) if v is not None), None)
         if raw is None:
             return tag
-        new = wrap(html.unescape(raw))
+        url = html.unescape(raw)
+        new = wrap(url) if track else None
         if new is None:
+            if is_script_url(url):  # only untracked links pay for this check
+                # The link goes, its text stays: no email needs a script or an inline document.
+                return f"{tag[: href.start()].rstrip()}{tag[href.end() :]}"
             return tag
         # Only the href changes; the tag's other attributes stay byte for byte.
         return f'{tag[: href.start()]}href="{html.escape(new, quote=True)}"{tag[href.end() :]}'
 
     return _A_TAG.sub(one, html_text)
+
+
+# Schemes that run script or show a document made up by whoever wrote the URL. A value a
+# template renders into an href (an event's `url`, a trait) may be one; browsers read the
+# scheme case-insensitively after dropping leading spaces and control characters and every
+# tab and line break (WHATWG URL parsing), and so does this.
+_SCRIPT_SCHEME = re.compile(r"(?:javascript|vbscript|data):", re.IGNORECASE)
+_URL_LEADING = "".join(map(chr, range(0x21)))
+
+
+def is_script_url(url: str) -> bool:
+    """A javascript:, vbscript: or data: URL, spelled any way a browser still reads as one."""
+    return bool(_SCRIPT_SCHEME.match(url.lstrip(_URL_LEADING).replace("\t", "").replace("\n", "").replace("\r", "")))
 
 
 # One attribute of a start tag: its name, and its value double-quoted, single-quoted or bare

@@ -23,6 +23,7 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import re
 from collections.abc import Mapping
 from email import policy as email_policy
 from email.contentmanager import ContentManager
@@ -126,7 +127,7 @@ def compose_bytes(
         if name.lower() == "reply-to":
             lines.append(_address(name, str(value)))
         else:
-            lines.append(_header(name, " ".join(str(value).split())))
+            lines.append(_header(name, _one_line(value)))
     lines.append("MIME-Version: 1.0")
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
@@ -155,8 +156,16 @@ def message_id_for(message_key: str, domain: str) -> str:
     return f"<nf.{digest}@{domain or 'nudgeflow.invalid'}>"
 
 
+# The control characters str.split() keeps (NUL, ESC, BEL, DEL, ...). RFC 5322 allows none
+# in a header, servers refuse a message with NUL, and a subject rendered from a trait (an
+# imported name, a public `identify`) can hold them: they are dropped, not sent.
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")  # \t-\r and \x1c-\x1f are whitespace to split()
+
+
 def _one_line(value: str) -> str:
-    return " ".join(str(value).split())
+    """The value on one line: whitespace runs (line breaks too) as one space, control
+    characters left out."""
+    return " ".join(_CONTROLS.sub("", str(value)).split())
 
 
 def compose(
