@@ -155,6 +155,11 @@ def test_report_counts_equal_what_happened(server: tuple[LiveServer, VirtualCloc
         assert admin.get("/api/reports/journeys/nope").status_code == 404
         assert admin.get("/api/reports/journeys/promo", params={"by": "profile_id"}).status_code == 400
         assert admin.get("/api/reports/journeys/promo", params={"from": "yesterday"}).status_code == 400
+        # A range that ends before it starts is refused, not answered as a report of nothing.
+        backwards = {"from": "2026-06-02", "to": "2026-06-01"}
+        for path in ("/api/reports/journeys/promo", "/api/reports/overview"):
+            answer = admin.get(path, params=backwards)
+            assert answer.status_code == 400 and "from (2026-06-02) is after to" in answer.text, path
     other = srv.workspace("other")
     with srv.admin(other.admin_token) as admin:
         assert admin.get("/api/reports/journeys/promo").status_code == 404
