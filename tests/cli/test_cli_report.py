@@ -79,6 +79,10 @@ def test_report_journey_refuses_what_it_cannot_answer(env: dict[str, str], tmp_p
         (["report", "journey", "promo", "--workspace", other], "no journey 'promo' in this workspace"),
         (["report", "journey", "promo", "--workspace", ws, "--by", "profile"], "by: 'profile' is not one of"),
         (["report", "journey", "promo", "--workspace", ws, "--from", "monday"], "--from: not a date"),
+        (
+            ["report", "journey", "promo", "--workspace", ws, "--from", "2025-11-10", "--to", "2025-11-09"],
+            "--from (2025-11-10) is after --to (2025-11-09)",
+        ),
         (["report", "journey", "promo", "--workspace", ws, "--json", "--csv"], "choose one"),
     ):
         done = run(args, env, tmp_path)

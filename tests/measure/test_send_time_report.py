@@ -64,3 +64,17 @@ def test_a_small_experiment_calls_nothing_yet() -> None:
     assert entry["open_rate"]["winner"]["status"] == "too_few"
     assert entry["open_rate"]["arms"][0]["versus_control"] is None
     assert send_time_section([], {}) == []
+
+
+def test_opens_counted_twice_before_the_machine_count_excluded_people_do_not_fail_the_report() -> None:
+    """Rollups written before a person's open took its message out of the machine count hold
+    messages in both counters: with machine opens included they add up past the messages sent,
+    which the experiment refused as impossible counts (the report answered 500)."""
+    rows = [row(1, "optimized", 600, 550, opens_machine=100), row(1, "explore", 600, 590, opens_machine=30)]
+    [entry] = send_time_section(rows, {(1, "best"): 0.5}, include_machine=True)
+    arms = {a["arm"]: a for a in entry["arms"]}
+    assert (arms["optimized"]["unique_opens"], arms["explore"]["unique_opens"]) == (600, 600)
+    assert [a["primary"]["count"] for a in entry["open_rate"]["arms"]] == [600, 600]
+    # Without machine opens, the people's as they are.
+    [plain] = send_time_section(rows, {(1, "best"): 0.5})
+    assert [a["primary"]["count"] for a in plain["open_rate"]["arms"]] == [550, 590]

@@ -190,3 +190,18 @@ def test_the_programs_lift_counts_a_person_once_per_cohort() -> None:
     assert lift["conversion"]["held_out_conversions"] == len(bought_in)
     # Without a control group there is no program to compare: no lift, not a made-up one.
     assert simulated_report(run())["overview"]["lift"] is None
+
+
+def test_a_message_opened_by_a_machine_and_its_person_is_one_open_with_machines_included() -> None:
+    """As the store counts them: the machine count holds messages opened by machines alone."""
+    a, b = TREATED[:2]
+    engagement = [
+        (a, 2_000, "Email Opened", {"machine": True, "machine_reason": "apple_mpp"}),
+        (a, 5 * 60_000, "Email Opened", {}),  # its person, after the proxy
+        (b, 5 * 60_000, "Email Opened", {}),
+        (b, 6 * 60_000, "Email Opened", {"machine": True, "machine_reason": "apple_mpp"}),  # after the person
+    ]
+    for machine in (False, True):
+        found = simulated_report(run(engagement), by=("step",), include_machine=machine)["journeys"]["promo"]
+        mail = next(row for row in found["rows"] if row["step"] == "mail")
+        assert (mail["unique_opens"], mail["machine_opens"]) == (2, 0), machine

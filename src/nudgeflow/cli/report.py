@@ -52,12 +52,12 @@ def report_journey(
     from nudgeflow.cli.experiment_table import experiment_lines, experiment_table
     from nudgeflow.cli.report_table import journey_table, machine_note, send_time_notes, send_time_table
     from nudgeflow.measure import report
-    from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_day
+    from nudgeflow.web.reports_api import BadQuery, load_journey_report, parse_by, parse_span
 
     if as_json and as_csv:
         raise fail("--json and --csv: choose one")
     try:
-        span = parse_day(from_, "--from"), parse_day(to, "--to")
+        span = parse_span(from_, to, ("--from", "--to"))
         groups = parse_by(by)
     except BadQuery as exc:
         raise fail(str(exc)) from exc
@@ -119,12 +119,12 @@ def report_overview(
 
     from nudgeflow.cli.report_table import lift_line, overview_table
     from nudgeflow.measure import report
-    from nudgeflow.web.reports_api import BadQuery, load_overview, parse_day
+    from nudgeflow.web.reports_api import BadQuery, load_overview, parse_span
 
     if as_json and as_csv:
         raise fail("--json and --csv: choose one")
     try:
-        span = parse_day(from_, "--from"), parse_day(to, "--to")
+        span = parse_span(from_, to, ("--from", "--to"))
     except BadQuery as exc:
         raise fail(str(exc)) from exc
     engine = open_workspace(database, workspace)

@@ -37,7 +37,7 @@ from nudgeflow.model import event_names
 from nudgeflow.model.engagement_signals import is_flagged
 from nudgeflow.model.events import is_own_event
 from nudgeflow.model.journeys import SendStep, WaitForEventStep
-from nudgeflow.model.numbers import as_number
+from nudgeflow.model.numbers import as_revenue
 
 # Engagement events (Segment's email and push spec names, and the dispatcher's own) and
 # the message status each one means. They carry the message's idempotency key.
@@ -331,7 +331,7 @@ def _run_reacts(turn: Turn, run: Run, event: EventInput) -> None:
         run.converted_by = event.message_id
         if goal.revenue:
             found, value = get_path(event.properties, goal.revenue)
-            run.revenue = as_number(value) if found else None
+            run.revenue = as_revenue(value) if found else None
         turn.touch(run)
         if goal.exit and run.status in (ACTIVE, HELD):
             steps.end(turn, run, EXITED, "converted")

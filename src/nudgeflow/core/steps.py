@@ -31,7 +31,7 @@ from nudgeflow.model.journeys import (
     WaitStep,
     duration_ms,
 )
-from nudgeflow.model.numbers import as_number
+from nudgeflow.model.numbers import as_revenue
 
 # A journey that validated has no cycle without a wait; this bounds one that slipped by.
 MAX_STEPS_PER_TURN = 200
@@ -178,7 +178,7 @@ def goal_seen(turn: Turn, jv: JourneyVersion, run: Run) -> bool:
     run.converted_by = first[2] if len(first) > 2 else None
     if goal.revenue:
         found, value = get_path(first[1], goal.revenue)
-        run.revenue = as_number(value) if found else None
+        run.revenue = as_revenue(value) if found else None
     if goal.exit:
         end(turn, run, EXITED, "converted")
     return True

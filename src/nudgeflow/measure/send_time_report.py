@@ -46,9 +46,19 @@ def _rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+def _with_machine(c: Mapping[str, int], human: str, machine: str, include_machine: bool) -> int:
+    """Messages opened (clicked) by a person, or by anyone with `include_machine`. The machine
+    counter holds messages opened by machines alone (store/rollups.py), but messages whose
+    opens were counted before it did may be in both: no more than the messages sent, or the
+    experiment's counts are impossible and the report fails."""
+    if not include_machine:
+        return c[human]
+    return min(c[human] + c[machine], max(c["sent"], c[human]))
+
+
 def _arm_counts(c: Mapping[str, int], include_machine: bool) -> dict[str, Any]:
-    opens = c["opens"] + (c["opens_machine"] if include_machine else 0)
-    clicks = c["clicks"] + (c["clicks_bot"] if include_machine else 0)
+    opens = _with_machine(c, "opens", "opens_machine", include_machine)
+    clicks = _with_machine(c, "clicks", "clicks_bot", include_machine)
     return {
         "sent": c["sent"],
         "unique_opens": opens,
@@ -72,10 +82,8 @@ def _experiment(
     chosen = {name: sum(arms[a][name] for a in (OPTIMIZED, FALLBACK)) for name in COUNTERS}
     out: dict[str, Any] = {}
     for metric, human, machine in METRICS:
-        hits = {
-            k: c[human] + (c[machine] if include_machine else 0)
-            for k, c in ((CHOSEN, chosen), (EXPLORE, arms[EXPLORE]))
-        }
+        pairs = ((CHOSEN, chosen), (EXPLORE, arms[EXPLORE]))
+        hits = {k: _with_machine(c, human, machine, include_machine) for k, c in pairs}
         report = analyze_experiment(
             [_arm(CHOSEN, 1.0 - explore, chosen, hits[CHOSEN]), _arm(EXPLORE, explore, arms[EXPLORE], hits[EXPLORE])],
             control=EXPLORE,

@@ -56,3 +56,18 @@ def as_number(value: Any, *, exact: bool = False, lenient: bool = False) -> int 
     # "nan", "inf" and "1e400" parse as floats, but the state and run rows are JSON, where
     # orjson writes them as null: a running sum would come back as None and then raise.
     return number if math.isfinite(number) else None
+
+
+# A goal's revenue beyond this (either sign) is no revenue: no order in any currency comes
+# near it, and the report rollups keep each revenue's square (Welch's interval), which past
+# about 1e154 is beyond a float's range and raised OverflowError in the engine's batch.
+REVENUE_LIMIT = 1e15
+
+
+def as_revenue(value: Any) -> float | None:
+    """A goal event's revenue property as a number (the default rule), None when it is not
+    one or lies beyond ±REVENUE_LIMIT (the conversion still counts, with no revenue)."""
+    number = as_number(value)
+    if number is None or -REVENUE_LIMIT <= number <= REVENUE_LIMIT:
+        return number
+    return None

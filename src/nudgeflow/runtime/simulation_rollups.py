@@ -93,13 +93,22 @@ def build(sim: Simulation) -> SimulatedRollups:
     engaged = [e for e in sim.engagement if e.key in planned]
     if engaged:
         counted: set[tuple[str, str, bool]] = set()
+        opened: set[tuple[str, str]] = set()  # (message, fact) opened (clicked) by anyone
         for e in engaged:
             message = planned[e.key]
             # An open before the message was sent is not one of its opens (as tracking cannot see one).
             if e.at_ms < message.at_ms or (e.key, e.fact, e.machine) in counted:
                 continue
             counted.add((e.key, e.fact, e.machine))
-            out.add(_message_key(message), **{_COUNTER[(e.fact, e.machine)]: 1})
+            # As store/rollups counts them: a machine's open only while no person opened the
+            # message; a person's after a machine's takes the message out of the machine count.
+            first = (e.key, e.fact) not in opened
+            opened.add((e.key, e.fact))
+            deltas = {_COUNTER[(e.fact, e.machine)]: 1} if first or not e.machine else {}
+            if not e.machine and not first and (e.key, e.fact, True) in counted:
+                deltas[_COUNTER[(e.fact, True)]] = -1
+            if deltas:
+                out.add(_message_key(message), **deltas)
     else:
         out.not_known = (*ALWAYS_NOT_KNOWN, *ENGAGEMENT)
     for row in out.counters.values():

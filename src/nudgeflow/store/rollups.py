@@ -742,18 +742,58 @@ def count_engagement(conn: Connection, workspace_id: str, message_key: str, fact
         return False
     rollup = Rollup()
     dims = _message_dims(workspace_id, row)
-    rollup.add(dims, **{ENGAGEMENT_COUNTER[fact]: 1})
+    deltas = _engagement_deltas(conn, workspace_id, message_key, fact, row[0], at_ms)
+    if deltas:
+        rollup.add(dims, **deltas)
     timing = send_time_of(row[9]) if fact in SEND_TIME_COUNTER else None
     # Counted by arm only for a message counted as sent (the arm's denominator): a message
     # the log channel took, or one a bounce report names before its send is recorded, is not.
-    if timing is not None and _was_counted_sent(conn, workspace_id, message_key):
+    if deltas and timing is not None and _was_counted_sent(conn, workspace_id, message_key):
         timed_by, arm = timing
-        rollup.send_time(
-            (workspace_id, row[1], row[2], row[3], timed_by or row[3], arm, dims[6]), **{SEND_TIME_COUNTER[fact]: 1}
-        )
+        rollup.send_time((workspace_id, row[1], row[2], row[3], timed_by or row[3], arm, dims[6]), **deltas)
     _count_arm_engagement(conn, rollup, workspace_id, row, fact, at_ms)
     rollup.write(conn)
     return True
+
+
+# A message opened (clicked) by anyone, person or machine: claimed by the first of either, so
+# that the machine counter holds the messages opened by machines alone and `opens` +
+# `opens_machine` counts each message once (a report with machine opens included).
+_ANY_OF = {OPENED: "opened_any", OPENED_MACHINE: "opened_any", CLICKED: "clicked_any", CLICKED_BOT: "clicked_any"}
+_MACHINE_OF = {OPENED: OPENED_MACHINE, CLICKED: CLICKED_BOT}
+
+
+def _engagement_deltas(
+    conn: Connection, workspace_id: str, message_key: str, fact: str, profile_id: str, at_ms: int
+) -> dict[str, int]:
+    """The counters a fact claimed now adds to. A person's open (click) counts in `opens`
+    (`clicks`); a machine's counts in `opens_machine` (`clicks_bot`) only while no person has
+    opened the message, and a person's open after a machine's takes the message out of it: a
+    message opened by both was counted twice with machine opens included (an open rate over
+    100 %). The claim of the message's first open by anyone decides, so concurrent opens
+    agree. Messages whose opens were all counted before this claim existed keep their count."""
+    counter = ENGAGEMENT_COUNTER[fact]
+    any_fact = _ANY_OF.get(fact)
+    if any_fact is None:
+        return {counter: 1}
+    first = bool(claim_firsts(conn, [(workspace_id, message_key, any_fact, profile_id, at_ms)]))
+    machine = _MACHINE_OF.get(fact)
+    if machine is None:  # a machine's open: counted only as the message's first open
+        return {counter: 1} if first else {}
+    if first or not _was_claimed(conn, workspace_id, message_key, machine):
+        return {counter: 1}
+    return {counter: 1, ENGAGEMENT_COUNTER[machine]: -1}
+
+
+def _was_claimed(conn: Connection, workspace_id: str, subject: str, fact: str) -> bool:
+    m = sql.mark(conn)
+    return (
+        conn.exec_driver_sql(
+            f"SELECT 1 FROM message_facts WHERE workspace_id = {m} AND subject = {m} AND fact = {m}",
+            (workspace_id, subject, fact),
+        ).first()
+        is not None
+    )
 
 
 def _was_counted_sent(conn: Connection, workspace_id: str, message_key: str) -> bool:

@@ -57,6 +57,17 @@ def parse_day(text: str | None, name: str) -> int | None:
         raise BadQuery(f"{name}: not a date (YYYY-MM-DD): {text[:40]!r}") from exc
 
 
+def parse_span(
+    from_text: str | None, to_text: str | None, names: tuple[str, str] = ("from", "to")
+) -> tuple[int | None, int | None]:
+    """`from` and `to` as days since the epoch; refused when `from` is after `to` (a range of
+    no days would answer an empty report as if nothing had happened)."""
+    first, last = parse_day(from_text, names[0]), parse_day(to_text, names[1])
+    if first is not None and last is not None and first > last:
+        raise BadQuery(f"{names[0]} ({from_text}) is after {names[1]} ({to_text})")
+    return first, last
+
+
 def parse_by(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
@@ -223,7 +234,7 @@ def reports_router() -> APIRouter:
         ] = None,
     ) -> Any:
         try:
-            span = parse_day(from_, "from"), parse_day(to, "to")
+            span = parse_span(from_, to)
             groups = parse_by(by)
         except BadQuery as exc:
             return JSONResponse({"detail": str(exc)}, 400)
@@ -256,7 +267,7 @@ def reports_router() -> APIRouter:
         format: Format = "json",
     ) -> Any:
         try:
-            span = parse_day(from_, "from"), parse_day(to, "to")
+            span = parse_span(from_, to)
         except BadQuery as exc:
             return JSONResponse({"detail": str(exc)}, 400)
         with state.engine.connect() as conn:
