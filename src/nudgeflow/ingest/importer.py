@@ -97,13 +97,21 @@ def _received_at(message: dict[str, Any], now: datetime) -> datetime:
         if not isinstance(raw, str):
             raise InvalidEvent("receivedAt", "not an ISO 8601 date-time")
         try:
-            return as_utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as exc:
             raise InvalidEvent("receivedAt", "not an ISO 8601 date-time") from exc
+        return _in_utc("receivedAt", parsed)
     sent_at = message.get("sentAt")
     if isinstance(sent_at, datetime):
-        return as_utc(sent_at)
+        return _in_utc("sentAt", sent_at)
     return now
+
+
+def _in_utc(name: str, value: datetime) -> datetime:
+    try:
+        return as_utc(value)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        raise InvalidEvent(name, "out of range once converted to UTC") from exc
 
 
 def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecord:
