@@ -31,7 +31,14 @@ from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.policies import EMPTY, Policies
 from nudgeflow.model.segments import Segment
-from nudgeflow.runtime.simulation import InvalidMessage, PlannedMessage, Simulation, check_message, message_time_ms
+from nudgeflow.runtime.simulation import (
+    LAST_INSTANT_MS,
+    InvalidMessage,
+    PlannedMessage,
+    Simulation,
+    check_message,
+    message_time_ms,
+)
 from nudgeflow.settings import Settings
 
 STDIN = "-"
@@ -301,7 +308,8 @@ def replay_file(
             stream = spool if spool is not None else source
             _replay(sim, index, stream, progress, replaying)
             if horizon_ms is not None and sim.last_event_ms is not None:
-                report.horizon_ms = sim.last_event_ms + horizon_ms
+                # No further than a time can be shown (an event on 9999-12-31 and a 30d horizon).
+                report.horizon_ms = min(sim.last_event_ms + horizon_ms, LAST_INSTANT_MS)
                 progress.update(replaying, note=f"events; timers up to {iso(report.horizon_ms)}")
                 sim.drain(report.horizon_ms)
             progress.update(replaying, completed=count, note="events")
