@@ -236,6 +236,29 @@ def test_missing_paths_fail_clearly(env: dict[str, str], tmp_path: Path, journey
     assert done.returncode == 1 and "--horizon" in done.stderr
 
 
+def test_times_at_the_ends_of_the_calendar_are_bad_lines_or_bound_the_horizon_not_a_traceback(
+    env: dict[str, str], tmp_path: Path, journeys: Path
+) -> None:
+    # 0001-01-01T00:00:00+14:00 parses but is before year 1 in UTC: the replay accepted it
+    # and then crashed (ValueError: year 0 is out of range) showing it.
+    early = {"type": "track", "userId": "cy", "event": "Signed Up", "timestamp": "0001-01-01T00:00:00+14:00"}
+    received = {"type": "track", "userId": "cy", "event": "Signed Up", "receivedAt": "0001-01-01T00:00:00+14:00"}
+    events = write_events(tmp_path / "events.jsonl", EVENTS, {1: json.dumps(early), 2: json.dumps(received)})
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    stderr = " ".join(done.stderr.split())
+    assert "line 1: invalid event: timestamp: out of range once converted to UTC" in stderr
+    assert "line 2: invalid event: receivedAt: out of range once converted to UTC" in stderr
+    assert rows(parse(done.stdout)[0]) == EXPECTED
+    # An event on the calendar's last day: the horizon (30 days after it) stops at its end.
+    last = {"type": "track", "userId": "ada", "event": "Signed Up", "timestamp": "9999-12-31T00:00:00Z"}
+    events = write_events(tmp_path / "last.jsonl", [last])
+    done = run(["--journeys", str(journeys), "--events", str(events), "--json"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert parse(done.stdout)[1]["horizon"].startswith("9999-12-31T23:59:59")
+
+
 def test_the_horizon_bounds_the_timers_fired_after_the_last_event(
     env: dict[str, str], tmp_path: Path, journeys: Path
 ) -> None:

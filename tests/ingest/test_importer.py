@@ -135,6 +135,56 @@ def test_bad_lines_are_reported_with_number_and_reason_and_the_rest_imported(eng
     assert "line 12: warning:" in output
 
 
+def test_a_received_at_outside_the_calendar_in_utc_is_a_bad_line_not_the_end_of_the_import(
+    engine: Any, tmp_path: Path
+) -> None:
+    # 0001-01-01 at +14:00 is a valid ISO date-time whose UTC instant falls before year 1:
+    # converting it raised OverflowError, which ended the import with a traceback and lost
+    # the lines read but not yet written.
+    ws = make_workspace(engine)
+    early = {"type": "track", "event": "X", "userId": "u", "receivedAt": "0001-01-01T00:00:00+14:00"}
+    late = {"type": "track", "event": "X", "userId": "u", "receivedAt": "9999-12-31T23:59:59-14:00"}
+    sent = {"type": "track", "event": "X", "userId": "u", "sentAt": "0001-01-01T00:00:00+14:00"}
+    path = _jsonl(tmp_path / "calendar.jsonl", [GOOD[0], early, late, sent, GOOD[5]])
+
+    report, output = _import(engine, str(path), ws.write_key)
+
+    assert [(bad.line, bad.reason) for bad in report.bad_lines] == [
+        (2, "invalid event: receivedAt: out of range once converted to UTC"),
+        (3, "invalid event: receivedAt: out of range once converted to UTC"),
+        (4, "invalid event: sentAt: out of range once converted to UTC"),
+    ]
+    assert "line 2:" in output and "line 4:" in output
+    assert report.imported == 2 and _stored(engine, ws.workspace_id) == 2
+
+
+def test_a_line_far_over_the_limit_is_reported_without_being_held_in_memory(engine: Any, tmp_path: Path) -> None:
+    # A file with a stray 40 MB line (a binary, a file with no newlines): it was read whole
+    # into memory before being refused; it is now skipped a chunk at a time.
+    import tracemalloc
+
+    ws = make_workspace(engine)
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as out:
+        out.write(orjson.dumps(GOOD[0]) + b"\n")
+        out.write(b'{"type": "track", "event": "X", "userId": "u", "properties": {"blob": "')
+        for _ in range(40):
+            out.write(b"x" * (1 << 20))
+        out.write(b'"}}\n')
+        out.write(orjson.dumps(GOOD[5]) + b"\n")
+    tracemalloc.start()
+    try:
+        report, output = _import(engine, str(path), ws.write_key)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak:,} bytes"
+    [bad] = report.bad_lines
+    assert bad.line == 2 and "the limit is" in bad.reason and "line 2:" in output
+    assert (report.lines, report.imported) == (3, 2)
+    assert _stored(engine, ws.workspace_id) == 2
+
+
 def test_importing_twice_imports_nothing_twice(engine: Any, tmp_path: Path) -> None:
     ws = make_workspace(engine)
     # No messageId on most lines: the id derived from the content keeps them unique.

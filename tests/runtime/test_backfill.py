@@ -327,3 +327,40 @@ def test_events_the_engine_has_not_decided_yet_are_left_to_it(h: Harness) -> Non
     )
     assert h.in_transaction(lambda conn: backfill_batch(conn, engines, h.clock, 10)) == 1
     assert h.state("ada").counters["third:count"] == 1
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {},  # the goal event kept for the goal alone
+        {"filter": [{"event": "Order Completed", "op": "gte", "value": 0}]},  # and counted by a condition
+    ],
+)
+def test_a_late_trigger_event_after_the_publish_is_converted_by_a_goal_event_from_before_it(
+    h: Harness, entry: dict[str, Any]
+) -> None:
+    # The order (sent by the server at once) is decided before the publish; the sign-up it
+    # followed arrives late, from an app's queue, after it. The run converts as it enters and
+    # names the order, as it would have had the journey been live all along.
+    rt = h.runtime(engines=EngineCache())
+    signed_up_at = h.clock.now()
+    h.clock.advance(timedelta(minutes=5))
+    h.send({"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "order-1"})
+    order_at = to_ms(h.clock.now())
+    rt.run_until_idle()
+    h.clock.advance(timedelta(minutes=1))
+    welcome = {
+        "id": "welcome",
+        "name": "Welcome",
+        "steps": MARK,
+        "trigger": {"type": "event", "event": "Signed Up", "max_lateness": "1d"},
+        "goal": {"event": "Order Completed", "within": "3d"},
+        **({"entry": entry} if entry else {}),
+    }
+    publish(h, welcome)
+    rt.run_until_idle()
+    assert [j.status for j in jobs(h, "welcome")] == ["done"]
+    h.send({"type": "track", "userId": "ada", "event": "Signed Up", "timestamp": signed_up_at.isoformat()})
+    rt.run_until_idle()
+    rows = h.q("SELECT entered_at_ms, converted_at_ms, converted_by FROM journey_runs WHERE journey_id = 'welcome'")
+    assert [tuple(r) for r in rows] == [(to_ms(signed_up_at), order_at, "order-1")]

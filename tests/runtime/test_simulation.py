@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from nudgeflow.core.clock import to_ms
@@ -670,3 +671,34 @@ def test_the_simulator_and_a_hand_driven_core_agree() -> None:
         del timers[due.key]
         take(core.on_timer(state, TimerInput(due.key, due.due_ms, due.payload), due.due_ms))
     assert [(m.key, m.at_ms) for m in sim.messages] == [(s.key, s.at_ms) for s in sends]
+
+
+def test_a_replayed_line_far_over_the_limit_is_reported_without_being_held_in_memory(tmp_path: Any) -> None:
+    # A stray 40 MB line (a binary, a file with no newlines) was read whole before being
+    # refused; it is now skipped a chunk at a time, and the lines around it replayed.
+    import io
+    import tracemalloc
+
+    from rich.console import Console
+
+    from nudgeflow.runtime.replay import replay_file
+
+    signed_up = {"type": "track", "userId": "ada", "event": "Signed Up", "timestamp": at(0)}
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as out:
+        out.write(orjson.dumps(signed_up) + b"\n")
+        out.write(b'{"type": "track", "event": "X", "userId": "u", "timestamp": "' + at(1).encode() + b'", "p": "')
+        for _ in range(40):
+            out.write(b"x" * (1 << 20))
+        out.write(b'"}\n')
+        out.write(orjson.dumps({**signed_up, "userId": "bob", "timestamp": at(2)}) + b"\n")
+    tracemalloc.start()
+    try:
+        report = replay_file([WELCOME], str(path), console=Console(file=io.StringIO()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak:,} bytes"
+    [bad] = report.bad_lines
+    assert bad.line == 2 and "the limit is" in bad.reason
+    assert (report.lines, report.sim.summary()["events"]) == (3, 2)

@@ -13,7 +13,10 @@ effects (runs, messages, timers) are written like any other:
 - date-relative: a date trait the person already has arms its timer now.
 - history: the kept history of each event name the journey's conditions count (and its
   `occurrences`) is rebuilt from the stored events, so `entry.filter` and branches read the
-  past: at most MAX_LOOKBACK_MS back and the HISTORY_CAP newest occurrences per name.
+  past: at most MAX_LOOKBACK_MS back and the HISTORY_CAP newest occurrences per name. So
+  is its goal event's (catalog.goal_needs), with each occurrence's messageId: a late trigger
+  event then finds the conversions decided before the publish (steps.goal_seen), and names
+  them as a conversion decided on time does.
 - milestones (count, sum): the running total starts from the stored events, so "the 10th
   order" counts orders placed before the publish; someone already past it does not enter.
 
@@ -24,11 +27,12 @@ through the normal path once it is live.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nudgeflow.core import triggers
-from nudgeflow.core.catalog import HISTORY_CAP, Catalog, JourneyVersion, history_needs
+from nudgeflow.core.catalog import HISTORY_CAP, Catalog, JourneyVersion, goal_needs, history_needs
 from nudgeflow.core.conditions import Scope, filters_match, get_path
 from nudgeflow.core.turn import Turn, timer_key
 from nudgeflow.model.journeys import DateRelativeTrigger, InactivityTrigger, MilestoneTrigger, duration_ms
@@ -48,20 +52,25 @@ class Needs:
     lookback_ms: int  # how far back those are read
 
 
+StoredEvent = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], str]
+
+
 @dataclass(slots=True)
 class Past:
     """What the store holds of one person from before the backfill reached them."""
 
     created_at_ms: int
     last_active_ms: int | None = None
-    events: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)  # name -> oldest first
+    # name -> [(ts, properties[, message_id]), …] oldest first; the messageId is kept with a
+    # goal event's occurrence (Catalog.history_ids), as the engine keeps it (engine._remember).
+    events: Mapping[str, Sequence[StoredEvent]] = field(default_factory=dict)
 
 
 def needs(catalog: Catalog, jv: JourneyVersion) -> Needs:
     trigger = jv.definition.trigger
     names: set[str] = set()
     lookback = 0
-    for name, _keys, _window in history_needs(jv.definition):
+    for name, _keys, _window in (*history_needs(jv.definition), *goal_needs(jv.definition)):
         names.add(name)
         window = catalog.history_window.get(name)
         lookback = max(lookback, MAX_LOOKBACK_MS if window is None else min(window, MAX_LOOKBACK_MS))
@@ -95,7 +104,8 @@ def _history_names(journey: object) -> frozenset[str]:
     if cached is None or cached[0] is not journey:
         if len(_NAMES) > 1000:
             _NAMES.clear()
-        cached = _NAMES[id(journey)] = (journey, frozenset(n for n, _k, _w in history_needs(journey)))  # type: ignore[arg-type]
+        kept = (*history_needs(journey), *goal_needs(journey))  # type: ignore[arg-type]
+        cached = _NAMES[id(journey)] = (journey, frozenset(n for n, _k, _w in kept))
     return cached[1]
 
 
@@ -104,7 +114,14 @@ def _seed_history(turn: Turn, jv: JourneyVersion, past: Past) -> None:
     for name in _history_names(jv.definition):
         keys = catalog.history_keys.get(name, set())
         stored = past.events.get(name, [])
-        entries: list[list[Any]] = [[ts, {k: props[k] for k in keys if k in props}] for ts, props in stored]
+        entries: list[list[Any]] = [[item[0], {k: item[1][k] for k in keys if k in item[1]}] for item in stored]
+        if name in catalog.history_ids:
+            # A goal event's occurrence keeps its messageId, as engine._remember keeps it: a
+            # conversion found at a late trigger event (steps.goal_seen) names it as one
+            # decided on time does, and measure/ counts the goal event once.
+            for entry, item in zip(entries, stored, strict=True):
+                if len(item) > 2 and item[2]:
+                    entry.append(item[2])
         # Every occurrence the engine kept came from an event it decided, and those are all
         # in the store: the stored list replaces the kept one rather than adding to it.
         window = catalog.history_window.get(name)
@@ -140,9 +157,7 @@ def _inactivity(turn: Turn, jv: JourneyVersion, trigger: InactivityTrigger, past
 
 def _milestone(turn: Turn, jv: JourneyVersion, trigger: MilestoneTrigger, past: Past) -> None:
     scope = Scope(turn.state.traits, turn.now_ms, turn.state.history, group=turn.state.group_traits)
-    matching = [
-        props for _ts, props in past.events.get(trigger.event, []) if filters_match(trigger.where, props, scope)
-    ]
+    matching = [item[1] for item in past.events.get(trigger.event, []) if filters_match(trigger.where, item[1], scope)]
     counters = turn.state.counters
     if trigger.count is not None:
         ckey = f"{jv.journey_id}:count"

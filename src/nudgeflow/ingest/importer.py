@@ -97,13 +97,21 @@ def _received_at(message: dict[str, Any], now: datetime) -> datetime:
         if not isinstance(raw, str):
             raise InvalidEvent("receivedAt", "not an ISO 8601 date-time")
         try:
-            return as_utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError as exc:
             raise InvalidEvent("receivedAt", "not an ISO 8601 date-time") from exc
+        return _in_utc("receivedAt", parsed)
     sent_at = message.get("sentAt")
     if isinstance(sent_at, datetime):
-        return as_utc(sent_at)
+        return _in_utc("sentAt", sent_at)
     return now
+
+
+def _in_utc(name: str, value: datetime) -> datetime:
+    try:
+        return as_utc(value)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        raise InvalidEvent(name, "out of range once converted to UTC") from exc
 
 
 def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecord:
@@ -122,10 +130,31 @@ def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecor
     )
 
 
-def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, int]]:
-    """(line number, stripped line, bytes consumed) for every line, blank ones included."""
-    for number, raw in enumerate(stream, start=1):
+def line_limit(max_event_bytes: int) -> int:
+    """The longest line read whole: twice the event limit (room for a line's spaces between
+    tokens) and 64 KiB. A longer line cannot hold an event within the limit."""
+    return 2 * max_event_bytes + 64 * 1024
+
+
+def _lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, stripped line, bytes consumed) for every line, blank ones included; the
+    line is None when it is longer than `limit`: it is skipped a chunk at a time, never held
+    whole (a file with no newline, or a stray binary, would otherwise be read into memory)."""
+    number = 0
+    while True:
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        number += 1
         size = len(raw)
+        if size > limit and not raw.endswith(b"\n"):
+            while True:
+                more = stream.readline(1 << 20)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield number, None, size
+            continue
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         yield number, raw.strip(), size
@@ -256,11 +285,20 @@ def import_file(
             name = "stdin" if path_or_dash == STDIN else Path(path_or_dash).name
             task = progress.add_task(f"importing {name}", total=total_bytes, lines=0)
             unreported = last = 0
-            for number, line, size in _lines(stream):
+            limit = line_limit(max_event_bytes)
+            for number, line, size in _lines(stream, limit):
                 unreported, last = unreported + size, number
                 if number % 256 == 0:  # the bar need not move per line; updating it costs
                     progress.update(task, advance=unreported, lines=number)
                     unreported = 0
+                if line is None:
+                    report.lines += 1
+                    bad = BadLine(number, f"invalid event: line is {size} bytes; the limit is {max_event_bytes}")
+                    report.bad_lines.append(bad)
+                    progress.console.print(
+                        f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True
+                    )
+                    continue
                 if not line:
                     continue
                 report.lines += 1

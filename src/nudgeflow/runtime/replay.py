@@ -31,7 +31,14 @@ from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.policies import EMPTY, Policies
 from nudgeflow.model.segments import Segment
-from nudgeflow.runtime.simulation import InvalidMessage, PlannedMessage, Simulation, check_message, message_time_ms
+from nudgeflow.runtime.simulation import (
+    LAST_INSTANT_MS,
+    InvalidMessage,
+    PlannedMessage,
+    Simulation,
+    check_message,
+    message_time_ms,
+)
 from nudgeflow.settings import Settings
 
 STDIN = "-"
@@ -301,7 +308,8 @@ def replay_file(
             stream = spool if spool is not None else source
             _replay(sim, index, stream, progress, replaying)
             if horizon_ms is not None and sim.last_event_ms is not None:
-                report.horizon_ms = sim.last_event_ms + horizon_ms
+                # No further than a time can be shown (an event on 9999-12-31 and a 30d horizon).
+                report.horizon_ms = min(sim.last_event_ms + horizon_ms, LAST_INSTANT_MS)
                 progress.update(replaying, note=f"events; timers up to {iso(report.horizon_ms)}")
                 sim.drain(report.horizon_ms)
             progress.update(replaying, completed=count, note="events")
@@ -330,10 +338,26 @@ def _read(
     loads, check, when = orjson.loads, check_message, message_time_ms
     offset = unreported = 0
     last = -(2**63)
-    for number, raw in enumerate(source, start=1):
+    number = 0
+    while True:
+        # Read at most one byte past the limit: a longer line is refused whatever it holds,
+        # and is skipped a chunk at a time rather than held whole (a stray binary, a file
+        # without newlines, would otherwise be read into memory).
+        raw = source.readline(limit + 1)
+        if not raw:
+            break
+        number += 1
         size = len(raw)
         if spool is not None:
             spool.write(raw)
+        too_long = size > limit and not raw.endswith(b"\n")
+        while too_long:
+            more = source.readline(1 << 20)
+            if spool is not None:
+                spool.write(more)
+            size += len(more)
+            if not more or more.endswith(b"\n"):
+                break
         start = offset
         offset += size
         unreported += size
@@ -344,8 +368,9 @@ def _read(
         if not line.strip():
             continue
         report.lines += 1
-        if len(line) > limit:
-            index_bad(number, f"invalid event: event is {len(line)} bytes; the limit is {limit - 512}")
+        if too_long or len(line) > limit:
+            length = size - 3 if number == 1 and raw.startswith(_BOM) else size
+            index_bad(number, f"invalid event: event is {length} bytes; the limit is {limit - 512}")
             continue
         try:
             decoded = loads(line)

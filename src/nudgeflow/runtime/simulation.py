@@ -63,6 +63,8 @@ from nudgeflow.runtime.merges import merge_state
 
 __all__ = [
     "CLICKED",
+    "FIRST_INSTANT_MS",
+    "LAST_INSTANT_MS",
     "OPENED",
     "Engagement",
     "FailedMessage",
@@ -316,8 +318,11 @@ def message_time_ms(message: dict[str, Any]) -> int | None:
     received_raw = message.get("receivedAt")
     sent_raw = message.get("sentAt")
     if original_raw is None:
-        received = _parse_time(received_raw) or _parse_time(sent_raw)
-        return to_ms(received) if received else None
+        received = _parse_time(received_raw)
+        if received is not None:
+            return _in_calendar(to_ms(received), "receivedAt")
+        sent = _parse_time(sent_raw)
+        return _in_calendar(to_ms(sent), "sentAt") if sent else None
     original = _parse_time(original_raw)
     if original is None:
         raise InvalidMessage("timestamp: not an ISO 8601 date-time")
@@ -325,14 +330,27 @@ def message_time_ms(message: dict[str, Any]) -> int | None:
     if sent_raw is not None and sent is None:
         raise InvalidMessage("sentAt: not an ISO 8601 date-time")
     if received_raw is None or sent is None:
-        return to_ms(original)
+        return _in_calendar(to_ms(original), "timestamp")
     received = _parse_time(received_raw)
     if received is None:
         raise InvalidMessage("receivedAt: not an ISO 8601 date-time")
     try:
-        return to_ms(corrected_timestamp(received, original, sent))
+        return _in_calendar(to_ms(corrected_timestamp(received, original, sent)), "timestamp")
     except OverflowError as exc:
         raise InvalidMessage("timestamp: out of range once corrected with sentAt") from exc
+
+
+# The instants a datetime can hold in UTC, as ingest stores them: 0001-01-01T00:00:00+14:00
+# parses but falls before year 1 once in UTC, and nothing could show it (iso() raised). The
+# replay's horizon stops at the last one too (runtime/replay.replay_file).
+FIRST_INSTANT_MS = to_ms(datetime(1, 1, 1, tzinfo=UTC))
+LAST_INSTANT_MS = to_ms(datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC))
+
+
+def _in_calendar(ms: int, field: str) -> int:
+    if FIRST_INSTANT_MS <= ms <= LAST_INSTANT_MS:
+        return ms
+    raise InvalidMessage(f"{field}: out of range once converted to UTC")
 
 
 def _as_ms(when: int | str | datetime | None) -> int | None:

@@ -266,9 +266,9 @@ def past_of(
     names: Iterable[str],
     since_ms: int,
     seen: Decided,
-) -> tuple[dict[str, int], dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]]:
+) -> tuple[dict[str, int], dict[str, dict[str, list[tuple[int, dict[str, Any], str]]]]]:
     """Each person's latest activity (when asked) and their stored_events of these names:
-    ({profile: latest activity}, {profile: {name: [(ts, properties), …]}})."""
+    ({profile: latest activity}, {profile: {name: [(ts, properties, message_id), …]}})."""
     names = sorted(set(names))
     last = latest_activity(conn, profile_ids, activity_names, seen) if activity else {}
     return last, stored_events(conn, profile_ids, names, since_ms, seen) if names else {}
@@ -294,21 +294,24 @@ def latest_activity(
     return out
 
 
-def _properties(payload: str) -> dict[str, Any]:
+def _properties(payload: str) -> tuple[dict[str, Any], str]:
+    """The stored message's properties and messageId (as the engine's EventInput reads them)."""
     try:
-        props = orjson.loads(payload).get("properties")
+        message = orjson.loads(payload)
+        props = message.get("properties")
     except (orjson.JSONDecodeError, AttributeError):
-        return {}
-    return props if isinstance(props, dict) else {}
+        return {}, ""
+    return (props if isinstance(props, dict) else {}), str(message.get("messageId", ""))
 
 
 def stored_events(
     conn: Connection, profile_ids: Sequence[str], names: Iterable[str], since_ms: int, seen: Decided
-) -> dict[str, dict[str, list[tuple[int, dict[str, Any]]]]]:
+) -> dict[str, dict[str, list[tuple[int, dict[str, Any], str]]]]:
     """Each person's decided events of these names after since_ms, oldest first:
-    {profile: {name: [(timestamp_ms, properties), …]}}."""
+    {profile: {name: [(timestamp_ms, properties, message_id), …]}} (the messageId: a goal
+    event's kept history carries it, core/backfill._seed_history)."""
     names = list(names)
-    out: dict[str, dict[str, list[tuple[int, dict[str, Any]]]]] = {}
+    out: dict[str, dict[str, list[tuple[int, dict[str, Any], str]]]] = {}
     if not names:
         return out
     for start in range(0, len(profile_ids), _IN_CHUNK):
@@ -322,7 +325,8 @@ def stored_events(
         )
         for pid, type_, event, ts, payload in conn.execute(stmt):
             name = event if type_ == "track" else type_
-            out.setdefault(pid, {}).setdefault(name, []).append((int(ts), _properties(payload)))
+            props, message_id = _properties(payload)
+            out.setdefault(pid, {}).setdefault(name, []).append((int(ts), props, message_id))
     return out
 
 
