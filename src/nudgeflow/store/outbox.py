@@ -21,8 +21,9 @@ A lease is the row's next attempt moved to the lease's end (and `leased_until_ms
 next claim of any dispatcher takes like any other (on PostgreSQL any number of dispatch
 processes claim side by side: docs/roles.md). The outcome of a leased send is recorded
 only while the row still carries that attempt (`still_leased`), so a dispatcher whose lease
-ran out and was taken over records nothing: no status, no event, no count. A dispatcher that stops (SIGTERM) hands back the leases of
-the sends it will not finish (`hand_back`): due at once, for any dispatcher.
+ran out and was taken over records nothing: no status, no event, no count. A dispatcher
+that stops (SIGTERM) hands back the leases of the sends it will not finish (`hand_back`):
+due at once, for any dispatcher.
 
 This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
 JetStream) swaps: a second implementation would hand the claimed messages to senders
