@@ -14,6 +14,7 @@ from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import TemplateError, render
 from nudgeflow.store import templates as store
 from nudgeflow.store.schema import template_versions
+from tests.store.pg_race import second_after_first
 from tests.support import make_workspace
 
 MJML = (
@@ -132,42 +133,14 @@ def test_two_first_saves_at_once_make_two_versions_not_an_error(engine: Any) -> 
     # yet, at the same moment. On PostgreSQL both found no row; the second's insert waited for
     # the first's commit and then failed on the primary key: a 500 for an ordinary save. It is
     # the next version now (or the same one, for the same text), as saves one after the other.
-    import threading
-
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has one writer: two saves cannot both find no row")
     ws = _ws(engine)
-    first = engine.connect()
-    tx1 = first.begin()
-    assert compiled_templates.save_template(first, ws, "race", SOURCE, 1000) == (1, True)
-    done = threading.Event()
-    results: list[Any] = []
-
-    def save_second() -> None:
-        try:
-            with engine.begin() as conn:
-                results.append(compiled_templates.save_template(conn, ws, "race", {**SOURCE, "subject": "Hello"}, 2000))
-        except BaseException as exc:  # reported to the test below
-            results.append(exc)
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=save_second)
-    thread.start()
-    with engine.connect() as watcher:  # bounded wait until the second save waits for the first
-        for _ in range(600):
-            waiting = watcher.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND query LIKE '%%templates%%'"
-            ).scalar()
-            if waiting or done.is_set():
-                break
-            done.wait(0.05)
-    tx1.commit()
-    first.close()
-    assert done.wait(30)
-    thread.join(30)
-    assert results == [(2, True)]
+    second = second_after_first(
+        engine,
+        lambda conn: compiled_templates.save_template(conn, ws, "race", SOURCE, 1000),
+        lambda conn: compiled_templates.save_template(conn, ws, "race", {**SOURCE, "subject": "Hello"}, 2000),
+        "templates",
+    )
+    assert second == (2, True)
     with engine.connect() as conn:
         current = store.get_template(conn, ws, "race")
         assert current is not None and current["current_version"] == 2

@@ -150,12 +150,12 @@ def store_version(
         # A save of the same new name in another transaction may have found no row either:
         # this insert waits for it (PostgreSQL) and, when it committed, does nothing; the row
         # it made is then read (and locked) again and this text becomes its next version.
-        columns = ("workspace_id", "name", "channel", "current_version", "created_at_ms", "updated_at_ms")
-        created = bool(
-            conn.exec_driver_sql(
-                sql.insert_sql("templates", columns, sql.mark(conn), conflict="workspace_id, name"),
-                (workspace_id, name, channel, 1, now_ms, now_ms),
-            ).rowcount
+        created = sql.insert_one(
+            conn,
+            "templates",
+            ("workspace_id", "name", "channel", "current_version", "created_at_ms", "updated_at_ms"),
+            (workspace_id, name, channel, 1, now_ms, now_ms),
+            conflict="workspace_id, name",
         )
         if not created:
             row = conn.execute(stmt).one()
