@@ -192,11 +192,14 @@ def hand_back(conn: Connection, rows: Sequence[tuple[int, int, int, int]]) -> in
 
 
 def next_due(conn: Connection, now_ms: int) -> tuple[int, str] | None:
-    """(id, idempotency key) of the pending row the next claim would take first."""
+    """(id, idempotency key) of the pending row the next claim would take first: on
+    PostgreSQL, as claim_due, skipping (and then holding) rows another dispatcher holds, so
+    that the safety net fails the message that failed here, not one being sent elsewhere."""
     m = sql.mark(conn)
+    suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
     row = conn.exec_driver_sql(
         f"SELECT id, idempotency_key FROM outbox WHERE status = {m} AND next_attempt_at_ms <= {m}"
-        " ORDER BY next_attempt_at_ms, id LIMIT 1",
+        f" ORDER BY next_attempt_at_ms, id LIMIT 1{suffix}",
         (PENDING, now_ms),
     ).first()
     return (row[0], row[1]) if row is not None else None
