@@ -230,3 +230,33 @@ def test_a_remote_send_whose_outcome_was_never_recorded_is_sent_again_after_its_
     [row] = h.outbox()
     assert (row.status, row.attempts) == ("sent", 2)
     assert flaky.sent == [(row.idempotency_key, 2)]
+
+
+def test_a_late_outcome_of_a_lease_taken_over_records_nothing(h: Harness) -> None:
+    # Dispatcher A claims a message and stalls past its lease; dispatcher B claims it again
+    # and sends it. A's send then comes back refused: the row is B's now, and A's outcome
+    # must leave no trace (no "Message Failed" that a send step's `on_failure: exit` would end
+    # the run on, no bounce, no count), as docs/roles.md and store/outbox.py promise.
+    import asyncio
+
+    from nudgeflow.runtime.processor import process_events
+
+    h.track("ada", "Signed Up", channel="flaky")
+    flaky = FlakyRemote()
+    rt = h.runtime(channels=registry(flaky=flaky), policy=RetryPolicy(lease_s=300))
+    h.in_transaction(lambda conn: process_events(conn, rt.engines, h.clock))
+    late = Dispatcher(registry(flaky=flaky), h.clock, RetryPolicy(lease_s=300))
+    claim = h.in_transaction(lambda conn: late.claim_and_sink(conn))
+    [(row_id, message, _)] = claim.remote
+    h.clock.advance(timedelta(seconds=300))
+    rt.run_until_idle()  # B: the lease ran out, so it claims, sends and records
+    [row] = h.outbox()
+    assert (row.status, row.attempts) == ("sent", 2)
+    refusing = FlakyRemote(permanent="address rejected: 550 no such user")
+    outcomes = asyncio.run(late.send_remote([(row_id, message, refusing)]))
+    assert [o.status for o in outcomes] == ["failed"]
+    assert h.in_transaction(lambda conn: late.record_remote(conn, outcomes)) == 0
+    [row] = h.outbox()
+    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+    assert h.events_named("Message Failed") == []
+    assert late.stats.messages_failed == 0

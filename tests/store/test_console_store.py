@@ -11,6 +11,7 @@ from sqlalchemy import select
 from nudgeflow.store import audit_log, console_sessions, console_users
 from nudgeflow.store.schema import console_sessions as console_sessions_table
 from nudgeflow.store.workspaces import key_digest
+from tests.store.pg_race import second_after_first
 from tests.support import make_workspace
 
 IDLE = 60_000
@@ -103,3 +104,18 @@ def test_audit_entries_page_newest_first(engine: Any) -> None:
         assert [e["target"] for e in second] == ["j2", "j1"]
         last, cursor = audit_log.entries(conn, ws, limit=2, before=cursor)
         assert [e["target"] for e in last] == ["j0"] and cursor is None
+
+
+def test_two_creates_of_one_user_at_once_refuse_the_second_by_name(engine: Any) -> None:
+    # Two owners (or two API processes) add the same e-mail at once: on PostgreSQL both found
+    # no user and the second's insert failed on uq_console_users_email, a 500. It is the same
+    # clear refusal as a create after the first.
+    ws = make_workspace(engine).workspace_id
+    second = second_after_first(
+        engine,
+        lambda conn: console_users.create_user(conn, ws, "pat@example.com", "editor", "a long password", 5),
+        lambda conn: console_users.create_user(conn, ws, "pat@example.com", "viewer", "a long password", 6),
+        "console_users",
+    )
+    assert isinstance(second, console_users.ConsoleUserError)
+    assert "already has a user 'pat@example.com'" in str(second)

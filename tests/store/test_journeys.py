@@ -13,6 +13,7 @@ from nudgeflow.model.journeys import Journey
 from nudgeflow.model.partitions import partition_of
 from nudgeflow.store import journeys as store
 from nudgeflow.store.schema import journey_runs, journey_versions, journeys, timers
+from tests.store.pg_race import second_after_first
 from tests.support import make_workspace
 
 
@@ -371,3 +372,22 @@ def test_catalog_fingerprint_moves_on_every_change_even_within_one_millisecond(e
     call(engine, store.archive, wsid, "one", now)
     apply(engine, wsid, definition("two"), now)
     assert mark() == seen[-1]
+
+
+def test_two_first_applies_of_a_journey_at_once_keep_the_last_draft_not_an_error(engine: Any) -> None:
+    # Two `journeys apply` runs (or API processes) create the same new journey at once. On
+    # PostgreSQL the second's insert waited for the first and failed on the primary key (a
+    # 500); it replaces the first's draft now, as an apply after it would.
+    wsid = make_workspace(engine).workspace_id
+    second = second_after_first(
+        engine,
+        lambda conn: store.apply_draft(conn, wsid, definition(), 1000),
+        lambda conn: store.apply_draft(conn, wsid, definition(template="cart-2"), 2000),
+        "journeys",
+    )
+    assert second is False  # created by the first
+    with engine.connect() as conn:
+        draft = conn.execute(
+            select(journeys.c.draft).where(journeys.c.workspace_id == wsid, journeys.c.id == "cart")
+        ).scalar_one()
+    assert orjson.loads(draft)["steps"]["remind"]["template"] == "cart-2"

@@ -19,6 +19,7 @@ from nudgeflow.store import segments as store
 from nudgeflow.store.effects_writer import EffectsBatch
 from nudgeflow.store.engine_state import move_merged
 from nudgeflow.store.schema import events, profile_merges, profiles, segment_daily_sizes, segment_members
+from tests.store.pg_race import second_after_first
 from tests.support import make_workspace
 
 DAY = store.DAY_MS
@@ -362,3 +363,16 @@ def test_a_persons_memberships_are_read_and_erased_in_their_workspace_only(
         assert store.memberships(conn, wsid, ["p1"]) == {}
         assert store.memberships(conn, other, ["p1"]) == {"p1": {"buyers": T0}}
     assert members(engine, wsid, "old") == [] and members(engine, other, "buyers") == ["p1"]
+
+
+def test_two_first_applies_of_a_segment_at_once_make_two_versions_not_an_error(engine: Any, wsid: str) -> None:
+    # Two `segments apply` runs (or API processes) create the same new segment at once. On
+    # PostgreSQL the second's insert waited for the first and failed on the primary key (a
+    # 500); its definition is the next version now, as an apply after it would make.
+    second = second_after_first(
+        engine,
+        lambda conn: store.apply(conn, wsid, segment(), T0),
+        lambda conn: store.apply(conn, wsid, segment(within="7d"), T0 + 1000),
+        "segments",
+    )
+    assert second == store.Applied("buyers", created=False, status=store.LIVE, version=2, new_version=True)

@@ -14,6 +14,7 @@ from nudgeflow.content.sample import sample_context
 from nudgeflow.content.templates import TemplateError, render
 from nudgeflow.store import templates as store
 from nudgeflow.store.schema import template_versions
+from tests.store.pg_race import second_after_first
 from tests.support import make_workspace
 
 MJML = (
@@ -125,3 +126,22 @@ def test_templates_are_paged_by_name(engine: Any) -> None:
         first = store.template_page(conn, ws, "", 1)[0]
         assert (first["channel"], first["current_version"], first["updated_at_ms"]) == ("email", 1, 1000)
         assert store.count_templates(conn, ws) == 7 and store.count_templates(conn, other) == 1
+
+
+def test_two_first_saves_at_once_make_two_versions_not_an_error(engine: Any) -> None:
+    # Two API processes (or two `templates apply` runs) save a template that does not exist
+    # yet, at the same moment. On PostgreSQL both found no row; the second's insert waited for
+    # the first's commit and then failed on the primary key: a 500 for an ordinary save. It is
+    # the next version now (or the same one, for the same text), as saves one after the other.
+    ws = _ws(engine)
+    second = second_after_first(
+        engine,
+        lambda conn: compiled_templates.save_template(conn, ws, "race", SOURCE, 1000),
+        lambda conn: compiled_templates.save_template(conn, ws, "race", {**SOURCE, "subject": "Hello"}, 2000),
+        "templates",
+    )
+    assert second == (2, True)
+    with engine.connect() as conn:
+        current = store.get_template(conn, ws, "race")
+        assert current is not None and current["current_version"] == 2
+        assert current["source"]["subject"] == "Hello"

@@ -422,9 +422,23 @@ class Dispatcher:
         return int(min(self.policy.send_timeout_s, self.policy.lease_s / 2) * 1000)
 
     def record_remote(self, conn: Connection, outcomes: Sequence[Outcome]) -> int:
-        """Record remote outcomes (a second transaction); returns engagement events appended."""
+        """Record remote outcomes (a second transaction); returns engagement events appended.
+
+        Only the outcomes of leases still held are recorded: a send whose lease ran out and
+        whose row another dispatcher claimed since leaves no event, no count, no status (its
+        row is that dispatcher's to record: its own outcome is the one that counts)."""
         if not outcomes:
             return 0
+        ours = outbox.still_leased(conn, [(o.row_id, o.attempts) for o in outcomes])
+        if len(ours) < len(outcomes):
+            stale = [o for o in outcomes if o.row_id not in ours]
+            log.info(
+                "outcomes not recorded: their leases ran out and were claimed again",
+                extra={"messages": len(stale), "statuses": sorted({o.status for o in stale})},
+            )
+            outcomes = [o for o in outcomes if o.row_id in ours]
+            if not outcomes:
+                return 0
         now_ms = to_ms(self.clock.now())
         profiles = load_for_messages(conn, list({o.message.profile_id for o in outcomes}))
         return self._record(conn, outcomes, profiles, now_ms, leased=True)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from nudgeflow.errors import StoreError
+from nudgeflow.store import sql
 from nudgeflow.store.console_sessions import revoke_user_sessions
 from nudgeflow.store.schema import console_users
 
@@ -115,16 +116,16 @@ def create_user(
     if find_user(conn, workspace_id, email) is not None:
         raise ConsoleUserError(f"the workspace already has a user {email!r}")
     user_id = "cu_" + uuid.uuid4().hex[:16]
-    conn.execute(
-        insert(console_users).values(
-            id=user_id,
-            workspace_id=workspace_id,
-            email=email,
-            role=role,
-            password_hash=hash_password(password),
-            created_at_ms=now_ms,
-        )
-    )
+    # A create of the same e-mail in another transaction may have found no user either: the
+    # insert waits for it (PostgreSQL) and, when it committed, this one is refused as above.
+    if not sql.insert_one(
+        conn,
+        "console_users",
+        ("id", "workspace_id", "email", "role", "password_hash", "created_at_ms"),
+        (user_id, workspace_id, email, role, hash_password(password), now_ms),
+        conflict="workspace_id, email",
+    ):
+        raise ConsoleUserError(f"the workspace already has a user {email!r}")
     return ConsoleUserRow(user_id, workspace_id, email, role, now_ms, None)
 
 

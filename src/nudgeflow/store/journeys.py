@@ -36,7 +36,7 @@ from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import backfill as backfills
 from nudgeflow.store import experiment_decisions as decisions
-from nudgeflow.store import partition_log
+from nudgeflow.store import partition_log, sql
 from nudgeflow.store import policies as policy_store
 from nudgeflow.store import segments as segment_store
 from nudgeflow.store.schema import (
@@ -133,24 +133,22 @@ def apply_draft(conn: Connection, workspace_id: str, journey: Journey, now_ms: i
     """
     _validated(journey)
     text = definition_json(journey)
-    existing = conn.execute(
-        select(journeys).where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey.id)
-    ).one_or_none()
+    stmt = select(journeys).where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey.id)
+    existing = conn.execute(stmt).one_or_none()
     if existing is None:
         require_workspace(conn, workspace_id)
-        conn.execute(
-            insert(journeys).values(
-                workspace_id=workspace_id,
-                id=journey.id,
-                name=journey.name,
-                status=DRAFT,
-                draft=text,
-                live_version=None,
-                created_at_ms=now_ms,
-                updated_at_ms=now_ms,
-            )
-        )
-        return True
+        # Another apply of this new journey may have found no row either: the insert waits
+        # for it (PostgreSQL) and, when it committed, does nothing; this draft then replaces
+        # that one, as an apply after it would.
+        if sql.insert_one(
+            conn,
+            "journeys",
+            ("workspace_id", "id", "name", "status", "draft", "live_version", "created_at_ms", "updated_at_ms"),
+            (workspace_id, journey.id, journey.name, DRAFT, text, None, now_ms, now_ms),
+            conflict="workspace_id, id",
+        ):
+            return True
+        existing = conn.execute(stmt).one()
     if existing.status == ARCHIVED:
         raise InvalidTransition(
             f"journey {journey.id!r} is archived and cannot be changed (give the new one another id)"

@@ -20,9 +20,10 @@ A lease is the row's next attempt moved to the lease's end (and `leased_until_ms
 `attempts` one up: a lease that runs out leaves a row that is pending and due, which the
 next claim of any dispatcher takes like any other (on PostgreSQL any number of dispatch
 processes claim side by side: docs/roles.md). The outcome of a leased send is recorded
-only while the row still carries that attempt, so a dispatcher whose lease ran out and
-was taken over records nothing. A dispatcher that stops (SIGTERM) hands back the leases of
-the sends it will not finish (`hand_back`): due at once, for any dispatcher.
+only while the row still carries that attempt (`still_leased`), so a dispatcher whose lease
+ran out and was taken over records nothing: no status, no event, no count. A dispatcher
+that stops (SIGTERM) hands back the leases of the sends it will not finish (`hand_back`):
+due at once, for any dispatcher.
 
 This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
 JetStream) swaps: a second implementation would hand the claimed messages to senders
@@ -119,6 +120,21 @@ def lease(conn: Connection, leases: Sequence[tuple[int, int, int, int, int]]) ->
     )
 
 
+def still_leased(conn: Connection, leases: Sequence[tuple[int, int]]) -> set[int]:
+    """Which of these (id, attempts) leases are still ours: the row pending with that attempt.
+
+    Locked on PostgreSQL (in id order, as any two callers take them) until the transaction
+    ends, so that what is recorded next is the outcome of the lease that holds the row: a
+    dispatcher whose lease ran out and was claimed again must record nothing, not even the
+    engagement event its late outcome would append."""
+    wanted = dict(leases)
+    suffix = " ORDER BY id FOR UPDATE" if sql.is_postgres(conn) else ""
+    rows = sql.select_in(
+        conn, "SELECT id, attempts FROM outbox WHERE status = ? AND id IN", list(wanted), (PENDING,), suffix
+    )
+    return {int(row_id) for row_id, attempts in rows if wanted.get(int(row_id)) == int(attempts)}
+
+
 def record(
     conn: Connection,
     sent: Sequence[tuple[Any, ...]],
@@ -176,11 +192,14 @@ def hand_back(conn: Connection, rows: Sequence[tuple[int, int, int, int]]) -> in
 
 
 def next_due(conn: Connection, now_ms: int) -> tuple[int, str] | None:
-    """(id, idempotency key) of the pending row the next claim would take first."""
+    """(id, idempotency key) of the pending row the next claim would take first: on
+    PostgreSQL, as claim_due, skipping (and then holding) rows another dispatcher holds, so
+    that the safety net fails the message that failed here, not one being sent elsewhere."""
     m = sql.mark(conn)
+    suffix = " FOR UPDATE SKIP LOCKED" if sql.is_postgres(conn) else ""
     row = conn.exec_driver_sql(
         f"SELECT id, idempotency_key FROM outbox WHERE status = {m} AND next_attempt_at_ms <= {m}"
-        " ORDER BY next_attempt_at_ms, id LIMIT 1",
+        f" ORDER BY next_attempt_at_ms, id LIMIT 1{suffix}",
         (PENDING, now_ms),
     ).first()
     return (row[0], row[1]) if row is not None else None

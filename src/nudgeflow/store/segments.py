@@ -148,22 +148,22 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
     existing = conn.execute(
         select(segments).where(segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
     ).one_or_none()
-    created = existing is None
+    created = False
     if existing is None:
         require_workspace(conn, workspace_id)
-        conn.execute(
-            insert(segments).values(
-                workspace_id=workspace_id,
-                id=segment.id,
-                name=segment.name,
-                status=DRAFT,
-                draft=text,
-                live_version=None,
-                created_at_ms=now_ms,
-                updated_at_ms=now_ms,
-            )
+        # Another apply of this new segment may have found no row either: the insert waits
+        # for it (PostgreSQL) and, when it committed, does nothing; this definition then
+        # follows that one, as an apply after it would.
+        created = sql.insert_one(
+            conn,
+            "segments",
+            ("workspace_id", "id", "name", "status", "draft", "live_version", "created_at_ms", "updated_at_ms"),
+            (workspace_id, segment.id, segment.name, DRAFT, text, None, now_ms, now_ms),
+            conflict="workspace_id, id",
         )
-    else:
+        if not created:
+            existing = _row(conn, workspace_id, segment.id)
+    if existing is not None:
         if existing.status == ARCHIVED:
             raise SegmentRefused(
                 f"segment {segment.id!r} is archived and cannot be changed (give the new one another id)"

@@ -95,6 +95,13 @@ def insert_rows(
         conn.exec_driver_sql(insert_sql(table, columns, mark(conn), conflict, update, update_where), list(rows))
 
 
+def insert_one(conn: Connection, table: str, columns: tuple[str, ...], row: tuple[Any, ...], conflict: str) -> bool:
+    """Insert one row unless its `conflict` key is taken; whether it was inserted. On
+    PostgreSQL an insert of a key another open transaction inserted waits for it: this is
+    how two transactions that both found no row agree on which one made it."""
+    return bool(conn.exec_driver_sql(insert_sql(table, columns, mark(conn), conflict), row).rowcount)
+
+
 def execute_many(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """`sql` is written with `?` placeholders; they become the driver's own."""
     if rows:

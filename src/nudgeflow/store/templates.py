@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Connection, func, insert, select, update
 
 from nudgeflow.errors import StoreError
+from nudgeflow.store import sql
 from nudgeflow.store.profiles import event_owners
 from nudgeflow.store.schema import events, template_versions, templates, workspaces
 
@@ -143,20 +144,23 @@ def store_version(
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()  # two saves at once must not pick the same version
     row = conn.execute(stmt).one_or_none()
+    created = False
     if row is None:
         _require_workspace(conn, workspace_id)
-        version = 1
-        conn.execute(
-            insert(templates).values(
-                workspace_id=workspace_id,
-                name=name,
-                channel=channel,
-                current_version=1,
-                created_at_ms=now_ms,
-                updated_at_ms=now_ms,
-            )
+        # A save of the same new name in another transaction may have found no row either:
+        # this insert waits for it (PostgreSQL) and, when it committed, does nothing; the row
+        # it made is then read (and locked) again and this text becomes its next version.
+        created = sql.insert_one(
+            conn,
+            "templates",
+            ("workspace_id", "name", "channel", "current_version", "created_at_ms", "updated_at_ms"),
+            (workspace_id, name, channel, 1, now_ms, now_ms),
+            conflict="workspace_id, name",
         )
-    else:
+        if not created:
+            row = conn.execute(stmt).one()
+    version = 1
+    if row is not None:  # the template was there (or another save made it meanwhile)
         if row.channel != channel:
             raise TemplateStoreError(
                 f"template {name!r} is a {row.channel} template; a {channel} one needs another name"
