@@ -111,9 +111,16 @@ def parse_subscription(data: Any) -> tuple[str, str, str]:
 
 
 def save_subscription(
-    conn: Connection, workspace_id: str, profile_id: str, subscription: Any, now_ms: int, user_agent: str | None = None
+    conn: Connection,
+    workspace_id: str,
+    profile_id: str,
+    subscription: Any,
+    now_ms: int,
+    user_agent: str | None = None,
+    replaced: list[tuple[str, str]] | None = None,
 ) -> str:
-    """Store (or move to this profile) a browser's subscription; returns its endpoint hash."""
+    """Store (or move to this profile) a browser's subscription; returns its endpoint hash.
+    The (hash, endpoint) of each subscription the cap replaced is added to `replaced`."""
     endpoint, p256dh, auth = parse_subscription(subscription)
     digest = endpoint_hash(endpoint)
     t = push_subscriptions.c
@@ -136,26 +143,31 @@ def save_subscription(
         conn.execute(
             update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values)
         )
-    keep_within_cap(conn, workspace_id, profile_id, keep=digest)
+    dropped = keep_within_cap(conn, workspace_id, profile_id, keep=digest)
+    if replaced is not None:
+        replaced.extend(dropped)
     return digest
 
 
-def keep_within_cap(conn: Connection, workspace_id: str, profile_id: str, keep: str | None = None) -> None:
+def keep_within_cap(
+    conn: Connection, workspace_id: str, profile_id: str, keep: str | None = None
+) -> list[tuple[str, str]]:
     """Delete the person's least recently seen subscriptions beyond the cap: after a
     registration (never `keep`, the one just registered) and after a merge (the anonymous
-    profile's subscriptions come along, and several merged profiles could add up past it)."""
+    profile's subscriptions come along, and several merged profiles could add up past it).
+    Returns the (endpoint hash, endpoint) of those deleted."""
     t = push_subscriptions.c
-    others = select(t.endpoint_hash).where(t.workspace_id == workspace_id, t.profile_id == profile_id)
+    others = select(t.endpoint_hash, t.endpoint).where(t.workspace_id == workspace_id, t.profile_id == profile_id)
     if keep is not None:
         others = others.where(t.endpoint_hash != keep)
     room = MAX_SUBSCRIPTIONS_PER_PROFILE - (1 if keep is not None else 0)
-    extra = (
-        conn.execute(others.order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash).offset(room))
-        .scalars()
-        .all()
-    )
+    extra = conn.execute(
+        others.order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash).offset(room)
+    ).all()
     if extra:
-        conn.execute(delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(extra)))
+        hashes = [row.endpoint_hash for row in extra]
+        conn.execute(delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(hashes)))
+    return [(row.endpoint_hash, row.endpoint) for row in extra]
 
 
 def keep_devices_within_cap(
