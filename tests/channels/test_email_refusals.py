@@ -101,6 +101,7 @@ def test_a_relay_that_denies_relaying_fails_messages_without_bouncing_anyone(
     from nudgeflow.core.clock import to_ms
     from nudgeflow.runtime.embedded import EmbeddedRuntime
     from nudgeflow.settings import Settings
+    from nudgeflow.web.metrics import Metrics
 
     clock = VirtualClock()
     ws = make_workspace(engine, clock=clock).workspace_id
@@ -128,4 +129,7 @@ def test_a_relay_that_denies_relaying_fails_messages_without_bouncing_anyone(
     assert all("Relaying denied" in (e or "") and "not a bounce" in (e or "") for _, _, e in rows)
     assert bounced == 0 and suppressed == 0
     assert runtime.stats.channel_problems["email"] == 2
+    metrics = Metrics()
+    metrics.watch_runtime(runtime)  # exported with the other dispatch counters, by channel
+    assert 'nudgeflow_channel_problems_total{channel="email"} 2.0' in metrics.render().decode()
     assert sum("channel problem" in r.getMessage() for r in caplog.records) == 2

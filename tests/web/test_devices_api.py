@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from nudgeflow.core.clock import to_ms
-from nudgeflow.store.push_targets import save_subscription
+from nudgeflow.store.push_targets import MAX_DEVICES_PER_PROFILE, save_subscription
 from nudgeflow.store.schema import device_tokens, profiles
 
 IPHONE = "0123456789abcdef" * 4
@@ -151,3 +151,58 @@ def test_needs_the_workspaces_admin_token(live: Any, ws: Any) -> None:
     with live.admin(other.admin_token) as client:  # another workspace does not see eve
         assert client.get("/api/profiles/eve/push-targets").status_code == 404
         assert client.delete(f"/api/profiles/eve/devices/{PIXEL}").status_code == 404
+
+
+def _tokens_of(live: Any, ws: Any, ref: str) -> set[str]:
+    with live.admin(ws.admin_token) as client:
+        answer = client.get(f"/api/profiles/{ref}/push-targets")
+        assert answer.status_code == 200, answer.text
+        return {t["address"] for t in answer.json()["targets"]}
+
+
+def _apns(i: int) -> str:
+    return f"{i:064x}"
+
+
+def test_a_person_keeps_at_most_the_cap_of_device_tokens_the_least_recently_registered_replaced(
+    live: Any, ws: Any
+) -> None:
+    """The public write key may put any number of tokens on one anonymousId (context.device.token):
+    without a cap one visitor could hold unbounded rows, each a send on every push to them."""
+    cap = MAX_DEVICES_PER_PROFILE
+    for i in range(cap + 2):
+        post_events(live, ws.write_key, _device_event("v", _apns(i)))
+        live.state.clock.advance(1)
+    assert _tokens_of(live, ws, "v") == {_apns(i) for i in range(2, cap + 2)}  # the two oldest went
+    # One batch with more tokens than the cap: the person still holds the cap.
+    post_events(live, ws.write_key, *(_device_event("w", _apns(1000 + i)) for i in range(cap + 5)))
+    assert len(_tokens_of(live, ws, "w")) == cap
+    # The admin API's registration keeps the cap too, and never drops the token just registered.
+    live.state.clock.advance(1)
+    with live.admin(ws.admin_token) as client:
+        answer = client.post("/api/profiles/v/devices", json={"token": _apns(5000), "type": "ios"})
+        assert answer.status_code in (200, 201), answer.text
+    kept = _tokens_of(live, ws, "v")
+    assert len(kept) == cap and _apns(5000) in kept and _apns(2) not in kept
+
+
+def test_merging_visitors_into_one_person_keeps_the_cap_of_device_tokens(live: Any, ws: Any) -> None:
+    """Two anonymous visitors at the cap each, then both identified as one person: the merge
+    brings their tokens along, and the least recently registered beyond the cap go."""
+    cap = MAX_DEVICES_PER_PROFILE
+    for visitor, base in (("v1", 0), ("v2", 100)):
+        for i in range(cap):
+            post_events(live, ws.write_key, _device_event(visitor, _apns(base + i)))
+            live.state.clock.advance(1)
+    for visitor in ("v1", "v2"):
+        post_events(live, ws.write_key, {"type": "identify", "userId": "eve", "anonymousId": visitor})
+    assert _tokens_of(live, ws, "eve") == {_apns(100 + i) for i in range(cap)}
+
+
+def _device_event(anonymous_id: str, token: str) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "anonymousId": anonymous_id,
+        "event": "App Opened",
+        "context": {"device": {"type": "ios", "token": token}},
+    }

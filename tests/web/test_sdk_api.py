@@ -478,6 +478,11 @@ def test_a_person_keeps_at_most_the_cap_of_subscriptions_the_least_recently_seen
     kept = endpoints_of(live, ws, "v")
     assert len(kept) == cap
     assert set(kept) == {s["endpoint"] for s in [subs[0], *subs[3:]]}  # subs[1] and subs[2] were the stalest
+    # The person's history says which were replaced, as for one removed by DELETE.
+    gone = named(live, ws, "Push Unsubscribed")
+    assert [e["properties"]["endpoint_hash"] for e in gone] == [endpoint_hash(s["endpoint"]) for s in subs[1:3]]
+    assert {e["properties"]["reason"] for e in gone} == {"replaced"}
+    assert {e["_profile"] for e in gone} == {profile_of(live, ws, "v")}
 
 
 def test_merging_visitors_into_one_person_keeps_the_cap(live: LiveServer, ws: NewWorkspace) -> None:

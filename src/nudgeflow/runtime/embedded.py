@@ -711,6 +711,11 @@ class EmbeddedRuntime:
         """Messages not sent so far, by (status, reason family, channel): a copy."""
         return dict(self.stats.not_sent)
 
+    def channel_problems(self) -> dict[str, int]:
+        """Messages failed for a channel's own problem (channels/base.ChannelProblem) so far,
+        by channel: a copy."""
+        return dict(self.stats.channel_problems)
+
 
 def sql_backend_is_postgres(engine: Engine) -> bool:
     return engine.url.get_backend_name().startswith("postgres")

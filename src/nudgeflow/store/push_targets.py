@@ -9,11 +9,14 @@ A person holds at most MAX_SUBSCRIPTIONS_PER_PROFILE Web Push subscriptions: the
 write key lets anyone register subscriptions for an anonymousId, and every push to that
 person fans out to each one. A new one beyond the cap replaces the least recently seen
 (registered or refreshed), since a real person with many browsers keeps the ones in use.
+Mobile device tokens are capped the same way (MAX_DEVICES_PER_PROFILE): a Segment event's
+`context.device.token` comes with the same public write key.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +30,7 @@ Provider = Literal["webpush", "fcm", "apns"]
 MAX_ENDPOINT = 2048
 MAX_TOKEN = 512
 MAX_SUBSCRIPTIONS_PER_PROFILE = 20  # docs/push.md: "Limits"
+MAX_DEVICES_PER_PROFILE = 20  # docs/push.md: "Mobile device tokens"
 
 
 class PushTargetError(StoreError, ValueError):
@@ -107,9 +111,16 @@ def parse_subscription(data: Any) -> tuple[str, str, str]:
 
 
 def save_subscription(
-    conn: Connection, workspace_id: str, profile_id: str, subscription: Any, now_ms: int, user_agent: str | None = None
+    conn: Connection,
+    workspace_id: str,
+    profile_id: str,
+    subscription: Any,
+    now_ms: int,
+    user_agent: str | None = None,
+    replaced: list[tuple[str, str]] | None = None,
 ) -> str:
-    """Store (or move to this profile) a browser's subscription; returns its endpoint hash."""
+    """Store (or move to this profile) a browser's subscription; returns its endpoint hash.
+    The (hash, endpoint) of each subscription the cap replaced is added to `replaced`."""
     endpoint, p256dh, auth = parse_subscription(subscription)
     digest = endpoint_hash(endpoint)
     t = push_subscriptions.c
@@ -132,26 +143,55 @@ def save_subscription(
         conn.execute(
             update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values)
         )
-    keep_within_cap(conn, workspace_id, profile_id, keep=digest)
+    dropped = keep_within_cap(conn, workspace_id, profile_id, keep=digest)
+    if replaced is not None:
+        replaced.extend(dropped)
     return digest
 
 
-def keep_within_cap(conn: Connection, workspace_id: str, profile_id: str, keep: str | None = None) -> None:
+def keep_within_cap(
+    conn: Connection, workspace_id: str, profile_id: str, keep: str | None = None
+) -> list[tuple[str, str]]:
     """Delete the person's least recently seen subscriptions beyond the cap: after a
     registration (never `keep`, the one just registered) and after a merge (the anonymous
-    profile's subscriptions come along, and several merged profiles could add up past it)."""
+    profile's subscriptions come along, and several merged profiles could add up past it).
+    Returns the (endpoint hash, endpoint) of those deleted."""
     t = push_subscriptions.c
-    others = select(t.endpoint_hash).where(t.workspace_id == workspace_id, t.profile_id == profile_id)
+    others = select(t.endpoint_hash, t.endpoint).where(t.workspace_id == workspace_id, t.profile_id == profile_id)
     if keep is not None:
         others = others.where(t.endpoint_hash != keep)
     room = MAX_SUBSCRIPTIONS_PER_PROFILE - (1 if keep is not None else 0)
-    extra = (
-        conn.execute(others.order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash).offset(room))
-        .scalars()
-        .all()
-    )
+    extra = conn.execute(
+        others.order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash).offset(room)
+    ).all()
     if extra:
-        conn.execute(delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(extra)))
+        hashes = [row.endpoint_hash for row in extra]
+        conn.execute(delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(hashes)))
+    return [(row.endpoint_hash, row.endpoint) for row in extra]
+
+
+def keep_devices_within_cap(
+    conn: Connection, workspace_id: str, profile_ids: Iterable[str], keep: Collection[str] = ()
+) -> None:
+    """Delete each person's least recently registered device tokens beyond the cap: after
+    ingest or the admin API registered tokens (never one of `keep`, those just registered)
+    and after a merge. A token is written when it is new or moves (not on every event that
+    carries it, store/device_ingest.py), so "least recently" is by that write."""
+    t = device_tokens.c
+    for profile_id in dict.fromkeys(profile_ids):
+        rows = conn.execute(
+            select(t.token)
+            .where(t.workspace_id == workspace_id, t.profile_id == profile_id)
+            .order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.token)
+        ).scalars()
+        tokens = list(rows)
+        if len(tokens) <= MAX_DEVICES_PER_PROFILE:
+            continue
+        kept = [token for token in tokens if token in keep][:MAX_DEVICES_PER_PROFILE]
+        kept += [token for token in tokens if token not in keep][: MAX_DEVICES_PER_PROFILE - len(kept)]
+        extra = set(tokens) - set(kept)
+        if extra:
+            conn.execute(delete(device_tokens).where(t.workspace_id == workspace_id, t.token.in_(sorted(extra))))
 
 
 def delete_subscription(conn: Connection, workspace_id: str, endpoint: str) -> bool:
@@ -209,6 +249,7 @@ def save_device(
         )
     else:
         conn.execute(update(device_tokens).where(t.workspace_id == workspace_id, t.token == token).values(**values))
+    keep_devices_within_cap(conn, workspace_id, [profile_id], keep=(token,))
     return prov
 
 

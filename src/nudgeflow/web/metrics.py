@@ -118,6 +118,15 @@ NOT_SENT_HELP = (
 )
 NOT_SENT_LABELS = ("status", "reason", "channel")
 
+# Messages failed for our side's problem (channels/base.ChannelProblem: a relay that denies
+# relaying, the wrong APNs environment), by channel: every message of the channel fails the
+# same way until an operator fixes its settings, so this is the one to alert on.
+CHANNEL_PROBLEMS = "nudgeflow_channel_problems"
+CHANNEL_PROBLEMS_HELP = (
+    "Messages failed for the channel's own settings, not the person (a relay denying relaying, "
+    "the wrong APNs environment), by channel"
+)
+
 
 class _RuntimeCollector:
     def __init__(self, runtime: Any) -> None:
@@ -127,6 +136,7 @@ class _RuntimeCollector:
         for name, help_ in _RUNTIME_COUNTERS.values():
             yield CounterMetricFamily(name, help_)
         yield CounterMetricFamily(NOT_SENT, NOT_SENT_HELP, labels=NOT_SENT_LABELS)
+        yield CounterMetricFamily(CHANNEL_PROBLEMS, CHANNEL_PROBLEMS_HELP, labels=["channel"])
         yield GaugeMetricFamily("nudgeflow_engine_lag_events", "Events in the log not yet decided")
         for name, help_ in _BACKLOG_GAUGES.values():
             yield GaugeMetricFamily(name, help_)
@@ -139,6 +149,10 @@ class _RuntimeCollector:
         for labels, count in sorted(self.runtime.not_sent().items()):
             not_sent.add_metric(list(labels), count)
         yield not_sent
+        problems = CounterMetricFamily(CHANNEL_PROBLEMS, CHANNEL_PROBLEMS_HELP, labels=["channel"])
+        for channel, count in sorted(self.runtime.channel_problems().items()):
+            problems.add_metric([channel], count)
+        yield problems
         try:
             lag = self.runtime.lag()
             waiting = self.runtime.backlog()

@@ -152,6 +152,23 @@ def _push_service(endpoint: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+# The `reason` of a Push Unsubscribed recorded for a subscription the per-person cap
+# replaced (store/push_targets.MAX_SUBSCRIPTIONS_PER_PROFILE); one removed by DELETE has none.
+REPLACED = "replaced"
+
+
+def _unsubscribed(
+    workspace_id: str, who: tuple[str, str | None], digest: str, endpoint: str, now_ms: int, reason: str | None = None
+) -> tuple[Any, ...]:
+    """A Push Unsubscribed event of the person `who` (profile id, userId) for this subscription."""
+    service = _push_service(endpoint)
+    properties: dict[str, Any] = {"provider": "webpush", "endpoint_hash": digest, "push_service": service}
+    if reason is not None:
+        properties["reason"] = reason
+    message_id = f"push-unsubscribed-{digest[:32]}-{now_ms}"
+    return event_row(workspace_id, who[0], who[1], PUSH_UNSUBSCRIBED, message_id, properties, now_ms, LIBRARY)
+
+
 def _profile_of(conn: Connection, workspace_id: str, user_id: str | None, anonymous_id: str | None) -> str | None:
     """The profile an ingest event with these ids was resolved to (identities follow merges)."""
     keys = [f"u:{user_id}"] if user_id else []
@@ -297,7 +314,16 @@ def sdk_router() -> APIRouter:
                         profile_id = _profile_of(conn, workspace_id, user_id, anonymous_id)
                         if profile_id is None:
                             raise WriterFailed("the subscription's person could not be resolved")
-                    save_subscription(conn, workspace_id, profile_id, subscription, now_ms, user_agent)
+                    replaced: list[tuple[str, str]] = []
+                    save_subscription(conn, workspace_id, profile_id, subscription, now_ms, user_agent, replaced)
+                    # Replaced by the cap: the person's history says so, as for one removed
+                    # by DELETE (and `reachable: push` stops counting it).
+                    who = profile_identity(conn, profile_id)
+                    if who is not None and replaced:
+                        append_events(
+                            conn,
+                            [_unsubscribed(workspace_id, who, gone, url, now_ms, REPLACED) for gone, url in replaced],
+                        )
                 return profile_id
 
             await state.committer.run_job(store)
@@ -328,26 +354,7 @@ def sdk_router() -> APIRouter:
                     return False  # already gone: removing twice is not an error
                 who = profile_identity(conn, owner)
                 if who is not None:
-                    properties = {
-                        "provider": "webpush",
-                        "endpoint_hash": digest,
-                        "push_service": _push_service(endpoint),
-                    }
-                    append_events(
-                        conn,
-                        [
-                            event_row(
-                                workspace_id,
-                                who[0],
-                                who[1],
-                                PUSH_UNSUBSCRIBED,
-                                f"push-unsubscribed-{digest[:32]}-{now_ms}",
-                                properties,
-                                now_ms,
-                                LIBRARY,
-                            )
-                        ],
-                    )
+                    append_events(conn, [_unsubscribed(workspace_id, who, digest, endpoint, now_ms)])
                 return True
 
             removed = await state.committer.run_job(remove)
