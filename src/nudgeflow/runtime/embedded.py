@@ -402,6 +402,9 @@ class EmbeddedRuntime:
             log.info("dispatch processes are running: their leases are left to run out, not reclaimed")
             return
         self.leases_reclaimed = reclaimed
+        # Each may have been sent before its process died: a possible resend, counted as a
+        # lease that ran out is (nudgeflow_messages_redelivered_total, docs/roles.md).
+        self.stats.messages_redelivered += reclaimed
         if self.leases_reclaimed:
             log.info("reclaimed the sends a previous engine had leased", extra={"messages": self.leases_reclaimed})
 

@@ -748,7 +748,7 @@ def count_engagement(conn: Connection, workspace_id: str, message_key: str, fact
     timing = send_time_of(row[9]) if fact in SEND_TIME_COUNTER else None
     # Counted by arm only for a message counted as sent (the arm's denominator): a message
     # the log channel took, or one a bounce report names before its send is recorded, is not.
-    if deltas and timing is not None and _was_counted_sent(conn, workspace_id, message_key):
+    if deltas and timing is not None and _was_claimed(conn, workspace_id, message_key, SENT):
         timed_by, arm = timing
         rollup.send_time((workspace_id, row[1], row[2], row[3], timed_by or row[3], arm, dims[6]), **deltas)
     _count_arm_engagement(conn, rollup, workspace_id, row, fact, at_ms)
@@ -786,22 +786,13 @@ def _engagement_deltas(
 
 
 def _was_claimed(conn: Connection, workspace_id: str, subject: str, fact: str) -> bool:
+    """Whether `fact` is already recorded for `subject` (a message's key: sent, a machine's
+    first open or click)."""
     m = sql.mark(conn)
     return (
         conn.exec_driver_sql(
             f"SELECT 1 FROM message_facts WHERE workspace_id = {m} AND subject = {m} AND fact = {m}",
             (workspace_id, subject, fact),
-        ).first()
-        is not None
-    )
-
-
-def _was_counted_sent(conn: Connection, workspace_id: str, message_key: str) -> bool:
-    m = sql.mark(conn)
-    return (
-        conn.exec_driver_sql(
-            f"SELECT 1 FROM message_facts WHERE workspace_id = {m} AND subject = {m} AND fact = {m}",
-            (workspace_id, message_key, SENT),
         ).first()
         is not None
     )
