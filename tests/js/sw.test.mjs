@@ -237,3 +237,17 @@ test("a window that cannot be opened does not stop the click from being reported
   await event.done;
   assert.deepEqual(rec.fetched[0].body, { event: "clicked", action: null });
 });
+
+test("a deep link that is not http(s) opens the worker's scope, never the link", async () => {
+  // A push's url may be rendered from event data (anyone with the public write key):
+  // javascript:, data: and other schemes are not opened, the click is still reported.
+  for (const url of ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,<b>x</b>", "file:///etc/passwd", "vbscript:x"]) {
+    const data = await shownData({ title: "T", url, report_url: REPORT });
+    const { listeners, rec } = worker();
+    const event = clickEvent(data);
+    listeners.notificationclick(event);
+    await event.done;
+    assert.deepEqual(rec.opened, [SCOPE], url);
+    assert.deepEqual(rec.fetched[0].body, { event: "clicked", action: null });
+  }
+});

@@ -102,16 +102,20 @@
     return done;
   }
 
+  // Only http(s) deep links are opened: a push's url may be rendered from event data, and
+  // a javascript:, data: or file: link is never what a click should open. Others open the
+  // worker's scope.
   function absolute(url) {
     try {
-      return new URL(url, scope.registration.scope || (scope.location && scope.location.href)).href;
+      var parsed = new URL(url, scope.registration.scope || (scope.location && scope.location.href));
+      return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
     } catch (err) {
       return null;
     }
   }
 
   function openOrFocus(url) {
-    var target = absolute(url || scope.registration.scope || "/");
+    var target = absolute(url || "") || absolute(scope.registration.scope || "/");
     if (!target) return Promise.resolve(null);
     var clients = scope.clients;
     return clients.matchAll({ type: "window", includeUncontrolled: true }).then(function (windows) {
