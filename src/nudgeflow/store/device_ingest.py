@@ -27,7 +27,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgeflow.model.events import EventRecord
-from nudgeflow.store.push_targets import APNS, FCM, MAX_TOKEN, PushTargetError, keep_devices_within_cap
+from nudgeflow.store.push_targets import APNS, DEVICES, FCM, MAX_TOKEN, PushTargetError, keep_within_cap
 from nudgeflow.store.schema import device_tokens
 
 log = logging.getLogger("nudgeflow.ingest.devices")
@@ -126,7 +126,7 @@ def _upsert(conn: Connection, workspace_id: str, rows: Sequence[tuple[str, Devic
 def register_device(conn: Connection, workspace_id: str, profile_id: str, device: Device, now_ms: int) -> None:
     """Store the token on the profile (moving it there if another person had it)."""
     _upsert(conn, workspace_id, [(profile_id, device)], now_ms)
-    keep_devices_within_cap(conn, workspace_id, [profile_id], keep=(device.token,))
+    keep_within_cap(conn, DEVICES, workspace_id, [profile_id], keep=(device.token,))
 
 
 def register_from_events(
@@ -177,5 +177,5 @@ def register_from_events(
         _upsert(conn, workspace_id, changed[start : start + CHUNK], now_ms)
     # The public write key can put any number of tokens on one anonymousId: each person's
     # are capped, the ones these events carry kept first.
-    keep_devices_within_cap(conn, workspace_id, (pid for pid, _ in changed), keep={d.token for _, d in changed})
+    keep_within_cap(conn, DEVICES, workspace_id, (pid for pid, _ in changed), keep={d.token for _, d in changed})
     return len(changed)

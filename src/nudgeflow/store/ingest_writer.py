@@ -24,7 +24,8 @@ from nudgeflow.store.consent import merge_subscriptions
 from nudgeflow.store.consent_records import Person, TraitChange, apply_trait_changes, consent_traits_of
 from nudgeflow.store.device_ingest import register_from_events
 from nudgeflow.store.groups import apply_group_calls
-from nudgeflow.store.push_targets import keep_devices_within_cap, keep_within_cap
+from nudgeflow.store.push_targets import DEVICES, SUBSCRIPTIONS, keep_within_cap
+from nudgeflow.store.push_unsubscribed import MERGED_OVER_CAP, unsubscribed_row
 from nudgeflow.store.schema import device_tokens, identities, profile_merges, profiles, push_subscriptions
 from nudgeflow.store.workspace_settings import get_all
 
@@ -280,8 +281,20 @@ def _apply_merges(conn: Connection, workspace_id: str, res: _Resolution, now_ms:
         # logs in: the anonymous profile's push targets follow it into the known one.
         for table in (push_subscriptions, device_tokens):
             conn.execute(update(table).where(table.c.profile_id == source).values(profile_id=target))
-        keep_within_cap(conn, workspace_id, target)  # a person's Web Push subscriptions are capped
-        keep_devices_within_cap(conn, workspace_id, [target])  # and so are their device tokens
+        # A person's Web Push subscriptions are capped, and so are their device tokens. A
+        # subscription the merge leaves over the cap records Push Unsubscribed, as one the
+        # cap replaces at a registration does, so `reachable: push` stops counting it.
+        dropped = keep_within_cap(conn, SUBSCRIPTIONS, workspace_id, [target])
+        event_log.append_events(
+            conn,
+            [
+                unsubscribed_row(
+                    workspace_id, (target, res.user_of.get(target)), key, endpoint, now_ms, MERGED_OVER_CAP
+                )
+                for _, key, endpoint in dropped
+            ],
+        )
+        keep_within_cap(conn, DEVICES, workspace_id, [target])
         # So do the visitor's consent and topic choices (the newer one wins per topic).
         merge_subscriptions(conn, workspace_id, source, target)
         conn.execute(

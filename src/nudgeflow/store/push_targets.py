@@ -20,10 +20,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from nudgeflow.errors import StoreError
-from nudgeflow.store.schema import device_tokens, push_deliveries, push_subscriptions
+from nudgeflow.store.schema import device_tokens, profiles, push_deliveries, push_subscriptions
 
 WEBPUSH, FCM, APNS = "webpush", "fcm", "apns"
 Provider = Literal["webpush", "fcm", "apns"]
@@ -143,55 +143,63 @@ def save_subscription(
         conn.execute(
             update(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash == digest).values(**values)
         )
-    dropped = keep_within_cap(conn, workspace_id, profile_id, keep=digest)
+    dropped = keep_within_cap(conn, SUBSCRIPTIONS, workspace_id, [profile_id], keep=(digest,))
     if replaced is not None:
-        replaced.extend(dropped)
+        replaced.extend((key, address) for _, key, address in dropped)
     return digest
 
 
+@dataclass(frozen=True, slots=True)
+class CappedTargets:
+    """One kind of push target a person holds a capped number of: its table, the column
+    naming a row, the one with its address, and the cap."""
+
+    table: Table
+    key: str
+    address: str
+    cap: int
+
+
+SUBSCRIPTIONS = CappedTargets(push_subscriptions, "endpoint_hash", "endpoint", MAX_SUBSCRIPTIONS_PER_PROFILE)
+DEVICES = CappedTargets(device_tokens, "token", "token", MAX_DEVICES_PER_PROFILE)
+
+
 def keep_within_cap(
-    conn: Connection, workspace_id: str, profile_id: str, keep: str | None = None
-) -> list[tuple[str, str]]:
-    """Delete the person's least recently seen subscriptions beyond the cap: after a
-    registration (never `keep`, the one just registered) and after a merge (the anonymous
-    profile's subscriptions come along, and several merged profiles could add up past it).
-    Returns the (endpoint hash, endpoint) of those deleted."""
-    t = push_subscriptions.c
-    others = select(t.endpoint_hash, t.endpoint).where(t.workspace_id == workspace_id, t.profile_id == profile_id)
-    if keep is not None:
-        others = others.where(t.endpoint_hash != keep)
-    room = MAX_SUBSCRIPTIONS_PER_PROFILE - (1 if keep is not None else 0)
-    extra = conn.execute(
-        others.order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.endpoint_hash).offset(room)
-    ).all()
-    if extra:
-        hashes = [row.endpoint_hash for row in extra]
-        conn.execute(delete(push_subscriptions).where(t.workspace_id == workspace_id, t.endpoint_hash.in_(hashes)))
-    return [(row.endpoint_hash, row.endpoint) for row in extra]
+    conn: Connection, kind: CappedTargets, workspace_id: str, profile_ids: Iterable[str], keep: Collection[str] = ()
+) -> list[tuple[str, str, str]]:
+    """Delete each person's least recently seen targets of this kind beyond its cap: after a
+    registration (never one of `keep`, those just registered) and after a merge (the
+    anonymous profile's targets come along, and several merged profiles could add up past
+    it). "Least recently seen" is by the row's last write: a subscription is rewritten on
+    every registration, a device token when it is new or moves (store/device_ingest.py).
+    Returns the (profile id, key, address) of those deleted.
 
-
-def keep_devices_within_cap(
-    conn: Connection, workspace_id: str, profile_ids: Iterable[str], keep: Collection[str] = ()
-) -> None:
-    """Delete each person's least recently registered device tokens beyond the cap: after
-    ingest or the admin API registered tokens (never one of `keep`, those just registered)
-    and after a merge. A token is written when it is new or moves (not on every event that
-    carries it, store/device_ingest.py), so "least recently" is by that write."""
-    t = device_tokens.c
-    for profile_id in dict.fromkeys(profile_ids):
+    The people's profile rows are locked first (PostgreSQL; SQLite has one writer anyway):
+    two registrations for one person at once would otherwise each count the cap without the
+    other's new row and both keep theirs, one over the cap."""
+    people = sorted(set(profile_ids))
+    if not people:
+        return []
+    # In id order, so two transactions locking the same people cannot deadlock on them.
+    conn.execute(select(profiles.c.id).where(profiles.c.id.in_(people)).order_by(profiles.c.id).with_for_update())
+    c = kind.table.c
+    key, address = c[kind.key], c[kind.address]
+    dropped: list[tuple[str, str, str]] = []
+    for profile_id in people:
         rows = conn.execute(
-            select(t.token)
-            .where(t.workspace_id == workspace_id, t.profile_id == profile_id)
-            .order_by(t.updated_at_ms.desc(), t.created_at_ms.desc(), t.token)
-        ).scalars()
-        tokens = list(rows)
-        if len(tokens) <= MAX_DEVICES_PER_PROFILE:
+            select(key.label("key"), address.label("address"))
+            .where(c.workspace_id == workspace_id, c.profile_id == profile_id)
+            .order_by(c.updated_at_ms.desc(), c.created_at_ms.desc(), key)
+        ).all()
+        if len(rows) <= kind.cap:
             continue
-        kept = [token for token in tokens if token in keep][:MAX_DEVICES_PER_PROFILE]
-        kept += [token for token in tokens if token not in keep][: MAX_DEVICES_PER_PROFILE - len(kept)]
-        extra = set(tokens) - set(kept)
-        if extra:
-            conn.execute(delete(device_tokens).where(t.workspace_id == workspace_id, t.token.in_(sorted(extra))))
+        kept = [row for row in rows if row.key in keep][: kind.cap]
+        kept += [row for row in rows if row.key not in keep][: kind.cap - len(kept)]
+        chosen = {row.key for row in kept}
+        extra = [row for row in rows if row.key not in chosen]
+        conn.execute(delete(kind.table).where(c.workspace_id == workspace_id, key.in_([row.key for row in extra])))
+        dropped += [(profile_id, row.key, row.address) for row in extra]
+    return dropped
 
 
 def delete_subscription(conn: Connection, workspace_id: str, endpoint: str) -> bool:
@@ -249,7 +257,7 @@ def save_device(
         )
     else:
         conn.execute(update(device_tokens).where(t.workspace_id == workspace_id, t.token == token).values(**values))
-    keep_devices_within_cap(conn, workspace_id, [profile_id], keep=(token,))
+    keep_within_cap(conn, DEVICES, workspace_id, [profile_id], keep=(token,))
     return prov
 
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter
@@ -48,9 +47,9 @@ from nudgeflow.ingest.api import error_response, json_response, write_key_owner
 from nudgeflow.ingest.body import read_body
 from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import take_user_hash, verify
-from nudgeflow.model.event_names import PUSH_SUBSCRIBED, PUSH_UNSUBSCRIBED
+from nudgeflow.model.event_names import PUSH_SUBSCRIBED
 from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
-from nudgeflow.store.event_log import append_events, appending, event_row, profile_identity
+from nudgeflow.store.event_log import append_events, appending, profile_identity
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import profile_of_identity
@@ -62,11 +61,11 @@ from nudgeflow.store.push_targets import (
     save_subscription,
     subscription_owner,
 )
+from nudgeflow.store.push_unsubscribed import REPLACED, push_service, unsubscribed_row
 from nudgeflow.web.state import AppState, State
 
 log = logging.getLogger("nudgeflow.sdk")
 
-LIBRARY = "nudgeflow-push-subscriptions"
 MAX_BODY = 16 * 1024  # a PushSubscription is ~0.5 KB; the page context is the rest
 JS_TYPE = "text/javascript; charset=utf-8"  # RFC 9239
 
@@ -145,30 +144,6 @@ def _subscribed_message_id(digest: str, user_id: str | None, anonymous_id: str |
     return "push-subscribed-" + hashlib.sha256(who).hexdigest()[:32]
 
 
-def _push_service(endpoint: str) -> str:
-    """The push service's origin (fcm.googleapis.com, updates.push.services.mozilla.com...):
-    which browser family subscribed, without the part of the URL that addresses the device."""
-    parts = urlsplit(endpoint)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-# The `reason` of a Push Unsubscribed recorded for a subscription the per-person cap
-# replaced (store/push_targets.MAX_SUBSCRIPTIONS_PER_PROFILE); one removed by DELETE has none.
-REPLACED = "replaced"
-
-
-def _unsubscribed(
-    workspace_id: str, who: tuple[str, str | None], digest: str, endpoint: str, now_ms: int, reason: str | None = None
-) -> tuple[Any, ...]:
-    """A Push Unsubscribed event of the person `who` (profile id, userId) for this subscription."""
-    service = _push_service(endpoint)
-    properties: dict[str, Any] = {"provider": "webpush", "endpoint_hash": digest, "push_service": service}
-    if reason is not None:
-        properties["reason"] = reason
-    message_id = f"push-unsubscribed-{digest[:32]}-{now_ms}"
-    return event_row(workspace_id, who[0], who[1], PUSH_UNSUBSCRIBED, message_id, properties, now_ms, LIBRARY)
-
-
 def _profile_of(conn: Connection, workspace_id: str, user_id: str | None, anonymous_id: str | None) -> str | None:
     """The profile an ingest event with these ids was resolved to (identities follow merges)."""
     keys = [f"u:{user_id}"] if user_id else []
@@ -240,7 +215,7 @@ def sdk_router() -> APIRouter:
                 # We would POST to it from the operator's network: only push services.
                 raise _bad(
                     "subscription.endpoint",
-                    f"{_push_service(endpoint)} is not a known Web Push service "
+                    f"{push_service(endpoint)} is not a known Web Push service "
                     "(an operator adds one with NUDGEFLOW_WEBPUSH_HOSTS)",
                 )
             user_agent = data.get("userAgent")
@@ -254,7 +229,7 @@ def sdk_router() -> APIRouter:
             message: dict[str, Any] = {
                 "type": "track",
                 "event": PUSH_SUBSCRIBED,
-                "properties": {"provider": "webpush", "endpoint_hash": digest, "push_service": _push_service(endpoint)},
+                "properties": {"provider": "webpush", "endpoint_hash": digest, "push_service": push_service(endpoint)},
                 "context": {**(context or {}), **({"userAgent": user_agent} if user_agent else {})},
             }
             for name in ("userId", "anonymousId", "timestamp", "sentAt"):
@@ -322,7 +297,10 @@ def sdk_router() -> APIRouter:
                     if who is not None and replaced:
                         append_events(
                             conn,
-                            [_unsubscribed(workspace_id, who, gone, url, now_ms, REPLACED) for gone, url in replaced],
+                            [
+                                unsubscribed_row(workspace_id, who, gone, url, now_ms, REPLACED)
+                                for gone, url in replaced
+                            ],
                         )
                 return profile_id
 
@@ -354,7 +332,7 @@ def sdk_router() -> APIRouter:
                     return False  # already gone: removing twice is not an error
                 who = profile_identity(conn, owner)
                 if who is not None:
-                    append_events(conn, [_unsubscribed(workspace_id, who, digest, endpoint, now_ms)])
+                    append_events(conn, [unsubscribed_row(workspace_id, who, digest, endpoint, now_ms)])
                 return True
 
             removed = await state.committer.run_job(remove)
