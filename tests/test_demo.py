@@ -149,15 +149,17 @@ def test_the_dev_inbox_receives_every_email_personalized(demo_run: tuple[DemoSum
     assert orders and all(any(p in o["text"] for p in products) for o in orders)
 
 
-def test_marketing_email_carries_one_click_unsubscribe_and_links_to_the_demo_server(
+def test_marketing_email_carries_an_unsubscribe_link_to_the_demo_server(
     demo_run: tuple[DemoSummary, str],
 ) -> None:
     summary, _ = demo_run
     winback = next(m for m in summary.inbox if m["template"] == "winback-we-miss-you-15-off")
     parsed = parse_email(winback)
     headers = parsed["headers"]
-    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert summary.server_url in headers["List-Unsubscribe"]
+    # The demo serves on http://127.0.0.1: RFC 8058's one-click URI must be https, so the
+    # Post header is left out (an https public URL gets it, tests/content/test_links.py).
+    assert summary.server_url.startswith("http://") and "List-Unsubscribe-Post" not in headers
     assert summary.server_url + "/t/c/" in parsed["text"]  # tracked links point at the demo server
     assert "shop@nudgeshop.example" in parsed["from"]
     confirmation = parse_email(next(m for m in summary.inbox if m["template"] == "order-confirmation-cross-sells"))

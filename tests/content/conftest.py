@@ -61,6 +61,8 @@ def mail_server(settings: Settings, sink: Sink) -> Iterator[tuple[LiveServer, Vi
     """A live server on a virtual clock of its own whose email goes to `sink` over SMTP."""
     clock = VirtualClock()
     url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=shop@shop.example.com&from_name=Shop"  # type: ignore[attr-defined]
-    srv = start_server(dataclasses.replace(settings, smtp_url=url), clock)
+    # An https public URL, as in production (RFC 8058 one-click needs it); the tests aim the
+    # links the messages carry at the test server.
+    srv = start_server(dataclasses.replace(settings, smtp_url=url, public_url="https://links.example.net"), clock)
     yield srv, clock
     srv.stop()

@@ -152,6 +152,15 @@ def test_list_unsubscribe_headers_follow_rfc_8058() -> None:
     assert verify(SECRET, value[len("<https://mail.example.com/u/") : -1], UNSUBSCRIBE).profile_id == "p1"
 
 
+def test_one_click_is_left_out_when_the_unsubscribe_url_is_plain_http() -> None:
+    # RFC 8058 §3: the one-click URI MUST be https. The Post header was sent for an http
+    # public URL too; the List-Unsubscribe link itself stays (it still unsubscribes).
+    headers = list_unsubscribe_headers("http://mail.example.com", SECRET, "w1", "k1", "p1")
+    assert "List-Unsubscribe-Post" not in headers
+    assert headers["List-Unsubscribe"].startswith("<http://mail.example.com/u/")
+    assert "List-Unsubscribe-Post" in list_unsubscribe_headers("HTTPS://mail.example.com/", SECRET, "w", "k", "p")
+
+
 class _Anchors(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

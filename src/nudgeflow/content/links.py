@@ -250,9 +250,20 @@ def push_report_url(base: str, secret: str, ws: str, message_key: str, profile_i
 def list_unsubscribe_headers(
     base: str, secret: str, ws: str, message_key: str, profile_id: str, topic: str | None = None
 ) -> dict[str, str]:
-    """RFC 8058 one-click unsubscribe headers for a marketing message. Sign both with DKIM."""
+    """RFC 8058 one-click unsubscribe headers for a marketing message. Sign both with DKIM.
+    List-Unsubscribe-Post only when the URL is https: RFC 8058 §3 says the one-click URI
+    MUST be HTTPS, and a mailbox provider would not POST to a plain http one. The
+    List-Unsubscribe link itself is kept (RFC 2369 allows http), and still unsubscribes."""
     url = unsubscribe_url(base, secret, ws, message_key, profile_id, topic)
-    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
+    headers = {"List-Unsubscribe": f"<{url}>"}
+    if one_click_allowed(base):
+        headers["List-Unsubscribe-Post"] = ONE_CLICK
+    return headers
+
+
+def one_click_allowed(base: str) -> bool:
+    """Whether the public base URL is https, as RFC 8058's one-click unsubscribe requires."""
+    return _base(base).lower().startswith("https://")
 
 
 @functools.lru_cache(maxsize=4096)  # the same catalog URLs recur in every email

@@ -1204,14 +1204,19 @@ def _print_inbox(console: Console, summary: DemoSummary, *, keep_serving: bool) 
         m = {**m, **parse_email(m)}
         lines = _first_lines(m["text"])
         headers = m["headers"]
-        unsubscribe = "List-Unsubscribe" in headers and "List-Unsubscribe-Post" in headers
+        # One-click (List-Unsubscribe-Post, RFC 8058) needs an https public URL: the demo's
+        # is http://127.0.0.1, so its marketing email carries the link alone, and says so.
+        if "List-Unsubscribe" not in headers:
+            unsubscribe = ""
+        elif "List-Unsubscribe-Post" in headers:
+            unsubscribe = "  List-Unsubscribe (one-click, RFC 8058): yes\n"
+        else:
+            unsubscribe = "  List-Unsubscribe: yes (one-click needs an https public URL: RFC 8058)\n"
         console.print(
             f"[bold]{escape(m['journey'] or '')} / {escape(m['template'] or '')}[/]\n"
             f"  From:    {escape(m['from'])}\n"
             f"  To:      {escape(m['to'])}\n"
-            f"  Subject: {escape(m['subject'])}\n"
-            + ("  List-Unsubscribe (one-click, RFC 8058): yes\n" if unsubscribe else "")
-            + "".join(f"  │ {escape(line)}\n" for line in lines),
+            f"  Subject: {escape(m['subject'])}\n" + unsubscribe + "".join(f"  │ {escape(line)}\n" for line in lines),
             highlight=False,
             soft_wrap=True,
         )

@@ -253,6 +253,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     from nudgeflow.store.workspace_settings import set_server_public_url
 
     set_server_public_url(engine, settings.public_url)  # what links point at, unless a workspace sets its own
+    warn_if_one_click_unsubscribe_is_off(settings)
     state = AppState(
         settings=settings,
         clock=clock,
@@ -427,3 +428,22 @@ def _api_routes(app: NudgeflowAPI, state: AppState, settings: Settings) -> None:
 
     app.include_router(console_router())
     app.add_exception_handler(PageRefused, refused_page)
+
+
+def warn_if_one_click_unsubscribe_is_off(settings: Settings) -> None:
+    """At startup: email is configured but the public URL (the unsubscribe link's) is plain
+    http, so marketing email goes out without List-Unsubscribe-Post: RFC 8058's one-click
+    URI must be https (content/links.list_unsubscribe_headers). The dev inbox is left alone.
+    Only the URL's host is logged, never anything before an '@' in it."""
+    from urllib.parse import urlsplit
+
+    from nudgeflow.content.links import one_click_allowed
+
+    base = settings.public_url
+    if not settings.smtp_url or settings.dev_mode or not base or one_click_allowed(base):
+        return
+    log.warning(
+        "the public URL (http://%s) is not https: marketing email carries List-Unsubscribe without"
+        " List-Unsubscribe-Post, since RFC 8058 one-click unsubscribe needs an https URL",
+        urlsplit(base).hostname or "",
+    )
