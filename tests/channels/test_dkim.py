@@ -181,6 +181,16 @@ def test_the_unsubscribe_headers_are_signed(message: str) -> None:
             assert name in names
 
 
+def test_a_message_without_one_click_signs_its_list_unsubscribe_and_verifies() -> None:
+    # An http public URL: List-Unsubscribe alone (content/links.list_unsubscribe_headers).
+    raw = folded().replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", b"")
+    signed = signing.dkim_sign_all(raw, KEYS["dual"], T)
+    assert dkimpy_verify(signed, RECORDS) == [True, True]
+    for found in map(tags, signatures(signed)):
+        names = found["h"].split(":")
+        assert "list-unsubscribe" in names and "list-unsubscribe-post" not in names
+
+
 @needs_opendkim
 @pytest.mark.parametrize("kind", ["rsa", "ed25519"])
 def test_a_changed_one_click_header_fails_both_verifiers(kind: str) -> None:
