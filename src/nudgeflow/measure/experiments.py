@@ -299,6 +299,7 @@ def call_winner(
     confidence: float = 0.95,
     sample_ratio: SampleRatio | None = None,
     tuned_for: float = TUNED_FOR,
+    split_over: int | None = None,
 ) -> WinnerCall:
     """The arm whose primary-metric rate is credibly above every other arm's, or why none is.
 
@@ -306,6 +307,11 @@ def call_winner(
     a winner's sequences against all the others lie above zero. The call is safe to look at
     after every day's data: over all looks, the chance of ever naming an arm that is not truly
     better stays within 1 - confidence.
+
+    split_over: the number of comparisons alpha is split between, when more than the pairs of
+    `arms` (automation passes the pairs of every arm of the step, paused ones too: a pause
+    must not raise what each comparison may spend, or the chance of a false winner over the
+    whole experiment could pass 1 - confidence). None: the pairs of `arms`.
     """
     _check_arms(arms)
     if len(arms) < 2:
@@ -322,7 +328,9 @@ def call_winner(
             (),
         )
     pairs = len(arms) * (len(arms) - 1) // 2
-    alpha = (1.0 - confidence) / pairs
+    if split_over is not None and split_over < pairs:
+        raise MeasureError(f"the error cannot be split over {split_over} comparisons: {len(arms)} arms make {pairs}")
+    alpha = (1.0 - confidence) / (split_over or pairs)
     comparisons = tuple(
         compare(arms[i], arms[j], metric, arms[i].successes, arms[j].successes, alpha=alpha, tuned_for=tuned_for)
         for i in range(len(arms))
