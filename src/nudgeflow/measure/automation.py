@@ -11,9 +11,9 @@ Rules, in order:
 - A winner is called among the arms still open (paused arms take no new runs, so they are no
   longer in the running) and is routed to when none is yet, or when the one routed to was
   paused since. The error stays split over the pairs of all the step's arms, as before any
-  pause: a pause never raises what each comparison may spend. While no arm is paused the call includes the sample-ratio check against the
-  weights; once one is, the split no longer follows the weights by design, so that check is
-  left out.
+  pause: a pause never raises what each comparison may spend. While no arm is paused the
+  call includes the sample-ratio check against the weights; once one is, the split no
+  longer follows the weights by design, so that check is left out.
 - A decision a person cleared (`overridden`) is not made again: clearing is an override.
 
 Pure arithmetic over counts: the runtime (runtime/experiments.py) reads the counts and records
