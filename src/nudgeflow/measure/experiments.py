@@ -5,7 +5,8 @@ this gives what an experiment report shows:
 
 - each arm's rates with Wilson score intervals (`Rate`);
 - a sample-ratio-mismatch check of the recipients against the configured weights
-  (`sample_ratio_check`: Pearson's chi-square, warn at p < 0.001);
+  (`sample_ratio_check`: Pearson's chi-square, warn at p < 0.001), over the recipients the
+  weights split (the caller's, after a pause or a route: those assigned before it);
 - a winner call that may be looked at every day (`call_winner`): always-valid confidence
   sequences (sequential.py), no call before a minimum of recipients per arm, and otherwise
   "no winner yet" with the reason;
@@ -429,8 +430,14 @@ def analyze_experiment(
     confidence: float = 0.95,
     srm_threshold: float = SRM_THRESHOLD,
     tuned_for: float = TUNED_FOR,
+    sample_ratio_recipients: Sequence[int] | None = None,
 ) -> ExperimentReport:
-    """The whole experiment report: rates per arm, the sample-ratio check, the winner, guardrails."""
+    """The whole experiment report: rates per arm, the sample-ratio check, the winner, guardrails.
+
+    sample_ratio_recipients: the recipients per arm (in arm order) the sample-ratio check
+    tests against the weights, when not every arm's recipients were split by them: after a
+    pause or a route, the ones assigned before it (docs/measurement.md). None: the arms'.
+    """
     if not 0.0 < confidence < 1.0:
         raise MeasureError(f"confidence must be between 0 and 1, not {confidence}")
     if minimum_per_arm < 1:
@@ -438,8 +445,10 @@ def analyze_experiment(
     _check_arms(arms)
     base = _control(arms, control)
     if len(arms) >= 2:
-        recipients, weights = [a.recipients for a in arms], [a.weight for a in arms]
-        sample_ratio = sample_ratio_check(recipients, weights, threshold=srm_threshold)
+        recipients = [a.recipients for a in arms] if sample_ratio_recipients is None else sample_ratio_recipients
+        if len(recipients) != len(arms) or any(n > a.recipients for n, a in zip(recipients, arms, strict=False)):
+            raise MeasureError(f"the sample-ratio check's recipients {list(recipients)} are not a part of each arm's")
+        sample_ratio = sample_ratio_check(recipients, [a.weight for a in arms], threshold=srm_threshold)
     else:
         sample_ratio = SampleRatio((1.0,), (), None, None, 0, srm_threshold, False, None)
     winner = call_winner(

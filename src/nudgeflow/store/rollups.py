@@ -1027,6 +1027,37 @@ def experiment_arms(
     return list(out.values())
 
 
+def arms_assigned_before(
+    conn: Connection,
+    workspace_id: str,
+    journey_id: str,
+    before: Mapping[tuple[int, str], int],
+    *,
+    from_day: int | None = None,
+    to_day: int | None = None,
+) -> dict[tuple[int, str, str], int]:
+    """Per (version, step, arm): the runs that entered from from_day to to_day (UTC days, as
+    experiment_arms counts them) and were assigned the arm before the instant `before` gives
+    its (version, step): the runs a step's configured weights split, when a decision changed
+    them at that instant. Read from run_arms, the rows experiment_arms' `runs` count."""
+    out: dict[tuple[int, str, str], int] = {}
+    m = sql.mark(conn)
+    for (version, step), until_ms in sorted(before.items()):
+        where = f"workspace_id = {m} AND journey_id = {m} AND version = {m} AND step = {m} AND assigned_at_ms < {m}"
+        params: list[Any] = [workspace_id, journey_id, version, step, until_ms]
+        if from_day is not None:
+            where += f" AND entered_at_ms >= {m}"
+            params.append(from_day * DAY_MS)
+        if to_day is not None:
+            where += f" AND entered_at_ms < {m}"
+            params.append((to_day + 1) * DAY_MS)
+        for arm, runs in conn.exec_driver_sql(
+            f"SELECT arm, COUNT(*) FROM run_arms WHERE {where} GROUP BY arm", tuple(params)
+        ).all():
+            out[(version, step, arm)] = int(runs)
+    return out
+
+
 def _arm_number(name: str, value: Any) -> float | int:
     return float(value or 0) if name in ARM_SUMS else int(value or 0)
 
