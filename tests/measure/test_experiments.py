@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from nudgeflow.measure.errors import MeasureError
 from nudgeflow.measure.experiments import (
     Arm,
     analyze_experiment,
@@ -199,3 +200,17 @@ def test_the_confidence_sequence_never_leaves_the_possible_differences(
     call = call_winner(arms, minimum_per_arm=1)
     for comparison in call.comparisons:
         assert -1.0 <= comparison.low <= comparison.high <= 1.0
+
+
+def test_the_sample_ratio_check_tests_the_recipients_it_is_given_and_the_split_never_shrinks() -> None:
+    # 700 / 700 assigned while the weights held, then 2000 more to B after routing to it.
+    arms = [Arm("A", 1, 700, 35), Arm("B", 1, 2700, 675)]
+    assert analyze_experiment(arms).winner.status == "sample_ratio_mismatch"
+    report = analyze_experiment(arms, sample_ratio_recipients=[700, 700])
+    assert not report.sample_ratio.mismatch and report.winner.winner == "B"
+    with pytest.raises(MeasureError, match="not a part of each arm's"):
+        analyze_experiment(arms, sample_ratio_recipients=[701, 700])
+    with pytest.raises(MeasureError, match="cannot be split over 0 comparisons"):
+        call_winner(arms, split_over=0)
+    three = call_winner(arms, split_over=3)
+    assert {c.confidence for c in three.comparisons} == {1 - 0.05 / 3}
