@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from nudgeflow.store import database
 from nudgeflow.store import experiment_decisions as decisions
@@ -91,18 +92,25 @@ def test_settings_on_a_plain_send_are_refused_by_validate(env: dict[str, str], t
     )
 
 
-def test_a_sample_ratio_off_the_weights_is_explained_by_the_decisions_not_warned() -> None:
+def test_the_sample_ratio_line_names_the_runs_it_checked_after_a_decision() -> None:
     from nudgeflow.cli.experiment_table import experiment_lines
 
     reason = "sample ratio mismatch: recipients split 90.00 % (configured 50.00 %), 10.00 % (configured 50.00 %)"
-    section = {
+    section: dict[str, Any] = {
         "sample_ratio": {"p_value": 1e-40, "mismatch": True, "reason": reason},
+        "sample_ratio_runs": "every run assigned",
         "winner": {"reason": "no winner yet: the arms overlap"},
         "guardrail_breaches": [],
         "decisions": [],
     }
     assert experiment_lines(section)[0] == f"WARNING {reason}"
+    # After a decision the check tests the runs assigned before it: a mismatch among them is
+    # no decision's doing, and is warned of all the same.
+    basis = "assigned before the step's first decision, 2026-01-01T00:00:00Z"
+    section["sample_ratio_runs"] = basis
     section["decisions"] = [{"arm": "B", "action": "paused", "reason": WHY, "decided_at": "2026-01-01T00:00:00Z"}]
     lines = experiment_lines(section)
-    assert lines[0].startswith("sample ratio: off the configured weights, as the decisions below make it (")
+    assert lines[0] == f"WARNING {reason} (runs {basis})"
     assert lines[-1] == f"decided 2026-01-01T00:00:00Z: 'B' paused — {WHY}"
+    section["sample_ratio"] = {"p_value": 0.5, "mismatch": False, "reason": None}
+    assert experiment_lines(section)[0] == f"sample ratio: as configured (chi-square p = 0.5) (runs {basis})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nudgeflow.measure.automation import PAUSED, ROUTED, Decided, decide
+from nudgeflow.measure.automation import PAUSED, ROUTED, Decided, decide, winner_among_open
 from nudgeflow.measure.experiments import Arm
 from tests.measure.populations import DailyArm, daily_looks
 
@@ -49,6 +49,23 @@ def test_the_winner_is_called_among_open_arms_and_the_split_check_is_off_once_an
     assert decide(arms, **routes) == ()  # nothing paused: the mismatch holds the call
     (routed,) = decide(arms, **routes, paused={"C"})
     assert (routed.arm, routed.action) == ("B", ROUTED)
+
+
+def test_the_error_per_comparison_never_grows_when_an_arm_is_paused() -> None:
+    # Three arms: 5 % over three pairs. Were it split again over the one pair left once C is
+    # paused, each look after the pause would spend 5 % on A-B alone, and the chance of a false
+    # winner over the whole experiment could pass 5 %. B's 325 of 5000 against A's 250 clears
+    # zero at 5 % but not at 5 % / 3.
+    arms = [Arm("A", 1, 5000, 250), Arm("B", 1, 5000, 325), Arm("C", 1, 5000, 250)]
+    before = winner_among_open(arms, (), minimum_per_arm=500)
+    after = winner_among_open(arms, {"C"}, minimum_per_arm=500)
+    assert before is not None and after is not None
+    per_comparison = {c.confidence for c in before.comparisons}
+    assert per_comparison == {1 - 0.05 / 3}
+    assert all(c.confidence >= min(per_comparison) for c in after.comparisons)
+    assert (after.winner, after.status) == (None, "overlap")
+    routes = {"on_winner": "route_to_winner", "guardrails": "report"}
+    assert decide(arms, **routes, paused={"C"}) == ()
 
 
 def test_a_routed_winner_that_breaches_a_guardrail_is_paused_and_the_next_winner_routed() -> None:

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from nudgeflow.measure.errors import MeasureError
 from nudgeflow.measure.experiments import (
     Arm,
     analyze_experiment,
@@ -182,3 +183,34 @@ def test_arms_of_a_variant_send_step_and_a_split() -> None:
         {"type": "split", "paths": [{"name": "a", "weight": 50, "next": "x"}, {"name": "b", "weight": 50}]}
     )
     assert arms_of(split) == (("a", 50.0), ("b", 50.0))
+
+
+@pytest.mark.parametrize(
+    ("count1", "total1", "count0", "total0"),
+    [(5, 5, 0, 5), (0, 5, 5, 5), (500, 500, 0, 500), (0, 500, 500, 500), (3, 3, 3, 3), (1, 2, 0, 1)],
+)
+def test_the_confidence_sequence_never_leaves_the_possible_differences(
+    count1: int, total1: int, count0: int, total0: int
+) -> None:
+    # A difference of two rates lies between -1 and +1 (-100 and +100 points): a bound beyond
+    # that says nothing true, and at small counts the unclipped boundary reached -511 points.
+    bounds = difference_sequence(count1, total1, count0, total0)
+    assert -1.0 <= bounds.low <= bounds.difference <= bounds.high <= 1.0
+    arms = [Arm("A", 1, total1, count1), Arm("B", 1, total0, count0)]
+    call = call_winner(arms, minimum_per_arm=1)
+    for comparison in call.comparisons:
+        assert -1.0 <= comparison.low <= comparison.high <= 1.0
+
+
+def test_the_sample_ratio_check_tests_the_recipients_it_is_given_and_the_split_never_shrinks() -> None:
+    # 700 / 700 assigned while the weights held, then 2000 more to B after routing to it.
+    arms = [Arm("A", 1, 700, 35), Arm("B", 1, 2700, 675)]
+    assert analyze_experiment(arms).winner.status == "sample_ratio_mismatch"
+    report = analyze_experiment(arms, sample_ratio_recipients=[700, 700])
+    assert not report.sample_ratio.mismatch and report.winner.winner == "B"
+    with pytest.raises(MeasureError, match="not a part of each arm's"):
+        analyze_experiment(arms, sample_ratio_recipients=[701, 700])
+    with pytest.raises(MeasureError, match="cannot be split over 0 comparisons"):
+        call_winner(arms, split_over=0)
+    three = call_winner(arms, split_over=3)
+    assert {c.confidence for c in three.comparisons} == {1 - 0.05 / 3}

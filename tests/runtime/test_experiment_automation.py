@@ -190,6 +190,54 @@ def test_route_to_winner_sends_every_new_run_to_a_clear_winner(h: Harness) -> No
     assert sends_by_variant(h, mark) == {"B": 100}
 
 
+def test_the_report_checks_the_sample_ratio_on_the_runs_assigned_before_the_first_decision(h: Harness) -> None:
+    """After routing to B every new run takes B: against the configured 50 / 50 that is a
+    mismatch of the routing's own making. The report checks the split on the runs assigned
+    while the weights held (before the step's first decision), and still calls B."""
+    from nudgeflow.web.reports_api import load_experiments
+
+    definition = offer(on_winner="route_to_winner")
+    definition["goal"] = {"event": "Order Completed", "within": "7d"}
+    publish(h, definition)
+    rt = runtime(h)
+    sign_up(h, range(1400))
+    rt.run_until_idle()
+    rows = h.q(
+        "SELECT o.variant, i.key AS person FROM outbox o JOIN identities i"
+        " ON i.profile_id = o.profile_id AND i.key LIKE 'u:%' WHERE o.workspace_id = :w ORDER BY o.id",
+        w=h.ws,
+    )
+    seen: Counter[str] = Counter()
+    buyers = []
+    for row in rows:
+        seen[row.variant] += 1
+        if seen[row.variant] % {"A": 20, "B": 4}[row.variant] == 0:
+            buyers.append(row.person[2:])
+    h.clock.advance(timedelta(minutes=5))
+    h.send(*({"type": "track", "userId": user, "event": "Order Completed"} for user in buyers))
+    h.clock.advance(timedelta(hours=1))
+    rt.run_until_idle()
+    (routed,) = active(h)
+    assert (routed.arm, routed.action) == ("B", "routed")
+    sign_up(h, range(1000), prefix="later")  # all to B, by the decision
+    rt.run_until_idle()
+
+    def report(conn: Any) -> list[dict[str, Any]]:
+        return load_experiments(conn, h.ws, "offer", 1, from_day=None, to_day=None, minimum_per_arm=None)
+
+    (section,) = h.in_transaction(report)
+    runs = {arm["name"]: arm["runs"] for arm in section["arms"]}
+    assert runs == {"A": seen["A"], "B": seen["B"] + 1000}
+    ratio = section["sample_ratio"]
+    assert not ratio["mismatch"], ratio["reason"]
+    assert list(ratio["observed_shares"]) == [seen["A"] / 1400, seen["B"] / 1400]
+    assert (
+        section["sample_ratio_runs"]
+        == "assigned before the step's first decision, " + section["decisions"][0]["decided_at"]
+    )
+    assert (section["winner"]["winner"], section["winner"]["status"]) == ("B", "winner")
+
+
 def test_a_split_path_driving_unsubscribes_is_paused_and_new_runs_take_the_other(h: Harness) -> None:
     publish(
         h,

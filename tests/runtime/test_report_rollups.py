@@ -307,6 +307,33 @@ def test_a_message_recorded_twice_counts_once(server: tuple[LiveServer, VirtualC
     assert (with_machine["unique_opens"], with_machine["open_rate"]) == (1, 1.0)
 
 
+def test_two_goal_events_of_one_person_in_the_same_millisecond_are_two_unique_conversions(
+    server: tuple[LiveServer, VirtualClock],
+) -> None:
+    """A goal event is its messageId (docs/measurement.md), not the person and the time: an
+    order and an upgrade of one person in the same millisecond are two; the order converting
+    two journeys' runs is one. Counted once however often the batch is decided (the runs' own
+    rows are not written here, so only the workspace's claims of goal events keep it once)."""
+    from nudgeflow.store import rollups
+
+    srv, _clock = server
+    wid = srv.workspace().workspace_id
+    at = to_ms(_clock.now())
+    bought = at + 60_000
+
+    def run(run_id: str, journey: str, revenue: float, event: str) -> tuple[Any, ...]:
+        return (run_id, wid, journey, 1, "p1", "done", None, 0, at, None, None, bought, revenue, at, 0, None, event)
+
+    runs = [run("r1", "promo", 12.5, "order-1"), run("r2", "sale", 12.5, "order-1"), run("r3", "upsell", 30.0, "up-1")]
+    for _ in range(2):
+        with srv.state.engine.begin() as conn:
+            report = rollups.Rollup()
+            rollups.count_runs(conn, report, runs)
+            report.write(conn)
+    with srv.state.engine.connect() as conn:
+        assert rollups.read_unique_conversions(conn, wid) == (2, 42.5)
+
+
 def test_a_push_to_a_person_whose_devices_are_all_gone_is_a_push_opt_out(
     server: tuple[LiveServer, VirtualClock],
 ) -> None:

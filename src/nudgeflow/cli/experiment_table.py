@@ -63,15 +63,16 @@ def experiment_lines(experiment: Mapping[str, Any]) -> list[str]:
     automation decided (runtime/experiments.py), in words."""
     ratio = experiment["sample_ratio"]
     decided = experiment.get("decisions", [])
+    # After a pause or a route the check tests only the runs assigned before it, which the
+    # configured weights split: the decision moves later runs off them on purpose.
+    basis = experiment.get("sample_ratio_runs", "every run assigned")
+    over = "" if basis == "every run assigned" else f" (runs {basis})"
     if ratio["p_value"] is None:
-        lines = ["sample ratio: no runs yet"]
-    elif ratio["mismatch"] and decided:
-        # Pausing an arm or routing to a winner moves runs off the weights on purpose.
-        lines = [f"sample ratio: off the configured weights, as the decisions below make it ({ratio['reason']})"]
+        lines = [f"sample ratio: no runs yet{over}"]
     elif ratio["mismatch"]:
-        lines = [f"WARNING {ratio['reason']}"]
+        lines = [f"WARNING {ratio['reason']}{over}"]
     else:
-        lines = [f"sample ratio: as configured (chi-square p = {ratio['p_value']:.3g})"]
+        lines = [f"sample ratio: as configured (chi-square p = {ratio['p_value']:.3g}){over}"]
     lines.append(experiment["winner"]["reason"])
     lines.extend(f"guardrail breach: {breach['reason']}" for breach in experiment["guardrail_breaches"])
     for d in decided:

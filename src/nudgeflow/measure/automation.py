@@ -10,9 +10,10 @@ Rules, in order:
 - Guardrails first: a breaching variant not yet paused is paused (its reasons in words).
 - A winner is called among the arms still open (paused arms take no new runs, so they are no
   longer in the running) and is routed to when none is yet, or when the one routed to was
-  paused since. While no arm is paused the call includes the sample-ratio check against the
-  weights; once one is, the split no longer follows the weights by design, so that check is
-  left out.
+  paused since. The error stays split over the pairs of all the step's arms, as before any
+  pause: a pause never raises what each comparison may spend. While no arm is paused the
+  call includes the sample-ratio check against the weights; once one is, the split no
+  longer follows the weights by design, so that check is left out.
 - A decision a person cleared (`overridden`) is not made again: clearing is an override.
 
 Pure arithmetic over counts: the runtime (runtime/experiments.py) reads the counts and records
@@ -104,6 +105,14 @@ def winner_among_open(
     sample_ratio = None
     if not paused:
         sample_ratio = sample_ratio_check([a.recipients for a in arms], [a.weight for a in arms])
+    # The error stays split over every pair of the step's arms, paused ones too: split over the
+    # open pairs alone, each comparison would spend more after a pause than before it, and the
+    # chance of a false winner across the pause could pass 1 - confidence.
     return call_winner(
-        open_arms, metric=metric, minimum_per_arm=minimum_per_arm, confidence=confidence, sample_ratio=sample_ratio
+        open_arms,
+        metric=metric,
+        minimum_per_arm=minimum_per_arm,
+        confidence=confidence,
+        sample_ratio=sample_ratio,
+        split_over=len(arms) * (len(arms) - 1) // 2,
     )

@@ -5,7 +5,8 @@ this gives what an experiment report shows:
 
 - each arm's rates with Wilson score intervals (`Rate`);
 - a sample-ratio-mismatch check of the recipients against the configured weights
-  (`sample_ratio_check`: Pearson's chi-square, warn at p < 0.001);
+  (`sample_ratio_check`: Pearson's chi-square, warn at p < 0.001), over the recipients the
+  weights split (the caller's, after a pause or a route: those assigned before it);
 - a winner call that may be looked at every day (`call_winner`): always-valid confidence
   sequences (sequential.py), no call before a minimum of recipients per arm, and otherwise
   "no winner yet" with the reason;
@@ -299,6 +300,7 @@ def call_winner(
     confidence: float = 0.95,
     sample_ratio: SampleRatio | None = None,
     tuned_for: float = TUNED_FOR,
+    split_over: int | None = None,
 ) -> WinnerCall:
     """The arm whose primary-metric rate is credibly above every other arm's, or why none is.
 
@@ -306,6 +308,11 @@ def call_winner(
     a winner's sequences against all the others lie above zero. The call is safe to look at
     after every day's data: over all looks, the chance of ever naming an arm that is not truly
     better stays within 1 - confidence.
+
+    split_over: the number of comparisons alpha is split between, when more than the pairs of
+    `arms` (automation passes the pairs of every arm of the step, paused ones too: a pause
+    must not raise what each comparison may spend, or the chance of a false winner over the
+    whole experiment could pass 1 - confidence). None: the pairs of `arms`.
     """
     _check_arms(arms)
     if len(arms) < 2:
@@ -322,7 +329,9 @@ def call_winner(
             (),
         )
     pairs = len(arms) * (len(arms) - 1) // 2
-    alpha = (1.0 - confidence) / pairs
+    if split_over is not None and split_over < pairs:
+        raise MeasureError(f"the error cannot be split over {split_over} comparisons: {len(arms)} arms make {pairs}")
+    alpha = (1.0 - confidence) / (split_over or pairs)
     comparisons = tuple(
         compare(arms[i], arms[j], metric, arms[i].successes, arms[j].successes, alpha=alpha, tuned_for=tuned_for)
         for i in range(len(arms))
@@ -421,8 +430,14 @@ def analyze_experiment(
     confidence: float = 0.95,
     srm_threshold: float = SRM_THRESHOLD,
     tuned_for: float = TUNED_FOR,
+    sample_ratio_recipients: Sequence[int] | None = None,
 ) -> ExperimentReport:
-    """The whole experiment report: rates per arm, the sample-ratio check, the winner, guardrails."""
+    """The whole experiment report: rates per arm, the sample-ratio check, the winner, guardrails.
+
+    sample_ratio_recipients: the recipients per arm (in arm order) the sample-ratio check
+    tests against the weights, when not every arm's recipients were split by them: after a
+    pause or a route, the ones assigned before it (docs/measurement.md). None: the arms'.
+    """
     if not 0.0 < confidence < 1.0:
         raise MeasureError(f"confidence must be between 0 and 1, not {confidence}")
     if minimum_per_arm < 1:
@@ -430,8 +445,10 @@ def analyze_experiment(
     _check_arms(arms)
     base = _control(arms, control)
     if len(arms) >= 2:
-        recipients, weights = [a.recipients for a in arms], [a.weight for a in arms]
-        sample_ratio = sample_ratio_check(recipients, weights, threshold=srm_threshold)
+        recipients = [a.recipients for a in arms] if sample_ratio_recipients is None else sample_ratio_recipients
+        if len(recipients) != len(arms) or any(n > a.recipients for n, a in zip(recipients, arms, strict=False)):
+            raise MeasureError(f"the sample-ratio check's recipients {list(recipients)} are not a part of each arm's")
+        sample_ratio = sample_ratio_check(recipients, [a.weight for a in arms], threshold=srm_threshold)
     else:
         sample_ratio = SampleRatio((1.0,), (), None, None, 0, srm_threshold, False, None)
     winner = call_winner(

@@ -28,8 +28,9 @@ What each number means is in docs/measurement.md; in short:
 - experiments (`experiments`): every split step and send step with variants of the journey's
   versions, arm by arm, from the arms' run counters (store/rollups.experiment_arms): runs
   assigned, the primary metric's rate, conversion, unsubscribe and complaint rates with
-  Wilson intervals, revenue, time to convert; the sample-ratio check, the winner call or
-  why there is none yet, and guardrail breaches (measure/experiments.analyze_experiment).
+  Wilson intervals, revenue, time to convert; the sample-ratio check (after a pause or a
+  route, on the runs assigned before it), the winner call or why there is none yet, and
+  guardrail breaches (measure/experiments.analyze_experiment).
   A split whose paths differ only in waits is labelled a delay experiment, each arm with
   its delay (measure/delays.py).
 """
@@ -439,9 +440,15 @@ def experiments(
     *,
     minimum_per_arm: int | None = None,
     confidence: float = 0.95,
+    weighted_runs: Mapping[tuple[int, str], Mapping[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """One section per experiment step of each version (in version order): its arms' counts
     and rates, the sample-ratio check, the winner call and guardrail breaches.
+
+    weighted_runs: per (version, step) whose weights a decision changed (a pause, a route),
+    the runs per arm assigned before it, while the configured weights held: its sample-ratio
+    check tests those, not every run (the decision moves later runs off the weights on
+    purpose). A step not in it is checked on all its runs.
 
     versions: the journey's definitions to report, by version; arm_rows: the arms' summed
     counters (store/rollups.experiment_arms). An arm without a row has assigned nobody yet.
@@ -455,6 +462,7 @@ def experiments(
         for sid, step in experiment_steps(journey):
             metric = step.primary_metric or CONVERSION
             counted = [(name, weight, found.get((version, sid, name), _EMPTY_ARM)) for name, weight in arms_of(step)]
+            held = (weighted_runs or {}).get((version, sid))
             analysis = analyze_experiment(
                 [
                     Arm(
@@ -470,6 +478,7 @@ def experiments(
                 primary_metric=metric,
                 minimum_per_arm=minimum_per_arm or step.minimum_per_arm or MINIMUM_PER_ARM,
                 confidence=confidence,
+                sample_ratio_recipients=None if held is None else [held.get(name, 0) for name, _w, _c in counted],
             )
             delays = delay_experiment(journey, sid) if isinstance(step, SplitStep) else None
             delay_of = {p.name: p for p in delays.paths} if delays is not None else {}
@@ -506,6 +515,8 @@ def experiments(
                     "minimum_per_arm": analysis.minimum_per_arm,
                     "arms": arms,
                     "sample_ratio": asdict(analysis.sample_ratio),
+                    # Which runs the check tested: the caller says when a decision cut them short.
+                    "sample_ratio_runs": "every run assigned" if held is None else "assigned before a decision",
                     "winner": asdict(analysis.winner),
                     "guardrail_breaches": [asdict(b) for b in analysis.guardrail_breaches],
                 }

@@ -43,8 +43,8 @@ class SequenceBounds:
     """A confidence sequence's value at the current sample sizes.
 
     difference: rate1 - rate0, the observed difference (a share: 0.01 is one percentage point).
-    low, high: the bounds; the true difference lies between them at every look, all at once,
-        with probability at least 1 - alpha.
+    low, high: the bounds, within [-1, 1]; the true difference lies between them at every look,
+        all at once, with probability at least 1 - alpha.
     alpha: the error allowed to this one sequence (after any split between several).
     """
 
@@ -79,7 +79,8 @@ def difference_sequence(
         sqrt( V × 2 (t rho² + 1) / (t rho²) × log( sqrt(t rho² + 1) / alpha ) ),
 
     Waudby-Smith et al. (2024)'s boundary with their sigma²/t written as V, the variance of a
-    difference of two independent rates. Both totals must be positive.
+    difference of two independent rates, its bounds clipped to [-1, 1], the differences two
+    rates can have. Both totals must be positive.
     """
     if total1 <= 0 or total0 <= 0:
         raise MeasureError("a difference of rates needs recipients on both sides")
@@ -91,4 +92,7 @@ def difference_sequence(
     scaled = (total1 + total0) * mixture_precision(alpha, tuned_for)
     half = math.sqrt(variance * 2.0 * (scaled + 1.0) / scaled * math.log(math.sqrt(scaled + 1.0) / alpha))
     difference = rate1 - rate0
-    return SequenceBounds(difference, difference - half, difference + half, alpha)
+    # A difference of two rates lies in [-1, 1] whatever the data: beyond it the boundary
+    # (wide at small counts) says nothing, so it is clipped there. Clipping moves only bounds
+    # that are beyond ±1, so no call changes and the coverage is the same.
+    return SequenceBounds(difference, max(-1.0, difference - half), min(1.0, difference + half), alpha)

@@ -118,7 +118,7 @@ def build(sim: Simulation) -> SimulatedRollups:
 
 
 def _count_runs(out: SimulatedRollups, runs: Iterable[Mapping[str, Any]]) -> None:
-    seen_goals: set[tuple[str, int]] = set()
+    seen_goals: set[tuple[str, str | int]] = set()
     for run in runs:
         key: Key = (run["journey_id"], run["version"], "", "", "", day_of(run["entered_at_ms"]))
         held, control = bool(run.get("holdout")), bool(run.get("control"))
@@ -136,7 +136,8 @@ def _count_runs(out: SimulatedRollups, runs: Iterable[Mapping[str, Any]]) -> Non
         else:
             out.add(key, conversions=1, revenue=revenue, revenue_sq=revenue**2)
             # The workspace total counts a goal event once, however many journeys it converted.
-            goal = (run["profile_id"], converted)
+            # A goal event is its messageId (store/rollups._goal_event), its time before they were kept.
+            goal = (run["profile_id"], run.get("converted_by") or converted)
             if goal not in seen_goals:
                 seen_goals.add(goal)
                 out.unique_conversions += 1

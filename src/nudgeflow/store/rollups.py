@@ -326,10 +326,16 @@ def _person(row: tuple[Any, ...]) -> str:
     return f"{row[_RUN_PROFILE]}|{row[_RUN_COHORT]}"
 
 
-def _goal(row: tuple[Any, ...]) -> str:
-    # A messageId is up to 512 characters; its hash keeps the subject short.
+def _goal_event(row: tuple[Any, ...]) -> str:
+    """The goal event that converted the run: its messageId (two orders of a person in one
+    millisecond are two), or its time for a run converted before messageIds were kept. A
+    messageId is up to 512 characters; its hash keeps a subject short."""
     event = str(row[_RUN_CONVERTED_BY] or row[_RUN_CONVERTED])
-    return f"{_person(row)}|{hashlib.blake2b(event.encode(), digest_size=12).hexdigest()}"
+    return hashlib.blake2b(event.encode(), digest_size=12).hexdigest()
+
+
+def _goal(row: tuple[Any, ...]) -> str:
+    return f"{_person(row)}|{_goal_event(row)}"
 
 
 def _count_program(conn: Connection, rollup: Rollup, entering: Rows, converting: Rows) -> None:
@@ -475,7 +481,7 @@ _WINDOW_OF = {TOUCH_EMAIL_CLICK: "email_click", TOUCH_EMAIL_OPEN: "email_open", 
 
 def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any, ...]]) -> None:
     """For each treated run converting now: the workspace's deduplicated total (once per goal
-    event: the person and the goal event's time), and last-touch attribution: the run's
+    event: the person and the goal event's messageId, _goal_event), and last-touch attribution: the run's
     message with the latest human open or click within its window before the goal event
     gets the conversion and its revenue, once per goal event per journey."""
     m = sql.mark(conn)
@@ -484,7 +490,8 @@ def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any,
     found: list[tuple[tuple[Any, ...], str]] = []
     for row in converting:
         ws, run_id, pid, at = row[_RUN_WS], row[_RUN_ID], row[_RUN_PROFILE], row[_RUN_CONVERTED]
-        claims.append((ws, f"{pid}|{at}", CONVERTED, pid, at))
+        goal = _goal_event(row)
+        claims.append((ws, f"{pid}|{goal}", CONVERTED, pid, at))
         touches = conn.exec_driver_sql(
             f"SELECT fact, at_ms, message_key FROM message_facts WHERE workspace_id = {m} AND subject = {m}"
             f" AND fact IN ({m}, {m}, {m}) AND at_ms <= {m}",
@@ -497,20 +504,20 @@ def _attribute(conn: Connection, rollup: Rollup, converting: Sequence[tuple[Any,
             if at - touched_at <= windows[ws][_WINDOW_OF[fact]] and (best is None or touched_at > best[0]):
                 best = (touched_at, message_key)
         if best is not None and best[1]:
-            claims.append((ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED, pid, at))
+            claims.append((ws, f"{row[_RUN_JOURNEY]}|{pid}|{goal}", ATTRIBUTED, pid, at))
             found.append((row, best[1]))
     # A claim counts once: runs of several journeys converted by one goal event in this
     # batch share it (claim_firsts answers it once; the first of them takes it).
     claimed = claim_firsts(conn, claims)
     for row in converting:
-        ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
-        if _take(claimed, (ws, f"{pid}|{at}", CONVERTED)):
+        ws, pid = row[_RUN_WS], row[_RUN_PROFILE]
+        if _take(claimed, (ws, f"{pid}|{_goal_event(row)}", CONVERTED)):
             revenue = float(row[_RUN_REVENUE] or 0.0)
             dims: Dims = (ws, WORKSPACE_ROW, 0, "", "", "", day_of(row[_RUN_ENTERED]))
             rollup.add(dims, conversions=1, revenue=revenue, revenue_sq=revenue**2)
     for row, message_key in found:
-        ws, pid, at = row[_RUN_WS], row[_RUN_PROFILE], row[_RUN_CONVERTED]
-        if not _take(claimed, (ws, f"{row[_RUN_JOURNEY]}|{pid}|{at}", ATTRIBUTED)):
+        ws, pid = row[_RUN_WS], row[_RUN_PROFILE]
+        if not _take(claimed, (ws, f"{row[_RUN_JOURNEY]}|{pid}|{_goal_event(row)}", ATTRIBUTED)):
             continue
         message = _message(conn, ws, message_key)
         if message is None:  # the person was erased meanwhile
@@ -1018,6 +1025,37 @@ def experiment_arms(
         if found is not None:
             found["time_to_convert"][int(bucket)] = int(count)
     return list(out.values())
+
+
+def arms_assigned_before(
+    conn: Connection,
+    workspace_id: str,
+    journey_id: str,
+    before: Mapping[tuple[int, str], int],
+    *,
+    from_day: int | None = None,
+    to_day: int | None = None,
+) -> dict[tuple[int, str, str], int]:
+    """Per (version, step, arm): the runs that entered from from_day to to_day (UTC days, as
+    experiment_arms counts them) and were assigned the arm before the instant `before` gives
+    its (version, step): the runs a step's configured weights split, when a decision changed
+    them at that instant. Read from run_arms, the rows experiment_arms' `runs` count."""
+    out: dict[tuple[int, str, str], int] = {}
+    m = sql.mark(conn)
+    for (version, step), until_ms in sorted(before.items()):
+        where = f"workspace_id = {m} AND journey_id = {m} AND version = {m} AND step = {m} AND assigned_at_ms < {m}"
+        params: list[Any] = [workspace_id, journey_id, version, step, until_ms]
+        if from_day is not None:
+            where += f" AND entered_at_ms >= {m}"
+            params.append(from_day * DAY_MS)
+        if to_day is not None:
+            where += f" AND entered_at_ms < {m}"
+            params.append((to_day + 1) * DAY_MS)
+        for arm, runs in conn.exec_driver_sql(
+            f"SELECT arm, COUNT(*) FROM run_arms WHERE {where} GROUP BY arm", tuple(params)
+        ).all():
+            out[(version, step, arm)] = int(runs)
+    return out
 
 
 def _arm_number(name: str, value: Any) -> float | int:

@@ -151,11 +151,27 @@ def load_experiments(
         definition = journeys.load_version(conn, workspace_id, journey_id, version)
         if definition is not None:
             versions[version] = definition
-    sections = report.experiments(versions, arm_rows, minimum_per_arm=minimum_per_arm)
+    # A step's first decision (a pause or a route, held still or cleared since) changed the
+    # weights runs are assigned by from then on: its sample-ratio check tests the runs
+    # assigned before it against the configured weights (docs/measurement.md).
+    made = experiment_decisions.listed(conn, workspace_id, journey_id)
+    first: dict[tuple[int, str], int] = {}
+    for d in made:
+        first[(d.version, d.step)] = min(d.decided_at_ms, first.get((d.version, d.step), d.decided_at_ms))
+    before = rollups.arms_assigned_before(conn, workspace_id, journey_id, first, from_day=from_day, to_day=to_day)
+    weighted: dict[tuple[int, str], dict[str, int]] = {key: {} for key in first}
+    for (version, step, arm), runs in before.items():
+        weighted[(version, step)][arm] = runs
+    sections = report.experiments(versions, arm_rows, minimum_per_arm=minimum_per_arm, weighted_runs=weighted)
     # What automation decided and still holds (store/experiment_decisions.py), beside the
-    # counts it judged: a paused arm explains the sample-ratio warning that follows it.
-    holding = experiment_decisions.listed(conn, workspace_id, journey_id, active_only=True)
+    # counts it judged.
+    holding = [d for d in made if d.active]
     for section in sections:
+        key = (section["version"], section["step"])
+        if key in first:
+            section["sample_ratio_runs"] = (
+                f"assigned before the step's first decision, {iso(first[key], milliseconds=False)}"
+            )
         section["decisions"] = [
             {
                 "arm": d.arm,
