@@ -478,7 +478,11 @@ def experiments(
                 primary_metric=metric,
                 minimum_per_arm=minimum_per_arm or step.minimum_per_arm or MINIMUM_PER_ARM,
                 confidence=confidence,
-                sample_ratio_recipients=None if held is None else [held.get(name, 0) for name, _w, _c in counted],
+                # At most the arm's runs: run_arms and the counters are written together, but
+                # a report must not fail if they ever disagree (the check then reads less).
+                sample_ratio_recipients=(
+                    None if held is None else [min(held.get(name, 0), c["runs"]) for name, _w, c in counted]
+                ),
             )
             delays = delay_experiment(journey, sid) if isinstance(step, SplitStep) else None
             delay_of = {p.name: p for p in delays.paths} if delays is not None else {}
