@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +36,14 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.errors import IntakeError
-from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
+from nudgeflow.model.events import (
+    EventRecord,
+    InvalidEvent,
+    InvalidPayload,
+    describe_clamp,
+    normalize,
+    parse_message,
+)
 from nudgeflow.model.timestamps import as_utc
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
@@ -70,6 +77,8 @@ class ImportReport:
     merges: int = 0
     # Imported lines with a reserved trait that failed validation and was not applied.
     trait_warnings: list[BadLine] = field(default_factory=list)
+    # Imported lines timestamped too far after the import ran, stored at their receipt time.
+    clamped: list[BadLine] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -114,8 +123,12 @@ def _in_utc(name: str, value: datetime) -> datetime:
         raise InvalidEvent(name, "out of range once converted to UTC") from exc
 
 
-def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecord:
-    """One line to the record HTTP ingest would store; raises ValueError with the reason."""
+def parse_line(
+    raw: bytes, now: datetime, *, max_event_bytes: int, future_limit: timedelta = timedelta(days=1)
+) -> EventRecord:
+    """One line to the record HTTP ingest would store; raises ValueError with the reason.
+    History is in the past, so the future limit is counted from the import's own time `now`
+    (a receivedAt in the file may be as wrong as its timestamp)."""
     try:
         decoded = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -127,6 +140,8 @@ def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecor
         max_event_bytes=max_event_bytes,
         derive_message_id=True,
         own=True,  # an operator's import (of an export, say): Nudgeflow's own events keep their ids
+        future_limit=future_limit,
+        now=now,
     )
 
 
@@ -213,6 +228,8 @@ def summary_table(report: ImportReport) -> Table:
     table.add_row("bad lines", f"[red]{report.bad:,}[/]" if report.bad else "0")
     if report.trait_warnings:
         table.add_row("traits not applied", f"[yellow]{len(report.trait_warnings):,}[/]")
+    if report.clamped:
+        table.add_row("future timestamps clamped", f"[yellow]{len(report.clamped):,}[/]")
     table.add_row("profiles created", f"{report.profiles_created:,}")
     table.add_row("profile merges", f"{report.merges:,}")
     rate = report.lines / report.seconds if report.seconds > 0 else 0.0
@@ -229,6 +246,7 @@ def import_file(
     console: Console | None = None,
     clock: Clock | None = None,
     max_event_bytes: int = Settings.max_event_bytes,
+    max_future_seconds: int = Settings.ingest_max_future_seconds,
 ) -> ImportReport:
     """Import a JSON Lines file (or standard input for "-") into the write key's workspace."""
     if batch_size < 1:
@@ -286,6 +304,7 @@ def import_file(
             task = progress.add_task(f"importing {name}", total=total_bytes, lines=0)
             unreported = last = 0
             limit = line_limit(max_event_bytes)
+            future_limit = timedelta(seconds=max_future_seconds)
             for number, line, size in _lines(stream, limit):
                 unreported, last = unreported + size, number
                 if number % 256 == 0:  # the bar need not move per line; updating it costs
@@ -303,7 +322,7 @@ def import_file(
                     continue
                 report.lines += 1
                 try:
-                    record = parse_line(line, clock.now(), max_event_bytes=max_event_bytes)
+                    record = parse_line(line, clock.now(), max_event_bytes=max_event_bytes, future_limit=future_limit)
                 except (ValueError, InvalidPayload) as exc:
                     bad = BadLine(number, _reason(exc))
                     report.bad_lines.append(bad)
@@ -314,6 +333,14 @@ def import_file(
                 for trait, problem in (record.trait_errors or {}).items():
                     warning = BadLine(number, f"traits.{trait}: {problem['reason']}; the trait was not applied")
                     report.trait_warnings.append(warning)
+                    progress.console.print(
+                        f"[dim]line {number}: warning:[/] {escape(warning.reason)}", highlight=False, soft_wrap=True
+                    )
+                if record.clamped_from is not None:
+                    warning = BadLine(
+                        number, "timestamp: " + describe_clamp(record.clamped_from, future_limit, "the import ran")
+                    )
+                    report.clamped.append(warning)
                     progress.console.print(
                         f"[dim]line {number}: warning:[/] {escape(warning.reason)}", highlight=False, soft_wrap=True
                     )
