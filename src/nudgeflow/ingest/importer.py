@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,13 +43,13 @@ from nudgeflow.model.events import (
     normalize,
     parse_message,
 )
+from nudgeflow.model.json_lines import read_lines
 from nudgeflow.model.timestamps import as_utc
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.workspaces import WRITE, workspace_for_key
 
 STDIN = "-"
-_BOM = b"\xef\xbb\xbf"
 
 
 class UnknownWriteKey(IntakeError, ValueError):
@@ -149,30 +148,6 @@ def line_limit(max_event_bytes: int) -> int:
     """The longest line read whole: twice the event limit (room for a line's spaces between
     tokens) and 64 KiB. A longer line cannot hold an event within the limit."""
     return 2 * max_event_bytes + 64 * 1024
-
-
-def _lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None, int]]:
-    """(line number, stripped line, bytes consumed) for every line, blank ones included; the
-    line is None when it is longer than `limit`: it is skipped a chunk at a time, never held
-    whole (a file with no newline, or a stray binary, would otherwise be read into memory)."""
-    number = 0
-    while True:
-        raw = stream.readline(limit + 1)
-        if not raw:
-            return
-        number += 1
-        size = len(raw)
-        if size > limit and not raw.endswith(b"\n"):
-            while True:
-                more = stream.readline(1 << 20)
-                size += len(more)
-                if not more or more.endswith(b"\n"):
-                    break
-            yield number, None, size
-            continue
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        yield number, raw.strip(), size
 
 
 def _progress(console: Console, total_bytes: int | None) -> Progress:
@@ -305,12 +280,12 @@ def import_file(
             unreported = last = 0
             limit = line_limit(max_event_bytes)
             future_limit = timedelta(seconds=max_future_seconds)
-            for number, line, size in _lines(stream, limit):
+            for number, raw, size, _ in read_lines(stream, limit):
                 unreported, last = unreported + size, number
                 if number % 256 == 0:  # the bar need not move per line; updating it costs
                     progress.update(task, advance=unreported, lines=number)
                     unreported = 0
-                if line is None:
+                if raw is None:
                     report.lines += 1
                     bad = BadLine(number, f"invalid event: line is {size} bytes; the limit is {max_event_bytes}")
                     report.bad_lines.append(bad)
@@ -318,6 +293,7 @@ def import_file(
                         f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True
                     )
                     continue
+                line = raw.strip()
                 if not line:
                     continue
                 report.lines += 1
