@@ -204,6 +204,13 @@ ENV_VARS: tuple[EnvVar, ...] = (
     ),
     EnvVar("NUDGEFLOW_INGEST_BURST", "ingest_burst", _integer(1), "The bucket's size in events. Default 50000."),
     EnvVar(
+        "NUDGEFLOW_INGEST_MAX_FUTURE_SECONDS",
+        "ingest_max_future_seconds",
+        _integer(1),
+        "How far after its receipt an event's timestamp may be; a later one is stored at the time received "
+        "(with a warning). Default 86400 (1 day).",
+    ),
+    EnvVar(
         "NUDGEFLOW_LOG_LEVEL",
         "log_level",
         _choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -373,6 +380,9 @@ class Settings:
     # Per-workspace token bucket, counted in events; 0 disables the limit.
     ingest_rate_per_second: float = 5000.0
     ingest_burst: int = 50_000
+    # An event timestamped further than this after it was received is stored at the time
+    # received, with a warning (model/events.py clamp_future; docs/ingest-limits.md).
+    ingest_max_future_seconds: int = 86_400
     # Group commit: the most events one transaction takes (it never waits for more: a
     # transaction starts as soon as the one before has committed; store/group_commit.py).
     commit_max_events: int = 5000

@@ -332,6 +332,92 @@ def test_a_timestamp_that_correction_pushes_off_the_calendar_is_refused(live: Li
     assert count(live, ws.workspace_id) == 0
 
 
+def test_a_timestamp_far_in_the_future_is_stored_at_its_receipt_with_a_warning(
+    live: LiveServer, ws: NewWorkspace, clock: VirtualClock
+) -> None:
+    """A device's 9999-12-31 (or 2200) would sort after every real event for ever; it is
+    stored at the time received, the time sent kept as originalTimestamp, and the sender
+    told. Other events of the batch, and the far past, are stored as they came."""
+    now = clock.set(datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC))
+    with live.client(auth=(ws.write_key, "")) as client:
+        single = post(
+            client, "/v1/track", {"userId": "u", "event": "F", "messageId": "f1", "timestamp": "9999-12-31T00:00:00Z"}
+        )
+        batch = post(
+            client,
+            "/v1/batch",
+            {
+                "batch": [
+                    {
+                        "type": "track",
+                        "userId": "u",
+                        "event": "B",
+                        "messageId": "f2",
+                        "timestamp": "2200-01-01T00:00:00Z",
+                    },
+                    # Within the day allowed: a device clock a little ahead is kept as it is.
+                    {
+                        "type": "track",
+                        "userId": "u",
+                        "event": "B",
+                        "messageId": "f3",
+                        "timestamp": iso(now + timedelta(hours=23)),
+                    },
+                    {
+                        "type": "track",
+                        "userId": "u",
+                        "event": "B",
+                        "messageId": "f4",
+                        "timestamp": "0001-01-01T00:00:00Z",
+                    },
+                    # sentAt does not make a future time good: the gap is measured on the device.
+                    {
+                        "type": "track",
+                        "userId": "u",
+                        "event": "B",
+                        "messageId": "f5",
+                        "timestamp": "2200-01-01T00:00:00Z",
+                        "sentAt": iso(now),
+                    },
+                ]
+            },
+        )
+    assert single.status_code == 200, single.text
+    [warning] = single.json()["warnings"]
+    assert warning["field"] == "timestamp"
+    assert "9999-12-31T00:00:00+00:00 is more than 1 day after the event was received" in warning["message"]
+    assert batch.status_code == 200, batch.text
+    assert [(w["field"], w["index"]) for w in batch.json()["warnings"]] == [
+        ("batch[0].timestamp", 0),
+        ("batch[3].timestamp", 3),
+    ]
+    rows = {r.message_id: r for r in stored(live, ws.workspace_id)}
+    assert rows["f1"].timestamp_ms == rows["f2"].timestamp_ms == rows["f5"].timestamp_ms == to_ms(now)
+    assert rows["f3"].timestamp_ms == to_ms(now + timedelta(hours=23))
+    assert rows["f4"].timestamp_ms == to_ms(datetime(1, 1, 1, tzinfo=UTC))
+    payload = orjson.loads(rows["f1"].payload)
+    assert datetime.fromisoformat(payload["timestamp"]) == now
+    assert datetime.fromisoformat(payload["originalTimestamp"]) == datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def test_the_future_limit_is_a_setting(settings: Settings, clock: VirtualClock) -> None:
+    now = clock.set(datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC))
+    server = start_server(settings.with_(ingest_max_future_seconds=60), clock)
+    try:
+        ws = server.workspace("future")
+        with server.client(auth=(ws.write_key, "")) as client:
+            kept = post(
+                client, "/v1/track", {"userId": "u", "event": "E", "timestamp": iso(now + timedelta(seconds=60))}
+            )
+            moved = post(
+                client, "/v1/track", {"userId": "u", "event": "E", "timestamp": iso(now + timedelta(seconds=61))}
+            )
+        assert "warnings" not in kept.json()
+        assert "more than 60 s after" in moved.json()["warnings"][0]["message"]
+    finally:
+        server.stop()
+
+
 # -- durability -------------------------------------------------------------------------
 
 

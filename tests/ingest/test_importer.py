@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from rich.console import Console
 from sqlalchemy import func, select
 
+from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.ingest.importer import ImportReport, UnknownWriteKey, import_file
 from nudgeflow.store.profiles import count_summary, get_profile, resolve_profile_id
 from nudgeflow.store.schema import events
@@ -344,3 +346,54 @@ def test_an_operators_import_keeps_nudgeflows_own_event_ids(engine: Any, tmp_pat
             conn.execute(select(events.c.message_id).where(events.c.workspace_id == ws.workspace_id)).scalar_one()
             == own["messageId"]
         )
+
+
+def test_a_timestamp_far_after_the_import_is_stored_at_its_receipt_and_reported(engine: Any, tmp_path: Path) -> None:
+    """History is in the past: a line dated 9999 (or 2200) is kept, stored at its receivedAt
+    (or the import's time when that is as far off), its own time kept as originalTimestamp."""
+    ws = make_workspace(engine)
+    now = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+    received = "2025-03-01T10:00:00Z"
+    lines: list[Any] = [
+        {"type": "track", "event": "A", "userId": "u", "messageId": "i1", "timestamp": "9999-12-31T00:00:00Z"},
+        {
+            "type": "track",
+            "event": "A",
+            "userId": "u",
+            "messageId": "i2",
+            "timestamp": "2200-01-01T00:00:00Z",
+            "receivedAt": received,
+        },
+        {
+            "type": "track",
+            "event": "A",
+            "userId": "u",
+            "messageId": "i3",
+            "timestamp": "2200-01-01T00:00:00Z",
+            "receivedAt": "2200-01-01T00:00:01Z",
+        },
+        {"type": "track", "event": "A", "userId": "u", "messageId": "i4", "timestamp": "0001-01-01T00:00:00Z"},
+        {"type": "track", "event": "A", "userId": "u", "messageId": "i5", "timestamp": "2026-11-29T11:00:00Z"},
+    ]
+    path = _jsonl(tmp_path / "future.jsonl", lines)
+    console, out = _console()
+    report = import_file(engine, str(path), ws.write_key, console=console, clock=VirtualClock(now))
+
+    assert (report.imported, report.bad_lines) == (5, [])
+    assert [w.line for w in report.clamped] == [1, 2, 3]
+    assert "timestamp: 9999-12-31T00:00:00+00:00 is more than 1 day after the import ran" in report.clamped[0].reason
+    assert "line 1: warning:" in out.getvalue() and "future timestamps clamped" in out.getvalue()
+    with engine.connect() as conn:
+        rows = {
+            r.message_id: r
+            for r in conn.execute(
+                select(events.c.message_id, events.c.timestamp_ms, events.c.payload).where(
+                    events.c.workspace_id == ws.workspace_id
+                )
+            )
+        }
+    assert rows["i1"].timestamp_ms == rows["i3"].timestamp_ms == to_ms(now)
+    assert rows["i2"].timestamp_ms == to_ms(datetime(2025, 3, 1, 10, tzinfo=UTC))
+    assert rows["i4"].timestamp_ms == to_ms(datetime(1, 1, 1, tzinfo=UTC))
+    assert rows["i5"].timestamp_ms == to_ms(now + timedelta(hours=23))
+    assert orjson.loads(rows["i2"].payload)["originalTimestamp"].startswith("2200-01-01T00:00:00")

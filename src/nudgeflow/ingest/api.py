@@ -14,6 +14,7 @@ import logging
 import math
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,7 +27,15 @@ from nudgeflow.ingest.auth import basic_user
 from nudgeflow.ingest.body import RequestHead, receive_body, request_head
 from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import Claim, reason_for, take_user_hash, verify
-from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_batch, parse_single
+from nudgeflow.model.events import (
+    EventRecord,
+    InvalidEvent,
+    InvalidPayload,
+    describe_clamp,
+    normalize,
+    parse_batch,
+    parse_single,
+)
 from nudgeflow.store.group_commit import WriterFailed, WriterStopped
 from nudgeflow.store.workspaces import WRITE
 
@@ -104,15 +113,20 @@ def claim_of(message: dict[str, Any], index: int | None, batch_context: Any = No
     return None if reason is None else (index, str(message["userId"]), reason, given)
 
 
-def _warnings(records: list[EventRecord], in_batch: bool) -> list[dict[str, Any]]:
+def _warnings(records: list[EventRecord], in_batch: bool, future_limit: timedelta) -> list[dict[str, Any]]:
     out = []
+
+    def warn(index: int, name: str, message: str) -> None:
+        item: dict[str, Any] = {"field": f"batch[{index}].{name}" if in_batch else name, "message": message}
+        if in_batch:
+            item["index"] = index
+        out.append(item)
+
     for index, record in enumerate(records):
+        if record.clamped_from is not None:
+            warn(index, "timestamp", describe_clamp(record.clamped_from, future_limit))
         for name, problem in (record.trait_errors or {}).items():
-            field = f"batch[{index}].traits.{name}" if in_batch else f"traits.{name}"
-            item: dict[str, Any] = {"field": field, "message": f"{problem['reason']}; the trait was not applied"}
-            if in_batch:
-                item["index"] = index
-            out.append(item)
+            warn(index, f"traits.{name}", f"{problem['reason']}; the trait was not applied")
     return out
 
 
@@ -133,11 +147,19 @@ async def _commit(state: IngestState, workspace_id: str, records: list[EventReco
         raise IngestError(
             503, "unavailable", "events were not stored; retry", headers={"Retry-After": "1"}, reason="unavailable"
         ) from exc
-    warnings = _warnings(records, in_batch)
+    warnings = _warnings(records, in_batch, future_limit(state))
     if warnings:
-        state.metrics.reject("invalid_trait", len(warnings))
+        # Stored events are not refused ones: only the traits not applied count as rejects.
+        trait_problems = sum(len(r.trait_errors or ()) for r in records)
+        if trait_problems:
+            state.metrics.reject("invalid_trait", trait_problems)
         return 200, orjson.dumps({"success": True, "warnings": warnings}), {}
     return _OK_ANSWER
+
+
+def future_limit(state: IngestState) -> timedelta:
+    """How far after its receipt an event's timestamp may be (docs/ingest-limits.md)."""
+    return timedelta(seconds=state.settings.ingest_max_future_seconds)
 
 
 Handler = Callable[[RequestHead, Receive], Awaitable[Answer]]
@@ -202,6 +224,7 @@ def ingest_endpoints(state: IngestState) -> dict[str, IngestEndpoint]:
             raise invalid(exc.errors) from exc
         workspace_id, write_kind = await key_owner(state, head.authorization, parsed.get("writeKey"))
         received_at = state.clock.now()
+        limit = future_limit(state)
         records = []
         context = parsed.get("context")
         claims = [c for i, m in enumerate(messages) if (c := claim_of(m, i, context)) is not None]
@@ -217,6 +240,7 @@ def ingest_endpoints(state: IngestState) -> dict[str, IngestEndpoint]:
                         max_event_bytes=settings.max_event_bytes,
                         field=f"batch[{index}]",
                         index=index,
+                        future_limit=limit,
                     )
                 )
             except InvalidEvent as exc:
@@ -237,7 +261,12 @@ def ingest_endpoints(state: IngestState) -> dict[str, IngestEndpoint]:
             if claim is not None:  # most events need no proof: no settings read, no coroutine
                 await verify(state, workspace_id, write_kind, [claim], 1)
             try:
-                record = normalize(message, state.clock.now(), max_event_bytes=settings.max_event_bytes)
+                record = normalize(
+                    message,
+                    state.clock.now(),
+                    max_event_bytes=settings.max_event_bytes,
+                    future_limit=future_limit(state),
+                )
             except InvalidEvent as exc:
                 raise invalid([exc]) from exc
             return await _commit(state, workspace_id, [record], in_batch=False)

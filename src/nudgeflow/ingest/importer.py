@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,14 +35,21 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from nudgeflow.core.clock import Clock, SystemClock, to_ms
 from nudgeflow.errors import IntakeError
-from nudgeflow.model.events import EventRecord, InvalidEvent, InvalidPayload, normalize, parse_message
+from nudgeflow.model.events import (
+    EventRecord,
+    InvalidEvent,
+    InvalidPayload,
+    describe_clamp,
+    normalize,
+    parse_message,
+)
+from nudgeflow.model.json_lines import read_lines
 from nudgeflow.model.timestamps import as_utc
 from nudgeflow.settings import Settings
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.workspaces import WRITE, workspace_for_key
 
 STDIN = "-"
-_BOM = b"\xef\xbb\xbf"
 
 
 class UnknownWriteKey(IntakeError, ValueError):
@@ -70,6 +76,8 @@ class ImportReport:
     merges: int = 0
     # Imported lines with a reserved trait that failed validation and was not applied.
     trait_warnings: list[BadLine] = field(default_factory=list)
+    # Imported lines timestamped too far after the import ran, stored at their receipt time.
+    clamped: list[BadLine] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -114,8 +122,12 @@ def _in_utc(name: str, value: datetime) -> datetime:
         raise InvalidEvent(name, "out of range once converted to UTC") from exc
 
 
-def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecord:
-    """One line to the record HTTP ingest would store; raises ValueError with the reason."""
+def parse_line(
+    raw: bytes, now: datetime, *, max_event_bytes: int, future_limit: timedelta = timedelta(days=1)
+) -> EventRecord:
+    """One line to the record HTTP ingest would store; raises ValueError with the reason.
+    History is in the past, so the future limit is counted from the import's own time `now`
+    (a receivedAt in the file may be as wrong as its timestamp)."""
     try:
         decoded = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -127,6 +139,8 @@ def parse_line(raw: bytes, now: datetime, *, max_event_bytes: int) -> EventRecor
         max_event_bytes=max_event_bytes,
         derive_message_id=True,
         own=True,  # an operator's import (of an export, say): Nudgeflow's own events keep their ids
+        future_limit=future_limit,
+        now=now,
     )
 
 
@@ -134,30 +148,6 @@ def line_limit(max_event_bytes: int) -> int:
     """The longest line read whole: twice the event limit (room for a line's spaces between
     tokens) and 64 KiB. A longer line cannot hold an event within the limit."""
     return 2 * max_event_bytes + 64 * 1024
-
-
-def _lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None, int]]:
-    """(line number, stripped line, bytes consumed) for every line, blank ones included; the
-    line is None when it is longer than `limit`: it is skipped a chunk at a time, never held
-    whole (a file with no newline, or a stray binary, would otherwise be read into memory)."""
-    number = 0
-    while True:
-        raw = stream.readline(limit + 1)
-        if not raw:
-            return
-        number += 1
-        size = len(raw)
-        if size > limit and not raw.endswith(b"\n"):
-            while True:
-                more = stream.readline(1 << 20)
-                size += len(more)
-                if not more or more.endswith(b"\n"):
-                    break
-            yield number, None, size
-            continue
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        yield number, raw.strip(), size
 
 
 def _progress(console: Console, total_bytes: int | None) -> Progress:
@@ -213,6 +203,8 @@ def summary_table(report: ImportReport) -> Table:
     table.add_row("bad lines", f"[red]{report.bad:,}[/]" if report.bad else "0")
     if report.trait_warnings:
         table.add_row("traits not applied", f"[yellow]{len(report.trait_warnings):,}[/]")
+    if report.clamped:
+        table.add_row("future timestamps clamped", f"[yellow]{len(report.clamped):,}[/]")
     table.add_row("profiles created", f"{report.profiles_created:,}")
     table.add_row("profile merges", f"{report.merges:,}")
     rate = report.lines / report.seconds if report.seconds > 0 else 0.0
@@ -229,6 +221,7 @@ def import_file(
     console: Console | None = None,
     clock: Clock | None = None,
     max_event_bytes: int = Settings.max_event_bytes,
+    max_future_seconds: int = Settings.ingest_max_future_seconds,
 ) -> ImportReport:
     """Import a JSON Lines file (or standard input for "-") into the write key's workspace."""
     if batch_size < 1:
@@ -286,12 +279,13 @@ def import_file(
             task = progress.add_task(f"importing {name}", total=total_bytes, lines=0)
             unreported = last = 0
             limit = line_limit(max_event_bytes)
-            for number, line, size in _lines(stream, limit):
+            future_limit = timedelta(seconds=max_future_seconds)
+            for number, raw, size, _ in read_lines(stream, limit):
                 unreported, last = unreported + size, number
                 if number % 256 == 0:  # the bar need not move per line; updating it costs
                     progress.update(task, advance=unreported, lines=number)
                     unreported = 0
-                if line is None:
+                if raw is None:
                     report.lines += 1
                     bad = BadLine(number, f"invalid event: line is {size} bytes; the limit is {max_event_bytes}")
                     report.bad_lines.append(bad)
@@ -299,11 +293,12 @@ def import_file(
                         f"[yellow]line {number}:[/] {escape(bad.reason)}", highlight=False, soft_wrap=True
                     )
                     continue
+                line = raw.strip()
                 if not line:
                     continue
                 report.lines += 1
                 try:
-                    record = parse_line(line, clock.now(), max_event_bytes=max_event_bytes)
+                    record = parse_line(line, clock.now(), max_event_bytes=max_event_bytes, future_limit=future_limit)
                 except (ValueError, InvalidPayload) as exc:
                     bad = BadLine(number, _reason(exc))
                     report.bad_lines.append(bad)
@@ -314,6 +309,14 @@ def import_file(
                 for trait, problem in (record.trait_errors or {}).items():
                     warning = BadLine(number, f"traits.{trait}: {problem['reason']}; the trait was not applied")
                     report.trait_warnings.append(warning)
+                    progress.console.print(
+                        f"[dim]line {number}: warning:[/] {escape(warning.reason)}", highlight=False, soft_wrap=True
+                    )
+                if record.clamped_from is not None:
+                    warning = BadLine(
+                        number, "timestamp: " + describe_clamp(record.clamped_from, future_limit, "the import ran")
+                    )
+                    report.clamped.append(warning)
                     progress.console.print(
                         f"[dim]line {number}: warning:[/] {escape(warning.reason)}", highlight=False, soft_wrap=True
                     )

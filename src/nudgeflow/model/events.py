@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, NotRequired
 
 import orjson
@@ -20,7 +20,7 @@ from typing_extensions import TypedDict
 
 from nudgeflow.errors import ModelError
 from nudgeflow.model.iso_time import to_ms
-from nudgeflow.model.timestamps import corrected_timestamp
+from nudgeflow.model.timestamps import as_utc, corrected_timestamp
 from nudgeflow.model.traits import clean_traits
 
 # The messageId prefix of the Segment Entered / Exited the engine appends itself
@@ -166,6 +166,9 @@ class EventRecord:
     payload: bytes  # the message as JSON, with the corrected timestamp and receivedAt
     traits: Dict | None  # identify traits that passed validation, applied to the profile
     trait_errors: dict[str, Dict] | None  # reserved traits that failed, with reasons
+    # The timestamp the event gave, when it was too far in the future and was stored at the
+    # time received instead (future_limit in normalize); the sender is told in a warning.
+    clamped_from: datetime | None = None
 
 
 class _Adapters:
@@ -292,9 +295,13 @@ def normalize(
     index: int | None = None,
     derive_message_id: bool = False,
     own: bool = False,
+    future_limit: timedelta | None = None,
+    now: datetime | None = None,
 ) -> EventRecord:
     """Check what the schema cannot express and build the stored record. `own`: Nudgeflow
-    records it itself, or an operator imports a log (a messageId may then be one of its own)."""
+    records it itself, or an operator imports a log (a messageId may then be one of its own).
+    `future_limit`: an event timestamped more than this after `now` (default: `received_at`)
+    is stored at the earlier of the two instead (see clamp_future); the record says so."""
 
     def at(name: str) -> str:
         return f"{field}.{name}" if field != "body" else name
@@ -336,7 +343,13 @@ def normalize(
         raise InvalidEvent(
             at("timestamp"), "out of range once converted to UTC and corrected with sentAt", index
         ) from exc
+    clamped_from = None
+    if future_limit is not None:
+        clamped = clamp_future(timestamp, received_at, now or received_at, future_limit)
+        if clamped != timestamp:
+            clamped_from, timestamp = timestamp, clamped
     if original is not None:
+        # Kept as sent: with a clamped timestamp it is where the event's own time survives.
         message["originalTimestamp"] = original
     message["timestamp"] = timestamp
     message["receivedAt"] = received_at
@@ -378,4 +391,39 @@ def normalize(
         payload=payload,
         traits=traits,
         trait_errors=trait_errors or None,
+        clamped_from=clamped_from,
     )
+
+
+def clamp_future(timestamp: datetime, received_at: datetime, now: datetime, limit: timedelta) -> datetime:
+    """The timestamp to store for an event: its own, unless it is more than `limit` after
+    `now`, when it is the earlier of `received_at` and `now`.
+
+    A date in year 9999 (a device with a broken clock, a placeholder) would sort after every
+    real event for ever: "last seen" and recency would be stuck on it, and timers computed
+    from it would fall off the calendar. Segment's clock-skew correction cannot help when the
+    device's clock was already wrong when it sent. The event is kept, not refused: its
+    originalTimestamp still holds the time it gave."""
+    try:
+        latest = as_utc(now) + limit
+    except OverflowError:  # `now` within `limit` of the calendar's end: nothing is later
+        return timestamp
+    if timestamp <= latest:
+        return timestamp
+    return min(as_utc(received_at), as_utc(now))
+
+
+def describe_clamp(clamped_from: datetime, limit: timedelta, after: str = "the event was received") -> str:
+    """The warning a sender (or an import's report) is given for a clamped timestamp."""
+    return (
+        f"{clamped_from.isoformat()} is more than {_duration(limit)} after {after} (the limit); "
+        "it was stored at the time received, and originalTimestamp keeps the time sent"
+    )
+
+
+def _duration(limit: timedelta) -> str:
+    seconds = int(limit.total_seconds())
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return f"{days} day" if days == 1 else f"{days} days"
+    return f"{seconds} s"

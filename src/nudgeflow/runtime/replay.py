@@ -29,6 +29,7 @@ from rich.table import Table
 from nudgeflow.errors import EngineRuntimeError
 from nudgeflow.model.iso_time import iso
 from nudgeflow.model.journeys import Journey
+from nudgeflow.model.json_lines import BOM, read_lines
 from nudgeflow.model.policies import EMPTY, Policies
 from nudgeflow.model.segments import Segment
 from nudgeflow.runtime.simulation import (
@@ -43,7 +44,6 @@ from nudgeflow.settings import Settings
 
 STDIN = "-"
 JOURNEY_SUFFIXES = (".yaml", ".yml", ".json")
-_BOM = b"\xef\xbb\xbf"
 
 
 # --- journeys ------------------------------------------------------------------------------
@@ -338,39 +338,19 @@ def _read(
     loads, check, when = orjson.loads, check_message, message_time_ms
     offset = unreported = 0
     last = -(2**63)
-    number = 0
-    while True:
-        # Read at most one byte past the limit: a longer line is refused whatever it holds,
-        # and is skipped a chunk at a time rather than held whole (a stray binary, a file
-        # without newlines, would otherwise be read into memory).
-        raw = source.readline(limit + 1)
-        if not raw:
-            break
-        number += 1
-        size = len(raw)
-        if spool is not None:
-            spool.write(raw)
-        too_long = size > limit and not raw.endswith(b"\n")
-        while too_long:
-            more = source.readline(1 << 20)
-            if spool is not None:
-                spool.write(more)
-            size += len(more)
-            if not more or more.endswith(b"\n"):
-                break
+    # The spool is given every byte read, so that its offsets are the ones recorded here.
+    for number, line, size, bom in read_lines(source, limit, copy_to=spool):
         start = offset
         offset += size
         unreported += size
         if number & 1023 == 0:
             progress.update(task, advance=unreported)
             unreported = 0
-        line = raw[3:] if number == 1 and raw.startswith(_BOM) else raw
-        if not line.strip():
+        if line is not None and not line.strip():
             continue
         report.lines += 1
-        if too_long or len(line) > limit:
-            length = size - 3 if number == 1 and raw.startswith(_BOM) else size
-            index_bad(number, f"invalid event: event is {length} bytes; the limit is {limit - 512}")
+        if line is None or len(line) > limit:
+            index_bad(number, f"invalid event: event is {size - bom} bytes; the limit is {limit - 512}")
             continue
         try:
             decoded = loads(line)
@@ -416,8 +396,8 @@ def _replay(sim: Simulation, index: _Index, stream: IO[bytes], progress: Progres
             stream.seek(offset)
         data = stream.read(sizes[i])
         position = offset + sizes[i]
-        if offset == 0 and data.startswith(_BOM):
-            data = data[3:]
+        if offset == 0 and data.startswith(BOM):
+            data = data[len(BOM) :]
         message = loads(data)
         if i in slow:
             message = check_message(message)
