@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -97,6 +98,28 @@ def test_import_from_stdin_with_the_key_in_the_environment(env: dict[str, str], 
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "cli.db") as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (25,)
+
+
+def test_import_reads_the_future_limit_from_the_environment(env: dict[str, str], tmp_path: Path) -> None:
+    """NUDGEFLOW_INGEST_MAX_FUTURE_SECONDS holds for `import` as for `serve`: a line dated two
+    hours after the import is clamped under a one-hour limit (the default day keeps it)."""
+    ws = create_workspace(env, tmp_path)
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    line = {"type": "track", "event": "Application Opened", "userId": "u-1", "messageId": "m-1", "timestamp": later}
+    path = tmp_path / "ahead.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+
+    done = run(
+        ["import", str(path), "--write-key", ws["write_key"]],
+        {**env, "NUDGEFLOW_INGEST_MAX_FUTURE_SECONDS": "3600"},
+        tmp_path,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "line 1: warning: timestamp" in done.stderr
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        [(stored, received)] = conn.execute("SELECT timestamp_ms, received_at_ms FROM events").fetchall()
+    assert stored <= received
 
 
 def test_import_with_an_unknown_write_key_fails_clearly(env: dict[str, str], tmp_path: Path) -> None:

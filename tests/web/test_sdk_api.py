@@ -499,3 +499,23 @@ def test_merging_visitors_into_one_person_keeps_the_cap(live: LiveServer, ws: Ne
         for visitor in ("v1", "v2"):
             assert client.post("/v1/identify", json={"userId": "eve", "anonymousId": visitor}).status_code == 200
     assert set(endpoints_of(live, ws, "eve")) == {s["endpoint"] for s in second}
+
+
+def test_a_subscription_dated_far_in_the_future_is_stored_at_its_receipt(live: LiveServer, ws: NewWorkspace) -> None:
+    """The subscription's event is held to ingest's future limit (docs/ingest-limits.md): a
+    browser's clock set to 2200 does not put its Push Subscribed in 2200."""
+    sub = new_subscription()
+    with write(live, ws) as client:
+        answer = client.post(
+            "/v1/push/subscriptions",
+            json={"anonymousId": "anon-future", "subscription": sub, "timestamp": "2200-01-01T00:00:00Z"},
+        )
+        assert answer.status_code == 200, answer.text
+    with live.state.engine.connect() as conn:
+        row = conn.execute(
+            select(events.c.timestamp_ms, events.c.received_at_ms, events.c.payload).where(
+                events.c.workspace_id == ws.workspace_id, events.c.event == "Push Subscribed"
+            )
+        ).one()
+    assert row.timestamp_ms == row.received_at_ms
+    assert orjson.loads(row.payload)["originalTimestamp"].startswith("2200-01-01")

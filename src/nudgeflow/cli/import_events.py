@@ -20,9 +20,18 @@ def import_events(
     """Load historical events (Segment-shaped JSON Lines); bad lines are reported and skipped."""
     from nudgeflow.ingest.importer import import_file
 
-    engine = open_engine(load_settings(database))
+    settings = load_settings(database)
+    engine = open_engine(settings)
     try:
-        report = import_file(engine, file, write_key, batch_size=batch_size, console=err)
+        report = import_file(
+            engine,
+            file,
+            write_key,
+            batch_size=batch_size,
+            console=err,
+            max_event_bytes=settings.max_event_bytes,
+            max_future_seconds=settings.ingest_max_future_seconds,
+        )
     except (OSError, ValueError) as exc:
         raise fail(str(exc)) from exc
     finally:

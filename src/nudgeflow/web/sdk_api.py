@@ -43,7 +43,7 @@ from starlette.responses import Response
 
 from nudgeflow.channels import push_services
 from nudgeflow.core.clock import to_ms
-from nudgeflow.ingest.api import error_response, json_response, write_key_owner
+from nudgeflow.ingest.api import error_response, future_limit, json_response, write_key_owner
 from nudgeflow.ingest.body import read_body
 from nudgeflow.ingest.errors import IngestError, invalid
 from nudgeflow.ingest.verification import take_user_hash, verify
@@ -255,7 +255,10 @@ def sdk_router() -> APIRouter:
 
             def record_with(mid: str) -> EventRecord:
                 return normalize(
-                    {**parsed, "messageId": mid}, received_at, max_event_bytes=state.settings.max_event_bytes
+                    {**parsed, "messageId": mid},
+                    received_at,
+                    max_event_bytes=state.settings.max_event_bytes,
+                    future_limit=future_limit(state),
                 )
 
             try:
