@@ -366,3 +366,19 @@ def test_a_save_on_a_draft_someone_changed_since_is_refused_not_overwriting(
     assert "name: Mine" in page.evaluate("NFJourney.editor.state.doc.toString()")  # the text is kept
     with console_app.admin() as api:
         assert api.get("/api/journeys/two-editors").json()["name"] == "Theirs"
+
+
+def test_a_new_journey_on_a_taken_id_is_refused_not_overwriting(console_app: ConsoleApp, console_page: Page) -> None:
+    draft = {"id": "taken", "name": "Taken", "trigger": {"type": "event", "event": "Signed Up"}}
+    draft["steps"] = {"done": {"type": "exit"}}
+    with console_app.admin() as api:
+        assert api.put("/api/journeys/taken", json=draft).status_code == 201
+    page = console_page("editor")
+    page.goto("/journeys")
+    page.get_by_test_id("new-journey-id").fill("taken")
+    page.get_by_test_id("new-journey-name").fill("Mine")
+    page.get_by_test_id("create-journey").click()
+    page.wait_for_selector("#nf-status:not([hidden])")
+    assert "There is a journey taken already" in page.locator("#nf-status").text_content()
+    with console_app.admin() as api:
+        assert api.get("/api/journeys/taken").json()["name"] == "Taken"

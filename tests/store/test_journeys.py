@@ -458,3 +458,19 @@ def test_two_saves_of_one_draft_revision_at_once_the_second_is_refused(engine: A
         found = store.get_journey(conn, wsid, "cart")
     assert found is not None and found["draft"]["steps"]["remind"]["template"] == "first"
     assert found["draft_revision"] == 2
+
+
+def test_two_creations_of_one_journey_at_once_create_only_refuses_the_second(engine: Any) -> None:
+    # If-None-Match: *. The second's insert waits for the first's (PostgreSQL), finds the id
+    # taken, and is refused rather than replacing the new draft.
+    wsid = make_workspace(engine).workspace_id
+    second = second_after_first(
+        engine,
+        lambda conn: store.apply_draft(conn, wsid, definition(template="first"), 1_000, create_only=True),
+        lambda conn: store.apply_draft(conn, wsid, definition(template="second"), 2_000, create_only=True),
+        "journeys",
+    )
+    assert isinstance(second, store.DraftConflict) and second.expected is None and second.current == 1
+    with engine.connect() as conn:
+        found = store.get_journey(conn, wsid, "cart")
+    assert found is not None and found["draft"]["steps"]["remind"]["template"] == "first"

@@ -590,3 +590,14 @@ def test_if_match_on_a_journey_that_does_not_exist_is_a_409_and_creates_nothing(
     assert weak.status_code == 201
     # The weak form a compressing proxy may make of the ETag names the same revision.
     assert api.put("/api/journeys/cart", json=journey(name="y"), headers={"If-Match": 'W/"1"'}).status_code == 200
+
+
+def test_if_none_match_star_creates_a_journey_and_never_replaces_one(api: httpx.Client) -> None:
+    new = api.put("/api/journeys/cart", json=JOURNEY, headers={"If-None-Match": "*"})
+    assert new.status_code == 201 and new.headers["etag"] == '"1"'
+    taken = api.put("/api/journeys/cart", json=journey(name="Mine"), headers={"If-None-Match": "*"})
+    assert taken.status_code == 409 and taken.json()["current_revision"] == 1
+    assert "exists already" in taken.json()["detail"]
+    assert api.get("/api/journeys/cart").json()["name"] == "Cart reminder"
+    for headers in ({"If-None-Match": '"1"'}, {"If-None-Match": "*", "If-Match": '"1"'}):
+        assert api.put("/api/journeys/cart", json=JOURNEY, headers=headers).status_code == 400

@@ -188,3 +188,11 @@ def test_two_editors_of_one_segment_the_second_is_refused_and_nothing_goes_live(
     many = api.post("/api/segments", json=[BUYERS], headers={"If-Match": '"3"'})
     assert many.status_code == 400 and "PUT /api/segments/{id}" in many.json()["detail"]
     assert api.put("/api/segments/buyers", json=BUYERS).status_code == 200  # no If-Match: last writer wins
+
+
+def test_if_none_match_star_creates_a_segment_and_never_replaces_one(api: httpx.Client) -> None:
+    assert api.put("/api/segments/buyers", json=BUYERS, headers={"If-None-Match": "*"}).status_code == 201
+    taken = api.put("/api/segments/buyers", json=segment(name="Mine"), headers={"If-None-Match": "*"})
+    assert taken.status_code == 409 and taken.json()["current_revision"] == 1
+    assert api.get("/api/segments/buyers").json()["name"] == "Recent buyers"
+    assert api.post("/api/segments", json=[BUYERS], headers={"If-None-Match": "*"}).status_code == 400

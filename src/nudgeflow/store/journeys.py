@@ -68,11 +68,13 @@ class DraftConflict(JourneyError):
     """The draft is not at the revision the writer read it at (another change came first):
     nothing is stored. `current` is its revision now (None: there is no such journey)."""
 
-    def __init__(self, journey_id: str, expected: int, current: int | None) -> None:
+    def __init__(self, journey_id: str, expected: int | None, current: int | None) -> None:
         self.journey_id = journey_id
-        self.expected = expected
+        self.expected = expected  # None: the writer wanted to create it (create_only)
         self.current = current
-        if current is None:
+        if expected is None:
+            said = f"journey {journey_id!r} exists already (its draft is at revision {current}): nothing was saved"
+        elif current is None:
             said = f"there is no journey {journey_id!r} in this workspace: no draft is at revision {expected}"
         else:
             said = (
@@ -143,7 +145,13 @@ def _validated(journey: Journey) -> Journey:
 
 
 def apply_draft(
-    conn: Connection, workspace_id: str, journey: Journey, now_ms: int, *, expected_revision: int | None = None
+    conn: Connection,
+    workspace_id: str,
+    journey: Journey,
+    now_ms: int,
+    *,
+    expected_revision: int | None = None,
+    create_only: bool = False,
 ) -> bool:
     """Create the journey (status draft) or replace its draft. True when it was created.
 
@@ -156,7 +164,9 @@ def apply_draft(
     still at that revision, compared and set in the one UPDATE, so that of two editors who
     read revision n at once, the second is refused (DraftConflict) on PostgreSQL too, where
     its UPDATE waits for the first's and then finds the revision moved. Without it, the last
-    writer wins (`nudgeflow journeys apply`: the files are the source).
+    writer wins (`nudgeflow journeys apply`: the files are the source). `create_only`
+    (If-None-Match: *): only a new journey, DraftConflict when the id is taken, even by an
+    insert that committed while this one waited for it.
     """
     _validated(journey)
     text = definition_json(journey)
@@ -178,6 +188,8 @@ def apply_draft(
         ):
             return True
         existing = conn.execute(stmt).one()
+    if create_only:
+        raise DraftConflict(journey.id, None, existing.draft_revision)
     if existing.status == ARCHIVED:
         raise InvalidTransition(
             f"journey {journey.id!r} is archived and cannot be changed (give the new one another id)"

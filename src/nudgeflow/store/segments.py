@@ -75,11 +75,13 @@ class DraftConflict(SegmentError):
     """The draft is not at the revision the writer read it at (another change came first):
     nothing is stored. `current` is its revision now (None: there is no such segment)."""
 
-    def __init__(self, segment_id: str, expected: int, current: int | None) -> None:
+    def __init__(self, segment_id: str, expected: int | None, current: int | None) -> None:
         self.segment_id = segment_id
-        self.expected = expected
+        self.expected = expected  # None: the writer wanted to create it (create_only)
         self.current = current
-        if current is None:
+        if expected is None:
+            said = f"segment {segment_id!r} exists already (its draft is at revision {current}): nothing was saved"
+        elif current is None:
             said = f"there is no segment {segment_id!r} in this workspace: no draft is at revision {expected}"
         else:
             said = (
@@ -155,6 +157,7 @@ def apply(
     *,
     draft: bool = False,
     expected_revision: int | None = None,
+    create_only: bool = False,
 ) -> Applied:
     """Create or update the segment and (unless `draft`) make the definition live.
 
@@ -162,6 +165,7 @@ def apply(
     `expected_revision` (If-Match) the draft is replaced only if it is still at that revision,
     compared and set in the one UPDATE, as store/journeys.apply_draft does (DraftConflict
     otherwise, and nothing is stored or made live). Without it, the last writer wins.
+    `create_only` (If-None-Match: *): only a new segment, DraftConflict when the id is taken.
 
     The definition is checked again, with its references: every segment it names must be
     live in the workspace (apply several in one transaction, those referred to first), and
@@ -196,6 +200,8 @@ def apply(
         )
         if not created:
             existing = _row(conn, workspace_id, segment.id)
+    if existing is not None and create_only:
+        raise DraftConflict(segment.id, None, existing.draft_revision)
     if existing is not None:
         if existing.status == ARCHIVED:
             raise SegmentRefused(

@@ -5,7 +5,8 @@
 the draft only if it is still at that revision (store/journeys.apply_draft compares and sets
 it in one UPDATE); otherwise it is answered 409 with the revision now, in `current_revision`
 and the ETag, and nothing is stored. A `PUT` without If-Match replaces the draft whatever its
-revision, as before (journeys-as-code: the files are the source). The ETag is the draft's
+revision, as before (journeys-as-code: the files are the source); one with
+`If-None-Match: *` only creates (409 when the id is taken). The ETag is the draft's
 only: publishing, pausing or archiving does not change it, so an editor is not refused for
 them.
 """
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse
 from nudgeflow.web.definitions import Refused
 
 MAX_DIGITS = 9  # a revision fits an INTEGER column
+_SPELLED = {"if-match": "If-Match", "if-none-match": "If-None-Match"}
 
 
 def etag(revision: int) -> str:
@@ -49,10 +51,24 @@ def expected_revision(request: Request) -> int | None:
     return int(value)
 
 
+def create_only(request: Request) -> bool:
+    """`If-None-Match: *`: create the journey or segment, never replace one (409 when the id is
+    taken, with its revision). Only `*` is understood; with If-Match as well, a 400."""
+    raw = request.headers.get("if-none-match")
+    if raw is None:
+        return False
+    if raw.strip() != "*":
+        raise Refused(400, {"detail": f"If-None-Match takes only * (create, never replace), not {raw[:40]!r}"})
+    if request.headers.get("if-match") is not None:
+        raise Refused(400, {"detail": "send If-Match (replace that revision) or If-None-Match: * (create), not both"})
+    return True
+
+
 def refuse_if_match(request: Request, where: str) -> None:
     """If-Match on a request that replaces no single draft is refused rather than ignored."""
-    if request.headers.get("if-match") is not None:
-        raise Refused(400, {"detail": f"If-Match applies to {where}, one draft at a time"})
+    for header in ("if-match", "if-none-match"):
+        if request.headers.get(header) is not None:
+            raise Refused(400, {"detail": f"{_SPELLED[header]} applies to {where}, one draft at a time"})
 
 
 def conflict(detail: str, current: int | None) -> JSONResponse:

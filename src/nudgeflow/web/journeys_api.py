@@ -33,7 +33,7 @@ from nudgeflow.store import webhook_destinations
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.definitions import Refused, invalid, nul_problems, problem_dicts, read_documents
-from nudgeflow.web.draft_revisions import conflict, etag, expected_revision
+from nudgeflow.web.draft_revisions import conflict, create_only, etag, expected_revision
 from nudgeflow.web.state import AppState, State
 
 T = TypeVar("T")
@@ -213,8 +213,9 @@ def journeys_router() -> APIRouter:
         """201 when created, 200 when updated; 422 with `problems` when the definition has
         errors (nothing is stored). A definition without `id` takes the URL's. With
         `If-Match` (the ETag of GET), only if the draft is still at that revision: 409 with
-        `current_revision` otherwise; without it, the draft is replaced whatever its revision."""
-        expected = expected_revision(request)
+        `current_revision` otherwise; without it, the draft is replaced whatever its revision.
+        With `If-None-Match: *`, only a new journey: 409 when the id is taken."""
+        expected, new_only = expected_revision(request), create_only(request)
         documents = await _documents(request)
         if len(documents) != 1:
             raise _invalid([Problem("", f"send one journey per request, not {len(documents)}").as_dict()])
@@ -239,7 +240,9 @@ def journeys_router() -> APIRouter:
         now = _now(state)
 
         def apply(conn: Connection) -> tuple[bool, int | None, dict[str, Any] | None]:
-            created = store.apply_draft(conn, workspace_id, journey, now, expected_revision=expected)
+            created = store.apply_draft(
+                conn, workspace_id, journey, now, expected_revision=expected, create_only=new_only
+            )
             version = store.publish(conn, workspace_id, journey_id, now) if publish else None
             return created, version, store.get_journey(conn, workspace_id, journey_id)
 

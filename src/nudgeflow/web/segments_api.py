@@ -28,7 +28,7 @@ from nudgeflow.store import segments as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.definitions import Refused, invalid, nul_problems, problem_dicts, read_documents
-from nudgeflow.web.draft_revisions import conflict, etag, expected_revision, refuse_if_match
+from nudgeflow.web.draft_revisions import conflict, create_only, etag, expected_revision, refuse_if_match
 from nudgeflow.web.person_refs import person_id
 from nudgeflow.web.segment_explain import explain_person
 from nudgeflow.web.state import AppState, State
@@ -199,6 +199,7 @@ def segments_router() -> APIRouter:
         documents: list[tuple[int, Any]],
         draft: bool,
         expected: int | None = None,
+        new_only: bool = False,
     ) -> Any:
         found, errors, warnings = await _checked_against_live(state, workspace_id, documents)
         if errors:
@@ -207,7 +208,9 @@ def segments_router() -> APIRouter:
 
         def apply(conn: Connection) -> list[store.Applied]:
             return [
-                store.apply(conn, workspace_id, segment, now, draft=draft, expected_revision=expected)
+                store.apply(
+                    conn, workspace_id, segment, now, draft=draft, expected_revision=expected, create_only=new_only
+                )
                 for segment in found
             ]
 
@@ -250,8 +253,9 @@ def segments_router() -> APIRouter:
         """201 when created, 200 when changed or unchanged; 422 with `problems` when the
         definition has errors (nothing is stored). A definition without `id` takes the URL's.
         With `If-Match` (the ETag of GET), only if the draft is still at that revision: 409
-        with `current_revision` otherwise, and nothing is stored or applied."""
-        expected = expected_revision(request)
+        with `current_revision` otherwise, and nothing is stored or applied. With
+        `If-None-Match: *`, only a new segment: 409 when the id is taken."""
+        expected, new_only = expected_revision(request), create_only(request)
         documents = await read_documents(request, "segment")
         if len(documents) != 1:
             raise invalid([Problem("", f"send one segment per request, not {len(documents)}").as_dict()], INVALID)
@@ -262,7 +266,7 @@ def segments_router() -> APIRouter:
                 line = doc.line_of(("id",)) if hasattr(doc, "line_of") else None
                 message = f"the definition's id {doc['id']!r} is not the URL's {segment_id!r}"
                 raise invalid([Problem("id", message, line=line).as_dict()], INVALID)
-        done, warnings = await _apply(state, workspace_id, documents, draft, expected)
+        done, warnings = await _apply(state, workspace_id, documents, draft, expected, new_only)
         found = await run_in_threadpool(_read, state, lambda conn: store.get_segment(conn, workspace_id, segment_id))
         assert found is not None
         body = {**_applied(done[0]), "segment": view(found), "warnings": warnings}
