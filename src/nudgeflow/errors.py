@@ -20,11 +20,11 @@ both parents), so every `except ValueError` written before goes on catching what
     │   ├── IdentityConflict (RuntimeError)                  store/ingest_writer.py
     │   ├── LeaseLost (RuntimeError), LeaseArgumentError (ValueError)   store/partition_leases.py
     │   ├── JourneyError (ValueError)                        store/journeys.py
-    │   │   └── JourneyNotFound, InvalidTransition, InvalidDefinition
+    │   │   └── JourneyNotFound, InvalidTransition, InvalidDefinition, DraftConflict
     │   ├── PushTargetError (ValueError)                     store/push_targets.py
     │   ├── SecretKeyError (RuntimeError)                    store/secret_box.py
     │   ├── SegmentError (ValueError)                        store/segments.py
-    │   │   └── SegmentNotFound, SegmentRefused, InvalidSegment
+    │   │   └── SegmentNotFound, SegmentRefused, InvalidSegment, DraftConflict
     │   ├── TemplateStoreError (ValueError)                  store/templates.py
     │   │   └── TemplateNotFound; TemplateFileError (also a ContentError)  content/compiled_templates.py
     │   ├── VapidError (ValueError)                          store/vapid.py

@@ -330,3 +330,55 @@ def test_the_confirmation_counts_the_people_in_flight(seeded: ConsoleApp, consol
     page.reload()
     page.wait_for_selector('svg [data-step-id="@trigger"]')
     assert page.get_by_test_id("journey-status").text_content() == "live"
+
+
+def test_a_save_on_a_draft_someone_changed_since_is_refused_not_overwriting(
+    console_app: ConsoleApp, console_page: Page
+) -> None:
+    """The editor's save carries the draft's revision the page was loaded with: when another
+    editor saved in between, the page says so and their draft stays, rather than the last
+    save silently winning."""
+    draft = {
+        "id": "two-editors",
+        "name": "Two editors",
+        "trigger": {"type": "event", "event": "Signed Up"},
+        "steps": {"done": {"type": "exit"}},
+    }
+    with console_app.admin() as api:
+        assert api.put("/api/journeys/two-editors", json=draft).status_code == 201
+    page = _open(console_page("editor"), "/journeys/two-editors")
+    assert page.evaluate("NFJourney.data.journey.draft_revision") == 1
+    with console_app.admin() as api:  # someone else saves a change meanwhile
+        theirs = api.put("/api/journeys/two-editors", json={**draft, "name": "Theirs"}, headers={"If-Match": '"1"'})
+        assert theirs.status_code == 200 and theirs.headers["etag"] == '"2"'
+
+    text = page.evaluate("NFJourney.editor.state.doc.toString()")
+    page.evaluate(
+        "(t) => NFJourney.editor.dispatch({changes: {from: 0, to: NFJourney.editor.state.doc.length, insert: t}})",
+        text.replace("name: Two editors", "name: Mine"),
+    )
+    page.wait_for_selector('[data-testid="edit-state"][data-valid="true"]')
+    page.get_by_test_id("save-draft").click()
+    page.wait_for_selector("#nf-status:not([hidden])")
+    said = page.locator("#nf-status").text_content()
+    assert "someone else saved this draft since you opened it" in said and "revision 2" in said
+    assert "the draft changed since this page was loaded" in page.get_by_test_id("edit-state").text_content()
+    assert "name: Mine" in page.evaluate("NFJourney.editor.state.doc.toString()")  # the text is kept
+    with console_app.admin() as api:
+        assert api.get("/api/journeys/two-editors").json()["name"] == "Theirs"
+
+
+def test_a_new_journey_on_a_taken_id_is_refused_not_overwriting(console_app: ConsoleApp, console_page: Page) -> None:
+    draft = {"id": "taken", "name": "Taken", "trigger": {"type": "event", "event": "Signed Up"}}
+    draft["steps"] = {"done": {"type": "exit"}}
+    with console_app.admin() as api:
+        assert api.put("/api/journeys/taken", json=draft).status_code == 201
+    page = console_page("editor")
+    page.goto("/journeys")
+    page.get_by_test_id("new-journey-id").fill("taken")
+    page.get_by_test_id("new-journey-name").fill("Mine")
+    page.get_by_test_id("create-journey").click()
+    page.wait_for_selector("#nf-status:not([hidden])")
+    assert "There is a journey taken already" in page.locator("#nf-status").text_content()
+    with console_app.admin() as api:
+        assert api.get("/api/journeys/taken").json()["name"] == "Taken"

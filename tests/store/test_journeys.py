@@ -391,3 +391,86 @@ def test_two_first_applies_of_a_journey_at_once_keep_the_last_draft_not_an_error
             select(journeys.c.draft).where(journeys.c.workspace_id == wsid, journeys.c.id == "cart")
         ).scalar_one()
     assert orjson.loads(draft)["steps"]["remind"]["template"] == "cart-2"
+
+
+# --- draft revisions: two editors of one draft ---------------------------------------------------
+
+
+def revision(engine: Any, wsid: str, journey_id: str = "cart") -> int:
+    with engine.connect() as conn:
+        found = store.get_journey(conn, wsid, journey_id)
+    assert found is not None
+    return int(found["draft_revision"])
+
+
+def test_every_change_of_a_draft_raises_its_revision_and_nothing_else_does(engine: Any) -> None:
+    wsid = make_workspace(engine).workspace_id
+    apply(engine, wsid, definition())
+    assert revision(engine, wsid) == 1
+    apply(engine, wsid, definition(), now=1_500)  # the same draft again: no change
+    assert revision(engine, wsid) == 1
+    apply(engine, wsid, definition(template="cart-2"), now=2_000)
+    assert revision(engine, wsid) == 2
+    call(engine, store.publish, wsid, now=3_000)
+    call(engine, store.pause, wsid, now=4_000)
+    assert revision(engine, wsid) == 2  # the status is not the draft
+    with engine.connect() as conn:
+        assert [j["draft_revision"] for j in store.list_journeys(conn, wsid)] == [2]
+
+
+def test_a_draft_saved_against_a_stale_revision_is_refused_and_changes_nothing(engine: Any) -> None:
+    wsid = make_workspace(engine).workspace_id
+    apply(engine, wsid, definition())
+    with engine.begin() as conn:  # the first editor saves on revision 1: fine
+        assert store.apply_draft(conn, wsid, definition(template="mine"), 2_000, expected_revision=1) is False
+    with pytest.raises(store.DraftConflict) as refused, engine.begin() as conn:  # the second, also on 1
+        store.apply_draft(conn, wsid, definition(template="theirs"), 3_000, expected_revision=1)
+    assert (refused.value.expected, refused.value.current) == (1, 2)
+    assert "at revision 2, not 1" in str(refused.value)
+    with engine.connect() as conn:
+        found = store.get_journey(conn, wsid, "cart")
+    assert found is not None and found["draft"]["steps"]["remind"]["template"] == "mine"
+    assert found["draft_revision"] == 2 and found["updated_at_ms"] == 2_000
+    with engine.begin() as conn:  # on the current revision, unchanged: accepted, no new revision
+        store.apply_draft(conn, wsid, definition(template="mine"), 4_000, expected_revision=2)
+    assert revision(engine, wsid) == 2
+    with pytest.raises(store.DraftConflict) as missing, engine.begin() as conn:
+        store.apply_draft(conn, wsid, definition("nope"), 4_000, expected_revision=1)
+    assert missing.value.current is None
+    with engine.connect() as conn:
+        assert store.get_journey(conn, wsid, "nope") is None
+
+
+def test_two_saves_of_one_draft_revision_at_once_the_second_is_refused(engine: Any) -> None:
+    # Two editors read revision 1 and save at once. On PostgreSQL the second's read finds
+    # revision 1 too (the first has not committed): its UPDATE waits for the first's row,
+    # then finds the revision moved, and is refused, rather than overwriting the first's draft.
+    wsid = make_workspace(engine).workspace_id
+    apply(engine, wsid, definition())
+    second = second_after_first(
+        engine,
+        lambda conn: store.apply_draft(conn, wsid, definition(template="first"), 2_000, expected_revision=1),
+        lambda conn: store.apply_draft(conn, wsid, definition(template="second"), 3_000, expected_revision=1),
+        "journeys",
+    )
+    assert isinstance(second, store.DraftConflict) and second.current == 2, second
+    with engine.connect() as conn:
+        found = store.get_journey(conn, wsid, "cart")
+    assert found is not None and found["draft"]["steps"]["remind"]["template"] == "first"
+    assert found["draft_revision"] == 2
+
+
+def test_two_creations_of_one_journey_at_once_create_only_refuses_the_second(engine: Any) -> None:
+    # If-None-Match: *. The second's insert waits for the first's (PostgreSQL), finds the id
+    # taken, and is refused rather than replacing the new draft.
+    wsid = make_workspace(engine).workspace_id
+    second = second_after_first(
+        engine,
+        lambda conn: store.apply_draft(conn, wsid, definition(template="first"), 1_000, create_only=True),
+        lambda conn: store.apply_draft(conn, wsid, definition(template="second"), 2_000, create_only=True),
+        "journeys",
+    )
+    assert isinstance(second, store.DraftConflict) and second.expected is None and second.current == 1
+    with engine.connect() as conn:
+        found = store.get_journey(conn, wsid, "cart")
+    assert found is not None and found["draft"]["steps"]["remind"]["template"] == "first"

@@ -376,3 +376,49 @@ def test_two_first_applies_of_a_segment_at_once_make_two_versions_not_an_error(e
         "segments",
     )
     assert second == store.Applied("buyers", created=False, status=store.LIVE, version=2, new_version=True)
+
+
+# --- draft revisions: two editors of one draft ---------------------------------------------------
+
+
+def draft_revision(engine: Any, wsid: str, segment_id: str = "buyers") -> int:
+    with engine.connect() as conn:
+        found = store.get_segment(conn, wsid, segment_id)
+    assert found is not None
+    return int(found["draft_revision"])
+
+
+def test_a_segment_draft_saved_against_a_stale_revision_is_refused_and_changes_nothing(engine: Any) -> None:
+    wsid = make_workspace(engine).workspace_id
+    apply(engine, wsid, segment())
+    assert draft_revision(engine, wsid) == 1
+    apply(engine, wsid, segment(), T0 + 1)  # the same definition again: no change
+    assert draft_revision(engine, wsid) == 1
+    done = apply(engine, wsid, segment(within="7d"), T0 + 2, expected_revision=1)
+    assert done.version == 2 and draft_revision(engine, wsid) == 2
+    with pytest.raises(store.DraftConflict) as refused:
+        apply(engine, wsid, segment(within="1d"), T0 + 3, expected_revision=1)
+    assert (refused.value.expected, refused.value.current) == (1, 2)
+    with engine.connect() as conn:
+        found = store.get_segment(conn, wsid, "buyers")
+    assert found is not None and found["draft"]["when"]["within"] == "7d" and found["live_version"] == 2
+    with pytest.raises(store.DraftConflict) as missing:
+        apply(engine, wsid, segment("nope"), T0 + 3, draft=True, expected_revision=1)
+    assert missing.value.current is None
+    assert apply(engine, wsid, segment(within="1d"), T0 + 4, draft=True, expected_revision=2).version == 2
+    assert draft_revision(engine, wsid) == 3
+
+
+def test_two_saves_of_one_segment_draft_revision_at_once_the_second_is_refused(engine: Any) -> None:
+    wsid = make_workspace(engine).workspace_id
+    apply(engine, wsid, segment())
+    second = second_after_first(
+        engine,
+        lambda conn: store.apply(conn, wsid, segment(within="7d"), T0 + 1, draft=True, expected_revision=1),
+        lambda conn: store.apply(conn, wsid, segment(within="1d"), T0 + 2, draft=True, expected_revision=1),
+        "segments",
+    )
+    assert isinstance(second, store.DraftConflict) and second.current == 2, second
+    with engine.connect() as conn:
+        found = store.get_segment(conn, wsid, "buyers")
+    assert found is not None and found["draft"]["when"]["within"] == "7d" and found["draft_revision"] == 2

@@ -545,3 +545,59 @@ def test_publish_dry_run_counts_who_would_enter_and_from_now_skips_the_backfill(
             select(journey_backfills.c.version).where(journey_backfills.c.workspace_id == ws.workspace_id)
         ).all()
     assert [j.version for j in jobs] == [2]
+
+
+def test_two_editors_of_one_draft_the_second_is_refused_not_silently_overwriting(api: httpx.Client) -> None:
+    created = api.put("/api/journeys/cart", json=JOURNEY)
+    assert created.status_code == 201 and created.headers["etag"] == '"1"'
+    # Two editors load the draft at revision 1...
+    alice = api.get("/api/journeys/cart")
+    bob = api.get("/api/journeys/cart")
+    assert alice.headers["etag"] == bob.headers["etag"] == '"1"' and alice.json()["draft_revision"] == 1
+    # ...Alice saves first,
+    saved = api.put("/api/journeys/cart", json=journey(name="Alice's"), headers={"If-Match": alice.headers["etag"]})
+    assert saved.status_code == 200, saved.text
+    assert saved.headers["etag"] == '"2"' and saved.json()["journey"]["draft_revision"] == 2
+    # then Bob, on the revision he loaded: refused, naming the revision now; Alice's draft stays.
+    late = api.put("/api/journeys/cart", json=journey(name="Bob's"), headers={"If-Match": bob.headers["etag"]})
+    assert late.status_code == 409, late.text
+    assert late.json()["current_revision"] == 2 and late.headers["etag"] == '"2"'
+    assert "revision 2, not 1" in late.json()["detail"]
+    assert api.get("/api/journeys/cart").json()["name"] == "Alice's"
+    # Reloaded, his change goes in; publishing does not move the draft's revision.
+    again = api.put("/api/journeys/cart", json=journey(name="Bob's"), headers={"If-Match": '"2"'})
+    assert again.status_code == 200 and again.headers["etag"] == '"3"'
+    assert api.post("/api/journeys/cart/publish").status_code == 200
+    assert api.get("/api/journeys/cart").headers["etag"] == '"3"'
+    # Without If-Match the last writer wins, as before (journeys-as-code).
+    assert api.put("/api/journeys/cart", json=journey(name="Carol's")).status_code == 200
+    assert api.get("/api/journeys/cart").json()["draft_revision"] == 4
+
+
+@pytest.mark.parametrize("value", ['"two"', "*", '"1", "2"', "", '"-1"', '"1234567890"'])
+def test_an_if_match_that_names_no_revision_is_a_400(api: httpx.Client, value: str) -> None:
+    assert api.put("/api/journeys/cart", json=JOURNEY).status_code == 201
+    answer = api.put("/api/journeys/cart", json=journey(name="x"), headers={"If-Match": value})
+    assert answer.status_code == 400 and "If-Match must be one ETag" in answer.json()["detail"]
+    assert api.get("/api/journeys/cart").json()["name"] == "Cart reminder"
+
+
+def test_if_match_on_a_journey_that_does_not_exist_is_a_409_and_creates_nothing(api: httpx.Client) -> None:
+    answer = api.put("/api/journeys/cart", json=JOURNEY, headers={"If-Match": '"1"'})
+    assert answer.status_code == 409 and answer.json()["current_revision"] is None
+    assert api.get("/api/journeys/cart").status_code == 404
+    weak = api.put("/api/journeys/cart", json=JOURNEY)
+    assert weak.status_code == 201
+    # The weak form a compressing proxy may make of the ETag names the same revision.
+    assert api.put("/api/journeys/cart", json=journey(name="y"), headers={"If-Match": 'W/"1"'}).status_code == 200
+
+
+def test_if_none_match_star_creates_a_journey_and_never_replaces_one(api: httpx.Client) -> None:
+    new = api.put("/api/journeys/cart", json=JOURNEY, headers={"If-None-Match": "*"})
+    assert new.status_code == 201 and new.headers["etag"] == '"1"'
+    taken = api.put("/api/journeys/cart", json=journey(name="Mine"), headers={"If-None-Match": "*"})
+    assert taken.status_code == 409 and taken.json()["current_revision"] == 1
+    assert "exists already" in taken.json()["detail"]
+    assert api.get("/api/journeys/cart").json()["name"] == "Cart reminder"
+    for headers in ({"If-None-Match": '"1"'}, {"If-None-Match": "*", "If-Match": '"1"'}):
+        assert api.put("/api/journeys/cart", json=JOURNEY, headers=headers).status_code == 400

@@ -76,3 +76,50 @@ def test_explain_refuses_what_is_not_in_the_workspace(live: LiveServer, ws: NewW
         nope = theirs.get("/api/segments/pro-buyers/explain", params={"person": "eve"})
         assert nope.status_code == 404 and "no segment" in nope.json()["detail"]
     assert api.get("/api/segments/pro-buyers/explain").status_code == 422
+
+
+RECENT_BUYERS: dict[str, Any] = {
+    "id": "recent-buyers",
+    "name": "Bought in the last day",
+    "when": {"performed": "Order Completed", "within": "1d"},
+}
+BUYERS_TO_THANK: dict[str, Any] = {
+    "id": "to-thank",
+    "name": "Recent buyers to thank",
+    "when": {"segment": "recent-buyers"},
+}
+
+
+def test_explain_decides_an_overdue_lapse_first_without_recording_it(
+    live: LiveServer, clock: VirtualClock, ws: NewWorkspace, api: httpx.Client
+) -> None:
+    # Ada's order lapses out of "recent-buyers" a day after it; her lapse timer is due then,
+    # but the engine has not run since (behind, or down). The engine would decide that lapse
+    # before anything else of hers (as a segment's apply does): explain must answer as it
+    # would, not from the stored membership it read before the lapse.
+    for segment in (RECENT_BUYERS, BUYERS_TO_THANK):
+        assert api.put(f"/api/segments/{segment['id']}", json=segment).status_code in (200, 201)
+        live.state.runtime.run_until_idle()
+    _send(live, clock, ws, "/v1/track", {"userId": "ada", "event": "Order Completed"})
+    before = api.get("/api/segments/to-thank/explain", params={"person": "ada"}).json()
+    assert before["member"] and before["member_recorded"]
+
+    clock.advance(timedelta(days=1, hours=1))  # the lapse is an hour overdue; no timer has fired
+    direct = api.get("/api/segments/recent-buyers/explain", params={"person": "ada"}).json()
+    assert not direct["member"] and direct["member_recorded"]  # what the engine last wrote
+    assert direct["check"]["seen"]["count"] == 0
+    got = api.get("/api/segments/to-thank/explain", params={"person": "ada"})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert not body["member"], body  # was: true, from the membership of before the lapse
+    assert body["check"]["seen"] == {"live": True, "member": False}
+    assert body["member_recorded"]  # nothing was written: the timer decides it for the record
+
+    # Read only: the members rows and the pending lapse are the engine's, untouched; when it
+    # runs, it comes to the answer explain gave.
+    with live.admin(ws.admin_token) as client:
+        assert [m["profile_id"] for m in client.get("/api/segments/to-thank/members").json()["members"]]
+    live.state.runtime.run_until_idle()
+    after = api.get("/api/segments/to-thank/explain", params={"person": "ada"}).json()
+    assert not after["member"] and not after["member_recorded"]
+    assert after["check"] == body["check"]

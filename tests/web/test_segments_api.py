@@ -168,3 +168,31 @@ def test_a_full_last_page_of_members_says_it_is_the_last(live: LiveServer, ws: N
 def test_the_api_needs_the_workspaces_token(live: LiveServer, path: str) -> None:
     with live.client() as client:
         assert client.get(path).status_code == 401
+
+
+def test_two_editors_of_one_segment_the_second_is_refused_and_nothing_goes_live(api: httpx.Client) -> None:
+    created = api.put("/api/segments/buyers", json=BUYERS)
+    assert created.status_code == 201 and created.headers["etag"] == '"1"'
+    loaded = api.get("/api/segments/buyers")
+    assert loaded.headers["etag"] == '"1"' and loaded.json()["draft_revision"] == 1
+    first = api.put("/api/segments/buyers", json=segment(name="First"), headers={"If-Match": '"1"'})
+    assert first.status_code == 200 and first.headers["etag"] == '"2"' and first.json()["version"] == 2
+    late = api.put("/api/segments/buyers", json=segment(name="Second"), headers={"If-Match": loaded.headers["etag"]})
+    assert late.status_code == 409, late.text
+    assert late.json()["current_revision"] == 2 and late.headers["etag"] == '"2"'
+    now = api.get("/api/segments/buyers").json()
+    assert now["name"] == "First" and now["live_version"] == 2 and now["draft_revision"] == 2
+    draft = api.put("/api/segments/buyers?draft=true", json=segment(name="Third"), headers={"If-Match": '"2"'})
+    assert draft.status_code == 200 and draft.headers["etag"] == '"3"' and draft.json()["version"] == 2
+    # If-Match names one draft: the several-at-once POST refuses it rather than ignore it.
+    many = api.post("/api/segments", json=[BUYERS], headers={"If-Match": '"3"'})
+    assert many.status_code == 400 and "PUT /api/segments/{id}" in many.json()["detail"]
+    assert api.put("/api/segments/buyers", json=BUYERS).status_code == 200  # no If-Match: last writer wins
+
+
+def test_if_none_match_star_creates_a_segment_and_never_replaces_one(api: httpx.Client) -> None:
+    assert api.put("/api/segments/buyers", json=BUYERS, headers={"If-None-Match": "*"}).status_code == 201
+    taken = api.put("/api/segments/buyers", json=segment(name="Mine"), headers={"If-None-Match": "*"})
+    assert taken.status_code == 409 and taken.json()["current_revision"] == 1
+    assert api.get("/api/segments/buyers").json()["name"] == "Recent buyers"
+    assert api.post("/api/segments", json=[BUYERS], headers={"If-None-Match": "*"}).status_code == 400

@@ -64,6 +64,26 @@ class InvalidTransition(JourneyError):
     """The journey's status does not allow this (publishing an archived journey…)."""
 
 
+class DraftConflict(JourneyError):
+    """The draft is not at the revision the writer read it at (another change came first):
+    nothing is stored. `current` is its revision now (None: there is no such journey)."""
+
+    def __init__(self, journey_id: str, expected: int | None, current: int | None) -> None:
+        self.journey_id = journey_id
+        self.expected = expected  # None: the writer wanted to create it (create_only)
+        self.current = current
+        if expected is None:
+            said = f"journey {journey_id!r} exists already (its draft is at revision {current}): nothing was saved"
+        elif current is None:
+            said = f"there is no journey {journey_id!r} in this workspace: no draft is at revision {expected}"
+        else:
+            said = (
+                f"the draft of journey {journey_id!r} is at revision {current}, not {expected}: "
+                "it was changed since it was read, and nothing was saved"
+            )
+        super().__init__(said)
+
+
 class InvalidDefinition(JourneyError):
     """The definition has errors; it is not stored, and never goes live."""
 
@@ -124,12 +144,29 @@ def _validated(journey: Journey) -> Journey:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def apply_draft(conn: Connection, workspace_id: str, journey: Journey, now_ms: int) -> bool:
+def apply_draft(
+    conn: Connection,
+    workspace_id: str,
+    journey: Journey,
+    now_ms: int,
+    *,
+    expected_revision: int | None = None,
+    create_only: bool = False,
+) -> bool:
     """Create the journey (status draft) or replace its draft. True when it was created.
 
     A live or paused journey keeps running its published version: the draft is edited
     beside it until the next publish. An archived journey cannot be changed. A definition
     with errors is refused (InvalidDefinition), so a stored draft is always publishable.
+
+    Every change of the draft raises its `draft_revision` by one (a new journey's is 1).
+    With `expected_revision` (the admin API's If-Match), the draft is replaced only if it is
+    still at that revision, compared and set in the one UPDATE, so that of two editors who
+    read revision n at once, the second is refused (DraftConflict) on PostgreSQL too, where
+    its UPDATE waits for the first's and then finds the revision moved. Without it, the last
+    writer wins (`nudgeflow journeys apply`: the files are the source). `create_only`
+    (If-None-Match: *): only a new journey, DraftConflict when the id is taken, even by an
+    insert that committed while this one waited for it.
     """
     _validated(journey)
     text = definition_json(journey)
@@ -137,6 +174,8 @@ def apply_draft(conn: Connection, workspace_id: str, journey: Journey, now_ms: i
     existing = conn.execute(stmt).one_or_none()
     if existing is None:
         require_workspace(conn, workspace_id)
+        if expected_revision is not None:
+            raise DraftConflict(journey.id, expected_revision, None)
         # Another apply of this new journey may have found no row either: the insert waits
         # for it (PostgreSQL) and, when it committed, does nothing; this draft then replaces
         # that one, as an apply after it would.
@@ -149,16 +188,36 @@ def apply_draft(conn: Connection, workspace_id: str, journey: Journey, now_ms: i
         ):
             return True
         existing = conn.execute(stmt).one()
+    if create_only:
+        raise DraftConflict(journey.id, None, existing.draft_revision)
     if existing.status == ARCHIVED:
         raise InvalidTransition(
             f"journey {journey.id!r} is archived and cannot be changed (give the new one another id)"
         )
+    if expected_revision is not None and existing.draft_revision != expected_revision:
+        raise DraftConflict(journey.id, expected_revision, existing.draft_revision)
     if existing.draft != text or existing.name != journey.name:
-        conn.execute(
+        this = (journeys.c.workspace_id == workspace_id, journeys.c.id == journey.id)
+        guard = [journeys.c.status != ARCHIVED]
+        if expected_revision is not None:
+            guard.append(journeys.c.draft_revision == expected_revision)
+        done = conn.execute(
             update(journeys)
-            .where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey.id)
-            .values(name=journey.name, draft=text, updated_at_ms=_touch(existing, now_ms))
+            .where(*this, *guard)
+            .values(
+                name=journey.name,
+                draft=text,
+                draft_revision=journeys.c.draft_revision + 1,
+                updated_at_ms=_touch(existing, now_ms),
+            )
         )
+        if not done.rowcount:
+            # Changed between the read above and the UPDATE (which, on PostgreSQL, waited for
+            # that change to commit and then found it): archived, or another draft saved.
+            now = conn.execute(select(journeys.c.status, journeys.c.draft_revision).where(*this)).one()
+            if now.status == ARCHIVED:
+                raise InvalidTransition(f"journey {journey.id!r} was archived and cannot be changed")
+            raise DraftConflict(journey.id, expected_revision or existing.draft_revision, now.draft_revision)
     return False
 
 
@@ -333,6 +392,7 @@ def _summary(row: Any, live_text: str | None) -> dict[str, Any]:
         "name": row.name,
         "status": row.status,
         "live_version": row.live_version,
+        "draft_revision": row.draft_revision,
         # Compared as data: the same definition written twice is not a change.
         "draft_changed": live_text is None or orjson.loads(live_text) != orjson.loads(row.draft),
         "created_at_ms": row.created_at_ms,

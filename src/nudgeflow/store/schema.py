@@ -191,6 +191,8 @@ journeys = Table(
     Column("name", String(200), nullable=False),
     Column("status", String(10), nullable=False),  # draft | live | paused | archived
     Column("draft", Text, nullable=False),  # the definition as JSON
+    # Raised by every change of the draft: what If-Match compares (store/journeys.apply_draft).
+    Column("draft_revision", Integer, nullable=False, server_default="1"),
     Column("live_version", Integer),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
@@ -637,6 +639,8 @@ segments = Table(
     Column("name", String(200), nullable=False),
     Column("status", String(10), nullable=False),
     Column("draft", Text, nullable=False),  # the definition as JSON
+    # Raised by every change of the draft: what If-Match compares (store/segments.apply).
+    Column("draft_revision", Integer, nullable=False, server_default="1"),
     Column("live_version", Integer),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),

@@ -71,6 +71,26 @@ class SegmentRefused(SegmentError):
     a live journey uses, changing an archived one)."""
 
 
+class DraftConflict(SegmentError):
+    """The draft is not at the revision the writer read it at (another change came first):
+    nothing is stored. `current` is its revision now (None: there is no such segment)."""
+
+    def __init__(self, segment_id: str, expected: int | None, current: int | None) -> None:
+        self.segment_id = segment_id
+        self.expected = expected  # None: the writer wanted to create it (create_only)
+        self.current = current
+        if expected is None:
+            said = f"segment {segment_id!r} exists already (its draft is at revision {current}): nothing was saved"
+        elif current is None:
+            said = f"there is no segment {segment_id!r} in this workspace: no draft is at revision {expected}"
+        else:
+            said = (
+                f"the draft of segment {segment_id!r} is at revision {current}, not {expected}: "
+                "it was changed since it was read, and nothing was saved"
+            )
+        super().__init__(said)
+
+
 class InvalidSegment(SegmentError):
     """The definition has errors; it is not stored, and never goes live."""
 
@@ -129,8 +149,23 @@ def require_workspace(conn: Connection, workspace_id: str) -> None:
 # --- writing definitions ------------------------------------------------------------------------
 
 
-def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *, draft: bool = False) -> Applied:
+def apply(
+    conn: Connection,
+    workspace_id: str,
+    segment: Segment,
+    now_ms: int,
+    *,
+    draft: bool = False,
+    expected_revision: int | None = None,
+    create_only: bool = False,
+) -> Applied:
     """Create or update the segment and (unless `draft`) make the definition live.
+
+    Every change of the draft raises its `draft_revision` by one (a new segment's is 1); with
+    `expected_revision` (If-Match) the draft is replaced only if it is still at that revision,
+    compared and set in the one UPDATE, as store/journeys.apply_draft does (DraftConflict
+    otherwise, and nothing is stored or made live). Without it, the last writer wins.
+    `create_only` (If-None-Match: *): only a new segment, DraftConflict when the id is taken.
 
     The definition is checked again, with its references: every segment it names must be
     live in the workspace (apply several in one transaction, those referred to first), and
@@ -151,6 +186,8 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
     created = False
     if existing is None:
         require_workspace(conn, workspace_id)
+        if expected_revision is not None:
+            raise DraftConflict(segment.id, expected_revision, None)
         # Another apply of this new segment may have found no row either: the insert waits
         # for it (PostgreSQL) and, when it committed, does nothing; this definition then
         # follows that one, as an apply after it would.
@@ -163,22 +200,55 @@ def apply(conn: Connection, workspace_id: str, segment: Segment, now_ms: int, *,
         )
         if not created:
             existing = _row(conn, workspace_id, segment.id)
+    if existing is not None and create_only:
+        raise DraftConflict(segment.id, None, existing.draft_revision)
     if existing is not None:
         if existing.status == ARCHIVED:
             raise SegmentRefused(
                 f"segment {segment.id!r} is archived and cannot be changed (give the new one another id)"
             )
+        if expected_revision is not None and existing.draft_revision != expected_revision:
+            raise DraftConflict(segment.id, expected_revision, existing.draft_revision)
         if existing.draft != text or existing.name != segment.name:
-            conn.execute(
-                update(segments)
-                .where(segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
-                .values(name=segment.name, draft=text, updated_at_ms=_touch(existing, now_ms))
-            )
+            _replace_draft(conn, workspace_id, segment, text, existing, now_ms, expected_revision)
     if draft:
         row = _row(conn, workspace_id, segment.id)
         return Applied(segment.id, created, row.status, row.live_version, False)
     version, new = publish(conn, workspace_id, segment.id, now_ms)
     return Applied(segment.id, created, LIVE, version, new)
+
+
+def _replace_draft(
+    conn: Connection,
+    workspace_id: str,
+    segment: Segment,
+    text: str,
+    existing: Any,
+    now_ms: int,
+    expected_revision: int | None,
+) -> None:
+    """The compare-and-set of apply(): one UPDATE, guarded by the revision when one is expected."""
+    this = (segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
+    guard = [segments.c.status != ARCHIVED]
+    if expected_revision is not None:
+        guard.append(segments.c.draft_revision == expected_revision)
+    done = conn.execute(
+        update(segments)
+        .where(*this, *guard)
+        .values(
+            name=segment.name,
+            draft=text,
+            draft_revision=segments.c.draft_revision + 1,
+            updated_at_ms=_touch(existing, now_ms),
+        )
+    )
+    if not done.rowcount:
+        # Changed between apply()'s read and this UPDATE (which, on PostgreSQL, waited for
+        # that change to commit and then found it): archived, or another draft saved.
+        now = conn.execute(select(segments.c.status, segments.c.draft_revision).where(*this)).one()
+        if now.status == ARCHIVED:
+            raise SegmentRefused(f"segment {segment.id!r} was archived and cannot be changed")
+        raise DraftConflict(segment.id, expected_revision or existing.draft_revision, now.draft_revision)
 
 
 def _refuse_circle(segment: Segment, live: Mapping[str, Segment]) -> None:
@@ -361,6 +431,7 @@ def _summary(row: Any, live_text: str | None, sizes: Mapping[str, int], job: App
         "name": row.name,
         "status": row.status,
         "live_version": row.live_version,
+        "draft_revision": row.draft_revision,
         "draft_changed": live_text is None or orjson.loads(live_text) != orjson.loads(row.draft),
         "size": sizes.get(row.id, 0) if row.status == LIVE else None,
         "computed": _computed(job),

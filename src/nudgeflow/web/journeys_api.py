@@ -33,6 +33,7 @@ from nudgeflow.store import webhook_destinations
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.definitions import Refused, invalid, nul_problems, problem_dicts, read_documents
+from nudgeflow.web.draft_revisions import conflict, create_only, etag, expected_revision
 from nudgeflow.web.state import AppState, State
 
 T = TypeVar("T")
@@ -72,6 +73,8 @@ def _error_answer(exc: Exception) -> JSONResponse:
         return JSONResponse(exc.body, exc.status)
     if isinstance(exc, store.InvalidDefinition):
         return JSONResponse({"detail": str(exc), "problems": problem_dicts(exc.problems)}, 422)
+    if isinstance(exc, store.DraftConflict):
+        return conflict(str(exc), exc.current)
     if isinstance(exc, store.JourneyNotFound):
         return JSONResponse({"detail": str(exc)}, 404)
     if isinstance(exc, store.InvalidTransition):
@@ -175,7 +178,8 @@ def journeys_router() -> APIRouter:
         found = _read(state, lambda conn: store.get_journey(conn, workspace_id, journey_id))
         if found is None:
             return JSONResponse({"detail": f"no journey {journey_id!r} in this workspace"}, 404)
-        return _view(found)
+        # The draft's revision: a PUT with it in If-Match is refused if the draft changed since.
+        return JSONResponse(_view(found), headers={"ETag": etag(found["draft_revision"])})
 
     @router.get("/{journey_id}/versions/{version}", summary="One published version's definition")
     def get_version(
@@ -207,7 +211,11 @@ def journeys_router() -> APIRouter:
         publish: Annotated[bool, Query(description="Publish the draft once saved.")] = False,
     ) -> Any:
         """201 when created, 200 when updated; 422 with `problems` when the definition has
-        errors (nothing is stored). A definition without `id` takes the URL's."""
+        errors (nothing is stored). A definition without `id` takes the URL's. With
+        `If-Match` (the ETag of GET), only if the draft is still at that revision: 409 with
+        `current_revision` otherwise; without it, the draft is replaced whatever its revision.
+        With `If-None-Match: *`, only a new journey: 409 when the id is taken."""
+        expected, new_only = expected_revision(request), create_only(request)
         documents = await _documents(request)
         if len(documents) != 1:
             raise _invalid([Problem("", f"send one journey per request, not {len(documents)}").as_dict()])
@@ -232,7 +240,9 @@ def journeys_router() -> APIRouter:
         now = _now(state)
 
         def apply(conn: Connection) -> tuple[bool, int | None, dict[str, Any] | None]:
-            created = store.apply_draft(conn, workspace_id, journey, now)
+            created = store.apply_draft(
+                conn, workspace_id, journey, now, expected_revision=expected, create_only=new_only
+            )
             version = store.publish(conn, workspace_id, journey_id, now) if publish else None
             return created, version, store.get_journey(conn, workspace_id, journey_id)
 
@@ -244,7 +254,7 @@ def journeys_router() -> APIRouter:
             "journey": _view(info),
             "warnings": problem_dicts([p for p in problems if p.severity == "warning"]),
         }
-        return JSONResponse(body, 201 if created else 200)
+        return JSONResponse(body, 201 if created else 200, headers={"ETag": etag(info["draft_revision"])})
 
     @router.post("/{journey_id}/publish", summary="Freeze the draft as a new version and make it live")
     @_answering

@@ -3,9 +3,16 @@
 The person's engine state (traits, kept history, reachability facts, memberships) is read
 as the engine keeps it, with their group's stored traits as the runtime gives them
 (store/groups.py), and core/segments.explain evaluates each condition of the live version
-on it now: the same tests the engine decides membership with. The answer also says whether
-the members table has them in (what the engine last decided; a window may have lapsed
-since without a new event, until the person's lapse timer fires).
+on it now: the same tests the engine decides membership with.
+
+A lapse of theirs already due (a window that closed, its timer not fired yet: the engine
+behind, or down) is decided first, in memory, as that timer would decide it
+(Engine.on_timer, core/segments.catch_up: each lapse at its own due time, the segments that
+refer to it after it), and as a segment's apply does before it decides: so a condition on
+another segment reads the membership the engine is about to record, not the one it recorded
+before the lapse. Nothing is written: the state, timers and members rows stay the engine's.
+The answer also says whether the members table has them in (`member_recorded`: what the
+engine last decided, which an overdue lapse changes when its timer fires).
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from nudgeflow.core import segments as planner
+from nudgeflow.core.catalog import Catalog
+from nudgeflow.core.engine import Engine
+from nudgeflow.core.inputs import TimerInput
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model.iso_time import iso
 from nudgeflow.store import segments as store
@@ -49,6 +59,16 @@ def check_view(check: planner.ConditionCheck) -> dict[str, Any]:
     return out
 
 
+def decide_overdue_lapses(catalog: Catalog, state: ProfileState, now_ms: int) -> None:
+    """Decide on `state` (a copy read for this answer) the lapses due by now, as the person's
+    lapse timer will when it fires; its effects (a SegmentChanged, a journey a lapse starts or
+    ends, the timer armed again) are dropped: the engine makes them itself, once."""
+    if catalog.segment_index is None or not planner.lapse_due(state, now_ms):
+        return
+    timer = TimerInput(planner.LAPSE_TIMER, now_ms, {"kind": planner.SEGMENT_TIMER})
+    Engine(catalog).on_timer(state, timer, now_ms)
+
+
 def explain_person(conn: Connection, workspace_id: str, segment_id: str, profile_id: str, now_ms: int) -> Any:
     """The answer's body, or a (status, detail) pair when the segment is not live."""
     status = store.status_of(conn, workspace_id, segment_id)
@@ -58,6 +78,7 @@ def explain_person(conn: Connection, workspace_id: str, segment_id: str, profile
     doc = read_states(conn, [profile_id]).get(profile_id)
     state = ProfileState.from_json(profile_id, doc)
     refresh_group_traits(conn, {profile_id: state}, {profile_id: workspace_id})
+    decide_overdue_lapses(catalog, state, now_ms)
     found = planner.explain(catalog, state, segment_id, now_ms)
     if found is None:
         return 409, f"segment {segment_id!r} is not live: only a live segment has members"

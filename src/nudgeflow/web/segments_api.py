@@ -28,6 +28,7 @@ from nudgeflow.store import segments as store
 from nudgeflow.store.group_commit import WriterStopped
 from nudgeflow.web.admin import INT32_MAX, Workspace
 from nudgeflow.web.definitions import Refused, invalid, nul_problems, problem_dicts, read_documents
+from nudgeflow.web.draft_revisions import conflict, create_only, etag, expected_revision, refuse_if_match
 from nudgeflow.web.person_refs import person_id
 from nudgeflow.web.segment_explain import explain_person
 from nudgeflow.web.state import AppState, State
@@ -62,6 +63,7 @@ def view(segment: dict[str, Any]) -> dict[str, Any]:
         "name": segment["name"],
         "status": segment["status"],
         "live_version": segment["live_version"],
+        "draft_revision": segment["draft_revision"],
         "draft_changed": segment["draft_changed"],
         "size": segment["size"],
         "computed": _computed(segment["computed"]),
@@ -87,6 +89,8 @@ def _error_answer(exc: Exception) -> JSONResponse:
         return JSONResponse(exc.body, exc.status)
     if isinstance(exc, store.InvalidSegment):
         return JSONResponse({"detail": str(exc), "problems": problem_dicts(exc.problems)}, 422)
+    if isinstance(exc, store.DraftConflict):
+        return conflict(str(exc), exc.current)
     if isinstance(exc, store.SegmentNotFound):
         return JSONResponse({"detail": str(exc)}, 404)
     if isinstance(exc, store.SegmentRefused):
@@ -189,14 +193,26 @@ def segments_router() -> APIRouter:
         found = _read(state, lambda conn: store.list_segments(conn, workspace_id))
         return {"segments": [view(s) for s in found]}
 
-    async def _apply(state: AppState, workspace_id: str, documents: list[tuple[int, Any]], draft: bool) -> Any:
+    async def _apply(
+        state: AppState,
+        workspace_id: str,
+        documents: list[tuple[int, Any]],
+        draft: bool,
+        expected: int | None = None,
+        new_only: bool = False,
+    ) -> Any:
         found, errors, warnings = await _checked_against_live(state, workspace_id, documents)
         if errors:
             raise invalid(errors, INVALID)
         now = _now(state)
 
         def apply(conn: Connection) -> list[store.Applied]:
-            return [store.apply(conn, workspace_id, segment, now, draft=draft) for segment in found]
+            return [
+                store.apply(
+                    conn, workspace_id, segment, now, draft=draft, expected_revision=expected, create_only=new_only
+                )
+                for segment in found
+            ]
 
         return await _write(state, apply), warnings
 
@@ -211,6 +227,7 @@ def segments_router() -> APIRouter:
         """All or nothing, in one transaction, those referred to first. Each new version is
         computed by the engine for the people already stored (`GET /api/segments/{id}`
         says how far it went, and the size it found)."""
+        refuse_if_match(request, "PUT /api/segments/{id}")
         documents = await read_documents(request, "segment")
         done, warnings = await _apply(state, workspace_id, documents, draft)
         return {"applied": [_applied(a) for a in done], "warnings": warnings}
@@ -221,7 +238,8 @@ def segments_router() -> APIRouter:
         found = _read(state, lambda conn: store.get_segment(conn, workspace_id, segment_id, today))
         if found is None:
             return JSONResponse({"detail": f"no segment {segment_id!r} in this workspace"}, 404)
-        return view(found)
+        # The draft's revision: a PUT with it in If-Match is refused if the draft changed since.
+        return JSONResponse(view(found), headers={"ETag": etag(found["draft_revision"])})
 
     @router.put("/{segment_id}", summary="Create or change a segment and apply it (JSON or YAML body)")
     @_answering
@@ -233,7 +251,11 @@ def segments_router() -> APIRouter:
         draft: Annotated[bool, Query(description="Only store the draft: nothing goes live.")] = False,
     ) -> Any:
         """201 when created, 200 when changed or unchanged; 422 with `problems` when the
-        definition has errors (nothing is stored). A definition without `id` takes the URL's."""
+        definition has errors (nothing is stored). A definition without `id` takes the URL's.
+        With `If-Match` (the ETag of GET), only if the draft is still at that revision: 409
+        with `current_revision` otherwise, and nothing is stored or applied. With
+        `If-None-Match: *`, only a new segment: 409 when the id is taken."""
+        expected, new_only = expected_revision(request), create_only(request)
         documents = await read_documents(request, "segment")
         if len(documents) != 1:
             raise invalid([Problem("", f"send one segment per request, not {len(documents)}").as_dict()], INVALID)
@@ -244,11 +266,11 @@ def segments_router() -> APIRouter:
                 line = doc.line_of(("id",)) if hasattr(doc, "line_of") else None
                 message = f"the definition's id {doc['id']!r} is not the URL's {segment_id!r}"
                 raise invalid([Problem("id", message, line=line).as_dict()], INVALID)
-        done, warnings = await _apply(state, workspace_id, documents, draft)
+        done, warnings = await _apply(state, workspace_id, documents, draft, expected, new_only)
         found = await run_in_threadpool(_read, state, lambda conn: store.get_segment(conn, workspace_id, segment_id))
         assert found is not None
         body = {**_applied(done[0]), "segment": view(found), "warnings": warnings}
-        return JSONResponse(body, 201 if done[0].created else 200)
+        return JSONResponse(body, 201 if done[0].created else 200, headers={"ETag": etag(found["draft_revision"])})
 
     @router.post("/{segment_id}/apply", summary="Make the stored draft live (a new version when it changed)")
     @_answering

@@ -300,7 +300,9 @@ def canvas_view(conn: Connection, workspace_id: str, journey_id: str, today: int
     graph = journey_graph(definition) if definition is not None else JourneyGraph((), (), None)
     counts = node_counts(conn, workspace_id, journey_id, graph, today)
     in_flight = journey_activity.people_in_journeys(conn, workspace_id, [journey_id]).get(journey_id, 0)
-    journey = {k: found[k] for k in ("id", "name", "status", "live_version", "draft_changed")}
+    # draft_revision: the editor's save sends it as If-Match, so it cannot overwrite a draft
+    # someone saved after this page was loaded (web/draft_revisions.py).
+    journey = {k: found[k] for k in ("id", "name", "status", "live_version", "draft_changed", "draft_revision")}
     data = {
         "journey": {**journey, "in_flight": in_flight, "showing": version},
         # The editor's text (the draft only: a published version is never edited).

@@ -27,10 +27,11 @@
   }
 
   // NF.api("PUT", "/api/journeys/x", {...}) -> the parsed JSON answer; throws ApiError (after
-  // showing it, unless options.quiet) for a 4xx or 5xx.
+  // showing it, unless options.quiet) for a 4xx or 5xx. options.headers: more request headers
+  // (If-Match, say).
   async function api(method, path, body, options) {
     const opts = options || {};
-    const headers = { "X-CSRF-Token": csrfToken(), Accept: "application/json" };
+    const headers = Object.assign({}, opts.headers || {}, { "X-CSRF-Token": csrfToken(), Accept: "application/json" });
     const init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined && body !== null) {
       if (typeof body === "string") {

@@ -209,7 +209,8 @@
       ],
     });
     const text = () => view.state.doc.toString();
-    const yamlCall = (method, path) => window.NF.api(method, path, text(), { contentType: "application/yaml", quiet: true });
+    const yamlCall = (method, path, headers) =>
+      window.NF.api(method, path, text(), { contentType: "application/yaml", quiet: true, headers });
 
     async function check() {
       const mine = ++round;
@@ -269,10 +270,22 @@
       view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: done.yaml } });
     };
 
+    // The save carries the draft's revision this page was loaded with (If-Match): should someone
+    // have saved the draft since, the server refuses it (409) rather than let this text overwrite
+    // theirs, and the text being edited stays here to be downloaded or merged after a reload.
     document.getElementById("save-draft").addEventListener("click", async () => {
       try {
-        await yamlCall("PUT", `/api/journeys/${encodeURIComponent(journey.id)}`);
+        await yamlCall("PUT", `/api/journeys/${encodeURIComponent(journey.id)}`, { "If-Match": `"${journey.draft_revision}"` });
       } catch (err) {
+        if (err.status === 409 && err.body && typeof err.body === "object" && "current_revision" in err.body) {
+          state.textContent = "Not saved: the draft changed since this page was loaded.";
+          window.NF.show(
+            `Not saved: someone else saved this draft since you opened it (it is at revision ${err.body.current_revision} now, this page has revision ${journey.draft_revision}). ` +
+              "Nothing was overwritten. Download your edited text, reload the page to see theirs, and make your change again.",
+            "error",
+          );
+          return;
+        }
         const problems = (err.body && err.body.problems) || [];
         window.NF.show(`Not saved: ${problems.map((p) => `${p.path}: ${p.message}`).join("; ") || err.detail}`, "error");
         return;

@@ -14,19 +14,17 @@
     };
     const path = `/api/journeys/${encodeURIComponent(id)}`;
     try {
-      // A PUT would replace an existing journey's draft: a new journey's id must be free.
-      const taken = await window.NF.api("GET", path, null, { quiet: true }).then(
-        () => true,
-        (err) => (err.status === 404 ? false : Promise.reject(err)),
-      );
-      if (taken) {
-        window.NF.show(`There is a journey ${id} already: open it from the list.`, "error");
-        return;
-      }
-      await window.NF.api("PUT", path, draft);
+      // If-None-Match: * creates, never replaces: an id taken (even by someone creating it at the
+      // same moment) is refused, not overwritten.
+      await window.NF.api("PUT", path, draft, { quiet: true, headers: { "If-None-Match": "*" } });
       window.location.href = `/journeys/${encodeURIComponent(id)}`;
     } catch (err) {
-      // NF.api has shown why (an id taken by another shape, a bad id)
+      if (err.status === 409) {
+        window.NF.show(`There is a journey ${id} already: open it from the list.`, "error");
+      } else {
+        const problems = (err.body && typeof err.body === "object" && err.body.problems) || [];
+        window.NF.show(problems.map((p) => `${p.path}: ${p.message}`).join("; ") || err.detail, "error");
+      }
     }
   });
 })();
