@@ -474,3 +474,31 @@ def test_two_creations_of_one_journey_at_once_create_only_refuses_the_second(eng
     with engine.connect() as conn:
         found = store.get_journey(conn, wsid, "cart")
     assert found is not None and found["draft"]["steps"]["remind"]["template"] == "first"
+
+
+def updated_at(engine: Any, wsid: str, journey_id: str = "cart") -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(journeys.c.updated_at_ms).where(journeys.c.workspace_id == wsid, journeys.c.id == journey_id)
+            ).scalar_one()
+        )
+
+
+def test_a_draft_saved_while_a_pause_commits_still_moves_the_change_mark_on(engine: Any) -> None:
+    """The engine notices changes by a sum of updated_at_ms (catalog_fingerprint), so two
+    changes committed one after the other must not write the same value: a draft save that
+    read the row before a pause committed computes its mark from the row as the UPDATE finds
+    it, not from its earlier read (the clock stands still here, as a virtual clock may)."""
+    wsid = make_workspace(engine).workspace_id
+    apply(engine, wsid, definition())
+    with engine.begin() as conn:
+        store.publish(conn, wsid, "cart", 1_000)
+    before = updated_at(engine, wsid)
+    second_after_first(
+        engine,
+        lambda conn: store.pause(conn, wsid, "cart", 1_000),
+        lambda conn: store.apply_draft(conn, wsid, definition(template="cart-2"), 1_000),
+        "journeys",
+    )
+    assert updated_at(engine, wsid) == before + 2  # one step for each of the two changes

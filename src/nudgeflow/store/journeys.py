@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED, Catalog, JourneyVersion
@@ -122,10 +122,12 @@ def _row(conn: Connection, workspace_id: str, journey_id: str, *, lock: bool = F
     return row
 
 
-def _touch(row: Any, now_ms: int) -> int:
+def _touch(now_ms: int) -> ColumnElement[int]:
     # Strictly increasing per journey even when the clock stands still (a virtual clock, two
     # changes in one millisecond): catalog_fingerprint relies on it to notice every change.
-    return max(now_ms, row.updated_at_ms + 1)
+    # Computed by the UPDATE from the row as it is then (after any lock wait), not from a read
+    # made earlier: two changes committed one after the other never write the same value.
+    return case((journeys.c.updated_at_ms >= now_ms, journeys.c.updated_at_ms + 1), else_=literal(now_ms))
 
 
 def require_workspace(conn: Connection, workspace_id: str) -> None:
@@ -208,7 +210,7 @@ def apply_draft(
                 name=journey.name,
                 draft=text,
                 draft_revision=journeys.c.draft_revision + 1,
-                updated_at_ms=_touch(existing, now_ms),
+                updated_at_ms=_touch(now_ms),
             )
         )
         if not done.rowcount:
@@ -270,9 +272,7 @@ def publish(conn: Connection, workspace_id: str, journey_id: str, now_ms: int, *
     conn.execute(
         update(journeys)
         .where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id)
-        .values(
-            live_version=version, status=PAUSED if row.status == PAUSED else LIVE, updated_at_ms=_touch(row, now_ms)
-        )
+        .values(live_version=version, status=PAUSED if row.status == PAUSED else LIVE, updated_at_ms=_touch(now_ms))
     )
     if backfill:
         backfills.start(conn, workspace_id, journey_id, version, now_ms)
@@ -283,7 +283,7 @@ def _set_status(conn: Connection, row: Any, status: str, now_ms: int) -> None:
     conn.execute(
         update(journeys)
         .where(journeys.c.workspace_id == row.workspace_id, journeys.c.id == row.id)
-        .values(status=status, updated_at_ms=_touch(row, now_ms))
+        .values(status=status, updated_at_ms=_touch(now_ms))
     )
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, literal, select, update
 
 from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.errors import StoreError
@@ -135,9 +135,10 @@ def _row(conn: Connection, workspace_id: str, segment_id: str, *, lock: bool = F
     return row
 
 
-def _touch(row: Any, now_ms: int) -> int:
-    # Strictly increasing, as for journeys: the engine's catalog fingerprint sums these.
-    return max(now_ms, row.updated_at_ms + 1)
+def _touch(now_ms: int) -> ColumnElement[int]:
+    # Strictly increasing, as for journeys (store/journeys._touch): the engine's catalog
+    # fingerprint sums these; computed by the UPDATE from the row as it is then.
+    return case((segments.c.updated_at_ms >= now_ms, segments.c.updated_at_ms + 1), else_=literal(now_ms))
 
 
 def require_workspace(conn: Connection, workspace_id: str) -> None:
@@ -239,7 +240,7 @@ def _replace_draft(
             name=segment.name,
             draft=text,
             draft_revision=segments.c.draft_revision + 1,
-            updated_at_ms=_touch(existing, now_ms),
+            updated_at_ms=_touch(now_ms),
         )
     )
     if not done.rowcount:
@@ -304,7 +305,7 @@ def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
     conn.execute(
         update(segments)
         .where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
-        .values(live_version=version, status=LIVE, updated_at_ms=_touch(row, now_ms))
+        .values(live_version=version, status=LIVE, updated_at_ms=_touch(now_ms))
     )
     start_apply(conn, workspace_id, segment_id, version, now_ms)
     return version, True
@@ -330,7 +331,7 @@ def archive(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
     conn.execute(
         update(segments)
         .where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
-        .values(status=ARCHIVED, updated_at_ms=_touch(row, now_ms))
+        .values(status=ARCHIVED, updated_at_ms=_touch(now_ms))
     )
     conn.execute(
         update(segment_applies)
