@@ -1,5 +1,6 @@
 """Fixtures of the channel tests: a certificate authority, the local FCM and APNs servers and
-the settings that point senders at them, a person with devices, email build workers."""
+the settings that point senders at them, a person with devices, email build workers, a
+database of a test's own for the tests that run a runtime."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.events import normalize, parse_message
 from nudgeflow.settings import Settings
+from nudgeflow.store import database
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import resolve_profile_id
 from tests.channels.push_accounts import (
@@ -33,7 +35,8 @@ from tests.channels.push_accounts import (
     service_account,
 )
 from tests.channels.push_servers import ApnsServer, FcmServer, Hypercorn, p8_pem
-from tests.support import make_workspace
+from tests.pg_databases import own_database
+from tests.support import BACKENDS, make_workspace
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +214,24 @@ def worker_pool() -> Iterator[WorkerPool]:
     workers = WorkerPool(1)
     yield workers
     workers.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def own_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """An engine on a migrated database of this test's own, on each backend, for tests that
+    run a runtime and look at what a sink received. A runtime sends every workspace's due
+    messages and decides every workspace's events: on the session's shared PostgreSQL
+    database it would also send what other tests left queued (a server stopped before its
+    dispatcher got to a message), into this test's sink."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'own.db'}"
+        engine = database.create_db_engine(url, sqlite_synchronous="NORMAL")
+        database.upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    template = request.getfixturevalue("pg_template")
+    with own_database(request.getfixturevalue("postgres_admin_url"), "nudgeflow_own", template=template) as (_, url):
+        engine = database.create_db_engine(url)
+        yield engine
+        engine.dispose()
