@@ -35,8 +35,7 @@ from tests.channels.push_accounts import (
     service_account,
 )
 from tests.channels.push_servers import ApnsServer, FcmServer, Hypercorn, p8_pem
-from tests.pg_databases import own_database
-from tests.support import BACKENDS, make_workspace
+from tests.support import make_workspace
 
 
 @pytest.fixture(scope="module")
@@ -216,22 +215,11 @@ def worker_pool() -> Iterator[WorkerPool]:
     workers.close()
 
 
-@pytest.fixture(params=BACKENDS)
-def own_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """An engine on a migrated database of this test's own, on each backend, for tests that
-    run a runtime and look at what a sink received. A runtime sends every workspace's due
-    messages and decides every workspace's events: on the session's shared PostgreSQL
-    database it would also send what other tests left queued (a server stopped before its
-    dispatcher got to a message), into this test's sink."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'own.db'}"
-        engine = database.create_db_engine(url, sqlite_synchronous="NORMAL")
-        database.upgrade(engine)
-        yield engine
-        engine.dispose()
-        return
-    template = request.getfixturevalue("pg_template")
-    with own_database(request.getfixturevalue("postgres_admin_url"), "nudgeflow_own", template=template) as (_, url):
-        engine = database.create_db_engine(url)
-        yield engine
-        engine.dispose()
+@pytest.fixture
+def own_engine(own_database_url: str) -> Iterator[Any]:
+    """An engine on a database of this test's own (own_database_url), for the tests that run
+    a runtime into a sink: on the session's shared database it would also send what other
+    tests left queued."""
+    engine = database.create_db_engine(own_database_url, sqlite_synchronous="NORMAL")
+    yield engine
+    engine.dispose()
