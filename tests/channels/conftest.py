@@ -1,5 +1,6 @@
 """Fixtures of the channel tests: a certificate authority, the local FCM and APNs servers and
-the settings that point senders at them, a person with devices, email build workers."""
+the settings that point senders at them, a person with devices, email build workers, a
+database of a test's own for the tests that run a runtime."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from nudgeflow.content.compiled_templates import save_template
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.model.events import normalize, parse_message
 from nudgeflow.settings import Settings
+from nudgeflow.store import database
 from nudgeflow.store.ingest_writer import write_events
 from nudgeflow.store.profiles import resolve_profile_id
 from tests.channels.push_accounts import (
@@ -211,3 +213,13 @@ def worker_pool() -> Iterator[WorkerPool]:
     workers = WorkerPool(1)
     yield workers
     workers.close()
+
+
+@pytest.fixture
+def own_engine(own_database_url: str) -> Iterator[Any]:
+    """An engine on a database of this test's own (own_database_url), for the tests that run
+    a runtime into a sink: on the session's shared database it would also send what other
+    tests left queued."""
+    engine = database.create_db_engine(own_database_url, sqlite_synchronous="NORMAL")
+    yield engine
+    engine.dispose()

@@ -457,7 +457,7 @@ def _queue(engine: Any, ws: str, key: str, email: str, now_ms: int) -> None:
         )
 
 
-def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> None:
+def test_runtime_sends_retries_and_records_bounces(own_engine: Any, sink: Sink) -> None:
     """Through EmbeddedRuntime: a sent message, a 4xx retried with backoff then sent, a 5xx
     failed with its code and an "Email Bounced" event on the profile."""
     from sqlalchemy import text
@@ -468,11 +468,11 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
     from nudgeflow.settings import Settings
 
     clock = VirtualClock()
-    ws = make_workspace(engine, clock=clock).workspace_id
+    ws = make_workspace(own_engine, clock=clock).workspace_id
     now = to_ms(clock.now())
-    _queue(engine, ws, "ok", "ada@example.org", now)
-    _queue(engine, ws, "grey", "grey@example.org", now)
-    _queue(engine, ws, "gone", "gone@example.org", now)
+    _queue(own_engine, ws, "ok", "ada@example.org", now)
+    _queue(own_engine, ws, "grey", "grey@example.org", now)
+    _queue(own_engine, ws, "gone", "gone@example.org", now)
 
     class Picky(Sink):
         greylisted = True
@@ -491,11 +491,11 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
     registry = ChannelRegistry.development(())
     url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com"  # type: ignore[attr-defined]
     registry.register("email", EmailChannel(parse_smtp_url(url), renderer=FixedRenderer(), clock=clock))
-    runtime = EmbeddedRuntime(engine, None, clock, Settings(database_url=str(engine.url)), channels=registry)
+    runtime = EmbeddedRuntime(own_engine, None, clock, Settings(database_url=str(own_engine.url)), channels=registry)
     runtime.run_until_idle()
 
     def status() -> dict[str, tuple[str, str | None]]:
-        with engine.connect() as conn:
+        with own_engine.connect() as conn:
             rows = conn.execute(
                 text("SELECT idempotency_key, status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws}
             )
@@ -508,7 +508,7 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
     runtime.run_until_idle()
     assert status()["grey"][0] == "sent"
     assert sorted(r.rcpt_tos[0] for r in sink.received) == ["ada@example.org", "grey@example.org"]
-    with engine.connect() as conn:
+    with own_engine.connect() as conn:
         events = conn.execute(
             text("SELECT profile_id, event, payload FROM events WHERE event = 'Email Bounced' AND workspace_id = :ws"),
             {"ws": ws},
@@ -519,7 +519,7 @@ def test_runtime_sends_retries_and_records_bounces(engine: Any, sink: Sink) -> N
 
 @pytest.mark.parametrize("trait", ["Ada Lovelace <ada@example.org>", "ada@example.org, ops@example.org"])
 def test_a_suppressed_address_is_not_mailed_through_a_trait_that_is_not_a_bare_address(
-    engine: Any, sink: Sink, trait: str
+    own_engine: Any, sink: Sink, trait: str
 ) -> None:
     """Suppression is looked up by the email trait as it is; the envelope recipient is the
     address parsed out of it. A trait that is more than an address must not carry a
@@ -533,18 +533,20 @@ def test_a_suppressed_address_is_not_mailed_through_a_trait_that_is_not_a_bare_a
     from nudgeflow.store.consent import suppress
 
     clock = VirtualClock()
-    ws = make_workspace(engine, clock=clock).workspace_id
+    ws = make_workspace(own_engine, clock=clock).workspace_id
     now = to_ms(clock.now())
-    with engine.begin() as conn:  # the address complained: never mail it again
+    with own_engine.begin() as conn:  # the address complained: never mail it again
         suppress(conn, ws, "email", "ada@example.org", "complaint", now)
-    _queue(engine, ws, f"m_{ws}", trait, now)
+    _queue(own_engine, ws, f"m_{ws}", trait, now)
     registry = ChannelRegistry.development(())
     url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com"  # type: ignore[attr-defined]
     registry.register("email", EmailChannel(parse_smtp_url(url), renderer=FixedRenderer(), clock=clock))
-    EmbeddedRuntime(engine, None, clock, Settings(database_url=str(engine.url)), channels=registry).run_until_idle()
+    EmbeddedRuntime(
+        own_engine, None, clock, Settings(database_url=str(own_engine.url)), channels=registry
+    ).run_until_idle()
 
     assert sink.received == []
-    with engine.connect() as conn:
+    with own_engine.connect() as conn:
         status, error = conn.execute(
             text("SELECT status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws}
         ).one()

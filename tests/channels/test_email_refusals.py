@@ -90,7 +90,7 @@ def test_a_refusal_of_the_message_fails_it_without_a_bounce(sink: Sink, where: s
 
 
 def test_a_relay_that_denies_relaying_fails_messages_without_bouncing_anyone(
-    engine: Any, sink: Sink, caplog: pytest.LogCaptureFixture
+    own_engine: Any, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Through the runtime: every message fails with the relay's reason, no "Email Bounced"
     event is added to anyone, no bounce is counted, and the dispatcher reports a channel
@@ -104,18 +104,18 @@ def test_a_relay_that_denies_relaying_fails_messages_without_bouncing_anyone(
     from nudgeflow.web.metrics import Metrics
 
     clock = VirtualClock()
-    ws = make_workspace(engine, clock=clock).workspace_id
+    ws = make_workspace(own_engine, clock=clock).workspace_id
     now = to_ms(clock.now())
-    for name in ("ada", "bo"):  # profile ids of this workspace's own (PostgreSQL's database is shared)
-        _queue(engine, ws, f"{ws}-{name}", f"{name}@example.org", now)
+    for name in ("ada", "bo"):
+        _queue(own_engine, ws, f"{ws}-{name}", f"{name}@example.org", now)
     sink.rcpt_reply = "550 5.7.1 Relaying denied"
     registry = ChannelRegistry.development(())
     registry.register("email", _channel(sink, clock))
-    runtime = EmbeddedRuntime(engine, None, clock, Settings(database_url=str(engine.url)), channels=registry)
+    runtime = EmbeddedRuntime(own_engine, None, clock, Settings(database_url=str(own_engine.url)), channels=registry)
     with caplog.at_level(logging.WARNING, logger="nudgeflow.dispatch"):
         runtime.run_until_idle()
 
-    with engine.connect() as conn:
+    with own_engine.connect() as conn:
         rows = conn.execute(
             text("SELECT idempotency_key, status, error FROM outbox WHERE workspace_id = :ws"), {"ws": ws}
         ).all()

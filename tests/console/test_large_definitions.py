@@ -24,6 +24,13 @@ def long_journey(steps: int) -> str:
     return f"id: long\nname: Long\ntrigger: {{event: Signed Up}}\nsteps:\n{chain}  s{steps}: {{wait: 1h}}\n"
 
 
+def _probe_seconds(probe: httpx.Client) -> float:
+    """How long one /healthz takes to answer, in seconds."""
+    started = time.perf_counter()
+    assert probe.get("/healthz", timeout=120).status_code == 200
+    return time.perf_counter() - started
+
+
 @pytest.mark.parametrize(
     "path, headers",
     [
@@ -51,11 +58,10 @@ def test_checking_a_long_journey_leaves_the_server_answering(
     latencies: list[float] = []
     with console_app.client() as probe:
         assert probe.get("/healthz").status_code == 200  # the connection, before the clock starts
+        quiet = sorted(_probe_seconds(probe) for _ in range(20))[10]  # this machine's probe now, no check
         worker.start()
         while worker.is_alive():
-            started = time.perf_counter()
-            assert probe.get("/healthz", timeout=120).status_code == 200
-            latencies.append(time.perf_counter() - started)
+            latencies.append(_probe_seconds(probe))
     worker.join()
     assert answer["response"].status_code == 200, answer["response"].text[:300]
     seconds = answer["seconds"]
@@ -64,4 +70,7 @@ def test_checking_a_long_journey_leaves_the_server_answering(
     # leave room for a loaded machine (threads share the interpreter, helpers share the
     # cores), never for the check's seconds.
     assert len(latencies) >= 5 and max(latencies) < seconds / 2, (seconds, sorted(latencies)[-5:])
-    assert sorted(latencies)[len(latencies) // 2] < 0.1, sorted(latencies)
+    # The typical probe: under 0.1 s, or five times the machine's probe without a check when
+    # the machine is that loaded (beside two busy processes, the typical probe in the
+    # preview test of tests/web/test_templates_api took 0.08 s: the cores were busy elsewhere).
+    assert sorted(latencies)[len(latencies) // 2] < max(0.1, 5 * quiet), (quiet, sorted(latencies))

@@ -57,12 +57,13 @@ def catalog_wsid(engine: Any, wsid: str) -> str:
 
 
 @pytest.fixture
-def mail_server(settings: Settings, sink: Sink) -> Iterator[tuple[LiveServer, VirtualClock]]:
-    """A live server on a virtual clock of its own whose email goes to `sink` over SMTP."""
+def mail_server(own_settings: Settings, sink: Sink) -> Iterator[tuple[LiveServer, VirtualClock]]:
+    """A live server on a virtual clock and a database of its own whose email goes to `sink`
+    over SMTP (on the session's shared database it would also send other tests' leftovers)."""
     clock = VirtualClock()
     url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=shop@shop.example.com&from_name=Shop"  # type: ignore[attr-defined]
     # An https public URL, as in production (RFC 8058 one-click needs it); the tests aim the
     # links the messages carry at the test server.
-    srv = start_server(dataclasses.replace(settings, smtp_url=url, public_url="https://links.example.net"), clock)
+    srv = start_server(dataclasses.replace(own_settings, smtp_url=url, public_url="https://links.example.net"), clock)
     yield srv, clock
     srv.stop()

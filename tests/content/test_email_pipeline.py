@@ -137,11 +137,11 @@ def test_missing_template_fails_the_message_with_its_reason(
     assert row[0] == "failed" and "template 'cart-reminder' not found" in row[1]
 
 
-def test_a_journey_email_built_in_a_worker_process_arrives_the_same(settings: Settings, sink: Sink) -> None:
+def test_a_journey_email_built_in_a_worker_process_arrives_the_same(own_settings: Settings, sink: Sink) -> None:
     """`serve` with NUDGEFLOW_EMAIL_BUILD_PROCESSES=1: render, MIME and signing in a worker."""
     clock = VirtualClock()
     url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=shop@shop.example.com&from_name=Shop"  # type: ignore[attr-defined]
-    live = start_server(dataclasses.replace(settings, smtp_url=url, email_build_processes=1), clock)
+    live = start_server(dataclasses.replace(own_settings, smtp_url=url, email_build_processes=1), clock)
     try:
         ws = live.workspace()
         now = to_ms(clock.now())

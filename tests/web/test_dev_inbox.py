@@ -39,9 +39,11 @@ def _message(key: str) -> OutboundMessage:
     )
 
 
-def test_dev_inbox_receives_and_shows(settings: Settings) -> None:
+def test_dev_inbox_receives_and_shows(own_settings: Settings) -> None:
+    # A database of its own: the server's engine would send other tests' leftover due
+    # messages into the dev inbox too, and the newest message must be this test's.
     smtp_port = free_port()
-    server = start_server(settings.with_(dev_mode=True, dev_smtp_port=smtp_port, engine_enabled=True))
+    server = start_server(own_settings.with_(dev_mode=True, dev_smtp_port=smtp_port, engine_enabled=True))
     try:
         url = server.state.settings.smtp_url
         assert url and f":{smtp_port}" in url  # the default SMTP server is the sink
@@ -129,7 +131,7 @@ def test_smtp_settings_api_masks_secrets(live: Any, ws: Any) -> None:
         assert anon.get("/api/settings/smtp").status_code == 401
 
 
-def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> None:
+def test_dev_inbox_shows_pushes_from_simulated_browsers(own_settings: Settings) -> None:
     """serve --dev runs a local Web Push service: a simulated browser subscribes there and
     registers with the SDK endpoint; a journey's push message goes out the real Web Push way
     (rendered, encrypted, VAPID-signed), is decrypted there and listed beside the emails."""
@@ -143,7 +145,8 @@ def test_dev_inbox_shows_pushes_from_simulated_browsers(settings: Settings) -> N
     from nudgeflow.core.clock import to_ms
     from nudgeflow.store.schema import outbox
 
-    server = start_server(settings.with_(dev_mode=True, dev_smtp_port=free_port(), engine_enabled=True))
+    # A database of its own, as above: the newest push in the dev inbox must be this test's.
+    server = start_server(own_settings.with_(dev_mode=True, dev_smtp_port=free_port(), engine_enabled=True))
     try:
         state = server.state
         assert state.dev_push is not None and state.dev_push.url.startswith("http://127.0.0.1:")

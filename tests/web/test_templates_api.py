@@ -142,6 +142,15 @@ def test_push_template_and_auth(live: Any, api: httpx.Client) -> None:
         assert anonymous.get("/api/templates").status_code == 401
 
 
+def _probe_seconds(probe: httpx.Client) -> float:
+    """How long one /healthz takes to answer, in seconds."""
+    import time
+
+    started = time.perf_counter()
+    assert probe.get("/healthz").status_code == 200
+    return time.perf_counter() - started
+
+
 def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(api: httpx.Client, live: Any) -> None:
     """A preview used to render on the event loop: this template held /healthz for its whole
     run. It renders in a worker thread now, and stops at the 2 s budget with a clear error."""
@@ -160,11 +169,10 @@ def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(ap
     latencies: list[float] = []
     with live.client() as probe:
         assert probe.get("/healthz").status_code == 200  # the connection, before the clock starts
+        quiet = sorted(_probe_seconds(probe) for _ in range(20))[10]  # this machine's probe now, no render
         worker.start()
         while worker.is_alive():
-            started = time.perf_counter()
-            assert probe.get("/healthz").status_code == 200
-            latencies.append(time.perf_counter() - started)
+            latencies.append(_probe_seconds(probe))
     worker.join()
     response = answer["response"]
     assert response.status_code == 422, response.text
@@ -175,11 +183,15 @@ def test_a_slow_preview_fails_at_its_budget_while_the_server_stays_responsive(ap
     # The old code gave no answer for the whole render (2 s): no probe comes near that. The
     # bounds leave room for a loaded machine (the suite runs on two workers over 2 cores,
     # and a pause of the whole process hits any thread), never for the render's seconds.
-    slow = [t for t in latencies if t >= 0.1]
-    assert len(slow) <= max(1, len(latencies) // 10) and max(latencies) < 1.0, sorted(latencies)[-5:]
+    # A probe is slow at 0.1 s, or at five times the machine's probe without a render when
+    # the machine is that loaded (with two busy processes beside it, 5 of 30
+    # probes took 0.11-0.18 s, none near 1 s, and the test failed).
+    slow_at = max(0.1, 5 * quiet)
+    slow = [t for t in latencies if t >= slow_at]
+    assert len(slow) <= max(1, len(latencies) // 10) and max(latencies) < 1.0, (quiet, sorted(latencies)[-5:])
     # The typical probe is far below the bound (a few ms on a quiet machine; the render gives
     # up the interpreter every 2 ms), which a frozen loop would not be.
-    assert sorted(latencies)[len(latencies) // 2] < 0.1
+    assert sorted(latencies)[len(latencies) // 2] < slow_at, (quiet, sorted(latencies))
 
 
 def test_the_render_budget_is_a_setting(settings: Any, clock: Any) -> None:
