@@ -18,53 +18,10 @@ from nudgeflow.content.email_text import html_to_text
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.bounce_address import bounce_key, names_message, parse_signed, verifies
-from nudgeflow.model.outbound import OutboundMessage
 from nudgeflow.model.smtp_config import SmtpConfigError, parse_smtp_url
+from tests.channels.email_support import HTML, UNSUB, FixedRenderer, outbound, queue_email
 from tests.channels.smtp_support import Sink, Users, dkim_key, server_contexts, start_sink
 from tests.support import free_port, make_workspace
-
-HTML = """<html><head><style>p{color:red}</style><title>t</title></head><body>
-<h1>Hello   Ada</h1><p>You left <b>2 items</b> in your cart.</p>
-<ul><li>Red shoes</li><li>Blue hat</li></ul>
-<p><a href="https://shop.example.com/cart?u=1">Back to your cart</a></p>
-<script>alert(1)</script><div style="display:none">hidden</div>
-</body></html>"""
-
-UNSUB = {
-    "List-Unsubscribe": "<https://t.example.com/u/abc>",
-    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-}
-
-
-class FixedRenderer:
-    def __init__(self, **kw: Any) -> None:
-        self.kw = kw
-
-    async def render_email(self, message: OutboundMessage) -> RenderedEmail:
-        return RenderedEmail(
-            subject=self.kw.get("subject", "Your cart"),
-            html=HTML,
-            preheader=self.kw.get("preheader", "Still thinking?"),
-            headers=dict(self.kw.get("headers", UNSUB)),
-            marketing=message.marketing,
-        )
-
-
-def outbound(key: str = "run1:step1:1", email: str | None = "ada@example.org", ws: str = "ws_1") -> OutboundMessage:
-    traits = {"email": email} if email else {}
-    return OutboundMessage(
-        key=key,
-        workspace_id=ws,
-        profile_id="p1",
-        run_id="run1",
-        journey_id="j",
-        step="s",
-        channel="email",
-        template="cart",
-        variant=None,
-        marketing=True,
-        traits=traits,
-    )
 
 
 def channel_for(url: str, **kw: Any) -> EmailChannel:
@@ -417,46 +374,6 @@ def test_no_password_in_logs(tmp_path: Any, caplog: pytest.LogCaptureFixture) ->
 # -- through the runtime ----------------------------------------------------------------------
 
 
-def _queue(engine: Any, ws: str, key: str, email: str, now_ms: int) -> None:
-    import orjson
-    from sqlalchemy import insert
-
-    from nudgeflow.store.schema import outbox, profiles
-
-    with engine.begin() as conn:
-        conn.execute(
-            insert(profiles).values(
-                id=f"p_{key}",
-                workspace_id=ws,
-                user_id=f"u_{key}",
-                traits=orjson.dumps({"email": email}).decode(),
-                created_at_ms=now_ms,
-                updated_at_ms=now_ms,
-            )
-        )
-        conn.execute(
-            insert(outbox).values(
-                workspace_id=ws,
-                idempotency_key=key,
-                profile_id=f"p_{key}",
-                run_id="r1",
-                journey_id="j1",
-                journey_version=1,
-                step="s1",
-                channel="email",
-                template="cart",
-                variant=None,
-                marketing=1,
-                payload="{}",
-                status="pending",
-                attempts=0,
-                next_attempt_at_ms=now_ms,
-                created_at_ms=now_ms,
-                updated_at_ms=now_ms,
-            )
-        )
-
-
 def test_runtime_sends_retries_and_records_bounces(own_engine: Any, sink: Sink) -> None:
     """Through EmbeddedRuntime: a sent message, a 4xx retried with backoff then sent, a 5xx
     failed with its code and an "Email Bounced" event on the profile."""
@@ -470,9 +387,9 @@ def test_runtime_sends_retries_and_records_bounces(own_engine: Any, sink: Sink) 
     clock = VirtualClock()
     ws = make_workspace(own_engine, clock=clock).workspace_id
     now = to_ms(clock.now())
-    _queue(own_engine, ws, "ok", "ada@example.org", now)
-    _queue(own_engine, ws, "grey", "grey@example.org", now)
-    _queue(own_engine, ws, "gone", "gone@example.org", now)
+    queue_email(own_engine, ws, "ok", "ada@example.org", now)
+    queue_email(own_engine, ws, "grey", "grey@example.org", now)
+    queue_email(own_engine, ws, "gone", "gone@example.org", now)
 
     class Picky(Sink):
         greylisted = True
@@ -537,7 +454,7 @@ def test_a_suppressed_address_is_not_mailed_through_a_trait_that_is_not_a_bare_a
     now = to_ms(clock.now())
     with own_engine.begin() as conn:  # the address complained: never mail it again
         suppress(conn, ws, "email", "ada@example.org", "complaint", now)
-    _queue(own_engine, ws, f"m_{ws}", trait, now)
+    queue_email(own_engine, ws, f"m_{ws}", trait, now)
     registry = ChannelRegistry.development(())
     url = f"smtp://127.0.0.1:{sink.port}?tls=none&from=n@shop.example.com"  # type: ignore[attr-defined]
     registry.register("email", EmailChannel(parse_smtp_url(url), renderer=FixedRenderer(), clock=clock))

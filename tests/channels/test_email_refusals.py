@@ -14,8 +14,8 @@ from nudgeflow.channels.email.channel import EmailChannel
 from nudgeflow.channels.email.pool import BounceError
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.smtp_config import parse_smtp_url
+from tests.channels.email_support import FixedRenderer, outbound, queue_email
 from tests.channels.smtp_support import Sink
-from tests.channels.test_email import FixedRenderer, _queue, outbound
 from tests.support import make_workspace
 
 # Our relay (or the receiver) refusing for the sender, the login, a policy or its own system:
@@ -107,7 +107,7 @@ def test_a_relay_that_denies_relaying_fails_messages_without_bouncing_anyone(
     ws = make_workspace(own_engine, clock=clock).workspace_id
     now = to_ms(clock.now())
     for name in ("ada", "bo"):
-        _queue(own_engine, ws, f"{ws}-{name}", f"{name}@example.org", now)
+        queue_email(own_engine, ws, f"{ws}-{name}", f"{name}@example.org", now)
     sink.rcpt_reply = "550 5.7.1 Relaying denied"
     registry = ChannelRegistry.development(())
     registry.register("email", _channel(sink, clock))
