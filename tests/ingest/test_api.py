@@ -398,6 +398,9 @@ def test_a_timestamp_far_in_the_future_is_stored_at_its_receipt_with_a_warning(
     payload = orjson.loads(rows["f1"].payload)
     assert datetime.fromisoformat(payload["timestamp"]) == now
     assert datetime.fromisoformat(payload["originalTimestamp"]) == datetime(9999, 12, 31, tzinfo=UTC)
+    # Counted for the operator: three timestamps corrected, none of the events refused.
+    metrics = httpx.get(f"{live.url}/metrics").text
+    assert 'nudgeflow_events_corrected_total{field="timestamp"} 3.0' in metrics
 
 
 def test_the_future_limit_is_a_setting(settings: Settings, clock: VirtualClock) -> None:

@@ -519,3 +519,4 @@ def test_a_subscription_dated_far_in_the_future_is_stored_at_its_receipt(live: L
         ).one()
     assert row.timestamp_ms == row.received_at_ms
     assert orjson.loads(row.payload)["originalTimestamp"].startswith("2200-01-01")
+    assert 'nudgeflow_events_corrected_total{field="timestamp"} 1.0' in httpx.get(f"{live.url}/metrics").text

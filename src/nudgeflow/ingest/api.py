@@ -153,6 +153,9 @@ async def _commit(state: IngestState, workspace_id: str, records: list[EventReco
         trait_problems = sum(len(r.trait_errors or ()) for r in records)
         if trait_problems:
             state.metrics.reject("invalid_trait", trait_problems)
+        clamped = sum(1 for r in records if r.clamped_from is not None)
+        if clamped:
+            state.metrics.correct("timestamp", clamped)
         return 200, orjson.dumps({"success": True, "warnings": warnings}), {}
     return _OK_ANSWER
 

@@ -21,6 +21,9 @@ class RejectCounter(Protocol):
     def reject(self, reason: str, count: int = 1) -> None:
         """Count events refused, by reason (the metrics' nudgeflow_events_rejected_total)."""
 
+    def correct(self, field: str, count: int = 1) -> None:
+        """Count events stored with a field corrected, by field (nudgeflow_events_corrected_total)."""
+
 
 class IngestState(Protocol):
     # Read-only: ingest never replaces them (and a read-only member may be a subtype).

@@ -31,6 +31,13 @@ class Metrics:
         self.events_rejected = Counter(
             "nudgeflow_events_rejected", "Events refused at ingest, by reason", ["reason"], registry=self.registry
         )
+        self.events_corrected = Counter(
+            "nudgeflow_events_corrected",
+            "Events stored with a field corrected at ingest, by field (timestamp: more than the future limit "
+            "after its receipt, stored at the time received)",
+            ["field"],
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "nudgeflow_request_seconds",
             "HTTP request latency",
@@ -66,6 +73,9 @@ class Metrics:
 
     def reject(self, reason: str, count: int = 1) -> None:
         self.events_rejected.labels(reason).inc(count)
+
+    def correct(self, field: str, count: int = 1) -> None:
+        self.events_corrected.labels(field).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

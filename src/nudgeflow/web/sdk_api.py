@@ -308,6 +308,8 @@ def sdk_router() -> APIRouter:
                 return profile_id
 
             await state.committer.run_job(store)
+            if record.clamped_from is not None:
+                state.metrics.correct("timestamp")
             if state.runtime is not None:
                 state.runtime.push_targets_changed()  # the first subscription turns push on at once
             return json_response({"success": True, "endpointHash": digest})
