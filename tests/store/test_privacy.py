@@ -311,3 +311,57 @@ def test_a_seq_of_erased_events_is_never_given_again(fresh_engine: Engine) -> No
             conn.execute(sa.text("SELECT seq FROM events WHERE message_id = :m"), {"m": f"after-{ws}"}).scalar_one()
             > newest
         )
+
+
+def _profile(conn: sa.Connection, ws: str, profile_id: str, endpoint: str) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO profiles (id, workspace_id, traits, created_at_ms, updated_at_ms) VALUES (:p, :w, '{}', 1, 1)"
+        ),
+        {"p": profile_id, "w": ws},
+    )
+    conn.execute(
+        sa.text(
+            "INSERT INTO push_subscriptions (workspace_id, endpoint_hash, profile_id, endpoint, p256dh, auth,"
+            " created_at_ms, updated_at_ms) VALUES (:w, :h, :p, :e, 'k', 'a', 1, 1)"
+        ),
+        {"w": ws, "h": uuid.uuid4().hex, "p": profile_id, "e": endpoint},
+    )
+
+
+def test_the_dev_inboxs_pushes_to_the_person_are_exported_and_erased(fresh_engine: Engine) -> None:
+    """The dev inbox keeps each push it received (runtime/dev_push_inbox.py), its rendered
+    notification included, under the subscription it went to: those of the person's push
+    subscriptions are theirs, as the mail to their address is."""
+    from nudgeflow.runtime.dev_push import new_subscription
+    from nudgeflow.runtime.dev_push_inbox import PUSH
+    from nudgeflow.store import dev_inbox
+
+    ws = make_workspace(fresh_engine, "privacy-dev-push").workspace_id
+    ada_sub = new_subscription("http://127.0.0.1:9")
+    bob_sub = new_subscription("http://127.0.0.1:9")
+    with fresh_engine.begin() as conn:
+        _profile(conn, ws, "p-push-ada", ada_sub.endpoint)
+        _profile(conn, ws, "p-push-bob", bob_sub.endpoint)
+        for sub, title in ((ada_sub, "Ada, your cart"), (bob_sub, "Bob, your cart")):
+            dev_inbox.keep(
+                conn,
+                {
+                    "mail_from": "web push",
+                    "rcpt_to": f"subscription {sub.id}",  # as runtime/dev_push_inbox.py keeps it
+                    "subject": title,
+                    "raw": orjson.dumps({"notification": {"title": title}}).decode(),
+                    "received_at_ms": NOW,
+                    "channel": PUSH,
+                },
+            )
+    with fresh_engine.connect() as conn:
+        doc = privacy.export_person(conn, ws, "p-push-ada")
+    assert doc is not None
+    assert [(m["channel"], m["subject"]) for m in doc["dev_inbox"]] == [(PUSH, "Ada, your cart")]
+    with fresh_engine.begin() as conn:
+        done = privacy.erase_person(conn, ws, "p-push-ada")
+    assert done.deleted["inbox_messages"] == 1
+    with fresh_engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT subject FROM inbox_messages WHERE channel = 'push'")).scalars().all()
+    assert left == ["Bob, your cart"]

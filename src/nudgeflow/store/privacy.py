@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select, update
 
 from nudgeflow.model.iso_time import iso
-from nudgeflow.store import consent, segments
+from nudgeflow.store import consent, dev_inbox, segments
 from nudgeflow.store.profiles import event_view, get_profile
 from nudgeflow.store.schema import (
     PROFILE_OWNED,
@@ -56,7 +56,8 @@ ERASURE: dict[str, str] = {
     "profile_merges": "deleted: merges into the person, and of its merged-away profiles",
     "suppressions": "kept, the address replaced by a one-way hash (store/consent.erased_address): the "
     "list still stops the address, and no longer holds it",
-    "inbox_messages": "deleted: what the dev inbox (serve --dev, the demo) received for the person's email addresses",
+    "inbox_messages": "deleted: what the dev inbox (serve --dev, the demo) received for the person's email "
+    "addresses and push subscriptions",
     "catalog_places": NOT_A_PERSON + "`address` is a store's street address",
     # The console's own users are the workspace's staff, not the people messaged: an erasure
     # of a profile never touches them (a user is removed with `nudgeflow users disable`).
@@ -163,6 +164,19 @@ def person_addresses(
         ).scalars()
     )
     return found
+
+
+def _inbox_of(addresses: dict[str, set[str]]) -> ColumnElement[bool] | None:
+    """The dev inbox's messages to the person: mail to their email addresses (without case),
+    pushes to their push subscriptions (store/dev_inbox.push_recipients); None for none."""
+    ib = inbox_messages.c
+    emails = sorted(addresses["email"])
+    pushes = dev_inbox.push_recipients(addresses["push"])
+    found = [
+        *([and_(ib.channel != dev_inbox.PUSH, func.lower(ib.rcpt_to).in_(emails))] if emails else []),
+        *([and_(ib.channel == dev_inbox.PUSH, ib.rcpt_to.in_(pushes))] if pushes else []),
+    ]
+    return or_(*found) if found else None
 
 
 def mask(address: str) -> str:
@@ -395,8 +409,8 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             .order_by(dt.created_at_ms, dt.token)
         )
     ]
-    emails = sorted(addresses["email"])
     ib = inbox_messages.c
+    to_person = _inbox_of(addresses)
     doc["dev_inbox"] = (
         [
             {
@@ -406,12 +420,10 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
                 "received_at": iso(row.received_at_ms, milliseconds=False),
             }
             for row in conn.execute(
-                select(ib.id, ib.channel, ib.subject, ib.received_at_ms)
-                .where(func.lower(ib.rcpt_to).in_(emails))
-                .order_by(ib.id)
+                select(ib.id, ib.channel, ib.subject, ib.received_at_ms).where(to_person).order_by(ib.id)
             )
         ]
-        if emails
+        if to_person is not None
         else []
     )
     pd = push_deliveries.c
@@ -468,11 +480,9 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
                 hashed += 1
     done.hashed["suppressions"] = hashed
 
-    emails = sorted(addresses["email"])
+    to_person = _inbox_of(addresses)
     done.deleted["inbox_messages"] = (
-        conn.execute(delete(inbox_messages).where(func.lower(inbox_messages.c.rcpt_to).in_(emails))).rowcount
-        if emails
-        else 0
+        conn.execute(delete(inbox_messages).where(to_person)).rowcount if to_person is not None else 0
     )
 
     # Through the segments' own writer first, so that their daily sizes count the departures.
