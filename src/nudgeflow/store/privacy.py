@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select, update
 
 from nudgeflow.model.iso_time import iso
-from nudgeflow.store import consent, dev_inbox, segments
+from nudgeflow.store import consent, dev_inbox, engine_state, segments
 from nudgeflow.store.profiles import event_view, get_profile
 from nudgeflow.store.schema import (
     PROFILE_OWNED,
@@ -450,6 +450,9 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
     `now_ms`: the day their segment memberships end in the segments' daily sizes (None: the
     day each began, as if never counted)."""
     done = Erasure(profile_id)
+    # Before anything is read: an engine batch deciding the person now commits first, and
+    # the next cannot decide them until this erasure commits (it then finds no one).
+    engine_state.hold_engine(conn, person_ids(conn, workspace_id, profile_id))
     row = conn.execute(
         select(profiles.c.traits).where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
     ).one_or_none()
