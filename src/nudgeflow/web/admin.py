@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from nudgeflow.core.clock import to_ms
@@ -13,7 +15,7 @@ from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.model.nul import NUL_MESSAGE
 from nudgeflow.store import outbox
 from nudgeflow.store import profiles as profile_store
-from nudgeflow.store.privacy import erase_person, export_person, person_ids
+from nudgeflow.store.privacy import erase_person, export_chunks, person_ids
 from nudgeflow.store.workspaces import ADMIN
 from nudgeflow.web import audit
 from nudgeflow.web.access import SESSION_COOKIE, check_session_request, console_session, token_actor
@@ -136,14 +138,34 @@ def admin_router() -> APIRouter:
             page, cursor = outbox.profile_messages(conn, workspace_id, ids, limit=limit, before=before)
         return MessagesPage(messages=page, next_before=cursor)
 
-    @router.get("/profiles/{ref:path}/export", summary="Everything held about the person, in one document")
-    def export(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+    @router.get(
+        "/profiles/{ref:path}/export",
+        summary="Everything held about the person, in one document",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    )
+    def export(state: State, ref: str, workspace_id: Workspace) -> StreamingResponse:
+        """One JSON document (README, "Privacy: export and erasure"), streamed: the events,
+        messages and logged messages are read and sent a chunk of rows at a time, so a person
+        with years of history costs the server one chunk of memory, not the whole document."""
         profile_id = resolve_profile(state, workspace_id, ref)
-        with state.engine.connect() as conn:
-            data = export_person(conn, workspace_id, profile_id)
-        if data is None:
+        conn = state.engine.connect()  # held while the answer streams, closed at its end
+        try:
+            chunks = export_chunks(conn, workspace_id, profile_id)
+        except BaseException:
+            conn.close()
+            raise
+        if chunks is None:
+            conn.close()
             raise HTTPException(404, f"no profile {ref!r}")
-        return data
+
+        def pieces() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            finally:
+                conn.close()
+
+        return StreamingResponse(pieces(), media_type="application/json")
 
     # `{ref:path}` lets ids contain '/'; the /events, /messages and /export routes are declared first
     # because a path parameter would also match them.
