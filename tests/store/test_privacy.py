@@ -432,3 +432,52 @@ def test_an_export_is_streamed_in_bounded_memory_however_long_the_history(fresh_
         whole = b"".join(privacy.export_chunks(conn, ws, pid) or [])
         assert orjson.loads(whole) == orjson.loads(orjson.dumps(privacy.export_person(conn, ws, pid)))
         assert privacy.export_chunks(conn, ws, "p-nobody") is None
+
+
+def test_erasing_a_profile_merged_away_since_it_was_named_erases_the_person_it_went_into(
+    fresh_engine: Engine,
+) -> None:
+    """The admin API and the CLI resolve a ref first, then erase in another transaction: an
+    identify in between may merge that profile into the known one. The erasure follows the
+    merge, as every lookup of a merged-away id does, rather than deleting the fragments left
+    under the old id and answering "erased" while the person lives on."""
+    ws = make_workspace(fresh_engine, "privacy-merged").workspace_id
+    anon, known = f"p-anon-{uuid.uuid4().hex[:8]}", f"p-known-{uuid.uuid4().hex[:8]}"
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO profiles (id, workspace_id, user_id, traits, created_at_ms, updated_at_ms)"
+                " VALUES (:p, :w, 'zoe', :t, 1, 1)"
+            ),
+            {"p": known, "w": ws, "t": orjson.dumps({"email": "zoe@example.com"}).decode()},
+        )
+        for key in ("u:zoe", "a:zoe-laptop"):
+            conn.execute(
+                sa.text("INSERT INTO identities (workspace_id, key, profile_id, created_at_ms) VALUES (:w, :k, :p, 1)"),
+                {"w": ws, "k": key, "p": known},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO profile_merges (workspace_id, from_profile_id, into_profile_id, merged_at_ms)"
+                " VALUES (:w, :a, :k, 2)"
+            ),
+            {"w": ws, "a": anon, "k": known},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO events (workspace_id, message_id, profile_id, type, timestamp_ms, received_at_ms, payload)"
+                " VALUES (:w, :m, :p, 'page', 1, 1, '{}')"
+            ),
+            {"w": ws, "m": f"page-{anon}", "p": anon},
+        )
+    with fresh_engine.begin() as conn:
+        done = privacy.erase_person(conn, ws, anon)
+    assert done.profile_id == known and done.deleted["profiles"] == 1
+    with fresh_engine.connect() as conn:
+        for table in ("profiles", "identities", "events", "profile_merges"):
+            column = "id" if table == "profiles" else "profile_id" if table != "profile_merges" else "into_profile_id"
+            left = conn.execute(
+                sa.text(f"SELECT count(*) FROM {table} WHERE workspace_id = :w AND {column} IN (:a, :k)"),
+                {"w": ws, "a": anon, "k": known},
+            ).scalar_one()
+            assert left == 0, table

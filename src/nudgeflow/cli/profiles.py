@@ -107,6 +107,6 @@ def profiles_erase(
     counts = ", ".join(f"{table} {n}" for table, n in sorted(done.deleted.items()) if n)
     hashed = done.hashed.get("suppressions", 0)
     typer.echo(
-        f"erased {profile_id}: deleted {counts or 'nothing else'}"
+        f"erased {done.profile_id}: deleted {counts or 'nothing else'}"
         + (f"; {hashed} suppression(s) kept with the address hashed" if hashed else "")
     )

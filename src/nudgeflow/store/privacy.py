@@ -505,6 +505,16 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
     """Erase the person and everything derived from them, in the caller's transaction.
     `now_ms`: the day their segment memberships end in the segments' daily sizes (None: the
     day each began, as if never counted)."""
+    # A profile merged away since the caller named it (an identify between the lookup and
+    # this transaction) is the person it went into now: erase them, as every lookup of a
+    # merged-away id finds them (profile_merges is kept flattened: one step).
+    survivor = conn.execute(
+        select(profile_merges.c.into_profile_id).where(
+            profile_merges.c.workspace_id == workspace_id, profile_merges.c.from_profile_id == profile_id
+        )
+    ).scalar_one_or_none()
+    if survivor is not None:
+        profile_id = survivor
     done = Erasure(profile_id)
     # Before anything is read: an engine batch deciding the person now commits first, and
     # the next cannot decide them until this erasure commits (it then finds no one).

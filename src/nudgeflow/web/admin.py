@@ -190,7 +190,7 @@ def admin_router() -> APIRouter:
         done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id, now)).result()
         if state.runtime is not None:  # the states this process's engine kept in memory
             state.runtime.forget_people(done.profile_ids)
-        return Erased(erased=profile_id, deleted=done.deleted, hashed=done.hashed)
+        return Erased(erased=done.profile_id, deleted=done.deleted, hashed=done.hashed)
 
     @router.get("/stats", summary="What the workspace holds")
     def stats(state: State, workspace_id: Workspace) -> dict[str, Any]:
