@@ -82,6 +82,7 @@ class MessagesPage(BaseModel):
 
 class Erased(BaseModel):
     erased: str
+    profile_ids: list[str]  # the person's and every profile merged into them (rows in older exports)
     deleted: dict[str, int]  # rows deleted per table
     hashed: dict[str, int]  # rows kept with the person's address replaced by a hash (suppressions)
 
@@ -190,7 +191,7 @@ def admin_router() -> APIRouter:
         done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id, now)).result()
         if state.runtime is not None:  # the states this process's engine kept in memory
             state.runtime.forget_people(done.profile_ids)
-        return Erased(erased=done.profile_id, deleted=done.deleted, hashed=done.hashed)
+        return Erased(erased=done.profile_id, profile_ids=done.profile_ids, deleted=done.deleted, hashed=done.hashed)
 
     @router.get("/stats", summary="What the workspace holds")
     def stats(state: State, workspace_id: Workspace) -> dict[str, Any]:
