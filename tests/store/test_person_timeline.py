@@ -115,3 +115,13 @@ def test_journey_facts_gather_the_person_s_runs_and_messages_of_one_journey(
     assert [r["id"] for r in facts.runs] == [seeded.run]
     assert [m["template"] for m in facts.messages] == ["cart-nudge", "cart-reminder"]
     assert [m["template"] for m in only.messages] == ["cart-nudge"]
+
+
+def test_a_cursor_the_database_cannot_compare_is_refused_not_failed(engine: Any, wsid: str, seeded: Seeded) -> None:
+    """A cursor comes back from the browser: an integer key beyond a 64-bit column, or a text
+    key with a NUL (which PostgreSQL text cannot hold), would make the database driver fail
+    the page (a 500) instead of refusing the cursor (a 400)."""
+    with engine.connect() as conn:
+        for bad in (f"[1,0,[{2**63}]]", f"[1,3,[{-(2**63) - 1}]]", '[1,1,["a\\u0000b"]]', '[1,2,["r","s\\u0000"]]'):
+            with pytest.raises(BadCursor):
+                timeline(conn, wsid, [seeded.pid], before=bad)

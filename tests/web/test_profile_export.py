@@ -122,6 +122,8 @@ def test_delete_answers_what_was_deleted_and_what_was_kept_hashed(privacy_shop: 
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["erased"] == ada["pid"]
+    # With the profile merged into them: the ids their rows carry in exports already written.
+    assert body["profile_ids"] == [ada["pid"], ada["laptop"]]
     assert body["hashed"] == {"suppressions": 1}
     assert body["deleted"]["profiles"] == 1 and body["deleted"]["push_subscriptions"] == 1
     assert body["deleted"]["device_tokens"] == 1 and body["deleted"]["push_deliveries"] == 1

@@ -112,3 +112,12 @@ def test_push_preview_checks_each_services_payload_size(api: httpx.Client) -> No
     ).json()["payload"]
     fcm = next(p for p in reserved if p["service"] == "FCM")
     assert not fcm["ok"] and fcm["size"] is None and "reserved" in fcm["problem"]
+
+
+def test_a_person_ref_no_id_can_be_is_no_one(api: httpx.Client) -> None:
+    """A ref with a NUL (PostgreSQL text cannot hold one) or longer than any id is no one: a
+    404 naming it, as for an unknown person, not a 500 from the database driver."""
+    for ref in ("ada\u0000@example.com", "u-9\u0000", "x" * 5000):
+        missing = api.post("/api/templates/t/preview", json={"source": EMAIL, "profile": ref})
+        assert missing.status_code == 404, (ref[:20], missing.status_code, missing.text[:200])
+        assert "no person" in missing.json()["detail"]

@@ -45,28 +45,33 @@ def profiles_export(
     ] = None,
     database: DatabaseOpt = None,
 ) -> None:
-    """Everything held about the person, as one JSON document (the admin API's export)."""
-    import orjson
-
-    from nudgeflow.store.privacy import export_person
+    """Everything held about the person, as one JSON document (the admin API's export),
+    written as it is read: a long history is never held whole."""
+    from nudgeflow.store.privacy import export_chunks
 
     engine = open_workspace(database, workspace)
     try:
         profile_id = _resolve(engine, workspace, ref)
         with engine.connect() as conn:
-            doc = export_person(conn, workspace, profile_id)
+            chunks = export_chunks(conn, workspace, profile_id)
+            if chunks is None:  # erased between the lookup and the read
+                raise fail(f"no profile {ref!r}")
+            if output is None:
+                out = sys.stdout.buffer
+                for chunk in chunks:
+                    out.write(chunk)
+                out.write(b"\n")
+                out.flush()
+                return
+            try:
+                with output.open("wb") as file:
+                    for chunk in chunks:
+                        file.write(chunk)
+                    file.write(b"\n")
+            except OSError as exc:
+                raise fail(f"--output: cannot write {output}: {exc.strerror or exc}") from exc
     finally:
         engine.dispose()
-    if doc is None:  # erased between the lookup and the read
-        raise fail(f"no profile {ref!r}")
-    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
-    if output is None:
-        typer.echo(data.decode(), nl=False)
-        return
-    try:
-        output.write_bytes(data)
-    except OSError as exc:
-        raise fail(f"--output: cannot write {output}: {exc.strerror or exc}") from exc
     typer.echo(f"exported {profile_id} to {output}", err=True)
 
 
@@ -102,6 +107,6 @@ def profiles_erase(
     counts = ", ".join(f"{table} {n}" for table, n in sorted(done.deleted.items()) if n)
     hashed = done.hashed.get("suppressions", 0)
     typer.echo(
-        f"erased {profile_id}: deleted {counts or 'nothing else'}"
+        f"erased {done.profile_id}: deleted {counts or 'nothing else'}"
         + (f"; {hashed} suppression(s) kept with the address hashed" if hashed else "")
     )

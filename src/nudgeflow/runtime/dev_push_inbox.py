@@ -23,7 +23,7 @@ from nudgeflow.store import dev_inbox
 
 log = logging.getLogger("nudgeflow.dev_inbox")
 
-PUSH = "push"
+PUSH = dev_inbox.PUSH
 
 
 def _row(received: ReceivedPush) -> dict[str, Any]:
@@ -39,7 +39,7 @@ def _row(received: ReceivedPush) -> dict[str, Any]:
     }
     return {
         "mail_from": "web push",
-        "rcpt_to": f"subscription {received.subscription_id}",
+        "rcpt_to": dev_inbox.push_recipient(received.subscription_id),
         "subject": title,
         "raw": orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode(),
         "received_at_ms": received.received_at_ms,

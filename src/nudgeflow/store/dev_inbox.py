@@ -6,11 +6,33 @@ shows them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, insert, select
 
 from nudgeflow.store.schema import inbox_messages
+
+PUSH = "push"
+
+
+def push_recipient(subscription_id: str) -> str:
+    """The `rcpt_to` of a push the dev push service received for this subscription."""
+    return f"subscription {subscription_id}"
+
+
+def push_recipients(endpoints: Iterable[str]) -> list[str]:
+    """The `rcpt_to` of the pushes sent to these endpoints, for those of the dev push service
+    (`{origin}/push/{subscription id}`, runtime/dev_push.py): what the inbox holds of a
+    person's push subscriptions (store/privacy.py exports and erases them)."""
+    found = set()
+    for endpoint in endpoints:
+        path = urlsplit(endpoint).path
+        head, sep, sub_id = path.rpartition("/push/")
+        if sep and not head.strip("/") and sub_id and "/" not in sub_id:
+            found.add(push_recipient(sub_id))
+    return sorted(found)
 
 
 def keep(conn: Connection, row: dict[str, Any]) -> None:

@@ -105,6 +105,22 @@ def cursor_position(conn: Connection, name: str = EVENTS_CURSOR) -> int:
     return int(position or 0)
 
 
+def hold_engine(conn: Connection, profile_ids: Sequence[str]) -> None:
+    """PostgreSQL: wait for every engine batch that may be deciding these people, and keep
+    new ones from deciding them until the caller's transaction ends (an erasure: a batch
+    that read the person before it and wrote after it would leave a run, a message or a
+    timer of someone erased). The locks are taken in the engines' own order: the single
+    engine's events cursor (`read_cursor_state`, first in its event batches), every
+    partition's lease row (a worker's fence; store/partition_work.lock_all_partitions),
+    then the people's timers (`claim_due_timers`, first in the single engine's firing).
+    SQLite has one writer: nothing to wait for there."""
+    if not sql.is_postgres(conn):
+        return
+    read_cursor_state(conn)  # made if missing, as the first batch does: it then waits for that batch
+    conn.exec_driver_sql('SELECT "partition" FROM partition_leases ORDER BY "partition" FOR UPDATE').all()
+    sql.select_in(conn, "SELECT profile_id FROM timers WHERE profile_id IN", profile_ids, suffix=" FOR UPDATE")
+
+
 # --- merged profiles (runtime/merges.py folds their state) -------------------------------------
 
 

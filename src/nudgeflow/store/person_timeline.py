@@ -260,11 +260,22 @@ class Cursor:
             or isinstance(at_ms, bool)
             or not isinstance(key, list)
             or len(key) != len(source.key_types)
-            or not all(isinstance(v, t) and not isinstance(v, bool) for v, t in zip(key, source.key_types, strict=True))
+            or not all(_storable(v, t) for v, t in zip(key, source.key_types, strict=True))
             or not -(2**63) <= at_ms < 2**63
         ):
             raise BadCursor(f"not a timeline cursor: {text[:80]!r}")
         return cls(at_ms, rank, tuple(key))
+
+
+def _storable(value: Any, kind: type) -> bool:
+    """Whether a cursor's key value is one the database can compare with its column: an int
+    of 64 bits, a text without NUL (PostgreSQL text cannot hold one); else the driver would
+    fail the page rather than the cursor be refused."""
+    if not isinstance(value, kind) or isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return not isinstance(value, str) or "\x00" not in value
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,17 @@ a merged-away id, and erasure takes those too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select, update
 
 from nudgeflow.model.iso_time import iso
-from nudgeflow.store import consent, segments
+from nudgeflow.store import consent, dev_inbox, engine_state, segments
 from nudgeflow.store.profiles import event_view, get_profile
 from nudgeflow.store.schema import (
     PROFILE_OWNED,
@@ -56,7 +57,8 @@ ERASURE: dict[str, str] = {
     "profile_merges": "deleted: merges into the person, and of its merged-away profiles",
     "suppressions": "kept, the address replaced by a one-way hash (store/consent.erased_address): the "
     "list still stops the address, and no longer holds it",
-    "inbox_messages": "deleted: what the dev inbox (serve --dev, the demo) received for the person's email addresses",
+    "inbox_messages": "deleted: what the dev inbox (serve --dev, the demo) received for the person's email "
+    "addresses and push subscriptions",
     "catalog_places": NOT_A_PERSON + "`address` is a store's street address",
     # The console's own users are the workspace's staff, not the people messaged: an erasure
     # of a profile never touches them (a user is removed with `nudgeflow users disable`).
@@ -139,7 +141,7 @@ def person_addresses(
     found: dict[str, set[str]] = {"email": set(), "sms": set(), "push": set()}
     for channel, address in _address_traits(traits):
         found[channel].add(address)
-    for (payload,) in conn.execute(select(events.c.payload).where(events.c.profile_id.in_(ids))):
+    for (payload,) in _streamed(conn, select(events.c.payload).where(events.c.profile_id.in_(ids))):
         message = orjson.loads(payload)
         context = message.get("context") if isinstance(message, dict) else None
         for doc in (
@@ -165,6 +167,19 @@ def person_addresses(
     return found
 
 
+def _inbox_of(addresses: dict[str, set[str]]) -> ColumnElement[bool] | None:
+    """The dev inbox's messages to the person: mail to their email addresses (without case),
+    pushes to their push subscriptions (store/dev_inbox.push_recipients); None for none."""
+    ib = inbox_messages.c
+    emails = sorted(addresses["email"])
+    pushes = dev_inbox.push_recipients(addresses["push"])
+    found = [
+        *([and_(ib.channel != dev_inbox.PUSH, func.lower(ib.rcpt_to).in_(emails))] if emails else []),
+        *([and_(ib.channel == dev_inbox.PUSH, ib.rcpt_to.in_(pushes))] if pushes else []),
+    ]
+    return or_(*found) if found else None
+
+
 def mask(address: str) -> str:
     """An endpoint or token as export shows it: enough to recognise it, too little to use
     it (an endpoint URL is the capability to push to the browser)."""
@@ -177,11 +192,14 @@ def mask(address: str) -> str:
 # -- export -------------------------------------------------------------------------------------
 
 
-def _template_versions(conn: Connection, workspace_id: str, rows: list[Any]) -> dict[int, int | None]:
-    """The version of its template each message was rendered from: the newest version saved
-    before the message was sent or last tried (rendering reads the current version then;
-    the outbox keeps the template's name only). None for a message not tried yet."""
-    names = sorted({r.template for r in rows})
+def _templates_saved(conn: Connection, workspace_id: str, ids: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """(version, saved at) of each template the person's messages name, oldest first."""
+    o = outbox.c
+    names = sorted(
+        conn.execute(
+            select(o.template).where(o.workspace_id == workspace_id, o.profile_id.in_(ids)).distinct()
+        ).scalars()
+    )
     saved: dict[str, list[tuple[int, int]]] = {}
     if names:
         for name, version, created in conn.execute(
@@ -190,16 +208,67 @@ def _template_versions(conn: Connection, workspace_id: str, rows: list[Any]) -> 
             .order_by(template_versions.c.version)
         ):
             saved.setdefault(name, []).append((version, created))
-    out: dict[int, int | None] = {}
-    for r in rows:
-        at = r.sent_at_ms if r.sent_at_ms is not None else (r.updated_at_ms if r.attempts else None)
-        versions = [v for v, created in saved.get(r.template, []) if at is not None and created <= at]
-        out[r.id] = versions[-1] if versions else None
-    return out
+    return saved
+
+
+def _template_version(saved: dict[str, list[tuple[int, int]]], row: Any) -> int | None:
+    """The version of its template a message was rendered from: the newest version saved
+    before the message was sent or last tried (rendering reads the current version then;
+    the outbox keeps the template's name only). None for a message not tried yet."""
+    at = row.sent_at_ms if row.sent_at_ms is not None else (row.updated_at_ms if row.attempts else None)
+    versions = [v for v, created in saved.get(row.template, []) if at is not None and created <= at]
+    return versions[-1] if versions else None
+
+
+# The sections that grow with a person's history: read and written a chunk of rows at a time
+# (export_chunks), so that an export of years of events holds one chunk in memory.
+CHUNK = 100
+
+
+def _streamed(conn: Connection, query: Any) -> Iterator[Any]:
+    # Options of this statement only: Connection.execution_options would set them for every
+    # later statement of the connection too (an UPDATE cannot be a server-side cursor).
+    for part in conn.execute(query, execution_options={"stream_results": True, "yield_per": CHUNK}).partitions():
+        yield from part
 
 
 def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
-    """One JSON-ready document of everything held about the person (README, "Privacy")."""
+    """One JSON-ready document of everything held about the person (README, "Privacy"),
+    built whole in memory: export_chunks writes the same document a chunk at a time."""
+    doc = _document(conn, workspace_id, profile_id)
+    if doc is None:
+        return None
+    return {key: list(value()) if callable(value) else value for key, value in doc.items()}
+
+
+def export_chunks(conn: Connection, workspace_id: str, profile_id: str) -> Iterator[bytes] | None:
+    """The export as JSON (UTF-8), in pieces to write as they come: the events, messages and
+    logged messages are read and written CHUNK rows at a time, the rest first (bounded by
+    the person's profile ids, runs, timers and addresses). None for no such person."""
+    doc = _document(conn, workspace_id, profile_id)
+    return None if doc is None else _json_pieces(doc)
+
+
+def _json_pieces(doc: dict[str, Any]) -> Iterator[bytes]:
+    yield b"{"
+    for n, (key, value) in enumerate(doc.items()):
+        head = (b"," if n else b"") + orjson.dumps(key) + b":"
+        if not callable(value):
+            yield head + orjson.dumps(value)
+            continue
+        yield head + b"["
+        items = value()
+        first = True
+        while part := list(islice(items, CHUNK)):
+            yield (b"" if first else b",") + b",".join(orjson.dumps(item) for item in part)
+            first = False
+        yield b"]"
+    yield b"}"
+
+
+def _document(conn: Connection, workspace_id: str, profile_id: str) -> dict[str, Any] | None:
+    """The export's sections in order; those that grow with the history (events, messages,
+    logged messages) as functions giving their items one by one."""
     doc = get_profile(conn, workspace_id, profile_id, recent=0)
     if doc is None:
         return None
@@ -213,9 +282,10 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             .order_by(profile_merges.c.merged_at_ms, profile_merges.c.from_profile_id)
         )
     ]
-    doc["events"] = [
-        event_view(r) for r in conn.execute(select(events).where(events.c.profile_id.in_(ids)).order_by(events.c.seq))
-    ]
+    doc["events"] = lambda: (
+        event_view(r)
+        for r in _streamed(conn, select(events).where(events.c.profile_id.in_(ids)).order_by(events.c.seq))
+    )
 
     r = journey_runs.c
     doc["journey_runs"] = [
@@ -294,11 +364,8 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
     ]
 
     o = outbox.c
-    rows = list(
-        conn.execute(select(outbox).where(o.workspace_id == workspace_id, o.profile_id.in_(ids)).order_by(o.id))
-    )
-    versions = _template_versions(conn, workspace_id, rows)
-    doc["messages"] = [
+    saved = _templates_saved(conn, workspace_id, ids)
+    doc["messages"] = lambda: (
         {
             "id": row.id,
             "key": row.idempotency_key,
@@ -308,7 +375,7 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             "step": row.step,
             "channel": row.channel,
             "template": row.template,
-            "template_version": versions[row.id],
+            "template_version": _template_version(saved, row),
             "variant": row.variant,
             "marketing": bool(row.marketing),
             "status": row.status,
@@ -321,10 +388,12 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             "updated_at": iso(row.updated_at_ms, milliseconds=False),
             "context": orjson.loads(row.payload),
         }
-        for row in rows
-    ]
+        for row in _streamed(
+            conn, select(outbox).where(o.workspace_id == workspace_id, o.profile_id.in_(ids)).order_by(o.id)
+        )
+    )
     lc = log_channel_messages.c
-    doc["logged_messages"] = [
+    doc["logged_messages"] = lambda: (
         {
             "key": row.idempotency_key,
             "channel": row.channel,
@@ -332,10 +401,11 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             "body": row.body,
             "at": iso(row.sent_at_ms, milliseconds=False),
         }
-        for row in conn.execute(
-            select(log_channel_messages).where(lc.workspace_id == workspace_id, lc.profile_id.in_(ids)).order_by(lc.id)
+        for row in _streamed(
+            conn,
+            select(log_channel_messages).where(lc.workspace_id == workspace_id, lc.profile_id.in_(ids)).order_by(lc.id),
         )
-    ]
+    )
 
     settings = consent.get_settings(conn, workspace_id)
     doc["consent"] = {
@@ -395,8 +465,8 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
             .order_by(dt.created_at_ms, dt.token)
         )
     ]
-    emails = sorted(addresses["email"])
     ib = inbox_messages.c
+    to_person = _inbox_of(addresses)
     doc["dev_inbox"] = (
         [
             {
@@ -406,12 +476,10 @@ def export_person(conn: Connection, workspace_id: str, profile_id: str) -> dict[
                 "received_at": iso(row.received_at_ms, milliseconds=False),
             }
             for row in conn.execute(
-                select(ib.id, ib.channel, ib.subject, ib.received_at_ms)
-                .where(func.lower(ib.rcpt_to).in_(emails))
-                .order_by(ib.id)
+                select(ib.id, ib.channel, ib.subject, ib.received_at_ms).where(to_person).order_by(ib.id)
             )
         ]
-        if emails
+        if to_person is not None
         else []
     )
     pd = push_deliveries.c
@@ -437,7 +505,20 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
     """Erase the person and everything derived from them, in the caller's transaction.
     `now_ms`: the day their segment memberships end in the segments' daily sizes (None: the
     day each began, as if never counted)."""
+    # A profile merged away since the caller named it (an identify between the lookup and
+    # this transaction) is the person it went into now: erase them, as every lookup of a
+    # merged-away id finds them (profile_merges is kept flattened: one step).
+    survivor = conn.execute(
+        select(profile_merges.c.into_profile_id).where(
+            profile_merges.c.workspace_id == workspace_id, profile_merges.c.from_profile_id == profile_id
+        )
+    ).scalar_one_or_none()
+    if survivor is not None:
+        profile_id = survivor
     done = Erasure(profile_id)
+    # Before anything is read: an engine batch deciding the person now commits first, and
+    # the next cannot decide them until this erasure commits (it then finds no one).
+    engine_state.hold_engine(conn, person_ids(conn, workspace_id, profile_id))
     row = conn.execute(
         select(profiles.c.traits).where(profiles.c.workspace_id == workspace_id, profiles.c.id == profile_id)
     ).one_or_none()
@@ -468,11 +549,9 @@ def erase_person(conn: Connection, workspace_id: str, profile_id: str, now_ms: i
                 hashed += 1
     done.hashed["suppressions"] = hashed
 
-    emails = sorted(addresses["email"])
+    to_person = _inbox_of(addresses)
     done.deleted["inbox_messages"] = (
-        conn.execute(delete(inbox_messages).where(func.lower(inbox_messages.c.rcpt_to).in_(emails))).rowcount
-        if emails
-        else 0
+        conn.execute(delete(inbox_messages).where(to_person)).rowcount if to_person is not None else 0
     )
 
     # Through the segments' own writer first, so that their daily sizes count the departures.

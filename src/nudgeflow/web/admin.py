@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from nudgeflow.core.clock import to_ms
@@ -13,7 +15,7 @@ from nudgeflow.ingest.auth import bearer_token
 from nudgeflow.model.nul import NUL_MESSAGE
 from nudgeflow.store import outbox
 from nudgeflow.store import profiles as profile_store
-from nudgeflow.store.privacy import erase_person, export_person, person_ids
+from nudgeflow.store.privacy import erase_person, export_chunks, person_ids
 from nudgeflow.store.workspaces import ADMIN
 from nudgeflow.web import audit
 from nudgeflow.web.access import SESSION_COOKIE, check_session_request, console_session, token_actor
@@ -80,6 +82,7 @@ class MessagesPage(BaseModel):
 
 class Erased(BaseModel):
     erased: str
+    profile_ids: list[str]  # the person's and every profile merged into them (rows in older exports)
     deleted: dict[str, int]  # rows deleted per table
     hashed: dict[str, int]  # rows kept with the person's address replaced by a hash (suppressions)
 
@@ -136,14 +139,34 @@ def admin_router() -> APIRouter:
             page, cursor = outbox.profile_messages(conn, workspace_id, ids, limit=limit, before=before)
         return MessagesPage(messages=page, next_before=cursor)
 
-    @router.get("/profiles/{ref:path}/export", summary="Everything held about the person, in one document")
-    def export(state: State, ref: str, workspace_id: Workspace) -> dict[str, Any]:
+    @router.get(
+        "/profiles/{ref:path}/export",
+        summary="Everything held about the person, in one document",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    )
+    def export(state: State, ref: str, workspace_id: Workspace) -> StreamingResponse:
+        """One JSON document (README, "Privacy: export and erasure"), streamed: the events,
+        messages and logged messages are read and sent a chunk of rows at a time, so a person
+        with years of history costs the server one chunk of memory, not the whole document."""
         profile_id = resolve_profile(state, workspace_id, ref)
-        with state.engine.connect() as conn:
-            data = export_person(conn, workspace_id, profile_id)
-        if data is None:
+        conn = state.engine.connect()  # held while the answer streams, closed at its end
+        try:
+            chunks = export_chunks(conn, workspace_id, profile_id)
+        except BaseException:
+            conn.close()
+            raise
+        if chunks is None:
+            conn.close()
             raise HTTPException(404, f"no profile {ref!r}")
-        return data
+
+        def pieces() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            finally:
+                conn.close()
+
+        return StreamingResponse(pieces(), media_type="application/json")
 
     # `{ref:path}` lets ids contain '/'; the /events, /messages and /export routes are declared first
     # because a path parameter would also match them.
@@ -168,7 +191,7 @@ def admin_router() -> APIRouter:
         done = state.committer.submit_job(lambda conn: erase_person(conn, workspace_id, profile_id, now)).result()
         if state.runtime is not None:  # the states this process's engine kept in memory
             state.runtime.forget_people(done.profile_ids)
-        return Erased(erased=profile_id, deleted=done.deleted, hashed=done.hashed)
+        return Erased(erased=done.profile_id, profile_ids=done.profile_ids, deleted=done.deleted, hashed=done.hashed)
 
     @router.get("/stats", summary="What the workspace holds")
     def stats(state: State, workspace_id: Workspace) -> dict[str, Any]:
