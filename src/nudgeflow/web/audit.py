@@ -12,6 +12,7 @@ before the route runs. AuditMiddleware records the entry when the answer is a su
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nudgeflow.core.clock import to_ms
-from nudgeflow.store import audit_log
+from nudgeflow.store import audit_log, consent
 from nudgeflow.web.access import READ_ONLY, SAFE_METHODS, route_template
 from nudgeflow.web.state import AppState
 
@@ -127,13 +128,25 @@ def audited(method: str, template: str) -> bool:
     return method not in SAFE_METHODS and (method, template) not in READ_ONLY
 
 
-def target_of(request: Request) -> str:
-    """The path changed. A person's ref (a userId, an email…) is kept as a digest: the log
-    outlives an erasure, and must not keep who was erased in clear."""
+# What the workspace's link-signing secret is turned into before it keys the log's digests
+# of people: a key of its own, so a digest is never also a valid link signature.
+_REF_KEY_LABEL = b"nudgeflow audit: person ref"
+
+
+def ref_key(conn: Connection, workspace_id: str, now_ms: int) -> bytes:
+    """The workspace's key for digests of people's refs (from its link-signing secret)."""
+    secret = consent.tracking_secret(conn, workspace_id, now_ms)
+    return hmac.new(secret.encode(), _REF_KEY_LABEL, hashlib.sha256).digest()
+
+
+def target_of(request: Request, key: bytes | None) -> str:
+    """The path changed. A person's ref (a userId, an email…) is kept as a keyed digest: the
+    log outlives an erasure, and must not keep who was erased in clear, nor a plain hash
+    that anyone who reads the log could test a guessed email against."""
     path = request.url.path
     ref = request.path_params.get("ref")
-    if isinstance(ref, str) and ref:
-        digest = hashlib.sha256(ref.encode()).hexdigest()[:16]
+    if isinstance(ref, str) and ref and key is not None:
+        digest = hmac.new(key, ref.encode(), hashlib.sha256).hexdigest()[:16]
         path = path.replace(ref, f"person:{digest}", 1)
     return path
 
@@ -164,8 +177,12 @@ def begin(request: Request, state: AppState, workspace_id: str, actor: str) -> N
     if reader is not None:
         with state.engine.connect() as conn:
             before = reader(conn, workspace_id, params)
+    key = None
+    if "ref" in request.path_params:
+        with state.engine.begin() as conn:  # begin: the secret is made on first use
+            key = ref_key(conn, workspace_id, to_ms(state.clock.now()))
     request.state.audit = Pending(
-        workspace_id, actor, f"{method} {template}", target_of(request), params, reader, before
+        workspace_id, actor, f"{method} {template}", target_of(request, key), params, reader, before
     )
 
 
