@@ -26,6 +26,7 @@ BAD_ENV = [
     ("NUDGEFLOW_INGEST_RATE", "fast", "'fast' is not a number"),
     ("NUDGEFLOW_INGEST_RATE", "-5", "'-5' is below 0"),
     ("NUDGEFLOW_INGEST_BURST", "lots", "'lots' is not an integer"),
+    ("NUDGEFLOW_INGEST_MAX_FUTURE_SECONDS", "0", "'0' is out of range (1 or more)"),
     ("NUDGEFLOW_ENGINE", "maybe", "'maybe' is not a boolean"),
     ("NUDGEFLOW_REUSE_PORT", "sometimes", "'sometimes' is not a boolean"),
     ("NUDGEFLOW_LOG_LEVEL", "loud", "'loud' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
