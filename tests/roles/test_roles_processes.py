@@ -167,5 +167,6 @@ def test_a_dispatch_process_killed_after_the_send_resends_once_with_the_same_mes
     resent = sum(n - 1 for n in copies.values())
     assert resent == 1  # the window's one resend, with the same Message-ID
     # Each is a lost claim, then one try (the resend counted by messages_redelivered).
-    assert {(r.status, r.attempts, r.claims, r.lost_claims) for r in outbox_rows(db, ws).values()} == {("sent", 1, 2, 1)}
+    rows = outbox_rows(db, ws)
+    assert {(r.status, r.attempts, r.claims, r.lost_claims) for r in rows.values()} == {("sent", 1, 2, 1)}
     db.dispose()

@@ -88,3 +88,20 @@ def test_the_lease_token_changes_on_every_claim_even_without_an_outcome(h: Harne
     assert h.in_transaction(lambda conn: other.record_remote(conn, sent)) == 1
     [row] = h.outbox()
     assert (row.status, row.attempts) == ("sent", 1)
+
+
+def test_the_bound_on_lost_claims_is_a_setting(h: Harness) -> None:
+    from nudgeflow.settings import Settings
+
+    assert Settings().dispatch_max_lost_claims == 32
+    assert Settings.from_env({"NUDGEFLOW_DISPATCH_MAX_LOST_CLAIMS": "2"}).dispatch_max_lost_claims == 2
+    flaky = FlakyRemote()
+    h.track("ada", "Signed Up", channel="flaky")
+    rt = h.runtime(channels=registry(flaky=flaky), dispatch_lease_seconds=LEASE_S, dispatch_max_lost_claims=2)
+    assert rt.dispatcher.policy.max_lost_claims == 2
+    h.in_transaction(lambda conn: process_events(conn, rt.engines, h.clock))
+    lose_claims(h, 2, rt.dispatcher.policy)
+    rt.run_until_idle()
+    [row] = h.outbox()
+    assert (row.status, row.error) == ("failed", "claimed 2 times without an outcome: its dispatchers stopped")
+    assert flaky.sent == []
