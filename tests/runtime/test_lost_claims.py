@@ -55,7 +55,7 @@ def test_a_message_whose_dispatchers_all_die_fails_after_max_lost_claims(h: Harn
     lose_claims(h, 1, policy)  # the 5th claim: still sent, 4 lost before it
     rt.run_until_idle()  # 5 lost: failed, not sent
     [row] = h.outbox()
-    assert (row.status, row.attempts) == ("failed", 0)
+    assert (row.status, row.attempts, row.lost_claims) == ("failed", 0, 5)
     assert row.error == "claimed 5 times without an outcome: its dispatchers stopped"
     assert flaky.sent == []
     assert [e.event for e in h.events_named("Message Failed")] == ["Message Failed"]

@@ -229,6 +229,7 @@ class Dispatcher:
         template_topics: dict[tuple[str, str], str | None] = {}
         sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
         leases: list[tuple[int, int, int, int, int, int]] = []
+        given_up: list[tuple[int, int]] = []  # (lost_claims, id) of rows failed for their lost claims
         for (
             row_id,
             ws,
@@ -309,6 +310,7 @@ class Dispatcher:
                 if lost >= self.policy.max_lost_claims:  # a crash loop: it never got an outcome
                     error = f"claimed {lost} times without an outcome: its dispatchers stopped"
                     outcomes.append(Outcome(row_id, message, int(attempts), FAILED, error))
+                    given_up.append((lost, row_id))
                     continue
                 if attempt > self.policy.max_attempts:  # its last try was handed back under way
                     outcomes.append(
@@ -336,6 +338,7 @@ class Dispatcher:
                 for rid, msg, att in items
             )
         outbox.lease(conn, leases)
+        outbox.count_lost(conn, given_up)
         result.events_appended = self._record(conn, outcomes, profiles, now_ms, leased=False)
         result.handled = len(outcomes)
         return result

@@ -131,6 +131,12 @@ def lease(conn: Connection, leases: Sequence[tuple[int, int, int, int, int, int]
     )
 
 
+def count_lost(conn: Connection, rows: Sequence[tuple[int, int]]) -> None:
+    """(lost_claims, id) per row not leased again: one failed for its lost claims keeps
+    their count beside its error (rare: no write on the claim's usual path)."""
+    sql.execute_many(conn, "UPDATE outbox SET lost_claims = ? WHERE id = ?", rows)
+
+
 def still_leased(conn: Connection, leases: Sequence[tuple[int, int]]) -> set[int]:
     """Which of these (id, claim) leases are still ours: the row pending with that claim.
 
