@@ -281,6 +281,12 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "Transient failures before a message is failed. Default 8.",
     ),
     EnvVar(
+        "NUDGEFLOW_DISPATCH_MAX_LOST_CLAIMS",
+        "dispatch_max_lost_claims",
+        _integer(1, 10_000),
+        "Claims whose lease ran out with no outcome (the dispatcher died) before a message is failed. Default 32.",
+    ),
+    EnvVar(
         "NUDGEFLOW_DISPATCH_LEASE_SECONDS",
         "dispatch_lease_seconds",
         _number(1),
@@ -409,6 +415,9 @@ class Settings:
     # small one per ingest commit (each is an fsync, and holds ingest's writer). 0: at once.
     engine_linger_ms: float = 20.0
     dispatch_max_attempts: int = 8  # transient failures before a message is failed
+    # Claims lost to a dispatcher that died before recording (not attempts): a message that
+    # kills every dispatcher that takes it is failed after this many (runtime/dispatcher.py).
+    dispatch_max_lost_claims: int = 32
     # A remote send claimed and not recorded within this (its process died) is tried again;
     # an engine starting with the engine lock tries such sends at once (runtime/dispatcher.py).
     dispatch_lease_seconds: float = 300.0

@@ -12,6 +12,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -501,3 +502,19 @@ def test_channel_retries_when_every_target_failed_transiently(
         _send_through_channel(engine, clock, _message(wsid, clock))
     assert caught.value.retry_after_s == 60.0  # the longest wait wins
     assert _count_subs(engine, wsid) == 2  # nothing deleted for a transient failure
+
+
+def test_a_first_try_after_a_lost_claim_skips_the_targets_the_dead_dispatchers_try_reached(
+    engine: Any, wsid: str, dev_push: RunningDevPush, clock: VirtualClock
+) -> None:
+    # A try reached one target and recorded it (to retry the other), then its dispatcher died
+    # before recording the retry: the next claim is the message's first try again (attempts
+    # count tries with an outcome), its second claim. It must not notify the reached one twice.
+    reached, down = dev_push.service.subscribe(), dev_push.service.subscribe()
+    dev_push.service.respond(down.id, 503)
+    _setup_person(engine, wsid, clock, [reached, down])
+    with pytest.raises(TransientError, match="reached 1 of 2"):
+        _send_through_channel(engine, clock, replace(_message(wsid, clock), claim=1))
+    dev_push.service.clear_responses()
+    _send_through_channel(engine, clock, replace(_message(wsid, clock), claim=2))  # attempt 1 again
+    assert (len(dev_push.service.received_for(reached.id)), len(dev_push.service.received_for(down.id))) == (1, 1)

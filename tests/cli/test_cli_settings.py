@@ -36,6 +36,7 @@ BAD_ENV = [
     ("NUDGEFLOW_ENGINE_LINGER_MS", "nan", "'nan' is not a finite number"),
     ("NUDGEFLOW_EMAIL_BUILD_PROCESSES", "-1", "'-1' is out of range"),
     ("NUDGEFLOW_DISPATCH_MAX_ATTEMPTS", "0", "'0' is out of range"),
+    ("NUDGEFLOW_DISPATCH_MAX_LOST_CLAIMS", "0", "'0' is out of range"),
     ("NUDGEFLOW_DISPATCH_LEASE_SECONDS", "soon", "'soon' is not a number"),
     ("NUDGEFLOW_DRAIN_SECONDS", "-1", "'-1' is below 0"),
     ("NUDGEFLOW_EXPERIMENT_LOOK_SECONDS", "-60", "'-60' is below 0"),

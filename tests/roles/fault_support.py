@@ -555,7 +555,7 @@ STAGES = (
 @dataclass(frozen=True)
 class Round:
     """A dispatch round, as the outbox keeps it: the messages one claim leased (one lease end),
-    sent on their first attempt. From the claim to the provider's first acceptance is the
+    sent on their first claim. From the claim to the provider's first acceptance is the
     claiming transaction and one send; from the first acceptance to the last, the round's
     sending."""
 
@@ -570,9 +570,9 @@ class Report:
     lost: list[str]
     channels: dict[str, ChannelReport]
     timer_rows: Counter[tuple[int, str]]  # (person, channel) -> outbox rows of the timer journey
-    retaken: int  # outbox rows tried more than once: claimed by a process that was killed
+    retaken: int  # outbox rows claimed more than once: claimed by a process that was killed
     sender_kills: list[float]  # when a process that sends was killed
-    # (journey, channel) -> one dict of STAGES per message sent on its first attempt to a person
+    # (journey, channel) -> one dict of STAGES per message sent on its first claim to a person
     # acknowledged away from any kill.
     stages: dict[tuple[str, str], list[dict[str, float]]] = field(default_factory=dict)
     rounds: list[Round] = field(default_factory=list)
@@ -772,7 +772,7 @@ def check(
         lost=lost,
         channels=channels,
         timer_rows=timer_rows,
-        retaken=db.scalar("SELECT count(*) FROM outbox WHERE workspace_id = :ws AND attempts > 1", ws=ws),
+        retaken=db.scalar("SELECT count(*) FROM outbox WHERE workspace_id = :ws AND claims > 1", ws=ws),
         sender_kills=sorted(at for at, role, _ in kills if role in ("dispatch", "all")),
         stages=stage_breakdown(db, ws, load, firsts, lease_s, calm),
         rounds=dispatch_rounds(db, ws, firsts, lease_s),
@@ -782,7 +782,7 @@ def check(
 def stage_breakdown(
     db: Db, ws: str, load: Load, firsts: dict[str, dict[int, float]], lease_s: float, calm: Any
 ) -> dict[tuple[str, str], list[dict[str, float]]]:
-    """The STAGES of each message sent on its first attempt to a person acknowledged away from
+    """The STAGES of each message sent on its first claim to a person acknowledged away from
     any kill (`calm(person, latency)`), by (journey, channel). For the timer journey the
     engine's stage is from the 200 plus the wait to the queuing: the event's decision and the
     timer's firing together (the timer's due time is not kept once it fired)."""
@@ -790,7 +790,7 @@ def stage_breakdown(
         "SELECT e.message_id, e.received_at_ms, o.journey_id, o.channel, o.created_at_ms, o.leased_until_ms,"
         " o.sent_at_ms FROM outbox o JOIN events e ON e.workspace_id = o.workspace_id"
         " AND e.profile_id = o.profile_id AND e.type = 'track' AND e.event IN (:now, :later)"
-        " WHERE o.workspace_id = :ws AND o.status = 'sent' AND o.attempts = 1",
+        " WHERE o.workspace_id = :ws AND o.status = 'sent' AND o.claims = 1",
         ws=ws,
         now=NOW_EVENT,
         later=LATER_EVENT,
@@ -822,13 +822,13 @@ def stage_breakdown(
 
 
 def dispatch_rounds(db: Db, ws: str, firsts: dict[str, dict[int, float]], lease_s: float) -> list[Round]:
-    """The dispatch rounds of the messages sent on their first attempt (`Round`): the rows one
+    """The dispatch rounds of the messages sent on their first claim (`Round`): the rows one
     claim leased share their lease end (the claim's clock plus the lease)."""
     rows = db.rows(
         "SELECT e.message_id, o.channel, o.leased_until_ms FROM outbox o JOIN events e"
         " ON e.workspace_id = o.workspace_id AND e.profile_id = o.profile_id AND e.type = 'track'"
         " AND e.event IN (:now, :later)"
-        " WHERE o.workspace_id = :ws AND o.status = 'sent' AND o.attempts = 1 AND o.leased_until_ms IS NOT NULL",
+        " WHERE o.workspace_id = :ws AND o.status = 'sent' AND o.claims = 1 AND o.leased_until_ms IS NOT NULL",
         ws=ws,
         now=NOW_EVENT,
         later=LATER_EVENT,

@@ -92,7 +92,8 @@ def outbox_rows(engine: Engine, ws: str) -> dict[str, Any]:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT idempotency_key, status, attempts, next_attempt_at_ms, leased_until_ms FROM outbox"
+                "SELECT idempotency_key, status, attempts, claims, lost_claims, next_attempt_at_ms, leased_until_ms"
+                " FROM outbox"
                 " WHERE workspace_id = :ws"
             ),
             {"ws": ws},

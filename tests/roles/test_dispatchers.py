@@ -7,7 +7,7 @@ connections, against the real SMTP sink on loopback.
   record (an injected crash point: its outcome is never recorded) has its message sent
   again once, with the same Message-ID, by another dispatcher after the lease ends; the
   first one's late record, had it come, changes nothing.
-- A dispatcher stopping hands its sends back: due at once, attempts as before.
+- A dispatcher stopping hands its sends back: due at once, attempts as before, no claim lost.
 """
 
 from __future__ import annotations
@@ -113,14 +113,16 @@ def test_a_dispatcher_that_dies_after_the_send_has_its_message_resent_once_with_
     resent = asyncio.run(second.send_remote(again.remote))
     with second_db.begin() as conn:
         second.record_remote(conn, resent)
-    # Had the first recorded late, nothing would change: the row carries the second's attempt.
+    # Had the first recorded late, nothing would change: the row carries the second's claim.
     with first_db.begin() as conn:
         first.record_remote(conn, outcomes)
 
     received = message_ids(sink)
     assert received == [(f"{key}@example.org", expected_message_id(ws, key))] * 2  # resent once, same id
     row = outbox_rows(setup, ws)[key]
-    assert (row.status, row.attempts) == ("sent", 2)  # the resend is counted: 2 attempts for 1 message
+    # The resend is counted: a lost claim (and messages_redelivered above), not a try. Its
+    # first dispatcher recorded no outcome, so attempts count the one that did.
+    assert (row.status, row.attempts, row.claims, row.lost_claims) == ("sent", 1, 2, 1)
     with setup.connect() as conn:
         sent_events = conn.exec_driver_sql(
             "SELECT count(*) FROM events WHERE workspace_id = %s AND event IN ('Message Sent', 'Message Delivered')",
@@ -139,7 +141,7 @@ def test_a_stopping_dispatcher_hands_back_the_sends_it_has_not_started(pg_db: st
     dispatcher = Dispatcher(email_registry(sink.port, clock), clock, RetryPolicy(lease_s=LEASE_S))  # type: ignore[attr-defined]
     with db.begin() as conn:
         round_ = dispatcher.claim_and_sink(conn)
-    assert {r.attempts for r in outbox_rows(db, ws).values()} == {1}  # leased
+    assert {(r.attempts, r.claims) for r in outbox_rows(db, ws).values()} == {(0, 1)}  # leased, not tried
     outcomes = asyncio.run(dispatcher.send_remote(round_.remote, stopping=lambda: True, grace_s=0))
     assert {o.status for o in outcomes} == {HANDED_BACK} and sink.received == []
     with db.begin() as conn:
@@ -147,8 +149,8 @@ def test_a_stopping_dispatcher_hands_back_the_sends_it_has_not_started(pg_db: st
     rows = outbox_rows(db, ws)
     now = to_ms(clock.now())
     assert set(rows) == set(keys)
-    assert {(r.status, r.attempts, r.next_attempt_at_ms, r.leased_until_ms) for r in rows.values()} == {
-        ("pending", 0, now, None)
+    assert {(r.status, r.attempts, r.lost_claims, r.next_attempt_at_ms, r.leased_until_ms) for r in rows.values()} == {
+        ("pending", 0, 0, now, None)
     }
     with db.begin() as conn:  # due at once, for any dispatcher
         assert dispatcher.claim_and_sink(conn).claimed == 5

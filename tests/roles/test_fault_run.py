@@ -322,7 +322,8 @@ def test_no_message_is_sent_twice_when_a_round_outlasts_the_lease_and_nothing_di
         f"\nround longer than the lease: {len(keys)} queued, {sum(copies.values())} sent,"
         f" {sum(1 for n in copies.values() if n > 1)} more than once (at most {max(copies.values(), default=0)}),"
         f" status {dict(Counter(r.status for r in rows.values()))},"
-        f" attempts {dict(Counter(r.attempts for r in rows.values()))}"
+        f" attempts {dict(Counter(r.attempts for r in rows.values()))},"
+        f" claims {dict(Counter(r.claims for r in rows.values()))}"
     )
     assert {mid: n for mid, n in copies.items() if n > 1} == {}
     assert {r.status for r in rows.values()} == {"sent"}

@@ -76,14 +76,14 @@ def test_api_serves_the_api_and_runs_no_loop(pg_db: str) -> None:
 
 
 def _leased_row(url: str, clock: VirtualClock) -> tuple[str, str]:
-    """A workspace with one message whose lease is still running (attempt 1)."""
+    """A workspace with one message whose lease is still running (its first claim, no try yet)."""
     db = database.create_db_engine(url)
     ws = make_workspace(db, clock=clock).workspace_id
     [key] = queue_messages(db, ws, 1, to_ms(clock.now()))
     until = to_ms(clock.now()) + LEASE_MS
     with db.begin() as conn:
         conn.exec_driver_sql(
-            "UPDATE outbox SET attempts = 1, next_attempt_at_ms = %s, leased_until_ms = %s WHERE workspace_id = %s",
+            "UPDATE outbox SET claims = 1, next_attempt_at_ms = %s, leased_until_ms = %s WHERE workspace_id = %s",
             (until, until, ws),
         )
     db.dispose()
@@ -106,7 +106,8 @@ def test_an_engine_only_process_never_reclaims_leases(pg_db: str) -> None:
     assert runtime.leases_reclaimed == 0
     db = database.create_db_engine(pg_db)
     row = outbox_rows(db, ws)[key]
-    assert (row.attempts, row.next_attempt_at_ms) == (1, to_ms(clock.now()) + LEASE_MS)  # still its dispatcher's
+    # Still its dispatcher's: not reclaimed, so no claim counted lost.
+    assert (row.claims, row.lost_claims, row.next_attempt_at_ms) == (1, 0, to_ms(clock.now()) + LEASE_MS)
     db.dispose()
 
 

@@ -74,7 +74,7 @@ def test_sigterm_drains_a_dispatch_process_its_claims_handed_back(
     try:
         proc.wait_ready()
         wait_for("a send under way", lambda: holding_sink.held >= 1)
-        assert {r.attempts for r in outbox_rows(db, ws).values()} == {1}  # all five claimed and leased
+        assert {(r.attempts, r.claims) for r in outbox_rows(db, ws).values()} == {(0, 1)}  # all five claimed and leased
         proc.terminate()
         started = time.monotonic()
         assert proc.proc.wait(30) == 0, proc.log.read_text()
@@ -86,7 +86,7 @@ def test_sigterm_drains_a_dispatch_process_its_claims_handed_back(
     rows = outbox_rows(db, ws)
     assert set(rows) == set(keys) and holding_sink.received == []
     for r in rows.values():
-        assert (r.status, r.leased_until_ms) == ("pending", None)
+        assert (r.status, r.leased_until_ms, r.lost_claims) == ("pending", None, 0)  # handed back, not lost
         assert r.next_attempt_at_ms <= now_ms  # due now, not at the lease's end
     said = proc.log.read_text()
     assert "handed back" in said and "Traceback" not in said
@@ -151,7 +151,7 @@ def test_a_dispatch_process_killed_after_the_send_resends_once_with_the_same_mes
     accepted = rcpt.split("@")[0]
     assert first_id == expected_message_id(ws, accepted)
     rows = outbox_rows(db, ws)
-    assert {(r.status, r.attempts) for r in rows.values()} == {("pending", 1)}  # leased, nothing recorded
+    assert {(r.status, r.attempts, r.claims) for r in rows.values()} == {("pending", 0, 1)}  # leased, nothing recorded
     holding_sink.hold_after = None
     holding_sink.release.set()
 
@@ -166,5 +166,7 @@ def test_a_dispatch_process_killed_after_the_send_resends_once_with_the_same_mes
     assert copies == {expected_message_id(ws, k): (2 if k == accepted else 1) for k in keys}
     resent = sum(n - 1 for n in copies.values())
     assert resent == 1  # the window's one resend, with the same Message-ID
-    assert {(r.status, r.attempts) for r in outbox_rows(db, ws).values()} == {("sent", 2)}
+    # Each is a lost claim, then one try (the resend counted by messages_redelivered).
+    rows = outbox_rows(db, ws)
+    assert {(r.status, r.attempts, r.claims, r.lost_claims) for r in rows.values()} == {("sent", 1, 2, 1)}
     db.dispose()

@@ -228,8 +228,10 @@ def lease_one(h: Harness, **settings: Any) -> tuple[str, Any]:
 def test_an_engine_that_takes_the_lock_sends_its_dead_predecessors_leases_at_once(h: Harness) -> None:
     key, row = lease_one(h)
     now = to_ms(h.clock.now())
-    assert (row.status, row.attempts, row.next_attempt_at_ms, row.leased_until_ms) == (
+    # Leased: a claim, not yet a try (attempts count tries with an outcome).
+    assert (row.status, row.attempts, row.claims, row.next_attempt_at_ms, row.leased_until_ms) == (
         "pending",
+        0,
         1,
         now + 300_000,
         now + 300_000,
@@ -237,12 +239,14 @@ def test_an_engine_that_takes_the_lock_sends_its_dead_predecessors_leases_at_onc
     recorder = Recorder()
     rt = h.runtime(channels=channels(recorder), engine_poll_ms=20)
     rt.start()  # the virtual clock stands still: only the reclaim can make it due
-    eventually(lambda: recorder.sent == [(key, 2)])
+    eventually(lambda: recorder.sent == [(key, 1)])  # its first try: the dead engine's was none
     assert rt.leases_reclaimed == 1
     # Each may be a resend: counted as docs/roles.md says, as a lease that ran out would be.
     assert rt.snapshot()["messages_redelivered"] == 1
     eventually(lambda: h.outbox()[0].status == "sent")
     rt.stop()
+    [row] = h.outbox()
+    assert (row.attempts, row.claims, row.lost_claims) == (1, 2, 1)  # the reclaimed lease was lost
 
 
 def test_the_lease_is_a_setting(h: Harness) -> None:
@@ -259,4 +263,4 @@ def test_the_lease_is_a_setting(h: Harness) -> None:
     assert recorder.sent == []
     h.clock.advance(timedelta(seconds=1))
     rt.run_until_idle()
-    assert recorder.sent == [(key, 2)]
+    assert recorder.sent == [(key, 1)]

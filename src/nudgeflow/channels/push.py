@@ -159,9 +159,10 @@ class PushChannel(RemoteChannel):
         except Exception as exc:
             raise PermanentError(f"render failed: {type(exc).__name__}: {exc}") from None
         # Targets reached by an earlier try of this message. Only a try that left some
-        # targets to retry records any, so a first try need not look.
+        # targets to retry records any, so a first try need not look; a first try whose
+        # earlier claim ran out (its dispatcher died after recording them) does.
         earlier: set[str] = set()
-        if message.attempt > 1:
+        if message.attempt > 1 or message.claim > 1:
             try:
                 earlier = await self.targets.delivered(message.workspace_id, message.key)
             except Exception as exc:

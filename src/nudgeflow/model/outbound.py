@@ -28,6 +28,10 @@ class OutboundMessage:
     traits: dict[str, Any] = field(default_factory=dict)  # the profile's traits at send time
     version: int = 0
     attempt: int = 1  # 1 for the first try
+    # Which claim of the message this is (1 for the first; 0 outside the dispatcher): the
+    # dispatcher's lease token. Above `attempt` when an earlier claim ran out with no outcome
+    # (its dispatcher died) or was handed back: that one may have begun to send.
+    claim: int = 0
     # No retry follows this try, whatever it raises (the dispatcher's max_attempts): a
     # channel that reached part of its targets reports the message sent rather than lost.
     last_attempt: bool = False

@@ -19,7 +19,8 @@ handed back, due at once, without counting an attempt). A dispatcher that claims
 it starts in time (a slow provider, too few connections) halves its claims, down to
 `max_concurrency`; a full claim that starts in time lets it double them, up to the batch.
 It starts at `max_concurrency`: a dispatcher's first sends are its slowest, and a dispatcher
-killed before it sent has used an attempt of every row it claimed (their leases run out).
+killed before it sent has lost a claim of every row it claimed (their leases run out, each
+a possible resend; runtime/dispatcher.py bounds lost claims with `max_lost_claims`).
 
 Stopping (the runtime's `stop` event, SIGTERM through `serve`) drains: no more claims,
 the sends of a claim not yet started are handed back at once, those under way get `grace_s`
@@ -85,7 +86,7 @@ class DispatchPipeline:
         self.min_cap = max(1, min(self.batch, dispatcher.max_concurrency))
         # The most one claim takes (see the module docstring). A dispatcher starts small: its
         # first sends are its slowest (templates to compile, connections to open), and a
-        # dispatcher killed then has made an attempt of every row it claimed.
+        # dispatcher killed then has lost a claim of every row it claimed.
         self.cap = self.min_cap
         self.sends: Sends[Outcome] = Sends(dispatcher.max_concurrency, self.stopping, lost=self._lost)
         self._began: set[int] = set()

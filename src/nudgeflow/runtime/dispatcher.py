@@ -8,7 +8,7 @@ transaction:
   channel stands in for a channel that is not configured, so nothing it takes is ever
   recorded as sent or delivered, and its event is "Message Logged";
 - records as failed the messages no channel can take (no such channel, a refused template);
-- leases the messages of remote channels (attempts + 1, due again after the lease), which
+- leases the messages of remote channels (claims + 1, due again after the lease), which
   are then sent outside any transaction and their outcomes recorded in a second one. A
   crash between the two sends such a message again once the lease runs out, with the same
   idempotency key, by whichever dispatcher claims it then (or at once, when the next
@@ -16,6 +16,17 @@ transaction:
   the leases of its dead predecessor, store/engine_lock.py). The email channel's
   Message-ID is a function of that key, so the resend carries the same Message-ID
   (docs/roles.md: the resend window).
+
+Attempts and claims are counted apart (store/outbox.py). An attempt is a try with an
+outcome recorded; a message fails after `max_attempts` of them. A claim whose lease ran out
+with no outcome (its dispatcher died, or stalled past the lease) is a lost claim, not an
+attempt, so a crash loop of dispatchers does not use up the attempts of messages no
+provider was asked about. Lost claims have their own, higher bound, `max_lost_claims`: a
+message that kills every dispatcher that takes it (or is never recorded for another
+reason) still ends, failed with "claimed N times without an outcome: its dispatchers
+stopped". Every claim after a lost one is counted as a possible resend
+(nudgeflow_messages_redelivered_total): whether the dead dispatcher had begun to send it is
+not known, since a send's start is not written to the database.
 
 Any number of dispatchers may run at once on PostgreSQL (`serve --role dispatch`): claims
 skip the rows another holds, and a lease that runs out is due for all of them.
@@ -101,13 +112,18 @@ HANDED_BACK = "handed_back"
 class RetryPolicy:
     base_s: float = 30.0
     cap_s: float = 3600.0
-    max_attempts: int = 8
+    max_attempts: int = 8  # tries with an outcome (a transient failure) before a message is failed
     jitter: float = 0.2  # each delay is within ±20 % of the nominal one
     max_retry_after_s: float = 86_400.0  # a provider cannot park a message for longer
     # A remote send not recorded within this is tried again (NUDGEFLOW_DISPATCH_LEASE_SECONDS);
     # an engine that takes the engine lock tries its dead predecessor's at once.
     lease_s: float = 300.0
     send_timeout_s: float = 60.0
+    # Claims whose lease ran out with no outcome (the dispatcher died) before a message is
+    # failed: several times max_attempts, so that dispatchers killed for reasons of their own
+    # (a deploy, the OOM killer) do not fail messages, yet a message that kills every
+    # dispatcher that takes it ends.
+    max_lost_claims: int = 32
 
 
 def backoff_ms(key: str, attempt: int, retry_after_s: float | None = None, policy: RetryPolicy = RetryPolicy()) -> int:
@@ -212,7 +228,8 @@ class Dispatcher:
         outcomes: list[Outcome] = []
         template_topics: dict[tuple[str, str], str | None] = {}
         sinks: dict[int, tuple[DatabaseSink, list[tuple[int, OutboundMessage, int]]]] = {}
-        leases: list[tuple[int, int, int, int, int]] = []
+        leases: list[tuple[int, int, int, int, int, int]] = []
+        given_up: list[tuple[int, int]] = []  # (lost_claims, id) of rows failed for their lost claims
         for (
             row_id,
             ws,
@@ -230,9 +247,13 @@ class Dispatcher:
             attempts,
             created_at_ms,
             leased_until,
+            claims,
+            lost_claims,
         ) in rows:
+            lost = int(lost_claims)
             if leased_until is not None:  # its last dispatcher's lease ran out unrecorded
                 self.stats.messages_redelivered += 1
+                lost += 1
             traits = profiles[pid][0] if pid in profiles else {}
             attempt = int(attempts) + 1
             try:
@@ -254,6 +275,7 @@ class Dispatcher:
                 traits=traits,
                 version=int(version),
                 attempt=attempt,
+                claim=int(claims) + 1,
                 created_at_ms=int(created_at_ms or 0),
                 last_attempt=attempt >= self.policy.max_attempts,
             )
@@ -285,7 +307,12 @@ class Dispatcher:
             if isinstance(channel, DatabaseSink):
                 sinks.setdefault(id(channel), (channel, []))[1].append((row_id, message, attempt))
             elif isinstance(channel, RemoteChannel):
-                if attempt > self.policy.max_attempts:  # leased that often, never an outcome recorded
+                if lost >= self.policy.max_lost_claims:  # a crash loop: it never got an outcome
+                    error = f"claimed {lost} times without an outcome: its dispatchers stopped"
+                    outcomes.append(Outcome(row_id, message, int(attempts), FAILED, error))
+                    given_up.append((lost, row_id))
+                    continue
+                if attempt > self.policy.max_attempts:  # its last try was handed back under way
                     outcomes.append(
                         Outcome(
                             row_id, message, attempts, FAILED, f"gave up after {attempts} attempts: no outcome recorded"
@@ -294,7 +321,7 @@ class Dispatcher:
                     continue
                 until = now_ms + int(self.policy.lease_s * 1000)
                 result.lease_until_ms = until
-                leases.append((attempt, until, until, now_ms, row_id))
+                leases.append((message.claim, lost, until, until, now_ms, row_id))
                 result.remote.append((row_id, message, channel))
             else:
                 outcomes.append(Outcome(row_id, message, attempt, FAILED, f"channel {channel_name!r} cannot send"))
@@ -311,6 +338,7 @@ class Dispatcher:
                 for rid, msg, att in items
             )
         outbox.lease(conn, leases)
+        outbox.count_lost(conn, given_up)
         result.events_appended = self._record(conn, outcomes, profiles, now_ms, leased=False)
         result.handled = len(outcomes)
         return result
@@ -429,7 +457,7 @@ class Dispatcher:
         row is that dispatcher's to record: its own outcome is the one that counts)."""
         if not outcomes:
             return 0
-        ours = outbox.still_leased(conn, [(o.row_id, o.attempts) for o in outcomes])
+        ours = outbox.still_leased(conn, [(o.row_id, o.message.claim) for o in outcomes])
         if len(ours) < len(outcomes):
             stale = [o for o in outcomes if o.row_id not in ours]
             log.info(
@@ -458,7 +486,8 @@ class Dispatcher:
             return 0
         if handed := [o for o in outcomes if o.status == HANDED_BACK]:
             released = outbox.hand_back(
-                conn, [(o.attempts if o.started else o.attempts - 1, now_ms, o.row_id, o.attempts) for o in handed]
+                conn,
+                [(o.attempts if o.started else o.attempts - 1, now_ms, o.row_id, o.message.claim) for o in handed],
             )
             log.info(
                 "dispatcher stopping: sends handed back",
@@ -470,7 +499,7 @@ class Dispatcher:
         sent, retry, failed, suppressed = [], [], [], []
         logged = 0
         for o in outcomes:
-            tail = (PENDING, o.attempts) if leased else ()
+            tail = (PENDING, o.message.claim) if leased else ()
             if o.status == SENT:
                 sent.append((SENT, o.attempts, now_ms, now_ms, o.row_id, *tail))
             elif o.status == LOGGED:  # when it was logged, in sent_at_ms; the status says it was not sent

@@ -149,7 +149,12 @@ class EmbeddedRuntime:
         self.dispatcher = Dispatcher(
             self.channels,
             clock,
-            policy or RetryPolicy(max_attempts=settings.dispatch_max_attempts, lease_s=settings.dispatch_lease_seconds),
+            policy
+            or RetryPolicy(
+                max_attempts=settings.dispatch_max_attempts,
+                lease_s=settings.dispatch_lease_seconds,
+                max_lost_claims=settings.dispatch_max_lost_claims,
+            ),
             self.stats,
         )
         self._ahead = ReadAhead()

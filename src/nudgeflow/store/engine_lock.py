@@ -332,13 +332,14 @@ def reclaim_leases(conn: Connection, pending: str, now_ms: int) -> int:
     the lease ran out). With dispatch processes alive, a lease may be one of theirs: none
     is touched, and a dead process's sends go again when their leases end, taken by any
     dispatcher. A row whose next attempt is no longer its lease's end was recorded since (a
-    retry with backoff) and is left alone.
+    retry with backoff) and is left alone. A lease reclaimed is a lost claim (`lost_claims`,
+    store/outbox.py), as it would be when it ran out.
     """
     if dispatchers_alive(conn):
         return -1
     m = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     result = conn.exec_driver_sql(
-        f"UPDATE outbox SET next_attempt_at_ms = {m}, leased_until_ms = NULL"
+        f"UPDATE outbox SET next_attempt_at_ms = {m}, leased_until_ms = NULL, lost_claims = lost_claims + 1"
         f" WHERE status = {m} AND leased_until_ms IS NOT NULL AND next_attempt_at_ms = leased_until_ms"
         f" AND next_attempt_at_ms > {m}",
         (now_ms, pending, now_ms),

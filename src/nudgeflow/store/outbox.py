@@ -17,13 +17,22 @@ in model/reasons.py's words. `error` says what went wrong delivering it: a failu
 the last try of a message waiting for a retry.
 
 A lease is the row's next attempt moved to the lease's end (and `leased_until_ms`), with
-`attempts` one up: a lease that runs out leaves a row that is pending and due, which the
+`claims` one up: a lease that runs out leaves a row that is pending and due, which the
 next claim of any dispatcher takes like any other (on PostgreSQL any number of dispatch
 processes claim side by side: docs/roles.md). The outcome of a leased send is recorded
-only while the row still carries that attempt (`still_leased`), so a dispatcher whose lease
-ran out and was taken over records nothing: no status, no event, no count. A dispatcher
-that stops (SIGTERM) hands back the leases of the sends it will not finish (`hand_back`):
-due at once, for any dispatcher.
+only while the row still carries that claim (`still_leased`: `claims` is the lease's token,
+never lowered, so it differs for every claim), so a dispatcher whose lease ran out and was
+taken over records nothing: no status, no event, no count. A dispatcher that stops
+(SIGTERM) hands back the leases of the sends it will not finish (`hand_back`): due at once,
+for any dispatcher.
+
+Three counts, each with its own meaning (and bound, in runtime/dispatcher.py):
+- `attempts`: tries, each with an outcome recorded (sent, retried, failed) or a send that
+  had begun when it was handed back (it may have been accepted). Set when the outcome is
+  recorded, never at the claim: a claim lost to a dispatcher that died is not a try.
+- `claims`: leases taken, whatever became of them (the lease token).
+- `lost_claims`: leases that ran out with no outcome (counted by the next claim, which sees
+  `leased_until_ms` still set, or by an engine reclaiming them: store/engine_lock.py).
 
 This is one side of the seam the distributed runtime (issue 17: PostgreSQL + NATS
 JetStream) swaps: a second implementation would hand the claimed messages to senders
@@ -81,7 +90,7 @@ REPLACED = tuple(c for c in OUTBOX_COLUMNS if c not in ("workspace_id", "idempot
 
 CLAIM_COLUMNS = (
     "id, workspace_id, idempotency_key, profile_id, run_id, journey_id, journey_version, step,"
-    " channel, template, variant, marketing, payload, attempts, created_at_ms, leased_until_ms"
+    " channel, template, variant, marketing, payload, attempts, created_at_ms, leased_until_ms, claims, lost_claims"
 )
 
 
@@ -111,17 +120,25 @@ def claim_due(conn: Connection, now_ms: int, limit: int) -> Sequence[Any]:
     ).all()
 
 
-def lease(conn: Connection, leases: Sequence[tuple[int, int, int, int, int]]) -> None:
-    """(attempts, next_attempt_at_ms, leased_until_ms, updated_at_ms, id) per leased row."""
+def lease(conn: Connection, leases: Sequence[tuple[int, int, int, int, int, int]]) -> None:
+    """(claims, lost_claims, next_attempt_at_ms, leased_until_ms, updated_at_ms, id) per
+    leased row: `claims` the lease's token (the row's claims before, plus one)."""
     sql.execute_many(
         conn,
-        "UPDATE outbox SET attempts = ?, next_attempt_at_ms = ?, leased_until_ms = ?, updated_at_ms = ? WHERE id = ?",
+        "UPDATE outbox SET claims = ?, lost_claims = ?, next_attempt_at_ms = ?, leased_until_ms = ?,"
+        " updated_at_ms = ? WHERE id = ?",
         leases,
     )
 
 
+def count_lost(conn: Connection, rows: Sequence[tuple[int, int]]) -> None:
+    """(lost_claims, id) per row not leased again: one failed for its lost claims keeps
+    their count beside its error (rare: no write on the claim's usual path)."""
+    sql.execute_many(conn, "UPDATE outbox SET lost_claims = ? WHERE id = ?", rows)
+
+
 def still_leased(conn: Connection, leases: Sequence[tuple[int, int]]) -> set[int]:
-    """Which of these (id, attempts) leases are still ours: the row pending with that attempt.
+    """Which of these (id, claim) leases are still ours: the row pending with that claim.
 
     Locked on PostgreSQL (in id order, as any two callers take them) until the transaction
     ends, so that what is recorded next is the outcome of the lease that holds the row: a
@@ -130,9 +147,9 @@ def still_leased(conn: Connection, leases: Sequence[tuple[int, int]]) -> set[int
     wanted = dict(leases)
     suffix = " ORDER BY id FOR UPDATE" if sql.is_postgres(conn) else ""
     rows = sql.select_in(
-        conn, "SELECT id, attempts FROM outbox WHERE status = ? AND id IN", list(wanted), (PENDING,), suffix
+        conn, "SELECT id, claims FROM outbox WHERE status = ? AND id IN", list(wanted), (PENDING,), suffix
     )
-    return {int(row_id) for row_id, attempts in rows if wanted.get(int(row_id)) == int(attempts)}
+    return {int(row_id) for row_id, claims in rows if wanted.get(int(row_id)) == int(claims)}
 
 
 def record(
@@ -147,9 +164,9 @@ def record(
     """Record outcomes: `sent` (status, attempts, sent_at_ms, updated_at_ms, id), `retry`
     (attempts, next_attempt_at_ms, updated_at_ms, error, id), `failed` (status, attempts,
     updated_at_ms, error, id), `suppressed` (attempts, updated_at_ms, reason, id); each
-    followed, when `leased`, by (PENDING, attempts)."""
-    # A leased row is only updated while the lease is ours: same attempt, still pending.
-    guard = " AND status = ? AND attempts = ?" if leased else ""
+    followed, when `leased`, by (PENDING, the lease's claim)."""
+    # A leased row is only updated while the lease is ours: same claim, still pending.
+    guard = " AND status = ? AND claims = ?" if leased else ""
     sql.execute_many(
         conn,
         "UPDATE outbox SET status = ?, attempts = ?, sent_at_ms = ?, updated_at_ms = ?, error = NULL "
@@ -175,17 +192,18 @@ def record(
 
 
 def hand_back(conn: Connection, rows: Sequence[tuple[int, int, int, int]]) -> int:
-    """Release leases a stopping dispatcher will not record: (attempts, now_ms, id,
-    leased attempts) per row; each row is due at `now_ms` again, with `attempts` (one less
-    than the lease's for a send never started). Only a lease still ours is touched (same
-    attempt, still pending). Returns the rows released."""
+    """Release leases a dispatcher will not record: (attempts, now_ms, id, the lease's
+    claim) per row; each row is due at `now_ms` again, with `attempts` (one up for a send
+    that had begun: it may have been accepted). Not a lost claim: its dispatcher said what
+    became of it. Only a lease still ours is touched (same claim, still pending). Returns
+    the rows released."""
     m = sql.mark(conn)
     released = 0
-    for attempts, now_ms, row_id, leased_attempts in rows:
+    for attempts, now_ms, row_id, claim in rows:
         result = conn.exec_driver_sql(
             f"UPDATE outbox SET attempts = {m}, next_attempt_at_ms = {m}, leased_until_ms = NULL,"
-            f" updated_at_ms = {m} WHERE id = {m} AND status = {m} AND attempts = {m}",
-            (attempts, now_ms, now_ms, row_id, PENDING, leased_attempts),
+            f" updated_at_ms = {m} WHERE id = {m} AND status = {m} AND claims = {m}",
+            (attempts, now_ms, now_ms, row_id, PENDING, claim),
         )
         released += int(result.rowcount or 0)
     return released

@@ -305,7 +305,7 @@ outbox = Table(
     Column("payload", Text, nullable=False),  # what rendering needs: trigger event, run facts
     # pending | sent | failed | logged | suppressed | deferred | dropped (store/outbox.py)
     Column("status", String(12), nullable=False),
-    Column("attempts", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),  # tries made: sends with an outcome
     Column("next_attempt_at_ms", BigInteger, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
@@ -318,6 +318,12 @@ outbox = Table(
     # still this is in flight (or its sender died); an engine that holds the engine lock
     # reclaims such rows at start (store/engine_lock.py).
     Column("leased_until_ms", BigInteger),
+    # How many times a dispatcher leased the row: the lease's token, one up on every claim
+    # (store/outbox.py). `attempts` counts tries only (an outcome recorded).
+    Column("claims", Integer, nullable=False, server_default="0"),
+    # How many of those leases ran out with no outcome: their dispatcher stopped. Bounded by
+    # the dispatcher's max_lost_claims (runtime/dispatcher.py). Migration 0030.
+    Column("lost_claims", Integer, nullable=False, server_default="0"),
     UniqueConstraint("workspace_id", "idempotency_key", name="uq_outbox_key"),
     Index("ix_outbox_due", "status", "next_attempt_at_ms"),
     Index("ix_outbox_profile", "profile_id"),
