@@ -73,7 +73,8 @@ def refuse_if_match(request: Request, where: str) -> None:
 
 
 def conflict(detail: str, current: int | None) -> JSONResponse:
-    """The 412 of a stale If-Match (or of If-None-Match: * on a taken id): what happened, and the revision the draft is at now."""
+    """The 412 of a stale If-Match (or of If-None-Match: * on a taken id): what happened,
+    and the revision the draft is at now."""
     body: dict[str, Any] = {"detail": detail, "current_revision": current}
     if current is not None:
         body["detail"] += f'; read it again (its ETag is now "{current}"), and save your change on it'
