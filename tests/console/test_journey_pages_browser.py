@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 from tests.browser.test_journey_canvas import LAYOUT_BUDGET_MS, fifty_steps
 from tests.console.journey_support import plant_counts, plant_runs, save_example, save_templates
@@ -44,11 +45,12 @@ def test_the_canvas_shows_each_step_with_its_counts(seeded: ConsoleApp, console_
     drawn = page.eval_on_selector_all("svg [data-step-id]", "nodes => nodes.map(n => n.dataset.stepId)")
     assert {"reminder-1h", "wait-23h", "objections-24h", "wait-48h", "offer-72h", "@trigger", "@goal"} <= set(drawn)
     node = page.locator('[data-step-id="reminder-1h"]')
-    assert node.get_by_test_id("node-counts").text_content() == "85 sent · 40 opened · 0 here now"
-    assert page.locator('[data-step-id="wait-23h"]').get_by_test_id("node-counts").text_content() == "4 here now"
+    # The counts and the panel fill in after the canvas is drawn: waited for, not read at once.
+    expect(node.get_by_test_id("node-counts")).to_have_text("85 sent · 40 opened · 0 here now")
+    expect(page.locator('[data-step-id="wait-23h"]').get_by_test_id("node-counts")).to_have_text("4 here now")
     # Selecting a node: its settings, template preview links and metrics.
     page.locator('[data-step-id="offer-72h"]').click()
-    assert page.locator("#panel-title").text_content() == "Send email: offer-72h"
+    expect(page.locator("#panel-title")).to_have_text("Send email: offer-72h")
     settings = page.get_by_test_id("panel-settings").text_content()
     assert "variant ten-percent" in settings and "cart-72h-offer-10 (50%)" in settings
     links = page.get_by_test_id("template-link")
@@ -66,7 +68,7 @@ def test_the_canvas_shows_each_step_with_its_counts(seeded: ConsoleApp, console_
     assert "Hello" in body and "{{" not in body  # rendered, with the sample context
     screenshot(page, "journey-canvas")
     page.locator('[data-step-id="@trigger"]').click()
-    assert "entered90held out10" in page.get_by_test_id("panel-metrics").text_content()
+    expect(page.get_by_test_id("panel-metrics")).to_contain_text("entered90held out10")
     assert serious_violations(page) == []
 
 
@@ -83,8 +85,8 @@ def test_the_canvas_by_keyboard_alone(seeded: ConsoleApp, console_page: Page) ->
     page.keyboard.press("ArrowDown")
     assert focused() == "wait-23h"
     page.keyboard.press("Enter")
-    assert page.locator("#panel-title").text_content() == "Wait: wait-23h"
-    assert "here now4" in page.get_by_test_id("panel-metrics").text_content()
+    expect(page.locator("#panel-title")).to_have_text("Wait: wait-23h")
+    expect(page.get_by_test_id("panel-metrics")).to_contain_text("here now4")
     page.keyboard.press("ArrowUp")
     page.keyboard.press(" ")
     assert page.locator("#panel-title").text_content() == "Send email: reminder-1h"

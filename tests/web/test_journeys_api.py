@@ -560,7 +560,7 @@ def test_two_editors_of_one_draft_the_second_is_refused_not_silently_overwriting
     assert saved.headers["etag"] == '"2"' and saved.json()["journey"]["draft_revision"] == 2
     # then Bob, on the revision he loaded: refused, naming the revision now; Alice's draft stays.
     late = api.put("/api/journeys/cart", json=journey(name="Bob's"), headers={"If-Match": bob.headers["etag"]})
-    assert late.status_code == 409, late.text
+    assert late.status_code == 412, late.text  # Precondition Failed (RFC 9110 §13.1.1)
     assert late.json()["current_revision"] == 2 and late.headers["etag"] == '"2"'
     assert "revision 2, not 1" in late.json()["detail"]
     assert api.get("/api/journeys/cart").json()["name"] == "Alice's"
@@ -582,9 +582,9 @@ def test_an_if_match_that_names_no_revision_is_a_400(api: httpx.Client, value: s
     assert api.get("/api/journeys/cart").json()["name"] == "Cart reminder"
 
 
-def test_if_match_on_a_journey_that_does_not_exist_is_a_409_and_creates_nothing(api: httpx.Client) -> None:
+def test_if_match_on_a_journey_that_does_not_exist_is_a_412_and_creates_nothing(api: httpx.Client) -> None:
     answer = api.put("/api/journeys/cart", json=JOURNEY, headers={"If-Match": '"1"'})
-    assert answer.status_code == 409 and answer.json()["current_revision"] is None
+    assert answer.status_code == 412 and answer.json()["current_revision"] is None
     assert api.get("/api/journeys/cart").status_code == 404
     weak = api.put("/api/journeys/cart", json=JOURNEY)
     assert weak.status_code == 201
@@ -596,7 +596,7 @@ def test_if_none_match_star_creates_a_journey_and_never_replaces_one(api: httpx.
     new = api.put("/api/journeys/cart", json=JOURNEY, headers={"If-None-Match": "*"})
     assert new.status_code == 201 and new.headers["etag"] == '"1"'
     taken = api.put("/api/journeys/cart", json=journey(name="Mine"), headers={"If-None-Match": "*"})
-    assert taken.status_code == 409 and taken.json()["current_revision"] == 1
+    assert taken.status_code == 412 and taken.json()["current_revision"] == 1
     assert "exists already" in taken.json()["detail"]
     assert api.get("/api/journeys/cart").json()["name"] == "Cart reminder"
     for headers in ({"If-None-Match": '"1"'}, {"If-None-Match": "*", "If-Match": '"1"'}):

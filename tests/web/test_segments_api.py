@@ -178,7 +178,7 @@ def test_two_editors_of_one_segment_the_second_is_refused_and_nothing_goes_live(
     first = api.put("/api/segments/buyers", json=segment(name="First"), headers={"If-Match": '"1"'})
     assert first.status_code == 200 and first.headers["etag"] == '"2"' and first.json()["version"] == 2
     late = api.put("/api/segments/buyers", json=segment(name="Second"), headers={"If-Match": loaded.headers["etag"]})
-    assert late.status_code == 409, late.text
+    assert late.status_code == 412, late.text
     assert late.json()["current_revision"] == 2 and late.headers["etag"] == '"2"'
     now = api.get("/api/segments/buyers").json()
     assert now["name"] == "First" and now["live_version"] == 2 and now["draft_revision"] == 2
@@ -193,6 +193,6 @@ def test_two_editors_of_one_segment_the_second_is_refused_and_nothing_goes_live(
 def test_if_none_match_star_creates_a_segment_and_never_replaces_one(api: httpx.Client) -> None:
     assert api.put("/api/segments/buyers", json=BUYERS, headers={"If-None-Match": "*"}).status_code == 201
     taken = api.put("/api/segments/buyers", json=segment(name="Mine"), headers={"If-None-Match": "*"})
-    assert taken.status_code == 409 and taken.json()["current_revision"] == 1
+    assert taken.status_code == 412 and taken.json()["current_revision"] == 1
     assert api.get("/api/segments/buyers").json()["name"] == "Recent buyers"
     assert api.post("/api/segments", json=[BUYERS], headers={"If-None-Match": "*"}).status_code == 400

@@ -3,10 +3,11 @@
 `GET /api/journeys/{id}` and `GET /api/segments/{id}` answer the draft's revision as
 `draft_revision` and as `ETag: "<revision>"`. A `PUT` with `If-Match: "<revision>"` replaces
 the draft only if it is still at that revision (store/journeys.apply_draft compares and sets
-it in one UPDATE); otherwise it is answered 409 with the revision now, in `current_revision`
+it in one UPDATE); otherwise it is answered 412 Precondition Failed, as RFC 9110 §13.1.1
+has a failed If-Match answered, with the revision now, in `current_revision`
 and the ETag, and nothing is stored. A `PUT` without If-Match replaces the draft whatever its
 revision, as before (journeys-as-code: the files are the source); one with
-`If-None-Match: *` only creates (409 when the id is taken). The ETag is the draft's
+`If-None-Match: *` only creates (412 when the id is taken). The ETag is the draft's
 only: publishing, pausing or archiving does not change it, so an editor is not refused for
 them.
 """
@@ -52,7 +53,7 @@ def expected_revision(request: Request) -> int | None:
 
 
 def create_only(request: Request) -> bool:
-    """`If-None-Match: *`: create the journey or segment, never replace one (409 when the id is
+    """`If-None-Match: *`: create the journey or segment, never replace one (412 when the id is
     taken, with its revision). Only `*` is understood; with If-Match as well, a 400."""
     raw = request.headers.get("if-none-match")
     if raw is None:
@@ -72,8 +73,9 @@ def refuse_if_match(request: Request, where: str) -> None:
 
 
 def conflict(detail: str, current: int | None) -> JSONResponse:
-    """The 409 of a stale If-Match: what happened, and the revision the draft is at now."""
+    """The 412 of a stale If-Match (or of If-None-Match: * on a taken id): what happened,
+    and the revision the draft is at now."""
     body: dict[str, Any] = {"detail": detail, "current_revision": current}
     if current is not None:
         body["detail"] += f'; read it again (its ETag is now "{current}"), and save your change on it'
-    return JSONResponse(body, 409, headers={"ETag": etag(current)} if current is not None else None)
+    return JSONResponse(body, 412, headers={"ETag": etag(current)} if current is not None else None)

@@ -212,9 +212,9 @@ def journeys_router() -> APIRouter:
     ) -> Any:
         """201 when created, 200 when updated; 422 with `problems` when the definition has
         errors (nothing is stored). A definition without `id` takes the URL's. With
-        `If-Match` (the ETag of GET), only if the draft is still at that revision: 409 with
+        `If-Match` (the ETag of GET), only if the draft is still at that revision: 412 with
         `current_revision` otherwise; without it, the draft is replaced whatever its revision.
-        With `If-None-Match: *`, only a new journey: 409 when the id is taken."""
+        With `If-None-Match: *`, only a new journey: 412 when the id is taken."""
         expected, new_only = expected_revision(request), create_only(request)
         documents = await _documents(request)
         if len(documents) != 1:

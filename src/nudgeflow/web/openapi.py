@@ -104,8 +104,8 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
     responses.setdefault(
         "default",
         _error(
-            "Any other error (404 not found, 409 conflict, 413 too large, 503 "
-            "unavailable…): `detail` says what is wrong."
+            "Any other error (404 not found, 409 conflict, 412 a draft changed since its ETag, "
+            "413 too large, 503 unavailable…): `detail` says what is wrong."
         ),
     )
 

@@ -252,9 +252,9 @@ def segments_router() -> APIRouter:
     ) -> Any:
         """201 when created, 200 when changed or unchanged; 422 with `problems` when the
         definition has errors (nothing is stored). A definition without `id` takes the URL's.
-        With `If-Match` (the ETag of GET), only if the draft is still at that revision: 409
+        With `If-Match` (the ETag of GET), only if the draft is still at that revision: 412
         with `current_revision` otherwise, and nothing is stored or applied. With
-        `If-None-Match: *`, only a new segment: 409 when the id is taken."""
+        `If-None-Match: *`, only a new segment: 412 when the id is taken."""
         expected, new_only = expected_revision(request), create_only(request)
         documents = await read_documents(request, "segment")
         if len(documents) != 1:

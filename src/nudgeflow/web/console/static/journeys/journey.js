@@ -271,13 +271,13 @@
     };
 
     // The save carries the draft's revision this page was loaded with (If-Match): should someone
-    // have saved the draft since, the server refuses it (409) rather than let this text overwrite
+    // have saved the draft since, the server refuses it (412) rather than let this text overwrite
     // theirs, and the text being edited stays here to be downloaded or merged after a reload.
     document.getElementById("save-draft").addEventListener("click", async () => {
       try {
         await yamlCall("PUT", `/api/journeys/${encodeURIComponent(journey.id)}`, { "If-Match": `"${journey.draft_revision}"` });
       } catch (err) {
-        if (err.status === 409 && err.body && typeof err.body === "object" && "current_revision" in err.body) {
+        if (err.status === 412 && err.body && typeof err.body === "object" && "current_revision" in err.body) {
           state.textContent = "Not saved: the draft changed since this page was loaded.";
           window.NF.show(
             `Not saved: someone else saved this draft since you opened it (it is at revision ${err.body.current_revision} now, this page has revision ${journey.draft_revision}). ` +

@@ -19,7 +19,7 @@
       await window.NF.api("PUT", path, draft, { quiet: true, headers: { "If-None-Match": "*" } });
       window.location.href = `/journeys/${encodeURIComponent(id)}`;
     } catch (err) {
-      if (err.status === 409) {
+      if (err.status === 412) {
         window.NF.show(`There is a journey ${id} already: open it from the list.`, "error");
       } else {
         const problems = (err.body && typeof err.body === "object" && err.body.problems) || [];
