@@ -18,7 +18,8 @@ How the tests are laid out (follow it when adding tests):
   by their full package path only, e.g. `from tests.support import LiveServer, make_workspace`,
   `from tests.runtime.harness import Harness`; never by bare name (`from conftest import ...`)
   and never from another test module (`from tests.x.test_y import ...`): a helper two test
-  modules need moves into a helper module of its directory.
+  modules need moves into a helper module of its directory. Nothing imports a `_private`
+  name from another module. tests/test_layering.py checks these imports.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from nudgeflow.channels.email.mime import compose_raw
 from nudgeflow.content.rendered import RenderedEmail
 from nudgeflow.model.smtp_config import MASK, SmtpConfig, SmtpConfigError, parse_smtp_url
 from tests.channels.dkim_verifiers import dkimpy_verify, opendkim_available, opendkim_verify
+from tests.channels.email_support import FixedRenderer, outbound
 from tests.channels.smtp_support import Sink
-from tests.channels.test_email import FixedRenderer, outbound, run
 
 DOMAIN = "shop.example.com"
 DATE = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
@@ -318,7 +318,7 @@ def test_the_channel_signs_twice_and_both_verify(sink: Sink, tmp_path: Path) -> 
         f"smtp://127.0.0.1:{sink.port}?tls=none&from=news@shop.example.com"
         f"&dkim_selector=rsa1&dkim_domain={DOMAIN}&dkim_key={rsa_path}&dkim_ed25519_selector=ed1&dkim_ed25519_key={ed_path}"
     )
-    run(EmailChannel(parse_smtp_url(url), renderer=FixedRenderer()).send(outbound()))
+    asyncio.run(EmailChannel(parse_smtp_url(url), renderer=FixedRenderer()).send(outbound()))
     raw = sink.received[0].raw
     assert [tags(s)["a"] for s in signatures(raw)] == ["rsa-sha256", "ed25519-sha256"]
     assert dkimpy_verify(raw, RECORDS) == [True, True]

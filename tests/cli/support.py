@@ -27,3 +27,13 @@ def create_workspace(env: dict[str, str], cwd: Path, name: str = "shop") -> dict
     done = run(["workspace", "create", name, "--json"], env, cwd)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def workspace(env: dict[str, str], cwd: Path) -> str:
+    """A new workspace named shop; its id."""
+    return str(create_workspace(env, cwd)["workspace_id"])
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

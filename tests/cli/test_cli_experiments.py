@@ -8,7 +8,7 @@ from typing import Any
 
 from nudgeflow.store import database
 from nudgeflow.store import experiment_decisions as decisions
-from tests.cli.test_cli_journeys import run, workspace, write
+from tests.cli.support import run, workspace, write
 
 OFFER = """\
 id: offer

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC
 from pathlib import Path
 
 from nudgeflow.model.journeys import journey_json_schema
-from tests.support import NUDGEFLOW
+from tests.cli.support import run, workspace, write
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "journeys"
@@ -43,21 +42,6 @@ steps:
     template: cart-1
     next: wiat
 """
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([NUDGEFLOW, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def workspace(env: dict[str, str], cwd: Path) -> str:
-    done = run(["workspace", "create", "shop", "--json"], env, cwd)
-    assert done.returncode == 0, done.stderr
-    return str(json.loads(done.stdout)["workspace_id"])
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 # --- validate ---------------------------------------------------------------------------------

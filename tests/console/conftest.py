@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,8 @@ import pytest
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
-from tests.console.support import ROLES, ConsoleApp, email_of
+from tests.console.support import ROLES, START, ConsoleApp, email_of
 from tests.support import start_server
-
-START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
 def start_console(directory: Path) -> ConsoleApp:

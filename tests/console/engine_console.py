@@ -8,8 +8,7 @@ from typing import Any
 
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.settings import Settings
-from tests.console.conftest import START
-from tests.console.support import ROLES, ConsoleApp, email_of
+from tests.console.support import ROLES, START, ConsoleApp, email_of
 from tests.support import start_server
 
 

@@ -1,5 +1,6 @@
-"""What the overview, report and settings pages' tests share: rollup rows written through the
-store's own writer, and numbers read back from a page's cells."""
+"""What the overview, report and settings pages' tests share: a journey with an experiment
+published through the admin API, rollup rows written through the store's own writer, and
+numbers read back from a page's cells."""
 
 from __future__ import annotations
 
@@ -59,3 +60,40 @@ def serious_violations(page: Any) -> list[str]:
     page.evaluate(AXE.read_text() + "\n;true")
     found = page.evaluate("async () => (await axe.run(document)).violations")
     return [f"{v['id']}: {v['help']}" for v in found if v["impact"] in ("serious", "critical")]
+
+
+JOURNEY = {
+    "id": "rep-offer",
+    "name": "Offer",
+    "trigger": {"type": "event", "event": "Product Added"},
+    "holdout": 0.1,
+    "goal": {"event": "Order Completed", "within": "7d", "revenue": "revenue"},
+    "steps": {
+        "offer": {
+            "type": "send",
+            "channel": "email",
+            "variants": [
+                {"name": "a", "template": "offer-a", "weight": 1},
+                {"name": "b", "template": "offer-b", "weight": 1},
+            ],
+            "next": "wait",
+        },
+        "wait": {"type": "wait", "duration": "1d", "next": "nudge"},
+        "nudge": {"type": "send", "channel": "push", "template": "nudge"},
+    },
+}
+
+
+TEMPLATES = {
+    "offer-a": {"channel": "email", "subject": "An offer", "body": "<p>10 % off</p>"},
+    "offer-b": {"channel": "email", "subject": "Free shipping", "body": "<p>Free shipping</p>"},
+    "nudge": {"channel": "push", "title": "Still thinking?", "body": "Your cart is waiting"},
+}
+
+
+def publish(client: Any, definition: dict[str, Any]) -> None:
+    """The journey (and the templates it names) through the admin API, published."""
+    for name, source in TEMPLATES.items():
+        assert client.put(f"/api/templates/{name}", json=source).is_success
+    assert client.put(f"/api/journeys/{definition['id']}", json=definition).is_success
+    assert client.post(f"/api/journeys/{definition['id']}/publish").is_success

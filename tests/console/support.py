@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.support import LiveServer
 
 ROLES = ("viewer", "editor", "admin")
 PASSWORD = "correct horse battery staple"  # every fixture user's; tests only
+START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # where a console's virtual clock starts
 
 
 def email_of(role: str) -> str:

@@ -20,10 +20,9 @@ from nudgeflow.model.journey_checks import validate_files
 from nudgeflow.model.journeys import Journey
 from nudgeflow.settings import Settings
 from nudgeflow.store import dev_inbox
-from tests.console.conftest import START
 from tests.console.engine_console import send
 from tests.console.journey_support import save_templates
-from tests.console.support import ROLES, ConsoleApp, email_of, screenshot, serious_violations
+from tests.console.support import ROLES, START, ConsoleApp, email_of, screenshot, serious_violations
 from tests.support import free_port, start_server
 
 CART = {

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from playwright.sync_api import expect
 
-from tests.browser.test_journey_canvas import LAYOUT_BUDGET_MS, fifty_steps
+from tests.browser.large_journey import LAYOUT_BUDGET_MS, fifty_steps
 from tests.console.journey_support import plant_counts, plant_runs, save_example, save_templates
 from tests.console.support import ConsoleApp, screenshot, serious_violations
 

@@ -9,7 +9,7 @@ from typing import Any
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import outbox, rollups
 from tests.console.ovset_support import inside, metric, row_html, text_of, write_rollups
-from tests.store.test_console_reads import outbox_row
+from tests.store.outbox_rows import outbox_row
 
 
 def iso_day(day: int) -> str:

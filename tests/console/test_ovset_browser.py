@@ -16,8 +16,7 @@ from nudgeflow.core.clock import to_ms
 from nudgeflow.model.smtp_config import MASK
 from nudgeflow.store import rollups
 from tests.channels.push_servers import p8_pem
-from tests.console.ovset_support import serious_violations, write_rollups
-from tests.console.test_report_page import JOURNEY, publish
+from tests.console.ovset_support import JOURNEY, publish, serious_violations, write_rollups
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 

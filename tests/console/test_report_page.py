@@ -10,43 +10,7 @@ import pytest
 
 from nudgeflow.core.clock import to_ms
 from nudgeflow.store import rollups
-from tests.console.ovset_support import inside, metric, row_html, text_of, write_rollups
-
-JOURNEY = {
-    "id": "rep-offer",
-    "name": "Offer",
-    "trigger": {"type": "event", "event": "Product Added"},
-    "holdout": 0.1,
-    "goal": {"event": "Order Completed", "within": "7d", "revenue": "revenue"},
-    "steps": {
-        "offer": {
-            "type": "send",
-            "channel": "email",
-            "variants": [
-                {"name": "a", "template": "offer-a", "weight": 1},
-                {"name": "b", "template": "offer-b", "weight": 1},
-            ],
-            "next": "wait",
-        },
-        "wait": {"type": "wait", "duration": "1d", "next": "nudge"},
-        "nudge": {"type": "send", "channel": "push", "template": "nudge"},
-    },
-}
-
-
-TEMPLATES = {
-    "offer-a": {"channel": "email", "subject": "An offer", "body": "<p>10 % off</p>"},
-    "offer-b": {"channel": "email", "subject": "Free shipping", "body": "<p>Free shipping</p>"},
-    "nudge": {"channel": "push", "title": "Still thinking?", "body": "Your cart is waiting"},
-}
-
-
-def publish(client: Any, definition: dict[str, Any]) -> None:
-    """The journey (and the templates it names) through the admin API, published."""
-    for name, source in TEMPLATES.items():
-        assert client.put(f"/api/templates/{name}", json=source).is_success
-    assert client.put(f"/api/journeys/{definition['id']}", json=definition).is_success
-    assert client.post(f"/api/journeys/{definition['id']}/publish").is_success
+from tests.console.ovset_support import JOURNEY, inside, metric, publish, row_html, text_of, write_rollups
 
 
 @pytest.fixture(scope="module")

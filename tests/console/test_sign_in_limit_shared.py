@@ -13,8 +13,7 @@ from sqlalchemy import text
 from nudgeflow.core.clock import VirtualClock, to_ms
 from nudgeflow.settings import Settings
 from nudgeflow.store import console_users
-from tests.console.conftest import START
-from tests.console.support import PASSWORD, sign_in
+from tests.console.support import PASSWORD, START, sign_in
 from tests.support import LiveServer, start_server
 
 ADMIN = "shared-admin@example.com"

@@ -12,8 +12,7 @@ from nudgeflow.core.effects import SegmentChanged
 from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.model import event_names
 from nudgeflow.model.segments import Segment
-
-from .engine_driver import T0, D, Driver, H, iso, journey
+from tests.core.engine_driver import T0, D, Driver, H, iso, journey
 
 OPENED, CLICKED = event_names.EMAIL_OPENED, event_names.EMAIL_LINK_CLICKED
 MPP = {"machine": True, "machine_reason": "apple_mpp"}

@@ -23,8 +23,7 @@ from nudgeflow.model.events import OWN_EVENT_PREFIX
 from nudgeflow.model.journey_checks import Delivery, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.segments import Segment, SegmentCycleError, segment_order
-
-from .engine_driver import T0, D, Driver, H, journey, ms
+from tests.core.engine_driver import T0, D, Driver, H, journey, ms
 
 ORDER = "Order Completed"
 

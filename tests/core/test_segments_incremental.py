@@ -25,8 +25,7 @@ from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.core.state import ProfileState
 from nudgeflow.model import event_names
 from nudgeflow.model.segments import Segment
-
-from .engine_driver import T0, Driver
+from tests.core.engine_driver import T0, Driver
 
 NAMES = ("A", "B", event_names.EMAIL_OPENED, event_names.EMAIL_LINK_CLICKED)
 WINDOWS = ("1h", "6h", "1d", "3d")

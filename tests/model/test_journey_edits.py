@@ -11,7 +11,7 @@ import yaml
 from nudgeflow.model.journey_checks import check_journey, is_valid, load_documents
 from nudgeflow.model.journey_edits import STEP_KINDS, EditError, add_step, move_step, remove_step
 from nudgeflow.model.journey_graph import journey_graph
-from tests.model.test_journey_graph import EVERY_KIND, EXAMPLES
+from tests.model.journey_samples import EVERY_KIND, EXAMPLES
 
 
 def _valid(doc: dict[str, Any]) -> dict[str, Any]:

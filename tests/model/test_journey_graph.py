@@ -4,7 +4,6 @@ step, trigger and condition."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,8 @@ import yaml
 from nudgeflow.model.journey_checks import check_journey, is_valid, load_documents
 from nudgeflow.model.journey_graph import END, EXIT, GOAL, TRIGGER, JourneyGraph, journey_graph
 from nudgeflow.model.journeys import Journey
+from tests.model.journey_samples import EVERY_KIND, EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "journeys"
 KINDS = {"send", "wait", "wait_for_event", "branch", "split", "update_profile", "exit"}
 
 
@@ -123,62 +122,6 @@ def test_wait_for_event_has_two_labelled_ways_out() -> None:
         "on_timeout": ("review", "no event in 10d"),
     }
     assert graph.node("delivered").summary == "Order Delivered (same order_id), up to 10d"
-
-
-EVERY_KIND = """
-id: every-kind
-name: Every kind of step
-trigger:
-  type: event
-  event: Signed Up
-  where: [{property: plan, op: ne, value: free}]
-exit:
-  segment: churned
-start: split
-steps:
-  hello:
-    type: send
-    channel: email
-    template: hello
-    marketing: false
-    next: wait-open
-  wait-open:
-    type: wait_for_event
-    event: Email Opened
-    timeout: 2d
-    on_event: choose
-  choose:
-    type: branch
-    cases:
-      - when: [{message: hello, status: clicked}]
-        next: tag
-      - when:
-          - any:
-              - {trait: plan, op: exists}
-              - {segment: vip, negate: true}
-          - {event: Order Completed, within: 30d}
-        next: hook
-    default: stop
-  split:
-    type: split
-    paths:
-      - {name: control, weight: 1, next: hello}
-      - {name: test, weight: 3, next: morning}
-  morning:
-    type: wait
-    until_time: {at: "09:00", weekdays: [mon, tue]}
-    next: hello
-  tag:
-    type: update_profile
-    set: {greeted: true, plan_seen: {ref: profile.plan}}
-    unset: [old]
-  hook:
-    type: send
-    channel: webhook
-    webhook: {url: "https://hooks.example.com/x", body: {a: 1}}
-  stop:
-    type: exit
-"""
 
 
 def test_every_kind_of_step_and_label() -> None:

@@ -292,9 +292,9 @@ def test_the_single_engine_takes_back_from_drained_workers_and_workers_can_take_
 
 def test_the_coordinator_runs_a_backfill_across_every_partition(h: Harness) -> None:
     """A journey published with the past in view: the holder of partition 0 backfills it over
-    people of every partition (the winback journey of tests/runtime/test_backfill.py)."""
+    people of every partition (the winback journey of tests/runtime/backfill_support.py)."""
     from nudgeflow.runtime.processor import EngineCache
-    from tests.runtime.test_backfill import entered, jobs, publish, winback
+    from tests.runtime.backfill_support import entered, jobs, publish, winback
 
     one = PartitionWorker(h.db, h.clock, EngineCache(), RuntimeStats(), worker_id="w1", ttl_ms=TTL_MS)
     two = PartitionWorker(h.db, h.clock, EngineCache(), RuntimeStats(), worker_id="w2", ttl_ms=TTL_MS)

@@ -16,8 +16,8 @@ from nudgeflow.channels.email.channel import EmailChannel, WorkspaceConfigs
 from nudgeflow.core.clock import VirtualClock
 from nudgeflow.model.smtp_config import parse_smtp_url
 from nudgeflow.runtime.inbound_smtp import parse_listen
+from tests.channels.email_support import FixedRenderer, outbound
 from tests.channels.smtp_support import Sink, start_sink
-from tests.channels.test_email import FixedRenderer, outbound
 from tests.content.bounce_samples import ARF_ABUSE, POSTFIX_HARD, SENDMAIL_DELAYED
 from tests.runtime.bounce_support import (
     add_person,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nudgeflow.store import database, engine_state, event_log, outbox, rollups
+from tests.store.outbox_rows import outbox_row
 
 DAY = rollups.DAY_MS
 
@@ -47,34 +48,6 @@ def test_channel_days_sum_every_journey_per_day_and_channel(engine: Any, wsid: s
     assert by[(100, "push")]["sent"] == 3 and by[(100, "push")]["delivered"] == 1
     assert by[(100, "")]["conversions"] == 2 and by[(100, "")]["revenue"] == 20.0 and by[(100, "")]["sent"] == 0
     assert by[(101, "email")]["sent"] == 1
-
-
-def outbox_row(
-    ws: str, key: str, status: str, due_ms: int, *, error: str | None = None, reason: str | None = None
-) -> tuple[Any, ...]:
-    values = {
-        "workspace_id": ws,
-        "idempotency_key": key,
-        "profile_id": "prf_1",
-        "run_id": "run_" + key,
-        "journey_id": "welcome",
-        "journey_version": 1,
-        "step": "s1",
-        "channel": "email",
-        "template": "welcome",
-        "variant": None,
-        "marketing": 1,
-        "payload": "{}",
-        "status": status,
-        "attempts": 1,
-        "next_attempt_at_ms": due_ms,
-        "created_at_ms": due_ms,
-        "updated_at_ms": due_ms,
-        "sent_at_ms": None,
-        "error": error,
-        "reason": reason,
-    }
-    return tuple(values[c] for c in outbox.OUTBOX_COLUMNS)
 
 
 def test_not_sent_counts_each_status_by_why_within_the_period(engine: Any, wsid: str) -> None:

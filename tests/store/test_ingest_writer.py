@@ -6,57 +6,20 @@ rows back, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import itertools
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 
-from nudgeflow.model.events import EventRecord, normalize, parse_message
-from nudgeflow.store.ingest_writer import WriteResult, write_events
 from nudgeflow.store.profiles import event_owners, get_profile, resolve_profile_id
 from nudgeflow.store.schema import events, identities, profile_merges, profiles
 from nudgeflow.store.workspaces import create_workspace
-
-RECEIVED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-NOW_MS = 1_767_268_800_000
-_ids = itertools.count(1)
-
-
-def record(type_: str, **fields: Any) -> EventRecord:
-    """A message as the ingest API would hand it to the writer."""
-    message: dict[str, Any] = {"type": type_, "messageId": f"m-{next(_ids)}", **fields}
-    if type_ == "track":
-        message.setdefault("event", "Product Viewed")
-    return normalize(parse_message(message), RECEIVED, max_event_bytes=32 * 1024)
-
-
-def track(**fields: Any) -> EventRecord:
-    return record("track", **fields)
-
-
-def identify(**fields: Any) -> EventRecord:
-    return record("identify", **fields)
-
-
-def alias(**fields: Any) -> EventRecord:
-    return record("alias", **fields)
+from tests.store.ingest_support import NOW_MS, alias, identify, profile_of, track, write
 
 
 def make_workspace(engine: Any, name: str = "test") -> Any:
     with engine.begin() as conn:
         return create_workspace(conn, name, NOW_MS)
-
-
-def write(engine: Any, workspace_id: str, *records: EventRecord) -> WriteResult:
-    with engine.begin() as conn:
-        return write_events(conn, workspace_id, list(records), NOW_MS)
-
-
-def profile_of(engine: Any, workspace_id: str, ref: str) -> str | None:
-    with engine.connect() as conn:
-        return resolve_profile_id(conn, workspace_id, ref)
 
 
 def profile_rows(engine: Any, workspace_id: str) -> list[Any]:

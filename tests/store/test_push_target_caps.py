@@ -17,8 +17,8 @@ from nudgeflow.store.push_targets import (
     save_subscription,
 )
 from nudgeflow.store.schema import device_tokens, events, profiles, push_subscriptions
+from tests.store.ingest_support import NOW_MS, identify, profile_of, track, write
 from tests.store.pg_race import second_after_first
-from tests.store.test_ingest_writer import NOW_MS, identify, profile_of, track, write
 
 CAP = MAX_SUBSCRIPTIONS_PER_PROFILE
 
