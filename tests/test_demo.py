@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from nudgeflow.core.clock import from_ms, to_ms
-from nudgeflow.demo.run import DemoError, DemoSummary, _urgency, examples_dir, parse_email, run_demo
+from nudgeflow.demo.run import DemoError, DemoSummary, examples_dir, parse_email, run_demo, urgency_of
 from nudgeflow.runtime.replay import load_journeys
 
 
@@ -94,7 +94,7 @@ def test_the_summary_keeps_ingest_and_adds_the_journeys(demo_run: tuple[DemoSumm
 
 
 def test_urgency_follows_the_triggers_max_lateness() -> None:
-    limit = _urgency(load_journeys([examples_dir()]))
+    limit = urgency_of(load_journeys([examples_dir()]))
     assert limit({"type": "track", "event": "Level Completed", "properties": {"level": 2}}) == 10 * 60_000
     inside = {
         "type": "track",

@@ -473,7 +473,7 @@ def test_a_suppressed_address_is_not_mailed_through_a_trait_that_is_not_a_bare_a
 def test_the_declared_size_is_the_size_on_the_wire() -> None:
     from aiosmtplib.protocol import normalize_message_line_endings
 
-    from nudgeflow.channels.email.pool import _wire_size
+    from nudgeflow.channels.email.pool import wire_size
 
     for raw in (b"a\r\nb\r\n", b"a\nb", b"a\rb\r\n", b"a\r\n\r\r\n\nb", b"", b"x\r", b"x\n", b"\r\r"):
-        assert _wire_size(raw) == len(normalize_message_line_endings(raw)), raw
+        assert wire_size(raw) == len(normalize_message_line_endings(raw)), raw

@@ -354,10 +354,10 @@ def test_rewriting_only_a_tags_matches_a_full_parse_of_real_mjml_output() -> Non
     for doc in docs:
 
         def wrap(href: str) -> str | None:
-            from nudgeflow.content.links import _ours, click_url, is_trackable
+            from nudgeflow.content.links import click_url, is_ours, is_trackable
 
             url = href.strip()
-            if not is_trackable(url) or _ours(url, base):
+            if not is_trackable(url) or is_ours(url, base):
                 return None
             return click_url(base, secret, "ws", "k", "p", url)
 

@@ -2,7 +2,7 @@
 
 Trigger matching runs each filter through a test specialised for its operator and value
 (benchmarks/engine.py measures why); these tests hold those tests to the reference meaning,
-`_filters_match`, one `compare` per filter, on every kind of value.
+`reference_filters_match`, one `compare` per filter, on every kind of value.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudgeflow.core.conditions import Scope, _filters_match, compile_filters, compiled, filters_match
+from nudgeflow.core.conditions import Scope, compile_filters, compiled, filters_match, reference_filters_match
 from nudgeflow.model.journeys import OPERATORS, Filter, Ref
 
 NOW = 1_780_000_000_000
@@ -79,7 +79,7 @@ properties = st.dictionaries(keys, json_values, max_size=5) | st.dictionaries(
 @settings(max_examples=1500, deadline=None)
 @given(st.lists(filters(), min_size=0, max_size=3), properties)
 def test_compiled_filters_agree_with_the_reference(flts: list[Filter], props: dict[str, Any]) -> None:
-    expected = _filters_match(flts, props, scope())
+    expected = reference_filters_match(flts, props, scope())
     assert compile_filters(flts)(props, scope()) == expected
     assert compile_filters(flts)(props, scope) == expected  # a scope factory, called only if needed
     assert filters_match(flts, props, scope()) == expected
@@ -87,7 +87,7 @@ def test_compiled_filters_agree_with_the_reference(flts: list[Filter], props: di
 
 @given(st.lists(filters(), min_size=1, max_size=3), json_values)
 def test_properties_that_are_not_an_object_match_as_the_reference_says(flts: list[Filter], props: Any) -> None:
-    assert compile_filters(flts)(props, scope()) == _filters_match(flts, props, scope())
+    assert compile_filters(flts)(props, scope()) == reference_filters_match(flts, props, scope())
 
 
 def test_a_scope_is_built_only_for_a_filter_that_refers_to_something() -> None:
@@ -134,4 +134,4 @@ def test_the_cache_returns_one_matcher_per_filter_list_and_never_another_lists()
 )
 def test_examples(flt: Filter, props: dict[str, Any], holds: bool) -> None:
     assert compile_filters([flt])(props, scope()) is holds
-    assert _filters_match([flt], props, scope()) is holds
+    assert reference_filters_match([flt], props, scope()) is holds

@@ -380,7 +380,7 @@ def template_links(texts: Any) -> tuple[frozenset[str], tuple[str, ...]]:
     return frozenset(urls), tuple(sorted(prefixes))
 
 
-def _ours(url: str, base: str) -> bool:
+def is_ours(url: str, base: str) -> bool:
     """A link to our own unsubscribe, preference, confirmation or tracking pages: never wrapped."""
     root = _base(base)
     return any(url.startswith(f"{root}{prefix}") for prefix in ("/u/", "/p/", "/s/", "/t/"))
@@ -421,7 +421,7 @@ def _clicks(
             return memo[url]
         new = (
             None
-            if (not is_trackable(url) or _ours(url, base) or (policy is not None and not policy.trusts(url)))
+            if (not is_trackable(url) or is_ours(url, base) or (policy is not None and not policy.trusts(url)))
             else click_url(base, secret, ws, message_key, profile_id, url)
         )
         memo[url] = new

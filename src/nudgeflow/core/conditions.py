@@ -273,7 +273,7 @@ def filters_match(filters: Sequence[Filter], properties: dict[str, Any], scope: 
     return compiled(filters)(properties, scope)
 
 
-def _filters_match(filters: Sequence[Filter], properties: Any, scope: Scope | Callable[[], Scope]) -> bool:
+def reference_filters_match(filters: Sequence[Filter], properties: Any, scope: Scope | Callable[[], Scope]) -> bool:
     """The reference meaning of filters_match, one operator call per filter (see compiled)."""
     if not isinstance(scope, Scope) and any(isinstance(flt.value, Ref) for flt in filters):
         scope = scope()

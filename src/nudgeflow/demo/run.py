@@ -712,7 +712,7 @@ def _definitions(files: list[Path]) -> list[Any]:
         raise DemoError(f"the journeys have errors:\n{exc}") from exc
 
 
-def _urgency(journeys: Sequence[Any]) -> Callable[[dict[str, Any]], int | None]:
+def urgency_of(journeys: Sequence[Any]) -> Callable[[dict[str, Any]], int | None]:
     """How soon after it happens a message must be decided to start the journeys it may
     start (their triggers' max_lateness), or None when it has no such deadline."""
     from nudgeflow.core.inputs import EventInput
@@ -791,7 +791,7 @@ def _fast_forward(
     end_ms = to_ms(end)
     start_ms = forward.now_ms
     arrivals = [_arrival_ms(m) for m in messages]
-    urgency = _urgency(journeys)
+    urgency = urgency_of(journeys)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -228,7 +228,7 @@ async def _transaction(client: aiosmtplib.SMTP, mail_from: str, rcpt: str, raw: 
     extra pass over the message to count the SIZE it declares (a regex substitution over
     all of a 35 KB message, a tenth of a message's CPU). The size here is the same figure:
     the length once line endings are CRLF, as DATA sends it."""
-    options = [f"SIZE={_wire_size(raw)}"] if client.supports_extension("size") else []
+    options = [f"SIZE={wire_size(raw)}"] if client.supports_extension("size") else []
     try:
         await client.mail(mail_from, options=options)
     except ValueError as exc:  # raised before the command is written
@@ -240,7 +240,7 @@ async def _transaction(client: aiosmtplib.SMTP, mail_from: str, rcpt: str, raw: 
     await client.data(raw)
 
 
-def _wire_size(raw: bytes) -> int:
+def wire_size(raw: bytes) -> int:
     crlf = raw.count(b"\r\n")
     size = len(raw) + (raw.count(b"\n") - crlf) + (raw.count(b"\r") - crlf)  # lone LF / CR become CRLF
     return size if raw.endswith((b"\n", b"\r")) else size + 2  # DATA ends the message with CRLF
