@@ -377,6 +377,8 @@ def seed(path: Path, sizes: dict[str, int], out: Any) -> Seeded:
                                 "payload": "{}",
                                 "status": status,
                                 "attempts": 1,
+                                "claims": 1,
+                                "lost_claims": 0,
                                 "next_attempt_at_ms": at + (DAY_MS if status == "deferred" else 0),
                                 "created_at_ms": at,
                                 "updated_at_ms": at,

@@ -18,12 +18,23 @@ from cryptography.x509.oid import NameOID
 from nudgeflow.store import consent
 from nudgeflow.store.push_targets import record_deliveries
 from nudgeflow.store.workspaces import NewWorkspace
-from tests.support import LiveServer
+from tests.support import LiveServer, start_server
 from tests.web.batch_messages import msg, send
 from tests.web.privacy_shop import Shop, b64url
 from tests.web.push_report_ctx import PushReportCtx
 from tests.web.sns_cert_server import SnsCertServer
 from tests.web.tracking_ctx import TrackingCtx
+
+
+@pytest.fixture
+def api_only(settings: Any, clock: Any) -> Iterator[LiveServer]:
+    """A server without the engine: what the API wrote stays as written. With the engine
+    on, a timer due now may fire (and be deleted) before the test reads it; a test that
+    needs the engine runs one of its own, only when it says (`EmbeddedRuntime(...)
+    .run_until_idle()` on the server's database)."""
+    server = start_server(settings.with_(engine_enabled=False), clock)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

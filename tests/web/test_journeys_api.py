@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlalchemy import insert, select
 
 from nudgeflow.model.journeys import journey_json_schema
 from nudgeflow.store.schema import journey_runs, journeys, timers
-from tests.support import LiveServer, start_server
+from tests.support import LiveServer
 
 JOURNEY: dict[str, Any] = {
     "id": "cart",
@@ -208,15 +207,6 @@ def test_an_invalid_draft_is_never_published(live: Any, api: httpx.Client, ws: A
     assert answer.status_code == 422
     assert answer.json()["problems"][0]["message"].startswith("cycle without a wait: remind -> wait -> again -> remind")
     assert api.get("/api/journeys/cart").json()["status"] == "draft"
-
-
-@pytest.fixture
-def api_only(settings: Any, clock: Any) -> Iterator[LiveServer]:
-    """A server without the engine: what the API wrote stays as written. With the engine
-    on, a timer due now may fire (and be deleted) before the test reads it."""
-    server = start_server(settings.with_(engine_enabled=False), clock)
-    yield server
-    server.stop()
 
 
 def test_resume_wakes_held_runs(api_only: LiveServer) -> None:

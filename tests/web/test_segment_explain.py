@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 
 from nudgeflow.core.clock import VirtualClock
+from nudgeflow.runtime.embedded import EmbeddedRuntime
+from nudgeflow.settings import Settings
 from nudgeflow.store.workspaces import NewWorkspace
 from tests.support import LiveServer
 
@@ -91,35 +93,42 @@ BUYERS_TO_THANK: dict[str, Any] = {
 
 
 def test_explain_decides_an_overdue_lapse_first_without_recording_it(
-    live: LiveServer, clock: VirtualClock, ws: NewWorkspace, api: httpx.Client
+    api_only: LiveServer, clock: VirtualClock, settings: Settings
 ) -> None:
     # Ada's order lapses out of "recent-buyers" a day after it; her lapse timer is due then,
     # but the engine has not run since (behind, or down). The engine would decide that lapse
     # before anything else of hers (as a segment's apply does): explain must answer as it
-    # would, not from the stored membership it read before the lapse.
-    for segment in (RECENT_BUYERS, BUYERS_TO_THANK):
-        assert api.put(f"/api/segments/{segment['id']}", json=segment).status_code in (200, 201)
-        live.state.runtime.run_until_idle()
-    _send(live, clock, ws, "/v1/track", {"userId": "ada", "event": "Order Completed"})
-    before = api.get("/api/segments/to-thank/explain", params={"person": "ada"}).json()
-    assert before["member"] and before["member_recorded"]
+    # would, not from the stored membership it read before the lapse. The server runs no
+    # engine of its own (a running one could fire the overdue timer before explain reads):
+    # the test runs one on the server's database when it says.
+    live, ws = api_only, api_only.workspace()
+    engine = EmbeddedRuntime(live.state.engine, None, clock, settings)
+    with live.admin(ws.admin_token) as api:
+        for segment in (RECENT_BUYERS, BUYERS_TO_THANK):
+            assert api.put(f"/api/segments/{segment['id']}", json=segment).status_code in (200, 201)
+            engine.run_until_idle()
+        with live.client(auth=(ws.write_key, "")) as client:
+            assert client.post("/v1/track", json={"userId": "ada", "event": "Order Completed"}).status_code == 200
+        clock.advance(timedelta(seconds=1))
+        engine.run_until_idle()
+        before = api.get("/api/segments/to-thank/explain", params={"person": "ada"}).json()
+        assert before["member"] and before["member_recorded"]
 
-    clock.advance(timedelta(days=1, hours=1))  # the lapse is an hour overdue; no timer has fired
-    direct = api.get("/api/segments/recent-buyers/explain", params={"person": "ada"}).json()
-    assert not direct["member"] and direct["member_recorded"]  # what the engine last wrote
-    assert direct["check"]["seen"]["count"] == 0
-    got = api.get("/api/segments/to-thank/explain", params={"person": "ada"})
-    assert got.status_code == 200, got.text
-    body = got.json()
-    assert not body["member"], body  # was: true, from the membership of before the lapse
-    assert body["check"]["seen"] == {"live": True, "member": False}
-    assert body["member_recorded"]  # nothing was written: the timer decides it for the record
+        clock.advance(timedelta(days=1, hours=1))  # the lapse is an hour overdue; no timer has fired
+        direct = api.get("/api/segments/recent-buyers/explain", params={"person": "ada"}).json()
+        assert not direct["member"] and direct["member_recorded"]  # what the engine last wrote
+        assert direct["check"]["seen"]["count"] == 0
+        got = api.get("/api/segments/to-thank/explain", params={"person": "ada"})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert not body["member"], body  # was: true, from the membership of before the lapse
+        assert body["check"]["seen"] == {"live": True, "member": False}
+        assert body["member_recorded"]  # nothing was written: the timer decides it for the record
 
-    # Read only: the members rows and the pending lapse are the engine's, untouched; when it
-    # runs, it comes to the answer explain gave.
-    with live.admin(ws.admin_token) as client:
-        assert [m["profile_id"] for m in client.get("/api/segments/to-thank/members").json()["members"]]
-    live.state.runtime.run_until_idle()
-    after = api.get("/api/segments/to-thank/explain", params={"person": "ada"}).json()
+        # Read only: the members rows and the pending lapse are the engine's, untouched; when it
+        # runs, it comes to the answer explain gave.
+        assert [m["profile_id"] for m in api.get("/api/segments/to-thank/members").json()["members"]]
+        engine.run_until_idle()
+        after = api.get("/api/segments/to-thank/explain", params={"person": "ada"}).json()
     assert not after["member"] and not after["member_recorded"]
     assert after["check"] == body["check"]
