@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Engine, and_, case, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nudgeflow.core.catalog import ARCHIVED, DRAFT, LIVE, PAUSED, Catalog, JourneyVersion
@@ -35,8 +35,8 @@ from nudgeflow.errors import StoreError
 from nudgeflow.model.journey_checks import ERROR, Problem, check_journey
 from nudgeflow.model.journeys import Journey
 from nudgeflow.store import backfill as backfills
+from nudgeflow.store import drafts, partition_log, sql
 from nudgeflow.store import experiment_decisions as decisions
-from nudgeflow.store import partition_log, sql
 from nudgeflow.store import policies as policy_store
 from nudgeflow.store import segments as segment_store
 from nudgeflow.store.schema import (
@@ -122,14 +122,6 @@ def _row(conn: Connection, workspace_id: str, journey_id: str, *, lock: bool = F
     return row
 
 
-def _touch(now_ms: int) -> ColumnElement[int]:
-    # Strictly increasing per journey even when the clock stands still (a virtual clock, two
-    # changes in one millisecond): catalog_fingerprint relies on it to notice every change.
-    # Computed by the UPDATE from the row as it is then (after any lock wait), not from a read
-    # made earlier: two changes committed one after the other never write the same value.
-    return case((journeys.c.updated_at_ms >= now_ms, journeys.c.updated_at_ms + 1), else_=literal(now_ms))
-
-
 def require_workspace(conn: Connection, workspace_id: str) -> None:
     found = conn.execute(select(workspaces.c.id).where(workspaces.c.id == workspace_id)).scalar_one_or_none()
     if found is None:
@@ -199,24 +191,17 @@ def apply_draft(
     if expected_revision is not None and existing.draft_revision != expected_revision:
         raise DraftConflict(journey.id, expected_revision, existing.draft_revision)
     if existing.draft != text or existing.name != journey.name:
-        this = (journeys.c.workspace_id == workspace_id, journeys.c.id == journey.id)
-        guard = [journeys.c.status != ARCHIVED]
-        if expected_revision is not None:
-            guard.append(journeys.c.draft_revision == expected_revision)
-        done = conn.execute(
-            update(journeys)
-            .where(*this, *guard)
-            .values(
-                name=journey.name,
-                draft=text,
-                draft_revision=journeys.c.draft_revision + 1,
-                updated_at_ms=_touch(now_ms),
-            )
+        now = drafts.replace_draft(
+            conn,
+            journeys,
+            workspace_id,
+            journey.id,
+            {"name": journey.name, "draft": text},
+            archived=ARCHIVED,
+            expected_revision=expected_revision,
+            now_ms=now_ms,
         )
-        if not done.rowcount:
-            # Changed between the read above and the UPDATE (which, on PostgreSQL, waited for
-            # that change to commit and then found it): archived, or another draft saved.
-            now = conn.execute(select(journeys.c.status, journeys.c.draft_revision).where(*this)).one()
+        if now is not None:
             if now.status == ARCHIVED:
                 raise InvalidTransition(f"journey {journey.id!r} was archived and cannot be changed")
             raise DraftConflict(journey.id, expected_revision or existing.draft_revision, now.draft_revision)
@@ -272,7 +257,11 @@ def publish(conn: Connection, workspace_id: str, journey_id: str, now_ms: int, *
     conn.execute(
         update(journeys)
         .where(journeys.c.workspace_id == workspace_id, journeys.c.id == journey_id)
-        .values(live_version=version, status=PAUSED if row.status == PAUSED else LIVE, updated_at_ms=_touch(now_ms))
+        .values(
+            live_version=version,
+            status=PAUSED if row.status == PAUSED else LIVE,
+            updated_at_ms=drafts.touch(journeys, now_ms),
+        )
     )
     if backfill:
         backfills.start(conn, workspace_id, journey_id, version, now_ms)
@@ -283,7 +272,7 @@ def _set_status(conn: Connection, row: Any, status: str, now_ms: int) -> None:
     conn.execute(
         update(journeys)
         .where(journeys.c.workspace_id == row.workspace_id, journeys.c.id == row.id)
-        .values(status=status, updated_at_ms=_touch(now_ms))
+        .values(status=status, updated_at_ms=drafts.touch(journeys, now_ms))
     )
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from nudgeflow.core.segment_index import SegmentVersion
 from nudgeflow.errors import StoreError
@@ -38,7 +38,7 @@ from nudgeflow.model.journey_checks import ERROR, Problem, segment_refs
 from nudgeflow.model.journeys import Journey
 from nudgeflow.model.segment_checks import check_segment, circle_among
 from nudgeflow.model.segments import Segment, referenced_segments
-from nudgeflow.store import sql
+from nudgeflow.store import drafts, sql
 from nudgeflow.store.schema import (
     engine_cursors,
     journey_versions,
@@ -135,12 +135,6 @@ def _row(conn: Connection, workspace_id: str, segment_id: str, *, lock: bool = F
     return row
 
 
-def _touch(now_ms: int) -> ColumnElement[int]:
-    # Strictly increasing, as for journeys (store/journeys._touch): the engine's catalog
-    # fingerprint sums these; computed by the UPDATE from the row as it is then.
-    return case((segments.c.updated_at_ms >= now_ms, segments.c.updated_at_ms + 1), else_=literal(now_ms))
-
-
 def require_workspace(conn: Connection, workspace_id: str) -> None:
     found = conn.execute(select(workspaces.c.id).where(workspaces.c.id == workspace_id)).scalar_one_or_none()
     if found is None:
@@ -228,25 +222,18 @@ def _replace_draft(
     now_ms: int,
     expected_revision: int | None,
 ) -> None:
-    """The compare-and-set of apply(): one UPDATE, guarded by the revision when one is expected."""
-    this = (segments.c.workspace_id == workspace_id, segments.c.id == segment.id)
-    guard = [segments.c.status != ARCHIVED]
-    if expected_revision is not None:
-        guard.append(segments.c.draft_revision == expected_revision)
-    done = conn.execute(
-        update(segments)
-        .where(*this, *guard)
-        .values(
-            name=segment.name,
-            draft=text,
-            draft_revision=segments.c.draft_revision + 1,
-            updated_at_ms=_touch(now_ms),
-        )
+    """The compare-and-set of apply() (store/drafts.replace_draft)."""
+    now = drafts.replace_draft(
+        conn,
+        segments,
+        workspace_id,
+        segment.id,
+        {"name": segment.name, "draft": text},
+        archived=ARCHIVED,
+        expected_revision=expected_revision,
+        now_ms=now_ms,
     )
-    if not done.rowcount:
-        # Changed between apply()'s read and this UPDATE (which, on PostgreSQL, waited for
-        # that change to commit and then found it): archived, or another draft saved.
-        now = conn.execute(select(segments.c.status, segments.c.draft_revision).where(*this)).one()
+    if now is not None:
         if now.status == ARCHIVED:
             raise SegmentRefused(f"segment {segment.id!r} was archived and cannot be changed")
         raise DraftConflict(segment.id, expected_revision or existing.draft_revision, now.draft_revision)
@@ -305,7 +292,7 @@ def publish(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
     conn.execute(
         update(segments)
         .where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
-        .values(live_version=version, status=LIVE, updated_at_ms=_touch(now_ms))
+        .values(live_version=version, status=LIVE, updated_at_ms=drafts.touch(segments, now_ms))
     )
     start_apply(conn, workspace_id, segment_id, version, now_ms)
     return version, True
@@ -331,7 +318,7 @@ def archive(conn: Connection, workspace_id: str, segment_id: str, now_ms: int) -
     conn.execute(
         update(segments)
         .where(segments.c.workspace_id == workspace_id, segments.c.id == segment_id)
-        .values(status=ARCHIVED, updated_at_ms=_touch(now_ms))
+        .values(status=ARCHIVED, updated_at_ms=drafts.touch(segments, now_ms))
     )
     conn.execute(
         update(segment_applies)
